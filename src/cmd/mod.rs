@@ -1,0 +1,59 @@
+//! One module per subcommand: its clap `Args` next to its handler.
+
+pub mod completion;
+pub mod history;
+pub mod image;
+pub mod images;
+pub mod import;
+pub mod info;
+pub mod inspect;
+pub mod load;
+pub mod login;
+pub mod manifest;
+pub mod ps;
+pub mod pull;
+pub mod push;
+pub mod rm;
+pub mod rmi;
+pub mod run;
+pub mod save;
+pub mod start;
+pub mod tag;
+pub mod unshare;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Run(a) => run::run(g, a),
+        Command::Create(a) => run::create(g, a),
+        Command::Start(a) => start::run(g, a),
+        Command::Ps(a) => ps::run(g, a),
+        Command::Rm(a) => rm::run(g, a),
+        Command::Inspect(a) => inspect::run(g, a),
+        Command::Images(a) => images::run(g, a),
+        Command::Rmi(a) => rmi::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
+        Command::History(a) => history::run(g, a),
+        Command::Image(a) => image::run(g, a),
+        Command::Load(a) => load::run(g, a),
+        Command::Save(a) => save::run(g, a),
+        Command::Import(a) => import::run(g, a),
+        Command::Pull(a) => pull::run(g, a),
+        Command::Push(a) => push::run(g, a),
+        Command::Login(a) => login::login(g, a),
+        Command::Logout(a) => login::logout(g, a),
+        Command::Manifest(a) => manifest::run(g, a),
+        Command::Info(a) => info::run(g, a),
+        Command::Unshare(a) => unshare::run(g, a),
+        Command::Completion(a) => completion::run(g, a),
+        Command::Version => {
+            println!("rbox version {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

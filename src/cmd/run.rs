@@ -1,0 +1,101 @@
+//! `rbox run` and `rbox create`: the flags they share (as Podman shares them) and their handlers.
+//! The fork/exec flow itself is in `runtime/`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::GlobalArgs;
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Assign a name to the container
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY for the container
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Run the container in the background and print its ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to pass the caller's value)
+    #[arg(short = 'e', long = "env", value_name = "ENV")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file of KEY=VALUE lines
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Overwrite the image's ENTRYPOINT
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Username or UID, with an optional group (user[:group])
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long = "hostname", value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Bind mount a volume (SRC:DST[:OPTIONS], options ro, rw)
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs (DST[:OPTIONS])
+    #[arg(long = "tmpfs", value_name = "DST[:OPTS]")]
+    pub tmpfs: Vec<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Run a small init as PID 1 that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Network mode: none, host (slirp4netns and pasta come with networking)
+    #[arg(long = "network", alias = "net", value_name = "MODE", default_value = "none")]
+    pub network: String,
+    /// User namespace mode: "" (container root is you) or keep-id (your own uid inside)
+    #[arg(long = "userns", value_name = "MODE", default_value = "")]
+    pub userns: String,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Give the container every capability and no masked paths
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options (no-new-privileges)
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Pull policy: missing, always, never, newer
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pub pull: String,
+    /// Platform to pull (os/arch[/variant])
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Require HTTPS and verify certificates when pulling
+    #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Suppress pull progress output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Image to run
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Command and arguments (override the image's CMD)
+    #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: RunArgs) -> anyhow::Result<ExitCode> {
+    crate::runtime::run(g, a, true)
+}
+
+pub fn create(g: &GlobalArgs, a: RunArgs) -> anyhow::Result<ExitCode> {
+    crate::runtime::run(g, a, false)
+}

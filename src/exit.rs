@@ -1,0 +1,48 @@
+//! Exit codes, written down once (the same table is in README.md and rbox-run(1)):
+//! 125 rbox itself failed, 126 the command cannot be invoked, 127 the command was not found,
+//! otherwise the container's own status, 128+n when it was killed by signal n.
+
+use std::process::ExitCode;
+
+/// rbox itself failed (bad input, storage, namespace setup).
+pub const FAILED: u8 = 125;
+/// The container command exists but cannot be invoked (permission, not executable).
+pub const CANNOT_INVOKE: u8 = 126;
+/// The container command was not found.
+pub const NOT_FOUND: u8 = 127;
+
+/// An error that carries the exit code it must produce; anything else exits 125.
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
+pub struct CodedError {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl CodedError {
+    pub fn new(code: u8, msg: impl Into<String>) -> Self {
+        CodedError { code, msg: msg.into() }
+    }
+}
+
+/// Print `err` as one line on stderr and return its exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    let code = err
+        .downcast_ref::<CodedError>()
+        .map(|c| c.code)
+        .unwrap_or(FAILED);
+    // `{:#}` joins the context chain with ": " into one sentence.
+    let line = format!("{err:#}").replace('\n', " ");
+    eprintln!("Error: {line}");
+    ExitCode::from(code)
+}
+
+/// The exit code for a wait status: the status itself, or 128+n for signal n.
+pub fn from_wait(status: nix::sys::wait::WaitStatus) -> u8 {
+    use nix::sys::wait::WaitStatus;
+    match status {
+        WaitStatus::Exited(_, c) => c as u8,
+        WaitStatus::Signaled(_, sig, _) => 128u8.wrapping_add(sig as i32 as u8),
+        _ => FAILED,
+    }
+}

@@ -1,0 +1,1 @@
+//! PLACEHOLDER (being written): `--format` rendering (json and Go-template placeholders).

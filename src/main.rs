@@ -1,0 +1,25 @@
+//! rbox: rootless, daemonless containers.
+//!
+//! `main` only parses the command line, dispatches, and maps the outcome to an exit code
+//! (see [`exit`]); everything else lives in `cmd/` (one file per subcommand) and `runtime/`.
+
+mod cli;
+mod cmd;
+mod exit;
+mod format;
+mod paths;
+mod runtime;
+mod state;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Shell completion callbacks (`COMPLETE=bash rbox ...`) are answered before any parsing,
+    // straight from the store, with no namespace entry and no lock.
+    cli::complete_env();
+    let cli = cli::parse();
+    match cmd::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => exit::report(&err),
+    }
+}

@@ -1,0 +1,1 @@
+//! Container records (being written).
