@@ -1,1 +1,191 @@
+//! rbox-storage: the image store of rbox.
+//!
+//! Owns content-addressed blobs, unpacked layers (one directory per diff id, shared by every
+//! image that has it), image records and their names, per-container layer directories, and
+//! docker-archive / oci-archive / rootfs-tarball import and export. It does not own mounting
+//! (`mount.rs`, the lead's), reference grammar (`reference.rs`, the registry helper's) nor the
+//! network side of pulls (crate `rbox-registry`).
+//!
+//! # Layout under the store root
+//!
+//! ```text
+//! blobs/sha256/<hex>          verified blobs (manifests, configs, compressed layers); written to
+//!                             tmp/, fsynced, renamed into place
+//! layers/<diffid-hex>/diff/   the unpacked layer: the overlay lowerdir (`Store::layer_path`)
+//! layers/<diffid-hex>/layer.json   {diff_id, blob, size}; the whole layer dir appears by one rename
+//! images/<id-hex>.json        one ImageRecord per image (id = config digest), replaced atomically
+//! names/<encoded name>        one small file per name holding the image id hex; lock-free to read
+//!                             (replaced by rename), `/` written as `%2F` and `%` as `%25`
+//! containers/<id>/            upper/, work/, rootfs/ (copy driver), layer.json {image_id, layers}
+//! locks/                      flock files: layer-<hex>, image-<hex>, name-<encoded>
+//! tmp/                        staging on the same filesystem; entries are `<pid>.<starttime>.<n>.<what>`
+//!                             and entries of dead processes are removed when the store is opened
+//! ```
+//!
+//! There is no global database: a layer is committed under its own lock, an image record under
+//! its image lock, a name under its name lock. Readers (image listings, lookups, completion)
+//! take no lock at all, since every file they read is replaced by an atomic rename.
 
+#![deny(unsafe_code)]
+
+pub mod archive;
+pub mod container;
+pub mod digest;
+pub mod images;
+pub mod layer;
+mod lock;
+mod store;
+#[allow(unsafe_code)]
+mod sys;
+
+use std::path::PathBuf;
+
+pub use archive::Format;
+pub use container::ContainerDir;
+pub use digest::{Digest, Hasher};
+pub use images::{list_image_names_fast, HistoryEntry, ImageRecord, LayerRef};
+pub use layer::LayerInfo;
+pub use store::Store;
+
+/// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.
+///
+/// Unpacking folds any owner outside that range to 0 instead of failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    pub uid_count: u32,
+    pub gid_count: u32,
+}
+
+impl IdMap {
+    /// Every id (real root in the initial namespace).
+    pub fn full() -> IdMap {
+        IdMap {
+            uid_count: u32::MAX,
+            gid_count: u32::MAX,
+        }
+    }
+
+    /// Maps a uid from an image to one usable here.
+    pub fn uid(&self, id: u64) -> u32 {
+        if id < u64::from(self.uid_count) {
+            id as u32
+        } else {
+            0
+        }
+    }
+
+    /// Maps a gid from an image to one usable here.
+    pub fn gid(&self, id: u64) -> u32 {
+        if id < u64::from(self.gid_count) {
+            id as u32
+        } else {
+            0
+        }
+    }
+}
+
+/// Errors of the image store. Messages are one lowercase sentence, paths in backticks.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("invalid digest `{0}`")]
+    InvalidDigest(String),
+    #[error("blob {0} not found in the store")]
+    BlobNotFound(Digest),
+    #[error("layer {0} not found in the store")]
+    LayerNotFound(Digest),
+    #[error("image not known: {0}")]
+    ImageNotFound(String),
+    #[error("image name `{name}` is ambiguous: {candidates:?}")]
+    AmbiguousImage {
+        name: String,
+        candidates: Vec<String>,
+    },
+    #[error(
+        "image {image} is in use by containers {containers:?} (use force to remove it anyway)"
+    )]
+    ImageInUse {
+        image: String,
+        containers: Vec<String>,
+    },
+    #[error("invalid image name `{0}`")]
+    InvalidName(String),
+    #[error("refusing layer entry `{path}`: {reason}")]
+    HostileEntry { path: String, reason: String },
+    #[error("invalid layer: {0}")]
+    InvalidLayer(String),
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    #[error("invalid image config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid archive: {0}")]
+    InvalidArchive(String),
+    #[error("invalid change `{0}`")]
+    InvalidChange(String),
+    #[error("container {0} already exists")]
+    ContainerExists(String),
+    #[error("container {0} not found in the store")]
+    ContainerNotFound(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn hostile(path: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::HostileEntry {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `Result` with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds `context` to io errors: `res.ctx(|| format!("read `{}`", p.display()))`.
+pub(crate) trait IoContext<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| Error::io(f(), e))
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| Error::io(f(), std::io::Error::from(e)))
+    }
+}
+
+/// Formats a path for error text.
+pub(crate) fn bt(p: &std::path::Path) -> String {
+    format!("`{}`", p.display())
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<Store>();
+    f::<Error>();
+    let _: Option<PathBuf> = None;
+}

@@ -1,0 +1,154 @@
+//! Per-container layer directories under `containers/<id>/`.
+//!
+//! Owns `upper/` and `work/` (overlay), `rootfs/` (the mount point, or the copy driver's
+//! tree) and `layer.json` (which image the container uses, so `rmi` can refuse). The binary
+//! keeps its own `container.json` next to them; mounting is mount.rs's business.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::store::{remove_tree, Store};
+use crate::{bt, Error, IoContext, Result};
+
+/// The directories of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDir {
+    pub dir: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub rootfs: PathBuf,
+    /// The image's layer directories, top-most first (overlay `lowerdir` order).
+    pub lower_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ContainerLayer {
+    image_id: Digest,
+    layers: Vec<Digest>,
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+impl Store {
+    fn container_path(&self, id: &str) -> Result<PathBuf> {
+        if !valid_id(id) {
+            return Err(Error::ContainerNotFound(id.to_string()));
+        }
+        Ok(self.containers_dir().join(id))
+    }
+
+    /// Creates `containers/<id>/` with upper/, work/, rootfs/ and layer.json for an image.
+    /// The image lock (shared) is held meanwhile, so a concurrent `rmi` either sees this
+    /// container or has already removed the image (then this fails with ImageNotFound).
+    pub fn create_container_dir(&self, id: &str, image_id: &Digest) -> Result<ContainerDir> {
+        let dir = self.container_path(id)?;
+        let _g = self.lock_shared(&format!("image-{}", image_id.hex()))?;
+        let rec = self.lookup_image(&image_id.to_string())?;
+        for l in &rec.layers {
+            if !self.has_layer(&l.diff_id) {
+                return Err(Error::LayerNotFound(l.diff_id.clone()));
+            }
+        }
+        // Build in tmp/, then rename: a container dir is either complete or absent.
+        let tmp = self.tmp_path("container");
+        fs::create_dir(&tmp.path).ctx(|| format!("create {}", bt(&tmp.path)))?;
+        for sub in ["upper", "work", "rootfs"] {
+            let p = tmp.path.join(sub);
+            fs::create_dir(&p).ctx(|| format!("create {}", bt(&p)))?;
+        }
+        let meta = ContainerLayer {
+            image_id: rec.id.clone(),
+            layers: rec.layers.iter().map(|l| l.diff_id.clone()).collect(),
+        };
+        let p = tmp.path.join("layer.json");
+        fs::write(
+            &p,
+            serde_json::to_vec_pretty(&meta).expect("container layer serializes"),
+        )
+        .ctx(|| format!("write {}", bt(&p)))?;
+        match fs::rename(&tmp.path, &dir) {
+            Ok(()) => tmp.keep(),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) => {
+                return Err(Error::ContainerExists(id.to_string()))
+            }
+            Err(e) => return Err(Error::io(format!("create {}", bt(&dir)), e)),
+        }
+        Ok(self.container_dir_of(dir, &meta.layers))
+    }
+
+    fn container_dir_of(&self, dir: PathBuf, layers: &[Digest]) -> ContainerDir {
+        ContainerDir {
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            rootfs: dir.join("rootfs"),
+            lower_dirs: layers.iter().rev().map(|d| self.layer_path(d)).collect(),
+            dir,
+        }
+    }
+
+    /// The directories of an existing container.
+    pub fn container_dir(&self, id: &str) -> Result<ContainerDir> {
+        let dir = self.container_path(id)?;
+        let p = dir.join("layer.json");
+        let data = fs::read(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::ContainerNotFound(id.to_string())
+            } else {
+                Error::io(format!("read {}", bt(&p)), e)
+            }
+        })?;
+        let meta: ContainerLayer = serde_json::from_slice(&data)
+            .map_err(|e| Error::io(format!("parse {}", bt(&p)), io::Error::other(e)))?;
+        Ok(self.container_dir_of(dir, &meta.layers))
+    }
+
+    /// Removes a container's directory (upper layer included). Missing is not an error.
+    pub fn remove_container_dir(&self, id: &str) -> Result<()> {
+        let dir = self.container_path(id)?;
+        // Make the container disappear first (one rename), then delete at leisure.
+        let tmp = self.tmp_path("rmcontainer");
+        match fs::rename(&dir, &tmp.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("remove {}", bt(&dir)), e)),
+        }
+        remove_tree(&tmp.path).ctx(|| format!("remove {}", bt(&tmp.path)))?;
+        tmp.keep();
+        Ok(())
+    }
+
+    /// Ids of the containers whose dir references `image_id`.
+    pub fn containers_using(&self, image_id: &Digest) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(self.containers_dir()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for ent in rd.flatten() {
+            let Ok(data) = fs::read(ent.path().join("layer.json")) else {
+                continue;
+            };
+            let Ok(meta) = serde_json::from_slice::<ContainerLayer>(&data) else {
+                continue;
+            };
+            if meta.image_id == *image_id {
+                if let Some(n) = ent.file_name().to_str() {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}

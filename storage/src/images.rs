@@ -1,0 +1,662 @@
+//! Image records, names and lookup.
+//!
+//! Owns `images/<id>.json` (one [`ImageRecord`] per image; the id is the config digest),
+//! the `names/` index (one small file per name holding the image id, replaced by rename, so
+//! readers need no lock), lookup by full name, short name, id or id prefix, tagging, removal
+//! with garbage collection of layers no other image uses, and history from the config.
+//! It does not unpack layers (layer.rs) nor read archives (archive.rs).
+//!
+//! Lock order, to stay deadlock-free: a name lock may be taken before an image lock, never
+//! after; image locks are never nested; layer locks are taken in sorted order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use oci_spec::image::{ImageConfiguration, ImageManifest};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::store::Store;
+use crate::{bt, Error, IoContext, Result};
+
+/// One image in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The config digest.
+    pub id: Digest,
+    /// Full references, e.g. `localhost/busybox:latest`, `docker.io/library/alpine:3.19`.
+    pub names: Vec<String>,
+    /// The manifest digest.
+    pub digest: Digest,
+    pub manifest_media_type: String,
+    /// Layers bottom-most first.
+    pub layers: Vec<LayerRef>,
+    /// RFC 3339 creation time from the config, when it has one.
+    pub created: Option<String>,
+    /// Sum of the uncompressed layer sizes, in bytes.
+    pub size: u64,
+}
+
+/// One layer of an image: its diff id (the unpacked layer) and the blob it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    pub diff_id: Digest,
+    pub blob: Digest,
+    pub media_type: String,
+    /// The blob size from the manifest.
+    pub size: u64,
+}
+
+/// One line of `rbox history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The layer this step produced (`None` for an empty layer).
+    pub layer: Option<Digest>,
+    pub created: Option<String>,
+    pub created_by: Option<String>,
+    pub comment: Option<String>,
+    pub empty_layer: bool,
+    /// Uncompressed size of the layer, 0 for an empty layer.
+    pub size: u64,
+}
+
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+// ---- names ----
+
+/// Splits `name[:tag][@digest]` into its repository (with registry), tag and digest parts.
+pub(crate) fn split_name(s: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (s, None),
+    };
+    let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match rest[slash..].rfind(':') {
+        Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..]), digest),
+        None => (rest, None, digest),
+    }
+}
+
+/// Whether the first path component of `repo` names a registry (has a dot or a port, or is
+/// `localhost`), as the docker reference grammar decides.
+pub(crate) fn has_registry(repo: &str) -> bool {
+    match repo.split_once('/') {
+        Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
+        None => false,
+    }
+}
+
+fn valid_repo(repo: &str) -> bool {
+    !repo.is_empty()
+        && repo.split('/').all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-:".contains(&b))
+        })
+}
+
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !tag.starts_with(['.', '-'])
+}
+
+/// Normalises a name given by the user, as podman does for local images: no registry means
+/// `localhost/`, no tag means `:latest`. `busybox` -> `localhost/busybox:latest`.
+pub fn normalize_name(name: &str) -> Result<String> {
+    normalize_with(name, "localhost/")
+}
+
+/// Normalises a name as docker does (archive `RepoTags`): no registry means `docker.io/`, and
+/// a single component gets `library/`. `busybox` -> `docker.io/library/busybox:latest`.
+pub fn normalize_docker_name(name: &str) -> Result<String> {
+    let (repo, _, _) = split_name(name);
+    if !has_registry(repo) && !repo.contains('/') {
+        normalize_with(name, "docker.io/library/")
+    } else {
+        normalize_with(name, "docker.io/")
+    }
+}
+
+fn normalize_with(name: &str, prefix: &str) -> Result<String> {
+    let bad = || Error::InvalidName(name.to_string());
+    let (repo, tag, digest) = split_name(name);
+    if !valid_repo(repo) {
+        return Err(bad());
+    }
+    let repo = if has_registry(repo) {
+        repo.to_string()
+    } else {
+        if repo.contains(':') {
+            return Err(bad());
+        }
+        format!("{prefix}{repo}")
+    };
+    let mut out = repo;
+    match tag {
+        Some(t) if !valid_tag(t) => return Err(bad()),
+        Some(t) => {
+            out.push(':');
+            out.push_str(t);
+        }
+        None if digest.is_none() => out.push_str(":latest"),
+        None => {}
+    }
+    if let Some(d) = digest {
+        Digest::parse(d).map_err(|_| bad())?;
+        out.push('@');
+        out.push_str(d);
+    }
+    Ok(out)
+}
+
+/// A name as a file name in `names/`: `%` -> `%25`, `/` -> `%2F`.
+fn encode_name(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+fn decode_name(file: &str) -> String {
+    file.replace("%2F", "/").replace("%25", "%")
+}
+
+/// Every image name in the store at `root`, sorted: a plain directory listing, with no lock
+/// and no namespace, for shell completion.
+pub fn list_image_names_fast(root: &Path) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(root.join("names")) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(decode_name))
+        .collect();
+    v.sort();
+    v
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Store {
+    fn image_path(&self, id: &Digest) -> std::path::PathBuf {
+        self.images_dir().join(format!("{}.json", id.hex()))
+    }
+
+    fn name_path(&self, name: &str) -> std::path::PathBuf {
+        self.names_dir().join(encode_name(name))
+    }
+
+    fn read_record(&self, id: &Digest) -> Result<Option<ImageRecord>> {
+        let p = self.image_path(id);
+        match fs::read(&p) {
+            Ok(data) => serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|e| Error::InvalidManifest(format!("image record {}: {e}", bt(&p)))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {}", bt(&p)), e)),
+        }
+    }
+
+    fn write_record(&self, rec: &ImageRecord) -> Result<()> {
+        let data = serde_json::to_vec_pretty(rec).expect("image record serializes");
+        self.write_atomic(&self.image_path(&rec.id), &data)
+    }
+
+    fn read_name(&self, name: &str) -> Option<Digest> {
+        let s = fs::read_to_string(self.name_path(name)).ok()?;
+        Digest::from_hex(s.trim()).ok()
+    }
+
+    /// Records a new image (or adds names to an existing one). The config must match the
+    /// manifest's config digest, and every layer must already be unpacked in the store.
+    pub fn commit_image(
+        &self,
+        manifest: &[u8],
+        config: &[u8],
+        names: &[String],
+    ) -> Result<ImageRecord> {
+        let m = ImageManifest::from_reader(manifest)
+            .map_err(|e| Error::InvalidManifest(e.to_string()))?;
+        let media_type = match m.media_type() {
+            Some(t) => t.to_string(),
+            None => OCI_MANIFEST.to_string(),
+        };
+        if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+            return Err(Error::InvalidManifest(format!(
+                "unsupported manifest media type `{media_type}`"
+            )));
+        }
+        let want_config = Digest::parse(m.config().digest().as_ref())?;
+        let id = Digest::of(config);
+        if id != want_config {
+            return Err(Error::DigestMismatch {
+                expected: want_config,
+                actual: id,
+            });
+        }
+        let cfg = ImageConfiguration::from_reader(config)
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        let diff_ids = cfg
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<Vec<_>>>()?;
+        if diff_ids.len() != m.layers().len() {
+            return Err(Error::InvalidManifest(format!(
+                "manifest has {} layers but the config lists {} diff ids",
+                m.layers().len(),
+                diff_ids.len()
+            )));
+        }
+        let names = names
+            .iter()
+            .map(|n| normalize_name(n))
+            .collect::<Result<Vec<_>>>()?;
+
+        // Hold every layer's lock while checking presence and writing the record, so a
+        // concurrent removal cannot delete a layer this record is about to reference.
+        let unique: BTreeSet<&Digest> = diff_ids.iter().collect();
+        let mut guards = Vec::new();
+        for d in &unique {
+            guards.push(self.lock(&format!("layer-{}", d.hex()))?);
+            if !self.has_layer(d) {
+                return Err(Error::LayerNotFound((*d).clone()));
+            }
+        }
+        let mut size = 0;
+        let mut layers = Vec::new();
+        for (desc, diff_id) in m.layers().iter().zip(&diff_ids) {
+            size += self.layer_meta(diff_id)?.size;
+            layers.push(LayerRef {
+                diff_id: diff_id.clone(),
+                blob: Digest::parse(desc.digest().as_ref())?,
+                media_type: desc.media_type().to_string(),
+                size: desc.size(),
+            });
+        }
+        let digest = self.put_blob(manifest)?;
+        self.put_blob(config)?;
+        let rec = {
+            let _g = self.lock(&format!("image-{}", id.hex()))?;
+            let old = self.read_record(&id)?;
+            let mut rec = ImageRecord {
+                id: id.clone(),
+                names: old.map(|o| o.names).unwrap_or_default(),
+                digest,
+                manifest_media_type: media_type,
+                layers,
+                created: cfg.created().clone(),
+                size,
+            };
+            for n in &names {
+                if !rec.names.contains(n) {
+                    rec.names.push(n.clone());
+                }
+            }
+            self.write_record(&rec)?;
+            rec
+        };
+        drop(guards);
+        for n in &names {
+            self.assign_name(n, &id)?;
+        }
+        self.read_record(&id)?
+            .ok_or_else(|| Error::ImageNotFound(rec.id.to_string()))
+    }
+
+    /// Points `name` (normalised) at image `id`, taking it away from any other image.
+    fn assign_name(&self, name: &str, id: &Digest) -> Result<()> {
+        let _n = self.lock(&format!("name-{}", encode_name(name)))?;
+        let old = self.read_name(name);
+        {
+            let _i = self.lock(&format!("image-{}", id.hex()))?;
+            let mut rec = self
+                .read_record(id)?
+                .ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
+            if !rec.names.iter().any(|n| n == name) {
+                rec.names.push(name.to_string());
+                self.write_record(&rec)?;
+            }
+            self.write_atomic(&self.name_path(name), id.hex().as_bytes())?;
+        }
+        if let Some(old) = old.filter(|o| o != id) {
+            let _i = self.lock(&format!("image-{}", old.hex()))?;
+            if let Some(mut rec) = self.read_record(&old)? {
+                rec.names.retain(|n| n != name);
+                self.write_record(&rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every image record, newest first.
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        let dir = self.images_dir();
+        let rd = fs::read_dir(&dir).ctx(|| format!("read {}", bt(&dir)))?;
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.ctx(|| format!("read {}", bt(&dir)))?;
+            let name = ent.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            let Ok(id) = Digest::from_hex(hex) else {
+                continue;
+            };
+            if let Some(rec) = self.read_record(&id)? {
+                out.push(rec);
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Finds an image by full name, short name (`busybox`, `busybox:1`, `library/busybox`),
+    /// `name@sha256:...`, full id or unique id prefix (3+ hex digits, `sha256:` optional).
+    pub fn lookup_image(&self, name_or_id: &str) -> Result<ImageRecord> {
+        let q = name_or_id.trim();
+        let not_found = || Error::ImageNotFound(q.to_string());
+        if q.is_empty() {
+            return Err(not_found());
+        }
+        let hexpart = q.strip_prefix("sha256:").unwrap_or(q);
+        if hexpart.len() == 64 && is_hex(hexpart) {
+            if let Some(rec) = self.read_record(&Digest::from_hex(hexpart)?)? {
+                return Ok(rec);
+            }
+        }
+        if let Ok(full) = normalize_name(q) {
+            if let Some(id) = self.read_name(&full) {
+                if let Some(rec) = self.read_record(&id)? {
+                    return Ok(rec);
+                }
+            }
+        }
+        if let Some(rec) = self.lookup_by_digest(q)? {
+            return Ok(rec);
+        }
+        if let Some(rec) = self.lookup_short(q)? {
+            return Ok(rec);
+        }
+        if hexpart.len() >= 3 && is_hex(hexpart) {
+            let mut found = Vec::new();
+            if let Ok(rd) = fs::read_dir(self.images_dir()) {
+                for ent in rd.flatten() {
+                    let n = ent.file_name();
+                    if let Some(h) = n.to_str().and_then(|n| n.strip_suffix(".json")) {
+                        if h.starts_with(hexpart) {
+                            found.push(h.to_string());
+                        }
+                    }
+                }
+            }
+            match found.len() {
+                0 => {}
+                1 => {
+                    if let Some(rec) = self.read_record(&Digest::from_hex(&found[0])?)? {
+                        return Ok(rec);
+                    }
+                }
+                _ => {
+                    found.sort();
+                    return Err(Error::AmbiguousImage {
+                        name: q.to_string(),
+                        candidates: found,
+                    });
+                }
+            }
+        }
+        Err(not_found())
+    }
+
+    /// `repo@sha256:...`: an image whose manifest digest matches and which has a name in
+    /// that repository.
+    fn lookup_by_digest(&self, q: &str) -> Result<Option<ImageRecord>> {
+        let (repo, _, Some(d)) = split_name(q) else {
+            return Ok(None);
+        };
+        let Ok(d) = Digest::parse(d) else {
+            return Ok(None);
+        };
+        for rec in self.images()? {
+            if rec.digest != d {
+                continue;
+            }
+            if rec.names.iter().any(|n| {
+                let (r, _, _) = split_name(n);
+                r == repo || short_matches(r, repo)
+            }) {
+                return Ok(Some(rec));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A name without a registry matches `<any registry>/<name>` and
+    /// `docker.io/library/<name>`; `localhost/` wins, then `docker.io/`, else it must be unique.
+    fn lookup_short(&self, q: &str) -> Result<Option<ImageRecord>> {
+        let (repo, tag, digest) = split_name(q);
+        if digest.is_some() || has_registry(repo) || !valid_repo(repo) {
+            return Ok(None);
+        }
+        let tag = tag.unwrap_or("latest");
+        let mut by_id: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+        for n in list_image_names_fast(self.root()) {
+            let (r, t, _) = split_name(&n);
+            if t != Some(tag) || !short_matches(r, repo) {
+                continue;
+            }
+            if let Some(id) = self.read_name(&n) {
+                by_id.entry(id).or_default().push(n);
+            }
+        }
+        if by_id.len() > 1 {
+            let pick = ["localhost/", "docker.io/"].iter().find_map(|p| {
+                let ids: Vec<_> = by_id
+                    .iter()
+                    .filter(|(_, ns)| ns.iter().any(|n| n.starts_with(p)))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                (ids.len() == 1).then(|| ids[0].clone())
+            });
+            match pick {
+                Some(id) => by_id.retain(|k, _| *k == id),
+                None => {
+                    return Err(Error::AmbiguousImage {
+                        name: q.to_string(),
+                        candidates: by_id.into_values().flatten().collect(),
+                    })
+                }
+            }
+        }
+        match by_id.into_keys().next() {
+            Some(id) => self.read_record(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds `new_name` (normalised; `busybox` -> `localhost/busybox:latest`) to the image
+    /// found by `image` (name or id).
+    pub fn tag_image(&self, image: &str, new_name: &str) -> Result<ImageRecord> {
+        let rec = self.lookup_image(image)?;
+        let name = normalize_name(new_name)?;
+        self.assign_name(&name, &rec.id)?;
+        self.read_record(&rec.id)?
+            .ok_or_else(|| Error::ImageNotFound(image.to_string()))
+    }
+
+    /// Removes one name from its image (the image stays, possibly without names).
+    pub fn untag_image(&self, name: &str) -> Result<ImageRecord> {
+        let full = match normalize_name(name) {
+            Ok(f) if self.read_name(&f).is_some() => f,
+            _ => {
+                // A short name: resolve it to the one full name it means.
+                let rec = self
+                    .lookup_short(name)?
+                    .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+                let (repo, tag, _) = split_name(name);
+                let tag = tag.unwrap_or("latest");
+                rec.names
+                    .iter()
+                    .find(|n| {
+                        let (r, t, _) = split_name(n);
+                        t == Some(tag) && short_matches(r, repo)
+                    })
+                    .cloned()
+                    .ok_or_else(|| Error::ImageNotFound(name.to_string()))?
+            }
+        };
+        let _n = self.lock(&format!("name-{}", encode_name(&full)))?;
+        let id = self
+            .read_name(&full)
+            .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+        let _i = self.lock(&format!("image-{}", id.hex()))?;
+        let p = self.name_path(&full);
+        fs::remove_file(&p).ctx(|| format!("remove {}", bt(&p)))?;
+        let mut rec = self
+            .read_record(&id)?
+            .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+        rec.names.retain(|n| *n != full);
+        self.write_record(&rec)?;
+        Ok(rec)
+    }
+
+    /// Removes an image: its record, its names, and every layer and blob no other image
+    /// uses. Refused while a container dir references it, unless `force`.
+    pub fn remove_image(&self, id: &Digest, force: bool) -> Result<()> {
+        let rec = {
+            let _i = self.lock(&format!("image-{}", id.hex()))?;
+            let rec = self
+                .read_record(id)?
+                .ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
+            if !force {
+                let users = self.containers_using(id);
+                if !users.is_empty() {
+                    return Err(Error::ImageInUse {
+                        image: id.to_string(),
+                        containers: users,
+                    });
+                }
+            }
+            let p = self.image_path(id);
+            fs::remove_file(&p).ctx(|| format!("remove {}", bt(&p)))?;
+            rec
+        };
+        for n in &rec.names {
+            let _n = self.lock(&format!("name-{}", encode_name(n)))?;
+            if self.read_name(n).as_ref() == Some(id) {
+                let p = self.name_path(n);
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("remove {}", bt(&p)), e)),
+                }
+            }
+        }
+        self.gc_image_content(&rec)
+    }
+
+    /// Deletes the layers and blobs of a removed record that no remaining record uses.
+    fn gc_image_content(&self, rec: &ImageRecord) -> Result<()> {
+        let unique: BTreeSet<&Digest> = rec.layers.iter().map(|l| &l.diff_id).collect();
+        for diff_id in unique {
+            let _l = self.lock(&format!("layer-{}", diff_id.hex()))?;
+            let others = self.images()?;
+            if others
+                .iter()
+                .any(|r| r.layers.iter().any(|l| l.diff_id == *diff_id))
+            {
+                continue;
+            }
+            let meta = self.layer_meta(diff_id).ok();
+            self.remove_dir_atomic(&self.layer_dir(diff_id))?;
+            let mut blobs: Vec<Digest> = rec
+                .layers
+                .iter()
+                .filter(|l| l.diff_id == *diff_id)
+                .map(|l| l.blob.clone())
+                .collect();
+            blobs.extend(meta.and_then(|m| m.blob));
+            for b in blobs {
+                if !others.iter().any(|r| r.layers.iter().any(|l| l.blob == b)) {
+                    self.delete_blob(&b)?;
+                }
+            }
+        }
+        let others = self.images()?;
+        if !others.iter().any(|r| r.digest == rec.digest) {
+            self.delete_blob(&rec.digest)?;
+        }
+        if !others.iter().any(|r| r.id == rec.id) {
+            self.delete_blob(&rec.id)?;
+        }
+        Ok(())
+    }
+
+    /// The image's parsed config.
+    pub fn image_config(&self, rec: &ImageRecord) -> Result<ImageConfiguration> {
+        let data = self.read_blob(&rec.id)?;
+        ImageConfiguration::from_reader(&data[..]).map_err(|e| Error::InvalidConfig(e.to_string()))
+    }
+
+    /// The image's stored manifest bytes.
+    pub fn image_manifest(&self, rec: &ImageRecord) -> Result<Vec<u8>> {
+        self.read_blob(&rec.digest)
+    }
+
+    /// The image's history, oldest first, each step with the layer it produced.
+    pub fn history(&self, rec: &ImageRecord) -> Result<Vec<HistoryEntry>> {
+        let cfg = self.image_config(rec)?;
+        let mut layers = rec.layers.iter();
+        let size_of = |l: &LayerRef| self.layer_meta(&l.diff_id).map(|m| m.size).unwrap_or(0);
+        let mut out = Vec::new();
+        for h in cfg.history().as_deref().unwrap_or(&[]) {
+            let empty = h.empty_layer().unwrap_or(false);
+            let layer = if empty { None } else { layers.next() };
+            out.push(HistoryEntry {
+                layer: layer.map(|l| l.diff_id.clone()),
+                created: h.created().clone(),
+                created_by: h.created_by().clone(),
+                comment: h.comment().clone(),
+                empty_layer: empty,
+                size: layer.map(size_of).unwrap_or(0),
+            });
+        }
+        // Layers the history does not describe (configs without history).
+        for l in layers {
+            out.push(HistoryEntry {
+                layer: Some(l.diff_id.clone()),
+                created: None,
+                created_by: None,
+                comment: None,
+                empty_layer: false,
+                size: size_of(l),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Whether the stored repository `stored` (with registry) is what the short `query` means.
+fn short_matches(stored: &str, query: &str) -> bool {
+    let Some((registry, path)) = stored.split_once('/') else {
+        return false;
+    };
+    if !has_registry(stored) {
+        return false;
+    }
+    path == query || (registry == "docker.io" && path.strip_prefix("library/") == Some(query))
+}
+
+#[cfg(test)]
+#[path = "images_tests.rs"]
+mod tests;

@@ -1,0 +1,879 @@
+//! Layer unpacking: a (gzip | zstd | plain) tar stream becomes one directory per diff id.
+//!
+//! Owns decompression (autodetected by magic), the diff id (sha256 of the uncompressed tar)
+//! computed while unpacking, and the translation of tar entries into the form the overlay
+//! mount needs: OCI whiteouts `.wh.NAME` become 0/0 character devices, `.wh..wh..opq` becomes
+//! `user.overlay.opaque=y` on the directory (layers are mounted with `userxattr`).
+//!
+//! This is the security boundary against hostile images. Every file operation happens
+//! relative to a directory fd obtained by an `O_NOFOLLOW` component walk from the layer root,
+//! after the entry path has been cleaned lexically; so no entry can reach outside the layer:
+//! `..` that climbs above the root is refused, absolute paths are made relative, a parent path
+//! that goes through a symlink is refused, hard links must name a file inside the layer through
+//! real directories, and symlinks are created but never followed. Device nodes other than
+//! whiteouts are skipped with a warning; `trusted.*` and `user.overlay.*` xattrs from the image
+//! are dropped (the kernel would obey them). Owners outside the [`IdMap`] fold to 0.
+//!
+//! It does not mount anything and does not know about images.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{
+    fchmod, fstatat, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{
+    fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, Hasher, HashingReader};
+use crate::store::{create_new, remove_tree, Store};
+use crate::{bt, sys, Error, IdMap, IoContext, Result};
+
+/// What unpacking a layer produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// sha256 of the uncompressed tar stream.
+    pub diff_id: Digest,
+    /// The stored (possibly compressed) blob, when one was kept.
+    pub blob: Option<Digest>,
+    /// Size of the uncompressed tar stream in bytes.
+    pub size: u64,
+    /// Entries skipped (device nodes, unsupported types), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Compression of a layer stream, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// Detects gzip (`1f 8b`) and zstd (`28 b5 2f fd`); anything else is taken as plain tar.
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// The OCI layer media type for this compression.
+    pub fn oci_media_type(self) -> &'static str {
+        match self {
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+
+    /// The Docker schema2 layer media type (Docker has none for zstd; the OCI one is used).
+    pub fn docker_media_type(self) -> &'static str {
+        match self {
+            Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
+            Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
+/// Wraps `r` in the decompressor its magic bytes call for.
+pub fn decompress<'a, R: BufRead + 'a>(mut r: R) -> Result<(Compression, Box<dyn Read + 'a>)> {
+    let head = r.fill_buf().ctx(|| "read layer stream".to_string())?;
+    let c = Compression::detect(head);
+    let rd: Box<dyn Read + 'a> = match c {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(r).ctx(|| "start zstd decoder".to_string())?,
+        ),
+    };
+    Ok((c, rd))
+}
+
+/// Per-layer metadata kept next to the unpacked `diff/` directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LayerMeta {
+    pub diff_id: Digest,
+    #[serde(default)]
+    pub blob: Option<Digest>,
+    #[serde(default)]
+    pub blob_size: Option<u64>,
+    pub compression: Compression,
+    pub size: u64,
+}
+
+impl Store {
+    pub(crate) fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.layers_dir().join(diff_id.hex())
+    }
+
+    /// Whether the layer with this diff id is unpacked in the store.
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.layer_dir(diff_id).join("layer.json").is_file()
+    }
+
+    /// The unpacked layer directory, usable as an overlay lowerdir.
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.layer_dir(diff_id).join("diff")
+    }
+
+    pub(crate) fn layer_meta(&self, diff_id: &Digest) -> Result<LayerMeta> {
+        let p = self.layer_dir(diff_id).join("layer.json");
+        let data = match fs::read(&p) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::LayerNotFound(diff_id.clone()))
+            }
+            Err(e) => return Err(Error::io(format!("read {}", bt(&p)), e)),
+        };
+        serde_json::from_slice(&data).map_err(|e| Error::InvalidLayer(format!("{}: {e}", bt(&p))))
+    }
+
+    /// Unpacks a layer stream (gzip, zstd or plain tar) into the store. With
+    /// `expected_diff_id`, the uncompressed stream must hash to it, and an already present
+    /// layer is returned without reading the stream.
+    pub fn apply_layer(
+        &self,
+        r: impl Read,
+        expected_diff_id: Option<&Digest>,
+    ) -> Result<LayerInfo> {
+        self.store_layer(r, None, None, expected_diff_id, false)
+    }
+
+    /// One streaming pass over a downloaded layer blob: stores the compressed blob and unpacks
+    /// it, verifying the blob digest (and size) and the diff id. On any mismatch nothing is kept.
+    pub fn pull_layer(
+        &self,
+        r: impl Read,
+        blob: &Digest,
+        size: Option<u64>,
+        expected_diff_id: Option<&Digest>,
+    ) -> Result<LayerInfo> {
+        self.store_layer(r, Some(blob), size, expected_diff_id, true)
+    }
+
+    /// The general form of [`Store::apply_layer`] and [`Store::pull_layer`]: `keep_blob` also
+    /// stores the raw stream as a blob (verified against `expected_blob` when given).
+    pub(crate) fn store_layer(
+        &self,
+        mut r: impl Read,
+        expected_blob: Option<&Digest>,
+        expected_size: Option<u64>,
+        expected_diff: Option<&Digest>,
+        keep_blob: bool,
+    ) -> Result<LayerInfo> {
+        // With a known diff id, hold the layer lock for the whole unpack: a concurrent
+        // unpack of the same layer waits and then finds it present instead of redoing it.
+        let mut guard = match expected_diff {
+            Some(d) => Some(self.lock(&format!("layer-{}", d.hex()))?),
+            None => None,
+        };
+        if let Some(d) = expected_diff {
+            if self.has_layer(d) {
+                let meta = self.layer_meta(d)?;
+                let blob_present = match (&meta.blob, expected_blob) {
+                    (_, Some(b)) => self.has_blob(b),
+                    (Some(b), None) => self.has_blob(b),
+                    (None, None) => false,
+                };
+                let blob = if keep_blob && !blob_present {
+                    let (b, n) = self.write_blob(&mut r, expected_blob, expected_size)?;
+                    let mut meta = meta.clone();
+                    meta.blob = Some(b.clone());
+                    meta.blob_size = Some(n);
+                    self.write_atomic(
+                        &self.layer_dir(d).join("layer.json"),
+                        &serde_json::to_vec_pretty(&meta).expect("layer meta serializes"),
+                    )?;
+                    Some(b)
+                } else {
+                    expected_blob.cloned().or(meta.blob)
+                };
+                return Ok(LayerInfo {
+                    diff_id: d.clone(),
+                    blob,
+                    size: meta.size,
+                    warnings: Vec::new(),
+                });
+            }
+        }
+
+        let dir = self.tmp_path("layer");
+        fs::create_dir(&dir.path).ctx(|| format!("create {}", bt(&dir.path)))?;
+        let diff = dir.path.join("diff");
+        fs::create_dir(&diff).ctx(|| format!("create {}", bt(&diff)))?;
+        let blob_tmp = if keep_blob {
+            let t = self.tmp_path("blob");
+            let f = create_new(&t.path, 0o644)?;
+            Some((t, f))
+        } else {
+            None
+        };
+
+        let mut raw_hasher = Hasher::new();
+        let (compression, diff_id, size, warnings, blob_file) = {
+            let mut tee = Tee {
+                inner: &mut r,
+                hasher: &mut raw_hasher,
+                file: blob_tmp.as_ref().map(|(_, f)| f),
+            };
+            let (compression, decoded) =
+                decompress(BufReader::with_capacity(256 * 1024, &mut tee))?;
+            let mut hashed = HashingReader::new(decoded);
+            let mut unpacker = Unpacker::new(&diff, self.ids())?;
+            let mut archive = tar::Archive::new(&mut hashed);
+            unpacker.unpack(&mut archive)?;
+            let (diff_id, size) = hashed.finish().map_err(read_err)?;
+            unpacker.finish()?;
+            // The decoder may stop before the end of the raw stream (gzip trailer padding);
+            // the rest still belongs to the blob digest.
+            io::copy(&mut tee, &mut io::sink()).map_err(read_err)?;
+            (compression, diff_id, size, unpacker.warnings, blob_tmp)
+        };
+        let blob_size = raw_hasher.len();
+        let blob_digest = raw_hasher.finish();
+
+        if let Some(exp) = expected_diff {
+            if *exp != diff_id {
+                return Err(Error::DigestMismatch {
+                    expected: exp.clone(),
+                    actual: diff_id,
+                });
+            }
+        }
+        if let Some(exp) = expected_blob {
+            if *exp != blob_digest {
+                return Err(Error::DigestMismatch {
+                    expected: exp.clone(),
+                    actual: blob_digest,
+                });
+            }
+        }
+        if let Some(exp) = expected_size {
+            if exp != blob_size {
+                return Err(Error::SizeMismatch {
+                    digest: blob_digest,
+                    expected: exp,
+                    actual: blob_size,
+                });
+            }
+        }
+
+        if guard.is_none() {
+            guard = Some(self.lock(&format!("layer-{}", diff_id.hex()))?);
+        }
+        let blob = if let Some((t, f)) = blob_file {
+            self.commit_blob(t, f, &blob_digest)?;
+            Some(blob_digest)
+        } else {
+            None
+        };
+        let meta = LayerMeta {
+            diff_id: diff_id.clone(),
+            blob: blob.clone(),
+            blob_size: blob.as_ref().map(|_| blob_size),
+            compression,
+            size,
+        };
+        if !self.has_layer(&diff_id) {
+            let mut f = create_new(&dir.path.join("layer.json"), 0o644)?;
+            f.write_all(&serde_json::to_vec_pretty(&meta).expect("layer meta serializes"))
+                .and_then(|_| f.sync_all())
+                .ctx(|| format!("write {}", bt(&dir.path.join("layer.json"))))?;
+            let dst = self.layer_dir(&diff_id);
+            // A leftover directory without layer.json is an interrupted removal: clear it.
+            if dst.exists() {
+                self.remove_dir_atomic(&dst)?;
+            }
+            fs::rename(&dir.path, &dst).ctx(|| format!("rename layer into {}", bt(&dst)))?;
+            dir.keep();
+        }
+        drop(guard);
+        Ok(LayerInfo {
+            diff_id,
+            blob,
+            size,
+            warnings,
+        })
+    }
+}
+
+fn read_err(e: io::Error) -> Error {
+    Error::io("read layer stream", e)
+}
+
+/// Copies everything read from `inner` into a hasher and, optionally, a blob file.
+struct Tee<'a, R: Read> {
+    inner: &'a mut R,
+    hasher: &'a mut Hasher,
+    file: Option<&'a File>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        if let Some(mut f) = self.file {
+            f.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+/// A cleaned relative path inside the layer: no empty, `.` or `..` components.
+type Comps = Vec<Vec<u8>>;
+
+/// Cleans a tar path lexically: leading `/` and `.` components go, `..` pops, and a `..`
+/// that would climb above the layer root is refused.
+pub(crate) fn clean_path(raw: &[u8]) -> Result<Comps> {
+    let mut out: Comps = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                if out.pop().is_none() {
+                    return Err(Error::hostile(
+                        String::from_utf8_lossy(raw),
+                        "path escapes the layer",
+                    ));
+                }
+            }
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+fn show(comps: &[Vec<u8>]) -> String {
+    let mut s = String::new();
+    for (i, c) in comps.iter().enumerate() {
+        if i > 0 {
+            s.push('/');
+        }
+        s.push_str(&String::from_utf8_lossy(c));
+    }
+    s
+}
+
+fn os(c: &[u8]) -> &OsStr {
+    OsStr::from_bytes(c)
+}
+
+/// Metadata applied to a directory after all its contents are written.
+struct DirMeta {
+    comps: Comps,
+    mode: u32,
+    mtime: i64,
+}
+
+struct Unpacker {
+    root_path: PathBuf,
+    root: OwnedFd,
+    ids: IdMap,
+    euid: u32,
+    egid: u32,
+    dirs: Vec<DirMeta>,
+    parent_cache: Option<(Comps, OwnedFd)>,
+    pub warnings: Vec<String>,
+}
+
+/// The parts of a tar header the unpacker uses, with PAX overrides applied.
+struct Meta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC)
+    .union(OFlag::O_RDONLY);
+
+impl Unpacker {
+    fn new(root_path: &Path, ids: IdMap) -> Result<Unpacker> {
+        let root = openat(nix::fcntl::AT_FDCWD, root_path, DIR_FLAGS, Mode::empty())
+            .ctx(|| format!("open {}", bt(root_path)))?;
+        Ok(Unpacker {
+            root_path: root_path.to_path_buf(),
+            root,
+            ids,
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
+            dirs: Vec::new(),
+            parent_cache: None,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn unpack<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<()> {
+        let entries = archive
+            .entries()
+            .map_err(|e| Error::InvalidLayer(e.to_string()))?;
+        for entry in entries {
+            let mut entry =
+                entry.map_err(|e| Error::InvalidLayer(format!("read tar entry: {e}")))?;
+            self.entry(&mut entry)?;
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let raw_path = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let comps = clean_path(&raw_path)?;
+        let meta =
+            read_meta(entry).map_err(|e| Error::InvalidLayer(format!("entry `{shown}`: {e}")))?;
+        let kind = entry.header().entry_type();
+
+        if comps.is_empty() {
+            // The layer root itself ("./"): only directory metadata applies.
+            if kind.is_dir() {
+                self.chown_fd(
+                    &self.root.try_clone().ctx(|| "dup fd".into())?,
+                    &meta,
+                    &shown,
+                )?;
+                self.dirs.push(DirMeta {
+                    comps,
+                    mode: meta.mode,
+                    mtime: meta.mtime,
+                });
+            }
+            return Ok(());
+        }
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let parent = self.open_dir(parent_comps, true, &shown)?;
+
+        // Whiteouts.
+        if let Some(target) = name.strip_prefix(b".wh.") {
+            if target == b".wh..opq" {
+                sys::fsetxattr(&parent, "user.overlay.opaque", b"y")
+                    .ctx(|| format!("mark `{}` opaque", show(parent_comps)))?;
+                return Ok(());
+            }
+            if target.starts_with(b".wh.") {
+                // Other AUFS metadata (`.wh..wh.plnk`, ...): meaningless to overlay.
+                return Ok(());
+            }
+            if target.is_empty() || target == b"." || target == b".." {
+                return Err(Error::hostile(shown, "invalid whiteout name"));
+            }
+            self.clear_slot(&parent, parent_comps, target, false)?;
+            mknodat(&parent, os(target), SFlag::S_IFCHR, Mode::empty(), 0)
+                .ctx(|| format!("create whiteout for `{shown}`"))?;
+            return Ok(());
+        }
+
+        use tar::EntryType as T;
+        match kind {
+            T::Regular | T::Continuous | T::GNUSparse => {
+                self.clear_slot(&parent, parent_comps, name, false)?;
+                let fd = openat(
+                    &parent,
+                    os(name),
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_WRONLY
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .ctx(|| format!("create `{shown}`"))?;
+                let mut f = File::from(fd);
+                io::copy(entry, &mut f).map_err(|e| Error::io(format!("write `{shown}`"), e))?;
+                self.chown_fd(&f, &meta, &shown)?;
+                fchmod(&f, Mode::from_bits_truncate(meta.mode))
+                    .ctx(|| format!("chmod `{shown}`"))?;
+                self.set_xattrs(&f, &meta);
+                let t = TimeSpec::new(meta.mtime, 0);
+                futimens(&f, &t, &t).ctx(|| format!("set times of `{shown}`"))?;
+            }
+            T::Directory => {
+                let exists = match fstatat(&parent, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(st) => {
+                        SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+                            == SFlag::S_IFDIR
+                    }
+                    Err(Errno::ENOENT) => false,
+                    Err(e) => return Err(Error::io(format!("stat `{shown}`"), e.into())),
+                };
+                if !exists {
+                    self.clear_slot(&parent, parent_comps, name, false)?;
+                    mkdirat(&parent, os(name), Mode::from_bits_truncate(0o700))
+                        .ctx(|| format!("create directory `{shown}`"))?;
+                }
+                let dfd = openat(&parent, os(name), DIR_FLAGS, Mode::empty())
+                    .ctx(|| format!("open directory `{shown}`"))?;
+                self.chown_fd(&dfd, &meta, &shown)?;
+                self.set_xattrs(&dfd, &meta);
+                // Keep the directory writable (owner rwx) until its contents are in.
+                fchmod(&dfd, Mode::from_bits_truncate((meta.mode & 0o777) | 0o700))
+                    .ctx(|| format!("chmod `{shown}`"))?;
+                self.dirs.push(DirMeta {
+                    comps: comps.clone(),
+                    mode: meta.mode,
+                    mtime: meta.mtime,
+                });
+            }
+            T::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Error::InvalidLayer(format!("symlink `{shown}` has no target")))?
+                    .into_owned();
+                if target.is_empty() || target.contains(&0) {
+                    return Err(Error::InvalidLayer(format!(
+                        "symlink `{shown}` has an invalid target"
+                    )));
+                }
+                self.clear_slot(&parent, parent_comps, name, false)?;
+                symlinkat(os(&target), &parent, os(name))
+                    .ctx(|| format!("create symlink `{shown}`"))?;
+                self.chown_at(&parent, name, &meta, &shown)?;
+                let t = TimeSpec::new(meta.mtime, 0);
+                utimensat(&parent, os(name), &t, &t, UtimensatFlags::NoFollowSymlink)
+                    .ctx(|| format!("set times of `{shown}`"))?;
+            }
+            T::Link => {
+                let raw_target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| {
+                        Error::InvalidLayer(format!("hard link `{shown}` has no target"))
+                    })?
+                    .into_owned();
+                let tcomps = clean_path(&raw_target).map_err(|_| {
+                    Error::hostile(shown.clone(), "hard link target escapes the layer")
+                })?;
+                let Some((tname, tparent_comps)) = tcomps.split_last() else {
+                    return Err(Error::hostile(shown, "hard link to the layer root"));
+                };
+                let tparent = self
+                    .open_dir(tparent_comps, false, &shown)
+                    .map_err(|e| match e {
+                        Error::HostileEntry { .. } => e,
+                        _ => Error::hostile(shown.clone(), "hard link target is not in the layer"),
+                    })?;
+                match fstatat(&tparent, os(tname), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(st)
+                        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+                            == SFlag::S_IFDIR =>
+                    {
+                        return Err(Error::hostile(shown, "hard link to a directory"));
+                    }
+                    Ok(_) => {}
+                    Err(Errno::ENOENT) => {
+                        return Err(Error::hostile(
+                            shown,
+                            "hard link target is not in the layer",
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!("stat link target of `{shown}`"),
+                            e.into(),
+                        ))
+                    }
+                }
+                if tcomps == comps {
+                    return Ok(());
+                }
+                self.clear_slot(&parent, parent_comps, name, false)?;
+                // flags 0: a symlink target is linked itself, never followed.
+                linkat(&tparent, os(tname), &parent, os(name), AtFlags::empty())
+                    .ctx(|| format!("create hard link `{shown}`"))?;
+            }
+            T::Fifo => {
+                self.clear_slot(&parent, parent_comps, name, false)?;
+                mkfifoat(
+                    &parent,
+                    os(name),
+                    Mode::from_bits_truncate(meta.mode & 0o7777),
+                )
+                .ctx(|| format!("create fifo `{shown}`"))?;
+                self.chown_at(&parent, name, &meta, &shown)?;
+                // The fifo was just created here by us, so following is moot; fchmodat with
+                // NoFollow is not supported by Linux.
+                nix::sys::stat::fchmodat(
+                    &parent,
+                    os(name),
+                    Mode::from_bits_truncate(meta.mode & 0o7777),
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )
+                .ctx(|| format!("chmod `{shown}`"))?;
+                let t = TimeSpec::new(meta.mtime, 0);
+                utimensat(&parent, os(name), &t, &t, UtimensatFlags::NoFollowSymlink)
+                    .ctx(|| format!("set times of `{shown}`"))?;
+            }
+            T::Char | T::Block => {
+                let major = entry.header().device_major().ok().flatten().unwrap_or(0);
+                let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
+                if kind == T::Char && major == 0 && minor == 0 {
+                    // Already in overlay whiteout form.
+                    self.clear_slot(&parent, parent_comps, name, false)?;
+                    mknodat(&parent, os(name), SFlag::S_IFCHR, Mode::empty(), 0)
+                        .ctx(|| format!("create whiteout `{shown}`"))?;
+                } else {
+                    let what = if kind == T::Char {
+                        "character"
+                    } else {
+                        "block"
+                    };
+                    self.warnings.push(format!(
+                        "skipped {what} device `{shown}` ({major}:{minor}): device nodes cannot be created rootless"
+                    ));
+                }
+            }
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {}
+            other => {
+                self.warnings.push(format!(
+                    "skipped `{shown}`: unsupported tar entry type {:?}",
+                    other.as_byte() as char
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the directory `comps` under the root by a component walk that never follows a
+    /// symlink; missing directories are created when `create`.
+    fn open_dir(&mut self, comps: &[Vec<u8>], create: bool, shown: &str) -> Result<OwnedFd> {
+        if let Some((c, fd)) = &self.parent_cache {
+            if c.as_slice() == comps {
+                return fd.try_clone().ctx(|| "dup fd".into());
+            }
+        }
+        let mut cur = self.root.try_clone().ctx(|| "dup fd".into())?;
+        for (i, c) in comps.iter().enumerate() {
+            let next = match openat(&cur, os(c), DIR_FLAGS, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) if create => {
+                    mkdirat(&cur, os(c), Mode::from_bits_truncate(0o755))
+                        .ctx(|| format!("create directory `{}`", show(&comps[..=i])))?;
+                    openat(&cur, os(c), DIR_FLAGS, Mode::empty())
+                        .ctx(|| format!("open directory `{}`", show(&comps[..=i])))?
+                }
+                Err(Errno::ELOOP) => {
+                    return Err(Error::hostile(
+                        shown,
+                        format!("parent `{}` is a symlink", show(&comps[..=i])),
+                    ))
+                }
+                Err(Errno::ENOTDIR) => {
+                    return Err(Error::hostile(
+                        shown,
+                        format!("parent `{}` is not a directory", show(&comps[..=i])),
+                    ))
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("open directory `{}`", show(&comps[..=i])),
+                        e.into(),
+                    ))
+                }
+            };
+            cur = next;
+        }
+        if create {
+            self.parent_cache = Some((comps.to_vec(), cur.try_clone().ctx(|| "dup fd".into())?));
+        }
+        Ok(cur)
+    }
+
+    /// Makes room for a new entry `name` in `parent`: removes whatever is there (a later tar
+    /// entry replaces an earlier one).
+    fn clear_slot(
+        &mut self,
+        parent: &OwnedFd,
+        parent_comps: &[Vec<u8>],
+        name: &[u8],
+        _dir_ok: bool,
+    ) -> Result<()> {
+        let st = match fstatat(parent, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(()),
+            Err(e) => {
+                return Err(Error::io(
+                    format!(
+                        "stat `{}/{}`",
+                        show(parent_comps),
+                        String::from_utf8_lossy(name)
+                    ),
+                    e.into(),
+                ))
+            }
+        };
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
+            // The parents were walked without symlinks in our private temp dir, so the
+            // path is stable; remove_tree never follows symlinks.
+            let mut p = self.root_path.clone();
+            for c in parent_comps {
+                p.push(os(c));
+            }
+            p.push(os(name));
+            remove_tree(&p).ctx(|| format!("remove {}", bt(&p)))?;
+            self.parent_cache = None;
+            let mut full = parent_comps.to_vec();
+            full.push(name.to_vec());
+            self.dirs.retain(|d| !d.comps.starts_with(&full));
+        } else {
+            unlinkat(parent, os(name), UnlinkatFlags::NoRemoveDir).ctx(|| {
+                format!(
+                    "remove `{}/{}`",
+                    show(parent_comps),
+                    String::from_utf8_lossy(name)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn owner(&self, meta: &Meta) -> (u32, u32) {
+        (self.ids.uid(meta.uid), self.ids.gid(meta.gid))
+    }
+
+    /// Whether a chown error can be ignored: with a single mapped id every file is already
+    /// owned by the only id there is.
+    fn chown_ignorable(&self, e: Errno) -> bool {
+        matches!(e, Errno::EPERM | Errno::EINVAL)
+            && (self.ids.uid_count <= 1 || self.ids.gid_count <= 1)
+    }
+
+    fn chown_fd<F: AsFd>(&self, fd: F, meta: &Meta, shown: &str) -> Result<()> {
+        let (uid, gid) = self.owner(meta);
+        if (uid, gid) == (self.euid, self.egid) {
+            return Ok(());
+        }
+        match fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))) {
+            Ok(()) => Ok(()),
+            Err(e) if self.chown_ignorable(e) => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("chown `{shown}` to {uid}:{gid}"),
+                e.into(),
+            )),
+        }
+    }
+
+    fn chown_at(&self, parent: &OwnedFd, name: &[u8], meta: &Meta, shown: &str) -> Result<()> {
+        let (uid, gid) = self.owner(meta);
+        if (uid, gid) == (self.euid, self.egid) {
+            return Ok(());
+        }
+        match fchownat(
+            parent,
+            os(name),
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if self.chown_ignorable(e) => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("chown `{shown}` to {uid}:{gid}"),
+                e.into(),
+            )),
+        }
+    }
+
+    /// Sets the image's xattrs where the kernel allows; failures are not fatal (an
+    /// unprivileged user cannot set `security.*`, some filesystems have no `user.*`).
+    fn set_xattrs<F: AsFd>(&self, fd: F, meta: &Meta) {
+        for (k, v) in &meta.xattrs {
+            let _ = sys::fsetxattr(fd.as_fd(), k, v);
+        }
+    }
+
+    /// Applies deferred directory modes and mtimes, deepest first, so that writing children
+    /// neither needs write permission nor bumps a parent's mtime afterwards.
+    fn finish(&mut self) -> Result<()> {
+        self.parent_cache = None;
+        let mut dirs = std::mem::take(&mut self.dirs);
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.comps.len()));
+        for d in dirs {
+            let shown = show(&d.comps);
+            let fd = self.open_dir(&d.comps, false, &shown)?;
+            fchmod(&fd, Mode::from_bits_truncate(d.mode & 0o7777))
+                .ctx(|| format!("chmod `{shown}`"))?;
+            let t = TimeSpec::new(d.mtime, 0);
+            futimens(&fd, &t, &t).ctx(|| format!("set times of `{shown}`"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Xattrs an image may carry into the layer. `trusted.*` and `user.overlay.*` would be
+/// obeyed by overlayfs (an image could fake whiteouts, redirects or metacopy), and
+/// everything outside `user.*` / `security.capability` is not ours to set.
+pub(crate) fn xattr_allowed(name: &str) -> bool {
+    (name.starts_with("user.") && !name.starts_with("user.overlay."))
+        || name == "security.capability"
+}
+
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
+    let h = entry.header();
+    let mut meta = Meta {
+        mode: h.mode()? & 0o7777,
+        uid: h.uid()?,
+        gid: h.gid()?,
+        mtime: h.mtime().map(|m| m.min(i64::MAX as u64) as i64)?,
+        xattrs: Vec::new(),
+    };
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            let Ok(key) = ext.key() else { continue };
+            let val = ext.value_bytes();
+            let num = || {
+                std::str::from_utf8(val)
+                    .ok()
+                    .and_then(|s| s.split('.').next()?.parse::<i64>().ok())
+            };
+            match key {
+                "uid" => {
+                    if let Some(v) = num() {
+                        meta.uid = v.max(0) as u64;
+                    }
+                }
+                "gid" => {
+                    if let Some(v) = num() {
+                        meta.gid = v.max(0) as u64;
+                    }
+                }
+                "mtime" => {
+                    if let Some(v) = num() {
+                        meta.mtime = v;
+                    }
+                }
+                k => {
+                    if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
+                        if xattr_allowed(name) {
+                            meta.xattrs.push((name.to_string(), val.to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(meta)
+}
+
+#[cfg(test)]
+#[path = "layer_tests.rs"]
+mod tests;

@@ -1,0 +1,445 @@
+//! The store facade: root layout, staging in `tmp/`, and content-addressed blobs.
+//!
+//! Owns where everything lives (see the crate docs for the layout), temp entries and their
+//! cleanup, atomic file replacement and the blob operations. Layers, images, archives and
+//! container dirs add their methods to [`Store`] from their own modules.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::digest::{Digest, HashingReader};
+use crate::lock::{self, LockGuard};
+use crate::{bt, Error, IdMap, IoContext, Result};
+
+/// A handle on one store root. Cheap to open; holds no lock.
+pub struct Store {
+    root: PathBuf,
+    ids: IdMap,
+    counter: AtomicU64,
+}
+
+const DIRS: &[&str] = &[
+    "blobs/sha256",
+    "layers",
+    "images",
+    "names",
+    "containers",
+    "locks",
+    "tmp",
+];
+
+impl Store {
+    /// Opens (creating on first use) the store at `root`. Stale temp entries left by dead
+    /// processes are removed on the way.
+    pub fn open(root: &Path, ids: IdMap) -> Result<Store> {
+        for d in DIRS {
+            let p = root.join(d);
+            if !p.is_dir() {
+                fs::create_dir_all(&p).ctx(|| format!("create store directory {}", bt(&p)))?;
+            }
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+            ids,
+            counter: AtomicU64::new(0),
+        };
+        store.clean_tmp();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn ids(&self) -> IdMap {
+        self.ids
+    }
+
+    // ---- paths ----
+
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    /// Where the blob `d` lives (whether or not it is present).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.blobs_dir().join(d.hex())
+    }
+
+    pub(crate) fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    pub(crate) fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    pub(crate) fn names_dir(&self) -> PathBuf {
+        self.root.join("names")
+    }
+
+    pub(crate) fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    pub(crate) fn tmp_root(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn lock(&self, key: &str) -> Result<LockGuard> {
+        lock::exclusive(&self.root.join("locks").join(key))
+    }
+
+    pub(crate) fn lock_shared(&self, key: &str) -> Result<LockGuard> {
+        lock::shared(&self.root.join("locks").join(key))
+    }
+
+    // ---- staging ----
+
+    /// A fresh path under `tmp/` (not created) that is removed when the guard drops unless
+    /// [`TmpPath::keep`] is called.
+    pub(crate) fn tmp_path(&self, what: &str) -> TmpPath {
+        let (pid, start) = self_stamp();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        TmpPath {
+            path: self.tmp_root().join(format!("{pid}.{start}.{n}.{what}")),
+            keep: false,
+        }
+    }
+
+    /// Removes `tmp/` entries whose owning process is gone. Errors are ignored: a read-only
+    /// caller (listing images) may not be allowed to delete, and a later writer will.
+    fn clean_tmp(&self) {
+        let Ok(rd) = fs::read_dir(self.tmp_root()) else {
+            return;
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let mut parts = name.splitn(3, '.');
+            let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+                continue;
+            };
+            if process_start(pid) != Some(start) {
+                let _ = remove_tree(&ent.path());
+            }
+        }
+    }
+
+    /// Writes `bytes` to `path` atomically (temp in `tmp/`, fsync, rename).
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = self.tmp_path("file");
+        let mut f = create_new(&tmp.path, 0o644)?;
+        f.write_all(bytes)
+            .and_then(|_| f.sync_all())
+            .ctx(|| format!("write {}", bt(&tmp.path)))?;
+        drop(f);
+        fs::rename(&tmp.path, path).ctx(|| format!("rename into {}", bt(path)))?;
+        tmp.keep();
+        Ok(())
+    }
+
+    // ---- blobs ----
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Streams `r` into the blob store. With `expected`, a digest mismatch returns
+    /// [`Error::DigestMismatch`] and keeps nothing; likewise a size mismatch.
+    pub fn write_blob(
+        &self,
+        r: impl Read,
+        expected: Option<&Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<(Digest, u64)> {
+        let tmp = self.tmp_path("blob");
+        let mut f = create_new(&tmp.path, 0o644)?;
+        let mut hr = HashingReader::new(r);
+        let n = io::copy(&mut hr, &mut f).ctx(|| format!("write blob {}", bt(&tmp.path)))?;
+        let (digest, _) = hr.finish().ctx(|| "read blob".to_string())?;
+        if let Some(exp) = expected {
+            if *exp != digest {
+                return Err(Error::DigestMismatch {
+                    expected: exp.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        if let Some(size) = expected_size {
+            if size != n {
+                return Err(Error::SizeMismatch {
+                    digest,
+                    expected: size,
+                    actual: n,
+                });
+            }
+        }
+        self.commit_blob(tmp, f, &digest)?;
+        Ok((digest, n))
+    }
+
+    /// Moves a fully written and verified temp file into `blobs/`.
+    pub(crate) fn commit_blob(&self, tmp: TmpPath, f: File, digest: &Digest) -> Result<()> {
+        f.sync_all().ctx(|| format!("sync {}", bt(&tmp.path)))?;
+        drop(f);
+        let dst = self.blob_path(digest);
+        if dst.is_file() {
+            // Same content already present; the temp copy goes away with the guard.
+            return Ok(());
+        }
+        fs::rename(&tmp.path, &dst).ctx(|| format!("rename blob into {}", bt(&dst)))?;
+        tmp.keep();
+        Ok(())
+    }
+
+    /// Stores a small blob held in memory.
+    pub fn put_blob(&self, data: &[u8]) -> Result<Digest> {
+        let d = Digest::of(data);
+        if !self.has_blob(&d) {
+            self.write_blob(data, Some(&d), Some(data.len() as u64))?;
+        }
+        Ok(d)
+    }
+
+    /// Reads a whole blob, verifying it against its digest.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let p = self.blob_path(d);
+        let data = match fs::read(&p) {
+            Ok(v) => v,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::BlobNotFound(d.clone()))
+            }
+            Err(e) => return Err(Error::io(format!("read blob {}", bt(&p)), e)),
+        };
+        let actual = Digest::of(&data);
+        if actual != *d {
+            return Err(Error::DigestMismatch {
+                expected: d.clone(),
+                actual,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Opens a blob for streaming (not verified; callers hash as they read when it matters).
+    pub fn open_blob(&self, d: &Digest) -> Result<File> {
+        let p = self.blob_path(d);
+        File::open(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::BlobNotFound(d.clone())
+            } else {
+                Error::io(format!("open blob {}", bt(&p)), e)
+            }
+        })
+    }
+
+    /// Deletes a blob if present.
+    pub(crate) fn delete_blob(&self, d: &Digest) -> Result<()> {
+        let p = self.blob_path(d);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove blob {}", bt(&p)), e)),
+        }
+    }
+
+    /// Removes a directory tree by first renaming it into `tmp/` (so a crash mid-way leaves
+    /// only a stale temp entry, never a half-deleted layer in place).
+    pub(crate) fn remove_dir_atomic(&self, dir: &Path) -> Result<()> {
+        let tmp = self.tmp_path("del");
+        match fs::rename(dir, &tmp.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("remove {}", bt(dir)), e)),
+        }
+        remove_tree(&tmp.path).ctx(|| format!("remove {}", bt(&tmp.path)))?;
+        tmp.keep();
+        Ok(())
+    }
+}
+
+/// A path under `tmp/` removed on drop unless kept.
+pub(crate) struct TmpPath {
+    pub path: PathBuf,
+    keep: bool,
+}
+
+impl TmpPath {
+    /// The entry has been renamed away (or is otherwise gone): do not remove it on drop.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for TmpPath {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = remove_tree(&self.path);
+        }
+    }
+}
+
+pub(crate) fn create_new(path: &Path, mode: u32) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .ctx(|| format!("create {}", bt(path)))
+}
+
+/// Removes a file or a directory tree, making directories writable first when a read-only
+/// directory (mode 0555 from an image) stops an unprivileged removal. Never follows symlinks.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let md = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !md.is_dir() {
+        return fs::remove_file(path);
+    }
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_writable(path)?;
+            fs::remove_dir_all(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn make_writable(dir: &Path) -> io::Result<()> {
+    let md = fs::symlink_metadata(dir)?;
+    if !md.is_dir() {
+        return Ok(());
+    }
+    let mode = md.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700))?;
+    }
+    for ent in fs::read_dir(dir)? {
+        let ent = ent?;
+        if ent.file_type()?.is_dir() {
+            make_writable(&ent.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// This process's pid and start time (clock ticks since boot), which together name it
+/// uniquely across pid reuse.
+fn self_stamp() -> (u32, u64) {
+    static STAMP: OnceLock<(u32, u64)> = OnceLock::new();
+    *STAMP.get_or_init(|| {
+        let pid = std::process::id();
+        (pid, process_start(pid).unwrap_or(0))
+    })
+}
+
+/// Start time of `pid` from `/proc/<pid>/stat` (field 22), or `None` if it does not exist.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(
+            &d.path().join("store"),
+            IdMap {
+                uid_count: 1,
+                gid_count: 1,
+            },
+        )
+        .unwrap();
+        (d, s)
+    }
+
+    fn tmp_entries(s: &Store) -> usize {
+        fs::read_dir(s.tmp_root()).unwrap().count()
+    }
+
+    #[test]
+    fn blob_write_verify_and_read() {
+        let (_d, s) = store();
+        let want = Digest::of(b"hello");
+        let (d, n) = s.write_blob(&b"hello"[..], Some(&want), Some(5)).unwrap();
+        assert_eq!((d.clone(), n), (want.clone(), 5));
+        assert!(s.has_blob(&d));
+        assert_eq!(s.read_blob(&d).unwrap(), b"hello");
+        assert_eq!(s.put_blob(b"hello").unwrap(), d);
+        assert_eq!(tmp_entries(&s), 0);
+    }
+
+    #[test]
+    fn blob_digest_mismatch_keeps_nothing() {
+        let (_d, s) = store();
+        let want = Digest::of(b"hello");
+        let err = s.write_blob(&b"HELLO"[..], Some(&want), None).unwrap_err();
+        match err {
+            Error::DigestMismatch { expected, actual } => {
+                assert_eq!(expected, want);
+                assert_eq!(actual, Digest::of(b"HELLO"));
+            }
+            e => panic!("unexpected {e}"),
+        }
+        assert!(!s.has_blob(&want));
+        assert!(!s.has_blob(&Digest::of(b"HELLO")));
+        assert_eq!(tmp_entries(&s), 0);
+        let err = s
+            .write_blob(&b"hello"[..], Some(&want), Some(4))
+            .unwrap_err();
+        assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
+        assert!(!s.has_blob(&want));
+    }
+
+    #[test]
+    fn corrupted_blob_is_detected_on_read() {
+        let (_d, s) = store();
+        let d = s.put_blob(b"data").unwrap();
+        fs::write(s.blob_path(&d), b"evil").unwrap();
+        assert!(matches!(s.read_blob(&d), Err(Error::DigestMismatch { .. })));
+        let missing = Digest::of(b"missing");
+        assert!(matches!(s.read_blob(&missing), Err(Error::BlobNotFound(_))));
+    }
+
+    #[test]
+    fn stale_tmp_entries_of_dead_processes_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("store");
+        let s = Store::open(&root, IdMap::full()).unwrap();
+        // A pid that cannot exist (above pid_max) and a live one (ours) with a wrong start time.
+        fs::create_dir(s.tmp_root().join("4294967.1.0.layer")).unwrap();
+        fs::write(
+            s.tmp_root()
+                .join(format!("{}.1.0.blob", std::process::id())),
+            b"x",
+        )
+        .unwrap();
+        let live = s.tmp_path("keepme");
+        fs::write(&live.path, b"x").unwrap();
+        let _ = Store::open(&root, IdMap::full()).unwrap();
+        let left: Vec<_> = fs::read_dir(s.tmp_root())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(left, vec![live.path.clone()]);
+    }
+}
