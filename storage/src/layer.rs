@@ -830,9 +830,13 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
     let h = entry.header();
     let mut meta = Meta {
         mode: h.mode()? & 0o7777,
-        uid: h.uid()?,
-        gid: h.gid()?,
-        mtime: h.mtime().map(|m| m.min(i64::MAX as u64) as i64)?,
+        // Some writers leave these blank; GNU tar reads blank as 0, and so do we.
+        uid: h.uid().unwrap_or(0),
+        gid: h.gid().unwrap_or(0),
+        mtime: h
+            .mtime()
+            .map(|m| m.min(i64::MAX as u64) as i64)
+            .unwrap_or(0),
         xattrs: Vec::new(),
     };
     if let Some(exts) = entry.pax_extensions()? {
