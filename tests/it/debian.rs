@@ -1,0 +1,52 @@
+//! End to end on a real distribution root: Debian bookworm (minbase) made by debootstrap when
+//! the mirror answers, imported with `rbox import`, then run as each user. Kept short: the
+//! root is made once per machine and cached under target/.
+
+use crate::fixtures;
+use crate::util::for_each_user;
+
+#[test]
+fn debian_root_runs() {
+    let Some(tar) = fixtures::debian_rootfs_tar() else {
+        return;
+    };
+    for_each_user("debian", |env| {
+        let tar = env.copy_in(&tar, "debian.tar");
+        env.rbox()
+            .arg("import")
+            .arg(&tar)
+            .arg("debian:bookworm")
+            .timeout(std::time::Duration::from_secs(300))
+            .output()
+            .success();
+        let run = |args: &[&str]| {
+            let mut c = env.rbox();
+            c.args(["run", "--rm", "debian:bookworm"]).args(args);
+            c.output().success().text()
+        };
+        assert!(run(&["cat", "/etc/debian_version"]).starts_with("12."));
+        assert!(run(&["apt-get", "--version"]).starts_with("apt "));
+        assert_eq!(run(&["bash", "-c", "echo $((6*7)) $0"]), "42 bash");
+        assert_eq!(run(&["id", "-u"]), "0");
+        if env.user.has_many_ids() {
+            assert_eq!(
+                env.rbox()
+                    .args([
+                        "run",
+                        "--rm",
+                        "-u",
+                        "nobody",
+                        "debian:bookworm",
+                        "id",
+                        "-un"
+                    ])
+                    .output()
+                    .success()
+                    .text(),
+                "nobody"
+            );
+            // dpkg's files keep their owners through the id map.
+            assert_eq!(run(&["stat", "-c", "%U:%G", "/var/mail"]), "root:mail");
+        }
+    });
+}

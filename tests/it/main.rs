@@ -1,0 +1,13 @@
+//! rbox's integration tests: one test binary (ripgrep style), running the real `rbox` binary as
+//! root and as each unprivileged test user (see `util`), on images the tests make offline (see
+//! `fixtures`). Run with `cargo nextest run --workspace` (what `.ci/run` runs).
+
+mod fixtures;
+mod util;
+
+mod debian;
+mod hostile;
+mod images;
+mod podman;
+mod registry;
+mod run;

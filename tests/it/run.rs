@@ -1,0 +1,738 @@
+//! `rbox run`: exit codes, the image config's Entrypoint/Cmd/Env/WorkingDir with Docker's
+//! override rules, `-e`/`--env-file`, `-u`, `-w`, bind mounts, `--read-only`, the pid and uts
+//! namespaces, `-t` through a real pty, `-i`, signal forwarding, `--rm`, parallel runs.
+//! Every test runs once per identity from `util::users()`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+
+use nix::sys::signal::Signal;
+
+use crate::fixtures;
+use crate::util::{for_each_user, tree, Env};
+
+/// Import busybox as `busybox` and load the helper image (`localhost/helper:latest`).
+fn setup(env: &Env) {
+    env.import_busybox("busybox");
+    env.load(&fixtures::helper_docker_archive()).success();
+}
+
+fn env_map(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim_end_matches('\r').split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn import_then_run_busybox() {
+    for_each_user("import_run", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "busybox", "echo", "hello"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "hello");
+        // Arguments after the image belong to the container, flags included.
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "busybox", "ls", "-d", "/bin"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "/bin");
+    });
+}
+
+#[test]
+fn exit_codes() {
+    for_each_user("exit_codes", |env| {
+        setup(env);
+        let run = |args: &[&str]| {
+            let mut c = env.rbox();
+            c.args(["run", "--rm"]).args(args);
+            c.output()
+        };
+        run(&["helper", "exit", "0"]).code_is(0);
+        run(&["helper", "exit", "3"]).code_is(3);
+        run(&["busybox", "sh", "-c", "exit 42"]).code_is(42);
+        // 125: rbox itself failed (here: an unknown image, no registry consulted).
+        run(&["--pull=never", "no-such-image-here", "true"]).rbox_error();
+        // 126: the command exists but cannot be invoked.
+        let out = run(&["busybox", "/etc/passwd"]).code_is(126);
+        assert!(!out.stderr.contains("panicked"), "{out}");
+        run(&["--entrypoint", "/etc/not-executable", "helper"]).code_is(126);
+        // 127: no such command, by path and through PATH.
+        run(&["busybox", "/no/such/command"]).code_is(127);
+        run(&["busybox", "no-such-command-anywhere"]).code_is(127);
+        // 128+n: killed by signal n.
+        run(&["helper", "kill", "9"]).code_is(128 + 9);
+        run(&["helper", "kill", "15"]).code_is(128 + 15);
+        run(&["busybox", "sh", "-c", "kill -9 $$"]).code_is(137);
+    });
+}
+
+#[test]
+fn entrypoint_and_cmd_override_rules() {
+    for_each_user("entrypoint", |env| {
+        setup(env);
+        let run = |args: &[&str]| {
+            let mut c = env.rbox();
+            c.args(["run", "--rm"]).args(args);
+            c.output().success().text()
+        };
+        // Image Entrypoint ["/helper"] + Cmd ["args", "from-cmd"].
+        assert_eq!(run(&["helper"]), "from-cmd");
+        // A trailing command replaces Cmd and keeps the Entrypoint.
+        assert_eq!(run(&["helper", "args", "x", "-y", "--z"]), "x\n-y\n--z");
+        // --entrypoint replaces the Entrypoint and drops the image's Cmd (Docker's rule).
+        assert_eq!(run(&["--entrypoint", "/bin/echo", "helper"]), "");
+        assert_eq!(
+            run(&["--entrypoint", "/bin/echo", "helper", "a", "b"]),
+            "a b"
+        );
+        // An image with no Entrypoint: the trailing command is the whole argv.
+        assert_eq!(run(&["busybox", "echo", "plain"]), "plain");
+    });
+}
+
+#[test]
+fn env_from_image_cli_and_file() {
+    for_each_user("env", |env| {
+        setup(env);
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "helper", "env"])
+            .output()
+            .success();
+        let vars = env_map(&out.stdout);
+        assert_eq!(
+            vars.get("FROM_IMAGE").map(String::as_str),
+            Some("yes"),
+            "{out}"
+        );
+        assert_eq!(
+            vars.get("OVERRIDE").map(String::as_str),
+            Some("image"),
+            "{out}"
+        );
+        assert_eq!(
+            vars.get("PATH").map(String::as_str),
+            Some(fixtures::IMAGE_PATH),
+            "{out}"
+        );
+        // The caller's environment does not leak in.
+        for leaked in ["XDG_DATA_HOME", "XDG_CONFIG_HOME", "LOGNAME"] {
+            assert!(
+                !vars.contains_key(leaked),
+                "{leaked} leaked into the container:\n{out}"
+            );
+        }
+
+        let file = env.write(
+            "vars.env",
+            "# a comment\n\nFILE_VAR=file value with spaces\nOVERRIDE=file\nBOTH=file\n",
+        );
+        let out = env
+            .rbox()
+            .env("PASSME", "from-caller")
+            .args(["run", "--rm", "--env-file"])
+            .arg(&file)
+            .args([
+                "-e", "BOTH=cli", "-e", "NEW=1", "-e", "PASSME", "-e", "EMPTY=", "helper", "env",
+            ])
+            .output()
+            .success();
+        let vars = env_map(&out.stdout);
+        let get = |k: &str| vars.get(k).map(String::as_str);
+        assert_eq!(get("FILE_VAR"), Some("file value with spaces"), "{out}");
+        assert_eq!(
+            get("OVERRIDE"),
+            Some("file"),
+            "--env-file overrides the image:\n{out}"
+        );
+        assert_eq!(get("BOTH"), Some("cli"), "-e overrides --env-file:\n{out}");
+        assert_eq!(get("NEW"), Some("1"), "{out}");
+        assert_eq!(
+            get("PASSME"),
+            Some("from-caller"),
+            "-e NAME takes the caller's value:\n{out}"
+        );
+        assert_eq!(get("EMPTY"), Some(""), "{out}");
+        assert_eq!(get("FROM_IMAGE"), Some("yes"), "{out}");
+
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--env-file",
+                "/no/such/env-file",
+                "helper",
+                "env",
+            ])
+            .output();
+        out.rbox_error();
+    });
+}
+
+#[test]
+fn user_option() {
+    for_each_user("user", |env| {
+        setup(env);
+        let ids = |args: &[&str]| {
+            let mut c = env.rbox();
+            c.args(["run", "--rm"]).args(args).args(["helper", "ids"]);
+            c.output()
+        };
+        let out = ids(&[]).success();
+        assert!(
+            out.text().starts_with("uid=0 gid=0"),
+            "default user is the image's (root):\n{out}"
+        );
+        if !env.user.has_many_ids() {
+            // Only container id 0 exists: any other id is a clean error before the command.
+            let out = ids(&["-u", "1000"]);
+            assert!(
+                [125, 126].contains(&out.code),
+                "-u 1000 without a subuid range:\n{out}"
+            );
+            out.assert_clean_error();
+            return;
+        }
+        let out = ids(&["-u", "tester"]).success();
+        let t = out.text();
+        assert!(t.starts_with("uid=1000 gid=1000 groups="), "{out}");
+        let groups: Vec<&str> = t.rsplit('=').next().unwrap().split(',').collect();
+        assert!(
+            groups.contains(&"2000"),
+            "supplementary groups from /etc/group:\n{out}"
+        );
+        let out = ids(&["-u", "1000:2000"]).success();
+        assert!(out.text().starts_with("uid=1000 gid=2000"), "{out}");
+        let out = ids(&["-u", "tester:extra"]).success();
+        assert!(out.text().starts_with("uid=1000 gid=2000"), "{out}");
+        // A uid that /etc/passwd does not name runs with gid 0, as in Podman.
+        let out = ids(&["-u", "1234"]).success();
+        assert!(out.text().starts_with("uid=1234 gid=0"), "{out}");
+        let out = ids(&["-u", "no-such-user"]);
+        assert!([125, 126].contains(&out.code), "unknown user name:\n{out}");
+        out.assert_clean_error();
+        // The files of the image are owned as the image says.
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "busybox",
+                "stat",
+                "-c",
+                "%u:%g",
+                "/home/tester",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.text(), "1000:1000");
+    });
+}
+
+#[test]
+fn workdir() {
+    for_each_user("workdir", |env| {
+        setup(env);
+        let cwd = |args: &[&str]| {
+            let mut c = env.rbox();
+            c.args(["run", "--rm"]).args(args).args(["helper", "cwd"]);
+            c.output().success().text()
+        };
+        assert_eq!(cwd(&[]), "/srv", "WorkingDir from the image");
+        assert_eq!(cwd(&["-w", "/tmp"]), "/tmp");
+        assert_eq!(cwd(&["--workdir", "/home/tester"]), "/home/tester");
+        // A missing working directory is created, as Podman does.
+        assert_eq!(cwd(&["-w", "/new/work/dir"]), "/new/work/dir");
+    });
+}
+
+#[test]
+fn bind_mounts_rw_and_ro() {
+    for_each_user("volumes", |env| {
+        setup(env);
+        let vol = env.path("vol");
+        std::fs::create_dir(&vol).unwrap();
+        std::fs::write(vol.join("in"), "host data\n").unwrap();
+        env.give_to_user(&vol);
+        let spec = format!("{}:/mnt", vol.display());
+
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "-v", &spec, "helper", "cat", "/mnt/in"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "host data");
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{spec}:rw"),
+                "helper",
+                "write",
+                "/mnt/out",
+                "written",
+            ])
+            .output()
+            .success();
+        assert_eq!(std::fs::read_to_string(vol.join("out")).unwrap(), "written");
+
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{spec}:ro"),
+                "helper",
+                "write",
+                "/mnt/ro",
+                "x",
+            ])
+            .output()
+            .code_is(1);
+        assert!(out.stderr.contains("Read-only file system"), "{out}");
+        assert!(!vol.join("ro").exists());
+        // A read-only bind still reads.
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{spec}:ro"),
+                "helper",
+                "cat",
+                "/mnt/in",
+            ])
+            .output()
+            .success();
+        // A single file can be bound too.
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "-v"])
+            .arg(format!("{}:/etc/bound:ro", vol.join("in").display()))
+            .args(["helper", "cat", "/etc/bound"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "host data");
+
+        // A source that does not exist, and a spec without a destination, are rbox errors.
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                "/no/such/source/dir:/mnt",
+                "helper",
+                "cwd",
+            ])
+            .output()
+            .rbox_error();
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{}:/mnt:bogus-option", vol.display()),
+                "helper",
+                "cwd",
+            ])
+            .output()
+            .rbox_error();
+    });
+}
+
+#[test]
+fn read_only_rootfs() {
+    for_each_user("read_only", |env| {
+        setup(env);
+        env.rbox()
+            .args(["run", "--rm", "helper", "write", "/etc/x", "y"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--read-only",
+                "helper",
+                "write",
+                "/etc/x",
+                "y",
+            ])
+            .output()
+            .code_is(1);
+        assert!(out.stderr.contains("Read-only file system"), "{out}");
+        // A --tmpfs stays writable under --read-only.
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "--read-only",
+                "--tmpfs",
+                "/scratch",
+                "helper",
+                "write",
+                "/scratch/x",
+                "y",
+            ])
+            .output()
+            .success();
+        // Writes to a container's root never reach the image: a new container sees none.
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "busybox", "ls", "/etc/x"])
+            .output();
+        assert_ne!(
+            out.code, 0,
+            "a write in one container showed up in the image:\n{out}"
+        );
+    });
+}
+
+#[test]
+fn pid_namespace() {
+    for_each_user("pidns", |env| {
+        setup(env);
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "helper", "pid"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "pid=1 ppid=0", "the command is PID 1");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "helper", "pids"])
+            .output()
+            .success();
+        assert_eq!(out.lines(), vec!["1"], "no host process is visible:\n{out}");
+        // busybox ps reads /proc: it must see only itself.
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "busybox", "ps", "-o", "pid,comm"])
+            .output()
+            .success();
+        let rows: Vec<&str> = out.lines().into_iter().skip(1).collect();
+        assert_eq!(rows.len(), 1, "{out}");
+        assert!(rows[0].trim_start().starts_with("1 "), "{out}");
+    });
+}
+
+#[test]
+fn hostname() {
+    for_each_user("hostname", |env| {
+        setup(env);
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--hostname", "box1", "helper", "hostname"])
+            .output();
+        assert_eq!(out.success().text(), "box1");
+        // Default: its own uts namespace, not the host's name.
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "helper", "hostname"])
+            .output()
+            .success();
+        assert!(!out.text().is_empty(), "{out}");
+        assert_ne!(out.text(), host, "the container shares the host's hostname");
+        // /etc/hostname agrees with the name given.
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--hostname",
+                "box2",
+                "busybox",
+                "cat",
+                "/etc/hostname",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.text(), "box2");
+    });
+}
+
+#[test]
+fn tty_through_a_real_pty() {
+    for_each_user("tty", |env| {
+        setup(env);
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "-t", "helper", "tty"])
+            .pty()
+            .output()
+            .success();
+        assert!(
+            out.text().contains("stdin=1 stdout=1"),
+            "-t gives the container a terminal:\n{out}"
+        );
+        // The exit status passes through the terminal path too.
+        env.rbox()
+            .args(["run", "--rm", "-t", "helper", "exit", "5"])
+            .pty()
+            .output()
+            .code_is(5);
+        // The container's terminal is its own: it has a name under /dev/pts.
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "-t", "busybox", "tty"])
+            .pty()
+            .output()
+            .success();
+        assert!(out.text().starts_with("/dev/pts/"), "{out}");
+        // Without -t, output is not a terminal even when rbox's is.
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "helper", "tty"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "stdin=0 stdout=0");
+    });
+}
+
+#[test]
+fn interactive_stdin() {
+    for_each_user("stdin", |env| {
+        setup(env);
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "-i",
+                "busybox",
+                "sh",
+                "-c",
+                "read a; read b; echo \"$b $a\"",
+            ])
+            .stdin("first\nsecond\n")
+            .output()
+            .success();
+        assert_eq!(out.text(), "second first");
+        // Without -i the container's stdin is empty.
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "busybox", "wc", "-c"])
+            .stdin("ignored\n")
+            .output()
+            .success();
+        assert_eq!(out.text().trim(), "0");
+    });
+}
+
+#[test]
+fn signals_are_forwarded() {
+    for_each_user("signals", |env| {
+        setup(env);
+        for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1] {
+            let mut r = env
+                .rbox()
+                .args(["run", "--rm", "helper", "wait-signal"])
+                .spawn();
+            // The helper prints "ready" once its handlers are installed: no sleep needed.
+            let line = r.read_line();
+            assert_eq!(line.trim_end(), "ready", "helper did not start");
+            r.signal(sig);
+            let out = r.wait().success();
+            assert_eq!(out.text(), format!("signal={}", sig as i32), "{out}");
+        }
+        // A container without a handler dies of the signal; rbox reports 128+n.
+        let mut r = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "busybox",
+                "sh",
+                "-c",
+                "echo ready; exec sleep 600",
+            ])
+            .spawn();
+        assert_eq!(r.read_line().trim_end(), "ready");
+        r.signal(Signal::SIGHUP);
+        r.wait().code_is(128 + Signal::SIGHUP as i32);
+    });
+}
+
+#[test]
+fn rm_leaves_nothing_behind() {
+    for_each_user("rm", |env| {
+        setup(env);
+        // The first run may create lasting structure (lock files, directories); later runs
+        // with --rm must leave everything exactly as they found it.
+        env.rbox()
+            .args(["run", "--rm", "helper", "pid"])
+            .output()
+            .success();
+        let before = (tree(&env.store()), tree(&env.runroot()));
+        env.rbox()
+            .args(["run", "--rm", "helper", "write", "/tmp/x", "y"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["run", "--rm", "helper", "exit", "7"])
+            .output()
+            .code_is(7);
+        env.rbox()
+            .args(["run", "--rm", "helper", "kill", "9"])
+            .output()
+            .code_is(137);
+        let after = (tree(&env.store()), tree(&env.runroot()));
+        assert_eq!(before.0, after.0, "--rm left files in the store");
+        assert_eq!(before.1, after.1, "--rm left files in the runtime dir");
+        let out = env.rbox().args(["ps", "-a", "-q"]).output().success();
+        assert_eq!(out.text(), "", "--rm left a container record");
+        // Without --rm the container stays until `rbox rm`.
+        env.rbox()
+            .args(["run", "--name", "kept", "helper", "pid"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "kept");
+        env.rbox().args(["rm", "kept"]).output().success();
+        assert_eq!(
+            env.rbox()
+                .args(["ps", "-a", "-q"])
+                .output()
+                .success()
+                .text(),
+            ""
+        );
+        let after_rm = (tree(&env.store()), tree(&env.runroot()));
+        assert_eq!(before.0, after_rm.0, "rm left files in the store");
+        assert_eq!(before.1, after_rm.1, "rm left files in the runtime dir");
+    });
+}
+
+#[test]
+fn parallel_runs() {
+    for_each_user("parallel", |env| {
+        setup(env);
+        let outs: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    s.spawn(move || {
+                        env.rbox()
+                            .args(["run", "--rm", "helper", "args", &format!("run-{i}")])
+                            .output()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, out) in outs.into_iter().enumerate() {
+            assert_eq!(out.success().text(), format!("run-{i}"));
+        }
+        assert_eq!(
+            env.rbox()
+                .args(["ps", "-a", "-q"])
+                .output()
+                .success()
+                .text(),
+            ""
+        );
+        // Named containers at once: every name distinct, all listed, then all removed.
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                s.spawn(move || {
+                    env.rbox()
+                        .args(["run", "--name", &format!("par{i}"), "helper", "pid"])
+                        .output()
+                        .success();
+                });
+            }
+        });
+        let out = env
+            .rbox()
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .output()
+            .success();
+        let mut names = out.lines();
+        names.sort();
+        assert_eq!(names, vec!["par0", "par1", "par2", "par3"]);
+        env.rbox().args(["rm", "-a"]).output().success();
+    });
+}
+
+#[test]
+fn capabilities_and_no_new_privs() {
+    for_each_user("caps", |env| {
+        setup(env);
+        let caps = |args: &[&str]| {
+            let mut c = env.rbox();
+            c.args(["run", "--rm"]).args(args).args(["helper", "caps"]);
+            env_map(&c.output().success().stdout.replace(":\t", "="))
+        };
+        // Podman's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL NET_BIND_SERVICE SETFCAP
+        // SETGID SETPCAP SETUID SYS_CHROOT = bits 0,1,3,4,5,6,7,8,10,18,31.
+        let default = caps(&[]);
+        assert_eq!(
+            default.get("CapEff").map(String::as_str),
+            Some("00000000800405fb"),
+            "{default:?}"
+        );
+        assert_eq!(
+            default.get("CapBnd").map(String::as_str),
+            Some("00000000800405fb"),
+            "{default:?}"
+        );
+        assert_eq!(
+            default.get("NoNewPrivs").map(String::as_str),
+            Some("1"),
+            "{default:?}"
+        );
+        let dropped = caps(&["--cap-drop", "CHOWN"]);
+        assert_eq!(
+            dropped.get("CapEff").map(String::as_str),
+            Some("00000000800405fa"),
+            "{dropped:?}"
+        );
+        // SYS_ADMIN is bit 21.
+        let added = caps(&["--cap-add", "SYS_ADMIN"]);
+        assert_eq!(
+            added.get("CapEff").map(String::as_str),
+            Some("00000000802405fb"),
+            "{added:?}"
+        );
+    });
+}
+
+#[test]
+fn info_describes_the_host() {
+    for_each_user("info", |env| {
+        let out = env.rbox().arg("info").output().success();
+        assert!(!out.stdout.trim().is_empty(), "{out}");
+        let lower = out.stdout.to_lowercase();
+        assert!(
+            lower.contains("subuid") || lower.contains("uid map") || lower.contains("idmap"),
+            "{out}"
+        );
+    });
+}
+
+#[test]
+fn helper_binary_is_static() {
+    // The payload must run in an image without a libc: check the fixture itself.
+    let bin = fixtures::helper_bin();
+    let meta = std::fs::metadata(&bin).unwrap();
+    assert!(meta.permissions().mode() & 0o111 != 0);
+    let out = std::process::Command::new(&bin)
+        .args(["args", "ok"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
