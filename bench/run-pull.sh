@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Pull time of a Debian image (about 50 MB compressed, one layer) from a local registry
+# (Debian's docker-registry on 127.0.0.1, plain HTTP), interleaved in rounds with hyperfine:
+#   rbox pull            (into an empty store each run)
+#   podman pull          (overlay storage, empty store each run)
+#   skopeo copy + umoci unpack --rootless
+#   curl | tar -xz       (the same layer blob: the floor of a download + gunzip + untar)
+# Target (issue 3): rbox faster than the curl | tar floor and under half of Podman's time.
+#
+#   cargo build --release && sudo bench/run-pull.sh
+#
+# Needs root for the setup (debootstrap of the image, cached in bench/results/tmp/); the pulls
+# run as $BENCH_USER (default rboxsub). Env: RBOX, BENCH_USER, ROUNDS (default 3), RUNS
+# (per round and command, default 3), VARIANT (debootstrap variant, default minbase).
+# Writes bench/results/pull-<date>.md and prints the table.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd -P)"
+repo="$(dirname "$here")"
+. "$here/lib.sh"
+
+RBOX="${RBOX:-$repo/target/release/rbox}"
+ROUNDS="${ROUNDS:-3}"
+RUNS="${RUNS:-3}"
+VARIANT="${VARIANT:-minbase}"
+user="${BENCH_USER:-rboxsub}"
+[ "$(id -u)" = 0 ] || { echo "run-pull: run as root (debootstrap, registry setup)" >&2; exit 1; }
+for t in hyperfine podman skopeo umoci curl jq debootstrap docker-registry setpriv; do
+    command -v "$t" >/dev/null || { echo "run-pull: $t is not installed" >&2; exit 1; }
+done
+[ -x "$RBOX" ] || { echo "run-pull: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+id "$user" >/dev/null 2>&1 || { echo "run-pull: no user $user (see .ci/run)" >&2; exit 1; }
+
+cache="$here/results/tmp"
+mkdir -p "$cache"
+rootfs_tar="$cache/debian-bookworm-$VARIANT.tar"
+if [ ! -s "$rootfs_tar" ]; then
+    echo "debootstrap --variant=$VARIANT bookworm (cached in $cache)" >&2
+    d="$(mktemp -d "$cache/debootstrap.XXXXXX")"
+    debootstrap --variant="$VARIANT" bookworm "$d" http://deb.debian.org/debian >&2
+    tar --numeric-owner -C "$d" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
+        -cf "$rootfs_tar.tmp" .
+    rm -rf "$d"
+    mv "$rootfs_tar.tmp" "$rootfs_tar"
+fi
+
+W="$(mktemp -d /tmp/rbox-bench-pull.XXXXXX)"
+chmod 755 "$W"
+reg_pid=""
+cleanup() {
+    [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+    rm -rf "$W" 2>/dev/null || true
+}
+trap cleanup EXIT
+install -m 755 "$RBOX" "$W/rbox"
+mkdir -p "$W/home" "$W/reg"
+export BENCH_HOME="$W/home"
+
+# The registry, on a free port; ready when it logs "listening on".
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+addr="127.0.0.1:$port"
+cat >"$W/reg/config.yml" <<CONF
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $W/reg/data
+http:
+  addr: $addr
+CONF
+mkfifo "$W/reg/log"
+docker-registry serve "$W/reg/config.yml" 2>"$W/reg/log" &
+reg_pid=$!
+# Keep a read end open in this shell so the registry never writes into a closed pipe.
+exec 3<"$W/reg/log"
+grep -m1 -q "listening on" <&3
+cat <&3 >/dev/null &
+
+# Push the image once (podman compresses the layer with gzip on push).
+cat >"$W/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+image="$addr/bench/debian:bookworm"
+PR=(podman --root "$W/push-store" --runroot "$W/push-run" --storage-driver vfs)
+CONTAINERS_CONF="$W/containers.conf" "${PR[@]}" import "$rootfs_tar" localhost/bench-debian >/dev/null
+CONTAINERS_CONF="$W/containers.conf" "${PR[@]}" push --tls-verify=false localhost/bench-debian "docker://$image" >/dev/null 2>&1
+rm -rf "$W/push-store" "$W/push-run" 2>/dev/null || true
+manifest="$(skopeo inspect --raw --tls-verify=false "docker://$image")"
+layer="$(jq -r '.layers[0].digest' <<<"$manifest")"
+size_mb="$(jq -r '[.layers[].size] | add / 1048576 | . * 10 | round / 10' <<<"$manifest")"
+echo "image $image: $(jq '.layers | length' <<<"$manifest") layer(s), $size_mb MiB compressed" >&2
+
+U="$W/user"
+mkdir -p "$U"
+chown -R "$user:" "$W/home" "$U"
+pre="setpriv --reuid=$user --regid=$(id -g "$user") --init-groups -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$BENCH_HOME CONTAINERS_CONF=$W/containers.conf"
+# Each run starts from an empty store: the prepare step removes it as root.
+fresh() { echo "rm -rf $1"; }
+
+json="$W/pull.json"
+interleaved "$json" "$ROUNDS" "$RUNS" 0 -- \
+    --prepare "$(fresh "$U/rbox-store")" \
+    -n "rbox pull" "$pre $W/rbox --root $U/rbox-store --runroot $U/rbox-run pull -q --tls-verify=false $image" \
+    --prepare "$(fresh "$U/podman-store")" \
+    -n "podman pull" "$pre podman --root $U/podman-store --runroot $U/podman-run --storage-driver overlay pull -q --tls-verify=false $image" \
+    --prepare "$(fresh "$U/oci") $U/bundle" \
+    -n "skopeo copy + umoci unpack" "$pre sh -c 'skopeo copy -q --src-tls-verify=false docker://$image oci:$U/oci:latest && umoci unpack --rootless --image $U/oci:latest $U/bundle'" \
+    --prepare "sh -c 'rm -rf $U/floor && mkdir $U/floor && chown $user: $U/floor'" \
+    -n "curl | tar -xz (floor)" "$pre sh -c 'curl -sf http://$addr/v2/bench/debian/blobs/$layer | tar -xz -C $U/floor'"
+
+mkdir -p "$here/results"
+out="$here/results/pull-$(date -u +%Y%m%d-%H%M).md"
+{
+    echo "# Pull: Debian bookworm ($VARIANT, $size_mb MiB compressed) from a local registry, as user $user"
+    echo
+    echo "$(machine_line); $("$W/rbox" --version | head -1), $(podman --version), $(skopeo --version), $(umoci --version)"
+    echo "$ROUNDS interleaved rounds x $RUNS runs per command (hyperfine -N), each run into an empty store."
+    echo
+    table "$json" "curl | tar -xz (floor)"
+} | tee "$out"
+echo >&2
+echo "written: $out" >&2

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Container start-up time, as an unprivileged user: `true` in the same busybox root filesystem
+# through rbox, bwrap, crun and podman, interleaved in rounds with hyperfine (see lib.sh).
+# Target (issue 2): rbox within 2x of bwrap and faster than crun, well over 10x faster than Podman.
+#
+#   cargo build --release && sudo bench/run-startup.sh      # as root: runs as $BENCH_USER
+#   bench/run-startup.sh                                    # as an ordinary user
+#
+# Env: RBOX (binary, default target/release/rbox), BENCH_USER (default rboxsub, when run as
+# root), ROUNDS (default 5), RUNS (per round and command, default 20).
+# Writes bench/results/startup-<date>.md and prints the table.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd -P)"
+repo="$(dirname "$here")"
+. "$here/lib.sh"
+
+RBOX="${RBOX:-$repo/target/release/rbox}"
+ROUNDS="${ROUNDS:-5}"
+RUNS="${RUNS:-20}"
+for t in hyperfine bwrap crun podman jq setpriv; do
+    command -v "$t" >/dev/null || { echo "run-startup: $t is not installed" >&2; exit 1; }
+done
+[ -x "$RBOX" ] || { echo "run-startup: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+
+if [ "$(id -u)" = 0 ]; then
+    user="${BENCH_USER:-rboxsub}"
+    id "$user" >/dev/null 2>&1 || { echo "run-startup: no user $user (see .ci/run)" >&2; exit 1; }
+else
+    user="$(id -un)"
+fi
+W="$(mktemp -d /tmp/rbox-bench-startup.XXXXXX)"
+chmod 755 "$W"
+trap 'rm -rf "$W" 2>/dev/null || true' EXIT
+# The user must be able to execute the binary wherever the checkout is.
+install -m 755 "$RBOX" "$W/rbox"
+export BENCH_HOME="$W/home"
+
+run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
+
+mkdir -p "$W/home" "$W/user/bundle"
+busybox_rootfs "$W/user/rootfs"
+tar -C "$W/user/rootfs" -cf "$W/user/busybox.tar" .
+[ "$(id -u)" = 0 ] && chown -R "$user:" "$W/home" "$W/user"
+
+R="$W/user"
+echo "preparing: rbox import, podman import, crun bundle" >&2
+run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" import "$R/busybox.tar" bench-busybox >/dev/null
+cat >"$R/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
+run env CONTAINERS_CONF="$R/containers.conf" "${P[@]}" import "$R/busybox.tar" localhost/bench-busybox >/dev/null
+run sh -c "cd '$R/bundle' && crun spec --rootless && ln -s ../rootfs rootfs"
+jq '.process.terminal = false | .process.args = ["/bin/true"] | .root.path = "rootfs" | .root.readonly = true' \
+    "$R/bundle/config.json" >"$R/bundle/config.new" && mv "$R/bundle/config.new" "$R/bundle/config.json"
+[ "$(id -u)" = 0 ] && chown -R "$user:" "$R"
+
+# Each command as the user (setpriv + env -i costs the same ~1 ms for all of them when root).
+if [ "$(id -u)" = 0 ]; then
+    pre="setpriv --reuid=$user --regid=$(id -g "$user") --init-groups -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$BENCH_HOME"
+else
+    pre="env HOME=$BENCH_HOME"
+fi
+json="$W/startup.json"
+interleaved "$json" "$ROUNDS" "$RUNS" 3 -- \
+    -n rbox "$pre $W/rbox --root $R/rbox-store --runroot $R/rbox-run run --rm --network=none bench-busybox /bin/true" \
+    -n bwrap "$pre bwrap --unshare-all --die-with-parent --ro-bind $R/rootfs / --proc /proc --dev /dev --tmpfs /tmp /bin/true" \
+    -n crun "$pre crun --root $R/crun-state run --bundle $R/bundle bench-crun" \
+    -n podman "$pre CONTAINERS_CONF=$R/containers.conf ${P[*]} run --rm --network=none localhost/bench-busybox /bin/true"
+
+mkdir -p "$here/results"
+out="$here/results/startup-$(date -u +%Y%m%d-%H%M).md"
+{
+    echo "# Start-up: \`true\` in a busybox rootfs, as user $user"
+    echo
+    echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version), $(crun --version | head -1), $(podman --version)"
+    echo "$ROUNDS interleaved rounds x $RUNS runs per command (hyperfine -N, 3 warm-up runs per round)."
+    echo
+    table "$json" bwrap
+} | tee "$out"
+echo >&2
+echo "written: $out" >&2
