@@ -24,11 +24,13 @@ pub fn storage_root(g: &GlobalArgs) -> Result<PathBuf> {
 
 /// The volatile runtime directory, created 0700 if missing.
 pub fn runtime_dir(g: &GlobalArgs) -> Result<PathBuf> {
-    let uid = nix::unistd::geteuid().as_raw();
+    // inside rbox's user namespace we are uid 0, but the directory is the caller's
+    let uid = crate::runtime::userns::host_uid();
+    let me = nix::unistd::geteuid().as_raw();
     let dir = if let Some(r) = &g.runroot {
         absolute(r)
     } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        if usable_runtime_dir(&x, uid) {
+        if usable_runtime_dir(&x, me) {
             x.join("rbox")
         } else {
             fallback_runtime_dir(uid)
@@ -36,7 +38,7 @@ pub fn runtime_dir(g: &GlobalArgs) -> Result<PathBuf> {
     } else {
         fallback_runtime_dir(uid)
     };
-    ensure_private_dir(&dir, uid)?;
+    ensure_private_dir(&dir, me)?;
     Ok(dir)
 }
 
@@ -56,7 +58,11 @@ fn fallback_runtime_dir(uid: u32) -> PathBuf {
 /// Create `dir` (mode 0700) if needed and check that nobody else owns it: a directory under
 /// /tmp that another user made first must not be trusted.
 fn ensure_private_dir(dir: &Path, uid: u32) -> Result<()> {
-    if let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    if let Err(e) = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         bail!("create runtime directory `{}`: {e}", dir.display());
     }
     let m = fs::symlink_metadata(dir).with_context(|| format!("stat `{}`", dir.display()))?;
@@ -77,7 +83,9 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|c| c.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|c| c.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 

@@ -1,1 +1,428 @@
-//! Container records (being written).
+//! Container records: what `run`/`create` decided (durable, in the store next to the container's
+//! upper layer) and whether the container is running (volatile, in the runtime directory,
+//! stamped with the boot id so a reboot leaves no ghosts). Any later invocation reads them for
+//! `ps`, `inspect`, `rm`, `start`. Names are reserved with an exclusive file create, so two
+//! invocations can never take the same name; no lock serialises unrelated commands.
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::GlobalArgs;
+use crate::paths;
+
+/// The lifecycle states, spelled as podman spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// A bind mount or tmpfs as the container sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// "bind" or "tmpfs"
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+/// Everything needed to start the container again (`rbox start`), resolved at create time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    /// argv[0] and arguments, after entrypoint/cmd rules
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: String,
+    /// user[:group] as given (or from the image); resolved inside the container
+    pub user: String,
+    pub hostname: String,
+    pub mounts: Vec<MountSpec>,
+    pub read_only: bool,
+    pub init: bool,
+    pub tty: bool,
+    pub interactive: bool,
+    pub network: String,
+    pub userns: String,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub no_new_privileges: bool,
+    /// the image config's Entrypoint and Cmd, for inspect
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+}
+
+/// Lifecycle state. `pid`, `started_at` and `boot_id` are meaningful while running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    pub pid: i32,
+    pub exit_code: Option<i32>,
+    /// RFC 3339, empty when never started
+    pub started_at: String,
+    pub finished_at: String,
+    /// the error that kept the container from starting, if any
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// 64 hex digits
+    pub id: String,
+    pub name: String,
+    /// the image as the user named it, and its resolved full name and id
+    pub image: String,
+    pub image_name: String,
+    pub image_id: String,
+    /// RFC 3339
+    pub created: String,
+    /// the storage driver that made the root filesystem: overlay or vfs
+    pub driver: String,
+    pub auto_remove: bool,
+    pub spec: Spec,
+    pub state: State,
+}
+
+/// Volatile state of a running container, in the runtime directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Live {
+    pid: i32,
+    /// field 22 of /proc/PID/stat: tells a reused pid from ours
+    start_time: u64,
+    boot_id: String,
+    /// pid of the rbox process attached to it
+    monitor: i32,
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
+}
+
+pub fn containers_dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+fn names_dir(root: &Path) -> PathBuf {
+    root.join("container-names")
+}
+
+fn record_path(root: &Path, id: &str) -> PathBuf {
+    containers_dir(root).join(id).join("container.json")
+}
+
+fn live_path(g: &GlobalArgs, id: &str) -> Result<PathBuf> {
+    Ok(paths::runtime_dir(g)?
+        .join("containers")
+        .join(format!("{id}.json")))
+}
+
+/// A new random container id (64 hex digits).
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("read /dev/urandom")?;
+    Ok(hex::encode(b))
+}
+
+/// Valid names as podman takes them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok || name.len() > 128 {
+        bail!("invalid container name `{name}`: names match [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+    }
+    Ok(())
+}
+
+/// A generated name like podman's: adjective_surname.
+pub fn generate_name(id: &str) -> String {
+    const ADJ: &[&str] = &[
+        "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "quirky", "rapid", "sharp", "tender", "upbeat", "vivid", "witty", "zealous",
+        "bold", "clever", "daring", "elegant", "focused",
+    ];
+    const NOUN: &[&str] = &[
+        "turing",
+        "hopper",
+        "lovelace",
+        "ritchie",
+        "thompson",
+        "torvalds",
+        "knuth",
+        "dijkstra",
+        "liskov",
+        "hamilton",
+        "shannon",
+        "noether",
+        "curie",
+        "babbage",
+        "kernighan",
+        "pike",
+        "wozniak",
+        "goldberg",
+        "allen",
+        "perlman",
+        "engelbart",
+        "lamport",
+        "cerf",
+        "mccarthy",
+    ];
+    let n = u64::from_str_radix(&id[..12.min(id.len())], 16).unwrap_or(0);
+    format!(
+        "{}_{}",
+        ADJ[(n % ADJ.len() as u64) as usize],
+        NOUN[((n / 31) % NOUN.len() as u64) as usize]
+    )
+}
+
+/// Reserve `name` for `id`; fails if another container holds it.
+pub fn reserve_name(root: &Path, name: &str, id: &str) -> Result<()> {
+    validate_name(name)?;
+    let dir = names_dir(root);
+    fs::create_dir_all(&dir).with_context(|| format!("create `{}`", dir.display()))?;
+    let p = dir.join(name);
+    match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+        Ok(mut f) => {
+            f.write_all(id.as_bytes())
+                .with_context(|| format!("write `{}`", p.display()))?;
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let other = fs::read_to_string(&p).unwrap_or_default();
+            // A reservation whose container record is gone is stale (an interrupted create).
+            if !other.is_empty() && !record_path(root, other.trim()).exists() && other != id {
+                fs::remove_file(&p).ok();
+                return reserve_name(root, name, id);
+            }
+            let short = &other[..12.min(other.len())];
+            bail!(
+                "the container name `{name}` is already in use by {short}: remove that container \
+                 (rbox rm {name}) or choose another name"
+            )
+        }
+        Err(e) => bail!("reserve container name `{name}`: {e}"),
+    }
+}
+
+pub fn release_name(root: &Path, name: &str, id: &str) {
+    let p = names_dir(root).join(name);
+    if fs::read_to_string(&p)
+        .map(|s| s.trim() == id)
+        .unwrap_or(false)
+    {
+        fs::remove_file(p).ok();
+    }
+}
+
+/// Write the durable record atomically.
+pub fn save(root: &Path, rec: &ContainerRecord) -> Result<()> {
+    let p = record_path(root, &rec.id);
+    let tmp = p.with_extension("json.tmp");
+    let data = serde_json::to_vec_pretty(rec).context("encode container record")?;
+    fs::write(&tmp, data).with_context(|| format!("write `{}`", tmp.display()))?;
+    fs::rename(&tmp, &p).with_context(|| format!("rename `{}`", p.display()))?;
+    Ok(())
+}
+
+fn load_raw(root: &Path, id: &str) -> Result<ContainerRecord> {
+    let p = record_path(root, id);
+    let data = fs::read(&p).with_context(|| format!("read `{}`", p.display()))?;
+    serde_json::from_slice(&data).with_context(|| format!("parse `{}`", p.display()))
+}
+
+fn proc_start_time(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parens: fields start after the last ')'
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Record that `pid` runs the container, for other invocations to see.
+pub fn mark_running(
+    g: &GlobalArgs,
+    root: &Path,
+    rec: &mut ContainerRecord,
+    pid: i32,
+) -> Result<()> {
+    let live = Live {
+        pid,
+        start_time: proc_start_time(pid).unwrap_or(0),
+        boot_id: paths::boot_id(),
+        monitor: std::process::id() as i32,
+    };
+    let p = live_path(g, &rec.id)?;
+    fs::create_dir_all(p.parent().expect("has parent"))
+        .with_context(|| format!("create `{}`", p.display()))?;
+    fs::write(&p, serde_json::to_vec(&live).expect("plain struct"))
+        .with_context(|| format!("write `{}`", p.display()))?;
+    rec.state = State {
+        status: Status::Running,
+        pid,
+        exit_code: None,
+        started_at: now_rfc3339(),
+        finished_at: String::new(),
+        error: String::new(),
+    };
+    save(root, rec)
+}
+
+/// Record the container's exit.
+pub fn mark_exited(
+    g: &GlobalArgs,
+    root: &Path,
+    rec: &mut ContainerRecord,
+    code: i32,
+) -> Result<()> {
+    if let Ok(p) = live_path(g, &rec.id) {
+        fs::remove_file(p).ok();
+    }
+    rec.state.status = Status::Exited;
+    rec.state.pid = 0;
+    rec.state.exit_code = Some(code);
+    rec.state.finished_at = now_rfc3339();
+    save(root, rec)
+}
+
+/// Correct a record that says running when its process is gone (killed monitor, reboot).
+fn refresh(g: &GlobalArgs, rec: &mut ContainerRecord) {
+    if rec.state.status != Status::Running {
+        return;
+    }
+    let alive = live_path(g, &rec.id)
+        .ok()
+        .and_then(|p| fs::read(p).ok())
+        .and_then(|d| serde_json::from_slice::<Live>(&d).ok())
+        .is_some_and(|l| {
+            l.boot_id == paths::boot_id()
+                && l.pid > 0
+                && proc_start_time(l.pid).is_some_and(|t| t == l.start_time || l.start_time == 0)
+        });
+    if !alive {
+        rec.state.status = Status::Exited;
+        rec.state.pid = 0;
+        if rec.state.finished_at.is_empty() {
+            rec.state.finished_at = rec.state.started_at.clone();
+        }
+    }
+}
+
+/// Every container, with its running state checked against the live processes.
+pub fn list(g: &GlobalArgs) -> Result<Vec<ContainerRecord>> {
+    let root = paths::storage_root(g)?;
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(containers_dir(&root)) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+        Err(e) => bail!("read `{}`: {e}", containers_dir(&root).display()),
+    };
+    for ent in rd.flatten() {
+        let id = ent.file_name().to_string_lossy().into_owned();
+        if id.len() != 64 {
+            continue;
+        }
+        // A directory without a record is a create in progress or an interrupted one.
+        if let Ok(mut rec) = load_raw(&root, &id) {
+            refresh(g, &mut rec);
+            out.push(rec);
+        }
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created));
+    Ok(out)
+}
+
+/// Find a container by full id, unique id prefix, or name.
+pub fn lookup(g: &GlobalArgs, name_or_id: &str) -> Result<ContainerRecord> {
+    let root = paths::storage_root(g)?;
+    if let Ok(id) = fs::read_to_string(names_dir(&root).join(name_or_id)) {
+        if let Ok(mut rec) = load_raw(&root, id.trim()) {
+            refresh(g, &mut rec);
+            return Ok(rec);
+        }
+    }
+    let all = list(g)?;
+    let hits: Vec<_> =
+        if name_or_id.chars().all(|c| c.is_ascii_hexdigit()) && !name_or_id.is_empty() {
+            all.into_iter()
+                .filter(|r| r.id.starts_with(name_or_id))
+                .collect()
+        } else {
+            Vec::new()
+        };
+    match hits.len() {
+        1 => Ok(hits.into_iter().next().expect("one")),
+        0 => bail!("no such container `{name_or_id}`"),
+        _ => bail!("container id prefix `{name_or_id}` is ambiguous: give more digits"),
+    }
+}
+
+/// Whether the container's process is running now.
+pub fn is_running(rec: &ContainerRecord) -> bool {
+    rec.state.status == Status::Running
+}
+
+/// Forget a container: its record, live state and name. The caller removes its storage
+/// directory (which holds files owned by mapped ids) from inside the user namespace.
+pub fn remove(g: &GlobalArgs, rec: &ContainerRecord) -> Result<()> {
+    let root = paths::storage_root(g)?;
+    if let Ok(p) = live_path(g, &rec.id) {
+        fs::remove_file(p).ok();
+    }
+    fs::remove_file(record_path(&root, &rec.id)).ok();
+    release_name(&root, &rec.name, &rec.id);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("web-1.a_b").is_ok());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name("").is_err());
+        let n = generate_name(&"ab".repeat(32));
+        assert!(validate_name(&n).is_ok(), "{n}");
+    }
+
+    #[test]
+    fn reservation_is_exclusive() {
+        let d = tempfile::tempdir().unwrap();
+        reserve_name(d.path(), "web", "1111").unwrap();
+        // "1111" has no record, so its reservation is stale and may be taken over
+        fs::create_dir_all(containers_dir(d.path()).join("2222")).unwrap();
+        fs::write(record_path(d.path(), "2222"), "{}").unwrap();
+        reserve_name(d.path(), "db", "2222").unwrap();
+        let e = reserve_name(d.path(), "db", "3333").unwrap_err();
+        assert!(e.to_string().contains("already in use"), "{e}");
+        reserve_name(d.path(), "web", "3333").unwrap();
+    }
+
+    #[test]
+    fn start_time_of_self() {
+        assert!(proc_start_time(std::process::id() as i32).is_some());
+    }
+}

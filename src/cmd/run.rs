@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use crate::cli::GlobalArgs;
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(trailing_var_arg = true)]
+#[command(trailing_var_arg = true, disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help (`-h` is --hostname, as in podman)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Assign a name to the container
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -55,7 +58,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub init: bool,
     /// Network mode: none, host (slirp4netns and pasta come with networking)
-    #[arg(long = "network", alias = "net", value_name = "MODE", default_value = "none")]
+    #[arg(
+        long = "network",
+        alias = "net",
+        value_name = "MODE",
+        default_value = "none"
+    )]
     pub network: String,
     /// User namespace mode: "" (container root is you) or keep-id (your own uid inside)
     #[arg(long = "userns", value_name = "MODE", default_value = "")]

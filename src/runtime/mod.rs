@@ -1,7 +1,485 @@
-//! The container runtime (being written).
+//! The fork/exec flow of `rbox run`, `create` and `start`: enter the user namespace, resolve
+//! (or pull) the image, decide the spec, create the container's storage and record, clone the
+//! container and wait for it. One file per concern:
+//! `userns` (id maps), `spec` (Docker's rules), `mounts` (the mount plan), `rootfs` (overlay),
+//! `container` (the cloned init), `process` (user, caps, exec), `attach` (signals, terminal),
+//! `caps`, and `sys` (the only unsafe code).
 
+pub mod attach;
+pub mod caps;
+pub mod container;
+pub mod mounts;
+pub mod process;
+pub mod rootfs;
+pub mod spec;
+pub mod sys;
+pub mod userns;
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(_g: &crate::cli::GlobalArgs, _a: crate::cmd::run::RunArgs, _start: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("run is not implemented yet")
+use anyhow::{bail, Context, Result};
+use rbox_storage::{ImageRecord, Store};
+
+use crate::cli::GlobalArgs;
+use crate::cmd::run::RunArgs;
+use crate::exit;
+use crate::paths;
+use crate::state::{self, ContainerRecord, State, Status};
+
+/// Open the store, entering the user namespace first.
+pub fn open_store(g: &GlobalArgs) -> Result<Store> {
+    let ids = userns::enter(g)?;
+    let root = paths::storage_root(g)?;
+    Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))
+}
+
+/// Find the image locally, or pull it according to `--pull`.
+fn resolve_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
+    let local = store.lookup_image(&a.image);
+    match a.pull.as_str() {
+        "never" => local.with_context(|| {
+            format!(
+                "image `{}` is not in local storage and --pull=never",
+                a.image
+            )
+        }),
+        "missing" => match local {
+            Ok(i) => Ok(i),
+            Err(rbox_storage::Error::ImageNotFound(_)) => pull(store, a),
+            Err(e) => Err(e.into()),
+        },
+        "always" | "newer" => match pull(store, a) {
+            Ok(i) => Ok(i),
+            // "newer" keeps going with the local image when the registry cannot be reached
+            Err(e) if a.pull == "newer" => local.map_err(|_| e),
+            Err(e) => Err(e),
+        },
+        p => bail!("invalid --pull policy `{p}`: use missing, always, never or newer"),
+    }
+}
+
+fn pull(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
+    let _ = (store, &a.platform, a.tls_verify, a.quiet);
+    bail!(
+        "image `{}` is not in local storage (pulling is being wired in)",
+        a.image
+    )
+}
+
+/// Which storage driver makes the root filesystem.
+fn choose_driver(g: &GlobalArgs, root: &Path) -> Result<&'static str> {
+    match g.storage_driver.as_deref() {
+        Some("vfs") => Ok("vfs"),
+        Some("overlay") | None => Ok(if overlay_works(root) {
+            "overlay"
+        } else {
+            "vfs"
+        }),
+        Some(d) => bail!("unknown storage driver `{d}`: use overlay or vfs"),
+    }
+}
+
+/// Whether kernel overlayfs can be mounted here (in this user namespace, on this filesystem).
+/// Probed once per store and kernel in a throwaway mount namespace, and remembered.
+pub fn overlay_works(root: &Path) -> bool {
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let memo = root.join("overlay-probe");
+    if let Ok(s) = fs::read_to_string(&memo) {
+        if let Some((k, v)) = s.trim().split_once(' ') {
+            if k == kernel {
+                return v == "ok";
+            }
+        }
+    }
+    let ok = probe_overlay(root).is_ok();
+    let _ = fs::write(
+        &memo,
+        format!("{kernel} {}\n", if ok { "ok" } else { "no" }),
+    );
+    ok
+}
+
+fn probe_overlay(root: &Path) -> Result<()> {
+    let dir = root
+        .join("tmp")
+        .join(format!("probe-{}", std::process::id()));
+    let (l, u, w, m) = (dir.join("l"), dir.join("u"), dir.join("w"), dir.join("m"));
+    for d in [&l, &u, &w, &m] {
+        fs::create_dir_all(d)?;
+    }
+    let pid = sys::clone_fork(libc::CLONE_NEWNS)?;
+    if pid == 0 {
+        let ok = nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .is_ok()
+            && rootfs::mount_overlay(std::slice::from_ref(&l), &u, &w, true, &m).is_ok();
+        sys::exit_now(if ok { 0 } else { 1 });
+    }
+    let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)?;
+    let _ = fs::remove_dir_all(&dir);
+    match st {
+        nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+        _ => bail!("overlay cannot be mounted"),
+    }
+}
+
+/// `rbox run` (start = true) and `rbox create` (start = false).
+pub fn run(g: &GlobalArgs, a: RunArgs, start_now: bool) -> Result<ExitCode> {
+    if a.detach && a.tty && a.interactive && !start_now {
+        // podman accepts this for create; nothing to check
+    }
+    let store = open_store(g)?;
+    let root = paths::storage_root(g)?;
+    let image = resolve_image(&store, &a)?;
+    let cfg = store.image_config(&image).context("read image config")?;
+    let id = state::new_id()?;
+    let spec = spec::build(&spec::ImageProcess::from_oci(&cfg), &a, &id)?;
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => state::generate_name(&id),
+    };
+    let driver = choose_driver(g, &root)?;
+    state::reserve_name(&root, &name, &id)?;
+    let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = store.remove_container_dir(&id);
+            state::release_name(&root, &name, &id);
+            return Err(e);
+        }
+    };
+    if !start_now {
+        println!("{}", rec.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.detach {
+        return start_detached(g, &store, rec);
+    }
+    start_attached(g, &store, rec)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create(
+    store: &Store,
+    root: &Path,
+    a: &RunArgs,
+    image: &ImageRecord,
+    id: &str,
+    name: &str,
+    driver: &str,
+    spec: state::Spec,
+) -> Result<ContainerRecord> {
+    let cdir = store
+        .create_container_dir(id, &image.id)
+        .context("create container storage")?;
+    if driver == "vfs" {
+        let lowers: Vec<PathBuf> = image
+            .layers
+            .iter()
+            .map(|l| store.layer_path(&l.diff_id))
+            .collect();
+        rootfs::copy_layers(&lowers, &cdir.rootfs).context("copy image layers")?;
+    }
+    let rec = ContainerRecord {
+        id: id.to_string(),
+        name: name.to_string(),
+        image: a.image.clone(),
+        image_name: image.names.first().cloned().unwrap_or_default(),
+        image_id: image.id.to_string(),
+        created: state::now_rfc3339(),
+        driver: driver.to_string(),
+        auto_remove: a.rm,
+        spec,
+        state: State {
+            status: Status::Created,
+            pid: 0,
+            exit_code: None,
+            started_at: String::new(),
+            finished_at: String::new(),
+            error: String::new(),
+        },
+    };
+    state::save(root, &rec)?;
+    Ok(rec)
+}
+
+/// Write /etc/hosts, /etc/hostname and /etc/resolv.conf for the container.
+fn write_etc(dir: &Path, rec: &ContainerRecord) -> Result<mounts::EtcFiles> {
+    let host = &rec.spec.hostname;
+    let files = mounts::EtcFiles {
+        hosts: dir.join("hosts"),
+        hostname: dir.join("hostname"),
+        resolv: dir.join("resolv.conf"),
+    };
+    let hosts = format!(
+        "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost localhost.localdomain\n127.0.1.1\t{host} {}\n",
+        rec.name
+    );
+    fs::write(&files.hosts, hosts).context("write hosts")?;
+    fs::write(&files.hostname, format!("{host}\n")).context("write hostname")?;
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv: String = if rec.spec.network == "host" {
+        host_resolv
+    } else {
+        // loopback resolvers of the host are unreachable from another network namespace
+        host_resolv
+            .lines()
+            .filter(|l| {
+                !(l.trim_start().starts_with("nameserver")
+                    && (l.contains(" 127.") || l.contains(" ::1")))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    fs::write(&files.resolv, resolv).context("write resolv.conf")?;
+    Ok(files)
+}
+
+fn launch(
+    store: &Store,
+    rec: &ContainerRecord,
+    stdio: Option<[i32; 3]>,
+) -> Result<container::Launch> {
+    let dir = store.container_dir(&rec.id)?;
+    let image = store
+        .lookup_image(&rec.image_id)
+        .with_context(|| format!("image {} of container {} is gone", &rec.image_id, rec.name))?;
+    let rootfs = if rec.driver == "vfs" {
+        mounts::Rootfs::Dir(dir.rootfs.clone())
+    } else {
+        let mut lowers: Vec<PathBuf> = image
+            .layers
+            .iter()
+            .rev()
+            .map(|l| store.layer_path(&l.diff_id))
+            .collect();
+        if lowers.is_empty() {
+            let empty = dir.dir.join("empty");
+            fs::create_dir_all(&empty).context("create empty lower layer")?;
+            lowers.push(empty);
+        }
+        mounts::Rootfs::Overlay {
+            lowers,
+            upper: dir.upper.clone(),
+            work: dir.work.clone(),
+            volatile: rec.auto_remove,
+        }
+    };
+    let etc = write_etc(&dir.dir, rec)?;
+    let mode = userns::current_mode();
+    let single_id = mode == userns::Mode::Single;
+    let own_net = rec.spec.network != "host";
+    let ops = mounts::plan(
+        rootfs,
+        &rec.spec,
+        &etc,
+        mounts::Env {
+            own_net,
+            tty_gid: !single_id,
+        },
+    );
+    let target = dir.dir.join("merged");
+    fs::create_dir_all(&target).with_context(|| format!("create `{}`", target.display()))?;
+    let mut spec = rec.spec.clone();
+    let keep_id = keep_id(&mode, &mut spec);
+    Ok(container::Launch {
+        spec,
+        ops,
+        target,
+        single_id,
+        own_net,
+        stdio,
+        keep_id,
+    })
+}
+
+/// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside.
+fn keep_id(mode: &userns::Mode, spec: &mut state::Spec) -> Option<container::KeepId> {
+    if spec.userns != "keep-id" || *mode == userns::Mode::Root {
+        return None;
+    }
+    // inside rbox's namespace we are root; the caller's host ids are what keep-id keeps
+    let (huid, hgid) = host_ids();
+    let ids = mode.idmap();
+    if spec.user.is_empty() {
+        spec.user = format!("{huid}:{hgid}");
+    }
+    Some(container::KeepId {
+        uid: huid,
+        gid: hgid,
+        uid_count: ids.uid_count,
+        gid_count: ids.gid_count,
+    })
+}
+
+/// The caller's uid and gid in the initial namespace (from our own id maps).
+fn host_ids() -> (u32, u32) {
+    let first = |p: &str| -> Option<u32> {
+        let m = fs::read_to_string(p).ok()?;
+        let line = m
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some("0"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    (
+        first("/proc/self/uid_map").unwrap_or(0),
+        first("/proc/self/gid_map").unwrap_or(0),
+    )
+}
+
+/// Start the container and stay attached until it exits; returns its exit code.
+fn start_attached(g: &GlobalArgs, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
+    let root = paths::storage_root(g)?;
+    let l = launch(store, &rec, None)?;
+    let started = match container::start(&l) {
+        Ok(s) => s,
+        Err(e) => {
+            finish(g, store, &mut rec, exit::FAILED as i32, &format!("{e:#}"));
+            return Err(e);
+        }
+    };
+    state::mark_running(g, &root, &mut rec, started.pid.as_raw())?;
+    let status = attach::wait(started.pid, started.pty, rec.spec.interactive)?;
+    let code = exit::from_wait(status);
+    finish(g, store, &mut rec, code as i32, "");
+    Ok(ExitCode::from(code))
+}
+
+/// Record the exit, and with `--rm` remove every trace of the container.
+fn finish(g: &GlobalArgs, store: &Store, rec: &mut ContainerRecord, code: i32, error: &str) {
+    let root = match paths::storage_root(g) {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    if rec.auto_remove {
+        let _ = state::remove(g, rec);
+        let _ = store.remove_container_dir(&rec.id);
+        return;
+    }
+    rec.state.error = error.to_string();
+    let _ = state::mark_exited(g, &root, rec, code);
+    // the merged mount point is only meaningful inside the container's mount namespace
+    if let Ok(d) = store.container_dir(&rec.id) {
+        let _ = fs::remove_dir(d.dir.join("merged"));
+    }
+}
+
+/// `-d`: a monitor process (rbox's conmon) holds the container; we print its id once it runs.
+fn start_detached(g: &GlobalArgs, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
+    let root = paths::storage_root(g)?;
+    let log = store.container_dir(&rec.id)?.dir.join("ctr.log");
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe")?;
+    match sys::fork().context("fork container monitor")? {
+        nix::unistd::ForkResult::Child => {
+            drop(ready_r);
+            let _ = nix::unistd::setsid();
+            let code = monitor(g, store, &mut rec, &root, &log, ready_w);
+            sys::exit_now(code);
+        }
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(ready_w);
+            let mut msg = String::new();
+            use std::io::Read;
+            fs::File::from(ready_r)
+                .read_to_string(&mut msg)
+                .context("wait for container monitor")?;
+            match msg.strip_prefix("ok") {
+                Some(_) => {
+                    println!("{}", rec.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None if msg.is_empty() => {
+                    bail!("container monitor exited before the container started")
+                }
+                None => {
+                    let (code, text) = msg.split_once(' ').unwrap_or(("125", &msg));
+                    Err(exit::CodedError::new(code.parse().unwrap_or(exit::FAILED), text).into())
+                }
+            }
+        }
+    }
+}
+
+fn monitor(
+    g: &GlobalArgs,
+    store: &Store,
+    rec: &mut ContainerRecord,
+    root: &Path,
+    log: &Path,
+    ready: std::os::fd::OwnedFd,
+) -> i32 {
+    let mut ready = fs::File::from(ready);
+    let out = match fs::OpenOptions::new().create(true).append(true).open(log) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = write!(ready, "125 open log `{}`: {e}", log.display());
+            return 125;
+        }
+    };
+    let null = fs::File::open("/dev/null");
+    let stdin = null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(0);
+    let fds = [stdin, out.as_raw_fd(), out.as_raw_fd()];
+    let started = launch(store, rec, Some(fds)).and_then(|l| container::start(&l));
+    let started = match started {
+        Ok(s) => s,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<exit::CodedError>()
+                .map(|c| c.code)
+                .unwrap_or(exit::FAILED);
+            let _ = write!(ready, "{code} {e:#}");
+            finish(g, store, rec, code as i32, &format!("{e:#}"));
+            return code as i32;
+        }
+    };
+    if let Err(e) = state::mark_running(g, root, rec, started.pid.as_raw()) {
+        let _ = write!(ready, "125 {e:#}");
+    } else {
+        let _ = ready.write_all(b"ok");
+    }
+    drop(ready);
+    // The monitor's own stdio must not keep the caller's terminal or pipes open.
+    if let Ok(n) = &null {
+        for fd in 0..3 {
+            let _ = sys::dup2(n.as_raw_fd(), fd);
+        }
+    }
+    let code = match attach::wait(started.pid, None, false) {
+        Ok(st) => exit::from_wait(st) as i32,
+        Err(_) => exit::FAILED as i32,
+    };
+    finish(g, store, rec, code, "");
+    code
+}
+
+/// `rbox start`: start a created (or exited) container, attached or detached.
+pub fn start(g: &GlobalArgs, name_or_id: &str, attach: bool) -> Result<ExitCode> {
+    let store = open_store(g)?;
+    let rec = state::lookup(g, name_or_id)?;
+    if state::is_running(&rec) {
+        if attach {
+            bail!("container {} is already running", rec.name);
+        }
+        println!("{}", rec.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if attach {
+        start_attached(g, &store, rec)
+    } else {
+        let code = start_detached(g, &store, rec)?;
+        let _ = std::io::stdout().flush();
+        Ok(code)
+    }
 }

@@ -1,0 +1,169 @@
+//! The parent side while a container runs: forward signals to it, relay the terminal (raw mode
+//! on the caller's terminal, window size, bytes both ways), and collect its exit status.
+//! Single-threaded: one poll loop over a signalfd, the pty master and stdin.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::termios::{self, SetArg, Termios};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::container::forwarded;
+use super::sys;
+
+/// Restores the caller's terminal mode when dropped, even on error paths.
+struct RawMode {
+    saved: Option<Termios>,
+}
+
+impl RawMode {
+    fn enter() -> RawMode {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd()).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            termios::cfmakeraw(&mut raw);
+            let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
+        }
+        RawMode { saved }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, t);
+        }
+    }
+}
+
+fn copy_winsize(master: &OwnedFd) {
+    if let Some(ws) = sys::get_winsize(0).or_else(|| sys::get_winsize(1)) {
+        sys::set_winsize(master.as_raw_fd(), &ws);
+    }
+}
+
+fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Wait for the container's process, forwarding signals and relaying the terminal. Signals in
+/// [`forwarded`] are already blocked (by `container::start`). Returns the wait status.
+pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitStatus> {
+    let sfd =
+        SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
+    let _raw = match &pty {
+        Some(m) if sys::isatty(0) && interactive => {
+            copy_winsize(m);
+            Some(RawMode::enter())
+        }
+        Some(m) => {
+            copy_winsize(m);
+            None
+        }
+        None => None,
+    };
+    let mut stdin_open = pty.is_some() && interactive;
+    let mut master_open = pty.is_some();
+    let stdout = std::io::stdout();
+    let stdin = std::io::stdin();
+    let mut buf = vec![0u8; 64 * 1024];
+    // The child may have exited before the signalfd existed: its SIGCHLD is pending, not lost.
+    loop {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let (true, Some(m)) = (master_open, &pty) {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        }
+        if stdin_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("poll"),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut idx = 1;
+        if master_open {
+            if ready[idx] {
+                let m = pty.as_ref().expect("master");
+                match nix::unistd::read(m.as_fd(), &mut buf) {
+                    Ok(0) | Err(nix::errno::Errno::EIO) => master_open = false,
+                    Ok(n) => {
+                        write_all(stdout.as_fd(), &buf[..n]);
+                    }
+                    Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+                    Err(_) => master_open = false,
+                }
+            }
+            idx += 1;
+        }
+        if stdin_open && ready[idx] {
+            let m = pty.as_ref().expect("master");
+            match nix::unistd::read(stdin.as_fd(), &mut buf) {
+                Ok(0) => {
+                    // EOF on a pipe: pass it on as the terminal's end-of-file character
+                    write_all(m.as_fd(), &[4]);
+                    stdin_open = false;
+                }
+                Ok(n) => {
+                    write_all(m.as_fd(), &buf[..n]);
+                }
+                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(_) => stdin_open = false,
+            }
+        }
+        if ready[0] {
+            if let Ok(Some(info)) = sfd.read_signal() {
+                let sig = Signal::try_from(info.ssi_signo as i32).ok();
+                match sig {
+                    Some(Signal::SIGCHLD) => {}
+                    Some(Signal::SIGWINCH) => {
+                        if let Some(m) = &pty {
+                            copy_winsize(m);
+                        }
+                    }
+                    Some(s) => {
+                        let _ = nix::sys::signal::kill(pid, s);
+                    }
+                    None => {}
+                }
+            }
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    // drain what the container wrote last
+                    if let Some(m) = &pty {
+                        let _ = nix::fcntl::fcntl(
+                            m,
+                            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                        );
+                        while let Ok(n) = nix::unistd::read(m.as_fd(), &mut buf) {
+                            if n == 0 || !write_all(stdout.as_fd(), &buf[..n]) {
+                                break;
+                            }
+                        }
+                    }
+                    return Ok(st);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e).context("wait for container"),
+            }
+        }
+    }
+}

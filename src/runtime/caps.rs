@@ -1,0 +1,159 @@
+//! Linux capabilities: names, Podman's default set, and the set a container keeps after
+//! `--cap-add`, `--cap-drop` and `--privileged`. Applying them is in `process.rs`.
+
+use anyhow::{bail, Result};
+
+/// Capability names indexed by number (linux/capability.h).
+pub const NAMES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Podman's default set (containers.conf `default_capabilities`).
+pub const DEFAULT: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// A capability number from "NET_ADMIN", "CAP_NET_ADMIN" or "net_admin"; `None` for ALL.
+pub fn parse(name: &str) -> Result<Option<u32>> {
+    let up = name.to_ascii_uppercase();
+    let bare = up.strip_prefix("CAP_").unwrap_or(&up);
+    if bare == "ALL" {
+        return Ok(None);
+    }
+    match NAMES.iter().position(|n| *n == bare) {
+        Some(i) => Ok(Some(i as u32)),
+        None => bail!("unknown capability `{name}`"),
+    }
+}
+
+/// The highest capability the running kernel knows.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+fn mask_all(last: u32) -> u64 {
+    if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last + 1)) - 1
+    }
+}
+
+/// The kept set as a bit mask: default (or all when privileged), plus adds, minus drops.
+/// Drops win over adds of the same capability, as in Podman; `ALL` works on both sides.
+pub fn kept(add: &[String], drop: &[String], privileged: bool, last: u32) -> Result<u64> {
+    let all = mask_all(last);
+    let mut set: u64 = if privileged {
+        all
+    } else {
+        DEFAULT
+            .iter()
+            .map(|n| 1u64 << parse(n).expect("known").expect("one"))
+            .sum()
+    };
+    for a in add {
+        match parse(a)? {
+            None => set = all,
+            Some(c) => set |= 1 << c,
+        }
+    }
+    for d in drop {
+        match parse(d)? {
+            None => set = 0,
+            Some(c) => set &= !(1 << c),
+        }
+    }
+    Ok(set & all)
+}
+
+/// Names of the capabilities in `mask`, for inspect.
+pub fn names(mask: u64) -> Vec<String> {
+    (0..64u32)
+        .filter(|i| mask & (1 << i) != 0)
+        .filter_map(|i| NAMES.get(i as usize).map(|n| format!("CAP_{n}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_forms() {
+        assert_eq!(parse("net_admin").unwrap(), Some(12));
+        assert_eq!(parse("CAP_SYS_ADMIN").unwrap(), Some(21));
+        assert_eq!(parse("all").unwrap(), None);
+        assert!(parse("FLY").is_err());
+    }
+
+    #[test]
+    fn default_add_drop() {
+        let d = kept(&[], &[], false, 40).unwrap();
+        assert_eq!(names(d).len(), DEFAULT.len());
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let k = kept(&s(&["NET_ADMIN"]), &s(&["CHOWN"]), false, 40).unwrap();
+        assert!(k & (1 << 12) != 0 && k & 1 == 0);
+        assert_eq!(kept(&[], &s(&["ALL"]), false, 40).unwrap(), 0);
+        assert_eq!(
+            kept(&s(&["ALL"]), &[], false, 40).unwrap(),
+            (1u64 << 41) - 1
+        );
+        assert_eq!(
+            kept(&[], &s(&["KILL"]), true, 40).unwrap(),
+            ((1u64 << 41) - 1) & !(1 << 5)
+        );
+    }
+}

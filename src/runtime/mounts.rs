@@ -1,0 +1,655 @@
+//! The container's mount table as data: [`plan`] computes the list of [`Op`]s (root
+//! filesystem, /proc, /dev, /sys, /etc files, volumes, pivot_root, masked and read-only paths)
+//! from the spec, and [`apply`] executes them one by one in the container's mount namespace.
+//! Destinations inside the image are resolved with [`secure_join`], so an image symlink such as
+//! `/data -> /etc` can never redirect a mount outside the container's root.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::sys;
+use crate::state::Spec;
+
+/// How the root filesystem is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rootfs {
+    /// kernel overlayfs: image layers (topmost first) below, the container's upper/work above
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        volatile: bool,
+    },
+    /// an already populated directory (copy driver)
+    Dir(PathBuf),
+}
+
+/// One step of the mount setup. Paths in `Inside` are relative to the new root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// make every mount private, so nothing propagates back to the host
+    PrivateAll,
+    /// mount the root filesystem at the target
+    Root(Rootfs),
+    /// mount a pseudo or tmpfs filesystem at a path inside; `optional` failures are ignored
+    Fs {
+        fstype: String,
+        inside: String,
+        flags: u64,
+        data: String,
+        optional: bool,
+    },
+    /// bind a host path (file or directory) onto a path inside, created to match
+    Bind {
+        host: PathBuf,
+        inside: String,
+        recursive: bool,
+        readonly: bool,
+        flags: u64,
+    },
+    /// a symlink inside /dev
+    Symlink { target: String, inside: String },
+    /// pivot_root into the target and detach the old root
+    Pivot,
+    /// hide a path: /dev/null over a file, an empty read-only tmpfs over a directory
+    Mask(String),
+    /// make a path read-only (after pivot)
+    ReadOnly(String),
+    /// remount the root read-only (after pivot)
+    RootReadOnly,
+}
+
+pub const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/fs/selinux",
+    "/sys/dev/block",
+    "/sys/devices/virtual/powercap",
+];
+
+pub const READONLY: &[&str] = &[
+    "/proc/asound",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Files rbox writes per container and binds into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcFiles {
+    pub hosts: PathBuf,
+    pub hostname: PathBuf,
+    pub resolv: PathBuf,
+}
+
+/// Whether the container has its own network namespace, and whether gid 5 (tty) is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Env {
+    pub own_net: bool,
+    pub tty_gid: bool,
+}
+
+fn f(flags: MsFlags) -> u64 {
+    flags.bits()
+}
+
+/// Compute the mount list for a container.
+pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
+    let nsd = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    use Op::*;
+    let mut ops = vec![PrivateAll, Root(rootfs)];
+    ops.push(Fs {
+        fstype: "proc".into(),
+        inside: "/proc".into(),
+        flags: f(nsd | MsFlags::MS_NOEXEC),
+        data: String::new(),
+        optional: false,
+    });
+    ops.push(Fs {
+        fstype: "tmpfs".into(),
+        inside: "/dev".into(),
+        flags: f(MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME),
+        data: "mode=755,size=65536k".into(),
+        optional: false,
+    });
+    for d in DEVICES {
+        ops.push(Bind {
+            host: PathBuf::from(format!("/dev/{d}")),
+            inside: format!("/dev/{d}"),
+            recursive: false,
+            readonly: false,
+            flags: 0,
+        });
+    }
+    let pts = if env.tty_gid {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    } else {
+        // gid 5 is not mapped with a single id: the option would fail with EINVAL
+        "newinstance,ptmxmode=0666,mode=0620"
+    };
+    ops.push(Fs {
+        fstype: "devpts".into(),
+        inside: "/dev/pts".into(),
+        flags: f(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC),
+        data: pts.into(),
+        optional: false,
+    });
+    for (t, l) in [
+        ("pts/ptmx", "/dev/ptmx"),
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+        ("/proc/kcore", "/dev/core"),
+    ] {
+        ops.push(Symlink {
+            target: t.into(),
+            inside: l.into(),
+        });
+    }
+    ops.push(Fs {
+        fstype: "tmpfs".into(),
+        inside: "/dev/shm".into(),
+        flags: f(nsd | MsFlags::MS_NOEXEC),
+        data: "mode=1777,size=65536k".into(),
+        optional: false,
+    });
+    ops.push(Fs {
+        fstype: "mqueue".into(),
+        inside: "/dev/mqueue".into(),
+        flags: f(nsd | MsFlags::MS_NOEXEC),
+        data: String::new(),
+        optional: true,
+    });
+    if env.own_net {
+        ops.push(Fs {
+            fstype: "sysfs".into(),
+            inside: "/sys".into(),
+            flags: f(nsd | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY),
+            data: String::new(),
+            optional: false,
+        });
+    } else {
+        // sysfs can only be mounted by the owner of the network namespace: bind the host's
+        ops.push(Bind {
+            host: "/sys".into(),
+            inside: "/sys".into(),
+            recursive: true,
+            readonly: true,
+            flags: 0,
+        });
+    }
+    ops.push(Fs {
+        fstype: "cgroup2".into(),
+        inside: "/sys/fs/cgroup".into(),
+        flags: f(nsd | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY),
+        data: String::new(),
+        optional: true,
+    });
+    for (host, inside) in [
+        (&etc.hosts, "/etc/hosts"),
+        (&etc.hostname, "/etc/hostname"),
+        (&etc.resolv, "/etc/resolv.conf"),
+    ] {
+        ops.push(Bind {
+            host: host.clone(),
+            inside: inside.into(),
+            recursive: false,
+            readonly: false,
+            flags: 0,
+        });
+    }
+    if spec.read_only {
+        // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
+        for d in ["/tmp", "/var/tmp", "/run"] {
+            ops.push(Fs {
+                fstype: "tmpfs".into(),
+                inside: d.into(),
+                flags: f(nsd),
+                data: "mode=1777".into(),
+                optional: false,
+            });
+        }
+    }
+    for m in &spec.mounts {
+        let has = |o: &str| m.options.iter().any(|x| x == o);
+        let mut fl = MsFlags::empty();
+        if has("nosuid") {
+            fl |= MsFlags::MS_NOSUID;
+        }
+        if has("nodev") {
+            fl |= MsFlags::MS_NODEV;
+        }
+        if has("noexec") {
+            fl |= MsFlags::MS_NOEXEC;
+        }
+        if m.kind == "tmpfs" {
+            let data: Vec<&str> = m
+                .options
+                .iter()
+                .map(String::as_str)
+                .filter(|o| {
+                    !matches!(
+                        *o,
+                        "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "exec" | "suid" | "dev"
+                    )
+                })
+                .collect();
+            let mut fl = if has("exec") {
+                nsd
+            } else {
+                nsd | MsFlags::MS_NOEXEC
+            };
+            if has("ro") {
+                fl |= MsFlags::MS_RDONLY;
+            }
+            ops.push(Fs {
+                fstype: "tmpfs".into(),
+                inside: m.destination.clone(),
+                flags: f(fl),
+                data: data.join(","),
+                optional: false,
+            });
+        } else {
+            ops.push(Bind {
+                host: m.source.clone().into(),
+                inside: m.destination.clone(),
+                recursive: true,
+                readonly: has("ro"),
+                flags: f(fl),
+            });
+        }
+    }
+    ops.push(Pivot);
+    if !spec.privileged {
+        ops.extend(MASKED.iter().map(|p| Mask(p.to_string())));
+        ops.extend(READONLY.iter().map(|p| ReadOnly(p.to_string())));
+    }
+    if spec.read_only {
+        ops.push(RootReadOnly);
+    }
+    ops
+}
+
+/// Join `inside` (absolute, from the image's point of view) onto `root`, resolving symlinks
+/// as if `root` were `/`: `..` and absolute link targets can never leave `root`.
+pub fn secure_join(root: &Path, inside: &str) -> Result<PathBuf> {
+    let mut resolved = PathBuf::new(); // relative to root
+    let mut pending: Vec<String> = components(inside);
+    pending.reverse();
+    let mut hops = 0;
+    while let Some(c) = pending.pop() {
+        match c.as_str() {
+            "." | "" => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let cand = resolved.join(&c);
+        match fs::symlink_metadata(root.join(&cand)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    bail!("resolve `{inside}` in the container: too many levels of symbolic links");
+                }
+                let target = fs::read_link(root.join(&cand))
+                    .with_context(|| format!("read link `{}`", cand.display()))?;
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    resolved = PathBuf::new();
+                }
+                let mut more = components(&t);
+                more.reverse();
+                pending.extend(more);
+            }
+            _ => resolved = cand,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+fn components(p: &str) -> Vec<String> {
+    Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mkdir_p(p: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(p)
+        .with_context(|| format!("create directory `{}`", p.display()))
+}
+
+/// Create an empty file (or directory, for `dir`) to mount over, if nothing is there yet.
+fn mount_point(p: &Path, dir: bool) -> Result<()> {
+    if dir {
+        return mkdir_p(p);
+    }
+    if let Some(parent) = p.parent() {
+        mkdir_p(parent)?;
+    }
+    match fs::symlink_metadata(p) {
+        Ok(_) => Ok(()),
+        Err(_) => fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(p)
+            .map(drop)
+            .with_context(|| format!("create mount point `{}`", p.display())),
+    }
+}
+
+fn ms(bits: u64) -> MsFlags {
+    MsFlags::from_bits_truncate(bits as _)
+}
+
+/// Flags the kernel locks on a mount made in an outer namespace: a read-only remount of a bind
+/// must repeat them or it fails with EPERM.
+fn locked_flags(p: &Path) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(p) else {
+        return MsFlags::empty();
+    };
+    use nix::sys::statvfs::FsFlags;
+    let mut fl = MsFlags::empty();
+    for (a, b) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if st.flags().contains(a) {
+            fl |= b;
+        }
+    }
+    fl
+}
+
+fn remount_ro(p: &Path, extra: MsFlags) -> io::Result<()> {
+    let fl = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | locked_flags(p) | extra;
+    mount(None::<&str>, p, None::<&str>, fl, None::<&str>).map_err(io::Error::from)
+}
+
+/// Execute the plan with the new root at `target` (a directory in the store).
+pub fn apply(ops: &[Op], target: &Path) -> Result<()> {
+    let mut pivoted = false;
+    for op in ops {
+        let root: &Path = if pivoted { Path::new("/") } else { target };
+        apply_one(op, root, target).map_err(|e| e.context(describe(op)))?;
+        if *op == Op::Pivot {
+            pivoted = true;
+        }
+    }
+    Ok(())
+}
+
+fn describe(op: &Op) -> String {
+    match op {
+        Op::PrivateAll => "make mounts private".into(),
+        Op::Root(Rootfs::Overlay { .. }) => "mount overlay root filesystem".into(),
+        Op::Root(Rootfs::Dir(d)) => format!("bind root filesystem `{}`", d.display()),
+        Op::Fs { fstype, inside, .. } => format!("mount {fstype} on `{inside}`"),
+        Op::Bind { host, inside, .. } => format!("bind `{}` on `{inside}`", host.display()),
+        Op::Symlink { inside, .. } => format!("create symlink `{inside}`"),
+        Op::Pivot => "pivot_root".into(),
+        Op::Mask(p) => format!("mask `{p}`"),
+        Op::ReadOnly(p) => format!("make `{p}` read-only"),
+        Op::RootReadOnly => "remount root read-only".into(),
+    }
+}
+
+fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
+    match op {
+        Op::PrivateAll => {
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )?;
+        }
+        Op::Root(Rootfs::Overlay {
+            lowers,
+            upper,
+            work,
+            volatile,
+        }) => {
+            super::rootfs::mount_overlay(lowers, upper, work, *volatile, target)?;
+        }
+        Op::Root(Rootfs::Dir(d)) => {
+            mount(
+                Some(d.as_path()),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+        }
+        Op::Fs {
+            fstype,
+            inside,
+            flags,
+            data,
+            optional,
+        } => {
+            let p = secure_join(root, inside)?;
+            let r = mount_point(&p, true).and_then(|_| {
+                let data = (!data.is_empty()).then_some(data.as_str());
+                mount(
+                    Some(fstype.as_str()),
+                    &p,
+                    Some(fstype.as_str()),
+                    ms(*flags),
+                    data,
+                )
+                .map_err(anyhow::Error::from)
+            });
+            if let Err(e) = r {
+                if !optional {
+                    return Err(e);
+                }
+            }
+        }
+        Op::Bind {
+            host,
+            inside,
+            recursive,
+            readonly,
+            flags,
+        } => {
+            let meta = fs::metadata(host).with_context(|| format!("stat `{}`", host.display()))?;
+            let p = secure_join(root, inside)?;
+            mount_point(&p, meta.is_dir())?;
+            let mut fl = MsFlags::MS_BIND;
+            if *recursive {
+                fl |= MsFlags::MS_REC;
+            }
+            mount(Some(host.as_path()), &p, None::<&str>, fl, None::<&str>)?;
+            let extra = ms(*flags);
+            if *readonly && *recursive && extra.is_empty() {
+                sys::mount_setattr_recursive(&p.to_string_lossy(), libc::MOUNT_ATTR_RDONLY)?;
+            } else if *readonly {
+                remount_ro(&p, extra)?;
+            } else if !extra.is_empty() {
+                let fl = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | locked_flags(&p) | extra;
+                mount(None::<&str>, &p, None::<&str>, fl, None::<&str>)?;
+            }
+        }
+        Op::Symlink { target: t, inside } => {
+            let p = secure_join(root, inside)?;
+            std::os::unix::fs::symlink(t, &p)?;
+        }
+        Op::Pivot => {
+            nix::unistd::chdir(target)?;
+            sys::pivot_root(".", ".")?;
+            umount2(".", MntFlags::MNT_DETACH)?;
+            nix::unistd::chdir("/")?;
+        }
+        Op::Mask(p) => {
+            let Ok(m) = fs::symlink_metadata(p) else {
+                return Ok(());
+            };
+            if m.is_dir() {
+                mount(
+                    Some("tmpfs"),
+                    p.as_str(),
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    Some("size=0"),
+                )?;
+            } else {
+                mount(
+                    Some("/dev/null"),
+                    p.as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )?;
+            }
+        }
+        Op::ReadOnly(p) => {
+            if fs::symlink_metadata(p).is_err() {
+                return Ok(());
+            }
+            mount(
+                Some(p.as_str()),
+                p.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+            remount_ro(Path::new(p), MsFlags::empty())?;
+        }
+        Op::RootReadOnly => remount_ro(Path::new("/"), MsFlags::empty())?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MountSpec;
+
+    fn etc() -> EtcFiles {
+        EtcFiles {
+            hosts: "/h".into(),
+            hostname: "/n".into(),
+            resolv: "/r".into(),
+        }
+    }
+
+    #[test]
+    fn secure_join_stays_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc", r.join("rel")).unwrap();
+        std::os::unix::fs::symlink("real", r.join("ok")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(secure_join(r, "/abs/passwd").unwrap(), r.join("etc/passwd"));
+        assert_eq!(secure_join(r, "/rel/x").unwrap(), r.join("etc/x"));
+        assert_eq!(secure_join(r, "/ok/sub").unwrap(), r.join("real/sub"));
+        assert_eq!(secure_join(r, "/../../x").unwrap(), r.join("x"));
+        assert!(secure_join(r, "/loop/x").is_err());
+    }
+
+    #[test]
+    fn plan_order_and_options() {
+        let mut spec = Spec {
+            read_only: true,
+            ..Default::default()
+        };
+        spec.mounts.push(MountSpec {
+            kind: "bind".into(),
+            source: "/src".into(),
+            destination: "/data".into(),
+            options: vec!["ro".into()],
+        });
+        let ops = plan(
+            Rootfs::Dir("/r".into()),
+            &spec,
+            &etc(),
+            Env {
+                own_net: true,
+                tty_gid: false,
+            },
+        );
+        assert_eq!(ops[0], Op::PrivateAll);
+        let pivot = ops.iter().position(|o| *o == Op::Pivot).unwrap();
+        let bind = ops
+            .iter()
+            .position(|o| matches!(o, Op::Bind { inside, readonly: true, .. } if inside == "/data"))
+            .unwrap();
+        assert!(bind < pivot, "volumes are mounted before pivot_root");
+        assert!(ops[pivot..].contains(&Op::Mask("/proc/kcore".into())));
+        assert_eq!(ops.last(), Some(&Op::RootReadOnly));
+        assert!(ops.iter().any(|o| matches!(o, Op::Fs { fstype, data, .. } if fstype == "devpts" && !data.contains("gid=5"))));
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, Op::Fs { fstype, .. } if fstype == "sysfs")));
+        let host_net = plan(
+            Rootfs::Dir("/r".into()),
+            &Spec::default(),
+            &etc(),
+            Env {
+                own_net: false,
+                tty_gid: true,
+            },
+        );
+        assert!(host_net
+            .iter()
+            .any(|o| matches!(o, Op::Bind { inside, readonly: true, .. } if inside == "/sys")));
+        assert!(!host_net.contains(&Op::RootReadOnly));
+    }
+
+    #[test]
+    fn privileged_has_no_masks() {
+        let spec = Spec {
+            privileged: true,
+            ..Default::default()
+        };
+        let ops = plan(
+            Rootfs::Dir("/r".into()),
+            &spec,
+            &etc(),
+            Env {
+                own_net: true,
+                tty_gid: true,
+            },
+        );
+        assert!(!ops
+            .iter()
+            .any(|o| matches!(o, Op::Mask(_) | Op::ReadOnly(_))));
+    }
+}

@@ -1,0 +1,295 @@
+//! The container process after its mounts: resolving `-u` through the image's /etc/passwd and
+//! /etc/group, the working directory, the terminal, capabilities, no_new_privs, and exec.
+//! Runs in the container's init process after pivot_root; errors carry the exit code that
+//! `rbox run` must return (125 setup, 126 cannot invoke, 127 not found).
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::unistd::{Gid, Uid};
+
+use super::{caps, sys};
+use crate::exit;
+use crate::state::Spec;
+
+/// A setup failure with the exit code it must produce.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl Failure {
+    pub fn setup(msg: impl Into<String>) -> Self {
+        Failure {
+            code: exit::FAILED,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::setup(format!("{e:#}"))
+    }
+}
+
+/// The resolved identity of the container process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ident {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+/// Resolve `user[:group]` against passwd/group file contents, as Docker does: names must
+/// exist; numeric ids need not; a numeric uid found in passwd takes its primary group.
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<Ident, String> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let pw: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 7)
+        .collect();
+    let gr: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 3)
+        .collect();
+    let u = if u.is_empty() { "0" } else { u };
+    let entry = pw
+        .iter()
+        .find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
+    let (uid, mut gid, home, name) = match (entry, u.parse::<u32>()) {
+        (Some(f), _) => (
+            f[2].parse::<u32>()
+                .map_err(|_| format!("bad uid in /etc/passwd for `{u}`"))?,
+            f[3].parse::<u32>().unwrap_or(0),
+            f[5].to_string(),
+            Some(f[0]),
+        ),
+        (None, Ok(n)) => (n, 0, "/".to_string(), None),
+        (None, Err(_)) => {
+            return Err(format!(
+                "unable to find user {u}: no matching entries in passwd file"
+            ))
+        }
+    };
+    if let Some(g) = g {
+        gid = match gr.iter().find(|f| f[0] == g) {
+            Some(f) => f[2]
+                .parse()
+                .map_err(|_| format!("bad gid in /etc/group for `{g}`"))?,
+            None => g.parse().map_err(|_| {
+                format!("unable to find group {g}: no matching entries in group file")
+            })?,
+        };
+    }
+    let mut groups = vec![gid];
+    if let Some(name) = name {
+        for f in &gr {
+            let members = f.get(3).copied().unwrap_or("");
+            if members.split(',').any(|m| m == name) {
+                if let Ok(n) = f[2].parse::<u32>() {
+                    if !groups.contains(&n) {
+                        groups.push(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Ident {
+        uid,
+        gid,
+        groups,
+        home,
+    })
+}
+
+/// Find the executable for argv[0] along the container's PATH.
+pub fn find_executable(arg0: &str, path: &str) -> Result<String, Failure> {
+    if arg0.contains('/') {
+        return Ok(arg0.to_string());
+    }
+    let mut found_non_exec = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(arg0);
+        if let Ok(m) = fs::metadata(&cand) {
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Ok(cand.to_string_lossy().into_owned());
+            }
+            found_non_exec.get_or_insert(cand);
+        }
+    }
+    if let Some(c) = found_non_exec {
+        return Err(Failure {
+            code: exit::CANNOT_INVOKE,
+            msg: format!("`{}`: permission denied", c.display()),
+        });
+    }
+    Err(Failure {
+        code: exit::NOT_FOUND,
+        msg: format!("executable file `{arg0}` not found in $PATH"),
+    })
+}
+
+fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// Everything between pivot_root and exec. Never returns on success.
+pub fn exec(spec: &Spec, single_id: bool) -> Failure {
+    match prepare_and_exec(spec, single_id) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    }
+}
+
+enum Never {}
+
+fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = resolve_user(&spec.user, &passwd, &group).map_err(Failure::setup)?;
+    if single_id && (id.uid != 0 || id.gid != 0) && !spec.userns.eq("keep-id") {
+        return Err(Failure::setup(format!(
+            "user `{}` (uid {} gid {}) does not exist in this user namespace: only uid 0 is mapped \
+             because you have no /etc/subuid and /etc/subgid range (ask an admin to add one, e.g. \
+             `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`)",
+            spec.user, id.uid, id.gid
+        )));
+    }
+    let mut env = spec.env.clone();
+    if env_value(&env, "HOME").is_none() {
+        env.push(format!(
+            "HOME={}",
+            if id.home.is_empty() { "/" } else { &id.home }
+        ));
+    }
+    if env_value(&env, "HOSTNAME").is_none() {
+        env.push(format!("HOSTNAME={}", spec.hostname));
+    }
+    // The working directory is created if missing, as Docker does.
+    let wd = if spec.workdir.is_empty() {
+        "/"
+    } else {
+        &spec.workdir
+    };
+    if fs::metadata(wd).is_err() {
+        fs::create_dir_all(wd)
+            .map_err(|e| Failure::setup(format!("create working directory `{wd}`: {e}")))?;
+        let _ = nix::unistd::chown(wd, Some(Uid::from_raw(id.uid)), Some(Gid::from_raw(id.gid)));
+    }
+    nix::unistd::chdir(wd)
+        .map_err(|e| Failure::setup(format!("change to working directory `{wd}`: {e}")))?;
+    let path = env_value(&env, "PATH")
+        .unwrap_or(super::spec::DEFAULT_PATH)
+        .to_string();
+    let exe = find_executable(&spec.args[0], &path)?;
+    if spec.tty {
+        // The terminal belongs to the container user; fd 0 is its slave side.
+        let _ = sys::fchown(0, id.uid, None);
+    }
+    // Capabilities: bounding set first (needs CAP_SETPCAP, still held), then ids, then capset.
+    let last = caps::last_cap();
+    let kept = caps::kept(&spec.cap_add, &spec.cap_drop, spec.privileged, last)?;
+    for c in 0..=last {
+        if kept & (1 << c) == 0 {
+            sys::capbset_drop(c)
+                .map_err(|e| Failure::setup(format!("drop capability {c}: {e}")))?;
+        }
+    }
+    if !single_id {
+        let gids: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&gids).map_err(|e| Failure::setup(format!("set groups: {e}")))?;
+    }
+    nix::unistd::setresgid(
+        Gid::from_raw(id.gid),
+        Gid::from_raw(id.gid),
+        Gid::from_raw(id.gid),
+    )
+    .map_err(|e| Failure::setup(format!("set gid {}: {e}", id.gid)))?;
+    nix::unistd::setresuid(
+        Uid::from_raw(id.uid),
+        Uid::from_raw(id.uid),
+        Uid::from_raw(id.uid),
+    )
+    .map_err(|e| Failure::setup(format!("set uid {}: {e}", id.uid)))?;
+    if id.uid == 0 {
+        sys::capset(kept, kept, 0).map_err(|e| Failure::setup(format!("set capabilities: {e}")))?;
+    }
+    if spec.no_new_privileges {
+        sys::set_no_new_privs().map_err(|e| Failure::setup(format!("set no_new_privs: {e}")))?;
+    }
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| Failure::setup(format!("argument `{s}` contains a NUL byte")))
+    };
+    let argv = spec
+        .args
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let path_c = cstr(&exe)?;
+    sys::reset_signals();
+    let err = sys::execve(&path_c, &argv, &envp);
+    let code = match err.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => exit::NOT_FOUND,
+        _ => exit::CANNOT_INVOKE,
+    };
+    Err(Failure {
+        code,
+        msg: format!("exec `{exe}`: {err}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PW: &str = "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000::/home/tester:/bin/sh\n";
+    const GR: &str = "root:x:0:\ntester:x:1000:\nwheel:x:10:tester,bob\n";
+
+    #[test]
+    fn users() {
+        let r = resolve_user("", PW, GR).unwrap();
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (0, 0, "/root"));
+        let t = resolve_user("tester", PW, GR).unwrap();
+        assert_eq!((t.uid, t.gid), (1000, 1000));
+        assert_eq!(t.groups, vec![1000, 10]);
+        let n = resolve_user("1000:wheel", PW, GR).unwrap();
+        assert_eq!((n.uid, n.gid), (1000, 10));
+        let x = resolve_user("4242:4343", PW, GR).unwrap();
+        assert_eq!((x.uid, x.gid, x.home.as_str()), (4242, 4343, "/"));
+        assert!(resolve_user("nobody", PW, GR)
+            .unwrap_err()
+            .contains("unable to find user"));
+        assert!(resolve_user("tester:nogroup", PW, GR).is_err());
+    }
+
+    #[test]
+    fn path_lookup() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = d.path().join("tool");
+        fs::write(&exe, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        let noexec = d.path().join("data");
+        fs::write(&noexec, "x").unwrap();
+        let path = format!("/nonexistent:{}", d.path().display());
+        assert_eq!(
+            find_executable("tool", &path).unwrap(),
+            exe.to_string_lossy()
+        );
+        assert_eq!(find_executable("data", &path).unwrap_err().code, 126);
+        assert_eq!(find_executable("nope", &path).unwrap_err().code, 127);
+        assert_eq!(find_executable("/abs/x", &path).unwrap(), "/abs/x");
+    }
+}

@@ -1,0 +1,349 @@
+//! From an image config and the `run` flags to the container's [`Spec`]: Docker's rules for
+//! entrypoint and command, environment (image, `--env-file`, `-e`), working directory, user,
+//! hostname, and the `-v`/`--tmpfs` mount specs. Pure functions; nothing here touches the host
+//! beyond reading env files and checking that bind sources exist.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::run::RunArgs;
+use crate::state::{MountSpec, Spec};
+
+/// The parts of an image config that `run` uses (OCI `config` section).
+#[derive(Debug, Clone, Default)]
+pub struct ImageProcess {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub user: String,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+}
+
+impl ImageProcess {
+    pub fn from_oci(cfg: &oci_spec::image::ImageConfiguration) -> Self {
+        let Some(c) = cfg.config() else {
+            return ImageProcess::default();
+        };
+        ImageProcess {
+            entrypoint: c.entrypoint().clone().unwrap_or_default(),
+            cmd: c.cmd().clone().unwrap_or_default(),
+            env: c.env().clone().unwrap_or_default(),
+            workdir: c.working_dir().clone().unwrap_or_default(),
+            user: c.user().clone().unwrap_or_default(),
+            labels: c
+                .labels()
+                .clone()
+                .map(|l| l.into_iter().collect())
+                .unwrap_or_default(),
+            stop_signal: c.stop_signal().clone(),
+        }
+    }
+}
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `--entrypoint` takes a JSON array (podman) or a single executable (docker).
+fn parse_entrypoint(s: &str) -> Vec<String> {
+    if s.trim_start().starts_with('[') {
+        if let Ok(v) = serde_json::from_str::<Vec<String>>(s) {
+            return v;
+        }
+    }
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        vec![s.to_string()]
+    }
+}
+
+/// Docker's rules: `--entrypoint` replaces the image's entrypoint and discards its CMD; a
+/// trailing command replaces CMD; the process is entrypoint + cmd.
+pub fn command(
+    img: &ImageProcess,
+    entrypoint: Option<&str>,
+    trailing: &[String],
+) -> Result<Vec<String>> {
+    let (ep, cmd) = match entrypoint {
+        Some(e) => (parse_entrypoint(e), trailing.to_vec()),
+        None if trailing.is_empty() => (img.entrypoint.clone(), img.cmd.clone()),
+        None => (img.entrypoint.clone(), trailing.to_vec()),
+    };
+    let args: Vec<String> = ep.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        bail!("no command specified: the image has no ENTRYPOINT or CMD; give one after the image name");
+    }
+    Ok(args)
+}
+
+/// Parse an env file: KEY=VALUE lines, bare KEY takes the caller's value, `#` comments.
+pub fn parse_env_file(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        out.extend(env_item(line, lookup).with_context(|| format!("line {}", n + 1))?);
+    }
+    Ok(out)
+}
+
+/// One `-e` item: KEY=VALUE, or KEY (the caller's value; skipped when unset).
+fn env_item(item: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>> {
+    let (k, v) = match item.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (item, None),
+    };
+    if k.is_empty() || k.contains(char::is_whitespace) {
+        bail!("invalid environment variable `{item}`: expected KEY=VALUE or KEY");
+    }
+    Ok(match v {
+        Some(v) => Some(format!("{k}={v}")),
+        None => lookup(k).map(|v| format!("{k}={v}")),
+    })
+}
+
+/// Merge KEY=VALUE lists; later entries win, order of first appearance kept.
+pub fn merge_env(layers: &[&[String]]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for layer in layers {
+        for e in layer.iter() {
+            let (k, _) = e.split_once('=').unwrap_or((e, ""));
+            if !map.contains_key(k) {
+                keys.push(k.to_string());
+            }
+            map.insert(k.to_string(), e.clone());
+        }
+    }
+    keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+}
+
+/// Parse `-v SRC:DST[:OPTS]`. Bind sources must be absolute and exist.
+pub fn parse_volume(v: &str, cwd: &Path) -> Result<MountSpec> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        [_] => bail!(
+            "invalid volume `{v}`: anonymous volumes are not supported; give SRC:DST[:ro] with a host path"
+        ),
+        _ => bail!("invalid volume `{v}`: expected SRC:DST[:OPTIONS]"),
+    };
+    if src.is_empty() || dst.is_empty() {
+        bail!("invalid volume `{v}`: expected SRC:DST[:OPTIONS]");
+    }
+    if !dst.starts_with('/') {
+        bail!("invalid volume `{v}`: the destination `{dst}` must be an absolute path");
+    }
+    let src_path = if src.starts_with('/') {
+        Path::new(src).to_path_buf()
+    } else if src.starts_with('.') {
+        cwd.join(src)
+    } else {
+        bail!("invalid volume `{v}`: named volumes are not supported yet; give a host path (absolute or ./relative)");
+    };
+    if let Err(e) = std::fs::metadata(&src_path) {
+        bail!("invalid volume `{v}`: source `{}`: {e}", src_path.display());
+    }
+    let mut options = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" => {
+                options.push(o.to_string())
+            }
+            // SELinux relabel and propagation flags: no SELinux here, mounts are private
+            "z" | "Z" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared"
+            | "bind" | "rbind" | "U" | "O" => {}
+            _ => bail!(
+                "invalid volume `{v}`: unknown option `{o}` (use ro, rw, nosuid, nodev, noexec)"
+            ),
+        }
+    }
+    Ok(MountSpec {
+        kind: "bind".into(),
+        source: src_path.to_string_lossy().into_owned(),
+        destination: dst.to_string(),
+        options,
+    })
+}
+
+/// Parse `--tmpfs DST[:OPTS]`.
+pub fn parse_tmpfs(t: &str) -> Result<MountSpec> {
+    let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
+    if !dst.starts_with('/') {
+        bail!("invalid tmpfs `{t}`: the destination must be an absolute path");
+    }
+    Ok(MountSpec {
+        kind: "tmpfs".into(),
+        source: "tmpfs".into(),
+        destination: dst.to_string(),
+        options: opts
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+/// Build the container's spec from the image and the flags.
+pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
+    let lookup = |k: &str| std::env::var(k).ok();
+    let args = command(img, a.entrypoint.as_deref(), &a.command)?;
+    let mut files = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("read env file `{}`", f.display()))?;
+        files.extend(
+            parse_env_file(&text, &lookup)
+                .with_context(|| format!("env file `{}`", f.display()))?,
+        );
+    }
+    let mut cli = Vec::new();
+    for e in &a.env {
+        cli.extend(env_item(e, &lookup)?);
+    }
+    let mut base = vec![format!("PATH={DEFAULT_PATH}")];
+    if a.tty {
+        base.push("TERM=xterm".into());
+    }
+    base.push("container=rbox".into());
+    let env = merge_env(&[&base, &img.env, &files, &cli]);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let mut mounts = Vec::new();
+    for v in &a.volume {
+        mounts.push(parse_volume(v, &cwd)?);
+    }
+    for t in &a.tmpfs {
+        mounts.push(parse_tmpfs(t)?);
+    }
+    let workdir = a.workdir.clone().unwrap_or_else(|| img.workdir.clone());
+    if !workdir.is_empty() && !workdir.starts_with('/') {
+        bail!("invalid working directory `{workdir}`: it must be an absolute path");
+    }
+    let mut no_new_privileges = false;
+    for o in &a.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                no_new_privileges = true
+            }
+            "no-new-privileges=false" | "no-new-privileges:false" => no_new_privileges = false,
+            _ if o.starts_with("label=")
+                || o.starts_with("apparmor=")
+                || o.starts_with("seccomp=") => {}
+            _ => bail!("invalid --security-opt `{o}`: rbox knows no-new-privileges"),
+        }
+    }
+    match a.network.as_str() {
+        "none" | "host" => {}
+        n => bail!("network mode `{n}` is not supported yet: use --network=none or --network=host"),
+    }
+    match a.userns.as_str() {
+        "" | "host" | "keep-id" => {}
+        u => bail!("invalid --userns `{u}`: rbox knows keep-id"),
+    }
+    for c in a.cap_add.iter().chain(&a.cap_drop) {
+        super::caps::parse(c)?;
+    }
+    Ok(Spec {
+        args,
+        env,
+        workdir: if workdir.is_empty() {
+            "/".into()
+        } else {
+            workdir
+        },
+        user: a.user.clone().unwrap_or_else(|| img.user.clone()),
+        hostname: a.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+        mounts,
+        read_only: a.read_only,
+        init: a.init,
+        tty: a.tty,
+        interactive: a.interactive,
+        network: a.network.clone(),
+        userns: a.userns.clone(),
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        no_new_privileges,
+        entrypoint: img.entrypoint.clone(),
+        cmd: img.cmd.clone(),
+        labels: img.labels.clone(),
+        stop_signal: img.stop_signal.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn img() -> ImageProcess {
+        ImageProcess {
+            entrypoint: s(&["/ep"]),
+            cmd: s(&["c1", "c2"]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_rules() {
+        assert_eq!(command(&img(), None, &[]).unwrap(), s(&["/ep", "c1", "c2"]));
+        assert_eq!(command(&img(), None, &s(&["x"])).unwrap(), s(&["/ep", "x"]));
+        // --entrypoint discards the image's CMD
+        assert_eq!(
+            command(&img(), Some("/bin/sh"), &[]).unwrap(),
+            s(&["/bin/sh"])
+        );
+        assert_eq!(
+            command(&img(), Some("/bin/sh"), &s(&["-c", "id"])).unwrap(),
+            s(&["/bin/sh", "-c", "id"])
+        );
+        assert_eq!(
+            command(&img(), Some(r#"["sh","-c"]"#), &s(&["id"])).unwrap(),
+            s(&["sh", "-c", "id"])
+        );
+        // --entrypoint "" clears it
+        assert_eq!(command(&img(), Some(""), &s(&["ls"])).unwrap(), s(&["ls"]));
+        assert!(command(&ImageProcess::default(), None, &[]).is_err());
+    }
+
+    #[test]
+    fn env_merge_and_files() {
+        let look = |k: &str| (k == "HOSTVAR").then(|| "hv".to_string());
+        let f = parse_env_file("# c\n\nA=1\nHOSTVAR\nUNSET\nB=x=y\n", &look).unwrap();
+        assert_eq!(f, s(&["A=1", "HOSTVAR=hv", "B=x=y"]));
+        let m = merge_env(&[&s(&["PATH=/a", "A=0"]), &f, &s(&["A=2"])]);
+        assert_eq!(m, s(&["PATH=/a", "A=2", "HOSTVAR=hv", "B=x=y"]));
+        assert!(parse_env_file("BAD KEY=1\n", &look).is_err());
+    }
+
+    #[test]
+    fn volumes() {
+        let cwd = Path::new("/");
+        let m = parse_volume("/tmp:/data:ro", cwd).unwrap();
+        assert_eq!(
+            (m.source.as_str(), m.destination.as_str()),
+            ("/tmp", "/data")
+        );
+        assert_eq!(m.options, s(&["ro"]));
+        assert!(parse_volume("/tmp:data", cwd).is_err());
+        assert!(parse_volume("/nonexistent-rbox:/d", cwd).is_err());
+        assert!(parse_volume("myvol:/d", cwd)
+            .unwrap_err()
+            .to_string()
+            .contains("named volumes"));
+        assert!(parse_volume("/tmp:/d:bogus", cwd).is_err());
+        assert!(parse_volume("/tmp", cwd).is_err());
+        let t = parse_tmpfs("/run:size=1m,mode=700").unwrap();
+        assert_eq!(t.options, s(&["size=1m", "mode=700"]));
+        assert!(parse_tmpfs("run").is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! The only module of the binary allowed `unsafe`: one small wrapper per syscall that nix does
+//! not cover (or covers with a signature that does not fit), each with its SAFETY argument.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::ForkResult;
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// fork(2). Callers guarantee the process is single-threaded, so the child may allocate.
+pub fn fork() -> nix::Result<ForkResult> {
+    // SAFETY: rbox forks only before it starts any thread (asserted by callers' design: the
+    // user namespace is entered and containers are cloned from the main thread alone).
+    unsafe { nix::unistd::fork() }
+}
+
+/// clone(2) with namespace flags and fork-like semantics (no new stack: the child continues on
+/// a copy-on-write copy of ours, like fork). Returns the child's pid, or 0 in the child.
+pub fn clone_fork(flags: libc::c_int) -> io::Result<i32> {
+    // SAFETY: with a null stack the raw clone syscall behaves as fork (the child gets a copy of
+    // the address space); the process is single-threaded, so no lock is held by a lost thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    cvt(r).map(|r| r as i32)
+}
+
+/// _exit(2): leave a forked child without running atexit handlers or flushing parent buffers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// prctl(PR_SET_PDEATHSIG, sig).
+pub fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } as _)
+        .map(drop)
+}
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1).
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as _).map(drop)
+}
+
+/// prctl(PR_CAPBSET_DROP, cap).
+pub fn capbset_drop(cap: u32) -> io::Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } as _).map(drop)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// capset(2) with 64-bit masks (version 3).
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    let mut hdr = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
+        },
+        CapData {
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: (inheritable >> 32) as u32,
+        },
+    ];
+    // SAFETY: hdr and data are valid for the kernel to read, with the v3 layout of two CapData.
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) })
+        .map(drop)
+}
+
+/// pivot_root(2).
+pub fn pivot_root(new_root: &str, put_old: &str) -> io::Result<()> {
+    let a = CString::new(new_root).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let b = CString::new(put_old).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: both are valid NUL-terminated strings for the duration of the call.
+    cvt(unsafe { libc::syscall(libc::SYS_pivot_root, a.as_ptr(), b.as_ptr()) }).map(drop)
+}
+
+/// fsopen(2).
+pub fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
+    let t = CString::new(fstype).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: valid string; FSOPEN_CLOEXEC is 1.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), 1 as libc::c_uint) })?;
+    // SAFETY: the kernel returned a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+
+/// fsconfig(FSCONFIG_SET_STRING, key, value).
+pub fn fsconfig_string(fd: &OwnedFd, key: &str, value: &str) -> io::Result<()> {
+    let k = CString::new(key).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let v = CString::new(value).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: valid descriptor and strings.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            k.as_ptr(),
+            v.as_ptr(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// fsconfig(FSCONFIG_SET_FLAG, key).
+pub fn fsconfig_flag(fd: &OwnedFd, key: &str) -> io::Result<()> {
+    let k = CString::new(key).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: valid descriptor and string; value must be NULL for a flag.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            FSCONFIG_SET_FLAG,
+            k.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// fsconfig(FSCONFIG_CMD_CREATE).
+pub fn fsconfig_create(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: valid descriptor; key and value must be NULL for this command.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// fsmount(2) with FSMOUNT_CLOEXEC and the given MOUNT_ATTR_* flags.
+pub fn fsmount(fd: &OwnedFd, attrs: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: valid descriptor; FSMOUNT_CLOEXEC is 1.
+    let m =
+        cvt(unsafe { libc::syscall(libc::SYS_fsmount, fd.as_raw_fd(), 1 as libc::c_uint, attrs) })?;
+    // SAFETY: the kernel returned a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+}
+
+/// move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH).
+pub fn move_mount_to(fd: &OwnedFd, target: &str) -> io::Result<()> {
+    let empty = CString::new("").expect("no NUL");
+    let t = CString::new(target).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: valid descriptor and strings; MOVE_MOUNT_F_EMPTY_PATH is 4.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            4 as libc::c_uint,
+        )
+    })
+    .map(drop)
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on `path`, recursively, setting `set` MOUNT_ATTR_* flags.
+pub fn mount_setattr_recursive(path: &str, set: u64) -> io::Result<()> {
+    let p = CString::new(path).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: valid string and struct; AT_RECURSIVE is 0x8000.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            0x8000 as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// Bring the loopback interface of the current network namespace up.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain socket call.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: s is a new descriptor we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo\0".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: valid socket and ifreq for SIOCGIFFLAGS / SIOCSIFFLAGS.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// ioctl(TIOCSCTTY): make `fd` the controlling terminal of this session.
+pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } as _).map(drop)
+}
+
+/// Read the window size of terminal `fd`.
+pub fn get_winsize(fd: RawFd) -> Option<libc::winsize> {
+    // SAFETY: winsize is plain old data, and the kernel fills it.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a winsize.
+    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
+}
+
+/// Set the window size of terminal `fd`.
+pub fn set_winsize(fd: RawFd, ws: &libc::winsize) {
+    // SAFETY: valid pointer to a winsize.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws) };
+}
+
+/// Whether `fd` is a terminal.
+pub fn isatty(fd: RawFd) -> bool {
+    // SAFETY: integer argument only.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// execve(2) of an absolute path; returns only on failure.
+pub fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Restore the default disposition of every catchable signal and an empty signal mask, as a
+/// freshly exec'd container process expects.
+pub fn reset_signals() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is always a valid disposition; errors for invalid numbers are ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: an empty set is valid.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// lgetxattr(2): the value of `name` on `path` (not following a final symlink), if set.
+pub fn lgetxattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid strings and a buffer of the length passed.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(buf)
+}
+
+/// dup2(2) on raw descriptors (the container's stdio slots 0-2 are not owned objects).
+pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: integer arguments only; replacing fd `new` is the intent.
+    cvt(unsafe { libc::dup2(old, new) } as _).map(drop)
+}
+
+/// fchown(2) on a raw descriptor.
+pub fn fchown(fd: RawFd, uid: u32, gid: Option<u32>) -> io::Result<()> {
+    // SAFETY: integer arguments only; -1 (as u32::MAX) leaves the group unchanged.
+    cvt(unsafe { libc::fchown(fd, uid, gid.unwrap_or(u32::MAX)) } as _).map(drop)
+}

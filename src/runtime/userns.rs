@@ -1,0 +1,423 @@
+//! rbox's user namespace: which ids a user may map (/etc/subuid, /etc/subgid), and entering a
+//! new user namespace with that mapping for the rest of this invocation.
+//!
+//! Every command that writes the store or runs a container enters the namespace once, at its
+//! start, before any thread exists: inside it the process is root over the mapped range, so it
+//! can chown layer files to mapped ids, mount overlayfs and create the container's other
+//! namespaces. Each invocation maps the same range, so files agree across invocations. Root
+//! (euid 0) needs no namespace and skips all of this. Read-only commands never come here.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{ForkResult, Uid};
+use rbox_storage::IdMap;
+
+/// A subordinate id range from /etc/subuid or /etc/subgid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// How this user's ids are mapped into containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Real root: no user namespace at all.
+    Root,
+    /// Container root is the user; 1..=count come from the subordinate ranges.
+    SubIds { uid: SubRange, gid: SubRange },
+    /// Container root is the user and no other id exists (no /etc/subuid entry, or no
+    /// newuidmap): files of other owners are folded to root when layers are unpacked.
+    Single,
+}
+
+impl Mode {
+    pub fn idmap(&self) -> IdMap {
+        match self {
+            Mode::Root => IdMap::full(),
+            // container ids 0..=count: 0 is the user, 1..=count the range
+            Mode::SubIds { uid, gid } => IdMap {
+                uid_count: uid.count.saturating_add(1),
+                gid_count: gid.count.saturating_add(1),
+            },
+            Mode::Single => IdMap {
+                uid_count: 1,
+                gid_count: 1,
+            },
+        }
+    }
+
+    /// One line for `rbox info` and error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Mode::Root => "root (no user namespace)".into(),
+            Mode::SubIds { uid, gid } => format!(
+                "subordinate ids: uids {}-{} and gids {}-{} mapped to 1-{} in containers",
+                uid.start,
+                uid.start as u64 + uid.count as u64 - 1,
+                gid.start,
+                gid.start as u64 + gid.count as u64 - 1,
+                uid.count.min(gid.count)
+            ),
+            Mode::Single => "single id: container root is your own uid; no other id exists".into(),
+        }
+    }
+}
+
+/// What a user lacks for subordinate ids, so that it gets the single-id mode; `rbox info`
+/// prints it with the host change that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    SubuidRange,
+    SubgidRange,
+    Newuidmap,
+}
+
+impl Missing {
+    /// The host change that fixes it, for `user`.
+    pub fn hint(&self, user: &str) -> String {
+        match self {
+            Missing::SubuidRange | Missing::SubgidRange => format!(
+                "no /etc/subuid or /etc/subgid range for {user}: only your own uid exists in containers; \
+                 an admin can add one with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`"
+            ),
+            Missing::Newuidmap => "newuidmap/newgidmap are missing: install them (apt-get install uidmap)".into(),
+        }
+    }
+}
+
+/// Find the range for `name`/`uid` in a subuid/subgid file's text. Lines may name the user or
+/// the numeric uid; the first matching line with a non-zero count wins.
+pub fn parse_subid(text: &str, name: Option<&str>, uid: u32) -> Option<SubRange> {
+    let uid_s = uid.to_string();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split(':');
+        let (Some(who), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if who != uid_s && Some(who) != name {
+            continue;
+        }
+        let (Ok(start), Ok(count)) = (start.trim().parse::<u32>(), count.trim().parse::<u32>())
+        else {
+            continue;
+        };
+        if count > 0 {
+            return Some(SubRange { start, count });
+        }
+    }
+    None
+}
+
+/// The current user's login name, from /etc/passwd (or $USER when the entry is missing).
+pub fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+}
+
+/// Find a helper program (newuidmap, newgidmap) on PATH or in the usual places.
+pub fn find_helper(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"])
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+/// One line of /proc/PID/uid_map or gid_map: inside, outside, count.
+fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((it.next()??, it.next()??, it.next()??))
+        })
+        .collect()
+}
+
+/// The mode of the namespace this process is in now, read from its own id maps: after
+/// [`enter`], or in a child rbox started by `rbox unshare`.
+pub fn current_mode() -> Mode {
+    let read = |p: &str| parse_map(&fs::read_to_string(p).unwrap_or_default());
+    let (u, g) = (read("/proc/self/uid_map"), read("/proc/self/gid_map"));
+    let range = |m: &[(u32, u32, u32)]| {
+        m.iter().find(|l| l.0 == 1).map(|l| SubRange {
+            start: l.1,
+            count: l.2,
+        })
+    };
+    if u.first().is_some_and(|l| *l == (0, 0, u32::MAX)) {
+        return if nix::unistd::geteuid().is_root() {
+            Mode::Root
+        } else {
+            detect().0
+        };
+    }
+    match (range(&u), range(&g)) {
+        (Some(uid), Some(gid)) => Mode::SubIds { uid, gid },
+        _ => Mode::Single,
+    }
+}
+
+/// The caller's uid outside every rbox namespace (what keys its runtime directory).
+pub fn host_uid() -> u32 {
+    parse_map(&fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
+        .iter()
+        .find(|l| l.0 == 0 && l.2 != u32::MAX)
+        .map(|l| l.1)
+        .unwrap_or_else(|| nix::unistd::geteuid().as_raw())
+}
+
+/// Decide the mapping mode for the calling user without changing anything. Call it outside
+/// rbox's namespace; inside, use [`current_mode`].
+pub fn detect() -> (Mode, Option<Missing>) {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid == 0 {
+        return (Mode::Root, None);
+    }
+    let name = user_name(uid);
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let Some(sub_u) = parse_subid(&read("/etc/subuid"), name.as_deref(), uid) else {
+        return (Mode::Single, Some(Missing::SubuidRange));
+    };
+    let Some(sub_g) = parse_subid(&read("/etc/subgid"), name.as_deref(), uid) else {
+        return (Mode::Single, Some(Missing::SubgidRange));
+    };
+    if find_helper("newuidmap").is_none() || find_helper("newgidmap").is_none() {
+        return (Mode::Single, Some(Missing::Newuidmap));
+    }
+    (
+        Mode::SubIds {
+            uid: sub_u,
+            gid: sub_g,
+        },
+        None,
+    )
+}
+
+/// The argv of newuidmap/newgidmap for `pid`: container 0 is the user, 1..=count the range.
+pub fn helper_args(pid: u32, own: u32, range: SubRange) -> Vec<String> {
+    vec![
+        pid.to_string(),
+        "0".into(),
+        own.to_string(),
+        "1".into(),
+        "1".into(),
+        range.start.to_string(),
+        range.count.to_string(),
+    ]
+}
+
+/// Enter rbox's user namespace (unless root) and return the id map in force.
+/// Must be called while the process is single-threaded.
+pub fn enter(_g: &crate::cli::GlobalArgs) -> Result<IdMap> {
+    if already_inside() {
+        return Ok(current_mode().idmap());
+    }
+    let (mode, _) = detect();
+    enter_mode(&mode)?;
+    Ok(mode.idmap())
+}
+
+/// Whether this process already runs inside a user namespace made by rbox (re-entry is a no-op).
+fn already_inside() -> bool {
+    std::env::var_os("_RBOX_IN_USERNS").is_some()
+        && parse_map(&fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
+            .first()
+            .is_some_and(|l| *l != (0, 0, u32::MAX))
+}
+
+pub fn enter_mode(mode: &Mode) -> Result<()> {
+    if *mode == Mode::Root || already_inside() {
+        return Ok(());
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    match mode {
+        Mode::Root => {}
+        Mode::Single => {
+            unshare_user()?;
+            write_own_maps(uid, gid)?;
+        }
+        Mode::SubIds { uid: su, gid: sg } => enter_with_helpers(uid, gid, *su, *sg)?,
+    }
+    // Children (rbox unshare, nested invocations) know they are inside already.
+    std::env::set_var("_RBOX_IN_USERNS", "1");
+    Ok(())
+}
+
+fn unshare_user() -> Result<()> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
+        let hint = match e {
+            nix::errno::Errno::EPERM | nix::errno::Errno::ENOSPC => {
+                ": unprivileged user namespaces are disabled on this host; enable them with \
+                 `sysctl -w user.max_user_namespaces=15000` (and \
+                 `kernel.apparmor_restrict_unprivileged_userns=0` where AppArmor restricts them)"
+            }
+            nix::errno::Errno::EINVAL => ": the process is multithreaded (a bug in rbox)",
+            _ => "",
+        };
+        anyhow::anyhow!("create user namespace: {e}{hint}")
+    })
+}
+
+/// Without subordinate ids, a process may map only its own ids, and must deny setgroups first.
+fn write_own_maps(uid: u32, gid: u32) -> Result<()> {
+    fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).context("write uid map")?;
+    fs::write("/proc/self/setgroups", "deny\n").context("deny setgroups")?;
+    fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).context("write gid map")?;
+    Ok(())
+}
+
+/// newuidmap/newgidmap are setuid programs that must run outside the new namespace, so a
+/// child forked before the unshare runs them (both at once: each costs a few ms) against us.
+fn enter_with_helpers(uid: u32, gid: u32, su: SubRange, sg: SubRange) -> Result<()> {
+    let newuidmap = find_helper("newuidmap").context("find newuidmap")?;
+    let newgidmap = find_helper("newgidmap").context("find newgidmap")?;
+    let me = std::process::id();
+    let (go_r, go_w) = nix::unistd::pipe().context("create pipe")?;
+    let (err_r, err_w) = nix::unistd::pipe().context("create pipe")?;
+    let child = match crate::runtime::sys::fork().context("fork id-map helper")? {
+        ForkResult::Child => {
+            drop(go_w);
+            drop(err_r);
+            let mut f = fs::File::from(go_r);
+            let mut b = [0u8; 1];
+            if f.read(&mut b).unwrap_or(0) != 1 {
+                crate::runtime::sys::exit_now(1);
+            }
+            let run = |prog: &Path, range: SubRange, own: u32| {
+                Command::new(prog)
+                    .args(helper_args(me, own, range))
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+            };
+            let mut errf = fs::File::from(err_w);
+            let res = (|| -> std::io::Result<String> {
+                let u = run(&newuidmap, su, uid)?;
+                let g = run(&newgidmap, sg, gid)?;
+                let mut msg = String::new();
+                for (name, c) in [("newuidmap", u), ("newgidmap", g)] {
+                    let out = c.wait_with_output()?;
+                    if !out.status.success() {
+                        let e = String::from_utf8_lossy(&out.stderr)
+                            .trim()
+                            .replace('\n', " ");
+                        msg = format!("{name} {me}: {e}");
+                    }
+                }
+                Ok(msg)
+            })();
+            let msg = match res {
+                Ok(m) => m,
+                Err(e) => format!("run newuidmap: {e}"),
+            };
+            let _ = errf.write_all(msg.as_bytes());
+            crate::runtime::sys::exit_now(if msg.is_empty() { 0 } else { 1 });
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(go_r);
+    drop(err_w);
+    let unshared = unshare_user();
+    let mut go = fs::File::from(go_w);
+    if unshared.is_ok() {
+        let _ = go.write_all(b"1");
+    }
+    drop(go);
+    let mut msg = String::new();
+    let _ = fs::File::from(err_r).read_to_string(&mut msg);
+    let status = waitpid(child, None).context("wait for id-map helper")?;
+    unshared?;
+    if !msg.is_empty() || !matches!(status, WaitStatus::Exited(_, 0)) {
+        bail!(
+            "map subordinate ids: {msg}; check the ranges in /etc/subuid and /etc/subgid and that \
+             newuidmap and newgidmap are setuid root (apt-get install uidmap)"
+        );
+    }
+    // Drop the host's supplementary groups: they are unmapped (nobody) in here.
+    let _ = nix::unistd::setgroups(&[]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subid_by_name_or_uid() {
+        let t = "# c\nbob:100000:65536\n1001:300000:1000\nzero:5:0\n";
+        assert_eq!(
+            parse_subid(t, Some("bob"), 1000),
+            Some(SubRange {
+                start: 100000,
+                count: 65536
+            })
+        );
+        assert_eq!(
+            parse_subid(t, Some("carol"), 1001),
+            Some(SubRange {
+                start: 300000,
+                count: 1000
+            })
+        );
+        assert_eq!(parse_subid(t, Some("zero"), 7), None);
+        assert_eq!(parse_subid(t, Some("dave"), 1002), None);
+    }
+
+    #[test]
+    fn maps() {
+        assert_eq!(
+            parse_map("         0       1000          1\n         1     200000      65536\n"),
+            vec![(0, 1000, 1), (1, 200000, 65536)]
+        );
+        assert_eq!(parse_map("0 0 4294967295"), vec![(0, 0, u32::MAX)]);
+    }
+
+    #[test]
+    fn helper_argv() {
+        let a = helper_args(
+            42,
+            1000,
+            SubRange {
+                start: 100000,
+                count: 65536,
+            },
+        );
+        assert_eq!(a, ["42", "0", "1000", "1", "1", "100000", "65536"]);
+    }
+
+    #[test]
+    fn idmap_counts() {
+        let m = Mode::SubIds {
+            uid: SubRange {
+                start: 1,
+                count: 65536,
+            },
+            gid: SubRange {
+                start: 1,
+                count: 1000,
+            },
+        };
+        let i = m.idmap();
+        assert_eq!((i.uid_count, i.gid_count), (65537, 1001));
+        assert_eq!(Mode::Single.idmap().uid_count, 1);
+    }
+}
