@@ -32,13 +32,14 @@ id "$user" >/dev/null 2>&1 || { echo "run-pull: no user $user (see .ci/run)" >&2
 
 cache="$here/results/tmp"
 mkdir -p "$cache"
-rootfs_tar="$cache/debian-bookworm-$VARIANT.tar"
+rootfs_tar="$cache/debian-bookworm-$VARIANT-v2.tar"
 if [ ! -s "$rootfs_tar" ]; then
     echo "debootstrap --variant=$VARIANT bookworm (cached in $cache)" >&2
     d="$(mktemp -d "$cache/debootstrap.XXXXXX")"
     debootstrap --variant="$VARIANT" bookworm "$d" http://deb.debian.org/debian >&2
+    # Without the downloaded .debs and apt lists, as the distribution's own images are made.
     tar --numeric-owner -C "$d" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
-        -cf "$rootfs_tar.tmp" .
+        --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/lib/apt/lists/*' -cf "$rootfs_tar.tmp" .
     rm -rf "$d"
     mv "$rootfs_tar.tmp" "$rootfs_tar"
 fi

@@ -264,7 +264,7 @@ impl Registry {
             .filter(|p| p.ends_with("data") && p.to_string_lossy().contains("/blobs/sha256/"))
             .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
             .collect();
-        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.sort_by_key(|e| std::cmp::Reverse(e.0));
         v.into_iter().map(|(_, p)| p).collect()
     }
 }
