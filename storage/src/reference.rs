@@ -29,6 +29,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::digest::Digest;
+
 /// The registry unqualified names are normalised to, as Docker and Podman print them.
 pub const DOCKER_IO: &str = "docker.io";
 /// Docker Hub's legacy registry name, normalised to [`DOCKER_IO`].
@@ -84,7 +86,7 @@ pub struct Reference {
     /// The path as the user typed it (before `library/` was added), for short-name resolution.
     given_path: String,
     tag: Option<String>,
-    digest: Option<String>,
+    digest: Option<Digest>,
     /// No registry was given: the name is subject to unqualified-search-registries.
     short: bool,
 }
@@ -116,10 +118,7 @@ impl Reference {
             });
         }
         let (rest, digest) = match input.split_once('@') {
-            Some((r, d)) => {
-                validate_digest(input, d)?;
-                (r, Some(d.to_string()))
-            }
+            Some((r, d)) => (r, Some(parse_digest(input, d)?)),
             None => (input, None),
         };
         // A ':' after the last '/' separates the tag; one before it is a registry port.
@@ -200,9 +199,9 @@ impl Reference {
         self.tag.as_deref()
     }
 
-    /// The digest, `algo:hex`, if any.
-    pub fn digest(&self) -> Option<&str> {
-        self.digest.as_deref()
+    /// The digest, if any.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
     }
 
     /// True when the input named no registry (`alpine`, `library/alpine`, `user/app:1`):
@@ -216,12 +215,14 @@ impl Reference {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    /// What a distribution API manifest URL takes: the digest when there is one, else the tag.
-    pub fn manifest_reference(&self) -> &str {
-        self.digest
-            .as_deref()
-            .or(self.tag.as_deref())
-            .unwrap_or(DEFAULT_TAG)
+    /// What a distribution API manifest URL takes: the digest when there is one, else the tag
+    /// (`latest` when neither).
+    pub fn manifest_reference(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => DEFAULT_TAG.to_string(),
+        }
     }
 
     /// This name with `tag` as its tag (the digest, if any, is kept). `tag` is validated.
@@ -237,12 +238,11 @@ impl Reference {
         Ok(r)
     }
 
-    /// This name with `digest` (`algo:hex`) as its digest, the tag kept. Validated.
-    pub fn with_digest(&self, digest: &str) -> Result<Reference, ReferenceError> {
-        validate_digest(&self.to_string(), digest)?;
+    /// This name with `digest` as its digest, the tag kept.
+    pub fn with_digest(&self, digest: &Digest) -> Reference {
         let mut r = self.clone();
-        r.digest = Some(digest.to_string());
-        Ok(r)
+        r.digest = Some(digest.clone());
+        r
     }
 
     /// This name without its digest (for a reference that also carries a tag, or to name a
@@ -305,7 +305,7 @@ impl Reference {
         }
         if let Some(d) = &self.digest {
             s.push('@');
-            s.push_str(d);
+            s.push_str(&d.to_string());
         }
     }
 }
@@ -347,12 +347,14 @@ impl std::hash::Hash for Reference {
 }
 
 /// Split `name` into (registry, path, short) with Docker's rule: the first element is a
-/// registry only if it has a `.` or `:`, is `localhost`, or has an uppercase letter.
+/// registry only if it has a `.` or `:`, is `localhost`, has an uppercase letter, or is a
+/// bracketed IPv6 address.
 fn split_registry(name: &str) -> (&str, &str, bool) {
     match name.split_once('/') {
         Some((first, rest))
             if first.contains(['.', ':'])
                 || first == "localhost"
+                || first.starts_with('[')
                 || first.bytes().any(|b| b.is_ascii_uppercase()) =>
         {
             (first, rest, false)
@@ -459,28 +461,21 @@ fn valid_tag(t: &str) -> bool {
         && b[1..].iter().all(|&x| word(x) || x == b'.' || x == b'-')
 }
 
-/// Digests the store can hold: `sha256:` + 64 or `sha512:` + 128 lowercase hex digits.
-fn validate_digest(input: &str, d: &str) -> Result<(), ReferenceError> {
+/// Digests the store can hold: `sha256:` + 64 lowercase hex digits (the only algorithm
+/// registries use in practice; the store cannot hold others).
+fn parse_digest(input: &str, d: &str) -> Result<Digest, ReferenceError> {
     let err = |reason| ReferenceError::Digest {
         input: input.to_string(),
         digest: d.to_string(),
         reason,
     };
-    let Some((algo, hex)) = d.split_once(':') else {
-        return Err(err("expected algorithm:hex"));
-    };
-    let want = match algo {
-        "sha256" => 64,
-        "sha512" => 128,
-        _ => return Err(err("unsupported algorithm")),
-    };
-    if hex.len() != want {
-        return Err(err("wrong length"));
+    match d.split_once(':') {
+        None => Err(err("expected algorithm:hex")),
+        Some(("sha256", _)) => {
+            Digest::parse(d).map_err(|_| err("expected 64 lowercase hex digits"))
+        }
+        Some(_) => Err(err("unsupported algorithm")),
     }
-    if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(err("not lowercase hex"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -549,19 +544,20 @@ mod tests {
     fn digests() {
         let r = Reference::parse(&format!("alpine@{D}")).unwrap();
         assert_eq!(r.tag(), None);
-        assert_eq!(r.digest(), Some(D));
+        assert_eq!(r.digest().map(|d| d.to_string()).as_deref(), Some(D));
         assert_eq!(r.manifest_reference(), D);
         assert_eq!(r.to_string(), format!("docker.io/library/alpine@{D}"));
 
         let r = Reference::parse(&format!("host:5000/a/b:t@{D}")).unwrap();
         assert_eq!(r.tag(), Some("t"));
-        assert_eq!(r.digest(), Some(D));
+        assert_eq!(r.digest(), Some(&Digest::parse(D).unwrap()));
         assert_eq!(r.manifest_reference(), D);
         assert_eq!(r.without_digest().to_string(), "host:5000/a/b:t");
 
         for bad in [
             "alpine@sha256:abc",
             "alpine@md5:d41d8cd98f00b204e9800998ecf8427e",
+            "alpine@sha512:abcd",
             "alpine@sha256",
             &format!("alpine@{}", D.to_uppercase().replace("SHA256", "sha256")),
         ] {
@@ -621,7 +617,11 @@ mod tests {
         assert!(r.with_tag("-bad").is_err());
         assert!(r.with_tag(&"a".repeat(129)).is_err());
         assert!(r.with_tag(&"a".repeat(128)).is_ok());
-        assert_eq!(r.with_digest(D).unwrap().manifest_reference(), D);
+        assert_eq!(
+            r.with_digest(&Digest::parse(D).unwrap())
+                .manifest_reference(),
+            D
+        );
         assert_eq!(r.without_tag().to_string(), "docker.io/library/alpine");
         assert_eq!(r.name(), "docker.io/library/alpine");
         let bare = Reference::parse_bare("alpine").unwrap();
@@ -703,7 +703,7 @@ mod tests {
         ));
         assert!(matches!(
             Reference::parse("a:b:c"),
-            Err(ReferenceError::Tag { .. })
+            Err(ReferenceError::Path { .. })
         ));
         assert!(matches!(
             Reference::parse("alpine:"),
