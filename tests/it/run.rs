@@ -65,10 +65,12 @@ fn exit_codes() {
         // 127: no such command, by path and through PATH.
         run(&["busybox", "/no/such/command"]).code_is(127);
         run(&["busybox", "no-such-command-anywhere"]).code_is(127);
-        // 128+n: killed by signal n.
-        run(&["helper", "kill", "9"]).code_is(128 + 9);
-        run(&["helper", "kill", "15"]).code_is(128 + 15);
-        run(&["busybox", "sh", "-c", "kill -9 $$"]).code_is(137);
+        // 128+n: killed by signal n. The kernel ignores a PID 1's signals to itself (it has no
+        // handler), so the command runs under --init, as PID 2, and kills itself there.
+        run(&["--init", "helper", "kill", "9"]).code_is(128 + 9);
+        run(&["--init", "helper", "kill", "15"]).code_is(128 + 15);
+        run(&["--init", "busybox", "sh", "-c", "kill -9 $$"]).code_is(137);
+        run(&["--init", "helper", "exit", "3"]).code_is(3);
     });
 }
 
@@ -224,6 +226,7 @@ fn user_option() {
             .args([
                 "run",
                 "--rm",
+                "--init",
                 "busybox",
                 "stat",
                 "-c",
@@ -490,7 +493,7 @@ fn tty_through_a_real_pty() {
             .output()
             .success();
         assert!(out.text().starts_with("/dev/pts/"), "{out}");
-        // Without -t, output is not a terminal even when rbox's is.
+        // Without -t (and with pipes), neither end is a terminal.
         let out = env
             .rbox()
             .args(["run", "--rm", "helper", "tty"])
@@ -546,7 +549,8 @@ fn signals_are_forwarded() {
             let out = r.wait().success();
             assert_eq!(out.text(), format!("signal={}", sig as i32), "{out}");
         }
-        // A container without a handler dies of the signal; rbox reports 128+n.
+        // Under --init the command is not PID 1, so a signal without a handler kills it as it
+        // would outside a container; rbox reports 128+n.
         let mut r = env
             .rbox()
             .args([
@@ -584,7 +588,7 @@ fn rm_leaves_nothing_behind() {
             .output()
             .code_is(7);
         env.rbox()
-            .args(["run", "--rm", "helper", "kill", "9"])
+            .args(["run", "--rm", "--init", "helper", "kill", "9"])
             .output()
             .code_is(137);
         let after = (tree(&env.store()), tree(&env.runroot()));
