@@ -1,15 +1,27 @@
 //! Image archives: docker-archive and oci-archive load and save, and flat rootfs import.
 //!
-//! Owns reading the two archive formats (detected automatically, optionally gzip/zstd
-//! compressed), writing them from stored blobs, and turning a rootfs tarball into a one-layer
-//! image with a generated config. It does not unpack layers itself (layer.rs does).
+//! Owns reading the two archive formats (detected automatically; the archive itself may be
+//! gzip or zstd compressed), writing them from stored blobs, and turning a rootfs tarball into
+//! a one-layer image with a generated config (`--change` instructions included). Loading
+//! unpacks the archive's regular files into the store's `tmp/` first (nothing is held in
+//! memory but manifests and configs; links in the archive are followed lexically, never on
+//! disk), then streams each layer through the verifying unpacker. It does not unpack layers
+//! itself (layer.rs) nor record images (images.rs).
 
-use std::io::{Read, Write};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 
-use crate::images::ImageRecord;
-use crate::store::Store;
-use crate::{Error, Result};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::digest::{Digest, HashingReader};
+use crate::images::{normalize_docker_name, normalize_name, split_name, ImageRecord};
+use crate::layer::{clean_path, decompress, Compression, LayerMeta};
+use crate::store::{Store, TmpPath};
+use crate::{bt, Error, IoContext, Result};
 
 /// Archive formats of `rbox save`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,34 +32,819 @@ pub enum Format {
     OciArchive,
 }
 
-impl Store {
-    /// Loads every image of a docker-archive or oci-archive (detected automatically).
-    pub fn load_archive(&self, path: &Path) -> Result<Vec<ImageRecord>> {
-        Err(Error::InvalidArchive(format!(
-            "`{}`: loading is being written",
-            path.display()
-        )))
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::InvalidArchive(msg.into())
+}
+
+/// An archive unpacked into `tmp/`: regular files on disk, links kept as a map.
+struct Unpacked {
+    dir: TmpPath,
+    /// cleaned path -> cleaned target path (both relative to the archive root).
+    links: HashMap<String, String>,
+}
+
+impl Unpacked {
+    fn resolve(&self, name: &str) -> Result<PathBuf> {
+        let mut p = join_clean(
+            &clean_path(name.as_bytes())
+                .map_err(|_| bad(format!("path `{name}` escapes the archive")))?,
+        );
+        for _ in 0..16 {
+            match self.links.get(&p) {
+                Some(t) => p = t.clone(),
+                None => return Ok(self.dir.path.join(&p)),
+            }
+        }
+        Err(bad(format!("too many links resolving `{name}`")))
     }
 
-    /// Writes `images` as one archive.
+    fn exists(&self, name: &str) -> bool {
+        self.resolve(name).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let p = self.resolve(name)?;
+        fs::read(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                bad(format!("`{name}` is missing"))
+            } else {
+                Error::io(format!("read {}", bt(&p)), e)
+            }
+        })
+    }
+
+    fn open(&self, name: &str) -> Result<File> {
+        let p = self.resolve(name)?;
+        File::open(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                bad(format!("`{name}` is missing"))
+            } else {
+                Error::io(format!("open {}", bt(&p)), e)
+            }
+        })
+    }
+
+    /// Reads `blobs/sha256/<hex>` and checks it against its digest (and size).
+    fn read_blob(&self, d: &Digest, size: Option<u64>) -> Result<Vec<u8>> {
+        let data = self.read(&format!("blobs/sha256/{}", d.hex()))?;
+        let actual = Digest::of(&data);
+        if actual != *d {
+            return Err(Error::DigestMismatch {
+                expected: d.clone(),
+                actual,
+            });
+        }
+        if let Some(s) = size {
+            if s != data.len() as u64 {
+                return Err(Error::SizeMismatch {
+                    digest: d.clone(),
+                    expected: s,
+                    actual: data.len() as u64,
+                });
+            }
+        }
+        Ok(data)
+    }
+}
+
+fn join_clean(comps: &[Vec<u8>]) -> String {
+    comps
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// What one image of an archive needs to be stored.
+struct PendingImage {
+    config: Vec<u8>,
+    names: Vec<String>,
+    /// The manifest to commit; `None` to build a Docker schema2 one from the layers.
+    manifest: Option<Vec<u8>>,
+    layers: Vec<PendingLayer>,
+}
+
+struct PendingLayer {
+    file: String,
+    diff_id: Digest,
+    blob: Option<(Digest, u64)>,
+}
+
+/// The OCI architecture name of the host.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+impl Store {
+    /// Loads every image of a docker-archive or oci-archive (detected automatically; the
+    /// archive may be gzip or zstd compressed).
+    pub fn load_archive(&self, path: &Path) -> Result<Vec<ImageRecord>> {
+        let f = File::open(path).ctx(|| format!("open {}", bt(path)))?;
+        let un = self.unpack_archive(f)?;
+        let pending = if un.exists("manifest.json") {
+            docker_images(&un)?
+        } else if un.exists("index.json") {
+            oci_images(&un)?
+        } else {
+            return Err(bad(format!(
+                "{} is neither a docker-archive (no manifest.json) nor an oci-archive (no index.json)",
+                bt(path)
+            )));
+        };
+        let mut out = Vec::new();
+        for img in pending {
+            // A concurrent `rmi` of another image may remove a layer between its unpack
+            // here and the commit (nothing referenced it yet): unpack again and retry.
+            let mut tries = 0;
+            loop {
+                match self.store_pending(&un, &img) {
+                    Err(Error::LayerNotFound(_)) if tries < 3 => tries += 1,
+                    r => {
+                        out.push(r?);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn unpack_archive(&self, f: File) -> Result<Unpacked> {
+        let dir = self.tmp_path("load");
+        fs::create_dir(&dir.path).ctx(|| format!("create {}", bt(&dir.path)))?;
+        let (_, rd) = decompress(BufReader::with_capacity(256 * 1024, f))?;
+        let mut ar = tar::Archive::new(rd);
+        let mut links = HashMap::new();
+        let entries = ar.entries().map_err(|e| bad(e.to_string()))?;
+        for ent in entries {
+            let mut ent = ent.map_err(|e| bad(format!("read tar entry: {e}")))?;
+            let raw = ent.path_bytes().into_owned();
+            let comps = clean_path(&raw).map_err(|_| {
+                bad(format!(
+                    "entry `{}` escapes the archive",
+                    String::from_utf8_lossy(&raw)
+                ))
+            })?;
+            if comps.is_empty() {
+                continue;
+            }
+            let name = join_clean(&comps);
+            match ent.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let dst = dir.path.join(&name);
+                    if let Some(parent) = dst.parent() {
+                        fs::create_dir_all(parent).ctx(|| format!("create {}", bt(parent)))?;
+                    }
+                    // No symlink is ever created under this dir, so plain paths are safe.
+                    let mut out = File::create(&dst).ctx(|| format!("create {}", bt(&dst)))?;
+                    io::copy(&mut ent, &mut out).map_err(|e| bad(format!("read `{name}`: {e}")))?;
+                    links.remove(&name);
+                }
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    let target = ent
+                        .link_name_bytes()
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
+                    let mut full = Vec::new();
+                    if ent.header().entry_type() == tar::EntryType::Symlink
+                        && !target.starts_with(b"/")
+                    {
+                        // Relative to the link's own directory.
+                        for c in &comps[..comps.len() - 1] {
+                            full.extend_from_slice(c);
+                            full.push(b'/');
+                        }
+                    }
+                    full.extend_from_slice(&target);
+                    let t = clean_path(&full)
+                        .map_err(|_| bad(format!("link `{name}` escapes the archive")))?;
+                    links.insert(name, join_clean(&t));
+                }
+                _ => {}
+            }
+        }
+        Ok(Unpacked { dir, links })
+    }
+
+    fn store_pending(&self, un: &Unpacked, img: &PendingImage) -> Result<ImageRecord> {
+        let mut descs = Vec::new();
+        for l in &img.layers {
+            let f = un.open(&l.file)?;
+            let (blob, size) = match &l.blob {
+                Some((d, s)) => (Some(d), Some(*s)),
+                None => (None, None),
+            };
+            let info = self.store_layer(
+                BufReader::with_capacity(256 * 1024, f),
+                blob,
+                size,
+                Some(&l.diff_id),
+                true,
+            )?;
+            if img.manifest.is_none() {
+                let (Some(b), Some(n)) = (info.blob.clone(), info.blob_size) else {
+                    return Err(Error::BlobNotFound(info.diff_id));
+                };
+                descs.push(json!({
+                    "mediaType": info.compression.docker_media_type(),
+                    "size": n,
+                    "digest": b.to_string(),
+                }));
+            }
+        }
+        let manifest = match &img.manifest {
+            Some(m) => m.clone(),
+            None => serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": DOCKER_MANIFEST,
+                "config": {
+                    "mediaType": DOCKER_CONFIG,
+                    "size": img.config.len(),
+                    "digest": Digest::of(&img.config).to_string(),
+                },
+                "layers": descs,
+            }))
+            .expect("manifest serializes"),
+        };
+        self.commit_image(&manifest, &img.config, &img.names)
+    }
+
+    /// Writes `images` as one archive of the given format.
     pub fn save_archive(
         &self,
         images: &[ImageRecord],
         out: impl Write,
         format: Format,
     ) -> Result<()> {
-        let _ = (images, out, format);
-        Err(Error::InvalidArchive("saving is being written".into()))
+        let mut b = tar::Builder::new(out);
+        match format {
+            Format::DockerArchive => self.save_docker(images, &mut b)?,
+            Format::OciArchive => self.save_oci(images, &mut b)?,
+        }
+        b.into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(|e| Error::io("write archive", e))?;
+        Ok(())
     }
 
-    /// Imports a flat rootfs tarball (gzip or not) as a one-layer image.
+    fn save_docker<W: Write>(&self, images: &[ImageRecord], b: &mut tar::Builder<W>) -> Result<()> {
+        let mut written = BTreeSet::new();
+        let mut manifest = Vec::new();
+        let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for rec in images {
+            let config = self.read_blob(&rec.id)?;
+            let config_name = format!("{}.json", rec.id.hex());
+            if written.insert(config_name.clone()) {
+                append_bytes(b, &config_name, &config)?;
+            }
+            let mut layers = Vec::new();
+            for l in &rec.layers {
+                let name = format!("{}.tar", l.diff_id.hex());
+                if written.insert(name.clone()) {
+                    self.append_diff_tar(b, &name, &l.diff_id, &l.blob)?;
+                }
+                layers.push(name);
+            }
+            let tags: Vec<String> = rec
+                .names
+                .iter()
+                .filter(|n| split_name(n).2.is_none())
+                .cloned()
+                .collect();
+            if let Some(top) = rec.layers.last() {
+                for t in &tags {
+                    if let (repo, Some(tag), _) = split_name(t) {
+                        repositories
+                            .entry(repo.to_string())
+                            .or_default()
+                            .insert(tag.to_string(), top.diff_id.hex().to_string());
+                    }
+                }
+            }
+            manifest.push(json!({
+                "Config": config_name,
+                "RepoTags": tags,
+                "Layers": layers,
+            }));
+        }
+        append_bytes(
+            b,
+            "manifest.json",
+            &serde_json::to_vec(&manifest).expect("json"),
+        )?;
+        append_bytes(
+            b,
+            "repositories",
+            &serde_json::to_vec(&repositories).expect("json"),
+        )?;
+        Ok(())
+    }
+
+    /// Appends the uncompressed diff tar of a layer, from its stored blob, verified against
+    /// the diff id as it streams.
+    fn append_diff_tar<W: Write>(
+        &self,
+        b: &mut tar::Builder<W>,
+        name: &str,
+        diff_id: &Digest,
+        blob: &Digest,
+    ) -> Result<()> {
+        let meta: LayerMeta = self.layer_meta(diff_id)?;
+        let blob = if self.has_blob(blob) {
+            blob.clone()
+        } else {
+            meta.blob
+                .clone()
+                .ok_or_else(|| Error::BlobNotFound(blob.clone()))?
+        };
+        let f = self.open_blob(&blob)?;
+        let (_, rd) = decompress(BufReader::with_capacity(256 * 1024, f))?;
+        let mut hr = HashingReader::new(rd.take(meta.size));
+        let mut h = file_header(meta.size);
+        b.append_data(&mut h, name, &mut hr)
+            .map_err(|e| Error::io(format!("write `{name}` to the archive"), e))?;
+        let (d, n) = hr
+            .finish()
+            .map_err(|e| Error::io(format!("read blob {blob}"), e))?;
+        if n != meta.size {
+            return Err(Error::SizeMismatch {
+                digest: diff_id.clone(),
+                expected: meta.size,
+                actual: n,
+            });
+        }
+        if d != *diff_id {
+            return Err(Error::DigestMismatch {
+                expected: diff_id.clone(),
+                actual: d,
+            });
+        }
+        Ok(())
+    }
+
+    fn save_oci<W: Write>(&self, images: &[ImageRecord], b: &mut tar::Builder<W>) -> Result<()> {
+        append_bytes(b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        append_dir(b, "blobs/")?;
+        append_dir(b, "blobs/sha256/")?;
+        let mut written = BTreeSet::new();
+        let mut index = Vec::new();
+        for rec in images {
+            let stored = self.read_blob(&rec.digest)?;
+            let manifest = if rec.manifest_media_type == OCI_MANIFEST {
+                stored
+            } else {
+                to_oci_manifest(&stored)?
+            };
+            let mdigest = Digest::of(&manifest);
+            let config = self.read_blob(&rec.id)?;
+            for (d, data) in [(&rec.id, &config), (&mdigest, &manifest)] {
+                if written.insert(d.clone()) {
+                    append_bytes(b, &format!("blobs/sha256/{}", d.hex()), data)?;
+                }
+            }
+            for l in &rec.layers {
+                if written.insert(l.blob.clone()) {
+                    let f = self.open_blob(&l.blob)?;
+                    let len = f.metadata().ctx(|| format!("stat blob {}", l.blob))?.len();
+                    let mut hr = HashingReader::new(f);
+                    let mut h = file_header(len);
+                    b.append_data(&mut h, format!("blobs/sha256/{}", l.blob.hex()), &mut hr)
+                        .map_err(|e| Error::io("write layer blob to the archive", e))?;
+                    let (d, _) = hr.finish().map_err(|e| Error::io("read blob", e))?;
+                    if d != l.blob {
+                        return Err(Error::DigestMismatch {
+                            expected: l.blob.clone(),
+                            actual: d,
+                        });
+                    }
+                }
+            }
+            let desc = |name: Option<&String>| {
+                let mut d = json!({
+                    "mediaType": OCI_MANIFEST,
+                    "digest": mdigest.to_string(),
+                    "size": manifest.len(),
+                });
+                if let Some(n) = name {
+                    d["annotations"] = json!({ REF_NAME: n });
+                }
+                d
+            };
+            if rec.names.is_empty() {
+                index.push(desc(None));
+            }
+            for n in &rec.names {
+                index.push(desc(Some(n)));
+            }
+        }
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": index,
+        });
+        append_bytes(b, "index.json", &serde_json::to_vec(&index).expect("json"))
+    }
+
+    /// Imports a flat rootfs tarball (gzip, zstd or plain) as a one-layer image, with an
+    /// optional name (`busybox` -> `localhost/busybox:latest`) and `--change` instructions
+    /// (`CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `USER`, `LABEL`, `EXPOSE`, `VOLUME`,
+    /// `STOPSIGNAL`).
     pub fn import_rootfs(
         &self,
         r: impl Read,
         name: Option<&str>,
         changes: &[String],
     ) -> Result<ImageRecord> {
-        let _ = (r, name, changes);
-        Err(Error::InvalidArchive("import is being written".into()))
+        let names = match name {
+            Some(n) => vec![normalize_name(n)?],
+            None => Vec::new(),
+        };
+        let mut cfg = Map::new();
+        for c in changes {
+            apply_change(&mut cfg, c)?;
+        }
+        let info = self.store_layer(r, None, None, None, true)?;
+        let (Some(blob), Some(blob_size)) = (info.blob.clone(), info.blob_size) else {
+            return Err(Error::BlobNotFound(info.diff_id));
+        };
+        let now = rfc3339_now();
+        let config = json!({
+            "created": now,
+            "architecture": host_arch(),
+            "os": "linux",
+            "config": cfg,
+            "rootfs": { "type": "layers", "diff_ids": [info.diff_id.to_string()] },
+            "history": [{
+                "created": now,
+                "created_by": "rbox import",
+                "comment": "imported from tarball",
+            }],
+        });
+        let config = serde_json::to_vec(&config).expect("json");
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "size": config.len(),
+                "digest": Digest::of(&config).to_string(),
+            },
+            "layers": [{
+                "mediaType": info.compression.oci_media_type(),
+                "size": blob_size,
+                "digest": blob.to_string(),
+            }],
+        });
+        let manifest = serde_json::to_vec(&manifest).expect("json");
+        self.commit_image(&manifest, &config, &names)
     }
 }
+
+fn docker_images(un: &Unpacked) -> Result<Vec<PendingImage>> {
+    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&un.read("manifest.json")?)
+        .map_err(|e| bad(format!("manifest.json: {e}")))?;
+    let mut out = Vec::new();
+    for e in entries {
+        let config = un.read(&e.config)?;
+        let cfg = ImageConfiguration::from_reader(&config[..])
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        let diff_ids = cfg
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<Vec<_>>>()?;
+        if diff_ids.len() != e.layers.len() {
+            return Err(bad(format!(
+                "manifest.json lists {} layers but the config has {} diff ids",
+                e.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let names = e
+            .repo_tags
+            .unwrap_or_default()
+            .iter()
+            .map(|t| normalize_docker_name(t))
+            .collect::<Result<Vec<_>>>()?;
+        out.push(PendingImage {
+            config,
+            names,
+            manifest: None,
+            layers: e
+                .layers
+                .into_iter()
+                .zip(diff_ids)
+                .map(|(file, diff_id)| PendingLayer {
+                    file,
+                    diff_id,
+                    blob: None,
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+fn oci_images(un: &Unpacked) -> Result<Vec<PendingImage>> {
+    let index = ImageIndex::from_reader(&un.read("index.json")?[..])
+        .map_err(|e| bad(format!("index.json: {e}")))?;
+    let mut out: Vec<PendingImage> = Vec::new();
+    for desc in index.manifests() {
+        let names = oci_names(desc.annotations().as_ref());
+        let d = Digest::parse(desc.digest().as_ref())?;
+        let mt = desc.media_type().to_string();
+        let (d, size) = if mt == OCI_INDEX || mt == DOCKER_LIST {
+            pick_platform(un, &d, desc.size())?
+        } else {
+            (d, desc.size())
+        };
+        // One image listed under several names: merge.
+        if let Some(p) = out
+            .iter_mut()
+            .find(|p| p.manifest.as_ref().map(|m| Digest::of(m)) == Some(d.clone()))
+        {
+            p.names.extend(names);
+            continue;
+        }
+        let manifest = un.read_blob(&d, Some(size))?;
+        let m = ImageManifest::from_reader(&manifest[..])
+            .map_err(|e| Error::InvalidManifest(e.to_string()))?;
+        let cd = Digest::parse(m.config().digest().as_ref())?;
+        let config = un.read_blob(&cd, Some(m.config().size()))?;
+        let cfg = ImageConfiguration::from_reader(&config[..])
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        let diff_ids = cfg
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<Vec<_>>>()?;
+        if diff_ids.len() != m.layers().len() {
+            return Err(Error::InvalidManifest(format!(
+                "manifest has {} layers but the config lists {} diff ids",
+                m.layers().len(),
+                diff_ids.len()
+            )));
+        }
+        let mut layers = Vec::new();
+        for (l, diff_id) in m.layers().iter().zip(diff_ids) {
+            let bd = Digest::parse(l.digest().as_ref())?;
+            layers.push(PendingLayer {
+                file: format!("blobs/sha256/{}", bd.hex()),
+                diff_id,
+                blob: Some((bd, l.size())),
+            });
+        }
+        out.push(PendingImage {
+            config,
+            names,
+            manifest: Some(manifest),
+            layers,
+        });
+    }
+    Ok(out)
+}
+
+/// From a nested index, the manifest for the host's architecture (or the only one).
+fn pick_platform(un: &Unpacked, d: &Digest, size: u64) -> Result<(Digest, u64)> {
+    let data = un.read_blob(d, Some(size))?;
+    let idx =
+        ImageIndex::from_reader(&data[..]).map_err(|e| bad(format!("nested index {d}: {e}")))?;
+    let ms = idx.manifests();
+    let pick = ms
+        .iter()
+        .find(|m| {
+            m.platform()
+                .as_ref()
+                .map(|p| {
+                    p.architecture().to_string() == host_arch() && p.os().to_string() == "linux"
+                })
+                .unwrap_or(false)
+        })
+        .or(if ms.len() == 1 { ms.first() } else { None })
+        .ok_or_else(|| bad(format!("index {d} has no image for linux/{}", host_arch())))?;
+    Ok((Digest::parse(pick.digest().as_ref())?, pick.size()))
+}
+
+/// Image names from an OCI index entry: containerd's full name, else the ref.name
+/// annotation when it is a name (podman writes the full name there; a bare tag is skipped).
+fn oci_names(ann: Option<&HashMap<String, String>>) -> Vec<String> {
+    let Some(ann) = ann else { return Vec::new() };
+    if let Some(n) = ann
+        .get(CONTAINERD_NAME)
+        .and_then(|n| normalize_docker_name(n).ok())
+    {
+        return vec![n];
+    }
+    match ann.get(REF_NAME) {
+        Some(r) if r.contains('/') || r.contains(':') => normalize_name(r).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A Docker schema2 manifest rewritten with OCI media types (same digests).
+fn to_oci_manifest(docker: &[u8]) -> Result<Vec<u8>> {
+    let mut v: Value =
+        serde_json::from_slice(docker).map_err(|e| Error::InvalidManifest(e.to_string()))?;
+    v["mediaType"] = json!(OCI_MANIFEST);
+    v["config"]["mediaType"] = json!(OCI_CONFIG);
+    if let Some(layers) = v["layers"].as_array_mut() {
+        for l in layers {
+            let mt = l["mediaType"].as_str().unwrap_or_default();
+            let oci = match mt {
+                "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+                    Compression::Gzip.oci_media_type()
+                }
+                "application/vnd.docker.image.rootfs.diff.tar" => {
+                    Compression::None.oci_media_type()
+                }
+                other => other,
+            }
+            .to_string();
+            l["mediaType"] = json!(oci);
+        }
+    }
+    Ok(serde_json::to_vec(&v).expect("json"))
+}
+
+fn file_header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+fn append_bytes<W: Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) -> Result<()> {
+    let mut h = file_header(data.len() as u64);
+    b.append_data(&mut h, name, data)
+        .map_err(|e| Error::io(format!("write `{name}` to the archive"), e))
+}
+
+fn append_dir<W: Write>(b: &mut tar::Builder<W>, name: &str) -> Result<()> {
+    let mut h = file_header(0);
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    b.append_data(&mut h, name, io::empty())
+        .map_err(|e| Error::io(format!("write `{name}` to the archive"), e))
+}
+
+/// Applies one `--change` instruction (`INSTRUCTION VALUE` or `INSTRUCTION=VALUE`) to the
+/// `config` object of an image config.
+pub(crate) fn apply_change(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
+    let invalid = || Error::InvalidChange(change.to_string());
+    let change = change.trim();
+    let split = change.find([' ', '\t', '=']).ok_or_else(invalid)?;
+    let (instr, value) = (&change[..split], change[split + 1..].trim());
+    if value.is_empty() {
+        return Err(invalid());
+    }
+    let shell_or_json = |v: &str| -> Value {
+        if v.starts_with('[') {
+            if let Ok(a) = serde_json::from_str::<Vec<String>>(v) {
+                return json!(a);
+            }
+        }
+        json!(["/bin/sh", "-c", v])
+    };
+    let kv = |v: &str| -> Option<(String, String)> {
+        let (k, val) = v.split_once('=').or_else(|| v.split_once(' '))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return None;
+        }
+        let val = val.trim();
+        let val = val
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .unwrap_or(val);
+        Some((k.to_string(), val.to_string()))
+    };
+    match instr.to_ascii_uppercase().as_str() {
+        "CMD" => {
+            cfg.insert("Cmd".into(), shell_or_json(value));
+        }
+        "ENTRYPOINT" => {
+            cfg.insert("Entrypoint".into(), shell_or_json(value));
+        }
+        "ENV" => {
+            let (k, v) = kv(value).ok_or_else(invalid)?;
+            let env = cfg.entry("Env").or_insert_with(|| json!([]));
+            let list = env.as_array_mut().ok_or_else(invalid)?;
+            list.retain(|e| {
+                e.as_str()
+                    .and_then(|s| s.split_once('='))
+                    .map(|(ek, _)| ek != k)
+                    .unwrap_or(true)
+            });
+            list.push(json!(format!("{k}={v}")));
+        }
+        "LABEL" => {
+            let (k, v) = kv(value).ok_or_else(invalid)?;
+            let labels = cfg.entry("Labels").or_insert_with(|| json!({}));
+            labels
+                .as_object_mut()
+                .ok_or_else(invalid)?
+                .insert(k, json!(v));
+        }
+        "WORKDIR" => {
+            cfg.insert("WorkingDir".into(), json!(value));
+        }
+        "USER" => {
+            cfg.insert("User".into(), json!(value));
+        }
+        "STOPSIGNAL" => {
+            cfg.insert("StopSignal".into(), json!(value));
+        }
+        "EXPOSE" => {
+            let ports = cfg.entry("ExposedPorts").or_insert_with(|| json!({}));
+            let ports = ports.as_object_mut().ok_or_else(invalid)?;
+            for p in value.split_whitespace() {
+                let p = if p.contains('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/tcp")
+                };
+                ports.insert(p, json!({}));
+            }
+        }
+        "VOLUME" => {
+            let vols: Vec<String> = if value.starts_with('[') {
+                serde_json::from_str(value).map_err(|_| invalid())?
+            } else {
+                value.split_whitespace().map(String::from).collect()
+            };
+            let map = cfg.entry("Volumes").or_insert_with(|| json!({}));
+            let map = map.as_object_mut().ok_or_else(invalid)?;
+            for v in vols {
+                map.insert(v, json!({}));
+            }
+        }
+        _ => return Err(invalid()),
+    }
+    Ok(())
+}
+
+/// The current UTC time as RFC 3339 (`2026-11-22T07:00:00Z`).
+pub(crate) fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+pub(crate) fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+#[path = "archive_tests.rs"]
+mod tests;

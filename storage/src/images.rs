@@ -18,6 +18,7 @@ use oci_spec::image::{ImageConfiguration, ImageManifest};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::reference::Reference;
 use crate::store::Store;
 use crate::{bt, Error, IoContext, Result};
 
@@ -98,62 +99,23 @@ fn valid_repo(repo: &str) -> bool {
         })
 }
 
-fn valid_tag(tag: &str) -> bool {
-    !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && !tag.starts_with(['.', '-'])
-}
-
 /// Normalises a name given by the user, as podman does for local images: no registry means
 /// `localhost/`, no tag means `:latest`. `busybox` -> `localhost/busybox:latest`.
 pub fn normalize_name(name: &str) -> Result<String> {
-    normalize_with(name, "localhost/")
-}
-
-/// Normalises a name as docker does (archive `RepoTags`): no registry means `docker.io/`, and
-/// a single component gets `library/`. `busybox` -> `docker.io/library/busybox:latest`.
-pub fn normalize_docker_name(name: &str) -> Result<String> {
-    let (repo, _, _) = split_name(name);
-    if !has_registry(repo) && !repo.contains('/') {
-        normalize_with(name, "docker.io/library/")
+    let r = Reference::parse(name)?;
+    let r = if r.is_short_name() {
+        r.with_registry("localhost")?
     } else {
-        normalize_with(name, "docker.io/")
-    }
-}
-
-fn normalize_with(name: &str, prefix: &str) -> Result<String> {
-    let bad = || Error::InvalidName(name.to_string());
-    let (repo, tag, digest) = split_name(name);
-    if !valid_repo(repo) {
-        return Err(bad());
-    }
-    let repo = if has_registry(repo) {
-        repo.to_string()
-    } else {
-        if repo.contains(':') {
-            return Err(bad());
-        }
-        format!("{prefix}{repo}")
+        r
     };
-    let mut out = repo;
-    match tag {
-        Some(t) if !valid_tag(t) => return Err(bad()),
-        Some(t) => {
-            out.push(':');
-            out.push_str(t);
-        }
-        None if digest.is_none() => out.push_str(":latest"),
-        None => {}
-    }
-    if let Some(d) = digest {
-        Digest::parse(d).map_err(|_| bad())?;
-        out.push('@');
-        out.push_str(d);
-    }
-    Ok(out)
+    Ok(r.to_string())
+}
+
+/// Normalises a name as docker does (archive `RepoTags`, containerd annotations): no
+/// registry means `docker.io/`, and a single component gets `library/`.
+/// `busybox` -> `docker.io/library/busybox:latest`.
+pub fn normalize_docker_name(name: &str) -> Result<String> {
+    Ok(Reference::parse(name)?.to_string())
 }
 
 /// A name as a file name in `names/`: `%` -> `%25`, `/` -> `%2F`.
@@ -659,4 +621,4 @@ fn short_matches(stored: &str, query: &str) -> bool {
 
 #[cfg(test)]
 #[path = "images_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -51,6 +51,11 @@ pub struct LayerInfo {
     /// Entries skipped (device nodes, unsupported types), one line each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Size of the stored blob, when one was kept.
+    #[serde(default)]
+    pub blob_size: Option<u64>,
+    /// Compression of the stored blob (or of the stream when no blob was kept).
+    pub compression: Compression,
 }
 
 /// Compression of a layer stream, from its first bytes.
@@ -187,31 +192,7 @@ impl Store {
         };
         if let Some(d) = expected_diff {
             if self.has_layer(d) {
-                let meta = self.layer_meta(d)?;
-                let blob_present = match (&meta.blob, expected_blob) {
-                    (_, Some(b)) => self.has_blob(b),
-                    (Some(b), None) => self.has_blob(b),
-                    (None, None) => false,
-                };
-                let blob = if keep_blob && !blob_present {
-                    let (b, n) = self.write_blob(&mut r, expected_blob, expected_size)?;
-                    let mut meta = meta.clone();
-                    meta.blob = Some(b.clone());
-                    meta.blob_size = Some(n);
-                    self.write_atomic(
-                        &self.layer_dir(d).join("layer.json"),
-                        &serde_json::to_vec_pretty(&meta).expect("layer meta serializes"),
-                    )?;
-                    Some(b)
-                } else {
-                    expected_blob.cloned().or(meta.blob)
-                };
-                return Ok(LayerInfo {
-                    diff_id: d.clone(),
-                    blob,
-                    size: meta.size,
-                    warnings: Vec::new(),
-                });
+                return self.existing_layer(r, d, expected_blob, expected_size, keep_blob);
             }
         }
 
@@ -308,15 +289,116 @@ impl Store {
         drop(guard);
         Ok(LayerInfo {
             diff_id,
+            blob_size: blob.as_ref().map(|_| blob_size),
             blob,
             size,
             warnings,
+            compression,
         })
+    }
+
+    /// The layer `d` is already unpacked: make sure the wanted blob is stored too (verifying
+    /// that it really holds this layer) without unpacking again.
+    fn existing_layer(
+        &self,
+        r: impl Read,
+        d: &Digest,
+        expected_blob: Option<&Digest>,
+        expected_size: Option<u64>,
+        keep_blob: bool,
+    ) -> Result<LayerInfo> {
+        let meta = self.layer_meta(d)?;
+        let info = |blob: Option<Digest>, blob_size: Option<u64>, compression| LayerInfo {
+            diff_id: d.clone(),
+            blob,
+            size: meta.size,
+            warnings: Vec::new(),
+            blob_size,
+            compression,
+        };
+        let want = expected_blob.or(meta.blob.as_ref());
+        if let Some(b) = want.filter(|b| self.has_blob(b)) {
+            if meta.blob.as_ref() == Some(b) {
+                return Ok(info(Some(b.clone()), meta.blob_size, meta.compression));
+            }
+            let f = self.open_blob(b)?;
+            let len = f.metadata().ctx(|| format!("stat blob {b}"))?.len();
+            let mut head = [0u8; 4];
+            let got = (&f).read(&mut head).ctx(|| format!("read blob {b}"))?;
+            return Ok(info(
+                Some(b.clone()),
+                Some(len),
+                Compression::detect(&head[..got]),
+            ));
+        }
+        if !keep_blob {
+            return Ok(info(None, None, meta.compression));
+        }
+        let tmp = self.tmp_path("blob");
+        let file = create_new(&tmp.path, 0o644)?;
+        let mut raw_hasher = Hasher::new();
+        let mut r = r;
+        let (compression, diff_id) = {
+            let mut tee = Tee {
+                inner: &mut r,
+                hasher: &mut raw_hasher,
+                file: Some(&file),
+            };
+            let (compression, decoded) =
+                decompress(BufReader::with_capacity(256 * 1024, &mut tee))?;
+            let (diff_id, _) = HashingReader::new(decoded).finish().map_err(read_err)?;
+            io::copy(&mut tee, &mut io::sink()).map_err(read_err)?;
+            (compression, diff_id)
+        };
+        let blob_size = raw_hasher.len();
+        let blob = raw_hasher.finish();
+        check(d, &diff_id)?;
+        if let Some(exp) = expected_blob {
+            check(exp, &blob)?;
+        }
+        if let Some(exp) = expected_size {
+            if exp != blob_size {
+                return Err(Error::SizeMismatch {
+                    digest: blob,
+                    expected: exp,
+                    actual: blob_size,
+                });
+            }
+        }
+        self.commit_blob(tmp, file, &blob)?;
+        if meta.blob.as_ref().is_none_or(|b| !self.has_blob(b)) {
+            let mut m = meta.clone();
+            m.blob = Some(blob.clone());
+            m.blob_size = Some(blob_size);
+            m.compression = compression;
+            self.write_atomic(
+                &self.layer_dir(d).join("layer.json"),
+                &serde_json::to_vec_pretty(&m).expect("layer meta serializes"),
+            )?;
+        }
+        Ok(info(Some(blob), Some(blob_size), compression))
     }
 }
 
+fn check(expected: &Digest, actual: &Digest) -> Result<()> {
+    if expected != actual {
+        return Err(Error::DigestMismatch {
+            expected: expected.clone(),
+            actual: actual.clone(),
+        });
+    }
+    Ok(())
+}
+
 fn read_err(e: io::Error) -> Error {
-    Error::io("read layer stream", e)
+    // Decoders report corrupt input as InvalidData/InvalidInput: that is a bad layer, not
+    // an I/O failure of the machine.
+    match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
+            Error::InvalidLayer(format!("corrupt layer stream: {e}"))
+        }
+        _ => Error::io("read layer stream", e),
+    }
 }
 
 /// Copies everything read from `inner` into a hasher and, optionally, a blob file.
@@ -429,8 +511,11 @@ impl Unpacker {
             .entries()
             .map_err(|e| Error::InvalidLayer(e.to_string()))?;
         for entry in entries {
-            let mut entry =
-                entry.map_err(|e| Error::InvalidLayer(format!("read tar entry: {e}")))?;
+            let mut entry = entry.map_err(|e| match e.kind() {
+                // The tar crate reports malformed headers as `Other`.
+                io::ErrorKind::Other => Error::InvalidLayer(format!("read tar entry: {e}")),
+                _ => read_err(e),
+            })?;
             self.entry(&mut entry)?;
         }
         Ok(())
@@ -499,7 +584,10 @@ impl Unpacker {
                 )
                 .ctx(|| format!("create `{shown}`"))?;
                 let mut f = File::from(fd);
-                io::copy(entry, &mut f).map_err(|e| Error::io(format!("write `{shown}`"), e))?;
+                io::copy(entry, &mut f).map_err(|e| match read_err(e) {
+                    Error::Io { source, .. } => Error::io(format!("write `{shown}`"), source),
+                    other => other,
+                })?;
                 self.chown_fd(&f, &meta, &shown)?;
                 fchmod(&f, Mode::from_bits_truncate(meta.mode))
                     .ctx(|| format!("chmod `{shown}`"))?;
@@ -880,4 +968,4 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
 
 #[cfg(test)]
 #[path = "layer_tests.rs"]
-mod tests;
+pub(crate) mod tests;

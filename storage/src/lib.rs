@@ -34,6 +34,7 @@ pub mod digest;
 pub mod images;
 pub mod layer;
 mod lock;
+pub mod reference;
 mod store;
 #[allow(unsafe_code)]
 mod sys;
@@ -123,6 +124,8 @@ pub enum Error {
     },
     #[error("invalid image name `{0}`")]
     InvalidName(String),
+    #[error(transparent)]
+    Reference(#[from] reference::ReferenceError),
     #[error("refusing layer entry `{path}`: {reason}")]
     HostileEntry { path: String, reason: String },
     #[error("invalid layer: {0}")]
