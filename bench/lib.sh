@@ -35,7 +35,7 @@ table() {
       | "| command | runs | mean ms | median ms | min ms | stddev ms | x " + $base + " |",
         "|---|---:|---:|---:|---:|---:|---:|",
         (sort_by(.times | mean)[]
-         | "| \(.command | gsub("\\|"; "\\\\|")) | \(.times | length) | \(.times | mean | ms) | \(.times | median | ms) | \(.times | min | ms) | \(.times | sd | ms) | \(((.times | mean) / $b * 100 | round) / 100) |")
+         | "| \(.command | gsub("\\|"; "\\|")) | \(.times | length) | \(.times | mean | ms) | \(.times | median | ms) | \(.times | min | ms) | \(.times | sd | ms) | \(((.times | mean) / $b * 100 | round) / 100) |")
     ' "$json"
 }
 

@@ -113,7 +113,7 @@ interleaved "$json" "$ROUNDS" "$RUNS" 0 -- \
     --prepare "$(fresh "$U/oci") $U/bundle" \
     -n "skopeo copy + umoci unpack" "$pre sh -c 'skopeo copy -q --src-tls-verify=false docker://$image oci:$U/oci:latest && umoci unpack --rootless --image $U/oci:latest $U/bundle'" \
     --prepare "sh -c 'rm -rf $U/floor && mkdir $U/floor && chown $user: $U/floor'" \
-    -n "curl | tar -xz (floor)" "$pre sh -c 'curl -sf http://$addr/v2/bench/debian/blobs/$layer | tar -xz -C $U/floor'"
+    -n "floor: curl piped to tar -xz" "$pre sh -c 'curl -sf http://$addr/v2/bench/debian/blobs/$layer | tar -xz -C $U/floor'"
 
 mkdir -p "$here/results"
 out="$here/results/pull-$(date -u +%Y%m%d-%H%M).md"
@@ -123,7 +123,7 @@ out="$here/results/pull-$(date -u +%Y%m%d-%H%M).md"
     echo "$(machine_line); $("$W/rbox" --version | head -1), $(podman --version), $(skopeo --version), $(umoci --version)"
     echo "$ROUNDS interleaved rounds x $RUNS runs per command (hyperfine -N), each run into an empty store."
     echo
-    table "$json" "curl | tar -xz (floor)"
+    table "$json" "floor: curl piped to tar -xz"
 } | tee "$out"
 echo >&2
 echo "written: $out" >&2
