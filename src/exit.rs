@@ -21,7 +21,10 @@ pub struct CodedError {
 
 impl CodedError {
     pub fn new(code: u8, msg: impl Into<String>) -> Self {
-        CodedError { code, msg: msg.into() }
+        CodedError {
+            code,
+            msg: msg.into(),
+        }
     }
 }
 

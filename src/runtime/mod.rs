@@ -289,7 +289,11 @@ fn launch(
             tty_gid: !single_id,
         },
     );
-    let target = dir.dir.join("merged");
+    // Every container assembles its root on this one directory, each in its own mount
+    // namespace. A per-container mount point would have to be removed after exit, and
+    // removing a directory that is still a mount point in a dying namespace waits for the
+    // kernel's namespace teardown (tens of milliseconds).
+    let target = store.root().join("mnt");
     fs::create_dir_all(&target).with_context(|| format!("create `{}`", target.display()))?;
     let mut spec = rec.spec.clone();
     let keep_id = keep_id(&mode, &mut spec);
@@ -369,10 +373,6 @@ fn finish(g: &GlobalArgs, store: &Store, rec: &mut ContainerRecord, code: i32, e
     }
     rec.state.error = error.to_string();
     let _ = state::mark_exited(g, &root, rec, code);
-    // the merged mount point is only meaningful inside the container's mount namespace
-    if let Ok(d) = store.container_dir(&rec.id) {
-        let _ = fs::remove_dir(d.dir.join("merged"));
-    }
 }
 
 /// `-d`: a monitor process (rbox's conmon) holds the container; we print its id once it runs.

@@ -239,6 +239,8 @@ fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
         .collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
     let path_c = cstr(&exe)?;
+    sys::cloexec_from(3)
+        .map_err(|e| Failure::setup(format!("close inherited descriptors: {e}")))?;
     sys::reset_signals();
     let err = sys::execve(&path_c, &argv, &envp);
     let code = match err.raw_os_error() {

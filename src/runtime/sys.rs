@@ -342,3 +342,11 @@ pub fn fchown(fd: RawFd, uid: u32, gid: Option<u32>) -> io::Result<()> {
     // SAFETY: integer arguments only; -1 (as u32::MAX) leaves the group unchanged.
     cvt(unsafe { libc::fchown(fd, uid, gid.unwrap_or(u32::MAX)) } as _).map(drop)
 }
+
+/// Mark every descriptor from `first` up close-on-exec, so nothing rbox inherited (a caller's
+/// pipe, a test harness's socket) leaks into the container.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: integer arguments only; CLOSE_RANGE_CLOEXEC (4) closes nothing now.
+    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 4 as libc::c_uint) })
+        .map(drop)
+}
