@@ -16,6 +16,11 @@ use serde_json::json;
 use crate::fixtures::{self, Compression, Layer};
 use crate::util::{for_each_user, have, require, Cmd, Env, Who};
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 #[derive(Default, Clone)]
@@ -24,6 +29,8 @@ pub struct Options {
     pub tls: bool,
     /// Require Basic auth with this user and password (htpasswd, bcrypt).
     pub basic_auth: Option<(String, String)>,
+    /// Require Bearer tokens from this token server.
+    pub token: Option<TokenServerInfo>,
 }
 
 pub struct Registry {
@@ -146,6 +153,15 @@ impl Registry {
             cert_dir = Some(client);
         }
         let mut auth = String::new();
+        if let Some(t) = &opts.token {
+            auth = format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                t.realm,
+                TOKEN_SERVICE,
+                TOKEN_ISSUER,
+                t.cert.display()
+            );
+        }
         if let Some((user, pass)) = &opts.basic_auth {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, pass])
@@ -245,6 +261,9 @@ impl Registry {
         };
         if let Some((u, p)) = &self.opts.basic_auth {
             c.arg("--dest-creds").arg(format!("{u}:{p}"));
+        } else if let Some(t) = &self.opts.token {
+            c.arg("--dest-creds")
+                .arg(format!("{}:{}", t.user, t.password));
         }
     }
 
@@ -710,5 +729,538 @@ fn push_then_pull_back_with_podman_and_skopeo() {
             assert_eq!(out.text(), "via-podman");
             podman(&["pull", "--tls-verify=false", &dest]).success();
         }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Bearer token server: the distribution token flow (WWW-Authenticate challenge -> GET realm
+// with service and scope -> a JWT the registry verifies against our certificate). Tokens are
+// RS256 JWTs with the signing certificate in `x5c`, signed by `openssl dgst`. Any request with
+// the right Basic credentials gets the actions it asks for; anonymous requests get `pull` on
+// `public/...` repositories only.
+
+pub const TOKEN_SERVICE: &str = "rbox-test-registry";
+pub const TOKEN_ISSUER: &str = "rbox-test-issuer";
+
+/// What the registry config and the clients need to know about a [`TokenServer`].
+#[derive(Clone)]
+pub struct TokenServerInfo {
+    pub realm: String,
+    pub cert: PathBuf,
+    pub user: String,
+    pub password: String,
+}
+
+pub struct TokenServer {
+    pub info: TokenServerInfo,
+    /// How many tokens were issued (to see that the Bearer flow really ran).
+    pub issued: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+fn b64(data: &[u8], url: bool) -> String {
+    let table: &[u8; 64] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..=chunk.len() {
+            out.push(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if !url {
+            for _ in chunk.len()..3 {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' | b'-' => 62,
+            _ => 63,
+        }
+    };
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::new();
+    for chunk in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c) << (18 - 6 * i);
+        }
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+struct Signer {
+    key: PathBuf,
+    cert_der_b64: String,
+}
+
+impl Signer {
+    fn sign(&self, claims: &serde_json::Value) -> String {
+        let header = json!({"alg": "RS256", "typ": "JWT", "x5c": [self.cert_der_b64]});
+        let input = format!(
+            "{}.{}",
+            b64(&serde_json::to_vec(&header).unwrap(), true),
+            b64(&serde_json::to_vec(claims).unwrap(), true)
+        );
+        let mut child = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&self.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run openssl dgst");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "openssl dgst -sign");
+        format!("{input}.{}", b64(&out.stdout, true))
+    }
+}
+
+impl TokenServer {
+    pub fn start(user: &str, password: &str) -> TokenServer {
+        let dir = tempfile::Builder::new()
+            .prefix("rbox-it-token-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        run_ok(Command::new("openssl").current_dir(dir.path()).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rbox test token issuer",
+        ]));
+        let der = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(["x509", "-in", "token.crt", "-outform", "DER"])
+            .output()
+            .unwrap();
+        assert!(der.status.success());
+        let signer = Signer {
+            key: dir.path().join("token.key"),
+            cert_der_b64: b64(&der.stdout, false),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let info = TokenServerInfo {
+            realm: format!("http://{addr}/token"),
+            cert: dir.path().join("token.crt"),
+            user: user.into(),
+            password: password.into(),
+        };
+        let issued = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (i2, s2, creds) = (issued.clone(), stop.clone(), format!("{user}:{password}"));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let _ = serve_token(conn, &signer, &creds, &i2);
+            }
+        });
+        TokenServer {
+            info,
+            issued,
+            stop,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Answer one HTTP request (Connection: close) of the token endpoint.
+fn serve_token(
+    mut conn: TcpStream,
+    signer: &Signer,
+    creds: &str,
+    issued: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let mut authorized = None;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") {
+                let v = v.trim();
+                if let Some(basic) = v
+                    .strip_prefix("Basic ")
+                    .or_else(|| v.strip_prefix("basic "))
+                {
+                    authorized = Some(String::from_utf8_lossy(&b64_decode(basic)) == creds);
+                }
+            }
+        }
+    }
+    let target = request.split_whitespace().nth(1).unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut scopes = Vec::new();
+    let mut service = String::new();
+    for kv in query.split('&') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "scope" => scopes.push(url_decode(v)),
+            "service" => service = url_decode(v),
+            _ => {}
+        }
+    }
+    let reply = |conn: &mut TcpStream, status: &str, body: &str| {
+        let r = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(r.as_bytes())
+    };
+    if path != "/token" || service != TOKEN_SERVICE {
+        return reply(&mut conn, "404 Not Found", "{}");
+    }
+    if authorized == Some(false) {
+        return reply(
+            &mut conn,
+            "401 Unauthorized",
+            r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+        );
+    }
+    let mut access = Vec::new();
+    for scope in scopes.iter().flat_map(|s| s.split(' ')) {
+        // repository:NAME:ACTIONS (NAME may hold a port-less path; actions comma-separated)
+        let mut parts = scope.splitn(2, ':');
+        let kind = parts.next().unwrap_or("");
+        let rest = parts.next().unwrap_or("");
+        let Some((name, actions)) = rest.rsplit_once(':') else {
+            continue;
+        };
+        let actions: Vec<&str> = actions
+            .split(',')
+            .filter(|a| authorized == Some(true) || (*a == "pull" && name.starts_with("public/")))
+            .collect();
+        access.push(json!({"type": kind, "name": name, "actions": actions}));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let n = issued.fetch_add(1, Ordering::SeqCst);
+    let claims = json!({
+        "iss": TOKEN_ISSUER,
+        "sub": if authorized == Some(true) { creds.split(':').next().unwrap() } else { "" },
+        "aud": TOKEN_SERVICE,
+        "exp": now + 300,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": format!("rbox-test-{n}"),
+        "access": access,
+    });
+    let token = signer.sign(&claims);
+    let body = json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+    reply(&mut conn, "200 OK", &body)
+}
+
+#[test]
+fn pull_and_push_with_bearer_tokens() {
+    if !prerequisites() {
+        return;
+    }
+    let tokens = TokenServer::start("tester", "t0ken-pass");
+    let reg = Registry::start(Options {
+        token: Some(tokens.info.clone()),
+        ..Default::default()
+    });
+    for_each_user("bearer", |env| {
+        let private = push_helper(&reg, env, "private/helper");
+        let public = push_helper(&reg, env, "public/helper");
+        let before = tokens.issued.load(Ordering::SeqCst);
+        // Anonymous: a token for public repositories only.
+        rbox_pull(env, &reg, &public).output().success();
+        assert!(
+            tokens.issued.load(Ordering::SeqCst) > before,
+            "rbox did not ask the token server"
+        );
+        let out = rbox_pull(env, &reg, &private).output().rbox_error();
+        assert!(
+            out.stderr.to_lowercase().contains("auth")
+                || out.stderr.contains("401")
+                || out.stderr.contains("denied"),
+            "the error says access was refused:\n{out}"
+        );
+        env.rbox()
+            .args([
+                "login",
+                "--tls-verify=false",
+                "-u",
+                "tester",
+                "--password-stdin",
+                &reg.addr,
+            ])
+            .stdin("t0ken-pass\n")
+            .output()
+            .success();
+        rbox_pull(env, &reg, &private).output().success();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", &private, "args", "bearer"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "bearer");
+        let dest = reg.image(&format!("private/pushed-{}:1", env.user.name));
+        env.rbox().args(["tag", &private, &dest]).output().success();
+        env.rbox()
+            .args(["push", "--tls-verify=false", &dest])
+            .output()
+            .success();
+        env.cmd("skopeo")
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                "tester:t0ken-pass",
+                &format!("docker://{dest}"),
+            ])
+            .output()
+            .success();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A TCP proxy in front of the registry that misbehaves on purpose, deterministically: it relays
+// both ways, and once a connection has sent `limit` bytes towards the client it either cuts that
+// connection (once) or stalls every connection (until dropped), telling the test when it did.
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Close the first connection that passes the limit; later connections are relayed whole.
+    CutOnce,
+    /// Stop relaying once the limit is passed, and report it.
+    Stall,
+}
+
+pub struct FaultyProxy {
+    pub addr: String,
+    /// Receives `()` when the fault happened.
+    pub fired: mpsc::Receiver<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: &str, limit: u64, fault: Fault) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, fired) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let used = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_string();
+        let (stop2, addr2) = (stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (tx, used, stop3) = (tx.clone(), used.clone(), stop2.clone());
+                // client -> server: plain relay.
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(Shutdown::Write);
+                });
+                // server -> client: count, then misbehave.
+                std::thread::spawn(move || {
+                    let (mut s_read, mut c_write) = (server, client);
+                    let mut sent = 0u64;
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let armed = match fault {
+                            Fault::CutOnce => !used.load(Ordering::SeqCst),
+                            Fault::Stall => true,
+                        };
+                        if armed && sent + n as u64 > limit {
+                            let keep = (limit - sent) as usize;
+                            let _ = c_write.write_all(&buf[..keep]);
+                            match fault {
+                                Fault::CutOnce => {
+                                    if !used.swap(true, Ordering::SeqCst) {
+                                        let _ = c_write.shutdown(Shutdown::Both);
+                                        let _ = s_read.shutdown(Shutdown::Both);
+                                        let _ = tx.send(());
+                                        return;
+                                    }
+                                }
+                                Fault::Stall => {
+                                    let _ = tx.send(());
+                                    // Hold the connection open, relaying nothing, until the
+                                    // proxy is dropped (the client is killed by then).
+                                    let _ = s_read.set_read_timeout(None);
+                                    while !stop3.load(Ordering::SeqCst) {
+                                        if s_read.read(&mut buf).map(|n| n == 0).unwrap_or(true) {
+                                            break;
+                                        }
+                                    }
+                                    return;
+                                }
+                            }
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n as u64;
+                    }
+                    let _ = c_write.shutdown(Shutdown::Write);
+                });
+            }
+            drop(addr2);
+        });
+        FaultyProxy { addr, fired, stop }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.addr);
+    }
+}
+
+#[test]
+fn pull_survives_a_connection_cut_mid_layer() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Options::default());
+    for_each_user("cut_mid_layer", |env| {
+        push_helper(&reg, env, "test/cut");
+        // The busybox layer is about 1 MiB compressed: cut its transfer half-way, once.
+        let proxy = FaultyProxy::start(&reg.addr, 512 * 1024, Fault::CutOnce);
+        let image = format!("{}/test/cut:1", proxy.addr);
+        rbox_pull(env, &reg, &image).output().success();
+        proxy
+            .fired
+            .try_recv()
+            .expect("the proxy never cut a connection: is the layer smaller than 512 KiB?");
+        env.rbox()
+            .args(["run", "--rm", &image, "args", "after-cut"])
+            .output()
+            .success();
+    });
+}
+
+#[test]
+fn pull_killed_mid_way_then_repeated() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Options::default());
+    for_each_user("killed_pull", |env| {
+        push_helper(&reg, env, "test/killed");
+        let proxy = FaultyProxy::start(&reg.addr, 512 * 1024, Fault::Stall);
+        let image = format!("{}/test/killed:1", proxy.addr);
+        let mut c = env.rbox();
+        c.arg("pull").args(reg.tls_flags()).arg(&image);
+        let r = c.spawn();
+        // The proxy says when the pull is stuck half-way through a layer: kill rbox there.
+        proxy
+            .fired
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the pull never reached the stall");
+        r.signal(nix::sys::signal::Signal::SIGKILL);
+        let out = r.wait();
+        assert_eq!(out.code, 128 + 9, "{out}");
+        drop(proxy);
+        // The store is consistent: no image, and the same pull (direct this time) completes.
+        assert_eq!(
+            env.rbox().args(["images", "-q"]).output().success().text(),
+            ""
+        );
+        let direct = reg.image("test/killed:1");
+        rbox_pull(env, &reg, &direct).output().success();
+        env.rbox()
+            .args(["run", "--rm", &direct, "args", "after-kill"])
+            .output()
+            .success();
     });
 }
