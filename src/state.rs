@@ -377,6 +377,13 @@ pub fn lookup(g: &GlobalArgs, name_or_id: &str) -> Result<ContainerRecord> {
     }
 }
 
+/// The pids of a running container's init and of the rbox process attached to it.
+pub fn live_pids(g: &GlobalArgs, rec: &ContainerRecord) -> Option<(i32, i32)> {
+    let p = live_path(g, &rec.id).ok()?;
+    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
+    Some((l.pid, l.monitor))
+}
+
 /// Whether the container's process is running now.
 pub fn is_running(rec: &ContainerRecord) -> bool {
     rec.state.status == Status::Running

@@ -483,3 +483,75 @@ pub fn start(g: &GlobalArgs, name_or_id: &str, attach: bool) -> Result<ExitCode>
         Ok(code)
     }
 }
+
+/// Send `sig` to a running container. It goes to the rbox process attached to the container
+/// (its monitor), which forwards it: the container's processes may run as mapped ids that this
+/// invocation, in a namespace of its own, may not signal. SIGKILL kills the monitor, and the
+/// container with it (its init has PDEATHSIG set, and a pid namespace dies with its init).
+pub fn signal_container(
+    g: &GlobalArgs,
+    rec: &ContainerRecord,
+    sig: nix::sys::signal::Signal,
+) -> Result<()> {
+    let Some((pid, monitor)) = state::live_pids(g, rec) else {
+        bail!("container {} is not running", rec.name);
+    };
+    let target = if monitor > 0 { monitor } else { pid };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => bail!("signal container {}: {e}", rec.name),
+    }
+}
+
+/// Stop a running container: its stop signal (SIGTERM by default), then SIGKILL after
+/// `timeout`. Returns once the container's init is gone.
+pub fn stop_container(
+    g: &GlobalArgs,
+    rec: &ContainerRecord,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let Some((pid, _)) = state::live_pids(g, rec) else {
+        return Ok(());
+    };
+    let sig = rec
+        .spec
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+    let pidfd = sys::pidfd_open(pid).ok();
+    signal_container(g, rec, sig)?;
+    if !wait_gone(pid, pidfd.as_ref(), timeout) {
+        signal_container(g, rec, nix::sys::signal::Signal::SIGKILL)?;
+        wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10));
+    }
+    Ok(())
+}
+
+/// Wait until `pid` exits (its pidfd becomes readable) or `timeout` passes.
+fn wait_gone(pid: i32, pidfd: Option<&std::os::fd::OwnedFd>, timeout: std::time::Duration) -> bool {
+    use std::os::fd::AsFd;
+    let Some(fd) = pidfd else {
+        return nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+    };
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)), Ok(n) if n > 0)
+}
+
+/// A signal from "TERM", "SIGTERM" or "15".
+pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse().ok()
+}

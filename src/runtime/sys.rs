@@ -350,3 +350,11 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     cvt(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 4 as libc::c_uint) })
         .map(drop)
 }
+
+/// pidfd_open(2): a descriptor that becomes readable when `pid` exits.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) })?;
+    // SAFETY: the kernel returned a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
