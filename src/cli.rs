@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cmd;
 
@@ -36,7 +36,12 @@ pub struct GlobalArgs {
     pub runroot: Option<PathBuf>,
     /// Storage driver for container root filesystems: overlay (kernel overlayfs, falling back
     /// to copy when it cannot be mounted) or vfs (always copy)
-    #[arg(long, global = true, env = "RBOX_STORAGE_DRIVER", value_name = "DRIVER")]
+    #[arg(
+        long,
+        global = true,
+        env = "RBOX_STORAGE_DRIVER",
+        value_name = "DRIVER"
+    )]
     pub storage_driver: Option<String>,
     /// Log messages at or above this level: error, warn, info, debug
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
@@ -46,8 +51,10 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in a new container
+    #[command(after_long_help = EXIT_CODES)]
     Run(cmd::run::RunArgs),
     /// Create a container without starting it
+    #[command(after_long_help = EXIT_CODES)]
     Create(cmd::run::RunArgs),
     /// Start one or more created containers
     Start(cmd::start::StartArgs),
@@ -92,17 +99,181 @@ pub enum Command {
     Completion(cmd::completion::CompletionArgs),
     /// Print version information
     Version,
+    /// Regenerate the man pages and completion scripts into DIR (DIR/man, DIR/completions)
+    #[command(name = "__generate-docs", hide = true)]
+    GenerateDocs {
+        /// Directory that receives man/ and completions/
+        dir: PathBuf,
+    },
 }
 
+/// The exit code table of `rbox run` and `rbox create` (also in README.md and `exit.rs`).
+pub const EXIT_CODES: &str = "\
+Exit status:
+  125     rbox itself failed (bad flag, unknown image, storage)
+  126     the command cannot be invoked (not executable)
+  127     the command was not found
+  128+n   the container was killed by signal n (137 = SIGKILL)
+  other   the exit status of the container command
+
+Examples:
+  rbox run --rm busybox sh -c 'exit 3'; echo $?   # 3
+  rbox run --rm busybox /nonexistent; echo $?     # 127
+  rbox run --rm busybox sh -c 'kill -9 $$'; echo $?  # 137";
+
+/// The whole command line, with the dynamic completers attached to the arguments defined in
+/// files this module does not own (run/create IMAGE, push IMAGE).
 pub fn command() -> clap::Command {
+    // `mut_args` edits in place: `mut_arg` would move the argument to the end and change the
+    // order of positionals.
+    let image_args = |c: clap::Command| {
+        c.mut_args(|a| {
+            if a.get_id() == "image" {
+                complete::images(a)
+            } else {
+                a
+            }
+        })
+    };
     Cli::command()
+        .mut_subcommand("run", image_args)
+        .mut_subcommand("create", image_args)
+        .mut_subcommand("push", image_args)
+        .mut_subcommand("image", |c| c.mut_subcommand("push", image_args))
 }
 
 pub fn parse() -> Cli {
-    Cli::parse()
+    let matches = command().get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    }
 }
 
 /// Answer a dynamic completion request when the shell asks for one, and exit.
 pub fn complete_env() {
     clap_complete::CompleteEnv::with_factory(command).complete();
+}
+
+/// Dynamic completion of image and container names, read straight from the store directory:
+/// no lock, no user namespace, no record parsing, so a TAB stays instant with hundreds of
+/// images. Attach with `#[arg(add = complete::image_candidates())]`.
+pub mod complete {
+    use std::path::PathBuf;
+
+    use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+
+    /// The store root the command line being completed names (`--root X`, `--root=X`), else
+    /// `$RBOX_ROOT`, else the default.
+    fn root() -> Option<PathBuf> {
+        let args: Vec<String> = std::env::args().collect();
+        for (i, a) in args.iter().enumerate() {
+            if let Some(v) = a.strip_prefix("--root=") {
+                return Some(PathBuf::from(v));
+            }
+            if a == "--root" {
+                if let Some(v) = args.get(i + 1) {
+                    return Some(PathBuf::from(v));
+                }
+            }
+        }
+        if let Some(r) = std::env::var_os("RBOX_ROOT") {
+            return Some(PathBuf::from(r));
+        }
+        dirs::data_dir().map(|d| d.join("rbox"))
+    }
+
+    /// Image names as stored (`localhost/busybox:latest`) and as people type them
+    /// (`busybox:latest`, `busybox`).
+    pub fn image_names() -> Vec<String> {
+        let Some(root) = root() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for full in rbox_storage::list_image_names_fast(&root) {
+            for short in familiar(&full) {
+                out.push(short);
+            }
+            out.push(full);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The short spellings that resolve to `full`.
+    pub fn familiar(full: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for prefix in ["localhost/", "docker.io/library/"] {
+            if let Some(short) = full.strip_prefix(prefix) {
+                if let Some(repo) = short.strip_suffix(":latest") {
+                    out.push(repo.to_string());
+                }
+                out.push(short.to_string());
+            }
+        }
+        out
+    }
+
+    /// Container names: one file per name under `container-names/`.
+    pub fn container_names() -> Vec<String> {
+        let Some(root) = root() else {
+            return Vec::new();
+        };
+        let Ok(rd) = std::fs::read_dir(root.join("container-names")) else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn image_candidates() -> ArgValueCandidates {
+        ArgValueCandidates::new(|| {
+            image_names()
+                .into_iter()
+                .map(CompletionCandidate::new)
+                .collect::<Vec<_>>()
+        })
+    }
+
+    pub fn container_candidates() -> ArgValueCandidates {
+        ArgValueCandidates::new(|| {
+            container_names()
+                .into_iter()
+                .map(CompletionCandidate::new)
+                .collect::<Vec<_>>()
+        })
+    }
+
+    /// Containers, then images: what `rbox inspect` takes.
+    pub fn object_candidates() -> ArgValueCandidates {
+        ArgValueCandidates::new(|| {
+            container_names()
+                .into_iter()
+                .chain(image_names())
+                .map(CompletionCandidate::new)
+                .collect::<Vec<_>>()
+        })
+    }
+
+    /// `rbox ps --filter` values: name=NAME for each container, and the status values.
+    pub fn ps_filter_candidates() -> ArgValueCandidates {
+        ArgValueCandidates::new(|| {
+            container_names()
+                .into_iter()
+                .map(|n| format!("name={n}"))
+                .chain(["status=running", "status=exited", "status=created"].map(String::from))
+                .chain(image_names().into_iter().map(|i| format!("ancestor={i}")))
+                .map(CompletionCandidate::new)
+                .collect::<Vec<_>>()
+        })
+    }
+
+    pub(super) fn images(a: clap::Arg) -> clap::Arg {
+        a.add(image_candidates())
+    }
 }

@@ -1,15 +1,98 @@
-//! PLACEHOLDER (being written): `rbox history`.
+//! `rbox history` (and `rbox image history`): the steps that built an image, newest first
+//! (ID CREATED CREATED BY SIZE COMMENT), from its config's history. Read-only.
 
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::Result;
+use serde_json::json;
 
-#[derive(Debug, clap::Args)]
+use super::common::{epoch, read_store, short_id};
+use crate::cli::{complete, GlobalArgs};
+use crate::format::{self, human, Row};
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct HistoryArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Print only the ids
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Do not truncate the output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Print sizes and dates in human readable form
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub human: bool,
+    /// Output format: json, or a Go template such as '{{.CreatedBy}}'
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// The image (name or id)
+    #[arg(value_name = "IMAGE", add = complete::image_candidates())]
+    pub image: String,
 }
 
-pub fn run(_g: &GlobalArgs, _a: HistoryArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox history is not implemented yet")
+const DEFAULT: &str = r"table {{.ID}}\t{{.Created}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+
+const TITLES: &[(&str, &str)] = &[
+    ("ID", "ID"),
+    ("CreatedBy", "CREATED BY"),
+    ("CreatedAt", "CREATED AT"),
+];
+
+pub fn run(g: &GlobalArgs, a: HistoryArgs) -> Result<ExitCode> {
+    let store = read_store(g)?;
+    let rec = store.lookup_image(&a.image)?;
+    let mut steps = store.history(&rec)?;
+    steps.reverse();
+    let now = human::now();
+    let mut rows = Vec::new();
+    for (i, h) in steps.iter().enumerate() {
+        // Like Podman: the top step carries the image id, the others have none of their own.
+        let id_full = if i == 0 {
+            rec.id.hex().to_string()
+        } else {
+            "<missing>".to_string()
+        };
+        let id = if i == 0 && !a.no_trunc {
+            short_id(&id_full)
+        } else {
+            id_full.clone()
+        };
+        let created = epoch(h.created.as_deref());
+        let mut by = h.created_by.clone().unwrap_or_default();
+        if !a.no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(42).collect::<String>() + "...";
+        }
+        let comment = h.comment.clone().unwrap_or_default();
+        let json = json!({
+            "id": id_full,
+            "created": h.created,
+            "createdBy": h.created_by.clone().unwrap_or_default(),
+            "size": h.size,
+            "comment": comment,
+            "emptyLayer": h.empty_layer,
+            "tags": if i == 0 { rec.names.clone() } else { Vec::new() },
+        });
+        let view = json!({
+            "ID": id,
+            "Created": if !a.human { human::rfc3339(created) } else if created == 0 { String::new() } else { human::ago(created, now) },
+            "CreatedAt": human::rfc3339(created),
+            "CreatedSince": human::ago(created, now),
+            "CreatedBy": by,
+            "Size": if a.human { human::size(h.size) } else { h.size.to_string() },
+            "Comment": comment,
+            "Tags": if i == 0 { rec.names.clone() } else { Vec::new() },
+        });
+        rows.push(Row { json, view });
+    }
+    if a.quiet {
+        for r in &rows {
+            println!("{}", format::to_text(&r.view["ID"]));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!(
+        "{}",
+        format::render_list(a.format.as_deref(), DEFAULT, TITLES, &rows)?
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,219 @@
-//! PLACEHOLDER (being written): `rbox images`.
+//! `rbox images` (and `rbox image ls`): list the images in local storage, one row per name, as
+//! Podman prints them (REPOSITORY TAG IMAGE ID CREATED SIZE). Reads the store without entering
+//! the user namespace and without a lock.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::Result;
+use rbox_storage::{ImageRecord, Store};
+use serde_json::{json, Value};
 
-#[derive(Debug, clap::Args)]
+use super::common::{epoch, read_store, short_id, split_name};
+use crate::cli::{complete, GlobalArgs};
+use crate::format::{self, human, Format, Row};
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImagesArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Show all images (rbox keeps no intermediate images, so this lists the same ones)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Print only image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output format: json, or a Go template such as 'table {{.Repository}}:{{.Tag}}\t{{.ID}}'
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Do not truncate image IDs
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Show image digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Do not print the header row
+    #[arg(short = 'n', long = "noheading")]
+    pub noheading: bool,
+    /// Only list this image (a name or id)
+    #[arg(value_name = "IMAGE", add = complete::image_candidates())]
+    pub image: Option<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: ImagesArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox images is not implemented yet")
+/// Header titles Podman uses where they differ from the field name.
+pub const TITLES: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Repository", "REPOSITORY"),
+    ("ReadOnly", "R/O"),
+];
+
+pub fn run(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
+    let store = read_store(g)?;
+    let mut images = match &a.image {
+        Some(name) => match store.lookup_image(name) {
+            Ok(rec) => vec![rec],
+            Err(rbox_storage::Error::ImageNotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        },
+        None => store.images()?,
+    };
+    images.sort_by(|x, y| {
+        epoch(y.created.as_deref())
+            .cmp(&epoch(x.created.as_deref()))
+            .then(x.names.cmp(&y.names))
+    });
+    let now = human::now();
+
+    if a.quiet {
+        for rec in &images {
+            println!(
+                "{}",
+                if a.no_trunc {
+                    rec.id.to_string()
+                } else {
+                    short_id(rec.id.hex())
+                }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let json_out = matches!(
+        a.format.as_deref().map(Format::parse).transpose()?,
+        Some(Format::Json)
+    );
+    let mut rows = Vec::new();
+    for rec in &images {
+        let labels = labels(&store, rec);
+        let j = image_json(rec, &labels, &store);
+        if json_out {
+            rows.push(Row {
+                json: j,
+                view: Value::Null,
+            });
+            continue;
+        }
+        for v in view_rows(rec, &labels, now, a.no_trunc) {
+            rows.push(Row {
+                json: j.clone(),
+                view: v,
+            });
+        }
+    }
+    let default = if a.digests {
+        r"table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
+    let fmt = match (&a.format, a.noheading) {
+        (Some(f), true) => Some(
+            f.trim_start()
+                .strip_prefix("table")
+                .unwrap_or(f)
+                .to_string(),
+        ),
+        (None, true) => Some(
+            default
+                .strip_prefix("table ")
+                .unwrap_or(default)
+                .to_string(),
+        ),
+        (f, false) => f.clone(),
+    };
+    print!(
+        "{}",
+        format::render_list(fmt.as_deref(), default, TITLES, &rows)?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn labels(store: &Store, rec: &ImageRecord) -> BTreeMap<String, String> {
+    store
+        .image_config(rec)
+        .ok()
+        .and_then(|c| c.config().as_ref().and_then(|c| c.labels().clone()))
+        .map(|l| l.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// `name@digest` for each repository the image is known under.
+pub fn repo_digests(rec: &ImageRecord) -> Vec<String> {
+    let mut out: Vec<String> = rec
+        .names
+        .iter()
+        .map(|n| format!("{}@{}", split_name(n).0, rec.digest))
+        .collect();
+    out.dedup();
+    out
+}
+
+/// The `--format json` object, shaped like Podman's.
+fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Store) -> Value {
+    let created = epoch(rec.created.as_deref());
+    json!({
+        "Id": rec.id.hex(),
+        "ParentId": "",
+        "RepoTags": rec.names,
+        "RepoDigests": repo_digests(rec),
+        "Size": rec.size,
+        "SharedSize": 0,
+        "VirtualSize": rec.size,
+        "Labels": labels,
+        "Containers": store.containers_using(&rec.id).len(),
+        "Names": rec.names,
+        "Digest": rec.digest.to_string(),
+        "Created": created,
+        "CreatedAt": human::rfc3339(created),
+    })
+}
+
+/// What templates see: one object per name (or one `<none>` row for an untagged image).
+fn view_rows(
+    rec: &ImageRecord,
+    labels: &BTreeMap<String, String>,
+    now: i64,
+    no_trunc: bool,
+) -> Vec<Value> {
+    let created = epoch(rec.created.as_deref());
+    let id = if no_trunc {
+        rec.id.to_string()
+    } else {
+        short_id(rec.id.hex())
+    };
+    let names: Vec<Option<&String>> = if rec.names.is_empty() {
+        vec![None]
+    } else {
+        rec.names.iter().map(Some).collect()
+    };
+    names
+        .into_iter()
+        .map(|n| {
+            let (repo, tag) = match n {
+                Some(n) => split_name(n),
+                None => ("<none>".to_string(), "<none>".to_string()),
+            };
+            json!({
+                "Repository": repo,
+                "Tag": tag,
+                "ID": id,
+                "Id": rec.id.hex(),
+                "Digest": rec.digest.to_string(),
+                "Created": human::ago(created, now),
+                "CreatedSince": human::ago(created, now),
+                "CreatedAt": human::go_time(created),
+                "CreatedTime": human::rfc3339(created),
+                "Size": human::size(rec.size),
+                "VirtualSize": human::size(rec.size),
+                "SharedSize": human::size(0),
+                "Labels": labels,
+                "Names": rec.names,
+                "RepoTags": rec.names,
+                "RepoDigests": repo_digests(rec),
+                "ReadOnly": false,
+                "IsReadOnly": false,
+                "Dangling": rec.names.is_empty(),
+                "History": [],
+            })
+        })
+        .collect()
 }

@@ -1,15 +1,56 @@
-//! PLACEHOLDER (being written): `rbox import`.
+//! `rbox import` (and `rbox image import`): make a one-layer image from a root filesystem
+//! tarball (plain, gzip or zstd), from a file or `-` for stdin. `--change` applies Dockerfile
+//! instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL) to the
+//! generated config. Runs inside rbox's user namespace (the layer keeps its owners).
 
+use std::fs;
+use std::io::{self, BufReader, IsTerminal, Read};
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::{bail, Context, Result};
 
-#[derive(Debug, clap::Args)]
+use crate::cli::GlobalArgs;
+use crate::runtime;
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Apply a Dockerfile instruction to the image config (e.g. 'CMD ["/bin/sh"]')
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
+    /// Set a commit message (accepted for compatibility)
+    #[arg(short = 'm', long, value_name = "MESSAGE")]
+    pub message: Option<String>,
+    /// Print nothing but the image id
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// The tarball, or - for stdin
+    #[arg(value_name = "TARBALL", value_hint = clap::ValueHint::FilePath)]
+    pub source: String,
+    /// Name for the image (NAME[:TAG]; without a registry it goes under localhost/)
+    #[arg(value_name = "NAME[:TAG]")]
+    pub reference: Option<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: ImportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox import is not implemented yet")
+pub fn run(g: &GlobalArgs, a: ImportArgs) -> Result<ExitCode> {
+    if a.source.contains("://") {
+        bail!(
+            "import from a URL is not supported: download `{}` first and import the file",
+            a.source
+        );
+    }
+    if a.source == "-" && io::stdin().is_terminal() {
+        bail!("no tarball on stdin: pipe one into rbox import -, or name a file");
+    }
+    let store = runtime::open_store(g)?;
+    let reader: Box<dyn Read> = if a.source == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        let f = fs::File::open(&a.source).with_context(|| format!("open `{}`", a.source))?;
+        Box::new(BufReader::new(f))
+    };
+    let rec = store
+        .import_rootfs(reader, a.reference.as_deref(), &a.change)
+        .with_context(|| format!("import `{}`", a.source))?;
+    println!("{}", rec.id.hex());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,581 @@
-//! PLACEHOLDER (being written): `rbox info`.
+//! `rbox info`: what this host lets rbox do, and what to change where it falls short: kernel,
+//! whether unprivileged user namespaces are allowed, the user's subordinate id ranges,
+//! newuidmap/newgidmap, the id-mapping mode in use, whether overlayfs mounts in a user
+//! namespace (probed for real in a throwaway child), /dev/fuse, /dev/net/tun, cgroups, and the
+//! storage and runtime directories. Every problem comes with the host change that fixes it.
+//!
+//! Checks are plain functions over file contents where they can be (unit-tested); the probe
+//! and the file reads are the thin outer layer. rbox itself never enters the namespace here:
+//! only the forked probe child does.
 
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::Result;
+use nix::unistd::ForkResult;
+use serde_json::{json, Map, Value};
 
-#[derive(Debug, clap::Args)]
+use crate::cli::GlobalArgs;
+use crate::format;
+use crate::paths;
+use crate::runtime::{self, userns};
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct InfoArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Output format: json, or a Go template such as '{{.Host.Kernel}}'
+    #[arg(short = 'f', long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: InfoArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox info is not implemented yet")
+pub fn run(g: &GlobalArgs, a: InfoArgs) -> Result<ExitCode> {
+    let info = gather(g)?;
+    match a.format.as_deref() {
+        None => print!("{}", yaml(&info, 0)),
+        Some(f) if f.trim().eq_ignore_ascii_case("json") => {
+            println!("{}", format::pretty_json(&info))
+        }
+        Some(f) => {
+            let rows = [format::Row {
+                json: info.clone(),
+                view: info,
+            }];
+            print!("{}", format::render_list(Some(f), "", &[], &rows)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(p: &str) -> Option<String> {
+    fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+fn gather(g: &GlobalArgs) -> Result<Value> {
+    let mut problems: Vec<String> = Vec::new();
+    let uid = nix::unistd::geteuid().as_raw();
+    let root_user = uid == 0;
+    let user = userns::user_name(uid).unwrap_or_else(|| uid.to_string());
+
+    // ---- kernel and user namespaces
+    let uts = nix::sys::utsname::uname().ok();
+    let kernel = uts
+        .as_ref()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let arch = uts
+        .as_ref()
+        .map(|u| u.machine().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let os = read("/etc/os-release")
+        .and_then(|s| os_name(&s))
+        .unwrap_or_else(|| "linux".into());
+    let userns_check = UsernsSysctls {
+        max_user_namespaces: read("/proc/sys/user/max_user_namespaces")
+            .and_then(|s| s.parse().ok()),
+        unprivileged_userns_clone: read("/proc/sys/kernel/unprivileged_userns_clone")
+            .and_then(|s| s.parse().ok()),
+        apparmor_restrict: read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+            .and_then(|s| s.parse().ok()),
+    };
+    let userns_problems = if root_user {
+        Vec::new()
+    } else {
+        userns_check.problems()
+    };
+    let userns_allowed = userns_problems.is_empty();
+    problems.extend(userns_problems);
+
+    // ---- subordinate ids and helpers
+    let subuid_text = fs::read_to_string("/etc/subuid").unwrap_or_default();
+    let subgid_text = fs::read_to_string("/etc/subgid").unwrap_or_default();
+    let subuid = userns::parse_subid(&subuid_text, Some(&user), uid);
+    let subgid = userns::parse_subid(&subgid_text, Some(&user), uid);
+    let range_text = |r: Option<userns::SubRange>| match r {
+        Some(r) => json!({"start": r.start, "count": r.count}),
+        None => Value::Null,
+    };
+    let mut helpers = Map::new();
+    for name in ["newuidmap", "newgidmap"] {
+        let path = userns::find_helper(name);
+        let how = path.as_deref().map(helper_privilege);
+        if !root_user {
+            match (&path, &how) {
+                (None, _) => {}
+                (Some(p), Some(Privilege::None)) => problems.push(format!(
+                    "{} is neither setuid root nor has file capabilities, so it cannot map your \
+                     subordinate ids: run `chmod u+s {0}` (or `setcap cap_setuid,cap_setgid+ep {0}`) as root",
+                    p.display()
+                )),
+                _ => {}
+            }
+        }
+        helpers.insert(
+            name.into(),
+            json!({
+                "path": path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "privilege": how.map(|h| h.as_str()).unwrap_or("missing"),
+            }),
+        );
+    }
+    let have_helpers = helpers.values().all(|h| h["privilege"] != "missing");
+    let mode = userns::detect().0;
+    let mode_text = match &mode {
+        userns::Mode::Root => "root".to_string(),
+        userns::Mode::SubIds { uid, .. } => format!("subuid range {}", uid.count),
+        userns::Mode::Single => {
+            if subuid.is_none() || subgid.is_none() {
+                "single id (no /etc/subuid entry)".to_string()
+            } else {
+                "single id (newuidmap/newgidmap missing)".to_string()
+            }
+        }
+    };
+    if !root_user {
+        problems.extend(subid_problems(
+            &user,
+            subuid.is_some(),
+            subgid.is_some(),
+            have_helpers,
+        ));
+    }
+
+    // ---- storage, overlay, fuse, tun, cgroups
+    let root = paths::storage_root(g)?;
+    let runroot = paths::runtime_dir(g)?;
+    let overlay = probe_overlay(&root, &mode);
+    if let Err(e) = &overlay {
+        problems.push(format!(
+            "overlayfs cannot be mounted in a user namespace on `{}` ({e}): containers use the \
+             slower copy driver; use a kernel >= 5.11 and keep the store on a local filesystem \
+             such as ext4 or xfs (not NFS), e.g. with --root",
+            root.display()
+        ));
+    }
+    let fuse = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    if let Err(e) = &fuse {
+        problems.push(format!(
+            "/dev/fuse is not usable ({e}): fuse-overlayfs cannot be used; load the module \
+             (`modprobe fuse`) and make /dev/fuse mode 0666"
+        ));
+    }
+    let tun = tun_mode(Path::new("/dev/net/tun"));
+    if tun.is_none() {
+        problems.push(
+            "/dev/net/tun is missing: slirp4netns and pasta need it for container networking; \
+             load the module (`modprobe tun`)"
+                .into(),
+        );
+    }
+    let cg = cgroup_info(root_user);
+    if let Some(p) = &cg.problem {
+        problems.push(p.clone());
+    }
+
+    // ---- counts
+    let images = super::common::read_store(g)
+        .and_then(|s| Ok(s.images()?.len()))
+        .unwrap_or(0);
+    let containers = crate::state::list(g).map(|l| l.len()).unwrap_or(0);
+
+    Ok(json!({
+        "host": {
+            "kernel": kernel,
+            "os": os,
+            "arch": arch,
+            "user": user,
+            "uid": uid,
+            "userNamespaces": {
+                "allowed": userns_allowed,
+                "maxUserNamespaces": userns_check.max_user_namespaces,
+                "unprivilegedUsernsClone": userns_check.unprivileged_userns_clone,
+                "apparmorRestrictUnprivilegedUserns": userns_check.apparmor_restrict,
+            },
+            "idMappings": {
+                "mode": mode_text,
+                "detail": mode.describe(),
+                "subuid": range_text(subuid),
+                "subgid": range_text(subgid),
+                "helpers": helpers,
+            },
+            "overlayInUserns": overlay.is_ok(),
+            "fuse": {"usable": fuse.is_ok(), "fuseOverlayfs": userns::find_helper("fuse-overlayfs").map(|p| p.display().to_string()).unwrap_or_default()},
+            "tun": tun.unwrap_or_else(|| "missing".into()),
+            "cgroups": {"version": cg.version, "controllers": cg.controllers, "limitsEnforceable": cg.enforceable},
+            "network": {
+                "slirp4netns": userns::find_helper("slirp4netns").map(|p| p.display().to_string()).unwrap_or_default(),
+                "pasta": userns::find_helper("pasta").map(|p| p.display().to_string()).unwrap_or_default(),
+            },
+        },
+        "store": {
+            "graphRoot": root.display().to_string(),
+            "runRoot": runroot.display().to_string(),
+            "driver": if overlay.is_ok() { "overlay" } else { "vfs" },
+            "images": images,
+            "containers": containers,
+        },
+        "version": {"version": env!("CARGO_PKG_VERSION")},
+        "problems": problems,
+    }))
+}
+
+fn os_name(os_release: &str) -> Option<String> {
+    os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+/// The sysctls that decide whether an unprivileged user may create a user namespace.
+#[derive(Debug, Default)]
+struct UsernsSysctls {
+    max_user_namespaces: Option<u64>,
+    /// Debian/Ubuntu's kernel.unprivileged_userns_clone
+    unprivileged_userns_clone: Option<u64>,
+    /// Ubuntu 23.10+'s AppArmor restriction
+    apparmor_restrict: Option<u64>,
+}
+
+impl UsernsSysctls {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.max_user_namespaces == Some(0) {
+            out.push(
+                "user namespaces are disabled (user.max_user_namespaces = 0): run \
+                 `sysctl -w user.max_user_namespaces=15000` as root (persist it in /etc/sysctl.d/)"
+                    .into(),
+            );
+        }
+        if self.unprivileged_userns_clone == Some(0) {
+            out.push(
+                "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0): \
+                 run `sysctl -w kernel.unprivileged_userns_clone=1` as root"
+                    .into(),
+            );
+        }
+        if self.apparmor_restrict == Some(1) {
+            out.push(
+                "AppArmor restricts unprivileged user namespaces \
+                 (kernel.apparmor_restrict_unprivileged_userns = 1): run \
+                 `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` as root, or give rbox \
+                 an AppArmor profile with `userns,`"
+                    .into(),
+            );
+        }
+        out
+    }
+}
+
+fn subid_problems(user: &str, has_uid: bool, has_gid: bool, helpers: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let fix = format!(
+        "add `{user}:100000:65536` to /etc/subuid and /etc/subgid (usermod --add-subuids \
+         100000-165535 --add-subgids 100000-165535 {user})"
+    );
+    match (has_uid, has_gid) {
+        (false, false) => out.push(format!(
+            "no /etc/subuid or /etc/subgid entry for {user}: containers see only one uid and gid \
+             (files of other owners become root); {fix}"
+        )),
+        (false, true) => out.push(format!("no /etc/subuid entry for {user}: {fix}")),
+        (true, false) => out.push(format!("no /etc/subgid entry for {user}: {fix}")),
+        (true, true) => {}
+    }
+    if !helpers {
+        out.push(
+            "newuidmap/newgidmap are missing, so subordinate ids cannot be mapped: install them \
+             (apt-get install uidmap, dnf install shadow-utils)"
+                .into(),
+        );
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Privilege {
+    SetuidRoot,
+    FileCaps,
+    None,
+}
+
+impl Privilege {
+    fn as_str(self) -> &'static str {
+        match self {
+            Privilege::SetuidRoot => "setuid root",
+            Privilege::FileCaps => "file capabilities",
+            Privilege::None => "none",
+        }
+    }
+}
+
+fn helper_privilege(p: &Path) -> Privilege {
+    match fs::metadata(p) {
+        Ok(m) if m.uid() == 0 && m.permissions().mode() & 0o4000 != 0 => Privilege::SetuidRoot,
+        Ok(_) if runtime::sys::lgetxattr(p, "security.capability").is_some() => Privilege::FileCaps,
+        _ => Privilege::None,
+    }
+}
+
+fn tun_mode(p: &Path) -> Option<String> {
+    let m = fs::metadata(p).ok()?;
+    if !m.file_type().is_char_device() {
+        return Some("not a character device".into());
+    }
+    Some(mode_string(m.permissions().mode()))
+}
+
+/// `crw-rw-rw-` for a character device of mode 0666.
+fn mode_string(mode: u32) -> String {
+    let mut s = String::from("c");
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+struct Cgroups {
+    version: String,
+    controllers: Vec<String>,
+    enforceable: bool,
+    problem: Option<String>,
+}
+
+/// The cgroup version, and whether limits could be enforced: on v2 the cgroup we are in must
+/// be writable by us (delegated) with the memory, cpu and pids controllers available.
+fn cgroup_info(root_user: bool) -> Cgroups {
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if !v2 {
+        return Cgroups {
+            version: "v1".into(),
+            controllers: Vec::new(),
+            enforceable: root_user,
+            problem: (!root_user).then(|| {
+                "cgroup v1: resource limits cannot be delegated to unprivileged users; boot with \
+                 `systemd.unified_cgroup_hierarchy=1` to use cgroup v2"
+                    .into()
+            }),
+        };
+    }
+    let own = read("/proc/self/cgroup")
+        .and_then(|s| own_cgroup(&s))
+        .unwrap_or_else(|| "/".into());
+    let dir = PathBuf::from("/sys/fs/cgroup").join(own.trim_start_matches('/'));
+    let controllers: Vec<String> = read(&dir.join("cgroup.controllers").to_string_lossy())
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let writable = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok();
+    let needed = ["memory", "cpu", "pids"];
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|c| !controllers.iter().any(|h| h == c))
+        .collect();
+    let enforceable = writable && missing.is_empty();
+    let problem = if enforceable {
+        None
+    } else if !writable {
+        Some(format!(
+            "your cgroup `{}` is not delegated to you, so resource limits cannot be enforced: log in \
+             through systemd (a user session) or run rbox under `systemd-run --user --scope -p Delegate=yes`",
+            dir.display()
+        ))
+    } else {
+        Some(format!(
+            "cgroup controllers {} are not delegated to your cgroup: add them with \
+             `Delegate=memory pids cpu cpuset io` in /etc/systemd/system/user@.service.d/delegate.conf",
+            missing.join(", ")
+        ))
+    };
+    Cgroups {
+        version: "v2".into(),
+        controllers,
+        enforceable,
+        problem,
+    }
+}
+
+/// The v2 path from /proc/self/cgroup (`0::/user.slice/...`).
+fn own_cgroup(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(String::from)
+}
+
+/// Mount a tiny overlay in a throwaway child that enters rbox's user namespace and a new mount
+/// namespace: exactly what `rbox run` will do, without touching this process.
+fn probe_overlay(root: &Path, mode: &userns::Mode) -> Result<(), String> {
+    let base = root.join("tmp");
+    let dir = base.join(format!("{}.0.0.info-overlay-probe", std::process::id()));
+    let (l, u, w, m) = (dir.join("l"), dir.join("u"), dir.join("w"), dir.join("m"));
+    for d in [&l, &u, &w, &m] {
+        fs::create_dir_all(d).map_err(|e| format!("create `{}`: {e}", d.display()))?;
+    }
+    let res = probe_in_child(mode, &l, &u, &w, &m);
+    let _ = fs::remove_dir_all(&dir);
+    res
+}
+
+fn probe_in_child(
+    mode: &userns::Mode,
+    l: &Path,
+    u: &Path,
+    w: &Path,
+    m: &Path,
+) -> Result<(), String> {
+    let (r, wr) = nix::unistd::pipe().map_err(|e| format!("create pipe: {e}"))?;
+    // Single-threaded here: rbox info starts no thread before this point.
+    match runtime::sys::fork().map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop(r);
+            let mut out = fs::File::from(wr);
+            let res = (|| -> Result<(), String> {
+                userns::enter_mode(mode).map_err(|e| format!("{e:#}"))?;
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                    .map_err(|e| format!("create mount namespace: {e}"))?;
+                nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("make mounts private: {e}"))?;
+                runtime::rootfs::mount_overlay(&[l.to_path_buf()], u, w, true, m)
+                    .map_err(|e| format!("{e:#}"))
+            })();
+            let code = match res {
+                Ok(()) => 0,
+                Err(msg) => {
+                    let _ = out.write_all(msg.as_bytes());
+                    1
+                }
+            };
+            runtime::sys::exit_now(code);
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = fs::File::from(r).read_to_string(&mut msg);
+            match nix::sys::wait::waitpid(child, None) {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+                Ok(_) if !msg.is_empty() => Err(msg),
+                Ok(st) => Err(format!("probe ended with {st:?}")),
+                Err(e) => Err(format!("wait for the probe: {e}")),
+            }
+        }
+    }
+}
+
+/// A small YAML rendering of the info object, as `podman info` prints YAML.
+fn yaml(v: &Value, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut out = String::new();
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                match val {
+                    Value::Object(o) if !o.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n{}", yaml(val, indent + 2)));
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        for item in a {
+                            out.push_str(&format!("{pad}- {}\n", scalar(item)));
+                        }
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(val))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+    }
+    out
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::String(s) if s.is_empty() => "\"\"".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.is_empty() => "[]".into(),
+        Value::Object(o) if o.is_empty() => "{}".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userns_sysctls() {
+        let ok = UsernsSysctls {
+            max_user_namespaces: Some(15000),
+            unprivileged_userns_clone: Some(1),
+            apparmor_restrict: Some(0),
+        };
+        assert!(ok.problems().is_empty());
+        let bad = UsernsSysctls {
+            max_user_namespaces: Some(0),
+            unprivileged_userns_clone: Some(0),
+            apparmor_restrict: Some(1),
+        };
+        let p = bad.problems();
+        assert_eq!(p.len(), 3);
+        assert!(p[0].contains("sysctl -w user.max_user_namespaces="));
+        assert!(p[2].contains("apparmor_restrict_unprivileged_userns=0"));
+        assert!(UsernsSysctls::default().problems().is_empty());
+    }
+
+    #[test]
+    fn subid_hints_name_the_fix() {
+        let p = subid_problems("alice", false, false, true);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].contains("add `alice:100000:65536` to /etc/subuid and /etc/subgid"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[0].contains("usermod --add-subuids 100000-165535"),
+            "{}",
+            p[0]
+        );
+        assert!(subid_problems("bob", true, true, true).is_empty());
+        assert!(subid_problems("bob", true, true, false)[0].contains("apt-get install uidmap"));
+        assert!(
+            subid_problems("bob", true, false, true)[0].starts_with("no /etc/subgid entry for bob")
+        );
+    }
+
+    #[test]
+    fn small_parsers() {
+        assert_eq!(
+            os_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
+        assert_eq!(
+            own_cgroup("0::/user.slice/user-1000.slice\n").as_deref(),
+            Some("/user.slice/user-1000.slice")
+        );
+        assert_eq!(own_cgroup("12:pids:/x\n"), None);
+        assert_eq!(mode_string(0o666), "crw-rw-rw-");
+        assert_eq!(mode_string(0o600), "crw-------");
+    }
+
+    #[test]
+    fn yaml_rendering() {
+        let v = json!({"host": {"kernel": "6.1", "empty": "", "list": ["a", "b"]}, "problems": []});
+        assert_eq!(
+            yaml(&v, 0),
+            "host:\n  empty: \"\"\n  kernel: 6.1\n  list:\n  - a\n  - b\nproblems: []\n"
+        );
+    }
 }

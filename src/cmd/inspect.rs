@@ -1,15 +1,229 @@
-//! PLACEHOLDER (being written): `rbox inspect`.
+//! `rbox inspect` and `rbox image inspect`: the configuration and state of containers and
+//! images as JSON shaped like `podman inspect` (so `--format '{{.State.Running}}'` and
+//! `{{json .Config}}` scripts keep working). Containers are looked up first, then images.
+//! Read-only: no user namespace, no lock.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::{bail, Result};
+use rbox_storage::{ImageRecord, Store};
+use serde_json::{json, Map, Value};
 
-#[derive(Debug, clap::Args)]
+use super::common::read_store;
+use crate::cli::{complete, GlobalArgs};
+use crate::format;
+use crate::state::{self, ContainerRecord, Status};
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct InspectArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// What NAME refers to: container, image, or all (containers first)
+    #[arg(short = 't', long = "type", value_name = "TYPE", default_value = "all",
+          value_parser = ["all", "container", "image"])]
+    pub kind: String,
+    /// Output format: json, or a Go template such as '{{.State.Running}}'
+    #[arg(short = 'f', long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Display the total file size of containers (accepted for compatibility)
+    #[arg(short = 's', long)]
+    pub size: bool,
+    /// Containers or images to inspect
+    #[arg(value_name = "NAME", required = true, add = complete::object_candidates())]
+    pub names: Vec<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: InspectArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox inspect is not implemented yet")
+pub fn run(g: &GlobalArgs, a: InspectArgs) -> Result<ExitCode> {
+    inspect(g, &a.kind, a.format.as_deref(), &a.names)
+}
+
+/// Inspect `names` of `kind` ("all", "container", "image") and print them.
+pub fn inspect(
+    g: &GlobalArgs,
+    kind: &str,
+    fmt: Option<&str>,
+    names: &[String],
+) -> Result<ExitCode> {
+    let mut store: Option<Store> = None;
+    let mut items = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        if kind != "image" {
+            if let Ok(rec) = state::lookup(g, name) {
+                items.push(container_json(&rec));
+                continue;
+            }
+        }
+        if kind != "container" {
+            if store.is_none() {
+                store = Some(read_store(g)?);
+            }
+            let s = store.as_ref().expect("opened above");
+            match s.lookup_image(name) {
+                Ok(rec) => {
+                    items.push(image_json(s, &rec)?);
+                    continue;
+                }
+                Err(rbox_storage::Error::ImageNotFound(_)) => {}
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("inspect `{name}`"))),
+            }
+        }
+        missing.push(name.clone());
+    }
+    // Like podman: print what was found, then fail naming what was not.
+    if !items.is_empty() || missing.is_empty() {
+        print!("{}", format::render_inspect(fmt, &items)?);
+    }
+    if !missing.is_empty() {
+        let what = match kind {
+            "container" => "container",
+            "image" => "image",
+            _ => "object",
+        };
+        bail!("no such {what}: {}", missing.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A container as `podman inspect` shows it.
+pub fn container_json(rec: &ContainerRecord) -> Value {
+    let s = &rec.spec;
+    let st = &rec.state;
+    let (path, args) = match s.args.split_first() {
+        Some((p, rest)) => (p.clone(), rest.to_vec()),
+        None => (String::new(), Vec::new()),
+    };
+    let mut binds = Vec::new();
+    let mut tmpfs = Map::new();
+    let mut mounts = Vec::new();
+    for m in &s.mounts {
+        let rw = !m.options.iter().any(|o| o == "ro");
+        if m.kind == "tmpfs" {
+            tmpfs.insert(m.destination.clone(), Value::String(m.options.join(",")));
+        } else {
+            let opts = if m.options.is_empty() {
+                String::new()
+            } else {
+                format!(":{}", m.options.join(","))
+            };
+            binds.push(format!("{}:{}{opts}", m.source, m.destination));
+        }
+        mounts.push(json!({
+            "Type": m.kind,
+            "Source": m.source,
+            "Destination": m.destination,
+            "Driver": "",
+            "Mode": "",
+            "Options": m.options,
+            "RW": rw,
+            "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+        }));
+    }
+    let running = st.status == Status::Running;
+    json!({
+        "Id": rec.id,
+        "Created": rec.created,
+        "Path": path,
+        "Args": args,
+        "State": {
+            "Status": st.status.as_str(),
+            "Running": running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": if running { st.pid } else { 0 },
+            "ExitCode": st.exit_code.unwrap_or(0),
+            "Error": st.error,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
+        },
+        "Image": rec.image_id.strip_prefix("sha256:").unwrap_or(&rec.image_id),
+        "ImageDigest": if rec.image_id.starts_with("sha256:") { rec.image_id.clone() } else { format!("sha256:{}", rec.image_id) },
+        "ImageName": rec.image_name,
+        "Name": rec.name,
+        "RestartCount": 0,
+        "Driver": rec.driver,
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": s.hostname,
+            "Domainname": "",
+            "User": s.user,
+            "AttachStdin": s.interactive,
+            "AttachStdout": true,
+            "AttachStderr": true,
+            "Tty": s.tty,
+            "OpenStdin": s.interactive,
+            "StdinOnce": false,
+            "Env": s.env,
+            "Cmd": s.cmd,
+            "Image": rec.image_name,
+            "Volumes": Value::Null,
+            "WorkingDir": s.workdir,
+            "Entrypoint": s.entrypoint,
+            "Labels": s.labels,
+            "Annotations": {},
+            "StopSignal": s.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+        },
+        "HostConfig": {
+            "Binds": binds,
+            "NetworkMode": s.network,
+            "UsernsMode": s.userns,
+            "Privileged": s.privileged,
+            "ReadonlyRootfs": s.read_only,
+            "CapAdd": s.cap_add,
+            "CapDrop": s.cap_drop,
+            "SecurityOpt": if s.no_new_privileges { vec!["no-new-privileges"] } else { Vec::new() },
+            "AutoRemove": rec.auto_remove,
+            "Tmpfs": tmpfs,
+            "Init": s.init,
+        },
+        "NetworkSettings": {
+            "IPAddress": "",
+            "Ports": {},
+        },
+    })
+}
+
+/// Docker's image config keys as the image config JSON spells them (`config` object of the
+/// OCI config), with null lists turned into Podman's defaults.
+fn image_config_value(store: &Store, rec: &ImageRecord) -> Result<Value> {
+    let cfg = store.image_config(rec)?;
+    Ok(serde_json::to_value(&cfg)?)
+}
+
+/// An image as `podman image inspect` shows it.
+pub fn image_json(store: &Store, rec: &ImageRecord) -> Result<Value> {
+    let cfg = image_config_value(store, rec)?;
+    let get = |k: &str| cfg.get(k).cloned().unwrap_or(Value::Null);
+    let config = cfg.get("config").cloned().unwrap_or_else(|| json!({}));
+    let labels: BTreeMap<String, String> = config
+        .get("Labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    let layers: Vec<String> = rec.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let created = rec.created.clone().unwrap_or_default();
+    Ok(json!({
+        "Id": rec.id.hex(),
+        "Digest": rec.digest.to_string(),
+        "RepoTags": rec.names,
+        "RepoDigests": super::images::repo_digests(rec),
+        "Parent": "",
+        "Comment": "",
+        "Created": created,
+        "Config": config,
+        "Version": "",
+        "Author": get("author").as_str().unwrap_or(""),
+        "Architecture": get("architecture"),
+        "Os": get("os"),
+        "Size": rec.size,
+        "VirtualSize": rec.size,
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDirs": rec.layers.iter().map(|l| store.layer_path(&l.diff_id).display().to_string()).collect::<Vec<_>>()}},
+        "RootFS": {"Type": "layers", "Layers": layers},
+        "Labels": labels,
+        "Annotations": {},
+        "ManifestType": rec.manifest_media_type,
+        "User": config.get("User").and_then(Value::as_str).unwrap_or(""),
+        "History": cfg.get("history").cloned().unwrap_or_else(|| json!([])),
+        "NamesHistory": rec.names,
+    }))
 }

@@ -1,15 +1,64 @@
-//! PLACEHOLDER (being written): `rbox load`.
+//! `rbox load` (and `rbox image load`): load images from a docker-archive or oci-archive
+//! (detected automatically; gzip or zstd compressed archives too), from `-i FILE` or stdin.
+//! Runs inside rbox's user namespace, since layers are unpacked with their owners.
 
+use std::fs;
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::{bail, Context, Result};
 
-#[derive(Debug, clap::Args)]
+use crate::cli::GlobalArgs;
+use crate::runtime;
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Read the archive from FILE (default: stdin)
+    #[arg(short = 'i', long = "input", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub input: Option<PathBuf>,
+    /// Print nothing but errors
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
-pub fn run(_g: &GlobalArgs, _a: LoadArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox load is not implemented yet")
+pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<ExitCode> {
+    if a.input.is_none() && io::stdin().is_terminal() {
+        bail!("no archive given: pass -i FILE or pipe one into rbox load");
+    }
+    let store = runtime::open_store(g)?;
+    // The archive reader wants a file it can seek in: spool stdin into the store's tmp dir
+    // (same filesystem, removed below and by the store's cleanup if we die).
+    let (path, spooled) = match &a.input {
+        Some(p) => (p.clone(), None),
+        None => {
+            let tmp = store
+                .root()
+                .join("tmp")
+                .join(format!("{}.0.0.load-stdin", std::process::id()));
+            let mut f =
+                fs::File::create(&tmp).with_context(|| format!("create `{}`", tmp.display()))?;
+            io::copy(&mut io::stdin().lock(), &mut f).context("read the archive from stdin")?;
+            (tmp.clone(), Some(tmp))
+        }
+    };
+    let res = store.load_archive(&path);
+    if let Some(t) = spooled {
+        let _ = fs::remove_file(t);
+    }
+    let images = res.with_context(|| match &a.input {
+        Some(p) => format!("load `{}`", p.display()),
+        None => "load the archive from stdin".to_string(),
+    })?;
+    if !a.quiet {
+        for rec in &images {
+            if rec.names.is_empty() {
+                println!("Loaded image: {}", rec.id);
+            }
+            for n in &rec.names {
+                println!("Loaded image: {n}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

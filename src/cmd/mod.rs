@@ -1,6 +1,8 @@
 //! One module per subcommand: its clap `Args` next to its handler.
 
+pub mod common;
 pub mod completion;
+pub mod docs;
 pub mod history;
 pub mod image;
 pub mod images;
@@ -51,6 +53,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(a) => info::run(g, a),
         Command::Unshare(a) => unshare::run(g, a),
         Command::Completion(a) => completion::run(g, a),
+        Command::GenerateDocs { dir } => {
+            docs::write_to(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("rbox version {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

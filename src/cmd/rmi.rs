@@ -1,15 +1,124 @@
-//! PLACEHOLDER (being written): `rbox rmi`.
+//! `rbox rmi` (and `rbox image rm`): remove images. A name of an image with other names only
+//! loses that name (as in Podman); otherwise the image goes, with every layer and blob no
+//! other image uses. An image a container uses is refused unless `-f`, which removes those
+//! containers too. Runs inside rbox's user namespace (layer files belong to mapped ids).
 
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::{anyhow, bail, Result};
+use rbox_storage::{Digest, ImageRecord, Store};
 
-#[derive(Debug, clap::Args)]
+use crate::cli::{complete, GlobalArgs};
+use crate::runtime;
+use crate::state;
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct RmiArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Remove the image even if containers use it (those containers are removed too)
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Remove all images
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Ignore images that do not exist
+    #[arg(short = 'i', long)]
+    pub ignore: bool,
+    /// Images to remove (names or ids)
+    #[arg(value_name = "IMAGE", required_unless_present = "all", add = complete::image_candidates())]
+    pub images: Vec<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: RmiArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox rmi is not implemented yet")
+pub fn run(g: &GlobalArgs, a: RmiArgs) -> Result<ExitCode> {
+    if a.all && !a.images.is_empty() {
+        bail!("--all and image names cannot be used together");
+    }
+    let store = runtime::open_store(g)?;
+    let mut errors = Vec::new();
+    if a.all {
+        for rec in store.images()? {
+            if let Err(e) = remove(g, &store, &rec, a.force) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    for name in &a.images {
+        let rec = match store.lookup_image(name) {
+            Ok(r) => r,
+            Err(rbox_storage::Error::ImageNotFound(_)) if a.ignore => continue,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        // A name (not an id) of an image with several names: untag only.
+        let by_id = is_id_of(name, &rec.id);
+        if !by_id && rec.names.len() > 1 {
+            match store.untag_image(name) {
+                Ok(after) => {
+                    for n in rec.names.iter().filter(|n| !after.names.contains(n)) {
+                        println!("Untagged: {n}");
+                    }
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+            continue;
+        }
+        if by_id && rec.names.len() > 1 && !a.force {
+            errors.push(format!(
+                "image {} has several names ({}): remove them by name or use rmi -f",
+                &rec.id.hex()[..12],
+                rec.names.join(", ")
+            ));
+            continue;
+        }
+        if let Err(e) = remove(g, &store, &rec, a.force) {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    match errors.len() {
+        0 => Ok(ExitCode::SUCCESS),
+        _ => Err(anyhow!(errors.join("; "))),
+    }
+}
+
+fn is_id_of(arg: &str, id: &Digest) -> bool {
+    let hex = arg.strip_prefix("sha256:").unwrap_or(arg);
+    hex.len() >= 3 && id.hex().starts_with(hex)
+}
+
+/// Remove one image (and, when forced, the containers using it).
+fn remove(g: &GlobalArgs, store: &Store, rec: &ImageRecord, force: bool) -> Result<()> {
+    let users = store.containers_using(&rec.id);
+    if !users.is_empty() {
+        if !force {
+            let names: Vec<String> = users
+                .iter()
+                .map(|id| {
+                    state::lookup(g, id)
+                        .map(|r| r.name)
+                        .unwrap_or_else(|_| id[..12.min(id.len())].to_string())
+                })
+                .collect();
+            bail!(
+                "image {} is in use by container(s) {}: remove them first (rbox rm) or use rmi -f",
+                rec.names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| rec.id.hex()[..12].to_string()),
+                names.join(", ")
+            );
+        }
+        for id in &users {
+            if let Ok(c) = state::lookup(g, id) {
+                super::rm::prepare(g, &c, true)?;
+            }
+            store.remove_container_dir(id)?;
+        }
+    }
+    store.remove_image(&rec.id, force)?;
+    for n in &rec.names {
+        println!("Untagged: {n}");
+    }
+    println!("Deleted: {}", rec.id.hex());
+    Ok(())
 }

@@ -1,15 +1,77 @@
-//! PLACEHOLDER (being written): `rbox save`.
+//! `rbox save` (and `rbox image save`): write images as a docker-archive (what `docker load`
+//! and `podman load` read) or an oci-archive, to `-o FILE` or stdout. Reads the store only.
 
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::{bail, Context, Result};
+use rbox_storage::Format;
 
-#[derive(Debug, clap::Args)]
+use super::common::{read_store, stdout_is_terminal};
+use crate::cli::{complete, GlobalArgs};
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct SaveArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Write to FILE (default: stdout, refused when it is a terminal)
+    #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+    /// Archive format
+    #[arg(long, value_name = "FORMAT", default_value = "docker-archive",
+          value_parser = ["docker-archive", "oci-archive"])]
+    pub format: String,
+    /// Print nothing but errors
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Images to save (names or ids)
+    #[arg(value_name = "IMAGE", required = true, add = complete::image_candidates())]
+    pub images: Vec<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: SaveArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox save is not implemented yet")
+pub fn run(g: &GlobalArgs, a: SaveArgs) -> Result<ExitCode> {
+    let format = match a.format.as_str() {
+        "oci-archive" => Format::OciArchive,
+        _ => Format::DockerArchive,
+    };
+    if a.output.is_none() && stdout_is_terminal() {
+        bail!("refusing to write an archive to a terminal: pass -o FILE or redirect stdout");
+    }
+    let store = read_store(g)?;
+    let mut images = Vec::new();
+    for name in &a.images {
+        images.push(store.lookup_image(name)?);
+    }
+    match &a.output {
+        None => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            store
+                .save_archive(&images, &mut out, format)
+                .context("write the archive to stdout")?;
+            out.flush().context("write the archive to stdout")?;
+        }
+        Some(path) => {
+            // Write next to the target and rename, so a failed save leaves no half archive.
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = path.with_file_name(format!(".{name}.rbox-save-{}", std::process::id()));
+            let res = (|| -> Result<()> {
+                let f = fs::File::create(&tmp)
+                    .with_context(|| format!("create `{}`", tmp.display()))?;
+                let mut w = BufWriter::new(f);
+                store.save_archive(&images, &mut w, format)?;
+                let f = w.into_inner().map_err(|e| e.into_error())?;
+                f.sync_all()?;
+                fs::rename(&tmp, path)?;
+                Ok(())
+            })();
+            if let Err(e) = res {
+                let _ = fs::remove_file(&tmp);
+                return Err(e.context(format!("save to `{}`", path.display())));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

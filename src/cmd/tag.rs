@@ -1,15 +1,29 @@
-//! PLACEHOLDER (being written): `rbox tag`.
+//! `rbox tag` (and `rbox image tag`): add names to a local image. Names are written as small
+//! files in the store (one rename each); no namespace is needed.
 
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use anyhow::{Context, Result};
 
-#[derive(Debug, clap::Args)]
+use super::common::read_store;
+use crate::cli::{complete, GlobalArgs};
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct TagArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// The image to name (name or id)
+    #[arg(value_name = "IMAGE", add = complete::image_candidates())]
+    pub image: String,
+    /// New names (NAME[:TAG]; a name without a registry goes under localhost/)
+    #[arg(value_name = "TARGET", required = true)]
+    pub targets: Vec<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: TagArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox tag is not implemented yet")
+pub fn run(g: &GlobalArgs, a: TagArgs) -> Result<ExitCode> {
+    let store = read_store(g)?;
+    for t in &a.targets {
+        store
+            .tag_image(&a.image, t)
+            .with_context(|| format!("tag `{}` as `{t}`", a.image))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,44 @@
-//! PLACEHOLDER (being written): `rbox unshare`.
+//! `rbox unshare [CMD...]`: run a command (default `$SHELL`) inside rbox's user namespace, as
+//! root over the mapped ids, e.g. to inspect or remove files in the store owned by mapped ids.
+//! The command replaces rbox (exec), so its exit status is the caller's.
 
-use std::process::ExitCode;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+
+use anyhow::Result;
 
 use crate::cli::GlobalArgs;
+use crate::exit::{CodedError, CANNOT_INVOKE, NOT_FOUND};
+use crate::paths;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
+#[command(trailing_var_arg = true)]
 pub struct UnshareArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Command and arguments (default: $SHELL, else /bin/sh)
+    #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: UnshareArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rbox unshare is not implemented yet")
+pub fn run(g: &GlobalArgs, a: UnshareArgs) -> Result<ExitCode> {
+    let root = paths::storage_root(g)?;
+    crate::runtime::userns::enter(g)?;
+    let argv = if a.command.is_empty() {
+        vec![std::env::var("SHELL")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/bin/sh".into())]
+    } else {
+        a.command
+    };
+    let err = Command::new(&argv[0])
+        .args(&argv[1..])
+        // Like `podman unshare`: tell the command where the store is.
+        .env("RBOX_ROOT", &root)
+        .exec();
+    let code = if err.kind() == std::io::ErrorKind::NotFound {
+        NOT_FOUND
+    } else {
+        CANNOT_INVOKE
+    };
+    Err(CodedError::new(code, format!("run `{}`: {err}", argv[0])).into())
 }

@@ -6,6 +6,7 @@ mod fixtures;
 mod util;
 
 mod debian;
+mod docs;
 mod hostile;
 mod images;
 mod podman;

@@ -1,0 +1,81 @@
+//! Helpers shared by the listing and image commands: opening the store for reading (no user
+//! namespace, no lock), short ids, and splitting image names for display.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use rbox_storage::{IdMap, Store};
+
+use crate::cli::GlobalArgs;
+use crate::paths;
+
+/// Open the store for commands that only read it (images, ps, inspect, history, save): no
+/// namespace entry. The id map only matters when unpacking, which these never do.
+pub fn read_store(g: &GlobalArgs) -> Result<Store> {
+    let root: PathBuf = paths::storage_root(g)?;
+    Store::open(
+        &root,
+        IdMap {
+            uid_count: 1,
+            gid_count: 1,
+        },
+    )
+    .with_context(|| format!("open storage at `{}`", root.display()))
+}
+
+/// The first 12 hex digits of an id (with or without `sha256:`).
+pub fn short_id(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(12).collect()
+}
+
+/// Split a stored name `registry/repo:tag[@digest]` into repository and tag (`<none>` when
+/// there is none), as `rbox images` shows them.
+pub fn split_name(name: &str) -> (String, String) {
+    let name = name.split('@').next().unwrap_or(name);
+    let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match name[slash..].rfind(':') {
+        Some(i) => (
+            name[..slash + i].to_string(),
+            name[slash + i + 1..].to_string(),
+        ),
+        None => (name.to_string(), "<none>".to_string()),
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 time, or 0.
+pub fn epoch(t: Option<&str>) -> i64 {
+    t.and_then(crate::format::human::parse_rfc3339).unwrap_or(0)
+}
+
+/// Refuse to write binary data to a terminal.
+pub fn stdout_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_at_the_tag_not_the_port() {
+        assert_eq!(
+            split_name("localhost/busybox:latest"),
+            ("localhost/busybox".into(), "latest".into())
+        );
+        assert_eq!(
+            split_name("localhost:5000/a/b:1.2"),
+            ("localhost:5000/a/b".into(), "1.2".into())
+        );
+        assert_eq!(
+            split_name("localhost:5000/a/b"),
+            ("localhost:5000/a/b".into(), "<none>".into())
+        );
+        assert_eq!(
+            split_name("docker.io/library/alpine:3@sha256:abc"),
+            ("docker.io/library/alpine".into(), "3".into())
+        );
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+    }
+}
