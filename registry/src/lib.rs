@@ -1,1 +1,217 @@
+//! rbox-registry: images from and to OCI distribution registries.
+//!
+//! Owns everything between a reference typed by the user and bytes on the wire:
+//! registries.conf (short-name search list, mirrors, insecure and blocked registries,
+//! [`config`]), credentials in auth.json and docker's config.json ([`auth`]), TLS roots from the
+//! system bundle and `certs.d` ([`tls`]), the HTTP client with the Bearer/Basic token dance and
+//! retries ([`client`]), manifests and platform choice ([`manifest`], [`platform`]), and the
+//! [`pull`](mod@pull) and [`push`](mod@push) flows. It does not own the store: layers are
+//! streamed into [`rbox_storage::Store::pull_layer`], which verifies and unpacks them in one
+//! pass, and images are recorded with [`rbox_storage::Store::commit_image`]. Rendering progress
+//! is the caller's business through the [`Progress`] trait.
 
+pub mod auth;
+pub mod challenge;
+pub mod client;
+pub mod config;
+pub mod manifest;
+pub mod platform;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod tls;
+
+use std::path::PathBuf;
+
+pub use auth::{login, logout, Credentials};
+pub use platform::Platform;
+pub use progress::{NoProgress, Progress};
+pub use pull::{inspect_remote, pull, PullOptions, PullPolicy, RemoteManifest};
+pub use push::{push, PushOptions, PushReport};
+pub use rbox_storage::reference::{Reference, ReferenceError};
+pub use rbox_storage::Digest;
+
+/// How to reach registries: the options `pull`, `push`, `login` and `manifest inspect` share.
+#[derive(Debug, Clone, Default)]
+pub struct TransportOptions {
+    /// `--tls-verify`: `Some(false)` allows plain HTTP and unverified TLS for every registry,
+    /// `Some(true)` requires verified TLS even where registries.conf says `insecure = true`,
+    /// `None` follows registries.conf.
+    pub tls_verify: Option<bool>,
+    /// `--cert-dir`: a directory of `*.crt` CAs (and `*.cert`/`*.key` client pairs) used instead
+    /// of `certs.d/<host>`.
+    pub cert_dir: Option<PathBuf>,
+    /// `--authfile`: the only credentials file read (and written by login).
+    pub authfile: Option<PathBuf>,
+    /// `--creds USER:PASS` style credentials that override any stored ones.
+    pub credentials: Option<Credentials>,
+    /// registries.conf to read instead of the usual search (tests, `CONTAINERS_REGISTRIES_CONF`).
+    pub registries_conf: Option<PathBuf>,
+}
+
+/// Errors of registry operations. Messages are one lowercase sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Store(#[from] rbox_storage::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parse `{path}`: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("parse credentials file `{path}`: {message}")]
+    AuthFile { path: PathBuf, message: String },
+    #[error("registry `{0}` is blocked in registries.conf")]
+    Blocked(String),
+    #[error(
+        "short name `{0}` cannot be resolved: no unqualified-search-registries are defined in \
+         registries.conf; use a fully qualified name such as docker.io/library/{0}"
+    )]
+    NoSearchRegistries(String),
+    #[error("invalid platform `{0}`: expected os/arch[/variant]")]
+    InvalidPlatform(String),
+    #[error("read certificates `{path}`: {message}")]
+    Certificates { path: PathBuf, message: String },
+    #[error("{method} {url}: {message}")]
+    Http {
+        method: &'static str,
+        url: String,
+        message: String,
+        /// A failure worth retrying (reset, timeout, 5xx).
+        transient: bool,
+    },
+    #[error("{url}: the registry answered http {status}{}", detail_suffix(.detail))]
+    Status {
+        url: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("authentication required for `{registry}`{}", detail_suffix(.detail))]
+    Unauthorized { registry: String, detail: String },
+    #[error("access denied to `{registry}/{repository}`{}", detail_suffix(.detail))]
+    Denied {
+        registry: String,
+        repository: String,
+        detail: String,
+    },
+    #[error("{reference}: manifest unknown")]
+    ManifestUnknown { reference: String },
+    #[error("{registry}/{repository}: blob {digest} unknown")]
+    BlobUnknown {
+        registry: String,
+        repository: String,
+        digest: Digest,
+    },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("unsupported manifest media type `{0}`")]
+    UnsupportedMediaType(String),
+    #[error("invalid manifest from `{reference}`: {message}")]
+    InvalidManifest { reference: String, message: String },
+    #[error("no image for platform {wanted} in `{reference}` (it has: {available})")]
+    NoMatchingPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{what} is larger than {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
+    #[error("layer {digest}: {source}")]
+    Layer {
+        digest: Digest,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("image `{0}` not known locally and --pull=never was given")]
+    PullNever(String),
+    #[error("{}", attempts_text(.reference, .attempts))]
+    AllFailed {
+        reference: String,
+        attempts: Vec<(String, Error)>,
+    },
+}
+
+fn detail_suffix(d: &str) -> String {
+    if d.is_empty() {
+        String::new()
+    } else {
+        format!(": {d}")
+    }
+}
+
+fn attempts_text(reference: &str, attempts: &[(String, Error)]) -> String {
+    match attempts {
+        [(_, only)] => only.to_string(),
+        _ => {
+            let parts: Vec<String> = attempts.iter().map(|(c, e)| format!("{c}: {e}")).collect();
+            format!(
+                "pull `{reference}` from every candidate: {}",
+                parts.join("; ")
+            )
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// True for failures worth trying again (connection reset, timeout, http 5xx or 429).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Http { transient, .. } => *transient,
+            Error::Status { status, .. } => *status >= 500 || *status == 429,
+            Error::Io { source, .. } => client::transient_io(source),
+            Error::Store(rbox_storage::Error::Io { source, .. }) => client::transient_io(source),
+            _ => false,
+        }
+    }
+
+    /// True when another candidate (search registry, mirror) may still succeed: the image is
+    /// not there, we may not see it, or the registry cannot be reached. Integrity failures
+    /// (digest mismatch) and store errors stop the search.
+    pub fn try_next_source(&self) -> bool {
+        match self {
+            Error::ManifestUnknown { .. }
+            | Error::BlobUnknown { .. }
+            | Error::Unauthorized { .. }
+            | Error::Denied { .. }
+            | Error::Http { .. }
+            | Error::Status { .. }
+            | Error::Protocol(_)
+            | Error::Blocked(_)
+            | Error::NoMatchingPlatform { .. } => true,
+            Error::Io { source, .. } => client::transient_io(source),
+            _ => false,
+        }
+    }
+}
+
+/// `Result` with the registry [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The user agent rbox sends.
+pub(crate) const USER_AGENT: &str = concat!("rbox/", env!("CARGO_PKG_VERSION"));
