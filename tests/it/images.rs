@@ -205,8 +205,14 @@ fn ps_and_inspect_containers() {
             .success();
         let _: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{out}"));
 
-        // start runs a created container; its exit status is recorded.
-        env.rbox().args(["start", "c1"]).output().success();
+        // start -a runs a created container attached and exits with its status.
+        env.rbox().args(["start", "-a", "c1"]).output().success();
+        let out = env
+            .rbox()
+            .args(["ps", "-a", "--format", "{{.Status}}"])
+            .output()
+            .success();
+        assert!(out.text().starts_with("Exited (0)"), "{out}");
         env.rbox().args(["rm", "c1"]).output().success();
         env.rbox().args(["inspect", "c1"]).output().rbox_error();
         env.rbox().args(["rm", "c1"]).output().rbox_error();
@@ -248,7 +254,7 @@ fn rmi_refuses_an_image_in_use() {
         );
         assert_eq!(image_names(env), vec!["localhost/busybox:latest"]);
         // The container still runs from it.
-        env.rbox().args(["start", "user1"]).output().success();
+        env.rbox().args(["start", "-a", "user1"]).output().success();
         env.rbox().args(["rm", "user1"]).output().success();
         env.rbox().args(["rmi", "busybox"]).output().success();
         assert_eq!(image_names(env), Vec::<String>::new());

@@ -16,24 +16,32 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 "#;
 
-struct Podman<'a> {
+/// Podman with its own storage for one test, run as the test's user.
+pub struct Podman<'a> {
     env: &'a Env,
     conf: PathBuf,
+    /// Podman refuses a runroot longer than 50 characters: a short dir of its own under /tmp.
+    runroot: tempfile::TempDir,
 }
 
 impl<'a> Podman<'a> {
-    fn new(env: &'a Env) -> Podman<'a> {
+    pub fn new(env: &'a Env) -> Podman<'a> {
         let conf = env.write("containers.conf", CONTAINERS_CONF);
-        Podman { env, conf }
+        let runroot = tempfile::Builder::new()
+            .prefix("rbp-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        env.give_to_user(runroot.path());
+        Podman { env, conf, runroot }
     }
 
-    fn cmd(&self) -> Cmd {
+    pub fn cmd(&self) -> Cmd {
         let mut c = self.env.cmd("podman");
         c.env("CONTAINERS_CONF", &self.conf)
             .arg("--root")
             .arg(self.env.path("podman-store"))
             .arg("--runroot")
-            .arg(self.env.path("podman-run"))
+            .arg(self.runroot.path())
             .args(["--storage-driver", "vfs"]);
         c
     }

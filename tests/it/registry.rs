@@ -708,19 +708,10 @@ fn push_then_pull_back_with_podman_and_skopeo() {
             .output()
             .success();
         if matches!(env.user.who, Who::Root | Who::Sub) && have("podman") {
-            let conf = env.write(
-                "containers.conf",
-                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\"]\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-            );
+            let p = crate::podman::Podman::new(env);
             let podman = |args: &[&str]| {
-                let mut c = env.cmd("podman");
-                c.env("CONTAINERS_CONF", &conf)
-                    .arg("--root")
-                    .arg(env.path("podman-store"))
-                    .arg("--runroot")
-                    .arg(env.path("podman-run"))
-                    .args(["--storage-driver", "vfs"])
-                    .args(args);
+                let mut c = p.cmd();
+                c.args(args);
                 c.output()
             };
             podman(&["pull", "--tls-verify=false", &copy]).success();

@@ -226,7 +226,6 @@ fn user_option() {
             .args([
                 "run",
                 "--rm",
-                "--init",
                 "busybox",
                 "stat",
                 "-c",
@@ -556,6 +555,7 @@ fn signals_are_forwarded() {
             .args([
                 "run",
                 "--rm",
+                "--init",
                 "busybox",
                 "sh",
                 "-c",
@@ -694,10 +694,18 @@ fn capabilities_and_no_new_privs() {
             Some("00000000800405fb"),
             "{default:?}"
         );
+        // Podman's default leaves no_new_privs off (setuid programs work in the container)...
         assert_eq!(
             default.get("NoNewPrivs").map(String::as_str),
-            Some("1"),
+            Some("0"),
             "{default:?}"
+        );
+        // ...and --security-opt no-new-privileges turns it on.
+        let nnp = caps(&["--security-opt", "no-new-privileges"]);
+        assert_eq!(
+            nnp.get("NoNewPrivs").map(String::as_str),
+            Some("1"),
+            "{nnp:?}"
         );
         let dropped = caps(&["--cap-drop", "CHOWN"]);
         assert_eq!(
