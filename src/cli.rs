@@ -142,11 +142,22 @@ pub fn command() -> clap::Command {
         .mut_subcommand("image", |c| c.mut_subcommand("push", image_args))
 }
 
+/// Parse the command line. Usage errors exit 125 as Podman's do (rbox itself failed: a bad
+/// flag), not clap's 2; `--help` and `--version` exit 0.
 pub fn parse() -> Cli {
-    let matches = command().get_matches();
-    match Cli::from_arg_matches(&matches) {
+    let res = command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match res {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                i32::from(crate::exit::FAILED)
+            } else {
+                0
+            });
+        }
     }
 }
 
