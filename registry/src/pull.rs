@@ -149,10 +149,18 @@ fn pull_always(
             }
         }
     }
-    Err(Error::AllFailed {
+    Err(all_failed(reference, attempts))
+}
+
+/// The error for a pull that found no source: the only failure itself, or all of them.
+fn all_failed(reference: &str, mut attempts: Vec<(String, Error)>) -> Error {
+    if attempts.len() == 1 {
+        return attempts.pop().expect("one attempt").1;
+    }
+    Error::AllFailed {
         reference: reference.to_string(),
         attempts,
-    })
+    }
 }
 
 /// The manifest digest the registry would give for `reference` on this platform.
@@ -456,10 +464,7 @@ pub fn inspect_remote(reference: &str, transport: &TransportOptions) -> Result<R
             }
         }
     }
-    Err(Error::AllFailed {
-        reference: reference.to_string(),
-        attempts,
-    })
+    Err(all_failed(reference, attempts))
 }
 
 #[cfg(test)]
