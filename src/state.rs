@@ -252,11 +252,23 @@ fn load_raw(root: &Path, id: &str) -> Result<ContainerRecord> {
     serde_json::from_slice(&data).with_context(|| format!("parse `{}`", p.display()))
 }
 
+/// Field 22 (start time) of /proc/PID/stat, for a process that has not exited. A zombie
+/// waiting for its monitor, or a process in its exit path (PF_EXITING: a namespace's init
+/// stays there while the kernel tears its namespaces down), counts as gone.
 fn proc_start_time(pid: i32) -> Option<u64> {
+    const PF_EXITING: u64 = 0x4;
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm may contain spaces and parens: fields start after the last ')'
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    let fields: Vec<&str> = s[s.rfind(')')? + 2..].split(' ').collect();
+    // fields[0] is field 3 (state), fields[6] field 9 (flags), fields[19] field 22
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    if flags & PF_EXITING != 0 {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
 }
 
 /// Record that `pid` runs the container, for other invocations to see.

@@ -164,7 +164,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs, start_now: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if a.detach {
-        return start_detached(g, &store, rec);
+        return start_detached(g, &store, rec, None);
     }
     start_attached(g, &store, rec)
 }
@@ -376,7 +376,12 @@ fn finish(g: &GlobalArgs, store: &Store, rec: &mut ContainerRecord, code: i32, e
 }
 
 /// `-d`: a monitor process (rbox's conmon) holds the container; we print its id once it runs.
-fn start_detached(g: &GlobalArgs, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
+fn start_detached(
+    g: &GlobalArgs,
+    store: &Store,
+    mut rec: ContainerRecord,
+    shown: Option<&str>,
+) -> Result<ExitCode> {
     let root = paths::storage_root(g)?;
     let log = store.container_dir(&rec.id)?.dir.join("ctr.log");
     let (ready_r, ready_w) =
@@ -397,7 +402,8 @@ fn start_detached(g: &GlobalArgs, store: &Store, mut rec: ContainerRecord) -> Re
                 .context("wait for container monitor")?;
             match msg.strip_prefix("ok") {
                 Some(_) => {
-                    println!("{}", rec.id);
+                    println!("{}", shown.unwrap_or(&rec.id));
+                    let _ = std::io::stdout().flush();
                     Ok(ExitCode::SUCCESS)
                 }
                 None if msg.is_empty() => {
@@ -472,15 +478,14 @@ pub fn start(g: &GlobalArgs, name_or_id: &str, attach: bool) -> Result<ExitCode>
         if attach {
             bail!("container {} is already running", rec.name);
         }
-        println!("{}", rec.name);
+        println!("{name_or_id}");
         return Ok(ExitCode::SUCCESS);
     }
     if attach {
         start_attached(g, &store, rec)
     } else {
-        let code = start_detached(g, &store, rec)?;
-        let _ = std::io::stdout().flush();
-        Ok(code)
+        // podman prints the container as the user named it
+        start_detached(g, &store, rec, Some(name_or_id))
     }
 }
 
