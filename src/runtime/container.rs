@@ -97,6 +97,15 @@ pub fn forwarded() -> SigSet {
 
 /// Clone the container and wait until it has exec'd its command (or failed to).
 pub fn start(l: &Launch) -> Result<Started> {
+    // The child runs Rust code (it allocates) between clone and exec: that is only sound
+    // while no other thread exists, e.g. one holding the allocator's lock. Pull threads are
+    // joined by now; check rather than trust it.
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1);
+    if threads > 1 {
+        anyhow::bail!("start container: rbox has {threads} threads at clone time (a bug in rbox)");
+    }
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("create pipe")?;
     let pair = if l.spec.tty {
         Some(

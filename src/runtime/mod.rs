@@ -37,37 +37,31 @@ pub fn open_store(g: &GlobalArgs) -> Result<Store> {
     Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))
 }
 
-/// Find the image locally, or pull it according to `--pull`.
+/// Find the image locally, or pull it according to `--pull` (missing, always, never, newer).
 fn resolve_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
-    let local = store.lookup_image(&a.image);
-    match a.pull.as_str() {
-        "never" => local.with_context(|| {
-            format!(
-                "image `{}` is not in local storage and --pull=never",
-                a.image
-            )
-        }),
-        "missing" => match local {
-            Ok(i) => Ok(i),
-            Err(rbox_storage::Error::ImageNotFound(_)) => pull(store, a),
-            Err(e) => Err(e.into()),
-        },
-        "always" | "newer" => match pull(store, a) {
-            Ok(i) => Ok(i),
-            // "newer" keeps going with the local image when the registry cannot be reached
-            Err(e) if a.pull == "newer" => local.map_err(|_| e),
-            Err(e) => Err(e),
-        },
-        p => bail!("invalid --pull policy `{p}`: use missing, always, never or newer"),
+    let policy: rbox_registry::PullPolicy = a.pull.parse().map_err(anyhow::Error::msg)?;
+    if policy == rbox_registry::PullPolicy::Missing {
+        // the common case answers from the store alone, without touching the registry code
+        match store.lookup_image(&a.image) {
+            Ok(i) => return Ok(i),
+            Err(rbox_storage::Error::ImageNotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-}
-
-fn pull(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
-    let _ = (store, &a.platform, a.tls_verify, a.quiet);
-    bail!(
-        "image `{}` is not in local storage (pulling is being wired in)",
-        a.image
-    )
+    let platform = match &a.platform {
+        Some(p) => Some(rbox_registry::Platform::parse(p)?),
+        None => None,
+    };
+    let opts = rbox_registry::PullOptions {
+        platform,
+        transport: rbox_registry::TransportOptions {
+            tls_verify: a.tls_verify,
+            ..Default::default()
+        },
+        policy,
+        ..Default::default()
+    };
+    crate::cmd::pull::pull_image(store, &a.image, &opts, a.quiet)
 }
 
 /// Which storage driver makes the root filesystem.
