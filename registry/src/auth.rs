@@ -5,7 +5,9 @@
 //! `$XDG_CONFIG_HOME/containers/auth.json`, `$DOCKER_CONFIG/config.json` or
 //! `~/.docker/config.json`, and the legacy `~/.dockercfg`. Within a file the most specific key
 //! wins: `host/ns/repo`, then `host/ns`, then `host` (legacy `https://host/v1/` keys count as
-//! `host`). Entries are `{"auth": base64("user:password")}`.
+//! `host`). Entries are `{"auth": base64("user:password")}`. Docker's credential helpers are
+//! asked too: `credHelpers` (per registry, first) and `credsStore` (after the file's entries),
+//! through `docker-credential-<name> get`.
 //!
 //! `login` writes to `--authfile`, `$REGISTRY_AUTH_FILE`, or `$XDG_RUNTIME_DIR/containers/
 //! auth.json` (`$XDG_CONFIG_HOME/containers/auth.json` when there is no usable runtime dir),
@@ -246,8 +248,20 @@ pub fn lookup_in(
     repository: &str,
 ) -> Result<Option<Credentials>> {
     let keys = lookup_keys(registry, repository);
+    let host = normalize_key(registry);
     for p in paths {
         let Some(m) = read_file(p)? else { continue };
+        // docker's credential helpers: a per-registry helper wins over everything in the file.
+        if let Some(h) = m
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .and_then(|hs| hs.iter().find(|(k, _)| normalize_key(k) == host))
+            .and_then(|(_, v)| v.as_str())
+        {
+            if let Some(c) = helper_get(h, &host) {
+                return Ok(Some(c));
+            }
+        }
         let auths = auths_of(p, &m);
         let normalized: Vec<(String, &Value)> =
             auths.iter().map(|(k, v)| (normalize_key(k), v)).collect();
@@ -258,8 +272,51 @@ pub fn lookup_in(
                 }
             }
         }
+        // `credsStore`: the credentials live in a helper (desktop, pass, secretservice).
+        if let Some(h) = m.get("credsStore").and_then(Value::as_str) {
+            if let Some(c) = helper_get(h, &host) {
+                return Ok(Some(c));
+            }
+        }
     }
     Ok(None)
+}
+
+/// Ask `docker-credential-<helper> get` for `host`'s credentials (the docker credential
+/// helper protocol: server URL on stdin, `{"Username","Secret"}` on stdout). A missing helper,
+/// a failure or "not found" all mean no credentials.
+fn helper_get(helper: &str, host: &str) -> Option<Credentials> {
+    use std::process::{Command, Stdio};
+    if helper.is_empty() || helper.contains('/') {
+        return None;
+    }
+    let server = if host == "docker.io" {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        host.to_string()
+    };
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(server.as_bytes());
+    }
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let user = v.get("Username").and_then(Value::as_str)?;
+    let secret = v.get("Secret").and_then(Value::as_str)?;
+    // "<token>" marks an identity token for OAuth2 refresh, which rbox does not speak.
+    if user.is_empty() || user == "<token>" {
+        return None;
+    }
+    Some(Credentials::new(user, secret))
 }
 
 /// Write `creds` under `key` into `path`, keeping everything else in the file.
@@ -490,6 +547,55 @@ mod tests {
         remove_all(&p).unwrap();
         assert!(!p.exists());
         remove_all(&p).unwrap();
+    }
+
+    #[test]
+    fn credential_helpers() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        // A helper that knows one server and answers like docker-credential-pass does.
+        let helper = bin.join("docker-credential-rboxtest");
+        fs::write(
+            &helper,
+            "#!/bin/sh\nread s\nif [ \"$1 $s\" = \"get helped.io\" ]; then\n\
+             echo '{\"ServerURL\":\"helped.io\",\"Username\":\"hu\",\"Secret\":\"hs\"}'\n\
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+        )
+        .unwrap();
+        fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let cfg = dir.path().join("config.json");
+        fs::write(
+            &cfg,
+            r#"{"auths":{"helped.io":{}},"credsStore":"rboxtest","credHelpers":{"other.io":"missing-helper"}}"#,
+        )
+        .unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("echo helped.io | docker-credential-rboxtest get")
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the fake helper works");
+        // No other test of this crate spawns programs by name, so changing PATH briefly is safe.
+        let old = std::env::var_os("PATH");
+        std::env::set_var("PATH", &path);
+        let got = lookup_in(std::slice::from_ref(&cfg), "helped.io", "x").unwrap();
+        let none = lookup_in(std::slice::from_ref(&cfg), "other.io", "x").unwrap();
+        let unknown = lookup_in(std::slice::from_ref(&cfg), "third.io", "x").unwrap();
+        match old {
+            Some(o) => std::env::set_var("PATH", o),
+            None => std::env::remove_var("PATH"),
+        }
+        assert_eq!(got, Some(Credentials::new("hu", "hs")));
+        assert_eq!(none, None, "a missing helper means no credentials");
+        assert_eq!(unknown, None, "the helper said not found");
     }
 
     #[test]

@@ -243,7 +243,8 @@ impl Progress for Display {
             Mode::Quiet => {}
             Mode::Plain { .. } => {
                 if blobs > 0 {
-                    eprintln!("Copying {blobs} blobs ({})", HumanBytes(total_bytes));
+                    let noun = if blobs == 1 { "blob" } else { "blobs" };
+                    eprintln!("Copying {blobs} {noun} ({})", HumanBytes(total_bytes));
                 }
             }
             Mode::Bars(b) => {
