@@ -58,6 +58,10 @@ pub enum Command {
     Create(cmd::run::RunArgs),
     /// Start one or more created containers
     Start(cmd::start::StartArgs),
+    /// Stop one or more running containers
+    Stop(cmd::stop::StopArgs),
+    /// Send a signal to one or more running containers
+    Kill(cmd::kill::KillArgs),
     /// List containers
     #[command(visible_alias = "list", visible_alias = "ls")]
     Ps(cmd::ps::PsArgs),
@@ -286,5 +290,45 @@ pub mod complete {
 
     pub(super) fn images(a: clap::Arg) -> clap::Arg {
         a.add(image_candidates())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over the whole tree, with the completers attached (a
+    /// reordered positional once made `rbox run` panic at parse time).
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn familiar_names() {
+        assert_eq!(
+            complete::familiar("localhost/busybox:latest"),
+            vec!["busybox".to_string(), "busybox:latest".to_string()]
+        );
+        assert_eq!(
+            complete::familiar("docker.io/library/alpine:3.19"),
+            vec!["alpine:3.19".to_string()]
+        );
+        assert!(complete::familiar("quay.io/x/y:1").is_empty());
+    }
+
+    #[test]
+    fn image_group_and_aliases_parse() {
+        let cli = Cli::try_parse_from(["rbox", "image", "ls", "-q"]).unwrap();
+        assert!(matches!(cli.command, Command::Image(_)));
+        let cli = Cli::try_parse_from(["rbox", "ps", "-a", "--format", "{{.ID}}"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Ps(ref a) if a.all && a.format.as_deref() == Some("{{.ID}}"))
+        );
+        assert!(
+            Cli::try_parse_from(["rbox", "rm"]).is_err(),
+            "rm needs a container or --all"
+        );
+        assert!(Cli::try_parse_from(["rbox", "rm", "-a"]).is_ok());
     }
 }

@@ -9,6 +9,7 @@ pub mod images;
 pub mod import;
 pub mod info;
 pub mod inspect;
+pub mod kill;
 pub mod load;
 pub mod login;
 pub mod manifest;
@@ -20,6 +21,7 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod start;
+pub mod stop;
 pub mod tag;
 pub mod unshare;
 
@@ -34,6 +36,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(g, a),
         Command::Create(a) => run::create(g, a),
         Command::Start(a) => start::run(g, a),
+        Command::Stop(a) => stop::run(g, a),
+        Command::Kill(a) => kill::run(g, a),
         Command::Ps(a) => ps::run(g, a),
         Command::Rm(a) => rm::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),

@@ -1,12 +1,12 @@
 //! `rbox rm`: remove containers: their record and name (`state`), then their layer directory
 //! (files owned by mapped ids, so from inside rbox's user namespace). `-f` kills a running one
-//! first and waits for it to die through a pidfd, never by sleeping.
+//! first (through the runtime's `stop_container`, which signals the rbox process attached to
+//! the container and waits on a pidfd, never by sleeping).
 
-use std::os::fd::AsFd;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::cli::{complete, GlobalArgs};
 use crate::runtime;
@@ -23,6 +23,15 @@ pub struct RmArgs {
     /// Remove anonymous volumes too (rbox makes none; accepted for compatibility)
     #[arg(short = 'v', long)]
     pub volumes: bool,
+    /// With -f, seconds to wait for the stop signal before SIGKILL (default 0: kill at once,
+    /// as `docker rm -f` does; podman waits 10)
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        default_value_t = 0
+    )]
+    pub time: u64,
     /// Ignore containers that do not exist
     #[arg(short = 'i', long)]
     pub ignore: bool,
@@ -54,7 +63,7 @@ pub fn run(g: &GlobalArgs, a: RmArgs) -> Result<ExitCode> {
     // Decide and kill outside the namespace; remove the storage inside it.
     let mut doomed = Vec::new();
     for (shown, rec) in targets {
-        match prepare(g, &rec, a.force) {
+        match prepare(g, &rec, a.force, a.time) {
             Ok(()) => doomed.push((shown, rec)),
             Err(e) => errors.push(format!("{e:#}")),
         }
@@ -78,7 +87,7 @@ pub fn run(g: &GlobalArgs, a: RmArgs) -> Result<ExitCode> {
 /// Refuse (or with `force`, kill) a running container, then forget its record and name.
 /// Called before entering the user namespace: the record, the name and the live state belong
 /// to the user, and the runtime directory is found by the real uid.
-pub fn prepare(g: &GlobalArgs, rec: &ContainerRecord, force: bool) -> Result<()> {
+pub fn prepare(g: &GlobalArgs, rec: &ContainerRecord, force: bool, time: u64) -> Result<()> {
     if state::is_running(rec) {
         if !force {
             bail!(
@@ -87,36 +96,38 @@ pub fn prepare(g: &GlobalArgs, rec: &ContainerRecord, force: bool) -> Result<()>
                 rec.name
             );
         }
-        kill_and_wait(rec.state.pid).with_context(|| format!("kill container {}", rec.name))?;
+        runtime::stop_container(g, rec, Duration::from_secs(time))
+            .with_context(|| format!("stop container {}", rec.name))?;
+        // Never forget a container whose processes still run: they would be orphans nobody
+        // can name any more.
+        let pid = rec.state.pid;
+        if still_runs(pid) {
+            bail!(
+                "container {} did not stop: its init (pid {pid}) still runs; kill it as root and retry",
+                rec.name
+            );
+        }
     }
     state::remove(g, rec).with_context(|| format!("remove container {}", rec.name))
 }
 
-/// SIGKILL the container's init (which takes its whole pid namespace with it) through a pidfd
-/// (so a recycled pid is never hit) and wait on that pidfd until it is gone.
-fn kill_and_wait(pid: i32) -> Result<()> {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-        return Ok(());
-    };
-    let fd = match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::SRCH) => return Ok(()),
-        Err(e) => return Err(std::io::Error::from(e)).context("open a pidfd"),
-    };
-    match rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL) {
-        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-        Err(e) => {
-            return Err(std::io::Error::from(e))
-                .with_context(|| format!("send SIGKILL to pid {pid}"))
-        }
+/// Whether `pid` is a live process: it exists (kill 0 does not say ESRCH; EPERM means it runs
+/// as a mapped id) and is not a zombie waiting to be reaped.
+fn still_runs(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
     }
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    loop {
-        match poll(&mut fds, PollTimeout::from(10_000u16)) {
-            Ok(0) => bail!("pid {pid} is still alive 10 seconds after SIGKILL"),
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).context("wait for the container to exit"),
-        }
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+        == Err(nix::errno::Errno::ESRCH)
+    {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the command, which ends at the last ')'.
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].trim_start().chars().next())
+            .is_some_and(|c| c != 'Z' && c != 'X'),
+        Err(_) => false,
     }
 }

@@ -110,7 +110,7 @@ fn remove(g: &GlobalArgs, store: &Store, rec: &ImageRecord, force: bool) -> Resu
         }
         for id in &users {
             if let Ok(c) = state::lookup(g, id) {
-                super::rm::prepare(g, &c, true)?;
+                super::rm::prepare(g, &c, true, 0)?;
             }
             store.remove_container_dir(id)?;
         }

@@ -1,0 +1,63 @@
+//! `rbox stop`: stop running containers with their stop signal (SIGTERM unless the image or
+//! `run` set another), then SIGKILL after `--time` seconds, through the runtime's
+//! `stop_container` (which signals the rbox process attached to the container and waits on a
+//! pidfd, never by sleeping).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+
+use crate::cli::{complete, GlobalArgs};
+use crate::runtime;
+use crate::state;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait for the stop signal to work before sending SIGKILL
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub time: u64,
+    /// Stop all running containers
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Ignore containers that do not exist
+    #[arg(short = 'i', long)]
+    pub ignore: bool,
+    /// Containers to stop (names or ids)
+    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    pub containers: Vec<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: StopArgs) -> Result<ExitCode> {
+    let mut errors = Vec::new();
+    let mut targets = Vec::new();
+    if a.all {
+        for r in state::list(g)?.into_iter().filter(state::is_running) {
+            targets.push((r.id.clone(), r));
+        }
+    }
+    for name in &a.containers {
+        match state::lookup(g, name) {
+            Ok(r) => targets.push((name.clone(), r)),
+            Err(_) if a.ignore => {}
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    for (shown, rec) in targets {
+        // Stopping a stopped container is not an error, as in podman.
+        match runtime::stop_container(g, &rec, Duration::from_secs(a.time)) {
+            Ok(()) => println!("{shown}"),
+            Err(e) => errors.push(format!("stop container {}: {e:#}", rec.name)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(anyhow!(errors.join("; ")))
+    }
+}
