@@ -120,7 +120,7 @@ fn gather(g: &GlobalArgs) -> Result<Value> {
         );
     }
     let have_helpers = helpers.values().all(|h| h["privilege"] != "missing");
-    let mode = userns::detect().0;
+    let (mode, missing) = userns::detect();
     let mode_text = match &mode {
         userns::Mode::Root => "root".to_string(),
         userns::Mode::SubIds { uid, .. } => format!("subuid range {}", uid.count),
@@ -198,6 +198,7 @@ fn gather(g: &GlobalArgs) -> Result<Value> {
             "idMappings": {
                 "mode": mode_text,
                 "detail": mode.describe(),
+                "why": missing.map(|m| m.hint(&user)).unwrap_or_default(),
                 "subuid": range_text(subuid),
                 "subgid": range_text(subgid),
                 "helpers": helpers,

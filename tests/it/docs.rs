@@ -119,7 +119,11 @@ fn completion_prints_the_committed_script() {
         .args(["completion", "tcsh"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(125), "an unknown shell is a usage error: exit 125 as podman");
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "an unknown shell is a usage error: exit 125 as podman"
+    );
 }
 
 /// Ask rbox what bash would offer for the last word of `words`.
