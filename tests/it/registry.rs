@@ -715,8 +715,7 @@ fn push_then_pull_back_with_podman_and_skopeo() {
                 c.output()
             };
             podman(&["pull", "--tls-verify=false", &copy]).success();
-            let out =
-                podman(&["run", "--rm", "--network=none", &copy, "args", "via-podman"]).success();
+            let out = p.run(&copy, &["args", "via-podman"]).output().success();
             assert_eq!(out.text(), "via-podman");
             podman(&["pull", "--tls-verify=false", &dest]).success();
         }
