@@ -2,7 +2,7 @@
 //! the rbox binary: `cargo run -p rbox-storage --example store -- ROOT COMMAND ...`.
 //!
 //! Commands: `load FILE`, `save IMAGE FILE docker-archive|oci-archive`, `import FILE [NAME]`,
-//! `images`, `rmi IMAGE`, `ls IMAGE` (top-level entries of each layer dir).
+//! `apply LAYER`, `images`, `rmi IMAGE`, `ls IMAGE` (top-level entries of each layer dir).
 
 use std::fs::File;
 use std::path::Path;
@@ -52,6 +52,10 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         ("import", [file, name @ ..]) => {
             let img = s.import_rootfs(File::open(file)?, name.first().map(String::as_str), &[])?;
             println!("{}", img.id);
+        }
+        ("apply", [file]) => {
+            let info = s.apply_layer(std::io::BufReader::new(File::open(file)?), None)?;
+            println!("{} {} warnings", info.diff_id, info.warnings.len());
         }
         ("images", []) => {
             for img in s.images()? {
