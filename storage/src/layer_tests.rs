@@ -404,7 +404,10 @@ fn refused(build: impl FnOnce(&Path, &mut TarBuilder), what: &str) {
     let mut tb = TarBuilder::new();
     build(&outside, &mut tb);
     let tar = tb.finish();
-    let err = s.apply_layer(&tar[..], None).unwrap_err();
+    let err = match s.apply_layer(&tar[..], None) {
+        Err(e) => e,
+        Ok(info) => panic!("{what}: accepted as {info:?}"),
+    };
     assert!(matches!(err, Error::HostileEntry { .. }), "{what}: {err}");
     assert!(
         err.to_string().starts_with("refusing layer entry `"),
@@ -680,4 +683,44 @@ fn read_only_dirs_in_layers_can_be_removed() {
     s.remove_dir_atomic(&p).unwrap();
     assert!(!p.exists());
     assert!(tmp_is_empty(&s));
+}
+
+#[test]
+fn escapes_hidden_in_pax_and_gnu_long_names_are_refused() {
+    refused(
+        |_, t| {
+            // A benign header name overridden by a PAX `path` record.
+            t.b.append_pax_extensions([("path", &b"../outside/pwned"[..])])
+                .unwrap();
+            t.file("innocent", b"x");
+        },
+        "pax path",
+    );
+    refused(
+        |_, t| {
+            t.file("target", b"x");
+            t.b.append_pax_extensions([("linkpath", &b"../../outside/victim"[..])])
+                .unwrap();
+            t.hardlink("h", "target");
+        },
+        "pax linkpath",
+    );
+    refused(
+        |_, t| {
+            // A GNU long name ('L' entry) carrying the real path.
+            let long = format!("{}/../../outside/pwned", "d".repeat(120));
+            let mut data = long.into_bytes();
+            data.push(0);
+            // The tar crate honours 'L' only in GNU headers, as GNU tar writes them.
+            let mut h = tar::Header::new_gnu();
+            h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+            h.set_entry_type(tar::EntryType::GNULongName);
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            t.b.append(&h, &data[..]).unwrap();
+            t.file("short", b"x");
+        },
+        "gnu long name",
+    );
 }
