@@ -31,7 +31,53 @@ pub fn completion_script(shell: &str) -> Result<String> {
     let mut buf = Vec::new();
     sh.write_registration("COMPLETE", "rbox", "rbox", "rbox", &mut buf)
         .with_context(|| format!("write the {shell} completion script"))?;
-    String::from_utf8(buf).context("completion script is not UTF-8")
+    let script = String::from_utf8(buf).context("completion script is not UTF-8")?;
+    if shell == "bash" {
+        return bash_colon_aware(&script);
+    }
+    Ok(script)
+}
+
+/// Bash splits words at `:` (COMP_WORDBREAKS), so `rbox run alpine:3<TAB>` would ask rbox to
+/// complete `3` after a stray `:` word. Rebuild the words from the command line split at
+/// whitespace only, and strip the part before bash's own current word (after the last `:` or
+/// `=`) from the answers, as bash-completion's `__ltrim_colon_completions` does. Fails (and so the docs test fails) if
+/// clap's script no longer has the shape this edits.
+fn bash_colon_aware(script: &str) -> Result<String> {
+    const INDEX: &str = "    local _CLAP_COMPLETE_INDEX=${COMP_CWORD}\n";
+    const WORDS: &str = "    local words=(\"${COMP_WORDS[@]}\")\n    if [[ \"${BASH_VERSINFO[0]}\" -ge 4 ]]; then\n        words[COMP_CWORD]=\"$2\"\n    fi\n";
+    const END: &str = "        compopt -o nospace\n    fi\n}\n";
+    const OUR_WORDS: &str =
+        "    # rbox: split at whitespace only, so image names keep their `:tag`.
+    local line=\"${COMP_LINE:0:COMP_POINT}\"
+    local words
+    IFS=$' \\t\\n' read -r -a words <<< \"$line\"
+    if [[ -z \"$line\" || \"$line\" =~ [[:space:]]$ ]]; then
+        words+=(\"\")
+    fi
+    local _CLAP_COMPLETE_INDEX=$(( ${#words[@]} - 1 ))
+    local cur=\"${words[_CLAP_COMPLETE_INDEX]}\"
+";
+    const OUR_END: &str = "        compopt -o nospace
+    fi
+    # rbox: bash replaces only its own current word ($2), which ends the whitespace word at
+    # the last `:` or `=`; drop what comes before it from the answers.
+    local before=\"${cur%\"$2\"}\"
+    if [[ -n \"$before\" ]]; then
+        local i=${#COMPREPLY[@]}
+        while [[ $((--i)) -ge 0 ]]; do
+            COMPREPLY[i]=\"${COMPREPLY[i]#\"$before\"}\"
+        done
+    fi
+}
+";
+    if !(script.contains(INDEX) && script.contains(WORDS) && script.contains(END)) {
+        bail!("clap_complete's bash script changed shape: update `bash_colon_aware` in src/cmd/docs.rs");
+    }
+    Ok(script
+        .replacen(INDEX, "", 1)
+        .replacen(WORDS, OUR_WORDS, 1)
+        .replacen(END, OUR_END, 1))
 }
 
 /// Every generated file: its path relative to the docs root and its contents.

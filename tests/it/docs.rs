@@ -216,3 +216,79 @@ fn dynamic_completion_offers_store_names() {
         "image inspect offers {img:?}"
     );
 }
+
+/// Run the committed bash script's completion function in a real bash, the way bash calls it
+/// (words split at `:` by COMP_WORDBREAKS), and return COMPREPLY.
+fn bash_complete(
+    root: &Path,
+    bin_dir: &Path,
+    line: &str,
+    comp_words: &[&str],
+    cur: &str,
+    prev: &str,
+) -> Vec<String> {
+    let script = repo().join("completions/rbox.bash");
+    let words: Vec<String> = comp_words.iter().map(|w| format!("'{w}'")).collect();
+    let prog = format!(
+        "source '{}'; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; COMP_WORDS=({}); \
+         COMP_CWORD={}; COMP_TYPE=9; _clap_complete_rbox rbox '{cur}' '{prev}'; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words.join(" "),
+        comp_words.len() - 1
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &prog])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+        .env("RBOX_ROOT", root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn bash_script_completes_names_with_tags() {
+    if !crate::util::require(crate::util::have("bash"), "bash is not installed") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    fs::create_dir_all(root.join("names")).unwrap();
+    fs::create_dir_all(root.join("container-names")).unwrap();
+    fs::write(root.join("names").join("localhost%2Falpine:3.19"), "00").unwrap();
+    fs::write(root.join("container-names").join("web"), "00").unwrap();
+    let bin = tmp.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(RBOX, bin.join("rbox")).unwrap();
+
+    // `alpine:3<TAB>`: bash's word is `3`, so the answer must be the rest after the colon.
+    let got = bash_complete(
+        &root,
+        &bin,
+        "rbox run alpine:3",
+        &["rbox", "run", "alpine", ":", "3"],
+        "3",
+        ":",
+    );
+    assert_eq!(got, vec!["3.19"], "alpine:3<TAB>");
+    let got = bash_complete(
+        &root,
+        &bin,
+        "rbox run alp",
+        &["rbox", "run", "alp"],
+        "alp",
+        "run",
+    );
+    assert_eq!(got, vec!["alpine:3.19"], "alp<TAB>");
+    let got = bash_complete(&root, &bin, "rbox rm ", &["rbox", "rm", ""], "", "rm");
+    assert!(got.contains(&"web".to_string()), "rm <TAB>: {got:?}");
+}
