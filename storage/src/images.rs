@@ -268,6 +268,10 @@ impl Store {
             rec
         };
         drop(guards);
+        // The record references the layers now; the pins have done their job.
+        for d in &unique {
+            self.unpin_layer(d);
+        }
         for n in &names {
             self.assign_name(n, &id)?;
         }
@@ -539,6 +543,10 @@ impl Store {
             {
                 continue;
             }
+            // Unpacked by a load or pull that has not committed its image yet: keep it.
+            let Some(_pin) = self.try_unpinned(diff_id)? else {
+                continue;
+            };
             let meta = self.layer_meta(diff_id).ok();
             self.remove_dir_atomic(&self.layer_dir(diff_id))?;
             let mut blobs: Vec<Digest> = rec

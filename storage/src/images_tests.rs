@@ -17,7 +17,7 @@ pub(crate) fn make_image(
     try_make_image(s, files, names, created).unwrap()
 }
 
-pub(crate) fn try_make_image(
+fn try_make_image(
     s: &Store,
     files: &[&[(&str, &[u8])]],
     names: &[&str],
@@ -365,27 +365,23 @@ fn history_maps_layers() {
 #[test]
 fn concurrent_commits_and_removals_stay_consistent() {
     let d = tempfile::tempdir().unwrap();
-    let s = store_in(d.path());
     let shared: &[(&str, &[u8])] = &[("base", b"shared")];
     std::thread::scope(|sc| {
         for t in 0..4 {
-            let s = &s;
+            let root = d.path();
             sc.spawn(move || {
+                // One handle per thread, as separate rbox processes have.
+                let s = store_in(root);
                 for i in 0..5 {
                     let own = format!("own-{t}-{i}");
-                    // A removal may collect the shared layer between its unpack and the
-                    // commit (no record referenced it yet): commit says so, and we redo it.
-                    let img = loop {
-                        match try_make_image(
-                            s,
-                            &[shared, &[(own.as_str(), b"x")]],
-                            &[own.as_str()],
-                            "2024-01-01T00:00:00Z",
-                        ) {
-                            Err(Error::LayerNotFound(_)) => continue,
-                            r => break r.unwrap(),
-                        }
-                    };
+                    // The shared layer is pinned between its unpack and the commit, so a
+                    // concurrent removal never collects it from under us.
+                    let img = make_image(
+                        &s,
+                        &[shared, &[(own.as_str(), b"x")]],
+                        &[own.as_str()],
+                        "2024-01-01T00:00:00Z",
+                    );
                     if i % 2 == 0 {
                         s.remove_image(&img.id, false).unwrap();
                     }
@@ -393,6 +389,7 @@ fn concurrent_commits_and_removals_stay_consistent() {
             });
         }
     });
+    let s = store_in(d.path());
     let imgs = s.images().unwrap();
     assert_eq!(imgs.len(), 8);
     for img in &imgs {
@@ -400,4 +397,38 @@ fn concurrent_commits_and_removals_stay_consistent() {
             assert!(s.has_layer(&l.diff_id));
         }
     }
+}
+
+#[test]
+fn an_uncommitted_layer_survives_a_concurrent_removal() {
+    let d = tempfile::tempdir().unwrap();
+    let remover = store_in(d.path());
+    let old = make_image(
+        &remover,
+        &[&[("base", b"shared")]],
+        &["old"],
+        "2024-01-01T00:00:00Z",
+    );
+    // Another process pulls the same layer for a new image but has not committed yet.
+    let puller = store_in(d.path());
+    let tar = TarBuilder::new().file("base", b"shared").finish();
+    let gz = gzip(&tar);
+    puller
+        .pull_layer(&gz[..], &Digest::of(&gz), None, Some(&Digest::of(&tar)))
+        .unwrap();
+    remover.remove_image(&old.id, false).unwrap();
+    assert!(
+        remover.has_layer(&old.layers[0].diff_id),
+        "pinned layer kept"
+    );
+    // Once the puller is gone, nothing references the layer; the next removal collects it.
+    let again = make_image(
+        &remover,
+        &[&[("base", b"shared")]],
+        &["again"],
+        "2024-01-01T00:00:00Z",
+    );
+    drop(puller);
+    remover.remove_image(&again.id, false).unwrap();
+    assert!(!remover.has_layer(&old.layers[0].diff_id));
 }

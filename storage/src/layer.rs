@@ -192,7 +192,9 @@ impl Store {
         };
         if let Some(d) = expected_diff {
             if self.has_layer(d) {
-                return self.existing_layer(r, d, expected_blob, expected_size, keep_blob);
+                let info = self.existing_layer(r, d, expected_blob, expected_size, keep_blob)?;
+                self.pin_layer(d)?;
+                return Ok(info);
             }
         }
 
@@ -286,6 +288,7 @@ impl Store {
             fs::rename(&dir.path, &dst).ctx(|| format!("rename layer into {}", bt(&dst)))?;
             dir.keep();
         }
+        self.pin_layer(&diff_id)?;
         drop(guard);
         Ok(LayerInfo {
             diff_id,

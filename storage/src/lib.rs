@@ -17,7 +17,9 @@
 //! names/<encoded name>        one small file per name holding the image id hex; lock-free to read
 //!                             (replaced by rename), `/` written as `%2F` and `%` as `%25`
 //! containers/<id>/            upper/, work/, rootfs/ (copy driver), layer.json {image_id, layers}
-//! locks/                      flock files: layer-<hex>, image-<hex>, name-<encoded>
+//! locks/                      flock files: layer-<hex>, image-<hex>, name-<encoded>, and
+//!                             pin-<hex> (held shared by a process that unpacked a layer it has
+//!                             not yet committed into an image, so `rmi` elsewhere keeps it)
 //! tmp/                        staging on the same filesystem; entries are `<pid>.<starttime>.<n>.<what>`
 //!                             and entries of dead processes are removed when the store is opened
 //! ```

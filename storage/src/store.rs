@@ -4,12 +4,13 @@
 //! cleanup, atomic file replacement and the blob operations. Layers, images, archives and
 //! container dirs add their methods to [`Store`] from their own modules.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::digest::{Digest, HashingReader};
 use crate::lock::{self, LockGuard};
@@ -19,7 +20,9 @@ use crate::{bt, Error, IdMap, IoContext, Result};
 pub struct Store {
     root: PathBuf,
     ids: IdMap,
-    counter: AtomicU64,
+    /// Layers this handle unpacked or found and has not yet committed into an image record,
+    /// each with a shared flock on `locks/pin-<hex>` (see [`Store::pin_layer`]).
+    pins: Mutex<HashMap<Digest, LockGuard>>,
 }
 
 const DIRS: &[&str] = &[
@@ -45,7 +48,7 @@ impl Store {
         let store = Store {
             root: root.to_path_buf(),
             ids,
-            counter: AtomicU64::new(0),
+            pins: Mutex::new(HashMap::new()),
         };
         store.clean_tmp();
         Ok(store)
@@ -98,13 +101,44 @@ impl Store {
         lock::shared(&self.root.join("locks").join(key))
     }
 
+    // ---- layer pins ----
+
+    /// Pins a layer for the life of this handle (or until [`Store::unpin_layer`]): between
+    /// unpacking a layer and committing the image that uses it, no record references the
+    /// layer, and a concurrent `rmi` of another image sharing it must not collect it.
+    /// Called with the layer lock held.
+    pub(crate) fn pin_layer(&self, d: &Digest) -> Result<()> {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        if !pins.contains_key(d) {
+            let g = lock::shared(&self.root.join("locks").join(format!("pin-{}", d.hex())))?;
+            pins.insert(d.clone(), g);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unpin_layer(&self, d: &Digest) {
+        self.pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(d);
+    }
+
+    /// For removal: an exclusive hold on the layer's pin, or `None` while another handle
+    /// (another process, or another thread's handle) has it pinned.
+    pub(crate) fn try_unpinned(&self, d: &Digest) -> Result<Option<LockGuard>> {
+        self.unpin_layer(d);
+        lock::try_exclusive(&self.root.join("locks").join(format!("pin-{}", d.hex())))
+    }
+
     // ---- staging ----
 
     /// A fresh path under `tmp/` (not created) that is removed when the guard drops unless
     /// [`TmpPath::keep`] is called.
     pub(crate) fn tmp_path(&self, what: &str) -> TmpPath {
         let (pid, start) = self_stamp();
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // Process-wide, so two handles on one store in one process never collide.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         TmpPath {
             path: self.tmp_root().join(format!("{pid}.{start}.{n}.{what}")),
             keep: false,
