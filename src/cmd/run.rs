@@ -77,7 +77,7 @@ pub struct RunArgs {
     /// Give the container every capability and no masked paths
     #[arg(long)]
     pub privileged: bool,
-    /// Security options: no-new-privileges[=true|false] (on by default; off with --privileged)
+    /// Security options: no-new-privileges[=true|false] (off by default, as in podman)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Pull policy: missing, always, never, newer

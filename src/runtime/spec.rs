@@ -225,9 +225,9 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     if !workdir.is_empty() && !workdir.starts_with('/') {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
     }
-    // On by default (setuid programs inside cannot gain privileges); `--privileged` or
-    // `--security-opt no-new-privileges=false` turns it off.
-    let mut no_new_privileges = !a.privileged;
+    // Off by default as in Podman and Docker (setuid programs such as su and ping work in the
+    // container); `--security-opt no-new-privileges` turns it on.
+    let mut no_new_privileges = false;
     for o in &a.security_opt {
         match o.as_str() {
             "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
