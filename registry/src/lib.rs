@@ -54,13 +54,16 @@ pub struct TransportOptions {
 pub enum Error {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error(transparent)]
-    Store(#[from] rbox_storage::Error),
-    #[error("{context}: {source}")]
+    // Not `#[from]`/transparent: that would expose the store error's own `source()` and the
+    // binary's `{:#}` would print its cause twice.
+    #[error("{0}")]
+    Store(rbox_storage::Error),
+    // The cause is part of the message and deliberately not a `source()`: the binary prints
+    // the chain with `{:#}`, which would repeat it.
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("parse `{path}`: {message}")]
     Config { path: PathBuf, message: String },
@@ -133,12 +136,8 @@ pub enum Error {
     },
     #[error("{what} is larger than {limit} bytes")]
     TooLarge { what: String, limit: u64 },
-    #[error("layer {digest}: {source}")]
-    Layer {
-        digest: Digest,
-        #[source]
-        source: Box<Error>,
-    },
+    #[error("layer {digest}: {error}")]
+    Layer { digest: Digest, error: Box<Error> },
     #[error("{0}")]
     Usage(String),
     #[error("image `{0}` not known locally and --pull=never was given")]
@@ -175,7 +174,7 @@ impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 
@@ -184,7 +183,7 @@ impl Error {
         match self {
             Error::Http { transient, .. } => *transient,
             Error::Status { status, .. } => *status >= 500 || *status == 429,
-            Error::Io { source, .. } => client::transient_io(source),
+            Error::Io { error, .. } => client::transient_io(error),
             Error::Store(rbox_storage::Error::Io { source, .. }) => client::transient_io(source),
             _ => false,
         }
@@ -204,9 +203,15 @@ impl Error {
             | Error::Protocol(_)
             | Error::Blocked(_)
             | Error::NoMatchingPlatform { .. } => true,
-            Error::Io { source, .. } => client::transient_io(source),
+            Error::Io { error, .. } => client::transient_io(error),
             _ => false,
         }
+    }
+}
+
+impl From<rbox_storage::Error> for Error {
+    fn from(e: rbox_storage::Error) -> Error {
+        Error::Store(e)
     }
 }
 

@@ -394,7 +394,7 @@ fn fetch_layer(
 ) -> Result<()> {
     let wrap = |e: Error| Error::Layer {
         digest: blob.digest.clone(),
-        source: Box::new(e),
+        error: Box::new(e),
     };
     let on_bytes = |n: u64| progress.blob_bytes(&blob.digest, n);
     let mut attempt = 0;

@@ -238,7 +238,7 @@ fn push_blob(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
             Err(e) => {
                 return Err(Error::Layer {
                     digest: d.clone(),
-                    source: Box::new(e),
+                    error: Box::new(e),
                 })
             }
         }
