@@ -48,7 +48,8 @@ pub struct LayerInfo {
     pub blob: Option<Digest>,
     /// Size of the uncompressed tar stream in bytes.
     pub size: u64,
-    /// Entries skipped (device nodes, unsupported types), one line each.
+    /// Entries skipped (device nodes, unsupported types), one line each; each was also
+    /// printed to stderr as `Warning: ...` when it happened.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Size of the stored blob, when one was kept.
@@ -740,20 +741,27 @@ impl Unpacker {
                     } else {
                         "block"
                     };
-                    self.warnings.push(format!(
+                    self.warn(format!(
                         "skipped {what} device `{shown}` ({major}:{minor}): device nodes cannot be created rootless"
                     ));
                 }
             }
             T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {}
             other => {
-                self.warnings.push(format!(
+                self.warn(format!(
                     "skipped `{shown}`: unsupported tar entry type {:?}",
                     other.as_byte() as char
                 ));
             }
         }
         Ok(())
+    }
+
+    /// Records a skipped entry and says so on stderr right away: callers that only get image
+    /// records back (archive load) have no other way to show it.
+    fn warn(&mut self, msg: String) {
+        eprintln!("Warning: {msg}");
+        self.warnings.push(msg);
     }
 
     /// Opens the directory `comps` under the root by a component walk that never follows a
