@@ -79,6 +79,8 @@ pub enum Command {
     History(cmd::history::HistoryArgs),
     /// Manage images
     Image(cmd::image::ImageArgs),
+    /// Manage containers
+    Container(cmd::container::ContainerArgs),
     /// Load images from a docker-archive or oci-archive
     Load(cmd::load::LoadArgs),
     /// Save images to a docker-archive or oci-archive
@@ -144,6 +146,10 @@ pub fn command() -> clap::Command {
         .mut_subcommand("create", image_args)
         .mut_subcommand("push", image_args)
         .mut_subcommand("image", |c| c.mut_subcommand("push", image_args))
+        .mut_subcommand("container", |c| {
+            c.mut_subcommand("run", image_args)
+                .mut_subcommand("create", image_args)
+        })
 }
 
 /// Parse the command line. Usage errors exit 125 as Podman's do (rbox itself failed: a bad

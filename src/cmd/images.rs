@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use rbox_storage::{ImageRecord, Store};
 use serde_json::{json, Value};
 
@@ -33,6 +33,10 @@ pub struct ImagesArgs {
     /// Do not print the header row
     #[arg(short = 'n', long = "noheading")]
     pub noheading: bool,
+    /// Filter: dangling=true|false, reference=PATTERN (`*` wildcards, e.g. 'localhost/*'),
+    /// label=KEY[=VALUE], id=PREFIX
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
     /// Only list this image (a name or id)
     #[arg(value_name = "IMAGE", add = complete::image_candidates())]
     pub image: Option<String>,
@@ -57,6 +61,17 @@ pub fn run(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
         },
         None => store.images()?,
     };
+    let filters = a
+        .filter
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    if !filters.is_empty() {
+        images.retain(|rec| {
+            let labels = labels(&store, rec);
+            filters.iter().all(|f| f.matches(rec, &labels))
+        });
+    }
     images.sort_by(|x, y| {
         epoch(y.created.as_deref())
             .cmp(&epoch(x.created.as_deref()))
@@ -125,6 +140,86 @@ pub fn run(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
         format::render_list(fmt.as_deref(), default, TITLES, &rows)?
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `--filter` of `rbox images`, as podman spells them.
+#[derive(Debug, PartialEq)]
+enum Filter {
+    Dangling(bool),
+    Reference(String),
+    Label(String, Option<String>),
+    Id(String),
+}
+
+impl Filter {
+    fn parse(f: &str) -> Result<Filter> {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("invalid filter `{f}`: use KEY=VALUE (dangling, reference, label, id)");
+        };
+        Ok(match k {
+            "dangling" => match v {
+                "true" | "1" => Filter::Dangling(true),
+                "false" | "0" => Filter::Dangling(false),
+                _ => bail!("invalid filter `{f}`: dangling takes true or false"),
+            },
+            "reference" => Filter::Reference(v.to_string()),
+            "label" => match v.split_once('=') {
+                Some((lk, lv)) => Filter::Label(lk.to_string(), Some(lv.to_string())),
+                None => Filter::Label(v.to_string(), None),
+            },
+            "id" => Filter::Id(v.trim_start_matches("sha256:").to_string()),
+            _ => bail!("unknown filter `{k}`: use dangling, reference, label or id"),
+        })
+    }
+
+    fn matches(&self, rec: &ImageRecord, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            Filter::Dangling(d) => rec.names.is_empty() == *d,
+            // Podman matches the full name and the familiar one (`busybox` for localhost/busybox).
+            Filter::Reference(p) => rec.names.iter().any(|n| {
+                let (repo, _) = split_name(n);
+                let mut forms = vec![n.clone(), repo.clone()];
+                for f in complete::familiar(n) {
+                    forms.push(f);
+                }
+                for f in complete::familiar(&format!("{repo}:latest")) {
+                    forms.push(f);
+                }
+                forms.iter().any(|f| glob(p, f))
+            }),
+            Filter::Label(k, v) => match (labels.get(k), v) {
+                (Some(_), None) => true,
+                (Some(have), Some(want)) => have == want,
+                (None, _) => false,
+            },
+            Filter::Id(prefix) => rec.id.hex().starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// Shell-style matching with `*` only (what people type in `reference=` filters).
+fn glob(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let mut rest = s;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
 }
 
 fn labels(store: &Store, rec: &ImageRecord) -> BTreeMap<String, String> {
@@ -216,4 +311,38 @@ fn view_rows(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("localhost/*", "localhost/busybox:latest"));
+        assert!(glob("*box*", "localhost/busybox:latest"));
+        assert!(glob("busybox", "busybox"));
+        assert!(!glob("busybox", "busybox:latest"));
+        assert!(!glob("quay.io/*", "localhost/busybox"));
+        assert!(glob("a*c", "abc") && !glob("a*c", "abd"));
+    }
+
+    #[test]
+    fn filters_parse() {
+        assert_eq!(
+            Filter::parse("dangling=true").unwrap(),
+            Filter::Dangling(true)
+        );
+        assert_eq!(
+            Filter::parse("label=a=b").unwrap(),
+            Filter::Label("a".into(), Some("b".into()))
+        );
+        assert_eq!(
+            Filter::parse("label=a").unwrap(),
+            Filter::Label("a".into(), None)
+        );
+        assert!(Filter::parse("dangling=maybe").is_err());
+        assert!(Filter::parse("since=x").is_err());
+        assert!(Filter::parse("nokey").is_err());
+    }
 }

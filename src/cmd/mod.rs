@@ -2,6 +2,7 @@
 
 pub mod common;
 pub mod completion;
+pub mod container;
 pub mod docs;
 pub mod history;
 pub mod image;
@@ -46,6 +47,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(a) => tag::run(g, a),
         Command::History(a) => history::run(g, a),
         Command::Image(a) => image::run(g, a),
+        Command::Container(a) => container::run(g, a),
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),
         Command::Import(a) => import::run(g, a),
