@@ -53,6 +53,8 @@ pub fn render_list(
     titles: &[(&str, &str)],
     rows: &[Row],
 ) -> Result<String> {
+    // `--format table` alone asks for the default table, as in podman.
+    let format = format.filter(|f| f.trim() != "table");
     let fmt = Format::parse(format.unwrap_or(default_table))?;
     match fmt {
         Format::Json => {
@@ -1554,6 +1556,8 @@ x                  1           ba9876543210
         let back: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(back, json!([{"Id": "a"}, {"Id": "b"}]));
         assert!(out.contains("\n    {"), "four-space indent: {out}");
+        let out = render_list(Some("table"), r"table {{.Tag}}", &titles, &rows).unwrap();
+        assert_eq!(out, "TAG\nlatest\n1\n");
         let out = render_list(Some(" JSON "), "", &titles, &[]).unwrap();
         assert_eq!(out.trim(), "[]");
         assert!(render_list(Some("{{.Nope}}"), "", &titles, &rows).is_err());
