@@ -61,9 +61,8 @@ impl RegistryFlags {
             cert_dir: self.cert_dir.clone(),
             authfile: self.authfile.clone(),
             credentials,
-            registries_conf: std::env::var_os("CONTAINERS_REGISTRIES_CONF")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            // registries.conf is found by the library ($CONTAINERS_REGISTRIES_CONF included).
+            registries_conf: None,
         })
     }
 }
