@@ -102,7 +102,7 @@ pub fn pull(
         },
         PullPolicy::Newer => match local() {
             Ok(rec) => {
-                match remote_digest(reference, opts) {
+                match remote_digest(reference, &rec.digest, opts) {
                     Ok(d) if d == rec.digest => return Ok(rec),
                     Ok(_) => {}
                     Err(e) => {
@@ -163,16 +163,21 @@ fn all_failed(reference: &str, mut attempts: Vec<(String, Error)>) -> Error {
     }
 }
 
-/// The manifest digest the registry would give for `reference` on this platform.
-fn remote_digest(reference: &str, opts: &PullOptions) -> Result<Digest> {
+/// The manifest digest the registry would give for `reference` on this platform. A HEAD that
+/// answers `local` settles it without a GET (registries count GETs against rate limits).
+fn remote_digest(reference: &str, local: &Digest, opts: &PullOptions) -> Result<Digest> {
     let r = Reference::parse(reference)?;
     let conf = RegistriesConf::load(opts.transport.registries_conf.as_deref())?;
     let want = opts.platform.clone().unwrap_or_else(Platform::host);
     let mut last = None;
     for cand in conf.candidates(&r)? {
         for ep in conf.pull_sources(&cand, opts.transport.tls_verify)? {
-            let res = connect(&ep, &opts.transport)
-                .and_then(|c| resolve(&c, &ep.reference, &want).map(|x| x.digest));
+            let res = connect(&ep, &opts.transport).and_then(|c| {
+                match c.head_manifest(&ep.reference.manifest_reference())? {
+                    Some((d, _)) if d == *local => Ok(d),
+                    _ => resolve(&c, &ep.reference, &want).map(|x| x.digest),
+                }
+            });
             match res {
                 Ok(d) => return Ok(d),
                 Err(e) if e.try_next_source() => last = Some(e),
