@@ -566,7 +566,7 @@ impl Unpacker {
             if target.is_empty() || target == b"." || target == b".." {
                 return Err(Error::hostile(shown, "invalid whiteout name"));
             }
-            self.clear_slot(&parent, parent_comps, target, false)?;
+            self.clear_slot(&parent, parent_comps, target)?;
             mknodat(&parent, os(target), SFlag::S_IFCHR, Mode::empty(), 0)
                 .ctx(|| format!("create whiteout for `{shown}`"))?;
             return Ok(());
@@ -590,7 +590,7 @@ impl Unpacker {
                 // Try first, clear on EEXIST: saves a stat per entry in the common case.
                 let fd = match create() {
                     Err(Errno::EEXIST) => {
-                        self.clear_slot(&parent, parent_comps, name, false)?;
+                        self.clear_slot(&parent, parent_comps, name)?;
                         create()
                     }
                     r => r,
@@ -618,7 +618,7 @@ impl Unpacker {
                         if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
                             != SFlag::S_IFDIR
                         {
-                            self.clear_slot(&parent, parent_comps, name, false)?;
+                            self.clear_slot(&parent, parent_comps, name)?;
                             mkdir().ctx(|| format!("create directory `{shown}`"))?;
                         }
                     }
@@ -649,7 +649,7 @@ impl Unpacker {
                         "symlink `{shown}` has an invalid target"
                     )));
                 }
-                self.clear_slot(&parent, parent_comps, name, false)?;
+                self.clear_slot(&parent, parent_comps, name)?;
                 symlinkat(os(&target), &parent, os(name))
                     .ctx(|| format!("create symlink `{shown}`"))?;
                 self.chown_at(&parent, name, &meta, &shown)?;
@@ -700,13 +700,13 @@ impl Unpacker {
                 if tcomps == comps {
                     return Ok(());
                 }
-                self.clear_slot(&parent, parent_comps, name, false)?;
+                self.clear_slot(&parent, parent_comps, name)?;
                 // flags 0: a symlink target is linked itself, never followed.
                 linkat(&tparent, os(tname), &parent, os(name), AtFlags::empty())
                     .ctx(|| format!("create hard link `{shown}`"))?;
             }
             T::Fifo => {
-                self.clear_slot(&parent, parent_comps, name, false)?;
+                self.clear_slot(&parent, parent_comps, name)?;
                 mkfifoat(
                     &parent,
                     os(name),
@@ -732,7 +732,7 @@ impl Unpacker {
                 let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
                 if kind == T::Char && major == 0 && minor == 0 {
                     // Already in overlay whiteout form.
-                    self.clear_slot(&parent, parent_comps, name, false)?;
+                    self.clear_slot(&parent, parent_comps, name)?;
                     mknodat(&parent, os(name), SFlag::S_IFCHR, Mode::empty(), 0)
                         .ctx(|| format!("create whiteout `{shown}`"))?;
                 } else {
@@ -816,7 +816,6 @@ impl Unpacker {
         parent: &OwnedFd,
         parent_comps: &[Vec<u8>],
         name: &[u8],
-        _dir_ok: bool,
     ) -> Result<()> {
         let st = match fstatat(parent, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,

@@ -410,6 +410,21 @@ mod tests {
     }
 
     #[test]
+    fn open_creates_the_documented_layout() {
+        let (_d, s) = store();
+        for d in DIRS {
+            assert!(s.root().join(d).is_dir(), "{d}");
+        }
+        assert_eq!(
+            s.blob_path(&Digest::of(b"")).parent().unwrap(),
+            s.root().join("blobs/sha256")
+        );
+        assert!(crate::list_image_names_fast(&s.root().join("nonexistent")).is_empty());
+        // Opening again (another process) is harmless.
+        Store::open(s.root(), s.ids()).unwrap();
+    }
+
+    #[test]
     fn blob_write_verify_and_read() {
         let (_d, s) = store();
         let want = Digest::of(b"hello");
