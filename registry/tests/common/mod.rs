@@ -56,12 +56,90 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+fn run_ok(c: &mut Command) {
+    let out = c.output().unwrap_or_else(|e| panic!("run {c:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.crt`) and a server certificate for 127.0.0.1 signed by it, in `dir`.
+pub fn make_certs(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let openssl = || {
+        let mut c = Command::new("openssl");
+        c.current_dir(dir);
+        c
+    };
+    run_ok(openssl().args(["req", "-x509"]).args(ec).args([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rbox registry test CA",
+    ]));
+    run_ok(openssl().arg("req").args(ec).args([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]));
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run_ok(openssl().args([
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]));
+}
+
 impl Registry {
     /// Start a registry; with `basic_auth`, an htpasswd file requires those credentials.
     pub fn start(basic_auth: Option<(&str, &str)>) -> Registry {
+        Registry::start_with(basic_auth, false)
+    }
+
+    /// Like [`Registry::start`]; with `tls`, HTTPS with a certificate from a CA made for it
+    /// (its certificate is `dir/certs/ca.crt`).
+    pub fn start_with(basic_auth: Option<(&str, &str)>, tls: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("data");
         std::fs::create_dir(&storage).unwrap();
+        let mut extra = String::new();
+        if tls {
+            let certs = dir.path().join("certs");
+            std::fs::create_dir(&certs).unwrap();
+            make_certs(&certs);
+            extra = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certs.join("server.crt").display(),
+                certs.join("server.key").display()
+            );
+        }
         let mut auth = String::new();
         if let Some((u, p)) = basic_auth {
             let out = Command::new("htpasswd")
@@ -85,7 +163,7 @@ impl Registry {
                 format!(
                     "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: {addr}\n{auth}",
+                     http:\n  addr: {addr}\n{extra}{auth}",
                     storage.display()
                 ),
             )
