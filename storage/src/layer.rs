@@ -16,6 +16,7 @@
 //!
 //! It does not mount anything and does not know about images.
 
+use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -212,11 +213,13 @@ impl Store {
         };
 
         let mut raw_hasher = Hasher::new();
-        let (compression, diff_id, size, warnings, blob_file) = {
+        let source_err = RefCell::new(None);
+        let unpacked = (|| {
             let mut tee = Tee {
                 inner: &mut r,
                 hasher: &mut raw_hasher,
                 file: blob_tmp.as_ref().map(|(_, f)| f),
+                source_err: &source_err,
             };
             let (compression, decoded) =
                 decompress(BufReader::with_capacity(256 * 1024, &mut tee))?;
@@ -229,8 +232,11 @@ impl Store {
             // The decoder may stop before the end of the raw stream (gzip trailer padding);
             // the rest still belongs to the blob digest.
             io::copy(&mut tee, &mut io::sink()).map_err(read_err)?;
-            (compression, diff_id, size, unpacker.warnings, blob_tmp)
-        };
+            Ok((compression, diff_id, size, unpacker.warnings))
+        })();
+        let (compression, diff_id, size, warnings) =
+            unpacked.map_err(|e| source_or(&source_err, e))?;
+        let blob_file = blob_tmp;
         let blob_size = raw_hasher.len();
         let blob_digest = raw_hasher.finish();
 
@@ -342,18 +348,21 @@ impl Store {
         let file = create_new(&tmp.path, 0o644)?;
         let mut raw_hasher = Hasher::new();
         let mut r = r;
-        let (compression, diff_id) = {
+        let source_err = RefCell::new(None);
+        let hashed = (|| {
             let mut tee = Tee {
                 inner: &mut r,
                 hasher: &mut raw_hasher,
                 file: Some(&file),
+                source_err: &source_err,
             };
             let (compression, decoded) =
                 decompress(BufReader::with_capacity(256 * 1024, &mut tee))?;
             let (diff_id, _) = HashingReader::new(decoded).finish().map_err(read_err)?;
             io::copy(&mut tee, &mut io::sink()).map_err(read_err)?;
-            (compression, diff_id)
-        };
+            Ok((compression, diff_id))
+        })();
+        let (compression, diff_id) = hashed.map_err(|e| source_or(&source_err, e))?;
         let blob_size = raw_hasher.len();
         let blob = raw_hasher.finish();
         check(d, &diff_id)?;
@@ -394,6 +403,15 @@ fn check(expected: &Digest, actual: &Digest) -> Result<()> {
     Ok(())
 }
 
+/// The error to report for a failed unpack: the source's own read error when there was one
+/// (it is the cause of whatever followed), else `e`.
+fn source_or(source_err: &RefCell<Option<io::Error>>, e: Error) -> Error {
+    match source_err.borrow_mut().take() {
+        Some(src) => Error::io("read layer stream", src),
+        None => e,
+    }
+}
+
 fn read_err(e: io::Error) -> Error {
     // Decoders report corrupt input as InvalidData/InvalidInput: that is a bad layer, not
     // an I/O failure of the machine.
@@ -405,16 +423,28 @@ fn read_err(e: io::Error) -> Error {
     }
 }
 
-/// Copies everything read from `inner` into a hasher and, optionally, a blob file.
+/// Copies everything read from `inner` into a hasher and, optionally, a blob file. An error
+/// of `inner` itself (a dropped connection, a timeout) is kept aside in `source_err`, so it
+/// can be reported as it was, not as whatever the decoder or tar parser made of it: the
+/// registry client retries transient source errors, never a corrupt layer.
 struct Tee<'a, R: Read> {
     inner: &'a mut R,
     hasher: &'a mut Hasher,
     file: Option<&'a File>,
+    source_err: &'a RefCell<Option<io::Error>>,
 }
 
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                *self.source_err.borrow_mut() = Some(e);
+                return Err(io::Error::new(kind, "layer source read error"));
+            }
+        };
         self.hasher.update(&buf[..n]);
         if let Some(mut f) = self.file {
             f.write_all(&buf[..n])?;

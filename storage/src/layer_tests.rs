@@ -724,3 +724,84 @@ fn escapes_hidden_in_pax_and_gnu_long_names_are_refused() {
         "gnu long name",
     );
 }
+
+/// A source that delivers `data` up to `cut` bytes and then fails like a dropped connection.
+struct Dropping<'a> {
+    data: &'a [u8],
+    cut: usize,
+    pos: usize,
+    kind: io::ErrorKind,
+}
+
+#[derive(Debug)]
+struct NetError;
+impl std::fmt::Display for NetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("peer disconnected")
+    }
+}
+impl std::error::Error for NetError {}
+
+impl Read for Dropping<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.cut {
+            return Err(io::Error::new(self.kind, NetError));
+        }
+        let n = buf.len().min(self.cut - self.pos).min(1000);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_dropped_source_is_reported_as_its_own_io_error() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let mut tb = TarBuilder::new();
+    for i in 0..50 {
+        tb.file(&format!("f{i}"), &[i as u8; 4000]);
+    }
+    let tar = tb.finish();
+    let gz = gzip(&tar);
+    let (blob, diff) = (Digest::of(&gz), Digest::of(&tar));
+    // `Other` is what the tar parser uses for malformed headers too, and UnexpectedEof what
+    // a truncated gzip gives: the source's error must win over both.
+    for (data, kind) in [
+        (&gz, io::ErrorKind::Other),
+        (&gz, io::ErrorKind::UnexpectedEof),
+        (&tar, io::ErrorKind::Other),
+    ] {
+        let src = Dropping {
+            data,
+            cut: data.len() / 2,
+            pos: 0,
+            kind,
+        };
+        let err = s.pull_layer(src, &blob, None, Some(&diff)).unwrap_err();
+        match &err {
+            Error::Io { source, .. } => {
+                assert_eq!(source.kind(), kind);
+                assert!(source.get_ref().unwrap().is::<NetError>(), "{err}");
+            }
+            e => panic!("expected the source's io error, got {e}"),
+        }
+        assert!(!s.has_layer(&diff) && !s.has_blob(&blob) && tmp_is_empty(&s));
+    }
+    // The layer already unpacked, only its blob missing: the same holds.
+    s.apply_layer(&tar[..], Some(&diff)).unwrap();
+    let src = Dropping {
+        data: &gz,
+        cut: gz.len() / 2,
+        pos: 0,
+        kind: io::ErrorKind::Other,
+    };
+    match s.pull_layer(src, &blob, None, Some(&diff)).unwrap_err() {
+        Error::Io { source, .. } => assert!(source.get_ref().unwrap().is::<NetError>()),
+        e => panic!("expected the source's io error, got {e}"),
+    }
+    assert!(!s.has_blob(&blob) && tmp_is_empty(&s));
+    let info = s.pull_layer(&gz[..], &blob, None, Some(&diff)).unwrap();
+    assert_eq!(info.blob, Some(blob.clone()));
+    assert!(s.has_blob(&blob));
+}
