@@ -805,3 +805,27 @@ fn a_dropped_source_is_reported_as_its_own_io_error() {
     assert_eq!(info.blob, Some(blob.clone()));
     assert!(s.has_blob(&blob));
 }
+
+#[test]
+fn a_file_entry_never_writes_through_an_earlier_symlink() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let victim = d.path().join("victim");
+    fs::write(&victim, b"original").unwrap();
+    let target = victim.display().to_string();
+    let tar = TarBuilder::new()
+        .symlink("f", &target)
+        .file("f", b"overwritten?")
+        .symlink("g", &target)
+        .hardlink("h", "g")
+        .file("h", b"through the hard link to the symlink?")
+        .finish();
+    let info = s.apply_layer(&tar[..], None).unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"original");
+    let root = s.layer_path(&info.diff_id);
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"overwritten?");
+    assert!(fs::symlink_metadata(root.join("g"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
