@@ -180,12 +180,15 @@ impl Store {
     /// stores the raw stream as a blob (verified against `expected_blob` when given).
     pub(crate) fn store_layer(
         &self,
-        mut r: impl Read,
+        r: impl Read,
         expected_blob: Option<&Digest>,
         expected_size: Option<u64>,
         expected_diff: Option<&Digest>,
         keep_blob: bool,
     ) -> Result<LayerInfo> {
+        // A source longer than announced is a mismatch: one byte past the size tells, so a
+        // hostile endless stream is not read (and stored) forever.
+        let mut r = r.take(expected_size.map_or(u64::MAX, |n| n.saturating_add(1)));
         // With a known diff id, hold the layer lock for the whole unpack: a concurrent
         // unpack of the same layer waits and then finds it present instead of redoing it.
         let mut guard = match expected_diff {
@@ -194,7 +197,8 @@ impl Store {
         };
         if let Some(d) = expected_diff {
             if self.has_layer(d) {
-                let info = self.existing_layer(r, d, expected_blob, expected_size, keep_blob)?;
+                let info =
+                    self.existing_layer(&mut r, d, expected_blob, expected_size, keep_blob)?;
                 self.pin_layer(d)?;
                 return Ok(info);
             }
@@ -240,11 +244,12 @@ impl Store {
         let blob_size = raw_hasher.len();
         let blob_digest = raw_hasher.finish();
 
-        if let Some(exp) = expected_diff {
-            if *exp != diff_id {
-                return Err(Error::DigestMismatch {
-                    expected: exp.clone(),
-                    actual: diff_id,
+        if let Some(exp) = expected_size {
+            if exp != blob_size {
+                return Err(Error::SizeMismatch {
+                    digest: expected_blob.cloned().unwrap_or(blob_digest),
+                    expected: exp,
+                    actual: blob_size,
                 });
             }
         }
@@ -256,12 +261,12 @@ impl Store {
                 });
             }
         }
-        if let Some(exp) = expected_size {
-            if exp != blob_size {
-                return Err(Error::SizeMismatch {
-                    digest: blob_digest,
-                    expected: exp,
-                    actual: blob_size,
+        // Last: a wrong size or blob digest is the more telling report of a bad download.
+        if let Some(exp) = expected_diff {
+            if *exp != diff_id {
+                return Err(Error::DigestMismatch {
+                    expected: exp.clone(),
+                    actual: diff_id,
                 });
             }
         }
@@ -365,19 +370,19 @@ impl Store {
         let (compression, diff_id) = hashed.map_err(|e| source_or(&source_err, e))?;
         let blob_size = raw_hasher.len();
         let blob = raw_hasher.finish();
-        check(d, &diff_id)?;
-        if let Some(exp) = expected_blob {
-            check(exp, &blob)?;
-        }
         if let Some(exp) = expected_size {
             if exp != blob_size {
                 return Err(Error::SizeMismatch {
-                    digest: blob,
+                    digest: expected_blob.cloned().unwrap_or(blob),
                     expected: exp,
                     actual: blob_size,
                 });
             }
         }
+        if let Some(exp) = expected_blob {
+            check(exp, &blob)?;
+        }
+        check(d, &diff_id)?;
         self.commit_blob(tmp, file, &blob)?;
         if meta.blob.as_ref().is_none_or(|b| !self.has_blob(b)) {
             let mut m = meta.clone();

@@ -196,23 +196,25 @@ impl Store {
     ) -> Result<(Digest, u64)> {
         let tmp = self.tmp_path("blob");
         let mut f = create_new(&tmp.path, 0o644)?;
+        // One byte past the announced size is enough to tell a mismatch; never read on.
+        let r = r.take(expected_size.map_or(u64::MAX, |n| n.saturating_add(1)));
         let mut hr = HashingReader::new(r);
         let n = io::copy(&mut hr, &mut f).ctx(|| format!("write blob {}", bt(&tmp.path)))?;
         let (digest, _) = hr.finish().ctx(|| "read blob".to_string())?;
+        if let Some(size) = expected_size {
+            if size != n {
+                return Err(Error::SizeMismatch {
+                    digest: expected.cloned().unwrap_or(digest),
+                    expected: size,
+                    actual: n,
+                });
+            }
+        }
         if let Some(exp) = expected {
             if *exp != digest {
                 return Err(Error::DigestMismatch {
                     expected: exp.clone(),
                     actual: digest,
-                });
-            }
-        }
-        if let Some(size) = expected_size {
-            if size != n {
-                return Err(Error::SizeMismatch {
-                    digest,
-                    expected: size,
-                    actual: n,
                 });
             }
         }
@@ -456,6 +458,39 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
         assert!(!s.has_blob(&want));
+    }
+
+    #[test]
+    fn an_endless_source_stops_one_byte_past_the_size() {
+        let (_d, s) = store();
+        let err = s.write_blob(io::repeat(7), None, Some(10)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::SizeMismatch {
+                    expected: 10,
+                    actual: 11,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let d = Digest::of(b"x");
+        let err = s
+            .pull_layer(io::repeat(0), &d, Some(4096), None)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::SizeMismatch {
+                    expected: 4096,
+                    actual: 4097,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(tmp_entries(&s), 0);
     }
 
     #[test]
