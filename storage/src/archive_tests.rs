@@ -410,3 +410,68 @@ fn rfc3339_formatting() {
     assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     assert!(rfc3339_now().starts_with("20"));
 }
+
+#[test]
+fn a_nested_index_loads_the_host_platform() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let l1 = TarBuilder::new()
+        .file("arch", host_arch().as_bytes())
+        .finish();
+    let gz = gzip(&l1);
+    let config = config_for(&[&Digest::of(&l1)]);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": Digest::of(&config).to_string(), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": Digest::of(&gz).to_string(), "size": gz.len() }],
+    }))
+    .unwrap();
+    let other = if host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    // The foreign manifest's blobs are absent: it must not even be read.
+    let foreign = Digest::of(b"a manifest for another machine");
+    let nested = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            { "mediaType": OCI_MANIFEST, "digest": foreign.to_string(), "size": 30,
+              "platform": { "architecture": other, "os": "linux" } },
+            { "mediaType": OCI_MANIFEST, "digest": Digest::of(&manifest).to_string(), "size": manifest.len(),
+              "platform": { "architecture": host_arch(), "os": "linux" } },
+        ],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_INDEX,
+            "digest": Digest::of(&nested).to_string(),
+            "size": nested.len(),
+            "annotations": { REF_NAME: "example.com/multi:2" },
+        }],
+    }))
+    .unwrap();
+    let blob = |data: &[u8]| format!("blobs/sha256/{}", Digest::of(data).hex());
+    let ar = archive(&[
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+        (&blob(&gz), &gz),
+        (&blob(&config), &config),
+        (&blob(&manifest), &manifest),
+        (&blob(&nested), &nested),
+        ("index.json", &index),
+    ]);
+    let p = write(d.path(), "multi.tar", &ar);
+    let imgs = s.load_archive(&p).unwrap();
+    assert_eq!(imgs.len(), 1);
+    assert_eq!(imgs[0].id, Digest::of(&config));
+    assert_eq!(imgs[0].names, vec!["example.com/multi:2"]);
+    let layer = s.layer_path(&imgs[0].layers[0].diff_id);
+    assert_eq!(
+        fs::read(layer.join("arch")).unwrap(),
+        host_arch().as_bytes()
+    );
+}
