@@ -481,7 +481,7 @@ impl Cmd {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.cmdline()));
         let watchdog = Watchdog::start(child.id(), self.timeout);
         Running {
-            child,
+            child: Some(child),
             cmdline: self.cmdline(),
             watchdog: Some(watchdog),
         }
@@ -547,20 +547,21 @@ impl Watchdog {
 
 /// A command started with [`Cmd::spawn`].
 pub struct Running {
-    pub child: Child,
+    /// `None` once waited for.
+    child: Option<Child>,
     cmdline: String,
     watchdog: Option<Watchdog>,
 }
 
 impl Running {
     pub fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.id() as i32)
+        nix::unistd::Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
     }
 
     /// Read stdout up to and including the next newline (one byte at a time, so nothing after
     /// the line is consumed).
     pub fn read_line(&mut self) -> String {
-        let out = self.child.stdout.as_mut().unwrap();
+        let out = self.child.as_mut().unwrap().stdout.as_mut().unwrap();
         let mut line = Vec::new();
         let mut b = [0u8; 1];
         loop {
@@ -583,8 +584,8 @@ impl Running {
     }
 
     pub fn wait(mut self) -> Output {
-        drop(self.child.stdin.take());
-        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let mut child = self.child.take().unwrap();
+        drop(child.stdin.take());
         let out = child.wait_with_output().unwrap();
         let timed_out = self.watchdog.take().map(|w| w.stop()).unwrap_or(false);
         Output::new(self.cmdline.clone(), out, timed_out)
@@ -594,8 +595,10 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(w) = self.watchdog.take() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
             w.stop();
         }
     }
