@@ -29,6 +29,9 @@ use crate::{Error, Result, TransportOptions};
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// An OAuth2 refresh token (`identitytoken` in docker's config, or a credential helper's
+    /// `<token>` answer): exchanged at the token realm instead of sending the password.
+    pub identity_token: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -43,6 +46,16 @@ impl Credentials {
         Credentials {
             username: username.into(),
             password: password.into(),
+            identity_token: None,
+        }
+    }
+
+    /// Credentials that are only an OAuth2 refresh token.
+    pub fn identity_token(username: impl Into<String>, token: impl Into<String>) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password: String::new(),
+            identity_token: Some(token.into()),
         }
     }
 
@@ -203,6 +216,19 @@ fn auths_of(path: &Path, m: &Map<String, Value>) -> Map<String, Value> {
 
 fn entry_credentials(v: &Value) -> Option<Credentials> {
     let o = v.as_object()?;
+    if let Some(t) = o
+        .get("identitytoken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        let user = o
+            .get("auth")
+            .and_then(Value::as_str)
+            .and_then(Credentials::decode)
+            .map(|c| c.username)
+            .unwrap_or_else(|| "<token>".into());
+        return Some(Credentials::identity_token(user, t));
+    }
     if let Some(a) = o
         .get("auth")
         .and_then(Value::as_str)
@@ -312,9 +338,12 @@ fn helper_get(helper: &str, host: &str) -> Option<Credentials> {
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     let user = v.get("Username").and_then(Value::as_str)?;
     let secret = v.get("Secret").and_then(Value::as_str)?;
-    // "<token>" marks an identity token for OAuth2 refresh, which rbox does not speak.
-    if user.is_empty() || user == "<token>" {
+    if user.is_empty() || secret.is_empty() {
         return None;
+    }
+    // "<token>" marks an identity token: an OAuth2 refresh token, not a password.
+    if user == "<token>" {
+        return Some(Credentials::identity_token(user, secret));
     }
     Some(Credentials::new(user, secret))
 }
@@ -596,6 +625,30 @@ mod tests {
         assert_eq!(got, Some(Credentials::new("hu", "hs")));
         assert_eq!(none, None, "a missing helper means no credentials");
         assert_eq!(unknown, None, "the helper said not found");
+    }
+
+    #[test]
+    fn identity_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        fs::write(
+            &p,
+            format!(
+                r#"{{"auths":{{"acr.io":{{"auth":"{}","identitytoken":"refresh-me"}},"b.io":{{"identitytoken":"t2"}}}}}}"#,
+                Credentials::new("00000000-0000-0000-0000-000000000000", "").encode()
+            ),
+        )
+        .unwrap();
+        let c = lookup_in(std::slice::from_ref(&p), "acr.io", "x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.identity_token.as_deref(), Some("refresh-me"));
+        assert_eq!(c.username, "00000000-0000-0000-0000-000000000000");
+        let c = lookup_in(std::slice::from_ref(&p), "b.io", "x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.identity_token.as_deref(), Some("t2"));
+        assert!(!format!("{c:?}").contains("t2"));
     }
 
     #[test]

@@ -429,15 +429,22 @@ impl Client {
                 self.registry
             )));
         }
-        let mut url = realm.to_string();
-        if let Some(s) = ch.param("service") {
-            url = with_query(&url, "service", s);
-        }
         let scopes = self
             .scopes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        if let Some(rt) = self
+            .creds
+            .as_ref()
+            .and_then(|c| c.identity_token.as_deref())
+        {
+            return self.fetch_oauth_token(realm, ch.param("service"), &scopes, rt);
+        }
+        let mut url = realm.to_string();
+        if let Some(s) = ch.param("service") {
+            url = with_query(&url, "service", s);
+        }
         for s in &scopes {
             url = with_query(&url, "scope", s);
         }
@@ -496,6 +503,75 @@ impl Client {
             .filter(|t| !t.is_empty())
             .map(str::to_string)
             .ok_or_else(|| Error::Protocol(format!("no token in the answer of `{realm}`")))
+    }
+
+    /// Exchange an OAuth2 refresh token (an identity token) for an access token: the POST
+    /// form of the distribution token protocol.
+    fn fetch_oauth_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        refresh_token: &str,
+    ) -> Result<String> {
+        let mut form = format!(
+            "grant_type=refresh_token&client_id=rbox&refresh_token={}",
+            encode(refresh_token)
+        );
+        if let Some(s) = service {
+            form.push_str(&format!("&service={}", encode(s)));
+        }
+        if !scopes.is_empty() {
+            form.push_str(&format!("&scope={}", encode(&scopes.join(" "))));
+        }
+        let mut attempt = 0;
+        let resp = loop {
+            let res = self
+                .agent
+                .post(realm)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .send(form.as_bytes());
+            match res {
+                Err(e) if transient_ureq(&e) && attempt < MAX_RETRIES => {
+                    backoff(attempt);
+                    attempt += 1;
+                }
+                Err(e) => return Err(http_err("POST", realm, &e)),
+                Ok(r) if r.status().as_u16() >= 500 && attempt < MAX_RETRIES => {
+                    backoff(attempt);
+                    attempt += 1;
+                }
+                Ok(r) => break r,
+            }
+        };
+        let status = resp.status().as_u16();
+        if matches!(status, 400 | 401 | 403) {
+            return Err(Error::Unauthorized {
+                registry: self.registry.clone(),
+                detail: format!("the identity token was refused: {}", error_detail(resp)),
+            });
+        }
+        if !(200..300).contains(&status) {
+            return Err(Error::Status {
+                url: realm.to_string(),
+                status,
+                detail: error_detail(resp),
+            });
+        }
+        let data = resp
+            .into_body()
+            .with_config()
+            .limit(MANIFEST_LIMIT)
+            .read_to_vec()
+            .map_err(|e| http_err("POST", realm, &e))?;
+        let v: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| Error::Protocol(format!("token from `{realm}` is not JSON: {e}")))?;
+        v.get("access_token")
+            .or(v.get("token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Protocol(format!("no access_token in the answer of `{realm}`")))
     }
 
     /// After a 401: adopt the new challenge (a wider scope, an expired token) and say whether
