@@ -27,6 +27,11 @@
 //! There is no global database: a layer is committed under its own lock, an image record under
 //! its image lock, a name under its name lock. Readers (image listings, lookups, completion)
 //! take no lock at all, since every file they read is replaced by an atomic rename.
+//!
+//! Durability: blobs, layer.json, image records and names are fsynced before their rename.
+//! The files inside an unpacked layer are not synced one by one (neither does
+//! containers/storage; it would cost a pull most of its speed), so a power cut, unlike a
+//! killed process or a full disk, can leave a committed layer with lost file data.
 
 #![deny(unsafe_code)]
 
