@@ -503,6 +503,25 @@ fn tty_through_a_real_pty() {
 }
 
 #[test]
+fn ctrl_c_through_the_terminal_reaches_the_container() {
+    for_each_user("ctrl_c", |env| {
+        setup(env);
+        // rbox puts the caller's terminal in raw mode, so ^C travels as a byte to the
+        // container's own terminal, whose line discipline turns it into SIGINT there.
+        let mut r = env
+            .rbox()
+            .args(["run", "--rm", "-it", "helper", "wait-signal"])
+            .pty()
+            .spawn();
+        let line = r.read_line();
+        assert_eq!(line.trim_end(), "ready", "helper did not start");
+        r.write_stdin(b"\x03");
+        let out = r.wait().success();
+        assert!(out.text().contains("signal=2"), "{out}");
+    });
+}
+
+#[test]
 fn interactive_stdin() {
     for_each_user("stdin", |env| {
         setup(env);

@@ -579,6 +579,13 @@ impl Running {
         String::from_utf8_lossy(&line).into_owned()
     }
 
+    /// Write to the command's stdin (kept open).
+    pub fn write_stdin(&mut self, data: &[u8]) {
+        let stdin = self.child.as_mut().unwrap().stdin.as_mut().unwrap();
+        stdin.write_all(data).unwrap();
+        stdin.flush().unwrap();
+    }
+
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(self.pid(), sig).unwrap();
     }
