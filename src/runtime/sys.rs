@@ -358,3 +358,48 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: the kernel returned a new descriptor that we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
+
+/// setns(2) into the namespace `fd` refers to.
+pub fn setns(fd: &OwnedFd, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid descriptor and an integer flag.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), nstype) } as _).map(drop)
+}
+
+/// prctl(PR_SET_NAME): the process name ps shows.
+pub fn set_name(name: &str) {
+    if let Ok(c) = CString::new(name) {
+        // SAFETY: a valid NUL-terminated string of at most 16 bytes is read.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    }
+}
+
+/// Block until `path` changes links or is replaced (inotify IN_ATTRIB | IN_DELETE_SELF |
+/// IN_MOVE_SELF). Returns false at once if it cannot watch it.
+pub fn wait_path_change(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: plain syscalls on a descriptor we own; the buffer is valid for its length.
+    unsafe {
+        let fd = libc::inotify_init1(libc::IN_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let mask = libc::IN_ATTRIB | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
+        if libc::inotify_add_watch(fd, p.as_ptr(), mask) < 0 {
+            libc::close(fd);
+            return false;
+        }
+        let mut buf = [0u8; 512];
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n > 0
+    }
+}
+
+/// Close every descriptor from `first` up (close_range).
+pub fn close_from(first: u32) {
+    // SAFETY: integer arguments only; the caller owns no descriptor it still needs there.
+    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0 as libc::c_uint) };
+}
