@@ -119,14 +119,6 @@ pub fn kept(add: &[String], drop: &[String], privileged: bool, last: u32) -> Res
     Ok(set & all)
 }
 
-/// Names of the capabilities in `mask`, for inspect.
-pub fn names(mask: u64) -> Vec<String> {
-    (0..64u32)
-        .filter(|i| mask & (1 << i) != 0)
-        .filter_map(|i| NAMES.get(i as usize).map(|n| format!("CAP_{n}")))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +134,7 @@ mod tests {
     #[test]
     fn default_add_drop() {
         let d = kept(&[], &[], false, 40).unwrap();
-        assert_eq!(names(d).len(), DEFAULT.len());
+        assert_eq!(d.count_ones() as usize, DEFAULT.len());
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let k = kept(&s(&["NET_ADMIN"]), &s(&["CHOWN"]), false, 40).unwrap();
         assert!(k & (1 << 12) != 0 && k & 1 == 0);

@@ -95,14 +95,6 @@ fn escape(p: &str) -> String {
         .replace(',', "\\,")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn escapes_separators() {
-        assert_eq!(super::escape("/a:b,c"), "/a\\:b\\,c");
-    }
-}
-
 /// The copy (vfs) driver: apply `lowers` (bottom layer first) into `dest`, honouring the
 /// overlay-form whiteouts (0/0 character devices) and opaque directories the store writes.
 /// Owners, modes (setuid included), symlinks, hard links within a layer and mtimes are kept.
@@ -200,4 +192,12 @@ fn copy_dir(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_separators() {
+        assert_eq!(super::escape("/a:b,c"), "/a\\:b\\,c");
+    }
 }
