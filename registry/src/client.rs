@@ -1096,6 +1096,17 @@ impl BlobReader<'_> {
 
 impl Read for BlobReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Never read past the size the manifest gives: a registry that keeps sending cannot
+        // fill the disk, and the digest check decides about the bytes promised.
+        let buf = match self.size {
+            Some(s) if self.pos >= s => return Ok(0),
+            Some(s) => {
+                let room = usize::try_from(s - self.pos).unwrap_or(usize::MAX);
+                let n = buf.len().min(room);
+                &mut buf[..n]
+            }
+            None => buf,
+        };
         if buf.is_empty() {
             return Ok(0);
         }

@@ -292,6 +292,33 @@ fn tampered_blob_is_refused_and_nothing_kept() {
     data[mid] ^= 0xff;
     std::fs::write(&victim, &data).unwrap();
     rbox_registry::pull(&dst, &dest, &pull_opts(insecure()), &Count::default()).unwrap();
+
+    // A manifest changed in the registry's storage no longer matches its digest: refused,
+    // by tag (against Docker-Content-Digest) and by digest.
+    let img = dst.lookup_image(&dest).unwrap();
+    let mpath = reg
+        .storage
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&img.digest.hex()[..2])
+        .join(img.digest.hex())
+        .join("data");
+    let orig = std::fs::read(&mpath).unwrap();
+    let mut bad = orig.clone();
+    let at = bad.len() - 2;
+    bad.insert(at, b' ');
+    std::fs::write(&mpath, &bad).unwrap();
+    let other = store(&d.path().join("other"));
+    for r in [dest.clone(), format!("{}@{}", reg.image("t/x"), img.digest)] {
+        let e =
+            rbox_registry::pull(&other, &r, &pull_opts(insecure()), &Count::default()).unwrap_err();
+        assert!(
+            matches!(e, Error::DigestMismatch { .. })
+                && e.to_string().contains(&img.digest.to_string()),
+            "{r}: {e}"
+        );
+    }
+    assert!(other.images().unwrap().is_empty());
+    std::fs::write(&mpath, &orig).unwrap();
 }
 
 /// Upload `data` as a blob of `client`'s repository.
