@@ -62,6 +62,10 @@ pub enum Command {
     Stop(cmd::stop::StopArgs),
     /// Send a signal to one or more running containers
     Kill(cmd::kill::KillArgs),
+    /// Run a command in a running container
+    Exec(cmd::exec::ExecArgs),
+    /// Print the output of a detached container
+    Logs(cmd::logs::LogsArgs),
     /// List containers
     #[command(visible_alias = "list", visible_alias = "ls")]
     Ps(cmd::ps::PsArgs),

@@ -30,6 +30,10 @@ pub enum ContainerCommand {
     Start(cmd::start::StartArgs),
     /// Stop one or more running containers
     Stop(cmd::stop::StopArgs),
+    /// Run a command in a running container
+    Exec(cmd::exec::ExecArgs),
+    /// Print the output of a detached container
+    Logs(cmd::logs::LogsArgs),
     /// Send a signal to one or more running containers
     Kill(cmd::kill::KillArgs),
     /// Remove one or more containers
@@ -56,6 +60,8 @@ pub fn run(g: &GlobalArgs, a: ContainerArgs) -> Result<ExitCode> {
         ContainerCommand::Create(a) => cmd::run::create(g, a),
         ContainerCommand::Start(a) => cmd::start::run(g, a),
         ContainerCommand::Stop(a) => cmd::stop::run(g, a),
+        ContainerCommand::Exec(a) => cmd::exec::run(g, a),
+        ContainerCommand::Logs(a) => cmd::logs::run(g, a),
         ContainerCommand::Kill(a) => cmd::kill::run(g, a),
         ContainerCommand::Rm(a) => cmd::rm::run(g, a),
         ContainerCommand::Inspect(a) => {

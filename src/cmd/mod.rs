@@ -4,6 +4,7 @@ pub mod common;
 pub mod completion;
 pub mod container;
 pub mod docs;
+pub mod exec;
 pub mod history;
 pub mod image;
 pub mod images;
@@ -13,6 +14,7 @@ pub mod inspect;
 pub mod kill;
 pub mod load;
 pub mod login;
+pub mod logs;
 pub mod manifest;
 pub mod ps;
 pub mod pull;
@@ -39,6 +41,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(a) => start::run(g, a),
         Command::Stop(a) => stop::run(g, a),
         Command::Kill(a) => kill::run(g, a),
+        Command::Exec(a) => exec::run(g, a),
+        Command::Logs(a) => logs::run(g, a),
         Command::Ps(a) => ps::run(g, a),
         Command::Rm(a) => rm::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),

@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod caps;
 pub mod container;
+pub mod exec;
 pub mod mounts;
 pub mod process;
 pub mod rootfs;
@@ -486,20 +487,40 @@ pub fn start(g: &GlobalArgs, name_or_id: &str, attach: bool) -> Result<ExitCode>
 /// Send `sig` to a running container. It goes to the rbox process attached to the container
 /// (its monitor), which forwards it: the container's processes may run as mapped ids that this
 /// invocation, in a namespace of its own, may not signal. SIGKILL kills the monitor, and the
-/// container with it (its init has PDEATHSIG set, and a pid namespace dies with its init).
+/// container with it (its init has PDEATHSIG set, and a pid namespace dies with its init); the
+/// exit status 137 is then recorded here, since the monitor cannot.
 pub fn signal_container(
     g: &GlobalArgs,
     rec: &ContainerRecord,
     sig: nix::sys::signal::Signal,
 ) -> Result<()> {
+    use nix::sys::signal::{kill, Signal};
     let Some((pid, monitor)) = state::live_pids(g, rec) else {
         bail!("container {} is not running", rec.name);
     };
     let target = if monitor > 0 { monitor } else { pid };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+    let pidfd = sys::pidfd_open(pid).ok();
+    match kill(nix::unistd::Pid::from_raw(target), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
         Err(e) => bail!("signal container {}: {e}", rec.name),
     }
+    if sig == Signal::SIGKILL {
+        // the init too, where we may (it runs as the caller's own id unless -u was given)
+        let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        if !wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10)) {
+            bail!(
+                "container {} did not stop: its init (pid {pid}) still runs",
+                rec.name
+            );
+        }
+        let root = paths::storage_root(g)?;
+        if let Ok(mut cur) = state::lookup(g, &rec.id) {
+            if cur.state.exit_code.is_none() {
+                state::mark_exited(g, &root, &mut cur, 128 + Signal::SIGKILL as i32)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Stop a running container: its stop signal (SIGTERM by default), then SIGKILL after

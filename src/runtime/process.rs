@@ -223,6 +223,10 @@ fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
         Uid::from_raw(id.uid),
     )
     .map_err(|e| Failure::setup(format!("set uid {}: {e}", id.uid)))?;
+    // The kernel clears the parent-death signal on any change of credentials: arm it again,
+    // or a container running as another user would outlive a killed rbox (prctl(2)).
+    sys::set_pdeathsig(libc::SIGKILL)
+        .map_err(|e| Failure::setup(format!("set parent death signal: {e}")))?;
     if id.uid == 0 {
         sys::capset(kept, kept, 0).map_err(|e| Failure::setup(format!("set capabilities: {e}")))?;
     }

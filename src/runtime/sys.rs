@@ -403,3 +403,31 @@ pub fn close_from(first: u32) {
     // SAFETY: integer arguments only; the caller owns no descriptor it still needs there.
     unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0 as libc::c_uint) };
 }
+
+/// Block until `path` is written to (inotify IN_MODIFY) or `timeout` passes.
+pub fn wait_modified(path: &std::path::Path, timeout: std::time::Duration) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: plain syscalls on a descriptor we own; the pollfd and buffer are valid.
+    unsafe {
+        let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
+        if fd < 0 {
+            return;
+        }
+        if libc::inotify_add_watch(fd, p.as_ptr(), libc::IN_MODIFY) >= 0 {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            libc::poll(
+                &mut pfd,
+                1,
+                timeout.as_millis().min(i32::MAX as u128) as i32,
+            );
+        }
+        libc::close(fd);
+    }
+}

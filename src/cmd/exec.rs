@@ -1,0 +1,79 @@
+//! `rbox exec`: run a command in a running container, through `runtime::exec`. It never enters
+//! rbox's own user namespace: it joins the container's.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{complete, GlobalArgs};
+use crate::runtime::exec::ExecOptions;
+use crate::state;
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(trailing_var_arg = true)]
+pub struct ExecArgs {
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to pass the caller's value)
+    #[arg(short = 'e', long = "env", value_name = "ENV")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file of KEY=VALUE lines
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Username or UID, with an optional group (user[:group])
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Give the process every capability
+    #[arg(long)]
+    pub privileged: bool,
+    /// Container to run the command in (name or id)
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
+    pub container: String,
+    /// Command and arguments
+    #[arg(value_name = "COMMAND", required = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: ExecArgs) -> Result<ExitCode> {
+    let rec = state::lookup(g, &a.container)?;
+    let Some((pid, _)) = state::live_pids(g, &rec).filter(|_| state::is_running(&rec)) else {
+        bail!(
+            "container {} is not running: start it first (rbox start {})",
+            rec.name,
+            a.container
+        );
+    };
+    let lookup = |k: &str| std::env::var(k).ok();
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("read env file `{}`", f.display()))?;
+        env.extend(crate::runtime::spec::parse_env_file(&text, &lookup)?);
+    }
+    for e in &a.env {
+        env.extend(crate::runtime::spec::parse_env_file(e, &lookup)?);
+    }
+    if let Some(w) = &a.workdir {
+        if !w.starts_with('/') {
+            bail!("invalid working directory `{w}`: it must be an absolute path");
+        }
+    }
+    let opts = ExecOptions {
+        args: a.command,
+        env,
+        user: a.user,
+        workdir: a.workdir,
+        tty: a.tty,
+        interactive: a.interactive,
+        privileged: a.privileged,
+    };
+    crate::runtime::exec::exec(&rec, pid, &opts)
+}

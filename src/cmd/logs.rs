@@ -1,0 +1,66 @@
+//! `rbox logs`: what a detached container wrote (its monitor keeps stdout and stderr in
+//! `ctr.log` in the container's directory). `-f` follows until the container exits.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{complete, GlobalArgs};
+use crate::{paths, state};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// Keep printing as the container writes, until it exits
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Container (name or id)
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
+    pub container: String,
+}
+
+pub fn run(g: &GlobalArgs, a: LogsArgs) -> Result<ExitCode> {
+    let rec = state::lookup(g, &a.container)?;
+    let log = paths::storage_root(g)?
+        .join("containers")
+        .join(&rec.id)
+        .join("ctr.log");
+    let mut f = match File::open(&log) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if rec.state.started_at.is_empty() || !a.follow {
+                // never started detached: its output went to the terminal that ran it
+                return Ok(ExitCode::SUCCESS);
+            }
+            bail!(
+                "container {} has no log: only detached containers (run -d) keep one",
+                rec.name
+            );
+        }
+        Err(e) => return Err(e).with_context(|| format!("open `{}`", log.display())),
+    };
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut f, &mut out).context("write logs")?;
+    if !a.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Follow: wait for the log to change (inotify), print what was added, until the container
+    // is no longer running.
+    let mut pos = f.stream_position().context("seek log")?;
+    loop {
+        let running = state::lookup(g, &rec.id)
+            .map(|r| state::is_running(&r))
+            .unwrap_or(false);
+        f.seek(SeekFrom::Start(pos)).context("seek log")?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).context("read log")?;
+        pos += buf.len() as u64;
+        out.write_all(&buf).context("write logs")?;
+        out.flush().ok();
+        if !running {
+            return Ok(ExitCode::SUCCESS);
+        }
+        crate::runtime::sys::wait_modified(&log, std::time::Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,171 @@
+//! `rbox exec`: a new process in a running container. It joins the container's namespaces
+//! with setns (its user namespace first: the caller owns it, so the caller may), forks into the
+//! pid namespace, and from there takes the same path as the container's own command: user and
+//! groups from the container's /etc/passwd, working directory, capabilities, exec. The caller
+//! stays attached as `run` does: signals forwarded, terminal relayed, exit code returned.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::unistd::{ForkResult, Pid};
+
+use super::container::forwarded;
+use super::process::{self, Failure};
+use super::{attach, sys};
+use crate::exit;
+use crate::state::{ContainerRecord, Spec};
+
+/// What `rbox exec` may change of the container's process settings.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub privileged: bool,
+}
+
+/// Namespaces joined, in order: the user namespace must come first (it grants the rest).
+const NAMESPACES: &[(&str, libc::c_int)] = &[
+    ("user", libc::CLONE_NEWUSER),
+    ("mnt", libc::CLONE_NEWNS),
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("pid", libc::CLONE_NEWPID),
+];
+
+/// Run `o.args` in the running container `rec` whose init is `pid`.
+pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode> {
+    if o.args.is_empty() {
+        bail!("exec needs a command to run in container {}", rec.name);
+    }
+    // Open every namespace before joining any: /proc paths resolve differently afterwards.
+    let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
+    for (name, flag) in NAMESPACES {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let same = match (
+            fs::metadata(&theirs),
+            fs::metadata(format!("/proc/self/ns/{name}")),
+        ) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            (Err(e), _) => bail!("open namespaces of container {}: {e}", rec.name),
+            _ => false,
+        };
+        if !same {
+            let f = File::open(&theirs).with_context(|| format!("open `{theirs}`"))?;
+            fds.push((f.into(), *flag));
+        }
+    }
+    for (fd, flag) in &fds {
+        sys::setns(fd, *flag)
+            .with_context(|| format!("join the namespaces of container {}", rec.name))?;
+    }
+    drop(fds);
+    let spec = exec_spec(&rec.spec, o);
+    // The terminal comes from the container's own devpts, which is ours now too.
+    let pty = if o.tty { Some(open_pty()?) } else { None };
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("create pipe")?;
+    forwarded().thread_block().context("block signals")?;
+    let child = match sys::fork().context("fork exec process")? {
+        ForkResult::Child => {
+            drop(err_r);
+            let f = child_main(&spec, pty.as_ref().map(|p| &p.1), rec);
+            let mut msg = vec![f.code];
+            msg.extend_from_slice(f.msg.replace('\n', " ").as_bytes());
+            let _ = std::io::Write::write_all(&mut File::from(err_w), &msg);
+            sys::exit_now(f.code as i32);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(err_w);
+    let master = pty.map(|(m, slave)| {
+        drop(slave);
+        m
+    });
+    let mut buf = Vec::new();
+    File::from(err_r)
+        .read_to_end(&mut buf)
+        .context("read exec status")?;
+    if let Some((&code, msg)) = buf.split_first() {
+        let _ = nix::sys::wait::waitpid(child, None);
+        return Err(exit::CodedError::new(code, String::from_utf8_lossy(msg).into_owned()).into());
+    }
+    let status = attach::wait(Pid::from_raw(child.as_raw()), master, o.interactive)?;
+    Ok(ExitCode::from(exit::from_wait(status)))
+}
+
+/// The container's spec with exec's command, environment, user and directory.
+fn exec_spec(base: &Spec, o: &ExecOptions) -> Spec {
+    let mut s = base.clone();
+    s.args = o.args.clone();
+    s.env = super::spec::merge_env(&[&base.env, &o.env]);
+    if let Some(u) = &o.user {
+        s.user = u.clone();
+    }
+    if let Some(w) = &o.workdir {
+        s.workdir = w.clone();
+    }
+    s.tty = o.tty;
+    s.interactive = o.interactive;
+    s.privileged = base.privileged || o.privileged;
+    if o.privileged {
+        s.cap_add = vec!["ALL".into()];
+        s.cap_drop.clear();
+    }
+    s
+}
+
+fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .context("open /dev/ptmx in the container")?;
+    nix::pty::grantpt(&master).context("grantpt")?;
+    nix::pty::unlockpt(&master).context("unlockpt")?;
+    let name = nix::pty::ptsname_r(&master).context("ptsname")?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("open `{name}`"))?;
+    // SAFETY-free conversion: PtyMaster owns its descriptor; move it into an OwnedFd.
+    let m: OwnedFd = master.into();
+    Ok((m, slave))
+}
+
+fn child_main(spec: &Spec, slave: Option<&OwnedFd>, rec: &ContainerRecord) -> Failure {
+    if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
+        return Failure::setup(format!("set parent death signal: {e}"));
+    }
+    if let Err(e) = nix::unistd::setsid() {
+        return Failure::setup(format!("create session: {e}"));
+    }
+    if let Some(s) = slave {
+        if let Err(e) = sys::set_controlling_tty(s.as_raw_fd()) {
+            return Failure::setup(format!("set controlling terminal: {e}"));
+        }
+        for i in 0..3 {
+            if let Err(e) = sys::dup2(s.as_raw_fd(), i) {
+                return Failure::setup(format!("set up terminal: {e}"));
+            }
+        }
+    } else if !spec.interactive {
+        match nix::fcntl::open("/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty()) {
+            Ok(n) => {
+                let _ = sys::dup2(n.as_raw_fd(), 0);
+            }
+            Err(e) => return Failure::setup(format!("open /dev/null: {e}")),
+        }
+    }
+    let single_id = super::userns::current_mode() == super::userns::Mode::Single;
+    let _ = rec;
+    process::exec(spec, single_id)
+}
