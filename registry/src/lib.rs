@@ -184,7 +184,7 @@ impl Error {
             Error::Http { transient, .. } => *transient,
             Error::Status { status, .. } => *status >= 500 || *status == 429,
             Error::Io { error, .. } => client::transient_io(error),
-            Error::Store(rbox_storage::Error::Io { source, .. }) => client::transient_io(source),
+            Error::Store(rbox_storage::Error::Io { error, .. }) => client::transient_io(error),
             _ => false,
         }
     }

@@ -633,7 +633,7 @@ impl Unpacker {
                 .ctx(|| format!("create `{shown}`"))?;
                 let mut f = File::from(fd);
                 io::copy(entry, &mut f).map_err(|e| match read_err(e) {
-                    Error::Io { source, .. } => Error::io(format!("write `{shown}`"), source),
+                    Error::Io { error, .. } => Error::io(format!("write `{shown}`"), error),
                     other => other,
                 })?;
                 self.chown_fd(&f, &meta, &shown)?;

@@ -780,7 +780,7 @@ fn a_dropped_source_is_reported_as_its_own_io_error() {
         };
         let err = s.pull_layer(src, &blob, None, Some(&diff)).unwrap_err();
         match &err {
-            Error::Io { source, .. } => {
+            Error::Io { error: source, .. } => {
                 assert_eq!(source.kind(), kind);
                 assert!(source.get_ref().unwrap().is::<NetError>(), "{err}");
             }
@@ -797,7 +797,7 @@ fn a_dropped_source_is_reported_as_its_own_io_error() {
         kind: io::ErrorKind::Other,
     };
     match s.pull_layer(src, &blob, None, Some(&diff)).unwrap_err() {
-        Error::Io { source, .. } => assert!(source.get_ref().unwrap().is::<NetError>()),
+        Error::Io { error: source, .. } => assert!(source.get_ref().unwrap().is::<NetError>()),
         e => panic!("expected the source's io error, got {e}"),
     }
     assert!(!s.has_blob(&blob) && tmp_is_empty(&s));

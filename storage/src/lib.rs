@@ -95,11 +95,12 @@ impl IdMap {
 /// Errors of the image store. Messages are one lowercase sentence, paths in backticks.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{context}: {source}")]
+    // The cause is part of the message and deliberately not an error `source`: anyhow's
+    // `{:#}` would print it a second time.
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
@@ -152,10 +153,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+    pub(crate) fn io(context: impl Into<String>, error: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),
-            source,
+            error,
         }
     }
 
