@@ -48,7 +48,10 @@ W="$(mktemp -d /tmp/rbox-bench-pull.XXXXXX)"
 chmod 755 "$W"
 reg_pid=""
 cleanup() {
-    [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+    if [ -n "$reg_pid" ]; then
+        kill "$reg_pid" 2>/dev/null || true
+        wait "$reg_pid" 2>/dev/null || true
+    fi
     rm -rf "$W" 2>/dev/null || true
 }
 trap cleanup EXIT
