@@ -8,11 +8,13 @@
 interleaved() {
     local out="$1" rounds="$2" runs="$3" warmup="$4"
     shift 5
-    local tmp
+    local tmp style=(--style basic)
+    # BENCH_SHOW=1 shows each command's output (to see why one fails)
+    [ -n "${BENCH_SHOW:-}" ] && style=(--show-output)
     tmp="$(mktemp -d)"
     for r in $(seq 1 "$rounds"); do
         echo "--- round $r/$rounds" >&2
-        hyperfine -N --style basic --warmup "$warmup" --runs "$runs" \
+        hyperfine -N "${style[@]}" --warmup "$warmup" --runs "$runs" \
             --export-json "$tmp/round-$r.json" "$@" >&2
     done
     # Merge: per command name, all the times of every round.

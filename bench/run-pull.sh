@@ -105,7 +105,15 @@ mkdir -p "$U"
 chown -R "$user:" "$W/home" "$U"
 pre="setpriv --reuid=$user --regid=$(id -g "$user") --init-groups -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$BENCH_HOME CONTAINERS_CONF=$W/containers.conf"
 # Each run starts from an empty store: the prepare step removes it as root.
-fresh() { echo "rm -rf $1"; }
+# An empty store for each run. The old one is moved aside, not deleted: after a mass deletion
+# ext4 spends seconds skipping recently freed inodes when allocating new ones (seen with perf),
+# which would measure the filesystem instead of the tools. The trash goes at the end.
+mkdir -p "$W/trash"
+fresh() {
+    local cmd="" d
+    for d in "$@"; do cmd="$cmd mv $d $W/trash/\$(date +%s%N) 2>/dev/null;"; done
+    echo "sh -c '$cmd true'"
+}
 
 json="$W/pull.json"
 interleaved "$json" "$ROUNDS" "$RUNS" 0 -- \
@@ -113,9 +121,9 @@ interleaved "$json" "$ROUNDS" "$RUNS" 0 -- \
     -n "rbox pull" "$pre $W/rbox --root $U/rbox-store --runroot $U/rbox-run pull -q --tls-verify=false $image" \
     --prepare "$(fresh "$U/podman-store")" \
     -n "podman pull" "$pre podman --root $U/podman-store --runroot $U/podman-run --storage-driver overlay pull -q --tls-verify=false $image" \
-    --prepare "$(fresh "$U/oci") $U/bundle" \
+    --prepare "$(fresh "$U/oci" "$U/bundle")" \
     -n "skopeo copy + umoci unpack" "$pre sh -c 'skopeo copy -q --src-tls-verify=false docker://$image oci:$U/oci:latest && umoci unpack --rootless --image $U/oci:latest $U/bundle'" \
-    --prepare "sh -c 'rm -rf $U/floor && mkdir $U/floor && chown $user: $U/floor'" \
+    --prepare "sh -c 'mv $U/floor $W/trash/\$(date +%s%N) 2>/dev/null; mkdir $U/floor && chown $user: $U/floor'" \
     -n "floor: curl piped to tar -xz" "$pre sh -c 'curl -sf http://$addr/v2/bench/debian/blobs/$layer | tar -xz -C $U/floor'"
 
 mkdir -p "$here/results"
