@@ -334,6 +334,8 @@ fn init(l: &Launch, sock: Option<OwnedFd>) -> Failure {
         Err(e) => return Failure::setup(format!("fork init child: {e}")),
     };
     drop(sock);
+    sys::set_name("rbox-init");
+    sys::set_cmdline("rbox-init");
     // Close our copy of the status pipe so rbox sees EOF when the command execs.
     for fd in 3..1024 {
         let _ = nix::unistd::close(fd);

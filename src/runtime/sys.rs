@@ -431,3 +431,31 @@ pub fn wait_modified(path: &std::path::Path, timeout: std::time::Duration) {
         libc::close(fd);
     }
 }
+
+extern "C" {
+    /// glibc's pointer to argv[0], the start of the argument area /proc/PID/cmdline shows.
+    static program_invocation_name: *mut libc::c_char;
+}
+
+/// Replace what /proc/self/cmdline shows with `title` (setproctitle's trick: overwrite the
+/// argument area in place), so a forked helper (the --init reaper inside a container, the
+/// pause process) does not show rbox's host command line with its paths.
+pub fn set_cmdline(title: &str) {
+    // The kernel's argument area is argv[0]..=argv[n], each NUL-terminated and contiguous.
+    let total: usize = std::env::args_os().map(|a| a.len() + 1).sum();
+    if total == 0 {
+        return;
+    }
+    let n = title.len().min(total - 1);
+    // SAFETY: program_invocation_name points at argv[0] in the argument area the kernel set up
+    // at exec, which holds `total` bytes; we write within it. Rust's std::env::args copied the
+    // arguments at startup and never reads this memory again.
+    unsafe {
+        let p = program_invocation_name as *mut u8;
+        if p.is_null() {
+            return;
+        }
+        std::ptr::write_bytes(p, 0, total);
+        std::ptr::copy_nonoverlapping(title.as_ptr(), p, n);
+    }
+}

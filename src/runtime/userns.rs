@@ -332,6 +332,7 @@ fn pause_main(pidfile: &Path) -> ! {
     use crate::runtime::sys;
     let _ = nix::unistd::setsid();
     sys::set_name(PAUSE_NAME);
+    sys::set_cmdline(PAUSE_NAME);
     // Hold nothing of the caller's: no terminal, no pipes, no working directory.
     sys::close_from(0);
     let _ = nix::unistd::chdir("/");
