@@ -743,6 +743,136 @@ fn capabilities_and_no_new_privs() {
 }
 
 #[test]
+fn devices_proc_and_sys() {
+    for_each_user("dev_proc_sys", |env| {
+        setup(env);
+        let sh = |script: &str| {
+            env.rbox()
+                .args(["run", "--rm", "busybox", "sh", "-c", script])
+                .output()
+        };
+        // The usual device nodes, a private devpts, shm and mqueue.
+        let out = sh("for d in null zero full random urandom tty ptmx; do [ -e /dev/$d ] || echo missing $d; done; \
+                      echo x > /dev/null && head -c 4 /dev/zero | wc -c; \
+                      [ -d /dev/pts ] && [ -d /dev/shm ] && [ -d /dev/mqueue ] && echo dirs")
+            .success();
+        assert_eq!(out.text(), "4\ndirs", "{out}");
+        // /sys and /proc/sys are read-only; /proc/timer_list is masked as Podman masks it.
+        let out = sh("(touch /sys/x) 2>/dev/null && echo sys-writable; \
+                      (echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo procsys-writable; \
+                      echo checked")
+        .success();
+        assert_eq!(out.text(), "checked", "{out}");
+        if std::path::Path::new("/proc/timer_list").exists() {
+            let out = sh("wc -c < /proc/timer_list").success();
+            assert_eq!(
+                out.text().trim(),
+                "0",
+                "/proc/timer_list is not masked:\n{out}"
+            );
+        }
+        // /etc/hosts names the container.
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--hostname",
+                "hosty",
+                "busybox",
+                "cat",
+                "/etc/hosts",
+            ])
+            .output()
+            .success();
+        assert!(out.stdout.contains("localhost"), "{out}");
+        assert!(out.stdout.contains("hosty"), "{out}");
+    });
+}
+
+#[test]
+fn network_none_and_host() {
+    for_each_user("network", |env| {
+        setup(env);
+        let ifaces = |net: &str| {
+            let out = env
+                .rbox()
+                .args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    net,
+                    "busybox",
+                    "cat",
+                    "/proc/net/dev",
+                ])
+                .output()
+                .success();
+            out.lines()
+                .iter()
+                .skip(2)
+                .filter_map(|l| l.split(':').next())
+                .map(|n| n.trim().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ifaces("none"),
+            vec!["lo"],
+            "--network=none has only a loopback"
+        );
+        let host: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+            .unwrap()
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|n| n.trim().to_string())
+            .collect();
+        let mut got = ifaces("host");
+        let mut want = host.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "--network=host shares the host's interfaces");
+    });
+}
+
+#[test]
+fn userns_keep_id() {
+    for_each_user("keep_id", |env| {
+        setup(env);
+        if env.user.who == crate::util::Who::Root {
+            // keep-id is for ordinary users; as root the ids are already the host's.
+            return;
+        }
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--userns=keep-id", "helper", "ids"])
+            .output()
+            .success();
+        let want = format!("uid={} gid={}", env.user.uid, env.user.gid);
+        assert!(
+            out.text().starts_with(&want),
+            "keep-id runs as the caller's ids:\n{out}"
+        );
+        // Files the caller owns on the host are the caller's inside too.
+        let vol = env.path("vol");
+        std::fs::create_dir(&vol).unwrap();
+        env.give_to_user(&vol);
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--userns=keep-id", "-v"])
+            .arg(format!("{}:/mnt", vol.display()))
+            .args(["busybox", "sh", "-c", "touch /mnt/f && stat -c %u /mnt/f"])
+            .output()
+            .success();
+        assert_eq!(out.text(), env.user.uid.to_string());
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(vol.join("f")).unwrap()),
+            env.user.uid
+        );
+    });
+}
+
+#[test]
 fn info_describes_the_host() {
     for_each_user("info", |env| {
         let out = env.rbox().arg("info").output().success();
