@@ -271,6 +271,39 @@ fn rmi_refuses_an_image_in_use() {
 }
 
 #[test]
+fn rmi_during_run_is_refused() {
+    for_each_user("rmi_during_run", |env| {
+        env.import_busybox("busybox");
+        let mut r = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "-i",
+                "busybox",
+                "sh",
+                "-c",
+                "echo ready; read x; echo got $x",
+            ])
+            .spawn();
+        assert_eq!(r.read_line().trim_end(), "ready");
+        // The image of a running container cannot be removed, and the attempt does not wait
+        // for the container.
+        let out = env.rbox().args(["rmi", "busybox"]).output();
+        assert_ne!(
+            out.code, 0,
+            "rmi removed the image of a running container:\n{out}"
+        );
+        out.assert_clean_error();
+        r.write_stdin(b"go\n");
+        let out = r.wait().success();
+        assert_eq!(out.text(), "got go");
+        // Once the --rm container is gone, the image can go.
+        env.rbox().args(["rmi", "busybox"]).output().success();
+    });
+}
+
+#[test]
 fn load_oci_archive_with_gzip_layers() {
     for_each_user("load_oci", |env| {
         let out = env.load(&fixtures::helper_oci_archive()).success();
