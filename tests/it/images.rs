@@ -351,8 +351,23 @@ fn expected_owners(who: Who, many_ids: bool) -> Vec<(&'static str, String)> {
 }
 
 fn check_multiid(env: &Env, image: &str) {
+    check_multiid_with(env, image, "overlay");
+}
+
+/// The same checks with the root filesystem made by `driver` (overlay, or vfs: the copy
+/// driver used where overlayfs cannot be mounted).
+fn check_multiid_with(env: &Env, image: &str, driver: &str) {
     let many = env.user.has_many_ids();
-    let mut args = vec!["run", "--rm", image, "stat", "-c", "%n %u:%g"];
+    let mut args = vec![
+        "run",
+        "--storage-driver",
+        driver,
+        "--rm",
+        image,
+        "stat",
+        "-c",
+        "%n %u:%g",
+    ];
     let expected = expected_owners(env.user.who, many);
     args.extend(expected.iter().map(|(p, _)| *p));
     let out = env.rbox().args(&args).output().success();
@@ -366,7 +381,8 @@ fn check_multiid(env: &Env, image: &str) {
 
     let run = |cmd: &[&str]| {
         let mut c = env.rbox();
-        c.args(["run", "--rm", image]).args(cmd);
+        c.args(["run", "--storage-driver", driver, "--rm", image])
+            .args(cmd);
         c.output().success().text()
     };
     // Modes, setuid bit included; hard links share an inode; symlinks stay symlinks.
@@ -397,7 +413,15 @@ fn check_multiid(env: &Env, image: &str) {
     );
     let out = env
         .rbox()
-        .args(["run", "--rm", image, "ls", "/data/.wh.gone"])
+        .args([
+            "run",
+            "--storage-driver",
+            driver,
+            "--rm",
+            image,
+            "ls",
+            "/data/.wh.gone",
+        ])
         .output();
     assert_ne!(out.code, 0, "the whiteout file itself is visible:\n{out}");
     // Deleting and recreating lower files works in the container (runtime whiteouts).
@@ -429,6 +453,28 @@ fn multi_layer_ownership_and_whiteouts_oci() {
     for_each_user("multiid_oci", |env| {
         env.load(&fixtures::multiid_oci_archive()).success();
         check_multiid(env, "multiid");
+    });
+}
+
+#[test]
+fn multi_layer_through_the_copy_driver() {
+    for_each_user("multiid_vfs", |env| {
+        env.load(&fixtures::multiid_oci_archive()).success();
+        check_multiid_with(env, "multiid", "vfs");
+        // The copy is the container's own: a change does not reach the next container.
+        env.rbox()
+            .args(["run", "--storage-driver", "vfs", "--name", "c1", "multiid"])
+            .args(["sh", "-c", "echo changed > /data/root-file"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["run", "--storage-driver", "vfs", "--rm", "multiid"])
+            .args(["cat", "/data/root-file"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "root");
+        env.rbox().args(["rm", "c1"]).output().success();
     });
 }
 

@@ -9,6 +9,7 @@ mod debian;
 mod docs;
 mod hostile;
 mod images;
+mod lifecycle;
 mod podman;
 mod registry;
 mod run;

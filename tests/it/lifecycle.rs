@@ -1,0 +1,116 @@
+//! Detached containers and what later invocations do with them: `run -d`, `exec`, `logs`,
+//! `stop`, `kill`, `inspect` of their state. Every test runs once per identity.
+
+use crate::util::{for_each_user, Env};
+
+fn inspect(env: &Env, name: &str, field: &str) -> String {
+    env.rbox()
+        .args(["inspect", "--format", &format!("{{{{{field}}}}}"), name])
+        .output()
+        .success()
+        .text()
+}
+
+#[test]
+fn detached_exec_logs_stop() {
+    for_each_user("lifecycle", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "-d", "--name", "web", "busybox"])
+            .args(["sh", "-c", "echo started; exec sleep 600"])
+            .output()
+            .success();
+        let id = out.text();
+        assert!(
+            id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{out}"
+        );
+        assert_eq!(inspect(env, "web", ".State.Running"), "true");
+
+        // exec joins the container's namespaces: same pid namespace, same hostname.
+        let out = env
+            .rbox()
+            .args(["exec", "web", "cat", "/proc/1/cmdline"])
+            .output()
+            .success();
+        assert!(out.stdout.starts_with("sleep"), "{out}");
+        let out = env
+            .rbox()
+            .args(["exec", "web", "hostname"])
+            .output()
+            .success();
+        assert_eq!(out.text(), &id[..12]);
+        let out = env
+            .rbox()
+            .args(["exec", "-e", "GREETING=hi", "-w", "/tmp", "web"])
+            .args(["sh", "-c", "echo $GREETING $(pwd) $$"])
+            .output()
+            .success();
+        let f: Vec<String> = out.text().split(' ').map(String::from).collect();
+        assert_eq!(&f[..2], ["hi", "/tmp"], "{out}");
+        assert_ne!(f[2], "1", "exec'd process is not the container's init");
+        env.rbox()
+            .args(["exec", "web", "sh", "-c", "exit 5"])
+            .output()
+            .code_is(5);
+        env.rbox()
+            .args(["exec", "web", "no-such-command"])
+            .output()
+            .code_is(127);
+        let out = env.rbox().args(["exec", "nosuch", "true"]).output();
+        out.rbox_error();
+
+        // logs: what the detached container wrote.
+        let out = env.rbox().args(["logs", "web"]).output().success();
+        assert_eq!(out.text(), "started");
+
+        // stop: sleep as PID 1 ignores SIGTERM, so stop escalates to SIGKILL after -t.
+        env.rbox()
+            .args(["stop", "-t", "1", "web"])
+            .output()
+            .success();
+        assert_eq!(inspect(env, "web", ".State.Running"), "false");
+        assert_eq!(inspect(env, "web", ".State.ExitCode"), "137");
+        env.rbox()
+            .args(["exec", "web", "true"])
+            .output()
+            .rbox_error();
+        env.rbox().args(["rm", "web"]).output().success();
+    });
+}
+
+/// A process in its exit path or a zombie no longer runs anything.
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+    }
+}
+
+#[test]
+fn kill_leaves_no_process_behind() {
+    for_each_user("kill", |env| {
+        env.import_busybox("busybox");
+        // As another user inside (where the user has the ids): the kernel clears the
+        // parent-death signal on a uid change, which once let such containers outlive rbox.
+        let mut args = vec!["run", "-d", "--name", "k1"];
+        if env.user.has_many_ids() {
+            args.extend(["-u", "1000"]);
+        }
+        env.rbox()
+            .args(&args)
+            .args(["busybox", "sleep", "600"])
+            .output()
+            .success();
+        let pid = inspect(env, "k1", ".State.Pid");
+        assert!(pid.parse::<u32>().is_ok_and(|p| p > 1), "pid {pid}");
+        env.rbox().args(["kill", "k1"]).output().success();
+        assert!(gone(&pid), "container init {pid} still runs after kill");
+        assert_eq!(inspect(env, "k1", ".State.Running"), "false");
+        assert_eq!(inspect(env, "k1", ".State.ExitCode"), "137");
+        env.rbox().args(["rm", "k1"]).output().success();
+    });
+}
