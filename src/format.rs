@@ -76,6 +76,21 @@ pub fn render_list(
     }
 }
 
+/// The format a listing uses with `--noheading`: the given or default `table` template
+/// without its `table` keyword, so no header row is printed.
+pub fn without_heading(given: Option<&str>, default: &str, noheading: bool) -> Option<String> {
+    if !noheading {
+        return given.map(String::from);
+    }
+    let f = given.unwrap_or(default).trim_start();
+    Some(
+        f.strip_prefix("table")
+            .unwrap_or(f)
+            .trim_start()
+            .to_string(),
+    )
+}
+
 /// Render `inspect` output: a pretty JSON array by default or with `json`, else the template
 /// once per object.
 pub fn render_inspect(format: Option<&str>, items: &[Value]) -> Result<String> {

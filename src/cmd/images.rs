@@ -120,21 +120,7 @@ pub fn run(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
     } else {
         r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     };
-    let fmt = match (&a.format, a.noheading) {
-        (Some(f), true) => Some(
-            f.trim_start()
-                .strip_prefix("table")
-                .unwrap_or(f)
-                .to_string(),
-        ),
-        (None, true) => Some(
-            default
-                .strip_prefix("table ")
-                .unwrap_or(default)
-                .to_string(),
-        ),
-        (f, false) => f.clone(),
-    };
+    let fmt = format::without_heading(a.format.as_deref(), default, a.noheading);
     print!(
         "{}",
         format::render_list(fmt.as_deref(), default, TITLES, &rows)?

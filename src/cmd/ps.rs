@@ -90,21 +90,7 @@ pub fn run(g: &GlobalArgs, a: PsArgs) -> Result<ExitCode> {
             view: ps_view(r, now, a.no_trunc),
         })
         .collect();
-    let fmt = match (&a.format, a.noheading) {
-        (Some(f), true) => Some(
-            f.trim_start()
-                .strip_prefix("table")
-                .unwrap_or(f)
-                .to_string(),
-        ),
-        (None, true) => Some(
-            DEFAULT
-                .strip_prefix("table ")
-                .unwrap_or(DEFAULT)
-                .to_string(),
-        ),
-        (f, false) => f.clone(),
-    };
+    let fmt = format::without_heading(a.format.as_deref(), DEFAULT, a.noheading);
     print!(
         "{}",
         format::render_list(fmt.as_deref(), DEFAULT, TITLES, &rows)?

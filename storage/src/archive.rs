@@ -599,19 +599,7 @@ fn oci_images(un: &Unpacked) -> Result<Vec<PendingImage>> {
         let config = un.read_blob(&cd, Some(m.config().size()))?;
         let cfg = ImageConfiguration::from_reader(&config[..])
             .map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        let diff_ids = cfg
-            .rootfs()
-            .diff_ids()
-            .iter()
-            .map(|d| Digest::parse(d))
-            .collect::<Result<Vec<_>>>()?;
-        if diff_ids.len() != m.layers().len() {
-            return Err(Error::InvalidManifest(format!(
-                "manifest has {} layers but the config lists {} diff ids",
-                m.layers().len(),
-                diff_ids.len()
-            )));
-        }
+        let diff_ids = crate::images::diff_ids(&cfg, m.layers().len())?;
         let mut layers = Vec::new();
         for (l, diff_id) in m.layers().iter().zip(diff_ids) {
             let bd = Digest::parse(l.digest().as_ref())?;

@@ -206,19 +206,7 @@ impl Store {
         }
         let cfg = ImageConfiguration::from_reader(config)
             .map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        let diff_ids = cfg
-            .rootfs()
-            .diff_ids()
-            .iter()
-            .map(|d| Digest::parse(d))
-            .collect::<Result<Vec<_>>>()?;
-        if diff_ids.len() != m.layers().len() {
-            return Err(Error::InvalidManifest(format!(
-                "manifest has {} layers but the config lists {} diff ids",
-                m.layers().len(),
-                diff_ids.len()
-            )));
-        }
+        let diff_ids = diff_ids(&cfg, m.layers().len())?;
         let names = names
             .iter()
             .map(|n| normalize_name(n))
@@ -625,6 +613,23 @@ fn short_matches(stored: &str, query: &str) -> bool {
         return false;
     }
     path == query || (registry == "docker.io" && path.strip_prefix("library/") == Some(query))
+}
+
+/// The config's diff ids, which must be one per layer of the manifest.
+pub(crate) fn diff_ids(cfg: &ImageConfiguration, manifest_layers: usize) -> Result<Vec<Digest>> {
+    let ids = cfg
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| Digest::parse(d))
+        .collect::<Result<Vec<_>>>()?;
+    if ids.len() != manifest_layers {
+        return Err(Error::InvalidManifest(format!(
+            "manifest has {manifest_layers} layers but the config lists {} diff ids",
+            ids.len()
+        )));
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
