@@ -391,6 +391,22 @@ fn run_pulls_a_missing_image() {
             .output()
             .success();
         assert_eq!(out.text(), "pulled");
+        // create pulls too: remove the image, create from the registry, start attached.
+        env.rbox().args(["rmi", &image]).output().success();
+        let out = env
+            .rbox()
+            .args(["create", "--tls-verify=false", "--name", "made", &image])
+            .args(["args", "created"])
+            .output()
+            .success();
+        assert_eq!(
+            out.lines().last().map(|l| l.len()),
+            Some(64),
+            "create prints the id:\n{out}"
+        );
+        let out = env.rbox().args(["start", "-a", "made"]).output().success();
+        assert_eq!(out.text(), "created");
+        env.rbox().args(["rm", "made"]).output().success();
     });
 }
 
