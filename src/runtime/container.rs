@@ -37,6 +37,9 @@ pub struct Launch {
     pub stdio: Option<[RawFd; 3]>,
     /// `--userns=keep-id`: a nested user namespace with these maps (written by the parent)
     pub keep_id: Option<KeepId>,
+    /// With `-t`, the caller's window size, set on the container's terminal before exec
+    /// (the command may ask for it at once, before rbox relays anything)
+    pub winsize: Option<libc::winsize>,
 }
 
 /// The id maps of a keep-id container: the caller's own uid/gid inside map to rbox's
@@ -306,6 +309,9 @@ fn terminal(l: &Launch, sock: Option<OwnedFd>) -> Result<(), Failure> {
         .map_err(|e| Failure::setup(format!("send terminal to rbox: {e}")))?;
         drop(master);
         drop(sock);
+        if let Some(ws) = &l.winsize {
+            sys::set_winsize(slave.as_raw_fd(), ws);
+        }
         sys::set_controlling_tty(slave.as_raw_fd())
             .map_err(|e| Failure::setup(format!("set controlling terminal: {e}")))?;
         for i in 0..3 {

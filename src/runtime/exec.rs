@@ -138,6 +138,10 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     .with_context(|| format!("open `{name}`"))?;
     // SAFETY-free conversion: PtyMaster owns its descriptor; move it into an OwnedFd.
     let m: OwnedFd = master.into();
+    // The caller's size now, before the command can ask for it.
+    if let Some(ws) = sys::get_winsize(0).or_else(|| sys::get_winsize(1)) {
+        sys::set_winsize(m.as_raw_fd(), &ws);
+    }
     Ok((m, slave))
 }
 

@@ -291,6 +291,7 @@ fn launch(
     let target = store.root().join("mnt");
     fs::create_dir_all(&target).with_context(|| format!("create `{}`", target.display()))?;
     let mut spec = rec.spec.clone();
+    let spec_tty = spec.tty;
     let keep_id = keep_id(&mode, &mut spec);
     Ok(container::Launch {
         spec,
@@ -300,6 +301,11 @@ fn launch(
         own_net,
         stdio,
         keep_id,
+        winsize: if spec_tty {
+            sys::get_winsize(0).or_else(|| sys::get_winsize(1))
+        } else {
+            None
+        },
     })
 }
 
