@@ -182,6 +182,37 @@ fn header(resp: &Response<Body>, name: &str) -> Option<String> {
 
 /// The message of a distribution error body (`{"errors":[{"code","message","detail"}]}`),
 /// or the start of a text body.
+/// The token in a token server's answer to `method realm`: a 2xx status and a JSON body with a
+/// non-empty string under the first of `keys` present (Bearer servers say "token", OAuth2
+/// servers "access_token"; many say both).
+fn token_from_answer(
+    resp: Response<Body>,
+    method: &'static str,
+    realm: &str,
+    keys: [&str; 2],
+) -> Result<String> {
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(Error::Status {
+            url: realm.to_string(),
+            status,
+            detail: error_detail(resp),
+        });
+    }
+    let data = resp
+        .into_body()
+        .with_config()
+        .limit(MANIFEST_LIMIT)
+        .read_to_vec()
+        .map_err(|e| http_err(method, realm, &e))?;
+    let v: serde_json::Value = serde_json::from_slice(&data)
+        .map_err(|e| Error::Protocol(format!("token from `{realm}` is not JSON: {e}")))?;
+    keys.iter()
+        .find_map(|k| v.get(k).and_then(|t| t.as_str()).filter(|t| !t.is_empty()))
+        .map(str::to_string)
+        .ok_or_else(|| Error::Protocol(format!("no {} in the answer of `{realm}`", keys[0])))
+}
+
 fn error_detail(resp: Response<Body>) -> String {
     let mut body = resp.into_body();
     let data = body
@@ -482,27 +513,7 @@ impl Client {
                 detail,
             });
         }
-        if !(200..300).contains(&status) {
-            return Err(Error::Status {
-                url: realm.to_string(),
-                status,
-                detail: error_detail(resp),
-            });
-        }
-        let data = resp
-            .into_body()
-            .with_config()
-            .limit(MANIFEST_LIMIT)
-            .read_to_vec()
-            .map_err(|e| http_err("GET", realm, &e))?;
-        let v: serde_json::Value = serde_json::from_slice(&data)
-            .map_err(|e| Error::Protocol(format!("token from `{realm}` is not JSON: {e}")))?;
-        v.get("token")
-            .or(v.get("access_token"))
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| Error::Protocol(format!("no token in the answer of `{realm}`")))
+        token_from_answer(resp, "GET", realm, ["token", "access_token"])
     }
 
     /// Exchange an OAuth2 refresh token (an identity token) for an access token: the POST
@@ -551,27 +562,7 @@ impl Client {
                 detail: format!("the identity token was refused: {}", error_detail(resp)),
             });
         }
-        if !(200..300).contains(&status) {
-            return Err(Error::Status {
-                url: realm.to_string(),
-                status,
-                detail: error_detail(resp),
-            });
-        }
-        let data = resp
-            .into_body()
-            .with_config()
-            .limit(MANIFEST_LIMIT)
-            .read_to_vec()
-            .map_err(|e| http_err("POST", realm, &e))?;
-        let v: serde_json::Value = serde_json::from_slice(&data)
-            .map_err(|e| Error::Protocol(format!("token from `{realm}` is not JSON: {e}")))?;
-        v.get("access_token")
-            .or(v.get("token"))
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| Error::Protocol(format!("no access_token in the answer of `{realm}`")))
+        token_from_answer(resp, "POST", realm, ["access_token", "token"])
     }
 
     /// After a 401: adopt the new challenge (a wider scope, an expired token) and say whether
