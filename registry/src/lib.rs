@@ -49,6 +49,46 @@ pub struct TransportOptions {
     pub registries_conf: Option<PathBuf>,
 }
 
+/// Run `f` on every item with up to `jobs` threads (this one included). The first failure
+/// sets the stop flag `f` is given, so the others give up at their next check, and it is the
+/// error returned (not the "stopped" of the threads it interrupted).
+pub(crate) fn for_each_parallel<T: Sync>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T, &std::sync::atomic::AtomicBool) -> Result<()> + Sync,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let first_err: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    let worker = || loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
+            return;
+        };
+        if let Err(e) = f(item, &stop) {
+            stop.store(true, Ordering::Relaxed);
+            let mut slot = first_err.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+            return;
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..jobs.min(items.len()) {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Errors of registry operations. Messages are one lowercase sentence.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -9,8 +9,7 @@
 //! open), and the next pull skips those layers.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rbox_storage::{ImageRecord, Store};
 
@@ -341,37 +340,9 @@ fn fetch_layers(
     if todo.is_empty() {
         return Ok(());
     }
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let first_err: Mutex<Option<Error>> = Mutex::new(None);
-    let worker = || loop {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some((blob, diff)) = todo.get(i) else {
-            return;
-        };
-        if let Err(e) = fetch_layer(store, client, blob, diff, &stop, progress) {
-            stop.store(true, Ordering::Relaxed);
-            let mut slot = first_err.lock().unwrap_or_else(|p| p.into_inner());
-            // Keep the real failure, not the "stopped" of the other threads.
-            if slot.is_none() {
-                *slot = Some(e);
-            }
-            return;
-        }
-    };
-    std::thread::scope(|s| {
-        for _ in 1..jobs.min(todo.len()) {
-            s.spawn(worker);
-        }
-        worker();
-    });
-    match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    crate::for_each_parallel(todo, jobs, |(blob, diff), stop| {
+        fetch_layer(store, client, blob, diff, stop, progress)
+    })
 }
 
 /// A reader that fails once another layer has failed, so its thread stops early.

@@ -6,9 +6,6 @@
 //! Blobs are read from the store as they are (`Store::blob_path`); the manifest and config are
 //! pushed byte for byte as stored, so the image keeps its digest.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-
 use rbox_storage::{ImageRecord, Store};
 
 use crate::client::{Client, ReqBody, UploadStart};
@@ -191,34 +188,7 @@ struct Ctx<'a> {
 }
 
 fn upload_all(ctx: &Ctx<'_>, blobs: &[&Blob], jobs: usize) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let first_err: Mutex<Option<Error>> = Mutex::new(None);
-    let worker = || loop {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(blob) = blobs.get(i) else { return };
-        if let Err(e) = push_blob(ctx, blob) {
-            stop.store(true, Ordering::Relaxed);
-            let mut slot = first_err.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(e);
-            }
-            return;
-        }
-    };
-    std::thread::scope(|s| {
-        for _ in 1..jobs.min(blobs.len()) {
-            s.spawn(worker);
-        }
-        worker();
-    });
-    match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    crate::for_each_parallel(blobs, jobs, |blob, _| push_blob(ctx, blob))
 }
 
 fn push_blob(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
