@@ -255,7 +255,7 @@ fn load_raw(root: &Path, id: &str) -> Result<ContainerRecord> {
 /// Field 22 (start time) of /proc/PID/stat, for a process that has not exited. A zombie
 /// waiting for its monitor, or a process in its exit path (PF_EXITING: a namespace's init
 /// stays there while the kernel tears its namespaces down), counts as gone.
-fn proc_start_time(pid: i32) -> Option<u64> {
+pub fn proc_start_time(pid: i32) -> Option<u64> {
     const PF_EXITING: u64 = 0x4;
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm may contain spaces and parens: fields start after the last ')'

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{IoSlice, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -154,11 +154,11 @@ pub fn start(l: &Launch) -> Result<Started> {
         // is invisible from the new pid namespace (getppid is 0), so liveness is the go byte:
         // it comes after our id maps are written; end-of-file means rbox is gone.
         if sys::set_pdeathsig(libc::SIGKILL).is_err() {
-            sys::exit_now(exit_code_setup());
+            sys::exit_now(crate::exit::FAILED as i32);
         }
         let mut b = [0u8; 1];
         if File::from(go_r).read(&mut b).unwrap_or(0) != 1 {
-            sys::exit_now(exit_code_setup());
+            sys::exit_now(crate::exit::FAILED as i32);
         }
         let sock = pair.map(|(a, b)| {
             drop(a);
@@ -202,10 +202,6 @@ pub fn start(l: &Launch) -> Result<Started> {
     Ok(Started { pid, pty })
 }
 
-fn exit_code_setup() -> i32 {
-    crate::exit::FAILED as i32
-}
-
 fn write_keep_id_maps(pid: Pid, k: &KeepId, single_id: bool) -> Result<()> {
     let p = format!("/proc/{pid}");
     std::fs::write(format!("{p}/uid_map"), KeepId::map(k.uid, k.uid_count))
@@ -239,20 +235,11 @@ fn recv_fd(sock: &OwnedFd) -> Result<Option<OwnedFd>> {
     for c in msg.cmsgs().context("read control message")? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
-                // SAFETY-free: the kernel just installed this descriptor for us.
-                return Ok(Some(sys_owned(*fd)));
+                return Ok(Some(sys::owned_received_fd(*fd)));
             }
         }
     }
     Ok(None)
-}
-
-fn sys_owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: fd was just received via SCM_RIGHTS and nothing else owns it.
-    #[allow(unsafe_code)]
-    unsafe {
-        OwnedFd::from_raw_fd(fd)
-    }
 }
 
 /// The child side; returns only on failure.

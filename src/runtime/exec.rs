@@ -78,7 +78,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     let child = match sys::fork().context("fork exec process")? {
         ForkResult::Child => {
             drop(err_r);
-            let f = child_main(&spec, pty.as_ref().map(|p| &p.1), rec);
+            let f = child_main(&spec, pty.as_ref().map(|p| &p.1));
             let mut msg = vec![f.code];
             msg.extend_from_slice(f.msg.replace('\n', " ").as_bytes());
             let _ = std::io::Write::write_all(&mut File::from(err_w), &msg);
@@ -136,7 +136,6 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("open `{name}`"))?;
-    // SAFETY-free conversion: PtyMaster owns its descriptor; move it into an OwnedFd.
     let m: OwnedFd = master.into();
     // The caller's size now, before the command can ask for it.
     if let Some(ws) = sys::get_winsize(0).or_else(|| sys::get_winsize(1)) {
@@ -145,7 +144,7 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     Ok((m, slave))
 }
 
-fn child_main(spec: &Spec, slave: Option<&OwnedFd>, rec: &ContainerRecord) -> Failure {
+fn child_main(spec: &Spec, slave: Option<&OwnedFd>) -> Failure {
     if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
         return Failure::setup(format!("set parent death signal: {e}"));
     }
@@ -170,6 +169,5 @@ fn child_main(spec: &Spec, slave: Option<&OwnedFd>, rec: &ContainerRecord) -> Fa
         }
     }
     let single_id = super::userns::current_mode() == super::userns::Mode::Single;
-    let _ = rec;
     process::exec(spec, single_id)
 }

@@ -131,9 +131,6 @@ fn probe_overlay(root: &Path) -> Result<()> {
 
 /// `rbox run` (start = true) and `rbox create` (start = false).
 pub fn run(g: &GlobalArgs, a: RunArgs, start_now: bool) -> Result<ExitCode> {
-    if a.detach && a.tty && a.interactive && !start_now {
-        // podman accepts this for create; nothing to check
-    }
     let store = open_store(g)?;
     let root = paths::storage_root(g)?;
     let image = resolve_image(&store, &a)?;
@@ -315,7 +312,7 @@ fn keep_id(mode: &userns::Mode, spec: &mut state::Spec) -> Option<container::Kee
         return None;
     }
     // inside rbox's namespace we are root; the caller's host ids are what keep-id keeps
-    let (huid, hgid) = host_ids();
+    let (huid, hgid) = userns::host_ids();
     let ids = mode.idmap();
     if spec.user.is_empty() {
         spec.user = format!("{huid}:{hgid}");
@@ -326,21 +323,6 @@ fn keep_id(mode: &userns::Mode, spec: &mut state::Spec) -> Option<container::Kee
         uid_count: ids.uid_count,
         gid_count: ids.gid_count,
     })
-}
-
-/// The caller's uid and gid in the initial namespace (from our own id maps).
-fn host_ids() -> (u32, u32) {
-    let first = |p: &str| -> Option<u32> {
-        let m = fs::read_to_string(p).ok()?;
-        let line = m
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some("0"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    (
-        first("/proc/self/uid_map").unwrap_or(0),
-        first("/proc/self/gid_map").unwrap_or(0),
-    )
 }
 
 /// Start the container and stay attached until it exits; returns its exit code.

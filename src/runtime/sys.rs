@@ -459,3 +459,9 @@ pub fn set_cmdline(title: &str) {
         std::ptr::copy_nonoverlapping(title.as_ptr(), p, n);
     }
 }
+
+/// Own a descriptor that recvmsg(SCM_RIGHTS) just installed in this process.
+pub fn owned_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed `fd` for us with the message; nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

@@ -177,11 +177,22 @@ pub fn current_mode() -> Mode {
 
 /// The caller's uid outside every rbox namespace (what keys its runtime directory).
 pub fn host_uid() -> u32 {
-    parse_map(&fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
-        .iter()
-        .find(|l| l.0 == 0 && l.2 != u32::MAX)
-        .map(|l| l.1)
-        .unwrap_or_else(|| nix::unistd::geteuid().as_raw())
+    host_ids().0
+}
+
+/// The caller's uid and gid outside every rbox namespace: what container root maps to, read
+/// from our own id maps (our own ids when no namespace was entered).
+pub fn host_ids() -> (u32, u32) {
+    let outside = |p: &str| {
+        parse_map(&fs::read_to_string(p).unwrap_or_default())
+            .iter()
+            .find(|l| l.0 == 0 && l.2 != u32::MAX)
+            .map(|l| l.1)
+    };
+    (
+        outside("/proc/self/uid_map").unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+        outside("/proc/self/gid_map").unwrap_or_else(|| nix::unistd::getegid().as_raw()),
+    )
 }
 
 /// Decide the mapping mode for the calling user without changing anything. Call it outside
@@ -263,11 +274,11 @@ fn join_pause(pidfile: &Path, su: SubRange, sg: SubRange) -> bool {
         return false;
     };
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    let stat = fs::read_to_string(proc.join("stat")).unwrap_or_default();
-    let same_process = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 2..].split(' ').nth(19))
-        .is_some_and(|t| t == start);
+    let same_process = pid
+        .parse()
+        .ok()
+        .and_then(crate::state::proc_start_time)
+        .is_some_and(|t| t.to_string() == start);
     let comm_ok = fs::read_to_string(proc.join("comm")).is_ok_and(|c| c.trim() == PAUSE_NAME);
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
@@ -308,7 +319,7 @@ fn start_pause(pidfile: &Path) {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(ready_r);
-            let start = proc_start(child.as_raw()).unwrap_or_default();
+            let start = crate::state::proc_start_time(child.as_raw()).unwrap_or_default();
             let tmp = pidfile.with_extension(format!("tmp{}", std::process::id()));
             let published = fs::write(&tmp, format!("{child} {start}\n")).is_ok()
                 && fs::rename(&tmp, pidfile).is_ok();
@@ -320,12 +331,6 @@ fn start_pause(pidfile: &Path) {
         }
         Err(_) => {}
     }
-}
-
-fn proc_start(pid: i32) -> Option<String> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let i = s.rfind(')')?;
-    s[i + 2..].split(' ').nth(19).map(String::from)
 }
 
 fn pause_main(pidfile: &Path) -> ! {
