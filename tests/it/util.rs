@@ -24,6 +24,9 @@ pub const RBOX: &str = env!("CARGO_BIN_EXE_rbox");
 pub const SUB_USER: &str = "rboxsub";
 /// The unprivileged user without any subordinate range (created by `.ci/run`).
 pub const NOSUB_USER: &str = "rboxnosub";
+/// A third account without a range, the stranger in cross-user tests (created by `.ci/run`).
+#[allow(dead_code)] // until the cross-user tests land
+pub const OTHER_USER: &str = "rboxother";
 
 /// A plain PATH: the tests never inherit the caller's environment.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -76,6 +79,10 @@ pub enum Who {
     NoSub,
     /// The user running the tests, when that is not root (a developer machine).
     Current,
+    /// A second unprivileged account without ranges, never a test's main identity: the other
+    /// user of cross-user tests (see [`other_user`]).
+    #[allow(dead_code)] // until the cross-user tests land
+    Other,
 }
 
 /// One identity that runs rbox.
@@ -92,14 +99,14 @@ impl User {
     pub fn has_many_ids(&self) -> bool {
         match self.who {
             Who::Root | Who::Sub => true,
-            Who::NoSub => false,
+            Who::NoSub | Who::Other => false,
             Who::Current => has_subuid_range(&self.name, self.uid),
         }
     }
 
     /// Whether rbox runs as another user than the test process (through setpriv).
     fn switches(&self) -> bool {
-        matches!(self.who, Who::Sub | Who::NoSub)
+        matches!(self.who, Who::Sub | Who::NoSub | Who::Other)
     }
 }
 
@@ -178,6 +185,32 @@ pub fn users() -> Vec<User> {
     }
     check_binary_reachable(&out);
     out
+}
+
+/// The stranger of cross-user tests: another unprivileged account that must not reach the
+/// test user's store or runtime directory. Needs root (to switch users); `None` (with a loud
+/// skip, or a failure under CI) when the tests do not run as root or the account is missing.
+#[allow(dead_code)] // until the cross-user tests land
+pub fn other_user() -> Option<User> {
+    if !require(is_root(), "cross-user tests switch users and need root") {
+        return None;
+    }
+    let found = lookup_user(OTHER_USER);
+    if !require(
+        found.is_some(),
+        format_args!("user {OTHER_USER} does not exist (run .ci/run)"),
+    ) {
+        return None;
+    }
+    let (uid, gid) = found?;
+    let u = User {
+        who: Who::Other,
+        name: OTHER_USER.into(),
+        uid,
+        gid,
+    };
+    check_binary_reachable(std::slice::from_ref(&u));
+    Some(u)
 }
 
 /// The unprivileged users must be able to execute the binary under target/: a checkout under a
