@@ -129,7 +129,8 @@ Exit status:
 Examples:
   rbox run --rm busybox sh -c 'exit 3'; echo $?   # 3
   rbox run --rm busybox /nonexistent; echo $?     # 127
-  rbox run --rm busybox sh -c 'kill -9 $$'; echo $?  # 137";
+  rbox run --rm --init busybox sh -c 'kill -9 $$'; echo $?  # 137
+  (without --init the shell is PID 1, which the kernel shields from its own signals: 0)";
 
 /// The whole command line, with the dynamic completers attached to the arguments defined in
 /// files this module does not own (run/create IMAGE, push IMAGE).
@@ -157,22 +158,144 @@ pub fn command() -> clap::Command {
 }
 
 /// Parse the command line. Usage errors exit 125 as Podman's do (rbox itself failed: a bad
-/// flag), not clap's 2; `--help` and `--version` exit 0.
+/// flag), not clap's 2, and print one line that says what to change (see [`usage_error`]);
+/// `--help` and `--version` exit 0.
 pub fn parse() -> Cli {
     let res = command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m));
     match res {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() {
-                i32::from(crate::exit::FAILED)
-            } else {
-                0
-            });
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            eprintln!("Error: {}", usage_error(&e, &argv));
+            std::process::exit(i32::from(crate::exit::FAILED));
         }
     }
+}
+
+/// Podman flags that rbox does not implement yet, with what to do instead. Without this a
+/// user who types `-p 8080:80` or `--memory 1g` from habit gets clap's generic usage text.
+const NOT_YET: &[(&[&str], &str)] = &[
+    (
+        &["-p", "--publish", "-P", "--publish-all", "--expose"],
+        "publishing ports needs rbox's user-mode networking, which is not implemented yet: \
+         use --network host and have the service listen on a free host port",
+    ),
+    (
+        &[
+            "--dns",
+            "--dns-search",
+            "--dns-option",
+            "--add-host",
+            "--ip",
+            "--mac-address",
+        ],
+        "rbox has no container network yet (--network none or host): with --network host the \
+         container uses the host's resolver and /etc/hosts",
+    ),
+    (
+        &[
+            "-m",
+            "--memory",
+            "--memory-swap",
+            "--memory-reservation",
+            "--cpus",
+            "-c",
+            "--cpu-shares",
+            "--cpuset-cpus",
+            "--cpuset-mems",
+            "--cpu-quota",
+            "--cpu-period",
+            "--pids-limit",
+            "--blkio-weight",
+            "--device-read-bps",
+            "--device-write-bps",
+            "--cgroups",
+            "--cgroup-parent",
+        ],
+        "cgroup resource limits are not implemented in rbox yet (`rbox info` says whether \
+         this host delegates cgroups to you at all): drop the flag",
+    ),
+    (
+        &["--mount"],
+        "--mount is not implemented yet: use -v SRC:DST[:ro] for bind mounts and --tmpfs DST",
+    ),
+    (
+        &["--pod", "--pod-id-file"],
+        "rbox has no pods: run the containers separately",
+    ),
+    (
+        &[
+            "--restart",
+            "--health-cmd",
+            "--health-interval",
+            "--health-retries",
+        ],
+        "restart policies and health checks are not implemented in rbox yet: drop the flag",
+    ),
+    (
+        &["--device", "--gpus"],
+        "device pass-through is not implemented in rbox yet: bind the device node with \
+         -v /dev/NAME:/dev/NAME",
+    ),
+    (
+        &["--ulimit"],
+        "--ulimit is not implemented yet: the container inherits rbox's own limits, so set \
+         them with `ulimit` before running rbox",
+    ),
+];
+
+/// One line for a usage error in the command line `argv`: what is wrong, and what to do
+/// instead. clap's own text spans several lines (a tip, the usage, a pointer to --help); rbox
+/// errors are one line.
+pub fn usage_error(e: &clap::Error, argv: &[std::ffi::OsString]) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let help = format!("see `{} --help`", subcommand_path(argv).join(" "));
+    if e.kind() == ErrorKind::UnknownArgument {
+        let arg = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let flag = arg.split('=').next().unwrap_or_default();
+        if let Some((_, why)) = NOT_YET.iter().find(|(flags, _)| flags.contains(&flag)) {
+            return format!("unsupported flag `{flag}`: {why}");
+        }
+        return format!("unknown flag `{flag}`: {help}");
+    }
+    // clap's message up to its tip and usage lines, joined into one line, without its
+    // "error: " and with backticks for quotes
+    let text = e.render().to_string();
+    let what: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("tip:"))
+        .collect();
+    let what = what.join(" ");
+    let what = what.strip_prefix("error: ").unwrap_or(&what);
+    format!("{}: {help}", what.replace('\'', "`"))
+}
+
+/// The subcommands named in `argv`, from `rbox` down: `rbox --root /x image ls -q` gives
+/// `["rbox", "image", "ls"]`.
+fn subcommand_path(argv: &[std::ffi::OsString]) -> Vec<String> {
+    let mut cmd = command();
+    let mut path = vec!["rbox".to_string()];
+    for a in argv.iter().skip(1).filter_map(|a| a.to_str()) {
+        if a.starts_with('-') || !cmd.has_subcommands() {
+            continue;
+        }
+        let Some(sub) = cmd.find_subcommand(a).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    path
 }
 
 /// Answer a dynamic completion request when the shell asks for one, and exit.
@@ -340,5 +463,43 @@ mod tests {
             "rm needs a container or --all"
         );
         assert!(Cli::try_parse_from(["rbox", "rm", "-a"]).is_ok());
+    }
+
+    fn usage_line(args: &[&str]) -> String {
+        let e = command().try_get_matches_from(args).unwrap_err();
+        let argv: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        usage_error(&e, &argv)
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_with_what_to_change() {
+        let l = usage_line(&["rbox", "run", "-p", "8080:80", "busybox"]);
+        assert!(
+            l.starts_with("unsupported flag `-p`: publishing ports"),
+            "{l}"
+        );
+        let l = usage_line(&["rbox", "run", "--memory=1g", "busybox"]);
+        assert!(l.starts_with("unsupported flag `--memory`: cgroup"), "{l}");
+        let l = usage_line(&["rbox", "create", "--cpus", "2", "busybox"]);
+        assert!(l.starts_with("unsupported flag `--cpus`"), "{l}");
+        let l = usage_line(&["rbox", "run", "--frobnicate", "busybox"]);
+        assert_eq!(l, "unknown flag `--frobnicate`: see `rbox run --help`");
+        let l = usage_line(&["rbox", "image", "ls", "--bogus"]);
+        assert_eq!(l, "unknown flag `--bogus`: see `rbox image ls --help`");
+        let l = usage_line(&["rbox", "run"]);
+        assert!(
+            l.contains("IMAGE") && l.ends_with("see `rbox run --help`"),
+            "{l}"
+        );
+        let l = usage_line(&["rbox", "frob"]);
+        assert!(
+            l.contains("`frob`") && l.ends_with("see `rbox --help`"),
+            "{l}"
+        );
+        let l2 = usage_line(&["rbox", "--root", "/x", "ps", "--last", "x"]);
+        assert!(l2.ends_with("see `rbox ps --help`"), "{l2}");
+        for l in [l, l2] {
+            assert!(!l.contains('\n'), "{l}");
+        }
     }
 }

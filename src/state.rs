@@ -47,8 +47,13 @@ pub struct MountSpec {
 /// Everything needed to start the container again (`rbox start`), resolved at create time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
-    /// argv[0] and arguments, after entrypoint/cmd rules
+    /// argv[0] and arguments, after entrypoint/cmd rules; an argument that is not UTF-8 shows
+    /// here with U+FFFD (as Podman shows it) and its exact bytes are in `args_bytes`
     pub args: Vec<String>,
+    /// The exact bytes of the arguments that are not UTF-8, by index into `args`: a file name
+    /// in Latin-1 must reach the command as the caller typed it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub args_bytes: std::collections::BTreeMap<usize, Vec<u8>>,
     pub env: Vec<String>,
     pub workdir: String,
     /// user[:group] as given (or from the image); resolved inside the container
@@ -70,6 +75,40 @@ pub struct Spec {
     pub cmd: Vec<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub stop_signal: Option<String>,
+}
+
+impl Spec {
+    /// Set the command from the caller's arguments, keeping the bytes of any that are not UTF-8.
+    pub fn set_args(&mut self, args: Vec<std::ffi::OsString>) {
+        use std::os::unix::ffi::OsStringExt;
+        self.args_bytes.clear();
+        self.args = args
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| match a.into_string() {
+                Ok(s) => s,
+                Err(a) => {
+                    let b = a.into_vec();
+                    let shown = String::from_utf8_lossy(&b).into_owned();
+                    self.args_bytes.insert(i, b);
+                    shown
+                }
+            })
+            .collect();
+    }
+
+    /// The command as the kernel gets it: each argument's exact bytes.
+    pub fn argv(&self) -> Vec<std::ffi::OsString> {
+        use std::os::unix::ffi::OsStringExt;
+        self.args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match self.args_bytes.get(&i) {
+                Some(b) => std::ffi::OsString::from_vec(b.clone()),
+                None => a.into(),
+            })
+            .collect()
+    }
 }
 
 /// Lifecycle state. `pid`, `started_at` and `boot_id` are meaningful while running.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cli::{complete, GlobalArgs};
 use crate::runtime::exec::ExecOptions;
@@ -38,8 +38,13 @@ pub struct ExecArgs {
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub container: String,
     /// Command and arguments
-    #[arg(value_name = "COMMAND", required = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        allow_hyphen_values = true,
+        value_parser = clap::value_parser!(std::ffi::OsString)
+    )]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 pub fn run(g: &GlobalArgs, a: ExecArgs) -> Result<ExitCode> {
@@ -54,8 +59,7 @@ pub fn run(g: &GlobalArgs, a: ExecArgs) -> Result<ExitCode> {
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
     for f in &a.env_file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("read env file `{}`", f.display()))?;
+        let text = crate::runtime::spec::read_flag_file(f, "env file")?;
         env.extend(crate::runtime::spec::parse_env_file(&text, &lookup)?);
     }
     for e in &a.env {

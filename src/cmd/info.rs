@@ -138,6 +138,7 @@ fn gather(g: &GlobalArgs) -> Result<Value> {
             subuid.is_some(),
             subgid.is_some(),
             have_helpers,
+            userns::suggest_range(&[&subuid_text, &subgid_text]),
         ));
     }
 
@@ -271,12 +272,15 @@ impl UsernsSysctls {
     }
 }
 
-fn subid_problems(user: &str, has_uid: bool, has_gid: bool, helpers: bool) -> Vec<String> {
+fn subid_problems(
+    user: &str,
+    has_uid: bool,
+    has_gid: bool,
+    helpers: bool,
+    free: Option<userns::SubRange>,
+) -> Vec<String> {
     let mut out = Vec::new();
-    let fix = format!(
-        "add `{user}:100000:65536` to /etc/subuid and /etc/subgid (usermod --add-subuids \
-         100000-165535 --add-subgids 100000-165535 {user})"
-    );
+    let fix = userns::range_fix(user, free);
     match (has_uid, has_gid) {
         (false, false) => out.push(format!(
             "no /etc/subuid or /etc/subgid entry for {user}: containers see only one uid and gid \
@@ -537,23 +541,25 @@ mod tests {
 
     #[test]
     fn subid_hints_name_the_fix() {
-        let p = subid_problems("alice", false, false, true);
+        let free = userns::suggest_range(&["bob:100000:65536\n", ""]);
+        let p = subid_problems("alice", false, false, true, free);
         assert_eq!(p.len(), 1);
         assert!(
-            p[0].contains("add `alice:100000:65536` to /etc/subuid and /etc/subgid"),
+            p[0].contains("add `alice:165536:65536` to /etc/subuid and /etc/subgid"),
             "{}",
             p[0]
         );
         assert!(
-            p[0].contains("usermod --add-subuids 100000-165535"),
+            p[0].contains("usermod --add-subuids 165536-231071"),
             "{}",
             p[0]
         );
-        assert!(subid_problems("bob", true, true, true).is_empty());
-        assert!(subid_problems("bob", true, true, false)[0].contains("apt-get install uidmap"));
+        assert!(subid_problems("bob", true, true, true, free).is_empty());
         assert!(
-            subid_problems("bob", true, false, true)[0].starts_with("no /etc/subgid entry for bob")
+            subid_problems("bob", true, true, false, free)[0].contains("apt-get install uidmap")
         );
+        assert!(subid_problems("bob", true, false, true, free)[0]
+            .starts_with("no /etc/subgid entry for bob"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::state::{ContainerRecord, Spec};
 /// What `rbox exec` may change of the container's process settings.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
-    pub args: Vec<String>,
+    pub args: Vec<std::ffi::OsString>,
     pub env: Vec<String>,
     pub user: Option<String>,
     pub workdir: Option<String>,
@@ -106,7 +106,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
 /// The container's spec with exec's command, environment, user and directory.
 fn exec_spec(base: &Spec, o: &ExecOptions) -> Spec {
     let mut s = base.clone();
-    s.args = o.args.clone();
+    s.set_args(o.args.clone());
     s.env = super::spec::merge_env(&[&base.env, &o.env]);
     if let Some(u) = &o.user {
         s.user = u.clone();

@@ -3,8 +3,9 @@
 //! Runs in the container's init process after pivot_root; errors carry the exit code that
 //! `rbox run` must return (125 setup, 126 cannot invoke, 127 not found).
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -113,16 +114,16 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<Ident, Stri
 }
 
 /// Find the executable for argv[0] along the container's PATH.
-pub fn find_executable(arg0: &str, path: &str) -> Result<String, Failure> {
-    if arg0.contains('/') {
-        return Ok(arg0.to_string());
+pub fn find_executable(arg0: &OsStr, path: &str) -> Result<OsString, Failure> {
+    if arg0.as_bytes().contains(&b'/') {
+        return Ok(arg0.to_os_string());
     }
     let mut found_non_exec = None;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let cand = Path::new(dir).join(arg0);
         if let Ok(m) = fs::metadata(&cand) {
             if m.is_file() && m.permissions().mode() & 0o111 != 0 {
-                return Ok(cand.to_string_lossy().into_owned());
+                return Ok(cand.into_os_string());
             }
             found_non_exec.get_or_insert(cand);
         }
@@ -135,8 +136,45 @@ pub fn find_executable(arg0: &str, path: &str) -> Result<String, Failure> {
     }
     Err(Failure {
         code: exit::NOT_FOUND,
-        msg: format!("executable file `{arg0}` not found in $PATH"),
+        msg: format!(
+            "executable file `{}` not found in $PATH",
+            arg0.to_string_lossy()
+        ),
     })
+}
+
+/// `None` when `id` is mapped in this user namespace (the text of /proc/self/uid_map or
+/// gid_map), else the ranges that are, for the error ("0-65536"). An unmapped id makes
+/// setresuid fail with a bare EINVAL.
+fn unmapped(map: &str, id: u32) -> Option<String> {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for line in map.lines() {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let [inside, _, count] = f[..] else {
+            continue;
+        };
+        if (inside..inside + count).contains(&u64::from(id)) {
+            return None;
+        }
+        ranges.push((inside, inside + count));
+    }
+    // adjacent ranges read as one: "0-65536", not "0-0, 1-65536"
+    ranges.sort();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if last.1 == a => last.1 = b,
+            _ => merged.push((a, b)),
+        }
+    }
+    let text: Vec<String> = merged
+        .iter()
+        .map(|(a, b)| format!("{a}-{}", b - 1))
+        .collect();
+    Some(text.join(", "))
 }
 
 fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
@@ -162,10 +200,23 @@ fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
     if single_id && (id.uid != 0 || id.gid != 0) && !spec.userns.eq("keep-id") {
         return Err(Failure::setup(format!(
             "user `{}` (uid {} gid {}) does not exist in this user namespace: only uid 0 is mapped \
-             because you have no /etc/subuid and /etc/subgid range (ask an admin to add one, e.g. \
-             `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`)",
+             because you have no /etc/subuid and /etc/subgid range (`rbox info` prints the command \
+             an admin runs to add a free one)",
             spec.user, id.uid, id.gid
         )));
+    }
+    if !single_id {
+        let uid_map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        let gid_map = fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+        for (what, n, map) in [("uid", id.uid, &uid_map), ("gid", id.gid, &gid_map)] {
+            if let Some(ids) = unmapped(map, n) {
+                return Err(Failure::setup(format!(
+                    "user `{}`: {what} {n} is outside the container's ids ({what}s {ids} exist): \
+                     choose an id in that range",
+                    spec.user
+                )));
+            }
+        }
     }
     let mut env = spec.env.clone();
     if env_value(&env, "HOME").is_none() {
@@ -193,7 +244,8 @@ fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
     let path = env_value(&env, "PATH")
         .unwrap_or(super::spec::DEFAULT_PATH)
         .to_string();
-    let exe = find_executable(&spec.args[0], &path)?;
+    let argv_os = spec.argv();
+    let exe = find_executable(&argv_os[0], &path)?;
     if spec.tty {
         // The terminal belongs to the container user; fd 0 is its slave side.
         let _ = sys::fchown(0, id.uid, None);
@@ -233,15 +285,22 @@ fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
     if spec.no_new_privileges {
         sys::set_no_new_privs().map_err(|e| Failure::setup(format!("set no_new_privs: {e}")))?;
     }
-    let cstr = |s: &str| {
-        CString::new(s).map_err(|_| Failure::setup(format!("argument `{s}` contains a NUL byte")))
+    let cstr = |s: &OsStr| {
+        CString::new(s.as_bytes()).map_err(|_| {
+            Failure::setup(format!(
+                "argument `{}` contains a NUL byte",
+                s.to_string_lossy()
+            ))
+        })
     };
-    let argv = spec
-        .args
+    let argv = argv_os
         .iter()
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let envp = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let envp = env
+        .iter()
+        .map(|a| cstr(a.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let path_c = cstr(&exe)?;
     sys::cloexec_from(3)
         .map_err(|e| Failure::setup(format!("close inherited descriptors: {e}")))?;
@@ -253,7 +312,7 @@ fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
     };
     Err(Failure {
         code,
-        msg: format!("exec `{exe}`: {err}"),
+        msg: format!("exec `{}`: {err}", exe.to_string_lossy()),
     })
 }
 
@@ -291,11 +350,26 @@ mod tests {
         fs::write(&noexec, "x").unwrap();
         let path = format!("/nonexistent:{}", d.path().display());
         assert_eq!(
-            find_executable("tool", &path).unwrap(),
-            exe.to_string_lossy()
+            find_executable("tool".as_ref(), &path).unwrap(),
+            exe.into_os_string()
         );
-        assert_eq!(find_executable("data", &path).unwrap_err().code, 126);
-        assert_eq!(find_executable("nope", &path).unwrap_err().code, 127);
-        assert_eq!(find_executable("/abs/x", &path).unwrap(), "/abs/x");
+        assert_eq!(
+            find_executable("data".as_ref(), &path).unwrap_err().code,
+            126
+        );
+        assert_eq!(
+            find_executable("nope".as_ref(), &path).unwrap_err().code,
+            127
+        );
+        assert_eq!(find_executable("/abs/x".as_ref(), &path).unwrap(), "/abs/x");
+    }
+
+    #[test]
+    fn ids_outside_the_map_are_named_with_the_range() {
+        let map = "         0       1000          1\n         1     231072      65536\n";
+        assert_eq!(unmapped(map, 0), None);
+        assert_eq!(unmapped(map, 65536), None);
+        assert_eq!(unmapped(map, 65537).as_deref(), Some("0-65536"));
+        assert_eq!(unmapped(map, 70000).as_deref(), Some("0-65536"));
     }
 }

@@ -4,6 +4,7 @@
 //! beyond reading env files and checking that bind sources exist.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -62,21 +63,75 @@ fn parse_entrypoint(s: &str) -> Vec<String> {
 
 /// Docker's rules: `--entrypoint` replaces the image's entrypoint and discards its CMD; a
 /// trailing command replaces CMD; the process is entrypoint + cmd.
+/// The caller's arguments stay `OsString`s: they need not be UTF-8.
 pub fn command(
     img: &ImageProcess,
     entrypoint: Option<&str>,
-    trailing: &[String],
-) -> Result<Vec<String>> {
+    trailing: &[OsString],
+) -> Result<Vec<OsString>> {
+    let os = |v: Vec<String>| v.into_iter().map(OsString::from).collect::<Vec<_>>();
     let (ep, cmd) = match entrypoint {
-        Some(e) => (parse_entrypoint(e), trailing.to_vec()),
-        None if trailing.is_empty() => (img.entrypoint.clone(), img.cmd.clone()),
-        None => (img.entrypoint.clone(), trailing.to_vec()),
+        Some(e) => (os(parse_entrypoint(e)), trailing.to_vec()),
+        None if trailing.is_empty() => (os(img.entrypoint.clone()), os(img.cmd.clone())),
+        None => (os(img.entrypoint.clone()), trailing.to_vec()),
     };
-    let args: Vec<String> = ep.into_iter().chain(cmd).collect();
+    let args: Vec<OsString> = ep.into_iter().chain(cmd).collect();
     if args.is_empty() {
         bail!("no command specified: the image has no ENTRYPOINT or CMD; give one after the image name");
     }
     Ok(args)
+}
+
+/// The most an env file or a label file may hold. The environment of a process is limited by
+/// execve(2) to a few MiB anyway; the cap keeps `--env-file /dev/zero` from eating memory.
+pub const MAX_FLAG_FILE: u64 = 1 << 20;
+
+/// Read a small text file named by a flag (`--env-file`, `--label-file`), refusing more than
+/// [`MAX_FLAG_FILE`] bytes before reading them.
+pub fn read_flag_file(path: &Path, what: &str) -> Result<String> {
+    use std::io::Read;
+    let f =
+        std::fs::File::open(path).with_context(|| format!("read {what} `{}`", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(MAX_FLAG_FILE + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("read {what} `{}`", path.display()))?;
+    if buf.len() as u64 > MAX_FLAG_FILE {
+        bail!(
+            "{what} `{}` is larger than {} KiB: give a file of KEY=VALUE lines",
+            path.display(),
+            MAX_FLAG_FILE / 1024
+        );
+    }
+    String::from_utf8(buf).map_err(|_| {
+        anyhow::anyhow!(
+            "{what} `{}` is not UTF-8 text: give a file of KEY=VALUE lines",
+            path.display()
+        )
+    })
+}
+
+/// Parse a label file: KEY=VALUE lines (a bare KEY is an empty value), `#` comments, as
+/// Podman reads `--label-file`.
+pub fn parse_labels(text: &str, into: &mut BTreeMap<String, String>) -> Result<()> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        label_item(line, into).with_context(|| format!("line {}", n + 1))?;
+    }
+    Ok(())
+}
+
+/// One `--label` item: KEY=VALUE or KEY.
+fn label_item(item: &str, into: &mut BTreeMap<String, String>) -> Result<()> {
+    let (k, v) = item.split_once('=').unwrap_or((item, ""));
+    if k.is_empty() || k.contains(char::is_whitespace) {
+        bail!("invalid label `{item}`: expected KEY=VALUE");
+    }
+    into.insert(k.to_string(), v.to_string());
+    Ok(())
 }
 
 /// Parse an env file: KEY=VALUE lines, bare KEY takes the caller's value, `#` comments.
@@ -140,6 +195,17 @@ pub fn parse_volume(v: &str, cwd: &Path) -> Result<MountSpec> {
     if !dst.starts_with('/') {
         bail!("invalid volume `{v}`: the destination `{dst}` must be an absolute path");
     }
+    if Path::new(dst).components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::CurDir
+        )
+    }) {
+        bail!(
+            "invalid volume `{v}`: the destination cannot be the container's root `/`: mount the \
+             volume on a directory, e.g. `{src}:/data`"
+        );
+    }
     let src_path = if src.starts_with('/') {
         Path::new(src).to_path_buf()
     } else if src.starts_with('.') {
@@ -196,8 +262,7 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     let args = command(img, a.entrypoint.as_deref(), &a.command)?;
     let mut files = Vec::new();
     for f in &a.env_file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("read env file `{}`", f.display()))?;
+        let text = read_flag_file(f, "env file")?;
         files.extend(
             parse_env_file(&text, &lookup)
                 .with_context(|| format!("env file `{}`", f.display()))?,
@@ -251,8 +316,19 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     for c in a.cap_add.iter().chain(&a.cap_drop) {
         super::caps::parse(c)?;
     }
-    Ok(Spec {
-        args,
+    // The image's labels, then --label-file, then --label: later ones win, as in Podman.
+    let mut labels = img.labels.clone();
+    for f in &a.label_file {
+        let text = read_flag_file(f, "label file")?;
+        parse_labels(&text, &mut labels)
+            .with_context(|| format!("label file `{}`", f.display()))?;
+    }
+    for l in &a.label {
+        label_item(l, &mut labels)?;
+    }
+    let mut spec = Spec {
+        args: Vec::new(),
+        args_bytes: Default::default(),
         env,
         workdir: if workdir.is_empty() {
             "/".into()
@@ -274,9 +350,11 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
         no_new_privileges,
         entrypoint: img.entrypoint.clone(),
         cmd: img.cmd.clone(),
-        labels: img.labels.clone(),
+        labels,
         stop_signal: img.stop_signal.clone(),
-    })
+    };
+    spec.set_args(args);
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -285,6 +363,10 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn o(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
     }
 
     fn img() -> ImageProcess {
@@ -297,23 +379,23 @@ mod tests {
 
     #[test]
     fn entrypoint_and_cmd_rules() {
-        assert_eq!(command(&img(), None, &[]).unwrap(), s(&["/ep", "c1", "c2"]));
-        assert_eq!(command(&img(), None, &s(&["x"])).unwrap(), s(&["/ep", "x"]));
+        assert_eq!(command(&img(), None, &[]).unwrap(), o(&["/ep", "c1", "c2"]));
+        assert_eq!(command(&img(), None, &o(&["x"])).unwrap(), o(&["/ep", "x"]));
         // --entrypoint discards the image's CMD
         assert_eq!(
             command(&img(), Some("/bin/sh"), &[]).unwrap(),
-            s(&["/bin/sh"])
+            o(&["/bin/sh"])
         );
         assert_eq!(
-            command(&img(), Some("/bin/sh"), &s(&["-c", "id"])).unwrap(),
-            s(&["/bin/sh", "-c", "id"])
+            command(&img(), Some("/bin/sh"), &o(&["-c", "id"])).unwrap(),
+            o(&["/bin/sh", "-c", "id"])
         );
         assert_eq!(
-            command(&img(), Some(r#"["sh","-c"]"#), &s(&["id"])).unwrap(),
-            s(&["sh", "-c", "id"])
+            command(&img(), Some(r#"["sh","-c"]"#), &o(&["id"])).unwrap(),
+            o(&["sh", "-c", "id"])
         );
         // --entrypoint "" clears it
-        assert_eq!(command(&img(), Some(""), &s(&["ls"])).unwrap(), s(&["ls"]));
+        assert_eq!(command(&img(), Some(""), &o(&["ls"])).unwrap(), o(&["ls"]));
         assert!(command(&ImageProcess::default(), None, &[]).is_err());
     }
 
@@ -347,5 +429,34 @@ mod tests {
         let t = parse_tmpfs("/run:size=1m,mode=700").unwrap();
         assert_eq!(t.options, s(&["size=1m", "mode=700"]));
         assert!(parse_tmpfs("run").is_err());
+    }
+
+    #[test]
+    fn volume_on_the_root_is_refused() {
+        for v in ["/tmp:/", "/tmp://", "/tmp:/.", "/tmp:/:ro"] {
+            let e = parse_volume(v, Path::new("/")).unwrap_err().to_string();
+            assert!(e.contains("cannot be the container's root"), "{v}: {e}");
+        }
+        assert!(parse_volume("/tmp:/data", Path::new("/")).is_ok());
+    }
+
+    #[test]
+    fn flag_files_are_capped_and_labels_parsed() {
+        let d = tempfile::tempdir().unwrap();
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![b'A'; MAX_FLAG_FILE as usize + 1]).unwrap();
+        let e = read_flag_file(&big, "env file").unwrap_err().to_string();
+        assert!(e.contains("is larger than 1024 KiB"), "{e}");
+        // /dev/zero never ends: the cap stops it
+        let e = read_flag_file(Path::new("/dev/zero"), "env file")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than"), "{e}");
+        let mut l = BTreeMap::new();
+        parse_labels("# c\n\na=1\nb\n c=x=y \n", &mut l).unwrap();
+        assert_eq!(l["a"], "1");
+        assert_eq!(l["b"], "");
+        assert_eq!(l["c"], "x=y");
+        assert!(parse_labels("bad key=1\n", &mut l).is_err());
     }
 }

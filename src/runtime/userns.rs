@@ -85,7 +85,8 @@ impl Missing {
         match self {
             Missing::SubuidRange | Missing::SubgidRange => format!(
                 "no /etc/subuid or /etc/subgid range for {user}: only your own uid exists in containers; \
-                 an admin can add one with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`"
+                 an admin can {}",
+                range_fix(user, suggest_range_on_host())
             ),
             Missing::Newuidmap => "newuidmap/newgidmap are missing: install them (apt-get install uidmap)".into(),
         }
@@ -118,6 +119,73 @@ pub fn parse_subid(text: &str, name: Option<&str>, uid: u32) -> Option<SubRange>
         }
     }
     None
+}
+
+/// How many ids a suggested range holds: 65536, as useradd allocates and as images expect
+/// (nobody is 65534).
+pub const SUGGESTED_COUNT: u32 = 65536;
+
+/// Where useradd starts allocating (SUB_UID_MIN in login.defs).
+const SUGGESTED_MIN: u64 = 100_000;
+
+/// The first range of [`SUGGESTED_COUNT`] ids that starts after every range in the given
+/// subuid and subgid texts, so that following the suggestion never gives two accounts the same
+/// host ids. `None` when no such range fits below 2^32.
+pub fn suggest_range(texts: &[&str]) -> Option<SubRange> {
+    let mut end = SUGGESTED_MIN;
+    for line in texts.iter().flat_map(|t| t.lines()) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split(':').skip(1);
+        let (Some(Ok(start)), Some(Ok(count))) = (
+            parts.next().map(|s| s.trim().parse::<u64>()),
+            parts.next().map(|s| s.trim().parse::<u64>()),
+        ) else {
+            continue;
+        };
+        end = end.max(start + count);
+    }
+    // a range must stay below 2^32 - 1, the "no id" value
+    let start = u32::try_from(end).ok()?;
+    start.checked_add(SUGGESTED_COUNT)?;
+    Some(SubRange {
+        start,
+        count: SUGGESTED_COUNT,
+    })
+}
+
+/// [`suggest_range`] for this host's /etc/subuid and /etc/subgid.
+pub fn suggest_range_on_host() -> Option<SubRange> {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    suggest_range(&[&read("/etc/subuid"), &read("/etc/subgid")])
+}
+
+/// The command an admin runs to give `user` the range `r`.
+pub fn usermod_command(user: &str, r: SubRange) -> String {
+    let last = r.start as u64 + r.count as u64 - 1;
+    format!(
+        "usermod --add-subuids {s}-{last} --add-subgids {s}-{last} {user}",
+        s = r.start
+    )
+}
+
+/// How an admin gives `user` a range: the command for the first free one, or what to do when
+/// none is left.
+pub fn range_fix(user: &str, free: Option<SubRange>) -> String {
+    match free {
+        Some(r) => format!(
+            "add `{user}:{}:{}` to /etc/subuid and /etc/subgid (`{}`)",
+            r.start,
+            r.count,
+            usermod_command(user, r)
+        ),
+        None => format!(
+            "add a free range of {SUGGESTED_COUNT} ids for {user} to /etc/subuid and /etc/subgid \
+             (none is left below 2^32 after the existing ranges)"
+        ),
+    }
 }
 
 /// The current user's login name, from /etc/passwd (or $USER when the entry is missing).
@@ -537,5 +605,26 @@ mod tests {
         let i = m.idmap();
         assert_eq!((i.uid_count, i.gid_count), (65537, 1001));
         assert_eq!(Mode::Single.idmap().uid_count, 1);
+    }
+
+    #[test]
+    fn suggested_range_starts_after_every_range_in_both_files() {
+        // empty files: useradd's own first range
+        let r = suggest_range(&["", ""]).unwrap();
+        assert_eq!((r.start, r.count), (100_000, 65536));
+        // Debian's useradd allocated 100000-165535 and 165536-231071; a hand-made range in
+        // /etc/subgid only sits further up; comments and bad lines are ignored
+        let uid = "alice:100000:65536\nbob:165536:65536\n# x:9999999:1\nbad:line\n";
+        let gid = "alice:100000:65536\n1003:300000:1000\n";
+        let r = suggest_range(&[uid, gid]).unwrap();
+        assert_eq!((r.start, r.count), (301_000, 65536));
+        assert_eq!(
+            range_fix("carol", Some(r)),
+            "add `carol:301000:65536` to /etc/subuid and /etc/subgid \
+             (`usermod --add-subuids 301000-366535 --add-subgids 301000-366535 carol`)"
+        );
+        // no room below 2^32
+        assert!(suggest_range(&["full:4294900000:60000\n"]).is_none());
+        assert!(range_fix("carol", None).contains("none is left"));
     }
 }

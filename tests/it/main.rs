@@ -7,6 +7,7 @@ mod util;
 
 mod debian;
 mod docs;
+mod errors;
 mod hostile;
 mod images;
 mod lifecycle;
