@@ -332,7 +332,11 @@ impl Drop for TmpPath {
 /// the modes the image gave it.
 fn make_private(root: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(root) {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+    {
         Ok(()) => {}
         Err(e) => return Err(e).ctx(|| format!("create store directory {}", bt(root))),
     }
