@@ -31,7 +31,8 @@ pub struct GlobalArgs {
     /// Storage root (images, layers, container records) [default: $XDG_DATA_HOME/rbox]
     #[arg(long, global = true, env = "RBOX_ROOT", value_name = "PATH")]
     pub root: Option<PathBuf>,
-    /// Directory for volatile state [default: $XDG_RUNTIME_DIR/rbox, else /tmp/rbox-$UID]
+    /// Directory for volatile state [default: $XDG_RUNTIME_DIR/rbox, else /tmp/rbox-run-$UID when that is
+    /// a private directory of yours, else run/ in the store]
     #[arg(long, global = true, env = "RBOX_RUNROOT", value_name = "PATH")]
     pub runroot: Option<PathBuf>,
     /// Storage driver for container root filesystems: overlay (kernel overlayfs, falling back

@@ -122,6 +122,12 @@ pub struct State {
     pub finished_at: String,
     /// the error that kept the container from starting, if any
     pub error: String,
+    /// The runtime directory that holds the live state of this start (absolute). Readers go
+    /// there, not to their own runtime directory: `su`, `ssh` and batch job steps give one user
+    /// different `$XDG_RUNTIME_DIR`s, and a container must look the same from all of them.
+    /// Empty in records written before it existed, and then the caller's directory is used.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub live_dir: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,11 +175,25 @@ fn record_path(root: &Path, id: &str) -> PathBuf {
     containers_dir(root).join(id).join("container.json")
 }
 
-fn live_path(g: &GlobalArgs, id: &str) -> Result<PathBuf> {
-    Ok(paths::runtime_dir(g)?
-        .join("containers")
-        .join(format!("{id}.json")))
+fn live_file(dir: &Path, id: &str) -> PathBuf {
+    dir.join("containers").join(format!("{id}.json"))
 }
+
+/// Where the live state of `rec`'s current start is: in the runtime directory named in the
+/// record (when that is still a private directory of ours: after a reboot another user may
+/// have made it), else, for older records, in the caller's.
+fn live_path(g: &GlobalArgs, rec: &ContainerRecord) -> Option<PathBuf> {
+    if rec.state.live_dir.is_empty() {
+        return paths::runtime_dir(g).ok().map(|d| live_file(&d, &rec.id));
+    }
+    let dir = Path::new(&rec.state.live_dir);
+    paths::is_private_dir(dir).then(|| live_file(dir, &rec.id))
+}
+
+/// The exit code recorded for a container whose end nobody saw (its monitor, or the
+/// `rbox run` attached to it, was killed; the host rebooted): its init was killed by its
+/// parent-death signal, SIGKILL, so 128 + 9, as podman reports it.
+pub const UNOBSERVED_EXIT: i32 = 128 + libc::SIGKILL;
 
 /// A new random container id (64 hex digits).
 pub fn new_id() -> Result<String> {
@@ -323,7 +343,8 @@ pub fn mark_running(
         boot_id: paths::boot_id(),
         monitor: std::process::id() as i32,
     };
-    let p = live_path(g, &rec.id)?;
+    let dir = paths::runtime_dir(g)?;
+    let p = live_file(&dir, &rec.id);
     fs::create_dir_all(p.parent().expect("has parent"))
         .with_context(|| format!("create `{}`", p.display()))?;
     fs::write(&p, serde_json::to_vec(&live).expect("plain struct"))
@@ -335,6 +356,7 @@ pub fn mark_running(
         started_at: now_rfc3339(),
         finished_at: String::new(),
         error: String::new(),
+        live_dir: dir.to_string_lossy().into_owned(),
     };
     save(root, rec)
 }
@@ -346,7 +368,7 @@ pub fn mark_exited(
     rec: &mut ContainerRecord,
     code: i32,
 ) -> Result<()> {
-    if let Ok(p) = live_path(g, &rec.id) {
+    if let Some(p) = live_path(g, rec) {
         fs::remove_file(p).ok();
     }
     rec.state.status = Status::Exited;
@@ -361,18 +383,11 @@ fn refresh(g: &GlobalArgs, rec: &mut ContainerRecord) {
     if rec.state.status != Status::Running {
         return;
     }
-    let alive = live_path(g, &rec.id)
-        .ok()
-        .and_then(|p| fs::read(p).ok())
-        .and_then(|d| serde_json::from_slice::<Live>(&d).ok())
-        .is_some_and(|l| {
-            l.boot_id == paths::boot_id()
-                && l.pid > 0
-                && proc_start_time(l.pid).is_some_and(|t| t == l.start_time || l.start_time == 0)
-        });
+    let alive = live(g, rec).is_some();
     if !alive {
         rec.state.status = Status::Exited;
         rec.state.pid = 0;
+        rec.state.exit_code.get_or_insert(UNOBSERVED_EXIT);
         if rec.state.finished_at.is_empty() {
             rec.state.finished_at = rec.state.started_at.clone();
         }
@@ -403,6 +418,11 @@ pub fn list(g: &GlobalArgs) -> Result<Vec<ContainerRecord>> {
     Ok(out)
 }
 
+/// The record of container `id` as written, without checking its process.
+pub fn load(g: &GlobalArgs, id: &str) -> Result<ContainerRecord> {
+    load_raw(&paths::storage_root(g)?, id)
+}
+
 /// Find a container by full id, unique id prefix, or name.
 pub fn lookup(g: &GlobalArgs, name_or_id: &str) -> Result<ContainerRecord> {
     let root = paths::storage_root(g)?;
@@ -428,11 +448,20 @@ pub fn lookup(g: &GlobalArgs, name_or_id: &str) -> Result<ContainerRecord> {
     }
 }
 
+/// The live state of `rec`, when its init runs now: same boot, same pid and start time (a
+/// pid reused by another process is not ours to signal).
+fn live(g: &GlobalArgs, rec: &ContainerRecord) -> Option<Live> {
+    let p = live_path(g, rec)?;
+    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
+    let alive = l.boot_id == paths::boot_id()
+        && l.pid > 0
+        && proc_start_time(l.pid).is_some_and(|t| t == l.start_time || l.start_time == 0);
+    alive.then_some(l)
+}
+
 /// The pids of a running container's init and of the rbox process attached to it.
 pub fn live_pids(g: &GlobalArgs, rec: &ContainerRecord) -> Option<(i32, i32)> {
-    let p = live_path(g, &rec.id).ok()?;
-    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
-    Some((l.pid, l.monitor))
+    live(g, rec).map(|l| (l.pid, l.monitor))
 }
 
 /// Whether the container's process is running now.
@@ -444,7 +473,7 @@ pub fn is_running(rec: &ContainerRecord) -> bool {
 /// directory (which holds files owned by mapped ids) from inside the user namespace.
 pub fn remove(g: &GlobalArgs, rec: &ContainerRecord) -> Result<()> {
     let root = paths::storage_root(g)?;
-    if let Ok(p) = live_path(g, &rec.id) {
+    if let Some(p) = live_path(g, rec) {
         fs::remove_file(p).ok();
     }
     fs::remove_file(record_path(&root, &rec.id)).ok();

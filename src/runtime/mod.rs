@@ -33,6 +33,8 @@ use crate::state::{self, ContainerRecord, State, Status};
 
 /// Open the store, entering the user namespace first.
 pub fn open_store(g: &GlobalArgs) -> Result<Store> {
+    // The runtime directory is decided (and checked) before anything is created or started.
+    paths::runtime_dir(g)?;
     let ids = userns::enter(g)?;
     let root = paths::storage_root(g)?;
     Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))
@@ -200,6 +202,7 @@ fn create(
             started_at: String::new(),
             finished_at: String::new(),
             error: String::new(),
+            live_dir: String::new(),
         },
     };
     state::save(root, &rec)?;
@@ -501,9 +504,11 @@ pub fn signal_container(
                 rec.name
             );
         }
+        // The record as written, not as `lookup` corrects it: whether the monitor got to
+        // record an exit of its own before it died.
         let root = paths::storage_root(g)?;
-        if let Ok(mut cur) = state::lookup(g, &rec.id) {
-            if cur.state.exit_code.is_none() {
+        if let Ok(mut cur) = state::load(g, &rec.id) {
+            if cur.state.status == Status::Running {
                 state::mark_exited(g, &root, &mut cur, 128 + Signal::SIGKILL as i32)?;
             }
         }

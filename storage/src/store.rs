@@ -36,9 +36,10 @@ const DIRS: &[&str] = &[
 ];
 
 impl Store {
-    /// Opens (creating on first use) the store at `root`. Stale temp entries left by dead
-    /// processes are removed on the way.
+    /// Opens (creating on first use) the store at `root`, which is made mode 0700 (see
+    /// [`make_private`]). Stale temp entries left by dead processes are removed on the way.
     pub fn open(root: &Path, ids: IdMap) -> Result<Store> {
+        make_private(root)?;
         for d in DIRS {
             let p = root.join(d);
             if !p.is_dir() {
@@ -323,6 +324,31 @@ impl Drop for TmpPath {
     }
 }
 
+/// Creates `root` mode 0700 (with any missing parents, also 0700, as XDG base directories
+/// are), or takes group and other access away from an existing one. Layer files keep their
+/// setuid bits and their world-writable directories (an image's `/tmp`), and a home directory
+/// is often 0755: only a closed root keeps another user from running a setuid file of this
+/// store with our uid, or from planting files in it. Everything below the root may then keep
+/// the modes the image gave it.
+fn make_private(root: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+    {
+        Ok(()) => {}
+        Err(e) => return Err(e).ctx(|| format!("create store directory {}", bt(root))),
+    }
+    let md = fs::metadata(root).ctx(|| format!("stat store directory {}", bt(root)))?;
+    if md.permissions().mode() & 0o077 != 0 {
+        let mode = md.permissions().mode() & 0o7700;
+        fs::set_permissions(root, fs::Permissions::from_mode(mode))
+            .ctx(|| format!("make store directory {} private (chmod 0700)", bt(root)))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn create_new(path: &Path, mode: u32) -> Result<File> {
     OpenOptions::new()
         .write(true)
@@ -409,6 +435,29 @@ mod tests {
 
     fn tmp_entries(s: &Store) -> usize {
         fs::read_dir(s.tmp_root()).unwrap().count()
+    }
+
+    #[test]
+    fn open_makes_the_root_private() {
+        let d = tempfile::tempdir().unwrap();
+        let ids = IdMap {
+            uid_count: 1,
+            gid_count: 1,
+        };
+        // new: 0700 whatever the umask, parents included
+        let fresh = d.path().join("data/rbox");
+        Store::open(&fresh, ids).unwrap();
+        for p in [&fresh, &d.path().join("data")] {
+            let mode = fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o700, "{}", p.display());
+        }
+        // an existing store made 0755 by an older rbox is closed on open
+        let old = d.path().join("old");
+        fs::create_dir(&old).unwrap();
+        fs::set_permissions(&old, fs::Permissions::from_mode(0o755)).unwrap();
+        Store::open(&old, ids).unwrap();
+        let mode = fs::metadata(&old).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]

@@ -14,3 +14,4 @@ mod lifecycle;
 mod podman;
 mod registry;
 mod run;
+mod security;

@@ -25,7 +25,6 @@ pub const SUB_USER: &str = "rboxsub";
 /// The unprivileged user without any subordinate range (created by `.ci/run`).
 pub const NOSUB_USER: &str = "rboxnosub";
 /// A third account without a range, the stranger in cross-user tests (created by `.ci/run`).
-#[allow(dead_code)] // until the cross-user tests land
 pub const OTHER_USER: &str = "rboxother";
 
 /// A plain PATH: the tests never inherit the caller's environment.
@@ -81,7 +80,6 @@ pub enum Who {
     Current,
     /// A second unprivileged account without ranges, never a test's main identity: the other
     /// user of cross-user tests (see [`other_user`]).
-    #[allow(dead_code)] // until the cross-user tests land
     Other,
 }
 
@@ -190,7 +188,6 @@ pub fn users() -> Vec<User> {
 /// The stranger of cross-user tests: another unprivileged account that must not reach the
 /// test user's store or runtime directory. Needs root (to switch users); `None` (with a loud
 /// skip, or a failure under CI) when the tests do not run as root or the account is missing.
-#[allow(dead_code)] // until the cross-user tests land
 pub fn other_user() -> Option<User> {
     if !require(is_root(), "cross-user tests switch users and need root") {
         return None;
