@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use super::seccomp;
 use crate::cmd::run::RunArgs;
 use crate::state::{MountSpec, Spec};
 
@@ -190,6 +191,47 @@ pub fn parse_tmpfs(t: &str) -> Result<MountSpec> {
     })
 }
 
+/// Parse `--security-opt` values: no_new_privs (off by default as in Podman and Docker, so
+/// setuid programs such as su and ping work in the container) and the seccomp profile (read
+/// and checked now, so a bad file fails before anything is created). AppArmor and SELinux are
+/// not applied by rbox: their "off" values are accepted because Podman users type them.
+pub fn security_opts(opts: &[String]) -> Result<(bool, seccomp::Mode)> {
+    let mut no_new_privileges = false;
+    let mut mode = seccomp::Mode::Default;
+    for o in opts {
+        // podman also takes the older KEY:VALUE spelling
+        let (key, value) = match o.split_once('=').or_else(|| o.split_once(':')) {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        match (key, value) {
+            ("no-new-privileges", None | Some("true")) => no_new_privileges = true,
+            ("no-new-privileges", Some("false")) => no_new_privileges = false,
+            ("seccomp", Some("unconfined")) => mode = seccomp::Mode::Unconfined,
+            ("seccomp", Some(path)) if !path.is_empty() => {
+                mode = seccomp::Mode::Profile {
+                    path: path.to_string(),
+                    profile: seccomp::Profile::read(path)?,
+                }
+            }
+            ("seccomp", _) => {
+                bail!("invalid --security-opt `{o}`: give seccomp=unconfined or seccomp=PROFILE.json")
+            }
+            ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            ("apparmor", _) => bail!(
+                "invalid --security-opt `{o}`: rbox does not apply AppArmor profiles; only apparmor=unconfined is accepted"
+            ),
+            ("label", _) => bail!(
+                "invalid --security-opt `{o}`: rbox does not apply SELinux labels; only label=disable is accepted"
+            ),
+            _ => bail!(
+                "invalid --security-opt `{o}`: rbox knows no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, apparmor=unconfined and label=disable"
+            ),
+        }
+    }
+    Ok((no_new_privileges, mode))
+}
+
 /// Build the container's spec from the image and the flags.
 pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     let lookup = |k: &str| std::env::var(k).ok();
@@ -225,21 +267,7 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     if !workdir.is_empty() && !workdir.starts_with('/') {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
     }
-    // Off by default as in Podman and Docker (setuid programs such as su and ping work in the
-    // container); `--security-opt no-new-privileges` turns it on.
-    let mut no_new_privileges = false;
-    for o in &a.security_opt {
-        match o.as_str() {
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
-                no_new_privileges = true
-            }
-            "no-new-privileges=false" | "no-new-privileges:false" => no_new_privileges = false,
-            _ if o.starts_with("label=")
-                || o.starts_with("apparmor=")
-                || o.starts_with("seccomp=") => {}
-            _ => bail!("invalid --security-opt `{o}`: rbox knows no-new-privileges"),
-        }
-    }
+    let (no_new_privileges, seccomp) = security_opts(&a.security_opt)?;
     match a.network.as_str() {
         "none" | "host" => {}
         n => bail!("network mode `{n}` is not supported yet: use --network=none or --network=host"),
@@ -272,6 +300,7 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         no_new_privileges,
+        seccomp,
         entrypoint: img.entrypoint.clone(),
         cmd: img.cmd.clone(),
         labels: img.labels.clone(),
