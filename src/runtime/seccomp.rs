@@ -1158,3 +1158,261 @@ pub fn builtin() -> Profile {
         syscalls: s,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PODMAN_DEFAULT: &str = "/usr/share/containers/seccomp.json";
+
+    fn host(caps: u64) -> Host {
+        Host {
+            arch: "amd64",
+            scmp_arch: "SCMP_ARCH_X86_64",
+            caps,
+            kernel: (6, 1),
+        }
+    }
+
+    fn cap(name: &str) -> u64 {
+        1 << super::super::caps::parse(name).unwrap().unwrap()
+    }
+
+    /// A filter as a set of rules: order and repetition change nothing (containers-common
+    /// 0.50 lists one socket rule twice).
+    fn as_set(f: &Filter) -> (Action, Vec<String>, BTreeSet<Rule>) {
+        (
+            f.default,
+            f.arches.clone(),
+            f.rules.iter().cloned().collect(),
+        )
+    }
+
+    fn bpf(f: &Filter) -> Vec<(u16, u8, u8, u32)> {
+        f.compile()
+            .unwrap()
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
+            .collect()
+    }
+
+    fn action_of<'a>(f: &'a Filter, name: &str) -> Vec<&'a Rule> {
+        f.rules.iter().filter(|r| r.name == name).collect()
+    }
+
+    #[test]
+    fn builtin_equals_the_installed_podman_default() {
+        let text = match std::fs::read_to_string(PODMAN_DEFAULT) {
+            Ok(t) => t,
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "read `{PODMAN_DEFAULT}` (containers-common, installed with podman): {e}"
+                );
+                eprintln!("SKIP (no `{PODMAN_DEFAULT}`: {e})");
+                return;
+            }
+        };
+        let podman = Profile::parse(&text).unwrap();
+        let ours = builtin();
+        let default = crate::runtime::caps::kept(&[], &[], false, 40).unwrap();
+        let all = crate::runtime::caps::kept(&[], &[], true, 40).unwrap();
+        for caps in [
+            default,
+            0,
+            all,
+            default | cap("SYS_ADMIN"),
+            default & !cap("SYS_CHROOT"),
+        ] {
+            let mut h = Host::with_caps(caps);
+            let (a, b) = (ours.resolve(&h).unwrap(), podman.resolve(&h).unwrap());
+            assert_eq!(as_set(&a), as_set(&b), "caps {caps:#x}");
+            // the very same program, as libseccomp builds it
+            assert_eq!(bpf(&a), bpf(&b), "caps {caps:#x}");
+            // and on the other architectures the profile names
+            for (arch, scmp) in [("arm64", "SCMP_ARCH_AARCH64"), ("s390x", "SCMP_ARCH_S390X")] {
+                h.arch = arch;
+                h.scmp_arch = scmp;
+                assert_eq!(
+                    as_set(&ours.resolve(&h).unwrap()),
+                    as_set(&podman.resolve(&h).unwrap()),
+                    "{arch} caps {caps:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn builtin_resolves_by_capability_and_arch() {
+        let default = crate::runtime::caps::kept(&[], &[], false, 40).unwrap();
+        let f = builtin().resolve(&host(default)).unwrap();
+        assert_eq!(f.default, Action::Errno(libc::ENOSYS as u16));
+        assert_eq!(
+            f.arches,
+            ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+        );
+        let only =
+            |name: &str| -> Vec<Action> { action_of(&f, name).iter().map(|r| r.action).collect() };
+        assert_eq!(only("read"), [Action::Allow]);
+        assert_eq!(only("userfaultfd"), [Action::Errno(libc::EPERM as u16)]);
+        // no CAP_SYS_ADMIN by default: sethostname is refused, chroot (CAP_SYS_CHROOT) is not;
+        // setns is in both lists, as in containers-common (both go to libseccomp, as in crun)
+        assert_eq!(only("sethostname"), [Action::Errno(libc::EPERM as u16)]);
+        assert_eq!(
+            only("setns"),
+            [Action::Allow, Action::Errno(libc::EPERM as u16)]
+        );
+        assert_eq!(only("chroot"), [Action::Allow]);
+        assert_eq!(only("arch_prctl"), [Action::Allow]);
+        assert!(only("cacheflush").is_empty());
+        assert_eq!(action_of(&f, "personality").len(), PERSONALITIES.len());
+        // audit sockets: EINVAL without CAP_AUDIT_WRITE, plain allow with it
+        assert_eq!(action_of(&f, "socket").len(), 3);
+        let with = builtin()
+            .resolve(&host(default | cap("SYS_ADMIN") | cap("AUDIT_WRITE")))
+            .unwrap();
+        assert_eq!(
+            action_of(&with, "sethostname")
+                .iter()
+                .map(|r| r.action)
+                .collect::<Vec<_>>(),
+            [Action::Allow]
+        );
+        let socket = action_of(&with, "socket");
+        assert_eq!(socket.len(), 1);
+        assert!(socket[0].args.is_empty());
+        let arm = builtin()
+            .resolve(&Host {
+                arch: "arm64",
+                scmp_arch: "SCMP_ARCH_AARCH64",
+                ..host(default)
+            })
+            .unwrap();
+        assert_eq!(arm.arches, ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]);
+        assert!(action_of(&arm, "arch_prctl").is_empty());
+        assert_eq!(action_of(&arm, "cacheflush").len(), 1);
+    }
+
+    #[test]
+    fn parse_profiles() {
+        // nulls where containers-common writes them, the single-name form, errno defaults
+        let p = Profile::parse(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": null, "syscalls": [
+                {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW", "args": null,
+                 "includes": null, "excludes": {}},
+                {"name": "mkdir", "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [
+                    {"index": 1, "value": 9, "op": "SCMP_CMP_EQ"},
+                    {"index": 0, "value": 4095, "valueTwo": 1, "op": "SCMP_CMP_MASKED_EQ"}]}
+            ]}"#,
+        )
+        .unwrap();
+        let f = p.resolve(&host(0)).unwrap();
+        assert_eq!(f.default, Action::Errno(libc::EPERM as u16));
+        assert!(f.arches.is_empty());
+        let names: Vec<&str> = f.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["read", "write", "mkdir", "kill"]);
+        assert_eq!(f.rules[2].action, Action::Errno(13));
+        assert_eq!(
+            f.rules[3].args,
+            [
+                Cmp {
+                    index: 1,
+                    op: Op::Eq,
+                    value: 9,
+                    value_two: 0
+                },
+                Cmp {
+                    index: 0,
+                    op: Op::MaskedEq,
+                    value: 4095,
+                    value_two: 1
+                }
+            ]
+        );
+        // it survives the container record's round trip
+        let back: Profile = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+
+        let err = |text: &str| format!("{:#}", Profile::parse(text).unwrap_err());
+        assert!(err("{").contains("EOF"));
+        assert!(err(r#"{"syscalls": []}"#).contains("defaultAction"));
+        assert!(err(r#"{"defaultAction": "SCMP_ACT_MAYBE"}"#).contains("unknown action"));
+        assert!(err(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}"#
+        )
+        .contains("listener"));
+        assert!(err(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_LIKE"}]}]}"#
+        )
+        .contains("unknown argument operator"));
+        assert!(err(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "read", "names": ["write"], "action": "SCMP_ACT_ERRNO"}]}"#
+        )
+        .contains("both `name` and `names`"));
+        assert!(
+            err(r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]}"#)
+                .contains("unknown architecture")
+        );
+        assert!(
+            err(r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}"#)
+                .contains("out of range")
+        );
+    }
+
+    #[test]
+    fn includes_and_excludes() {
+        let p: Profile = serde_json::from_str(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["a"], "action": "SCMP_ACT_LOG", "includes": {"minKernel": "5.10"}},
+                {"names": ["b"], "action": "SCMP_ACT_LOG", "includes": {"minKernel": "6.2"}},
+                {"names": ["c"], "action": "SCMP_ACT_LOG", "excludes": {"minKernel": "6.1"}},
+                {"names": ["d"], "action": "SCMP_ACT_LOG", "includes": {"caps": ["CAP_KILL", "CAP_CHOWN"]}},
+                {"names": ["e"], "action": "SCMP_ACT_LOG", "excludes": {"caps": ["CAP_KILL", "CAP_BPF"]}},
+                {"names": ["f"], "action": "SCMP_ACT_LOG", "excludes": {"arches": ["amd64"]}},
+                {"names": ["g"], "action": "SCMP_ACT_LOG", "includes": {"caps": ["CAP_FUTURE"]}}
+            ]}"#,
+        )
+        .unwrap();
+        let names = |caps: u64| -> String {
+            p.resolve(&host(caps))
+                .unwrap()
+                .rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect()
+        };
+        assert_eq!(names(0), "ae");
+        assert_eq!(names(cap("KILL")), "a");
+        assert_eq!(names(cap("KILL") | cap("CHOWN")), "ad");
+        assert_eq!(names(cap("CHOWN")), "ae");
+    }
+
+    #[test]
+    fn compiles() {
+        let default = crate::runtime::caps::kept(&[], &[], false, 40).unwrap();
+        let prog = program(&Mode::Default, false, default).unwrap().unwrap();
+        // BPF_MAXINSNS is 4096
+        assert!(prog.len() > 100 && prog.len() < 4096, "{}", prog.len());
+        assert!(program(&Mode::Default, true, default).unwrap().is_none());
+        assert!(program(&Mode::Unconfined, false, default)
+            .unwrap()
+            .is_none());
+        // repeated argument indexes become separate rules; unknown calls are skipped
+        let profile: Profile = serde_json::from_str(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["kill", "no_such_call"], "action": "SCMP_ACT_ERRNO", "args": [
+                    {"index": 1, "value": 9, "op": "SCMP_CMP_EQ"},
+                    {"index": 1, "value": 15, "op": "SCMP_CMP_EQ"}]}]}"#,
+        )
+        .unwrap();
+        let mode = Mode::Profile {
+            path: "/p.json".into(),
+            profile,
+        };
+        assert!(program(&mode, true, 0).unwrap().is_some());
+        assert_eq!(mode.security_opt().as_deref(), Some("seccomp=/p.json"));
+        assert_eq!(parse_kernel("6.1.0-18-amd64"), Some((6, 1)));
+        assert_eq!(parse_kernel("6.18.44-fc-v595"), Some((6, 18)));
+    }
+}

@@ -377,4 +377,49 @@ mod tests {
         assert_eq!(t.options, s(&["size=1m", "mode=700"]));
         assert!(parse_tmpfs("run").is_err());
     }
+
+    #[test]
+    fn security_options() {
+        let parse = |v: &[&str]| security_opts(&s(v));
+        let err = |v: &[&str]| format!("{:#}", parse(v).unwrap_err());
+        assert_eq!(parse(&[]).unwrap(), (false, seccomp::Mode::Default));
+        assert_eq!(
+            parse(&["no-new-privileges", "seccomp=unconfined"]).unwrap(),
+            (true, seccomp::Mode::Unconfined)
+        );
+        assert!(
+            !parse(&["no-new-privileges:true", "no-new-privileges=false"])
+                .unwrap()
+                .0
+        );
+        // the "off" values of AppArmor and SELinux change nothing
+        assert_eq!(
+            parse(&["apparmor=unconfined", "label=disable", "seccomp:unconfined"]).unwrap(),
+            (false, seccomp::Mode::Unconfined)
+        );
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("p.json");
+        std::fs::write(&f, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+        let path = f.to_str().unwrap();
+        match parse(&[&format!("seccomp={path}")]).unwrap().1 {
+            seccomp::Mode::Profile { path: p, profile } => {
+                assert_eq!(
+                    (p.as_str(), profile.default_action.as_str()),
+                    (path, "SCMP_ACT_ALLOW")
+                )
+            }
+            m => panic!("{m:?}"),
+        }
+        std::fs::write(&f, r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": 3}"#).unwrap();
+        assert!(
+            err(&[&format!("seccomp={path}")]).starts_with(&format!("seccomp profile `{path}`: "))
+        );
+        assert!(err(&["seccomp=/nonexistent"]).starts_with("read seccomp profile `/nonexistent`: "));
+        assert!(err(&["seccomp="]).contains("seccomp=unconfined or seccomp=PROFILE.json"));
+        assert!(err(&["apparmor=docker-default"]).contains("AppArmor"));
+        assert!(err(&["label=type:spc_t"]).contains("SELinux"));
+        let unknown = err(&["mask=/proc/kcore"]);
+        assert!(unknown.contains("`mask=/proc/kcore`") && unknown.contains("seccomp=unconfined"));
+        assert!(!unknown.contains('\n'));
+    }
 }

@@ -13,3 +13,4 @@ mod lifecycle;
 mod podman;
 mod registry;
 mod run;
+mod seccomp;
