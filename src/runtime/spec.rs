@@ -279,6 +279,17 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     for c in a.cap_add.iter().chain(&a.cap_drop) {
         super::caps::parse(c)?;
     }
+    if let seccomp::Mode::Profile { path, .. } = &seccomp {
+        // what libseccomp refuses (a rule it cannot express) fails now, not at every start
+        let kept = super::caps::kept(
+            &a.cap_add,
+            &a.cap_drop,
+            a.privileged,
+            super::caps::last_cap(),
+        )?;
+        seccomp::program(&seccomp, a.privileged, kept)
+            .with_context(|| format!("seccomp profile `{path}`"))?;
+    }
     Ok(Spec {
         args,
         env,
