@@ -70,6 +70,9 @@ pub struct Spec {
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub no_new_privileges: bool,
+    /// `--security-opt seccomp=...`; records older than seccomp support read as the default
+    #[serde(default)]
+    pub seccomp: crate::runtime::seccomp::Mode,
     /// the image config's Entrypoint and Cmd, for inspect
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,

@@ -119,6 +119,11 @@ pub fn container_json(rec: &ContainerRecord) -> Value {
         }));
     }
     let running = st.status == Status::Running;
+    let mut security_opts: Vec<String> = Vec::new();
+    if s.no_new_privileges {
+        security_opts.push("no-new-privileges".into());
+    }
+    security_opts.extend(s.seccomp.security_opt());
     json!({
         "Id": rec.id,
         "Created": rec.created,
@@ -172,7 +177,7 @@ pub fn container_json(rec: &ContainerRecord) -> Value {
             "ReadonlyRootfs": s.read_only,
             "CapAdd": s.cap_add,
             "CapDrop": s.cap_drop,
-            "SecurityOpt": if s.no_new_privileges { vec!["no-new-privileges"] } else { Vec::new() },
+            "SecurityOpt": security_opts,
             "AutoRemove": rec.auto_remove,
             "Tmpfs": tmpfs,
             "Init": s.init,

@@ -80,10 +80,14 @@ pub struct RunArgs {
     /// Drop Linux capabilities
     #[arg(long = "cap-drop", value_name = "CAP")]
     pub cap_drop: Vec<String>,
-    /// Give the container every capability and no masked paths
+    /// Give the container every capability, no masked paths and no seccomp filter (unless one
+    /// is given with --security-opt seccomp=PROFILE.json)
     #[arg(long)]
     pub privileged: bool,
-    /// Security options: no-new-privileges[=true|false] (off by default, as in podman)
+    /// Security options: no-new-privileges[=true|false] (off by default, as in podman);
+    /// seccomp=unconfined or seccomp=PROFILE.json (a profile in containers-common's format;
+    /// the default is podman's default profile); apparmor=unconfined and label=disable are
+    /// accepted and change nothing (rbox applies no AppArmor or SELinux profile)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Pull policy: missing, always, never, newer

@@ -40,6 +40,8 @@ pub struct Launch {
     /// With `-t`, the caller's window size, set on the container's terminal before exec
     /// (the command may ask for it at once, before rbox relays anything)
     pub winsize: Option<libc::winsize>,
+    /// the seccomp program the command runs under (compiled here, installed by the child)
+    pub seccomp: Option<Vec<libc::sock_filter>>,
 }
 
 /// The id maps of a keep-id container: the caller's own uid/gid inside map to rbox's
@@ -265,7 +267,7 @@ fn child_setup(l: &Launch, sock: Option<OwnedFd>) -> Result<Failure, Failure> {
         return Ok(init(l, sock));
     }
     terminal(l, sock)?;
-    Ok(process::exec(&l.spec, l.single_id))
+    Ok(process::exec(&l.spec, l.single_id, l.seccomp.as_deref()))
 }
 
 /// Give the command its stdio: a new session, and with `-t` the pty from our own devpts.
@@ -321,7 +323,7 @@ fn init(l: &Launch, sock: Option<OwnedFd>) -> Failure {
             if let Err(f) = terminal(l, sock) {
                 return f;
             }
-            return process::exec(&l.spec, l.single_id);
+            return process::exec(&l.spec, l.single_id, l.seccomp.as_deref());
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
         Err(e) => return Failure::setup(format!("fork init child: {e}")),

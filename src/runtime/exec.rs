@@ -71,6 +71,9 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     }
     drop(fds);
     let spec = exec_spec(&rec.spec, o);
+    // The container's own filter, as its capabilities decided it: `exec --privileged` adds
+    // capabilities to this process but does not lift the container's seccomp profile (Podman).
+    let seccomp = super::seccomp_program(&rec.spec)?;
     // The terminal comes from the container's own devpts, which is ours now too.
     let pty = if o.tty { Some(open_pty()?) } else { None };
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("create pipe")?;
@@ -78,7 +81,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     let child = match sys::fork().context("fork exec process")? {
         ForkResult::Child => {
             drop(err_r);
-            let f = child_main(&spec, pty.as_ref().map(|p| &p.1));
+            let f = child_main(&spec, pty.as_ref().map(|p| &p.1), seccomp.as_deref());
             let mut msg = vec![f.code];
             msg.extend_from_slice(f.msg.replace('\n', " ").as_bytes());
             let _ = std::io::Write::write_all(&mut File::from(err_w), &msg);
@@ -144,7 +147,11 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     Ok((m, slave))
 }
 
-fn child_main(spec: &Spec, slave: Option<&OwnedFd>) -> Failure {
+fn child_main(
+    spec: &Spec,
+    slave: Option<&OwnedFd>,
+    seccomp: Option<&[libc::sock_filter]>,
+) -> Failure {
     if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
         return Failure::setup(format!("set parent death signal: {e}"));
     }
@@ -169,5 +176,5 @@ fn child_main(spec: &Spec, slave: Option<&OwnedFd>) -> Failure {
         }
     }
     let single_id = super::userns::current_mode() == super::userns::Mode::Single;
-    process::exec(spec, single_id)
+    process::exec(spec, single_id, seccomp)
 }

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod mounts;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod sys;
 pub mod userns;
@@ -293,7 +294,9 @@ fn launch(
     let mut spec = rec.spec.clone();
     let spec_tty = spec.tty;
     let keep_id = keep_id(&mode, &mut spec);
+    let seccomp = seccomp_program(&spec)?;
     Ok(container::Launch {
+        seccomp,
         spec,
         ops,
         target,
@@ -307,6 +310,18 @@ fn launch(
             None
         },
     })
+}
+
+/// The seccomp program for a container's processes (its own command and `exec`), compiled
+/// in rbox before any fork; `None` when it runs unconfined.
+pub fn seccomp_program(spec: &state::Spec) -> Result<Option<Vec<libc::sock_filter>>> {
+    let kept = caps::kept(
+        &spec.cap_add,
+        &spec.cap_drop,
+        spec.privileged,
+        caps::last_cap(),
+    )?;
+    seccomp::program(&spec.seccomp, spec.privileged, kept).context("build seccomp filter")
 }
 
 /// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside.

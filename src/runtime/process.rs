@@ -183,9 +183,10 @@ fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
         .find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
-/// Everything between pivot_root and exec. Never returns on success.
-pub fn exec(spec: &Spec, single_id: bool) -> Failure {
-    match prepare_and_exec(spec, single_id) {
+/// Everything between pivot_root and exec. Never returns on success. `seccomp` is the
+/// container's filter, compiled before the fork.
+pub fn exec(spec: &Spec, single_id: bool, seccomp: Option<&[libc::sock_filter]>) -> Failure {
+    match prepare_and_exec(spec, single_id, seccomp) {
         Ok(never) => match never {},
         Err(f) => f,
     }
@@ -193,7 +194,11 @@ pub fn exec(spec: &Spec, single_id: bool) -> Failure {
 
 enum Never {}
 
-fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
+fn prepare_and_exec(
+    spec: &Spec,
+    single_id: bool,
+    seccomp: Option<&[libc::sock_filter]>,
+) -> Result<Never, Failure> {
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
     let id = resolve_user(&spec.user, &passwd, &group).map_err(Failure::setup)?;
@@ -249,6 +254,14 @@ fn prepare_and_exec(spec: &Spec, single_id: bool) -> Result<Never, Failure> {
     if spec.tty {
         // The terminal belongs to the container user; fd 0 is its slave side.
         let _ = sys::fchown(0, id.uid, None);
+    }
+    // The filter goes on while we still hold CAP_SYS_ADMIN in the namespace: without
+    // no_new_privs (off by default, so setuid programs work) the kernel requires it. What runs
+    // from here to execve (prctl, setgroups, setres[ug]id, capset, close_range, rt_sigaction,
+    // execve) is therefore filtered too; Podman's default allows all of it, as runc does.
+    if let Some(prog) = seccomp {
+        sys::seccomp_install(prog)
+            .map_err(|e| Failure::setup(format!("install seccomp filter: {e}")))?;
     }
     // Capabilities: bounding set first (needs CAP_SETPCAP, still held), then ids, then capset.
     let last = caps::last_cap();

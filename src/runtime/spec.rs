@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use super::seccomp;
 use crate::cmd::run::RunArgs;
 use crate::state::{MountSpec, Spec};
 
@@ -256,6 +257,47 @@ pub fn parse_tmpfs(t: &str) -> Result<MountSpec> {
     })
 }
 
+/// Parse `--security-opt` values: no_new_privs (off by default as in Podman and Docker, so
+/// setuid programs such as su and ping work in the container) and the seccomp profile (read
+/// and checked now, so a bad file fails before anything is created). AppArmor and SELinux are
+/// not applied by rbox: their "off" values are accepted because Podman users type them.
+pub fn security_opts(opts: &[String]) -> Result<(bool, seccomp::Mode)> {
+    let mut no_new_privileges = false;
+    let mut mode = seccomp::Mode::Default;
+    for o in opts {
+        // podman also takes the older KEY:VALUE spelling
+        let (key, value) = match o.split_once('=').or_else(|| o.split_once(':')) {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        match (key, value) {
+            ("no-new-privileges", None | Some("true")) => no_new_privileges = true,
+            ("no-new-privileges", Some("false")) => no_new_privileges = false,
+            ("seccomp", Some("unconfined")) => mode = seccomp::Mode::Unconfined,
+            ("seccomp", Some(path)) if !path.is_empty() => {
+                mode = seccomp::Mode::Profile {
+                    path: path.to_string(),
+                    profile: seccomp::Profile::read(path)?,
+                }
+            }
+            ("seccomp", _) => {
+                bail!("invalid --security-opt `{o}`: give seccomp=unconfined or seccomp=PROFILE.json")
+            }
+            ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            ("apparmor", _) => bail!(
+                "invalid --security-opt `{o}`: rbox does not apply AppArmor profiles; only apparmor=unconfined is accepted"
+            ),
+            ("label", _) => bail!(
+                "invalid --security-opt `{o}`: rbox does not apply SELinux labels; only label=disable is accepted"
+            ),
+            _ => bail!(
+                "invalid --security-opt `{o}`: rbox knows no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, apparmor=unconfined and label=disable"
+            ),
+        }
+    }
+    Ok((no_new_privileges, mode))
+}
+
 /// Build the container's spec from the image and the flags.
 pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     let lookup = |k: &str| std::env::var(k).ok();
@@ -290,21 +332,7 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     if !workdir.is_empty() && !workdir.starts_with('/') {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
     }
-    // Off by default as in Podman and Docker (setuid programs such as su and ping work in the
-    // container); `--security-opt no-new-privileges` turns it on.
-    let mut no_new_privileges = false;
-    for o in &a.security_opt {
-        match o.as_str() {
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
-                no_new_privileges = true
-            }
-            "no-new-privileges=false" | "no-new-privileges:false" => no_new_privileges = false,
-            _ if o.starts_with("label=")
-                || o.starts_with("apparmor=")
-                || o.starts_with("seccomp=") => {}
-            _ => bail!("invalid --security-opt `{o}`: rbox knows no-new-privileges"),
-        }
-    }
+    let (no_new_privileges, seccomp) = security_opts(&a.security_opt)?;
     match a.network.as_str() {
         "none" | "host" => {}
         n => bail!("network mode `{n}` is not supported yet: use --network=none or --network=host"),
@@ -315,6 +343,17 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
     }
     for c in a.cap_add.iter().chain(&a.cap_drop) {
         super::caps::parse(c)?;
+    }
+    if let seccomp::Mode::Profile { path, .. } = &seccomp {
+        // what libseccomp refuses (a rule it cannot express) fails now, not at every start
+        let kept = super::caps::kept(
+            &a.cap_add,
+            &a.cap_drop,
+            a.privileged,
+            super::caps::last_cap(),
+        )?;
+        seccomp::program(&seccomp, a.privileged, kept)
+            .with_context(|| format!("seccomp profile `{path}`"))?;
     }
     // The image's labels, then --label-file, then --label: later ones win, as in Podman.
     let mut labels = img.labels.clone();
@@ -348,6 +387,7 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         no_new_privileges,
+        seccomp,
         entrypoint: img.entrypoint.clone(),
         cmd: img.cmd.clone(),
         labels,
@@ -458,5 +498,50 @@ mod tests {
         assert_eq!(l["b"], "");
         assert_eq!(l["c"], "x=y");
         assert!(parse_labels("bad key=1\n", &mut l).is_err());
+    }
+
+    #[test]
+    fn security_options() {
+        let parse = |v: &[&str]| security_opts(&s(v));
+        let err = |v: &[&str]| format!("{:#}", parse(v).unwrap_err());
+        assert_eq!(parse(&[]).unwrap(), (false, seccomp::Mode::Default));
+        assert_eq!(
+            parse(&["no-new-privileges", "seccomp=unconfined"]).unwrap(),
+            (true, seccomp::Mode::Unconfined)
+        );
+        assert!(
+            !parse(&["no-new-privileges:true", "no-new-privileges=false"])
+                .unwrap()
+                .0
+        );
+        // the "off" values of AppArmor and SELinux change nothing
+        assert_eq!(
+            parse(&["apparmor=unconfined", "label=disable", "seccomp:unconfined"]).unwrap(),
+            (false, seccomp::Mode::Unconfined)
+        );
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("p.json");
+        std::fs::write(&f, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+        let path = f.to_str().unwrap();
+        match parse(&[&format!("seccomp={path}")]).unwrap().1 {
+            seccomp::Mode::Profile { path: p, profile } => {
+                assert_eq!(
+                    (p.as_str(), profile.default_action.as_str()),
+                    (path, "SCMP_ACT_ALLOW")
+                )
+            }
+            m => panic!("{m:?}"),
+        }
+        std::fs::write(&f, r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": 3}"#).unwrap();
+        assert!(
+            err(&[&format!("seccomp={path}")]).starts_with(&format!("seccomp profile `{path}`: "))
+        );
+        assert!(err(&["seccomp=/nonexistent"]).starts_with("read seccomp profile `/nonexistent`: "));
+        assert!(err(&["seccomp="]).contains("seccomp=unconfined or seccomp=PROFILE.json"));
+        assert!(err(&["apparmor=docker-default"]).contains("AppArmor"));
+        assert!(err(&["label=type:spc_t"]).contains("SELinux"));
+        let unknown = err(&["mask=/proc/kcore"]);
+        assert!(unknown.contains("`mask=/proc/kcore`") && unknown.contains("seccomp=unconfined"));
+        assert!(!unknown.contains('\n'));
     }
 }

@@ -61,6 +61,28 @@ pub fn set_no_new_privs() -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as _).map(drop)
 }
 
+/// seccomp(SECCOMP_SET_MODE_FILTER): install a BPF program on this thread. Without
+/// no_new_privs the kernel requires CAP_SYS_ADMIN in the current user namespace (seccomp(2)),
+/// so the container's process calls this before it drops its capabilities.
+pub fn seccomp_install(program: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `program`, valid and unchanged for the duration of the call; the
+    // kernel copies the instructions and keeps no reference to our memory.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_uint,
+            &prog as *const libc::sock_fprog,
+        )
+    })
+    .map(drop)
+}
+
 /// prctl(PR_CAPBSET_DROP, cap).
 pub fn capbset_drop(cap: u32) -> io::Result<()> {
     // SAFETY: plain prctl with integer arguments.

@@ -14,4 +14,5 @@ mod lifecycle;
 mod podman;
 mod registry;
 mod run;
+mod seccomp;
 mod security;
