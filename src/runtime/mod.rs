@@ -550,7 +550,13 @@ pub fn stop_container(
     let pidfd = sys::pidfd_open(pid).ok();
     signal_container(g, rec, sig)?;
     if !wait_gone(pid, pidfd.as_ref(), timeout) {
-        signal_container(g, rec, nix::sys::signal::Signal::SIGKILL)?;
+        match signal_container(g, rec, nix::sys::signal::Signal::SIGKILL) {
+            Ok(()) => {}
+            // the stop signal did it after all, between the timeout and the SIGKILL (with
+            // `rm -f`'s timeout of 0 that is the common case)
+            Err(_) if state::live_pids(g, rec).is_none() => {}
+            Err(e) => return Err(e),
+        }
         wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10));
     }
     Ok(())
