@@ -37,7 +37,7 @@ use nix::unistd::{
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, Hasher, HashingReader};
-use crate::store::{create_new, remove_tree, Store};
+use crate::store::{create_new, remove_tree_at, Store};
 use crate::{bt, sys, Error, IdMap, IoContext, Result};
 
 /// What unpacking a layer produced.
@@ -583,7 +583,6 @@ struct DirMeta {
 }
 
 struct Unpacker {
-    root_path: PathBuf,
     root: OwnedFd,
     ids: IdMap,
     euid: u32,
@@ -612,7 +611,6 @@ impl Unpacker {
         let root = openat(nix::fcntl::AT_FDCWD, root_path, DIR_FLAGS, Mode::empty())
             .ctx(|| format!("open {}", bt(root_path)))?;
         Ok(Unpacker {
-            root_path: root_path.to_path_buf(),
             root,
             ids,
             euid: nix::unistd::geteuid().as_raw(),
@@ -885,8 +883,15 @@ impl Unpacker {
                 return fd.try_clone().ctx(|| "dup fd".into());
             }
         }
-        let mut cur = self.root.try_clone().ctx(|| "dup fd".into())?;
-        for (i, c) in comps.iter().enumerate() {
+        // Start from the cached directory when it is a prefix of `comps` (a tree's entries
+        // come parent first): a deep tree then costs one open per entry, not one per level.
+        let (mut cur, start) = match &self.parent_cache {
+            Some((c, fd)) if comps.starts_with(c) => {
+                (fd.try_clone().ctx(|| "dup fd".into())?, c.len())
+            }
+            _ => (self.root.try_clone().ctx(|| "dup fd".into())?, 0),
+        };
+        for (i, c) in comps.iter().enumerate().skip(start) {
             let next = match openat(&cur, os(c), DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if create => {
@@ -945,14 +950,18 @@ impl Unpacker {
             }
         };
         if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
-            // The parents were walked without symlinks in our private temp dir, so the
-            // path is stable; remove_tree never follows symlinks.
-            let mut p = self.root_path.clone();
-            for c in parent_comps {
-                p.push(os(c));
-            }
-            p.push(os(name));
-            remove_tree(&p).ctx(|| format!("remove {}", bt(&p)))?;
+            // Relative to the parent fd: no path to outgrow PATH_MAX in a deep tree, and
+            // remove_tree_at never follows symlinks.
+            remove_tree_at(parent, name).map_err(|e| {
+                Error::io(
+                    format!(
+                        "remove `{}/{}`",
+                        show(parent_comps),
+                        String::from_utf8_lossy(name)
+                    ),
+                    e,
+                )
+            })?;
             self.parent_cache = None;
             let mut full = parent_comps.to_vec();
             full.push(name.to_vec());

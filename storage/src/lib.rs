@@ -21,7 +21,7 @@
 //!                             pin-<hex> (held shared by a process that unpacked a layer it has
 //!                             not yet committed into an image, so `rmi` elsewhere keeps it)
 //! tmp/                        staging on the same filesystem; entries are `<pid>.<starttime>.<n>.<what>`
-//!                             and entries of dead processes are removed when the store is opened
+//!                             and entries of dead processes are removed by the next write
 //! ```
 //!
 //! There is no global database: a layer is committed under its own lock, an image record under
