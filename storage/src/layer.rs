@@ -36,6 +36,7 @@ use nix::unistd::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::archive::tar_error;
 use crate::digest::{Digest, Hasher, HashingReader};
 use crate::store::{create_new, remove_tree_at, Store};
 use crate::{bt, sys, Error, IdMap, IoContext, Result};
@@ -624,13 +625,23 @@ impl Unpacker {
     fn unpack<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<()> {
         let entries = archive
             .entries()
-            .map_err(|e| Error::InvalidLayer(e.to_string()))?;
+            .map_err(|e| Error::InvalidLayer(tar_error(&e)))?;
+        let mut first = true;
         for entry in entries {
             let mut entry = entry.map_err(|e| match e.kind() {
-                // The tar crate reports malformed headers as `Other`.
-                io::ErrorKind::Other => Error::InvalidLayer(format!("read tar entry: {e}")),
+                // The tar crate reports malformed headers as `Other`; one in the very first
+                // block means the stream is no tar at all (the crate would quote it).
+                io::ErrorKind::Other | io::ErrorKind::UnexpectedEof if first => {
+                    Error::InvalidLayer(
+                        "not a tar archive (plain, gzip or zstd compressed)".to_string(),
+                    )
+                }
+                io::ErrorKind::Other => {
+                    Error::InvalidLayer(format!("read tar entry: {}", tar_error(&e)))
+                }
                 _ => read_err(e),
             })?;
+            first = false;
             self.entry(&mut entry)?;
         }
         Ok(())
@@ -640,8 +651,8 @@ impl Unpacker {
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let comps = clean_path(&raw_path)?;
-        let meta =
-            read_meta(entry).map_err(|e| Error::InvalidLayer(format!("entry `{shown}`: {e}")))?;
+        let meta = read_meta(entry)
+            .map_err(|e| Error::InvalidLayer(format!("entry `{shown}`: {}", tar_error(&e))))?;
         let kind = entry.header().entry_type();
 
         if comps.is_empty() {

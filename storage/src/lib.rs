@@ -144,6 +144,13 @@ pub enum Error {
     InvalidConfig(String),
     #[error("invalid archive: {0}")]
     InvalidArchive(String),
+    #[error(
+        "not a docker-archive or oci-archive: expected a tar (plain, gzip or zstd compressed) \
+         holding manifest.json or index.json"
+    )]
+    NotAnArchive,
+    #[error("{what} is too large: {size} bytes, at most {} allowed", human_size(*limit))]
+    TooLarge { what: String, size: u64, limit: u64 },
     #[error("invalid change `{0}`")]
     InvalidChange(String),
     #[error("container {0} already exists")]
@@ -185,6 +192,24 @@ impl<T> IoContext<T> for std::io::Result<T> {
 impl<T> IoContext<T> for nix::Result<T> {
     fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
         self.map_err(|e| Error::io(f(), std::io::Error::from(e)))
+    }
+}
+
+/// `4194304` as `4 MiB`, `1000` as `1000 bytes`: limits in error text.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = None;
+    let mut v = n;
+    for u in UNITS {
+        if v < 1024 || v % 1024 != 0 {
+            break;
+        }
+        v /= 1024;
+        unit = Some(u);
+    }
+    match unit {
+        Some(u) => format!("{v} {u}"),
+        None => format!("{n} bytes"),
     }
 }
 
