@@ -28,6 +28,14 @@
 //! its image lock, a name under its name lock. Readers (image listings, lookups, completion)
 //! take no lock at all, since every file they read is replaced by an atomic rename.
 //!
+//! Limits on hostile input: one layer may unpack to at most [`DEFAULT_MAX_LAYER_SIZE`] (64 GiB)
+//! of regular files by apparent size, checked from each tar header before its data is written
+//! (configurable per handle, [`Store::set_max_layer_size`]; the `rbox` binary reads
+//! `RBOX_MAX_LAYER_SIZE`). Holes of sparse entries and block-aligned runs of zeros are not
+//! written, so they take no disk. JSON read from archives is capped before parsing
+//! ([`archive::MANIFEST_LIMIT`] for manifests, indexes and `manifest.json`,
+//! [`archive::CONFIG_LIMIT`] for configs).
+//!
 //! Durability: blobs, layer.json, image records and names are fsynced before their rename.
 //! The files inside an unpacked layer are not synced one by one (neither does
 //! containers/storage; it would cost a pull most of its speed), so a power cut, unlike a
@@ -53,7 +61,7 @@ pub use container::ContainerDir;
 pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;
-pub use store::Store;
+pub use store::{parse_size, Store, DEFAULT_MAX_LAYER_SIZE};
 
 /// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.
 ///
@@ -138,6 +146,17 @@ pub enum Error {
     HostileEntry { path: String, reason: String },
     #[error("invalid layer: {0}")]
     InvalidLayer(String),
+    /// `layer` is the digest and a space, or empty when not known (an import).
+    #[error(
+        "layer {layer}unpacks to more than {} (at `{entry}`): raise the limit with \
+         RBOX_MAX_LAYER_SIZE (0 for none)",
+        human_size(*limit)
+    )]
+    LayerTooLarge {
+        layer: String,
+        limit: u64,
+        entry: String,
+    },
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
     #[error("invalid image config: {0}")]

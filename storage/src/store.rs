@@ -32,8 +32,32 @@ pub struct Store {
     /// Layers this handle unpacked or found and has not yet committed into an image record,
     /// each with a shared flock on `locks/pin-<hex>` (see [`Store::pin_layer`]).
     pins: Mutex<HashMap<Digest, LockGuard>>,
+    /// The most one layer may unpack to (see [`Store::set_max_layer_size`]).
+    max_layer_size: Option<u64>,
     /// Set once this handle has swept `tmp/` (on its first write, see [`Store::tmp_path`]).
     swept: Once,
+}
+
+/// The default of [`Store::set_max_layer_size`]: 64 GiB, above the largest layers seen in
+/// real images (CUDA toolkits, baked-in models) and below what fills a disk by surprise.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
+
+/// Parses a size such as `10G` or `512M`: a whole number with an optional binary unit `K`,
+/// `M`, `G`, `T` (also written `KiB`, `KB`, ...), case-insensitive.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].to_ascii_lowercase();
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 const DIRS: &[&str] = &[
@@ -60,6 +84,7 @@ impl Store {
             root: root.to_path_buf(),
             ids,
             pins: Mutex::new(HashMap::new()),
+            max_layer_size: Some(DEFAULT_MAX_LAYER_SIZE),
             swept: Once::new(),
         };
         Ok(store)
@@ -71,6 +96,19 @@ impl Store {
 
     pub fn ids(&self) -> IdMap {
         self.ids
+    }
+
+    /// Limits what one layer may unpack to: the sum of the apparent sizes of its regular
+    /// files (a sparse file counts its holes, though they take no disk), checked from each
+    /// entry's header before its data is written; `None` for no limit. A layer over the
+    /// limit is refused with [`Error::LayerTooLarge`] and leaves nothing in the store.
+    /// The default is [`DEFAULT_MAX_LAYER_SIZE`].
+    pub fn set_max_layer_size(&mut self, limit: Option<u64>) {
+        self.max_layer_size = limit;
+    }
+
+    pub fn max_layer_size(&self) -> Option<u64> {
+        self.max_layer_size
     }
 
     // ---- paths ----
