@@ -981,13 +981,30 @@ impl Unpacker {
                 return fd.try_clone().ctx(|| "dup fd".into());
             }
         }
-        // Start from the cached directory when it is a prefix of `comps` (a tree's entries
-        // come parent first): a deep tree then costs one open per entry, not one per level.
-        let (mut cur, start) = match &self.parent_cache {
-            Some((c, fd)) if comps.starts_with(c) => {
-                (fd.try_clone().ctx(|| "dup fd".into())?, c.len())
+        // Start from the cached directory when it is close: below it (a tree's entries come
+        // parent first) or a few `..` above it (`finish` goes deepest first), so a deep tree
+        // costs a few opens per entry, not one per level. `..` of a directory of this private
+        // tree is its real parent; where it cannot be searched (just made 0000), walk from
+        // the root instead.
+        let near = match &self.parent_cache {
+            Some((c, fd)) => {
+                let common = c.iter().zip(comps).take_while(|(a, b)| a == b).count();
+                let up = c.len() - common;
+                if up + comps.len() - common < comps.len() {
+                    let mut cur = Some(fd.try_clone().ctx(|| "dup fd".into())?);
+                    for _ in 0..up {
+                        cur = cur.and_then(|fd| openat(&fd, "..", DIR_FLAGS, Mode::empty()).ok());
+                    }
+                    cur.map(|fd| (fd, common))
+                } else {
+                    None
+                }
             }
-            _ => (self.root.try_clone().ctx(|| "dup fd".into())?, 0),
+            None => None,
+        };
+        let (mut cur, start) = match near {
+            Some(n) => n,
+            None => (self.root.try_clone().ctx(|| "dup fd".into())?, 0),
         };
         for (i, c) in comps.iter().enumerate().skip(start) {
             let next = match openat(&cur, os(c), DIR_FLAGS, Mode::empty()) {
@@ -1019,9 +1036,7 @@ impl Unpacker {
             };
             cur = next;
         }
-        if create {
-            self.parent_cache = Some((comps.to_vec(), cur.try_clone().ctx(|| "dup fd".into())?));
-        }
+        self.parent_cache = Some((comps.to_vec(), cur.try_clone().ctx(|| "dup fd".into())?));
         Ok(cur)
     }
 
