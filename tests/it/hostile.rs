@@ -418,7 +418,7 @@ fn rbox_low_fds(env: &crate::util::Env, args: &[&std::ffi::OsStr]) -> crate::uti
 fn a_deep_tree_is_unpacked_and_removed_with_few_fds() {
     use std::ffi::OsStr;
     for_each_user("deep_tree", |env| {
-        let depth = 2500;
+        let depth = 2000;
         let bad = deep_tar(env, depth, true);
         let out = rbox_low_fds(env, &[OsStr::new("import"), bad.as_os_str()]).rbox_error();
         assert!(
