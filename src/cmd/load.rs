@@ -2,7 +2,6 @@
 //! (detected automatically; gzip or zstd compressed archives too), from `-i FILE` or stdin.
 //! Runs inside rbox's user namespace, since layers are unpacked with their owners.
 
-use std::fs;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,25 +26,11 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<ExitCode> {
         bail!("no archive given: pass -i FILE or pipe one into rbox load");
     }
     let store = runtime::open_store(g)?;
-    // The archive reader wants a file it can seek in: spool stdin into the store's tmp dir
-    // (same filesystem, removed below and by the store's cleanup if we die).
-    let (path, spooled) = match &a.input {
-        Some(p) => (p.clone(), None),
-        None => {
-            let tmp = store
-                .root()
-                .join("tmp")
-                .join(format!("{}.0.0.load-stdin", std::process::id()));
-            let mut f =
-                fs::File::create(&tmp).with_context(|| format!("create `{}`", tmp.display()))?;
-            io::copy(&mut io::stdin().lock(), &mut f).context("read the archive from stdin")?;
-            (tmp.clone(), Some(tmp))
-        }
+    // The archive is read once, front to back: stdin is streamed, not spooled.
+    let res = match &a.input {
+        Some(p) => store.load_archive(p),
+        None => store.load_archive_from(io::stdin().lock()),
     };
-    let res = store.load_archive(&path);
-    if let Some(t) = spooled {
-        let _ = fs::remove_file(t);
-    }
     let images = res.with_context(|| match &a.input {
         Some(p) => format!("load `{}`", p.display()),
         None => "load the archive from stdin".to_string(),

@@ -38,7 +38,26 @@ pub fn open_store(g: &GlobalArgs) -> Result<Store> {
     paths::runtime_dir(g)?;
     let ids = userns::enter(g)?;
     let root = paths::storage_root(g)?;
-    Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))
+    let mut store =
+        Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))?;
+    store.set_max_layer_size(max_layer_size()?);
+    Ok(store)
+}
+
+/// The layer size limit from `RBOX_MAX_LAYER_SIZE` (`64G`, `0` for none), else the store's
+/// default.
+fn max_layer_size() -> Result<Option<u64>> {
+    let Some(v) = std::env::var_os("RBOX_MAX_LAYER_SIZE") else {
+        return Ok(Some(rbox_storage::DEFAULT_MAX_LAYER_SIZE));
+    };
+    match v.to_str().and_then(rbox_storage::parse_size) {
+        Some(0) => Ok(None),
+        Some(n) => Ok(Some(n)),
+        None => anyhow::bail!(
+            "invalid RBOX_MAX_LAYER_SIZE `{}`: expected a size such as 64G or 512M, or 0 for no limit",
+            v.to_string_lossy()
+        ),
+    }
 }
 
 /// Find the image locally, or pull it according to `--pull` (missing, always, never, newer).

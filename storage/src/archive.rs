@@ -71,15 +71,11 @@ impl Unpacked {
         self.resolve(name).map(|p| p.is_file()).unwrap_or(false)
     }
 
-    fn read(&self, name: &str) -> Result<Vec<u8>> {
-        let p = self.resolve(name)?;
-        fs::read(&p).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                bad(format!("`{name}` is missing"))
-            } else {
-                Error::io(format!("read {}", bt(&p)), e)
-            }
-        })
+    /// Reads a JSON document of the archive, refusing one larger than `limit` before
+    /// reading it (a hostile archive could hold a `manifest.json` of gigabytes).
+    fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+        let f = self.open(name)?;
+        read_capped(f, limit, || format!("`{name}` in the archive"))
     }
 
     fn open(&self, name: &str) -> Result<File> {
@@ -93,9 +89,10 @@ impl Unpacked {
         })
     }
 
-    /// Reads `blobs/sha256/<hex>` and checks it against its digest (and size).
-    fn read_blob(&self, d: &Digest, size: Option<u64>) -> Result<Vec<u8>> {
-        let data = self.read(&format!("blobs/sha256/{}", d.hex()))?;
+    /// Reads `blobs/sha256/<hex>` (at most `limit` bytes) and checks it against its digest
+    /// (and size).
+    fn read_blob(&self, d: &Digest, size: Option<u64>, limit: u64) -> Result<Vec<u8>> {
+        let data = self.read(&format!("blobs/sha256/{}", d.hex()), limit)?;
         let actual = Digest::of(&data);
         if actual != *d {
             return Err(Error::DigestMismatch {
@@ -114,6 +111,50 @@ impl Unpacked {
         }
         Ok(data)
     }
+}
+
+/// The most a manifest, an index or `manifest.json` may weigh (what registries accept).
+pub const MANIFEST_LIMIT: u64 = 4 << 20;
+/// The most an image config may weigh (long histories make them larger than manifests).
+pub const CONFIG_LIMIT: u64 = 32 << 20;
+
+/// Reads all of `f` when it holds at most `limit` bytes, else [`Error::TooLarge`].
+fn read_capped(f: File, limit: u64, what: impl Fn() -> String) -> Result<Vec<u8>> {
+    let size = f.metadata().ctx(|| format!("stat {}", what()))?.len();
+    if size > limit {
+        return Err(Error::TooLarge {
+            what: what(),
+            size,
+            limit,
+        });
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    f.take(limit + 1)
+        .read_to_end(&mut data)
+        .ctx(|| format!("read {}", what()))?;
+    if data.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            what: what(),
+            size: data.len() as u64,
+            limit,
+        });
+    }
+    Ok(data)
+}
+
+/// The tar crate's error text without what it quotes from the input: its header errors
+/// end in "when getting FIELD for PATH" and "numeric field was not a number: BYTES", which
+/// for a file that is no tar at all is whatever the file holds (`load -i /etc/passwd`).
+pub(crate) fn tar_error(e: &io::Error) -> String {
+    let msg = e.to_string();
+    if let Some(i) = msg.find(" when getting ") {
+        let field = msg[i + 14..].split(' ').next().unwrap_or("a");
+        return format!("malformed {field} field in a tar header");
+    }
+    if msg.starts_with("numeric field") || msg.chars().any(|c| c.is_control()) {
+        return "malformed tar header".to_string();
+    }
+    msg
 }
 
 fn join_clean(comps: &[Vec<u8>]) -> String {
@@ -165,16 +206,18 @@ impl Store {
     /// archive may be gzip or zstd compressed).
     pub fn load_archive(&self, path: &Path) -> Result<Vec<ImageRecord>> {
         let f = File::open(path).ctx(|| format!("open {}", bt(path)))?;
-        let un = self.unpack_archive(f)?;
+        self.load_archive_from(f)
+    }
+
+    /// [`Store::load_archive`] from a stream (stdin): the archive is read once, front to back.
+    pub fn load_archive_from(&self, r: impl Read) -> Result<Vec<ImageRecord>> {
+        let un = self.unpack_archive(r)?;
         let pending = if un.exists("manifest.json") {
             docker_images(&un)?
         } else if un.exists("index.json") {
             oci_images(&un)?
         } else {
-            return Err(bad(format!(
-                "{} is neither a docker-archive (no manifest.json) nor an oci-archive (no index.json)",
-                bt(path)
-            )));
+            return Err(Error::NotAnArchive);
         };
         let mut out = Vec::new();
         for img in pending {
@@ -194,15 +237,25 @@ impl Store {
         Ok(out)
     }
 
-    fn unpack_archive(&self, f: File) -> Result<Unpacked> {
+    fn unpack_archive(&self, r: impl Read) -> Result<Unpacked> {
         let dir = self.tmp_path("load");
         fs::create_dir(&dir.path).ctx(|| format!("create {}", bt(&dir.path)))?;
-        let (_, rd) = decompress(BufReader::with_capacity(256 * 1024, f))?;
+        let (_, rd) = decompress(BufReader::with_capacity(256 * 1024, r))?;
         let mut ar = tar::Archive::new(rd);
         let mut links = HashMap::new();
-        let entries = ar.entries().map_err(|e| bad(e.to_string()))?;
+        let entries = ar.entries().map_err(|e| bad(tar_error(&e)))?;
+        let mut first = true;
         for ent in entries {
-            let mut ent = ent.map_err(|e| bad(format!("read tar entry: {e}")))?;
+            // A header that does not parse as the very first one: this is no tar at all
+            // (a text file, an ELF binary), and the crate's message would quote its bytes.
+            let mut ent = ent.map_err(|e| {
+                if first {
+                    Error::NotAnArchive
+                } else {
+                    bad(format!("read tar entry: {}", tar_error(&e)))
+                }
+            })?;
+            first = false;
             let raw = ent.path_bytes().into_owned();
             let comps = clean_path(&raw).map_err(|_| {
                 bad(format!(
@@ -222,7 +275,8 @@ impl Store {
                     }
                     // No symlink is ever created under this dir, so plain paths are safe.
                     let mut out = File::create(&dst).ctx(|| format!("create {}", bt(&dst)))?;
-                    io::copy(&mut ent, &mut out).map_err(|e| bad(format!("read `{name}`: {e}")))?;
+                    io::copy(&mut ent, &mut out)
+                        .map_err(|e| bad(format!("read `{name}`: {}", tar_error(&e))))?;
                     links.remove(&name);
                 }
                 tar::EntryType::Symlink | tar::EntryType::Link => {
@@ -526,11 +580,12 @@ impl Store {
 }
 
 fn docker_images(un: &Unpacked) -> Result<Vec<PendingImage>> {
-    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&un.read("manifest.json")?)
-        .map_err(|e| bad(format!("manifest.json: {e}")))?;
+    let entries: Vec<DockerManifestEntry> =
+        serde_json::from_slice(&un.read("manifest.json", MANIFEST_LIMIT)?)
+            .map_err(|e| bad(format!("manifest.json: {e}")))?;
     let mut out = Vec::new();
     for e in entries {
-        let config = un.read(&e.config)?;
+        let config = un.read(&e.config, CONFIG_LIMIT)?;
         let cfg = ImageConfiguration::from_reader(&config[..])
             .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         let diff_ids = cfg
@@ -572,7 +627,7 @@ fn docker_images(un: &Unpacked) -> Result<Vec<PendingImage>> {
 }
 
 fn oci_images(un: &Unpacked) -> Result<Vec<PendingImage>> {
-    let index = ImageIndex::from_reader(&un.read("index.json")?[..])
+    let index = ImageIndex::from_reader(&un.read("index.json", MANIFEST_LIMIT)?[..])
         .map_err(|e| bad(format!("index.json: {e}")))?;
     let mut out: Vec<PendingImage> = Vec::new();
     for desc in index.manifests() {
@@ -592,11 +647,11 @@ fn oci_images(un: &Unpacked) -> Result<Vec<PendingImage>> {
             p.names.extend(names);
             continue;
         }
-        let manifest = un.read_blob(&d, Some(size))?;
+        let manifest = un.read_blob(&d, Some(size), MANIFEST_LIMIT)?;
         let m = ImageManifest::from_reader(&manifest[..])
             .map_err(|e| Error::InvalidManifest(e.to_string()))?;
         let cd = Digest::parse(m.config().digest().as_ref())?;
-        let config = un.read_blob(&cd, Some(m.config().size()))?;
+        let config = un.read_blob(&cd, Some(m.config().size()), CONFIG_LIMIT)?;
         let cfg = ImageConfiguration::from_reader(&config[..])
             .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         let diff_ids = crate::images::diff_ids(&cfg, m.layers().len())?;
@@ -621,7 +676,7 @@ fn oci_images(un: &Unpacked) -> Result<Vec<PendingImage>> {
 
 /// From a nested index, the manifest for the host's architecture (or the only one).
 fn pick_platform(un: &Unpacked, d: &Digest, size: u64) -> Result<(Digest, u64)> {
-    let data = un.read_blob(d, Some(size))?;
+    let data = un.read_blob(d, Some(size), MANIFEST_LIMIT)?;
     let idx =
         ImageIndex::from_reader(&data[..]).map_err(|e| bad(format!("nested index {d}: {e}")))?;
     let ms = idx.manifests();

@@ -232,7 +232,7 @@ fn hostile_and_unknown_archives_are_refused() {
     assert!(matches!(err, Error::InvalidArchive(_)), "{err}");
     assert!(!d.path().join("store/escape.json").exists());
     let p = write(d.path(), "empty.tar", &archive(&[("README", b"hi")]));
-    assert!(matches!(s.load_archive(&p), Err(Error::InvalidArchive(_))));
+    assert!(matches!(s.load_archive(&p), Err(Error::NotAnArchive)));
     // A manifest.json naming a layer file through `..`.
     let cfg = config_for(&[&Digest::of(b"x")]);
     let m = serde_json::to_vec(
@@ -246,6 +246,89 @@ fn hostile_and_unknown_archives_are_refused() {
     );
     assert!(matches!(s.load_archive(&p), Err(Error::InvalidArchive(_))));
     assert!(fs::read_dir(s.tmp_root()).unwrap().next().is_none());
+}
+
+#[test]
+fn a_file_that_is_no_tar_is_named_not_quoted() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let text =
+        b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+            .repeat(20);
+    let p = write(d.path(), "passwd", &text);
+    for err in [
+        s.load_archive(&p).unwrap_err(),
+        s.load_archive_from(&text[..]).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::NotAnArchive), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("expected a tar") && msg.contains("manifest.json"),
+            "{msg}"
+        );
+        assert!(!msg.contains("root") && !msg.contains('\n'), "{msg}");
+    }
+    let err = s.import_rootfs(&text[..], None, &[]).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(
+        msg,
+        "invalid layer: not a tar archive (plain, gzip or zstd compressed)"
+    );
+    // A damaged header further in is reported without its bytes either.
+    let mut ar = archive(&[("a", b"x")]);
+    ar.truncate(1024);
+    ar.extend_from_slice(&text[..512]);
+    let err = s.load_archive_from(&ar[..]).unwrap_err();
+    assert!(matches!(err, Error::InvalidArchive(_)), "{err}");
+    assert!(!err.to_string().contains("root"), "{err}");
+    assert!(fs::read_dir(s.tmp_root()).unwrap().next().is_none());
+    assert!(s.images().unwrap().is_empty());
+}
+
+#[test]
+fn oversized_json_in_an_archive_is_refused_before_reading() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    // Valid JSON, one byte over the limit: the size alone refuses it.
+    let mut big = b"[".to_vec();
+    big.resize(MANIFEST_LIMIT as usize, b' ');
+    big.push(b']');
+    for name in ["manifest.json", "index.json"] {
+        let p = write(d.path(), "big.tar", &archive(&[(name, &big)]));
+        let err = s.load_archive(&p).unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { size, limit: MANIFEST_LIMIT, .. } if size == MANIFEST_LIMIT + 1),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("`{name}` in the archive is too large: 4194305 bytes, at most 4 MiB allowed")
+        );
+    }
+    // A config over its own limit, named by a small manifest.json.
+    let mut cfg = b"{".to_vec();
+    cfg.resize(CONFIG_LIMIT as usize + 10, b' ');
+    cfg.push(b'}');
+    let m = serde_json::to_vec(&json!([{ "Config": "c.json", "Layers": [] }])).unwrap();
+    let p = write(
+        d.path(),
+        "big.tar",
+        &archive(&[("c.json", &cfg), ("manifest.json", &m)]),
+    );
+    let err = s.load_archive(&p).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                limit: CONFIG_LIMIT,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("at most 32 MiB"), "{err}");
+    assert!(fs::read_dir(s.tmp_root()).unwrap().next().is_none());
+    assert!(s.images().unwrap().is_empty());
 }
 
 #[test]

@@ -36,8 +36,9 @@ use nix::unistd::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::archive::tar_error;
 use crate::digest::{Digest, Hasher, HashingReader};
-use crate::store::{create_new, remove_tree, Store};
+use crate::store::{create_new, remove_tree_at, Store};
 use crate::{bt, sys, Error, IdMap, IoContext, Result};
 
 /// What unpacking a layer produced.
@@ -228,7 +229,7 @@ impl Store {
             let (compression, decoded) =
                 decompress(BufReader::with_capacity(256 * 1024, &mut tee))?;
             let mut hashed = HashingReader::new(decoded);
-            let unpacker = Unpacker::new(&diff, self.ids())?;
+            let unpacker = Unpacker::new(&diff, self.ids(), self.max_layer_size())?;
             let mut unpacker = unpack_pipelined(&mut hashed, unpacker)?;
             let (diff_id, size) = hashed.finish().map_err(read_err)?;
             unpacker.finish()?;
@@ -237,8 +238,19 @@ impl Store {
             io::copy(&mut tee, &mut io::sink()).map_err(read_err)?;
             Ok((compression, diff_id, size, unpacker.warnings))
         })();
-        let (compression, diff_id, size, warnings) =
-            unpacked.map_err(|e| source_or(&source_err, e))?;
+        let (compression, diff_id, size, warnings) = unpacked
+            .map_err(|e| source_or(&source_err, e))
+            .map_err(|e| match e {
+                Error::LayerTooLarge { limit, entry, .. } => Error::LayerTooLarge {
+                    layer: expected_diff
+                        .or(expected_blob)
+                        .map(|d| format!("{d} "))
+                        .unwrap_or_default(),
+                    limit,
+                    entry,
+                },
+                e => e,
+            })?;
         let blob_file = blob_tmp;
         let blob_size = raw_hasher.len();
         let blob_digest = raw_hasher.finish();
@@ -536,6 +548,60 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
+/// Holes are kept at this granularity (the usual filesystem block).
+const HOLE_BLOCK: usize = 4096;
+static ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+
+/// Copies a file's contents from `r` into the new, empty file `f`, seeking over every
+/// block-aligned run of zeros instead of writing it, so the unpacked file keeps the holes of
+/// a sparse tar entry (the tar crate hands those to `Read` as zeros) and of zero-filled
+/// regions (a huge `lastlog`). Returns the file's size.
+fn copy_keeping_holes(r: &mut impl Read, f: &File, buf: &mut Vec<u8>) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    buf.resize(PIPE_CHUNK, 0);
+    let mut off = 0u64;
+    let mut end_written = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let data = &buf[..n];
+        let mut i = 0;
+        while i < n {
+            // `==` on byte slices is a memcmp, fast even in a debug build.
+            let zero = |at: usize| {
+                data[at..n.min(at + HOLE_BLOCK)] == ZEROS[..n.min(at + HOLE_BLOCK) - at]
+            };
+            if zero(i) {
+                i = n.min(i + HOLE_BLOCK);
+                continue;
+            }
+            let mut j = n.min(i + HOLE_BLOCK);
+            while j < n && !zero(j) {
+                j = n.min(j + HOLE_BLOCK);
+            }
+            f.write_all_at(&data[i..j], off + i as u64)?;
+            end_written = off + j as u64;
+            i = j;
+        }
+        off += n as u64;
+        if n < buf.len() {
+            break;
+        }
+    }
+    if end_written < off {
+        // The file ends in a hole: give it its size.
+        f.set_len(off)?;
+    }
+    Ok(off)
+}
+
 /// A cleaned relative path inside the layer: no empty, `.` or `..` components.
 type Comps = Vec<Vec<u8>>;
 
@@ -583,7 +649,6 @@ struct DirMeta {
 }
 
 struct Unpacker {
-    root_path: PathBuf,
     root: OwnedFd,
     ids: IdMap,
     euid: u32,
@@ -591,6 +656,11 @@ struct Unpacker {
     dirs: Vec<DirMeta>,
     parent_cache: Option<(Comps, OwnedFd)>,
     pub warnings: Vec<String>,
+    /// Sum of the apparent sizes of the regular files so far, and its limit.
+    unpacked: u64,
+    limit: Option<u64>,
+    /// Copy buffer for file contents, reused across entries.
+    buf: Vec<u8>,
 }
 
 /// The parts of a tar header the unpacker uses, with PAX overrides applied.
@@ -608,11 +678,10 @@ const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY
     .union(OFlag::O_RDONLY);
 
 impl Unpacker {
-    fn new(root_path: &Path, ids: IdMap) -> Result<Unpacker> {
+    fn new(root_path: &Path, ids: IdMap, limit: Option<u64>) -> Result<Unpacker> {
         let root = openat(nix::fcntl::AT_FDCWD, root_path, DIR_FLAGS, Mode::empty())
             .ctx(|| format!("open {}", bt(root_path)))?;
         Ok(Unpacker {
-            root_path: root_path.to_path_buf(),
             root,
             ids,
             euid: nix::unistd::geteuid().as_raw(),
@@ -620,19 +689,32 @@ impl Unpacker {
             dirs: Vec::new(),
             parent_cache: None,
             warnings: Vec::new(),
+            unpacked: 0,
+            limit,
+            buf: Vec::new(),
         })
     }
 
     fn unpack<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<()> {
         let entries = archive
             .entries()
-            .map_err(|e| Error::InvalidLayer(e.to_string()))?;
+            .map_err(|e| Error::InvalidLayer(tar_error(&e)))?;
+        let mut first = true;
         for entry in entries {
             let mut entry = entry.map_err(|e| match e.kind() {
-                // The tar crate reports malformed headers as `Other`.
-                io::ErrorKind::Other => Error::InvalidLayer(format!("read tar entry: {e}")),
+                // The tar crate reports malformed headers as `Other`; one in the very first
+                // block means the stream is no tar at all (the crate would quote it).
+                io::ErrorKind::Other | io::ErrorKind::UnexpectedEof if first => {
+                    Error::InvalidLayer(
+                        "not a tar archive (plain, gzip or zstd compressed)".to_string(),
+                    )
+                }
+                io::ErrorKind::Other => {
+                    Error::InvalidLayer(format!("read tar entry: {}", tar_error(&e)))
+                }
                 _ => read_err(e),
             })?;
+            first = false;
             self.entry(&mut entry)?;
         }
         Ok(())
@@ -642,8 +724,8 @@ impl Unpacker {
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let comps = clean_path(&raw_path)?;
-        let meta =
-            read_meta(entry).map_err(|e| Error::InvalidLayer(format!("entry `{shown}`: {e}")))?;
+        let meta = read_meta(entry)
+            .map_err(|e| Error::InvalidLayer(format!("entry `{shown}`: {}", tar_error(&e))))?;
         let kind = entry.header().entry_type();
 
         if comps.is_empty() {
@@ -688,6 +770,17 @@ impl Unpacker {
         use tar::EntryType as T;
         match kind {
             T::Regular | T::Continuous | T::GNUSparse => {
+                // The apparent size (a sparse file's holes included), known from the header
+                // before a byte is written: a 512-byte sparse header can declare a hole of
+                // petabytes, which costs time to expand even when it costs no disk.
+                self.unpacked = self.unpacked.saturating_add(entry.size());
+                if let Some(limit) = self.limit.filter(|l| self.unpacked > *l) {
+                    return Err(Error::LayerTooLarge {
+                        layer: String::new(),
+                        limit,
+                        entry: shown,
+                    });
+                }
                 let create = || {
                     openat(
                         &parent,
@@ -709,8 +802,11 @@ impl Unpacker {
                     r => r,
                 }
                 .ctx(|| format!("create `{shown}`"))?;
-                let mut f = File::from(fd);
-                io::copy(entry, &mut f).map_err(|e| match read_err(e) {
+                let f = File::from(fd);
+                let mut buf = std::mem::take(&mut self.buf);
+                let copied = copy_keeping_holes(entry, &f, &mut buf);
+                self.buf = buf;
+                copied.map_err(|e| match read_err(e) {
                     Error::Io { error, .. } => Error::io(format!("write `{shown}`"), error),
                     other => other,
                 })?;
@@ -885,8 +981,32 @@ impl Unpacker {
                 return fd.try_clone().ctx(|| "dup fd".into());
             }
         }
-        let mut cur = self.root.try_clone().ctx(|| "dup fd".into())?;
-        for (i, c) in comps.iter().enumerate() {
+        // Start from the cached directory when it is close: below it (a tree's entries come
+        // parent first) or a few `..` above it (`finish` goes deepest first), so a deep tree
+        // costs a few opens per entry, not one per level. `..` of a directory of this private
+        // tree is its real parent; where it cannot be searched (just made 0000), walk from
+        // the root instead.
+        let near = match &self.parent_cache {
+            Some((c, fd)) => {
+                let common = c.iter().zip(comps).take_while(|(a, b)| a == b).count();
+                let up = c.len() - common;
+                if up + comps.len() - common < comps.len() {
+                    let mut cur = Some(fd.try_clone().ctx(|| "dup fd".into())?);
+                    for _ in 0..up {
+                        cur = cur.and_then(|fd| openat(&fd, "..", DIR_FLAGS, Mode::empty()).ok());
+                    }
+                    cur.map(|fd| (fd, common))
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        let (mut cur, start) = match near {
+            Some(n) => n,
+            None => (self.root.try_clone().ctx(|| "dup fd".into())?, 0),
+        };
+        for (i, c) in comps.iter().enumerate().skip(start) {
             let next = match openat(&cur, os(c), DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if create => {
@@ -916,9 +1036,7 @@ impl Unpacker {
             };
             cur = next;
         }
-        if create {
-            self.parent_cache = Some((comps.to_vec(), cur.try_clone().ctx(|| "dup fd".into())?));
-        }
+        self.parent_cache = Some((comps.to_vec(), cur.try_clone().ctx(|| "dup fd".into())?));
         Ok(cur)
     }
 
@@ -945,14 +1063,18 @@ impl Unpacker {
             }
         };
         if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
-            // The parents were walked without symlinks in our private temp dir, so the
-            // path is stable; remove_tree never follows symlinks.
-            let mut p = self.root_path.clone();
-            for c in parent_comps {
-                p.push(os(c));
-            }
-            p.push(os(name));
-            remove_tree(&p).ctx(|| format!("remove {}", bt(&p)))?;
+            // Relative to the parent fd: no path to outgrow PATH_MAX in a deep tree, and
+            // remove_tree_at never follows symlinks.
+            remove_tree_at(parent, name).map_err(|e| {
+                Error::io(
+                    format!(
+                        "remove `{}/{}`",
+                        show(parent_comps),
+                        String::from_utf8_lossy(name)
+                    ),
+                    e,
+                )
+            })?;
             self.parent_cache = None;
             let mut full = parent_comps.to_vec();
             full.push(name.to_vec());

@@ -829,3 +829,145 @@ fn a_file_entry_never_writes_through_an_earlier_symlink() {
         .file_type()
         .is_symlink());
 }
+
+/// A sparse file made the usual way (`truncate`, then a few bytes written at offsets) and put
+/// in a tar by GNU tar with `--sparse` (old GNU format: 'S' entries with a sparse map).
+fn gnu_sparse_tar(dir: &Path, size: u64, data: &[(u64, &[u8])]) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let f = fs::File::create(src.join("big")).unwrap();
+    f.set_len(size).unwrap();
+    for (off, bytes) in data {
+        f.write_all_at(bytes, *off).unwrap();
+    }
+    drop(f);
+    let out = dir.join("sparse.tar");
+    let st = std::process::Command::new("tar")
+        .args(["--sparse", "--format=gnu", "-C"])
+        .arg(&src)
+        .arg("-cf")
+        .arg(&out)
+        .arg("big")
+        .status()
+        .expect("GNU tar runs");
+    assert!(st.success());
+    fs::read(out).unwrap()
+}
+
+#[test]
+fn sparse_entries_keep_their_holes() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let size = 8u64 << 30;
+    let data: &[(u64, &[u8])] = &[
+        (0, b"HEAD"),
+        (3_000_000_000, b"MIDDLE"),
+        (size - 4, b"TAIL"),
+    ];
+    let tar = gnu_sparse_tar(d.path(), size, data);
+    assert!(tar.len() < 1 << 20, "GNU tar wrote {} bytes", tar.len());
+    assert_eq!(tar[156], b'S', "not a GNU sparse entry");
+    let info = s.apply_layer(&tar[..], None).unwrap();
+    let f = fs::File::open(s.layer_path(&info.diff_id).join("big")).unwrap();
+    let md = f.metadata().unwrap();
+    assert_eq!(md.len(), size);
+    // A few blocks for the data, not 8 GiB.
+    assert!(
+        md.blocks() * 512 < 1 << 20,
+        "{} blocks allocated",
+        md.blocks()
+    );
+    use std::os::unix::fs::FileExt;
+    for (off, bytes) in data {
+        let mut got = vec![0u8; bytes.len()];
+        f.read_exact_at(&mut got, *off).unwrap();
+        assert_eq!(&got, bytes);
+    }
+    let mut around = vec![1u8; 8192];
+    f.read_exact_at(&mut around, 3_000_000_000 - 8192).unwrap();
+    assert!(around.iter().all(|b| *b == 0));
+    assert!(tmp_is_empty(&s));
+}
+
+#[test]
+fn zero_runs_of_plain_entries_become_holes() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let mut body = vec![0u8; 64 << 20];
+    body[..5].copy_from_slice(b"start");
+    body[10 << 20] = 7;
+    let info = s
+        .apply_layer(
+            &TarBuilder::new()
+                .file("zeros", &body)
+                .file("small", b"x")
+                .file("empty", b"")
+                .file("allzero", &[0u8; 5000])
+                .finish()[..],
+            None,
+        )
+        .unwrap();
+    let p = s.layer_path(&info.diff_id);
+    assert_eq!(fs::read(p.join("zeros")).unwrap(), body);
+    assert!(fs::metadata(p.join("zeros")).unwrap().blocks() * 512 < 1 << 20);
+    assert_eq!(fs::read(p.join("small")).unwrap(), b"x");
+    assert_eq!(fs::read(p.join("empty")).unwrap(), b"");
+    assert_eq!(fs::read(p.join("allzero")).unwrap(), vec![0u8; 5000]);
+}
+
+#[test]
+fn a_layer_over_the_size_limit_is_refused_and_nothing_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = store_in(d.path());
+    s.set_max_layer_size(Some(1 << 20));
+    let tar = TarBuilder::new()
+        .file("a", &[1u8; 600 << 10])
+        .file("b", &[2u8; 600 << 10])
+        .finish();
+    let diff = Digest::of(&tar);
+    let err = s.apply_layer(&tar[..], Some(&diff)).unwrap_err();
+    assert!(
+        matches!(&err, Error::LayerTooLarge { limit, entry, .. } if *limit == 1 << 20 && entry == "b"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "layer {diff} unpacks to more than 1 MiB (at `b`): raise the limit with \
+             RBOX_MAX_LAYER_SIZE (0 for none)"
+        )
+    );
+    // A sparse file counts with its holes: refused from its header, before any data.
+    let sparse = gnu_sparse_tar(d.path(), 4 << 30, &[(0, b"x")]);
+    let err = s.apply_layer(&sparse[..], None).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("layer unpacks to more than 1 MiB (at `big`)"),
+        "{err}"
+    );
+    assert_eq!(layers_count(&s), 0);
+    assert!(tmp_is_empty(&s));
+    // Within the limit, or with none, the same layer goes in.
+    s.set_max_layer_size(Some(2 << 20));
+    s.apply_layer(&tar[..], Some(&diff)).unwrap();
+    s.set_max_layer_size(None);
+    s.apply_layer(&sparse[..], None).unwrap();
+    assert_eq!(layers_count(&s), 2);
+}
+
+#[test]
+fn sizes_parse_with_binary_units() {
+    use crate::store::parse_size;
+    assert_eq!(parse_size("0"), Some(0));
+    assert_eq!(parse_size("1234"), Some(1234));
+    assert_eq!(parse_size("10G"), Some(10 << 30));
+    assert_eq!(parse_size("512m"), Some(512 << 20));
+    assert_eq!(parse_size("2KiB"), Some(2048));
+    assert_eq!(parse_size("1TB"), Some(1 << 40));
+    for bad in ["", "G", "1.5G", "10X", "-1", "99999999999999999999T"] {
+        assert_eq!(parse_size(bad), None, "{bad}");
+    }
+    assert_eq!(crate::human_size(64 << 30), "64 GiB");
+    assert_eq!(crate::human_size(1000), "1000 bytes");
+}

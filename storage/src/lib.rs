@@ -21,12 +21,20 @@
 //!                             pin-<hex> (held shared by a process that unpacked a layer it has
 //!                             not yet committed into an image, so `rmi` elsewhere keeps it)
 //! tmp/                        staging on the same filesystem; entries are `<pid>.<starttime>.<n>.<what>`
-//!                             and entries of dead processes are removed when the store is opened
+//!                             and entries of dead processes are removed by the next write
 //! ```
 //!
 //! There is no global database: a layer is committed under its own lock, an image record under
 //! its image lock, a name under its name lock. Readers (image listings, lookups, completion)
 //! take no lock at all, since every file they read is replaced by an atomic rename.
+//!
+//! Limits on hostile input: one layer may unpack to at most [`DEFAULT_MAX_LAYER_SIZE`] (64 GiB)
+//! of regular files by apparent size, checked from each tar header before its data is written
+//! (configurable per handle, [`Store::set_max_layer_size`]; the `rbox` binary reads
+//! `RBOX_MAX_LAYER_SIZE`). Holes of sparse entries and block-aligned runs of zeros are not
+//! written, so they take no disk. JSON read from archives is capped before parsing
+//! ([`archive::MANIFEST_LIMIT`] for manifests, indexes and `manifest.json`,
+//! [`archive::CONFIG_LIMIT`] for configs).
 //!
 //! Durability: blobs, layer.json, image records and names are fsynced before their rename.
 //! The files inside an unpacked layer are not synced one by one (neither does
@@ -53,7 +61,7 @@ pub use container::ContainerDir;
 pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;
-pub use store::Store;
+pub use store::{parse_size, Store, DEFAULT_MAX_LAYER_SIZE};
 
 /// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.
 ///
@@ -138,12 +146,30 @@ pub enum Error {
     HostileEntry { path: String, reason: String },
     #[error("invalid layer: {0}")]
     InvalidLayer(String),
+    /// `layer` is the digest and a space, or empty when not known (an import).
+    #[error(
+        "layer {layer}unpacks to more than {} (at `{entry}`): raise the limit with \
+         RBOX_MAX_LAYER_SIZE (0 for none)",
+        human_size(*limit)
+    )]
+    LayerTooLarge {
+        layer: String,
+        limit: u64,
+        entry: String,
+    },
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
     #[error("invalid image config: {0}")]
     InvalidConfig(String),
     #[error("invalid archive: {0}")]
     InvalidArchive(String),
+    #[error(
+        "not a docker-archive or oci-archive: expected a tar (plain, gzip or zstd compressed) \
+         holding manifest.json or index.json"
+    )]
+    NotAnArchive,
+    #[error("{what} is too large: {size} bytes, at most {} allowed", human_size(*limit))]
+    TooLarge { what: String, size: u64, limit: u64 },
     #[error("invalid change `{0}`")]
     InvalidChange(String),
     #[error("container {0} already exists")]
@@ -185,6 +211,24 @@ impl<T> IoContext<T> for std::io::Result<T> {
 impl<T> IoContext<T> for nix::Result<T> {
     fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
         self.map_err(|e| Error::io(f(), std::io::Error::from(e)))
+    }
+}
+
+/// `4194304` as `4 MiB`, `1000` as `1000 bytes`: limits in error text.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = None;
+    let mut v = n;
+    for u in UNITS {
+        if v < 1024 || v % 1024 != 0 {
+            break;
+        }
+        v /= 1024;
+        unit = Some(u);
+    }
+    match unit {
+        Some(u) => format!("{v} {u}"),
+        None => format!("{n} bytes"),
     }
 }
 

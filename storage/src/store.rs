@@ -5,12 +5,21 @@
 //! container dirs add their methods to [`Store`] from their own modules.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
+
+use nix::dir::{Dir, Type as DirType};
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag, AT_FDCWD};
+use nix::sys::stat::{fchmodat, fstatat, FchmodatFlags, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::digest::{Digest, HashingReader};
 use crate::lock::{self, LockGuard};
@@ -23,6 +32,32 @@ pub struct Store {
     /// Layers this handle unpacked or found and has not yet committed into an image record,
     /// each with a shared flock on `locks/pin-<hex>` (see [`Store::pin_layer`]).
     pins: Mutex<HashMap<Digest, LockGuard>>,
+    /// The most one layer may unpack to (see [`Store::set_max_layer_size`]).
+    max_layer_size: Option<u64>,
+    /// Set once this handle has swept `tmp/` (on its first write, see [`Store::tmp_path`]).
+    swept: Once,
+}
+
+/// The default of [`Store::set_max_layer_size`]: 64 GiB, above the largest layers seen in
+/// real images (CUDA toolkits, baked-in models) and below what fills a disk by surprise.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
+
+/// Parses a size such as `10G` or `512M`: a whole number with an optional binary unit `K`,
+/// `M`, `G`, `T` (also written `KiB`, `KB`, ...), case-insensitive.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].to_ascii_lowercase();
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 const DIRS: &[&str] = &[
@@ -37,7 +72,8 @@ const DIRS: &[&str] = &[
 
 impl Store {
     /// Opens (creating on first use) the store at `root`, which is made mode 0700 (see
-    /// [`make_private`]). Stale temp entries left by dead processes are removed on the way.
+    /// [`make_private`]). Stale temp entries left by dead processes are removed by the
+    /// handle's first write.
     pub fn open(root: &Path, ids: IdMap) -> Result<Store> {
         make_private(root)?;
         for d in DIRS {
@@ -50,8 +86,9 @@ impl Store {
             root: root.to_path_buf(),
             ids,
             pins: Mutex::new(HashMap::new()),
+            max_layer_size: Some(DEFAULT_MAX_LAYER_SIZE),
+            swept: Once::new(),
         };
-        store.clean_tmp();
         Ok(store)
     }
 
@@ -61,6 +98,19 @@ impl Store {
 
     pub fn ids(&self) -> IdMap {
         self.ids
+    }
+
+    /// Limits what one layer may unpack to: the sum of the apparent sizes of its regular
+    /// files (a sparse file counts its holes, though they take no disk), checked from each
+    /// entry's header before its data is written; `None` for no limit. A layer over the
+    /// limit is refused with [`Error::LayerTooLarge`] and leaves nothing in the store.
+    /// The default is [`DEFAULT_MAX_LAYER_SIZE`].
+    pub fn set_max_layer_size(&mut self, limit: Option<u64>) {
+        self.max_layer_size = limit;
+    }
+
+    pub fn max_layer_size(&self) -> Option<u64> {
+        self.max_layer_size
     }
 
     // ---- paths ----
@@ -134,8 +184,11 @@ impl Store {
     // ---- staging ----
 
     /// A fresh path under `tmp/` (not created) that is removed when the guard drops unless
-    /// [`TmpPath::keep`] is called.
+    /// [`TmpPath::keep`] is called. The first one of a handle sweeps `tmp/` of entries left
+    /// by dead processes: every write goes through here, and read-only commands (listings)
+    /// neither pay for the sweep nor need the right to delete.
     pub(crate) fn tmp_path(&self, what: &str) -> TmpPath {
+        self.swept.call_once(|| self.clean_tmp());
         let (pid, start) = self_stamp();
         // Process-wide, so two handles on one store in one process never collide.
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -146,8 +199,8 @@ impl Store {
         }
     }
 
-    /// Removes `tmp/` entries whose owning process is gone. Errors are ignored: a read-only
-    /// caller (listing images) may not be allowed to delete, and a later writer will.
+    /// Removes `tmp/` entries whose owning process is gone. Errors are ignored: an entry
+    /// that cannot go now (a full disk, a foreign owner) is tried again by the next writer.
     fn clean_tmp(&self) {
         let Ok(rd) = fs::read_dir(self.tmp_root()) else {
             return;
@@ -370,32 +423,123 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     if !md.is_dir() {
         return fs::remove_file(path);
     }
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            make_writable(path)?;
-            fs::remove_dir_all(path)
-        }
-        Err(e) => Err(e),
-    }
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => (
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            },
+            n,
+        ),
+        _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    };
+    let pfd = openat(AT_FDCWD, parent, WALK_FLAGS, Mode::empty())?;
+    remove_tree_at(&pfd, name.as_bytes())
 }
 
-fn make_writable(dir: &Path) -> io::Result<()> {
-    let md = fs::symlink_metadata(dir)?;
-    if !md.is_dir() {
-        return Ok(());
+const WALK_FLAGS: OFlag = OFlag::O_DIRECTORY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC)
+    .union(OFlag::O_RDONLY);
+
+/// Removes the entry `name` of the directory `parent` and, for a directory, everything below.
+///
+/// Holds a bounded number of descriptors whatever the depth (std's `remove_dir_all` keeps one
+/// per level, so a 2000-level tree from an image ran out at the default `ulimit -n` of 1024 and
+/// stayed in `tmp/`), and works on names relative to the current directory, so no path grows
+/// past PATH_MAX. It goes down into the first subdirectory it finds, back up through `..` once
+/// a directory is empty, and keeps only the names of the directories it is in. The trees it
+/// removes are private to the store (under `tmp/` or renamed there), so nothing moves them
+/// while it walks; symlinks are unlinked, never followed.
+pub(crate) fn remove_tree_at<F: AsFd>(parent: F, name: &[u8]) -> io::Result<()> {
+    let parent = parent.as_fd();
+    let name = OsStr::from_bytes(name);
+    match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if !is_dir(st.st_mode) => {
+            return ok_if_gone(unlinkat(parent, name, UnlinkatFlags::NoRemoveDir))
+        }
+        Ok(st) => writable_dir(parent, name, st.st_mode)?,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
     }
-    let mode = md.permissions().mode();
-    if mode & 0o700 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700))?;
-    }
-    for ent in fs::read_dir(dir)? {
-        let ent = ent?;
-        if ent.file_type()?.is_dir() {
-            make_writable(&ent.path())?;
+    let mut cur = openat(parent, name, WALK_FLAGS, Mode::empty())?;
+    // The names from the top directory down to `cur`.
+    let mut names: Vec<OsString> = Vec::new();
+    loop {
+        match first_subdir_after_clearing(&cur)? {
+            Some(sub) => {
+                cur = openat(&cur, sub.as_os_str(), WALK_FLAGS, Mode::empty())?;
+                names.push(sub);
+            }
+            None => {
+                let Some(done) = names.pop() else { break };
+                cur = openat(&cur, "..", WALK_FLAGS, Mode::empty())?;
+                ok_if_gone(unlinkat(&cur, done.as_os_str(), UnlinkatFlags::RemoveDir))?;
+            }
         }
     }
-    Ok(())
+    drop(cur);
+    ok_if_gone(unlinkat(parent, name, UnlinkatFlags::RemoveDir))
+}
+
+/// Unlinks every non-directory in `dir` and returns the name of a subdirectory (made
+/// writable and searchable for its owner), or `None` once `dir` is empty.
+fn first_subdir_after_clearing(dir: &OwnedFd) -> io::Result<Option<OsString>> {
+    let mut d = Dir::openat(dir, ".", WALK_FLAGS, Mode::empty())?;
+    for ent in d.iter() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        let n = OsStr::from_bytes(n);
+        let mode = match ent.file_type() {
+            Some(DirType::Directory) => None,
+            Some(_) => Some(0),
+            None => match fstatat(dir, n, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(st.st_mode).filter(|m| !is_dir(*m)),
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if mode.is_some() {
+            ok_if_gone(unlinkat(dir, n, UnlinkatFlags::NoRemoveDir))?;
+            continue;
+        }
+        let st = fstatat(dir, n, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        writable_dir(dir.as_fd(), n, st.st_mode)?;
+        return Ok(Some(n.to_os_string()));
+    }
+    Ok(None)
+}
+
+/// Gives the owner rwx on the directory `name` in `parent` when it lacks them (an image's
+/// 0555 or 0000 directory): its entries can then be listed and removed without privileges.
+fn writable_dir(parent: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    if mode & 0o700 == 0o700 {
+        return Ok(());
+    }
+    // Linux has no fchmodat without following; `name` was just seen as a directory by an
+    // lstat, in a tree nobody else writes to.
+    fchmodat(
+        parent,
+        name,
+        Mode::from_bits_truncate((mode & 0o7777) | 0o700),
+        FchmodatFlags::FollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+fn is_dir(mode: u32) -> bool {
+    SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+}
+
+fn ok_if_gone(r: nix::Result<()>) -> io::Result<()> {
+    match r {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// This process's pid and start time (clock ticks since boot), which together name it
@@ -419,6 +563,7 @@ fn process_start(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn store() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
@@ -553,26 +698,103 @@ mod tests {
     }
 
     #[test]
-    fn stale_tmp_entries_of_dead_processes_are_removed() {
+    fn stale_tmp_entries_of_dead_processes_are_removed_by_the_next_write() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("store");
         let s = Store::open(&root, IdMap::full()).unwrap();
-        // A pid that cannot exist (above pid_max) and a live one (ours) with a wrong start time.
-        fs::create_dir(s.tmp_root().join("4294967.1.0.layer")).unwrap();
+        let live = s.tmp_path("keepme");
+        fs::write(&live.path, b"x").unwrap();
+        // A pid that cannot exist (above pid_max) and a live one (ours) with a wrong start
+        // time; the dead one holds a read-only directory, as an unpacked image can.
+        let dead = s.tmp_root().join("4294967.1.0.layer");
+        fs::create_dir_all(dead.join("ro/sub")).unwrap();
+        fs::write(dead.join("ro/sub/f"), b"x").unwrap();
+        fs::set_permissions(dead.join("ro/sub"), fs::Permissions::from_mode(0o555)).unwrap();
+        fs::set_permissions(dead.join("ro"), fs::Permissions::from_mode(0o000)).unwrap();
         fs::write(
             s.tmp_root()
                 .join(format!("{}.1.0.blob", std::process::id())),
             b"x",
         )
         .unwrap();
-        let live = s.tmp_path("keepme");
-        fs::write(&live.path, b"x").unwrap();
-        let _ = Store::open(&root, IdMap::full()).unwrap();
+        // Opening (a listing) leaves tmp/ alone; the first write of a handle sweeps it.
+        let other = Store::open(&root, IdMap::full()).unwrap();
+        assert_eq!(tmp_entries(&s), 3);
+        other.put_blob(b"a write").unwrap();
         let left: Vec<_> = fs::read_dir(s.tmp_root())
             .unwrap()
             .flatten()
             .map(|e| e.path())
             .collect();
         assert_eq!(left, vec![live.path.clone()]);
+    }
+
+    /// Makes `depth` nested directories `d/d/d/...` under `top` through relative opens (the
+    /// path would be longer than PATH_MAX), each holding a file and a symlink, with every
+    /// tenth directory read-only.
+    fn deep_tree(top: &Path, depth: usize) {
+        fs::create_dir(top).unwrap();
+        let mut cur = openat(AT_FDCWD, top, WALK_FLAGS, Mode::empty()).unwrap();
+        let mut ro = Vec::new();
+        for i in 0..depth {
+            nix::sys::stat::mkdirat(&cur, "d", Mode::from_bits_truncate(0o755)).unwrap();
+            let f = openat(
+                &cur,
+                "f",
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )
+            .unwrap();
+            drop(f);
+            nix::unistd::symlinkat("/etc/passwd", &cur, "l").unwrap();
+            let next = openat(&cur, "d", WALK_FLAGS, Mode::empty()).unwrap();
+            if i % 10 == 9 {
+                ro.push(next.try_clone().unwrap());
+                if ro.len() > 16 {
+                    for fd in ro.drain(..) {
+                        nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o555)).unwrap();
+                    }
+                }
+            }
+            cur = next;
+        }
+        for fd in ro {
+            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o555)).unwrap();
+        }
+    }
+
+    #[test]
+    fn remove_tree_needs_no_descriptor_per_level() {
+        use nix::sys::resource::{getrlimit, Resource};
+        let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        // Deeper than this process could hold descriptors for, one per level.
+        let depth = soft.min(20_000) as usize + 64;
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("deep");
+        deep_tree(&top, depth);
+        remove_tree(&top).unwrap();
+        assert!(!top.exists());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+        // Gone already, or a plain file: both fine.
+        remove_tree(&top).unwrap();
+        fs::write(&top, b"x").unwrap();
+        remove_tree(&top).unwrap();
+        assert!(!top.exists());
+    }
+
+    #[test]
+    fn remove_tree_never_follows_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), b"x").unwrap();
+        let top = d.path().join("t");
+        fs::create_dir(&top).unwrap();
+        std::os::unix::fs::symlink(&outside, top.join("link")).unwrap();
+        std::os::unix::fs::symlink(&outside, d.path().join("toplink")).unwrap();
+        remove_tree(&top).unwrap();
+        remove_tree(&d.path().join("toplink")).unwrap();
+        assert!(outside.join("keep").is_file());
+        assert!(!top.exists() && !d.path().join("toplink").exists());
     }
 }
