@@ -109,7 +109,8 @@ pub fn copy_layers(lowers: &[PathBuf], dest: &Path) -> Result<()> {
 
 fn remove_any(p: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        // bounded descriptors whatever the depth (std's remove_dir_all holds one per level)
+        Ok(m) if m.is_dir() => rbox_storage::remove_tree(p),
         Ok(_) => std::fs::remove_file(p),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
@@ -158,7 +159,7 @@ fn copy_dir(
             let opaque = sys::lgetxattr(&s, "user.overlay.opaque").is_some_and(|v| v == b"y");
             match std::fs::symlink_metadata(&d) {
                 Ok(dm) if dm.is_dir() && opaque => {
-                    std::fs::remove_dir_all(&d)?;
+                    rbox_storage::remove_tree(&d)?;
                     std::fs::create_dir(&d)?;
                 }
                 Ok(dm) if dm.is_dir() => {}

@@ -414,7 +414,7 @@ pub(crate) fn create_new(path: &Path, mode: u32) -> Result<File> {
 
 /// Removes a file or a directory tree, making directories writable first when a read-only
 /// directory (mode 0555 from an image) stops an unprivileged removal. Never follows symlinks.
-pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+pub fn remove_tree(path: &Path) -> io::Result<()> {
     let md = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
