@@ -78,6 +78,9 @@ pub fn run(g: &GlobalArgs, a: ExecArgs) -> Result<ExitCode> {
         tty: a.tty,
         interactive: a.interactive,
         privileged: a.privileged,
+        seccomp_cache: Some(crate::runtime::seccomp_cache(&crate::paths::storage_root(
+            g,
+        )?)),
     };
     crate::runtime::exec::exec(&rec, pid, &opts)
 }

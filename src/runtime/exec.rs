@@ -30,6 +30,8 @@ pub struct ExecOptions {
     pub tty: bool,
     pub interactive: bool,
     pub privileged: bool,
+    /// where compiled seccomp programs are cached (`runtime::seccomp_cache`)
+    pub seccomp_cache: Option<std::path::PathBuf>,
 }
 
 /// Namespaces joined, in order: the user namespace must come first (it grants the rest).
@@ -48,6 +50,9 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     if o.args.is_empty() {
         bail!("exec needs a command to run in container {}", rec.name);
     }
+    // The container's own filter (see below), compiled or read from the cache while our
+    // paths are still the host's: joining the mount namespace changes them.
+    let seccomp = super::seccomp_program(&rec.spec, o.seccomp_cache.as_deref())?;
     // Open every namespace before joining any: /proc paths resolve differently afterwards.
     let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
     for (name, flag) in NAMESPACES {
@@ -73,7 +78,6 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     let spec = exec_spec(&rec.spec, o);
     // The container's own filter, as its capabilities decided it: `exec --privileged` adds
     // capabilities to this process but does not lift the container's seccomp profile (Podman).
-    let seccomp = super::seccomp_program(&rec.spec)?;
     // The terminal comes from the container's own devpts, which is ours now too.
     let pty = if o.tty { Some(open_pty()?) } else { None };
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("create pipe")?;

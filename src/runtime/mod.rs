@@ -313,7 +313,7 @@ fn launch(
     let mut spec = rec.spec.clone();
     let spec_tty = spec.tty;
     let keep_id = keep_id(&mode, &mut spec);
-    let seccomp = seccomp_program(&spec)?;
+    let seccomp = seccomp_program(&spec, Some(&seccomp_cache(store.root())))?;
     Ok(container::Launch {
         seccomp,
         spec,
@@ -333,14 +333,23 @@ fn launch(
 
 /// The seccomp program for a container's processes (its own command and `exec`), compiled
 /// in rbox before any fork; `None` when it runs unconfined.
-pub fn seccomp_program(spec: &state::Spec) -> Result<Option<Vec<libc::sock_filter>>> {
+/// Where compiled seccomp programs are kept (see `seccomp::program`): in the store, which is
+/// private to its owner.
+pub fn seccomp_cache(store_root: &Path) -> PathBuf {
+    store_root.join("cache").join("seccomp")
+}
+
+pub fn seccomp_program(
+    spec: &state::Spec,
+    cache: Option<&Path>,
+) -> Result<Option<Vec<libc::sock_filter>>> {
     let kept = caps::kept(
         &spec.cap_add,
         &spec.cap_drop,
         spec.privileged,
         caps::last_cap(),
     )?;
-    seccomp::program(&spec.seccomp, spec.privileged, kept).context("build seccomp filter")
+    seccomp::program(&spec.seccomp, spec.privileged, kept, cache).context("build seccomp filter")
 }
 
 /// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside.

@@ -352,7 +352,7 @@ pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
             a.privileged,
             super::caps::last_cap(),
         )?;
-        seccomp::program(&seccomp, a.privileged, kept)
+        seccomp::program(&seccomp, a.privileged, kept, None)
             .with_context(|| format!("seccomp profile `{path}`"))?;
     }
     // The image's labels, then --label-file, then --label: later ones win, as in Podman.

@@ -24,6 +24,13 @@
 //!                             and entries of dead processes are removed by the next write
 //! ```
 //!
+//! The `rbox` binary keeps a few things of its own beside these: `mnt/` (the mount point every
+//! container assembles its root on), `run/` (the runtime directory when `/tmp/rbox-run-UID` is
+//! another user's), `cache/seccomp/<hash>.bpf` (compiled seccomp programs, by the hash of their
+//! rules and libseccomp's version) and the overlay probe. The root is mode 0700 (made so on
+//! open): layer files keep their setuid bits and images their world-writable directories, so
+//! no other user may reach anything below it.
+//!
 //! There is no global database: a layer is committed under its own lock, an image record under
 //! its image lock, a name under its name lock. Readers (image listings, lookups, completion)
 //! take no lock at all, since every file they read is replaced by an atomic rename.
