@@ -7,7 +7,9 @@
 #   bench/run-startup.sh                                    # as an ordinary user
 #
 # Env: RBOX (binary, default target/release/rbox), BENCH_USER (default rboxsub, when run as
-# root), ROUNDS (default 5), RUNS (per round and command, default 20).
+# root), ROUNDS (default 5), RUNS (per round and command, default 20), RBOX_BASE (a second
+# rbox binary, e.g. a build of the commit before a change, measured as `rbox-base` in the same
+# rounds: the only fair before/after on a noisy machine).
 # Writes bench/results/startup-<date>.md and prints the table.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd -P)"
@@ -21,6 +23,10 @@ for t in hyperfine bwrap crun podman jq setpriv; do
     command -v "$t" >/dev/null || { echo "run-startup: $t is not installed" >&2; exit 1; }
 done
 [ -x "$RBOX" ] || { echo "run-startup: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+if [ -n "${RBOX_BASE:-}" ] && [ ! -x "$RBOX_BASE" ]; then
+    echo "run-startup: RBOX_BASE \`$RBOX_BASE\` is not an executable" >&2
+    exit 1
+fi
 
 if [ "$(id -u)" = 0 ]; then
     user="${BENCH_USER:-rboxsub}"
@@ -33,6 +39,7 @@ chmod 755 "$W"
 trap 'rm -rf "$W" 2>/dev/null || true' EXIT
 # The user must be able to execute the binary wherever the checkout is.
 install -m 755 "$RBOX" "$W/rbox"
+[ -n "${RBOX_BASE:-}" ] && install -m 755 "$RBOX_BASE" "$W/rbox-base"
 export BENCH_HOME="$W/home"
 
 run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
@@ -45,6 +52,10 @@ tar -C "$W/user/rootfs" -cf "$W/user/busybox.tar" .
 R="$W/user"
 echo "preparing: rbox import, podman import, crun bundle" >&2
 run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" import "$R/busybox.tar" bench-busybox >/dev/null
+base=()
+if [ -n "${RBOX_BASE:-}" ]; then
+    run "$W/rbox-base" --root "$R/base-store" --runroot "$R/base-run" import "$R/busybox.tar" bench-busybox >/dev/null
+fi
 cat >"$R/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=20000:20000"]
@@ -65,8 +76,9 @@ if [ "$(id -u)" = 0 ]; then
 else
     pre="env HOME=$BENCH_HOME"
 fi
+[ -n "${RBOX_BASE:-}" ] && base=(-n rbox-base "$pre $W/rbox-base --root $R/base-store --runroot $R/base-run run --rm --network=none bench-busybox /bin/true")
 json="$W/startup.json"
-interleaved "$json" "$ROUNDS" "$RUNS" 3 -- \
+interleaved "$json" "$ROUNDS" "$RUNS" 3 -- "${base[@]}" \
     -n rbox "$pre $W/rbox --root $R/rbox-store --runroot $R/rbox-run run --rm --network=none bench-busybox /bin/true" \
     -n bwrap "$pre bwrap --unshare-all --die-with-parent --ro-bind $R/rootfs / --proc /proc --dev /dev --tmpfs /tmp /bin/true" \
     -n crun "$pre crun --root $R/crun-state run --bundle $R/bundle bench-crun" \
@@ -78,6 +90,7 @@ out="$here/results/startup-$(date -u +%Y%m%d-%H%M).md"
     echo "# Start-up: \`true\` in a busybox rootfs, as user $user"
     echo
     echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version), $(crun --version | head -1), $(podman --version)"
+    [ -n "${RBOX_BASE:-}" ] && echo "rbox-base: \`$RBOX_BASE\`; rbox: \`$RBOX\`."
     echo "$ROUNDS interleaved rounds x $RUNS runs per command (hyperfine -N, 3 warm-up runs per round)."
     echo
     table "$json" bwrap
