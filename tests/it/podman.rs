@@ -144,7 +144,7 @@ fn rbox_save_then_podman_load_and_run() {
                 .success();
             // skopeo reads what rbox wrote.
             let out = env
-                .cmd("skopeo")
+                .skopeo()
                 .arg("inspect")
                 .arg("--config")
                 .arg(format!("{format}:{}", path.display()))
@@ -196,7 +196,7 @@ fn skopeo_copies_into_an_archive_rbox_loads() {
     for_each_user("skopeo_to_rbox", |env| {
         let src = env.copy_in(&fixtures::helper_oci_archive(), "helper.oci.tar");
         let dst = env.path("helper.from-skopeo.tar");
-        env.cmd("skopeo")
+        env.skopeo()
             .arg("copy")
             .arg(format!("oci-archive:{}", src.display()))
             .arg(format!(

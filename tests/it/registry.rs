@@ -242,7 +242,7 @@ impl Registry {
 
     /// Push `src` (a containers-transport name like `docker-archive:/x.tar`) with skopeo.
     pub fn skopeo_push(&self, env: &Env, src: &str, repo: &str, all: bool) {
-        let mut c = env.cmd("skopeo");
+        let mut c = env.skopeo();
         c.arg("copy");
         if all {
             c.arg("--all");
@@ -709,7 +709,7 @@ fn push_then_pull_back_with_podman_and_skopeo() {
             .output()
             .success();
         let out = env
-            .cmd("skopeo")
+            .skopeo()
             .args(["inspect", "--tls-verify=false", &format!("docker://{dest}")])
             .output()
             .success();
@@ -1092,7 +1092,7 @@ fn pull_and_push_with_bearer_tokens() {
             .args(["push", "--tls-verify=false", &dest])
             .output()
             .success();
-        env.cmd("skopeo")
+        env.skopeo()
             .args([
                 "inspect",
                 "--tls-verify=false",

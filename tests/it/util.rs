@@ -355,6 +355,16 @@ impl Env {
         }
     }
 
+    /// skopeo as the test's user, reading and writing credentials only in the test's directory.
+    /// Without XDG_RUNTIME_DIR it reads /run/containers/UID/auth.json, and a root podman run on
+    /// the same machine leaves /run/containers at mode 0700: EACCES, where a fresh machine gives
+    /// "no such file" and every registry test passes.
+    pub fn skopeo(&self) -> Cmd {
+        let mut c = self.cmd("skopeo");
+        c.env("REGISTRY_AUTH_FILE", self.dir.join("skopeo-auth.json"));
+        c
+    }
+
     /// `rbox import` the busybox rootfs as `name`.
     pub fn import_busybox(&self, name: &str) {
         let tar = self.copy_in(&crate::fixtures::busybox_rootfs_tar(), "busybox.tar");
