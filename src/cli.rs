@@ -36,7 +36,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RBOX_RUNROOT", value_name = "PATH")]
     pub runroot: Option<PathBuf>,
     /// Storage driver for container root filesystems: overlay (kernel overlayfs, falling back
-    /// to copy when it cannot be mounted) or vfs (always copy)
+    /// to copy when it cannot be mounted) or vfs (always copy; also accepted as copy)
     #[arg(
         long,
         global = true,

@@ -144,8 +144,8 @@ pub struct ContainerRecord {
     pub image_id: String,
     /// RFC 3339
     pub created: String,
-    /// the storage driver that made the root filesystem: overlay or vfs
-    pub driver: String,
+    /// the storage driver that made the root filesystem, written `overlay` or `vfs`
+    pub driver: rbox_storage::Driver,
     pub auto_remove: bool,
     pub spec: Spec,
     pub state: State,

@@ -9,18 +9,18 @@
 //! only the forked probe child does.
 
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use nix::unistd::ForkResult;
 use serde_json::{json, Map, Value};
 
 use crate::cli::GlobalArgs;
 use crate::format;
 use crate::paths;
+use rbox_storage::Driver;
+
 use crate::runtime::{self, userns};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -145,7 +145,10 @@ fn gather(g: &GlobalArgs) -> Result<Value> {
     // ---- storage, overlay, fuse, tun, cgroups
     let root = paths::storage_root(g)?;
     let runroot = paths::runtime_dir(g)?;
-    let overlay = probe_overlay(&root, &mode);
+    // the same probe as `run`'s, always for real here; its answer refreshes run's memo
+    let overlay = super::common::read_store(g)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|store| runtime::probe::probe_and_record(&store, &mode));
     if let Err(e) = &overlay {
         problems.push(format!(
             "overlayfs cannot be mounted in a user namespace on `{}` ({e}): containers use the \
@@ -216,7 +219,7 @@ fn gather(g: &GlobalArgs) -> Result<Value> {
         "store": {
             "graphRoot": root.display().to_string(),
             "runRoot": runroot.display().to_string(),
-            "driver": if overlay.is_ok() { "overlay" } else { "vfs" },
+            "driver": if overlay.is_ok() { Driver::Overlay } else { Driver::Copy }.as_str(),
             "images": images,
             "containers": containers,
         },
@@ -411,71 +414,6 @@ fn own_cgroup(text: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(String::from)
-}
-
-/// Mount a tiny overlay in a throwaway child that enters rbox's user namespace and a new mount
-/// namespace: exactly what `rbox run` will do, without touching this process.
-fn probe_overlay(root: &Path, mode: &userns::Mode) -> Result<(), String> {
-    let base = root.join("tmp");
-    let dir = base.join(format!("{}.0.0.info-overlay-probe", std::process::id()));
-    let (l, u, w, m) = (dir.join("l"), dir.join("u"), dir.join("w"), dir.join("m"));
-    for d in [&l, &u, &w, &m] {
-        fs::create_dir_all(d).map_err(|e| format!("create `{}`: {e}", d.display()))?;
-    }
-    let res = probe_in_child(mode, &l, &u, &w, &m);
-    let _ = fs::remove_dir_all(&dir);
-    res
-}
-
-fn probe_in_child(
-    mode: &userns::Mode,
-    l: &Path,
-    u: &Path,
-    w: &Path,
-    m: &Path,
-) -> Result<(), String> {
-    let (r, wr) = nix::unistd::pipe().map_err(|e| format!("create pipe: {e}"))?;
-    // Single-threaded here: rbox info starts no thread before this point.
-    match runtime::sys::fork().map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            drop(r);
-            let mut out = fs::File::from(wr);
-            let res = (|| -> Result<(), String> {
-                userns::enter_mode(mode).map_err(|e| format!("{e:#}"))?;
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-                    .map_err(|e| format!("create mount namespace: {e}"))?;
-                nix::mount::mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .map_err(|e| format!("make mounts private: {e}"))?;
-                runtime::rootfs::mount_overlay(&[l.to_path_buf()], u, w, true, m)
-                    .map_err(|e| format!("{e:#}"))
-            })();
-            let code = match res {
-                Ok(()) => 0,
-                Err(msg) => {
-                    let _ = out.write_all(msg.as_bytes());
-                    1
-                }
-            };
-            runtime::sys::exit_now(code);
-        }
-        ForkResult::Parent { child } => {
-            drop(wr);
-            let mut msg = String::new();
-            let _ = fs::File::from(r).read_to_string(&mut msg);
-            match nix::sys::wait::waitpid(child, None) {
-                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
-                Ok(_) if !msg.is_empty() => Err(msg),
-                Ok(st) => Err(format!("probe ended with {st:?}")),
-                Err(e) => Err(format!("wait for the probe: {e}")),
-            }
-        }
-    }
 }
 
 /// A small YAML rendering of the info object, as `podman info` prints YAML.

@@ -1,7 +1,7 @@
 //! The fork/exec flow of `rbox run`, `create` and `start`: enter the user namespace, resolve
 //! (or pull) the image, decide the spec, create the container's storage and record, clone the
 //! container and wait for it. One file per concern:
-//! `userns` (id maps), `spec` (Docker's rules), `mounts` (the mount plan), `rootfs` (overlay),
+//! `userns` (id maps), `spec` (Docker's rules), `mounts` (the mount plan), `probe` (overlay),
 //! `container` (the cloned init), `process` (user, caps, exec), `attach` (signals, terminal),
 //! `caps`, and `sys` (the only unsafe code).
 
@@ -10,8 +10,8 @@ pub mod caps;
 pub mod container;
 pub mod exec;
 pub mod mounts;
+pub mod probe;
 pub mod process;
-pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use rbox_storage::{ImageRecord, Store};
+use rbox_storage::{Driver, ImageRecord, Store};
 
 use crate::cli::GlobalArgs;
 use crate::cmd::run::RunArgs;
@@ -87,68 +87,17 @@ fn resolve_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
     crate::cmd::pull::pull_image(store, &a.image, &opts, a.quiet)
 }
 
-/// Which storage driver makes the root filesystem.
-fn choose_driver(g: &GlobalArgs, root: &Path) -> Result<&'static str> {
-    match g.storage_driver.as_deref() {
-        Some("vfs") => Ok("vfs"),
-        Some("overlay") | None => Ok(if overlay_works(root) {
-            "overlay"
-        } else {
-            "vfs"
-        }),
-        Some(d) => bail!("unknown storage driver `{d}`: use overlay or vfs"),
-    }
-}
-
-/// Whether kernel overlayfs can be mounted here (in this user namespace, on this filesystem).
-/// Probed once per store and kernel in a throwaway mount namespace, and remembered.
-pub fn overlay_works(root: &Path) -> bool {
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let memo = root.join("overlay-probe");
-    if let Ok(s) = fs::read_to_string(&memo) {
-        if let Some((k, v)) = s.trim().split_once(' ') {
-            if k == kernel {
-                return v == "ok";
-            }
-        }
-    }
-    let ok = probe_overlay(root).is_ok();
-    let _ = fs::write(
-        &memo,
-        format!("{kernel} {}\n", if ok { "ok" } else { "no" }),
-    );
-    ok
-}
-
-fn probe_overlay(root: &Path) -> Result<()> {
-    let dir = root
-        .join("tmp")
-        .join(format!("probe-{}", std::process::id()));
-    let (l, u, w, m) = (dir.join("l"), dir.join("u"), dir.join("w"), dir.join("m"));
-    for d in [&l, &u, &w, &m] {
-        fs::create_dir_all(d)?;
-    }
-    let pid = sys::clone_fork(libc::CLONE_NEWNS)?;
-    if pid == 0 {
-        let ok = nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .is_ok()
-            && rootfs::mount_overlay(std::slice::from_ref(&l), &u, &w, true, &m).is_ok();
-        sys::exit_now(if ok { 0 } else { 1 });
-    }
-    let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)?;
-    let _ = fs::remove_dir_all(&dir);
-    match st {
-        nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
-        _ => bail!("overlay cannot be mounted"),
-    }
+/// Which storage driver makes the root filesystem: `--storage-driver`, where overlay (the
+/// default) falls back to copy when the probe finds that it cannot be mounted.
+fn choose_driver(g: &GlobalArgs, store: &Store) -> Result<Driver> {
+    let wanted = match g.storage_driver.as_deref() {
+        Some(d) => d.parse::<Driver>()?,
+        None => Driver::Overlay,
+    };
+    Ok(match wanted {
+        Driver::Overlay if !probe::overlay_works(store) => Driver::Copy,
+        d => d,
+    })
 }
 
 /// `rbox run` (start = true) and `rbox create` (start = false).
@@ -163,7 +112,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs, start_now: bool) -> Result<ExitCode> {
         Some(n) => n.clone(),
         None => state::generate_name(&id),
     };
-    let driver = choose_driver(g, &root)?;
+    let driver = choose_driver(g, &store)?;
     state::reserve_name(&root, &name, &id)?;
     let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec) {
         Ok(r) => r,
@@ -191,20 +140,15 @@ fn create(
     image: &ImageRecord,
     id: &str,
     name: &str,
-    driver: &str,
+    driver: Driver,
     spec: state::Spec,
 ) -> Result<ContainerRecord> {
     let cdir = store
         .create_container_dir(id, &image.id)
         .context("create container storage")?;
-    if driver == "vfs" {
-        let lowers: Vec<PathBuf> = image
-            .layers
-            .iter()
-            .map(|l| store.layer_path(&l.diff_id))
-            .collect();
-        rootfs::copy_layers(&lowers, &cdir.rootfs).context("copy image layers")?;
-    }
+    store
+        .prepare_rootfs(driver, &cdir)
+        .context("copy image layers")?;
     let rec = ContainerRecord {
         id: id.to_string(),
         name: name.to_string(),
@@ -212,7 +156,7 @@ fn create(
         image_name: image.names.first().cloned().unwrap_or_default(),
         image_id: image.id.to_string(),
         created: state::now_rfc3339(),
-        driver: driver.to_string(),
+        driver,
         auto_remove: a.rm,
         spec,
         state: State {
@@ -267,30 +211,12 @@ fn launch(
     stdio: Option<[i32; 3]>,
 ) -> Result<container::Launch> {
     let dir = store.container_dir(&rec.id)?;
-    let image = store
+    store
         .lookup_image(&rec.image_id)
         .with_context(|| format!("image {} of container {} is gone", &rec.image_id, rec.name))?;
-    let rootfs = if rec.driver == "vfs" {
-        mounts::Rootfs::Dir(dir.rootfs.clone())
-    } else {
-        let mut lowers: Vec<PathBuf> = image
-            .layers
-            .iter()
-            .rev()
-            .map(|l| store.layer_path(&l.diff_id))
-            .collect();
-        if lowers.is_empty() {
-            let empty = dir.dir.join("empty");
-            fs::create_dir_all(&empty).context("create empty lower layer")?;
-            lowers.push(empty);
-        }
-        mounts::Rootfs::Overlay {
-            lowers,
-            upper: dir.upper.clone(),
-            work: dir.work.clone(),
-            volatile: rec.auto_remove,
-        }
-    };
+    let rootfs = store
+        .rootfs(rec.driver, &dir, rec.auto_remove)
+        .context("create empty lower layer")?;
     let etc = write_etc(&dir.dir, rec)?;
     let mode = userns::current_mode();
     let single_id = mode == userns::Mode::Single;

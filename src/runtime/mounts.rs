@@ -12,29 +12,17 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+pub use rbox_storage::Rootfs;
+
 use super::sys;
 use crate::state::Spec;
-
-/// How the root filesystem is made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rootfs {
-    /// kernel overlayfs: image layers (topmost first) below, the container's upper/work above
-    Overlay {
-        lowers: Vec<PathBuf>,
-        upper: PathBuf,
-        work: PathBuf,
-        volatile: bool,
-    },
-    /// an already populated directory (copy driver)
-    Dir(PathBuf),
-}
 
 /// One step of the mount setup. Paths in `Inside` are relative to the new root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// make every mount private, so nothing propagates back to the host
     PrivateAll,
-    /// mount the root filesystem at the target
+    /// mount the root filesystem at the target, as its storage driver makes it
     Root(Rootfs),
     /// mount a pseudo or tmpfs filesystem at a path inside; `optional` failures are ignored
     Fs {
@@ -438,23 +426,8 @@ fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
                 None::<&str>,
             )?;
         }
-        Op::Root(Rootfs::Overlay {
-            lowers,
-            upper,
-            work,
-            volatile,
-        }) => {
-            super::rootfs::mount_overlay(lowers, upper, work, *volatile, target)?;
-        }
-        Op::Root(Rootfs::Dir(d)) => {
-            mount(
-                Some(d.as_path()),
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )?;
-        }
+        // the storage driver's part: overlay, or the copy driver's populated directory
+        Op::Root(rootfs) => rootfs.mount(target)?,
         Op::Fs {
             fstype,
             inside,

@@ -2,7 +2,7 @@
 //!
 //! Owns `upper/` and `work/` (overlay), `rootfs/` (the mount point, or the copy driver's
 //! tree) and `layer.json` (which image the container uses, so `rmi` can refuse). The binary
-//! keeps its own `container.json` next to them; mounting is mount.rs's business.
+//! keeps its own `container.json` next to them; mounting is the [`crate::mount`] module's.
 
 use std::fs;
 use std::io;
@@ -39,6 +39,13 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+impl ContainerDir {
+    /// The empty lower directory an overlay root gets when its image has no layers.
+    pub fn empty_lower(&self) -> PathBuf {
+        self.dir.join("empty")
+    }
 }
 
 impl Store {

@@ -2,9 +2,11 @@
 //!
 //! Owns content-addressed blobs, unpacked layers (one directory per diff id, shared by every
 //! image that has it), image records and their names, per-container layer directories, and
-//! docker-archive / oci-archive / rootfs-tarball import and export. It does not own mounting
-//! (`mount.rs`, the lead's), reference grammar (`reference.rs`, the registry helper's) nor the
-//! network side of pulls (crate `rbox-registry`).
+//! docker-archive / oci-archive / rootfs-tarball import and export, and the storage drivers
+//! that assemble a container's root from its layers ([`mount`]: overlay, copy, the place of
+//! the FUSE overlay) with the overlay probe's files. It does not own when and in which process
+//! a root is mounted (the `rbox` binary's mount plan), reference grammar (`reference.rs`, the
+//! registry helper's) nor the network side of pulls (crate `rbox-registry`).
 //!
 //! # Layout under the store root
 //!
@@ -16,18 +18,26 @@
 //! images/<id-hex>.json        one ImageRecord per image (id = config digest), replaced atomically
 //! names/<encoded name>        one small file per name holding the image id hex; lock-free to read
 //!                             (replaced by rename), `/` written as `%2F` and `%` as `%25`
-//! containers/<id>/            upper/, work/, rootfs/ (copy driver), layer.json {image_id, layers}
+//! containers/<id>/            upper/, work/ (overlay), rootfs/ (copy driver's tree; unused by
+//!                             overlay), empty/ (overlay's lower dir for an image without
+//!                             layers), layer.json {image_id, layers}
 //! locks/                      flock files: layer-<hex>, image-<hex>, name-<encoded>, and
 //!                             pin-<hex> (held shared by a process that unpacked a layer it has
 //!                             not yet committed into an image, so `rmi` elsewhere keeps it)
 //! tmp/                        staging on the same filesystem; entries are `<pid>.<starttime>.<n>.<what>`
 //!                             and entries of dead processes are removed by the next write
+//! tmp/<stamp>.overlay-probe/  the overlay probe's scratch: l/ u/ w/ (lower, upper, work) and m/
+//!                             (mount point), removed after the probe, or by the sweep when the
+//!                             probe was killed (older rbox named it `tmp/probe-<pid>`; the sweep
+//!                             removes those of dead processes too)
+//! overlay-probe               the overlay probe's memo: `<kernel release> ok|no`; probed again on
+//!                             another kernel, and by every `rbox info` (`Store::overlay_probe_memo`)
 //! ```
 //!
 //! The `rbox` binary keeps a few things of its own beside these: `mnt/` (the mount point every
 //! container assembles its root on), `run/` (the runtime directory when `/tmp/rbox-run-UID` is
 //! another user's), `cache/seccomp/<hash>.bpf` (compiled seccomp programs, by the hash of their
-//! rules and libseccomp's version) and the overlay probe. The root is mode 0700 (made so on
+//! rules and libseccomp's version). The root is mode 0700 (made so on
 //! open): layer files keep their setuid bits and images their world-writable directories, so
 //! no other user may reach anything below it.
 //!
@@ -56,6 +66,7 @@ pub mod digest;
 pub mod images;
 pub mod layer;
 mod lock;
+pub mod mount;
 pub mod reference;
 mod store;
 #[allow(unsafe_code)]
@@ -68,6 +79,7 @@ pub use container::ContainerDir;
 pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;
+pub use mount::{Driver, Rootfs};
 pub use store::{parse_size, remove_tree, Store, DEFAULT_MAX_LAYER_SIZE};
 
 /// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.

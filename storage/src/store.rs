@@ -208,6 +208,16 @@ impl Store {
         for ent in rd.flatten() {
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
+            // `probe-<pid>`: overlay probes of rbox before the probe used stamped entries
+            if let Some(pid) = name
+                .strip_prefix("probe-")
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                if process_start(pid).is_none() {
+                    let _ = remove_tree(&ent.path());
+                }
+                continue;
+            }
             let mut parts = name.splitn(3, '.');
             let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
                 continue;
@@ -727,6 +737,31 @@ mod tests {
             .map(|e| e.path())
             .collect();
         assert_eq!(left, vec![live.path.clone()]);
+    }
+
+    #[test]
+    fn stale_overlay_probes_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("store");
+        let s = Store::open(&root, IdMap::full()).unwrap();
+        // a probe killed midway: its stamped entry, with the mode-0 work dir the kernel makes,
+        // and one of the older unstamped kind; a live process's older entry stays
+        let dead = s.tmp_root().join("4294967.1.0.overlay-probe");
+        fs::create_dir_all(dead.join("w/work")).unwrap();
+        fs::set_permissions(dead.join("w/work"), fs::Permissions::from_mode(0o000)).unwrap();
+        fs::create_dir_all(s.tmp_root().join("probe-4294967/m")).unwrap();
+        let live = s.tmp_root().join(format!("probe-{}", std::process::id()));
+        fs::create_dir(&live).unwrap();
+        let scratch = s.overlay_probe_scratch().unwrap();
+        let mut left: Vec<_> = fs::read_dir(s.tmp_root())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        left.sort();
+        let mut want = vec![live, scratch.dir().to_path_buf()];
+        want.sort();
+        assert_eq!(left, want);
     }
 
     /// Makes `depth` nested directories `d/d/d/...` under `top` through relative opens (the

@@ -1,10 +1,11 @@
-//! Raw syscalls nix does not wrap: extended attributes on open file descriptors.
+//! Raw syscalls nix does not wrap: extended attributes, and the new mount API (`fsopen`,
+//! `fsconfig`, `fsmount`, `move_mount`) that the overlay driver mounts with.
 //!
 //! The only module of the crate allowed `unsafe`; one small wrapper per syscall.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// `fsetxattr(2)` on an open file or directory.
 pub fn fsetxattr<F: AsFd>(fd: F, name: &str, value: &[u8]) -> io::Result<()> {
@@ -52,4 +53,128 @@ pub fn fgetxattr<F: AsFd>(fd: F, name: &str) -> io::Result<Option<Vec<u8>>> {
     }
     buf.truncate(r as usize);
     Ok(Some(buf))
+}
+
+/// `lgetxattr(2)`: the value of `name` on `path` (not following a final symlink), or `None`
+/// when it is not set or cannot be read.
+pub fn lgetxattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: `p` and `n` are NUL-terminated strings that outlive the call, and `buf` has
+    // `buf.len()` writable bytes; the kernel writes at most that many.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(buf)
+}
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `fsopen(2)` with FSOPEN_CLOEXEC: a filesystem context for `fstype`.
+pub fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
+    let t = cstr(fstype)?;
+    // SAFETY: `t` is a NUL-terminated string that outlives the call; FSOPEN_CLOEXEC is 1.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), 1 as libc::c_uint) })?;
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+
+/// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
+pub fn fsconfig_string(fd: BorrowedFd<'_>, key: &str, value: &str) -> io::Result<()> {
+    let (k, v) = (cstr(key)?, cstr(value)?);
+    // SAFETY: the fd is valid for the call (borrowed); `k` and `v` are NUL-terminated
+    // strings that outlive it.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            k.as_ptr(),
+            v.as_ptr(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `fsconfig(FSCONFIG_SET_FLAG, key)`.
+pub fn fsconfig_flag(fd: BorrowedFd<'_>, key: &str) -> io::Result<()> {
+    let k = cstr(key)?;
+    // SAFETY: the fd is valid for the call, `k` is NUL-terminated and outlives it; the value
+    // must be NULL for a flag.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            FSCONFIG_SET_FLAG,
+            k.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `fsconfig(FSCONFIG_CMD_CREATE)`: make the superblock from the configured context.
+pub fn fsconfig_create(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: the fd is valid for the call; key and value must be NULL for this command.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `fsmount(2)` with FSMOUNT_CLOEXEC and the given MOUNT_ATTR_* flags: a detached mount.
+pub fn fsmount(fd: BorrowedFd<'_>, attrs: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: the fd is valid for the call; FSMOUNT_CLOEXEC is 1.
+    let m =
+        cvt(unsafe { libc::syscall(libc::SYS_fsmount, fd.as_raw_fd(), 1 as libc::c_uint, attrs) })?;
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+}
+
+/// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attach a detached mount.
+pub fn move_mount_to(fd: BorrowedFd<'_>, target: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let empty = cstr("")?;
+    let t = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the fd is valid for the call; both strings are NUL-terminated and outlive it;
+    // MOVE_MOUNT_F_EMPTY_PATH is 4.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            4 as libc::c_uint,
+        )
+    })
+    .map(drop)
 }

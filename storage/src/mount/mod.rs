@@ -1,0 +1,203 @@
+//! Storage drivers: how a container's root filesystem is assembled from its image's layers.
+//!
+//! Owns the [`Driver`] choice as a type, the driver-specific preparation of a container
+//! directory ([`Store::prepare_rootfs`], at create time) and the description of the root
+//! ([`Rootfs`], at start) that the container's setup mounts, plus the overlay probe's memo
+//! and scratch paths. It does not own when and in which process things are mounted: the
+//! `rbox` binary puts a [`Rootfs`] into its mount plan and executes that plan in the
+//! container's own mount namespace, and it forks the overlay probe's child.
+//!
+//! - [`overlay`]: kernel overlayfs, the image layers as lower directories and the container's
+//!   `upper/` and `work/` above (mounted through the new mount API, no option-length limit).
+//! - [`copy`]: the image layers copied into `rootfs/` once, bind-mounted at start. Podman
+//!   calls it `vfs`, and so do `--storage-driver` and container records.
+//! - [`fuse`]: the place of the FUSE overlay (not written yet).
+
+pub mod copy;
+pub mod fuse;
+pub mod overlay;
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use nix::mount::{mount, MsFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::container::ContainerDir;
+use crate::store::Store;
+use crate::{bt, Error, IoContext, Result};
+
+/// A storage driver. Its name (`Display`, and in records) is Podman's: `overlay` or `vfs`;
+/// `copy` is accepted as another name of [`Driver::Copy`].
+///
+/// The FUSE overlay (for hosts where kernel overlayfs cannot be mounted in a user namespace)
+/// will be a third variant; until it exists nothing can select it (see [`fuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Driver {
+    /// kernel overlayfs
+    #[serde(rename = "overlay")]
+    Overlay,
+    /// a private copy of the layers (Podman's `vfs`)
+    #[serde(rename = "vfs", alias = "copy")]
+    Copy,
+}
+
+impl Driver {
+    /// The name written in records and shown by `inspect` and `info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Overlay => "overlay",
+            Driver::Copy => "vfs",
+        }
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `--storage-driver` value that names no driver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown storage driver `{0}`: use overlay or vfs")]
+pub struct UnknownDriver(pub String);
+
+impl FromStr for Driver {
+    type Err = UnknownDriver;
+
+    fn from_str(s: &str) -> std::result::Result<Driver, UnknownDriver> {
+        match s {
+            "overlay" => Ok(Driver::Overlay),
+            "vfs" | "copy" => Ok(Driver::Copy),
+            _ => Err(UnknownDriver(s.to_string())),
+        }
+    }
+}
+
+/// How a container's root filesystem is mounted: a plain description, built before the
+/// container is cloned and mounted by its setup ([`Rootfs::mount`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rootfs {
+    /// kernel overlayfs: image layers (topmost first) below, the container's upper/work above
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        /// skip the fsyncs of the upper layer (a container removed on exit)
+        volatile: bool,
+    },
+    /// an already populated directory (the copy driver), bind-mounted
+    Dir(PathBuf),
+}
+
+impl Rootfs {
+    /// Mounts the root at `target`, in the calling process's mount namespace.
+    pub fn mount(&self, target: &Path) -> Result<()> {
+        match self {
+            Rootfs::Overlay {
+                lowers,
+                upper,
+                work,
+                volatile,
+            } => overlay::mount(lowers, upper, work, *volatile, target),
+            Rootfs::Dir(d) => mount(
+                Some(d.as_path()),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                Error::io(
+                    format!("bind onto {}", bt(target)),
+                    std::io::Error::other(e),
+                )
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// The driver's part of creating a container: the copy driver copies the image's layers
+    /// into `rootfs/` (bottom layer first); overlay needs nothing before start.
+    pub fn prepare_rootfs(&self, driver: Driver, dir: &ContainerDir) -> Result<()> {
+        match driver {
+            Driver::Overlay => Ok(()),
+            Driver::Copy => {
+                let bottom_first: Vec<PathBuf> = dir.lower_dirs.iter().rev().cloned().collect();
+                copy::copy_layers(&bottom_first, &dir.rootfs)
+            }
+        }
+    }
+
+    /// The root filesystem of a container made by `driver`, ready to mount. `volatile` (for
+    /// a container removed on exit) lets overlay skip syncing the upper layer. An image
+    /// without layers gets one empty lower directory: overlayfs needs at least one.
+    pub fn rootfs(&self, driver: Driver, dir: &ContainerDir, volatile: bool) -> Result<Rootfs> {
+        match driver {
+            Driver::Copy => Ok(Rootfs::Dir(dir.rootfs.clone())),
+            Driver::Overlay => {
+                let mut lowers = dir.lower_dirs.clone();
+                if lowers.is_empty() {
+                    let empty = dir.empty_lower();
+                    fs::create_dir_all(&empty).ctx(|| format!("create {}", bt(&empty)))?;
+                    lowers.push(empty);
+                }
+                Ok(Rootfs::Overlay {
+                    lowers,
+                    upper: dir.upper.clone(),
+                    work: dir.work.clone(),
+                    volatile,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flag_values() {
+        assert_eq!("overlay".parse::<Driver>(), Ok(Driver::Overlay));
+        assert_eq!("vfs".parse::<Driver>(), Ok(Driver::Copy));
+        assert_eq!("copy".parse::<Driver>(), Ok(Driver::Copy));
+        let e = "btrfs".parse::<Driver>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown storage driver `btrfs`: use overlay or vfs"
+        );
+        assert!("Overlay".parse::<Driver>().is_err());
+    }
+
+    #[test]
+    fn names_are_podmans() {
+        assert_eq!(Driver::Overlay.to_string(), "overlay");
+        assert_eq!(Driver::Copy.to_string(), "vfs");
+        for d in [Driver::Overlay, Driver::Copy] {
+            assert_eq!(d.to_string().parse::<Driver>(), Ok(d));
+        }
+    }
+
+    #[test]
+    fn records_keep_their_spelling() {
+        // records written before the enum hold "overlay" or "vfs"; new ones must read the same
+        assert_eq!(
+            serde_json::to_string(&Driver::Overlay).unwrap(),
+            "\"overlay\""
+        );
+        assert_eq!(serde_json::to_string(&Driver::Copy).unwrap(), "\"vfs\"");
+        for (text, d) in [
+            ("\"overlay\"", Driver::Overlay),
+            ("\"vfs\"", Driver::Copy),
+            ("\"copy\"", Driver::Copy),
+        ] {
+            assert_eq!(serde_json::from_str::<Driver>(text).unwrap(), d);
+        }
+        assert!(serde_json::from_str::<Driver>("\"fuse\"").is_err());
+    }
+}
