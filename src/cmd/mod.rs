@@ -1,4 +1,5 @@
-//! One module per subcommand: its clap `Args` next to its handler.
+//! One module per subcommand: its clap `Args` next to its handler; `common` and `targets` hold
+//! what several of them share.
 
 pub mod common;
 pub mod completion;
@@ -26,6 +27,7 @@ pub mod save;
 pub mod start;
 pub mod stop;
 pub mod tag;
+pub mod targets;
 pub mod unshare;
 
 use std::process::ExitCode;
