@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{Resettable, StyledStr};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cmd;
@@ -147,7 +148,7 @@ pub fn command() -> clap::Command {
             }
         })
     };
-    Cli::command()
+    let cmd = Cli::command()
         .mut_subcommand("run", image_args)
         .mut_subcommand("create", image_args)
         .mut_subcommand("push", image_args)
@@ -155,7 +156,32 @@ pub fn command() -> clap::Command {
         .mut_subcommand("container", |c| {
             c.mut_subcommand("run", image_args)
                 .mut_subcommand("create", image_args)
+        });
+    let cmd = twins_help(cmd, "container", cmd::container::twin);
+    twins_help(cmd, "image", cmd::image::twin)
+}
+
+/// Names the top-level command a group's verb is the twin of (`cmd::container::twin`).
+type Twin = fn(&str) -> Option<&str>;
+
+/// Give each verb of the group `group` the help text of its top-level twin (`twin` names it),
+/// so that `rbox container run --help` and its man page say what `rbox run`'s do.
+fn twins_help(cmd: clap::Command, group: &str, twin: Twin) -> clap::Command {
+    let top = cmd.clone();
+    cmd.mut_subcommand(group, |g| {
+        g.mut_subcommands(|verb| {
+            let Some(t) = twin(verb.get_name()).and_then(|t| top.find_subcommand(t)) else {
+                return verb;
+            };
+            let text = |s: Option<&StyledStr>| Resettable::from(s.cloned());
+            verb.about(text(t.get_about()))
+                .long_about(text(t.get_long_about()))
+                .before_help(text(t.get_before_help()))
+                .before_long_help(text(t.get_before_long_help()))
+                .after_help(text(t.get_after_help()))
+                .after_long_help(text(t.get_after_long_help()))
         })
+    })
 }
 
 /// Parse the command line. Usage errors exit 125 as Podman's do (rbox itself failed: a bad
@@ -464,6 +490,61 @@ mod tests {
             "rm needs a container or --all"
         );
         assert!(Cli::try_parse_from(["rbox", "rm", "-a"]).is_ok());
+    }
+
+    /// A group's verb is its twin: the same arguments and help, the same handler.
+    #[test]
+    fn group_verbs_are_their_top_level_twins() {
+        let cmd = command();
+        let groups: [(&str, Twin); 2] = [
+            ("container", cmd::container::twin),
+            ("image", cmd::image::twin),
+        ];
+        for (group, twin) in groups {
+            let g = cmd.find_subcommand(group).unwrap();
+            for verb in g.get_subcommands() {
+                let name = verb.get_name();
+                let Some(t) = twin(name) else {
+                    assert_eq!(name, "inspect", "only inspect is not a twin");
+                    continue;
+                };
+                let t = cmd.find_subcommand(t).unwrap();
+                let ids = |c: &clap::Command| {
+                    c.get_arguments()
+                        .map(|a| a.get_id().clone())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(ids(verb), ids(t), "{group} {name}");
+                assert_eq!(verb.get_about(), t.get_about(), "{group} {name}");
+                assert!(verb.get_about().is_some(), "{group} {name}");
+                assert_eq!(
+                    verb.get_after_long_help().map(|s| s.to_string()),
+                    t.get_after_long_help().map(|s| s.to_string()),
+                    "{group} {name}"
+                );
+            }
+        }
+        let parsed = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Container(a) => Command::from(a.command),
+            Command::Image(a) => Command::from(a.command),
+            c => c,
+        };
+        assert!(matches!(parsed(&["rbox", "container", "ls", "-a"]), Command::Ps(a) if a.all));
+        assert!(
+            matches!(parsed(&["rbox", "container", "rm", "-f", "c"]), Command::Rm(a) if a.force)
+        );
+        assert!(matches!(
+            parsed(&["rbox", "container", "inspect", "c"]),
+            Command::Inspect(a) if a.kind == "container" && a.names == ["c"]
+        ));
+        assert!(matches!(
+            parsed(&["rbox", "image", "rm", "x"]),
+            Command::Rmi(_)
+        ));
+        assert!(matches!(
+            parsed(&["rbox", "image", "inspect", "-f", "{{.Id}}", "x"]),
+            Command::Inspect(a) if a.kind == "image" && a.format.as_deref() == Some("{{.Id}}")
+        ));
     }
 
     fn usage_line(args: &[&str]) -> String {

@@ -1,12 +1,10 @@
 //! `rbox container SUBCOMMAND`: the container commands grouped as Podman and Docker group them
-//! (`container ls`, `container rm`, `container inspect`, ...), each mapped to the same handler
-//! as its top-level twin.
+//! (`container ls`, `container rm`, `container inspect`, ...). Each verb is its top-level twin
+//! under the group's name for it: the same arguments, the same handler (through
+//! `Command::from`), and the same help text (copied from the twin by `cli::command`, see
+//! [`twin`]); only `inspect` has arguments and help of its own.
 
-use std::process::ExitCode;
-
-use anyhow::Result;
-
-use crate::cli::{complete, GlobalArgs, EXIT_CODES};
+use crate::cli::{complete, Command};
 use crate::cmd;
 
 #[derive(Debug, clap::Args)]
@@ -17,30 +15,29 @@ pub struct ContainerArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ContainerCommand {
-    /// List containers
     #[command(visible_alias = "list", visible_alias = "ps")]
     Ls(cmd::ps::PsArgs),
-    /// Run a command in a new container
-    #[command(after_long_help = EXIT_CODES)]
     Run(cmd::run::RunArgs),
-    /// Create a container without starting it
-    #[command(after_long_help = EXIT_CODES)]
     Create(cmd::run::RunArgs),
-    /// Start one or more created containers
     Start(cmd::start::StartArgs),
-    /// Stop one or more running containers
     Stop(cmd::stop::StopArgs),
-    /// Run a command in a running container
     Exec(cmd::exec::ExecArgs),
-    /// Print the output of a detached container
     Logs(cmd::logs::LogsArgs),
-    /// Send a signal to one or more running containers
     Kill(cmd::kill::KillArgs),
-    /// Remove one or more containers
     #[command(visible_alias = "remove")]
     Rm(cmd::rm::RmArgs),
     /// Display the configuration of containers
     Inspect(ContainerInspectArgs),
+}
+
+/// The top-level command whose help `rbox container VERB` shows: the one of the same name but
+/// for `ls` (`ps`); none for `inspect`.
+pub fn twin(verb: &str) -> Option<&str> {
+    match verb {
+        "ls" => Some("ps"),
+        "inspect" => None,
+        v => Some(v),
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,19 +50,24 @@ pub struct ContainerInspectArgs {
     pub containers: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: ContainerArgs) -> Result<ExitCode> {
-    match a.command {
-        ContainerCommand::Ls(a) => cmd::ps::run(g, a),
-        ContainerCommand::Run(a) => cmd::run::run(g, a),
-        ContainerCommand::Create(a) => cmd::run::create(g, a),
-        ContainerCommand::Start(a) => cmd::start::run(g, a),
-        ContainerCommand::Stop(a) => cmd::stop::run(g, a),
-        ContainerCommand::Exec(a) => cmd::exec::run(g, a),
-        ContainerCommand::Logs(a) => cmd::logs::run(g, a),
-        ContainerCommand::Kill(a) => cmd::kill::run(g, a),
-        ContainerCommand::Rm(a) => cmd::rm::run(g, a),
-        ContainerCommand::Inspect(a) => {
-            cmd::inspect::inspect(g, "container", a.format.as_deref(), &a.containers)
+impl From<ContainerCommand> for Command {
+    fn from(c: ContainerCommand) -> Command {
+        match c {
+            ContainerCommand::Ls(a) => Command::Ps(a),
+            ContainerCommand::Run(a) => Command::Run(a),
+            ContainerCommand::Create(a) => Command::Create(a),
+            ContainerCommand::Start(a) => Command::Start(a),
+            ContainerCommand::Stop(a) => Command::Stop(a),
+            ContainerCommand::Exec(a) => Command::Exec(a),
+            ContainerCommand::Logs(a) => Command::Logs(a),
+            ContainerCommand::Kill(a) => Command::Kill(a),
+            ContainerCommand::Rm(a) => Command::Rm(a),
+            ContainerCommand::Inspect(a) => Command::Inspect(cmd::inspect::InspectArgs {
+                kind: "container".into(),
+                format: a.format,
+                size: false,
+                names: a.containers,
+            }),
         }
     }
 }

@@ -1,11 +1,10 @@
 //! `rbox image SUBCOMMAND`: the image commands grouped as Podman groups them (`image ls`,
-//! `image rm`, `image inspect`, ...), each mapped to the same handler as its top-level twin.
+//! `image rm`, `image inspect`, ...). Each verb is its top-level twin under the group's name
+//! for it: the same arguments, the same handler (through `Command::from`), and the same help
+//! text (copied from the twin by `cli::command`, see [`twin`]); only `inspect` has arguments
+//! and help of its own.
 
-use std::process::ExitCode;
-
-use anyhow::Result;
-
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::{complete, Command};
 use crate::cmd;
 
 #[derive(Debug, clap::Args)]
@@ -16,28 +15,30 @@ pub struct ImageArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
-    /// List images in local storage
     #[command(visible_alias = "list")]
     Ls(cmd::images::ImagesArgs),
-    /// Remove one or more images from local storage
     #[command(visible_alias = "remove")]
     Rm(cmd::rmi::RmiArgs),
-    /// Add an additional name to a local image
     Tag(cmd::tag::TagArgs),
     /// Display the configuration of images
     Inspect(ImageInspectArgs),
-    /// Show the history of an image
     History(cmd::history::HistoryArgs),
-    /// Load images from a docker-archive or oci-archive
     Load(cmd::load::LoadArgs),
-    /// Save images to a docker-archive or oci-archive
     Save(cmd::save::SaveArgs),
-    /// Import a tarball as a root filesystem image
     Import(cmd::import::ImportArgs),
-    /// Pull an image from a registry
     Pull(cmd::pull::PullArgs),
-    /// Push an image to a registry
     Push(cmd::push::PushArgs),
+}
+
+/// The top-level command whose help `rbox image VERB` shows: the one of the same name but for
+/// `ls` (`images`) and `rm` (`rmi`); none for `inspect`.
+pub fn twin(verb: &str) -> Option<&str> {
+    match verb {
+        "ls" => Some("images"),
+        "rm" => Some("rmi"),
+        "inspect" => None,
+        v => Some(v),
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -50,19 +51,24 @@ pub struct ImageInspectArgs {
     pub images: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: ImageArgs) -> Result<ExitCode> {
-    match a.command {
-        ImageCommand::Ls(a) => cmd::images::run(g, a),
-        ImageCommand::Rm(a) => cmd::rmi::run(g, a),
-        ImageCommand::Tag(a) => cmd::tag::run(g, a),
-        ImageCommand::Inspect(a) => {
-            cmd::inspect::inspect(g, "image", a.format.as_deref(), &a.images)
+impl From<ImageCommand> for Command {
+    fn from(c: ImageCommand) -> Command {
+        match c {
+            ImageCommand::Ls(a) => Command::Images(a),
+            ImageCommand::Rm(a) => Command::Rmi(a),
+            ImageCommand::Tag(a) => Command::Tag(a),
+            ImageCommand::Inspect(a) => Command::Inspect(cmd::inspect::InspectArgs {
+                kind: "image".into(),
+                format: a.format,
+                size: false,
+                names: a.images,
+            }),
+            ImageCommand::History(a) => Command::History(a),
+            ImageCommand::Load(a) => Command::Load(a),
+            ImageCommand::Save(a) => Command::Save(a),
+            ImageCommand::Import(a) => Command::Import(a),
+            ImageCommand::Pull(a) => Command::Pull(a),
+            ImageCommand::Push(a) => Command::Push(a),
         }
-        ImageCommand::History(a) => cmd::history::run(g, a),
-        ImageCommand::Load(a) => cmd::load::run(g, a),
-        ImageCommand::Save(a) => cmd::save::run(g, a),
-        ImageCommand::Import(a) => cmd::import::run(g, a),
-        ImageCommand::Pull(a) => cmd::pull::run(g, a),
-        ImageCommand::Push(a) => cmd::push::run(g, a),
     }
 }

@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 
+use super::targets::{All, Targets};
 use crate::cli::{complete, GlobalArgs};
 use crate::runtime;
-use crate::state;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KillArgs {
@@ -34,28 +34,7 @@ pub fn run(g: &GlobalArgs, a: KillArgs) -> Result<ExitCode> {
             a.signal
         );
     };
-    let mut errors = Vec::new();
-    let mut targets = Vec::new();
-    if a.all {
-        for r in state::list(g)?.into_iter().filter(state::is_running) {
-            targets.push((r.id.clone(), r));
-        }
-    }
-    for name in &a.containers {
-        match state::lookup(g, name) {
-            Ok(r) => targets.push((name.clone(), r)),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    for (shown, rec) in targets {
-        match runtime::signal_container(g, &rec, sig) {
-            Ok(()) => println!("{shown}"),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(anyhow!(errors.join("; ")))
-    }
+    let all = if a.all { All::Running } else { All::No };
+    let targets = Targets::gather(g, all, &a.containers, false)?;
+    targets.finish(|rec| runtime::signal_container(g, rec, sig))
 }

@@ -1,4 +1,5 @@
-//! One module per subcommand: its clap `Args` next to its handler.
+//! One module per subcommand: its clap `Args` next to its handler; `common` and `targets` hold
+//! what several of them share.
 
 pub mod common;
 pub mod completion;
@@ -26,16 +27,20 @@ pub mod save;
 pub mod start;
 pub mod stop;
 pub mod tag;
+pub mod targets;
 pub mod unshare;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, GlobalArgs};
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let g = &cli.global;
-    match cli.command {
+    run_command(&cli.global, cli.command)
+}
+
+fn run_command(g: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Run(a) => run::run(g, a),
         Command::Create(a) => run::create(g, a),
         Command::Start(a) => start::run(g, a),
@@ -50,8 +55,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => rmi::run(g, a),
         Command::Tag(a) => tag::run(g, a),
         Command::History(a) => history::run(g, a),
-        Command::Image(a) => image::run(g, a),
-        Command::Container(a) => container::run(g, a),
+        // a group's verb is its top-level twin
+        Command::Image(a) => run_command(g, a.command.into()),
+        Command::Container(a) => run_command(g, a.command.into()),
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),
         Command::Import(a) => import::run(g, a),

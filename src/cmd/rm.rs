@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::targets::{All, Targets};
 use crate::cli::{complete, GlobalArgs};
 use crate::runtime;
 use crate::state::{self, ContainerRecord};
@@ -44,44 +45,18 @@ pub fn run(g: &GlobalArgs, a: RmArgs) -> Result<ExitCode> {
     if a.all && !a.containers.is_empty() {
         bail!("--all and container names cannot be used together");
     }
-    let mut errors = Vec::new();
-    let mut targets: Vec<(String, ContainerRecord)> = Vec::new();
-    if a.all {
-        targets = state::list(g)?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
-    } else {
-        for name in &a.containers {
-            match state::lookup(g, name) {
-                Ok(r) => targets.push((name.clone(), r)),
-                Err(_) if a.ignore => {}
-                Err(e) => errors.push(format!("{e:#}")),
-            }
-        }
-    }
+    let all = if a.all { All::Every } else { All::No };
+    let mut targets = Targets::gather(g, all, &a.containers, a.ignore)?;
     // Decide and kill outside the namespace; remove the storage inside it.
-    let mut doomed = Vec::new();
-    for (shown, rec) in targets {
-        match prepare(g, &rec, a.force, a.time) {
-            Ok(()) => doomed.push((shown, rec)),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
+    targets.keep(|rec| prepare(g, rec, a.force, a.time));
+    if targets.is_empty() {
+        return targets.finish(|_| Ok(()));
     }
-    if !doomed.is_empty() {
-        let store = runtime::open_store(g)?;
-        for (shown, rec) in doomed {
-            match store.remove_container_dir(&rec.id) {
-                Ok(()) | Err(rbox_storage::Error::ContainerNotFound(_)) => println!("{shown}"),
-                Err(e) => errors.push(format!("remove storage of container {}: {e}", rec.name)),
-            }
-        }
-    }
-    match errors.len() {
-        0 => Ok(ExitCode::SUCCESS),
-        1 => Err(anyhow!(errors.remove(0))),
-        _ => Err(anyhow!(errors.join("; "))),
-    }
+    let store = runtime::open_store(g)?;
+    targets.finish(|rec| match store.remove_container_dir(&rec.id) {
+        Ok(()) | Err(rbox_storage::Error::ContainerNotFound(_)) => Ok(()),
+        Err(e) => Err(anyhow!("remove storage of container {}: {e}", rec.name)),
+    })
 }
 
 /// Refuse (or with `force`, kill) a running container, then forget its record and name.

@@ -6,11 +6,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{Context, Result};
 
+use super::targets::{All, Targets};
 use crate::cli::{complete, GlobalArgs};
 use crate::runtime;
-use crate::state;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StopArgs {
@@ -34,30 +34,11 @@ pub struct StopArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: StopArgs) -> Result<ExitCode> {
-    let mut errors = Vec::new();
-    let mut targets = Vec::new();
-    if a.all {
-        for r in state::list(g)?.into_iter().filter(state::is_running) {
-            targets.push((r.id.clone(), r));
-        }
-    }
-    for name in &a.containers {
-        match state::lookup(g, name) {
-            Ok(r) => targets.push((name.clone(), r)),
-            Err(_) if a.ignore => {}
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    for (shown, rec) in targets {
-        // Stopping a stopped container is not an error, as in podman.
-        match runtime::stop_container(g, &rec, Duration::from_secs(a.time)) {
-            Ok(()) => println!("{shown}"),
-            Err(e) => errors.push(format!("stop container {}: {e:#}", rec.name)),
-        }
-    }
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(anyhow!(errors.join("; ")))
-    }
+    let all = if a.all { All::Running } else { All::No };
+    let targets = Targets::gather(g, all, &a.containers, a.ignore)?;
+    // Stopping a stopped container is not an error, as in podman.
+    targets.finish(|rec| {
+        runtime::stop_container(g, rec, Duration::from_secs(a.time))
+            .with_context(|| format!("stop container {}", rec.name))
+    })
 }

@@ -2,7 +2,7 @@
 //! on the caller's terminal, window size, bytes both ways), and collect its exit status.
 //! Single-threaded: one poll loop over a signalfd, the pty master and stdin.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::container::forwarded;
-use super::sys;
+use super::{sys, terminal};
 
 /// Restores the caller's terminal mode when dropped, even on error paths.
 struct RawMode {
@@ -41,12 +41,6 @@ impl Drop for RawMode {
     }
 }
 
-fn copy_winsize(master: &OwnedFd) {
-    if let Some(ws) = sys::get_winsize(0).or_else(|| sys::get_winsize(1)) {
-        sys::set_winsize(master.as_raw_fd(), &ws);
-    }
-}
-
 fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
         match nix::unistd::write(fd, buf) {
@@ -65,11 +59,11 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
         SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
     let _raw = match &pty {
         Some(m) if sys::isatty(0) && interactive => {
-            copy_winsize(m);
+            terminal::copy_caller_winsize(m);
             Some(RawMode::enter())
         }
         Some(m) => {
-            copy_winsize(m);
+            terminal::copy_caller_winsize(m);
             None
         }
         None => None,
@@ -135,7 +129,7 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
                     Some(Signal::SIGCHLD) => {}
                     Some(Signal::SIGWINCH) => {
                         if let Some(m) = &pty {
-                            copy_winsize(m);
+                            terminal::copy_caller_winsize(m);
                         }
                     }
                     Some(s) => {

@@ -8,20 +8,20 @@
 //! end-of-file without a message means exec succeeded.
 
 use std::fs::File;
-use std::io::{IoSlice, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{Read, Write};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket;
 use nix::unistd::Pid;
 
 use super::mounts::Op;
 use super::process::{self, Failure};
-use super::sys;
+use super::{sys, terminal};
 use crate::state::Spec;
 
 /// Everything the child needs, computed before the clone.
@@ -187,7 +187,7 @@ pub fn start(l: &Launch) -> Result<Started> {
     let pty = match pair {
         Some((a, b)) => {
             drop(b);
-            recv_fd(&a)?
+            terminal::receive_master(&a)?
         }
         None => None,
     };
@@ -223,27 +223,6 @@ fn report(err_w: OwnedFd, f: &Failure) {
     let _ = File::from(err_w).write_all(&msg);
 }
 
-fn recv_fd(sock: &OwnedFd) -> Result<Option<OwnedFd>> {
-    let mut data = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut data)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = socket::recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receive terminal from container")?;
-    for c in msg.cmsgs().context("read control message")? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                return Ok(Some(sys::owned_received_fd(*fd)));
-            }
-        }
-    }
-    Ok(None)
-}
-
 /// The child side; returns only on failure.
 fn child(l: &Launch, sock: Option<OwnedFd>) -> Failure {
     match child_setup(l, sock) {
@@ -270,49 +249,17 @@ fn child_setup(l: &Launch, sock: Option<OwnedFd>) -> Result<Failure, Failure> {
     Ok(process::exec(&l.spec, l.single_id, l.seccomp.as_deref()))
 }
 
-/// Give the command its stdio: a new session, and with `-t` the pty from our own devpts.
+/// Give the command its stdio: with `-t` a pty from our own devpts, whose master goes to rbox.
 fn terminal(l: &Launch, sock: Option<OwnedFd>) -> Result<(), Failure> {
-    nix::unistd::setsid().map_err(|e| Failure::setup(format!("create session: {e}")))?;
-    if let Some(sock) = sock {
-        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-            .map_err(|e| Failure::setup(format!("open /dev/ptmx: {e}")))?;
-        nix::pty::grantpt(&master).map_err(|e| Failure::setup(format!("grantpt: {e}")))?;
-        nix::pty::unlockpt(&master).map_err(|e| Failure::setup(format!("unlockpt: {e}")))?;
-        let name =
-            nix::pty::ptsname_r(&master).map_err(|e| Failure::setup(format!("ptsname: {e}")))?;
-        let slave = nix::fcntl::open(
-            name.as_str(),
-            OFlag::O_RDWR | OFlag::O_NOCTTY,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| Failure::setup(format!("open `{name}`: {e}")))?;
-        let fds = [master.as_raw_fd()];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
-        socket::sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(b"t")],
-            &cmsg,
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(|e| Failure::setup(format!("send terminal to rbox: {e}")))?;
-        drop(master);
-        drop(sock);
-        if let Some(ws) = &l.winsize {
-            sys::set_winsize(slave.as_raw_fd(), ws);
+    let slave = match sock {
+        Some(sock) => {
+            let pty = terminal::open(l.winsize.as_ref())?;
+            terminal::send_master(&sock, &pty.master)?;
+            Some(pty.slave)
         }
-        sys::set_controlling_tty(slave.as_raw_fd())
-            .map_err(|e| Failure::setup(format!("set controlling terminal: {e}")))?;
-        for i in 0..3 {
-            sys::dup2(slave.as_raw_fd(), i)
-                .map_err(|e| Failure::setup(format!("set up terminal: {e}")))?;
-        }
-    } else if !l.spec.interactive && l.stdio.is_none() {
-        let null = nix::fcntl::open("/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
-            .map_err(|e| Failure::setup(format!("open /dev/null: {e}")))?;
-        sys::dup2(null.as_raw_fd(), 0).map_err(|e| Failure::setup(format!("set up stdin: {e}")))?;
-    }
-    Ok(())
+        None => None,
+    };
+    terminal::attach_stdio(slave.as_ref(), !l.spec.interactive && l.stdio.is_none())
 }
 
 /// `--init`: PID 1 forks the command, forwards signals to it and reaps every process until

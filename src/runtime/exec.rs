@@ -6,7 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
@@ -16,7 +16,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::container::forwarded;
 use super::process::{self, Failure};
-use super::{attach, sys};
+use super::{attach, sys, terminal};
 use crate::exit;
 use crate::state::{ContainerRecord, Spec};
 
@@ -79,13 +79,17 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     // The container's own filter, as its capabilities decided it: `exec --privileged` adds
     // capabilities to this process but does not lift the container's seccomp profile (Podman).
     // The terminal comes from the container's own devpts, which is ours now too.
-    let pty = if o.tty { Some(open_pty()?) } else { None };
+    let pty = if o.tty {
+        Some(terminal::open(terminal::caller_winsize().as_ref())?)
+    } else {
+        None
+    };
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("create pipe")?;
     forwarded().thread_block().context("block signals")?;
     let child = match sys::fork().context("fork exec process")? {
         ForkResult::Child => {
             drop(err_r);
-            let f = child_main(&spec, pty.as_ref().map(|p| &p.1), seccomp.as_deref());
+            let f = child_main(&spec, pty.as_ref().map(|p| &p.slave), seccomp.as_deref());
             let mut msg = vec![f.code];
             msg.extend_from_slice(f.msg.replace('\n', " ").as_bytes());
             let _ = std::io::Write::write_all(&mut File::from(err_w), &msg);
@@ -94,10 +98,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
         ForkResult::Parent { child } => child,
     };
     drop(err_w);
-    let master = pty.map(|(m, slave)| {
-        drop(slave);
-        m
-    });
+    let master = pty.map(|p| p.master);
     let mut buf = Vec::new();
     File::from(err_r)
         .read_to_end(&mut buf)
@@ -131,26 +132,6 @@ fn exec_spec(base: &Spec, o: &ExecOptions) -> Spec {
     s
 }
 
-fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .context("open /dev/ptmx in the container")?;
-    nix::pty::grantpt(&master).context("grantpt")?;
-    nix::pty::unlockpt(&master).context("unlockpt")?;
-    let name = nix::pty::ptsname_r(&master).context("ptsname")?;
-    let slave = nix::fcntl::open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .with_context(|| format!("open `{name}`"))?;
-    let m: OwnedFd = master.into();
-    // The caller's size now, before the command can ask for it.
-    if let Some(ws) = sys::get_winsize(0).or_else(|| sys::get_winsize(1)) {
-        sys::set_winsize(m.as_raw_fd(), &ws);
-    }
-    Ok((m, slave))
-}
-
 fn child_main(
     spec: &Spec,
     slave: Option<&OwnedFd>,
@@ -159,25 +140,8 @@ fn child_main(
     if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
         return Failure::setup(format!("set parent death signal: {e}"));
     }
-    if let Err(e) = nix::unistd::setsid() {
-        return Failure::setup(format!("create session: {e}"));
-    }
-    if let Some(s) = slave {
-        if let Err(e) = sys::set_controlling_tty(s.as_raw_fd()) {
-            return Failure::setup(format!("set controlling terminal: {e}"));
-        }
-        for i in 0..3 {
-            if let Err(e) = sys::dup2(s.as_raw_fd(), i) {
-                return Failure::setup(format!("set up terminal: {e}"));
-            }
-        }
-    } else if !spec.interactive {
-        match nix::fcntl::open("/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty()) {
-            Ok(n) => {
-                let _ = sys::dup2(n.as_raw_fd(), 0);
-            }
-            Err(e) => return Failure::setup(format!("open /dev/null: {e}")),
-        }
+    if let Err(f) = terminal::attach_stdio(slave, !spec.interactive) {
+        return f;
     }
     let single_id = super::userns::current_mode() == super::userns::Mode::Single;
     process::exec(spec, single_id, seccomp)

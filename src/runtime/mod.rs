@@ -2,8 +2,8 @@
 //! (or pull) the image, decide the spec, create the container's storage and record, clone the
 //! container and wait for it. One file per concern:
 //! `userns` (id maps), `spec` (Docker's rules), `mounts` (the mount plan), `probe` (overlay),
-//! `container` (the cloned init), `process` (user, caps, exec), `attach` (signals, terminal),
-//! `caps`, and `sys` (the only unsafe code).
+//! `container` (the cloned init), `process` (user, caps, exec), `terminal` (the pty, for run and
+//! exec), `attach` (signals, terminal relay), `caps`, and `sys` (the only unsafe code).
 
 pub mod attach;
 pub mod caps;
@@ -15,6 +15,7 @@ pub mod process;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;
+pub mod terminal;
 pub mod userns;
 
 use std::fs;
@@ -250,7 +251,7 @@ fn launch(
         stdio,
         keep_id,
         winsize: if spec_tty {
-            sys::get_winsize(0).or_else(|| sys::get_winsize(1))
+            terminal::caller_winsize()
         } else {
             None
         },

@@ -80,6 +80,46 @@ fn detached_exec_logs_stop() {
     });
 }
 
+/// `exec -t` and `run --init -t` get their terminal as `run -t` does (`runtime::terminal`):
+/// a pty of the container's own devpts, sized like the caller's, the exit status through it.
+#[test]
+fn exec_and_init_terminals() {
+    for_each_user("exec_tty", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--name", "web", "busybox", "sleep", "600"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["exec", "-t", "web", "tty"])
+            .pty()
+            .output()
+            .success();
+        assert!(out.text().starts_with("/dev/pts/"), "{out}");
+        env.rbox()
+            .args(["exec", "-t", "web", "sh", "-c", "exit 4"])
+            .pty()
+            .output()
+            .code_is(4);
+        // The terminal rbox runs on is 33x101; the exec'd process's pty must say the same.
+        let out = env
+            .rbox_on_terminal(33, 101, &["exec", "-t", "web", "stty", "-a"])
+            .output()
+            .success();
+        assert!(out.stdout.contains("rows 33; columns 101;"), "{out}");
+        env.rbox().args(["rm", "-f", "web"]).output().success();
+
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--init", "-t", "busybox", "tty"])
+            .pty()
+            .output()
+            .success();
+        assert!(out.text().starts_with("/dev/pts/"), "{out}");
+    });
+}
+
 /// A process in its exit path or a zombie no longer runs anything.
 fn gone(pid: &str) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

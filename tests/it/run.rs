@@ -526,13 +526,10 @@ fn tty_gets_the_callers_window_size() {
     for_each_user("winsize", |env| {
         setup(env);
         // The terminal rbox runs on is 33x101; the container's own pty must say the same.
-        let rbox = crate::util::shell_quote(env!("CARGO_BIN_EXE_rbox"));
-        let line = format!(
-            "stty rows 33 cols 101 && exec {rbox} --root {} --runroot {} run --rm -t busybox stty -a",
-            crate::util::shell_quote(&env.store().to_string_lossy()),
-            crate::util::shell_quote(&env.runroot().to_string_lossy()),
-        );
-        let out = env.cmd("sh").args(["-c", &line]).pty().output().success();
+        let out = env
+            .rbox_on_terminal(33, 101, &["run", "--rm", "-t", "busybox", "stty", "-a"])
+            .output()
+            .success();
         // busybox's `stty size` refuses to run as a container's first process; -a does not
         assert!(out.stdout.contains("rows 33; columns 101;"), "{out}");
     });

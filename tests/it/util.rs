@@ -330,6 +330,24 @@ impl Env {
         c
     }
 
+    /// `rbox --root STORE --runroot RUN ARGS` on a pty of `rows` x `cols` (set by stty
+    /// before rbox starts), run as the test's user.
+    pub fn rbox_on_terminal(&self, rows: u16, cols: u16, args: &[&str]) -> Cmd {
+        let mut line = format!(
+            "stty rows {rows} cols {cols} && exec {} --root {} --runroot {}",
+            shell_quote(RBOX),
+            shell_quote(&self.store().to_string_lossy()),
+            shell_quote(&self.runroot().to_string_lossy()),
+        );
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        let mut c = self.cmd("sh");
+        c.args(["-c", &line]).pty();
+        c
+    }
+
     /// Any program run as the test's user with the test's environment.
     pub fn cmd(&self, prog: impl Into<OsString>) -> Cmd {
         let mut env: Vec<(OsString, OsString)> = vec![

@@ -1,0 +1,198 @@
+//! The containers a verb acts on, and how it reports on them: `kill`, `stop` and `rm` take names
+//! or ids and `--all`, act on each target in turn, print each one done (as the user named it,
+//! the id with `--all`), go on after a failure, and fail at the end (exit 125) with every error
+//! in one line, as Podman does. What each verb does to a target stays in the verb's file.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+
+use crate::cli::GlobalArgs;
+use crate::state::{self, ContainerRecord};
+
+/// What `--all` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum All {
+    /// `--all` not given: only the named containers
+    No,
+    /// every running container (`kill`, `stop`)
+    Running,
+    /// every container (`rm`)
+    Every,
+}
+
+/// The targets still in play, each with the name it is printed under, and the errors so far.
+#[derive(Debug)]
+pub struct Targets<T = ContainerRecord> {
+    items: Vec<(String, T)>,
+    errors: Vec<String>,
+}
+
+impl Targets {
+    /// The containers `--all` selects (first), then each of `names`; a name that is not found
+    /// is an error for the end, or with `ignore` (`--ignore`) nothing. Fails at once only when
+    /// the list of containers cannot be read.
+    pub fn gather(g: &GlobalArgs, all: All, names: &[String], ignore: bool) -> Result<Self> {
+        let listed = match all {
+            All::No => Vec::new(),
+            All::Running => state::list(g)?
+                .into_iter()
+                .filter(state::is_running)
+                .collect(),
+            All::Every => state::list(g)?,
+        };
+        Ok(Self::select(
+            listed,
+            |r| r.id.clone(),
+            names,
+            ignore,
+            |n| state::lookup(g, n),
+        ))
+    }
+}
+
+impl<T> Targets<T> {
+    fn select(
+        listed: Vec<T>,
+        id: impl Fn(&T) -> String,
+        names: &[String],
+        ignore: bool,
+        mut lookup: impl FnMut(&str) -> Result<T>,
+    ) -> Self {
+        let mut t = Targets {
+            items: listed.into_iter().map(|r| (id(&r), r)).collect(),
+            errors: Vec::new(),
+        };
+        for name in names {
+            match lookup(name) {
+                Ok(r) => t.items.push((name.clone(), r)),
+                Err(_) if ignore => {}
+                Err(e) => t.errors.push(format!("{e:#}")),
+            }
+        }
+        t
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// A step before the last: run `step` on each target in turn and keep those it succeeds
+    /// on; the others' errors are kept for the end.
+    pub fn keep(&mut self, step: impl FnMut(&T) -> Result<()>) {
+        self.each(step, |_| {});
+    }
+
+    /// The last step: run `step` on each target in turn and print the name of each it succeeds
+    /// on at once; then fail with every error, lookups' first, if there was any.
+    pub fn finish(mut self, step: impl FnMut(&T) -> Result<()>) -> Result<ExitCode> {
+        self.each(step, |shown| println!("{shown}"));
+        self.outcome()
+    }
+
+    fn each(&mut self, mut step: impl FnMut(&T) -> Result<()>, mut done: impl FnMut(&str)) {
+        for (shown, t) in std::mem::take(&mut self.items) {
+            match step(&t) {
+                Ok(()) => {
+                    done(&shown);
+                    self.items.push((shown, t));
+                }
+                Err(e) => self.errors.push(format!("{e:#}")),
+            }
+        }
+    }
+
+    fn outcome(&self) -> Result<ExitCode> {
+        if self.errors.is_empty() {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            Err(anyhow!(self.errors.join("; ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::{bail, Context};
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Containers `a` and `b` exist (ids `id-a`, `id-b`); anything else is not found.
+    fn lookup(n: &str) -> Result<String> {
+        match n {
+            "a" | "b" | "id-a" | "id-b" => Ok(format!("id-{}", n.trim_start_matches("id-"))),
+            _ => bail!("no container with name or id `{n}`"),
+        }
+    }
+
+    fn select(listed: &[&str], n: &[&str], ignore: bool) -> Targets<String> {
+        Targets::select(names(listed), |r| r.clone(), &names(n), ignore, lookup)
+    }
+
+    fn shown(t: &Targets<String>) -> Vec<&str> {
+        t.items.iter().map(|(s, _)| s.as_str()).collect()
+    }
+
+    #[test]
+    fn listed_first_under_their_ids_then_names_as_given() {
+        let t = select(&["id-b"], &["a", "id-b"], false);
+        assert_eq!(shown(&t), ["id-b", "a", "id-b"]);
+        let recs: Vec<&str> = t.items.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(recs, ["id-b", "id-a", "id-b"]);
+        assert!(t.errors.is_empty());
+    }
+
+    #[test]
+    fn missing_names_are_errors_for_the_end_unless_ignored() {
+        let t = select(&[], &["x", "a", "y"], false);
+        assert_eq!(shown(&t), ["a"]);
+        assert_eq!(
+            t.errors,
+            [
+                "no container with name or id `x`",
+                "no container with name or id `y`"
+            ]
+        );
+        let t = select(&[], &["x", "a"], true);
+        assert_eq!(shown(&t), ["a"]);
+        assert!(t.errors.is_empty());
+        assert!(t.outcome().is_ok());
+        assert!(select(&[], &["x"], true).is_empty());
+    }
+
+    #[test]
+    fn a_failed_target_does_not_stop_the_others_and_fails_at_the_end() {
+        let mut t = select(&[], &["x", "a", "b"], false);
+        let mut seen = Vec::new();
+        t.keep(|r| {
+            seen.push(r.clone());
+            if r == "id-a" {
+                return Err(anyhow!("refused")).context("stop container a");
+            }
+            Ok(())
+        });
+        assert_eq!(seen, ["id-a", "id-b"]);
+        assert_eq!(shown(&t), ["b"]);
+        let mut printed = Vec::new();
+        t.each(|_| bail!("gone"), |s| printed.push(s.to_string()));
+        assert!(printed.is_empty() && t.is_empty());
+        // lookups' errors first, then each step's, in order, with their context, on one line
+        let e = t.outcome().unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "no container with name or id `x`; stop container a: refused; gone"
+        );
+    }
+
+    #[test]
+    fn done_is_told_each_success_in_order() {
+        let mut t = select(&["id-a"], &["b"], false);
+        let mut printed = Vec::new();
+        t.each(|_| Ok(()), |s| printed.push(s.to_string()));
+        assert_eq!(printed, ["id-a", "b"]);
+        assert!(t.outcome().is_ok());
+    }
+}

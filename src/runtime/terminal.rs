@@ -1,0 +1,177 @@
+//! The container's terminal, for `run -t` and `exec -t`: a pty opened from the container's own
+//! devpts (by the container's init for `run`, whose master goes back to rbox over a socketpair
+//! as crun's console socket does; by the exec process once it has joined the container's mount
+//! namespace), sized like the caller's terminal; and the command's side of it: a new session,
+//! the pty as controlling terminal on stdin, stdout and stderr, or /dev/null as stdin when
+//! nothing is attached. The relay between the caller's terminal and the master is `attach`.
+
+use std::fmt;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::stat::Mode;
+
+use super::process::Failure;
+use super::sys;
+
+/// Both ends of a new pty.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+/// A step of opening a pty that failed, and why.
+#[derive(Debug)]
+pub struct Error {
+    step: String,
+    errno: Errno,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.step, self.errno)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn step(what: impl Into<String>) -> impl FnOnce(Errno) -> Error {
+    let step = what.into();
+    move |errno| Error { step, errno }
+}
+
+/// The caller's window size: its stdin's terminal, else its stdout's.
+pub fn caller_winsize() -> Option<libc::winsize> {
+    sys::get_winsize(0).or_else(|| sys::get_winsize(1))
+}
+
+/// Give the terminal `fd` the caller's window size, if the caller has a terminal.
+pub fn copy_caller_winsize(fd: &OwnedFd) {
+    if let Some(ws) = caller_winsize() {
+        sys::set_winsize(fd.as_raw_fd(), &ws);
+    }
+}
+
+/// Open a new pty from /dev/ptmx as this process sees it (in the container: its own devpts),
+/// both ends close-on-exec and neither this process's controlling terminal. With `winsize`,
+/// the terminal has that size before the command can ask for it.
+pub fn open(winsize: Option<&libc::winsize>) -> Result<Pty, Error> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(step("open /dev/ptmx in the container"))?;
+    nix::pty::grantpt(&master).map_err(step("grantpt"))?;
+    nix::pty::unlockpt(&master).map_err(step("unlockpt"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(step("ptsname"))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(step(format!("open `{name}`")))?;
+    let master: OwnedFd = master.into();
+    // TIOCSWINSZ on the master sizes the pair (the kernel applies it to the slave side).
+    if let Some(ws) = winsize {
+        sys::set_winsize(master.as_raw_fd(), ws);
+    }
+    Ok(Pty { master, slave })
+}
+
+/// Make this process's stdio the command's: a new session; with `slave`, that terminal as
+/// the controlling terminal on stdin, stdout and stderr; without, /dev/null as stdin when
+/// `null_stdin` (nothing attached, and no log file in its place).
+pub fn attach_stdio(slave: Option<&OwnedFd>, null_stdin: bool) -> Result<(), Failure> {
+    nix::unistd::setsid().map_err(|e| Failure::setup(format!("create session: {e}")))?;
+    if let Some(s) = slave {
+        sys::set_controlling_tty(s.as_raw_fd())
+            .map_err(|e| Failure::setup(format!("set controlling terminal: {e}")))?;
+        for i in 0..3 {
+            sys::dup2(s.as_raw_fd(), i)
+                .map_err(|e| Failure::setup(format!("set up terminal: {e}")))?;
+        }
+    } else if null_stdin {
+        let null = nix::fcntl::open("/dev/null", OFlag::O_RDONLY, Mode::empty())
+            .map_err(|e| Failure::setup(format!("open /dev/null: {e}")))?;
+        sys::dup2(null.as_raw_fd(), 0).map_err(|e| Failure::setup(format!("set up stdin: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Send the master to rbox over the socketpair (the container's side).
+pub fn send_master(sock: &OwnedFd, master: &OwnedFd) -> Result<(), Failure> {
+    let fds = [master.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(b"t")],
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| Failure::setup(format!("send terminal to rbox: {e}")))?;
+    Ok(())
+}
+
+/// Receive the master from the container over the socketpair (rbox's side); none when the
+/// container closed its end without sending one (it failed before: its status says why).
+pub fn receive_master(sock: &OwnedFd) -> Result<Option<OwnedFd>> {
+    let mut data = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut data)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("receive terminal from container")?;
+    for c in msg.cmsgs().context("read control message")? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                return Ok(Some(sys::owned_received_fd(*fd)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_step() {
+        let e = step("open `/dev/pts/3`")(Errno::EACCES);
+        assert_eq!(
+            e.to_string(),
+            "open `/dev/pts/3`: EACCES: Permission denied"
+        );
+        // the child reports it as a setup failure with the same text
+        let f = Failure::from(e);
+        assert_eq!(f.msg, "open `/dev/pts/3`: EACCES: Permission denied");
+        assert_eq!(f.code, crate::exit::FAILED);
+    }
+
+    #[test]
+    fn a_new_pty_has_the_size_asked_for() {
+        if !std::path::Path::new("/dev/ptmx").exists() {
+            eprintln!("skipped: no /dev/ptmx on this host");
+            return;
+        }
+        let ws = libc::winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = open(Some(&ws)).expect("open a pty");
+        let got = sys::get_winsize(pty.slave.as_raw_fd()).expect("slave is a terminal");
+        assert_eq!((got.ws_row, got.ws_col), (33, 101));
+        for fd in [&pty.master, &pty.slave] {
+            let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            assert_ne!(fl & libc::FD_CLOEXEC, 0, "close-on-exec");
+        }
+    }
+}
