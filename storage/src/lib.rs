@@ -48,8 +48,6 @@
 //! containers/storage; it would cost a pull most of its speed), so a power cut, unlike a
 //! killed process or a full disk, can leave a committed layer with lost file data.
 
-#![deny(unsafe_code)]
-
 pub mod archive;
 pub mod container;
 pub mod digest;
@@ -58,7 +56,6 @@ pub mod layer;
 mod lock;
 pub mod reference;
 mod store;
-#[allow(unsafe_code)]
 mod sys;
 
 use std::path::PathBuf;
