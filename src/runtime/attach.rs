@@ -2,7 +2,7 @@
 //! on the caller's terminal, window size, bytes both ways), and collect its exit status.
 //! Single-threaded: one poll loop over a signalfd, the pty master and stdin.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -42,8 +42,8 @@ impl Drop for RawMode {
 }
 
 fn copy_winsize(master: &OwnedFd) {
-    if let Some(ws) = sys::get_winsize(0).or_else(|| sys::get_winsize(1)) {
-        sys::set_winsize(master.as_raw_fd(), &ws);
+    if let Some(ws) = sys::get_winsize(sys::stdio(0)).or_else(|| sys::get_winsize(sys::stdio(1))) {
+        sys::set_winsize(master, &ws);
     }
 }
 
@@ -64,7 +64,7 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
     let sfd =
         SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
     let _raw = match &pty {
-        Some(m) if sys::isatty(0) && interactive => {
+        Some(m) if sys::isatty(sys::stdio(0)) && interactive => {
             copy_winsize(m);
             Some(RawMode::enter())
         }

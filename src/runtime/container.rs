@@ -260,7 +260,8 @@ fn child_setup(l: &Launch, sock: Option<OwnedFd>) -> Result<Failure, Failure> {
     super::mounts::apply(&l.ops, &l.target)?;
     if let Some(fds) = l.stdio {
         for (i, fd) in fds.iter().enumerate() {
-            sys::dup2(*fd, i as RawFd).map_err(|e| Failure::setup(format!("set up stdio: {e}")))?;
+            sys::dup2_raw(*fd, i as RawFd)
+                .map_err(|e| Failure::setup(format!("set up stdio: {e}")))?;
         }
     }
     if l.spec.init {
@@ -299,18 +300,17 @@ fn terminal(l: &Launch, sock: Option<OwnedFd>) -> Result<(), Failure> {
         drop(master);
         drop(sock);
         if let Some(ws) = &l.winsize {
-            sys::set_winsize(slave.as_raw_fd(), ws);
+            sys::set_winsize(&slave, ws);
         }
-        sys::set_controlling_tty(slave.as_raw_fd())
+        sys::set_controlling_tty(&slave)
             .map_err(|e| Failure::setup(format!("set controlling terminal: {e}")))?;
         for i in 0..3 {
-            sys::dup2(slave.as_raw_fd(), i)
-                .map_err(|e| Failure::setup(format!("set up terminal: {e}")))?;
+            sys::dup2(&slave, i).map_err(|e| Failure::setup(format!("set up terminal: {e}")))?;
         }
     } else if !l.spec.interactive && l.stdio.is_none() {
         let null = nix::fcntl::open("/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
             .map_err(|e| Failure::setup(format!("open /dev/null: {e}")))?;
-        sys::dup2(null.as_raw_fd(), 0).map_err(|e| Failure::setup(format!("set up stdin: {e}")))?;
+        sys::dup2(&null, 0).map_err(|e| Failure::setup(format!("set up stdin: {e}")))?;
     }
     Ok(())
 }

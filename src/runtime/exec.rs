@@ -6,7 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
@@ -145,8 +145,8 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     .with_context(|| format!("open `{name}`"))?;
     let m: OwnedFd = master.into();
     // The caller's size now, before the command can ask for it.
-    if let Some(ws) = sys::get_winsize(0).or_else(|| sys::get_winsize(1)) {
-        sys::set_winsize(m.as_raw_fd(), &ws);
+    if let Some(ws) = sys::get_winsize(sys::stdio(0)).or_else(|| sys::get_winsize(sys::stdio(1))) {
+        sys::set_winsize(&m, &ws);
     }
     Ok((m, slave))
 }
@@ -163,18 +163,18 @@ fn child_main(
         return Failure::setup(format!("create session: {e}"));
     }
     if let Some(s) = slave {
-        if let Err(e) = sys::set_controlling_tty(s.as_raw_fd()) {
+        if let Err(e) = sys::set_controlling_tty(s) {
             return Failure::setup(format!("set controlling terminal: {e}"));
         }
         for i in 0..3 {
-            if let Err(e) = sys::dup2(s.as_raw_fd(), i) {
+            if let Err(e) = sys::dup2(s, i) {
                 return Failure::setup(format!("set up terminal: {e}"));
             }
         }
     } else if !spec.interactive {
         match nix::fcntl::open("/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty()) {
             Ok(n) => {
-                let _ = sys::dup2(n.as_raw_fd(), 0);
+                let _ = sys::dup2(&n, 0);
             }
             Err(e) => return Failure::setup(format!("open /dev/null: {e}")),
         }

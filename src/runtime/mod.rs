@@ -324,7 +324,7 @@ fn launch(
         stdio,
         keep_id,
         winsize: if spec_tty {
-            sys::get_winsize(0).or_else(|| sys::get_winsize(1))
+            sys::get_winsize(sys::stdio(0)).or_else(|| sys::get_winsize(sys::stdio(1)))
         } else {
             None
         },
@@ -488,7 +488,7 @@ fn monitor(
     // The monitor's own stdio must not keep the caller's terminal or pipes open.
     if let Ok(n) = &null {
         for fd in 0..3 {
-            let _ = sys::dup2(n.as_raw_fd(), fd);
+            let _ = sys::dup2(n, fd);
         }
     }
     let code = match attach::wait(started.pid, None, false) {

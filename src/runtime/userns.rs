@@ -360,7 +360,7 @@ fn join_pause(pidfile: &Path, su: SubRange, sg: SubRange) -> bool {
     let Ok(ns) = fs::File::open(proc.join("ns/user")) else {
         return false;
     };
-    if super::sys::setns(&ns.into(), libc::CLONE_NEWUSER).is_err() {
+    if super::sys::setns(&ns, libc::CLONE_NEWUSER).is_err() {
         return false;
     }
     let _ = nix::unistd::setgroups(&[]);
