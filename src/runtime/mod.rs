@@ -110,11 +110,17 @@ pub fn overlay_works(root: &Path) -> bool {
     if let Ok(s) = fs::read_to_string(&memo) {
         if let Some((k, v)) = s.trim().split_once(' ') {
             if k == kernel {
+                tracing::debug!("overlay probe remembered for kernel {kernel}: {v}");
                 return v == "ok";
             }
         }
     }
-    let ok = probe_overlay(root).is_ok();
+    let probed = probe_overlay(root);
+    match &probed {
+        Ok(()) => tracing::debug!("overlay probe for kernel {kernel}: ok"),
+        Err(e) => tracing::debug!("overlay probe for kernel {kernel}: {e:#}"),
+    }
+    let ok = probed.is_ok();
     let _ = fs::write(
         &memo,
         format!("{kernel} {}\n", if ok { "ok" } else { "no" }),
@@ -164,6 +170,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs, start_now: bool) -> Result<ExitCode> {
         None => state::generate_name(&id),
     };
     let driver = choose_driver(g, &root)?;
+    tracing::debug!("storage driver: {driver}");
     state::reserve_name(&root, &name, &id)?;
     let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec) {
         Ok(r) => r,
