@@ -41,6 +41,8 @@ pub fn open_store(g: &GlobalArgs) -> Result<Store> {
     let mut store =
         Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))?;
     store.set_max_layer_size(max_layer_size()?);
+    // What unpacking skipped (device nodes, unsupported entries), shown as it happens.
+    store.set_warning_sink(std::sync::Arc::new(|msg: &str| tracing::warn!("{msg}")));
     Ok(store)
 }
 

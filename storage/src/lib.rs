@@ -65,7 +65,7 @@ pub use container::ContainerDir;
 pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;
-pub use store::{parse_size, remove_tree, Store, DEFAULT_MAX_LAYER_SIZE};
+pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
 
 /// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.
 ///
