@@ -56,6 +56,13 @@ pub fn init(level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// From now on this process writes log lines for a file: its stderr is `file` (the caller
+/// makes it so), lines carry a timestamp and the pid, and no colour.
+pub fn to_file() {
+    COLOR.store(false, Ordering::Relaxed);
+    TO_FILE.store(true, Ordering::Relaxed);
+}
+
 /// The level as a line starts with it.
 fn level_name(l: &Level) -> (&'static str, &'static str) {
     match *l {
