@@ -45,7 +45,7 @@ pub struct GlobalArgs {
         value_name = "DRIVER"
     )]
     pub storage_driver: Option<String>,
-    /// Log messages at or above this level: error, warn, info, debug
+    /// Log messages at or above this level: error, warn, info, debug, trace
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     pub log_level: String,
 }

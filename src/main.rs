@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod exit;
 mod format;
+mod logging;
 mod paths;
 mod runtime;
 mod state;
@@ -18,6 +19,9 @@ fn main() -> ExitCode {
     // straight from the store, with no namespace entry and no lock.
     cli::complete_env();
     let cli = cli::parse();
+    if let Err(err) = logging::init(&cli.global.log_level) {
+        return exit::report(&err);
+    }
     match cmd::dispatch(cli) {
         Ok(code) => code,
         Err(err) => exit::report(&err),

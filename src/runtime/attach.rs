@@ -58,7 +58,7 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
     let sfd =
         SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
     let _raw = match &pty {
-        Some(m) if sys::isatty(0) && interactive => {
+        Some(m) if sys::isatty(sys::stdio(0)) && interactive => {
             terminal::copy_caller_winsize(m);
             Some(RawMode::enter())
         }

@@ -239,7 +239,8 @@ fn child_setup(l: &Launch, sock: Option<OwnedFd>) -> Result<Failure, Failure> {
     super::mounts::apply(&l.ops, &l.target)?;
     if let Some(fds) = l.stdio {
         for (i, fd) in fds.iter().enumerate() {
-            sys::dup2(*fd, i as RawFd).map_err(|e| Failure::setup(format!("set up stdio: {e}")))?;
+            sys::dup2_raw(*fd, i as RawFd)
+                .map_err(|e| Failure::setup(format!("set up stdio: {e}")))?;
         }
     }
     if l.spec.init {

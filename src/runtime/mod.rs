@@ -42,6 +42,8 @@ pub fn open_store(g: &GlobalArgs) -> Result<Store> {
     let mut store =
         Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))?;
     store.set_max_layer_size(max_layer_size()?);
+    // What unpacking skipped (device nodes, unsupported entries), shown as it happens.
+    store.set_warning_sink(std::sync::Arc::new(|msg: &str| tracing::warn!("{msg}")));
     Ok(store)
 }
 
@@ -114,6 +116,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs, start_now: bool) -> Result<ExitCode> {
         None => state::generate_name(&id),
     };
     let driver = choose_driver(g, &store)?;
+    tracing::debug!("storage driver: {driver}");
     state::reserve_name(&root, &name, &id)?;
     let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec) {
         Ok(r) => r,
@@ -305,30 +308,38 @@ fn start_attached(g: &GlobalArgs, store: &Store, mut rec: ContainerRecord) -> Re
     let started = match container::start(&l) {
         Ok(s) => s,
         Err(e) => {
-            finish(g, store, &mut rec, exit::FAILED as i32, &format!("{e:#}"));
+            let _ = finish(g, store, &mut rec, exit::FAILED as i32, &format!("{e:#}"));
             return Err(e);
         }
     };
     state::mark_running(g, &root, &mut rec, started.pid.as_raw())?;
     let status = attach::wait(started.pid, started.pty, rec.spec.interactive)?;
     let code = exit::from_wait(status);
-    finish(g, store, &mut rec, code as i32, "");
+    let _ = finish(g, store, &mut rec, code as i32, "");
     Ok(ExitCode::from(code))
 }
 
-/// Record the exit, and with `--rm` remove every trace of the container.
-fn finish(g: &GlobalArgs, store: &Store, rec: &mut ContainerRecord, code: i32, error: &str) {
-    let root = match paths::storage_root(g) {
-        Ok(r) => r,
-        Err(_) => return,
-    };
+/// Record the exit, and with `--rm` remove every trace of the container. Every step is
+/// tried; the first failure is returned, for the monitor's log (an attached run has already
+/// shown the container's outcome, and ignores it as it always has).
+fn finish(
+    g: &GlobalArgs,
+    store: &Store,
+    rec: &mut ContainerRecord,
+    code: i32,
+    error: &str,
+) -> Result<()> {
+    let root = paths::storage_root(g)?;
     if rec.auto_remove {
-        let _ = state::remove(g, rec);
-        let _ = store.remove_container_dir(&rec.id);
-        return;
+        let removed = state::remove(g, rec);
+        store
+            .remove_container_dir(&rec.id)
+            .with_context(|| format!("remove the directory of container {}", rec.name))?;
+        return removed.with_context(|| format!("remove container {}", rec.name));
     }
     rec.state.error = error.to_string();
-    let _ = state::mark_exited(g, &root, rec, code);
+    state::mark_exited(g, &root, rec, code)
+        .with_context(|| format!("record the exit of container {}", rec.name))
 }
 
 /// `-d`: a monitor process (rbox's conmon) holds the container; we print its id once it runs.
@@ -339,14 +350,15 @@ fn start_detached(
     shown: Option<&str>,
 ) -> Result<ExitCode> {
     let root = paths::storage_root(g)?;
-    let log = store.container_dir(&rec.id)?.dir.join("ctr.log");
+    let dir = store.container_dir(&rec.id)?;
+    let logs = [dir.dir.join("ctr.log"), dir.monitor_log()];
     let (ready_r, ready_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe")?;
     match sys::fork().context("fork container monitor")? {
         nix::unistd::ForkResult::Child => {
             drop(ready_r);
             let _ = nix::unistd::setsid();
-            let code = monitor(g, store, &mut rec, &root, &log, ready_w);
+            let code = monitor(g, store, &mut rec, &root, &logs, ready_w);
             sys::exit_now(code);
         }
         nix::unistd::ForkResult::Parent { .. } => {
@@ -374,22 +386,37 @@ fn start_detached(
     }
 }
 
+/// The monitor of a detached container; `logs` are the container's output (`ctr.log`) and
+/// the monitor's own log (its tracing output on its stderr, and what it cannot report to
+/// anyone once the caller has its answer).
 fn monitor(
     g: &GlobalArgs,
     store: &Store,
     rec: &mut ContainerRecord,
     root: &Path,
-    log: &Path,
+    logs: &[PathBuf; 2],
     ready: std::os::fd::OwnedFd,
 ) -> i32 {
     let mut ready = fs::File::from(ready);
-    let out = match fs::OpenOptions::new().create(true).append(true).open(log) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = write!(ready, "125 open log `{}`: {e}", log.display());
-            return 125;
+    let mut files = Vec::with_capacity(2);
+    for log in logs {
+        match fs::OpenOptions::new().create(true).append(true).open(log) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                let _ = write!(ready, "125 open log `{}`: {e}", log.display());
+                return 125;
+            }
         }
-    };
+    }
+    let (own, out) = (
+        files.pop().expect("two logs"),
+        files.pop().expect("two logs"),
+    );
+    if sys::dup2(&own, 2).is_ok() {
+        crate::logging::to_file();
+    }
+    drop(own);
+    tracing::debug!(container = %rec.id, "monitor started");
     let null = fs::File::open("/dev/null");
     let stdin = null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(0);
     let fds = [stdin, out.as_raw_fd(), out.as_raw_fd()];
@@ -402,7 +429,9 @@ fn monitor(
                 .map(|c| c.code)
                 .unwrap_or(exit::FAILED);
             let _ = write!(ready, "{code} {e:#}");
-            finish(g, store, rec, code as i32, &format!("{e:#}"));
+            if let Err(e) = finish(g, store, rec, code as i32, &format!("{e:#}")) {
+                tracing::error!("{e:#}");
+            }
             return code as i32;
         }
     };
@@ -412,17 +441,24 @@ fn monitor(
         let _ = ready.write_all(b"ok");
     }
     drop(ready);
-    // The monitor's own stdio must not keep the caller's terminal or pipes open.
+    // The monitor's own stdio must not keep the caller's terminal or pipes open (stderr is
+    // the monitor's log already).
     if let Ok(n) = &null {
-        for fd in 0..3 {
-            let _ = sys::dup2(n.as_raw_fd(), fd);
+        for fd in 0..2 {
+            let _ = sys::dup2(n, fd);
         }
     }
     let code = match attach::wait(started.pid, None, false) {
         Ok(st) => exit::from_wait(st) as i32,
-        Err(_) => exit::FAILED as i32,
+        Err(e) => {
+            tracing::error!("wait for container {}: {e:#}", rec.name);
+            exit::FAILED as i32
+        }
     };
-    finish(g, store, rec, code, "");
+    tracing::debug!(code, "container exited");
+    if let Err(e) = finish(g, store, rec, code, "") {
+        tracing::error!("{e:#}");
+    }
     code
 }
 

@@ -19,9 +19,18 @@ use super::{sys, userns};
 /// answer is remembered). The caller is inside rbox's user namespace.
 pub fn overlay_works(store: &Store) -> bool {
     if let Some(works) = store.overlay_probe_answer() {
+        tracing::debug!(
+            "overlay probe remembered: {}",
+            if works { "ok" } else { "no" }
+        );
         return works;
     }
-    probe_and_record(store, &userns::current_mode()).is_ok()
+    let res = probe_and_record(store, &userns::current_mode());
+    match &res {
+        Ok(()) => tracing::debug!("overlay probe: ok"),
+        Err(e) => tracing::debug!("overlay probe: {e}"),
+    }
+    res.is_ok()
 }
 
 /// Probes for real (whatever the memo says) and records the answer. `mode` is how the child

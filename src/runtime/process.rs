@@ -253,7 +253,7 @@ fn prepare_and_exec(
     let exe = find_executable(&argv_os[0], &path)?;
     if spec.tty {
         // The terminal belongs to the container user; fd 0 is its slave side.
-        let _ = sys::fchown(0, id.uid, None);
+        let _ = sys::fchown(sys::stdio(0), id.uid, None);
     }
     // The filter goes on while we still hold CAP_SYS_ADMIN in the namespace: without
     // no_new_privs (off by default, so setuid programs work) the kernel requires it. What runs

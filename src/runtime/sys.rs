@@ -5,9 +5,19 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::unistd::ForkResult;
+
+/// One of the standard descriptors 0, 1, 2 (stdin, stdout, stderr) as a borrowed fd, without
+/// touching std's `Stdin`/`Stdout` objects (their first use allocates, which a forked child
+/// must not do). Panics on any other number.
+pub fn stdio(n: RawFd) -> BorrowedFd<'static> {
+    assert!((0..=2).contains(&n), "not a standard descriptor: {n}");
+    // SAFETY: 0-2 stay open for the life of the process, as std's own `Stdin::as_fd` assumes:
+    // rbox never closes them, only replaces them with dup2, which is atomic.
+    unsafe { BorrowedFd::borrow_raw(n) }
+}
 
 fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     if r < 0 {
@@ -193,29 +203,29 @@ pub fn loopback_up() -> io::Result<()> {
 }
 
 /// ioctl(TIOCSCTTY): make `fd` the controlling terminal of this session.
-pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
-    // SAFETY: integer arguments only.
-    cvt(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } as _).map(drop)
+pub fn set_controlling_tty(fd: impl AsFd) -> io::Result<()> {
+    // SAFETY: a borrowed (open) descriptor and integer arguments only.
+    cvt(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) } as _).map(drop)
 }
 
 /// Read the window size of terminal `fd`.
-pub fn get_winsize(fd: RawFd) -> Option<libc::winsize> {
+pub fn get_winsize(fd: impl AsFd) -> Option<libc::winsize> {
     // SAFETY: winsize is plain old data, and the kernel fills it.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a winsize.
-    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
+    // SAFETY: a borrowed descriptor and a valid pointer to a winsize.
+    (unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
 }
 
 /// Set the window size of terminal `fd`.
-pub fn set_winsize(fd: RawFd, ws: &libc::winsize) {
-    // SAFETY: valid pointer to a winsize.
-    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws) };
+pub fn set_winsize(fd: impl AsFd, ws: &libc::winsize) {
+    // SAFETY: a borrowed descriptor and a valid pointer to a winsize the kernel only reads.
+    unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSWINSZ, ws) };
 }
 
 /// Whether `fd` is a terminal.
-pub fn isatty(fd: RawFd) -> bool {
-    // SAFETY: integer argument only.
-    unsafe { libc::isatty(fd) == 1 }
+pub fn isatty(fd: impl AsFd) -> bool {
+    // SAFETY: a borrowed descriptor only.
+    unsafe { libc::isatty(fd.as_fd().as_raw_fd()) == 1 }
 }
 
 /// execve(2) of an absolute path; returns only on failure.
@@ -262,16 +272,24 @@ pub fn lgetxattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// dup2(2) on raw descriptors (the container's stdio slots 0-2 are not owned objects).
-pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
-    // SAFETY: integer arguments only; replacing fd `new` is the intent.
+/// dup2(2): make slot `new` (a number such as stdio's 0-2, not an owned object) a copy of `old`.
+pub fn dup2(old: impl AsFd, new: RawFd) -> io::Result<()> {
+    dup2_raw(old.as_fd().as_raw_fd(), new)
+}
+
+/// dup2(2) from a raw descriptor: for the launch plan's stdio, which carries the numbers of
+/// files the parent holds open across clone (plain data, built before the fork).
+pub fn dup2_raw(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: integer arguments only; replacing fd `new` is the intent, and an `old` that is
+    // not open fails with EBADF.
     cvt(unsafe { libc::dup2(old, new) } as _).map(drop)
 }
 
-/// fchown(2) on a raw descriptor.
-pub fn fchown(fd: RawFd, uid: u32, gid: Option<u32>) -> io::Result<()> {
-    // SAFETY: integer arguments only; -1 (as u32::MAX) leaves the group unchanged.
-    cvt(unsafe { libc::fchown(fd, uid, gid.unwrap_or(u32::MAX)) } as _).map(drop)
+/// fchown(2).
+pub fn fchown(fd: impl AsFd, uid: u32, gid: Option<u32>) -> io::Result<()> {
+    // SAFETY: a borrowed descriptor and integers; -1 (as u32::MAX) leaves the group unchanged.
+    cvt(unsafe { libc::fchown(fd.as_fd().as_raw_fd(), uid, gid.unwrap_or(u32::MAX)) } as _)
+        .map(drop)
 }
 
 /// Mark every descriptor from `first` up close-on-exec, so nothing rbox inherited (a caller's
@@ -291,9 +309,9 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 }
 
 /// setns(2) into the namespace `fd` refers to.
-pub fn setns(fd: &OwnedFd, nstype: libc::c_int) -> io::Result<()> {
+pub fn setns(fd: impl AsFd, nstype: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid descriptor and an integer flag.
-    cvt(unsafe { libc::setns(fd.as_raw_fd(), nstype) } as _).map(drop)
+    cvt(unsafe { libc::setns(fd.as_fd().as_raw_fd(), nstype) } as _).map(drop)
 }
 
 /// prctl(PR_SET_NAME): the process name ps shows.
@@ -311,22 +329,26 @@ pub fn wait_path_change(path: &std::path::Path) -> bool {
     let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
-    // SAFETY: plain syscalls on a descriptor we own; the buffer is valid for its length.
-    unsafe {
-        let fd = libc::inotify_init1(libc::IN_CLOEXEC);
-        if fd < 0 {
-            return false;
-        }
-        let mask = libc::IN_ATTRIB | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
-        if libc::inotify_add_watch(fd, p.as_ptr(), mask) < 0 {
-            libc::close(fd);
-            return false;
-        }
-        let mut buf = [0u8; 512];
-        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        n > 0
+    let Some(fd) = inotify_init(libc::IN_CLOEXEC) else {
+        return false;
+    };
+    let mask = libc::IN_ATTRIB | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
+    // SAFETY: a descriptor we own and a valid NUL-terminated path.
+    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), p.as_ptr(), mask) } < 0 {
+        return false;
     }
+    let mut buf = [0u8; 512];
+    // SAFETY: a descriptor we own and a buffer valid for its length.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    n > 0
+}
+
+/// inotify_init1(2) with `flags`, as an owned descriptor.
+fn inotify_init(flags: libc::c_int) -> Option<OwnedFd> {
+    // SAFETY: integer argument only.
+    let fd = unsafe { libc::inotify_init1(flags) };
+    // SAFETY: the kernel returned a new descriptor that we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Close every descriptor from `first` up (close_range).
@@ -341,25 +363,24 @@ pub fn wait_modified(path: &std::path::Path, timeout: std::time::Duration) {
     let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
         return;
     };
-    // SAFETY: plain syscalls on a descriptor we own; the pollfd and buffer are valid.
-    unsafe {
-        let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
-        if fd < 0 {
-            return;
-        }
-        if libc::inotify_add_watch(fd, p.as_ptr(), libc::IN_MODIFY) >= 0 {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
+    let Some(fd) = inotify_init(libc::IN_CLOEXEC | libc::IN_NONBLOCK) else {
+        return;
+    };
+    // SAFETY: a descriptor we own and a valid NUL-terminated path.
+    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), p.as_ptr(), libc::IN_MODIFY) } >= 0 {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, on a descriptor we own.
+        unsafe {
             libc::poll(
                 &mut pfd,
                 1,
                 timeout.as_millis().min(i32::MAX as u128) as i32,
-            );
-        }
-        libc::close(fd);
+            )
+        };
     }
 }
 

@@ -46,13 +46,13 @@ fn step(what: impl Into<String>) -> impl FnOnce(Errno) -> Error {
 
 /// The caller's window size: its stdin's terminal, else its stdout's.
 pub fn caller_winsize() -> Option<libc::winsize> {
-    sys::get_winsize(0).or_else(|| sys::get_winsize(1))
+    sys::get_winsize(sys::stdio(0)).or_else(|| sys::get_winsize(sys::stdio(1)))
 }
 
 /// Give the terminal `fd` the caller's window size, if the caller has a terminal.
 pub fn copy_caller_winsize(fd: &OwnedFd) {
     if let Some(ws) = caller_winsize() {
-        sys::set_winsize(fd.as_raw_fd(), &ws);
+        sys::set_winsize(fd, &ws);
     }
 }
 
@@ -74,7 +74,7 @@ pub fn open(winsize: Option<&libc::winsize>) -> Result<Pty, Error> {
     let master: OwnedFd = master.into();
     // TIOCSWINSZ on the master sizes the pair (the kernel applies it to the slave side).
     if let Some(ws) = winsize {
-        sys::set_winsize(master.as_raw_fd(), ws);
+        sys::set_winsize(&master, ws);
     }
     Ok(Pty { master, slave })
 }
@@ -85,16 +85,15 @@ pub fn open(winsize: Option<&libc::winsize>) -> Result<Pty, Error> {
 pub fn attach_stdio(slave: Option<&OwnedFd>, null_stdin: bool) -> Result<(), Failure> {
     nix::unistd::setsid().map_err(|e| Failure::setup(format!("create session: {e}")))?;
     if let Some(s) = slave {
-        sys::set_controlling_tty(s.as_raw_fd())
+        sys::set_controlling_tty(s)
             .map_err(|e| Failure::setup(format!("set controlling terminal: {e}")))?;
         for i in 0..3 {
-            sys::dup2(s.as_raw_fd(), i)
-                .map_err(|e| Failure::setup(format!("set up terminal: {e}")))?;
+            sys::dup2(s, i).map_err(|e| Failure::setup(format!("set up terminal: {e}")))?;
         }
     } else if null_stdin {
         let null = nix::fcntl::open("/dev/null", OFlag::O_RDONLY, Mode::empty())
             .map_err(|e| Failure::setup(format!("open /dev/null: {e}")))?;
-        sys::dup2(null.as_raw_fd(), 0).map_err(|e| Failure::setup(format!("set up stdin: {e}")))?;
+        sys::dup2(&null, 0).map_err(|e| Failure::setup(format!("set up stdin: {e}")))?;
     }
     Ok(())
 }
@@ -167,7 +166,7 @@ mod tests {
             ws_ypixel: 0,
         };
         let pty = open(Some(&ws)).expect("open a pty");
-        let got = sys::get_winsize(pty.slave.as_raw_fd()).expect("slave is a terminal");
+        let got = sys::get_winsize(&pty.slave).expect("slave is a terminal");
         assert_eq!((got.ws_row, got.ws_col), (33, 101));
         for fd in [&pty.master, &pty.slave] {
             let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();

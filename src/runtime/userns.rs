@@ -307,17 +307,21 @@ pub fn helper_args(pid: u32, own: u32, range: SubRange) -> Vec<String> {
 /// Must be called while the process is single-threaded.
 pub fn enter(g: &crate::cli::GlobalArgs) -> Result<IdMap> {
     if already_inside() {
+        tracing::debug!("already inside rbox's user namespace");
         return Ok(current_mode().idmap());
     }
     let (mode, _) = detect();
+    tracing::debug!("user namespace: {}", mode.describe());
     if let Mode::SubIds { uid, gid } = &mode {
         // The setuid helpers cost a fork and two execs on every invocation; like Podman, keep
         // the namespace alive in a pause process and join it when it is still there.
         let pidfile = crate::paths::runtime_dir(g)?.join("pause.pid");
         if join_pause(&pidfile, *uid, *gid) {
+            tracing::debug!("joined the pause process named in `{}`", pidfile.display());
             std::env::set_var("_RBOX_IN_USERNS", "1");
             return Ok(mode.idmap());
         }
+        tracing::debug!("no pause process to join: entering with newuidmap/newgidmap");
         enter_mode(&mode)?;
         start_pause(&pidfile);
         return Ok(mode.idmap());
@@ -360,7 +364,7 @@ fn join_pause(pidfile: &Path, su: SubRange, sg: SubRange) -> bool {
     let Ok(ns) = fs::File::open(proc.join("ns/user")) else {
         return false;
     };
-    if super::sys::setns(&ns.into(), libc::CLONE_NEWUSER).is_err() {
+    if super::sys::setns(&ns, libc::CLONE_NEWUSER).is_err() {
         return false;
     }
     let _ = nix::unistd::setgroups(&[]);

@@ -50,8 +50,8 @@ pub struct LayerInfo {
     pub blob: Option<Digest>,
     /// Size of the uncompressed tar stream in bytes.
     pub size: u64,
-    /// Entries skipped (device nodes, unsupported types), one line each; each was also
-    /// printed to stderr as `Warning: ...` when it happened.
+    /// Entries skipped (device nodes, unsupported types), one line each; each also went to
+    /// the store's warning sink, if any, when it happened ([`Store::set_warning_sink`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Size of the stored blob, when one was kept.
@@ -229,7 +229,8 @@ impl Store {
             let (compression, decoded) =
                 decompress(BufReader::with_capacity(256 * 1024, &mut tee))?;
             let mut hashed = HashingReader::new(decoded);
-            let unpacker = Unpacker::new(&diff, self.ids(), self.max_layer_size())?;
+            let mut unpacker = Unpacker::new(&diff, self.ids(), self.max_layer_size())?;
+            unpacker.sink = self.warning_sink();
             let mut unpacker = unpack_pipelined(&mut hashed, unpacker)?;
             let (diff_id, size) = hashed.finish().map_err(read_err)?;
             unpacker.finish()?;
@@ -656,6 +657,8 @@ struct Unpacker {
     dirs: Vec<DirMeta>,
     parent_cache: Option<(Comps, OwnedFd)>,
     pub warnings: Vec<String>,
+    /// Where each warning also goes as it happens.
+    sink: Option<crate::store::WarningSink>,
     /// Sum of the apparent sizes of the regular files so far, and its limit.
     unpacked: u64,
     limit: Option<u64>,
@@ -689,6 +692,7 @@ impl Unpacker {
             dirs: Vec::new(),
             parent_cache: None,
             warnings: Vec::new(),
+            sink: None,
             unpacked: 0,
             limit,
             buf: Vec::new(),
@@ -966,10 +970,12 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Records a skipped entry and says so on stderr right away: callers that only get image
-    /// records back (archive load) have no other way to show it.
+    /// Records a skipped entry and hands it to the warning sink right away: callers that only
+    /// get image records back (archive load, pull) have no other way to show it.
     fn warn(&mut self, msg: String) {
-        eprintln!("Warning: {msg}");
+        if let Some(sink) = &self.sink {
+            sink(&msg);
+        }
         self.warnings.push(msg);
     }
 

@@ -334,7 +334,12 @@ fn owners_outside_the_map_fold_to_zero() {
 #[test]
 fn device_nodes_are_skipped_with_a_warning() {
     let d = tempfile::tempdir().unwrap();
-    let s = store_in(d.path());
+    let mut s = store_in(d.path());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = seen.clone();
+    s.set_warning_sink(std::sync::Arc::new(move |m: &str| {
+        sink.lock().unwrap().push(m.to_string())
+    }));
     let tar = TarBuilder::new()
         .dir("dev/", 0o755)
         .device("dev/null", tar::EntryType::Char, 1, 3)
@@ -353,6 +358,8 @@ fn device_nodes_are_skipped_with_a_warning() {
     assert_eq!(info.warnings.len(), 2, "{:?}", info.warnings);
     assert!(info.warnings[0].contains("dev/null"), "{:?}", info.warnings);
     assert!(root.join("etc/hostname").exists());
+    // The sink heard each warning as it happened; the library printed nothing itself.
+    assert_eq!(*seen.lock().unwrap(), info.warnings);
 }
 
 #[test]

@@ -58,8 +58,6 @@
 //! containers/storage; it would cost a pull most of its speed), so a power cut, unlike a
 //! killed process or a full disk, can leave a committed layer with lost file data.
 
-#![deny(unsafe_code)]
-
 pub mod archive;
 pub mod container;
 pub mod digest;
@@ -69,7 +67,6 @@ mod lock;
 pub mod mount;
 pub mod reference;
 mod store;
-#[allow(unsafe_code)]
 mod sys;
 
 use std::path::PathBuf;
@@ -80,7 +77,7 @@ pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;
 pub use mount::{Driver, Rootfs};
-pub use store::{parse_size, remove_tree, Store, DEFAULT_MAX_LAYER_SIZE};
+pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
 
 /// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.
 ///

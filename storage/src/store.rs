@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use nix::dir::{Dir, Type as DirType};
 use nix::errno::Errno;
@@ -36,7 +36,13 @@ pub struct Store {
     max_layer_size: Option<u64>,
     /// Set once this handle has swept `tmp/` (on its first write, see [`Store::tmp_path`]).
     swept: Once,
+    /// Where warnings go as they happen (see [`Store::set_warning_sink`]).
+    warn: Option<WarningSink>,
 }
+
+/// Receives each warning of a [`Store`] as it happens, one line without a `Warning:` prefix;
+/// called from any thread (layers unpack on worker threads).
+pub type WarningSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The default of [`Store::set_max_layer_size`]: 64 GiB, above the largest layers seen in
 /// real images (CUDA toolkits, baked-in models) and below what fills a disk by surprise.
@@ -88,6 +94,7 @@ impl Store {
             pins: Mutex::new(HashMap::new()),
             max_layer_size: Some(DEFAULT_MAX_LAYER_SIZE),
             swept: Once::new(),
+            warn: None,
         };
         Ok(store)
     }
@@ -111,6 +118,19 @@ impl Store {
 
     pub fn max_layer_size(&self) -> Option<u64> {
         self.max_layer_size
+    }
+
+    /// Reports what the store skipped but did not refuse (device nodes and unsupported
+    /// entries in a layer) to `sink` as it happens; without a sink they are only returned
+    /// ([`crate::LayerInfo::warnings`]). The library never prints: callers that get only image
+    /// records back (archive load, pull) see the warnings here.
+    pub fn set_warning_sink(&mut self, sink: WarningSink) {
+        self.warn = Some(sink);
+    }
+
+    /// The sink set by [`Store::set_warning_sink`], for the unpacker's threads.
+    pub(crate) fn warning_sink(&self) -> Option<WarningSink> {
+        self.warn.clone()
     }
 
     // ---- paths ----

@@ -140,6 +140,24 @@ fn hostile_device_nodes() {
     check(Hostile::DeviceNode);
 }
 
+/// The device-node warnings are log lines at warn level: `--log-level error` hides them (the
+/// archive still loads, without the nodes).
+#[test]
+fn hostile_device_warnings_follow_the_log_level() {
+    for_each_user("hostile_device_quiet", |env| {
+        let archive = fixtures::hostile_archive(Hostile::DeviceNode);
+        let p = env.copy_in(&archive, "devices.tar");
+        let out = env
+            .rbox()
+            .args(["--log-level", "error", "load", "-i"])
+            .arg(&p)
+            .output()
+            .success();
+        assert!(!out.stderr.contains("Warning"), "{out}");
+        assert!(!out.stderr.contains("device"), "{out}");
+    });
+}
+
 #[test]
 fn hostile_bad_diff_id() {
     check(Hostile::BadDiffId);

@@ -154,3 +154,69 @@ fn kill_leaves_no_process_behind() {
         env.rbox().args(["rm", "k1"]).output().success();
     });
 }
+
+/// `--log-level` drives rbox's own messages: debug lines say what rbox decided (user namespace,
+/// storage driver), the default level hides them, and the monitor of a detached container
+/// writes its own lines to `monitor.log` in the container's directory, not to the caller.
+#[test]
+fn log_level_and_monitor_log() {
+    for_each_user("log_level", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["--log-level", "debug", "run", "--rm", "busybox", "true"])
+            .output()
+            .success();
+        assert!(out.stderr.contains("Debug: ["), "{out}");
+        assert!(out.stderr.contains("storage driver: "), "{out}");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "busybox", "true"])
+            .output()
+            .success();
+        assert!(!out.stderr.contains("Debug:"), "{out}");
+        env.rbox()
+            .args(["--log-level", "verbose", "images"])
+            .output()
+            .rbox_error();
+
+        let out = env
+            .rbox()
+            .args([
+                "--log-level",
+                "debug",
+                "run",
+                "-d",
+                "--name",
+                "m",
+                "busybox",
+            ])
+            .args(["sh", "-c", "echo hi; exec sleep 600"])
+            .output()
+            .success();
+        let id = out.text();
+        assert!(!out.stderr.contains("monitor started"), "{out}");
+        let log = env.store().join("containers").join(&id).join("monitor.log");
+        let text = std::fs::read_to_string(&log)
+            .unwrap_or_else(|e| panic!("read `{}`: {e}\n{out}", log.display()));
+        // Written before the monitor answered the caller, so it is there now.
+        assert!(text.contains("monitor started"), "{text}");
+        assert!(!text.contains('\x1b'), "no colour in a file: {text}");
+        // The container's output stays apart.
+        let logs = env.rbox().args(["logs", "m"]).output().success();
+        assert_eq!(logs.text(), "hi");
+        env.rbox().args(["rm", "-f", "m"]).output().success();
+
+        // At the default level the monitor's log exists and holds no debug line.
+        let id = env
+            .rbox()
+            .args(["run", "-d", "busybox", "sleep", "600"])
+            .output()
+            .success()
+            .text();
+        let log = env.store().join("containers").join(&id).join("monitor.log");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.contains("Debug:"), "{text}");
+        env.rbox().args(["rm", "-f", &id]).output().success();
+    });
+}
