@@ -2,21 +2,21 @@
 //! volatile runtime directory (`--runroot`, else `$XDG_RUNTIME_DIR/rbox` when that directory is
 //! usable, else a private per-uid directory under /tmp, as on HPC nodes and after `su`, and
 //! `run/` in the store when another user took that name first). Both are 0700.
-//! Nothing here creates namespaces or takes locks.
+//! These are functions of the option values alone; the invocation's [`crate::context::Context`]
+//! calls them and keeps the runtime directory it decided. Nothing here creates namespaces or
+//! takes locks.
 
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::GlobalArgs;
-
-/// The durable storage root. Does not create it.
-pub fn storage_root(g: &GlobalArgs) -> Result<PathBuf> {
-    if let Some(r) = &g.root {
+/// The durable storage root: `--root` (made absolute), else `$XDG_DATA_HOME/rbox`. Does not
+/// create it.
+pub fn storage_root(root: Option<&Path>) -> Result<PathBuf> {
+    if let Some(r) = root {
         return Ok(absolute(r));
     }
     match dirs::data_dir() {
@@ -25,23 +25,14 @@ pub fn storage_root(g: &GlobalArgs) -> Result<PathBuf> {
     }
 }
 
-/// The volatile runtime directory, created 0700 if missing. Decided once per process (the
-/// first call, before anything is created or started), so that a directory that changes
-/// under us later cannot split one invocation's state between two places.
-pub fn runtime_dir(g: &GlobalArgs) -> Result<PathBuf> {
-    static CHOSEN: OnceLock<PathBuf> = OnceLock::new();
-    if let Some(d) = CHOSEN.get() {
-        return Ok(d.clone());
-    }
-    let d = choose_runtime_dir(g)?;
-    Ok(CHOSEN.get_or_init(|| d).clone())
-}
-
-fn choose_runtime_dir(g: &GlobalArgs) -> Result<PathBuf> {
+/// Decide the volatile runtime directory from `--runroot` and `--root` (for the fallback in
+/// the store), creating it 0700 if missing. The caller keeps the decision for the whole
+/// invocation ([`crate::context::Context::runtime_dir`]).
+pub fn choose_runtime_dir(runroot: Option<&Path>, root: Option<&Path>) -> Result<PathBuf> {
     // inside rbox's user namespace we are uid 0, but the directory is the caller's
     let uid = crate::runtime::userns::host_uid();
     let me = nix::unistd::geteuid().as_raw();
-    let chosen = match (&g.runroot, std::env::var_os("XDG_RUNTIME_DIR")) {
+    let chosen = match (runroot, std::env::var_os("XDG_RUNTIME_DIR")) {
         (Some(r), _) => Some(absolute(r)),
         (None, Some(x)) if usable_runtime_dir(Path::new(&x), me) => {
             Some(absolute(&Path::new(&x).join("rbox")))
@@ -71,18 +62,18 @@ fn choose_runtime_dir(g: &GlobalArgs) -> Result<PathBuf> {
     match fs::DirBuilder::new().mode(0o700).create(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(_) => return store_runtime_dir(g),
+        Err(_) => return store_runtime_dir(root),
     }
     match check_dir(&tmp, me) {
         Ok(()) => Ok(tmp),
-        Err(_) => store_runtime_dir(g),
+        Err(_) => store_runtime_dir(root),
     }
 }
 
 /// `run/` in the store (0700 like the store itself): where the volatile state goes when
 /// /tmp/rbox-run-UID is not ours.
-fn store_runtime_dir(g: &GlobalArgs) -> Result<PathBuf> {
-    let dir = storage_root(g)?.join("run");
+fn store_runtime_dir(root: Option<&Path>) -> Result<PathBuf> {
+    let dir = storage_root(root)?.join("run");
     create_all_private(&dir)?;
     let me = nix::unistd::geteuid().as_raw();
     match check_dir(&dir, me) {

@@ -9,10 +9,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 use crate::paths;
 
 /// The lifecycle states, spelled as podman spells them.
@@ -185,9 +185,9 @@ fn live_file(dir: &Path, id: &str) -> PathBuf {
 /// Where the live state of `rec`'s current start is: in the runtime directory named in the
 /// record (when that is still a private directory of ours: after a reboot another user may
 /// have made it), else, for older records, in the caller's.
-fn live_path(g: &GlobalArgs, rec: &ContainerRecord) -> Option<PathBuf> {
+fn live_path(g: &Context, rec: &ContainerRecord) -> Option<PathBuf> {
     if rec.state.live_dir.is_empty() {
-        return paths::runtime_dir(g).ok().map(|d| live_file(&d, &rec.id));
+        return g.runtime_dir().ok().map(|d| live_file(&d, &rec.id));
     }
     let dir = Path::new(&rec.state.live_dir);
     paths::is_private_dir(dir).then(|| live_file(dir, &rec.id))
@@ -334,19 +334,14 @@ pub fn proc_start_time(pid: i32) -> Option<u64> {
 }
 
 /// Record that `pid` runs the container, for other invocations to see.
-pub fn mark_running(
-    g: &GlobalArgs,
-    root: &Path,
-    rec: &mut ContainerRecord,
-    pid: i32,
-) -> Result<()> {
+pub fn mark_running(g: &Context, root: &Path, rec: &mut ContainerRecord, pid: i32) -> Result<()> {
     let live = Live {
         pid,
         start_time: proc_start_time(pid).unwrap_or(0),
         boot_id: paths::boot_id(),
         monitor: std::process::id() as i32,
     };
-    let dir = paths::runtime_dir(g)?;
+    let dir = g.runtime_dir()?;
     let p = live_file(&dir, &rec.id);
     fs::create_dir_all(p.parent().expect("has parent"))
         .with_context(|| format!("create `{}`", p.display()))?;
@@ -365,12 +360,7 @@ pub fn mark_running(
 }
 
 /// Record the container's exit.
-pub fn mark_exited(
-    g: &GlobalArgs,
-    root: &Path,
-    rec: &mut ContainerRecord,
-    code: i32,
-) -> Result<()> {
+pub fn mark_exited(g: &Context, root: &Path, rec: &mut ContainerRecord, code: i32) -> Result<()> {
     if let Some(p) = live_path(g, rec) {
         fs::remove_file(p).ok();
     }
@@ -382,7 +372,7 @@ pub fn mark_exited(
 }
 
 /// Correct a record that says running when its process is gone (killed monitor, reboot).
-fn refresh(g: &GlobalArgs, rec: &mut ContainerRecord) {
+fn refresh(g: &Context, rec: &mut ContainerRecord) {
     if rec.state.status != Status::Running {
         return;
     }
@@ -398,8 +388,8 @@ fn refresh(g: &GlobalArgs, rec: &mut ContainerRecord) {
 }
 
 /// Every container, with its running state checked against the live processes.
-pub fn list(g: &GlobalArgs) -> Result<Vec<ContainerRecord>> {
-    let root = paths::storage_root(g)?;
+pub fn list(g: &Context) -> Result<Vec<ContainerRecord>> {
+    let root = g.storage_root()?;
     let mut out = Vec::new();
     let rd = match fs::read_dir(containers_dir(&root)) {
         Ok(rd) => rd,
@@ -422,13 +412,13 @@ pub fn list(g: &GlobalArgs) -> Result<Vec<ContainerRecord>> {
 }
 
 /// The record of container `id` as written, without checking its process.
-pub fn load(g: &GlobalArgs, id: &str) -> Result<ContainerRecord> {
-    load_raw(&paths::storage_root(g)?, id)
+pub fn load(g: &Context, id: &str) -> Result<ContainerRecord> {
+    load_raw(&g.storage_root()?, id)
 }
 
 /// Find a container by full id, unique id prefix, or name.
-pub fn lookup(g: &GlobalArgs, name_or_id: &str) -> Result<ContainerRecord> {
-    let root = paths::storage_root(g)?;
+pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
+    let root = g.storage_root()?;
     if let Ok(id) = fs::read_to_string(names_dir(&root).join(name_or_id)) {
         if let Ok(mut rec) = load_raw(&root, id.trim()) {
             refresh(g, &mut rec);
@@ -453,7 +443,7 @@ pub fn lookup(g: &GlobalArgs, name_or_id: &str) -> Result<ContainerRecord> {
 
 /// The live state of `rec`, when its init runs now: same boot, same pid and start time (a
 /// pid reused by another process is not ours to signal).
-fn live(g: &GlobalArgs, rec: &ContainerRecord) -> Option<Live> {
+fn live(g: &Context, rec: &ContainerRecord) -> Option<Live> {
     let p = live_path(g, rec)?;
     let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
     let alive = l.boot_id == paths::boot_id()
@@ -463,7 +453,7 @@ fn live(g: &GlobalArgs, rec: &ContainerRecord) -> Option<Live> {
 }
 
 /// The pids of a running container's init and of the rbox process attached to it.
-pub fn live_pids(g: &GlobalArgs, rec: &ContainerRecord) -> Option<(i32, i32)> {
+pub fn live_pids(g: &Context, rec: &ContainerRecord) -> Option<(i32, i32)> {
     live(g, rec).map(|l| (l.pid, l.monitor))
 }
 
@@ -474,8 +464,8 @@ pub fn is_running(rec: &ContainerRecord) -> bool {
 
 /// Forget a container: its record, live state and name. The caller removes its storage
 /// directory (which holds files owned by mapped ids) from inside the user namespace.
-pub fn remove(g: &GlobalArgs, rec: &ContainerRecord) -> Result<()> {
-    let root = paths::storage_root(g)?;
+pub fn remove(g: &Context, rec: &ContainerRecord) -> Result<()> {
+    let root = g.storage_root()?;
     if let Some(p) = live_path(g, rec) {
         fs::remove_file(p).ok();
     }

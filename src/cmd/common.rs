@@ -3,16 +3,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use rbox_storage::{IdMap, Store};
 
-use crate::cli::GlobalArgs;
-use crate::paths;
+use crate::context::Context;
 
 /// Open the store for commands that only read it (images, ps, inspect, history, save): no
 /// namespace entry. The id map only matters when unpacking, which these never do.
-pub fn read_store(g: &GlobalArgs) -> Result<Store> {
-    let root: PathBuf = paths::storage_root(g)?;
+pub fn read_store(g: &Context) -> Result<Store> {
+    let root: PathBuf = g.storage_root()?;
     Store::open(
         &root,
         IdMap {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
@@ -20,7 +20,7 @@ pub struct CompletionArgs {
     pub shell: String,
 }
 
-pub fn run(_g: &GlobalArgs, a: CompletionArgs) -> anyhow::Result<ExitCode> {
+pub fn run(_g: &Context, a: CompletionArgs) -> anyhow::Result<ExitCode> {
     print!("{}", super::docs::completion_script(&a.shell)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::runtime::exec::ExecOptions;
 use crate::state;
 
@@ -47,7 +48,7 @@ pub struct ExecArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
-pub fn run(g: &GlobalArgs, a: ExecArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: ExecArgs) -> Result<ExitCode> {
     let rec = state::lookup(g, &a.container)?;
     let Some((pid, _)) = state::live_pids(g, &rec).filter(|_| state::is_running(&rec)) else {
         bail!(
@@ -78,9 +79,7 @@ pub fn run(g: &GlobalArgs, a: ExecArgs) -> Result<ExitCode> {
         tty: a.tty,
         interactive: a.interactive,
         privileged: a.privileged,
-        seccomp_cache: Some(crate::runtime::seccomp_cache(&crate::paths::storage_root(
-            g,
-        )?)),
+        seccomp_cache: Some(crate::runtime::seccomp_cache(&g.storage_root()?)),
     };
     crate::runtime::exec::exec(&rec, pid, &opts)
 }

@@ -7,7 +7,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::common::{epoch, read_store, short_id};
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::format::{self, human, Row};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -38,7 +39,7 @@ const TITLES: &[(&str, &str)] = &[
     ("CreatedAt", "CREATED AT"),
 ];
 
-pub fn run(g: &GlobalArgs, a: HistoryArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: HistoryArgs) -> Result<ExitCode> {
     let store = read_store(g)?;
     let rec = store.lookup_image(&a.image)?;
     let mut steps = store.history(&rec)?;

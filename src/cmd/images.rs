@@ -10,7 +10,8 @@ use rbox_storage::{ImageRecord, Store};
 use serde_json::{json, Value};
 
 use super::common::{epoch, read_store, short_id, split_name};
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::format::{self, human, Format, Row};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -51,7 +52,7 @@ pub const TITLES: &[(&str, &str)] = &[
     ("ReadOnly", "R/O"),
 ];
 
-pub fn run(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
     let store = read_store(g)?;
     let mut images = match &a.image {
         Some(name) => match store.lookup_image(name) {

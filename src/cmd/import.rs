@@ -7,9 +7,9 @@ use std::fs;
 use std::io::{self, BufReader, IsTerminal, Read};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -31,7 +31,7 @@ pub struct ImportArgs {
     pub reference: Option<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: ImportArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: ImportArgs) -> Result<ExitCode> {
     if a.source.contains("://") {
         bail!(
             "import from a URL is not supported: download `{}` first and import the file",

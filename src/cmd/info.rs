@@ -16,9 +16,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 use crate::format;
-use crate::paths;
 use rbox_storage::Driver;
 
 use crate::runtime::{self, userns};
@@ -30,7 +29,7 @@ pub struct InfoArgs {
     pub format: Option<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: InfoArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: InfoArgs) -> Result<ExitCode> {
     let info = gather(g)?;
     match a.format.as_deref() {
         None => print!("{}", yaml(&info, 0)),
@@ -52,7 +51,7 @@ fn read(p: &str) -> Option<String> {
     fs::read_to_string(p).ok().map(|s| s.trim().to_string())
 }
 
-fn gather(g: &GlobalArgs) -> Result<Value> {
+fn gather(g: &Context) -> Result<Value> {
     let mut problems: Vec<String> = Vec::new();
     let uid = nix::unistd::geteuid().as_raw();
     let root_user = uid == 0;
@@ -143,8 +142,8 @@ fn gather(g: &GlobalArgs) -> Result<Value> {
     }
 
     // ---- storage, overlay, fuse, tun, cgroups
-    let root = paths::storage_root(g)?;
-    let runroot = paths::runtime_dir(g)?;
+    let root = g.storage_root()?;
+    let runroot = g.runtime_dir()?;
     // the same probe as `run`'s, always for real here; its answer refreshes run's memo
     let overlay = super::common::read_store(g)
         .map_err(|e| format!("{e:#}"))

@@ -11,7 +11,8 @@ use rbox_storage::{ImageRecord, Store};
 use serde_json::{json, Map, Value};
 
 use super::common::read_store;
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::format;
 use crate::state::{self, ContainerRecord, Status};
 
@@ -32,17 +33,12 @@ pub struct InspectArgs {
     pub names: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: InspectArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: InspectArgs) -> Result<ExitCode> {
     inspect(g, &a.kind, a.format.as_deref(), &a.names)
 }
 
 /// Inspect `names` of `kind` ("all", "container", "image") and print them.
-pub fn inspect(
-    g: &GlobalArgs,
-    kind: &str,
-    fmt: Option<&str>,
-    names: &[String],
-) -> Result<ExitCode> {
+pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> Result<ExitCode> {
     let mut store: Option<Store> = None;
     let mut items = Vec::new();
     let mut missing = Vec::new();

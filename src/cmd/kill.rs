@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use super::targets::{All, Targets};
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -27,7 +28,7 @@ pub struct KillArgs {
     pub containers: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: KillArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: KillArgs) -> Result<ExitCode> {
     let Some(sig) = runtime::parse_signal(&a.signal) else {
         bail!(
             "invalid signal `{}`: use a name such as TERM or KILL, or a number",

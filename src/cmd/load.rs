@@ -6,9 +6,9 @@ use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -21,7 +21,7 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
-pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: LoadArgs) -> Result<ExitCode> {
     if a.input.is_none() && io::stdin().is_terminal() {
         bail!("no archive given: pass -i FILE or pipe one into rbox load");
     }

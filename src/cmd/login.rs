@@ -7,13 +7,13 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 use rbox_registry::auth::{self, LogoutOutcome};
 use rbox_registry::config::RegistriesConf;
 use rbox_registry::Credentials;
 
-use crate::cli::GlobalArgs;
 use crate::cmd::pull::RegistryFlags;
+use crate::context::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -84,7 +84,7 @@ fn prompt_password(prompt: &str) -> Result<String> {
     res
 }
 
-pub fn login(_g: &GlobalArgs, a: LoginArgs) -> Result<ExitCode> {
+pub fn login(_g: &Context, a: LoginArgs) -> Result<ExitCode> {
     let registry = match &a.registry {
         Some(r) => r.clone(),
         None => default_registry()?,
@@ -147,7 +147,7 @@ pub fn login(_g: &GlobalArgs, a: LoginArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn logout(_g: &GlobalArgs, a: LogoutArgs) -> Result<ExitCode> {
+pub fn logout(_g: &Context, a: LogoutArgs) -> Result<ExitCode> {
     let transport = rbox_registry::TransportOptions {
         authfile: a.authfile.clone(),
         ..Default::default()

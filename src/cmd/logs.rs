@@ -5,10 +5,11 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 
-use crate::cli::{complete, GlobalArgs};
-use crate::{paths, state};
+use crate::cli::complete;
+use crate::context::Context;
+use crate::state;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
@@ -20,9 +21,10 @@ pub struct LogsArgs {
     pub container: String,
 }
 
-pub fn run(g: &GlobalArgs, a: LogsArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: LogsArgs) -> Result<ExitCode> {
     let rec = state::lookup(g, &a.container)?;
-    let log = paths::storage_root(g)?
+    let log = g
+        .storage_root()?
         .join("containers")
         .join(&rec.id)
         .join("ctr.log");

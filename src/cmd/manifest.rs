@@ -4,10 +4,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 
-use crate::cli::GlobalArgs;
 use crate::cmd::pull::RegistryFlags;
+use crate::context::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct ManifestArgs {
@@ -33,7 +33,7 @@ pub struct InspectArgs {
     pub image: String,
 }
 
-pub fn run(_g: &GlobalArgs, a: ManifestArgs) -> Result<ExitCode> {
+pub fn run(_g: &Context, a: ManifestArgs) -> Result<ExitCode> {
     match a.command {
         ManifestCommand::Inspect(i) => inspect(i),
     }

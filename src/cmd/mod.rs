@@ -33,13 +33,19 @@ pub mod unshare;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, GlobalArgs};
+use crate::context::Context;
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    run_command(&cli.global, cli.command)
+    run_command(&context(&cli.global), cli.command)
 }
 
-fn run_command(g: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
+/// The one place the global options become the [`Context`] everything below this layer takes.
+fn context(g: &GlobalArgs) -> Context {
+    Context::new(g.root.clone(), g.runroot.clone(), g.storage_driver.clone())
+}
+
+fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(a) => run::run(g, a),
         Command::Create(a) => run::create(g, a),

@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use super::common::epoch;
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::format::{self, human, Row};
 use crate::state::{self, ContainerRecord, Status};
 
@@ -49,7 +50,7 @@ pub const TITLES: &[(&str, &str)] = &[
 
 const DEFAULT: &str = r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
-pub fn run(g: &GlobalArgs, a: PsArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
     let mut all = state::list(g)?; // newest first
     let filters = a
         .filter

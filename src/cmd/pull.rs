@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rbox_registry::progress::Skip;
 use rbox_registry::{
@@ -18,7 +18,7 @@ use rbox_registry::{
 };
 use rbox_storage::{ImageRecord, Store};
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 use crate::runtime;
 
 /// Flags every registry command takes, spelled as Podman spells them.
@@ -94,7 +94,7 @@ pub struct PullArgs {
     pub images: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: PullArgs) -> Result<ExitCode> {
     let platform = Platform::from_flags(
         a.platform.as_deref(),
         a.os.as_deref(),

@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use rbox_registry::PushOptions;
 
-use crate::cli::GlobalArgs;
 use crate::cmd::pull::{Display, RegistryFlags};
+use crate::context::Context;
 use crate::runtime;
 
 #[derive(Debug, clap::Args)]
@@ -31,7 +31,7 @@ pub struct PushArgs {
     pub destination: Option<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: PushArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: PushArgs) -> Result<ExitCode> {
     let opts = PushOptions {
         transport: a.registry.transport()?,
         ..Default::default()

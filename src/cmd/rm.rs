@@ -6,10 +6,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 
 use super::targets::{All, Targets};
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::runtime;
 use crate::state::{self, ContainerRecord};
 
@@ -41,7 +42,7 @@ pub struct RmArgs {
     pub containers: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: RmArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
     if a.all && !a.containers.is_empty() {
         bail!("--all and container names cannot be used together");
     }
@@ -62,7 +63,7 @@ pub fn run(g: &GlobalArgs, a: RmArgs) -> Result<ExitCode> {
 /// Refuse (or with `force`, kill) a running container, then forget its record and name.
 /// Called before entering the user namespace: the record, the name and the live state belong
 /// to the user, and the runtime directory is found by the real uid.
-pub fn prepare(g: &GlobalArgs, rec: &ContainerRecord, force: bool, time: u64) -> Result<()> {
+pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Result<()> {
     if state::is_running(rec) {
         if !force {
             bail!(

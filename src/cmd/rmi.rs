@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Result};
 use rbox_storage::{Digest, ImageRecord, Store};
 
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::runtime;
 use crate::state;
 
@@ -28,7 +29,7 @@ pub struct RmiArgs {
     pub images: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: RmiArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
     if a.all && !a.images.is_empty() {
         bail!("--all and image names cannot be used together");
     }
@@ -87,7 +88,7 @@ fn is_id_of(arg: &str, id: &Digest) -> bool {
 }
 
 /// Remove one image (and, when forced, the containers using it).
-fn remove(g: &GlobalArgs, store: &Store, rec: &ImageRecord, force: bool) -> Result<()> {
+fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<()> {
     let users = store.containers_using(&rec.id);
     if !users.is_empty() {
         if !force {

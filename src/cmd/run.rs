@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(trailing_var_arg = true, disable_help_flag = true)]
@@ -114,10 +114,10 @@ pub struct RunArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
-pub fn run(g: &GlobalArgs, a: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Context, a: RunArgs) -> anyhow::Result<ExitCode> {
     crate::runtime::run(g, a, true)
 }
 
-pub fn create(g: &GlobalArgs, a: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn create(g: &Context, a: RunArgs) -> anyhow::Result<ExitCode> {
     crate::runtime::run(g, a, false)
 }

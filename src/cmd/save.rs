@@ -6,11 +6,12 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 use rbox_storage::Format;
 
 use super::common::{read_store, stdout_is_terminal};
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SaveArgs {
@@ -29,7 +30,7 @@ pub struct SaveArgs {
     pub images: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: SaveArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
     let format = match a.format.as_str() {
         "oci-archive" => Format::OciArchive,
         _ => Format::DockerArchive,

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
@@ -20,7 +21,7 @@ pub struct StartArgs {
     pub containers: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: StartArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
     let attach = a.attach || a.interactive;
     if attach && a.containers.len() > 1 {
         bail!("you cannot attach to more than one container: start them one at a time with -a");

@@ -6,10 +6,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 
 use super::targets::{All, Targets};
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -33,7 +34,7 @@ pub struct StopArgs {
     pub containers: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: StopArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: StopArgs) -> Result<ExitCode> {
     let all = if a.all { All::Running } else { All::No };
     let targets = Targets::gather(g, all, &a.containers, a.ignore)?;
     // Stopping a stopped container is not an error, as in podman.

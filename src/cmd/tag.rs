@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 
 use super::common::read_store;
-use crate::cli::{complete, GlobalArgs};
+use crate::cli::complete;
+use crate::context::Context;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TagArgs {
@@ -18,7 +19,7 @@ pub struct TagArgs {
     pub targets: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: TagArgs) -> Result<ExitCode> {
+pub fn run(g: &Context, a: TagArgs) -> Result<ExitCode> {
     let store = read_store(g)?;
     for t in &a.targets {
         store

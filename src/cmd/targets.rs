@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 use crate::state::{self, ContainerRecord};
 
 /// What `--all` selects.
@@ -32,7 +32,7 @@ impl Targets {
     /// The containers `--all` selects (first), then each of `names`; a name that is not found
     /// is an error for the end, or with `ignore` (`--ignore`) nothing. Fails at once only when
     /// the list of containers cannot be read.
-    pub fn gather(g: &GlobalArgs, all: All, names: &[String], ignore: bool) -> Result<Self> {
+    pub fn gather(g: &Context, all: All, names: &[String], ignore: bool) -> Result<Self> {
         let listed = match all {
             All::No => Vec::new(),
             All::Running => state::list(g)?
@@ -114,7 +114,7 @@ impl<T> Targets<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::{bail, Context};
+    use anyhow::{bail, Context as _};
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()

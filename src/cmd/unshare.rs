@@ -7,9 +7,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Result;
 
-use crate::cli::GlobalArgs;
+use crate::context::Context;
 use crate::exit::{CodedError, CANNOT_INVOKE, NOT_FOUND};
-use crate::paths;
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(trailing_var_arg = true)]
@@ -19,8 +18,8 @@ pub struct UnshareArgs {
     pub command: Vec<String>,
 }
 
-pub fn run(g: &GlobalArgs, a: UnshareArgs) -> Result<ExitCode> {
-    let root = paths::storage_root(g)?;
+pub fn run(g: &Context, a: UnshareArgs) -> Result<ExitCode> {
+    let root = g.storage_root()?;
     crate::runtime::userns::enter(g)?;
     let argv = if a.command.is_empty() {
         vec![std::env::var("SHELL")

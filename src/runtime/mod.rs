@@ -24,21 +24,20 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 use rbox_storage::{Driver, ImageRecord, Store};
 
-use crate::cli::GlobalArgs;
 use crate::cmd::run::RunArgs;
+use crate::context::Context;
 use crate::exit;
-use crate::paths;
 use crate::state::{self, ContainerRecord, State, Status};
 
 /// Open the store, entering the user namespace first.
-pub fn open_store(g: &GlobalArgs) -> Result<Store> {
+pub fn open_store(g: &Context) -> Result<Store> {
     // The runtime directory is decided (and checked) before anything is created or started.
-    paths::runtime_dir(g)?;
+    g.runtime_dir()?;
     let ids = userns::enter(g)?;
-    let root = paths::storage_root(g)?;
+    let root = g.storage_root()?;
     let mut store =
         Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))?;
     store.set_max_layer_size(max_layer_size()?);
@@ -92,8 +91,8 @@ fn resolve_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
 
 /// Which storage driver makes the root filesystem: `--storage-driver`, where overlay (the
 /// default) falls back to copy when the probe finds that it cannot be mounted.
-fn choose_driver(g: &GlobalArgs, store: &Store) -> Result<Driver> {
-    let wanted = match g.storage_driver.as_deref() {
+fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
+    let wanted = match g.storage_driver() {
         Some(d) => d.parse::<Driver>()?,
         None => Driver::Overlay,
     };
@@ -104,9 +103,9 @@ fn choose_driver(g: &GlobalArgs, store: &Store) -> Result<Driver> {
 }
 
 /// `rbox run` (start = true) and `rbox create` (start = false).
-pub fn run(g: &GlobalArgs, a: RunArgs, start_now: bool) -> Result<ExitCode> {
+pub fn run(g: &Context, a: RunArgs, start_now: bool) -> Result<ExitCode> {
     let store = open_store(g)?;
-    let root = paths::storage_root(g)?;
+    let root = g.storage_root()?;
     let image = resolve_image(&store, &a)?;
     let cfg = store.image_config(&image).context("read image config")?;
     let id = state::new_id()?;
@@ -302,8 +301,8 @@ fn keep_id(mode: &userns::Mode, spec: &mut state::Spec) -> Option<container::Kee
 }
 
 /// Start the container and stay attached until it exits; returns its exit code.
-fn start_attached(g: &GlobalArgs, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
-    let root = paths::storage_root(g)?;
+fn start_attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
+    let root = g.storage_root()?;
     let l = launch(store, &rec, None)?;
     let started = match container::start(&l) {
         Ok(s) => s,
@@ -323,13 +322,13 @@ fn start_attached(g: &GlobalArgs, store: &Store, mut rec: ContainerRecord) -> Re
 /// tried; the first failure is returned, for the monitor's log (an attached run has already
 /// shown the container's outcome, and ignores it as it always has).
 fn finish(
-    g: &GlobalArgs,
+    g: &Context,
     store: &Store,
     rec: &mut ContainerRecord,
     code: i32,
     error: &str,
 ) -> Result<()> {
-    let root = paths::storage_root(g)?;
+    let root = g.storage_root()?;
     if rec.auto_remove {
         let removed = state::remove(g, rec);
         store
@@ -344,12 +343,12 @@ fn finish(
 
 /// `-d`: a monitor process (rbox's conmon) holds the container; we print its id once it runs.
 fn start_detached(
-    g: &GlobalArgs,
+    g: &Context,
     store: &Store,
     mut rec: ContainerRecord,
     shown: Option<&str>,
 ) -> Result<ExitCode> {
-    let root = paths::storage_root(g)?;
+    let root = g.storage_root()?;
     let dir = store.container_dir(&rec.id)?;
     let logs = [dir.dir.join("ctr.log"), dir.monitor_log()];
     let (ready_r, ready_w) =
@@ -390,7 +389,7 @@ fn start_detached(
 /// the monitor's own log (its tracing output on its stderr, and what it cannot report to
 /// anyone once the caller has its answer).
 fn monitor(
-    g: &GlobalArgs,
+    g: &Context,
     store: &Store,
     rec: &mut ContainerRecord,
     root: &Path,
@@ -463,7 +462,7 @@ fn monitor(
 }
 
 /// `rbox start`: start a created (or exited) container, attached or detached.
-pub fn start(g: &GlobalArgs, name_or_id: &str, attach: bool) -> Result<ExitCode> {
+pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
     let store = open_store(g)?;
     let rec = state::lookup(g, name_or_id)?;
     if state::is_running(&rec) {
@@ -487,7 +486,7 @@ pub fn start(g: &GlobalArgs, name_or_id: &str, attach: bool) -> Result<ExitCode>
 /// container with it (its init has PDEATHSIG set, and a pid namespace dies with its init); the
 /// exit status 137 is then recorded here, since the monitor cannot.
 pub fn signal_container(
-    g: &GlobalArgs,
+    g: &Context,
     rec: &ContainerRecord,
     sig: nix::sys::signal::Signal,
 ) -> Result<()> {
@@ -512,7 +511,7 @@ pub fn signal_container(
         }
         // The record as written, not as `lookup` corrects it: whether the monitor got to
         // record an exit of its own before it died.
-        let root = paths::storage_root(g)?;
+        let root = g.storage_root()?;
         if let Ok(mut cur) = state::load(g, &rec.id) {
             if cur.state.status == Status::Running {
                 state::mark_exited(g, &root, &mut cur, 128 + Signal::SIGKILL as i32)?;
@@ -525,7 +524,7 @@ pub fn signal_container(
 /// Stop a running container: its stop signal (SIGTERM by default), then SIGKILL after
 /// `timeout`. Returns once the container's init is gone.
 pub fn stop_container(
-    g: &GlobalArgs,
+    g: &Context,
     rec: &ContainerRecord,
     timeout: std::time::Duration,
 ) -> Result<()> {

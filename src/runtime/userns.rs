@@ -305,7 +305,7 @@ pub fn helper_args(pid: u32, own: u32, range: SubRange) -> Vec<String> {
 
 /// Enter rbox's user namespace (unless root) and return the id map in force.
 /// Must be called while the process is single-threaded.
-pub fn enter(g: &crate::cli::GlobalArgs) -> Result<IdMap> {
+pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
     if already_inside() {
         tracing::debug!("already inside rbox's user namespace");
         return Ok(current_mode().idmap());
@@ -315,7 +315,7 @@ pub fn enter(g: &crate::cli::GlobalArgs) -> Result<IdMap> {
     if let Mode::SubIds { uid, gid } = &mode {
         // The setuid helpers cost a fork and two execs on every invocation; like Podman, keep
         // the namespace alive in a pause process and join it when it is still there.
-        let pidfile = crate::paths::runtime_dir(g)?.join("pause.pid");
+        let pidfile = g.runtime_dir()?.join("pause.pid");
         if join_pause(&pidfile, *uid, *gid) {
             tracing::debug!("joined the pause process named in `{}`", pidfile.display());
             std::env::set_var("_RBOX_IN_USERNS", "1");

@@ -1,0 +1,91 @@
+//! The invocation's context: what the global options (`--root`, `--runroot`,
+//! `--storage-driver`) decide, built once by the command layer (`cmd::dispatch`) and handed
+//! down as `&Context` to the runtime, the container records and the paths. Nothing below the
+//! command layer sees the clap structs.
+//!
+//! The two directories are resolved lazily, on first use, as before: a command that never
+//! touches the store (`version`, `login`) must not fail on an unusable `$HOME`. The runtime
+//! directory is then decided once for the whole invocation (see [`Context::runtime_dir`]).
+//! Where the directories are and how they are checked is `paths`' business, not this file's.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::Result;
+
+use crate::paths;
+
+/// What the global options decided, for one invocation.
+#[derive(Debug, Default)]
+pub struct Context {
+    /// `--root` as given (relative paths are made absolute when used)
+    root: Option<PathBuf>,
+    /// `--runroot` as given
+    runroot: Option<PathBuf>,
+    /// `--storage-driver` as given (parsed where the root filesystem is made)
+    storage_driver: Option<String>,
+    /// the runtime directory, once decided
+    runtime_dir: OnceLock<PathBuf>,
+}
+
+impl Context {
+    pub fn new(
+        root: Option<PathBuf>,
+        runroot: Option<PathBuf>,
+        storage_driver: Option<String>,
+    ) -> Context {
+        Context {
+            root,
+            runroot,
+            storage_driver,
+            runtime_dir: OnceLock::new(),
+        }
+    }
+
+    /// The durable storage root. Does not create it.
+    pub fn storage_root(&self) -> Result<PathBuf> {
+        paths::storage_root(self.root.as_deref())
+    }
+
+    /// The volatile runtime directory, created 0700 if missing. Decided once per invocation
+    /// (the first call, before anything is created or started), so that a directory that
+    /// changes under us later cannot split one invocation's state between two places.
+    pub fn runtime_dir(&self) -> Result<PathBuf> {
+        if let Some(d) = self.runtime_dir.get() {
+            return Ok(d.clone());
+        }
+        let d = paths::choose_runtime_dir(self.runroot.as_deref(), self.root.as_deref())?;
+        Ok(self.runtime_dir.get_or_init(|| d).clone())
+    }
+
+    /// `--storage-driver` as given, if any.
+    pub fn storage_driver(&self) -> Option<&str> {
+        self.storage_driver.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_directory_is_decided_once() {
+        let d = tempfile::tempdir().unwrap();
+        let first = d.path().join("one");
+        let ctx = Context::new(None, Some(first.clone()), None);
+        assert_eq!(ctx.runtime_dir().unwrap(), first);
+        // a later change of mind (here: the directory vanishing) does not move the state
+        std::fs::remove_dir(&first).unwrap();
+        assert_eq!(ctx.runtime_dir().unwrap(), first);
+        assert!(!first.exists());
+    }
+
+    #[test]
+    fn the_storage_root_follows_root() {
+        let ctx = Context::new(Some("/srv/rbox".into()), None, Some("vfs".into()));
+        assert_eq!(ctx.storage_root().unwrap(), PathBuf::from("/srv/rbox"));
+        assert_eq!(ctx.storage_driver(), Some("vfs"));
+        let rel = Context::new(Some("rel".into()), None, None);
+        assert!(rel.storage_root().unwrap().is_absolute());
+    }
+}
