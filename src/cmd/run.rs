@@ -1,10 +1,15 @@
 //! `rbox run` and `rbox create`: the flags they share (as Podman shares them) and their handlers.
-//! The fork/exec flow itself is in `runtime/`.
+//! The fork/exec flow itself is in `runtime/`, which gets the flags as plain
+//! [`RunOptions`] and pulls a missing image through [`ShowPull`], the display `rbox pull` uses.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use rbox_registry::PullOptions;
+use rbox_storage::{ImageRecord, Store};
+
 use crate::context::Context;
+use crate::runtime::{self, spec::Flags, RunOptions};
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(trailing_var_arg = true, disable_help_flag = true)]
@@ -115,9 +120,59 @@ pub struct RunArgs {
 }
 
 pub fn run(g: &Context, a: RunArgs) -> anyhow::Result<ExitCode> {
-    crate::runtime::run(g, a, true)
+    let puller = ShowPull { quiet: a.quiet };
+    runtime::run(g, a.into(), &puller, true)
 }
 
 pub fn create(g: &Context, a: RunArgs) -> anyhow::Result<ExitCode> {
-    crate::runtime::run(g, a, false)
+    let puller = ShowPull { quiet: a.quiet };
+    runtime::run(g, a.into(), &puller, false)
+}
+
+/// Pulls a missing image as `rbox pull` does, with its progress display (nothing with `-q`).
+struct ShowPull {
+    quiet: bool,
+}
+
+impl runtime::Puller for ShowPull {
+    fn pull(&self, store: &Store, image: &str, opts: &PullOptions) -> anyhow::Result<ImageRecord> {
+        super::pull::pull_image(store, image, opts, self.quiet)
+    }
+}
+
+impl From<RunArgs> for RunOptions {
+    fn from(a: RunArgs) -> RunOptions {
+        RunOptions {
+            name: a.name,
+            detach: a.detach,
+            rm: a.rm,
+            image: a.image,
+            pull: a.pull,
+            platform: a.platform,
+            tls_verify: a.tls_verify,
+            flags: Flags {
+                entrypoint: a.entrypoint,
+                command: a.command,
+                env: a.env,
+                env_file: a.env_file,
+                label: a.label,
+                label_file: a.label_file,
+                workdir: a.workdir,
+                user: a.user,
+                hostname: a.hostname,
+                volume: a.volume,
+                tmpfs: a.tmpfs,
+                read_only: a.read_only,
+                init: a.init,
+                tty: a.tty,
+                interactive: a.interactive,
+                network: a.network,
+                userns: a.userns,
+                cap_add: a.cap_add,
+                cap_drop: a.cap_drop,
+                privileged: a.privileged,
+                security_opt: a.security_opt,
+            },
+        }
+    }
 }

@@ -4,6 +4,10 @@
 //! `userns` (id maps), `spec` (Docker's rules), `mounts` (the mount plan), `probe` (overlay),
 //! `container` (the cloned init), `process` (user, caps, exec), `terminal` (the pty, for run and
 //! exec), `attach` (signals, terminal relay), `caps`, and `sys` (the only unsafe code).
+//!
+//! The command layer (`cmd/`) owns the command line: it hands down a [`Context`] (the global
+//! options), plain [`RunOptions`], and a [`Puller`] that pulls a missing image with its own
+//! progress display. Nothing here imports `cli` or `cmd` (`.ci/run` checks).
 
 pub mod attach;
 pub mod caps;
@@ -27,7 +31,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use rbox_storage::{Driver, ImageRecord, Store};
 
-use crate::cmd::run::RunArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::state::{self, ContainerRecord, State, Status};
@@ -62,8 +65,42 @@ fn max_layer_size() -> Result<Option<u64>> {
     }
 }
 
+/// What `rbox run` and `rbox create` were asked for, as plain values (the command layer fills
+/// this from its clap struct).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `--name`
+    pub name: Option<String>,
+    /// `-d`: start in the background and print the id
+    pub detach: bool,
+    /// `--rm`
+    pub rm: bool,
+    /// the image as named
+    pub image: String,
+    /// `--pull` as given: missing, always, never, newer
+    pub pull: String,
+    /// `--platform` as given
+    pub platform: Option<String>,
+    /// `--tls-verify`
+    pub tls_verify: Option<bool>,
+    /// what decides the spec
+    pub flags: spec::Flags,
+}
+
+/// How the runtime gets an image it does not have: the command layer pulls it and renders the
+/// progress as `rbox pull` does, so the runtime needs no display of its own.
+pub trait Puller {
+    /// Pull `image` into `store` with `opts`; the error carries its context.
+    fn pull(
+        &self,
+        store: &Store,
+        image: &str,
+        opts: &rbox_registry::PullOptions,
+    ) -> Result<ImageRecord>;
+}
+
 /// Find the image locally, or pull it according to `--pull` (missing, always, never, newer).
-fn resolve_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
+fn resolve_image(store: &Store, a: &RunOptions, puller: &dyn Puller) -> Result<ImageRecord> {
     let policy: rbox_registry::PullPolicy = a.pull.parse().map_err(anyhow::Error::msg)?;
     if policy == rbox_registry::PullPolicy::Missing {
         // the common case answers from the store alone, without touching the registry code
@@ -86,7 +123,7 @@ fn resolve_image(store: &Store, a: &RunArgs) -> Result<ImageRecord> {
         policy,
         ..Default::default()
     };
-    crate::cmd::pull::pull_image(store, &a.image, &opts, a.quiet)
+    puller.pull(store, &a.image, &opts)
 }
 
 /// Which storage driver makes the root filesystem: `--storage-driver`, where overlay (the
@@ -103,13 +140,13 @@ fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
 }
 
 /// `rbox run` (start = true) and `rbox create` (start = false).
-pub fn run(g: &Context, a: RunArgs, start_now: bool) -> Result<ExitCode> {
+pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> Result<ExitCode> {
     let store = open_store(g)?;
     let root = g.storage_root()?;
-    let image = resolve_image(&store, &a)?;
+    let image = resolve_image(&store, &a, puller)?;
     let cfg = store.image_config(&image).context("read image config")?;
     let id = state::new_id()?;
-    let spec = spec::build(&spec::ImageProcess::from_oci(&cfg), &a, &id)?;
+    let spec = spec::build(&spec::ImageProcess::from_oci(&cfg), &a.flags, &id)?;
     let name = match &a.name {
         Some(n) => n.clone(),
         None => state::generate_name(&id),
@@ -139,7 +176,7 @@ pub fn run(g: &Context, a: RunArgs, start_now: bool) -> Result<ExitCode> {
 fn create(
     store: &Store,
     root: &Path,
-    a: &RunArgs,
+    a: &RunOptions,
     image: &ImageRecord,
     id: &str,
     name: &str,

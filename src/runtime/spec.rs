@@ -1,16 +1,16 @@
 //! From an image config and the `run` flags to the container's [`Spec`]: Docker's rules for
 //! entrypoint and command, environment (image, `--env-file`, `-e`), working directory, user,
 //! hostname, and the `-v`/`--tmpfs` mount specs. Pure functions; nothing here touches the host
-//! beyond reading env files and checking that bind sources exist.
+//! beyond reading env files and checking that bind sources exist. The flags arrive as plain
+//! [`Flags`]: the clap definition (`cmd::run::RunArgs`) belongs to the command layer.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::seccomp;
-use crate::cmd::run::RunArgs;
 use crate::state::{MountSpec, Spec};
 
 /// The parts of an image config that `run` uses (OCI `config` section).
@@ -298,8 +298,37 @@ pub fn security_opts(opts: &[String]) -> Result<(bool, seccomp::Mode)> {
     Ok((no_new_privileges, mode))
 }
 
+/// The `run`/`create` flags that decide the spec, as given on the command line (the command
+/// layer fills this from its clap struct; nothing is checked until [`build`]).
+#[derive(Debug, Clone)]
+pub struct Flags {
+    /// `--entrypoint`
+    pub entrypoint: Option<String>,
+    /// the command and arguments after the image
+    pub command: Vec<OsString>,
+    pub env: Vec<String>,
+    pub env_file: Vec<PathBuf>,
+    pub label: Vec<String>,
+    pub label_file: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub volume: Vec<String>,
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    pub init: bool,
+    pub tty: bool,
+    pub interactive: bool,
+    pub network: String,
+    pub userns: String,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+}
+
 /// Build the container's spec from the image and the flags.
-pub fn build(img: &ImageProcess, a: &RunArgs, id: &str) -> Result<Spec> {
+pub fn build(img: &ImageProcess, a: &Flags, id: &str) -> Result<Spec> {
     let lookup = |k: &str| std::env::var(k).ok();
     let args = command(img, a.entrypoint.as_deref(), &a.command)?;
     let mut files = Vec::new();
