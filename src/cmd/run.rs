@@ -176,3 +176,50 @@ impl From<RunArgs> for RunOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn run_args_become_plain_options() {
+        let cli = Cli::try_parse_from([
+            "rbox",
+            "run",
+            "--name",
+            "web",
+            "-e",
+            "A=1",
+            "--pull",
+            "never",
+            "-q",
+            "--rm",
+            "-t",
+            "--cap-add",
+            "NET_ADMIN",
+            "img",
+            "sh",
+            "-c",
+            "x",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run");
+        };
+        let o = RunOptions::from(a);
+        assert_eq!(o.name.as_deref(), Some("web"));
+        assert_eq!((o.image.as_str(), o.pull.as_str()), ("img", "never"));
+        assert!(o.rm && !o.detach);
+        assert_eq!(o.flags.env, ["A=1"]);
+        assert_eq!(o.flags.command, ["sh", "-c", "x"]);
+        assert!(o.flags.tty && !o.flags.interactive);
+        assert_eq!(o.flags.cap_add, ["NET_ADMIN"]);
+        assert_eq!(
+            (o.flags.network.as_str(), o.flags.userns.as_str()),
+            ("none", "")
+        );
+    }
+}
