@@ -261,37 +261,91 @@ pub fn generate_name(id: &str) -> String {
 
 /// Reserve `name` for `id`; fails if another container holds it.
 pub fn reserve_name(root: &Path, name: &str, id: &str) -> Result<()> {
-    validate_name(name)?;
-    let dir = names_dir(root);
-    fs::create_dir_all(&dir).with_context(|| format!("create `{}`", dir.display()))?;
-    let p = dir.join(name);
-    match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
-        Ok(mut f) => {
-            f.write_all(id.as_bytes())
-                .with_context(|| format!("write `{}`", p.display()))?;
-            Ok(())
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let other = fs::read_to_string(&p).unwrap_or_default();
-            // A reservation whose container record is gone is stale (an interrupted create).
-            if !other.is_empty() && !record_path(root, other.trim()).exists() && other != id {
-                fs::remove_file(&p).ok();
-                return reserve_name(root, name, id);
-            }
+    match try_reserve_name(root, name, id)? {
+        None => Ok(()),
+        Some(other) => {
             let short = &other[..12.min(other.len())];
             bail!(
                 "the container name `{name}` is already in use by {short}: remove that container \
                  (rbox rm {name}) or choose another name"
             )
         }
+    }
+}
+
+/// Reserve a generated name for `id` and return it: adjective_surname from the id's first
+/// digits, as Podman makes them. There are only 576 of those, so parallel runs meet (8 at
+/// once: one time in twenty); a taken one is followed by names from the id's later digits,
+/// then by one with the id's first 12 digits appended, which no other container can hold.
+pub fn reserve_generated_name(root: &Path, id: &str) -> Result<String> {
+    for k in 0..4 {
+        let digits = id.get(12 * k..).unwrap_or(id);
+        let name = generate_name(digits);
+        if try_reserve_name(root, &name, id)?.is_none() {
+            return Ok(name);
+        }
+    }
+    let name = format!("{}_{}", generate_name(id), &id[..12.min(id.len())]);
+    reserve_name(root, &name, id)?;
+    Ok(name)
+}
+
+/// Reserve `name` for `id`: `None` when it is ours now, else the id that holds it.
+fn try_reserve_name(root: &Path, name: &str, id: &str) -> Result<Option<String>> {
+    validate_name(name)?;
+    let dir = names_dir(root);
+    fs::create_dir_all(&dir).with_context(|| format!("create `{}`", dir.display()))?;
+    let p = dir.join(name);
+    match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+        Ok(mut f) => {
+            // the id, then who is creating it: until its record exists, the reservation is
+            // stale only once that process is gone
+            let me = std::process::id() as i32;
+            let stamp = format!("{id}\n{me} {}\n", proc_start_time(me).unwrap_or(0));
+            f.write_all(stamp.as_bytes())
+                .with_context(|| format!("write `{}`", p.display()))?;
+            Ok(None)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let text = fs::read_to_string(&p).unwrap_or_default();
+            let other = reserved_id(&text);
+            if !other.is_empty() && other != id && reservation_is_stale(root, &text) {
+                fs::remove_file(&p).ok();
+                return try_reserve_name(root, name, id);
+            }
+            Ok(Some(other.to_string()))
+        }
         Err(e) => bail!("reserve container name `{name}`: {e}"),
+    }
+}
+
+/// The container id a name file holds (its first line).
+fn reserved_id(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
+}
+
+/// A reservation without a container record is stale when the process that made it is gone
+/// (an interrupted create). One whose creator still runs is a create in progress: taking it
+/// over gave two parallel `create`s the same generated name.
+fn reservation_is_stale(root: &Path, text: &str) -> bool {
+    if record_path(root, reserved_id(text)).exists() {
+        return false;
+    }
+    let creator = text.lines().nth(1).and_then(|l| {
+        let (pid, start) = l.trim().split_once(' ')?;
+        Some((pid.parse::<i32>().ok()?, start.parse::<u64>().ok()?))
+    });
+    match creator {
+        Some((pid, start)) => proc_start_time(pid).is_none_or(|t| t != start),
+        // written by an older rbox, which stamped no creator
+        None => true,
     }
 }
 
 pub fn release_name(root: &Path, name: &str, id: &str) {
     let p = names_dir(root).join(name);
     if fs::read_to_string(&p)
-        .map(|s| s.trim() == id)
+        .map(|s| reserved_id(&s) == id)
         .unwrap_or(false)
     {
         fs::remove_file(p).ok();
@@ -419,8 +473,8 @@ pub fn load(g: &Context, id: &str) -> Result<ContainerRecord> {
 /// Find a container by full id, unique id prefix, or name.
 pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
     let root = g.storage_root()?;
-    if let Ok(id) = fs::read_to_string(names_dir(&root).join(name_or_id)) {
-        if let Ok(mut rec) = load_raw(&root, id.trim()) {
+    if let Ok(text) = fs::read_to_string(names_dir(&root).join(name_or_id)) {
+        if let Ok(mut rec) = load_raw(&root, reserved_id(&text)) {
             refresh(g, &mut rec);
             return Ok(rec);
         }
@@ -491,18 +545,59 @@ mod tests {
     #[test]
     fn reservation_is_exclusive() {
         let d = tempfile::tempdir().unwrap();
+        // "1111" has no record yet and its creator (this process) runs: a create in progress
         reserve_name(d.path(), "web", "1111").unwrap();
-        // "1111" has no record, so its reservation is stale and may be taken over
+        let e = reserve_name(d.path(), "web", "3333").unwrap_err();
+        assert!(e.to_string().contains("already in use by 1111"), "{e}");
+        // its creator gone (a child that exited and was reaped): stale, taken over
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        fs::write(
+            names_dir(d.path()).join("web"),
+            format!("1111\n{dead} 12345\n"),
+        )
+        .unwrap();
+        reserve_name(d.path(), "web", "3333").unwrap();
+        // a reservation of an older rbox (no creator line) without a record is stale too
+        fs::write(names_dir(d.path()).join("old"), "4444").unwrap();
+        reserve_name(d.path(), "old", "3333").unwrap();
+        // one with a record is never stale
         fs::create_dir_all(containers_dir(d.path()).join("2222")).unwrap();
         fs::write(record_path(d.path(), "2222"), "{}").unwrap();
         reserve_name(d.path(), "db", "2222").unwrap();
         let e = reserve_name(d.path(), "db", "3333").unwrap_err();
         assert!(e.to_string().contains("already in use"), "{e}");
-        reserve_name(d.path(), "web", "3333").unwrap();
     }
 
     #[test]
     fn start_time_of_self() {
         assert!(proc_start_time(std::process::id() as i32).is_some());
+    }
+
+    #[test]
+    fn generated_names_move_on_when_taken() {
+        let d = tempfile::tempdir().unwrap();
+        // an existing container "other" holds names (a holder without a record is stale)
+        fs::create_dir_all(containers_dir(d.path()).join("other")).unwrap();
+        fs::write(record_path(d.path(), "other"), "{}").unwrap();
+        let id = "1a2b3c4d5e6fa1b2c3d4e5f60f1e2d3c4b5affeeddccbbaa9876543210fedcba";
+        let windows: Vec<String> = (0..4).map(|k| generate_name(&id[12 * k..])).collect();
+        assert_ne!(
+            windows[0], windows[1],
+            "the test needs two different window names"
+        );
+        // the first choice is taken: the name from the id's next digits
+        reserve_name(d.path(), &windows[0], "other").unwrap();
+        assert_eq!(reserve_generated_name(d.path(), id).unwrap(), windows[1]);
+        // every window's name is taken: the id's digits make one nobody else can hold
+        for n in &windows {
+            let _ = try_reserve_name(d.path(), n, "other");
+        }
+        fs::remove_file(names_dir(d.path()).join(&windows[1])).unwrap();
+        reserve_name(d.path(), &windows[1], "other").unwrap();
+        let got = reserve_generated_name(d.path(), id).unwrap();
+        assert_eq!(got, format!("{}_{}", windows[0], &id[..12]));
+        assert!(validate_name(&got).is_ok(), "{got}");
     }
 }

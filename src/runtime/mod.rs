@@ -147,13 +147,15 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
     let cfg = store.image_config(&image).context("read image config")?;
     let id = state::new_id()?;
     let spec = spec::build(&spec::ImageProcess::from_oci(&cfg), &a.flags, &id)?;
-    let name = match &a.name {
-        Some(n) => n.clone(),
-        None => state::generate_name(&id),
-    };
     let driver = choose_driver(g, &store)?;
     tracing::debug!("storage driver: {driver}");
-    state::reserve_name(&root, &name, &id)?;
+    let name = match &a.name {
+        Some(n) => {
+            state::reserve_name(&root, n, &id)?;
+            n.clone()
+        }
+        None => state::reserve_generated_name(&root, &id)?,
+    };
     let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec) {
         Ok(r) => r,
         Err(e) => {

@@ -655,6 +655,35 @@ fn rm_leaves_nothing_behind() {
     });
 }
 
+/// Generated names come from 576 adjective_surname pairs, so 40 containers made at once meet
+/// on a first choice about three times in four: each must still get a name of its own (a
+/// taken one was once an error, seen as a flaky parallel_runs).
+#[test]
+fn generated_names_never_collide() {
+    for_each_user("gen-names", |env| {
+        env.import_busybox("busybox");
+        let outs: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..40)
+                .map(|_| s.spawn(move || env.rbox().args(["create", "busybox", "true"]).output()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for out in outs {
+            out.success();
+        }
+        let names = env
+            .rbox()
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .output()
+            .success();
+        let mut list: Vec<&str> = names.lines();
+        assert_eq!(list.len(), 40, "{names}");
+        list.sort();
+        list.dedup();
+        assert_eq!(list.len(), 40, "names repeat:\n{names}");
+    });
+}
+
 #[test]
 fn parallel_runs() {
     for_each_user("parallel", |env| {
