@@ -34,11 +34,108 @@ impl Status {
     }
 }
 
+/// What a [`MountSpec`] mounts; recorded as "bind" or "tmpfs", the type `inspect` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Tmpfs,
+}
+
+impl MountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountKind::Bind => "bind",
+            MountKind::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+impl std::fmt::Display for MountKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--network`: the modes rbox has today, recorded as the flag spells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// a network namespace of its own with only loopback
+    #[default]
+    None,
+    /// the host's network namespace
+    Host,
+}
+
+impl NetworkMode {
+    /// The mode a `--network` value names; `None` for one rbox does not know.
+    pub fn from_flag(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(NetworkMode::None),
+            "host" => Some(NetworkMode::Host),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--userns`, recorded as the flag spells it ("" when not given, as Podman's inspect shows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UsernsMode {
+    /// container root is the caller (mapped over the subordinate range when there is one)
+    #[default]
+    #[serde(rename = "")]
+    Default,
+    #[serde(rename = "host")]
+    Host,
+    /// the caller's own uid and gid inside
+    #[serde(rename = "keep-id")]
+    KeepId,
+}
+
+impl UsernsMode {
+    /// The mode a `--userns` value names; `None` for one rbox does not know.
+    pub fn from_flag(s: &str) -> Option<Self> {
+        match s {
+            "" => Some(UsernsMode::Default),
+            "host" => Some(UsernsMode::Host),
+            "keep-id" => Some(UsernsMode::KeepId),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsernsMode::Default => "",
+            UsernsMode::Host => "host",
+            UsernsMode::KeepId => "keep-id",
+        }
+    }
+}
+
+impl std::fmt::Display for UsernsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A bind mount or tmpfs as the container sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountSpec {
-    /// "bind" or "tmpfs"
-    pub kind: String,
+    pub kind: MountKind,
     pub source: String,
     pub destination: String,
     pub options: Vec<String>,
@@ -64,8 +161,8 @@ pub struct Spec {
     pub init: bool,
     pub tty: bool,
     pub interactive: bool,
-    pub network: String,
-    pub userns: String,
+    pub network: NetworkMode,
+    pub userns: UsernsMode,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
@@ -599,5 +696,120 @@ mod tests {
         let got = reserve_generated_name(d.path(), id).unwrap();
         assert_eq!(got, format!("{}_{}", windows[0], &id[..12]));
         assert!(validate_name(&got).is_ok(), "{got}");
+    }
+
+    /// A record as the build before the typed modes wrote it (`to_vec_pretty`), with the
+    /// mode strings put in by the test.
+    fn old_record(network: &str, userns: &str) -> String {
+        format!(
+            r#"{{
+  "id": "{id}",
+  "name": "web",
+  "image": "alpine",
+  "image_name": "localhost/alpine:latest",
+  "image_id": "{id}",
+  "created": "2024-01-01T00:00:00.000000000Z",
+  "driver": "overlay",
+  "auto_remove": false,
+  "spec": {{
+    "args": [
+      "sh"
+    ],
+    "env": [],
+    "workdir": "/",
+    "user": "",
+    "hostname": "web",
+    "mounts": [
+      {{
+        "kind": "bind",
+        "source": "/src",
+        "destination": "/data",
+        "options": [
+          "ro"
+        ]
+      }},
+      {{
+        "kind": "tmpfs",
+        "source": "tmpfs",
+        "destination": "/tmp",
+        "options": []
+      }}
+    ],
+    "read_only": false,
+    "init": false,
+    "tty": false,
+    "interactive": false,
+    "network": "{network}",
+    "userns": "{userns}",
+    "cap_add": [],
+    "cap_drop": [],
+    "privileged": false,
+    "no_new_privileges": false,
+    "seccomp": "default",
+    "entrypoint": [],
+    "cmd": [],
+    "labels": {{}},
+    "stop_signal": null
+  }},
+  "state": {{
+    "status": "created",
+    "pid": 0,
+    "exit_code": null,
+    "started_at": "",
+    "finished_at": "",
+    "error": ""
+  }}
+}}"#,
+            id = "ab".repeat(32)
+        )
+    }
+
+    #[test]
+    fn old_mode_strings_load_and_write_back_the_same() {
+        for (net, userns, want_net, want_userns) in [
+            ("none", "", NetworkMode::None, UsernsMode::Default),
+            ("host", "keep-id", NetworkMode::Host, UsernsMode::KeepId),
+            ("none", "host", NetworkMode::None, UsernsMode::Host),
+        ] {
+            let text = old_record(net, userns);
+            let rec: ContainerRecord = serde_json::from_str(&text).unwrap();
+            assert_eq!((rec.spec.network, rec.spec.userns), (want_net, want_userns));
+            let kinds: Vec<_> = rec.spec.mounts.iter().map(|m| m.kind).collect();
+            assert_eq!(kinds, [MountKind::Bind, MountKind::Tmpfs]);
+            let back = serde_json::to_vec_pretty(&rec).unwrap();
+            assert_eq!(String::from_utf8(back).unwrap(), text);
+            // inspect and ps show the modes as the flags spell them
+            assert_eq!(
+                (rec.spec.network.to_string(), rec.spec.userns.to_string()),
+                (net.to_string(), userns.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_mode_strings_do_not_load() {
+        let text = old_record("slirp4netns", "");
+        assert!(serde_json::from_str::<ContainerRecord>(&text).is_err());
+        let text = old_record("none", "auto");
+        assert!(serde_json::from_str::<ContainerRecord>(&text).is_err());
+    }
+
+    #[test]
+    fn modes_from_flags() {
+        assert_eq!(NetworkMode::from_flag("none"), Some(NetworkMode::None));
+        assert_eq!(NetworkMode::from_flag("host"), Some(NetworkMode::Host));
+        assert_eq!(NetworkMode::from_flag(""), None);
+        assert_eq!(NetworkMode::from_flag("bridge"), None);
+        assert_eq!(UsernsMode::from_flag(""), Some(UsernsMode::Default));
+        assert_eq!(UsernsMode::from_flag("host"), Some(UsernsMode::Host));
+        assert_eq!(UsernsMode::from_flag("keep-id"), Some(UsernsMode::KeepId));
+        assert_eq!(UsernsMode::from_flag("auto"), None);
+        assert_eq!(UsernsMode::from_flag("Keep-Id"), None);
+        for m in [NetworkMode::None, NetworkMode::Host] {
+            assert_eq!(NetworkMode::from_flag(m.as_str()), Some(m));
+        }
+        for m in [UsernsMode::Default, UsernsMode::Host, UsernsMode::KeepId] {
+            assert_eq!(UsernsMode::from_flag(m.as_str()), Some(m));
+        }
     }
 }

@@ -14,7 +14,7 @@ use super::common::read_store;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::format;
-use crate::state::{self, ContainerRecord, Status};
+use crate::state::{self, ContainerRecord, MountKind, Status};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct InspectArgs {
@@ -93,7 +93,7 @@ pub fn container_json(rec: &ContainerRecord) -> Value {
     let mut mounts = Vec::new();
     for m in &s.mounts {
         let rw = !m.options.iter().any(|o| o == "ro");
-        if m.kind == "tmpfs" {
+        if m.kind == MountKind::Tmpfs {
             tmpfs.insert(m.destination.clone(), Value::String(m.options.join(",")));
         } else {
             let opts = if m.options.is_empty() {
@@ -111,7 +111,7 @@ pub fn container_json(rec: &ContainerRecord) -> Value {
             "Mode": "",
             "Options": m.options,
             "RW": rw,
-            "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+            "Propagation": if m.kind == MountKind::Bind { "rprivate" } else { "" },
         }));
     }
     let running = st.status == Status::Running;

@@ -230,7 +230,7 @@ fn write_etc(dir: &Path, rec: &ContainerRecord) -> Result<mounts::EtcFiles> {
     fs::write(&files.hosts, hosts).context("write hosts")?;
     fs::write(&files.hostname, format!("{host}\n")).context("write hostname")?;
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv: String = if rec.spec.network == "host" {
+    let resolv: String = if rec.spec.network == state::NetworkMode::Host {
         host_resolv
     } else {
         // loopback resolvers of the host are unreachable from another network namespace
@@ -262,7 +262,7 @@ fn launch(
     let etc = write_etc(&dir.dir, rec)?;
     let mode = userns::current_mode();
     let single_id = mode == userns::Mode::Single;
-    let own_net = rec.spec.network != "host";
+    let own_net = rec.spec.network != state::NetworkMode::Host;
     let ops = mounts::plan(
         rootfs,
         &rec.spec,
@@ -322,7 +322,7 @@ pub fn seccomp_program(
 
 /// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside.
 fn keep_id(mode: &userns::Mode, spec: &mut state::Spec) -> Option<container::KeepId> {
-    if spec.userns != "keep-id" || *mode == userns::Mode::Root {
+    if spec.userns != state::UsernsMode::KeepId || *mode == userns::Mode::Root {
         return None;
     }
     // inside rbox's namespace we are root; the caller's host ids are what keep-id keeps

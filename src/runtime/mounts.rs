@@ -15,7 +15,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 pub use rbox_storage::Rootfs;
 
 use super::sys;
-use crate::state::Spec;
+use crate::state::{MountKind, Spec};
 
 /// One step of the mount setup. Paths in `Inside` are relative to the new root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,7 +227,7 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
         if has("noexec") {
             fl |= MsFlags::MS_NOEXEC;
         }
-        if m.kind == "tmpfs" {
+        if m.kind == MountKind::Tmpfs {
             let data: Vec<&str> = m
                 .options
                 .iter()
@@ -564,7 +564,7 @@ mod tests {
             ..Default::default()
         };
         spec.mounts.push(MountSpec {
-            kind: "bind".into(),
+            kind: MountKind::Bind,
             source: "/src".into(),
             destination: "/data".into(),
             options: vec!["ro".into()],

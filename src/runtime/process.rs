@@ -13,7 +13,7 @@ use nix::unistd::{Gid, Uid};
 
 use super::{caps, sys};
 use crate::exit;
-use crate::state::Spec;
+use crate::state::{Spec, UsernsMode};
 
 /// A setup failure with the exit code it must produce.
 #[derive(Debug)]
@@ -202,7 +202,7 @@ fn prepare_and_exec(
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
     let id = resolve_user(&spec.user, &passwd, &group).map_err(Failure::setup)?;
-    if single_id && (id.uid != 0 || id.gid != 0) && !spec.userns.eq("keep-id") {
+    if single_id && (id.uid != 0 || id.gid != 0) && spec.userns != UsernsMode::KeepId {
         return Err(Failure::setup(format!(
             "user `{}` (uid {} gid {}) does not exist in this user namespace: only uid 0 is mapped \
              because you have no /etc/subuid and /etc/subgid range (`rbox info` prints the command \

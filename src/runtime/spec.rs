@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::seccomp;
-use crate::state::{MountSpec, Spec};
+use crate::state::{MountKind, MountSpec, NetworkMode, Spec, UsernsMode};
 
 /// The parts of an image config that `run` uses (OCI `config` section).
 #[derive(Debug, Clone, Default)]
@@ -232,7 +232,7 @@ pub fn parse_volume(v: &str, cwd: &Path) -> Result<MountSpec> {
         }
     }
     Ok(MountSpec {
-        kind: "bind".into(),
+        kind: MountKind::Bind,
         source: src_path.to_string_lossy().into_owned(),
         destination: dst.to_string(),
         options,
@@ -246,7 +246,7 @@ pub fn parse_tmpfs(t: &str) -> Result<MountSpec> {
         bail!("invalid tmpfs `{t}`: the destination must be an absolute path");
     }
     Ok(MountSpec {
-        kind: "tmpfs".into(),
+        kind: MountKind::Tmpfs,
         source: "tmpfs".into(),
         destination: dst.to_string(),
         options: opts
@@ -362,14 +362,15 @@ pub fn build(img: &ImageProcess, a: &Flags, id: &str) -> Result<Spec> {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
     }
     let (no_new_privileges, seccomp) = security_opts(&a.security_opt)?;
-    match a.network.as_str() {
-        "none" | "host" => {}
-        n => bail!("network mode `{n}` is not supported yet: use --network=none or --network=host"),
-    }
-    match a.userns.as_str() {
-        "" | "host" | "keep-id" => {}
-        u => bail!("invalid --userns `{u}`: rbox knows keep-id"),
-    }
+    let Some(network) = NetworkMode::from_flag(&a.network) else {
+        bail!(
+            "network mode `{}` is not supported yet: use --network=none or --network=host",
+            a.network
+        );
+    };
+    let Some(userns) = UsernsMode::from_flag(&a.userns) else {
+        bail!("invalid --userns `{}`: rbox knows keep-id", a.userns);
+    };
     for c in a.cap_add.iter().chain(&a.cap_drop) {
         super::caps::parse(c)?;
     }
@@ -410,8 +411,8 @@ pub fn build(img: &ImageProcess, a: &Flags, id: &str) -> Result<Spec> {
         init: a.init,
         tty: a.tty,
         interactive: a.interactive,
-        network: a.network.clone(),
-        userns: a.userns.clone(),
+        network,
+        userns,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
@@ -487,6 +488,7 @@ mod tests {
             ("/tmp", "/data")
         );
         assert_eq!(m.options, s(&["ro"]));
+        assert_eq!(m.kind, MountKind::Bind);
         assert!(parse_volume("/tmp:data", cwd).is_err());
         assert!(parse_volume("/nonexistent-rbox:/d", cwd).is_err());
         assert!(parse_volume("myvol:/d", cwd)
@@ -497,7 +499,57 @@ mod tests {
         assert!(parse_volume("/tmp", cwd).is_err());
         let t = parse_tmpfs("/run:size=1m,mode=700").unwrap();
         assert_eq!(t.options, s(&["size=1m", "mode=700"]));
+        assert_eq!((t.kind, t.source.as_str()), (MountKind::Tmpfs, "tmpfs"));
         assert!(parse_tmpfs("run").is_err());
+    }
+
+    fn flags(network: &str, userns: &str) -> Flags {
+        Flags {
+            entrypoint: None,
+            command: vec!["sh".into()],
+            env: Vec::new(),
+            env_file: Vec::new(),
+            label: Vec::new(),
+            label_file: Vec::new(),
+            workdir: None,
+            user: None,
+            hostname: None,
+            volume: Vec::new(),
+            tmpfs: Vec::new(),
+            read_only: false,
+            init: false,
+            tty: false,
+            interactive: false,
+            network: network.into(),
+            userns: userns.into(),
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            privileged: false,
+            security_opt: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn modes_are_parsed_once_at_build() {
+        let img = ImageProcess::default();
+        let id = "ab".repeat(32);
+        let sp = build(&img, &flags("host", "keep-id"), &id).unwrap();
+        assert_eq!(
+            (sp.network, sp.userns),
+            (NetworkMode::Host, UsernsMode::KeepId)
+        );
+        let sp = build(&img, &flags("none", ""), &id).unwrap();
+        assert_eq!(
+            (sp.network, sp.userns),
+            (NetworkMode::None, UsernsMode::Default)
+        );
+        let e = build(&img, &flags("bridge", ""), &id).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "network mode `bridge` is not supported yet: use --network=none or --network=host"
+        );
+        let e = build(&img, &flags("none", "auto"), &id).unwrap_err();
+        assert_eq!(e.to_string(), "invalid --userns `auto`: rbox knows keep-id");
     }
 
     #[test]
