@@ -355,7 +355,7 @@ pub mod complete {
         if let Some(r) = std::env::var_os("RBOX_ROOT") {
             return Some(PathBuf::from(r));
         }
-        dirs::data_dir().map(|d| d.join("rbox"))
+        crate::paths::storage_root(None).ok()
     }
 
     /// Image names as stored (`localhost/busybox:latest`) and as people type them
@@ -395,7 +395,7 @@ pub mod complete {
         let Some(root) = root() else {
             return Vec::new();
         };
-        let Ok(rd) = std::fs::read_dir(root.join("container-names")) else {
+        let Ok(rd) = std::fs::read_dir(crate::layout::container_names_dir(&root)) else {
             return Vec::new();
         };
         let mut v: Vec<String> = rd

@@ -8,6 +8,7 @@ mod cmd;
 mod context;
 mod exit;
 mod format;
+mod layout;
 mod logging;
 mod paths;
 mod runtime;

@@ -73,7 +73,7 @@ pub fn choose_runtime_dir(runroot: Option<&Path>, root: Option<&Path>) -> Result
 /// `run/` in the store (0700 like the store itself): where the volatile state goes when
 /// /tmp/rbox-run-UID is not ours.
 fn store_runtime_dir(root: Option<&Path>) -> Result<PathBuf> {
-    let dir = storage_root(root)?.join("run");
+    let dir = crate::layout::store_runtime_dir(&storage_root(root)?);
     create_all_private(&dir)?;
     let me = nix::unistd::geteuid().as_raw();
     match check_dir(&dir, me) {

@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
+use crate::layout;
 use crate::paths;
 
 /// The lifecycle states, spelled as podman spells them.
@@ -263,31 +264,18 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
 }
 
-pub fn containers_dir(root: &Path) -> PathBuf {
-    root.join("containers")
-}
-
-fn names_dir(root: &Path) -> PathBuf {
-    root.join("container-names")
-}
-
-fn record_path(root: &Path, id: &str) -> PathBuf {
-    containers_dir(root).join(id).join("container.json")
-}
-
-fn live_file(dir: &Path, id: &str) -> PathBuf {
-    dir.join("containers").join(format!("{id}.json"))
-}
-
 /// Where the live state of `rec`'s current start is: in the runtime directory named in the
 /// record (when that is still a private directory of ours: after a reboot another user may
 /// have made it), else, for older records, in the caller's.
 fn live_path(g: &Context, rec: &ContainerRecord) -> Option<PathBuf> {
     if rec.state.live_dir.is_empty() {
-        return g.runtime_dir().ok().map(|d| live_file(&d, &rec.id));
+        return g
+            .runtime_dir()
+            .ok()
+            .map(|d| layout::live_state(&d, &rec.id));
     }
     let dir = Path::new(&rec.state.live_dir);
-    paths::is_private_dir(dir).then(|| live_file(dir, &rec.id))
+    paths::is_private_dir(dir).then(|| layout::live_state(dir, &rec.id))
 }
 
 /// The exit code recorded for a container whose end nobody saw (its monitor, or the
@@ -390,7 +378,7 @@ pub fn reserve_generated_name(root: &Path, id: &str) -> Result<String> {
 /// Reserve `name` for `id`: `None` when it is ours now, else the id that holds it.
 fn try_reserve_name(root: &Path, name: &str, id: &str) -> Result<Option<String>> {
     validate_name(name)?;
-    let dir = names_dir(root);
+    let dir = layout::container_names_dir(root);
     fs::create_dir_all(&dir).with_context(|| format!("create `{}`", dir.display()))?;
     let p = dir.join(name);
     match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
@@ -425,7 +413,7 @@ fn reserved_id(text: &str) -> &str {
 /// (an interrupted create). One whose creator still runs is a create in progress: taking it
 /// over gave two parallel `create`s the same generated name.
 fn reservation_is_stale(root: &Path, text: &str) -> bool {
-    if record_path(root, reserved_id(text)).exists() {
+    if layout::container_record(root, reserved_id(text)).exists() {
         return false;
     }
     let creator = text.lines().nth(1).and_then(|l| {
@@ -440,7 +428,7 @@ fn reservation_is_stale(root: &Path, text: &str) -> bool {
 }
 
 pub fn release_name(root: &Path, name: &str, id: &str) {
-    let p = names_dir(root).join(name);
+    let p = layout::container_name(root, name);
     if fs::read_to_string(&p)
         .map(|s| reserved_id(&s) == id)
         .unwrap_or(false)
@@ -451,7 +439,7 @@ pub fn release_name(root: &Path, name: &str, id: &str) {
 
 /// Write the durable record atomically.
 pub fn save(root: &Path, rec: &ContainerRecord) -> Result<()> {
-    let p = record_path(root, &rec.id);
+    let p = layout::container_record(root, &rec.id);
     let tmp = p.with_extension("json.tmp");
     let data = serde_json::to_vec_pretty(rec).context("encode container record")?;
     fs::write(&tmp, data).with_context(|| format!("write `{}`", tmp.display()))?;
@@ -460,7 +448,7 @@ pub fn save(root: &Path, rec: &ContainerRecord) -> Result<()> {
 }
 
 fn load_raw(root: &Path, id: &str) -> Result<ContainerRecord> {
-    let p = record_path(root, id);
+    let p = layout::container_record(root, id);
     let data = fs::read(&p).with_context(|| format!("read `{}`", p.display()))?;
     serde_json::from_slice(&data).with_context(|| format!("parse `{}`", p.display()))
 }
@@ -493,7 +481,7 @@ pub fn mark_running(g: &Context, root: &Path, rec: &mut ContainerRecord, pid: i3
         monitor: std::process::id() as i32,
     };
     let dir = g.runtime_dir()?;
-    let p = live_file(&dir, &rec.id);
+    let p = layout::live_state(&dir, &rec.id);
     fs::create_dir_all(p.parent().expect("has parent"))
         .with_context(|| format!("create `{}`", p.display()))?;
     fs::write(&p, serde_json::to_vec(&live).expect("plain struct"))
@@ -542,10 +530,10 @@ fn refresh(g: &Context, rec: &mut ContainerRecord) {
 pub fn list(g: &Context) -> Result<Vec<ContainerRecord>> {
     let root = g.storage_root()?;
     let mut out = Vec::new();
-    let rd = match fs::read_dir(containers_dir(&root)) {
+    let rd = match fs::read_dir(layout::containers_dir(&root)) {
         Ok(rd) => rd,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-        Err(e) => bail!("read `{}`: {e}", containers_dir(&root).display()),
+        Err(e) => bail!("read `{}`: {e}", layout::containers_dir(&root).display()),
     };
     for ent in rd.flatten() {
         let id = ent.file_name().to_string_lossy().into_owned();
@@ -570,7 +558,7 @@ pub fn load(g: &Context, id: &str) -> Result<ContainerRecord> {
 /// Find a container by full id, unique id prefix, or name.
 pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
     let root = g.storage_root()?;
-    if let Ok(text) = fs::read_to_string(names_dir(&root).join(name_or_id)) {
+    if let Ok(text) = fs::read_to_string(layout::container_name(&root, name_or_id)) {
         if let Ok(mut rec) = load_raw(&root, reserved_id(&text)) {
             refresh(g, &mut rec);
             return Ok(rec);
@@ -620,7 +608,7 @@ pub fn remove(g: &Context, rec: &ContainerRecord) -> Result<()> {
     if let Some(p) = live_path(g, rec) {
         fs::remove_file(p).ok();
     }
-    fs::remove_file(record_path(&root, &rec.id)).ok();
+    fs::remove_file(layout::container_record(&root, &rec.id)).ok();
     release_name(&root, &rec.name, &rec.id);
     Ok(())
 }
@@ -651,17 +639,17 @@ mod tests {
         let dead = child.id();
         child.wait().unwrap();
         fs::write(
-            names_dir(d.path()).join("web"),
+            layout::container_name(d.path(), "web"),
             format!("1111\n{dead} 12345\n"),
         )
         .unwrap();
         reserve_name(d.path(), "web", "3333").unwrap();
         // a reservation of an older rbox (no creator line) without a record is stale too
-        fs::write(names_dir(d.path()).join("old"), "4444").unwrap();
+        fs::write(layout::container_name(d.path(), "old"), "4444").unwrap();
         reserve_name(d.path(), "old", "3333").unwrap();
         // one with a record is never stale
-        fs::create_dir_all(containers_dir(d.path()).join("2222")).unwrap();
-        fs::write(record_path(d.path(), "2222"), "{}").unwrap();
+        fs::create_dir_all(layout::container_dir(d.path(), "2222")).unwrap();
+        fs::write(layout::container_record(d.path(), "2222"), "{}").unwrap();
         reserve_name(d.path(), "db", "2222").unwrap();
         let e = reserve_name(d.path(), "db", "3333").unwrap_err();
         assert!(e.to_string().contains("already in use"), "{e}");
@@ -676,8 +664,8 @@ mod tests {
     fn generated_names_move_on_when_taken() {
         let d = tempfile::tempdir().unwrap();
         // an existing container "other" holds names (a holder without a record is stale)
-        fs::create_dir_all(containers_dir(d.path()).join("other")).unwrap();
-        fs::write(record_path(d.path(), "other"), "{}").unwrap();
+        fs::create_dir_all(layout::container_dir(d.path(), "other")).unwrap();
+        fs::write(layout::container_record(d.path(), "other"), "{}").unwrap();
         let id = "1a2b3c4d5e6fa1b2c3d4e5f60f1e2d3c4b5affeeddccbbaa9876543210fedcba";
         let windows: Vec<String> = (0..4).map(|k| generate_name(&id[12 * k..])).collect();
         assert_ne!(
@@ -691,7 +679,7 @@ mod tests {
         for n in &windows {
             let _ = try_reserve_name(d.path(), n, "other");
         }
-        fs::remove_file(names_dir(d.path()).join(&windows[1])).unwrap();
+        fs::remove_file(layout::container_name(d.path(), &windows[1])).unwrap();
         reserve_name(d.path(), &windows[1], "other").unwrap();
         let got = reserve_generated_name(d.path(), id).unwrap();
         assert_eq!(got, format!("{}_{}", windows[0], &id[..12]));

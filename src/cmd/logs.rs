@@ -23,11 +23,7 @@ pub struct LogsArgs {
 
 pub fn run(g: &Context, a: LogsArgs) -> Result<ExitCode> {
     let rec = state::lookup(g, &a.container)?;
-    let log = g
-        .storage_root()?
-        .join("containers")
-        .join(&rec.id)
-        .join("ctr.log");
+    let log = crate::layout::container_log(&g.storage_root()?, &rec.id);
     let mut f = match File::open(&log) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

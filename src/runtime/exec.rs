@@ -30,7 +30,7 @@ pub struct ExecOptions {
     pub tty: bool,
     pub interactive: bool,
     pub privileged: bool,
-    /// where compiled seccomp programs are cached (`runtime::seccomp_cache`)
+    /// where compiled seccomp programs are cached (`layout::seccomp_cache`)
     pub seccomp_cache: Option<std::path::PathBuf>,
 }
 

@@ -33,6 +33,7 @@ use rbox_storage::{Driver, ImageRecord, Store};
 
 use crate::context::Context;
 use crate::exit;
+use crate::layout;
 use crate::state::{self, ContainerRecord, State, Status};
 
 /// Open the store, entering the user namespace first.
@@ -218,10 +219,11 @@ fn create(
 /// Write /etc/hosts, /etc/hostname and /etc/resolv.conf for the container.
 fn write_etc(dir: &Path, rec: &ContainerRecord) -> Result<mounts::EtcFiles> {
     let host = &rec.spec.hostname;
+    let [hosts, hostname, resolv] = layout::etc_files(dir);
     let files = mounts::EtcFiles {
-        hosts: dir.join("hosts"),
-        hostname: dir.join("hostname"),
-        resolv: dir.join("resolv.conf"),
+        hosts,
+        hostname,
+        resolv,
     };
     let hosts = format!(
         "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost localhost.localdomain\n127.0.1.1\t{host} {}\n",
@@ -276,12 +278,12 @@ fn launch(
     // namespace. A per-container mount point would have to be removed after exit, and
     // removing a directory that is still a mount point in a dying namespace waits for the
     // kernel's namespace teardown (tens of milliseconds).
-    let target = store.root().join("mnt");
+    let target = layout::mount_point(store.root());
     fs::create_dir_all(&target).with_context(|| format!("create `{}`", target.display()))?;
     let mut spec = rec.spec.clone();
     let spec_tty = spec.tty;
     let keep_id = keep_id(&mode, &mut spec);
-    let seccomp = seccomp_program(&spec, Some(&seccomp_cache(store.root())))?;
+    let seccomp = seccomp_program(&spec, Some(&layout::seccomp_cache(store.root())))?;
     Ok(container::Launch {
         seccomp,
         spec,
@@ -301,12 +303,6 @@ fn launch(
 
 /// The seccomp program for a container's processes (its own command and `exec`), compiled
 /// in rbox before any fork; `None` when it runs unconfined.
-/// Where compiled seccomp programs are kept (see `seccomp::program`): in the store, which is
-/// private to its owner.
-pub fn seccomp_cache(store_root: &Path) -> PathBuf {
-    store_root.join("cache").join("seccomp")
-}
-
 pub fn seccomp_program(
     spec: &state::Spec,
     cache: Option<&Path>,
@@ -388,8 +384,12 @@ fn start_detached(
     shown: Option<&str>,
 ) -> Result<ExitCode> {
     let root = g.storage_root()?;
-    let dir = store.container_dir(&rec.id)?;
-    let logs = [dir.dir.join("ctr.log"), dir.monitor_log()];
+    // the container's directory must be there: its logs go into it
+    store.container_dir(&rec.id)?;
+    let logs = [
+        layout::container_log(store.root(), &rec.id),
+        layout::monitor_log(store.root(), &rec.id),
+    ];
     let (ready_r, ready_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe")?;
     match sys::fork().context("fork container monitor")? {

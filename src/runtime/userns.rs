@@ -315,7 +315,7 @@ pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
     if let Mode::SubIds { uid, gid } = &mode {
         // The setuid helpers cost a fork and two execs on every invocation; like Podman, keep
         // the namespace alive in a pause process and join it when it is still there.
-        let pidfile = g.runtime_dir()?.join("pause.pid");
+        let pidfile = crate::layout::pause_pid(&g.runtime_dir()?);
         if join_pause(&pidfile, *uid, *gid) {
             tracing::debug!("joined the pause process named in `{}`", pidfile.display());
             std::env::set_var("_RBOX_IN_USERNS", "1");

@@ -1,9 +1,10 @@
 //! Per-container layer directories under `containers/<id>/`.
 //!
 //! Owns `upper/` and `work/` (overlay), `rootfs/` (the mount point, or the copy driver's
-//! tree) and `layer.json` (which image the container uses, so `rmi` can refuse). The binary
-//! keeps its own `container.json` next to them, and the monitor of a detached container its
-//! log, `monitor.log` ([`ContainerDir::monitor_log`]); mounting is the [`crate::mount`] module's.
+//! tree), `empty/` and `layer.json` (which image the container uses, so `rmi` can refuse). The
+//! binary keeps its own files next to them (`container.json`, `ctr.log`, `monitor.log`, the
+//! /etc files; see the crate's layout), named by its `layout` module; mounting is the
+//! [`crate::mount`] module's.
 
 use std::fs;
 use std::io;
@@ -30,14 +31,6 @@ pub struct ContainerDir {
 struct ContainerLayer {
     image_id: Digest,
     layers: Vec<Digest>,
-}
-
-impl ContainerDir {
-    /// `monitor.log`: what the monitor of a detached container logs (its own events and the
-    /// errors it cannot report to anyone), removed with the directory.
-    pub fn monitor_log(&self) -> PathBuf {
-        self.dir.join("monitor.log")
-    }
 }
 
 fn valid_id(id: &str) -> bool {

@@ -130,7 +130,7 @@ fn decode_name(file: &str) -> String {
 /// Every image name in the store at `root`, sorted: a plain directory listing, with no lock
 /// and no namespace, for shell completion.
 pub fn list_image_names_fast(root: &Path) -> Vec<String> {
-    let Ok(rd) = fs::read_dir(root.join("names")) else {
+    let Ok(rd) = fs::read_dir(crate::store::names_dir_in(root)) else {
         return Vec::new();
     };
     let mut v: Vec<String> = rd

@@ -20,7 +20,8 @@
 //!                             (replaced by rename), `/` written as `%2F` and `%` as `%25`
 //! containers/<id>/            upper/, work/ (overlay), rootfs/ (copy driver's tree; unused by
 //!                             overlay), empty/ (overlay's lower dir for an image without
-//!                             layers), layer.json {image_id, layers}
+//!                             layers), layer.json {image_id, layers}; and the binary's files
+//!                             below
 //! locks/                      flock files: layer-<hex>, image-<hex>, name-<encoded>, and
 //!                             pin-<hex> (held shared by a process that unpacked a layer it has
 //!                             not yet committed into an image, so `rmi` elsewhere keeps it)
@@ -34,12 +35,37 @@
 //!                             another kernel, and by every `rbox info` (`Store::overlay_probe_memo`)
 //! ```
 //!
-//! The `rbox` binary keeps a few things of its own beside these: `mnt/` (the mount point every
-//! container assembles its root on), `run/` (the runtime directory when `/tmp/rbox-run-UID` is
-//! another user's), `cache/seccomp/<hash>.bpf` (compiled seccomp programs, by the hash of their
-//! rules and libseccomp's version). The root is mode 0700 (made so on
-//! open): layer files keep their setuid bits and images their world-writable directories, so
-//! no other user may reach anything below it.
+//! The `rbox` binary keeps files of its own beside these, every path named by its `layout`
+//! module (`src/layout.rs`, whose unit test checks this list):
+//!
+//! ```text
+//! containers/<id>/container.json   the container record (spec, name, state), replaced atomically
+//!                                  through container.json.tmp
+//! containers/<id>/ctr.log          a detached container's output (`rbox logs`)
+//! containers/<id>/monitor.log      what the monitor of a detached container logs
+//! containers/<id>/hosts, hostname, resolv.conf
+//!                                  the container's /etc files, bind-mounted into it
+//! container-names/<name>           one small file per container name holding its id; read
+//!                                  lock-free (completion lists this directory)
+//! mnt/                             the one mount point every container assembles its root on,
+//!                                  each in its own mount namespace
+//! cache/seccomp/<hash>.bpf         compiled seccomp programs, by the hash of their rules and
+//!                                  libseccomp's version
+//! run/                             the runtime directory when `/tmp/rbox-run-UID` is another
+//!                                  user's
+//! ```
+//!
+//! and in the runtime directory (`--runroot`, else `$XDG_RUNTIME_DIR/rbox`, else
+//! `/tmp/rbox-run-UID`, else `run/` above; volatile, 0700):
+//!
+//! ```text
+//! containers/<id>.json        the live state of a container's current start: pid, start time,
+//!                             boot id, monitor pid
+//! pause.pid                   the pid of the pause process keeping rbox's user namespace
+//! ```
+//!
+//! The root is mode 0700 (made so on open): layer files keep their setuid bits and images
+//! their world-writable directories, so no other user may reach anything below it.
 //!
 //! There is no global database: a layer is committed under its own lock, an image record under
 //! its image lock, a name under its name lock. Readers (image listings, lookups, completion)

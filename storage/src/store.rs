@@ -76,6 +76,17 @@ const DIRS: &[&str] = &[
     "tmp",
 ];
 
+/// `names/` under a store root: a pure function, for the lock-free listing that has no
+/// [`Store`] ([`crate::list_image_names_fast`]).
+pub(crate) fn names_dir_in(root: &Path) -> PathBuf {
+    root.join("names")
+}
+
+/// The lock key of a layer's pin.
+fn pin_key(d: &Digest) -> String {
+    format!("pin-{}", d.hex())
+}
+
 impl Store {
     /// Opens (creating on first use) the store at `root`, which is made mode 0700 (see
     /// [`make_private`]). Stale temp entries left by dead processes are removed by the
@@ -153,7 +164,7 @@ impl Store {
     }
 
     pub(crate) fn names_dir(&self) -> PathBuf {
-        self.root.join("names")
+        names_dir_in(&self.root)
     }
 
     pub(crate) fn containers_dir(&self) -> PathBuf {
@@ -164,12 +175,17 @@ impl Store {
         self.root.join("tmp")
     }
 
+    /// `locks/<key>`: the flock file of `key` (`layer-<hex>`, `pin-<hex>`, ...).
+    fn lock_path(&self, key: &str) -> PathBuf {
+        self.root.join("locks").join(key)
+    }
+
     pub(crate) fn lock(&self, key: &str) -> Result<LockGuard> {
-        lock::exclusive(&self.root.join("locks").join(key))
+        lock::exclusive(&self.lock_path(key))
     }
 
     pub(crate) fn lock_shared(&self, key: &str) -> Result<LockGuard> {
-        lock::shared(&self.root.join("locks").join(key))
+        lock::shared(&self.lock_path(key))
     }
 
     // ---- layer pins ----
@@ -181,7 +197,7 @@ impl Store {
     pub(crate) fn pin_layer(&self, d: &Digest) -> Result<()> {
         let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         if !pins.contains_key(d) {
-            let g = lock::shared(&self.root.join("locks").join(format!("pin-{}", d.hex())))?;
+            let g = lock::shared(&self.lock_path(&pin_key(d)))?;
             pins.insert(d.clone(), g);
         }
         Ok(())
@@ -198,7 +214,7 @@ impl Store {
     /// (another process, or another thread's handle) has it pinned.
     pub(crate) fn try_unpinned(&self, d: &Digest) -> Result<Option<LockGuard>> {
         self.unpin_layer(d);
-        lock::try_exclusive(&self.root.join("locks").join(format!("pin-{}", d.hex())))
+        lock::try_exclusive(&self.lock_path(&pin_key(d)))
     }
 
     // ---- staging ----
@@ -645,6 +661,20 @@ mod tests {
             s.blob_path(&Digest::of(b"")).parent().unwrap(),
             s.root().join("blobs/sha256")
         );
+        let r = s.root();
+        assert_eq!(s.layers_dir(), r.join("layers"));
+        assert_eq!(s.images_dir(), r.join("images"));
+        assert_eq!(s.names_dir(), r.join("names"));
+        assert_eq!(names_dir_in(r), r.join("names"));
+        assert_eq!(s.containers_dir(), r.join("containers"));
+        assert_eq!(s.tmp_root(), r.join("tmp"));
+        assert_eq!(s.lock_path("layer-ab"), r.join("locks/layer-ab"));
+        assert_eq!(
+            s.lock_path(&pin_key(&Digest::of(b""))),
+            r.join("locks")
+                .join(format!("pin-{}", Digest::of(b"").hex()))
+        );
+        assert_eq!(s.overlay_probe_memo(), r.join("overlay-probe"));
         assert!(crate::list_image_names_fast(&s.root().join("nonexistent")).is_empty());
         // Opening again (another process) is harmless.
         Store::open(s.root(), s.ids()).unwrap();
