@@ -322,7 +322,7 @@ impl Privilege {
 fn helper_privilege(p: &Path) -> Privilege {
     match fs::metadata(p) {
         Ok(m) if m.uid() == 0 && m.permissions().mode() & 0o4000 != 0 => Privilege::SetuidRoot,
-        Ok(_) if runtime::sys::lgetxattr(p, "security.capability").is_some() => Privilege::FileCaps,
+        Ok(_) if rbox_storage::lgetxattr(p, "security.capability").is_some() => Privilege::FileCaps,
         _ => Privilege::None,
     }
 }

@@ -147,7 +147,12 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
     let image = resolve_image(&store, &a, puller)?;
     let cfg = store.image_config(&image).context("read image config")?;
     let id = state::new_id()?;
-    let spec = spec::build(&spec::ImageProcess::from_oci(&cfg), &a.flags, &id)?;
+    let spec = spec::build(
+        &spec::ImageProcess::from_oci(&cfg),
+        &a.flags,
+        &id,
+        Some(&layout::seccomp_cache(&root)),
+    )?;
     let driver = choose_driver(g, &store)?;
     tracing::debug!("storage driver: {driver}");
     let name = match &a.name {

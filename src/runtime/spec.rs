@@ -327,8 +327,16 @@ pub struct Flags {
     pub security_opt: Vec<String>,
 }
 
-/// Build the container's spec from the image and the flags.
-pub fn build(img: &ImageProcess, a: &Flags, id: &str) -> Result<Spec> {
+/// Build the container's spec from the image and the flags. A `seccomp=PROFILE` is compiled
+/// here, so that what libseccomp refuses fails before anything is created; with
+/// `seccomp_cache` the program is kept there and the container's start reads it back instead of
+/// compiling it again.
+pub fn build(
+    img: &ImageProcess,
+    a: &Flags,
+    id: &str,
+    seccomp_cache: Option<&Path>,
+) -> Result<Spec> {
     let lookup = |k: &str| std::env::var(k).ok();
     let args = command(img, a.entrypoint.as_deref(), &a.command)?;
     let mut files = Vec::new();
@@ -382,7 +390,7 @@ pub fn build(img: &ImageProcess, a: &Flags, id: &str) -> Result<Spec> {
             a.privileged,
             super::caps::last_cap(),
         )?;
-        seccomp::program(&seccomp, a.privileged, kept, None)
+        seccomp::program(&seccomp, a.privileged, kept, seccomp_cache)
             .with_context(|| format!("seccomp profile `{path}`"))?;
     }
     // The image's labels, then --label-file, then --label: later ones win, as in Podman.
@@ -533,22 +541,22 @@ mod tests {
     fn modes_are_parsed_once_at_build() {
         let img = ImageProcess::default();
         let id = "ab".repeat(32);
-        let sp = build(&img, &flags("host", "keep-id"), &id).unwrap();
+        let sp = build(&img, &flags("host", "keep-id"), &id, None).unwrap();
         assert_eq!(
             (sp.network, sp.userns),
             (NetworkMode::Host, UsernsMode::KeepId)
         );
-        let sp = build(&img, &flags("none", ""), &id).unwrap();
+        let sp = build(&img, &flags("none", ""), &id, None).unwrap();
         assert_eq!(
             (sp.network, sp.userns),
             (NetworkMode::None, UsernsMode::Default)
         );
-        let e = build(&img, &flags("bridge", ""), &id).unwrap_err();
+        let e = build(&img, &flags("bridge", ""), &id, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             "network mode `bridge` is not supported yet: use --network=none or --network=host"
         );
-        let e = build(&img, &flags("none", "auto"), &id).unwrap_err();
+        let e = build(&img, &flags("none", "auto"), &id, None).unwrap_err();
         assert_eq!(e.to_string(), "invalid --userns `auto`: rbox knows keep-id");
     }
 

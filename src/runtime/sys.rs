@@ -257,21 +257,6 @@ pub fn reset_signals() {
     }
 }
 
-/// lgetxattr(2): the value of `name` on `path` (not following a final symlink), if set.
-pub fn lgetxattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid strings and a buffer of the length passed.
-    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return None;
-    }
-    buf.truncate(r as usize);
-    Some(buf)
-}
-
 /// dup2(2): make slot `new` (a number such as stdio's 0-2, not an owned object) a copy of `old`.
 pub fn dup2(old: impl AsFd, new: RawFd) -> io::Result<()> {
     dup2_raw(old.as_fd().as_raw_fd(), new)

@@ -104,6 +104,8 @@ pub use images::{list_image_names_fast, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;
 pub use mount::{Driver, Rootfs};
 pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
+/// Also what `rbox info` reads file capabilities with: one wrapper for both crates.
+pub use sys::lgetxattr;
 
 /// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.
 ///
