@@ -5,17 +5,16 @@
 //! stays attached as `run` does: signals forwarded, terminal relayed, exit code returned.
 
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::OFlag;
 use nix::unistd::{ForkResult, Pid};
 
 use super::container::forwarded;
 use super::process::{self, Failure};
+use super::sync::{Channel, Msg};
 use super::{attach, sys, terminal};
 use crate::exit;
 use crate::state::{ContainerRecord, Spec};
@@ -84,28 +83,30 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     } else {
         None
     };
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("create pipe")?;
+    let (ours, theirs) = Channel::pair().context("create channel")?;
     forwarded().thread_block().context("block signals")?;
     let child = match sys::fork().context("fork exec process")? {
         ForkResult::Child => {
-            drop(err_r);
+            drop(ours);
             let f = child_main(&spec, pty.as_ref().map(|p| &p.slave), seccomp.as_deref());
-            let mut msg = vec![f.code];
-            msg.extend_from_slice(f.msg.replace('\n', " ").as_bytes());
-            let _ = std::io::Write::write_all(&mut File::from(err_w), &msg);
+            let _ = theirs.send(&Msg::Failed {
+                code: f.code,
+                msg: f.msg,
+            });
             sys::exit_now(f.code as i32);
         }
         ForkResult::Parent { child } => child,
     };
-    drop(err_w);
+    drop(theirs);
     let master = pty.map(|p| p.master);
-    let mut buf = Vec::new();
-    File::from(err_r)
-        .read_to_end(&mut buf)
-        .context("read exec status")?;
-    if let Some((&code, msg)) = buf.split_first() {
-        let _ = nix::sys::wait::waitpid(child, None);
-        return Err(exit::CodedError::new(code, String::from_utf8_lossy(msg).into_owned()).into());
+    // end-of-file: the command was exec'd (the channel is close-on-exec)
+    match ours.recv().context("read exec status")? {
+        None => {}
+        Some(Msg::Failed { code, msg }) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+            return Err(exit::CodedError::new(code, msg).into());
+        }
+        Some(m) => bail!("unexpected message {m:?} from the exec process"),
     }
     let status = attach::wait(Pid::from_raw(child.as_raw()), master, o.interactive)?;
     Ok(ExitCode::from(exit::from_wait(status)))

@@ -1,18 +1,15 @@
 //! The container's terminal, for `run -t` and `exec -t`: a pty opened from the container's own
-//! devpts (by the container's init for `run`, whose master goes back to rbox over a socketpair
+//! devpts (by the container's init for `run`, whose master goes back to rbox on the sync channel
 //! as crun's console socket does; by the exec process once it has joined the container's mount
 //! namespace), sized like the caller's terminal; and the command's side of it: a new session,
 //! the pty as controlling terminal on stdin, stdout and stderr, or /dev/null as stdin when
 //! nothing is attached. The relay between the caller's terminal and the master is `attach`.
 
 use std::fmt;
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 
-use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::Mode;
 
 use super::process::Failure;
@@ -96,44 +93,6 @@ pub fn attach_stdio(slave: Option<&OwnedFd>, null_stdin: bool) -> Result<(), Fai
         sys::dup2(&null, 0).map_err(|e| Failure::setup(format!("set up stdin: {e}")))?;
     }
     Ok(())
-}
-
-/// Send the master to rbox over the socketpair (the container's side).
-pub fn send_master(sock: &OwnedFd, master: &OwnedFd) -> Result<(), Failure> {
-    let fds = [master.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    socket::sendmsg::<()>(
-        sock.as_raw_fd(),
-        &[IoSlice::new(b"t")],
-        &cmsg,
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| Failure::setup(format!("send terminal to rbox: {e}")))?;
-    Ok(())
-}
-
-/// Receive the master from the container over the socketpair (rbox's side); none when the
-/// container closed its end without sending one (it failed before: its status says why).
-pub fn receive_master(sock: &OwnedFd) -> Result<Option<OwnedFd>> {
-    let mut data = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut data)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = socket::recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receive terminal from container")?;
-    for c in msg.cmsgs().context("read control message")? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                return Ok(Some(sys::owned_received_fd(*fd)));
-            }
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

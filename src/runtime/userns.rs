@@ -16,6 +16,8 @@ use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Uid};
+
+use super::pause;
 use rbox_storage::IdMap;
 
 /// A subordinate id range from /etc/subuid or /etc/subgid.
@@ -210,7 +212,7 @@ pub fn find_helper(name: &str) -> Option<PathBuf> {
 }
 
 /// One line of /proc/PID/uid_map or gid_map: inside, outside, count.
-fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
+pub(super) fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace().map(|n| n.parse::<u32>().ok());
@@ -316,14 +318,14 @@ pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
         // The setuid helpers cost a fork and two execs on every invocation; like Podman, keep
         // the namespace alive in a pause process and join it when it is still there.
         let pidfile = crate::layout::pause_pid(&g.runtime_dir()?);
-        if join_pause(&pidfile, *uid, *gid) {
+        if pause::join(&pidfile, *uid, *gid) {
             tracing::debug!("joined the pause process named in `{}`", pidfile.display());
             std::env::set_var("_RBOX_IN_USERNS", "1");
             return Ok(mode.idmap());
         }
         tracing::debug!("no pause process to join: entering with newuidmap/newgidmap");
         enter_mode(&mode)?;
-        start_pause(&pidfile);
+        pause::start(&pidfile);
         return Ok(mode.idmap());
     }
     enter_mode(&mode)?;
@@ -332,97 +334,8 @@ pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
 
 /// The uid_map/gid_map text the kernel shows for a namespace made with these ranges, as read
 /// from the initial namespace.
-fn expected_map(own: u32, r: SubRange) -> Vec<(u32, u32, u32)> {
+pub(super) fn expected_map(own: u32, r: SubRange) -> Vec<(u32, u32, u32)> {
     vec![(0, own, 1), (1, r.start, r.count)]
-}
-
-/// Join the user namespace of the pause process named in `pidfile`, if it is ours, alive, and
-/// maps exactly the ranges we would map now.
-fn join_pause(pidfile: &Path, su: SubRange, sg: SubRange) -> bool {
-    let Ok(text) = fs::read_to_string(pidfile) else {
-        return false;
-    };
-    let Some((pid, start)) = text.trim().split_once(' ') else {
-        return false;
-    };
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let same_process = pid
-        .parse()
-        .ok()
-        .and_then(crate::state::proc_start_time)
-        .is_some_and(|t| t.to_string() == start);
-    let comm_ok = fs::read_to_string(proc.join("comm")).is_ok_and(|c| c.trim() == PAUSE_NAME);
-    let uid = nix::unistd::getuid().as_raw();
-    let gid = nix::unistd::getgid().as_raw();
-    let maps_ok = parse_map(&fs::read_to_string(proc.join("uid_map")).unwrap_or_default())
-        == expected_map(uid, su)
-        && parse_map(&fs::read_to_string(proc.join("gid_map")).unwrap_or_default())
-            == expected_map(gid, sg);
-    if !(same_process && comm_ok && maps_ok) {
-        return false;
-    }
-    let Ok(ns) = fs::File::open(proc.join("ns/user")) else {
-        return false;
-    };
-    if super::sys::setns(&ns, libc::CLONE_NEWUSER).is_err() {
-        return false;
-    }
-    let _ = nix::unistd::setgroups(&[]);
-    true
-}
-
-const PAUSE_NAME: &str = "rbox-pause";
-
-/// Leave a process in our new user namespace for later invocations to join. It does nothing
-/// but wait, and exits when its pid file is removed or replaced (`rm -rf` of the runtime
-/// directory, or a newer pause process). Failing to start one only costs later invocations
-/// the id-mapping helpers again.
-fn start_pause(pidfile: &Path) {
-    let Ok((ready_r, ready_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
-        return;
-    };
-    match crate::runtime::sys::fork() {
-        Ok(ForkResult::Child) => {
-            drop(ready_w);
-            // wait until the parent has published our pid (it closes the pipe then)
-            let mut b = [0u8; 1];
-            let _ = fs::File::from(ready_r).read(&mut b);
-            pause_main(pidfile)
-        }
-        Ok(ForkResult::Parent { child }) => {
-            drop(ready_r);
-            let start = crate::state::proc_start_time(child.as_raw()).unwrap_or_default();
-            let tmp = pidfile.with_extension(format!("tmp{}", std::process::id()));
-            let published = fs::write(&tmp, format!("{child} {start}\n")).is_ok()
-                && fs::rename(&tmp, pidfile).is_ok();
-            if !published {
-                let _ = fs::remove_file(&tmp);
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-            }
-            drop(ready_w);
-        }
-        Err(_) => {}
-    }
-}
-
-fn pause_main(pidfile: &Path) -> ! {
-    use crate::runtime::sys;
-    let _ = nix::unistd::setsid();
-    sys::set_name(PAUSE_NAME);
-    sys::set_cmdline(PAUSE_NAME);
-    // Hold nothing of the caller's: no terminal, no pipes, no working directory.
-    sys::close_from(0);
-    let _ = nix::unistd::chdir("/");
-    let me = std::process::id().to_string();
-    let names_me = || {
-        fs::read_to_string(pidfile).is_ok_and(|t| t.split_whitespace().next() == Some(me.as_str()))
-    };
-    while names_me() {
-        if !sys::wait_path_change(pidfile) {
-            break;
-        }
-    }
-    sys::exit_now(0)
 }
 
 /// Whether this process already runs inside a user namespace made by rbox (re-entry is a no-op).

@@ -167,6 +167,8 @@ fn killed_run_or_monitor_is_recorded_as_killed() {
             .args(["sh", "-c", "echo ready; exec sleep 600"])
             .spawn();
         assert_eq!(run.read_line(), "ready\n");
+        // the record says running before the command runs (sync point 2), never after
+        assert_eq!(inspect(rbox, "fg", ".State.Status"), "running");
         let pid = inspect(rbox, "fg", ".State.Pid");
         run.signal(nix::sys::signal::Signal::SIGKILL);
         run.wait();

@@ -1,0 +1,108 @@
+//! Control: signalling and stopping a running container from any later invocation (`kill`,
+//! `stop`, `rm -f`). The signal goes to the container's monitor, which forwards it.
+
+use anyhow::{bail, Result};
+
+use super::sys;
+use crate::context::Context;
+use crate::state::{self, ContainerRecord, Status};
+
+/// Send `sig` to a running container. It goes to the rbox process attached to the container
+/// (its monitor), which forwards it: the container's processes may run as mapped ids that this
+/// invocation, in a namespace of its own, may not signal. SIGKILL kills the monitor, and the
+/// container with it (its init has PDEATHSIG set, and a pid namespace dies with its init); the
+/// exit status 137 is then recorded here, since the monitor cannot.
+pub fn signal_container(
+    g: &Context,
+    rec: &ContainerRecord,
+    sig: nix::sys::signal::Signal,
+) -> Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    let Some((pid, monitor)) = state::live_pids(g, rec) else {
+        bail!("container {} is not running", rec.name);
+    };
+    let target = if monitor > 0 { monitor } else { pid };
+    let pidfd = sys::pidfd_open(pid).ok();
+    match kill(nix::unistd::Pid::from_raw(target), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => bail!("signal container {}: {e}", rec.name),
+    }
+    if sig == Signal::SIGKILL {
+        // the init too, where we may (it runs as the caller's own id unless -u was given)
+        let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        if !wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10)) {
+            bail!(
+                "container {} did not stop: its init (pid {pid}) still runs",
+                rec.name
+            );
+        }
+        // The record as written, not as `lookup` corrects it: whether the monitor got to
+        // record an exit of its own before it died.
+        let root = g.storage_root()?;
+        if let Ok(mut cur) = state::load(g, &rec.id) {
+            if cur.state.status == Status::Running {
+                state::mark_exited(g, &root, &mut cur, 128 + Signal::SIGKILL as i32)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stop a running container: its stop signal (SIGTERM by default), then SIGKILL after
+/// `timeout`. Returns once the container's init is gone.
+pub fn stop_container(
+    g: &Context,
+    rec: &ContainerRecord,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let Some((pid, _)) = state::live_pids(g, rec) else {
+        return Ok(());
+    };
+    let sig = rec
+        .spec
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+    let pidfd = sys::pidfd_open(pid).ok();
+    signal_container(g, rec, sig)?;
+    if !wait_gone(pid, pidfd.as_ref(), timeout) {
+        match signal_container(g, rec, nix::sys::signal::Signal::SIGKILL) {
+            Ok(()) => {}
+            // the stop signal did it after all, between the timeout and the SIGKILL (with
+            // `rm -f`'s timeout of 0 that is the common case)
+            Err(_) if state::live_pids(g, rec).is_none() => {}
+            Err(e) => return Err(e),
+        }
+        wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10));
+    }
+    Ok(())
+}
+
+/// Wait until `pid` exits (its pidfd becomes readable) or `timeout` passes.
+fn wait_gone(pid: i32, pidfd: Option<&std::os::fd::OwnedFd>, timeout: std::time::Duration) -> bool {
+    use std::os::fd::AsFd;
+    let Some(fd) = pidfd else {
+        return nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+    };
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)), Ok(n) if n > 0)
+}
+
+/// A signal from "TERM", "SIGTERM" or "15".
+pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse().ok()
+}

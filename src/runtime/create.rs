@@ -1,0 +1,189 @@
+//! Create: what `rbox run` and `rbox create` were asked for, and the image (found in the
+//! store, or pulled through the command layer's [`Puller`]) -> the container's storage and its
+//! record. Runs in the invocation itself; `run` and `start` then hand the container to its
+//! monitor (`monitor.rs`).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use rbox_storage::{Driver, ImageRecord, Store};
+
+use super::{monitor, open_store, probe, spec};
+use crate::context::Context;
+use crate::layout;
+use crate::state::{self, ContainerRecord, State, Status};
+
+/// What `rbox run` and `rbox create` were asked for, as plain values (the command layer fills
+/// this from its clap struct).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `--name`
+    pub name: Option<String>,
+    /// `-d`: start in the background and print the id
+    pub detach: bool,
+    /// `--rm`
+    pub rm: bool,
+    /// the image as named
+    pub image: String,
+    /// `--pull` as given: missing, always, never, newer
+    pub pull: String,
+    /// `--platform` as given
+    pub platform: Option<String>,
+    /// `--tls-verify`
+    pub tls_verify: Option<bool>,
+    /// what decides the spec
+    pub flags: spec::Flags,
+}
+
+/// How the runtime gets an image it does not have: the command layer pulls it and renders the
+/// progress as `rbox pull` does, so the runtime needs no display of its own.
+pub trait Puller {
+    /// Pull `image` into `store` with `opts`; the error carries its context.
+    fn pull(
+        &self,
+        store: &Store,
+        image: &str,
+        opts: &rbox_registry::PullOptions,
+    ) -> Result<ImageRecord>;
+}
+
+/// Find the image locally, or pull it according to `--pull` (missing, always, never, newer).
+fn resolve_image(store: &Store, a: &RunOptions, puller: &dyn Puller) -> Result<ImageRecord> {
+    let policy: rbox_registry::PullPolicy = a.pull.parse().map_err(anyhow::Error::msg)?;
+    if policy == rbox_registry::PullPolicy::Missing {
+        // the common case answers from the store alone, without touching the registry code
+        match store.lookup_image(&a.image) {
+            Ok(i) => return Ok(i),
+            Err(rbox_storage::Error::ImageNotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let platform = match &a.platform {
+        Some(p) => Some(rbox_registry::Platform::parse(p)?),
+        None => None,
+    };
+    let opts = rbox_registry::PullOptions {
+        platform,
+        transport: rbox_registry::TransportOptions {
+            tls_verify: a.tls_verify,
+            ..Default::default()
+        },
+        policy,
+        ..Default::default()
+    };
+    puller.pull(store, &a.image, &opts)
+}
+
+/// Which storage driver makes the root filesystem: `--storage-driver`, where overlay (the
+/// default) falls back to copy when the probe finds that it cannot be mounted.
+fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
+    let wanted = match g.storage_driver() {
+        Some(d) => d.parse::<Driver>()?,
+        None => Driver::Overlay,
+    };
+    Ok(match wanted {
+        Driver::Overlay if !probe::overlay_works(store) => Driver::Copy,
+        d => d,
+    })
+}
+
+/// `rbox run` (start = true) and `rbox create` (start = false).
+pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> Result<ExitCode> {
+    let store = open_store(g)?;
+    let root = g.storage_root()?;
+    let image = resolve_image(&store, &a, puller)?;
+    let cfg = store.image_config(&image).context("read image config")?;
+    let id = state::new_id()?;
+    let spec = spec::build(
+        &spec::ImageProcess::from_oci(&cfg),
+        &a.flags,
+        &id,
+        Some(&layout::seccomp_cache(&root)),
+    )?;
+    let driver = choose_driver(g, &store)?;
+    tracing::debug!("storage driver: {driver}");
+    let name = match &a.name {
+        Some(n) => {
+            state::reserve_name(&root, n, &id)?;
+            n.clone()
+        }
+        None => state::reserve_generated_name(&root, &id)?,
+    };
+    let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = store.remove_container_dir(&id);
+            state::release_name(&root, &name, &id);
+            return Err(e);
+        }
+    };
+    if !start_now {
+        println!("{}", rec.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.detach {
+        return monitor::detached(g, &store, rec, None);
+    }
+    monitor::attached(g, &store, rec)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create(
+    store: &Store,
+    root: &Path,
+    a: &RunOptions,
+    image: &ImageRecord,
+    id: &str,
+    name: &str,
+    driver: Driver,
+    spec: state::Spec,
+) -> Result<ContainerRecord> {
+    let cdir = store
+        .create_container_dir(id, &image.id)
+        .context("create container storage")?;
+    store
+        .prepare_rootfs(driver, &cdir)
+        .context("copy image layers")?;
+    let rec = ContainerRecord {
+        id: id.to_string(),
+        name: name.to_string(),
+        image: a.image.clone(),
+        image_name: image.names.first().cloned().unwrap_or_default(),
+        image_id: image.id.to_string(),
+        created: state::now_rfc3339(),
+        driver,
+        auto_remove: a.rm,
+        spec,
+        state: State {
+            status: Status::Created,
+            pid: 0,
+            exit_code: None,
+            started_at: String::new(),
+            finished_at: String::new(),
+            error: String::new(),
+            live_dir: String::new(),
+        },
+    };
+    state::save(root, &rec)?;
+    Ok(rec)
+}
+
+/// `rbox start`: start a created (or exited) container, attached or detached.
+pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
+    let store = open_store(g)?;
+    let rec = state::lookup(g, name_or_id)?;
+    if state::is_running(&rec) {
+        if attach {
+            bail!("container {} is already running", rec.name);
+        }
+        println!("{name_or_id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if attach {
+        monitor::attached(g, &store, rec)
+    } else {
+        // podman prints the container as the user named it
+        monitor::detached(g, &store, rec, Some(name_or_id))
+    }
+}

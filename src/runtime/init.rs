@@ -1,0 +1,125 @@
+//! The container's init: the process `container::create` clones into new mount, pid, uts, ipc,
+//! cgroup (and net) namespaces; it is PID 1 there. It waits until the parent has configured
+//! its namespaces (sync point 1), brings up loopback, sets the hostname, executes the mount
+//! plan, opens the terminal inside the container's own devpts (the master goes to the parent
+//! on the channel, as crun's console socket does), says it is ready (sync point 2) and waits
+//! for its start. Then it becomes the command, or with `--init` forks it and stays as a reaper
+//! that forwards signals.
+//!
+//! Failures go to the parent as [`Msg::Failed`] with the exit code `rbox run` returns; a clean
+//! exec closes the channel (it is close-on-exec), which the parent reads as success.
+
+use std::os::fd::{OwnedFd, RawFd};
+
+use nix::sys::signal::Signal;
+
+use super::container::forwarded;
+use super::launch::Launch;
+use super::process::{self, Failure};
+use super::sync::{Channel, Msg};
+use super::{sys, terminal};
+
+/// The init's whole life; never returns.
+pub fn main(l: &Launch, chan: Channel) -> ! {
+    // If rbox dies, so does the container: no orphaned half-built namespaces. The parent
+    // is invisible from the new pid namespace (getppid is 0), so liveness is the channel:
+    // end-of-file instead of the next message means rbox is gone.
+    if sys::set_pdeathsig(libc::SIGKILL).is_err() {
+        sys::exit_now(crate::exit::FAILED as i32);
+    }
+    if !matches!(chan.recv(), Ok(Some(Msg::Configured))) {
+        sys::exit_now(crate::exit::FAILED as i32);
+    }
+    let f = match run(l, &chan) {
+        Ok(f) | Err(f) => f,
+    };
+    let _ = chan.send(&Msg::Failed {
+        code: f.code,
+        msg: f.msg.clone(),
+    });
+    sys::exit_now(f.code as i32);
+}
+
+/// Set up, wait for the start, exec; returns only on failure. `Err` for setup failures,
+/// `Ok` for what happened after the start message.
+fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
+    if l.own_net {
+        sys::loopback_up().map_err(|e| Failure::setup(format!("bring up loopback: {e}")))?;
+    }
+    nix::unistd::sethostname(&l.spec.hostname)
+        .map_err(|e| Failure::setup(format!("set hostname `{}`: {e}", l.spec.hostname)))?;
+    super::mounts::apply(&l.ops, &l.target)?;
+    if let Some(fds) = l.stdio {
+        for (i, fd) in fds.iter().enumerate() {
+            sys::dup2_raw(*fd, i as RawFd)
+                .map_err(|e| Failure::setup(format!("set up stdio: {e}")))?;
+        }
+    }
+    let slave = if l.spec.tty {
+        let pty = terminal::open(l.winsize.as_ref())?;
+        chan.send(&Msg::Terminal(pty.master))
+            .map_err(|e| Failure::setup(format!("send terminal to rbox: {e}")))?;
+        Some(pty.slave)
+    } else {
+        None
+    };
+    if !l.spec.init {
+        stdio(l, slave.as_ref())?;
+    }
+    // sync point 2: set up; the parent records the container as running, then starts it
+    chan.send(&Msg::Ready)
+        .map_err(|e| Failure::setup(format!("report to rbox: {e}")))?;
+    match chan.recv() {
+        Ok(Some(Msg::Start)) => {}
+        _ => sys::exit_now(crate::exit::FAILED as i32),
+    }
+    if l.spec.init {
+        return Ok(reaper(l, slave));
+    }
+    Ok(process::exec(&l.spec, l.single_id, l.seccomp.as_deref()))
+}
+
+/// The command's stdio: the terminal, or /dev/null as stdin when nothing is attached.
+fn stdio(l: &Launch, slave: Option<&OwnedFd>) -> Result<(), Failure> {
+    terminal::attach_stdio(slave, !l.spec.interactive && l.stdio.is_none())
+}
+
+/// `--init`: PID 1 forks the command, forwards signals to it and reaps every process until
+/// the command exits; then exits with its status (128+n for signal n).
+fn reaper(l: &Launch, slave: Option<OwnedFd>) -> Failure {
+    let pid = match sys::fork() {
+        Ok(nix::unistd::ForkResult::Child) => {
+            if let Err(f) = stdio(l, slave.as_ref()) {
+                return f;
+            }
+            drop(slave);
+            return process::exec(&l.spec, l.single_id, l.seccomp.as_deref());
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => return Failure::setup(format!("fork init child: {e}")),
+    };
+    drop(slave);
+    sys::set_name("rbox-init");
+    sys::set_cmdline("rbox-init");
+    // Close our copy of the channel so rbox sees end-of-file when the command execs.
+    for fd in 3..1024 {
+        let _ = nix::unistd::close(fd);
+    }
+    let set = forwarded();
+    loop {
+        let Ok(sig) = set.wait() else { continue };
+        if sig == Signal::SIGCHLD {
+            loop {
+                match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(st) if st.pid() == Some(pid) => {
+                        sys::exit_now(crate::exit::from_wait(st) as i32)
+                    }
+                    Ok(_) => {}
+                }
+            }
+        } else if sig != Signal::SIGWINCH {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The monitor: the rbox process that holds a running container (rbox's conmon). It launches
+//! the container as its parent, records it as running before the command execs, waits for it
+//! (relaying signals and the terminal), records the exit status, and removes the container
+//! after `--rm`. The same code holds an attached container (`rbox run`, `rbox start -a`: the
+//! monitor is the invocation itself) and a detached one (`run -d`, `start`: a forked process
+//! in its own session that tells the caller on a channel once the container runs, and writes
+//! its own log).
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use rbox_storage::Store;
+
+use super::sync::{Channel, Msg};
+use super::{attach, container, launch, sys};
+use crate::context::Context;
+use crate::exit;
+use crate::layout;
+use crate::state::{self, ContainerRecord};
+
+/// Start the container and stay attached until it exits; returns its exit code.
+pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
+    let started = start(g, store, &mut rec, None)?;
+    let status = attach::wait(started.pid, started.pty, rec.spec.interactive)?;
+    let code = exit::from_wait(status);
+    // the container's outcome is shown already; a failure to record it is not the command's
+    let _ = finish(g, store, &mut rec, code as i32, "");
+    Ok(ExitCode::from(code))
+}
+
+/// `-d`: fork a monitor that holds the container; print the container (as `shown`, else its
+/// id) once it runs.
+pub fn detached(
+    g: &Context,
+    store: &Store,
+    mut rec: ContainerRecord,
+    shown: Option<&str>,
+) -> Result<ExitCode> {
+    // the container's directory must be there: its logs go into it
+    store.container_dir(&rec.id)?;
+    let logs = [
+        layout::container_log(store.root(), &rec.id),
+        layout::monitor_log(store.root(), &rec.id),
+    ];
+    let (ours, theirs) = Channel::pair().context("create channel")?;
+    match sys::fork().context("fork container monitor")? {
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            let _ = nix::unistd::setsid();
+            let code = hold(g, store, &mut rec, &logs, theirs);
+            sys::exit_now(code);
+        }
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(theirs);
+            match ours.recv().context("wait for container monitor")? {
+                Some(Msg::Ready) => {
+                    println!("{}", shown.unwrap_or(&rec.id));
+                    let _ = std::io::stdout().flush();
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(Msg::Failed { code, msg }) => Err(exit::CodedError::new(code, msg).into()),
+                None => bail!("container monitor exited before the container started"),
+                Some(m) => bail!("unexpected message {m:?} from the container monitor"),
+            }
+        }
+    }
+}
+
+/// Launch the container as its parent and start it, recording it as running in between (so
+/// that no command ever runs in a container recorded as not running). A failure is recorded
+/// as the container's exit (or with `--rm`, the container removed) before it is returned.
+fn start(
+    g: &Context,
+    store: &Store,
+    rec: &mut ContainerRecord,
+    stdio: Option<[i32; 3]>,
+) -> Result<container::Started> {
+    let root = g.storage_root()?;
+    let started = launch::plan(store, rec, stdio)
+        .and_then(|l| container::create(&l))
+        .and_then(|created| {
+            state::mark_running(g, &root, rec, created.pid.as_raw())?;
+            created.start()
+        });
+    match started {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let code = e
+                .downcast_ref::<exit::CodedError>()
+                .map(|c| c.code)
+                .unwrap_or(exit::FAILED);
+            if let Err(e) = finish(g, store, rec, code as i32, &format!("{e:#}")) {
+                tracing::error!("{e:#}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The detached monitor's life: `logs` are the container's output (`ctr.log`) and the
+/// monitor's own log (its tracing output on its stderr, and what it cannot report to anyone
+/// once the caller has its answer). Returns the container's exit code.
+fn hold(
+    g: &Context,
+    store: &Store,
+    rec: &mut ContainerRecord,
+    logs: &[PathBuf; 2],
+    caller: Channel,
+) -> i32 {
+    let mut files = Vec::with_capacity(2);
+    for log in logs {
+        match fs::OpenOptions::new().create(true).append(true).open(log) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                let _ = caller.send(&Msg::Failed {
+                    code: exit::FAILED,
+                    msg: format!("open log `{}`: {e}", log.display()),
+                });
+                return exit::FAILED as i32;
+            }
+        }
+    }
+    let (own, out) = (
+        files.pop().expect("two logs"),
+        files.pop().expect("two logs"),
+    );
+    if sys::dup2(&own, 2).is_ok() {
+        crate::logging::to_file();
+    }
+    drop(own);
+    tracing::debug!(container = %rec.id, "monitor started");
+    let null = fs::File::open("/dev/null");
+    let stdin = null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(0);
+    let fds = [stdin, out.as_raw_fd(), out.as_raw_fd()];
+    let started = match start(g, store, rec, Some(fds)) {
+        Ok(s) => s,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<exit::CodedError>()
+                .map(|c| c.code)
+                .unwrap_or(exit::FAILED);
+            let _ = caller.send(&Msg::Failed {
+                code,
+                msg: format!("{e:#}"),
+            });
+            return code as i32;
+        }
+    };
+    let _ = caller.send(&Msg::Ready);
+    drop(caller);
+    // The monitor's own stdio must not keep the caller's terminal or pipes open (stderr is
+    // the monitor's log already).
+    if let Ok(n) = &null {
+        for fd in 0..2 {
+            let _ = sys::dup2(n, fd);
+        }
+    }
+    let code = match attach::wait(started.pid, None, false) {
+        Ok(st) => exit::from_wait(st) as i32,
+        Err(e) => {
+            tracing::error!("wait for container {}: {e:#}", rec.name);
+            exit::FAILED as i32
+        }
+    };
+    tracing::debug!(code, "container exited");
+    if let Err(e) = finish(g, store, rec, code, "") {
+        tracing::error!("{e:#}");
+    }
+    code
+}
+
+/// Record the exit, and with `--rm` remove every trace of the container. Every step is
+/// tried; the first failure is returned.
+pub fn finish(
+    g: &Context,
+    store: &Store,
+    rec: &mut ContainerRecord,
+    code: i32,
+    error: &str,
+) -> Result<()> {
+    let root = g.storage_root()?;
+    if rec.auto_remove {
+        let removed = state::remove(g, rec);
+        store
+            .remove_container_dir(&rec.id)
+            .with_context(|| format!("remove the directory of container {}", rec.name))?;
+        return removed.with_context(|| format!("remove container {}", rec.name));
+    }
+    rec.state.error = error.to_string();
+    state::mark_exited(g, &root, rec, code)
+        .with_context(|| format!("record the exit of container {}", rec.name))
+}
