@@ -272,20 +272,16 @@ fn a_sparse_layer_keeps_its_holes_on_import_and_load() {
     for_each_user("sparse_layer", |env| {
         let tar = sparse_tar(env);
         assert!(std::fs::metadata(&tar).unwrap().len() < 1 << 20);
-        let started = std::time::Instant::now();
         env.rbox()
             .arg("import")
             .arg(&tar)
             .arg("sparse")
             .output()
             .success();
-        let took = started.elapsed();
         let files = unpacked_big(env);
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].0, 8 << 30);
         assert!(files[0].1 < 1 << 20, "{} bytes allocated", files[0].1);
-        // Written in full it took 35 s; expanding the holes in memory takes well under 10.
-        assert!(took.as_secs() < 10, "import took {took:?}");
 
         // The same layer through a docker-archive: save, remove, load.
         let ar = env.path("sparse-archive.tar");
