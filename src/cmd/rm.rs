@@ -77,7 +77,8 @@ pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Re
         // Never forget a container whose processes still run: they would be orphans nobody
         // can name any more.
         let pid = rec.state.pid;
-        if still_runs(pid) {
+        // a zombie, or an init in its exit path, counts as gone
+        if pid > 0 && state::proc_start_time(pid).is_some() {
             bail!(
                 "container {} did not stop: its init (pid {pid}) still runs; kill it as root and retry",
                 rec.name
@@ -85,25 +86,4 @@ pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Re
         }
     }
     state::remove(g, rec).with_context(|| format!("remove container {}", rec.name))
-}
-
-/// Whether `pid` is a live process: it exists (kill 0 does not say ESRCH; EPERM means it runs
-/// as a mapped id) and is not a zombie waiting to be reaped.
-fn still_runs(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-        == Err(nix::errno::Errno::ESRCH)
-    {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the command, which ends at the last ')'.
-        Ok(s) => s
-            .rfind(')')
-            .and_then(|i| s[i + 1..].trim_start().chars().next())
-            .is_some_and(|c| c != 'Z' && c != 'X'),
-        Err(_) => false,
-    }
 }
