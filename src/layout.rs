@@ -27,6 +27,11 @@ pub fn container_record(root: &Path, id: &str) -> PathBuf {
     container_dir(root, id).join("container.json")
 }
 
+/// `containers/<id>/config.json`: the container's OCI runtime spec, what the runtime runs.
+pub fn oci_config(root: &Path, id: &str) -> PathBuf {
+    container_dir(root, id).join("config.json")
+}
+
 /// `containers/<id>/ctr.log`: the output of a detached container.
 pub fn container_log(root: &Path, id: &str) -> PathBuf {
     container_dir(root, id).join("ctr.log")
@@ -104,6 +109,7 @@ mod tests {
             container_record(s, "abc"),
             p("/s/containers/abc/container.json")
         );
+        assert_eq!(oci_config(s, "abc"), p("/s/containers/abc/config.json"));
         assert_eq!(container_log(s, "abc"), p("/s/containers/abc/ctr.log"));
         assert_eq!(monitor_log(s, "abc"), p("/s/containers/abc/monitor.log"));
         assert_eq!(

@@ -45,7 +45,7 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
     for name in names {
         if kind != "image" {
             if let Ok(rec) = state::lookup(g, name) {
-                items.push(container_json(&rec));
+                items.push(container_json(&g.storage_root()?, &rec));
                 continue;
             }
         }
@@ -80,8 +80,8 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// A container as `podman inspect` shows it.
-pub fn container_json(rec: &ContainerRecord) -> Value {
+/// A container as `podman inspect` shows it; `root` is the store it lives in.
+pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
     let s = &rec.spec;
     let st = &rec.state;
     let (path, args) = match s.args.split_first() {
@@ -144,6 +144,9 @@ pub fn container_json(rec: &ContainerRecord) -> Value {
         "Name": rec.name,
         "RestartCount": 0,
         "Driver": rec.driver,
+        // the OCI runtime spec the container runs from (rbox is its own OCI runtime)
+        "OCIConfigPath": crate::layout::oci_config(root, &rec.id),
+        "OCIRuntime": "rbox",
         "Mounts": mounts,
         "Config": {
             "Hostname": s.hostname,

@@ -41,6 +41,8 @@
 //! ```text
 //! containers/<id>/container.json   the container record (spec, name, state), replaced atomically
 //!                                  through container.json.tmp
+//! containers/<id>/config.json      the container's OCI runtime spec (process, root, mounts,
+//!                                  namespaces, ...): what the runtime runs at each start
 //! containers/<id>/ctr.log          a detached container's output (`rbox logs`)
 //! containers/<id>/monitor.log      what the monitor of a detached container logs
 //! containers/<id>/hosts, hostname, resolv.conf

@@ -220,3 +220,67 @@ fn log_level_and_monitor_log() {
         env.rbox().args(["rm", "-f", &id]).output().success();
     });
 }
+
+/// `create` writes the container's OCI runtime spec (`config.json`, shown by inspect as
+/// `OCIConfigPath`), and `start` runs what that file says, not what `create` was told: the
+/// spec is the seam between rbox's command line and its runtime.
+#[test]
+fn a_created_container_starts_from_its_stored_config_json() {
+    for_each_user("oci_config", |env| {
+        env.import_busybox("busybox");
+        let id = env
+            .rbox()
+            .args(["create", "--name", "c", "-e", "FROM=flags", "-w", "/tmp"])
+            .args(["--hostname", "made", "busybox", "echo", "from-flags"])
+            .output()
+            .success()
+            .text();
+        let path = inspect(env, "c", ".OCIConfigPath");
+        assert_eq!(
+            std::path::Path::new(&path),
+            env.store().join("containers").join(&id).join("config.json")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(spec["ociVersion"].as_str().unwrap().starts_with("1."), "{text}");
+        assert_eq!(spec["process"]["args"], serde_json::json!(["echo", "from-flags"]));
+        assert_eq!(spec["process"]["cwd"], "/tmp");
+        assert!(spec["process"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&"FROM=flags".into()));
+        assert_eq!(spec["hostname"], "made");
+        let ns: Vec<&str> = spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        for t in ["pid", "mount", "ipc", "uts", "network", "cgroup"] {
+            assert!(ns.contains(&t), "{t} namespace in {ns:?}");
+        }
+
+        // what the runtime runs comes from the file
+        spec["process"]["args"] = serde_json::json!(["sh", "-c", "echo $FROM $(pwd) $(hostname)"]);
+        let env_list = spec["process"]["env"].as_array_mut().unwrap();
+        env_list.retain(|e| e != "FROM=flags");
+        env_list.push("FROM=config".into());
+        spec["process"]["cwd"] = "/".into();
+        spec["hostname"] = "edited".into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+        let out = env
+            .rbox()
+            .args(["start", "-a", "c"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "config / edited", "{out}");
+        // and again: a restart runs from the same stored spec
+        let out = env
+            .rbox()
+            .args(["start", "-a", "c"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "config / edited", "{out}");
+        env.rbox().args(["rm", "c"]).output().success();
+    });
+}
