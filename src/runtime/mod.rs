@@ -14,6 +14,7 @@ pub mod caps;
 pub mod container;
 pub mod exec;
 pub mod mounts;
+pub mod oci;
 pub mod probe;
 pub mod process;
 pub mod seccomp;
