@@ -76,7 +76,8 @@ pub const READONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
-const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+/// The host device nodes bound into the container's /dev.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Files rbox writes per container and binds into it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,1140 @@
+//! rbox's container spec as an OCI runtime spec (`config.json`), and back. [`build`] turns the
+//! record's [`state::Spec`] plus the facts of the starting host ([`Host`]) into an
+//! [`oci_spec::runtime::Spec`]; [`mount_ops`] and [`process`] read such a spec back into what
+//! the executor needs: the mount plan (`mounts::Op`s) and the command's [`Process`]. For every
+//! spec `build` makes, `mount_ops` equals `mounts::plan` and `process` agrees with the record,
+//! so moving the runtime onto the OCI spec changes no behaviour. Pure functions: nothing here
+//! touches the host; executing the plan and the process is `mounts` and `process`.
+//!
+//! What the OCI spec says and how rbox reads it:
+//! - user: a numeric `uid:gid` goes in `user.uid`/`user.gid`. Anything that needs the image's
+//!   /etc/passwd (a name, `name:group`, a bare uid whose group comes from passwd, or nothing,
+//!   written as `0`) goes in `user.username` with uid/gid 0 and is resolved inside the
+//!   container at each start, as rbox always did (Podman also re-resolves the user per start,
+//!   and so sees a passwd changed by the container). A numeric user is resolved the same way,
+//!   for `HOME` and the supplementary groups of its passwd entry ([`User::resolve`]).
+//! - env: as recorded; `HOME` and `HOSTNAME` are still added when missing at exec, since
+//!   `HOME` depends on that resolution.
+//! - capabilities: bounding = effective = permitted = what `caps::kept` keeps; inheritable and
+//!   ambient empty. No rlimits (rbox sets none).
+//! - mounts: spelled as Podman's config.json spells them; `mqueue` and `cgroup` are mounted
+//!   best-effort (some hosts refuse them in a user namespace), and `cgroup` means cgroup2, the
+//!   only hierarchy rbox mounts. The /dev symlinks (ptmx, fd, std*, core) are the runtime's,
+//!   as the OCI spec requires: they are made after /dev/pts.
+//! - no seccomp section yet: the runtime keeps compiling rbox's seccomp mode from the record.
+//!   No hooks (rbox has none).
+
+// Nothing calls this module until `create` writes config.json and the runtime runs from it
+// (issue 7's next step); the tests exercise all of it meanwhile.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use nix::mount::MsFlags;
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Mount, Root, Spec as OciSpec,
+};
+
+use super::caps;
+use super::launch::KeepId;
+use super::mounts::{self, EtcFiles, Op, Rootfs};
+use super::process::{self as proc, Ident};
+use crate::state::{self, MountKind, NetworkMode};
+
+/// The facts of the starting host that shape the spec besides the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// only uid and gid 0 are mapped in rbox's user namespace (no subordinate range): gid 5
+    /// does not exist, so devpts gets no `gid=5`
+    pub single_id: bool,
+    /// `--userns=keep-id` for a non-root caller: the maps of the nested user namespace
+    pub keep_id: Option<KeepId>,
+    /// the highest capability the kernel knows (`caps::last_cap`): `--privileged` and
+    /// `--cap-add ALL` keep everything up to it
+    pub last_cap: u32,
+}
+
+/// Who the command runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum User {
+    /// `uid:gid` by number, with extra groups from the spec's `additionalGids`
+    Numeric {
+        uid: u32,
+        gid: u32,
+        groups: Vec<u32>,
+    },
+    /// `user[:group]` to resolve in the container's /etc/passwd and /etc/group
+    Name(String),
+}
+
+impl User {
+    /// The identity inside the container, from its passwd and group files: a name must exist
+    /// there; a numeric uid found there takes its home and supplementary groups.
+    pub fn resolve(&self, passwd: &str, group: &str) -> Result<Ident, String> {
+        match self {
+            User::Name(n) => proc::resolve_user(n, passwd, group),
+            User::Numeric { uid, gid, groups } => {
+                let mut id = proc::resolve_user(&format!("{uid}:{gid}"), passwd, group)?;
+                for g in groups {
+                    if !id.groups.contains(g) {
+                        id.groups.push(*g);
+                    }
+                }
+                Ok(id)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            User::Numeric { uid, gid, .. } => write!(f, "{uid}:{gid}"),
+            User::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// What the container's process needs to run its command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// absolute; created at start when missing
+    pub cwd: String,
+    pub user: User,
+    /// the bounding, effective and permitted set, as `caps::kept` returns it
+    pub caps: u64,
+    pub no_new_privileges: bool,
+    pub terminal: bool,
+}
+
+/// The OCI runtime spec of a container.
+pub fn build(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Result<OciSpec> {
+    let mut oci = OciSpec::default();
+    oci.set_version(oci_spec::runtime::VERSION.to_string());
+    let mut root = Root::default();
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(Some(spec.read_only));
+    oci.set_root(Some(root));
+    oci.set_hostname(Some(spec.hostname.clone()));
+    oci.set_domainname(None);
+    oci.set_annotations(None);
+    oci.set_hooks(None);
+    oci.set_process(Some(build_process(spec, host)?));
+    oci.set_mounts(Some(build_mounts(spec, etc, host)));
+    oci.set_linux(Some(build_linux(spec, host)?));
+    Ok(oci)
+}
+
+fn build_process(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Process> {
+    let mut p = oci_spec::runtime::Process::default();
+    p.set_terminal(Some(spec.tty));
+    p.set_console_size(None);
+    p.set_args(Some(spec.args.clone()));
+    p.set_command_line(None);
+    p.set_env(Some(spec.env.clone()));
+    p.set_cwd(PathBuf::from(if spec.workdir.is_empty() {
+        "/"
+    } else {
+        spec.workdir.as_str()
+    }));
+    p.set_user(oci_user(spec, host));
+    let kept = caps::kept(
+        &spec.cap_add,
+        &spec.cap_drop,
+        spec.privileged,
+        host.last_cap,
+    )?;
+    let set = cap_set(kept);
+    let c = LinuxCapabilitiesBuilder::default()
+        .bounding(set.clone())
+        .effective(set.clone())
+        .permitted(set)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
+        .build()
+        .context("build capabilities")?;
+    p.set_capabilities(Some(c));
+    p.set_rlimits(None);
+    p.set_no_new_privileges(Some(spec.no_new_privileges));
+    p.set_apparmor_profile(None);
+    p.set_oom_score_adj(None);
+    p.set_selinux_label(None);
+    p.set_io_priority(None);
+    p.set_scheduler(None);
+    p.set_exec_cpu_affinity(None);
+    Ok(p)
+}
+
+/// `uid:gid` by number when both are numbers; otherwise the text to resolve at start.
+fn oci_user(spec: &state::Spec, host: &Host) -> oci_spec::runtime::User {
+    let text = match (&host.keep_id, spec.user.is_empty()) {
+        // keep-id runs as the caller's own ids unless -u says otherwise
+        (Some(k), true) => format!("{}:{}", k.uid, k.gid),
+        // no user: root, with root's passwd entry (resolving "" and "0" is the same)
+        (None, true) => "0".to_string(),
+        _ => spec.user.clone(),
+    };
+    let mut u = oci_spec::runtime::User::default();
+    let numeric = text
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    match numeric {
+        Some((uid, gid)) => {
+            u.set_uid(uid);
+            u.set_gid(gid);
+        }
+        None => {
+            u.set_username(Some(text));
+        }
+    }
+    u
+}
+
+/// The capabilities of a mask, by the names `caps` knows (a newer kernel's extra ones have
+/// no OCI spelling yet).
+fn cap_set(mask: u64) -> Capabilities {
+    caps::NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .filter_map(|(_, n)| serde_json::from_value(format!("CAP_{n}").into()).ok())
+        .collect()
+}
+
+fn cap_mask(set: &Option<Capabilities>) -> Result<u64> {
+    let mut mask = 0u64;
+    for c in set.iter().flatten() {
+        let name = serde_json::to_value(c)?;
+        let name = name.as_str().unwrap_or_default();
+        match caps::parse(name)? {
+            Some(n) => mask |= 1 << n,
+            None => bail!("unknown capability `{name}`"),
+        }
+    }
+    Ok(mask)
+}
+
+fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(destination));
+    m.set_typ(Some(typ.to_string()));
+    m.set_source(Some(PathBuf::from(source)));
+    m.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    m
+}
+
+/// Everything `mounts::plan` mounts, in its order.
+fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
+    let mut ms = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+    ];
+    for d in mounts::DEVICES {
+        let p = format!("/dev/{d}");
+        ms.push(mount(&p, "bind", &p, &["bind"]));
+    }
+    let mut pts = vec![
+        "nosuid",
+        "noexec",
+        "newinstance",
+        "ptmxmode=0666",
+        "mode=0620",
+    ];
+    if !host.single_id {
+        // gid 5 is not mapped with a single id: the option would fail with EINVAL
+        pts.push("gid=5");
+    }
+    ms.push(mount("/dev/pts", "devpts", "devpts", &pts));
+    ms.push(mount(
+        "/dev/shm",
+        "tmpfs",
+        "shm",
+        &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    ));
+    ms.push(mount(
+        "/dev/mqueue",
+        "mqueue",
+        "mqueue",
+        &["nosuid", "noexec", "nodev"],
+    ));
+    if spec.network == NetworkMode::Host {
+        // sysfs can only be mounted by the owner of the network namespace: bind the host's
+        ms.push(mount("/sys", "bind", "/sys", &["rbind", "ro"]));
+    } else {
+        ms.push(mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ));
+    }
+    ms.push(mount(
+        "/sys/fs/cgroup",
+        "cgroup",
+        "cgroup",
+        &["nosuid", "noexec", "nodev", "ro"],
+    ));
+    for (host_path, inside) in [
+        (&etc.hosts, "/etc/hosts"),
+        (&etc.hostname, "/etc/hostname"),
+        (&etc.resolv, "/etc/resolv.conf"),
+    ] {
+        ms.push(mount(
+            inside,
+            "bind",
+            &host_path.to_string_lossy(),
+            &["bind"],
+        ));
+    }
+    if spec.read_only {
+        // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
+        for d in ["/tmp", "/var/tmp", "/run"] {
+            ms.push(mount(
+                d,
+                "tmpfs",
+                "tmpfs",
+                &["nosuid", "nodev", "mode=1777"],
+            ));
+        }
+    }
+    for m in &spec.mounts {
+        let has = |o: &str| m.options.iter().any(|x| x == o);
+        let mut opts: Vec<&str> = Vec::new();
+        match m.kind {
+            MountKind::Tmpfs => {
+                opts.extend(["nosuid", "nodev"]);
+                if !has("exec") {
+                    opts.push("noexec");
+                }
+                if has("ro") {
+                    opts.push("ro");
+                }
+                // the rest is tmpfs's own (size=, mode=, ...), in the order given
+                opts.extend(m.options.iter().map(String::as_str).filter(|o| {
+                    !matches!(
+                        *o,
+                        "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "exec" | "suid" | "dev"
+                    )
+                }));
+                ms.push(mount(&m.destination, "tmpfs", &m.source, &opts));
+            }
+            MountKind::Bind => {
+                opts.push("rbind");
+                for o in ["ro", "nosuid", "nodev", "noexec"] {
+                    if has(o) {
+                        opts.push(o);
+                    }
+                }
+                ms.push(mount(&m.destination, "bind", &m.source, &opts));
+            }
+        }
+    }
+    ms
+}
+
+fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
+    let mut ns = LinuxNamespace::default();
+    ns.set_typ(typ);
+    ns
+}
+
+/// The lines of a `uid_map` text as OCI id mappings.
+fn id_mappings(map: &str) -> Result<Vec<LinuxIdMapping>> {
+    map.lines()
+        .map(|l| {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("id map line `{l}`"))?;
+            let [inside, outside, size] = f[..] else {
+                bail!("id map line `{l}`: expected three numbers");
+            };
+            LinuxIdMappingBuilder::default()
+                .container_id(inside)
+                .host_id(outside)
+                .size(size)
+                .build()
+                .context("build id mapping")
+        })
+        .collect()
+}
+
+fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Linux> {
+    let mut l = oci_spec::runtime::Linux::default();
+    use LinuxNamespaceType as T;
+    let mut nss = vec![namespace(T::Pid)];
+    if spec.network != NetworkMode::Host {
+        nss.push(namespace(T::Network));
+    }
+    nss.extend([T::Ipc, T::Uts, T::Mount, T::Cgroup].map(namespace));
+    // Only keep-id gets a user namespace of its own, below rbox's: its maps are relative to
+    // rbox's namespace, where the caller is root.
+    match &host.keep_id {
+        Some(k) => {
+            nss.push(namespace(T::User));
+            l.set_uid_mappings(Some(id_mappings(&KeepId::map(k.uid, k.uid_count))?));
+            l.set_gid_mappings(Some(id_mappings(&KeepId::map(k.gid, k.gid_count))?));
+        }
+        None => {
+            l.set_uid_mappings(None);
+            l.set_gid_mappings(None);
+        }
+    }
+    l.set_namespaces(Some(nss));
+    l.set_resources(None);
+    l.set_sysctl(None);
+    l.set_devices(None);
+    l.set_rootfs_propagation(None);
+    l.set_mount_label(None);
+    l.set_seccomp(None);
+    let (masked, readonly) = if spec.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        let own = |v: &[&str]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        (own(mounts::MASKED), own(mounts::READONLY))
+    };
+    l.set_masked_paths(Some(masked));
+    l.set_readonly_paths(Some(readonly));
+    Ok(l)
+}
+
+/// The filesystem types rbox mounts itself (anything else in a spec is refused).
+const FS_TYPES: &[&str] = &[
+    "proc", "tmpfs", "devpts", "mqueue", "sysfs", "cgroup", "cgroup2",
+];
+
+/// The /dev symlinks every container gets, made after /dev/pts is mounted.
+const DEV_SYMLINKS: &[(&str, &str)] = &[
+    ("pts/ptmx", "/dev/ptmx"),
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+    ("/proc/kcore", "/dev/core"),
+];
+
+/// The mount plan of a spec, with the root filesystem that its storage driver makes.
+pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
+    let root = spec
+        .root()
+        .as_ref()
+        .context("the spec has no root filesystem")?;
+    let mut ops = vec![Op::PrivateAll, Op::Root(rootfs)];
+    let mut linked = false;
+    for m in spec.mounts().iter().flatten() {
+        let op = mount_op(m)?;
+        let pts = matches!(&op, Op::Fs { inside, .. } if inside == "/dev/pts");
+        ops.push(op);
+        if pts && !linked {
+            ops.extend(dev_symlinks());
+            linked = true;
+        }
+    }
+    if !linked {
+        ops.extend(dev_symlinks());
+    }
+    ops.push(Op::Pivot);
+    if let Some(l) = spec.linux() {
+        ops.extend(l.masked_paths().iter().flatten().cloned().map(Op::Mask));
+        ops.extend(
+            l.readonly_paths()
+                .iter()
+                .flatten()
+                .cloned()
+                .map(Op::ReadOnly),
+        );
+    }
+    if root.readonly() == Some(true) {
+        ops.push(Op::RootReadOnly);
+    }
+    Ok(ops)
+}
+
+fn dev_symlinks() -> impl Iterator<Item = Op> {
+    DEV_SYMLINKS.iter().map(|(t, l)| Op::Symlink {
+        target: t.to_string(),
+        inside: l.to_string(),
+    })
+}
+
+/// One spec mount as a plan step: a bind (type `bind`, or a `bind`/`rbind` option) or a
+/// filesystem of a type rbox knows; options that are not mount flags are the filesystem's
+/// own data (as runc and crun pass them), except on binds, which have none.
+fn mount_op(m: &Mount) -> Result<Op> {
+    let dest = m.destination();
+    let Some(inside) = dest.to_str().filter(|d| d.starts_with('/')) else {
+        bail!(
+            "mount `{}`: the destination must be an absolute UTF-8 path",
+            dest.display()
+        );
+    };
+    let typ = m.typ().as_deref().unwrap_or("");
+    let opts = m.options().as_deref().unwrap_or(&[]);
+    let bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
+    if !bind && !FS_TYPES.contains(&typ) {
+        bail!(
+            "mount `{inside}`: unsupported filesystem type `{typ}` (rbox mounts {} and binds)",
+            FS_TYPES.join(", ")
+        );
+    }
+    let mut flags = MsFlags::empty();
+    let mut data: Vec<&str> = Vec::new();
+    let mut recursive = false;
+    for o in opts {
+        let o = o.as_str();
+        match o {
+            "bind" if bind => {}
+            "rbind" if bind => recursive = true,
+            // rbox makes every mount private before anything else
+            "private" | "rprivate" => {}
+            "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => bail!(
+                "mount `{inside}`: propagation `{o}` is not supported (rbox's mounts are private)"
+            ),
+            _ => match flag(o) {
+                Some((f, true)) => flags |= f,
+                Some((f, false)) => flags &= !f,
+                None if bind => bail!("mount `{inside}`: unsupported bind mount option `{o}`"),
+                None => data.push(o),
+            },
+        }
+    }
+    if bind {
+        let Some(source) = m.source() else {
+            bail!("mount `{inside}`: a bind mount needs a source");
+        };
+        let readonly = flags.contains(MsFlags::MS_RDONLY);
+        let rest = flags & !MsFlags::MS_RDONLY;
+        if !(MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC).contains(rest) {
+            bail!("mount `{inside}`: unsupported bind mount options {opts:?}");
+        }
+        return Ok(Op::Bind {
+            host: source.clone(),
+            inside: inside.to_string(),
+            recursive,
+            readonly,
+            flags: rest.bits(),
+        });
+    }
+    Ok(Op::Fs {
+        // `cgroup` is the spec's word for the container's cgroup tree; rbox mounts v2 only
+        fstype: if typ == "cgroup" { "cgroup2" } else { typ }.to_string(),
+        inside: inside.to_string(),
+        flags: flags.bits(),
+        data: data.join(","),
+        // refused by some hosts inside a user namespace; the container runs without them
+        optional: matches!(typ, "mqueue" | "cgroup" | "cgroup2"),
+    })
+}
+
+/// A mount flag option: the flag, and whether the option sets (or clears) it.
+fn flag(o: &str) -> Option<(MsFlags, bool)> {
+    Some(match o {
+        "ro" => (MsFlags::MS_RDONLY, true),
+        "rw" => (MsFlags::MS_RDONLY, false),
+        "nosuid" => (MsFlags::MS_NOSUID, true),
+        "suid" => (MsFlags::MS_NOSUID, false),
+        "nodev" => (MsFlags::MS_NODEV, true),
+        "dev" => (MsFlags::MS_NODEV, false),
+        "noexec" => (MsFlags::MS_NOEXEC, true),
+        "exec" => (MsFlags::MS_NOEXEC, false),
+        "strictatime" => (MsFlags::MS_STRICTATIME, true),
+        _ => return None,
+    })
+}
+
+/// The container's process as the executor runs it.
+pub fn process(spec: &OciSpec) -> Result<Process> {
+    let p = spec.process().as_ref().context("the spec has no process")?;
+    let args = p.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        bail!("the spec's process has no args");
+    }
+    if p.rlimits().as_ref().is_some_and(|r| !r.is_empty()) {
+        bail!("the spec's process sets rlimits: rbox does not apply rlimits yet");
+    }
+    let Some(cwd) = p.cwd().to_str().filter(|c| c.starts_with('/')) else {
+        bail!(
+            "the spec's process cwd `{}` must be an absolute UTF-8 path",
+            p.cwd().display()
+        );
+    };
+    let u = p.user();
+    let user = match u.username() {
+        Some(n) => User::Name(n.clone()),
+        None => User::Numeric {
+            uid: u.uid(),
+            gid: u.gid(),
+            groups: u.additional_gids().clone().unwrap_or_default(),
+        },
+    };
+    let caps = match p.capabilities() {
+        Some(c) => one_set(c)?,
+        None => 0,
+    };
+    Ok(Process {
+        args,
+        env: p.env().clone().unwrap_or_default(),
+        cwd: cwd.to_string(),
+        user,
+        caps,
+        no_new_privileges: p.no_new_privileges().unwrap_or(false),
+        terminal: p.terminal().unwrap_or(false),
+    })
+}
+
+/// rbox gives the command one set: bounding = effective = permitted, nothing inherited.
+fn one_set(c: &LinuxCapabilities) -> Result<u64> {
+    let bounding = cap_mask(c.bounding())?;
+    if cap_mask(c.effective())? != bounding || cap_mask(c.permitted())? != bounding {
+        bail!(
+            "the spec's capabilities: rbox needs the same bounding, effective and permitted sets"
+        );
+    }
+    let empty = |s: &Option<HashSet<Capability>>| s.as_ref().is_none_or(|s| s.is_empty());
+    if !empty(c.inheritable()) || !empty(c.ambient()) {
+        bail!("the spec's capabilities: inheritable and ambient capabilities are not supported");
+    }
+    Ok(bounding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{MountSpec, Spec, UsernsMode};
+
+    fn etc() -> EtcFiles {
+        EtcFiles {
+            hosts: "/run/c/hosts".into(),
+            hostname: "/run/c/hostname".into(),
+            resolv: "/run/c/resolv.conf".into(),
+        }
+    }
+
+    fn host() -> Host {
+        Host {
+            single_id: false,
+            keep_id: None,
+            last_cap: 40,
+        }
+    }
+
+    fn plain() -> Spec {
+        Spec {
+            args: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
+            env: vec!["PATH=/usr/bin:/bin".into(), "TERM=xterm".into()],
+            workdir: "/srv".into(),
+            hostname: "box".into(),
+            ..Default::default()
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    /// Today's plan for `spec` on `host`, as `runtime::launch` computes it.
+    fn today(spec: &Spec, host: &Host) -> Vec<Op> {
+        mounts::plan(
+            Rootfs::Dir("/r".into()),
+            spec,
+            &etc(),
+            mounts::Env {
+                own_net: spec.network != NetworkMode::Host,
+                tty_gid: !host.single_id,
+            },
+        )
+    }
+
+    /// The spec's plan equals today's, and its process agrees with the record.
+    fn check(spec: &Spec, host: &Host) -> OciSpec {
+        let oci = build(spec, &etc(), host).unwrap();
+        assert_eq!(
+            mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap(),
+            today(spec, host)
+        );
+        let p = process(&oci).unwrap();
+        assert_eq!(p.args, spec.args);
+        assert_eq!(p.env, spec.env);
+        let wd = if spec.workdir.is_empty() {
+            "/"
+        } else {
+            &spec.workdir
+        };
+        assert_eq!(p.cwd, wd);
+        assert_eq!(p.terminal, spec.tty);
+        assert_eq!(p.no_new_privileges, spec.no_new_privileges);
+        assert_eq!(
+            p.caps,
+            caps::kept(
+                &spec.cap_add,
+                &spec.cap_drop,
+                spec.privileged,
+                host.last_cap
+            )
+            .unwrap()
+        );
+        oci
+    }
+
+    fn mask(names: &[&str]) -> u64 {
+        names
+            .iter()
+            .map(|n| 1u64 << caps::parse(n).unwrap().unwrap())
+            .sum()
+    }
+
+    #[test]
+    fn plain_spec_field_by_field() {
+        let spec = plain();
+        let oci = check(&spec, &host());
+        assert_eq!(oci.version(), oci_spec::runtime::VERSION);
+        assert_eq!(oci.hostname().as_deref(), Some("box"));
+        let root = oci.root().as_ref().unwrap();
+        assert_eq!(root.path(), &PathBuf::from("rootfs"));
+        assert_eq!(root.readonly(), Some(false));
+        let p = oci.process().as_ref().unwrap();
+        assert_eq!(p.terminal(), Some(false));
+        assert_eq!(p.args().as_deref(), Some(&spec.args[..]));
+        assert_eq!(p.env().as_deref(), Some(&spec.env[..]));
+        assert_eq!(p.cwd(), &PathBuf::from("/srv"));
+        assert_eq!(p.user().username().as_deref(), Some("0"));
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        assert_eq!(p.rlimits(), &None);
+        assert_eq!(p.no_new_privileges(), Some(false));
+        let c = p.capabilities().as_ref().unwrap();
+        assert_eq!(cap_mask(c.bounding()).unwrap(), mask(caps::DEFAULT));
+        assert_eq!(cap_mask(c.effective()).unwrap(), mask(caps::DEFAULT));
+        assert_eq!(cap_mask(c.permitted()).unwrap(), mask(caps::DEFAULT));
+        assert_eq!(c.inheritable().as_ref().map(|s| s.len()), Some(0));
+        assert_eq!(c.ambient().as_ref().map(|s| s.len()), Some(0));
+        let l = oci.linux().as_ref().unwrap();
+        let nss: Vec<_> = l.namespaces().iter().flatten().map(|n| n.typ()).collect();
+        use LinuxNamespaceType as T;
+        assert_eq!(
+            nss,
+            [T::Pid, T::Network, T::Ipc, T::Uts, T::Mount, T::Cgroup]
+        );
+        assert!(l.namespaces().iter().flatten().all(|n| n.path().is_none()));
+        assert_eq!(l.uid_mappings(), &None);
+        assert_eq!(l.seccomp(), &None);
+        assert_eq!(l.resources(), &None);
+        assert_eq!(l.masked_paths().as_deref(), Some(&s(mounts::MASKED)[..]));
+        assert_eq!(
+            l.readonly_paths().as_deref(),
+            Some(&s(mounts::READONLY)[..])
+        );
+        assert_eq!(oci.hooks(), &None);
+        // the mounts as Podman spells them
+        let ms = oci.mounts().as_ref().unwrap();
+        let find = |d: &str| {
+            ms.iter()
+                .find(|m| m.destination() == &PathBuf::from(d))
+                .unwrap()
+        };
+        let spelled = |d: &str| {
+            let m = find(d);
+            (
+                m.typ().clone().unwrap(),
+                m.source().clone().unwrap().to_string_lossy().into_owned(),
+                m.options().clone().unwrap(),
+            )
+        };
+        assert_eq!(
+            spelled("/proc"),
+            (
+                "proc".into(),
+                "proc".into(),
+                s(&["nosuid", "noexec", "nodev"])
+            )
+        );
+        assert_eq!(
+            spelled("/dev/pts"),
+            (
+                "devpts".into(),
+                "devpts".into(),
+                s(&[
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                    "gid=5"
+                ])
+            )
+        );
+        assert_eq!(
+            spelled("/dev/null"),
+            ("bind".into(), "/dev/null".into(), s(&["bind"]))
+        );
+        assert_eq!(spelled("/sys").0, "sysfs");
+        assert_eq!(spelled("/sys/fs/cgroup").0, "cgroup");
+        assert_eq!(
+            spelled("/etc/resolv.conf"),
+            ("bind".into(), "/run/c/resolv.conf".into(), s(&["bind"]))
+        );
+        // an empty workdir is the root
+        let p = process(&build(&Spec::default(), &etc(), &host()).unwrap());
+        assert!(p.is_err(), "a spec without args is refused");
+        let mut spec = plain();
+        spec.workdir.clear();
+        check(&spec, &host());
+    }
+
+    #[test]
+    fn user_forms() {
+        let user = |u: &str, h: &Host| {
+            let spec = Spec {
+                user: u.into(),
+                ..plain()
+            };
+            process(&check(&spec, h)).unwrap().user
+        };
+        let h = host();
+        assert_eq!(
+            user("1000:100", &h),
+            User::Numeric {
+                uid: 1000,
+                gid: 100,
+                groups: vec![]
+            }
+        );
+        assert_eq!(user("tester", &h), User::Name("tester".into()));
+        assert_eq!(user("tester:wheel", &h), User::Name("tester:wheel".into()));
+        // a bare uid takes its group from passwd, at start
+        assert_eq!(user("1000", &h), User::Name("1000".into()));
+        assert_eq!(user("", &h), User::Name("0".into()));
+        // resolving gives what process.rs resolves from the record's text today
+        const PW: &str = "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000::/home/t:/bin/sh\n";
+        const GR: &str = "root:x:0:\ntester:x:1000:\nwheel:x:10:tester\n";
+        for u in [
+            "",
+            "1000",
+            "1000:100",
+            "tester",
+            "tester:wheel",
+            "4242:4343",
+        ] {
+            let spec = Spec {
+                user: u.into(),
+                ..plain()
+            };
+            let p = process(&build(&spec, &etc(), &h).unwrap()).unwrap();
+            assert_eq!(
+                p.user.resolve(PW, GR),
+                proc::resolve_user(u, PW, GR),
+                "user `{u}`"
+            );
+        }
+        // additional gids from someone else's bundle are added
+        let n = User::Numeric {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![10, 44],
+        };
+        assert_eq!(n.resolve(PW, GR).unwrap().groups, vec![1000, 10, 44]);
+        assert_eq!(n.to_string(), "1000:1000");
+    }
+
+    #[test]
+    fn capabilities() {
+        let h = host();
+        let spec = Spec {
+            cap_add: s(&["NET_ADMIN", "cap_sys_ptrace"]),
+            cap_drop: s(&["CHOWN"]),
+            ..plain()
+        };
+        let oci = check(&spec, &h);
+        let set = oci
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert!(set.contains(&Capability::NetAdmin) && set.contains(&Capability::SysPtrace));
+        assert!(!set.contains(&Capability::Chown));
+        // spelled CAP_X in config.json
+        let json = serde_json::to_string(&oci).unwrap();
+        assert!(json.contains("\"CAP_NET_ADMIN\""), "{json}");
+        let all = Spec {
+            privileged: true,
+            cap_drop: s(&["KILL"]),
+            ..plain()
+        };
+        let oci = check(&all, &h);
+        let p = process(&oci).unwrap();
+        assert_eq!(p.caps, ((1u64 << 41) - 1) & !(1 << 5));
+        // privileged: nothing masked
+        let l = oci.linux().as_ref().unwrap();
+        assert_eq!(l.masked_paths().as_deref(), Some(&[][..]));
+        assert_eq!(l.readonly_paths().as_deref(), Some(&[][..]));
+        check(
+            &Spec {
+                cap_drop: s(&["ALL"]),
+                ..plain()
+            },
+            &h,
+        );
+        check(
+            &Spec {
+                cap_add: s(&["ALL"]),
+                ..plain()
+            },
+            &Host { last_cap: 37, ..h },
+        );
+    }
+
+    #[test]
+    fn keep_id_maps_and_user() {
+        let h = Host {
+            single_id: true,
+            keep_id: Some(KeepId {
+                uid: 1000,
+                gid: 1000,
+                uid_count: 65537,
+                gid_count: 65537,
+            }),
+            last_cap: 40,
+        };
+        let spec = Spec {
+            userns: UsernsMode::KeepId,
+            ..plain()
+        };
+        let oci = check(&spec, &h);
+        let l = oci.linux().as_ref().unwrap();
+        assert_eq!(
+            l.namespaces().iter().flatten().last().map(|n| n.typ()),
+            Some(LinuxNamespaceType::User)
+        );
+        let m = |c: u32, h: u32, n: u32| {
+            LinuxIdMappingBuilder::default()
+                .container_id(c)
+                .host_id(h)
+                .size(n)
+                .build()
+                .unwrap()
+        };
+        let want = vec![m(0, 1, 1000), m(1000, 0, 1), m(1001, 1001, 64536)];
+        assert_eq!(l.uid_mappings().as_ref(), Some(&want));
+        assert_eq!(l.gid_mappings().as_ref(), Some(&want));
+        // single id: devpts without gid=5 (checked against plan by `check`)
+        let pts = oci
+            .mounts()
+            .iter()
+            .flatten()
+            .find(|m| m.destination() == &PathBuf::from("/dev/pts"))
+            .unwrap();
+        assert!(!pts.options().iter().flatten().any(|o| o == "gid=5"));
+        // keep-id runs as the caller's ids unless -u is given
+        assert_eq!(
+            process(&oci).unwrap().user,
+            User::Numeric {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![]
+            }
+        );
+        let named = Spec {
+            user: "tester".into(),
+            ..spec
+        };
+        assert_eq!(
+            process(&check(&named, &h)).unwrap().user,
+            User::Name("tester".into())
+        );
+    }
+
+    #[test]
+    fn host_network() {
+        let spec = Spec {
+            network: NetworkMode::Host,
+            ..plain()
+        };
+        let oci = check(&spec, &host());
+        let nss: Vec<_> = oci
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .iter()
+            .flatten()
+            .map(|n| n.typ())
+            .collect();
+        assert!(!nss.contains(&LinuxNamespaceType::Network));
+        let sys = oci
+            .mounts()
+            .iter()
+            .flatten()
+            .find(|m| m.destination() == &PathBuf::from("/sys"))
+            .unwrap();
+        assert_eq!(sys.typ().as_deref(), Some("bind"));
+        assert_eq!(sys.options().as_deref(), Some(&s(&["rbind", "ro"])[..]));
+    }
+
+    #[test]
+    fn read_only_and_tty() {
+        let spec = Spec {
+            read_only: true,
+            tty: true,
+            no_new_privileges: true,
+            ..plain()
+        };
+        let oci = check(&spec, &host());
+        assert_eq!(oci.root().as_ref().unwrap().readonly(), Some(true));
+        let ops = mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap();
+        assert_eq!(ops.last(), Some(&Op::RootReadOnly));
+        let p = process(&oci).unwrap();
+        assert!(p.terminal && p.no_new_privileges);
+    }
+
+    fn with_volumes() -> Spec {
+        let mut spec = plain();
+        spec.mounts = vec![
+            MountSpec {
+                kind: MountKind::Bind,
+                source: "/home/u/data".into(),
+                destination: "/data".into(),
+                options: s(&["ro", "nosuid"]),
+            },
+            MountSpec {
+                kind: MountKind::Bind,
+                source: "/home/u/rw".into(),
+                destination: "/rw".into(),
+                options: s(&["rw", "noexec", "nodev"]),
+            },
+            MountSpec {
+                kind: MountKind::Tmpfs,
+                source: "tmpfs".into(),
+                destination: "/scratch".into(),
+                options: s(&["size=1m", "mode=700", "exec"]),
+            },
+            MountSpec {
+                kind: MountKind::Tmpfs,
+                source: "tmpfs".into(),
+                destination: "/ro".into(),
+                options: s(&["ro", "nr_inodes=100"]),
+            },
+        ];
+        spec
+    }
+
+    #[test]
+    fn volumes() {
+        let oci = check(&with_volumes(), &host());
+        let ms = oci.mounts().as_ref().unwrap();
+        let opts = |d: &str| {
+            ms.iter()
+                .find(|m| m.destination() == &PathBuf::from(d))
+                .unwrap()
+                .options()
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(opts("/data"), s(&["rbind", "ro", "nosuid"]));
+        assert_eq!(opts("/rw"), s(&["rbind", "nodev", "noexec"]));
+        assert_eq!(
+            opts("/scratch"),
+            s(&["nosuid", "nodev", "size=1m", "mode=700"])
+        );
+        assert_eq!(
+            opts("/ro"),
+            s(&["nosuid", "nodev", "noexec", "ro", "nr_inodes=100"])
+        );
+        // read-only root with volumes, single id, host network: all still the same plan
+        let spec = Spec {
+            read_only: true,
+            network: NetworkMode::Host,
+            ..with_volumes()
+        };
+        check(
+            &spec,
+            &Host {
+                single_id: true,
+                ..host()
+            },
+        );
+    }
+
+    #[test]
+    fn saved_and_loaded_gives_the_same_plan() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("config.json");
+        for spec in [
+            plain(),
+            with_volumes(),
+            Spec {
+                read_only: true,
+                privileged: true,
+                network: NetworkMode::Host,
+                user: "1000:1000".into(),
+                ..with_volumes()
+            },
+        ] {
+            let oci = build(&spec, &etc(), &host()).unwrap();
+            oci.save(&path).unwrap();
+            let back = OciSpec::load(&path).unwrap();
+            assert_eq!(back, oci);
+            assert_eq!(
+                mount_ops(&back, Rootfs::Dir("/r".into())).unwrap(),
+                today(&spec, &host())
+            );
+            assert_eq!(process(&back).unwrap(), process(&oci).unwrap());
+        }
+    }
+
+    #[test]
+    fn foreign_specs_are_refused_clearly() {
+        let mut oci = build(&plain(), &etc(), &host()).unwrap();
+        let mut ms = oci.mounts().clone().unwrap();
+        ms.push(mount("/x", "nfs", "server:/x", &[]));
+        oci.set_mounts(Some(ms.clone()));
+        let e = mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported filesystem type `nfs`"),
+            "{e}"
+        );
+        ms.pop();
+        ms.push(mount("/y", "bind", "/y", &["rbind", "z"]));
+        oci.set_mounts(Some(ms.clone()));
+        let e = mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported bind mount option `z`"),
+            "{e}"
+        );
+        ms.pop();
+        ms.push(mount("/y", "bind", "/y", &["rbind", "rshared"]));
+        oci.set_mounts(Some(ms.clone()));
+        assert!(mount_ops(&oci, Rootfs::Dir("/r".into())).is_err());
+        ms.pop();
+        ms.push(mount("rel", "tmpfs", "tmpfs", &[]));
+        oci.set_mounts(Some(ms));
+        assert!(mount_ops(&oci, Rootfs::Dir("/r".into())).is_err());
+        // propagation words in Podman's spelling are accepted
+        let mut ok = build(&plain(), &etc(), &host()).unwrap();
+        let mut ms = ok.mounts().clone().unwrap();
+        ms.push(mount("/z", "bind", "/z", &["rbind", "rprivate", "rw"]));
+        ok.set_mounts(Some(ms));
+        assert!(mount_ops(&ok, Rootfs::Dir("/r".into())).is_ok());
+        // one capability set only
+        let mut p = ok.process().clone().unwrap();
+        let mut c = p.capabilities().clone().unwrap();
+        c.set_ambient(Some([Capability::Kill].into()));
+        p.set_capabilities(Some(c));
+        ok.set_process(Some(p));
+        assert!(process(&ok).is_err());
+    }
+}
