@@ -79,7 +79,7 @@ pub fn run(g: &Context, a: ExecArgs) -> Result<ExitCode> {
         tty: a.tty,
         interactive: a.interactive,
         privileged: a.privileged,
-        seccomp_cache: Some(crate::layout::seccomp_cache(&g.storage_root()?)),
+        store: g.storage_root()?,
     };
     crate::runtime::exec::exec(&rec, pid, &opts)
 }

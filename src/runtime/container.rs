@@ -1,6 +1,6 @@
 //! The container parent: the process that clones the container (`rbox run`, `rbox start -a`,
 //! or the monitor of a detached container) and drives its init through the two sync points
-//! of [`sync`](super::sync): it writes keep-id maps while the init waits in its new
+//! of [`sync`](super::sync): it writes the id maps of a nested user namespace while the init waits in its new
 //! namespaces, then waits until the init is set up ([`create`] returns a [`Created`]), and
 //! lets it exec ([`Created::start`]) once the caller has recorded the container as running.
 //! The init's side is `init.rs`.
@@ -12,7 +12,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 
-use super::launch::{KeepId, Launch};
+use super::launch::Launch;
 use super::sync::{Channel, Msg};
 use super::{init, sys};
 
@@ -73,7 +73,7 @@ pub fn create(l: &Launch) -> Result<Created> {
     if l.own_net {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    if l.keep_id.is_some() {
+    if l.user_maps.is_some() {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
     // Signals stay blocked from here on: the parent takes them from a signalfd, the init
@@ -100,8 +100,8 @@ pub fn create(l: &Launch) -> Result<Created> {
         e
     };
     // sync point 1: the init's namespaces exist; configure them from outside
-    if let Some(k) = &l.keep_id {
-        write_keep_id_maps(pid, k, l.single_id).map_err(fail)?;
+    if let Some(maps) = &l.user_maps {
+        write_user_maps(pid, maps, l.single_id).map_err(fail)?;
     }
     ours.send(&Msg::Configured)
         .context("start container")
@@ -154,15 +154,14 @@ fn failed(pid: Pid, got: Option<Msg>) -> anyhow::Error {
     }
 }
 
-fn write_keep_id_maps(pid: Pid, k: &KeepId, single_id: bool) -> Result<()> {
+/// The id maps of the container's own user namespace (keep-id), from outside it.
+fn write_user_maps(pid: Pid, (uid_map, gid_map): &(String, String), single_id: bool) -> Result<()> {
     let p = format!("/proc/{pid}");
-    std::fs::write(format!("{p}/uid_map"), KeepId::map(k.uid, k.uid_count))
-        .context("write keep-id uid map")?;
+    std::fs::write(format!("{p}/uid_map"), uid_map).context("write the container's uid map")?;
     if single_id {
         // setgroups is denied in rbox's namespace, and so must be in any namespace below it
         std::fs::write(format!("{p}/setgroups"), "deny").context("deny setgroups")?;
     }
-    std::fs::write(format!("{p}/gid_map"), KeepId::map(k.gid, k.gid_count))
-        .context("write keep-id gid map")?;
+    std::fs::write(format!("{p}/gid_map"), gid_map).context("write the container's gid map")?;
     Ok(())
 }

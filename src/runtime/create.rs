@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use rbox_storage::{Driver, ImageRecord, Store};
 
-use super::{monitor, open_store, probe, spec};
+use super::{launch, monitor, open_store, probe, spec};
 use crate::context::Context;
 use crate::layout;
 use crate::state::{self, ContainerRecord, State, Status};
@@ -165,6 +165,8 @@ fn create(
             live_dir: String::new(),
         },
     };
+    // the OCI runtime spec the runtime starts the container from, then the record
+    launch::write_config(root, &rec)?;
     state::save(root, &rec)?;
     Ok(rec)
 }

@@ -13,11 +13,14 @@ use anyhow::{bail, Context, Result};
 use nix::unistd::{ForkResult, Pid};
 
 use super::container::forwarded;
+use oci_spec::runtime::Spec as OciSpec;
+
 use super::process::{self, Failure};
 use super::sync::{Channel, Msg};
-use super::{attach, sys, terminal};
+use super::{attach, caps, oci, sys, terminal};
 use crate::exit;
-use crate::state::{ContainerRecord, Spec};
+use crate::layout;
+use crate::state::ContainerRecord;
 
 /// What `rbox exec` may change of the container's process settings.
 #[derive(Debug, Clone, Default)]
@@ -29,8 +32,9 @@ pub struct ExecOptions {
     pub tty: bool,
     pub interactive: bool,
     pub privileged: bool,
-    /// where compiled seccomp programs are cached (`layout::seccomp_cache`)
-    pub seccomp_cache: Option<std::path::PathBuf>,
+    /// the store the container lives in: its `config.json`, and the cache of compiled
+    /// seccomp programs
+    pub store: std::path::PathBuf,
 }
 
 /// Namespaces joined, in order: the user namespace must come first (it grants the rest).
@@ -51,7 +55,9 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     }
     // The container's own filter (see below), compiled or read from the cache while our
     // paths are still the host's: joining the mount namespace changes them.
-    let seccomp = super::seccomp_program(&rec.spec, o.seccomp_cache.as_deref())?;
+    let seccomp = super::seccomp_program(&rec.spec, Some(&layout::seccomp_cache(&o.store)))?;
+    // The container's process as its OCI spec says, changed by exec's options.
+    let cmd = command(&super::launch::config(&o.store, rec)?, rec, o)?;
     // Open every namespace before joining any: /proc paths resolve differently afterwards.
     let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
     for (name, flag) in NAMESPACES {
@@ -74,7 +80,6 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
             .with_context(|| format!("join the namespaces of container {}", rec.name))?;
     }
     drop(fds);
-    let spec = exec_spec(&rec.spec, o);
     // The container's own filter, as its capabilities decided it: `exec --privileged` adds
     // capabilities to this process but does not lift the container's seccomp profile (Podman).
     // The terminal comes from the container's own devpts, which is ours now too.
@@ -88,7 +93,12 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     let child = match sys::fork().context("fork exec process")? {
         ForkResult::Child => {
             drop(ours);
-            let f = child_main(&spec, pty.as_ref().map(|p| &p.slave), seccomp.as_deref());
+            let f = child_main(
+                &cmd,
+                o.interactive,
+                pty.as_ref().map(|p| &p.slave),
+                seccomp.as_deref(),
+            );
             let _ = theirs.send(&Msg::Failed {
                 code: f.code,
                 msg: f.msg,
@@ -112,38 +122,48 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     Ok(ExitCode::from(exit::from_wait(status)))
 }
 
-/// The container's spec with exec's command, environment, user and directory.
-fn exec_spec(base: &Spec, o: &ExecOptions) -> Spec {
-    let mut s = base.clone();
-    s.set_args(o.args.clone());
-    s.env = super::spec::merge_env(&[&base.env, &o.env]);
+/// The container's process (from its spec) with exec's command, environment, user and
+/// directory.
+fn command(spec: &OciSpec, rec: &ContainerRecord, o: &ExecOptions) -> Result<process::Command> {
+    let bad = |e: anyhow::Error| e.context(format!("container {}", rec.name));
+    let mut p = oci::process(spec).map_err(bad)?;
+    let own_userns = oci::namespaces(spec).map_err(bad)?.user_maps.is_some();
+    p.args = o
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    p.env = super::spec::merge_env(&[&p.env, &o.env]);
     if let Some(u) = &o.user {
-        s.user = u.clone();
+        p.user = oci::User::Name(u.clone());
     }
     if let Some(w) = &o.workdir {
-        s.workdir = w.clone();
+        p.cwd = w.clone();
     }
-    s.tty = o.tty;
-    s.interactive = o.interactive;
-    s.privileged = base.privileged || o.privileged;
+    p.terminal = o.tty;
     if o.privileged {
-        s.cap_add = vec!["ALL".into()];
-        s.cap_drop.clear();
+        p.caps = caps::kept(&["ALL".to_string()], &[], true, caps::last_cap())?;
     }
-    s
+    Ok(process::Command {
+        process: p,
+        argv: o.args.clone(),
+        hostname: oci::hostname(spec),
+        own_userns,
+    })
 }
 
 fn child_main(
-    spec: &Spec,
+    cmd: &process::Command,
+    interactive: bool,
     slave: Option<&OwnedFd>,
     seccomp: Option<&[libc::sock_filter]>,
 ) -> Failure {
     if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
         return Failure::setup(format!("set parent death signal: {e}"));
     }
-    if let Err(f) = terminal::attach_stdio(slave, !spec.interactive) {
+    if let Err(f) = terminal::attach_stdio(slave, !interactive) {
         return f;
     }
     let single_id = super::userns::current_mode() == super::userns::Mode::Single;
-    process::exec(spec, single_id, seccomp)
+    process::exec(cmd, single_id, seccomp)
 }

@@ -46,8 +46,10 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
     if l.own_net {
         sys::loopback_up().map_err(|e| Failure::setup(format!("bring up loopback: {e}")))?;
     }
-    nix::unistd::sethostname(&l.spec.hostname)
-        .map_err(|e| Failure::setup(format!("set hostname `{}`: {e}", l.spec.hostname)))?;
+    if !l.hostname.is_empty() {
+        nix::unistd::sethostname(&l.hostname)
+            .map_err(|e| Failure::setup(format!("set hostname `{}`: {e}", l.hostname)))?;
+    }
     super::mounts::apply(&l.ops, &l.target)?;
     if let Some(fds) = l.stdio {
         for (i, fd) in fds.iter().enumerate() {
@@ -55,7 +57,7 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
                 .map_err(|e| Failure::setup(format!("set up stdio: {e}")))?;
         }
     }
-    let slave = if l.spec.tty {
+    let slave = if l.command.process.terminal {
         let pty = terminal::open(l.winsize.as_ref())?;
         chan.send(&Msg::Terminal(pty.master))
             .map_err(|e| Failure::setup(format!("send terminal to rbox: {e}")))?;
@@ -63,7 +65,7 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
     } else {
         None
     };
-    if !l.spec.init {
+    if !l.init {
         stdio(l, slave.as_ref())?;
     }
     // sync point 2: set up; the parent records the container as running, then starts it
@@ -73,15 +75,15 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         Ok(Some(Msg::Start)) => {}
         _ => sys::exit_now(crate::exit::FAILED as i32),
     }
-    if l.spec.init {
+    if l.init {
         return Ok(reaper(l, slave));
     }
-    Ok(process::exec(&l.spec, l.single_id, l.seccomp.as_deref()))
+    Ok(process::exec(&l.command, l.single_id, l.seccomp.as_deref()))
 }
 
 /// The command's stdio: the terminal, or /dev/null as stdin when nothing is attached.
 fn stdio(l: &Launch, slave: Option<&OwnedFd>) -> Result<(), Failure> {
-    terminal::attach_stdio(slave, !l.spec.interactive && l.stdio.is_none())
+    terminal::attach_stdio(slave, !l.interactive && l.stdio.is_none())
 }
 
 /// `--init`: PID 1 forks the command, forwards signals to it and reaps every process until
@@ -93,7 +95,7 @@ fn reaper(l: &Launch, slave: Option<OwnedFd>) -> Failure {
                 return f;
             }
             drop(slave);
-            return process::exec(&l.spec, l.single_id, l.seccomp.as_deref());
+            return process::exec(&l.command, l.single_id, l.seccomp.as_deref());
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
         Err(e) => return Failure::setup(format!("fork init child: {e}")),

@@ -1,5 +1,6 @@
-//! Launch: a container's record -> what its processes need ([`Launch`]): the mount plan, the
-//! id maps of keep-id, the seccomp program, the /etc files. Runs in the process that will be
+//! Launch: a container's OCI runtime spec (`config.json`, written at create) and rbox's record
+//! -> what its processes need ([`Launch`]): the mount plan, the command, the id maps of
+//! keep-id, the seccomp program, the /etc files. Runs in the process that will be
 //! the container's parent (`rbox run`, `rbox start`, or the monitor of `run -d`), before any
 //! clone; besides writing the container's /etc files it only reads.
 
@@ -10,14 +11,22 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use rbox_storage::Store;
 
-use super::mounts::{self, Op};
-use super::{caps, seccomp, terminal, userns};
-use crate::layout;
-use crate::state::{self, ContainerRecord, Spec};
+use oci_spec::runtime::Spec as OciSpec;
 
-/// Everything the child needs, computed before the clone.
+use super::mounts::{self, Op};
+use super::{caps, oci, process, seccomp, terminal, userns};
+use crate::layout;
+use crate::state::{self, ContainerRecord};
+
+/// Everything the container's init needs, computed before the clone.
 pub struct Launch {
-    pub spec: Spec,
+    /// the command, as the spec's process says
+    pub command: process::Command,
+    pub hostname: String,
+    /// `--init`: PID 1 is rbox's reaper and the command its child
+    pub init: bool,
+    /// stdin stays attached (`-i`)
+    pub interactive: bool,
     pub ops: Vec<Op>,
     /// where the new root is assembled before pivot_root
     pub target: PathBuf,
@@ -26,8 +35,9 @@ pub struct Launch {
     pub own_net: bool,
     /// stdin/stdout/stderr for the container when there is no terminal (detached: a log file)
     pub stdio: Option<[RawFd; 3]>,
-    /// `--userns=keep-id`: a nested user namespace with these maps (written by the parent)
-    pub keep_id: Option<KeepId>,
+    /// a nested user namespace (`--userns=keep-id`) with this uid_map and gid_map text,
+    /// written by the parent at the first sync point
+    pub user_maps: Option<(String, String)>,
     /// With `-t`, the caller's window size, set on the container's terminal before exec
     /// (the command may ask for it at once, before rbox relays anything)
     pub winsize: Option<libc::winsize>,
@@ -64,59 +74,107 @@ impl KeepId {
     }
 }
 
-/// The launch plan of `rec`; `stdio` replaces the container's stdin, stdout and stderr
-/// (a detached container's log).
+/// The launch plan of `rec`, from its stored OCI runtime spec (`config.json`); `stdio`
+/// replaces the container's stdin, stdout and stderr (a detached container's log).
 pub fn plan(store: &Store, rec: &ContainerRecord, stdio: Option<[i32; 3]>) -> Result<Launch> {
     let dir = store.container_dir(&rec.id)?;
     store
         .lookup_image(&rec.image_id)
         .with_context(|| format!("image {} of container {} is gone", &rec.image_id, rec.name))?;
+    let spec = config(store.root(), rec)?;
     let rootfs = store
         .rootfs(rec.driver, &dir, rec.auto_remove)
         .context("create empty lower layer")?;
-    let etc = write_etc(&dir.dir, rec)?;
-    let mode = userns::current_mode();
-    let single_id = mode == userns::Mode::Single;
-    let own_net = rec.spec.network != state::NetworkMode::Host;
-    let ops = mounts::plan(
-        rootfs,
-        &rec.spec,
-        &etc,
-        mounts::Env {
-            own_net,
-            tty_gid: !single_id,
-        },
-    );
+    let hostname = oci::hostname(&spec);
+    write_etc(&dir.dir, rec, &hostname)?;
+    let single_id = userns::current_mode() == userns::Mode::Single;
+    let bad = |e: anyhow::Error| {
+        let path = layout::oci_config(store.root(), &rec.id);
+        e.context(format!("container {}: `{}`", rec.name, path.display()))
+    };
+    let ops = oci::mount_ops(&spec, rootfs).map_err(bad)?;
+    let process = oci::process(&spec).map_err(bad)?;
+    let ns = oci::namespaces(&spec).map_err(bad)?;
     // Every container assembles its root on this one directory, each in its own mount
     // namespace. A per-container mount point would have to be removed after exit, and
     // removing a directory that is still a mount point in a dying namespace waits for the
     // kernel's namespace teardown (tens of milliseconds).
     let target = layout::mount_point(store.root());
     fs::create_dir_all(&target).with_context(|| format!("create `{}`", target.display()))?;
-    let mut spec = rec.spec.clone();
-    let spec_tty = spec.tty;
-    let keep_id = keep_id(&mode, &mut spec);
-    let seccomp = seccomp_program(&spec, Some(&layout::seccomp_cache(store.root())))?;
+    let seccomp = seccomp_program(&rec.spec, Some(&layout::seccomp_cache(store.root())))?;
+    let winsize = if process.terminal {
+        terminal::caller_winsize()
+    } else {
+        None
+    };
     Ok(Launch {
-        seccomp,
-        spec,
+        command: command(process, rec, &hostname, ns.user_maps.is_some()),
+        hostname,
+        init: rec.spec.init,
+        interactive: rec.spec.interactive,
         ops,
         target,
         single_id,
-        own_net,
+        own_net: ns.own_net,
         stdio,
-        keep_id,
-        winsize: if spec_tty {
-            terminal::caller_winsize()
-        } else {
-            None
-        },
+        user_maps: ns.user_maps,
+        winsize,
+        seccomp,
     })
 }
 
+/// The command of `process`, with the exact bytes of arguments that are not UTF-8 (JSON holds
+/// only text: the record keeps them) while the spec's arguments are the ones recorded.
+pub fn command(
+    process: oci::Process,
+    rec: &ContainerRecord,
+    hostname: &str,
+    own_userns: bool,
+) -> process::Command {
+    let argv = if process.args == rec.spec.args {
+        rec.spec.argv()
+    } else {
+        process.args.iter().map(Into::into).collect()
+    };
+    process::Command {
+        process,
+        argv,
+        hostname: hostname.to_string(),
+        own_userns,
+    }
+}
+
+/// The container's OCI runtime spec: its `config.json`, written at create. A container
+/// created before rbox wrote one gets it now, from its record.
+pub fn config(root: &Path, rec: &ContainerRecord) -> Result<OciSpec> {
+    let path = layout::oci_config(root, &rec.id);
+    if !path.exists() {
+        write_config(root, rec)?;
+    }
+    oci::load(&path)
+}
+
+/// Write the container's `config.json` from its record, for this caller's id mapping.
+pub fn write_config(root: &Path, rec: &ContainerRecord) -> Result<()> {
+    let mode = userns::current_mode();
+    let dir = layout::container_dir(root, &rec.id);
+    let [hosts, hostname, resolv] = layout::etc_files(&dir);
+    let etc = mounts::EtcFiles {
+        hosts,
+        hostname,
+        resolv,
+    };
+    let host = oci::Host {
+        single_id: mode == userns::Mode::Single,
+        keep_id: keep_id(&mode, &rec.spec),
+        last_cap: caps::last_cap(),
+    };
+    let spec = oci::build(&rec.spec, &etc, &host).context("build the OCI runtime spec")?;
+    oci::save(&layout::oci_config(root, &rec.id), &spec)
+}
+
 /// Write /etc/hosts, /etc/hostname and /etc/resolv.conf for the container.
-fn write_etc(dir: &Path, rec: &ContainerRecord) -> Result<mounts::EtcFiles> {
-    let host = &rec.spec.hostname;
+fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::EtcFiles> {
     let [hosts, hostname, resolv] = layout::etc_files(dir);
     let files = mounts::EtcFiles {
         hosts,
@@ -162,17 +220,15 @@ pub fn seccomp_program(
     seccomp::program(&spec.seccomp, spec.privileged, kept, cache).context("build seccomp filter")
 }
 
-/// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside.
-fn keep_id(mode: &userns::Mode, spec: &mut state::Spec) -> Option<KeepId> {
+/// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside (the
+/// spec's user, unless `-u` named one).
+fn keep_id(mode: &userns::Mode, spec: &state::Spec) -> Option<KeepId> {
     if spec.userns != state::UsernsMode::KeepId || *mode == userns::Mode::Root {
         return None;
     }
     // inside rbox's namespace we are root; the caller's host ids are what keep-id keeps
     let (huid, hgid) = userns::host_ids();
     let ids = mode.idmap();
-    if spec.user.is_empty() {
-        spec.user = format!("{huid}:{hgid}");
-    }
     Some(KeepId {
         uid: huid,
         gid: hgid,
@@ -183,7 +239,75 @@ fn keep_id(mode: &userns::Mode, spec: &mut state::Spec) -> Option<KeepId> {
 
 #[cfg(test)]
 mod tests {
-    use super::KeepId;
+    use super::*;
+    use crate::state::{ContainerRecord, Spec, State, Status};
+
+    fn record(spec: Spec) -> ContainerRecord {
+        ContainerRecord {
+            id: "0".repeat(64),
+            name: "c".into(),
+            image: "busybox".into(),
+            image_name: "localhost/busybox:latest".into(),
+            image_id: "1".repeat(64),
+            created: String::new(),
+            driver: rbox_storage::Driver::Overlay,
+            auto_remove: false,
+            spec,
+            state: State {
+                status: Status::Created,
+                pid: 0,
+                exit_code: None,
+                started_at: String::new(),
+                finished_at: String::new(),
+                error: String::new(),
+                live_dir: String::new(),
+            },
+        }
+    }
+
+    fn spec_of(rec: &ContainerRecord) -> OciSpec {
+        let etc = mounts::EtcFiles {
+            hosts: "/c/hosts".into(),
+            hostname: "/c/hostname".into(),
+            resolv: "/c/resolv.conf".into(),
+        };
+        let host = oci::Host {
+            single_id: false,
+            keep_id: None,
+            last_cap: 40,
+        };
+        oci::build(&rec.spec, &etc, &host).unwrap()
+    }
+
+    /// The command comes from the spec's process; a non-UTF-8 argument keeps its exact bytes
+    /// from the record as long as the spec's arguments are the recorded ones.
+    #[test]
+    fn the_command_is_the_specs_with_the_records_exact_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut spec = Spec {
+            hostname: "box".into(),
+            env: vec!["A=1".into()],
+            ..Default::default()
+        };
+        spec.set_args(vec![
+            "ls".into(),
+            std::ffi::OsStr::from_bytes(b"caf\xe9").to_os_string(),
+        ]);
+        let rec = record(spec);
+        let oci = spec_of(&rec);
+        let p = oci::process(&oci).unwrap();
+        let c = command(p.clone(), &rec, &oci::hostname(&oci), false);
+        assert_eq!(c.argv[1].as_bytes(), b"caf\xe9");
+        assert_eq!(c.hostname, "box");
+        assert_eq!(c.process.env, ["A=1"]);
+        assert!(!c.own_userns);
+
+        // a spec whose command was changed runs that command, as text
+        let mut edited = p;
+        edited.args = vec!["echo".into(), "caf\u{e9}".into()];
+        let c = command(edited, &rec, "box", false);
+        assert_eq!(c.argv, ["echo", "caf\u{e9}"]);
+    }
 
     #[test]
     fn keep_id_maps() {

@@ -15,6 +15,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 pub use rbox_storage::Rootfs;
 
 use super::sys;
+#[cfg(test)]
 use crate::state::{MountKind, Spec};
 
 /// One step of the mount setup. Paths in `Inside` are relative to the new root.
@@ -88,17 +89,22 @@ pub struct EtcFiles {
 }
 
 /// Whether the container has its own network namespace, and whether gid 5 (tty) is mapped.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Env {
     pub own_net: bool,
     pub tty_gid: bool,
 }
 
+#[cfg(test)]
 fn f(flags: MsFlags) -> u64 {
     flags.bits()
 }
 
-/// Compute the mount list for a container.
+/// The mount list rbox executed before the runtime ran from the OCI spec, computed from the
+/// record directly: kept as the tests' reference that `oci::mount_ops(oci::build(..))` plans
+/// exactly the same mounts.
+#[cfg(test)]
 pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
     let nsd = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     use Op::*;

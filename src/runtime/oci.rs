@@ -24,10 +24,6 @@
 //! - no seccomp section yet: the runtime keeps compiling rbox's seccomp mode from the record.
 //!   No hooks (rbox has none).
 
-// Nothing calls this module until `create` writes config.json and the runtime runs from it
-// (issue 7's next step); the tests exercise all of it meanwhile.
-#![allow(dead_code)]
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -593,6 +589,91 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
     })
 }
 
+/// The namespaces the container gets besides rbox's own user namespace, as the runtime
+/// creates them: whether it has a network namespace of its own, and the `uid_map` and
+/// `gid_map` texts of a nested user namespace (`--userns=keep-id`). Namespaces joined by path
+/// are refused (rbox does not join other containers' namespaces yet).
+pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
+    use LinuxNamespaceType as T;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .context("the spec has no linux section")?;
+    let mut own_net = false;
+    let mut user = false;
+    for n in linux.namespaces().as_deref().unwrap_or_default() {
+        if let Some(p) = n.path() {
+            bail!(
+                "the spec joins the {:?} namespace at `{}`: rbox does not join namespaces by path yet",
+                n.typ(),
+                p.display()
+            );
+        }
+        match n.typ() {
+            T::Network => own_net = true,
+            T::User => user = true,
+            T::Mount | T::Pid | T::Uts | T::Ipc | T::Cgroup => {}
+            t => bail!("the spec asks for a {t:?} namespace, which rbox does not create"),
+        }
+    }
+    let text = |m: &Option<Vec<LinuxIdMapping>>| -> String {
+        m.as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let user_maps = if user {
+        let (u, g) = (text(linux.uid_mappings()), text(linux.gid_mappings()));
+        if u.is_empty() || g.is_empty() {
+            bail!("the spec asks for a user namespace without uidMappings and gidMappings");
+        }
+        Some((u, g))
+    } else {
+        None
+    };
+    Ok(Namespaces { own_net, user_maps })
+}
+
+/// See [`namespaces`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespaces {
+    pub own_net: bool,
+    /// uid_map and gid_map text of a nested user namespace
+    pub user_maps: Option<(String, String)>,
+}
+
+/// The container's hostname ("" when the spec sets none: the runtime then keeps the one the
+/// new UTS namespace starts with).
+pub fn hostname(spec: &OciSpec) -> String {
+    spec.hostname().clone().unwrap_or_default()
+}
+
+/// The largest config.json rbox reads (a spec with thousands of mounts stays far below).
+const MAX_CONFIG: u64 = 4 << 20;
+
+/// Read a spec from `path`.
+pub fn load(path: &std::path::Path) -> Result<OciSpec> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("open `{}`", path.display()))?;
+    let mut text = Vec::new();
+    f.take(MAX_CONFIG + 1)
+        .read_to_end(&mut text)
+        .with_context(|| format!("read `{}`", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG {
+        bail!("read `{}`: larger than {MAX_CONFIG} bytes", path.display());
+    }
+    serde_json::from_slice(&text).with_context(|| format!("parse `{}`", path.display()))
+}
+
+/// Write `spec` to `path`, replacing it atomically (through `path` + `.tmp`).
+pub fn save(path: &std::path::Path, spec: &OciSpec) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(spec).context("serialise the OCI spec")?;
+    std::fs::write(&tmp, text).with_context(|| format!("write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write `{}`", path.display()))
+}
+
 /// rbox gives the command one set: bounding = effective = permitted, nothing inherited.
 fn one_set(c: &LinuxCapabilities) -> Result<u64> {
     let bounding = cap_mask(c.bounding())?;
@@ -1136,5 +1217,72 @@ mod tests {
         p.set_capabilities(Some(c));
         ok.set_process(Some(p));
         assert!(process(&ok).is_err());
+    }
+
+    #[test]
+    fn namespaces_read_back() {
+        let plain_ns = namespaces(&check(&plain(), &host())).unwrap();
+        assert_eq!(
+            plain_ns,
+            Namespaces {
+                own_net: true,
+                user_maps: None
+            }
+        );
+        let host_net = Spec {
+            network: NetworkMode::Host,
+            ..plain()
+        };
+        assert!(!namespaces(&check(&host_net, &host())).unwrap().own_net);
+        let k = KeepId {
+            uid: 1000,
+            gid: 1001,
+            uid_count: 65537,
+            gid_count: 65537,
+        };
+        let h = Host {
+            keep_id: Some(k.clone()),
+            ..host()
+        };
+        let keep = Spec {
+            userns: UsernsMode::KeepId,
+            ..plain()
+        };
+        let ns = namespaces(&check(&keep, &h)).unwrap();
+        assert_eq!(
+            ns.user_maps,
+            Some((KeepId::map(1000, 65537), KeepId::map(1001, 65537)))
+        );
+
+        // what rbox cannot do is refused with the reason, not ignored
+        let mut joined = check(&plain(), &host());
+        let mut l = joined.linux().clone().unwrap();
+        let mut nss = l.namespaces().clone().unwrap();
+        nss[0].set_path(Some("/proc/1/ns/pid".into()));
+        l.set_namespaces(Some(nss));
+        joined.set_linux(Some(l.clone()));
+        let e = namespaces(&joined).unwrap_err().to_string();
+        assert!(e.contains("`/proc/1/ns/pid`"), "{e}");
+        let mut no_maps = check(&keep, &h);
+        l = no_maps.linux().clone().unwrap();
+        l.set_uid_mappings(None);
+        no_maps.set_linux(Some(l));
+        let e = namespaces(&no_maps).unwrap_err().to_string();
+        assert!(e.contains("uidMappings"), "{e}");
+    }
+
+    #[test]
+    fn load_refuses_what_is_not_a_spec() {
+        let dir = std::env::temp_dir().join(format!("rbox-oci-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("config.json");
+        std::fs::write(&p, "{not json").unwrap();
+        let e = format!("{:#}", load(&p).unwrap_err());
+        assert!(e.starts_with(&format!("parse `{}`", p.display())), "{e}");
+        let spec = check(&plain(), &host());
+        save(&p, &spec).unwrap();
+        assert_eq!(load(&p).unwrap(), spec);
+        assert!(!p.with_extension("json.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,9 +11,9 @@ use std::path::Path;
 
 use nix::unistd::{Gid, Uid};
 
+use super::oci;
 use super::{caps, sys};
 use crate::exit;
-use crate::state::{Spec, UsernsMode};
 
 /// A setup failure with the exit code it must produce.
 #[derive(Debug)]
@@ -183,10 +183,25 @@ fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
         .find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
+/// What the process step runs: the process of the container's OCI spec, with what the spec
+/// cannot say.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub process: oci::Process,
+    /// the arguments as the kernel gets them: the spec's, or their exact bytes where the
+    /// record holds arguments that are not UTF-8
+    pub argv: Vec<OsString>,
+    /// the container's hostname, for `HOSTNAME` when the environment has none
+    pub hostname: String,
+    /// the command runs in a user namespace of its own (`--userns=keep-id`), where the ids
+    /// of the process are mapped even without a subordinate range
+    pub own_userns: bool,
+}
+
 /// Everything between pivot_root and exec. Never returns on success. `seccomp` is the
 /// container's filter, compiled before the fork.
-pub fn exec(spec: &Spec, single_id: bool, seccomp: Option<&[libc::sock_filter]>) -> Failure {
-    match prepare_and_exec(spec, single_id, seccomp) {
+pub fn exec(cmd: &Command, single_id: bool, seccomp: Option<&[libc::sock_filter]>) -> Failure {
+    match prepare_and_exec(cmd, single_id, seccomp) {
         Ok(never) => match never {},
         Err(f) => f,
     }
@@ -195,19 +210,20 @@ pub fn exec(spec: &Spec, single_id: bool, seccomp: Option<&[libc::sock_filter]>)
 enum Never {}
 
 fn prepare_and_exec(
-    spec: &Spec,
+    cmd: &Command,
     single_id: bool,
     seccomp: Option<&[libc::sock_filter]>,
 ) -> Result<Never, Failure> {
+    let p = &cmd.process;
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
-    let id = resolve_user(&spec.user, &passwd, &group).map_err(Failure::setup)?;
-    if single_id && (id.uid != 0 || id.gid != 0) && spec.userns != UsernsMode::KeepId {
+    let id = p.user.resolve(&passwd, &group).map_err(Failure::setup)?;
+    if single_id && (id.uid != 0 || id.gid != 0) && !cmd.own_userns {
         return Err(Failure::setup(format!(
             "user `{}` (uid {} gid {}) does not exist in this user namespace: only uid 0 is mapped \
              because you have no /etc/subuid and /etc/subgid range (`rbox info` prints the command \
              an admin runs to add a free one)",
-            spec.user, id.uid, id.gid
+            p.user, id.uid, id.gid
         )));
     }
     if !single_id {
@@ -218,12 +234,12 @@ fn prepare_and_exec(
                 return Err(Failure::setup(format!(
                     "user `{}`: {what} {n} is outside the container's ids ({what}s {ids} exist): \
                      choose an id in that range",
-                    spec.user
+                    p.user
                 )));
             }
         }
     }
-    let mut env = spec.env.clone();
+    let mut env = p.env.clone();
     if env_value(&env, "HOME").is_none() {
         env.push(format!(
             "HOME={}",
@@ -231,14 +247,10 @@ fn prepare_and_exec(
         ));
     }
     if env_value(&env, "HOSTNAME").is_none() {
-        env.push(format!("HOSTNAME={}", spec.hostname));
+        env.push(format!("HOSTNAME={}", cmd.hostname));
     }
     // The working directory is created if missing, as Docker does.
-    let wd = if spec.workdir.is_empty() {
-        "/"
-    } else {
-        &spec.workdir
-    };
+    let wd = if p.cwd.is_empty() { "/" } else { &p.cwd };
     if fs::metadata(wd).is_err() {
         fs::create_dir_all(wd)
             .map_err(|e| Failure::setup(format!("create working directory `{wd}`: {e}")))?;
@@ -249,9 +261,12 @@ fn prepare_and_exec(
     let path = env_value(&env, "PATH")
         .unwrap_or(super::spec::DEFAULT_PATH)
         .to_string();
-    let argv_os = spec.argv();
+    let argv_os = &cmd.argv;
+    if argv_os.is_empty() {
+        return Err(Failure::setup("the container's process has no command"));
+    }
     let exe = find_executable(&argv_os[0], &path)?;
-    if spec.tty {
+    if p.terminal {
         // The terminal belongs to the container user; fd 0 is its slave side.
         let _ = sys::fchown(sys::stdio(0), id.uid, None);
     }
@@ -265,7 +280,7 @@ fn prepare_and_exec(
     }
     // Capabilities: bounding set first (needs CAP_SETPCAP, still held), then ids, then capset.
     let last = caps::last_cap();
-    let kept = caps::kept(&spec.cap_add, &spec.cap_drop, spec.privileged, last)?;
+    let kept = p.caps;
     for c in 0..=last {
         if kept & (1 << c) == 0 {
             sys::capbset_drop(c)
@@ -295,7 +310,7 @@ fn prepare_and_exec(
     if id.uid == 0 {
         sys::capset(kept, kept, 0).map_err(|e| Failure::setup(format!("set capabilities: {e}")))?;
     }
-    if spec.no_new_privileges {
+    if p.no_new_privileges {
         sys::set_no_new_privs().map_err(|e| Failure::setup(format!("set no_new_privs: {e}")))?;
     }
     let cstr = |s: &OsStr| {

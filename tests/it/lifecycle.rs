@@ -242,8 +242,14 @@ fn a_created_container_starts_from_its_stored_config_json() {
         );
         let text = std::fs::read_to_string(&path).unwrap();
         let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert!(spec["ociVersion"].as_str().unwrap().starts_with("1."), "{text}");
-        assert_eq!(spec["process"]["args"], serde_json::json!(["echo", "from-flags"]));
+        assert!(
+            spec["ociVersion"].as_str().unwrap().starts_with("1."),
+            "{text}"
+        );
+        assert_eq!(
+            spec["process"]["args"],
+            serde_json::json!(["echo", "from-flags"])
+        );
         assert_eq!(spec["process"]["cwd"], "/tmp");
         assert!(spec["process"]["env"]
             .as_array()
@@ -268,18 +274,10 @@ fn a_created_container_starts_from_its_stored_config_json() {
         spec["process"]["cwd"] = "/".into();
         spec["hostname"] = "edited".into();
         std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-        let out = env
-            .rbox()
-            .args(["start", "-a", "c"])
-            .output()
-            .success();
+        let out = env.rbox().args(["start", "-a", "c"]).output().success();
         assert_eq!(out.text(), "config / edited", "{out}");
         // and again: a restart runs from the same stored spec
-        let out = env
-            .rbox()
-            .args(["start", "-a", "c"])
-            .output()
-            .success();
+        let out = env.rbox().args(["start", "-a", "c"]).output().success();
         assert_eq!(out.text(), "config / edited", "{out}");
         env.rbox().args(["rm", "c"]).output().success();
     });
