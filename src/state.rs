@@ -231,6 +231,21 @@ pub struct State {
     pub live_dir: String,
 }
 
+impl State {
+    /// The state of a container that was created and never started.
+    pub fn created() -> Self {
+        State {
+            status: Status::Created,
+            pid: 0,
+            exit_code: None,
+            started_at: String::new(),
+            finished_at: String::new(),
+            error: String::new(),
+            live_dir: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// 64 hex digits

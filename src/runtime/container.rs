@@ -1,8 +1,8 @@
 //! The container parent: the process that clones the container (`rbox run`, `rbox start -a`,
 //! or the monitor of a detached container) and drives its init through the two sync points
-//! of [`sync`](super::sync): it writes the id maps of a nested user namespace while the init waits in its new
-//! namespaces, then waits until the init is set up ([`create`] returns a [`Created`]), and
-//! lets it exec ([`Created::start`]) once the caller has recorded the container as running.
+//! of [`sync`](super::sync): it writes the id maps of a nested user namespace while the init
+//! waits in its new namespaces ([`create`]), has the caller record the container as running
+//! while the init sets itself up, and then lets it exec ([`Created::start`]).
 //! The init's side is `init.rs`.
 
 use std::os::fd::OwnedFd;
@@ -16,8 +16,9 @@ use super::launch::Launch;
 use super::sync::{Channel, Msg};
 use super::{init, sys};
 
-/// A container whose init is set up and waits for [`Created::start`]. Dropping it without
-/// starting ends the init (it reads end-of-file instead of its start message).
+/// A container whose init exists (its namespaces configured) and sets itself up, to exec its
+/// command on [`Created::start`]. Dropping it without starting ends the init (it reads
+/// end-of-file instead of its start message).
 pub struct Created {
     pub pid: Pid,
     /// the terminal master, with `-t`
@@ -52,9 +53,11 @@ pub fn forwarded() -> SigSet {
     s
 }
 
-/// Clone the container's init and bring it to its second sync point: namespaces configured,
-/// mounts, pivot_root and terminal done, the command not yet exec'd.
-pub fn create(l: &Launch) -> Result<Created> {
+/// Clone the container's init and configure its namespaces (sync point 1); it then sets
+/// itself up (mounts, pivot_root, terminal) and waits at sync point 2 for its start.
+/// `cloned` runs with the init's pid while the init sets itself up (the caller records the
+/// container as running there: in parallel with the setup, and before the command can run).
+pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Created> {
     // The child runs Rust code (it allocates) between clone and exec: that is only sound
     // while no other thread exists, e.g. one holding the allocator's lock. Pull threads are
     // joined by now; check rather than trust it.
@@ -106,39 +109,33 @@ pub fn create(l: &Launch) -> Result<Created> {
     ours.send(&Msg::Configured)
         .context("start container")
         .map_err(fail)?;
-    // sync point 2: the init is set up and waits for its start
-    let mut pty = None;
-    loop {
-        match ours
-            .recv()
-            .context("read container start status")
-            .map_err(fail)?
-        {
-            Some(Msg::Terminal(fd)) => pty = Some(fd),
-            Some(Msg::Ready) => {
-                return Ok(Created {
-                    pid,
-                    pty,
-                    chan: ours,
-                })
-            }
-            other => return Err(failed(pid, other)),
-        }
-    }
+    cloned(pid).map_err(fail)?;
+    Ok(Created {
+        pid,
+        pty: None,
+        chan: ours,
+    })
 }
 
 impl Created {
-    /// Let the init exec the command; returns once it has (or failed to).
+    /// Let the init exec the command once it is set up; returns once it has exec'd (or
+    /// failed to). The start goes out at once: the init finds it waiting at sync point 2 and
+    /// needs no round trip. (A caller that splits create and start, as the OCI runtime's
+    /// `create` will, first reads the init's `Ready`.)
     pub fn start(self) -> Result<Started> {
-        let Created { pid, pty, chan } = self;
+        let Created { pid, mut pty, chan } = self;
         if let Err(e) = chan.send(&Msg::Start) {
             // the init is gone: its exit status is the answer
             let _ = nix::sys::wait::waitpid(pid, None);
             return Err(anyhow::Error::from(e).context("start container"));
         }
-        match chan.recv().context("read container start status")? {
-            None => Ok(Started { pid, pty }),
-            other => Err(failed(pid, other)),
+        loop {
+            match chan.recv().context("read container start status")? {
+                Some(Msg::Terminal(fd)) => pty = Some(fd),
+                Some(Msg::Ready) => {}
+                None => return Ok(Started { pid, pty }),
+                other => return Err(failed(pid, other)),
+            }
         }
     }
 }

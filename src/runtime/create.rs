@@ -12,7 +12,7 @@ use rbox_storage::{Driver, ImageRecord, Store};
 use super::{launch, monitor, open_store, probe, spec};
 use crate::context::Context;
 use crate::layout;
-use crate::state::{self, ContainerRecord, State, Status};
+use crate::state::{self, ContainerRecord, State};
 
 /// What `rbox run` and `rbox create` were asked for, as plain values (the command layer fills
 /// this from its clap struct).
@@ -110,7 +110,11 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
         }
         None => state::reserve_generated_name(&root, &id)?,
     };
-    let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec) {
+    // An attached run records the container once, as running (or, failing that, as
+    // exited): every inode a start creates costs on a busy ext4 store. A create in
+    // progress is a directory without a record, and its name is reserved meanwhile.
+    let save = !start_now || a.detach;
+    let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec, save) {
         Ok(r) => r,
         Err(e) => {
             let _ = store.remove_container_dir(&id);
@@ -138,6 +142,7 @@ fn create(
     name: &str,
     driver: Driver,
     spec: state::Spec,
+    save: bool,
 ) -> Result<ContainerRecord> {
     let cdir = store
         .create_container_dir(id, &image.id)
@@ -155,19 +160,13 @@ fn create(
         driver,
         auto_remove: a.rm,
         spec,
-        state: State {
-            status: Status::Created,
-            pid: 0,
-            exit_code: None,
-            started_at: String::new(),
-            finished_at: String::new(),
-            error: String::new(),
-            live_dir: String::new(),
-        },
+        state: State::created(),
     };
     // the OCI runtime spec the runtime starts the container from, then the record
-    launch::write_config(root, &rec)?;
-    state::save(root, &rec)?;
+    launch::write_config(root, &rec, true)?;
+    if save {
+        state::save(root, &rec)?;
+    }
     Ok(rec)
 }
 

@@ -2,8 +2,8 @@
 //! cgroup (and net) namespaces; it is PID 1 there. It waits until the parent has configured
 //! its namespaces (sync point 1), brings up loopback, sets the hostname, executes the mount
 //! plan, opens the terminal inside the container's own devpts (the master goes to the parent
-//! on the channel, as crun's console socket does), says it is ready (sync point 2) and waits
-//! for its start. Then it becomes the command, or with `--init` forks it and stays as a reaper
+//! on the channel, as crun's console socket does), and at sync point 2 waits for its start
+//! (saying it is ready when the start is not there yet). Then it becomes the command, or with `--init` forks it and stays as a reaper
 //! that forwards signals.
 //!
 //! Failures go to the parent as [`Msg::Failed`] with the exit code `rbox run` returns; a clean
@@ -68,11 +68,17 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
     if !l.init {
         stdio(l, slave.as_ref())?;
     }
-    // sync point 2: set up; the parent records the container as running, then starts it
-    chan.send(&Msg::Ready)
-        .map_err(|e| Failure::setup(format!("report to rbox: {e}")))?;
-    match chan.recv() {
+    // sync point 2: set up; exec once the parent, having recorded the container as running,
+    // says start (already waiting when the parent sent it early: then no round trip)
+    match chan.pending() {
         Ok(Some(Msg::Start)) => {}
+        Ok(None) => {
+            chan.send(&Msg::Ready)
+                .map_err(|e| Failure::setup(format!("report to rbox: {e}")))?;
+            if !matches!(chan.recv(), Ok(Some(Msg::Start))) {
+                sys::exit_now(crate::exit::FAILED as i32);
+            }
+        }
         _ => sys::exit_now(crate::exit::FAILED as i32),
     }
     if l.init {

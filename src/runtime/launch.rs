@@ -149,13 +149,14 @@ pub fn command(
 pub fn config(root: &Path, rec: &ContainerRecord) -> Result<OciSpec> {
     let path = layout::oci_config(root, &rec.id);
     if !path.exists() {
-        write_config(root, rec)?;
+        write_config(root, rec, false)?;
     }
     oci::load(&path)
 }
 
-/// Write the container's `config.json` from its record, for this caller's id mapping.
-pub fn write_config(root: &Path, rec: &ContainerRecord) -> Result<()> {
+/// Write the container's `config.json` from its record, for this caller's id mapping;
+/// `fresh` for a container being created (see [`oci::save`]).
+pub fn write_config(root: &Path, rec: &ContainerRecord, fresh: bool) -> Result<()> {
     let mode = userns::current_mode();
     let dir = layout::container_dir(root, &rec.id);
     let [hosts, hostname, resolv] = layout::etc_files(&dir);
@@ -170,7 +171,7 @@ pub fn write_config(root: &Path, rec: &ContainerRecord) -> Result<()> {
         last_cap: caps::last_cap(),
     };
     let spec = oci::build(&rec.spec, &etc, &host).context("build the OCI runtime spec")?;
-    oci::save(&layout::oci_config(root, &rec.id), &spec)
+    oci::save(&layout::oci_config(root, &rec.id), &spec, fresh)
 }
 
 /// Write /etc/hosts, /etc/hostname and /etc/resolv.conf for the container.
@@ -240,7 +241,7 @@ fn keep_id(mode: &userns::Mode, spec: &state::Spec) -> Option<KeepId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{ContainerRecord, Spec, State, Status};
+    use crate::state::{ContainerRecord, Spec, State};
 
     fn record(spec: Spec) -> ContainerRecord {
         ContainerRecord {
@@ -253,15 +254,7 @@ mod tests {
             driver: rbox_storage::Driver::Overlay,
             auto_remove: false,
             spec,
-            state: State {
-                status: Status::Created,
-                pid: 0,
-                exit_code: None,
-                started_at: String::new(),
-                finished_at: String::new(),
-                error: String::new(),
-                live_dir: String::new(),
-            },
+            state: State::created(),
         }
     }
 

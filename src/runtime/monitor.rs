@@ -70,8 +70,8 @@ pub fn detached(
     }
 }
 
-/// Launch the container as its parent and start it, recording it as running in between (so
-/// that no command ever runs in a container recorded as not running). A failure is recorded
+/// Launch the container as its parent and start it, recording it as running while its init
+/// sets up (so that no command ever runs in a container recorded as not running). A failure is recorded
 /// as the container's exit (or with `--rm`, the container removed) before it is returned.
 fn start(
     g: &Context,
@@ -81,11 +81,8 @@ fn start(
 ) -> Result<container::Started> {
     let root = g.storage_root()?;
     let started = launch::plan(store, rec, stdio)
-        .and_then(|l| container::create(&l))
-        .and_then(|created| {
-            state::mark_running(g, &root, rec, created.pid.as_raw())?;
-            created.start()
-        });
+        .and_then(|l| container::create(&l, |pid| state::mark_running(g, &root, rec, pid.as_raw())))
+        .and_then(|created| created.start());
     match started {
         Ok(s) => Ok(s),
         Err(e) => {

@@ -666,10 +666,20 @@ pub fn load(path: &std::path::Path) -> Result<OciSpec> {
     serde_json::from_slice(&text).with_context(|| format!("parse `{}`", path.display()))
 }
 
-/// Write `spec` to `path`, replacing it atomically (through `path` + `.tmp`).
-pub fn save(path: &std::path::Path, spec: &OciSpec) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
+/// Write `spec` to `path`: a new file when `fresh` (a container being created, which nothing
+/// reads yet), else replacing the file atomically (through `path` + `.tmp`).
+pub fn save(path: &std::path::Path, spec: &OciSpec, fresh: bool) -> Result<()> {
+    use std::io::Write;
     let text = serde_json::to_vec_pretty(spec).context("serialise the OCI spec")?;
+    if fresh {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(&text))
+            .with_context(|| format!("write `{}`", path.display()));
+    }
+    let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("write `{}`", path.display()))
 }
@@ -1280,7 +1290,7 @@ mod tests {
         let e = format!("{:#}", load(&p).unwrap_err());
         assert!(e.starts_with(&format!("parse `{}`", p.display())), "{e}");
         let spec = check(&plain(), &host());
-        save(&p, &spec).unwrap();
+        save(&p, &spec, false).unwrap();
         assert_eq!(load(&p).unwrap(), spec);
         assert!(!p.with_extension("json.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();

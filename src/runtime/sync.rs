@@ -6,10 +6,13 @@
 //! - container parent (`container.rs`) and container init (`init.rs`), with two sync points:
 //!   1. the init's namespaces exist and it waits for [`Msg::Configured`]: the parent writes id
 //!      maps there (network and FUSE helpers attach at the same point);
-//!   2. the init is set up (mounts, pivot_root, terminal) and says [`Msg::Ready`]; it execs only
-//!      on [`Msg::Start`], so the parent records the container as running before its command
-//!      runs (and `create`/`start` can be split around this point). Then end-of-file means the
-//!      exec succeeded, [`Msg::Failed`] carries the exit code and the reason it did not.
+//!   2. the init is set up (mounts, pivot_root, terminal) and execs only on [`Msg::Start`], so
+//!      the parent records the container as running before its command runs. When the start
+//!      is not there yet the init says [`Msg::Ready`] and waits: a caller that splits create
+//!      and start (the OCI runtime's `create`) waits for that message. When the parent sent
+//!      the start early (`rbox run`: it records the container while the init sets up), the
+//!      init goes on without a round trip. Then end-of-file means the exec succeeded,
+//!      [`Msg::Failed`] carries the exit code and the reason it did not.
 //! - `rbox exec` and its forked process: [`Msg::Failed`] or end-of-file, as after point 2.
 //! - the caller of `run -d` and the container's monitor (`monitor.rs`): [`Msg::Ready`] once the
 //!   container runs, or [`Msg::Failed`].
@@ -136,6 +139,21 @@ impl Channel {
 
     /// The next message; `None` when the other side has closed its end (exited or exec'd).
     pub fn recv(&self) -> io::Result<Option<Msg>> {
+        self.recv_with(MsgFlags::empty())
+    }
+
+    /// The message already waiting, without blocking: `Ok(None)` when there is none yet, an
+    /// `UnexpectedEof` error when the other side has closed its end.
+    pub fn pending(&self) -> io::Result<Option<Msg>> {
+        match self.recv_with(MsgFlags::MSG_DONTWAIT) {
+            Ok(Some(m)) => Ok(Some(m)),
+            Ok(None) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recv_with(&self, flags: MsgFlags) -> io::Result<Option<Msg>> {
         let mut buf = vec![0u8; PACKET];
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -144,7 +162,7 @@ impl Channel {
                 self.0.as_raw_fd(),
                 &mut iov,
                 Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
+                MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Ok(m) => m,
                 Err(Errno::EINTR) => continue,
@@ -191,10 +209,15 @@ mod tests {
             }
             m => panic!("got {m:?}"),
         }
+        assert!(a.pending().unwrap().is_none(), "nothing sent yet");
         b.send(&Msg::Start).unwrap();
-        assert!(matches!(a.recv().unwrap(), Some(Msg::Start)));
+        assert!(matches!(a.pending().unwrap(), Some(Msg::Start)));
         drop(a);
         assert!(b.recv().unwrap().is_none());
+        assert_eq!(
+            b.pending().unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Per-container layer directories under `containers/<id>/`.
 //!
-//! Owns `upper/` and `work/` (overlay), `rootfs/` (the mount point, or the copy driver's
-//! tree), `empty/` and `layer.json` (which image the container uses, so `rmi` can refuse). The
+//! Owns `upper/` and `work/` (overlay), `rootfs/` (the copy driver's tree), each made only
+//! for its driver, `empty/` and `layer.json` (which image the container uses, so `rmi` can refuse). The
 //! binary keeps its own files next to them (`container.json`, `ctr.log`, `monitor.log`, the
 //! /etc files; see the crate's layout), named by its `layout` module; mounting is the
 //! [`crate::mount`] module's.
@@ -58,7 +58,8 @@ impl Store {
         Ok(self.containers_dir().join(id))
     }
 
-    /// Creates `containers/<id>/` with upper/, work/, rootfs/ and layer.json for an image.
+    /// Creates `containers/<id>/` with layer.json for an image; the storage driver then
+    /// makes the directories it uses ([`Store::prepare_rootfs`]).
     /// The image lock (shared) is held meanwhile, so a concurrent `rmi` either sees this
     /// container or has already removed the image (then this fails with ImageNotFound).
     pub fn create_container_dir(&self, id: &str, image_id: &Digest) -> Result<ContainerDir> {
@@ -73,10 +74,6 @@ impl Store {
         // Build in tmp/, then rename: a container dir is either complete or absent.
         let tmp = self.tmp_path("container");
         fs::create_dir(&tmp.path).ctx(|| format!("create {}", bt(&tmp.path)))?;
-        for sub in ["upper", "work", "rootfs"] {
-            let p = tmp.path.join(sub);
-            fs::create_dir(&p).ctx(|| format!("create {}", bt(&p)))?;
-        }
         let meta = ContainerLayer {
             image_id: rec.id.clone(),
             layers: rec.layers.iter().map(|l| l.diff_id.clone()).collect(),

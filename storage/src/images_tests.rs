@@ -304,7 +304,10 @@ fn remove_image_collects_unshared_layers_and_respects_containers() {
     assert_eq!(base, b.layers[0].diff_id);
 
     let cd = s.create_container_dir("c1", &a.id).unwrap();
-    assert!(cd.upper.is_dir() && cd.work.is_dir() && cd.rootfs.is_dir());
+    // only what the driver uses: overlay its upper and work directories, copy its rootfs
+    assert!(!cd.upper.exists() && !cd.work.exists() && !cd.rootfs.exists());
+    s.prepare_rootfs(crate::Driver::Overlay, &cd).unwrap();
+    assert!(cd.upper.is_dir() && cd.work.is_dir() && !cd.rootfs.exists());
     assert_eq!(
         cd.lower_dirs,
         vec![s.layer_path(&a.layers[1].diff_id), s.layer_path(&base)]

@@ -18,8 +18,8 @@
 //! images/<id-hex>.json        one ImageRecord per image (id = config digest), replaced atomically
 //! names/<encoded name>        one small file per name holding the image id hex; lock-free to read
 //!                             (replaced by rename), `/` written as `%2F` and `%` as `%25`
-//! containers/<id>/            upper/, work/ (overlay), rootfs/ (copy driver's tree; unused by
-//!                             overlay), empty/ (overlay's lower dir for an image without
+//! containers/<id>/            upper/, work/ (overlay only), rootfs/ (copy driver only: its
+//!                             tree), empty/ (overlay's lower dir for an image without
 //!                             layers), layer.json {image_id, layers}; and the binary's files
 //!                             below
 //! locks/                      flock files: layer-<hex>, image-<hex>, name-<encoded>, and

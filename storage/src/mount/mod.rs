@@ -121,11 +121,17 @@ impl Rootfs {
 }
 
 impl Store {
-    /// The driver's part of creating a container: the copy driver copies the image's layers
-    /// into `rootfs/` (bottom layer first); overlay needs nothing before start.
+    /// The driver's part of creating a container: overlay makes `upper/` and `work/`; the
+    /// copy driver copies the image's layers into `rootfs/` (bottom layer first). Only what
+    /// the driver uses is made: every directory is an inode to allocate at each `run`.
     pub fn prepare_rootfs(&self, driver: Driver, dir: &ContainerDir) -> Result<()> {
         match driver {
-            Driver::Overlay => Ok(()),
+            Driver::Overlay => {
+                for p in [&dir.upper, &dir.work] {
+                    fs::create_dir(p).ctx(|| format!("create {}", bt(p)))?;
+                }
+                Ok(())
+            }
             Driver::Copy => {
                 let bottom_first: Vec<PathBuf> = dir.lower_dirs.iter().rev().cloned().collect();
                 copy::copy_layers(&bottom_first, &dir.rootfs)
