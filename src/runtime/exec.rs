@@ -55,9 +55,10 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     }
     // The container's own filter (see below), compiled or read from the cache while our
     // paths are still the host's: joining the mount namespace changes them.
-    let seccomp = super::seccomp_program(&rec.spec, Some(&layout::seccomp_cache(&o.store)))?;
+    let spec = super::launch::config(&o.store, rec)?;
+    let seccomp = super::seccomp_program(&spec, Some(&layout::seccomp_cache(&o.store)))?;
     // The container's process as its OCI spec says, changed by exec's options.
-    let cmd = command(&super::launch::config(&o.store, rec)?, rec, o)?;
+    let cmd = command(&spec, rec, o)?;
     // Open every namespace before joining any: /proc paths resolve differently afterwards.
     let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
     for (name, flag) in NAMESPACES {

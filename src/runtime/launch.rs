@@ -101,7 +101,8 @@ pub fn plan(store: &Store, rec: &ContainerRecord, stdio: Option<[i32; 3]>) -> Re
     // kernel's namespace teardown (tens of milliseconds).
     let target = layout::mount_point(store.root());
     fs::create_dir_all(&target).with_context(|| format!("create `{}`", target.display()))?;
-    let seccomp = seccomp_program(&rec.spec, Some(&layout::seccomp_cache(store.root())))?;
+    let seccomp =
+        seccomp_program(&spec, Some(&layout::seccomp_cache(store.root()))).map_err(bad)?;
     let winsize = if process.terminal {
         terminal::caller_winsize()
     } else {
@@ -165,12 +166,16 @@ pub fn write_config(root: &Path, rec: &ContainerRecord, fresh: bool) -> Result<(
         hostname,
         resolv,
     };
+    let s = &rec.spec;
+    let last_cap = caps::last_cap();
+    let kept = caps::kept(&s.cap_add, &s.cap_drop, s.privileged, last_cap)?;
     let host = oci::Host {
         single_id: mode == userns::Mode::Single,
-        keep_id: keep_id(&mode, &rec.spec),
-        last_cap: caps::last_cap(),
+        keep_id: keep_id(&mode, s),
+        last_cap,
+        seccomp: seccomp::filter(&s.seccomp, s.privileged, kept).context("build seccomp filter")?,
     };
-    let spec = oci::build(&rec.spec, &etc, &host).context("build the OCI runtime spec")?;
+    let spec = oci::build(s, &etc, &host).context("build the OCI runtime spec")?;
     oci::save(&layout::oci_config(root, &rec.id), &spec, fresh)
 }
 
@@ -206,19 +211,20 @@ fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::Et
     Ok(files)
 }
 
-/// The seccomp program for a container's processes (its own command and `exec`), compiled
-/// in rbox before any fork; `None` when it runs unconfined.
+/// The seccomp program of a container's processes (its own command and `exec`): the filter
+/// in its spec, compiled in rbox before any fork (or read from `cache`); `None` when it runs
+/// unconfined.
 pub fn seccomp_program(
-    spec: &state::Spec,
+    spec: &OciSpec,
     cache: Option<&Path>,
 ) -> Result<Option<Vec<libc::sock_filter>>> {
-    let kept = caps::kept(
-        &spec.cap_add,
-        &spec.cap_drop,
-        spec.privileged,
-        caps::last_cap(),
-    )?;
-    seccomp::program(&spec.seccomp, spec.privileged, kept, cache).context("build seccomp filter")
+    let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let filter = seccomp::Filter::from_oci(s)?;
+    seccomp::compiled(&filter, cache)
+        .map(Some)
+        .context("build seccomp filter")
 }
 
 /// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside (the
@@ -268,6 +274,7 @@ mod tests {
             single_id: false,
             keep_id: None,
             last_cap: 40,
+            seccomp: None,
         };
         oci::build(&rec.spec, &etc, &host).unwrap()
     }

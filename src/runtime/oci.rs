@@ -21,7 +21,8 @@
 //!   best-effort (some hosts refuse them in a user namespace), and `cgroup` means cgroup2, the
 //!   only hierarchy rbox mounts. The /dev symlinks (ptmx, fd, std*, core) are the runtime's,
 //!   as the OCI spec requires: they are made after /dev/pts.
-//! - no seccomp section yet: the runtime keeps compiling rbox's seccomp mode from the record.
+//! - seccomp: the filter resolved at create (profile, architecture, kernel, capabilities) in
+//!   OCI form; the runtime compiles it (cached by its content) at each start.
 //!   No hooks (rbox has none).
 
 use std::collections::HashSet;
@@ -34,10 +35,10 @@ use oci_spec::runtime::{
     LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Mount, Root, Spec as OciSpec,
 };
 
-use super::caps;
 use super::launch::KeepId;
 use super::mounts::{self, EtcFiles, Op, Rootfs};
 use super::process::{self as proc, Ident};
+use super::{caps, seccomp};
 use crate::state::{self, MountKind, NetworkMode};
 
 /// The facts of the starting host that shape the spec besides the record.
@@ -51,6 +52,9 @@ pub struct Host {
     /// the highest capability the kernel knows (`caps::last_cap`): `--privileged` and
     /// `--cap-add ALL` keep everything up to it
     pub last_cap: u32,
+    /// the container's seccomp filter, resolved for this kernel, architecture and the
+    /// container's capabilities (`seccomp::filter`); `None` runs it unconfined
+    pub seccomp: Option<seccomp::Filter>,
 }
 
 /// Who the command runs as.
@@ -393,7 +397,7 @@ fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Lin
     l.set_devices(None);
     l.set_rootfs_propagation(None);
     l.set_mount_label(None);
-    l.set_seccomp(None);
+    l.set_seccomp(host.seccomp.as_ref().map(|f| f.to_oci()).transpose()?);
     let (masked, readonly) = if spec.privileged {
         (Vec::new(), Vec::new())
     } else {
@@ -717,6 +721,7 @@ mod tests {
             single_id: false,
             keep_id: None,
             last_cap: 40,
+            seccomp: None,
         }
     }
 
@@ -1000,6 +1005,7 @@ mod tests {
                 gid_count: 65537,
             }),
             last_cap: 40,
+            seccomp: None,
         };
         let spec = Spec {
             userns: UsernsMode::KeepId,
@@ -1294,5 +1300,43 @@ mod tests {
         assert_eq!(load(&p).unwrap(), spec);
         assert!(!p.with_extension("json.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The container's seccomp filter travels in the spec: written as `linux.seccomp`, saved,
+    /// loaded and read back, it is the same filter (so the same compiled program and cache
+    /// entry), and compact (consecutive rules with one action share an entry).
+    #[test]
+    fn seccomp_filter_round_trips_through_the_spec() {
+        let kept = caps::kept(&[], &[], false, 40).unwrap();
+        let filter = seccomp::filter(&seccomp::Mode::Default, false, kept)
+            .unwrap()
+            .unwrap();
+        let h = Host {
+            seccomp: Some(filter.clone()),
+            ..host()
+        };
+        let oci = build(&plain(), &etc(), &h).unwrap();
+        let text = serde_json::to_string(&oci).unwrap();
+        let back: OciSpec = serde_json::from_str(&text).unwrap();
+        let s = back.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+        assert_eq!(seccomp::Filter::from_oci(s).unwrap(), filter);
+        assert!(
+            s.syscalls().as_ref().unwrap().len() < filter.rules.len() / 4,
+            "{} entries for {} rules",
+            s.syscalls().as_ref().unwrap().len(),
+            filter.rules.len()
+        );
+        assert_eq!(
+            serde_json::to_value(s).unwrap()["defaultAction"],
+            "SCMP_ACT_ERRNO"
+        );
+        // unconfined: no section at all
+        let oci = build(&plain(), &etc(), &host()).unwrap();
+        assert_eq!(oci.linux().as_ref().unwrap().seccomp(), &None);
+        // what rbox cannot honour is refused, not ignored
+        let mut v = serde_json::to_value(s).unwrap();
+        v["listenerPath"] = "/run/agent.sock".into();
+        let with_listener: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(v).unwrap();
+        assert!(seccomp::Filter::from_oci(&with_listener).is_err());
     }
 }

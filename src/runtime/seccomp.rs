@@ -3,8 +3,10 @@
 //! architecture, kernel and the container's capabilities, and compiling the result to a BPF
 //! program with libseccomp. Everything here runs in the parent before the container is
 //! cloned; the child only installs the finished program (`sys::seccomp_install`, called from
-//! `process.rs`). Which profile a container gets is decided by `spec.rs` and kept in its
-//! [`Spec`](crate::state::Spec) so that `start` applies the same rules again.
+//! `process.rs`). Which profile a container gets is decided by `spec.rs` (kept in its
+//! [`Spec`](crate::state::Spec) for inspect); the filter resolved from it at create travels
+//! in the container's OCI spec (`linux.seccomp`, [`Filter::to_oci`]), from which every start
+//! and `exec` compiles it ([`Filter::from_oci`], [`compiled`]).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek};
@@ -532,36 +534,179 @@ fn has_repeated_index(args: &[Cmp]) -> bool {
 }
 
 /// The program a container with bounding set `caps` runs under, or `None` when it runs
-/// unconfined (`seccomp=unconfined`, or `--privileged` without an explicit profile, as in
-/// Podman). With `cache` (a private directory of ours), compiled programs are kept there by
-/// the hash of what was compiled: libseccomp takes about 12 ms for the default profile, more
-/// than all the rest of a container's start, while resolving the rules takes 50 µs.
+/// unconfined ([`filter`] and [`compiled`]).
 pub fn program(
     mode: &Mode,
     privileged: bool,
     caps: u64,
     cache: Option<&Path>,
 ) -> Result<Option<Vec<libc::sock_filter>>> {
+    match filter(mode, privileged, caps)? {
+        Some(f) => compiled(&f, cache).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The filter a container with bounding set `caps` runs under, resolved for this host, or
+/// `None` when it runs unconfined (`seccomp=unconfined`, or `--privileged` without an explicit
+/// profile, as in Podman). This is what the container's OCI spec carries.
+pub fn filter(mode: &Mode, privileged: bool, caps: u64) -> Result<Option<Filter>> {
     let host = Host::with_caps(caps);
-    let filter = match mode {
+    Ok(Some(match mode {
         Mode::Unconfined => return Ok(None),
         Mode::Default if privileged => return Ok(None),
         Mode::Default => builtin().resolve(&host)?,
         Mode::Profile { path, profile } => profile
             .resolve(&host)
             .with_context(|| format!("seccomp profile `{path}`"))?,
-    };
+    }))
+}
+
+/// The BPF program of `filter`. With `cache` (a private directory of ours), compiled programs
+/// are kept there by the hash of what was compiled: libseccomp takes about 12 ms for the
+/// default profile, more than all the rest of a container's start.
+pub fn compiled(filter: &Filter, cache: Option<&Path>) -> Result<Vec<libc::sock_filter>> {
     let Some(dir) = cache else {
-        return filter.compile().map(Some);
+        return filter.compile();
     };
-    let path = dir.join(format!("{}.bpf", cache_key(&filter)));
+    let path = dir.join(format!("{}.bpf", cache_key(filter)));
     if let Some(p) = read_cached(&path) {
-        return Ok(Some(p));
+        return Ok(p);
     }
     let prog = filter.compile()?;
     // a cache: a read-only or full store only costs the next start the compile again
     let _ = write_cached(dir, &path, &prog);
-    Ok(Some(prog))
+    Ok(prog)
+}
+
+/// OCI spelling of an action: the name and, for ERRNO and TRACE, the value.
+fn oci_action(a: Action) -> (&'static str, Option<u16>) {
+    match a {
+        Action::KillThread => ("SCMP_ACT_KILL_THREAD", None),
+        Action::KillProcess => ("SCMP_ACT_KILL_PROCESS", None),
+        Action::Trap => ("SCMP_ACT_TRAP", None),
+        Action::Errno(e) => ("SCMP_ACT_ERRNO", Some(e)),
+        Action::Trace(e) => ("SCMP_ACT_TRACE", Some(e)),
+        Action::Log => ("SCMP_ACT_LOG", None),
+        Action::Allow => ("SCMP_ACT_ALLOW", None),
+    }
+}
+
+fn oci_op(o: Op) -> &'static str {
+    match o {
+        Op::Ne => "SCMP_CMP_NE",
+        Op::Lt => "SCMP_CMP_LT",
+        Op::Le => "SCMP_CMP_LE",
+        Op::Eq => "SCMP_CMP_EQ",
+        Op::Ge => "SCMP_CMP_GE",
+        Op::Gt => "SCMP_CMP_GT",
+        Op::MaskedEq => "SCMP_CMP_MASKED_EQ",
+    }
+}
+
+impl Filter {
+    /// The filter as an OCI spec's `linux.seccomp`: consecutive rules with the same action
+    /// and arguments share one entry, so the order (and so the compiled program) is kept.
+    pub fn to_oci(&self) -> Result<oci_spec::runtime::LinuxSeccomp> {
+        use serde_json::{json, Value};
+        let mut syscalls: Vec<(Action, &[Cmp], Vec<&str>)> = Vec::new();
+        for r in &self.rules {
+            match syscalls.last_mut() {
+                Some((a, args, names)) if *a == r.action && *args == r.args.as_slice() => {
+                    names.push(&r.name)
+                }
+                _ => syscalls.push((r.action, &r.args, vec![&r.name])),
+            }
+        }
+        let syscalls: Vec<Value> = syscalls
+            .into_iter()
+            .map(|(a, args, names)| {
+                let (action, ret) = oci_action(a);
+                let mut v = json!({ "names": names, "action": action });
+                if let Some(e) = ret {
+                    v["errnoRet"] = json!(e);
+                }
+                if !args.is_empty() {
+                    v["args"] = args
+                        .iter()
+                        .map(|c| {
+                            json!({"index": c.index, "value": c.value,
+                                   "valueTwo": c.value_two, "op": oci_op(c.op)})
+                        })
+                        .collect();
+                }
+                v
+            })
+            .collect();
+        let (default, ret) = oci_action(self.default);
+        let mut v = json!({ "defaultAction": default, "syscalls": syscalls });
+        if let Some(e) = ret {
+            v["defaultErrnoRet"] = json!(e);
+        }
+        if !self.arches.is_empty() {
+            v["architectures"] = json!(self.arches);
+        }
+        serde_json::from_value(v).context("express the seccomp filter in the OCI spec")
+    }
+
+    /// The filter an OCI spec's `linux.seccomp` describes. Flags, listeners and
+    /// SCMP_ACT_NOTIFY are refused: rbox does not run a seccomp agent.
+    pub fn from_oci(s: &oci_spec::runtime::LinuxSeccomp) -> Result<Filter> {
+        use serde_json::Value;
+        let v = serde_json::to_value(s).context("read the spec's seccomp section")?;
+        if s.flags().as_ref().is_some_and(|f| !f.is_empty()) || s.listener_path().is_some() {
+            bail!("seccomp flags and listeners are not supported by rbox");
+        }
+        let text = |v: &Value, k: &str| v[k].as_str().map(str::to_string);
+        let num = |v: &Value, k: &str| v[k].as_u64().map(|n| n as u32);
+        let default = action(
+            &text(&v, "defaultAction").unwrap_or_default(),
+            num(&v, "defaultErrnoRet"),
+        )?;
+        let arches = v["architectures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut rules = Vec::new();
+        for sc in v["syscalls"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let act = action(&text(sc, "action").unwrap_or_default(), num(sc, "errnoRet"))?;
+            let mut args = Vec::new();
+            for a in sc["args"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                args.push(Cmp {
+                    index: num(a, "index").unwrap_or(0),
+                    op: op(&text(a, "op").unwrap_or_default())?,
+                    value: a["value"].as_u64().unwrap_or(0),
+                    value_two: a["valueTwo"].as_u64().unwrap_or(0),
+                });
+            }
+            for n in sc["names"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                if let Some(name) = n.as_str() {
+                    rules.push(Rule {
+                        name: name.to_string(),
+                        action: act,
+                        args: args.clone(),
+                    });
+                }
+            }
+        }
+        Ok(Filter {
+            default,
+            arches,
+            rules,
+        })
+    }
 }
 
 /// What a compiled program depends on: the resolved rules, libseccomp's version (its code
