@@ -24,11 +24,14 @@ fn port_spec(p: &PortMapping) -> String {
 
 /// The argv after the program name. As Podman does, every direction the user did not set
 /// is `none`: pasta's own default is to forward every port it sees bound ("auto").
+/// `runas`: started as root, pasta switches to `nobody` unless told otherwise, and `nobody`
+/// cannot join a root-owned namespace; the caller passes the target's own uid and gid.
 pub(crate) fn args(
     o: &PastaOptions,
     ports: &[PortMapping],
     target_pid: i32,
     pid_file: &Path,
+    runas: Option<(u32, u32)>,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["--config-net".into(), "-q".into()];
     let user_has = |short: &str, long: &str| {
@@ -56,6 +59,10 @@ pub(crate) fn args(
             a.push("none".into());
         }
     }
+    if let Some((uid, gid)) = runas.filter(|_| !user_has("--runas", "--runas")) {
+        a.push("--runas".into());
+        a.push(format!("{uid}:{gid}").into());
+    }
     a.extend(o.args.iter().map(OsString::from));
     a.push("--pid".into());
     a.push(pid_file.into());
@@ -77,9 +84,17 @@ pub(crate) fn start(
         }
         _ => {}
     }
+    let runas = if nix::unistd::geteuid().is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let proc = format!("/proc/{target_pid}");
+        let m = std::fs::metadata(&proc).map_err(io_err(format!("stat `{proc}`")))?;
+        Some((m.uid(), m.gid()))
+    } else {
+        None
+    };
     let mut stderr = stderr_file(NAME)?;
     let mut child = Command::new(program)
-        .args(args(o, ports, target_pid, &pid_file))
+        .args(args(o, ports, target_pid, &pid_file, runas))
         .stdin(Stdio::null())
         .stdout(stderr.try_clone().map_err(io_err("dup memfd"))?)
         .stderr(stderr.try_clone().map_err(io_err("dup memfd"))?)
@@ -156,6 +171,7 @@ mod tests {
             &ports,
             42,
             Path::new("/r/pasta.pid"),
+            Some((0, 0)),
         );
         assert_eq!(
             strs(&a),
@@ -174,6 +190,8 @@ mod tests {
                 "none",
                 "-U",
                 "none",
+                "--runas",
+                "0:0",
                 "--pid",
                 "/r/pasta.pid",
                 "42"
@@ -186,7 +204,7 @@ mod tests {
         let crate::Backend::Pasta(o) = "pasta:-T,8080,--ipv4-only".parse().unwrap() else {
             unreachable!()
         };
-        let a = args(&o, &[], 7, Path::new("p"));
+        let a = args(&o, &[], 7, Path::new("p"), None);
         assert_eq!(
             strs(&a),
             [

@@ -1,0 +1,267 @@
+//! The real helpers against a real namespace: a target process in a new user+network
+//! namespace (`unshare --user --map-root-user --net`) that is itself a TCP server (this test
+//! binary re-run as `serve`), bridged by each backend, reached from the host through a
+//! published port, then stopped with nothing left behind.
+//!
+//! Run as root, `as_unprivileged_user` re-runs this binary as the test user `rboxsub`, so one
+//! `cargo test -p rbox-netns` covers both (the binary must be readable by that user:
+//! `chmod -R o+rX target`; /dev/net/tun must be mode 0666). With `CI=true` a missing helper or
+//! tool fails the test instead of skipping it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rbox_netns::{installed, parse_publish, start, Backend, Error};
+
+const SERVE_ENV: &str = "RBOX_NETNS_TEST_SERVE";
+const GREETING: &str = "hello from the namespace";
+
+/// Not a test of its own: the server the target process runs (see `Target::new`).
+#[test]
+fn serve() {
+    let Ok(port) = std::env::var(SERVE_ENV) else {
+        return;
+    };
+    let l = TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap())).unwrap();
+    println!("listening");
+    for s in l.incoming() {
+        let mut s = s.unwrap();
+        let _ = std::io::Write::write_all(&mut s, format!("{GREETING}\n").as_bytes());
+    }
+}
+
+/// A process in its own user and network namespace, serving TCP on port 80 inside.
+struct Target {
+    child: Child,
+}
+
+impl Target {
+    fn new() -> Target {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--net"])
+            .arg(exe)
+            .args(["--exact", "serve", "--nocapture", "--test-threads=1"])
+            .env(SERVE_ENV, "80")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run unshare");
+        // The server prints "listening" once bound: the namespace exists and port 80 is open.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert_ne!(out.read_line(&mut line).unwrap(), 0, "target exited early");
+            if line.contains("listening") {
+                break;
+            }
+        }
+        Target { child }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Run `ip ARGS` inside the target's namespaces.
+    fn ip(&self, args: &[&str]) -> String {
+        let pid = self.pid().to_string();
+        let out = Command::new("nsenter")
+            .args(["--preserve-credentials", "-U", "-n", "-t", &pid, "ip"])
+            .args(args)
+            .output()
+            .expect("run nsenter");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// False (and says why) when `name` is missing; under CI=true, a failure instead.
+fn have(name: &str) -> bool {
+    if installed().get(name).is_some() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{name} is not installed (CI=true: not skipping)");
+    }
+    eprintln!("SKIP: {name} is not installed");
+    false
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn fetch(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the published port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn assert_gone(pid: i32) {
+    // pasta's daemon is reaped by its parent, not by us: a zombie counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => {}
+        Ok(stat) => {
+            let state = stat.rsplit_once(") ").map(|(_, r)| &r[..1]);
+            assert_eq!(state, Some("Z"), "helper {pid} still running: {stat}");
+        }
+    }
+}
+
+fn assert_empty(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        dir.display()
+    );
+}
+
+fn bridge_and_publish(backend: &str, address: &str) {
+    if !have(backend) {
+        return;
+    }
+    let target = Target::new();
+    let run_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ports = parse_publish(&format!("127.0.0.1:{port}:80")).unwrap();
+    let backend: Backend = backend.parse().unwrap();
+    let helper = start(target.pid(), &backend, &ports, run_dir.path()).unwrap();
+    assert_eq!(helper.ports(), &ports[..]);
+
+    let addr = target.ip(&["-4", "addr", "show"]);
+    assert!(addr.contains(address), "{addr}");
+    let route = target.ip(&["-4", "route", "show"]);
+    assert!(route.contains("default via"), "{route}");
+    assert_eq!(fetch(port).trim(), GREETING);
+
+    let pid = helper.pid();
+    helper.stop().unwrap();
+    assert_gone(pid);
+    assert_empty(run_dir.path());
+    // The port is free again.
+    TcpListener::bind(("127.0.0.1", port)).unwrap();
+}
+
+#[test]
+fn slirp4netns_bridges_and_publishes() {
+    bridge_and_publish("slirp4netns", "inet 10.0.2.100/24");
+}
+
+#[test]
+fn pasta_bridges_and_publishes() {
+    // pasta copies the host's address: any global IPv4 address on an interface but lo.
+    bridge_and_publish("pasta", "scope global");
+}
+
+fn port_in_use(backend: &str) {
+    if !have(backend) {
+        return;
+    }
+    let target = Target::new();
+    let run_dir = tempfile::tempdir().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let ports = parse_publish(&format!("127.0.0.1:{port}:80")).unwrap();
+    let err = start(
+        target.pid(),
+        &backend.parse().unwrap(),
+        &ports,
+        run_dir.path(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::PortInUse { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("publish 80/tcp -> 127.0.0.1:{port}: host port {port}/tcp is already in use")
+    );
+    assert_empty(run_dir.path());
+}
+
+#[test]
+fn slirp4netns_port_in_use() {
+    port_in_use("slirp4netns");
+}
+
+#[test]
+fn pasta_port_in_use() {
+    port_in_use("pasta");
+}
+
+/// Dropping a Helper (e.g. on an error path in the caller) stops it like `stop`.
+#[test]
+fn drop_stops_the_helper() {
+    if !have("slirp4netns") {
+        return;
+    }
+    let target = Target::new();
+    let run_dir = tempfile::tempdir().unwrap();
+    let helper = start(
+        target.pid(),
+        &"slirp4netns".parse().unwrap(),
+        &[],
+        run_dir.path(),
+    )
+    .unwrap();
+    let pid = helper.pid();
+    assert!(helper.api_socket().unwrap().exists());
+    drop(helper);
+    assert_gone(pid);
+    assert_empty(run_dir.path());
+}
+
+/// As root: the same tests again as the unprivileged test user, the way rbox runs rootless.
+#[test]
+fn as_unprivileged_user() {
+    if !nix_is_root() {
+        eprintln!("running as an unprivileged user already: nothing to re-run");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=rboxsub", "--regid=rboxsub", "--init-groups"])
+        .args(["env", "HOME=/home/rboxsub"])
+        .arg(&exe)
+        .args(["--skip", "as_unprivileged_user", "--test-threads=2"])
+        .current_dir("/")
+        .output()
+        .expect("run setpriv");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "as rboxsub (is `{}` readable by it? is /dev/net/tun 0666?):\n{text}",
+        exe.display()
+    );
+    eprintln!("as rboxsub:\n{text}");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        == Some("0")
+}
