@@ -24,7 +24,7 @@ pub use backend::{
     installed, Backend, Installed, PastaOptions, PortHandler, Slirp4netnsOptions, Tool,
 };
 pub use helper::{start, Helper};
-pub use ports::{parse_publish, PortMapping, Proto};
+pub use ports::{parse_publish, pick_host_ports, PortMapping, Proto};
 
 /// Everything this crate can fail with; each displays as one line that says what to fix.
 #[derive(Debug, thiserror::Error)]

@@ -163,6 +163,36 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>> {
         .collect())
 }
 
+/// Give every mapping with host port 0 a free port of its own, as the kernel picks them for
+/// a bind to port 0 (all sockets are held until every port is chosen, so no two mappings
+/// get the same one). Racy by nature, like Podman's: another process may take the port
+/// before the helper binds it, which [`crate::start`] then reports as in use.
+pub fn pick_host_ports(ports: &mut [PortMapping]) -> Result<()> {
+    use std::net::{SocketAddr, TcpListener, UdpSocket};
+    let mut held = Vec::new();
+    for p in ports.iter_mut().filter(|p| p.host_port == 0) {
+        let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let addr = SocketAddr::new(ip, 0);
+        let bound = match p.proto {
+            Proto::Tcp => TcpListener::bind(addr).and_then(|l| {
+                let port = l.local_addr()?.port();
+                held.push(Box::new(l) as Box<dyn std::any::Any>);
+                Ok(port)
+            }),
+            Proto::Udp => UdpSocket::bind(addr).and_then(|s| {
+                let port = s.local_addr()?.port();
+                held.push(Box::new(s) as Box<dyn std::any::Any>);
+                Ok(port)
+            }),
+        };
+        p.host_port = bound.map_err(|e| Error::Unpublishable {
+            port: *p,
+            reason: format!("pick a free host port on {ip}: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
 /// `N` or `N-M` with `N < M`; the text of the error is a clause for [`parse_publish`].
 fn parse_range(s: &str) -> std::result::Result<(u16, u16), String> {
     let port = |p: &str| -> std::result::Result<u16, String> {
@@ -305,6 +335,20 @@ mod tests {
             );
             assert!(!err.contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn random_host_ports_are_picked_once_each() {
+        let mut v = parse_publish("127.0.0.1::80-82").unwrap();
+        v.extend(parse_publish("127.0.0.1:9999:53/udp").unwrap());
+        pick_host_ports(&mut v).unwrap();
+        let mut hosts: Vec<u16> = v[..3].iter().map(|p| p.host_port).collect();
+        assert!(hosts.iter().all(|&h| h != 0), "{hosts:?}");
+        hosts.sort();
+        hosts.dedup();
+        assert_eq!(hosts.len(), 3);
+        assert_eq!(v[3].host_port, 9999);
+        assert_eq!(v[0].container_port, 80);
     }
 
     #[test]

@@ -9,12 +9,12 @@
 //! tool fails the test instead of skipping it.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rbox_netns::{installed, parse_publish, start, Backend, Error};
+use rbox_netns::{installed, parse_publish, pick_host_ports, start, Backend, Error};
 
 const SERVE_ENV: &str = "RBOX_NETNS_TEST_SERVE";
 const GREETING: &str = "hello from the namespace";
@@ -25,7 +25,16 @@ fn serve() {
     let Ok(port) = std::env::var(SERVE_ENV) else {
         return;
     };
-    let l = TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap())).unwrap();
+    let port = port.parse::<u16>().unwrap();
+    let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    // UDP on the same port number: echo each datagram.
+    let u = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = u.recv_from(&mut buf) {
+            let _ = u.send_to(&buf[..n], from);
+        }
+    });
     println!("listening");
     for s in l.incoming() {
         let mut s = s.unwrap();
@@ -33,7 +42,7 @@ fn serve() {
     }
 }
 
-/// A process in its own user and network namespace, serving TCP on port 80 inside.
+/// A process in its own user and network namespace, serving TCP and UDP on port 80 inside.
 struct Target {
     child: Child,
 }
@@ -99,12 +108,29 @@ fn have(name: &str) -> bool {
     false
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The host's first global IPv4 address (`ip -4 -o addr show scope global`).
+fn host_address() -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let cidr = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)?;
+    Some(cidr.split('/').next()?.to_string())
+}
+
+fn udp_echo(ip: &str, port: u16, payload: &[u8]) -> Vec<u8> {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.send_to(payload, (ip, port)).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = s
+        .recv(&mut buf)
+        .expect("UDP echo through the published port");
+    buf[..n].to_vec()
 }
 
 fn fetch(port: u16) -> String {
@@ -141,8 +167,13 @@ fn bridge_and_publish(backend: &str, address: &str) {
     }
     let target = Target::new();
     let run_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let ports = parse_publish(&format!("127.0.0.1:{port}:80")).unwrap();
+    let mut ports = parse_publish("127.0.0.1::80").unwrap();
+    // UDP on all addresses: replies to a client on the host's loopback are lost with both
+    // helpers as installed here (pasta 2023-03's loopback splice, slirp4netns 1.2), so the
+    // client uses the host's own global address.
+    ports.extend(parse_publish("80/udp").unwrap());
+    pick_host_ports(&mut ports).unwrap();
+    let (port, udp_port) = (ports[0].host_port, ports[1].host_port);
     let backend: Backend = backend.parse().unwrap();
     let helper = start(target.pid(), &backend, &ports, run_dir.path()).unwrap();
     assert_eq!(helper.ports(), &ports[..]);
@@ -152,6 +183,10 @@ fn bridge_and_publish(backend: &str, address: &str) {
     let route = target.ip(&["-4", "route", "show"]);
     assert!(route.contains("default via"), "{route}");
     assert_eq!(fetch(port).trim(), GREETING);
+    match host_address() {
+        Some(ip) => assert_eq!(udp_echo(&ip, udp_port, b"ping over udp"), b"ping over udp"),
+        None => eprintln!("SKIP UDP: the host has no global IPv4 address"),
+    }
 
     let pid = helper.pid();
     helper.stop().unwrap();
@@ -264,4 +299,20 @@ fn nix_is_root() -> bool {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1))
         == Some("0")
+}
+
+/// `rbox info` material: both helpers found, each with a version (CI installs both).
+#[test]
+fn installed_helpers_have_versions() {
+    let found = installed();
+    for name in ["pasta", "slirp4netns"] {
+        if have(name) {
+            let tool = found.get(name).unwrap();
+            assert!(tool.path.is_absolute(), "{tool:?}");
+            assert!(!tool.version.is_empty(), "{tool:?}");
+        }
+    }
+    if let Some(s) = &found.slirp4netns {
+        assert!(s.version.starts_with("slirp4netns version "), "{s:?}");
+    }
 }
