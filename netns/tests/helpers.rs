@@ -263,6 +263,66 @@ fn drop_stops_the_helper() {
     assert_empty(run_dir.path());
 }
 
+const OWNER_ENV: &str = "RBOX_NETNS_TEST_OWNER";
+const RUN_DIR_ENV: &str = "RBOX_NETNS_TEST_RUN_DIR";
+
+/// Not a test of its own: the owner role of `slirp4netns_dies_with_its_owner`. Starts
+/// slirp4netns for the pid in $RBOX_NETNS_TEST_OWNER, prints its pid, then waits to be killed.
+#[test]
+fn owner() {
+    let Ok(target) = std::env::var(OWNER_ENV) else {
+        return;
+    };
+    let run_dir = std::env::var_os(RUN_DIR_ENV).unwrap();
+    let backend = "slirp4netns".parse().unwrap();
+    let helper = start(target.parse().unwrap(), &backend, &[], Path::new(&run_dir)).unwrap();
+    println!("helper {}", helper.pid());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A killed owner (rbox, the monitor) takes slirp4netns with it: the kernel closes the
+/// exit fd's write end. (Its API socket stays: cleaning up after a killed owner is the
+/// caller's job.)
+#[test]
+fn slirp4netns_dies_with_its_owner() {
+    if !have("slirp4netns") {
+        return;
+    }
+    // Orphans of this process come back to it, so the helper can be waited for once its
+    // owner is gone.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let target = Target::new();
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut owner = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "owner", "--nocapture", "--test-threads=1"])
+        .env(OWNER_ENV, target.pid().to_string())
+        .env(RUN_DIR_ENV, run_dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(owner.stdout.take().unwrap());
+    let mut line = String::new();
+    let helper = loop {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "owner exited early");
+        if let Some(pid) = line.split("helper ").nth(1) {
+            break pid.trim().parse::<i32>().unwrap();
+        }
+    };
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    // Blocks until slirp4netns exits; it was reparented to us when its owner died.
+    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None).unwrap();
+    assert!(
+        matches!(status, nix::sys::wait::WaitStatus::Exited(_, _)),
+        "{status:?}"
+    );
+    assert!(run_dir.path().join("slirp4netns.sock").exists());
+}
+
 /// As root: the same tests again as the unprivileged test user, the way rbox runs rootless.
 #[test]
 fn as_unprivileged_user() {
