@@ -26,7 +26,8 @@ fn serve() {
         return;
     };
     let port = port.parse::<u16>().unwrap();
-    let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    // [::] takes IPv4 too (bindv6only is 0 in a new namespace).
+    let l = TcpListener::bind(("::", port)).unwrap();
     // UDP on the same port number: echo each datagram.
     let u = UdpSocket::bind(("0.0.0.0", port)).unwrap();
     std::thread::spawn(move || {
@@ -134,7 +135,11 @@ fn udp_echo(ip: &str, port: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 fn fetch(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the published port");
+    fetch_from("127.0.0.1", port)
+}
+
+fn fetch_from(ip: &str, port: u16) -> String {
+    let mut s = TcpStream::connect((ip, port)).expect("connect to the published port");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
@@ -205,6 +210,61 @@ fn slirp4netns_bridges_and_publishes() {
 fn pasta_bridges_and_publishes() {
     // pasta copies the host's address: any global IPv4 address on an interface but lo.
     bridge_and_publish("pasta", "scope global");
+}
+
+/// pasta (unlike slirp4netns 1.2) publishes on an IPv6 host address.
+#[test]
+fn pasta_publishes_on_ipv6_loopback() {
+    if !have("pasta") {
+        return;
+    }
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: the host has no IPv6 loopback");
+        return;
+    }
+    let target = Target::new();
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut ports = parse_publish("[::1]::80").unwrap();
+    pick_host_ports(&mut ports).unwrap();
+    let helper = start(
+        target.pid(),
+        &"pasta".parse().unwrap(),
+        &ports,
+        run_dir.path(),
+    )
+    .unwrap();
+    assert_eq!(fetch_from("::1", ports[0].host_port).trim(), GREETING);
+    helper.stop().unwrap();
+    assert_empty(run_dir.path());
+}
+
+/// An unprivileged user publishing on a port below net.ipv4.ip_unprivileged_port_start.
+#[test]
+fn privileged_port_is_clear() {
+    let start_at: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if nix_is_root() || start_at <= 1 {
+        eprintln!("SKIP: every port is bindable here (root, or ip_unprivileged_port_start=0)");
+        return;
+    }
+    let backend = if installed().pasta.is_some() {
+        "pasta"
+    } else {
+        "slirp4netns"
+    };
+    let port = start_at - 1;
+    let ports = parse_publish(&format!("127.0.0.1:{port}:80")).unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    // No target needed: the host port is checked before anything starts.
+    let err = start(1, &backend.parse().unwrap(), &ports, run_dir.path()).unwrap_err();
+    assert!(matches!(err, Error::PrivilegedPort { .. }), "{err}");
+    assert!(
+        err.to_string().contains("needs root or a lower sysctl"),
+        "{err}"
+    );
 }
 
 fn port_in_use(backend: &str) {
