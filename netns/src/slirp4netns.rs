@@ -39,7 +39,28 @@ pub(crate) fn features_from_help(help: &str) -> Features {
     }
 }
 
+/// Asked once per process and program: `--help` costs a process start on every container.
 fn features(program: &Path) -> Features {
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<Vec<(std::path::PathBuf, Features)>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some((_, f)) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(p, _)| p == program)
+    {
+        return *f;
+    }
+    let f = probe_features(program);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((program.to_path_buf(), f));
+    f
+}
+
+fn probe_features(program: &Path) -> Features {
     let out = Command::new(program)
         .arg("--help")
         .stdin(Stdio::null())
