@@ -209,9 +209,9 @@ pub fn parse() -> Cli {
 /// user who types `-p 8080:80` or `--memory 1g` from habit gets clap's generic usage text.
 const NOT_YET: &[(&[&str], &str)] = &[
     (
-        &["-p", "--publish", "-P", "--publish-all", "--expose"],
-        "publishing ports needs rbox's user-mode networking, which is not implemented yet: \
-         use --network host and have the service listen on a free host port",
+        &["-P", "--publish-all", "--expose"],
+        "publishing the image's exposed ports is not implemented yet: name each port with \
+         -p HOST_PORT:CONTAINER_PORT (and --network=pasta or slirp4netns)",
     ),
     (
         &[
@@ -222,8 +222,8 @@ const NOT_YET: &[(&[&str], &str)] = &[
             "--ip",
             "--mac-address",
         ],
-        "rbox has no container network yet (--network none or host): with --network host the \
-         container uses the host's resolver and /etc/hosts",
+        "rbox does not set DNS or host entries yet: with --network host the container uses the \
+         host's resolver and /etc/hosts, with pasta or slirp4netns the host's resolvers",
     ),
     (
         &[
@@ -555,9 +555,9 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line_with_what_to_change() {
-        let l = usage_line(&["rbox", "run", "-p", "8080:80", "busybox"]);
+        let l = usage_line(&["rbox", "run", "-P", "busybox"]);
         assert!(
-            l.starts_with("unsupported flag `-p`: publishing ports"),
+            l.starts_with("unsupported flag `-P`: publishing the image's exposed ports"),
             "{l}"
         );
         let l = usage_line(&["rbox", "run", "--memory=1g", "busybox"]);

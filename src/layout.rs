@@ -88,6 +88,13 @@ pub fn live_state(runtime_dir: &Path, id: &str) -> PathBuf {
     runtime_dir.join("containers").join(format!("{id}.json"))
 }
 
+/// `net/<short id>/` in the runtime directory: the network helper's files (slirp4netns's API
+/// socket, pasta's pid file) while the container runs. The id's first 12 digits: a unix
+/// socket path must fit in 108 bytes.
+pub fn network_dir(runtime_dir: &Path, id: &str) -> PathBuf {
+    runtime_dir.join("net").join(&id[..id.len().min(12)])
+}
+
 /// `pause.pid` in the runtime directory: the pid of the process keeping rbox's user namespace.
 pub fn pause_pid(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join("pause.pid")
@@ -127,5 +134,6 @@ mod tests {
         assert_eq!(store_runtime_dir(s), p("/s/run"));
         assert_eq!(live_state(r, "abc"), p("/r/containers/abc.json"));
         assert_eq!(pause_pid(r), p("/r/pause.pid"));
+        assert_eq!(network_dir(r, &"ab".repeat(32)), p("/r/net/abababababab"));
     }
 }

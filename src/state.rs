@@ -58,7 +58,8 @@ impl std::fmt::Display for MountKind {
     }
 }
 
-/// `--network`: the modes rbox has today, recorded as the flag spells them.
+/// `--network`: the modes rbox has today, recorded as the flag spells them (a bridge's
+/// options, the part after `:`, are kept beside it in [`Spec::network_options`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
@@ -67,24 +68,54 @@ pub enum NetworkMode {
     None,
     /// the host's network namespace
     Host,
+    /// a network namespace of its own bridged to the host by a pasta process
+    Pasta,
+    /// a network namespace of its own bridged to the host by a slirp4netns process
+    Slirp4netns,
 }
 
 impl NetworkMode {
-    /// The mode a `--network` value names; `None` for one rbox does not know.
-    pub fn from_flag(s: &str) -> Option<Self> {
-        match s {
-            "none" => Some(NetworkMode::None),
-            "host" => Some(NetworkMode::Host),
-            _ => None,
+    /// The mode a `--network` value names, and the options after `:` (bridges only); `None`
+    /// for one rbox does not know.
+    pub fn from_flag(s: &str) -> Option<(Self, String)> {
+        let (mode, opts) = s.split_once(':').unwrap_or((s, ""));
+        let m = match mode {
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            "pasta" => NetworkMode::Pasta,
+            "slirp4netns" => NetworkMode::Slirp4netns,
+            _ => return None,
+        };
+        if !opts.is_empty() && !m.is_bridge() {
+            return None;
         }
+        Some((m, opts.to_string()))
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             NetworkMode::None => "none",
             NetworkMode::Host => "host",
+            NetworkMode::Pasta => "pasta",
+            NetworkMode::Slirp4netns => "slirp4netns",
         }
     }
+
+    /// A helper process bridges the container's own namespace to the host.
+    pub fn is_bridge(self) -> bool {
+        matches!(self, NetworkMode::Pasta | NetworkMode::Slirp4netns)
+    }
+}
+
+/// A published port (`-p`), host port chosen at create when it was 0 or omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// "" for every address
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// "tcp" or "udp"
+    pub protocol: String,
 }
 
 impl std::fmt::Display for NetworkMode {
@@ -163,6 +194,12 @@ pub struct Spec {
     pub tty: bool,
     pub interactive: bool,
     pub network: NetworkMode,
+    /// the bridge's options as `--network=MODE:OPTIONS` gave them
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network_options: String,
+    /// `-p`: ports published on the host
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
     pub userns: UsernsMode,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -791,7 +828,7 @@ mod tests {
 
     #[test]
     fn unknown_mode_strings_do_not_load() {
-        let text = old_record("slirp4netns", "");
+        let text = old_record("bridge", "");
         assert!(serde_json::from_str::<ContainerRecord>(&text).is_err());
         let text = old_record("none", "auto");
         assert!(serde_json::from_str::<ContainerRecord>(&text).is_err());
@@ -799,17 +836,33 @@ mod tests {
 
     #[test]
     fn modes_from_flags() {
-        assert_eq!(NetworkMode::from_flag("none"), Some(NetworkMode::None));
-        assert_eq!(NetworkMode::from_flag("host"), Some(NetworkMode::Host));
-        assert_eq!(NetworkMode::from_flag(""), None);
-        assert_eq!(NetworkMode::from_flag("bridge"), None);
+        let mode = |s: &str| NetworkMode::from_flag(s);
+        assert_eq!(mode("none"), Some((NetworkMode::None, String::new())));
+        assert_eq!(mode("host"), Some((NetworkMode::Host, String::new())));
+        assert_eq!(mode("pasta"), Some((NetworkMode::Pasta, String::new())));
+        assert_eq!(
+            mode("slirp4netns:allow_host_loopback=true,mtu=1500"),
+            Some((
+                NetworkMode::Slirp4netns,
+                "allow_host_loopback=true,mtu=1500".into()
+            ))
+        );
+        assert_eq!(mode(""), None);
+        assert_eq!(mode("bridge"), None);
+        assert_eq!(mode("host:x"), None, "only bridges take options");
+        assert!(NetworkMode::Pasta.is_bridge() && !NetworkMode::Host.is_bridge());
         assert_eq!(UsernsMode::from_flag(""), Some(UsernsMode::Default));
         assert_eq!(UsernsMode::from_flag("host"), Some(UsernsMode::Host));
         assert_eq!(UsernsMode::from_flag("keep-id"), Some(UsernsMode::KeepId));
         assert_eq!(UsernsMode::from_flag("auto"), None);
         assert_eq!(UsernsMode::from_flag("Keep-Id"), None);
-        for m in [NetworkMode::None, NetworkMode::Host] {
-            assert_eq!(NetworkMode::from_flag(m.as_str()), Some(m));
+        for m in [
+            NetworkMode::None,
+            NetworkMode::Host,
+            NetworkMode::Pasta,
+            NetworkMode::Slirp4netns,
+        ] {
+            assert_eq!(NetworkMode::from_flag(m.as_str()), Some((m, String::new())));
         }
         for m in [UsernsMode::Default, UsernsMode::Host, UsernsMode::KeepId] {
             assert_eq!(UsernsMode::from_flag(m.as_str()), Some(m));

@@ -110,8 +110,9 @@ impl Helper {
         self.stopped = true;
         let mut result = Ok(());
         if self.exit_fd.take().is_none() {
-            // pasta has no exit fd: ask it to go.
-            let _ = sys::pidfd_send_signal(&self.pidfd, libc::SIGTERM);
+            // pasta has no exit fd, and ignores SIGTERM (measured: it waits out any timeout);
+            // it keeps no state a graceful exit would save
+            let _ = sys::pidfd_send_signal(&self.pidfd, libc::SIGKILL);
         }
         if !wait_exit(&self.pidfd, STOP_TIMEOUT) {
             let _ = sys::pidfd_send_signal(&self.pidfd, libc::SIGKILL);

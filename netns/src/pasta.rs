@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -29,7 +30,7 @@ fn port_spec(p: &PortMapping) -> String {
 pub(crate) fn args(
     o: &PastaOptions,
     ports: &[PortMapping],
-    target_pid: i32,
+    target: &[OsString],
     pid_file: &Path,
     runas: Option<(u32, u32)>,
 ) -> Vec<OsString> {
@@ -66,7 +67,7 @@ pub(crate) fn args(
     a.extend(o.args.iter().map(OsString::from));
     a.push("--pid".into());
     a.push(pid_file.into());
-    a.push(target_pid.to_string().into());
+    a.extend(target.iter().cloned());
     a
 }
 
@@ -92,9 +93,32 @@ pub(crate) fn start(
     } else {
         None
     };
+    // The namespaces go to pasta as descriptors opened here: pasta drops its capabilities
+    // before it opens a target, and opening another process's /proc/PID/ns/* needs the
+    // target's capabilities (a container's init in our own user namespace has them all).
+    let open_ns = |kind: &str| {
+        let p = format!("/proc/{target_pid}/ns/{kind}");
+        std::fs::File::open(&p).map_err(io_err(format!("open `{p}`")))
+    };
+    let (userns, netns) = (open_ns("user")?, open_ns("net")?);
+    let mut target: Vec<OsString> = vec![
+        "--netns".into(),
+        format!("/proc/self/fd/{}", netns.as_raw_fd()).into(),
+    ];
+    let mut inherited = vec![netns.as_raw_fd()];
+    // a process cannot join the user namespace it is in (EINVAL): only a nested one
+    if same_ns(&userns, "/proc/self/ns/user") {
+        target.push("--netns-only".into());
+    } else {
+        target.push("--userns".into());
+        target.push(format!("/proc/self/fd/{}", userns.as_raw_fd()).into());
+        inherited.push(userns.as_raw_fd());
+    }
     let mut stderr = stderr_file(NAME)?;
-    let mut child = Command::new(program)
-        .args(args(o, ports, target_pid, &pid_file, runas))
+    let mut cmd = Command::new(program);
+    sys::inherit_fds(&mut cmd, inherited);
+    let mut child = cmd
+        .args(args(o, ports, &target, &pid_file, runas))
         .stdin(Stdio::null())
         .stdout(stderr.try_clone().map_err(io_err("dup memfd"))?)
         .stderr(stderr.try_clone().map_err(io_err("dup memfd"))?)
@@ -153,6 +177,15 @@ pub(crate) fn start(
     Ok(helper)
 }
 
+/// Whether the namespace file `f` is the namespace at `path`.
+fn same_ns(f: &std::fs::File, path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,7 +202,7 @@ mod tests {
         let a = args(
             &PastaOptions::default(),
             &ports,
-            42,
+            &["42".into()],
             Path::new("/r/pasta.pid"),
             Some((0, 0)),
         );
@@ -204,7 +237,7 @@ mod tests {
         let crate::Backend::Pasta(o) = "pasta:-T,8080,--ipv4-only".parse().unwrap() else {
             unreachable!()
         };
-        let a = args(&o, &[], 7, Path::new("p"), None);
+        let a = args(&o, &[], &["7".into()], Path::new("p"), None);
         assert_eq!(
             strs(&a),
             [

@@ -115,6 +115,16 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         }));
     }
     let running = st.status == Status::Running;
+    // {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, as Podman shows published ports
+    let mut ports = Map::new();
+    for p in &s.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        let binding = json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
+        match ports.entry(key).or_insert_with(|| json!([])) {
+            Value::Array(a) => a.push(binding),
+            _ => unreachable!("inserted as an array"),
+        }
+    }
     let mut security_opts: Vec<String> = Vec::new();
     if s.no_new_privileges {
         security_opts.push("no-new-privileges".into());
@@ -170,6 +180,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         },
         "HostConfig": {
             "Binds": binds,
+            "PortBindings": ports,
             "NetworkMode": s.network,
             "UsernsMode": s.userns,
             "Privileged": s.privileged,
@@ -183,7 +194,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         },
         "NetworkSettings": {
             "IPAddress": "",
-            "Ports": {},
+            "Ports": ports.clone(),
         },
     })
 }

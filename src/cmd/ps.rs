@@ -171,7 +171,13 @@ fn ps_json(r: &ContainerRecord) -> Value {
         "StartedAt": epoch(Some(&st.started_at)),
         "Labels": r.spec.labels,
         "Mounts": r.spec.mounts.iter().map(|m| m.destination.clone()).collect::<Vec<_>>(),
-        "Ports": [],
+        "Ports": r.spec.ports.iter().map(|p| json!({
+            "host_ip": p.host_ip,
+            "container_port": p.container_port,
+            "host_port": p.host_port,
+            "range": 1,
+            "protocol": p.protocol,
+        })).collect::<Vec<_>>(),
         "AutoRemove": r.auto_remove,
     })
 }
@@ -198,7 +204,21 @@ fn ps_view(r: &ContainerRecord, now: i64, no_trunc: bool) -> Value {
     o.insert("Created".into(), json!(human::ago(created, now)));
     o.insert("CreatedAt".into(), json!(human::go_time(created)));
     o.insert("Status".into(), json!(status_text(r, now)));
-    o.insert("Ports".into(), json!(""));
+    // as podman ps shows them: 0.0.0.0:8080->80/tcp, ...
+    let ports: Vec<String> = r
+        .spec
+        .ports
+        .iter()
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &p.host_ip
+            };
+            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
+        })
+        .collect();
+    o.insert("Ports".into(), json!(ports.join(", ")));
     o.insert(
         "Mounts".into(),
         json!(r

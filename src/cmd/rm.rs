@@ -85,5 +85,6 @@ pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Re
             );
         }
     }
+    runtime::control::cleanup_network(g, rec);
     state::remove(g, rec).with_context(|| format!("remove container {}", rec.name))
 }

@@ -68,7 +68,8 @@ pub struct RunArgs {
     /// Run a small init as PID 1 that forwards signals and reaps processes
     #[arg(long)]
     pub init: bool,
-    /// Network mode: none, host (slirp4netns and pasta come with networking)
+    /// Network mode: none (loopback only), host, pasta[:OPTIONS] or slirp4netns[:OPTIONS]
+    /// (a user-mode bridge to the host's network)
     #[arg(
         long = "network",
         alias = "net",
@@ -76,6 +77,10 @@ pub struct RunArgs {
         default_value = "none"
     )]
     pub network: String,
+    /// Publish a container's port on the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]; needs
+    /// --network=pasta or slirp4netns)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
     /// User namespace mode: "" (container root is you) or keep-id (your own uid inside)
     #[arg(long = "userns", value_name = "MODE", default_value = "")]
     pub userns: String,
@@ -167,6 +172,7 @@ impl From<RunArgs> for RunOptions {
                 tty: a.tty,
                 interactive: a.interactive,
                 network: a.network,
+                publish: a.publish,
                 userns: a.userns,
                 cap_add: a.cap_add,
                 cap_drop: a.cap_drop,

@@ -36,6 +36,8 @@ pub fn signal_container(
                 rec.name
             );
         }
+        // the monitor could not stop the network helper: pasta outlives it
+        cleanup_network(g, rec);
         // The record as written, not as `lookup` corrects it: whether the monitor got to
         // record an exit of its own before it died.
         let root = g.storage_root()?;
@@ -105,4 +107,42 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
         format!("SIG{up}")
     };
     name.parse().ok()
+}
+
+/// End what a container's network helper left behind when its monitor could not stop it (the
+/// monitor was killed): pasta's daemon, named in its pid file (slirp4netns exits by itself
+/// when the monitor's end of its exit fd closes), and the helper's files and directory.
+pub fn cleanup_network(g: &Context, rec: &ContainerRecord) {
+    let runtime_dir = if rec.state.live_dir.is_empty() {
+        match g.runtime_dir() {
+            Ok(d) => d,
+            Err(_) => return,
+        }
+    } else {
+        std::path::PathBuf::from(&rec.state.live_dir)
+    };
+    let dir = crate::layout::network_dir(&runtime_dir, &rec.id);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    if let Some(pid) = std::fs::read_to_string(dir.join("pasta.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    {
+        // only a pasta process (its binary is passt or passt.avx2): the pid may be reused
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.starts_with("passt") || comm.starts_with("pasta") {
+            let pidfd = sys::pidfd_open(pid).ok();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            // its ports are free once it is gone
+            wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(5));
+        }
+    }
+    for e in entries.flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    let _ = std::fs::remove_dir(&dir);
 }

@@ -196,6 +196,16 @@ fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::Et
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv: String = if rec.spec.network == state::NetworkMode::Host {
         host_resolv
+    } else if rec.spec.network == state::NetworkMode::Slirp4netns {
+        // slirp4netns's DNS forwarder, then the host's search and options lines
+        let mut r = String::from("nameserver 10.0.2.3\n");
+        for l in host_resolv.lines() {
+            if !l.trim_start().starts_with("nameserver") {
+                r.push_str(l);
+                r.push('\n');
+            }
+        }
+        r
     } else {
         // loopback resolvers of the host are unreachable from another network namespace
         host_resolv

@@ -1,5 +1,6 @@
 //! The monitor: the rbox process that holds a running container (rbox's conmon). It launches
-//! the container as its parent, records it as running before the command execs, waits for it
+//! the container as its parent, starts its network bridge (pasta or slirp4netns) and records
+//! it as running before the command execs, waits for it
 //! (relaying signals and the terminal), records the exit status, and removes the container
 //! after `--rm`. The same code holds an attached container (`rbox run`, `rbox start -a`: the
 //! monitor is the invocation itself) and a detached one (`run -d`, `start`: a forked process
@@ -24,12 +25,74 @@ use crate::state::{self, ContainerRecord};
 
 /// Start the container and stay attached until it exits; returns its exit code.
 pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
-    let started = start(g, store, &mut rec, None)?;
+    let (started, network) = start(g, store, &mut rec, None)?;
     let status = attach::wait(started.pid, started.pty, rec.spec.interactive)?;
     let code = exit::from_wait(status);
+    stop_network(network);
     // the container's outcome is shown already; a failure to record it is not the command's
     let _ = finish(g, store, &mut rec, code as i32, "");
     Ok(ExitCode::from(code))
+}
+
+/// End the container's network helper (its namespace is gone with the container).
+fn stop_network(network: Option<Network>) {
+    if let Some(n) = network {
+        if let Err(e) = n.helper.stop() {
+            tracing::warn!("stop the network helper: {e}");
+        }
+        let _ = fs::remove_dir(&n.dir);
+    }
+}
+
+/// The helper bridging a container's network namespace, and its directory.
+struct Network {
+    helper: rbox_netns::Helper,
+    dir: PathBuf,
+}
+
+/// Start the bridge of `rec`'s network (pasta or slirp4netns) for the namespace of `pid`,
+/// publishing its ports; waits until the helper says it is ready.
+fn start_network(g: &Context, rec: &ContainerRecord, pid: i32) -> Result<Option<Network>> {
+    let s = &rec.spec;
+    if !s.network.is_bridge() {
+        return Ok(None);
+    }
+    let spelled = if s.network_options.is_empty() {
+        s.network.to_string()
+    } else {
+        format!("{}:{}", s.network, s.network_options)
+    };
+    let backend: rbox_netns::Backend = spelled.parse()?;
+    let mut ports = Vec::with_capacity(s.ports.len());
+    for p in &s.ports {
+        ports.push(rbox_netns::PortMapping {
+            host_ip: match p.host_ip.as_str() {
+                "" => None,
+                ip => Some(ip.parse().with_context(|| format!("host address `{ip}`"))?),
+            },
+            host_port: p.host_port,
+            container_port: p.container_port,
+            proto: if p.protocol == "udp" {
+                rbox_netns::Proto::Udp
+            } else {
+                rbox_netns::Proto::Tcp
+            },
+        });
+    }
+    let dir = layout::network_dir(&g.runtime_dir()?, &rec.id);
+    fs::create_dir_all(&dir).with_context(|| format!("create `{}`", dir.display()))?;
+    match rbox_netns::start(pid, &backend, &ports, &dir) {
+        Ok(helper) => {
+            for w in helper.warnings() {
+                tracing::warn!("{w}");
+            }
+            Ok(Some(Network { helper, dir }))
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            Err(e.into())
+        }
+    }
 }
 
 /// `-d`: fork a monitor that holds the container; print the container (as `shown`, else its
@@ -71,25 +134,35 @@ pub fn detached(
 }
 
 /// Launch the container as its parent and start it, recording it as running while its init
-/// sets up (so that no command ever runs in a container recorded as not running). A failure is recorded
-/// as the container's exit (or with `--rm`, the container removed) before it is returned.
+/// sets up (so that no command ever runs in a container recorded as not running), with its
+/// network bridge ready. A failure is recorded as the container's exit (or with `--rm`, the
+/// container removed) before it is returned.
 fn start(
     g: &Context,
     store: &Store,
     rec: &mut ContainerRecord,
     stdio: Option<[i32; 3]>,
-) -> Result<container::Started> {
+) -> Result<(container::Started, Option<Network>)> {
     let root = g.storage_root()?;
+    let mut network = None;
     let started = launch::plan(store, rec, stdio)
-        .and_then(|l| container::create(&l, |pid| state::mark_running(g, &root, rec, pid.as_raw())))
+        .and_then(|l| {
+            container::create(&l, |pid| {
+                // the init's namespaces exist: the bridge attaches to them now, and is ready
+                // before the command runs
+                network = start_network(g, rec, pid.as_raw())?;
+                state::mark_running(g, &root, rec, pid.as_raw())
+            })
+        })
         .and_then(|created| created.start());
     match started {
-        Ok(s) => Ok(s),
+        Ok(s) => Ok((s, network)),
         Err(e) => {
             let code = e
                 .downcast_ref::<exit::CodedError>()
                 .map(|c| c.code)
                 .unwrap_or(exit::FAILED);
+            stop_network(network);
             if let Err(e) = finish(g, store, rec, code as i32, &format!("{e:#}")) {
                 tracing::error!("{e:#}");
             }
@@ -133,7 +206,7 @@ fn hold(
     let null = fs::File::open("/dev/null");
     let stdin = null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(0);
     let fds = [stdin, out.as_raw_fd(), out.as_raw_fd()];
-    let started = match start(g, store, rec, Some(fds)) {
+    let (started, network) = match start(g, store, rec, Some(fds)) {
         Ok(s) => s,
         Err(e) => {
             let code = e
@@ -164,6 +237,7 @@ fn hold(
         }
     };
     tracing::debug!(code, "container exited");
+    stop_network(network);
     if let Err(e) = finish(g, store, rec, code, "") {
         tracing::error!("{e:#}");
     }

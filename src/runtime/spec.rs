@@ -320,11 +320,41 @@ pub struct Flags {
     pub tty: bool,
     pub interactive: bool,
     pub network: String,
+    /// `-p`, as given
+    pub publish: Vec<String>,
     pub userns: String,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub security_opt: Vec<String>,
+}
+
+/// `-p` specs as the ports a container publishes, host ports 0 (or omitted) given a free one
+/// now, as Podman does at create. Publishing needs a bridge.
+fn publish(specs: &[String], network: NetworkMode) -> Result<Vec<crate::state::PortSpec>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !network.is_bridge() {
+        bail!(
+            "publishing ports needs --network=pasta or --network=slirp4netns, not `{}`",
+            network
+        );
+    }
+    let mut ports = Vec::new();
+    for s in specs {
+        ports.extend(rbox_netns::parse_publish(s)?);
+    }
+    rbox_netns::pick_host_ports(&mut ports)?;
+    Ok(ports
+        .iter()
+        .map(|p| crate::state::PortSpec {
+            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            host_port: p.host_port,
+            container_port: p.container_port,
+            protocol: p.proto.as_str().to_string(),
+        })
+        .collect())
 }
 
 /// Build the container's spec from the image and the flags. A `seccomp=PROFILE` is compiled
@@ -370,12 +400,17 @@ pub fn build(
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
     }
     let (no_new_privileges, seccomp) = security_opts(&a.security_opt)?;
-    let Some(network) = NetworkMode::from_flag(&a.network) else {
+    let Some((network, network_options)) = NetworkMode::from_flag(&a.network) else {
         bail!(
-            "network mode `{}` is not supported yet: use --network=none or --network=host",
+            "network mode `{}` is not supported yet: use --network=pasta, slirp4netns, none or host",
             a.network
         );
     };
+    if network.is_bridge() {
+        // the backend's own checks of its options, now rather than at every start
+        a.network.parse::<rbox_netns::Backend>()?;
+    }
+    let ports = publish(&a.publish, network)?;
     let Some(userns) = UsernsMode::from_flag(&a.userns) else {
         bail!("invalid --userns `{}`: rbox knows keep-id", a.userns);
     };
@@ -420,6 +455,8 @@ pub fn build(
         tty: a.tty,
         interactive: a.interactive,
         network,
+        network_options,
+        ports,
         userns,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
@@ -529,6 +566,7 @@ mod tests {
             tty: false,
             interactive: false,
             network: network.into(),
+            publish: Vec::new(),
             userns: userns.into(),
             cap_add: Vec::new(),
             cap_drop: Vec::new(),
@@ -554,7 +592,7 @@ mod tests {
         let e = build(&img, &flags("bridge", ""), &id, None).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "network mode `bridge` is not supported yet: use --network=none or --network=host"
+            "network mode `bridge` is not supported yet: use --network=pasta, slirp4netns, none or host"
         );
         let e = build(&img, &flags("none", "auto"), &id, None).unwrap_err();
         assert_eq!(e.to_string(), "invalid --userns `auto`: rbox knows keep-id");

@@ -24,10 +24,15 @@ fn podman_flags_rbox_lacks_say_what_to_do() {
         env.import_busybox("busybox");
         for (args, want) in [
             (
-                &["-p", "8080:80"][..],
-                "unsupported flag `-p`: publishing ports",
+                &["-P"][..],
+                "unsupported flag `-P`: publishing the image's exposed ports",
             ),
-            (&["--publish=8080:80"][..], "unsupported flag `--publish`"),
+            (&["--publish-all"][..], "unsupported flag `--publish-all`"),
+            // -p exists now, but needs a bridge: still one line, nothing created
+            (
+                &["-p", "8080:80"][..],
+                "publishing ports needs --network=pasta or --network=slirp4netns",
+            ),
             (
                 &["--memory", "1g"][..],
                 "unsupported flag `--memory`: cgroup",

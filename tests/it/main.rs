@@ -11,6 +11,7 @@ mod errors;
 mod hostile;
 mod images;
 mod lifecycle;
+mod network;
 mod podman;
 mod registry;
 mod run;

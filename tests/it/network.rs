@@ -1,0 +1,214 @@
+//! Networking through the user-mode bridges (`--network=pasta`, `--network=slirp4netns`):
+//! a published port reaches a server in the container, ps and inspect show it, and the
+//! helper process and its files are gone once the container is. Every test runs once per
+//! identity, with the real helpers.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::util::{for_each_user, Env};
+
+const BACKENDS: [&str; 2] = ["pasta", "slirp4netns"];
+
+/// A host port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET / on 127.0.0.1:`port`, retried until the server answers (it starts after `run -d`
+/// returns) or a deadline passes.
+fn http_get(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        });
+        match got {
+            Ok(body) if body.starts_with("HTTP/") => return body,
+            other => assert!(
+                Instant::now() < deadline,
+                "no answer on port {port} after 20 s: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Live (not zombie) processes whose command line names `needle`.
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !zombie && text.contains(needle) {
+            found.push(format!("{name}: {text}"));
+        }
+    }
+    found
+}
+
+/// The helper of container `id`: its files live in `net/<short id>` of the runtime dir, which
+/// its command line names (slirp4netns's socket, pasta's pid file).
+fn helper_of(env: &Env, id: &str) -> Vec<String> {
+    let dir = env.runroot().join("net").join(&id[..12]);
+    processes_naming(&dir.to_string_lossy())
+}
+
+fn inspect(env: &Env, name: &str, format: &str) -> String {
+    env.rbox()
+        .args(["inspect", "--format", format, name])
+        .output()
+        .success()
+        .text()
+}
+
+#[test]
+fn a_published_port_reaches_the_server_in_the_container() {
+    for_each_user("publish", |env| {
+        env.import_busybox("busybox");
+        for net in BACKENDS {
+            let port = free_port();
+            let id = env
+                .rbox()
+                .args(["run", "-d", "--name", "web", "--network", net])
+                .args(["-p", &format!("{port}:80"), "busybox", "sh", "-c"])
+                .arg("mkdir /www && echo hello-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www")
+                .output()
+                .success()
+                .text();
+            let body = http_get(port);
+            assert!(
+                body.contains(&format!("hello-{}", &id[..12])),
+                "{net}: {body}"
+            );
+            assert!(!helper_of(env, &id).is_empty(), "{net}: no helper runs");
+            let ps = env
+                .rbox()
+                .args(["ps", "--format", "{{.Names}} {{.Ports}}"])
+                .output()
+                .success()
+                .text();
+            assert_eq!(ps, format!("web 0.0.0.0:{port}->80/tcp"), "{net}");
+            assert_eq!(
+                inspect(env, "web", "{{json .NetworkSettings.Ports}}"),
+                format!(r#"{{"80/tcp":[{{"HostIp":"","HostPort":"{port}"}}]}}"#),
+                "{net}"
+            );
+            assert_eq!(inspect(env, "web", "{{.HostConfig.NetworkMode}}"), net);
+            // rm -f kills the monitor: what it held goes too
+            env.rbox().args(["rm", "-f", "web"]).output().success();
+            let left = helper_of(env, &id);
+            assert!(left.is_empty(), "{net}: left behind: {left:?}");
+            assert!(!env.runroot().join("net").join(&id[..12]).exists(), "{net}");
+            assert!(
+                TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "{net}: port still bound"
+            );
+        }
+    });
+}
+
+#[test]
+fn an_attached_run_is_configured_and_leaves_nothing() {
+    for_each_user("attached_net", |env| {
+        env.import_busybox("busybox");
+        for net in BACKENDS {
+            let out = env
+                .rbox()
+                .args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    net,
+                    "busybox",
+                    "cat",
+                    "/proc/net/route",
+                ])
+                .output()
+                .success();
+            // a default route (destination 00000000) through the bridge's interface
+            assert!(
+                out.stdout
+                    .lines()
+                    .skip(1)
+                    .any(|l| l.split_whitespace().nth(1) == Some("00000000")),
+                "{net}: no default route:\n{out}"
+            );
+            let run_net = env.runroot().join("net");
+            let left: Vec<_> = std::fs::read_dir(&run_net)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(
+                left.is_empty(),
+                "{net}: left in {}: {left:?}",
+                run_net.display()
+            );
+            assert!(
+                processes_naming(&run_net.to_string_lossy()).is_empty(),
+                "{net}"
+            );
+        }
+    });
+}
+
+#[test]
+fn publishing_errors_are_one_line_and_125() {
+    for_each_user("publish_errors", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "-p", "8080:80", "busybox", "true"])
+            .output()
+            .code_is(125);
+        assert!(
+            out.stderr
+                .contains("publishing ports needs --network=pasta or --network=slirp4netns"),
+            "{out}"
+        );
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=pasta",
+                "-p",
+                "80:80:80",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .code_is(125);
+        assert!(out.stderr.contains("invalid port spec `80:80:80`"), "{out}");
+        // a host port that is taken: refused before anything runs
+        let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        for net in BACKENDS {
+            let out = env
+                .rbox()
+                .args(["run", "--rm", "--network", net, "-p", &format!("{port}:80")])
+                .args(["busybox", "true"])
+                .output()
+                .code_is(125);
+            assert!(out.stderr.contains("already in use"), "{net}: {out}");
+            assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out}");
+        }
+        assert!(processes_naming(&env.runroot().join("net").to_string_lossy()).is_empty());
+    });
+}
