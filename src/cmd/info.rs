@@ -210,10 +210,7 @@ fn gather(g: &Context) -> Result<Value> {
             "fuse": {"usable": fuse.is_ok(), "fuseOverlayfs": userns::find_helper("fuse-overlayfs").map(|p| p.display().to_string()).unwrap_or_default()},
             "tun": tun.unwrap_or_else(|| "missing".into()),
             "cgroups": {"version": cg.version, "controllers": cg.controllers, "limitsEnforceable": cg.enforceable},
-            "network": {
-                "slirp4netns": userns::find_helper("slirp4netns").map(|p| p.display().to_string()).unwrap_or_default(),
-                "pasta": userns::find_helper("pasta").map(|p| p.display().to_string()).unwrap_or_default(),
-            },
+            "network": network_info(),
         },
         "store": {
             "graphRoot": root.display().to_string(),
@@ -225,6 +222,21 @@ fn gather(g: &Context) -> Result<Value> {
         "version": {"version": env!("CARGO_PKG_VERSION")},
         "problems": problems,
     }))
+}
+
+/// The network bridges rbox can start, with their versions, and the mode a container gets
+/// without `--network`.
+fn network_info() -> Value {
+    let installed = rbox_netns::installed();
+    let tool = |t: Option<&rbox_netns::Tool>| match t {
+        Some(t) => json!({"executable": t.path.display().to_string(), "version": t.version}),
+        None => json!({"executable": "", "version": ""}),
+    };
+    json!({
+        "default": "none",
+        "pasta": tool(installed.pasta.as_ref()),
+        "slirp4netns": tool(installed.slirp4netns.as_ref()),
+    })
 }
 
 fn os_name(os_release: &str) -> Option<String> {

@@ -925,6 +925,28 @@ fn info_describes_the_host() {
             lower.contains("subuid") || lower.contains("uid map") || lower.contains("idmap"),
             "{out}"
         );
+        // the network bridges rbox can start, as their own --version names them
+        let net = env
+            .rbox()
+            .args(["info", "--format", "{{json .host.network}}"])
+            .output()
+            .success();
+        let v: serde_json::Value = serde_json::from_str(&net.stdout).unwrap();
+        assert_eq!(v["default"], "none", "{net}");
+        assert_eq!(
+            v["slirp4netns"]["executable"], "/usr/bin/slirp4netns",
+            "{net}"
+        );
+        let version = v["slirp4netns"]["version"].as_str().unwrap();
+        assert!(version.starts_with("slirp4netns version "), "{net}");
+        assert_eq!(v["pasta"]["executable"], "/usr/bin/pasta", "{net}");
+        assert!(
+            v["pasta"]["version"]
+                .as_str()
+                .unwrap()
+                .starts_with("pasta "),
+            "{net}"
+        );
     });
 }
 
