@@ -68,6 +68,8 @@ pub enum Command {
     Exec(cmd::exec::ExecArgs),
     /// Print the output of a detached container
     Logs(cmd::logs::LogsArgs),
+    /// List the ports a running container publishes
+    Port(cmd::port::PortArgs),
     /// List containers
     #[command(visible_alias = "list", visible_alias = "ls")]
     Ps(cmd::ps::PsArgs),

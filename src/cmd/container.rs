@@ -23,6 +23,7 @@ pub enum ContainerCommand {
     Stop(cmd::stop::StopArgs),
     Exec(cmd::exec::ExecArgs),
     Logs(cmd::logs::LogsArgs),
+    Port(cmd::port::PortArgs),
     Kill(cmd::kill::KillArgs),
     #[command(visible_alias = "remove")]
     Rm(cmd::rm::RmArgs),
@@ -60,6 +61,7 @@ impl From<ContainerCommand> for Command {
             ContainerCommand::Stop(a) => Command::Stop(a),
             ContainerCommand::Exec(a) => Command::Exec(a),
             ContainerCommand::Logs(a) => Command::Logs(a),
+            ContainerCommand::Port(a) => Command::Port(a),
             ContainerCommand::Kill(a) => Command::Kill(a),
             ContainerCommand::Rm(a) => Command::Rm(a),
             ContainerCommand::Inspect(a) => Command::Inspect(cmd::inspect::InspectArgs {

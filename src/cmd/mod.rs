@@ -17,6 +17,7 @@ pub mod load;
 pub mod login;
 pub mod logs;
 pub mod manifest;
+pub mod port;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -54,6 +55,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Kill(a) => kill::run(g, a),
         Command::Exec(a) => exec::run(g, a),
         Command::Logs(a) => logs::run(g, a),
+        Command::Port(a) => port::run(g, a),
         Command::Ps(a) => ps::run(g, a),
         Command::Rm(a) => rm::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),

@@ -112,6 +112,29 @@ fn a_published_port_reaches_the_server_in_the_container() {
                 "{net}"
             );
             assert_eq!(inspect(env, "web", "{{.HostConfig.NetworkMode}}"), net);
+            // rbox port, as podman port prints it
+            let port_of = |args: &[&str]| env.rbox().arg("port").args(args).output();
+            assert_eq!(
+                port_of(&["web"]).success().text(),
+                format!("80/tcp -> 0.0.0.0:{port}")
+            );
+            assert_eq!(
+                port_of(&["web", "80"]).success().text(),
+                format!("0.0.0.0:{port}")
+            );
+            assert_eq!(
+                port_of(&["web", "80/tcp"]).success().text(),
+                format!("0.0.0.0:{port}")
+            );
+            assert_eq!(
+                port_of(&["-a"]).success().text(),
+                format!("{}\t80/tcp -> 0.0.0.0:{port}", &id[..12])
+            );
+            let out = port_of(&["web", "81"]).code_is(125);
+            assert!(
+                out.stderr.contains("failed to find published port \"81\""),
+                "{out}"
+            );
             // rm -f kills the monitor: what it held goes too
             env.rbox().args(["rm", "-f", "web"]).output().success();
             let left = helper_of(env, &id);

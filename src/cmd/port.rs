@@ -1,0 +1,84 @@
+//! `rbox port`: the ports a running container publishes, as `podman port` prints them
+//! (`80/tcp -> 0.0.0.0:8080`; with a port, only its host address; `--all` for every running
+//! container, each line after its short id).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::cli::complete;
+use crate::context::Context;
+use crate::state::{self, ContainerRecord, PortSpec};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PortArgs {
+    /// Every running container's ports
+    #[arg(short = 'a', long, conflicts_with = "container")]
+    pub all: bool,
+    /// Container (name or id)
+    #[arg(
+        value_name = "CONTAINER",
+        required_unless_present = "all",
+        add = complete::container_candidates()
+    )]
+    pub container: Option<String>,
+    /// Only this container port (PORT or PORT/PROTO)
+    #[arg(value_name = "PORT", requires = "container")]
+    pub port: Option<String>,
+}
+
+fn host(p: &PortSpec) -> String {
+    let ip = if p.host_ip.is_empty() {
+        "0.0.0.0"
+    } else {
+        &p.host_ip
+    };
+    format!("{ip}:{}", p.host_port)
+}
+
+fn line(p: &PortSpec) -> String {
+    format!("{}/{} -> {}", p.container_port, p.protocol, host(p))
+}
+
+/// Only a running container publishes anything (as in Podman).
+fn published(r: &ContainerRecord) -> &[PortSpec] {
+    if state::is_running(r) {
+        &r.spec.ports
+    } else {
+        &[]
+    }
+}
+
+pub fn run(g: &Context, a: PortArgs) -> Result<ExitCode> {
+    if a.all {
+        for r in state::list(g)? {
+            for p in published(&r) {
+                println!("{}\t{}", &r.id[..12], line(p));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rec = state::lookup(g, a.container.as_deref().expect("clap requires it"))?;
+    let ports = published(&rec);
+    let Some(want) = a.port else {
+        for p in ports {
+            println!("{}", line(p));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (num, proto) = want.split_once('/').unwrap_or((&want, "tcp"));
+    let Ok(num) = num.parse::<u16>() else {
+        bail!("invalid port `{want}`: expected PORT or PORT/PROTO");
+    };
+    let found: Vec<&PortSpec> = ports
+        .iter()
+        .filter(|p| p.container_port == num && p.protocol == proto)
+        .collect();
+    if found.is_empty() {
+        bail!("failed to find published port \"{want}\"");
+    }
+    for p in found {
+        println!("{}", host(p));
+    }
+    Ok(ExitCode::SUCCESS)
+}
