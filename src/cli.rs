@@ -216,16 +216,9 @@ const NOT_YET: &[(&[&str], &str)] = &[
          -p HOST_PORT:CONTAINER_PORT (and --network=pasta or slirp4netns)",
     ),
     (
-        &[
-            "--dns",
-            "--dns-search",
-            "--dns-option",
-            "--add-host",
-            "--ip",
-            "--mac-address",
-        ],
-        "rbox does not set DNS or host entries yet: with --network host the container uses the \
-         host's resolver and /etc/hosts, with pasta or slirp4netns the host's resolvers",
+        &["--no-hosts", "--ip", "--mac-address"],
+        "rbox always writes the container's /etc/hosts and gives it no address of its own yet: \
+         use --add-host for extra host entries",
     ),
     (
         &[

@@ -213,6 +213,17 @@ pub struct Spec {
     pub cmd: Vec<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub stop_signal: Option<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`: what replaces the host's servers, search
+    /// domains and options in the container's /etc/resolv.conf
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
+    /// `--add-host`: (name, address) lines of the container's /etc/hosts
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_hosts: Vec<(String, String)>,
 }
 
 impl Spec {

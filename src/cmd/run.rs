@@ -77,6 +77,18 @@ pub struct RunArgs {
         default_value = "none"
     )]
     pub network: String,
+    /// DNS server for the container's /etc/resolv.conf (replaces the host's)
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// DNS search domain for /etc/resolv.conf ("." for none)
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// DNS resolver option for /etc/resolv.conf (such as ndots:2)
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// Add a line to the container's /etc/hosts (HOST:IP)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// Publish a container's port on the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]; needs
     /// --network=pasta or slirp4netns)
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
@@ -172,6 +184,10 @@ impl From<RunArgs> for RunOptions {
                 tty: a.tty,
                 interactive: a.interactive,
                 network: a.network,
+                dns: a.dns,
+                dns_search: a.dns_search,
+                dns_option: a.dns_option,
+                add_host: a.add_host,
                 publish: a.publish,
                 userns: a.userns,
                 cap_add: a.cap_add,

@@ -187,10 +187,13 @@ fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::Et
         hostname,
         resolv,
     };
-    let hosts = format!(
-        "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost localhost.localdomain\n127.0.1.1\t{host} {}\n",
-        rec.name
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost localhost.localdomain\n",
     );
+    for (name, ip) in &rec.spec.add_hosts {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    hosts.push_str(&format!("127.0.1.1\t{host} {}\n", rec.name));
     fs::write(&files.hosts, hosts).context("write hosts")?;
     fs::write(&files.hostname, format!("{host}\n")).context("write hostname")?;
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -217,8 +220,43 @@ fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::Et
             .map(|l| format!("{l}\n"))
             .collect()
     };
-    fs::write(&files.resolv, resolv).context("write resolv.conf")?;
+    fs::write(&files.resolv, with_dns_flags(&resolv, &rec.spec)).context("write resolv.conf")?;
     Ok(files)
+}
+
+/// `resolv` with what `--dns`, `--dns-search` and `--dns-option` replace (each replaces
+/// the lines of its kind; a search of "." means none).
+fn with_dns_flags(resolv: &str, s: &state::Spec) -> String {
+    let mut out = String::new();
+    for l in resolv.lines() {
+        let kind = l.split_whitespace().next().unwrap_or("");
+        let replaced = match kind {
+            "nameserver" => !s.dns.is_empty(),
+            "search" | "domain" => !s.dns_search.is_empty(),
+            "options" => !s.dns_options.is_empty(),
+            _ => false,
+        };
+        if !replaced {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    let search: Vec<&str> = s
+        .dns_search
+        .iter()
+        .map(String::as_str)
+        .filter(|d| *d != ".")
+        .collect();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for d in &s.dns {
+        out.push_str(&format!("nameserver {d}\n"));
+    }
+    if !s.dns_options.is_empty() {
+        out.push_str(&format!("options {}\n", s.dns_options.join(" ")));
+    }
+    out
 }
 
 /// The seccomp program of a container's processes (its own command and `exec`): the filter
@@ -328,5 +366,30 @@ mod tests {
         assert_eq!(KeepId::map(1000, 1), "1000 0 1\n");
         // a range smaller than the uid: what exists below it is mapped, nothing above
         assert_eq!(KeepId::map(1000, 501), "0 1 500\n1000 0 1\n");
+    }
+
+    #[test]
+    fn dns_flags_replace_their_kind_of_line() {
+        let host = "search corp.example\nnameserver 10.1.1.1\noptions edns0\n# kept\n";
+        let none = Spec::default();
+        assert_eq!(with_dns_flags(host, &none), host);
+        let s = Spec {
+            dns: vec!["192.0.2.1".into(), "2001:db8::1".into()],
+            dns_search: vec!["a.example".into(), "b.example".into()],
+            dns_options: vec!["ndots:2".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            with_dns_flags(host, &s),
+            "# kept\nsearch a.example b.example\nnameserver 192.0.2.1\nnameserver 2001:db8::1\noptions ndots:2\n"
+        );
+        let only_no_search = Spec {
+            dns_search: vec![".".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            with_dns_flags(host, &only_no_search),
+            "nameserver 10.1.1.1\noptions edns0\n# kept\n"
+        );
     }
 }

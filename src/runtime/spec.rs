@@ -322,11 +322,35 @@ pub struct Flags {
     pub network: String,
     /// `-p`, as given
     pub publish: Vec<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`, `--add-host`, as given
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_option: Vec<String>,
+    pub add_host: Vec<String>,
     pub userns: String,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub security_opt: Vec<String>,
+}
+
+/// `--add-host HOST:IP` (the address may be IPv6: split at the first colon).
+fn parse_add_host(h: &str) -> Result<(String, String)> {
+    let bad = |why: &str| anyhow::anyhow!("invalid --add-host `{h}`: {why}");
+    let (name, ip) = h.split_once(':').ok_or_else(|| bad("expected HOST:IP"))?;
+    let ok_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+    if !ok_name {
+        return Err(bad(
+            "the host name may hold only letters, digits, `-`, `.` and `_`",
+        ));
+    }
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<std::net::IpAddr>()
+        .map_err(|_| bad("expected an IP address after the colon"))?;
+    Ok((name.to_string(), ip.to_string()))
 }
 
 /// `-p` specs as the ports a container publishes, host ports 0 (or omitted) given a free one
@@ -411,6 +435,16 @@ pub fn build(
         a.network.parse::<rbox_netns::Backend>()?;
     }
     let ports = publish(&a.publish, network)?;
+    for d in &a.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            bail!("invalid --dns `{d}`: expected an IP address");
+        }
+    }
+    let add_hosts = a
+        .add_host
+        .iter()
+        .map(|h| parse_add_host(h))
+        .collect::<Result<Vec<_>>>()?;
     let Some(userns) = UsernsMode::from_flag(&a.userns) else {
         bail!("invalid --userns `{}`: rbox knows keep-id", a.userns);
     };
@@ -467,6 +501,10 @@ pub fn build(
         cmd: img.cmd.clone(),
         labels,
         stop_signal: img.stop_signal.clone(),
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
+        add_hosts,
     };
     spec.set_args(args);
     Ok(spec)
@@ -567,11 +605,30 @@ mod tests {
             interactive: false,
             network: network.into(),
             publish: Vec::new(),
+            dns: Vec::new(),
+            dns_search: Vec::new(),
+            dns_option: Vec::new(),
+            add_host: Vec::new(),
             userns: userns.into(),
             cap_add: Vec::new(),
             cap_drop: Vec::new(),
             privileged: false,
             security_opt: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn add_host_entries() {
+        assert_eq!(
+            parse_add_host("db:192.0.2.7").unwrap(),
+            ("db".to_string(), "192.0.2.7".to_string())
+        );
+        // the address may be IPv6, bracketed or not
+        assert_eq!(parse_add_host("v6:2001:db8::1").unwrap().1, "2001:db8::1");
+        assert_eq!(parse_add_host("v6:[::1]").unwrap().1, "::1");
+        for bad in ["db", ":1.2.3.4", "db:", "db:nope", "d b:1.2.3.4"] {
+            let e = parse_add_host(bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid --add-host `{bad}`")), "{e}");
         }
     }
 

@@ -235,3 +235,54 @@ fn publishing_errors_are_one_line_and_125() {
         assert!(processes_naming(&env.runroot().join("net").to_string_lossy()).is_empty());
     });
 }
+
+#[test]
+fn dns_flags_and_extra_hosts_reach_the_etc_files() {
+    for_each_user("dns_flags", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=slirp4netns", "--dns", "192.0.2.1"])
+            .args(["--dns-search", "example.com", "--dns-option", "ndots:2"])
+            .args([
+                "--add-host",
+                "db:192.0.2.7",
+                "--hostname",
+                "box",
+                "--name",
+                "c",
+            ])
+            .args(["busybox", "cat", "/etc/resolv.conf", "/etc/hosts"])
+            .output()
+            .success();
+        let text = out.stdout.clone();
+        assert!(text.contains("search example.com\n"), "{out}");
+        assert!(text.contains("nameserver 192.0.2.1\n"), "{out}");
+        assert!(
+            !text.contains("nameserver 10.0.2.3"),
+            "--dns replaces: {out}"
+        );
+        assert!(text.contains("options ndots:2\n"), "{out}");
+        assert!(text.contains("192.0.2.7\tdb\n"), "{out}");
+        assert!(text.contains("127.0.1.1\tbox c\n"), "{out}");
+        // slirp4netns's own forwarder when nothing replaces it
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=slirp4netns", "busybox"])
+            .args(["cat", "/etc/resolv.conf"])
+            .output()
+            .success();
+        assert!(out.stdout.starts_with("nameserver 10.0.2.3\n"), "{out}");
+        for (flag, value, want) in [
+            ("--dns", "not-an-ip", "invalid --dns `not-an-ip`"),
+            ("--add-host", "db", "invalid --add-host `db`"),
+        ] {
+            let out = env
+                .rbox()
+                .args(["run", "--rm", flag, value, "busybox", "true"])
+                .output()
+                .code_is(125);
+            assert!(out.stderr.contains(want), "{out}");
+        }
+    });
+}
