@@ -211,11 +211,6 @@ pub fn parse() -> Cli {
 /// user who types `-p 8080:80` or `--memory 1g` from habit gets clap's generic usage text.
 const NOT_YET: &[(&[&str], &str)] = &[
     (
-        &["-P", "--publish-all", "--expose"],
-        "publishing the image's exposed ports is not implemented yet: name each port with \
-         -p HOST_PORT:CONTAINER_PORT (and --network=pasta or slirp4netns)",
-    ),
-    (
         &["--no-hosts", "--ip", "--mac-address"],
         "rbox always writes the container's /etc/hosts and gives it no address of its own yet: \
          use --add-host for extra host entries",
@@ -550,9 +545,9 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line_with_what_to_change() {
-        let l = usage_line(&["rbox", "run", "-P", "busybox"]);
+        let l = usage_line(&["rbox", "run", "--no-hosts", "busybox"]);
         assert!(
-            l.starts_with("unsupported flag `-P`: publishing the image's exposed ports"),
+            l.starts_with("unsupported flag `--no-hosts`: rbox always writes"),
             "{l}"
         );
         let l = usage_line(&["rbox", "run", "--memory=1g", "busybox"]);

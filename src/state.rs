@@ -197,9 +197,12 @@ pub struct Spec {
     /// the bridge's options as `--network=MODE:OPTIONS` gave them
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub network_options: String,
-    /// `-p`: ports published on the host
+    /// `-p` (and `-P`): ports published on the host
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
+    /// the image's ExposedPorts and `--expose`, as `80/tcp`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
     pub userns: UsernsMode,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

@@ -177,6 +177,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             "Labels": s.labels,
             "Annotations": {},
             "StopSignal": s.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+            "ExposedPorts": s.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect::<Map<String, Value>>(),
         },
         "HostConfig": {
             "Binds": binds,

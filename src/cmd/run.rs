@@ -93,6 +93,12 @@ pub struct RunArgs {
     /// --network=pasta or slirp4netns)
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
+    /// Publish every exposed port (the image's and --expose's) on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range (PORT[-PORT][/PROTO]), for -P
+    #[arg(long = "expose", value_name = "PORT")]
+    pub expose: Vec<String>,
     /// User namespace mode: "" (container root is you) or keep-id (your own uid inside)
     #[arg(long = "userns", value_name = "MODE", default_value = "")]
     pub userns: String,
@@ -189,6 +195,8 @@ impl From<RunArgs> for RunOptions {
                 dns_option: a.dns_option,
                 add_host: a.add_host,
                 publish: a.publish,
+                publish_all: a.publish_all,
+                expose: a.expose,
                 userns: a.userns,
                 cap_add: a.cap_add,
                 cap_drop: a.cap_drop,

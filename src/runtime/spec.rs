@@ -23,6 +23,8 @@ pub struct ImageProcess {
     pub user: String,
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
+    /// ExposedPorts, as `80/tcp`
+    pub exposed_ports: Vec<String>,
 }
 
 impl ImageProcess {
@@ -42,6 +44,7 @@ impl ImageProcess {
                 .map(|l| l.into_iter().collect())
                 .unwrap_or_default(),
             stop_signal: c.stop_signal().clone(),
+            exposed_ports: c.exposed_ports().clone().unwrap_or_default(),
         }
     }
 }
@@ -322,6 +325,9 @@ pub struct Flags {
     pub network: String,
     /// `-p`, as given
     pub publish: Vec<String>,
+    /// `-P`, and `--expose` as given
+    pub publish_all: bool,
+    pub expose: Vec<String>,
     /// `--dns`, `--dns-search`, `--dns-option`, `--add-host`, as given
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
@@ -353,10 +359,49 @@ fn parse_add_host(h: &str) -> Result<(String, String)> {
     Ok((name.to_string(), ip.to_string()))
 }
 
-/// `-p` specs as the ports a container publishes, host ports 0 (or omitted) given a free one
-/// now, as Podman does at create. Publishing needs a bridge.
-fn publish(specs: &[String], network: NetworkMode) -> Result<Vec<crate::state::PortSpec>> {
-    if specs.is_empty() {
+/// The image's exposed ports and `--expose`'s (`PORT[-PORT][/PROTO]`), as `80/tcp`, once each.
+fn exposed(image: &[String], flags: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |p: String| {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    for e in image {
+        add(if e.contains('/') {
+            e.clone()
+        } else {
+            format!("{e}/tcp")
+        });
+    }
+    for e in flags {
+        let bad = || anyhow::anyhow!("invalid --expose `{e}`: expected PORT[-PORT][/tcp|udp]");
+        let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        if proto != "tcp" && proto != "udp" {
+            return Err(bad());
+        }
+        let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
+        let (lo, hi): (u16, u16) = match (lo.parse(), hi.parse()) {
+            (Ok(l), Ok(h)) if l > 0 && l <= h => (l, h),
+            _ => return Err(bad()),
+        };
+        for p in lo..=hi {
+            add(format!("{p}/{proto}"));
+        }
+    }
+    Ok(out)
+}
+
+/// `-p` specs (and with `-P`, every exposed port `-p` did not publish) as the ports a
+/// container publishes, host ports 0 (or omitted) given a free one now, as Podman does at
+/// create. Publishing needs a bridge.
+fn publish(
+    specs: &[String],
+    network: NetworkMode,
+    all: bool,
+    exposed: &[String],
+) -> Result<Vec<crate::state::PortSpec>> {
+    if specs.is_empty() && (exposed.is_empty() || !all) {
         return Ok(Vec::new());
     }
     if !network.is_bridge() {
@@ -368,6 +413,17 @@ fn publish(specs: &[String], network: NetworkMode) -> Result<Vec<crate::state::P
     let mut ports = Vec::new();
     for s in specs {
         ports.extend(rbox_netns::parse_publish(s)?);
+    }
+    if all {
+        for e in exposed {
+            let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+            let already = ports
+                .iter()
+                .any(|p| p.container_port.to_string() == port && p.proto.as_str() == proto);
+            if !already {
+                ports.extend(rbox_netns::parse_publish(&format!("0:{port}/{proto}"))?);
+            }
+        }
     }
     rbox_netns::pick_host_ports(&mut ports)?;
     Ok(ports
@@ -434,7 +490,8 @@ pub fn build(
         // the backend's own checks of its options, now rather than at every start
         a.network.parse::<rbox_netns::Backend>()?;
     }
-    let ports = publish(&a.publish, network)?;
+    let exposed_ports = exposed(&img.exposed_ports, &a.expose)?;
+    let ports = publish(&a.publish, network, a.publish_all, &exposed_ports)?;
     for d in &a.dns {
         if d.parse::<std::net::IpAddr>().is_err() {
             bail!("invalid --dns `{d}`: expected an IP address");
@@ -505,6 +562,7 @@ pub fn build(
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
         add_hosts,
+        exposed_ports,
     };
     spec.set_args(args);
     Ok(spec)
@@ -605,6 +663,8 @@ mod tests {
             interactive: false,
             network: network.into(),
             publish: Vec::new(),
+            publish_all: false,
+            expose: Vec::new(),
             dns: Vec::new(),
             dns_search: Vec::new(),
             dns_option: Vec::new(),

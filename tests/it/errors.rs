@@ -24,10 +24,13 @@ fn podman_flags_rbox_lacks_say_what_to_do() {
         env.import_busybox("busybox");
         for (args, want) in [
             (
-                &["-P"][..],
-                "unsupported flag `-P`: publishing the image's exposed ports",
+                &["--no-hosts"][..],
+                "unsupported flag `--no-hosts`: rbox always writes",
             ),
-            (&["--publish-all"][..], "unsupported flag `--publish-all`"),
+            (
+                &["--mac-address=02:00:00:00:00:01"][..],
+                "unsupported flag `--mac-address`",
+            ),
             // -p exists now, but needs a bridge: still one line, nothing created
             (
                 &["-p", "8080:80"][..],

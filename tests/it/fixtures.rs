@@ -463,6 +463,22 @@ pub fn helper_docker_archive() -> PathBuf {
     .join("helper.docker.tar")
 }
 
+/// `localhost/exposing:latest` as a docker-archive: busybox whose config exposes 80/tcp and
+/// 53/udp (for `-P`).
+pub fn exposing_docker_archive() -> PathBuf {
+    let layers = vec![busybox_layer()];
+    let section = json!({
+        "Env": [format!("PATH={IMAGE_PATH}")],
+        "ExposedPorts": {"80/tcp": {}, "53/udp": {}},
+    });
+    let config = config_json(&layers, &section);
+    cached("exposing-docker", &[&layers[0], &config], |dir| {
+        let a = docker_archive("localhost/exposing:latest", &layers, &config);
+        std::fs::write(dir.join("exposing.docker.tar"), a).unwrap();
+    })
+    .join("exposing.docker.tar")
+}
+
 /// `localhost/helper-oci:latest` as an oci-archive with gzip layers.
 pub fn helper_oci_archive() -> PathBuf {
     let layers = vec![busybox_layer(), helper_layer()];

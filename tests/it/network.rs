@@ -286,3 +286,69 @@ fn dns_flags_and_extra_hosts_reach_the_etc_files() {
         }
     });
 }
+
+/// `-P` publishes every exposed port (the image's ExposedPorts and `--expose`) that `-p` did
+/// not, each on a free host port; the server behind one answers through it.
+#[test]
+fn publish_all_takes_the_images_exposed_ports() {
+    for_each_user("publish_all", |env| {
+        env.load(&crate::fixtures::exposing_docker_archive())
+            .success();
+        let fixed = free_port();
+        let id = env
+            .rbox()
+            .args(["run", "-d", "--name", "web", "--network=slirp4netns", "-P"])
+            .args(["--expose", "8000-8001", "-p", &format!("{fixed}:8000")])
+            .args(["localhost/exposing", "sh", "-c"])
+            .arg("echo exposed > /index.html && exec httpd -f -p 80 -h /")
+            .output()
+            .success()
+            .text();
+        let ports = env.rbox().args(["port", "web"]).output().success().text();
+        let mut lines: Vec<&str> = ports.lines().collect();
+        lines.sort();
+        assert_eq!(lines.len(), 4, "{ports}");
+        assert!(
+            ports.contains(&format!("8000/tcp -> 0.0.0.0:{fixed}")),
+            "{ports}"
+        );
+        for p in [
+            "80/tcp -> 0.0.0.0:",
+            "53/udp -> 0.0.0.0:",
+            "8001/tcp -> 0.0.0.0:",
+        ] {
+            assert!(ports.contains(p), "{p} in {ports}");
+        }
+        let http: u16 = env
+            .rbox()
+            .args(["port", "web", "80"])
+            .output()
+            .success()
+            .text()
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap();
+        assert!(http_get(http).contains("exposed"));
+        assert_eq!(
+            inspect(env, "web", "{{json .Config.ExposedPorts}}"),
+            r#"{"53/udp":{},"80/tcp":{},"8000/tcp":{},"8001/tcp":{}}"#
+        );
+        env.rbox().args(["rm", "-f", "web"]).output().success();
+        assert!(helper_of(env, &id).is_empty());
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--expose",
+                "80/sctp",
+                "localhost/exposing",
+                "true",
+            ])
+            .output()
+            .code_is(125);
+        assert!(out.stderr.contains("invalid --expose `80/sctp`"), "{out}");
+    });
+}
