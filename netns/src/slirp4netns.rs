@@ -243,14 +243,23 @@ pub(crate) fn start(
             return Err(io_err("pidfd_open slirp4netns")(e));
         }
     };
+    // Its pid, for whoever cleans up after an owner that was killed: slirp4netns exits by
+    // itself then, but a caller that must know its ports are free waits for it.
+    let pid_file = run_dir.join("slirp4netns.pid");
+    let pid = child.id() as i32;
+    if let Err(e) = std::fs::write(&pid_file, format!("{pid}\n")) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(io_err(format!("write `{}`", pid_file.display()))(e));
+    }
     let mut helper = Helper {
         name: NAME,
-        pid: child.id() as i32,
+        pid,
         pidfd,
         child: Some(child),
         exit_fd: Some(exit_w),
         api_socket: Some(api_socket.clone()),
-        files: vec![api_socket.clone()],
+        files: vec![api_socket.clone(), pid_file],
         ports: Vec::new(),
         warnings,
         stopped: false,

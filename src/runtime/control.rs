@@ -110,8 +110,9 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
 }
 
 /// End what a container's network helper left behind when its monitor could not stop it (the
-/// monitor was killed): pasta's daemon, named in its pid file (slirp4netns exits by itself
-/// when the monitor's end of its exit fd closes), and the helper's files and directory.
+/// monitor was killed): the helper named in its pid file (pasta outlives its owner;
+/// slirp4netns exits by itself when the monitor's end of its exit fd closes, but may not have
+/// yet), waiting until it is gone so that its ports are free, then its files and directory.
 pub fn cleanup_network(g: &Context, rec: &ContainerRecord) {
     let runtime_dir = if rec.state.live_dir.is_empty() {
         match g.runtime_dir() {
@@ -125,13 +126,19 @@ pub fn cleanup_network(g: &Context, rec: &ContainerRecord) {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
-    if let Some(pid) = std::fs::read_to_string(dir.join("pasta.pid"))
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-    {
-        // only a pasta process (its binary is passt or passt.avx2): the pid may be reused
+    for (file, names) in [
+        ("pasta.pid", &["passt", "pasta"][..]),
+        ("slirp4netns.pid", &["slirp4netns"][..]),
+    ] {
+        let Some(pid) = std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // only the helper it names (pasta's binary is passt or passt.avx2): pids are reused
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.starts_with("passt") || comm.starts_with("pasta") {
+        if names.iter().any(|n| comm.starts_with(n)) {
             let pidfd = sys::pidfd_open(pid).ok();
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
