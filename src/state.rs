@@ -118,6 +118,45 @@ pub struct PortSpec {
     pub protocol: String,
 }
 
+impl PortSpec {
+    /// The record's form of a mapping the network crate parsed.
+    pub fn from_mapping(p: &rbox_netns::PortMapping) -> Self {
+        PortSpec {
+            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            host_port: p.host_port,
+            container_port: p.container_port,
+            protocol: p.proto.as_str().to_string(),
+        }
+    }
+
+    /// The mapping the network crate publishes.
+    pub fn to_mapping(&self) -> Result<rbox_netns::PortMapping> {
+        Ok(rbox_netns::PortMapping {
+            host_ip: match self.host_ip.as_str() {
+                "" => None,
+                ip => Some(ip.parse().with_context(|| format!("host address `{ip}`"))?),
+            },
+            host_port: self.host_port,
+            container_port: self.container_port,
+            proto: if self.protocol == "udp" {
+                rbox_netns::Proto::Udp
+            } else {
+                rbox_netns::Proto::Tcp
+            },
+        })
+    }
+
+    /// The host side as `ps` and `port` show it: `0.0.0.0:8080` for every address.
+    pub fn host_addr(&self) -> String {
+        let ip = if self.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host_ip
+        };
+        format!("{ip}:{}", self.host_port)
+    }
+}
+
 impl std::fmt::Display for NetworkMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -27,17 +27,8 @@ pub struct PortArgs {
     pub port: Option<String>,
 }
 
-fn host(p: &PortSpec) -> String {
-    let ip = if p.host_ip.is_empty() {
-        "0.0.0.0"
-    } else {
-        &p.host_ip
-    };
-    format!("{ip}:{}", p.host_port)
-}
-
 fn line(p: &PortSpec) -> String {
-    format!("{}/{} -> {}", p.container_port, p.protocol, host(p))
+    format!("{}/{} -> {}", p.container_port, p.protocol, p.host_addr())
 }
 
 /// Only a running container publishes anything (as in Podman).
@@ -78,7 +69,7 @@ pub fn run(g: &Context, a: PortArgs) -> Result<ExitCode> {
         bail!("failed to find published port \"{want}\"");
     }
     for p in found {
-        println!("{}", host(p));
+        println!("{}", p.host_addr());
     }
     Ok(ExitCode::SUCCESS)
 }

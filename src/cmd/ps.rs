@@ -209,14 +209,7 @@ fn ps_view(r: &ContainerRecord, now: i64, no_trunc: bool) -> Value {
         .spec
         .ports
         .iter()
-        .map(|p| {
-            let ip = if p.host_ip.is_empty() {
-                "0.0.0.0"
-            } else {
-                &p.host_ip
-            };
-            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
-        })
+        .map(|p| format!("{}->{}/{}", p.host_addr(), p.container_port, p.protocol))
         .collect();
     o.insert("Ports".into(), json!(ports.join(", ")));
     o.insert(

@@ -63,22 +63,11 @@ fn start_network(g: &Context, rec: &ContainerRecord, pid: i32) -> Result<Option<
         format!("{}:{}", s.network, s.network_options)
     };
     let backend: rbox_netns::Backend = spelled.parse()?;
-    let mut ports = Vec::with_capacity(s.ports.len());
-    for p in &s.ports {
-        ports.push(rbox_netns::PortMapping {
-            host_ip: match p.host_ip.as_str() {
-                "" => None,
-                ip => Some(ip.parse().with_context(|| format!("host address `{ip}`"))?),
-            },
-            host_port: p.host_port,
-            container_port: p.container_port,
-            proto: if p.protocol == "udp" {
-                rbox_netns::Proto::Udp
-            } else {
-                rbox_netns::Proto::Tcp
-            },
-        });
-    }
+    let ports = s
+        .ports
+        .iter()
+        .map(state::PortSpec::to_mapping)
+        .collect::<Result<Vec<_>>>()?;
     let dir = layout::network_dir(&g.runtime_dir()?, &rec.id);
     fs::create_dir_all(&dir).with_context(|| format!("create `{}`", dir.display()))?;
     match rbox_netns::start(pid, &backend, &ports, &dir) {

@@ -416,24 +416,35 @@ fn publish(
     }
     if all {
         for e in exposed {
+            // `exposed` holds what `exposed()` made: PORT/tcp or PORT/udp
             let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
-            let already = ports
+            let (Ok(container_port), proto) = (
+                port.parse::<u16>(),
+                if proto == "udp" {
+                    rbox_netns::Proto::Udp
+                } else {
+                    rbox_netns::Proto::Tcp
+                },
+            ) else {
+                bail!("invalid exposed port `{e}` in the image");
+            };
+            if !ports
                 .iter()
-                .any(|p| p.container_port.to_string() == port && p.proto.as_str() == proto);
-            if !already {
-                ports.extend(rbox_netns::parse_publish(&format!("0:{port}/{proto}"))?);
+                .any(|p| p.container_port == container_port && p.proto == proto)
+            {
+                ports.push(rbox_netns::PortMapping {
+                    host_ip: None,
+                    host_port: 0,
+                    container_port,
+                    proto,
+                });
             }
         }
     }
     rbox_netns::pick_host_ports(&mut ports)?;
     Ok(ports
         .iter()
-        .map(|p| crate::state::PortSpec {
-            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            host_port: p.host_port,
-            container_port: p.container_port,
-            protocol: p.proto.as_str().to_string(),
-        })
+        .map(crate::state::PortSpec::from_mapping)
         .collect())
 }
 
