@@ -369,18 +369,20 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
 }
 
-/// Where the live state of `rec`'s current start is: in the runtime directory named in the
-/// record (when that is still a private directory of ours: after a reboot another user may
-/// have made it), else, for older records, in the caller's.
-fn live_path(g: &Context, rec: &ContainerRecord) -> Option<PathBuf> {
+/// The runtime directory of `rec`'s current start (its live state, its network helper's
+/// files): the one named in the record (when that is still a private directory of ours:
+/// after a reboot another user may have made it), else, for older records, the caller's.
+pub fn live_runtime_dir(g: &Context, rec: &ContainerRecord) -> Option<PathBuf> {
     if rec.state.live_dir.is_empty() {
-        return g
-            .runtime_dir()
-            .ok()
-            .map(|d| layout::live_state(&d, &rec.id));
+        return g.runtime_dir().ok();
     }
     let dir = Path::new(&rec.state.live_dir);
-    paths::is_private_dir(dir).then(|| layout::live_state(dir, &rec.id))
+    paths::is_private_dir(dir).then(|| dir.to_path_buf())
+}
+
+/// Where the live state of `rec`'s current start is.
+fn live_path(g: &Context, rec: &ContainerRecord) -> Option<PathBuf> {
+    live_runtime_dir(g, rec).map(|d| layout::live_state(&d, &rec.id))
 }
 
 /// The exit code recorded for a container whose end nobody saw (its monitor, or the

@@ -114,13 +114,9 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
 /// slirp4netns exits by itself when the monitor's end of its exit fd closes, but may not have
 /// yet), waiting until it is gone so that its ports are free, then its files and directory.
 pub fn cleanup_network(g: &Context, rec: &ContainerRecord) {
-    let runtime_dir = if rec.state.live_dir.is_empty() {
-        match g.runtime_dir() {
-            Ok(d) => d,
-            Err(_) => return,
-        }
-    } else {
-        std::path::PathBuf::from(&rec.state.live_dir)
+    // the directory the record names, trusted only while it is still a private one of ours
+    let Some(runtime_dir) = state::live_runtime_dir(g, rec) else {
+        return;
     };
     let dir = crate::layout::network_dir(&runtime_dir, &rec.id);
     let Ok(entries) = std::fs::read_dir(&dir) else {
