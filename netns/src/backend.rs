@@ -25,14 +25,15 @@ pub struct PastaOptions {
     pub args: Vec<String>,
 }
 
-/// Who forwards published ports for slirp4netns (`port_handler=`).
+/// Who forwards published ports for slirp4netns (`port_handler=`, Podman's names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PortHandler {
-    /// slirp4netns itself, through `add_hostfwd` on its API socket (what [`crate::start`] does).
-    #[default]
+    /// slirp4netns itself, through `add_hostfwd` on its API socket: the container sees every
+    /// client as 10.0.2.2.
     Slirp4netns,
-    /// An external forwarder (Podman's rootlessport, rbox's own): [`crate::start`] then leaves
-    /// the ports to the caller.
+    /// The caller's forwarder (Podman's rootlessport; rbox's own, [`crate::Forwarder`]), which
+    /// keeps the client's address. The default, as in Podman.
+    #[default]
     Rootlesskit,
 }
 
@@ -74,6 +75,13 @@ impl Backend {
             Backend::Pasta(_) => "pasta",
             Backend::Slirp4netns(_) => "slirp4netns",
         }
+    }
+
+    /// Whether the helper itself forwards the published ports (`slirp4netns:port_handler=
+    /// slirp4netns`); otherwise they are the caller's forwarder's. pasta's own forwarding is
+    /// not used: it cannot keep a loopback client's address, and its ports die with it.
+    pub fn forwards_ports(&self) -> bool {
+        matches!(self, Backend::Slirp4netns(o) if o.port_handler == PortHandler::Slirp4netns)
     }
 
     /// pasta when installed, else slirp4netns (Podman 5's rule), with default options.

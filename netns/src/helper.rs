@@ -21,11 +21,10 @@ pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Start the helper for `backend` bridging the network namespace of `target_pid` to the host,
-/// forwarding `ports` (host ports must be chosen: 0 is refused). The caller owns the user
-/// namespace of that network namespace, or is root. `run_dir` receives the helper's files
-/// (slirp4netns' API socket, pasta's pid file); [`Helper::stop`] removes them.
-///
-/// With `slirp4netns:port_handler=rootlesskit` the ports are left to the caller's forwarder.
+/// having it forward `ports` (host ports must be chosen: 0 is refused) when
+/// [`Backend::forwards_ports`]; otherwise they are left to the caller's forwarder. The caller
+/// owns the user namespace of that network namespace, or is root. `run_dir` receives the
+/// helper's files (slirp4netns' API socket, pasta's pid file); [`Helper::stop`] removes them.
 pub fn start(
     target_pid: i32,
     backend: &Backend,
@@ -40,10 +39,7 @@ pub fn start(
         helper: name,
         package,
     })?;
-    let forwarded: &[PortMapping] = match backend {
-        Backend::Slirp4netns(o) if o.port_handler == crate::PortHandler::Rootlesskit => &[],
-        _ => ports,
-    };
+    let forwarded: &[PortMapping] = if backend.forwards_ports() { ports } else { &[] };
     for port in forwarded {
         check_host_port(port)?;
     }

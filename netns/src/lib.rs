@@ -7,12 +7,16 @@
 //! published ports. Helpers are driven through file descriptors (ready-fd, exit-fd, pidfds),
 //! never by sleeping. It prints nothing: failures are [`Error`]s, warnings are returned.
 //!
+//! rbox's own port forwarder ([`bind`] -> [`Bound::start`] -> [`Forwarder`]) serves published
+//! ports from a thread of the caller, keeping each client's address.
+//!
 //! Not here: choosing `--network` modes other than the two bridges (none, host, container:,
-//! ns:), resolv.conf and /etc/hosts, rbox's own port forwarder, and holding the namespace by a
-//! file; the rbox binary owns those.
+//! ns:), resolv.conf and /etc/hosts; the rbox binary owns those.
 
 mod backend;
+mod forward;
 mod helper;
+mod netlink;
 mod pasta;
 mod ports;
 mod slirp4netns;
@@ -23,6 +27,7 @@ use std::io;
 pub use backend::{
     installed, Backend, Installed, PastaOptions, PortHandler, Slirp4netnsOptions, Tool,
 };
+pub use forward::{bind, Bound, Forwarder, UDP_IDLE};
 pub use helper::{start, Helper};
 pub use ports::{parse_publish, pick_host_ports, PortMapping, Proto};
 
@@ -56,6 +61,8 @@ pub enum Error {
     PrivilegedPort { port: PortMapping },
     #[error("publish {port}: {reason}")]
     Unpublishable { port: PortMapping, reason: String },
+    #[error("forward published ports: {message}")]
+    Forwarder { message: String },
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
 }

@@ -55,3 +55,23 @@ pub fn inherit_fds(cmd: &mut Command, fds: Vec<RawFd>) {
         });
     }
 }
+
+/// IPV6_TRANSPARENT on a socket (nix has IP_TRANSPARENT only): bind to an address that is not
+/// local, as the forwarder does with a client's.
+pub fn set_ipv6_transparent(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_IPV6,
+            libc::IPV6_TRANSPARENT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rbox_netns::{installed, parse_publish, pick_host_ports, start, Backend, Error};
+use rbox_netns::{
+    bind, installed, parse_publish, pick_host_ports, start, Backend, Error, Forwarder,
+};
 
 const SERVE_ENV: &str = "RBOX_NETNS_TEST_SERVE";
 const GREETING: &str = "hello from the namespace";
@@ -28,18 +30,29 @@ fn serve() {
     let port = port.parse::<u16>().unwrap();
     // [::] takes IPv4 too (bindv6only is 0 in a new namespace).
     let l = TcpListener::bind(("::", port)).unwrap();
-    // UDP on the same port number: echo each datagram.
+    // A service for the container only: published, it must not be reachable.
+    let private = TcpListener::bind(("127.0.0.1", port + 1)).unwrap();
+    // UDP on the same port number: echo each datagram, after the sender's address.
     let u = UdpSocket::bind(("0.0.0.0", port)).unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 1500];
         while let Ok((n, from)) = u.recv_from(&mut buf) {
-            let _ = u.send_to(&buf[..n], from);
+            let mut reply = format!("{}: ", from.ip()).into_bytes();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = u.send_to(&reply, from);
+        }
+    });
+    std::thread::spawn(move || {
+        for s in private.incoming() {
+            let _ = std::io::Write::write_all(&mut s.unwrap(), b"private\n");
         }
     });
     println!("listening");
     for s in l.incoming() {
         let mut s = s.unwrap();
-        let _ = std::io::Write::write_all(&mut s, format!("{GREETING}\n").as_bytes());
+        // the client's address as the server sees it: what the forwarder must keep
+        let peer = s.peer_addr().unwrap().ip().to_canonical();
+        let _ = std::io::Write::write_all(&mut s, format!("{GREETING} {peer}\n").as_bytes());
     }
 }
 
@@ -139,11 +152,15 @@ fn fetch(port: u16) -> String {
 }
 
 fn fetch_from(ip: &str, port: u16) -> String {
-    let mut s = TcpStream::connect((ip, port)).expect("connect to the published port");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    fetch_result(ip, port).expect("fetch from the published port")
+}
+
+fn fetch_result(ip: &str, port: u16) -> std::io::Result<String> {
+    let mut s = TcpStream::connect((ip, port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
+    s.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn assert_gone(pid: i32) {
@@ -166,6 +183,12 @@ fn assert_empty(dir: &Path) {
     );
 }
 
+/// rbox's forwarder for the target's published `ports`, in its network namespace.
+fn forward(target: &Target, ports: &[rbox_netns::PortMapping]) -> Forwarder {
+    let netns = std::fs::File::open(format!("/proc/{}/ns/net", target.pid())).unwrap();
+    bind(ports).unwrap().start(netns.into()).unwrap()
+}
+
 fn bridge_and_publish(backend: &str, address: &str) {
     if !have(backend) {
         return;
@@ -173,32 +196,52 @@ fn bridge_and_publish(backend: &str, address: &str) {
     let target = Target::new();
     let run_dir = tempfile::tempdir().unwrap();
     let mut ports = parse_publish("127.0.0.1::80").unwrap();
-    // UDP on all addresses: replies to a client on the host's loopback are lost with both
-    // helpers as installed here (pasta 2023-03's loopback splice, slirp4netns 1.2), so the
-    // client uses the host's own global address.
     ports.extend(parse_publish("80/udp").unwrap());
+    ports.extend(parse_publish("81").unwrap());
+    ports.extend(parse_publish("80").unwrap());
     pick_host_ports(&mut ports).unwrap();
-    let (port, udp_port) = (ports[0].host_port, ports[1].host_port);
+    let [port, udp_port, private_port, any_port] = [0, 1, 2, 3].map(|i| ports[i].host_port);
     let backend: Backend = backend.parse().unwrap();
     let helper = start(target.pid(), &backend, &ports, run_dir.path()).unwrap();
-    assert_eq!(helper.ports(), &ports[..]);
+    // the ports are rbox's forwarder's, not the helper's
+    assert_eq!(helper.ports(), &[]);
+    let forwarder = forward(&target, &ports);
 
     let addr = target.ip(&["-4", "addr", "show"]);
     assert!(addr.contains(address), "{addr}");
     let route = target.ip(&["-4", "route", "show"]);
     assert!(route.contains("default via"), "{route}");
-    assert_eq!(fetch(port).trim(), GREETING);
+    // the server sees the client's own address
+    assert_eq!(fetch(port).trim(), format!("{GREETING} 127.0.0.1"));
     match host_address() {
-        Some(ip) => assert_eq!(udp_echo(&ip, udp_port, b"ping over udp"), b"ping over udp"),
-        None => eprintln!("SKIP UDP: the host has no global IPv4 address"),
+        Some(ip) => {
+            assert_eq!(fetch_from(&ip, any_port).trim(), format!("{GREETING} {ip}"));
+            assert_eq!(
+                udp_echo(&ip, udp_port, b"ping over udp"),
+                format!("{ip}: ping over udp").into_bytes()
+            );
+        }
+        None => eprintln!("SKIP the global address: the host has no global IPv4 address"),
     }
+    assert_eq!(
+        udp_echo("127.0.0.1", udp_port, b"ping"),
+        b"127.0.0.1: ping".to_vec()
+    );
+    // a service the container keeps to its own loopback is not reachable
+    let private = fetch_result("127.0.0.1", private_port);
+    assert!(
+        !matches!(&private, Ok(t) if t.contains("private")),
+        "{private:?}"
+    );
 
     let pid = helper.pid();
+    forwarder.stop();
     helper.stop().unwrap();
     assert_gone(pid);
     assert_empty(run_dir.path());
-    // The port is free again.
+    // The ports are free again.
     TcpListener::bind(("127.0.0.1", port)).unwrap();
+    UdpSocket::bind(("0.0.0.0", udp_port)).unwrap();
 }
 
 #[test]
@@ -212,7 +255,28 @@ fn pasta_bridges_and_publishes() {
     bridge_and_publish("pasta", "scope global");
 }
 
-/// pasta (unlike slirp4netns 1.2) publishes on an IPv6 host address.
+/// slirp4netns' own port handler (`port_handler=slirp4netns`) still forwards through its API.
+#[test]
+fn slirp4netns_port_handler_forwards_itself() {
+    if !have("slirp4netns") {
+        return;
+    }
+    let target = Target::new();
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut ports = parse_publish("127.0.0.1::80").unwrap();
+    pick_host_ports(&mut ports).unwrap();
+    let backend = "slirp4netns:port_handler=slirp4netns".parse().unwrap();
+    let helper = start(target.pid(), &backend, &ports, run_dir.path()).unwrap();
+    assert_eq!(helper.ports(), &ports[..]);
+    // slirp4netns shows every client as its gateway
+    assert_eq!(
+        fetch(ports[0].host_port).trim(),
+        format!("{GREETING} 10.0.2.2")
+    );
+    helper.stop().unwrap();
+}
+
+/// Published on an IPv6 host address; the container is dialled over IPv6 when it has it.
 #[test]
 fn pasta_publishes_on_ipv6_loopback() {
     if !have("pasta") {
@@ -233,7 +297,18 @@ fn pasta_publishes_on_ipv6_loopback() {
         run_dir.path(),
     )
     .unwrap();
-    assert_eq!(fetch_from("::1", ports[0].host_port).trim(), GREETING);
+    let forwarder = forward(&target, &ports);
+    let has_v6 = target
+        .ip(&["-6", "addr", "show", "scope", "global"])
+        .contains("inet6");
+    let seen = if has_v6 { "::1" } else { "10.0.2.100" };
+    let got = fetch_from("::1", ports[0].host_port);
+    if has_v6 {
+        assert_eq!(got.trim(), format!("{GREETING} {seen}"));
+    } else {
+        assert!(got.starts_with(GREETING), "{got}");
+    }
+    forwarder.stop();
     helper.stop().unwrap();
     assert_empty(run_dir.path());
 }
@@ -250,16 +325,10 @@ fn privileged_port_is_clear() {
         eprintln!("SKIP: every port is bindable here (root, or ip_unprivileged_port_start=0)");
         return;
     }
-    let backend = if installed().pasta.is_some() {
-        "pasta"
-    } else {
-        "slirp4netns"
-    };
     let port = start_at - 1;
     let ports = parse_publish(&format!("127.0.0.1:{port}:80")).unwrap();
-    let run_dir = tempfile::tempdir().unwrap();
-    // No target needed: the host port is checked before anything starts.
-    let err = start(1, &backend.parse().unwrap(), &ports, run_dir.path()).unwrap_err();
+    // No target needed: the host port is bound before anything starts.
+    let err = bind(&ports).unwrap_err();
     assert!(matches!(err, Error::PrivilegedPort { .. }), "{err}");
     assert!(
         err.to_string().contains("needs root or a lower sysctl"),
@@ -267,8 +336,33 @@ fn privileged_port_is_clear() {
     );
 }
 
-fn port_in_use(backend: &str) {
-    if !have(backend) {
+fn port_in_use(ports: &str) {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let ports = parse_publish(&ports.replace("PORT", &port.to_string())).unwrap();
+    let err = bind(&ports).unwrap_err();
+    assert!(matches!(err, Error::PortInUse { .. }), "{err}");
+    let shown = &ports[0];
+    assert_eq!(
+        err.to_string(),
+        format!("publish {shown}: host port {port}/tcp is already in use")
+    );
+}
+
+#[test]
+fn port_in_use_on_one_address() {
+    port_in_use("127.0.0.1:PORT:80");
+}
+
+#[test]
+fn port_in_use_on_any_address() {
+    port_in_use("PORT:80");
+}
+
+/// slirp4netns forwarding itself checks the host port before it starts.
+#[test]
+fn slirp4netns_port_in_use() {
+    if !have("slirp4netns") {
         return;
     }
     let target = Target::new();
@@ -276,29 +370,10 @@ fn port_in_use(backend: &str) {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let ports = parse_publish(&format!("127.0.0.1:{port}:80")).unwrap();
-    let err = start(
-        target.pid(),
-        &backend.parse().unwrap(),
-        &ports,
-        run_dir.path(),
-    )
-    .unwrap_err();
+    let backend = "slirp4netns:port_handler=slirp4netns".parse().unwrap();
+    let err = start(target.pid(), &backend, &ports, run_dir.path()).unwrap_err();
     assert!(matches!(err, Error::PortInUse { .. }), "{err}");
-    assert_eq!(
-        err.to_string(),
-        format!("publish 80/tcp -> 127.0.0.1:{port}: host port {port}/tcp is already in use")
-    );
     assert_empty(run_dir.path());
-}
-
-#[test]
-fn slirp4netns_port_in_use() {
-    port_in_use("slirp4netns");
-}
-
-#[test]
-fn pasta_port_in_use() {
-    port_in_use("pasta");
 }
 
 /// Dropping a Helper (e.g. on an error path in the caller) stops it like `stop`.
@@ -391,9 +466,12 @@ fn as_unprivileged_user() {
         return;
     }
     let exe = std::env::current_exe().unwrap();
+    // in a user namespace of its own, as rbox runs (the forwarder joins the container's
+    // network namespace from there)
     let out = Command::new("setpriv")
         .args(["--reuid=rboxsub", "--regid=rboxsub", "--init-groups"])
         .args(["env", "HOME=/home/rboxsub"])
+        .args(["unshare", "--user", "--map-root-user"])
         .arg(&exe)
         .args(["--skip", "as_unprivileged_user", "--test-threads=2"])
         .current_dir("/")
@@ -412,13 +490,11 @@ fn as_unprivileged_user() {
     eprintln!("as rboxsub:\n{text}");
 }
 
+/// Root of the initial user namespace (not root of a namespace of its own).
 fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        == Some("0")
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap();
+    nix::unistd::geteuid().is_root()
+        && map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
 }
 
 /// `rbox info` material: both helpers found, each with a version (CI installs both).
