@@ -34,9 +34,13 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
     Ok(ExitCode::from(code))
 }
 
-/// End the container's network helper (its namespace is gone with the container).
+/// End the container's port forwarder and network helper (its namespace is gone with the
+/// container).
 fn stop_network(network: Option<Network>) {
     if let Some(n) = network {
+        if let Some(f) = n.forwarder {
+            f.stop();
+        }
         if let Err(e) = n.helper.stop() {
             tracing::warn!("stop the network helper: {e}");
         }
@@ -44,14 +48,18 @@ fn stop_network(network: Option<Network>) {
     }
 }
 
-/// The helper bridging a container's network namespace, and its directory.
+/// The helper bridging a container's network namespace, rbox's forwarder of its published
+/// ports (a thread of this process), and the helper's directory.
 struct Network {
     helper: rbox_netns::Helper,
+    forwarder: Option<rbox_netns::Forwarder>,
     dir: PathBuf,
 }
 
 /// Start the bridge of `rec`'s network (pasta or slirp4netns) for the namespace of `pid`,
-/// publishing its ports; waits until the helper says it is ready.
+/// and the forwarder of its published ports (unless `slirp4netns:port_handler=slirp4netns`
+/// has slirp4netns forward them); returns once both are ready. The host ports are bound
+/// first: one in use fails before any helper starts.
 fn start_network(g: &Context, rec: &ContainerRecord, pid: i32) -> Result<Option<Network>> {
     let s = &rec.spec;
     if !s.network.is_bridge() {
@@ -68,20 +76,42 @@ fn start_network(g: &Context, rec: &ContainerRecord, pid: i32) -> Result<Option<
         .iter()
         .map(state::PortSpec::to_mapping)
         .collect::<Result<Vec<_>>>()?;
+    let bound = if backend.forwards_ports() || ports.is_empty() {
+        None
+    } else {
+        Some(rbox_netns::bind(&ports)?)
+    };
     let dir = layout::network_dir(&g.runtime_dir()?, &rec.id);
     fs::create_dir_all(&dir).with_context(|| format!("create `{}`", dir.display()))?;
-    match rbox_netns::start(pid, &backend, &ports, &dir) {
-        Ok(helper) => {
-            for w in helper.warnings() {
-                tracing::warn!("{w}");
-            }
-            Ok(Some(Network { helper, dir }))
-        }
+    let helper = match rbox_netns::start(pid, &backend, &ports, &dir) {
+        Ok(helper) => helper,
         Err(e) => {
             let _ = fs::remove_dir_all(&dir);
-            Err(e.into())
+            return Err(e.into());
+        }
+    };
+    for w in helper.warnings() {
+        tracing::warn!("{w}");
+    }
+    let mut network = Network {
+        helper,
+        forwarder: None,
+        dir,
+    };
+    if let Some(bound) = bound {
+        let ns = format!("/proc/{pid}/ns/net");
+        let started = fs::File::open(&ns)
+            .with_context(|| format!("open `{ns}`"))
+            .and_then(|f| Ok(bound.start(f.into())?));
+        match started {
+            Ok(f) => network.forwarder = Some(f),
+            Err(e) => {
+                stop_network(Some(network));
+                return Err(e);
+            }
         }
     }
+    Ok(Some(network))
 }
 
 /// `-d`: fork a monitor that holds the container; print the container (as `shown`, else its

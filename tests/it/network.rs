@@ -4,7 +4,7 @@
 //! identity, with the real helpers.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::util::{for_each_user, Env};
@@ -41,6 +41,57 @@ fn http_get(port: u16) -> String {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A host UDP port nothing is bound to now.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The host's first global IPv4 address (what a client on another machine would look like
+/// to the container, as far as one machine can show it).
+fn host_address() -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let cidr = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)?;
+    Some(cidr.split('/').next()?.to_string())
+}
+
+/// Send `payload` to `ip:port` until a reply comes (the server may not be up yet) or a
+/// deadline passes; the reply.
+fn udp_ask(ip: &str, port: u16, payload: &str) -> String {
+    let s = UdpSocket::bind((ip, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 1500];
+    loop {
+        s.send_to(payload.as_bytes(), (ip, port)).unwrap();
+        if let Ok(n) = s.recv(&mut buf) {
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        assert!(Instant::now() < deadline, "no UDP reply on {ip}:{port}");
+    }
+}
+
+/// GET / on `ip:port` once: the body, or the error.
+fn http_get_once(ip: &str, port: u16) -> std::io::Result<String> {
+    let mut s = TcpStream::connect((ip, port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
 }
 
 /// Live (not zombie) processes whose command line names `needle`.
@@ -142,6 +193,76 @@ fn a_published_port_reaches_the_server_in_the_container() {
             assert!(!env.runroot().join("net").join(&id[..12]).exists(), "{net}");
             assert!(
                 TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "{net}: port still bound"
+            );
+        }
+    });
+}
+
+/// rbox's forwarder: the server in the container sees the client's real address over TCP
+/// (busybox httpd logs it) and UDP (the helper's echo names it), from the host's loopback and
+/// from its global address; a service bound to the container's own 127.0.0.1 stays private.
+#[test]
+fn published_ports_keep_the_clients_address() {
+    for_each_user("client_address", |env| {
+        env.load(&crate::fixtures::helper_docker_archive())
+            .success();
+        let global = host_address();
+        for net in BACKENDS {
+            let (tcp, udp, private) = (free_port(), free_udp_port(), free_port());
+            env.rbox()
+                .args(["run", "-d", "--name", "srv", "--network", net])
+                .args(["-p", &format!("{tcp}:80"), "-p", &format!("{udp}:5353/udp")])
+                .args([
+                    "-p",
+                    &format!("{private}:81"),
+                    "--entrypoint",
+                    "sh",
+                    "helper",
+                ])
+                .arg("-c")
+                .arg(
+                    "mkdir /www && echo hi > /www/index.html && httpd -p 127.0.0.1:81 -h /www \
+                     && { httpd -f -vv -p 80 -h /www & } && exec /helper udp-echo 5353",
+                )
+                .output()
+                .success();
+            assert!(http_get(tcp).contains("hi"), "{net}");
+            assert_eq!(
+                udp_ask("127.0.0.1", udp, "ping"),
+                "127.0.0.1: ping",
+                "{net}"
+            );
+            if let Some(ip) = &global {
+                let body = http_get_once(ip, tcp).unwrap();
+                assert!(body.contains("hi"), "{net}: {body}");
+                assert_eq!(udp_ask(ip, udp, "ping"), format!("{ip}: ping"), "{net}");
+            }
+            let got = http_get_once("127.0.0.1", private);
+            assert!(
+                !matches!(&got, Ok(body) if body.contains("hi")),
+                "{net}: the container's loopback service answered: {got:?}"
+            );
+            let logs = env.rbox().args(["logs", "srv"]).output().success();
+            assert!(
+                logs.stderr.contains("[::ffff:127.0.0.1]:")
+                    || logs.stdout.contains("[::ffff:127.0.0.1]:"),
+                "{net}: {logs}"
+            );
+            if let Some(ip) = &global {
+                let seen = format!("[::ffff:{ip}]:");
+                assert!(
+                    logs.stderr.contains(&seen) || logs.stdout.contains(&seen),
+                    "{net}: {logs}"
+                );
+            }
+            env.rbox().args(["rm", "-f", "srv"]).output().success();
+            assert!(
+                UdpSocket::bind(("0.0.0.0", udp)).is_ok(),
+                "{net}: UDP port still bound"
+            );
+            assert!(
+                TcpListener::bind(("0.0.0.0", tcp)).is_ok(),
                 "{net}: port still bound"
             );
         }
