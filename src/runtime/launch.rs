@@ -362,6 +362,7 @@ mod tests {
             keep_id: None,
             last_cap: 40,
             seccomp: None,
+            net_path: None,
         };
         oci::build(&rec.spec, &etc, &host).unwrap()
     }
