@@ -58,8 +58,9 @@ impl std::fmt::Display for MountKind {
     }
 }
 
-/// `--network`: the modes rbox has today, recorded as the flag spells them (a bridge's
-/// options, the part after `:`, are kept beside it in [`Spec::network_options`]).
+/// `--network`: the modes rbox has today, recorded as the flag spells them. The part after
+/// `:` is kept beside it in [`Spec::network_options`]: a bridge's options, the id of the
+/// container whose namespace `container:` joins, the path `ns:` joins.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
@@ -72,6 +73,10 @@ pub enum NetworkMode {
     Pasta,
     /// a network namespace of its own bridged to the host by a slirp4netns process
     Slirp4netns,
+    /// the network namespace of another container (`container:NAME|ID`, recorded by id)
+    Container,
+    /// the network namespace at a path (`ns:PATH`)
+    Ns,
 }
 
 impl NetworkMode {
@@ -84,9 +89,12 @@ impl NetworkMode {
             "host" => NetworkMode::Host,
             "pasta" => NetworkMode::Pasta,
             "slirp4netns" => NetworkMode::Slirp4netns,
+            "container" => NetworkMode::Container,
+            "ns" => NetworkMode::Ns,
             _ => return None,
         };
-        if !opts.is_empty() && !m.is_bridge() {
+        let takes_opts = m.is_bridge() || m.joins();
+        if (!opts.is_empty() && !takes_opts) || (opts.is_empty() && m.joins()) {
             return None;
         }
         Some((m, opts.to_string()))
@@ -98,7 +106,15 @@ impl NetworkMode {
             NetworkMode::Host => "host",
             NetworkMode::Pasta => "pasta",
             NetworkMode::Slirp4netns => "slirp4netns",
+            NetworkMode::Container => "container",
+            NetworkMode::Ns => "ns",
         }
+    }
+
+    /// The container joins a network namespace that exists (another container's, or one at
+    /// a path) instead of creating one: no helper of its own, no ports of its own.
+    pub fn joins(self) -> bool {
+        matches!(self, NetworkMode::Container | NetworkMode::Ns)
     }
 
     /// A helper process bridges the container's own namespace to the host.
@@ -905,6 +921,17 @@ mod tests {
         assert_eq!(mode(""), None);
         assert_eq!(mode("bridge"), None);
         assert_eq!(mode("host:x"), None, "only bridges take options");
+        assert_eq!(
+            mode("container:web"),
+            Some((NetworkMode::Container, "web".into()))
+        );
+        assert_eq!(
+            mode("ns:/proc/1/ns/net"),
+            Some((NetworkMode::Ns, "/proc/1/ns/net".into()))
+        );
+        assert_eq!(mode("container"), None, "container: names its container");
+        assert_eq!(mode("ns:"), None, "ns: names its path");
+        assert!(NetworkMode::Container.joins() && !NetworkMode::Container.is_bridge());
         assert!(NetworkMode::Pasta.is_bridge() && !NetworkMode::Host.is_bridge());
         assert_eq!(UsernsMode::from_flag(""), Some(UsernsMode::Default));
         assert_eq!(UsernsMode::from_flag("host"), Some(UsernsMode::Host));

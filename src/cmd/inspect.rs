@@ -182,7 +182,12 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         "HostConfig": {
             "Binds": binds,
             "PortBindings": ports,
-            "NetworkMode": s.network,
+            // Podman shows a joined namespace with what it joins: `container:<id>`, `ns:PATH`
+            "NetworkMode": if s.network.joins() {
+                format!("{}:{}", s.network, s.network_options)
+            } else {
+                s.network.to_string()
+            },
             "UsernsMode": s.userns,
             "Privileged": s.privileged,
             "ReadonlyRootfs": s.read_only,

@@ -64,6 +64,22 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
 /// Called before entering the user namespace: the record, the name and the live state belong
 /// to the user, and the runtime directory is found by the real uid.
 pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Result<()> {
+    // As Podman: never with containers that join its network (even with -f): they could not
+    // start again, and a running one would keep a namespace nobody can name
+    let dependents: Vec<String> = state::list(g)?
+        .into_iter()
+        .filter(|d| {
+            d.spec.network == state::NetworkMode::Container && d.spec.network_options == rec.id
+        })
+        .map(|d| d.name)
+        .collect();
+    if !dependents.is_empty() {
+        bail!(
+            "container {} has containers that join its network: remove them first ({})",
+            rec.name,
+            dependents.join(", ")
+        );
+    }
     if state::is_running(rec) {
         if !force {
             bail!(

@@ -69,7 +69,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub init: bool,
     /// Network mode: none (loopback only), host, pasta[:OPTIONS] or slirp4netns[:OPTIONS]
-    /// (a user-mode bridge to the host's network)
+    /// (a user-mode bridge to the host's network), container:NAME|ID (share a running
+    /// container's network) or ns:PATH (join the network namespace at PATH)
     #[arg(
         long = "network",
         alias = "net",

@@ -82,7 +82,19 @@ pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Crea
     // Signals stay blocked from here on: the parent takes them from a signalfd, the init
     // from sigwait, and the command gets a clean mask just before exec.
     forwarded().thread_block().context("block signals")?;
-    let pid = sys::clone_fork(flags.bits()).map_err(|e| {
+    // `container:`/`ns:`: the init is cloned inside the namespace it joins. This process
+    // stays there: rootless, its own namespace is the host's, owned by the initial user
+    // namespace, where rbox has no privilege to setns back; and it has no network work left
+    // (a joining container has no helper and no ports of its own).
+    if let Some(n) = &l.join_net {
+        n.enter()?;
+    }
+    let cloned_pid = sys::clone_fork(flags.bits());
+    if matches!(cloned_pid, Ok(0)) {
+        drop(ours);
+        init::main(l, theirs);
+    }
+    let pid = cloned_pid.map_err(|e| {
         let hint =
             if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::ENOSPC) {
                 ": the host does not allow creating these namespaces (check user.max_*_namespaces)"
@@ -91,10 +103,6 @@ pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Crea
             };
         anyhow::anyhow!("create container namespaces: {e}{hint}")
     })?;
-    if pid == 0 {
-        drop(ours);
-        init::main(l, theirs);
-    }
     drop(theirs);
     let pid = Pid::from_raw(pid);
     let fail = |e: anyhow::Error| {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use rbox_storage::{Driver, ImageRecord, Store};
 
-use super::{launch, monitor, open_store, probe, spec};
+use super::{launch, monitor, netshare, open_store, probe, spec};
 use crate::context::Context;
 use crate::layout;
 use crate::state::{self, ContainerRecord, State};
@@ -95,12 +95,23 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
     let image = resolve_image(&store, &a, puller)?;
     let cfg = store.image_config(&image).context("read image config")?;
     let id = state::new_id()?;
-    let spec = spec::build(
+    let mut spec = spec::build(
         &spec::ImageProcess::from_oci(&cfg),
         &a.flags,
         &id,
         Some(&layout::seccomp_cache(&root)),
     )?;
+    // The namespace joined must be there now (as Podman checks); `container:` is recorded by
+    // id, and its namespace looked up again at each start.
+    let net = match spec.network {
+        state::NetworkMode::Container => {
+            let target = netshare::target(g, &spec.network_options)?;
+            spec.network_options = target.id.clone();
+            Some(netshare::of_container(g, &target.id)?)
+        }
+        state::NetworkMode::Ns => Some(netshare::open(Path::new(&spec.network_options))?),
+        _ => None,
+    };
     let driver = choose_driver(g, &store)?;
     tracing::debug!("storage driver: {driver}");
     let name = match &a.name {
@@ -114,7 +125,10 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
     // exited): every inode a start creates costs on a busy ext4 store. A create in
     // progress is a directory without a record, and its name is reserved meanwhile.
     let save = !start_now || a.detach;
-    let rec = match create(&store, &root, &a, &image, &id, &name, driver, spec, save) {
+    let net_path = net.as_ref().map(|n| n.path.as_path());
+    let rec = match create(
+        &store, &root, &a, &image, &id, &name, driver, spec, save, net_path,
+    ) {
         Ok(r) => r,
         Err(e) => {
             let _ = store.remove_container_dir(&id);
@@ -143,6 +157,7 @@ fn create(
     driver: Driver,
     spec: state::Spec,
     save: bool,
+    net_path: Option<&Path>,
 ) -> Result<ContainerRecord> {
     let cdir = store
         .create_container_dir(id, &image.id)
@@ -163,7 +178,7 @@ fn create(
         state: State::created(),
     };
     // the OCI runtime spec the runtime starts the container from, then the record
-    launch::write_config(root, &rec, true)?;
+    launch::write_config(root, &rec, true, net_path)?;
     if save {
         state::save(root, &rec)?;
     }

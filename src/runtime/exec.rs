@@ -55,7 +55,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     }
     // The container's own filter (see below), compiled or read from the cache while our
     // paths are still the host's: joining the mount namespace changes them.
-    let spec = super::launch::config(&o.store, rec)?;
+    let spec = super::launch::config(&o.store, rec, None)?;
     let seccomp = super::seccomp_program(&spec, Some(&layout::seccomp_cache(&o.store)))?;
     // The container's process as its OCI spec says, changed by exec's options.
     let cmd = command(&spec, rec, o)?;

@@ -14,7 +14,8 @@ use rbox_storage::Store;
 use oci_spec::runtime::Spec as OciSpec;
 
 use super::mounts::{self, Op};
-use super::{caps, oci, process, seccomp, terminal, userns};
+use super::{caps, netshare, oci, process, seccomp, terminal, userns};
+use crate::context::Context;
 use crate::layout;
 use crate::state::{self, ContainerRecord};
 
@@ -33,6 +34,9 @@ pub struct Launch {
     /// only uid/gid 0 exist in the user namespace
     pub single_id: bool,
     pub own_net: bool,
+    /// the network namespace the init is cloned in (`container:`, `ns:`), entered by the
+    /// parent around the clone
+    pub join_net: Option<netshare::NetNs>,
     /// stdin/stdout/stderr for the container when there is no terminal (detached: a log file)
     pub stdio: Option<[RawFd; 3]>,
     /// a nested user namespace (`--userns=keep-id`) with this uid_map and gid_map text,
@@ -76,12 +80,29 @@ impl KeepId {
 
 /// The launch plan of `rec`, from its stored OCI runtime spec (`config.json`); `stdio`
 /// replaces the container's stdin, stdout and stderr (a detached container's log).
-pub fn plan(store: &Store, rec: &ContainerRecord, stdio: Option<[i32; 3]>) -> Result<Launch> {
+pub fn plan(
+    g: &Context,
+    store: &Store,
+    rec: &ContainerRecord,
+    stdio: Option<[i32; 3]>,
+) -> Result<Launch> {
     let dir = store.container_dir(&rec.id)?;
     store
         .lookup_image(&rec.image_id)
         .with_context(|| format!("image {} of container {} is gone", &rec.image_id, rec.name))?;
-    let spec = config(store.root(), rec)?;
+    // `container:`'s namespace is the target's as it runs now: the path in config.json names
+    // the pid it had at create
+    let target_net = match rec.spec.network {
+        state::NetworkMode::Container => {
+            Some(netshare::of_container(g, &rec.spec.network_options)?)
+        }
+        _ => None,
+    };
+    let spec = config(
+        store.root(),
+        rec,
+        target_net.as_ref().map(|n| n.path.as_path()),
+    )?;
     let rootfs = store
         .rootfs(rec.driver, &dir, rec.auto_remove)
         .context("create empty lower layer")?;
@@ -95,6 +116,11 @@ pub fn plan(store: &Store, rec: &ContainerRecord, stdio: Option<[i32; 3]>) -> Re
     let ops = oci::mount_ops(&spec, rootfs).map_err(bad)?;
     let process = oci::process(&spec).map_err(bad)?;
     let ns = oci::namespaces(&spec).map_err(bad)?;
+    let join_net = match (target_net, &ns.join_net) {
+        (Some(n), _) => Some(n),
+        (None, Some(p)) => Some(netshare::open(p)?),
+        (None, None) => None,
+    };
     // Every container assembles its root on this one directory, each in its own mount
     // namespace. A per-container mount point would have to be removed after exit, and
     // removing a directory that is still a mount point in a dying namespace waits for the
@@ -117,6 +143,7 @@ pub fn plan(store: &Store, rec: &ContainerRecord, stdio: Option<[i32; 3]>) -> Re
         target,
         single_id,
         own_net: ns.own_net,
+        join_net,
         stdio,
         user_maps: ns.user_maps,
         winsize,
@@ -147,20 +174,31 @@ pub fn command(
 
 /// The container's OCI runtime spec: its `config.json`, written at create. A container
 /// created before rbox wrote one gets it now, from its record.
-pub fn config(root: &Path, rec: &ContainerRecord) -> Result<OciSpec> {
+pub fn config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> Result<OciSpec> {
     let path = layout::oci_config(root, &rec.id);
     if !path.exists() {
-        write_config(root, rec, false)?;
+        write_config(root, rec, false, net)?;
     }
     oci::load(&path)
 }
 
 /// Write the container's `config.json` from its record, for this caller's id mapping;
-/// `fresh` for a container being created (see [`oci::save`]).
-pub fn write_config(root: &Path, rec: &ContainerRecord, fresh: bool) -> Result<()> {
+/// `fresh` for a container being created (see [`oci::save`]); `net` is the network namespace
+/// it joins (`container:`, `ns:`).
+pub fn write_config(
+    root: &Path,
+    rec: &ContainerRecord,
+    fresh: bool,
+    net: Option<&Path>,
+) -> Result<()> {
     let mode = userns::current_mode();
     let dir = layout::container_dir(root, &rec.id);
-    let [hosts, hostname, resolv] = layout::etc_files(&dir);
+    let [mut hosts, hostname, mut resolv] = layout::etc_files(&dir);
+    if rec.spec.network == state::NetworkMode::Container {
+        // as in Podman: the names and the resolver of the container whose network it shares
+        let [h, _, r] = layout::etc_files(&layout::container_dir(root, &rec.spec.network_options));
+        (hosts, resolv) = (h, r);
+    }
     let etc = mounts::EtcFiles {
         hosts,
         hostname,
@@ -174,6 +212,7 @@ pub fn write_config(root: &Path, rec: &ContainerRecord, fresh: bool) -> Result<(
         keep_id: keep_id(&mode, s),
         last_cap,
         seccomp: seccomp::filter(&s.seccomp, s.privileged, kept).context("build seccomp filter")?,
+        net_path: net.map(Path::to_path_buf),
     };
     let spec = oci::build(s, &etc, &host).context("build the OCI runtime spec")?;
     oci::save(&layout::oci_config(root, &rec.id), &spec, fresh)
@@ -323,6 +362,7 @@ mod tests {
             keep_id: None,
             last_cap: 40,
             seccomp: None,
+            net_path: None,
         };
         oci::build(&rec.spec, &etc, &host).unwrap()
     }

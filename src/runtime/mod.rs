@@ -34,6 +34,7 @@ pub mod init;
 pub mod launch;
 pub mod monitor;
 pub mod mounts;
+pub mod netshare;
 pub mod oci;
 pub mod pause;
 pub mod probe;

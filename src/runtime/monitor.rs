@@ -164,7 +164,7 @@ fn start(
 ) -> Result<(container::Started, Option<Network>)> {
     let root = g.storage_root()?;
     let mut network = None;
-    let started = launch::plan(store, rec, stdio)
+    let started = launch::plan(g, store, rec, stdio)
         .and_then(|l| {
             container::create(&l, |pid| {
                 // the init's namespaces exist: the bridge attaches to them now, and is ready

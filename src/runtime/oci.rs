@@ -55,6 +55,8 @@ pub struct Host {
     /// the container's seccomp filter, resolved for this kernel, architecture and the
     /// container's capabilities (`seccomp::filter`); `None` runs it unconfined
     pub seccomp: Option<seccomp::Filter>,
+    /// the network namespace the container joins (`container:`, `ns:`)
+    pub net_path: Option<PathBuf>,
 }
 
 /// Who the command runs as.
@@ -267,8 +269,11 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
         "mqueue",
         &["nosuid", "noexec", "nodev"],
     ));
-    if spec.network == NetworkMode::Host {
+    if spec.network == NetworkMode::Host
+        || (spec.network.joins() && spec.userns == state::UsernsMode::KeepId)
+    {
         // sysfs can only be mounted by the owner of the network namespace: bind the host's
+        // (a joined namespace is owned by rbox's user namespace, not keep-id's nested one)
         ms.push(mount("/sys", "bind", "/sys", &["rbind", "ro"]));
     } else {
         ms.push(mount(
@@ -374,7 +379,14 @@ fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Lin
     let mut l = oci_spec::runtime::Linux::default();
     use LinuxNamespaceType as T;
     let mut nss = vec![namespace(T::Pid)];
-    if spec.network != NetworkMode::Host {
+    if spec.network.joins() {
+        let Some(p) = &host.net_path else {
+            bail!("the network namespace container:/ns: joins is not known");
+        };
+        let mut n = namespace(T::Network);
+        n.set_path(Some(p.clone()));
+        nss.push(n);
+    } else if spec.network != NetworkMode::Host {
         nss.push(namespace(T::Network));
     }
     nss.extend([T::Ipc, T::Uts, T::Mount, T::Cgroup].map(namespace));
@@ -604,8 +616,14 @@ pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
         .as_ref()
         .context("the spec has no linux section")?;
     let mut own_net = false;
+    let mut join_net = None;
     let mut user = false;
     for n in linux.namespaces().as_deref().unwrap_or_default() {
+        if let (T::Network, Some(p)) = (n.typ(), n.path()) {
+            // joined by the parent around the clone (see `netshare`)
+            join_net = Some(p.clone());
+            continue;
+        }
         if let Some(p) = n.path() {
             bail!(
                 "the spec joins the {:?} namespace at `{}`: rbox does not join namespaces by path yet",
@@ -636,13 +654,19 @@ pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
     } else {
         None
     };
-    Ok(Namespaces { own_net, user_maps })
+    Ok(Namespaces {
+        own_net,
+        join_net,
+        user_maps,
+    })
 }
 
 /// See [`namespaces`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespaces {
     pub own_net: bool,
+    /// the network namespace to join (a `path` on the network namespace)
+    pub join_net: Option<PathBuf>,
     /// uid_map and gid_map text of a nested user namespace
     pub user_maps: Option<(String, String)>,
 }
@@ -722,6 +746,7 @@ mod tests {
             keep_id: None,
             last_cap: 40,
             seccomp: None,
+            net_path: None,
         }
     }
 
@@ -1006,6 +1031,7 @@ mod tests {
             }),
             last_cap: 40,
             seccomp: None,
+            net_path: None,
         };
         let spec = Spec {
             userns: UsernsMode::KeepId,
@@ -1242,6 +1268,7 @@ mod tests {
             plain_ns,
             Namespaces {
                 own_net: true,
+                join_net: None,
                 user_maps: None
             }
         );
@@ -1285,6 +1312,38 @@ mod tests {
         no_maps.set_linux(Some(l));
         let e = namespaces(&no_maps).unwrap_err().to_string();
         assert!(e.contains("uidMappings"), "{e}");
+    }
+
+    #[test]
+    fn joined_network_is_a_path() {
+        let h = Host {
+            net_path: Some("/proc/42/ns/net".into()),
+            ..host()
+        };
+        for network in [NetworkMode::Container, NetworkMode::Ns] {
+            let spec = Spec { network, ..plain() };
+            let oci = build(&spec, &etc(), &h).unwrap();
+            let ns = namespaces(&oci).unwrap();
+            assert!(!ns.own_net);
+            assert_eq!(ns.join_net, Some(PathBuf::from("/proc/42/ns/net")));
+            // the init is in rbox's user namespace, which owns the namespace: sysfs mounts
+            let ops = mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap();
+            assert!(ops
+                .iter()
+                .any(|o| matches!(o, Op::Fs { fstype, .. } if fstype == "sysfs")));
+            // keep-id's nested namespace does not own it: the host's /sys is bound instead
+            let keep = Spec {
+                userns: UsernsMode::KeepId,
+                ..spec.clone()
+            };
+            let oci = build(&keep, &etc(), &h).unwrap();
+            let ops = mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap();
+            assert!(!ops
+                .iter()
+                .any(|o| matches!(o, Op::Fs { fstype, .. } if fstype == "sysfs")));
+            let e = build(&spec, &etc(), &host()).unwrap_err().to_string();
+            assert!(e.contains("not known"), "{e}");
+        }
     }
 
     #[test]

@@ -404,6 +404,9 @@ fn publish(
     if specs.is_empty() && (exposed.is_empty() || !all) {
         return Ok(Vec::new());
     }
+    if network == NetworkMode::Container {
+        bail!("publishing ports needs --network=pasta or --network=slirp4netns, not `container`: publish them on the container whose network this one joins");
+    }
     if !network.is_bridge() {
         bail!(
             "publishing ports needs --network=pasta or --network=slirp4netns, not `{}`",
@@ -493,10 +496,25 @@ pub fn build(
     let (no_new_privileges, seccomp) = security_opts(&a.security_opt)?;
     let Some((network, network_options)) = NetworkMode::from_flag(&a.network) else {
         bail!(
-            "network mode `{}` is not supported yet: use --network=pasta, slirp4netns, none or host",
+            "network mode `{}` is not supported yet: use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH",
             a.network
         );
     };
+    if network == NetworkMode::Ns && !network_options.starts_with('/') {
+        bail!(
+            "invalid --network `{}`: ns: takes an absolute path",
+            a.network
+        );
+    }
+    if network == NetworkMode::Container {
+        // the container uses the /etc/hosts and resolv.conf of the one it joins, as in Podman
+        if !a.dns.is_empty() || !a.dns_search.is_empty() || !a.dns_option.is_empty() {
+            bail!("--dns, --dns-search and --dns-option cannot be used with --network=container: the container shares the resolv.conf of the container it joins");
+        }
+        if !a.add_host.is_empty() {
+            bail!("--add-host cannot be used with --network=container: the container shares the /etc/hosts of the container it joins");
+        }
+    }
     if network.is_bridge() {
         // the backend's own checks of its options, now rather than at every start
         a.network.parse::<rbox_netns::Backend>()?;
@@ -720,7 +738,7 @@ mod tests {
         let e = build(&img, &flags("bridge", ""), &id, None).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "network mode `bridge` is not supported yet: use --network=pasta, slirp4netns, none or host"
+            "network mode `bridge` is not supported yet: use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH"
         );
         let e = build(&img, &flags("none", "auto"), &id, None).unwrap_err();
         assert_eq!(e.to_string(), "invalid --userns `auto`: rbox knows keep-id");

@@ -402,3 +402,13 @@ pub fn owned_received_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel installed `fd` for us with the message; nothing else owns it.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// ioctl(NS_GET_NSTYPE): the CLONE_NEW* flag of the namespace `fd` refers to (ENOTTY when it
+/// is not a namespace file).
+pub fn ns_type(fd: impl AsFd) -> io::Result<libc::c_int> {
+    // _IO(0xb7, 0x3), linux/nsfs.h
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: a valid descriptor; this request takes no argument.
+    let r = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), NS_GET_NSTYPE as _) };
+    cvt(r as _).map(|t| t as libc::c_int)
+}

@@ -11,6 +11,7 @@ mod errors;
 mod hostile;
 mod images;
 mod lifecycle;
+mod netshare;
 mod network;
 mod podman;
 mod registry;

@@ -1,0 +1,118 @@
+//! Joining a network namespace that exists (`--network=container:NAME|ID`, `--network=ns:PATH`)
+//! instead of creating one: finding it (a container's is its init's, looked up again at each
+//! start: a stored pid would go stale), checking that it is one, and having the container's
+//! parent enter it before the clone of the init. The parent does the setns, not the init: with
+//! `--userns=keep-id` the init is in a nested user namespace and has no privilege over the
+//! namespace's owner. It does not own the namespace's life (the target's processes do) nor
+//! any helper: a joining container starts none.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+
+use super::sys;
+use crate::context::Context;
+use crate::state::{self, ContainerRecord};
+
+/// A network namespace to join, open.
+#[derive(Debug)]
+pub struct NetNs {
+    pub path: PathBuf,
+    fd: File,
+}
+
+/// Why a user without subordinate ids cannot join another container's network.
+const SINGLE_ID: &str = "without a subordinate id range every rbox invocation has a user namespace of its own, without privilege over another's network; add ranges for this user to /etc/subuid and /etc/subgid";
+
+/// Open the namespace file at `path`, refusing what is not a network namespace.
+pub fn open(path: &Path) -> Result<NetNs> {
+    let fd = File::open(path).map_err(|e| {
+        let single = super::userns::current_mode() == super::userns::Mode::Single;
+        let hint = if single && e.raw_os_error() == Some(libc::EACCES) {
+            format!(": {SINGLE_ID}")
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("open network namespace `{}`: {e}{hint}", path.display())
+    })?;
+    match sys::ns_type(&fd) {
+        Ok(t) if t == libc::CLONE_NEWNET => Ok(NetNs {
+            path: path.to_path_buf(),
+            fd,
+        }),
+        _ => bail!("`{}` is not a network namespace", path.display()),
+    }
+}
+
+/// The running container `name_or_id` whose network another joins (`container:`).
+pub fn target(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
+    let rec = state::lookup(g, name_or_id)
+        .with_context(|| format!("look up container `{name_or_id}` to join its network"))?;
+    if !state::is_running(&rec) {
+        bail!(
+            "container {} is not running: start it before joining its network",
+            rec.name
+        );
+    }
+    Ok(rec)
+}
+
+/// The network namespace of container `id` (`container:ID`), through its init as it runs now.
+pub fn of_container(g: &Context, id: &str) -> Result<NetNs> {
+    let rec = state::load(g, id)
+        .with_context(|| format!("the container {id} whose network this one joins is gone"))?;
+    if super::userns::current_mode() == super::userns::Mode::Single {
+        bail!("join the network of container {}: {SINGLE_ID}", rec.name);
+    }
+    let not_running = || {
+        anyhow::anyhow!(
+            "container {} is not running: start it before the containers that join its network",
+            rec.name
+        )
+    };
+    let (pid, _) = state::live_pids(g, &rec).ok_or_else(not_running)?;
+    let start = state::proc_start_time(pid).ok_or_else(not_running)?;
+    let ns = open(Path::new(&format!("/proc/{pid}/ns/net")))?;
+    // the pid opened must still be the container's init (not a pid reused since)
+    if state::proc_start_time(pid) != Some(start) {
+        return Err(not_running());
+    }
+    Ok(ns)
+}
+
+impl NetNs {
+    /// Move the calling thread into this namespace (setns is per thread; the parent is
+    /// single-threaded at clone time).
+    pub fn enter(&self) -> Result<()> {
+        sys::setns(&self.fd, libc::CLONE_NEWNET).map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                ": it belongs to a user namespace rbox has no privilege over (join a namespace made by this user's rbox or a process in rbox's user namespace)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("join network namespace `{}`: {e}{hint}", self.path.display())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_network_namespaces_open() {
+        assert!(open(Path::new("/proc/self/ns/net")).is_ok());
+        let e = open(Path::new("/proc/self/ns/uts"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "`/proc/self/ns/uts` is not a network namespace");
+        let e = open(Path::new("/etc/hostname")).unwrap_err().to_string();
+        assert_eq!(e, "`/etc/hostname` is not a network namespace");
+        let e = format!("{:#}", open(Path::new("/nonexistent/ns")).unwrap_err());
+        assert!(
+            e.starts_with("open network namespace `/nonexistent/ns`: "),
+            "{e}"
+        );
+    }
+}

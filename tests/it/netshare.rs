@@ -1,0 +1,245 @@
+//! Joined networks: `--network=container:NAME|ID` shares a running container's network
+//! namespace (its interfaces, its loopback, its /etc/hosts and resolv.conf),
+//! `--network=ns:PATH` joins the namespace at a path; and the errors around both. Every test
+//! runs once per identity.
+
+use crate::util::{for_each_user, Env};
+
+/// An httpd on the first container's loopback only, reachable from whatever shares its
+/// network namespace.
+const SERVE: &str =
+    "mkdir /www && echo shared-$HOSTNAME > /www/index.html && exec httpd -f -p 127.0.0.1:8000 -h /www";
+
+/// Fetch the page from 127.0.0.1:8000, polling (the httpd starts after `run -d` returns) until
+/// a deadline of 20 s.
+const FETCH: &str = "i=0; until wget -qO- http://127.0.0.1:8000/; do i=$((i+1)); [ $i -lt 400 ] || exit 1; usleep 50000; done";
+
+fn inspect(env: &Env, name: &str, format: &str) -> String {
+    env.rbox()
+        .args(["inspect", "--format", format, name])
+        .output()
+        .success()
+        .text()
+}
+
+fn exec(env: &Env, name: &str, script: &str) -> String {
+    env.rbox()
+        .args(["exec", name, "sh", "-c", script])
+        .output()
+        .success()
+        .text()
+}
+
+#[test]
+fn containers_share_a_network_namespace() {
+    for_each_user("netshare", |env| {
+        env.import_busybox("busybox");
+        for net in ["slirp4netns", "none"] {
+            let id = env
+                .rbox()
+                .args(["run", "-d", "--name", "first", "--network", net])
+                .args(["busybox", "sh", "-c", SERVE])
+                .output()
+                .success()
+                .text();
+            let page = format!("shared-{}", &id[..12]);
+            if !env.user.has_many_ids() {
+                // without a subordinate range each invocation has a user namespace of its
+                // own, with no privilege over another's network: refused, with the fix
+                let out = env
+                    .rbox()
+                    .args([
+                        "run",
+                        "--rm",
+                        "--network=container:first",
+                        "busybox",
+                        "true",
+                    ])
+                    .output()
+                    .rbox_error();
+                assert!(out.stderr.contains("/etc/subuid"), "{out}");
+                env.rbox().args(["rm", "-f", "first"]).output().success();
+                continue;
+            }
+            // a second container reaches the first one's loopback-only server
+            let got = env
+                .rbox()
+                .args(["run", "--rm", "--network=container:first", "busybox"])
+                .args(["sh", "-c", FETCH])
+                .output()
+                .success()
+                .text();
+            assert_eq!(got, page, "{net}");
+            // the same interfaces, addresses and sysfs view, and by id as well as by name
+            let ifaces = "ip -o addr; ls /sys/class/net";
+            let theirs = exec(env, "first", ifaces);
+            let ours = env
+                .rbox()
+                .args(["run", "--rm", &format!("--network=container:{}", &id[..12])])
+                .args(["busybox", "sh", "-c", ifaces])
+                .output()
+                .success()
+                .text();
+            assert_eq!(ours, theirs, "{net}");
+            if net == "slirp4netns" {
+                assert!(ours.contains("10.0.2.100"), "{ours}");
+            } else {
+                assert_eq!(ours.lines().last(), Some("lo"), "{ours}");
+            }
+            // a detached joiner: recorded by id, exec joins the shared network, and it uses
+            // the first container's /etc/hosts and resolv.conf (as Podman does)
+            env.rbox()
+                .args(["run", "-d", "--name", "second", "--network=container:first"])
+                .args(["busybox", "sleep", "1000"])
+                .output()
+                .success();
+            assert_eq!(
+                inspect(env, "second", "{{.HostConfig.NetworkMode}}"),
+                format!("container:{id}")
+            );
+            assert_eq!(exec(env, "second", FETCH), page, "{net}");
+            let etc = "cat /etc/hosts /etc/resolv.conf";
+            assert_eq!(exec(env, "second", etc), exec(env, "first", etc), "{net}");
+            // the first cannot go while a container joins its network, not even with -f
+            let out = env.rbox().args(["rm", "-f", "first"]).output().rbox_error();
+            assert!(out.stderr.contains("second"), "{out}");
+            assert_eq!(inspect(env, "first", "{{.State.Status}}"), "running");
+            env.rbox().args(["rm", "-f", "second"]).output().success();
+            env.rbox().args(["rm", "-f", "first"]).output().success();
+        }
+    });
+}
+
+#[test]
+fn a_container_joins_the_namespace_at_a_path() {
+    for_each_user("netns-path", |env| {
+        env.import_busybox("busybox");
+        let id = env
+            .rbox()
+            .args(["run", "-d", "--name", "first", "--network=slirp4netns"])
+            .args(["busybox", "sh", "-c", SERVE])
+            .output()
+            .success()
+            .text();
+        let pid = inspect(env, "first", "{{.State.Pid}}");
+        let path = format!("/proc/{pid}/ns/net");
+        if !env.user.has_many_ids() {
+            let out = env
+                .rbox()
+                .args([
+                    "run",
+                    "--rm",
+                    &format!("--network=ns:{path}"),
+                    "busybox",
+                    "true",
+                ])
+                .output()
+                .rbox_error();
+            assert!(out.stderr.contains("/etc/subuid"), "{out}");
+            env.rbox().args(["rm", "-f", "first"]).output().success();
+            return;
+        }
+        let got = env
+            .rbox()
+            .args(["run", "--rm", &format!("--network=ns:{path}"), "busybox"])
+            .args(["sh", "-c", FETCH])
+            .output()
+            .success()
+            .text();
+        assert_eq!(got, format!("shared-{}", &id[..12]));
+        // keep-id's nested user namespace joins through its parent all the same
+        let got = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--userns=keep-id",
+                &format!("--network=ns:{path}"),
+            ])
+            .args(["busybox", "sh", "-c", FETCH])
+            .output()
+            .success()
+            .text();
+        assert_eq!(got, format!("shared-{}", &id[..12]));
+        env.rbox().args(["rm", "-f", "first"]).output().success();
+    });
+}
+
+#[test]
+fn joining_a_network_that_is_not_there_fails_cleanly() {
+    for_each_user("netshare-errors", |env| {
+        env.import_busybox("busybox");
+        let fails = |args: &[&str], want: &str| {
+            let out = env
+                .rbox()
+                .args(["run", "--rm"])
+                .args(args)
+                .args(["busybox", "true"])
+                .output()
+                .rbox_error();
+            assert!(out.stderr.contains(want), "{args:?}: {out}");
+        };
+        fails(
+            &["--network=container:nosuch"],
+            "no such container `nosuch`",
+        );
+        env.rbox()
+            .args(["create", "--name", "idle", "busybox", "true"])
+            .output()
+            .success();
+        fails(
+            &["--network=container:idle"],
+            "container idle is not running",
+        );
+        env.rbox()
+            .args(["run", "-d", "--name", "up", "busybox", "sleep", "1000"])
+            .output()
+            .success();
+        fails(
+            &["--network=container:up", "-p", "8080:80"],
+            "publishing ports",
+        );
+        fails(&["--network=container:up", "--dns", "192.0.2.1"], "--dns");
+        fails(
+            &["--network=container:up", "--add-host", "a:192.0.2.1"],
+            "--add-host",
+        );
+        fails(
+            &["--network=ns:/etc/hostname"],
+            "`/etc/hostname` is not a network namespace",
+        );
+        fails(&["--network=ns:/nonexistent"], "`/nonexistent`");
+        // a joiner whose container stopped does not start
+        if !env.user.has_many_ids() {
+            fails(&["--network=container:up"], "/etc/subuid");
+            env.rbox()
+                .args(["rm", "-f", "up", "idle"])
+                .output()
+                .success();
+            return;
+        }
+        env.rbox()
+            .args(["create", "--name", "joiner", "--network=container:up"])
+            .args(["busybox", "true"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["stop", "-t", "0", "up"])
+            .output()
+            .success();
+        let out = env.rbox().args(["start", "joiner"]).output().rbox_error();
+        assert!(out.stderr.contains("container up is not running"), "{out}");
+        env.rbox().args(["rm", "-f", "joiner"]).output().success();
+        env.rbox()
+            .args(["rm", "-f", "up", "idle"])
+            .output()
+            .success();
+        let left = env
+            .rbox()
+            .args(["ps", "-a", "-q"])
+            .output()
+            .success()
+            .text();
+        assert_eq!(left, "", "nothing left behind");
+    });
+}
