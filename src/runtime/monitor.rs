@@ -248,6 +248,8 @@ fn hold(
             let _ = sys::dup2(n, fd);
         }
     }
+    // Starting the container ran much of rbox; waiting for it runs little of it.
+    sys::release_code_pages();
     let code = match attach::wait(started.pid, None, false) {
         Ok(st) => exit::from_wait(st) as i32,
         Err(e) => {

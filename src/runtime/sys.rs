@@ -412,3 +412,38 @@ pub fn ns_type(fd: impl AsFd) -> io::Result<libc::c_int> {
     let r = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), NS_GET_NSTYPE as _) };
     cvt(r as _).map(|t| t as libc::c_int)
 }
+
+/// Let the kernel take back the pages of program code (of rbox and its libraries) that this
+/// process has mapped: a long-lived monitor then holds only the code its loop runs again,
+/// faulted back in from the page cache as it needs it. Only read-only executable mappings of
+/// files are touched; they hold no private data, so nothing is lost.
+pub fn release_code_pages() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        // a file mapping (a path after offset, device and inode), read and execute only
+        if perms != "r-xp" || f.nth(3).is_none_or(|p| !p.starts_with('/')) {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: the range is a whole mapping of this process, read-only and executable,
+        // backed by a file: MADV_DONTNEED drops its page-table entries and later accesses
+        // fault the same bytes back in from the file.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}
