@@ -1,14 +1,19 @@
 //! pasta (from passt): the command line (pure) and the start. pasta has no API: ports are fixed
-//! at start with `-t`/`-u`. Its foreground process exits 0 once the namespace is configured,
-//! leaving the daemon, whose pid it writes to `--pid FILE`; that exit is the readiness signal.
+//! at start with `-t`/`-u`. It runs in the foreground (`-f`) as the caller's child, in a process
+//! group of its own (a terminal's ^C is the container's, not pasta's) and killed by the kernel
+//! if the thread that started it dies (a killed monitor takes it along; pasta itself does not
+//! notice that the namespace is gone). Its pid file is a pipe: pasta writes its pid there once
+//! the namespace is configured, which is the readiness signal; the caller then writes the real
+//! pid file for later invocations.
 
 use std::ffi::OsString;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::helper::{failed, failure_line, stderr_file, wait_exit, Helper, READY_TIMEOUT};
+use crate::helper::{failed, failure_line, stderr_file, Helper, READY_TIMEOUT};
 use crate::{io_err, sys, PastaOptions, PortMapping, Proto, Result};
 
 const NAME: &str = "pasta";
@@ -34,7 +39,7 @@ pub(crate) fn args(
     pid_file: &Path,
     runas: Option<(u32, u32)>,
 ) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec!["--config-net".into(), "-q".into()];
+    let mut a: Vec<OsString> = vec!["--config-net".into(), "-q".into(), "-f".into()];
     let user_has = |short: &str, long: &str| {
         o.args
             .iter()
@@ -114,67 +119,86 @@ pub(crate) fn start(
         target.push(format!("/proc/self/fd/{}", userns.as_raw_fd()).into());
         inherited.push(userns.as_raw_fd());
     }
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| io_err("create pipe")(e.into()))?;
+    let ready_path = PathBuf::from(format!("/proc/self/fd/{}", ready_w.as_raw_fd()));
+    inherited.push(ready_w.as_raw_fd());
     let mut stderr = stderr_file(NAME)?;
     let mut cmd = Command::new(program);
     sys::inherit_fds(&mut cmd, inherited);
+    sys::die_with_parent(&mut cmd);
     let mut child = cmd
-        .args(args(o, ports, &target, &pid_file, runas))
+        .args(args(o, ports, &target, &ready_path, runas))
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(stderr.try_clone().map_err(io_err("dup memfd"))?)
         .stderr(stderr.try_clone().map_err(io_err("dup memfd"))?)
         .spawn()
         .map_err(io_err(format!("run `{}`", program.display())))?;
-    let configured = match sys::pidfd_open(child.id() as i32) {
-        Ok(fd) => wait_exit(&fd, READY_TIMEOUT),
+    drop(ready_w);
+    let pid = child.id() as i32;
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
             return Err(io_err("pidfd_open pasta")(e));
         }
     };
-    if !configured {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(io_err("wait for pasta"))?;
-    // A daemon may exist even when the foreground failed (pid file written): end it.
-    let daemon = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .and_then(|pid| sys::pidfd_open(pid).ok().map(|fd| (pid, fd)));
-    let Some((pid, pidfd)) = daemon else {
-        let _ = std::fs::remove_file(&pid_file);
-        let what = if !configured {
-            format!("not configured after {}s", READY_TIMEOUT.as_secs())
-        } else if status.success() {
-            format!("no pid in `{}`", pid_file.display())
-        } else {
-            status.to_string()
-        };
-        return Err(failed(NAME, failure_line(&mut stderr), what));
-    };
     let helper = Helper {
         name: NAME,
         pid,
         pidfd,
-        child: None,
+        child: Some(child),
         exit_fd: None,
         api_socket: None,
-        files: vec![pid_file],
+        files: vec![pid_file.clone()],
         ports: ports.to_vec(),
         warnings: Vec::new(),
         stopped: false,
     };
-    if !status.success() || !configured {
-        let what = if configured {
-            status.to_string()
-        } else {
-            format!("not configured after {}s", READY_TIMEOUT.as_secs())
-        };
-        // Dropping the helper ends the daemon and removes the pid file.
-        drop(helper);
-        return Err(failed(NAME, failure_line(&mut stderr), what));
+    // Dropping the helper on a failure below ends pasta and removes the pid file.
+    match wait_ready(&ready_r, &helper.pidfd) {
+        Ok(()) => {}
+        Err(what) => return Err(failed(NAME, failure_line(&mut stderr), what)),
     }
+    std::fs::write(&pid_file, format!("{pid}\n"))
+        .map_err(io_err(format!("write `{}`", pid_file.display())))?;
     Ok(helper)
+}
+
+/// Wait until pasta writes its pid to the pipe (configured), exits, or the timeout passes;
+/// the failure in words.
+fn wait_ready(ready: &OwnedFd, pidfd: &OwnedFd) -> Result<(), String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [
+            PollFd::new(ready.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, ms) {
+            Ok(0) => return Err(format!("not configured after {}s", READY_TIMEOUT.as_secs())),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let ready_now = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        if ready_now {
+            let mut buf = [0u8; 32];
+            return match nix::unistd::read(ready, &mut buf) {
+                Ok(n) if n > 0 => Ok(()),
+                _ => Err("exited before it was configured".to_string()),
+            };
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return Err("exited before it was configured".to_string());
+        }
+    }
 }
 
 /// Whether the namespace file `f` is the namespace at `path`.
@@ -211,6 +235,7 @@ mod tests {
             [
                 "--config-net",
                 "-q",
+                "-f",
                 "-t",
                 "8080:80",
                 "-t",
@@ -243,6 +268,7 @@ mod tests {
             [
                 "--config-net",
                 "-q",
+                "-f",
                 "-t",
                 "none",
                 "-u",

@@ -75,3 +75,18 @@ pub fn set_ipv6_transparent(fd: &impl AsRawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Have the kernel SIGKILL the child when the thread that spawned it dies (PR_SET_PDEATHSIG):
+/// a helper that cannot tell its owner is gone goes with it.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls prctl, which is
+    // async-signal-safe and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -115,11 +115,33 @@ fn processes_naming(needle: &str) -> Vec<String> {
     found
 }
 
-/// The helper of container `id`: its files live in `net/<short id>` of the runtime dir, which
-/// its command line names (slirp4netns's socket, pasta's pid file).
-fn helper_of(env: &Env, id: &str) -> Vec<String> {
+/// The helper processes of container `id` running now: slirp4netns names the container's
+/// network directory (`net/<short id>` of the runtime dir) on its command line; pasta's pid
+/// is in `pasta.pid` there.
+fn helper_of(env: &Env, id: &str) -> Vec<i32> {
     let dir = env.runroot().join("net").join(&id[..12]);
-    processes_naming(&dir.to_string_lossy())
+    let mut pids: Vec<i32> = processes_naming(&dir.to_string_lossy())
+        .iter()
+        .filter_map(|p| p.split(':').next()?.parse().ok())
+        .collect();
+    if let Ok(text) = std::fs::read_to_string(dir.join("pasta.pid")) {
+        pids.extend(text.trim().parse::<i32>().ok());
+    }
+    still_running(&pids)
+}
+
+/// Those of `pids` that are live processes (not zombies).
+fn still_running(pids: &[i32]) -> Vec<i32> {
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+        })
+        .collect()
 }
 
 fn inspect(env: &Env, name: &str, format: &str) -> String {
@@ -149,7 +171,8 @@ fn a_published_port_reaches_the_server_in_the_container() {
                 body.contains(&format!("hello-{}", &id[..12])),
                 "{net}: {body}"
             );
-            assert!(!helper_of(env, &id).is_empty(), "{net}: no helper runs");
+            let helpers = helper_of(env, &id);
+            assert!(!helpers.is_empty(), "{net}: no helper runs");
             let ps = env
                 .rbox()
                 .args(["ps", "--format", "{{.Names}} {{.Ports}}"])
@@ -188,7 +211,7 @@ fn a_published_port_reaches_the_server_in_the_container() {
             );
             // rm -f kills the monitor: what it held goes too
             env.rbox().args(["rm", "-f", "web"]).output().success();
-            let left = helper_of(env, &id);
+            let left = still_running(&helpers);
             assert!(left.is_empty(), "{net}: left behind: {left:?}");
             assert!(!env.runroot().join("net").join(&id[..12]).exists(), "{net}");
             assert!(
@@ -456,8 +479,10 @@ fn publish_all_takes_the_images_exposed_ports() {
             inspect(env, "web", "{{json .Config.ExposedPorts}}"),
             r#"{"53/udp":{},"80/tcp":{},"8000/tcp":{},"8001/tcp":{}}"#
         );
+        let helpers = helper_of(env, &id);
+        assert!(!helpers.is_empty());
         env.rbox().args(["rm", "-f", "web"]).output().success();
-        assert!(helper_of(env, &id).is_empty());
+        assert!(still_running(&helpers).is_empty());
         let out = env
             .rbox()
             .args([
@@ -471,5 +496,108 @@ fn publish_all_takes_the_images_exposed_ports() {
             .output()
             .code_is(125);
         assert!(out.stderr.contains("invalid --expose `80/sctp`"), "{out}");
+    });
+}
+
+/// The parent of process `pid` (from /proc/PID/stat).
+fn parent_of(pid: &str) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    after.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Wait (with a deadline) until `ok` holds.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "after 20 s: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A container stopped and started again serves on the same published port (no "address
+/// in use": the old monitor let it go); a killed monitor or a killed `rbox run` leaves no
+/// helper, no network directory and no bound port behind.
+#[test]
+fn ports_survive_a_restart_and_die_with_a_killed_monitor() {
+    for_each_user("net_restart", |env| {
+        env.import_busybox("busybox");
+        for net in BACKENDS {
+            let port = free_port();
+            let id = env
+                .rbox()
+                .args(["run", "-d", "--name", "web", "--network", net])
+                .args(["-p", &format!("{port}:80"), "busybox", "sh", "-c"])
+                .arg("mkdir -p /www && echo up > /www/index.html && exec httpd -f -p 80 -h /www")
+                .output()
+                .success()
+                .text();
+            assert!(http_get(port).contains("up"), "{net}");
+            env.rbox()
+                .args(["stop", "-t", "1", "web"])
+                .output()
+                .success();
+            assert!(
+                helper_of(env, &id).is_empty(),
+                "{net}: helper outlived stop"
+            );
+            env.rbox().args(["start", "web"]).output().success();
+            assert!(http_get(port).contains("up"), "{net}: after start");
+            let ps = env
+                .rbox()
+                .args(["ps", "--format", "{{.Ports}}"])
+                .output()
+                .success()
+                .text();
+            assert_eq!(ps, format!("0.0.0.0:{port}->80/tcp"), "{net}");
+
+            // the monitor killed: its forwarder thread and helper go with it
+            let helpers = helper_of(env, &id);
+            assert!(!helpers.is_empty(), "{net}: no helper runs after start");
+            let pid = inspect(env, "web", "{{.State.Pid}}");
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(parent_of(&pid)),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            eventually(&format!("{net}: port {port} freed"), || {
+                TcpListener::bind(("0.0.0.0", port)).is_ok()
+            });
+            eventually(&format!("{net}: helper gone"), || {
+                still_running(&helpers).is_empty()
+            });
+            env.rbox().args(["rm", "web"]).output().success();
+            assert!(!env.runroot().join("net").join(&id[..12]).exists(), "{net}");
+
+            // a foreground `rbox run` killed
+            let port = free_port();
+            let mut run = env
+                .rbox()
+                .args(["run", "--name", "fg", "--network", net])
+                .args(["-p", &format!("{port}:80"), "busybox", "sh", "-c"])
+                .arg("echo ready; exec sleep 600")
+                .spawn();
+            assert_eq!(run.read_line(), "ready\n");
+            let id = inspect(env, "fg", "{{.Id}}");
+            let helpers = helper_of(env, &id);
+            assert!(
+                !helpers.is_empty(),
+                "{net}: no helper runs in the foreground"
+            );
+            assert!(
+                TcpListener::bind(("0.0.0.0", port)).is_err(),
+                "{net}: published"
+            );
+            run.signal(nix::sys::signal::Signal::SIGKILL);
+            run.wait();
+            eventually(&format!("{net}: port {port} freed after kill"), || {
+                TcpListener::bind(("0.0.0.0", port)).is_ok()
+            });
+            eventually(&format!("{net}: helper gone after kill"), || {
+                still_running(&helpers).is_empty()
+            });
+            env.rbox().args(["rm", "-f", "fg"]).output().success();
+            assert!(!env.runroot().join("net").join(&id[..12]).exists(), "{net}");
+        }
     });
 }
