@@ -42,8 +42,14 @@ use crate::{io_err, netlink, sys, Error, PortMapping, Proto, Result};
 
 /// How long a UDP client may be silent before its flow is closed.
 pub const UDP_IDLE: Duration = Duration::from_secs(60);
-/// Bytes in flight per direction of a TCP connection (the pipe's size).
-const PIPE_SIZE: usize = 1 << 18;
+/// Bytes in flight per direction of a TCP connection: a pipe starts at the kernel's default
+/// and grows to [`BIG_PIPE`] once a single move fills it (a bulk transfer: fewer, larger
+/// splices), for at most [`BIG_PIPES`] pipes at a time. Pipe sizes count against the user's
+/// pipe-user-pages-soft budget (64 MiB), shared with all the user's processes: past it, new
+/// pipes get one page.
+const PIPE_SIZE: usize = 64 << 10;
+const BIG_PIPE: usize = 1 << 20;
+const BIG_PIPES: usize = 8;
 
 /// The host side of a container's published ports, bound and not yet served.
 #[derive(Debug)]
@@ -203,6 +209,10 @@ struct Dest {
 struct Pipe {
     r: OwnedFd,
     w: OwnedFd,
+    /// its capacity in bytes
+    size: usize,
+    /// grown to BIG_PIPE
+    big: bool,
     fill: usize,
     eof: bool,
 }
@@ -231,6 +241,8 @@ struct Loop {
     conns: HashMap<u64, Conn>,
     flows: HashMap<u64, Flow>,
     flow_of: HashMap<(usize, SocketAddr), u64>,
+    /// pipes grown to BIG_PIPE now
+    big_pipes: usize,
     next: u64,
     buf: Vec<u8>,
 }
@@ -278,6 +290,7 @@ impl Loop {
             conns: HashMap::new(),
             flows: HashMap::new(),
             flow_of: HashMap::new(),
+            big_pipes: 0,
             next: 1,
             buf: vec![0; 65536],
         })
@@ -409,8 +422,8 @@ impl Loop {
                 return;
             }
         }
-        let up = c.up.pump(&c.client, &c.backend);
-        let down = c.down.pump(&c.backend, &c.client);
+        let up = c.up.pump(&c.client, &c.backend, &mut self.big_pipes);
+        let down = c.down.pump(&c.backend, &c.client, &mut self.big_pipes);
         match (up, down) {
             (Ok(true), Ok(true)) => self.close(id),
             (Ok(_), Ok(_)) => {}
@@ -427,6 +440,7 @@ impl Loop {
 
     fn close(&mut self, id: u64) {
         if let Some(c) = self.conns.remove(&id) {
+            self.big_pipes -= usize::from(c.up.big) + usize::from(c.down.big);
             let _ = self.epoll.delete(&c.client);
             let _ = self.epoll.delete(&c.backend);
         }
@@ -521,20 +535,34 @@ impl Loop {
 impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        // a bigger pipe moves more per wake-up; the default (64 KiB) is kept when the user's
-        // pipe budget is spent
-        let _ = nix::fcntl::fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32));
+        let size = nix::fcntl::fcntl(&w, FcntlArg::F_GETPIPE_SZ).map_or(PIPE_SIZE, |n| n as usize);
         Ok(Pipe {
             r,
             w,
+            size,
+            big: false,
             fill: 0,
             eof: false,
         })
     }
 
+    /// Grow to BIG_PIPE (kept at its size when the user's pipe budget says no).
+    fn grow(&mut self, big_pipes: &mut usize) {
+        if let Ok(n) = nix::fcntl::fcntl(&self.w, FcntlArg::F_SETPIPE_SZ(BIG_PIPE as i32)) {
+            self.size = n as usize;
+            self.big = true;
+            *big_pipes += 1;
+        }
+    }
+
     /// Move what `src` has to `dst` until one of them would block. Ok(true) once `src` has
     /// ended and everything reached `dst` (whose write side is then shut).
-    fn pump(&mut self, src: &TcpStream, dst: &TcpStream) -> io::Result<bool> {
+    fn pump(
+        &mut self,
+        src: &TcpStream,
+        dst: &TcpStream,
+        big_pipes: &mut usize,
+    ) -> io::Result<bool> {
         let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
         loop {
             while self.fill > 0 {
@@ -549,9 +577,14 @@ impl Pipe {
                 let _ = dst.shutdown(Shutdown::Write);
                 return Ok(true);
             }
-            match splice(src, None, &self.w, None, PIPE_SIZE, flags) {
+            match splice(src, None, &self.w, None, self.size, flags) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.fill += n,
+                Ok(n) => {
+                    self.fill += n;
+                    if n >= self.size && !self.big && *big_pipes < BIG_PIPES {
+                        self.grow(big_pipes);
+                    }
+                }
                 Err(Errno::EAGAIN) => return Ok(false),
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
