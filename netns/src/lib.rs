@@ -7,12 +7,15 @@
 //! published ports. Helpers are driven through file descriptors (ready-fd, exit-fd, pidfds),
 //! never by sleeping. It prints nothing: failures are [`Error`]s, warnings are returned.
 //!
+//! [`names`] says which DNS server and which host address a bridged container can reach.
+//!
 //! Not here: choosing `--network` modes other than the two bridges (none, host, container:,
-//! ns:), resolv.conf and /etc/hosts, rbox's own port forwarder, and holding the namespace by a
+//! ns:), writing resolv.conf and /etc/hosts, rbox's own port forwarder, and holding the namespace by a
 //! file; the rbox binary owns those.
 
 mod backend;
 mod helper;
+pub mod names;
 mod pasta;
 mod ports;
 mod slirp4netns;
@@ -21,7 +24,8 @@ mod sys;
 use std::io;
 
 pub use backend::{
-    installed, Backend, Installed, PastaOptions, PortHandler, Slirp4netnsOptions, Tool,
+    default_backend_name, installed, Backend, Installed, PastaOptions, PortHandler,
+    Slirp4netnsOptions, Tool,
 };
 pub use helper::{start, Helper};
 pub use ports::{parse_publish, pick_host_ports, PortMapping, Proto};

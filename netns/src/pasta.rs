@@ -114,11 +114,21 @@ pub(crate) fn start(
         target.push(format!("/proc/self/fd/{}", userns.as_raw_fd()).into());
         inherited.push(userns.as_raw_fd());
     }
+    // A host that names only loopback resolvers (systemd-resolved's 127.0.0.53) leaves the
+    // container none it can reach: pasta answers at a forwarding address instead, the one
+    // the container's resolv.conf names (see `names::pasta_dns_forward`).
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut o = o.clone();
+    if let Some(a) = crate::names::pasta_dns_forward(&o, &host_resolv)
+        .filter(|_| !crate::names::user_forwards_dns(&o))
+    {
+        o.args.extend(["--dns-forward".to_string(), a.to_string()]);
+    }
     let mut stderr = stderr_file(NAME)?;
     let mut cmd = Command::new(program);
     sys::inherit_fds(&mut cmd, inherited);
     let mut child = cmd
-        .args(args(o, ports, &target, &pid_file, runas))
+        .args(args(&o, ports, &target, &pid_file, runas))
         .stdin(Stdio::null())
         .stdout(stderr.try_clone().map_err(io_err("dup memfd"))?)
         .stderr(stderr.try_clone().map_err(io_err("dup memfd"))?)
