@@ -211,9 +211,9 @@ pub fn parse() -> Cli {
 /// user who types `-p 8080:80` or `--memory 1g` from habit gets clap's generic usage text.
 const NOT_YET: &[(&[&str], &str)] = &[
     (
-        &["--no-hosts", "--ip", "--mac-address"],
-        "rbox always writes the container's /etc/hosts and gives it no address of its own yet: \
-         use --add-host for extra host entries",
+        &["--ip", "--mac-address"],
+        "rbox gives a container no address of its own yet: its bridge (pasta, slirp4netns) \
+         picks it",
     ),
     (
         &[
@@ -545,9 +545,9 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line_with_what_to_change() {
-        let l = usage_line(&["rbox", "run", "--no-hosts", "busybox"]);
+        let l = usage_line(&["rbox", "run", "--ip", "10.0.0.2", "busybox"]);
         assert!(
-            l.starts_with("unsupported flag `--no-hosts`: rbox always writes"),
+            l.starts_with("unsupported flag `--ip`: rbox gives a container no address"),
             "{l}"
         );
         let l = usage_line(&["rbox", "run", "--memory=1g", "busybox"]);

@@ -282,6 +282,9 @@ pub struct Spec {
     /// `--add-host`: (name, address) lines of the container's /etc/hosts
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add_hosts: Vec<(String, String)>,
+    /// `--no-hosts`: the image's /etc/hosts is left as it is
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_hosts: bool,
 }
 
 impl Spec {

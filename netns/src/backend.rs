@@ -217,6 +217,17 @@ pub fn installed() -> Installed {
     }
 }
 
+/// The helper a container gets without `--network`: `pasta` when installed, else
+/// `slirp4netns` (which then says how to install it if it is missing too). Looks only for
+/// the programs, unlike [`installed`], which also asks their versions.
+pub fn default_backend_name() -> &'static str {
+    if find_helper("pasta").is_some() {
+        "pasta"
+    } else {
+        "slirp4netns"
+    }
+}
+
 /// Podman's default `helper_binaries_dir` (containers.conf(5)), searched after `$PATH`.
 const HELPER_DIRS: &[&str] = &[
     "/usr/local/libexec/podman",

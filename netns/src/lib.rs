@@ -8,14 +8,16 @@
 //! never by sleeping. It prints nothing: failures are [`Error`]s, warnings are returned.
 //!
 //! rbox's own port forwarder ([`bind`] -> [`Bound::start`] -> [`Forwarder`]) serves published
-//! ports from a thread of the caller, keeping each client's address.
+//! ports from a thread of the caller, keeping each client's address. [`names`] says which DNS
+//! server and which host address a bridged container can reach.
 //!
 //! Not here: choosing `--network` modes other than the two bridges (none, host, container:,
-//! ns:), resolv.conf and /etc/hosts; the rbox binary owns those.
+//! ns:), writing resolv.conf and /etc/hosts; the rbox binary owns those.
 
 mod backend;
 mod forward;
 mod helper;
+pub mod names;
 mod netlink;
 mod pasta;
 mod ports;
@@ -25,7 +27,8 @@ mod sys;
 use std::io;
 
 pub use backend::{
-    installed, Backend, Installed, PastaOptions, PortHandler, Slirp4netnsOptions, Tool,
+    default_backend_name, installed, Backend, Installed, PastaOptions, PortHandler,
+    Slirp4netnsOptions, Tool,
 };
 pub use forward::{bind, Bound, Forwarder, UDP_IDLE};
 pub use helper::{start, Helper};

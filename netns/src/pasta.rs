@@ -119,6 +119,16 @@ pub(crate) fn start(
         target.push(format!("/proc/self/fd/{}", userns.as_raw_fd()).into());
         inherited.push(userns.as_raw_fd());
     }
+    // A host that names only loopback resolvers (systemd-resolved's 127.0.0.53) leaves the
+    // container none it can reach: pasta answers at a forwarding address instead, the one
+    // the container's resolv.conf names (see `names::pasta_dns_forward`).
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut o = o.clone();
+    if let Some(a) = crate::names::pasta_dns_forward(&o, &host_resolv)
+        .filter(|_| !crate::names::user_forwards_dns(&o))
+    {
+        o.args.extend(["--dns-forward".to_string(), a.to_string()]);
+    }
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| io_err("create pipe")(e.into()))?;
     let ready_path = PathBuf::from(format!("/proc/self/fd/{}", ready_w.as_raw_fd()));
@@ -128,7 +138,7 @@ pub(crate) fn start(
     sys::inherit_fds(&mut cmd, inherited);
     sys::die_with_parent(&mut cmd);
     let mut child = cmd
-        .args(args(o, ports, &target, &ready_path, runas))
+        .args(args(&o, ports, &target, &ready_path, runas))
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(stderr.try_clone().map_err(io_err("dup memfd"))?)

@@ -233,7 +233,7 @@ fn network_info() -> Value {
         None => json!({"executable": "", "version": ""}),
     };
     json!({
-        "default": "none",
+        "default": rbox_netns::Backend::default_for(&installed).name(),
         "pasta": tool(installed.pasta.as_ref()),
         "slirp4netns": tool(installed.slirp4netns.as_ref()),
     })

@@ -69,15 +69,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub init: bool,
     /// Network mode: none (loopback only), host, pasta[:OPTIONS] or slirp4netns[:OPTIONS]
-    /// (a user-mode bridge to the host's network), container:NAME|ID (share a running
-    /// container's network) or ns:PATH (join the network namespace at PATH)
-    #[arg(
-        long = "network",
-        alias = "net",
-        value_name = "MODE",
-        default_value = "none"
-    )]
-    pub network: String,
+    /// (a user-mode bridge to the host's network; the default: pasta when installed, else
+    /// slirp4netns), container:NAME|ID (share a running container's network) or ns:PATH (join
+    /// the network namespace at PATH)
+    #[arg(long = "network", alias = "net", value_name = "MODE")]
+    pub network: Option<String>,
     /// DNS server for the container's /etc/resolv.conf (replaces the host's)
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<String>,
@@ -90,6 +86,10 @@ pub struct RunArgs {
     /// Add a line to the container's /etc/hosts (HOST:IP)
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
+    /// Leave the image's /etc/hosts as it is (no container name, host.containers.internal or
+    /// --add-host lines)
+    #[arg(long = "no-hosts")]
+    pub no_hosts: bool,
     /// Publish a container's port on the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]; needs
     /// --network=pasta or slirp4netns)
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
@@ -190,11 +190,12 @@ impl From<RunArgs> for RunOptions {
                 init: a.init,
                 tty: a.tty,
                 interactive: a.interactive,
-                network: a.network,
+                network: a.network.unwrap_or_default(),
                 dns: a.dns,
                 dns_search: a.dns_search,
                 dns_option: a.dns_option,
                 add_host: a.add_host,
+                no_hosts: a.no_hosts,
                 publish: a.publish,
                 publish_all: a.publish_all,
                 expose: a.expose,
@@ -250,7 +251,7 @@ mod tests {
         assert_eq!(o.flags.cap_add, ["NET_ADMIN"]);
         assert_eq!(
             (o.flags.network.as_str(), o.flags.userns.as_str()),
-            ("none", "")
+            ("", "")
         );
     }
 }

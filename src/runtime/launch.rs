@@ -226,41 +226,99 @@ fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::Et
         hostname,
         resolv,
     };
+    let backend = backend(&rec.spec)?;
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if !rec.spec.no_hosts {
+        let host_address = backend.as_ref().and_then(|b| {
+            let route = fs::read_to_string("/proc/net/route").unwrap_or_default();
+            rbox_netns::names::host_address(b, rbox_netns::names::default_gateway(&route))
+        });
+        let text = hosts_text(&rec.spec, &rec.name, host, host_address);
+        fs::write(&files.hosts, text).context("write hosts")?;
+    }
+    fs::write(&files.hostname, format!("{host}\n")).context("write hostname")?;
+    let resolv = resolv_text(&rec.spec, backend.as_ref(), &host_resolv);
+    fs::write(&files.resolv, resolv).context("write resolv.conf")?;
+    Ok(files)
+}
+
+/// The bridge of a container's network, with its options (`None` for none and host).
+fn backend(s: &state::Spec) -> Result<Option<rbox_netns::Backend>> {
+    if !s.network.is_bridge() {
+        return Ok(None);
+    }
+    let spelled = if s.network_options.is_empty() {
+        s.network.to_string()
+    } else {
+        format!("{}:{}", s.network, s.network_options)
+    };
+    Ok(Some(spelled.parse()?))
+}
+
+/// The container's /etc/hosts: localhost, `--add-host`'s lines, `host.containers.internal`
+/// and `host.docker.internal` at `host_address` (an address that reaches the host, when the
+/// network has one), and the container's own hostname and name.
+fn hosts_text(
+    s: &state::Spec,
+    name: &str,
+    hostname: &str,
+    host_address: Option<std::net::IpAddr>,
+) -> String {
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost localhost.localdomain\n",
     );
-    for (name, ip) in &rec.spec.add_hosts {
+    for (name, ip) in &s.add_hosts {
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
-    hosts.push_str(&format!("127.0.1.1\t{host} {}\n", rec.name));
-    fs::write(&files.hosts, hosts).context("write hosts")?;
-    fs::write(&files.hostname, format!("{host}\n")).context("write hostname")?;
-    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv: String = if rec.spec.network == state::NetworkMode::Host {
-        host_resolv
-    } else if rec.spec.network == state::NetworkMode::Slirp4netns {
-        // slirp4netns's DNS forwarder, then the host's search and options lines
-        let mut r = String::from("nameserver 10.0.2.3\n");
-        for l in host_resolv.lines() {
-            if !l.trim_start().starts_with("nameserver") {
-                r.push_str(l);
-                r.push('\n');
+    // --add-host's own line for either name wins (the first match is the one resolvers use)
+    if let Some(ip) = host_address {
+        hosts.push_str(&format!(
+            "{ip}\thost.containers.internal host.docker.internal\n"
+        ));
+    }
+    hosts.push_str(&format!("127.0.1.1\t{hostname} {name}\n"));
+    hosts
+}
+
+/// The container's resolv.conf from the host's: the host's own with `--network=host`;
+/// slirp4netns's forwarder (10.0.2.3) with slirp4netns; otherwise the host's nameservers the
+/// container can reach (never a loopback one: it is another network namespace's), after
+/// pasta's forwarding address when pasta forwards (the host names only loopback resolvers,
+/// or `pasta:--dns-forward,ADDR`). The host's search and options lines are kept; the
+/// `--dns*` flags replace their kind of line.
+fn resolv_text(
+    s: &state::Spec,
+    backend: Option<&rbox_netns::Backend>,
+    host_resolv: &str,
+) -> String {
+    let resolv = if s.network == state::NetworkMode::Host {
+        host_resolv.to_string()
+    } else {
+        let mut r = String::new();
+        let forwarder = match backend {
+            Some(rbox_netns::Backend::Slirp4netns(_)) => Some("10.0.2.3".parse().unwrap()),
+            Some(rbox_netns::Backend::Pasta(o)) => {
+                rbox_netns::names::pasta_dns_forward(o, host_resolv)
             }
+            None => None,
+        };
+        if let Some(a) = forwarder {
+            r.push_str(&format!("nameserver {a}\n"));
+        }
+        let slirp = matches!(backend, Some(rbox_netns::Backend::Slirp4netns(_)));
+        for l in host_resolv.lines() {
+            let server = rbox_netns::names::nameservers(l);
+            let unreachable = server.iter().any(|a| a.is_loopback());
+            let is_server = l.split_whitespace().next() == Some("nameserver");
+            if (is_server && slirp) || unreachable {
+                continue;
+            }
+            r.push_str(l);
+            r.push('\n');
         }
         r
-    } else {
-        // loopback resolvers of the host are unreachable from another network namespace
-        host_resolv
-            .lines()
-            .filter(|l| {
-                !(l.trim_start().starts_with("nameserver")
-                    && (l.contains(" 127.") || l.contains(" ::1")))
-            })
-            .map(|l| format!("{l}\n"))
-            .collect()
     };
-    fs::write(&files.resolv, with_dns_flags(&resolv, &rec.spec)).context("write resolv.conf")?;
-    Ok(files)
+    with_dns_flags(&resolv, s)
 }
 
 /// `resolv` with what `--dns`, `--dns-search` and `--dns-option` replace (each replaces
@@ -406,6 +464,63 @@ mod tests {
         assert_eq!(KeepId::map(1000, 1), "1000 0 1\n");
         // a range smaller than the uid: what exists below it is mapped, nothing above
         assert_eq!(KeepId::map(1000, 501), "0 1 500\n1000 0 1\n");
+    }
+
+    #[test]
+    fn resolv_names_only_servers_the_container_reaches() {
+        let stub = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n";
+        let real = "nameserver 10.1.1.1\nnameserver 127.0.0.1\nsearch lan\n";
+        let pasta: rbox_netns::Backend = "pasta".parse().unwrap();
+        let slirp: rbox_netns::Backend = "slirp4netns".parse().unwrap();
+        let spec = |network| Spec {
+            network,
+            ..Default::default()
+        };
+        let p = spec(state::NetworkMode::Pasta);
+        assert_eq!(
+            resolv_text(&p, Some(&pasta), stub),
+            "nameserver 169.254.1.1\noptions edns0 trust-ad\nsearch lan\n"
+        );
+        assert_eq!(
+            resolv_text(&p, Some(&pasta), real),
+            "nameserver 10.1.1.1\nsearch lan\n"
+        );
+        let s = spec(state::NetworkMode::Slirp4netns);
+        assert_eq!(
+            resolv_text(&s, Some(&slirp), stub),
+            "nameserver 10.0.2.3\noptions edns0 trust-ad\nsearch lan\n"
+        );
+        let n = spec(state::NetworkMode::None);
+        assert_eq!(
+            resolv_text(&n, None, real),
+            "nameserver 10.1.1.1\nsearch lan\n"
+        );
+        let h = spec(state::NetworkMode::Host);
+        assert_eq!(resolv_text(&h, None, stub), stub);
+        // --dns wins over the forwarder
+        let flagged = Spec {
+            dns: vec!["192.0.2.53".into()],
+            ..spec(state::NetworkMode::Pasta)
+        };
+        assert_eq!(
+            resolv_text(&flagged, Some(&pasta), stub),
+            "options edns0 trust-ad\nsearch lan\nnameserver 192.0.2.53\n"
+        );
+    }
+
+    #[test]
+    fn hosts_name_the_host_and_the_container() {
+        let s = Spec {
+            add_hosts: vec![("db".into(), "192.0.2.7".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            hosts_text(&s, "web", "abc123", Some("192.0.2.1".parse().unwrap())),
+            "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost localhost.localdomain\n\
+             192.0.2.7\tdb\n192.0.2.1\thost.containers.internal host.docker.internal\n\
+             127.0.1.1\tabc123 web\n"
+        );
+        assert!(!hosts_text(&s, "web", "abc123", None).contains("host.containers.internal"));
     }
 
     #[test]

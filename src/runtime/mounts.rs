@@ -202,6 +202,9 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
         (&etc.hostname, "/etc/hostname"),
         (&etc.resolv, "/etc/resolv.conf"),
     ] {
+        if spec.no_hosts && inside == "/etc/hosts" {
+            continue;
+        }
         ops.push(Bind {
             host: host.clone(),
             inside: inside.into(),

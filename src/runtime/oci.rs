@@ -294,6 +294,9 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
         (&etc.hostname, "/etc/hostname"),
         (&etc.resolv, "/etc/resolv.conf"),
     ] {
+        if spec.no_hosts && inside == "/etc/hosts" {
+            continue; // --no-hosts: the image's own
+        }
         ms.push(mount(
             inside,
             "bind",

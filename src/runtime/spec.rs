@@ -333,6 +333,8 @@ pub struct Flags {
     pub dns_search: Vec<String>,
     pub dns_option: Vec<String>,
     pub add_host: Vec<String>,
+    /// `--no-hosts`
+    pub no_hosts: bool,
     pub userns: String,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -494,10 +496,22 @@ pub fn build(
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
     }
     let (no_new_privileges, seccomp) = security_opts(&a.security_opt)?;
-    let Some((network, network_options)) = NetworkMode::from_flag(&a.network) else {
+    if a.no_hosts && !a.add_host.is_empty() {
+        bail!("--no-hosts and --add-host cannot be set together");
+    }
+    // `--network` omitted: pasta when installed, else slirp4netns (as Podman 5); the
+    // record keeps the mode this resolved to
+    let default_network;
+    let a_network = if a.network.is_empty() {
+        default_network = rbox_netns::default_backend_name();
+        default_network
+    } else {
+        a.network.as_str()
+    };
+    let Some((network, network_options)) = NetworkMode::from_flag(a_network) else {
         bail!(
             "network mode `{}` is not supported yet: use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH",
-            a.network
+            a_network
         );
     };
     if network == NetworkMode::Ns && !network_options.starts_with('/') {
@@ -517,7 +531,7 @@ pub fn build(
     }
     if network.is_bridge() {
         // the backend's own checks of its options, now rather than at every start
-        a.network.parse::<rbox_netns::Backend>()?;
+        a_network.parse::<rbox_netns::Backend>()?;
     }
     let exposed_ports = exposed(&img.exposed_ports, &a.expose)?;
     let ports = publish(&a.publish, network, a.publish_all, &exposed_ports)?;
@@ -591,6 +605,7 @@ pub fn build(
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
         add_hosts,
+        no_hosts: a.no_hosts,
         exposed_ports,
     };
     spec.set_args(args);
@@ -698,6 +713,7 @@ mod tests {
             dns_search: Vec::new(),
             dns_option: Vec::new(),
             add_host: Vec::new(),
+            no_hosts: false,
             userns: userns.into(),
             cap_add: Vec::new(),
             cap_drop: Vec::new(),
@@ -742,6 +758,18 @@ mod tests {
         );
         let e = build(&img, &flags("none", "auto"), &id, None).unwrap_err();
         assert_eq!(e.to_string(), "invalid --userns `auto`: rbox knows keep-id");
+        // no --network: the installed bridge, recorded as such
+        let sp = build(&img, &flags("", ""), &id, None).unwrap();
+        assert_eq!(sp.network.as_str(), rbox_netns::default_backend_name());
+        let mut f = flags("none", "");
+        f.no_hosts = true;
+        assert!(build(&img, &f, &id, None).unwrap().no_hosts);
+        f.add_host = vec!["db:192.0.2.7".into()];
+        let e = build(&img, &f, &id, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--no-hosts and --add-host cannot be set together"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::util::{for_each_user, Env};
+use crate::util::{for_each_user, is_root, require, Env};
 
 const BACKENDS: [&str; 2] = ["pasta", "slirp4netns"];
 
@@ -341,7 +341,15 @@ fn publishing_errors_are_one_line_and_125() {
         env.import_busybox("busybox");
         let out = env
             .rbox()
-            .args(["run", "--rm", "-p", "8080:80", "busybox", "true"])
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "-p",
+                "8080:80",
+                "busybox",
+                "true",
+            ])
             .output()
             .code_is(125);
         assert!(
@@ -599,5 +607,255 @@ fn ports_survive_a_restart_and_die_with_a_killed_monitor() {
             env.rbox().args(["rm", "-f", "fg"]).output().success();
             assert!(!env.runroot().join("net").join(&id[..12]).exists(), "{net}");
         }
+    });
+}
+
+/// Without `--network` a container gets pasta (installed by .ci/run; slirp4netns without it),
+/// recorded so that inspect shows it, and a default route through it.
+#[test]
+fn the_default_network_is_the_installed_bridge() {
+    for_each_user("default_net", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "--rm", "busybox", "true"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["create", "--name", "c", "busybox", "true"])
+            .output()
+            .success();
+        assert_eq!(inspect(env, "c", "{{.HostConfig.NetworkMode}}"), "pasta");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "busybox", "cat", "/proc/net/route"])
+            .output()
+            .success();
+        assert!(
+            out.lines()
+                .iter()
+                .skip(1)
+                .any(|l| l.split_whitespace().nth(1) == Some("00000000")),
+            "no default route:\n{out}"
+        );
+    });
+}
+
+/// Serve `GET` on the host's 127.0.0.1 (an ephemeral port) with `body`, forever.
+fn loopback_server(body: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n{body}"
+            );
+        }
+    });
+    port
+}
+
+/// host.containers.internal and host.docker.internal reach a server on the host's loopback:
+/// pasta maps its gateway address to the host, slirp4netns its 10.0.2.2 with
+/// allow_host_loopback=true.
+#[test]
+fn host_containers_internal_reaches_the_hosts_loopback() {
+    for_each_user("host_internal", |env| {
+        env.import_busybox("busybox");
+        let port = loopback_server("hello-from-the-host");
+        for net in ["pasta", "slirp4netns:allow_host_loopback=true"] {
+            for name in ["host.containers.internal", "host.docker.internal"] {
+                // the fixture's static busybox cannot resolve names through glibc's NSS (its
+                // wget crashes), so the shell looks the name up in /etc/hosts as a resolver
+                // would; busybox nc may not end when the server closes behind pasta, hence the
+                // timeout (the answer has arrived by then)
+                let script = format!(
+                    "a=$(awk '{{for (i = 2; i <= NF; i++) if ($i == \"{name}\") {{print $1; exit}}}}' /etc/hosts) \
+                     && printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc $a {port}; true"
+                );
+                let out = env
+                    .rbox()
+                    .args([
+                        "run",
+                        "--rm",
+                        "--network",
+                        net,
+                        "busybox",
+                        "sh",
+                        "-c",
+                        &script,
+                    ])
+                    .output()
+                    .success();
+                assert!(
+                    out.stdout.contains("hello-from-the-host"),
+                    "{net} {name}: {out}"
+                );
+            }
+        }
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=slirp4netns:allow_host_loopback=true",
+            ])
+            .args(["busybox", "grep", "host.containers.internal", "/etc/hosts"])
+            .output()
+            .success();
+        assert_eq!(
+            out.text(),
+            "10.0.2.2\thost.containers.internal host.docker.internal",
+            "{out}"
+        );
+    });
+}
+
+/// A DNS answer to `query` (any name): `addr` for an A question, no answer for the others.
+fn dns_answer(query: &[u8], addr: [u8; 4]) -> Option<Vec<u8>> {
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += 1 + usize::from(query[end]);
+    }
+    end += 5; // the root label, QTYPE, QCLASS
+    let qtype = u16::from_be_bytes([*query.get(end - 4)?, query[end - 3]]);
+    let mut r = query.get(..end)?.to_vec();
+    r[2] = 0x81; // a response, recursion desired
+    r[3] = 0x80; // recursion available, no error
+    let a = qtype == 1;
+    r[6..12].copy_from_slice(&[0, u8::from(a), 0, 0, 0, 0]);
+    if a {
+        r.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend(addr);
+    }
+    Some(r)
+}
+
+/// On a host whose resolv.conf names only systemd-resolved's stub (127.0.0.53), the
+/// container's resolv.conf names no loopback address: pasta's forwarder (started with
+/// `--dns-forward`) or slirp4netns's 10.0.2.3, and the host's search and options lines. A
+/// name asked through pasta's forwarder reaches the stub on the host.
+#[test]
+fn resolv_conf_on_a_host_with_a_loopback_stub() {
+    if !require(
+        is_root(),
+        "root, to bind a fake /etc/resolv.conf in a mount namespace",
+    ) {
+        return;
+    }
+    // the stub: a DNS server on 127.0.0.53:53, answering 192.0.2.99 to every A question
+    let stub = std::net::UdpSocket::bind("127.0.0.53:53");
+    let have_stub = require(stub.is_ok(), "127.0.0.53:53 free for a fake resolver");
+    if let Ok(stub) = stub {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = stub.recv_from(&mut buf) {
+                if let Some(r) = dns_answer(&buf[..n], [192, 0, 2, 99]) {
+                    let _ = stub.send_to(&r, from);
+                }
+            }
+        });
+    }
+    for_each_user("resolv_stub", |env| {
+        env.import_busybox("busybox");
+        let fake = env.write(
+            "resolv.conf",
+            "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.test\n",
+        );
+        let run = |net: &str, script: &str| {
+            env.rbox()
+                .bind_over(&fake, std::path::Path::new("/etc/resolv.conf"))
+                .args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    net,
+                    "busybox",
+                    "sh",
+                    "-c",
+                    script,
+                ])
+                .output()
+                .success()
+        };
+        for (net, server) in [("pasta", "169.254.1.1"), ("slirp4netns", "10.0.2.3")] {
+            let out = run(net, "cat /etc/resolv.conf");
+            assert_eq!(
+                out.stdout,
+                format!("nameserver {server}\noptions edns0 trust-ad\nsearch example.test\n"),
+                "{net}: {out}"
+            );
+        }
+        if have_stub {
+            let out = run("pasta", "nslookup -type=a probe.example.test");
+            assert!(out.stdout.contains("192.0.2.99"), "{out}");
+        }
+        // the pasta that serves it was told to forward
+        let id = env
+            .rbox()
+            .bind_over(&fake, std::path::Path::new("/etc/resolv.conf"))
+            .args(["run", "-d", "--name", "fw", "busybox", "sleep", "600"])
+            .output()
+            .success()
+            .text();
+        let helper = helper_of(env, &id);
+        assert!(
+            helper
+                .iter()
+                .any(|h| h.contains(" --dns-forward 169.254.1.1 ")),
+            "{helper:?}"
+        );
+        env.rbox().args(["rm", "-f", "fw"]).output().success();
+    });
+}
+
+/// `--no-hosts` leaves the image's /etc/hosts alone (this image has none: nothing is
+/// mounted over it, and the container may write its own); with `--add-host` it is refused
+/// as Podman refuses it.
+#[test]
+fn no_hosts_leaves_the_images_hosts() {
+    for_each_user("no_hosts", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--no-hosts", "busybox", "sh", "-c"])
+            .arg(
+                "test ! -e /etc/hosts && ! grep -q ' /etc/hosts ' /proc/mounts \
+                 && echo '192.0.2.5 mine' > /etc/hosts && cat /etc/hosts",
+            )
+            .output()
+            .success();
+        assert_eq!(out.text(), "192.0.2.5 mine", "{out}");
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "busybox",
+                "grep",
+                "-c",
+                " /etc/hosts ",
+                "/proc/mounts",
+            ])
+            .output()
+            .success();
+        assert_eq!(
+            out.text(),
+            "1",
+            "without --no-hosts rbox's file is mounted: {out}"
+        );
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--no-hosts", "--add-host", "db:192.0.2.7"])
+            .args(["busybox", "true"])
+            .output()
+            .code_is(125);
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: --no-hosts and --add-host cannot be set together",
+            "{out}"
+        );
     });
 }

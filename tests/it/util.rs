@@ -370,6 +370,7 @@ impl Env {
             timeout: DEFAULT_TIMEOUT,
             user: self.user.clone(),
             pty: false,
+            binds: Vec::new(),
         }
     }
 
@@ -443,6 +444,8 @@ pub struct Cmd {
     pub timeout: Duration,
     user: User,
     pty: bool,
+    /// (file, over): bind-mounted in a private mount namespace the command runs in
+    binds: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Cmd {
@@ -481,6 +484,14 @@ impl Cmd {
         self
     }
 
+    /// Run the command in a private mount namespace (made as root, before the user switch)
+    /// where `file` is bind-mounted over `over`, such as a fake /etc/resolv.conf.
+    pub fn bind_over(&mut self, file: &Path, over: &Path) -> &mut Self {
+        assert!(is_root(), "bind_over needs the tests to run as root");
+        self.binds.push((file.into(), over.into()));
+        self
+    }
+
     /// The argv that is really executed (setpriv and script wrappers included).
     fn argv(&self) -> Vec<OsString> {
         let mut inner: Vec<OsString> = vec![self.prog.clone()];
@@ -498,14 +509,41 @@ impl Cmd {
                 "/dev/null".into(),
             ];
         }
-        if self.user.switches() {
+        let mut v = if self.user.switches() {
             let mut v: Vec<OsString> = vec!["setpriv".into()];
             v.extend(setpriv_args(&self.user).into_iter().map(Into::into));
             v.extend(inner);
             v
         } else {
             inner
+        };
+        if !self.binds.is_empty() {
+            let mut line = String::new();
+            let mut args: Vec<OsString> = Vec::new();
+            for (i, (file, over)) in self.binds.iter().enumerate() {
+                line.push_str(&format!(
+                    "mount --bind \"${}\" \"${}\" && ",
+                    2 * i + 1,
+                    2 * i + 2
+                ));
+                args.extend([file.into(), over.into()]);
+            }
+            line.push_str(&format!("shift {} && exec \"$@\"", args.len()));
+            let mut w: Vec<OsString> = vec![
+                "unshare".into(),
+                "-m".into(),
+                "--propagation".into(),
+                "private".into(),
+                "sh".into(),
+                "-c".into(),
+                line.into(),
+                "sh".into(),
+            ];
+            w.extend(args);
+            w.append(&mut v);
+            v = w;
         }
+        v
     }
 
     fn command(&self) -> Command {
