@@ -673,7 +673,7 @@ fn host_containers_internal_reaches_the_hosts_loopback() {
                 // timeout (the answer has arrived by then)
                 let script = format!(
                     "a=$(awk '{{for (i = 2; i <= NF; i++) if ($i == \"{name}\") {{print $1; exit}}}}' /etc/hosts) \
-                     && printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc $a {port}; true"
+                     && printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 2 nc $a {port}; true"
                 );
                 let out = env
                     .rbox()
@@ -800,12 +800,18 @@ fn resolv_conf_on_a_host_with_a_loopback_stub() {
             .output()
             .success()
             .text();
-        let helper = helper_of(env, &id);
+        let cmdlines: Vec<String> = helper_of(env, &id)
+            .iter()
+            .map(|pid| {
+                let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&raw).replace('\0', " ")
+            })
+            .collect();
         assert!(
-            helper
+            cmdlines
                 .iter()
                 .any(|h| h.contains(" --dns-forward 169.254.1.1 ")),
-            "{helper:?}"
+            "{cmdlines:?}"
         );
         env.rbox().args(["rm", "-f", "fw"]).output().success();
     });
