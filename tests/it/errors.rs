@@ -23,17 +23,14 @@ fn podman_flags_rbox_lacks_say_what_to_do() {
     for_each_user("errors-flags", |env| {
         env.import_busybox("busybox");
         for (args, want) in [
-            (
-                &["--no-hosts"][..],
-                "unsupported flag `--no-hosts`: rbox always writes",
-            ),
+            (&["--ip", "10.0.2.5"][..], "unsupported flag `--ip`"),
             (
                 &["--mac-address=02:00:00:00:00:01"][..],
                 "unsupported flag `--mac-address`",
             ),
             // -p exists now, but needs a bridge: still one line, nothing created
             (
-                &["-p", "8080:80"][..],
+                &["--network=none", "-p", "8080:80"][..],
                 "publishing ports needs --network=pasta or --network=slirp4netns",
             ),
             (
