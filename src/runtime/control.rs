@@ -23,6 +23,9 @@ pub fn signal_container(
     };
     let target = if monitor > 0 { monitor } else { pid };
     let pidfd = sys::pidfd_open(pid).ok();
+    let monitor_fd = (monitor > 0)
+        .then(|| sys::pidfd_open(monitor).ok())
+        .flatten();
     match kill(nix::unistd::Pid::from_raw(target), sig) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
         Err(e) => bail!("signal container {}: {e}", rec.name),
@@ -34,6 +37,14 @@ pub fn signal_container(
             bail!(
                 "container {} did not stop: its init (pid {pid}) still runs",
                 rec.name
+            );
+        }
+        // and the monitor: its published ports are free once it is gone
+        if monitor > 0 {
+            wait_gone(
+                monitor,
+                monitor_fd.as_ref(),
+                std::time::Duration::from_secs(5),
             );
         }
         // the monitor could not stop the network helper: pasta outlives it

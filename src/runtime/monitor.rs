@@ -41,7 +41,15 @@ fn stop_network(network: Option<Network>) {
         if let Some(f) = n.forwarder {
             f.stop();
         }
-        if let Err(e) = n.helper.stop() {
+        // A helper's exit takes 20-30 ms (its tap device goes away): waited for only when
+        // the helper holds published ports, which must be free once the container is
+        // recorded as exited.
+        let stopped = if n.helper.ports().is_empty() {
+            n.helper.kill()
+        } else {
+            n.helper.stop()
+        };
+        if let Err(e) = stopped {
             tracing::warn!("stop the network helper: {e}");
         }
         let _ = fs::remove_dir(&n.dir);
