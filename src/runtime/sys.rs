@@ -413,11 +413,16 @@ pub fn ns_type(fd: impl AsFd) -> io::Result<libc::c_int> {
     cvt(r as _).map(|t| t as libc::c_int)
 }
 
-/// Let the kernel take back the pages of program code (of rbox and its libraries) that this
-/// process has mapped: a long-lived monitor then holds only the code its loop runs again,
-/// faulted back in from the page cache as it needs it. Only read-only executable mappings of
-/// files are touched; they hold no private data, so nothing is lost.
+/// Let the kernel take back the heap pages malloc holds free, and the pages of program code
+/// (of rbox and its libraries) that this process has mapped: a long-lived monitor then holds
+/// only the code its loop runs again, faulted back in from the page cache as it needs it.
+/// Only read-only executable mappings of files are touched; they hold no private data, so
+/// nothing is lost.
 pub fn release_code_pages() {
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return;
     };
