@@ -164,12 +164,12 @@ impl PortSpec {
 
     /// The host side as `ps` and `port` show it: `0.0.0.0:8080` for every address.
     pub fn host_addr(&self) -> String {
-        let ip = if self.host_ip.is_empty() {
-            "0.0.0.0"
-        } else {
-            &self.host_ip
-        };
-        format!("{ip}:{}", self.host_port)
+        match self.host_ip.as_str() {
+            "" => format!("0.0.0.0:{}", self.host_port),
+            // an IPv6 address is bracketed before its port, as Podman and URLs write it
+            ip if ip.contains(':') => format!("[{ip}]:{}", self.host_port),
+            ip => format!("{ip}:{}", self.host_port),
+        }
     }
 }
 
@@ -742,6 +742,19 @@ pub fn remove(g: &Context, rec: &ContainerRecord) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_addresses_show_as_podman_writes_them() {
+        let p = |ip: &str| PortSpec {
+            host_ip: ip.into(),
+            host_port: 8080,
+            container_port: 80,
+            protocol: "tcp".into(),
+        };
+        assert_eq!(p("").host_addr(), "0.0.0.0:8080");
+        assert_eq!(p("127.0.0.1").host_addr(), "127.0.0.1:8080");
+        assert_eq!(p("::1").host_addr(), "[::1]:8080");
+    }
 
     #[test]
     fn names() {
