@@ -22,20 +22,10 @@ pub struct NetNs {
     fd: File,
 }
 
-/// Why a user without subordinate ids cannot join another container's network.
-const SINGLE_ID: &str = "without a subordinate id range every rbox invocation has a user namespace of its own, without privilege over another's network; add ranges for this user to /etc/subuid and /etc/subgid";
-
 /// Open the namespace file at `path`, refusing what is not a network namespace.
 pub fn open(path: &Path) -> Result<NetNs> {
-    let fd = File::open(path).map_err(|e| {
-        let single = super::userns::current_mode() == super::userns::Mode::Single;
-        let hint = if single && e.raw_os_error() == Some(libc::EACCES) {
-            format!(": {SINGLE_ID}")
-        } else {
-            String::new()
-        };
-        anyhow::anyhow!("open network namespace `{}`: {e}{hint}", path.display())
-    })?;
+    let fd = File::open(path)
+        .map_err(|e| anyhow::anyhow!("open network namespace `{}`: {e}", path.display()))?;
     match sys::ns_type(&fd) {
         Ok(t) if t == libc::CLONE_NEWNET => Ok(NetNs {
             path: path.to_path_buf(),
@@ -62,9 +52,6 @@ pub fn target(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
 pub fn of_container(g: &Context, id: &str) -> Result<NetNs> {
     let rec = state::load(g, id)
         .with_context(|| format!("the container {id} whose network this one joins is gone"))?;
-    if super::userns::current_mode() == super::userns::Mode::Single {
-        bail!("join the network of container {}: {SINGLE_ID}", rec.name);
-    }
     let not_running = || {
         anyhow::anyhow!(
             "container {} is not running: start it before the containers that join its network",

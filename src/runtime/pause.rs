@@ -1,7 +1,10 @@
 //! The pause process (`rbox-pause`): left by the first invocation that creates rbox's user
-//! namespace, so later invocations can join that namespace instead of running newuidmap and
-//! newgidmap again (as Podman's pause process does). [`start`] runs in that first invocation,
-//! the forked process then lives in [`pause_main`]; [`join`] runs in every later invocation.
+//! namespace, so later invocations join that namespace instead of making their own (as
+//! Podman's pause process does): with subordinate ids they skip newuidmap and newgidmap, and
+//! every user's invocations share one namespace, which owns every container's namespaces (a
+//! container can join another's network, the monitor's forwarder can enter any container's).
+//! [`start`] runs in that first invocation, the forked process then lives in [`pause_main`];
+//! [`join`] runs in every later invocation.
 
 use std::fs;
 use std::io::Read;
@@ -10,11 +13,12 @@ use std::path::{Path, PathBuf};
 use nix::unistd::ForkResult;
 
 use super::sys;
-use super::userns::{expected_map, parse_map, SubRange};
+use super::userns::parse_map;
 
 /// Join the user namespace of the pause process named in `pidfile`, if it is ours, alive, and
-/// maps exactly the ranges we would map now.
-pub fn join(pidfile: &Path, su: SubRange, sg: SubRange) -> bool {
+/// maps exactly what we would map now (`uid_map` and `gid_map` as the initial namespace reads
+/// them).
+pub fn join(pidfile: &Path, uid_map: &[(u32, u32, u32)], gid_map: &[(u32, u32, u32)]) -> bool {
     let Ok(text) = fs::read_to_string(pidfile) else {
         return false;
     };
@@ -28,12 +32,9 @@ pub fn join(pidfile: &Path, su: SubRange, sg: SubRange) -> bool {
         .and_then(crate::state::proc_start_time)
         .is_some_and(|t| t.to_string() == start);
     let comm_ok = fs::read_to_string(proc.join("comm")).is_ok_and(|c| c.trim() == PAUSE_NAME);
-    let uid = nix::unistd::getuid().as_raw();
-    let gid = nix::unistd::getgid().as_raw();
     let maps_ok = parse_map(&fs::read_to_string(proc.join("uid_map")).unwrap_or_default())
-        == expected_map(uid, su)
-        && parse_map(&fs::read_to_string(proc.join("gid_map")).unwrap_or_default())
-            == expected_map(gid, sg);
+        == uid_map
+        && parse_map(&fs::read_to_string(proc.join("gid_map")).unwrap_or_default()) == gid_map;
     if !(same_process && comm_ok && maps_ok) {
         return false;
     }

@@ -314,16 +314,24 @@ pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
     }
     let (mode, _) = detect();
     tracing::debug!("user namespace: {}", mode.describe());
-    if let Mode::SubIds { uid, gid } = &mode {
-        // The setuid helpers cost a fork and two execs on every invocation; like Podman, keep
-        // the namespace alive in a pause process and join it when it is still there.
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let maps = match &mode {
+        Mode::Root => None,
+        Mode::SubIds { uid: su, gid: sg } => Some((expected_map(uid, *su), expected_map(gid, *sg))),
+        Mode::Single => Some((vec![(0, uid, 1)], vec![(0, gid, 1)])),
+    };
+    if let Some((uid_map, gid_map)) = maps {
+        // One namespace for all of a user's invocations, kept by a pause process as Podman
+        // does: it saves the setuid helpers a fork and two execs each time, and it owns every
+        // container's namespaces, so one invocation may enter another's container.
         let pidfile = crate::layout::pause_pid(&g.runtime_dir()?);
-        if pause::join(&pidfile, *uid, *gid) {
+        if pause::join(&pidfile, &uid_map, &gid_map) {
             tracing::debug!("joined the pause process named in `{}`", pidfile.display());
             std::env::set_var("_RBOX_IN_USERNS", "1");
             return Ok(mode.idmap());
         }
-        tracing::debug!("no pause process to join: entering with newuidmap/newgidmap");
+        tracing::debug!("no pause process to join: entering a new user namespace");
         enter_mode(&mode)?;
         pause::start(&pidfile);
         return Ok(mode.idmap());

@@ -43,24 +43,6 @@ fn containers_share_a_network_namespace() {
                 .success()
                 .text();
             let page = format!("shared-{}", &id[..12]);
-            if !env.user.has_many_ids() {
-                // without a subordinate range each invocation has a user namespace of its
-                // own, with no privilege over another's network: refused, with the fix
-                let out = env
-                    .rbox()
-                    .args([
-                        "run",
-                        "--rm",
-                        "--network=container:first",
-                        "busybox",
-                        "true",
-                    ])
-                    .output()
-                    .rbox_error();
-                assert!(out.stderr.contains("/etc/subuid"), "{out}");
-                env.rbox().args(["rm", "-f", "first"]).output().success();
-                continue;
-            }
             // a second container reaches the first one's loopback-only server
             let got = env
                 .rbox()
@@ -123,22 +105,6 @@ fn a_container_joins_the_namespace_at_a_path() {
             .text();
         let pid = inspect(env, "first", "{{.State.Pid}}");
         let path = format!("/proc/{pid}/ns/net");
-        if !env.user.has_many_ids() {
-            let out = env
-                .rbox()
-                .args([
-                    "run",
-                    "--rm",
-                    &format!("--network=ns:{path}"),
-                    "busybox",
-                    "true",
-                ])
-                .output()
-                .rbox_error();
-            assert!(out.stderr.contains("/etc/subuid"), "{out}");
-            env.rbox().args(["rm", "-f", "first"]).output().success();
-            return;
-        }
         let got = env
             .rbox()
             .args(["run", "--rm", &format!("--network=ns:{path}"), "busybox"])
@@ -210,14 +176,6 @@ fn joining_a_network_that_is_not_there_fails_cleanly() {
         );
         fails(&["--network=ns:/nonexistent"], "`/nonexistent`");
         // a joiner whose container stopped does not start
-        if !env.user.has_many_ids() {
-            fails(&["--network=container:up"], "/etc/subuid");
-            env.rbox()
-                .args(["rm", "-f", "up", "idle"])
-                .output()
-                .success();
-            return;
-        }
         env.rbox()
             .args(["create", "--name", "joiner", "--network=container:up"])
             .args(["busybox", "true"])
