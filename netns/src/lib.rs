@@ -42,7 +42,7 @@ pub enum Error {
     #[error("invalid network `{spec}`: {reason}")]
     InvalidNetwork { spec: String, reason: String },
     #[error(
-        "{helper} is not installed: install the `{package}` package or put `{helper}` on $PATH"
+        "{helper} is not installed: install the `{package}` package or put `{helper}` on $PATH (or run with --network=none or --network=host)"
     )]
     HelperMissing {
         helper: &'static str,

@@ -20,7 +20,8 @@ fn missing_helper_says_what_to_install() {
         assert_eq!(
             err.to_string(),
             format!(
-                "{name} is not installed: install the `{package}` package or put `{name}` on $PATH"
+                "{name} is not installed: install the `{package}` package or put `{name}` on $PATH \
+                 (or run with --network=none or --network=host)"
             )
         );
     }

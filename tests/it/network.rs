@@ -865,3 +865,45 @@ fn no_hosts_leaves_the_images_hosts() {
         );
     });
 }
+
+/// `--userns=keep-id` (a user namespace of the container's own, below rbox's) with a bridge:
+/// the helper and the forwarder still enter its network namespace, and the server keeps the
+/// client's address.
+#[test]
+fn keep_id_containers_publish_ports() {
+    for_each_user("keepid_net", |env| {
+        env.import_busybox("busybox");
+        for net in BACKENDS {
+            let port = free_port();
+            env.rbox()
+                .args([
+                    "run",
+                    "-d",
+                    "--name",
+                    "kid",
+                    "--userns=keep-id",
+                    "--network",
+                    net,
+                ])
+                .args(["-p", &format!("{port}:8080"), "busybox", "sh", "-c"])
+                .arg(
+                    "mkdir -p /tmp/www && id -u > /tmp/www/index.html \
+                     && exec httpd -f -vv -p 8080 -h /tmp/www",
+                )
+                .output()
+                .success();
+            let body = http_get(port);
+            assert!(
+                body.ends_with(&format!("{}\n", env.user.uid)),
+                "{net}: {body}"
+            );
+            let logs = env.rbox().args(["logs", "kid"]).output().success();
+            assert!(
+                logs.stderr.contains("[::ffff:127.0.0.1]:")
+                    || logs.stdout.contains("[::ffff:127.0.0.1]:"),
+                "{net}: {logs}"
+            );
+            env.rbox().args(["rm", "-f", "kid"]).output().success();
+        }
+    });
+}
