@@ -132,6 +132,12 @@ impl Bound {
     /// in place, or with what stopped it. The caller must hold CAP_SYS_ADMIN and CAP_NET_ADMIN
     /// over the namespace (its owner's user namespace, or root).
     pub fn start(self, netns: OwnedFd) -> Result<Forwarder> {
+        // Two descriptors a connection and a pipe pair each: let this process use what its
+        // hard limit allows (children started before keep theirs).
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
         let stop = EventFd::from_flags(EfdFlags::EFD_CLOEXEC)
             .map_err(|e| io_err("create eventfd")(e.into()))?;
         let stop_fd = stop
@@ -243,6 +249,8 @@ struct Loop {
     flow_of: HashMap<(usize, SocketAddr), u64>,
     /// pipes grown to BIG_PIPE now
     big_pipes: usize,
+    /// a descriptor held to be given up when the process runs out of them (see accept_all)
+    spare: Option<std::fs::File>,
     next: u64,
     buf: Vec<u8>,
 }
@@ -291,6 +299,7 @@ impl Loop {
             flows: HashMap::new(),
             flow_of: HashMap::new(),
             big_pipes: 0,
+            spare: std::fs::File::open("/dev/null").ok(),
             next: 1,
             buf: vec![0; 65536],
         })
@@ -344,7 +353,17 @@ impl Loop {
                 Ok(c) => c,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // out of descriptors, or the client gave up already: next one
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // Out of descriptors: the listener stays readable, and the loop would spin
+                    // on it. Spend the spare descriptor to take the client and close it.
+                    self.spare = None;
+                    if let Ok((c, _)) = l.accept() {
+                        reset(&c);
+                    }
+                    self.spare = std::fs::File::open("/dev/null").ok();
+                    return;
+                }
+                // the client gave up already: next time
                 Err(_) => return,
             };
             let port = self.ports[i].0.container_port;
