@@ -202,9 +202,17 @@ fn log_level_and_monitor_log() {
         // Written before the monitor answered the caller, so it is there now.
         assert!(text.contains("monitor started"), "{text}");
         assert!(!text.contains('\x1b'), "no colour in a file: {text}");
-        // The container's output stays apart.
-        let logs = env.rbox().args(["logs", "m"]).output().success();
-        assert_eq!(logs.text(), "hi");
+        // The container's output stays apart (the command runs after `run -d` returns: wait
+        // for it, with a deadline).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let logs = env.rbox().args(["logs", "m"]).output().success();
+            if !logs.text().is_empty() || std::time::Instant::now() > deadline {
+                assert_eq!(logs.text(), "hi");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         env.rbox().args(["rm", "-f", "m"]).output().success();
 
         // At the default level the monitor's log exists and holds no debug line.
