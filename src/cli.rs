@@ -62,6 +62,8 @@ pub enum Command {
     Start(cmd::start::StartArgs),
     /// Stop one or more running containers
     Stop(cmd::stop::StopArgs),
+    /// Restart one or more containers
+    Restart(cmd::restart::RestartArgs),
     /// Send a signal to one or more running containers
     Kill(cmd::kill::KillArgs),
     /// Run a command in a running container

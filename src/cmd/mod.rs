@@ -21,6 +21,7 @@ pub mod port;
 pub mod ps;
 pub mod pull;
 pub mod push;
+pub mod restart;
 pub mod rm;
 pub mod rmi;
 pub mod run;
@@ -52,6 +53,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Create(a) => run::create(g, a),
         Command::Start(a) => start::run(g, a),
         Command::Stop(a) => stop::run(g, a),
+        Command::Restart(a) => restart::run(g, a),
         Command::Kill(a) => kill::run(g, a),
         Command::Exec(a) => exec::run(g, a),
         Command::Logs(a) => logs::run(g, a),

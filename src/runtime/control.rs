@@ -68,9 +68,12 @@ pub fn stop_container(
     rec: &ContainerRecord,
     timeout: std::time::Duration,
 ) -> Result<()> {
-    let Some((pid, _)) = state::live_pids(g, rec) else {
+    let Some((pid, monitor)) = state::live_pids(g, rec) else {
         return Ok(());
     };
+    let monitor_fd = (monitor > 0)
+        .then(|| sys::pidfd_open(monitor).ok())
+        .flatten();
     let sig = rec
         .spec
         .stop_signal
@@ -88,6 +91,15 @@ pub fn stop_container(
             Err(e) => return Err(e),
         }
         wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10));
+    }
+    // and its monitor, which records the exit and lets the published ports go: a start right
+    // after (`rbox restart`) finds them free and the record final
+    if monitor > 0 {
+        wait_gone(
+            monitor,
+            monitor_fd.as_ref(),
+            std::time::Duration::from_secs(10),
+        );
     }
     Ok(())
 }

@@ -203,3 +203,17 @@ pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
         monitor::detached(g, &store, rec, Some(name_or_id))
     }
 }
+
+/// `rbox restart`: stop the container if it runs (its stop signal, SIGKILL after `timeout`),
+/// then start it detached. Its published ports are free again once the old monitor is gone,
+/// and the new one binds them again.
+pub fn restart(g: &Context, rec: &ContainerRecord, timeout: std::time::Duration) -> Result<()> {
+    let store = open_store(g)?;
+    if state::is_running(rec) {
+        super::stop_container(g, rec, timeout)?;
+    }
+    // the record as the stop left it (exited, or removed with --rm)
+    let rec = state::load(g, &rec.id)
+        .with_context(|| format!("container {} is gone after its stop", rec.name))?;
+    monitor::start_detached(g, &store, rec)
+}

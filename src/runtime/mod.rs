@@ -50,7 +50,7 @@ use anyhow::{Context as _, Result};
 use rbox_storage::Store;
 
 pub use control::{parse_signal, signal_container, stop_container};
-pub use create::{run, start, Puller, RunOptions};
+pub use create::{restart, run, start, Puller, RunOptions};
 pub use launch::seccomp_program;
 
 use crate::context::Context;

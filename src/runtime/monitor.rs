@@ -127,9 +127,18 @@ fn start_network(g: &Context, rec: &ContainerRecord, pid: i32) -> Result<Option<
 pub fn detached(
     g: &Context,
     store: &Store,
-    mut rec: ContainerRecord,
+    rec: ContainerRecord,
     shown: Option<&str>,
 ) -> Result<ExitCode> {
+    let id = rec.id.clone();
+    start_detached(g, store, rec)?;
+    println!("{}", shown.unwrap_or(&id));
+    let _ = std::io::stdout().flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `-d` without a word: fork a monitor that holds the container; returns once it runs.
+pub fn start_detached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<()> {
     // the container's directory must be there: its logs go into it
     store.container_dir(&rec.id)?;
     let logs = [
@@ -147,11 +156,7 @@ pub fn detached(
         nix::unistd::ForkResult::Parent { .. } => {
             drop(theirs);
             match ours.recv().context("wait for container monitor")? {
-                Some(Msg::Ready) => {
-                    println!("{}", shown.unwrap_or(&rec.id));
-                    let _ = std::io::stdout().flush();
-                    Ok(ExitCode::SUCCESS)
-                }
+                Some(Msg::Ready) => Ok(()),
                 Some(Msg::Failed { code, msg }) => Err(exit::CodedError::new(code, msg).into()),
                 None => bail!("container monitor exited before the container started"),
                 Some(m) => bail!("unexpected message {m:?} from the container monitor"),

@@ -290,3 +290,52 @@ fn a_created_container_starts_from_its_stored_config_json() {
         env.rbox().args(["rm", "c"]).output().success();
     });
 }
+
+/// `rbox restart`, as Podman 4.3 answers here: prints each container as named, restarts a
+/// running one (a new init), starts a created one, and fails with 125 for an unknown name.
+#[test]
+fn restart_stops_and_starts_again() {
+    for_each_user("restart", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--name", "r1", "--network=none", "busybox"])
+            .args(["sleep", "600"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["create", "--name", "r2", "--network=none", "busybox"])
+            .args(["sleep", "600"])
+            .output()
+            .success();
+        let pid = |name: &str| {
+            env.rbox()
+                .args(["inspect", "-f", "{{.State.Pid}}", name])
+                .output()
+                .success()
+                .text()
+        };
+        let before = pid("r1");
+        let out = env
+            .rbox()
+            .args(["restart", "-t", "0", "r1", "r2"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "r1\nr2", "{out}");
+        let after = pid("r1");
+        assert_ne!(after, before, "r1 has a new init");
+        assert_ne!(after, "0");
+        let ps = env
+            .rbox()
+            .args(["ps", "--format", "{{.Names}} {{.State}}"])
+            .output()
+            .success()
+            .text();
+        assert!(
+            ps.contains("r1 running") && ps.contains("r2 running"),
+            "{ps}"
+        );
+        let out = env.rbox().args(["restart", "nosuch"]).output().code_is(125);
+        assert!(out.stderr.contains("nosuch"), "{out}");
+        env.rbox().args(["rm", "-f", "r1", "r2"]).output().success();
+    });
+}

@@ -558,6 +558,15 @@ fn ports_survive_a_restart_and_die_with_a_killed_monitor() {
                 .success()
                 .text();
             assert_eq!(ps, format!("0.0.0.0:{port}->80/tcp"), "{net}");
+            // `rbox restart`: the same, in one command (the old monitor is gone, and its
+            // ports free, before the new one starts)
+            let out = env
+                .rbox()
+                .args(["restart", "-t", "1", "web"])
+                .output()
+                .success();
+            assert_eq!(out.text(), "web", "{net}");
+            assert!(http_get(port).contains("up"), "{net}: after restart");
 
             // the monitor killed: its forwarder thread and helper go with it
             let helpers = helper_of(env, &id);

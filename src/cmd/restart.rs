@@ -1,0 +1,47 @@
+//! `rbox restart`: stop running containers (as `rbox stop` does) and start them again
+//! detached; created and exited containers are just started. Prints each container as the user
+//! named it, as Podman does.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use super::targets::{All, Targets};
+use crate::cli::complete;
+use crate::context::Context;
+use crate::runtime;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RestartArgs {
+    /// Seconds to wait for the stop signal to work before sending SIGKILL
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub time: u64,
+    /// Restart all containers
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// With --all, only the running containers
+    #[arg(long, requires = "all")]
+    pub running: bool,
+    /// Containers to restart (names or ids)
+    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    pub containers: Vec<String>,
+}
+
+pub fn run(g: &Context, a: RestartArgs) -> Result<ExitCode> {
+    let all = match (a.all, a.running) {
+        (false, _) => All::No,
+        (true, true) => All::Running,
+        (true, false) => All::Every,
+    };
+    let targets = Targets::gather(g, all, &a.containers, false)?;
+    targets.finish(|rec| {
+        runtime::restart(g, rec, Duration::from_secs(a.time))
+            .with_context(|| format!("restart container {}", rec.name))
+    })
+}
