@@ -288,6 +288,20 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The bridge of the container's network with its options, as the network crate reads
+    /// them (`None` for a network no helper bridges: none, host, container:, ns:).
+    pub fn backend(&self) -> anyhow::Result<Option<rbox_netns::Backend>> {
+        if !self.network.is_bridge() {
+            return Ok(None);
+        }
+        let spelled = if self.network_options.is_empty() {
+            self.network.to_string()
+        } else {
+            format!("{}:{}", self.network, self.network_options)
+        };
+        Ok(Some(spelled.parse()?))
+    }
+
     /// Set the command from the caller's arguments, keeping the bytes of any that are not UTF-8.
     pub fn set_args(&mut self, args: Vec<std::ffi::OsString>) {
         use std::os::unix::ffi::OsStringExt;

@@ -44,7 +44,7 @@ pub fn start(
         check_host_port(port)?;
     }
     match backend {
-        Backend::Pasta(o) => pasta::start(&program, o, target_pid, forwarded, run_dir),
+        Backend::Pasta(o) => pasta::start(&program, o, target_pid, run_dir),
         Backend::Slirp4netns(o) => slirp4netns::start(&program, o, target_pid, forwarded, run_dir),
     }
 }

@@ -1,32 +1,22 @@
-//! pasta (from passt): the command line (pure) and the start. pasta has no API: ports are fixed
-//! at start with `-t`/`-u`. It runs in the foreground (`-f`) as the caller's child, in a process
-//! group of its own (a terminal's ^C is the container's, not pasta's) and killed by the kernel
-//! if the thread that started it dies (a killed monitor takes it along; pasta itself does not
+//! pasta (from passt): the command line (pure) and the start. pasta forwards no ports here:
+//! published ports are the caller's forwarder's ([`crate::Backend::forwards_ports`]). It runs
+//! in the foreground (`-f`) as the caller's child, in a process group of its own (a terminal's
+//! ^C is the container's, not pasta's) and killed by the kernel if the thread that started it
+//! dies (a killed monitor takes it along; pasta itself does not
 //! notice that the namespace is gone). Its pid file is a pipe: pasta writes its pid there once
 //! the namespace is configured, which is the readiness signal; the caller then writes the real
 //! pid file for later invocations.
 
 use std::ffi::OsString;
-use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::helper::{failed, failure_line, stderr_file, Helper, READY_TIMEOUT};
-use crate::{io_err, sys, PastaOptions, PortMapping, Proto, Result};
+use crate::{io_err, sys, PastaOptions, Result};
 
 const NAME: &str = "pasta";
-
-/// pasta's spelling of one forwarded port: `[ADDR/]HOST:GUEST`.
-fn port_spec(p: &PortMapping) -> String {
-    let addr = match p.host_ip {
-        None => String::new(),
-        Some(IpAddr::V4(ip)) => format!("{ip}/"),
-        Some(IpAddr::V6(ip)) => format!("{ip}/"),
-    };
-    format!("{addr}{}:{}", p.host_port, p.container_port)
-}
 
 /// The argv after the program name. As Podman does, every direction the user did not set
 /// is `none`: pasta's own default is to forward every port it sees bound ("auto").
@@ -34,7 +24,6 @@ fn port_spec(p: &PortMapping) -> String {
 /// cannot join a root-owned namespace; the caller passes the target's own uid and gid.
 pub(crate) fn args(
     o: &PastaOptions,
-    ports: &[PortMapping],
     target: &[OsString],
     pid_file: &Path,
     runas: Option<(u32, u32)>,
@@ -45,21 +34,12 @@ pub(crate) fn args(
             .iter()
             .any(|x| x == short || x == long || x.starts_with(&format!("{long}=")))
     };
-    for (proto, flag, long) in [
-        (Proto::Tcp, "-t", "--tcp-ports"),
-        (Proto::Udp, "-u", "--udp-ports"),
+    for (flag, long) in [
+        ("-t", "--tcp-ports"),
+        ("-u", "--udp-ports"),
+        ("-T", "--tcp-ns"),
+        ("-U", "--udp-ns"),
     ] {
-        let mine: Vec<&PortMapping> = ports.iter().filter(|p| p.proto == proto).collect();
-        for p in &mine {
-            a.push(flag.into());
-            a.push(port_spec(p).into());
-        }
-        if mine.is_empty() && !user_has(flag, long) {
-            a.push(flag.into());
-            a.push("none".into());
-        }
-    }
-    for (flag, long) in [("-T", "--tcp-ns"), ("-U", "--udp-ns")] {
         if !user_has(flag, long) {
             a.push(flag.into());
             a.push("none".into());
@@ -80,7 +60,6 @@ pub(crate) fn start(
     program: &Path,
     o: &PastaOptions,
     target_pid: i32,
-    ports: &[PortMapping],
     run_dir: &Path,
 ) -> Result<Helper> {
     let pid_file = run_dir.join("pasta.pid");
@@ -138,7 +117,7 @@ pub(crate) fn start(
     sys::inherit_fds(&mut cmd, inherited);
     sys::die_with_parent(&mut cmd);
     let mut child = cmd
-        .args(args(&o, ports, &target, &ready_path, runas))
+        .args(args(&o, &target, &ready_path, runas))
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(stderr.try_clone().map_err(io_err("dup memfd"))?)
@@ -163,7 +142,7 @@ pub(crate) fn start(
         exit_fd: None,
         api_socket: None,
         files: vec![pid_file.clone()],
-        ports: ports.to_vec(),
+        ports: Vec::new(),
         warnings: Vec::new(),
         stopped: false,
     };
@@ -230,12 +209,8 @@ mod tests {
 
     #[test]
     fn argv_like_podman() {
-        let mut ports = crate::parse_publish("8080:80").unwrap();
-        ports.extend(crate::parse_publish("[::1]:9000-9001:53-54/udp").unwrap());
-        ports.extend(crate::parse_publish("127.0.0.1:8443:443").unwrap());
         let a = args(
             &PastaOptions::default(),
-            &ports,
             &["42".into()],
             Path::new("/r/pasta.pid"),
             Some((0, 0)),
@@ -247,13 +222,9 @@ mod tests {
                 "-q",
                 "-f",
                 "-t",
-                "8080:80",
-                "-t",
-                "127.0.0.1/8443:443",
+                "none",
                 "-u",
-                "::1/9000:53",
-                "-u",
-                "::1/9001:54",
+                "none",
                 "-T",
                 "none",
                 "-U",
@@ -272,7 +243,7 @@ mod tests {
         let crate::Backend::Pasta(o) = "pasta:-T,8080,--ipv4-only".parse().unwrap() else {
             unreachable!()
         };
-        let a = args(&o, &[], &["7".into()], Path::new("p"), None);
+        let a = args(&o, &["7".into()], Path::new("p"), None);
         assert_eq!(
             strs(&a),
             [

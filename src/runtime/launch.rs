@@ -226,7 +226,7 @@ fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::Et
         hostname,
         resolv,
     };
-    let backend = backend(&rec.spec)?;
+    let backend = rec.spec.backend()?;
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     if !rec.spec.no_hosts {
         let host_address = backend.as_ref().and_then(|b| {
@@ -240,19 +240,6 @@ fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::Et
     let resolv = resolv_text(&rec.spec, backend.as_ref(), &host_resolv);
     fs::write(&files.resolv, resolv).context("write resolv.conf")?;
     Ok(files)
-}
-
-/// The bridge of a container's network, with its options (`None` for none and host).
-fn backend(s: &state::Spec) -> Result<Option<rbox_netns::Backend>> {
-    if !s.network.is_bridge() {
-        return Ok(None);
-    }
-    let spelled = if s.network_options.is_empty() {
-        s.network.to_string()
-    } else {
-        format!("{}:{}", s.network, s.network_options)
-    };
-    Ok(Some(spelled.parse()?))
 }
 
 /// The container's /etc/hosts: localhost, `--add-host`'s lines, `host.containers.internal`

@@ -70,15 +70,9 @@ struct Network {
 /// first: one in use fails before any helper starts.
 fn start_network(g: &Context, rec: &ContainerRecord, pid: i32) -> Result<Option<Network>> {
     let s = &rec.spec;
-    if !s.network.is_bridge() {
+    let Some(backend) = s.backend()? else {
         return Ok(None);
-    }
-    let spelled = if s.network_options.is_empty() {
-        s.network.to_string()
-    } else {
-        format!("{}:{}", s.network, s.network_options)
     };
-    let backend: rbox_netns::Backend = spelled.parse()?;
     let ports = s
         .ports
         .iter()

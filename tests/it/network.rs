@@ -103,12 +103,8 @@ fn processes_naming(needle: &str) -> Vec<String> {
             continue;
         }
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
         let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !zombie && text.contains(needle) {
+        if text.contains(needle) && alive(&name) {
             found.push(format!("{name}: {text}"));
         }
     }
@@ -134,14 +130,17 @@ fn helper_of(env: &Env, id: &str) -> Vec<i32> {
 fn still_running(pids: &[i32]) -> Vec<i32> {
     pids.iter()
         .copied()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                !stat
-                    .rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-            })
-        })
+        .filter(|pid| alive(&pid.to_string()))
         .collect()
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn inspect(env: &Env, name: &str, format: &str) -> String {
