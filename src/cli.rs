@@ -249,13 +249,8 @@ const NOT_YET: &[(&[&str], &str)] = &[
         "rbox has no pods: run the containers separately",
     ),
     (
-        &[
-            "--restart",
-            "--health-cmd",
-            "--health-interval",
-            "--health-retries",
-        ],
-        "restart policies and health checks are not implemented in rbox yet: drop the flag",
+        &["--health-cmd", "--health-interval", "--health-retries"],
+        "health checks are not implemented in rbox yet: drop the flag",
     ),
     (
         &["--device", "--gpus"],
@@ -433,7 +428,17 @@ pub mod complete {
             container_names()
                 .into_iter()
                 .map(|n| format!("name={n}"))
-                .chain(["status=running", "status=exited", "status=created"].map(String::from))
+                .chain(
+                    [
+                        "status=running",
+                        "status=exited",
+                        "status=created",
+                        "restart-policy=always",
+                        "restart-policy=unless-stopped",
+                        "restart-policy=on-failure",
+                    ]
+                    .map(String::from),
+                )
                 .chain(image_names().into_iter().map(|i| format!("ancestor={i}")))
                 .map(CompletionCandidate::new)
                 .collect::<Vec<_>>()

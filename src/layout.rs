@@ -88,6 +88,13 @@ pub fn live_state(runtime_dir: &Path, id: &str) -> PathBuf {
     runtime_dir.join("containers").join(format!("{id}.json"))
 }
 
+/// `containers/<id>.stop` or `.restart` in the runtime directory: what a user asked of a
+/// running container (`rbox stop`, `rbox restart`), for its monitor to read when the
+/// container's command exits, before its restart policy.
+pub fn request(runtime_dir: &Path, id: &str, what: &str) -> PathBuf {
+    runtime_dir.join("containers").join(format!("{id}.{what}"))
+}
+
 /// `net/<short id>/` in the runtime directory: the network helper's files (slirp4netns's API
 /// socket, pasta's pid file) while the container runs. The id's first 12 digits: a unix
 /// socket path must fit in 108 bytes.

@@ -285,6 +285,73 @@ pub struct Spec {
     /// `--no-hosts`: the image's /etc/hosts is left as it is
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_hosts: bool,
+    /// `--restart`
+    #[serde(default, skip_serializing_if = "RestartPolicy::is_unset")]
+    pub restart: RestartPolicy,
+}
+
+/// `--restart`: whether the monitor starts the container's command again when it exits. A
+/// user's `rbox stop` (or `kill -9`, which ends the monitor) is never undone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// as given: empty (none given), `no`, `on-failure`, `always`, `unless-stopped`
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// on-failure's limit of restarts; 0 for none
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl RestartPolicy {
+    /// `no`, `on-failure[:N]`, `always` or `unless-stopped`, refused as Podman refuses them.
+    pub fn parse(s: &str) -> Result<Self> {
+        let (name, count) = match s.split_once(':') {
+            Some((n, c)) => (n, Some(c)),
+            None => (s, None),
+        };
+        if !matches!(name, "" | "no" | "on-failure" | "always" | "unless-stopped") {
+            bail!("`{name}` is not a valid restart policy: expected no, on-failure[:N], always or unless-stopped");
+        }
+        let max_retries = match count {
+            None => 0,
+            Some(_) if name != "on-failure" => {
+                bail!("restart policy retries can only be specified with on-failure restart policy")
+            }
+            Some(c) => match c.parse::<i64>() {
+                Ok(n) if n >= 0 => u32::try_from(n).unwrap_or(u32::MAX),
+                Ok(_) => {
+                    bail!("must specify restart policy retry count as a number greater than 0")
+                }
+                Err(_) => bail!("parsing restart policy retry count `{c}`: not a number"),
+            },
+        };
+        Ok(RestartPolicy {
+            name: name.to_string(),
+            max_retries,
+        })
+    }
+
+    pub fn is_unset(&self) -> bool {
+        self.name.is_empty()
+    }
+
+    /// Whether the policy ever restarts (the ones `--rm` conflicts with).
+    pub fn restarts(&self) -> bool {
+        !matches!(self.name.as_str(), "" | "no")
+    }
+
+    /// Whether a command that exited with `code`, restarted `count` times so far, runs again.
+    pub fn restart_after(&self, code: i32, count: u32) -> bool {
+        match self.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => code != 0 && (self.max_retries == 0 || count < self.max_retries),
+            _ => false,
+        }
+    }
 }
 
 impl Spec {
@@ -352,6 +419,10 @@ pub struct State {
     /// Empty in records written before it existed, and then the caller's directory is used.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub live_dir: String,
+    /// how many times the restart policy started the command again since the user's last
+    /// start
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
 }
 
 impl State {
@@ -365,6 +436,7 @@ impl State {
             finished_at: String::new(),
             error: String::new(),
             live_dir: String::new(),
+            restart_count: 0,
         }
     }
 }
@@ -396,6 +468,14 @@ struct Live {
     boot_id: String,
     /// pid of the rbox process attached to it
     monitor: i32,
+    /// the monitor is a detached one (`run -d`, `start`), which can restart the container in
+    /// place (an attached `rbox run` cannot)
+    #[serde(default)]
+    detached: bool,
+    /// While the monitor waits to restart the container (`pid` is 0 then): the monitor's
+    /// start time, which tells a reused pid from it.
+    #[serde(default)]
+    monitor_start_time: u64,
 }
 
 pub fn now_rfc3339() -> String {
@@ -613,19 +693,24 @@ pub fn proc_start_time(pid: i32) -> Option<u64> {
 }
 
 /// Record that `pid` runs the container, for other invocations to see.
-pub fn mark_running(g: &Context, root: &Path, rec: &mut ContainerRecord, pid: i32) -> Result<()> {
+/// `detached`: this process is a detached monitor. The restart count is kept.
+pub fn mark_running(
+    g: &Context,
+    root: &Path,
+    rec: &mut ContainerRecord,
+    pid: i32,
+    detached: bool,
+) -> Result<()> {
     let live = Live {
         pid,
         start_time: proc_start_time(pid).unwrap_or(0),
         boot_id: paths::boot_id(),
         monitor: std::process::id() as i32,
+        detached,
+        monitor_start_time: 0,
     };
     let dir = g.runtime_dir()?;
-    let p = layout::live_state(&dir, &rec.id);
-    fs::create_dir_all(p.parent().expect("has parent"))
-        .with_context(|| format!("create `{}`", p.display()))?;
-    fs::write(&p, serde_json::to_vec(&live).expect("plain struct"))
-        .with_context(|| format!("write `{}`", p.display()))?;
+    write_live(&dir, &rec.id, &live)?;
     rec.state = State {
         status: Status::Running,
         pid,
@@ -634,8 +719,101 @@ pub fn mark_running(g: &Context, root: &Path, rec: &mut ContainerRecord, pid: i3
         finished_at: String::new(),
         error: String::new(),
         live_dir: dir.to_string_lossy().into_owned(),
+        restart_count: rec.state.restart_count,
     };
     save(root, rec)
+}
+
+fn write_live(dir: &Path, id: &str, live: &Live) -> Result<()> {
+    let p = layout::live_state(dir, id);
+    fs::create_dir_all(p.parent().expect("has parent"))
+        .with_context(|| format!("create `{}`", p.display()))?;
+    let tmp = p.with_extension("json.tmp");
+    fs::write(&tmp, serde_json::to_vec(live).expect("plain struct"))
+        .with_context(|| format!("write `{}`", tmp.display()))?;
+    fs::rename(&tmp, &p).with_context(|| format!("rename `{}`", p.display()))
+}
+
+/// Record the exit of a container whose monitor (this process) restarts it after a delay:
+/// exited, with the live state naming the monitor alone, so that `stop`, `rm` and `start`
+/// find it and end the wait.
+pub fn mark_restarting(
+    g: &Context,
+    root: &Path,
+    rec: &mut ContainerRecord,
+    code: i32,
+) -> Result<()> {
+    let me = std::process::id() as i32;
+    mark_exited(g, root, rec, code)?;
+    let live = Live {
+        pid: 0,
+        start_time: 0,
+        boot_id: paths::boot_id(),
+        monitor: me,
+        detached: true,
+        monitor_start_time: proc_start_time(me).unwrap_or(0),
+    };
+    write_live(&g.runtime_dir()?, &rec.id, &live)
+}
+
+/// What a user asked of a running container, besides a signal: its monitor reads it when the
+/// container's command exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// `rbox stop`: no restart policy starts it again
+    Stop,
+    /// `rbox restart`: start it again at once, in the same network namespace
+    Restart,
+}
+
+impl Request {
+    fn suffix(self) -> &'static str {
+        match self {
+            Request::Stop => "stop",
+            Request::Restart => "restart",
+        }
+    }
+}
+
+/// Leave `what` for the monitor of running container `rec`.
+pub fn request(g: &Context, rec: &ContainerRecord, what: Request) -> Result<()> {
+    let Some(dir) = live_runtime_dir(g, rec) else {
+        return Ok(());
+    };
+    let p = layout::request(&dir, &rec.id, what.suffix());
+    fs::write(&p, b"").with_context(|| format!("write `{}`", p.display()))
+}
+
+/// The monitor's side: what was asked of container `id` since its start, taken (a stop
+/// wins over a restart).
+pub fn take_request(g: &Context, id: &str) -> Option<Request> {
+    let dir = g.runtime_dir().ok()?;
+    let mut got = None;
+    for what in [Request::Restart, Request::Stop] {
+        if fs::remove_file(layout::request(&dir, id, what.suffix())).is_ok() {
+            got = Some(what);
+        }
+    }
+    got
+}
+
+/// The monitor of an exited container that waits to restart it (its restart policy said so).
+pub fn restarting_monitor(g: &Context, rec: &ContainerRecord) -> Option<i32> {
+    if rec.state.status == Status::Running {
+        return None;
+    }
+    let p = live_path(g, rec)?;
+    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
+    let alive = l.pid == 0
+        && l.monitor > 0
+        && l.boot_id == paths::boot_id()
+        && proc_start_time(l.monitor).is_some_and(|t| t == l.monitor_start_time);
+    alive.then_some(l.monitor)
+}
+
+/// Whether the container runs under a detached monitor (which restarts it in place).
+pub fn has_detached_monitor(g: &Context, rec: &ContainerRecord) -> bool {
+    live(g, rec).is_some_and(|l| l.detached && l.monitor > 0)
 }
 
 /// Record the container's exit.
@@ -648,6 +826,13 @@ pub fn mark_exited(g: &Context, root: &Path, rec: &mut ContainerRecord, code: i3
     rec.state.exit_code = Some(code);
     rec.state.finished_at = now_rfc3339();
     save(root, rec)
+}
+
+/// Remove the live state of `rec`'s last start (its monitor is gone).
+pub fn remove_live(g: &Context, rec: &ContainerRecord) {
+    if let Some(p) = live_path(g, rec) {
+        fs::remove_file(p).ok();
+    }
 }
 
 /// Correct a record that says running when its process is gone (killed monitor, reboot).
@@ -747,6 +932,11 @@ pub fn remove(g: &Context, rec: &ContainerRecord) -> Result<()> {
     let root = g.storage_root()?;
     if let Some(p) = live_path(g, rec) {
         fs::remove_file(p).ok();
+    }
+    if let Some(dir) = live_runtime_dir(g, rec) {
+        for what in [Request::Stop, Request::Restart] {
+            fs::remove_file(layout::request(&dir, &rec.id, what.suffix())).ok();
+        }
     }
     fs::remove_file(layout::container_record(&root, &rec.id)).ok();
     release_name(&root, &rec.name, &rec.id);

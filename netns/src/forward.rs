@@ -68,7 +68,7 @@ enum HostSocket {
 #[derive(Debug)]
 pub struct Forwarder {
     stop: EventFd,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Option<Bound>>>,
 }
 
 /// Bind the host side of `ports` (host ports chosen: 0 is refused): all addresses means IPv4
@@ -156,11 +156,14 @@ impl Bound {
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
-                        return;
+                        return None;
                     }
                 };
                 drop(netns);
                 l.run();
+                Some(Bound {
+                    ports: std::mem::take(&mut l.ports),
+                })
             })
             .map_err(io_err("start the port forwarder thread"))?;
         let started = ready_rx.recv().unwrap_or_else(|_| {
@@ -182,11 +185,18 @@ impl Forwarder {
         self.shutdown();
     }
 
-    fn shutdown(&mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = self.stop.write(1);
-            let _ = t.join();
-        }
+    /// End the loop and its connections but keep the host ports bound (clients queue on
+    /// them meanwhile), to serve them again with [`Bound::start`], e.g. into the same
+    /// namespace once the container's command runs again. Its thread is gone when this
+    /// returns.
+    pub fn pause(mut self) -> Option<Bound> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Option<Bound> {
+        let t = self.thread.take()?;
+        let _ = self.stop.write(1);
+        t.join().ok().flatten()
     }
 }
 

@@ -152,7 +152,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         "ImageDigest": if rec.image_id.starts_with("sha256:") { rec.image_id.clone() } else { format!("sha256:{}", rec.image_id) },
         "ImageName": rec.image_name,
         "Name": rec.name,
-        "RestartCount": 0,
+        "RestartCount": st.restart_count,
         "Driver": rec.driver,
         // the OCI runtime spec the container runs from (rbox is its own OCI runtime)
         "OCIConfigPath": crate::layout::oci_config(root, &rec.id),
@@ -197,6 +197,10 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             "AutoRemove": rec.auto_remove,
             "Tmpfs": tmpfs,
             "Init": s.init,
+            "RestartPolicy": {
+                "Name": s.restart.name,
+                "MaximumRetryCount": s.restart.max_retries,
+            },
         },
         "NetworkSettings": {
             "IPAddress": "",

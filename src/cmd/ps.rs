@@ -99,21 +99,32 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_filter(f: &str) -> Result<(String, String)> {
+/// A `--filter KEY=VALUE` of the containers (`ps`, `start --all`).
+pub fn parse_filter(f: &str) -> Result<(String, String)> {
+    const KEYS: &[&str] = &[
+        "id",
+        "name",
+        "status",
+        "ancestor",
+        "exited",
+        "restart-policy",
+    ];
     let Some((k, v)) = f.split_once('=') else {
-        bail!("invalid filter `{f}`: use KEY=VALUE (id, name, status, ancestor, exited)");
+        bail!("invalid filter `{f}`: use KEY=VALUE ({})", KEYS.join(", "));
     };
-    if !["id", "name", "status", "ancestor", "exited"].contains(&k) {
-        bail!("unknown filter `{k}`: use id, name, status, ancestor or exited");
+    if !KEYS.contains(&k) {
+        bail!("{k} is an invalid filter: use {}", KEYS.join(", "));
     }
     Ok((k.to_string(), v.to_string()))
 }
 
-fn matches(r: &ContainerRecord, k: &str, v: &str) -> bool {
+/// Whether container `r` passes filter `k`=`v`.
+pub fn matches(r: &ContainerRecord, k: &str, v: &str) -> bool {
     match k {
         "id" => r.id.starts_with(v),
         "name" => r.name.contains(v),
         "status" => r.state.status.as_str() == v,
+        "restart-policy" => r.spec.restart.name == v || (v == "no" && !r.spec.restart.restarts()),
         "ancestor" => {
             r.image == v
                 || r.image_name == v

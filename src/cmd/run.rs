@@ -119,6 +119,11 @@ pub struct RunArgs {
     /// accepted and change nothing (rbox applies no AppArmor or SELinux profile)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Restart policy when the command exits: no, on-failure[:MAX_RETRIES], always,
+    /// unless-stopped (detached containers are restarted by their monitor; an attached run
+    /// that is restarted goes on detached)
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -204,6 +209,7 @@ impl From<RunArgs> for RunOptions {
                 cap_drop: a.cap_drop,
                 privileged: a.privileged,
                 security_opt: a.security_opt,
+                restart: a.restart,
             },
         }
     }

@@ -16,8 +16,16 @@ pub struct StartArgs {
     /// Attach the container's stdin (implies --attach)
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Start every container that is not running (after a reboot:
+    /// `rbox start --all --filter restart-policy=always`)
+    #[arg(long)]
+    pub all: bool,
+    /// With --all, only the containers that pass this filter (KEY=VALUE, as `rbox ps`
+    /// takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Containers to start (names or ids)
-    #[arg(value_name = "CONTAINER", required = true, add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -26,9 +34,48 @@ pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
     if attach && a.containers.len() > 1 {
         bail!("you cannot attach to more than one container: start them one at a time with -a");
     }
+    if a.all {
+        if !a.containers.is_empty() {
+            bail!("--all and container names cannot be used together");
+        }
+        if attach {
+            bail!("--all cannot be used with --attach");
+        }
+        return start_all(g, &a.filter);
+    }
+    if !a.filter.is_empty() {
+        bail!("--filter selects among all containers: give --all too");
+    }
     let mut last = ExitCode::SUCCESS;
     for c in &a.containers {
         last = crate::runtime::start(g, c, attach)?;
     }
     Ok(last)
+}
+
+/// `start --all`: every container not running that passes `filters`, printed by full id once
+/// started (as Podman prints them); the failures are reported together at the end.
+fn start_all(g: &Context, filters: &[String]) -> Result<ExitCode> {
+    let filters = filters
+        .iter()
+        .map(|f| super::ps::parse_filter(f))
+        .collect::<Result<Vec<_>>>()?;
+    let mut errors = Vec::new();
+    let mut all = crate::state::list(g)?;
+    all.reverse(); // oldest first: a container joined by others starts before them
+    for r in all {
+        if crate::state::is_running(&r)
+            || !filters.iter().all(|(k, v)| super::ps::matches(&r, k, v))
+        {
+            continue;
+        }
+        if let Err(e) = crate::runtime::start(g, &r.id, false) {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("{}", errors.join("; "))
+    }
 }

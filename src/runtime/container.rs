@@ -61,9 +61,21 @@ pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Crea
     // The child runs Rust code (it allocates) between clone and exec: that is only sound
     // while no other thread exists, e.g. one holding the allocator's lock. Pull threads are
     // joined by now; check rather than trust it.
-    let threads = std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(1);
+    // (A thread just joined, such as the port forwarder paused for a restart, may still be
+    // listed for a moment: it is on its way out.)
+    let count = || {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| d.count())
+            .unwrap_or(1)
+    };
+    let mut threads = count();
+    for _ in 0..100 {
+        if threads == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        threads = count();
+    }
     if threads > 1 {
         anyhow::bail!("start container: rbox has {threads} threads at clone time (a bug in rbox)");
     }

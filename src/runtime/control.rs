@@ -69,11 +69,16 @@ pub fn stop_container(
     timeout: std::time::Duration,
 ) -> Result<()> {
     let Some((pid, monitor)) = state::live_pids(g, rec) else {
+        // an exited container whose monitor waits to restart it: no more
+        end_restart_wait(g, rec);
         return Ok(());
     };
     let monitor_fd = (monitor > 0)
         .then(|| sys::pidfd_open(monitor).ok())
         .flatten();
+    // the monitor must not restart it (its restart policy), now or at the next boot
+    // (`unless-stopped`)
+    state::request(g, rec, state::Request::Stop)?;
     let sig = rec
         .spec
         .stop_signal
@@ -102,6 +107,85 @@ pub fn stop_container(
         );
     }
     Ok(())
+}
+
+/// End the wait of the monitor of exited container `rec` that would restart it (its restart
+/// policy): the monitor is killed (its network helper with it) and its files removed. A
+/// restart it had begun meanwhile dies with it, and is recorded as killed. Returns whether
+/// there was such a monitor.
+pub fn end_restart_wait(g: &Context, rec: &ContainerRecord) -> bool {
+    let Some(monitor) = state::restarting_monitor(g, rec) else {
+        return false;
+    };
+    let fd = sys::pidfd_open(monitor).ok();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_gone(monitor, fd.as_ref(), std::time::Duration::from_secs(10));
+    cleanup_network(g, rec);
+    if let (Ok(root), Ok(mut cur)) = (g.storage_root(), state::load(g, &rec.id)) {
+        if cur.state.status == Status::Running {
+            let _ = state::mark_exited(g, &root, &mut cur, 128 + libc::SIGKILL);
+        } else {
+            state::remove_live(g, &cur);
+        }
+    }
+    true
+}
+
+/// `rbox restart` of a container under a detached monitor: the monitor starts the command
+/// again itself, at once, in the same network namespace (its helper, its published ports and
+/// the containers that joined it stay attached). The command gets its stop signal, then
+/// SIGKILL after `timeout`. The caller is in rbox's user namespace (it may kill the init
+/// itself: a SIGKILL through the monitor would end the monitor). Returns once the command
+/// runs again.
+pub fn restart_in_place(
+    g: &Context,
+    rec: &ContainerRecord,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let Some((pid, monitor)) = state::live_pids(g, rec) else {
+        bail!("container {} is not running", rec.name);
+    };
+    let monitor_fd = sys::pidfd_open(monitor).ok();
+    state::request(g, rec, state::Request::Restart)?;
+    let sig = rec
+        .spec
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+    let pidfd = sys::pidfd_open(pid).ok();
+    signal_container(g, rec, sig)?;
+    if !wait_gone(pid, pidfd.as_ref(), timeout) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10));
+    }
+    // the monitor runs it again (a new init), or ends
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(cur) = state::load(g, &rec.id) {
+            if state::live_pids(g, &cur).is_some_and(|(p, _)| p != pid) {
+                return Ok(());
+            }
+            if wait_gone(monitor, monitor_fd.as_ref(), std::time::Duration::ZERO) {
+                let why = if cur.state.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", cur.state.error)
+                };
+                bail!("container {} did not start again{why}", rec.name);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("container {} did not start again within a minute", rec.name);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Wait until `pid` exits (its pidfd becomes readable) or `timeout` passes.

@@ -101,6 +101,11 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
         &id,
         Some(&layout::seccomp_cache(&root)),
     )?;
+    if a.rm && spec.restart.restarts() {
+        bail!(
+            "the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\""
+        );
+    }
     // The namespace joined must be there now (as Podman checks); `container:` is recorded by
     // id, and its namespace looked up again at each start.
     let net = match spec.network {
@@ -188,7 +193,7 @@ fn create(
 /// `rbox start`: start a created (or exited) container, attached or detached.
 pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
     let store = open_store(g)?;
-    let rec = state::lookup(g, name_or_id)?;
+    let mut rec = state::lookup(g, name_or_id)?;
     if state::is_running(&rec) {
         if attach {
             bail!("container {} is already running", rec.name);
@@ -196,6 +201,11 @@ pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
         println!("{name_or_id}");
         return Ok(ExitCode::SUCCESS);
     }
+    // the user's start, not the restart policy's: it starts now, and counts from 0
+    if super::control::end_restart_wait(g, &rec) {
+        rec = state::load(g, &rec.id)?;
+    }
+    rec.state.restart_count = 0;
     if attach {
         monitor::attached(g, &store, rec)
     } else {
@@ -205,12 +215,18 @@ pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
 }
 
 /// `rbox restart`: stop the container if it runs (its stop signal, SIGKILL after `timeout`),
-/// then start it detached. Its published ports are free again once the old monitor is gone,
-/// and the new one binds them again.
+/// then start it detached. A detached container's monitor does that itself, in the same
+/// network namespace; an attached one (`rbox run` in a terminal) ends, and a new detached
+/// monitor binds its published ports again once the old one let them go.
 pub fn restart(g: &Context, rec: &ContainerRecord, timeout: std::time::Duration) -> Result<()> {
     let store = open_store(g)?;
+    if state::is_running(rec) && state::has_detached_monitor(g, rec) {
+        return super::control::restart_in_place(g, rec, timeout);
+    }
     if state::is_running(rec) {
         super::stop_container(g, rec, timeout)?;
+    } else {
+        super::control::end_restart_wait(g, rec);
     }
     // the record as the stop left it (exited, or removed with --rm)
     let rec = state::load(g, &rec.id)

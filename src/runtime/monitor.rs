@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use rbox_storage::Store;
 
 use super::sync::{Channel, Msg};
-use super::{attach, container, launch, sys};
+use super::{attach, container, launch, netshare, sys};
 use crate::context::Context;
 use crate::exit;
 use crate::layout;
@@ -25,12 +25,29 @@ use crate::state::{self, ContainerRecord};
 
 /// Start the container and stay attached until it exits; returns its exit code.
 pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
-    let (started, network) = start(g, store, &mut rec, None)?;
-    let status = attach::wait(started.pid, started.pty, rec.spec.interactive)?;
+    // what was asked of an earlier run and never read (its monitor was killed) is void
+    state::take_request(g, &rec.id);
+    let run = start(g, store, &mut rec, None, None)?;
+    let status = attach::wait(run.pid, run.pty, rec.spec.interactive)?;
     let code = exit::from_wait(status);
-    stop_network(network);
+    stop_network(run.network);
     // the container's outcome is shown already; a failure to record it is not the command's
     let _ = finish(g, store, &mut rec, code as i32, "");
+    // A restart policy goes on without the terminal: a detached monitor takes the container
+    // over (as Docker's and Podman's clients return while their daemon or conmon restarts
+    // it). The caller gets the first exit's code.
+    let stopped = state::take_request(g, &rec.id) == Some(state::Request::Stop);
+    if !stopped
+        && rec
+            .spec
+            .restart
+            .restart_after(code as i32, rec.state.restart_count)
+    {
+        rec.state.restart_count += 1;
+        if let Err(e) = start_detached(g, store, rec) {
+            tracing::warn!("restart the container in the background: {e:#}");
+        }
+    }
     Ok(ExitCode::from(code))
 }
 
@@ -64,11 +81,36 @@ struct Network {
     dir: PathBuf,
 }
 
+/// A container as its monitor holds it while it runs.
+struct Running {
+    pid: nix::unistd::Pid,
+    /// the terminal master, with `-t`
+    pty: Option<std::os::fd::OwnedFd>,
+    network: Option<Network>,
+    /// The container's own network namespace, held: its command restarted (by the restart
+    /// policy or `rbox restart`) runs in the same one, so that the helper, the published ports
+    /// and the containers that joined it (`--network=container:`) stay attached.
+    netns: Option<fs::File>,
+}
+
+/// What a restart keeps from the run before it.
+struct Kept {
+    network: Option<Network>,
+    netns: fs::File,
+    /// the published ports, bound all along (clients queue meanwhile)
+    ports: Option<rbox_netns::Bound>,
+}
+
 /// Start the bridge of `rec`'s network (pasta or slirp4netns) for the namespace of `pid`,
 /// and the forwarder of its published ports (unless `slirp4netns:port_handler=slirp4netns`
 /// has slirp4netns forward them); returns once both are ready. The host ports are bound
 /// first: one in use fails before any helper starts.
-fn start_network(g: &Context, rec: &ContainerRecord, pid: i32) -> Result<Option<Network>> {
+fn start_network(
+    g: &Context,
+    rec: &ContainerRecord,
+    pid: i32,
+    netns: Option<&fs::File>,
+) -> Result<Option<Network>> {
     let s = &rec.spec;
     let Some(backend) = s.backend()? else {
         return Ok(None);
@@ -102,9 +144,13 @@ fn start_network(g: &Context, rec: &ContainerRecord, pid: i32) -> Result<Option<
     };
     if let Some(bound) = bound {
         let ns = format!("/proc/{pid}/ns/net");
-        let started = fs::File::open(&ns)
-            .with_context(|| format!("open `{ns}`"))
-            .and_then(|f| Ok(bound.start(f.into())?));
+        let started = match netns {
+            Some(f) => f
+                .try_clone()
+                .context("duplicate the network namespace's descriptor"),
+            None => fs::File::open(&ns).with_context(|| format!("open `{ns}`")),
+        }
+        .and_then(|f| Ok(bound.start(f.into())?));
         match started {
             Ok(f) => network.forwarder = Some(f),
             Err(e) => {
@@ -161,28 +207,62 @@ pub fn start_detached(g: &Context, store: &Store, mut rec: ContainerRecord) -> R
 
 /// Launch the container as its parent and start it, recording it as running while its init
 /// sets up (so that no command ever runs in a container recorded as not running), with its
-/// network bridge ready. A failure is recorded as the container's exit (or with `--rm`, the
-/// container removed) before it is returned.
+/// network bridge ready. `detached`: this process is a detached monitor. `kept`: a restart,
+/// in the network namespace (with its helper and ports) of the run before. A failure is
+/// recorded as the container's exit (or with `--rm`, the container removed) before it is
+/// returned.
 fn start(
     g: &Context,
     store: &Store,
     rec: &mut ContainerRecord,
     stdio: Option<[i32; 3]>,
-) -> Result<(container::Started, Option<Network>)> {
+    kept: Option<Kept>,
+) -> Result<Running> {
     let root = g.storage_root()?;
-    let mut network = None;
+    let detached = stdio.is_some();
+    let (mut network, mut netns, mut ports) = match kept {
+        Some(k) => (k.network, Some(k.netns), k.ports),
+        None => (None, None, None),
+    };
+    let again = netns.is_some();
     let started = launch::plan(g, store, rec, stdio)
-        .and_then(|l| {
+        .and_then(|mut l| {
+            if let Some(ns) = &netns {
+                l.own_net = false;
+                let fd = ns
+                    .try_clone()
+                    .context("duplicate the network namespace's descriptor")?;
+                l.join_net = Some(netshare::held(fd));
+            }
+            let own_net = l.own_net;
             container::create(&l, |pid| {
                 // the init's namespaces exist: the bridge attaches to them now, and is ready
                 // before the command runs
-                network = start_network(g, rec, pid.as_raw())?;
-                state::mark_running(g, &root, rec, pid.as_raw())
+                if again {
+                    if let (Some(n), Some(p), Some(ns)) = (&mut network, ports.take(), &netns) {
+                        let fd = ns
+                            .try_clone()
+                            .context("duplicate the network namespace's descriptor")?;
+                        n.forwarder = Some(p.start(fd.into())?);
+                    }
+                } else {
+                    if own_net {
+                        let ns = format!("/proc/{pid}/ns/net");
+                        netns = Some(fs::File::open(&ns).with_context(|| format!("open `{ns}`"))?);
+                    }
+                    network = start_network(g, rec, pid.as_raw(), netns.as_ref())?;
+                }
+                state::mark_running(g, &root, rec, pid.as_raw(), detached)
             })
         })
         .and_then(|created| created.start());
     match started {
-        Ok(s) => Ok((s, network)),
+        Ok(s) => Ok(Running {
+            pid: s.pid,
+            pty: s.pty,
+            network,
+            netns,
+        }),
         Err(e) => {
             let code = e
                 .downcast_ref::<exit::CodedError>()
@@ -196,6 +276,14 @@ fn start(
         }
     }
 }
+
+/// The delay before the restart policy's first restart, doubled with each restart after it
+/// up to [`RESTART_DELAY_MAX`], and back to the first once the command ran for
+/// [`RESTART_RESET`] (Docker's rule: a command that fails at once is not restarted in a
+/// tight loop).
+const RESTART_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+const RESTART_DELAY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+const RESTART_RESET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The detached monitor's life: `logs` are the container's output (`ctr.log`) and the
 /// monitor's own log (its tracing output on its stderr, and what it cannot report to anyone
@@ -232,7 +320,8 @@ fn hold(
     let null = fs::File::open("/dev/null");
     let stdin = null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(0);
     let fds = [stdin, out.as_raw_fd(), out.as_raw_fd()];
-    let (started, network) = match start(g, store, rec, Some(fds)) {
+    state::take_request(g, &rec.id);
+    let mut run = match start(g, store, rec, Some(fds), None) {
         Ok(s) => s,
         Err(e) => {
             let code = e
@@ -257,19 +346,68 @@ fn hold(
     }
     // Starting the container ran much of rbox; waiting for it runs little of it.
     sys::release_code_pages();
-    let code = match attach::wait(started.pid, None, false) {
-        Ok(st) => exit::from_wait(st) as i32,
-        Err(e) => {
-            tracing::error!("wait for container {}: {e:#}", rec.name);
-            exit::FAILED as i32
+    let mut delay = RESTART_DELAY;
+    loop {
+        let since = std::time::Instant::now();
+        let code = match attach::wait(run.pid, None, false) {
+            Ok(st) => exit::from_wait(st) as i32,
+            Err(e) => {
+                tracing::error!("wait for container {}: {e:#}", rec.name);
+                exit::FAILED as i32
+            }
+        };
+        tracing::debug!(code, "container exited");
+        let asked = state::take_request(g, &rec.id);
+        let again = match asked {
+            Some(state::Request::Stop) => false,
+            Some(state::Request::Restart) => true,
+            None => rec
+                .spec
+                .restart
+                .restart_after(code, rec.state.restart_count),
+        };
+        let Some(netns) = run.netns.take().filter(|_| again) else {
+            stop_network(run.network);
+            if let Err(e) = finish(g, store, rec, code, "") {
+                tracing::error!("{e:#}");
+            }
+            return code;
+        };
+        // Again, in the same network namespace: the forwarder's connections end with the
+        // command they went to, its host ports stay bound.
+        let mut network = run.network.take();
+        let ports = network
+            .as_mut()
+            .and_then(|n| n.forwarder.take())
+            .and_then(|f| f.pause());
+        if asked.is_none() {
+            rec.state.restart_count += 1;
+            if since.elapsed() >= RESTART_RESET {
+                delay = RESTART_DELAY;
+            }
+            // exited meanwhile, as `ps` and `inspect` show it; `stop`, `rm` and `start` end
+            // this wait by killing this process
+            let root = g.storage_root();
+            if let Err(e) = root.and_then(|r| state::mark_restarting(g, &r, rec, code)) {
+                tracing::error!("record the exit of container {}: {e:#}", rec.name);
+            }
+            tracing::debug!(?delay, count = rec.state.restart_count, "restart policy");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(RESTART_DELAY_MAX);
         }
-    };
-    tracing::debug!(code, "container exited");
-    stop_network(network);
-    if let Err(e) = finish(g, store, rec, code, "") {
-        tracing::error!("{e:#}");
+        let kept = Kept {
+            network,
+            netns,
+            ports,
+        };
+        run = match start(g, store, rec, Some(fds), Some(kept)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("restart container {}: {e:#}", rec.name);
+                return code;
+            }
+        };
     }
-    code
 }
 
 /// Record the exit, and with `--rm` remove every trace of the container. Every step is

@@ -68,6 +68,15 @@ pub fn of_container(g: &Context, id: &str) -> Result<NetNs> {
     Ok(ns)
 }
 
+/// A namespace held open by the caller (a monitor restarting its container in the namespace
+/// of its first run).
+pub fn held(fd: File) -> NetNs {
+    NetNs {
+        path: PathBuf::from("(the container's own network namespace)"),
+        fd,
+    }
+}
+
 impl NetNs {
     /// Move the calling thread into this namespace (setns is per thread; the parent is
     /// single-threaded at clone time).

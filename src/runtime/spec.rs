@@ -340,6 +340,8 @@ pub struct Flags {
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub security_opt: Vec<String>,
+    /// `--restart`, as given
+    pub restart: Option<String>,
 }
 
 /// `--add-host HOST:IP` (the address may be IPv6: split at the first colon).
@@ -607,6 +609,10 @@ pub fn build(
         add_hosts,
         no_hosts: a.no_hosts,
         exposed_ports,
+        restart: match &a.restart {
+            Some(r) => crate::state::RestartPolicy::parse(r)?,
+            None => Default::default(),
+        },
     };
     spec.set_args(args);
     Ok(spec)
@@ -719,6 +725,7 @@ mod tests {
             cap_drop: Vec::new(),
             privileged: false,
             security_opt: Vec::new(),
+            restart: None,
         }
     }
 

@@ -339,3 +339,207 @@ fn restart_stops_and_starts_again() {
         env.rbox().args(["rm", "-f", "r1", "r2"]).output().success();
     });
 }
+
+/// Poll `ok` every 20 ms for up to 20 s.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "after 20 s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `--restart`: the monitor starts the command again as the policy says (on-failure counts
+/// its restarts and stops at the limit, as Podman 4.3 does here); a user's `stop` is never
+/// undone, not even while the monitor waits to restart a crashing command; `start --all
+/// --filter restart-policy=always` (what runs after a reboot) brings back only those; bad
+/// policies and `--rm` with a policy are refused as Podman refuses them.
+#[test]
+fn restart_policies() {
+    for_each_user("restart_policy", |env| {
+        env.import_busybox("busybox");
+        // on-failure:3: the command runs 4 times, then the container stays exited
+        env.rbox()
+            .args(["run", "-d", "--name", "of3", "--network=none"])
+            .args([
+                "--restart=on-failure:3",
+                "busybox",
+                "sh",
+                "-c",
+                "echo hi; exit 3",
+            ])
+            .output()
+            .success();
+        let logs = || env.rbox().args(["logs", "of3"]).output().success().text();
+        eventually("of3 ran 4 times and exited", || {
+            logs() == "hi\nhi\nhi\nhi" && inspect(env, "of3", ".State.Status") == "exited"
+        });
+        // and no more (a 4th restart would come 800 ms after the last exit)
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        assert_eq!(logs(), "hi\nhi\nhi\nhi");
+        assert_eq!(inspect(env, "of3", ".RestartCount"), "3");
+        assert_eq!(inspect(env, "of3", ".State.ExitCode"), "3");
+        assert_eq!(
+            inspect(env, "of3", ".HostConfig.RestartPolicy.Name"),
+            "on-failure"
+        );
+        assert_eq!(
+            inspect(env, "of3", ".HostConfig.RestartPolicy.MaximumRetryCount"),
+            "3"
+        );
+        // on-failure leaves a command that succeeds alone
+        env.rbox()
+            .args(["run", "-d", "--name", "ok", "--network=none"])
+            .args(["--restart=on-failure", "busybox", "true"])
+            .output()
+            .success();
+        eventually("ok exited", || {
+            inspect(env, "ok", ".State.Status") == "exited"
+        });
+        assert_eq!(inspect(env, "ok", ".RestartCount"), "0");
+
+        // always: the command ends (its sleep killed from outside), a new init runs it
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "al",
+                "--network=none",
+                "--restart=always",
+            ])
+            .args([
+                "busybox",
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; sleep 600 & wait; exit 0",
+            ])
+            .output()
+            .success();
+        let first = inspect(env, "al", ".State.Pid");
+        // (exec's killall may itself die with the pid namespace, when the shell it made
+        // exit is the namespace's init: 137 then)
+        let out = env.rbox().args(["exec", "al", "killall", "sleep"]).output();
+        assert!(matches!(out.code, 0 | 137), "{out}");
+        eventually("al restarted", || {
+            inspect(env, "al", ".RestartCount") == "1"
+                && inspect(env, "al", ".State.Status") == "running"
+        });
+        assert_ne!(inspect(env, "al", ".State.Pid"), first);
+        // the user's stop is final (the command exits 0 on its stop signal)
+        env.rbox()
+            .args(["stop", "-t", "10", "al"])
+            .output()
+            .success();
+        assert_eq!(inspect(env, "al", ".State.ExitCode"), "0");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(inspect(env, "al", ".State.Status"), "exited");
+        assert_eq!(inspect(env, "al", ".RestartCount"), "1");
+
+        // a command that fails at once: restarted with a growing delay, exited meanwhile;
+        // stop ends the wait for good
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "crash",
+                "--network=none",
+                "--restart=always",
+            ])
+            .args(["busybox", "sh", "-c", "exit 1"])
+            .output()
+            .success();
+        eventually("crash restarted twice", || {
+            inspect(env, "crash", ".RestartCount")
+                .parse::<u32>()
+                .is_ok_and(|n| n >= 2)
+        });
+        env.rbox().args(["stop", "crash"]).output().success();
+        let count = inspect(env, "crash", ".RestartCount");
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        assert_eq!(
+            inspect(env, "crash", ".RestartCount"),
+            count,
+            "stop is final"
+        );
+        assert_eq!(inspect(env, "crash", ".State.Status"), "exited");
+        env.rbox()
+            .args(["rm", "crash", "ok", "of3"])
+            .output()
+            .success();
+
+        // after a reboot: only the containers whose policy is `always` come back
+        env.rbox()
+            .args([
+                "create",
+                "--name",
+                "other",
+                "--network=none",
+                "busybox",
+                "sleep",
+                "600",
+            ])
+            .output()
+            .success();
+        let id = inspect(env, "al", ".Id");
+        let out = env
+            .rbox()
+            .args(["start", "--all", "--filter", "restart-policy=always"])
+            .output()
+            .success();
+        assert_eq!(out.text(), id, "{out}");
+        assert_eq!(inspect(env, "al", ".State.Status"), "running");
+        assert_eq!(
+            inspect(env, "al", ".RestartCount"),
+            "0",
+            "a user's start counts from 0"
+        );
+        assert_eq!(inspect(env, "other", ".State.Status"), "created");
+        let ps = env
+            .rbox()
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "restart-policy=always",
+                "--format",
+                "{{.Names}}",
+            ])
+            .output()
+            .success();
+        assert_eq!(ps.text(), "al", "{ps}");
+        env.rbox()
+            .args(["rm", "-f", "al", "other"])
+            .output()
+            .success();
+
+        // refused before anything is created
+        for (flags, wants) in [
+            (
+                &["--rm", "--restart=always"][..],
+                "the --rm option conflicts with --restart",
+            ),
+            (
+                &["--restart=bogus"],
+                "`bogus` is not a valid restart policy",
+            ),
+            (
+                &["--restart=always:3"],
+                "retries can only be specified with on-failure",
+            ),
+            (&["--restart=on-failure:x"], "retry count `x`"),
+        ] {
+            let out = env
+                .rbox()
+                .arg("run")
+                .args(flags)
+                .args(["busybox", "true"])
+                .output()
+                .rbox_error();
+            assert!(out.stderr.contains(wants), "{flags:?}: {out}");
+        }
+        let ps = env.rbox().args(["ps", "-aq"]).output().success();
+        assert_eq!(ps.text(), "", "{ps}");
+    });
+}

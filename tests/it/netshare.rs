@@ -201,3 +201,51 @@ fn joining_a_network_that_is_not_there_fails_cleanly() {
         assert_eq!(left, "", "nothing left behind");
     });
 }
+
+/// A container that joined another's network keeps it when that one restarts (`rbox
+/// restart`, or its restart policy): the monitor runs the new command in the namespace it
+/// held, so the joiner reaches the new server, and published ports still answer.
+#[test]
+fn a_joined_network_survives_the_targets_restart() {
+    for_each_user("netshare_restart", |env| {
+        env.import_busybox("busybox");
+        for net in ["slirp4netns", "none"] {
+            env.rbox()
+                .args(["run", "-d", "--name", "first", "--network", net])
+                .args(["--restart=always", "busybox", "sh", "-c"])
+                .arg("mkdir -p /www && echo shared-$HOSTNAME > /www/index.html && httpd -f -p 127.0.0.1:8000 -h /www; exit 1")
+                .output()
+                .success();
+            env.rbox()
+                .args(["run", "-d", "--name", "second", "--network=container:first"])
+                .args(["busybox", "sleep", "1000"])
+                .output()
+                .success();
+            let id = inspect(env, "first", "{{.Id}}");
+            let page = format!("shared-{}", &id[..12]);
+            assert_eq!(exec(env, "second", FETCH), page, "{net}");
+            let before = inspect(env, "first", "{{.State.Pid}}");
+            env.rbox()
+                .args(["restart", "-t", "0", "first"])
+                .output()
+                .success();
+            assert_ne!(inspect(env, "first", "{{.State.Pid}}"), before, "{net}");
+            assert_eq!(exec(env, "second", FETCH), page, "{net}: after restart");
+            // the restart policy's restart: the server killed, the shell exits 1
+            // (killall may die with the pid namespace whose init it made exit: 137)
+            let out = env
+                .rbox()
+                .args(["exec", "first", "killall", "httpd"])
+                .output();
+            assert!(matches!(out.code, 0 | 137), "{out}");
+            assert_eq!(
+                exec(env, "second", FETCH),
+                page,
+                "{net}: after the policy's restart"
+            );
+            assert_eq!(inspect(env, "first", "{{.RestartCount}}"), "1", "{net}");
+            env.rbox().args(["rm", "-f", "second"]).output().success();
+            env.rbox().args(["rm", "-f", "first"]).output().success();
+        }
+    });
+}
