@@ -107,6 +107,8 @@ pub enum Command {
     Logout(cmd::login::LogoutArgs),
     /// Inspect manifests and manifest lists
     Manifest(cmd::manifest::ManifestArgs),
+    /// Generate systemd units for containers
+    Generate(cmd::generate::GenerateArgs),
     /// Display host, namespace and storage information
     Info(cmd::info::InfoArgs),
     /// Run a command inside rbox's user namespace (e.g. to remove files owned by mapped ids)

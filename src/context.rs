@@ -59,6 +59,23 @@ impl Context {
     }
 
     /// `--storage-driver` as given, if any.
+    /// `--root` and `--runroot` as absolute paths, where they were given (a command line that
+    /// runs rbox later, such as a systemd unit, must name the same store).
+    pub fn explicit_dirs(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut out = Vec::new();
+        if self.root.is_some() {
+            if let Ok(r) = self.storage_root() {
+                out.push(("--root", r));
+            }
+        }
+        if self.runroot.is_some() {
+            if let Ok(r) = self.runtime_dir() {
+                out.push(("--runroot", r));
+            }
+        }
+        out
+    }
+
     pub fn storage_driver(&self) -> Option<&str> {
         self.storage_driver.as_deref()
     }

@@ -88,6 +88,12 @@ pub fn live_state(runtime_dir: &Path, id: &str) -> PathBuf {
     runtime_dir.join("containers").join(format!("{id}.json"))
 }
 
+/// `containers/<id>.pid` in the runtime directory: the pid of a detached container's monitor
+/// while it holds the container (a systemd unit's PIDFile).
+pub fn monitor_pid(runtime_dir: &Path, id: &str) -> PathBuf {
+    runtime_dir.join("containers").join(format!("{id}.pid"))
+}
+
 /// `containers/<id>.stop` or `.restart` in the runtime directory: what a user asked of a
 /// running container (`rbox stop`, `rbox restart`), for its monitor to read when the
 /// container's command exits, before its restart policy.

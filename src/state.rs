@@ -711,6 +711,9 @@ pub fn mark_running(
     };
     let dir = g.runtime_dir()?;
     write_live(&dir, &rec.id, &live)?;
+    if detached {
+        write_monitor_pid(&dir, &rec.id)?;
+    }
     rec.state = State {
         status: Status::Running,
         pid,
@@ -722,6 +725,13 @@ pub fn mark_running(
         restart_count: rec.state.restart_count,
     };
     save(root, rec)
+}
+
+/// The pid file of a detached monitor (this process), for a service manager.
+fn write_monitor_pid(dir: &Path, id: &str) -> Result<()> {
+    let p = layout::monitor_pid(dir, id);
+    fs::write(&p, format!("{}\n", std::process::id()))
+        .with_context(|| format!("write `{}`", p.display()))
 }
 
 fn write_live(dir: &Path, id: &str, live: &Live) -> Result<()> {
@@ -753,7 +763,9 @@ pub fn mark_restarting(
         detached: true,
         monitor_start_time: proc_start_time(me).unwrap_or(0),
     };
-    write_live(&g.runtime_dir()?, &rec.id, &live)
+    let dir = g.runtime_dir()?;
+    write_live(&dir, &rec.id, &live)?;
+    write_monitor_pid(&dir, &rec.id)
 }
 
 /// What a user asked of a running container, besides a signal: its monitor reads it when the
@@ -782,6 +794,16 @@ pub fn request(g: &Context, rec: &ContainerRecord, what: Request) -> Result<()> 
     };
     let p = layout::request(&dir, &rec.id, what.suffix());
     fs::write(&p, b"").with_context(|| format!("write `{}`", p.display()))
+}
+
+/// Remove what was asked of `rec`'s monitor and never read (it is gone: killed, or stopped
+/// with SIGKILL).
+pub fn clear_requests(g: &Context, rec: &ContainerRecord) {
+    if let Some(dir) = live_runtime_dir(g, rec) {
+        for what in [Request::Stop, Request::Restart] {
+            fs::remove_file(layout::request(&dir, &rec.id, what.suffix())).ok();
+        }
+    }
 }
 
 /// The monitor's side: what was asked of container `id` since its start, taken (a stop
@@ -818,9 +840,7 @@ pub fn has_detached_monitor(g: &Context, rec: &ContainerRecord) -> bool {
 
 /// Record the container's exit.
 pub fn mark_exited(g: &Context, root: &Path, rec: &mut ContainerRecord, code: i32) -> Result<()> {
-    if let Some(p) = live_path(g, rec) {
-        fs::remove_file(p).ok();
-    }
+    remove_live(g, rec);
     rec.state.status = Status::Exited;
     rec.state.pid = 0;
     rec.state.exit_code = Some(code);
@@ -830,8 +850,9 @@ pub fn mark_exited(g: &Context, root: &Path, rec: &mut ContainerRecord, code: i3
 
 /// Remove the live state of `rec`'s last start (its monitor is gone).
 pub fn remove_live(g: &Context, rec: &ContainerRecord) {
-    if let Some(p) = live_path(g, rec) {
-        fs::remove_file(p).ok();
+    if let Some(dir) = live_runtime_dir(g, rec) {
+        fs::remove_file(layout::live_state(&dir, &rec.id)).ok();
+        fs::remove_file(layout::monitor_pid(&dir, &rec.id)).ok();
     }
 }
 
@@ -930,14 +951,8 @@ pub fn is_running(rec: &ContainerRecord) -> bool {
 /// directory (which holds files owned by mapped ids) from inside the user namespace.
 pub fn remove(g: &Context, rec: &ContainerRecord) -> Result<()> {
     let root = g.storage_root()?;
-    if let Some(p) = live_path(g, rec) {
-        fs::remove_file(p).ok();
-    }
-    if let Some(dir) = live_runtime_dir(g, rec) {
-        for what in [Request::Stop, Request::Restart] {
-            fs::remove_file(layout::request(&dir, &rec.id, what.suffix())).ok();
-        }
-    }
+    remove_live(g, rec);
+    clear_requests(g, rec);
     fs::remove_file(layout::container_record(&root, &rec.id)).ok();
     release_name(&root, &rec.name, &rec.id);
     Ok(())

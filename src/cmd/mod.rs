@@ -6,6 +6,7 @@ pub mod completion;
 pub mod container;
 pub mod docs;
 pub mod exec;
+pub mod generate;
 pub mod history;
 pub mod image;
 pub mod images;
@@ -76,6 +77,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Login(a) => login::login(g, a),
         Command::Logout(a) => login::logout(g, a),
         Command::Manifest(a) => manifest::run(g, a),
+        Command::Generate(a) => generate::run(g, a),
         Command::Info(a) => info::run(g, a),
         Command::Unshare(a) => unshare::run(g, a),
         Command::Completion(a) => completion::run(g, a),

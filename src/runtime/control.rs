@@ -99,12 +99,15 @@ pub fn stop_container(
     }
     // and its monitor, which records the exit and lets the published ports go: a start right
     // after (`rbox restart`) finds them free and the record final
-    if monitor > 0 {
-        wait_gone(
+    if monitor > 0
+        && wait_gone(
             monitor,
             monitor_fd.as_ref(),
             std::time::Duration::from_secs(10),
-        );
+        )
+    {
+        // a monitor killed (SIGKILL after the timeout) never read the request
+        state::clear_requests(g, rec);
     }
     Ok(())
 }

@@ -543,3 +543,61 @@ fn restart_policies() {
         assert_eq!(ps.text(), "", "{ps}");
     });
 }
+
+/// `generate systemd`: a forking unit that starts and stops the container with this rbox and
+/// this store, whose PIDFile names the container's monitor while it runs (the parent of its
+/// init); the runtime directory holds nothing of the container once it is stopped.
+#[test]
+fn generate_systemd_names_the_monitor() {
+    for_each_user("generate_systemd", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--name", "svc", "--network=none", "busybox"])
+            .args(["sleep", "600"])
+            .output()
+            .success();
+        let unit = env
+            .rbox()
+            .args(["generate", "systemd", "--name", "--no-header", "svc"])
+            .output()
+            .success()
+            .stdout;
+        let line = |key: &str| {
+            unit.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {unit}"))
+                .to_string()
+        };
+        assert!(unit.starts_with("[Unit]\n"), "{unit}");
+        assert_eq!(line("Type="), "forking");
+        let store = env.store().display().to_string();
+        assert!(line("ExecStart=").ends_with(" start svc"), "{unit}");
+        assert!(line("ExecStart=").contains(&store), "{unit}");
+        assert!(line("ExecStop=").ends_with(" stop -t 10 svc"), "{unit}");
+        let pid = inspect(env, "svc", ".State.Pid");
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let ppid = ppid[ppid.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let pidfile = std::fs::read_to_string(line("PIDFile=")).unwrap();
+        assert_eq!(pidfile.trim(), ppid, "the monitor's pid");
+        // an unknown container: one line, 125
+        env.rbox()
+            .args(["generate", "systemd", "nosuch"])
+            .output()
+            .rbox_error();
+        env.rbox()
+            .args(["stop", "-t", "0", "svc"])
+            .output()
+            .success();
+        let left: Vec<_> = std::fs::read_dir(env.runroot().join("containers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        env.rbox().args(["rm", "svc"]).output().success();
+    });
+}
