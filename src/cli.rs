@@ -109,6 +109,8 @@ pub enum Command {
     Manifest(cmd::manifest::ManifestArgs),
     /// Generate systemd units for containers
     Generate(cmd::generate::GenerateArgs),
+    /// Run a container's healthcheck
+    Healthcheck(cmd::healthcheck::HealthcheckArgs),
     /// Display host, namespace and storage information
     Info(cmd::info::InfoArgs),
     /// Run a command inside rbox's user namespace (e.g. to remove files owned by mapped ids)
@@ -249,10 +251,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
     (
         &["--pod", "--pod-id-file"],
         "rbox has no pods: run the containers separately",
-    ),
-    (
-        &["--health-cmd", "--health-interval", "--health-retries"],
-        "health checks are not implemented in rbox yet: drop the flag",
     ),
     (
         &["--device", "--gpus"],

@@ -32,6 +32,11 @@ pub fn oci_config(root: &Path, id: &str) -> PathBuf {
     container_dir(root, id).join("config.json")
 }
 
+/// `containers/<id>/health.json`: the results of the container's healthcheck.
+pub fn health(root: &Path, id: &str) -> PathBuf {
+    container_dir(root, id).join("health.json")
+}
+
 /// `containers/<id>/ctr.log`: the output of a detached container.
 pub fn container_log(root: &Path, id: &str) -> PathBuf {
     container_dir(root, id).join("ctr.log")

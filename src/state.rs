@@ -288,6 +288,22 @@ pub struct Spec {
     /// `--restart`
     #[serde(default, skip_serializing_if = "RestartPolicy::is_unset")]
     pub restart: RestartPolicy,
+    /// `--health-cmd` and its settings
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A container's healthcheck, as Podman's flags set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// `["CMD-SHELL", "cmd"]`, or `["CMD", argv...]`
+    pub test: Vec<String>,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub start_period: std::time::Duration,
+    pub retries: u32,
+    /// `--health-on-failure`: none, kill, restart, stop
+    pub on_failure: String,
 }
 
 /// `--restart`: whether the monitor starts the container's command again when it exits. A

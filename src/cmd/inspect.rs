@@ -147,6 +147,11 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             "Error": st.error,
             "StartedAt": st.started_at,
             "FinishedAt": st.finished_at,
+            "Health": s.healthcheck.as_ref().map(|_| {
+                crate::runtime::health::load(root, &rec.id)
+                    .map(|h| serde_json::to_value(h).expect("plain struct"))
+                    .unwrap_or_else(|| json!({"Status": "", "FailingStreak": 0, "Log": Value::Null}))
+            }),
         },
         "Image": rec.image_id.strip_prefix("sha256:").unwrap_or(&rec.image_id),
         "ImageDigest": if rec.image_id.starts_with("sha256:") { rec.image_id.clone() } else { format!("sha256:{}", rec.image_id) },
@@ -178,6 +183,14 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             "Annotations": {},
             "StopSignal": s.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
             "ExposedPorts": s.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect::<Map<String, Value>>(),
+            "Healthcheck": s.healthcheck.as_ref().map(|h| json!({
+                "Test": h.test,
+                "Interval": h.interval.as_nanos() as u64,
+                "Timeout": h.timeout.as_nanos() as u64,
+                "StartPeriod": h.start_period.as_nanos() as u64,
+                "Retries": h.retries,
+            })),
+            "HealthcheckOnFailureAction": s.healthcheck.as_ref().map(|h| h.on_failure.as_str()).unwrap_or("none"),
         },
         "HostConfig": {
             "Binds": binds,

@@ -7,6 +7,7 @@ pub mod container;
 pub mod docs;
 pub mod exec;
 pub mod generate;
+pub mod healthcheck;
 pub mod history;
 pub mod image;
 pub mod images;
@@ -78,6 +79,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => login::logout(g, a),
         Command::Manifest(a) => manifest::run(g, a),
         Command::Generate(a) => generate::run(g, a),
+        Command::Healthcheck(a) => healthcheck::run(g, a),
         Command::Info(a) => info::run(g, a),
         Command::Unshare(a) => unshare::run(g, a),
         Command::Completion(a) => completion::run(g, a),

@@ -91,6 +91,24 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
             view: ps_view(r, now, a.no_trunc),
         })
         .collect();
+    // a running container's health, after its status, as Podman shows it: "Up 3 seconds
+    // (healthy)"
+    let root = g.storage_root()?;
+    let mut rows = rows;
+    for (row, r) in rows.iter_mut().zip(&all) {
+        if r.spec.healthcheck.is_none() || r.state.status != Status::Running {
+            continue;
+        }
+        let h = crate::runtime::health::load(&root, &r.id)
+            .map(|h| h.status)
+            .unwrap_or_else(|| "starting".into());
+        for v in [&mut row.json, &mut row.view] {
+            if let Some(st) = v.get("Status").and_then(Value::as_str) {
+                let st = format!("{st} ({h})");
+                v["Status"] = json!(st);
+            }
+        }
+    }
     let fmt = format::without_heading(a.format.as_deref(), DEFAULT, a.noheading);
     print!(
         "{}",

@@ -124,6 +124,28 @@ pub struct RunArgs {
     /// that is restarted goes on detached)
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
+    /// Command that tells whether the container is healthy: a shell command, or a JSON array
+    /// (exec form); none for none. The monitor of a detached container runs it at its interval
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between two checks (30s; disable: only `rbox healthcheck run`)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time a check may take before it counts as failed (30s)
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Time after the start when failed checks do not count (0s)
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Failed checks in a row that make the container unhealthy (3)
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// What happens to a container that turns unhealthy: none, kill, restart, stop
+    #[arg(long = "health-on-failure", value_name = "ACTION")]
+    pub health_on_failure: Option<String>,
+    /// No healthcheck, not even the image's
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -210,6 +232,15 @@ impl From<RunArgs> for RunOptions {
                 privileged: a.privileged,
                 security_opt: a.security_opt,
                 restart: a.restart,
+                health: crate::runtime::spec::HealthFlags {
+                    cmd: a.health_cmd,
+                    interval: a.health_interval,
+                    timeout: a.health_timeout,
+                    start_period: a.health_start_period,
+                    retries: a.health_retries,
+                    on_failure: a.health_on_failure,
+                    none: a.no_healthcheck,
+                },
             },
         }
     }

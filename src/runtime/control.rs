@@ -191,6 +191,11 @@ pub fn restart_in_place(
     }
 }
 
+/// Wait until the process of `pidfd` exits or `timeout` passes; whether it exited.
+pub fn wait_fd(pidfd: &std::os::fd::OwnedFd, timeout: std::time::Duration) -> bool {
+    wait_gone(0, Some(pidfd), timeout)
+}
+
 /// Wait until `pid` exits (its pidfd becomes readable) or `timeout` passes.
 fn wait_gone(pid: i32, pidfd: Option<&std::os::fd::OwnedFd>, timeout: std::time::Duration) -> bool {
     use std::os::fd::AsFd;

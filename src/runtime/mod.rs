@@ -13,6 +13,7 @@
 //! | start, wait, record the exit, `--rm` | `monitor` | `rbox run` itself, or the `-d` monitor |
 //! | signal relay and terminal | `attach`, `terminal` | monitor, init, exec |
 //! | signal, stop | `control` | any later invocation |
+//! | healthchecks: run one, record it; the monitor's timer | `health` | `rbox healthcheck run`, monitor |
 //! | join a running container | `exec` | `rbox exec` and its fork |
 //! | id maps, entering the user namespace | `userns` | every invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
@@ -30,6 +31,7 @@ pub mod container;
 pub mod control;
 pub mod create;
 pub mod exec;
+pub mod health;
 pub mod init;
 pub mod launch;
 pub mod monitor;

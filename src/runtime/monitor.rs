@@ -28,7 +28,9 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
     // what was asked of an earlier run and never read (its monitor was killed) is void
     state::take_request(g, &rec.id);
     let run = start(g, store, &mut rec, None, None)?;
+    let checker = checker(g, &rec);
     let status = attach::wait(run.pid, run.pty, rec.spec.interactive)?;
+    drop(checker);
     let code = exit::from_wait(status);
     stop_network(run.network);
     // the container's outcome is shown already; a failure to record it is not the command's
@@ -277,6 +279,19 @@ fn start(
     }
 }
 
+/// The thread that runs the container's healthcheck at its interval, if it has one; dropping it
+/// ends the checks.
+fn checker(g: &Context, rec: &ContainerRecord) -> Option<super::health::Checker> {
+    let hc = rec.spec.healthcheck.as_ref()?;
+    match super::health::Checker::start(g, &rec.id, hc) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("start the healthchecks of container {}: {e:#}", rec.name);
+            None
+        }
+    }
+}
+
 /// The delay before the restart policy's first restart, doubled with each restart after it
 /// up to [`RESTART_DELAY_MAX`], and back to the first once the command ran for
 /// [`RESTART_RESET`] (Docker's rule: a command that fails at once is not restarted in a
@@ -349,7 +364,11 @@ fn hold(
     let mut delay = RESTART_DELAY;
     loop {
         let since = std::time::Instant::now();
-        let code = match attach::wait(run.pid, None, false) {
+        let health = checker(g, rec);
+        let waited = attach::wait(run.pid, None, false);
+        // (before a restart's clone: the monitor must be single-threaded then)
+        drop(health);
+        let code = match waited {
             Ok(st) => exit::from_wait(st) as i32,
             Err(e) => {
                 tracing::error!("wait for container {}: {e:#}", rec.name);

@@ -342,6 +342,77 @@ pub struct Flags {
     pub security_opt: Vec<String>,
     /// `--restart`, as given
     pub restart: Option<String>,
+    /// `--health-*` and `--no-healthcheck`, as given
+    pub health: HealthFlags,
+}
+
+/// The healthcheck flags, as given.
+#[derive(Debug, Clone, Default)]
+pub struct HealthFlags {
+    pub cmd: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub start_period: Option<String>,
+    pub retries: Option<u32>,
+    pub on_failure: Option<String>,
+    pub none: bool,
+}
+
+/// The container's healthcheck from its flags (Podman's rules and texts): `--health-cmd` takes
+/// a shell command, or a JSON array for the exec form; `none` or `--no-healthcheck` for none.
+fn healthcheck(h: &HealthFlags) -> Result<Option<crate::state::Healthcheck>> {
+    use std::time::Duration;
+    let dur = |v: &Option<String>, what: &str, default: Duration| -> Result<Duration> {
+        match v.as_deref() {
+            None => Ok(default),
+            Some("disable") if what == "interval" => Ok(Duration::ZERO),
+            Some(s) if s.starts_with('-') => {
+                bail!("healthcheck-{what} must be 0 seconds or greater")
+            }
+            Some(s) => super::health::parse_duration(s).ok_or_else(|| {
+                anyhow::anyhow!("invalid healthcheck-{what}: invalid duration `{s}`")
+            }),
+        }
+    };
+    let interval = dur(&h.interval, "interval", Duration::from_secs(30))?;
+    let timeout = dur(&h.timeout, "timeout", Duration::from_secs(30))?;
+    let start_period = dur(&h.start_period, "start-period", Duration::ZERO)?;
+    if timeout < Duration::from_secs(1) {
+        bail!("healthcheck-timeout must be at least 1 second");
+    }
+    if h.retries == Some(0) {
+        bail!("healthcheck-retries must be greater than 0");
+    }
+    let on_failure = h.on_failure.clone().unwrap_or_else(|| "none".into());
+    if !["none", "kill", "restart", "stop"].contains(&on_failure.as_str()) {
+        bail!("invalid on-failure action `{on_failure}` for health check: supported actions are none,kill,restart,stop");
+    }
+    let Some(cmd) = h.cmd.as_deref().filter(|_| !h.none) else {
+        return Ok(None);
+    };
+    let test = if cmd.trim_start().starts_with('[') {
+        let argv: Vec<String> = serde_json::from_str(cmd)
+            .map_err(|e| anyhow::anyhow!("invalid --health-cmd `{cmd}`: {e}"))?;
+        match argv.first().map(String::as_str) {
+            Some("CMD" | "CMD-SHELL" | "NONE") => argv,
+            _ => std::iter::once("CMD".to_string()).chain(argv).collect(),
+        }
+    } else if cmd.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    } else {
+        vec!["CMD-SHELL".into(), cmd.to_string()]
+    };
+    if test.first().map(String::as_str) == Some("NONE") || test.len() < 2 {
+        return Ok(None);
+    }
+    Ok(Some(crate::state::Healthcheck {
+        test,
+        interval,
+        timeout,
+        start_period,
+        retries: h.retries.unwrap_or(3),
+        on_failure,
+    }))
 }
 
 /// `--add-host HOST:IP` (the address may be IPv6: split at the first colon).
@@ -609,6 +680,7 @@ pub fn build(
         add_hosts,
         no_hosts: a.no_hosts,
         exposed_ports,
+        healthcheck: healthcheck(&a.health)?,
         restart: match &a.restart {
             Some(r) => crate::state::RestartPolicy::parse(r)?,
             None => Default::default(),
@@ -726,6 +798,7 @@ mod tests {
             privileged: false,
             security_opt: Vec::new(),
             restart: None,
+            health: Default::default(),
         }
     }
 

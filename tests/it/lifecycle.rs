@@ -601,3 +601,119 @@ fn generate_systemd_names_the_monitor() {
         env.rbox().args(["rm", "svc"]).output().success();
     });
 }
+
+/// Healthchecks run by the container's monitor at their interval (Podman needs systemd for
+/// that): a failing check turns the container unhealthy after its retries, `ps` and
+/// `inspect` show it, `healthcheck run` answers as Podman 4.3 does here (`unhealthy` and exit
+/// 1, nothing and 0 when healthy, 125 without a healthcheck), and `--health-on-failure=restart`
+/// runs the command again.
+#[test]
+fn healthchecks_run_in_the_monitor() {
+    for_each_user("healthcheck", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--name", "hc", "--network=none"])
+            .args([
+                "--health-cmd",
+                "test -e /tmp/ok",
+                "--health-interval",
+                "200ms",
+            ])
+            .args(["--health-retries", "2", "busybox", "sleep", "600"])
+            .output()
+            .success();
+        assert_eq!(
+            inspect(env, "hc", ".Config.Healthcheck.Test"),
+            "[CMD-SHELL test -e /tmp/ok]"
+        );
+        eventually("hc unhealthy", || {
+            inspect(env, "hc", ".State.Health.Status") == "unhealthy"
+        });
+        let ps = env
+            .rbox()
+            .args(["ps", "--format", "{{.Status}}"])
+            .output()
+            .success()
+            .text();
+        assert!(ps.ends_with("(unhealthy)"), "{ps}");
+        let out = env.rbox().args(["healthcheck", "run", "hc"]).output();
+        assert_eq!(
+            (out.code, out.text()),
+            (1, "unhealthy".to_string()),
+            "{out}"
+        );
+        env.rbox()
+            .args(["exec", "hc", "touch", "/tmp/ok"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["healthcheck", "run", "hc"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "");
+        assert_eq!(inspect(env, "hc", ".State.Health.Status"), "healthy");
+        assert_eq!(inspect(env, "hc", ".State.Health.FailingStreak"), "0");
+        env.rbox().args(["rm", "-f", "hc"]).output().success();
+
+        // unhealthy -> restart: a new init, and the health starts over
+        env.rbox()
+            .args(["run", "-d", "--name", "hr", "--network=none"])
+            .args(["--health-cmd", "false", "--health-interval", "200ms"])
+            .args(["--health-retries", "1", "--health-on-failure", "restart"])
+            .args([
+                "busybox",
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; sleep 600 & wait",
+            ])
+            .output()
+            .success();
+        let first = inspect(env, "hr", ".State.Pid");
+        eventually("hr restarted", || {
+            let pid = inspect(env, "hr", ".State.Pid");
+            pid != first && pid != "0"
+        });
+        env.rbox().args(["rm", "-f", "hr"]).output().success();
+
+        // errors
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "none",
+                "--network=none",
+                "busybox",
+                "sleep",
+                "60",
+            ])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["healthcheck", "run", "none"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("has no defined healthcheck"), "{out}");
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--health-cmd",
+                "true",
+                "--health-retries",
+                "0",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("healthcheck-retries must be greater than 0"),
+            "{out}"
+        );
+        env.rbox().args(["rm", "-f", "none"]).output().success();
+    });
+}
