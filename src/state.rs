@@ -473,6 +473,10 @@ pub struct ContainerRecord {
     pub auto_remove: bool,
     pub spec: Spec,
     pub state: State,
+    /// `--rootfs`: the host directory that is the container's root (overlaid, never
+    /// written); `image` names it too, and there is no image
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<PathBuf>,
 }
 
 /// Volatile state of a running container, in the runtime directory.

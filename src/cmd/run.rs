@@ -146,6 +146,10 @@ pub struct RunArgs {
     /// No healthcheck, not even the image's
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
+    /// The first argument is a directory of the host to use as the root filesystem instead
+    /// of an image (`--rootfs /`: the host's own); overlaid, so it is never written
+    #[arg(long)]
+    pub rootfs: bool,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -201,6 +205,7 @@ impl From<RunArgs> for RunOptions {
             pull: a.pull,
             platform: a.platform,
             tls_verify: a.tls_verify,
+            rootfs: a.rootfs,
             flags: Flags {
                 entrypoint: a.entrypoint,
                 command: a.command,

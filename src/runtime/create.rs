@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub platform: Option<String>,
     /// `--tls-verify`
     pub tls_verify: Option<bool>,
+    /// `--rootfs`: `image` is a host directory to use as the root
+    pub rootfs: bool,
     /// what decides the spec
     pub flags: spec::Flags,
 }
@@ -92,15 +94,21 @@ fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
 pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> Result<ExitCode> {
     let store = open_store(g)?;
     let root = g.storage_root()?;
-    let image = resolve_image(&store, &a, puller)?;
-    let cfg = store.image_config(&image).context("read image config")?;
+    // `--rootfs DIR`: the host directory instead of an image (no image config: the command
+    // is the user's)
+    let (image, process) = if a.rootfs {
+        let dir = std::fs::canonicalize(&a.image)
+            .ok()
+            .filter(|d| d.is_dir())
+            .ok_or_else(|| anyhow::anyhow!("--rootfs `{}`: not a directory", a.image))?;
+        (Source::Host(dir), spec::ImageProcess::default())
+    } else {
+        let image = resolve_image(&store, &a, puller)?;
+        let cfg = store.image_config(&image).context("read image config")?;
+        (Source::Image(image), spec::ImageProcess::from_oci(&cfg))
+    };
     let id = state::new_id()?;
-    let mut spec = spec::build(
-        &spec::ImageProcess::from_oci(&cfg),
-        &a.flags,
-        &id,
-        Some(&layout::seccomp_cache(&root)),
-    )?;
+    let mut spec = spec::build(&process, &a.flags, &id, Some(&layout::seccomp_cache(&root)))?;
     if a.rm && spec.restart.restarts() {
         bail!(
             "the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\""
@@ -151,12 +159,19 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
     monitor::attached(g, &store, rec)
 }
 
+/// What a container's root is made of.
+enum Source {
+    Image(ImageRecord),
+    /// `--rootfs`: a host directory (absolute)
+    Host(std::path::PathBuf),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn create(
     store: &Store,
     root: &Path,
     a: &RunOptions,
-    image: &ImageRecord,
+    image: &Source,
     id: &str,
     name: &str,
     driver: Driver,
@@ -164,23 +179,39 @@ fn create(
     save: bool,
     net_path: Option<&Path>,
 ) -> Result<ContainerRecord> {
-    let cdir = store
-        .create_container_dir(id, &image.id)
-        .context("create container storage")?;
+    let cdir = match image {
+        Source::Image(i) => store.create_container_dir(id, &i.id),
+        Source::Host(d) => {
+            if driver == Driver::Copy {
+                bail!("--rootfs needs the overlay storage driver: the directory is never copied or written");
+            }
+            store.create_host_container_dir(id, d)
+        }
+    }
+    .context("create container storage")?;
     store
         .prepare_rootfs(driver, &cdir)
         .context("copy image layers")?;
+    let (image_name, image_id, rootfs) = match image {
+        Source::Image(i) => (
+            i.names.first().cloned().unwrap_or_default(),
+            i.id.to_string(),
+            None,
+        ),
+        Source::Host(d) => (String::new(), String::new(), Some(d.clone())),
+    };
     let rec = ContainerRecord {
         id: id.to_string(),
         name: name.to_string(),
         image: a.image.clone(),
-        image_name: image.names.first().cloned().unwrap_or_default(),
-        image_id: image.id.to_string(),
+        image_name,
+        image_id,
         created: state::now_rfc3339(),
         driver,
         auto_remove: a.rm,
         spec,
         state: State::created(),
+        rootfs,
     };
     // the OCI runtime spec the runtime starts the container from, then the record
     launch::write_config(root, &rec, true, net_path)?;

@@ -87,9 +87,11 @@ pub fn plan(
     stdio: Option<[i32; 3]>,
 ) -> Result<Launch> {
     let dir = store.container_dir(&rec.id)?;
-    store
-        .lookup_image(&rec.image_id)
-        .with_context(|| format!("image {} of container {} is gone", &rec.image_id, rec.name))?;
+    if rec.rootfs.is_none() {
+        store.lookup_image(&rec.image_id).with_context(|| {
+            format!("image {} of container {} is gone", &rec.image_id, rec.name)
+        })?;
+    }
     // `container:`'s namespace is the target's as it runs now: the path in config.json names
     // the pid it had at create
     let target_net = match rec.spec.network {
@@ -388,6 +390,7 @@ mod tests {
             image: "busybox".into(),
             image_name: "localhost/busybox:latest".into(),
             image_id: "1".repeat(64),
+            rootfs: None,
             created: String::new(),
             driver: rbox_storage::Driver::Overlay,
             auto_remove: false,

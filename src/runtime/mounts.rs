@@ -415,6 +415,9 @@ fn describe(op: &Op) -> String {
         Op::PrivateAll => "make mounts private".into(),
         Op::Root(Rootfs::Overlay { .. }) => "mount overlay root filesystem".into(),
         Op::Root(Rootfs::Dir(d)) => format!("bind root filesystem `{}`", d.display()),
+        Op::Root(Rootfs::Host { dir, .. }) => {
+            format!("overlay host directory `{}` as the root", dir.display())
+        }
         Op::Fs { fstype, inside, .. } => format!("mount {fstype} on `{inside}`"),
         Op::Bind { host, inside, .. } => format!("bind `{}` on `{inside}`", host.display()),
         Op::Symlink { inside, .. } => format!("create symlink `{inside}`"),

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,12 +25,20 @@ pub struct ContainerDir {
     pub rootfs: PathBuf,
     /// The image's layer directories, top-most first (overlay `lowerdir` order).
     pub lower_dirs: Vec<PathBuf>,
+    /// `--rootfs`: a directory of the host that is the container's only, read-only, lower
+    /// layer (no image)
+    pub host_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ContainerLayer {
-    image_id: Digest,
+    /// none for a container of a host directory
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image_id: Option<Digest>,
+    #[serde(default)]
     layers: Vec<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host_root: Option<PathBuf>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -75,9 +83,34 @@ impl Store {
         let tmp = self.tmp_path("container");
         fs::create_dir(&tmp.path).ctx(|| format!("create {}", bt(&tmp.path)))?;
         let meta = ContainerLayer {
-            image_id: rec.id.clone(),
+            image_id: Some(rec.id.clone()),
             layers: rec.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            host_root: None,
         };
+        self.commit_container_dir(id, tmp, dir, meta)
+    }
+
+    /// Creates `containers/<id>/` for a container whose root is the host directory
+    /// `host_root` (absolute), overlaid: the directory itself is never written.
+    pub fn create_host_container_dir(&self, id: &str, host_root: &Path) -> Result<ContainerDir> {
+        let dir = self.container_path(id)?;
+        let tmp = self.tmp_path("container");
+        fs::create_dir(&tmp.path).ctx(|| format!("create {}", bt(&tmp.path)))?;
+        let meta = ContainerLayer {
+            image_id: None,
+            layers: Vec::new(),
+            host_root: Some(host_root.to_path_buf()),
+        };
+        self.commit_container_dir(id, tmp, dir, meta)
+    }
+
+    fn commit_container_dir(
+        &self,
+        id: &str,
+        tmp: crate::store::TmpPath,
+        dir: PathBuf,
+        meta: ContainerLayer,
+    ) -> Result<ContainerDir> {
         let p = tmp.path.join("layer.json");
         fs::write(
             &p,
@@ -91,15 +124,21 @@ impl Store {
             }
             Err(e) => return Err(Error::io(format!("create {}", bt(&dir)), e)),
         }
-        Ok(self.container_dir_of(dir, &meta.layers))
+        Ok(self.container_dir_of(dir, &meta))
     }
 
-    fn container_dir_of(&self, dir: PathBuf, layers: &[Digest]) -> ContainerDir {
+    fn container_dir_of(&self, dir: PathBuf, meta: &ContainerLayer) -> ContainerDir {
         ContainerDir {
             upper: dir.join("upper"),
             work: dir.join("work"),
             rootfs: dir.join("rootfs"),
-            lower_dirs: layers.iter().rev().map(|d| self.layer_path(d)).collect(),
+            lower_dirs: meta
+                .layers
+                .iter()
+                .rev()
+                .map(|d| self.layer_path(d))
+                .collect(),
+            host_root: meta.host_root.clone(),
             dir,
         }
     }
@@ -117,7 +156,7 @@ impl Store {
         })?;
         let meta: ContainerLayer = serde_json::from_slice(&data)
             .map_err(|e| Error::io(format!("parse {}", bt(&p)), io::Error::other(e)))?;
-        Ok(self.container_dir_of(dir, &meta.layers))
+        Ok(self.container_dir_of(dir, &meta))
     }
 
     /// Removes a container's directory (upper layer included). Missing is not an error.
@@ -148,7 +187,7 @@ impl Store {
             let Ok(meta) = serde_json::from_slice::<ContainerLayer>(&data) else {
                 continue;
             };
-            if meta.image_id == *image_id {
+            if meta.image_id.as_ref() == Some(image_id) {
                 if let Some(n) = ent.file_name().to_str() {
                     out.push(n.to_string());
                 }

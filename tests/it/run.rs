@@ -963,3 +963,73 @@ fn helper_binary_is_static() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 }
+
+/// `run --rootfs DIR`: a host directory as the root, overlaid so that it is never written
+/// (the container's changes stay in its own upper layer, across starts); the host's own `/`
+/// works too, although a user namespace may not overlay it whole (its locked mounts below).
+#[test]
+fn rootfs_overlays_a_host_directory() {
+    for_each_user("rootfs", |env| {
+        let dir = env.path("tree");
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::copy(crate::fixtures::BUSYBOX, dir.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).unwrap();
+        std::os::unix::fs::symlink("busybox", dir.join("bin/cat")).unwrap();
+        std::fs::write(dir.join("hello"), "from the tree\n").unwrap();
+        env.give_to_user(&dir);
+        let tree = dir.display().to_string();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--rootfs", &tree])
+            .args(["sh", "-c", "cat /hello; echo changed > /hello; cat /hello"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "from the tree\nchanged");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("hello")).unwrap(),
+            "from the tree\n"
+        );
+        // a created container keeps its changes from one start to the next
+        env.rbox()
+            .args(["create", "--name", "t", "--network=none", "--rootfs", &tree])
+            .args(["sh", "-c", "cat /hello; echo again > /hello"])
+            .output()
+            .success();
+        let first = env.rbox().args(["start", "-a", "t"]).output().success();
+        assert_eq!(first.text(), "from the tree");
+        let second = env.rbox().args(["start", "-a", "t"]).output().success();
+        assert_eq!(second.text(), "again");
+        assert_eq!(inspect_field(env, "t", "{{.ImageName}}"), "");
+        env.rbox().args(["rm", "t"]).output().success();
+
+        // the host's root: what the host has, and nothing written to it
+        let host = std::fs::read_to_string("/etc/os-release").unwrap();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--rootfs", "/"])
+            .args([
+                "sh",
+                "-c",
+                "touch /etc/rbox-rootfs-test && cat /etc/os-release",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.stdout, host);
+        assert!(!std::path::Path::new("/etc/rbox-rootfs-test").exists());
+
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--rootfs", "/nonexistent", "true"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("not a directory"), "{out}");
+    });
+}
+
+fn inspect_field(env: &Env, name: &str, format: &str) -> String {
+    env.rbox()
+        .args(["inspect", "--format", format, name])
+        .output()
+        .success()
+        .text()
+}

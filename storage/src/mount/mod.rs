@@ -15,6 +15,7 @@
 
 pub mod copy;
 pub mod fuse;
+pub mod host;
 pub mod overlay;
 
 use std::fmt;
@@ -91,6 +92,13 @@ pub enum Rootfs {
     },
     /// an already populated directory (the copy driver), bind-mounted
     Dir(PathBuf),
+    /// `--rootfs`: a host directory, overlaid ([`host::mount`])
+    Host {
+        dir: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        volatile: bool,
+    },
 }
 
 impl Rootfs {
@@ -103,6 +111,12 @@ impl Rootfs {
                 work,
                 volatile,
             } => overlay::mount(lowers, upper, work, *volatile, target),
+            Rootfs::Host {
+                dir,
+                upper,
+                work,
+                volatile,
+            } => host::mount(dir, upper, work, *volatile, target),
             Rootfs::Dir(d) => mount(
                 Some(d.as_path()),
                 target,
@@ -143,6 +157,22 @@ impl Store {
     /// a container removed on exit) lets overlay skip syncing the upper layer. An image
     /// without layers gets one empty lower directory: overlayfs needs at least one.
     pub fn rootfs(&self, driver: Driver, dir: &ContainerDir, volatile: bool) -> Result<Rootfs> {
+        if let Some(host) = &dir.host_root {
+            if driver == Driver::Copy {
+                return Err(Error::io(
+                    format!("use {} as the root filesystem", bt(host)),
+                    std::io::Error::other(
+                        "a host directory needs the overlay driver, not vfs: it is never copied",
+                    ),
+                ));
+            }
+            return Ok(Rootfs::Host {
+                dir: host.clone(),
+                upper: dir.upper.clone(),
+                work: dir.work.clone(),
+                volatile,
+            });
+        }
         match driver {
             Driver::Copy => Ok(Rootfs::Dir(dir.rootfs.clone())),
             Driver::Overlay => {
