@@ -279,8 +279,14 @@ fn prepare_and_exec(
             .map_err(|e| Failure::setup(format!("install seccomp filter: {e}")))?;
     }
     // Capabilities: bounding set first (needs CAP_SETPCAP, still held), then ids, then capset.
+    // Only what the bounding set still holds can be granted: root on a host whose own
+    // bounding set lacks a capability (CAP_SYS_RESOURCE on some machines) gets the rest,
+    // as crun grants it, instead of failing `--privileged` or `--cap-add all`.
     let last = caps::last_cap();
-    let kept = p.caps;
+    let bounding = (0..=last)
+        .filter(|c| sys::capbset_read(*c).unwrap_or(false))
+        .fold(0u64, |m, c| m | 1 << c);
+    let kept = p.caps & bounding;
     for c in 0..=last {
         if kept & (1 << c) == 0 {
             sys::capbset_drop(c)

@@ -50,3 +50,42 @@ fn two_mounts_on_one_destination_are_refused() {
         run(env, &["-v", &va, "-v", &vb], &["true"]).success();
     });
 }
+
+/// The capability mask of `field` (CapEff, CapBnd) in /proc/self/status's text.
+fn cap_mask(status: &str, field: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+/// `--privileged` and `--cap-add all` grant what the bounding set of the caller holds (as
+/// crun does) instead of failing with "set capabilities: Operation not permitted" where the
+/// host's bounding set lacks one (root here lacks CAP_SYS_RESOURCE). Podman 4.3 as root ran
+/// both with CapEff equal to the host's CapBnd.
+#[test]
+fn privileged_gets_the_bounding_set_it_has() {
+    for_each_user("habits_caps_bounding", |env| {
+        setup(env);
+        // Root's own bounding set is the limit; an unprivileged user's rbox runs in a user
+        // namespace of its own, whose bounding set is full (user_namespaces(7)).
+        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let all = (1u64 << (last + 1)) - 1;
+        let expected = if env.user.uid == 0 {
+            let host = env.cmd("cat").arg("/proc/self/status").output().success();
+            cap_mask(&host.stdout, "CapBnd") & all
+        } else {
+            all
+        };
+        for opts in [&["--privileged"][..], &["--cap-add", "all"][..]] {
+            let out = run(env, opts, &["cat", "/proc/self/status"]).success();
+            assert_eq!(cap_mask(&out.stdout, "CapEff"), expected, "{out}");
+            assert_eq!(cap_mask(&out.stdout, "CapBnd"), expected, "{out}");
+        }
+    });
+}
