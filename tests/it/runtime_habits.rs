@@ -89,3 +89,66 @@ fn privileged_gets_the_bounding_set_it_has() {
         }
     });
 }
+
+/// Podman 4.3: `run -w /nonexistent` exits 126 with
+/// `Error: workdir "/nonexistent" does not exist on container ID`; an image's own WorkingDir
+/// that does not exist is created; `exec -w /nonexistent` exits 127. `/` shows mode 555
+/// (`stat -c %a /`): containers/storage gives a layer without a root entry a 0555 root.
+#[test]
+fn workdir_must_exist_unless_the_image_names_it() {
+    for_each_user("habits_workdir", |env| {
+        setup(env);
+        let out = run(env, &["-w", "/nonexistent"], &["pwd"]).code_is(126);
+        assert!(
+            out.stderr
+                .contains("Error: workdir \"/nonexistent\" does not exist on container "),
+            "{out}"
+        );
+        // an existing directory is used as it is
+        assert_eq!(run(env, &["-w", "/tmp"], &["pwd"]).success().text(), "/tmp");
+        // the image's WorkingDir is created
+        let tar = env.copy_in(&crate::fixtures::busybox_rootfs_tar(), "wd.tar");
+        env.rbox()
+            .args(["import", "--change", "WORKDIR /made/here"])
+            .arg(&tar)
+            .arg("wdimage")
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "wdimage", "pwd"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "/made/here");
+        // the root's mode
+        assert_eq!(
+            run(env, &[], &["stat", "-c", "%a", "/"]).success().text(),
+            "555"
+        );
+        // exec -w of a missing directory
+        let name = format!("wd{}", crate::util::unique());
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--network=none",
+                "--name",
+                &name,
+                "busybox",
+                "sleep",
+                "60",
+            ])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["exec", "-w", "/nonexistent", &name, "pwd"])
+            .output()
+            .code_is(127);
+        assert!(out.stderr.contains("/nonexistent"), "{out}");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", &name])
+            .output()
+            .success();
+    });
+}
