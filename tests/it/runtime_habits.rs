@@ -152,3 +152,92 @@ fn workdir_must_exist_unless_the_image_names_it() {
             .success();
     });
 }
+
+/// `rbox logs NAME`'s stdout.
+fn logs(env: &Env, name: &str) -> String {
+    env.rbox().args(["logs", name]).output().success().stdout
+}
+
+/// Podman 4.3 keeps the output of attached containers: after `podman run IMG echo X` (and
+/// `create` + `start --attach`) `podman logs` prints X. rbox relays an attached container's
+/// output (through pipes, or its terminal with `-t`) and appends it to the same log the
+/// detached monitor writes; the caller still gets stdout and stderr apart.
+#[test]
+fn attached_containers_keep_logs() {
+    for_each_user("habits_attached_logs", |env| {
+        setup(env);
+        let out = env
+            .rbox()
+            .args(["run", "--name", "one", "--network=none", "busybox"])
+            .args([
+                "sh",
+                "-c",
+                "echo X; echo E >&2; [ -t 1 ] || echo pipe; exit 3",
+            ])
+            .output()
+            .code_is(3);
+        assert_eq!(out.stdout, "X\npipe\n", "{out}");
+        assert!(out.stderr.contains('E'), "{out}");
+        let l = logs(env, "one");
+        assert!(l.contains("X\n") && l.contains("pipe\n"), "{l}");
+
+        env.rbox()
+            .args([
+                "create",
+                "--name",
+                "two",
+                "--network=none",
+                "busybox",
+                "echo",
+                "Y",
+            ])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["start", "--attach", "two"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "Y");
+        assert_eq!(logs(env, "two"), "Y\n");
+
+        // -i: stdin still reaches the container
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "-i",
+                "--name",
+                "three",
+                "--network=none",
+                "busybox",
+                "cat",
+            ])
+            .stdin("in\n")
+            .output()
+            .success();
+        assert_eq!(out.text(), "in");
+        assert_eq!(logs(env, "three"), "in\n");
+
+        // -t: what the terminal showed
+        let out = env
+            .rbox_on_terminal(
+                24,
+                80,
+                &[
+                    "run",
+                    "-t",
+                    "--name",
+                    "four",
+                    "--network=none",
+                    "busybox",
+                    "echo",
+                    "Z",
+                ],
+            )
+            .output()
+            .success();
+        assert!(out.stdout.contains('Z'), "{out}");
+        assert!(logs(env, "four").contains('Z'));
+    });
+}
