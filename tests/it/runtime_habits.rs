@@ -241,3 +241,46 @@ fn attached_containers_keep_logs() {
         assert!(logs(env, "four").contains('Z'));
     });
 }
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn ended(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+/// Each `--runroot` of an unprivileged user gets a pause process that keeps rbox's user
+/// namespace; it ends (woken by inotify, not by polling) once its runtime directory is
+/// removed, so that the tests' many runtime directories leave none behind.
+#[test]
+fn pause_process_ends_with_its_runtime_directory() {
+    for_each_user("habits_pause", |env| {
+        setup(env);
+        let pidfile = env.runroot().join("pause.pid");
+        if env.user.uid == 0 {
+            // root needs no user namespace and has no pause process
+            assert!(!pidfile.exists());
+            return;
+        }
+        let text = std::fs::read_to_string(&pidfile).expect("a pause process after import");
+        let pid = text.split_whitespace().next().unwrap().to_string();
+        assert!(!ended(&pid), "pause process {pid} is not running");
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(comm.trim(), "rbox-pause");
+        std::fs::remove_dir_all(env.runroot()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ended(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pause process {pid} outlived its runtime directory"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+}
