@@ -1,5 +1,6 @@
-//! `rbox logs`: what a detached container wrote (its monitor keeps stdout and stderr in
-//! `ctr.log` in the container's directory). `-f` follows until the container exits.
+//! `rbox logs`: what a container wrote (stdout and stderr in `ctr.log` in the container's
+//! directory: kept by the monitor of a detached container, and by `rbox run`/`start --attach`
+//! as they relay an attached one's output). `-f` follows until the container exits.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -28,11 +29,11 @@ pub fn run(g: &Context, a: LogsArgs) -> Result<ExitCode> {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if rec.state.started_at.is_empty() || !a.follow {
-                // never started detached: its output went to the terminal that ran it
+                // never started (or only by an rbox that kept no log of attached runs)
                 return Ok(ExitCode::SUCCESS);
             }
             bail!(
-                "container {} has no log: only detached containers (run -d) keep one",
+                "container {} has no log: it ran before rbox kept logs of attached containers",
                 rec.name
             );
         }

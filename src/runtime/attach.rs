@@ -1,6 +1,8 @@
 //! The parent side while a container runs: forward signals to it, relay the terminal (raw mode
 //! on the caller's terminal, window size, bytes both ways), and collect its exit status.
-//! Single-threaded: one poll loop over a signalfd, the pty master and stdin.
+//! Single-threaded: one poll loop over a signalfd, the pty master (or the output pipes of a
+//! container without a terminal) and stdin; an attached container's output is also appended
+//! to its log.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -52,9 +54,38 @@ fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
     true
 }
 
+/// Where an attached container's output goes besides the caller: without a terminal its
+/// stdout and stderr come through these pipes (read ends), and everything relayed is appended
+/// to `log` (the container's `ctr.log`, plain bytes as the detached monitor writes it).
+#[derive(Default)]
+pub struct Output {
+    pub pipes: Option<[OwnedFd; 2]>,
+    pub log: Option<std::fs::File>,
+}
+
 /// Wait for the container's process, forwarding signals and relaying the terminal. Signals in
 /// [`forwarded`] are already blocked (by `container::start`). Returns the wait status.
 pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitStatus> {
+    relay(pid, pty, interactive, Output::default())
+}
+
+/// Write `data` to the caller's `fd` and append it to the log. A log that cannot be written
+/// (a full disk) stops being written; the caller still gets everything.
+fn pass_on(fd: BorrowedFd, log: &mut Option<std::fs::File>, data: &[u8]) -> bool {
+    if let Some(f) = log {
+        if !write_all(f.as_fd(), data) {
+            *log = None;
+        }
+    }
+    write_all(fd, data)
+}
+
+/// [`wait`], also relaying `out`'s pipes and writing the log.
+pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> Result<WaitStatus> {
+    let Output { pipes, mut log } = out;
+    // [stdout, stderr] of the container, each open until its end-of-file
+    let mut pipes_open = [pipes.is_some(); 2];
+    let stderr = std::io::stderr();
     let sfd =
         SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
     let _raw = match &pty {
@@ -82,6 +113,14 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
+        let pipe_base = fds.len();
+        if let Some(p) = &pipes {
+            for (i, fd) in p.iter().enumerate() {
+                if pipes_open[i] {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                }
+            }
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -99,7 +138,7 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
                 match nix::unistd::read(m.as_fd(), &mut buf) {
                     Ok(0) | Err(nix::errno::Errno::EIO) => master_open = false,
                     Ok(n) => {
-                        write_all(stdout.as_fd(), &buf[..n]);
+                        pass_on(stdout.as_fd(), &mut log, &buf[..n]);
                     }
                     Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
                     Err(_) => master_open = false,
@@ -120,6 +159,30 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
                 }
                 Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(_) => stdin_open = false,
+            }
+        }
+        if let Some(p) = &pipes {
+            let mut slot = pipe_base;
+            for (i, fd) in p.iter().enumerate() {
+                if !pipes_open[i] {
+                    continue;
+                }
+                if ready[slot] {
+                    let to = if i == 0 {
+                        stdout.as_fd()
+                    } else {
+                        stderr.as_fd()
+                    };
+                    match nix::unistd::read(fd.as_fd(), &mut buf) {
+                        Ok(0) => pipes_open[i] = false,
+                        Ok(n) => {
+                            pass_on(to, &mut log, &buf[..n]);
+                        }
+                        Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+                        Err(_) => pipes_open[i] = false,
+                    }
+                }
+                slot += 1;
             }
         }
         if ready[0] {
@@ -148,8 +211,31 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
                             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
                         );
                         while let Ok(n) = nix::unistd::read(m.as_fd(), &mut buf) {
-                            if n == 0 || !write_all(stdout.as_fd(), &buf[..n]) {
+                            if n == 0 || !pass_on(stdout.as_fd(), &mut log, &buf[..n]) {
                                 break;
+                            }
+                        }
+                    }
+                    // The pipes: until end-of-file, since the container's pid namespace
+                    // ends with its init and takes every writer with it (a process that
+                    // escaped it with a copy, e.g. through a bind-mounted socket, would be
+                    // waited for: read without blocking then).
+                    if let Some(p) = &pipes {
+                        for (i, fd) in p.iter().enumerate() {
+                            let to = if i == 0 {
+                                stdout.as_fd()
+                            } else {
+                                stderr.as_fd()
+                            };
+                            let _ = nix::fcntl::fcntl(
+                                fd,
+                                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                            );
+                            if !pipes_open[i] {
+                                continue;
+                            }
+                            while let Ok(n @ 1..) = nix::unistd::read(fd.as_fd(), &mut buf) {
+                                pass_on(to, &mut log, &buf[..n]);
                             }
                         }
                     }

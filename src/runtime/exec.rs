@@ -150,6 +150,7 @@ fn command(spec: &OciSpec, rec: &ContainerRecord, o: &ExecOptions) -> Result<pro
         argv: o.args.clone(),
         hostname: oci::hostname(spec),
         own_userns,
+        missing_cwd: process::MissingCwd::Fail,
     })
 }
 

@@ -87,11 +87,19 @@ pub fn plan(
     stdio: Option<[i32; 3]>,
 ) -> Result<Launch> {
     let dir = store.container_dir(&rec.id)?;
-    if rec.rootfs.is_none() {
-        store.lookup_image(&rec.image_id).with_context(|| {
-            format!("image {} of container {} is gone", &rec.image_id, rec.name)
-        })?;
-    }
+    // the image's own working directory may be created at start; a `-w` one must exist
+    let image_workdir = match rec.rootfs {
+        Some(_) => None,
+        None => {
+            let image = store.lookup_image(&rec.image_id).with_context(|| {
+                format!("image {} of container {} is gone", &rec.image_id, rec.name)
+            })?;
+            store
+                .image_config(&image)
+                .ok()
+                .and_then(|c| c.config().as_ref()?.working_dir().clone())
+        }
+    };
     // `container:`'s namespace is the target's as it runs now: the path in config.json names
     // the pid it had at create
     let target_net = match rec.spec.network {
@@ -137,7 +145,13 @@ pub fn plan(
         None
     };
     Ok(Launch {
-        command: command(process, rec, &hostname, ns.user_maps.is_some()),
+        command: command(
+            process,
+            rec,
+            &hostname,
+            ns.user_maps.is_some(),
+            image_workdir.as_deref(),
+        ),
         hostname,
         init: rec.spec.init,
         interactive: rec.spec.interactive,
@@ -154,13 +168,20 @@ pub fn plan(
 }
 
 /// The command of `process`, with the exact bytes of arguments that are not UTF-8 (JSON holds
-/// only text: the record keeps them) while the spec's arguments are the ones recorded.
+/// only text: the record keeps them) while the spec's arguments are the ones recorded. Its
+/// working directory is created when missing only if it is the image's (`image_workdir`).
 pub fn command(
     process: oci::Process,
     rec: &ContainerRecord,
     hostname: &str,
     own_userns: bool,
+    image_workdir: Option<&str>,
 ) -> process::Command {
+    let clean = |p: &str| Path::new(p).components().collect::<PathBuf>();
+    let missing_cwd = match image_workdir {
+        Some(w) if !w.is_empty() && clean(w) == clean(&process.cwd) => process::MissingCwd::Create,
+        _ => process::MissingCwd::Refuse(rec.id.clone()),
+    };
     let argv = if process.args == rec.spec.args {
         rec.spec.argv()
     } else {
@@ -171,6 +192,7 @@ pub fn command(
         argv,
         hostname: hostname.to_string(),
         own_userns,
+        missing_cwd,
     }
 }
 
@@ -432,7 +454,7 @@ mod tests {
         let rec = record(spec);
         let oci = spec_of(&rec);
         let p = oci::process(&oci).unwrap();
-        let c = command(p.clone(), &rec, &oci::hostname(&oci), false);
+        let c = command(p.clone(), &rec, &oci::hostname(&oci), false, None);
         assert_eq!(c.argv[1].as_bytes(), b"caf\xe9");
         assert_eq!(c.hostname, "box");
         assert_eq!(c.process.env, ["A=1"]);
@@ -441,7 +463,7 @@ mod tests {
         // a spec whose command was changed runs that command, as text
         let mut edited = p;
         edited.args = vec!["echo".into(), "caf\u{e9}".into()];
-        let c = command(edited, &rec, "box", false);
+        let c = command(edited, &rec, "box", false, None);
         assert_eq!(c.argv, ["echo", "caf\u{e9}"]);
     }
 

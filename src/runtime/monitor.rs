@@ -27,9 +27,47 @@ use crate::state::{self, ContainerRecord};
 pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
     // what was asked of an earlier run and never read (its monitor was killed) is void
     state::take_request(g, &rec.id);
-    let run = start(g, store, &mut rec, None, None)?;
+    // Without a terminal the container writes into pipes that rbox relays (as conmon does for
+    // Podman), so that what it writes also goes to its log; stdin stays the caller's with
+    // `-i`, else /dev/null. A `--rm` container keeps no log: it is gone when it exits.
+    let relay = if rec.spec.tty {
+        None
+    } else {
+        let out = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe")?;
+        let err = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe")?;
+        let stdin = if rec.spec.interactive {
+            None
+        } else {
+            Some(fs::File::open("/dev/null").context("open /dev/null")?)
+        };
+        Some((out, err, stdin))
+    };
+    let stdio = relay.as_ref().map(|(out, err, stdin)| {
+        [
+            stdin.as_ref().map(|f| f.as_raw_fd()).unwrap_or(0),
+            out.1.as_raw_fd(),
+            err.1.as_raw_fd(),
+        ]
+    });
+    let log = if rec.auto_remove {
+        None
+    } else {
+        let path = layout::container_log(store.root(), &rec.id);
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| tracing::warn!("open log `{}`: {e}", path.display()))
+            .ok()
+    };
+    let run = start(g, store, &mut rec, stdio, None, false)?;
+    // the container holds the write ends now: end-of-file comes when it is gone
+    let output = attach::Output {
+        pipes: relay.map(|(out, err, _)| [out.0, err.0]),
+        log,
+    };
     let checker = checker(g, &rec);
-    let status = attach::wait(run.pid, run.pty, rec.spec.interactive)?;
+    let status = attach::relay(run.pid, run.pty, rec.spec.interactive, output)?;
     drop(checker);
     let code = exit::from_wait(status);
     stop_network(run.network);
@@ -219,9 +257,9 @@ fn start(
     rec: &mut ContainerRecord,
     stdio: Option<[i32; 3]>,
     kept: Option<Kept>,
+    detached: bool,
 ) -> Result<Running> {
     let root = g.storage_root()?;
-    let detached = stdio.is_some();
     let (mut network, mut netns, mut ports) = match kept {
         Some(k) => (k.network, Some(k.netns), k.ports),
         None => (None, None, None),
@@ -336,7 +374,7 @@ fn hold(
     let stdin = null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(0);
     let fds = [stdin, out.as_raw_fd(), out.as_raw_fd()];
     state::take_request(g, &rec.id);
-    let mut run = match start(g, store, rec, Some(fds), None) {
+    let mut run = match start(g, store, rec, Some(fds), None, true) {
         Ok(s) => s,
         Err(e) => {
             let code = e
@@ -419,7 +457,7 @@ fn hold(
             netns,
             ports,
         };
-        run = match start(g, store, rec, Some(fds), Some(kept)) {
+        run = match start(g, store, rec, Some(fds), Some(kept), true) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("restart container {}: {e:#}", rec.name);

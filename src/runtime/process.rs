@@ -196,6 +196,20 @@ pub struct Command {
     /// the command runs in a user namespace of its own (`--userns=keep-id`), where the ids
     /// of the process are mapped even without a subordinate range
     pub own_userns: bool,
+    /// what a missing working directory means
+    pub missing_cwd: MissingCwd,
+}
+
+/// What happens when the working directory does not exist in the container (Podman 4.3's
+/// behaviour).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissingCwd {
+    /// the image's own WorkingDir: created, owned by the process's user
+    Create,
+    /// `run -w` of the container with this id: refused, exit 126
+    Refuse(String),
+    /// `exec -w`: the chdir fails, exit 127
+    Fail,
 }
 
 /// Everything between pivot_root and exec. Never returns on success. `seccomp` is the
@@ -249,15 +263,36 @@ fn prepare_and_exec(
     if env_value(&env, "HOSTNAME").is_none() {
         env.push(format!("HOSTNAME={}", cmd.hostname));
     }
-    // The working directory is created if missing, as Docker does.
+    // A missing working directory is created only when the image names it (Podman).
     let wd = if p.cwd.is_empty() { "/" } else { &p.cwd };
     if fs::metadata(wd).is_err() {
-        fs::create_dir_all(wd)
-            .map_err(|e| Failure::setup(format!("create working directory `{wd}`: {e}")))?;
-        let _ = nix::unistd::chown(wd, Some(Uid::from_raw(id.uid)), Some(Gid::from_raw(id.gid)));
+        match &cmd.missing_cwd {
+            MissingCwd::Create => {
+                fs::create_dir_all(wd)
+                    .map_err(|e| Failure::setup(format!("create working directory `{wd}`: {e}")))?;
+                let _ = nix::unistd::chown(
+                    wd,
+                    Some(Uid::from_raw(id.uid)),
+                    Some(Gid::from_raw(id.gid)),
+                );
+            }
+            MissingCwd::Refuse(container) => {
+                return Err(Failure {
+                    code: exit::CANNOT_INVOKE,
+                    msg: format!("workdir \"{wd}\" does not exist on container {container}"),
+                })
+            }
+            MissingCwd::Fail => {}
+        }
     }
-    nix::unistd::chdir(wd)
-        .map_err(|e| Failure::setup(format!("change to working directory `{wd}`: {e}")))?;
+    nix::unistd::chdir(wd).map_err(|e| Failure {
+        code: if e == nix::errno::Errno::ENOENT {
+            exit::NOT_FOUND
+        } else {
+            exit::CANNOT_INVOKE
+        },
+        msg: format!("change to working directory `{wd}`: {e}"),
+    })?;
     let path = env_value(&env, "PATH")
         .unwrap_or(super::spec::DEFAULT_PATH)
         .to_string();
@@ -279,8 +314,14 @@ fn prepare_and_exec(
             .map_err(|e| Failure::setup(format!("install seccomp filter: {e}")))?;
     }
     // Capabilities: bounding set first (needs CAP_SETPCAP, still held), then ids, then capset.
+    // Only what the bounding set still holds can be granted: root on a host whose own
+    // bounding set lacks a capability (CAP_SYS_RESOURCE on some machines) gets the rest,
+    // as crun grants it, instead of failing `--privileged` or `--cap-add all`.
     let last = caps::last_cap();
-    let kept = p.caps;
+    let bounding = (0..=last)
+        .filter(|c| sys::capbset_read(*c).unwrap_or(false))
+        .fold(0u64, |m, c| m | 1 << c);
+    let kept = p.caps & bounding;
     for c in 0..=last {
         if kept & (1 << c) == 0 {
             sys::capbset_drop(c)

@@ -242,6 +242,21 @@ pub fn parse_volume(v: &str, cwd: &Path) -> Result<MountSpec> {
     })
 }
 
+/// Refuse two mounts on one destination (`-v A:/x -v B:/x`, `-v A:/x --tmpfs /x`): one would
+/// hide the other. Destinations compare as cleaned paths (`/x/` and `/x/.` are `/x`); the text
+/// is Podman's.
+pub fn check_destinations(mounts: &[MountSpec]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for m in mounts {
+        let clean: PathBuf = Path::new(&m.destination).components().collect();
+        if seen.contains(&clean) {
+            bail!("{}: duplicate mount destination", clean.display());
+        }
+        seen.insert(clean);
+    }
+    Ok(())
+}
+
 /// Parse `--tmpfs DST[:OPTS]`.
 pub fn parse_tmpfs(t: &str) -> Result<MountSpec> {
     let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
@@ -564,6 +579,7 @@ pub fn build(
     for t in &a.tmpfs {
         mounts.push(parse_tmpfs(t)?);
     }
+    check_destinations(&mounts)?;
     let workdir = a.workdir.clone().unwrap_or_else(|| img.workdir.clone());
     if !workdir.is_empty() && !workdir.starts_with('/') {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
@@ -764,6 +780,12 @@ mod tests {
         assert_eq!(t.options, s(&["size=1m", "mode=700"]));
         assert_eq!((t.kind, t.source.as_str()), (MountKind::Tmpfs, "tmpfs"));
         assert!(parse_tmpfs("run").is_err());
+        let x = parse_volume("/tmp:/x", cwd).unwrap();
+        let y = parse_volume("/tmp:/y", cwd).unwrap();
+        assert!(check_destinations(&[x.clone(), y]).is_ok());
+        let e = check_destinations(&[x.clone(), parse_tmpfs("/x/").unwrap()]).unwrap_err();
+        assert_eq!(e.to_string(), "/x: duplicate mount destination");
+        assert!(check_destinations(&[x.clone(), x]).is_err());
     }
 
     fn flags(network: &str, userns: &str) -> Flags {

@@ -99,6 +99,13 @@ pub fn capbset_drop(cap: u32) -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } as _).map(drop)
 }
 
+/// prctl(PR_CAPBSET_READ, cap): whether `cap` is in this thread's bounding set.
+pub fn capbset_read(cap: u32) -> io::Result<bool> {
+    // SAFETY: plain prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+    cvt(r as _).map(|r| r == 1)
+}
+
 #[repr(C)]
 struct CapHeader {
     version: u32,

@@ -209,6 +209,13 @@ impl Store {
         fs::create_dir(&dir.path).ctx(|| format!("create {}", bt(&dir.path)))?;
         let diff = dir.path.join("diff");
         fs::create_dir(&diff).ctx(|| format!("create {}", bt(&diff)))?;
+        // A layer without a root entry ("./") gets a read-only root, as containers/storage
+        // gives it (Podman shows `/` as 0555); a root entry's own mode replaces it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&diff, fs::Permissions::from_mode(ROOT_MODE))
+                .ctx(|| format!("set the mode of {}", bt(&diff)))?;
+        }
         let blob_tmp = if keep_blob {
             let t = self.tmp_path("blob");
             let f = create_new(&t.path, 0o644)?;
@@ -602,6 +609,10 @@ fn copy_keeping_holes(r: &mut impl Read, f: &File, buf: &mut Vec<u8>) -> io::Res
     }
     Ok(off)
 }
+
+/// The mode of a layer's root when its archive does not set one, and of a container's root
+/// over no layer.
+pub const ROOT_MODE: u32 = 0o555;
 
 /// A cleaned relative path inside the layer: no empty, `.` or `..` components.
 type Comps = Vec<Vec<u8>>;

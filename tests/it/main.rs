@@ -16,5 +16,6 @@ mod network;
 mod podman;
 mod registry;
 mod run;
+mod runtime_habits;
 mod seccomp;
 mod security;

@@ -144,11 +144,13 @@ impl Store {
                 for p in [&dir.upper, &dir.work] {
                     fs::create_dir(p).ctx(|| format!("create {}", bt(p)))?;
                 }
-                Ok(())
+                // overlayfs shows the upper directory's own mode as the root's
+                set_root_mode(dir, &dir.upper)
             }
             Driver::Copy => {
                 let bottom_first: Vec<PathBuf> = dir.lower_dirs.iter().rev().cloned().collect();
-                copy::copy_layers(&bottom_first, &dir.rootfs)
+                copy::copy_layers(&bottom_first, &dir.rootfs)?;
+                set_root_mode(dir, &dir.rootfs)
             }
         }
     }
@@ -191,6 +193,24 @@ impl Store {
             }
         }
     }
+}
+
+/// Give a container's root `root` the mode of its topmost layer's root (the layer's own
+/// `./` entry, or [`crate::layer::ROOT_MODE`]).
+fn set_root_mode(dir: &ContainerDir, root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match dir.lower_dirs.first() {
+        Some(top) => {
+            fs::metadata(top)
+                .ctx(|| format!("read {}", bt(top)))?
+                .permissions()
+                .mode()
+                & 0o7777
+        }
+        None => crate::layer::ROOT_MODE,
+    };
+    fs::set_permissions(root, fs::Permissions::from_mode(mode))
+        .ctx(|| format!("set the mode of {}", bt(root)))
 }
 
 #[cfg(test)]
