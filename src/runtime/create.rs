@@ -174,8 +174,12 @@ fn create(
         id: id.to_string(),
         name: name.to_string(),
         image: a.image.clone(),
-        image_name: image.names.first().cloned().unwrap_or_default(),
+        // As Podman: the name the user typed, resolved; by id, the image's first name.
+        image_name: rbox_storage::meant_name(&a.image, &image.names)
+            .or_else(|| image.names.first().cloned())
+            .unwrap_or_default(),
         image_id: image.id.to_string(),
+        image_digest: image.digest.to_string(),
         created: state::now_rfc3339(),
         driver,
         auto_remove: a.rm,
