@@ -450,8 +450,9 @@ pub struct ContainerRecord {
     pub image: String,
     pub image_name: String,
     pub image_id: String,
-    /// the image's manifest digest (`sha256:...`); empty in records made before it was kept
-    #[serde(default)]
+    /// the image's manifest digest (`sha256:...`); empty in records made before it was kept,
+    /// which then write back unchanged
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image_digest: String,
     /// RFC 3339
     pub created: String,
