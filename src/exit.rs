@@ -10,6 +10,10 @@ pub const FAILED: u8 = 125;
 pub const CANNOT_INVOKE: u8 = 126;
 /// The container command was not found.
 pub const NOT_FOUND: u8 = 127;
+/// `rm`/`rmi`: the only failures were unknown containers or images (as Podman's rm and rmi).
+pub const NOT_KNOWN: u8 = 1;
+/// `rmi`: an image is in use by a container (as Podman's rmi).
+pub const IN_USE: u8 = 2;
 
 /// An error that carries the exit code it must produce; anything else exits 125.
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,9 @@
 //! its rows), or truncate ids and humanize times (see [`human`]).
 //!
 //! Layout follows Podman (containers/common `pkg/report`): `\t` and `\n` typed literally are
-//! escapes, and every line goes through tabwriter-like alignment (minimum cell width 12,
-//! padding 2), with or without the `table` prefix; `table` adds a header row whose titles come
+//! escapes; with the `table` prefix every line goes through tabwriter-like alignment (minimum
+//! cell width 12, padding 2), without it tabs stay tabs (as podman 4.3 prints them); `table`
+//! adds a header row whose titles come
 //! from the field names (`.CreatedAt` -> `CREATED AT`, with per-command overrides such as
 //! `.ID` -> `CONTAINER ID`).
 
@@ -29,7 +30,7 @@ pub enum Format {
 
 impl Format {
     pub fn parse(s: &str) -> Result<Format> {
-        let t = s.trim();
+        let t = s.trim_start_matches(NO_HEADING).trim();
         if t.eq_ignore_ascii_case("json") {
             return Ok(Format::Json);
         }
@@ -63,7 +64,7 @@ pub fn render_list(
         }
         Format::Template(t) => {
             let mut out = String::new();
-            if t.table {
+            if t.table && t.heading {
                 out.push_str(&t.header(titles));
                 ensure_newline(&mut out);
             }
@@ -71,24 +72,26 @@ pub fn render_list(
                 out.push_str(&t.render(&r.view)?);
                 ensure_newline(&mut out);
             }
-            Ok(align(&out))
+            // Podman 4.3 aligns `table` output only; other templates keep their tabs.
+            Ok(if t.table { align(&out) } else { out })
         }
     }
 }
 
-/// The format a listing uses with `--noheading`: the given or default `table` template
-/// without its `table` keyword, so no header row is printed.
+/// Marks a template given `--noheading`: a `table` still aligned, with no header row (as
+/// podman 4.3 prints `images --noheading`). Not a character anyone types in a format.
+const NO_HEADING: char = '\u{1}';
+
+/// The format a listing uses with `--noheading`: the given or default template, marked so
+/// that a `table` prints no header row.
 pub fn without_heading(given: Option<&str>, default: &str, noheading: bool) -> Option<String> {
     if !noheading {
         return given.map(String::from);
     }
     let f = given.unwrap_or(default).trim_start();
-    Some(
-        f.strip_prefix("table")
-            .unwrap_or(f)
-            .trim_start()
-            .to_string(),
-    )
+    // `--format table` alone means the default table.
+    let f = if f.trim() == "table" { default } else { f };
+    Some(format!("{NO_HEADING}{f}"))
 }
 
 /// Render `inspect` output: a pretty JSON array by default or with `json`, else the template
@@ -184,6 +187,8 @@ pub fn align(text: &str) -> String {
 #[derive(Debug)]
 pub struct Template {
     pub table: bool,
+    /// False when the listing was given `--noheading` (see [`without_heading`]).
+    heading: bool,
     nodes: Vec<Node>,
 }
 
@@ -231,6 +236,10 @@ impl Template {
     /// Parse a template; `table ` at the start asks for a header row. `\t` and `\n` typed
     /// literally in the text become a tab and a newline.
     pub fn parse(src: &str) -> Result<Template> {
+        let (heading, src) = match src.strip_prefix(NO_HEADING) {
+            Some(rest) => (false, rest),
+            None => (true, src),
+        };
         let (table, body) = match src.trim_start().strip_prefix("table") {
             Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
                 (true, rest.trim_start())
@@ -243,7 +252,11 @@ impl Template {
         if let Some(kw) = end {
             bail!("template: unexpected {{{{{kw}}}}}");
         }
-        Ok(Template { table, nodes })
+        Ok(Template {
+            table,
+            heading,
+            nodes,
+        })
     }
 
     /// Evaluate over `v`.
@@ -1224,6 +1237,28 @@ pub mod human {
         )
     }
 
+    /// Podman's `CreatedAt` of an RFC 3339 time, as Go prints a time: its fraction of a
+    /// second kept without trailing zeros (`2026-11-24 21:48:57.12345 +0000 UTC`), none when
+    /// it is zero. The epoch when `t` is missing or does not parse (as a zero time).
+    pub fn go_time_of(t: Option<&str>) -> String {
+        let Some((t, secs)) = t.and_then(|t| Some((t, parse_rfc3339(t)?))) else {
+            return go_time(0);
+        };
+        let whole = go_time(secs);
+        let frac: String = t
+            .trim()
+            .get(19..)
+            .and_then(|r| r.strip_prefix('.'))
+            .map(|r| r.chars().take_while(char::is_ascii_digit).take(9).collect())
+            .unwrap_or_default();
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            return whole;
+        }
+        // go_time's text is "YYYY-MM-DD HH:MM:SS +0000 UTC": the fraction goes after 19.
+        format!("{}.{frac}{}", &whole[..19], &whole[19..])
+    }
+
     // Howard Hinnant's civil calendar algorithms.
     fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
         let y = if m <= 2 { y - 1 } else { y };
@@ -1536,6 +1571,51 @@ mod tests {
     }
 
     #[test]
+    fn noheading_keeps_a_table_aligned_without_its_header() {
+        let rows = vec![Row {
+            json: json!({}),
+            view: json!({"Tag": "latest", "ID": "0123456789ab"}),
+        }];
+        let def = r"table {{.Tag}}\t{{.ID}}";
+        let f = without_heading(None, def, true);
+        let out = render_list(f.as_deref(), def, &[], &rows).unwrap();
+        assert_eq!(out, "latest      0123456789ab\n");
+        let f = without_heading(Some(r"{{.Tag}}\t{{.ID}}"), def, true);
+        let out = render_list(f.as_deref(), def, &[], &rows).unwrap();
+        assert_eq!(out, "latest\t0123456789ab\n");
+        let f = without_heading(Some("json"), def, true);
+        let out = render_list(f.as_deref(), def, &[], &rows).unwrap();
+        assert_eq!(out.trim(), "[\n    {}\n]");
+        let f = without_heading(Some("table"), def, true);
+        let out = render_list(f.as_deref(), def, &[], &rows).unwrap();
+        assert_eq!(out, "latest      0123456789ab\n");
+    }
+
+    #[test]
+    fn created_at_as_go_prints_a_time() {
+        // podman 4.3: `ps -a --format '{{.CreatedAt}}'` -> 2026-11-24 22:04:16.250851028 +0000 UTC
+        use super::human::go_time_of;
+        assert_eq!(
+            go_time_of(Some("2026-11-24T22:04:16.250851028Z")),
+            "2026-11-24 22:04:16.250851028 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_of(Some("2026-11-24T22:04:16.250000000Z")),
+            "2026-11-24 22:04:16.25 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_of(Some("2026-11-24T20:03:51Z")),
+            "2026-11-24 20:03:51 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_of(Some("2026-11-24T23:03:51.5+01:00")),
+            "2026-11-24 22:03:51.5 +0000 UTC"
+        );
+        assert_eq!(go_time_of(None), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(go_time_of(Some("junk")), "1970-01-01 00:00:00 +0000 UTC");
+    }
+
+    #[test]
     fn list_rendering_aligns_like_tabwriter() {
         let rows = vec![
             Row {
@@ -1561,9 +1641,10 @@ localhost/busybox  latest      0123456789ab
 x                  1           ba9876543210
 ";
         assert_eq!(out, want);
-        // A non-table template prints no header but is still aligned.
+        // A non-table template prints no header and keeps its tabs (podman 4.3 printed
+        // `latest\t63d8b78d3eb7` for `images --format '{{.Tag}}\t{{.ID}}'`).
         let out = render_list(Some(r"{{.Tag}}\t{{.ID}}"), "", &titles, &rows).unwrap();
-        assert_eq!(out, "latest      0123456789ab\n1           ba9876543210\n");
+        assert_eq!(out, "latest\t0123456789ab\n1\tba9876543210\n");
         // A newline is added after each row when the template has none.
         let out = render_list(Some("{{.Tag}}"), "", &titles, &rows).unwrap();
         assert_eq!(out, "latest\n1\n");

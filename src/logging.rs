@@ -19,23 +19,26 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The names `--log-level` accepts, as the error for a wrong one lists them.
-pub const LEVELS: &str = "error, warn, info, debug, trace";
+pub const LEVELS: &str = "trace, debug, info, warn, warning, error, fatal, panic";
 
 /// Colour the level name (stderr is a terminal and `NO_COLOR` is unset).
 static COLOR: AtomicBool = AtomicBool::new(false);
 /// Lines go to a log file: timestamp and pid in front, no colour.
 static TO_FILE: AtomicBool = AtomicBool::new(false);
 
-/// Parses a `--log-level` value, case-insensitively; `warning` is taken for `warn` (Podman
-/// accepts both).
+/// Parses a `--log-level` value, case-insensitively; `warning` is taken for `warn`, `fatal`
+/// and `panic` for `error` (Podman accepts all of them).
 pub fn parse_level(s: &str) -> Result<LevelFilter, String> {
     match s.to_ascii_lowercase().as_str() {
-        "error" => Ok(LevelFilter::ERROR),
+        "error" | "fatal" | "panic" => Ok(LevelFilter::ERROR),
         "warn" | "warning" => Ok(LevelFilter::WARN),
         "info" => Ok(LevelFilter::INFO),
         "debug" => Ok(LevelFilter::DEBUG),
         "trace" => Ok(LevelFilter::TRACE),
-        _ => Err(format!("invalid log level `{s}`: choose from {LEVELS}")),
+        // Podman's words (podman 4.3), which scripts match.
+        _ => Err(format!(
+            "Log Level \"{s}\" is not supported, choose from: {LEVELS}"
+        )),
     }
 }
 
@@ -126,7 +129,7 @@ mod tests {
         for bad in ["", "verbose", "warn ", "3"] {
             let e = parse_level(bad).unwrap_err();
             assert!(!e.contains('\n'), "{e}");
-            assert!(e.contains(&format!("`{bad}`")), "{e}");
+            assert!(e.contains(&format!("\"{bad}\"")), "{e}");
             assert!(e.ends_with(LEVELS), "{e}");
         }
     }

@@ -466,6 +466,10 @@ pub struct ContainerRecord {
     pub image: String,
     pub image_name: String,
     pub image_id: String,
+    /// the image's manifest digest (`sha256:...`); empty in records made before it was kept,
+    /// which then write back unchanged
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_digest: String,
     /// RFC 3339
     pub created: String,
     /// the storage driver that made the root filesystem, written `overlay` or `vfs`
@@ -921,6 +925,11 @@ pub fn load(g: &Context, id: &str) -> Result<ContainerRecord> {
     load_raw(&g.storage_root()?, id)
 }
 
+/// No container has this name or id prefix; Podman's words, which scripts match.
+#[derive(Debug, thiserror::Error)]
+#[error("no container with name or ID \"{0}\" found: no such container")]
+pub struct NoSuchContainer(pub String);
+
 /// Find a container by full id, unique id prefix, or name.
 pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
     let root = g.storage_root()?;
@@ -941,7 +950,7 @@ pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
         };
     match hits.len() {
         1 => Ok(hits.into_iter().next().expect("one")),
-        0 => bail!("no such container `{name_or_id}`"),
+        0 => Err(NoSuchContainer(name_or_id.to_string()).into()),
         _ => bail!("container id prefix `{name_or_id}` is ambiguous: give more digits"),
     }
 }

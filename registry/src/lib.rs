@@ -180,7 +180,8 @@ pub enum Error {
     Layer { digest: Digest, error: Box<Error> },
     #[error("{0}")]
     Usage(String),
-    #[error("image `{0}` not known locally and --pull=never was given")]
+    // Podman's words for `--pull=never` and a missing image, which scripts match.
+    #[error("{0}: image not known")]
     PullNever(String),
     #[error("{}", attempts_text(.reference, .attempts))]
     AllFailed {

@@ -324,7 +324,16 @@ fn pull_from(
     fetch_layers(store, &client, &todo, opts.jobs.max(1), progress)?;
 
     progress.writing_manifest();
-    let rec = store.commit_image(&resolved.bytes, &config, &[local_name(cand)])?;
+    // A pull by digest of an image the store already has under a name in that repository
+    // adds no `repo@sha256:...` name: the extra name would show as a `<none>` row and make
+    // `rmi ID` refuse an image with several names (Podman adds none either).
+    let name = local_name(cand);
+    let names = if cand.tag().is_none() && store.lookup_image(&name).is_ok() {
+        Vec::new()
+    } else {
+        vec![name]
+    };
+    let rec = store.commit_image(&resolved.bytes, &config, &names)?;
     Ok(rec)
 }
 

@@ -22,6 +22,28 @@ pub fn read_store(g: &Context) -> Result<Store> {
     .with_context(|| format!("open storage at `{}`", root.display()))
 }
 
+/// An unknown image is reported as Podman reports it, `Error: NAME: image not known`, without
+/// the context the command adds (`tag ...`, `pull ...`): scripts match that line.
+pub fn image_not_known_bare(e: anyhow::Error) -> anyhow::Error {
+    let bare = e.chain().find_map(|c| {
+        if let Some(rbox_storage::Error::ImageNotFound(_)) = c.downcast_ref::<rbox_storage::Error>()
+        {
+            return Some(c.to_string());
+        }
+        match c.downcast_ref::<rbox_registry::Error>() {
+            Some(
+                rbox_registry::Error::PullNever(_)
+                | rbox_registry::Error::Store(rbox_storage::Error::ImageNotFound(_)),
+            ) => Some(c.to_string()),
+            _ => None,
+        }
+    });
+    match bare {
+        Some(text) => anyhow::anyhow!(text),
+        None => e,
+    }
+}
+
 /// The first 12 hex digits of an id (with or without `sha256:`).
 pub fn short_id(id: &str) -> String {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);

@@ -20,8 +20,9 @@ pub struct HistoryArgs {
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
     /// Print sizes and dates in human readable form
+    // A flag that takes `=BOOL` only (as Podman's bool flags): `-qH IMAGE` names the image.
     #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
-          default_missing_value = "true", value_name = "BOOL")]
+          require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub human: bool,
     /// Output format: json, or a Go template such as '{{.CreatedBy}}'
     #[arg(long, value_name = "FORMAT")]
@@ -76,7 +77,7 @@ pub fn run(g: &Context, a: HistoryArgs) -> Result<ExitCode> {
         let view = json!({
             "ID": id,
             "Created": if !a.human { human::rfc3339(created) } else if created == 0 { String::new() } else { human::ago(created, now) },
-            "CreatedAt": human::rfc3339(created),
+            "CreatedAt": human::go_time_of(h.created.as_deref()),
             "CreatedSince": human::ago(created, now),
             "CreatedBy": by,
             "Size": if a.human { human::size(h.size) } else { h.size.to_string() },

@@ -282,7 +282,7 @@ fn view_rows(
                 "Digest": rec.digest.to_string(),
                 "Created": human::ago(created, now),
                 "CreatedSince": human::ago(created, now),
-                "CreatedAt": human::go_time(created),
+                "CreatedAt": human::go_time_of(rec.created.as_deref()),
                 "CreatedTime": human::rfc3339(created),
                 "Size": human::size(rec.size),
                 "VirtualSize": human::size(rec.size),

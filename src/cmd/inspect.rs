@@ -70,12 +70,16 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
         print!("{}", format::render_inspect(fmt, &items)?);
     }
     if !missing.is_empty() {
-        let what = match kind {
-            "container" => "container",
-            "image" => "image",
-            _ => "object",
-        };
-        bail!("no such {what}: {}", missing.join(", "));
+        // Podman's words for each kind, which scripts match.
+        let each: Vec<String> = missing
+            .iter()
+            .map(|n| match kind {
+                "container" => format!("no such container {n}"),
+                "image" => format!("{n}: image not known"),
+                _ => format!("no such object: \"{n}\""),
+            })
+            .collect();
+        bail!("inspecting object: {}", each.join("; "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -154,7 +158,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             }),
         },
         "Image": rec.image_id.strip_prefix("sha256:").unwrap_or(&rec.image_id),
-        "ImageDigest": if rec.image_id.starts_with("sha256:") { rec.image_id.clone() } else { format!("sha256:{}", rec.image_id) },
+        "ImageDigest": rec.image_digest,
         "ImageName": rec.image_name,
         "Name": rec.name,
         "RestartCount": st.restart_count,

@@ -231,7 +231,10 @@ fn ps_view(r: &ContainerRecord, now: i64, no_trunc: bool) -> Value {
     o.insert("CreatedHuman".into(), json!(human::ago(created, now)));
     o.insert("RunningFor".into(), json!(human::ago(created, now)));
     o.insert("Created".into(), json!(human::ago(created, now)));
-    o.insert("CreatedAt".into(), json!(human::go_time(created)));
+    o.insert(
+        "CreatedAt".into(),
+        json!(human::go_time_of(Some(&r.created))),
+    );
     o.insert("Status".into(), json!(status_text(r, now)));
     // as podman ps shows them: 0.0.0.0:8080->80/tcp, ...
     let ports: Vec<String> = r

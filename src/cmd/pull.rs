@@ -144,6 +144,7 @@ pub fn pull_image(
     let res = rbox_registry::pull(store, name, opts, &display);
     display.finish();
     res.with_context(|| format!("pull `{name}`"))
+        .map_err(super::common::image_not_known_bare)
 }
 
 /// A short digest for progress lines: the first 12 hex digits.

@@ -41,7 +41,9 @@ pub fn run(g: &Context, a: PushArgs) -> Result<ExitCode> {
     let res = rbox_registry::push(&store, &a.image, a.destination.as_deref(), &opts, &display);
     display.finish();
     let shown = a.destination.as_deref().unwrap_or(&a.image);
-    let report = res.with_context(|| format!("push `{}` to `{shown}`", a.image))?;
+    let report = res
+        .with_context(|| format!("push `{}` to `{shown}`", a.image))
+        .map_err(super::common::image_not_known_bare)?;
     if let Some(f) = &a.digestfile {
         std::fs::write(f, report.digest.to_string())
             .with_context(|| format!("write `{}`", f.display()))?;

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use super::targets::{All, Targets};
 use crate::cli::complete;
 use crate::context::Context;
+use crate::exit;
 use crate::runtime;
 use crate::state::{self, ContainerRecord};
 
@@ -48,6 +49,8 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
     }
     let all = if a.all { All::Every } else { All::No };
     let mut targets = Targets::gather(g, all, &a.containers, a.ignore)?;
+    // podman-rm(1): exit 1 when the only failures are containers that do not exist.
+    targets.unknown_exits(exit::NOT_KNOWN);
     // Decide and kill outside the namespace; remove the storage inside it.
     targets.keep(|rec| prepare(g, rec, a.force, a.time));
     if targets.is_empty() {

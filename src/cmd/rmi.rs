@@ -5,11 +5,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use rbox_storage::{Digest, ImageRecord, Store};
 
 use crate::cli::complete;
 use crate::context::Context;
+use crate::exit::{self, CodedError};
 use crate::runtime;
 use crate::state;
 
@@ -34,10 +35,14 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
         bail!("--all and image names cannot be used together");
     }
     let store = runtime::open_store(g)?;
+    // Podman's exit codes (podman-rmi(1)): 1 when the only failures were unknown images,
+    // 2 when an image is in use, else 125.
     let mut errors = Vec::new();
+    let mut code = exit::NOT_KNOWN;
     if a.all {
         for rec in store.images()? {
             if let Err(e) = remove(g, &store, &rec, a.force) {
+                code = code.max(in_use_or_failed(&e));
                 errors.push(format!("{e:#}"));
             }
         }
@@ -47,6 +52,9 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
             Ok(r) => r,
             Err(rbox_storage::Error::ImageNotFound(_)) if a.ignore => continue,
             Err(e) => {
+                if !matches!(e, rbox_storage::Error::ImageNotFound(_)) {
+                    code = exit::FAILED;
+                }
                 errors.push(e.to_string());
                 continue;
             }
@@ -60,25 +68,39 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
                         println!("Untagged: {n}");
                     }
                 }
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => {
+                    code = exit::FAILED;
+                    errors.push(e.to_string());
+                }
             }
             continue;
         }
         if by_id && rec.names.len() > 1 && !a.force {
+            // Podman's text, for scripts that match it.
+            code = exit::FAILED;
             errors.push(format!(
-                "image {} has several names ({}): remove them by name or use rmi -f",
-                &rec.id.hex()[..12],
-                rec.names.join(", ")
+                "unable to delete image \"{}\" by ID with more than one tag ([{}]): please force removal",
+                rec.id.hex(),
+                rec.names.join(" ")
             ));
             continue;
         }
         if let Err(e) = remove(g, &store, &rec, a.force) {
+            code = code.max(in_use_or_failed(&e));
             errors.push(format!("{e:#}"));
         }
     }
     match errors.len() {
         0 => Ok(ExitCode::SUCCESS),
-        _ => Err(anyhow!(errors.join("; "))),
+        _ => Err(CodedError::new(code, errors.join("; ")).into()),
+    }
+}
+
+/// The exit code for a failed removal: 2 when containers use the image, else 125.
+fn in_use_or_failed(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<CodedError>() {
+        Some(c) if c.code == exit::IN_USE => exit::IN_USE,
+        _ => exit::FAILED,
     }
 }
 
@@ -100,14 +122,18 @@ fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<
                         .unwrap_or_else(|_| id[..12.min(id.len())].to_string())
                 })
                 .collect();
-            bail!(
-                "image {} is in use by container(s) {}: remove them first (rbox rm) or use rmi -f",
-                rec.names
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| rec.id.hex()[..12].to_string()),
-                names.join(", ")
-            );
+            return Err(CodedError::new(
+                exit::IN_USE,
+                format!(
+                    "image {} is in use by container(s) {}: remove them first (rbox rm) or use rmi -f",
+                    rec.names
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| rec.id.hex()[..12].to_string()),
+                    names.join(", ")
+                ),
+            )
+            .into());
         }
         for id in &users {
             if let Ok(c) = state::lookup(g, id) {

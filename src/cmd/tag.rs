@@ -24,7 +24,8 @@ pub fn run(g: &Context, a: TagArgs) -> Result<ExitCode> {
     for t in &a.targets {
         store
             .tag_image(&a.image, t)
-            .with_context(|| format!("tag `{}` as `{t}`", a.image))?;
+            .with_context(|| format!("tag `{}` as `{t}`", a.image))
+            .map_err(super::common::image_not_known_bare)?;
     }
     Ok(ExitCode::SUCCESS)
 }

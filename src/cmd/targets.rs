@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Result};
 
 use crate::context::Context;
+use crate::exit::{self, CodedError};
 use crate::state::{self, ContainerRecord};
 
 /// What `--all` selects.
@@ -26,6 +27,10 @@ pub enum All {
 pub struct Targets<T = ContainerRecord> {
     items: Vec<(String, T)>,
     errors: Vec<String>,
+    /// How many of `errors` are names no container has.
+    unknown: usize,
+    /// The exit code when those are the only errors (`rm`: 1, as Podman's).
+    unknown_code: u8,
 }
 
 impl Targets {
@@ -62,15 +67,27 @@ impl<T> Targets<T> {
         let mut t = Targets {
             items: listed.into_iter().map(|r| (id(&r), r)).collect(),
             errors: Vec::new(),
+            unknown: 0,
+            unknown_code: exit::FAILED,
         };
         for name in names {
             match lookup(name) {
                 Ok(r) => t.items.push((name.clone(), r)),
                 Err(_) if ignore => {}
-                Err(e) => t.errors.push(format!("{e:#}")),
+                Err(e) => {
+                    if e.is::<state::NoSuchContainer>() {
+                        t.unknown += 1;
+                    }
+                    t.errors.push(format!("{e:#}"))
+                }
             }
         }
         t
+    }
+
+    /// Exit with `code` instead of 125 when the only failures are unknown names.
+    pub fn unknown_exits(&mut self, code: u8) {
+        self.unknown_code = code;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,6 +122,8 @@ impl<T> Targets<T> {
     fn outcome(&self) -> Result<ExitCode> {
         if self.errors.is_empty() {
             Ok(ExitCode::SUCCESS)
+        } else if self.unknown == self.errors.len() {
+            Err(CodedError::new(self.unknown_code, self.errors.join("; ")).into())
         } else {
             Err(anyhow!(self.errors.join("; ")))
         }

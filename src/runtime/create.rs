@@ -192,13 +192,17 @@ fn create(
     store
         .prepare_rootfs(driver, &cdir)
         .context("copy image layers")?;
-    let (image_name, image_id, rootfs) = match image {
+    let (image_name, image_id, image_digest, rootfs) = match image {
         Source::Image(i) => (
-            i.names.first().cloned().unwrap_or_default(),
+            // As Podman: the name the user typed, resolved; by id, the image's first name.
+            rbox_storage::meant_name(&a.image, &i.names)
+                .or_else(|| i.names.first().cloned())
+                .unwrap_or_default(),
             i.id.to_string(),
+            i.digest.to_string(),
             None,
         ),
-        Source::Host(d) => (String::new(), String::new(), Some(d.clone())),
+        Source::Host(d) => (String::new(), String::new(), String::new(), Some(d.clone())),
     };
     let rec = ContainerRecord {
         id: id.to_string(),
@@ -206,6 +210,7 @@ fn create(
         image: a.image.clone(),
         image_name,
         image_id,
+        image_digest,
         created: state::now_rfc3339(),
         driver,
         auto_remove: a.rm,

@@ -413,6 +413,7 @@ mod tests {
             image_name: "localhost/busybox:latest".into(),
             image_id: "1".repeat(64),
             rootfs: None,
+            image_digest: format!("sha256:{}", "2".repeat(64)),
             created: String::new(),
             driver: rbox_storage::Driver::Overlay,
             auto_remove: false,

@@ -128,19 +128,27 @@ pub fn find_executable(arg0: &OsStr, path: &str) -> Result<OsString, Failure> {
             found_non_exec.get_or_insert(cand);
         }
     }
-    if let Some(c) = found_non_exec {
+    if found_non_exec.is_some() {
         return Err(Failure {
             code: exit::CANNOT_INVOKE,
-            msg: format!("`{}`: permission denied", c.display()),
+            msg: PERMISSION_DENIED.to_string(),
         });
     }
     Err(Failure {
         code: exit::NOT_FOUND,
-        msg: format!(
-            "executable file `{}` not found in $PATH",
-            arg0.to_string_lossy()
-        ),
+        msg: not_found_text(&arg0.to_string_lossy()),
     })
+}
+
+// Podman's words (as crun and podman 4.3 print them, less crun's own `crun: ` prefix): scripts
+// match "permission denied" and "not found in $PATH" in them.
+const PERMISSION_DENIED: &str = "open executable: Permission denied: OCI permission denied";
+
+fn not_found_text(cmd: &str) -> String {
+    format!(
+        "executable file `{cmd}` not found in $PATH: No such file or directory: \
+         OCI runtime attempted to invoke a command that was not found"
+    )
 }
 
 /// `None` when `id` is mapped in this user namespace (the text of /proc/self/uid_map or
@@ -375,14 +383,17 @@ fn prepare_and_exec(
         .map_err(|e| Failure::setup(format!("close inherited descriptors: {e}")))?;
     sys::reset_signals();
     let err = sys::execve(&path_c, &argv, &envp);
-    let code = match err.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => exit::NOT_FOUND,
-        _ => exit::CANNOT_INVOKE,
+    let shown = exe.to_string_lossy();
+    let (code, msg) = match err.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => (exit::NOT_FOUND, not_found_text(&shown)),
+        Some(libc::EACCES) => (exit::CANNOT_INVOKE, PERMISSION_DENIED.to_string()),
+        Some(libc::EPERM) => (
+            exit::CANNOT_INVOKE,
+            "open executable: Operation not permitted: OCI permission denied".to_string(),
+        ),
+        _ => (exit::CANNOT_INVOKE, format!("exec `{shown}`: {err}")),
     };
-    Err(Failure {
-        code,
-        msg: format!("exec `{}`: {err}", exe.to_string_lossy()),
-    })
+    Err(Failure { code, msg })
 }
 
 #[cfg(test)]

@@ -604,6 +604,30 @@ impl Store {
     }
 }
 
+/// Which of `names` (an image's names) the user meant by `query`, the text a lookup found the
+/// image by: `bb` and `localhost/bb` mean `localhost/bb:latest`. `None` when `query` named
+/// no name of these (an id, or a digest): the caller then shows the first name, as Podman.
+pub fn meant_name(query: &str, names: &[String]) -> Option<String> {
+    let q = query.trim();
+    if let Ok(full) = normalize_name(q) {
+        if names.contains(&full) {
+            return Some(full);
+        }
+    }
+    let (repo, tag, digest) = split_name(q);
+    if digest.is_some() {
+        return None;
+    }
+    let tag = tag.unwrap_or("latest");
+    names
+        .iter()
+        .find(|n| {
+            let (r, t, _) = split_name(n);
+            t == Some(tag) && (r == repo || short_matches(r, repo))
+        })
+        .cloned()
+}
+
 /// Whether the stored repository `stored` (with registry) is what the short `query` means.
 fn short_matches(stored: &str, query: &str) -> bool {
     let Some((registry, path)) = stored.split_once('/') else {

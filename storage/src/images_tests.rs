@@ -435,3 +435,42 @@ fn an_uncommitted_layer_survives_a_concurrent_removal() {
     remover.remove_image(&again.id, false).unwrap();
     assert!(!remover.has_layer(&old.layers[0].diff_id));
 }
+
+#[test]
+fn the_name_a_query_meant() {
+    let names: Vec<String> = [
+        "localhost/bb:latest",
+        "localhost/other:latest",
+        "docker.io/library/alpine:3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(
+        meant_name("other", &names).as_deref(),
+        Some("localhost/other:latest")
+    );
+    assert_eq!(
+        meant_name("localhost/other", &names).as_deref(),
+        Some("localhost/other:latest")
+    );
+    assert_eq!(
+        meant_name("bb:latest", &names).as_deref(),
+        Some("localhost/bb:latest")
+    );
+    assert_eq!(
+        meant_name("alpine:3", &names).as_deref(),
+        Some("docker.io/library/alpine:3")
+    );
+    assert_eq!(
+        meant_name("library/alpine:3", &names).as_deref(),
+        Some("docker.io/library/alpine:3")
+    );
+    // ids and digests name no name: the caller shows the first
+    assert_eq!(meant_name("0123456789ab", &names), None);
+    assert_eq!(
+        meant_name(&format!("bb@sha256:{}", "a".repeat(64)), &names),
+        None
+    );
+    assert_eq!(meant_name("alpine", &names), None);
+}

@@ -102,7 +102,7 @@ use std::path::PathBuf;
 pub use archive::Format;
 pub use container::ContainerDir;
 pub use digest::{Digest, Hasher};
-pub use images::{list_image_names_fast, HistoryEntry, ImageRecord, LayerRef};
+pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;
 pub use mount::{Driver, Rootfs};
 pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
@@ -170,7 +170,8 @@ pub enum Error {
     BlobNotFound(Digest),
     #[error("layer {0} not found in the store")]
     LayerNotFound(Digest),
-    #[error("image not known: {0}")]
+    // Podman's words ("NAME: image not known"), which scripts match.
+    #[error("{0}: image not known")]
     ImageNotFound(String),
     #[error("image name `{name}` is ambiguous: {candidates:?}")]
     AmbiguousImage {

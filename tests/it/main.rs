@@ -14,6 +14,7 @@ mod lifecycle;
 mod netshare;
 mod network;
 mod podman;
+mod podman_habits;
 mod registry;
 mod run;
 mod runtime_habits;

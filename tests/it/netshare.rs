@@ -147,7 +147,7 @@ fn joining_a_network_that_is_not_there_fails_cleanly() {
         };
         fails(
             &["--network=container:nosuch"],
-            "no such container `nosuch`",
+            "no container with name or ID \"nosuch\" found: no such container",
         );
         env.rbox()
             .args(["create", "--name", "idle", "busybox", "true"])

@@ -295,7 +295,7 @@ impl Drop for Registry {
     }
 }
 
-fn prerequisites() -> bool {
+pub(crate) fn prerequisites() -> bool {
     require(
         Path::new(REGISTRY_BIN).exists(),
         "docker-registry is not installed (apt-get install docker-registry)",
@@ -310,7 +310,7 @@ fn prerequisites() -> bool {
 }
 
 /// Push the helper image (docker-archive fixture) as `REPO:1`.
-fn push_helper(reg: &Registry, env: &Env, repo: &str) -> String {
+pub(crate) fn push_helper(reg: &Registry, env: &Env, repo: &str) -> String {
     let archive = env.copy_in(&fixtures::helper_docker_archive(), "helper.tar");
     reg.skopeo_push(
         env,
@@ -321,7 +321,7 @@ fn push_helper(reg: &Registry, env: &Env, repo: &str) -> String {
     reg.image(&format!("{repo}:1"))
 }
 
-fn rbox_pull(env: &Env, reg: &Registry, image: &str) -> Cmd {
+pub(crate) fn rbox_pull(env: &Env, reg: &Registry, image: &str) -> Cmd {
     let mut c = env.rbox();
     c.arg("pull").args(reg.tls_flags()).arg(image);
     c
