@@ -291,6 +291,50 @@ pub struct Spec {
     /// `--health-cmd` and its settings
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// `--log-driver` and `--log-opt`
+    #[serde(default, skip_serializing_if = "LogConfig::is_default")]
+    pub log: LogConfig,
+}
+
+/// Where a container's output is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// `k8s-file` (empty: the default), `none` or `passthrough`
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    /// `max-size`: the log is emptied when it would grow past this many bytes
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// `path`: the log file instead of `ctr.log` in the container's directory
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl LogConfig {
+    fn is_default(&self) -> bool {
+        *self == LogConfig::default()
+    }
+
+    /// The driver's name as Podman shows it.
+    pub fn driver(&self) -> &str {
+        if self.driver.is_empty() {
+            "k8s-file"
+        } else {
+            &self.driver
+        }
+    }
+
+    /// Whether rbox keeps the output (k8s-file).
+    pub fn keeps(&self) -> bool {
+        self.driver() == "k8s-file"
+    }
+
+    /// The log file of container `id` in the store at `root`.
+    pub fn file(&self, root: &Path, id: &str) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| layout::container_log(root, id))
+    }
 }
 
 /// A container's healthcheck, as Podman's flags set it.

@@ -214,6 +214,13 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             "AutoRemove": rec.auto_remove,
             "Tmpfs": tmpfs,
             "Init": s.init,
+            "LogConfig": {
+                "Type": s.log.driver(),
+                "Config": {},
+                "Path": s.log.file(root, &rec.id),
+                "Tag": "",
+                "Size": s.log.max_size.map(rbox_storage::human_size).unwrap_or_else(|| "0B".into()),
+            },
             "RestartPolicy": {
                 "Name": s.restart.name,
                 "MaximumRetryCount": s.restart.max_retries,

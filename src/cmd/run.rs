@@ -146,6 +146,13 @@ pub struct RunArgs {
     /// No healthcheck, not even the image's
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
+    /// Where the container's output goes: k8s-file (kept for `rbox logs`, with times and
+    /// streams), none, passthrough (straight to rbox's own stdout and stderr, attached runs)
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Log option: max-size=SIZE (the log is emptied when it would grow past it), path=FILE
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// The first argument is a directory of the host to use as the root filesystem instead
     /// of an image (`--rootfs /`: the host's own); overlaid, so it is never written
     #[arg(long)]
@@ -237,6 +244,8 @@ impl From<RunArgs> for RunOptions {
                 privileged: a.privileged,
                 security_opt: a.security_opt,
                 restart: a.restart,
+                log_driver: a.log_driver,
+                log_opt: a.log_opt,
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,
                     interval: a.health_interval,

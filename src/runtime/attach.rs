@@ -58,9 +58,11 @@ fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
 /// stdout and stderr come through these pipes (read ends), and everything relayed is appended
 /// to `log` (the container's `ctr.log`, plain bytes as the detached monitor writes it).
 #[derive(Default)]
-pub struct Output {
+pub struct Output<'a> {
     pub pipes: Option<[OwnedFd; 2]>,
-    pub log: Option<std::fs::File>,
+    pub log: Option<&'a mut super::logfile::Writer>,
+    /// the output goes to the log only (a detached container: nobody is attached)
+    pub log_only: bool,
 }
 
 /// Wait for the container's process, forwarding signals and relaying the terminal. Signals in
@@ -69,20 +71,35 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
     relay(pid, pty, interactive, Output::default())
 }
 
-/// Write `data` to the caller's `fd` and append it to the log. A log that cannot be written
-/// (a full disk) stops being written; the caller still gets everything.
-fn pass_on(fd: BorrowedFd, log: &mut Option<std::fs::File>, data: &[u8]) -> bool {
-    if let Some(f) = log {
-        if !write_all(f.as_fd(), data) {
+/// Write `data` (from the container's `stream`) to the caller's `fd` and append it to the
+/// log. A log that cannot be written (a full disk) stops being written; the caller still gets
+/// everything.
+fn pass_on(
+    fd: Option<BorrowedFd>,
+    log: &mut Option<&mut super::logfile::Writer>,
+    stream: super::logfile::Stream,
+    data: &[u8],
+) -> bool {
+    if let Some(w) = log {
+        if let Err(e) = w.write(stream, data) {
+            tracing::warn!("write the container's log: {e}");
             *log = None;
         }
     }
-    write_all(fd, data)
+    match fd {
+        Some(fd) => write_all(fd, data),
+        None => true,
+    }
 }
 
 /// [`wait`], also relaying `out`'s pipes and writing the log.
 pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> Result<WaitStatus> {
-    let Output { pipes, mut log } = out;
+    use super::logfile::Stream;
+    let Output {
+        pipes,
+        mut log,
+        log_only,
+    } = out;
     // [stdout, stderr] of the container, each open until its end-of-file
     let mut pipes_open = [pipes.is_some(); 2];
     let stderr = std::io::stderr();
@@ -138,7 +155,12 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                 match nix::unistd::read(m.as_fd(), &mut buf) {
                     Ok(0) | Err(nix::errno::Errno::EIO) => master_open = false,
                     Ok(n) => {
-                        pass_on(stdout.as_fd(), &mut log, &buf[..n]);
+                        pass_on(
+                            (!log_only).then(|| stdout.as_fd()),
+                            &mut log,
+                            Stream::Stdout,
+                            &buf[..n],
+                        );
                     }
                     Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
                     Err(_) => master_open = false,
@@ -168,15 +190,16 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                     continue;
                 }
                 if ready[slot] {
-                    let to = if i == 0 {
-                        stdout.as_fd()
+                    let (to, stream) = if i == 0 {
+                        (stdout.as_fd(), Stream::Stdout)
                     } else {
-                        stderr.as_fd()
+                        (stderr.as_fd(), Stream::Stderr)
                     };
+                    let to = (!log_only).then_some(to);
                     match nix::unistd::read(fd.as_fd(), &mut buf) {
                         Ok(0) => pipes_open[i] = false,
                         Ok(n) => {
-                            pass_on(to, &mut log, &buf[..n]);
+                            pass_on(to, &mut log, stream, &buf[..n]);
                         }
                         Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
                         Err(_) => pipes_open[i] = false,
@@ -211,7 +234,8 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
                         );
                         while let Ok(n) = nix::unistd::read(m.as_fd(), &mut buf) {
-                            if n == 0 || !pass_on(stdout.as_fd(), &mut log, &buf[..n]) {
+                            let to = (!log_only).then(|| stdout.as_fd());
+                            if n == 0 || !pass_on(to, &mut log, Stream::Stdout, &buf[..n]) {
                                 break;
                             }
                         }
@@ -222,11 +246,12 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                     // waited for: read without blocking then).
                     if let Some(p) = &pipes {
                         for (i, fd) in p.iter().enumerate() {
-                            let to = if i == 0 {
-                                stdout.as_fd()
+                            let (to, stream) = if i == 0 {
+                                (stdout.as_fd(), Stream::Stdout)
                             } else {
-                                stderr.as_fd()
+                                (stderr.as_fd(), Stream::Stderr)
                             };
+                            let to = (!log_only).then_some(to);
                             let _ = nix::fcntl::fcntl(
                                 fd,
                                 nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -235,7 +260,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                                 continue;
                             }
                             while let Ok(n @ 1..) = nix::unistd::read(fd.as_fd(), &mut buf) {
-                                pass_on(to, &mut log, &buf[..n]);
+                                pass_on(to, &mut log, stream, &buf[..n]);
                             }
                         }
                     }

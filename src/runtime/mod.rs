@@ -34,6 +34,7 @@ pub mod exec;
 pub mod health;
 pub mod init;
 pub mod launch;
+pub mod logfile;
 pub mod monitor;
 pub mod mounts;
 pub mod netshare;

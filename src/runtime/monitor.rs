@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use rbox_storage::Store;
 
 use super::sync::{Channel, Msg};
-use super::{attach, container, launch, netshare, sys};
+use super::{attach, container, launch, logfile, netshare, sys};
 use crate::context::Context;
 use crate::exit;
 use crate::layout;
@@ -30,7 +30,9 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
     // Without a terminal the container writes into pipes that rbox relays (as conmon does for
     // Podman), so that what it writes also goes to its log; stdin stays the caller's with
     // `-i`, else /dev/null. A `--rm` container keeps no log: it is gone when it exits.
-    let relay = if rec.spec.tty {
+    // `--log-driver=passthrough`: the container writes to rbox's own stdout and stderr
+    let passthrough = rec.spec.log.driver() == "passthrough";
+    let relay = if rec.spec.tty || passthrough {
         None
     } else {
         let out = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe")?;
@@ -49,22 +51,24 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
             err.1.as_raw_fd(),
         ]
     });
-    let log = if rec.auto_remove {
+    let mut log = if rec.auto_remove || !rec.spec.log.keeps() {
         None
     } else {
-        let path = layout::container_log(store.root(), &rec.id);
+        let path = rec.spec.log.file(store.root(), &rec.id);
         fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| tracing::warn!("open log `{}`: {e}", path.display()))
             .ok()
+            .map(|f| logfile::Writer::new(f, rec.spec.log.max_size))
     };
     let run = start(g, store, &mut rec, stdio, None, false)?;
     // the container holds the write ends now: end-of-file comes when it is gone
     let output = attach::Output {
         pipes: relay.map(|(out, err, _)| [out.0, err.0]),
-        log,
+        log: log.as_mut(),
+        log_only: false,
     };
     let checker = checker(g, &rec);
     let status = attach::relay(run.pid, run.pty, rec.spec.interactive, output)?;
@@ -222,7 +226,7 @@ pub fn start_detached(g: &Context, store: &Store, mut rec: ContainerRecord) -> R
     // the container's directory must be there: its logs go into it
     store.container_dir(&rec.id)?;
     let logs = [
-        layout::container_log(store.root(), &rec.id),
+        rec.spec.log.file(store.root(), &rec.id),
         layout::monitor_log(store.root(), &rec.id),
     ];
     let (ours, theirs) = Channel::pair().context("create channel")?;
@@ -317,6 +321,12 @@ fn start(
     }
 }
 
+/// Pipes for a detached container's stdout and stderr: (read end, write end) each.
+fn output_pipes() -> Result<[(std::os::fd::OwnedFd, std::os::fd::OwnedFd); 2]> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe");
+    Ok([pipe()?, pipe()?])
+}
+
 /// The thread that runs the container's healthcheck at its interval, if it has one; dropping it
 /// ends the checks.
 fn checker(g: &Context, rec: &ContainerRecord) -> Option<super::health::Checker> {
@@ -372,8 +382,22 @@ fn hold(
     tracing::debug!(container = %rec.id, "monitor started");
     let null = fs::File::open("/dev/null");
     let stdin = null.as_ref().map(|f| f.as_raw_fd()).unwrap_or(0);
-    let fds = [stdin, out.as_raw_fd(), out.as_raw_fd()];
+    // The container writes into pipes (or its terminal) that this monitor reads and records
+    // in the log, each line stamped with its time and stream (as conmon does).
+    let mut log = logfile::Writer::new(out, rec.spec.log.max_size);
+    let keeps = rec.spec.log.keeps();
     state::take_request(g, &rec.id);
+    let pipes = match output_pipes() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = caller.send(&Msg::Failed {
+                code: exit::FAILED,
+                msg: format!("{e:#}"),
+            });
+            return exit::FAILED as i32;
+        }
+    };
+    let fds = [stdin, pipes[0].1.as_raw_fd(), pipes[1].1.as_raw_fd()];
     let mut run = match start(g, store, rec, Some(fds), None, true) {
         Ok(s) => s,
         Err(e) => {
@@ -400,10 +424,18 @@ fn hold(
     // Starting the container ran much of rbox; waiting for it runs little of it.
     sys::release_code_pages();
     let mut delay = RESTART_DELAY;
+    let mut pipes = Some(pipes);
     loop {
         let since = std::time::Instant::now();
         let health = checker(g, rec);
-        let waited = attach::wait(run.pid, None, false);
+        // the container holds the write ends now: end-of-file comes when it is gone
+        let read_ends = pipes.take().map(|[o, e]| [o.0, e.0]);
+        let output = attach::Output {
+            pipes: read_ends,
+            log: keeps.then_some(&mut log),
+            log_only: true,
+        };
+        let waited = attach::relay(run.pid, run.pty.take(), false, output);
         // (before a restart's clone: the monitor must be single-threaded then)
         drop(health);
         let code = match waited {
@@ -457,7 +489,17 @@ fn hold(
             netns,
             ports,
         };
-        run = match start(g, store, rec, Some(fds), Some(kept), true) {
+        let p = match output_pipes() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("restart container {}: {e:#}", rec.name);
+                return code;
+            }
+        };
+        let fds = [stdin, p[0].1.as_raw_fd(), p[1].1.as_raw_fd()];
+        let started = start(g, store, rec, Some(fds), Some(kept), true);
+        pipes = Some(p);
+        run = match started {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("restart container {}: {e:#}", rec.name);

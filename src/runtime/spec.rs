@@ -359,6 +359,34 @@ pub struct Flags {
     pub restart: Option<String>,
     /// `--health-*` and `--no-healthcheck`, as given
     pub health: HealthFlags,
+    /// `--log-driver`, as given
+    pub log_driver: Option<String>,
+    /// `--log-opt`, as given
+    pub log_opt: Vec<String>,
+}
+
+/// `--log-driver` and `--log-opt KEY=VALUE` (max-size, path).
+fn log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::state::LogConfig> {
+    let mut c = crate::state::LogConfig::default();
+    match driver {
+        None | Some("k8s-file") => {}
+        Some(d @ ("none" | "passthrough")) => c.driver = d.to_string(),
+        Some(d) => bail!("invalid log driver `{d}`: rbox supports k8s-file, none and passthrough"),
+    }
+    for o in opts {
+        match o.split_once('=') {
+            Some(("max-size", v)) => {
+                let n = rbox_storage::parse_size(v)
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| anyhow::anyhow!("invalid size: `{v}`"))?;
+                c.max_size = Some(n);
+            }
+            Some(("path", v)) if Path::new(v).is_absolute() => c.path = Some(PathBuf::from(v)),
+            Some(("path", v)) => bail!("invalid --log-opt path `{v}`: give an absolute path"),
+            _ => bail!("invalid --log-opt `{o}`: rbox takes max-size=SIZE and path=FILE"),
+        }
+    }
+    Ok(c)
 }
 
 /// The healthcheck flags, as given.
@@ -697,6 +725,7 @@ pub fn build(
         no_hosts: a.no_hosts,
         exposed_ports,
         healthcheck: healthcheck(&a.health)?,
+        log: log_config(a.log_driver.as_deref(), &a.log_opt)?,
         restart: match &a.restart {
             Some(r) => crate::state::RestartPolicy::parse(r)?,
             None => Default::default(),
@@ -821,6 +850,8 @@ mod tests {
             security_opt: Vec::new(),
             restart: None,
             health: Default::default(),
+            log_driver: None,
+            log_opt: Vec::new(),
         }
     }
 

@@ -717,3 +717,146 @@ fn healthchecks_run_in_the_monitor() {
         env.rbox().args(["rm", "-f", "none"]).output().success();
     });
 }
+
+/// Logs in Podman's k8s-file format, kept for attached and detached runs alike: stdout and
+/// stderr come back on their own streams, `-t` puts each line's time first, `--tail`,
+/// `--since` and `-n` as Podman 4.3 answers them here; `--log-driver=none` keeps nothing and
+/// `logs` says so in Podman's words; `--log-opt path=` puts the log where asked.
+#[test]
+fn logs_keep_streams_times_and_drivers() {
+    for_each_user("logs_k8s", |env| {
+        env.import_busybox("busybox");
+        // (pauses between the writes: the two pipes are read in turn, and a write is in the
+        // log before the next)
+        let script =
+            "echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; printf part; sleep 0.1; echo ial";
+        env.rbox()
+            .args([
+                "run",
+                "--name",
+                "att",
+                "--network=none",
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+            .success();
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "det",
+                "--network=none",
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+            .success();
+        eventually("det exited", || {
+            inspect(env, "det", ".State.Status") == "exited"
+        });
+        for name in ["att", "det"] {
+            let out = env.rbox().args(["logs", name]).output().success();
+            assert_eq!(out.stdout, "out1\npartial\n", "{name}: {out}");
+            assert_eq!(out.stderr, "err1\n", "{name}: {out}");
+            let out = env.rbox().args(["logs", "-t", name]).output().success();
+            let first = out.stdout.lines().next().unwrap_or_default().to_string();
+            let (ts, text) = first.split_once(' ').unwrap();
+            assert_eq!(text, "out1", "{out}");
+            assert!(
+                ts.ends_with('Z') && ts.contains('T') && ts.len() > 20,
+                "{out}"
+            );
+            let out = env
+                .rbox()
+                .args(["logs", "--tail", "1", name])
+                .output()
+                .success();
+            assert_eq!(out.stdout, "partial\n", "{name}: {out}");
+            let out = env
+                .rbox()
+                .args(["logs", "--since", "2999-01-01T00:00:00Z", name])
+                .output()
+                .success();
+            assert_eq!(
+                (out.stdout.as_str(), out.stderr.as_str()),
+                ("", ""),
+                "{out}"
+            );
+        }
+        let raw = std::fs::read_to_string(
+            env.store()
+                .join("containers")
+                .join(inspect(env, "det", ".Id"))
+                .join("ctr.log"),
+        )
+        .unwrap();
+        let kinds: Vec<String> = raw
+            .lines()
+            .map(|l| l.splitn(4, ' ').skip(1).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "stdout F out1",
+                "stderr F err1",
+                "stdout P part",
+                "stdout F ial"
+            ],
+            "{raw}"
+        );
+        let out = env
+            .rbox()
+            .args(["logs", "-n", "att", "det"])
+            .output()
+            .success();
+        assert_eq!(
+            out.stdout,
+            "att out1\natt partatt ial\ndet out1\ndet partdet ial\n"
+        );
+
+        // none: nothing kept
+        env.rbox()
+            .args([
+                "run",
+                "--name",
+                "quiet",
+                "--log-driver=none",
+                "--network=none",
+            ])
+            .args(["busybox", "echo", "hi"])
+            .output()
+            .success();
+        let out = env.rbox().args(["logs", "quiet"]).output().rbox_error();
+        assert!(out.stderr.contains("using the 'none' log driver"), "{out}");
+        // a log where the user wants it
+        let path = env.path("my.log");
+        env.rbox()
+            .args(["run", "-d", "--name", "there", "--network=none"])
+            .arg(format!("--log-opt=path={}", path.display()))
+            .args(["busybox", "echo", "here"])
+            .output()
+            .success();
+        eventually("there exited", || {
+            inspect(env, "there", ".State.Status") == "exited"
+        });
+        let out = env.rbox().args(["logs", "there"]).output().success();
+        assert_eq!(out.stdout, "here\n");
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with(" stdout F here\n"));
+        env.rbox()
+            .args(["run", "--log-driver=journald", "busybox", "true"])
+            .output()
+            .rbox_error();
+        env.rbox()
+            .args(["rm", "att", "det", "quiet", "there"])
+            .output()
+            .success();
+    });
+}

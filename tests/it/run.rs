@@ -250,8 +250,12 @@ fn workdir() {
         assert_eq!(cwd(&[]), "/srv", "WorkingDir from the image");
         assert_eq!(cwd(&["-w", "/tmp"]), "/tmp");
         assert_eq!(cwd(&["--workdir", "/home/tester"]), "/home/tester");
-        // A missing working directory is created, as Podman does.
-        assert_eq!(cwd(&["-w", "/new/work/dir"]), "/new/work/dir");
+        // A missing -w directory is refused with 126, as Podman 4.3 does (the image's own
+        // WorkingDir is created: runtime_habits.rs)
+        env.rbox()
+            .args(["run", "--rm", "-w", "/new/work/dir", "helper", "cwd"])
+            .output()
+            .code_is(126);
     });
 }
 
