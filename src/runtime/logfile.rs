@@ -72,6 +72,7 @@ impl Writer {
         if let Some(max) = self.max_size {
             if self.size + self.buf.len() as u64 > max {
                 self.file.set_len(0)?;
+                io::Seek::seek(&mut self.file, io::SeekFrom::Start(0))?;
                 self.size = 0;
             }
         }
