@@ -106,6 +106,12 @@ pub fn request(runtime_dir: &Path, id: &str, what: &str) -> PathBuf {
     runtime_dir.join("containers").join(format!("{id}.{what}"))
 }
 
+/// `attach/<short id>` in the runtime directory: the attach socket of a detached container's
+/// monitor (the short id: a unix socket path must fit in 108 bytes).
+pub fn attach_socket(runtime_dir: &Path, id: &str) -> PathBuf {
+    runtime_dir.join("attach").join(&id[..id.len().min(12)])
+}
+
 /// `net/<short id>/` in the runtime directory: the network helper's files (slirp4netns's API
 /// socket, pasta's pid file) while the container runs. The id's first 12 digits: a unix
 /// socket path must fit in 108 bytes.

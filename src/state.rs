@@ -921,6 +921,7 @@ pub fn remove_live(g: &Context, rec: &ContainerRecord) {
     if let Some(dir) = live_runtime_dir(g, rec) {
         fs::remove_file(layout::live_state(&dir, &rec.id)).ok();
         fs::remove_file(layout::monitor_pid(&dir, &rec.id)).ok();
+        fs::remove_file(layout::attach_socket(&dir, &rec.id)).ok();
     }
 }
 

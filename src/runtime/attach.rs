@@ -43,7 +43,7 @@ impl Drop for RawMode {
     }
 }
 
-fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
+pub(crate) fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
         match nix::unistd::write(fd, buf) {
             Ok(n) => buf = &buf[n..],
@@ -63,6 +63,9 @@ pub struct Output<'a> {
     pub log: Option<&'a mut super::logfile::Writer>,
     /// the output goes to the log only (a detached container: nobody is attached)
     pub log_only: bool,
+    /// a detached container's attach socket: its clients get the output too, and their
+    /// input goes to the container
+    pub console: Option<&'a mut super::console::Console>,
 }
 
 /// Wait for the container's process, forwarding signals and relaying the terminal. Signals in
@@ -77,9 +80,17 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>, interactive: bool) -> Result<WaitSta
 fn pass_on(
     fd: Option<BorrowedFd>,
     log: &mut Option<&mut super::logfile::Writer>,
+    console: &mut Option<&mut super::console::Console>,
     stream: super::logfile::Stream,
     data: &[u8],
 ) -> bool {
+    if let Some(c) = console {
+        let tag = match stream {
+            super::logfile::Stream::Stdout => super::console::OUT,
+            super::logfile::Stream::Stderr => super::console::ERR,
+        };
+        c.broadcast(tag, data);
+    }
     if let Some(w) = log {
         if let Err(e) = w.write(stream, data) {
             tracing::warn!("write the container's log: {e}");
@@ -99,6 +110,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
         pipes,
         mut log,
         log_only,
+        mut console,
     } = out;
     // [stdout, stderr] of the container, each open until its end-of-file
     let mut pipes_open = [pipes.is_some(); 2];
@@ -138,6 +150,12 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                 }
             }
         }
+        let console_base = fds.len();
+        if let Some(c) = &console {
+            for fd in c.fds() {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -148,6 +166,9 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        if let Some(c) = &mut console {
+            c.ready(&ready[console_base..], pty.as_ref());
+        }
         let mut idx = 1;
         if master_open {
             if ready[idx] {
@@ -158,6 +179,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                         pass_on(
                             (!log_only).then(|| stdout.as_fd()),
                             &mut log,
+                            &mut console,
                             Stream::Stdout,
                             &buf[..n],
                         );
@@ -199,7 +221,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                     match nix::unistd::read(fd.as_fd(), &mut buf) {
                         Ok(0) => pipes_open[i] = false,
                         Ok(n) => {
-                            pass_on(to, &mut log, stream, &buf[..n]);
+                            pass_on(to, &mut log, &mut console, stream, &buf[..n]);
                         }
                         Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
                         Err(_) => pipes_open[i] = false,
@@ -235,7 +257,9 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                         );
                         while let Ok(n) = nix::unistd::read(m.as_fd(), &mut buf) {
                             let to = (!log_only).then(|| stdout.as_fd());
-                            if n == 0 || !pass_on(to, &mut log, Stream::Stdout, &buf[..n]) {
+                            if n == 0
+                                || !pass_on(to, &mut log, &mut console, Stream::Stdout, &buf[..n])
+                            {
                                 break;
                             }
                         }
@@ -260,7 +284,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                                 continue;
                             }
                             while let Ok(n @ 1..) = nix::unistd::read(fd.as_fd(), &mut buf) {
-                                pass_on(to, &mut log, stream, &buf[..n]);
+                                pass_on(to, &mut log, &mut console, stream, &buf[..n]);
                             }
                         }
                     }

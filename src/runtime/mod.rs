@@ -27,6 +27,7 @@
 
 pub mod attach;
 pub mod caps;
+pub mod console;
 pub mod container;
 pub mod control;
 pub mod create;

@@ -69,6 +69,7 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
         pipes: relay.map(|(out, err, _)| [out.0, err.0]),
         log: log.as_mut(),
         log_only: false,
+        console: None,
     };
     let checker = checker(g, &rec);
     let status = attach::relay(run.pid, run.pty, rec.spec.interactive, output)?;
@@ -321,6 +322,19 @@ fn start(
     }
 }
 
+/// A pipe for the stdin of a detached container with `-i` and no terminal (`rbox attach`
+/// writes into it through the monitor): (read end, write end).
+fn stdin_pipe_of(
+    rec: &ContainerRecord,
+) -> Result<Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>> {
+    if !rec.spec.interactive || rec.spec.tty {
+        return Ok(None);
+    }
+    Ok(Some(
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe")?,
+    ))
+}
+
 /// Pipes for a detached container's stdout and stderr: (read end, write end) each.
 fn output_pipes() -> Result<[(std::os::fd::OwnedFd, std::os::fd::OwnedFd); 2]> {
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("create pipe");
@@ -397,6 +411,35 @@ fn hold(
             return exit::FAILED as i32;
         }
     };
+    // `rbox attach` connects here; with -i and no terminal, what it types goes to the
+    // container's stdin through a pipe this monitor holds
+    let mut console = match g.runtime_dir().and_then(|d| {
+        Ok(super::console::Console::listen(
+            &layout::attach_socket(&d, &rec.id),
+            None,
+        )?)
+    }) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("listen for rbox attach: {e:#}");
+            None
+        }
+    };
+    let null_fd = stdin;
+    let mut stdin_pipe = match stdin_pipe_of(rec) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = caller.send(&Msg::Failed {
+                code: exit::FAILED,
+                msg: format!("{e:#}"),
+            });
+            return exit::FAILED as i32;
+        }
+    };
+    let stdin = stdin_pipe
+        .as_ref()
+        .map(|p| p.0.as_raw_fd())
+        .unwrap_or(stdin);
     let fds = [stdin, pipes[0].1.as_raw_fd(), pipes[1].1.as_raw_fd()];
     let mut run = match start(g, store, rec, Some(fds), None, true) {
         Ok(s) => s,
@@ -430,10 +473,15 @@ fn hold(
         let health = checker(g, rec);
         // the container holds the write ends now: end-of-file comes when it is gone
         let read_ends = pipes.take().map(|[o, e]| [o.0, e.0]);
+        if let (Some(c), Some((r, w))) = (&mut console, stdin_pipe.take()) {
+            drop(r); // the container has it
+            c.set_stdin(Some(w));
+        }
         let output = attach::Output {
             pipes: read_ends,
             log: keeps.then_some(&mut log),
             log_only: true,
+            console: console.as_mut(),
         };
         let waited = attach::relay(run.pid, run.pty.take(), false, output);
         // (before a restart's clone: the monitor must be single-threaded then)
@@ -496,6 +544,17 @@ fn hold(
                 return code;
             }
         };
+        stdin_pipe = match stdin_pipe_of(rec) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("restart container {}: {e:#}", rec.name);
+                return code;
+            }
+        };
+        let stdin = stdin_pipe
+            .as_ref()
+            .map(|p| p.0.as_raw_fd())
+            .unwrap_or(null_fd);
         let fds = [stdin, p[0].1.as_raw_fd(), p[1].1.as_raw_fd()];
         let started = start(g, store, rec, Some(fds), Some(kept), true);
         pipes = Some(p);

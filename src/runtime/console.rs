@@ -1,0 +1,193 @@
+//! The attach socket of a detached container (`rbox attach`): its monitor listens on a unix
+//! socket in the runtime directory, sends what the container writes to every client attached
+//! and passes their input to the container's terminal (or its stdin pipe, with `-i` and no
+//! terminal), and their window size to its terminal. The clients are other rbox invocations;
+//! nobody else may connect (the runtime directory is the user's, mode 0700).
+//!
+//! Frames both ways: a tag byte, a little-endian u32 length, the payload. The monitor sends
+//! [`OUT`] and [`ERR`]; a client sends [`IN`] and [`RESIZE`] (rows and columns, u16 each).
+//! A client that does not keep up is dropped rather than stall the container.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+pub const OUT: u8 = 1;
+pub const ERR: u8 = 2;
+pub const IN: u8 = 3;
+pub const RESIZE: u8 = 4;
+
+/// A frame's bytes.
+pub fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + payload.len());
+    v.push(tag);
+    v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Splits whole frames off the front of `buf`.
+pub fn take_frames(buf: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while buf.len() - at >= 5 {
+        let len = u32::from_le_bytes(buf[at + 1..at + 5].try_into().expect("4 bytes")) as usize;
+        if buf.len() - at - 5 < len {
+            break;
+        }
+        out.push((buf[at], buf[at + 5..at + 5 + len].to_vec()));
+        at += 5 + len;
+    }
+    buf.drain(..at);
+    out
+}
+
+/// The monitor's side.
+pub struct Console {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: Vec<Client>,
+    /// where input goes when the container has no terminal (`-i`): its stdin pipe
+    stdin: Option<OwnedFd>,
+}
+
+struct Client {
+    sock: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Console {
+    /// Listen at `path` (replacing a stale socket). `stdin`: the write end of the container's
+    /// stdin pipe, when it has one.
+    pub fn listen(path: &Path, stdin: Option<OwnedFd>) -> io::Result<Console> {
+        let _ = std::fs::remove_file(path);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        listener.set_nonblocking(true)?;
+        Ok(Console {
+            listener,
+            path: path.to_path_buf(),
+            clients: Vec::new(),
+            stdin,
+        })
+    }
+
+    /// Where clients' input goes from now on (a restarted container's new stdin pipe).
+    pub fn set_stdin(&mut self, stdin: Option<OwnedFd>) {
+        self.stdin = stdin;
+    }
+
+    /// The descriptors to poll: the listener first, then each client.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        std::iter::once(self.listener.as_fd())
+            .chain(self.clients.iter().map(|c| c.sock.as_fd()))
+            .collect()
+    }
+
+    /// Act on what poll reported for [`Console::fds`] (`ready` in the same order): accept
+    /// clients, and pass their input to `pty` (the terminal's master) or the stdin pipe.
+    pub fn ready(&mut self, ready: &[bool], pty: Option<&OwnedFd>) {
+        let mut gone = Vec::new();
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if !ready.get(i + 1).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut b = [0u8; 16384];
+            match c.sock.read(&mut b) {
+                Ok(0) => gone.push(i),
+                Ok(n) => {
+                    c.buf.extend_from_slice(&b[..n]);
+                    for (tag, data) in take_frames(&mut c.buf) {
+                        match (tag, pty, &self.stdin) {
+                            (IN, Some(m), _) => {
+                                let _ = super::attach::write_all(m.as_fd(), &data);
+                            }
+                            (IN, None, Some(s)) => {
+                                let _ = super::attach::write_all(s.as_fd(), &data);
+                            }
+                            (RESIZE, Some(m), _) if data.len() == 4 => {
+                                let ws = libc::winsize {
+                                    ws_row: u16::from_le_bytes([data[0], data[1]]),
+                                    ws_col: u16::from_le_bytes([data[2], data[3]]),
+                                    ws_xpixel: 0,
+                                    ws_ypixel: 0,
+                                };
+                                super::sys::set_winsize(m, &ws);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => gone.push(i),
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.clients.remove(i);
+        }
+        if ready.first().copied().unwrap_or(false) {
+            while let Ok((sock, _)) = self.listener.accept() {
+                if sock.set_nonblocking(true).is_ok() {
+                    self.clients.push(Client {
+                        sock,
+                        buf: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Send the container's output to every client.
+    pub fn broadcast(&mut self, tag: u8, data: &[u8]) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let f = frame(tag, data);
+        self.clients.retain_mut(|c| {
+            // a client that cannot take a whole frame now is too slow: dropped
+            let mut at = 0;
+            for _ in 0..100 {
+                match c.sock.write(&f[at..]) {
+                    Ok(n) => {
+                        at += n;
+                        if at == f.len() {
+                            return true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(_) => return false,
+                }
+            }
+            false
+        });
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_where_they_end() {
+        let mut buf = frame(OUT, b"hello");
+        buf.extend(frame(RESIZE, &[1, 0, 2, 0]));
+        buf.extend(&frame(IN, b"partial")[..6]);
+        let got = take_frames(&mut buf);
+        assert_eq!(
+            got,
+            vec![(OUT, b"hello".to_vec()), (RESIZE, vec![1, 0, 2, 0])]
+        );
+        assert_eq!(buf.len(), 6);
+    }
+}
