@@ -6,6 +6,7 @@ pub mod completion;
 pub mod container;
 pub mod docs;
 pub mod exec;
+pub mod exists;
 pub mod history;
 pub mod image;
 pub mod images;
@@ -36,6 +37,14 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::context::Context;
+
+/// The verbs Podman has only inside a group (`container exists`, `image prune`): no
+/// top-level twin, so the group hands them over as themselves.
+#[derive(Debug)]
+pub enum Grouped {
+    ContainerExists(exists::ContainerExistsArgs),
+    ImageExists(exists::ImageExistsArgs),
+}
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -68,6 +77,10 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         // a group's verb is its top-level twin
         Command::Image(a) => run_command(g, a.command.into()),
         Command::Container(a) => run_command(g, a.command.into()),
+        Command::Grouped(v) => match v {
+            Grouped::ContainerExists(a) => exists::container(g, a),
+            Grouped::ImageExists(a) => exists::image(g, a),
+        },
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),
         Command::Import(a) => import::run(g, a),
