@@ -77,6 +77,8 @@ pub enum Command {
     Ps(cmd::ps::PsArgs),
     /// Remove one or more containers
     Rm(cmd::rm::RmArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(cmd::wait::WaitArgs),
     /// Display the configuration of containers or images
     Inspect(cmd::inspect::InspectArgs),
     /// List images in local storage

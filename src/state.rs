@@ -921,6 +921,18 @@ pub fn live_pids(g: &Context, rec: &ContainerRecord) -> Option<(i32, i32)> {
     live(g, rec).map(|l| (l.pid, l.monitor))
 }
 
+/// The monitor named in `rec`'s live state while it runs, whatever its container does: it
+/// may be starting the command again, or recording its exit (`rbox wait` waits for it).
+pub fn live_monitor(g: &Context, rec: &ContainerRecord) -> Option<i32> {
+    let p = live_path(g, rec)?;
+    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
+    let same = |t: u64| l.monitor_start_time == 0 || t == l.monitor_start_time;
+    let alive = l.monitor > 0
+        && l.boot_id == paths::boot_id()
+        && proc_start_time(l.monitor).is_some_and(same);
+    alive.then_some(l.monitor)
+}
+
 /// Whether the container's process is running now.
 pub fn is_running(rec: &ContainerRecord) -> bool {
     rec.state.status == Status::Running

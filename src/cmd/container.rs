@@ -29,6 +29,7 @@ pub enum ContainerCommand {
     Kill(cmd::kill::KillArgs),
     #[command(visible_alias = "remove")]
     Rm(cmd::rm::RmArgs),
+    Wait(cmd::wait::WaitArgs),
     /// Display the configuration of containers
     Inspect(ContainerInspectArgs),
     /// Check whether a container exists: exit 0 if it does, 1 if not
@@ -69,6 +70,7 @@ impl From<ContainerCommand> for Command {
             ContainerCommand::Port(a) => Command::Port(a),
             ContainerCommand::Kill(a) => Command::Kill(a),
             ContainerCommand::Rm(a) => Command::Rm(a),
+            ContainerCommand::Wait(a) => Command::Wait(a),
             ContainerCommand::Inspect(a) => Command::Inspect(cmd::inspect::InspectArgs {
                 kind: "container".into(),
                 format: a.format,

@@ -32,6 +32,7 @@ pub mod stop;
 pub mod tag;
 pub mod targets;
 pub mod unshare;
+pub mod wait;
 
 use std::process::ExitCode;
 
@@ -69,6 +70,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Port(a) => port::run(g, a),
         Command::Ps(a) => ps::run(g, a),
         Command::Rm(a) => rm::run(g, a),
+        Command::Wait(a) => wait::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),
         Command::Images(a) => images::run(g, a),
         Command::Rmi(a) => rmi::run(g, a),

@@ -59,3 +59,92 @@ fn exists_answers_with_the_exit_status_alone() {
         env.rbox().args(["exists", "there"]).output().rbox_error();
     });
 }
+
+fn inspect(env: &Env, name: &str, field: &str) -> String {
+    env.rbox()
+        .args(["inspect", "--format", &format!("{{{{{field}}}}}"), name])
+        .output()
+        .success()
+        .text()
+}
+
+#[test]
+fn wait_prints_each_exit_code_once_the_container_stops() {
+    for_each_user("wait", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "three", "busybox"])
+            .args(["sh", "-c", "exit 3"])
+            .output()
+            .success();
+        let created = create(env, "fresh", "true");
+        // podman: "3", and "0" for a container that never ran
+        let wait = |args: &[&str]| -> String {
+            env.rbox().arg("wait").args(args).output().success().stdout
+        };
+        assert_eq!(wait(&["three", "fresh"]), "3\n0\n");
+        // the grouped name; a condition other than stopped prints -1 (podman does)
+        let out = env
+            .rbox()
+            .args(["container", "wait", "--condition=created"])
+            .arg(&created)
+            .output();
+        assert_eq!(out.success().stdout, "-1\n");
+        let out = wait(&[
+            "--condition=exited",
+            "--condition=created",
+            "three",
+            "fresh",
+        ]);
+        assert_eq!(out, "3\n-1\n");
+
+        // a running container: wait blocks until it is killed, then prints 137
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "long", "busybox"])
+            .args(["sleep", "600"])
+            .output()
+            .success();
+        assert_eq!(wait(&["--condition=running", "long"]), "-1\n");
+        let mut waiting = env.rbox().args(["wait", "-i", "10ms", "long"]).spawn();
+        env.rbox().args(["kill", "long"]).output().success();
+        assert_eq!(waiting.read_line().trim(), "137");
+        waiting.wait().success();
+
+        // every name is looked up first: nothing printed, 125 (podman: "no container with
+        // name or ID "nosuch" found"); with --ignore, -1 for it
+        let out = env.rbox().args(["wait", "three", "nosuch"]).output();
+        assert_eq!(out.rbox_error().stdout, "");
+        assert_eq!(wait(&["--ignore", "nosuch", "three"]), "-1\n3\n");
+        let out = env
+            .rbox()
+            .args(["wait", "--condition=bogus", "three"])
+            .output();
+        assert!(out
+            .rbox_error()
+            .stderr
+            .contains("unknown container state: bogus"));
+        env.rbox()
+            .args(["wait", "-i", "soon", "three"])
+            .output()
+            .rbox_error();
+        env.rbox().arg("wait").output().rbox_error();
+    });
+}
+
+/// A container between two runs of its restart policy has not stopped: as with Podman
+/// (`--restart=on-failure:2` returns after the third run), wait returns after the last one.
+#[test]
+fn wait_outlasts_the_restart_policy() {
+    for_each_user("wait_restart", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--restart=on-failure:2"])
+            .args(["--name", "flaky", "busybox", "sh", "-c", "exit 1"])
+            .output()
+            .success();
+        let out = env.rbox().args(["wait", "flaky"]).output().success();
+        assert_eq!(out.stdout, "1\n");
+        assert_eq!(inspect(env, "flaky", ".RestartCount"), "2");
+        assert_eq!(inspect(env, "flaky", ".State.Status"), "exited");
+    });
+}
