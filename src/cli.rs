@@ -79,6 +79,8 @@ pub enum Command {
     Rm(cmd::rm::RmArgs),
     /// Block until containers stop, then print their exit codes
     Wait(cmd::wait::WaitArgs),
+    /// Rename a container
+    Rename(cmd::rename::RenameArgs),
     /// Display the configuration of containers or images
     Inspect(cmd::inspect::InspectArgs),
     /// List images in local storage

@@ -30,6 +30,7 @@ pub enum ContainerCommand {
     #[command(visible_alias = "remove")]
     Rm(cmd::rm::RmArgs),
     Wait(cmd::wait::WaitArgs),
+    Rename(cmd::rename::RenameArgs),
     /// Display the configuration of containers
     Inspect(ContainerInspectArgs),
     /// Check whether a container exists: exit 0 if it does, 1 if not
@@ -71,6 +72,7 @@ impl From<ContainerCommand> for Command {
             ContainerCommand::Kill(a) => Command::Kill(a),
             ContainerCommand::Rm(a) => Command::Rm(a),
             ContainerCommand::Wait(a) => Command::Wait(a),
+            ContainerCommand::Rename(a) => Command::Rename(a),
             ContainerCommand::Inspect(a) => Command::Inspect(cmd::inspect::InspectArgs {
                 kind: "container".into(),
                 format: a.format,

@@ -22,6 +22,7 @@ pub mod port;
 pub mod ps;
 pub mod pull;
 pub mod push;
+pub mod rename;
 pub mod restart;
 pub mod rm;
 pub mod rmi;
@@ -71,6 +72,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Ps(a) => ps::run(g, a),
         Command::Rm(a) => rm::run(g, a),
         Command::Wait(a) => wait::run(g, a),
+        Command::Rename(a) => rename::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),
         Command::Images(a) => images::run(g, a),
         Command::Rmi(a) => rmi::run(g, a),

@@ -148,3 +148,56 @@ fn wait_outlasts_the_restart_policy() {
         assert_eq!(inspect(env, "flaky", ".State.Status"), "exited");
     });
 }
+
+#[test]
+fn rename_moves_the_name_and_frees_the_old_one() {
+    for_each_user("rename", |env| {
+        env.import_busybox("busybox");
+        let id = create(env, "old", "true");
+        create(env, "taken", "true");
+        // podman rename prints nothing
+        let out = env.rbox().args(["rename", "old", "new"]).output().success();
+        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+        assert_eq!(inspect(env, &id, ".Name"), "new");
+        env.rbox()
+            .args(["container", "exists", "old"])
+            .output()
+            .code_is(1);
+        // the old name is free again; the same name is no change (podman: 0)
+        create(env, "old", "true");
+        env.rbox().args(["rename", "new", "new"]).output().success();
+        // podman: "name taken already in use", "no container with name or ID", "names must
+        // match [a-zA-Z0-9][a-zA-Z0-9_.-]*", all 125
+        let out = env.rbox().args(["rename", "new", "taken"]).output();
+        assert!(out.rbox_error().stderr.contains("already in use"));
+        assert_eq!(inspect(env, &id, ".Name"), "new");
+        env.rbox()
+            .args(["rename", "nosuch", "x"])
+            .output()
+            .rbox_error();
+        let out = env.rbox().args(["rename", "new", "bad name"]).output();
+        assert!(out
+            .rbox_error()
+            .stderr
+            .contains("[a-zA-Z0-9][a-zA-Z0-9_.-]*"));
+        env.rbox().args(["rename", "new"]).output().rbox_error();
+
+        // a running container: its monitor records the exit under the new name
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "busy", "busybox"])
+            .args(["sleep", "600"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["container", "rename", "busy", "renamed"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["stop", "-t", "0", "renamed"])
+            .output()
+            .success();
+        assert_eq!(inspect(env, "renamed", ".State.Status"), "exited");
+        assert_eq!(inspect(env, "renamed", ".Name"), "renamed");
+        env.rbox().args(["rm", "renamed"]).output().success();
+    });
+}
