@@ -37,8 +37,11 @@ pub struct RmArgs {
     /// Ignore containers that do not exist
     #[arg(short = 'i', long)]
     pub ignore: bool,
+    /// Read the id of a container to remove from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
     /// Containers to remove (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "cidfile"], add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -47,7 +50,12 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
         bail!("--all and container names cannot be used together");
     }
     let all = if a.all { All::Every } else { All::No };
-    let mut targets = Targets::gather(g, all, &a.containers, a.ignore)?;
+    let mut targets = Targets::gather(
+        g,
+        all,
+        &super::targets::with_cidfiles(&a.containers, &a.cidfile)?,
+        a.ignore,
+    )?;
     // Decide and kill outside the namespace; remove the storage inside it.
     targets.keep(|rec| prepare(g, rec, a.force, a.time));
     if targets.is_empty() {

@@ -201,3 +201,75 @@ fn rename_moves_the_name_and_frees_the_old_one() {
         env.rbox().args(["rm", "renamed"]).output().success();
     });
 }
+
+#[test]
+fn cidfile_holds_the_id_and_is_never_overwritten() {
+    for_each_user("cidfile", |env| {
+        env.import_busybox("busybox");
+        let dir = env.path("ids");
+        env.cmd("mkdir").arg(&dir).output().success();
+        let cid = dir.join("cid");
+        let out = env
+            .rbox()
+            .args(["create", "--network=none", "--cidfile"])
+            .arg(&cid)
+            .args(["busybox", "true"])
+            .output()
+            .success();
+        // the full id, without a newline (as podman writes it)
+        let id = std::fs::read_to_string(&cid).unwrap();
+        assert_eq!(id, out.text());
+        // podman: "container id file exists. Ensure another container is not using it or
+        // delete FILE", 125, and no container made
+        for verb in ["create", "run"] {
+            let out = env
+                .rbox()
+                .args([verb, "--network=none", "--cidfile"])
+                .arg(&cid)
+                .args(["busybox", "true"])
+                .output();
+            let want = format!(
+                "Error: container id file exists. Ensure another container is not using it or delete {}\n",
+                cid.display()
+            );
+            assert_eq!(out.rbox_error().stderr, want);
+        }
+        let out = env.rbox().args(["ps", "-a", "-q"]).output().success();
+        assert_eq!(out.lines().len(), 1, "{out}");
+        assert_eq!(std::fs::read_to_string(&cid).unwrap(), id);
+        // a create that fails leaves no id file behind
+        let gone = dir.join("gone");
+        env.rbox()
+            .args(["create", "--network=none", "--cidfile"])
+            .arg(&gone)
+            .args(["nosuchimage", "true"])
+            .args(["--pull", "never"])
+            .output()
+            .rbox_error();
+        assert!(!gone.exists());
+
+        // run -d, then stop, kill and rm by the file; they print the id
+        let run = dir.join("run");
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--cidfile"])
+            .arg(&run)
+            .args(["busybox", "sleep", "600"])
+            .output()
+            .success();
+        let rid = std::fs::read_to_string(&run).unwrap();
+        let by_file = |args: &[&str]| -> String {
+            let mut c = env.rbox();
+            c.args(args).arg("--cidfile").arg(&run);
+            c.output().success().stdout
+        };
+        assert_eq!(by_file(&["kill", "-s", "CONT"]), format!("{rid}\n"));
+        assert_eq!(by_file(&["stop", "-t", "0"]), format!("{rid}\n"));
+        let both = by_file(&["rm", "--cidfile", cid.to_str().unwrap()]);
+        assert_eq!(both, format!("{id}\n{rid}\n"));
+        env.rbox()
+            .args(["rm", "--cidfile"])
+            .arg(dir.join("nonexistent"))
+            .output()
+            .rbox_error();
+    });
+}
