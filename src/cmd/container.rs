@@ -35,6 +35,8 @@ pub enum ContainerCommand {
     Inspect(ContainerInspectArgs),
     /// Check whether a container exists: exit 0 if it does, 1 if not
     Exists(cmd::exists::ContainerExistsArgs),
+    /// Remove all containers that are not running
+    Prune(cmd::prune::ContainerPruneArgs),
 }
 
 /// The top-level command whose help `rbox container VERB` shows: the one of the same name but
@@ -80,6 +82,7 @@ impl From<ContainerCommand> for Command {
                 names: a.containers,
             }),
             ContainerCommand::Exists(a) => Command::Grouped(cmd::Grouped::ContainerExists(a)),
+            ContainerCommand::Prune(a) => Command::Grouped(cmd::Grouped::ContainerPrune(a)),
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum ImageCommand {
     Push(cmd::push::PushArgs),
     /// Check whether an image exists: exit 0 if it does, 1 if not
     Exists(cmd::exists::ImageExistsArgs),
+    /// Remove dangling images (with -a, every image no container uses)
+    Prune(cmd::prune::ImagePruneArgs),
 }
 
 /// The top-level command whose help `rbox image VERB` shows: the one of the same name but for
@@ -73,6 +75,7 @@ impl From<ImageCommand> for Command {
             ImageCommand::Pull(a) => Command::Pull(a),
             ImageCommand::Push(a) => Command::Push(a),
             ImageCommand::Exists(a) => Command::Grouped(cmd::Grouped::ImageExists(a)),
+            ImageCommand::Prune(a) => Command::Grouped(cmd::Grouped::ImagePrune(a)),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod login;
 pub mod logs;
 pub mod manifest;
 pub mod port;
+pub mod prune;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -46,6 +47,8 @@ use crate::context::Context;
 pub enum Grouped {
     ContainerExists(exists::ContainerExistsArgs),
     ImageExists(exists::ImageExistsArgs),
+    ContainerPrune(prune::ContainerPruneArgs),
+    ImagePrune(prune::ImagePruneArgs),
 }
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
@@ -84,6 +87,8 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Grouped(v) => match v {
             Grouped::ContainerExists(a) => exists::container(g, a),
             Grouped::ImageExists(a) => exists::image(g, a),
+            Grouped::ContainerPrune(a) => prune::containers(g, a),
+            Grouped::ImagePrune(a) => prune::images(g, a),
         },
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),

@@ -273,3 +273,128 @@ fn cidfile_holds_the_id_and_is_never_overwritten() {
             .rbox_error();
     });
 }
+
+#[test]
+fn container_prune_removes_what_does_not_run_after_asking() {
+    for_each_user("container_prune", |env| {
+        env.import_busybox("busybox");
+        let plain = create(env, "plain", "true");
+        let labelled = env
+            .rbox()
+            .args([
+                "create",
+                "--network=none",
+                "--label",
+                "a=b",
+                "--name",
+                "labelled",
+            ])
+            .args(["busybox", "true"])
+            .output()
+            .success()
+            .text();
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "up", "busybox"])
+            .args(["sleep", "600"])
+            .output()
+            .success();
+        // podman's question, on stdout; anything but y keeps everything
+        let ask = "WARNING! This will remove all non running containers.\n\
+                   Are you sure you want to continue? [y/N] ";
+        let out = env
+            .rbox()
+            .args(["container", "prune"])
+            .stdin("n\n")
+            .output();
+        assert_eq!(out.success().stdout, ask);
+        env.rbox()
+            .args(["container", "exists", "plain"])
+            .output()
+            .success();
+        // y: the full id of each one removed
+        let out = env
+            .rbox()
+            .args(["container", "prune", "--filter", "label=a=b"])
+            .stdin("y\n")
+            .output()
+            .success();
+        assert_eq!(out.stdout, format!("{ask}{labelled}\n"));
+        let out = env.rbox().args(["container", "prune", "-f"]).output();
+        assert_eq!(out.success().stdout, format!("{plain}\n"));
+        env.rbox()
+            .args(["container", "exists", "up"])
+            .output()
+            .success();
+        // nothing left to remove: nothing printed
+        let out = env.rbox().args(["container", "prune", "-f"]).output();
+        assert_eq!(out.success().stdout, "");
+        env.rbox()
+            .args(["container", "prune", "-f", "--filter", "status=x"])
+            .output()
+            .rbox_error();
+        env.rbox().args(["rm", "-f", "up"]).output().success();
+    });
+}
+
+#[test]
+fn image_prune_removes_dangling_or_unused_images() {
+    for_each_user("image_prune", |env| {
+        env.import_busybox("busybox");
+        // two images under one name: the first loses it and dangles
+        let mut ids = Vec::new();
+        for (i, text) in ["one", "two"].iter().enumerate() {
+            let dir = env.path(&format!("root{i}"));
+            env.cmd("mkdir").arg(&dir).output().success();
+            env.write(&format!("root{i}/f"), text);
+            let tar = env.path(&format!("root{i}.tar"));
+            env.cmd("tar")
+                .arg("-C")
+                .arg(&dir)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("f")
+                .output()
+                .success();
+            let out = env
+                .rbox()
+                .arg("import")
+                .arg(&tar)
+                .arg("local")
+                .output()
+                .success();
+            ids.push(out.text().trim_start_matches("sha256:").to_string());
+        }
+        let ask = "WARNING! This command removes all dangling images.\n\
+                   Are you sure you want to continue? [y/N] ";
+        let out = env.rbox().args(["image", "prune"]).stdin("n\n").output();
+        assert_eq!(out.success().stdout, ask);
+        let out = env.rbox().args(["image", "prune"]).stdin("y\n").output();
+        assert_eq!(out.success().stdout, format!("{ask}{}\n", ids[0]));
+        env.rbox()
+            .args(["image", "exists", &ids[0]])
+            .output()
+            .code_is(1);
+        env.rbox()
+            .args(["image", "exists", "local"])
+            .output()
+            .success();
+        // -a: every image no container uses; busybox is used
+        create(env, "user", "true");
+        let ask = "WARNING! This command removes all images without at least one container \
+                   associated with them.\nAre you sure you want to continue? [y/N] ";
+        let out = env
+            .rbox()
+            .args(["image", "prune", "-a"])
+            .stdin("\n")
+            .output();
+        assert_eq!(out.success().stdout, ask);
+        let out = env.rbox().args(["image", "prune", "-a", "-f"]).output();
+        assert_eq!(out.success().stdout, format!("{}\n", ids[1]));
+        env.rbox()
+            .args(["image", "exists", "busybox"])
+            .output()
+            .success();
+        let out = env.rbox().args(["image", "prune", "-af"]).output();
+        assert_eq!(out.success().stdout, "");
+    });
+}
