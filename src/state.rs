@@ -725,10 +725,43 @@ pub fn release_name(root: &Path, name: &str, id: &str) {
     }
 }
 
-/// Write the durable record atomically.
+/// Write the durable record atomically. The name is the one on disk: `rbox rename` may have
+/// changed it while a monitor held an older copy of the record.
 pub fn save(root: &Path, rec: &ContainerRecord) -> Result<()> {
+    match load_raw(root, &rec.id) {
+        Ok(cur) if cur.name != rec.name => {
+            let mut rec = rec.clone();
+            rec.name = cur.name;
+            write_record(root, &rec, "json.tmp")
+        }
+        _ => write_record(root, rec, "json.tmp"),
+    }
+}
+
+/// Give container `rec` the name `new`: reserve it (an error names the container holding it),
+/// rewrite the record, then release the old name.
+pub fn rename(g: &Context, rec: &ContainerRecord, new: &str) -> Result<()> {
+    if rec.name == new {
+        return Ok(());
+    }
+    let root = g.storage_root()?;
+    reserve_name(&root, new, &rec.id)?;
+    let written = load_raw(&root, &rec.id).and_then(|mut cur| {
+        cur.name = new.to_string();
+        // a temporary file of its own: a monitor may be saving the record at the same time
+        write_record(&root, &cur, "json.rename")
+    });
+    if let Err(e) = written {
+        release_name(&root, new, &rec.id);
+        return Err(e);
+    }
+    release_name(&root, &rec.name, &rec.id);
+    Ok(())
+}
+
+fn write_record(root: &Path, rec: &ContainerRecord, tmp_ext: &str) -> Result<()> {
     let p = layout::container_record(root, &rec.id);
-    let tmp = p.with_extension("json.tmp");
+    let tmp = p.with_extension(tmp_ext);
     let data = serde_json::to_vec_pretty(rec).context("encode container record")?;
     fs::write(&tmp, data).with_context(|| format!("write `{}`", tmp.display()))?;
     fs::rename(&tmp, &p).with_context(|| format!("rename `{}`", p.display()))?;
@@ -1014,6 +1047,18 @@ fn live(g: &Context, rec: &ContainerRecord) -> Option<Live> {
 /// The pids of a running container's init and of the rbox process attached to it.
 pub fn live_pids(g: &Context, rec: &ContainerRecord) -> Option<(i32, i32)> {
     live(g, rec).map(|l| (l.pid, l.monitor))
+}
+
+/// The monitor named in `rec`'s live state while it runs, whatever its container does: it
+/// may be starting the command again, or recording its exit (`rbox wait` waits for it).
+pub fn live_monitor(g: &Context, rec: &ContainerRecord) -> Option<i32> {
+    let p = live_path(g, rec)?;
+    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
+    let same = |t: u64| l.monitor_start_time == 0 || t == l.monitor_start_time;
+    let alive = l.monitor > 0
+        && l.boot_id == paths::boot_id()
+        && proc_start_time(l.monitor).is_some_and(same);
+    alive.then_some(l.monitor)
 }
 
 /// Whether the container's process is running now.

@@ -2,7 +2,8 @@
 //! (`container ls`, `container rm`, `container inspect`, ...). Each verb is its top-level twin
 //! under the group's name for it: the same arguments, the same handler (through
 //! `Command::from`), and the same help text (copied from the twin by `cli::command`, see
-//! [`twin`]); only `inspect` has arguments and help of its own.
+//! [`twin`]); only `inspect` has arguments and help of its own, and `exists` and `prune`, which
+//! Podman has only in the group, are reached through [`Command::Grouped`].
 
 use crate::cli::{complete, Command};
 use crate::cmd;
@@ -28,16 +29,22 @@ pub enum ContainerCommand {
     Kill(cmd::kill::KillArgs),
     #[command(visible_alias = "remove")]
     Rm(cmd::rm::RmArgs),
+    Wait(cmd::wait::WaitArgs),
+    Rename(cmd::rename::RenameArgs),
     /// Display the configuration of containers
     Inspect(ContainerInspectArgs),
+    /// Check whether a container exists: exit 0 if it does, 1 if not
+    Exists(cmd::exists::ContainerExistsArgs),
+    /// Remove all containers that are not running
+    Prune(cmd::prune::ContainerPruneArgs),
 }
 
 /// The top-level command whose help `rbox container VERB` shows: the one of the same name but
-/// for `ls` (`ps`); none for `inspect`.
+/// for `ls` (`ps`); none for `inspect` and the verbs only the group has.
 pub fn twin(verb: &str) -> Option<&str> {
     match verb {
         "ls" => Some("ps"),
-        "inspect" => None,
+        "inspect" | "exists" | "prune" => None,
         v => Some(v),
     }
 }
@@ -66,12 +73,16 @@ impl From<ContainerCommand> for Command {
             ContainerCommand::Port(a) => Command::Port(a),
             ContainerCommand::Kill(a) => Command::Kill(a),
             ContainerCommand::Rm(a) => Command::Rm(a),
+            ContainerCommand::Wait(a) => Command::Wait(a),
+            ContainerCommand::Rename(a) => Command::Rename(a),
             ContainerCommand::Inspect(a) => Command::Inspect(cmd::inspect::InspectArgs {
                 kind: "container".into(),
                 format: a.format,
                 size: false,
                 names: a.containers,
             }),
+            ContainerCommand::Exists(a) => Command::Grouped(cmd::Grouped::ContainerExists(a)),
+            ContainerCommand::Prune(a) => Command::Grouped(cmd::Grouped::ContainerPrune(a)),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! `image rm`, `image inspect`, ...). Each verb is its top-level twin under the group's name
 //! for it: the same arguments, the same handler (through `Command::from`), and the same help
 //! text (copied from the twin by `cli::command`, see [`twin`]); only `inspect` has arguments
-//! and help of its own.
+//! and help of its own, and `exists` and `prune`, which Podman has only in the group, are
+//! reached through [`Command::Grouped`].
 
 use crate::cli::{complete, Command};
 use crate::cmd;
@@ -28,15 +29,19 @@ pub enum ImageCommand {
     Import(cmd::import::ImportArgs),
     Pull(cmd::pull::PullArgs),
     Push(cmd::push::PushArgs),
+    /// Check whether an image exists: exit 0 if it does, 1 if not
+    Exists(cmd::exists::ImageExistsArgs),
+    /// Remove dangling images (with -a, every image no container uses)
+    Prune(cmd::prune::ImagePruneArgs),
 }
 
 /// The top-level command whose help `rbox image VERB` shows: the one of the same name but for
-/// `ls` (`images`) and `rm` (`rmi`); none for `inspect`.
+/// `ls` (`images`) and `rm` (`rmi`); none for `inspect` and the verbs only the group has.
 pub fn twin(verb: &str) -> Option<&str> {
     match verb {
         "ls" => Some("images"),
         "rm" => Some("rmi"),
-        "inspect" => None,
+        "inspect" | "exists" | "prune" => None,
         v => Some(v),
     }
 }
@@ -69,6 +74,8 @@ impl From<ImageCommand> for Command {
             ImageCommand::Import(a) => Command::Import(a),
             ImageCommand::Pull(a) => Command::Pull(a),
             ImageCommand::Push(a) => Command::Push(a),
+            ImageCommand::Exists(a) => Command::Grouped(cmd::Grouped::ImageExists(a)),
+            ImageCommand::Prune(a) => Command::Grouped(cmd::Grouped::ImagePrune(a)),
         }
     }
 }

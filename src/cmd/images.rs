@@ -209,7 +209,7 @@ fn glob(pattern: &str, s: &str) -> bool {
     true
 }
 
-fn labels(store: &Store, rec: &ImageRecord) -> BTreeMap<String, String> {
+pub fn labels(store: &Store, rec: &ImageRecord) -> BTreeMap<String, String> {
     store
         .image_config(rec)
         .ok()

@@ -23,8 +23,11 @@ pub struct KillArgs {
     /// Signal all running containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    /// Read the id of a container to signal from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
     /// Containers to signal (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "cidfile"], add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -36,6 +39,11 @@ pub fn run(g: &Context, a: KillArgs) -> Result<ExitCode> {
         );
     };
     let all = if a.all { All::Running } else { All::No };
-    let targets = Targets::gather(g, all, &a.containers, false)?;
+    let targets = Targets::gather(
+        g,
+        all,
+        &super::targets::with_cidfiles(&a.containers, &a.cidfile)?,
+        false,
+    )?;
     targets.finish(|rec| runtime::signal_container(g, rec, sig))
 }

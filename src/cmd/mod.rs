@@ -6,6 +6,7 @@ pub mod completion;
 pub mod container;
 pub mod docs;
 pub mod exec;
+pub mod exists;
 pub mod generate;
 pub mod healthcheck;
 pub mod history;
@@ -20,9 +21,11 @@ pub mod login;
 pub mod logs;
 pub mod manifest;
 pub mod port;
+pub mod prune;
 pub mod ps;
 pub mod pull;
 pub mod push;
+pub mod rename;
 pub mod restart;
 pub mod rm;
 pub mod rmi;
@@ -33,11 +36,22 @@ pub mod stop;
 pub mod tag;
 pub mod targets;
 pub mod unshare;
+pub mod wait;
 
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::context::Context;
+
+/// The verbs Podman has only inside a group (`container exists`, `image prune`): no
+/// top-level twin, so the group hands them over as themselves.
+#[derive(Debug)]
+pub enum Grouped {
+    ContainerExists(exists::ContainerExistsArgs),
+    ImageExists(exists::ImageExistsArgs),
+    ContainerPrune(prune::ContainerPruneArgs),
+    ImagePrune(prune::ImagePruneArgs),
+}
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -62,6 +76,8 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Port(a) => port::run(g, a),
         Command::Ps(a) => ps::run(g, a),
         Command::Rm(a) => rm::run(g, a),
+        Command::Wait(a) => wait::run(g, a),
+        Command::Rename(a) => rename::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),
         Command::Images(a) => images::run(g, a),
         Command::Rmi(a) => rmi::run(g, a),
@@ -70,6 +86,12 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         // a group's verb is its top-level twin
         Command::Image(a) => run_command(g, a.command.into()),
         Command::Container(a) => run_command(g, a.command.into()),
+        Command::Grouped(v) => match v {
+            Grouped::ContainerExists(a) => exists::container(g, a),
+            Grouped::ImageExists(a) => exists::image(g, a),
+            Grouped::ContainerPrune(a) => prune::containers(g, a),
+            Grouped::ImagePrune(a) => prune::images(g, a),
+        },
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),
         Command::Import(a) => import::run(g, a),

@@ -38,8 +38,11 @@ pub struct RmArgs {
     /// Ignore containers that do not exist
     #[arg(short = 'i', long)]
     pub ignore: bool,
+    /// Read the id of a container to remove from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
     /// Containers to remove (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "cidfile"], add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -48,7 +51,12 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
         bail!("--all and container names cannot be used together");
     }
     let all = if a.all { All::Every } else { All::No };
-    let mut targets = Targets::gather(g, all, &a.containers, a.ignore)?;
+    let mut targets = Targets::gather(
+        g,
+        all,
+        &super::targets::with_cidfiles(&a.containers, &a.cidfile)?,
+        a.ignore,
+    )?;
     // podman-rm(1): exit 1 when the only failures are containers that do not exist.
     targets.unknown_exits(exit::NOT_KNOWN);
     // Decide and kill outside the namespace; remove the storage inside it.

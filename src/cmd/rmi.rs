@@ -109,8 +109,19 @@ fn is_id_of(arg: &str, id: &Digest) -> bool {
     hex.len() >= 3 && id.hex().starts_with(hex)
 }
 
-/// Remove one image (and, when forced, the containers using it).
+/// Remove one image (and, when forced, the containers using it), saying what went.
 fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<()> {
+    remove_quietly(g, store, rec, force)?;
+    for n in &rec.names {
+        println!("Untagged: {n}");
+    }
+    println!("Deleted: {}", rec.id.hex());
+    Ok(())
+}
+
+/// Remove one image (and, when forced, the containers using it); refused, unless forced, for
+/// one a container uses. `image prune` removes through here too.
+pub fn remove_quietly(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<()> {
     let users = store.containers_using(&rec.id);
     if !users.is_empty() {
         if !force {
@@ -143,9 +154,5 @@ fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<
         }
     }
     store.remove_image(&rec.id, force)?;
-    for n in &rec.names {
-        println!("Untagged: {n}");
-    }
-    println!("Deleted: {}", rec.id.hex());
     Ok(())
 }

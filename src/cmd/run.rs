@@ -20,6 +20,9 @@ pub struct RunArgs {
     /// Assign a name to the container
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Write the container's id to FILE (which must not exist yet)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
     /// Keep STDIN open even if not attached
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -206,6 +209,7 @@ impl From<RunArgs> for RunOptions {
     fn from(a: RunArgs) -> RunOptions {
         RunOptions {
             name: a.name,
+            cidfile: a.cidfile,
             detach: a.detach,
             rm: a.rm,
             image: a.image,

@@ -29,14 +29,22 @@ pub struct StopArgs {
     /// Ignore containers that do not exist
     #[arg(short = 'i', long)]
     pub ignore: bool,
+    /// Read the id of a container to stop from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
     /// Containers to stop (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "cidfile"], add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn run(g: &Context, a: StopArgs) -> Result<ExitCode> {
     let all = if a.all { All::Running } else { All::No };
-    let targets = Targets::gather(g, all, &a.containers, a.ignore)?;
+    let targets = Targets::gather(
+        g,
+        all,
+        &super::targets::with_cidfiles(&a.containers, &a.cidfile)?,
+        a.ignore,
+    )?;
     // Stopping a stopped container is not an error, as in podman.
     targets.finish(|rec| {
         runtime::stop_container(g, rec, Duration::from_secs(a.time))

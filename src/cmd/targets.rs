@@ -56,6 +56,17 @@ impl Targets {
     }
 }
 
+/// The container ids in `--cidfile` files (as `run --cidfile` writes them), after `names`.
+pub fn with_cidfiles(names: &[String], files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    let mut out = names.to_vec();
+    for f in files {
+        let id = std::fs::read_to_string(f)
+            .map_err(|e| anyhow!("read container id file `{}`: {e}", f.display()))?;
+        out.push(id.trim().to_string());
+    }
+    Ok(out)
+}
+
 impl<T> Targets<T> {
     fn select(
         listed: Vec<T>,

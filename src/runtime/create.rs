@@ -20,6 +20,8 @@ use crate::state::{self, ContainerRecord, State};
 pub struct RunOptions {
     /// `--name`
     pub name: Option<String>,
+    /// `--cidfile`: where the id goes
+    pub cidfile: Option<std::path::PathBuf>,
     /// `-d`: start in the background and print the id
     pub detach: bool,
     /// `--rm`
@@ -92,6 +94,43 @@ fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
 
 /// `rbox run` (start = true) and `rbox create` (start = false).
 pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> Result<ExitCode> {
+    // taken first, as Podman does: a second run with the same file creates nothing
+    let mut cidfile = match &a.cidfile {
+        Some(p) => Some((p.as_path(), open_cidfile(p)?)),
+        None => None,
+    };
+    let res = create_and_start(g, &a, puller, start_now, &mut cidfile);
+    if let (Err(_), Some((p, _))) = (&res, &cidfile) {
+        let _ = std::fs::remove_file(p);
+    }
+    res
+}
+
+/// The `--cidfile` file, created here (never one that exists: another container may be
+/// using it).
+fn open_cidfile(p: &Path) -> Result<std::fs::File> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p)
+    {
+        Ok(f) => Ok(f),
+        // Podman's text
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "container id file exists. Ensure another container is not using it or delete {}",
+            p.display()
+        ),
+        Err(e) => bail!("create container id file `{}`: {e}", p.display()),
+    }
+}
+
+fn create_and_start(
+    g: &Context,
+    a: &RunOptions,
+    puller: &dyn Puller,
+    start_now: bool,
+    cidfile: &mut Option<(&Path, std::fs::File)>,
+) -> Result<ExitCode> {
     let store = open_store(g)?;
     let root = g.storage_root()?;
     // `--rootfs DIR`: the host directory instead of an image (no image config: the command
@@ -103,7 +142,7 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
             .ok_or_else(|| anyhow::anyhow!("--rootfs `{}`: not a directory", a.image))?;
         (Source::Host(dir), spec::ImageProcess::default())
     } else {
-        let image = resolve_image(&store, &a, puller)?;
+        let image = resolve_image(&store, a, puller)?;
         let cfg = store.image_config(&image).context("read image config")?;
         (Source::Image(image), spec::ImageProcess::from_oci(&cfg))
     };
@@ -139,9 +178,19 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
     // progress is a directory without a record, and its name is reserved meanwhile.
     let save = !start_now || a.detach;
     let net_path = net.as_ref().map(|n| n.path.as_path());
-    let rec = match create(
-        &store, &root, &a, &image, &id, &name, driver, spec, save, net_path,
-    ) {
+    let created = create(
+        &store, &root, a, &image, &id, &name, driver, spec, save, net_path,
+    )
+    .and_then(|rec| {
+        // the full id without a newline, as Podman writes it
+        if let Some((p, mut f)) = cidfile.as_ref().map(|(p, f)| (p, f)) {
+            use std::io::Write;
+            f.write_all(rec.id.as_bytes())
+                .with_context(|| format!("write container id file `{}`", p.display()))?;
+        }
+        Ok(rec)
+    });
+    let rec = match created {
         Ok(r) => r,
         Err(e) => {
             let _ = store.remove_container_dir(&id);
@@ -149,6 +198,8 @@ pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> 
             return Err(e);
         }
     };
+    // from here on the container exists: its id file stays
+    *cidfile = None;
     if !start_now {
         println!("{}", rec.id);
         return Ok(ExitCode::SUCCESS);

@@ -5,6 +5,7 @@
 mod fixtures;
 mod util;
 
+mod commands;
 mod debian;
 mod docs;
 mod errors;
