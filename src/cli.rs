@@ -64,6 +64,8 @@ pub enum Command {
     Stop(cmd::stop::StopArgs),
     /// Restart one or more containers
     Restart(cmd::restart::RestartArgs),
+    /// Attach to a running container's terminal or output
+    Attach(cmd::attach::AttachArgs),
     /// Send a signal to one or more running containers
     Kill(cmd::kill::KillArgs),
     /// Run a command in a running container

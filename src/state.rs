@@ -855,7 +855,8 @@ pub fn mark_restarting(
     code: i32,
 ) -> Result<()> {
     let me = std::process::id() as i32;
-    mark_exited(g, root, rec, code)?;
+    // the record, then the live state replaced in one rename: no moment without either
+    record_exit(root, rec, code)?;
     let live = Live {
         pid: 0,
         start_time: 0,
@@ -941,7 +942,18 @@ pub fn has_detached_monitor(g: &Context, rec: &ContainerRecord) -> bool {
 
 /// Record the container's exit.
 pub fn mark_exited(g: &Context, root: &Path, rec: &mut ContainerRecord, code: i32) -> Result<()> {
-    remove_live(g, rec);
+    // the record first: a reader in between sees it exited (with a live state that no longer
+    // counts), never running without a live state (which would read as killed)
+    let dir = live_runtime_dir(g, rec);
+    record_exit(root, rec, code)?;
+    if let Some(dir) = dir {
+        fs::remove_file(layout::live_state(&dir, &rec.id)).ok();
+        fs::remove_file(layout::monitor_pid(&dir, &rec.id)).ok();
+    }
+    Ok(())
+}
+
+fn record_exit(root: &Path, rec: &mut ContainerRecord, code: i32) -> Result<()> {
     rec.state.status = Status::Exited;
     rec.state.pid = 0;
     rec.state.exit_code = Some(code);

@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap `Args` next to its handler; `common` and `targets` hold
 //! what several of them share.
 
+pub mod attach;
 pub mod common;
 pub mod completion;
 pub mod container;
@@ -74,6 +75,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Exec(a) => exec::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Port(a) => port::run(g, a),
+        Command::Attach(a) => attach::run(g, a),
         Command::Ps(a) => ps::run(g, a),
         Command::Rm(a) => rm::run(g, a),
         Command::Wait(a) => wait::run(g, a),

@@ -18,12 +18,12 @@ use super::container::forwarded;
 use super::{sys, terminal};
 
 /// Restores the caller's terminal mode when dropped, even on error paths.
-struct RawMode {
+pub struct RawMode {
     saved: Option<Termios>,
 }
 
 impl RawMode {
-    fn enter() -> RawMode {
+    pub fn enter() -> RawMode {
         let stdin = std::io::stdin();
         let saved = termios::tcgetattr(stdin.as_fd()).ok();
         if let Some(t) = &saved {

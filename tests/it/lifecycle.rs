@@ -860,3 +860,90 @@ fn logs_keep_streams_times_and_drivers() {
             .success();
     });
 }
+
+/// `rbox attach`: a detached container's output from the moment of attaching and its exit
+/// code at the end; with `-i`, stdin reaches the container; with `-dit`, the terminal both
+/// ways, and Ctrl-P Ctrl-Q detaches and leaves the container running.
+#[test]
+fn attach_to_a_detached_container() {
+    for_each_user("attach", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "ticks",
+                "--network=none",
+                "busybox",
+                "sh",
+                "-c",
+            ])
+            .arg("while [ ! -e /go ]; do echo tick; usleep 100000; done; echo after >&2; exit 5")
+            .output()
+            .success();
+        let mut att = env.rbox().args(["attach", "ticks"]).spawn();
+        assert_eq!(att.read_line(), "tick\n");
+        env.rbox()
+            .args(["exec", "ticks", "touch", "/go"])
+            .output()
+            .success();
+        let out = att.wait();
+        assert_eq!(out.code, 5, "{out}");
+        assert_eq!(out.stderr, "after\n", "{out}");
+
+        env.rbox()
+            .args([
+                "run",
+                "-di",
+                "--name",
+                "reader",
+                "--network=none",
+                "busybox",
+            ])
+            .args(["sh", "-c", "read line; echo got $line; exit 3"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["attach", "reader"])
+            .stdin("hello\n")
+            .output();
+        assert_eq!(
+            (out.code, out.text()),
+            (3, "got hello".to_string()),
+            "{out}"
+        );
+
+        env.rbox()
+            .args([
+                "run",
+                "-dit",
+                "--name",
+                "term",
+                "--network=none",
+                "busybox",
+                "sh",
+            ])
+            .output()
+            .success();
+        let mut att = env.rbox_on_terminal(24, 80, &["attach", "term"]).spawn();
+        att.write_stdin(b"echo marker-$((6*7))\n");
+        let mut seen = String::new();
+        while !seen.contains("marker-42") {
+            let l = att.read_line();
+            assert!(!l.is_empty(), "attach ended before the echo: {seen}");
+            seen.push_str(&l);
+        }
+        att.write_stdin(b"\x10\x11");
+        let out = att.wait();
+        assert_eq!(out.code, 0, "{out}");
+        assert_eq!(inspect(env, "term", ".State.Status"), "running");
+        let out = env.rbox().args(["attach", "nosuch"]).output().rbox_error();
+        assert!(out.stderr.contains("nosuch"), "{out}");
+        env.rbox()
+            .args(["rm", "-f", "ticks", "reader", "term"])
+            .output()
+            .success();
+    });
+}
