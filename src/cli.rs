@@ -45,9 +45,32 @@ pub struct GlobalArgs {
         value_name = "DRIVER"
     )]
     pub storage_driver: Option<String>,
+    /// Storage driver option: overlay.mount_program=PATH is accepted (rbox mounts overlay
+    /// itself), "" clears the configured options; others are refused
+    #[arg(long, global = true, value_name = "OPTION")]
+    pub storage_opt: Vec<String>,
     /// Log messages at or above this level: error, warn, info, debug, trace
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     pub log_level: String,
+    /// Send rbox's own standard output to /dev/null (an attached container's output still
+    /// reaches the terminal)
+    #[arg(long, global = true)]
+    pub noout: bool,
+    /// OCI runtime: rbox is its own runtime, so only `rbox` (or the path of this binary)
+    #[arg(long, global = true, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+    /// Flag for the OCI runtime: refused, rbox is its own runtime and takes none
+    #[arg(long, global = true, value_name = "FLAG")]
+    pub runtime_flag: Vec<String>,
+    /// Where events go: file or none (rbox writes no journald events)
+    #[arg(long, global = true, value_name = "BACKEND")]
+    pub events_backend: Option<String>,
+    /// Cgroup manager: cgroupfs (rbox does not talk to systemd)
+    #[arg(long, global = true, value_name = "MANAGER")]
+    pub cgroup_manager: Option<String>,
+    /// Directory for temporary state (accepted; rbox keeps its volatile state under --runroot)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub tmpdir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,7 +189,14 @@ pub fn command() -> clap::Command {
                 .mut_subcommand("create", image_args)
         });
     let cmd = twins_help(cmd, "container", cmd::container::twin);
-    twins_help(cmd, "image", cmd::image::twin)
+    last_value_wins(twins_help(cmd, "image", cmd::image::twin))
+}
+
+/// As Podman (pflag): a single-value option given twice takes the last value, in every
+/// subcommand (`args_override_self` is not inherited by subcommands).
+fn last_value_wins(cmd: clap::Command) -> clap::Command {
+    cmd.args_override_self(true)
+        .mut_subcommands(last_value_wins)
 }
 
 /// Names the top-level command a group's verb is the twin of (`cmd::container::twin`).
@@ -216,6 +246,11 @@ pub fn parse() -> Cli {
 /// Podman flags that rbox does not implement yet, with what to do instead. Without this a
 /// user who types `-p 8080:80` or `--memory 1g` from habit gets clap's generic usage text.
 const NOT_YET: &[(&[&str], &str)] = &[
+    (
+        &["--url", "--connection", "--remote", "-r", "--identity"],
+        "rbox has no remote service: it runs containers on this host only; run rbox on the \
+         other host (e.g. over ssh)",
+    ),
     (
         &["--ip", "--mac-address"],
         "rbox gives a container no address of its own yet: its bridge (pasta, slirp4netns) \

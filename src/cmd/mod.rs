@@ -7,6 +7,7 @@ pub mod container;
 pub mod docs;
 pub mod exec;
 pub mod generate;
+pub mod global;
 pub mod healthcheck;
 pub mod history;
 pub mod image;
@@ -41,6 +42,10 @@ use crate::context::Context;
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    global::check(&cli.global)?;
+    if cli.global.noout && !global::attaches_stdout(&cli.command) {
+        global::silence_stdout()?;
+    }
     run_command(&context(&cli.global), cli.command)
 }
 
