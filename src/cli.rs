@@ -141,7 +141,9 @@ pub enum Command {
     /// Print a shell completion script
     Completion(cmd::completion::CompletionArgs),
     /// Print version information
-    Version,
+    Version(cmd::system::VersionArgs),
+    /// Manage rbox: disk usage, pruning, reset, information
+    System(cmd::system::SystemArgs),
     /// Regenerate the man pages and completion scripts into DIR (DIR/man, DIR/completions)
     #[command(name = "__generate-docs", hide = true)]
     GenerateDocs {

@@ -13,7 +13,7 @@ use crate::cli::{Command, GlobalArgs};
 /// Refuse the global options rbox cannot honour.
 pub fn check(g: &GlobalArgs) -> Result<()> {
     if let Some(r) = &g.runtime {
-        runtime(r, std::env::current_exe().ok().as_deref())?;
+        check_runtime(r)?;
     }
     if let Some(f) = g.runtime_flag.first() {
         bail!(
@@ -31,6 +31,11 @@ pub fn check(g: &GlobalArgs) -> Result<()> {
         storage_opt(o)?;
     }
     Ok(())
+}
+
+/// `--runtime` (and `system migrate --new-runtime`): only rbox itself.
+pub fn check_runtime(value: &str) -> Result<()> {
+    runtime(value, std::env::current_exe().ok().as_deref())
 }
 
 /// `--runtime`: `rbox`, or a path that is this very binary.

@@ -31,6 +31,7 @@ pub mod run;
 pub mod save;
 pub mod start;
 pub mod stop;
+pub mod system;
 pub mod tag;
 pub mod targets;
 pub mod unshare;
@@ -92,9 +93,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
             docs::write_to(&dir)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Version => {
-            println!("rbox version {}", env!("CARGO_PKG_VERSION"));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Version(a) => system::version(a),
+        Command::System(a) => system::run(g, a),
     }
 }

@@ -96,3 +96,171 @@ fn global_flags_accepted_and_refused_clearly() {
         );
     });
 }
+
+/// `rbox version` in Podman's shape: a `Client:` block, `--format` templates and JSON.
+#[test]
+fn version_as_podman() {
+    for_each_user("system_version", |env| {
+        let v = env!("CARGO_PKG_VERSION");
+        let out = text(env, &["version"]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "Client:       rbox");
+        assert_eq!(lines[1], format!("Version:      {v}"));
+        assert!(lines[2].starts_with("OS/Arch:      linux/"), "{out}");
+        assert_eq!(
+            text(env, &["version", "--format", "{{.Client.Version}}"]),
+            v
+        );
+        assert_eq!(
+            text(
+                env,
+                &["system", "version", "--format", "{{.Client.Version}}"]
+            ),
+            v
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&text(env, &["version", "--format", "json"])).unwrap();
+        assert_eq!(j["Client"]["Version"], v);
+        assert_eq!(j["Client"]["Os"], "linux");
+    });
+}
+
+/// `system df`, `system prune` (prompt, -f, -a) and `system reset`, with Podman's texts.
+#[test]
+fn system_df_prune_reset() {
+    for_each_user("system_df_prune", |env| {
+        env.import_busybox("bb");
+        text(env, &["tag", "bb", "localhost/bb2"]);
+        text(
+            env,
+            &["run", "--network=none", "--name", "c1", "bb", "true"],
+        );
+        let df = text(env, &["system", "df"]);
+        let lines: Vec<&str> = df.lines().collect();
+        // podman 4.3.1: `TYPE           TOTAL       ACTIVE      SIZE        RECLAIMABLE`
+        assert_eq!(
+            lines[0],
+            "TYPE           TOTAL       ACTIVE      SIZE        RECLAIMABLE"
+        );
+        // one row per image name, as Podman counts; c1 uses the image
+        assert!(
+            lines[1].starts_with("Images         2           2   "),
+            "{df}"
+        );
+        assert!(
+            lines[2].starts_with("Containers     1           0   "),
+            "{df}"
+        );
+        assert_eq!(
+            lines[3],
+            "Local Volumes  0           0           0B          0B (0%)"
+        );
+        let rows = text(
+            env,
+            &[
+                "system",
+                "df",
+                "--format",
+                "{{.Type}}|{{.Total}}|{{.Active}}",
+            ],
+        );
+        assert_eq!(rows, "Images|2|2\nContainers|1|0\nLocal Volumes|0|0");
+        let v = text(env, &["system", "df", "-v"]);
+        assert!(v.starts_with("Images space usage:\n\nREPOSITORY "), "{v}");
+        assert!(
+            v.contains("\nContainers space usage:\n\nCONTAINER ID  IMAGE "),
+            "{v}"
+        );
+        assert!(v.contains(" exited      c1"), "{v}");
+        assert!(
+            v.ends_with("Local Volumes space usage:\n\nVOLUME NAME  LINKS       SIZE"),
+            "{v}"
+        );
+
+        // the prompt, word for word; "n" keeps everything, end of input is an error
+        let warning = "WARNING! This command removes:\n\t- all stopped containers\n\t- all \
+                       networks not used by at least one container\n\t- all dangling images\n\t- \
+                       all dangling build cache\n\nAre you sure you want to continue? [y/N] ";
+        let out = env
+            .rbox()
+            .args(["system", "prune"])
+            .stdin("n\n")
+            .output()
+            .success();
+        assert_eq!(out.stdout, warning);
+        let out = env.rbox().args(["system", "prune"]).output().rbox_error();
+        assert_eq!(out.stderr.trim_end(), "Error: EOF");
+        assert_eq!(text(env, &["ps", "-aq"]).lines().count(), 1);
+
+        let id = text(env, &["ps", "-aq", "--no-trunc"]);
+        let out = env
+            .rbox()
+            .args(["system", "prune"])
+            .stdin("y\n")
+            .output()
+            .success();
+        let report = out.stdout.strip_prefix(warning).unwrap();
+        assert!(
+            report.starts_with(&format!(
+                "Deleted Containers\n{id}\nTotal reclaimed space: "
+            )),
+            "{out}"
+        );
+        // named images are not dangling; -a removes every unused one
+        assert_eq!(
+            text(env, &["system", "prune", "-f"]),
+            "Total reclaimed space: 0B"
+        );
+        let image = text(env, &["images", "-q", "--no-trunc"]);
+        let image = image.trim_start_matches("sha256:");
+        let out = text(env, &["system", "prune", "-a", "-f", "--volumes"]);
+        assert!(
+            out.starts_with(&format!("Deleted Images\n{image}\nTotal reclaimed space: ")),
+            "{out}"
+        );
+        assert_eq!(text(env, &["images", "-q"]), "");
+
+        // reset: asks as Podman, then removes the store and the runtime directory, killing
+        // running containers
+        env.import_busybox("bb");
+        text(env, &["run", "-d", "--network=none", "bb", "sleep", "1000"]);
+        let out = env
+            .rbox()
+            .args(["system", "reset"])
+            .stdin("n\n")
+            .output()
+            .success();
+        assert!(
+            out.stdout
+                .starts_with("WARNING! This will remove:\n        - all containers\n"),
+            "{out}"
+        );
+        assert!(
+            out.stdout.ends_with(&format!(
+                "        - the graphRoot directory: \"{}\"\n        - the runRoot directory: \"{}\"\nAre you sure you want to continue? [y/N] ",
+                env.store().display(),
+                env.runroot().display()
+            )),
+            "{out}"
+        );
+        assert!(env.store().exists());
+        let out = env
+            .rbox()
+            .args(["system", "reset", "-f"])
+            .output()
+            .success();
+        assert_eq!(out.stdout, "");
+        assert!(!env.store().exists() && !env.runroot().exists());
+        assert_eq!(text(env, &["ps", "-aq"]), "");
+
+        // migrate: nothing to do, said only at --log-level info
+        let out = env.rbox().args(["system", "migrate"]).output().success();
+        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+        let out = env
+            .rbox()
+            .args(["--log-level", "info", "system", "migrate"])
+            .output()
+            .success();
+        assert!(out.stderr.contains("nothing to migrate"), "{out}");
+    });
+}
