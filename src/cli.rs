@@ -29,15 +29,18 @@ pub struct Cli {
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// Storage root (images, layers, container records) [default: $XDG_DATA_HOME/rbox]
+    /// Storage root (images, layers, container records) [default: storage.conf's graphroot
+    /// (rootless_storage_path for users), else $XDG_DATA_HOME/rbox]; a containers/storage
+    /// (Podman) store gets rbox's in its subdirectory rbox/
     #[arg(long, global = true, env = "RBOX_ROOT", value_name = "PATH")]
     pub root: Option<PathBuf>,
-    /// Directory for volatile state [default: $XDG_RUNTIME_DIR/rbox, else /tmp/rbox-run-$UID when that is
+    /// Directory for volatile state [default: storage.conf's runroot, else $XDG_RUNTIME_DIR/rbox, else /tmp/rbox-run-$UID when that is
     /// a private directory of yours, else run/ in the store]
     #[arg(long, global = true, env = "RBOX_RUNROOT", value_name = "PATH")]
     pub runroot: Option<PathBuf>,
     /// Storage driver for container root filesystems: overlay (kernel overlayfs, falling back
     /// to copy when it cannot be mounted) or vfs (always copy; also accepted as copy)
+    /// [default: storage.conf's driver, else overlay]
     #[arg(
         long,
         global = true,

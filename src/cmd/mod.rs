@@ -47,12 +47,27 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.global.noout && !global::attaches_stdout(&cli.command) {
         global::silence_stdout()?;
     }
-    run_command(&context(&cli.global), cli.command)
+    run_command(&context(&cli.global)?, cli.command)
 }
 
-/// The one place the global options become the [`Context`] everything below this layer takes.
-fn context(g: &GlobalArgs) -> Context {
-    Context::new(g.root.clone(), g.runroot.clone(), g.storage_driver.clone())
+/// The one place the global options become the [`Context`] everything below this layer takes:
+/// the flags, else storage.conf (see [`crate::config`]), else rbox's defaults.
+fn context(g: &GlobalArgs) -> anyhow::Result<Context> {
+    let conf = crate::config::storage()?;
+    let driver = conf
+        .driver
+        .filter(|d| match d.parse::<rbox_storage::Driver>() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("storage.conf: {e}; using rbox's default");
+                false
+            }
+        });
+    Ok(Context::new(
+        g.root.clone().or(conf.graphroot),
+        g.runroot.clone().or(conf.runroot),
+        g.storage_driver.clone().or(driver),
+    ))
 }
 
 fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {

@@ -264,3 +264,96 @@ fn system_df_prune_reset() {
         assert!(out.stderr.contains("nothing to migrate"), "{out}");
     });
 }
+
+/// storage.conf points rbox at the user's places (flags win over it), and a graphroot that is
+/// Podman's own store gets rbox's store in its `rbox/` subdirectory, leaving Podman's alone.
+#[test]
+fn storage_conf_is_honoured() {
+    for_each_user("system_storage_conf", |env| {
+        let rbox = crate::util::RBOX;
+        let graph = |c: &mut crate::util::Cmd| {
+            c.args([
+                "info",
+                "--format",
+                "{{.Store.GraphRoot}}|{{.Store.RunRoot}}",
+            ])
+            .output()
+            .success()
+            .text()
+        };
+        let conf = format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/confstore\"\nrunroot = \"{0}/confrun\"\n\n[storage.options]\nmount_program = \"\"\n",
+            env.dir.display()
+        );
+        env.write("config/containers/storage.conf", &conf);
+        let want = format!("{0}/confstore|{0}/confrun", env.dir.display());
+        assert_eq!(graph(&mut env.cmd(rbox)), want);
+        // the flags win
+        assert_eq!(
+            graph(&mut env.rbox()),
+            format!("{}|{}", env.store().display(), env.runroot().display())
+        );
+        // $CONTAINERS_STORAGE_CONF wins over the user's file
+        let other = env.write(
+            "other.conf",
+            format!(
+                "[storage]\ngraphroot = \"{}/otherstore\"\n",
+                env.dir.display()
+            ),
+        );
+        let mut c = env.cmd(rbox);
+        c.env("CONTAINERS_STORAGE_CONF", &other);
+        assert!(graph(&mut c).starts_with(&format!("{}/otherstore|", env.dir.display())));
+        // the configured driver is used
+        let tar = env.copy_in(&crate::fixtures::busybox_rootfs_tar(), "bb.tar");
+        env.cmd(rbox)
+            .arg("import")
+            .arg(&tar)
+            .arg("bb")
+            .output()
+            .success();
+        let drv = env
+            .cmd(rbox)
+            .args(["create", "--network=none", "bb", "true"])
+            .output()
+            .success()
+            .text();
+        let out = env
+            .cmd(rbox)
+            .args(["inspect", "--format", "{{.Driver}}", &drv])
+            .output()
+            .success();
+        assert_eq!(out.text(), "vfs");
+
+        // a Podman store as graphroot: rbox's goes to rbox/ and Podman's files are untouched
+        env.write("pstore/storage.lock", "");
+        env.write("pstore/vfs-images/images.json", "[]");
+        env.give_to_user(&env.path("pstore"));
+        env.write(
+            "config/containers/storage.conf",
+            format!(
+                "[storage]\ngraphroot = \"{0}/pstore\"\nrunroot = \"{0}/confrun\"\n",
+                env.dir.display()
+            ),
+        );
+        assert!(
+            graph(&mut env.cmd(rbox)).starts_with(&format!("{}/pstore/rbox|", env.dir.display()))
+        );
+        env.cmd(rbox)
+            .arg("import")
+            .arg(&tar)
+            .arg("bb")
+            .output()
+            .success();
+        let mut names: Vec<String> = std::fs::read_dir(env.path("pstore"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["rbox", "storage.lock", "vfs-images"]);
+        // a file that does not parse is an error, not another store
+        env.write("config/containers/storage.conf", "[storage\n");
+        let out = env.cmd(rbox).args(["images"]).output().rbox_error();
+        assert!(out.stderr.contains("storage.conf`"), "{out}");
+    });
+}
