@@ -357,3 +357,30 @@ fn storage_conf_is_honoured() {
         assert!(out.stderr.contains("storage.conf`"), "{out}");
     });
 }
+
+/// `rbox info` (and `system info`) answers Podman's template keys, rbox's own kept beside them.
+#[test]
+fn info_answers_podmans_keys() {
+    for_each_user("system_info", |env| {
+        let rbox = std::fs::canonicalize(crate::util::RBOX).unwrap();
+        let f = "{{.Host.OCIRuntime.Path}}|{{.Store.GraphRoot}}|{{.Store.RunRoot}}|{{.Host.Security.Rootless}}|{{.Host.RemoteSocket.Path}}|{{.Version.Version}}";
+        let want = format!(
+            "{}|{}|{}|{}||{}",
+            rbox.display(),
+            env.store().display(),
+            env.runroot().display(),
+            env.user.uid != 0,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(text(env, &["info", "--format", f]), want);
+        assert_eq!(text(env, &["system", "info", "--format", f]), want);
+        let j: serde_json::Value =
+            serde_json::from_str(&text(env, &["info", "--format", "json"])).unwrap();
+        for key in ["host", "store", "registries", "version"] {
+            assert!(j.get(key).is_some(), "{key}: {j}");
+        }
+        // rbox's own diagnostics stay
+        assert!(j["host"]["idMappings"]["mode"].is_string(), "{j}");
+        assert!(j["problems"].is_array(), "{j}");
+    });
+}
