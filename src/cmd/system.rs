@@ -455,7 +455,7 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
         if unused && (a.all || rec.names.is_empty()) {
             store
                 .remove_image(&rec.id, false)
-                .with_context(|| format!("remove image {}", short_id(&rec.id.hex())))?;
+                .with_context(|| format!("remove image {}", short_id(rec.id.hex())))?;
             reclaimed += rec.size;
             removed_imgs.push(rec.id.hex().to_string());
         }
