@@ -29,15 +29,18 @@ pub struct Cli {
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// Storage root (images, layers, container records) [default: $XDG_DATA_HOME/rbox]
+    /// Storage root (images, layers, container records) [default: storage.conf's graphroot
+    /// (rootless_storage_path for users), else $XDG_DATA_HOME/rbox]; a containers/storage
+    /// (Podman) store gets rbox's in its subdirectory rbox/
     #[arg(long, global = true, env = "RBOX_ROOT", value_name = "PATH")]
     pub root: Option<PathBuf>,
-    /// Directory for volatile state [default: $XDG_RUNTIME_DIR/rbox, else /tmp/rbox-run-$UID when that is
+    /// Directory for volatile state [default: storage.conf's runroot, else $XDG_RUNTIME_DIR/rbox, else /tmp/rbox-run-$UID when that is
     /// a private directory of yours, else run/ in the store]
     #[arg(long, global = true, env = "RBOX_RUNROOT", value_name = "PATH")]
     pub runroot: Option<PathBuf>,
     /// Storage driver for container root filesystems: overlay (kernel overlayfs, falling back
     /// to copy when it cannot be mounted) or vfs (always copy; also accepted as copy)
+    /// [default: storage.conf's driver, else overlay]
     #[arg(
         long,
         global = true,
@@ -45,9 +48,32 @@ pub struct GlobalArgs {
         value_name = "DRIVER"
     )]
     pub storage_driver: Option<String>,
+    /// Storage driver option: overlay.mount_program=PATH is accepted (rbox mounts overlay
+    /// itself), "" clears the configured options; others are refused
+    #[arg(long, global = true, value_name = "OPTION")]
+    pub storage_opt: Vec<String>,
     /// Log messages at or above this level: error, warn, info, debug, trace
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     pub log_level: String,
+    /// Send rbox's own standard output to /dev/null (an attached container's output still
+    /// reaches the terminal)
+    #[arg(long, global = true)]
+    pub noout: bool,
+    /// OCI runtime: rbox is its own runtime, so only `rbox` (or the path of this binary)
+    #[arg(long, global = true, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+    /// Flag for the OCI runtime: refused, rbox is its own runtime and takes none
+    #[arg(long, global = true, value_name = "FLAG")]
+    pub runtime_flag: Vec<String>,
+    /// Where events go: file or none (rbox writes no journald events)
+    #[arg(long, global = true, value_name = "BACKEND")]
+    pub events_backend: Option<String>,
+    /// Cgroup manager: cgroupfs (rbox does not talk to systemd)
+    #[arg(long, global = true, value_name = "MANAGER")]
+    pub cgroup_manager: Option<String>,
+    /// Directory for temporary state (accepted; rbox keeps its volatile state under --runroot)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub tmpdir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,7 +153,9 @@ pub enum Command {
     /// Print a shell completion script
     Completion(cmd::completion::CompletionArgs),
     /// Print version information
-    Version,
+    Version(cmd::system::VersionArgs),
+    /// Manage rbox: disk usage, pruning, reset, information
+    System(cmd::system::SystemArgs),
     /// Regenerate the man pages and completion scripts into DIR (DIR/man, DIR/completions)
     #[command(name = "__generate-docs", hide = true)]
     GenerateDocs {
@@ -175,7 +203,14 @@ pub fn command() -> clap::Command {
                 .mut_subcommand("create", image_args)
         });
     let cmd = twins_help(cmd, "container", cmd::container::twin);
-    twins_help(cmd, "image", cmd::image::twin)
+    last_value_wins(twins_help(cmd, "image", cmd::image::twin))
+}
+
+/// As Podman (pflag): a single-value option given twice takes the last value, in every
+/// subcommand (`args_override_self` is not inherited by subcommands).
+fn last_value_wins(cmd: clap::Command) -> clap::Command {
+    cmd.args_override_self(true)
+        .mut_subcommands(last_value_wins)
 }
 
 /// Names the top-level command a group's verb is the twin of (`cmd::container::twin`).
@@ -225,6 +260,11 @@ pub fn parse() -> Cli {
 /// Podman flags that rbox does not implement yet, with what to do instead. Without this a
 /// user who types `-p 8080:80` or `--memory 1g` from habit gets clap's generic usage text.
 const NOT_YET: &[(&[&str], &str)] = &[
+    (
+        &["--url", "--connection", "--remote", "-r", "--identity"],
+        "rbox has no remote service: it runs containers on this host only; run rbox on the \
+         other host (e.g. over ssh)",
+    ),
     (
         &["--ip", "--mac-address"],
         "rbox gives a container no address of its own yet: its bridge (pasta, slirp4netns) \

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-/// The durable storage root: `--root` (made absolute), else `$XDG_DATA_HOME/rbox`. Does not
-/// create it.
+/// The durable storage root: `--root` (made absolute; its `rbox/` when it is Podman's own
+/// store, see [`crate::config::own_root`]), else `$XDG_DATA_HOME/rbox`. Does not create it.
 pub fn storage_root(root: Option<&Path>) -> Result<PathBuf> {
     if let Some(r) = root {
-        return Ok(absolute(r));
+        return Ok(crate::config::own_root(&absolute(r)));
     }
     match dirs::data_dir() {
         Some(d) => Ok(d.join("rbox")),

@@ -211,6 +211,20 @@ fn gather(g: &Context) -> Result<Value> {
             "tun": tun.unwrap_or_else(|| "missing".into()),
             "cgroups": {"version": cg.version, "controllers": cg.controllers, "limitsEnforceable": cg.enforceable},
             "network": network_info(),
+            // Podman's keys ({{.Host.OCIRuntime.Path}}, {{.Host.Security.Rootless}}, ...):
+            // rbox is its own OCI runtime and has no remote socket
+            "ociRuntime": {
+                "name": "rbox",
+                "path": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+                "version": format!("rbox version {}", env!("CARGO_PKG_VERSION")),
+            },
+            "security": {"rootless": !root_user, "seccompEnabled": true, "apparmorEnabled": false, "selinuxEnabled": false},
+            "remoteSocket": {"exists": false, "path": ""},
+            "serviceIsRemote": false,
+            "cgroupManager": "cgroupfs",
+            "cgroupVersion": cg.version,
+            "eventLogger": "none",
+            "hostname": uts.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default(),
         },
         "store": {
             "graphRoot": root.display().to_string(),
@@ -218,8 +232,17 @@ fn gather(g: &Context) -> Result<Value> {
             "driver": if overlay.is_ok() { Driver::Overlay } else { Driver::Copy }.as_str(),
             "images": images,
             "containers": containers,
+            // Podman's keys for the same things
+            "graphDriverName": if overlay.is_ok() { Driver::Overlay } else { Driver::Copy }.as_str(),
+            "imageStore": {"number": images},
+            "containerStore": {"number": containers},
         },
-        "version": {"version": env!("CARGO_PKG_VERSION")},
+        "registries": {},
+        "version": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "Os": "linux",
+            "OsArch": format!("linux/{}", super::system::go_arch()),
+        },
         "problems": problems,
     }))
 }

@@ -9,6 +9,7 @@ pub mod docs;
 pub mod exec;
 pub mod exists;
 pub mod generate;
+pub mod global;
 pub mod healthcheck;
 pub mod history;
 pub mod image;
@@ -34,6 +35,7 @@ pub mod run;
 pub mod save;
 pub mod start;
 pub mod stop;
+pub mod system;
 pub mod tag;
 pub mod targets;
 pub mod unshare;
@@ -56,12 +58,31 @@ pub enum Grouped {
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    run_command(&context(&cli.global), cli.command)
+    global::check(&cli.global)?;
+    if cli.global.noout && !global::attaches_stdout(&cli.command) {
+        global::silence_stdout()?;
+    }
+    run_command(&context(&cli.global)?, cli.command)
 }
 
-/// The one place the global options become the [`Context`] everything below this layer takes.
-fn context(g: &GlobalArgs) -> Context {
-    Context::new(g.root.clone(), g.runroot.clone(), g.storage_driver.clone())
+/// The one place the global options become the [`Context`] everything below this layer takes:
+/// the flags, else storage.conf (see [`crate::config`]), else rbox's defaults.
+fn context(g: &GlobalArgs) -> anyhow::Result<Context> {
+    let conf = crate::config::storage()?;
+    let driver = conf
+        .driver
+        .filter(|d| match d.parse::<rbox_storage::Driver>() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("storage.conf: {e}; using rbox's default");
+                false
+            }
+        });
+    Ok(Context::new(
+        g.root.clone().or(conf.graphroot),
+        g.runroot.clone().or(conf.runroot),
+        g.storage_driver.clone().or(driver),
+    ))
 }
 
 fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
@@ -111,9 +132,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
             docs::write_to(&dir)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Version => {
-            println!("rbox version {}", env!("CARGO_PKG_VERSION"));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Version(a) => system::version(a),
+        Command::System(a) => system::run(g, a),
     }
 }

@@ -21,3 +21,4 @@ mod run;
 mod runtime_habits;
 mod seccomp;
 mod security;
+mod system;

@@ -1,0 +1,189 @@
+//! The containers/storage configuration file (`storage.conf`), read so that a Podman user's
+//! existing setup points rbox at the same places: `$CONTAINERS_STORAGE_CONF`, else
+//! `$XDG_CONFIG_HOME/containers/storage.conf` (`~/.config/...`), else
+//! `/etc/containers/storage.conf`. Keys honoured, all in `[storage]`: `driver`, `graphroot`,
+//! `runroot`, and `rootless_storage_path` (with `$HOME`, `$UID` and `$USER` expanded). The
+//! system file speaks for root: a user reads only its `driver` and `rootless_storage_path`
+//! from it, as Podman does. Command-line flags win over the file, the file over rbox's
+//! defaults; unknown keys are ignored (the file is Podman's too).
+//!
+//! rbox's store format is not containers/storage's: a root that holds containers/storage's
+//! own files (`storage.lock`, `overlay-images/`, `vfs-images/`) gets rbox's store in its
+//! subdirectory `rbox/` (see [`own_root`]), so Podman's store is never written.
+//!
+//! containers.conf is not read yet.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use serde::Deserialize;
+
+/// What storage.conf says, for this user.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Storage {
+    pub driver: Option<String>,
+    pub graphroot: Option<PathBuf>,
+    pub runroot: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct File {
+    #[serde(default)]
+    storage: Section,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Section {
+    driver: Option<String>,
+    graphroot: Option<String>,
+    runroot: Option<String>,
+    rootless_storage_path: Option<String>,
+}
+
+/// The file that applies, and whether it is the system one.
+fn storage_conf_path() -> Option<(PathBuf, bool)> {
+    if let Some(p) = std::env::var_os("CONTAINERS_STORAGE_CONF") {
+        return Some((PathBuf::from(p), false));
+    }
+    let user = dirs::config_dir().map(|d| d.join("containers/storage.conf"));
+    if let Some(u) = user.filter(|u| u.exists()) {
+        return Some((u, false));
+    }
+    let sys = PathBuf::from("/etc/containers/storage.conf");
+    sys.exists().then_some((sys, true))
+}
+
+/// Read storage.conf, if there is one. A file that exists but does not parse is an error
+/// (silently using other directories would split the user's images between two stores).
+pub fn storage() -> Result<Storage> {
+    let Some((path, system)) = storage_conf_path() else {
+        return Ok(Storage::default());
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Storage::default()),
+        Err(e) => return Err(e).with_context(|| format!("read `{}`", path.display())),
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    let vars = Vars {
+        home: dirs::home_dir().unwrap_or_default(),
+        uid,
+        user: crate::runtime::userns::user_name(uid).unwrap_or_else(|| uid.to_string()),
+    };
+    parse(&text, system, uid == 0, &vars).with_context(|| format!("parse `{}`", path.display()))
+}
+
+struct Vars {
+    home: PathBuf,
+    uid: u32,
+    user: String,
+}
+
+fn parse(text: &str, system: bool, root: bool, vars: &Vars) -> Result<Storage> {
+    let f: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let s = f.storage;
+    let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let expand = |v: String| {
+        PathBuf::from(
+            v.replace("$HOME", &vars.home.to_string_lossy())
+                .replace("$UID", &vars.uid.to_string())
+                .replace("$USER", &vars.user),
+        )
+    };
+    let mut out = Storage {
+        driver: nonempty(s.driver),
+        ..Storage::default()
+    };
+    if root || !system {
+        out.graphroot = nonempty(s.graphroot).map(expand);
+        out.runroot = nonempty(s.runroot).map(expand);
+    }
+    if !root {
+        if let Some(p) = nonempty(s.rootless_storage_path) {
+            out.graphroot = Some(expand(p));
+        }
+    }
+    Ok(out)
+}
+
+/// Where rbox keeps its store given the root `dir`: `dir` itself, or `dir/rbox` when `dir`
+/// holds containers/storage's own store (Podman's), which rbox must never write.
+pub fn own_root(dir: &Path) -> PathBuf {
+    let podmans = ["storage.lock", "overlay-images", "vfs-images"]
+        .iter()
+        .any(|f| dir.join(f).exists());
+    if podmans {
+        tracing::debug!(
+            "`{}` holds containers/storage's store: rbox keeps its own in `rbox/` there",
+            dir.display()
+        );
+        dir.join("rbox")
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        Vars {
+            home: "/home/u".into(),
+            uid: 1000,
+            user: "u".into(),
+        }
+    }
+
+    const CONF: &str = r#"
+[storage]
+driver = "overlay"
+graphroot = "/var/lib/containers/storage"
+runroot = "/run/containers/storage"
+rootless_storage_path = "$HOME/.local/share/containers/$USER-$UID"
+
+[storage.options]
+additionalimagestores = []
+"#;
+
+    #[test]
+    fn the_system_file_speaks_for_root() {
+        let s = parse(CONF, true, true, &vars()).unwrap();
+        assert_eq!(s.driver.as_deref(), Some("overlay"));
+        assert_eq!(s.graphroot, Some("/var/lib/containers/storage".into()));
+        assert_eq!(s.runroot, Some("/run/containers/storage".into()));
+        let s = parse(CONF, true, false, &vars()).unwrap();
+        assert_eq!(
+            s.graphroot,
+            Some("/home/u/.local/share/containers/u-1000".into())
+        );
+        assert_eq!(s.runroot, None);
+    }
+
+    #[test]
+    fn a_users_file_applies_whole() {
+        let conf = "[storage]\ndriver = \"vfs\"\ngraphroot = \"$HOME/store\"\nrunroot = \"\"\n";
+        let s = parse(conf, false, false, &vars()).unwrap();
+        assert_eq!(
+            s,
+            Storage {
+                driver: Some("vfs".into()),
+                graphroot: Some("/home/u/store".into()),
+                runroot: None,
+            }
+        );
+        assert_eq!(
+            parse("", false, false, &vars()).unwrap(),
+            Storage::default()
+        );
+        assert!(parse("[storage\n", false, false, &vars()).is_err());
+    }
+
+    #[test]
+    fn podmans_store_is_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(own_root(d.path()), d.path());
+        std::fs::create_dir(d.path().join("vfs-images")).unwrap();
+        assert_eq!(own_root(d.path()), d.path().join("rbox"));
+    }
+}

@@ -1,0 +1,386 @@
+//! Podman's global options, its configuration files and the `rbox system` group (issue 9).
+//! Where the text matters, the expected output was observed with podman 4.3.1 run as the test
+//! user on this machine (with a store of its own) and is hard-coded here.
+
+use crate::util::{for_each_user, Env};
+
+fn text(env: &Env, args: &[&str]) -> String {
+    env.rbox().args(args).output().success().text()
+}
+
+/// The global options rbox cannot honour are refused in one line that says why; the ones it
+/// can are accepted; an option given twice takes the last value, as in Podman.
+#[test]
+fn global_flags_accepted_and_refused_clearly() {
+    for_each_user("system_global_flags", |env| {
+        env.import_busybox("bb");
+        let rbox = std::fs::canonicalize(crate::util::RBOX).unwrap();
+        for ok in [
+            vec!["--runtime", "rbox"],
+            vec!["--runtime", rbox.to_str().unwrap()],
+            vec!["--events-backend", "file"],
+            vec!["--events-backend", "none"],
+            vec!["--cgroup-manager", "cgroupfs"],
+            vec!["--tmpdir", "/tmp"],
+            vec!["--storage-opt", ""],
+            vec!["--log-level", "debug", "--log-level", "error"],
+        ] {
+            let out = env
+                .rbox()
+                .args(&ok)
+                .args(["images", "-q"])
+                .output()
+                .success();
+            assert_eq!(out.lines().len(), 1, "{out}");
+            assert!(out.stderr.is_empty(), "{ok:?} logged: {out}");
+        }
+        for (bad, why) in [
+            (vec!["--runtime", "crun"], "unsupported OCI runtime `crun`"),
+            (
+                vec!["--runtime-flag", "debug"],
+                "unsupported runtime flag `debug`",
+            ),
+            (
+                vec!["--events-backend", "journald"],
+                "rbox writes no journal",
+            ),
+            // Podman's text for a value it does not know
+            (
+                vec!["--events-backend", "bogus"],
+                "configuring runtime: \"bogus\" is not a valid events backend: invalid argument",
+            ),
+            (
+                vec!["--cgroup-manager", "systemd"],
+                "rbox does not talk to systemd",
+            ),
+            (
+                vec!["--storage-opt", "overlay.size=1G"],
+                "unsupported storage option",
+            ),
+            (vec!["--url", "unix:///x"], "rbox has no remote service"),
+            (vec!["--connection", "x"], "rbox has no remote service"),
+            (vec!["--remote"], "rbox has no remote service"),
+            (vec!["-r"], "rbox has no remote service"),
+        ] {
+            let out = env.rbox().args(&bad).args(["images"]).output().rbox_error();
+            assert!(out.stderr.contains(why), "{bad:?}: {out}");
+            assert!(out.stdout.is_empty(), "{out}");
+        }
+        // --noout: nothing on stdout, the exit status kept
+        let out = env.rbox().args(["--noout", "images"]).output().success();
+        assert_eq!(out.stdout, "", "{out}");
+        let out = env.rbox().args(["--noout", "rmi", "nosuch"]).output();
+        assert_eq!((out.code, out.stdout.as_str()), (1, ""), "{out}");
+        // ... but an attached container's output still shows, as Podman's
+        let out = env
+            .rbox()
+            .args([
+                "--noout",
+                "run",
+                "--rm",
+                "--network=none",
+                "bb",
+                "echo",
+                "hi",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.text(), "hi");
+        // the last value wins, in subcommands too
+        assert_eq!(
+            text(
+                env,
+                &["images", "--format", "x", "--format", "{{.Repository}}"]
+            ),
+            "localhost/bb"
+        );
+    });
+}
+
+/// `rbox version` in Podman's shape: a `Client:` block, `--format` templates and JSON.
+#[test]
+fn version_as_podman() {
+    for_each_user("system_version", |env| {
+        let v = env!("CARGO_PKG_VERSION");
+        let out = text(env, &["version"]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "Client:       rbox");
+        assert_eq!(lines[1], format!("Version:      {v}"));
+        assert!(lines[2].starts_with("OS/Arch:      linux/"), "{out}");
+        assert_eq!(
+            text(env, &["version", "--format", "{{.Client.Version}}"]),
+            v
+        );
+        assert_eq!(
+            text(
+                env,
+                &["system", "version", "--format", "{{.Client.Version}}"]
+            ),
+            v
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&text(env, &["version", "--format", "json"])).unwrap();
+        assert_eq!(j["Client"]["Version"], v);
+        assert_eq!(j["Client"]["Os"], "linux");
+    });
+}
+
+/// `system df`, `system prune` (prompt, -f, -a) and `system reset`, with Podman's texts.
+#[test]
+fn system_df_prune_reset() {
+    for_each_user("system_df_prune", |env| {
+        env.import_busybox("bb");
+        text(env, &["tag", "bb", "localhost/bb2"]);
+        text(
+            env,
+            &["run", "--network=none", "--name", "c1", "bb", "true"],
+        );
+        let df = text(env, &["system", "df"]);
+        let lines: Vec<&str> = df.lines().collect();
+        // podman 4.3.1: `TYPE           TOTAL       ACTIVE      SIZE        RECLAIMABLE`
+        assert_eq!(
+            lines[0],
+            "TYPE           TOTAL       ACTIVE      SIZE        RECLAIMABLE"
+        );
+        // one row per image name, as Podman counts; c1 uses the image
+        assert!(
+            lines[1].starts_with("Images         2           2   "),
+            "{df}"
+        );
+        assert!(
+            lines[2].starts_with("Containers     1           0   "),
+            "{df}"
+        );
+        assert_eq!(
+            lines[3],
+            "Local Volumes  0           0           0B          0B (0%)"
+        );
+        let rows = text(
+            env,
+            &[
+                "system",
+                "df",
+                "--format",
+                "{{.Type}}|{{.Total}}|{{.Active}}",
+            ],
+        );
+        assert_eq!(rows, "Images|2|2\nContainers|1|0\nLocal Volumes|0|0");
+        let v = text(env, &["system", "df", "-v"]);
+        assert!(v.starts_with("Images space usage:\n\nREPOSITORY "), "{v}");
+        assert!(
+            v.contains("\nContainers space usage:\n\nCONTAINER ID  IMAGE "),
+            "{v}"
+        );
+        assert!(v.contains(" exited      c1"), "{v}");
+        assert!(
+            v.ends_with("Local Volumes space usage:\n\nVOLUME NAME  LINKS       SIZE"),
+            "{v}"
+        );
+
+        // the prompt, word for word; "n" keeps everything, end of input is an error
+        let warning = "WARNING! This command removes:\n\t- all stopped containers\n\t- all \
+                       networks not used by at least one container\n\t- all dangling images\n\t- \
+                       all dangling build cache\n\nAre you sure you want to continue? [y/N] ";
+        let out = env
+            .rbox()
+            .args(["system", "prune"])
+            .stdin("n\n")
+            .output()
+            .success();
+        assert_eq!(out.stdout, warning);
+        let out = env.rbox().args(["system", "prune"]).output().rbox_error();
+        assert_eq!(out.stderr.trim_end(), "Error: EOF");
+        assert_eq!(text(env, &["ps", "-aq"]).lines().count(), 1);
+
+        let id = text(env, &["ps", "-aq", "--no-trunc"]);
+        let out = env
+            .rbox()
+            .args(["system", "prune"])
+            .stdin("y\n")
+            .output()
+            .success();
+        let report = out.stdout.strip_prefix(warning).unwrap();
+        assert!(
+            report.starts_with(&format!(
+                "Deleted Containers\n{id}\nTotal reclaimed space: "
+            )),
+            "{out}"
+        );
+        // named images are not dangling; -a removes every unused one
+        assert_eq!(
+            text(env, &["system", "prune", "-f"]),
+            "Total reclaimed space: 0B"
+        );
+        let image = text(env, &["images", "-q", "--no-trunc"]);
+        let image = image.trim_start_matches("sha256:");
+        let out = text(env, &["system", "prune", "-a", "-f", "--volumes"]);
+        assert!(
+            out.starts_with(&format!("Deleted Images\n{image}\nTotal reclaimed space: ")),
+            "{out}"
+        );
+        assert_eq!(text(env, &["images", "-q"]), "");
+
+        // reset: asks as Podman, then removes the store and the runtime directory, killing
+        // running containers
+        env.import_busybox("bb");
+        text(env, &["run", "-d", "--network=none", "bb", "sleep", "1000"]);
+        let out = env
+            .rbox()
+            .args(["system", "reset"])
+            .stdin("n\n")
+            .output()
+            .success();
+        assert!(
+            out.stdout
+                .starts_with("WARNING! This will remove:\n        - all containers\n"),
+            "{out}"
+        );
+        assert!(
+            out.stdout.ends_with(&format!(
+                "        - the graphRoot directory: \"{}\"\n        - the runRoot directory: \"{}\"\nAre you sure you want to continue? [y/N] ",
+                env.store().display(),
+                env.runroot().display()
+            )),
+            "{out}"
+        );
+        assert!(env.store().exists());
+        let out = env
+            .rbox()
+            .args(["system", "reset", "-f"])
+            .output()
+            .success();
+        assert_eq!(out.stdout, "");
+        assert!(!env.store().exists() && !env.runroot().exists());
+        assert_eq!(text(env, &["ps", "-aq"]), "");
+
+        // migrate: nothing to do, said only at --log-level info
+        let out = env.rbox().args(["system", "migrate"]).output().success();
+        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+        let out = env
+            .rbox()
+            .args(["--log-level", "info", "system", "migrate"])
+            .output()
+            .success();
+        assert!(out.stderr.contains("nothing to migrate"), "{out}");
+    });
+}
+
+/// storage.conf points rbox at the user's places (flags win over it), and a graphroot that is
+/// Podman's own store gets rbox's store in its `rbox/` subdirectory, leaving Podman's alone.
+#[test]
+fn storage_conf_is_honoured() {
+    for_each_user("system_storage_conf", |env| {
+        let rbox = crate::util::RBOX;
+        let graph = |c: &mut crate::util::Cmd| {
+            c.args([
+                "info",
+                "--format",
+                "{{.Store.GraphRoot}}|{{.Store.RunRoot}}",
+            ])
+            .output()
+            .success()
+            .text()
+        };
+        let conf = format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/confstore\"\nrunroot = \"{0}/confrun\"\n\n[storage.options]\nmount_program = \"\"\n",
+            env.dir.display()
+        );
+        env.write("config/containers/storage.conf", &conf);
+        let want = format!("{0}/confstore|{0}/confrun", env.dir.display());
+        assert_eq!(graph(&mut env.cmd(rbox)), want);
+        // the flags win
+        assert_eq!(
+            graph(&mut env.rbox()),
+            format!("{}|{}", env.store().display(), env.runroot().display())
+        );
+        // $CONTAINERS_STORAGE_CONF wins over the user's file
+        let other = env.write(
+            "other.conf",
+            format!(
+                "[storage]\ngraphroot = \"{}/otherstore\"\n",
+                env.dir.display()
+            ),
+        );
+        let mut c = env.cmd(rbox);
+        c.env("CONTAINERS_STORAGE_CONF", &other);
+        assert!(graph(&mut c).starts_with(&format!("{}/otherstore|", env.dir.display())));
+        // the configured driver is used
+        let tar = env.copy_in(&crate::fixtures::busybox_rootfs_tar(), "bb.tar");
+        env.cmd(rbox)
+            .arg("import")
+            .arg(&tar)
+            .arg("bb")
+            .output()
+            .success();
+        let drv = env
+            .cmd(rbox)
+            .args(["create", "--network=none", "bb", "true"])
+            .output()
+            .success()
+            .text();
+        let out = env
+            .cmd(rbox)
+            .args(["inspect", "--format", "{{.Driver}}", &drv])
+            .output()
+            .success();
+        assert_eq!(out.text(), "vfs");
+
+        // a Podman store as graphroot: rbox's goes to rbox/ and Podman's files are untouched
+        env.write("pstore/storage.lock", "");
+        env.write("pstore/vfs-images/images.json", "[]");
+        env.give_to_user(&env.path("pstore"));
+        env.write(
+            "config/containers/storage.conf",
+            format!(
+                "[storage]\ngraphroot = \"{0}/pstore\"\nrunroot = \"{0}/confrun\"\n",
+                env.dir.display()
+            ),
+        );
+        assert!(
+            graph(&mut env.cmd(rbox)).starts_with(&format!("{}/pstore/rbox|", env.dir.display()))
+        );
+        env.cmd(rbox)
+            .arg("import")
+            .arg(&tar)
+            .arg("bb")
+            .output()
+            .success();
+        let mut names: Vec<String> = std::fs::read_dir(env.path("pstore"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["rbox", "storage.lock", "vfs-images"]);
+        // a file that does not parse is an error, not another store
+        env.write("config/containers/storage.conf", "[storage\n");
+        let out = env.cmd(rbox).args(["images"]).output().rbox_error();
+        assert!(out.stderr.contains("storage.conf`"), "{out}");
+    });
+}
+
+/// `rbox info` (and `system info`) answers Podman's template keys, rbox's own kept beside them.
+#[test]
+fn info_answers_podmans_keys() {
+    for_each_user("system_info", |env| {
+        let rbox = std::fs::canonicalize(crate::util::RBOX).unwrap();
+        let f = "{{.Host.OCIRuntime.Path}}|{{.Store.GraphRoot}}|{{.Store.RunRoot}}|{{.Host.Security.Rootless}}|{{.Host.RemoteSocket.Path}}|{{.Version.Version}}";
+        let want = format!(
+            "{}|{}|{}|{}||{}",
+            rbox.display(),
+            env.store().display(),
+            env.runroot().display(),
+            env.user.uid != 0,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(text(env, &["info", "--format", f]), want);
+        assert_eq!(text(env, &["system", "info", "--format", f]), want);
+        let j: serde_json::Value =
+            serde_json::from_str(&text(env, &["info", "--format", "json"])).unwrap();
+        for key in ["host", "store", "registries", "version"] {
+            assert!(j.get(key).is_some(), "{key}: {j}");
+        }
+        // rbox's own diagnostics stay
+        assert!(j["host"]["idMappings"]["mode"].is_string(), "{j}");
+        assert!(j["problems"].is_array(), "{j}");
+    });
+}
