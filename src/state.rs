@@ -294,6 +294,39 @@ pub struct Spec {
     /// `--log-driver` and `--log-opt`
     #[serde(default, skip_serializing_if = "LogConfig::is_default")]
     pub log: LogConfig,
+    /// the process and lifetime flags of issue 9 (`--stop-timeout`, `--ulimit`, ...)
+    #[serde(default, skip_serializing_if = "RunOpts::is_default")]
+    pub opts: RunOpts,
+}
+
+/// `run` flags about the container's process and lifetime, as `spec::build` checked them;
+/// every field is optional so that older records read as "not given".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunOpts {
+    /// `--stop-timeout`: seconds `rbox stop` without `-t` waits before SIGKILL (10)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    /// `--timeout`: the monitor kills the container after this many seconds of each run
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// `--ulimit`: (name as `nofile`, soft, hard), `u64::MAX` for unlimited
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// `--umask` (Podman's default 0022 when not given)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub umask: Option<u32>,
+}
+
+impl RunOpts {
+    fn is_default(&self) -> bool {
+        *self == RunOpts::default()
+    }
+
+    /// How long `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10 seconds.
+    pub fn stop_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stop_timeout.unwrap_or(10))
+    }
 }
 
 /// Where a container's output is kept.

@@ -157,6 +157,23 @@ pub struct RunArgs {
     /// of an image (`--rootfs /`: the host's own); overlaid, so it is never written
     #[arg(long)]
     pub rootfs: bool,
+    /// Signal that stops the container (`rbox stop`), instead of the image's or SIGTERM
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `rbox stop` waits for the stop signal to work before SIGKILL (10), when it
+    /// is not given -t
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Kill the container (SIGKILL) once it has run this many seconds (0: never)
+    #[arg(long = "timeout", value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Resource limit of the container's process: NAME=SOFT[:HARD] (nofile, nproc, core,
+    /// stack, memlock, ...; -1 for unlimited)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// File mode creation mask of the container's process, in octal (0022)
+    #[arg(long = "umask", value_name = "MASK")]
+    pub umask: Option<String>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -246,6 +263,13 @@ impl From<RunArgs> for RunOptions {
                 restart: a.restart,
                 log_driver: a.log_driver,
                 log_opt: a.log_opt,
+                extra: crate::runtime::spec::ExtraFlags {
+                    stop_signal: a.stop_signal,
+                    stop_timeout: a.stop_timeout,
+                    timeout: a.timeout,
+                    ulimit: a.ulimit,
+                    umask: a.umask,
+                },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,
                     interval: a.health_interval,

@@ -16,7 +16,9 @@
 //! - env: as recorded; `HOME` and `HOSTNAME` are still added when missing at exec, since
 //!   `HOME` depends on that resolution.
 //! - capabilities: bounding = effective = permitted = what `caps::kept` keeps; inheritable and
-//!   ambient empty. No rlimits (rbox sets none).
+//!   ambient empty.
+//! - rlimits: `--ulimit`'s, as `RLIMIT_NOFILE` with soft and hard (`u64::MAX` unlimited);
+//!   umask: `--umask`, else Podman's 0022.
 //! - mounts: spelled as Podman's config.json spells them; `mqueue` and `cgroup` are mounted
 //!   best-effort (some hosts refuse them in a user namespace), and `cgroup` means cgroup2, the
 //!   only hierarchy rbox mounts. The /dev symlinks (ptmx, fd, std*, core) are the runtime's,
@@ -112,7 +114,13 @@ pub struct Process {
     pub caps: u64,
     pub no_new_privileges: bool,
     pub terminal: bool,
+    /// (OCI type as `RLIMIT_NOFILE`, soft, hard), set before exec
+    pub rlimits: Vec<(String, u64, u64)>,
+    pub umask: Option<u32>,
 }
+
+/// Podman's umask for a container's process when `--umask` is not given.
+pub const DEFAULT_UMASK: u32 = 0o022;
 
 /// The OCI runtime spec of a container.
 pub fn build(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Result<OciSpec> {
@@ -161,7 +169,21 @@ fn build_process(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::P
         .build()
         .context("build capabilities")?;
     p.set_capabilities(Some(c));
-    p.set_rlimits(None);
+    let mut rlimits = Vec::new();
+    for (name, soft, hard) in &spec.opts.ulimits {
+        let typ = format!("RLIMIT_{}", name.to_ascii_uppercase())
+            .parse::<oci_spec::runtime::PosixRlimitType>()
+            .map_err(|_| anyhow::anyhow!("unknown ulimit `{name}`"))?;
+        rlimits.push(
+            oci_spec::runtime::PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(*soft)
+                .hard(*hard)
+                .build()
+                .context("build rlimit")?,
+        );
+    }
+    p.set_rlimits((!rlimits.is_empty()).then_some(rlimits));
     p.set_no_new_privileges(Some(spec.no_new_privileges));
     p.set_apparmor_profile(None);
     p.set_oom_score_adj(None);
@@ -182,6 +204,7 @@ fn oci_user(spec: &state::Spec, host: &Host) -> oci_spec::runtime::User {
         _ => spec.user.clone(),
     };
     let mut u = oci_spec::runtime::User::default();
+    u.set_umask(Some(spec.opts.umask.unwrap_or(DEFAULT_UMASK)));
     let numeric = text
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
@@ -575,9 +598,12 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
     if args.is_empty() {
         bail!("the spec's process has no args");
     }
-    if p.rlimits().as_ref().is_some_and(|r| !r.is_empty()) {
-        bail!("the spec's process sets rlimits: rbox does not apply rlimits yet");
-    }
+    let rlimits = p
+        .rlimits()
+        .iter()
+        .flatten()
+        .map(|r| (r.typ().to_string(), r.soft(), r.hard()))
+        .collect();
     let Some(cwd) = p.cwd().to_str().filter(|c| c.starts_with('/')) else {
         bail!(
             "the spec's process cwd `{}` must be an absolute UTF-8 path",
@@ -605,6 +631,8 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
         caps,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         terminal: p.terminal().unwrap_or(false),
+        rlimits,
+        umask: u.umask(),
     })
 }
 

@@ -301,6 +301,10 @@ fn prepare_and_exec(
         },
         msg: format!("change to working directory `{wd}`: {e}"),
     })?;
+    set_rlimits(&p.rlimits)?;
+    if let Some(mask) = p.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
     let path = env_value(&env, "PATH")
         .unwrap_or(super::spec::DEFAULT_PATH)
         .to_string();
@@ -394,6 +398,39 @@ fn prepare_and_exec(
         _ => (exit::CANNOT_INVOKE, format!("exec `{shown}`: {err}")),
     };
     Err(Failure { code, msg })
+}
+
+/// `--ulimit`: each limit, by its OCI name (`RLIMIT_NOFILE`). Raising a hard limit needs
+/// CAP_SYS_RESOURCE in the host's user namespace, which a rootless container never has: that
+/// fails with exit 126 and the text Podman (crun) gives.
+fn set_rlimits(limits: &[(String, u64, u64)]) -> Result<(), Failure> {
+    use nix::sys::resource::{setrlimit, Resource};
+    for (name, soft, hard) in limits {
+        let res = match name.as_str() {
+            "RLIMIT_AS" => Resource::RLIMIT_AS,
+            "RLIMIT_CORE" => Resource::RLIMIT_CORE,
+            "RLIMIT_CPU" => Resource::RLIMIT_CPU,
+            "RLIMIT_DATA" => Resource::RLIMIT_DATA,
+            "RLIMIT_FSIZE" => Resource::RLIMIT_FSIZE,
+            "RLIMIT_LOCKS" => Resource::RLIMIT_LOCKS,
+            "RLIMIT_MEMLOCK" => Resource::RLIMIT_MEMLOCK,
+            "RLIMIT_MSGQUEUE" => Resource::RLIMIT_MSGQUEUE,
+            "RLIMIT_NICE" => Resource::RLIMIT_NICE,
+            "RLIMIT_NOFILE" => Resource::RLIMIT_NOFILE,
+            "RLIMIT_NPROC" => Resource::RLIMIT_NPROC,
+            "RLIMIT_RSS" => Resource::RLIMIT_RSS,
+            "RLIMIT_RTPRIO" => Resource::RLIMIT_RTPRIO,
+            "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
+            "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
+            "RLIMIT_STACK" => Resource::RLIMIT_STACK,
+            _ => return Err(Failure::setup(format!("unknown rlimit `{name}`"))),
+        };
+        setrlimit(res, *soft, *hard).map_err(|e| Failure {
+            code: exit::CANNOT_INVOKE,
+            msg: format!("setrlimit `{name}`: {}: OCI permission denied", e.desc()),
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
