@@ -316,6 +316,13 @@ pub struct RunOpts {
     /// `--umask` (Podman's default 0022 when not given)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub umask: Option<u32>,
+    /// `--annotation`: the OCI spec's annotations
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// `--group-add`: supplementary groups, names resolved in the container at each start;
+    /// `keep-groups` alone keeps the caller's own
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
 }
 
 impl RunOpts {

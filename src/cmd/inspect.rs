@@ -256,6 +256,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "StopTimeout": o.stop_timeout().as_secs(),
         "Timeout": o.timeout.unwrap_or(0),
         "Umask": format!("{umask:04o}"),
+        "Annotations": o.annotations,
     });
     let host = json!({ "Ulimits": ulimits });
     for (key, add) in [("Config", config), ("HostConfig", host)] {

@@ -174,6 +174,26 @@ pub struct RunArgs {
     /// File mode creation mask of the container's process, in octal (0022)
     #[arg(long = "umask", value_name = "MASK")]
     pub umask: Option<String>,
+    /// Remove a variable from the default environment (rbox's, the image's, --env-host's)
+    #[arg(long = "unsetenv", value_name = "NAME")]
+    pub unsetenv: Vec<String>,
+    /// Remove every variable of the default environment (-e and --env-file still apply)
+    #[arg(long = "unsetenv-all")]
+    pub unsetenv_all: bool,
+    /// Pass the caller's whole environment to the container (under the image's)
+    #[arg(long = "env-host")]
+    pub env_host: bool,
+    /// Rewrite a variable of the default environment, expanding the defaults in the value:
+    /// PATH=/opt/bin:${PATH}
+    #[arg(long = "env-merge", value_name = "KEY=VALUE")]
+    pub env_merge: Vec<String>,
+    /// Add an annotation to the container's OCI spec (KEY=VALUE)
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// Add a supplementary group (a name of the container's /etc/group, or a number);
+    /// keep-groups keeps the caller's own groups
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -269,6 +289,12 @@ impl From<RunArgs> for RunOptions {
                     timeout: a.timeout,
                     ulimit: a.ulimit,
                     umask: a.umask,
+                    unsetenv: a.unsetenv,
+                    unsetenv_all: a.unsetenv_all,
+                    env_host: a.env_host,
+                    env_merge: a.env_merge,
+                    annotation: a.annotation,
+                    group_add: a.group_add,
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,

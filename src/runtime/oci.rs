@@ -117,7 +117,18 @@ pub struct Process {
     /// (OCI type as `RLIMIT_NOFILE`, soft, hard), set before exec
     pub rlimits: Vec<(String, u64, u64)>,
     pub umask: Option<u32>,
+    /// `--group-add`: names or numbers
+    pub group_add: Vec<String>,
+    /// `--group-add keep-groups`: no setgroups, the caller's groups stay
+    pub keep_groups: bool,
 }
+
+/// The annotation that keeps the caller's supplementary groups (`--group-add keep-groups`),
+/// crun's name for it.
+pub const KEEP_GROUPS: &str = "run.oci.keep_original_groups";
+/// rbox's annotation for `--group-add` by name, resolved in the container's /etc/group at
+/// each start (the OCI spec's `additionalGids` holds only numbers): a comma-separated list.
+pub const GROUP_ADD: &str = "io.rbox.group-add";
 
 /// Podman's umask for a container's process when `--umask` is not given.
 pub const DEFAULT_UMASK: u32 = 0o022;
@@ -132,7 +143,18 @@ pub fn build(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Result<OciSpec>
     oci.set_root(Some(root));
     oci.set_hostname(Some(spec.hostname.clone()));
     oci.set_domainname(None);
-    oci.set_annotations(None);
+    let mut annotations: std::collections::HashMap<String, String> =
+        spec.opts.annotations.clone().into_iter().collect();
+    match spec.opts.group_add.as_slice() {
+        [] => {}
+        [k] if k == "keep-groups" => {
+            annotations.insert(KEEP_GROUPS.into(), "1".into());
+        }
+        groups => {
+            annotations.insert(GROUP_ADD.into(), groups.join(","));
+        }
+    }
+    oci.set_annotations((!annotations.is_empty()).then_some(annotations));
     oci.set_hooks(None);
     oci.set_process(Some(build_process(spec, host)?));
     oci.set_mounts(Some(build_mounts(spec, etc, host)));
@@ -598,6 +620,7 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
     if args.is_empty() {
         bail!("the spec's process has no args");
     }
+    let annotation = |k: &str| spec.annotations().as_ref().and_then(|a| a.get(k)).cloned();
     let rlimits = p
         .rlimits()
         .iter()
@@ -633,6 +656,10 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
         terminal: p.terminal().unwrap_or(false),
         rlimits,
         umask: u.umask(),
+        group_add: annotation(GROUP_ADD)
+            .map(|g| g.split(',').map(String::from).collect())
+            .unwrap_or_default(),
+        keep_groups: annotation(KEEP_GROUPS).is_some_and(|v| v == "1"),
     })
 }
 

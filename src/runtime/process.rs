@@ -113,6 +113,19 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<Ident, Stri
     })
 }
 
+/// A `--group-add` group: a name of the container's /etc/group (`group` its contents), or a
+/// number, as Podman resolves it.
+pub fn lookup_group(g: &str, group: &str) -> Result<u32, String> {
+    let found = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == g)
+        .and_then(|f| f[2].parse().ok());
+    found
+        .or_else(|| g.parse().ok())
+        .ok_or_else(|| format!("Unable to find group {g}: no matching entries in group file"))
+}
+
 /// Find the executable for argv[0] along the container's PATH.
 pub fn find_executable(arg0: &OsStr, path: &str) -> Result<OsString, Failure> {
     if arg0.as_bytes().contains(&b'/') {
@@ -239,7 +252,25 @@ fn prepare_and_exec(
     let p = &cmd.process;
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
-    let id = p.user.resolve(&passwd, &group).map_err(Failure::setup)?;
+    let mut id = p.user.resolve(&passwd, &group).map_err(Failure::setup)?;
+    for g in &p.group_add {
+        let n = lookup_group(g, &group).map_err(|msg| Failure {
+            code: exit::CANNOT_INVOKE,
+            msg: format!("look up supplemental groups: {msg}"),
+        })?;
+        if single_id && n != 0 && !cmd.own_userns {
+            return Err(Failure {
+                code: exit::CANNOT_INVOKE,
+                msg: format!(
+                    "--group-add {g}: gid {n} does not exist in this user namespace: only id 0 is \
+                     mapped because you have no /etc/subuid and /etc/subgid range"
+                ),
+            });
+        }
+        if !id.groups.contains(&n) {
+            id.groups.push(n);
+        }
+    }
     if single_id && (id.uid != 0 || id.gid != 0) && !cmd.own_userns {
         return Err(Failure::setup(format!(
             "user `{}` (uid {} gid {}) does not exist in this user namespace: only uid 0 is mapped \
@@ -340,7 +371,7 @@ fn prepare_and_exec(
                 .map_err(|e| Failure::setup(format!("drop capability {c}: {e}")))?;
         }
     }
-    if !single_id {
+    if !single_id && !p.keep_groups {
         let gids: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         nix::unistd::setgroups(&gids).map_err(|e| Failure::setup(format!("set groups: {e}")))?;
     }

@@ -375,6 +375,79 @@ pub struct ExtraFlags {
     pub timeout: Option<u64>,
     pub ulimit: Vec<String>,
     pub umask: Option<String>,
+    pub unsetenv: Vec<String>,
+    pub unsetenv_all: bool,
+    pub env_host: bool,
+    pub env_merge: Vec<String>,
+    pub annotation: Vec<String>,
+    pub group_add: Vec<String>,
+}
+
+/// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
+/// of NAME in `env` (KEY=VALUE items), or nothing when it has none.
+fn expand(text: &str, env: &[String]) -> String {
+    let value = |name: &str| {
+        env.iter()
+            .find_map(|e| e.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(braced) = after.strip_prefix('{') {
+            if let Some(end) = braced.find('}') {
+                out.push_str(&value(&braced[..end]));
+                rest = &braced[end + 1..];
+                continue;
+            }
+            // an unclosed brace: Go drops the `${` and what follows
+            return out;
+        }
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if len == 0 {
+            out.push('$');
+        } else {
+            out.push_str(&value(&after[..len]));
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The default environment (rbox's own, the caller's with `--env-host`, the image's) after
+/// `--unsetenv`, `--unsetenv-all` and `--env-merge`, as Podman 4.3 treats them: they touch only
+/// these defaults, never `--env-file` or `-e`; `--env-merge KEY=VALUE` rewrites a variable the
+/// defaults have (VALUE expanded with them: `PATH=/x:${PATH}`) and ignores any other.
+fn default_env(defaults: Vec<String>, x: &ExtraFlags) -> Vec<String> {
+    let key = |e: &String| {
+        e.split_once('=')
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_else(|| e.clone())
+    };
+    let mut env: Vec<String> = if x.unsetenv_all {
+        Vec::new()
+    } else {
+        defaults
+            .into_iter()
+            .filter(|e| !x.unsetenv.contains(&key(e)))
+            .collect()
+    };
+    for m in &x.env_merge {
+        let Some((k, v)) = m.split_once('=') else {
+            continue;
+        };
+        let merged = format!("{k}={}", expand(v, &env));
+        if let Some(slot) = env.iter_mut().find(|e| key(e) == k) {
+            *slot = merged;
+        }
+    }
+    env
 }
 
 /// `--stop-signal`: a name (`TERM`, `SIGUSR1`) or a number 1 to 64, as Podman takes it;
@@ -482,7 +555,26 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         ulimits.retain(|(n, _, _)| *n != l.0);
         ulimits.push(l);
     }
+    let mut annotations = BTreeMap::new();
+    for a in &x.annotation {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => annotations.insert(k.to_string(), v.to_string()),
+            _ => bail!("annotations must be formatted KEY=VALUE"),
+        };
+    }
+    if x.group_add.len() > 1 && x.group_add.iter().any(|g| g == "keep-groups") {
+        bail!("the '--group-add keep-groups' option is not allowed with any other --group-add options");
+    }
+    if let Some(g) = x
+        .group_add
+        .iter()
+        .find(|g| g.is_empty() || g.contains([':', ',']))
+    {
+        bail!("invalid --group-add `{g}`: give a group name or number");
+    }
     Ok(crate::state::RunOpts {
+        annotations,
+        group_add: x.group_add.clone(),
         stop_timeout: x.stop_timeout,
         timeout: x.timeout.filter(|t| *t > 0),
         ulimits,
@@ -723,7 +815,22 @@ pub fn build(
         base.push("TERM=xterm".into());
     }
     base.push("container=rbox".into());
-    let env = merge_env(&[&base, &img.env, &files, &cli]);
+    // --env-host: the caller's environment, under the image's (Podman's order)
+    let host: Vec<String> = if a.extra.env_host {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                Some(format!(
+                    "{}={}",
+                    k.into_string().ok()?,
+                    v.into_string().ok()?
+                ))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let defaults = default_env(merge_env(&[&base, &host, &img.env]), &a.extra);
+    let env = merge_env(&[&defaults, &files, &cli]);
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut mounts = Vec::new();
     for v in &a.volume {
@@ -1160,5 +1267,49 @@ mod tests {
         let o = run_opts(&x).unwrap();
         assert_eq!(o.ulimits, [("nofile".to_string(), 20, 30)]);
         assert_eq!(o.timeout, None);
+    }
+
+    #[test]
+    fn unsetenv_and_env_merge_as_podman() {
+        let defaults = s(&["PATH=/bin", "TERM=xterm", "container=rbox", "IMG=1"]);
+        let x = |f: fn(&mut ExtraFlags)| {
+            let mut e = ExtraFlags::default();
+            f(&mut e);
+            default_env(defaults.clone(), &e)
+        };
+        assert_eq!(x(|_| {}), defaults);
+        assert_eq!(
+            x(|e| e.unsetenv = s(&["PATH", "IMG"])),
+            s(&["TERM=xterm", "container=rbox"])
+        );
+        assert!(x(|e| e.unsetenv_all = true).is_empty());
+        assert_eq!(
+            x(|e| e.env_merge = s(&[
+                "PATH=/x:${PATH}",
+                "NEW=a",
+                "BAD",
+                "TERM=${container}:$TERM:$"
+            ])),
+            s(&[
+                "PATH=/x:/bin",
+                "TERM=rbox:xterm:$",
+                "container=rbox",
+                "IMG=1"
+            ])
+        );
+        assert_eq!(expand("a${NOPE}b$NOPE.c", &[]), "ab.c");
+        assert_eq!(expand("x${PATH", &s(&["PATH=/bin"])), "x");
+
+        let mut f = ExtraFlags {
+            annotation: s(&["a=b", "k=v=w"]),
+            ..Default::default()
+        };
+        let o = run_opts(&f).unwrap();
+        assert_eq!(o.annotations["k"], "v=w");
+        f.annotation = s(&["c"]);
+        assert_eq!(
+            run_opts(&f).unwrap_err().to_string(),
+            "annotations must be formatted KEY=VALUE"
+        );
     }
 }

@@ -252,3 +252,135 @@ fn umask_of_the_process() {
         );
     });
 }
+
+#[test]
+fn environment_flags_as_podman() {
+    for_each_user("run_flags_env", |env| {
+        env.import_busybox("busybox");
+        let run = |flags: &[&str]| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["busybox", "/bin/busybox", "env"])
+                .env("RBOX_TEST_HOST", "from-host")
+                .output()
+                .success()
+                .lines()
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+        };
+        let has = |lines: &[String], l: &str| lines.iter().any(|x| x == l);
+        let plain = run(&[]);
+        assert!(has(&plain, "container=rbox") && !has(&plain, "RBOX_TEST_HOST=from-host"));
+        // --unsetenv removes a default, not what -e gives
+        let e = run(&["--unsetenv", "PATH", "-e", "A=1", "--unsetenv", "A"]);
+        assert!(!e.iter().any(|l| l.starts_with("PATH=")), "{e:?}");
+        assert!(has(&e, "A=1") && has(&e, "container=rbox"), "{e:?}");
+        // --unsetenv-all: only -e and what the start adds (HOME, HOSTNAME)
+        let e = run(&["--unsetenv-all", "-e", "A=1"]);
+        let keys: Vec<&str> = e.iter().map(|l| l.split('=').next().unwrap()).collect();
+        assert_eq!(keys, ["A", "HOME", "HOSTNAME"], "{e:?}");
+        // --env-merge rewrites a default with the defaults expanded; other names are ignored
+        let e = run(&["--env-merge", "PATH=/x:${PATH}", "--env-merge", "NEW=a"]);
+        let path = plain.iter().find(|l| l.starts_with("PATH=")).unwrap();
+        assert!(has(&e, &path.replacen("PATH=", "PATH=/x:", 1)), "{e:?}");
+        assert!(!e.iter().any(|l| l.starts_with("NEW=")), "{e:?}");
+        // --env-host: the caller's variables; -e still wins
+        let e = run(&["--env-host", "-e", "RBOX_TEST_HOST=mine"]);
+        assert!(has(&e, "RBOX_TEST_HOST=mine"), "{e:?}");
+        let e = run(&["--env-host"]);
+        assert!(has(&e, "RBOX_TEST_HOST=from-host"), "{e:?}");
+    });
+}
+
+#[test]
+fn annotations_and_group_add() {
+    for_each_user("run_flags_groups", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["create", "--name", "ann", "--annotation", "a=b"])
+            .args(["--annotation", "k=v=w", "busybox", "true"])
+            .output()
+            .success();
+        assert_eq!(
+            inspect(env, "ann", "json .Config.Annotations"),
+            r#"{"a":"b","k":"v=w"}"#
+        );
+        let cfg = inspect(env, "ann", ".OCIConfigPath");
+        let text = env.cmd("cat").arg(&cfg).output().success().stdout;
+        assert!(text.contains(r#""k": "v=w""#), "{text}");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--annotation", "c", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("annotations must be formatted KEY=VALUE"),
+            "{out}"
+        );
+
+        // names come from the container's /etc/group; unknown ones cannot be invoked (126)
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--group-add", "nosuch"])
+            .args(["busybox", "true"])
+            .output()
+            .code_is(126);
+        assert!(
+            out.stderr
+                .contains("Unable to find group nosuch: no matching entries in group file"),
+            "{out}"
+        );
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--group-add",
+                "keep-groups",
+                "--group-add",
+                "5",
+            ])
+            .args(["busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("'--group-add keep-groups' option is not allowed"),
+            "{out}"
+        );
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--group-add",
+                "keep-groups",
+            ])
+            .args(["busybox", "true"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--group-add", "extra"])
+            .args(["--group-add", "1234", "busybox", "id", "-G"])
+            .output();
+        if env.user.has_many_ids() {
+            let groups: Vec<&str> = out.text().leak().split(' ').collect();
+            // the test image's group `extra` is 2000
+            assert!(
+                groups.contains(&"2000") && groups.contains(&"1234"),
+                "{out}"
+            );
+        } else {
+            // only id 0 exists without a subordinate range
+            let out = out.code_is(126);
+            assert!(
+                out.stderr.contains("does not exist in this user namespace"),
+                "{out}"
+            );
+        }
+    });
+}
