@@ -323,11 +323,19 @@ pub struct RunOpts {
     /// `keep-groups` alone keeps the caller's own
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group_add: Vec<String>,
+    /// `--shm-size`: bytes of the /dev/shm tmpfs (64 MiB when not given)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
 }
 
 impl RunOpts {
     fn is_default(&self) -> bool {
         *self == RunOpts::default()
+    }
+
+    /// The size of the container's /dev/shm as tmpfs's `size=` option.
+    pub fn shm_option(&self) -> String {
+        format!("size={}k", self.shm_size.unwrap_or(64 << 20) / 1024)
     }
 
     /// How long `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10 seconds.

@@ -258,7 +258,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Umask": format!("{umask:04o}"),
         "Annotations": o.annotations,
     });
-    let host = json!({ "Ulimits": ulimits });
+    let host = json!({ "Ulimits": ulimits, "ShmSize": o.shm_size.unwrap_or(64 << 20) });
     for (key, add) in [("Config", config), ("HostConfig", host)] {
         if let (Some(Value::Object(to)), Value::Object(add)) = (v.get_mut(key), add) {
             to.extend(add);

@@ -194,6 +194,9 @@ pub struct RunArgs {
     /// keep-groups keeps the caller's own groups
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,
+    /// Size of /dev/shm (a number of bytes with an optional unit: 64m, 1g)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -295,6 +298,7 @@ impl From<RunArgs> for RunOptions {
                     env_merge: a.env_merge,
                     annotation: a.annotation,
                     group_add: a.group_add,
+                    shm_size: a.shm_size,
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,

@@ -302,11 +302,12 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
         pts.push("gid=5");
     }
     ms.push(mount("/dev/pts", "devpts", "devpts", &pts));
+    let shm = spec.opts.shm_option();
     ms.push(mount(
         "/dev/shm",
         "tmpfs",
         "shm",
-        &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        &["nosuid", "noexec", "nodev", "mode=1777", &shm],
     ));
     ms.push(mount(
         "/dev/mqueue",

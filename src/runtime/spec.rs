@@ -381,6 +381,7 @@ pub struct ExtraFlags {
     pub env_merge: Vec<String>,
     pub annotation: Vec<String>,
     pub group_add: Vec<String>,
+    pub shm_size: Option<String>,
 }
 
 /// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
@@ -572,7 +573,18 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
     {
         bail!("invalid --group-add `{g}`: give a group name or number");
     }
+    let shm_size = match &x.shm_size {
+        Some(v) => Some(
+            rbox_storage::parse_size(v)
+                .filter(|n| *n >= 1024)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("unable to translate --shm-size: invalid size: '{v}'")
+                })?,
+        ),
+        None => None,
+    };
     Ok(crate::state::RunOpts {
+        shm_size,
         annotations,
         group_add: x.group_add.clone(),
         stop_timeout: x.stop_timeout,

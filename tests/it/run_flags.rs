@@ -384,3 +384,47 @@ fn annotations_and_group_add() {
         }
     });
 }
+
+#[test]
+fn shm_size_of_dev_shm() {
+    for_each_user("run_flags_shm", |env| {
+        env.import_busybox("busybox");
+        let shm = |flags: &[&str]| {
+            let out = env
+                .rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["busybox", "grep", " /dev/shm ", "/proc/mounts"])
+                .output()
+                .success();
+            out.text()
+        };
+        let line = shm(&["--shm-size", "10m"]);
+        assert!(line.contains("size=10240k"), "{line}");
+        let line = shm(&[]);
+        assert!(line.contains("size=65536k"), "{line}");
+        env.rbox()
+            .args([
+                "create",
+                "--name",
+                "s",
+                "--shm-size",
+                "1g",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        assert_eq!(inspect(env, "s", ".HostConfig.ShmSize"), "1073741824");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--shm-size", "x", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("unable to translate --shm-size: invalid size: 'x'"),
+            "{out}"
+        );
+    });
+}
