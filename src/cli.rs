@@ -306,11 +306,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
         "device pass-through is not implemented in rbox yet: bind the device node with \
          -v /dev/NAME:/dev/NAME",
     ),
-    (
-        &["--ulimit"],
-        "--ulimit is not implemented yet: the container inherits rbox's own limits, so set \
-         them with `ulimit` before running rbox",
-    ),
 ];
 
 /// One line for a usage error in the command line `argv`: what is wrong, and what to do

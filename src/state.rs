@@ -294,6 +294,54 @@ pub struct Spec {
     /// `--log-driver` and `--log-opt`
     #[serde(default, skip_serializing_if = "LogConfig::is_default")]
     pub log: LogConfig,
+    /// the process and lifetime flags of issue 9 (`--stop-timeout`, `--ulimit`, ...)
+    #[serde(default, skip_serializing_if = "RunOpts::is_default")]
+    pub opts: RunOpts,
+}
+
+/// `run` flags about the container's process and lifetime, as `spec::build` checked them;
+/// every field is optional so that older records read as "not given".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunOpts {
+    /// `--stop-timeout`: seconds `rbox stop` without `-t` waits before SIGKILL (10)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    /// `--timeout`: the monitor kills the container after this many seconds of each run
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// `--ulimit`: (name as `nofile`, soft, hard), `u64::MAX` for unlimited
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// `--umask` (Podman's default 0022 when not given)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub umask: Option<u32>,
+    /// `--annotation`: the OCI spec's annotations
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// `--group-add`: supplementary groups, names resolved in the container at each start;
+    /// `keep-groups` alone keeps the caller's own
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// `--shm-size`: bytes of the /dev/shm tmpfs (64 MiB when not given)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+}
+
+impl RunOpts {
+    fn is_default(&self) -> bool {
+        *self == RunOpts::default()
+    }
+
+    /// The size of the container's /dev/shm as tmpfs's `size=` option.
+    pub fn shm_option(&self) -> String {
+        format!("size={}k", self.shm_size.unwrap_or(64 << 20) / 1024)
+    }
+
+    /// How long `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10 seconds.
+    pub fn stop_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stop_timeout.unwrap_or(10))
+    }
 }
 
 /// Where a container's output is kept.

@@ -134,7 +134,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         security_opts.push("no-new-privileges".into());
     }
     security_opts.extend(s.seccomp.security_opt());
-    json!({
+    let mut v = json!({
         "Id": rec.id,
         "Created": rec.created,
         "Path": path,
@@ -230,7 +230,40 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             "IPAddress": "",
             "Ports": ports.clone(),
         },
-    })
+    });
+    run_opts_json(&mut v, s);
+    v
+}
+
+/// The `run` flags of `state::RunOpts` where Podman shows them in `Config` and `HostConfig`.
+fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
+    let o = &s.opts;
+    // Podman shows an unlimited rlimit as -1
+    let limit = |n: u64| if n == u64::MAX { -1 } else { n as i64 };
+    let ulimits: Vec<Value> = o
+        .ulimits
+        .iter()
+        .map(|(n, soft, hard)| {
+            json!({
+                "Name": format!("RLIMIT_{}", n.to_ascii_uppercase()),
+                "Soft": limit(*soft),
+                "Hard": limit(*hard),
+            })
+        })
+        .collect();
+    let umask = o.umask.unwrap_or(crate::runtime::oci::DEFAULT_UMASK);
+    let config = json!({
+        "StopTimeout": o.stop_timeout().as_secs(),
+        "Timeout": o.timeout.unwrap_or(0),
+        "Umask": format!("{umask:04o}"),
+        "Annotations": o.annotations,
+    });
+    let host = json!({ "Ulimits": ulimits, "ShmSize": o.shm_size.unwrap_or(64 << 20) });
+    for (key, add) in [("Config", config), ("HostConfig", host)] {
+        if let (Some(Value::Object(to)), Value::Object(add)) = (v.get_mut(key), add) {
+            to.extend(add);
+        }
+    }
 }
 
 /// Docker's image config keys as the image config JSON spells them (`config` object of the

@@ -14,14 +14,10 @@ use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RestartArgs {
-    /// Seconds to wait for the stop signal to work before sending SIGKILL
-    #[arg(
-        short = 't',
-        long = "time",
-        value_name = "SECONDS",
-        default_value_t = 10
-    )]
-    pub time: u64,
+    /// Seconds to wait for the stop signal to work before sending SIGKILL (the container's
+    /// --stop-timeout, else 10)
+    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    pub time: Option<u64>,
     /// Restart all containers
     #[arg(short = 'a', long)]
     pub all: bool,
@@ -41,7 +37,13 @@ pub fn run(g: &Context, a: RestartArgs) -> Result<ExitCode> {
     };
     let targets = Targets::gather(g, all, &a.containers, false)?;
     targets.finish(|rec| {
-        runtime::restart(g, rec, Duration::from_secs(a.time))
-            .with_context(|| format!("restart container {}", rec.name))
+        runtime::restart(
+            g,
+            rec,
+            a.time
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| rec.spec.opts.stop_timeout()),
+        )
+        .with_context(|| format!("restart container {}", rec.name))
     })
 }

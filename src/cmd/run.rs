@@ -160,6 +160,46 @@ pub struct RunArgs {
     /// of an image (`--rootfs /`: the host's own); overlaid, so it is never written
     #[arg(long)]
     pub rootfs: bool,
+    /// Signal that stops the container (`rbox stop`), instead of the image's or SIGTERM
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `rbox stop` waits for the stop signal to work before SIGKILL (10), when it
+    /// is not given -t
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Kill the container (SIGKILL) once it has run this many seconds (0: never)
+    #[arg(long = "timeout", value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Resource limit of the container's process: NAME=SOFT[:HARD] (nofile, nproc, core,
+    /// stack, memlock, ...; -1 for unlimited)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// File mode creation mask of the container's process, in octal (0022)
+    #[arg(long = "umask", value_name = "MASK")]
+    pub umask: Option<String>,
+    /// Remove a variable from the default environment (rbox's, the image's, --env-host's)
+    #[arg(long = "unsetenv", value_name = "NAME")]
+    pub unsetenv: Vec<String>,
+    /// Remove every variable of the default environment (-e and --env-file still apply)
+    #[arg(long = "unsetenv-all")]
+    pub unsetenv_all: bool,
+    /// Pass the caller's whole environment to the container (under the image's)
+    #[arg(long = "env-host")]
+    pub env_host: bool,
+    /// Rewrite a variable of the default environment, expanding the defaults in the value:
+    /// PATH=/opt/bin:${PATH}
+    #[arg(long = "env-merge", value_name = "KEY=VALUE")]
+    pub env_merge: Vec<String>,
+    /// Add an annotation to the container's OCI spec (KEY=VALUE)
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// Add a supplementary group (a name of the container's /etc/group, or a number);
+    /// keep-groups keeps the caller's own groups
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    /// Size of /dev/shm (a number of bytes with an optional unit: 64m, 1g)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -250,6 +290,20 @@ impl From<RunArgs> for RunOptions {
                 restart: a.restart,
                 log_driver: a.log_driver,
                 log_opt: a.log_opt,
+                extra: crate::runtime::spec::ExtraFlags {
+                    stop_signal: a.stop_signal,
+                    stop_timeout: a.stop_timeout,
+                    timeout: a.timeout,
+                    ulimit: a.ulimit,
+                    umask: a.umask,
+                    unsetenv: a.unsetenv,
+                    unsetenv_all: a.unsetenv_all,
+                    env_host: a.env_host,
+                    env_merge: a.env_merge,
+                    annotation: a.annotation,
+                    group_add: a.group_add,
+                    shm_size: a.shm_size,
+                },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,
                     interval: a.health_interval,

@@ -15,14 +15,10 @@ use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StopArgs {
-    /// Seconds to wait for the stop signal to work before sending SIGKILL
-    #[arg(
-        short = 't',
-        long = "time",
-        value_name = "SECONDS",
-        default_value_t = 10
-    )]
-    pub time: u64,
+    /// Seconds to wait for the stop signal to work before sending SIGKILL (the container's
+    /// --stop-timeout, else 10)
+    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    pub time: Option<u64>,
     /// Stop all running containers
     #[arg(short = 'a', long)]
     pub all: bool,
@@ -47,7 +43,13 @@ pub fn run(g: &Context, a: StopArgs) -> Result<ExitCode> {
     )?;
     // Stopping a stopped container is not an error, as in podman.
     targets.finish(|rec| {
-        runtime::stop_container(g, rec, Duration::from_secs(a.time))
-            .with_context(|| format!("stop container {}", rec.name))
+        runtime::stop_container(
+            g,
+            rec,
+            a.time
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| rec.spec.opts.stop_timeout()),
+        )
+        .with_context(|| format!("stop container {}", rec.name))
     })
 }

@@ -191,9 +191,9 @@ fn probe(g: &Context, rec: &ContainerRecord, hc: &Healthcheck) -> Result<(i32, S
 fn on_failure(g: &Context, rec: &ContainerRecord, action: &str) -> Result<()> {
     match action {
         "kill" => super::signal_container(g, rec, nix::sys::signal::Signal::SIGKILL),
-        "stop" => super::stop_container(g, rec, Duration::from_secs(10)),
+        "stop" => super::stop_container(g, rec, rec.spec.opts.stop_timeout()),
         "restart" if state::has_detached_monitor(g, rec) => {
-            super::control::restart_in_place(g, rec, Duration::from_secs(10))
+            super::control::restart_in_place(g, rec, rec.spec.opts.stop_timeout())
         }
         _ => Ok(()),
     }

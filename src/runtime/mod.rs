@@ -14,6 +14,7 @@
 //! | signal relay and terminal | `attach`, `terminal` | monitor, init, exec |
 //! | signal, stop | `control` | any later invocation |
 //! | healthchecks: run one, record it; the monitor's timer | `health` | `rbox healthcheck run`, monitor |
+//! | `--timeout`: kill the container after N seconds | `timeout` | monitor |
 //! | join a running container | `exec` | `rbox exec` and its fork |
 //! | id maps, entering the user namespace | `userns` | every invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
@@ -48,6 +49,7 @@ pub mod spec;
 pub mod sync;
 pub mod sys;
 pub mod terminal;
+pub mod timeout;
 pub mod userns;
 
 use anyhow::{Context as _, Result};

@@ -72,8 +72,9 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
         console: None,
     };
     let checker = checker(g, &rec);
+    let timer = super::timeout::Timer::start(rec.spec.opts.timeout, run.pid.as_raw());
     let status = attach::relay(run.pid, run.pty, rec.spec.interactive, output)?;
-    drop(checker);
+    drop((checker, timer));
     let code = exit::from_wait(status);
     stop_network(run.network);
     // the container's outcome is shown already; a failure to record it is not the command's
@@ -471,6 +472,7 @@ fn hold(
     loop {
         let since = std::time::Instant::now();
         let health = checker(g, rec);
+        let timer = super::timeout::Timer::start(rec.spec.opts.timeout, run.pid.as_raw());
         // the container holds the write ends now: end-of-file comes when it is gone
         let read_ends = pipes.take().map(|[o, e]| [o.0, e.0]);
         if let (Some(c), Some((r, w))) = (&mut console, stdin_pipe.take()) {
@@ -485,7 +487,7 @@ fn hold(
         };
         let waited = attach::relay(run.pid, run.pty.take(), false, output);
         // (before a restart's clone: the monitor must be single-threaded then)
-        drop(health);
+        drop((health, timer));
         let code = match waited {
             Ok(st) => exit::from_wait(st) as i32,
             Err(e) => {

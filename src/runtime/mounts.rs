@@ -162,7 +162,7 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
         fstype: "tmpfs".into(),
         inside: "/dev/shm".into(),
         flags: f(nsd | MsFlags::MS_NOEXEC),
-        data: "mode=1777,size=65536k".into(),
+        data: format!("mode=1777,{}", spec.opts.shm_option()),
         optional: false,
     });
     ops.push(Fs {

@@ -16,7 +16,9 @@
 //! - env: as recorded; `HOME` and `HOSTNAME` are still added when missing at exec, since
 //!   `HOME` depends on that resolution.
 //! - capabilities: bounding = effective = permitted = what `caps::kept` keeps; inheritable and
-//!   ambient empty. No rlimits (rbox sets none).
+//!   ambient empty.
+//! - rlimits: `--ulimit`'s, as `RLIMIT_NOFILE` with soft and hard (`u64::MAX` unlimited);
+//!   umask: `--umask`, else Podman's 0022.
 //! - mounts: spelled as Podman's config.json spells them; `mqueue` and `cgroup` are mounted
 //!   best-effort (some hosts refuse them in a user namespace), and `cgroup` means cgroup2, the
 //!   only hierarchy rbox mounts. The /dev symlinks (ptmx, fd, std*, core) are the runtime's,
@@ -112,7 +114,24 @@ pub struct Process {
     pub caps: u64,
     pub no_new_privileges: bool,
     pub terminal: bool,
+    /// (OCI type as `RLIMIT_NOFILE`, soft, hard), set before exec
+    pub rlimits: Vec<(String, u64, u64)>,
+    pub umask: Option<u32>,
+    /// `--group-add`: names or numbers
+    pub group_add: Vec<String>,
+    /// `--group-add keep-groups`: no setgroups, the caller's groups stay
+    pub keep_groups: bool,
 }
+
+/// The annotation that keeps the caller's supplementary groups (`--group-add keep-groups`),
+/// crun's name for it.
+pub const KEEP_GROUPS: &str = "run.oci.keep_original_groups";
+/// rbox's annotation for `--group-add` by name, resolved in the container's /etc/group at
+/// each start (the OCI spec's `additionalGids` holds only numbers): a comma-separated list.
+pub const GROUP_ADD: &str = "io.rbox.group-add";
+
+/// Podman's umask for a container's process when `--umask` is not given.
+pub const DEFAULT_UMASK: u32 = 0o022;
 
 /// The OCI runtime spec of a container.
 pub fn build(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Result<OciSpec> {
@@ -124,7 +143,18 @@ pub fn build(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Result<OciSpec>
     oci.set_root(Some(root));
     oci.set_hostname(Some(spec.hostname.clone()));
     oci.set_domainname(None);
-    oci.set_annotations(None);
+    let mut annotations: std::collections::HashMap<String, String> =
+        spec.opts.annotations.clone().into_iter().collect();
+    match spec.opts.group_add.as_slice() {
+        [] => {}
+        [k] if k == "keep-groups" => {
+            annotations.insert(KEEP_GROUPS.into(), "1".into());
+        }
+        groups => {
+            annotations.insert(GROUP_ADD.into(), groups.join(","));
+        }
+    }
+    oci.set_annotations((!annotations.is_empty()).then_some(annotations));
     oci.set_hooks(None);
     oci.set_process(Some(build_process(spec, host)?));
     oci.set_mounts(Some(build_mounts(spec, etc, host)));
@@ -161,7 +191,21 @@ fn build_process(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::P
         .build()
         .context("build capabilities")?;
     p.set_capabilities(Some(c));
-    p.set_rlimits(None);
+    let mut rlimits = Vec::new();
+    for (name, soft, hard) in &spec.opts.ulimits {
+        let typ = format!("RLIMIT_{}", name.to_ascii_uppercase())
+            .parse::<oci_spec::runtime::PosixRlimitType>()
+            .map_err(|_| anyhow::anyhow!("unknown ulimit `{name}`"))?;
+        rlimits.push(
+            oci_spec::runtime::PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(*soft)
+                .hard(*hard)
+                .build()
+                .context("build rlimit")?,
+        );
+    }
+    p.set_rlimits((!rlimits.is_empty()).then_some(rlimits));
     p.set_no_new_privileges(Some(spec.no_new_privileges));
     p.set_apparmor_profile(None);
     p.set_oom_score_adj(None);
@@ -182,6 +226,7 @@ fn oci_user(spec: &state::Spec, host: &Host) -> oci_spec::runtime::User {
         _ => spec.user.clone(),
     };
     let mut u = oci_spec::runtime::User::default();
+    u.set_umask(Some(spec.opts.umask.unwrap_or(DEFAULT_UMASK)));
     let numeric = text
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
@@ -257,11 +302,12 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
         pts.push("gid=5");
     }
     ms.push(mount("/dev/pts", "devpts", "devpts", &pts));
+    let shm = spec.opts.shm_option();
     ms.push(mount(
         "/dev/shm",
         "tmpfs",
         "shm",
-        &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        &["nosuid", "noexec", "nodev", "mode=1777", &shm],
     ));
     ms.push(mount(
         "/dev/mqueue",
@@ -575,9 +621,13 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
     if args.is_empty() {
         bail!("the spec's process has no args");
     }
-    if p.rlimits().as_ref().is_some_and(|r| !r.is_empty()) {
-        bail!("the spec's process sets rlimits: rbox does not apply rlimits yet");
-    }
+    let annotation = |k: &str| spec.annotations().as_ref().and_then(|a| a.get(k)).cloned();
+    let rlimits = p
+        .rlimits()
+        .iter()
+        .flatten()
+        .map(|r| (r.typ().to_string(), r.soft(), r.hard()))
+        .collect();
     let Some(cwd) = p.cwd().to_str().filter(|c| c.starts_with('/')) else {
         bail!(
             "the spec's process cwd `{}` must be an absolute UTF-8 path",
@@ -605,6 +655,12 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
         caps,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         terminal: p.terminal().unwrap_or(false),
+        rlimits,
+        umask: u.umask(),
+        group_add: annotation(GROUP_ADD)
+            .map(|g| g.split(',').map(String::from).collect())
+            .unwrap_or_default(),
+        keep_groups: annotation(KEEP_GROUPS).is_some_and(|v| v == "1"),
     })
 }
 

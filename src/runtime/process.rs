@@ -113,6 +113,19 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<Ident, Stri
     })
 }
 
+/// A `--group-add` group: a name of the container's /etc/group (`group` its contents), or a
+/// number, as Podman resolves it.
+pub fn lookup_group(g: &str, group: &str) -> Result<u32, String> {
+    let found = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == g)
+        .and_then(|f| f[2].parse().ok());
+    found
+        .or_else(|| g.parse().ok())
+        .ok_or_else(|| format!("Unable to find group {g}: no matching entries in group file"))
+}
+
 /// Find the executable for argv[0] along the container's PATH.
 pub fn find_executable(arg0: &OsStr, path: &str) -> Result<OsString, Failure> {
     if arg0.as_bytes().contains(&b'/') {
@@ -239,7 +252,25 @@ fn prepare_and_exec(
     let p = &cmd.process;
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
-    let id = p.user.resolve(&passwd, &group).map_err(Failure::setup)?;
+    let mut id = p.user.resolve(&passwd, &group).map_err(Failure::setup)?;
+    for g in &p.group_add {
+        let n = lookup_group(g, &group).map_err(|msg| Failure {
+            code: exit::CANNOT_INVOKE,
+            msg: format!("look up supplemental groups: {msg}"),
+        })?;
+        if single_id && n != 0 && !cmd.own_userns {
+            return Err(Failure {
+                code: exit::CANNOT_INVOKE,
+                msg: format!(
+                    "--group-add {g}: gid {n} does not exist in this user namespace: only id 0 is \
+                     mapped because you have no /etc/subuid and /etc/subgid range"
+                ),
+            });
+        }
+        if !id.groups.contains(&n) {
+            id.groups.push(n);
+        }
+    }
     if single_id && (id.uid != 0 || id.gid != 0) && !cmd.own_userns {
         return Err(Failure::setup(format!(
             "user `{}` (uid {} gid {}) does not exist in this user namespace: only uid 0 is mapped \
@@ -301,6 +332,10 @@ fn prepare_and_exec(
         },
         msg: format!("change to working directory `{wd}`: {e}"),
     })?;
+    set_rlimits(&p.rlimits)?;
+    if let Some(mask) = p.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
     let path = env_value(&env, "PATH")
         .unwrap_or(super::spec::DEFAULT_PATH)
         .to_string();
@@ -336,7 +371,7 @@ fn prepare_and_exec(
                 .map_err(|e| Failure::setup(format!("drop capability {c}: {e}")))?;
         }
     }
-    if !single_id {
+    if !single_id && !p.keep_groups {
         let gids: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         nix::unistd::setgroups(&gids).map_err(|e| Failure::setup(format!("set groups: {e}")))?;
     }
@@ -394,6 +429,39 @@ fn prepare_and_exec(
         _ => (exit::CANNOT_INVOKE, format!("exec `{shown}`: {err}")),
     };
     Err(Failure { code, msg })
+}
+
+/// `--ulimit`: each limit, by its OCI name (`RLIMIT_NOFILE`). Raising a hard limit needs
+/// CAP_SYS_RESOURCE in the host's user namespace, which a rootless container never has: that
+/// fails with exit 126 and the text Podman (crun) gives.
+fn set_rlimits(limits: &[(String, u64, u64)]) -> Result<(), Failure> {
+    use nix::sys::resource::{setrlimit, Resource};
+    for (name, soft, hard) in limits {
+        let res = match name.as_str() {
+            "RLIMIT_AS" => Resource::RLIMIT_AS,
+            "RLIMIT_CORE" => Resource::RLIMIT_CORE,
+            "RLIMIT_CPU" => Resource::RLIMIT_CPU,
+            "RLIMIT_DATA" => Resource::RLIMIT_DATA,
+            "RLIMIT_FSIZE" => Resource::RLIMIT_FSIZE,
+            "RLIMIT_LOCKS" => Resource::RLIMIT_LOCKS,
+            "RLIMIT_MEMLOCK" => Resource::RLIMIT_MEMLOCK,
+            "RLIMIT_MSGQUEUE" => Resource::RLIMIT_MSGQUEUE,
+            "RLIMIT_NICE" => Resource::RLIMIT_NICE,
+            "RLIMIT_NOFILE" => Resource::RLIMIT_NOFILE,
+            "RLIMIT_NPROC" => Resource::RLIMIT_NPROC,
+            "RLIMIT_RSS" => Resource::RLIMIT_RSS,
+            "RLIMIT_RTPRIO" => Resource::RLIMIT_RTPRIO,
+            "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
+            "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
+            "RLIMIT_STACK" => Resource::RLIMIT_STACK,
+            _ => return Err(Failure::setup(format!("unknown rlimit `{name}`"))),
+        };
+        setrlimit(res, *soft, *hard).map_err(|e| Failure {
+            code: exit::CANNOT_INVOKE,
+            msg: format!("setrlimit `{name}`: {}: OCI permission denied", e.desc()),
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -363,6 +363,235 @@ pub struct Flags {
     pub log_driver: Option<String>,
     /// `--log-opt`, as given
     pub log_opt: Vec<String>,
+    /// the process and lifetime flags (issue 9), as given
+    pub extra: ExtraFlags,
+}
+
+/// `--stop-signal`, `--stop-timeout`, `--timeout`, `--ulimit`, `--umask`, as given.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraFlags {
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
+    pub timeout: Option<u64>,
+    pub ulimit: Vec<String>,
+    pub umask: Option<String>,
+    pub unsetenv: Vec<String>,
+    pub unsetenv_all: bool,
+    pub env_host: bool,
+    pub env_merge: Vec<String>,
+    pub annotation: Vec<String>,
+    pub group_add: Vec<String>,
+    pub shm_size: Option<String>,
+}
+
+/// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
+/// of NAME in `env` (KEY=VALUE items), or nothing when it has none.
+fn expand(text: &str, env: &[String]) -> String {
+    let value = |name: &str| {
+        env.iter()
+            .find_map(|e| e.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(braced) = after.strip_prefix('{') {
+            if let Some(end) = braced.find('}') {
+                out.push_str(&value(&braced[..end]));
+                rest = &braced[end + 1..];
+                continue;
+            }
+            // an unclosed brace: Go drops the `${` and what follows
+            return out;
+        }
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if len == 0 {
+            out.push('$');
+        } else {
+            out.push_str(&value(&after[..len]));
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The default environment (rbox's own, the caller's with `--env-host`, the image's) after
+/// `--unsetenv`, `--unsetenv-all` and `--env-merge`, as Podman 4.3 treats them: they touch only
+/// these defaults, never `--env-file` or `-e`; `--env-merge KEY=VALUE` rewrites a variable the
+/// defaults have (VALUE expanded with them: `PATH=/x:${PATH}`) and ignores any other.
+fn default_env(defaults: Vec<String>, x: &ExtraFlags) -> Vec<String> {
+    let key = |e: &String| {
+        e.split_once('=')
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_else(|| e.clone())
+    };
+    let mut env: Vec<String> = if x.unsetenv_all {
+        Vec::new()
+    } else {
+        defaults
+            .into_iter()
+            .filter(|e| !x.unsetenv.contains(&key(e)))
+            .collect()
+    };
+    for m in &x.env_merge {
+        let Some((k, v)) = m.split_once('=') else {
+            continue;
+        };
+        let merged = format!("{k}={}", expand(v, &env));
+        if let Some(slot) = env.iter_mut().find(|e| key(e) == k) {
+            *slot = merged;
+        }
+    }
+    env
+}
+
+/// `--stop-signal`: a name (`TERM`, `SIGUSR1`) or a number 1 to 64, as Podman takes it;
+/// returned as the signal's name where it has one, else the number.
+pub fn parse_stop_signal(s: &str) -> Result<String> {
+    if let Ok(n) = s.parse::<i64>() {
+        if !(1..=64).contains(&n) {
+            bail!("valid signals are 1 through 64");
+        }
+        return Ok(match nix::sys::signal::Signal::try_from(n as i32) {
+            Ok(sig) => sig.as_str().to_string(),
+            Err(_) => n.to_string(),
+        });
+    }
+    match super::control::parse_signal(s) {
+        Some(sig) => Ok(sig.as_str().to_string()),
+        None => bail!("invalid signal: {s}"),
+    }
+}
+
+/// The resources `--ulimit` names, as Docker and Podman spell them.
+pub const ULIMITS: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// `--ulimit NAME=SOFT[:HARD]` (-1 for unlimited; no HARD: the same as SOFT), with Podman's
+/// texts. Returns (name, soft, hard), unlimited as `u64::MAX`.
+pub fn parse_ulimit(u: &str) -> Result<(String, u64, u64)> {
+    let bad = |why: String| {
+        anyhow::anyhow!("ulimit option \"{u}\" requires name=SOFT:HARD, failed to be parsed: {why}")
+    };
+    let Some((name, limits)) = u.split_once('=') else {
+        return Err(bad(format!("invalid ulimit argument: {u}")));
+    };
+    if !ULIMITS.contains(&name) {
+        return Err(bad(format!("invalid ulimit type: {name}")));
+    }
+    let num = |v: &str| -> Result<u64> {
+        match v.parse::<i64>() {
+            Ok(-1) => Ok(u64::MAX),
+            Ok(n) if n >= 0 => Ok(n as u64),
+            Ok(n) => Err(bad(format!("ulimit value {n} must be -1 or greater"))),
+            Err(_) => Err(bad(format!(
+                "strconv.ParseInt: parsing \"{v}\": invalid syntax"
+            ))),
+        }
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((s, h)) => (num(s)?, num(h)?),
+        None => {
+            let n = num(limits)?;
+            (n, n)
+        }
+    };
+    if soft > hard {
+        let show = |n: u64| {
+            if n == u64::MAX {
+                "-1".to_string()
+            } else {
+                n.to_string()
+            }
+        };
+        return Err(bad(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+            show(soft),
+            show(hard)
+        )));
+    }
+    Ok((name.to_string(), soft, hard))
+}
+
+/// `--umask`: octal, at most 0777 (`27` is 0027), as Podman takes it.
+pub fn parse_umask(m: &str) -> Result<u32> {
+    match u32::from_str_radix(m, 8) {
+        Ok(n) if n <= 0o777 && !m.is_empty() => Ok(n),
+        _ => bail!("invalid umask string {m}: invalid argument"),
+    }
+}
+
+/// The spec's [`crate::state::RunOpts`] from the flags.
+fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
+    let mut ulimits: Vec<(String, u64, u64)> = Vec::new();
+    for u in &x.ulimit {
+        // Podman's `--ulimit host`: the caller's own limits, which the container inherits
+        if u == "host" {
+            continue;
+        }
+        let l = parse_ulimit(u)?;
+        // a later --ulimit for the same resource wins
+        ulimits.retain(|(n, _, _)| *n != l.0);
+        ulimits.push(l);
+    }
+    let mut annotations = BTreeMap::new();
+    for a in &x.annotation {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => annotations.insert(k.to_string(), v.to_string()),
+            _ => bail!("annotations must be formatted KEY=VALUE"),
+        };
+    }
+    if x.group_add.len() > 1 && x.group_add.iter().any(|g| g == "keep-groups") {
+        bail!("the '--group-add keep-groups' option is not allowed with any other --group-add options");
+    }
+    if let Some(g) = x
+        .group_add
+        .iter()
+        .find(|g| g.is_empty() || g.contains([':', ',']))
+    {
+        bail!("invalid --group-add `{g}`: give a group name or number");
+    }
+    let shm_size = match &x.shm_size {
+        Some(v) => Some(
+            rbox_storage::parse_size(v)
+                .filter(|n| *n >= 1024)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("unable to translate --shm-size: invalid size: '{v}'")
+                })?,
+        ),
+        None => None,
+    };
+    Ok(crate::state::RunOpts {
+        shm_size,
+        annotations,
+        group_add: x.group_add.clone(),
+        stop_timeout: x.stop_timeout,
+        timeout: x.timeout.filter(|t| *t > 0),
+        ulimits,
+        umask: x.umask.as_deref().map(parse_umask).transpose()?,
+    })
 }
 
 /// `--log-driver` and `--log-opt KEY=VALUE` (max-size, path).
@@ -598,7 +827,22 @@ pub fn build(
         base.push("TERM=xterm".into());
     }
     base.push("container=rbox".into());
-    let env = merge_env(&[&base, &img.env, &files, &cli]);
+    // --env-host: the caller's environment, under the image's (Podman's order)
+    let host: Vec<String> = if a.extra.env_host {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                Some(format!(
+                    "{}={}",
+                    k.into_string().ok()?,
+                    v.into_string().ok()?
+                ))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let defaults = default_env(merge_env(&[&base, &host, &img.env]), &a.extra);
+    let env = merge_env(&[&defaults, &files, &cli]);
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut mounts = Vec::new();
     for v in &a.volume {
@@ -717,7 +961,10 @@ pub fn build(
         entrypoint: img.entrypoint.clone(),
         cmd: img.cmd.clone(),
         labels,
-        stop_signal: img.stop_signal.clone(),
+        stop_signal: match &a.extra.stop_signal {
+            Some(sig) => Some(parse_stop_signal(sig)?),
+            None => img.stop_signal.clone(),
+        },
         dns: a.dns.clone(),
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
@@ -730,6 +977,7 @@ pub fn build(
             Some(r) => crate::state::RestartPolicy::parse(r)?,
             None => Default::default(),
         },
+        opts: run_opts(&a.extra)?,
     };
     spec.set_args(args);
     Ok(spec)
@@ -852,6 +1100,7 @@ mod tests {
             health: Default::default(),
             log_driver: None,
             log_opt: Vec::new(),
+            extra: ExtraFlags::default(),
         }
     }
 
@@ -977,5 +1226,102 @@ mod tests {
         let unknown = err(&["mask=/proc/kcore"]);
         assert!(unknown.contains("`mask=/proc/kcore`") && unknown.contains("seccomp=unconfined"));
         assert!(!unknown.contains('\n'));
+    }
+
+    #[test]
+    fn stop_signal_ulimit_and_umask_as_podman() {
+        assert_eq!(parse_stop_signal("USR1").unwrap(), "SIGUSR1");
+        assert_eq!(parse_stop_signal("sigterm").unwrap(), "SIGTERM");
+        assert_eq!(parse_stop_signal("9").unwrap(), "SIGKILL");
+        assert_eq!(parse_stop_signal("40").unwrap(), "40");
+        let e = |r: Result<String>| r.unwrap_err().to_string();
+        assert_eq!(e(parse_stop_signal("FOO")), "invalid signal: FOO");
+        assert_eq!(e(parse_stop_signal("99")), "valid signals are 1 through 64");
+        assert_eq!(e(parse_stop_signal("0")), "valid signals are 1 through 64");
+
+        assert_eq!(
+            parse_ulimit("nofile=100:200").unwrap(),
+            ("nofile".into(), 100, 200)
+        );
+        assert_eq!(parse_ulimit("nproc=50").unwrap(), ("nproc".into(), 50, 50));
+        assert_eq!(
+            parse_ulimit("core=-1").unwrap(),
+            ("core".into(), u64::MAX, u64::MAX)
+        );
+        assert_eq!(
+            parse_ulimit("core=0:-1").unwrap(),
+            ("core".into(), 0, u64::MAX)
+        );
+        let ue = |u: &str| parse_ulimit(u).unwrap_err().to_string();
+        assert_eq!(
+            ue("foo=1"),
+            "ulimit option \"foo=1\" requires name=SOFT:HARD, failed to be parsed: invalid ulimit type: foo"
+        );
+        assert!(ue("nofile=200:100")
+            .ends_with("ulimit soft limit must be less than or equal to hard limit: 200 > 100"));
+        assert!(ue("nofile=-1:100").ends_with("-1 > 100"));
+        assert!(ue("nofile=x").ends_with("strconv.ParseInt: parsing \"x\": invalid syntax"));
+        assert!(ue("nofile").ends_with("invalid ulimit argument: nofile"));
+
+        assert_eq!(parse_umask("0077").unwrap(), 0o077);
+        assert_eq!(parse_umask("27").unwrap(), 0o027);
+        assert_eq!(
+            parse_umask("99").unwrap_err().to_string(),
+            "invalid umask string 99: invalid argument"
+        );
+        assert!(parse_umask("1777").is_err() && parse_umask("").is_err());
+
+        let x = ExtraFlags {
+            ulimit: s(&["nofile=10", "nofile=20:30"]),
+            timeout: Some(0),
+            ..Default::default()
+        };
+        let o = run_opts(&x).unwrap();
+        assert_eq!(o.ulimits, [("nofile".to_string(), 20, 30)]);
+        assert_eq!(o.timeout, None);
+    }
+
+    #[test]
+    fn unsetenv_and_env_merge_as_podman() {
+        let defaults = s(&["PATH=/bin", "TERM=xterm", "container=rbox", "IMG=1"]);
+        let x = |f: fn(&mut ExtraFlags)| {
+            let mut e = ExtraFlags::default();
+            f(&mut e);
+            default_env(defaults.clone(), &e)
+        };
+        assert_eq!(x(|_| {}), defaults);
+        assert_eq!(
+            x(|e| e.unsetenv = s(&["PATH", "IMG"])),
+            s(&["TERM=xterm", "container=rbox"])
+        );
+        assert!(x(|e| e.unsetenv_all = true).is_empty());
+        assert_eq!(
+            x(|e| e.env_merge = s(&[
+                "PATH=/x:${PATH}",
+                "NEW=a",
+                "BAD",
+                "TERM=${container}:$TERM:$"
+            ])),
+            s(&[
+                "PATH=/x:/bin",
+                "TERM=rbox:xterm:$",
+                "container=rbox",
+                "IMG=1"
+            ])
+        );
+        assert_eq!(expand("a${NOPE}b$NOPE.c", &[]), "ab.c");
+        assert_eq!(expand("x${PATH", &s(&["PATH=/bin"])), "x");
+
+        let mut f = ExtraFlags {
+            annotation: s(&["a=b", "k=v=w"]),
+            ..Default::default()
+        };
+        let o = run_opts(&f).unwrap();
+        assert_eq!(o.annotations["k"], "v=w");
+        f.annotation = s(&["c"]);
+        assert_eq!(
+            run_opts(&f).unwrap_err().to_string(),
+            "annotations must be formatted KEY=VALUE"
+        );
     }
 }

@@ -300,6 +300,21 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// pidfd_send_signal(2): signal the process `pidfd` refers to, never another that took its pid.
+pub fn pidfd_send_signal(pidfd: impl AsFd, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid descriptor, an integer signal, no siginfo, no flags.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_fd().as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    })
+    .map(drop)
+}
+
 /// setns(2) into the namespace `fd` refers to.
 pub fn setns(fd: impl AsFd, nstype: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid descriptor and an integer flag.

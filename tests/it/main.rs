@@ -18,6 +18,7 @@ mod podman;
 mod podman_habits;
 mod registry;
 mod run;
+mod run_flags;
 mod runtime_habits;
 mod seccomp;
 mod security;
