@@ -68,6 +68,8 @@ pub enum Command {
     Kill(cmd::kill::KillArgs),
     /// Run a command in a running container
     Exec(cmd::exec::ExecArgs),
+    /// Display the running processes of a container
+    Top(cmd::top::TopArgs),
     /// Print the output of a detached container
     Logs(cmd::logs::LogsArgs),
     /// List the ports a running container publishes

@@ -30,6 +30,7 @@ pub mod start;
 pub mod stop;
 pub mod tag;
 pub mod targets;
+pub mod top;
 pub mod unshare;
 
 use std::process::ExitCode;
@@ -56,6 +57,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Restart(a) => restart::run(g, a),
         Command::Kill(a) => kill::run(g, a),
         Command::Exec(a) => exec::run(g, a),
+        Command::Top(a) => top::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Port(a) => port::run(g, a),
         Command::Ps(a) => ps::run(g, a),

@@ -12,7 +12,8 @@
 //! | user, groups, caps, seccomp, exec | `process` | init, or exec's process |
 //! | start, wait, record the exit, `--rm` | `monitor` | `rbox run` itself, or the `-d` monitor |
 //! | signal relay and terminal | `attach`, `terminal` | monitor, init, exec |
-//! | signal, stop | `control` | any later invocation |
+//! | signal, stop, pause | `control` | any later invocation |
+//! | a running container's processes, from /proc | `procs` | `top`, `stats`, `pause` |
 //! | join a running container | `exec` | `rbox exec` and its fork |
 //! | id maps, entering the user namespace | `userns` | every invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
@@ -39,6 +40,7 @@ pub mod oci;
 pub mod pause;
 pub mod probe;
 pub mod process;
+pub mod procs;
 pub mod seccomp;
 pub mod spec;
 pub mod sync;
