@@ -70,6 +70,10 @@ pub enum Command {
     Exec(cmd::exec::ExecArgs),
     /// Display the running processes of a container
     Top(cmd::top::TopArgs),
+    /// Pause all the processes in one or more containers
+    Pause(cmd::pause::PauseArgs),
+    /// Unpause the processes in one or more containers
+    Unpause(cmd::pause::UnpauseArgs),
     /// Print the output of a detached container
     Logs(cmd::logs::LogsArgs),
     /// List the ports a running container publishes

@@ -17,6 +17,7 @@ pub mod load;
 pub mod login;
 pub mod logs;
 pub mod manifest;
+pub mod pause;
 pub mod port;
 pub mod ps;
 pub mod pull;
@@ -58,6 +59,8 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Kill(a) => kill::run(g, a),
         Command::Exec(a) => exec::run(g, a),
         Command::Top(a) => top::run(g, a),
+        Command::Pause(a) => pause::pause(g, a),
+        Command::Unpause(a) => pause::unpause(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Port(a) => port::run(g, a),
         Command::Ps(a) => ps::run(g, a),
