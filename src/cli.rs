@@ -74,6 +74,8 @@ pub enum Command {
     Pause(cmd::pause::PauseArgs),
     /// Unpause the processes in one or more containers
     Unpause(cmd::pause::UnpauseArgs),
+    /// Display a live stream of container resource usage statistics
+    Stats(cmd::stats::StatsArgs),
     /// Print the output of a detached container
     Logs(cmd::logs::LogsArgs),
     /// List the ports a running container publishes

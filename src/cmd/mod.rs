@@ -28,6 +28,7 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod tag;
 pub mod targets;
@@ -61,6 +62,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Top(a) => top::run(g, a),
         Command::Pause(a) => pause::pause(g, a),
         Command::Unpause(a) => pause::unpause(g, a),
+        Command::Stats(a) => stats::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Port(a) => port::run(g, a),
         Command::Ps(a) => ps::run(g, a),
