@@ -14,6 +14,7 @@ mod lifecycle;
 mod netshare;
 mod network;
 mod podman;
+mod procs;
 mod registry;
 mod run;
 mod seccomp;
