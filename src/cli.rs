@@ -96,6 +96,14 @@ pub enum Command {
     Kill(cmd::kill::KillArgs),
     /// Run a command in a running container
     Exec(cmd::exec::ExecArgs),
+    /// Display the running processes of a container
+    Top(cmd::top::TopArgs),
+    /// Pause all the processes in one or more containers
+    Pause(cmd::pause::PauseArgs),
+    /// Unpause the processes in one or more containers
+    Unpause(cmd::pause::UnpauseArgs),
+    /// Display a live stream of container resource usage statistics
+    Stats(cmd::stats::StatsArgs),
     /// Print the output of a detached container
     Logs(cmd::logs::LogsArgs),
     /// List the ports a running container publishes

@@ -592,6 +592,9 @@ struct Live {
     /// start time, which tells a reused pid from it.
     #[serde(default)]
     monitor_start_time: u64,
+    /// `rbox pause` stopped its processes (volatile: gone with the processes themselves)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    paused: bool,
 }
 
 pub fn now_rfc3339() -> String {
@@ -857,6 +860,7 @@ pub fn mark_running(
         monitor: std::process::id() as i32,
         detached,
         monitor_start_time: 0,
+        paused: false,
     };
     let dir = g.runtime_dir()?;
     write_live(&dir, &rec.id, &live)?;
@@ -912,6 +916,7 @@ pub fn mark_restarting(
         monitor: me,
         detached: true,
         monitor_start_time: proc_start_time(me).unwrap_or(0),
+        paused: false,
     };
     let dir = g.runtime_dir()?;
     write_live(&dir, &rec.id, &live)?;
@@ -1119,6 +1124,21 @@ pub fn live_monitor(g: &Context, rec: &ContainerRecord) -> Option<i32> {
         && l.boot_id == paths::boot_id()
         && proc_start_time(l.monitor).is_some_and(same);
     alive.then_some(l.monitor)
+}
+
+/// Whether `rbox pause` froze the running container `rec`.
+pub fn is_paused(g: &Context, rec: &ContainerRecord) -> bool {
+    is_running(rec) && live(g, rec).is_some_and(|l| l.paused)
+}
+
+/// Record that the running container `rec` is paused or not (its live state, in the runtime
+/// directory its start used).
+pub fn set_paused(g: &Context, rec: &ContainerRecord, paused: bool) -> Result<()> {
+    let (Some(mut l), Some(dir)) = (live(g, rec), live_runtime_dir(g, rec)) else {
+        bail!("container {} is not running", rec.name);
+    };
+    l.paused = paused;
+    write_live(&dir, &rec.id, &l)
 }
 
 /// Whether the container's process is running now.

@@ -57,6 +57,9 @@ pub fn run(g: &Context, a: ExecArgs) -> Result<ExitCode> {
             a.container
         );
     };
+    if state::is_paused(g, &rec) {
+        bail!("can only create exec sessions on running containers: container state improper");
+    }
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
     for f in &a.env_file {

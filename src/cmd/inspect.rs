@@ -45,7 +45,14 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
     for name in names {
         if kind != "image" {
             if let Ok(rec) = state::lookup(g, name) {
-                items.push(container_json(&g.storage_root()?, &rec));
+                let mut v = container_json(&g.storage_root()?, &rec);
+                // paused is live state, which the record alone does not tell
+                if state::is_paused(g, &rec) {
+                    v["State"]["Status"] = "paused".into();
+                    v["State"]["Running"] = false.into();
+                    v["State"]["Paused"] = true.into();
+                }
+                items.push(v);
                 continue;
             }
         }

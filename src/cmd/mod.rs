@@ -22,6 +22,7 @@ pub mod load;
 pub mod login;
 pub mod logs;
 pub mod manifest;
+pub mod pause;
 pub mod port;
 pub mod prune;
 pub mod ps;
@@ -34,10 +35,12 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod system;
 pub mod tag;
 pub mod targets;
+pub mod top;
 pub mod unshare;
 pub mod wait;
 
@@ -94,6 +97,10 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Restart(a) => restart::run(g, a),
         Command::Kill(a) => kill::run(g, a),
         Command::Exec(a) => exec::run(g, a),
+        Command::Top(a) => top::run(g, a),
+        Command::Pause(a) => pause::pause(g, a),
+        Command::Unpause(a) => pause::unpause(g, a),
+        Command::Stats(a) => stats::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Port(a) => port::run(g, a),
         Command::Attach(a) => attach::run(g, a),

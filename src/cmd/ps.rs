@@ -86,9 +86,19 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
     let now = human::now();
     let rows: Vec<Row> = all
         .iter()
-        .map(|r| Row {
-            json: ps_json(r),
-            view: ps_view(r, now, a.no_trunc),
+        .map(|r| {
+            let mut row = Row {
+                json: ps_json(r),
+                view: ps_view(r, now, a.no_trunc),
+            };
+            // paused is live state, which the record alone does not tell
+            if state::is_paused(g, r) {
+                for v in [&mut row.json, &mut row.view] {
+                    v["State"] = "paused".into();
+                    v["Status"] = "Paused".into();
+                }
+            }
+            row
         })
         .collect();
     // a running container's health, after its status, as Podman shows it: "Up 3 seconds

@@ -87,6 +87,10 @@ pub fn stop_container(
         .unwrap_or(nix::sys::signal::Signal::SIGTERM);
     let pidfd = sys::pidfd_open(pid).ok();
     signal_container(g, rec, sig)?;
+    // a paused container's processes take the signal once they run again
+    if state::is_paused(g, rec) {
+        resume(g, rec)?;
+    }
     if !wait_gone(pid, pidfd.as_ref(), timeout) {
         match signal_container(g, rec, nix::sys::signal::Signal::SIGKILL) {
             Ok(()) => {}
@@ -161,6 +165,9 @@ pub fn restart_in_place(
         .unwrap_or(nix::sys::signal::Signal::SIGTERM);
     let pidfd = sys::pidfd_open(pid).ok();
     signal_container(g, rec, sig)?;
+    if state::is_paused(g, rec) {
+        resume(g, rec)?;
+    }
     if !wait_gone(pid, pidfd.as_ref(), timeout) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -263,4 +270,108 @@ pub fn cleanup_network(g: &Context, rec: &ContainerRecord) {
         let _ = std::fs::remove_file(e.path());
     }
     let _ = std::fs::remove_dir(&dir);
+}
+
+/// `rbox pause`: stop every process of running container `rec` with SIGSTOP and record it
+/// paused. rbox makes no cgroup of its own for a container (and rootless cgroup v1 delegates
+/// none), so the cgroup freezer is not used: a process forked while the signals go out is
+/// caught by the next pass, until every process of the pid namespace is stopped.
+pub fn pause_container(g: &Context, rec: &ContainerRecord) -> Result<()> {
+    let init = state::live_pids(g, rec)
+        .filter(|_| state::is_running(rec))
+        .map(|(p, _)| p);
+    let Some(init) = init.filter(|_| !state::is_paused(g, rec)) else {
+        let st = if state::is_paused(g, rec) {
+            "paused"
+        } else {
+            rec.state.status.as_str()
+        };
+        bail!("{st:?} is not running, can't pause: container state improper");
+    };
+    in_userns(g, || freeze(init))?;
+    state::set_paused(g, rec, true)
+}
+
+/// `rbox unpause`: SIGCONT to every process of paused container `rec`.
+pub fn unpause_container(g: &Context, rec: &ContainerRecord) -> Result<()> {
+    if !state::is_paused(g, rec) {
+        let st = rec.state.status.as_str();
+        bail!("{st:?} is not paused, can't unpause: container state improper");
+    }
+    resume(g, rec)
+}
+
+/// SIGCONT to the processes of `rec` when it is paused (after a stop signal, which waits
+/// pending in a stopped process until then), and record it not paused.
+fn resume(g: &Context, rec: &ContainerRecord) -> Result<()> {
+    if let Some((init, _)) = state::live_pids(g, rec) {
+        in_userns(g, || {
+            for pid in super::procs::pids(init)? {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGCONT,
+                );
+            }
+            Ok(())
+        })?;
+    }
+    // gone meanwhile: nothing is left paused
+    let _ = state::set_paused(g, rec, false);
+    Ok(())
+}
+
+/// Stop every process in the pid namespace of `init`, and wait (bounded) until the kernel
+/// shows each stopped: a pass over /proc can miss a child forked while it runs.
+fn freeze(init: i32) -> Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pids = super::procs::pids(init)?;
+        for &pid in &pids {
+            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP);
+        }
+        let stopped = |pid: i32| {
+            super::procs::read(pid).is_none_or(|p| matches!(p.state, 'T' | 't' | 'Z' | 'X'))
+        };
+        if pids.iter().all(|&p| stopped(p)) && super::procs::pids(init)? == pids {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the processes of the container did not all stop within 10 seconds");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Run `f` in a child that has entered rbox's user namespace (where it may signal processes
+/// that run as mapped ids), leaving this process's credentials as they are: `rm` decides
+/// about records as the user. Its error comes back as text.
+fn in_userns(g: &Context, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    use std::io::{Read, Write};
+    let (r, w) = nix::unistd::pipe()?;
+    match sys::fork()? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let res = super::userns::enter(g).and_then(|_| f());
+            let mut w = std::fs::File::from(w);
+            if let Err(e) = res {
+                let _ = w.write_all(format!("{e:#}").as_bytes());
+                sys::exit_now(1);
+            }
+            sys::exit_now(0);
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            let status = nix::sys::wait::waitpid(child, None)?;
+            if !msg.is_empty() {
+                bail!("{msg}");
+            }
+            if !matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)) {
+                bail!("signal the processes of the container: the helper failed ({status:?})");
+            }
+            Ok(())
+        }
+    }
 }

@@ -12,7 +12,8 @@
 //! | user, groups, caps, seccomp, exec | `process` | init, or exec's process |
 //! | start, wait, record the exit, `--rm` | `monitor` | `rbox run` itself, or the `-d` monitor |
 //! | signal relay and terminal | `attach`, `terminal` | monitor, init, exec |
-//! | signal, stop | `control` | any later invocation |
+//! | signal, stop, pause | `control` | any later invocation |
+//! | a running container's processes, from /proc | `procs` | `top`, `stats`, `pause` |
 //! | healthchecks: run one, record it; the monitor's timer | `health` | `rbox healthcheck run`, monitor |
 //! | `--timeout`: kill the container after N seconds | `timeout` | monitor |
 //! | join a running container | `exec` | `rbox exec` and its fork |
@@ -44,6 +45,7 @@ pub mod oci;
 pub mod pause;
 pub mod probe;
 pub mod process;
+pub mod procs;
 pub mod seccomp;
 pub mod spec;
 pub mod sync;

@@ -16,6 +16,7 @@ mod netshare;
 mod network;
 mod podman;
 mod podman_habits;
+mod procs;
 mod registry;
 mod run;
 mod run_flags;
