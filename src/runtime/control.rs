@@ -79,18 +79,7 @@ pub fn stop_container(
     // the monitor must not restart it (its restart policy), now or at the next boot
     // (`unless-stopped`)
     state::request(g, rec, state::Request::Stop)?;
-    let sig = rec
-        .spec
-        .stop_signal
-        .as_deref()
-        .and_then(parse_signal)
-        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-    let pidfd = sys::pidfd_open(pid).ok();
-    signal_container(g, rec, sig)?;
-    // a paused container's processes take the signal once they run again
-    if state::is_paused(g, rec) {
-        resume(g, rec)?;
-    }
+    let pidfd = send_stop_signal(g, rec, pid)?;
     if !wait_gone(pid, pidfd.as_ref(), timeout) {
         match signal_container(g, rec, nix::sys::signal::Signal::SIGKILL) {
             Ok(()) => {}
@@ -114,6 +103,29 @@ pub fn stop_container(
         state::clear_requests(g, rec);
     }
     Ok(())
+}
+
+/// Send running container `rec` (whose init is `pid`) its stop signal (SIGTERM unless the
+/// image or `--stop-signal` named another), through its monitor; a paused container is
+/// resumed to take it. Returns a pidfd of the init, opened before the signal.
+fn send_stop_signal(
+    g: &Context,
+    rec: &ContainerRecord,
+    pid: i32,
+) -> Result<Option<std::os::fd::OwnedFd>> {
+    let sig = rec
+        .spec
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+    let pidfd = sys::pidfd_open(pid).ok();
+    signal_container(g, rec, sig)?;
+    // a paused container's processes take the signal once they run again
+    if state::is_paused(g, rec) {
+        resume(g, rec)?;
+    }
+    Ok(pidfd)
 }
 
 /// End the wait of the monitor of exited container `rec` that would restart it (its restart
@@ -157,17 +169,7 @@ pub fn restart_in_place(
     };
     let monitor_fd = sys::pidfd_open(monitor).ok();
     state::request(g, rec, state::Request::Restart)?;
-    let sig = rec
-        .spec
-        .stop_signal
-        .as_deref()
-        .and_then(parse_signal)
-        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-    let pidfd = sys::pidfd_open(pid).ok();
-    signal_container(g, rec, sig)?;
-    if state::is_paused(g, rec) {
-        resume(g, rec)?;
-    }
+    let pidfd = send_stop_signal(g, rec, pid)?;
     if !wait_gone(pid, pidfd.as_ref(), timeout) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
