@@ -181,7 +181,13 @@ pub fn restart_in_place(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         if let Ok(cur) = state::load(g, &rec.id) {
-            if state::live_pids(g, &cur).is_some_and(|(p, _)| p != pid) {
+            // the new init in the record and in the live state both (the monitor writes the
+            // live state first)
+            let new = cur.state.pid;
+            if state::is_running(&cur)
+                && new != pid
+                && state::live_pids(g, &cur).is_some_and(|(p, _)| p == new)
+            {
                 return Ok(());
             }
             if wait_gone(monitor, monitor_fd.as_ref(), std::time::Duration::ZERO) {
