@@ -108,6 +108,15 @@ pub enum Command {
     Logs(cmd::logs::LogsArgs),
     /// List the ports a running container publishes
     Port(cmd::port::PortArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cmd::cp::CpArgs),
+    /// Display the changes to a container's or image's filesystem
+    Diff(cmd::diff::DiffArgs),
+    /// Mount a container's root filesystem (inside `rbox unshare` when rootless)
+    Mount(cmd::mount::MountArgs),
+    /// Unmount a container's root filesystem
+    #[command(visible_alias = "umount")]
+    Unmount(cmd::mount::UnmountArgs),
     /// List containers
     #[command(visible_alias = "list", visible_alias = "ls")]
     Ps(cmd::ps::PsArgs),

@@ -31,6 +31,11 @@ pub enum ContainerCommand {
     Stats(cmd::stats::StatsArgs),
     Logs(cmd::logs::LogsArgs),
     Port(cmd::port::PortArgs),
+    Cp(cmd::cp::CpArgs),
+    Diff(cmd::diff::DiffArgs),
+    Mount(cmd::mount::MountArgs),
+    #[command(visible_alias = "umount")]
+    Unmount(cmd::mount::UnmountArgs),
     Kill(cmd::kill::KillArgs),
     #[command(visible_alias = "remove")]
     Rm(cmd::rm::RmArgs),
@@ -81,6 +86,10 @@ impl From<ContainerCommand> for Command {
             ContainerCommand::Stats(a) => Command::Stats(a),
             ContainerCommand::Logs(a) => Command::Logs(a),
             ContainerCommand::Port(a) => Command::Port(a),
+            ContainerCommand::Cp(a) => Command::Cp(a),
+            ContainerCommand::Diff(a) => Command::Diff(a),
+            ContainerCommand::Mount(a) => Command::Mount(a),
+            ContainerCommand::Unmount(a) => Command::Unmount(a),
             ContainerCommand::Kill(a) => Command::Kill(a),
             ContainerCommand::Rm(a) => Command::Rm(a),
             ContainerCommand::Wait(a) => Command::Wait(a),

@@ -5,6 +5,8 @@ pub mod attach;
 pub mod common;
 pub mod completion;
 pub mod container;
+pub mod cp;
+pub mod diff;
 pub mod docs;
 pub mod exec;
 pub mod exists;
@@ -22,6 +24,7 @@ pub mod load;
 pub mod login;
 pub mod logs;
 pub mod manifest;
+pub mod mount;
 pub mod pause;
 pub mod port;
 pub mod prune;
@@ -103,6 +106,10 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => stats::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Port(a) => port::run(g, a),
+        Command::Cp(a) => cp::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Mount(a) => mount::mount(g, a),
+        Command::Unmount(a) => mount::unmount(g, a),
         Command::Attach(a) => attach::run(g, a),
         Command::Ps(a) => ps::run(g, a),
         Command::Rm(a) => rm::run(g, a),

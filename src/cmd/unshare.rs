@@ -5,7 +5,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::context::Context;
 use crate::exit::{CodedError, CANNOT_INVOKE, NOT_FOUND};
@@ -21,6 +21,21 @@ pub struct UnshareArgs {
 pub fn run(g: &Context, a: UnshareArgs) -> Result<ExitCode> {
     let root = g.storage_root()?;
     crate::runtime::userns::enter(g)?;
+    if crate::runtime::userns::inside_rbox() {
+        // A mount namespace of the command's own, owned by rbox's user namespace, as `podman
+        // unshare` gives: there `rbox mount` can mount (the host's namespace refuses a user
+        // namespace's mounts). Host mounts still propagate in.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .context("create mount namespace")?;
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .context("make mounts slaves of the host's")?;
+    }
     let argv = if a.command.is_empty() {
         vec![std::env::var("SHELL")
             .ok()

@@ -17,6 +17,7 @@
 //! | healthchecks: run one, record it; the monitor's timer | `health` | `rbox healthcheck run`, monitor |
 //! | `--timeout`: kill the container after N seconds | `timeout` | monitor |
 //! | join a running container | `exec` | `rbox exec` and its fork |
+//! | a child chrooted into a container's root (`rbox cp`) | `inroot` | its fork |
 //! | id maps, entering the user namespace | `userns` | every invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
 //!
@@ -36,6 +37,7 @@ pub mod create;
 pub mod exec;
 pub mod health;
 pub mod init;
+pub mod inroot;
 pub mod launch;
 pub mod logfile;
 pub mod monitor;

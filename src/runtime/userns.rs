@@ -346,6 +346,12 @@ pub(super) fn expected_map(own: u32, r: SubRange) -> Vec<(u32, u32, u32)> {
     vec![(0, own, 1), (1, r.start, r.count)]
 }
 
+/// Whether this process runs inside rbox's user namespace already (`rbox unshare`'s command
+/// and what it starts).
+pub fn inside_rbox() -> bool {
+    already_inside()
+}
+
 /// Whether this process already runs inside a user namespace made by rbox (re-entry is a no-op).
 fn already_inside() -> bool {
     std::env::var_os("_RBOX_IN_USERNS").is_some()

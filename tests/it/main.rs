@@ -6,6 +6,7 @@ mod fixtures;
 mod util;
 
 mod commands;
+mod cp_diff;
 mod debian;
 mod docs;
 mod errors;

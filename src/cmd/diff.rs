@@ -1,0 +1,323 @@
+//! `rbox diff` (and `container diff`): what a container changed, read from its overlay upper
+//! directory, or what an image's top layer changes over its parent; `A`, `C` and `D` lines as
+//! Podman prints them, or `--format json` (`changed`, `added`, `deleted`).
+//!
+//! In an upper (or a layer) a 0/0 character device is a whiteout (`D` when the path exists
+//! below), a directory marked `user.overlay.opaque` hides everything below it (each such
+//! path is `D` unless the directory has it again), any other entry is `C` when the layers
+//! below have the path and `A` when not. Directories on the way to a change are themselves
+//! in the upper, so they show as `C` as in Podman.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Result};
+use serde::Serialize;
+
+use crate::cli::complete;
+use crate::context::Context;
+use crate::runtime;
+use crate::state;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    /// Change the output format (json)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Container or image (name or id)
+    #[arg(value_name = "CONTAINER|IMAGE", add = complete::object_candidates())]
+    pub name: String,
+}
+
+/// One change, as Podman names its kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Added,
+    Changed,
+    Deleted,
+}
+
+impl Kind {
+    fn letter(self) -> char {
+        match self {
+            Kind::Added => 'A',
+            Kind::Changed => 'C',
+            Kind::Deleted => 'D',
+        }
+    }
+}
+
+/// Whether `rel` (relative, no leading `/`) exists in the union of `lowers` (top-most
+/// first), honouring whiteouts and opaque directories there.
+pub fn lower_exists(lowers: &[PathBuf], rel: &Path) -> bool {
+    for l in lowers {
+        // a whiteout or opaque directory on the way hides every layer below this one
+        let mut hidden = false;
+        let mut p = l.clone();
+        let comps: Vec<_> = rel.components().collect();
+        for (i, c) in comps.iter().enumerate() {
+            p.push(c);
+            match fs::symlink_metadata(&p) {
+                Err(_) => break,
+                Ok(m) if is_whiteout(&m) => {
+                    hidden = true;
+                    break;
+                }
+                Ok(_) if i + 1 == comps.len() => return true,
+                Ok(m) if !m.is_dir() => {
+                    hidden = true;
+                    break;
+                }
+                Ok(_) => {
+                    if is_opaque(&p) {
+                        // the opaque directory itself exists; what is below it only here
+                        let rest: PathBuf = comps[i + 1..].iter().collect();
+                        return fs::symlink_metadata(p.join(rest)).is_ok_and(|m| !is_whiteout(&m));
+                    }
+                }
+            }
+        }
+        if hidden {
+            return false;
+        }
+    }
+    false
+}
+
+fn is_whiteout(m: &fs::Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn is_opaque(p: &Path) -> bool {
+    rbox_storage::lgetxattr(p, "user.overlay.opaque").is_some_and(|v| v == b"y")
+}
+
+/// The names directly in `rel` of the union of `lowers`.
+fn lower_names(lowers: &[PathBuf], rel: &Path) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for l in lowers {
+        let Ok(rd) = fs::read_dir(l.join(rel)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if lower_exists(lowers, &rel.join(&n)) {
+                out.insert(n);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The changes `upper` makes over `lowers`, parents before their children, names sorted.
+pub fn changes(upper: &Path, lowers: &[PathBuf]) -> std::io::Result<Vec<(Kind, String)>> {
+    let mut out = Vec::new();
+    walk(upper, Path::new(""), lowers, &mut out)?;
+    Ok(out)
+}
+
+fn walk(
+    upper: &Path,
+    rel: &Path,
+    lowers: &[PathBuf],
+    out: &mut Vec<(Kind, String)>,
+) -> std::io::Result<()> {
+    let mut names: Vec<String> = fs::read_dir(upper.join(rel))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in names {
+        let r = rel.join(&n);
+        let shown = format!("/{}", r.display());
+        let p = upper.join(&r);
+        let m = fs::symlink_metadata(&p)?;
+        let below = lower_exists(lowers, &r);
+        if is_whiteout(&m) {
+            if below {
+                out.push((Kind::Deleted, shown));
+            }
+            continue;
+        }
+        if m.is_file() && m.len() == 0 && !below && MOUNT_POINTS.contains(&shown.as_str()) {
+            continue;
+        }
+        let at = out.len();
+        out.push((
+            if below { Kind::Changed } else { Kind::Added },
+            shown.clone(),
+        ));
+        if m.is_dir() {
+            let opaque = is_opaque(&p);
+            if opaque && below {
+                // everything the layers had here is gone, unless upper has it again
+                for gone in lower_names(lowers, &r) {
+                    if fs::symlink_metadata(p.join(&gone)).is_err() {
+                        out.push((Kind::Deleted, format!("{shown}/{gone}")));
+                    }
+                }
+            }
+            walk(upper, &r, lowers, out)?;
+            // a directory that is in the upper only for rbox's mount points is no change
+            let only_mount_points = fs::read_dir(&p)?.flatten().all(|e| {
+                MOUNT_POINTS
+                    .contains(&format!("{shown}/{}", e.file_name().to_string_lossy()).as_str())
+            });
+            if below && out.len() == at + 1 && only_mount_points {
+                out.pop();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The empty files rbox leaves in a container's upper as targets of its own bind mounts:
+/// not changes the container made (Podman's diff does not show them either).
+const MOUNT_POINTS: &[&str] = &[
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/hostname",
+    "/run/.containerenv",
+];
+
+#[derive(Serialize)]
+struct Json<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    changed: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    added: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    deleted: Vec<&'a str>,
+}
+
+fn print(changes: &[(Kind, String)], format: Option<&str>) -> Result<()> {
+    match format {
+        None | Some("") => {
+            for (k, p) in changes {
+                println!("{} {p}", k.letter());
+            }
+        }
+        Some("json") => {
+            let of = |kind| {
+                changes
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, p)| p.as_str())
+                    .collect::<Vec<_>>()
+            };
+            let j = Json {
+                changed: of(Kind::Changed),
+                added: of(Kind::Added),
+                deleted: of(Kind::Deleted),
+            };
+            // Podman indents its json by five spaces
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"     ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            j.serialize(&mut ser)?;
+            println!("{}", String::from_utf8_lossy(&buf));
+        }
+        Some(f) => bail!("unknown --format `{f}`: rbox diff prints json or its A/C/D lines"),
+    }
+    Ok(())
+}
+
+pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
+    if let Some(f) = a
+        .format
+        .as_deref()
+        .filter(|f| !f.is_empty() && *f != "json")
+    {
+        bail!("unknown --format `{f}`: rbox diff prints json or its A/C/D lines");
+    }
+    let rec = state::lookup(g, &a.name).ok();
+    let store = runtime::open_store(g)?;
+    let changes = match rec {
+        Some(rec) => {
+            let dir = store.container_dir(&rec.id)?;
+            if rec.driver == rbox_storage::Driver::Copy {
+                bail!(
+                    "diff container {}: its root is a vfs copy, which keeps no record of \
+                     changes; use the overlay driver",
+                    rec.name
+                );
+            }
+            let lowers = match &dir.host_root {
+                Some(h) => vec![h.clone()],
+                None => dir.lower_dirs.clone(),
+            };
+            changes(&dir.upper, &lowers)
+                .map_err(|e| anyhow!("read `{}`: {e}", dir.upper.display()))?
+        }
+        None => {
+            let img = store
+                .lookup_image(&a.name)
+                .map_err(|_| anyhow!("{} not found: layer not known", a.name))?;
+            let mut dirs: Vec<PathBuf> = img
+                .layers
+                .iter()
+                .rev()
+                .map(|l| store.layer_path(&l.diff_id))
+                .collect();
+            if dirs.is_empty() {
+                Vec::new()
+            } else {
+                let top = dirs.remove(0);
+                changes(&top, &dirs).map_err(|e| anyhow!("read `{}`: {e}", top.display()))?
+            }
+        }
+    };
+    print(&changes, a.format.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_over_layers() {
+        let t = tempfile::tempdir().unwrap();
+        let (low, up) = (t.path().join("low"), t.path().join("up"));
+        for d in ["etc", "bin", "usr/sbin"] {
+            fs::create_dir_all(low.join(d)).unwrap();
+        }
+        for f in ["etc/passwd", "bin/ls", "bin/sh", "usr/sbin/a", "usr/sbin/b"] {
+            fs::write(low.join(f), "x").unwrap();
+        }
+        for d in ["etc", "bin", "usr/sbin", "a/b"] {
+            fs::create_dir_all(up.join(d)).unwrap();
+        }
+        fs::write(up.join("etc/passwd"), "y").unwrap();
+        fs::write(up.join("etc/new"), "y").unwrap();
+        fs::write(up.join("usr/sbin/b"), "y").unwrap();
+        // an upper made by overlay: whiteouts are 0/0 character devices
+        nix::sys::stat::mknod(
+            &up.join("bin/ls"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        let got = changes(&up, std::slice::from_ref(&low)).unwrap();
+        let lines: Vec<String> = got
+            .iter()
+            .map(|(k, p)| format!("{} {p}", k.letter()))
+            .collect();
+        let want = [
+            "A /a",
+            "A /a/b",
+            "C /bin",
+            "D /bin/ls",
+            "C /etc",
+            "A /etc/new",
+            "C /etc/passwd",
+            "C /usr",
+            "C /usr/sbin",
+            "C /usr/sbin/b",
+        ];
+        assert_eq!(lines, want);
+    }
+}
