@@ -191,7 +191,7 @@ fn du(dir: &Path) -> u64 {
 }
 
 /// A container's own bytes: its writable layer (the whole copy for the vfs driver).
-fn container_size(store: &rbox_storage::Store, rec: &ContainerRecord) -> u64 {
+pub(crate) fn container_size(store: &rbox_storage::Store, rec: &ContainerRecord) -> u64 {
     match store.container_dir(&rec.id) {
         Ok(d) if d.upper.exists() => du(&d.upper),
         Ok(d) => du(&d.rootfs),
