@@ -38,7 +38,9 @@ pub mod stop;
 pub mod system;
 pub mod tag;
 pub mod targets;
+pub mod tree;
 pub mod unshare;
+pub mod untag;
 pub mod wait;
 
 use std::process::ExitCode;
@@ -54,6 +56,8 @@ pub enum Grouped {
     ImageExists(exists::ImageExistsArgs),
     ContainerPrune(prune::ContainerPruneArgs),
     ImagePrune(prune::ImagePruneArgs),
+    ImageTree(tree::TreeArgs),
+    ImageUntag(untag::UntagArgs),
 }
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
@@ -114,6 +118,8 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
             Grouped::ImageExists(a) => exists::image(g, a),
             Grouped::ContainerPrune(a) => prune::containers(g, a),
             Grouped::ImagePrune(a) => prune::images(g, a),
+            Grouped::ImageTree(a) => tree::run(g, a),
+            Grouped::ImageUntag(a) => untag::run(g, a),
         },
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),

@@ -269,3 +269,111 @@ fn ps_json_has_podmans_keys() {
         assert_eq!(out, format!("|0|true|3|[]|map[]|{}", &id[..12]));
     });
 }
+
+#[test]
+fn images_filters_sort_tree_and_untag_as_podman() {
+    for_each_user("compat_images", |env| {
+        env.import_busybox("bb");
+        text(env, &["tag", "bb", "localhost/x1", "localhost/x2"]);
+        let repos = |args: &[&str]| {
+            let mut a = vec!["images", "--format", "{{.Repository}}"];
+            a.extend(args);
+            text(env, &a)
+        };
+        assert_eq!(
+            repos(&["--sort", "repository"]),
+            "localhost/bb\nlocalhost/x1\nlocalhost/x2"
+        );
+        assert_eq!(repos(&["--filter", "before=bb"]), "");
+        assert_eq!(repos(&["--filter", "since=bb"]), "");
+        assert_eq!(repos(&["--filter", "intermediate=true"]), "");
+        assert_eq!(repos(&["--filter", "readonly=true"]), "");
+        assert_eq!(repos(&["--filter", "readonly=false"]).lines().count(), 3);
+        // podman 4.3's words, exit 125
+        for (args, err) in [
+            (&["--sort", "bogus"][..], "Error: \"bogus\" is not a valid field for sorting. Choose from: created, id, repository, size, tag"),
+            (&["--filter", "bogus=1"], "Error: unsupported image filter \"bogus\""),
+            (&["--filter", "nokey"], "Error: invalid image filter \"nokey\": must be in the format \"filter=value or filter!=value\""),
+            (&["--filter", "since=nope"], "Error: could not find local image for filter filter \"since\"=\"nope\": nope: image not known"),
+        ] {
+            let out = env.rbox().arg("images").args(args).output().rbox_error();
+            assert_eq!(out.stderr.trim_end(), err, "{out}");
+        }
+        // --format json: podman's keys (RepoTags null, History the names)
+        let v: serde_json::Value =
+            serde_json::from_str(&text(env, &["images", "--format", "json"])).unwrap();
+        let mut keys: Vec<&str> = v[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "Containers",
+                "Created",
+                "CreatedAt",
+                "Digest",
+                "History",
+                "Id",
+                "Labels",
+                "Names",
+                "ParentId",
+                "RepoDigests",
+                "RepoTags",
+                "SharedSize",
+                "Size",
+                "VirtualSize"
+            ]
+        );
+        assert_eq!(v[0]["RepoTags"], serde_json::Value::Null);
+
+        // image tree: podman 4.3 drew `localhost/bb` (one layer) as
+        //   Image ID: 63d8b78d3eb7 / Tags:     [localhost/bb:latest] / Size:     17.05MB /
+        //   Image Layers / └── ID: cabafcd55ae8 Size: 2.131MB Top Layer of: [localhost/bb:latest]
+        let id = text(env, &["image", "inspect", "--format", "{{.Id}}", "bb"]);
+        let tree = text(env, &["image", "tree", "x1"]);
+        let lines: Vec<&str> = tree.lines().collect();
+        let names = "[localhost/bb:latest localhost/x1:latest localhost/x2:latest]";
+        assert_eq!(lines[0], format!("Image ID: {}", &id[..12]), "{tree}");
+        assert_eq!(lines[1], format!("Tags:     {names}"), "{tree}");
+        assert!(
+            lines[2].starts_with("Size:     ") && lines[2].ends_with("B"),
+            "{tree}"
+        );
+        assert_eq!(lines[3], "Image Layers");
+        let top = lines.last().unwrap();
+        assert!(
+            top.starts_with("└── ID: ") && top.ends_with(&format!("Top Layer of: {names}")),
+            "{tree}"
+        );
+        let out = env
+            .rbox()
+            .args(["image", "tree", "nope"])
+            .output()
+            .rbox_error();
+        assert_eq!(out.stderr.trim_end(), "Error: nope: image not known");
+
+        // image untag: silent; a name the image lacks is refused with podman's words
+        assert_eq!(text(env, &["image", "untag", "bb", "localhost/x1"]), "");
+        assert_eq!(
+            repos(&["--sort", "repository"]),
+            "localhost/bb\nlocalhost/x2"
+        );
+        let out = env
+            .rbox()
+            .args(["image", "untag", "bb", "nothere"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: localhost/nothere:latest: tag not known"
+        );
+        // no names: all of them go, the image stays (dangling)
+        text(env, &["image", "untag", "x2"]);
+        assert_eq!(repos(&[]), "<none>");
+        assert_eq!(repos(&["--filter", "dangling=true"]), "<none>");
+    });
+}
