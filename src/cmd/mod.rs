@@ -2,6 +2,7 @@
 //! what several of them share.
 
 pub mod attach;
+pub mod cleanup;
 pub mod common;
 pub mod completion;
 pub mod container;
@@ -16,6 +17,7 @@ pub mod image;
 pub mod images;
 pub mod import;
 pub mod info;
+pub mod init;
 pub mod inspect;
 pub mod kill;
 pub mod load;
@@ -57,6 +59,8 @@ pub enum Grouped {
     ContainerPrune(prune::ContainerPruneArgs),
     ImagePrune(prune::ImagePruneArgs),
     ImageTree(tree::TreeArgs),
+    ContainerInit(init::InitArgs),
+    ContainerCleanup(cleanup::CleanupArgs),
     ImageUntag(untag::UntagArgs),
 }
 
@@ -119,6 +123,8 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
             Grouped::ContainerPrune(a) => prune::containers(g, a),
             Grouped::ImagePrune(a) => prune::images(g, a),
             Grouped::ImageTree(a) => tree::run(g, a),
+            Grouped::ContainerInit(a) => init::run(g, a),
+            Grouped::ContainerCleanup(a) => cleanup::run(g, a),
             Grouped::ImageUntag(a) => untag::run(g, a),
         },
         Command::Load(a) => load::run(g, a),

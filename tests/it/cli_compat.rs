@@ -377,3 +377,73 @@ fn images_filters_sort_tree_and_untag_as_podman() {
         assert_eq!(repos(&["--filter", "dangling=true"]), "<none>");
     });
 }
+
+#[test]
+fn container_init_and_cleanup_as_podman() {
+    for_each_user("compat_init_cleanup", |env| {
+        env.import_busybox("bb");
+        text(
+            env,
+            &["create", "--network=none", "--name", "ci", "bb", "true"],
+        );
+        // podman printed the name as given (`ccinit`); rbox's container stays created
+        assert_eq!(text(env, &["container", "init", "ci"]), "ci");
+        assert_eq!(
+            text(
+                env,
+                &["ps", "-a", "--filter", "name=ci", "--format", "{{.State}}"]
+            ),
+            "created"
+        );
+        text(
+            env,
+            &["run", "--network=none", "--name", "ce", "bb", "true"],
+        );
+        assert_eq!(text(env, &["container", "cleanup", "ce"]), "ce");
+        assert_eq!(text(env, &["container", "cleanup", "--rm", "ce"]), "ce");
+        env.rbox()
+            .args(["container", "exists", "ce"])
+            .output()
+            .code_is(1);
+        for verb in ["init", "cleanup"] {
+            let out = env
+                .rbox()
+                .args(["container", verb, "nope"])
+                .output()
+                .rbox_error();
+            assert_eq!(
+                out.stderr.trim_end(),
+                "Error: no container with name or ID \"nope\" found: no such container"
+            );
+        }
+        let id = text(
+            env,
+            &[
+                "run",
+                "-d",
+                "--network=none",
+                "--name",
+                "cr",
+                "bb",
+                "sleep",
+                "600",
+            ],
+        );
+        let out = env
+            .rbox()
+            .args(["container", "init", "cr"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "Error: container {id} has already been created in runtime: container state improper"
+            )
+        );
+        env.rbox()
+            .args(["container", "cleanup", "cr"])
+            .output()
+            .rbox_error();
+        text(env, &["rm", "-f", "-t", "0", "cr"]);
+    });
+}
