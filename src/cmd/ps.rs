@@ -224,7 +224,7 @@ fn sizes(g: &Context, all: &[ContainerRecord]) -> HashMap<String, (u64, u64)> {
 /// `--sort KEY`, as Podman orders: oldest first for `created`, by text for the others.
 fn sort(all: &mut [ContainerRecord], key: &str, sizes: Option<&HashMap<String, (u64, u64)>>) {
     match key {
-        "command" => all.sort_by(|x, y| x.spec.args.join(" ").cmp(&y.spec.args.join(" "))),
+        "command" => all.sort_by_key(|r| r.spec.args.join(" ")),
         "created" => all.sort_by(|x, y| x.created.cmp(&y.created)),
         // running for longest first
         "runningfor" => all.sort_by(|x, y| x.created.cmp(&y.created)),
