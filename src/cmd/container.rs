@@ -2,8 +2,8 @@
 //! (`container ls`, `container rm`, `container inspect`, ...). Each verb is its top-level twin
 //! under the group's name for it: the same arguments, the same handler (through
 //! `Command::from`), and the same help text (copied from the twin by `cli::command`, see
-//! [`twin`]); only `inspect` has arguments and help of its own, and `exists` and `prune`, which
-//! Podman has only in the group, are reached through [`Command::Grouped`].
+//! [`twin`]); only `inspect` has arguments and help of its own, and `exists`, `prune`, `init` and
+//! `cleanup`, which Podman has only in the group, are reached through [`Command::Grouped`].
 
 use crate::cli::{complete, Command};
 use crate::cmd;
@@ -47,6 +47,10 @@ pub enum ContainerCommand {
     Exists(cmd::exists::ContainerExistsArgs),
     /// Remove all containers that are not running
     Prune(cmd::prune::ContainerPruneArgs),
+    /// Check a created container is ready to start, and print it
+    Init(cmd::init::InitArgs),
+    /// Remove what an exited container left behind (with --rm, the container)
+    Cleanup(cmd::cleanup::CleanupArgs),
 }
 
 /// The top-level command whose help `rbox container VERB` shows: the one of the same name but
@@ -54,7 +58,7 @@ pub enum ContainerCommand {
 pub fn twin(verb: &str) -> Option<&str> {
     match verb {
         "ls" => Some("ps"),
-        "inspect" | "exists" | "prune" => None,
+        "inspect" | "exists" | "prune" | "init" | "cleanup" => None,
         v => Some(v),
     }
 }
@@ -102,6 +106,8 @@ impl From<ContainerCommand> for Command {
             }),
             ContainerCommand::Exists(a) => Command::Grouped(cmd::Grouped::ContainerExists(a)),
             ContainerCommand::Prune(a) => Command::Grouped(cmd::Grouped::ContainerPrune(a)),
+            ContainerCommand::Init(a) => Command::Grouped(cmd::Grouped::ContainerInit(a)),
+            ContainerCommand::Cleanup(a) => Command::Grouped(cmd::Grouped::ContainerCleanup(a)),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `image rm`, `image inspect`, ...). Each verb is its top-level twin under the group's name
 //! for it: the same arguments, the same handler (through `Command::from`), and the same help
 //! text (copied from the twin by `cli::command`, see [`twin`]); only `inspect` has arguments
-//! and help of its own, and `exists` and `prune`, which Podman has only in the group, are
+//! and help of its own, and `exists`, `prune`, `tree` and `untag`, which Podman has only in the group, are
 //! reached through [`Command::Grouped`].
 
 use crate::cli::{complete, Command};
@@ -33,6 +33,10 @@ pub enum ImageCommand {
     Exists(cmd::exists::ImageExistsArgs),
     /// Remove dangling images (with -a, every image no container uses)
     Prune(cmd::prune::ImagePruneArgs),
+    /// Print an image's layers as a tree
+    Tree(cmd::tree::TreeArgs),
+    /// Remove names from an image (all of them when none is given)
+    Untag(cmd::untag::UntagArgs),
 }
 
 /// The top-level command whose help `rbox image VERB` shows: the one of the same name but for
@@ -41,7 +45,7 @@ pub fn twin(verb: &str) -> Option<&str> {
     match verb {
         "ls" => Some("images"),
         "rm" => Some("rmi"),
-        "inspect" | "exists" | "prune" => None,
+        "inspect" | "exists" | "prune" | "tree" | "untag" => None,
         v => Some(v),
     }
 }
@@ -76,6 +80,8 @@ impl From<ImageCommand> for Command {
             ImageCommand::Push(a) => Command::Push(a),
             ImageCommand::Exists(a) => Command::Grouped(cmd::Grouped::ImageExists(a)),
             ImageCommand::Prune(a) => Command::Grouped(cmd::Grouped::ImagePrune(a)),
+            ImageCommand::Tree(a) => Command::Grouped(cmd::Grouped::ImageTree(a)),
+            ImageCommand::Untag(a) => Command::Grouped(cmd::Grouped::ImageUntag(a)),
         }
     }
 }

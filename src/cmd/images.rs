@@ -35,9 +35,13 @@ pub struct ImagesArgs {
     #[arg(short = 'n', long = "noheading")]
     pub noheading: bool,
     /// Filter: dangling=true|false, reference=PATTERN (`*` wildcards, e.g. 'localhost/*'),
-    /// label=KEY[=VALUE], id=PREFIX
+    /// label=KEY[=VALUE], id=PREFIX, before=IMAGE, since=IMAGE, readonly=true|false,
+    /// intermediate=true|false
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
+    /// Sort by created, id, repository, size or tag
+    #[arg(long, value_name = "KEY", default_value = "created")]
+    pub sort: String,
     /// Only list this image (a name or id)
     #[arg(value_name = "IMAGE", add = complete::image_candidates())]
     pub image: Option<String>,
@@ -62,10 +66,19 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
         },
         None => store.images()?,
     };
+    const SORT_KEYS: &[&str] = &["created", "id", "repository", "size", "tag"];
+    if !SORT_KEYS.contains(&a.sort.as_str()) {
+        // Podman's words, which scripts match
+        bail!(
+            "\"{}\" is not a valid field for sorting. Choose from: {}",
+            a.sort,
+            SORT_KEYS.join(", ")
+        );
+    }
     let filters = a
         .filter
         .iter()
-        .map(|f| Filter::parse(f))
+        .map(|f| Filter::parse(f, &store))
         .collect::<Result<Vec<_>>>()?;
     if !filters.is_empty() {
         images.retain(|rec| {
@@ -78,6 +91,11 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
             .cmp(&epoch(x.created.as_deref()))
             .then(x.names.cmp(&y.names))
     });
+    match a.sort.as_str() {
+        "id" => images.sort_by(|x, y| x.id.hex().cmp(y.id.hex())),
+        "size" => images.sort_by_key(|i| i.size),
+        _ => {}
+    }
     let now = human::now();
 
     if a.quiet {
@@ -116,6 +134,19 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
             });
         }
     }
+    // repository and tag order the rows (one per name), the others the images
+    let key = |r: &Row, k: &str| {
+        r.view
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    match a.sort.as_str() {
+        "repository" => rows.sort_by_key(|r| key(r, "Repository")),
+        "tag" => rows.sort_by_key(|r| key(r, "Tag")),
+        _ => {}
+    }
     let default = if a.digests {
         r"table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     } else {
@@ -136,26 +167,48 @@ enum Filter {
     Reference(String),
     Label(String, Option<String>),
     Id(String),
+    /// created before / after this time (the named image's), Unix seconds
+    Before(i64),
+    Since(i64),
+    /// rbox has no read-only image stores: every image is writable
+    ReadOnly(bool),
+    /// nor intermediate images (kept build steps)
+    Intermediate(bool),
 }
 
 impl Filter {
-    fn parse(f: &str) -> Result<Filter> {
+    fn parse(f: &str, store: &Store) -> Result<Filter> {
         let Some((k, v)) = f.split_once('=') else {
-            bail!("invalid filter `{f}`: use KEY=VALUE (dangling, reference, label, id)");
+            bail!("invalid image filter {f:?}: must be in the format \"filter=value or filter!=value\"");
+        };
+        let boolean = |v: &str| match v {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => bail!("invalid filter `{f}`: {k} takes true or false"),
+        };
+        let created = |v: &str| -> Result<i64> {
+            match store.lookup_image(v) {
+                Ok(rec) => Ok(epoch(rec.created.as_deref())),
+                // Podman's words
+                Err(rbox_storage::Error::ImageNotFound(_)) => bail!(
+                    "could not find local image for filter filter \"{k}\"=\"{v}\": {v}: image not known"
+                ),
+                Err(e) => Err(e.into()),
+            }
         };
         Ok(match k {
-            "dangling" => match v {
-                "true" | "1" => Filter::Dangling(true),
-                "false" | "0" => Filter::Dangling(false),
-                _ => bail!("invalid filter `{f}`: dangling takes true or false"),
-            },
+            "dangling" => Filter::Dangling(boolean(v)?),
+            "before" => Filter::Before(created(v)?),
+            "since" => Filter::Since(created(v)?),
+            "readonly" => Filter::ReadOnly(boolean(v)?),
+            "intermediate" => Filter::Intermediate(boolean(v)?),
             "reference" => Filter::Reference(v.to_string()),
             "label" => match v.split_once('=') {
                 Some((lk, lv)) => Filter::Label(lk.to_string(), Some(lv.to_string())),
                 None => Filter::Label(v.to_string(), None),
             },
             "id" => Filter::Id(v.trim_start_matches("sha256:").to_string()),
-            _ => bail!("unknown filter `{k}`: use dangling, reference, label or id"),
+            _ => bail!("unsupported image filter {k:?}"),
         })
     }
 
@@ -180,6 +233,10 @@ impl Filter {
                 (None, _) => false,
             },
             Filter::Id(prefix) => rec.id.hex().starts_with(prefix.as_str()),
+            Filter::Before(t) => epoch(rec.created.as_deref()) < *t,
+            Filter::Since(t) => epoch(rec.created.as_deref()) > *t,
+            Filter::ReadOnly(ro) => !*ro,
+            Filter::Intermediate(i) => !*i,
         }
     }
 }
@@ -235,15 +292,17 @@ fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Stor
     json!({
         "Id": rec.id.hex(),
         "ParentId": "",
-        "RepoTags": rec.names,
+        // podman 4.3 prints null here (its names are under Names)
+        "RepoTags": Value::Null,
         "RepoDigests": repo_digests(rec),
         "Size": rec.size,
         "SharedSize": 0,
         "VirtualSize": rec.size,
-        "Labels": labels,
+        "Labels": if labels.is_empty() { Value::Null } else { json!(labels) },
         "Containers": store.containers_using(&rec.id).len(),
         "Names": rec.names,
         "Digest": rec.digest.to_string(),
+        "History": rec.names,
         "Created": created,
         "CreatedAt": human::rfc3339(created),
     })
@@ -316,20 +375,30 @@ mod tests {
 
     #[test]
     fn filters_parse() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            d.path(),
+            rbox_storage::IdMap {
+                uid_count: 1,
+                gid_count: 1,
+            },
+        )
+        .unwrap();
         assert_eq!(
-            Filter::parse("dangling=true").unwrap(),
+            Filter::parse("dangling=true", &store).unwrap(),
             Filter::Dangling(true)
         );
         assert_eq!(
-            Filter::parse("label=a=b").unwrap(),
+            Filter::parse("label=a=b", &store).unwrap(),
             Filter::Label("a".into(), Some("b".into()))
         );
         assert_eq!(
-            Filter::parse("label=a").unwrap(),
+            Filter::parse("label=a", &store).unwrap(),
             Filter::Label("a".into(), None)
         );
-        assert!(Filter::parse("dangling=maybe").is_err());
-        assert!(Filter::parse("since=x").is_err());
-        assert!(Filter::parse("nokey").is_err());
+        assert!(Filter::parse("dangling=maybe", &store).is_err());
+        assert!(Filter::parse("since=x", &store).is_err());
+        assert!(Filter::parse("bogus=x", &store).is_err());
+        assert!(Filter::parse("nokey", &store).is_err());
     }
 }

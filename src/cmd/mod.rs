@@ -2,6 +2,7 @@
 //! what several of them share.
 
 pub mod attach;
+pub mod cleanup;
 pub mod common;
 pub mod completion;
 pub mod container;
@@ -18,6 +19,7 @@ pub mod image;
 pub mod images;
 pub mod import;
 pub mod info;
+pub mod init;
 pub mod inspect;
 pub mod kill;
 pub mod load;
@@ -44,7 +46,9 @@ pub mod system;
 pub mod tag;
 pub mod targets;
 pub mod top;
+pub mod tree;
 pub mod unshare;
+pub mod untag;
 pub mod wait;
 
 use std::process::ExitCode;
@@ -60,6 +64,10 @@ pub enum Grouped {
     ImageExists(exists::ImageExistsArgs),
     ContainerPrune(prune::ContainerPruneArgs),
     ImagePrune(prune::ImagePruneArgs),
+    ImageTree(tree::TreeArgs),
+    ContainerInit(init::InitArgs),
+    ContainerCleanup(cleanup::CleanupArgs),
+    ImageUntag(untag::UntagArgs),
 }
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
@@ -128,6 +136,10 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
             Grouped::ImageExists(a) => exists::image(g, a),
             Grouped::ContainerPrune(a) => prune::containers(g, a),
             Grouped::ImagePrune(a) => prune::images(g, a),
+            Grouped::ImageTree(a) => tree::run(g, a),
+            Grouped::ContainerInit(a) => init::run(g, a),
+            Grouped::ContainerCleanup(a) => cleanup::run(g, a),
+            Grouped::ImageUntag(a) => untag::run(g, a),
         },
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),

@@ -3,14 +3,17 @@
 
 use std::process::ExitCode;
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::common::epoch;
+use super::common::{epoch, read_store};
 use crate::cli::complete;
 use crate::context::Context;
 use crate::format::{self, human, Row};
-use crate::state::{self, ContainerRecord, Status};
+use crate::state::{self, ContainerRecord, NetworkMode, Status};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PsArgs {
@@ -35,33 +38,76 @@ pub struct PsArgs {
     /// Do not print the header row
     #[arg(long = "noheading")]
     pub noheading: bool,
-    /// Filter: id=ID, name=NAME, status=created|running|exited, ancestor=IMAGE, exited=CODE
+    /// Filter: id=ID, name=REGEX, status=STATE, ancestor=IMAGE, exited=CODE, label=KEY[=VALUE],
+    /// before=CONTAINER, since=CONTAINER, volume=PATH, health=STATE, restart-policy=POLICY,
+    /// network=MODE, pod=POD; several of one key match any, different keys all
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
     pub filter: Vec<String>,
+    /// Sort by command, created, id, image, names, runningfor, size or status
+    #[arg(long, value_name = "KEY")]
+    pub sort: Option<String>,
+    /// Show the size of each container's writable layer (and of its whole root filesystem)
+    #[arg(short = 's', long)]
+    pub size: bool,
+    /// Show the namespaces of each container (rbox keeps no namespace paths: only PIDs)
+    #[arg(long)]
+    pub ns: bool,
+    /// Include containers made by other tools (accepted: rbox sees only its own store)
+    #[arg(long)]
+    pub external: bool,
 }
+
+/// `--sort` keys, as Podman lists them.
+pub const SORT_KEYS: [&str; 8] = [
+    "command",
+    "created",
+    "id",
+    "image",
+    "names",
+    "runningfor",
+    "size",
+    "status",
+];
 
 pub const TITLES: &[(&str, &str)] = &[
     ("ID", "CONTAINER ID"),
     ("CreatedHuman", "CREATED"),
     ("CreatedAt", "CREATED AT"),
-    ("RunningFor", "CREATED"),
     ("ImageID", "IMAGE ID"),
+    ("RunningFor", "RUNNING FOR"),
+    ("StartedAt", "STARTED AT"),
+    ("ExitCode", "EXIT CODE"),
+    ("CgroupNS", "CGROUPNS"),
+    ("UserNS", "USERNS"),
 ];
 
 const DEFAULT: &str = r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
+const NS_DEFAULT: &str = r"table {{.ID}}\t{{.Names}}\t{{.Pid}}\t{{.CgroupNS}}\t{{.IPC}}\t{{.MNT}}\t{{.NET}}\t{{.PIDNS}}\t{{.UserNS}}\t{{.UTS}}";
+
+/// `--ns` columns: the kind in /proc/PID/ns, the field name of the column.
+const NS_KINDS: [(&str, &str); 7] = [
+    ("cgroup", "CgroupNS"),
+    ("ipc", "IPC"),
+    ("mnt", "MNT"),
+    ("net", "NET"),
+    ("pid", "PIDNS"),
+    ("user", "UserNS"),
+    ("uts", "UTS"),
+];
+
 pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
+    if let Some(key) = a.sort.as_deref().filter(|k| !SORT_KEYS.contains(k)) {
+        // Podman's words (and exit code 125), which scripts match
+        bail!(
+            "invalid argument \"{key}\" for \"--sort\" flag: \"{key}\" is not a valid value.  Choose from: \"{}\"",
+            SORT_KEYS.join(", ")
+        );
+    }
     let mut all = state::list(g)?; // newest first
-    let filters = a
-        .filter
-        .iter()
-        .map(|f| parse_filter(f))
-        .collect::<Result<Vec<_>>>()?;
-    all.retain(|r| filters.iter().all(|(k, v)| matches(r, k, v)));
-    let every_state = a.all
-        || a.latest
-        || a.last.is_some()
-        || filters.iter().any(|(k, _)| k == "status" || k == "exited");
+    let filters = Filters::parse(g, &a.filter)?;
+    all.retain(|r| filters.matches(r));
+    let every_state = a.all || a.latest || a.last.is_some() || filters.implies_all();
     if !every_state {
         all.retain(|r| r.state.status == Status::Running);
     }
@@ -69,6 +115,14 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
         all.truncate(1);
     } else if let Some(n) = a.last {
         all.truncate(n);
+    }
+    let sizes = if a.size || a.sort.as_deref() == Some("size") {
+        Some(sizes(g, &all))
+    } else {
+        None
+    };
+    if let Some(key) = &a.sort {
+        sort(&mut all, key, sizes.as_ref());
     }
     if a.quiet {
         for r in &all {
@@ -84,7 +138,7 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = human::now();
-    let rows: Vec<Row> = all
+    let mut rows: Vec<Row> = all
         .iter()
         .map(|r| {
             let mut row = Row {
@@ -101,17 +155,18 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
             row
         })
         .collect();
+    for (row, r) in rows.iter_mut().zip(&all) {
+        for (kind, field) in NS_KINDS {
+            row.view[field] = json!(namespace(r, kind));
+        }
+    }
     // a running container's health, after its status, as Podman shows it: "Up 3 seconds
     // (healthy)"
-    let root = g.storage_root()?;
-    let mut rows = rows;
     for (row, r) in rows.iter_mut().zip(&all) {
         if r.spec.healthcheck.is_none() || r.state.status != Status::Running {
             continue;
         }
-        let h = crate::runtime::health::load(&root, &r.id)
-            .map(|h| h.status)
-            .unwrap_or_else(|| "starting".into());
+        let h = filters.health(r);
         for v in [&mut row.json, &mut row.view] {
             if let Some(st) = v.get("Status").and_then(Value::as_str) {
                 let st = format!("{st} ({h})");
@@ -119,56 +174,241 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
             }
         }
     }
-    let fmt = format::without_heading(a.format.as_deref(), DEFAULT, a.noheading);
+    if let Some(sizes) = &sizes {
+        for (row, r) in rows.iter_mut().zip(&all) {
+            let (rw, rootfs) = sizes.get(&r.id).copied().unwrap_or((0, 0));
+            row.json["Size"] = json!({ "rootFsSize": rootfs, "rwSize": rw });
+            row.view["Size"] = json!(format!(
+                "{} (virtual {})",
+                human::size(rw).replace(' ', ""),
+                human::size(rootfs).replace(' ', "")
+            ));
+        }
+    }
+    let default = if a.ns {
+        NS_DEFAULT.to_string()
+    } else if a.size {
+        format!(r"{DEFAULT}\t{{{{.Size}}}}")
+    } else {
+        DEFAULT.to_string()
+    };
+    let fmt = format::without_heading(a.format.as_deref(), &default, a.noheading);
     print!(
         "{}",
-        format::render_list(fmt.as_deref(), DEFAULT, TITLES, &rows)?
+        format::render_list(fmt.as_deref(), &default, TITLES, &rows)?
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// A `--filter KEY=VALUE` of the containers (`ps`, `start --all`).
-pub fn parse_filter(f: &str) -> Result<(String, String)> {
-    const KEYS: &[&str] = &[
+/// The inode number of a running container's namespace of `kind` ("" when it does not run or
+/// /proc does not say), as `ps --ns` shows it.
+fn namespace(r: &ContainerRecord, kind: &str) -> String {
+    if r.state.status != Status::Running || r.state.pid <= 0 {
+        return String::new();
+    }
+    std::fs::read_link(format!("/proc/{}/ns/{kind}", r.state.pid))
+        .ok()
+        .and_then(|l| {
+            let l = l.to_string_lossy().into_owned();
+            let n = l.split_once('[')?.1.trim_end_matches(']').to_string();
+            Some(n)
+        })
+        .unwrap_or_default()
+}
+
+/// Each container's writable layer and whole root filesystem (its image plus that layer), in
+/// bytes, by id.
+fn sizes(g: &Context, all: &[ContainerRecord]) -> HashMap<String, (u64, u64)> {
+    let Ok(store) = read_store(g) else {
+        return HashMap::new();
+    };
+    all.iter()
+        .map(|r| {
+            let rw = super::system::container_size(&store, r);
+            let image = store.lookup_image(&r.image_id).map(|i| i.size).unwrap_or(0);
+            (r.id.clone(), (rw, image + rw))
+        })
+        .collect()
+}
+
+/// `--sort KEY`, as Podman orders: oldest first for `created`, by text for the others.
+fn sort(all: &mut [ContainerRecord], key: &str, sizes: Option<&HashMap<String, (u64, u64)>>) {
+    match key {
+        "command" => all.sort_by_key(|r| r.spec.args.join(" ")),
+        "created" => all.sort_by(|x, y| x.created.cmp(&y.created)),
+        // running for longest first
+        "runningfor" => all.sort_by(|x, y| x.created.cmp(&y.created)),
+        "id" => all.sort_by(|x, y| x.id.cmp(&y.id)),
+        "image" => all.sort_by(|x, y| x.image_name.cmp(&y.image_name)),
+        "names" => all.sort_by(|x, y| x.name.cmp(&y.name)),
+        "size" => {
+            let of = |r: &ContainerRecord| sizes.and_then(|s| s.get(&r.id)).map(|s| s.0);
+            all.sort_by_key(|r| of(r).unwrap_or(0));
+        }
+        "status" => {
+            let now = human::now();
+            all.sort_by_key(|r| status_text(r, now));
+        }
+        _ => {}
+    }
+}
+
+/// The `--filter`s of the containers (`ps`, `start --all`): several values of one key match
+/// any of them, different keys must all match, as Podman combines them (labels: all).
+pub struct Filters {
+    keys: BTreeMap<String, Vec<String>>,
+    root: PathBuf,
+    /// `since=`/`before=`: the named containers' creation times
+    since: Vec<String>,
+    before: Vec<String>,
+}
+
+impl Filters {
+    const KEYS: &'static [&'static str] = &[
         "id",
         "name",
         "status",
         "ancestor",
         "exited",
+        "label",
+        "before",
+        "since",
+        "volume",
+        "health",
         "restart-policy",
+        "network",
+        "pod",
     ];
-    let Some((k, v)) = f.split_once('=') else {
-        bail!("invalid filter `{f}`: use KEY=VALUE ({})", KEYS.join(", "));
-    };
-    if !KEYS.contains(&k) {
-        bail!("{k} is an invalid filter: use {}", KEYS.join(", "));
+
+    /// Parse `KEY=VALUE` filters, with Podman's words for what it refuses.
+    pub fn parse(g: &Context, given: &[String]) -> Result<Filters> {
+        let mut f = Filters {
+            keys: BTreeMap::new(),
+            root: g.storage_root()?,
+            since: Vec::new(),
+            before: Vec::new(),
+        };
+        for s in given {
+            let Some((k, v)) = s.split_once('=') else {
+                bail!(
+                    "invalid filter `{s}`: use KEY=VALUE ({})",
+                    Self::KEYS.join(", ")
+                );
+            };
+            if !Self::KEYS.contains(&k) {
+                bail!("{k} is an invalid filter");
+            }
+            match k {
+                "status" if !STATES.contains(&v) => {
+                    bail!("unknown container state: {v}: invalid argument")
+                }
+                "restart-policy"
+                    if !["", "no", "always", "on-failure", "unless-stopped"].contains(&v) =>
+                {
+                    bail!("{v} invalid restart policy")
+                }
+                "exited" if v.parse::<i32>().is_err() => {
+                    bail!("exited code out of range \"{v}\"")
+                }
+                "since" => f.since.push(state::lookup(g, v)?.created),
+                "before" => f.before.push(state::lookup(g, v)?.created),
+                _ => {}
+            }
+            f.keys.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        Ok(f)
     }
-    Ok((k.to_string(), v.to_string()))
+
+    /// Filters of a container's state list stopped containers without `--all`.
+    pub fn implies_all(&self) -> bool {
+        self.keys.contains_key("status") || self.keys.contains_key("exited")
+    }
+
+    /// Whether container `r` passes every filter.
+    pub fn matches(&self, r: &ContainerRecord) -> bool {
+        self.keys.iter().all(|(k, vs)| match k.as_str() {
+            "label" => vs.iter().all(|v| label_matches(r, v)),
+            "since" => self.since.iter().any(|t| r.created > *t),
+            "before" => self.before.iter().any(|t| r.created < *t),
+            _ => vs.iter().any(|v| self.one(r, k, v)),
+        })
+    }
+
+    fn one(&self, r: &ContainerRecord, k: &str, v: &str) -> bool {
+        match k {
+            "id" => r.id.starts_with(v),
+            "name" => name_matches(&r.name, v),
+            "status" => r.state.status.as_str() == v,
+            "restart-policy" => {
+                r.spec.restart.name == v || (v == "no" && !r.spec.restart.restarts())
+            }
+            "ancestor" => ancestor_matches(r, v),
+            "exited" => {
+                r.state.status == Status::Exited
+                    && r.state.exit_code.map(|c| c.to_string()).as_deref() == Some(v)
+            }
+            "volume" => r
+                .spec
+                .mounts
+                .iter()
+                .any(|m| m.destination == v || m.source == v),
+            "health" => r.spec.healthcheck.is_some() && self.health(r) == v,
+            // rbox's networks are modes (pasta, slirp4netns, host); none is no network
+            "network" => r.spec.network != NetworkMode::None && r.spec.network.as_str() == v,
+            // rbox has no pods: no container is in one
+            "pod" => false,
+            _ => false,
+        }
+    }
+
+    /// A container's health as its last check left it ("starting" before the first).
+    pub fn health(&self, r: &ContainerRecord) -> String {
+        crate::runtime::health::load(&self.root, &r.id)
+            .map(|h| h.status)
+            .unwrap_or_else(|| "starting".into())
+    }
 }
 
-/// Whether container `r` passes filter `k`=`v`.
-pub fn matches(r: &ContainerRecord, k: &str, v: &str) -> bool {
-    match k {
-        "id" => r.id.starts_with(v),
-        "name" => r.name.contains(v),
-        "status" => r.state.status.as_str() == v,
-        "restart-policy" => r.spec.restart.name == v || (v == "no" && !r.spec.restart.restarts()),
-        "ancestor" => {
-            r.image == v
-                || r.image_name == v
-                || r.image_name.starts_with(&format!("{v}:"))
-                || r.image_name.ends_with(&format!("/{v}"))
-                || r.image_name.contains(&format!("/{v}:"))
-                || r.image_id
-                    .trim_start_matches("sha256:")
-                    .starts_with(v.trim_start_matches("sha256:"))
-        }
-        "exited" => {
-            r.state.status == Status::Exited
-                && r.state.exit_code.map(|c| c.to_string()).as_deref() == Some(v)
-        }
-        _ => false,
+/// The states `status=` takes: Podman's; rbox's containers are never paused or stopped.
+const STATES: &[&str] = &[
+    "created", "running", "paused", "stopped", "exited", "unknown",
+];
+
+fn label_matches(r: &ContainerRecord, v: &str) -> bool {
+    match v.split_once('=') {
+        Some((k, want)) => r.spec.labels.get(k).is_some_and(|have| have == want),
+        None => r.spec.labels.contains_key(v),
     }
+}
+
+/// `name=`: a regular expression in Podman; rbox takes its common forms: `^` and `$` anchors
+/// around a plain substring.
+fn name_matches(name: &str, pattern: &str) -> bool {
+    let (start, p) = match pattern.strip_prefix('^') {
+        Some(p) => (true, p),
+        None => (false, pattern),
+    };
+    let (end, p) = match p.strip_suffix('$') {
+        Some(p) => (true, p),
+        None => (false, p),
+    };
+    match (start, end) {
+        (true, true) => name == p,
+        (true, false) => name.starts_with(p),
+        (false, true) => name.ends_with(p),
+        (false, false) => name.contains(p),
+    }
+}
+
+fn ancestor_matches(r: &ContainerRecord, v: &str) -> bool {
+    r.image == v
+        || r.image_name == v
+        || r.image_name.starts_with(&format!("{v}:"))
+        || r.image_name.ends_with(&format!("/{v}"))
+        || r.image_name.contains(&format!("/{v}:"))
+        || r.image_id
+            .trim_start_matches("sha256:")
+            .starts_with(v.trim_start_matches("sha256:"))
 }
 
 /// "Up 3 seconds", "Exited (0) 2 minutes ago", "Created", as Podman words it.
@@ -191,34 +431,67 @@ pub fn status_text(r: &ContainerRecord, now: i64) -> String {
     }
 }
 
+/// Go's zero time as Unix seconds: what Podman prints for a time that never happened.
+const ZERO_TIME: i64 = -62135596800;
+
+fn epoch_or_zero(t: &str) -> i64 {
+    if t.is_empty() {
+        ZERO_TIME
+    } else {
+        epoch(Some(t))
+    }
+}
+
+/// The `--format json` object, with Podman's keys (its `CreatedAt` is the human text).
 fn ps_json(r: &ContainerRecord) -> Value {
     let st = &r.state;
+    let now = human::now();
+    let ports: Vec<Value> = r
+        .spec
+        .ports
+        .iter()
+        .map(|p| {
+            json!({
+                "host_ip": p.host_ip,
+                "container_port": p.container_port,
+                "host_port": p.host_port,
+                "range": 1,
+                "protocol": p.protocol,
+            })
+        })
+        .collect();
     json!({
+        "AutoRemove": r.auto_remove,
+        "Command": r.spec.args,
+        "CreatedAt": human::ago(epoch(Some(&r.created)), now),
+        "Exited": st.status == Status::Exited,
+        "ExitedAt": if st.status == Status::Exited { epoch_or_zero(&st.finished_at) } else { ZERO_TIME },
+        "ExitCode": st.exit_code.unwrap_or(0),
         "Id": r.id,
         "Image": r.image_name,
         "ImageID": r.image_id.trim_start_matches("sha256:"),
-        "Command": r.spec.args,
-        "Created": epoch(Some(&r.created)),
-        "CreatedAt": r.created,
-        "State": st.status.as_str(),
-        "Status": status_text(r, human::now()),
-        "Names": [r.name],
-        "Pid": if st.status == Status::Running { st.pid } else { 0 },
-        "ExitCode": st.exit_code.unwrap_or(0),
-        "Exited": st.status == Status::Exited,
-        "ExitedAt": epoch(Some(&st.finished_at)),
-        "StartedAt": epoch(Some(&st.started_at)),
-        "Labels": r.spec.labels,
+        "IsInfra": false,
+        "Labels": if r.spec.labels.is_empty() { Value::Null } else { json!(r.spec.labels) },
         "Mounts": r.spec.mounts.iter().map(|m| m.destination.clone()).collect::<Vec<_>>(),
-        "Ports": r.spec.ports.iter().map(|p| json!({
-            "host_ip": p.host_ip,
-            "container_port": p.container_port,
-            "host_port": p.host_port,
-            "range": 1,
-            "protocol": p.protocol,
-        })).collect::<Vec<_>>(),
-        "AutoRemove": r.auto_remove,
+        "Names": [r.name],
+        "Namespaces": {},
+        "Networks": networks(r),
+        "Pid": if st.status == Status::Running { st.pid } else { 0 },
+        "Pod": "",
+        "PodName": "",
+        "Ports": if ports.is_empty() { Value::Null } else { json!(ports) },
+        "Size": Value::Null,
+        "StartedAt": if st.status == Status::Created { ZERO_TIME } else { epoch_or_zero(&st.started_at) },
+        "State": st.status.as_str(),
+        "Status": status_text(r, now),
+        "Created": epoch(Some(&r.created)),
     })
+}
+
+/// The networks a container is on, by name: rbox's bridges are modes, not named networks,
+/// so a container is on none (Podman lists none for `--network=none`, pasta, slirp4netns).
+fn networks(_r: &ContainerRecord) -> Vec<String> {
+    Vec::new()
 }
 
 fn ps_view(r: &ContainerRecord, now: i64, no_trunc: bool) -> Value {
@@ -237,6 +510,15 @@ fn ps_view(r: &ContainerRecord, now: i64, no_trunc: bool) -> Value {
     let o = v.as_object_mut().expect("object");
     o.insert("ID".into(), json!(id));
     o.insert("Command".into(), json!(cmd));
+    let image_id = r.image_id.trim_start_matches("sha256:");
+    o.insert(
+        "ImageID".into(),
+        json!(if no_trunc {
+            image_id
+        } else {
+            &image_id[..image_id.len().min(12)]
+        }),
+    );
     o.insert("Names".into(), json!(r.name));
     o.insert("CreatedHuman".into(), json!(human::ago(created, now)));
     o.insert("RunningFor".into(), json!(human::ago(created, now)));
@@ -254,6 +536,7 @@ fn ps_view(r: &ContainerRecord, now: i64, no_trunc: bool) -> Value {
         .map(|p| format!("{}->{}/{}", p.host_addr(), p.container_port, p.protocol))
         .collect();
     o.insert("Ports".into(), json!(ports.join(", ")));
+    // Podman prints the list as Go does: `[/data /cache]`
     o.insert(
         "Mounts".into(),
         json!(r
@@ -261,10 +544,19 @@ fn ps_view(r: &ContainerRecord, now: i64, no_trunc: bool) -> Value {
             .mounts
             .iter()
             .map(|m| m.destination.clone())
-            .collect::<Vec<_>>()
-            .join(",")),
+            .collect::<Vec<_>>()),
     );
     o.insert("Labels".into(), json!(r.spec.labels));
     o.insert("Size".into(), json!(""));
+    o.insert("Networks".into(), json!(""));
+    o.insert("Restarts".into(), json!(r.state.restart_count));
+    o.insert(
+        "StartedAt".into(),
+        json!(if r.state.status == Status::Created {
+            ZERO_TIME
+        } else {
+            epoch_or_zero(&r.state.started_at)
+        }),
+    );
     v
 }

@@ -56,17 +56,12 @@ pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
 /// `start --all`: every container not running that passes `filters`, printed by full id once
 /// started (as Podman prints them); the failures are reported together at the end.
 fn start_all(g: &Context, filters: &[String]) -> Result<ExitCode> {
-    let filters = filters
-        .iter()
-        .map(|f| super::ps::parse_filter(f))
-        .collect::<Result<Vec<_>>>()?;
+    let filters = super::ps::Filters::parse(g, filters)?;
     let mut errors = Vec::new();
     let mut all = crate::state::list(g)?;
     all.reverse(); // oldest first: a container joined by others starts before them
     for r in all {
-        if crate::state::is_running(&r)
-            || !filters.iter().all(|(k, v)| super::ps::matches(&r, k, v))
-        {
+        if crate::state::is_running(&r) || !filters.matches(&r) {
             continue;
         }
         if let Err(e) = crate::runtime::start(g, &r.id, false) {

@@ -142,7 +142,7 @@ pub fn go_arch() -> &'static str {
 
 /// go-units `HumanSize`: decimal units, four significant digits, no space ("4.264MB", "48B",
 /// "11.33kB"), as `podman system df` prints sizes.
-fn df_size(bytes: u64) -> String {
+pub(crate) fn df_size(bytes: u64) -> String {
     const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut v = bytes as f64;
     let mut i = 0;
@@ -191,7 +191,7 @@ fn du(dir: &Path) -> u64 {
 }
 
 /// A container's own bytes: its writable layer (the whole copy for the vfs driver).
-fn container_size(store: &rbox_storage::Store, rec: &ContainerRecord) -> u64 {
+pub(crate) fn container_size(store: &rbox_storage::Store, rec: &ContainerRecord) -> u64 {
     match store.container_dir(&rec.id) {
         Ok(d) if d.upper.exists() => du(&d.upper),
         Ok(d) => du(&d.rootfs),

@@ -142,6 +142,11 @@ impl Store {
         self.layer_dir(diff_id).join("diff")
     }
 
+    /// The uncompressed size of an unpacked layer, in bytes (`None` when it is not stored).
+    pub fn layer_size(&self, diff_id: &Digest) -> Option<u64> {
+        self.layer_meta(diff_id).ok().map(|m| m.size)
+    }
+
     pub(crate) fn layer_meta(&self, diff_id: &Digest) -> Result<LayerMeta> {
         let p = self.layer_dir(diff_id).join("layer.json");
         let data = match fs::read(&p) {
