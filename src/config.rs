@@ -11,7 +11,13 @@
 //! own files (`storage.lock`, `overlay-images/`, `vfs-images/`) gets rbox's store in its
 //! subdirectory `rbox/` (see [`own_root`]), so Podman's store is never written.
 //!
-//! containers.conf is not read yet.
+//! `containers.conf` ([`containers`]): `$CONTAINERS_CONF` alone when set, else
+//! `/usr/share/containers/containers.conf`, `/etc/containers/containers.conf` and
+//! `$XDG_CONFIG_HOME/containers/containers.conf` in that order, a later file's key over an
+//! earlier one's. Keys honoured: `[containers]` `dns_servers`, `dns_searches`, `dns_options`,
+//! `log_driver`, `log_size_max`, and `[network]` `default_rootless_network_cmd` (pasta or
+//! slirp4netns), each a default that the command line overrides. Others are ignored (the
+//! files are Podman's too).
 
 use std::path::{Path, PathBuf};
 
@@ -102,6 +108,67 @@ fn parse(text: &str, system: bool, root: bool, vars: &Vars) -> Result<Storage> {
         if let Some(p) = nonempty(s.rootless_storage_path) {
             out.graphroot = Some(expand(p));
         }
+    }
+    Ok(out)
+}
+
+/// What containers.conf says (the keys rbox honours).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct Containers {
+    pub dns_servers: Option<Vec<String>>,
+    pub dns_searches: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub log_driver: Option<String>,
+    /// bytes; -1 (or absent) for no limit
+    pub log_size_max: Option<i64>,
+    /// `[network] default_rootless_network_cmd`
+    #[serde(skip)]
+    pub network_cmd: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ContainersFile {
+    #[serde(default)]
+    containers: Containers,
+    #[serde(default)]
+    network: NetworkSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NetworkSection {
+    default_rootless_network_cmd: Option<String>,
+}
+
+/// Read containers.conf (see the module's doc). A file that exists but does not parse is an
+/// error, as for storage.conf.
+pub fn containers() -> Result<Containers> {
+    let paths: Vec<PathBuf> = match std::env::var_os("CONTAINERS_CONF") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => {
+            let mut v = vec![
+                PathBuf::from("/usr/share/containers/containers.conf"),
+                PathBuf::from("/etc/containers/containers.conf"),
+            ];
+            v.extend(dirs::config_dir().map(|d| d.join("containers/containers.conf")));
+            v
+        }
+    };
+    let mut out = Containers::default();
+    for p in paths {
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("read `{}`", p.display())),
+        };
+        let f: ContainersFile =
+            toml::from_str(&text).with_context(|| format!("parse `{}`", p.display()))?;
+        let c = f.containers;
+        out.dns_servers = c.dns_servers.or(out.dns_servers);
+        out.dns_searches = c.dns_searches.or(out.dns_searches);
+        out.dns_options = c.dns_options.or(out.dns_options);
+        out.log_driver = c.log_driver.or(out.log_driver);
+        out.log_size_max = c.log_size_max.or(out.log_size_max);
+        out.network_cmd = f.network.default_rootless_network_cmd.or(out.network_cmd);
     }
     Ok(out)
 }

@@ -224,12 +224,40 @@ pub struct RunArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
-pub fn run(g: &Context, a: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
+    with_containers_conf(&mut a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, a.into(), &puller, true)
 }
 
-pub fn create(g: &Context, a: RunArgs) -> anyhow::Result<ExitCode> {
+/// containers.conf's defaults for what the command line left unsaid.
+fn with_containers_conf(a: &mut RunArgs) -> anyhow::Result<()> {
+    let c = crate::config::containers()?;
+    if a.dns.is_empty() {
+        a.dns = c.dns_servers.unwrap_or_default();
+    }
+    if a.dns_search.is_empty() {
+        a.dns_search = c.dns_searches.unwrap_or_default();
+    }
+    if a.dns_option.is_empty() {
+        a.dns_option = c.dns_options.unwrap_or_default();
+    }
+    if a.log_driver.is_none() {
+        a.log_driver = c.log_driver;
+    }
+    if let Some(n) = c.log_size_max.filter(|n| *n > 0) {
+        if !a.log_opt.iter().any(|o| o.starts_with("max-size=")) {
+            a.log_opt.push(format!("max-size={n}"));
+        }
+    }
+    if a.network.is_none() {
+        a.network = c.network_cmd;
+    }
+    Ok(())
+}
+
+pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
+    with_containers_conf(&mut a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, a.into(), &puller, false)
 }

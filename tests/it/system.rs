@@ -384,3 +384,64 @@ fn info_answers_podmans_keys() {
         assert!(j["problems"].is_array(), "{j}");
     });
 }
+
+/// containers.conf gives the defaults rbox honours (DNS servers, the log driver, the rootless
+/// network command); the command line overrides them.
+#[test]
+fn containers_conf_sets_defaults() {
+    for_each_user("containers_conf", |env| {
+        env.import_busybox("busybox");
+        let conf = env.write(
+            "containers.conf",
+            "[containers]\ndns_servers = [\"192.0.2.1\"]\nlog_driver = \"none\"\n\n[network]\ndefault_rootless_network_cmd = \"slirp4netns\"\n",
+        );
+        let rbox = || {
+            let mut c = env.rbox();
+            c.env("CONTAINERS_CONF", &conf);
+            c
+        };
+        let out = rbox()
+            .args(["run", "--name", "c1", "busybox", "cat", "/etc/resolv.conf"])
+            .output()
+            .success();
+        assert!(out.stdout.contains("nameserver 192.0.2.1"), "{out}");
+        let f = |name: &str, what: &str| {
+            rbox()
+                .args(["inspect", "--format", what, name])
+                .output()
+                .success()
+                .text()
+        };
+        assert_eq!(f("c1", "{{.HostConfig.NetworkMode}}"), "slirp4netns");
+        assert_eq!(f("c1", "{{.HostConfig.LogConfig.Type}}"), "none");
+        let out = rbox()
+            .args([
+                "run",
+                "--name",
+                "c2",
+                "--dns",
+                "192.0.2.9",
+                "--network=none",
+            ])
+            .args([
+                "--log-driver=k8s-file",
+                "busybox",
+                "cat",
+                "/etc/resolv.conf",
+            ])
+            .output()
+            .success();
+        assert!(
+            out.stdout.contains("nameserver 192.0.2.9") && !out.stdout.contains("192.0.2.1"),
+            "{out}"
+        );
+        assert_eq!(f("c2", "{{.HostConfig.LogConfig.Type}}"), "k8s-file");
+        let bad = env.write("bad.conf", "[containers\n");
+        let mut c = env.rbox();
+        c.env("CONTAINERS_CONF", &bad);
+        c.args(["run", "--rm", "busybox", "true"])
+            .output()
+            .rbox_error();
+        rbox().args(["rm", "c1", "c2"]).output().success();
+    });
+}
