@@ -294,10 +294,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
          this host delegates cgroups to you at all): drop the flag",
     ),
     (
-        &["--mount"],
-        "--mount is not implemented yet: use -v SRC:DST[:ro] for bind mounts and --tmpfs DST",
-    ),
-    (
         &["--pod", "--pod-id-file"],
         "rbox has no pods: run the containers separately",
     ),

@@ -35,12 +35,15 @@ impl Status {
     }
 }
 
-/// What a [`MountSpec`] mounts; recorded as "bind" or "tmpfs", the type `inspect` shows.
+/// What a [`MountSpec`] mounts; recorded as "bind", "tmpfs" or "devpts", the type `inspect`
+/// shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MountKind {
     Bind,
     Tmpfs,
+    /// `--mount type=devpts`: a new instance of devpts
+    Devpts,
 }
 
 impl MountKind {
@@ -48,6 +51,7 @@ impl MountKind {
         match self {
             MountKind::Bind => "bind",
             MountKind::Tmpfs => "tmpfs",
+            MountKind::Devpts => "devpts",
         }
     }
 }

@@ -99,7 +99,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         let rw = !m.options.iter().any(|o| o == "ro");
         if m.kind == MountKind::Tmpfs {
             tmpfs.insert(m.destination.clone(), Value::String(m.options.join(",")));
-        } else {
+        } else if m.kind == MountKind::Bind {
             let opts = if m.options.is_empty() {
                 String::new()
             } else {

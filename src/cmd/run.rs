@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// Mount a tmpfs (DST[:OPTIONS])
     #[arg(long = "tmpfs", value_name = "DST[:OPTS]")]
     pub tmpfs: Vec<String>,
+    /// Attach a filesystem mount: type=bind,source=SRC,target=DST[,ro][,bind-propagation=
+    /// private][,bind-nonrecursive], type=tmpfs,target=DST[,tmpfs-size=SIZE][,tmpfs-mode=MODE]
+    /// or type=devpts,target=DST
+    #[arg(long = "mount", value_name = "type=TYPE,TYPE-OPTS")]
+    pub mount: Vec<String>,
     /// Mount the container's root filesystem read-only
     #[arg(long = "read-only")]
     pub read_only: bool,
@@ -269,6 +274,7 @@ impl From<RunArgs> for RunOptions {
                 hostname: a.hostname,
                 volume: a.volume,
                 tmpfs: a.tmpfs,
+                mount: a.mount,
                 read_only: a.read_only,
                 init: a.init,
                 tty: a.tty,

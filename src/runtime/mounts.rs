@@ -237,7 +237,20 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
         if has("noexec") {
             fl |= MsFlags::MS_NOEXEC;
         }
-        if m.kind == MountKind::Tmpfs {
+        if m.kind == MountKind::Devpts {
+            ops.push(Fs {
+                fstype: "devpts".into(),
+                inside: m.destination.clone(),
+                flags: f(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC),
+                data: ["newinstance".to_string()]
+                    .iter()
+                    .chain(&m.options)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+                optional: false,
+            });
+        } else if m.kind == MountKind::Tmpfs {
             let data: Vec<&str> = m
                 .options
                 .iter()
@@ -268,7 +281,7 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
             ops.push(Bind {
                 host: m.source.clone().into(),
                 inside: m.destination.clone(),
-                recursive: true,
+                recursive: !has("bind"),
                 readonly: has("ro"),
                 flags: f(fl),
             });

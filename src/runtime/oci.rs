@@ -382,8 +382,14 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
                 }));
                 ms.push(mount(&m.destination, "tmpfs", &m.source, &opts));
             }
+            MountKind::Devpts => {
+                opts.extend(["nosuid", "noexec", "newinstance"]);
+                opts.extend(m.options.iter().map(String::as_str));
+                ms.push(mount(&m.destination, "devpts", &m.source, &opts));
+            }
             MountKind::Bind => {
-                opts.push("rbind");
+                // `bind` in the record: --mount's bind-nonrecursive
+                opts.push(if has("bind") { "bind" } else { "rbind" });
                 for o in ["ro", "nosuid", "nodev", "noexec"] {
                     if has(o) {
                         opts.push(o);
@@ -1209,6 +1215,19 @@ mod tests {
                 source: "tmpfs".into(),
                 destination: "/ro".into(),
                 options: s(&["ro", "nr_inodes=100"]),
+            },
+            // --mount's bind-nonrecursive and devpts
+            MountSpec {
+                kind: MountKind::Bind,
+                source: "/home/u/flat".into(),
+                destination: "/flat".into(),
+                options: s(&["bind", "ro"]),
+            },
+            MountSpec {
+                kind: MountKind::Devpts,
+                source: "devpts".into(),
+                destination: "/dev/pts2".into(),
+                options: s(&["mode=620"]),
             },
         ];
         spec

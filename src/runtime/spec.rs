@@ -275,6 +275,147 @@ pub fn parse_tmpfs(t: &str) -> Result<MountSpec> {
     })
 }
 
+/// Podman's text for a `--mount` without `type=`.
+const MOUNT_FORMAT: &str = "incorrect mount format: should be --mount \
+     type=<bind|tmpfs|volume>,[src=<host-dir|volume-name>,]target=<ctr-dir>[,options]";
+
+/// Parse `--mount type=bind|tmpfs|devpts,...` as Podman does (its keys, its defaults, its
+/// error texts): binds are recursive unless `bind-nonrecursive`, a tmpfs is exec unless
+/// `noexec` (unlike `--tmpfs`), a bind without `source` binds the target's own host path.
+/// Named volumes and image mounts are refused: rbox has neither yet.
+pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
+    let mut kind = None;
+    let mut source: Option<&str> = None;
+    let mut target: Option<&str> = None;
+    let mut options: Vec<String> = Vec::new();
+    let mut set = |o: &str, on: bool| {
+        options.retain(|x| x != o);
+        if on {
+            options.push(o.to_string());
+        }
+    };
+    let items: Vec<(&str, Option<&str>)> = m
+        .split(',')
+        .filter(|i| !i.is_empty())
+        .map(|i| match i.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (i, None),
+        })
+        .collect();
+    for (k, v) in &items {
+        if *k == "type" {
+            kind = Some(v.unwrap_or(""));
+        }
+    }
+    let kind = match kind {
+        None => bail!("{MOUNT_FORMAT}"),
+        Some("bind") => MountKind::Bind,
+        Some("tmpfs") => MountKind::Tmpfs,
+        Some("devpts") => MountKind::Devpts,
+        Some("volume") => bail!(
+            "invalid --mount `{m}`: named volumes are not supported yet: use type=bind with a host directory"
+        ),
+        Some("image") => bail!(
+            "invalid --mount `{m}`: image mounts are not supported yet: use type=bind with a host directory"
+        ),
+        Some(t) => bail!("invalid filesystem type {t:?}"),
+    };
+    let bad = |k: &str| anyhow::anyhow!("{k}: invalid mount option");
+    for (k, v) in items {
+        let bind = kind == MountKind::Bind;
+        let tmpfs = kind == MountKind::Tmpfs;
+        match (k, v) {
+            ("type", _) => {}
+            ("source" | "src", Some(s)) if !tmpfs => source = Some(s),
+            ("source" | "src", Some(_)) => bail!("source is not supported with tmpfs mounts"),
+            ("target" | "destination" | "dst", Some(t)) => target = Some(t),
+            ("ro" | "readonly" | "rw", v) => {
+                let on = match v {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => bail!(
+                        "'readonly', 'ro', or 'rw' must be set to true or false, instead received {v:?}: must provide an argument for option"
+                    ),
+                };
+                set("ro", on == (k != "rw"));
+            }
+            ("nosuid" | "nodev" | "noexec", None) if kind != MountKind::Devpts => set(k, true),
+            ("suid" | "dev" | "exec", None) if kind != MountKind::Devpts => {
+                set(&format!("no{k}"), false)
+            }
+            ("bind-propagation", Some("private" | "rprivate")) if bind => {}
+            ("bind-propagation", Some(p @ ("shared" | "rshared" | "slave" | "rslave"))) if bind => {
+                bail!(
+                    "invalid --mount `{m}`: bind-propagation={p} is not supported: rbox's mounts are private (private, rprivate)"
+                )
+            }
+            ("bind-propagation", Some(p)) if bind => bail!("invalid option type {p:?}"),
+            ("bind-nonrecursive", None) if bind => set("bind", true),
+            // SELinux relabelling: no SELinux here
+            ("relabel", Some("shared" | "private")) | ("z" | "Z", None) if bind => {}
+            ("tmpfs-size", Some(v)) if tmpfs => match rbox_storage::parse_size(v) {
+                Some(n) if n > 0 => set(&format!("size={n}"), true),
+                _ => bail!("invalid --mount `{m}`: tmpfs-size `{v}`: expected a size such as 64m"),
+            },
+            ("tmpfs-mode", Some(v)) if tmpfs => match u32::from_str_radix(v, 8) {
+                Ok(n) if n <= 0o7777 => set(&format!("mode={v}"), true),
+                _ => bail!(
+                    "invalid --mount `{m}`: tmpfs-mode `{v}`: expected an octal mode such as 1777"
+                ),
+            },
+            ("tmpcopyup" | "notmpcopyup", None) if tmpfs => {}
+            ("uid" | "gid" | "mode" | "ptmxmode", Some(v)) if kind == MountKind::Devpts => {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    bail!("invalid --mount `{m}`: {k}=`{v}`: expected a number");
+                }
+                set(&format!("{k}={v}"), true)
+            }
+            _ => return Err(bad(k)),
+        }
+    }
+    let Some(dst) = target.filter(|t| !t.is_empty()) else {
+        bail!("must set volume destination");
+    };
+    if !dst.starts_with('/') {
+        bail!("invalid container path {dst:?}, must be an absolute path");
+    }
+    let clean: PathBuf = Path::new(dst).components().collect();
+    if clean == Path::new("/") {
+        bail!("invalid --mount `{m}`: the destination cannot be the container's root `/`");
+    }
+    let source = match kind {
+        MountKind::Bind => {
+            let src = cwd.join(source.unwrap_or(dst));
+            if let Err(e) = std::fs::metadata(&src) {
+                bail!("statfs {}: {}", src.display(), io_text(&e));
+            }
+            src.to_string_lossy().into_owned()
+        }
+        MountKind::Tmpfs => {
+            // Podman's --mount tmpfs may run programs, unlike its --tmpfs
+            if !options.iter().any(|o| o == "noexec") {
+                options.push("exec".into());
+            }
+            "tmpfs".into()
+        }
+        MountKind::Devpts => "devpts".into(),
+    };
+    Ok(MountSpec {
+        kind,
+        source,
+        destination: dst.to_string(),
+        options,
+    })
+}
+
+/// An I/O error as Go prints it: `no such file or directory`, without Rust's `(os error 2)`.
+fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
+}
+
 /// Parse `--security-opt` values: no_new_privs (off by default as in Podman and Docker, so
 /// setuid programs such as su and ping work in the container) and the seccomp profile (read
 /// and checked now, so a bad file fails before anything is created). AppArmor and SELinux are
@@ -333,6 +474,8 @@ pub struct Flags {
     pub hostname: Option<String>,
     pub volume: Vec<String>,
     pub tmpfs: Vec<String>,
+    /// `--mount`, as given
+    pub mount: Vec<String>,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,
@@ -851,6 +994,9 @@ pub fn build(
     for t in &a.tmpfs {
         mounts.push(parse_tmpfs(t)?);
     }
+    for m in &a.mount {
+        mounts.push(parse_mount(m, &cwd)?);
+    }
     check_destinations(&mounts)?;
     let workdir = a.workdir.clone().unwrap_or_else(|| img.workdir.clone());
     if !workdir.is_empty() && !workdir.starts_with('/') {
@@ -1078,6 +1224,7 @@ mod tests {
             hostname: None,
             volume: Vec::new(),
             tmpfs: Vec::new(),
+            mount: Vec::new(),
             read_only: false,
             init: false,
             tty: false,
@@ -1152,6 +1299,42 @@ mod tests {
             e.to_string(),
             "--no-hosts and --add-host cannot be set together"
         );
+    }
+
+    #[test]
+    fn mount_flag_as_podman() {
+        let cwd = Path::new("/");
+        let m = parse_mount("type=bind,src=tmp,dst=/x,ro,bind-nonrecursive,nosuid", cwd).unwrap();
+        assert_eq!((m.kind, m.source.as_str()), (MountKind::Bind, "/tmp"));
+        assert_eq!(m.options, ["ro", "bind", "nosuid"]);
+        // no source: the target's host path, as Podman binds it
+        assert_eq!(
+            parse_mount("type=bind,target=/tmp", cwd).unwrap().source,
+            "/tmp"
+        );
+        // ro then rw: the last wins
+        assert!(parse_mount("type=bind,source=/tmp,target=/x,ro,rw", cwd)
+            .unwrap()
+            .options
+            .is_empty());
+        let t = parse_mount("type=tmpfs,target=/t,tmpfs-size=2k,tmpfs-mode=1777", cwd).unwrap();
+        assert_eq!(t.options, ["size=2048", "mode=1777", "exec"]);
+        let t = parse_mount("type=tmpfs,target=/t,exec,noexec", cwd).unwrap();
+        assert_eq!(t.options, ["noexec"]);
+        assert!(parse_mount("type=tmpfs,target=/t,tmpfs-mode=9", cwd).is_err());
+        assert!(parse_mount("type=tmpfs,target=/t,tmpfs-size=x", cwd).is_err());
+        assert!(parse_mount("type=tmpfs,target=/", cwd).is_err());
+        assert!(parse_mount(
+            "type=bind,source=/tmp,target=/x,bind-propagation=rslave",
+            cwd
+        )
+        .is_err());
+        let d = parse_mount("type=devpts,target=/dev/pts2,mode=620", cwd).unwrap();
+        assert_eq!(
+            (d.kind, d.options.as_slice()),
+            (MountKind::Devpts, &s(&["mode=620"])[..])
+        );
+        assert!(parse_mount("type=devpts,target=/p,tmpfs-size=1", cwd).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod podman_habits;
 mod registry;
 mod run;
 mod run_flags;
+mod run_flags2;
 mod runtime_habits;
 mod seccomp;
 mod security;
