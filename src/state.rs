@@ -330,6 +330,16 @@ pub struct RunOpts {
     /// `--shm-size`: bytes of the /dev/shm tmpfs (64 MiB when not given)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<u64>,
+    /// `--rmi`: the image goes too when the container is removed after its exit
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rmi: bool,
+    /// `--pidfile`: where the monitor writes the init's pid at each start (absolute)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfile: Option<PathBuf>,
+    /// `--preserve-fds`: the invocation's descriptors 3..3+N go to the command of the run
+    /// that created it (never recorded: a later start has other descriptors)
+    #[serde(skip)]
+    pub preserve_fds: u32,
 }
 
 impl RunOpts {

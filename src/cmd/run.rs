@@ -205,6 +205,18 @@ pub struct RunArgs {
     /// Size of /dev/shm (a number of bytes with an optional unit: 64m, 1g)
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
+    /// Remove the image after the container exits (with --rm: once the container is gone)
+    #[arg(long)]
+    pub rmi: bool,
+    /// Remove a container of the same --name first, running or not (as `rm -f`)
+    #[arg(long)]
+    pub replace: bool,
+    /// Write the pid of the container's init to FILE at each start
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Pass the descriptors 3 to 3+N-1 of rbox on to the container's process (attached runs)
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -230,13 +242,54 @@ pub struct RunArgs {
 }
 
 pub fn run(g: &Context, a: RunArgs) -> anyhow::Result<ExitCode> {
+    check_preserved_fds(a.preserve_fds)?;
+    replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, a.into(), &puller, true)
 }
 
 pub fn create(g: &Context, a: RunArgs) -> anyhow::Result<ExitCode> {
+    check_preserved_fds(a.preserve_fds)?;
+    replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, a.into(), &puller, false)
+}
+
+/// `--preserve-fds N`: descriptors 3..3+N must be open now (Podman's check and text).
+fn check_preserved_fds(n: u32) -> anyhow::Result<()> {
+    if let Some(fd) = (3..3 + n).find(|fd| !runtime::sys::fd_is_open(*fd as i32)) {
+        anyhow::bail!(
+            "file descriptor {fd} is not available - the preserve-fds option requires that file descriptors must be passed"
+        );
+    }
+    Ok(())
+}
+
+/// `--replace`: a container named as `--name` goes first, as `rm -f` removes it.
+fn replace(g: &Context, a: &RunArgs) -> anyhow::Result<()> {
+    if !a.replace {
+        return Ok(());
+    }
+    let Some(name) = &a.name else {
+        anyhow::bail!("cannot replace container without --name being set");
+    };
+    let Ok(rec) = crate::state::lookup(g, name) else {
+        return Ok(());
+    };
+    // only a container of that very name, never one whose id starts with it
+    if rec.name != *name {
+        return Ok(());
+    }
+    let time = rec.spec.opts.stop_timeout().as_secs();
+    super::rm::prepare(g, &rec, true, time)?;
+    let store = runtime::open_store(g)?;
+    match store.remove_container_dir(&rec.id) {
+        Ok(()) | Err(rbox_storage::Error::ContainerNotFound(_)) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "remove storage of container {}: {e}",
+            rec.name
+        )),
+    }
 }
 
 /// Pulls a missing image as `rbox pull` does, with its progress display (nothing with `-q`).
@@ -309,6 +362,9 @@ impl From<RunArgs> for RunOptions {
                     annotation: a.annotation,
                     group_add: a.group_add,
                     shm_size: a.shm_size,
+                    rmi: a.rmi,
+                    pidfile: a.pidfile,
+                    preserve_fds: a.preserve_fds,
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,

@@ -525,6 +525,9 @@ pub struct ExtraFlags {
     pub annotation: Vec<String>,
     pub group_add: Vec<String>,
     pub shm_size: Option<String>,
+    pub rmi: bool,
+    pub pidfile: Option<PathBuf>,
+    pub preserve_fds: u32,
 }
 
 /// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
@@ -726,7 +729,11 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         ),
         None => None,
     };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     Ok(crate::state::RunOpts {
+        rmi: x.rmi,
+        pidfile: x.pidfile.as_ref().map(|p| cwd.join(p)),
+        preserve_fds: x.preserve_fds,
         shm_size,
         annotations,
         group_add: x.group_add.clone(),

@@ -168,3 +168,208 @@ fn mount_flag() {
         }
     });
 }
+
+#[test]
+fn rmi_replace_pidfile_preserve_fds() {
+    for_each_user("run_flags2_lifecycle", |env| {
+        env.import_busybox("busybox");
+        // --rmi with --rm: the image goes with the container; a second name only untags
+        env.rbox()
+            .args(["tag", "busybox", "other"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["run", "--rm", "--rmi", "--network=none", "other", "true"])
+            .output()
+            .success();
+        let images = env
+            .rbox()
+            .args(["images", "--format", "{{.Repository}}"])
+            .output()
+            .success();
+        assert_eq!(images.text(), "localhost/busybox", "{images}");
+        env.rbox()
+            .args(["tag", "busybox", "gone"])
+            .output()
+            .success();
+        env.rbox().args(["rmi", "busybox"]).output().success();
+        env.rbox()
+            .args(["run", "--rm", "--rmi", "--network=none", "gone", "true"])
+            .output()
+            .success();
+        let images = env.rbox().args(["images", "-q"]).output().success();
+        assert_eq!(images.text(), "", "{images}");
+        env.import_busybox("busybox");
+        // without --rm the container still uses it: an error line, the container's exit code
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rmi",
+                "--name",
+                "keeps",
+                "--network=none",
+                "busybox",
+                "sh",
+                "-c",
+                "exit 3",
+            ])
+            .output()
+            .code_is(3);
+        assert!(out.stderr.contains("in use"), "{out}");
+        env.rbox()
+            .args(["image", "exists", "busybox"])
+            .output()
+            .success();
+
+        // --replace: Podman's text without --name; a running container of that name goes
+        let out = env
+            .rbox()
+            .args(["run", "--replace", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: cannot replace container without --name being set"
+        );
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "rep",
+                "--network=none",
+                "--stop-timeout",
+                "1",
+                "busybox",
+                "sleep",
+                "600",
+            ])
+            .output()
+            .success();
+        let old = inspect(env, "rep", ".Id");
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--replace",
+                "--name",
+                "rep",
+                "--network=none",
+                "busybox",
+                "echo",
+                "new",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.text(), "new");
+        assert_ne!(inspect(env, "rep", ".Id"), old);
+        // and one that is not running, with create
+        env.rbox()
+            .args(["create", "--replace", "--name", "rep", "busybox", "true"])
+            .output()
+            .success();
+        let all = env
+            .rbox()
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .output()
+            .success();
+        assert_eq!(
+            all.lines().iter().filter(|n| **n == "rep").count(),
+            1,
+            "{all}"
+        );
+        // no container of the name: nothing to replace
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "--replace",
+                "--name",
+                "fresh",
+                "--network=none",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+
+        // --pidfile: the init's pid at each start, no newline (as Podman writes it)
+        let pf = env.path("work/pid");
+        env.rbox()
+            .args(["run", "-d", "--name", "pf", "--network=none", "--pidfile"])
+            .arg(&pf)
+            .args(["busybox", "sleep", "600"])
+            .output()
+            .success();
+        let pid = std::fs::read_to_string(&pf).unwrap();
+        assert_eq!(pid, inspect(env, "pf", ".State.Pid"));
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(cmdline.starts_with(b"sleep\x00600"), "{cmdline:?}");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "pf"])
+            .output()
+            .success();
+
+        // --preserve-fds: fd 3 (a file opened by the caller) reaches the command
+        let out = env
+            .cmd("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec 3<{} && exec \"$@\"",
+                env.write("work/fd3", "through fd 3\n").display()
+            ))
+            .args(["sh", crate::util::RBOX])
+            .args(["--root"])
+            .arg(env.store())
+            .arg("--runroot")
+            .arg(env.runroot())
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--preserve-fds",
+                "1",
+                "busybox",
+                "cat",
+                "/proc/self/fd/3",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.text(), "through fd 3");
+        // without the flag it does not
+        let out = env
+            .cmd("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec 3<{} && exec \"$@\"",
+                env.path("work/fd3").display()
+            ))
+            .args(["sh", crate::util::RBOX])
+            .args(["--root"])
+            .arg(env.store())
+            .arg("--runroot")
+            .arg(env.runroot())
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "busybox",
+                "ls",
+                "/proc/self/fd/3",
+            ])
+            .output();
+        assert_ne!(out.code, 0, "{out}");
+        // Podman's check when the descriptor is not there
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--preserve-fds", "5", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("the preserve-fds option requires that file descriptors must be passed"),
+            "{out}"
+        );
+    });
+}
