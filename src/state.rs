@@ -340,6 +340,12 @@ pub struct RunOpts {
     /// that created it (never recorded: a later start has other descriptors)
     #[serde(skip)]
     pub preserve_fds: u32,
+    /// `--sysctl`: namespaced kernel parameters set in the container at each start
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctl: std::collections::BTreeMap<String, String>,
+    /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_read_only_tmpfs: bool,
 }
 
 impl RunOpts {

@@ -217,6 +217,14 @@ pub struct RunArgs {
     /// Pass the descriptors 3 to 3+N-1 of rbox on to the container's process (attached runs)
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Set a namespaced kernel parameter in the container (NAME=VALUE: net.*, kernel.shm*,
+    /// kernel.msg*, kernel.sem, fs.mqueue.*)
+    #[arg(long = "sysctl", value_name = "NAME=VALUE")]
+    pub sysctl: Vec<String>,
+    /// With --read-only, mount a tmpfs on /tmp, /var/tmp and /run (true)
+    #[arg(long = "read-only-tmpfs", value_name = "BOOL", num_args = 0..=1,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub read_only_tmpfs: bool,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -365,6 +373,8 @@ impl From<RunArgs> for RunOptions {
                     rmi: a.rmi,
                     pidfile: a.pidfile,
                     preserve_fds: a.preserve_fds,
+                    sysctl: a.sysctl,
+                    no_read_only_tmpfs: !a.read_only_tmpfs,
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,

@@ -51,6 +51,9 @@ pub enum Op {
     ReadOnly(String),
     /// remount the root read-only (after pivot)
     RootReadOnly,
+    /// `--sysctl`: write a value under /proc/sys (after pivot, before /proc/sys is made
+    /// read-only); the key as `net.ipv4.ip_forward`
+    Sysctl { key: String, value: String },
 }
 
 pub const MASKED: &[&str] = &[
@@ -213,7 +216,7 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
             flags: 0,
         });
     }
-    if spec.read_only {
+    if spec.read_only && !spec.opts.no_read_only_tmpfs {
         // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
         for d in ["/tmp", "/var/tmp", "/run"] {
             ops.push(Fs {
@@ -288,6 +291,10 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
         }
     }
     ops.push(Pivot);
+    ops.extend(spec.opts.sysctl.iter().map(|(k, v)| Sysctl {
+        key: k.clone(),
+        value: v.clone(),
+    }));
     if !spec.privileged {
         ops.extend(MASKED.iter().map(|p| Mask(p.to_string())));
         ops.extend(READONLY.iter().map(|p| ReadOnly(p.to_string())));
@@ -438,11 +445,17 @@ fn describe(op: &Op) -> String {
         Op::Mask(p) => format!("mask `{p}`"),
         Op::ReadOnly(p) => format!("make `{p}` read-only"),
         Op::RootReadOnly => "remount root read-only".into(),
+        Op::Sysctl { key, .. } => format!("set sysctl `{key}`"),
     }
 }
 
 fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
     match op {
+        Op::Sysctl { key, value } => {
+            // keys were checked at create (no `/`), so this stays below /proc/sys
+            let p = Path::new("/proc/sys").join(key.replace('.', "/"));
+            std::fs::write(&p, value).with_context(|| format!("write `{}`", p.display()))?;
+        }
         Op::PrivateAll => {
             mount(
                 None::<&str>,

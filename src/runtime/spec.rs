@@ -528,6 +528,9 @@ pub struct ExtraFlags {
     pub rmi: bool,
     pub pidfile: Option<PathBuf>,
     pub preserve_fds: u32,
+    pub sysctl: Vec<String>,
+    /// `--read-only-tmpfs=false`
+    pub no_read_only_tmpfs: bool,
 }
 
 /// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
@@ -689,6 +692,30 @@ pub fn parse_umask(m: &str) -> Result<u32> {
     }
 }
 
+/// `--sysctl NAME=VALUE`: only the kernel parameters a container's own namespaces hold
+/// (Podman's list and texts); `net.*` not with the host's network.
+pub fn parse_sysctls(values: &[String], network: NetworkMode) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let Some((k, val)) = v.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("{v} is invalid, sysctl values must be in the form of KEY=VALUE");
+        };
+        let namespaced = k.starts_with("net.")
+            || k.starts_with("kernel.shm")
+            || k.starts_with("kernel.msg")
+            || k == "kernel.sem"
+            || k.starts_with("fs.mqueue.");
+        if !namespaced || k.contains('/') || k.split('.').any(|c| c.is_empty() || c == "..") {
+            bail!("sysctl '{k}' is not allowed");
+        }
+        if k.starts_with("net.") && network == NetworkMode::Host {
+            bail!("sysctl {v} can't be set since Network Namespace set to host: invalid argument");
+        }
+        out.insert(k.to_string(), val.to_string());
+    }
+    Ok(out)
+}
+
 /// The spec's [`crate::state::RunOpts`] from the flags.
 fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
     let mut ulimits: Vec<(String, u64, u64)> = Vec::new();
@@ -741,6 +768,9 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         timeout: x.timeout.filter(|t| *t > 0),
         ulimits,
         umask: x.umask.as_deref().map(parse_umask).transpose()?,
+        // decided in `build`, with the network mode
+        sysctl: BTreeMap::new(),
+        no_read_only_tmpfs: false,
     })
 }
 
@@ -1130,7 +1160,11 @@ pub fn build(
             Some(r) => crate::state::RestartPolicy::parse(r)?,
             None => Default::default(),
         },
-        opts: run_opts(&a.extra)?,
+        opts: crate::state::RunOpts {
+            sysctl: parse_sysctls(&a.extra.sysctl, network)?,
+            no_read_only_tmpfs: a.extra.no_read_only_tmpfs,
+            ..run_opts(&a.extra)?
+        },
     };
     spec.set_args(args);
     Ok(spec)
@@ -1342,6 +1376,34 @@ mod tests {
             (MountKind::Devpts, &s(&["mode=620"])[..])
         );
         assert!(parse_mount("type=devpts,target=/p,tmpfs-size=1", cwd).is_err());
+    }
+
+    #[test]
+    fn sysctls_namespaced_only() {
+        let ok = parse_sysctls(
+            &s(&["net.core.somaxconn=1024", "fs.mqueue.msg_max=20"]),
+            NetworkMode::None,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.get("net.core.somaxconn").map(String::as_str),
+            Some("1024")
+        );
+        for bad in [
+            "kernel.semx=1",
+            "net./../../vm/x=1",
+            "net..x=1",
+            "net.a/b=1",
+            "=1",
+            "vm.x=1",
+        ] {
+            assert!(
+                parse_sysctls(&s(&[bad]), NetworkMode::None).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(parse_sysctls(&s(&["net.x=1"]), NetworkMode::Host).is_err());
+        assert!(parse_sysctls(&s(&["kernel.shmmax=1"]), NetworkMode::Host).is_ok());
     }
 
     #[test]

@@ -373,3 +373,130 @@ fn rmi_replace_pidfile_preserve_fds() {
         );
     });
 }
+
+#[test]
+fn sysctl_and_read_only_tmpfs() {
+    for_each_user("run_flags2_sysctl", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none"])
+            .args([
+                "--sysctl",
+                "net.ipv4.ip_forward=1",
+                "--sysctl",
+                "kernel.shmmax=1000000",
+            ])
+            .args(["--sysctl", "kernel.sem=250 32000 32 128"])
+            .args([
+                "busybox",
+                "cat",
+                "/proc/sys/net/ipv4/ip_forward",
+                "/proc/sys/kernel/shmmax",
+            ])
+            .args(["/proc/sys/kernel/sem"])
+            .output()
+            .success();
+        assert_eq!(out.lines(), ["1", "1000000", "250\t32000\t32\t128"]);
+        // /proc/sys stays read-only for the command
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--sysctl",
+                "net.ipv4.ip_forward=1",
+            ])
+            .args([
+                "busybox",
+                "sh",
+                "-c",
+                "echo 0 > /proc/sys/net/ipv4/ip_forward",
+            ])
+            .output();
+        assert_ne!(out.code, 0, "{out}");
+        // Podman's texts
+        for (flags, want) in [
+            (
+                &["--sysctl", "vm.swappiness=10"][..],
+                "Error: sysctl 'vm.swappiness' is not allowed",
+            ),
+            (
+                &["--sysctl", "kernel.hostname=x"][..],
+                "Error: sysctl 'kernel.hostname' is not allowed",
+            ),
+            (
+                &["--sysctl", "foo"][..],
+                "Error: foo is invalid, sysctl values must be in the form of KEY=VALUE",
+            ),
+            (
+                &["--network=host", "--sysctl", "net.ipv4.ip_forward=1"][..],
+                "Error: sysctl net.ipv4.ip_forward=1 can't be set since Network Namespace set to host: invalid argument",
+            ),
+        ] {
+            let out = env
+                .rbox()
+                .args(["run", "--rm"])
+                .args(flags)
+                .args(["busybox", "true"])
+                .output()
+                .rbox_error();
+            assert_eq!(out.stderr.trim_end(), want);
+        }
+        // a name the kernel does not have: the start fails, saying which
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--sysctl",
+                "net.nonexistent=1",
+            ])
+            .args(["busybox", "true"])
+            .output();
+        assert_ne!(out.code, 0, "{out}");
+        assert!(out.stderr.contains("net.nonexistent"), "{out}");
+
+        // --read-only: tmpfs on /tmp, /var/tmp, /run unless --read-only-tmpfs=false
+        let script =
+            "grep -cE ' /(tmp|var/tmp|run) tmpfs' /proc/mounts; touch /tmp/x && echo writable";
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--read-only",
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+            .success();
+        assert_eq!(out.lines(), ["3", "writable"]);
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--read-only",
+                "--read-only-tmpfs=false",
+            ])
+            .args(["busybox", "sh", "-c", script])
+            .output();
+        assert_eq!(out.lines(), ["0"], "{out}");
+        assert!(out.stderr.contains("Read-only file system"), "{out}");
+        // without --read-only it changes nothing
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--read-only-tmpfs=false"])
+            .args(["busybox", "sh", "-c", "touch /tmp/x && echo ok"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "ok");
+    });
+}
