@@ -346,6 +346,36 @@ pub struct RunOpts {
     /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_read_only_tmpfs: bool,
+    /// `--memory`, `--cpus`, `--pids-limit`, ...: applied only where a cgroup v2 subtree is
+    /// delegated to the user
+    #[serde(skip_serializing_if = "Resources::is_default")]
+    pub resources: Resources,
+}
+
+/// The cgroup resource flags, as Podman names them in inspect's HostConfig.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    /// bytes (`--memory`)
+    pub memory: Option<i64>,
+    /// bytes of memory plus swap, -1 unlimited (`--memory-swap`)
+    pub memory_swap: Option<i64>,
+    /// bytes (`--memory-reservation`)
+    pub memory_reservation: Option<i64>,
+    /// CPUs times 1e9 (`--cpus`)
+    pub nano_cpus: Option<u64>,
+    /// relative weight (`--cpu-shares`)
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`
+    pub cpuset_cpus: Option<String>,
+    /// `--pids-limit` (-1 or 0: unlimited)
+    pub pids_limit: Option<i64>,
+}
+
+impl Resources {
+    pub fn is_default(&self) -> bool {
+        *self == Resources::default()
+    }
 }
 
 impl RunOpts {

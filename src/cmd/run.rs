@@ -225,6 +225,28 @@ pub struct RunArgs {
     #[arg(long = "read-only-tmpfs", value_name = "BOOL", num_args = 0..=1,
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub read_only_tmpfs: bool,
+    /// Memory limit (a size: 512m, 1g); recorded, applied only where a cgroup v2 subtree is
+    /// delegated to you
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (a size, -1 for unlimited)
+    #[arg(long = "memory-swap", value_name = "SIZE")]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit (a size)
+    #[arg(long = "memory-reservation", value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs (1.5)
+    #[arg(long = "cpus", value_name = "N")]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "SHARES")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", value_name = "CPUS")]
+    pub cpuset_cpus: Option<String>,
+    /// Limit of the container's processes (-1 for unlimited)
+    #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -374,6 +396,13 @@ impl From<RunArgs> for RunOptions {
                     pidfile: a.pidfile,
                     preserve_fds: a.preserve_fds,
                     sysctl: a.sysctl,
+                    memory: a.memory,
+                    memory_swap: a.memory_swap,
+                    memory_reservation: a.memory_reservation,
+                    cpus: a.cpus,
+                    cpu_shares: a.cpu_shares,
+                    cpuset_cpus: a.cpuset_cpus,
+                    pids_limit: a.pids_limit,
                     no_read_only_tmpfs: !a.read_only_tmpfs,
                 },
                 health: crate::runtime::spec::HealthFlags {

@@ -148,6 +148,12 @@ fn create_and_start(
     };
     let id = state::new_id()?;
     let mut spec = spec::build(&process, &a.flags, &id, Some(&layout::seccomp_cache(&root)))?;
+    let r = &spec.opts.resources;
+    if !r.is_default() && super::cgroup::delegated(&super::cgroup::needed(r)).is_none() {
+        tracing::warn!(
+            "resource limits are recorded but not applied: no cgroup v2 subtree with these controllers is delegated to you"
+        );
+    }
     if a.rm && spec.restart.restarts() {
         bail!(
             "the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\""
@@ -208,6 +214,20 @@ fn create_and_start(
         return monitor::detached(g, &store, rec, None);
     }
     monitor::attached(g, &store, rec)
+}
+
+/// The resource limits, where a cgroup v2 subtree is delegated (a warning said so at create
+/// otherwise); a failure is a warning, the container runs without them.
+pub(super) fn place_in_cgroup(rec: &ContainerRecord, pid: i32) {
+    let r = &rec.spec.opts.resources;
+    if r.is_default() {
+        return;
+    }
+    if let Some(dir) = super::cgroup::delegated(&super::cgroup::needed(r)) {
+        if let Err(e) = super::cgroup::apply(&dir, &rec.id, r, pid) {
+            tracing::warn!("apply resource limits: {e:#}");
+        }
+    }
 }
 
 /// `--pidfile`: the init's pid (as the host sees it), without a newline as Podman writes it,

@@ -301,6 +301,7 @@ fn start(
                     }
                     network = start_network(g, rec, pid.as_raw(), netns.as_ref())?;
                 }
+                super::create::place_in_cgroup(rec, pid.as_raw());
                 state::mark_running(g, &root, rec, pid.as_raw(), detached)
             })
         })

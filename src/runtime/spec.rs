@@ -529,6 +529,13 @@ pub struct ExtraFlags {
     pub pidfile: Option<PathBuf>,
     pub preserve_fds: u32,
     pub sysctl: Vec<String>,
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub memory_reservation: Option<String>,
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub pids_limit: Option<i64>,
     /// `--read-only-tmpfs=false`
     pub no_read_only_tmpfs: bool,
 }
@@ -692,6 +699,36 @@ pub fn parse_umask(m: &str) -> Result<u32> {
     }
 }
 
+/// The cgroup resource flags, checked (Podman's texts for bad sizes).
+fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
+    let size = |v: &Option<String>, what: &str| -> Result<Option<i64>> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some("-1") if what == "memory-swap" => Ok(Some(-1)),
+            Some(s) => match rbox_storage::parse_size(s) {
+                Some(n) => Ok(Some(n as i64)),
+                None => bail!("invalid value for {what}: invalid size: '{s}'"),
+            },
+        }
+    };
+    let nano_cpus = match x.cpus {
+        Some(c) if !(0.0..=1e6).contains(&c) => {
+            bail!("invalid --cpus {c}: give a number of CPUs such as 1.5")
+        }
+        Some(c) => Some((c * 1e9).round() as u64),
+        None => None,
+    };
+    Ok(crate::state::Resources {
+        memory: size(&x.memory, "memory")?,
+        memory_swap: size(&x.memory_swap, "memory-swap")?,
+        memory_reservation: size(&x.memory_reservation, "memory-reservation")?,
+        nano_cpus,
+        cpu_shares: x.cpu_shares,
+        cpuset_cpus: x.cpuset_cpus.clone(),
+        pids_limit: x.pids_limit,
+    })
+}
+
 /// `--sysctl NAME=VALUE`: only the kernel parameters a container's own namespaces hold
 /// (Podman's list and texts); `net.*` not with the host's network.
 pub fn parse_sysctls(values: &[String], network: NetworkMode) -> Result<BTreeMap<String, String>> {
@@ -768,6 +805,7 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         timeout: x.timeout.filter(|t| *t > 0),
         ulimits,
         umask: x.umask.as_deref().map(parse_umask).transpose()?,
+        resources: resources(x)?,
         // decided in `build`, with the network mode
         sysctl: BTreeMap::new(),
         no_read_only_tmpfs: false,

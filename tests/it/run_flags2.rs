@@ -500,3 +500,58 @@ fn sysctl_and_read_only_tmpfs() {
         assert_eq!(out.text(), "ok");
     });
 }
+
+#[test]
+fn resource_flags_recorded_with_a_warning() {
+    for_each_user("run_flags2_resources", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "--name", "lim", "--network=none", "-m", "64m"])
+            .args([
+                "--memory-swap",
+                "128m",
+                "--memory-reservation",
+                "32m",
+                "--cpus",
+                "1.5",
+            ])
+            .args([
+                "--cpu-shares",
+                "512",
+                "--cpuset-cpus",
+                "0",
+                "--pids-limit",
+                "100",
+            ])
+            .args(["busybox", "echo", "ran"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "ran");
+        // this host delegates no cgroup v2 subtree (the test machine's setup): one warning
+        let warnings: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("resource limits"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{out}");
+        assert!(warnings[0].contains("not applied"), "{out}");
+        assert_eq!(
+            inspect(
+                env,
+                "lim",
+                ".HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}} {{.HostConfig.PidsLimit"
+            ),
+            "67108864 134217728 1500000000 512 0 100"
+        );
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--memory", "abc", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: invalid value for memory: invalid size: 'abc'"
+        );
+    });
+}
