@@ -598,7 +598,10 @@ mod tests {
             "{l}"
         );
         let l = usage_line(&["rbox", "run", "--cpu-quota=1000", "busybox"]);
-        assert!(l.starts_with("unsupported flag `--cpu-quota`: cgroup"), "{l}");
+        assert!(
+            l.starts_with("unsupported flag `--cpu-quota`: cgroup"),
+            "{l}"
+        );
         let l = usage_line(&["rbox", "create", "--cpuset-mems", "0", "busybox"]);
         assert!(l.starts_with("unsupported flag `--cpuset-mems`"), "{l}");
         let l = usage_line(&["rbox", "run", "--frobnicate", "busybox"]);
