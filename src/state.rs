@@ -35,12 +35,15 @@ impl Status {
     }
 }
 
-/// What a [`MountSpec`] mounts; recorded as "bind" or "tmpfs", the type `inspect` shows.
+/// What a [`MountSpec`] mounts; recorded as "bind", "tmpfs" or "devpts", the type `inspect`
+/// shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MountKind {
     Bind,
     Tmpfs,
+    /// `--mount type=devpts`: a new instance of devpts
+    Devpts,
 }
 
 impl MountKind {
@@ -48,6 +51,7 @@ impl MountKind {
         match self {
             MountKind::Bind => "bind",
             MountKind::Tmpfs => "tmpfs",
+            MountKind::Devpts => "devpts",
         }
     }
 }
@@ -326,6 +330,52 @@ pub struct RunOpts {
     /// `--shm-size`: bytes of the /dev/shm tmpfs (64 MiB when not given)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<u64>,
+    /// `--rmi`: the image goes too when the container is removed after its exit
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rmi: bool,
+    /// `--pidfile`: where the monitor writes the init's pid at each start (absolute)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfile: Option<PathBuf>,
+    /// `--preserve-fds`: the invocation's descriptors 3..3+N go to the command of the run
+    /// that created it (never recorded: a later start has other descriptors)
+    #[serde(skip)]
+    pub preserve_fds: u32,
+    /// `--sysctl`: namespaced kernel parameters set in the container at each start
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctl: std::collections::BTreeMap<String, String>,
+    /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_read_only_tmpfs: bool,
+    /// `--memory`, `--cpus`, `--pids-limit`, ...: applied only where a cgroup v2 subtree is
+    /// delegated to the user
+    #[serde(skip_serializing_if = "Resources::is_default")]
+    pub resources: Resources,
+}
+
+/// The cgroup resource flags, as Podman names them in inspect's HostConfig.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    /// bytes (`--memory`)
+    pub memory: Option<i64>,
+    /// bytes of memory plus swap, -1 unlimited (`--memory-swap`)
+    pub memory_swap: Option<i64>,
+    /// bytes (`--memory-reservation`)
+    pub memory_reservation: Option<i64>,
+    /// CPUs times 1e9 (`--cpus`)
+    pub nano_cpus: Option<u64>,
+    /// relative weight (`--cpu-shares`)
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`
+    pub cpuset_cpus: Option<String>,
+    /// `--pids-limit` (-1 or 0: unlimited)
+    pub pids_limit: Option<i64>,
+}
+
+impl Resources {
+    pub fn is_default(&self) -> bool {
+        *self == Resources::default()
+    }
 }
 
 impl RunOpts {

@@ -106,7 +106,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         let rw = !m.options.iter().any(|o| o == "ro");
         if m.kind == MountKind::Tmpfs {
             tmpfs.insert(m.destination.clone(), Value::String(m.options.join(",")));
-        } else {
+        } else if m.kind == MountKind::Bind {
             let opts = if m.options.is_empty() {
                 String::new()
             } else {
@@ -265,7 +265,18 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Umask": format!("{umask:04o}"),
         "Annotations": o.annotations,
     });
-    let host = json!({ "Ulimits": ulimits, "ShmSize": o.shm_size.unwrap_or(64 << 20) });
+    let r = &o.resources;
+    let host = json!({
+        "Ulimits": ulimits,
+        "ShmSize": o.shm_size.unwrap_or(64 << 20),
+        "Memory": r.memory.unwrap_or(0),
+        "MemorySwap": r.memory_swap.unwrap_or(0),
+        "MemoryReservation": r.memory_reservation.unwrap_or(0),
+        "NanoCpus": r.nano_cpus.unwrap_or(0),
+        "CpuShares": r.cpu_shares.unwrap_or(0),
+        "CpusetCpus": r.cpuset_cpus.clone().unwrap_or_default(),
+        "PidsLimit": r.pids_limit.unwrap_or(0),
+    });
     for (key, add) in [("Config", config), ("HostConfig", host)] {
         if let (Some(Value::Object(to)), Value::Object(add)) = (v.get_mut(key), add) {
             to.extend(add);

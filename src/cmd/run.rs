@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// Mount a tmpfs (DST[:OPTIONS])
     #[arg(long = "tmpfs", value_name = "DST[:OPTS]")]
     pub tmpfs: Vec<String>,
+    /// Attach a filesystem mount: type=bind,source=SRC,target=DST[,ro][,bind-propagation=
+    /// private][,bind-nonrecursive], type=tmpfs,target=DST[,tmpfs-size=SIZE][,tmpfs-mode=MODE]
+    /// or type=devpts,target=DST
+    #[arg(long = "mount", value_name = "type=TYPE,TYPE-OPTS")]
+    pub mount: Vec<String>,
     /// Mount the container's root filesystem read-only
     #[arg(long = "read-only")]
     pub read_only: bool,
@@ -200,6 +205,48 @@ pub struct RunArgs {
     /// Size of /dev/shm (a number of bytes with an optional unit: 64m, 1g)
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
+    /// Remove the image after the container exits (with --rm: once the container is gone)
+    #[arg(long)]
+    pub rmi: bool,
+    /// Remove a container of the same --name first, running or not (as `rm -f`)
+    #[arg(long)]
+    pub replace: bool,
+    /// Write the pid of the container's init to FILE at each start
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Pass the descriptors 3 to 3+N-1 of rbox on to the container's process (attached runs)
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Set a namespaced kernel parameter in the container (NAME=VALUE: net.*, kernel.shm*,
+    /// kernel.msg*, kernel.sem, fs.mqueue.*)
+    #[arg(long = "sysctl", value_name = "NAME=VALUE")]
+    pub sysctl: Vec<String>,
+    /// With --read-only, mount a tmpfs on /tmp, /var/tmp and /run (true)
+    #[arg(long = "read-only-tmpfs", value_name = "BOOL", num_args = 0..=1,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub read_only_tmpfs: bool,
+    /// Memory limit (a size: 512m, 1g); recorded, applied only where a cgroup v2 subtree is
+    /// delegated to you
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (a size, -1 for unlimited)
+    #[arg(long = "memory-swap", value_name = "SIZE")]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit (a size)
+    #[arg(long = "memory-reservation", value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs (1.5)
+    #[arg(long = "cpus", value_name = "N")]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "SHARES")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", value_name = "CPUS")]
+    pub cpuset_cpus: Option<String>,
+    /// Limit of the container's processes (-1 for unlimited)
+    #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -226,6 +273,8 @@ pub struct RunArgs {
 
 pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     with_containers_conf(&mut a)?;
+    check_preserved_fds(a.preserve_fds)?;
+    replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, a.into(), &puller, true)
 }
@@ -258,8 +307,47 @@ fn with_containers_conf(a: &mut RunArgs) -> anyhow::Result<()> {
 
 pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     with_containers_conf(&mut a)?;
+    check_preserved_fds(a.preserve_fds)?;
+    replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, a.into(), &puller, false)
+}
+
+/// `--preserve-fds N`: descriptors 3..3+N must be open now (Podman's check and text).
+fn check_preserved_fds(n: u32) -> anyhow::Result<()> {
+    if let Some(fd) = (3..3 + n).find(|fd| !runtime::sys::fd_is_open(*fd as i32)) {
+        anyhow::bail!(
+            "file descriptor {fd} is not available - the preserve-fds option requires that file descriptors must be passed"
+        );
+    }
+    Ok(())
+}
+
+/// `--replace`: a container named as `--name` goes first, as `rm -f` removes it.
+fn replace(g: &Context, a: &RunArgs) -> anyhow::Result<()> {
+    if !a.replace {
+        return Ok(());
+    }
+    let Some(name) = &a.name else {
+        anyhow::bail!("cannot replace container without --name being set");
+    };
+    let Ok(rec) = crate::state::lookup(g, name) else {
+        return Ok(());
+    };
+    // only a container of that very name, never one whose id starts with it
+    if rec.name != *name {
+        return Ok(());
+    }
+    let time = rec.spec.opts.stop_timeout().as_secs();
+    super::rm::prepare(g, &rec, true, time)?;
+    let store = runtime::open_store(g)?;
+    match store.remove_container_dir(&rec.id) {
+        Ok(()) | Err(rbox_storage::Error::ContainerNotFound(_)) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "remove storage of container {}: {e}",
+            rec.name
+        )),
+    }
 }
 
 /// Pulls a missing image as `rbox pull` does, with its progress display (nothing with `-q`).
@@ -297,6 +385,7 @@ impl From<RunArgs> for RunOptions {
                 hostname: a.hostname,
                 volume: a.volume,
                 tmpfs: a.tmpfs,
+                mount: a.mount,
                 read_only: a.read_only,
                 init: a.init,
                 tty: a.tty,
@@ -331,6 +420,18 @@ impl From<RunArgs> for RunOptions {
                     annotation: a.annotation,
                     group_add: a.group_add,
                     shm_size: a.shm_size,
+                    rmi: a.rmi,
+                    pidfile: a.pidfile,
+                    preserve_fds: a.preserve_fds,
+                    sysctl: a.sysctl,
+                    memory: a.memory,
+                    memory_swap: a.memory_swap,
+                    memory_reservation: a.memory_reservation,
+                    cpus: a.cpus,
+                    cpu_shares: a.cpu_shares,
+                    cpuset_cpus: a.cpuset_cpus,
+                    pids_limit: a.pids_limit,
+                    no_read_only_tmpfs: !a.read_only_tmpfs,
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,

@@ -148,6 +148,12 @@ fn create_and_start(
     };
     let id = state::new_id()?;
     let mut spec = spec::build(&process, &a.flags, &id, Some(&layout::seccomp_cache(&root)))?;
+    let r = &spec.opts.resources;
+    if !r.is_default() && super::cgroup::delegated(&super::cgroup::needed(r)).is_none() {
+        tracing::warn!(
+            "resource limits are recorded but not applied: no cgroup v2 subtree with these controllers is delegated to you"
+        );
+    }
     if a.rm && spec.restart.restarts() {
         bail!(
             "the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\""
@@ -208,6 +214,57 @@ fn create_and_start(
         return monitor::detached(g, &store, rec, None);
     }
     monitor::attached(g, &store, rec)
+}
+
+/// The resource limits, where a cgroup v2 subtree is delegated (a warning said so at create
+/// otherwise); a failure is a warning, the container runs without them.
+pub(super) fn place_in_cgroup(rec: &ContainerRecord, pid: i32) {
+    let r = &rec.spec.opts.resources;
+    if r.is_default() {
+        return;
+    }
+    if let Some(dir) = super::cgroup::delegated(&super::cgroup::needed(r)) {
+        if let Err(e) = super::cgroup::apply(&dir, &rec.id, r, pid) {
+            tracing::warn!("apply resource limits: {e:#}");
+        }
+    }
+}
+
+/// `--pidfile`: the init's pid (as the host sees it), without a newline as Podman writes it,
+/// at each start; a failure is a warning, the container runs on. Returns `pid`.
+pub(super) fn write_pidfile(rec: &ContainerRecord, pid: nix::unistd::Pid) -> nix::unistd::Pid {
+    if let Some(p) = &rec.spec.opts.pidfile {
+        if let Err(e) = std::fs::write(p, pid.as_raw().to_string()) {
+            tracing::warn!("write pid file `{}`: {e}", p.display());
+        }
+    }
+    pid
+}
+
+/// `--rmi`: remove the image the container was created from, once it exited: the name it was
+/// run by only, when the image has other names (as `rbox rmi NAME` untags); refused while a
+/// container uses it. Failures are reported, never the run's: its exit code stays the
+/// container's.
+pub(super) fn remove_image_after(store: &Store, rec: &ContainerRecord) {
+    if !rec.spec.opts.rmi || rec.rootfs.is_some() {
+        return;
+    }
+    let removed = (|| -> Result<()> {
+        let image = store.lookup_image(&rec.image_id)?;
+        if image.names.len() > 1 && image.names.contains(&rec.image_name) {
+            store.untag_image(&rec.image_name)?;
+            return Ok(());
+        }
+        let users = store.containers_using(&image.id);
+        if let Some(c) = users.first() {
+            bail!("image is in use by container {}", &c[..12.min(c.len())]);
+        }
+        store.remove_image(&image.id, false)?;
+        Ok(())
+    })();
+    if let Err(e) = removed {
+        tracing::error!("remove image {}: {e:#}", rec.image);
+    }
 }
 
 /// What a container's root is made of.

@@ -151,6 +151,7 @@ fn command(spec: &OciSpec, rec: &ContainerRecord, o: &ExecOptions) -> Result<pro
         hostname: oci::hostname(spec),
         own_userns,
         missing_cwd: process::MissingCwd::Fail,
+        preserve_fds: 0,
     })
 }
 

@@ -193,6 +193,7 @@ pub fn command(
         hostname: hostname.to_string(),
         own_userns,
         missing_cwd,
+        preserve_fds: 0,
     }
 }
 

@@ -21,7 +21,8 @@
 //! | id maps, entering the user namespace | `userns` | every invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
 //!
-//! Plus `mounts` (the mount plan as data and its executor), `probe` (overlay), `caps`,
+//! Plus `mounts` (the mount plan as data and its executor), `cgroup` (resource limits where
+//! a cgroup v2 subtree is delegated), `probe` (overlay), `caps`,
 //! `seccomp`, and `sys` (the only unsafe code).
 //!
 //! The command layer (`cmd/`) owns the command line: it hands down a [`Context`] (the global
@@ -30,6 +31,7 @@
 
 pub mod attach;
 pub mod caps;
+pub mod cgroup;
 pub mod console;
 pub mod container;
 pub mod control;

@@ -273,6 +273,9 @@ fn start(
     let again = netns.is_some();
     let started = launch::plan(g, store, rec, stdio)
         .and_then(|mut l| {
+            if !detached {
+                l.command.preserve_fds = rec.spec.opts.preserve_fds;
+            }
             if let Some(ns) = &netns {
                 l.own_net = false;
                 let fd = ns
@@ -298,13 +301,14 @@ fn start(
                     }
                     network = start_network(g, rec, pid.as_raw(), netns.as_ref())?;
                 }
+                super::create::place_in_cgroup(rec, pid.as_raw());
                 state::mark_running(g, &root, rec, pid.as_raw(), detached)
             })
         })
         .and_then(|created| created.start());
     match started {
         Ok(s) => Ok(Running {
-            pid: s.pid,
+            pid: super::create::write_pidfile(rec, s.pid),
             pty: s.pty,
             network,
             netns,
@@ -585,8 +589,11 @@ pub fn finish(
         store
             .remove_container_dir(&rec.id)
             .with_context(|| format!("remove the directory of container {}", rec.name))?;
+        super::create::remove_image_after(store, rec);
         return removed.with_context(|| format!("remove container {}", rec.name));
     }
+    // `--rmi` without `--rm`: the container still uses the image (Podman says so too)
+    super::create::remove_image_after(store, rec);
     rec.state.error = error.to_string();
     state::mark_exited(g, &root, rec, code)
         .with_context(|| format!("record the exit of container {}", rec.name))

@@ -51,6 +51,9 @@ pub enum Op {
     ReadOnly(String),
     /// remount the root read-only (after pivot)
     RootReadOnly,
+    /// `--sysctl`: write a value under /proc/sys (after pivot, before /proc/sys is made
+    /// read-only); the key as `net.ipv4.ip_forward`
+    Sysctl { key: String, value: String },
 }
 
 pub const MASKED: &[&str] = &[
@@ -213,7 +216,7 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
             flags: 0,
         });
     }
-    if spec.read_only {
+    if spec.read_only && !spec.opts.no_read_only_tmpfs {
         // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
         for d in ["/tmp", "/var/tmp", "/run"] {
             ops.push(Fs {
@@ -237,7 +240,20 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
         if has("noexec") {
             fl |= MsFlags::MS_NOEXEC;
         }
-        if m.kind == MountKind::Tmpfs {
+        if m.kind == MountKind::Devpts {
+            ops.push(Fs {
+                fstype: "devpts".into(),
+                inside: m.destination.clone(),
+                flags: f(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC),
+                data: ["newinstance".to_string()]
+                    .iter()
+                    .chain(&m.options)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+                optional: false,
+            });
+        } else if m.kind == MountKind::Tmpfs {
             let data: Vec<&str> = m
                 .options
                 .iter()
@@ -268,13 +284,17 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
             ops.push(Bind {
                 host: m.source.clone().into(),
                 inside: m.destination.clone(),
-                recursive: true,
+                recursive: !has("bind"),
                 readonly: has("ro"),
                 flags: f(fl),
             });
         }
     }
     ops.push(Pivot);
+    ops.extend(spec.opts.sysctl.iter().map(|(k, v)| Sysctl {
+        key: k.clone(),
+        value: v.clone(),
+    }));
     if !spec.privileged {
         ops.extend(MASKED.iter().map(|p| Mask(p.to_string())));
         ops.extend(READONLY.iter().map(|p| ReadOnly(p.to_string())));
@@ -425,11 +445,17 @@ fn describe(op: &Op) -> String {
         Op::Mask(p) => format!("mask `{p}`"),
         Op::ReadOnly(p) => format!("make `{p}` read-only"),
         Op::RootReadOnly => "remount root read-only".into(),
+        Op::Sysctl { key, .. } => format!("set sysctl `{key}`"),
     }
 }
 
 fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
     match op {
+        Op::Sysctl { key, value } => {
+            // keys were checked at create (no `/`), so this stays below /proc/sys
+            let p = Path::new("/proc/sys").join(key.replace('.', "/"));
+            std::fs::write(&p, value).with_context(|| format!("write `{}`", p.display()))?;
+        }
         Op::PrivateAll => {
             mount(
                 None::<&str>,

@@ -350,7 +350,7 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
             &["bind"],
         ));
     }
-    if spec.read_only {
+    if spec.read_only && !spec.opts.no_read_only_tmpfs {
         // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
         for d in ["/tmp", "/var/tmp", "/run"] {
             ms.push(mount(
@@ -382,8 +382,14 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
                 }));
                 ms.push(mount(&m.destination, "tmpfs", &m.source, &opts));
             }
+            MountKind::Devpts => {
+                opts.extend(["nosuid", "noexec", "newinstance"]);
+                opts.extend(m.options.iter().map(String::as_str));
+                ms.push(mount(&m.destination, "devpts", &m.source, &opts));
+            }
             MountKind::Bind => {
-                opts.push("rbind");
+                // `bind` in the record: --mount's bind-nonrecursive
+                opts.push(if has("bind") { "bind" } else { "rbind" });
                 for o in ["ro", "nosuid", "nodev", "noexec"] {
                     if has(o) {
                         opts.push(o);
@@ -454,7 +460,13 @@ fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Lin
     }
     l.set_namespaces(Some(nss));
     l.set_resources(None);
-    l.set_sysctl(None);
+    l.set_sysctl((!spec.opts.sysctl.is_empty()).then(|| {
+        spec.opts
+            .sysctl
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }));
     l.set_devices(None);
     l.set_rootfs_propagation(None);
     l.set_mount_label(None);
@@ -507,6 +519,15 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
     }
     ops.push(Op::Pivot);
     if let Some(l) = spec.linux() {
+        for (key, value) in l.sysctl().iter().flatten() {
+            if key.contains('/') || key.split('.').any(|c| c.is_empty() || c == "..") {
+                bail!("sysctl `{key}`: not a sysctl name");
+            }
+            ops.push(Op::Sysctl {
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
         ops.extend(l.masked_paths().iter().flatten().cloned().map(Op::Mask));
         ops.extend(
             l.readonly_paths()
@@ -1185,6 +1206,8 @@ mod tests {
 
     fn with_volumes() -> Spec {
         let mut spec = plain();
+        // with sysctls, set after pivot_root, before /proc/sys is made read-only
+        spec.opts.sysctl = [("net.ipv4.ip_forward".to_string(), "1".to_string())].into();
         spec.mounts = vec![
             MountSpec {
                 kind: MountKind::Bind,
@@ -1209,6 +1232,19 @@ mod tests {
                 source: "tmpfs".into(),
                 destination: "/ro".into(),
                 options: s(&["ro", "nr_inodes=100"]),
+            },
+            // --mount's bind-nonrecursive and devpts
+            MountSpec {
+                kind: MountKind::Bind,
+                source: "/home/u/flat".into(),
+                destination: "/flat".into(),
+                options: s(&["bind", "ro"]),
+            },
+            MountSpec {
+                kind: MountKind::Devpts,
+                source: "devpts".into(),
+                destination: "/dev/pts2".into(),
+                options: s(&["mode=620"]),
             },
         ];
         spec

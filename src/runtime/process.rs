@@ -219,6 +219,8 @@ pub struct Command {
     pub own_userns: bool,
     /// what a missing working directory means
     pub missing_cwd: MissingCwd,
+    /// `--preserve-fds N`: descriptors 3..3+N reach the command (an attached run's own)
+    pub preserve_fds: u32,
 }
 
 /// What happens when the working directory does not exist in the container (Podman 4.3's
@@ -414,7 +416,7 @@ fn prepare_and_exec(
         .map(|a| cstr(a.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     let path_c = cstr(&exe)?;
-    sys::cloexec_from(3)
+    sys::cloexec_from(3 + cmd.preserve_fds)
         .map_err(|e| Failure::setup(format!("close inherited descriptors: {e}")))?;
     sys::reset_signals();
     let err = sys::execve(&path_c, &argv, &envp);

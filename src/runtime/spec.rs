@@ -275,6 +275,147 @@ pub fn parse_tmpfs(t: &str) -> Result<MountSpec> {
     })
 }
 
+/// Podman's text for a `--mount` without `type=`.
+const MOUNT_FORMAT: &str = "incorrect mount format: should be --mount \
+     type=<bind|tmpfs|volume>,[src=<host-dir|volume-name>,]target=<ctr-dir>[,options]";
+
+/// Parse `--mount type=bind|tmpfs|devpts,...` as Podman does (its keys, its defaults, its
+/// error texts): binds are recursive unless `bind-nonrecursive`, a tmpfs is exec unless
+/// `noexec` (unlike `--tmpfs`), a bind without `source` binds the target's own host path.
+/// Named volumes and image mounts are refused: rbox has neither yet.
+pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
+    let mut kind = None;
+    let mut source: Option<&str> = None;
+    let mut target: Option<&str> = None;
+    let mut options: Vec<String> = Vec::new();
+    let mut set = |o: &str, on: bool| {
+        options.retain(|x| x != o);
+        if on {
+            options.push(o.to_string());
+        }
+    };
+    let items: Vec<(&str, Option<&str>)> = m
+        .split(',')
+        .filter(|i| !i.is_empty())
+        .map(|i| match i.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (i, None),
+        })
+        .collect();
+    for (k, v) in &items {
+        if *k == "type" {
+            kind = Some(v.unwrap_or(""));
+        }
+    }
+    let kind = match kind {
+        None => bail!("{MOUNT_FORMAT}"),
+        Some("bind") => MountKind::Bind,
+        Some("tmpfs") => MountKind::Tmpfs,
+        Some("devpts") => MountKind::Devpts,
+        Some("volume") => bail!(
+            "invalid --mount `{m}`: named volumes are not supported yet: use type=bind with a host directory"
+        ),
+        Some("image") => bail!(
+            "invalid --mount `{m}`: image mounts are not supported yet: use type=bind with a host directory"
+        ),
+        Some(t) => bail!("invalid filesystem type {t:?}"),
+    };
+    let bad = |k: &str| anyhow::anyhow!("{k}: invalid mount option");
+    for (k, v) in items {
+        let bind = kind == MountKind::Bind;
+        let tmpfs = kind == MountKind::Tmpfs;
+        match (k, v) {
+            ("type", _) => {}
+            ("source" | "src", Some(s)) if !tmpfs => source = Some(s),
+            ("source" | "src", Some(_)) => bail!("source is not supported with tmpfs mounts"),
+            ("target" | "destination" | "dst", Some(t)) => target = Some(t),
+            ("ro" | "readonly" | "rw", v) => {
+                let on = match v {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => bail!(
+                        "'readonly', 'ro', or 'rw' must be set to true or false, instead received {v:?}: must provide an argument for option"
+                    ),
+                };
+                set("ro", on == (k != "rw"));
+            }
+            ("nosuid" | "nodev" | "noexec", None) if kind != MountKind::Devpts => set(k, true),
+            ("suid" | "dev" | "exec", None) if kind != MountKind::Devpts => {
+                set(&format!("no{k}"), false)
+            }
+            ("bind-propagation", Some("private" | "rprivate")) if bind => {}
+            ("bind-propagation", Some(p @ ("shared" | "rshared" | "slave" | "rslave"))) if bind => {
+                bail!(
+                    "invalid --mount `{m}`: bind-propagation={p} is not supported: rbox's mounts are private (private, rprivate)"
+                )
+            }
+            ("bind-propagation", Some(p)) if bind => bail!("invalid option type {p:?}"),
+            ("bind-nonrecursive", None) if bind => set("bind", true),
+            // SELinux relabelling: no SELinux here
+            ("relabel", Some("shared" | "private")) | ("z" | "Z", None) if bind => {}
+            ("tmpfs-size", Some(v)) if tmpfs => match rbox_storage::parse_size(v) {
+                Some(n) if n > 0 => set(&format!("size={n}"), true),
+                _ => bail!("invalid --mount `{m}`: tmpfs-size `{v}`: expected a size such as 64m"),
+            },
+            ("tmpfs-mode", Some(v)) if tmpfs => match u32::from_str_radix(v, 8) {
+                Ok(n) if n <= 0o7777 => set(&format!("mode={v}"), true),
+                _ => bail!(
+                    "invalid --mount `{m}`: tmpfs-mode `{v}`: expected an octal mode such as 1777"
+                ),
+            },
+            ("tmpcopyup" | "notmpcopyup", None) if tmpfs => {}
+            ("uid" | "gid" | "mode" | "ptmxmode", Some(v)) if kind == MountKind::Devpts => {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    bail!("invalid --mount `{m}`: {k}=`{v}`: expected a number");
+                }
+                set(&format!("{k}={v}"), true)
+            }
+            _ => return Err(bad(k)),
+        }
+    }
+    let Some(dst) = target.filter(|t| !t.is_empty()) else {
+        bail!("must set volume destination");
+    };
+    if !dst.starts_with('/') {
+        bail!("invalid container path {dst:?}, must be an absolute path");
+    }
+    let clean: PathBuf = Path::new(dst).components().collect();
+    if clean == Path::new("/") {
+        bail!("invalid --mount `{m}`: the destination cannot be the container's root `/`");
+    }
+    let source = match kind {
+        MountKind::Bind => {
+            let src = cwd.join(source.unwrap_or(dst));
+            if let Err(e) = std::fs::metadata(&src) {
+                bail!("statfs {}: {}", src.display(), io_text(&e));
+            }
+            src.to_string_lossy().into_owned()
+        }
+        MountKind::Tmpfs => {
+            // Podman's --mount tmpfs may run programs, unlike its --tmpfs
+            if !options.iter().any(|o| o == "noexec") {
+                options.push("exec".into());
+            }
+            "tmpfs".into()
+        }
+        MountKind::Devpts => "devpts".into(),
+    };
+    Ok(MountSpec {
+        kind,
+        source,
+        destination: dst.to_string(),
+        options,
+    })
+}
+
+/// An I/O error as Go prints it: `no such file or directory`, without Rust's `(os error 2)`.
+fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
+}
+
 /// Parse `--security-opt` values: no_new_privs (off by default as in Podman and Docker, so
 /// setuid programs such as su and ping work in the container) and the seccomp profile (read
 /// and checked now, so a bad file fails before anything is created). AppArmor and SELinux are
@@ -333,6 +474,8 @@ pub struct Flags {
     pub hostname: Option<String>,
     pub volume: Vec<String>,
     pub tmpfs: Vec<String>,
+    /// `--mount`, as given
+    pub mount: Vec<String>,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,
@@ -382,6 +525,19 @@ pub struct ExtraFlags {
     pub annotation: Vec<String>,
     pub group_add: Vec<String>,
     pub shm_size: Option<String>,
+    pub rmi: bool,
+    pub pidfile: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub sysctl: Vec<String>,
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub memory_reservation: Option<String>,
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub pids_limit: Option<i64>,
+    /// `--read-only-tmpfs=false`
+    pub no_read_only_tmpfs: bool,
 }
 
 /// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
@@ -543,6 +699,60 @@ pub fn parse_umask(m: &str) -> Result<u32> {
     }
 }
 
+/// The cgroup resource flags, checked (Podman's texts for bad sizes).
+fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
+    let size = |v: &Option<String>, what: &str| -> Result<Option<i64>> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some("-1") if what == "memory-swap" => Ok(Some(-1)),
+            Some(s) => match rbox_storage::parse_size(s) {
+                Some(n) => Ok(Some(n as i64)),
+                None => bail!("invalid value for {what}: invalid size: '{s}'"),
+            },
+        }
+    };
+    let nano_cpus = match x.cpus {
+        Some(c) if !(0.0..=1e6).contains(&c) => {
+            bail!("invalid --cpus {c}: give a number of CPUs such as 1.5")
+        }
+        Some(c) => Some((c * 1e9).round() as u64),
+        None => None,
+    };
+    Ok(crate::state::Resources {
+        memory: size(&x.memory, "memory")?,
+        memory_swap: size(&x.memory_swap, "memory-swap")?,
+        memory_reservation: size(&x.memory_reservation, "memory-reservation")?,
+        nano_cpus,
+        cpu_shares: x.cpu_shares,
+        cpuset_cpus: x.cpuset_cpus.clone(),
+        pids_limit: x.pids_limit,
+    })
+}
+
+/// `--sysctl NAME=VALUE`: only the kernel parameters a container's own namespaces hold
+/// (Podman's list and texts); `net.*` not with the host's network.
+pub fn parse_sysctls(values: &[String], network: NetworkMode) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let Some((k, val)) = v.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("{v} is invalid, sysctl values must be in the form of KEY=VALUE");
+        };
+        let namespaced = k.starts_with("net.")
+            || k.starts_with("kernel.shm")
+            || k.starts_with("kernel.msg")
+            || k == "kernel.sem"
+            || k.starts_with("fs.mqueue.");
+        if !namespaced || k.contains('/') || k.split('.').any(|c| c.is_empty() || c == "..") {
+            bail!("sysctl '{k}' is not allowed");
+        }
+        if k.starts_with("net.") && network == NetworkMode::Host {
+            bail!("sysctl {v} can't be set since Network Namespace set to host: invalid argument");
+        }
+        out.insert(k.to_string(), val.to_string());
+    }
+    Ok(out)
+}
+
 /// The spec's [`crate::state::RunOpts`] from the flags.
 fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
     let mut ulimits: Vec<(String, u64, u64)> = Vec::new();
@@ -583,7 +793,11 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         ),
         None => None,
     };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     Ok(crate::state::RunOpts {
+        rmi: x.rmi,
+        pidfile: x.pidfile.as_ref().map(|p| cwd.join(p)),
+        preserve_fds: x.preserve_fds,
         shm_size,
         annotations,
         group_add: x.group_add.clone(),
@@ -591,6 +805,10 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         timeout: x.timeout.filter(|t| *t > 0),
         ulimits,
         umask: x.umask.as_deref().map(parse_umask).transpose()?,
+        resources: resources(x)?,
+        // decided in `build`, with the network mode
+        sysctl: BTreeMap::new(),
+        no_read_only_tmpfs: false,
     })
 }
 
@@ -851,6 +1069,9 @@ pub fn build(
     for t in &a.tmpfs {
         mounts.push(parse_tmpfs(t)?);
     }
+    for m in &a.mount {
+        mounts.push(parse_mount(m, &cwd)?);
+    }
     check_destinations(&mounts)?;
     let workdir = a.workdir.clone().unwrap_or_else(|| img.workdir.clone());
     if !workdir.is_empty() && !workdir.starts_with('/') {
@@ -977,7 +1198,11 @@ pub fn build(
             Some(r) => crate::state::RestartPolicy::parse(r)?,
             None => Default::default(),
         },
-        opts: run_opts(&a.extra)?,
+        opts: crate::state::RunOpts {
+            sysctl: parse_sysctls(&a.extra.sysctl, network)?,
+            no_read_only_tmpfs: a.extra.no_read_only_tmpfs,
+            ..run_opts(&a.extra)?
+        },
     };
     spec.set_args(args);
     Ok(spec)
@@ -1078,6 +1303,7 @@ mod tests {
             hostname: None,
             volume: Vec::new(),
             tmpfs: Vec::new(),
+            mount: Vec::new(),
             read_only: false,
             init: false,
             tty: false,
@@ -1152,6 +1378,70 @@ mod tests {
             e.to_string(),
             "--no-hosts and --add-host cannot be set together"
         );
+    }
+
+    #[test]
+    fn mount_flag_as_podman() {
+        let cwd = Path::new("/");
+        let m = parse_mount("type=bind,src=tmp,dst=/x,ro,bind-nonrecursive,nosuid", cwd).unwrap();
+        assert_eq!((m.kind, m.source.as_str()), (MountKind::Bind, "/tmp"));
+        assert_eq!(m.options, ["ro", "bind", "nosuid"]);
+        // no source: the target's host path, as Podman binds it
+        assert_eq!(
+            parse_mount("type=bind,target=/tmp", cwd).unwrap().source,
+            "/tmp"
+        );
+        // ro then rw: the last wins
+        assert!(parse_mount("type=bind,source=/tmp,target=/x,ro,rw", cwd)
+            .unwrap()
+            .options
+            .is_empty());
+        let t = parse_mount("type=tmpfs,target=/t,tmpfs-size=2k,tmpfs-mode=1777", cwd).unwrap();
+        assert_eq!(t.options, ["size=2048", "mode=1777", "exec"]);
+        let t = parse_mount("type=tmpfs,target=/t,exec,noexec", cwd).unwrap();
+        assert_eq!(t.options, ["noexec"]);
+        assert!(parse_mount("type=tmpfs,target=/t,tmpfs-mode=9", cwd).is_err());
+        assert!(parse_mount("type=tmpfs,target=/t,tmpfs-size=x", cwd).is_err());
+        assert!(parse_mount("type=tmpfs,target=/", cwd).is_err());
+        assert!(parse_mount(
+            "type=bind,source=/tmp,target=/x,bind-propagation=rslave",
+            cwd
+        )
+        .is_err());
+        let d = parse_mount("type=devpts,target=/dev/pts2,mode=620", cwd).unwrap();
+        assert_eq!(
+            (d.kind, d.options.as_slice()),
+            (MountKind::Devpts, &s(&["mode=620"])[..])
+        );
+        assert!(parse_mount("type=devpts,target=/p,tmpfs-size=1", cwd).is_err());
+    }
+
+    #[test]
+    fn sysctls_namespaced_only() {
+        let ok = parse_sysctls(
+            &s(&["net.core.somaxconn=1024", "fs.mqueue.msg_max=20"]),
+            NetworkMode::None,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.get("net.core.somaxconn").map(String::as_str),
+            Some("1024")
+        );
+        for bad in [
+            "kernel.semx=1",
+            "net./../../vm/x=1",
+            "net..x=1",
+            "net.a/b=1",
+            "=1",
+            "vm.x=1",
+        ] {
+            assert!(
+                parse_sysctls(&s(&[bad]), NetworkMode::None).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(parse_sysctls(&s(&["net.x=1"]), NetworkMode::Host).is_err());
+        assert!(parse_sysctls(&s(&["kernel.shmmax=1"]), NetworkMode::Host).is_ok());
     }
 
     #[test]

@@ -358,6 +358,12 @@ fn inotify_init(flags: libc::c_int) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Whether descriptor `fd` is open in this process (fcntl F_GETFD).
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; a closed one gives EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
 /// Close every descriptor from `first` up (close_range).
 pub fn close_from(first: u32) {
     // SAFETY: integer arguments only; the caller owns no descriptor it still needs there.

@@ -22,6 +22,7 @@ mod procs;
 mod registry;
 mod run;
 mod run_flags;
+mod run_flags2;
 mod runtime_habits;
 mod seccomp;
 mod security;
