@@ -270,3 +270,90 @@ fn a_vanished_runtime_directory_is_recovered() {
             .success();
     });
 }
+
+/// `--userns=keep-id[:uid=N,gid=N]` runs as the caller's ids (or the given ones), with the
+/// caller's passwd and group entries; `host` is the default map; `--uidmap` maps ids of
+/// rbox's namespace; what rbox cannot do is refused with exit 125.
+#[test]
+fn userns_modes_and_id_maps() {
+    for_each_user("userns_modes", |env| {
+        env.import_busybox("busybox");
+        let run = |args: &[&str]| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(args)
+                .output()
+        };
+        let out = run(&[
+            "--userns=keep-id",
+            "busybox",
+            "sh",
+            "-c",
+            "id -u; id -un; id -gn; echo $HOME",
+        ]);
+        let out = out.success();
+        if env.user.uid == 0 {
+            // root has no user namespace to keep an id in
+            assert_eq!(out.stdout, "0\nroot\nroot\n/root\n", "{out}");
+        } else {
+            let want = format!("{}\n{n}\n{n}\n/\n", env.user.uid, n = env.user.name);
+            assert_eq!(out.stdout, want, "{out}");
+            let out = run(&[
+                "--userns=keep-id:uid=200,gid=300",
+                "busybox",
+                "sh",
+                "-c",
+                "id -u; id -g; grep ^200: /etc/passwd; grep ^300: /etc/group",
+            ])
+            .success();
+            assert_eq!(
+                out.stdout, "200\n300\n200:*:200:300:container user:/:/bin/sh\n300:x:300:200\n",
+                "{out}"
+            );
+        }
+        let out = run(&["--userns=host", "busybox", "id", "-u"]).success();
+        assert_eq!(out.stdout, "0\n", "{out}");
+        // host id 0 of rbox's namespace (the caller) as container id 0 only
+        let out = run(&[
+            "--uidmap",
+            "0:0:1",
+            "busybox",
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map /proc/self/gid_map",
+        ])
+        .success();
+        let lines: Vec<Vec<&str>> = out
+            .stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines,
+            [vec!["0"], vec!["0", "0", "1"], vec!["0", "0", "1"]],
+            "{out}"
+        );
+
+        for (args, msg) in [
+            (&["--userns=bogus"][..], "Error: unrecognized namespace mode bogus passed"),
+            (&["--userns=keep-id:foo=1"][..], "Error: unknown option specified: \"foo\""),
+            (
+                &["--uidmap", "0:bad"][..],
+                "Error: initializing ID mappings: UID setting is malformed expected [\"uint32:uint32:uint32\"]: [\"0:bad\"]",
+            ),
+            (
+                &["--userns=keep-id", "--uidmap", "0:0:1"][..],
+                "Error: --userns and --uidmap/--gidmap/--subuidname/--subgidname are mutually exclusive",
+            ),
+            (&["--subuidname", "x"][..], "--subuidname and --subgidname are not supported"),
+            (&["--uidmap", "0:1:10"][..], "must map host id 0"),
+            (&["--userns=nomap"][..], "nomap"),
+            (&["--userns=auto:size=10"][..], "auto"),
+        ] {
+            let out = run(&[args, &["busybox", "true"]].concat()).rbox_error();
+            assert!(out.stderr.contains(msg), "{args:?}: {out}");
+        }
+        let out = env.rbox().args(["ps", "-a", "-q"]).output().success();
+        assert_eq!(out.stdout, "", "a refused run leaves no container: {out}");
+    });
+}
