@@ -195,6 +195,12 @@ pub enum UsernsMode {
     /// the caller's own uid and gid inside
     #[serde(rename = "keep-id")]
     KeepId,
+    /// container ids come from the subordinate range only: the caller is not mapped
+    #[serde(rename = "nomap")]
+    Nomap,
+    /// a range of the subordinate ids no other container uses
+    #[serde(rename = "auto")]
+    Auto,
 }
 
 impl UsernsMode {
@@ -204,6 +210,8 @@ impl UsernsMode {
             "" => Some(UsernsMode::Default),
             "host" => Some(UsernsMode::Host),
             "keep-id" => Some(UsernsMode::KeepId),
+            "nomap" => Some(UsernsMode::Nomap),
+            "auto" => Some(UsernsMode::Auto),
             _ => None,
         }
     }
@@ -213,6 +221,8 @@ impl UsernsMode {
             UsernsMode::Default => "",
             UsernsMode::Host => "host",
             UsernsMode::KeepId => "keep-id",
+            UsernsMode::Nomap => "nomap",
+            UsernsMode::Auto => "auto",
         }
     }
 }
@@ -350,6 +360,17 @@ pub struct RunOpts {
     /// delegated to the user
     #[serde(skip_serializing_if = "Resources::is_default")]
     pub resources: Resources,
+    /// `--userns=keep-id:uid=N,gid=N`: the ids the caller has inside
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_id_uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_id_gid: Option<u32>,
+    /// `--uidmap`/`--gidmap` (or the range `--userns=auto` was given at create): lines
+    /// (container id, id in rbox's user namespace, count) of the container's own namespace
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uid_map: Vec<(u32, u32, u32)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gid_map: Vec<(u32, u32, u32)>,
 }
 
 /// The cgroup resource flags, as Podman names them in inspect's HostConfig.
@@ -1385,7 +1406,7 @@ mod tests {
     fn unknown_mode_strings_do_not_load() {
         let text = old_record("bridge", "");
         assert!(serde_json::from_str::<ContainerRecord>(&text).is_err());
-        let text = old_record("none", "auto");
+        let text = old_record("none", "bogus");
         assert!(serde_json::from_str::<ContainerRecord>(&text).is_err());
     }
 
@@ -1420,7 +1441,9 @@ mod tests {
         assert_eq!(UsernsMode::from_flag(""), Some(UsernsMode::Default));
         assert_eq!(UsernsMode::from_flag("host"), Some(UsernsMode::Host));
         assert_eq!(UsernsMode::from_flag("keep-id"), Some(UsernsMode::KeepId));
-        assert_eq!(UsernsMode::from_flag("auto"), None);
+        assert_eq!(UsernsMode::from_flag("auto"), Some(UsernsMode::Auto));
+        assert_eq!(UsernsMode::from_flag("nomap"), Some(UsernsMode::Nomap));
+        assert_eq!(UsernsMode::from_flag("keep-id:uid=1"), None);
         assert_eq!(UsernsMode::from_flag("Keep-Id"), None);
         for m in [
             NetworkMode::None,

@@ -108,9 +108,24 @@ pub struct RunArgs {
     /// Expose a port or a range (PORT[-PORT][/PROTO]), for -P
     #[arg(long = "expose", value_name = "PORT")]
     pub expose: Vec<String>,
-    /// User namespace mode: "" (container root is you) or keep-id (your own uid inside)
+    /// User namespace mode: "" (container root is you), host (the same), keep-id[:uid=N,gid=N]
+    /// (your own uid inside), nomap (only subordinate ids inside) or auto[:size=N] (a range of
+    /// subordinate ids no other container uses)
     #[arg(long = "userns", value_name = "MODE", default_value = "")]
     pub userns: String,
+    /// Map container ids to ids of rbox's user namespace (CONTAINER_ID:HOST_ID:AMOUNT; 0 is
+    /// you, 1 the first subordinate id); the only map when --gidmap is not given
+    #[arg(long = "uidmap", value_name = "MAP")]
+    pub uidmap: Vec<String>,
+    /// Map container gids, as --uidmap maps uids
+    #[arg(long = "gidmap", value_name = "MAP")]
+    pub gidmap: Vec<String>,
+    /// Map the ids of NAME in /etc/subuid (not supported: use --uidmap)
+    #[arg(long = "subuidname", value_name = "NAME")]
+    pub subuidname: Option<String>,
+    /// Map the ids of NAME in /etc/subgid (not supported: use --gidmap)
+    #[arg(long = "subgidname", value_name = "NAME")]
+    pub subgidname: Option<String>,
     /// Add Linux capabilities
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
@@ -432,6 +447,10 @@ impl From<RunArgs> for RunOptions {
                     cpuset_cpus: a.cpuset_cpus,
                     pids_limit: a.pids_limit,
                     no_read_only_tmpfs: !a.read_only_tmpfs,
+                    uidmap: a.uidmap,
+                    gidmap: a.gidmap,
+                    subuidname: a.subuidname,
+                    subgidname: a.subgidname,
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,

@@ -118,7 +118,11 @@ pub fn plan(
         .context("create empty lower layer")?;
     let hostname = oci::hostname(&spec);
     write_etc(&dir.dir, rec, &hostname)?;
-    let single_id = userns::current_mode() == userns::Mode::Single;
+    let mode = userns::current_mode();
+    if let Some(k) = keep_id(&mode, &rec.spec) {
+        write_user_files(&dir.dir, &rootfs, &k, &rec.spec)?;
+    }
+    let single_id = mode == userns::Mode::Single;
     let bad = |e: anyhow::Error| {
         let path = layout::oci_config(store.root(), &rec.id);
         e.context(format!("container {}: `{}`", rec.name, path.display()))
@@ -232,14 +236,35 @@ pub fn write_config(
     let s = &rec.spec;
     let last_cap = caps::last_cap();
     let kept = caps::kept(&s.cap_add, &s.cap_drop, s.privileged, last_cap)?;
+    let id_maps = own_maps(&mode, s)?;
+    // devpts's gid=5 needs gid 5 in the container's namespace
+    let no_tty_gid =
+        id_maps.is_some() && !s.opts.gid_map.iter().any(|(c, _, n)| *c <= 5 && 5 - c < *n);
     let host = oci::Host {
-        single_id: mode == userns::Mode::Single,
+        single_id: mode == userns::Mode::Single || no_tty_gid,
         keep_id: keep_id(&mode, s),
+        id_maps,
         last_cap,
         seccomp: seccomp::filter(&s.seccomp, s.privileged, kept).context("build seccomp filter")?,
         net_path: net.map(Path::to_path_buf),
     };
-    let spec = oci::build(s, &etc, &host).context("build the OCI runtime spec")?;
+    let mut spec = oci::build(s, &etc, &host).context("build the OCI runtime spec")?;
+    if host.keep_id.is_some() {
+        // the caller's passwd and group entries (as Podman adds them), written at each start
+        let mut ms = spec.mounts().clone().unwrap_or_default();
+        for (file, inside) in [("passwd", "/etc/passwd"), ("group", "/etc/group")] {
+            ms.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(inside)
+                    .typ("bind")
+                    .source(dir.join(file))
+                    .options(vec!["bind".to_string()])
+                    .build()
+                    .context("build mount")?,
+            );
+        }
+        spec.set_mounts(Some(ms));
+    }
     oci::save(&layout::oci_config(root, &rec.id), &spec, fresh)
 }
 
@@ -384,8 +409,8 @@ pub fn seccomp_program(
         .context("build seccomp filter")
 }
 
-/// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside (the
-/// spec's user, unless `-u` named one).
+/// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside (or
+/// keep-id's `uid=`, `gid=`), the spec's user unless `-u` named one.
 fn keep_id(mode: &userns::Mode, spec: &state::Spec) -> Option<KeepId> {
     if spec.userns != state::UsernsMode::KeepId || *mode == userns::Mode::Root {
         return None;
@@ -394,11 +419,163 @@ fn keep_id(mode: &userns::Mode, spec: &state::Spec) -> Option<KeepId> {
     let (huid, hgid) = userns::host_ids();
     let ids = mode.idmap();
     Some(KeepId {
-        uid: huid,
-        gid: hgid,
+        uid: spec.opts.keep_id_uid.unwrap_or(huid),
+        gid: spec.opts.keep_id_gid.unwrap_or(hgid),
         uid_count: ids.uid_count,
         gid_count: ids.gid_count,
     })
+}
+
+/// The uid_map and gid_map text of a container's own user namespace below rbox's, for
+/// `--uidmap`/`--gidmap` (`--userns=nomap` and `auto` are refused); `None` when it runs in rbox's namespace (or keep-id's, see
+/// [`keep_id`]). Ids are ids of rbox's namespace: 0 is the caller, 1.. the subordinate ids.
+pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, String)>> {
+    let ids = mode.idmap();
+    let text = |m: &[(u32, u32, u32)]| -> String {
+        m.iter().map(|(c, h, n)| format!("{c} {h} {n}\n")).collect()
+    };
+    // The container's root filesystem and the store above it belong to id 0 of rbox's
+    // namespace (0700): a namespace that does not map it cannot even mount it. Podman gives
+    // such containers an id-mapped or chowned copy, which rbox does not make yet.
+    const UNMAPPED_OWNER: &str = "a container whose user namespace does not map your own \
+        uid (id 0 of rbox's) cannot reach its root filesystem without an id-mapped mount, \
+        which rbox does not make yet";
+    match s.userns {
+        state::UsernsMode::Nomap | state::UsernsMode::Auto => {
+            if *mode == userns::Mode::Root {
+                anyhow::bail!("{} is only supported in rootless mode", s.userns);
+            }
+            if ids.uid_count < 2 || ids.gid_count < 2 {
+                anyhow::bail!(
+                    "--userns={} needs subordinate ids: {}",
+                    s.userns,
+                    no_range_hint()
+                );
+            }
+            anyhow::bail!(
+                "--userns={} is not supported by rbox: {UNMAPPED_OWNER}",
+                s.userns
+            )
+        }
+        _ if s.opts.uid_map.is_empty() => Ok(None),
+        _ => {
+            let maps_owner = |m: &[(u32, u32, u32)]| m.iter().any(|(_, h, _)| *h == 0);
+            if !maps_owner(&s.opts.uid_map) || !maps_owner(&s.opts.gid_map) {
+                anyhow::bail!(
+                    "--uidmap and --gidmap must map host id 0 (you) to some container id: {UNMAPPED_OWNER}"
+                );
+            }
+            for (flag, m, count) in [
+                ("--uidmap", &s.opts.uid_map, ids.uid_count),
+                ("--gidmap", &s.opts.gid_map, ids.gid_count),
+            ] {
+                for (c, h, n) in m {
+                    if u64::from(*h) + u64::from(*n) > u64::from(count) {
+                        anyhow::bail!(
+                            "{flag} {c}:{h}:{n}: rbox's user namespace has only the ids 0-{} \
+                             (0 is you, 1 and up your subordinate ids)",
+                            count - 1
+                        );
+                    }
+                }
+            }
+            Ok(Some((text(&s.opts.uid_map), text(&s.opts.gid_map))))
+        }
+    }
+}
+
+/// Why there are no subordinate ids, with the host change that gives some.
+fn no_range_hint() -> String {
+    let uid = userns::host_uid();
+    let user = userns::user_name(uid).unwrap_or_else(|| uid.to_string());
+    userns::Missing::SubuidRange.hint(&user)
+}
+
+/// The text of `inside` in the container's root as the image (and the container's own
+/// changes) make it, read from the layers (topmost first) without mounting them; empty when
+/// there is none (or a whiteout hides it).
+fn image_file(rootfs: &rbox_storage::Rootfs, inside: &str) -> String {
+    use rbox_storage::Rootfs as R;
+    use std::os::unix::fs::FileTypeExt;
+    let layers: Vec<&Path> = match rootfs {
+        R::Overlay { lowers, upper, .. } => std::iter::once(upper.as_path())
+            .chain(lowers.iter().map(PathBuf::as_path))
+            .collect(),
+        R::Dir(d) => vec![d.as_path()],
+        R::Host { dir, upper, .. } => vec![upper.as_path(), dir.as_path()],
+    };
+    for l in layers {
+        let Ok(p) = mounts::secure_join(l, inside) else {
+            return String::new();
+        };
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_char_device() => return String::new(),
+            Ok(m) if m.is_file() => return fs::read_to_string(&p).unwrap_or_default(),
+            _ => continue,
+        }
+    }
+    String::new()
+}
+
+/// The container's /etc/passwd and /etc/group under keep-id: the image's, plus the caller's
+/// entries when nothing there has the uid or gid (Podman's lines: the login name, or the
+/// number for keep-id's `uid=`, home `/`).
+fn write_user_files(
+    dir: &Path,
+    rootfs: &rbox_storage::Rootfs,
+    k: &KeepId,
+    s: &state::Spec,
+) -> Result<()> {
+    let (passwd, group) = (
+        image_file(rootfs, "/etc/passwd"),
+        image_file(rootfs, "/etc/group"),
+    );
+    let (p, g) = user_entries(&passwd, &group, k, s);
+    fs::write(dir.join("passwd"), p).context("write passwd")?;
+    fs::write(dir.join("group"), g).context("write group")?;
+    Ok(())
+}
+
+/// [`write_user_files`]'s texts from the image's `passwd` and `group`.
+fn user_entries(passwd: &str, group: &str, k: &KeepId, s: &state::Spec) -> (String, String) {
+    let (name, gecos) = match s.opts.keep_id_uid {
+        Some(u) => (u.to_string(), "container user"),
+        None => (
+            userns::user_name(userns::host_uid()).unwrap_or_else(|| k.uid.to_string()),
+            "",
+        ),
+    };
+    let group_name = match s.opts.keep_id_gid.or(s.opts.keep_id_uid) {
+        Some(_) => k.gid.to_string(),
+        None => name.clone(),
+    };
+    let has = |text: &str, id: u32, n: &str| {
+        text.lines().any(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.first() == Some(&n) || f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(id)
+        })
+    };
+    let with_line = |text: &str, line: String| {
+        let mut t = text.to_string();
+        if !t.is_empty() && !t.ends_with('\n') {
+            t.push('\n');
+        }
+        t + &line
+    };
+    let p = if has(passwd, k.uid, &name) {
+        passwd.to_string()
+    } else {
+        with_line(
+            passwd,
+            format!("{name}:*:{}:{}:{gecos}:/:/bin/sh\n", k.uid, k.gid),
+        )
+    };
+    let g = if has(group, k.gid, &group_name) {
+        group.to_string()
+    } else {
+        with_line(group, format!("{group_name}:x:{}:{name}\n", k.gid))
+    };
+    (p, g)
 }
 
 #[cfg(test)]
@@ -432,6 +609,7 @@ mod tests {
         let host = oci::Host {
             single_id: false,
             keep_id: None,
+            id_maps: None,
             last_cap: 40,
             seccomp: None,
             net_path: None,
@@ -478,6 +656,83 @@ mod tests {
         assert_eq!(KeepId::map(1000, 1), "1000 0 1\n");
         // a range smaller than the uid: what exists below it is mapped, nothing above
         assert_eq!(KeepId::map(1000, 501), "0 1 500\n1000 0 1\n");
+    }
+
+    #[test]
+    fn keep_id_adds_the_callers_entries_once() {
+        let k = KeepId {
+            uid: 1001,
+            gid: 1001,
+            uid_count: 65537,
+            gid_count: 65537,
+        };
+        let passwd = "root:x:0:0:root:/root:/bin/sh";
+        let group = "root:x:0:\n";
+        let spec = Spec {
+            opts: state::RunOpts {
+                keep_id_uid: Some(200),
+                keep_id_gid: Some(300),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let k2 = KeepId {
+            uid: 200,
+            gid: 300,
+            ..k.clone()
+        };
+        let (p, g) = user_entries(passwd, group, &k2, &spec);
+        assert_eq!(
+            p,
+            "root:x:0:0:root:/root:/bin/sh\n200:*:200:300:container user:/:/bin/sh\n"
+        );
+        assert_eq!(g, "root:x:0:\n300:x:300:200\n");
+        // an image that has the uid and gid already keeps its own entries
+        let mine = "root:x:0:0::/:/bin/sh\nme:x:1001:1001::/home/me:/bin/sh\n";
+        let (p, g) = user_entries(mine, "me:x:1001:\n", &k, &Spec::default());
+        assert_eq!((p.as_str(), g.as_str()), (mine, "me:x:1001:\n"));
+    }
+
+    #[test]
+    fn own_maps_need_the_callers_id() {
+        let mode = userns::Mode::SubIds {
+            uid: userns::SubRange {
+                start: 100000,
+                count: 65536,
+            },
+            gid: userns::SubRange {
+                start: 100000,
+                count: 65536,
+            },
+        };
+        let spec = |u: Vec<(u32, u32, u32)>| Spec {
+            opts: state::RunOpts {
+                gid_map: u.clone(),
+                uid_map: u,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(own_maps(&mode, &Spec::default()).unwrap(), None);
+        let m = own_maps(&mode, &spec(vec![(500, 0, 1), (0, 1, 500)])).unwrap();
+        let t = "500 0 1\n0 1 500\n".to_string();
+        assert_eq!(m, Some((t.clone(), t)));
+        let e = own_maps(&mode, &spec(vec![(0, 1, 10)])).unwrap_err();
+        assert!(e.to_string().contains("must map host id 0"), "{e}");
+        let e = own_maps(&mode, &spec(vec![(0, 0, 70000)])).unwrap_err();
+        assert!(e.to_string().contains("only the ids 0-65536"), "{e}");
+        let nomap = Spec {
+            userns: state::UsernsMode::Nomap,
+            ..Default::default()
+        };
+        assert!(own_maps(&userns::Mode::Single, &nomap)
+            .unwrap_err()
+            .to_string()
+            .contains("needs subordinate ids"));
+        assert!(own_maps(&userns::Mode::Root, &nomap)
+            .unwrap_err()
+            .to_string()
+            .contains("only supported in rootless mode"));
     }
 
     #[test]

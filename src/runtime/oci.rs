@@ -51,6 +51,9 @@ pub struct Host {
     pub single_id: bool,
     /// `--userns=keep-id` for a non-root caller: the maps of the nested user namespace
     pub keep_id: Option<KeepId>,
+    /// `--userns=nomap`, `auto`, `--uidmap`/`--gidmap`: the uid_map and gid_map text of the
+    /// container's own user namespace, in ids of rbox's (see `launch::own_maps`)
+    pub id_maps: Option<(String, String)>,
     /// the highest capability the kernel knows (`caps::last_cap`): `--privileged` and
     /// `--cap-add ALL` keep everything up to it
     pub last_cap: u32,
@@ -316,7 +319,8 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
         &["nosuid", "noexec", "nodev"],
     ));
     if spec.network == NetworkMode::Host
-        || (spec.network.joins() && spec.userns == state::UsernsMode::KeepId)
+        || (spec.network.joins()
+            && (spec.userns == state::UsernsMode::KeepId || host.id_maps.is_some()))
     {
         // sysfs can only be mounted by the owner of the network namespace: bind the host's
         // (a joined namespace is owned by rbox's user namespace, not keep-id's nested one)
@@ -453,10 +457,17 @@ fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Lin
             l.set_uid_mappings(Some(id_mappings(&KeepId::map(k.uid, k.uid_count))?));
             l.set_gid_mappings(Some(id_mappings(&KeepId::map(k.gid, k.gid_count))?));
         }
-        None => {
-            l.set_uid_mappings(None);
-            l.set_gid_mappings(None);
-        }
+        None => match &host.id_maps {
+            Some((u, g)) => {
+                nss.push(namespace(T::User));
+                l.set_uid_mappings(Some(id_mappings(u)?));
+                l.set_gid_mappings(Some(id_mappings(g)?));
+            }
+            None => {
+                l.set_uid_mappings(None);
+                l.set_gid_mappings(None);
+            }
+        },
     }
     l.set_namespaces(Some(nss));
     l.set_resources(None);
@@ -824,6 +835,7 @@ mod tests {
         Host {
             single_id: false,
             keep_id: None,
+            id_maps: None,
             last_cap: 40,
             seccomp: None,
             net_path: None,
@@ -1109,6 +1121,7 @@ mod tests {
                 uid_count: 65537,
                 gid_count: 65537,
             }),
+            id_maps: None,
             last_cap: 40,
             seccomp: None,
             net_path: None,

@@ -50,6 +50,22 @@ pub fn join(pidfile: &Path, uid_map: &[(u32, u32, u32)], gid_map: &[(u32, u32, u
 
 const PAUSE_NAME: &str = "rbox-pause";
 
+/// Hold `pause.lock` beside `pidfile` (an exclusive flock, released on drop) while a pause
+/// process is looked for and started, so that invocations started at once make one. `None`
+/// when it cannot be taken (then the race only costs a second namespace, as before).
+pub fn lock(pidfile: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(pidfile.with_file_name("pause.lock"))
+        .ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
+}
+
 /// Leave a process in our new user namespace for later invocations to join. It does nothing
 /// but wait, and exits when its pid file is removed or replaced (`rm -rf` of the runtime
 /// directory, or a newer pause process). Failing to start one only costs later invocations
@@ -58,9 +74,16 @@ pub fn start(pidfile: &Path) {
     let Ok((ready_r, ready_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
         return;
     };
+    let Ok((named_r, named_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return;
+    };
     match sys::fork() {
         Ok(ForkResult::Child) => {
             drop(ready_w);
+            drop(named_r);
+            // named before the pid file is published: a joiner checks the name
+            sys::set_name(PAUSE_NAME);
+            drop(named_w);
             // wait until the parent has published our pid (it closes the pipe then)
             let mut b = [0u8; 1];
             let _ = fs::File::from(ready_r).read(&mut b);
@@ -68,6 +91,8 @@ pub fn start(pidfile: &Path) {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(ready_r);
+            drop(named_w);
+            let _ = fs::File::from(named_r).read(&mut [0u8; 1]);
             let start = crate::state::proc_start_time(child.as_raw()).unwrap_or_default();
             let tmp = pidfile.with_extension(format!("tmp{}", std::process::id()));
             let published = fs::write(&tmp, format!("{child} {start}\n")).is_ok()

@@ -538,6 +538,11 @@ pub struct ExtraFlags {
     pub pids_limit: Option<i64>,
     /// `--read-only-tmpfs=false`
     pub no_read_only_tmpfs: bool,
+    /// `--uidmap`, `--gidmap` (CONTAINER:HOST:COUNT), `--subuidname`, `--subgidname`
+    pub uidmap: Vec<String>,
+    pub gidmap: Vec<String>,
+    pub subuidname: Option<String>,
+    pub subgidname: Option<String>,
 }
 
 /// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
@@ -806,10 +811,88 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         ulimits,
         umask: x.umask.as_deref().map(parse_umask).transpose()?,
         resources: resources(x)?,
-        // decided in `build`, with the network mode
+        // decided in `build`, with the network mode and the user namespace
         sysctl: BTreeMap::new(),
         no_read_only_tmpfs: false,
+        ..Default::default()
     })
+}
+
+/// What `--userns`, `--uidmap`, `--gidmap`, `--subuidname` and `--subgidname` ask for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct UsernsFlags {
+    pub mode: UsernsMode,
+    pub keep_id_uid: Option<u32>,
+    pub keep_id_gid: Option<u32>,
+    /// `auto:size=N`
+    pub auto_size: Option<u32>,
+    pub uid_map: Vec<(u32, u32, u32)>,
+    pub gid_map: Vec<(u32, u32, u32)>,
+}
+
+/// Parse `--userns MODE[:OPTIONS]` and the id-map flags, with Podman's error texts.
+pub fn userns_flags(flag: &str, x: &ExtraFlags) -> Result<UsernsFlags> {
+    let (name, options) = match flag.split_once(':') {
+        Some((n, o)) => (n, Some(o)),
+        None => (flag, None),
+    };
+    let Some(mode) = UsernsMode::from_flag(name) else {
+        bail!("unrecognized namespace mode {flag} passed");
+    };
+    let mut f = UsernsFlags {
+        mode,
+        ..Default::default()
+    };
+    let number = |k: &str, v: &str| -> Result<u32> {
+        v.parse().map_err(|_| {
+            anyhow::anyhow!("invalid value `{v}` for the --userns option {k}: expected a number")
+        })
+    };
+    for o in options.into_iter().flat_map(|o| o.split(',')) {
+        let (k, v) = o.split_once('=').unwrap_or((o, ""));
+        match (mode, k) {
+            (UsernsMode::KeepId, "uid") => f.keep_id_uid = Some(number(k, v)?),
+            (UsernsMode::KeepId, "gid") => f.keep_id_gid = Some(number(k, v)?),
+            (UsernsMode::Auto, "size") => f.auto_size = Some(number(k, v)?),
+            (UsernsMode::Auto, "uidmapping" | "gidmapping") => {
+                bail!("--userns=auto:{k} is not supported by rbox: give the whole map with --uidmap and --gidmap")
+            }
+            _ => bail!("unknown option specified: {k:?}"),
+        }
+    }
+    let parse_map = |flag: &str, items: &[String]| -> Result<Vec<(u32, u32, u32)>> {
+        items
+            .iter()
+            .map(|m| {
+                let n: Option<Vec<u32>> = m.split(':').map(|n| n.parse().ok()).collect();
+                match n.as_deref() {
+                    Some([c, h, count]) if *count > 0 => Ok((*c, *h, *count)),
+                    _ => bail!(
+                        "initializing ID mappings: {flag} setting is malformed expected [\"uint32:uint32:uint32\"]: [\"{m}\"]"
+                    ),
+                }
+            })
+            .collect()
+    };
+    f.uid_map = parse_map("UID", &x.uidmap)?;
+    f.gid_map = parse_map("GID", &x.gidmap)?;
+    let maps_given = !x.uidmap.is_empty()
+        || !x.gidmap.is_empty()
+        || x.subuidname.is_some()
+        || x.subgidname.is_some();
+    if maps_given && !flag.is_empty() {
+        bail!("--userns and --uidmap/--gidmap/--subuidname/--subgidname are mutually exclusive");
+    }
+    if let Some(n) = x.subuidname.as_ref().or(x.subgidname.as_ref()) {
+        bail!("--subuidname and --subgidname are not supported by rbox (`{n}`): give the ranges with --uidmap and --gidmap");
+    }
+    // as in Podman, one of the two maps stands for both
+    if f.gid_map.is_empty() {
+        f.gid_map = f.uid_map.clone();
+    } else if f.uid_map.is_empty() {
+        f.uid_map = f.gid_map.clone();
+    }
+    Ok(f)
 }
 
 /// `--log-driver` and `--log-opt KEY=VALUE` (max-size, path).
@@ -1127,9 +1210,8 @@ pub fn build(
         .iter()
         .map(|h| parse_add_host(h))
         .collect::<Result<Vec<_>>>()?;
-    let Some(userns) = UsernsMode::from_flag(&a.userns) else {
-        bail!("invalid --userns `{}`: rbox knows keep-id", a.userns);
-    };
+    let uf = userns_flags(&a.userns, &a.extra)?;
+    let userns = uf.mode;
     for c in a.cap_add.iter().chain(&a.cap_drop) {
         super::caps::parse(c)?;
     }
@@ -1204,6 +1286,10 @@ pub fn build(
             ..run_opts(&a.extra)?
         },
     };
+    spec.opts.keep_id_uid = uf.keep_id_uid;
+    spec.opts.keep_id_gid = uf.keep_id_gid;
+    spec.opts.uid_map = uf.uid_map;
+    spec.opts.gid_map = uf.gid_map;
     spec.set_args(args);
     Ok(spec)
 }
@@ -1364,8 +1450,8 @@ mod tests {
             e.to_string(),
             "network mode `bridge` is not supported yet: use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH"
         );
-        let e = build(&img, &flags("none", "auto"), &id, None).unwrap_err();
-        assert_eq!(e.to_string(), "invalid --userns `auto`: rbox knows keep-id");
+        let e = build(&img, &flags("none", "bogus"), &id, None).unwrap_err();
+        assert_eq!(e.to_string(), "unrecognized namespace mode bogus passed");
         // no --network: the installed bridge, recorded as such
         let sp = build(&img, &flags("", ""), &id, None).unwrap();
         assert_eq!(sp.network.as_str(), rbox_netns::default_backend_name());

@@ -326,9 +326,23 @@ pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
         // does: it saves the setuid helpers a fork and two execs each time, and it owns every
         // container's namespaces, so one invocation may enter another's container.
         let pidfile = crate::layout::pause_pid(&g.runtime_dir()?);
-        if pause::join(&pidfile, &uid_map, &gid_map) {
-            tracing::debug!("joined the pause process named in `{}`", pidfile.display());
-            std::env::set_var("_RBOX_IN_USERNS", "1");
+        let joined = || {
+            let ok = pause::join(&pidfile, &uid_map, &gid_map);
+            if ok {
+                tracing::debug!("joined the pause process named in `{}`", pidfile.display());
+                std::env::set_var("_RBOX_IN_USERNS", "1");
+            }
+            ok
+        };
+        if joined() {
+            return Ok(mode.idmap());
+        }
+        // Invocations that start at once must all end up in one namespace: containers made
+        // in a namespace whose pause process lost the race could not be entered by later
+        // invocations (a sibling namespace gives no capability over them). The first to take
+        // the lock makes the namespace and its pause process; the others then join it.
+        let _lock = pause::lock(&pidfile);
+        if joined() {
             return Ok(mode.idmap());
         }
         tracing::debug!("no pause process to join: entering a new user namespace");

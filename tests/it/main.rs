@@ -27,3 +27,4 @@ mod runtime_habits;
 mod seccomp;
 mod security;
 mod system;
+mod userns_state;
