@@ -552,10 +552,11 @@ mod tests {
                 let name = verb.get_name();
                 let Some(t) = twin(name) else {
                     assert!(
-                        ["inspect", "exists", "prune"].contains(&name),
+                        ["inspect", "exists", "prune", "init", "cleanup", "tree", "untag"]
+                            .contains(&name),
                         "only inspect and the group's own verbs are not twins: {name}"
                     );
-                    // as in Podman, which has no top-level `exists` or `prune`
+                    // as in Podman, which has no top-level `exists`, `prune`, `init`, `cleanup`, `tree`, `untag`
                     assert!(
                         name == "inspect" || cmd.find_subcommand(name).is_none(),
                         "{group} {name}"
