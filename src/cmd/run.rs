@@ -254,7 +254,9 @@ pub struct RunArgs {
     #[arg(long = "cpus", value_name = "N")]
     pub cpus: Option<f64>,
     /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares", value_name = "SHARES")]
+    // (no `-c`, which Podman has: clap would take a command's own `-c` after the image,
+    // as in `rbox run IMAGE sh -c ...`, for it)
+    #[arg(long = "cpu-shares", value_name = "SHARES")]
     pub cpu_shares: Option<u64>,
     /// CPUs the container may run on (0-3, 0,1)
     #[arg(long = "cpuset-cpus", value_name = "CPUS")]

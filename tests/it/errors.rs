@@ -34,10 +34,9 @@ fn podman_flags_rbox_lacks_say_what_to_do() {
                 "publishing ports needs --network=pasta or --network=slirp4netns",
             ),
             (
-                &["--memory", "1g"][..],
-                "unsupported flag `--memory`: cgroup",
+                &["--cpu-quota", "1000"][..],
+                "unsupported flag `--cpu-quota`: cgroup",
             ),
-            (&["--cpus", "2"][..], "unsupported flag `--cpus`: cgroup"),
             (
                 &["--frobnicate"][..],
                 "unknown flag `--frobnicate`: see `rbox run --help`",
