@@ -84,7 +84,7 @@ cycle() { # NAME ENGINE-CMD NETWORK-FLAG PORT IMAGE
     echo "$pre sh -c '$2 run -d --name $1 $3 -p $4:80 $5 httpd -f -p 80 -h /www >/dev/null && $2 stop -t 0 $1 >/dev/null && $2 rm $1 >/dev/null'"
 }
 json="$W/cycle.json"
-interleaved "$json" "$ROUNDS" "$RUNS" 1 \
+interleaved "$json" "$ROUNDS" "$RUNS" 1 -- \
     -n "rbox pasta" "$(cycle cyc-pasta "$rb" --network=pasta "$PORT_BASE" bench-bb)" \
     -n "rbox slirp4netns" "$(cycle cyc-slirp "$rb" --network=slirp4netns $((PORT_BASE + 1)) bench-bb)" \
     -n "podman (slirp4netns, rootlessport)" "$(cycle cyc-podman "$pd" --network=slirp4netns $((PORT_BASE + 2)) localhost/bench-bb)"
@@ -134,13 +134,15 @@ served "$port"
 sleep 1
 pid="$(pod inspect -f '{{.State.Pid}}' mem-podman)"
 procs=("conmon:$(ppid_of "$pid")")
+# this container's slirp4netns only (its command line names the container's netns path)
+ns="$(pod inspect -f '{{.NetworkSettings.SandboxKey}}' mem-podman)"
 for f in /proc/[0-9]*; do
     q="${f#/proc/}"
     [ "$(stat -c %u "$f" 2>/dev/null)" = "$uid" ] || continue
     a="$(tr '\0' '\n' <"$f/cmdline" 2>/dev/null | head -1)" || continue
     case "${a##*/}" in
     rootlessport*) procs+=("${a##*/}:$q") ;;
-    slirp4netns) procs+=("slirp4netns:$q") ;;
+    slirp4netns) grep -qF "$ns" "$f/cmdline" 2>/dev/null && procs+=("slirp4netns:$q") ;;
     esac
 done
 line="" tot=0 totp=0

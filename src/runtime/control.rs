@@ -239,6 +239,17 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
     name.parse().ok()
 }
 
+/// Whether `rec`'s network helper itself holds its published ports.
+fn helper_holds_ports(rec: &ContainerRecord) -> bool {
+    !rec.spec.ports.is_empty()
+        && rec
+            .spec
+            .backend()
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.forwards_ports())
+}
+
 /// End what a container's network helper left behind when its monitor could not stop it (the
 /// monitor was killed): the helper named in its pid file (pasta outlives its owner;
 /// slirp4netns exits by itself when the monitor's end of its exit fd closes, but may not have
@@ -270,8 +281,12 @@ pub fn cleanup_network(g: &Context, rec: &ContainerRecord) {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            // its ports are free once it is gone
-            wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(5));
+            // Its ports are free once it is gone: waited for only when the helper holds
+            // them (`port_handler=slirp4netns`). Its exit takes 20-30 ms (its tap device's
+            // teardown); rbox's own forwarder was a thread of the monitor, gone already.
+            if helper_holds_ports(rec) {
+                wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(5));
+            }
         }
     }
     for e in entries.flatten() {
