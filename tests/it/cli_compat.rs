@@ -159,9 +159,16 @@ fn ps_sorts_sizes_and_namespaces_as_podman() {
         let out = text(env, &["ps", "-a", "--size", "--filter", "name=c1"]);
         let header = out.lines().next().unwrap();
         assert!(header.ends_with("NAMES       SIZE"), "{out}");
-        let row = out.lines().nth(1).unwrap();
-        let size = row.split("c1").nth(1).unwrap().trim();
-        let (rw, virt) = size.split_once(" (virtual ").unwrap();
+        let row = out.lines().nth(1).unwrap_or_else(|| panic!("{out}"));
+        // (after the NAMES column: the id may contain "c1" too)
+        let size = row
+            .split_once(" c1 ")
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("{out}"))
+            .trim();
+        let (rw, virt) = size
+            .split_once(" (virtual ")
+            .unwrap_or_else(|| panic!("{out}"));
         let unit = |s: &str| {
             let n = s.trim_end_matches(['B', 'k', 'M', 'G']);
             s.ends_with('B') && n.parse::<f64>().is_ok()
