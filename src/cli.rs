@@ -307,9 +307,8 @@ const NOT_YET: &[(&[&str], &str)] = &[
         "rbox has no pods: run the containers separately",
     ),
     (
-        &["--device", "--gpus"],
-        "device pass-through is not implemented in rbox yet: bind the device node with \
-         -v /dev/NAME:/dev/NAME",
+        &["--gpus"],
+        "--gpus is not implemented in rbox yet: give the devices with --device /dev/NAME",
     ),
 ];
 

@@ -318,6 +318,12 @@ pub struct Spec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunOpts {
+    /// `--security-opt mask=`: paths masked besides the defaults
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mask: Vec<String>,
+    /// `--security-opt unmask=`: default masked or read-only paths left alone (`ALL`: all)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmask: Vec<String>,
     /// `--stop-timeout`: seconds `rbox stop` without `-t` waits before SIGKILL (10)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,

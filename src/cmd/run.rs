@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// or type=devpts,target=DST
     #[arg(long = "mount", value_name = "type=TYPE,TYPE-OPTS")]
     pub mount: Vec<String>,
+    /// A host device for the container: HOST[:CONTAINER][:PERMISSIONS]; bind-mounted, as a
+    /// rootless container cannot create device nodes (a directory such as /dev/dri takes its
+    /// devices along)
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMISSIONS]")]
+    pub device: Vec<String>,
     /// Mount the container's root filesystem read-only
     #[arg(long = "read-only")]
     pub read_only: bool,
@@ -403,6 +408,7 @@ impl From<RunArgs> for RunOptions {
                 volume: a.volume,
                 tmpfs: a.tmpfs,
                 mount: a.mount,
+                device: a.device,
                 read_only: a.read_only,
                 init: a.init,
                 tty: a.tty,

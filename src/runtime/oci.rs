@@ -485,8 +485,24 @@ fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Lin
     let (masked, readonly) = if spec.privileged {
         (Vec::new(), Vec::new())
     } else {
-        let own = |v: &[&str]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-        (own(mounts::MASKED), own(mounts::READONLY))
+        // `--security-opt unmask=` takes defaults away (ALL: every one), `mask=` adds
+        let unmask = &spec.opts.unmask;
+        let own = |v: &[&str]| {
+            v.iter()
+                .filter(|p| !unmask.iter().any(|u| u == "ALL" || u == *p))
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        };
+        let mut masked = own(mounts::MASKED);
+        masked.extend(
+            spec.opts
+                .mask
+                .iter()
+                .filter(|m| !masked.contains(m))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        (masked, own(mounts::READONLY))
     };
     l.set_masked_paths(Some(masked));
     l.set_readonly_paths(Some(readonly));

@@ -242,6 +242,44 @@ pub fn parse_volume(v: &str, cwd: &Path) -> Result<MountSpec> {
     })
 }
 
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`: a rootless container cannot create device
+/// nodes, so the host's node (or a directory of them, such as /dev/dri) is bind-mounted, as
+/// Podman does rootless; the permissions (`rwm`) are cgroup device rules, which rootless
+/// Podman ignores too. Podman's texts for a missing path and for what is not a device.
+pub fn parse_device(d: &str) -> Result<MountSpec> {
+    use std::os::unix::fs::FileTypeExt;
+    let parts: Vec<&str> = d.split(':').collect();
+    let perms = |p: &str| !p.is_empty() && p.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+    let (src, dst) = match parts.as_slice() {
+        [s] => (*s, *s),
+        [s, p] if perms(p) => (*s, *s),
+        [s, d] => (*s, *d),
+        [s, d, p] if perms(p) => (*s, *d),
+        _ => bail!("invalid device `{d}`: expected HOST[:CONTAINER][:PERMISSIONS]"),
+    };
+    if !src.starts_with('/') || !dst.starts_with('/') {
+        bail!("invalid device `{d}`: both paths must be absolute");
+    }
+    let meta = std::fs::metadata(src).map_err(|e| {
+        let e = if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file or directory".to_string()
+        } else {
+            e.to_string()
+        };
+        anyhow::anyhow!("stat {src}: {e}")
+    })?;
+    let ft = meta.file_type();
+    if !(ft.is_char_device() || ft.is_block_device() || ft.is_dir()) {
+        bail!("{src} is not a valid device: not a device node");
+    }
+    Ok(MountSpec {
+        kind: MountKind::Bind,
+        source: src.to_string(),
+        destination: dst.to_string(),
+        options: Vec::new(),
+    })
+}
+
 /// Refuse two mounts on one destination (`-v A:/x -v B:/x`, `-v A:/x --tmpfs /x`): one would
 /// hide the other. Destinations compare as cleaned paths (`/x/` and `/x/.` are `/x`); the text
 /// is Podman's.
@@ -443,6 +481,8 @@ pub fn security_opts(opts: &[String]) -> Result<(bool, seccomp::Mode)> {
                 bail!("invalid --security-opt `{o}`: give seccomp=unconfined or seccomp=PROFILE.json")
             }
             ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            // read by `mask_opts`
+            ("mask" | "unmask", Some(v)) if !v.is_empty() => {}
             ("apparmor", _) => bail!(
                 "invalid --security-opt `{o}`: rbox does not apply AppArmor profiles; only apparmor=unconfined is accepted"
             ),
@@ -450,11 +490,34 @@ pub fn security_opts(opts: &[String]) -> Result<(bool, seccomp::Mode)> {
                 "invalid --security-opt `{o}`: rbox does not apply SELinux labels; only label=disable is accepted"
             ),
             _ => bail!(
-                "invalid --security-opt `{o}`: rbox knows no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, apparmor=unconfined and label=disable"
+                "invalid --security-opt `{o}`: rbox knows no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, mask=, unmask=, apparmor=unconfined and label=disable"
             ),
         }
     }
     Ok((no_new_privileges, mode))
+}
+
+/// `--security-opt mask=PATH[:PATH...]` and `unmask=PATH[:PATH...]|ALL`: paths masked in
+/// addition to the defaults, and defaults (masked or read-only) left alone. Absolute paths.
+pub fn mask_opts(opts: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    let (mut mask, mut unmask) = (Vec::new(), Vec::new());
+    for o in opts {
+        let Some((key, value)) = o.split_once('=').or_else(|| o.split_once(':')) else {
+            continue;
+        };
+        let into = match key {
+            "mask" => &mut mask,
+            "unmask" => &mut unmask,
+            _ => continue,
+        };
+        for p in value.split(':') {
+            if p != "ALL" && !p.starts_with('/') {
+                bail!("invalid --security-opt `{o}`: `{p}` is not an absolute path");
+            }
+            into.push(p.to_string());
+        }
+    }
+    Ok((mask, unmask))
 }
 
 /// The `run`/`create` flags that decide the spec, as given on the command line (the command
@@ -476,6 +539,8 @@ pub struct Flags {
     pub tmpfs: Vec<String>,
     /// `--mount`, as given
     pub mount: Vec<String>,
+    /// `--device`, as given
+    pub device: Vec<String>,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,
@@ -1155,12 +1220,16 @@ pub fn build(
     for m in &a.mount {
         mounts.push(parse_mount(m, &cwd)?);
     }
+    for d in &a.device {
+        mounts.push(parse_device(d)?);
+    }
     check_destinations(&mounts)?;
     let workdir = a.workdir.clone().unwrap_or_else(|| img.workdir.clone());
     if !workdir.is_empty() && !workdir.starts_with('/') {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
     }
     let (no_new_privileges, seccomp) = security_opts(&a.security_opt)?;
+    let (mask, unmask) = mask_opts(&a.security_opt)?;
     if a.no_hosts && !a.add_host.is_empty() {
         bail!("--no-hosts and --add-host cannot be set together");
     }
@@ -1286,6 +1355,8 @@ pub fn build(
             ..run_opts(&a.extra)?
         },
     };
+    spec.opts.mask = mask;
+    spec.opts.unmask = unmask;
     spec.opts.keep_id_uid = uf.keep_id_uid;
     spec.opts.keep_id_gid = uf.keep_id_gid;
     spec.opts.uid_map = uf.uid_map;
@@ -1390,6 +1461,7 @@ mod tests {
             volume: Vec::new(),
             tmpfs: Vec::new(),
             mount: Vec::new(),
+            device: Vec::new(),
             read_only: false,
             init: false,
             tty: false,
@@ -1599,9 +1671,16 @@ mod tests {
         assert!(err(&["seccomp="]).contains("seccomp=unconfined or seccomp=PROFILE.json"));
         assert!(err(&["apparmor=docker-default"]).contains("AppArmor"));
         assert!(err(&["label=type:spc_t"]).contains("SELinux"));
-        let unknown = err(&["mask=/proc/kcore"]);
-        assert!(unknown.contains("`mask=/proc/kcore`") && unknown.contains("seccomp=unconfined"));
+        let unknown = err(&["bogus=1"]);
+        assert!(unknown.contains("`bogus=1`") && unknown.contains("seccomp=unconfined"));
         assert!(!unknown.contains('\n'));
+        // mask and unmask are read by mask_opts
+        assert!(parse(&["mask=/proc/kcore", "unmask=ALL"]).is_ok());
+        assert_eq!(
+            mask_opts(&s(&["mask=/a:/b", "unmask=ALL", "no-new-privileges"])).unwrap(),
+            (s(&["/a", "/b"]), s(&["ALL"]))
+        );
+        assert!(mask_opts(&s(&["mask=rel"])).is_err());
     }
 
     #[test]

@@ -555,3 +555,96 @@ fn resource_flags_recorded_with_a_warning() {
         );
     });
 }
+
+/// `--device`: the host's node bind-mounted (a rootless container cannot make one), usable in
+/// the container, under its own path or another; Podman's texts for a missing path and for
+/// what is not a device.
+#[test]
+fn device_nodes_are_passed_in() {
+    for_each_user("device", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--device", "/dev/fuse"])
+            .args([
+                "--device",
+                "/dev/net/tun:/dev/tun0:rw",
+                "busybox",
+                "sh",
+                "-c",
+            ])
+            .arg("stat -c '%t:%T' /dev/fuse /dev/tun0 && exec 3<>/dev/fuse && echo opened")
+            .output()
+            .success();
+        assert_eq!(out.text(), "a:e5\na:c8\nopened", "{out}");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--device", "/dev/nosuch", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("stat /dev/nosuch: no such file or directory"),
+            "{out}"
+        );
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--device", "/etc/passwd", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("/etc/passwd is not a valid device: not a device node"),
+            "{out}"
+        );
+    });
+}
+
+/// `--security-opt mask=` hides more paths (as the defaults are hidden), `unmask=PATH|ALL`
+/// leaves defaults alone.
+#[test]
+fn security_opt_mask_and_unmask() {
+    for_each_user("mask", |env| {
+        env.import_busybox("busybox");
+        let run = |opts: &[&str], script: &str| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(opts)
+                .args(["busybox", "sh", "-c", script])
+                .output()
+                .success()
+                .text()
+        };
+        let firmware = "ls /sys/firmware | wc -l";
+        assert_eq!(run(&[], firmware), "0", "masked by default");
+        let host = std::fs::read_dir("/sys/firmware")
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(
+            run(&["--security-opt", "unmask=/sys/firmware"], firmware),
+            host.to_string()
+        );
+        assert_eq!(
+            run(&["--security-opt", "unmask=ALL"], firmware),
+            host.to_string()
+        );
+        assert_eq!(
+            run(
+                &["--security-opt", "mask=/etc/hostname:/etc/passwd"],
+                "cat /etc/hostname /etc/passwd | wc -c"
+            ),
+            "0"
+        );
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "--security-opt",
+                "mask=etc",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .rbox_error();
+    });
+}
