@@ -184,7 +184,8 @@ fn refused_security_opts_create_nothing() {
             (bad_opt.as_str(), "unknown action `SCMP_ACT_SOMETIMES`"),
             ("apparmor=docker-default", "AppArmor"),
             ("label=type:spc_t", "SELinux"),
-            ("mask=/proc/kcore", "rbox knows no-new-privileges, seccomp="),
+            ("bogus=1", "rbox knows no-new-privileges, seccomp="),
+            ("mask=proc/kcore", "is not an absolute path"),
         ] {
             for verb in ["run", "create"] {
                 let out = env
