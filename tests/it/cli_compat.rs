@@ -5,27 +5,20 @@
 
 use crate::util::{for_each_user, Env};
 
-fn text(env: &Env, args: &[&str]) -> String {
-    env.rbox().args(args).output().success().text()
-}
-
 /// c1 created with a label, c2 exited 3, c3 exited 0: the three containers the Podman
 /// observations were made with (there c3 ran `sleep`).
 fn three_containers(env: &Env) {
     env.import_busybox("bb");
-    text(
-        env,
-        &[
-            "create",
-            "--network=none",
-            "--name",
-            "c1",
-            "--label",
-            "a=b",
-            "bb",
-            "true",
-        ],
-    );
+    env.text(&[
+        "create",
+        "--network=none",
+        "--name",
+        "c1",
+        "--label",
+        "a=b",
+        "bb",
+        "true",
+    ]);
     env.rbox()
         .args([
             "run",
@@ -39,19 +32,16 @@ fn three_containers(env: &Env) {
         ])
         .output()
         .code_is(3);
-    text(
-        env,
-        &[
-            "run",
-            "--network=none",
-            "--name",
-            "c3",
-            "bb",
-            "sh",
-            "-c",
-            "exit 0",
-        ],
-    );
+    env.text(&[
+        "run",
+        "--network=none",
+        "--name",
+        "c3",
+        "bb",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
 }
 
 #[test]
@@ -63,7 +53,7 @@ fn ps_filters_combine_as_podman() {
             for f in filters {
                 args.extend(["--filter", f]);
             }
-            text(env, &args)
+            env.text(&args)
         };
         // one key twice: either; two keys: both (podman: c1 c2, then nothing)
         assert_eq!(names(&["name=c1", "name=c2"]), "c1\nc2");
@@ -81,16 +71,10 @@ fn ps_filters_combine_as_podman() {
         assert_eq!(names(&["network=none"]), "");
         assert_eq!(names(&["health=healthy"]), "");
         // a status filter lists stopped containers without -a; others do not
-        let out = text(
-            env,
-            &["ps", "--filter", "status=exited", "--format", "{{.Names}}"],
-        );
+        let out = env.text(&["ps", "--filter", "status=exited", "--format", "{{.Names}}"]);
         assert_eq!(out.lines().count(), 2, "{out}");
         assert_eq!(
-            text(
-                env,
-                &["ps", "--filter", "name=c1", "--format", "{{.Names}}"]
-            ),
+            env.text(&["ps", "--filter", "name=c1", "--format", "{{.Names}}"]),
             ""
         );
 
@@ -125,8 +109,7 @@ fn ps_filters_combine_as_podman() {
 fn ps_sorts_sizes_and_namespaces_as_podman() {
     for_each_user("compat_ps_sort", |env| {
         three_containers(env);
-        let sorted =
-            |key: &str, fmt: &str| text(env, &["ps", "-a", "--sort", key, "--format", fmt]);
+        let sorted = |key: &str, fmt: &str| env.text(&["ps", "-a", "--sort", key, "--format", fmt]);
         assert_eq!(sorted("created", "{{.Names}}"), "c1\nc2\nc3");
         assert_eq!(sorted("names", "{{.Names}}"), "c1\nc2\nc3");
         // by the status text: Created < Exited (0) < Exited (3)
@@ -144,19 +127,16 @@ fn ps_sorts_sizes_and_namespaces_as_podman() {
         );
         // --latest and --last pick the newest
         assert_eq!(
-            text(env, &["ps", "--latest", "--format", "{{.Names}}"]),
+            env.text(&["ps", "--latest", "--format", "{{.Names}}"]),
             "c3"
         );
         assert_eq!(
-            text(
-                env,
-                &["ps", "-n", "2", "--sort", "names", "--format", "{{.Names}}"]
-            ),
+            env.text(&["ps", "-n", "2", "--sort", "names", "--format", "{{.Names}}"]),
             "c2\nc3"
         );
 
         // --size: a SIZE column "12B (virtual 1.99MB)" after NAMES
-        let out = text(env, &["ps", "-a", "--size", "--filter", "name=c1"]);
+        let out = env.text(&["ps", "-a", "--size", "--filter", "name=c1"]);
         let header = out.lines().next().unwrap();
         assert!(header.ends_with("NAMES       SIZE"), "{out}");
         let row = out.lines().nth(1).unwrap_or_else(|| panic!("{out}"));
@@ -175,7 +155,7 @@ fn ps_sorts_sizes_and_namespaces_as_podman() {
         };
         assert!(unit(rw) && unit(virt.trim_end_matches(')')), "{out}");
         // --ns: podman's columns, empty for a container that does not run
-        let out = text(env, &["ps", "-a", "--ns", "--filter", "name=c1"]);
+        let out = env.text(&["ps", "-a", "--ns", "--filter", "name=c1"]);
         assert_eq!(
             out.lines()
                 .next()
@@ -196,7 +176,7 @@ fn ps_sorts_sizes_and_namespaces_as_podman() {
                 "UTS"
             ]
         );
-        text(env, &["ps", "--external"]);
+        env.text(&["ps", "--external"]);
     });
 }
 
@@ -204,10 +184,7 @@ fn ps_sorts_sizes_and_namespaces_as_podman() {
 fn ps_json_has_podmans_keys() {
     for_each_user("compat_ps_json", |env| {
         three_containers(env);
-        let out = text(
-            env,
-            &["ps", "-a", "--filter", "name=c2", "--format", "json"],
-        );
+        let out = env.text(&["ps", "-a", "--filter", "name=c2", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let o = v[0].as_object().unwrap();
         // `podman ps -a --format json` of an exited container printed exactly these keys
@@ -252,27 +229,25 @@ fn ps_json_has_podmans_keys() {
             "{out}"
         );
         // a created container never started nor exited: Go's zero time, as podman prints it
-        let out = text(
-            env,
-            &[
-                "ps", "-a", "--filter", "name=c1", "--format", "json", "--size",
-            ],
-        );
+        let out = env.text(&[
+            "ps", "-a", "--filter", "name=c1", "--format", "json", "--size",
+        ]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v[0]["StartedAt"], -62135596800i64);
         assert_eq!(v[0]["ExitedAt"], -62135596800i64);
         assert_eq!(v[0]["Labels"]["a"], "b");
         assert!(v[0]["Size"]["rootFsSize"].as_u64().unwrap() > 0, "{out}");
         // the template placeholders podman documents
-        let out = text(
-            env,
-            &[
-                "ps", "-a", "--filter", "name=c2", "--format",
-                "{{.Networks}}|{{.Pid}}|{{.Exited}}|{{.ExitCode}}|{{.Mounts}}|{{.Labels}}|{{.ImageID}}",
-            ],
-        );
+        let out = env.text(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=c2",
+            "--format",
+            "{{.Networks}}|{{.Pid}}|{{.Exited}}|{{.ExitCode}}|{{.Mounts}}|{{.Labels}}|{{.ImageID}}",
+        ]);
         // podman: `|0|true|3|[]|map[]|63d8b78d3eb7`
-        let id = text(env, &["image", "inspect", "--format", "{{.Id}}", "bb"]);
+        let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "bb"]);
         assert_eq!(out, format!("|0|true|3|[]|map[]|{}", &id[..12]));
     });
 }
@@ -281,11 +256,11 @@ fn ps_json_has_podmans_keys() {
 fn images_filters_sort_tree_and_untag_as_podman() {
     for_each_user("compat_images", |env| {
         env.import_busybox("bb");
-        text(env, &["tag", "bb", "localhost/x1", "localhost/x2"]);
+        env.text(&["tag", "bb", "localhost/x1", "localhost/x2"]);
         let repos = |args: &[&str]| {
             let mut a = vec!["images", "--format", "{{.Repository}}"];
             a.extend(args);
-            text(env, &a)
+            env.text(&a)
         };
         assert_eq!(
             repos(&["--sort", "repository"]),
@@ -308,7 +283,7 @@ fn images_filters_sort_tree_and_untag_as_podman() {
         }
         // --format json: podman's keys (RepoTags null, History the names)
         let v: serde_json::Value =
-            serde_json::from_str(&text(env, &["images", "--format", "json"])).unwrap();
+            serde_json::from_str(&env.text(&["images", "--format", "json"])).unwrap();
         let mut keys: Vec<&str> = v[0]
             .as_object()
             .unwrap()
@@ -340,8 +315,8 @@ fn images_filters_sort_tree_and_untag_as_podman() {
         // image tree: podman 4.3 drew `localhost/bb` (one layer) as
         //   Image ID: 63d8b78d3eb7 / Tags:     [localhost/bb:latest] / Size:     17.05MB /
         //   Image Layers / └── ID: cabafcd55ae8 Size: 2.131MB Top Layer of: [localhost/bb:latest]
-        let id = text(env, &["image", "inspect", "--format", "{{.Id}}", "bb"]);
-        let tree = text(env, &["image", "tree", "x1"]);
+        let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "bb"]);
+        let tree = env.text(&["image", "tree", "x1"]);
         let lines: Vec<&str> = tree.lines().collect();
         let names = "[localhost/bb:latest localhost/x1:latest localhost/x2:latest]";
         assert_eq!(lines[0], format!("Image ID: {}", &id[..12]), "{tree}");
@@ -364,7 +339,7 @@ fn images_filters_sort_tree_and_untag_as_podman() {
         assert_eq!(out.stderr.trim_end(), "Error: nope: image not known");
 
         // image untag: silent; a name the image lacks is refused with podman's words
-        assert_eq!(text(env, &["image", "untag", "bb", "localhost/x1"]), "");
+        assert_eq!(env.text(&["image", "untag", "bb", "localhost/x1"]), "");
         assert_eq!(
             repos(&["--sort", "repository"]),
             "localhost/bb\nlocalhost/x2"
@@ -379,7 +354,7 @@ fn images_filters_sort_tree_and_untag_as_podman() {
             "Error: localhost/nothere:latest: tag not known"
         );
         // no names: all of them go, the image stays (dangling)
-        text(env, &["image", "untag", "x2"]);
+        env.text(&["image", "untag", "x2"]);
         assert_eq!(repos(&[]), "<none>");
         assert_eq!(repos(&["--filter", "dangling=true"]), "<none>");
     });
@@ -389,25 +364,16 @@ fn images_filters_sort_tree_and_untag_as_podman() {
 fn container_init_and_cleanup_as_podman() {
     for_each_user("compat_init_cleanup", |env| {
         env.import_busybox("bb");
-        text(
-            env,
-            &["create", "--network=none", "--name", "ci", "bb", "true"],
-        );
+        env.text(&["create", "--network=none", "--name", "ci", "bb", "true"]);
         // podman printed the name as given (`ccinit`); rbox's container stays created
-        assert_eq!(text(env, &["container", "init", "ci"]), "ci");
+        assert_eq!(env.text(&["container", "init", "ci"]), "ci");
         assert_eq!(
-            text(
-                env,
-                &["ps", "-a", "--filter", "name=ci", "--format", "{{.State}}"]
-            ),
+            env.text(&["ps", "-a", "--filter", "name=ci", "--format", "{{.State}}"]),
             "created"
         );
-        text(
-            env,
-            &["run", "--network=none", "--name", "ce", "bb", "true"],
-        );
-        assert_eq!(text(env, &["container", "cleanup", "ce"]), "ce");
-        assert_eq!(text(env, &["container", "cleanup", "--rm", "ce"]), "ce");
+        env.text(&["run", "--network=none", "--name", "ce", "bb", "true"]);
+        assert_eq!(env.text(&["container", "cleanup", "ce"]), "ce");
+        assert_eq!(env.text(&["container", "cleanup", "--rm", "ce"]), "ce");
         env.rbox()
             .args(["container", "exists", "ce"])
             .output()
@@ -423,19 +389,16 @@ fn container_init_and_cleanup_as_podman() {
                 "Error: no container with name or ID \"nope\" found: no such container"
             );
         }
-        let id = text(
-            env,
-            &[
-                "run",
-                "-d",
-                "--network=none",
-                "--name",
-                "cr",
-                "bb",
-                "sleep",
-                "600",
-            ],
-        );
+        let id = env.text(&[
+            "run",
+            "-d",
+            "--network=none",
+            "--name",
+            "cr",
+            "bb",
+            "sleep",
+            "600",
+        ]);
         let out = env
             .rbox()
             .args(["container", "init", "cr"])
@@ -451,6 +414,6 @@ fn container_init_and_cleanup_as_podman() {
             .args(["container", "cleanup", "cr"])
             .output()
             .rbox_error();
-        text(env, &["rm", "-f", "-t", "0", "cr"]);
+        env.text(&["rm", "-f", "-t", "0", "cr"]);
     });
 }

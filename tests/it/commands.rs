@@ -60,14 +60,6 @@ fn exists_answers_with_the_exit_status_alone() {
     });
 }
 
-fn inspect(env: &Env, name: &str, field: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", &format!("{{{{{field}}}}}"), name])
-        .output()
-        .success()
-        .text()
-}
-
 #[test]
 fn wait_prints_each_exit_code_once_the_container_stops() {
     for_each_user("wait", |env| {
@@ -144,8 +136,8 @@ fn wait_outlasts_the_restart_policy() {
             .success();
         let out = env.rbox().args(["wait", "flaky"]).output().success();
         assert_eq!(out.stdout, "1\n");
-        assert_eq!(inspect(env, "flaky", ".RestartCount"), "2");
-        assert_eq!(inspect(env, "flaky", ".State.Status"), "exited");
+        assert_eq!(env.field("flaky", ".RestartCount"), "2");
+        assert_eq!(env.field("flaky", ".State.Status"), "exited");
     });
 }
 
@@ -158,7 +150,7 @@ fn rename_moves_the_name_and_frees_the_old_one() {
         // podman rename prints nothing
         let out = env.rbox().args(["rename", "old", "new"]).output().success();
         assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
-        assert_eq!(inspect(env, &id, ".Name"), "new");
+        assert_eq!(env.field(&id, ".Name"), "new");
         env.rbox()
             .args(["container", "exists", "old"])
             .output()
@@ -170,7 +162,7 @@ fn rename_moves_the_name_and_frees_the_old_one() {
         // match [a-zA-Z0-9][a-zA-Z0-9_.-]*", all 125
         let out = env.rbox().args(["rename", "new", "taken"]).output();
         assert!(out.rbox_error().stderr.contains("already in use"));
-        assert_eq!(inspect(env, &id, ".Name"), "new");
+        assert_eq!(env.field(&id, ".Name"), "new");
         env.rbox()
             .args(["rename", "nosuch", "x"])
             .output()
@@ -196,8 +188,8 @@ fn rename_moves_the_name_and_frees_the_old_one() {
             .args(["stop", "-t", "0", "renamed"])
             .output()
             .success();
-        assert_eq!(inspect(env, "renamed", ".State.Status"), "exited");
-        assert_eq!(inspect(env, "renamed", ".Name"), "renamed");
+        assert_eq!(env.field("renamed", ".State.Status"), "exited");
+        assert_eq!(env.field("renamed", ".Name"), "renamed");
         env.rbox().args(["rm", "renamed"]).output().success();
     });
 }

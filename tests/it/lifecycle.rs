@@ -1,15 +1,7 @@
 //! Detached containers and what later invocations do with them: `run -d`, `exec`, `logs`,
 //! `stop`, `kill`, `inspect` of their state. Every test runs once per identity.
 
-use crate::util::{for_each_user, Env};
-
-fn inspect(env: &Env, name: &str, field: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", &format!("{{{{{field}}}}}"), name])
-        .output()
-        .success()
-        .text()
-}
+use crate::util::{eventually, for_each_user};
 
 #[test]
 fn detached_exec_logs_stop() {
@@ -26,7 +18,7 @@ fn detached_exec_logs_stop() {
             id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
             "{out}"
         );
-        assert_eq!(inspect(env, "web", ".State.Running"), "true");
+        assert_eq!(env.field("web", ".State.Running"), "true");
 
         // exec joins the container's namespaces: same pid namespace, same hostname.
         let out = env
@@ -70,8 +62,8 @@ fn detached_exec_logs_stop() {
             .args(["stop", "-t", "1", "web"])
             .output()
             .success();
-        assert_eq!(inspect(env, "web", ".State.Running"), "false");
-        assert_eq!(inspect(env, "web", ".State.ExitCode"), "137");
+        assert_eq!(env.field("web", ".State.Running"), "false");
+        assert_eq!(env.field("web", ".State.ExitCode"), "137");
         env.rbox()
             .args(["exec", "web", "true"])
             .output()
@@ -145,12 +137,12 @@ fn kill_leaves_no_process_behind() {
             .args(["busybox", "sleep", "600"])
             .output()
             .success();
-        let pid = inspect(env, "k1", ".State.Pid");
+        let pid = env.field("k1", ".State.Pid");
         assert!(pid.parse::<u32>().is_ok_and(|p| p > 1), "pid {pid}");
         env.rbox().args(["kill", "k1"]).output().success();
         assert!(gone(&pid), "container init {pid} still runs after kill");
-        assert_eq!(inspect(env, "k1", ".State.Running"), "false");
-        assert_eq!(inspect(env, "k1", ".State.ExitCode"), "137");
+        assert_eq!(env.field("k1", ".State.Running"), "false");
+        assert_eq!(env.field("k1", ".State.ExitCode"), "137");
         env.rbox().args(["rm", "k1"]).output().success();
     });
 }
@@ -243,7 +235,7 @@ fn a_created_container_starts_from_its_stored_config_json() {
             .output()
             .success()
             .text();
-        let path = inspect(env, "c", ".OCIConfigPath");
+        let path = env.field("c", ".OCIConfigPath");
         assert_eq!(
             std::path::Path::new(&path),
             env.store().join("containers").join(&id).join("config.json")
@@ -340,15 +332,6 @@ fn restart_stops_and_starts_again() {
     });
 }
 
-/// Poll `ok` every 20 ms for up to 20 s.
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !ok() {
-        assert!(std::time::Instant::now() < deadline, "after 20 s: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// `--restart`: the monitor starts the command again as the policy says (on-failure counts
 /// its restarts and stops at the limit, as Podman 4.3 does here); a user's `stop` is never
 /// undone, not even while the monitor waits to restart a crashing command; `start --all
@@ -372,19 +355,19 @@ fn restart_policies() {
             .success();
         let logs = || env.rbox().args(["logs", "of3"]).output().success().text();
         eventually("of3 ran 4 times and exited", || {
-            logs() == "hi\nhi\nhi\nhi" && inspect(env, "of3", ".State.Status") == "exited"
+            logs() == "hi\nhi\nhi\nhi" && env.field("of3", ".State.Status") == "exited"
         });
         // and no more (a 4th restart would come 800 ms after the last exit)
         std::thread::sleep(std::time::Duration::from_millis(1200));
         assert_eq!(logs(), "hi\nhi\nhi\nhi");
-        assert_eq!(inspect(env, "of3", ".RestartCount"), "3");
-        assert_eq!(inspect(env, "of3", ".State.ExitCode"), "3");
+        assert_eq!(env.field("of3", ".RestartCount"), "3");
+        assert_eq!(env.field("of3", ".State.ExitCode"), "3");
         assert_eq!(
-            inspect(env, "of3", ".HostConfig.RestartPolicy.Name"),
+            env.field("of3", ".HostConfig.RestartPolicy.Name"),
             "on-failure"
         );
         assert_eq!(
-            inspect(env, "of3", ".HostConfig.RestartPolicy.MaximumRetryCount"),
+            env.field("of3", ".HostConfig.RestartPolicy.MaximumRetryCount"),
             "3"
         );
         // on-failure leaves a command that succeeds alone
@@ -393,10 +376,8 @@ fn restart_policies() {
             .args(["--restart=on-failure", "busybox", "true"])
             .output()
             .success();
-        eventually("ok exited", || {
-            inspect(env, "ok", ".State.Status") == "exited"
-        });
-        assert_eq!(inspect(env, "ok", ".RestartCount"), "0");
+        eventually("ok exited", || env.field("ok", ".State.Status") == "exited");
+        assert_eq!(env.field("ok", ".RestartCount"), "0");
 
         // always: the command ends (its sleep killed from outside), a new init runs it
         env.rbox()
@@ -416,25 +397,24 @@ fn restart_policies() {
             ])
             .output()
             .success();
-        let first = inspect(env, "al", ".State.Pid");
+        let first = env.field("al", ".State.Pid");
         // (exec's killall may itself die with the pid namespace, when the shell it made
         // exit is the namespace's init: 137 then)
         let out = env.rbox().args(["exec", "al", "killall", "sleep"]).output();
         assert!(matches!(out.code, 0 | 137), "{out}");
         eventually("al restarted", || {
-            inspect(env, "al", ".RestartCount") == "1"
-                && inspect(env, "al", ".State.Status") == "running"
+            env.field("al", ".RestartCount") == "1" && env.field("al", ".State.Status") == "running"
         });
-        assert_ne!(inspect(env, "al", ".State.Pid"), first);
+        assert_ne!(env.field("al", ".State.Pid"), first);
         // the user's stop is final (the command exits 0 on its stop signal)
         env.rbox()
             .args(["stop", "-t", "10", "al"])
             .output()
             .success();
-        assert_eq!(inspect(env, "al", ".State.ExitCode"), "0");
+        assert_eq!(env.field("al", ".State.ExitCode"), "0");
         std::thread::sleep(std::time::Duration::from_millis(500));
-        assert_eq!(inspect(env, "al", ".State.Status"), "exited");
-        assert_eq!(inspect(env, "al", ".RestartCount"), "1");
+        assert_eq!(env.field("al", ".State.Status"), "exited");
+        assert_eq!(env.field("al", ".RestartCount"), "1");
 
         // a command that fails at once: restarted with a growing delay, exited meanwhile;
         // stop ends the wait for good
@@ -451,19 +431,15 @@ fn restart_policies() {
             .output()
             .success();
         eventually("crash restarted twice", || {
-            inspect(env, "crash", ".RestartCount")
+            env.field("crash", ".RestartCount")
                 .parse::<u32>()
                 .is_ok_and(|n| n >= 2)
         });
         env.rbox().args(["stop", "crash"]).output().success();
-        let count = inspect(env, "crash", ".RestartCount");
+        let count = env.field("crash", ".RestartCount");
         std::thread::sleep(std::time::Duration::from_millis(1000));
-        assert_eq!(
-            inspect(env, "crash", ".RestartCount"),
-            count,
-            "stop is final"
-        );
-        assert_eq!(inspect(env, "crash", ".State.Status"), "exited");
+        assert_eq!(env.field("crash", ".RestartCount"), count, "stop is final");
+        assert_eq!(env.field("crash", ".State.Status"), "exited");
         env.rbox()
             .args(["rm", "crash", "ok", "of3"])
             .output()
@@ -482,20 +458,20 @@ fn restart_policies() {
             ])
             .output()
             .success();
-        let id = inspect(env, "al", ".Id");
+        let id = env.field("al", ".Id");
         let out = env
             .rbox()
             .args(["start", "--all", "--filter", "restart-policy=always"])
             .output()
             .success();
         assert_eq!(out.text(), id, "{out}");
-        assert_eq!(inspect(env, "al", ".State.Status"), "running");
+        assert_eq!(env.field("al", ".State.Status"), "running");
         assert_eq!(
-            inspect(env, "al", ".RestartCount"),
+            env.field("al", ".RestartCount"),
             "0",
             "a user's start counts from 0"
         );
-        assert_eq!(inspect(env, "other", ".State.Status"), "created");
+        assert_eq!(env.field("other", ".State.Status"), "created");
         let ps = env
             .rbox()
             .args([
@@ -574,7 +550,7 @@ fn generate_systemd_names_the_monitor() {
         assert!(line("ExecStart=").ends_with(" start svc"), "{unit}");
         assert!(line("ExecStart=").contains(&store), "{unit}");
         assert!(line("ExecStop=").ends_with(" stop -t 10 svc"), "{unit}");
-        let pid = inspect(env, "svc", ".State.Pid");
+        let pid = env.field("svc", ".State.Pid");
         let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let ppid = ppid[ppid.rfind(')').unwrap() + 2..]
             .split(' ')
@@ -623,11 +599,11 @@ fn healthchecks_run_in_the_monitor() {
             .output()
             .success();
         assert_eq!(
-            inspect(env, "hc", ".Config.Healthcheck.Test"),
+            env.field("hc", ".Config.Healthcheck.Test"),
             "[CMD-SHELL test -e /tmp/ok]"
         );
         eventually("hc unhealthy", || {
-            inspect(env, "hc", ".State.Health.Status") == "unhealthy"
+            env.field("hc", ".State.Health.Status") == "unhealthy"
         });
         let ps = env
             .rbox()
@@ -652,8 +628,8 @@ fn healthchecks_run_in_the_monitor() {
             .output()
             .success();
         assert_eq!(out.text(), "");
-        assert_eq!(inspect(env, "hc", ".State.Health.Status"), "healthy");
-        assert_eq!(inspect(env, "hc", ".State.Health.FailingStreak"), "0");
+        assert_eq!(env.field("hc", ".State.Health.Status"), "healthy");
+        assert_eq!(env.field("hc", ".State.Health.FailingStreak"), "0");
         env.rbox().args(["rm", "-f", "hc"]).output().success();
 
         // unhealthy -> restart: a new init, and the health starts over
@@ -669,9 +645,9 @@ fn healthchecks_run_in_the_monitor() {
             ])
             .output()
             .success();
-        let first = inspect(env, "hr", ".State.Pid");
+        let first = env.field("hr", ".State.Pid");
         eventually("hr restarted", || {
-            let pid = inspect(env, "hr", ".State.Pid");
+            let pid = env.field("hr", ".State.Pid");
             pid != first && pid != "0"
         });
         env.rbox().args(["rm", "-f", "hr"]).output().success();
@@ -758,7 +734,7 @@ fn logs_keep_streams_times_and_drivers() {
             .output()
             .success();
         eventually("det exited", || {
-            inspect(env, "det", ".State.Status") == "exited"
+            env.field("det", ".State.Status") == "exited"
         });
         for name in ["att", "det"] {
             let out = env.rbox().args(["logs", name]).output().success();
@@ -792,7 +768,7 @@ fn logs_keep_streams_times_and_drivers() {
         let raw = std::fs::read_to_string(
             env.store()
                 .join("containers")
-                .join(inspect(env, "det", ".Id"))
+                .join(env.field("det", ".Id"))
                 .join("ctr.log"),
         )
         .unwrap();
@@ -843,7 +819,7 @@ fn logs_keep_streams_times_and_drivers() {
             .output()
             .success();
         eventually("there exited", || {
-            inspect(env, "there", ".State.Status") == "exited"
+            env.field("there", ".State.Status") == "exited"
         });
         let out = env.rbox().args(["logs", "there"]).output().success();
         assert_eq!(out.stdout, "here\n");
@@ -938,7 +914,7 @@ fn attach_to_a_detached_container() {
         att.write_stdin(b"\x10\x11");
         let out = att.wait();
         assert_eq!(out.code, 0, "{out}");
-        assert_eq!(inspect(env, "term", ".State.Status"), "running");
+        assert_eq!(env.field("term", ".State.Status"), "running");
         let out = env.rbox().args(["attach", "nosuch"]).output().rbox_error();
         assert!(out.stderr.contains("nosuch"), "{out}");
         env.rbox()

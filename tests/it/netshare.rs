@@ -14,14 +14,6 @@ const SERVE: &str =
 /// a deadline of 20 s.
 const FETCH: &str = "i=0; until wget -qO- http://127.0.0.1:8000/; do i=$((i+1)); [ $i -lt 400 ] || exit 1; usleep 50000; done";
 
-fn inspect(env: &Env, name: &str, format: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", format, name])
-        .output()
-        .success()
-        .text()
-}
-
 fn exec(env: &Env, name: &str, script: &str) -> String {
     env.rbox()
         .args(["exec", name, "sh", "-c", script])
@@ -76,7 +68,7 @@ fn containers_share_a_network_namespace() {
                 .output()
                 .success();
             assert_eq!(
-                inspect(env, "second", "{{.HostConfig.NetworkMode}}"),
+                env.inspect("second", "{{.HostConfig.NetworkMode}}"),
                 format!("container:{id}")
             );
             assert_eq!(exec(env, "second", FETCH), page, "{net}");
@@ -85,7 +77,7 @@ fn containers_share_a_network_namespace() {
             // the first cannot go while a container joins its network, not even with -f
             let out = env.rbox().args(["rm", "-f", "first"]).output().rbox_error();
             assert!(out.stderr.contains("second"), "{out}");
-            assert_eq!(inspect(env, "first", "{{.State.Status}}"), "running");
+            assert_eq!(env.inspect("first", "{{.State.Status}}"), "running");
             env.rbox().args(["rm", "-f", "second"]).output().success();
             env.rbox().args(["rm", "-f", "first"]).output().success();
         }
@@ -103,7 +95,7 @@ fn a_container_joins_the_namespace_at_a_path() {
             .output()
             .success()
             .text();
-        let pid = inspect(env, "first", "{{.State.Pid}}");
+        let pid = env.inspect("first", "{{.State.Pid}}");
         let path = format!("/proc/{pid}/ns/net");
         let got = env
             .rbox()
@@ -221,15 +213,15 @@ fn a_joined_network_survives_the_targets_restart() {
                 .args(["busybox", "sleep", "1000"])
                 .output()
                 .success();
-            let id = inspect(env, "first", "{{.Id}}");
+            let id = env.inspect("first", "{{.Id}}");
             let page = format!("shared-{}", &id[..12]);
             assert_eq!(exec(env, "second", FETCH), page, "{net}");
-            let before = inspect(env, "first", "{{.State.Pid}}");
+            let before = env.inspect("first", "{{.State.Pid}}");
             env.rbox()
                 .args(["restart", "-t", "0", "first"])
                 .output()
                 .success();
-            assert_ne!(inspect(env, "first", "{{.State.Pid}}"), before, "{net}");
+            assert_ne!(env.inspect("first", "{{.State.Pid}}"), before, "{net}");
             assert_eq!(exec(env, "second", FETCH), page, "{net}: after restart");
             // the restart policy's restart: the server killed, the shell exits 1
             // (killall may die with the pid namespace whose init it made exit: 137)
@@ -243,7 +235,7 @@ fn a_joined_network_survives_the_targets_restart() {
                 page,
                 "{net}: after the policy's restart"
             );
-            assert_eq!(inspect(env, "first", "{{.RestartCount}}"), "1", "{net}");
+            assert_eq!(env.inspect("first", "{{.RestartCount}}"), "1", "{net}");
             env.rbox().args(["rm", "-f", "second"]).output().success();
             env.rbox().args(["rm", "-f", "first"]).output().success();
         }

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::util::{for_each_user, is_root, require, Env};
+use crate::util::{eventually, for_each_user, is_root, require, Env};
 
 const BACKENDS: [&str; 2] = ["pasta", "slirp4netns"];
 
@@ -143,14 +143,6 @@ fn alive(pid: &str) -> bool {
     })
 }
 
-fn inspect(env: &Env, name: &str, format: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", format, name])
-        .output()
-        .success()
-        .text()
-}
-
 #[test]
 fn a_published_port_reaches_the_server_in_the_container() {
     for_each_user("publish", |env| {
@@ -180,11 +172,11 @@ fn a_published_port_reaches_the_server_in_the_container() {
                 .text();
             assert_eq!(ps, format!("web 0.0.0.0:{port}->80/tcp"), "{net}");
             assert_eq!(
-                inspect(env, "web", "{{json .NetworkSettings.Ports}}"),
+                env.inspect("web", "{{json .NetworkSettings.Ports}}"),
                 format!(r#"{{"80/tcp":[{{"HostIp":"","HostPort":"{port}"}}]}}"#),
                 "{net}"
             );
-            assert_eq!(inspect(env, "web", "{{.HostConfig.NetworkMode}}"), net);
+            assert_eq!(env.inspect("web", "{{.HostConfig.NetworkMode}}"), net);
             // rbox port, as podman port prints it
             let port_of = |args: &[&str]| env.rbox().arg("port").args(args).output();
             assert_eq!(
@@ -486,7 +478,7 @@ fn publish_all_takes_the_images_exposed_ports() {
             .unwrap();
         assert!(http_get(http).contains("exposed"));
         assert_eq!(
-            inspect(env, "web", "{{json .Config.ExposedPorts}}"),
+            env.inspect("web", "{{json .Config.ExposedPorts}}"),
             r#"{"53/udp":{},"80/tcp":{},"8000/tcp":{},"8001/tcp":{}}"#
         );
         let helpers = helper_of(env, &id);
@@ -514,15 +506,6 @@ fn parent_of(pid: &str) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = stat.rsplit_once(')').unwrap().1;
     after.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Wait (with a deadline) until `ok` holds.
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(Instant::now() < deadline, "after 20 s: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A container stopped and started again serves on the same published port (no "address
@@ -573,7 +556,7 @@ fn ports_survive_a_restart_and_die_with_a_killed_monitor() {
             // the monitor killed: its forwarder thread and helper go with it
             let helpers = helper_of(env, &id);
             assert!(!helpers.is_empty(), "{net}: no helper runs after start");
-            let pid = inspect(env, "web", "{{.State.Pid}}");
+            let pid = env.inspect("web", "{{.State.Pid}}");
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(parent_of(&pid)),
                 nix::sys::signal::Signal::SIGKILL,
@@ -597,7 +580,7 @@ fn ports_survive_a_restart_and_die_with_a_killed_monitor() {
                 .arg("echo ready; exec sleep 600")
                 .spawn();
             assert_eq!(run.read_line(), "ready\n");
-            let id = inspect(env, "fg", "{{.Id}}");
+            let id = env.inspect("fg", "{{.Id}}");
             let helpers = helper_of(env, &id);
             assert!(
                 !helpers.is_empty(),
@@ -635,7 +618,7 @@ fn the_default_network_is_the_installed_bridge() {
             .args(["create", "--name", "c", "busybox", "true"])
             .output()
             .success();
-        assert_eq!(inspect(env, "c", "{{.HostConfig.NetworkMode}}"), "pasta");
+        assert_eq!(env.inspect("c", "{{.HostConfig.NetworkMode}}"), "pasta");
         let out = env
             .rbox()
             .args(["run", "--rm", "busybox", "cat", "/proc/net/route"])

@@ -6,12 +6,8 @@
 use crate::registry::{prerequisites, push_helper, rbox_pull, Options, Registry};
 use crate::util::{for_each_user, Env};
 
-fn text(env: &Env, args: &[&str]) -> String {
-    env.rbox().args(args).output().success().text()
-}
-
 fn image_id(env: &Env, name: &str) -> String {
-    text(env, &["image", "inspect", "--format", "{{.Id}}", name])
+    env.text(&["image", "inspect", "--format", "{{.Id}}", name])
 }
 
 #[test]
@@ -23,28 +19,19 @@ fn pull_by_digest_of_a_present_image_adds_no_name() {
     for_each_user("habits_digest_pull", |env| {
         let image = push_helper(&reg, env, "test/habits");
         rbox_pull(env, &reg, &image).output().success();
-        let digest = text(
-            env,
-            &["image", "inspect", "--format", "{{.Digest}}", &image],
-        );
+        let digest = env.text(&["image", "inspect", "--format", "{{.Digest}}", &image]);
         let by_digest = format!("{}@{digest}", reg.image("test/habits"));
         rbox_pull(env, &reg, &by_digest).output().success();
         // No `<none>` row: the image keeps its one name.
-        let rows = text(
-            env,
-            &["images", "-a", "--format", "{{.Repository}}:{{.Tag}}"],
-        );
+        let rows = env.text(&["images", "-a", "--format", "{{.Repository}}:{{.Tag}}"]);
         assert_eq!(rows, image);
-        let names = text(
-            env,
-            &["image", "inspect", "--format", "{{.RepoTags}}", &image],
-        );
+        let names = env.text(&["image", "inspect", "--format", "{{.RepoTags}}", &image]);
         assert_eq!(names, format!("[{image}]"));
         // The digest still finds it, and `rmi ID` removes it as Podman does.
         let id = image_id(env, &by_digest);
         let out = env.rbox().args(["rmi", &id[..12]]).output().success();
         assert!(out.stdout.contains(&format!("Untagged: {image}")), "{out}");
-        assert_eq!(text(env, &["images", "-a", "-q"]), "");
+        assert_eq!(env.text(&["images", "-a", "-q"]), "");
     });
 }
 
@@ -52,7 +39,7 @@ fn pull_by_digest_of_a_present_image_adds_no_name() {
 fn rmi_by_id_of_an_image_with_several_names_is_refused_as_podman() {
     for_each_user("habits_rmi_id", |env| {
         env.import_busybox("bb");
-        text(env, &["tag", "localhost/bb", "localhost/other"]);
+        env.text(&["tag", "localhost/bb", "localhost/other"]);
         let id = image_id(env, "bb");
         let out = env.rbox().args(["rmi", &id[..12]]).output().rbox_error();
         // podman 4.3 printed this (exit 125) for `rmi ID` of localhost/bb tagged localhost/other
@@ -66,9 +53,9 @@ fn rmi_by_id_of_an_image_with_several_names_is_refused_as_podman() {
         // By name only that name goes; -f by id removes the image.
         let out = env.rbox().args(["rmi", "other"]).output().success();
         assert_eq!(out.text(), "Untagged: localhost/other:latest");
-        text(env, &["tag", "localhost/bb", "localhost/other"]);
+        env.text(&["tag", "localhost/bb", "localhost/other"]);
         env.rbox().args(["rmi", "-f", &id]).output().success();
-        assert_eq!(text(env, &["images", "-q"]), "");
+        assert_eq!(env.text(&["images", "-q"]), "");
     });
 }
 
@@ -78,9 +65,9 @@ fn images_name_lists_every_name_of_the_image_as_podman_4_3() {
     // rows (every name of the matching image), and so does `images localhost/other`.
     for_each_user("habits_images_name", |env| {
         env.import_busybox("bb");
-        text(env, &["tag", "localhost/bb", "localhost/other"]);
+        env.text(&["tag", "localhost/bb", "localhost/other"]);
         for q in ["localhost/bb", "other"] {
-            let rows = text(env, &["images", "--format", "{{.Repository}}:{{.Tag}}", q]);
+            let rows = env.text(&["images", "--format", "{{.Repository}}:{{.Tag}}", q]);
             assert_eq!(rows, "localhost/bb:latest\nlocalhost/other:latest", "{q}");
         }
     });
@@ -90,9 +77,9 @@ fn images_name_lists_every_name_of_the_image_as_podman_4_3() {
 fn inspect_shows_the_image_name_as_typed_and_the_manifest_digest() {
     for_each_user("habits_inspect_image", |env| {
         env.import_busybox("bb");
-        text(env, &["tag", "localhost/bb", "localhost/other"]);
+        env.text(&["tag", "localhost/bb", "localhost/other"]);
         let id = image_id(env, "bb");
-        let digest = text(env, &["image", "inspect", "--format", "{{.Digest}}", "bb"]);
+        let digest = env.text(&["image", "inspect", "--format", "{{.Digest}}", "bb"]);
         assert_ne!(digest, format!("sha256:{id}"));
         // podman 4.3: created from `other` -> localhost/other:latest; from `bb` ->
         // localhost/bb:latest; from the id -> the first name, localhost/bb:latest.
@@ -105,27 +92,21 @@ fn inspect_shows_the_image_name_as_typed_and_the_manifest_digest() {
             let c = format!("c-{}", from.replace([':', '/'], "-"));
             let args = ["create", "--network=none", "--name", &c, from, "true"];
             env.rbox().args(args).output().success();
-            let got = text(
-                env,
-                &[
-                    "inspect",
-                    "--format",
-                    "{{.ImageName}} {{.ImageDigest}} {{.Image}}",
-                    &c,
-                ],
-            );
+            let got = env.text(&[
+                "inspect",
+                "--format",
+                "{{.ImageName}} {{.ImageDigest}} {{.Image}}",
+                &c,
+            ]);
             assert_eq!(got, format!("{want} {digest} {id}"), "created from {from}");
-            let ps = text(
-                env,
-                &[
-                    "ps",
-                    "-a",
-                    "--filter",
-                    &format!("name={c}"),
-                    "--format",
-                    "{{.Image}}",
-                ],
-            );
+            let ps = env.text(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("name={c}"),
+                "--format",
+                "{{.Image}}",
+            ]);
             assert_eq!(ps, want, "ps of a container created from {from}");
         }
     });
@@ -154,27 +135,24 @@ fn history_human_flag_tabs_and_created_at_as_podman() {
         env.import_busybox("bb");
         let id = image_id(env, "bb");
         // podman 4.3: `history -qH localhost/bb` prints the short id (-H takes no value).
-        assert_eq!(text(env, &["history", "-qH", "localhost/bb"]), &id[..12]);
-        assert_eq!(text(env, &["history", "-q", "-H", "bb"]), &id[..12]);
-        let out = text(env, &["history", "-H=false", "--format", "{{.Size}}", "bb"]);
+        assert_eq!(env.text(&["history", "-qH", "localhost/bb"]), &id[..12]);
+        assert_eq!(env.text(&["history", "-q", "-H", "bb"]), &id[..12]);
+        let out = env.text(&["history", "-H=false", "--format", "{{.Size}}", "bb"]);
         assert!(out.chars().all(|c| c.is_ascii_digit()), "{out}");
         // podman 4.3 keeps the tab of a format without `table`:
         // `history --format '{{.ID}}\t{{.Size}}'` -> "63d8b78d3eb7\t2.13 MB"
-        let out = text(env, &["history", "--format", r"{{.ID}}\t{{.Size}}", "bb"]);
+        let out = env.text(&["history", "--format", r"{{.ID}}\t{{.Size}}", "bb"]);
         assert!(out.starts_with(&format!("{}\t", &id[..12])), "{out:?}");
         assert!(!out.contains("  "), "{out:?}");
-        let out = text(env, &["images", "--format", r"{{.ID}}\t{{.Repository}}"]);
+        let out = env.text(&["images", "--format", r"{{.ID}}\t{{.Repository}}"]);
         assert_eq!(out, format!("{}\tlocalhost/bb", &id[..12]));
         // ... and aligns a `table`, with --noheading too.
-        let out = text(
-            env,
-            &[
-                "images",
-                "--noheading",
-                "--format",
-                r"table {{.Tag}}\t{{.ID}}",
-            ],
-        );
+        let out = env.text(&[
+            "images",
+            "--noheading",
+            "--format",
+            r"table {{.Tag}}\t{{.ID}}",
+        ]);
         assert_eq!(out, format!("latest      {}", &id[..12]));
         // podman 4.3: `images --format '{{.CreatedAt}}'` -> 2026-11-24 20:03:51 +0000 UTC,
         // `ps -a --format '{{.CreatedAt}}'` -> 2026-11-24 22:04:16.250851028 +0000 UTC
@@ -185,7 +163,7 @@ fn history_human_flag_tabs_and_created_at_as_podman() {
             &["history", "--format", "{{.CreatedAt}}", "bb"],
             &["ps", "-a", "--format", "{{.CreatedAt}}"],
         ] {
-            let out = text(env, args);
+            let out = env.text(args);
             assert!(is_go_time(&out), "{args:?}: {out:?}");
         }
     });

@@ -1,15 +1,7 @@
 //! Looking into and freezing running containers: `top`, `pause`/`unpause`, `stats`. Every test
 //! runs once per identity; header texts are the ones Podman 4.3 printed for the same commands.
 
-use crate::util::{for_each_user, Env};
-
-fn inspect(env: &Env, name: &str, field: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", &format!("{{{{{field}}}}}"), name])
-        .output()
-        .success()
-        .text()
-}
+use crate::util::for_each_user;
 
 /// The state letter of /proc/PID/stat (`S` sleeping, `T` stopped).
 fn proc_state(pid: &str) -> char {
@@ -169,7 +161,7 @@ fn pause_stops_every_process_and_unpause_resumes_them() {
             .args(["sh", "-c", "sleep 1000 & exec sleep 1001"])
             .output()
             .success();
-        let pid = inspect(env, "p", ".State.Pid");
+        let pid = env.field("p", ".State.Pid");
         let out = env.rbox().args(["pause", "p"]).output().success();
         assert_eq!(out.text(), "p");
         assert_eq!(proc_state(&pid), 'T');
@@ -189,7 +181,7 @@ fn pause_stops_every_process_and_unpause_resumes_them() {
             .success();
         assert_eq!(out.text(), "p Paused");
         assert_eq!(
-            inspect(env, "p", ".State.Status}} {{.State.Paused"),
+            env.field("p", ".State.Status}} {{.State.Paused"),
             "paused true"
         );
         let out = env.rbox().args(["exec", "p", "true"]).output().rbox_error();
@@ -212,7 +204,7 @@ fn pause_stops_every_process_and_unpause_resumes_them() {
             "{}",
             proc_state(&pid)
         );
-        assert_eq!(inspect(env, "p", ".State.Status"), "running");
+        assert_eq!(env.field("p", ".State.Status"), "running");
         let out = env.rbox().args(["unpause", "p"]).output().rbox_error();
         assert!(
             out.stderr
@@ -249,7 +241,7 @@ fn stop_of_a_paused_container_delivers_its_stop_signal() {
             .output()
             .success();
         assert_eq!(
-            inspect(env, "q", ".State.Status}} {{.State.ExitCode"),
+            env.field("q", ".State.Status}} {{.State.ExitCode"),
             "exited 3"
         );
         let out = env.rbox().args(["unpause", "q"]).output().rbox_error();

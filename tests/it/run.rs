@@ -1003,7 +1003,7 @@ fn rootfs_overlays_a_host_directory() {
         assert_eq!(first.text(), "from the tree");
         let second = env.rbox().args(["start", "-a", "t"]).output().success();
         assert_eq!(second.text(), "again");
-        assert_eq!(inspect_field(env, "t", "{{.ImageName}}"), "");
+        assert_eq!(env.inspect("t", "{{.ImageName}}"), "");
         env.rbox().args(["rm", "t"]).output().success();
 
         // the host's root: what the host has, and nothing written to it
@@ -1028,12 +1028,4 @@ fn rootfs_overlays_a_host_directory() {
             .rbox_error();
         assert!(out.stderr.contains("not a directory"), "{out}");
     });
-}
-
-fn inspect_field(env: &Env, name: &str, format: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", format, name])
-        .output()
-        .success()
-        .text()
 }

@@ -6,19 +6,11 @@ use std::time::{Duration, Instant};
 
 use crate::util::{for_each_user, Env};
 
-fn inspect(env: &Env, name: &str, field: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", &format!("{{{{{field}}}}}"), name])
-        .output()
-        .success()
-        .text()
-}
-
 /// Poll `rbox inspect` until the container's status is `want` (a deadline, no fixed sleep).
 fn wait_status(env: &Env, name: &str, want: &str, within: Duration) {
     let end = Instant::now() + within;
     loop {
-        let st = inspect(env, name, ".State.Status");
+        let st = env.field(name, ".State.Status");
         if st == want {
             return;
         }
@@ -49,7 +41,7 @@ fn stop_signal_and_stop_timeout() {
             .arg("trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.1; done")
             .spawn();
         assert_eq!(run.read_line(), "ready\n");
-        assert_eq!(inspect(env, "sig", ".Config.StopSignal"), "SIGUSR1");
+        assert_eq!(env.field("sig", ".Config.StopSignal"), "SIGUSR1");
         env.rbox().args(["stop", "sig"]).output().success();
         let out = run.wait().code_is(7);
         assert!(out.stdout.contains("got-usr1"), "{out}");
@@ -61,18 +53,18 @@ fn stop_signal_and_stop_timeout() {
             .args(["--stop-timeout", "1", "busybox", "sleep", "600"])
             .output()
             .success();
-        assert_eq!(inspect(env, "slow", ".Config.StopTimeout"), "1");
+        assert_eq!(env.field("slow", ".Config.StopTimeout"), "1");
         let t = Instant::now();
         env.rbox().args(["stop", "slow"]).output().success();
         assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
-        assert_eq!(inspect(env, "slow", ".State.ExitCode"), "137");
+        assert_eq!(env.field("slow", ".State.ExitCode"), "137");
         // and the default is Podman's 10
         env.rbox()
             .args(["create", "--name", "plain", "busybox", "true"])
             .output()
             .success();
-        assert_eq!(inspect(env, "plain", ".Config.StopTimeout"), "10");
-        assert_eq!(inspect(env, "plain", ".Config.Timeout"), "0");
+        assert_eq!(env.field("plain", ".Config.StopTimeout"), "10");
+        assert_eq!(env.field("plain", ".Config.Timeout"), "0");
 
         // Podman's texts for bad values
         let out = env
@@ -122,9 +114,9 @@ fn timeout_kills_the_container() {
             .args(["busybox", "sleep", "600"])
             .output()
             .success();
-        assert_eq!(inspect(env, "tmo", ".Config.Timeout"), "1");
+        assert_eq!(env.field("tmo", ".Config.Timeout"), "1");
         wait_status(env, "tmo", "exited", Duration::from_secs(30));
-        assert_eq!(inspect(env, "tmo", ".State.ExitCode"), "137");
+        assert_eq!(env.field("tmo", ".State.ExitCode"), "137");
         // a command that ends first is not touched
         env.rbox()
             .args(["run", "--rm", "--network=none", "--timeout", "600"])
@@ -158,7 +150,7 @@ fn ulimit_sets_the_process_limits() {
             .args(["busybox", "true"])
             .output()
             .success();
-        let shown = inspect(env, "lim", "json .HostConfig.Ulimits");
+        let shown = env.field("lim", "json .HostConfig.Ulimits");
         assert_eq!(
             shown, r#"[{"Hard":200,"Name":"RLIMIT_NOFILE","Soft":100}]"#,
             "{out}"
@@ -304,10 +296,10 @@ fn annotations_and_group_add() {
             .output()
             .success();
         assert_eq!(
-            inspect(env, "ann", "json .Config.Annotations"),
+            env.field("ann", "json .Config.Annotations"),
             r#"{"a":"b","k":"v=w"}"#
         );
-        let cfg = inspect(env, "ann", ".OCIConfigPath");
+        let cfg = env.field("ann", ".OCIConfigPath");
         let text = env.cmd("cat").arg(&cfg).output().success().stdout;
         assert!(text.contains(r#""k": "v=w""#), "{text}");
         let out = env
@@ -415,7 +407,7 @@ fn shm_size_of_dev_shm() {
             ])
             .output()
             .success();
-        assert_eq!(inspect(env, "s", ".HostConfig.ShmSize"), "1073741824");
+        assert_eq!(env.field("s", ".HostConfig.ShmSize"), "1073741824");
         let out = env
             .rbox()
             .args(["run", "--rm", "--shm-size", "x", "busybox", "true"])

@@ -6,14 +6,6 @@
 
 use crate::util::{for_each_user, Env};
 
-fn inspect(env: &Env, name: &str, field: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", &format!("{{{{{field}}}}}"), name])
-        .output()
-        .success()
-        .text()
-}
-
 /// The line of /proc/mounts in a fresh container for mount point `at`, with `flags`.
 fn mount_line(env: &Env, flags: &[&str], at: &str) -> String {
     let out = env
@@ -96,8 +88,7 @@ fn mount_flag() {
             .output()
             .success();
         assert_eq!(
-            inspect(
-                env,
+            env.field(
                 "m",
                 "range .Mounts}}{{.Type}} {{.Destination}} {{.RW}}{{end"
             ),
@@ -247,7 +238,7 @@ fn rmi_replace_pidfile_preserve_fds() {
             ])
             .output()
             .success();
-        let old = inspect(env, "rep", ".Id");
+        let old = env.field("rep", ".Id");
         let out = env
             .rbox()
             .args([
@@ -263,7 +254,7 @@ fn rmi_replace_pidfile_preserve_fds() {
             .output()
             .success();
         assert_eq!(out.text(), "new");
-        assert_ne!(inspect(env, "rep", ".Id"), old);
+        assert_ne!(env.field("rep", ".Id"), old);
         // and one that is not running, with create
         env.rbox()
             .args(["create", "--replace", "--name", "rep", "busybox", "true"])
@@ -303,7 +294,7 @@ fn rmi_replace_pidfile_preserve_fds() {
             .output()
             .success();
         let pid = std::fs::read_to_string(&pf).unwrap();
-        assert_eq!(pid, inspect(env, "pf", ".State.Pid"));
+        assert_eq!(pid, env.field("pf", ".State.Pid"));
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
         assert!(cmdline.starts_with(b"sleep\x00600"), "{cmdline:?}");
         env.rbox()
@@ -537,9 +528,7 @@ fn resource_flags_recorded_with_a_warning() {
         assert_eq!(warnings.len(), 1, "{out}");
         assert!(warnings[0].contains("not applied"), "{out}");
         assert_eq!(
-            inspect(
-                env,
-                "lim",
+            env.field("lim",
                 ".HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}} {{.HostConfig.PidsLimit"
             ),
             "67108864 134217728 1500000000 512 0 100"

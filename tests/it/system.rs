@@ -2,11 +2,7 @@
 //! Where the text matters, the expected output was observed with podman 4.3.1 run as the test
 //! user on this machine (with a store of its own) and is hard-coded here.
 
-use crate::util::{for_each_user, Env};
-
-fn text(env: &Env, args: &[&str]) -> String {
-    env.rbox().args(args).output().success().text()
-}
+use crate::util::for_each_user;
 
 /// The global options rbox cannot honour are refused in one line that says why; the ones it
 /// can are accepted; an option given twice takes the last value, as in Podman.
@@ -88,10 +84,7 @@ fn global_flags_accepted_and_refused_clearly() {
         assert_eq!(out.text(), "hi");
         // the last value wins, in subcommands too
         assert_eq!(
-            text(
-                env,
-                &["images", "--format", "x", "--format", "{{.Repository}}"]
-            ),
+            env.text(&["images", "--format", "x", "--format", "{{.Repository}}"]),
             "localhost/bb"
         );
     });
@@ -102,24 +95,18 @@ fn global_flags_accepted_and_refused_clearly() {
 fn version_as_podman() {
     for_each_user("system_version", |env| {
         let v = env!("CARGO_PKG_VERSION");
-        let out = text(env, &["version"]);
+        let out = env.text(&["version"]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "Client:       rbox");
         assert_eq!(lines[1], format!("Version:      {v}"));
         assert!(lines[2].starts_with("OS/Arch:      linux/"), "{out}");
+        assert_eq!(env.text(&["version", "--format", "{{.Client.Version}}"]), v);
         assert_eq!(
-            text(env, &["version", "--format", "{{.Client.Version}}"]),
-            v
-        );
-        assert_eq!(
-            text(
-                env,
-                &["system", "version", "--format", "{{.Client.Version}}"]
-            ),
+            env.text(&["system", "version", "--format", "{{.Client.Version}}"]),
             v
         );
         let j: serde_json::Value =
-            serde_json::from_str(&text(env, &["version", "--format", "json"])).unwrap();
+            serde_json::from_str(&env.text(&["version", "--format", "json"])).unwrap();
         assert_eq!(j["Client"]["Version"], v);
         assert_eq!(j["Client"]["Os"], "linux");
     });
@@ -130,12 +117,9 @@ fn version_as_podman() {
 fn system_df_prune_reset() {
     for_each_user("system_df_prune", |env| {
         env.import_busybox("bb");
-        text(env, &["tag", "bb", "localhost/bb2"]);
-        text(
-            env,
-            &["run", "--network=none", "--name", "c1", "bb", "true"],
-        );
-        let df = text(env, &["system", "df"]);
+        env.text(&["tag", "bb", "localhost/bb2"]);
+        env.text(&["run", "--network=none", "--name", "c1", "bb", "true"]);
+        let df = env.text(&["system", "df"]);
         let lines: Vec<&str> = df.lines().collect();
         // podman 4.3.1: `TYPE           TOTAL       ACTIVE      SIZE        RECLAIMABLE`
         assert_eq!(
@@ -155,17 +139,14 @@ fn system_df_prune_reset() {
             lines[3],
             "Local Volumes  0           0           0B          0B (0%)"
         );
-        let rows = text(
-            env,
-            &[
-                "system",
-                "df",
-                "--format",
-                "{{.Type}}|{{.Total}}|{{.Active}}",
-            ],
-        );
+        let rows = env.text(&[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}}|{{.Total}}|{{.Active}}",
+        ]);
         assert_eq!(rows, "Images|2|2\nContainers|1|0\nLocal Volumes|0|0");
-        let v = text(env, &["system", "df", "-v"]);
+        let v = env.text(&["system", "df", "-v"]);
         assert!(v.starts_with("Images space usage:\n\nREPOSITORY "), "{v}");
         assert!(
             v.contains("\nContainers space usage:\n\nCONTAINER ID  IMAGE "),
@@ -190,9 +171,9 @@ fn system_df_prune_reset() {
         assert_eq!(out.stdout, warning);
         let out = env.rbox().args(["system", "prune"]).output().rbox_error();
         assert_eq!(out.stderr.trim_end(), "Error: EOF");
-        assert_eq!(text(env, &["ps", "-aq"]).lines().count(), 1);
+        assert_eq!(env.text(&["ps", "-aq"]).lines().count(), 1);
 
-        let id = text(env, &["ps", "-aq", "--no-trunc"]);
+        let id = env.text(&["ps", "-aq", "--no-trunc"]);
         let out = env
             .rbox()
             .args(["system", "prune"])
@@ -208,22 +189,22 @@ fn system_df_prune_reset() {
         );
         // named images are not dangling; -a removes every unused one
         assert_eq!(
-            text(env, &["system", "prune", "-f"]),
+            env.text(&["system", "prune", "-f"]),
             "Total reclaimed space: 0B"
         );
-        let image = text(env, &["images", "-q", "--no-trunc"]);
+        let image = env.text(&["images", "-q", "--no-trunc"]);
         let image = image.trim_start_matches("sha256:");
-        let out = text(env, &["system", "prune", "-a", "-f", "--volumes"]);
+        let out = env.text(&["system", "prune", "-a", "-f", "--volumes"]);
         assert!(
             out.starts_with(&format!("Deleted Images\n{image}\nTotal reclaimed space: ")),
             "{out}"
         );
-        assert_eq!(text(env, &["images", "-q"]), "");
+        assert_eq!(env.text(&["images", "-q"]), "");
 
         // reset: asks as Podman, then removes the store and the runtime directory, killing
         // running containers
         env.import_busybox("bb");
-        text(env, &["run", "-d", "--network=none", "bb", "sleep", "1000"]);
+        env.text(&["run", "-d", "--network=none", "bb", "sleep", "1000"]);
         let out = env
             .rbox()
             .args(["system", "reset"])
@@ -251,7 +232,7 @@ fn system_df_prune_reset() {
             .success();
         assert_eq!(out.stdout, "");
         assert!(!env.store().exists() && !env.runroot().exists());
-        assert_eq!(text(env, &["ps", "-aq"]), "");
+        assert_eq!(env.text(&["ps", "-aq"]), "");
 
         // migrate: nothing to do, said only at --log-level info
         let out = env.rbox().args(["system", "migrate"]).output().success();
@@ -372,10 +353,10 @@ fn info_answers_podmans_keys() {
             env.user.uid != 0,
             env!("CARGO_PKG_VERSION")
         );
-        assert_eq!(text(env, &["info", "--format", f]), want);
-        assert_eq!(text(env, &["system", "info", "--format", f]), want);
+        assert_eq!(env.text(&["info", "--format", f]), want);
+        assert_eq!(env.text(&["system", "info", "--format", f]), want);
         let j: serde_json::Value =
-            serde_json::from_str(&text(env, &["info", "--format", "json"])).unwrap();
+            serde_json::from_str(&env.text(&["info", "--format", "json"])).unwrap();
         for key in ["host", "store", "registries", "version"] {
             assert!(j.get(key).is_some(), "{key}: {j}");
         }

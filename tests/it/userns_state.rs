@@ -5,15 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::{for_each_user, Cmd, Env};
-
-fn inspect(env: &Env, name: &str, field: &str) -> String {
-    env.rbox()
-        .args(["inspect", "--format", &format!("{{{{{field}}}}}"), name])
-        .output()
-        .success()
-        .text()
-}
+use crate::util::{for_each_user, Cmd};
 
 /// Whether `pid` still runs (a zombie or an exiting process does not).
 fn runs(pid: i32) -> bool {
@@ -140,9 +132,7 @@ fn fifty_containers_started_and_stopped_at_once() {
         // the container inits and their monitors
         let mut pids = Vec::new();
         for i in 0..N {
-            let pid: i32 = inspect(env, &format!("c{i}"), ".State.Pid")
-                .parse()
-                .unwrap();
+            let pid: i32 = env.field(&format!("c{i}"), ".State.Pid").parse().unwrap();
             assert!(runs(pid), "c{i}'s init {pid}");
             pids.push(pid);
             pids.push(ppid(pid));
@@ -244,7 +234,7 @@ fn a_vanished_runtime_directory_is_recovered() {
             ])
             .output()
             .success();
-        let pid: i32 = inspect(env, "s", ".State.Pid").parse().unwrap();
+        let pid: i32 = env.field("s", ".State.Pid").parse().unwrap();
         let monitor = ppid(pid);
         // the reboot: the runtime directory goes, then every process
         std::fs::remove_dir_all(env.runroot()).unwrap();
@@ -261,9 +251,9 @@ fn a_vanished_runtime_directory_is_recovered() {
             .output()
             .success();
         assert!(out.stdout.starts_with("s Exited"), "{out}");
-        assert_eq!(inspect(env, "s", ".State.Running"), "false");
+        assert_eq!(env.field("s", ".State.Running"), "false");
         env.rbox().args(["start", "s"]).output().success();
-        assert_eq!(inspect(env, "s", ".State.Running"), "true");
+        assert_eq!(env.field("s", ".State.Running"), "true");
         env.rbox()
             .args(["rm", "-f", "-t", "0", "s"])
             .output()

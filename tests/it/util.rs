@@ -385,6 +385,21 @@ impl Env {
     }
 
     /// `rbox import` the busybox rootfs as `name`.
+    /// `rbox ARGS`, which must succeed: its output, trimmed.
+    pub fn text(&self, args: &[&str]) -> String {
+        self.rbox().args(args).output().success().text()
+    }
+
+    /// `rbox inspect --format FORMAT NAME`, which must succeed: its output, trimmed.
+    pub fn inspect(&self, name: &str, format: &str) -> String {
+        self.text(&["inspect", "--format", format, name])
+    }
+
+    /// One field of `rbox inspect NAME`, given as `.State.Pid`.
+    pub fn field(&self, name: &str, field: &str) -> String {
+        self.inspect(name, &format!("{{{{{field}}}}}"))
+    }
+
     pub fn import_busybox(&self, name: &str) {
         let tar = self.copy_in(&crate::fixtures::busybox_rootfs_tar(), "busybox.tar");
         self.rbox()
@@ -843,4 +858,13 @@ pub fn unique() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Poll `ok` every 20 ms until it holds; fail after 20 s, naming `what`.
+pub fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "after 20 s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
