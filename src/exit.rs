@@ -32,12 +32,16 @@ impl CodedError {
     }
 }
 
+/// The exit code `err` carries: its [`CodedError`]'s, else [`FAILED`].
+pub fn code_of(err: &anyhow::Error) -> u8 {
+    err.downcast_ref::<CodedError>()
+        .map(|c| c.code)
+        .unwrap_or(FAILED)
+}
+
 /// Print `err` as one line on stderr and return its exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
-    let code = err
-        .downcast_ref::<CodedError>()
-        .map(|c| c.code)
-        .unwrap_or(FAILED);
+    let code = code_of(err);
     // `{:#}` joins the context chain with ": " into one sentence.
     let line = format!("{err:#}").replace('\n', " ");
     eprintln!("Error: {line}");

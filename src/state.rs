@@ -1056,13 +1056,9 @@ pub fn restarting_monitor(g: &Context, rec: &ContainerRecord) -> Option<i32> {
     if rec.state.status == Status::Running {
         return None;
     }
-    let p = live_path(g, rec)?;
-    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
-    let alive = l.pid == 0
-        && l.monitor > 0
-        && l.boot_id == paths::boot_id()
-        && proc_start_time(l.monitor).is_some_and(|t| t == l.monitor_start_time);
-    alive.then_some(l.monitor)
+    read_live(g, rec)
+        .filter(|l| l.pid == 0)
+        .and_then(|l| alive_monitor(&l))
 }
 
 /// Whether the container runs under a detached monitor (which restarts it in place).
@@ -1178,8 +1174,7 @@ pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
 /// The live state of `rec`, when its init runs now: same boot, same pid and start time (a
 /// pid reused by another process is not ours to signal).
 fn live(g: &Context, rec: &ContainerRecord) -> Option<Live> {
-    let p = live_path(g, rec)?;
-    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
+    let l = read_live(g, rec)?;
     let alive = l.boot_id == paths::boot_id()
         && l.pid > 0
         && proc_start_time(l.pid).is_some_and(|t| t == l.start_time || l.start_time == 0);
@@ -1194,8 +1189,19 @@ pub fn live_pids(g: &Context, rec: &ContainerRecord) -> Option<(i32, i32)> {
 /// The monitor named in `rec`'s live state while it runs, whatever its container does: it
 /// may be starting the command again, or recording its exit (`rbox wait` waits for it).
 pub fn live_monitor(g: &Context, rec: &ContainerRecord) -> Option<i32> {
+    read_live(g, rec).and_then(|l| alive_monitor(&l))
+}
+
+/// The live state of `rec`'s last start as written, whatever runs now.
+fn read_live(g: &Context, rec: &ContainerRecord) -> Option<Live> {
     let p = live_path(g, rec)?;
-    let l: Live = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
+    serde_json::from_slice(&fs::read(p).ok()?).ok()
+}
+
+/// The monitor `l` names, while it runs (this boot, its start time when recorded: a reused
+/// pid is not it). A restart wait records the start time; a running container's live
+/// state, older ones, may not.
+fn alive_monitor(l: &Live) -> Option<i32> {
     let same = |t: u64| l.monitor_start_time == 0 || t == l.monitor_start_time;
     let alive = l.monitor > 0
         && l.boot_id == paths::boot_id()

@@ -149,12 +149,8 @@ fn probe(g: &Context, rec: &ContainerRecord, hc: &Healthcheck) -> Result<(i32, S
         nix::sys::memfd::memfd_create(c"rbox-health", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
             .context("create the healthcheck's output file")?,
     );
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(g.storage_root()?)
-        .arg("--runroot")
-        .arg(g.runtime_dir()?)
-        .args(["exec", &rec.id])
+    let mut cmd = rbox_command(&exe, &g.storage_root()?, &g.runtime_dir()?);
+    cmd.args(["exec", &rec.id])
         .args(&argv)
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone().context("duplicate a descriptor")?)
@@ -187,6 +183,14 @@ fn probe(g: &Context, rec: &ContainerRecord, hc: &Healthcheck) -> Result<(i32, S
     Ok((code, output))
 }
 
+/// This rbox, run on the store at `root` with the runtime directory `runroot` (a check, or
+/// its `exec`, must find the container where the monitor keeps it).
+fn rbox_command(exe: &Path, root: &Path, runroot: &Path) -> Command {
+    let mut c = Command::new(exe);
+    c.arg("--root").arg(root).arg("--runroot").arg(runroot);
+    c
+}
+
 /// `--health-on-failure`: what happens to a container that turned unhealthy.
 fn on_failure(g: &Context, rec: &ContainerRecord, action: &str) -> Result<()> {
     match action {
@@ -206,7 +210,7 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// Start checking container `id` (of store `root`, runtime directory `runroot`) every
+    /// Start checking container `id` (of `g`'s store and runtime directory) every
     /// `hc.interval`, the first check one interval after the start. The checks run as
     /// `rbox healthcheck run` processes, so this process (the monitor) stays small.
     pub fn start(g: &Context, id: &str, hc: &Healthcheck) -> Result<Checker> {
@@ -249,11 +253,7 @@ impl Checker {
                     if running.is_some() {
                         continue;
                     }
-                    let spawned = Command::new(&exe)
-                        .arg("--root")
-                        .arg(&root)
-                        .arg("--runroot")
-                        .arg(&runroot)
+                    let spawned = rbox_command(&exe, &root, &runroot)
                         .args(["healthcheck", "run", &id])
                         .stdin(std::process::Stdio::null())
                         .stdout(std::process::Stdio::null())

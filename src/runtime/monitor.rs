@@ -314,10 +314,7 @@ fn start(
             netns,
         }),
         Err(e) => {
-            let code = e
-                .downcast_ref::<exit::CodedError>()
-                .map(|c| c.code)
-                .unwrap_or(exit::FAILED);
+            let code = exit::code_of(&e);
             stop_network(network);
             if let Err(e) = finish(g, store, rec, code as i32, &format!("{e:#}")) {
                 tracing::error!("{e:#}");
@@ -382,11 +379,8 @@ fn hold(
         match fs::OpenOptions::new().create(true).append(true).open(log) {
             Ok(f) => files.push(f),
             Err(e) => {
-                let _ = caller.send(&Msg::Failed {
-                    code: exit::FAILED,
-                    msg: format!("open log `{}`: {e}", log.display()),
-                });
-                return exit::FAILED as i32;
+                let e = anyhow::anyhow!("open log `{}`: {e}", log.display());
+                return tell_failure(&caller, &e);
             }
         }
     }
@@ -408,13 +402,7 @@ fn hold(
     state::take_request(g, &rec.id);
     let pipes = match output_pipes() {
         Ok(p) => p,
-        Err(e) => {
-            let _ = caller.send(&Msg::Failed {
-                code: exit::FAILED,
-                msg: format!("{e:#}"),
-            });
-            return exit::FAILED as i32;
-        }
+        Err(e) => return tell_failure(&caller, &e),
     };
     // `rbox attach` connects here; with -i and no terminal, what it types goes to the
     // container's stdin through a pipe this monitor holds
@@ -433,13 +421,7 @@ fn hold(
     let null_fd = stdin;
     let mut stdin_pipe = match stdin_pipe_of(rec) {
         Ok(p) => p,
-        Err(e) => {
-            let _ = caller.send(&Msg::Failed {
-                code: exit::FAILED,
-                msg: format!("{e:#}"),
-            });
-            return exit::FAILED as i32;
-        }
+        Err(e) => return tell_failure(&caller, &e),
     };
     let stdin = stdin_pipe
         .as_ref()
@@ -448,17 +430,7 @@ fn hold(
     let fds = [stdin, pipes[0].1.as_raw_fd(), pipes[1].1.as_raw_fd()];
     let mut run = match start(g, store, rec, Some(fds), None, true) {
         Ok(s) => s,
-        Err(e) => {
-            let code = e
-                .downcast_ref::<exit::CodedError>()
-                .map(|c| c.code)
-                .unwrap_or(exit::FAILED);
-            let _ = caller.send(&Msg::Failed {
-                code,
-                msg: format!("{e:#}"),
-            });
-            return code as i32;
-        }
+        Err(e) => return tell_failure(&caller, &e),
     };
     let _ = caller.send(&Msg::Ready);
     drop(caller);
@@ -572,6 +544,17 @@ fn hold(
             }
         };
     }
+}
+
+/// Tell the caller waiting for a detached monitor why the container did not start; returns
+/// the exit code the monitor ends with.
+fn tell_failure(caller: &Channel, e: &anyhow::Error) -> i32 {
+    let code = exit::code_of(e);
+    let _ = caller.send(&Msg::Failed {
+        code,
+        msg: format!("{e:#}"),
+    });
+    code as i32
 }
 
 /// Record the exit, and with `--rm` remove every trace of the container. Every step is
