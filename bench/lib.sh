@@ -66,3 +66,26 @@ busybox_rootfs() {
     echo "root:x:0:0:root:/root:/bin/sh" >"$d/etc/passwd"
     echo "root:x:0:" >"$d/etc/group"
 }
+
+# mem_of PID: "VmRSS VmHWM Pss" of the process, in kB.
+mem_of() {
+    local rss hwm pss
+    rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")"
+    hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$1/status")"
+    pss="$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")"
+    echo "${rss:-0} ${hwm:-0} ${pss:-0}"
+}
+
+# ppid_of PID: its parent's pid.
+ppid_of() { awk '/^PPid:/ {print $2}' "/proc/$1/status"; }
+
+# mem_sum NAME:PID...: "RSS_TOTAL|PSS_TOTAL| NAME=RSS/HWM/PSS..." over the processes, in kB.
+mem_sum() {
+    local e rss hwm pss tot=0 totp=0 line=""
+    for e in "$@"; do
+        read -r rss hwm pss <<<"$(mem_of "${e#*:}")"
+        tot=$((tot + rss)) totp=$((totp + pss))
+        line="$line ${e%%:*}=$rss/$hwm/$pss"
+    done
+    echo "$tot|$totp|$line"
+}

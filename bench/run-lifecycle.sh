@@ -90,14 +90,6 @@ interleaved "$json" "$ROUNDS" "$RUNS" 1 -- \
     -n "podman (slirp4netns, rootlessport)" "$(cycle cyc-podman "$pd" --network=slirp4netns $((PORT_BASE + 2)) localhost/bench-bb)"
 
 # 2. Memory, with a port that has served.
-mem_of() { # PID: "VmRSS VmHWM Pss" in kB
-    local rss hwm pss
-    rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")"
-    hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$1/status")"
-    pss="$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")"
-    echo "${rss:-0} ${hwm:-0} ${pss:-0}"
-}
-ppid_of() { awk '/^PPid:/ {print $2}' "/proc/$1/status"; }
 served() { # PORT: one request answered, at most 20 s
     local deadline=$((SECONDS + 20))
     until curl -fsS "http://127.0.0.1:$1/" >/dev/null 2>&1; do
@@ -115,17 +107,11 @@ for net in pasta slirp4netns; do
     sleep 1
     pid="$(rbox inspect -f '{{.State.Pid}}' "$name")"
     mon="$(ppid_of "$pid")"
-    line="" tot=0 totp=0
     procs=("monitor:$mon")
     for c in $(cat "/proc/$mon/task/"*/children 2>/dev/null); do
         [ "$c" = "$pid" ] || procs+=("$(tr '\0' '\n' <"/proc/$c/cmdline" | head -1 | xargs basename):$c")
     done
-    for e in "${procs[@]}"; do
-        read -r rss hwm pss <<<"$(mem_of "${e#*:}")"
-        tot=$((tot + rss)) totp=$((totp + pss))
-        line="$line ${e%%:*}=$rss/$hwm/$pss"
-    done
-    echo "rbox $net|$tot|$totp|$line" >>"$W/mem"
+    echo "rbox $net|$(mem_sum "${procs[@]}")" >>"$W/mem"
     rbox rm -f "$name" >/dev/null
 done
 port=$((PORT_BASE + 3))
@@ -145,13 +131,7 @@ for f in /proc/[0-9]*; do
     slirp4netns) grep -qF "$ns" "$f/cmdline" 2>/dev/null && procs+=("slirp4netns:$q") ;;
     esac
 done
-line="" tot=0 totp=0
-for e in "${procs[@]}"; do
-    read -r rss hwm pss <<<"$(mem_of "${e#*:}")"
-    tot=$((tot + rss)) totp=$((totp + pss))
-    line="$line ${e%%:*}=$rss/$hwm/$pss"
-done
-echo "podman (slirp4netns)|$tot|$totp|$line" >>"$W/mem"
+echo "podman (slirp4netns)|$(mem_sum "${procs[@]}")" >>"$W/mem"
 pod rm -f -t 0 mem-podman >/dev/null
 
 out="$repo/bench/results/lifecycle-$(date -u +%Y%m%d-%H%M).md"

@@ -227,14 +227,6 @@ done
 # its network helper (pasta, slirp4netns) the monitor's other child; Podman's conmon is the
 # parent of the init, slirp4netns runs with the container's netns path, rootlessport is the
 # process whose argv[0] is rootlessport (with its child).
-mem_of() { # PID: "VmRSS VmHWM Pss" in kB
-    local rss hwm pss
-    rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")"
-    hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$1/status")"
-    pss="$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")"
-    echo "${rss:-0} ${hwm:-0} ${pss:-0}"
-}
-ppid_of() { awk '/^PPid:/ {print $2}' "/proc/$1/status"; }
 uid="$(id -u "$user")"
 user_pids() { # processes of the bench user, "PID ARGV0" (argv0 basename)
     local f p a
@@ -267,13 +259,7 @@ for p in "${pub_paths[@]}"; do
             esac
         done < <(user_pids)
     fi
-    tot_rss=0 tot_pss=0 line=""
-    for e in "${procs[@]}"; do
-        read -r rss hwm pss <<<"$(mem_of "${e#*:}")"
-        tot_rss=$((tot_rss + rss))
-        tot_pss=$((tot_pss + pss))
-        line="$line ${e%%:*}=$rss/$hwm/$pss"
-    done
+    IFS='|' read -r tot_rss tot_pss line <<<"$(mem_sum "${procs[@]}")"
     echo "$p $tot_rss $tot_pss$line" >>"$W/mem"
     # Done with it: the next one is alone.
     if [ "${p%%-*}" = rbox ]; then rbox rm -f "$name" >/dev/null; else pod rm -f -t 0 "$name" >/dev/null; fi
