@@ -87,6 +87,7 @@
 //! killed process or a full disk, can leave a committed layer with lost file data.
 
 pub mod archive;
+pub mod changes;
 pub mod container;
 pub mod digest;
 pub mod images;

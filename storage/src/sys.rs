@@ -75,6 +75,65 @@ pub fn lgetxattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// Every extended attribute of an open file or directory, names with their values, in the
+/// order the kernel lists them. A filesystem without xattrs gives none.
+pub fn fxattrs<F: AsFd>(fd: F) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let raw = fd.as_fd().as_raw_fd();
+    // Sizes can grow between the size query and the read (a running container): retry.
+    let names = loop {
+        // SAFETY: a null buffer with size 0 asks only for the needed size.
+        let n = unsafe { libc::flistxattr(raw, std::ptr::null_mut(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOTSUP) => Ok(Vec::new()),
+                _ => Err(e),
+            };
+        }
+        let mut buf = vec![0u8; n as usize];
+        // SAFETY: `buf` has `buf.len()` writable bytes; the kernel writes at most that many.
+        let r = unsafe { libc::flistxattr(raw, buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            break buf;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+    };
+    let mut out = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        let value = loop {
+            let c = cstr(name)?;
+            // SAFETY: `c` is NUL-terminated and outlives the call; a null buffer with size 0
+            // asks only for the size.
+            let n = unsafe { libc::fgetxattr(raw, c.as_ptr(), std::ptr::null_mut(), 0) };
+            if n < 0 {
+                break None;
+            }
+            let mut buf = vec![0u8; n as usize];
+            // SAFETY: as above, and `buf` has `buf.len()` writable bytes.
+            let r = unsafe { libc::fgetxattr(raw, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            if r >= 0 {
+                buf.truncate(r as usize);
+                break Some(buf);
+            }
+            if io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
+                break None;
+            }
+        };
+        // Removed meanwhile, or not readable by us: leave it out.
+        if let Some(v) = value {
+            out.push((name.to_string(), v));
+        }
+    }
+    Ok(out)
+}
+
 fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     if r < 0 {
         Err(io::Error::last_os_error())

@@ -1,0 +1,213 @@
+//! Unit tests of the layer writer: the OCI forms of whiteouts and opaque directories, hard
+//! links, symlinks, xattrs, determinism, and the stored layer that comes back.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nix::sys::stat::{mknod, Mode, SFlag};
+
+use super::*;
+use crate::layer::tests::store_in;
+
+fn setx(p: &Path, k: &str, v: &[u8]) {
+    let f = File::open(p).unwrap();
+    sys::fsetxattr(&f, k, v).unwrap();
+}
+
+/// An upper as overlay leaves it: a new file with an xattr and a second hard link, a symlink,
+/// a fifo, a whiteout, an opaque directory with one new file, a changed file in a subdir.
+fn sample_upper(root: &Path) -> std::path::PathBuf {
+    let up = root.join("upper");
+    fs::create_dir_all(up.join("etc")).unwrap();
+    fs::create_dir_all(up.join("opq")).unwrap();
+    fs::write(up.join("etc/passwd"), "root:x:0:0\n").unwrap();
+    fs::write(up.join("new"), "hello").unwrap();
+    fs::set_permissions(up.join("new"), fs::Permissions::from_mode(0o4751)).unwrap();
+    setx(&up.join("new"), "user.note", b"kept");
+    setx(&up.join("new"), "user.overlay.origin", b"dropped");
+    fs::hard_link(up.join("new"), up.join("new2")).unwrap();
+    std::os::unix::fs::symlink("new", up.join("link")).unwrap();
+    nix::unistd::mkfifo(&up.join("pipe"), Mode::from_bits_truncate(0o640)).unwrap();
+    mknod(&up.join("gone"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+    mknod(&up.join("etc/shadow"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+    setx(&up.join("opq"), "user.overlay.opaque", b"y");
+    fs::write(up.join("opq/only"), "x").unwrap();
+    // a mount point a runtime left behind
+    fs::write(up.join("etc/hosts"), "").unwrap();
+    let t = nix::sys::time::TimeSpec::new(1_700_000_000, 0);
+    for p in ["new", "etc/passwd", "opq/only", "etc", "opq"] {
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &up.join(p),
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    }
+    up
+}
+
+struct Ent {
+    path: String,
+    kind: tar::EntryType,
+    link: Option<String>,
+    mode: u32,
+    mtime: u64,
+    xattrs: Vec<(String, Vec<u8>)>,
+    data: Vec<u8>,
+}
+
+fn entries(tar_bytes: &[u8]) -> Vec<Ent> {
+    let mut ar = tar::Archive::new(tar_bytes);
+    let mut out = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut xattrs = Vec::new();
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for x in exts {
+                let x = x.unwrap();
+                if let Some(k) = x.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                    xattrs.push((k.to_string(), x.value_bytes().to_vec()));
+                }
+            }
+        }
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        out.push(Ent {
+            path: e.path().unwrap().to_string_lossy().into_owned(),
+            kind: e.header().entry_type(),
+            link: e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned()),
+            mode: e.header().mode().unwrap(),
+            mtime: e.header().mtime().unwrap(),
+            xattrs,
+            data,
+        });
+    }
+    out
+}
+
+#[test]
+fn upper_becomes_an_oci_layer_tar() {
+    let d = tempfile::tempdir().unwrap();
+    let up = sample_upper(d.path());
+    let mut buf = Vec::new();
+    write_layer_tar(&up, &["etc/hosts"], &mut buf).unwrap();
+    let ents = entries(&buf);
+    let paths: Vec<&str> = ents.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "etc/",
+            "etc/passwd",
+            "etc/.wh.shadow",
+            ".wh.gone",
+            "link",
+            "new",
+            "new2",
+            "opq/",
+            "opq/.wh..wh..opq",
+            "opq/only",
+            "pipe",
+        ]
+    );
+    let by = |p: &str| ents.iter().find(|e| e.path == p).unwrap();
+    assert_eq!(by(".wh.gone").kind, tar::EntryType::Regular);
+    assert!(by(".wh.gone").data.is_empty());
+    assert_eq!(by("opq/.wh..wh..opq").kind, tar::EntryType::Regular);
+    let new = by("new");
+    assert_eq!(new.data, b"hello");
+    assert_eq!(new.mode, 0o4751);
+    assert_eq!(new.mtime, 1_700_000_000);
+    assert_eq!(new.xattrs, [("user.note".to_string(), b"kept".to_vec())]);
+    assert_eq!(by("new2").kind, tar::EntryType::Link);
+    assert_eq!(by("new2").link.as_deref(), Some("new"));
+    assert_eq!(by("link").kind, tar::EntryType::Symlink);
+    assert_eq!(by("link").link.as_deref(), Some("new"));
+    assert_eq!(by("pipe").kind, tar::EntryType::Fifo);
+    assert_eq!(by("pipe").mode, 0o640);
+    // overlay's own xattr is never carried, not even on the opaque directory
+    assert!(by("opq/").xattrs.is_empty());
+    assert_eq!(by("opq/").mtime, 1_700_000_000);
+
+    // the same changes give the same bytes
+    let mut again = Vec::new();
+    write_layer_tar(&up, &["etc/hosts"], &mut again).unwrap();
+    assert_eq!(buf, again);
+    // not skipped, the mount point is a file like any other
+    let mut all = Vec::new();
+    write_layer_tar(&up, &[], &mut all).unwrap();
+    assert!(entries(&all).iter().any(|e| e.path == "etc/hosts"));
+}
+
+#[test]
+fn stored_layer_has_the_overlay_form_again() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let up = sample_upper(d.path());
+    let gz = s.layer_from_upper(&up, Compression::Gzip).unwrap();
+    assert_eq!(gz.compression, Compression::Gzip);
+    let blob = gz.blob.clone().unwrap();
+    assert!(s.has_blob(&blob));
+    let mut head = [0u8; 2];
+    s.open_blob(&blob).unwrap().read_exact(&mut head).unwrap();
+    assert_eq!(head, [0x1f, 0x8b]);
+    let l = s.layer_path(&gz.diff_id);
+    let wh = fs::symlink_metadata(l.join("gone")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    assert_eq!(
+        crate::lgetxattr(&l.join("opq"), "user.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    let a = fs::metadata(l.join("new")).unwrap();
+    let b = fs::metadata(l.join("new2")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(fs::read_link(l.join("link")).unwrap(), Path::new("new"));
+    assert_eq!(
+        crate::lgetxattr(&l.join("new"), "user.note").as_deref(),
+        Some(&b"kept"[..])
+    );
+
+    // zstd and plain: other blobs, the same diff id
+    let zs = s.layer_from_upper(&up, Compression::Zstd).unwrap();
+    assert_eq!(zs.diff_id, gz.diff_id);
+    let plain = s.layer_from_upper(&up, Compression::None).unwrap();
+    assert_eq!(plain.diff_id, gz.diff_id);
+    assert!(fs::read_dir(s.root().join("tmp")).unwrap().next().is_none());
+}
+
+#[test]
+fn a_plain_staging_directory_is_a_layer_too() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let st = d.path().join("stage");
+    fs::create_dir_all(st.join("app/bin")).unwrap();
+    fs::write(st.join("app/bin/run"), "#!/bin/sh\n").unwrap();
+    let info = s
+        .layer_from_upper_skipping(&st, Compression::Gzip, &[])
+        .unwrap();
+    assert_eq!(
+        fs::read(s.layer_path(&info.diff_id).join("app/bin/run")).unwrap(),
+        b"#!/bin/sh\n"
+    );
+    let mut buf = Vec::new();
+    write_layer_tar(&st, &[], &mut buf).unwrap();
+    assert_eq!(info.diff_id, Digest::of(&buf));
+    assert_eq!(info.size, buf.len() as u64);
+}
+
+#[test]
+fn a_missing_upper_is_an_error_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let e = s
+        .layer_from_upper(&d.path().join("nope"), Compression::Gzip)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("open `") && e.contains("nope`"), "{e}");
+}
