@@ -763,7 +763,7 @@ fn append_dir<W: Write>(b: &mut tar::Builder<W>, name: &str) -> Result<()> {
 
 /// Applies one `--change` instruction (`INSTRUCTION VALUE` or `INSTRUCTION=VALUE`) to the
 /// `config` object of an image config.
-pub(crate) fn apply_change(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
+pub fn apply_change(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
     let invalid = || Error::InvalidChange(change.to_string());
     let change = change.trim();
     let split = change.find([' ', '\t', '=']).ok_or_else(invalid)?;
@@ -858,7 +858,7 @@ pub(crate) fn apply_change(cfg: &mut Map<String, Value>, change: &str) -> Result
 }
 
 /// The current UTC time as RFC 3339 (`2026-11-22T07:00:00Z`).
-pub(crate) fn rfc3339_now() -> String {
+pub fn rfc3339_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

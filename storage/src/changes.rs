@@ -29,7 +29,10 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
+use serde_json::{json, Value};
+
 use crate::digest::{Digest, Hasher};
+use crate::images::ImageRecord;
 use crate::layer::{Compression, LayerInfo};
 use crate::store::{create_new, Store};
 use crate::{bt, sys, Error, IoContext, Result};
@@ -60,13 +63,33 @@ impl Store {
         compression: Compression,
         skip: &[&str],
     ) -> Result<LayerInfo> {
+        self.layer_from_tar(compression, |w| write_layer_tar(upper, skip, w))
+    }
+
+    /// One layer holding the union of `dirs` (top-most first, as overlay stacks them:
+    /// an upper, then the image's layers), whiteouts applied: what `commit --squash` stores.
+    pub fn layer_from_union(
+        &self,
+        dirs: &[&Path],
+        compression: Compression,
+        skip: &[&str],
+    ) -> Result<LayerInfo> {
+        self.layer_from_tar(compression, |w| write_union_tar(dirs, skip, w))
+    }
+
+    /// Stores the layer tar that `write` produces: compressed into `tmp/` while its diff id
+    /// is hashed, then through the same unpacker as a pull, so the stored layer is exactly
+    /// what another host gets from the blob.
+    fn layer_from_tar(
+        &self,
+        compression: Compression,
+        write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<LayerInfo> {
         let tmp = self.tmp_path("commit");
         let file = create_new(&tmp.path, 0o600)?;
-        let diff_id = write_compressed(upper, skip, compression, &file)?;
+        let diff_id = write_compressed(write, compression, &file)?;
         drop(file);
         let f = File::open(&tmp.path).ctx(|| format!("open {}", bt(&tmp.path)))?;
-        // The stream goes through the same unpacker as a pull: the stored layer is exactly
-        // what another host gets from the blob.
         self.store_layer(
             io::BufReader::with_capacity(256 * 1024, f),
             None,
@@ -77,11 +100,96 @@ impl Store {
     }
 }
 
-/// Writes the layer tar of `upper` compressed into `out`; returns the diff id (the sha256 of
+/// The manifest format of an image made from changes (`--format oci|docker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestFormat {
+    Oci,
+    Docker,
+}
+
+impl Store {
+    /// Records an image made of `base`'s layers (none for `scratch`) plus `layer` (none for
+    /// a config-only change), with `config` as its image config: a JSON object whose
+    /// `rootfs` is set here from those layers, so the two cannot disagree. The manifest has
+    /// `format`'s media types. `names` as for [`Store::commit_image`].
+    pub fn commit_derived(
+        &self,
+        base: Option<&ImageRecord>,
+        layer: Option<&LayerInfo>,
+        mut config: Value,
+        format: ManifestFormat,
+        names: &[String],
+    ) -> Result<ImageRecord> {
+        let mut descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        let media = |mt: &str, c: Option<Compression>| -> String {
+            let c = c.unwrap_or(if mt.ends_with("gzip") {
+                Compression::Gzip
+            } else if mt.ends_with("zstd") {
+                Compression::Zstd
+            } else {
+                Compression::None
+            });
+            match format {
+                ManifestFormat::Oci => c.oci_media_type().to_string(),
+                ManifestFormat::Docker => c.docker_media_type().to_string(),
+            }
+        };
+        for l in base.map(|b| b.layers.as_slice()).unwrap_or_default() {
+            descs.push(json!({
+                "mediaType": media(&l.media_type, None),
+                "size": l.size,
+                "digest": l.blob.to_string(),
+            }));
+            diff_ids.push(l.diff_id.to_string());
+        }
+        if let Some(l) = layer {
+            let (Some(blob), Some(size)) = (&l.blob, l.blob_size) else {
+                return Err(Error::BlobNotFound(l.diff_id.clone()));
+            };
+            descs.push(json!({
+                "mediaType": media("", Some(l.compression)),
+                "size": size,
+                "digest": blob.to_string(),
+            }));
+            diff_ids.push(l.diff_id.to_string());
+        }
+        let obj = config
+            .as_object_mut()
+            .ok_or_else(|| Error::InvalidConfig("not a JSON object".into()))?;
+        obj.insert(
+            "rootfs".into(),
+            json!({ "type": "layers", "diff_ids": diff_ids }),
+        );
+        let config = serde_json::to_vec(&config).expect("json");
+        let (mt, cmt) = match format {
+            ManifestFormat::Oci => (OCI_MANIFEST, OCI_CONFIG),
+            ManifestFormat::Docker => (DOCKER_MANIFEST, DOCKER_CONFIG),
+        };
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": mt,
+            "config": {
+                "mediaType": cmt,
+                "size": config.len(),
+                "digest": Digest::of(&config).to_string(),
+            },
+            "layers": descs,
+        });
+        let manifest = serde_json::to_vec(&manifest).expect("json");
+        self.commit_image(&manifest, &config, names)
+    }
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// Writes the tar that `write` makes compressed into `out`; returns the diff id (the sha256 of
 /// the uncompressed tar).
 fn write_compressed(
-    upper: &Path,
-    skip: &[&str],
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
     compression: Compression,
     out: &File,
 ) -> Result<Digest> {
@@ -90,7 +198,7 @@ fn write_compressed(
     let hasher = match compression {
         Compression::None => {
             let mut h = HashTee::new(out);
-            write_layer_tar(upper, skip, &mut h)?;
+            write(&mut h)?;
             h.inner.flush().map_err(finish_err)?;
             h.hasher
         }
@@ -99,7 +207,7 @@ fn write_compressed(
                 out,
                 flate2::Compression::default(),
             ));
-            write_layer_tar(upper, skip, &mut h)?;
+            write(&mut h)?;
             h.inner
                 .finish()
                 .and_then(|mut w| w.flush())
@@ -109,7 +217,7 @@ fn write_compressed(
         Compression::Zstd => {
             let enc = zstd::stream::write::Encoder::new(out, 3).map_err(finish_err)?;
             let mut h = HashTee::new(enc);
-            write_layer_tar(upper, skip, &mut h)?;
+            write(&mut h)?;
             h.inner
                 .finish()
                 .and_then(|mut w| w.flush())
@@ -165,6 +273,33 @@ pub fn write_layer_tar<W: Write>(upper: &Path, skip: &[&str], out: W) -> Result<
     Ok(())
 }
 
+/// Writes the flat tar of the union of `dirs` (top-most first; whiteouts and opaque
+/// directories applied, none written) to `out`, leaving out the empty regular files at the
+/// relative paths `skip`: a container's whole root filesystem (`rbox export`).
+pub fn write_union_tar<W: Write>(dirs: &[&Path], skip: &[&str], out: W) -> Result<()> {
+    let mut fds = Vec::new();
+    for d in dirs {
+        let fd =
+            nix::fcntl::open(*d, DIR_FLAGS, Mode::empty()).ctx(|| format!("open {}", bt(d)))?;
+        let opaque = is_opaque(&fd);
+        fds.push(fd);
+        if opaque {
+            break;
+        }
+    }
+    let mut w = Walk {
+        b: tar::Builder::new(out),
+        links: HashMap::new(),
+        skip,
+    };
+    w.b.mode(tar::HeaderMode::Complete);
+    w.union(&fds, b"")?;
+    w.b.into_inner()
+        .and_then(|mut o| o.flush())
+        .map_err(|e| Error::io("write the layer tar", e))?;
+    Ok(())
+}
+
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_NOFOLLOW)
@@ -210,146 +345,199 @@ fn overlay_xattr(name: &str) -> bool {
 }
 
 impl<W: Write> Walk<'_, W> {
+    /// The diff walk of an upper: whiteouts and opaque markers in their OCI form.
     fn dir(&mut self, fd: &OwnedFd, rel: &[u8]) -> Result<()> {
-        let shown_rel = String::from_utf8_lossy(rel).into_owned();
-        let rel_shown = &shown_rel;
-        let dup = fd.try_clone().ctx(|| "dup fd".into())?;
-        let mut dir =
-            nix::dir::Dir::from_fd(dup).ctx(|| format!("read directory `/{rel_shown}`"))?;
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for ent in dir.iter() {
-            let ent = ent.ctx(|| format!("read directory `/{rel_shown}`"))?;
-            let n = ent.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(n.to_vec());
-            }
-        }
-        names.sort();
-        for raw in names {
-            let name = std::ffi::OsStr::from_bytes(&raw);
+        for raw in names(fd, rel)? {
             let tar_path = tar_path(rel, &raw);
-            // Tar paths stay bytes; the lossy form is for messages only.
-            let path = String::from_utf8_lossy(&tar_path).into_owned();
-            let st = match fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                // Gone since the listing (a running container): nothing to write.
-                Err(Errno::ENOENT) => continue,
-                Err(e) => return Err(Error::io(format!("stat `/{path}`"), e.into())),
+            let Some(st) = stat_at(fd, &raw, &tar_path)? else {
+                continue;
             };
-            match kind(&st) {
-                SFlag::S_IFCHR if st.st_rdev == 0 => {
-                    let mut wh = rel_prefix(rel);
-                    wh.extend_from_slice(WHITEOUT.as_bytes());
-                    wh.extend_from_slice(&raw);
-                    self.append(&mut marker(), &wh, io::empty(), &path)?;
+            if whiteout(&st) {
+                let mut wh = rel_prefix(rel);
+                wh.extend_from_slice(WHITEOUT.as_bytes());
+                wh.extend_from_slice(&raw);
+                self.append(&mut marker(), &wh, io::empty(), &shown(&tar_path))?;
+                continue;
+            }
+            if let Some((sub, opaque)) = self.node(fd, &raw, &tar_path, &st)? {
+                if opaque {
+                    let mut m = tar_path.clone();
+                    m.push(b'/');
+                    m.extend_from_slice(OPAQUE.as_bytes());
+                    self.append(&mut marker(), &m, io::empty(), &shown(&tar_path))?;
                 }
-                SFlag::S_IFDIR => {
-                    let sub = match openat(fd, name, DIR_FLAGS, Mode::empty()) {
-                        Ok(f) => f,
-                        Err(Errno::ENOENT) => continue,
-                        Err(e) => return Err(Error::io(format!("open `/{path}`"), e.into())),
-                    };
-                    let st = fstat(&sub).ctx(|| format!("stat `/{path}`"))?;
-                    let xattrs = sys::fxattrs(&sub).ctx(|| format!("list xattrs of `/{path}`"))?;
-                    let opaque = xattrs
-                        .iter()
-                        .any(|(k, v)| k == "user.overlay.opaque" && v == b"y");
-                    self.pax(&xattrs, &path)?;
-                    let mut dpath = tar_path.clone();
-                    dpath.push(b'/');
-                    self.append(
-                        &mut header(&st, tar::EntryType::Directory),
-                        &dpath,
-                        io::empty(),
-                        &path,
-                    )?;
-                    if opaque {
-                        dpath.extend_from_slice(OPAQUE.as_bytes());
-                        self.append(&mut marker(), &dpath, io::empty(), &path)?;
-                    }
-                    self.dir(&sub, &tar_path)?;
-                }
-                SFlag::S_IFREG => {
-                    let flags = OFlag::O_RDONLY
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_NONBLOCK
-                        | OFlag::O_CLOEXEC
-                        | OFlag::O_NOCTTY;
-                    let f = match openat(fd, name, flags, Mode::empty()) {
-                        Ok(f) => f,
-                        Err(Errno::ENOENT) => continue,
-                        Err(e) => return Err(Error::io(format!("open `/{path}`"), e.into())),
-                    };
-                    let st = fstat(&f).ctx(|| format!("stat `/{path}`"))?;
-                    if kind(&st) != SFlag::S_IFREG {
-                        // Swapped for something else since the stat: take it next time.
-                        continue;
-                    }
-                    if st.st_size == 0 && self.skip.iter().any(|s| s.as_bytes() == tar_path) {
-                        continue;
-                    }
-                    if st.st_nlink > 1 {
-                        let key = (st.st_dev, st.st_ino);
-                        if let Some(first) = self.links.get(&key).cloned() {
-                            let mut h = header(&st, tar::EntryType::Link);
-                            self.b
-                                .append_link(&mut h, os(&tar_path), &first)
-                                .map_err(|e| write_err(e, &path))?;
-                            continue;
-                        }
-                        self.links
-                            .insert(key, String::from_utf8_lossy(&tar_path).into_owned());
-                    }
-                    let xattrs = sys::fxattrs(&f).ctx(|| format!("list xattrs of `/{path}`"))?;
-                    self.pax(&xattrs, &path)?;
-                    let mut h = header(&st, tar::EntryType::Regular);
-                    h.set_size(st.st_size as u64);
-                    // A file that shrinks while written would break the tar: hold its size.
-                    let data = io::Read::take(File::from(f), st.st_size as u64);
-                    let data = Pad {
-                        inner: data,
-                        left: st.st_size as u64,
-                    };
-                    self.append(&mut h, &tar_path, data, &path)?;
-                }
-                SFlag::S_IFLNK => {
-                    let target = match readlinkat(fd, name) {
-                        Ok(t) => t,
-                        Err(Errno::ENOENT) => continue,
-                        Err(e) => return Err(Error::io(format!("read link `/{path}`"), e.into())),
-                    };
-                    // user.* xattrs cannot be set on symlinks (PLATFORM.md), so none are read.
-                    let mut h = header(&st, tar::EntryType::Symlink);
-                    self.b
-                        .append_link(&mut h, os(&tar_path), Path::new(&target))
-                        .map_err(|e| write_err(e, &path))?;
-                }
-                SFlag::S_IFIFO => {
-                    self.append(
-                        &mut header(&st, tar::EntryType::Fifo),
-                        &tar_path,
-                        io::empty(),
-                        &path,
-                    )?;
-                }
-                k @ (SFlag::S_IFCHR | SFlag::S_IFBLK) => {
-                    let t = if k == SFlag::S_IFCHR {
-                        tar::EntryType::Char
-                    } else {
-                        tar::EntryType::Block
-                    };
-                    let mut h = header(&st, t);
-                    let dev = st.st_rdev;
-                    h.set_device_major(nix::sys::stat::major(dev) as u32)
-                        .and_then(|_| h.set_device_minor(nix::sys::stat::minor(dev) as u32))
-                        .map_err(|e| write_err(e, &path))?;
-                    self.append(&mut h, &tar_path, io::empty(), &path)?;
-                }
-                // Sockets belong to a running process; no layer format holds them.
-                _ => {}
+                self.dir(&sub, &tar_path)?;
             }
         }
         Ok(())
+    }
+
+    /// The union walk: `fds` are this directory in each layer that shows it, top-most
+    /// first. What an upper layer whites out, or hides below an opaque directory or a
+    /// non-directory, is not written; whiteouts themselves never are.
+    fn union(&mut self, fds: &[OwnedFd], rel: &[u8]) -> Result<()> {
+        // name -> the layer whose entry wins, `None` when a whiteout hides it
+        let mut seen: std::collections::BTreeMap<Vec<u8>, Option<usize>> = Default::default();
+        for (i, fd) in fds.iter().enumerate() {
+            for raw in names(fd, rel)? {
+                if seen.contains_key(&raw) {
+                    continue;
+                }
+                let Some(st) = stat_at(fd, &raw, &tar_path(rel, &raw))? else {
+                    continue;
+                };
+                seen.insert(raw, (!whiteout(&st)).then_some(i));
+            }
+        }
+        for (raw, win) in seen {
+            let Some(i) = win else { continue };
+            let tar_path = tar_path(rel, &raw);
+            let Some(st) = stat_at(&fds[i], &raw, &tar_path)? else {
+                continue;
+            };
+            if whiteout(&st) {
+                continue;
+            }
+            let Some((sub, opaque)) = self.node(&fds[i], &raw, &tar_path, &st)? else {
+                continue;
+            };
+            let mut subs = vec![sub];
+            if !opaque {
+                for fd in &fds[i + 1..] {
+                    let Some(st) = stat_at(fd, &raw, &tar_path)? else {
+                        continue;
+                    };
+                    if kind(&st) != SFlag::S_IFDIR {
+                        // a whiteout or a file here hides every layer below
+                        break;
+                    }
+                    let d = openat(fd, os(&raw), DIR_FLAGS, Mode::empty())
+                        .ctx(|| format!("open `/{}`", shown(&tar_path)))?;
+                    let opq = is_opaque(&d);
+                    subs.push(d);
+                    if opq {
+                        break;
+                    }
+                }
+            }
+            self.union(&subs, &tar_path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the entry `raw` of `fd` (not a whiteout). For a directory, returns it opened
+    /// and whether it is opaque, for the caller to walk.
+    fn node(
+        &mut self,
+        fd: &OwnedFd,
+        raw: &[u8],
+        tar_path: &[u8],
+        st: &FileStat,
+    ) -> Result<Option<(OwnedFd, bool)>> {
+        let name = os(raw);
+        let path = shown(tar_path);
+        match kind(st) {
+            SFlag::S_IFDIR => {
+                let sub = match openat(fd, name, DIR_FLAGS, Mode::empty()) {
+                    Ok(f) => f,
+                    Err(Errno::ENOENT) => return Ok(None),
+                    Err(e) => return Err(Error::io(format!("open `/{path}`"), e.into())),
+                };
+                let st = fstat(&sub).ctx(|| format!("stat `/{path}`"))?;
+                let xattrs = sys::fxattrs(&sub).ctx(|| format!("list xattrs of `/{path}`"))?;
+                let opaque = xattrs
+                    .iter()
+                    .any(|(k, v)| k == "user.overlay.opaque" && v == b"y");
+                self.pax(&xattrs, &path)?;
+                let mut dpath = tar_path.to_vec();
+                dpath.push(b'/');
+                self.append(
+                    &mut header(&st, tar::EntryType::Directory),
+                    &dpath,
+                    io::empty(),
+                    &path,
+                )?;
+                return Ok(Some((sub, opaque)));
+            }
+            SFlag::S_IFREG => {
+                let flags = OFlag::O_RDONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_NONBLOCK
+                    | OFlag::O_CLOEXEC
+                    | OFlag::O_NOCTTY;
+                let f = match openat(fd, name, flags, Mode::empty()) {
+                    Ok(f) => f,
+                    Err(Errno::ENOENT) => return Ok(None),
+                    Err(e) => return Err(Error::io(format!("open `/{path}`"), e.into())),
+                };
+                let st = fstat(&f).ctx(|| format!("stat `/{path}`"))?;
+                if kind(&st) != SFlag::S_IFREG {
+                    // Swapped for something else since the stat: take it next time.
+                    return Ok(None);
+                }
+                if st.st_size == 0 && self.skip.iter().any(|s| s.as_bytes() == tar_path) {
+                    return Ok(None);
+                }
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.links.get(&key).cloned() {
+                        let mut h = header(&st, tar::EntryType::Link);
+                        self.b
+                            .append_link(&mut h, os(tar_path), &first)
+                            .map_err(|e| write_err(e, &path))?;
+                        return Ok(None);
+                    }
+                    self.links.insert(key, path.clone());
+                }
+                let xattrs = sys::fxattrs(&f).ctx(|| format!("list xattrs of `/{path}`"))?;
+                self.pax(&xattrs, &path)?;
+                let mut h = header(&st, tar::EntryType::Regular);
+                h.set_size(st.st_size as u64);
+                // A file that shrinks while written would break the tar: hold its size.
+                let data = io::Read::take(File::from(f), st.st_size as u64);
+                let data = Pad {
+                    inner: data,
+                    left: st.st_size as u64,
+                };
+                self.append(&mut h, tar_path, data, &path)?;
+            }
+            SFlag::S_IFLNK => {
+                let target = match readlinkat(fd, name) {
+                    Ok(t) => t,
+                    Err(Errno::ENOENT) => return Ok(None),
+                    Err(e) => return Err(Error::io(format!("read link `/{path}`"), e.into())),
+                };
+                // user.* xattrs cannot be set on symlinks (PLATFORM.md), so none are read.
+                let mut h = header(st, tar::EntryType::Symlink);
+                self.b
+                    .append_link(&mut h, os(tar_path), Path::new(&target))
+                    .map_err(|e| write_err(e, &path))?;
+            }
+            SFlag::S_IFIFO => {
+                self.append(
+                    &mut header(st, tar::EntryType::Fifo),
+                    tar_path,
+                    io::empty(),
+                    &path,
+                )?;
+            }
+            k @ (SFlag::S_IFCHR | SFlag::S_IFBLK) => {
+                let t = if k == SFlag::S_IFCHR {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                };
+                let mut h = header(st, t);
+                let dev = st.st_rdev;
+                h.set_device_major(nix::sys::stat::major(dev) as u32)
+                    .and_then(|_| h.set_device_minor(nix::sys::stat::minor(dev) as u32))
+                    .map_err(|e| write_err(e, &path))?;
+                self.append(&mut h, tar_path, io::empty(), &path)?;
+            }
+            // Sockets belong to a running process; no layer format holds them.
+            _ => {}
+        }
+        Ok(None)
     }
 
     fn pax(&mut self, xattrs: &[(String, Vec<u8>)], path: &str) -> Result<()> {
@@ -400,6 +588,45 @@ impl<R: io::Read> io::Read for Pad<R> {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+/// The names in directory `fd` (shown as `rel`), sorted by their bytes.
+fn names(fd: &OwnedFd, rel: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let dup = fd.try_clone().ctx(|| "dup fd".into())?;
+    let mut dir =
+        nix::dir::Dir::from_fd(dup).ctx(|| format!("read directory `/{}`", shown(rel)))?;
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for ent in dir.iter() {
+        let ent = ent.ctx(|| format!("read directory `/{}`", shown(rel)))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// `fstatat` without following; `None` when the entry is gone (a running container).
+fn stat_at(fd: &OwnedFd, raw: &[u8], tar_path: &[u8]) -> Result<Option<FileStat>> {
+    match fstatat(fd, os(raw), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(Error::io(format!("stat `/{}`", shown(tar_path)), e.into())),
+    }
+}
+
+fn whiteout(st: &FileStat) -> bool {
+    kind(st) == SFlag::S_IFCHR && st.st_rdev == 0
+}
+
+fn is_opaque(fd: &OwnedFd) -> bool {
+    matches!(sys::fgetxattr(fd, "user.overlay.opaque"), Ok(Some(v)) if v == b"y")
+}
+
+/// Tar paths stay bytes; this lossy form is for messages only.
+fn shown(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
 }
 
 fn write_err(e: io::Error, path: &str) -> Error {

@@ -211,3 +211,71 @@ fn a_missing_upper_is_an_error_naming_it() {
         .to_string();
     assert!(e.starts_with("open `") && e.contains("nope`"), "{e}");
 }
+
+#[test]
+fn union_applies_whiteouts_and_opaque_dirs() {
+    let d = tempfile::tempdir().unwrap();
+    let (low, up) = (d.path().join("low"), d.path().join("up"));
+    for p in ["d", "o", "f"] {
+        fs::create_dir_all(low.join(p)).unwrap();
+    }
+    for p in ["a", "b", "d/x", "d/y", "o/p", "f/g"] {
+        fs::write(low.join(p), p).unwrap();
+    }
+    fs::hard_link(low.join("a"), low.join("a2")).unwrap();
+    fs::create_dir_all(up.join("d")).unwrap();
+    fs::create_dir_all(up.join("o")).unwrap();
+    fs::write(up.join("d/z"), "new").unwrap();
+    fs::write(up.join("f"), "a file over a directory").unwrap();
+    mknod(&up.join("b"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+    mknod(&up.join("d/x"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+    setx(&up.join("o"), "user.overlay.opaque", b"y");
+    fs::write(up.join("o/q"), "q").unwrap();
+    let mut buf = Vec::new();
+    write_union_tar(&[up.as_path(), low.as_path()], &[], &mut buf).unwrap();
+    let ents = entries(&buf);
+    let paths: Vec<&str> = ents.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["a", "a2", "d/", "d/y", "d/z", "f", "o/", "o/q"]);
+    let by = |p: &str| ents.iter().find(|e| e.path == p).unwrap();
+    assert_eq!(by("d/z").data, b"new");
+    assert_eq!(by("d/y").data, b"d/y");
+    assert_eq!(by("a2").kind, tar::EntryType::Link);
+    assert!(by("o/").xattrs.is_empty());
+}
+
+#[test]
+fn derived_image_stacks_the_new_layer_on_its_base() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let st = d.path().join("stage");
+    fs::create_dir_all(&st).unwrap();
+    fs::write(st.join("one"), "1").unwrap();
+    let l1 = s.layer_from_upper(&st, Compression::Gzip).unwrap();
+    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}});
+    let base = s
+        .commit_derived(
+            None,
+            Some(&l1),
+            cfg.clone(),
+            ManifestFormat::Oci,
+            &["base".into()],
+        )
+        .unwrap();
+    fs::write(st.join("two"), "2").unwrap();
+    let l2 = s.layer_from_upper(&st, Compression::Zstd).unwrap();
+    let top = s
+        .commit_derived(Some(&base), Some(&l2), cfg, ManifestFormat::Docker, &[])
+        .unwrap();
+    let ids: Vec<_> = top.layers.iter().map(|l| l.diff_id.clone()).collect();
+    assert_eq!(ids, [l1.diff_id.clone(), l2.diff_id.clone()]);
+    assert_eq!(
+        top.manifest_media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        top.layers[0].media_type,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let c = s.image_config(&top).unwrap();
+    assert_eq!(c.rootfs().diff_ids().len(), 2);
+}

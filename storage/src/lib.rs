@@ -100,7 +100,8 @@ mod sys;
 
 use std::path::PathBuf;
 
-pub use archive::Format;
+pub use archive::{apply_change, rfc3339_now, Format};
+pub use changes::ManifestFormat;
 pub use container::ContainerDir;
 pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, LayerRef};

@@ -31,7 +31,6 @@ pub fn fsetxattr<F: AsFd>(fd: F, name: &str, value: &[u8]) -> io::Result<()> {
     }
 }
 
-#[allow(dead_code)] // used by tests; kept next to fsetxattr
 /// `fgetxattr(2)`: the value of `name`, or `None` when the attribute is absent.
 pub fn fgetxattr<F: AsFd>(fd: F, name: &str) -> io::Result<Option<Vec<u8>>> {
     let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
