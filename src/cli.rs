@@ -112,6 +112,10 @@ pub enum Command {
     Cp(cmd::cp::CpArgs),
     /// Display the changes to a container's or image's filesystem
     Diff(cmd::diff::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(cmd::commit::CommitArgs),
+    /// Export a container's filesystem contents as a tar archive
+    Export(cmd::export::ExportArgs),
     /// Mount a container's root filesystem (inside `rbox unshare` when rootless)
     Mount(cmd::mount::MountArgs),
     /// Unmount a container's root filesystem

@@ -33,6 +33,8 @@ pub enum ContainerCommand {
     Port(cmd::port::PortArgs),
     Cp(cmd::cp::CpArgs),
     Diff(cmd::diff::DiffArgs),
+    Commit(cmd::commit::CommitArgs),
+    Export(cmd::export::ExportArgs),
     Mount(cmd::mount::MountArgs),
     #[command(visible_alias = "umount")]
     Unmount(cmd::mount::UnmountArgs),
@@ -92,6 +94,8 @@ impl From<ContainerCommand> for Command {
             ContainerCommand::Port(a) => Command::Port(a),
             ContainerCommand::Cp(a) => Command::Cp(a),
             ContainerCommand::Diff(a) => Command::Diff(a),
+            ContainerCommand::Commit(a) => Command::Commit(a),
+            ContainerCommand::Export(a) => Command::Export(a),
             ContainerCommand::Mount(a) => Command::Mount(a),
             ContainerCommand::Unmount(a) => Command::Unmount(a),
             ContainerCommand::Kill(a) => Command::Kill(a),

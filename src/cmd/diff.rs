@@ -175,7 +175,7 @@ fn walk(
 
 /// The empty files rbox leaves in a container's upper as targets of its own bind mounts:
 /// not changes the container made (Podman's diff does not show them either).
-const MOUNT_POINTS: &[&str] = &[
+pub const MOUNT_POINTS: &[&str] = &[
     "/etc/hosts",
     "/etc/resolv.conf",
     "/etc/hostname",

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod cleanup;
+pub mod commit;
 pub mod common;
 pub mod completion;
 pub mod container;
@@ -11,6 +12,7 @@ pub mod diff;
 pub mod docs;
 pub mod exec;
 pub mod exists;
+pub mod export;
 pub mod generate;
 pub mod global;
 pub mod healthcheck;
@@ -116,6 +118,8 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Port(a) => port::run(g, a),
         Command::Cp(a) => cp::run(g, a),
         Command::Diff(a) => diff::run(g, a),
+        Command::Commit(a) => commit::run(g, a),
+        Command::Export(a) => export::run(g, a),
         Command::Mount(a) => mount::mount(g, a),
         Command::Unmount(a) => mount::unmount(g, a),
         Command::Attach(a) => attach::run(g, a),

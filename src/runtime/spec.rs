@@ -1330,8 +1330,21 @@ pub fn build(
         privileged: a.privileged,
         no_new_privileges,
         seccomp,
-        entrypoint: img.entrypoint.clone(),
-        cmd: img.cmd.clone(),
+        // The container's own entrypoint and command, as Podman's inspect and commit show them.
+        entrypoint: match a.entrypoint.as_deref() {
+            Some(e) => parse_entrypoint(e),
+            None => img.entrypoint.clone(),
+        },
+        cmd: {
+            let ep = a
+                .entrypoint
+                .as_deref()
+                .map_or(img.entrypoint.len(), |e| parse_entrypoint(e).len());
+            args.iter()
+                .skip(ep)
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect()
+        },
         labels,
         stop_signal: match &a.extra.stop_signal {
             Some(sig) => Some(parse_stop_signal(sig)?),
