@@ -291,6 +291,17 @@ fn image_config_value(store: &Store, rec: &ImageRecord) -> Result<Value> {
     Ok(serde_json::to_value(&cfg)?)
 }
 
+/// The config's top-level `comment` (a docker-format commit's `-m`), which the typed OCI
+/// config has no field for.
+fn comment(store: &Store, rec: &ImageRecord) -> String {
+    store
+        .read_blob(&rec.id)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.get("comment")?.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// An image as `podman image inspect` shows it.
 pub fn image_json(store: &Store, rec: &ImageRecord) -> Result<Value> {
     let cfg = image_config_value(store, rec)?;
@@ -308,7 +319,7 @@ pub fn image_json(store: &Store, rec: &ImageRecord) -> Result<Value> {
         "RepoTags": rec.names,
         "RepoDigests": super::images::repo_digests(rec),
         "Parent": "",
-        "Comment": "",
+        "Comment": comment(store, rec),
         "Created": created,
         "Config": config,
         "Version": "",

@@ -7,6 +7,7 @@ mod util;
 
 mod cli_compat;
 mod commands;
+mod commit;
 mod cp_diff;
 mod debian;
 mod docs;
