@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use rbox_storage::layer::Compression;
-use rbox_storage::{Driver, ImageRecord, ManifestFormat, Store};
+use rbox_storage::{Driver, ImageRecord, ManifestFormat};
 use serde_json::{json, Map, Value};
 
 use crate::cli::complete;
@@ -109,7 +109,9 @@ fn commit(
         (Driver::Copy, true) => {
             store.layer_from_union(&[dir.rootfs.as_path()], Compression::Gzip, &skip)?
         }
-        (Driver::Copy, false) => copy_driver_layer(&store, &dir.rootfs, &dir.lower_dirs, &skip)?,
+        (Driver::Copy, false) => {
+            store.layer_from_copy(&dir.rootfs, &dir.lower_dirs, Compression::Gzip, &skip)?
+        }
         (_, true) => {
             let mut dirs = vec![dir.upper.as_path()];
             dirs.extend(dir.lower_dirs.iter().map(PathBuf::as_path));
@@ -224,15 +226,4 @@ fn config(
     }
     hist.as_array_mut().expect("an array").push(h);
     Ok(cfg)
-}
-
-/// A copy-driver root has no upper: the changes are found by comparing it with the image's
-/// layers, staged as an upper (hard links, whiteouts) and written like one.
-fn copy_driver_layer(
-    _store: &Store,
-    _rootfs: &Path,
-    _lowers: &[PathBuf],
-    _skip: &[&str],
-) -> Result<rbox_storage::LayerInfo> {
-    bail!("its root is a vfs copy, which keeps no record of changes; use the overlay driver")
 }

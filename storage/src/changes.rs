@@ -100,6 +100,186 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The layer of a copy-driver container: its `rootfs` (the image's layers applied into
+    /// it at create time, then changed by the container) compared with those layers
+    /// (`lowers`, top-most first). What differs in type, mode, owner, size, mtime or link
+    /// target is staged as an upper would hold it (files hard-linked, deletions as
+    /// whiteouts) and written by [`Store::layer_from_upper`]'s writer.
+    pub fn layer_from_copy(
+        &self,
+        rootfs: &Path,
+        lowers: &[std::path::PathBuf],
+        compression: Compression,
+        skip: &[&str],
+    ) -> Result<LayerInfo> {
+        let stage = self.tmp_path("stage");
+        std::fs::create_dir(&stage.path).ctx(|| format!("create {}", bt(&stage.path)))?;
+        let staged = stage_changes(rootfs, lowers, &stage.path, Path::new(""))
+            .ctx(|| format!("compare {} with its image", bt(rootfs)));
+        let info =
+            staged.and_then(|_| self.layer_from_upper_skipping(&stage.path, compression, skip));
+        // the guard would remove it too; this way a failure to do so is not silent
+        let _ = crate::store::remove_tree(&stage.path);
+        info
+    }
+}
+
+/// The entry `rel` of the union of `lowers` (top-most first), honouring whiteouts and
+/// opaque directories: its path in the layer that shows it, and its metadata.
+fn visible(
+    lowers: &[std::path::PathBuf],
+    rel: &Path,
+) -> Option<(std::path::PathBuf, std::fs::Metadata)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let wh = |m: &std::fs::Metadata| m.file_type().is_char_device() && m.rdev() == 0;
+    let comps: Vec<_> = rel.components().collect();
+    'layers: for l in lowers {
+        let mut p = l.clone();
+        for (i, c) in comps.iter().enumerate() {
+            p.push(c);
+            match std::fs::symlink_metadata(&p) {
+                Err(_) => continue 'layers,
+                Ok(m) if wh(&m) => return None,
+                Ok(m) if i + 1 == comps.len() => return Some((p, m)),
+                Ok(m) if !m.is_dir() => return None,
+                Ok(_) => {
+                    if crate::lgetxattr(&p, "user.overlay.opaque").is_some_and(|v| v == b"y") {
+                        let q = p.join(comps[i + 1..].iter().collect::<std::path::PathBuf>());
+                        return match std::fs::symlink_metadata(&q) {
+                            Ok(m) if !wh(&m) => Some((q, m)),
+                            _ => None,
+                        };
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether `m` (in the container's root) differs from `low` (its image's entry) as a
+/// change: type, mode, owner, mtime, and size or link target.
+fn differs(
+    m: &std::fs::Metadata,
+    path: &Path,
+    low: &(std::path::PathBuf, std::fs::Metadata),
+) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (lp, l) = low;
+    if m.mode() != l.mode()
+        || m.uid() != l.uid()
+        || m.gid() != l.gid()
+        || m.mtime() != l.mtime()
+        || m.mtime_nsec() != l.mtime_nsec()
+    {
+        return true;
+    }
+    if m.file_type().is_symlink() {
+        return std::fs::read_link(path).ok() != std::fs::read_link(lp).ok();
+    }
+    !m.is_dir() && m.len() != l.len()
+}
+
+fn stage_meta(m: &std::fs::Metadata, dst: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid())) {
+        // a single-id namespace: everything is already owned by the only id
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        r => r?,
+    }
+    if !m.file_type().is_symlink() {
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+    }
+    let t = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        dst,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )?;
+    Ok(())
+}
+
+/// Stages what `rootfs/rel` changed over `lowers` into `stage/rel` (which exists).
+fn stage_changes(
+    rootfs: &Path,
+    lowers: &[std::path::PathBuf],
+    stage: &Path,
+    rel: &Path,
+) -> io::Result<()> {
+    use std::fs;
+    use std::os::unix::fs::FileTypeExt;
+    let mut names: Vec<std::ffi::OsString> = fs::read_dir(rootfs.join(rel))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
+    for n in &names {
+        let r = rel.join(n);
+        let src = rootfs.join(&r);
+        let dst = stage.join(&r);
+        let m = fs::symlink_metadata(&src)?;
+        let low = visible(lowers, &r);
+        if m.is_dir() {
+            let lower_dir = low.as_ref().is_some_and(|(_, l)| l.is_dir());
+            let changed = !lower_dir || low.as_ref().is_some_and(|l| differs(&m, &src, l));
+            fs::create_dir(&dst)?;
+            stage_changes(rootfs, lowers, stage, &r)?;
+            if lower_dir {
+                // what the image has here and the container no longer does
+                let mut gone = std::collections::BTreeSet::new();
+                for l in lowers {
+                    let Ok(rd) = fs::read_dir(l.join(&r)) else {
+                        continue;
+                    };
+                    for e in rd.flatten() {
+                        let name = e.file_name();
+                        if fs::symlink_metadata(src.join(&name)).is_err()
+                            && visible(lowers, &r.join(&name)).is_some()
+                        {
+                            gone.insert(name);
+                        }
+                    }
+                }
+                for name in gone {
+                    nix::sys::stat::mknod(
+                        &dst.join(name),
+                        nix::sys::stat::SFlag::S_IFCHR,
+                        nix::sys::stat::Mode::empty(),
+                        0,
+                    )?;
+                }
+            }
+            if !changed && fs::read_dir(&dst)?.next().is_none() {
+                fs::remove_dir(&dst)?;
+            } else {
+                stage_meta(&m, &dst)?;
+            }
+            continue;
+        }
+        if low.as_ref().is_some_and(|l| !differs(&m, &src, l)) {
+            continue;
+        }
+        let ft = m.file_type();
+        if ft.is_file() {
+            // same filesystem: a link costs nothing and keeps hard links between files
+            if fs::hard_link(&src, &dst).is_err() {
+                fs::copy(&src, &dst)?;
+                stage_meta(&m, &dst)?;
+            }
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+            stage_meta(&m, &dst)?;
+        } else if ft.is_fifo() {
+            nix::unistd::mkfifo(&dst, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+            stage_meta(&m, &dst)?;
+        }
+        // sockets and devices: a copy root holds none the image gave, none go in a layer
+    }
+    Ok(())
+}
+
 /// The manifest format of an image made from changes (`--format oci|docker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestFormat {

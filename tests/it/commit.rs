@@ -267,3 +267,76 @@ fn export_import_round_trip() {
         assert!(e.text().contains("refusing to export to terminal"), "{e}");
     });
 }
+
+#[test]
+fn commit_of_a_copy_driver_root_and_of_a_running_container() {
+    for_each_user("commit_vfs", |env| {
+        env.import_busybox("busybox");
+        let vfs = || {
+            let mut c = env.rbox();
+            c.args(["--storage-driver", "vfs"]);
+            c
+        };
+        vfs()
+            .args(["run", "--network=none", "--name", "v", "busybox", "sh", "-c"])
+            .arg("echo hi > /new && rm /bin/ls && rm -rf /usr/sbin && mkdir /usr/sbin && touch /usr/sbin/only")
+            .output()
+            .success();
+        assert_eq!(env.inspect("v", "{{.Driver}}"), "vfs");
+        vfs().args(["commit", "-q", "v", "vimg"]).output().success();
+        let layer = listing(&top_layer_blob(env, "vimg"));
+        // only the changes: the new file, the deletions as whiteouts, nothing unchanged
+        assert!(
+            has_entry(&layer, "new") && has_entry(&layer, "bin/.wh.ls"),
+            "{layer:?}"
+        );
+        assert!(has_entry(&layer, "usr/sbin/.wh.nologin"), "{layer:?}");
+        assert!(!has_entry(&layer, "bin/busybox") && !has_entry(&layer, "etc/passwd"));
+        let seen = vfs()
+            .args(["run", "--rm", "--network=none", "vimg", "sh", "-c"])
+            .arg("cat /new; test -e /bin/ls || echo gone; ls /usr/sbin")
+            .output()
+            .success()
+            .text();
+        assert_eq!(seen, "hi\ngone\nonly");
+
+        // --pause: frozen for the commit, running again after it
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--network=none",
+                "--name",
+                "r",
+                "busybox",
+                "sh",
+                "-c",
+            ])
+            .arg("echo up > /up; exec sleep 600")
+            .output()
+            .success();
+        crate::util::eventually("the container wrote /up", || {
+            env.rbox()
+                .args(["exec", "r", "test", "-e", "/up"])
+                .output()
+                .code
+                == 0
+        });
+        env.rbox()
+            .args(["commit", "-q", "--pause", "r", "running"])
+            .output()
+            .success();
+        assert_eq!(env.field("r", ".State.Status"), "running");
+        let up = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "running", "cat", "/up"])
+            .output()
+            .success()
+            .text();
+        assert_eq!(up, "up");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "r"])
+            .output()
+            .success();
+    });
+}
