@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime;
-use crate::state::{self, ContainerRecord};
+use crate::state::{self, ContainerRecord, MountKind};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommitArgs {
@@ -30,8 +30,7 @@ pub struct CommitArgs {
     #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
     pub change: Vec<String>,
     /// Format of the image manifest and metadata
-    #[arg(short = 'f', long, value_name = "FORMAT", default_value = "oci",
-          value_parser = ["oci", "docker"])]
+    #[arg(short = 'f', long, value_name = "FORMAT", default_value = "oci")]
     pub format: String,
     /// Include container volumes as image volumes
     #[arg(long)]
@@ -57,10 +56,11 @@ pub struct CommitArgs {
 }
 
 pub fn run(g: &Context, a: CommitArgs) -> Result<ExitCode> {
-    let format = if a.format == "docker" {
-        ManifestFormat::Docker
-    } else {
-        ManifestFormat::Oci
+    let format = match a.format.as_str() {
+        "oci" => ManifestFormat::Oci,
+        "docker" => ManifestFormat::Docker,
+        // Podman's words
+        f => bail!("unrecognized image format {f:?}"),
     };
     if a.message.is_some() && format != ManifestFormat::Docker {
         // Podman's words
@@ -195,6 +195,15 @@ fn config(
     }
     if !s.labels.is_empty() {
         c.insert("Labels".into(), json!(s.labels));
+    }
+    if a.include_volumes {
+        // the container's bind mounts become the image's volumes, as Podman's do
+        let vols = c.entry("Volumes").or_insert_with(|| json!({}));
+        if let Some(vols) = vols.as_object_mut() {
+            for m in s.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+                vols.insert(m.destination.clone(), json!({}));
+            }
+        }
     }
     for ch in &a.change {
         rbox_storage::apply_change(c, ch)?;

@@ -1,6 +1,7 @@
 //! `rbox diff` (and `container diff`): what a container changed, read from its overlay upper
 //! directory, or what an image's top layer changes over its parent; `A`, `C` and `D` lines as
-//! Podman prints them, or `--format json` (`changed`, `added`, `deleted`).
+//! Podman prints them, or `--format json` (`changed`, `added`, `deleted`). With two names
+//! (containers or images), the changes of the first's root over the second's.
 //!
 //! In an upper (or a layer) a 0/0 character device is a whiteout (`D` when the path exists
 //! below), a directory marked `user.overlay.opaque` hides everything below it (each such
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
+use rbox_storage::changes::visible;
 use serde::Serialize;
 
 use crate::cli::complete;
@@ -29,6 +31,9 @@ pub struct DiffArgs {
     /// Container or image (name or id)
     #[arg(value_name = "CONTAINER|IMAGE", add = complete::object_candidates())]
     pub name: String,
+    /// A second container or image: the changes of the first over it
+    #[arg(value_name = "CONTAINER|IMAGE", add = complete::object_candidates())]
+    pub other: Option<String>,
 }
 
 /// One change, as Podman names its kinds.
@@ -232,6 +237,14 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
     {
         bail!("unknown --format `{f}`: rbox diff prints json or its A/C/D lines");
     }
+    if let Some(other) = &a.other {
+        let store = runtime::open_store(g)?;
+        let (one, two) = (trees(g, &store, &a.name)?, trees(g, &store, other)?);
+        let changes =
+            compare(&one, &two).map_err(|e| anyhow!("compare {} with {other}: {e}", a.name))?;
+        print(&changes, a.format.as_deref())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rec = state::lookup(g, &a.name).ok();
     let store = runtime::open_store(g)?;
     let changes = match rec {
@@ -271,6 +284,98 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
     };
     print(&changes, a.format.as_deref())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The directories whose union is the root of a container (its upper and the image's
+/// layers, or its copy) or of an image (its layers), top-most first.
+fn trees(g: &Context, store: &rbox_storage::Store, name: &str) -> Result<Vec<PathBuf>> {
+    if let Ok(rec) = state::lookup(g, name) {
+        let dir = store.container_dir(&rec.id)?;
+        if rec.driver == rbox_storage::Driver::Copy {
+            return Ok(vec![dir.rootfs]);
+        }
+        let mut v = vec![dir.upper.clone()];
+        match dir.host_root {
+            Some(h) => v.push(h),
+            None => v.extend(dir.lower_dirs),
+        }
+        return Ok(v);
+    }
+    let img = store
+        .lookup_image(name)
+        .map_err(|_| anyhow!("{name} not found: layer not known"))?;
+    Ok(img
+        .layers
+        .iter()
+        .rev()
+        .map(|l| store.layer_path(&l.diff_id))
+        .collect())
+}
+
+/// The changes of the union of `one` over the union of `two` (both top-most first), parents
+/// before children, names sorted: `A` for what only `one` has (and all below it), `D` for
+/// what only `two` has, `C` for what both have but differently; rbox's empty mount-point
+/// files are left out.
+pub fn compare(one: &[PathBuf], two: &[PathBuf]) -> std::io::Result<Vec<(Kind, String)>> {
+    let mut out = Vec::new();
+    compare_at(one, two, Path::new(""), &mut out)?;
+    Ok(out)
+}
+
+fn union_names(dirs: &[PathBuf], rel: &Path) -> std::collections::BTreeSet<std::ffi::OsString> {
+    let mut out = std::collections::BTreeSet::new();
+    for d in dirs {
+        let Ok(rd) = fs::read_dir(d.join(rel)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name();
+            if !out.contains(&n) && visible(dirs, &rel.join(&n)).is_some() {
+                out.insert(n);
+            }
+        }
+    }
+    out
+}
+
+fn compare_at(
+    one: &[PathBuf],
+    two: &[PathBuf],
+    rel: &Path,
+    out: &mut Vec<(Kind, String)>,
+) -> std::io::Result<()> {
+    let mut names = union_names(one, rel);
+    names.extend(union_names(two, rel));
+    for n in names {
+        let r = rel.join(&n);
+        let shown = format!("/{}", r.display());
+        let (a, b) = (visible(one, &r), visible(two, &r));
+        let mount_point = |e: &Option<(PathBuf, fs::Metadata)>| {
+            e.as_ref().is_some_and(|(_, m)| m.is_file() && m.len() == 0)
+        };
+        if MOUNT_POINTS.contains(&shown.as_str()) && (mount_point(&a) || mount_point(&b)) {
+            continue;
+        }
+        match (a, b) {
+            (Some((_, m)), None) => {
+                out.push((Kind::Added, shown));
+                if m.is_dir() {
+                    compare_at(one, two, &r, out)?;
+                }
+            }
+            (None, Some(_)) => out.push((Kind::Deleted, shown)),
+            (Some((pa, ma)), Some(low)) => {
+                if rbox_storage::changes::differs(&ma, &pa, &low, false) {
+                    out.push((Kind::Changed, shown));
+                }
+                if ma.is_dir() {
+                    compare_at(one, two, &r, out)?;
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ impl Store {
 
 /// The entry `rel` of the union of `lowers` (top-most first), honouring whiteouts and
 /// opaque directories: its path in the layer that shows it, and its metadata.
-fn visible(
+pub fn visible(
     lowers: &[std::path::PathBuf],
     rel: &Path,
 ) -> Option<(std::path::PathBuf, std::fs::Metadata)> {
@@ -158,12 +158,14 @@ fn visible(
     None
 }
 
-/// Whether `m` (in the container's root) differs from `low` (its image's entry) as a
-/// change: type, mode, owner, mtime, and size or link target.
-fn differs(
+/// Whether `m` (the entry at `path`) differs from `low` (an entry of another tree and its
+/// metadata) as a change: type, mode, owner, mtime, and size or link target. Without
+/// `exact_times` mtimes are compared in whole seconds, all a layer tar keeps.
+pub fn differs(
     m: &std::fs::Metadata,
     path: &Path,
     low: &(std::path::PathBuf, std::fs::Metadata),
+    exact_times: bool,
 ) -> bool {
     use std::os::unix::fs::MetadataExt;
     let (lp, l) = low;
@@ -171,7 +173,7 @@ fn differs(
         || m.uid() != l.uid()
         || m.gid() != l.gid()
         || m.mtime() != l.mtime()
-        || m.mtime_nsec() != l.mtime_nsec()
+        || (exact_times && m.mtime_nsec() != l.mtime_nsec())
     {
         return true;
     }
@@ -223,7 +225,7 @@ fn stage_changes(
         let low = visible(lowers, &r);
         if m.is_dir() {
             let lower_dir = low.as_ref().is_some_and(|(_, l)| l.is_dir());
-            let changed = !lower_dir || low.as_ref().is_some_and(|l| differs(&m, &src, l));
+            let changed = !lower_dir || low.as_ref().is_some_and(|l| differs(&m, &src, l, true));
             fs::create_dir(&dst)?;
             stage_changes(rootfs, lowers, stage, &r)?;
             if lower_dir {
@@ -258,7 +260,7 @@ fn stage_changes(
             }
             continue;
         }
-        if low.as_ref().is_some_and(|l| !differs(&m, &src, l)) {
+        if low.as_ref().is_some_and(|l| !differs(&m, &src, l, true)) {
             continue;
         }
         let ft = m.file_type();

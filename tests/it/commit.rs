@@ -127,6 +127,22 @@ fn commit_keeps_additions_changes_and_deletions() {
         let cmd = env.inspect("img", "{{json .Config.Cmd}}");
         assert!(cmd.starts_with(r#"["sh","-c","echo hi"#), "{cmd}");
 
+        // diff of two images, and of a container with the image made of it
+        let d = env.text(&["diff", "img", "busybox"]);
+        for want in [
+            "A /new",
+            "A /etc/motd",
+            "D /bin/ls",
+            "A /usr/sbin/only",
+            "D /usr/sbin/nologin",
+        ] {
+            assert!(d.lines().any(|l| l == want), "no `{want}` in:\n{d}");
+        }
+        assert!(!d.contains("/etc/hosts"), "{d}");
+        let back = env.text(&["diff", "busybox", "img"]);
+        assert!(back.lines().any(|l| l == "D /new") && back.lines().any(|l| l == "A /bin/ls"));
+        assert_eq!(env.text(&["diff", "c", "img"]), "");
+
         // history: the base's entry and Podman's entry for a commit
         let hist = env.text(&["history", "--format", "{{.CreatedBy}}|{{.Comment}}", "img"]);
         let lines: Vec<&str> = hist.lines().collect();
