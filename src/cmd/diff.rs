@@ -1,5 +1,5 @@
 //! `rbox diff` (and `container diff`): what a container changed, read from its overlay upper
-//! directory, or what an image's top layer changes over its parent; `A`, `C` and `D` lines as
+//! directory (a copy-driver root is compared with the image's layers), or what an image's top layer changes over its parent; `A`, `C` and `D` lines as
 //! Podman prints them, or `--format json` (`changed`, `added`, `deleted`). With two names
 //! (containers or images), the changes of the first's root over the second's.
 //!
@@ -251,11 +251,12 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
         Some(rec) => {
             let dir = store.container_dir(&rec.id)?;
             if rec.driver == rbox_storage::Driver::Copy {
-                bail!(
-                    "diff container {}: its root is a vfs copy, which keeps no record of \
-                     changes; use the overlay driver",
-                    rec.name
-                );
+                // a copy keeps no record of changes: compare it with the image's layers
+                let root = std::slice::from_ref(&dir.rootfs);
+                let changes = compare(root, &dir.lower_dirs)
+                    .map_err(|e| anyhow!("read `{}`: {e}", dir.rootfs.display()))?;
+                print(&changes, a.format.as_deref())?;
+                return Ok(ExitCode::SUCCESS);
             }
             let lowers = match &dir.host_root {
                 Some(h) => vec![h.clone()],

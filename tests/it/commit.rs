@@ -299,6 +299,15 @@ fn commit_of_a_copy_driver_root_and_of_a_running_container() {
             .output()
             .success();
         assert_eq!(env.inspect("v", "{{.Driver}}"), "vfs");
+        // a copy keeps no record of changes: diff compares it with the image
+        let d = env.text(&["diff", "v"]);
+        for want in ["A /new", "D /bin/ls", "C /usr/sbin", "D /usr/sbin/nologin"] {
+            assert!(d.lines().any(|l| l == want), "no `{want}` in:\n{d}");
+        }
+        assert!(
+            !d.contains("/etc/hosts") && !d.contains("/bin/busybox"),
+            "{d}"
+        );
         vfs().args(["commit", "-q", "v", "vimg"]).output().success();
         let layer = listing(&top_layer_blob(env, "vimg"));
         // only the changes: the new file, the deletions as whiteouts, nothing unchanged
