@@ -1,8 +1,9 @@
 //! rbox-storage: the image store of rbox.
 //!
 //! Owns content-addressed blobs, unpacked layers (one directory per diff id, shared by every
-//! image that has it), image records and their names, per-container layer directories, and
-//! docker-archive / oci-archive / rootfs-tarball import and export, and the storage drivers
+//! image that has it), image records and their names, per-container layer directories, layers
+//! written from a container's changes ([`changes`]: an upper as an OCI layer tar, a union as one
+//! flat tar, images derived from a base), and docker-archive / oci-archive / rootfs-tarball import and export, and the storage drivers
 //! that assemble a container's root from its layers ([`mount`]: overlay, copy, the place of
 //! the FUSE overlay) with the overlay probe's files. It does not own when and in which process
 //! a root is mounted (the `rbox` binary's mount plan), reference grammar (`reference.rs`, the
