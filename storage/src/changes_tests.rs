@@ -279,3 +279,36 @@ fn derived_image_stacks_the_new_layer_on_its_base() {
     let c = s.image_config(&top).unwrap();
     assert_eq!(c.rootfs().diff_ids().len(), 2);
 }
+
+#[test]
+fn a_copy_root_gives_only_its_changes() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let low = d.path().join("low");
+    fs::create_dir_all(low.join("etc")).unwrap();
+    fs::create_dir_all(low.join("bin")).unwrap();
+    for p in ["etc/keep", "etc/edit", "bin/gone"] {
+        fs::write(low.join(p), p).unwrap();
+    }
+    let root = d.path().join("root");
+    crate::mount::copy::copy_layers(std::slice::from_ref(&low), &root).unwrap();
+    fs::write(root.join("etc/edit"), "edited, longer").unwrap();
+    fs::remove_file(root.join("bin/gone")).unwrap();
+    fs::write(root.join("new"), "n").unwrap();
+    let info = s
+        .layer_from_copy(&root, std::slice::from_ref(&low), Compression::Gzip, &[])
+        .unwrap();
+    let l = s.layer_path(&info.diff_id);
+    let mut got = Vec::new();
+    for e in ["etc/keep", "etc/edit", "bin/gone", "new"] {
+        if let Ok(m) = fs::symlink_metadata(l.join(e)) {
+            got.push(if m.file_type().is_char_device() {
+                format!("wh {e}")
+            } else {
+                e.to_string()
+            });
+        }
+    }
+    assert_eq!(got, ["etc/edit", "wh bin/gone", "new"]);
+    assert_eq!(fs::read(l.join("etc/edit")).unwrap(), b"edited, longer");
+}
