@@ -159,6 +159,8 @@ pub enum Command {
     Logout(cmd::login::LogoutArgs),
     /// Inspect manifests and manifest lists
     Manifest(cmd::manifest::ManifestArgs),
+    /// Manage volumes
+    Volume(cmd::volume::VolumeArgs),
     /// Generate systemd units for containers
     Generate(cmd::generate::GenerateArgs),
     /// Run a container's healthcheck

@@ -114,6 +114,24 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             };
             binds.push(format!("{}:{}{opts}", m.source, m.destination));
         }
+        // a volume, as Podman shows one: its name, the local driver, a recursive bind
+        if let Some(v) = s.volumes.iter().find(|v| v.destination == m.destination) {
+            let mut options = m.options.clone();
+            options.retain(|o| o != "ro");
+            options.push("rbind".into());
+            mounts.push(json!({
+                "Type": "volume",
+                "Name": v.name,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Driver": "local",
+                "Mode": "",
+                "Options": options,
+                "RW": rw,
+                "Propagation": "rprivate",
+            }));
+            continue;
+        }
         mounts.push(json!({
             "Type": m.kind,
             "Source": m.source,

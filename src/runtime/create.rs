@@ -173,7 +173,11 @@ fn create_and_start(
     let driver = choose_driver(g, &store)?;
     tracing::debug!("storage driver: {driver}");
     let lowers: Vec<std::path::PathBuf> = match &image {
-        Source::Image(i) => i.layers.iter().map(|l| store.layer_path(&l.diff_id)).collect(),
+        Source::Image(i) => i
+            .layers
+            .iter()
+            .map(|l| store.layer_path(&l.diff_id))
+            .collect(),
         Source::Host(d) => vec![d.clone()],
     };
     let new_volumes =

@@ -1577,7 +1577,10 @@ mod tests {
         let v = v.unwrap();
         assert_eq!((v.name.as_str(), v.destination.as_str()), ("myvol", "/d"));
         assert!(v.nocopy && v.chown && !v.anonymous);
-        assert_eq!((m.source.as_str(), &m.options[..]), ("", &s(&["ro", "nosuid", "nodev"])[..]));
+        assert_eq!(
+            (m.source.as_str(), &m.options[..]),
+            ("", &s(&["ro", "nosuid", "nodev"])[..])
+        );
         let (_, v) = parse_volume("/anon", cwd).unwrap();
         let v = v.unwrap();
         assert!(v.anonymous && v.name.is_empty() && v.destination == "/anon");
@@ -1727,9 +1730,21 @@ mod tests {
         assert!(parse_mount("type=devpts,target=/p,tmpfs-size=1", cwd).is_err());
         let (m, v) = parse_any_mount("type=volume,src=data,dst=/d,ro,volume-nocopy", cwd).unwrap();
         let v = v.unwrap();
-        assert_eq!((v.name.as_str(), v.nocopy, v.anonymous), ("data", true, false));
-        assert_eq!((m.destination.as_str(), m.options.contains(&"ro".into())), ("/d", true));
-        assert!(parse_any_mount("type=volume,dst=/d", cwd).unwrap().1.unwrap().anonymous);
+        assert_eq!(
+            (v.name.as_str(), v.nocopy, v.anonymous),
+            ("data", true, false)
+        );
+        assert_eq!(
+            (m.destination.as_str(), m.options.contains(&"ro".into())),
+            ("/d", true)
+        );
+        assert!(
+            parse_any_mount("type=volume,dst=/d", cwd)
+                .unwrap()
+                .1
+                .unwrap()
+                .anonymous
+        );
         assert!(parse_any_mount("type=volume,src=data", cwd).is_err());
         assert!(parse_any_mount("type=volume,src=-x,dst=/d", cwd).is_err());
         assert!(parse_any_mount("type=volume,src=x,dst=/d,bogus", cwd).is_err());

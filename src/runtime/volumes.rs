@@ -71,9 +71,17 @@ fn make_volumes(
         }
         store
             .populate_volume(&v.name, lowers, &v.destination, !v.nocopy)
-            .with_context(|| format!("copy the image's `{}` into volume {}", v.destination, v.name))?;
+            .with_context(|| {
+                format!(
+                    "copy the image's `{}` into volume {}",
+                    v.destination, v.name
+                )
+            })?;
         if v.chown {
-            let (passwd, group) = (read_merged(lowers, "etc/passwd"), read_merged(lowers, "etc/group"));
+            let (passwd, group) = (
+                read_merged(lowers, "etc/passwd"),
+                read_merged(lowers, "etc/group"),
+            );
             let id = super::process::resolve_user(&user, &passwd, &group)
                 .map_err(|e| anyhow::anyhow!("chown volume {} (U): {e}", v.name))?;
             store

@@ -110,10 +110,10 @@ pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;
 pub use mount::{Driver, Rootfs};
-pub use volume::{validate_volume_name, VolumeRecord};
 pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
 /// Also what `rbox info` reads file capabilities with: one wrapper for both crates.
 pub use sys::lgetxattr;
+pub use volume::{validate_volume_name, VolumeRecord};
 
 /// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.
 ///
@@ -234,7 +234,7 @@ pub enum Error {
     VolumeNotFound(String),
     #[error("volume with name {0} already exists: volume already exists")]
     VolumeExists(String),
-    #[error("invalid volume name `{0}`: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument")]
+    #[error("names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument")]
     InvalidVolumeName(String),
 }
 

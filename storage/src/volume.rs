@@ -239,8 +239,7 @@ impl Store {
     /// Changes the owner of volume `name`'s `_data` (`:U`), not its content's.
     pub fn chown_volume(&self, name: &str, uid: u32, gid: u32) -> Result<()> {
         let data = self.volume_data(name);
-        std::os::unix::fs::chown(&data, Some(uid), Some(gid))
-            .ctx(|| format!("chown {}", bt(&data)))
+        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).ctx(|| format!("chown {}", bt(&data)))
     }
 
     /// Writes the content of volume `name` to `w` as a tar (owners, modes, symlinks kept).
@@ -371,7 +370,12 @@ mod tests {
         store.create_volume(&VolumeRecord::new("w")).unwrap();
         store.import_volume("w", &tar[..]).unwrap();
         assert_eq!(fs::read(store.volume_data("w").join("b")).unwrap(), b"b");
-        let names: Vec<_> = store.volumes().unwrap().into_iter().map(|v| v.name).collect();
+        let names: Vec<_> = store
+            .volumes()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
         assert_eq!(names, ["v", "w"]);
         store.remove_volume("v").unwrap();
         assert!(matches!(store.volume("v"), Err(Error::VolumeNotFound(_))));
