@@ -221,6 +221,17 @@ fn create(g: &Context, a: CreateArgs) -> Result<ExitCode> {
     }
     apply_options(&mut rec, &a.opt)?;
     let store = runtime::open_store(g)?;
+    let ids = store.ids();
+    for (what, id, count) in [
+        ("uid", rec.uid, ids.uid_count),
+        ("gid", rec.gid, ids.gid_count),
+    ] {
+        if let Some(id) = id.filter(|&i| i >= count) {
+            bail!(
+                "volume option `{what}={id}`: id {id} is not mapped in rbox's user namespace: only ids below {count} are (add a range for your user to /etc/subuid and /etc/subgid for more)"
+            );
+        }
+    }
     match store.create_volume(&rec) {
         Ok(()) => {}
         Err(rbox_storage::Error::VolumeExists(_)) if a.ignore => {}
@@ -455,7 +466,7 @@ fn remove_one(g: &Context, store: &Store, name: &str, force: bool) -> Result<()>
 }
 
 fn rm(g: &Context, a: RmArgs) -> Result<ExitCode> {
-    if a.all == !a.names.is_empty() {
+    if a.all != a.names.is_empty() {
         bail!("choose either one or more volumes or all");
     }
     let store = runtime::open_store(g)?;
@@ -496,9 +507,15 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
     }
     if !a.force {
         use std::io::Write;
-        print!("WARNING! This will remove all volumes not used by at least one container. The following volumes will be removed:\n");
+        // Podman's prompt, word for word
+        println!("WARNING! This will remove all volumes not used by at least one container. The following volumes will be removed:");
         let store = super::common::read_store(g)?;
-        for n in unused(g, &store, &filters)? {
+        let names = unused(g, &store, &filters)?;
+        if names.is_empty() {
+            println!("No dangling volumes found");
+            return Ok(ExitCode::SUCCESS);
+        }
+        for n in names {
             println!("{n}");
         }
         print!("Are you sure you want to continue? [y/N] ");

@@ -396,7 +396,10 @@ mod tests {
             merged_sources(&[l1.clone(), l2, l3.clone()], "/d"),
             [l3.join("d")]
         );
-        assert_eq!(merged_sources(&[l1.clone()], "/d/"), [l1.join("d")]);
+        assert_eq!(
+            merged_sources(std::slice::from_ref(&l1), "/d/"),
+            [l1.join("d")]
+        );
         assert!(merged_sources(&[l1], "/nope").is_empty());
     }
 }

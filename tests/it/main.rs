@@ -28,3 +28,4 @@ mod seccomp;
 mod security;
 mod system;
 mod userns_state;
+mod volumes;
