@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// unless :ro or :rw is given
     #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
     pub volumes_from: Vec<String>,
+    /// What the image's VOLUME entries get: bind (anonymous volumes, filled from the image;
+    /// the default), tmpfs, or ignore (nothing: the image's directories as they are)
+    #[arg(long = "image-volume", value_name = "MODE")]
+    pub image_volume: Option<String>,
     /// Mount a tmpfs (DST[:OPTIONS])
     #[arg(long = "tmpfs", value_name = "DST[:OPTS]")]
     pub tmpfs: Vec<String>,
@@ -417,6 +421,7 @@ impl From<RunArgs> for RunOptions {
                 mount: a.mount,
                 device: a.device,
                 volumes_from: a.volumes_from,
+                image_volume: a.image_volume,
                 read_only: a.read_only,
                 init: a.init,
                 tty: a.tty,

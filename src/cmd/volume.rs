@@ -282,6 +282,19 @@ fn volume_json<'a>(store: &Store, v: &'a VolumeRecord, mount_count: usize) -> Vo
     }
 }
 
+/// Volume `name` as `rbox inspect` shows it, or None when there is no such volume.
+pub fn inspect_value(g: &Context, store: &Store, name: &str) -> Result<Option<Value>> {
+    let v = match store.volume(name) {
+        Ok(v) => v,
+        Err(rbox_storage::Error::VolumeNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let running = usage(g)?.get(name).map_or(0, |u| u.1);
+    Ok(Some(
+        serde_json::to_value(volume_json(store, &v, running)).expect("plain struct"),
+    ))
+}
+
 /// Which containers use which volume: name -> (containers, running ones).
 fn usage(g: &Context) -> Result<BTreeMap<String, (Vec<state::ContainerRecord>, usize)>> {
     let mut out: BTreeMap<String, (Vec<state::ContainerRecord>, usize)> = BTreeMap::new();

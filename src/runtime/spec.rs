@@ -676,6 +676,9 @@ pub struct Flags {
     pub device: Vec<String>,
     /// `--volumes-from`, as given (create resolves it: it needs the other records)
     pub volumes_from: Vec<String>,
+    /// `--image-volume`: what the image's VOLUMEs get (bind: anonymous volumes; tmpfs;
+    /// ignore)
+    pub image_volume: Option<String>,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,
@@ -1364,7 +1367,20 @@ pub fn build(
         mounts.push(parse_device(d)?);
     }
     check_destinations(&mounts)?;
-    image_volumes(&img.volumes, &mut mounts, &mut volumes);
+    match a.image_volume.as_deref() {
+        None | Some("bind" | "anonymous") => image_volumes(&img.volumes, &mut mounts, &mut volumes),
+        Some("tmpfs") => {
+            let clean = |d: &str| Path::new(d).components().collect::<PathBuf>();
+            for d in &img.volumes {
+                if d.starts_with('/') && !mounts.iter().any(|m| clean(&m.destination) == clean(d)) {
+                    mounts.push(parse_tmpfs(d)?);
+                }
+            }
+        }
+        Some("ignore") => {}
+        // Podman's text
+        Some(o) => bail!("invalid image volume mode {o:?} required value: bind, tmpfs, ignore"),
+    }
     let workdir = a.workdir.clone().unwrap_or_else(|| img.workdir.clone());
     if !workdir.is_empty() && !workdir.starts_with('/') {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
@@ -1618,6 +1634,7 @@ mod tests {
             mount: Vec::new(),
             device: Vec::new(),
             volumes_from: Vec::new(),
+            image_volume: None,
             read_only: false,
             init: false,
             tty: false,

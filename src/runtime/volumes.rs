@@ -61,11 +61,11 @@ fn make_volumes(
                 let mut rec = VolumeRecord::new(&v.name);
                 rec.anonymous = v.anonymous;
                 match store.create_volume(&rec) {
-                    // made meanwhile by a concurrent create: use it
-                    Ok(()) | Err(rbox_storage::Error::VolumeExists(_)) => {}
+                    Ok(()) => created.push(v.name.clone()),
+                    // made meanwhile by a concurrent create: use it (and never remove it)
+                    Err(rbox_storage::Error::VolumeExists(_)) => {}
                     Err(e) => return Err(e).context(format!("create volume {}", v.name)),
                 }
-                created.push(v.name.clone());
             }
             Err(e) => return Err(e.into()),
         }

@@ -236,10 +236,27 @@ impl Store {
         Ok(copied)
     }
 
-    /// Changes the owner of volume `name`'s `_data` (`:U`), not its content's.
+    /// Gives volume `name` and everything in it to `uid`:`gid` (`:U`, as Podman chowns
+    /// recursively). Symlinks are changed themselves, never followed; modes are kept (a
+    /// chown clears setuid bits, which are put back).
     pub fn chown_volume(&self, name: &str, uid: u32, gid: u32) -> Result<()> {
+        fn walk(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
+            let m = fs::symlink_metadata(p)?;
+            if m.uid() != uid || m.gid() != gid {
+                std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+                if !m.file_type().is_symlink() && m.mode() & 0o6000 != 0 {
+                    fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+                }
+            }
+            if m.is_dir() {
+                for ent in fs::read_dir(p)? {
+                    walk(&ent?.path(), uid, gid)?;
+                }
+            }
+            Ok(())
+        }
         let data = self.volume_data(name);
-        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).ctx(|| format!("chown {}", bt(&data)))
+        walk(&data, uid, gid).ctx(|| format!("chown {}", bt(&data)))
     }
 
     /// Writes the content of volume `name` to `w` as a tar (owners, modes, symlinks kept).

@@ -75,14 +75,16 @@ fn volume_populated_from_image_content() {
             ],
         );
         assert_eq!(vol, plain);
+        let group = run(env, &["bb", "cat", "/etc/group"]);
+        assert!(group.starts_with("root:"), "{group}");
         assert_eq!(
-            run(env, &["-v", "e:/etc", "bb", "cat", "/etc/hostname"]),
-            "busybox"
+            run(env, &["-v", "e:/etc", "bb", "cat", "/etc/group"]),
+            group
         );
         // a volume already used keeps its content, even where the image has other files
-        run(env, &["-v", "e:/etc", "bb", "rm", "/etc/hostname"]);
+        run(env, &["-v", "e:/etc", "bb", "rm", "/etc/group"]);
         let out = run(env, &["-v", "e:/etc", "bb", "ls", "/etc"]);
-        assert!(!out.contains("hostname") && out.contains("passwd"), "{out}");
+        assert!(!out.contains("group") && out.contains("passwd"), "{out}");
         let out = run(env, &["-v", "n2:/root:nocopy", "bb", "ls", "-A", "/root"]);
         assert_eq!(out, "");
         let out = run(
@@ -190,7 +192,11 @@ fn image_volumes_are_anonymous_volumes() {
             .arg("bbv")
             .output()
             .success();
-        env.rbox()
+        let group = run(env, &["bbv", "cat", "/etc/group"]);
+        assert!(group.starts_with("root:"), "{group}");
+        env.text(&["volume", "rm", "--all"]);
+        let out = env
+            .rbox()
             .args([
                 "run",
                 "--network=none",
@@ -198,10 +204,11 @@ fn image_volumes_are_anonymous_volumes() {
                 "i",
                 "bbv",
                 "cat",
-                "/etc/hostname",
+                "/etc/group",
             ])
             .output()
             .success();
+        assert_eq!(out.text(), group);
         assert_eq!(
             env.inspect("i", "{{range .Mounts}}{{.Type}} {{.Destination}}{{end}}"),
             "volume /etc"
@@ -210,10 +217,44 @@ fn image_volumes_are_anonymous_volumes() {
         env.text(&["rm", "-v", "i"]);
         assert_eq!(env.text(&["volume", "ls", "-q"]), "");
         assert_eq!(
-            run(env, &["-v", "mine:/etc", "bbv", "cat", "/etc/hostname"]),
-            "busybox"
+            run(env, &["-v", "mine:/etc", "bbv", "cat", "/etc/group"]),
+            group
         );
         assert_eq!(env.text(&["volume", "ls", "-q"]), "mine");
+        // --image-volume: tmpfs, or nothing
+        let out = run(
+            env,
+            &[
+                "--image-volume",
+                "tmpfs",
+                "bbv",
+                "sh",
+                "-c",
+                "test ! -e /etc/group && grep ' /etc ' /proc/mounts",
+            ],
+        );
+        assert!(out.starts_with("tmpfs /etc tmpfs"), "{out}");
+        let out = run(
+            env,
+            &[
+                "--image-volume=ignore",
+                "bbv",
+                "sh",
+                "-c",
+                "cat /etc/group; grep ' /etc ' /proc/mounts || echo no mount",
+            ],
+        );
+        assert_eq!(out, format!("{group}\nno mount"));
+        assert_eq!(env.text(&["volume", "ls", "-q"]), "mine");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--image-volume=bogus", "bbv", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: invalid image volume mode \"bogus\" required value: bind, tmpfs, ignore"
+        );
     });
 }
 
@@ -635,6 +676,18 @@ fn volume_owner_options() {
             return;
         }
         env.import_busybox("bb");
+        // root's files first; `U` gives the volume and its content to the user, links too
+        run(
+            env,
+            &[
+                "-v",
+                "owned:/d",
+                "bb",
+                "sh",
+                "-c",
+                "mkdir /d/sub && touch /d/sub/f && ln -s /nowhere /d/l",
+            ],
+        );
         assert_eq!(
             run(
                 env,
@@ -646,10 +699,10 @@ fn volume_owner_options() {
                     "bb",
                     "sh",
                     "-c",
-                    "touch /d/f && stat -c '%u %g' /d"
+                    "touch /d/g && stat -c '%u %g' /d /d/sub /d/sub/f /d/g && stat -c '%u' /d/l"
                 ]
             ),
-            "1000 1000"
+            "1000 1000\n1000 1000\n1000 1000\n1000 1000\n1000"
         );
         env.text(&["volume", "create", "-o", "o=uid=7,gid=8", "o7"]);
         assert_eq!(
