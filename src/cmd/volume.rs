@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use rbox_storage::{Store, VolumeRecord};
 use serde_json::Value;
 
+use crate::cli::complete;
 use crate::context::Context;
 use crate::exit::{self, CodedError};
 use crate::format::{self, Row};
@@ -91,7 +92,7 @@ pub struct InspectArgs {
     #[arg(short = 'f', long, value_name = "FORMAT")]
     pub format: Option<String>,
     /// Volumes to inspect
-    #[arg(value_name = "VOLUME", required_unless_present = "all")]
+    #[arg(value_name = "VOLUME", required_unless_present = "all", add = complete::volume_candidates())]
     pub names: Vec<String>,
 }
 
@@ -104,7 +105,7 @@ pub struct RmArgs {
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Volumes to remove
-    #[arg(value_name = "VOLUME")]
+    #[arg(value_name = "VOLUME", add = complete::volume_candidates())]
     pub names: Vec<String>,
 }
 
@@ -121,7 +122,7 @@ pub struct PruneArgs {
 #[derive(Debug, clap::Args)]
 pub struct ExistsArgs {
     /// The volume
-    #[arg(value_name = "VOLUME")]
+    #[arg(value_name = "VOLUME", add = complete::volume_candidates())]
     pub name: String,
 }
 
@@ -131,14 +132,14 @@ pub struct ExportArgs {
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// The volume
-    #[arg(value_name = "VOLUME")]
+    #[arg(value_name = "VOLUME", add = complete::volume_candidates())]
     pub name: String,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// The volume
-    #[arg(value_name = "VOLUME")]
+    #[arg(value_name = "VOLUME", add = complete::volume_candidates())]
     pub name: String,
     /// A tar file, or - for stdin
     #[arg(value_name = "FILE")]

@@ -87,10 +87,16 @@ fn now_nanos() -> String {
     format!("{}.{:09}Z", s.trim_end_matches('Z'), d.subsec_nanos())
 }
 
+/// `volumes/` under a store root: a pure function, for the lock-free listing that
+/// completion does without a [`Store`].
+pub fn volumes_dir_in(root: &Path) -> PathBuf {
+    root.join("volumes")
+}
+
 impl Store {
     /// `volumes/`.
     pub fn volumes_dir(&self) -> PathBuf {
-        self.root().join("volumes")
+        volumes_dir_in(self.root())
     }
 
     /// `volumes/<name>/`.

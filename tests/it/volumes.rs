@@ -711,3 +711,25 @@ fn volume_owner_options() {
         );
     });
 }
+
+/// The shell completion offers volume names where a volume is asked for.
+#[test]
+fn volume_names_complete() {
+    for_each_user("vol_complete", |env| {
+        env.text(&["volume", "create", "alpha"]);
+        env.text(&["volume", "create", "beta"]);
+        let out = env
+            .cmd(crate::util::RBOX)
+            .env("COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", "3")
+            .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+            .env("_CLAP_COMPLETE_SPACE", "true")
+            .env("_CLAP_IFS", "\n")
+            .env("RBOX_ROOT", env.store())
+            .args(["--", "rbox", "volume", "inspect", ""])
+            .output()
+            .success();
+        let words = out.lines();
+        assert_eq!(words[..2], ["alpha", "beta"], "{out}");
+    });
+}
