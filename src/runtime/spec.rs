@@ -193,7 +193,6 @@ pub fn parse_volume(v: &str, cwd: &Path) -> Result<(MountSpec, Option<VolumeUse>
     let parts: Vec<&str> = v.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
         [d] if d.starts_with('/') => ("", *d, ""),
-        [d, o] if d.starts_with('/') && !o.starts_with('/') => ("", *d, *o),
         [s, d] => (*s, *d, ""),
         [s, d, o] => (*s, *d, *o),
         _ => bail!("invalid volume `{v}`: expected SRC:DST[:OPTIONS]"),
@@ -202,7 +201,8 @@ pub fn parse_volume(v: &str, cwd: &Path) -> Result<(MountSpec, Option<VolumeUse>
         bail!("invalid volume `{v}`: expected SRC:DST[:OPTIONS]");
     }
     if !dst.starts_with('/') {
-        bail!("invalid volume `{v}`: the destination `{dst}` must be an absolute path");
+        // Podman's text (`-v /data:ro` is SRC:DST, not DST:OPTIONS)
+        bail!("invalid container path {dst:?}, must be an absolute path");
     }
     if Path::new(dst).components().all(|c| {
         matches!(
@@ -243,8 +243,10 @@ pub fn parse_volume(v: &str, cwd: &Path) -> Result<(MountSpec, Option<VolumeUse>
     }
     if !is_path {
         if !src.is_empty() {
-            rbox_storage::validate_volume_name(src)
-                .map_err(|e| anyhow::anyhow!("invalid volume `{v}`: {e}"))?;
+            // Podman's text
+            rbox_storage::validate_volume_name(src).map_err(|e| {
+                anyhow::anyhow!("creating named volume {src:?}: running volume create option: {e}")
+            })?;
         }
         return Ok((volume_mount(dst, options), Some(volume)));
     }
@@ -1600,9 +1602,13 @@ mod tests {
         let (_, v) = parse_volume("/anon", cwd).unwrap();
         let v = v.unwrap();
         assert!(v.anonymous && v.name.is_empty() && v.destination == "/anon");
-        assert!(parse_volume("/anon:ro", cwd).unwrap().1.unwrap().anonymous);
+        let e = parse_volume("/anon:ro", cwd).unwrap_err().to_string();
+        assert_eq!(e, "invalid container path \"ro\", must be an absolute path");
         let e = parse_volume("bad name:/d", cwd).unwrap_err().to_string();
-        assert!(e.contains("names must match"), "{e}");
+        assert_eq!(
+            e,
+            "creating named volume \"bad name\": running volume create option: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument"
+        );
         assert!(parse_volume(":/d", cwd).is_err());
         assert!(parse_volume("/tmp:/d:nocopy", cwd).is_err());
         assert!(parse_volume("/tmp:/d:bogus", cwd).is_err());

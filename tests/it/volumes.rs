@@ -642,8 +642,25 @@ fn bad_volume_names_exit_125() {
                 "Error: running volume create option: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument"
             );
         }
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "-v",
+                "bad name:/d",
+                "bb",
+                "true",
+            ])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: creating named volume \"bad name\": running volume create option: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument"
+        );
         for args in [
-            vec!["-v", "bad name:/d"],
+            vec!["-v", "/anon:ro"],
             vec!["-v", "a@b:/d"],
             vec!["--mount", "type=volume,src=-x,dst=/d"],
             vec!["-v", "ok:/d:bogus"],
