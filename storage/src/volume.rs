@@ -11,9 +11,15 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag, AT_FDCWD};
+use nix::sys::stat::{fchmod, fstatat, Mode, SFlag};
+use nix::unistd::{fchownat, Gid, Uid};
 use serde::{Deserialize, Serialize};
 
 use crate::mount::copy::copy_layers;
@@ -243,26 +249,18 @@ impl Store {
     }
 
     /// Gives volume `name` and everything in it to `uid`:`gid` (`:U`, as Podman chowns
-    /// recursively). Symlinks are changed themselves, never followed; modes are kept (a
-    /// chown clears setuid bits, which are put back).
+    /// recursively). The content is the containers' (another one may be running on it), so
+    /// the walk goes by directory descriptors opened `O_NOFOLLOW` and changes each entry
+    /// relative to its directory without following symlinks: a directory swapped for a
+    /// symlink mid-walk cannot lead it outside the volume. Setuid and setgid bits, which a
+    /// chown clears, are put back.
     pub fn chown_volume(&self, name: &str, uid: u32, gid: u32) -> Result<()> {
-        fn walk(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
-            let m = fs::symlink_metadata(p)?;
-            if m.uid() != uid || m.gid() != gid {
-                std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
-                if !m.file_type().is_symlink() && m.mode() & 0o6000 != 0 {
-                    fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777))?;
-                }
-            }
-            if m.is_dir() {
-                for ent in fs::read_dir(p)? {
-                    walk(&ent?.path(), uid, gid)?;
-                }
-            }
-            Ok(())
-        }
         let data = self.volume_data(name);
-        walk(&data, uid, gid).ctx(|| format!("chown {}", bt(&data)))
+        let (u, g) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        let top =
+            openat(AT_FDCWD, &data, WALK, Mode::empty()).ctx(|| format!("open {}", bt(&data)))?;
+        fchownat(&top, ".", u, g, AtFlags::empty()).ctx(|| format!("chown {}", bt(&data)))?;
+        chown_below(&top, u, g).ctx(|| format!("chown the content of {}", bt(&data)))
     }
 
     /// Writes the content of volume `name` to `w` as a tar (owners, modes, symlinks kept).
@@ -304,6 +302,45 @@ impl Store {
         }
         walk(&self.volume_data(name))
     }
+}
+
+/// How a volume's directories are opened for a walk: never through a symlink.
+const WALK: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// Chowns every entry below the open directory `dir` (see [`Store::chown_volume`]).
+fn chown_below(dir: &OwnedFd, u: Option<Uid>, g: Option<Gid>) -> nix::Result<()> {
+    let names: Vec<std::ffi::CString> = Dir::openat(dir, ".", WALK, Mode::empty())?
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for n in names {
+        let st = match fstatat(dir, n.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        fchownat(dir, n.as_c_str(), u, g, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        if kind == SFlag::S_IFDIR {
+            match openat(dir, n.as_c_str(), WALK, Mode::empty()) {
+                Ok(sub) => chown_below(&sub, u, g)?,
+                // swapped for something else meanwhile: not ours to follow
+                Err(Errno::ENOTDIR | Errno::ELOOP | Errno::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        } else if kind == SFlag::S_IFREG && st.st_mode & 0o6000 != 0 {
+            let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+            if let Ok(f) = openat(dir, n.as_c_str(), flags, Mode::empty()) {
+                fchmod(&f, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The directories `path` is merged from in the layers `lowers` (bottom first): a layer that
