@@ -212,7 +212,7 @@ impl Store {
     /// (layer directories, bottom first, in the store's overlay form): when the volume is new
     /// and still empty, the merged content of `path` is copied in with its owners and modes,
     /// and `_data` takes the owner and mode of that directory. With `copy` false (`nocopy`)
-    /// nothing is copied. Returns whether anything was copied.
+    /// nothing is copied, then or later. Returns whether anything was copied.
     pub fn populate_volume(
         &self,
         name: &str,
@@ -222,7 +222,14 @@ impl Store {
     ) -> Result<bool> {
         let _g = self.volume_lock(name)?;
         let mut rec = self.volume(name)?;
-        if !rec.needs_copy_up || !copy {
+        if !rec.needs_copy_up {
+            return Ok(false);
+        }
+        if !copy {
+            // the first mount decides: once a container had it, never copy into a volume
+            // it may be writing to
+            rec.needs_copy_up = false;
+            self.write_volume_record(&rec)?;
             return Ok(false);
         }
         let data = self.volume_data(name);
