@@ -413,20 +413,20 @@ fn indented<T: serde::Serialize>(items: &[T], indent: &[u8]) -> String {
 fn inspect(g: &Context, a: InspectArgs) -> Result<ExitCode> {
     let store = super::common::read_store(g)?;
     let used = usage(g)?;
+    // as Podman: what was found is printed, then what was not is the error
+    let mut missing = Vec::new();
     let vols = if a.all {
         store.volumes()?
     } else {
-        a.names
-            .iter()
-            .map(|n| match store.volume(n) {
-                Ok(v) => Ok(v),
-                // Podman's text
-                Err(rbox_storage::Error::VolumeNotFound(_)) => {
-                    Err(anyhow!("inspecting object: no such volume {n}"))
-                }
-                Err(e) => Err(e.into()),
-            })
-            .collect::<Result<Vec<_>>>()?
+        let mut found = Vec::new();
+        for n in &a.names {
+            match store.volume(n) {
+                Ok(v) => found.push(v),
+                Err(rbox_storage::Error::VolumeNotFound(_)) => missing.push(n.as_str()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        found
     };
     let items: Vec<VolumeJson> = vols
         .iter()
@@ -440,7 +440,16 @@ fn inspect(g: &Context, a: InspectArgs) -> Result<ExitCode> {
                 .collect();
             print!("{}", format::render_inspect(Some(f), &values)?)
         }
+        _ if items.is_empty() && !missing.is_empty() => {}
         _ => println!("{}", indented(&items, b"     ")),
+    }
+    if !missing.is_empty() {
+        // Podman's text
+        let each: Vec<String> = missing
+            .iter()
+            .map(|n| format!("no such volume {n}"))
+            .collect();
+        bail!("inspecting object: {}", each.join("; "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -600,6 +600,18 @@ fn volume_ls_and_inspect_shape() {
             out.stderr.trim(),
             "Error: inspecting object: no such volume v9"
         );
+        assert_eq!(out.stdout, "");
+        // what exists is printed, then the error
+        let out = env
+            .rbox()
+            .args(["volume", "inspect", "v1", "v9"])
+            .output()
+            .rbox_error();
+        assert!(out.stdout.contains("\"Name\": \"v1\""), "{out}");
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: inspecting object: no such volume v9"
+        );
         let out = env
             .rbox()
             .args(["volume", "create", "v1"])
