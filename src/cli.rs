@@ -163,6 +163,8 @@ pub enum Command {
     Logout(cmd::login::LogoutArgs),
     /// Inspect manifests and manifest lists
     Manifest(cmd::manifest::ManifestArgs),
+    /// Manage volumes
+    Volume(cmd::volume::VolumeArgs),
     /// Generate systemd units for containers
     Generate(cmd::generate::GenerateArgs),
     /// Run a container's healthcheck
@@ -443,6 +445,31 @@ pub mod complete {
             .collect();
         v.sort();
         v
+    }
+
+    /// Volume names: one directory per volume under `volumes/`.
+    pub fn volume_names() -> Vec<String> {
+        let Some(root) = root() else {
+            return Vec::new();
+        };
+        let Ok(rd) = std::fs::read_dir(rbox_storage::volume::volumes_dir_in(&root)) else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn volume_candidates() -> ArgValueCandidates {
+        ArgValueCandidates::new(|| {
+            volume_names()
+                .into_iter()
+                .map(CompletionCandidate::new)
+                .collect::<Vec<_>>()
+        })
     }
 
     pub fn image_candidates() -> ArgValueCandidates {

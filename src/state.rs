@@ -242,6 +242,25 @@ pub struct MountSpec {
     pub options: Vec<String>,
 }
 
+/// A named or anonymous volume a container mounts (`-v NAME:/dst`, `-v /dst`, `--mount
+/// type=volume`, an image's VOLUME, `--volumes-from`); its mount is the [`MountSpec`] in
+/// `Spec::mounts` with the same destination, a bind of the volume's `_data`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeUse {
+    /// empty until create gives an anonymous volume its name
+    pub name: String,
+    pub destination: String,
+    /// made for this container: `rm -v` and `run --rm` remove it
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// `nocopy` (`volume-nocopy`): a new volume is not filled from the image
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nocopy: bool,
+    /// `U`: the volume is chowned to the container's user
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chown: bool,
+}
+
 /// Everything needed to start the container again (`rbox start`), resolved at create time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
@@ -258,6 +277,9 @@ pub struct Spec {
     pub user: String,
     pub hostname: String,
     pub mounts: Vec<MountSpec>,
+    /// the volumes among `mounts`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeUse>,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,

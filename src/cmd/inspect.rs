@@ -18,9 +18,10 @@ use crate::state::{self, ContainerRecord, MountKind, Status};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct InspectArgs {
-    /// What NAME refers to: container, image, or all (containers first)
+    /// What NAME refers to: container, image, volume, or all (containers, then images, then
+    /// volumes)
     #[arg(short = 't', long = "type", value_name = "TYPE", default_value = "all",
-          value_parser = ["all", "container", "image"])]
+          value_parser = ["all", "container", "image", "volume"])]
     pub kind: String,
     /// Output format: json, or a Go template such as '{{.State.Running}}'
     #[arg(short = 'f', long, value_name = "FORMAT")]
@@ -43,7 +44,7 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
     let mut items = Vec::new();
     let mut missing = Vec::new();
     for name in names {
-        if kind != "image" {
+        if kind == "all" || kind == "container" {
             if let Ok(rec) = state::lookup(g, name) {
                 let mut v = container_json(&g.storage_root()?, &rec);
                 // paused is live state, which the record alone does not tell
@@ -56,7 +57,7 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
                 continue;
             }
         }
-        if kind != "container" {
+        if kind == "all" || kind == "image" {
             if store.is_none() {
                 store = Some(read_store(g)?);
             }
@@ -68,6 +69,16 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
                 }
                 Err(rbox_storage::Error::ImageNotFound(_)) => {}
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("inspect `{name}`"))),
+            }
+        }
+        if kind == "all" || kind == "volume" {
+            if store.is_none() {
+                store = Some(read_store(g)?);
+            }
+            let s = store.as_ref().expect("opened above");
+            if let Some(v) = super::volume::inspect_value(g, s, name)? {
+                items.push(v);
+                continue;
             }
         }
         missing.push(name.clone());
@@ -83,6 +94,7 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
             .map(|n| match kind {
                 "container" => format!("no such container {n}"),
                 "image" => format!("{n}: image not known"),
+                "volume" => format!("no such volume {n}"),
                 _ => format!("no such object: \"{n}\""),
             })
             .collect();
@@ -113,6 +125,24 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
                 format!(":{}", m.options.join(","))
             };
             binds.push(format!("{}:{}{opts}", m.source, m.destination));
+        }
+        // a volume, as Podman shows one: its name, the local driver, a recursive bind
+        if let Some(v) = s.volumes.iter().find(|v| v.destination == m.destination) {
+            let mut options = m.options.clone();
+            options.retain(|o| o != "ro");
+            options.push("rbind".into());
+            mounts.push(json!({
+                "Type": "volume",
+                "Name": v.name,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Driver": "local",
+                "Mode": "",
+                "Options": options,
+                "RW": rw,
+                "Propagation": "rprivate",
+            }));
+            continue;
         }
         mounts.push(json!({
             "Type": m.kind,

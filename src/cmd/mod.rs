@@ -51,6 +51,7 @@ pub mod top;
 pub mod tree;
 pub mod unshare;
 pub mod untag;
+pub mod volume;
 pub mod wait;
 
 use std::process::ExitCode;
@@ -153,6 +154,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Login(a) => login::login(g, a),
         Command::Logout(a) => login::logout(g, a),
         Command::Manifest(a) => manifest::run(g, a),
+        Command::Volume(a) => volume::run(g, a),
         Command::Generate(a) => generate::run(g, a),
         Command::Healthcheck(a) => healthcheck::run(g, a),
         Command::Info(a) => info::run(g, a),

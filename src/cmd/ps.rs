@@ -347,11 +347,13 @@ impl Filters {
                 r.state.status == Status::Exited
                     && r.state.exit_code.map(|c| c.to_string()).as_deref() == Some(v)
             }
-            "volume" => r
-                .spec
-                .mounts
-                .iter()
-                .any(|m| m.destination == v || m.source == v),
+            "volume" => {
+                r.spec
+                    .mounts
+                    .iter()
+                    .any(|m| m.destination == v || m.source == v)
+                    || r.spec.volumes.iter().any(|x| x.name == v)
+            }
             "health" => r.spec.healthcheck.is_some() && self.health(r) == v,
             // rbox's networks are modes (pasta, slirp4netns, host); none is no network
             "network" => r.spec.network != NetworkMode::None && r.spec.network.as_str() == v,

@@ -23,7 +23,7 @@ pub struct RmArgs {
     /// Remove all containers
     #[arg(short = 'a', long)]
     pub all: bool,
-    /// Remove anonymous volumes too (rbox makes none; accepted for compatibility)
+    /// Remove the containers' anonymous volumes too (those no other container uses)
     #[arg(short = 'v', long)]
     pub volumes: bool,
     /// With -f, seconds to wait for the stop signal before SIGKILL (default 0: kill at once,
@@ -65,9 +65,15 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
         return targets.finish(|_| Ok(()));
     }
     let store = runtime::open_store(g)?;
-    targets.finish(|rec| match store.remove_container_dir(&rec.id) {
-        Ok(()) | Err(rbox_storage::Error::ContainerNotFound(_)) => Ok(()),
-        Err(e) => Err(anyhow!("remove storage of container {}: {e}", rec.name)),
+    targets.finish(|rec| {
+        match store.remove_container_dir(&rec.id) {
+            Ok(()) | Err(rbox_storage::Error::ContainerNotFound(_)) => {}
+            Err(e) => return Err(anyhow!("remove storage of container {}: {e}", rec.name)),
+        }
+        if a.volumes {
+            runtime::volumes::remove_anonymous(g, &store, rec);
+        }
+        Ok(())
     })
 }
 

@@ -59,15 +59,26 @@ pub struct RunArgs {
     /// Container host name
     #[arg(short = 'h', long = "hostname", value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Bind mount a volume (SRC:DST[:OPTIONS], options ro, rw)
+    /// Mount a host path (SRC:DST), a named volume (NAME:DST, created on first use) or an
+    /// anonymous volume (DST), with options ro, rw, nosuid, nodev, noexec, and for volumes
+    /// U (chown to the container's user), copy, nocopy (do not fill a new volume from the
+    /// image)
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
     pub volume: Vec<String>,
+    /// Mount the volumes and bind mounts of CONTAINER, read-only or read-write as there
+    /// unless :ro or :rw is given
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
+    pub volumes_from: Vec<String>,
+    /// What the image's VOLUME entries get: bind (anonymous volumes, filled from the image;
+    /// the default), tmpfs, or ignore (nothing: the image's directories as they are)
+    #[arg(long = "image-volume", value_name = "MODE")]
+    pub image_volume: Option<String>,
     /// Mount a tmpfs (DST[:OPTIONS])
     #[arg(long = "tmpfs", value_name = "DST[:OPTS]")]
     pub tmpfs: Vec<String>,
     /// Attach a filesystem mount: type=bind,source=SRC,target=DST[,ro][,bind-propagation=
-    /// private][,bind-nonrecursive], type=tmpfs,target=DST[,tmpfs-size=SIZE][,tmpfs-mode=MODE]
-    /// or type=devpts,target=DST
+    /// private][,bind-nonrecursive], type=volume[,source=NAME],target=DST[,ro][,volume-nocopy]
+    /// [,U], type=tmpfs,target=DST[,tmpfs-size=SIZE][,tmpfs-mode=MODE] or type=devpts,target=DST
     #[arg(long = "mount", value_name = "type=TYPE,TYPE-OPTS")]
     pub mount: Vec<String>,
     /// A host device for the container: HOST[:CONTAINER][:PERMISSIONS]; bind-mounted, as a
@@ -409,6 +420,8 @@ impl From<RunArgs> for RunOptions {
                 tmpfs: a.tmpfs,
                 mount: a.mount,
                 device: a.device,
+                volumes_from: a.volumes_from,
+                image_volume: a.image_volume,
                 read_only: a.read_only,
                 init: a.init,
                 tty: a.tty,

@@ -1,7 +1,7 @@
 //! `rbox system`: Podman's system group. `info` and `version` are the top-level commands;
 //! `df` sums the store (images per name as Podman counts them, containers' writable layers,
-//! no volumes: rbox has only bind mounts), `prune` removes stopped containers and dangling
-//! (with `-a`, unused) images, `reset` removes everything rbox keeps, and `migrate` has
+//! volumes), `prune` removes stopped containers, with `--volumes` the volumes no container
+//! uses, and dangling (with `-a`, unused) images, `reset` removes everything rbox keeps, and `migrate` has
 //! nothing to do (rbox's store format has had one version). The prompts and reports are
 //! Podman 4.3's, word for word, for scripts and hands that know them.
 
@@ -58,7 +58,7 @@ pub struct PruneArgs {
     /// Do not ask for confirmation
     #[arg(short = 'f', long)]
     pub force: bool,
-    /// Prune volumes too (rbox has no named volumes: accepted for compatibility)
+    /// Remove the volumes no container uses too
     #[arg(long)]
     pub volumes: bool,
 }
@@ -251,8 +251,9 @@ fn df(g: &Context, a: DfArgs) -> Result<ExitCode> {
         .iter()
         .map(|c| container_size(&store, c))
         .collect();
+    let volumes = volume_rows(&store, &containers)?;
     if a.verbose {
-        return df_verbose(&a, &images, &containers, &sizes);
+        return df_verbose(&a, &images, &containers, &sizes, &volumes);
     }
     let img_size: u64 = images.iter().map(|r| r.size).sum();
     let img_active = images.iter().filter(|r| r.containers > 0).count();
@@ -279,7 +280,13 @@ fn df(g: &Context, a: DfArgs) -> Result<ExitCode> {
             ctr_size,
             ctr_reclaim,
         ),
-        ("Local Volumes", 0, 0, 0, 0),
+        (
+            "Local Volumes",
+            volumes.len(),
+            volumes.iter().filter(|v| v.1 > 0).count(),
+            volumes.iter().map(|v| v.2).sum(),
+            volumes.iter().filter(|v| v.1 == 0).map(|v| v.2).sum(),
+        ),
     ];
     let rows: Vec<format::Row> = summary
         .iter()
@@ -325,11 +332,31 @@ fn df(g: &Context, a: DfArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Each volume with the number of containers that use it and its size.
+fn volume_rows(
+    store: &rbox_storage::Store,
+    containers: &[ContainerRecord],
+) -> Result<Vec<(String, usize, u64)>> {
+    Ok(store
+        .volumes()?
+        .into_iter()
+        .map(|v| {
+            let links = containers
+                .iter()
+                .filter(|c| c.spec.volumes.iter().any(|u| u.name == v.name))
+                .count();
+            let size = store.volume_size(&v.name);
+            (v.name, links, size)
+        })
+        .collect())
+}
+
 fn df_verbose(
     a: &DfArgs,
     images: &[ImageRow],
     containers: &[ContainerRecord],
     sizes: &[u64],
+    volumes: &[(String, usize, u64)],
 ) -> Result<ExitCode> {
     let now = human::now();
     let irows: Vec<format::Row> = images
@@ -353,7 +380,7 @@ fn df_verbose(
         .map(|(c, s)| {
             let v = json!({
                 "ContainerID": short_id(&c.id), "Image": short_id(&c.image_id),
-                "Command": c.spec.args.join(" "), "LocalVolumes": 0, "Size": df_size(*s),
+                "Command": c.spec.args.join(" "), "LocalVolumes": c.spec.volumes.len(), "Size": df_size(*s),
                 "Created": human::duration(now - common::epoch(Some(&c.created))),
                 "Status": c.state.status.as_str(), "Names": c.name,
             });
@@ -392,7 +419,22 @@ fn df_verbose(
         &crows,
     )?);
     out.push_str("\nLocal Volumes space usage:\n\n");
-    out.push_str(&format::render_list(Some(&pick(vols_t)), "", &titles, &[])?);
+    let vrows: Vec<format::Row> = volumes
+        .iter()
+        .map(|(name, links, size)| {
+            let v = json!({"VolumeName": name, "Links": links, "Size": df_size(*size)});
+            format::Row {
+                json: v.clone(),
+                view: v,
+            }
+        })
+        .collect();
+    out.push_str(&format::render_list(
+        Some(&pick(vols_t)),
+        "",
+        &titles,
+        &vrows,
+    )?);
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
@@ -449,6 +491,22 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
         reclaimed += size;
         removed_ctrs.push(c.id.clone());
     }
+    let mut removed_vols = Vec::new();
+    if a.volumes {
+        let sizes: std::collections::HashMap<String, u64> = store
+            .volumes()?
+            .into_iter()
+            .map(|v| {
+                let size = store.volume_size(&v.name);
+                (v.name, size)
+            })
+            .collect();
+        removed_vols = super::volume::prune_volumes(g, &store, &[])?;
+        reclaimed += removed_vols
+            .iter()
+            .filter_map(|n| sizes.get(n))
+            .sum::<u64>();
+    }
     let mut removed_imgs = Vec::new();
     for rec in store.images()? {
         let unused = store.containers_using(&rec.id).is_empty();
@@ -464,6 +522,12 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
         println!("Deleted Containers");
         for id in &removed_ctrs {
             println!("{id}");
+        }
+    }
+    if !removed_vols.is_empty() {
+        println!("Deleted Volumes");
+        for n in &removed_vols {
+            println!("{n}");
         }
     }
     if !removed_imgs.is_empty() {

@@ -172,13 +172,21 @@ fn create_and_start(
     };
     let driver = choose_driver(g, &store)?;
     tracing::debug!("storage driver: {driver}");
-    let name = match &a.name {
-        Some(n) => {
-            state::reserve_name(&root, n, &id)?;
-            n.clone()
-        }
-        None => state::reserve_generated_name(&root, &id)?,
+    let lowers: Vec<std::path::PathBuf> = match &image {
+        Source::Image(i) => i
+            .layers
+            .iter()
+            .map(|l| store.layer_path(&l.diff_id))
+            .collect(),
+        Source::Host(d) => vec![d.clone()],
     };
+    let new_volumes =
+        super::volumes::prepare(g, &store, &mut spec, &a.flags.volumes_from, &lowers)?;
+    let name = match &a.name {
+        Some(n) => state::reserve_name(&root, n, &id).map(|()| n.clone()),
+        None => state::reserve_generated_name(&root, &id),
+    }
+    .inspect_err(|_| super::volumes::remove_created(&store, &new_volumes))?;
     // An attached run records the container once, as running (or, failing that, as
     // exited): every inode a start creates costs on a busy ext4 store. A create in
     // progress is a directory without a record, and its name is reserved meanwhile.
@@ -201,6 +209,7 @@ fn create_and_start(
         Err(e) => {
             let _ = store.remove_container_dir(&id);
             state::release_name(&root, &name, &id);
+            super::volumes::remove_created(&store, &new_volumes);
             return Err(e);
         }
     };

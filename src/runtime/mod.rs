@@ -19,6 +19,7 @@
 //! | join a running container | `exec` | `rbox exec` and its fork |
 //! | a child chrooted into a container's root (`rbox cp`) | `inroot` | its fork |
 //! | id maps, entering the user namespace | `userns` | every invocation |
+//! | a container's volumes: made, filled, removed with it | `volumes` | the invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
 //!
 //! Plus `mounts` (the mount plan as data and its executor), `cgroup` (resource limits where
@@ -57,6 +58,7 @@ pub mod sys;
 pub mod terminal;
 pub mod timeout;
 pub mod userns;
+pub mod volumes;
 
 use anyhow::{Context as _, Result};
 use rbox_storage::Store;

@@ -573,6 +573,7 @@ pub fn finish(
             .remove_container_dir(&rec.id)
             .with_context(|| format!("remove the directory of container {}", rec.name))?;
         super::create::remove_image_after(store, rec);
+        super::volumes::remove_anonymous(g, store, rec);
         return removed.with_context(|| format!("remove container {}", rec.name));
     }
     // `--rmi` without `--rm`: the container still uses the image (Podman says so too)

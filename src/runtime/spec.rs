@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::seccomp;
-use crate::state::{MountKind, MountSpec, NetworkMode, Spec, UsernsMode};
+use crate::state::{MountKind, MountSpec, NetworkMode, Spec, UsernsMode, VolumeUse};
 
 /// The parts of an image config that `run` uses (OCI `config` section).
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,8 @@ pub struct ImageProcess {
     pub stop_signal: Option<String>,
     /// ExposedPorts, as `80/tcp`
     pub exposed_ports: Vec<String>,
+    /// Volumes: where the container gets anonymous volumes
+    pub volumes: Vec<String>,
 }
 
 impl ImageProcess {
@@ -45,6 +47,7 @@ impl ImageProcess {
                 .unwrap_or_default(),
             stop_signal: c.stop_signal().clone(),
             exposed_ports: c.exposed_ports().clone().unwrap_or_default(),
+            volumes: c.volumes().clone().unwrap_or_default(),
         }
     }
 }
@@ -182,22 +185,24 @@ pub fn merge_env(layers: &[&[String]]) -> Vec<String> {
     keys.into_iter().filter_map(|k| map.remove(&k)).collect()
 }
 
-/// Parse `-v SRC:DST[:OPTS]`. Bind sources must be absolute and exist.
-pub fn parse_volume(v: &str, cwd: &Path) -> Result<MountSpec> {
+/// Parse `-v SRC:DST[:OPTS]`, `-v NAME:DST[:OPTS]` or `-v DST[:OPTS]` as Podman does: a
+/// source that is not a path (absolute or `./relative`) names a volume, and a lone
+/// destination is an anonymous volume. Bind sources must exist. A volume's mount comes with
+/// its [`VolumeUse`] and an empty source, which create fills with the volume's `_data`.
+pub fn parse_volume(v: &str, cwd: &Path) -> Result<(MountSpec, Option<VolumeUse>)> {
     let parts: Vec<&str> = v.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
+        [d] if d.starts_with('/') => ("", *d, ""),
         [s, d] => (*s, *d, ""),
         [s, d, o] => (*s, *d, *o),
-        [_] => bail!(
-            "invalid volume `{v}`: anonymous volumes are not supported; give SRC:DST[:ro] with a host path"
-        ),
         _ => bail!("invalid volume `{v}`: expected SRC:DST[:OPTIONS]"),
     };
-    if src.is_empty() || dst.is_empty() {
+    if dst.is_empty() || (src.is_empty() && parts.len() > 1 && parts[0].is_empty()) {
         bail!("invalid volume `{v}`: expected SRC:DST[:OPTIONS]");
     }
     if !dst.starts_with('/') {
-        bail!("invalid volume `{v}`: the destination `{dst}` must be an absolute path");
+        // Podman's text (`-v /data:ro` is SRC:DST, not DST:OPTIONS)
+        bail!("invalid container path {dst:?}, must be an absolute path");
     }
     if Path::new(dst).components().all(|c| {
         matches!(
@@ -210,36 +215,139 @@ pub fn parse_volume(v: &str, cwd: &Path) -> Result<MountSpec> {
              volume on a directory, e.g. `{src}:/data`"
         );
     }
-    let src_path = if src.starts_with('/') {
-        Path::new(src).to_path_buf()
-    } else if src.starts_with('.') {
-        cwd.join(src)
-    } else {
-        bail!("invalid volume `{v}`: named volumes are not supported yet; give a host path (absolute or ./relative)");
-    };
-    if let Err(e) = std::fs::metadata(&src_path) {
-        bail!("invalid volume `{v}`: source `{}`: {e}", src_path.display());
-    }
+    let is_path = src.starts_with('/') || src.starts_with('.');
     let mut options = Vec::new();
+    let mut volume = VolumeUse {
+        name: src.to_string(),
+        destination: dst.to_string(),
+        anonymous: src.is_empty(),
+        nocopy: false,
+        chown: false,
+    };
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" => {
+                options.retain(|x| x != o);
                 options.push(o.to_string())
             }
+            "copy" | "nocopy" if !is_path => volume.nocopy = o == "nocopy",
+            "U" if !is_path => volume.chown = true,
             // SELinux relabel and propagation flags: no SELinux here, mounts are private
             "z" | "Z" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared"
             | "bind" | "rbind" | "U" | "O" => {}
             _ => bail!(
-                "invalid volume `{v}`: unknown option `{o}` (use ro, rw, nosuid, nodev, noexec)"
+                "invalid volume `{v}`: unknown option `{o}` (use ro, rw, nosuid, nodev, noexec{})",
+                if is_path { "" } else { ", U, copy, nocopy" }
             ),
         }
     }
-    Ok(MountSpec {
+    if !is_path {
+        if !src.is_empty() {
+            // Podman's text
+            rbox_storage::validate_volume_name(src).map_err(|e| {
+                anyhow::anyhow!("creating named volume {src:?}: running volume create option: {e}")
+            })?;
+        }
+        return Ok((volume_mount(dst, options), Some(volume)));
+    }
+    let src_path = if src.starts_with('/') {
+        Path::new(src).to_path_buf()
+    } else {
+        cwd.join(src)
+    };
+    if let Err(e) = std::fs::metadata(&src_path) {
+        bail!("invalid volume `{v}`: source `{}`: {e}", src_path.display());
+    }
+    Ok((
+        MountSpec {
+            kind: MountKind::Bind,
+            source: src_path.to_string_lossy().into_owned(),
+            destination: dst.to_string(),
+            options,
+        },
+        None,
+    ))
+}
+
+/// The mount of a volume at `dst`, its source left for create to fill: nosuid and nodev
+/// unless `suid` or `dev` was asked for, as Podman mounts volumes.
+fn volume_mount(dst: &str, mut options: Vec<String>) -> MountSpec {
+    for (off, on) in [("nosuid", "suid"), ("nodev", "dev")] {
+        if !options.iter().any(|o| o == off || o == on) {
+            options.push(off.to_string());
+        }
+    }
+    options.retain(|o| o != "suid" && o != "dev");
+    MountSpec {
         kind: MountKind::Bind,
-        source: src_path.to_string_lossy().into_owned(),
+        source: String::new(),
         destination: dst.to_string(),
         options,
-    })
+    }
+}
+
+/// Parse `--mount type=volume,...`: `src` names the volume (none: an anonymous one),
+/// `target` where it goes; `ro`, `volume-nocopy`, `U` and the mount flags as for `-v`.
+fn parse_volume_mount(m: &str) -> Result<(MountSpec, Option<VolumeUse>)> {
+    let mut source = "";
+    let mut target = "";
+    let mut options: Vec<String> = Vec::new();
+    let (mut nocopy, mut chown) = (false, false);
+    for item in m.split(',').filter(|i| !i.is_empty()) {
+        let (k, v) = match item.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (item, None),
+        };
+        match (k, v) {
+            ("type", _) => {}
+            ("source" | "src", Some(s)) => source = s,
+            ("target" | "destination" | "dst", Some(t)) => target = t,
+            ("ro" | "readonly" | "rw", v) => {
+                let on = match v {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => bail!(
+                        "'readonly', 'ro', or 'rw' must be set to true or false, instead received {v:?}: must provide an argument for option"
+                    ),
+                };
+                options.retain(|o| o != "ro");
+                if on == (k != "rw") {
+                    options.push("ro".into());
+                }
+            }
+            ("volume-nocopy", None | Some("true")) => nocopy = true,
+            ("volume-nocopy", Some("false")) => nocopy = false,
+            ("U", None | Some("true")) => chown = true,
+            ("U", Some("false")) => chown = false,
+            ("nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec", None) => {
+                options.push(k.to_string())
+            }
+            ("relabel", Some("shared" | "private")) | ("z" | "Z", None) => {}
+            _ => bail!("{k}: invalid mount option"),
+        }
+    }
+    if target.is_empty() {
+        bail!("must set volume destination");
+    }
+    if !target.starts_with('/') {
+        bail!("invalid container path {target:?}, must be an absolute path");
+    }
+    let clean: PathBuf = Path::new(target).components().collect();
+    if clean == Path::new("/") {
+        bail!("invalid --mount `{m}`: the destination cannot be the container's root `/`");
+    }
+    if !source.is_empty() {
+        rbox_storage::validate_volume_name(source)
+            .map_err(|e| anyhow::anyhow!("invalid --mount `{m}`: {e}"))?;
+    }
+    let volume = VolumeUse {
+        name: source.to_string(),
+        destination: target.to_string(),
+        anonymous: source.is_empty(),
+        nocopy,
+        chown,
+    };
+    Ok((volume_mount(target, options), Some(volume)))
 }
 
 /// `--device HOST[:CONTAINER][:PERMISSIONS]`: a rootless container cannot create device
@@ -278,6 +386,25 @@ pub fn parse_device(d: &str) -> Result<MountSpec> {
         destination: dst.to_string(),
         options: Vec::new(),
     })
+}
+
+/// The image's VOLUME entries: an anonymous volume on each destination no mount covers yet,
+/// as Podman makes them.
+pub fn image_volumes(dsts: &[String], mounts: &mut Vec<MountSpec>, volumes: &mut Vec<VolumeUse>) {
+    let clean = |d: &str| Path::new(d).components().collect::<PathBuf>();
+    for d in dsts {
+        if !d.starts_with('/') || mounts.iter().any(|m| clean(&m.destination) == clean(d)) {
+            continue;
+        }
+        mounts.push(volume_mount(d, Vec::new()));
+        volumes.push(VolumeUse {
+            name: String::new(),
+            destination: d.clone(),
+            anonymous: true,
+            nocopy: false,
+            chown: false,
+        });
+    }
 }
 
 /// Refuse two mounts on one destination (`-v A:/x -v B:/x`, `-v A:/x --tmpfs /x`): one would
@@ -320,7 +447,8 @@ const MOUNT_FORMAT: &str = "incorrect mount format: should be --mount \
 /// Parse `--mount type=bind|tmpfs|devpts,...` as Podman does (its keys, its defaults, its
 /// error texts): binds are recursive unless `bind-nonrecursive`, a tmpfs is exec unless
 /// `noexec` (unlike `--tmpfs`), a bind without `source` binds the target's own host path.
-/// Named volumes and image mounts are refused: rbox has neither yet.
+/// Image mounts are refused: rbox has none yet. `type=volume` goes to
+/// [`parse_volume_mount`] (see [`parse_any_mount`]).
 pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
     let mut kind = None;
     let mut source: Option<&str> = None;
@@ -350,9 +478,7 @@ pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
         Some("bind") => MountKind::Bind,
         Some("tmpfs") => MountKind::Tmpfs,
         Some("devpts") => MountKind::Devpts,
-        Some("volume") => bail!(
-            "invalid --mount `{m}`: named volumes are not supported yet: use type=bind with a host directory"
-        ),
+        Some("volume") => bail!("invalid --mount `{m}`: a volume is parsed by `parse_volume_mount`"),
         Some("image") => bail!(
             "invalid --mount `{m}`: image mounts are not supported yet: use type=bind with a host directory"
         ),
@@ -444,6 +570,15 @@ pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
         destination: dst.to_string(),
         options,
     })
+}
+
+/// `--mount` of any type: a volume comes with its [`VolumeUse`].
+pub fn parse_any_mount(m: &str, cwd: &Path) -> Result<(MountSpec, Option<VolumeUse>)> {
+    if m.split(',').any(|i| i == "type=volume") {
+        parse_volume_mount(m)
+    } else {
+        Ok((parse_mount(m, cwd)?, None))
+    }
 }
 
 /// An I/O error as Go prints it: `no such file or directory`, without Rust's `(os error 2)`.
@@ -541,6 +676,11 @@ pub struct Flags {
     pub mount: Vec<String>,
     /// `--device`, as given
     pub device: Vec<String>,
+    /// `--volumes-from`, as given (create resolves it: it needs the other records)
+    pub volumes_from: Vec<String>,
+    /// `--image-volume`: what the image's VOLUMEs get (bind: anonymous volumes; tmpfs;
+    /// ignore)
+    pub image_volume: Option<String>,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,
@@ -1211,19 +1351,38 @@ pub fn build(
     let env = merge_env(&[&defaults, &files, &cli]);
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut mounts = Vec::new();
+    let mut volumes = Vec::new();
     for v in &a.volume {
-        mounts.push(parse_volume(v, &cwd)?);
+        let (m, vol) = parse_volume(v, &cwd)?;
+        mounts.push(m);
+        volumes.extend(vol);
     }
     for t in &a.tmpfs {
         mounts.push(parse_tmpfs(t)?);
     }
     for m in &a.mount {
-        mounts.push(parse_mount(m, &cwd)?);
+        let (m, vol) = parse_any_mount(m, &cwd)?;
+        mounts.push(m);
+        volumes.extend(vol);
     }
     for d in &a.device {
         mounts.push(parse_device(d)?);
     }
     check_destinations(&mounts)?;
+    match a.image_volume.as_deref() {
+        None | Some("bind" | "anonymous") => image_volumes(&img.volumes, &mut mounts, &mut volumes),
+        Some("tmpfs") => {
+            let clean = |d: &str| Path::new(d).components().collect::<PathBuf>();
+            for d in &img.volumes {
+                if d.starts_with('/') && !mounts.iter().any(|m| clean(&m.destination) == clean(d)) {
+                    mounts.push(parse_tmpfs(d)?);
+                }
+            }
+        }
+        Some("ignore") => {}
+        // Podman's text
+        Some(o) => bail!("invalid image volume mode {o:?} required value: bind, tmpfs, ignore"),
+    }
     let workdir = a.workdir.clone().unwrap_or_else(|| img.workdir.clone());
     if !workdir.is_empty() && !workdir.starts_with('/') {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
@@ -1317,6 +1476,7 @@ pub fn build(
         user: a.user.clone().unwrap_or_else(|| img.user.clone()),
         hostname: a.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
         mounts,
+        volumes,
         read_only: a.read_only,
         init: a.init,
         tty: a.tty,
@@ -1433,7 +1593,8 @@ mod tests {
     #[test]
     fn volumes() {
         let cwd = Path::new("/");
-        let m = parse_volume("/tmp:/data:ro", cwd).unwrap();
+        let (m, v) = parse_volume("/tmp:/data:ro", cwd).unwrap();
+        assert!(v.is_none());
         assert_eq!(
             (m.source.as_str(), m.destination.as_str()),
             ("/tmp", "/data")
@@ -1442,18 +1603,34 @@ mod tests {
         assert_eq!(m.kind, MountKind::Bind);
         assert!(parse_volume("/tmp:data", cwd).is_err());
         assert!(parse_volume("/nonexistent-rbox:/d", cwd).is_err());
-        assert!(parse_volume("myvol:/d", cwd)
-            .unwrap_err()
-            .to_string()
-            .contains("named volumes"));
+        // a name is a volume, a lone destination an anonymous one
+        let (m, v) = parse_volume("myvol:/d:ro,nocopy,U,z", cwd).unwrap();
+        let v = v.unwrap();
+        assert_eq!((v.name.as_str(), v.destination.as_str()), ("myvol", "/d"));
+        assert!(v.nocopy && v.chown && !v.anonymous);
+        assert_eq!(
+            (m.source.as_str(), &m.options[..]),
+            ("", &s(&["ro", "nosuid", "nodev"])[..])
+        );
+        let (_, v) = parse_volume("/anon", cwd).unwrap();
+        let v = v.unwrap();
+        assert!(v.anonymous && v.name.is_empty() && v.destination == "/anon");
+        let e = parse_volume("/anon:ro", cwd).unwrap_err().to_string();
+        assert_eq!(e, "invalid container path \"ro\", must be an absolute path");
+        let e = parse_volume("bad name:/d", cwd).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "creating named volume \"bad name\": running volume create option: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument"
+        );
+        assert!(parse_volume(":/d", cwd).is_err());
+        assert!(parse_volume("/tmp:/d:nocopy", cwd).is_err());
         assert!(parse_volume("/tmp:/d:bogus", cwd).is_err());
-        assert!(parse_volume("/tmp", cwd).is_err());
         let t = parse_tmpfs("/run:size=1m,mode=700").unwrap();
         assert_eq!(t.options, s(&["size=1m", "mode=700"]));
         assert_eq!((t.kind, t.source.as_str()), (MountKind::Tmpfs, "tmpfs"));
         assert!(parse_tmpfs("run").is_err());
-        let x = parse_volume("/tmp:/x", cwd).unwrap();
-        let y = parse_volume("/tmp:/y", cwd).unwrap();
+        let x = parse_volume("/tmp:/x", cwd).unwrap().0;
+        let y = parse_volume("/tmp:/y", cwd).unwrap().0;
         assert!(check_destinations(&[x.clone(), y]).is_ok());
         let e = check_destinations(&[x.clone(), parse_tmpfs("/x/").unwrap()]).unwrap_err();
         assert_eq!(e.to_string(), "/x: duplicate mount destination");
@@ -1475,6 +1652,8 @@ mod tests {
             tmpfs: Vec::new(),
             mount: Vec::new(),
             device: Vec::new(),
+            volumes_from: Vec::new(),
+            image_volume: None,
             read_only: false,
             init: false,
             tty: false,
@@ -1585,6 +1764,35 @@ mod tests {
             (MountKind::Devpts, &s(&["mode=620"])[..])
         );
         assert!(parse_mount("type=devpts,target=/p,tmpfs-size=1", cwd).is_err());
+        let (m, v) = parse_any_mount("type=volume,src=data,dst=/d,ro,volume-nocopy", cwd).unwrap();
+        let v = v.unwrap();
+        assert_eq!(
+            (v.name.as_str(), v.nocopy, v.anonymous),
+            ("data", true, false)
+        );
+        assert_eq!(
+            (m.destination.as_str(), m.options.contains(&"ro".into())),
+            ("/d", true)
+        );
+        assert!(
+            parse_any_mount("type=volume,dst=/d", cwd)
+                .unwrap()
+                .1
+                .unwrap()
+                .anonymous
+        );
+        assert!(parse_any_mount("type=volume,src=data", cwd).is_err());
+        assert!(parse_any_mount("type=volume,src=-x,dst=/d", cwd).is_err());
+        assert!(parse_any_mount("type=volume,src=x,dst=/d,bogus", cwd).is_err());
+    }
+
+    #[test]
+    fn image_volumes_skip_covered_destinations() {
+        let (mut mounts, mut vols) = (vec![parse_tmpfs("/a").unwrap()], Vec::new());
+        image_volumes(&s(&["/a/", "/b", "rel"]), &mut mounts, &mut vols);
+        assert_eq!(vols.len(), 1);
+        assert!(vols[0].anonymous && vols[0].destination == "/b");
+        assert_eq!(mounts.len(), 2);
     }
 
     #[test]

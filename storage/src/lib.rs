@@ -32,6 +32,10 @@
 //!                             (mount point), removed after the probe, or by the sweep when the
 //!                             probe was killed (older rbox named it `tmp/probe-<pid>`; the sweep
 //!                             removes those of dead processes too)
+//! volumes/<name>/_data        a volume's content: what containers mount (`Store::volume_data`)
+//! volumes/<name>/volume.json  its VolumeRecord (labels, options, created, anonymous, copy-up);
+//!                             a volume appears by one rename of a directory made in tmp/
+//! locks/volume-<name>         held while a volume is created, populated or removed
 //! overlay-probe               the overlay probe's memo: `<kernel release> ok|no`; probed again on
 //!                             another kernel, and by every `rbox info` (`Store::overlay_probe_memo`)
 //! ```
@@ -98,6 +102,7 @@ pub mod mount;
 pub mod reference;
 mod store;
 mod sys;
+pub mod volume;
 
 use std::path::PathBuf;
 
@@ -111,6 +116,7 @@ pub use mount::{Driver, Rootfs};
 pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
 /// Also what `rbox info` reads file capabilities with: one wrapper for both crates.
 pub use sys::lgetxattr;
+pub use volume::{validate_volume_name, VolumeRecord};
 
 /// The ids usable in the current user namespace: uids `0..uid_count`, gids `0..gid_count`.
 ///
@@ -226,6 +232,13 @@ pub enum Error {
     ContainerExists(String),
     #[error("container {0} not found in the store")]
     ContainerNotFound(String),
+    // Podman's words for the three, which scripts match
+    #[error("no volume with name \"{0}\" found: no such volume")]
+    VolumeNotFound(String),
+    #[error("volume with name {0} already exists: volume already exists")]
+    VolumeExists(String),
+    #[error("names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument")]
+    InvalidVolumeName(String),
 }
 
 impl Error {

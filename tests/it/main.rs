@@ -29,3 +29,4 @@ mod seccomp;
 mod security;
 mod system;
 mod userns_state;
+mod volumes;
