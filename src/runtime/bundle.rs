@@ -564,7 +564,6 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         own_net: ns.own_net,
         join_net,
         stdio: None,
-        user_maps: ns.user_maps,
         winsize: None,
         seccomp,
         clone_flags: ns.flags,
@@ -573,6 +572,8 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         start_fifo: None,
         state_dir: None,
         start_hooks,
+        become_root: ns.user_maps.is_some(),
+        user_maps: ns.user_maps,
     })
 }
 

@@ -47,6 +47,16 @@ pub fn main(l: &Launch, chan: Channel) -> ! {
 /// Set up, wait for the start, exec; returns only on failure. `Err` for setup failures,
 /// `Ok` for what happened after the start message.
 fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
+    if l.become_root {
+        let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+        nix::unistd::setresgid(root.1, root.1, root.1)
+            .and_then(|_| nix::unistd::setresuid(root.0, root.0, root.0))
+            .map_err(|e| {
+                Failure::setup(format!(
+                    "become root of the container's user namespace: {e} (do uidMappings and gidMappings map id 0?)"
+                ))
+            })?;
+    }
     if l.own_net {
         sys::loopback_up().map_err(|e| Failure::setup(format!("bring up loopback: {e}")))?;
     }
