@@ -344,14 +344,27 @@ fn run_verb(rt: &Runtime, verb: Verb) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `oci exec`: not yet (the runtime's exec joins a record's container; see the issue).
+/// `oci exec`: the spec's process with this command line's changes, or `--process`'s.
 fn exec(rt: &Runtime, a: ExecArgs) -> Result<ExitCode> {
-    let st = rt.state(&a.id)?;
-    if st.status != "running" {
-        bail!("container `{}` is not running", a.id);
-    }
-    let _ = (&a.process, &a.args);
-    bail!("`rbox oci exec` is not implemented yet")
+    let process = match &a.process {
+        Some(f) => {
+            let text = std::fs::read(f).with_context(|| format!("read `{}`", f.display()))?;
+            Some(
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("parse process `{}`", f.display()))?,
+            )
+        }
+        None => None,
+    };
+    let change = bundle::ExecChange {
+        args: a.args,
+        env: a.env,
+        cwd: a.cwd,
+        user: a.user,
+        tty: a.tty,
+    };
+    let code = rt.exec(&a.id, process, &change, a.detach, a.pid_file.as_deref())?;
+    Ok(ExitCode::from(code))
 }
 
 /// A table with columns padded to their widest cell, three spaces apart (runc's `list`).

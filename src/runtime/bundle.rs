@@ -203,6 +203,11 @@ impl Runtime {
             let p = dir.join("exec.fifo");
             nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600))
                 .with_context(|| format!("create `{}`", p.display()))?;
+            // the init opens it as whoever it is in its user namespace (root's maps may make it
+            // another host uid), through its descriptor
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o622))
+                .with_context(|| format!("chmod `{}`", p.display()))?;
             Some(open_path(&p)?)
         } else {
             None
@@ -442,6 +447,99 @@ impl Runtime {
         Ok(code)
     }
 
+    /// `exec`: run a process in the running container `id`: the spec's process changed by
+    /// `change`, or the whole `process` a caller gives (`--process`).
+    pub fn exec(
+        &self,
+        id: &str,
+        process: Option<oci_spec::runtime::Process>,
+        change: &ExecChange,
+        detach: bool,
+        pid_file: Option<&Path>,
+    ) -> Result<u8> {
+        let st = self.state(id)?;
+        if st.status != "running" {
+            bail!("container `{id}` is not running: it is {}", st.status);
+        }
+        let mut spec = oci::load(&self.dir(id).join("config.json"))?;
+        let mut p = match process {
+            Some(p) => p,
+            None => {
+                let mut p = spec.process().clone().context("the spec has no process")?;
+                if change.args.is_empty() {
+                    bail!("exec needs a command to run (or --process)");
+                }
+                p.set_args(Some(change.args.clone()));
+                let mut env = p.env().clone().unwrap_or_default();
+                env.extend(change.env.iter().cloned());
+                p.set_env(Some(env));
+                if let Some(c) = &change.cwd {
+                    p.set_cwd(c.into());
+                }
+                if let Some(u) = &change.user {
+                    let (uid, gid) = match u.split_once(':') {
+                        Some((u, g)) => (u.parse(), g.parse()),
+                        None => (u.parse(), Ok(0)),
+                    };
+                    let (Ok(uid), Ok(gid)) = (uid, gid) else {
+                        bail!("invalid --user `{u}`: expected UID[:GID] by number");
+                    };
+                    let mut user = p.user().clone();
+                    user.set_uid(uid);
+                    user.set_gid(gid);
+                    user.set_additional_gids(None);
+                    p.set_user(user);
+                }
+                p.set_terminal(Some(change.tty));
+                p
+            }
+        };
+        if p.cwd().as_os_str().is_empty() {
+            p.set_cwd("/".into());
+        }
+        spec.set_process(Some(p));
+        let mut process = oci::process(&spec)?;
+        if let oci::User::Numeric { uid, gid, groups } = process.user {
+            process.user = oci::User::Exact { uid, gid, groups };
+        }
+        let ns = oci::namespaces(&spec)?;
+        let tty = process.terminal;
+        let cmd = process::Command {
+            argv: process.args.iter().map(Into::into).collect(),
+            hostname: oci::hostname(&spec),
+            own_userns: ns.user_maps.is_some(),
+            missing_cwd: process::MissingCwd::Fail,
+            preserve_fds: 0,
+            process,
+        };
+        let seccomp = super::seccomp_program(&spec, None)?;
+        let single_id = fs::read_to_string(format!("/proc/{}/setgroups", st.pid))
+            .is_ok_and(|s| s.trim() == "deny");
+        let how = super::exec::How {
+            tty,
+            interactive: true,
+            single_id,
+            detach,
+        };
+        // opened before joining the container's mount namespace, where the path is not ours
+        let mut pid_out = pid_file
+            .map(|f| {
+                fs::File::create(f).with_context(|| format!("create pid file `{}`", f.display()))
+            })
+            .transpose()?;
+        match super::exec::run_in(&format!("`{id}`"), st.pid, &cmd, seccomp.as_deref(), &how)? {
+            super::exec::Ran::Exited(code) => Ok(code),
+            super::exec::Ran::Detached(pid) => {
+                if let Some(f) = &mut pid_out {
+                    use std::io::Write;
+                    f.write_all(pid.to_string().as_bytes())
+                        .context("write the pid file")?;
+                }
+                Ok(0)
+            }
+        }
+    }
+
     /// The host pids of the processes in container `id` (its init's pid namespace).
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
         let st = self.state(id)?;
@@ -455,6 +553,17 @@ impl Runtime {
         p.sort();
         Ok(p)
     }
+}
+
+/// What `exec` changes of the container's process when no `--process` is given.
+#[derive(Debug, Clone, Default)]
+pub struct ExecChange {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    /// `UID[:GID]`
+    pub user: Option<String>,
+    pub tty: bool,
 }
 
 /// The launch plan of a bundle's spec.

@@ -135,6 +135,23 @@ fn oci_create_start_state_kill_delete() {
         let again = oci(env, &["start", "c1"]);
         again.assert_clean_error();
         assert!(again.stderr.contains("is not created"), "{again}");
+        // exec joins the running container: its root, its namespaces
+        let ex = oci(
+            env,
+            &["exec", "c1", "sh", "-c", "cat /ran; hostname; exit 4"],
+        )
+        .code_is(4);
+        assert_eq!(ex.text(), "ran\nrbox", "{ex}");
+        let proc_json = env.write(
+            "process.json",
+            r#"{"args": ["sh", "-c", "echo $X $PWD"], "cwd": "/etc", "env": ["X=from-process", "PATH=/bin:/usr/bin"], "user": {"uid": 0, "gid": 0}}"#,
+        );
+        let ex = oci(
+            env,
+            &["exec", "--process", proc_json.to_str().unwrap(), "c1"],
+        )
+        .success();
+        assert_eq!(ex.text(), "from-process /etc", "{ex}");
         let ps = oci(env, &["ps", "--format", "json", "c1"]).success();
         let pids: Vec<i64> = serde_json::from_str(&ps.stdout).unwrap();
         assert!(pids.contains(&pid), "{ps}");
@@ -506,4 +523,20 @@ fn podman_drives_rbox_as_its_runtime() {
         "nosuch",
     ]);
     assert_eq!(out.code, 127, "{out}");
+    // a detached container, exec into it (conmon calls `exec --process`), stop, remove
+    let id = podman(&[
+        "--runtime",
+        rt,
+        "run",
+        "-d",
+        "--network=none",
+        "localhost/bbt",
+        "sleep",
+        "60",
+    ])
+    .success()
+    .text();
+    let out = podman(&["--runtime", rt, "exec", &id, "sh", "-c", "echo in; exit 5"]).code_is(5);
+    assert_eq!(out.text(), "in", "{out}");
+    podman(&["--runtime", rt, "rm", "-f", "-t", "0", &id]).success();
 }
