@@ -30,6 +30,17 @@ pub struct OciOpts {
 
 /// `rbox oci ...`.
 #[derive(Debug, clap::Args)]
+#[command(
+    long_about = "rbox as an OCI runtime: the verbs runc and crun take, on bundles (a directory \
+with config.json and a root filesystem). The same verbs are rbox's top-level command line when it \
+runs as rbox-runtime (a symlink), so that `podman --runtime /path/to/rbox-runtime` uses rbox. \
+States live under --root [default: $XDG_RUNTIME_DIR/rbox-oci, /run/rbox-oci as root, else \
+/tmp/rbox-oci-UID]. An unprivileged user's bundle needs a user namespace (uidMappings and \
+gidMappings: your own ids, or ranges of /etc/subuid through newuidmap). Differences from the \
+runtime spec: createContainer hooks run from `create` beside createRuntime, outside the \
+container's mount namespace; namespaces other than the network's are joined by path only where \
+the caller may setns into them (root); no cgroups are managed."
+)]
 pub struct OciArgs {
     #[command(flatten)]
     pub opts: OciOpts,
@@ -217,6 +228,10 @@ pub fn run(root: Option<PathBuf>, a: OciArgs) -> Result<ExitCode> {
 /// rbox invoked as `rbox-runtime`: parse its own command line and run it.
 pub fn main_runtime() -> ExitCode {
     let cli = RuntimeCli::parse();
+    let level = if cli.opts.debug { "debug" } else { "warn" };
+    if let Err(e) = crate::logging::init(level) {
+        return crate::exit::report(&e);
+    }
     match dispatch(cli.root, &cli.opts, cli.verb) {
         Ok(c) => c,
         Err(e) => crate::exit::report(&e),

@@ -103,6 +103,31 @@ impl Runtime {
         }
     }
 
+    /// The state root, made private to the caller; one that another user owns is refused
+    /// (the default under /tmp is a name anyone could take first).
+    fn make_root(&self) -> Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let r = &self.root;
+        match fs::DirBuilder::new().recursive(true).mode(0o700).create(r) {
+            Ok(()) => {}
+            Err(e) => bail!("create `{}`: {e}", r.display()),
+        }
+        let m = fs::symlink_metadata(r).with_context(|| format!("stat `{}`", r.display()))?;
+        if !m.is_dir() || m.uid() != nix::unistd::geteuid().as_raw() {
+            bail!(
+                "`{}` is not a directory of yours: choose another state directory with --root",
+                r.display()
+            );
+        }
+        if m.permissions().mode() & 0o022 != 0 {
+            bail!(
+                "`{}` is writable by others: choose another state directory with --root",
+                r.display()
+            );
+        }
+        Ok(())
+    }
+
     fn dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
     }
@@ -172,8 +197,7 @@ impl Runtime {
         let bundle = fs::canonicalize(&o.bundle)
             .with_context(|| format!("open bundle `{}`", o.bundle.display()))?;
         let spec = oci::load(&bundle.join("config.json"))?;
-        fs::create_dir_all(&self.root)
-            .with_context(|| format!("create `{}`", self.root.display()))?;
+        self.make_root()?;
         let dir = self.dir(id);
         if let Err(e) = fs::create_dir(&dir) {
             if e.kind() == std::io::ErrorKind::AlreadyExists {

@@ -227,6 +227,28 @@ fn oci_run_process_settings_and_exit_codes() {
         });
         oci(env, &["run", "--bundle", b.to_str().unwrap(), "r3"]).code_is(137);
 
+        // seccomp in OCI form, sysctls, masked paths
+        edit(env, &b, |c| {
+            c["process"]["args"] = json!([
+                "sh",
+                "-c",
+                "cat /proc/sys/net/ipv4/ip_forward; wc -c < /proc/timer_list; mkdir /d"
+            ]);
+            c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            });
+        });
+        let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "r5"]);
+        assert_eq!(out.lines()[..2], ["1", "0"], "{out}");
+        assert!(out.stderr.contains("Operation not permitted"), "{out}");
+        assert_ne!(out.code, 0, "{out}");
+        edit(env, &b, |c| {
+            c["linux"].as_object_mut().unwrap().remove("seccomp");
+            c["linux"].as_object_mut().unwrap().remove("sysctl");
+        });
+
         // capabilities as the spec's sets say, and a read-only root
         edit(env, &b, |c| {
             c["process"]["args"] = json!([
