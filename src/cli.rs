@@ -168,6 +168,7 @@ pub enum Command {
     /// Run a command inside rbox's user namespace (e.g. to remove files owned by mapped ids)
     Unshare(cmd::unshare::UnshareArgs),
     /// rbox as an OCI runtime: create, start, state, kill, delete containers from bundles
+    #[command(long_about = cmd::oci::LONG_ABOUT)]
     Oci(cmd::oci::OciArgs),
     /// Print a shell completion script
     Completion(cmd::completion::CompletionArgs),

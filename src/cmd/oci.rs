@@ -28,10 +28,9 @@ pub struct OciOpts {
     pub debug: bool,
 }
 
-/// `rbox oci ...`.
-#[derive(Debug, clap::Args)]
-#[command(
-    long_about = "rbox as an OCI runtime: the verbs runc and crun take, on bundles (a directory \
+/// `rbox oci --help`'s long text (and `rbox-oci(1)`'s description).
+pub const LONG_ABOUT: &str =
+    "rbox as an OCI runtime: the verbs runc and crun take, on bundles (a directory \
 with config.json and a root filesystem). The same verbs are rbox's top-level command line when it \
 runs as rbox-runtime (a symlink), so that `podman --runtime /path/to/rbox-runtime` uses rbox. \
 States live under --root [default: $XDG_RUNTIME_DIR/rbox-oci, /run/rbox-oci as root, else \
@@ -39,8 +38,10 @@ States live under --root [default: $XDG_RUNTIME_DIR/rbox-oci, /run/rbox-oci as r
 gidMappings: your own ids, or ranges of /etc/subuid through newuidmap). Differences from the \
 runtime spec: createContainer hooks run from `create` beside createRuntime, outside the \
 container's mount namespace; namespaces other than the network's are joined by path only where \
-the caller may setns into them (root); no cgroups are managed."
-)]
+the caller may setns into them (root); no cgroups are managed.";
+
+/// `rbox oci ...`.
+#[derive(Debug, clap::Args)]
 pub struct OciArgs {
     #[command(flatten)]
     pub opts: OciOpts,
