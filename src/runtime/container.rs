@@ -111,7 +111,15 @@ pub fn create_with(
         n.enter()?;
     }
     for (f, typ) in &l.joins {
-        sys::setns(f, *typ).with_context(|| format!("join namespace of type {typ:#x}"))?;
+        sys::setns(f, *typ).map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                ": rbox joins namespaces from the caller's user namespace, which needs \
+                 CAP_SYS_ADMIN there (run as root)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("join the {} namespace: {e}{hint}", ns_name(*typ))
+        })?;
     }
     let cloned_pid = sys::clone_fork(flags.bits());
     if matches!(cloned_pid, Ok(0)) {
@@ -200,6 +208,20 @@ fn failed(pid: Pid, got: Option<Msg>) -> anyhow::Error {
         Some(Msg::Failed { code, msg }) => crate::exit::CodedError::new(code, msg).into(),
         None => anyhow::anyhow!("start container: its init exited during setup"),
         Some(m) => anyhow::anyhow!("start container: unexpected message {m:?} from its init"),
+    }
+}
+
+/// The name of a `CLONE_NEW*` namespace type, as /proc/PID/ns names it.
+fn ns_name(typ: libc::c_int) -> &'static str {
+    match typ {
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        libc::CLONE_NEWNET => "net",
+        libc::CLONE_NEWNS => "mnt",
+        libc::CLONE_NEWUSER => "user",
+        _ => "unknown",
     }
 }
 

@@ -562,3 +562,60 @@ fn podman_drives_rbox_as_its_runtime() {
     assert_eq!(out.text(), "in", "{out}");
     podman(&["--runtime", rt, "rm", "-f", "-t", "0", &id]).success();
 }
+
+#[test]
+fn oci_joins_namespaces_by_path() {
+    util::for_each_user("oci_join", |env| {
+        let b = bundle(env, "b", &["sleep", "60"]);
+        let (code, log) = oci_detached(env, &["run", "-d", "--bundle", b.to_str().unwrap(), "j1"]);
+        assert_eq!(code, 0, "{log}");
+        let pid = state(env, "j1")["pid"].as_i64().unwrap();
+        let joiner = bundle(
+            env,
+            "joiner",
+            &[
+                "sh",
+                "-c",
+                "readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; readlink /proc/self/ns/net; hostname",
+            ],
+        );
+        edit(env, &joiner, |c| {
+            c.as_object_mut().unwrap().remove("hostname");
+            for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+                let file = match n["type"].as_str().unwrap() {
+                    "ipc" => "ipc",
+                    "uts" => "uts",
+                    "network" => "net",
+                    _ => continue,
+                };
+                n["path"] = json!(format!("/proc/{pid}/ns/{file}"));
+            }
+        });
+        let out = oci(env, &["run", "--bundle", joiner.to_str().unwrap(), "j2"]);
+        if env.user.who == Who::Root {
+            let theirs: Vec<String> = ["ipc", "uts", "net"]
+                .iter()
+                .map(|n| {
+                    std::fs::read_link(format!("/proc/{pid}/ns/{n}"))
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            let out = out.success();
+            assert_eq!(out.lines()[..3], theirs[..], "{out}");
+            assert_eq!(
+                out.lines()[3],
+                "rbox",
+                "the hostname of j1's uts namespace: {out}"
+            );
+        } else {
+            // rootless, rbox enters namespaces before the clone, from the host's user
+            // namespace, which may not setns into a container's: refused with the reason
+            let out = out.rbox_error();
+            assert!(out.stderr.contains("namespace"), "{out}");
+            assert!(out.stderr.contains("Operation not permitted"), "{out}");
+        }
+        oci(env, &["delete", "-f", "j1"]).success();
+    });
+}
