@@ -619,3 +619,59 @@ fn oci_joins_namespaces_by_path() {
         oci(env, &["delete", "-f", "j1"]).success();
     });
 }
+
+/// A console socket server (as runc's recvtty): takes the terminal's master from the socket
+/// at argv[1] and prints what comes out of it until the terminal closes.
+const RECVTTY: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+s.listen(1)
+c, _ = s.accept()
+_, fds, _, _ = socket.recv_fds(c, 64, 1)
+out = b""
+while True:
+    try:
+        b = os.read(fds[0], 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode())
+"#;
+
+#[test]
+fn oci_console_socket_gets_the_terminal() {
+    if !util::require(
+        util::have("python3"),
+        "python3 (the console socket's receiver)",
+    ) {
+        return;
+    }
+    util::for_each_user("oci_console", |env| {
+        let b = bundle(env, "b", &["sh", "-c", "tty; stty size"]);
+        edit(env, &b, |c| {
+            c["process"]["terminal"] = json!(true);
+        });
+        let sock = env.path("console.sock");
+        let recv = env.cmd("python3").arg("-c").arg(RECVTTY).arg(&sock).spawn();
+        eventually("the console socket listens", || sock.exists());
+        let (code, log) = oci_detached(
+            env,
+            &[
+                "create",
+                "--bundle",
+                b.to_str().unwrap(),
+                "--console-socket",
+                sock.to_str().unwrap(),
+                "t1",
+            ],
+        );
+        assert_eq!(code, 0, "{log}");
+        oci(env, &["start", "t1"]).success();
+        let out = recv.wait();
+        assert!(out.stdout.contains("/dev/pts/0"), "{out}");
+        oci(env, &["delete", "-f", "t1"]).success();
+    });
+}
