@@ -36,9 +36,8 @@ runs as rbox-runtime (a symlink), so that `podman --runtime /path/to/rbox-runtim
 States live under --root [default: $XDG_RUNTIME_DIR/rbox-oci, /run/rbox-oci as root, else \
 /tmp/rbox-oci-UID]. An unprivileged user's bundle needs a user namespace (uidMappings and \
 gidMappings: your own ids, or ranges of /etc/subuid through newuidmap). Differences from the \
-runtime spec: createContainer hooks run from `create` beside createRuntime, outside the \
-container's mount namespace; namespaces other than the network's are joined by path only where \
-the caller may setns into them (root); no cgroups are managed.";
+runtime spec: namespaces are joined by path only where the caller may setns into them (root; \
+a user namespace never); no cgroups are managed; devices are the host's nodes bound in.";
 
 /// `rbox oci ...`.
 #[derive(Debug, clap::Args)]

@@ -275,11 +275,6 @@ impl Runtime {
                     "createRuntime",
                     hooks.create_runtime().as_deref().unwrap_or_default(),
                     &text,
-                )?;
-                hooks::run(
-                    "createContainer",
-                    hooks.create_container().as_deref().unwrap_or_default(),
-                    &text,
                 )
             },
             |_| Ok(()),
@@ -677,6 +672,11 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         .as_ref()
         .and_then(|h| h.start_container().clone())
         .unwrap_or_default();
+    let create_hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().clone())
+        .unwrap_or_default();
     let command = process::Command {
         argv: process.args.iter().map(Into::into).collect(),
         hostname: hostname.clone(),
@@ -705,6 +705,7 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         start_fifo: None,
         state_dir: None,
         start_hooks,
+        create_hooks,
         become_root: ns.user_maps.is_some(),
         user_maps: ns.user_maps,
     })

@@ -1,10 +1,9 @@
 //! OCI runtime hooks (`hooks` in a bundle's config.json): each one a program run with the
 //! container's state JSON on its stdin, its own `args` (the first is argv[0]) and `env`, killed
 //! after its `timeout` seconds. Which process runs which kind, as the runtime spec says:
-//! `prestart`, `createRuntime` and `poststart`, `poststop` by `rbox oci` (`bundle`),
-//! `startContainer` by the container's init (`init`), after its start and before the exec.
-//! `createContainer` hooks run from `rbox oci create` too, once the namespaces exist; they do
-//! not see the container's mount namespace (a difference from the spec, said in `rbox-oci(1)`).
+//! `prestart`, `createRuntime` and `poststart`, `poststop` by `rbox oci` (`bundle`);
+//! `createContainer` by the container's init in its namespaces, its mounts made and before
+//! pivot_root; `startContainer` by the init after its start, before the exec.
 
 use std::io::Write;
 use std::os::fd::AsFd;

@@ -64,7 +64,20 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         nix::unistd::sethostname(&l.hostname)
             .map_err(|e| Failure::setup(format!("set hostname `{}`: {e}", l.hostname)))?;
     }
-    super::mounts::apply(&l.ops, &l.target)?;
+    if l.create_hooks.is_empty() {
+        super::mounts::apply(&l.ops, &l.target)?;
+    } else {
+        // the OCI `createContainer` hooks: in the container's namespaces, its mounts made,
+        // before pivot_root
+        let pivot = l
+            .ops
+            .iter()
+            .position(|o| *o == super::mounts::Op::Pivot)
+            .unwrap_or(l.ops.len());
+        super::mounts::apply(&l.ops[..pivot], &l.target)?;
+        run_hooks(l, "createContainer", &l.create_hooks)?;
+        super::mounts::apply(&l.ops[pivot..], &l.target)?;
+    }
     if let Some(fds) = l.stdio {
         for (i, fd) in fds.iter().enumerate() {
             sys::dup2_raw(*fd, i as RawFd)
@@ -128,17 +141,21 @@ fn wait_fifo(fifo: RawFd) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The OCI `startContainer` hooks, in the container, with the state `rbox oci` keeps on stdin.
+/// The OCI `startContainer` hooks, in the container.
 fn run_start_hooks(l: &Launch) -> Result<(), Failure> {
-    if l.start_hooks.is_empty() {
+    run_hooks(l, "startContainer", &l.start_hooks)
+}
+
+/// OCI hooks run by the init, with the state `rbox oci` keeps on stdin.
+fn run_hooks(l: &Launch, kind: &str, hooks: &[oci_spec::runtime::Hook]) -> Result<(), Failure> {
+    if hooks.is_empty() {
         return Ok(());
     }
     let state = match l.state_dir {
         Some(d) => std::fs::read(format!("/proc/self/fd/{d}/state.json")).unwrap_or_default(),
         None => Vec::new(),
     };
-    super::hooks::run("startContainer", &l.start_hooks, &state)
-        .map_err(|e| Failure::setup(format!("{e:#}")))
+    super::hooks::run(kind, hooks, &state).map_err(|e| Failure::setup(format!("{e:#}")))
 }
 
 /// The command's stdio: the terminal, or /dev/null as stdin when nothing is attached.

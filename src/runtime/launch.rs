@@ -63,6 +63,9 @@ pub struct Launch {
     pub state_dir: Option<RawFd>,
     /// `startContainer` hooks: run in the container after its start, before the exec
     pub start_hooks: Vec<oci_spec::runtime::Hook>,
+    /// `createContainer` hooks: run by the init in the container's namespaces once its mounts
+    /// are made, before pivot_root (their paths are the host's)
+    pub create_hooks: Vec<oci_spec::runtime::Hook>,
     /// the init takes uid and gid 0 of its new user namespace once the maps are written (an
     /// OCI bundle's namespace need not map the ids the init was cloned with)
     pub become_root: bool,
@@ -198,6 +201,7 @@ pub fn plan(
         start_fifo: None,
         state_dir: None,
         start_hooks: Vec::new(),
+        create_hooks: Vec::new(),
         become_root: false,
     })
 }

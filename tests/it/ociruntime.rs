@@ -347,7 +347,8 @@ fn oci_hooks_get_the_state() {
             c["hooks"] = json!({
                 "prestart": [hook("prestart")],
                 "createRuntime": [hook("createRuntime")],
-                "createContainer": [hook("createContainer")],
+                // in the container's namespaces, before pivot_root: host paths
+                "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {dir}/createContainer.json; readlink /proc/self/ns/mnt > {dir}/mnt")]}],
                 // in the container: paths are the container's
                 "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo $V > /started-hook"], "env": ["V=in-container"]}],
                 "poststart": [hook("poststart")],
@@ -365,6 +366,9 @@ fn oci_hooks_get_the_state() {
             assert_eq!(s["bundle"], bs);
         }
         assert!(!out_dir.join("poststart.json").exists());
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+        let hooks_ns = std::fs::read_to_string(out_dir.join("mnt")).unwrap();
+        assert_eq!(hooks_ns.trim(), theirs.to_str().unwrap());
         oci(env, &["start", "h1"]).success();
         let s: Value =
             serde_json::from_slice(&std::fs::read(out_dir.join("poststart.json")).unwrap())
