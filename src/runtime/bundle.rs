@@ -591,6 +591,26 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         bail!("--no-pivot is not supported: rbox always uses pivot_root");
     }
     let root = oci_root(spec, bundle)?;
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        let v = serde_json::to_value(r).unwrap_or_default();
+        let asked: Vec<&String> = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| *k != "devices" && !v.is_null())
+            .map(|(k, _)| k)
+            .collect();
+        if !asked.is_empty() {
+            tracing::warn!(
+                "linux.resources ({}) are not applied: rbox manages no cgroups for OCI bundles",
+                asked
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     // bind sources relative to the bundle, as runc and crun read them
     let mut spec = spec.clone();
     if let Some(ms) = spec.mounts().clone() {
