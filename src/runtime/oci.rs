@@ -144,6 +144,8 @@ pub struct Process {
     pub group_add: Vec<String>,
     /// `--group-add keep-groups`: no setgroups, the caller's groups stay
     pub keep_groups: bool,
+    /// `oomScoreAdj`, written to /proc/self/oom_score_adj before exec
+    pub oom_score_adj: Option<i32>,
 }
 
 /// The capability sets besides the bounding one, as masks.
@@ -829,6 +831,7 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
             .map(|g| g.split(',').map(String::from).collect())
             .unwrap_or_default(),
         keep_groups: annotation(KEEP_GROUPS).is_some_and(|v| v == "1"),
+        oom_score_adj: p.oom_score_adj(),
     })
 }
 

@@ -335,6 +335,11 @@ fn prepare_and_exec(
         msg: format!("change to working directory `{wd}`: {e}"),
     })?;
     set_rlimits(&p.rlimits)?;
+    if let Some(adj) = p.oom_score_adj {
+        // lowering it needs CAP_SYS_RESOURCE in the host's namespace, as crun reports
+        fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| Failure::setup(format!("set oom_score_adj {adj}: {e}")))?;
+    }
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }

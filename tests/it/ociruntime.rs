@@ -198,7 +198,7 @@ fn oci_run_process_settings_and_exit_codes() {
             &[
                 "sh",
                 "-c",
-                "echo host=$(hostname) pwd=$PWD a=$A mask=$(umask) nofile=$(ulimit -n); exit 7",
+                "echo host=$(hostname) pwd=$PWD a=$A mask=$(umask) nofile=$(ulimit -n) oom=$(cat /proc/self/oom_score_adj); exit 7",
             ],
         );
         edit(env, &b, |c| {
@@ -206,12 +206,13 @@ fn oci_run_process_settings_and_exit_codes() {
             c["process"]["cwd"] = json!("/tmp/work");
             c["process"]["env"] = json!(["PATH=/bin:/sbin", "A=one"]);
             c["process"]["user"]["umask"] = json!(0o027);
+            c["process"]["oomScoreAdj"] = json!(500);
             c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 512}]);
         });
         let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "r1"]).code_is(7);
         assert_eq!(
             out.text(),
-            "host=box1 pwd=/tmp/work a=one mask=0027 nofile=321",
+            "host=box1 pwd=/tmp/work a=one mask=0027 nofile=321 oom=500",
             "{out}"
         );
         // run removes the container once it exits
