@@ -611,6 +611,7 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
             );
         }
     }
+    unsupported(spec)?;
     // bind sources relative to the bundle, as runc and crun read them
     let mut spec = spec.clone();
     if let Some(ms) = spec.mounts().clone() {
@@ -729,6 +730,41 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         become_root: ns.user_maps.is_some(),
         user_maps: ns.user_maps,
     })
+}
+
+/// Spec fields rbox does not apply: refused where ignoring them would break what the bundle
+/// relies on (mount propagation back to the host), a warning where the container only loses
+/// a restriction or a tuning the host may not offer anyway (LSM labels, as crun on a host
+/// without that LSM).
+fn unsupported(spec: &OciSpec) -> Result<()> {
+    let v = serde_json::to_value(spec).unwrap_or_default();
+    match v["linux"]["rootfsPropagation"].as_str() {
+        None | Some("") | Some("private") | Some("rprivate") => {}
+        Some(p @ ("slave" | "rslave" | "unbindable" | "runbindable")) => tracing::warn!(
+            "linux.rootfsPropagation `{p}`: rbox makes the container's mounts private"
+        ),
+        Some(p) => bail!(
+            "linux.rootfsPropagation `{p}` is not supported: rbox makes the container's mounts private"
+        ),
+    }
+    let ignored = [
+        ("process", "apparmorProfile"),
+        ("process", "selinuxLabel"),
+        ("process", "ioPriority"),
+        ("process", "scheduler"),
+        ("process", "execCPUAffinity"),
+        ("linux", "mountLabel"),
+        ("linux", "personality"),
+        ("linux", "intelRdt"),
+        ("linux", "timeOffsets"),
+    ];
+    for (section, field) in ignored {
+        let f = &v[section][field];
+        if !f.is_null() && f != "" {
+            tracing::warn!("{section}.{field} is not applied by rbox");
+        }
+    }
+    Ok(())
 }
 
 /// The bundle's root filesystem (`root.path`, relative to the bundle).
@@ -945,6 +981,23 @@ pub fn example_spec(rootless: bool) -> Result<OciSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn propagation_back_to_the_host_is_refused() {
+        let mut spec = example_spec(false).unwrap();
+        unsupported(&spec).unwrap();
+        for (p, ok) in [
+            ("rprivate", true),
+            ("rslave", true),
+            ("rshared", false),
+            ("shared", false),
+        ] {
+            let mut l = spec.linux().clone().unwrap();
+            l.set_rootfs_propagation(Some(p.into()));
+            spec.set_linux(Some(l));
+            assert_eq!(unsupported(&spec).is_ok(), ok, "{p}");
+        }
+    }
 
     #[test]
     fn ids_as_runc_takes_them() {
