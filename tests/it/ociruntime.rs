@@ -625,42 +625,71 @@ fn oci_joins_namespaces_by_path() {
     });
 }
 
-/// A console socket server (as runc's recvtty): takes the terminal's master from the socket
-/// at argv[1] and prints what comes out of it until the terminal closes.
-const RECVTTY: &str = r#"
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(sys.argv[1])
-s.listen(1)
-c, _ = s.accept()
-_, fds, _, _ = socket.recv_fds(c, 64, 1)
-out = b""
-while True:
-    try:
-        b = os.read(fds[0], 4096)
-    except OSError:
-        break
-    if not b:
-        break
-    out += b
-sys.stdout.write(out.decode())
+/// A console socket server (as runc's recvtty), compiled by the test: takes the terminal's
+/// master from the socket at argv[1] and copies what comes out of it to stdout until the
+/// terminal closes.
+const RECVTTY_C: &str = r#"
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (argc < 2 || strlen(argv[1]) >= sizeof a.sun_path) return 2;
+  strcpy(a.sun_path, argv[1]);
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 1)) return 3;
+  int c = accept(s, 0, 0);
+  char data[64], ctl[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {data, sizeof data};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+  if (recvmsg(c, &m, 0) < 0) return 4;
+  struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+  if (!h || h->cmsg_type != SCM_RIGHTS) return 5;
+  int fd;
+  memcpy(&fd, CMSG_DATA(h), sizeof fd);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) write(1, buf, n);
+  return 0;
+}
 "#;
 
 #[test]
 fn oci_console_socket_gets_the_terminal() {
+    use std::os::unix::fs::PermissionsExt;
     if !util::require(
-        util::have("python3"),
-        "python3 (the console socket's receiver)",
+        util::have("cc"),
+        "cc (builds the console socket's receiver)",
     ) {
         return;
     }
+    let build = tempfile::Builder::new()
+        .prefix("rbox-it-recvtty-")
+        .tempdir()
+        .unwrap();
+    let src = build.path().join("recvtty.c");
+    let recvtty = build.path().join("recvtty");
+    std::fs::write(&src, RECVTTY_C).unwrap();
+    let cc = std::process::Command::new("cc")
+        .arg("-o")
+        .arg(&recvtty)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    std::fs::set_permissions(build.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     util::for_each_user("oci_console", |env| {
         let b = bundle(env, "b", &["sh", "-c", "tty; stty size"]);
         edit(env, &b, |c| {
             c["process"]["terminal"] = json!(true);
         });
         let sock = env.path("console.sock");
-        let recv = env.cmd("python3").arg("-c").arg(RECVTTY).arg(&sock).spawn();
+        let recv = env.cmd(&recvtty).arg(&sock).spawn();
         eventually("the console socket listens", || sock.exists());
         let (code, log) = oci_detached(
             env,
