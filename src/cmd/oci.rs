@@ -79,6 +79,10 @@ pub enum Verb {
     Kill(KillArgs),
     /// Delete a stopped (or created) container
     Delete(DeleteArgs),
+    /// Stop every process of a running container (SIGSTOP)
+    Pause(IdArg),
+    /// Let a paused container's processes go on (SIGCONT)
+    Resume(IdArg),
     /// Create and start a container; attached, wait for it and return its exit code
     Run(RunArgs),
     /// Run a process in a running container
@@ -302,6 +306,8 @@ fn run_verb(rt: &Runtime, verb: Verb) -> Result<ExitCode> {
             rt.kill(&a.id, sig, a.all)?;
         }
         Verb::Delete(a) => rt.delete(&a.id, a.force)?,
+        Verb::Pause(a) => rt.pause(&a.id, true)?,
+        Verb::Resume(a) => rt.pause(&a.id, false)?,
         Verb::Run(a) => {
             let code = rt.run(&a.id, &create_options(&a.bundle), a.detach)?;
             return Ok(ExitCode::from(code));

@@ -153,6 +153,8 @@ impl Runtime {
             "stopped"
         } else if dir.join("exec.fifo").exists() {
             "created"
+        } else if dir.join("paused").exists() {
+            "paused"
         } else {
             "running"
         }
@@ -381,6 +383,31 @@ impl Runtime {
             .with_context(|| format!("signal container `{id}`"))
     }
 
+    /// `pause` (`resume`): stop (continue) every process of a running (paused) container,
+    /// with SIGSTOP and SIGCONT: there is no cgroup freezer to use.
+    pub fn pause(&self, id: &str, pause: bool) -> Result<()> {
+        let st = self.state(id)?;
+        let (from, sig) = if pause {
+            ("running", Signal::SIGSTOP)
+        } else {
+            ("paused", Signal::SIGCONT)
+        };
+        if st.status != from {
+            bail!("container `{id}` is not {from}: it is {}", st.status);
+        }
+        let marker = self.dir(id).join("paused");
+        if pause {
+            fs::write(&marker, "").with_context(|| format!("write `{}`", marker.display()))?;
+        }
+        for p in ns_pids(st.pid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+        }
+        if !pause {
+            fs::remove_file(&marker).with_context(|| format!("remove `{}`", marker.display()))?;
+        }
+        Ok(())
+    }
+
     /// `delete`: remove a stopped (or created) container; `force` kills a running one first.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let st = match self.state(id) {
@@ -388,9 +415,10 @@ impl Runtime {
             Err(e) if force && exit::code_of(&e) == exit::NOT_KNOWN => return Ok(()),
             Err(e) => return Err(e),
         };
-        if st.status == "running" && !force {
+        if (st.status == "running" || st.status == "paused") && !force {
             bail!(
-                "cannot delete container `{id}` that is not stopped: it is running (use --force)"
+                "cannot delete container `{id}` that is not stopped: it is {} (use --force)",
+                st.status
             );
         }
         if st.status != "stopped" {

@@ -156,6 +156,13 @@ fn oci_create_start_state_kill_delete() {
         let pids: Vec<i64> = serde_json::from_str(&ps.stdout).unwrap();
         assert!(pids.contains(&pid), "{ps}");
 
+        oci(env, &["pause", "c1"]).success();
+        assert_eq!(state(env, "c1")["status"], "paused");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert!(stat.contains(") T "), "{stat}");
+        oci(env, &["pause", "c1"]).rbox_error();
+        oci(env, &["resume", "c1"]).success();
+        assert_eq!(state(env, "c1")["status"], "running");
         let del = oci(env, &["delete", "c1"]);
         del.assert_clean_error();
         assert!(del.stderr.contains("not stopped"), "{del}");
