@@ -26,7 +26,7 @@
 //!   as the OCI spec requires: they are made after /dev/pts.
 //! - seccomp: the filter resolved at create (profile, architecture, kernel, capabilities) in
 //!   OCI form; the runtime compiles it (cached by its content) at each start.
-//!   No hooks (rbox has none).
+//!   Hooks: none in rbox's own specs; a bundle's run by `bundle`, `init` and `hooks`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
