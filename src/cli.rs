@@ -173,6 +173,9 @@ pub enum Command {
     Info(cmd::info::InfoArgs),
     /// Run a command inside rbox's user namespace (e.g. to remove files owned by mapped ids)
     Unshare(cmd::unshare::UnshareArgs),
+    /// rbox as an OCI runtime: create, start, state, kill, delete containers from bundles
+    #[command(long_about = cmd::oci::LONG_ABOUT)]
+    Oci(cmd::oci::OciArgs),
     /// Print a shell completion script
     Completion(cmd::completion::CompletionArgs),
     /// Print version information

@@ -21,6 +21,10 @@ fn main() -> ExitCode {
     // Shell completion callbacks (`COMPLETE=bash rbox ...`) are answered before any parsing,
     // straight from the store, with no namespace entry and no lock.
     cli::complete_env();
+    // `rbox-runtime` (a symlink to rbox): the OCI runtime's verbs at the top level
+    if cmd::oci::invoked_as_runtime() {
+        return cmd::oci::main_runtime();
+    }
     let cli = cli::parse();
     if let Err(err) = logging::init(&cli.global.log_level) {
         return exit::report(&err);

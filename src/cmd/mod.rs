@@ -29,6 +29,7 @@ pub mod login;
 pub mod logs;
 pub mod manifest;
 pub mod mount;
+pub mod oci;
 pub mod pause;
 pub mod port;
 pub mod prune;
@@ -75,6 +76,10 @@ pub enum Grouped {
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // the OCI runtime keeps its own state: no store, no storage.conf, no user namespace
+    if let Command::Oci(a) = cli.command {
+        return oci::run(cli.global.root, a);
+    }
     global::check(&cli.global)?;
     if cli.global.noout && !global::attaches_stdout(&cli.command) {
         global::silence_stdout()?;
@@ -159,6 +164,9 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Healthcheck(a) => healthcheck::run(g, a),
         Command::Info(a) => info::run(g, a),
         Command::Unshare(a) => unshare::run(g, a),
+        Command::Oci(_) => {
+            anyhow::bail!("rbox oci runs before the context is made (a bug in rbox)")
+        }
         Command::Completion(a) => completion::run(g, a),
         Command::GenerateDocs { dir } => {
             docs::write_to(&dir)?;

@@ -58,6 +58,17 @@ pub fn forwarded() -> SigSet {
 /// `cloned` runs with the init's pid while the init sets itself up (the caller records the
 /// container as running there: in parallel with the setup, and before the command can run).
 pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Created> {
+    create_with(l, |_| Ok(()), cloned)
+}
+
+/// [`create`], with `configured` run at sync point 1 once the init's namespaces are
+/// configured and before it sets itself up (the OCI runtime's `prestart` and `createRuntime`
+/// hooks).
+pub fn create_with(
+    l: &Launch,
+    configured: impl FnOnce(Pid) -> Result<()>,
+    cloned: impl FnOnce(Pid) -> Result<()>,
+) -> Result<Created> {
     // The child runs Rust code (it allocates) between clone and exec: that is only sound
     // while no other thread exists, e.g. one holding the allocator's lock. Pull threads are
     // joined by now; check rather than trust it.
@@ -80,11 +91,9 @@ pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Crea
         anyhow::bail!("start container: rbox has {threads} threads at clone time (a bug in rbox)");
     }
     let (ours, theirs) = Channel::pair().context("create sync channel")?;
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWCGROUP;
+    let mut flags = CloneFlags::from_bits_truncate(l.clone_flags)
+        - CloneFlags::CLONE_NEWNET
+        - CloneFlags::CLONE_NEWUSER;
     if l.own_net {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -100,6 +109,17 @@ pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Crea
     // (a joining container has no helper and no ports of its own).
     if let Some(n) = &l.join_net {
         n.enter()?;
+    }
+    for (f, typ) in &l.joins {
+        sys::setns(f, *typ).map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                ": rbox joins namespaces from the caller's user namespace, which needs \
+                 CAP_SYS_ADMIN there (run as root)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("join the {} namespace: {e}{hint}", ns_name(*typ))
+        })?;
     }
     let cloned_pid = sys::clone_fork(flags.bits());
     if matches!(cloned_pid, Ok(0)) {
@@ -124,8 +144,13 @@ pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Crea
     };
     // sync point 1: the init's namespaces exist; configure them from outside
     if let Some(maps) = &l.user_maps {
-        write_user_maps(pid, maps, l.single_id).map_err(fail)?;
+        if l.map_helpers {
+            super::userns::write_maps_with_helpers(pid.as_raw(), maps).map_err(fail)?;
+        } else {
+            write_user_maps(pid, maps, l.single_id).map_err(fail)?;
+        }
     }
+    configured(pid).map_err(fail)?;
     ours.send(&Msg::Configured)
         .context("start container")
         .map_err(fail)?;
@@ -160,6 +185,21 @@ impl Created {
     }
 }
 
+impl Created {
+    /// Wait until the init is set up and waits for its start elsewhere (the OCI runtime's
+    /// `create`, whose init waits on a FIFO): returns its pid and terminal master.
+    pub fn ready(self) -> Result<(Pid, Option<OwnedFd>)> {
+        let Created { pid, mut pty, chan } = self;
+        loop {
+            match chan.recv().context("read container setup status")? {
+                Some(Msg::Terminal(fd)) => pty = Some(fd),
+                Some(Msg::Ready) => return Ok((pid, pty)),
+                other => return Err(failed(pid, other)),
+            }
+        }
+    }
+}
+
 /// The error for what the init sent instead of the next step (it exits after a failure:
 /// reap it).
 fn failed(pid: Pid, got: Option<Msg>) -> anyhow::Error {
@@ -168,6 +208,20 @@ fn failed(pid: Pid, got: Option<Msg>) -> anyhow::Error {
         Some(Msg::Failed { code, msg }) => crate::exit::CodedError::new(code, msg).into(),
         None => anyhow::anyhow!("start container: its init exited during setup"),
         Some(m) => anyhow::anyhow!("start container: unexpected message {m:?} from its init"),
+    }
+}
+
+/// The name of a `CLONE_NEW*` namespace type, as /proc/PID/ns names it.
+fn ns_name(typ: libc::c_int) -> &'static str {
+    match typ {
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        libc::CLONE_NEWNET => "net",
+        libc::CLONE_NEWNS => "mnt",
+        libc::CLONE_NEWUSER => "user",
+        _ => "unknown",
     }
 }
 

@@ -59,6 +59,47 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     let seccomp = super::seccomp_program(&spec, Some(&layout::seccomp_cache(&o.store)))?;
     // The container's process as its OCI spec says, changed by exec's options.
     let cmd = command(&spec, rec, o)?;
+    let single_id = super::userns::current_mode() == super::userns::Mode::Single;
+    let how = How {
+        tty: o.tty,
+        interactive: o.interactive,
+        single_id,
+        detach: false,
+    };
+    match run_in(&rec.name, pid, &cmd, seccomp.as_deref(), &how)? {
+        Ran::Exited(code) => Ok(ExitCode::from(code)),
+        Ran::Detached(_) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// How [`run_in`] runs its process.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
+    pub tty: bool,
+    pub interactive: bool,
+    /// only id 0 exists in the container's user namespace (no setgroups)
+    pub single_id: bool,
+    /// return once the process runs (it outlives the caller), with its pid
+    pub detach: bool,
+}
+
+/// What became of [`run_in`]'s process.
+pub enum Ran {
+    /// its exit code (128+n for signal n)
+    Exited(u8),
+    /// started and left running (`detach`): its pid
+    Detached(i32),
+}
+
+/// Run `cmd` in the namespaces of the container `name` whose init is `pid` (rbox's, or an
+/// OCI runtime container's: `rbox oci exec`).
+pub fn run_in(
+    name: &str,
+    pid: i32,
+    cmd: &process::Command,
+    seccomp: Option<&[libc::sock_filter]>,
+    how: &How,
+) -> Result<Ran> {
     // Open every namespace before joining any: /proc paths resolve differently afterwards.
     let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
     for (name, flag) in NAMESPACES {
@@ -68,7 +109,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
             fs::metadata(format!("/proc/self/ns/{name}")),
         ) {
             (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-            (Err(e), _) => bail!("open namespaces of container {}: {e}", rec.name),
+            (Err(e), _) => bail!("open namespaces of container {name}: {e}"),
             _ => false,
         };
         if !same {
@@ -78,13 +119,13 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     }
     for (fd, flag) in &fds {
         sys::setns(fd, *flag)
-            .with_context(|| format!("join the namespaces of container {}", rec.name))?;
+            .with_context(|| format!("join the namespaces of container {name}"))?;
     }
     drop(fds);
     // The container's own filter, as its capabilities decided it: `exec --privileged` adds
     // capabilities to this process but does not lift the container's seccomp profile (Podman).
     // The terminal comes from the container's own devpts, which is ours now too.
-    let pty = if o.tty {
+    let pty = if how.tty {
         Some(terminal::open(terminal::caller_winsize().as_ref())?)
     } else {
         None
@@ -94,12 +135,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     let child = match sys::fork().context("fork exec process")? {
         ForkResult::Child => {
             drop(ours);
-            let f = child_main(
-                &cmd,
-                o.interactive,
-                pty.as_ref().map(|p| &p.slave),
-                seccomp.as_deref(),
-            );
+            let f = child_main(cmd, how, pty.as_ref().map(|p| &p.slave), seccomp);
             let _ = theirs.send(&Msg::Failed {
                 code: f.code,
                 msg: f.msg,
@@ -119,8 +155,11 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
         }
         Some(m) => bail!("unexpected message {m:?} from the exec process"),
     }
-    let status = attach::wait(Pid::from_raw(child.as_raw()), master, o.interactive)?;
-    Ok(ExitCode::from(exit::from_wait(status)))
+    if how.detach {
+        return Ok(Ran::Detached(child.as_raw()));
+    }
+    let status = attach::wait(Pid::from_raw(child.as_raw()), master, how.interactive)?;
+    Ok(Ran::Exited(exit::from_wait(status)))
 }
 
 /// The container's process (from its spec) with exec's command, environment, user and
@@ -157,16 +196,17 @@ fn command(spec: &OciSpec, rec: &ContainerRecord, o: &ExecOptions) -> Result<pro
 
 fn child_main(
     cmd: &process::Command,
-    interactive: bool,
+    how: &How,
     slave: Option<&OwnedFd>,
     seccomp: Option<&[libc::sock_filter]>,
 ) -> Failure {
-    if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
-        return Failure::setup(format!("set parent death signal: {e}"));
+    if !how.detach {
+        if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
+            return Failure::setup(format!("set parent death signal: {e}"));
+        }
     }
-    if let Err(f) = terminal::attach_stdio(slave, !interactive) {
+    if let Err(f) = terminal::attach_stdio(slave, !how.interactive) {
         return f;
     }
-    let single_id = super::userns::current_mode() == super::userns::Mode::Single;
-    process::exec(cmd, single_id, seccomp)
+    process::exec(cmd, how.single_id, seccomp)
 }

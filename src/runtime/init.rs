@@ -33,16 +33,30 @@ pub fn main(l: &Launch, chan: Channel) -> ! {
     let f = match run(l, &chan) {
         Ok(f) | Err(f) => f,
     };
-    let _ = chan.send(&Msg::Failed {
+    let sent = chan.send(&Msg::Failed {
         code: f.code,
         msg: f.msg.clone(),
     });
+    if sent.is_err() && l.start_fifo.is_some() {
+        // after an OCI `create`, nobody reads the channel: the container's stderr gets it
+        let _ = nix::unistd::write(sys::stdio(2), format!("rbox: {}\n", f.msg).as_bytes());
+    }
     sys::exit_now(f.code as i32);
 }
 
 /// Set up, wait for the start, exec; returns only on failure. `Err` for setup failures,
 /// `Ok` for what happened after the start message.
 fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
+    if l.become_root {
+        let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+        nix::unistd::setresgid(root.1, root.1, root.1)
+            .and_then(|_| nix::unistd::setresuid(root.0, root.0, root.0))
+            .map_err(|e| {
+                Failure::setup(format!(
+                    "become root of the container's user namespace: {e} (do uidMappings and gidMappings map id 0?)"
+                ))
+            })?;
+    }
     if l.own_net {
         sys::loopback_up().map_err(|e| Failure::setup(format!("bring up loopback: {e}")))?;
     }
@@ -50,7 +64,20 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         nix::unistd::sethostname(&l.hostname)
             .map_err(|e| Failure::setup(format!("set hostname `{}`: {e}", l.hostname)))?;
     }
-    super::mounts::apply(&l.ops, &l.target)?;
+    if l.create_hooks.is_empty() {
+        super::mounts::apply(&l.ops, &l.target)?;
+    } else {
+        // the OCI `createContainer` hooks: in the container's namespaces, its mounts made,
+        // before pivot_root
+        let pivot = l
+            .ops
+            .iter()
+            .position(|o| *o == super::mounts::Op::Pivot)
+            .unwrap_or(l.ops.len());
+        super::mounts::apply(&l.ops[..pivot], &l.target)?;
+        run_hooks(l, "createContainer", &l.create_hooks)?;
+        super::mounts::apply(&l.ops[pivot..], &l.target)?;
+    }
     if let Some(fds) = l.stdio {
         for (i, fd) in fds.iter().enumerate() {
             sys::dup2_raw(*fd, i as RawFd)
@@ -70,6 +97,17 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
     }
     // sync point 2: set up; exec once the parent, having recorded the container as running,
     // says start (already waiting when the parent sent it early: then no round trip)
+    if let Some(fifo) = l.start_fifo {
+        // the OCI runtime's `create` exits once we are ready: live on without it and wait
+        // for `start` on the FIFO
+        sys::set_pdeathsig(0)
+            .map_err(|e| Failure::setup(format!("clear parent death signal: {e}")))?;
+        chan.send(&Msg::Ready)
+            .map_err(|e| Failure::setup(format!("report to rbox: {e}")))?;
+        wait_fifo(fifo)?;
+        run_start_hooks(l)?;
+        return Ok(process::exec(&l.command, l.single_id, l.seccomp.as_deref()));
+    }
     match chan.pending() {
         Ok(Some(Msg::Start)) => {}
         Ok(None) => {
@@ -81,10 +119,43 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         }
         _ => sys::exit_now(crate::exit::FAILED as i32),
     }
+    run_start_hooks(l)?;
     if l.init {
         return Ok(reaper(l, slave));
     }
     Ok(process::exec(&l.command, l.single_id, l.seccomp.as_deref()))
+}
+
+/// Block until `rbox oci start` opens the FIFO (`O_PATH` descriptor `fifo`) for reading, then
+/// tell it we go on (runc's exec.fifo).
+fn wait_fifo(fifo: RawFd) -> Result<(), Failure> {
+    use std::io::Write;
+    let path = format!("/proc/self/fd/{fifo}");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| Failure::setup(format!("open the start FIFO: {e}")))?;
+    f.write_all(b"0")
+        .map_err(|e| Failure::setup(format!("write the start FIFO: {e}")))?;
+    let _ = nix::unistd::close(fifo);
+    Ok(())
+}
+
+/// The OCI `startContainer` hooks, in the container.
+fn run_start_hooks(l: &Launch) -> Result<(), Failure> {
+    run_hooks(l, "startContainer", &l.start_hooks)
+}
+
+/// OCI hooks run by the init, with the state `rbox oci` keeps on stdin.
+fn run_hooks(l: &Launch, kind: &str, hooks: &[oci_spec::runtime::Hook]) -> Result<(), Failure> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let state = match l.state_dir {
+        Some(d) => std::fs::read(format!("/proc/self/fd/{d}/state.json")).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    super::hooks::run(kind, hooks, &state).map_err(|e| Failure::setup(format!("{e:#}")))
 }
 
 /// The command's stdio: the terminal, or /dev/null as stdin when nothing is attached.

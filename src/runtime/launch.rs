@@ -47,6 +47,28 @@ pub struct Launch {
     pub winsize: Option<libc::winsize>,
     /// the seccomp program the command runs under (compiled here, installed by the child)
     pub seccomp: Option<Vec<libc::sock_filter>>,
+    /// the `CLONE_NEW*` flags of the namespaces the init is cloned in
+    pub clone_flags: libc::c_int,
+    /// namespaces joined by path (besides the network's), entered by the parent before the
+    /// clone: opened files and their `CLONE_NEW*` types
+    pub joins: Vec<(fs::File, libc::c_int)>,
+    /// the user namespace's maps are not the caller's own ids: newuidmap/newgidmap write them
+    pub map_helpers: bool,
+    /// The OCI runtime's `create` (see `bundle`): the container waits for its start on this
+    /// FIFO (an `O_PATH` descriptor, reopened for writing through /proc/self/fd) instead of
+    /// on the channel, so that no rbox process needs to stay
+    pub start_fifo: Option<RawFd>,
+    /// the OCI runtime's container state directory (`O_PATH`), where the init reads the state
+    /// its `startContainer` hooks get
+    pub state_dir: Option<RawFd>,
+    /// `startContainer` hooks: run in the container after its start, before the exec
+    pub start_hooks: Vec<oci_spec::runtime::Hook>,
+    /// `createContainer` hooks: run by the init in the container's namespaces once its mounts
+    /// are made, before pivot_root (their paths are the host's)
+    pub create_hooks: Vec<oci_spec::runtime::Hook>,
+    /// the init takes uid and gid 0 of its new user namespace once the maps are written (an
+    /// OCI bundle's namespace need not map the ids the init was cloned with)
+    pub become_root: bool,
 }
 
 /// The id maps of a keep-id container: the caller's own uid/gid inside map to rbox's
@@ -130,6 +152,11 @@ pub fn plan(
     let ops = oci::mount_ops(&spec, rootfs).map_err(bad)?;
     let process = oci::process(&spec).map_err(bad)?;
     let ns = oci::namespaces(&spec).map_err(bad)?;
+    if !ns.join.is_empty() {
+        return Err(bad(anyhow::anyhow!(
+            "a container's own spec joins namespaces by path only for its network"
+        )));
+    }
     let join_net = match (target_net, &ns.join_net) {
         (Some(n), _) => Some(n),
         (None, Some(p)) => Some(netshare::open(p)?),
@@ -168,6 +195,14 @@ pub fn plan(
         user_maps: ns.user_maps,
         winsize,
         seccomp,
+        clone_flags: ns.flags,
+        joins: Vec::new(),
+        map_helpers: false,
+        start_fifo: None,
+        state_dir: None,
+        start_hooks: Vec::new(),
+        create_hooks: Vec::new(),
+        become_root: false,
     })
 }
 

@@ -21,6 +21,8 @@
 //! | id maps, entering the user namespace | `userns` | every invocation |
 //! | a container's volumes: made, filled, removed with it | `volumes` | the invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
+//! | rbox as an OCI runtime: bundles, their states, the verbs | `bundle` | `rbox oci`, `rbox-runtime` |
+//! | OCI hooks: run one with the state on stdin, its timeout | `hooks` | `rbox oci`, init |
 //!
 //! Plus `mounts` (the mount plan as data and its executor), `cgroup` (resource limits where
 //! a cgroup v2 subtree is delegated), `probe` (overlay), `caps`,
@@ -31,6 +33,7 @@
 //! progress display. Nothing here imports `cli` or `cmd` (`.ci/run` checks).
 
 pub mod attach;
+pub mod bundle;
 pub mod caps;
 pub mod cgroup;
 pub mod console;
@@ -39,6 +42,7 @@ pub mod control;
 pub mod create;
 pub mod exec;
 pub mod health;
+pub mod hooks;
 pub mod init;
 pub mod inroot;
 pub mod launch;

@@ -15,7 +15,8 @@
 //!   for `HOME` and the supplementary groups of its passwd entry ([`User::resolve`]).
 //! - env: as recorded; `HOME` and `HOSTNAME` are still added when missing at exec, since
 //!   `HOME` depends on that resolution.
-//! - capabilities: bounding = effective = permitted = what `caps::kept` keeps; inheritable and
+//! - capabilities: bounding = effective = permitted = what `caps::kept` keeps (a spec with other
+//!   sets gets them as it says, see [`CapSets`]); inheritable and
 //!   ambient empty.
 //! - rlimits: `--ulimit`'s, as `RLIMIT_NOFILE` with soft and hard (`u64::MAX` unlimited);
 //!   umask: `--umask`, else Podman's 0022.
@@ -25,7 +26,7 @@
 //!   as the OCI spec requires: they are made after /dev/pts.
 //! - seccomp: the filter resolved at create (profile, architecture, kernel, capabilities) in
 //!   OCI form; the runtime compiles it (cached by its content) at each start.
-//!   No hooks (rbox has none).
+//!   Hooks: none in rbox's own specs; a bundle's run by `bundle`, `init` and `hooks`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use nix::mount::MsFlags;
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxIdMapping,
+    Capabilities, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxIdMapping,
     LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Mount, Root, Spec as OciSpec,
 };
 
@@ -75,6 +76,13 @@ pub enum User {
     },
     /// `user[:group]` to resolve in the container's /etc/passwd and /etc/group
     Name(String),
+    /// `uid:gid` with exactly these supplementary groups, none taken from /etc/group (an OCI
+    /// bundle's `process.user`, as the runtime spec says)
+    Exact {
+        uid: u32,
+        gid: u32,
+        groups: Vec<u32>,
+    },
 }
 
 impl User {
@@ -92,6 +100,13 @@ impl User {
                 }
                 Ok(id)
             }
+            User::Exact { uid, gid, groups } => {
+                let id = proc::resolve_user(&format!("{uid}:{gid}"), passwd, group)?;
+                Ok(Ident {
+                    groups: groups.clone(),
+                    ..id
+                })
+            }
         }
     }
 }
@@ -99,7 +114,9 @@ impl User {
 impl std::fmt::Display for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            User::Numeric { uid, gid, .. } => write!(f, "{uid}:{gid}"),
+            User::Numeric { uid, gid, .. } | User::Exact { uid, gid, .. } => {
+                write!(f, "{uid}:{gid}")
+            }
             User::Name(n) => f.write_str(n),
         }
     }
@@ -115,6 +132,9 @@ pub struct Process {
     pub user: User,
     /// the bounding, effective and permitted set, as `caps::kept` returns it
     pub caps: u64,
+    /// a spec whose sets differ (an OCI bundle's): the effective, permitted, inheritable and
+    /// ambient sets, with `caps` the bounding set
+    pub cap_sets: Option<CapSets>,
     pub no_new_privileges: bool,
     pub terminal: bool,
     /// (OCI type as `RLIMIT_NOFILE`, soft, hard), set before exec
@@ -124,6 +144,17 @@ pub struct Process {
     pub group_add: Vec<String>,
     /// `--group-add keep-groups`: no setgroups, the caller's groups stay
     pub keep_groups: bool,
+    /// `oomScoreAdj`, written to /proc/self/oom_score_adj before exec
+    pub oom_score_adj: Option<i32>,
+}
+
+/// The capability sets besides the bounding one, as masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
 }
 
 /// The annotation that keeps the caller's supplementary groups (`--group-add keep-groups`),
@@ -532,10 +563,20 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
         .context("the spec has no root filesystem")?;
     let mut ops = vec![Op::PrivateAll, Op::Root(rootfs)];
     let mut linked = false;
+    let mounted: HashSet<&std::path::Path> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| m.destination().as_path())
+        .collect();
     for m in spec.mounts().iter().flatten() {
         let op = mount_op(m)?;
         let pts = matches!(&op, Op::Fs { inside, .. } if inside == "/dev/pts");
+        let dev = matches!(&op, Op::Fs { inside, .. } if inside == "/dev");
         ops.push(op);
+        if dev {
+            ops.extend(devices(spec, &mounted)?);
+        }
         if pts && !linked {
             ops.extend(dev_symlinks());
             linked = true;
@@ -566,6 +607,70 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
     }
     if root.readonly() == Some(true) {
         ops.push(Op::RootReadOnly);
+    }
+    Ok(ops)
+}
+
+/// The device nodes of a fresh /dev: the ones every container gets (the OCI spec's default
+/// devices) that the spec does not mount itself, and `linux.devices`. Each is the host's node
+/// bound in, as rootless runtimes do (a user namespace cannot mknod devices); the type and
+/// numbers the spec gives must match the host's node.
+fn devices(spec: &OciSpec, mounted: &HashSet<&std::path::Path>) -> Result<Vec<Op>> {
+    use std::os::unix::fs::FileTypeExt;
+    let bind = |p: &str| Op::Bind {
+        host: PathBuf::from(p),
+        inside: p.to_string(),
+        recursive: false,
+        readonly: false,
+        flags: 0,
+    };
+    let listed: Vec<&oci_spec::runtime::LinuxDevice> = spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.devices().iter().flatten())
+        .collect();
+    let mut ops = Vec::new();
+    for d in mounts::DEVICES {
+        let p = format!("/dev/{d}");
+        if !mounted.contains(std::path::Path::new(&p))
+            && !listed.iter().any(|l| l.path() == std::path::Path::new(&p))
+        {
+            ops.push(bind(&p));
+        }
+    }
+    for d in listed {
+        let Some(p) = d.path().to_str().filter(|p| p.starts_with("/dev/")) else {
+            bail!(
+                "device `{}`: rbox makes devices under /dev only",
+                d.path().display()
+            );
+        };
+        if let Ok(m) = std::fs::metadata(p) {
+            use std::os::unix::fs::MetadataExt;
+            let (major, minor) = (libc::major(m.rdev()) as i64, libc::minor(m.rdev()) as i64);
+            let kind_ok = match d.typ() {
+                oci_spec::runtime::LinuxDeviceType::C | oci_spec::runtime::LinuxDeviceType::U => {
+                    m.file_type().is_char_device()
+                }
+                oci_spec::runtime::LinuxDeviceType::B => m.file_type().is_block_device(),
+                oci_spec::runtime::LinuxDeviceType::P => m.file_type().is_fifo(),
+                _ => true,
+            };
+            if !kind_ok
+                || (d.typ() != oci_spec::runtime::LinuxDeviceType::P
+                    && (major, minor) != (d.major(), d.minor()))
+            {
+                bail!(
+                    "device `{p}` ({:?} {}:{}): the host's `{p}` is another device (rbox binds the host's node)",
+                    d.typ(),
+                    d.major(),
+                    d.minor()
+                );
+            }
+        } else {
+            bail!("device `{p}`: the host has no `{p}` to bind (rbox binds the host's node)");
+        }
+        ops.push(bind(p));
     }
     Ok(ops)
 }
@@ -624,7 +729,14 @@ fn mount_op(m: &Mount) -> Result<Op> {
         };
         let readonly = flags.contains(MsFlags::MS_RDONLY);
         let rest = flags & !MsFlags::MS_RDONLY;
-        if !(MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC).contains(rest) {
+        let allowed = MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC
+            | MsFlags::MS_RELATIME
+            | MsFlags::MS_NOATIME
+            | MsFlags::MS_NODIRATIME
+            | MsFlags::MS_STRICTATIME;
+        if !allowed.contains(rest) {
             bail!("mount `{inside}`: unsupported bind mount options {opts:?}");
         }
         return Ok(Op::Bind {
@@ -658,6 +770,15 @@ fn flag(o: &str) -> Option<(MsFlags, bool)> {
         "noexec" => (MsFlags::MS_NOEXEC, true),
         "exec" => (MsFlags::MS_NOEXEC, false),
         "strictatime" => (MsFlags::MS_STRICTATIME, true),
+        "relatime" => (MsFlags::MS_RELATIME, true),
+        "norelatime" => (MsFlags::MS_RELATIME, false),
+        "noatime" => (MsFlags::MS_NOATIME, true),
+        "atime" => (MsFlags::MS_NOATIME, false),
+        "nodiratime" => (MsFlags::MS_NODIRATIME, true),
+        "diratime" => (MsFlags::MS_NODIRATIME, false),
+        "sync" => (MsFlags::MS_SYNCHRONOUS, true),
+        "async" => (MsFlags::MS_SYNCHRONOUS, false),
+        "dirsync" => (MsFlags::MS_DIRSYNC, true),
         _ => return None,
     })
 }
@@ -691,9 +812,9 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
             groups: u.additional_gids().clone().unwrap_or_default(),
         },
     };
-    let caps = match p.capabilities() {
-        Some(c) => one_set(c)?,
-        None => 0,
+    let (caps, cap_sets) = match p.capabilities() {
+        Some(c) => cap_sets(c)?,
+        None => (0, None),
     };
     Ok(Process {
         args,
@@ -701,6 +822,7 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
         cwd: cwd.to_string(),
         user,
         caps,
+        cap_sets,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         terminal: p.terminal().unwrap_or(false),
         rlimits,
@@ -709,13 +831,15 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
             .map(|g| g.split(',').map(String::from).collect())
             .unwrap_or_default(),
         keep_groups: annotation(KEEP_GROUPS).is_some_and(|v| v == "1"),
+        oom_score_adj: p.oom_score_adj(),
     })
 }
 
 /// The namespaces the container gets besides rbox's own user namespace, as the runtime
-/// creates them: whether it has a network namespace of its own, and the `uid_map` and
-/// `gid_map` texts of a nested user namespace (`--userns=keep-id`). Namespaces joined by path
-/// are refused (rbox does not join other containers' namespaces yet).
+/// creates them: the clone flags of those it creates, those it joins by path (entered by the
+/// parent before the clone), and the `uid_map` and `gid_map` texts of a nested user namespace
+/// (`--userns=keep-id`, or a bundle's `uidMappings`). A mount namespace is required (rbox
+/// assembles the root in one); a user namespace cannot be joined by path.
 pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
     use LinuxNamespaceType as T;
     let linux = spec
@@ -725,25 +849,44 @@ pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
     let mut own_net = false;
     let mut join_net = None;
     let mut user = false;
+    let mut flags = 0;
+    let mut join = Vec::new();
     for n in linux.namespaces().as_deref().unwrap_or_default() {
         if let (T::Network, Some(p)) = (n.typ(), n.path()) {
             // joined by the parent around the clone (see `netshare`)
             join_net = Some(p.clone());
             continue;
         }
+        let flag = match n.typ() {
+            T::Network => libc::CLONE_NEWNET,
+            T::User => libc::CLONE_NEWUSER,
+            T::Mount => libc::CLONE_NEWNS,
+            T::Pid => libc::CLONE_NEWPID,
+            T::Uts => libc::CLONE_NEWUTS,
+            T::Ipc => libc::CLONE_NEWIPC,
+            T::Cgroup => libc::CLONE_NEWCGROUP,
+            t => bail!("the spec asks for a {t:?} namespace, which rbox does not create"),
+        };
         if let Some(p) = n.path() {
-            bail!(
-                "the spec joins the {:?} namespace at `{}`: rbox does not join namespaces by path yet",
-                n.typ(),
-                p.display()
-            );
+            if matches!(n.typ(), T::User | T::Mount) {
+                bail!(
+                    "the spec joins the {:?} namespace at `{}`: rbox does not join user or mount namespaces by path",
+                    n.typ(),
+                    p.display()
+                );
+            }
+            join.push((p.clone(), flag));
+            continue;
         }
         match n.typ() {
             T::Network => own_net = true,
             T::User => user = true,
-            T::Mount | T::Pid | T::Uts | T::Ipc | T::Cgroup => {}
-            t => bail!("the spec asks for a {t:?} namespace, which rbox does not create"),
+            _ => {}
         }
+        flags |= flag;
+    }
+    if flags & libc::CLONE_NEWNS == 0 {
+        bail!("the spec has no mount namespace: rbox runs every container in one of its own");
     }
     let text = |m: &Option<Vec<LinuxIdMapping>>| -> String {
         m.as_deref()
@@ -765,6 +908,8 @@ pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
         own_net,
         join_net,
         user_maps,
+        flags,
+        join,
     })
 }
 
@@ -776,6 +921,10 @@ pub struct Namespaces {
     pub join_net: Option<PathBuf>,
     /// uid_map and gid_map text of a nested user namespace
     pub user_maps: Option<(String, String)>,
+    /// the `CLONE_NEW*` flags of the namespaces the container creates
+    pub flags: libc::c_int,
+    /// namespaces other than the network's joined by path, with their `CLONE_NEW*` type
+    pub join: Vec<(PathBuf, libc::c_int)>,
 }
 
 /// The container's hostname ("" when the spec sets none: the runtime then keeps the one the
@@ -819,25 +968,30 @@ pub fn save(path: &std::path::Path, spec: &OciSpec, fresh: bool) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("write `{}`", path.display()))
 }
 
-/// rbox gives the command one set: bounding = effective = permitted, nothing inherited.
-fn one_set(c: &LinuxCapabilities) -> Result<u64> {
+/// The bounding set, and the other sets when they are not all the same as it (rbox's own
+/// specs give the command one set: bounding = effective = permitted, nothing inherited).
+fn cap_sets(c: &LinuxCapabilities) -> Result<(u64, Option<CapSets>)> {
     let bounding = cap_mask(c.bounding())?;
-    if cap_mask(c.effective())? != bounding || cap_mask(c.permitted())? != bounding {
-        bail!(
-            "the spec's capabilities: rbox needs the same bounding, effective and permitted sets"
-        );
-    }
-    let empty = |s: &Option<HashSet<Capability>>| s.as_ref().is_none_or(|s| s.is_empty());
-    if !empty(c.inheritable()) || !empty(c.ambient()) {
-        bail!("the spec's capabilities: inheritable and ambient capabilities are not supported");
-    }
-    Ok(bounding)
+    let sets = CapSets {
+        effective: cap_mask(c.effective())?,
+        permitted: cap_mask(c.permitted())?,
+        inheritable: cap_mask(c.inheritable())?,
+        ambient: cap_mask(c.ambient())?,
+    };
+    let one = CapSets {
+        effective: bounding,
+        permitted: bounding,
+        inheritable: 0,
+        ambient: 0,
+    };
+    Ok((bounding, (sets != one).then_some(sets)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::{MountSpec, Spec, UsernsMode};
+    use oci_spec::runtime::Capability;
 
     fn etc() -> EtcFiles {
         EtcFiles {
@@ -1376,13 +1530,15 @@ mod tests {
         ms.push(mount("/z", "bind", "/z", &["rbind", "rprivate", "rw"]));
         ok.set_mounts(Some(ms));
         assert!(mount_ops(&ok, Rootfs::Dir("/r".into())).is_ok());
-        // one capability set only
+        // one capability set in rbox's own specs; the others when a spec sets them
+        assert_eq!(process(&ok).unwrap().cap_sets, None);
         let mut p = ok.process().clone().unwrap();
         let mut c = p.capabilities().clone().unwrap();
         c.set_ambient(Some([Capability::Kill].into()));
         p.set_capabilities(Some(c));
         ok.set_process(Some(p));
-        assert!(process(&ok).is_err());
+        let sets = process(&ok).unwrap().cap_sets.unwrap();
+        assert_eq!(sets.ambient, 1 << 5);
     }
 
     #[test]
@@ -1393,7 +1549,14 @@ mod tests {
             Namespaces {
                 own_net: true,
                 join_net: None,
-                user_maps: None
+                user_maps: None,
+                flags: libc::CLONE_NEWPID
+                    | libc::CLONE_NEWNET
+                    | libc::CLONE_NEWIPC
+                    | libc::CLONE_NEWUTS
+                    | libc::CLONE_NEWNS
+                    | libc::CLONE_NEWCGROUP,
+                join: Vec::new(),
             }
         );
         let host_net = Spec {
@@ -1421,15 +1584,26 @@ mod tests {
             Some((KeepId::map(1000, 65537), KeepId::map(1001, 65537)))
         );
 
-        // what rbox cannot do is refused with the reason, not ignored
+        // a pid namespace with a path is joined, not created
         let mut joined = check(&plain(), &host());
         let mut l = joined.linux().clone().unwrap();
         let mut nss = l.namespaces().clone().unwrap();
         nss[0].set_path(Some("/proc/1/ns/pid".into()));
+        l.set_namespaces(Some(nss.clone()));
+        joined.set_linux(Some(l.clone()));
+        let ns = namespaces(&joined).unwrap();
+        assert_eq!(ns.join, [("/proc/1/ns/pid".into(), libc::CLONE_NEWPID)]);
+        assert_eq!(ns.flags & libc::CLONE_NEWPID, 0);
+        // what rbox cannot do is refused with the reason, not ignored
+        let mount = nss
+            .iter_mut()
+            .find(|n| n.typ() == LinuxNamespaceType::Mount)
+            .unwrap();
+        mount.set_path(Some("/proc/1/ns/mnt".into()));
         l.set_namespaces(Some(nss));
         joined.set_linux(Some(l.clone()));
         let e = namespaces(&joined).unwrap_err().to_string();
-        assert!(e.contains("`/proc/1/ns/pid`"), "{e}");
+        assert!(e.contains("`/proc/1/ns/mnt`"), "{e}");
         let mut no_maps = check(&keep, &h);
         l = no_maps.linux().clone().unwrap();
         l.set_uid_mappings(None);

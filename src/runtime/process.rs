@@ -335,6 +335,11 @@ fn prepare_and_exec(
         msg: format!("change to working directory `{wd}`: {e}"),
     })?;
     set_rlimits(&p.rlimits)?;
+    if let Some(adj) = p.oom_score_adj {
+        // lowering it needs CAP_SYS_RESOURCE in the host's namespace, as crun reports
+        fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| Failure::setup(format!("set oom_score_adj {adj}: {e}")))?;
+    }
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -377,6 +382,12 @@ fn prepare_and_exec(
         let gids: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         nix::unistd::setgroups(&gids).map_err(|e| Failure::setup(format!("set groups: {e}")))?;
     }
+    // an OCI runtime's container outlives the `create` that made it: armed only if it was
+    let armed = sys::pdeathsig().unwrap_or(libc::SIGKILL) != 0;
+    if p.cap_sets.is_some() && id.uid != 0 {
+        // a non-root user keeps the sets the spec gives it
+        sys::set_keepcaps().map_err(|e| Failure::setup(format!("keep capabilities: {e}")))?;
+    }
     nix::unistd::setresgid(
         Gid::from_raw(id.gid),
         Gid::from_raw(id.gid),
@@ -391,9 +402,22 @@ fn prepare_and_exec(
     .map_err(|e| Failure::setup(format!("set uid {}: {e}", id.uid)))?;
     // The kernel clears the parent-death signal on any change of credentials: arm it again,
     // or a container running as another user would outlive a killed rbox (prctl(2)).
-    sys::set_pdeathsig(libc::SIGKILL)
-        .map_err(|e| Failure::setup(format!("set parent death signal: {e}")))?;
-    if id.uid == 0 {
+    if armed {
+        sys::set_pdeathsig(libc::SIGKILL)
+            .map_err(|e| Failure::setup(format!("set parent death signal: {e}")))?;
+    }
+    if let Some(c) = p.cap_sets {
+        sys::capset(
+            c.effective & bounding,
+            c.permitted & bounding,
+            c.inheritable,
+        )
+        .map_err(|e| Failure::setup(format!("set capabilities: {e}")))?;
+        for cap in (0..=last).filter(|n| c.ambient & bounding & (1 << n) != 0) {
+            sys::ambient_raise(cap)
+                .map_err(|e| Failure::setup(format!("raise ambient capability {cap}: {e}")))?;
+        }
+    } else if id.uid == 0 {
         sys::capset(kept, kept, 0).map_err(|e| Failure::setup(format!("set capabilities: {e}")))?;
     }
     if p.no_new_privileges {

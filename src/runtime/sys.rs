@@ -65,6 +65,43 @@ pub fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
         .map(drop)
 }
 
+/// prctl(PR_GET_PDEATHSIG): the parent-death signal armed, 0 for none.
+pub fn pdeathsig() -> io::Result<libc::c_int> {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: prctl writes one int through the pointer, which outlives the call.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_GET_PDEATHSIG,
+            &mut sig as *mut libc::c_int,
+            0,
+            0,
+            0,
+        )
+    } as _)
+    .map(|_| sig)
+}
+
+/// prctl(PR_SET_KEEPCAPS, 1): keep the permitted set across a change to a non-zero uid.
+pub fn set_keepcaps() -> io::Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } as _).map(drop)
+}
+
+/// prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap).
+pub fn ambient_raise(cap: u32) -> io::Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+            cap as libc::c_ulong,
+            0,
+            0,
+        )
+    } as _)
+    .map(drop)
+}
+
 /// prctl(PR_SET_NO_NEW_PRIVS, 1).
 pub fn set_no_new_privs() -> io::Result<()> {
     // SAFETY: plain prctl with integer arguments.

@@ -488,6 +488,38 @@ fn enter_with_helpers(uid: u32, gid: u32, su: SubRange, sg: SubRange) -> Result<
     Ok(())
 }
 
+/// Write the uid_map and gid_map text `maps` of process `pid`'s user namespace with the setuid
+/// helpers newuidmap and newgidmap (both at once), whose checks against /etc/subuid and
+/// /etc/subgid allow more than the caller's own ids.
+pub fn write_maps_with_helpers(pid: i32, (uid_map, gid_map): &(String, String)) -> Result<()> {
+    let run = |name: &str, map: &str| -> Result<std::process::Child> {
+        let prog = find_helper(name).with_context(|| format!("find {name}"))?;
+        let mut c = Command::new(prog);
+        c.arg(pid.to_string());
+        c.args(map.split_whitespace());
+        c.stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("run {name}"))
+    };
+    let u = run("newuidmap", uid_map)?;
+    let g = run("newgidmap", gid_map)?;
+    for (name, c) in [("newuidmap", u), ("newgidmap", g)] {
+        let out = c
+            .wait_with_output()
+            .with_context(|| format!("wait for {name}"))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "{name} {pid}: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .replace('\n', " ")
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ mod images;
 mod lifecycle;
 mod netshare;
 mod network;
+mod ociruntime;
 mod podman;
 mod podman_habits;
 mod procs;
