@@ -57,3 +57,24 @@ pub fn from_wait(status: nix::sys::wait::WaitStatus) -> u8 {
         _ => FAILED,
     }
 }
+
+/// A reader that closes rbox's output early (`rbox ps | head -1`) ends rbox as SIGPIPE ends a
+/// C program: quietly, with the shell's status 141. Rust ignores SIGPIPE, so `println!`
+/// panics on the broken pipe instead; this hook turns exactly that panic into the quiet exit
+/// and leaves every other panic to the default hook. Restoring SIGPIPE itself is not an option:
+/// the monitor and the attached relay write to pipes and sockets whose readers may go away.
+pub fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}

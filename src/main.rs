@@ -18,6 +18,7 @@ mod state;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    exit::quiet_on_closed_stdout();
     // Shell completion callbacks (`COMPLETE=bash rbox ...`) are answered before any parsing,
     // straight from the store, with no namespace entry and no lock.
     cli::complete_env();

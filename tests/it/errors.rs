@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use crate::util::{for_each_user, Output, Who};
+use crate::util::{for_each_user, shell_quote, Output, Who, RBOX};
 
 /// Exit 125 with exactly one line on stderr, `Error: ` and then text containing `want`.
 #[track_caller]
@@ -222,5 +222,25 @@ fn info_suggests_a_range_that_overlaps_no_other() {
             )),
             "{out}"
         );
+    });
+}
+
+/// A reader that goes away before rbox writes (`rbox images | head -0`) ends rbox quietly
+/// with the shell's SIGPIPE status, 141, not with a panic about a broken pipe. The pipe is a
+/// fifo whose only reader is closed before rbox starts, so the write always meets EPIPE.
+#[test]
+fn a_closed_pipe_ends_rbox_quietly() {
+    for_each_user("errors-pipe", |env| {
+        let fifo = env.path("fifo");
+        let line = format!(
+            "mkfifo {f} && exec 4<>{f} 5>{f} && exec 4<&- && {rbox} --root {root} --runroot {run} images >&5; echo rc=$?",
+            f = shell_quote(&fifo.to_string_lossy()),
+            rbox = shell_quote(RBOX),
+            root = shell_quote(&env.store().to_string_lossy()),
+            run = shell_quote(&env.runroot().to_string_lossy()),
+        );
+        let out = env.cmd("sh").args(["-c", &line]).output().success();
+        assert_eq!(out.stdout.trim(), "rc=141", "{out}");
+        assert!(!out.stderr.contains("panicked"), "{out}");
     });
 }
