@@ -62,10 +62,25 @@ pub fn load(root: &Path, id: &str) -> Option<Health> {
 
 fn save(root: &Path, id: &str, h: &Health) -> Result<()> {
     let p = layout::health(root, id);
-    let tmp = p.with_extension("json.tmp");
+    // one temporary per writer: the monitor's timer and a user's `healthcheck run` may save
+    // at the same moment
+    let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
     fs::write(&tmp, serde_json::to_vec(h).expect("plain struct"))
         .with_context(|| format!("write `{}`", tmp.display()))?;
     fs::rename(&tmp, &p).with_context(|| format!("rename `{}`", p.display()))
+}
+
+/// Holds an exclusive flock on `health.json.lock` beside the health file until dropped; none
+/// when the lock file cannot be opened (the update is then unserialised, as before).
+fn lock(root: &Path, id: &str) -> Option<nix::fcntl::Flock<fs::File>> {
+    let p = layout::health(root, id).with_extension("json.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
 }
 
 /// The health of a start: starting, no results.
@@ -97,6 +112,8 @@ pub fn run_once(g: &Context, rec: &ContainerRecord) -> Result<Outcome> {
         exit_code,
         output,
     };
+    // read, update and write under one lock, so two concurrent runs both count
+    let lock = lock(&root, &rec.id);
     let mut h = load(&root, &rec.id).unwrap_or_else(Health::starting);
     let in_start_period = started_for(rec) < hc.start_period;
     let was = h.status.clone();
@@ -114,6 +131,7 @@ pub fn run_once(g: &Context, rec: &ContainerRecord) -> Result<Outcome> {
         h.log.drain(..h.log.len() - KEEP);
     }
     save(&root, &rec.id, &h)?;
+    drop(lock);
     if h.status == "unhealthy" && was != "unhealthy" {
         on_failure(g, rec, &hc.on_failure)?;
     }
