@@ -25,6 +25,7 @@
 //! locks/                      flock files: layer-<hex>, image-<hex>, name-<encoded>, and
 //!                             pin-<hex> (held shared by a process that unpacked a layer it has
 //!                             not yet committed into an image, so `rmi` elsewhere keeps it)
+//! build-cache/<key-hex>     the image id a cached build step produced (`build_cache.rs`)
 //! tmp/                        staging on the same filesystem; entries are `<pid>.<starttime>.<n>.<what>`
 //!                             and entries of dead processes are removed by the next write
 //! tmp/<stamp>.overlay-probe/  the overlay probe's scratch: l/ u/ w/ (lower, upper, work) and m/
@@ -87,6 +88,7 @@
 //! killed process or a full disk, can leave a committed layer with lost file data.
 
 pub mod archive;
+pub mod build_cache;
 pub mod changes;
 pub mod container;
 pub mod digest;

@@ -1,0 +1,351 @@
+//! COPY and ADD: sources (the build context, minus what the ignore file excludes, or another
+//! stage's or image's root) -> a staging directory laid out as the layer (`staging/<dest>`),
+//! plus the content digest of the sources that keys the cache. Also the read-only questions
+//! the builder asks of an image's layers (does a path exist, the metadata of a directory).
+//! It does not store layers (the store's `layer_from_upper` does).
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use sha2::{Digest as _, Sha256};
+
+use super::ignore::{self, Ignore};
+
+/// Where COPY reads from.
+pub struct Source<'a> {
+    /// the directory (the context, or an image's root copied out)
+    pub root: &'a Path,
+    /// the ignore rules (the context only)
+    pub ignore: Option<&'a Ignore>,
+    /// shown in errors: "build context" or the stage's name
+    pub what: String,
+}
+
+/// Owner and mode COPY gives what it writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attrs {
+    /// `--chown` (else 0:0)
+    pub owner: (u32, u32),
+    /// `--chmod`
+    pub mode: Option<u32>,
+}
+
+/// The entries a source names (globs expanded), relative to the source's root.
+pub fn resolve(src: &Source, pattern: &str) -> Result<Vec<PathBuf>> {
+    let comps = ignore::clean(pattern);
+    let mut found = vec![PathBuf::new()];
+    for c in &comps {
+        let mut next = Vec::new();
+        for base in &found {
+            if ignore::is_pattern(c) {
+                let dir = src.root.join(base);
+                let Ok(rd) = fs::read_dir(&dir) else { continue };
+                let mut names: Vec<String> = rd
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| ignore::glob(c, n))
+                    .collect();
+                names.sort();
+                next.extend(names.into_iter().map(|n| base.join(n)));
+            } else {
+                next.push(base.join(c));
+            }
+        }
+        found = next;
+    }
+    found.retain(|rel| {
+        fs::symlink_metadata(src.root.join(rel)).is_ok()
+            && !src
+                .ignore
+                .is_some_and(|i| i.excludes(&rel.to_string_lossy()))
+    });
+    if found.is_empty() {
+        bail!("no such file or directory: `{pattern}` in the {}", src.what);
+    }
+    Ok(found)
+}
+
+/// Copies the source entry `rel` to `dest` (a path in the staging dir): a directory's
+/// contents go into `dest`, a file becomes `dest`. Symlinks are copied as links.
+pub fn copy_entry(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
+    let from = src.root.join(rel);
+    let md = fs::symlink_metadata(&from).with_context(|| format!("stat `{}`", from.display()))?;
+    if md.is_dir() {
+        make_dir(dest, &md, attrs)?;
+        copy_tree(src, rel, dest, attrs)
+    } else {
+        copy_one(&from, &md, dest, attrs)
+    }
+}
+
+fn copy_tree(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
+    let dir = src.root.join(rel);
+    let mut ents: Vec<_> = fs::read_dir(&dir)
+        .with_context(|| format!("read `{}`", dir.display()))?
+        .flatten()
+        .collect();
+    ents.sort_by_key(|e| e.file_name());
+    for e in ents {
+        let r = rel.join(e.file_name());
+        if src.ignore.is_some_and(|i| i.excludes(&r.to_string_lossy())) {
+            continue;
+        }
+        let from = e.path();
+        let md = fs::symlink_metadata(&from)?;
+        let to = dest.join(e.file_name());
+        if md.is_dir() {
+            make_dir(&to, &md, attrs)?;
+            copy_tree(src, &r, &to, attrs)?;
+        } else {
+            copy_one(&from, &md, &to, attrs)?;
+        }
+    }
+    Ok(())
+}
+
+fn make_dir(dest: &Path, md: &fs::Metadata, attrs: Attrs) -> Result<()> {
+    match fs::create_dir_all(dest) {
+        Ok(()) => {}
+        Err(e) => return Err(e).with_context(|| format!("create `{}`", dest.display())),
+    }
+    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+    set_owner_mode(dest, attrs.owner, Some(mode))
+}
+
+fn copy_one(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<()> {
+    if let Some(p) = to.parent() {
+        fs::create_dir_all(p).with_context(|| format!("create `{}`", p.display()))?;
+    }
+    let _ = remove_any(to);
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        let t = fs::read_link(from)?;
+        std::os::unix::fs::symlink(&t, to).with_context(|| format!("create `{}`", to.display()))?;
+        return set_owner_mode(to, attrs.owner, None);
+    }
+    if !ft.is_file() {
+        tracing::warn!(
+            "skipping `{}`: not a regular file, directory or symlink",
+            from.display()
+        );
+        return Ok(());
+    }
+    fs::copy(from, to).with_context(|| format!("copy `{}`", from.display()))?;
+    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+    set_owner_mode(to, attrs.owner, Some(mode))?;
+    let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
+    let _ = nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        to,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    );
+    Ok(())
+}
+
+fn remove_any(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives `p` its owner (and mode, chown first: it clears setuid bits).
+pub fn set_owner_mode(p: &Path, owner: (u32, u32), mode: Option<u32>) -> Result<()> {
+    std::os::unix::fs::lchown(p, Some(owner.0), Some(owner.1)).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EINVAL) {
+            ": the id is not mapped (without a subordinate id range in /etc/subuid only id 0 exists)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("chown `{}` to {}:{}: {e}{hint}", p.display(), owner.0, owner.1)
+    })?;
+    if let Some(m) = mode {
+        fs::set_permissions(p, fs::Permissions::from_mode(m))
+            .with_context(|| format!("chmod `{}`", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The content digest of the sources `rels` (paths, types, modes, link targets and file
+/// contents, ignored entries left out): what keys a COPY step in the cache.
+pub fn digest(src: &Source, rels: &[PathBuf]) -> Result<String> {
+    let mut h = Sha256::new();
+    for r in rels {
+        hash_entry(src, r, &mut h)?;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn hash_entry(src: &Source, rel: &Path, h: &mut Sha256) -> Result<()> {
+    let p = src.root.join(rel);
+    let md = fs::symlink_metadata(&p).with_context(|| format!("stat `{}`", p.display()))?;
+    h.update(rel.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    h.update(md.mode().to_le_bytes());
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        h.update(fs::read_link(&p)?.as_os_str().as_encoded_bytes());
+    } else if ft.is_file() {
+        h.update(md.len().to_le_bytes());
+        let mut f = fs::File::open(&p).with_context(|| format!("open `{}`", p.display()))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    } else if ft.is_dir() {
+        let mut names: Vec<_> = fs::read_dir(&p)?.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            if src.ignore.is_some_and(|i| i.excludes(&r.to_string_lossy())) {
+                continue;
+            }
+            hash_entry(src, &r, h)?;
+        }
+    }
+    h.update([1]);
+    Ok(())
+}
+
+// ---- questions about an image's layers (top-most first) ----
+
+/// What a path is in an image made of `layers` (top-most first): the metadata of the top-most
+/// entry, `None` when absent or whited out.
+pub fn lookup(layers: &[PathBuf], rel: &Path) -> Option<fs::Metadata> {
+    for l in layers {
+        // a whiteout of the path or of a parent hides everything below
+        let mut cur = l.clone();
+        let mut hidden = false;
+        for c in rel.components() {
+            cur.push(c);
+            if let Ok(m) = fs::symlink_metadata(&cur) {
+                if m.file_type().is_char_device() && m.rdev() == 0 {
+                    hidden = true;
+                    break;
+                }
+            }
+        }
+        if hidden {
+            return None;
+        }
+        if let Ok(m) = fs::symlink_metadata(l.join(rel)) {
+            return Some(m);
+        }
+    }
+    None
+}
+
+/// Creates the parents of `dest` (a path in `staging`, relative part `rel`) as the image has
+/// them (owner, mode), or 0:0 0755 when it does not: a layer's directory entry replaces the
+/// metadata of the directory below it.
+pub fn make_parents(staging: &Path, rel: &Path, layers: &[PathBuf]) -> Result<()> {
+    let mut acc = PathBuf::new();
+    let comps: Vec<_> = rel.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        acc.push(c);
+        let d = staging.join(&acc);
+        if fs::symlink_metadata(&d).is_ok() {
+            continue;
+        }
+        fs::create_dir(&d).with_context(|| format!("create `{}`", d.display()))?;
+        match lookup(layers, &acc).filter(|m| m.is_dir()) {
+            Some(m) => {
+                set_owner_mode(&d, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+                let t = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
+                let _ = nix::sys::stat::utimensat(
+                    nix::fcntl::AT_FDCWD,
+                    &d,
+                    &t,
+                    &t,
+                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+                );
+            }
+            None => set_owner_mode(&d, (0, 0), Some(0o755))?,
+        }
+    }
+    Ok(())
+}
+
+/// A user or group name (or number) -> its id, from the image's /etc/passwd or /etc/group.
+pub fn resolve_id(layers: &[PathBuf], name: &str, file: &str) -> Result<u32> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let rel = Path::new(file);
+    let text = layers
+        .iter()
+        .find(|l| fs::symlink_metadata(l.join(rel)).is_ok())
+        .and_then(|l| fs::read_to_string(l.join(rel)).ok())
+        .unwrap_or_default();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 2 && f[0] == name {
+            if let Ok(n) = f[2].parse() {
+                return Ok(n);
+            }
+        }
+    }
+    bail!(
+        "unable to find {} {name} in the image's /{file}",
+        if file.ends_with("passwd") {
+            "user"
+        } else {
+            "group"
+        }
+    )
+}
+
+/// Whether `data` starts like a tar archive (plain, gzip or zstd).
+pub fn looks_like_archive(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let Ok(mut f) = fs::File::open(path) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    if head[..n].starts_with(&[0x1f, 0x8b]) || head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return true;
+    }
+    n >= 262 && &head[257..262] == b"ustar"
+}
+
+/// Unpacks the archive at `path` into `dest` (ADD of a local tarball); owners from the
+/// archive are replaced by `attrs.owner`.
+pub fn extract(path: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
+    let f = fs::File::open(path).with_context(|| format!("open `{}`", path.display()))?;
+    let (_, r) = rbox_storage::layer::decompress(io::BufReader::new(f))
+        .with_context(|| format!("read `{}`", path.display()))?;
+    fs::create_dir_all(dest).with_context(|| format!("create `{}`", dest.display()))?;
+    let mut ar = tar::Archive::new(r);
+    ar.set_preserve_permissions(true);
+    ar.set_unpack_xattrs(false);
+    for e in ar
+        .entries()
+        .with_context(|| format!("read `{}`", path.display()))?
+    {
+        let mut e = e.with_context(|| format!("read `{}`", path.display()))?;
+        let ty = e.header().entry_type();
+        if !(ty.is_file() || ty.is_dir() || ty.is_symlink() || ty.is_hard_link()) {
+            continue;
+        }
+        let name = e.path()?.into_owned();
+        if !e
+            .unpack_in(dest)
+            .with_context(|| format!("unpack `{}` from `{}`", name.display(), path.display()))?
+        {
+            continue;
+        }
+        let p = dest.join(ignore::clean(&name.to_string_lossy()).join("/"));
+        let _ = std::os::unix::fs::lchown(&p, Some(attrs.owner.0), Some(attrs.owner.1));
+    }
+    Ok(())
+}

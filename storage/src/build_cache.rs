@@ -1,0 +1,55 @@
+//! The build cache index and build scratch directories.
+//!
+//! Owns `build-cache/<key-hex>`: one small file per cached build step, holding the id (hex) of
+//! the image that step produced; the key is a digest the builder computes from the parent
+//! image, the instruction and its inputs. Entries are replaced by rename, so readers take no
+//! lock; an entry whose image was removed is simply a miss. Also hands out scratch directories
+//! under `tmp/` for the builder's staging (removed when dropped, or by the next sweep when the
+//! builder was killed). It does not decide what goes into a key (the `rbox` binary's build
+//! module does).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::store::{Store, TmpPath};
+use crate::{bt, IoContext, Result};
+
+/// A directory under the store's `tmp/`, removed with everything in it when dropped.
+pub struct ScratchDir {
+    tmp: TmpPath,
+}
+
+impl ScratchDir {
+    pub fn path(&self) -> &Path {
+        &self.tmp.path
+    }
+}
+
+impl Store {
+    fn cache_entry(&self, key: &Digest) -> PathBuf {
+        self.root().join("build-cache").join(key.hex())
+    }
+
+    /// The image a build step with this key produced earlier, if that image still exists.
+    pub fn build_cache_get(&self, key: &Digest) -> Option<Digest> {
+        let s = fs::read_to_string(self.cache_entry(key)).ok()?;
+        let id = Digest::from_hex(s.trim()).ok()?;
+        self.lookup_image(&id.to_string()).ok().map(|r| r.id)
+    }
+
+    /// Records that the step `key` produced `image`.
+    pub fn build_cache_put(&self, key: &Digest, image: &Digest) -> Result<()> {
+        let p = self.cache_entry(key);
+        let dir = p.parent().expect("entry has a parent");
+        fs::create_dir_all(dir).ctx(|| format!("create {}", bt(dir)))?;
+        self.write_atomic(&p, image.hex().as_bytes())
+    }
+
+    /// A new empty scratch directory on the store's filesystem.
+    pub fn scratch_dir(&self, what: &str) -> Result<ScratchDir> {
+        let tmp = self.tmp_path(what);
+        fs::create_dir_all(&tmp.path).ctx(|| format!("create {}", bt(&tmp.path)))?;
+        Ok(ScratchDir { tmp })
+    }
+}
