@@ -224,7 +224,8 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
             .iter()
             .position(|s| s.name.as_deref() == Some(t.to_ascii_lowercase().as_str()))
             .ok_or_else(|| {
-                anyhow!("the target {t:?} was not found in the provided Containerfile")
+                // Podman's text
+                anyhow!("The target {t:?} was not found in the provided Dockerfile")
             })?,
         None => stages.len() - 1,
     };
@@ -534,7 +535,19 @@ impl Builder<'_> {
 
     fn stage(&mut self, s: &StageDef, prefix: &str, final_stage: bool) -> Result<Img> {
         let n = s.steps.len() + 1;
-        self.say(&format!("{prefix}STEP 1/{n}: {}", s.from.original));
+        // a stage by name shows as its image's id, as Podman shows it
+        let mut shown = s.from.original.clone();
+        let first = s.from.rest.split_whitespace().next().unwrap_or("");
+        let lower = first.to_ascii_lowercase();
+        if let Some((_, img)) = self
+            .done
+            .iter()
+            .find(|(n, _)| n.as_deref() == Some(lower.as_str()))
+        {
+            let after = s.from.rest.trim_start()[first.len()..].to_string();
+            shown = format!("FROM {}{after}", img.id.hex());
+        }
+        self.say(&format!("{prefix}STEP 1/{n}: {shown}"));
         let img = self
             .base(&s.from)
             .map_err(|e| anyhow!("building at STEP \"{}\": {e:#}", s.from.original))?;
@@ -991,9 +1004,6 @@ impl Builder<'_> {
             h.update(body.as_bytes());
         }
         h.update(format!("{:?}{:?}{dest_is_dir}", attrs.owner, attrs.mode));
-        if let Some(r) = &root {
-            h.update(r.to_string_lossy().as_bytes());
-        }
         let digest = hex::encode(h.finalize());
         let kind = if words.len() == 1 && !dest_is_dir {
             "file"
@@ -1143,7 +1153,15 @@ impl Builder<'_> {
             rootfs: false,
             flags,
         };
-        runtime::run(self.g, opts, self.puller, true)?;
+        {
+            // `-q`: the steps' output goes nowhere, as with Podman
+            let _quiet = if self.o.quiet {
+                Some(Silenced::new()?)
+            } else {
+                None
+            };
+            runtime::run(self.g, opts, self.puller, true)?;
+        }
         let id = std::fs::read_to_string(&cidfile).context("read the build container's id")?;
         let res = (|| -> Result<rbox_storage::LayerInfo> {
             let rec = crate::state::load(self.g, &id)?;
@@ -1220,6 +1238,34 @@ impl Builder<'_> {
                 .with_context(|| format!("write `{}`", p.display()))?;
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Standard output and error pointed at /dev/null until dropped.
+struct Silenced {
+    out: std::os::fd::OwnedFd,
+    err: std::os::fd::OwnedFd,
+}
+
+impl Silenced {
+    fn new() -> Result<Silenced> {
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .context("open /dev/null")?;
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let out = nix::unistd::dup(std::io::stdout()).context("save standard output")?;
+        let err = nix::unistd::dup(std::io::stderr()).context("save standard error")?;
+        nix::unistd::dup2_stdout(&null).context("silence standard output")?;
+        nix::unistd::dup2_stderr(&null).context("silence standard error")?;
+        Ok(Silenced { out, err })
+    }
+}
+
+impl Drop for Silenced {
+    fn drop(&mut self) {
+        let _ = nix::unistd::dup2_stdout(&self.out);
+        let _ = nix::unistd::dup2_stderr(&self.err);
     }
 }
 

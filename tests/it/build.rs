@@ -1,0 +1,226 @@
+//! `rbox build`: multi-stage Containerfiles built offline from the imported busybox, the
+//! image they make run, Podman's progress lines, the step cache (hits, and misses exactly
+//! when a context file or a build arg changes), `.containerignore`, `--target`, and errors
+//! that name the line.
+
+use crate::util::{for_each_user, Env};
+
+const MULTI: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM $BASE AS builder
+ARG GREETING=hello
+ENV WHO=world \
+    EMPTY=
+WORKDIR /src
+COPY app.txt ./
+RUN echo "$GREETING ${WHO}${EMPTY:-!}" > out.txt && cat app.txt >> out.txt
+RUN <<EOF
+echo heredoc > /src/here.txt
+EOF
+
+FROM busybox
+COPY --from=builder /src/out.txt /src/here.txt /app/
+COPY --chmod=0750 app.txt /app/mode.txt
+WORKDIR /app
+user 1000
+CMD ["cat", "/app/out.txt"]
+LABEL org.test.kind="multi stage"
+"#;
+
+fn build(env: &Env, args: &[&str]) -> crate::util::Output {
+    env.rbox()
+        .arg("build")
+        .arg("--network=none")
+        .args(args)
+        .arg(env.path("work/ctx"))
+        .output()
+}
+
+/// The steps of a build's output that came from the cache.
+fn cached(out: &crate::util::Output) -> usize {
+    out.lines()
+        .iter()
+        .filter(|l| l.starts_with("--> Using cache "))
+        .count()
+}
+
+#[test]
+fn build_multi_stage_image_runs_and_caches_steps() {
+    for_each_user("build_multi", |env| {
+        env.import_busybox("busybox");
+        env.write("work/ctx/Containerfile", MULTI);
+        env.write("work/ctx/app.txt", "app-content\n");
+        let out = build(env, &["-t", "built"]).success();
+        let lines = out.lines();
+        // Podman's progress lines
+        assert_eq!(lines[0], "[1/2] STEP 1/7: FROM $BASE AS builder", "{out}");
+        assert!(
+            lines.contains(&"[1/2] STEP 2/7: ARG GREETING=hello"),
+            "{out}"
+        );
+        assert!(lines.contains(&"[2/2] STEP 1/7: FROM busybox"), "{out}");
+        assert!(lines.contains(&"[2/2] COMMIT built"), "{out}");
+        assert!(
+            lines.contains(&"Successfully tagged localhost/built:latest"),
+            "{out}"
+        );
+        assert!(
+            lines.iter().any(|l| l.len() == 15 && l.starts_with("--> ")),
+            "{out}"
+        );
+        let id = lines.last().unwrap().to_string();
+        assert_eq!(id.len(), 64, "{out}");
+        assert_eq!(env.inspect("built", "{{.Id}}"), id);
+        assert_eq!(cached(&out), 0, "{out}");
+
+        // the image: files from the first stage, its config from the second
+        assert_eq!(env.inspect("built", "{{.Config.User}}"), "1000");
+        assert_eq!(env.inspect("built", "{{.Config.WorkingDir}}"), "/app");
+        assert_eq!(
+            env.inspect("built", "{{index .Config.Labels \"org.test.kind\"}}"),
+            "multi stage"
+        );
+        let run = |args: &[&str]| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(args)
+                .output()
+                .success()
+                .text()
+        };
+        assert_eq!(
+            run(&[
+                "--user",
+                "0",
+                "built",
+                "sh",
+                "-c",
+                "cat out.txt here.txt; stat -c '%a %u' mode.txt"
+            ]),
+            "hello world!\napp-content\nheredoc\n750 0"
+        );
+        if env.user.has_many_ids() {
+            // USER and CMD as the image says
+            assert_eq!(run(&["built"]), "hello world!\napp-content");
+            assert_eq!(run(&["built", "id", "-u"]), "1000");
+        }
+
+        // the same build again: every step from the cache, the same image
+        let again = build(env, &["-t", "built"]).success();
+        assert_eq!(again.lines().last().unwrap(), &id, "{again}");
+        assert_eq!(cached(&again), 12, "{again}");
+
+        // a changed context file: the steps before its COPY hit, the rest run again
+        env.write("work/ctx/app.txt", "changed\n");
+        let out = build(env, &["-t", "built"]).success();
+        assert_eq!(cached(&out), 3, "{out}");
+        assert_eq!(
+            run(&["--user", "0", "built", "cat", "out.txt"]),
+            "hello world!\nchanged"
+        );
+
+        // a changed build arg: the steps from its ARG on miss
+        let out = build(env, &["-t", "built", "--build-arg", "GREETING=hi"]).success();
+        assert_eq!(cached(&out), 0, "{out}");
+        assert_eq!(
+            run(&["--user", "0", "built", "cat", "out.txt"]),
+            "hi world!\nchanged"
+        );
+        // --no-cache runs everything
+        let out = build(env, &["--no-cache", "-q"]).success();
+        assert_eq!(out.lines().len(), 1, "{out}");
+        assert_eq!(out.text().len(), 64, "{out}");
+    });
+}
+
+#[test]
+fn build_ignore_file_target_and_errors() {
+    for_each_user("build_ignore", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox AS first\nCOPY . /ctx/\nRUN ls /ctx > /list\n\nFROM first\nRUN echo second > /second\n",
+        );
+        env.write(
+            "work/ctx/.containerignore",
+            "*.log\n!keep.log\nsecret/\n**/*.tmp\n",
+        );
+        env.write("work/ctx/a.log", "x");
+        env.write("work/ctx/keep.log", "x");
+        env.write("work/ctx/secret/key", "x");
+        env.write("work/ctx/sub/b.tmp", "x");
+        env.write("work/ctx/sub/c.txt", "x");
+        let out = build(env, &["--target", "first", "-t", "first"]).success();
+        assert!(
+            !out.stdout.contains("[2/2]") && !out.stdout.contains("second"),
+            "{out}"
+        );
+        assert!(out.lines().contains(&"COMMIT first"), "{out}");
+        let list = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "first", "sh", "-c"])
+            .arg("cat /list; ls /ctx/sub; test -e /second || echo no-second")
+            .output()
+            .success()
+            .text();
+        assert_eq!(list, "Containerfile\nkeep.log\nsub\nc.txt\nno-second");
+        let out = env
+            .rbox()
+            .args(["build", "--target", "nope"])
+            .arg(env.path("work/ctx"))
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr.contains("The target \"nope\" was not found"),
+            "{out}"
+        );
+
+        // errors name the line, and exit as Podman's
+        env.write("work/bad/Containerfile", "FROM busybox\n\nBOGUS x\n");
+        let out = env
+            .rbox()
+            .arg("build")
+            .arg(env.path("work/bad"))
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr.contains("line 3: unknown instruction: BOGUS"),
+            "{out}"
+        );
+        env.write(
+            "work/bad/Containerfile",
+            "FROM busybox\nCOPY missing.txt /\n",
+        );
+        let out = env
+            .rbox()
+            .arg("build")
+            .arg(env.path("work/bad"))
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("building at STEP \"COPY missing.txt /\": line 2: no such file"),
+            "{out}"
+        );
+        env.write(
+            "work/bad/Containerfile",
+            "FROM busybox\nRUN echo ok\nRUN exit 3\n",
+        );
+        let out = build_in(env, "work/bad").code_is(1);
+        assert!(
+            out.stderr.contains(
+                "Error: building at STEP \"RUN exit 3\": while running runtime: exit status 3"
+            ),
+            "{out}"
+        );
+        // no container is left behind by the steps
+        assert_eq!(env.text(&["ps", "-aq"]), "");
+    });
+}
+
+fn build_in(env: &Env, dir: &str) -> crate::util::Output {
+    env.rbox()
+        .args(["build", "--network=none"])
+        .arg(env.path(dir))
+        .output()
+}
