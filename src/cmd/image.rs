@@ -27,6 +27,7 @@ pub enum ImageCommand {
     Load(cmd::load::LoadArgs),
     Save(cmd::save::SaveArgs),
     Import(cmd::import::ImportArgs),
+    /// Build an image from a Containerfile
     Build(cmd::build::BuildArgs),
     Pull(cmd::pull::PullArgs),
     Push(cmd::push::PushArgs),
