@@ -96,6 +96,8 @@ enum LayerJob {
     Run {
         argv: Vec<String>,
         env: Vec<String>,
+        /// `RUN --network=`, else `--network`
+        network: Option<String>,
     },
     Copy(CopyJob),
     /// WORKDIR of a directory the image lacks
@@ -578,6 +580,19 @@ impl Builder<'_> {
         Ok(st.img)
     }
 
+    /// Whether the docker-only config field of `what` is written: in the OCI format it is
+    /// not (the OCI config has no such field), with Podman's warning.
+    fn docker_only(&self, what: &str, rest: &str) -> bool {
+        if self.o.format == "docker" {
+            return true;
+        }
+        let sep = if what == "HEALTHCHECK" { " " } else { ", " };
+        tracing::warn!(
+            "{what} is not supported for OCI image format{sep}{rest}. Must use `docker` format"
+        );
+        false
+    }
+
     fn say(&self, line: &str) {
         if !self.o.quiet {
             use std::io::Write;
@@ -596,6 +611,27 @@ impl Builder<'_> {
     }
 
     fn step(&mut self, st: &mut Stage, ins: &Instruction, last: bool) -> Result<()> {
+        let allowed: &[&str] = match ins.cmd.as_str() {
+            "COPY" => &["from", "chown", "chmod", "link", "parents"],
+            "ADD" => &["chown", "chmod", "link", "checksum", "keep-git-dir"],
+            "RUN" => &["network"],
+            "HEALTHCHECK" => &[
+                "interval",
+                "timeout",
+                "start-period",
+                "start-interval",
+                "retries",
+            ],
+            _ => &[],
+        };
+        if let Some((f, _)) = ins
+            .flags
+            .iter()
+            .find(|(f, _)| !allowed.contains(&f.as_str()))
+        {
+            // Docker's text
+            bail!("line {}: Unknown flag: {f}", ins.line);
+        }
         let plan = self
             .plan(st, ins)
             .map_err(|e| anyhow!("line {}: {e:#}", ins.line))?;
@@ -802,20 +838,27 @@ impl Builder<'_> {
                 let v = ins
                     .json()
                     .ok_or_else(|| anyhow!("SHELL requires the arguments to be in JSON form"))?;
-                c["Shell"] = json!(v);
+                if self.docker_only("SHELL", &format!("[{}] will be ignored", v.join(" "))) {
+                    c["Shell"] = json!(v);
+                }
                 st.shell = v.clone();
                 created_by = nop(&format!("SHELL {}", serde_json::to_string(&v).unwrap()));
             }
             "ONBUILD" => {
-                if !c["OnBuild"].is_array() {
-                    c["OnBuild"] = json!([]);
+                if self.docker_only("ONBUILD", &format!("{} will be ignored", ins.rest)) {
+                    if !c["OnBuild"].is_array() {
+                        c["OnBuild"] = json!([]);
+                    }
+                    c["OnBuild"].as_array_mut().unwrap().push(json!(ins.rest));
                 }
-                c["OnBuild"].as_array_mut().unwrap().push(json!(ins.rest));
                 created_by = nop(&format!("ONBUILD {}", ins.rest));
             }
             "HEALTHCHECK" => {
                 created_by = nop(&format!("HEALTHCHECK {}", ins.rest));
-                c["Healthcheck"] = healthcheck(ins, &st.shell)?;
+                let h = healthcheck(ins, &st.shell)?;
+                if self.docker_only("HEALTHCHECK", "and will be ignored") {
+                    c["Healthcheck"] = h;
+                }
             }
             "RUN" => {
                 let argv = if ins.json().is_none()
@@ -880,8 +923,12 @@ impl Builder<'_> {
                     "\n{created_by}\n{}",
                     serde_json::to_string(&argv).unwrap()
                 ));
-                key.push_str(&format!("\nnetwork={:?}", self.o.network));
-                job = Some(LayerJob::Run { argv, env });
+                let network = match ins.flag("network") {
+                    Some("default") | None => self.o.network.clone(),
+                    Some(n) => Some(n.to_string()),
+                };
+                key.push_str(&format!("\nnetwork={network:?}"));
+                job = Some(LayerJob::Run { argv, env, network });
             }
             "COPY" | "ADD" => {
                 let (cj, digest, shown) = self.plan_copy(st, ins, &scope)?;
@@ -1005,7 +1052,7 @@ impl Builder<'_> {
         }
         h.update(format!("{:?}{:?}{dest_is_dir}", attrs.owner, attrs.mode));
         let digest = hex::encode(h.finalize());
-        let kind = if words.len() == 1 && !dest_is_dir {
+        let kind = if words.len() + inline.len() == 1 && !dest_is_dir {
             "file"
         } else {
             "dir"
@@ -1059,7 +1106,7 @@ impl Builder<'_> {
     /// Makes a step's layer.
     fn layer(&self, st: &Stage, job: LayerJob) -> Result<rbox_storage::LayerInfo> {
         match job {
-            LayerJob::Run { argv, env } => self.run(st, argv, env),
+            LayerJob::Run { argv, env, network } => self.run(st, argv, env, network),
             LayerJob::Mkdir(dir) => {
                 let s = self.store.scratch_dir("build-workdir")?;
                 let rel: PathBuf = ignore::clean(&dir).iter().collect();
@@ -1129,6 +1176,7 @@ impl Builder<'_> {
         st: &Stage,
         argv: Vec<String>,
         env: Vec<String>,
+        network: Option<String>,
     ) -> Result<rbox_storage::LayerInfo> {
         let scratch = self.store.scratch_dir("build-run")?;
         let cidfile = scratch.path().join("cid");
@@ -1136,7 +1184,7 @@ impl Builder<'_> {
             entrypoint: Some(String::new()),
             command: argv.into_iter().map(OsString::from).collect(),
             env,
-            network: self.o.network.clone().unwrap_or_default(),
+            network: network.unwrap_or_default(),
             log_driver: Some("passthrough".into()),
             userns: String::new(),
             ..Default::default()

@@ -224,3 +224,89 @@ fn build_in(env: &Env, dir: &str) -> crate::util::Output {
         .arg(env.path(dir))
         .output()
 }
+
+#[test]
+fn build_config_instructions_add_tarball_heredoc_and_stdin() {
+    for_each_user("build_config", |env| {
+        env.import_busybox("busybox");
+        env.write("work/c3/h.txt", "hello\n");
+        env.give_to_user(&env.path("work/c3"));
+        env.cmd("tar")
+            .arg("czf")
+            .arg(env.path("work/c3/arch.tar.gz"))
+            .arg("-C")
+            .arg(env.path("work/c3"))
+            .arg("h.txt")
+            .output()
+            .success();
+        let file = "FROM busybox\nENV X=ex\nSHELL [\"/bin/sh\", \"-ec\"]\nENTRYPOINT echo ep $X\n\
+                    EXPOSE 80 53/udp\nVOLUME /data\nSTOPSIGNAL SIGINT\n\
+                    HEALTHCHECK --interval=5s CMD true\nADD arch.tar.gz /ad/\n\
+                    COPY <<EOT /cf.txt\nline $X\nEOT\nMAINTAINER me\n";
+        let iid = env.path("work/iid");
+        let out = env
+            .rbox()
+            .args([
+                "build",
+                "--network=none",
+                "-f",
+                "-",
+                "--format",
+                "docker",
+                "-t",
+                "cfg",
+            ])
+            .args(["--label", "a=b", "--iidfile"])
+            .arg(&iid)
+            .arg(env.path("work/c3"))
+            .stdin(file)
+            .output()
+            .success();
+        let id = out.lines().last().unwrap().to_string();
+        assert_eq!(
+            std::fs::read_to_string(&iid).unwrap(),
+            format!("sha256:{id}")
+        );
+        let run = |args: &[&str]| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(args)
+                .output()
+                .success()
+                .text()
+        };
+        assert_eq!(run(&["cfg"]), "ep ex");
+        assert_eq!(
+            run(&["--entrypoint", "", "cfg", "cat", "/ad/h.txt", "/cf.txt"]),
+            "hello\nline ex"
+        );
+        let cfg = env.inspect("cfg", "{{json .Config}}");
+        for want in [
+            r#""Entrypoint":["/bin/sh","-ec","echo ep $X"]"#,
+            r#""ExposedPorts":{"53/udp":{},"80/tcp":{}}"#,
+            r#""StopSignal":"SIGINT""#,
+            r#""Volumes":{"/data":{}}"#,
+            r#""a":"b""#,
+        ] {
+            assert!(cfg.contains(want), "{want} not in {cfg}");
+        }
+        let history = env.text(&["history", "--no-trunc", "cfg"]);
+        assert!(
+            history.contains("/bin/sh -c #(nop) MAINTAINER me"),
+            "{history}"
+        );
+        // the OCI format has no healthcheck: Podman's warning
+        let out = env
+            .rbox()
+            .args(["build", "--network=none", "-q", "-f", "-"])
+            .arg(env.path("work/c3"))
+            .stdin(file)
+            .output()
+            .success();
+        assert!(
+            out.stderr
+                .contains("HEALTHCHECK is not supported for OCI image format and will be ignored"),
+            "{out}"
+        );
+    });
+}
