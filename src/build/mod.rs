@@ -50,6 +50,8 @@ pub struct Options {
     pub network: Option<String>,
     pub platform: Option<String>,
     pub compression: Option<String>,
+    /// `--secret id=ID,src=FILE`
+    pub secrets: Vec<String>,
 }
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -98,6 +100,8 @@ enum LayerJob {
         env: Vec<String>,
         /// `RUN --network=`, else `--network`
         network: Option<String>,
+        /// `RUN --mount=`s as `rbox run --mount` values, and their targets
+        mounts: Vec<(String, String)>,
     },
     Copy(CopyJob),
     /// WORKDIR of a directory the image lacks
@@ -140,6 +144,8 @@ struct Builder<'a> {
     /// an image's root copied out for COPY --from, by image id
     roots: BTreeMap<String, rbox_storage::build_cache::ScratchDir>,
     compression: Compression,
+    /// `--secret id=ID,src=FILE`s
+    secrets: BTreeMap<String, PathBuf>,
 }
 
 /// Per-stage state.
@@ -250,6 +256,7 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         done: Vec::new(),
         roots: BTreeMap::new(),
         compression,
+        secrets: secrets(&o.secrets)?,
     };
     let needed = b.needed(&stages, last);
     let total = last + 1;
@@ -289,6 +296,30 @@ fn strip_empty(e: anyhow::Error) -> anyhow::Error {
         return crate::exit::CodedError::new(c.code, parts.join(": ")).into();
     }
     anyhow!(parts.join(": "))
+}
+
+/// `--secret id=ID,src=FILE`s -> id -> file.
+fn secrets(given: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for s in given {
+        let mut id = None;
+        let mut src = None;
+        for item in s.split(',') {
+            match item.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(v.to_string()),
+                Some(("type", "file")) => {}
+                _ => bail!("invalid --secret `{s}`: expected id=ID,src=FILE"),
+            }
+        }
+        let (Some(id), Some(src)) = (id, src) else {
+            bail!("invalid --secret `{s}`: expected id=ID,src=FILE");
+        };
+        let p = std::fs::canonicalize(&src)
+            .with_context(|| format!("invalid --secret `{s}`: `{src}`"))?;
+        out.insert(id, p);
+    }
+    Ok(out)
 }
 
 fn values(m: &BTreeMap<String, Option<String>>) -> BTreeMap<String, String> {
@@ -614,7 +645,7 @@ impl Builder<'_> {
         let allowed: &[&str] = match ins.cmd.as_str() {
             "COPY" => &["from", "chown", "chmod", "link", "parents"],
             "ADD" => &["chown", "chmod", "link", "checksum", "keep-git-dir"],
-            "RUN" => &["network"],
+            "RUN" => &["network", "mount"],
             "HEALTHCHECK" => &[
                 "interval",
                 "timeout",
@@ -928,7 +959,20 @@ impl Builder<'_> {
                     Some(n) => Some(n.to_string()),
                 };
                 key.push_str(&format!("\nnetwork={network:?}"));
-                job = Some(LayerJob::Run { argv, env, network });
+                let mut mounts = Vec::new();
+                for (f, v) in &ins.flags {
+                    if f == "mount" {
+                        let (m, k) = self.run_mount(v, scope.clone())?;
+                        key.push_str(&format!("\nmount={v} {k}"));
+                        mounts.extend(m);
+                    }
+                }
+                job = Some(LayerJob::Run {
+                    argv,
+                    env,
+                    network,
+                    mounts,
+                });
             }
             "COPY" | "ADD" => {
                 let (cj, digest, shown) = self.plan_copy(st, ins, &scope)?;
@@ -1103,10 +1147,125 @@ impl Builder<'_> {
         Ok(p)
     }
 
+    /// `RUN --mount=type=bind|cache|tmpfs|secret,...` -> the `rbox run --mount` values (none
+    /// for a secret that is not given and not required) and what keys the cache.
+    fn run_mount(
+        &mut self,
+        text: &str,
+        scope: BTreeMap<String, String>,
+    ) -> Result<(Vec<(String, String)>, String)> {
+        let text = parse::expand(text, &scope, self.escape).map_err(anyhow::Error::msg)?;
+        let mut kind = "bind".to_string();
+        let mut o: BTreeMap<String, String> = BTreeMap::new();
+        for item in text.split(',').filter(|i| !i.is_empty()) {
+            let (k, v) = item.split_once('=').unwrap_or((item, "true"));
+            if k == "type" {
+                kind = v.to_string();
+            } else {
+                let k = match k {
+                    "dst" | "destination" => "target",
+                    "src" => "source",
+                    "readonly" => "ro",
+                    k => k,
+                };
+                o.insert(k.to_string(), v.to_string());
+            }
+        }
+        let target = |o: &BTreeMap<String, String>| -> Result<String> {
+            o.get("target")
+                .map(|t| absolute("/", t))
+                .ok_or_else(|| anyhow!("invalid --mount `{text}`: a target is required"))
+        };
+        match kind.as_str() {
+            "bind" => {
+                if o.get("rw").is_some_and(|v| v == "true") {
+                    bail!("invalid --mount `{text}`: rw bind mounts are not supported yet");
+                }
+                let t = target(&o)?;
+                let root = match o.get("from") {
+                    Some(f) => self.root_of(f)?,
+                    None => self.context.clone(),
+                };
+                let rel: PathBuf = ignore::clean(o.get("source").map_or("", |s| s))
+                    .iter()
+                    .collect();
+                let src = root.join(&rel);
+                if std::fs::symlink_metadata(&src).is_err() {
+                    bail!("invalid --mount `{text}`: no `{}` to mount", rel.display());
+                }
+                let digest = copy::digest(
+                    &copy::Source {
+                        root: &root,
+                        ignore: None,
+                        what: String::new(),
+                    },
+                    &[rel],
+                )?;
+                Ok((
+                    vec![(format!("type=bind,source={},target={t},ro", src.display()), t)],
+                    digest,
+                ))
+            }
+            "cache" => {
+                let t = target(&o)?;
+                let id = o.get("id").cloned().unwrap_or_else(|| t.clone());
+                let dir = self.store.build_cache_mount(&id)?;
+                let uid = o.get("uid").map_or(Ok(0), |v| v.parse()).context("invalid uid")?;
+                let gid = o.get("gid").map_or(Ok(0), |v| v.parse()).context("invalid gid")?;
+                let mode = o
+                    .get("mode")
+                    .map_or(Ok(0o755), |m| u32::from_str_radix(m, 8))
+                    .context("invalid mode")?;
+                copy::set_owner_mode(&dir, (uid, gid), Some(mode))?;
+                Ok((
+                    vec![(format!("type=bind,source={},target={t}", dir.display()), t)],
+                    String::new(),
+                ))
+            }
+            "tmpfs" => {
+                let t = target(&o)?;
+                let size = o
+                    .get("size")
+                    .map(|s| format!(",tmpfs-size={s}"))
+                    .unwrap_or_default();
+                Ok((vec![(format!("type=tmpfs,target={t}{size}"), t)], String::new()))
+            }
+            "secret" => {
+                let id = o
+                    .get("id")
+                    .cloned()
+                    .or_else(|| o.get("target").map(|t| {
+                        Path::new(t).file_name().unwrap_or_default().to_string_lossy().into_owned()
+                    }))
+                    .ok_or_else(|| anyhow!("invalid --mount `{text}`: a secret needs an id"))?;
+                let t = o
+                    .get("target")
+                    .map(|t| absolute("/", t))
+                    .unwrap_or_else(|| format!("/run/secrets/{id}"));
+                match self.secrets.get(&id) {
+                    Some(src) => Ok((
+                        vec![(format!("type=bind,source={},target={t},ro", src.display()), t)],
+                        String::new(),
+                    )),
+                    None if o.get("required").is_some_and(|v| v == "true") => {
+                        bail!("secret {id:?} is required: give it with --secret id={id},src=FILE")
+                    }
+                    None => Ok((Vec::new(), String::new())),
+                }
+            }
+            k => bail!("invalid --mount `{text}`: type {k:?} is not supported (bind, cache, tmpfs, secret)"),
+        }
+    }
+
     /// Makes a step's layer.
     fn layer(&self, st: &Stage, job: LayerJob) -> Result<rbox_storage::LayerInfo> {
         match job {
-            LayerJob::Run { argv, env, network } => self.run(st, argv, env, network),
+            LayerJob::Run {
+                argv,
+                env,
+                network,
+                mounts,
+            } => self.run(st, argv, env, network, mounts),
             LayerJob::Mkdir(dir) => {
                 let s = self.store.scratch_dir("build-workdir")?;
                 let rel: PathBuf = ignore::clean(&dir).iter().collect();
@@ -1177,6 +1336,7 @@ impl Builder<'_> {
         argv: Vec<String>,
         env: Vec<String>,
         network: Option<String>,
+        mounts: Vec<(String, String)>,
     ) -> Result<rbox_storage::LayerInfo> {
         let scratch = self.store.scratch_dir("build-run")?;
         let cidfile = scratch.path().join("cid");
@@ -1185,6 +1345,7 @@ impl Builder<'_> {
             command: argv.into_iter().map(OsString::from).collect(),
             env,
             network: network.unwrap_or_default(),
+            mount: mounts.iter().map(|(m, _)| m.clone()).collect(),
             log_driver: Some("passthrough".into()),
             userns: String::new(),
             ..Default::default()
@@ -1226,6 +1387,10 @@ impl Builder<'_> {
                 bail!("RUN needs the overlay storage driver (the copy driver keeps no upper directory)");
             }
             let dir = self.store.container_dir(&id)?;
+            // the mount points of RUN --mount are no changes of the step
+            for (_, target) in &mounts {
+                prune_mount_point(&dir.upper, target, &st.img.dirs);
+            }
             Ok(self.store.layer_from_upper_skipping(
                 &dir.upper,
                 self.compression,
@@ -1286,6 +1451,27 @@ impl Builder<'_> {
                 .with_context(|| format!("write `{}`", p.display()))?;
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Removes what the runtime made in `upper` only to mount over at `target` (an empty file or
+/// directory, and its empty parents) where the image has nothing.
+fn prune_mount_point(upper: &Path, target: &str, layers: &[PathBuf]) {
+    let mut rel: PathBuf = ignore::clean(target).iter().collect();
+    while !rel.as_os_str().is_empty() {
+        if copy::lookup(layers, &rel).is_some() {
+            return;
+        }
+        let p = upper.join(&rel);
+        let gone = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
+            Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
+            _ => false,
+        };
+        if !gone {
+            return;
+        }
+        rel.pop();
     }
 }
 

@@ -69,6 +69,9 @@ pub struct BuildArgs {
     #[arg(long = "force-rm", value_name = "BOOL", num_args = 0..=1, default_value_t = true,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub force_rm: bool,
+    /// A secret for `RUN --mount=type=secret,id=ID`: id=ID,src=FILE
+    #[arg(long, value_name = "id=ID,src=FILE")]
+    pub secret: Vec<String>,
     /// The build context: a directory
     #[arg(value_name = "CONTEXT", value_hint = clap::ValueHint::DirPath)]
     pub context: Option<PathBuf>,
@@ -116,6 +119,7 @@ pub fn run(g: &Context, a: BuildArgs) -> Result<ExitCode> {
         network: a.network,
         platform: a.platform,
         compression: a.compression_format,
+        secrets: a.secret,
     };
     build::build(g, &o, &ShowPull { quiet: o.quiet })
 }

@@ -1,6 +1,7 @@
 //! The build cache index and build scratch directories.
 //!
-//! Owns `build-cache/<key-hex>`: one small file per cached build step, holding the id (hex) of
+//! Owns `build-cache/mounts/<hex>` (the directories of `RUN --mount=type=cache`, by the digest
+//! of their id) and `build-cache/<key-hex>`: one small file per cached build step, holding the id (hex) of
 //! the image that step produced; the key is a digest the builder computes from the parent
 //! image, the instruction and its inputs. Entries are replaced by rename, so readers take no
 //! lock; an entry whose image was removed is simply a miss. Also hands out scratch directories
@@ -44,6 +45,17 @@ impl Store {
         let dir = p.parent().expect("entry has a parent");
         fs::create_dir_all(dir).ctx(|| format!("create {}", bt(dir)))?;
         self.write_atomic(&p, image.hex().as_bytes())
+    }
+
+    /// The directory of the `RUN --mount=type=cache` of this id (`build-cache/mounts/<hex of
+    /// the id's sha256>`), made when missing; kept across builds.
+    pub fn build_cache_mount(&self, id: &str) -> Result<PathBuf> {
+        let d = self
+            .root()
+            .join("build-cache/mounts")
+            .join(Digest::of(id.as_bytes()).hex());
+        fs::create_dir_all(&d).ctx(|| format!("create {}", bt(&d)))?;
+        Ok(d)
     }
 
     /// A new empty scratch directory on the store's filesystem.

@@ -310,3 +310,55 @@ fn build_config_instructions_add_tarball_heredoc_and_stdin() {
         );
     });
 }
+
+#[test]
+fn build_run_mounts_bind_cache_tmpfs_secret() {
+    for_each_user("build_mounts", |env| {
+        env.import_busybox("busybox");
+        env.write("work/c4/src/f", "srcfile\n");
+        env.write("work/secret", "s3cret\n");
+        env.write(
+            "work/c4/Containerfile",
+            "FROM busybox\n\
+             RUN --mount=type=bind,source=src,target=/mnt/src cat /mnt/src/f > /copied\n\
+             RUN --mount=type=cache,target=/var/cache/x echo c >> /var/cache/x/log && wc -l < /var/cache/x/log > /count\n\
+             RUN --mount=type=tmpfs,target=/tmp/t touch /tmp/t/gone\n\
+             RUN --mount=type=secret,id=tok cat /run/secrets/tok > /tokcopy\n",
+        );
+        let secret = format!("id=tok,src={}", env.path("work/secret").display());
+        let b = || {
+            env.rbox()
+                .args(["build", "--network=none", "-q", "--no-cache", "-t", "m"])
+                .args(["--secret", &secret])
+                .arg(env.path("work/c4"))
+                .output()
+                .success()
+        };
+        b();
+        let show = || {
+            env.rbox()
+                .args(["run", "--rm", "--network=none", "m", "sh", "-c"])
+                .arg("cat /copied /count /tokcopy; for p in /mnt /var/cache /tmp/t /run/secrets; do test -e $p && echo $p; done; true")
+                .output()
+                .success()
+                .text()
+        };
+        // the mounts leave nothing in the image but what the steps wrote
+        assert_eq!(show(), "srcfile\n1\ns3cret");
+        // the cache directory outlives the build
+        b();
+        assert_eq!(show(), "srcfile\n2\ns3cret");
+        // a required secret that is not given
+        env.write(
+            "work/c5/Containerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=x,required=true true\n",
+        );
+        let out = env
+            .rbox()
+            .args(["build", "--network=none"])
+            .arg(env.path("work/c5"))
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("secret \"x\" is required"), "{out}");
+    });
+}
