@@ -349,3 +349,63 @@ pub fn extract(path: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Applies `layers` (unpacked layer directories, bottom first) onto `dest` keeping their
+/// whiteouts (0/0 character devices) and opaque directories (`user.overlay.opaque=y`), so that
+/// `dest` is one layer with the changes of them all (`--squash`). Hard links become copies.
+pub fn squash(layers: &[PathBuf], dest: &Path) -> Result<()> {
+    for l in layers {
+        squash_dir(l, dest).with_context(|| format!("squash layer `{}`", l.display()))?;
+    }
+    Ok(())
+}
+
+fn squash_dir(src: &Path, dst: &Path) -> Result<()> {
+    let mut ents: Vec<_> = fs::read_dir(src)?.flatten().collect();
+    ents.sort_by_key(|e| e.file_name());
+    for e in ents {
+        let s = e.path();
+        let d = dst.join(e.file_name());
+        let m = fs::symlink_metadata(&s)?;
+        let ft = m.file_type();
+        if ft.is_char_device() && m.rdev() == 0 {
+            let _ = remove_any(&d);
+            nix::sys::stat::mknod(
+                &d,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .with_context(|| format!("create whiteout `{}`", d.display()))?;
+        } else if ft.is_dir() {
+            let opaque =
+                rbox_storage::lgetxattr(&s, "user.overlay.opaque").is_some_and(|v| v == b"y");
+            match fs::symlink_metadata(&d) {
+                Ok(dm) if dm.is_dir() && !opaque => {}
+                Ok(_) => {
+                    remove_any(&d)?;
+                    fs::create_dir(&d)?;
+                }
+                Err(_) => fs::create_dir(&d)?,
+            }
+            if opaque {
+                let f = fs::File::open(&d)?;
+                rbox_storage::fsetxattr(&f, "user.overlay.opaque", b"y")
+                    .with_context(|| format!("mark `{}` opaque", d.display()))?;
+            }
+            squash_dir(&s, &d)?;
+            set_owner_mode(&d, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+        } else {
+            copy_one(
+                &s,
+                &m,
+                &d,
+                Attrs {
+                    owner: (m.uid(), m.gid()),
+                    mode: None,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}

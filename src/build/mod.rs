@@ -52,6 +52,10 @@ pub struct Options {
     pub compression: Option<String>,
     /// `--secret id=ID,src=FILE`
     pub secrets: Vec<String>,
+    /// `--squash`: the new layers as one
+    pub squash: bool,
+    /// `--squash-all`: all layers as one
+    pub squash_all: bool,
 }
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -271,31 +275,15 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         } else {
             String::new()
         };
-        let img = b
-            .stage(s, &prefix, i == last)
-            .map_err(|e| e.context(String::new()))
-            .map_err(strip_empty)?;
+        let (img, base) = b.stage(s, &prefix, i == last)?;
         if i == last {
-            result = Some((img, prefix));
+            result = Some((img, prefix, base));
         } else {
             b.done.push((s.name.clone(), img));
         }
     }
-    let (img, prefix) = result.expect("the last stage ran");
-    b.finish(img, &prefix)
-}
-
-/// `anyhow`'s empty context layers are left out again.
-fn strip_empty(e: anyhow::Error) -> anyhow::Error {
-    let parts: Vec<String> = e
-        .chain()
-        .map(|c| c.to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if let Some(c) = e.downcast_ref::<crate::exit::CodedError>() {
-        return crate::exit::CodedError::new(c.code, parts.join(": ")).into();
-    }
-    anyhow!(parts.join(": "))
+    let (img, prefix, base) = result.expect("the last stage ran");
+    b.finish(img, &prefix, base)
 }
 
 /// `--secret id=ID,src=FILE`s -> id -> file.
@@ -566,7 +554,8 @@ impl Builder<'_> {
         self.puller.pull(&self.store, name, &opts)
     }
 
-    fn stage(&mut self, s: &StageDef, prefix: &str, final_stage: bool) -> Result<Img> {
+    /// Runs a stage; returns its image and how many layers its base had.
+    fn stage(&mut self, s: &StageDef, prefix: &str, final_stage: bool) -> Result<(Img, usize)> {
         let n = s.steps.len() + 1;
         // a stage by name shows as its image's id, as Podman shows it
         let mut shown = s.from.original.clone();
@@ -584,6 +573,7 @@ impl Builder<'_> {
         let img = self
             .base(&s.from)
             .map_err(|e| anyhow!("building at STEP \"{}\": {e:#}", s.from.original))?;
+        let base_layers = img.layers.len();
         let mut st = Stage {
             img,
             args: BTreeMap::new(),
@@ -608,7 +598,7 @@ impl Builder<'_> {
                 anyhow::Error::from(crate::exit::CodedError::new(code, msg))
             })?;
         }
-        Ok(st.img)
+        Ok((st.img, base_layers))
     }
 
     /// Whether the docker-only config field of `what` is written: in the OCI format it is
@@ -690,12 +680,7 @@ impl Builder<'_> {
         let mut layers = st.img.layers.clone();
         if let Some(job) = plan.job {
             let info = self.layer(st, job)?;
-            let docker = self.o.format == "docker";
-            layers.push(json!({
-                "mediaType": if docker { info.compression.docker_media_type() } else { info.compression.oci_media_type() },
-                "digest": info.blob.as_ref().ok_or_else(|| anyhow!("the layer has no blob"))?.to_string(),
-                "size": info.blob_size.unwrap_or(0),
-            }));
+            layers.push(self.descriptor(&info)?);
             let ids = config["rootfs"]["diff_ids"]
                 .as_array_mut()
                 .ok_or_else(|| anyhow!("invalid image config: no rootfs.diff_ids"))?;
@@ -1404,8 +1389,66 @@ impl Builder<'_> {
         res
     }
 
+    /// `--squash` (keep = the base's layers) and `--squash-all` (keep = 0): the layers above
+    /// the first `keep` as one.
+    fn squash(&self, img: Img, keep: usize) -> Result<Img> {
+        let bottom_first: Vec<PathBuf> = img.dirs.iter().rev().cloned().collect();
+        if bottom_first.len() <= keep + 1 {
+            return Ok(img);
+        }
+        let s = self.store.scratch_dir("build-squash")?;
+        let dest = s.path().join("layer");
+        if keep == 0 {
+            // nothing below to delete from: whiteouts are dropped
+            rbox_storage::mount::copy::copy_layers(&bottom_first, &dest)?;
+        } else {
+            std::fs::create_dir(&dest).context("create the squash directory")?;
+            copy::squash(&bottom_first[keep..], &dest)?;
+        }
+        let info = self.store.layer_from_upper(&dest, self.compression)?;
+        let mut config = img.config.clone();
+        let mut layers = img.layers[..keep].to_vec();
+        layers.push(self.descriptor(&info)?);
+        let mut ids: Vec<Value> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        ids.truncate(keep);
+        ids.push(json!(info.diff_id.to_string()));
+        config["rootfs"]["diff_ids"] = json!(ids);
+        let mut seen = 0;
+        if let Some(h) = config["history"].as_array_mut() {
+            for e in h.iter_mut() {
+                if e["empty_layer"].as_bool() != Some(true) {
+                    seen += 1;
+                    if seen > keep {
+                        e["empty_layer"] = json!(true);
+                    }
+                }
+            }
+            let now = crate::state::now_rfc3339();
+            h.push(json!({
+                "created": now,
+                "created_by": "/bin/sh -c #(nop) squashed",
+                "comment": if keep == 0 { "rbox build --squash-all" } else { "rbox build --squash" },
+            }));
+            config["created"] = json!(now);
+        }
+        self.commit(config, layers, &[], "")
+    }
+
+    /// The manifest descriptor of a stored layer.
+    fn descriptor(&self, info: &rbox_storage::LayerInfo) -> Result<Value> {
+        let docker = self.o.format == "docker";
+        Ok(json!({
+            "mediaType": if docker { info.compression.docker_media_type() } else { info.compression.oci_media_type() },
+            "digest": info.blob.as_ref().ok_or_else(|| anyhow!("the layer has no blob"))?.to_string(),
+            "size": info.blob_size.unwrap_or(0),
+        }))
+    }
+
     /// The final image: `--label`s, the names, the output Podman prints, `--iidfile`.
-    fn finish(&self, img: Img, prefix: &str) -> Result<ExitCode> {
+    fn finish(&self, img: Img, prefix: &str, base_layers: usize) -> Result<ExitCode> {
         let names: Vec<String> = self
             .o
             .tags
@@ -1420,6 +1463,11 @@ impl Builder<'_> {
                 .map(|t| format!(" {t}"))
                 .unwrap_or_default()
         ));
+        let img = if self.o.squash || self.o.squash_all {
+            self.squash(img, if self.o.squash_all { 0 } else { base_layers })?
+        } else {
+            img
+        };
         let img = if self.o.labels.is_empty() {
             img
         } else {

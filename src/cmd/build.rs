@@ -34,9 +34,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "POLICY", num_args = 0..=1, default_value = "missing",
           default_missing_value = "always", require_equals = true)]
     pub pull: String,
-    /// Squash the new layers into one (not supported yet)
+    /// Squash the layers the build adds into one (the base image's layers stay)
     #[arg(long)]
     pub squash: bool,
+    /// Squash all the image's layers, the base's too, into one
+    #[arg(long = "squash-all")]
+    pub squash_all: bool,
     /// Write the image id to FILE
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -91,9 +94,6 @@ pub enum BuildxCommand {
 }
 
 pub fn run(g: &Context, a: BuildArgs) -> Result<ExitCode> {
-    if a.squash {
-        bail!("--squash is not supported yet: build without it");
-    }
     if !matches!(a.format.as_str(), "oci" | "docker") {
         bail!("unrecognized image type {:?}", a.format);
     }
@@ -120,6 +120,8 @@ pub fn run(g: &Context, a: BuildArgs) -> Result<ExitCode> {
         platform: a.platform,
         compression: a.compression_format,
         secrets: a.secret,
+        squash: a.squash,
+        squash_all: a.squash_all,
     };
     build::build(g, &o, &ShowPull { quiet: o.quiet })
 }

@@ -362,3 +362,39 @@ fn build_run_mounts_bind_cache_tmpfs_secret() {
         assert!(out.stderr.contains("secret \"x\" is required"), "{out}");
     });
 }
+
+#[test]
+fn build_squash_keeps_deletions_and_squash_all_makes_one_layer() {
+    for_each_user("build_squash", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/c6/Containerfile",
+            "FROM busybox\n\
+             RUN echo a > /a && mkdir /d && echo x > /d/x\n\
+             RUN rm /bin/vi && rm -r /d && mkdir /d && echo y > /d/y\n\
+             RUN echo b > /b\n",
+        );
+        let base = env.inspect("busybox", "{{len .RootFS.Layers}}");
+        assert_eq!(base, "1");
+        for (flag, layers) in [("--squash", "2"), ("--squash-all", "1")] {
+            env.rbox()
+                .args(["build", "--network=none", "-q", flag, "-t", "sq"])
+                .arg(env.path("work/c6"))
+                .output()
+                .success();
+            assert_eq!(
+                env.inspect("sq", "{{len .RootFS.Layers}}"),
+                layers,
+                "{flag}"
+            );
+            let seen = env
+                .rbox()
+                .args(["run", "--rm", "--network=none", "sq", "sh", "-c"])
+                .arg("cat /a /b; ls /d; test -e /bin/vi || echo no-vi")
+                .output()
+                .success()
+                .text();
+            assert_eq!(seen, "a\nb\ny\nno-vi", "{flag}");
+        }
+    });
+}
