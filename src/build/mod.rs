@@ -150,6 +150,8 @@ struct Builder<'a> {
     compression: Compression,
     /// `--secret id=ID,src=FILE`s
     secrets: BTreeMap<String, PathBuf>,
+    /// the build args some ARG (or RUN, for the proxy ones) used
+    consumed: std::collections::BTreeSet<String>,
 }
 
 /// Per-stage state.
@@ -261,7 +263,9 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         roots: BTreeMap::new(),
         compression,
         secrets: secrets(&o.secrets)?,
+        consumed: std::collections::BTreeSet::new(),
     };
+    b.consumed.extend(b.global_args.keys().cloned());
     let needed = b.needed(&stages, last);
     let total = last + 1;
     let mut result = None;
@@ -589,9 +593,24 @@ impl Builder<'_> {
                 st.shell = v;
             }
         }
-        for (k, ins) in s.steps.iter().enumerate() {
+        // the base's ONBUILD triggers run first (and are not passed on), as Docker runs them
+        let mut steps = Vec::new();
+        if let Some(triggers) = st.img.config["config"]["OnBuild"].as_array().cloned() {
+            for t in triggers.iter().filter_map(|t| t.as_str()) {
+                let f = parse::parse(t).map_err(|e| {
+                    anyhow!("parse the ONBUILD trigger {t:?} of the base image: {e}")
+                })?;
+                steps.extend(f.instructions);
+            }
+            if let Some(c) = st.img.config["config"].as_object_mut() {
+                c.remove("OnBuild");
+            }
+        }
+        steps.extend(s.steps.iter().cloned());
+        let n = steps.len() + 1;
+        for (k, ins) in steps.iter().enumerate() {
             self.say(&format!("{prefix}STEP {}/{n}: {}", k + 2, ins.original));
-            let last = final_stage && k + 1 == s.steps.len();
+            let last = final_stage && k + 1 == steps.len();
             self.step(&mut st, ins, last).map_err(|e| {
                 let code = crate::exit::code_of(&e);
                 let msg = format!("building at STEP \"{}\": {e:#}", ins.original);
@@ -730,6 +749,7 @@ impl Builder<'_> {
                         .or_else(|| self.global_args.get(&k).cloned().flatten())
                         .or_else(|| platform_args().get(&k).cloned());
                     names.push(k.clone());
+                    self.consumed.insert(k.clone());
                     key.push_str(&format!("\n{k}={val:?}"));
                     st.args.insert(k, val);
                 }
@@ -908,6 +928,7 @@ impl Builder<'_> {
                 for p in PROXY_ARGS {
                     if let Some(v) = self.build_args.get(*p) {
                         if !st.args.contains_key(*p) {
+                            self.consumed.insert(p.to_string());
                             args.push(format!("{p}={v}"));
                         }
                     }
@@ -1489,6 +1510,19 @@ impl Builder<'_> {
         self.say(&format!("--> {}", short(&img.id)));
         for n in &names {
             self.say(&format!("Successfully tagged {n}"));
+        }
+        let unused: Vec<&str> = self
+            .build_args
+            .keys()
+            .filter(|k| !self.consumed.contains(*k))
+            .map(String::as_str)
+            .collect();
+        if !unused.is_empty() {
+            // Podman's words
+            eprintln!(
+                "[Warning] one or more build args were not consumed: [{}]",
+                unused.join(" ")
+            );
         }
         {
             use std::io::Write;

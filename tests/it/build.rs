@@ -398,3 +398,62 @@ fn build_squash_keeps_deletions_and_squash_all_makes_one_layer() {
         }
     });
 }
+
+#[test]
+fn build_onbuild_triggers_run_in_the_child_and_unused_args_warn() {
+    for_each_user("build_onbuild", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/p/Containerfile",
+            "FROM busybox\nONBUILD RUN echo trig > /trig\n",
+        );
+        env.rbox()
+            .args([
+                "build",
+                "--network=none",
+                "-q",
+                "--format",
+                "docker",
+                "-t",
+                "parent",
+            ])
+            .arg(env.path("work/p"))
+            .output()
+            .success();
+        env.write("work/c/Containerfile", "FROM parent\nRUN cat /trig\n");
+        let out = env
+            .rbox()
+            .args([
+                "build",
+                "--network=none",
+                "--format",
+                "docker",
+                "-t",
+                "child",
+            ])
+            .args(["--build-arg", "NOPE=1"])
+            .arg(env.path("work/c"))
+            .output()
+            .success();
+        let lines = out.lines();
+        // Podman's numbering: the trigger is a step of its own
+        assert_eq!(lines[0], "STEP 1/2: FROM parent", "{out}");
+        assert_eq!(lines[1], "STEP 2/3: RUN echo trig > /trig", "{out}");
+        assert!(lines.contains(&"STEP 3/3: RUN cat /trig"), "{out}");
+        assert!(lines.contains(&"trig"), "{out}");
+        assert!(
+            out.stderr
+                .contains("[Warning] one or more build args were not consumed: [NOPE]"),
+            "{out}"
+        );
+        // triggers are not passed on to grandchildren
+        env.write("work/g/Containerfile", "FROM child\nRUN true\n");
+        let out = env
+            .rbox()
+            .args(["build", "--network=none"])
+            .arg(env.path("work/g"))
+            .output()
+            .success();
+        assert_eq!(out.lines()[1], "STEP 2/2: RUN true", "{out}");
+    });
+}
