@@ -122,6 +122,10 @@ struct CopyJob {
     add: bool,
     /// heredoc files: (name, content)
     inline: Vec<(String, String)>,
+    /// ADD of URLs: (file name, the download)
+    urls: Vec<(String, PathBuf)>,
+    /// where the downloads are, removed with the job
+    _downloads: Option<rbox_storage::build_cache::ScratchDir>,
 }
 
 /// A planned step: the new config (history included) and the layer to make, if any.
@@ -1076,9 +1080,29 @@ impl Builder<'_> {
             Some(f) => Some(self.root_of(f)?),
             None => None,
         };
+        let mut urls = Vec::new();
+        let mut downloads = None;
         for w in &words {
             if add && (w.starts_with("http://") || w.starts_with("https://")) {
-                bail!("ADD of a URL (`{w}`) is not supported yet: download it and COPY it");
+                if downloads.is_none() {
+                    downloads = Some(self.store.scratch_dir("build-add")?);
+                }
+                let dir = downloads.as_ref().expect("made above").path();
+                let name = url_file_name(w);
+                let file = dir.join(format!("{}", urls.len()));
+                download(w, &file)?;
+                let src = copy::Source {
+                    root: dir,
+                    ignore: None,
+                    what: String::new(),
+                };
+                h.update(name.as_bytes());
+                h.update(copy::digest(
+                    &src,
+                    &[PathBuf::from(format!("{}", urls.len()))],
+                )?);
+                urls.push((name, file));
+                continue;
             }
             let src = match &root {
                 Some(r) => copy::Source {
@@ -1116,6 +1140,8 @@ impl Builder<'_> {
                 attrs,
                 add,
                 inline,
+                urls,
+                _downloads: downloads,
             },
             digest,
             shown,
@@ -1314,6 +1340,20 @@ impl Builder<'_> {
                         };
                         copy::copy_entry(&src, r, &to, cj.attrs)?;
                     }
+                }
+                for (name, file) in &cj.urls {
+                    let to = if cj.dest_is_dir {
+                        target.join(name)
+                    } else {
+                        target.clone()
+                    };
+                    std::fs::copy(file, &to)
+                        .with_context(|| format!("write `{}`", to.display()))?;
+                    copy::set_owner_mode(
+                        &to,
+                        cj.attrs.owner,
+                        Some(cj.attrs.mode.unwrap_or(0o600)),
+                    )?;
                 }
                 for (name, body) in &cj.inline {
                     let to = if cj.dest_is_dir {
@@ -1536,6 +1576,38 @@ impl Builder<'_> {
     }
 }
 
+/// The file name ADD gives a download: the last component of the URL's path.
+fn url_file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let after = path.split_once("://").map_or(path, |(_, r)| r);
+    match after.split_once('/') {
+        Some((_, p)) => p
+            .rsplit('/')
+            .find(|c| !c.is_empty())
+            .unwrap_or("index.html"),
+        None => "index.html",
+    }
+    .to_string()
+}
+
+/// Downloads `url` to `dest` (ADD of a URL), verifying TLS as pulls do.
+fn download(url: &str, dest: &Path) -> Result<()> {
+    let host = url
+        .split_once("://")
+        .map_or("", |(_, r)| r.split(['/', '?']).next().unwrap_or(""));
+    let tls = rbox_registry::tls::tls_config(host, None, true)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| anyhow!("download `{url}`: {e}"))?;
+    let mut f =
+        std::fs::File::create(dest).with_context(|| format!("create `{}`", dest.display()))?;
+    std::io::copy(&mut resp.body_mut().as_reader(), &mut f)
+        .map_err(|e| anyhow!("download `{url}`: {e}"))?;
+    Ok(())
+}
+
 /// Removes what the runtime made in `upper` only to mount over at `target` (an empty file or
 /// directory, and its empty parents) where the image has nothing.
 fn prune_mount_point(upper: &Path, target: &str, layers: &[PathBuf]) {
@@ -1649,6 +1721,13 @@ fn healthcheck(ins: &Instruction, shell: &[String]) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_file_names() {
+        assert_eq!(url_file_name("http://h/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(url_file_name("https://h:8080/dir/"), "dir");
+        assert_eq!(url_file_name("http://h"), "index.html");
+    }
 
     #[test]
     fn workdirs_resolve_against_the_current_one() {

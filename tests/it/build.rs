@@ -457,3 +457,52 @@ fn build_onbuild_triggers_run_in_the_child_and_unused_args_warn() {
         assert_eq!(out.lines()[1], "STEP 2/2: RUN true", "{out}");
     });
 }
+
+/// Serves `body` over HTTP on a free local port for every request, until the process ends;
+/// returns the port.
+fn serve(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn build_add_of_a_url() {
+    let port = serve("downloaded\n");
+    for_each_user("build_add_url", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/u/Containerfile",
+            format!(
+                "FROM busybox\nADD http://127.0.0.1:{port}/files/dl.txt /web/\n\
+                 ADD http://127.0.0.1:{port}/other /named.txt\n"
+            ),
+        );
+        env.rbox()
+            .args(["build", "--network=none", "-q", "-t", "u"])
+            .arg(env.path("work/u"))
+            .output()
+            .success();
+        let seen = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "u", "sh", "-c"])
+            .arg("cat /web/dl.txt /named.txt; stat -c %a /web/dl.txt")
+            .output()
+            .success()
+            .text();
+        assert_eq!(seen, "downloaded\ndownloaded\n600");
+    });
+}
