@@ -656,8 +656,8 @@ impl Builder<'_> {
 
     fn step(&mut self, st: &mut Stage, ins: &Instruction, last: bool) -> Result<()> {
         let allowed: &[&str] = match ins.cmd.as_str() {
-            "COPY" => &["from", "chown", "chmod", "link", "parents"],
-            "ADD" => &["chown", "chmod", "link", "checksum", "keep-git-dir"],
+            "COPY" => &["from", "chown", "chmod", "link"],
+            "ADD" => &["chown", "chmod", "link", "checksum"],
             "RUN" => &["network", "mount"],
             "HEALTHCHECK" => &[
                 "interval",
@@ -1091,6 +1091,12 @@ impl Builder<'_> {
                 let name = url_file_name(w);
                 let file = dir.join(format!("{}", urls.len()));
                 download(w, &file)?;
+                if let Some(want) = ins.flag("checksum") {
+                    let got = Digest::of(&std::fs::read(&file).context("read the download")?);
+                    if want != got.to_string() {
+                        bail!("unexpected checksum of `{w}`: expected {want}, got {got}");
+                    }
+                }
                 let src = copy::Source {
                     root: dir,
                     ignore: None,
@@ -1408,17 +1414,24 @@ impl Builder<'_> {
             rootfs: false,
             flags,
         };
-        {
+        let ran = {
             // `-q`: the steps' output goes nowhere, as with Podman
             let _quiet = if self.o.quiet {
                 Some(Silenced::new()?)
             } else {
                 None
             };
-            runtime::run(self.g, opts, self.puller, true)?;
-        }
-        let id = std::fs::read_to_string(&cidfile).context("read the build container's id")?;
-        let res = (|| -> Result<rbox_storage::LayerInfo> {
+            runtime::run(self.g, opts, self.puller, true)
+        };
+        // the container goes, whatever happened (it exists once its id file has the id)
+        let id = std::fs::read_to_string(&cidfile).unwrap_or_default();
+        let res = ran.and_then(|_| {
+            if id.is_empty() {
+                bail!("the build container left no id in `{}`", cidfile.display());
+            }
+            Ok(())
+        });
+        let res = res.and_then(|()| {
             let rec = crate::state::load(self.g, &id)?;
             let code = rec.state.exit_code.unwrap_or(-1);
             if code != 0 {
@@ -1442,11 +1455,13 @@ impl Builder<'_> {
                 self.compression,
                 &["etc/hosts", "etc/hostname", "etc/resolv.conf"],
             )?)
-        })();
-        if let Ok(rec) = crate::state::load(self.g, &id) {
-            let _ = crate::state::remove(self.g, &rec);
+        });
+        if !id.is_empty() {
+            if let Ok(rec) = crate::state::load(self.g, &id) {
+                let _ = crate::state::remove(self.g, &rec);
+            }
+            let _ = self.store.remove_container_dir(&id);
         }
-        let _ = self.store.remove_container_dir(&id);
         res
     }
 

@@ -213,6 +213,19 @@ fn build_ignore_file_target_and_errors() {
             ),
             "{out}"
         );
+        if !env.user.has_many_ids() {
+            // a step the runtime refuses (no such uid in a single-id namespace)
+            env.write(
+                "work/bad/Containerfile",
+                "FROM busybox\nUSER 1000\nRUN true\n",
+            );
+            let out = build_in(env, "work/bad").rbox_error();
+            assert!(
+                out.stderr
+                    .contains("building at STEP \"RUN true\": user `1000`"),
+                "{out}"
+            );
+        }
         // no container is left behind by the steps
         assert_eq!(env.text(&["ps", "-aq"]), "");
     });
@@ -504,5 +517,19 @@ fn build_add_of_a_url() {
             .success()
             .text();
         assert_eq!(seen, "downloaded\ndownloaded\n600");
+        env.write(
+            "work/u/Containerfile",
+            format!(
+                "FROM busybox\nADD --checksum=sha256:{} http://127.0.0.1:{port}/x /x\n",
+                "0".repeat(64)
+            ),
+        );
+        let out = env
+            .rbox()
+            .args(["build", "--network=none"])
+            .arg(env.path("work/u"))
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("unexpected checksum"), "{out}");
     });
 }
