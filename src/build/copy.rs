@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest as _, Sha256};
 
 use super::ignore::{self, Ignore};
@@ -407,5 +407,37 @@ fn squash_dir(src: &Path, dst: &Path) -> Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// The file name ADD gives a download: the last component of the URL's path.
+pub fn url_file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let after = path.split_once("://").map_or(path, |(_, r)| r);
+    match after.split_once('/') {
+        Some((_, p)) => p
+            .rsplit('/')
+            .find(|c| !c.is_empty())
+            .unwrap_or("index.html"),
+        None => "index.html",
+    }
+    .to_string()
+}
+
+/// Downloads `url` to `dest` (ADD of a URL), verifying TLS as pulls do.
+pub fn download(url: &str, dest: &Path) -> Result<()> {
+    let host = url
+        .split_once("://")
+        .map_or("", |(_, r)| r.split(['/', '?']).next().unwrap_or(""));
+    let tls = rbox_registry::tls::tls_config(host, None, true)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| anyhow!("download `{url}`: {e}"))?;
+    let mut f =
+        std::fs::File::create(dest).with_context(|| format!("create `{}`", dest.display()))?;
+    std::io::copy(&mut resp.body_mut().as_reader(), &mut f)
+        .map_err(|e| anyhow!("download `{url}`: {e}"))?;
     Ok(())
 }

@@ -5,15 +5,17 @@
 //! a staging directory, the config instructions as edits of the image config with a history
 //! entry each, the step cache (keyed by the parent image, the instruction after expansion
 //! and its inputs), and the progress output Podman prints. Parsing is `parse.rs` (pure),
-//! ignore rules and globs `ignore.rs` (pure), the staging of COPY/ADD `copy.rs`; the command
+//! ignore rules and globs `ignore.rs` (pure), the staging of COPY/ADD `copy.rs`, RUN's
+//! container `run.rs`, storing and reading images (and `--squash`) `image.rs`; the command
 //! line is `cmd/build.rs`.
 
 pub mod copy;
 pub mod ignore;
+mod image;
 pub mod parse;
+mod run;
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,7 +27,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::context::Context;
-use crate::runtime::{self, Puller, RunOptions};
+use crate::runtime::{self, Puller};
 use parse::Instruction;
 
 /// What `rbox build` was asked for, as plain values.
@@ -266,7 +268,7 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         done: Vec::new(),
         roots: BTreeMap::new(),
         compression,
-        secrets: secrets(&o.secrets)?,
+        secrets: run::secrets(&o.secrets)?,
         consumed: std::collections::BTreeSet::new(),
     };
     b.consumed.extend(b.global_args.keys().cloned());
@@ -292,30 +294,6 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
     }
     let (img, prefix, base) = result.expect("the last stage ran");
     b.finish(img, &prefix, base)
-}
-
-/// `--secret id=ID,src=FILE`s -> id -> file.
-fn secrets(given: &[String]) -> Result<BTreeMap<String, PathBuf>> {
-    let mut out = BTreeMap::new();
-    for s in given {
-        let mut id = None;
-        let mut src = None;
-        for item in s.split(',') {
-            match item.split_once('=') {
-                Some(("id", v)) => id = Some(v.to_string()),
-                Some(("src" | "source", v)) => src = Some(v.to_string()),
-                Some(("type", "file")) => {}
-                _ => bail!("invalid --secret `{s}`: expected id=ID,src=FILE"),
-            }
-        }
-        let (Some(id), Some(src)) = (id, src) else {
-            bail!("invalid --secret `{s}`: expected id=ID,src=FILE");
-        };
-        let p = std::fs::canonicalize(&src)
-            .with_context(|| format!("invalid --secret `{s}`: `{src}`"))?;
-        out.insert(id, p);
-    }
-    Ok(out)
 }
 
 fn values(m: &BTreeMap<String, Option<String>>) -> BTreeMap<String, String> {
@@ -437,75 +415,6 @@ impl Builder<'_> {
             }
         }
         need
-    }
-
-    fn scratch_img(&self) -> Result<Img> {
-        let config = json!({
-            "architecture": rbox_storage::archive::host_arch(),
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": []},
-            "history": [],
-        });
-        self.commit(config, Vec::new(), &[], "scratch")
-    }
-
-    fn load(&self, rec: &ImageRecord, shown: String) -> Result<Img> {
-        let config: Value = serde_json::from_slice(
-            &self
-                .store
-                .read_blob(&rec.id)
-                .with_context(|| format!("read the config of image {}", rec.id))?,
-        )
-        .context("parse image config")?;
-        let manifest: Value = serde_json::from_slice(&self.store.image_manifest(rec)?)
-            .context("parse image manifest")?;
-        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
-        let dirs = rec
-            .layers
-            .iter()
-            .rev()
-            .map(|l| self.store.layer_path(&l.diff_id))
-            .collect();
-        Ok(Img {
-            id: rec.id.clone(),
-            config,
-            layers,
-            dirs,
-            shown,
-        })
-    }
-
-    /// Stores an image of `config` and `layers` (descriptors, bottom first).
-    fn commit(
-        &self,
-        config: Value,
-        layers: Vec<Value>,
-        names: &[String],
-        shown: &str,
-    ) -> Result<Img> {
-        let docker = self.o.format == "docker";
-        let cfg_bytes = serde_json::to_vec(&config).expect("json");
-        let mut manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": if docker { DOCKER_MANIFEST } else { OCI_MANIFEST },
-            "config": {
-                "mediaType": if docker { DOCKER_CONFIG } else { OCI_CONFIG },
-                "size": cfg_bytes.len(),
-                "digest": Digest::of(&cfg_bytes).to_string(),
-            },
-            "layers": layers,
-        });
-        if !docker {
-            manifest["annotations"] = json!({});
-            manifest.as_object_mut().unwrap().remove("annotations");
-        }
-        let m = serde_json::to_vec(&manifest).expect("json");
-        let rec = self
-            .store
-            .commit_image(&m, &cfg_bytes, names)
-            .context("commit image")?;
-        self.load(&rec, shown.to_string())
     }
 
     /// The image a FROM names: a stage, scratch, or an image (pulled when missing).
@@ -1088,9 +997,9 @@ impl Builder<'_> {
                     downloads = Some(self.store.scratch_dir("build-add")?);
                 }
                 let dir = downloads.as_ref().expect("made above").path();
-                let name = url_file_name(w);
+                let name = copy::url_file_name(w);
                 let file = dir.join(format!("{}", urls.len()));
-                download(w, &file)?;
+                copy::download(w, &file)?;
                 if let Some(want) = ins.flag("checksum") {
                     let got = Digest::of(&std::fs::read(&file).context("read the download")?);
                     if want != got.to_string() {
@@ -1185,116 +1094,6 @@ impl Builder<'_> {
         Ok(p)
     }
 
-    /// `RUN --mount=type=bind|cache|tmpfs|secret,...` -> the `rbox run --mount` values (none
-    /// for a secret that is not given and not required) and what keys the cache.
-    fn run_mount(
-        &mut self,
-        text: &str,
-        scope: BTreeMap<String, String>,
-    ) -> Result<(Vec<(String, String)>, String)> {
-        let text = parse::expand(text, &scope, self.escape).map_err(anyhow::Error::msg)?;
-        let mut kind = "bind".to_string();
-        let mut o: BTreeMap<String, String> = BTreeMap::new();
-        for item in text.split(',').filter(|i| !i.is_empty()) {
-            let (k, v) = item.split_once('=').unwrap_or((item, "true"));
-            if k == "type" {
-                kind = v.to_string();
-            } else {
-                let k = match k {
-                    "dst" | "destination" => "target",
-                    "src" => "source",
-                    "readonly" => "ro",
-                    k => k,
-                };
-                o.insert(k.to_string(), v.to_string());
-            }
-        }
-        let target = |o: &BTreeMap<String, String>| -> Result<String> {
-            o.get("target")
-                .map(|t| absolute("/", t))
-                .ok_or_else(|| anyhow!("invalid --mount `{text}`: a target is required"))
-        };
-        match kind.as_str() {
-            "bind" => {
-                if o.get("rw").is_some_and(|v| v == "true") {
-                    bail!("invalid --mount `{text}`: rw bind mounts are not supported yet");
-                }
-                let t = target(&o)?;
-                let root = match o.get("from") {
-                    Some(f) => self.root_of(f)?,
-                    None => self.context.clone(),
-                };
-                let rel: PathBuf = ignore::clean(o.get("source").map_or("", |s| s))
-                    .iter()
-                    .collect();
-                let src = root.join(&rel);
-                if std::fs::symlink_metadata(&src).is_err() {
-                    bail!("invalid --mount `{text}`: no `{}` to mount", rel.display());
-                }
-                let digest = copy::digest(
-                    &copy::Source {
-                        root: &root,
-                        ignore: None,
-                        what: String::new(),
-                    },
-                    &[rel],
-                )?;
-                Ok((
-                    vec![(format!("type=bind,source={},target={t},ro", src.display()), t)],
-                    digest,
-                ))
-            }
-            "cache" => {
-                let t = target(&o)?;
-                let id = o.get("id").cloned().unwrap_or_else(|| t.clone());
-                let dir = self.store.build_cache_mount(&id)?;
-                let uid = o.get("uid").map_or(Ok(0), |v| v.parse()).context("invalid uid")?;
-                let gid = o.get("gid").map_or(Ok(0), |v| v.parse()).context("invalid gid")?;
-                let mode = o
-                    .get("mode")
-                    .map_or(Ok(0o755), |m| u32::from_str_radix(m, 8))
-                    .context("invalid mode")?;
-                copy::set_owner_mode(&dir, (uid, gid), Some(mode))?;
-                Ok((
-                    vec![(format!("type=bind,source={},target={t}", dir.display()), t)],
-                    String::new(),
-                ))
-            }
-            "tmpfs" => {
-                let t = target(&o)?;
-                let size = o
-                    .get("size")
-                    .map(|s| format!(",tmpfs-size={s}"))
-                    .unwrap_or_default();
-                Ok((vec![(format!("type=tmpfs,target={t}{size}"), t)], String::new()))
-            }
-            "secret" => {
-                let id = o
-                    .get("id")
-                    .cloned()
-                    .or_else(|| o.get("target").map(|t| {
-                        Path::new(t).file_name().unwrap_or_default().to_string_lossy().into_owned()
-                    }))
-                    .ok_or_else(|| anyhow!("invalid --mount `{text}`: a secret needs an id"))?;
-                let t = o
-                    .get("target")
-                    .map(|t| absolute("/", t))
-                    .unwrap_or_else(|| format!("/run/secrets/{id}"));
-                match self.secrets.get(&id) {
-                    Some(src) => Ok((
-                        vec![(format!("type=bind,source={},target={t},ro", src.display()), t)],
-                        String::new(),
-                    )),
-                    None if o.get("required").is_some_and(|v| v == "true") => {
-                        bail!("secret {id:?} is required: give it with --secret id={id},src=FILE")
-                    }
-                    None => Ok((Vec::new(), String::new())),
-                }
-            }
-            k => bail!("invalid --mount `{text}`: type {k:?} is not supported (bind, cache, tmpfs, secret)"),
-        }
-    }
-
     /// Makes a step's layer.
     fn layer(&self, st: &Stage, job: LayerJob) -> Result<rbox_storage::LayerInfo> {
         match job {
@@ -1379,297 +1178,6 @@ impl Builder<'_> {
             }
         }
     }
-
-    /// RUN: a container of the current image, as `rbox run` makes it (its entrypoint off,
-    /// output passed through), whose upper directory becomes the layer.
-    fn run(
-        &self,
-        st: &Stage,
-        argv: Vec<String>,
-        env: Vec<String>,
-        network: Option<String>,
-        mounts: Vec<(String, String)>,
-    ) -> Result<rbox_storage::LayerInfo> {
-        let scratch = self.store.scratch_dir("build-run")?;
-        let cidfile = scratch.path().join("cid");
-        let flags = runtime::spec::Flags {
-            entrypoint: Some(String::new()),
-            command: argv.into_iter().map(OsString::from).collect(),
-            env,
-            network: network.unwrap_or_default(),
-            mount: mounts.iter().map(|(m, _)| m.clone()).collect(),
-            log_driver: Some("passthrough".into()),
-            userns: String::new(),
-            ..Default::default()
-        };
-        let opts = RunOptions {
-            name: None,
-            cidfile: Some(cidfile.clone()),
-            detach: false,
-            rm: false,
-            image: st.img.id.to_string(),
-            pull: "never".into(),
-            platform: None,
-            tls_verify: None,
-            rootfs: false,
-            flags,
-        };
-        let ran = {
-            // `-q`: the steps' output goes nowhere, as with Podman
-            let _quiet = if self.o.quiet {
-                Some(Silenced::new()?)
-            } else {
-                None
-            };
-            runtime::run(self.g, opts, self.puller, true)
-        };
-        // the container goes, whatever happened (it exists once its id file has the id)
-        let id = std::fs::read_to_string(&cidfile).unwrap_or_default();
-        let res = ran.and_then(|_| {
-            if id.is_empty() {
-                bail!("the build container left no id in `{}`", cidfile.display());
-            }
-            Ok(())
-        });
-        let res = res.and_then(|()| {
-            let rec = crate::state::load(self.g, &id)?;
-            let code = rec.state.exit_code.unwrap_or(-1);
-            if code != 0 {
-                // Podman's text and exit code
-                return Err(crate::exit::CodedError::new(
-                    1,
-                    format!("while running runtime: exit status {code}"),
-                )
-                .into());
-            }
-            if rec.driver == rbox_storage::Driver::Copy {
-                bail!("RUN needs the overlay storage driver (the copy driver keeps no upper directory)");
-            }
-            let dir = self.store.container_dir(&id)?;
-            // the mount points of RUN --mount are no changes of the step
-            for (_, target) in &mounts {
-                prune_mount_point(&dir.upper, target, &st.img.dirs);
-            }
-            Ok(self.store.layer_from_upper_skipping(
-                &dir.upper,
-                self.compression,
-                &["etc/hosts", "etc/hostname", "etc/resolv.conf"],
-            )?)
-        });
-        if !id.is_empty() {
-            if let Ok(rec) = crate::state::load(self.g, &id) {
-                let _ = crate::state::remove(self.g, &rec);
-            }
-            let _ = self.store.remove_container_dir(&id);
-        }
-        res
-    }
-
-    /// `--squash` (keep = the base's layers) and `--squash-all` (keep = 0): the layers above
-    /// the first `keep` as one.
-    fn squash(&self, img: Img, keep: usize) -> Result<Img> {
-        let bottom_first: Vec<PathBuf> = img.dirs.iter().rev().cloned().collect();
-        if bottom_first.len() <= keep + 1 {
-            return Ok(img);
-        }
-        let s = self.store.scratch_dir("build-squash")?;
-        let dest = s.path().join("layer");
-        if keep == 0 {
-            // nothing below to delete from: whiteouts are dropped
-            rbox_storage::mount::copy::copy_layers(&bottom_first, &dest)?;
-        } else {
-            std::fs::create_dir(&dest).context("create the squash directory")?;
-            copy::squash(&bottom_first[keep..], &dest)?;
-        }
-        let info = self.store.layer_from_upper(&dest, self.compression)?;
-        let mut config = img.config.clone();
-        let mut layers = img.layers[..keep].to_vec();
-        layers.push(self.descriptor(&info)?);
-        let mut ids: Vec<Value> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        ids.truncate(keep);
-        ids.push(json!(info.diff_id.to_string()));
-        config["rootfs"]["diff_ids"] = json!(ids);
-        let mut seen = 0;
-        if let Some(h) = config["history"].as_array_mut() {
-            for e in h.iter_mut() {
-                if e["empty_layer"].as_bool() != Some(true) {
-                    seen += 1;
-                    if seen > keep {
-                        e["empty_layer"] = json!(true);
-                    }
-                }
-            }
-            let now = crate::state::now_rfc3339();
-            h.push(json!({
-                "created": now,
-                "created_by": "/bin/sh -c #(nop) squashed",
-                "comment": if keep == 0 { "rbox build --squash-all" } else { "rbox build --squash" },
-            }));
-            config["created"] = json!(now);
-        }
-        self.commit(config, layers, &[], "")
-    }
-
-    /// The manifest descriptor of a stored layer.
-    fn descriptor(&self, info: &rbox_storage::LayerInfo) -> Result<Value> {
-        let docker = self.o.format == "docker";
-        Ok(json!({
-            "mediaType": if docker { info.compression.docker_media_type() } else { info.compression.oci_media_type() },
-            "digest": info.blob.as_ref().ok_or_else(|| anyhow!("the layer has no blob"))?.to_string(),
-            "size": info.blob_size.unwrap_or(0),
-        }))
-    }
-
-    /// The final image: `--label`s, the names, the output Podman prints, `--iidfile`.
-    fn finish(&self, img: Img, prefix: &str, base_layers: usize) -> Result<ExitCode> {
-        let names: Vec<String> = self
-            .o
-            .tags
-            .iter()
-            .map(|t| rbox_storage::images::normalize_name(t))
-            .collect::<std::result::Result<_, _>>()?;
-        self.say(&format!(
-            "{prefix}COMMIT{}",
-            self.o
-                .tags
-                .first()
-                .map(|t| format!(" {t}"))
-                .unwrap_or_default()
-        ));
-        let img = if self.o.squash || self.o.squash_all {
-            self.squash(img, if self.o.squash_all { 0 } else { base_layers })?
-        } else {
-            img
-        };
-        let img = if self.o.labels.is_empty() {
-            img
-        } else {
-            let mut config = img.config.clone();
-            if !config["config"]["Labels"].is_object() {
-                config["config"]["Labels"] = json!({});
-            }
-            for l in &self.o.labels {
-                let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                config["config"]["Labels"][k] = json!(v);
-            }
-            self.commit(config, img.layers.clone(), &[], "")?
-        };
-        for n in &names {
-            self.store
-                .tag_image(&img.id.to_string(), n)
-                .with_context(|| format!("tag image {n}"))?;
-        }
-        self.say(&format!("--> {}", short(&img.id)));
-        for n in &names {
-            self.say(&format!("Successfully tagged {n}"));
-        }
-        let unused: Vec<&str> = self
-            .build_args
-            .keys()
-            .filter(|k| !self.consumed.contains(*k))
-            .map(String::as_str)
-            .collect();
-        if !unused.is_empty() {
-            // Podman's words
-            eprintln!(
-                "[Warning] one or more build args were not consumed: [{}]",
-                unused.join(" ")
-            );
-        }
-        {
-            use std::io::Write;
-            let _ = writeln!(std::io::stdout(), "{}", img.id.hex());
-        }
-        if let Some(p) = &self.o.iidfile {
-            std::fs::write(p, img.id.to_string())
-                .with_context(|| format!("write `{}`", p.display()))?;
-        }
-        Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// The file name ADD gives a download: the last component of the URL's path.
-fn url_file_name(url: &str) -> String {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    let after = path.split_once("://").map_or(path, |(_, r)| r);
-    match after.split_once('/') {
-        Some((_, p)) => p
-            .rsplit('/')
-            .find(|c| !c.is_empty())
-            .unwrap_or("index.html"),
-        None => "index.html",
-    }
-    .to_string()
-}
-
-/// Downloads `url` to `dest` (ADD of a URL), verifying TLS as pulls do.
-fn download(url: &str, dest: &Path) -> Result<()> {
-    let host = url
-        .split_once("://")
-        .map_or("", |(_, r)| r.split(['/', '?']).next().unwrap_or(""));
-    let tls = rbox_registry::tls::tls_config(host, None, true)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
-    let mut resp = agent
-        .get(url)
-        .call()
-        .map_err(|e| anyhow!("download `{url}`: {e}"))?;
-    let mut f =
-        std::fs::File::create(dest).with_context(|| format!("create `{}`", dest.display()))?;
-    std::io::copy(&mut resp.body_mut().as_reader(), &mut f)
-        .map_err(|e| anyhow!("download `{url}`: {e}"))?;
-    Ok(())
-}
-
-/// Removes what the runtime made in `upper` only to mount over at `target` (an empty file or
-/// directory, and its empty parents) where the image has nothing.
-fn prune_mount_point(upper: &Path, target: &str, layers: &[PathBuf]) {
-    let mut rel: PathBuf = ignore::clean(target).iter().collect();
-    while !rel.as_os_str().is_empty() {
-        if copy::lookup(layers, &rel).is_some() {
-            return;
-        }
-        let p = upper.join(&rel);
-        let gone = match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
-            Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
-            _ => false,
-        };
-        if !gone {
-            return;
-        }
-        rel.pop();
-    }
-}
-
-/// Standard output and error pointed at /dev/null until dropped.
-struct Silenced {
-    out: std::os::fd::OwnedFd,
-    err: std::os::fd::OwnedFd,
-}
-
-impl Silenced {
-    fn new() -> Result<Silenced> {
-        let null = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/null")
-            .context("open /dev/null")?;
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-        let out = nix::unistd::dup(std::io::stdout()).context("save standard output")?;
-        let err = nix::unistd::dup(std::io::stderr()).context("save standard error")?;
-        nix::unistd::dup2_stdout(&null).context("silence standard output")?;
-        nix::unistd::dup2_stderr(&null).context("silence standard error")?;
-        Ok(Silenced { out, err })
-    }
-}
-
-impl Drop for Silenced {
-    fn drop(&mut self) {
-        let _ = nix::unistd::dup2_stdout(&self.out);
-        let _ = nix::unistd::dup2_stderr(&self.err);
-    }
 }
 
 /// `dir` made absolute against the working directory `cur`.
@@ -1739,9 +1247,9 @@ mod tests {
 
     #[test]
     fn url_file_names() {
-        assert_eq!(url_file_name("http://h/a/b.tar.gz?x=1"), "b.tar.gz");
-        assert_eq!(url_file_name("https://h:8080/dir/"), "dir");
-        assert_eq!(url_file_name("http://h"), "index.html");
+        assert_eq!(copy::url_file_name("http://h/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(copy::url_file_name("https://h:8080/dir/"), "dir");
+        assert_eq!(copy::url_file_name("http://h"), "index.html");
     }
 
     #[test]
