@@ -65,3 +65,41 @@ impl Store {
         Ok(ScratchDir { tmp })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::images::tests::make_image;
+    use crate::layer::tests::store_in;
+
+    #[test]
+    fn entries_name_images_and_go_stale_with_them() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store_in(d.path());
+        let img = make_image(&s, &[&[("a", b"1")]], &[], "2024-01-01T00:00:00Z");
+        let key = Digest::of(b"step");
+        assert_eq!(s.build_cache_get(&key), None);
+        s.build_cache_put(&key, &img.id).unwrap();
+        assert_eq!(s.build_cache_get(&key), Some(img.id.clone()));
+        // an entry whose image is gone is a miss
+        s.remove_image(&img.id, false).unwrap();
+        assert_eq!(s.build_cache_get(&key), None);
+    }
+
+    #[test]
+    fn cache_mounts_persist_and_scratch_dirs_go() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store_in(d.path());
+        let m = s.build_cache_mount("/root/.cache").unwrap();
+        fs::write(m.join("f"), "x").unwrap();
+        assert_eq!(s.build_cache_mount("/root/.cache").unwrap(), m);
+        assert!(m.join("f").exists());
+        assert_ne!(s.build_cache_mount("other").unwrap(), m);
+        let p = {
+            let sc = s.scratch_dir("t").unwrap();
+            fs::write(sc.path().join("x"), "y").unwrap();
+            sc.path().to_path_buf()
+        };
+        assert!(!p.exists());
+    }
+}
