@@ -72,6 +72,14 @@ fn build_multi_stage_image_runs_and_caches_steps() {
         assert_eq!(id.len(), 64, "{out}");
         assert_eq!(env.inspect("built", "{{.Id}}"), id);
         assert_eq!(cached(&out), 0, "{out}");
+        // the steps are intermediate images: listed with -a only, as Podman lists them
+        let step = lines[2].strip_prefix("--> ").unwrap().to_string();
+        assert_eq!(step.len(), 11, "{out}");
+        assert!(!env.text(&["images", "-q"]).contains(&step));
+        assert!(env.text(&["images", "-a", "-q"]).contains(&step));
+        assert!(env
+            .text(&["images", "-q", "--filter", "intermediate=true"])
+            .contains(&step));
 
         // the image: files from the first stage, its config from the second
         assert_eq!(env.inspect("built", "{{.Config.User}}"), "1000");
