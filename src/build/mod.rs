@@ -312,7 +312,16 @@ fn read_containerfile(o: &Options, context: &Path) -> Result<(String, String)> {
                 .context("read the Containerfile from stdin")?;
             return Ok(("-".into(), s));
         }
-        Some(p) => p.clone(),
+        // relative to the working directory, else (as Podman) to the context
+        Some(p) if p.exists() || p.is_absolute() || !context.join(p).exists() => {
+            if !p.exists() {
+                let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+                // Podman's text
+                bail!("stat {}: no such file or directory", abs.display());
+            }
+            p.clone()
+        }
+        Some(p) => context.join(p),
         None => ["Containerfile", "Dockerfile"]
             .iter()
             .map(|n| context.join(n))

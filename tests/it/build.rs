@@ -183,6 +183,42 @@ fn build_ignore_file_target_and_errors() {
             "{out}"
         );
 
+        // -f relative to the working directory, else to the context (as Podman)
+        env.write(
+            "work/ctx/Alt.cf",
+            "FROM busybox\nCOPY --from=busybox /bin/busybox /bb\n",
+        );
+        env.rbox()
+            .args(["build", "--network=none", "-q", "-f", "Alt.cf", "-t", "alt"])
+            .arg(env.path("work/ctx"))
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "alt",
+                "cmp",
+                "/bb",
+                "/bin/busybox",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.text(), "");
+        let out = env
+            .rbox()
+            .args(["build", "-f", "/nonexistent/cf"])
+            .arg(env.path("work/ctx"))
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("stat /nonexistent/cf: no such file or directory"),
+            "{out}"
+        );
+
         // errors name the line, and exit as Podman's
         env.write("work/bad/Containerfile", "FROM busybox\n\nBOGUS x\n");
         let out = env
