@@ -35,6 +35,10 @@ pub struct Attrs {
 
 /// The entries a source names (globs expanded), relative to the source's root.
 pub fn resolve(src: &Source, pattern: &str) -> Result<Vec<PathBuf>> {
+    if src.ignore.is_some() && escapes(pattern) {
+        // Docker's words
+        bail!("forbidden path outside the build context: {pattern}");
+    }
     let comps = ignore::clean(pattern);
     let mut found = vec![PathBuf::new()];
     for c in &comps {
@@ -49,9 +53,11 @@ pub fn resolve(src: &Source, pattern: &str) -> Result<Vec<PathBuf>> {
                     .filter(|n| ignore::glob(c, n))
                     .collect();
                 names.sort();
-                next.extend(names.into_iter().map(|n| base.join(n)));
+                for n in names {
+                    next.push(in_root(src.root, &base.join(n))?);
+                }
             } else {
-                next.push(base.join(c));
+                next.push(in_root(src.root, &base.join(c))?);
             }
         }
         found = next;
@@ -66,6 +72,68 @@ pub fn resolve(src: &Source, pattern: &str) -> Result<Vec<PathBuf>> {
         bail!("no such file or directory: `{pattern}` in the {}", src.what);
     }
     Ok(found)
+}
+
+/// Whether `p` climbs above where it starts (`../x`, `a/../../x`).
+fn escapes(p: &str) -> bool {
+    let mut depth = 0i32;
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+/// `rel` with its symlinks resolved inside `root`, as if `root` were `/` (absolute targets
+/// start from `root`, `..` stops there): what a source path names, and never a file outside
+/// the context or the stage's root.
+pub fn in_root(root: &Path, rel: &Path) -> Result<PathBuf> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let comps = |p: &Path| -> VecDeque<std::ffi::OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut todo = comps(rel);
+    let mut out = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            out.pop();
+            continue;
+        }
+        let cand = out.join(&c);
+        match fs::symlink_metadata(root.join(&cand)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    bail!("too many levels of symbolic links in `{}`", rel.display());
+                }
+                let t = fs::read_link(root.join(&cand))?;
+                if t.is_absolute() {
+                    out = PathBuf::new();
+                }
+                let mut next = comps(&t);
+                next.extend(todo.drain(..));
+                todo = next;
+            }
+            _ => out = cand,
+        }
+    }
+    Ok(out)
 }
 
 /// Copies the source entry `rel` to `dest` (a path in the staging dir): a directory's
@@ -440,4 +508,36 @@ pub fn download(url: &str, dest: &Path) -> Result<()> {
     std::io::copy(&mut resp.body_mut().as_reader(), &mut f)
         .map_err(|e| anyhow!("download `{url}`: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_resolve_inside_their_root() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("usr/lib")).unwrap();
+        fs::write(r.join("usr/lib/f"), "x").unwrap();
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/f", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc/passwd", r.join("up")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(
+            in_root(r, Path::new("lib/f")).unwrap(),
+            Path::new("usr/lib/f")
+        );
+        assert_eq!(
+            in_root(r, Path::new("abs")).unwrap(),
+            Path::new("usr/lib/f")
+        );
+        assert_eq!(
+            in_root(r, Path::new("up")).unwrap(),
+            Path::new("etc/passwd")
+        );
+        assert!(in_root(r, Path::new("loop")).is_err());
+        assert!(escapes("../x") && escapes("a/../../x"));
+        assert!(!escapes("a/../x") && !escapes("./x"));
+    }
 }

@@ -56,6 +56,8 @@ impl Builder<'_> {
                 let rel: PathBuf = ignore::clean(o.get("source").map_or("", |s| s))
                     .iter()
                     .collect();
+                // symlinks resolved inside the root: never a host path outside it
+                let rel = copy::in_root(&root, &rel)?;
                 let src = root.join(&rel);
                 if std::fs::symlink_metadata(&src).is_err() {
                     bail!("invalid --mount `{text}`: no `{}` to mount", rel.display());

@@ -577,3 +577,58 @@ fn build_add_of_a_url() {
         assert!(out.stderr.contains("unexpected checksum"), "{out}");
     });
 }
+
+#[test]
+fn build_sources_stay_inside_the_context() {
+    for_each_user("build_escape", |env| {
+        env.import_busybox("busybox");
+        env.write("work/outside.txt", "host secret\n");
+        env.write("work/e/in.txt", "inside\n");
+        std::os::unix::fs::symlink("/in.txt", env.path("work/e/abs")).unwrap();
+        std::os::unix::fs::symlink("../outside.txt", env.path("work/e/up")).unwrap();
+        env.write(
+            "work/e/Containerfile",
+            "FROM busybox\nCOPY abs /a\nCOPY up* /u/\n",
+        );
+        // a link is followed inside the context only: `/in.txt` is the context's, `../x`
+        // stops at the context's root
+        let out = env
+            .rbox()
+            .args(["build", "--network=none", "-q"])
+            .arg(env.path("work/e"))
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("no such file or directory"), "{out}");
+        assert!(!out.stderr.contains("host secret"), "{out}");
+        env.write("work/e/Containerfile", "FROM busybox\nCOPY abs /a\n");
+        let id = env
+            .rbox()
+            .args(["build", "--network=none", "-q"])
+            .arg(env.path("work/e"))
+            .output()
+            .success()
+            .text();
+        let seen = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", &id, "cat", "/a"])
+            .output()
+            .success()
+            .text();
+        assert_eq!(seen, "inside");
+        env.write(
+            "work/e/Containerfile",
+            "FROM busybox\nCOPY ../outside.txt /o\n",
+        );
+        let out = env
+            .rbox()
+            .args(["build", "--network=none", "-q"])
+            .arg(env.path("work/e"))
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr
+                .contains("forbidden path outside the build context: ../outside.txt"),
+            "{out}"
+        );
+    });
+}
