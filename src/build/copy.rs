@@ -96,6 +96,32 @@ fn escapes(p: &str) -> bool {
 /// start from `root`, `..` stops there): what a source path names, and never a file outside
 /// the context or the stage's root.
 pub fn in_root(root: &Path, rel: &Path) -> Result<PathBuf> {
+    resolve_links(rel, true, |cand| {
+        let p = root.join(cand);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => fs::read_link(&p).ok(),
+            _ => None,
+        }
+    })
+}
+
+/// `rel` with the symlinks of the image made of `layers` (top-most first) resolved inside
+/// it: where COPY and WORKDIR write (`/lib` -> `usr/lib` in Debian stays a link). The last
+/// component is followed with `follow_last` only.
+pub fn in_image(layers: &[PathBuf], rel: &Path, follow_last: bool) -> Result<PathBuf> {
+    resolve_links(rel, follow_last, |cand| match lookup_in(layers, cand) {
+        Some((l, m)) if m.file_type().is_symlink() => fs::read_link(l.join(cand)).ok(),
+        _ => None,
+    })
+}
+
+/// Walks `rel`, replacing each component that `link` says is a symlink (its target) by
+/// where it points, absolute targets from the top, `..` never above it.
+fn resolve_links(
+    rel: &Path,
+    follow_last: bool,
+    link: impl Fn(&Path) -> Option<PathBuf>,
+) -> Result<PathBuf> {
     use std::collections::VecDeque;
     use std::path::Component;
     let comps = |p: &Path| -> VecDeque<std::ffi::OsString> {
@@ -116,13 +142,17 @@ pub fn in_root(root: &Path, rel: &Path) -> Result<PathBuf> {
             continue;
         }
         let cand = out.join(&c);
-        match fs::symlink_metadata(root.join(&cand)) {
-            Ok(m) if m.file_type().is_symlink() => {
+        let target = if todo.is_empty() && !follow_last {
+            None
+        } else {
+            link(&cand)
+        };
+        match target {
+            Some(t) => {
                 hops += 1;
                 if hops > 40 {
                     bail!("too many levels of symbolic links in `{}`", rel.display());
                 }
-                let t = fs::read_link(root.join(&cand))?;
                 if t.is_absolute() {
                     out = PathBuf::new();
                 }
@@ -130,7 +160,7 @@ pub fn in_root(root: &Path, rel: &Path) -> Result<PathBuf> {
                 next.extend(todo.drain(..));
                 todo = next;
             }
-            _ => out = cand,
+            None => out = cand,
         }
     }
     Ok(out)
@@ -290,6 +320,11 @@ fn hash_entry(src: &Source, rel: &Path, h: &mut Sha256) -> Result<()> {
 /// What a path is in an image made of `layers` (top-most first): the metadata of the top-most
 /// entry, `None` when absent or whited out.
 pub fn lookup(layers: &[PathBuf], rel: &Path) -> Option<fs::Metadata> {
+    lookup_in(layers, rel).map(|(_, m)| m)
+}
+
+/// [`lookup`], with the layer directory that holds the entry.
+fn lookup_in<'a>(layers: &'a [PathBuf], rel: &Path) -> Option<(&'a PathBuf, fs::Metadata)> {
     for l in layers {
         // a whiteout of the path or of a parent hides everything below
         let mut cur = l.clone();
@@ -307,7 +342,7 @@ pub fn lookup(layers: &[PathBuf], rel: &Path) -> Option<fs::Metadata> {
             return None;
         }
         if let Ok(m) = fs::symlink_metadata(l.join(rel)) {
-            return Some(m);
+            return Some((l, m));
         }
     }
     None
@@ -537,6 +572,25 @@ mod tests {
             Path::new("etc/passwd")
         );
         assert!(in_root(r, Path::new("loop")).is_err());
+        // the same in an image's layers: the link in the lower one, the file in the upper
+        let lower = d.path().join("l1");
+        let upper = d.path().join("l2");
+        fs::create_dir_all(lower.join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", lower.join("lib")).unwrap();
+        fs::create_dir_all(upper.join("usr/lib")).unwrap();
+        let layers = [upper, lower];
+        assert_eq!(
+            in_image(&layers, Path::new("lib/x"), false).unwrap(),
+            Path::new("usr/lib/x")
+        );
+        assert_eq!(
+            in_image(&layers, Path::new("lib"), false).unwrap(),
+            Path::new("lib")
+        );
+        assert_eq!(
+            in_image(&layers, Path::new("lib"), true).unwrap(),
+            Path::new("usr/lib")
+        );
         assert!(escapes("../x") && escapes("a/../../x"));
         assert!(!escapes("a/../x") && !escapes("./x"));
     }

@@ -724,8 +724,9 @@ impl Builder<'_> {
                 c["WorkingDir"] = json!(dir);
                 key.push_str(&format!("\n{dir}"));
                 let rel: PathBuf = ignore::clean(&dir).iter().collect();
+                let rel = copy::in_image(&st.img.dirs, &rel, true)?;
                 if !rel.as_os_str().is_empty() && copy::lookup(&st.img.dirs, &rel).is_none() {
-                    job = Some(LayerJob::Mkdir(dir.clone()));
+                    job = Some(LayerJob::Mkdir(format!("/{}", rel.display())));
                 }
                 created_by = nop(&format!("WORKDIR {dir}"));
             }
@@ -964,10 +965,18 @@ impl Builder<'_> {
         let dest = absolute(&workdir, &dest_word);
         let many = words.len() + inline.len() > 1 || words.iter().any(|w| ignore::is_pattern(w));
         let dest_rel: PathBuf = ignore::clean(&dest).iter().collect();
+        // where the image's symlinks lead (a directory's link followed to the end)
+        let followed = copy::in_image(&st.img.dirs, &dest_rel, true)?;
         let dest_is_dir = dest_word.ends_with('/')
             || dest_word == "."
             || many
-            || copy::lookup(&st.img.dirs, &dest_rel).is_some_and(|m| m.is_dir());
+            || copy::lookup(&st.img.dirs, &followed).is_some_and(|m| m.is_dir());
+        let dest_rel = if dest_is_dir {
+            followed
+        } else {
+            copy::in_image(&st.img.dirs, &dest_rel, false)?
+        };
+        let dest = format!("/{}", dest_rel.display());
         // owner and mode
         let mut attrs = copy::Attrs::default();
         if let Some(ch) = ins.flag("chown") {

@@ -632,3 +632,33 @@ fn build_sources_stay_inside_the_context() {
         );
     });
 }
+
+#[test]
+fn build_writes_through_the_images_directory_links() {
+    for_each_user("build_links", |env| {
+        env.import_busybox("busybox");
+        env.write("work/l/f", "file\n");
+        env.write(
+            "work/l/Containerfile",
+            "FROM busybox\nRUN mkdir -p /usr/lib2 && ln -s usr/lib2 /lib2 && ln -s /usr/lib2 /abs2\n\
+             COPY f /lib2/\nCOPY f /abs2/sub/g\nWORKDIR /lib2/w\n",
+        );
+        let id = env
+            .rbox()
+            .args(["build", "--network=none", "-q"])
+            .arg(env.path("work/l"))
+            .output()
+            .success()
+            .text();
+        let seen = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", &id, "sh", "-c"])
+            .arg(
+                "readlink /lib2; readlink /abs2; cat /usr/lib2/f /usr/lib2/sub/g; test -d /usr/lib2/w && pwd",
+            )
+            .output()
+            .success()
+            .text();
+        assert_eq!(seen, "usr/lib2\n/usr/lib2\nfile\nfile\n/usr/lib2/w");
+    });
+}
