@@ -545,6 +545,131 @@ pub fn download(url: &str, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The copy driver's RUN: what differs between a container's full `rootfs` and the image of
+/// `layers` (top-most first), written into `staging` as an upper directory would hold it
+/// (changed and new entries, 0/0 character devices for what was removed).
+pub fn diff_rootfs(rootfs: &Path, layers: &[PathBuf], staging: &Path) -> Result<()> {
+    diff_dir(rootfs, layers, staging, Path::new(""))
+}
+
+fn diff_dir(rootfs: &Path, layers: &[PathBuf], staging: &Path, rel: &Path) -> Result<()> {
+    let dir = rootfs.join(rel);
+    let mut present = std::collections::BTreeSet::new();
+    let mut ents: Vec<_> = fs::read_dir(&dir)
+        .with_context(|| format!("read `{}`", dir.display()))?
+        .flatten()
+        .collect();
+    ents.sort_by_key(|e| e.file_name());
+    for e in ents {
+        let r = rel.join(e.file_name());
+        present.insert(e.file_name());
+        let m = fs::symlink_metadata(rootfs.join(&r))?;
+        let old = lookup(layers, &r);
+        let changed = match &old {
+            None => true,
+            Some(o) => {
+                o.file_type() != m.file_type()
+                    || o.mode() != m.mode()
+                    || o.uid() != m.uid()
+                    || o.gid() != m.gid()
+                    || (!m.is_dir()
+                        && (o.len() != m.len()
+                            || o.mtime() != m.mtime()
+                            || o.mtime_nsec() != m.mtime_nsec()))
+                    || (m.file_type().is_symlink()
+                        && lookup_in(layers, &r).and_then(|(l, _)| fs::read_link(l.join(&r)).ok())
+                            != fs::read_link(rootfs.join(&r)).ok())
+            }
+        };
+        if changed {
+            parents_like(rootfs, staging, &r)?;
+            let to = staging.join(&r);
+            if m.is_dir() {
+                fs::create_dir_all(&to)?;
+                set_owner_mode(&to, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+            } else {
+                copy_one(
+                    &rootfs.join(&r),
+                    &m,
+                    &to,
+                    Attrs {
+                        owner: (m.uid(), m.gid()),
+                        mode: None,
+                    },
+                )?;
+            }
+        }
+        if m.is_dir() {
+            diff_dir(rootfs, layers, staging, &r)?;
+        }
+    }
+    // what the image has here and the container no longer
+    for name in image_names(layers, rel) {
+        if !present.contains(&name) {
+            let r = rel.join(&name);
+            parents_like(rootfs, staging, &r)?;
+            let to = staging.join(&r);
+            let _ = remove_any(&to);
+            nix::sys::stat::mknod(
+                &to,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .with_context(|| format!("create whiteout `{}`", to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The parents of `rel` in `staging`, as the container's root has them.
+fn parents_like(rootfs: &Path, staging: &Path, rel: &Path) -> Result<()> {
+    let mut acc = PathBuf::new();
+    let comps: Vec<_> = rel.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        acc.push(c);
+        let d = staging.join(&acc);
+        if fs::symlink_metadata(&d).is_ok() {
+            continue;
+        }
+        fs::create_dir(&d).with_context(|| format!("create `{}`", d.display()))?;
+        let m = fs::symlink_metadata(rootfs.join(&acc))?;
+        set_owner_mode(&d, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+    }
+    Ok(())
+}
+
+/// The names in directory `rel` of the image made of `layers` (top-most first): the union of
+/// the layers down to an opaque one, without whited-out names.
+fn image_names(layers: &[PathBuf], rel: &Path) -> Vec<std::ffi::OsString> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut gone = std::collections::BTreeSet::new();
+    for l in layers {
+        let d = l.join(rel);
+        let Ok(m) = fs::symlink_metadata(&d) else {
+            continue;
+        };
+        if !m.is_dir() {
+            break;
+        }
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let n = e.file_name();
+            let wh = e
+                .metadata()
+                .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0);
+            if wh {
+                gone.insert(n);
+            } else if !gone.contains(&n) {
+                seen.insert(n);
+            }
+        }
+        if rbox_storage::lgetxattr(&d, "user.overlay.opaque").is_some_and(|v| v == b"y") {
+            break;
+        }
+    }
+    seen.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,10 +188,20 @@ impl Builder<'_> {
                 )
                 .into());
             }
-            if rec.driver == rbox_storage::Driver::Copy {
-                bail!("RUN needs the overlay storage driver (the copy driver keeps no upper directory)");
-            }
             let dir = self.store.container_dir(&id)?;
+            if rec.driver == rbox_storage::Driver::Copy {
+                // no upper directory: the changes are the difference to the image
+                let staging = self.store.scratch_dir("build-diff")?;
+                copy::diff_rootfs(&dir.rootfs, &st.img.dirs, staging.path())?;
+                for (_, target) in &mounts {
+                    prune_mount_point(staging.path(), target, &st.img.dirs);
+                }
+                return Ok(self.store.layer_from_upper_skipping(
+                    staging.path(),
+                    self.compression,
+                    &["etc/hosts", "etc/hostname", "etc/resolv.conf"],
+                )?);
+            }
             // the mount points of RUN --mount are no changes of the step
             for (_, target) in &mounts {
                 prune_mount_point(&dir.upper, target, &st.img.dirs);

@@ -662,3 +662,31 @@ fn build_writes_through_the_images_directory_links() {
         assert_eq!(seen, "usr/lib2\n/usr/lib2\nfile\nfile\n/usr/lib2/w");
     });
 }
+
+#[test]
+fn build_run_steps_with_the_copy_driver() {
+    for_each_user("build_copy_driver", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/cd/Containerfile",
+            "FROM busybox\n\
+             RUN echo a > /a && mkdir /d && echo x > /d/x\n\
+             RUN rm /bin/vi /d/x && echo y > /d/y && chmod 700 /d\n",
+        );
+        let id = env
+            .rbox()
+            .args(["--storage-driver", "copy", "build", "--network=none", "-q"])
+            .arg(env.path("work/cd"))
+            .output()
+            .success()
+            .text();
+        let seen = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", &id, "sh", "-c"])
+            .arg("cat /a; ls /d; stat -c %a /d; test -e /bin/vi || echo no-vi")
+            .output()
+            .success()
+            .text();
+        assert_eq!(seen, "a\ny\n700\nno-vi");
+    });
+}
