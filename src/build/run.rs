@@ -1,7 +1,7 @@
 //! RUN: a step's command in a container made from the current image exactly as `rbox run`
 //! makes one ([`crate::runtime::run`]: the same namespaces, network and user rules; its
-//! entrypoint off, its output passed through), whose upper directory becomes the step's
-//! layer; `RUN --mount` (bind, cache, tmpfs, secret) as `rbox run --mount`s whose mount
+//! entrypoint off, its output passed through), whose upper directory (with the copy driver:
+//! the difference of its root to the image) becomes the step's layer; `RUN --mount` (bind, cache, tmpfs, secret) as `rbox run --mount`s whose mount
 //! points are left out of the layer. The container is removed whatever happens.
 
 use std::collections::BTreeMap;
