@@ -153,6 +153,10 @@ pub enum Command {
     Save(cmd::save::SaveArgs),
     /// Import a tarball as a root filesystem image
     Import(cmd::import::ImportArgs),
+    /// Build an image from a Containerfile
+    Build(cmd::build::BuildArgs),
+    /// Docker's builder group: `buildx build` is `build`
+    Buildx(cmd::build::BuildxArgs),
     /// Pull an image from a registry
     Pull(cmd::pull::PullArgs),
     /// Push an image to a registry

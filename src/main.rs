@@ -3,6 +3,7 @@
 //! `main` only parses the command line, dispatches, and maps the outcome to an exit code
 //! (see [`exit`]); everything else lives in `cmd/` (one file per subcommand) and `runtime/`.
 
+mod build;
 mod cli;
 mod cmd;
 mod config;

@@ -27,6 +27,8 @@ pub enum ImageCommand {
     Load(cmd::load::LoadArgs),
     Save(cmd::save::SaveArgs),
     Import(cmd::import::ImportArgs),
+    /// Build an image from a Containerfile
+    Build(cmd::build::BuildArgs),
     Pull(cmd::pull::PullArgs),
     Push(cmd::push::PushArgs),
     /// Check whether an image exists: exit 0 if it does, 1 if not
@@ -76,6 +78,7 @@ impl From<ImageCommand> for Command {
             ImageCommand::Load(a) => Command::Load(a),
             ImageCommand::Save(a) => Command::Save(a),
             ImageCommand::Import(a) => Command::Import(a),
+            ImageCommand::Build(a) => Command::Build(a),
             ImageCommand::Pull(a) => Command::Pull(a),
             ImageCommand::Push(a) => Command::Push(a),
             ImageCommand::Exists(a) => Command::Grouped(cmd::Grouped::ImageExists(a)),

@@ -2,7 +2,7 @@
 //! Podman prints them (REPOSITORY TAG IMAGE ID CREATED SIZE). Reads the store without entering
 //! the user namespace and without a lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -16,7 +16,8 @@ use crate::format::{self, human, Format, Row};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImagesArgs {
-    /// Show all images (rbox keeps no intermediate images, so this lists the same ones)
+    /// Show all images, the intermediate ones (untagged build steps another image was built
+    /// on) too
     #[arg(short = 'a', long)]
     pub all: bool,
     /// Print only image IDs
@@ -80,6 +81,15 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
         .iter()
         .map(|f| Filter::parse(f, &store))
         .collect::<Result<Vec<_>>>()?;
+    // Podman's default: no intermediate images
+    if !a.all
+        && !filters
+            .iter()
+            .any(|f| matches!(f, Filter::Intermediate(..)))
+    {
+        let hidden = intermediate_ids(&store);
+        images.retain(|rec| !hidden.contains(rec.id.hex()));
+    }
     if !filters.is_empty() {
         images.retain(|rec| {
             let labels = labels(&store, rec);
@@ -172,8 +182,9 @@ enum Filter {
     Since(i64),
     /// rbox has no read-only image stores: every image is writable
     ReadOnly(bool),
-    /// nor intermediate images (kept build steps)
-    Intermediate(bool),
+    /// intermediate images (untagged build steps another image was built on), or not; with
+    /// the intermediate images' ids
+    Intermediate(bool, BTreeSet<String>),
 }
 
 impl Filter {
@@ -201,7 +212,7 @@ impl Filter {
             "before" => Filter::Before(created(v)?),
             "since" => Filter::Since(created(v)?),
             "readonly" => Filter::ReadOnly(boolean(v)?),
-            "intermediate" => Filter::Intermediate(boolean(v)?),
+            "intermediate" => Filter::Intermediate(boolean(v)?, intermediate_ids(store)),
             "reference" => Filter::Reference(v.to_string()),
             "label" => match v.split_once('=') {
                 Some((lk, lv)) => Filter::Label(lk.to_string(), Some(lv.to_string())),
@@ -236,9 +247,43 @@ impl Filter {
             Filter::Before(t) => epoch(rec.created.as_deref()) < *t,
             Filter::Since(t) => epoch(rec.created.as_deref()) > *t,
             Filter::ReadOnly(ro) => !*ro,
-            Filter::Intermediate(i) => !*i,
+            Filter::Intermediate(i, ids) => ids.contains(rec.id.hex()) == *i,
         }
     }
+}
+
+/// The untagged images another image was built on (`rbox build`'s steps): Podman's
+/// intermediate images. A build step's config names its parent in the comment of its last
+/// history entry (`FROM <12 hex digits>`, as Podman writes it).
+fn intermediate_ids(store: &Store) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Ok(all) = store.images() else {
+        return out;
+    };
+    let untagged: Vec<&ImageRecord> = all.iter().filter(|r| r.names.is_empty()).collect();
+    if untagged.is_empty() {
+        return out;
+    }
+    for rec in &all {
+        let Ok(cfg) = store.image_config(rec) else {
+            continue;
+        };
+        let comment = cfg
+            .history()
+            .as_ref()
+            .and_then(|h| h.last())
+            .and_then(|h| h.comment().clone());
+        let Some(parent) = comment.as_deref().and_then(|c| c.strip_prefix("FROM ")) else {
+            continue;
+        };
+        if parent.len() != 12 || !parent.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        if let Some(u) = untagged.iter().find(|u| u.id.hex().starts_with(parent)) {
+            out.insert(u.id.hex().to_string());
+        }
+    }
+    out
 }
 
 /// Shell-style matching with `*` only (what people type in `reference=` filters).

@@ -2,6 +2,7 @@
 //! what several of them share.
 
 pub mod attach;
+pub mod build;
 pub mod cleanup;
 pub mod commit;
 pub mod common;
@@ -154,6 +155,10 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),
         Command::Import(a) => import::run(g, a),
+        Command::Build(a) => build::run(g, a),
+        Command::Buildx(a) => match a.command {
+            build::BuildxCommand::Build(a) => build::run(g, a),
+        },
         Command::Pull(a) => pull::run(g, a),
         Command::Push(a) => push::run(g, a),
         Command::Login(a) => login::login(g, a),

@@ -657,7 +657,7 @@ pub fn mask_opts(opts: &[String]) -> Result<(Vec<String>, Vec<String>)> {
 
 /// The `run`/`create` flags that decide the spec, as given on the command line (the command
 /// layer fills this from its clap struct; nothing is checked until [`build`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Flags {
     /// `--entrypoint`
     pub entrypoint: Option<String>,

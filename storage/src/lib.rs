@@ -26,6 +26,8 @@
 //! locks/                      flock files: layer-<hex>, image-<hex>, name-<encoded>, and
 //!                             pin-<hex> (held shared by a process that unpacked a layer it has
 //!                             not yet committed into an image, so `rmi` elsewhere keeps it)
+//! build-cache/<key-hex>     the image id a cached build step produced (`build_cache.rs`)
+//! build-cache/mounts/<hex>  the directories of `RUN --mount=type=cache`, by their id's digest
 //! tmp/                        staging on the same filesystem; entries are `<pid>.<starttime>.<n>.<what>`
 //!                             and entries of dead processes are removed by the next write
 //! tmp/<stamp>.overlay-probe/  the overlay probe's scratch: l/ u/ w/ (lower, upper, work) and m/
@@ -92,6 +94,7 @@
 //! killed process or a full disk, can leave a committed layer with lost file data.
 
 pub mod archive;
+pub mod build_cache;
 pub mod changes;
 pub mod container;
 pub mod digest;
@@ -114,6 +117,8 @@ pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, L
 pub use layer::LayerInfo;
 pub use mount::{Driver, Rootfs};
 pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
+/// What `rbox build --squash` marks opaque directories with.
+pub use sys::fsetxattr;
 /// Also what `rbox info` reads file capabilities with: one wrapper for both crates.
 pub use sys::lgetxattr;
 pub use volume::{validate_volume_name, VolumeRecord};

@@ -5,6 +5,7 @@
 mod fixtures;
 mod util;
 
+mod build;
 mod cli_compat;
 mod commands;
 mod commit;

@@ -1,0 +1,722 @@
+//! COPY and ADD: sources (the build context, minus what the ignore file excludes, or another
+//! stage's or image's root) -> a staging directory laid out as the layer (`staging/<dest>`),
+//! plus the content digest of the sources that keys the cache. Also the read-only questions
+//! the builder asks of an image's layers (does a path exist, the metadata of a directory).
+//! It does not store layers (the store's `layer_from_upper` does).
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use sha2::{Digest as _, Sha256};
+
+use super::ignore::{self, Ignore};
+
+/// Where COPY reads from.
+pub struct Source<'a> {
+    /// the directory (the context, or an image's root copied out)
+    pub root: &'a Path,
+    /// the ignore rules (the context only)
+    pub ignore: Option<&'a Ignore>,
+    /// shown in errors: "build context" or the stage's name
+    pub what: String,
+}
+
+/// Owner and mode COPY gives what it writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attrs {
+    /// `--chown` (else 0:0)
+    pub owner: (u32, u32),
+    /// `--chmod`
+    pub mode: Option<u32>,
+}
+
+/// The entries a source names (globs expanded), relative to the source's root.
+pub fn resolve(src: &Source, pattern: &str) -> Result<Vec<PathBuf>> {
+    if src.ignore.is_some() && escapes(pattern) {
+        // Docker's words
+        bail!("forbidden path outside the build context: {pattern}");
+    }
+    let comps = ignore::clean(pattern);
+    let mut found = vec![PathBuf::new()];
+    for c in &comps {
+        let mut next = Vec::new();
+        for base in &found {
+            if ignore::is_pattern(c) {
+                let dir = src.root.join(base);
+                let Ok(rd) = fs::read_dir(&dir) else { continue };
+                let mut names: Vec<String> = rd
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| ignore::glob(c, n))
+                    .collect();
+                names.sort();
+                for n in names {
+                    next.push(in_root(src.root, &base.join(n))?);
+                }
+            } else {
+                next.push(in_root(src.root, &base.join(c))?);
+            }
+        }
+        found = next;
+    }
+    found.retain(|rel| {
+        fs::symlink_metadata(src.root.join(rel)).is_ok()
+            && !src
+                .ignore
+                .is_some_and(|i| i.excludes(&rel.to_string_lossy()))
+    });
+    if found.is_empty() {
+        bail!("no such file or directory: `{pattern}` in the {}", src.what);
+    }
+    Ok(found)
+}
+
+/// Whether `p` climbs above where it starts (`../x`, `a/../../x`).
+fn escapes(p: &str) -> bool {
+    let mut depth = 0i32;
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+/// `rel` with its symlinks resolved inside `root`, as if `root` were `/` (absolute targets
+/// start from `root`, `..` stops there): what a source path names, and never a file outside
+/// the context or the stage's root.
+pub fn in_root(root: &Path, rel: &Path) -> Result<PathBuf> {
+    resolve_links(rel, true, |cand| {
+        let p = root.join(cand);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => fs::read_link(&p).ok(),
+            _ => None,
+        }
+    })
+}
+
+/// `rel` with the symlinks of the image made of `layers` (top-most first) resolved inside
+/// it: where COPY and WORKDIR write (`/lib` -> `usr/lib` in Debian stays a link). The last
+/// component is followed with `follow_last` only.
+pub fn in_image(layers: &[PathBuf], rel: &Path, follow_last: bool) -> Result<PathBuf> {
+    resolve_links(rel, follow_last, |cand| match lookup_in(layers, cand) {
+        Some((l, m)) if m.file_type().is_symlink() => fs::read_link(l.join(cand)).ok(),
+        _ => None,
+    })
+}
+
+/// Walks `rel`, replacing each component that `link` says is a symlink (its target) by
+/// where it points, absolute targets from the top, `..` never above it.
+fn resolve_links(
+    rel: &Path,
+    follow_last: bool,
+    link: impl Fn(&Path) -> Option<PathBuf>,
+) -> Result<PathBuf> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let comps = |p: &Path| -> VecDeque<std::ffi::OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut todo = comps(rel);
+    let mut out = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            out.pop();
+            continue;
+        }
+        let cand = out.join(&c);
+        let target = if todo.is_empty() && !follow_last {
+            None
+        } else {
+            link(&cand)
+        };
+        match target {
+            Some(t) => {
+                hops += 1;
+                if hops > 40 {
+                    bail!("too many levels of symbolic links in `{}`", rel.display());
+                }
+                if t.is_absolute() {
+                    out = PathBuf::new();
+                }
+                let mut next = comps(&t);
+                next.extend(todo.drain(..));
+                todo = next;
+            }
+            None => out = cand,
+        }
+    }
+    Ok(out)
+}
+
+/// Copies the source entry `rel` to `dest` (a path in the staging dir): a directory's
+/// contents go into `dest`, a file becomes `dest`. Symlinks are copied as links.
+pub fn copy_entry(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
+    let from = src.root.join(rel);
+    let md = fs::symlink_metadata(&from).with_context(|| format!("stat `{}`", from.display()))?;
+    if md.is_dir() {
+        make_dir(dest, &md, attrs)?;
+        copy_tree(src, rel, dest, attrs)
+    } else {
+        copy_one(&from, &md, dest, attrs)
+    }
+}
+
+fn copy_tree(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
+    let dir = src.root.join(rel);
+    let mut ents: Vec<_> = fs::read_dir(&dir)
+        .with_context(|| format!("read `{}`", dir.display()))?
+        .flatten()
+        .collect();
+    ents.sort_by_key(|e| e.file_name());
+    for e in ents {
+        let r = rel.join(e.file_name());
+        if src.ignore.is_some_and(|i| i.excludes(&r.to_string_lossy())) {
+            continue;
+        }
+        let from = e.path();
+        let md = fs::symlink_metadata(&from)?;
+        let to = dest.join(e.file_name());
+        if md.is_dir() {
+            make_dir(&to, &md, attrs)?;
+            copy_tree(src, &r, &to, attrs)?;
+        } else {
+            copy_one(&from, &md, &to, attrs)?;
+        }
+    }
+    Ok(())
+}
+
+fn make_dir(dest: &Path, md: &fs::Metadata, attrs: Attrs) -> Result<()> {
+    match fs::create_dir_all(dest) {
+        Ok(()) => {}
+        Err(e) => return Err(e).with_context(|| format!("create `{}`", dest.display())),
+    }
+    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+    set_owner_mode(dest, attrs.owner, Some(mode))
+}
+
+fn copy_one(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<()> {
+    if let Some(p) = to.parent() {
+        fs::create_dir_all(p).with_context(|| format!("create `{}`", p.display()))?;
+    }
+    let _ = remove_any(to);
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        let t = fs::read_link(from)?;
+        std::os::unix::fs::symlink(&t, to).with_context(|| format!("create `{}`", to.display()))?;
+        return set_owner_mode(to, attrs.owner, None);
+    }
+    if !ft.is_file() {
+        tracing::warn!(
+            "skipping `{}`: not a regular file, directory or symlink",
+            from.display()
+        );
+        return Ok(());
+    }
+    fs::copy(from, to).with_context(|| format!("copy `{}`", from.display()))?;
+    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+    set_owner_mode(to, attrs.owner, Some(mode))?;
+    let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
+    let _ = nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        to,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    );
+    Ok(())
+}
+
+fn remove_any(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives `p` its owner (and mode, chown first: it clears setuid bits).
+pub fn set_owner_mode(p: &Path, owner: (u32, u32), mode: Option<u32>) -> Result<()> {
+    std::os::unix::fs::lchown(p, Some(owner.0), Some(owner.1)).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EINVAL) {
+            ": the id is not mapped (without a subordinate id range in /etc/subuid only id 0 exists)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("chown `{}` to {}:{}: {e}{hint}", p.display(), owner.0, owner.1)
+    })?;
+    if let Some(m) = mode {
+        fs::set_permissions(p, fs::Permissions::from_mode(m))
+            .with_context(|| format!("chmod `{}`", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The content digest of the sources `rels` (paths, types, modes, link targets and file
+/// contents, ignored entries left out): what keys a COPY step in the cache.
+pub fn digest(src: &Source, rels: &[PathBuf]) -> Result<String> {
+    let mut h = Sha256::new();
+    for r in rels {
+        hash_entry(src, r, &mut h)?;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn hash_entry(src: &Source, rel: &Path, h: &mut Sha256) -> Result<()> {
+    let p = src.root.join(rel);
+    let md = fs::symlink_metadata(&p).with_context(|| format!("stat `{}`", p.display()))?;
+    h.update(rel.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    h.update(md.mode().to_le_bytes());
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        h.update(fs::read_link(&p)?.as_os_str().as_encoded_bytes());
+    } else if ft.is_file() {
+        h.update(md.len().to_le_bytes());
+        let mut f = fs::File::open(&p).with_context(|| format!("open `{}`", p.display()))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    } else if ft.is_dir() {
+        let mut names: Vec<_> = fs::read_dir(&p)?.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            if src.ignore.is_some_and(|i| i.excludes(&r.to_string_lossy())) {
+                continue;
+            }
+            hash_entry(src, &r, h)?;
+        }
+    }
+    h.update([1]);
+    Ok(())
+}
+
+// ---- questions about an image's layers (top-most first) ----
+
+/// What a path is in an image made of `layers` (top-most first): the metadata of the top-most
+/// entry, `None` when absent or whited out.
+pub fn lookup(layers: &[PathBuf], rel: &Path) -> Option<fs::Metadata> {
+    lookup_in(layers, rel).map(|(_, m)| m)
+}
+
+/// [`lookup`], with the layer directory that holds the entry.
+fn lookup_in<'a>(layers: &'a [PathBuf], rel: &Path) -> Option<(&'a PathBuf, fs::Metadata)> {
+    for l in layers {
+        // a whiteout of the path or of a parent hides everything below
+        let mut cur = l.clone();
+        let mut hidden = false;
+        for c in rel.components() {
+            cur.push(c);
+            if let Ok(m) = fs::symlink_metadata(&cur) {
+                if m.file_type().is_char_device() && m.rdev() == 0 {
+                    hidden = true;
+                    break;
+                }
+            }
+        }
+        if hidden {
+            return None;
+        }
+        if let Ok(m) = fs::symlink_metadata(l.join(rel)) {
+            return Some((l, m));
+        }
+    }
+    None
+}
+
+/// Creates the parents of `dest` (a path in `staging`, relative part `rel`) as the image has
+/// them (owner, mode), or 0:0 0755 when it does not: a layer's directory entry replaces the
+/// metadata of the directory below it.
+pub fn make_parents(staging: &Path, rel: &Path, layers: &[PathBuf]) -> Result<()> {
+    let mut acc = PathBuf::new();
+    let comps: Vec<_> = rel.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        acc.push(c);
+        let d = staging.join(&acc);
+        if fs::symlink_metadata(&d).is_ok() {
+            continue;
+        }
+        fs::create_dir(&d).with_context(|| format!("create `{}`", d.display()))?;
+        match lookup(layers, &acc).filter(|m| m.is_dir()) {
+            Some(m) => {
+                set_owner_mode(&d, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+                let t = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
+                let _ = nix::sys::stat::utimensat(
+                    nix::fcntl::AT_FDCWD,
+                    &d,
+                    &t,
+                    &t,
+                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+                );
+            }
+            None => set_owner_mode(&d, (0, 0), Some(0o755))?,
+        }
+    }
+    Ok(())
+}
+
+/// A user or group name (or number) -> its id, from the image's /etc/passwd or /etc/group.
+pub fn resolve_id(layers: &[PathBuf], name: &str, file: &str) -> Result<u32> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let rel = Path::new(file);
+    let text = layers
+        .iter()
+        .find(|l| fs::symlink_metadata(l.join(rel)).is_ok())
+        .and_then(|l| fs::read_to_string(l.join(rel)).ok())
+        .unwrap_or_default();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 2 && f[0] == name {
+            if let Ok(n) = f[2].parse() {
+                return Ok(n);
+            }
+        }
+    }
+    bail!(
+        "unable to find {} {name} in the image's /{file}",
+        if file.ends_with("passwd") {
+            "user"
+        } else {
+            "group"
+        }
+    )
+}
+
+/// Whether `data` starts like a tar archive (plain, gzip or zstd).
+pub fn looks_like_archive(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let Ok(mut f) = fs::File::open(path) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    if head[..n].starts_with(&[0x1f, 0x8b]) || head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return true;
+    }
+    n >= 262 && &head[257..262] == b"ustar"
+}
+
+/// Unpacks the archive at `path` into `dest` (ADD of a local tarball); owners from the
+/// archive are replaced by `attrs.owner`.
+pub fn extract(path: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
+    let f = fs::File::open(path).with_context(|| format!("open `{}`", path.display()))?;
+    let (_, r) = rbox_storage::layer::decompress(io::BufReader::new(f))
+        .with_context(|| format!("read `{}`", path.display()))?;
+    fs::create_dir_all(dest).with_context(|| format!("create `{}`", dest.display()))?;
+    let mut ar = tar::Archive::new(r);
+    ar.set_preserve_permissions(true);
+    ar.set_unpack_xattrs(false);
+    for e in ar
+        .entries()
+        .with_context(|| format!("read `{}`", path.display()))?
+    {
+        let mut e = e.with_context(|| format!("read `{}`", path.display()))?;
+        let ty = e.header().entry_type();
+        if !(ty.is_file() || ty.is_dir() || ty.is_symlink() || ty.is_hard_link()) {
+            continue;
+        }
+        let name = e.path()?.into_owned();
+        if !e
+            .unpack_in(dest)
+            .with_context(|| format!("unpack `{}` from `{}`", name.display(), path.display()))?
+        {
+            continue;
+        }
+        let p = dest.join(ignore::clean(&name.to_string_lossy()).join("/"));
+        let _ = std::os::unix::fs::lchown(&p, Some(attrs.owner.0), Some(attrs.owner.1));
+    }
+    Ok(())
+}
+
+/// Applies `layers` (unpacked layer directories, bottom first) onto `dest` keeping their
+/// whiteouts (0/0 character devices) and opaque directories (`user.overlay.opaque=y`), so that
+/// `dest` is one layer with the changes of them all (`--squash`). Hard links become copies.
+pub fn squash(layers: &[PathBuf], dest: &Path) -> Result<()> {
+    for l in layers {
+        squash_dir(l, dest).with_context(|| format!("squash layer `{}`", l.display()))?;
+    }
+    Ok(())
+}
+
+fn squash_dir(src: &Path, dst: &Path) -> Result<()> {
+    let mut ents: Vec<_> = fs::read_dir(src)?.flatten().collect();
+    ents.sort_by_key(|e| e.file_name());
+    for e in ents {
+        let s = e.path();
+        let d = dst.join(e.file_name());
+        let m = fs::symlink_metadata(&s)?;
+        let ft = m.file_type();
+        if ft.is_char_device() && m.rdev() == 0 {
+            let _ = remove_any(&d);
+            nix::sys::stat::mknod(
+                &d,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .with_context(|| format!("create whiteout `{}`", d.display()))?;
+        } else if ft.is_dir() {
+            let opaque =
+                rbox_storage::lgetxattr(&s, "user.overlay.opaque").is_some_and(|v| v == b"y");
+            match fs::symlink_metadata(&d) {
+                Ok(dm) if dm.is_dir() && !opaque => {}
+                Ok(_) => {
+                    remove_any(&d)?;
+                    fs::create_dir(&d)?;
+                }
+                Err(_) => fs::create_dir(&d)?,
+            }
+            if opaque {
+                let f = fs::File::open(&d)?;
+                rbox_storage::fsetxattr(&f, "user.overlay.opaque", b"y")
+                    .with_context(|| format!("mark `{}` opaque", d.display()))?;
+            }
+            squash_dir(&s, &d)?;
+            set_owner_mode(&d, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+        } else {
+            copy_one(
+                &s,
+                &m,
+                &d,
+                Attrs {
+                    owner: (m.uid(), m.gid()),
+                    mode: None,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The file name ADD gives a download: the last component of the URL's path.
+pub fn url_file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let after = path.split_once("://").map_or(path, |(_, r)| r);
+    match after.split_once('/') {
+        Some((_, p)) => p
+            .rsplit('/')
+            .find(|c| !c.is_empty())
+            .unwrap_or("index.html"),
+        None => "index.html",
+    }
+    .to_string()
+}
+
+/// Downloads `url` to `dest` (ADD of a URL), verifying TLS as pulls do.
+pub fn download(url: &str, dest: &Path) -> Result<()> {
+    let host = url
+        .split_once("://")
+        .map_or("", |(_, r)| r.split(['/', '?']).next().unwrap_or(""));
+    let tls = rbox_registry::tls::tls_config(host, None, true)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| anyhow!("download `{url}`: {e}"))?;
+    let mut f =
+        std::fs::File::create(dest).with_context(|| format!("create `{}`", dest.display()))?;
+    std::io::copy(&mut resp.body_mut().as_reader(), &mut f)
+        .map_err(|e| anyhow!("download `{url}`: {e}"))?;
+    Ok(())
+}
+
+/// The copy driver's RUN: what differs between a container's full `rootfs` and the image of
+/// `layers` (top-most first), written into `staging` as an upper directory would hold it
+/// (changed and new entries, 0/0 character devices for what was removed).
+pub fn diff_rootfs(rootfs: &Path, layers: &[PathBuf], staging: &Path) -> Result<()> {
+    diff_dir(rootfs, layers, staging, Path::new(""))
+}
+
+fn diff_dir(rootfs: &Path, layers: &[PathBuf], staging: &Path, rel: &Path) -> Result<()> {
+    let dir = rootfs.join(rel);
+    let mut present = std::collections::BTreeSet::new();
+    let mut ents: Vec<_> = fs::read_dir(&dir)
+        .with_context(|| format!("read `{}`", dir.display()))?
+        .flatten()
+        .collect();
+    ents.sort_by_key(|e| e.file_name());
+    for e in ents {
+        let r = rel.join(e.file_name());
+        present.insert(e.file_name());
+        let m = fs::symlink_metadata(rootfs.join(&r))?;
+        let old = lookup(layers, &r);
+        let changed = match &old {
+            None => true,
+            Some(o) => {
+                o.file_type() != m.file_type()
+                    || o.mode() != m.mode()
+                    || o.uid() != m.uid()
+                    || o.gid() != m.gid()
+                    || (!m.is_dir()
+                        && (o.len() != m.len()
+                            || o.mtime() != m.mtime()
+                            || o.mtime_nsec() != m.mtime_nsec()))
+                    || (m.file_type().is_symlink()
+                        && lookup_in(layers, &r).and_then(|(l, _)| fs::read_link(l.join(&r)).ok())
+                            != fs::read_link(rootfs.join(&r)).ok())
+            }
+        };
+        if changed {
+            parents_like(rootfs, staging, &r)?;
+            let to = staging.join(&r);
+            if m.is_dir() {
+                fs::create_dir_all(&to)?;
+                set_owner_mode(&to, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+            } else {
+                copy_one(
+                    &rootfs.join(&r),
+                    &m,
+                    &to,
+                    Attrs {
+                        owner: (m.uid(), m.gid()),
+                        mode: None,
+                    },
+                )?;
+            }
+        }
+        if m.is_dir() {
+            diff_dir(rootfs, layers, staging, &r)?;
+        }
+    }
+    // what the image has here and the container no longer
+    for name in image_names(layers, rel) {
+        if !present.contains(&name) {
+            let r = rel.join(&name);
+            parents_like(rootfs, staging, &r)?;
+            let to = staging.join(&r);
+            let _ = remove_any(&to);
+            nix::sys::stat::mknod(
+                &to,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .with_context(|| format!("create whiteout `{}`", to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The parents of `rel` in `staging`, as the container's root has them.
+fn parents_like(rootfs: &Path, staging: &Path, rel: &Path) -> Result<()> {
+    let mut acc = PathBuf::new();
+    let comps: Vec<_> = rel.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        acc.push(c);
+        let d = staging.join(&acc);
+        if fs::symlink_metadata(&d).is_ok() {
+            continue;
+        }
+        fs::create_dir(&d).with_context(|| format!("create `{}`", d.display()))?;
+        let m = fs::symlink_metadata(rootfs.join(&acc))?;
+        set_owner_mode(&d, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+    }
+    Ok(())
+}
+
+/// The names in directory `rel` of the image made of `layers` (top-most first): the union of
+/// the layers down to an opaque one, without whited-out names.
+fn image_names(layers: &[PathBuf], rel: &Path) -> Vec<std::ffi::OsString> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut gone = std::collections::BTreeSet::new();
+    for l in layers {
+        let d = l.join(rel);
+        let Ok(m) = fs::symlink_metadata(&d) else {
+            continue;
+        };
+        if !m.is_dir() {
+            break;
+        }
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let n = e.file_name();
+            let wh = e
+                .metadata()
+                .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0);
+            if wh {
+                gone.insert(n);
+            } else if !gone.contains(&n) {
+                seen.insert(n);
+            }
+        }
+        if rbox_storage::lgetxattr(&d, "user.overlay.opaque").is_some_and(|v| v == b"y") {
+            break;
+        }
+    }
+    seen.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_resolve_inside_their_root() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("usr/lib")).unwrap();
+        fs::write(r.join("usr/lib/f"), "x").unwrap();
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/f", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc/passwd", r.join("up")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(
+            in_root(r, Path::new("lib/f")).unwrap(),
+            Path::new("usr/lib/f")
+        );
+        assert_eq!(
+            in_root(r, Path::new("abs")).unwrap(),
+            Path::new("usr/lib/f")
+        );
+        assert_eq!(
+            in_root(r, Path::new("up")).unwrap(),
+            Path::new("etc/passwd")
+        );
+        assert!(in_root(r, Path::new("loop")).is_err());
+        // the same in an image's layers: the link in the lower one, the file in the upper
+        let lower = d.path().join("l1");
+        let upper = d.path().join("l2");
+        fs::create_dir_all(lower.join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", lower.join("lib")).unwrap();
+        fs::create_dir_all(upper.join("usr/lib")).unwrap();
+        let layers = [upper, lower];
+        assert_eq!(
+            in_image(&layers, Path::new("lib/x"), false).unwrap(),
+            Path::new("usr/lib/x")
+        );
+        assert_eq!(
+            in_image(&layers, Path::new("lib"), false).unwrap(),
+            Path::new("lib")
+        );
+        assert_eq!(
+            in_image(&layers, Path::new("lib"), true).unwrap(),
+            Path::new("usr/lib")
+        );
+        assert!(escapes("../x") && escapes("a/../../x"));
+        assert!(!escapes("a/../x") && !escapes("./x"));
+    }
+}
