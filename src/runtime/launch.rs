@@ -498,9 +498,11 @@ fn image_file(rootfs: &rbox_storage::Rootfs, inside: &str) -> String {
     use rbox_storage::Rootfs as R;
     use std::os::unix::fs::FileTypeExt;
     let layers: Vec<&Path> = match rootfs {
-        R::Overlay { lowers, upper, .. } => std::iter::once(upper.as_path())
-            .chain(lowers.iter().map(PathBuf::as_path))
-            .collect(),
+        R::Overlay { lowers, upper, .. } | R::Fuse { lowers, upper, .. } => {
+            std::iter::once(upper.as_path())
+                .chain(lowers.iter().map(PathBuf::as_path))
+                .collect()
+        }
         R::Dir(d) => vec![d.as_path()],
         R::Host { dir, upper, .. } => vec![upper.as_path(), dir.as_path()],
     };
