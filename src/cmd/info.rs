@@ -151,7 +151,7 @@ fn gather(g: &Context) -> Result<Value> {
     if let Err(e) = &overlay {
         problems.push(format!(
             "overlayfs cannot be mounted in a user namespace on `{}` ({e}): containers use the \
-             slower copy driver; use a kernel >= 5.11 and keep the store on a local filesystem \
+             slower FUSE overlay (or the copy driver without /dev/fuse); use a kernel >= 5.11 and keep the store on a local filesystem \
              such as ext4 or xfs (not NFS), e.g. with --root",
             root.display()
         ));
