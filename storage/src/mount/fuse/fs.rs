@@ -88,11 +88,14 @@ fn kind_of(mode: u32) -> FileType {
 }
 
 fn time(sec: i64, nsec: i64) -> SystemTime {
-    if sec >= 0 {
-        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    // checked: a layer's file may carry any time, and a reply must never panic
+    let t = if sec >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(sec as u64))
     } else {
-        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec as u64)
-    }
+        UNIX_EPOCH.checked_sub(Duration::from_secs(sec.unsigned_abs()))
+    };
+    t.and_then(|t| t.checked_add(Duration::from_nanos(nsec.clamp(0, 999_999_999) as u64)))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// An override parsed from [`OVERRIDE_STAT`]: (uid, gid, permission bits).
