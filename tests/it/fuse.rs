@@ -325,3 +325,29 @@ fn fuse_overlay_is_named_and_refused_where_it_cannot_work() {
         env.rbox().args(["rm", "m"]).output().success();
     });
 }
+
+/// Where kernel overlay cannot be mounted (here: the store's probe memo says so for this
+/// kernel, as after a failed probe on NFS or an old kernel), `run` picks the FUSE overlay by
+/// itself, and records it.
+#[test]
+fn fuse_overlay_is_chosen_when_overlay_cannot_mount() {
+    if !fuse_usable() {
+        return;
+    }
+    for_each_user("fuseauto", |env| {
+        env.import_busybox("busybox");
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let memo = env.store().join("overlay-probe");
+        std::fs::write(&memo, format!("{} no\n", kernel.trim())).unwrap();
+        env.give_to_user(&memo);
+        let out = env
+            .rbox()
+            .args(["run", "--name", "auto", "--network=none", "busybox"])
+            .args(["sh", "-c", "grep -c '^rbox-fuse / ' /proc/mounts"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "1");
+        assert_eq!(env.inspect("auto", "{{.Driver}}"), "fuse-overlay");
+        env.rbox().args(["rm", "auto"]).output().success();
+    });
+}

@@ -352,6 +352,15 @@ fn hard_links_symlinks_and_xattrs() {
         sys::fgetxattr(&f, OVERRIDE_STAT).unwrap(),
         Some(b"0:0:0700".to_vec())
     );
+    // O_TMPFILE: fuser 0.18 has no tmpfile operation, so the kernel answers EOPNOTSUPP
+    // (programs fall back to a named temporary file)
+    let e = nix::fcntl::open(
+        &m.mnt,
+        nix::fcntl::OFlag::O_TMPFILE | nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap_err();
+    assert_eq!(e, nix::Error::EOPNOTSUPP);
     // statfs answers
     assert!(nix::sys::statvfs::statvfs(&m.mnt).unwrap().blocks() > 0);
 }
