@@ -43,7 +43,7 @@ pub const OVERRIDE_STAT: &str = "user.containers.override_stat";
 
 /// How long the kernel may cache entries and attributes. Only this server changes the layers
 /// while the container runs, and the kernel drops its own copies on the changes it makes.
-const TTL: Duration = Duration::from_secs(1);
+const TTL: Duration = Duration::from_secs(10);
 
 type R<T> = Result<T, Errno>;
 
@@ -337,7 +337,18 @@ impl Overlay {
 
     /// Registers (or refreshes) the node of `path` and counts one lookup.
     fn remember(&self, st: &mut State, path: PathBuf, f: &Found) -> u64 {
-        let over = self.read_override(f.layer, &path, f.st.st_mode);
+        // a known node's override only changes through this server (setattr keeps it, and
+        // copy-up copies it along): read the layer's xattr for new nodes only
+        let known = st
+            .by_path
+            .get(&path)
+            .and_then(|i| st.nodes.get(i))
+            .filter(|n| n.layer == f.layer && !n.gone)
+            .map(|n| n.over);
+        let over = match known {
+            Some(o) => o,
+            None => self.read_override(f.layer, &path, f.st.st_mode),
+        };
         let linked = (f.stack.is_none() && f.layer == 0 && f.st.st_nlink > 1)
             .then_some((f.st.st_dev, f.st.st_ino));
         if let Some(key) = linked {
@@ -663,11 +674,17 @@ impl Overlay {
     /// A node with other names (hard links) keeps living under one of them.
     fn forget_path(st: &mut State, path: &Path) {
         if let Some(ino) = st.by_path.remove(path) {
-            let other = st
-                .by_path
-                .iter()
-                .find(|(_, &i)| i == ino)
-                .map(|(p, _)| p.clone());
+            // only a node of the hard-link table can have other names: no walk of every
+            // path for the common unlink
+            let linked = st.by_inode.values().any(|&i| i == ino);
+            let other = linked
+                .then(|| {
+                    st.by_path
+                        .iter()
+                        .find(|(_, &i)| i == ino)
+                        .map(|(p, _)| p.clone())
+                })
+                .flatten();
             if let Some(n) = st.nodes.get_mut(&ino) {
                 match other {
                     Some(p) => n.path = p,
@@ -1168,8 +1185,15 @@ impl Filesystem for Overlay {
             }
             None => false,
         };
-        if drop_it && st.nodes.remove(&ino.0).is_some() {
-            {
+        if !drop_it {
+            return;
+        }
+        if let Some(n) = st.nodes.remove(&ino.0) {
+            if st.by_path.get(&n.path) == Some(&ino.0) {
+                st.by_path.remove(&n.path);
+            }
+            // a hard-linked node may hold other names: only then walk the tables
+            if st.by_inode.values().any(|&i| i == ino.0) {
                 st.by_path.retain(|_, i| *i != ino.0);
                 st.by_inode.retain(|_, i| *i != ino.0);
             }
@@ -1443,7 +1467,6 @@ impl Filesystem for Overlay {
             if n.gone {
                 return Err(Errno::ENOENT);
             }
-            let keep = n.layer != 0;
             let fd = self
                 .open_in(
                     n.layer,
@@ -1453,12 +1476,10 @@ impl Filesystem for Overlay {
                 .map_err(errno)?;
             drop(st);
             let fh = self.add_handle(ino.0, fd);
-            // a lower file never changes under the container: its pages stay valid
-            let ff = if keep {
-                FopenFlags::FOPEN_KEEP_CACHE
-            } else {
-                FopenFlags::empty()
-            };
+            // every change to the layers goes through this mount, whose page cache the
+            // kernel keeps coherent itself: cached pages stay valid across opens (and lower
+            // files never change at all)
+            let ff = FopenFlags::FOPEN_KEEP_CACHE;
             Ok((fh, ff))
         })();
         match r {
@@ -1787,9 +1808,13 @@ impl Filesystem for Overlay {
             Ok((a, fh))
         })();
         match r {
-            Ok((a, fh)) => {
-                reply.created(&TTL, &a, Generation(0), FileHandle(fh), FopenFlags::empty())
-            }
+            Ok((a, fh)) => reply.created(
+                &TTL,
+                &a,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(e) => reply.error(e),
         }
     }
