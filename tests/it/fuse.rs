@@ -351,3 +351,55 @@ fn fuse_overlay_is_chosen_when_overlay_cannot_mount() {
         env.rbox().args(["rm", "auto"]).output().success();
     });
 }
+
+/// A package manager on the FUSE overlay: in a Debian root, a package built in the container
+/// is installed, reinstalled and purged by dpkg (renames over existing files, hard links,
+/// fsyncs, its database rewritten), and GNU mv of a lower directory falls back from EXDEV.
+#[test]
+fn fuse_overlay_runs_dpkg() {
+    if !fuse_usable() {
+        return;
+    }
+    let Some(tar) = crate::fixtures::debian_rootfs_tar() else {
+        return;
+    };
+    for_each_user("fusedpkg", |env| {
+        let tar = env.copy_in(&tar, "debian.tar");
+        env.rbox()
+            .arg("import")
+            .arg(&tar)
+            .arg("debian:bookworm")
+            .timeout(std::time::Duration::from_secs(300))
+            .output()
+            .success();
+        let script = r#"set -e
+mkdir -p /tmp/p/DEBIAN /tmp/p/usr/share/rboxt
+printf 'Package: rboxt\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n' > /tmp/p/DEBIAN/control
+echo hi > /tmp/p/usr/share/rboxt/f
+dpkg-deb --build /tmp/p /tmp/rboxt.deb >/dev/null
+dpkg -i /tmp/rboxt.deb >/dev/null
+dpkg -s rboxt | grep '^Status'
+cat /usr/share/rboxt/f
+dpkg -i /tmp/rboxt.deb >/dev/null
+dpkg -P rboxt >/dev/null
+test ! -e /usr/share/rboxt && echo purged
+dpkg --verify coreutils && echo verified
+mv /usr/share/doc /usr/share/doc2 && test -d /usr/share/doc2/coreutils && echo moved"#;
+        let out = env
+            .rbox()
+            .args([
+                "--storage-driver=fuse-overlay",
+                "run",
+                "--rm",
+                "--network=none",
+            ])
+            .args(["debian:bookworm", "bash", "-c", script])
+            .timeout(std::time::Duration::from_secs(300))
+            .output()
+            .success();
+        assert_eq!(
+            out.text(),
+            "Status: install ok installed\nhi\npurged\nverified\nmoved"
+        );
+    });
+}
