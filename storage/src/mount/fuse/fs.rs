@@ -487,6 +487,12 @@ impl Overlay {
 
     /// Copies node `ino` up into the upper layer (once: a node already there is left alone).
     fn copy_up(&self, st: &mut State, ino: u64) -> R<()> {
+        self.copy_up_with(st, ino, true)
+    }
+
+    /// [`Self::copy_up`], leaving a regular file's bytes behind when `data` is false (it is
+    /// about to be truncated to nothing: O_TRUNC, or a truncate to 0).
+    fn copy_up_with(&self, st: &mut State, ino: u64, data: bool) -> R<()> {
         let (path, layer, is_d) = {
             let n = st.nodes.get(&ino).ok_or(Errno::ENOENT)?;
             if n.gone {
@@ -503,7 +509,7 @@ impl Overlay {
         if let Some(parent) = path.parent() {
             self.upper_dir(st, parent)?;
         }
-        self.copy_file_up(layer, &path)?;
+        self.copy_file_up(layer, &path, data)?;
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.layer = 0;
         }
@@ -512,7 +518,7 @@ impl Overlay {
 
     /// Copies the non-directory `path` of `layer` into the upper layer, staged in the work
     /// directory and renamed into place, so a crash never leaves half a file visible.
-    fn copy_file_up(&self, layer: usize, path: &Path) -> R<()> {
+    fn copy_file_up(&self, layer: usize, path: &Path, data: bool) -> R<()> {
         let s = self.stat_in(layer, path).map_err(errno)?;
         let tmp = self.tmp_name();
         let t = s.st_mode & libc::S_IFMT;
@@ -527,7 +533,9 @@ impl Overlay {
                         Mode::from_bits_truncate(0o600),
                     )
                     .map_err(errno)?;
-                    copy_data(&from, &to, s.st_size as u64)?;
+                    if data {
+                        copy_data(&from, &to, s.st_size as u64)?;
+                    }
                     copy_meta(&from, &to, &s, false)?;
                 }
                 libc::S_IFLNK => {
@@ -866,7 +874,8 @@ impl Overlay {
         let mut st = self.lock();
         let gone = Self::node(&st, ino)?.gone;
         if !gone {
-            self.copy_up(&mut st, ino.0)?;
+            let data = !(size == Some(0) && fh.is_none());
+            self.copy_up_with(&mut st, ino.0, data)?;
         }
         let n = Self::node(&st, ino)?;
         let path = n.path.clone();
@@ -1155,7 +1164,11 @@ impl Filesystem for Overlay {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.add_capabilities(
-            fuser::InitFlags::FUSE_PARALLEL_DIROPS | fuser::InitFlags::FUSE_CACHE_SYMLINKS,
+            // atomic O_TRUNC: the open says it, so a lower file opened to be truncated is
+            // copied up without its bytes
+            fuser::InitFlags::FUSE_PARALLEL_DIROPS
+                | fuser::InitFlags::FUSE_CACHE_SYMLINKS
+                | fuser::InitFlags::FUSE_ATOMIC_O_TRUNC,
         );
         Ok(())
     }
@@ -1461,7 +1474,7 @@ impl Filesystem for Overlay {
                 || f.contains(OFlag::O_RDWR)
                 || f.contains(OFlag::O_TRUNC);
             if writes {
-                self.copy_up(&mut st, ino.0)?;
+                self.copy_up_with(&mut st, ino.0, !f.contains(OFlag::O_TRUNC))?;
             }
             let n = Self::node(&st, ino)?;
             if n.gone {

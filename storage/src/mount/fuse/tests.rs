@@ -210,6 +210,10 @@ fn copy_up_once_and_whiteouts_on_unlink() {
         orig.len(),
         "lower untouched"
     );
+    // O_TRUNC on a lower file: copied up empty, then written
+    fs::write(m.mnt.join("a/new"), "n2").unwrap();
+    assert_eq!(fs::read_to_string(m.mnt.join("a/new")).unwrap(), "n2");
+    assert_eq!(fs::read_to_string(m.upper.join("a/new")).unwrap(), "n2");
     // unlink of a lower file: a 0/0 character device in the upper layer
     fs::remove_file(m.mnt.join("a/old")).unwrap();
     assert!(is_whiteout(&m.upper.join("a/old")));
