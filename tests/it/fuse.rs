@@ -233,6 +233,22 @@ fn fuse_server_lives_as_long_as_the_container() {
             "1",
             "one server, inside the container's pid namespace"
         );
+        // a command that waits for all its children (busybox tar) is not PID 1 on this driver:
+        // it would wait for the server forever
+        let mut t = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        t.append_data(&mut h, "x", &b"x\n"[..]).unwrap();
+        let tarball = env.write("t.tar", t.into_inner().unwrap());
+        env.give_to_user(&tarball);
+        rbox()
+            .args(["run", "--rm", "--network=none", "-v"])
+            .arg(format!("{}:/t.tar", tarball.display()))
+            .args(["busybox", "tar", "-C", "/tmp", "-xf", "/t.tar"])
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .success();
 
         for how in ["rm -f", "killed monitor"] {
             rbox()

@@ -17,8 +17,10 @@
 //! the last process of the mount namespace: nothing is left behind after a normal exit,
 //! `rm -f`, or a killed rbox or monitor (which kill PID 1), and no process outside needs to
 //! watch. PR_SET_PDEATHSIG ties it to its parent as well (a container sharing the host's
-//! pid namespace). The cost: the server shows in the container's process list (as
-//! `rbox-fuse`), and a container given CAP_SYS_PTRACE could reach its layer descriptors;
+//! pid namespace). A child of PID 1 is waited for by a PID 1 that waits for all its children
+//! (busybox tar does): so the runtime runs such a container with its `--init` reaper as
+//! PID 1, which forks the command and is the server's parent. The cost: the server and the
+//! reaper show in the container's process list (as `rbox-fuse` and `rbox-init`), and a container given CAP_SYS_PTRACE could reach its layer descriptors;
 //! it is made non-dumpable so that without that capability /proc/PID/fd stays closed.
 //! After pivot_root the server's root and working directory are the container's root (the
 //! kernel moves every process of the namespace), so the server never resolves a path: it
