@@ -199,9 +199,26 @@ fn fuse_overlay_semantics_in_a_container() {
             ),
             "/etc/hostname\n/a/b/c\n4755\n0"
         );
+        // rbox cp into the running container (through the FUSE mount), and into the stopped
+        // one (a server of its own for the copy)
+        let host = env.write("from-host", "copied\n");
+        env.give_to_user(&host);
+        rbox()
+            .arg("cp")
+            .arg(&host)
+            .arg("f:/etc/running")
+            .output()
+            .success();
         // a restart mounts the same upper again: the changes are there
         rbox().args(["stop", "-t", "0", "f"]).output().success();
+        rbox()
+            .arg("cp")
+            .arg(&host)
+            .arg("f:/etc/stopped")
+            .output()
+            .success();
         rbox().args(["start", "f"]).output().success();
+        assert_eq!(sh("cat /etc/running /etc/stopped"), "copied\ncopied");
         assert_eq!(
             sh("cat /etc/passwd; ls -A /d | wc -l; test -e /etc/shadow-nope || echo ok"),
             "fresh\n0\nok"
