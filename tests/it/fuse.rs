@@ -11,8 +11,8 @@ use crate::util::{eventually, for_each_user, require, Env};
 
 const BIG: usize = 24 << 20;
 
-/// The busybox root with a large file `/big` and a directory `/d` holding `/d/x` on top:
-/// an image whose files the tests change.
+/// The busybox root with a large file `/big`, a directory `/d` holding `/d/x` and `/owned`
+/// (1000:100, mode 4750) on top: an image whose files the tests change.
 fn image_tar(env: &Env) -> PathBuf {
     let mut src = Vec::new();
     std::fs::File::open(crate::fixtures::busybox_rootfs_tar())
@@ -57,6 +57,14 @@ fn image_tar(env: &Env) -> PathBuf {
     add("big", &big, false);
     add("d", &[], true);
     add("d/x", b"x", false);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o4750);
+    h.set_uid(1000);
+    h.set_gid(100);
+    h.set_size(1);
+    h.set_mtime(1_700_000_000);
+    out.append_data(&mut h, "owned", &b"o"[..]).unwrap();
     let bytes = out.into_inner().unwrap();
     env.write("fuse-image.tar", bytes)
 }
@@ -154,6 +162,13 @@ fn fuse_overlay_semantics_in_a_container() {
         };
         // the root is the FUSE mount
         assert!(sh("cat /proc/mounts").contains("rbox-fuse / fuse"));
+        // the image's owners, where the id map has them (a single-id store folds them to 0)
+        let owner = if env.user.has_many_ids() {
+            "1000:100 4750"
+        } else {
+            "0:0 4750"
+        };
+        assert_eq!(sh("stat -c '%u:%g %a' /owned"), owner);
         // copy-up of a large lower file on append: the lower bytes kept, once
         let out = sh(&format!(
             "cp /big /tmp/orig && echo tail >> /big && echo more >> /big && \
