@@ -451,3 +451,17 @@ mv /usr/share/doc /usr/share/doc2 && test -d /usr/share/doc2/coreutils && echo m
         );
     });
 }
+
+/// The multi-layer, multi-owner image checks of the kernel overlay and copy drivers (owners
+/// through the id map, modes and setuid, hard links, symlinks, mtimes, image whiteouts and
+/// opaque directories, runtime whiteouts, chown inside) on the FUSE overlay.
+#[test]
+fn fuse_overlay_passes_the_multi_layer_image_checks() {
+    if !fuse_usable() {
+        return;
+    }
+    for_each_user("fusemulti", |env| {
+        env.load(&crate::fixtures::multiid_oci_archive()).success();
+        crate::images::check_multiid_with(env, "multiid", "fuse-overlay");
+    });
+}

@@ -139,7 +139,7 @@ struct Node {
 struct State {
     nodes: HashMap<u64, Node>,
     by_path: HashMap<PathBuf, u64>,
-    /// hard links of the upper layer, (st_dev, st_ino) -> node: one node (so one page cache
+    /// hard links, (st_dev, st_ino) -> node: one node (so one inode number, one page cache
     /// and one attribute cache in the kernel) for all names of a file
     by_inode: HashMap<(u64, u64), u64>,
     next_ino: u64,
@@ -349,8 +349,7 @@ impl Overlay {
             Some(o) => o,
             None => self.read_override(f.layer, &path, f.st.st_mode),
         };
-        let linked = (f.stack.is_none() && f.layer == 0 && f.st.st_nlink > 1)
-            .then_some((f.st.st_dev, f.st.st_ino));
+        let linked = (f.stack.is_none() && f.st.st_nlink > 1).then_some((f.st.st_dev, f.st.st_ino));
         if let Some(key) = linked {
             if let Some(&ino) = st.by_inode.get(&key) {
                 if let Some(n) = st.nodes.get_mut(&ino).filter(|n| !n.gone) {
@@ -512,6 +511,12 @@ impl Overlay {
         self.copy_file_up(layer, &path, data)?;
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.layer = 0;
+        }
+        // copy-up breaks a lower hard link (kernel overlay without `index` does the same):
+        // the other names are looked up again as the lower file they still are
+        if st.by_inode.values().any(|&i| i == ino) {
+            st.by_inode.retain(|_, i| *i != ino);
+            st.by_path.retain(|p, i| *i != ino || *p == path);
         }
         Ok(())
     }

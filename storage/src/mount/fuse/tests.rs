@@ -294,6 +294,11 @@ fn hard_links_symlinks_and_xattrs() {
         return;
     }
     let m = setup();
+    // names of one lower file are one inode
+    assert_eq!(
+        fs::metadata(m.mnt.join("link1")).unwrap().ino(),
+        fs::metadata(m.mnt.join("link2")).unwrap().ino()
+    );
     // a new link to a lower file: the file is copied up and linked in the upper layer
     fs::hard_link(m.mnt.join("link1"), m.mnt.join("link3")).unwrap();
     fs::write(m.mnt.join("link3"), "changed").unwrap();
