@@ -684,6 +684,33 @@ impl Overlay {
     }
 
     /// Marks the node at `path` (if any) as gone from the tree.
+    /// Drops `n` lookups of node `ino`; the node goes when none is left (never the root).
+    fn unref(st: &mut State, ino: u64, n: u64) {
+        if ino == 1 {
+            return;
+        }
+        let drop_it = match st.nodes.get_mut(&ino) {
+            Some(node) => {
+                node.lookups = node.lookups.saturating_sub(n);
+                node.lookups == 0
+            }
+            None => false,
+        };
+        if !drop_it {
+            return;
+        }
+        if let Some(node) = st.nodes.remove(&ino) {
+            if st.by_path.get(&node.path) == Some(&ino) {
+                st.by_path.remove(&node.path);
+            }
+            // a hard-linked node may hold other names: only then walk the tables
+            if st.by_inode.values().any(|&i| i == ino) {
+                st.by_path.retain(|_, i| *i != ino);
+                st.by_inode.retain(|_, i| *i != ino);
+            }
+        }
+    }
+
     /// A node with other names (hard links) keeps living under one of them.
     fn forget_path(st: &mut State, path: &Path) {
         if let Some(ino) = st.by_path.remove(path) {
@@ -1168,13 +1195,18 @@ impl Filesystem for Overlay {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
-        let _ = config.add_capabilities(
+        // each on its own: one the kernel lacks must not cost the others
+        for cap in [
+            fuser::InitFlags::FUSE_PARALLEL_DIROPS,
+            fuser::InitFlags::FUSE_CACHE_SYMLINKS,
             // atomic O_TRUNC: the open says it, so a lower file opened to be truncated is
             // copied up without its bytes
-            fuser::InitFlags::FUSE_PARALLEL_DIROPS
-                | fuser::InitFlags::FUSE_CACHE_SYMLINKS
-                | fuser::InitFlags::FUSE_ATOMIC_O_TRUNC,
-        );
+            fuser::InitFlags::FUSE_ATOMIC_O_TRUNC,
+            fuser::InitFlags::FUSE_DO_READDIRPLUS,
+            fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
         Ok(())
     }
 
@@ -1192,30 +1224,7 @@ impl Filesystem for Overlay {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        if ino.0 == 1 {
-            return;
-        }
-        let mut st = self.lock();
-        let drop_it = match st.nodes.get_mut(&ino.0) {
-            Some(n) => {
-                n.lookups = n.lookups.saturating_sub(nlookup);
-                n.lookups == 0
-            }
-            None => false,
-        };
-        if !drop_it {
-            return;
-        }
-        if let Some(n) = st.nodes.remove(&ino.0) {
-            if st.by_path.get(&n.path) == Some(&ino.0) {
-                st.by_path.remove(&n.path);
-            }
-            // a hard-linked node may hold other names: only then walk the tables
-            if st.by_inode.values().any(|&i| i == ino.0) {
-                st.by_path.retain(|_, i| *i != ino.0);
-                st.by_inode.retain(|_, i| *i != ino.0);
-            }
-        }
+        Self::unref(&mut self.lock(), ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -1656,6 +1665,60 @@ impl Filesystem for Overlay {
         }
         for (i, (name, kind, dino)) in list.iter().enumerate().skip((off - 2) as usize) {
             if reply.add(INodeNo((*dino).max(1)), i as u64 + 3, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    /// `ls -l`'s pattern (readdir then a lookup per name) in one request per buffer: each
+    /// entry carries its attributes and counts as a lookup, except `.` and `..`.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        let list = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let Some(list) = list else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut st = self.lock();
+        let (dpath, dstack) = match Self::parent_of(&st, ino) {
+            Ok((n, s)) => (n.path.clone(), s.to_vec()),
+            Err(e) => return reply.error(e),
+        };
+        let mut off = offset;
+        while off < 2 {
+            let a = match self.stat_node(&st, ino.0) {
+                Ok((s, over)) => self.attr(ino.0, &s, over),
+                Err(e) => return reply.error(e),
+            };
+            let name = if off == 0 { "." } else { ".." };
+            if reply.add(ino, off + 1, name, &TTL, &a, Generation(0)) {
+                return reply.ok();
+            }
+            off += 1;
+        }
+        for (i, (name, _, _)) in list.iter().enumerate().skip((off - 2) as usize) {
+            let path = dpath.join(name);
+            // gone since the directory was opened: left out, offsets unchanged
+            let Ok(Some(f)) = self.find(&dstack, &path) else {
+                continue;
+            };
+            let nid = self.remember(&mut st, path, &f);
+            let over = st.nodes.get(&nid).and_then(|n| n.over);
+            let a = self.attr(nid, &f.st, over);
+            if reply.add(INodeNo(nid), i as u64 + 3, name, &TTL, &a, Generation(0)) {
+                // not sent: not a lookup the kernel will forget
+                Self::unref(&mut st, nid, 1);
                 break;
             }
         }
