@@ -39,7 +39,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RBOX_RUNROOT", value_name = "PATH")]
     pub runroot: Option<PathBuf>,
     /// Storage driver for container root filesystems: overlay (kernel overlayfs, falling back
-    /// to copy when it cannot be mounted) or vfs (always copy; also accepted as copy)
+    /// to fuse-overlay, then to copy, when it cannot be mounted), fuse-overlay (rbox's own
+    /// FUSE overlay over the same layers) or vfs (always copy; also accepted as copy)
     /// [default: storage.conf's driver, else overlay]
     #[arg(
         long,

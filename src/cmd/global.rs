@@ -93,7 +93,7 @@ fn storage_opt(value: &str) -> Result<()> {
     match key {
         "overlay.mount_program" | ".mount_program" if Path::new(v).exists() => {
             tracing::info!(
-                "--storage-opt {key}: rbox mounts its overlay itself (kernel overlayfs, else copy)"
+                "--storage-opt {key}: rbox mounts its overlay itself (kernel overlayfs, else its FUSE overlay, else copy)"
             );
             Ok(())
         }
@@ -101,7 +101,7 @@ fn storage_opt(value: &str) -> Result<()> {
             bail!("--storage-opt {key}: `{v}` does not exist")
         }
         _ => bail!(
-            "unsupported storage option `{key}`: rbox's drivers (overlay, vfs) take only \
+            "unsupported storage option `{key}`: rbox's drivers (overlay, fuse-overlay, vfs) take only \
              overlay.mount_program; drop --storage-opt"
         ),
     }

@@ -151,7 +151,7 @@ fn gather(g: &Context) -> Result<Value> {
     if let Err(e) = &overlay {
         problems.push(format!(
             "overlayfs cannot be mounted in a user namespace on `{}` ({e}): containers use the \
-             slower copy driver; use a kernel >= 5.11 and keep the store on a local filesystem \
+             slower FUSE overlay (or the copy driver without /dev/fuse); use a kernel >= 5.11 and keep the store on a local filesystem \
              such as ext4 or xfs (not NFS), e.g. with --root",
             root.display()
         ));
@@ -166,6 +166,26 @@ fn gather(g: &Context) -> Result<Value> {
              (`modprobe fuse`) and make /dev/fuse mode 0666"
         ));
     }
+    // the driver `run` would choose, and why (the same rule as runtime::create's)
+    let (driver, driver_reason) = match g.storage_driver().map(|d| d.parse::<Driver>()) {
+        Some(Ok(d)) => (d, "set by --storage-driver or storage.conf".to_string()),
+        _ => match (&overlay, &fuse) {
+            (Ok(()), _) => (
+                Driver::Overlay,
+                "kernel overlayfs mounts in the user namespace".to_string(),
+            ),
+            (Err(e), Ok(_)) => (
+                Driver::FuseOverlay,
+                format!("kernel overlayfs cannot be mounted ({e}); /dev/fuse opens"),
+            ),
+            (Err(e), Err(f)) => (
+                Driver::Copy,
+                format!(
+                    "kernel overlayfs cannot be mounted ({e}) and /dev/fuse does not open ({f})"
+                ),
+            ),
+        },
+    };
     let tun = tun_mode(Path::new("/dev/net/tun"));
     if tun.is_none() {
         problems.push(
@@ -229,11 +249,12 @@ fn gather(g: &Context) -> Result<Value> {
         "store": {
             "graphRoot": root.display().to_string(),
             "runRoot": runroot.display().to_string(),
-            "driver": if overlay.is_ok() { Driver::Overlay } else { Driver::Copy }.as_str(),
+            "driver": driver.as_str(),
+            "driverReason": driver_reason,
             "images": images,
             "containers": containers,
             // Podman's keys for the same things
-            "graphDriverName": if overlay.is_ok() { Driver::Overlay } else { Driver::Copy }.as_str(),
+            "graphDriverName": driver.as_str(),
             "imageStore": {"number": images},
             "containerStore": {"number": containers},
         },

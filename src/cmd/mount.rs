@@ -88,6 +88,13 @@ pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
     for rec in recs {
         let t = target(g, &rec.id)?;
         if !points.contains(&t) {
+            if rec.driver == rbox_storage::Driver::FuseOverlay {
+                anyhow::bail!(
+                    "mount container {}: its root is a FUSE overlay, served only while the \
+                     container runs; use `rbox cp`, or the overlay or vfs driver",
+                    rec.name
+                );
+            }
             std::fs::create_dir_all(&t).with_context(|| format!("create `{}`", t.display()))?;
             let dir = store.container_dir(&rec.id)?;
             store

@@ -80,14 +80,30 @@ fn resolve_image(store: &Store, a: &RunOptions, puller: &dyn Puller) -> Result<I
 }
 
 /// Which storage driver makes the root filesystem: `--storage-driver`, where overlay (the
-/// default) falls back to copy when the probe finds that it cannot be mounted.
+/// default) falls back to the FUSE overlay when the probe finds that kernel overlay cannot
+/// be mounted, and to copy when /dev/fuse cannot be opened either. An explicit
+/// `fuse-overlay` without a usable /dev/fuse is an error that says what to change.
 fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
     let wanted = match g.storage_driver() {
         Some(d) => d.parse::<Driver>()?,
         None => Driver::Overlay,
     };
     Ok(match wanted {
-        Driver::Overlay if !probe::overlay_works(store) => Driver::Copy,
+        Driver::Overlay if !probe::overlay_works(store) => {
+            match rbox_storage::mount::fuse::available() {
+                Ok(()) => Driver::FuseOverlay,
+                Err(why) => {
+                    tracing::debug!("fuse-overlay not usable: {why}");
+                    Driver::Copy
+                }
+            }
+        }
+        Driver::FuseOverlay => {
+            if let Err(why) = rbox_storage::mount::fuse::available() {
+                bail!("use storage driver fuse-overlay: {why}");
+            }
+            Driver::FuseOverlay
+        }
         d => d,
     })
 }

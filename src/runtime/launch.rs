@@ -138,6 +138,11 @@ pub fn plan(
     let rootfs = store
         .rootfs(rec.driver, &dir, rec.auto_remove)
         .context("create empty lower layer")?;
+    // The FUSE overlay's server is forked by the init while it mounts the root: with the
+    // command as PID 1 it would be the command's child, and a PID 1 that waits for all its
+    // children (busybox tar does) would wait for it forever. The `--init` reaper is PID 1
+    // then, and the server its child (see rbox_storage::mount::fuse).
+    let fuse_root = matches!(rootfs, rbox_storage::Rootfs::Fuse { .. });
     let hostname = oci::hostname(&spec);
     write_etc(&dir.dir, rec, &hostname)?;
     let mode = userns::current_mode();
@@ -184,7 +189,7 @@ pub fn plan(
             image_workdir.as_deref(),
         ),
         hostname,
-        init: rec.spec.init,
+        init: rec.spec.init || fuse_root,
         interactive: rec.spec.interactive,
         ops,
         target,
@@ -533,9 +538,11 @@ fn image_file(rootfs: &rbox_storage::Rootfs, inside: &str) -> String {
     use rbox_storage::Rootfs as R;
     use std::os::unix::fs::FileTypeExt;
     let layers: Vec<&Path> = match rootfs {
-        R::Overlay { lowers, upper, .. } => std::iter::once(upper.as_path())
-            .chain(lowers.iter().map(PathBuf::as_path))
-            .collect(),
+        R::Overlay { lowers, upper, .. } | R::Fuse { lowers, upper, .. } => {
+            std::iter::once(upper.as_path())
+                .chain(lowers.iter().map(PathBuf::as_path))
+                .collect()
+        }
         R::Dir(d) => vec![d.as_path()],
         R::Host { dir, upper, .. } => vec![upper.as_path(), dir.as_path()],
     };

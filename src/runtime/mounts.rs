@@ -434,6 +434,7 @@ fn describe(op: &Op) -> String {
     match op {
         Op::PrivateAll => "make mounts private".into(),
         Op::Root(Rootfs::Overlay { .. }) => "mount overlay root filesystem".into(),
+        Op::Root(Rootfs::Fuse { .. }) => "mount FUSE overlay root filesystem".into(),
         Op::Root(Rootfs::Dir(d)) => format!("bind root filesystem `{}`", d.display()),
         Op::Root(Rootfs::Host { dir, .. }) => {
             format!("overlay host directory `{}` as the root", dir.display())

@@ -239,3 +239,126 @@ pub fn move_mount_to(fd: BorrowedFd<'_>, target: &std::path::Path) -> io::Result
     })
     .map(drop)
 }
+
+/// `fgetxattr(2)` for the FUSE overlay: the value of `name` (raw bytes), ENODATA as an error.
+pub fn fgetxattr_raw<F: AsFd>(fd: F, name: &[u8]) -> io::Result<Vec<u8>> {
+    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: the fd is valid for the call, `name` is NUL-terminated, and `buf` has
+        // `buf.len()` writable bytes; the kernel writes at most that many.
+        let r = unsafe {
+            libc::fgetxattr(
+                fd.as_fd().as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) || buf.len() >= 1 << 16 {
+            return Err(e);
+        }
+        buf.resize(1 << 16, 0);
+    }
+}
+
+/// `flistxattr(2)`: the NUL-separated list of attribute names.
+pub fn flistxattr<F: AsFd>(fd: F) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: the fd is valid for the call and `buf` has `buf.len()` writable bytes; the
+        // kernel writes at most that many.
+        let r =
+            unsafe { libc::flistxattr(fd.as_fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) || buf.len() >= 1 << 16 {
+            return Err(e);
+        }
+        buf.resize(1 << 16, 0);
+    }
+}
+
+/// `fsetxattr(2)` with raw name bytes and flags (XATTR_CREATE / XATTR_REPLACE).
+pub fn fsetxattr_flags<F: AsFd>(fd: F, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
+    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: the fd is valid for the call, `name` is NUL-terminated and outlives the call,
+    // and `value` points to `value.len()` readable bytes.
+    let r = unsafe {
+        libc::fsetxattr(
+            fd.as_fd().as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `fremovexattr(2)`.
+pub fn fremovexattr<F: AsFd>(fd: F, name: &[u8]) -> io::Result<()> {
+    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: the fd is valid for the call and `name` is NUL-terminated and outlives it.
+    let r = unsafe { libc::fremovexattr(fd.as_fd().as_raw_fd(), name.as_ptr()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// fork(2), for the FUSE overlay's server. The caller guarantees the process is
+/// single-threaded (the container's init during its setup, or `rbox cp`'s child), so the
+/// child may allocate.
+pub fn fork() -> nix::Result<nix::unistd::ForkResult> {
+    // SAFETY: callers fork only while single-threaded: no lock is held by a thread that the
+    // child would lose.
+    unsafe { nix::unistd::fork() }
+}
+
+/// _exit(2): leave the forked server without running the parent's atexit handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// dup2(2) on raw numbers (the FUSE server puts /dev/null on its stdio).
+pub fn dup2_raw(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only replaces descriptor `new`; nothing in the server owns 0-2 as a Rust
+    // object that would close them again.
+    cvt(unsafe { libc::dup2(old, new) } as libc::c_long).map(drop)
+}
+
+/// copy_file_range(2) at both descriptors' own offsets (the FUSE overlay's copy-up).
+pub fn copy_file_range<A: AsFd, B: AsFd>(from: A, to: B, len: usize) -> nix::Result<usize> {
+    // SAFETY: both fds are valid for the call; null offset pointers make the kernel use and
+    // advance the descriptors' file offsets.
+    let r = unsafe {
+        libc::copy_file_range(
+            from.as_fd().as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_fd().as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            0,
+        )
+    };
+    if r < 0 {
+        Err(nix::Error::last())
+    } else {
+        Ok(r as usize)
+    }
+}

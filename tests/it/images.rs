@@ -360,7 +360,7 @@ fn check_multiid(env: &Env, image: &str) {
 
 /// The same checks with the root filesystem made by `driver` (overlay, or vfs: the copy
 /// driver used where overlayfs cannot be mounted).
-fn check_multiid_with(env: &Env, image: &str, driver: &str) {
+pub(crate) fn check_multiid_with(env: &Env, image: &str, driver: &str) {
     let many = env.user.has_many_ids();
     let mut args = vec![
         "run",

@@ -11,7 +11,8 @@
 //!   `upper/` and `work/` above (mounted through the new mount API, no option-length limit).
 //! - [`copy`]: the image layers copied into `rootfs/` once, bind-mounted at start. Podman
 //!   calls it `vfs`, and so do `--storage-driver` and container records.
-//! - [`fuse`]: the place of the FUSE overlay (not written yet).
+//! - [`fuse`]: rbox's own overlay filesystem on FUSE, over the same layers and upper/work
+//!   directories as [`overlay`], served by a process of the container (`fuse-overlay`).
 
 pub mod copy;
 pub mod fuse;
@@ -31,10 +32,8 @@ use crate::store::Store;
 use crate::{bt, Error, IoContext, Result};
 
 /// A storage driver. Its name (`Display`, and in records) is Podman's: `overlay` or `vfs`;
-/// `copy` is accepted as another name of [`Driver::Copy`].
-///
-/// The FUSE overlay (for hosts where kernel overlayfs cannot be mounted in a user namespace)
-/// will be a third variant; until it exists nothing can select it (see [`fuse`]).
+/// `copy` is accepted as another name of [`Driver::Copy`]. `fuse-overlay` is rbox's own FUSE
+/// overlay ([`fuse`]), for hosts where kernel overlayfs cannot be mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Driver {
     /// kernel overlayfs
@@ -43,6 +42,9 @@ pub enum Driver {
     /// a private copy of the layers (Podman's `vfs`)
     #[serde(rename = "vfs", alias = "copy")]
     Copy,
+    /// rbox's FUSE overlay over the same layers as [`Driver::Overlay`]
+    #[serde(rename = "fuse-overlay")]
+    FuseOverlay,
 }
 
 impl Driver {
@@ -51,6 +53,7 @@ impl Driver {
         match self {
             Driver::Overlay => "overlay",
             Driver::Copy => "vfs",
+            Driver::FuseOverlay => "fuse-overlay",
         }
     }
 }
@@ -63,7 +66,7 @@ impl fmt::Display for Driver {
 
 /// A `--storage-driver` value that names no driver.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown storage driver `{0}`: use overlay or vfs")]
+#[error("unknown storage driver `{0}`: use overlay, fuse-overlay or vfs")]
 pub struct UnknownDriver(pub String);
 
 impl FromStr for Driver {
@@ -73,6 +76,7 @@ impl FromStr for Driver {
         match s {
             "overlay" => Ok(Driver::Overlay),
             "vfs" | "copy" => Ok(Driver::Copy),
+            "fuse-overlay" => Ok(Driver::FuseOverlay),
             _ => Err(UnknownDriver(s.to_string())),
         }
     }
@@ -92,6 +96,12 @@ pub enum Rootfs {
     },
     /// an already populated directory (the copy driver), bind-mounted
     Dir(PathBuf),
+    /// the FUSE overlay: the same layers as `Overlay`, served by rbox's own server
+    Fuse {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
     /// `--rootfs`: a host directory, overlaid ([`host::mount`])
     Host {
         dir: PathBuf,
@@ -117,6 +127,11 @@ impl Rootfs {
                 work,
                 volatile,
             } => host::mount(dir, upper, work, *volatile, target),
+            Rootfs::Fuse {
+                lowers,
+                upper,
+                work,
+            } => fuse::mount(lowers, upper, work, target),
             Rootfs::Dir(d) => mount(
                 Some(d.as_path()),
                 target,
@@ -140,7 +155,7 @@ impl Store {
     /// the driver uses is made: every directory is an inode to allocate at each `run`.
     pub fn prepare_rootfs(&self, driver: Driver, dir: &ContainerDir) -> Result<()> {
         match driver {
-            Driver::Overlay => {
+            Driver::Overlay | Driver::FuseOverlay => {
                 for p in [&dir.upper, &dir.work] {
                     fs::create_dir(p).ctx(|| format!("create {}", bt(p)))?;
                 }
@@ -177,6 +192,11 @@ impl Store {
         }
         match driver {
             Driver::Copy => Ok(Rootfs::Dir(dir.rootfs.clone())),
+            Driver::FuseOverlay => Ok(Rootfs::Fuse {
+                lowers: dir.lower_dirs.clone(),
+                upper: dir.upper.clone(),
+                work: dir.work.clone(),
+            }),
             Driver::Overlay => {
                 let mut lowers = dir.lower_dirs.clone();
                 if lowers.is_empty() {
@@ -225,7 +245,7 @@ mod tests {
         let e = "btrfs".parse::<Driver>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown storage driver `btrfs`: use overlay or vfs"
+            "unknown storage driver `btrfs`: use overlay, fuse-overlay or vfs"
         );
         assert!("Overlay".parse::<Driver>().is_err());
     }
@@ -234,7 +254,7 @@ mod tests {
     fn names_are_podmans() {
         assert_eq!(Driver::Overlay.to_string(), "overlay");
         assert_eq!(Driver::Copy.to_string(), "vfs");
-        for d in [Driver::Overlay, Driver::Copy] {
+        for d in [Driver::Overlay, Driver::Copy, Driver::FuseOverlay] {
             assert_eq!(d.to_string().parse::<Driver>(), Ok(d));
         }
     }
