@@ -160,7 +160,12 @@ fn create_and_start(
     } else {
         let image = resolve_image(&store, a, puller)?;
         let cfg = store.image_config(&image).context("read image config")?;
-        (Source::Image(image), spec::ImageProcess::from_oci(&cfg))
+        let mut process = spec::ImageProcess::from_oci(&cfg);
+        process.healthcheck = store
+            .read_blob(&image.id)
+            .ok()
+            .and_then(|raw| spec::ImageHealthcheck::from_config(&raw));
+        (Source::Image(image), process)
     };
     let id = state::new_id()?;
     let mut spec = spec::build(&process, &a.flags, &id, Some(&layout::seccomp_cache(&root)))?;

@@ -27,6 +27,34 @@ pub struct ImageProcess {
     pub exposed_ports: Vec<String>,
     /// Volumes: where the container gets anonymous volumes
     pub volumes: Vec<String>,
+    /// HEALTHCHECK (a Docker extension of the image config, not in the OCI type)
+    pub healthcheck: Option<ImageHealthcheck>,
+}
+
+/// An image config's `Healthcheck`, as Docker and Podman write it: `Test` (`["CMD", ...]`,
+/// `["CMD-SHELL", cmd]` or `["NONE"]`), durations in nanoseconds, 0 for the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageHealthcheck {
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval: u64,
+    #[serde(default)]
+    pub timeout: u64,
+    #[serde(default)]
+    pub start_period: u64,
+    #[serde(default)]
+    pub retries: u32,
+}
+
+impl ImageHealthcheck {
+    /// The `config.Healthcheck` of a raw image config, if any (a malformed one is ignored, as
+    /// Podman ignores fields it cannot read).
+    pub fn from_config(raw: &[u8]) -> Option<ImageHealthcheck> {
+        let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+        serde_json::from_value(v.get("config")?.get("Healthcheck")?.clone()).ok()
+    }
 }
 
 impl ImageProcess {
@@ -48,6 +76,7 @@ impl ImageProcess {
             stop_signal: c.stop_signal().clone(),
             exposed_ports: c.exposed_ports().clone().unwrap_or_default(),
             volumes: c.volumes().clone().unwrap_or_default(),
+            healthcheck: None,
         }
     }
 }
@@ -1138,9 +1167,21 @@ pub struct HealthFlags {
 
 /// The container's healthcheck from its flags (Podman's rules and texts): `--health-cmd` takes
 /// a shell command, or a JSON array for the exec form; `none` or `--no-healthcheck` for none.
-fn healthcheck(h: &HealthFlags) -> Result<Option<crate::state::Healthcheck>> {
+/// The image's HEALTHCHECK fills what the flags leave unset (a flag wins field by field, as in
+/// Podman); `--no-healthcheck` or `--health-cmd none` drops it.
+fn healthcheck(
+    h: &HealthFlags,
+    image: Option<&ImageHealthcheck>,
+) -> Result<Option<crate::state::Healthcheck>> {
     use std::time::Duration;
+    let from_image = |ns: Option<u64>| ns.filter(|n| *n > 0).map(Duration::from_nanos);
     let dur = |v: &Option<String>, what: &str, default: Duration| -> Result<Duration> {
+        let default = from_image(image.map(|i| match what {
+            "interval" => i.interval,
+            "timeout" => i.timeout,
+            _ => i.start_period,
+        }))
+        .unwrap_or(default);
         match v.as_deref() {
             None => Ok(default),
             Some("disable") if what == "interval" => Ok(Duration::ZERO),
@@ -1165,20 +1206,23 @@ fn healthcheck(h: &HealthFlags) -> Result<Option<crate::state::Healthcheck>> {
     if !["none", "kill", "restart", "stop"].contains(&on_failure.as_str()) {
         bail!("invalid on-failure action `{on_failure}` for health check: supported actions are none,kill,restart,stop");
     }
-    let Some(cmd) = h.cmd.as_deref().filter(|_| !h.none) else {
+    if h.none {
         return Ok(None);
-    };
-    let test = if cmd.trim_start().starts_with('[') {
-        let argv: Vec<String> = serde_json::from_str(cmd)
-            .map_err(|e| anyhow::anyhow!("invalid --health-cmd `{cmd}`: {e}"))?;
-        match argv.first().map(String::as_str) {
-            Some("CMD" | "CMD-SHELL" | "NONE") => argv,
-            _ => std::iter::once("CMD".to_string()).chain(argv).collect(),
+    }
+    let image_test = image.map(|i| i.test.clone()).filter(|t| !t.is_empty());
+    let test = match (h.cmd.as_deref(), image_test) {
+        (None, Some(test)) => test,
+        (None, None) => return Ok(None),
+        (Some(cmd), _) if cmd.trim_start().starts_with('[') => {
+            let argv: Vec<String> = serde_json::from_str(cmd)
+                .map_err(|e| anyhow::anyhow!("invalid --health-cmd `{cmd}`: {e}"))?;
+            match argv.first().map(String::as_str) {
+                Some("CMD" | "CMD-SHELL" | "NONE") => argv,
+                _ => std::iter::once("CMD".to_string()).chain(argv).collect(),
+            }
         }
-    } else if cmd.eq_ignore_ascii_case("none") {
-        return Ok(None);
-    } else {
-        vec!["CMD-SHELL".into(), cmd.to_string()]
+        (Some(cmd), _) if cmd.eq_ignore_ascii_case("none") => return Ok(None),
+        (Some(cmd), _) => vec!["CMD-SHELL".into(), cmd.to_string()],
     };
     if test.first().map(String::as_str) == Some("NONE") || test.len() < 2 {
         return Ok(None);
@@ -1188,7 +1232,10 @@ fn healthcheck(h: &HealthFlags) -> Result<Option<crate::state::Healthcheck>> {
         interval,
         timeout,
         start_period,
-        retries: h.retries.unwrap_or(3),
+        retries: h
+            .retries
+            .or(image.map(|i| i.retries).filter(|r| *r > 0))
+            .unwrap_or(3),
         on_failure,
     }))
 }
@@ -1516,7 +1563,7 @@ pub fn build(
         add_hosts,
         no_hosts: a.no_hosts,
         exposed_ports,
-        healthcheck: healthcheck(&a.health)?,
+        healthcheck: healthcheck(&a.health, img.healthcheck.as_ref())?,
         log: log_config(a.log_driver.as_deref(), &a.log_opt)?,
         restart: match &a.restart {
             Some(r) => crate::state::RestartPolicy::parse(r)?,
@@ -1999,5 +2046,43 @@ mod tests {
             run_opts(&f).unwrap_err().to_string(),
             "annotations must be formatted KEY=VALUE"
         );
+    }
+
+    #[test]
+    fn the_images_healthcheck_fills_what_the_flags_leave() {
+        use std::time::Duration;
+        let raw = br#"{"config":{"Healthcheck":{"Test":["CMD-SHELL","test -e /ok"],
+            "Interval":5000000000,"Timeout":2000000000,"Retries":7}}}"#;
+        let image = ImageHealthcheck::from_config(raw).unwrap();
+        let hc = healthcheck(&HealthFlags::default(), Some(&image))
+            .unwrap()
+            .unwrap();
+        assert_eq!(hc.test, ["CMD-SHELL", "test -e /ok"]);
+        assert_eq!(hc.interval, Duration::from_secs(5));
+        assert_eq!(hc.timeout, Duration::from_secs(2));
+        assert_eq!(hc.start_period, Duration::ZERO);
+        assert_eq!(hc.retries, 7);
+        // a flag wins field by field
+        let flags = HealthFlags {
+            cmd: Some("true".into()),
+            interval: Some("9s".into()),
+            ..Default::default()
+        };
+        let hc = healthcheck(&flags, Some(&image)).unwrap().unwrap();
+        assert_eq!(hc.test, ["CMD-SHELL", "true"]);
+        assert_eq!(hc.interval, Duration::from_secs(9));
+        assert_eq!(hc.retries, 7);
+        // --no-healthcheck, and an image that says NONE
+        let none = HealthFlags {
+            none: true,
+            ..Default::default()
+        };
+        assert_eq!(healthcheck(&none, Some(&image)).unwrap(), None);
+        let off = ImageHealthcheck::from_config(br#"{"config":{"Healthcheck":{"Test":["NONE"]}}}"#);
+        assert_eq!(
+            healthcheck(&HealthFlags::default(), off.as_ref()).unwrap(),
+            None
+        );
+        assert_eq!(ImageHealthcheck::from_config(br#"{"config":{}}"#), None);
     }
 }

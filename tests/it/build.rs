@@ -690,3 +690,58 @@ fn build_run_steps_with_the_copy_driver() {
         assert_eq!(seen, "a\ny\n700\nno-vi");
     });
 }
+
+/// A built image's HEALTHCHECK (docker format) becomes the container's healthcheck, and
+/// `--no-healthcheck` or `--health-cmd` override it, as in Podman.
+#[test]
+fn build_healthcheck_reaches_the_container() {
+    for_each_user("build_health", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\nHEALTHCHECK --interval=7s --retries=4 CMD test -e /etc/passwd\n",
+        );
+        build(env, &["--format", "docker", "-t", "hc"]).success();
+        env.rbox()
+            .args([
+                "create",
+                "--network=none",
+                "--name",
+                "c1",
+                "hc",
+                "sleep",
+                "60",
+            ])
+            .output()
+            .success();
+        let hc = env.field("c1", "json .Config.Healthcheck");
+        assert!(
+            hc.contains(r#""Test":["CMD-SHELL","test -e /etc/passwd"]"#),
+            "{hc}"
+        );
+        assert!(hc.contains(r#""Interval":7000000000"#), "{hc}");
+        assert!(hc.contains(r#""Retries":4"#), "{hc}");
+        env.rbox().args(["start", "c1"]).output().success();
+        env.rbox()
+            .args(["healthcheck", "run", "c1"])
+            .output()
+            .success();
+        env.rbox()
+            .args([
+                "create",
+                "--network=none",
+                "--name",
+                "c2",
+                "--no-healthcheck",
+                "hc",
+                "true",
+            ])
+            .output()
+            .success();
+        env.rbox()
+            .args(["healthcheck", "run", "c2"])
+            .output()
+            .code_is(125);
+        env.rbox().args(["rm", "-f", "c1", "c2"]).output().success();
+    });
+}
