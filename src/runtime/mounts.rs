@@ -16,7 +16,8 @@ pub use rbox_storage::Rootfs;
 
 use super::sys;
 #[cfg(test)]
-use crate::state::{MountKind, Spec};
+use crate::state::MountKind;
+use crate::state::{MountSpec, Spec};
 
 /// One step of the mount setup. Paths in `Inside` are relative to the new root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,59 @@ pub struct EtcFiles {
     pub hosts: PathBuf,
     pub hostname: PathBuf,
     pub resolv: PathBuf,
+}
+
+/// A mount after the fixed /proc, /dev and /sys set: rbox's /etc files, the scratch tmpfs of
+/// a read-only root, and the user's mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra<'a> {
+    /// bind `host` onto the /etc file `inside`
+    Etc(&'a Path, &'static str),
+    /// a writable tmpfs (mode 1777) for `--read-only`
+    Scratch(&'static str),
+    User(&'a MountSpec),
+}
+
+/// The extra mounts in the order they are made, as Podman orders them: by the depth of the
+/// destination, so a mount never hides a deeper one made before it (`-v a:/x/y -v b:/x`, and
+/// a volume on /etc under rbox's /etc/hosts); at equal depth rbox's own first, then the user's
+/// in the order given. A user mount on the very path of one of rbox's replaces it.
+pub fn extras<'a>(spec: &'a Spec, etc: &'a EtcFiles) -> Vec<Extra<'a>> {
+    let user_has = |p: &str| {
+        spec.mounts
+            .iter()
+            .any(|m| Path::new(&m.destination) == Path::new(p))
+    };
+    let mut out = Vec::new();
+    for (host, inside) in [
+        (&etc.hosts, "/etc/hosts"),
+        (&etc.hostname, "/etc/hostname"),
+        (&etc.resolv, "/etc/resolv.conf"),
+    ] {
+        if (spec.no_hosts && inside == "/etc/hosts") || user_has(inside) {
+            continue; // --no-hosts: the image's own
+        }
+        out.push(Extra::Etc(host.as_path(), inside));
+    }
+    if spec.read_only && !spec.opts.no_read_only_tmpfs {
+        // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
+        for d in ["/tmp", "/var/tmp", "/run"] {
+            if !user_has(d) {
+                out.push(Extra::Scratch(d));
+            }
+        }
+    }
+    out.extend(spec.mounts.iter().map(Extra::User));
+    let depth = |e: &Extra| {
+        let p = match e {
+            Extra::Etc(_, p) | Extra::Scratch(p) => *p,
+            Extra::User(m) => m.destination.as_str(),
+        };
+        Path::new(p).components().count()
+    };
+    // stable: equal depths keep rbox's first and the user's order
+    out.sort_by_key(depth);
+    out
 }
 
 /// Whether the container has its own network namespace, and whether gid 5 (tty) is mapped.
@@ -200,35 +254,30 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
         data: String::new(),
         optional: true,
     });
-    for (host, inside) in [
-        (&etc.hosts, "/etc/hosts"),
-        (&etc.hostname, "/etc/hostname"),
-        (&etc.resolv, "/etc/resolv.conf"),
-    ] {
-        if spec.no_hosts && inside == "/etc/hosts" {
-            continue;
-        }
-        ops.push(Bind {
-            host: host.clone(),
-            inside: inside.into(),
-            recursive: false,
-            readonly: false,
-            flags: 0,
-        });
-    }
-    if spec.read_only && !spec.opts.no_read_only_tmpfs {
-        // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
-        for d in ["/tmp", "/var/tmp", "/run"] {
-            ops.push(Fs {
-                fstype: "tmpfs".into(),
-                inside: d.into(),
-                flags: f(nsd),
-                data: "mode=1777".into(),
-                optional: false,
-            });
-        }
-    }
-    for m in &spec.mounts {
+    for e in extras(spec, etc) {
+        let m = match e {
+            Extra::Etc(host, inside) => {
+                ops.push(Bind {
+                    host: host.to_path_buf(),
+                    inside: inside.into(),
+                    recursive: false,
+                    readonly: false,
+                    flags: 0,
+                });
+                continue;
+            }
+            Extra::Scratch(d) => {
+                ops.push(Fs {
+                    fstype: "tmpfs".into(),
+                    inside: d.into(),
+                    flags: f(nsd),
+                    data: "mode=1777".into(),
+                    optional: false,
+                });
+                continue;
+            }
+            Extra::User(m) => m,
+        };
         let has = |o: &str| m.options.iter().any(|x| x == o);
         let mut fl = MsFlags::empty();
         if has("nosuid") {
@@ -595,6 +644,50 @@ mod tests {
         assert_eq!(secure_join(r, "/ok/sub").unwrap(), r.join("real/sub"));
         assert_eq!(secure_join(r, "/../../x").unwrap(), r.join("x"));
         assert!(secure_join(r, "/loop/x").is_err());
+    }
+
+    #[test]
+    fn extras_go_by_depth_and_user_mounts_replace_rboxs_own() {
+        let bind = |src: &str, dst: &str| MountSpec {
+            kind: MountKind::Bind,
+            source: src.into(),
+            destination: dst.into(),
+            options: Vec::new(),
+        };
+        let mut spec = Spec {
+            read_only: true,
+            ..Default::default()
+        };
+        spec.mounts = vec![
+            bind("/a", "/x/y"),
+            bind("/b", "/x"),
+            bind("/c", "/etc"),
+            bind("/d", "/etc/resolv.conf"),
+            bind("/e", "/tmp"),
+        ];
+        let etc = etc();
+        let order: Vec<String> = extras(&spec, &etc)
+            .iter()
+            .map(|e| match e {
+                Extra::Etc(_, p) => format!("rbox {p}"),
+                Extra::Scratch(p) => format!("tmpfs {p}"),
+                Extra::User(m) => format!("{} {}", m.source, m.destination),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "tmpfs /run",
+                "/b /x",
+                "/c /etc",
+                "/e /tmp",
+                "rbox /etc/hosts",
+                "rbox /etc/hostname",
+                "tmpfs /var/tmp",
+                "/a /x/y",
+                "/d /etc/resolv.conf",
+            ]
+        );
     }
 
     #[test]

@@ -370,33 +370,28 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
         "cgroup",
         &["nosuid", "noexec", "nodev", "ro"],
     ));
-    for (host_path, inside) in [
-        (&etc.hosts, "/etc/hosts"),
-        (&etc.hostname, "/etc/hostname"),
-        (&etc.resolv, "/etc/resolv.conf"),
-    ] {
-        if spec.no_hosts && inside == "/etc/hosts" {
-            continue; // --no-hosts: the image's own
-        }
-        ms.push(mount(
-            inside,
-            "bind",
-            &host_path.to_string_lossy(),
-            &["bind"],
-        ));
-    }
-    if spec.read_only && !spec.opts.no_read_only_tmpfs {
-        // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
-        for d in ["/tmp", "/var/tmp", "/run"] {
-            ms.push(mount(
-                d,
-                "tmpfs",
-                "tmpfs",
-                &["nosuid", "nodev", "mode=1777"],
-            ));
-        }
-    }
-    for m in &spec.mounts {
+    for e in mounts::extras(spec, etc) {
+        let m = match e {
+            mounts::Extra::Etc(host_path, inside) => {
+                ms.push(mount(
+                    inside,
+                    "bind",
+                    &host_path.to_string_lossy(),
+                    &["bind"],
+                ));
+                continue;
+            }
+            mounts::Extra::Scratch(d) => {
+                ms.push(mount(
+                    d,
+                    "tmpfs",
+                    "tmpfs",
+                    &["nosuid", "nodev", "mode=1777"],
+                ));
+                continue;
+            }
+            mounts::Extra::User(m) => m,
+        };
         let has = |o: &str| m.options.iter().any(|x| x == o);
         let mut opts: Vec<&str> = Vec::new();
         match m.kind {

@@ -765,3 +765,35 @@ fn volume_names_complete() {
         assert_eq!(words[..2], ["alpha", "beta"], "{out}");
     });
 }
+
+/// Mounts go by the depth of their destination, as in Podman: a volume on /etc keeps rbox's
+/// /etc/hosts on top of it, a shallower volume given later does not hide a deeper one, and a
+/// user's mount on /etc/hosts itself replaces rbox's.
+#[test]
+fn mounts_go_by_depth() {
+    for_each_user("vol_depth", |env| {
+        env.import_busybox("bb");
+        let hosts = env.write("work/myhosts", "10.9.9.9 mine\n");
+        let out = run(
+            env,
+            &[
+                "--add-host",
+                "extra.test:10.1.2.3",
+                "-v",
+                "deep:/x/y",
+                "-v",
+                "shallow:/x",
+                "-v",
+                "etcvol:/etc",
+                "bb",
+                "sh",
+                "-c",
+                "grep -c extra.test /etc/hosts; test -d /x/y && echo deep-visible; test -e /etc/passwd && echo copied",
+            ],
+        );
+        assert_eq!(out, "1\ndeep-visible\ncopied", "{out}");
+        let hosts_arg = format!("{}:/etc/hosts:ro", hosts.display());
+        let out = run(env, &["-v", &hosts_arg, "bb", "cat", "/etc/hosts"]);
+        assert_eq!(out, "10.9.9.9 mine", "{out}");
+    });
+}
