@@ -1375,11 +1375,12 @@ pub fn build(
     for e in &a.env {
         cli.extend(env_item(e, &lookup)?);
     }
-    let mut base = vec![format!("PATH={DEFAULT_PATH}")];
-    if a.tty {
-        base.push("TERM=xterm".into());
-    }
-    base.push("container=rbox".into());
+    // TERM=xterm with or without -t, as Podman (and so in what `commit` carries)
+    let base = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        "TERM=xterm".into(),
+        "container=rbox".into(),
+    ];
     // --env-host: the caller's environment, under the image's (Podman's order)
     let host: Vec<String> = if a.extra.env_host {
         std::env::vars_os()

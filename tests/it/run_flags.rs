@@ -265,6 +265,8 @@ fn environment_flags_as_podman() {
         let has = |lines: &[String], l: &str| lines.iter().any(|x| x == l);
         let plain = run(&[]);
         assert!(has(&plain, "container=rbox") && !has(&plain, "RBOX_TEST_HOST=from-host"));
+        // Podman's TERM, without -t too
+        assert!(has(&plain, "TERM=xterm"), "{plain:?}");
         // --unsetenv removes a default, not what -e gives
         let e = run(&["--unsetenv", "PATH", "-e", "A=1", "--unsetenv", "A"]);
         assert!(!e.iter().any(|l| l.starts_with("PATH=")), "{e:?}");
