@@ -84,10 +84,31 @@ impl Fakeroot {
 /// the set*id family, with the 32-bit names of architectures that have them (libseccomp
 /// resolves each name per architecture of the filter and skips those an architecture lacks).
 const FAKED: &[&str] = &[
-    "chown", "chown32", "fchown", "fchown32", "fchownat", "lchown", "lchown32", "setuid",
-    "setuid32", "setgid", "setgid32", "setreuid", "setreuid32", "setregid", "setregid32",
-    "setresuid", "setresuid32", "setresgid", "setresgid32", "setfsuid", "setfsuid32", "setfsgid",
-    "setfsgid32", "setgroups", "setgroups32",
+    "chown",
+    "chown32",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "lchown",
+    "lchown32",
+    "setuid",
+    "setuid32",
+    "setgid",
+    "setgid32",
+    "setreuid",
+    "setreuid32",
+    "setregid",
+    "setregid32",
+    "setresuid",
+    "setresuid32",
+    "setresgid",
+    "setresgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setfsgid",
+    "setfsgid32",
+    "setgroups",
+    "setgroups32",
 ];
 
 /// mknod's and mknodat's mode argument, and the file types whose creation is faked: device
@@ -1191,26 +1212,28 @@ mod tests {
 
     #[test]
     fn fakeroot_fakes_ids_and_device_nodes_on_top_of_any_filter() {
-        let kept = super::super::caps::kept(&[], &[], false, super::super::caps::last_cap())
-            .unwrap();
+        let kept =
+            super::super::caps::kept(&[], &[], false, super::super::caps::last_cap()).unwrap();
         let base = filter(&Mode::Default, false, kept).unwrap();
         let f = with_fakeroot(base.clone()).unwrap();
         assert_eq!(f.default, base.as_ref().unwrap().default);
         for n in ["chown", "fchownat", "setresuid", "setgroups", "chown32"] {
             let r = action_of(&f, n);
             assert_eq!(r.len(), 1, "{n}");
-            assert_eq!((r[0].action, r[0].args.is_empty()), (Action::Errno(0), true));
+            assert_eq!(
+                (r[0].action, r[0].args.is_empty()),
+                (Action::Errno(0), true)
+            );
         }
         // mknodat keeps the profile's allow for every file type but character and block
         // devices, which it fakes
         let m = action_of(&f, "mknodat");
         assert_eq!(m.len(), 16);
-        assert!(m.iter().all(|r| r.args.len() == 1
-            && (r.action == Action::Allow || r.action == Action::Errno(0))));
-        assert_eq!(
-            m.iter().filter(|r| r.action == Action::Allow).count(),
-            14
-        );
+        assert!(m
+            .iter()
+            .all(|r| r.args.len() == 1
+                && (r.action == Action::Allow || r.action == Action::Errno(0))));
+        assert_eq!(m.iter().filter(|r| r.action == Action::Allow).count(), 14);
         let faked: Vec<u64> = m
             .iter()
             .filter(|r| r.action == Action::Errno(0))
