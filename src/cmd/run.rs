@@ -341,6 +341,14 @@ fn with_containers_conf(a: &mut RunArgs) -> anyhow::Result<()> {
     if a.network.is_none() {
         a.network = c.network_cmd;
     }
+    if let Some(f) = c.fakeroot {
+        let given = |o: &String| {
+            o == "fakeroot" || o.starts_with("fakeroot=") || o.starts_with("fakeroot:")
+        };
+        if !a.security_opt.iter().any(given) {
+            a.security_opt.push(f.security_opt()?);
+        }
+    }
     Ok(())
 }
 

@@ -261,3 +261,48 @@ fn fakeroot_dpkg_installs_foreign_owned_files() {
             .success();
     });
 }
+
+#[test]
+fn fakeroot_from_containers_conf() {
+    for_each_user("fakeroot_conf", |env| {
+        env.import_busybox("busybox");
+        let run = |conf: &str, opts: &[&str]| {
+            let path = env.write("containers.conf", conf);
+            env.rbox()
+                .env("CONTAINERS_CONF", &path)
+                .args(["run", "--rm", "--network=none"])
+                .args(opts)
+                .args([
+                    "busybox",
+                    "sh",
+                    "-c",
+                    "touch /f && chown 100 /f && stat -c %u /f",
+                ])
+                .output()
+        };
+        // the setting fakes chown for everyone; the command line wins over it
+        assert_eq!(
+            run("[containers]\nfakeroot = true\n", &[]).success().text(),
+            "0"
+        );
+        let off = run(
+            "[containers]\nfakeroot = true\n",
+            &["--security-opt", "fakeroot=false"],
+        );
+        let auto = run("[containers]\nfakeroot = \"auto\"\n", &[]);
+        if env.user.has_many_ids() {
+            assert_eq!(off.success().text(), "100");
+            assert_eq!(auto.success().text(), "100");
+        } else {
+            assert_ne!(off.code, 0, "{off}");
+            assert_eq!(auto.success().text(), "0");
+        }
+        let bad = run("[containers]\nfakeroot = \"yes\"\n", &[]).rbox_error();
+        assert!(
+            bad.stderr.contains(
+                r#"invalid fakeroot "yes" in containers.conf: give true, false or "auto""#
+            ),
+            "{bad}"
+        );
+    });
+}
