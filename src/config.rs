@@ -15,7 +15,8 @@
 //! `/usr/share/containers/containers.conf`, `/etc/containers/containers.conf` and
 //! `$XDG_CONFIG_HOME/containers/containers.conf` in that order, a later file's key over an
 //! earlier one's. Keys honoured: `[containers]` `dns_servers`, `dns_searches`, `dns_options`,
-//! `log_driver`, `log_size_max`, and `[network]` `default_rootless_network_cmd` (pasta or
+//! `log_driver`, `log_size_max`, rbox's own `fakeroot` (true, false or "auto", as
+//! `--security-opt fakeroot=`; Podman ignores the key), and `[network]` `default_rootless_network_cmd` (pasta or
 //! slirp4netns), each a default that the command line overrides. Others are ignored (the
 //! files are Podman's too).
 
@@ -124,6 +125,31 @@ pub struct Containers {
     /// `[network] default_rootless_network_cmd`
     #[serde(skip)]
     pub network_cmd: Option<String>,
+    /// rbox's own `fakeroot`: the `--security-opt fakeroot=` of containers that give none
+    pub fakeroot: Option<FakerootSetting>,
+}
+
+/// `fakeroot = true|false|"auto"` in containers.conf.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FakerootSetting {
+    Bool(bool),
+    Word(String),
+}
+
+impl FakerootSetting {
+    /// The `--security-opt` it stands for.
+    pub fn security_opt(&self) -> Result<String> {
+        match self {
+            FakerootSetting::Bool(b) => Ok(format!("fakeroot={b}")),
+            FakerootSetting::Word(w) if w == "auto" => Ok("fakeroot=auto".into()),
+            FakerootSetting::Word(w) => {
+                anyhow::bail!(
+                    "invalid fakeroot {w:?} in containers.conf: give true, false or \"auto\""
+                )
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +194,7 @@ pub fn containers() -> Result<Containers> {
         out.dns_options = c.dns_options.or(out.dns_options);
         out.log_driver = c.log_driver.or(out.log_driver);
         out.log_size_max = c.log_size_max.or(out.log_size_max);
+        out.fakeroot = c.fakeroot.or(out.fakeroot);
         out.network_cmd = f.network.default_rootless_network_cmd.or(out.network_cmd);
     }
     Ok(out)
@@ -212,6 +239,31 @@ rootless_storage_path = "$HOME/.local/share/containers/$USER-$UID"
 [storage.options]
 additionalimagestores = []
 "#;
+
+    #[test]
+    fn fakeroot_setting() {
+        let read = |t: &str| {
+            toml::from_str::<ContainersFile>(t)
+                .unwrap()
+                .containers
+                .fakeroot
+        };
+        let opt = |t: &str| read(t).unwrap().security_opt();
+        assert_eq!(
+            opt("[containers]\nfakeroot = true\n").unwrap(),
+            "fakeroot=true"
+        );
+        assert_eq!(
+            opt("[containers]\nfakeroot = false\n").unwrap(),
+            "fakeroot=false"
+        );
+        assert_eq!(
+            opt("[containers]\nfakeroot = \"auto\"\n").unwrap(),
+            "fakeroot=auto"
+        );
+        assert!(opt("[containers]\nfakeroot = \"yes\"\n").is_err());
+        assert_eq!(read("[containers]\n"), None);
+    }
 
     #[test]
     fn the_system_file_speaks_for_root() {

@@ -346,6 +346,9 @@ pub struct RunOpts {
     /// `--security-opt unmask=`: default masked or read-only paths left alone (`ALL`: all)
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unmask: Vec<String>,
+    /// `--security-opt fakeroot[=auto]`: the seccomp filter fakes chown, set*id and mknod
+    #[serde(skip_serializing_if = "crate::runtime::seccomp::Fakeroot::is_off")]
+    pub fakeroot: crate::runtime::seccomp::Fakeroot,
     /// `--stop-timeout`: seconds `rbox stop` without `-t` waits before SIGKILL (10)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,

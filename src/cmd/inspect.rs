@@ -171,6 +171,7 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         security_opts.push("no-new-privileges".into());
     }
     security_opts.extend(s.seccomp.security_opt());
+    security_opts.extend(s.opts.fakeroot.security_opt());
     let mut v = json!({
         "Id": rec.id,
         "Created": rec.created,

@@ -154,8 +154,14 @@ pub struct RunArgs {
     pub privileged: bool,
     /// Security options: no-new-privileges[=true|false] (off by default, as in podman);
     /// seccomp=unconfined or seccomp=PROFILE.json (a profile in containers-common's format;
-    /// the default is podman's default profile); apparmor=unconfined and label=disable are
-    /// accepted and change nothing (rbox applies no AppArmor or SELinux profile)
+    /// the default is podman's default profile); fakeroot[=true|false|auto] (rbox's own: the
+    /// seccomp filter makes chown, fchown, lchown, fchownat, the set*id calls, setgroups and
+    /// mknod of character and block devices succeed without doing anything, so that package
+    /// managers work where your user has no /etc/subuid range; files keep their real owner and
+    /// no device node is made; auto fakes only on such a single-id map, as rbox build's RUN
+    /// steps do; apt-get needs -o APT::Sandbox::User=root); apparmor=unconfined and
+    /// label=disable are accepted and change nothing (rbox applies no AppArmor or SELinux
+    /// profile)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Restart policy when the command exits: no, on-failure[:MAX_RETRIES], always,
@@ -334,6 +340,14 @@ fn with_containers_conf(a: &mut RunArgs) -> anyhow::Result<()> {
     }
     if a.network.is_none() {
         a.network = c.network_cmd;
+    }
+    if let Some(f) = c.fakeroot {
+        let given = |o: &String| {
+            o == "fakeroot" || o.starts_with("fakeroot=") || o.starts_with("fakeroot:")
+        };
+        if !a.security_opt.iter().any(given) {
+            a.security_opt.push(f.security_opt()?);
+        }
     }
     Ok(())
 }

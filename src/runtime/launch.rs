@@ -280,12 +280,17 @@ pub fn write_config(
     // devpts's gid=5 needs gid 5 in the container's namespace
     let no_tty_gid =
         id_maps.is_some() && !s.opts.gid_map.iter().any(|(c, _, n)| *c <= 5 && 5 - c < *n);
+    let mut filter =
+        seccomp::filter(&s.seccomp, s.privileged, kept).context("build seccomp filter")?;
+    if s.opts.fakeroot.applies(mode == userns::Mode::Single) {
+        filter = Some(seccomp::with_fakeroot(filter).context("build seccomp filter")?);
+    }
     let host = oci::Host {
         single_id: mode == userns::Mode::Single || no_tty_gid,
         keep_id: keep_id(&mode, s),
         id_maps,
         last_cap,
-        seccomp: seccomp::filter(&s.seccomp, s.privileged, kept).context("build seccomp filter")?,
+        seccomp: filter,
         net_path: net.map(Path::to_path_buf),
     };
     let mut spec = oci::build(s, &etc, &host).context("build the OCI runtime spec")?;

@@ -43,6 +43,133 @@ impl Mode {
     }
 }
 
+/// `--security-opt fakeroot`: whether the container's filter fakes the calls a package
+/// manager makes as root ([`with_fakeroot`]). `auto` (what `rbox build` gives its RUN steps)
+/// fakes them only where the container's user namespace maps a single id, the one place
+/// where those calls cannot really succeed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fakeroot {
+    #[default]
+    Off,
+    On,
+    Auto,
+}
+
+impl Fakeroot {
+    pub fn is_off(&self) -> bool {
+        *self == Fakeroot::Off
+    }
+
+    /// Whether a container whose namespace maps a single id (`single_id`) gets the fake calls.
+    pub fn applies(self, single_id: bool) -> bool {
+        match self {
+            Fakeroot::Off => false,
+            Fakeroot::On => true,
+            Fakeroot::Auto => single_id,
+        }
+    }
+
+    /// The `--security-opt` that chose this, for `inspect` (none when off).
+    pub fn security_opt(self) -> Option<String> {
+        match self {
+            Fakeroot::Off => None,
+            Fakeroot::On => Some("fakeroot".into()),
+            Fakeroot::Auto => Some("fakeroot=auto".into()),
+        }
+    }
+}
+
+/// The calls [`with_fakeroot`] turns into successes that do nothing: the chown family and
+/// the set*id family, with the 32-bit names of architectures that have them (libseccomp
+/// resolves each name per architecture of the filter and skips those an architecture lacks).
+const FAKED: &[&str] = &[
+    "chown",
+    "chown32",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "lchown",
+    "lchown32",
+    "setuid",
+    "setuid32",
+    "setgid",
+    "setgid32",
+    "setreuid",
+    "setreuid32",
+    "setregid",
+    "setregid32",
+    "setresuid",
+    "setresuid32",
+    "setresgid",
+    "setresgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setfsgid",
+    "setfsgid32",
+    "setgroups",
+    "setgroups32",
+];
+
+/// mknod's and mknodat's mode argument, and the file types whose creation is faked: device
+/// nodes only; fifos, sockets and regular files are still really made.
+const MKNOD_MODE_ARG: [(&str, u32); 2] = [("mknod", 1), ("mknodat", 2)];
+const S_IFMT: u64 = libc::S_IFMT as u64;
+const FAKED_NODES: [u64; 2] = [libc::S_IFCHR as u64, libc::S_IFBLK as u64];
+
+/// `filter` (or, for a container that would run unconfined, a filter that allows everything
+/// on the architectures of the default profile) with the calls of a root user faked, as
+/// Charliecloud's seccomp mode does: the chown and set*id families and mknod of device nodes
+/// return 0 without doing anything (SECCOMP_RET_ERRNO with errno 0). On a single-id map,
+/// where the kernel refuses them (EINVAL for an unmapped id, EPERM for setgroups), this lets
+/// package managers that chown their files or drop to a service user carry on. Nothing
+/// records the owner a file was meant to have: it keeps the caller's.
+pub fn with_fakeroot(filter: Option<Filter>) -> Result<Filter> {
+    let mut f = match filter {
+        Some(f) => f,
+        None => Filter {
+            default: Action::Allow,
+            arches: builtin().resolve(&Host::current())?.arches,
+            rules: Vec::new(),
+        },
+    };
+    // an unconditional rule of the profile for the same call would conflict with ours
+    f.rules.retain(|r| !FAKED.contains(&r.name.as_str()));
+    f.rules.extend(FAKED.iter().map(|n| Rule {
+        name: n.to_string(),
+        action: Action::Errno(0),
+        args: Vec::new(),
+    }));
+    // libseccomp lets a call's unconditional rule win over its conditional ones, so the
+    // profile's answer for mknod (allow, in the default profile) becomes one rule per other
+    // file type: S_IFMT has four bits, sixteen values in all
+    for (name, index) in MKNOD_MODE_ARG {
+        let own = f
+            .rules
+            .iter()
+            .find(|r| r.name == name && r.args.is_empty())
+            .map_or(f.default, |r| r.action);
+        f.rules.retain(|r| !(r.name == name && r.args.is_empty()));
+        for kind in (0..16u64).map(|k| k << 12) {
+            f.rules.push(Rule {
+                name: name.into(),
+                action: if FAKED_NODES.contains(&kind) {
+                    Action::Errno(0)
+                } else {
+                    own
+                },
+                args: vec![Cmp {
+                    index,
+                    op: Op::MaskedEq,
+                    value: S_IFMT,
+                    value_two: kind,
+                }],
+            });
+        }
+    }
+    Ok(f)
+}
+
 /// A seccomp profile in the JSON format of containers-common and Docker.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1081,6 +1208,52 @@ mod tests {
 
     fn action_of<'a>(f: &'a Filter, name: &str) -> Vec<&'a Rule> {
         f.rules.iter().filter(|r| r.name == name).collect()
+    }
+
+    #[test]
+    fn fakeroot_fakes_ids_and_device_nodes_on_top_of_any_filter() {
+        let kept =
+            super::super::caps::kept(&[], &[], false, super::super::caps::last_cap()).unwrap();
+        let base = filter(&Mode::Default, false, kept).unwrap();
+        let f = with_fakeroot(base.clone()).unwrap();
+        assert_eq!(f.default, base.as_ref().unwrap().default);
+        for n in ["chown", "fchownat", "setresuid", "setgroups", "chown32"] {
+            let r = action_of(&f, n);
+            assert_eq!(r.len(), 1, "{n}");
+            assert_eq!(
+                (r[0].action, r[0].args.is_empty()),
+                (Action::Errno(0), true)
+            );
+        }
+        // mknodat keeps the profile's allow for every file type but character and block
+        // devices, which it fakes
+        let m = action_of(&f, "mknodat");
+        assert_eq!(m.len(), 16);
+        assert!(m
+            .iter()
+            .all(|r| r.args.len() == 1
+                && (r.action == Action::Allow || r.action == Action::Errno(0))));
+        assert_eq!(m.iter().filter(|r| r.action == Action::Allow).count(), 14);
+        let faked: Vec<u64> = m
+            .iter()
+            .filter(|r| r.action == Action::Errno(0))
+            .map(|r| {
+                assert_eq!((r.args[0].index, r.args[0].op), (2, Op::MaskedEq));
+                r.args[0].value_two
+            })
+            .collect();
+        assert_eq!(faked, [libc::S_IFCHR as u64, libc::S_IFBLK as u64]);
+        assert!(!f.compile().unwrap().is_empty());
+        // the OCI spec carries it unchanged (errno 0 included)
+        let back = Filter::from_oci(&f.to_oci().unwrap()).unwrap();
+        assert_eq!(as_set(&back), as_set(&f));
+        // a container that would run unconfined gets everything else allowed
+        let u = with_fakeroot(None).unwrap();
+        assert_eq!(u.default, Action::Allow);
+        assert!(!u.arches.is_empty());
+        assert!(!u.compile().unwrap().is_empty());
+        assert!(Fakeroot::Auto.applies(true) && !Fakeroot::Auto.applies(false));
+        assert!(Fakeroot::On.applies(false) && !Fakeroot::Off.applies(true));
     }
 
     #[test]

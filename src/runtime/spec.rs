@@ -645,6 +645,11 @@ pub fn security_opts(opts: &[String]) -> Result<(bool, seccomp::Mode)> {
                 bail!("invalid --security-opt `{o}`: give seccomp=unconfined or seccomp=PROFILE.json")
             }
             ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            // read by `fakeroot_opt`
+            ("fakeroot", None | Some("true" | "false" | "auto")) => {}
+            ("fakeroot", _) => bail!(
+                "invalid --security-opt `{o}`: give fakeroot, fakeroot=true, fakeroot=false or fakeroot=auto"
+            ),
             // read by `mask_opts`
             ("mask" | "unmask", Some(v)) if !v.is_empty() => {}
             ("apparmor", _) => bail!(
@@ -654,11 +659,31 @@ pub fn security_opts(opts: &[String]) -> Result<(bool, seccomp::Mode)> {
                 "invalid --security-opt `{o}`: rbox does not apply SELinux labels; only label=disable is accepted"
             ),
             _ => bail!(
-                "invalid --security-opt `{o}`: rbox knows no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, mask=, unmask=, apparmor=unconfined and label=disable"
+                "invalid --security-opt `{o}`: rbox knows no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json, fakeroot, mask=, unmask=, apparmor=unconfined and label=disable"
             ),
         }
     }
     Ok((no_new_privileges, mode))
+}
+
+/// `--security-opt fakeroot[=true|false|auto]` (rbox's own; the last one given wins): the
+/// container's seccomp filter fakes the calls of a root user ([`seccomp::with_fakeroot`]),
+/// always or (`auto`) only where its user namespace maps a single id.
+pub fn fakeroot_opt(opts: &[String]) -> seccomp::Fakeroot {
+    let mut f = seccomp::Fakeroot::Off;
+    for o in opts {
+        let (key, value) = match o.split_once('=').or_else(|| o.split_once(':')) {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        f = match (key, value) {
+            ("fakeroot", None | Some("true")) => seccomp::Fakeroot::On,
+            ("fakeroot", Some("auto")) => seccomp::Fakeroot::Auto,
+            ("fakeroot", Some(_)) => seccomp::Fakeroot::Off,
+            _ => continue,
+        };
+    }
+    f
 }
 
 /// `--security-opt mask=PATH[:PATH...]` and `unmask=PATH[:PATH...]|ALL`: paths masked in
@@ -1578,6 +1603,7 @@ pub fn build(
     };
     spec.opts.mask = mask;
     spec.opts.unmask = unmask;
+    spec.opts.fakeroot = fakeroot_opt(&a.security_opt);
     spec.opts.keep_id_uid = uf.keep_id_uid;
     spec.opts.keep_id_gid = uf.keep_id_gid;
     spec.opts.uid_map = uf.uid_map;

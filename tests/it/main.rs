@@ -13,6 +13,7 @@ mod cp_diff;
 mod debian;
 mod docs;
 mod errors;
+mod fakeroot;
 mod fuse;
 mod hostile;
 mod images;

@@ -1,0 +1,308 @@
+//! Fake root (`--security-opt fakeroot`, and `fakeroot=auto` in `rbox build`'s RUN steps):
+//! the seccomp filter makes chown, the set*id calls and mknod of device nodes succeed without
+//! doing anything, so that what a package manager does as root carries on where the user
+//! namespace maps a single id (rboxnosub). Fifos are still really made, and files keep their
+//! real owner. Every test runs once per identity.
+
+use crate::fixtures;
+use crate::util::{for_each_user, Env};
+
+/// chown, chgrp, su (setgroups, setgid, setuid), mknod of a character and a block device
+/// and of a fifo: each line says whether the command succeeded, then the owner of the
+/// chowned file and whether the fifo is one.
+const SCRIPT: &str = r#"
+touch /tmp/f
+chown 100:100 /tmp/f 2>/dev/null; echo chown=$?
+chgrp 101 /tmp/f 2>/dev/null; echo chgrp=$?
+su -s /bin/sh nobody -c true 2>/dev/null; echo su=$?
+mknod /tmp/c c 1 3 2>/dev/null; echo chr=$?
+mknod /tmp/b b 7 0 2>/dev/null; echo blk=$?
+mknod /tmp/p p; echo fifo=$?
+stat -c owner=%u:%g /tmp/f
+test -p /tmp/p && echo is-fifo
+"#;
+
+fn script(env: &Env, opts: &[&str]) -> Vec<String> {
+    env.rbox()
+        .args(["run", "--rm", "--network=none"])
+        .args(opts)
+        .args(["busybox", "sh", "-c", SCRIPT])
+        .output()
+        .success()
+        .lines()
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn fakeroot_fakes_chown_setuid_and_device_nodes() {
+    for_each_user("fakeroot_run", |env| {
+        env.import_busybox("busybox");
+        let faked = script(env, &["--security-opt", "fakeroot"]);
+        assert_eq!(
+            faked,
+            [
+                "chown=0",
+                "chgrp=0",
+                "su=0",
+                "chr=0",
+                "blk=0",
+                "fifo=0",
+                // nothing was changed: the file keeps its real owner
+                "owner=0:0",
+                "is-fifo"
+            ],
+            "{}",
+            env.user.name
+        );
+        let real = script(env, &[]);
+        if env.user.has_many_ids() {
+            // without it, a namespace with many ids really chowns and changes ids
+            assert_eq!(&real[..3], ["chown=0", "chgrp=0", "su=0"]);
+            assert_eq!(real[6], "owner=100:101");
+        } else {
+            // a single-id map: unmapped ids are EINVAL, setgroups EPERM (as before)
+            assert_eq!(&real[..3], ["chown=1", "chgrp=1", "su=1"], "{real:?}");
+            assert_eq!(real[6], "owner=0:0");
+        }
+        assert_eq!(real[7], "is-fifo");
+        // `auto` fakes only on a single-id map
+        let auto = script(env, &["--security-opt", "fakeroot=auto"]);
+        if env.user.has_many_ids() {
+            assert_eq!(auto[6], "owner=100:101");
+        } else {
+            assert_eq!(&auto[..3], ["chown=0", "chgrp=0", "su=0"]);
+        }
+        // with seccomp=unconfined the fake calls are still there, and nothing else is filtered
+        let unconfined = script(
+            env,
+            &[
+                "--security-opt",
+                "seccomp=unconfined",
+                "--security-opt",
+                "fakeroot",
+            ],
+        );
+        assert_eq!(unconfined, faked);
+
+        // kept in the record: inspect shows it, and exec gets the same filter
+        env.rbox()
+            .args(["create", "--name", "fr", "--network=none"])
+            .args(["--security-opt", "fakeroot", "busybox", "sleep", "300"])
+            .output()
+            .success();
+        assert_eq!(
+            env.inspect("fr", "{{.HostConfig.SecurityOpt}}"),
+            "[fakeroot]"
+        );
+        env.rbox().args(["start", "fr"]).output().success();
+        let out = env
+            .rbox()
+            .args([
+                "exec",
+                "fr",
+                "sh",
+                "-c",
+                "touch /f && chown 100 /f && echo ok",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.text(), "ok");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "fr"])
+            .output()
+            .success();
+
+        let bad = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--security-opt",
+                "fakeroot=yes",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .rbox_error();
+        assert!(
+            bad.stderr.contains(
+                "invalid --security-opt `fakeroot=yes`: give fakeroot, fakeroot=true, fakeroot=false or fakeroot=auto"
+            ),
+            "{bad}"
+        );
+    });
+}
+
+#[test]
+fn fakeroot_build_run_chowns_on_a_single_id_map() {
+    for_each_user("fakeroot_build", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\n\
+             RUN touch /f && chown 100:100 /f && su -s /bin/sh nobody -c true \
+             && mknod /p p && test -p /p\n",
+        );
+        env.rbox()
+            .args(["build", "--network=none", "-t", "chowned"])
+            .arg(env.path("work/ctx"))
+            .output()
+            .success();
+        let owner = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "chowned",
+                "stat",
+                "-c",
+                "%u:%g",
+                "/f",
+            ])
+            .output()
+            .success()
+            .text();
+        // with many ids the chown was real and the layer keeps it; on a single id it was
+        // faked, and the layer records the real owner (not the intended one)
+        let want = if env.user.has_many_ids() {
+            "100:100"
+        } else {
+            "0:0"
+        };
+        assert_eq!(owner, want, "{}", env.user.name);
+    });
+}
+
+/// A package whose files belong to uid and gid 100, as `ar` and `tar` write it.
+fn foreign_owned_deb(env: &Env) -> std::path::PathBuf {
+    let dir = env.path("deb");
+    std::fs::create_dir_all(dir.join("data/opt/fr")).unwrap();
+    std::fs::create_dir_all(dir.join("control")).unwrap();
+    std::fs::write(dir.join("data/opt/fr/owned"), "owned\n").unwrap();
+    std::fs::write(
+        dir.join("control/control"),
+        "Package: frtest\nVersion: 1.0\nArchitecture: all\nMaintainer: rbox <rbox@example.org>\nDescription: files of another owner\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("debian-binary"), "2.0\n").unwrap();
+    let sh = |script: &str| {
+        let st = std::process::Command::new("sh")
+            .args(["-ec", script])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{script}");
+    };
+    sh("tar -C data --owner=100 --group=100 -czf data.tar.gz ./opt");
+    sh("tar -C control --owner=0 --group=0 -czf control.tar.gz ./control");
+    sh("rm -f fr.deb && ar rc fr.deb debian-binary control.tar.gz data.tar.gz");
+    let deb = dir.join("fr.deb");
+    env.give_to_user(&deb);
+    deb
+}
+
+#[test]
+fn fakeroot_dpkg_installs_foreign_owned_files() {
+    // only where the Debian root is already made: debootstrap takes minutes
+    let Some(tar) = fixtures::debian_rootfs_tar_if_cached() else {
+        eprintln!("SKIP: the debootstrap Debian root is not cached (the debian tests make it)");
+        return;
+    };
+    if !crate::util::require(crate::util::have("ar"), "ar (binutils) is not installed") {
+        return;
+    }
+    for_each_user("fakeroot_dpkg", |env| {
+        let tar = env.copy_in(&tar, "debian.tar");
+        env.rbox()
+            .arg("import")
+            .arg(&tar)
+            .arg("debian:bookworm")
+            .timeout(std::time::Duration::from_secs(300))
+            .output()
+            .success();
+        let deb = foreign_owned_deb(env);
+        let v = format!("{}:/fr.deb:ro", deb.display());
+        let dpkg = |opts: &[&str]| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none", "-v", &v])
+                .args(opts)
+                .args(["debian:bookworm", "sh", "-c"])
+                .arg("dpkg -i /fr.deb >/dev/null && stat -c %u /opt/fr/owned")
+                .output()
+        };
+        let out = dpkg(&["--security-opt", "fakeroot"]).success();
+        assert_eq!(out.text(), "0", "the owner is not recorded");
+        let plain = dpkg(&[]);
+        if env.user.has_many_ids() {
+            assert_eq!(plain.success().text(), "100");
+        } else {
+            // dpkg cannot chown to an unmapped id
+            assert_ne!(plain.code, 0, "{plain}");
+            assert!(plain.stderr.contains("error setting ownership"), "{plain}");
+        }
+        // apt-get, offline, of the local package: its download sandbox checks that the
+        // group switch to _apt really happened, so it is told to stay root
+        env.rbox()
+            .args(["run", "--rm", "--network=none", "-v", &v])
+            .args(["--security-opt", "fakeroot", "debian:bookworm"])
+            .args([
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "APT::Sandbox::User=root",
+            ])
+            .arg("/fr.deb")
+            .output()
+            .success();
+    });
+}
+
+#[test]
+fn fakeroot_from_containers_conf() {
+    for_each_user("fakeroot_conf", |env| {
+        env.import_busybox("busybox");
+        let run = |conf: &str, opts: &[&str]| {
+            let path = env.write("containers.conf", conf);
+            env.rbox()
+                .env("CONTAINERS_CONF", &path)
+                .args(["run", "--rm", "--network=none"])
+                .args(opts)
+                .args([
+                    "busybox",
+                    "sh",
+                    "-c",
+                    "touch /f && chown 100 /f && stat -c %u /f",
+                ])
+                .output()
+        };
+        // the setting fakes chown for everyone; the command line wins over it
+        assert_eq!(
+            run("[containers]\nfakeroot = true\n", &[]).success().text(),
+            "0"
+        );
+        let off = run(
+            "[containers]\nfakeroot = true\n",
+            &["--security-opt", "fakeroot=false"],
+        );
+        let auto = run("[containers]\nfakeroot = \"auto\"\n", &[]);
+        if env.user.has_many_ids() {
+            assert_eq!(off.success().text(), "100");
+            assert_eq!(auto.success().text(), "100");
+        } else {
+            assert_ne!(off.code, 0, "{off}");
+            assert_eq!(auto.success().text(), "0");
+        }
+        let bad = run("[containers]\nfakeroot = \"yes\"\n", &[]).rbox_error();
+        assert!(
+            bad.stderr.contains(
+                r#"invalid fakeroot "yes" in containers.conf: give true, false or "auto""#
+            ),
+            "{bad}"
+        );
+    });
+}
