@@ -317,6 +317,14 @@ impl Runtime {
         }
         let dir = self.dir(id);
         let fifo = dir.join("exec.fifo");
+        // The pidfd first: once the FIFO is open the init may exec and its command end at
+        // once (`nosuch`: 127), before a later pidfd_open could find it.
+        let pidfd = match sys::pidfd_open(st.pid) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                bail!("start container `{id}`: its init exited before the start")
+            }
+            r => r.context("watch the container's init")?,
+        };
         // Non-blocking: the init already waits to open the other end (or is gone: the pidfd
         // says so instead of a hang).
         let f = fs::OpenOptions::new()
@@ -324,7 +332,6 @@ impl Runtime {
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&fifo)
             .with_context(|| format!("open `{}`", fifo.display()))?;
-        let pidfd = sys::pidfd_open(st.pid).context("watch the container's init")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut b = [0u8; 1];
