@@ -108,6 +108,37 @@ fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
     })
 }
 
+/// Kernel overlay copies a lower file up with its owner, and a file whose owner has no id in
+/// this user namespace (an additional image store made by another user, or by root with real
+/// owners) cannot be copied up: the first write into such a directory (even the
+/// `/etc/hosts` mount point) fails with EACCES. The FUSE overlay copies up as this user, so
+/// a container of such an image uses it (else copy), unless the driver was chosen otherwise.
+fn driver_for_foreign_lowers(driver: Driver, image: &ImageRecord) -> Driver {
+    let Some(store) = &image.read_only_store else {
+        return driver;
+    };
+    if driver != Driver::Overlay || !owner_unmapped(store) {
+        return driver;
+    }
+    match rbox_storage::mount::fuse::available() {
+        Ok(()) => Driver::FuseOverlay,
+        Err(why) => {
+            tracing::debug!("fuse-overlay not usable: {why}");
+            Driver::Copy
+        }
+    }
+}
+
+/// Whether `dir`'s owner has no id here: the kernel shows it as the overflow uid.
+fn owner_unmapped(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(65534);
+    std::fs::metadata(dir.join("layers")).is_ok_and(|m| m.uid() == overflow)
+}
+
 /// `rbox run` (start = true) and `rbox create` (start = false).
 pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> Result<ExitCode> {
     // taken first, as Podman does: a second run with the same file creates nothing
@@ -191,7 +222,10 @@ fn create_and_start(
         state::NetworkMode::Ns => Some(netshare::open(Path::new(&spec.network_options))?),
         _ => None,
     };
-    let driver = choose_driver(g, &store)?;
+    let mut driver = choose_driver(g, &store)?;
+    if let Source::Image(i) = &image {
+        driver = driver_for_foreign_lowers(driver, i);
+    }
     tracing::debug!("storage driver: {driver}");
     let lowers: Vec<std::path::PathBuf> = match &image {
         Source::Image(i) => i

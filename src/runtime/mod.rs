@@ -82,6 +82,7 @@ pub fn open_store(g: &Context) -> Result<Store> {
     let mut store =
         Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))?;
     store.set_max_layer_size(max_layer_size()?);
+    crate::cmd::common::add_image_stores(g, &mut store);
     // What unpacking skipped (device nodes, unsupported entries), shown as it happens.
     store.set_warning_sink(std::sync::Arc::new(|msg: &str| tracing::warn!("{msg}")));
     Ok(store)

@@ -75,7 +75,7 @@ impl Store {
         let _g = self.lock_shared(&format!("image-{}", image_id.hex()))?;
         let rec = self.lookup_image(&image_id.to_string())?;
         for l in &rec.layers {
-            if !self.has_layer(&l.diff_id) {
+            if !self.has_layer_anywhere(&l.diff_id) {
                 return Err(Error::LayerNotFound(l.diff_id.clone()));
             }
         }

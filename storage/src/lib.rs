@@ -233,6 +233,11 @@ pub enum Error {
     TooLarge { what: String, size: u64, limit: u64 },
     #[error("invalid change `{0}`")]
     InvalidChange(String),
+    #[error("open image store `{}`: no images/ directory: not an rbox store", .0.display())]
+    NotAStore(PathBuf),
+    /// An image of a read-only additional store, which rmi, tag and untag may not change.
+    #[error("image {image} is in the read-only image store `{}`: it can only be changed there", store.display())]
+    ReadOnlyImage { image: String, store: PathBuf },
     #[error("container {0} already exists")]
     ContainerExists(String),
     #[error("container {0} not found in the store")]
