@@ -117,8 +117,18 @@ fn driver_for_foreign_lowers(driver: Driver, image: &ImageRecord) -> Driver {
     let Some(store) = &image.read_only_store else {
         return driver;
     };
-    if driver != Driver::Overlay || !owner_unmapped(store) {
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(65534);
+    if driver != Driver::Overlay || !owner_is(store, overflow) {
         return driver;
+    }
+    // The FUSE overlay shows the files with the owner it sees, the overflow id; where that id
+    // has no mapping either (a single-id namespace) the kernel refuses every write under
+    // them, so the root is a copy, owned by this user.
+    if !id_mapped(overflow) {
+        return Driver::Copy;
     }
     match rbox_storage::mount::fuse::available() {
         Ok(()) => Driver::FuseOverlay,
@@ -129,14 +139,24 @@ fn driver_for_foreign_lowers(driver: Driver, image: &ImageRecord) -> Driver {
     }
 }
 
-/// Whether `dir`'s owner has no id here: the kernel shows it as the overflow uid.
-fn owner_unmapped(dir: &Path) -> bool {
+/// Whether the owner of `dir`'s `layers/` is `uid` as seen here.
+fn owner_is(dir: &Path, uid: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(65534);
-    std::fs::metadata(dir.join("layers")).is_ok_and(|m| m.uid() == overflow)
+    std::fs::metadata(dir.join("layers")).is_ok_and(|m| m.uid() == uid)
+}
+
+/// Whether `uid` is mapped in this process's user namespace (`/proc/self/uid_map`).
+fn id_mapped(uid: u32) -> bool {
+    let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") else {
+        return false;
+    };
+    map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        f.len() == 3 && (f[0]..f[0] + f[2]).contains(&u64::from(uid))
+    })
 }
 
 /// `rbox run` (start = true) and `rbox create` (start = false).

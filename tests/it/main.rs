@@ -16,6 +16,7 @@ mod errors;
 mod fuse;
 mod hostile;
 mod images;
+mod imagestore;
 mod lifecycle;
 mod netshare;
 mod network;
