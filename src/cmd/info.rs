@@ -204,6 +204,7 @@ fn gather(g: &Context) -> Result<Value> {
         .and_then(|s| Ok(s.images()?.len()))
         .unwrap_or(0);
     let containers = crate::state::list(g).map(|l| l.len()).unwrap_or(0);
+    let upper = crate::runtime::upper_placement(&root);
     let additional: Vec<Value> = g
         .additional_image_stores()
         .iter()
@@ -268,6 +269,9 @@ fn gather(g: &Context) -> Result<Value> {
             "containers": containers,
             // read-only stores searched after graphRoot, each with whether it can be read here
             "additionalImageStores": additional,
+            // where containers' upper and work directories go (the store unless said here)
+            "upperDir": upper.as_ref().map(|p| p.dir.display().to_string()).unwrap_or_default(),
+            "upperDirReason": upper.map(|p| p.reason).unwrap_or_default(),
             // Podman's keys for the same things
             "graphDriverName": driver.as_str(),
             "imageStore": {"number": images},

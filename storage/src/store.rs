@@ -44,6 +44,9 @@ pub struct Store {
     /// Read-only additional image stores, searched in order after this one
     /// ([`Store::add_read_only_store`]).
     additional: Vec<Store>,
+    /// Where new containers' upper and work directories go instead of `containers/<id>/`
+    /// ([`Store::set_upper_root`]).
+    upper_root: Option<PathBuf>,
 }
 
 /// Receives each warning of a [`Store`] as it happens, one line without a `Warning:` prefix;
@@ -114,6 +117,7 @@ impl Store {
             warn: None,
             read_only: false,
             additional: Vec::new(),
+            upper_root: None,
         };
         Ok(store)
     }
@@ -142,6 +146,7 @@ impl Store {
             warn: None,
             read_only: true,
             additional: Vec::new(),
+            upper_root: None,
         })
     }
 
@@ -150,6 +155,19 @@ impl Store {
     pub fn add_read_only_store(&mut self, store: Store) {
         debug_assert!(store.read_only);
         self.additional.push(store);
+    }
+
+    /// Puts the upper and work directories of containers created from now on under
+    /// `dir/<id>/` (created 0700) instead of `containers/<id>/`: for a store on a network
+    /// filesystem, where kernel overlay takes no upper directory (see [`crate::placement`]).
+    /// Each container records where its directories are, so later commands find them
+    /// whatever this is set to then.
+    pub fn set_upper_root(&mut self, dir: Option<PathBuf>) {
+        self.upper_root = dir;
+    }
+
+    pub fn upper_root(&self) -> Option<&Path> {
+        self.upper_root.as_deref()
     }
 
     /// The additional image stores, in search order.

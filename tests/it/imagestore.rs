@@ -192,3 +192,64 @@ fn imagestore_of_one_user_used_by_another() {
     let env = Env::new("imagestore_sub_nosub", &nosub);
     check_read_only_use(&env, &shared, "subbb");
 }
+
+/// `RBOX_UPPER_DIR` (what a store on a network filesystem gets by itself, with node-local
+/// `$TMPDIR` or `/dev/shm`): a container's upper and work directories live there, its
+/// changes are seen there, `rbox info` says so, and `rm` removes them.
+#[test]
+fn upper_dirs_placed_off_the_store() {
+    util::for_each_user("upper_placement", |env| {
+        env.import_busybox("busybox");
+        let uppers = env.path("uppers");
+        let rbox = || {
+            let mut c = env.rbox();
+            c.env("RBOX_UPPER_DIR", &uppers);
+            c
+        };
+        rbox()
+            .args([
+                "run",
+                "--name",
+                "c",
+                "--network=none",
+                "busybox",
+                "sh",
+                "-c",
+                "echo changed > /f",
+            ])
+            .output()
+            .success();
+        let id = env.field("c", ".Id");
+        let placed = uppers.join(&id);
+        let upper = placed.join("upper");
+        // the copy driver (no upper) is what a single-id user without overlay gets
+        if upper.exists() {
+            assert_eq!(
+                std::fs::read_to_string(upper.join("f")).unwrap(),
+                "changed\n"
+            );
+            assert!(!env
+                .store()
+                .join("containers")
+                .join(&id)
+                .join("upper")
+                .exists());
+        }
+        assert!(placed.is_dir(), "{}", placed.display());
+        // a later command without the setting finds the container's files where they are
+        let out = env.rbox().args(["start", "-a", "c"]).output().success();
+        assert_eq!(out.text(), "");
+        let info = rbox()
+            .args(["info", "--format", "json"])
+            .output()
+            .success()
+            .text();
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        assert_eq!(
+            info["store"]["upperDir"],
+            serde_json::json!(uppers.display().to_string())
+        );
+        env.rbox().args(["rm", "c"]).output().success();
+        assert!(!placed.exists(), "{} left behind", placed.display());
+    });
+}
