@@ -49,6 +49,12 @@ pub struct GlobalArgs {
         value_name = "DRIVER"
     )]
     pub storage_driver: Option<String>,
+    /// Read-only additional image store (an rbox store made with `rbox --root DIR pull`,
+    /// world-readable, e.g. on a cluster filesystem); images are looked up there after the
+    /// own store, used in place and never written; repeatable [default: storage.conf's
+    /// additionalimagestores]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub additional_image_store: Vec<PathBuf>,
     /// Storage driver option: overlay.mount_program=PATH is accepted (rbox mounts overlay
     /// itself), "" clears the configured options; others are refused
     #[arg(long, global = true, value_name = "OPTION")]

@@ -2,9 +2,10 @@
 //! existing setup points rbox at the same places: `$CONTAINERS_STORAGE_CONF`, else
 //! `$XDG_CONFIG_HOME/containers/storage.conf` (`~/.config/...`), else
 //! `/etc/containers/storage.conf`. Keys honoured, all in `[storage]`: `driver`, `graphroot`,
-//! `runroot`, and `rootless_storage_path` (with `$HOME`, `$UID` and `$USER` expanded). The
-//! system file speaks for root: a user reads only its `driver` and `rootless_storage_path`
-//! from it, as Podman does. Command-line flags win over the file, the file over rbox's
+//! `runroot`, and `rootless_storage_path` (with `$HOME`, `$UID` and `$USER` expanded), and in
+//! `[storage.options]` `additionalimagestores` (read-only rbox stores, see
+//! `rbox_storage::Store::open_read_only`). The system file speaks for root: a user reads only
+//! its `driver`, `rootless_storage_path` and `additionalimagestores` from it, as Podman does. Command-line flags win over the file, the file over rbox's
 //! defaults; unknown keys are ignored (the file is Podman's too).
 //!
 //! rbox's store format is not containers/storage's: a root that holds containers/storage's
@@ -31,6 +32,8 @@ pub struct Storage {
     pub driver: Option<String>,
     pub graphroot: Option<PathBuf>,
     pub runroot: Option<PathBuf>,
+    /// `[storage.options] additionalimagestores`: read-only image stores, in order
+    pub additional_image_stores: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +48,14 @@ struct Section {
     graphroot: Option<String>,
     runroot: Option<String>,
     rootless_storage_path: Option<String>,
+    #[serde(default)]
+    options: Options,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Options {
+    #[serde(default)]
+    additionalimagestores: Vec<String>,
 }
 
 /// The file that applies, and whether it is the system one.
@@ -99,6 +110,14 @@ fn parse(text: &str, system: bool, root: bool, vars: &Vars) -> Result<Storage> {
     };
     let mut out = Storage {
         driver: nonempty(s.driver),
+        // shared stores are for everyone: the system file's apply to users too
+        additional_image_stores: s
+            .options
+            .additionalimagestores
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(expand)
+            .collect(),
         ..Storage::default()
     };
     if root || !system {
@@ -289,6 +308,7 @@ additionalimagestores = []
                 driver: Some("vfs".into()),
                 graphroot: Some("/home/u/store".into()),
                 runroot: None,
+                additional_image_stores: Vec::new(),
             }
         );
         assert_eq!(
@@ -296,6 +316,18 @@ additionalimagestores = []
             Storage::default()
         );
         assert!(parse("[storage\n", false, false, &vars()).is_err());
+    }
+
+    #[test]
+    fn additional_image_stores_apply_to_everyone() {
+        let conf = "[storage]\n[storage.options]\nadditionalimagestores = [\"/shared/a\", \"\", \"$HOME/b\"]\n";
+        for (system, root) in [(true, false), (true, true), (false, false)] {
+            let s = parse(conf, system, root, &vars()).unwrap();
+            assert_eq!(
+                s.additional_image_stores,
+                vec![PathBuf::from("/shared/a"), PathBuf::from("/home/u/b")]
+            );
+        }
     }
 
     #[test]

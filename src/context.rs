@@ -26,6 +26,8 @@ pub struct Context {
     storage_driver: Option<String>,
     /// the runtime directory, once decided
     runtime_dir: OnceLock<PathBuf>,
+    /// `--additional-image-store` (else storage.conf's `additionalimagestores`), in order
+    additional_image_stores: Vec<PathBuf>,
 }
 
 impl Context {
@@ -39,7 +41,23 @@ impl Context {
             runroot,
             storage_driver,
             runtime_dir: OnceLock::new(),
+            additional_image_stores: Vec::new(),
         }
+    }
+
+    /// Sets the read-only additional image stores, searched in this order.
+    pub fn with_additional_image_stores(mut self, dirs: Vec<PathBuf>) -> Context {
+        self.additional_image_stores = dirs;
+        self
+    }
+
+    /// The additional image stores as absolute paths, each resolved as `--root` is (a
+    /// containers/storage root names rbox's store in its `rbox/`).
+    pub fn additional_image_stores(&self) -> Vec<PathBuf> {
+        self.additional_image_stores
+            .iter()
+            .filter_map(|d| paths::storage_root(Some(d)).ok())
+            .collect()
     }
 
     /// The durable storage root. Does not create it.

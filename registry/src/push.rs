@@ -295,6 +295,7 @@ mod tests {
             layers: Vec::new(),
             created: None,
             size: 0,
+            read_only_store: None,
         }
     }
 

@@ -246,7 +246,7 @@ impl Filter {
             Filter::Id(prefix) => rec.id.hex().starts_with(prefix.as_str()),
             Filter::Before(t) => epoch(rec.created.as_deref()) < *t,
             Filter::Since(t) => epoch(rec.created.as_deref()) > *t,
-            Filter::ReadOnly(ro) => !*ro,
+            Filter::ReadOnly(ro) => rec.read_only_store.is_some() == *ro,
             Filter::Intermediate(i, ids) => ids.contains(rec.id.hex()) == *i,
         }
     }
@@ -334,7 +334,7 @@ pub fn repo_digests(rec: &ImageRecord) -> Vec<String> {
 /// The `--format json` object, shaped like Podman's.
 fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Store) -> Value {
     let created = epoch(rec.created.as_deref());
-    json!({
+    let mut v = json!({
         "Id": rec.id.hex(),
         "ParentId": "",
         // podman 4.3 prints null here (its names are under Names)
@@ -350,7 +350,12 @@ fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Stor
         "History": rec.names,
         "Created": created,
         "CreatedAt": human::rfc3339(created),
-    })
+    });
+    // Podman leaves the field out for an image of the user's own store
+    if rec.read_only_store.is_some() {
+        v["ReadOnly"] = json!(true);
+    }
+    v
 }
 
 /// What templates see: one object per name (or one `<none>` row for an untagged image).
@@ -395,8 +400,8 @@ fn view_rows(
                 "Names": rec.names,
                 "RepoTags": rec.names,
                 "RepoDigests": repo_digests(rec),
-                "ReadOnly": false,
-                "IsReadOnly": false,
+                "ReadOnly": rec.read_only_store.is_some(),
+                "IsReadOnly": rec.read_only_store.is_some(),
                 "Dangling": rec.names.is_empty(),
                 "History": [],
             })

@@ -204,6 +204,20 @@ fn gather(g: &Context) -> Result<Value> {
         .and_then(|s| Ok(s.images()?.len()))
         .unwrap_or(0);
     let containers = crate::state::list(g).map(|l| l.len()).unwrap_or(0);
+    let upper = crate::runtime::upper_placement(&root);
+    let additional: Vec<Value> = g
+        .additional_image_stores()
+        .iter()
+        .map(|d| {
+            let usable = rbox_storage::Store::open_read_only(d);
+            json!({
+                "path": d.display().to_string(),
+                "readOnly": true,
+                "usable": usable.is_ok(),
+                "problem": usable.err().map(|e| e.to_string()).unwrap_or_default(),
+            })
+        })
+        .collect();
 
     Ok(json!({
         "host": {
@@ -253,6 +267,11 @@ fn gather(g: &Context) -> Result<Value> {
             "driverReason": driver_reason,
             "images": images,
             "containers": containers,
+            // read-only stores searched after graphRoot, each with whether it can be read here
+            "additionalImageStores": additional,
+            // where containers' upper and work directories go (the store unless said here)
+            "upperDir": upper.as_ref().map(|p| p.dir.display().to_string()).unwrap_or_default(),
+            "upperDirReason": upper.map(|p| p.reason).unwrap_or_default(),
             // Podman's keys for the same things
             "graphDriverName": driver.as_str(),
             "imageStore": {"number": images},

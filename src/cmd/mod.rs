@@ -101,11 +101,17 @@ fn context(g: &GlobalArgs) -> anyhow::Result<Context> {
                 false
             }
         });
+    let additional = if g.additional_image_store.is_empty() {
+        conf.additional_image_stores
+    } else {
+        g.additional_image_store.clone()
+    };
     Ok(Context::new(
         g.root.clone().or(conf.graphroot),
         g.runroot.clone().or(conf.runroot),
         g.storage_driver.clone().or(driver),
-    ))
+    )
+    .with_additional_image_stores(additional))
 }
 
 fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {

@@ -165,7 +165,8 @@ pub fn images(g: &Context, a: ImagePruneArgs) -> Result<ExitCode> {
     let mut errors = Vec::new();
     for rec in store.images()? {
         let unused = store.containers_using(&rec.id).is_empty();
-        if !unused || !(a.all || rec.names.is_empty()) {
+        // an additional store's images are not ours to prune
+        if !unused || !(a.all || rec.names.is_empty()) || rec.read_only_store.is_some() {
             continue;
         }
         let labels = super::images::labels(&store, &rec);

@@ -40,7 +40,12 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
     let mut errors = Vec::new();
     let mut code = exit::NOT_KNOWN;
     if a.all {
-        for rec in store.images()? {
+        // the additional stores' images are read-only: --all means the user's own
+        for rec in store
+            .images()?
+            .into_iter()
+            .filter(|r| r.read_only_store.is_none())
+        {
             if let Err(e) = remove(g, &store, &rec, a.force) {
                 code = code.max(in_use_or_failed(&e));
                 errors.push(format!("{e:#}"));

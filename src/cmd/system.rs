@@ -510,7 +510,7 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
     let mut removed_imgs = Vec::new();
     for rec in store.images()? {
         let unused = store.containers_using(&rec.id).is_empty();
-        if unused && (a.all || rec.names.is_empty()) {
+        if unused && (a.all || rec.names.is_empty()) && rec.read_only_store.is_none() {
             store
                 .remove_image(&rec.id, false)
                 .with_context(|| format!("remove image {}", short_id(rec.id.hex())))?;

@@ -108,6 +108,57 @@ fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
     })
 }
 
+/// Kernel overlay copies a lower file up with its owner, and a file whose owner has no id in
+/// this user namespace (an additional image store made by another user, or by root with real
+/// owners) cannot be copied up: the first write into such a directory (even the
+/// `/etc/hosts` mount point) fails with EACCES. The FUSE overlay copies up as this user, so
+/// a container of such an image uses it (else copy), unless the driver was chosen otherwise.
+fn driver_for_foreign_lowers(driver: Driver, image: &ImageRecord) -> Driver {
+    let Some(store) = &image.read_only_store else {
+        return driver;
+    };
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(65534);
+    if driver != Driver::Overlay || !owner_is(store, overflow) {
+        return driver;
+    }
+    // The FUSE overlay shows the files with the owner it sees, the overflow id; where that id
+    // has no mapping either (a single-id namespace) the kernel refuses every write under
+    // them, so the root is a copy, owned by this user.
+    if !id_mapped(overflow) {
+        return Driver::Copy;
+    }
+    match rbox_storage::mount::fuse::available() {
+        Ok(()) => Driver::FuseOverlay,
+        Err(why) => {
+            tracing::debug!("fuse-overlay not usable: {why}");
+            Driver::Copy
+        }
+    }
+}
+
+/// Whether the owner of `dir`'s `layers/` is `uid` as seen here.
+fn owner_is(dir: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir.join("layers")).is_ok_and(|m| m.uid() == uid)
+}
+
+/// Whether `uid` is mapped in this process's user namespace (`/proc/self/uid_map`).
+fn id_mapped(uid: u32) -> bool {
+    let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") else {
+        return false;
+    };
+    map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        f.len() == 3 && (f[0]..f[0] + f[2]).contains(&u64::from(uid))
+    })
+}
+
 /// `rbox run` (start = true) and `rbox create` (start = false).
 pub fn run(g: &Context, a: RunOptions, puller: &dyn Puller, start_now: bool) -> Result<ExitCode> {
     // taken first, as Podman does: a second run with the same file creates nothing
@@ -191,7 +242,10 @@ fn create_and_start(
         state::NetworkMode::Ns => Some(netshare::open(Path::new(&spec.network_options))?),
         _ => None,
     };
-    let driver = choose_driver(g, &store)?;
+    let mut driver = choose_driver(g, &store)?;
+    if let Source::Image(i) = &image {
+        driver = driver_for_foreign_lowers(driver, i);
+    }
     tracing::debug!("storage driver: {driver}");
     let lowers: Vec<std::path::PathBuf> = match &image {
         Source::Image(i) => i

@@ -82,9 +82,30 @@ pub fn open_store(g: &Context) -> Result<Store> {
     let mut store =
         Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))?;
     store.set_max_layer_size(max_layer_size()?);
+    crate::cmd::common::add_image_stores(g, &mut store);
+    store.set_upper_root(upper_placement(&root).map(|p| p.dir));
     // What unpacking skipped (device nodes, unsupported entries), shown as it happens.
     store.set_warning_sink(std::sync::Arc::new(|msg: &str| tracing::warn!("{msg}")));
     Ok(store)
+}
+
+/// Where containers' upper and work directories go: `RBOX_UPPER_DIR` when set, else
+/// node-local storage when the store is on a network filesystem (see
+/// `rbox_storage::placement::choose_upper`), else the store. `rbox info` shows it.
+pub fn upper_placement(
+    store_root: &std::path::Path,
+) -> Option<rbox_storage::placement::UpperPlacement> {
+    let configured = std::env::var_os("RBOX_UPPER_DIR")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from);
+    let tmpdir = std::env::var_os("TMPDIR").map(std::path::PathBuf::from);
+    rbox_storage::placement::choose_upper(
+        configured.as_deref(),
+        store_root,
+        tmpdir.as_deref(),
+        userns::host_uid(),
+        rbox_storage::placement::network_fs_at,
+    )
 }
 
 /// The layer size limit from `RBOX_MAX_LAYER_SIZE` (`64G`, `0` for none), else the store's

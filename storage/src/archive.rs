@@ -428,8 +428,8 @@ impl Store {
         diff_id: &Digest,
         blob: &Digest,
     ) -> Result<()> {
-        let meta: LayerMeta = self.layer_meta(diff_id)?;
-        let blob = if self.has_blob(blob) {
+        let meta: LayerMeta = self.layer_home(diff_id).layer_meta(diff_id)?;
+        let blob = if self.has_readable_blob(blob) {
             blob.clone()
         } else {
             meta.blob

@@ -39,6 +39,10 @@ struct ContainerLayer {
     layers: Vec<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     host_root: Option<PathBuf>,
+    /// where `upper/` and `work/` are, below `<this>/<id>/`, when not in the container's
+    /// directory ([`Store::set_upper_root`])
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upper_root: Option<PathBuf>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -75,7 +79,7 @@ impl Store {
         let _g = self.lock_shared(&format!("image-{}", image_id.hex()))?;
         let rec = self.lookup_image(&image_id.to_string())?;
         for l in &rec.layers {
-            if !self.has_layer(&l.diff_id) {
+            if !self.has_layer_anywhere(&l.diff_id) {
                 return Err(Error::LayerNotFound(l.diff_id.clone()));
             }
         }
@@ -86,6 +90,7 @@ impl Store {
             image_id: Some(rec.id.clone()),
             layers: rec.layers.iter().map(|l| l.diff_id.clone()).collect(),
             host_root: None,
+            upper_root: self.placed_upper_root(id)?,
         };
         self.commit_container_dir(id, tmp, dir, meta)
     }
@@ -100,6 +105,7 @@ impl Store {
             image_id: None,
             layers: Vec::new(),
             host_root: Some(host_root.to_path_buf()),
+            upper_root: self.placed_upper_root(id)?,
         };
         self.commit_container_dir(id, tmp, dir, meta)
     }
@@ -127,10 +133,33 @@ impl Store {
         Ok(self.container_dir_of(dir, &meta))
     }
 
+    /// With an upper root set, makes `<upper root>/<id>/` (fresh, 0700) for the container's
+    /// upper and work directories and returns the root to record.
+    fn placed_upper_root(&self, id: &str) -> Result<Option<PathBuf>> {
+        use std::os::unix::fs::DirBuilderExt;
+        let Some(root) = self.upper_root() else {
+            return Ok(None);
+        };
+        let mut b = fs::DirBuilder::new();
+        b.mode(0o700).recursive(true);
+        b.create(root).ctx(|| format!("create {}", bt(root)))?;
+        let mine = root.join(id);
+        let _ = remove_tree(&mine);
+        b.recursive(false)
+            .create(&mine)
+            .ctx(|| format!("create {}", bt(&mine)))?;
+        Ok(Some(root.to_path_buf()))
+    }
+
     fn container_dir_of(&self, dir: PathBuf, meta: &ContainerLayer) -> ContainerDir {
+        let id = dir.file_name().map(PathBuf::from).unwrap_or_default();
+        let place = match &meta.upper_root {
+            Some(r) => r.join(id),
+            None => dir.clone(),
+        };
         ContainerDir {
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper: place.join("upper"),
+            work: place.join("work"),
             rootfs: dir.join("rootfs"),
             lower_dirs: meta
                 .layers
@@ -162,6 +191,13 @@ impl Store {
     /// Removes a container's directory (upper layer included). Missing is not an error.
     pub fn remove_container_dir(&self, id: &str) -> Result<()> {
         let dir = self.container_path(id)?;
+        // placed elsewhere (a node-local upper root): that part first, while layer.json says
+        // where it is
+        if let Ok(cd) = self.container_dir(id) {
+            if let Some(placed) = cd.upper.parent().filter(|p| *p != dir) {
+                remove_tree(placed).ctx(|| format!("remove {}", bt(placed)))?;
+            }
+        }
         // Make the container disappear first (one rename), then delete at leisure.
         let tmp = self.tmp_path("rmcontainer");
         match fs::rename(&dir, &tmp.path) {

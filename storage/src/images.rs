@@ -27,6 +27,10 @@ use crate::{bt, Error, IoContext, Result};
 pub struct ImageRecord {
     /// The config digest.
     pub id: Digest,
+    /// The read-only additional image store the record was found in; `None` for the
+    /// store's own images. Not stored: set by lookups and listings.
+    #[serde(skip)]
+    pub read_only_store: Option<std::path::PathBuf>,
     /// Full references, e.g. `localhost/busybox:latest`, `docker.io/library/alpine:3.19`.
     pub names: Vec<String>,
     /// The manifest digest.
@@ -239,6 +243,7 @@ impl Store {
             let _g = self.lock(&format!("image-{}", id.hex()))?;
             let old = self.read_record(&id)?;
             let mut rec = ImageRecord {
+                read_only_store: None,
                 id: id.clone(),
                 names: old.map(|o| o.names).unwrap_or_default(),
                 digest,
@@ -292,8 +297,44 @@ impl Store {
         Ok(())
     }
 
-    /// Every image record, newest first.
+    /// Every image record, newest first: this store's, then those of the additional
+    /// stores that this store does not have (by id), marked with their store. A store that
+    /// cannot be read is skipped: a shared filesystem being away must not break listings.
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        let mut out = self.own_images()?;
+        let mut seen: BTreeSet<Digest> = out.iter().map(|r| r.id.clone()).collect();
+        for s in self.additional_stores() {
+            let Ok(recs) = s.own_images() else { continue };
+            for mut rec in recs {
+                if seen.insert(rec.id.clone()) {
+                    rec.read_only_store = Some(s.root().to_path_buf());
+                    out.push(rec);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The read-only store holding image `id`, when this store does not have it itself.
+    fn read_only_home(&self, id: &Digest) -> Option<&Store> {
+        if self.image_path(id).is_file() {
+            return None;
+        }
+        self.additional_stores()
+            .iter()
+            .find(|s| s.image_path(id).is_file())
+    }
+
+    fn read_only_error(&self, image: &str, id: &Digest) -> Option<Error> {
+        self.read_only_home(id).map(|s| Error::ReadOnlyImage {
+            image: image.to_string(),
+            store: s.root().to_path_buf(),
+        })
+    }
+
+    /// This store's image records, newest first.
+    pub(crate) fn own_images(&self) -> Result<Vec<ImageRecord>> {
         let dir = self.images_dir();
         let rd = fs::read_dir(&dir).ctx(|| format!("read {}", bt(&dir)))?;
         let mut out = Vec::new();
@@ -315,8 +356,28 @@ impl Store {
     }
 
     /// Finds an image by full name, short name (`busybox`, `busybox:1`, `library/busybox`),
-    /// `name@sha256:...`, full id or unique id prefix (3+ hex digits, `sha256:` optional).
+    /// `name@sha256:...`, full id or unique id prefix (3+ hex digits, `sha256:` optional):
+    /// in this store, then in each additional store in order (a record found there is
+    /// marked with [`ImageRecord::read_only_store`]).
     pub fn lookup_image(&self, name_or_id: &str) -> Result<ImageRecord> {
+        let err = match self.lookup_own(name_or_id) {
+            Err(e @ Error::ImageNotFound(_)) => e,
+            r => return r,
+        };
+        for s in self.additional_stores() {
+            match s.lookup_own(name_or_id) {
+                Ok(mut rec) => {
+                    rec.read_only_store = Some(s.root().to_path_buf());
+                    return Ok(rec);
+                }
+                Err(Error::ImageNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(err)
+    }
+
+    fn lookup_own(&self, name_or_id: &str) -> Result<ImageRecord> {
         let q = name_or_id.trim();
         let not_found = || Error::ImageNotFound(q.to_string());
         if q.is_empty() {
@@ -381,7 +442,7 @@ impl Store {
         let Ok(d) = Digest::parse(d) else {
             return Ok(None);
         };
-        for rec in self.images()? {
+        for rec in self.own_images()? {
             if rec.digest != d {
                 continue;
             }
@@ -442,14 +503,32 @@ impl Store {
     /// found by `image` (name or id).
     pub fn tag_image(&self, image: &str, new_name: &str) -> Result<ImageRecord> {
         let rec = self.lookup_image(image)?;
+        if let Some(e) = self.read_only_error(image, &rec.id) {
+            return Err(e);
+        }
         let name = normalize_name(new_name)?;
         self.assign_name(&name, &rec.id)?;
         self.read_record(&rec.id)?
             .ok_or_else(|| Error::ImageNotFound(image.to_string()))
     }
 
-    /// Removes one name from its image (the image stays, possibly without names).
+    /// Removes one name from its image (the image stays, possibly without names). A name of
+    /// an additional store's image is refused: that store is never written.
     pub fn untag_image(&self, name: &str) -> Result<ImageRecord> {
+        match self.untag_own(name) {
+            Err(Error::ImageNotFound(n)) => {
+                if let Ok(rec) = self.lookup_image(name) {
+                    if let Some(e) = self.read_only_error(name, &rec.id) {
+                        return Err(e);
+                    }
+                }
+                Err(Error::ImageNotFound(n))
+            }
+            r => r,
+        }
+    }
+
+    fn untag_own(&self, name: &str) -> Result<ImageRecord> {
         let full = match normalize_name(name) {
             Ok(f) if self.read_name(&f).is_some() => f,
             _ => {
@@ -487,6 +566,9 @@ impl Store {
     /// Removes an image: its record, its names, and every layer and blob no other image
     /// uses. Refused while a container dir references it, unless `force`.
     pub fn remove_image(&self, id: &Digest, force: bool) -> Result<()> {
+        if let Some(e) = self.read_only_error(&id.to_string(), id) {
+            return Err(e);
+        }
         let rec = {
             let _i = self.lock(&format!("image-{}", id.hex()))?;
             let rec = self
@@ -524,7 +606,7 @@ impl Store {
         let unique: BTreeSet<&Digest> = rec.layers.iter().map(|l| &l.diff_id).collect();
         for diff_id in unique {
             let _l = self.lock(&format!("layer-{}", diff_id.hex()))?;
-            let others = self.images()?;
+            let others = self.own_images()?;
             if others
                 .iter()
                 .any(|r| r.layers.iter().any(|l| l.diff_id == *diff_id))
@@ -550,7 +632,7 @@ impl Store {
                 }
             }
         }
-        let others = self.images()?;
+        let others = self.own_images()?;
         if !others.iter().any(|r| r.digest == rec.digest) {
             self.delete_blob(&rec.digest)?;
         }
@@ -575,7 +657,7 @@ impl Store {
     pub fn history(&self, rec: &ImageRecord) -> Result<Vec<HistoryEntry>> {
         let cfg = self.image_config(rec)?;
         let mut layers = rec.layers.iter();
-        let size_of = |l: &LayerRef| self.layer_meta(&l.diff_id).map(|m| m.size).unwrap_or(0);
+        let size_of = |l: &LayerRef| self.layer_size(&l.diff_id).unwrap_or(0);
         let mut out = Vec::new();
         for h in cfg.history().as_deref().unwrap_or(&[]) {
             let empty = h.empty_layer().unwrap_or(false);

@@ -474,3 +474,97 @@ fn the_name_a_query_meant() {
     );
     assert_eq!(meant_name("alpine", &names), None);
 }
+
+#[test]
+fn additional_read_only_stores_are_searched_and_never_changed() {
+    let shared_dir = tempfile::tempdir().unwrap();
+    let shared_root = shared_dir.path().join("shared");
+    let maker = Store::open(&shared_root, crate::IdMap::full()).unwrap();
+    let rec = make_image(
+        &maker,
+        &[&[("etc/shared", b"s")]],
+        &["localhost/shared:1"],
+        "2024-01-01T00:00:00Z",
+    );
+    drop(maker);
+    let listing = |root: &std::path::Path| {
+        let mut v: Vec<String> = walkdir(root);
+        v.sort();
+        v
+    };
+    let before = listing(&shared_root);
+
+    let mine = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&mine.path().join("own"), crate::IdMap::full()).unwrap();
+    s.add_read_only_store(Store::open_read_only(&shared_root).unwrap());
+    let own = make_image(
+        &s,
+        &[&[("etc/own", b"o")]],
+        &["localhost/own:1"],
+        "2025-01-01T00:00:00Z",
+    );
+    // lookups fall through, by name, short name and id, marked read-only
+    for q in [
+        "localhost/shared:1",
+        "shared:1",
+        &rec.id.to_string()[..],
+        &rec.id.hex()[..8],
+    ] {
+        let found = s.lookup_image(q).unwrap();
+        assert_eq!(found.id, rec.id, "{q}");
+        assert_eq!(
+            found.read_only_store.as_deref(),
+            Some(shared_root.as_path())
+        );
+    }
+    assert_eq!(s.lookup_image("own:1").unwrap().read_only_store, None);
+    // listings hold both; the layer is used in place; config blobs are read there
+    let all = s.images().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].id, rec.id);
+    assert!(all[1].read_only_store.is_some() && all[0].read_only_store.is_none());
+    let diff = &rec.layers[0].diff_id;
+    assert!(s.layer_path(diff).starts_with(&shared_root));
+    assert!(s.has_layer_anywhere(diff) && !s.has_layer(diff));
+    s.image_config(&rec).unwrap();
+    // a container of it: its directory in the own store only
+    s.create_container_dir("c1", &rec.id).unwrap();
+    // changes are refused
+    for e in [
+        s.remove_image(&rec.id, true).unwrap_err(),
+        s.tag_image("shared:1", "x").unwrap_err(),
+        s.untag_image("localhost/shared:1").unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::ReadOnlyImage { .. }), "{e}");
+    }
+    s.remove_container_dir("c1").unwrap();
+    s.remove_image(&own.id, false).unwrap();
+    assert_eq!(listing(&shared_root), before);
+    // not a store: refused on open
+    assert!(matches!(
+        Store::open_read_only(mine.path()),
+        Err(Error::NotAStore(_))
+    ));
+}
+
+/// Every path below `root` with its mtime, relative.
+fn walkdir(root: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            out.push(format!(
+                "{} {} {}",
+                e.path().strip_prefix(root).unwrap().display(),
+                m.mtime(),
+                m.mtime_nsec()
+            ));
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+        }
+    }
+    out
+}

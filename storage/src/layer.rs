@@ -137,14 +137,35 @@ impl Store {
         self.layer_dir(diff_id).join("layer.json").is_file()
     }
 
-    /// The unpacked layer directory, usable as an overlay lowerdir.
+    /// The store holding the layer for reading: this one, else the first additional store
+    /// that has it, else this one (where it is missing).
+    pub(crate) fn layer_home(&self, diff_id: &Digest) -> &Store {
+        if self.has_layer(diff_id) {
+            return self;
+        }
+        self.additional_stores()
+            .iter()
+            .find(|s| s.has_layer(diff_id))
+            .unwrap_or(self)
+    }
+
+    /// Whether the layer is unpacked in this store or in one of its additional stores.
+    pub fn has_layer_anywhere(&self, diff_id: &Digest) -> bool {
+        self.layer_home(diff_id).has_layer(diff_id)
+    }
+
+    /// The unpacked layer directory, usable as an overlay lowerdir: this store's, or that
+    /// of an additional store, used in place.
     pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
-        self.layer_dir(diff_id).join("diff")
+        self.layer_home(diff_id).layer_dir(diff_id).join("diff")
     }
 
     /// The uncompressed size of an unpacked layer, in bytes (`None` when it is not stored).
     pub fn layer_size(&self, diff_id: &Digest) -> Option<u64> {
-        self.layer_meta(diff_id).ok().map(|m| m.size)
+        self.layer_home(diff_id)
+            .layer_meta(diff_id)
+            .ok()
+            .map(|m| m.size)
     }
 
     pub(crate) fn layer_meta(&self, diff_id: &Digest) -> Result<LayerMeta> {

@@ -19,6 +19,9 @@
 //! images/<id-hex>.json        one ImageRecord per image (id = config digest), replaced atomically
 //! names/<encoded name>        one small file per name holding the image id hex; lock-free to read
 //!                             (replaced by rename), `/` written as `%2F` and `%` as `%25`
+//! <upper root>/<id>/          upper/ and work/ instead, when the store's upper root is set
+//!                             (a store on a network filesystem, `Store::set_upper_root`;
+//!                             recorded in the container's layer.json)
 //! containers/<id>/            upper/, work/ (overlay only), rootfs/ (copy driver only: its
 //!                             tree), empty/ (overlay's lower dir for an image without
 //!                             layers), layer.json {image_id, layers}; and the binary's files
@@ -73,6 +76,10 @@
 //! pause.pid                   the pid of the pause process keeping rbox's user namespace
 //! ```
 //!
+//! A read-only additional image store ([`Store::open_read_only`]) has this same layout; it is
+//! only read (image records, names, blobs, layer directories as overlay lowers), never
+//! written, locked or chmodded: every write of a handle goes to its own root.
+//!
 //! The root is mode 0700 (made so on open): layer files keep their setuid bits and images
 //! their world-writable directories, so no other user may reach anything below it.
 //!
@@ -102,6 +109,7 @@ pub mod images;
 pub mod layer;
 mod lock;
 pub mod mount;
+pub mod placement;
 pub mod reference;
 mod store;
 mod sys;
@@ -233,6 +241,11 @@ pub enum Error {
     TooLarge { what: String, size: u64, limit: u64 },
     #[error("invalid change `{0}`")]
     InvalidChange(String),
+    #[error("open image store `{}`: no images/ directory: not an rbox store", .0.display())]
+    NotAStore(PathBuf),
+    /// An image of a read-only additional store, which rmi, tag and untag may not change.
+    #[error("image {image} is in the read-only image store `{}`: it can only be changed there", store.display())]
+    ReadOnlyImage { image: String, store: PathBuf },
     #[error("container {0} already exists")]
     ContainerExists(String),
     #[error("container {0} not found in the store")]

@@ -38,6 +38,15 @@ pub struct Store {
     swept: Once,
     /// Where warnings go as they happen (see [`Store::set_warning_sink`]).
     warn: Option<WarningSink>,
+    /// Set on a handle made by [`Store::open_read_only`]: an additional image store, which
+    /// this handle only reads (lookups, records, blobs, layer paths) and never writes to.
+    read_only: bool,
+    /// Read-only additional image stores, searched in order after this one
+    /// ([`Store::add_read_only_store`]).
+    additional: Vec<Store>,
+    /// Where new containers' upper and work directories go instead of `containers/<id>/`
+    /// ([`Store::set_upper_root`]).
+    upper_root: Option<PathBuf>,
 }
 
 /// Receives each warning of a [`Store`] as it happens, one line without a `Warning:` prefix;
@@ -106,8 +115,69 @@ impl Store {
             max_layer_size: Some(DEFAULT_MAX_LAYER_SIZE),
             swept: Once::new(),
             warn: None,
+            read_only: false,
+            additional: Vec::new(),
+            upper_root: None,
         };
         Ok(store)
+    }
+
+    /// Opens the store at `root` for reading only: an additional image store (a shared
+    /// directory on a cluster filesystem, made by someone else with `rbox --root DIR pull`).
+    /// Nothing is created, chmodded, locked or swept there; lookups, image records, blobs
+    /// and layer directories are read, and every write path of the store goes to the handle
+    /// the store was added to. Fails when `root` has no `images/` directory.
+    pub fn open_read_only(root: &Path) -> Result<Store> {
+        let images = root.join("images");
+        match fs::metadata(&images) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Error::NotAStore(root.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotAStore(root.to_path_buf()))
+            }
+            Err(e) => return Err(Error::io(format!("open image store {}", bt(root)), e)),
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+            ids: IdMap::full(),
+            pins: Mutex::new(HashMap::new()),
+            max_layer_size: None,
+            swept: Once::new(),
+            warn: None,
+            read_only: true,
+            additional: Vec::new(),
+            upper_root: None,
+        })
+    }
+
+    /// Adds a read-only additional image store (see [`Store::open_read_only`]), searched
+    /// after this store and the ones added before it.
+    pub fn add_read_only_store(&mut self, store: Store) {
+        debug_assert!(store.read_only);
+        self.additional.push(store);
+    }
+
+    /// Puts the upper and work directories of containers created from now on under
+    /// `dir/<id>/` (created 0700) instead of `containers/<id>/`: for a store on a network
+    /// filesystem, where kernel overlay takes no upper directory (see [`crate::placement`]).
+    /// Each container records where its directories are, so later commands find them
+    /// whatever this is set to then.
+    pub fn set_upper_root(&mut self, dir: Option<PathBuf>) {
+        self.upper_root = dir;
+    }
+
+    pub fn upper_root(&self) -> Option<&Path> {
+        self.upper_root.as_deref()
+    }
+
+    /// The additional image stores, in search order.
+    pub fn additional_stores(&self) -> &[Store] {
+        &self.additional
+    }
+
+    /// Whether this handle is a read-only additional store.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn root(&self) -> &Path {
@@ -345,9 +415,28 @@ impl Store {
         Ok(d)
     }
 
+    /// Where the blob `d` is to be read: this store's copy, else that of the first
+    /// additional store holding it, else this store's (absent) path.
+    fn readable_blob_path(&self, d: &Digest) -> PathBuf {
+        let own = self.blob_path(d);
+        if own.is_file() {
+            return own;
+        }
+        self.additional
+            .iter()
+            .map(|s| s.blob_path(d))
+            .find(|p| p.is_file())
+            .unwrap_or(own)
+    }
+
+    /// Whether the blob is here or in an additional store.
+    pub fn has_readable_blob(&self, d: &Digest) -> bool {
+        self.readable_blob_path(d).is_file()
+    }
+
     /// Reads a whole blob, verifying it against its digest.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
-        let p = self.blob_path(d);
+        let p = self.readable_blob_path(d);
         let data = match fs::read(&p) {
             Ok(v) => v,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -367,7 +456,7 @@ impl Store {
 
     /// Opens a blob for streaming (not verified; callers hash as they read when it matters).
     pub fn open_blob(&self, d: &Digest) -> Result<File> {
-        let p = self.blob_path(d);
+        let p = self.readable_blob_path(d);
         File::open(&p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::BlobNotFound(d.clone())

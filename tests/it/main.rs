@@ -17,6 +17,7 @@ mod fakeroot;
 mod fuse;
 mod hostile;
 mod images;
+mod imagestore;
 mod lifecycle;
 mod netshare;
 mod network;

@@ -37,7 +37,12 @@ fn remove_any(p: &Path) -> io::Result<()> {
 }
 
 fn copy_meta(src: &fs::Metadata, dst: &Path) -> io::Result<()> {
-    std::os::unix::fs::lchown(dst, Some(src.uid()), Some(src.gid()))?;
+    match std::os::unix::fs::lchown(dst, Some(src.uid()), Some(src.gid())) {
+        // an owner with no id in this user namespace (a lower of another user's additional
+        // image store): the copy stays the namespace root's
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        r => r?,
+    }
     if !src.file_type().is_symlink() {
         // chown clears setuid bits: set the mode after it
         fs::set_permissions(dst, fs::Permissions::from_mode(src.mode() & 0o7777))?;

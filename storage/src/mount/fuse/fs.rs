@@ -546,7 +546,7 @@ impl Overlay {
                 libc::S_IFLNK => {
                     let target = nix::fcntl::readlinkat(self.fd(layer), path).map_err(errno)?;
                     symlinkat(target.as_os_str(), &self.work, tmp.as_path()).map_err(errno)?;
-                    lchown_at(&self.work, &tmp, s.st_uid, s.st_gid)?;
+                    unmapped_ok(lchown_at(&self.work, &tmp, s.st_uid, s.st_gid))?;
                 }
                 _ => {
                     mknodat(
@@ -557,7 +557,7 @@ impl Overlay {
                         s.st_rdev,
                     )
                     .map_err(errno)?;
-                    lchown_at(&self.work, &tmp, s.st_uid, s.st_gid)?;
+                    unmapped_ok(lchown_at(&self.work, &tmp, s.st_uid, s.st_gid))?;
                 }
             }
             // a whiteout cannot be in the way: the file is visible
@@ -1097,6 +1097,16 @@ fn file_type_of(mode: u32) -> nix::dir::Type {
     }
 }
 
+/// A copy-up's chown to an owner with no id in this user namespace (a lower of an
+/// additional image store made by another user shows its files as the overflow id) fails
+/// with EINVAL: the copy then stays owned by the namespace's root, who is writing it.
+fn unmapped_ok(r: R<()>) -> R<()> {
+    match r {
+        Err(e) if e == Errno::from_i32(libc::EINVAL) => Ok(()),
+        r => r,
+    }
+}
+
 fn lchown_at<F: AsFd>(dir: F, path: &Path, uid: u32, gid: u32) -> R<()> {
     fchownat(
         dir,
@@ -1168,12 +1178,14 @@ fn copy_data(from: &OwnedFd, to: &OwnedFd, size: u64) -> R<()> {
 
 /// Owner, mode, xattrs (the overlay's own excepted) and times from `from` to `to`.
 fn copy_meta(from: &OwnedFd, to: &OwnedFd, s: &FileStat, dir: bool) -> R<()> {
-    nix::unistd::fchown(
-        to,
-        Some(Uid::from_raw(s.st_uid)),
-        Some(Gid::from_raw(s.st_gid)),
-    )
-    .map_err(errno)?;
+    unmapped_ok(
+        nix::unistd::fchown(
+            to,
+            Some(Uid::from_raw(s.st_uid)),
+            Some(Gid::from_raw(s.st_gid)),
+        )
+        .map_err(errno),
+    )?;
     nix::sys::stat::fchmod(to, Mode::from_bits_truncate(s.st_mode & 0o7777)).map_err(errno)?;
     if let Ok(list) = sys::flistxattr(from) {
         for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
