@@ -20,20 +20,8 @@ pub fn read_store(g: &Context) -> Result<Store> {
         },
     )
     .with_context(|| format!("open storage at `{}`", root.display()))?;
-    add_image_stores(g, &mut store);
+    crate::runtime::add_image_stores(g, &mut store);
     Ok(store)
-}
-
-/// Adds the read-only additional image stores to `store`. One that cannot be opened (a
-/// shared filesystem not mounted on this node) is skipped with a warning: the user's own
-/// images stay usable.
-pub fn add_image_stores(g: &Context, store: &mut Store) {
-    for dir in g.additional_image_stores() {
-        match Store::open_read_only(&dir) {
-            Ok(s) => store.add_read_only_store(s),
-            Err(e) => tracing::warn!("skipping additional image store: {e}"),
-        }
-    }
 }
 
 /// An unknown image is reported as Podman reports it, `Error: NAME: image not known`, without

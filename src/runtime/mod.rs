@@ -82,11 +82,23 @@ pub fn open_store(g: &Context) -> Result<Store> {
     let mut store =
         Store::open(&root, ids).with_context(|| format!("open storage at `{}`", root.display()))?;
     store.set_max_layer_size(max_layer_size()?);
-    crate::cmd::common::add_image_stores(g, &mut store);
+    add_image_stores(g, &mut store);
     store.set_upper_root(upper_placement(&root).map(|p| p.dir));
     // What unpacking skipped (device nodes, unsupported entries), shown as it happens.
     store.set_warning_sink(std::sync::Arc::new(|msg: &str| tracing::warn!("{msg}")));
     Ok(store)
+}
+
+/// Adds the read-only additional image stores to `store`. One that cannot be opened (a
+/// shared filesystem not mounted on this node) is skipped with a warning: the user's own
+/// images stay usable.
+pub fn add_image_stores(g: &Context, store: &mut Store) {
+    for dir in g.additional_image_stores() {
+        match Store::open_read_only(&dir) {
+            Ok(s) => store.add_read_only_store(s),
+            Err(e) => tracing::warn!("skipping additional image store: {e}"),
+        }
+    }
 }
 
 /// Where containers' upper and work directories go: `RBOX_UPPER_DIR` when set, else
