@@ -73,14 +73,7 @@ fn save(root: &Path, id: &str, h: &Health) -> Result<()> {
 /// Holds an exclusive flock on `health.json.lock` beside the health file until dropped; none
 /// when the lock file cannot be opened (the update is then unserialised, as before).
 fn lock(root: &Path, id: &str) -> Option<nix::fcntl::Flock<fs::File>> {
-    let p = layout::health(root, id).with_extension("json.lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(p)
-        .ok()?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
+    super::exclusive_lock(&layout::health(root, id).with_extension("json.lock"))
 }
 
 /// The health of a start: starting, no results.

@@ -73,6 +73,21 @@ pub use launch::seccomp_program;
 
 use crate::context::Context;
 
+/// An exclusive flock on `path` (made 0600 when missing), released on drop; `None` when it
+/// cannot be opened or taken, and the caller goes on unserialised.
+pub fn exclusive_lock(path: &std::path::Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
+}
+
 /// Open the store, entering the user namespace first.
 pub fn open_store(g: &Context) -> Result<Store> {
     // The runtime directory is decided (and checked) before anything is created or started.

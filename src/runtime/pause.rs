@@ -54,16 +54,7 @@ const PAUSE_NAME: &str = "rbox-pause";
 /// process is looked for and started, so that invocations started at once make one. `None`
 /// when it cannot be taken (then the race only costs a second namespace, as before).
 pub fn lock(pidfile: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(pidfile.with_file_name("pause.lock"))
-        .ok()?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
+    super::exclusive_lock(&pidfile.with_file_name("pause.lock"))
 }
 
 /// Leave a process in our new user namespace for later invocations to join. It does nothing

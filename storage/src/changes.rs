@@ -442,17 +442,9 @@ impl<W: Write> Write for HashTee<W> {
 pub fn write_layer_tar<W: Write>(upper: &Path, skip: &[&str], out: W) -> Result<()> {
     let root =
         nix::fcntl::open(upper, DIR_FLAGS, Mode::empty()).ctx(|| format!("open {}", bt(upper)))?;
-    let mut w = Walk {
-        b: tar::Builder::new(out),
-        links: HashMap::new(),
-        skip,
-    };
-    w.b.mode(tar::HeaderMode::Complete);
+    let mut w = Walk::new(out, skip);
     w.dir(&root, b"")?;
-    w.b.into_inner()
-        .and_then(|mut o| o.flush())
-        .map_err(|e| Error::io("write the layer tar", e))?;
-    Ok(())
+    w.finish()
 }
 
 /// Writes the flat tar of the union of `dirs` (top-most first; whiteouts and opaque
@@ -469,17 +461,9 @@ pub fn write_union_tar<W: Write>(dirs: &[&Path], skip: &[&str], out: W) -> Resul
             break;
         }
     }
-    let mut w = Walk {
-        b: tar::Builder::new(out),
-        links: HashMap::new(),
-        skip,
-    };
-    w.b.mode(tar::HeaderMode::Complete);
+    let mut w = Walk::new(out, skip);
     w.union(&fds, b"")?;
-    w.b.into_inner()
-        .and_then(|mut o| o.flush())
-        .map_err(|e| Error::io("write the layer tar", e))?;
-    Ok(())
+    w.finish()
 }
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -492,6 +476,26 @@ struct Walk<'a, W: Write> {
     /// (dev, ino) of a file with more than one link -> the path it was first written under.
     links: HashMap<(u64, u64), String>,
     skip: &'a [&'a str],
+}
+
+impl<'a, W: Write> Walk<'a, W> {
+    fn new(out: W, skip: &'a [&'a str]) -> Self {
+        let mut b = tar::Builder::new(out);
+        b.mode(tar::HeaderMode::Complete);
+        Walk {
+            b,
+            links: HashMap::new(),
+            skip,
+        }
+    }
+
+    /// The tar's end, flushed.
+    fn finish(self) -> Result<()> {
+        self.b
+            .into_inner()
+            .and_then(|mut o| o.flush())
+            .map_err(|e| Error::io("write the layer tar", e))
+    }
 }
 
 fn kind(st: &FileStat) -> SFlag {
