@@ -309,6 +309,9 @@ fn consume(
             let _ = std::os::unix::fs::lchown(dir.join(&rel), Some(uid), Some(gid));
         }
     }
+    // the archive ends at its first zero block; a writer such as tar(1) pads to its record
+    // size after it, and would die of EPIPE if nobody read the rest
+    io::copy(&mut ar.into_inner(), &mut io::sink())?;
     Ok(())
 }
 
