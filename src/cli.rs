@@ -55,6 +55,12 @@ pub struct GlobalArgs {
     /// additionalimagestores]
     #[arg(long, global = true, value_name = "DIR")]
     pub additional_image_store: Vec<PathBuf>,
+    /// Directory of OCI hook files (oci-hooks(5)) matched to each container created;
+    /// repeatable, a later one's file masks an earlier one's of the same name [default:
+    /// containers.conf's hooks_dir, else /usr/share/containers/oci/hooks.d and
+    /// /etc/containers/oci/hooks.d]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub hooks_dir: Vec<PathBuf>,
     /// Storage driver option: overlay.mount_program=PATH is accepted (rbox mounts overlay
     /// itself), "" clears the configured options; others are refused
     #[arg(long, global = true, value_name = "OPTION")]
@@ -325,10 +331,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
     (
         &["--pod", "--pod-id-file"],
         "rbox has no pods: run the containers separately",
-    ),
-    (
-        &["--gpus"],
-        "--gpus is not implemented in rbox yet: give the devices with --device /dev/NAME",
     ),
 ];
 

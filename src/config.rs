@@ -17,7 +17,9 @@
 //! `$XDG_CONFIG_HOME/containers/containers.conf` in that order, a later file's key over an
 //! earlier one's. Keys honoured: `[containers]` `dns_servers`, `dns_searches`, `dns_options`,
 //! `log_driver`, `log_size_max`, rbox's own `fakeroot` (true, false or "auto", as
-//! `--security-opt fakeroot=`; Podman ignores the key), and `[network]` `default_rootless_network_cmd` (pasta or
+//! `--security-opt fakeroot=`; Podman ignores the key) and `nv_libraries`, `nv_library_dirs`,
+//! `nv_binaries`, `nv_devices` (what `--nv` binds), `[engine]` `hooks_dir` and
+//! `cdi_spec_dirs`, and `[network]` `default_rootless_network_cmd` (pasta or
 //! slirp4netns), each a default that the command line overrides. Others are ignored (the
 //! files are Podman's too).
 
@@ -146,6 +148,18 @@ pub struct Containers {
     pub network_cmd: Option<String>,
     /// rbox's own `fakeroot`: the `--security-opt fakeroot=` of containers that give none
     pub fakeroot: Option<FakerootSetting>,
+    /// `[engine] hooks_dir`: the OCI hooks directories (see `runtime::ocihooks`)
+    #[serde(skip)]
+    pub hooks_dir: Option<Vec<String>>,
+    /// `[engine] cdi_spec_dirs`: where CDI specs are read (see `runtime::cdi`)
+    #[serde(skip)]
+    pub cdi_spec_dirs: Option<Vec<String>>,
+    /// rbox's own `nv_libraries`, `nv_library_dirs`, `nv_binaries`, `nv_devices`: what
+    /// `--nv` binds (see `runtime::nvidia`)
+    pub nv_libraries: Option<Vec<String>>,
+    pub nv_library_dirs: Option<Vec<String>>,
+    pub nv_binaries: Option<Vec<String>>,
+    pub nv_devices: Option<Vec<String>>,
 }
 
 /// `fakeroot = true|false|"auto"` in containers.conf.
@@ -177,6 +191,14 @@ struct ContainersFile {
     containers: Containers,
     #[serde(default)]
     network: NetworkSection,
+    #[serde(default)]
+    engine: EngineSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EngineSection {
+    hooks_dir: Option<Vec<String>>,
+    cdi_spec_dirs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +236,12 @@ pub fn containers() -> Result<Containers> {
         out.log_driver = c.log_driver.or(out.log_driver);
         out.log_size_max = c.log_size_max.or(out.log_size_max);
         out.fakeroot = c.fakeroot.or(out.fakeroot);
+        out.hooks_dir = f.engine.hooks_dir.or(out.hooks_dir);
+        out.cdi_spec_dirs = f.engine.cdi_spec_dirs.or(out.cdi_spec_dirs);
+        out.nv_libraries = c.nv_libraries.or(out.nv_libraries);
+        out.nv_library_dirs = c.nv_library_dirs.or(out.nv_library_dirs);
+        out.nv_binaries = c.nv_binaries.or(out.nv_binaries);
+        out.nv_devices = c.nv_devices.or(out.nv_devices);
         out.network_cmd = f.network.default_rootless_network_cmd.or(out.network_cmd);
     }
     Ok(out)

@@ -28,6 +28,8 @@ pub struct Context {
     runtime_dir: OnceLock<PathBuf>,
     /// `--additional-image-store` (else storage.conf's `additionalimagestores`), in order
     additional_image_stores: Vec<PathBuf>,
+    /// `--hooks-dir`, in order
+    hooks_dirs: Vec<PathBuf>,
 }
 
 impl Context {
@@ -42,7 +44,19 @@ impl Context {
             storage_driver,
             runtime_dir: OnceLock::new(),
             additional_image_stores: Vec::new(),
+            hooks_dirs: Vec::new(),
         }
+    }
+
+    /// Sets the OCI hooks directories given with `--hooks-dir`.
+    pub fn with_hooks_dirs(mut self, dirs: Vec<PathBuf>) -> Context {
+        self.hooks_dirs = dirs;
+        self
+    }
+
+    /// `--hooks-dir` as given (empty: containers.conf's, else the defaults).
+    pub fn hooks_dirs(&self) -> &[PathBuf] {
+        &self.hooks_dirs
     }
 
     /// Sets the read-only additional image stores, searched in this order.

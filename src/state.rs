@@ -402,6 +402,25 @@ pub struct RunOpts {
     pub uid_map: Vec<(u32, u32, u32)>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gid_map: Vec<(u32, u32, u32)>,
+    /// OCI hooks injected at create: CDI devices' and the hooks directories' (see
+    /// `runtime::cdi` and `runtime::ocihooks`), written into config.json
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookEntry>,
+}
+
+/// One OCI hook of a container and the stage it runs at (`prestart`, `createRuntime`,
+/// `createContainer`, `startContainer`, `poststart`, `poststop`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HookEntry {
+    pub stage: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
 }
 
 /// The cgroup resource flags, as Podman names them in inspect's HostConfig.

@@ -162,6 +162,7 @@ impl Builder<'_> {
             tls_verify: None,
             rootfs: false,
             flags,
+            devices: Default::default(),
         };
         let ran = {
             // `-q`: the steps' output goes nowhere, as with Podman

@@ -111,7 +111,8 @@ fn context(g: &GlobalArgs) -> anyhow::Result<Context> {
         g.runroot.clone().or(conf.runroot),
         g.storage_driver.clone().or(driver),
     )
-    .with_additional_image_stores(additional))
+    .with_additional_image_stores(additional)
+    .with_hooks_dirs(g.hooks_dir.clone()))
 }
 
 fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {

@@ -83,9 +83,19 @@ pub struct RunArgs {
     pub mount: Vec<String>,
     /// A host device for the container: HOST[:CONTAINER][:PERMISSIONS]; bind-mounted, as a
     /// rootless container cannot create device nodes (a directory such as /dev/dri takes its
-    /// devices along)
+    /// devices along). Or a CDI device, vendor.com/class=NAME (or =all), from the CDI specs
+    /// in /etc/cdi and /var/run/cdi (containers.conf's cdi_spec_dirs)
     #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMISSIONS]")]
     pub device: Vec<String>,
+    /// GPUs for the container: all, a count, or device=ID[,ID...]; the CDI devices
+    /// nvidia.com/gpu=... (a CDI spec of them must exist, e.g. from `nvidia-ctk cdi generate`)
+    #[arg(long = "gpus", value_name = "GPUS")]
+    pub gpus: Option<String>,
+    /// Bind the host's NVIDIA driver (libraries found by `ldconfig -p`, nvidia-smi and other
+    /// tools, /dev/nvidia* nodes) into the container, with its library directory in
+    /// LD_LIBRARY_PATH, as Apptainer's --nv; for hosts without a CDI spec
+    #[arg(long = "nv")]
+    pub nv: bool,
     /// Mount the container's root filesystem read-only
     #[arg(long = "read-only")]
     pub read_only: bool,
@@ -315,7 +325,34 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     check_preserved_fds(a.preserve_fds)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
-    runtime::run(g, a.into(), &puller, true)
+    runtime::run(g, with_device_conf(g, a.into())?, &puller, true)
+}
+
+/// Where CDI specs, OCI hooks and `--nv`'s driver files are looked for: the command line,
+/// then containers.conf.
+fn with_device_conf(g: &Context, mut o: RunOptions) -> anyhow::Result<RunOptions> {
+    let c = crate::config::containers()?;
+    let paths = |v: Option<Vec<String>>| -> Vec<std::path::PathBuf> {
+        v.unwrap_or_default().into_iter().map(Into::into).collect()
+    };
+    o.devices.spec_dirs = paths(c.cdi_spec_dirs);
+    o.devices.hooks_dirs = if !g.hooks_dirs().is_empty() {
+        g.hooks_dirs().to_vec()
+    } else if c.hooks_dir.is_some() {
+        paths(c.hooks_dir)
+    } else {
+        crate::runtime::ocihooks::DEFAULT_DIRS
+            .iter()
+            .map(Into::into)
+            .collect()
+    };
+    o.devices.nv_conf = crate::runtime::nvidia::Conf {
+        libraries: c.nv_libraries,
+        library_dirs: c.nv_library_dirs,
+        binaries: c.nv_binaries,
+        devices: c.nv_devices,
+    };
+    Ok(o)
 }
 
 /// containers.conf's defaults for what the command line left unsaid.
@@ -357,7 +394,7 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     check_preserved_fds(a.preserve_fds)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
-    runtime::run(g, a.into(), &puller, false)
+    runtime::run(g, with_device_conf(g, a.into())?, &puller, false)
 }
 
 /// `--preserve-fds N`: descriptors 3..3+N must be open now (Podman's check and text).
@@ -410,7 +447,18 @@ impl runtime::Puller for ShowPull {
 
 impl From<RunArgs> for RunOptions {
     fn from(a: RunArgs) -> RunOptions {
+        // CDI names (`vendor.com/class=name`) are resolved at create; paths go to the spec
+        let (cdi_names, device): (Vec<String>, Vec<String>) = a
+            .device
+            .into_iter()
+            .partition(|d| crate::runtime::cdi::is_name(d));
         RunOptions {
+            devices: crate::runtime::cdi::Devices {
+                names: cdi_names,
+                gpus: a.gpus,
+                nv: a.nv,
+                ..Default::default()
+            },
             name: a.name,
             cidfile: a.cidfile,
             detach: a.detach,
@@ -433,7 +481,7 @@ impl From<RunArgs> for RunOptions {
                 volume: a.volume,
                 tmpfs: a.tmpfs,
                 mount: a.mount,
-                device: a.device,
+                device,
                 volumes_from: a.volumes_from,
                 image_volume: a.image_volume,
                 read_only: a.read_only,

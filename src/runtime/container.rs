@@ -1,7 +1,7 @@
 //! The container parent: the process that clones the container (`rbox run`, `rbox start -a`,
 //! or the monitor of a detached container) and drives its init through the two sync points
 //! of [`sync`](super::sync): it writes the id maps of a nested user namespace while the init
-//! waits in its new namespaces ([`create`]), has the caller record the container as running
+//! waits in its new namespaces ([`create_with`]), has the caller record the container as running
 //! while the init sets itself up, and then lets it exec ([`Created::start`]).
 //! The init's side is `init.rs`.
 
@@ -55,15 +55,10 @@ pub fn forwarded() -> SigSet {
 
 /// Clone the container's init and configure its namespaces (sync point 1); it then sets
 /// itself up (mounts, pivot_root, terminal) and waits at sync point 2 for its start.
-/// `cloned` runs with the init's pid while the init sets itself up (the caller records the
-/// container as running there: in parallel with the setup, and before the command can run).
-pub fn create(l: &Launch, cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Created> {
-    create_with(l, |_| Ok(()), cloned)
-}
-
-/// [`create`], with `configured` run at sync point 1 once the init's namespaces are
-/// configured and before it sets itself up (the OCI runtime's `prestart` and `createRuntime`
-/// hooks).
+/// `configured` runs at sync point 1 once the init's namespaces are configured and before it
+/// sets itself up (the OCI `prestart` and `createRuntime` hooks). `cloned` runs with the
+/// init's pid while the init sets itself up (the caller records the container as running
+/// there: in parallel with the setup, and before the command can run).
 pub fn create_with(
     l: &Launch,
     configured: impl FnOnce(Pid) -> Result<()>,

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub rootfs: bool,
     /// what decides the spec
     pub flags: spec::Flags,
+    /// CDI devices, `--gpus`, `--nv`, and the OCI hooks directories
+    pub devices: super::cdi::Devices,
 }
 
 /// How the runtime gets an image it does not have: the command layer pulls it and renders the
@@ -220,6 +222,8 @@ fn create_and_start(
     };
     let id = state::new_id()?;
     let mut spec = spec::build(&process, &a.flags, &id, Some(&layout::seccomp_cache(&root)))?;
+    super::cdi::apply(&mut spec, &a.devices)?;
+    super::ocihooks::apply(&mut spec, &a.devices.hooks_dirs)?;
     let r = &spec.opts.resources;
     if !r.is_default() && super::cgroup::delegated(&super::cgroup::needed(r)).is_none() {
         tracing::warn!(

@@ -77,3 +77,63 @@ fn one(h: &Hook, state: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The OCI hooks of a container that `rbox run`/`start` starts (CDI devices' and the hooks
+/// directories', recorded at create), with what their state says: `bundle` is the container's
+/// directory, where the state is also written (`state.json`) for the hooks its init runs.
+pub struct ForContainer {
+    hooks: oci_spec::runtime::Hooks,
+    id: String,
+    dir: std::path::PathBuf,
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl ForContainer {
+    /// `None` when the container has no hooks.
+    pub fn of(rec: &crate::state::ContainerRecord, dir: &std::path::Path) -> Option<ForContainer> {
+        let hooks = super::cdi::oci_hooks(&rec.spec.opts.hooks).ok()??;
+        Some(ForContainer {
+            hooks,
+            id: rec.id.clone(),
+            dir: dir.to_path_buf(),
+            annotations: rec.spec.opts.annotations.clone(),
+        })
+    }
+
+    /// Run the hooks of `stage` with the state (`pid`, `status`) on their stdin.
+    pub fn run(&self, stage: &str, pid: i32, status: &str) -> Result<()> {
+        let h = &self.hooks;
+        #[allow(deprecated)]
+        let list = match stage {
+            "prestart" => h.prestart(),
+            "createRuntime" => h.create_runtime(),
+            "createContainer" => h.create_container(),
+            "startContainer" => h.start_container(),
+            "poststart" => h.poststart(),
+            "poststop" => h.poststop(),
+            _ => &None,
+        };
+        let Some(list) = list.as_deref().filter(|l| !l.is_empty()) else {
+            return Ok(());
+        };
+        let state = self.state(pid, status)?;
+        run(stage, list, &state)
+    }
+
+    /// The runtime spec's state of the container, also written to `state.json` in its
+    /// directory (the init's hooks read it there).
+    pub fn state(&self, pid: i32, status: &str) -> Result<Vec<u8>> {
+        let st = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "id": self.id,
+            "status": status,
+            "pid": pid,
+            "bundle": self.dir,
+            "annotations": self.annotations,
+        });
+        let text = serde_json::to_vec(&st).context("serialise the container state")?;
+        let path = self.dir.join("state.json");
+        std::fs::write(&path, &text).with_context(|| format!("write `{}`", path.display()))?;
+        Ok(text)
+    }
+}

@@ -1,4 +1,4 @@
-//! The container's init: the process `container::create` clones into new mount, pid, uts, ipc,
+//! The container's init: the process `container::create_with` clones into new mount, pid, uts, ipc,
 //! cgroup (and net) namespaces; it is PID 1 there. It waits until the parent has configured
 //! its namespaces (sync point 1), brings up loopback, sets the hostname, executes the mount
 //! plan, opens the terminal inside the container's own devpts (the master goes to the parent

@@ -180,6 +180,25 @@ pub fn plan(
     } else {
         None
     };
+    // the hooks the init runs; the monitor writes the state they get into the container's
+    // directory (see hooks::ForContainer)
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    let start_hooks = hooks.start_container().clone().unwrap_or_default();
+    let create_hooks = hooks.create_container().clone().unwrap_or_default();
+    let state_dir = if start_hooks.is_empty() && create_hooks.is_empty() {
+        None
+    } else {
+        use std::os::fd::IntoRawFd;
+        let d = nix::fcntl::open(
+            &dir.dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(|| format!("open `{}`", dir.dir.display()))?;
+        Some(d.into_raw_fd())
+    };
     Ok(Launch {
         command: command(
             process,
@@ -204,9 +223,9 @@ pub fn plan(
         joins: Vec::new(),
         map_helpers: false,
         start_fifo: None,
-        state_dir: None,
-        start_hooks: Vec::new(),
-        create_hooks: Vec::new(),
+        state_dir,
+        start_hooks,
+        create_hooks,
         become_root: false,
     })
 }
@@ -294,6 +313,10 @@ pub fn write_config(
         net_path: net.map(Path::to_path_buf),
     };
     let mut spec = oci::build(s, &etc, &host).context("build the OCI runtime spec")?;
+    // CDI devices' and the hooks directories' hooks, matched at create
+    if let Some(h) = super::cdi::oci_hooks(&s.opts.hooks)? {
+        spec.set_hooks(Some(h));
+    }
     if host.keep_id.is_some() {
         // the caller's passwd and group entries (as Podman adds them), written at each start
         let mut ms = spec.mounts().clone().unwrap_or_default();

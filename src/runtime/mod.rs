@@ -22,7 +22,9 @@
 //! | a container's volumes: made, filled, removed with it | `volumes` | the invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
 //! | rbox as an OCI runtime: bundles, their states, the verbs | `bundle` | `rbox oci`, `rbox-runtime` |
-//! | OCI hooks: run one with the state on stdin, its timeout | `hooks` | `rbox oci`, init |
+//! | OCI hooks: run one with the state on stdin, its timeout | `hooks` | `rbox oci`, init, monitor |
+//! | CDI devices, `--gpus`, `--nv`: edits of the spec | `cdi`, `nvidia` | the invocation |
+//! | OCI hooks directories: hooks matched to the spec | `ocihooks` | the invocation |
 //!
 //! Plus `mounts` (the mount plan as data and its executor), `cgroup` (resource limits where
 //! a cgroup v2 subtree is delegated), `probe` (overlay), `caps`,
@@ -35,6 +37,7 @@
 pub mod attach;
 pub mod bundle;
 pub mod caps;
+pub mod cdi;
 pub mod cgroup;
 pub mod console;
 pub mod container;
@@ -50,7 +53,9 @@ pub mod logfile;
 pub mod monitor;
 pub mod mounts;
 pub mod netshare;
+pub mod nvidia;
 pub mod oci;
+pub mod ocihooks;
 pub mod pause;
 pub mod probe;
 pub mod process;

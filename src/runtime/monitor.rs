@@ -271,6 +271,7 @@ fn start(
         None => (None, None, None),
     };
     let again = netns.is_some();
+    let hooks = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id));
     let started = launch::plan(g, store, rec, stdio)
         .and_then(|mut l| {
             if !detached {
@@ -284,7 +285,15 @@ fn start(
                 l.join_net = Some(netshare::held(fd));
             }
             let own_net = l.own_net;
-            container::create(&l, |pid| {
+            let configured = |pid: nix::unistd::Pid| match &hooks {
+                // the OCI `prestart` and `createRuntime` hooks: the namespaces exist, the
+                // init waits
+                Some(h) => h
+                    .run("prestart", pid.as_raw(), "created")
+                    .and_then(|()| h.run("createRuntime", pid.as_raw(), "created")),
+                None => Ok(()),
+            };
+            container::create_with(&l, configured, |pid| {
                 // the init's namespaces exist: the bridge attaches to them now, and is ready
                 // before the command runs
                 if again {
@@ -306,6 +315,12 @@ fn start(
             })
         })
         .and_then(|created| created.start());
+    if let (Ok(s), Some(h)) = (&started, &hooks) {
+        // a poststart hook's failure is a warning (runtime spec)
+        if let Err(e) = h.run("poststart", s.pid.as_raw(), "running") {
+            tracing::warn!("{e:#}");
+        }
+    }
     match started {
         Ok(s) => Ok(Running {
             pid: super::create::write_pidfile(rec, s.pid),
@@ -567,6 +582,12 @@ pub fn finish(
     error: &str,
 ) -> Result<()> {
     let root = g.storage_root()?;
+    // the OCI `poststop` hooks; a failure is a warning (runtime spec)
+    if let Some(h) = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id)) {
+        if let Err(e) = h.run("poststop", 0, "stopped") {
+            tracing::warn!("{e:#}");
+        }
+    }
     if rec.auto_remove {
         let removed = state::remove(g, rec);
         store
