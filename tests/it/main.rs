@@ -6,6 +6,7 @@ mod fixtures;
 mod util;
 
 mod build;
+mod cdi;
 mod cli_compat;
 mod commands;
 mod commit;
