@@ -293,7 +293,7 @@ fn start(
                     .and_then(|()| h.run("createRuntime", pid.as_raw(), "created")),
                 None => Ok(()),
             };
-            container::create_with(&l, configured, |pid| {
+            let created = container::create_with(&l, configured, |pid| {
                 // the init's namespaces exist: the bridge attaches to them now, and is ready
                 // before the command runs
                 if again {
@@ -312,7 +312,12 @@ fn start(
                 }
                 super::create::place_in_cgroup(rec, pid.as_raw());
                 state::mark_running(g, &root, rec, pid.as_raw(), detached)
-            })
+            });
+            // the init has its own copy of the state directory's descriptor
+            if let Some(fd) = l.state_dir {
+                let _ = nix::unistd::close(fd);
+            }
+            created
         })
         .and_then(|created| created.start());
     if let (Ok(s), Some(h)) = (&started, &hooks) {
