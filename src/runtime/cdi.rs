@@ -72,6 +72,9 @@ pub struct Edits {
     pub device_nodes: Vec<DeviceNode>,
     pub mounts: Vec<Mount>,
     pub hooks: Vec<Hook>,
+    /// supplementary groups of the container's process (CDI 0.5)
+    #[serde(rename = "additionalGIDs")]
+    pub additional_gids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -365,6 +368,14 @@ pub fn apply_edits(spec: &mut state::Spec, e: &Edits) -> Result<()> {
             options,
         });
     }
+    for gid in &e.additional_gids {
+        let g = gid.to_string();
+        if spec.opts.group_add == ["keep-groups"] {
+            tracing::warn!("CDI additionalGIDs {g}: not added to --group-add keep-groups");
+        } else if !spec.opts.group_add.contains(&g) {
+            spec.opts.group_add.push(g);
+        }
+    }
     for h in &e.hooks {
         if !STAGES.contains(&h.hook_name.as_str()) {
             bail!("CDI hook `{}`: unknown hookName {:?}", h.path, h.hook_name);
@@ -436,6 +447,7 @@ devices:
     - hookName: createRuntime
       path: /bin/true
       args: [true, x]
+    additionalGIDs: [44]
 - name: dev1
   containerEdits:
     deviceNodes:
@@ -535,6 +547,7 @@ devices:
         );
         assert_eq!(s.mounts[1].options, ["ro", "nosuid", "bind"]);
         assert_eq!(s.opts.hooks[0].stage, "createRuntime");
+        assert_eq!(s.opts.group_add, ["44"]);
         let h = oci_hooks(&s.opts.hooks).unwrap().unwrap();
         assert_eq!(h.create_runtime().as_ref().unwrap().len(), 1);
     }

@@ -1,7 +1,8 @@
 //! OCI hooks directories (oci-hooks(5), format 1.0.0): JSON files that say which program
 //! (`hook`) to run at which `stages` of the containers whose spec matches `when` (`always`,
 //! `annotations` as key and value regular expressions, `commands` as regular expressions on
-//! the command's path, `hasBindMounts`; every condition given must hold). The directories
+//! the command's path, `hasBindMounts`; every condition given must hold, and a `when` without
+//! any matches nothing). A hook whose program does not exist is left out. The directories
 //! are `--hooks-dir` (repeatable), else containers.conf's `[engine] hooks_dir`, else
 //! `/usr/share/containers/oci/hooks.d` and `/etc/containers/oci/hooks.d`; a later directory's
 //! file masks an earlier one's of the same name, and hooks are added in file-name order, as
@@ -98,10 +99,8 @@ impl When {
                 return Ok(false);
             }
         }
-        if !given {
-            bail!("hook `{file}`: `when` has no condition");
-        }
-        Ok(true)
+        // no condition: nothing matches (as Podman has it)
+        Ok(given)
     }
 }
 
@@ -140,7 +139,9 @@ pub fn apply(spec: &mut state::Spec, dirs: &[PathBuf]) -> Result<()> {
 
 /// The hooks one file's `text` adds to `spec` (none when `when` does not match).
 fn hooks_of(file: &str, text: &str, spec: &state::Spec) -> Result<Vec<HookEntry>> {
-    let h: HookFile = serde_json::from_str(text).with_context(|| format!("parse hook `{file}`"))?;
+    // Podman's text
+    let h: HookFile = serde_json::from_str(text)
+        .with_context(|| format!("setting up OCI Hooks: parsing hook {file:?}"))?;
     if h.version != "1.0.0" {
         bail!(
             "hook `{file}`: version {:?} is not supported (1.0.0)",
@@ -159,6 +160,11 @@ fn hooks_of(file: &str, text: &str, spec: &state::Spec) -> Result<Vec<HookEntry>
         }
     }
     if !h.when.matches(file, spec)? {
+        return Ok(Vec::new());
+    }
+    // a hook whose program is not installed is left out, as Podman leaves it out
+    if !std::path::Path::new(&h.hook.path).exists() {
+        tracing::debug!("hook `{file}`: `{}` does not exist: left out", h.hook.path);
         return Ok(Vec::new());
     }
     Ok(h.stages
@@ -240,7 +246,7 @@ mod tests {
     fn bad_files_are_errors() {
         let s = spec("sh", &[], false);
         assert!(hooks_of("d.json", "{", &s).is_err());
-        assert!(hooks_of("d.json", &file("{}"), &s).is_err());
+        assert!(hooks_of("d.json", &file("{}"), &s).unwrap().is_empty());
         let bad_stage = r#"{"version":"1.0.0","hook":{"path":"/bin/true"},"when":{"always":true},"stages":["later"]}"#;
         assert!(hooks_of("d.json", bad_stage, &s).is_err());
         let old = r#"{"version":"0.1.0","hook":{"path":"/bin/true"},"when":{"always":true},"stages":["prestart"]}"#;

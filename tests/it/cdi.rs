@@ -205,7 +205,11 @@ fn hooks_dirs_inject_matching_hooks() {
             .args(["run", "--rm", "--network=none", "busybox", "true"])
             .output()
             .rbox_error();
-        assert!(out.stderr.contains("parse hook `"), "{out}");
+        assert!(
+            out.stderr
+                .contains("Error: setting up OCI Hooks: parsing hook \""),
+            "{out}"
+        );
     });
 }
 
