@@ -112,6 +112,11 @@ fn cdi_devices_apply_their_edits() {
         let cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(cfg).unwrap()).unwrap();
         assert_eq!(cfg["hooks"]["createRuntime"][0]["path"], "/bin/sh", "{cfg}");
+        // recorded with the container: a later start has the same devices and hooks
+        std::fs::remove_file(env.path("hooks/createRuntime")).unwrap();
+        let again = env.rbox().args(["start", "-a", "c0"]).output().success();
+        assert_eq!(again.text(), out.text(), "{again}");
+        assert!(env.path("hooks/createRuntime").exists());
 
         let out = env
             .rbox()
