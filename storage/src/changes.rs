@@ -19,7 +19,7 @@
 //! nor build image configs (the binary's commit does).
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 use crate::digest::{Digest, Hasher};
 use crate::images::ImageRecord;
-use crate::layer::{Compression, LayerInfo};
+use crate::layer::{Compression, LayerInfo, LayerMeta};
 use crate::store::{create_new, Store};
 use crate::{bt, sys, Error, IoContext, Result};
 
@@ -87,7 +87,7 @@ impl Store {
     ) -> Result<LayerInfo> {
         let tmp = self.tmp_path("commit");
         let file = create_new(&tmp.path, 0o600)?;
-        let diff_id = write_compressed(write, compression, &file)?;
+        let diff_id = write_compressed(write, compression, &file)?.diff_id;
         drop(file);
         let f = File::open(&tmp.path).ctx(|| format!("open {}", bt(&tmp.path)))?;
         self.store_layer(
@@ -98,6 +98,99 @@ impl Store {
             true,
         )
     }
+}
+
+impl Store {
+    /// [`Store::layer_from_upper`] for a directory the store may take over, which becomes the
+    /// layer's directory by rename instead of being written a second time by unpacking its
+    /// tar (for a COPY of thousands of files, half of the step's time). `staged` must be on
+    /// the store's filesystem (a [`Store::scratch_dir`]) and hold only what the unpacker would
+    /// make of its own tar: directories, regular files and symlinks, owned by mapped ids,
+    /// without whiteouts, hard links or xattrs, as a build's copy stages them. Times are cut
+    /// to whole seconds, as the tar carries them, so the stored layer is the one another host
+    /// unpacks from the blob. On success `staged` is gone; on error the caller still owns it.
+    pub fn layer_from_staged(&self, staged: &Path, compression: Compression) -> Result<LayerInfo> {
+        let tmp = self.tmp_path("commit");
+        let file = create_new(&tmp.path, 0o600)?;
+        let w = write_compressed(|w| write_layer_tar(staged, &[], w), compression, &file)?;
+        let guard = self.lock(&format!("layer-{}", w.diff_id.hex()))?;
+        let plain = !self.has_layer(&w.diff_id)
+            && whole_second_times(staged).ctx(|| format!("set the times in {}", bt(staged)))?;
+        if !plain {
+            // Same changes as an earlier step (verify and keep the blob, reuse the layer), or
+            // something the tar holds in another form (an ADDed archive's hard links or
+            // `.wh.` names): the layer from the blob, as a pull stores it.
+            drop(file);
+            drop(guard);
+            let f = File::open(&tmp.path).ctx(|| format!("open {}", bt(&tmp.path)))?;
+            return self.store_layer(
+                io::BufReader::with_capacity(256 * 1024, f),
+                None,
+                None,
+                Some(&w.diff_id),
+                true,
+            );
+        }
+        self.commit_blob(tmp, file, &w.blob)?;
+        let dir = self.tmp_path("layer");
+        fs::create_dir(&dir.path).ctx(|| format!("create {}", bt(&dir.path)))?;
+        let diff = dir.path.join("diff");
+        fs::rename(staged, &diff).ctx(|| format!("move {} into the store", bt(staged)))?;
+        // the tar has no root entry: the root gets the mode an unpacked layer's root has
+        fs::set_permissions(
+            &diff,
+            std::os::unix::fs::PermissionsExt::from_mode(crate::layer::ROOT_MODE),
+        )
+        .ctx(|| format!("set the mode of {}", bt(&diff)))?;
+        let meta = LayerMeta {
+            diff_id: w.diff_id.clone(),
+            blob: Some(w.blob.clone()),
+            blob_size: Some(w.blob_size),
+            compression,
+            size: w.size,
+        };
+        self.install_layer(dir, &meta)?;
+        self.pin_layer(&w.diff_id)?;
+        drop(guard);
+        Ok(LayerInfo {
+            diff_id: w.diff_id,
+            blob_size: Some(w.blob_size),
+            blob: Some(w.blob),
+            size: w.size,
+            warnings: Vec::new(),
+            compression,
+        })
+    }
+}
+
+/// Sets the access and modification times of everything under `dir` (not `dir` itself) to
+/// the whole second of its modification time, as unpacking a tar leaves them. False (and
+/// stops) at what the unpacker would not make the same: other than a directory, regular file
+/// or symlink, a file with other links, a name the layer format reads as a whiteout.
+fn whole_second_times(dir: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        let md = fs::symlink_metadata(&p)?;
+        let ft = md.file_type();
+        let plain = ft.is_dir() || ft.is_symlink() || (ft.is_file() && md.nlink() == 1);
+        if !plain || e.file_name().as_bytes().starts_with(WHITEOUT.as_bytes()) {
+            return Ok(false);
+        }
+        if ft.is_dir() && !whole_second_times(&p)? {
+            return Ok(false);
+        }
+        let t = nix::sys::time::TimeSpec::new(md.mtime(), 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &p,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )?;
+    }
+    Ok(true)
 }
 
 impl Store {
@@ -368,21 +461,29 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
-/// Writes the tar that `write` makes compressed into `out`; returns the diff id (the sha256 of
-/// the uncompressed tar).
+/// What [`write_compressed`] wrote: the diff id and length of the tar, the digest and length
+/// of the compressed blob.
+struct Written {
+    diff_id: Digest,
+    size: u64,
+    blob: Digest,
+    blob_size: u64,
+}
+
+/// Writes the tar that `write` makes compressed into `out`, hashing both the tar (for its
+/// diff id) and what lands in `out` (the blob).
 fn write_compressed(
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
     compression: Compression,
     out: &File,
-) -> Result<Digest> {
-    let out = BufWriter::with_capacity(256 * 1024, out);
+) -> Result<Written> {
+    let out = HashTee::new(BufWriter::with_capacity(256 * 1024, out));
     let finish_err = |e| Error::io("write the layer tar", e);
-    let hasher = match compression {
+    let (tar, mut blob) = match compression {
         Compression::None => {
             let mut h = HashTee::new(out);
             write(&mut h)?;
-            h.inner.flush().map_err(finish_err)?;
-            h.hasher
+            (h.hasher, h.inner)
         }
         Compression::Gzip => {
             let mut h = HashTee::new(flate2::write::GzEncoder::new(
@@ -390,24 +491,22 @@ fn write_compressed(
                 flate2::Compression::default(),
             ));
             write(&mut h)?;
-            h.inner
-                .finish()
-                .and_then(|mut w| w.flush())
-                .map_err(finish_err)?;
-            h.hasher
+            (h.hasher, h.inner.finish().map_err(finish_err)?)
         }
         Compression::Zstd => {
             let enc = zstd::stream::write::Encoder::new(out, 3).map_err(finish_err)?;
             let mut h = HashTee::new(enc);
             write(&mut h)?;
-            h.inner
-                .finish()
-                .and_then(|mut w| w.flush())
-                .map_err(finish_err)?;
-            h.hasher
+            (h.hasher, h.inner.finish().map_err(finish_err)?)
         }
     };
-    Ok(hasher.finish())
+    blob.flush().map_err(finish_err)?;
+    Ok(Written {
+        size: tar.len(),
+        diff_id: tar.finish(),
+        blob_size: blob.hasher.len(),
+        blob: blob.hasher.finish(),
+    })
 }
 
 /// Hashes what passes through to `inner`: the uncompressed tar, for its diff id.

@@ -201,6 +201,109 @@ fn a_plain_staging_directory_is_a_layer_too() {
     assert_eq!(info.size, buf.len() as u64);
 }
 
+/// Every entry under `root`: path, type, mode, owner, mtime (s, ns), size, link target.
+fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                todo.push(p.clone());
+            }
+            let link = fs::read_link(&p).ok();
+            out.push(format!(
+                "{} {:o} {}:{} {}.{} {} {:?}",
+                p.strip_prefix(root).unwrap().display(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.mtime(),
+                m.mtime_nsec(),
+                if m.is_file() { m.len() } else { 0 },
+                link
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_staged_directory_moves_in_as_the_layer_its_blob_unpacks_to() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(&d.path().join("a"));
+    let other = store_in(&d.path().join("b"));
+    let st = s.scratch_dir("stage").unwrap();
+    let p = st.path().to_path_buf();
+    fs::create_dir_all(p.join("app/bin")).unwrap();
+    fs::write(p.join("app/bin/run"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(p.join("app/bin/run"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(p.join("app/data"), vec![7u8; 100_000]).unwrap();
+    std::os::unix::fs::symlink("bin/run", p.join("app/start")).unwrap();
+    let t = nix::sys::time::TimeSpec::new(1_700_000_000, 123_456_789);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &p.join("app/data"),
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    let info = s.layer_from_staged(&p, Compression::Gzip).unwrap();
+    assert!(!p.exists(), "the staged directory is moved, not copied");
+    let mine = s.layer_path(&info.diff_id);
+
+    let blob = s.open_blob(info.blob.as_ref().unwrap()).unwrap();
+    let theirs = other
+        .store_layer(
+            io::BufReader::new(blob),
+            info.blob.as_ref(),
+            info.blob_size,
+            None,
+            false,
+        )
+        .unwrap();
+    assert_eq!(theirs.diff_id, info.diff_id);
+    assert_eq!(theirs.size, info.size);
+    let theirs = other.layer_path(&theirs.diff_id);
+    assert_eq!(tree(&mine), tree(&theirs));
+    assert!(tree(&mine)
+        .iter()
+        .any(|l| l.starts_with("app/data 100644") && l.contains(" 1700000000.0 ")));
+    assert_eq!(
+        fs::metadata(&mine).unwrap().mode() & 0o7777,
+        fs::metadata(&theirs).unwrap().mode() & 0o7777
+    );
+    drop(st);
+
+    // the same content again: the stored layer is reused, the second staging dir discarded
+    let st = s.scratch_dir("stage").unwrap();
+    fs::create_dir_all(st.path().join("app/bin")).unwrap();
+    fs::write(st.path().join("app/bin/run"), "#!/bin/sh\n").unwrap();
+    let again = s.layer_from_staged(st.path(), Compression::Gzip).unwrap();
+    assert!(s.has_layer(&again.diff_id));
+    drop(st);
+    assert!(fs::read_dir(s.root().join("tmp")).unwrap().next().is_none());
+}
+
+/// An ADDed archive may leave hard links or `.wh.` names: the layer then comes from its blob.
+#[test]
+fn a_staged_directory_with_hard_links_is_unpacked_from_its_blob() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let st = s.scratch_dir("stage").unwrap();
+    fs::write(st.path().join("a"), "x").unwrap();
+    fs::hard_link(st.path().join("a"), st.path().join("b")).unwrap();
+    let info = s.layer_from_staged(st.path(), Compression::None).unwrap();
+    let l = s.layer_path(&info.diff_id);
+    assert_eq!(
+        fs::metadata(l.join("a")).unwrap().ino(),
+        fs::metadata(l.join("b")).unwrap().ino()
+    );
+}
+
 #[test]
 fn a_missing_upper_is_an_error_naming_it() {
     let d = tempfile::tempdir().unwrap();

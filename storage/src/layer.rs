@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::tar_error;
 use crate::digest::{Digest, Hasher, HashingReader};
-use crate::store::{create_new, remove_tree_at, Store};
+use crate::store::{create_new, remove_tree_at, Store, TmpPath};
 use crate::{bt, sys, Error, IdMap, IoContext, Result};
 
 /// What unpacking a layer produced.
@@ -333,17 +333,7 @@ impl Store {
             size,
         };
         if !self.has_layer(&diff_id) {
-            let mut f = create_new(&dir.path.join("layer.json"), 0o644)?;
-            f.write_all(&serde_json::to_vec_pretty(&meta).expect("layer meta serializes"))
-                .and_then(|_| f.sync_all())
-                .ctx(|| format!("write {}", bt(&dir.path.join("layer.json"))))?;
-            let dst = self.layer_dir(&diff_id);
-            // A leftover directory without layer.json is an interrupted removal: clear it.
-            if dst.exists() {
-                self.remove_dir_atomic(&dst)?;
-            }
-            fs::rename(&dir.path, &dst).ctx(|| format!("rename layer into {}", bt(&dst)))?;
-            dir.keep();
+            self.install_layer(dir, &meta)?;
         }
         self.pin_layer(&diff_id)?;
         drop(guard);
@@ -355,6 +345,23 @@ impl Store {
             warnings,
             compression,
         })
+    }
+
+    /// Moves the layer directory `dir` (holding `diff/`) into place with its `layer.json`.
+    /// The caller holds the layer's lock and has seen that the layer is not present.
+    pub(crate) fn install_layer(&self, dir: TmpPath, meta: &LayerMeta) -> Result<()> {
+        let mut f = create_new(&dir.path.join("layer.json"), 0o644)?;
+        f.write_all(&serde_json::to_vec_pretty(meta).expect("layer meta serializes"))
+            .and_then(|_| f.sync_all())
+            .ctx(|| format!("write {}", bt(&dir.path.join("layer.json"))))?;
+        let dst = self.layer_dir(&meta.diff_id);
+        // A leftover directory without layer.json is an interrupted removal: clear it.
+        if dst.exists() {
+            self.remove_dir_atomic(&dst)?;
+        }
+        fs::rename(&dir.path, &dst).ctx(|| format!("rename layer into {}", bt(&dst)))?;
+        dir.keep();
+        Ok(())
     }
 
     /// The layer `d` is already unpacked: make sure the wanted blob is stored too (verifying
