@@ -60,7 +60,15 @@ fn join_shares_one_container_and_removes_it() {
         assert!(!names(env).contains("join-k"), "{}", names(env));
         // the command's exit code is the task's
         env.rbox()
-            .args(["run", "--network=none", "--join=k", "busybox", "sh", "-c", "exit 3"])
+            .args([
+                "run",
+                "--network=none",
+                "--join=k",
+                "busybox",
+                "sh",
+                "-c",
+                "exit 3",
+            ])
             .output()
             .code_is(3);
         assert!(!names(env).contains("join-k"), "{}", names(env));
@@ -80,7 +88,14 @@ fn join_container_of_killed_tasks_is_removed() {
         env.import_busybox("busybox");
         let t = env
             .rbox()
-            .args(["run", "--network=none", "--join=k", "busybox", "sleep", "60"])
+            .args([
+                "run",
+                "--network=none",
+                "--join=k",
+                "busybox",
+                "sleep",
+                "60",
+            ])
             .spawn();
         eventually("the shared container runs", 20, || {
             env.rbox()
@@ -348,7 +363,11 @@ fn slurm_srun_container_and_join() {
         // RunTimeRun as the user: rootless, id 0 inside mapped to the user
         let out = srun()
             .arg(format!("--container={}", b.display()))
-            .args(["sh", "-c", "id -u; cat /proc/self/uid_map; echo job=$SLURM_JOB_ID; exit 4"])
+            .args([
+                "sh",
+                "-c",
+                "id -u; cat /proc/self/uid_map; echo job=$SLURM_JOB_ID; exit 4",
+            ])
             .output();
         assert_eq!(out.code, 4, "{out}\n{}", cluster.log());
         let lines = out.lines();
@@ -370,7 +389,15 @@ fn slurm_srun_container_and_join() {
             .arg(env.store())
             .arg("--runroot")
             .arg(env.runroot())
-            .args(["run", "--network=none", "--join", "busybox", "sh", "-c", &script]);
+            .args([
+                "run",
+                "--network=none",
+                "--join",
+                "busybox",
+                "sh",
+                "-c",
+                &script,
+            ]);
         let out = c.output().success();
         let mut lines = out.lines();
         lines.sort();
@@ -380,4 +407,44 @@ fn slurm_srun_container_and_join() {
         assert!(!names(&env).contains("join-"), "{}", names(&env));
     }
     drop(cluster);
+}
+
+/// Slurm 22.05 runs RunTimeKill as root on a state root its user owns: `rbox oci` becomes that
+/// user first, so a pid the user wrote into `state.json` cannot make root signal a process
+/// that is not the user's.
+#[test]
+fn oci_as_root_on_a_users_state_acts_as_that_user() {
+    if !util::require(util::is_root(), "needs root to act on another user's state") {
+        return;
+    }
+    let Some(u) = util::users()
+        .into_iter()
+        .find(|u| matches!(u.who, Who::Sub))
+    else {
+        return;
+    };
+    let env = Env::new("oci_root_owner", &u);
+    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let state = json!({
+        "ociVersion": "1.0.2", "id": "forged", "status": "running",
+        "pid": victim.id(), "bundle": "/", "rootfs": "/", "created": "", "owner": "",
+    });
+    env.write("oci/forged/state.json", state.to_string());
+    env.give_to_user(&env.path("oci"));
+    let out = Command::new(RBOX)
+        .args(["oci", "--root"])
+        .arg(env.path("oci"))
+        .args(["kill", "forged", "KILL"])
+        .output()
+        .unwrap();
+    let alive = victim.try_wait().unwrap().is_none();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert!(
+        alive,
+        "root's rbox oci killed a root process named in a user's state.json"
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("signal container `forged`"), "{err}");
 }
