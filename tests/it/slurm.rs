@@ -254,6 +254,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // a step a failed assertion left behind would keep slurmd (and its slurmstepd) alive
+        let _ = Command::new("scancel")
+            .args(["--partition=debug", "--full", "--signal=KILL"])
+            .env("SLURM_CONF", self.conf())
+            .output();
         // slurmd, slurmctld, then munged; each waited for (at most 10 s) before the temp dir goes
         for pf in self.pidfiles.iter().rev() {
             let Some(pid) = std::fs::read_to_string(pf)
