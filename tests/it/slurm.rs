@@ -410,6 +410,38 @@ fn slurm_srun_container_and_join() {
         assert!(lines[0].starts_with("t0 sees t1 in "), "{out}");
         assert!(lines[1].starts_with("t1 sees t0 in "), "{out}");
         assert!(!names(&env).contains("join-"), "{}", names(&env));
+
+        // scancel of a step whose tasks share a container: the container goes with them
+        let mut c = srun();
+        c.args(["-n", "2", RBOX, "--root"])
+            .arg(env.store())
+            .arg("--runroot")
+            .arg(env.runroot())
+            .args(["run", "--network=none", "--join", "busybox", "sleep", "60"]);
+        let step = c.spawn();
+        eventually("the step's container runs", 20, || {
+            env.rbox()
+                .args(["ps", "--format", "{{.Names}}"])
+                .output()
+                .stdout
+                .contains("join-")
+        });
+        let jobs = Command::new("squeue")
+            .args(["-h", "-o", "%i"])
+            .env("SLURM_CONF", cluster.conf())
+            .output()
+            .unwrap();
+        let job = String::from_utf8_lossy(&jobs.stdout).trim().to_string();
+        run_ok(
+            Command::new("scancel")
+                .arg(&job)
+                .env("SLURM_CONF", cluster.conf()),
+        );
+        let out = step.wait();
+        assert_ne!(out.code, 0, "{out}");
+        eventually("the cancelled step's container is removed", 20, || {
+            !names(&env).contains("join-")
+        });
     }
     drop(cluster);
 }
