@@ -199,6 +199,9 @@ pub enum Command {
     Version(cmd::system::VersionArgs),
     /// Manage rbox: disk usage, pruning, reset, information
     System(cmd::system::SystemArgs),
+    /// Remove the container of `run --join=KEY` once no task of KEY is left
+    #[command(name = "__join-watch", hide = true)]
+    JoinWatch { key: String, id: String },
     /// Regenerate the man pages and completion scripts into DIR (DIR/man, DIR/completions)
     #[command(name = "__generate-docs", hide = true)]
     GenerateDocs {

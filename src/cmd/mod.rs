@@ -24,6 +24,7 @@ pub mod import;
 pub mod info;
 pub mod init;
 pub mod inspect;
+pub mod join;
 pub mod kill;
 pub mod load;
 pub mod login;
@@ -180,6 +181,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
             anyhow::bail!("rbox oci runs before the context is made (a bug in rbox)")
         }
         Command::Completion(a) => completion::run(g, a),
+        Command::JoinWatch { key, id } => join::watch(g, &key, &id),
         Command::GenerateDocs { dir } => {
             docs::write_to(&dir)?;
             Ok(ExitCode::SUCCESS)

@@ -253,11 +253,35 @@ pub fn invoked_as_runtime() -> bool {
 
 fn dispatch(root: Option<PathBuf>, opts: &OciOpts, verb: Verb) -> Result<ExitCode> {
     let rt = Runtime::new(root);
+    act_as_root_owner(&rt.root)?;
     let r = run_verb(&rt, verb);
     if let (Err(e), Some(log)) = (&r, &opts.log) {
         log_error(log, &opts.log_format, e);
     }
     r
+}
+
+/// Root acting on a state root another user owns becomes that user first. Slurm 22.05 runs
+/// oci.conf's RunTimeQuery, RunTimeKill and RunTimeDelete as root on the state of a
+/// container its user made: as root, a pid the user wrote into `state.json` would be
+/// signalled whoever it belongs to.
+fn act_as_root_owner(root: &std::path::Path) -> Result<()> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let Ok(m) = std::fs::metadata(root) else {
+        return Ok(());
+    };
+    if m.uid() == 0 {
+        return Ok(());
+    }
+    let (uid, gid) = (Uid::from_raw(m.uid()), Gid::from_raw(m.gid()));
+    setgroups(&[gid])
+        .and_then(|()| setresgid(gid, gid, gid))
+        .and_then(|()| setresuid(uid, uid, uid))
+        .with_context(|| format!("act as uid {uid}, the owner of `{}`", root.display()))
 }
 
 /// Append the error to the `--log` file, as a JSON line (`{"level","msg","time"}`, what

@@ -308,6 +308,12 @@ pub struct RunArgs {
     /// Suppress pull progress output
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Share one container among the tasks that give the same KEY (default: the Slurm job
+    /// step, $SLURM_JOB_ID.$SLURM_STEP_ID): the first creates it, each runs its command in it,
+    /// the last removes it
+    #[arg(long, value_name = "KEY", num_args = 0..=1, require_equals = true,
+          default_missing_value = "")]
+    pub join: Option<String>,
     /// Image to run
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -321,6 +327,9 @@ pub struct RunArgs {
 }
 
 pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(key) = a.join.take() {
+        return super::join::run(g, a, &key);
+    }
     with_containers_conf(&mut a)?;
     check_preserved_fds(a.preserve_fds)?;
     replace(g, &a)?;
@@ -390,6 +399,9 @@ fn with_containers_conf(a: &mut RunArgs) -> anyhow::Result<()> {
 }
 
 pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
+    if a.join.is_some() {
+        anyhow::bail!("--join is for rbox run: it runs a command in the shared container");
+    }
     with_containers_conf(&mut a)?;
     check_preserved_fds(a.preserve_fds)?;
     replace(g, &a)?;

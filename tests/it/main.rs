@@ -33,6 +33,7 @@ mod run_flags2;
 mod runtime_habits;
 mod seccomp;
 mod security;
+mod slurm;
 mod system;
 mod userns_state;
 mod volumes;
