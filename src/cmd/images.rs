@@ -253,37 +253,43 @@ impl Filter {
 }
 
 /// The untagged images another image was built on (`rbox build`'s steps): Podman's
-/// intermediate images. A build step's config names its parent in the comment of its last
-/// history entry (`FROM <12 hex digits>`, as Podman writes it).
+/// intermediate images.
 fn intermediate_ids(store: &Store) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let Ok(all) = store.images() else {
         return out;
     };
-    let untagged: Vec<&ImageRecord> = all.iter().filter(|r| r.names.is_empty()).collect();
-    if untagged.is_empty() {
+    if !all.iter().any(|r| r.names.is_empty()) {
         return out;
     }
     for rec in &all {
-        let Ok(cfg) = store.image_config(rec) else {
-            continue;
-        };
-        let comment = cfg
-            .history()
-            .as_ref()
-            .and_then(|h| h.last())
-            .and_then(|h| h.comment().clone());
-        let Some(parent) = comment.as_deref().and_then(|c| c.strip_prefix("FROM ")) else {
-            continue;
-        };
-        if parent.len() != 12 || !parent.bytes().all(|b| b.is_ascii_hexdigit()) {
-            continue;
-        }
-        if let Some(u) = untagged.iter().find(|u| u.id.hex().starts_with(parent)) {
+        if let Some(u) = built_on(store, rec, &all) {
             out.insert(u.id.hex().to_string());
         }
     }
     out
+}
+
+/// The untagged image of `all` that `rec` was built on by a build step. A step's config
+/// names its parent in the comment of its last history entry (`FROM <12 hex digits>`, as
+/// Podman writes it).
+pub(crate) fn built_on<'a>(
+    store: &Store,
+    rec: &ImageRecord,
+    all: &'a [ImageRecord],
+) -> Option<&'a ImageRecord> {
+    let cfg = store.image_config(rec).ok()?;
+    let comment = cfg
+        .history()
+        .as_ref()
+        .and_then(|h| h.last())
+        .and_then(|h| h.comment().clone())?;
+    let parent = comment.strip_prefix("FROM ")?;
+    if parent.len() != 12 || !parent.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    all.iter()
+        .find(|u| u.names.is_empty() && u.id != rec.id && u.id.hex().starts_with(parent))
 }
 
 /// Shell-style matching with `*` only (what people type in `reference=` filters).

@@ -46,6 +46,9 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
             .into_iter()
             .filter(|r| r.read_only_store.is_none())
         {
+            if store.lookup_image(&rec.id.to_string()).is_err() {
+                continue; // went with an image built on it
+            }
             if let Err(e) = remove(g, &store, &rec, a.force) {
                 code = code.max(in_use_or_failed(&e));
                 errors.push(format!("{e:#}"));
@@ -114,13 +117,37 @@ fn is_id_of(arg: &str, id: &Digest) -> bool {
     hex.len() >= 3 && id.hex().starts_with(hex)
 }
 
-/// Remove one image (and, when forced, the containers using it), saying what went.
+/// Remove one image (and, when forced, the containers using it), saying what went; then, as
+/// Podman does, the untagged build steps it was made from that nothing else uses.
 fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<()> {
+    let all = store.images().unwrap_or_default();
+    // read before the removal takes the config with it
+    let mut next = super::images::built_on(store, rec, &all);
     remove_quietly(g, store, rec, force)?;
     for n in &rec.names {
         println!("Untagged: {n}");
     }
     println!("Deleted: {}", rec.id.hex());
+    let mut gone = vec![rec.id.clone()];
+    while let Some(parent) = next {
+        let other_child = all.iter().any(|o| {
+            !gone.contains(&o.id)
+                && o.id != parent.id
+                && super::images::built_on(store, o, &all).is_some_and(|p| p.id == parent.id)
+        });
+        if other_child
+            || parent.read_only_store.is_some()
+            || !store.containers_using(&parent.id).is_empty()
+        {
+            break;
+        }
+        next = super::images::built_on(store, parent, &all);
+        if store.remove_image(&parent.id, false).is_err() {
+            break;
+        }
+        println!("Deleted: {}", parent.id.hex());
+        gone.push(parent.id.clone());
+    }
     Ok(())
 }
 

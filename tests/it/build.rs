@@ -745,3 +745,58 @@ fn build_healthcheck_reaches_the_container() {
         env.rbox().args(["rm", "-f", "c1", "c2"]).output().success();
     });
 }
+
+/// `rmi` of a built image takes the untagged step images it was made from, as Podman does,
+/// but not one another image or a container still stands on.
+#[test]
+fn rmi_of_a_built_image_takes_its_unused_steps() {
+    for_each_user("build_rmi", |env| {
+        env.import_busybox("busybox");
+        env.write("work/ctx/f", "hi\n");
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\nRUN echo a > /a\nCOPY f /f\nRUN echo b > /b\n",
+        );
+        build(env, &["-t", "one"]).success();
+        let all = |env: &Env| {
+            env.rbox()
+                .args(["images", "-a", "-q"])
+                .output()
+                .success()
+                .lines()
+                .len()
+        };
+        assert_eq!(all(env), 4, "busybox, two steps, the image");
+        let out = env.rbox().args(["rmi", "one"]).output().success();
+        let deleted = out
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("Deleted: "))
+            .count();
+        assert_eq!(deleted, 3, "{out}");
+        assert_eq!(all(env), 1);
+
+        // a second image on the same steps keeps them; a container keeps its image
+        build(env, &["-t", "one"]).success();
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\nRUN echo a > /a\nCOPY f /f\nRUN echo c > /c\n",
+        );
+        build(env, &["-t", "two"]).success();
+        let out = env.rbox().args(["rmi", "two"]).output().success();
+        let deleted = out
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("Deleted: "))
+            .count();
+        assert_eq!(deleted, 1, "the steps it shares with `one` stay: {out}");
+        env.rbox()
+            .args(["create", "--network=none", "--name", "c", "one", "true"])
+            .output()
+            .success();
+        env.rbox().args(["rmi", "-a"]).output().code_is(2);
+        env.rbox().args(["rm", "c"]).output().success();
+        env.rbox().args(["rmi", "-a"]).output().success();
+        assert_eq!(all(env), 0);
+    });
+}
