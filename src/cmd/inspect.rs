@@ -322,15 +322,22 @@ fn image_config_value(store: &Store, rec: &ImageRecord) -> Result<Value> {
     Ok(serde_json::to_value(&cfg)?)
 }
 
-/// The config's top-level `comment` (a docker-format commit's `-m`), which the typed OCI
-/// config has no field for.
-fn comment(store: &Store, rec: &ImageRecord) -> String {
-    store
+/// What the typed OCI config has no field for, from the raw config: its top-level `comment`
+/// (a docker-format commit's `-m`) and the docker format's `config.Healthcheck`.
+fn raw_extras(store: &Store, rec: &ImageRecord) -> (String, Option<Value>) {
+    let raw = store
         .read_blob(&rec.id)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let comment = raw
+        .as_ref()
         .and_then(|v| v.get("comment")?.as_str().map(String::from))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let health = raw
+        .as_ref()
+        .and_then(|v| v.get("config")?.get("Healthcheck").cloned())
+        .filter(|h| !h.is_null());
+    (comment, health)
 }
 
 /// An image as `podman image inspect` shows it.
@@ -344,13 +351,14 @@ pub fn image_json(store: &Store, rec: &ImageRecord) -> Result<Value> {
         .unwrap_or_default();
     let layers: Vec<String> = rec.layers.iter().map(|l| l.diff_id.to_string()).collect();
     let created = rec.created.clone().unwrap_or_default();
-    Ok(json!({
+    let (comment, health) = raw_extras(store, rec);
+    let mut out = json!({
         "Id": rec.id.hex(),
         "Digest": rec.digest.to_string(),
         "RepoTags": rec.names,
         "RepoDigests": super::images::repo_digests(rec),
         "Parent": "",
-        "Comment": comment(store, rec),
+        "Comment": comment,
         "Created": created,
         "Config": config,
         "Version": "",
@@ -367,5 +375,10 @@ pub fn image_json(store: &Store, rec: &ImageRecord) -> Result<Value> {
         "User": config.get("User").and_then(Value::as_str).unwrap_or(""),
         "History": cfg.get("history").cloned().unwrap_or_else(|| json!([])),
         "NamesHistory": rec.names,
-    }))
+    });
+    // as Podman: only an image with a healthcheck has the key
+    if let Some(h) = health {
+        out["Healthcheck"] = h;
+    }
+    Ok(out)
 }

@@ -702,6 +702,21 @@ fn build_healthcheck_reaches_the_container() {
             "FROM busybox\nHEALTHCHECK --interval=7s --retries=4 CMD test -e /etc/passwd\n",
         );
         build(env, &["--format", "docker", "-t", "hc"]).success();
+        let out = env
+            .rbox()
+            .args([
+                "image",
+                "inspect",
+                "hc",
+                "--format",
+                "{{json .Healthcheck}}",
+            ])
+            .output()
+            .success();
+        assert_eq!(
+            out.text(),
+            r#"{"Interval":7000000000,"Retries":4,"Test":["CMD-SHELL","test -e /etc/passwd"]}"#
+        );
         env.rbox()
             .args([
                 "create",
