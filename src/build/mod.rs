@@ -151,8 +151,8 @@ struct Builder<'a> {
     global_args: BTreeMap<String, Option<String>>,
     /// finished stages: (name, image)
     done: Vec<(Option<String>, Img)>,
-    /// an image's root copied out for COPY --from, by image id
-    roots: BTreeMap<String, rbox_storage::build_cache::ScratchDir>,
+    /// an image's root for COPY --from, by image id
+    roots: BTreeMap<String, FromRoot>,
     compression: Compression,
     /// `--secret id=ID,src=FILE`s
     secrets: BTreeMap<String, PathBuf>,
@@ -1081,8 +1081,9 @@ impl Builder<'_> {
         ))
     }
 
-    /// The root directory of a stage's or image's filesystem, for COPY --from (copied out of
-    /// its layers once per build).
+    /// The root directory of a stage's or image's filesystem, for COPY --from: its layers
+    /// mounted read-only (kernel overlay in a mount namespace of this process's own), or
+    /// where that cannot be, copied out of them; once per image and build.
     fn root_of(&mut self, from: &str) -> Result<PathBuf> {
         let lower = from.to_ascii_lowercase();
         let img = match self
@@ -1100,15 +1101,18 @@ impl Builder<'_> {
             },
         };
         let key = img.id.hex().to_string();
-        if let Some(d) = self.roots.get(&key) {
-            return Ok(d.path().join("root"));
+        if let Some(r) = self.roots.get(&key) {
+            return Ok(r.dir.path().join("root"));
         }
         let d = self.store.scratch_dir("build-from")?;
-        let lowers: Vec<PathBuf> = img.dirs.iter().rev().cloned().collect();
-        rbox_storage::mount::copy::copy_layers(&lowers, &d.path().join("root"))
-            .with_context(|| format!("copy the root of {from}"))?;
         let p = d.path().join("root");
-        self.roots.insert(key, d);
+        let mounted = !img.dirs.is_empty() && mount_layers(&img.dirs, d.path()).is_ok();
+        if !mounted {
+            let lowers: Vec<PathBuf> = img.dirs.iter().rev().cloned().collect();
+            rbox_storage::mount::copy::copy_layers(&lowers, &p)
+                .with_context(|| format!("copy the root of {from}"))?;
+        }
+        self.roots.insert(key, FromRoot { mounted, dir: d });
         Ok(p)
     }
 
@@ -1196,6 +1200,57 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// A stage's or image's root for COPY --from: `dir/root`, a mount or a copy.
+struct FromRoot {
+    mounted: bool,
+    dir: rbox_storage::build_cache::ScratchDir,
+}
+
+impl Drop for FromRoot {
+    fn drop(&mut self) {
+        // before the scratch dir goes, which would otherwise delete through the mount
+        if self.mounted {
+            let _ = nix::mount::umount2(
+                &self.dir.path().join("root"),
+                nix::mount::MntFlags::MNT_DETACH,
+            );
+        }
+    }
+}
+
+/// Mounts `layers` (top-most first) as kernel overlay at `scratch/root`, an empty upper
+/// beside it, in a private mount namespace this process enters on first use (a mount in the
+/// namespace rbox shares with other invocations would outlive the build).
+fn mount_layers(layers: &[PathBuf], scratch: &Path) -> Result<()> {
+    static PRIVATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let private = *PRIVATE.get_or_init(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_ok()
+            && nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .is_ok()
+    });
+    if !private {
+        bail!("no mount namespace of our own");
+    }
+    let (upper, work, root) = (scratch.join("u"), scratch.join("w"), scratch.join("root"));
+    for d in [&upper, &work, &root] {
+        std::fs::create_dir(d).with_context(|| format!("create `{}`", d.display()))?;
+    }
+    rbox_storage::Rootfs::Overlay {
+        lowers: layers.to_vec(),
+        upper,
+        work,
+        volatile: true,
+    }
+    .mount(&root)?;
+    Ok(())
 }
 
 /// `dir` made absolute against the working directory `cur`.
