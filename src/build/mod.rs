@@ -1129,7 +1129,9 @@ impl Builder<'_> {
                 let s = self.store.scratch_dir("build-workdir")?;
                 let rel: PathBuf = ignore::clean(&dir).iter().collect();
                 copy::make_parents(s.path(), &rel.join("x"), &st.img.dirs)?;
-                Ok(self.store.layer_from_staged(s.path(), self.compression)?)
+                Ok(self
+                    .store
+                    .layer_from_staged(s.path(), self.compression, &[])?)
             }
             LayerJob::Copy(cj) => {
                 let s = self.store.scratch_dir("build-copy")?;
@@ -1196,7 +1198,9 @@ impl Builder<'_> {
                         Some(cj.attrs.mode.unwrap_or(0o644)),
                     )?;
                 }
-                Ok(self.store.layer_from_staged(s.path(), self.compression)?)
+                Ok(self
+                    .store
+                    .layer_from_staged(s.path(), self.compression, &[])?)
             }
         }
     }

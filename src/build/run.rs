@@ -200,7 +200,7 @@ impl Builder<'_> {
                 for (_, target) in &mounts {
                     prune_mount_point(staging.path(), target, &st.img.dirs);
                 }
-                return Ok(self.store.layer_from_upper_skipping(
+                return Ok(self.store.layer_from_staged(
                     staging.path(),
                     self.compression,
                     &["etc/hosts", "etc/hostname", "etc/resolv.conf"],
@@ -210,7 +210,7 @@ impl Builder<'_> {
             for (_, target) in &mounts {
                 prune_mount_point(&dir.upper, target, &st.img.dirs);
             }
-            Ok(self.store.layer_from_upper_skipping(
+            Ok(self.store.layer_from_staged(
                 &dir.upper,
                 self.compression,
                 &["etc/hosts", "etc/hostname", "etc/resolv.conf"],

@@ -101,25 +101,42 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::layer_from_upper`] for a directory the store may take over, which becomes the
-    /// layer's directory by rename instead of being written a second time by unpacking its
-    /// tar (for a COPY of thousands of files, half of the step's time). `staged` must be on
-    /// the store's filesystem (a [`Store::scratch_dir`]) and hold only what the unpacker would
-    /// make of its own tar: directories, regular files and symlinks, owned by mapped ids,
-    /// without whiteouts, hard links or xattrs, as a build's copy stages them. Times are cut
-    /// to whole seconds, as the tar carries them, so the stored layer is the one another host
-    /// unpacks from the blob. On success `staged` is gone; on error the caller still owns it.
-    pub fn layer_from_staged(&self, staged: &Path, compression: Compression) -> Result<LayerInfo> {
+    /// [`Store::layer_from_upper_skipping`] for a directory the store may take over, which
+    /// becomes the layer's directory by rename instead of being written a second time by
+    /// unpacking its tar (for a COPY of thousands of files, half of the step's time):
+    /// a build's copy staging directory, or a finished step's upper. Times are cut to whole
+    /// seconds and overlay's bookkeeping xattrs dropped, as the tar has them, so the stored
+    /// layer is the one another host unpacks from the blob. Where the directory holds what
+    /// the unpacker would make in another form (hard links, fifos, `.wh.` names, xattrs an
+    /// image may not carry) or lies on another filesystem, the layer is unpacked from its
+    /// blob as [`Store::layer_from_upper`] does. `staged` is gone on success or changed and
+    /// left to its owner to remove.
+    pub fn layer_from_staged(
+        &self,
+        staged: &Path,
+        compression: Compression,
+        skip: &[&str],
+    ) -> Result<LayerInfo> {
+        for rel in skip {
+            let p = staged.join(rel);
+            if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+                fs::remove_file(&p).ctx(|| format!("remove {}", bt(&p)))?;
+            }
+        }
         let tmp = self.tmp_path("commit");
         let file = create_new(&tmp.path, 0o600)?;
         let w = write_compressed(|w| write_layer_tar(staged, &[], w), compression, &file)?;
         let guard = self.lock(&format!("layer-{}", w.diff_id.hex()))?;
+        let same_fs = |a: &Path, b: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            matches!((fs::metadata(a), fs::metadata(b)), (Ok(x), Ok(y)) if x.dev() == y.dev())
+        };
         let plain = !self.has_layer(&w.diff_id)
-            && whole_second_times(staged).ctx(|| format!("set the times in {}", bt(staged)))?;
+            && tmp.path.parent().is_some_and(|t| same_fs(staged, t))
+            && settle(staged).ctx(|| format!("settle {}", bt(staged)))?;
         if !plain {
             // Same changes as an earlier step (verify and keep the blob, reuse the layer), or
-            // something the tar holds in another form (an ADDed archive's hard links or
-            // `.wh.` names): the layer from the blob, as a pull stores it.
+            // not in the unpacker's form: the layer from the blob, as a pull stores it.
             drop(file);
             drop(guard);
             let f = File::open(&tmp.path).ctx(|| format!("open {}", bt(&tmp.path)))?;
@@ -163,22 +180,42 @@ impl Store {
     }
 }
 
-/// Sets the access and modification times of everything under `dir` (not `dir` itself) to
-/// the whole second of its modification time, as unpacking a tar leaves them. False (and
-/// stops) at what the unpacker would not make the same: other than a directory, regular file
-/// or symlink, a file with other links, a name the layer format reads as a whiteout.
-fn whole_second_times(dir: &Path) -> io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
+/// Makes everything under `dir` (not `dir` itself) what unpacking its layer tar makes:
+/// access and modification times the whole second of the modification time, overlay's own
+/// xattrs gone except the opaque marker. False (and stops) at what the unpacker would make
+/// otherwise: other than a directory, regular file, symlink or 0/0 whiteout, a file with
+/// other links, a name the layer format reads as a whiteout, an xattr an image may not
+/// carry, overlay's xattr form of a whiteout.
+fn settle(dir: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     for e in fs::read_dir(dir)? {
         let e = e?;
         let p = e.path();
         let md = fs::symlink_metadata(&p)?;
         let ft = md.file_type();
-        let plain = ft.is_dir() || ft.is_symlink() || (ft.is_file() && md.nlink() == 1);
+        let plain = ft.is_dir()
+            || ft.is_symlink()
+            || (ft.is_file() && md.nlink() == 1)
+            || (ft.is_char_device() && md.rdev() == 0);
         if !plain || e.file_name().as_bytes().starts_with(WHITEOUT.as_bytes()) {
             return Ok(false);
         }
-        if ft.is_dir() && !whole_second_times(&p)? {
+        for name in sys::llistxattr(&p)?
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+        {
+            let name = String::from_utf8_lossy(name);
+            match &*name {
+                "user.overlay.opaque" if ft.is_dir() => {}
+                "user.overlay.whiteout" | "user.overlay.whiteouts" => return Ok(false),
+                n if n.starts_with("user.overlay.") || n.starts_with("trusted.overlay.") => {
+                    sys::lremovexattr(&p, n)?
+                }
+                n if crate::layer::xattr_allowed(n) => {}
+                _ => return Ok(false),
+            }
+        }
+        if ft.is_dir() && !settle(&p)? {
             return Ok(false);
         }
         let t = nix::sys::time::TimeSpec::new(md.mtime(), 0);

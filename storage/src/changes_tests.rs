@@ -213,14 +213,26 @@ fn tree(root: &Path) -> Vec<String> {
                 todo.push(p.clone());
             }
             let link = fs::read_link(&p).ok();
+            let mut xattrs: Vec<String> = sys::llistxattr(&p)
+                .unwrap()
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(|n| {
+                    let n = String::from_utf8_lossy(n).into_owned();
+                    let v = crate::lgetxattr(&p, &n).unwrap_or_default();
+                    format!("{n}={}", String::from_utf8_lossy(&v))
+                })
+                .collect();
+            xattrs.sort();
+            let is_wh = m.file_type().is_char_device();
             out.push(format!(
-                "{} {:o} {}:{} {}.{} {} {:?}",
+                "{} {:o} {}:{} {}.{} {} {:?} {xattrs:?}",
                 p.strip_prefix(root).unwrap().display(),
                 m.mode(),
                 m.uid(),
                 m.gid(),
-                m.mtime(),
-                m.mtime_nsec(),
+                if is_wh { 0 } else { m.mtime() },
+                if is_wh { 0 } else { m.mtime_nsec() },
                 if m.is_file() { m.len() } else { 0 },
                 link
             ));
@@ -251,7 +263,7 @@ fn a_staged_directory_moves_in_as_the_layer_its_blob_unpacks_to() {
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )
     .unwrap();
-    let info = s.layer_from_staged(&p, Compression::Gzip).unwrap();
+    let info = s.layer_from_staged(&p, Compression::Gzip, &[]).unwrap();
     assert!(!p.exists(), "the staged directory is moved, not copied");
     let mine = s.layer_path(&info.diff_id);
 
@@ -282,10 +294,65 @@ fn a_staged_directory_moves_in_as_the_layer_its_blob_unpacks_to() {
     let st = s.scratch_dir("stage").unwrap();
     fs::create_dir_all(st.path().join("app/bin")).unwrap();
     fs::write(st.path().join("app/bin/run"), "#!/bin/sh\n").unwrap();
-    let again = s.layer_from_staged(st.path(), Compression::Gzip).unwrap();
+    let again = s
+        .layer_from_staged(st.path(), Compression::Gzip, &[])
+        .unwrap();
     assert!(s.has_layer(&again.diff_id));
     drop(st);
     assert!(fs::read_dir(s.root().join("tmp")).unwrap().next().is_none());
+}
+
+/// A finished build step's upper: whiteouts, an opaque directory, overlay's bookkeeping
+/// xattrs, an image xattr, a runtime's mount point; moved in as what its blob unpacks to.
+#[test]
+fn an_upper_moves_in_as_the_layer_its_blob_unpacks_to() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(&d.path().join("a"));
+    let other = store_in(&d.path().join("b"));
+    let st = s.scratch_dir("upper").unwrap();
+    let up = st.path().to_path_buf();
+    fs::create_dir_all(up.join("etc")).unwrap();
+    fs::create_dir_all(up.join("opq")).unwrap();
+    fs::write(up.join("etc/passwd"), "root:x:0:0\n").unwrap();
+    fs::write(up.join("etc/hosts"), "").unwrap();
+    fs::write(up.join("new"), "hello").unwrap();
+    setx(&up.join("new"), "user.note", b"kept");
+    setx(&up.join("new"), "user.overlay.origin", b"dropped");
+    setx(&up.join("etc"), "user.overlay.impure", b"y");
+    mknod(&up.join("gone"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+    setx(&up.join("opq"), "user.overlay.opaque", b"y");
+    fs::write(up.join("opq/only"), "x").unwrap();
+    let info = s
+        .layer_from_staged(&up, Compression::Gzip, &["etc/hosts"])
+        .unwrap();
+    assert!(!up.exists(), "the upper is moved, not copied");
+    let mine = s.layer_path(&info.diff_id);
+    let blob = s.open_blob(info.blob.as_ref().unwrap()).unwrap();
+    let theirs = other
+        .store_layer(
+            io::BufReader::new(blob),
+            info.blob.as_ref(),
+            info.blob_size,
+            None,
+            false,
+        )
+        .unwrap();
+    assert_eq!(theirs.diff_id, info.diff_id);
+    let theirs = other.layer_path(&theirs.diff_id);
+    assert_eq!(tree(&mine), tree(&theirs));
+    assert!(!mine.join("etc/hosts").exists());
+    assert!(fs::symlink_metadata(mine.join("gone"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert_eq!(
+        crate::lgetxattr(&mine.join("opq"), "user.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(
+        crate::lgetxattr(&mine.join("new"), "user.overlay.origin"),
+        None
+    );
 }
 
 /// An ADDed archive may leave hard links or `.wh.` names: the layer then comes from its blob.
@@ -296,7 +363,9 @@ fn a_staged_directory_with_hard_links_is_unpacked_from_its_blob() {
     let st = s.scratch_dir("stage").unwrap();
     fs::write(st.path().join("a"), "x").unwrap();
     fs::hard_link(st.path().join("a"), st.path().join("b")).unwrap();
-    let info = s.layer_from_staged(st.path(), Compression::None).unwrap();
+    let info = s
+        .layer_from_staged(st.path(), Compression::None, &[])
+        .unwrap();
     let l = s.layer_path(&info.diff_id);
     assert_eq!(
         fs::metadata(l.join("a")).unwrap().ino(),

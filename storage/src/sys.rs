@@ -267,6 +267,43 @@ pub fn fgetxattr_raw<F: AsFd>(fd: F, name: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
+/// `llistxattr(2)`: the NUL-separated attribute names of `path` (not following a final
+/// symlink); none on a filesystem without xattrs.
+pub fn llistxattr(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `p` is NUL-terminated and outlives the call, and `buf` has `buf.len()`
+        // writable bytes; the kernel writes at most that many.
+        let r = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            Some(libc::ERANGE) if buf.len() < 1 << 16 => buf.resize(1 << 16, 0),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// `lremovexattr(2)`.
+pub fn lremovexattr(path: &std::path::Path, name: &str) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let n = cstr(name)?;
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    if unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `flistxattr(2)`: the NUL-separated list of attribute names.
 pub fn flistxattr<F: AsFd>(fd: F) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 1024];
