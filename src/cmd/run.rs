@@ -202,6 +202,12 @@ pub struct RunArgs {
     /// of an image (`--rootfs /`: the host's own); overlaid, so it is never written
     #[arg(long)]
     pub rootfs: bool,
+    /// Run a squashfs image file (`rbox save --format squashfs`) instead of an image of the
+    /// store: mounted read-only without unpacking (squashfuse), changes go to the container;
+    /// every argument is then the command
+    #[arg(long = "image-file", value_name = "FILE", value_hint = clap::ValueHint::FilePath,
+          conflicts_with = "rootfs")]
+    pub image_file: Option<PathBuf>,
     /// Signal that stops the container (`rbox stop`), instead of the image's or SIGTERM
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
@@ -299,8 +305,8 @@ pub struct RunArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// Image to run
-    #[arg(value_name = "IMAGE")]
-    pub image: String,
+    #[arg(value_name = "IMAGE", required_unless_present = "image_file")]
+    pub image: Option<String>,
     /// Command and arguments (override the image's CMD)
     #[arg(
         value_name = "COMMAND",
@@ -409,13 +415,24 @@ impl runtime::Puller for ShowPull {
 }
 
 impl From<RunArgs> for RunOptions {
-    fn from(a: RunArgs) -> RunOptions {
+    fn from(mut a: RunArgs) -> RunOptions {
+        // with --image-file there is no IMAGE: what clap took for it is the command's first word
+        let image = match &a.image_file {
+            Some(f) => {
+                if let Some(first) = a.image.take() {
+                    a.command.insert(0, first.into());
+                }
+                f.display().to_string()
+            }
+            None => a.image.take().unwrap_or_default(),
+        };
         RunOptions {
             name: a.name,
             cidfile: a.cidfile,
             detach: a.detach,
             rm: a.rm,
-            image: a.image,
+            image,
+            image_file: a.image_file,
             pull: a.pull,
             platform: a.platform,
             tls_verify: a.tls_verify,
