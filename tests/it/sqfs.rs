@@ -1,0 +1,351 @@
+//! Single-file squashfs images: `rbox save --format squashfs` then `rbox run --image-file`,
+//! as every test user: the image's content, owners, whiteouts and config defaults come
+//! through; writes go to the container's upper directory and never to the file; squashfuse
+//! and its mount end with the container; bad files are refused in one line; one file serves
+//! several containers (of two users) at once, and nothing is written next to it.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::util::{eventually, for_each_user, have, other_user, require, Env};
+
+/// Two layers over busybox: the first makes `/data/f` (uid 1000), `/data/g` and `/data/od/old`,
+/// the second removes `/data/g` (a whiteout) and replaces `/data/od` (an opaque directory).
+const CONTAINERFILE: &str = "FROM busybox
+RUN mkdir -p /data/od && echo hi > /data/f && chown 1000:1000 /data/f && echo gone > /data/g && touch /data/od/old
+RUN rm /data/g && rm -rf /data/od && mkdir /data/od && touch /data/od/new
+ENV FOO=bar
+WORKDIR /data
+LABEL sqfs.test=yes
+CMD [\"cat\", \"f\"]
+";
+
+fn tools_usable() -> bool {
+    require(
+        have("squashfuse") && have("sqfstar") && have("unsquashfs"),
+        "squashfuse and squashfs-tools must be installed (Debian packages squashfuse, squashfs-tools)",
+    ) && require(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .is_ok(),
+        "/dev/fuse must open for reading and writing (mode 0666)",
+    )
+}
+
+/// Builds the test image `img` in `env`'s store and saves it to `<env>/images/img.sqfs`.
+fn make_file(env: &Env) -> PathBuf {
+    env.import_busybox("busybox");
+    env.write("ctx/Containerfile", CONTAINERFILE);
+    env.rbox()
+        .args(["build", "--network=none", "-q", "-t", "img"])
+        .arg(env.path("ctx"))
+        .output()
+        .success();
+    let file = env.path("images/img.sqfs");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    env.give_to_user(file.parent().unwrap());
+    env.rbox()
+        .args(["save", "--format", "squashfs", "-o"])
+        .arg(&file)
+        .arg("img")
+        .output()
+        .success();
+    file
+}
+
+fn sha256(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The pids of the squashfuse processes serving `file`.
+fn squashfuses_of(file: &Path) -> Vec<i32> {
+    let want = file.to_string_lossy().into_owned();
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("squashfuse")) && args.contains(&want) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+#[test]
+fn squashfs_image_file_runs_without_unpacking() {
+    if !tools_usable() {
+        return;
+    }
+    for_each_user("sqfsrun", |env| {
+        let file = make_file(env);
+        let hash = sha256(&file);
+        let beside = listing(file.parent().unwrap());
+        let run = |args: &[&str]| {
+            let mut c = env.rbox();
+            c.args(["run", "--rm", "--network=none", "--image-file"])
+                .arg(&file)
+                .args(args);
+            c.output()
+        };
+        // the image's CMD and WORKDIR
+        assert_eq!(run(&[]).success().text(), "hi");
+        // its ENV; owners as the image has them (a single-id store folds them to 0); the
+        // upper layer's whiteout and opaque directory applied
+        let owner = if env.user.has_many_ids() {
+            "1000:1000"
+        } else {
+            "0:0"
+        };
+        let out = run(&[
+            "sh",
+            "-c",
+            "echo $FOO; pwd; stat -c %u:%g /data/f; ls /data; ls /data/od",
+        ])
+        .success()
+        .text();
+        assert_eq!(out, format!("bar\n/data\n{owner}\nf\nod\nnew"));
+        // the root is kernel overlay over the squashfuse mount, not an unpacked copy
+        let mounts = run(&["cat", "/proc/mounts"]).success().text();
+        assert!(mounts.contains(" / overlay "), "{mounts}");
+        assert!(!mounts.contains("squashfuse"), "{mounts}");
+        // writes go to the container's upper directory
+        env.rbox()
+            .args(["run", "--name", "w", "--network=none", "--image-file"])
+            .arg(&file)
+            .args([
+                "sh",
+                "-c",
+                "echo x > /data/new && echo more >> /data/od/new && rm /data/f",
+            ])
+            .output()
+            .success();
+        let id = env.inspect("w", "{{.Id}}");
+        let upper = env.store().join("containers").join(&id).join("upper");
+        assert_eq!(
+            std::fs::read_to_string(upper.join("data/new")).unwrap(),
+            "x\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(upper.join("data/od/new")).unwrap(),
+            "more\n"
+        );
+        // inspect and ps name the file, and the image id is the image's own
+        assert_eq!(
+            env.inspect("w", "{{.ImageName}}"),
+            file.display().to_string()
+        );
+        let image_id = env
+            .rbox()
+            .args(["images", "-q", "--no-trunc", "img"])
+            .output()
+            .success()
+            .text();
+        assert_eq!(
+            format!("sha256:{}", env.inspect("w", "{{.Image}}")),
+            image_id
+        );
+        let ps = env
+            .rbox()
+            .args(["ps", "-a", "--format", "{{.Image}}"])
+            .output()
+            .success()
+            .text();
+        assert_eq!(ps, file.display().to_string());
+        env.rbox().args(["rm", "w"]).output().success();
+        // two containers of one file at once; squashfuse and its mount end with each
+        for n in ["a", "b"] {
+            env.rbox()
+                .args(["run", "-d", "--name", n, "--network=none", "--image-file"])
+                .arg(&file)
+                .args(["sleep", "600"])
+                .output()
+                .success();
+        }
+        for n in ["a", "b"] {
+            let out = env
+                .rbox()
+                .args(["exec", n, "cat", "/data/f"])
+                .output()
+                .success();
+            assert_eq!(out.text(), "hi");
+        }
+        assert_eq!(squashfuses_of(&file).len(), 2);
+        env.rbox().args(["rm", "-f", "a", "b"]).output().success();
+        eventually("no squashfuse left after rm -f", || {
+            squashfuses_of(&file).is_empty()
+        });
+        // the file is never written, and nothing is written next to it
+        assert_eq!(sha256(&file), hash);
+        assert_eq!(listing(file.parent().unwrap()), beside);
+        // vfs cannot use it: a clear refusal
+        let out = env
+            .rbox()
+            .args(["--storage-driver=vfs", "run", "--rm", "--image-file"])
+            .arg(&file)
+            .arg("true")
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr.contains("needs the overlay or fuse-overlay"),
+            "{out}"
+        );
+    });
+}
+
+#[test]
+fn squashfs_image_file_on_the_fuse_overlay() {
+    if !tools_usable() {
+        return;
+    }
+    for_each_user("sqfsfuse", |env| {
+        let file = make_file(env);
+        let hash = sha256(&file);
+        let out = env
+            .rbox()
+            .args([
+                "--storage-driver=fuse-overlay",
+                "run",
+                "--rm",
+                "--network=none",
+            ])
+            .arg("--image-file")
+            .arg(&file)
+            .args(["sh", "-c", "cat f; ls /data; echo y > /data/f; cat /data/f"])
+            .output()
+            .success();
+        // as a single id, uid 1000's file is not the container's to write
+        if env.user.has_many_ids() {
+            assert_eq!(out.text(), "hi\nf\nod\ny");
+        } else {
+            assert_eq!(
+                out.text().lines().take(3).collect::<Vec<_>>(),
+                ["hi", "f", "od"]
+            );
+        }
+        assert_eq!(sha256(&file), hash);
+        assert!(squashfuses_of(&file).is_empty());
+    });
+}
+
+#[test]
+fn squashfs_bad_image_files_are_refused() {
+    if !tools_usable() {
+        return;
+    }
+    for_each_user("sqfsbad", |env| {
+        let text = env.write("notsqfs", "just text\n");
+        let cases: Vec<(PathBuf, &str)> = vec![
+            (env.path("missing.sqfs"), "no such file or directory"),
+            (text, "not a squashfs image"),
+            (env.path("home"), "is a directory"),
+        ];
+        for (file, why) in cases {
+            for verb in ["run", "create"] {
+                let out = env
+                    .rbox()
+                    .args([verb, "--image-file"])
+                    .arg(&file)
+                    .arg("true")
+                    .output()
+                    .rbox_error();
+                assert!(
+                    out.stderr
+                        .contains(&format!("--image-file `{}`: {why}", file.display())),
+                    "{out}"
+                );
+            }
+        }
+        // nothing was created by those refusals
+        let all = env.rbox().args(["ps", "-aq"]).output().success();
+        assert_eq!(all.text(), "");
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["save", "--format", "squashfs", "busybox"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("needs -o FILE"), "{out}");
+    });
+}
+
+/// One file in a shared directory, run by two users at the same time, as on a cluster whose
+/// nodes all read one image from a parallel filesystem.
+#[test]
+fn squashfs_image_file_shared_by_two_users() {
+    if !tools_usable() {
+        return;
+    }
+    let Some(other) = other_user() else {
+        return;
+    };
+    let users = crate::util::users();
+    let Some(sub) = users
+        .iter()
+        .find(|u| u.who == crate::util::Who::Sub)
+        .cloned()
+    else {
+        return;
+    };
+    let maker = Env::new("sqfsshare", &users[0]);
+    let file = make_file(&maker);
+    std::fs::set_permissions(
+        file.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let hash = sha256(&file);
+    let beside = listing(file.parent().unwrap());
+    let envs = [Env::new("sqfsshare", &sub), Env::new("sqfsshare", &other)];
+    for env in &envs {
+        env.rbox()
+            .args(["run", "-d", "--name", "s", "--network=none", "--image-file"])
+            .arg(&file)
+            .args(["sleep", "600"])
+            .output()
+            .success();
+    }
+    for env in &envs {
+        let out = env
+            .rbox()
+            .args([
+                "exec",
+                "s",
+                "sh",
+                "-c",
+                "cat /data/f; echo mine > /data/f2; cat /data/f2",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.text(), "hi\nmine");
+    }
+    assert_eq!(squashfuses_of(&file).len(), 2);
+    for env in &envs {
+        env.rbox().args(["rm", "-f", "s"]).output().success();
+    }
+    eventually("no squashfuse left after rm -f", || {
+        squashfuses_of(&file).is_empty()
+    });
+    assert_eq!(sha256(&file), hash);
+    assert_eq!(listing(file.parent().unwrap()), beside);
+}
