@@ -170,7 +170,13 @@ impl Created {
     pub fn start(self) -> Result<Started> {
         let Created { pid, mut pty, chan } = self;
         if let Err(e) = chan.send(&Msg::Start) {
-            // the init is gone: its exit status is the answer
+            // the init is gone; when it failed during its setup (while the network was being
+            // made), its reason is still queued on the channel: that is the answer, not EPIPE
+            while let Ok(Some(m)) = chan.recv() {
+                if matches!(m, Msg::Failed { .. }) {
+                    return Err(failed(pid, Some(m)));
+                }
+            }
             let _ = nix::sys::wait::waitpid(pid, None);
             return Err(anyhow::Error::from(e).context("start container"));
         }

@@ -172,7 +172,21 @@ fn squashfs_image_file_runs_without_unpacking() {
             .success()
             .text();
         assert_eq!(ps, file.display().to_string());
+        // its lower layer exists only inside the container: commit and export refuse
+        for verb in ["commit", "export"] {
+            let out = env.rbox().args([verb, "w"]).output().rbox_error();
+            assert!(out.stderr.contains("--image-file"), "{out}");
+        }
         env.rbox().args(["rm", "w"]).output().success();
+        // create, then start
+        env.rbox()
+            .args(["create", "--name", "c", "--network=none", "--image-file"])
+            .arg(&file)
+            .output()
+            .success();
+        let out = env.rbox().args(["start", "-a", "c"]).output().success();
+        assert_eq!(out.text(), "hi");
+        env.rbox().args(["rm", "c"]).output().success();
         // two containers of one file at once; squashfuse and its mount end with each
         for n in ["a", "b"] {
             env.rbox()
@@ -255,11 +269,32 @@ fn squashfs_bad_image_files_are_refused() {
     }
     for_each_user("sqfsbad", |env| {
         let text = env.write("notsqfs", "just text\n");
-        let cases: Vec<(PathBuf, &str)> = vec![
+        env.import_busybox("busybox");
+        let sqfs = env.path("bb.sqfs");
+        env.rbox()
+            .args(["save", "--format", "squashfs", "-o"])
+            .arg(&sqfs)
+            .arg("busybox")
+            .output()
+            .success();
+        let mut cases: Vec<(PathBuf, &str)> = vec![
             (env.path("missing.sqfs"), "no such file or directory"),
             (text, "not a squashfs image"),
             (env.path("home"), "is a directory"),
         ];
+        // a file its user cannot read (root reads every file; a user reads its own in its
+        // user namespace, whatever the mode)
+        if env.user.who != crate::util::Who::Root {
+            let locked = env.path("locked.sqfs");
+            std::fs::write(&locked, "hsqs").unwrap();
+            std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            cases.push((locked, "permission denied"));
+        }
+        // a truncated one
+        let mut cut = std::fs::read(&sqfs).unwrap();
+        cut.truncate(8192);
+        cases.push((env.write("cut.sqfs", cut), "truncated squashfs image"));
         for (file, why) in cases {
             for verb in ["run", "create"] {
                 let out = env
@@ -279,7 +314,21 @@ fn squashfs_bad_image_files_are_refused() {
         // nothing was created by those refusals
         let all = env.rbox().args(["ps", "-aq"]).output().success();
         assert_eq!(all.text(), "");
-        env.import_busybox("busybox");
+        // a superblock and nothing behind it: squashfuse refuses it when the container starts
+        let mut fake = vec![0u8; 4096];
+        fake[..4].copy_from_slice(b"hsqs");
+        fake[28] = 4;
+        fake[40..48].copy_from_slice(&4096u64.to_le_bytes());
+        let fake = env.write("fake.sqfs", fake);
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--image-file"])
+            .arg(&fake)
+            .arg("true")
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("squashfuse exited"), "{out}");
+        assert!(squashfuses_of(&fake).is_empty());
         let out = env
             .rbox()
             .args(["save", "--format", "squashfs", "busybox"])

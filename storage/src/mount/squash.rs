@@ -75,11 +75,21 @@ pub fn check_file(file: &Path) -> std::result::Result<(), String> {
     if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         return Err("is a directory, not a squashfs image".into());
     }
-    let mut magic = [0u8; 4];
-    match f.read_exact(&mut magic) {
-        Ok(()) if &magic == MAGIC => Ok(()),
-        _ => Err("not a squashfs image".into()),
+    // the superblock (squashfs 4.0): magic, major version at 28, bytes used at 40
+    let mut sb = [0u8; 96];
+    if f.read_exact(&mut sb).is_err() || &sb[..4] != MAGIC {
+        return Err("not a squashfs image".into());
     }
+    let major = u16::from_le_bytes([sb[28], sb[29]]);
+    if major != 4 {
+        return Err(format!("squashfs version {major}, not 4"));
+    }
+    let used = u64::from_le_bytes(sb[40..48].try_into().expect("8 bytes"));
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if used > len {
+        return Err(format!("truncated squashfs image ({len} of {used} bytes)"));
+    }
+    Ok(())
 }
 
 /// The raw image config kept at [`CONFIG_PATH`] in `file`; `None` for a squashfs made by
@@ -185,6 +195,14 @@ pub fn mount_file(file: &Path, at: &Path) -> Result<()> {
             // waits for squashfuse's answer to INIT (ENOTCONN when it exited)
             std::fs::metadata(at).map_err(|e| {
                 let _ = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH);
+                if e.raw_os_error() == Some(libc::ENOTCONN) {
+                    return Error::io(
+                        ctx(),
+                        std::io::Error::other(
+                            "squashfuse exited: the file is not a valid squashfs image",
+                        ),
+                    );
+                }
                 Error::io(ctx(), e)
             })?;
             Ok(())
