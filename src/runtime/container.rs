@@ -181,7 +181,13 @@ impl Created {
             return Err(anyhow::Error::from(e).context("start container"));
         }
         loop {
-            match chan.recv().context("read container start status")? {
+            let got = match chan.recv() {
+                // the init failed and closed with our start unread: the kernel reports that
+                // once, and its reason is still queued behind it
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => chan.recv(),
+                other => other,
+            };
+            match got.context("read container start status")? {
                 Some(Msg::Terminal(fd)) => pty = Some(fd),
                 Some(Msg::Ready) => {}
                 None => return Ok(Started { pid, pty }),

@@ -262,3 +262,51 @@ pub fn write_image(store: &crate::Store, image: &crate::ImageRecord, out: &Path)
     }
     written
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn superblock(major: u16, used: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        b[..4].copy_from_slice(MAGIC);
+        b[28..30].copy_from_slice(&major.to_le_bytes());
+        b[40..48].copy_from_slice(&used.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn checks_the_superblock() {
+        let d = tempfile::tempdir().unwrap();
+        let case = |name: &str, data: &[u8]| {
+            let p = d.path().join(name);
+            std::fs::write(&p, data).unwrap();
+            check_file(&p)
+        };
+        assert_eq!(case("ok", &superblock(4, 4096, 4096)), Ok(()));
+        assert_eq!(
+            case(
+                "text",
+                b"just some text, long enough to hold a superblock's 96 bytes, or nearly so.."
+            ),
+            Err("not a squashfs image".into())
+        );
+        assert_eq!(case("short", b"hsqs"), Err("not a squashfs image".into()));
+        assert_eq!(
+            case("v3", &superblock(3, 4096, 4096)),
+            Err("squashfs version 3, not 4".into())
+        );
+        assert_eq!(
+            case("cut", &superblock(4, 8192, 4096)),
+            Err("truncated squashfs image (4096 of 8192 bytes)".into())
+        );
+        assert_eq!(
+            check_file(&d.path().join("missing")),
+            Err("no such file or directory".into())
+        );
+        assert_eq!(
+            check_file(d.path()),
+            Err("is a directory, not a squashfs image".into())
+        );
+    }
+}
