@@ -127,6 +127,8 @@ pub fn cat(file: &Path, inside: &str) -> Result<Option<Vec<u8>>> {
 pub fn mount_file(file: &Path, at: &Path) -> Result<()> {
     let prog = squashfuse()?;
     let ctx = || format!("mount squashfs image {} at {}", bt(file), bt(at));
+    // the file may have gone or changed since the container was created
+    check_file(file).map_err(|why| Error::io(ctx(), std::io::Error::other(why)))?;
     // everything the child needs is made before the fork
     let prog_c = CString::new(prog.as_os_str().as_bytes()).expect("path has no NUL");
     let argv = [
