@@ -111,7 +111,13 @@ pub fn plan(
     let dir = store.container_dir(&rec.id)?;
     // the image's own working directory may be created at start; a `-w` one must exist
     let image_workdir = match (&rec.rootfs, &rec.image_file) {
-        (Some(_), _) | (_, Some(_)) => None,
+        (Some(_), _) => None,
+        // the config the file carries (a few ms of unsquashfs, at start only)
+        (None, Some(f)) => rbox_storage::mount::squash::read_config(f)
+            .ok()
+            .flatten()
+            .and_then(|raw| oci_spec::image::ImageConfiguration::from_reader(&raw[..]).ok())
+            .and_then(|c| c.config().as_ref()?.working_dir().clone()),
         (None, None) => {
             let image = store.lookup_image(&rec.image_id).with_context(|| {
                 format!("image {} of container {} is gone", &rec.image_id, rec.name)

@@ -401,3 +401,40 @@ fn squashfs_image_file_shared_by_two_users() {
     assert_eq!(sha256(&file), hash);
     assert_eq!(listing(file.parent().unwrap()), beside);
 }
+
+/// The image's WORKDIR is made when the image lacks it, as for an image of the store; a `-w`
+/// directory must exist.
+#[test]
+fn squashfs_image_workdir_is_made() {
+    if !tools_usable() {
+        return;
+    }
+    for_each_user("sqfswd", |env| {
+        let tar = env.copy_in(&crate::fixtures::busybox_rootfs_tar(), "busybox.tar");
+        env.rbox()
+            .args(["import", "--change", "WORKDIR /made/here"])
+            .arg(&tar)
+            .arg("wd")
+            .output()
+            .success();
+        let file = env.path("wd.sqfs");
+        env.rbox()
+            .args(["save", "--format", "squashfs", "-o"])
+            .arg(&file)
+            .arg("wd")
+            .output()
+            .success();
+        let run = |extra: &[&str]| {
+            let mut c = env.rbox();
+            c.args(["run", "--rm", "--network=none"])
+                .args(extra)
+                .arg("--image-file")
+                .arg(&file)
+                .arg("pwd");
+            c.output()
+        };
+        assert_eq!(run(&[]).success().text(), "/made/here");
+        let out = run(&["-w", "/nope"]).code_is(126);
+        assert!(out.stderr.contains("/nope"), "{out}");
+    });
+}
