@@ -17,7 +17,8 @@
 #                         then the run: what a node without the unpacked image pays
 # Apptainer's SIF flow is the natural comparison; it is not packaged for Debian 12, so it is
 # left out. Env: RBOX (default target/release/rbox), BENCH_USER (default rboxsub), ROUNDS
-# (default 2), RUNS (per round and command, default 3), SIZE_MB (default 1024).
+# (default 2), RUNS (per round and command, default 3), SIZE_MB (default 1024), BENCH_NOTE
+# (a line about the conditions, written into the results).
 # Writes bench/results/sqfs-<date>.md and prints the table.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd -P)"
@@ -100,6 +101,7 @@ mkdir -p "$here/results"
     echo
     echo "$(machine_line); $("$W/rbox" --version); $(squashfuse --help 2>&1 | head -1); as $user; SIZE_MB=$SIZE_MB"
     echo
+    [ -n "${BENCH_NOTE:-}" ] && { echo "Note: $BENCH_NOTE"; echo; }
     echo "Image: busybox + ${SIZE_MB} MiB of files; docker-archive ${tar_mb} MiB, squashfs (gzip) ${sqfs_mb} MiB, written by \`rbox save --format squashfs\` in ${save_s} s."
     echo
     table "$json" image-file
