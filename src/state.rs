@@ -694,6 +694,10 @@ pub struct ContainerRecord {
     /// written); `image` names it too, and there is no image
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<PathBuf>,
+    /// `--image-file`: the squashfs image that is the container's root (mounted, never
+    /// unpacked or written); `image` and `image_name` name it, and no image of the store is used
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_file: Option<PathBuf>,
 }
 
 /// Volatile state of a running container, in the runtime directory.

@@ -161,6 +161,7 @@ impl Builder<'_> {
             platform: None,
             tls_verify: None,
             rootfs: false,
+            image_file: None,
             flags,
             devices: Default::default(),
         };

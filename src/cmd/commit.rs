@@ -73,6 +73,13 @@ pub fn run(g: &Context, a: CommitArgs) -> Result<ExitCode> {
             rec.name
         );
     }
+    if let Some(f) = &rec.image_file {
+        bail!(
+            "commit container {}: its root is the image file `{}` (--image-file), not an image of the store",
+            rec.name,
+            f.display()
+        );
+    }
     if let Some(name) = &a.image {
         rbox_storage::images::normalize_name(name)
             .map_err(|_| anyhow!("invalid reference format"))?;

@@ -217,6 +217,10 @@ impl Source {
 fn produce(src: &Source, out: impl Write) -> io::Result<()> {
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
+    // the tar crate takes a file that reports no blocks for fully sparse and writes zeros:
+    // FUSE filesystems such as squashfuse (an `--image-file` root) report none for data kept
+    // in fragments, so every byte is read as it is
+    b.sparse(false);
     let md = src.metadata()?;
     let root = PathBuf::from(&src.path);
     match src.top() {

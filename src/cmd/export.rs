@@ -32,6 +32,14 @@ pub fn run(g: &Context, a: ExportArgs) -> Result<ExitCode> {
         bail!("refusing to export to terminal. Use -o flag or redirect");
     }
     let rec = state::lookup(g, &a.container)?;
+    if let Some(f) = &rec.image_file {
+        // its lower layer is the squashfs, mounted only inside the container
+        bail!(
+            "export container {}: its root is the image file `{}` (--image-file): unsquashfs it instead",
+            rec.name,
+            f.display()
+        );
+    }
     // The file is created before entering the user namespace: it belongs to the caller.
     let out: Box<dyn Write> = match &a.output {
         Some(p) => {

@@ -103,6 +103,9 @@ pub fn run(g: &Context, a: RunArgs, given: &str) -> Result<ExitCode> {
     if a.command.is_empty() {
         bail!("--join needs a command to run in the shared container");
     }
+    let Some(image) = a.image.clone().filter(|_| a.image_file.is_none()) else {
+        bail!("--join runs an image of the store: --image-file is not supported with it");
+    };
     let dir = g.runtime_dir()?.join("join");
     fs::DirBuilder::new()
         .recursive(true)
@@ -122,7 +125,7 @@ pub fn run(g: &Context, a: RunArgs, given: &str) -> Result<ExitCode> {
         let created = found.is_none();
         if created {
             let argv: Vec<OsString> = std::env::args_os().collect();
-            let args = holder_argv(&argv, a.command.len(), &a.image, &name, a.init)?;
+            let args = holder_argv(&argv, a.command.len(), &image, &name, a.init)?;
             let out = Command::new(self_exe()?)
                 .args(&args)
                 .stdin(Stdio::null())

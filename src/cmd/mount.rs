@@ -95,6 +95,13 @@ pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
                     rec.name
                 );
             }
+            if rec.image_file.is_some() {
+                anyhow::bail!(
+                    "mount container {}: its root is an image file (--image-file), served only \
+                     while the container runs; use `rbox cp`",
+                    rec.name
+                );
+            }
             std::fs::create_dir_all(&t).with_context(|| format!("create `{}`", t.display()))?;
             let dir = store.container_dir(&rec.id)?;
             store

@@ -212,6 +212,12 @@ pub struct RunArgs {
     /// of an image (`--rootfs /`: the host's own); overlaid, so it is never written
     #[arg(long)]
     pub rootfs: bool,
+    /// Run a squashfs image file (`rbox save --format squashfs`) instead of an image of the
+    /// store: mounted read-only without unpacking (squashfuse), changes go to the container;
+    /// every argument is then the command
+    #[arg(long = "image-file", value_name = "FILE", value_hint = clap::ValueHint::FilePath,
+          conflicts_with = "rootfs")]
+    pub image_file: Option<PathBuf>,
     /// Signal that stops the container (`rbox stop`), instead of the image's or SIGTERM
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
@@ -315,8 +321,8 @@ pub struct RunArgs {
           default_missing_value = "")]
     pub join: Option<String>,
     /// Image to run
-    #[arg(value_name = "IMAGE")]
-    pub image: String,
+    #[arg(value_name = "IMAGE", required_unless_present = "image_file")]
+    pub image: Option<String>,
     /// Command and arguments (override the image's CMD)
     #[arg(
         value_name = "COMMAND",
@@ -458,10 +464,19 @@ impl runtime::Puller for ShowPull {
 }
 
 impl From<RunArgs> for RunOptions {
-    fn from(a: RunArgs) -> RunOptions {
+    fn from(mut a: RunArgs) -> RunOptions {
+        // with --image-file there is no IMAGE: what clap took for it is the command's first word
+        let image = match &a.image_file {
+            Some(f) => {
+                if let Some(first) = a.image.take() {
+                    a.command.insert(0, first.into());
+                }
+                f.display().to_string()
+            }
+            None => a.image.take().unwrap_or_default(),
+        };
         // CDI names (`vendor.com/class=name`) are resolved at create; paths go to the spec
-        let (cdi_names, device): (Vec<String>, Vec<String>) = a
-            .device
+        let (cdi_names, device): (Vec<String>, Vec<String>) = std::mem::take(&mut a.device)
             .into_iter()
             .partition(|d| crate::runtime::cdi::is_name(d));
         RunOptions {
@@ -475,7 +490,8 @@ impl From<RunArgs> for RunOptions {
             cidfile: a.cidfile,
             detach: a.detach,
             rm: a.rm,
-            image: a.image,
+            image,
+            image_file: a.image_file,
             pull: a.pull,
             platform: a.platform,
             tls_verify: a.tls_verify,

@@ -1,5 +1,7 @@
 //! `rbox save` (and `rbox image save`): write images as a docker-archive (what `docker load`
-//! and `podman load` read) or an oci-archive, to `-o FILE` or stdout. Reads the store only.
+//! and `podman load` read) or an oci-archive, to `-o FILE` or stdout; or one image as a
+//! single-file squashfs image (`--format squashfs -o FILE`) that `rbox run --image-file`
+//! mounts without unpacking. Reads the store only.
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
@@ -18,9 +20,10 @@ pub struct SaveArgs {
     /// Write to FILE (default: stdout, refused when it is a terminal)
     #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub output: Option<PathBuf>,
-    /// Archive format
+    /// Archive format (squashfs: one image's flattened root and config in one squashfs file,
+    /// for `rbox run --image-file`; needs -o)
     #[arg(long, value_name = "FORMAT", default_value = "docker-archive",
-          value_parser = ["docker-archive", "oci-archive"])]
+          value_parser = ["docker-archive", "oci-archive", "squashfs"])]
     pub format: String,
     /// Print nothing but errors
     #[arg(short = 'q', long)]
@@ -31,6 +34,9 @@ pub struct SaveArgs {
 }
 
 pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
+    if a.format == "squashfs" {
+        return save_squashfs(g, &a);
+    }
     let format = match a.format.as_str() {
         "oci-archive" => Format::OciArchive,
         _ => Format::DockerArchive,
@@ -73,6 +79,37 @@ pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
                 return Err(e.context(format!("save to `{}`", path.display())));
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--format squashfs`: one image, to `-o FILE`, written under a temporary name next to it and
+/// renamed, so a failed save leaves nothing. Runs in rbox's user namespace, where the layer
+/// files show the image's own owners, which the squashfs keeps.
+fn save_squashfs(g: &Context, a: &SaveArgs) -> Result<ExitCode> {
+    let [image] = &a.images[..] else {
+        bail!("--format squashfs saves one image, not {}", a.images.len());
+    };
+    let Some(path) = &a.output else {
+        bail!("--format squashfs needs -o FILE: a squashfs image cannot be written to a stream");
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.rbox-save-{}", std::process::id()));
+    let store = crate::runtime::open_store(g)?;
+    let rec = store.lookup_image(image)?;
+    let res = rbox_storage::mount::squash::write_image(&store, &rec, &tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            fs::File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, path)?;
+            Ok(())
+        });
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.context(format!("save to `{}`", path.display())));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -165,12 +165,24 @@ impl Created {
     pub fn start(self) -> Result<Started> {
         let Created { pid, mut pty, chan } = self;
         if let Err(e) = chan.send(&Msg::Start) {
-            // the init is gone: its exit status is the answer
+            // the init is gone; when it failed during its setup (while the network was being
+            // made), its reason is still queued on the channel: that is the answer, not EPIPE
+            while let Ok(Some(m)) = chan.recv() {
+                if matches!(m, Msg::Failed { .. }) {
+                    return Err(failed(pid, Some(m)));
+                }
+            }
             let _ = nix::sys::wait::waitpid(pid, None);
             return Err(anyhow::Error::from(e).context("start container"));
         }
         loop {
-            match chan.recv().context("read container start status")? {
+            let got = match chan.recv() {
+                // the init failed and closed with our start unread: the kernel reports that
+                // once, and its reason is still queued behind it
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => chan.recv(),
+                other => other,
+            };
+            match got.context("read container start status")? {
                 Some(Msg::Terminal(fd)) => pty = Some(fd),
                 Some(Msg::Ready) => {}
                 None => return Ok(Started { pid, pty }),

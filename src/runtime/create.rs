@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub tls_verify: Option<bool>,
     /// `--rootfs`: `image` is a host directory to use as the root
     pub rootfs: bool,
+    /// `--image-file`: a squashfs image file to use as the root, mounted without unpacking
+    /// (then `image` is unused)
+    pub image_file: Option<std::path::PathBuf>,
     /// what decides the spec
     pub flags: spec::Flags,
     /// CDI devices, `--gpus`, `--nv`, and the OCI hooks directories
@@ -204,7 +207,9 @@ fn create_and_start(
     let root = g.storage_root()?;
     // `--rootfs DIR`: the host directory instead of an image (no image config: the command
     // is the user's)
-    let (image, process) = if a.rootfs {
+    let (image, process) = if let Some(file) = &a.image_file {
+        image_file_source(file)?
+    } else if a.rootfs {
         let dir = std::fs::canonicalize(&a.image)
             .ok()
             .filter(|d| d.is_dir())
@@ -250,6 +255,9 @@ fn create_and_start(
     if let Source::Image(i) = &image {
         driver = driver_for_foreign_lowers(driver, i);
     }
+    if matches!(image, Source::File { .. }) && driver == Driver::Copy {
+        bail!("--image-file needs the overlay or fuse-overlay storage driver: the file is never unpacked");
+    }
     tracing::debug!("storage driver: {driver}");
     let lowers: Vec<std::path::PathBuf> = match &image {
         Source::Image(i) => i
@@ -258,6 +266,7 @@ fn create_and_start(
             .map(|l| store.layer_path(&l.diff_id))
             .collect(),
         Source::Host(d) => vec![d.clone()],
+        Source::File { .. } => Vec::new(),
     };
     let new_volumes =
         super::volumes::prepare(g, &store, &mut spec, &a.flags.volumes_from, &lowers)?;
@@ -334,7 +343,7 @@ pub(super) fn write_pidfile(rec: &ContainerRecord, pid: nix::unistd::Pid) -> nix
 /// container uses it. Failures are reported, never the run's: its exit code stays the
 /// container's.
 pub(super) fn remove_image_after(store: &Store, rec: &ContainerRecord) {
-    if !rec.spec.opts.rmi || rec.rootfs.is_some() {
+    if !rec.spec.opts.rmi || rec.rootfs.is_some() || rec.image_file.is_some() {
         return;
     }
     let removed = (|| -> Result<()> {
@@ -360,6 +369,43 @@ enum Source {
     Image(ImageRecord),
     /// `--rootfs`: a host directory (absolute)
     Host(std::path::PathBuf),
+    /// `--image-file`: a squashfs image (absolute), and the id of the image config it carries
+    /// (empty for a squashfs without one)
+    File {
+        path: std::path::PathBuf,
+        config_id: String,
+    },
+}
+
+/// `--image-file FILE`: the file (absolute) and the image defaults it carries. A missing,
+/// unreadable or non-squashfs file, or a host without squashfuse or a usable /dev/fuse, is
+/// refused here, in one line, before anything is created.
+fn image_file_source(file: &Path) -> Result<(Source, spec::ImageProcess)> {
+    use rbox_storage::mount::{fuse, squash};
+    let shown = file.display();
+    squash::check_file(file).map_err(|why| anyhow::anyhow!("--image-file `{shown}`: {why}"))?;
+    let path = std::fs::canonicalize(file)
+        .with_context(|| format!("--image-file `{shown}`: resolve the path"))?;
+    squash::squashfuse()?;
+    fuse::available().map_err(|why| anyhow::anyhow!("--image-file `{shown}`: {why}"))?;
+    let raw = squash::read_config(&path)?;
+    let Some(raw) = raw else {
+        let source = Source::File {
+            path,
+            config_id: String::new(),
+        };
+        return Ok((source, spec::ImageProcess::default()));
+    };
+    let cfg = oci_spec::image::ImageConfiguration::from_reader(&raw[..]).map_err(|e| {
+        anyhow::anyhow!(
+            "--image-file `{shown}`: read `/{}`: {e}",
+            squash::CONFIG_PATH
+        )
+    })?;
+    let mut process = spec::ImageProcess::from_oci(&cfg);
+    process.healthcheck = spec::ImageHealthcheck::from_config(&raw);
+    let config_id = rbox_storage::Digest::of(&raw).to_string();
+    Ok((Source::File { path, config_id }, process))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -383,6 +429,7 @@ fn create(
             }
             store.create_host_container_dir(id, d)
         }
+        Source::File { path, .. } => store.create_file_container_dir(id, path),
     }
     .context("create container storage")?;
     store
@@ -399,6 +446,17 @@ fn create(
             None,
         ),
         Source::Host(d) => (String::new(), String::new(), String::new(), Some(d.clone())),
+        // `ps` and `inspect` name the file as the image
+        Source::File { path, config_id } => (
+            path.display().to_string(),
+            config_id.clone(),
+            String::new(),
+            None,
+        ),
+    };
+    let image_file = match image {
+        Source::File { path, .. } => Some(path.clone()),
+        _ => None,
     };
     let rec = ContainerRecord {
         id: id.to_string(),
@@ -413,6 +471,7 @@ fn create(
         spec,
         state: State::created(),
         rootfs,
+        image_file,
     };
     // the OCI runtime spec the runtime starts the container from, then the record
     launch::write_config(root, &rec, true, net_path)?;

@@ -110,9 +110,15 @@ pub fn plan(
 ) -> Result<Launch> {
     let dir = store.container_dir(&rec.id)?;
     // the image's own working directory may be created at start; a `-w` one must exist
-    let image_workdir = match rec.rootfs {
-        Some(_) => None,
-        None => {
+    let image_workdir = match (&rec.rootfs, &rec.image_file) {
+        (Some(_), _) => None,
+        // the config the file carries (a few ms of unsquashfs, at start only)
+        (None, Some(f)) => rbox_storage::mount::squash::read_config(f)
+            .ok()
+            .flatten()
+            .and_then(|raw| oci_spec::image::ImageConfiguration::from_reader(&raw[..]).ok())
+            .and_then(|c| c.config().as_ref()?.working_dir().clone()),
+        (None, None) => {
             let image = store.lookup_image(&rec.image_id).with_context(|| {
                 format!("image {} of container {} is gone", &rec.image_id, rec.name)
             })?;
@@ -141,8 +147,12 @@ pub fn plan(
     // The FUSE overlay's server is forked by the init while it mounts the root: with the
     // command as PID 1 it would be the command's child, and a PID 1 that waits for all its
     // children (busybox tar does) would wait for it forever. The `--init` reaper is PID 1
-    // then, and the server its child (see rbox_storage::mount::fuse).
-    let fuse_root = matches!(rootfs, rbox_storage::Rootfs::Fuse { .. });
+    // then, and the server its child (see rbox_storage::mount::fuse). So is squashfuse, which
+    // serves an `--image-file` (rbox_storage::mount::squash).
+    let fuse_root = matches!(
+        rootfs,
+        rbox_storage::Rootfs::Fuse { .. } | rbox_storage::Rootfs::ImageFile { .. }
+    );
     let hostname = oci::hostname(&spec);
     write_etc(&dir.dir, rec, &hostname)?;
     let mode = userns::current_mode();
@@ -573,6 +583,19 @@ fn image_file(rootfs: &rbox_storage::Rootfs, inside: &str) -> String {
         }
         R::Dir(d) => vec![d.as_path()],
         R::Host { dir, upper, .. } => vec![upper.as_path(), dir.as_path()],
+        R::ImageFile { file, upper, .. } => {
+            // the upper first, then the squashfs itself, read without mounting it
+            if let Ok(p) = mounts::secure_join(upper, inside) {
+                if let Ok(text) = fs::read_to_string(&p) {
+                    return text;
+                }
+            }
+            return rbox_storage::mount::squash::cat(file, inside)
+                .ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+        }
     };
     for l in layers {
         let Ok(p) = mounts::secure_join(l, inside) else {
@@ -661,6 +684,7 @@ mod tests {
             image_name: "localhost/busybox:latest".into(),
             image_id: "1".repeat(64),
             rootfs: None,
+            image_file: None,
             image_digest: format!("sha256:{}", "2".repeat(64)),
             created: String::new(),
             driver: rbox_storage::Driver::Overlay,

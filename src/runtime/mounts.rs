@@ -485,6 +485,9 @@ fn describe(op: &Op) -> String {
         Op::Root(Rootfs::Overlay { .. }) => "mount overlay root filesystem".into(),
         Op::Root(Rootfs::Fuse { .. }) => "mount FUSE overlay root filesystem".into(),
         Op::Root(Rootfs::Dir(d)) => format!("bind root filesystem `{}`", d.display()),
+        Op::Root(Rootfs::ImageFile { file, .. }) => {
+            format!("mount image file `{}` as the root", file.display())
+        }
         Op::Root(Rootfs::Host { dir, .. }) => {
             format!("overlay host directory `{}` as the root", dir.display())
         }

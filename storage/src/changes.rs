@@ -587,6 +587,18 @@ pub fn write_layer_tar<W: Write>(upper: &Path, skip: &[&str], out: W) -> Result<
 /// directories applied, none written) to `out`, leaving out the empty regular files at the
 /// relative paths `skip`: a container's whole root filesystem (`rbox export`).
 pub fn write_union_tar<W: Write>(dirs: &[&Path], skip: &[&str], out: W) -> Result<()> {
+    write_union_tar_with(dirs, skip, &[], out)
+}
+
+/// [`write_union_tar`] plus regular files `extra` (relative paths, mode 0644, owned by 0:0,
+/// their parent directories 0755) after the union: an image's flattened root with rbox's own
+/// metadata (`rbox save --format squashfs`).
+pub fn write_union_tar_with<W: Write>(
+    dirs: &[&Path],
+    skip: &[&str],
+    extra: &[(&str, &[u8])],
+    out: W,
+) -> Result<()> {
     let mut fds = Vec::new();
     for d in dirs {
         let fd =
@@ -599,6 +611,28 @@ pub fn write_union_tar<W: Write>(dirs: &[&Path], skip: &[&str], out: W) -> Resul
     }
     let mut w = Walk::new(out, skip);
     w.union(&fds, b"")?;
+    let mut made = std::collections::HashSet::new();
+    for (path, data) in extra {
+        let rel = Path::new(path);
+        let mut parents: Vec<&Path> = rel.ancestors().skip(1).collect();
+        parents.reverse();
+        for p in parents.into_iter().filter(|p| !p.as_os_str().is_empty()) {
+            if made.insert(p.to_path_buf()) {
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                w.b.append_data(&mut h, p, io::empty())
+                    .map_err(|e| Error::io(format!("write `{}` to the tar", p.display()), e))?;
+            }
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        w.b.append_data(&mut h, rel, *data)
+            .map_err(|e| Error::io(format!("write `{path}` to the tar"), e))?;
+    }
     w.finish()
 }
 

@@ -28,6 +28,9 @@ pub struct ContainerDir {
     /// `--rootfs`: a directory of the host that is the container's only, read-only, lower
     /// layer (no image)
     pub host_root: Option<PathBuf>,
+    /// `--image-file`: a squashfs image that is the container's only, read-only, lower layer,
+    /// mounted at [`ContainerDir::image_mount`] (no image in the store)
+    pub image_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -39,6 +42,8 @@ struct ContainerLayer {
     layers: Vec<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     host_root: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image_file: Option<PathBuf>,
     /// where `upper/` and `work/` are, below `<this>/<id>/`, when not in the container's
     /// directory ([`Store::set_upper_root`])
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +64,12 @@ impl ContainerDir {
     /// The empty lower directory an overlay root gets when its image has no layers.
     pub fn empty_lower(&self) -> PathBuf {
         self.dir.join("empty")
+    }
+
+    /// Where an `--image-file` container's squashfs image is mounted, in its own mount
+    /// namespace only.
+    pub fn image_mount(&self) -> PathBuf {
+        self.dir.join("image")
     }
 }
 
@@ -90,6 +101,24 @@ impl Store {
             image_id: Some(rec.id.clone()),
             layers: rec.layers.iter().map(|l| l.diff_id.clone()).collect(),
             host_root: None,
+            image_file: None,
+            upper_root: self.placed_upper_root(id)?,
+        };
+        self.commit_container_dir(id, tmp, dir, meta)
+    }
+
+    /// Creates `containers/<id>/` for a container whose root is the squashfs image `file`
+    /// (absolute), mounted without unpacking and overlaid: the file is never written.
+    pub fn create_file_container_dir(&self, id: &str, file: &Path) -> Result<ContainerDir> {
+        let dir = self.container_path(id)?;
+        let tmp = self.tmp_path("container");
+        let mount_point = tmp.path.join("image");
+        fs::create_dir_all(&mount_point).ctx(|| format!("create {}", bt(&mount_point)))?;
+        let meta = ContainerLayer {
+            image_id: None,
+            layers: Vec::new(),
+            host_root: None,
+            image_file: Some(file.to_path_buf()),
             upper_root: self.placed_upper_root(id)?,
         };
         self.commit_container_dir(id, tmp, dir, meta)
@@ -105,6 +134,7 @@ impl Store {
             image_id: None,
             layers: Vec::new(),
             host_root: Some(host_root.to_path_buf()),
+            image_file: None,
             upper_root: self.placed_upper_root(id)?,
         };
         self.commit_container_dir(id, tmp, dir, meta)
@@ -168,6 +198,7 @@ impl Store {
                 .map(|d| self.layer_path(d))
                 .collect(),
             host_root: meta.host_root.clone(),
+            image_file: meta.image_file.clone(),
             dir,
         }
     }

@@ -34,6 +34,7 @@ mod runtime_habits;
 mod seccomp;
 mod security;
 mod slurm;
+mod sqfs;
 mod system;
 mod userns_state;
 mod volumes;

@@ -13,11 +13,14 @@
 //!   calls it `vfs`, and so do `--storage-driver` and container records.
 //! - [`fuse`]: rbox's own overlay filesystem on FUSE, over the same layers and upper/work
 //!   directories as [`overlay`], served by a process of the container (`fuse-overlay`).
+//! - [`squash`]: a squashfs image file (`--image-file`) served by squashfuse as the only
+//!   lower layer of either overlay.
 
 pub mod copy;
 pub mod fuse;
 pub mod host;
 pub mod overlay;
+pub mod squash;
 
 use std::fmt;
 use std::fs;
@@ -102,6 +105,16 @@ pub enum Rootfs {
         upper: PathBuf,
         work: PathBuf,
     },
+    /// `--image-file`: a squashfs image mounted by squashfuse at `lower` ([`squash`]), under
+    /// kernel overlay, or under the FUSE overlay when `fuse`
+    ImageFile {
+        file: PathBuf,
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        volatile: bool,
+        fuse: bool,
+    },
     /// `--rootfs`: a host directory, overlaid ([`host::mount`])
     Host {
         dir: PathBuf,
@@ -132,6 +145,22 @@ impl Rootfs {
                 upper,
                 work,
             } => fuse::mount(lowers, upper, work, target),
+            Rootfs::ImageFile {
+                file,
+                lower,
+                upper,
+                work,
+                volatile,
+                fuse,
+            } => {
+                squash::mount_file(file, lower)?;
+                let lowers = std::slice::from_ref(lower);
+                if *fuse {
+                    fuse::mount(lowers, upper, work, target)
+                } else {
+                    overlay::mount(lowers, upper, work, *volatile, target)
+                }
+            }
             Rootfs::Dir(d) => mount(
                 Some(d.as_path()),
                 target,
@@ -174,6 +203,24 @@ impl Store {
     /// a container removed on exit) lets overlay skip syncing the upper layer. An image
     /// without layers gets one empty lower directory: overlayfs needs at least one.
     pub fn rootfs(&self, driver: Driver, dir: &ContainerDir, volatile: bool) -> Result<Rootfs> {
+        if let Some(file) = &dir.image_file {
+            if driver == Driver::Copy {
+                return Err(Error::io(
+                    format!("use {} as the root filesystem", bt(file)),
+                    std::io::Error::other(
+                        "an image file needs the overlay or fuse-overlay driver, not vfs: it is never unpacked",
+                    ),
+                ));
+            }
+            return Ok(Rootfs::ImageFile {
+                file: file.clone(),
+                lower: dir.image_mount(),
+                upper: dir.upper.clone(),
+                work: dir.work.clone(),
+                volatile,
+                fuse: driver == Driver::FuseOverlay,
+            });
+        }
         if let Some(host) = &dir.host_root {
             if driver == Driver::Copy {
                 return Err(Error::io(

@@ -87,7 +87,7 @@ fn serve(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path, ready: Ow
     let _ = nix::sys::prctl::set_dumpable(false);
     let _ = nix::sys::prctl::set_name(c"rbox-fuse");
     nix::sys::stat::umask(Mode::empty());
-    close_others(ready.as_raw_fd());
+    close_others(&[ready.as_raw_fd()]);
     let mut ready = std::fs::File::from(ready);
     let res = (|| -> std::result::Result<fuser::Session<fs::Overlay>, String> {
         let dir = |p: &Path| {
@@ -147,9 +147,9 @@ fn serve(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path, ready: Ow
     }
 }
 
-/// Closes every descriptor but `keep`, with stdio on /dev/null: the server must hold no end
-/// of the container's channels or pipes (rbox waits for their end-of-file).
-fn close_others(keep: i32) {
+/// Closes every descriptor but those in `keep`, with stdio on /dev/null: the server must hold
+/// no end of the container's channels or pipes (rbox waits for their end-of-file).
+pub(crate) fn close_others(keep: &[i32]) {
     let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
         Ok(d) => d
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -157,7 +157,7 @@ fn close_others(keep: i32) {
         Err(_) => (0..1024).collect(),
     };
     for fd in fds {
-        if fd != keep && fd > 2 {
+        if !keep.contains(&fd) && fd > 2 {
             let _ = nix::unistd::close(fd);
         }
     }
