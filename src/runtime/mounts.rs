@@ -52,6 +52,22 @@ pub enum Op {
     ReadOnly(String),
     /// remount the root read-only (after pivot)
     RootReadOnly,
+    /// an OCI mount's propagation option (`shared`, `rslave`, ...): `MS_*` flags applied to the
+    /// mount just made at a path inside; it starts a peer group in the container's own mount
+    /// namespace, which every mount was made private in first, so nothing reaches the host
+    Propagation { inside: String, flags: u64 },
+    /// an OCI `linux.devices` node the host has no match for: made with mknod(2) (`kind` is
+    /// `S_IFCHR`, `S_IFBLK` or `S_IFIFO`), then given its mode and owner. Only root without a
+    /// user namespace may make device nodes; a FIFO anyone may.
+    Mknod {
+        inside: String,
+        kind: u32,
+        major: u64,
+        minor: u64,
+        mode: u32,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
     /// `--sysctl`: write a value under /proc/sys (after pivot, before /proc/sys is made
     /// read-only); the key as `net.ipv4.ip_forward`
     Sysctl { key: String, value: String },
@@ -496,11 +512,44 @@ fn describe(op: &Op) -> String {
         Op::ReadOnly(p) => format!("make `{p}` read-only"),
         Op::RootReadOnly => "remount root read-only".into(),
         Op::Sysctl { key, .. } => format!("set sysctl `{key}`"),
+        Op::Propagation { inside, .. } => format!("set the propagation of `{inside}`"),
+        Op::Mknod { inside, .. } => format!("create device `{inside}`"),
     }
 }
 
 fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
     match op {
+        Op::Propagation { inside, flags } => {
+            let p = secure_join(root, inside)?;
+            mount(None::<&str>, &p, None::<&str>, ms(*flags), None::<&str>)?;
+        }
+        Op::Mknod {
+            inside,
+            kind,
+            major,
+            minor,
+            mode,
+            uid,
+            gid,
+        } => {
+            use nix::sys::stat::{Mode, SFlag};
+            let p = secure_join(root, inside)?;
+            let kind = SFlag::from_bits_truncate(*kind);
+            let dev = nix::sys::stat::makedev(*major, *minor);
+            match nix::sys::stat::mknod(&p, kind, Mode::from_bits_truncate(*mode), dev) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EPERM) => bail!(
+                    "the host has no such device to bind, and only root outside a user \
+                     namespace may create device nodes"
+                ),
+                Err(e) => return Err(e.into()),
+            }
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?;
+            if uid.is_some() || gid.is_some() {
+                std::os::unix::fs::chown(&p, *uid, *gid)?;
+            }
+        }
         Op::Sysctl { key, value } => {
             // keys were checked at create (no `/`), so this stays below /proc/sys
             let p = Path::new("/proc/sys").join(key.replace('.', "/"));

@@ -569,6 +569,7 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
         let pts = matches!(&op, Op::Fs { inside, .. } if inside == "/dev/pts");
         let dev = matches!(&op, Op::Fs { inside, .. } if inside == "/dev");
         ops.push(op);
+        ops.extend(propagation(m));
         if dev {
             ops.extend(devices(spec, &mounted)?);
         }
@@ -640,6 +641,35 @@ fn devices(spec: &OciSpec, mounted: &HashSet<&std::path::Path>) -> Result<Vec<Op
                 d.path().display()
             );
         };
+        let kind = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::C | oci_spec::runtime::LinuxDeviceType::U => {
+                libc::S_IFCHR
+            }
+            oci_spec::runtime::LinuxDeviceType::B => libc::S_IFBLK,
+            oci_spec::runtime::LinuxDeviceType::P => libc::S_IFIFO,
+            _ => 0,
+        };
+        let host_matches = std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.mode() & libc::S_IFMT == kind
+                && (kind == libc::S_IFIFO
+                    || (libc::major(m.rdev()) as i64, libc::minor(m.rdev()) as i64)
+                        == (d.major(), d.minor()))
+        });
+        // A node the host lacks is made (as crun makes it) where mknod is allowed: a FIFO
+        // always, a device as root outside a user namespace; elsewhere the step says why not.
+        if kind != 0 && (kind == libc::S_IFIFO || !host_matches) {
+            ops.push(Op::Mknod {
+                inside: p.to_string(),
+                kind,
+                major: d.major().max(0) as u64,
+                minor: d.minor().max(0) as u64,
+                mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+                uid: d.uid(),
+                gid: d.gid(),
+            });
+            continue;
+        }
         if let Ok(m) = std::fs::metadata(p) {
             use std::os::unix::fs::MetadataExt;
             let (major, minor) = (libc::major(m.rdev()) as i64, libc::minor(m.rdev()) as i64);
@@ -705,14 +735,13 @@ fn mount_op(m: &Mount) -> Result<Op> {
         match o {
             "bind" if bind => {}
             "rbind" if bind => recursive = true,
-            // rbox makes every mount private before anything else
-            "private" | "rprivate" => {}
-            "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => bail!(
-                "mount `{inside}`: propagation `{o}` is not supported (rbox's mounts are private)"
-            ),
+            // a step of its own after the mount (see `propagation`)
+            _ if propagation_flags(o).is_some() => {}
             _ => match flag(o) {
                 Some((f, true)) => flags |= f,
                 Some((f, false)) => flags &= !f,
+                // a bind has no filesystem data: runc and crun ignore such options there
+                None if bind && o.contains('=') => {}
                 None if bind => bail!("mount `{inside}`: unsupported bind mount option `{o}`"),
                 None => data.push(o),
             },
@@ -750,6 +779,36 @@ fn mount_op(m: &Mount) -> Result<Op> {
         data: data.join(","),
         // refused by some hosts inside a user namespace; the container runs without them
         optional: matches!(typ, "mqueue" | "cgroup" | "cgroup2"),
+    })
+}
+
+/// The `MS_*` propagation flags of a mount option (`rshared`: shared, recursively).
+fn propagation_flags(o: &str) -> Option<MsFlags> {
+    let (rec, base) = match o.strip_prefix('r') {
+        Some(b @ ("shared" | "slave" | "private" | "unbindable")) => (MsFlags::MS_REC, b),
+        _ => (MsFlags::empty(), o),
+    };
+    let f = match base {
+        "shared" => MsFlags::MS_SHARED,
+        "slave" => MsFlags::MS_SLAVE,
+        "private" => MsFlags::MS_PRIVATE,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        _ => return None,
+    };
+    Some(f | rec)
+}
+
+/// The propagation step of a spec mount, when its options name one (the last one wins).
+fn propagation(m: &Mount) -> Option<Op> {
+    let flags = m
+        .options()
+        .iter()
+        .flatten()
+        .filter_map(|o| propagation_flags(o))
+        .next_back()?;
+    Some(Op::Propagation {
+        inside: m.destination().to_str()?.to_string(),
+        flags: flags.bits(),
     })
 }
 
@@ -1512,9 +1571,21 @@ mod tests {
             "{e}"
         );
         ms.pop();
-        ms.push(mount("/y", "bind", "/y", &["rbind", "rshared"]));
+        // a propagation option is a step after its mount; a bind ignores filesystem data
+        ms.push(mount("/y", "bind", "/y", &["rbind", "rshared", "mode=755"]));
         oci.set_mounts(Some(ms.clone()));
-        assert!(mount_ops(&oci, Rootfs::Dir("/r".into())).is_err());
+        let ops = mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap();
+        let at = ops
+            .iter()
+            .position(|o| matches!(o, Op::Bind { inside, .. } if inside == "/y"))
+            .unwrap();
+        assert_eq!(
+            ops[at + 1],
+            Op::Propagation {
+                inside: "/y".into(),
+                flags: (MsFlags::MS_SHARED | MsFlags::MS_REC).bits()
+            }
+        );
         ms.pop();
         ms.push(mount("rel", "tmpfs", "tmpfs", &[]));
         oci.set_mounts(Some(ms));
