@@ -613,7 +613,20 @@ fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
                 remount_ro(&p, extra)?;
             } else if !extra.is_empty() {
                 let fl = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | locked_flags(&p) | extra;
-                mount(None::<&str>, &p, None::<&str>, fl, None::<&str>)?;
+                let r = mount(None::<&str>, &p, None::<&str>, fl, None::<&str>);
+                // Inside a user namespace the host mount's atime mode is locked (mount(2),
+                // EPERM): keep it, as crun does, and apply the rest.
+                let atime = MsFlags::MS_STRICTATIME
+                    | MsFlags::MS_RELATIME
+                    | MsFlags::MS_NOATIME
+                    | MsFlags::MS_NODIRATIME;
+                if r == Err(nix::errno::Errno::EPERM) && extra.intersects(atime) {
+                    let fl =
+                        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | locked_flags(&p) | (extra - atime);
+                    mount(None::<&str>, &p, None::<&str>, fl, None::<&str>)?;
+                } else {
+                    r?;
+                }
             }
         }
         Op::Symlink { target: t, inside } => {

@@ -114,3 +114,130 @@ fn conform_seccomp_profile_without_close_range() {
         assert_eq!(out.text(), "started", "{out}");
     });
 }
+
+/// A mount's propagation option (`shared`, `rslave`, `unbindable`, ...) is applied to that
+/// mount, inside the container's own mount namespace (config.md, "mounts": options); a bind
+/// ignores filesystem data options such as `mode=755`, as runc and crun do, and keeps the
+/// host's atime mode where a user namespace may not change it.
+#[test]
+fn conform_mount_propagation_options() {
+    util::for_each_user("conform_propagation", |env| {
+        let b = bundle(
+            env,
+            "b",
+            &[
+                "sh",
+                "-c",
+                "grep -E ' /mnt/(sh|sl|ub|pr) ' /proc/self/mountinfo",
+            ],
+        );
+        let opts = |p: &str| json!(["nosuid", "mode=755", "size=1k", p]);
+        edit(env, &b, |c| {
+            let ms = c["mounts"].as_array_mut().unwrap();
+            ms.push(json!({"destination": "/mnt/sh", "type": "tmpfs", "source": "tmpfs", "options": opts("shared")}));
+            ms.push(json!({"destination": "/mnt/sl", "source": "/etc", "options": ["rbind", "rslave", "nosuid", "strictatime", "mode=755"]}));
+            ms.push(json!({"destination": "/mnt/ub", "source": "/etc", "options": ["bind", "unbindable"]}));
+            ms.push(json!({"destination": "/mnt/pr", "type": "tmpfs", "source": "tmpfs", "options": opts("private")}));
+        });
+        let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "p1"]).success();
+        let line = |m: &str| {
+            out.stdout
+                .lines()
+                .find(|l| l.contains(&format!(" /mnt/{m} ")))
+                .unwrap_or_else(|| panic!("/mnt/{m} not mounted: {out}"))
+                .to_string()
+        };
+        // optional fields sit between the mount options and the ` - ` separator
+        let optional = |m: &str| {
+            let l = line(m);
+            let before = l.split(" - ").next().unwrap().to_string();
+            before
+                .split_whitespace()
+                .skip(6)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(optional("sh").starts_with("shared:"), "{out}");
+        assert_eq!(optional("ub"), "unbindable", "{out}");
+        assert_eq!(optional("pr"), "", "{out}");
+        // a slave of a private mount has no master: it is private
+        assert!(!optional("sl").contains("shared:"), "{out}");
+        // nosuid applied; in a user namespace the host's locked atime mode is kept
+        let opts = line("sl").split_whitespace().nth(5).unwrap().to_string();
+        assert!(opts.split(',').any(|o| o == "nosuid"), "{out}");
+    });
+}
+
+/// `linux.devices` (config-linux.md, "devices"): a FIFO is made for every user; a device
+/// node the host lacks is made by root with its type, numbers, mode and owner, and refused
+/// with a clear error inside a user namespace, where mknod is not allowed.
+#[test]
+fn conform_linux_devices_made_when_the_host_lacks_them() {
+    util::for_each_user("conform_devices", |env| {
+        let b = bundle(env, "b", &["ls", "-ln", "/dev/test1", "/dev/test3"]);
+        edit(env, &b, |c| {
+            c["linux"]["devices"] = json!([
+                {"path": "/dev/test1", "type": "c", "major": 10, "minor": 666, "fileMode": 0o640, "uid": 0, "gid": 0},
+                {"path": "/dev/test3", "type": "p", "major": 0, "minor": 0, "fileMode": 0o620}
+            ]);
+        });
+        let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "d1"]);
+        if env.user.who == Who::Root {
+            let out = out.success();
+            let l: Vec<Vec<&str>> = out
+                .stdout
+                .lines()
+                .map(|l| l.split_whitespace().collect())
+                .collect();
+            assert_eq!(l[0][0], "crw-r-----", "{out}");
+            assert_eq!(l[0][4..6], ["10,", "666"], "{out}");
+            assert_eq!(l[1][0], "prw--w----", "{out}");
+        } else {
+            let out = out.rbox_error();
+            assert!(
+                out.stderr.contains("create device `/dev/test1`")
+                    && out.stderr.contains("only root outside a user namespace"),
+                "{out}"
+            );
+            // the FIFO alone is made
+            edit(env, &b, |c| {
+                c["linux"]["devices"].as_array_mut().unwrap().remove(0);
+                c["process"]["args"] = json!(["sh", "-c", "ls -ln /dev/test3 | cut -c1-10"]);
+            });
+            let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "d2"]).success();
+            assert_eq!(out.text(), "prw--w----", "{out}");
+        }
+    });
+}
+
+/// Hooks get the state on stdin (config.md, "POSIX-platform hooks"): `prestart` sees the
+/// container created, with its pid; `poststart` sees it running with the same pid, even
+/// when the process has already exited.
+#[test]
+fn conform_hooks_see_created_and_started_state() {
+    util::for_each_user("conform_hook_state", |env| {
+        let b = bundle(env, "b", &["true"]);
+        let out = env.path("hookout");
+        std::fs::create_dir_all(&out).unwrap();
+        env.cmd("chmod").arg("777").arg(&out).output().success();
+        let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{name}", out.display())]});
+        edit(env, &b, |c| {
+            c["hooks"] = json!({"prestart": [hook("prestart")], "poststart": [hook("poststart")]});
+        });
+        let bs = b.to_str().unwrap();
+        let (code, log) = crate::ociruntime::oci_detached(env, &["create", "--bundle", bs, "h1"]);
+        assert_eq!(code, 0, "{log}");
+        let pid = crate::ociruntime::state(env, "h1")["pid"].as_i64().unwrap();
+        oci(env, &["start", "h1"]).success();
+        let read = |n: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(out.join(n)).unwrap()).unwrap()
+        };
+        let pre = read("prestart");
+        assert_eq!(pre["status"], "created", "{pre}");
+        assert_eq!(pre["pid"], pid, "{pre}");
+        let post = read("poststart");
+        assert_eq!(post["status"], "running", "{post}");
+        assert_eq!(post["pid"], pid, "{post}");
+        oci(env, &["delete", "--force", "h1"]).success();
+    });
+}
