@@ -34,6 +34,16 @@ pub enum Op {
         data: String,
         optional: bool,
     },
+    /// `Fs` with the source name an OCI spec gives it (`shm` for a tmpfs on /dev/shm), which
+    /// /proc/self/mountinfo shows (config.md, "mounts": source)
+    FsNamed {
+        source: String,
+        fstype: String,
+        inside: String,
+        flags: u64,
+        data: String,
+        optional: bool,
+    },
     /// bind a host path (file or directory) onto a path inside, created to match
     Bind {
         host: PathBuf,
@@ -504,7 +514,9 @@ fn describe(op: &Op) -> String {
         Op::Root(Rootfs::Host { dir, .. }) => {
             format!("overlay host directory `{}` as the root", dir.display())
         }
-        Op::Fs { fstype, inside, .. } => format!("mount {fstype} on `{inside}`"),
+        Op::Fs { fstype, inside, .. } | Op::FsNamed { fstype, inside, .. } => {
+            format!("mount {fstype} on `{inside}`")
+        }
         Op::Bind { host, inside, .. } => format!("bind `{}` on `{inside}`", host.display()),
         Op::Symlink { inside, .. } => format!("create symlink `{inside}`"),
         Op::Pivot => "pivot_root".into(),
@@ -572,12 +584,24 @@ fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
             flags,
             data,
             optional,
+        }
+        | Op::FsNamed {
+            fstype,
+            inside,
+            flags,
+            data,
+            optional,
+            ..
         } => {
+            let source = match op {
+                Op::FsNamed { source, .. } => source,
+                _ => fstype,
+            };
             let p = secure_join(root, inside)?;
             let r = mount_point(&p, true).and_then(|_| {
                 let data = (!data.is_empty()).then_some(data.as_str());
                 mount(
-                    Some(fstype.as_str()),
+                    Some(source.as_str()),
                     &p,
                     Some(fstype.as_str()),
                     ms(*flags),

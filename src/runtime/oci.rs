@@ -566,8 +566,8 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
         .collect();
     for m in spec.mounts().iter().flatten() {
         let op = mount_op(m)?;
-        let pts = matches!(&op, Op::Fs { inside, .. } if inside == "/dev/pts");
-        let dev = matches!(&op, Op::Fs { inside, .. } if inside == "/dev");
+        let fs_at = |at: &str| matches!(&op, Op::Fs { inside, .. } | Op::FsNamed { inside, .. } if inside == at);
+        let (pts, dev) = (fs_at("/dev/pts"), fs_at("/dev"));
         ops.push(op);
         ops.extend(propagation(m));
         if dev {
@@ -771,7 +771,7 @@ fn mount_op(m: &Mount) -> Result<Op> {
             flags: rest.bits(),
         });
     }
-    Ok(Op::Fs {
+    let fs = Op::Fs {
         // `cgroup` is the spec's word for the container's cgroup tree; rbox mounts v2 only
         fstype: if typ == "cgroup" { "cgroup2" } else { typ }.to_string(),
         inside: inside.to_string(),
@@ -779,7 +779,28 @@ fn mount_op(m: &Mount) -> Result<Op> {
         data: data.join(","),
         // refused by some hosts inside a user namespace; the container runs without them
         optional: matches!(typ, "mqueue" | "cgroup" | "cgroup2"),
-    })
+    };
+    // the spec's source name where it is not the type (`shm`), as mountinfo then shows it
+    match (m.source().as_deref().and_then(|s| s.to_str()), fs) {
+        (
+            Some(source),
+            Op::Fs {
+                fstype,
+                inside,
+                flags,
+                data,
+                optional,
+            },
+        ) if !source.is_empty() && source != typ => Ok(Op::FsNamed {
+            source: source.to_string(),
+            fstype,
+            inside,
+            flags,
+            data,
+            optional,
+        }),
+        (_, fs) => Ok(fs),
+    }
 }
 
 /// The `MS_*` propagation flags of a mount option (`rshared`: shared, recursively).

@@ -240,3 +240,40 @@ fn conform_hooks_see_created_and_started_state() {
         oci(env, &["delete", "--force", "h1"]).success();
     });
 }
+
+/// A mount's `source` is the name the kernel records for it (config.md, "mounts"): a tmpfs
+/// named `shm` shows as `shm` in /proc/self/mountinfo, as with runc and crun.
+#[test]
+fn conform_mount_source_names_the_filesystem() {
+    util::for_each_user("conform_mount_source", |env| {
+        let b = bundle(
+            env,
+            "b",
+            &[
+                "sh",
+                "-c",
+                "grep -E ' /(dev/shm|mnt/named) ' /proc/self/mountinfo",
+            ],
+        );
+        edit(env, &b, |c| {
+            let ms = c["mounts"].as_array_mut().unwrap();
+            ms.push(json!({"destination": "/mnt/named", "type": "tmpfs", "source": "scratch", "options": ["size=1k"]}));
+        });
+        let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "m1"]).success();
+        let source = |at: &str| {
+            let l = out
+                .stdout
+                .lines()
+                .find(|l| l.contains(&format!(" {at} ")))
+                .unwrap_or_else(|| panic!("{at} not mounted: {out}"));
+            let after: Vec<&str> = l.split(" - ").nth(1).unwrap().split_whitespace().collect();
+            (after[0].to_string(), after[1].to_string())
+        };
+        assert_eq!(source("/dev/shm"), ("tmpfs".into(), "shm".into()), "{out}");
+        assert_eq!(
+            source("/mnt/named"),
+            ("tmpfs".into(), "scratch".into()),
+            "{out}"
+        );
+    });
+}
