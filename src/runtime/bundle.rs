@@ -831,14 +831,12 @@ fn add_rootless_userns(spec: &mut OciSpec, uid: u32, gid: u32, mode: &userns::Mo
 /// without that LSM).
 fn unsupported(spec: &OciSpec) -> Result<()> {
     let v = serde_json::to_value(spec).unwrap_or_default();
+    // every mount is made private first, so a shared root is a peer group of the container's
+    // own mount namespace: nothing propagates to or from the host
     match v["linux"]["rootfsPropagation"].as_str() {
-        None | Some("") | Some("private") | Some("rprivate") => {}
-        Some(p @ ("slave" | "rslave" | "unbindable" | "runbindable")) => tracing::warn!(
-            "linux.rootfsPropagation `{p}`: rbox makes the container's mounts private"
-        ),
-        Some(p) => bail!(
-            "linux.rootfsPropagation `{p}` is not supported: rbox makes the container's mounts private"
-        ),
+        None | Some("") => {}
+        Some(p) if oci::propagation_flags(p).is_some() => {}
+        Some(p) => bail!("linux.rootfsPropagation `{p}` is not a mount propagation"),
     }
     let ignored = [
         ("process", "apparmorProfile"),
@@ -1076,14 +1074,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn propagation_back_to_the_host_is_refused() {
+    fn root_propagation_is_a_mount_propagation() {
         let mut spec = example_spec(false).unwrap();
         unsupported(&spec).unwrap();
         for (p, ok) in [
             ("rprivate", true),
             ("rslave", true),
-            ("rshared", false),
-            ("shared", false),
+            ("rshared", true),
+            ("unbindable", true),
+            ("sideways", false),
         ] {
             let mut l = spec.linux().clone().unwrap();
             l.set_rootfs_propagation(Some(p.into()));

@@ -582,6 +582,19 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
         ops.extend(dev_symlinks());
     }
     ops.push(Op::Pivot);
+    // linux.rootfsPropagation, on the new root and every mount under it
+    if let Some(f) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(propagation_flags)
+        .filter(|f| !f.contains(MsFlags::MS_PRIVATE))
+    {
+        ops.push(Op::Propagation {
+            inside: "/".into(),
+            flags: (f | MsFlags::MS_REC).bits(),
+        });
+    }
     if let Some(l) = spec.linux() {
         for (key, value) in l.sysctl().iter().flatten() {
             if key.contains('/') || key.split('.').any(|c| c.is_empty() || c == "..") {
@@ -804,7 +817,7 @@ fn mount_op(m: &Mount) -> Result<Op> {
 }
 
 /// The `MS_*` propagation flags of a mount option (`rshared`: shared, recursively).
-fn propagation_flags(o: &str) -> Option<MsFlags> {
+pub fn propagation_flags(o: &str) -> Option<MsFlags> {
     let (rec, base) = match o.strip_prefix('r') {
         Some(b @ ("shared" | "slave" | "private" | "unbindable")) => (MsFlags::MS_REC, b),
         _ => (MsFlags::empty(), o),

@@ -277,3 +277,27 @@ fn conform_mount_source_names_the_filesystem() {
         );
     });
 }
+
+/// `linux.rootfsPropagation` (config-linux.md) is the new root's propagation: `rshared`
+/// makes it shared (a peer group of the container's own mount namespace, as every mount was
+/// made private first), `unbindable` unbindable.
+#[test]
+fn conform_rootfs_propagation() {
+    util::for_each_user("conform_rootfs_prop", |env| {
+        let b = bundle(env, "b", &["sh", "-c", "grep ' / / ' /proc/self/mountinfo"]);
+        for (i, (p, want)) in [("rshared", "shared:"), ("unbindable", "unbindable")]
+            .into_iter()
+            .enumerate()
+        {
+            edit(env, &b, |c| c["linux"]["rootfsPropagation"] = json!(p));
+            let out = oci(
+                env,
+                &["run", "--bundle", b.to_str().unwrap(), &format!("r{i}")],
+            )
+            .success();
+            let before = out.stdout.split(" - ").next().unwrap().to_string();
+            let optional: Vec<&str> = before.split_whitespace().skip(6).collect();
+            assert!(optional.iter().any(|o| o.starts_with(want)), "{p}: {out}");
+        }
+    });
+}
