@@ -170,12 +170,21 @@ impl Created {
     pub fn start(self) -> Result<Started> {
         let Created { pid, mut pty, chan } = self;
         if let Err(e) = chan.send(&Msg::Start) {
-            // the init is gone: its exit status is the answer
+            // the init is gone: the failure it sent before it went is the answer
+            if let Ok(Some(m @ Msg::Failed { .. })) = chan.recv() {
+                return Err(failed(pid, Some(m)));
+            }
             let _ = nix::sys::wait::waitpid(pid, None);
             return Err(anyhow::Error::from(e).context("start container"));
         }
         loop {
-            match chan.recv().context("read container start status")? {
+            // An init that failed and exited with our Start unread resets the connection
+            // (unix(7)): the error is reported once, and its failure message still waits.
+            let got = match chan.recv() {
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => chan.recv(),
+                r => r,
+            };
+            match got.context("read container start status")? {
                 Some(Msg::Terminal(fd)) => pty = Some(fd),
                 Some(Msg::Ready) => {}
                 None => return Ok(Started { pid, pty }),

@@ -582,19 +582,6 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
         ops.extend(dev_symlinks());
     }
     ops.push(Op::Pivot);
-    // linux.rootfsPropagation, on the new root and every mount under it
-    if let Some(f) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .and_then(propagation_flags)
-        .filter(|f| !f.contains(MsFlags::MS_PRIVATE))
-    {
-        ops.push(Op::Propagation {
-            inside: "/".into(),
-            flags: (f | MsFlags::MS_REC).bits(),
-        });
-    }
     if let Some(l) = spec.linux() {
         for (key, value) in l.sysctl().iter().flatten() {
             if key.contains('/') || key.split('.').any(|c| c.is_empty() || c == "..") {
@@ -616,6 +603,20 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
     }
     if root.readonly() == Some(true) {
         ops.push(Op::RootReadOnly);
+    }
+    // linux.rootfsPropagation, on the new root and every mount under it; last, as masks
+    // bind /dev/null, which an unbindable mount refuses
+    if let Some(f) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(propagation_flags)
+        .filter(|f| !f.contains(MsFlags::MS_PRIVATE))
+    {
+        ops.push(Op::Propagation {
+            inside: "/".into(),
+            flags: (f | MsFlags::MS_REC).bits(),
+        });
     }
     Ok(ops)
 }
