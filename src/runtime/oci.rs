@@ -568,8 +568,13 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
         let op = mount_op(m)?;
         let fs_at = |at: &str| matches!(&op, Op::Fs { inside, .. } | Op::FsNamed { inside, .. } if inside == at);
         let (pts, dev) = (fs_at("/dev/pts"), fs_at("/dev"));
+        // an optional mount may be missing: no propagation step for it
+        let optional = matches!(
+            &op,
+            Op::Fs { optional: true, .. } | Op::FsNamed { optional: true, .. }
+        );
         ops.push(op);
-        ops.extend(propagation(m));
+        ops.extend(propagation(m).filter(|_| !optional));
         if dev {
             ops.extend(devices(spec, &mounted)?);
         }
@@ -833,14 +838,16 @@ pub fn propagation_flags(o: &str) -> Option<MsFlags> {
     Some(f | rec)
 }
 
-/// The propagation step of a spec mount, when its options name one (the last one wins).
+/// The propagation step of a spec mount, when its options name one other than private (the
+/// last one wins; every mount is private already).
 fn propagation(m: &Mount) -> Option<Op> {
     let flags = m
         .options()
         .iter()
         .flatten()
         .filter_map(|o| propagation_flags(o))
-        .next_back()?;
+        .next_back()
+        .filter(|f| !f.contains(MsFlags::MS_PRIVATE))?;
     Some(Op::Propagation {
         inside: m.destination().to_str()?.to_string(),
         flags: flags.bits(),
