@@ -198,7 +198,14 @@ impl Runtime {
         check_id(id)?;
         let bundle = fs::canonicalize(&o.bundle)
             .with_context(|| format!("open bundle `{}`", o.bundle.display()))?;
-        let spec = oci::load(&bundle.join("config.json"))?;
+        let mut spec = oci::load(&bundle.join("config.json"))?;
+        if !nix::unistd::geteuid().is_root() {
+            let (uid, gid) = (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
+            add_rootless_userns(&mut spec, uid, gid, &userns::detect().0);
+        }
         self.make_root()?;
         let dir = self.dir(id);
         if let Err(e) = fs::create_dir(&dir) {
@@ -267,7 +274,12 @@ impl Runtime {
                 st.pid = pid.as_raw();
                 st.start_time = start_time(st.pid).unwrap_or(0);
                 write_state(dir, &st)?;
-                let text = state_json(&st)?;
+                // the runtime spec's hooks see the container as created: its namespaces and
+                // process exist, the user's program has not started
+                let text = state_json(&State {
+                    status: "created".into(),
+                    ..st.clone()
+                })?;
                 hooks::run(
                     "prestart",
                     hooks.prestart().as_deref().unwrap_or_default(),
@@ -366,8 +378,11 @@ impl Runtime {
         let _ = fs::remove_file(&fifo);
         let spec = oci::load(&dir.join("config.json"))?;
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
-            let mut st = self.state(id)?;
-            st.status = "running".into();
+            // the state as started, with its pid, even if the process has exited since
+            let st = State {
+                status: "running".into(),
+                ..st
+            };
             if let Err(e) = hooks::run("poststart", &h, &state_json(&st)?) {
                 tracing::warn!("{e:#}");
             }
@@ -767,20 +782,61 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
     })
 }
 
+/// A spec without a user namespace, run by an unprivileged user, gets one as crun gives it:
+/// container root is the caller, and ids 1.. come from its /etc/subuid and /etc/subgid ranges
+/// where it has them (else root is the only id).
+fn add_rootless_userns(spec: &mut OciSpec, uid: u32, gid: u32, mode: &userns::Mode) {
+    use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType};
+    let Some(mut linux) = spec.linux().clone() else {
+        return;
+    };
+    let mut nss = linux.namespaces().clone().unwrap_or_default();
+    if nss.iter().any(|n| n.typ() == LinuxNamespaceType::User) {
+        return;
+    }
+    let map = |own: u32, range: Option<userns::SubRange>| {
+        let one = |c: u32, h: u32, n: u32| {
+            LinuxIdMappingBuilder::default()
+                .container_id(c)
+                .host_id(h)
+                .size(n)
+                .build()
+                .expect("all fields set")
+        };
+        let mut m = vec![one(0, own, 1)];
+        if let Some(r) = range {
+            m.push(one(1, r.start, r.count));
+        }
+        m
+    };
+    let (ur, gr) = match mode {
+        userns::Mode::SubIds { uid, gid } => (Some(*uid), Some(*gid)),
+        _ => (None, None),
+    };
+    nss.push(
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::User)
+            .build()
+            .expect("type set"),
+    );
+    linux.set_namespaces(Some(nss));
+    linux.set_uid_mappings(Some(map(uid, ur)));
+    linux.set_gid_mappings(Some(map(gid, gr)));
+    spec.set_linux(Some(linux));
+}
+
 /// Spec fields rbox does not apply: refused where ignoring them would break what the bundle
 /// relies on (mount propagation back to the host), a warning where the container only loses
 /// a restriction or a tuning the host may not offer anyway (LSM labels, as crun on a host
 /// without that LSM).
 fn unsupported(spec: &OciSpec) -> Result<()> {
     let v = serde_json::to_value(spec).unwrap_or_default();
+    // every mount is made private first, so a shared root is a peer group of the container's
+    // own mount namespace: nothing propagates to or from the host
     match v["linux"]["rootfsPropagation"].as_str() {
-        None | Some("") | Some("private") | Some("rprivate") => {}
-        Some(p @ ("slave" | "rslave" | "unbindable" | "runbindable")) => tracing::warn!(
-            "linux.rootfsPropagation `{p}`: rbox makes the container's mounts private"
-        ),
-        Some(p) => bail!(
-            "linux.rootfsPropagation `{p}` is not supported: rbox makes the container's mounts private"
-        ),
+        None | Some("") => {}
+        Some(p) if oci::propagation_flags(p).is_some() => {}
+        Some(p) => bail!("linux.rootfsPropagation `{p}` is not a mount propagation"),
     }
     let ignored = [
         ("process", "apparmorProfile"),
@@ -1018,14 +1074,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn propagation_back_to_the_host_is_refused() {
+    fn root_propagation_is_a_mount_propagation() {
         let mut spec = example_spec(false).unwrap();
         unsupported(&spec).unwrap();
         for (p, ok) in [
             ("rprivate", true),
             ("rslave", true),
-            ("rshared", false),
-            ("shared", false),
+            ("rshared", true),
+            ("unbindable", true),
+            ("sideways", false),
         ] {
             let mut l = spec.linux().clone().unwrap();
             l.set_rootfs_propagation(Some(p.into()));

@@ -34,6 +34,16 @@ pub enum Op {
         data: String,
         optional: bool,
     },
+    /// `Fs` with the source name an OCI spec gives it (`shm` for a tmpfs on /dev/shm), which
+    /// /proc/self/mountinfo shows (config.md, "mounts": source)
+    FsNamed {
+        source: String,
+        fstype: String,
+        inside: String,
+        flags: u64,
+        data: String,
+        optional: bool,
+    },
     /// bind a host path (file or directory) onto a path inside, created to match
     Bind {
         host: PathBuf,
@@ -52,6 +62,22 @@ pub enum Op {
     ReadOnly(String),
     /// remount the root read-only (after pivot)
     RootReadOnly,
+    /// an OCI mount's propagation option (`shared`, `rslave`, ...): `MS_*` flags applied to the
+    /// mount just made at a path inside; it starts a peer group in the container's own mount
+    /// namespace, which every mount was made private in first, so nothing reaches the host
+    Propagation { inside: String, flags: u64 },
+    /// an OCI `linux.devices` node the host has no match for: made with mknod(2) (`kind` is
+    /// `S_IFCHR`, `S_IFBLK` or `S_IFIFO`), then given its mode and owner. Only root without a
+    /// user namespace may make device nodes; a FIFO anyone may.
+    Mknod {
+        inside: String,
+        kind: u32,
+        major: u64,
+        minor: u64,
+        mode: u32,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
     /// `--sysctl`: write a value under /proc/sys (after pivot, before /proc/sys is made
     /// read-only); the key as `net.ipv4.ip_forward`
     Sysctl { key: String, value: String },
@@ -491,7 +517,9 @@ fn describe(op: &Op) -> String {
         Op::Root(Rootfs::Host { dir, .. }) => {
             format!("overlay host directory `{}` as the root", dir.display())
         }
-        Op::Fs { fstype, inside, .. } => format!("mount {fstype} on `{inside}`"),
+        Op::Fs { fstype, inside, .. } | Op::FsNamed { fstype, inside, .. } => {
+            format!("mount {fstype} on `{inside}`")
+        }
         Op::Bind { host, inside, .. } => format!("bind `{}` on `{inside}`", host.display()),
         Op::Symlink { inside, .. } => format!("create symlink `{inside}`"),
         Op::Pivot => "pivot_root".into(),
@@ -499,11 +527,44 @@ fn describe(op: &Op) -> String {
         Op::ReadOnly(p) => format!("make `{p}` read-only"),
         Op::RootReadOnly => "remount root read-only".into(),
         Op::Sysctl { key, .. } => format!("set sysctl `{key}`"),
+        Op::Propagation { inside, .. } => format!("set the propagation of `{inside}`"),
+        Op::Mknod { inside, .. } => format!("create device `{inside}`"),
     }
 }
 
 fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
     match op {
+        Op::Propagation { inside, flags } => {
+            let p = secure_join(root, inside)?;
+            mount(None::<&str>, &p, None::<&str>, ms(*flags), None::<&str>)?;
+        }
+        Op::Mknod {
+            inside,
+            kind,
+            major,
+            minor,
+            mode,
+            uid,
+            gid,
+        } => {
+            use nix::sys::stat::{Mode, SFlag};
+            let p = secure_join(root, inside)?;
+            let kind = SFlag::from_bits_truncate(*kind);
+            let dev = nix::sys::stat::makedev(*major, *minor);
+            match nix::sys::stat::mknod(&p, kind, Mode::from_bits_truncate(*mode), dev) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EPERM) => bail!(
+                    "the host has no such device to bind, and only root outside a user \
+                     namespace may create device nodes"
+                ),
+                Err(e) => return Err(e.into()),
+            }
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?;
+            if uid.is_some() || gid.is_some() {
+                std::os::unix::fs::chown(&p, *uid, *gid)?;
+            }
+        }
         Op::Sysctl { key, value } => {
             // keys were checked at create (no `/`), so this stays below /proc/sys
             let p = Path::new("/proc/sys").join(key.replace('.', "/"));
@@ -526,12 +587,24 @@ fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
             flags,
             data,
             optional,
+        }
+        | Op::FsNamed {
+            fstype,
+            inside,
+            flags,
+            data,
+            optional,
+            ..
         } => {
+            let source = match op {
+                Op::FsNamed { source, .. } => source,
+                _ => fstype,
+            };
             let p = secure_join(root, inside)?;
             let r = mount_point(&p, true).and_then(|_| {
                 let data = (!data.is_empty()).then_some(data.as_str());
                 mount(
-                    Some(fstype.as_str()),
+                    Some(source.as_str()),
                     &p,
                     Some(fstype.as_str()),
                     ms(*flags),
@@ -567,7 +640,20 @@ fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
                 remount_ro(&p, extra)?;
             } else if !extra.is_empty() {
                 let fl = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | locked_flags(&p) | extra;
-                mount(None::<&str>, &p, None::<&str>, fl, None::<&str>)?;
+                let r = mount(None::<&str>, &p, None::<&str>, fl, None::<&str>);
+                // Inside a user namespace the host mount's atime mode is locked (mount(2),
+                // EPERM): keep it, as crun does, and apply the rest.
+                let atime = MsFlags::MS_STRICTATIME
+                    | MsFlags::MS_RELATIME
+                    | MsFlags::MS_NOATIME
+                    | MsFlags::MS_NODIRATIME;
+                if r == Err(nix::errno::Errno::EPERM) && extra.intersects(atime) {
+                    let fl =
+                        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | locked_flags(&p) | (extra - atime);
+                    mount(None::<&str>, &p, None::<&str>, fl, None::<&str>)?;
+                } else {
+                    r?;
+                }
             }
         }
         Op::Symlink { target: t, inside } => {

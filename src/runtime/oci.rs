@@ -566,9 +566,15 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
         .collect();
     for m in spec.mounts().iter().flatten() {
         let op = mount_op(m)?;
-        let pts = matches!(&op, Op::Fs { inside, .. } if inside == "/dev/pts");
-        let dev = matches!(&op, Op::Fs { inside, .. } if inside == "/dev");
+        let fs_at = |at: &str| matches!(&op, Op::Fs { inside, .. } | Op::FsNamed { inside, .. } if inside == at);
+        let (pts, dev) = (fs_at("/dev/pts"), fs_at("/dev"));
+        // an optional mount may be missing: no propagation step for it
+        let optional = matches!(
+            &op,
+            Op::Fs { optional: true, .. } | Op::FsNamed { optional: true, .. }
+        );
         ops.push(op);
+        ops.extend(propagation(m).filter(|_| !optional));
         if dev {
             ops.extend(devices(spec, &mounted)?);
         }
@@ -602,6 +608,20 @@ pub fn mount_ops(spec: &OciSpec, rootfs: Rootfs) -> Result<Vec<Op>> {
     }
     if root.readonly() == Some(true) {
         ops.push(Op::RootReadOnly);
+    }
+    // linux.rootfsPropagation, on the new root and every mount under it; last, as masks
+    // bind /dev/null, which an unbindable mount refuses
+    if let Some(f) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(propagation_flags)
+        .filter(|f| !f.contains(MsFlags::MS_PRIVATE))
+    {
+        ops.push(Op::Propagation {
+            inside: "/".into(),
+            flags: (f | MsFlags::MS_REC).bits(),
+        });
     }
     Ok(ops)
 }
@@ -640,6 +660,35 @@ fn devices(spec: &OciSpec, mounted: &HashSet<&std::path::Path>) -> Result<Vec<Op
                 d.path().display()
             );
         };
+        let kind = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::C | oci_spec::runtime::LinuxDeviceType::U => {
+                libc::S_IFCHR
+            }
+            oci_spec::runtime::LinuxDeviceType::B => libc::S_IFBLK,
+            oci_spec::runtime::LinuxDeviceType::P => libc::S_IFIFO,
+            _ => 0,
+        };
+        let host_matches = std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.mode() & libc::S_IFMT == kind
+                && (kind == libc::S_IFIFO
+                    || (libc::major(m.rdev()) as i64, libc::minor(m.rdev()) as i64)
+                        == (d.major(), d.minor()))
+        });
+        // A node the host lacks is made (as crun makes it) where mknod is allowed: a FIFO
+        // always, a device as root outside a user namespace; elsewhere the step says why not.
+        if kind != 0 && (kind == libc::S_IFIFO || !host_matches) {
+            ops.push(Op::Mknod {
+                inside: p.to_string(),
+                kind,
+                major: d.major().max(0) as u64,
+                minor: d.minor().max(0) as u64,
+                mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+                uid: d.uid(),
+                gid: d.gid(),
+            });
+            continue;
+        }
         if let Ok(m) = std::fs::metadata(p) {
             use std::os::unix::fs::MetadataExt;
             let (major, minor) = (libc::major(m.rdev()) as i64, libc::minor(m.rdev()) as i64);
@@ -705,14 +754,13 @@ fn mount_op(m: &Mount) -> Result<Op> {
         match o {
             "bind" if bind => {}
             "rbind" if bind => recursive = true,
-            // rbox makes every mount private before anything else
-            "private" | "rprivate" => {}
-            "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => bail!(
-                "mount `{inside}`: propagation `{o}` is not supported (rbox's mounts are private)"
-            ),
+            // a step of its own after the mount (see `propagation`)
+            _ if propagation_flags(o).is_some() => {}
             _ => match flag(o) {
                 Some((f, true)) => flags |= f,
                 Some((f, false)) => flags &= !f,
+                // a bind has no filesystem data: runc and crun ignore such options there
+                None if bind && o.contains('=') => {}
                 None if bind => bail!("mount `{inside}`: unsupported bind mount option `{o}`"),
                 None => data.push(o),
             },
@@ -742,7 +790,7 @@ fn mount_op(m: &Mount) -> Result<Op> {
             flags: rest.bits(),
         });
     }
-    Ok(Op::Fs {
+    let fs = Op::Fs {
         // `cgroup` is the spec's word for the container's cgroup tree; rbox mounts v2 only
         fstype: if typ == "cgroup" { "cgroup2" } else { typ }.to_string(),
         inside: inside.to_string(),
@@ -750,6 +798,59 @@ fn mount_op(m: &Mount) -> Result<Op> {
         data: data.join(","),
         // refused by some hosts inside a user namespace; the container runs without them
         optional: matches!(typ, "mqueue" | "cgroup" | "cgroup2"),
+    };
+    // the spec's source name where it is not the type (`shm`), as mountinfo then shows it
+    match (m.source().as_deref().and_then(|s| s.to_str()), fs) {
+        (
+            Some(source),
+            Op::Fs {
+                fstype,
+                inside,
+                flags,
+                data,
+                optional,
+            },
+        ) if !source.is_empty() && source != typ => Ok(Op::FsNamed {
+            source: source.to_string(),
+            fstype,
+            inside,
+            flags,
+            data,
+            optional,
+        }),
+        (_, fs) => Ok(fs),
+    }
+}
+
+/// The `MS_*` propagation flags of a mount option (`rshared`: shared, recursively).
+pub fn propagation_flags(o: &str) -> Option<MsFlags> {
+    let (rec, base) = match o.strip_prefix('r') {
+        Some(b @ ("shared" | "slave" | "private" | "unbindable")) => (MsFlags::MS_REC, b),
+        _ => (MsFlags::empty(), o),
+    };
+    let f = match base {
+        "shared" => MsFlags::MS_SHARED,
+        "slave" => MsFlags::MS_SLAVE,
+        "private" => MsFlags::MS_PRIVATE,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        _ => return None,
+    };
+    Some(f | rec)
+}
+
+/// The propagation step of a spec mount, when its options name one other than private (the
+/// last one wins; every mount is private already).
+fn propagation(m: &Mount) -> Option<Op> {
+    let flags = m
+        .options()
+        .iter()
+        .flatten()
+        .filter_map(|o| propagation_flags(o))
+        .next_back()
+        .filter(|f| !f.contains(MsFlags::MS_PRIVATE))?;
+    Some(Op::Propagation {
+        inside: m.destination().to_str()?.to_string(),
+        flags: flags.bits(),
     })
 }
 
@@ -1022,6 +1123,30 @@ mod tests {
     }
 
     /// Today's plan for `spec` on `host`, as `runtime::launch` computes it.
+    /// A spec's mounts keep their source names (`shm`, as Podman's /dev/shm shows it);
+    /// rbox's own plan names each filesystem by its type: compare them without the names.
+    fn unnamed(ops: Vec<Op>) -> Vec<Op> {
+        ops.into_iter()
+            .map(|o| match o {
+                Op::FsNamed {
+                    fstype,
+                    inside,
+                    flags,
+                    data,
+                    optional,
+                    ..
+                } => Op::Fs {
+                    fstype,
+                    inside,
+                    flags,
+                    data,
+                    optional,
+                },
+                o => o,
+            })
+            .collect()
+    }
+
     fn today(spec: &Spec, host: &Host) -> Vec<Op> {
         mounts::plan(
             Rootfs::Dir("/r".into()),
@@ -1038,7 +1163,7 @@ mod tests {
     fn check(spec: &Spec, host: &Host) -> OciSpec {
         let oci = build(spec, &etc(), host).unwrap();
         assert_eq!(
-            mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap(),
+            unnamed(mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap()),
             today(spec, host)
         );
         let p = process(&oci).unwrap();
@@ -1485,7 +1610,7 @@ mod tests {
             let back = OciSpec::load(&path).unwrap();
             assert_eq!(back, oci);
             assert_eq!(
-                mount_ops(&back, Rootfs::Dir("/r".into())).unwrap(),
+                unnamed(mount_ops(&back, Rootfs::Dir("/r".into())).unwrap()),
                 today(&spec, &host())
             );
             assert_eq!(process(&back).unwrap(), process(&oci).unwrap());
@@ -1512,9 +1637,21 @@ mod tests {
             "{e}"
         );
         ms.pop();
-        ms.push(mount("/y", "bind", "/y", &["rbind", "rshared"]));
+        // a propagation option is a step after its mount; a bind ignores filesystem data
+        ms.push(mount("/y", "bind", "/y", &["rbind", "rshared", "mode=755"]));
         oci.set_mounts(Some(ms.clone()));
-        assert!(mount_ops(&oci, Rootfs::Dir("/r".into())).is_err());
+        let ops = mount_ops(&oci, Rootfs::Dir("/r".into())).unwrap();
+        let at = ops
+            .iter()
+            .position(|o| matches!(o, Op::Bind { inside, .. } if inside == "/y"))
+            .unwrap();
+        assert_eq!(
+            ops[at + 1],
+            Op::Propagation {
+                inside: "/y".into(),
+                flags: (MsFlags::MS_SHARED | MsFlags::MS_REC).bits()
+            }
+        );
         ms.pop();
         ms.push(mount("rel", "tmpfs", "tmpfs", &[]));
         oci.set_mounts(Some(ms));

@@ -359,6 +359,10 @@ fn prepare_and_exec(
     // no_new_privs (off by default, so setuid programs work) the kernel requires it. What runs
     // from here to execve (prctl, setgroups, setres[ug]id, capset, close_range, rt_sigaction,
     // execve) is therefore filtered too; Podman's default allows all of it, as runc does.
+    // Before the filter: a spec's profile may predate close_range(2) and refuse it (the
+    // runtime-tools suite's does); marking descriptors close-on-exec closes nothing yet.
+    sys::cloexec_from(3 + cmd.preserve_fds)
+        .map_err(|e| Failure::setup(format!("close inherited descriptors: {e}")))?;
     if let Some(prog) = seccomp {
         sys::seccomp_install(prog)
             .map_err(|e| Failure::setup(format!("install seccomp filter: {e}")))?;
@@ -440,8 +444,6 @@ fn prepare_and_exec(
         .map(|a| cstr(a.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     let path_c = cstr(&exe)?;
-    sys::cloexec_from(3 + cmd.preserve_fds)
-        .map_err(|e| Failure::setup(format!("close inherited descriptors: {e}")))?;
     sys::reset_signals();
     let err = sys::execve(&path_c, &argv, &envp);
     let shown = exe.to_string_lossy();

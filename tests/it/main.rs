@@ -22,6 +22,7 @@ mod imagestore;
 mod lifecycle;
 mod netshare;
 mod network;
+mod ociconform;
 mod ociruntime;
 mod podman;
 mod podman_habits;
