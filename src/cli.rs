@@ -219,6 +219,13 @@ Examples:
 /// The whole command line, with the dynamic completers attached to the arguments defined in
 /// files this module does not own (run/create IMAGE, push IMAGE).
 pub fn command() -> clap::Command {
+    command_with(true)
+}
+
+/// The command tree; `twins`: with the `container` and `image` verbs given their twins' help
+/// texts, which copies the whole tree twice (about a millisecond): [`parse`] skips it when no
+/// argument names either group, as no help text of theirs can be shown then.
+fn command_with(twins: bool) -> clap::Command {
     // `mut_args` edits in place: `mut_arg` would move the argument to the end and change the
     // order of positionals.
     let image_args = |c: clap::Command| {
@@ -239,6 +246,9 @@ pub fn command() -> clap::Command {
             c.mut_subcommand("run", image_args)
                 .mut_subcommand("create", image_args)
         });
+    if !twins {
+        return last_value_wins(cmd);
+    }
     let cmd = twins_help(cmd, "container", cmd::container::twin);
     last_value_wins(twins_help(cmd, "image", cmd::image::twin))
 }
@@ -277,7 +287,10 @@ fn twins_help(cmd: clap::Command, group: &str, twin: Twin) -> clap::Command {
 /// flag), not clap's 2, and print one line that says what to change (see [`usage_error`]);
 /// `--help` and `--version` exit 0.
 pub fn parse() -> Cli {
-    let res = command()
+    let twins = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "container" || a == "image");
+    let res = command_with(twins)
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m));
     match res {

@@ -185,20 +185,25 @@ impl Runtime {
 
     /// `create`: the container set up and waiting for `start`.
     pub fn create(&self, id: &str, o: &CreateOptions) -> Result<State> {
-        let (st, _) = self.create_inner(id, o, true)?;
+        let (st, _) = self.create_inner(id, o, None, true)?;
         Ok(st)
     }
 
+    /// `spec`: the bundle's config.json, when the caller has read it already.
     fn create_inner(
         &self,
         id: &str,
         o: &CreateOptions,
+        spec: Option<OciSpec>,
         fifo: bool,
     ) -> Result<(State, Option<container::Created>)> {
         check_id(id)?;
         let bundle = fs::canonicalize(&o.bundle)
             .with_context(|| format!("open bundle `{}`", o.bundle.display()))?;
-        let spec = oci::load(&bundle.join("config.json"))?;
+        let spec = match spec {
+            Some(s) => s,
+            None => oci::load(&bundle.join("config.json"))?,
+        };
         self.make_root()?;
         let dir = self.dir(id);
         if let Err(e) = fs::create_dir(&dir) {
@@ -461,7 +466,9 @@ impl Runtime {
         if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
             bail!("the spec asks for a terminal: `rbox oci run` takes one only with --detach and --console-socket");
         }
-        let (st, created) = self.create_inner(id, o, false)?;
+        // read once: the hooks below are the spec's as created (the copy in the state dir)
+        let hooks = spec.hooks().clone().unwrap_or_default();
+        let (st, created) = self.create_inner(id, o, Some(spec), false)?;
         let created = created.context("run container: no init")?;
         let dir = self.dir(id);
         let started = created.start();
@@ -475,8 +482,6 @@ impl Runtime {
         if let Some(p) = &o.pid_file {
             write_pid_file(p, st.pid)?;
         }
-        let spec = oci::load(&dir.join("config.json"))?;
-        let hooks = spec.hooks().clone().unwrap_or_default();
         if let Some(h) = hooks.poststart() {
             let st = State {
                 status: "running".into(),

@@ -32,6 +32,7 @@ mod run_flags2;
 mod runtime_habits;
 mod seccomp;
 mod security;
+mod startup;
 mod system;
 mod userns_state;
 mod volumes;
