@@ -287,6 +287,9 @@ fn twins_help(cmd: clap::Command, group: &str, twin: Twin) -> clap::Command {
 /// flag), not clap's 2, and print one line that says what to change (see [`usage_error`]);
 /// `--help` and `--version` exit 0.
 pub fn parse() -> Cli {
+    if let Some(cli) = parse_oci_only() {
+        return cli;
+    }
     let twins = std::env::args_os()
         .skip(1)
         .any(|a| a == "container" || a == "image");
@@ -305,6 +308,43 @@ pub fn parse() -> Cli {
             std::process::exit(i32::from(crate::exit::FAILED));
         }
     }
+}
+
+/// `rbox [global options] oci VERB ...` with no help asked for: parsed by a command line that
+/// holds the global options and `oci` alone, as building all of rbox's commands costs
+/// milliseconds, which is most of an OCI runtime verb's own time. Anything else, an error
+/// included, is left to the whole command line (`None`), so what is printed stays its.
+fn parse_oci_only() -> Option<Cli> {
+    #[derive(Debug, Parser)]
+    #[command(name = "rbox", version, disable_help_subcommand = true)]
+    struct OciOnly {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: OciOnlyCommand,
+    }
+    #[derive(Debug, Subcommand)]
+    enum OciOnlyCommand {
+        Oci(cmd::oci::OciArgs),
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let asks_help = |a: &std::ffi::OsString| {
+        ["-h", "--help", "-V", "--version", "help"]
+            .iter()
+            .any(|h| a == h)
+    };
+    if !args.iter().skip(1).any(|a| a == "oci") || args.iter().any(asks_help) {
+        return None;
+    }
+    let m = last_value_wins(OciOnly::command())
+        .try_get_matches_from(&args)
+        .ok()?;
+    let OciOnly { global, command } = OciOnly::from_arg_matches(&m).ok()?;
+    let OciOnlyCommand::Oci(a) = command;
+    Some(Cli {
+        global,
+        command: Command::Oci(a),
+    })
 }
 
 /// Podman flags that rbox does not implement yet, with what to do instead. Without this a

@@ -411,8 +411,18 @@ impl Runtime {
         if pause {
             fs::write(&marker, "").with_context(|| format!("write `{}`", marker.display()))?;
         }
-        for p in ns_pids(st.pid) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+        let pids = ns_pids(st.pid);
+        for p in &pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*p), sig);
+        }
+        if pause {
+            // SIGSTOP takes effect when each process next runs: wait (a second at most) until
+            // all have stopped, as runc and crun wait for a frozen cgroup, so that whatever
+            // the caller does next finds them stopped.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while pids.iter().any(|p| !stopped(*p)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
         if !pause {
             fs::remove_file(&marker).with_context(|| format!("remove `{}`", marker.display()))?;
@@ -1016,6 +1026,16 @@ pub fn example_spec(rootless: bool) -> Result<OciSpec> {
         "linux": linux,
     });
     serde_json::from_value(spec).context("build the example spec")
+}
+
+/// Whether process `pid` is stopped (or gone): the state field of /proc/PID/stat.
+fn stopped(pid: i32) -> bool {
+    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    s.rfind(')')
+        .and_then(|i| s[i + 1..].split_whitespace().next())
+        .is_none_or(|state| state == "T" || state == "t")
 }
 
 #[cfg(test)]
