@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Container start-up time, as an unprivileged user: `true` in the same busybox root filesystem
-# through rbox, bwrap, crun and podman, interleaved in rounds with hyperfine (see lib.sh).
-# Target (issue 2): rbox within 2x of bwrap and faster than crun, well over 10x faster than Podman.
+# through rbox, bwrap, crun and podman, interleaved in rounds with hyperfine (see lib.sh); and
+# `rbox oci run` against `crun run` of the same bundle (rootless, and as root when the script
+# runs as root: a second table, the root bundle without a user namespace).
+# Targets (issue 11): `rbox run --rm` within 1.3x of bwrap; `rbox oci run` faster than
+# `crun run`; both well over 10x faster than Podman.
 #
 #   cargo build --release && sudo bench/run-startup.sh      # as root: runs as $BENCH_USER
 #   bench/run-startup.sh                                    # as an ordinary user
@@ -9,7 +12,8 @@
 # Env: RBOX (binary, default target/release/rbox), BENCH_USER (default rboxsub, when run as
 # root), ROUNDS (default 5), RUNS (per round and command, default 20), RBOX_BASE (a second
 # rbox binary, e.g. a build of the commit before a change, measured as `rbox-base` in the same
-# rounds: the only fair before/after on a noisy machine).
+# rounds: the only fair before/after on a noisy machine; its `rbox oci run` is not measured:
+# builds before 2026-11-25 refuse the ambient capabilities of `crun spec`'s bundles).
 # Writes bench/results/startup-<date>.md and prints the table.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd -P)"
@@ -66,7 +70,12 @@ CONF
 P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
 run env CONTAINERS_CONF="$R/containers.conf" "${P[@]}" import "$R/busybox.tar" localhost/bench-busybox >/dev/null
 run sh -c "cd '$R/bundle' && crun spec --rootless && ln -s ../rootfs rootfs"
-jq '.process.terminal = false | .process.args = ["/bin/true"] | .root.path = "rootfs" | .root.readonly = true' \
+# crun maps the caller's ids itself where a rootless spec names none; rbox wants them named
+# in the spec, and crun takes them as well.
+jq --argjson u "$(id -u "$user")" --argjson g "$(id -g "$user")" \
+    '.process.terminal = false | .process.args = ["/bin/true"] | .root.path = "rootfs" | .root.readonly = true
+     | .linux.uidMappings = [{containerID: 0, hostID: $u, size: 1}]
+     | .linux.gidMappings = [{containerID: 0, hostID: $g, size: 1}]' \
     "$R/bundle/config.json" >"$R/bundle/config.new" && mv "$R/bundle/config.new" "$R/bundle/config.json"
 [ "$(id -u)" = 0 ] && chown -R "$user:" "$R"
 
@@ -80,9 +89,24 @@ fi
 json="$W/startup.json"
 interleaved "$json" "$ROUNDS" "$RUNS" 3 -- "${base[@]}" \
     -n rbox "$pre $W/rbox --root $R/rbox-store --runroot $R/rbox-run run --rm --network=none bench-busybox /bin/true" \
+    -n rbox-oci "$pre $W/rbox --root $R/rbox-oci oci run --bundle $R/bundle bench-rbox" \
     -n bwrap "$pre bwrap --unshare-all --die-with-parent --ro-bind $R/rootfs / --proc /proc --dev /dev --tmpfs /tmp /bin/true" \
     -n crun "$pre crun --root $R/crun-state run --bundle $R/bundle bench-crun" \
     -n podman "$pre CONTAINERS_CONF=$R/containers.conf ${P[*]} run --rm --network=none localhost/bench-busybox /bin/true"
+
+# As root: the same pair on a root bundle (no user namespace), same root filesystem.
+rjson=""
+if [ "$(id -u)" = 0 ]; then
+    RB="$W/root"
+    mkdir -p "$RB/bundle"
+    (cd "$RB/bundle" && crun spec && ln -s "$R/rootfs" rootfs)
+    jq '.process.terminal = false | .process.args = ["/bin/true"] | .root.path = "rootfs" | .root.readonly = true' \
+        "$RB/bundle/config.json" >"$RB/bundle/config.new" && mv "$RB/bundle/config.new" "$RB/bundle/config.json"
+    rjson="$W/startup-root.json"
+    interleaved "$rjson" "$ROUNDS" "$RUNS" 3 -- \
+        -n rbox-oci "$W/rbox --root $RB/rbox-oci oci run --bundle $RB/bundle bench-rbox" \
+        -n crun "crun --root $RB/crun-state run --bundle $RB/bundle bench-crun"
+fi
 
 mkdir -p "$here/results"
 out="$here/results/startup-$(date -u +%Y%m%d-%H%M).md"
@@ -92,8 +116,15 @@ out="$here/results/startup-$(date -u +%Y%m%d-%H%M).md"
     echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version), $(crun --version | head -1), $(podman --version)"
     [ -n "${RBOX_BASE:-}" ] && echo "rbox-base: \`$RBOX_BASE\`; rbox: \`$RBOX\`."
     echo "$ROUNDS interleaved rounds x $RUNS runs per command (hyperfine -N, 3 warm-up runs per round)."
+    echo "Rootless: \`rbox-oci\` and \`crun\` run the same bundle (\`crun spec --rootless\`, \`true\`)."
     echo
     table "$json" bwrap
+    if [ -n "$rjson" ]; then
+        echo
+        echo "As root: \`rbox oci run\` and \`crun run\` of the same bundle (\`crun spec\`: no user namespace)."
+        echo
+        table "$rjson" crun
+    fi
 } | tee "$out"
 echo >&2
 echo "written: $out" >&2

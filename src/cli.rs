@@ -228,6 +228,13 @@ Examples:
 /// The whole command line, with the dynamic completers attached to the arguments defined in
 /// files this module does not own (run/create IMAGE, push IMAGE).
 pub fn command() -> clap::Command {
+    command_with(true)
+}
+
+/// The command tree; `twins`: with the `container` and `image` verbs given their twins' help
+/// texts, which copies the whole tree twice (about a millisecond): [`parse`] skips it when no
+/// argument names either group, as no help text of theirs can be shown then.
+fn command_with(twins: bool) -> clap::Command {
     // `mut_args` edits in place: `mut_arg` would move the argument to the end and change the
     // order of positionals.
     let image_args = |c: clap::Command| {
@@ -248,6 +255,9 @@ pub fn command() -> clap::Command {
             c.mut_subcommand("run", image_args)
                 .mut_subcommand("create", image_args)
         });
+    if !twins {
+        return last_value_wins(cmd);
+    }
     let cmd = twins_help(cmd, "container", cmd::container::twin);
     last_value_wins(twins_help(cmd, "image", cmd::image::twin))
 }
@@ -286,7 +296,13 @@ fn twins_help(cmd: clap::Command, group: &str, twin: Twin) -> clap::Command {
 /// flag), not clap's 2, and print one line that says what to change (see [`usage_error`]);
 /// `--help` and `--version` exit 0.
 pub fn parse() -> Cli {
-    let res = command()
+    if let Some(cli) = parse_oci_only() {
+        return cli;
+    }
+    let twins = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "container" || a == "image");
+    let res = command_with(twins)
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m));
     match res {
@@ -301,6 +317,43 @@ pub fn parse() -> Cli {
             std::process::exit(i32::from(crate::exit::FAILED));
         }
     }
+}
+
+/// `rbox [global options] oci VERB ...` with no help asked for: parsed by a command line that
+/// holds the global options and `oci` alone, as building all of rbox's commands costs
+/// milliseconds, which is most of an OCI runtime verb's own time. Anything else, an error
+/// included, is left to the whole command line (`None`), so what is printed stays its.
+fn parse_oci_only() -> Option<Cli> {
+    #[derive(Debug, Parser)]
+    #[command(name = "rbox", version, disable_help_subcommand = true)]
+    struct OciOnly {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: OciOnlyCommand,
+    }
+    #[derive(Debug, Subcommand)]
+    enum OciOnlyCommand {
+        Oci(cmd::oci::OciArgs),
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let asks_help = |a: &std::ffi::OsString| {
+        ["-h", "--help", "-V", "--version", "help"]
+            .iter()
+            .any(|h| a == h)
+    };
+    if !args.iter().skip(1).any(|a| a == "oci") || args.iter().any(asks_help) {
+        return None;
+    }
+    let m = last_value_wins(OciOnly::command())
+        .try_get_matches_from(&args)
+        .ok()?;
+    let OciOnly { global, command } = OciOnly::from_arg_matches(&m).ok()?;
+    let OciOnlyCommand::Oci(a) = command;
+    Some(Cli {
+        global,
+        command: Command::Oci(a),
+    })
 }
 
 /// Podman flags that rbox does not implement yet, with what to do instead. Without this a

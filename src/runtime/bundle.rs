@@ -185,20 +185,25 @@ impl Runtime {
 
     /// `create`: the container set up and waiting for `start`.
     pub fn create(&self, id: &str, o: &CreateOptions) -> Result<State> {
-        let (st, _) = self.create_inner(id, o, true)?;
+        let (st, _) = self.create_inner(id, o, None, true)?;
         Ok(st)
     }
 
+    /// `spec`: the bundle's config.json, when the caller has read it already.
     fn create_inner(
         &self,
         id: &str,
         o: &CreateOptions,
+        spec: Option<OciSpec>,
         fifo: bool,
     ) -> Result<(State, Option<container::Created>)> {
         check_id(id)?;
         let bundle = fs::canonicalize(&o.bundle)
             .with_context(|| format!("open bundle `{}`", o.bundle.display()))?;
-        let mut spec = oci::load(&bundle.join("config.json"))?;
+        let mut spec = match spec {
+            Some(s) => s,
+            None => oci::load(&bundle.join("config.json"))?,
+        };
         if !nix::unistd::geteuid().is_root() {
             let (uid, gid) = (
                 nix::unistd::geteuid().as_raw(),
@@ -421,8 +426,18 @@ impl Runtime {
         if pause {
             fs::write(&marker, "").with_context(|| format!("write `{}`", marker.display()))?;
         }
-        for p in ns_pids(st.pid) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+        let pids = ns_pids(st.pid);
+        for p in &pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*p), sig);
+        }
+        if pause {
+            // SIGSTOP takes effect when each process next runs: wait (a second at most) until
+            // all have stopped, as runc and crun wait for a frozen cgroup, so that whatever
+            // the caller does next finds them stopped.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while pids.iter().any(|p| !stopped(*p)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
         if !pause {
             fs::remove_file(&marker).with_context(|| format!("remove `{}`", marker.display()))?;
@@ -476,7 +491,9 @@ impl Runtime {
         if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
             bail!("the spec asks for a terminal: `rbox oci run` takes one only with --detach and --console-socket");
         }
-        let (st, created) = self.create_inner(id, o, false)?;
+        // read once: the hooks below are the spec's as created (the copy in the state dir)
+        let hooks = spec.hooks().clone().unwrap_or_default();
+        let (st, created) = self.create_inner(id, o, Some(spec), false)?;
         let created = created.context("run container: no init")?;
         let dir = self.dir(id);
         let started = created.start();
@@ -490,8 +507,6 @@ impl Runtime {
         if let Some(p) = &o.pid_file {
             write_pid_file(p, st.pid)?;
         }
-        let spec = oci::load(&dir.join("config.json"))?;
-        let hooks = spec.hooks().clone().unwrap_or_default();
         if let Some(h) = hooks.poststart() {
             let st = State {
                 status: "running".into(),
@@ -1067,6 +1082,16 @@ pub fn example_spec(rootless: bool) -> Result<OciSpec> {
         "linux": linux,
     });
     serde_json::from_value(spec).context("build the example spec")
+}
+
+/// Whether process `pid` is stopped (or gone): the state field of /proc/PID/stat.
+fn stopped(pid: i32) -> bool {
+    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    s.rfind(')')
+        .and_then(|i| s[i + 1..].split_whitespace().next())
+        .is_none_or(|state| state == "T" || state == "t")
 }
 
 #[cfg(test)]

@@ -274,8 +274,17 @@ pub fn command(
 /// created before rbox wrote one gets it now, from its record.
 pub fn config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> Result<OciSpec> {
     let path = layout::oci_config(root, &rec.id);
+    let just_written = WRITTEN.lock().ok().and_then(|mut w| w.take());
+    if let Some((id, spec)) = just_written {
+        if id == rec.id {
+            return Ok(spec);
+        }
+    }
     if !path.exists() {
         write_config(root, rec, false, net)?;
+        if let Some((_, spec)) = WRITTEN.lock().ok().and_then(|mut w| w.take()) {
+            return Ok(spec);
+        }
     }
     oci::load(&path)
 }
@@ -343,8 +352,17 @@ pub fn write_config(
         }
         spec.set_mounts(Some(ms));
     }
-    oci::save(&layout::oci_config(root, &rec.id), &spec, fresh)
+    oci::save(&layout::oci_config(root, &rec.id), &spec, fresh)?;
+    if let Ok(mut w) = WRITTEN.lock() {
+        *w = Some((rec.id.clone(), spec));
+    }
+    Ok(())
 }
+
+/// The spec this process has just written for a container (its id, the spec): the start that
+/// follows in the same invocation (`rbox run`) takes it from here, once, instead of reading
+/// config.json back and parsing it again.
+static WRITTEN: std::sync::Mutex<Option<(String, OciSpec)>> = std::sync::Mutex::new(None);
 
 /// Write /etc/hosts, /etc/hostname and /etc/resolv.conf for the container.
 fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::EtcFiles> {

@@ -595,11 +595,16 @@ pub fn finish(
     }
     if rec.auto_remove {
         let removed = state::remove(g, rec);
-        store
-            .remove_container_dir(&rec.id)
+        // The container is gone once its directory is renamed away (`ps -a` no longer lists
+        // it); deleting its files can wait until after rbox has returned.
+        let detached = store
+            .detach_container_dir(&rec.id)
             .with_context(|| format!("remove the directory of container {}", rec.name))?;
         super::create::remove_image_after(store, rec);
         super::volumes::remove_anonymous(g, store, rec);
+        if let Some(d) = detached {
+            delete_later(store, d);
+        }
         return removed.with_context(|| format!("remove container {}", rec.name));
     }
     // `--rmi` without `--rm`: the container still uses the image (Podman says so too)
@@ -607,4 +612,40 @@ pub fn finish(
     rec.state.error = error.to_string();
     state::mark_exited(g, &root, rec, code)
         .with_context(|| format!("record the exit of container {}", rec.name))
+}
+
+/// Delete a removed container's files in a child left behind, so that rbox returns without
+/// waiting for them; inline when the process has other threads (a forked child could not
+/// allocate safely) or cannot fork. The child holds nothing of its parent's: no stdio (a
+/// caller reading rbox's output gets end-of-file when rbox exits), no other descriptor (no
+/// lock), its own session (a terminal's ^C does not reach it).
+fn delete_later(store: &Store, d: rbox_storage::Detached) {
+    let single = fs::read_dir("/proc/self/task")
+        .map(|t| t.count() == 1)
+        .unwrap_or(false);
+    if single {
+        match sys::fork() {
+            Ok(nix::unistd::ForkResult::Child) => {
+                if let Ok(null) = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                {
+                    for n in 0..3 {
+                        let _ = sys::dup2(&null, n);
+                    }
+                }
+                // (`null` is closed by now: close_from must not close an owned descriptor)
+                sys::close_from(3);
+                let _ = nix::unistd::setsid();
+                let _ = store.remove_detached(d, true);
+                sys::exit_now(0);
+            }
+            Ok(nix::unistd::ForkResult::Parent { .. }) => return,
+            Err(_) => {}
+        }
+    }
+    if let Err(e) = store.remove_detached(d, false) {
+        tracing::warn!("{e}");
+    }
 }

@@ -417,7 +417,11 @@ fn prepare_and_exec(
             c.inheritable,
         )
         .map_err(|e| Failure::setup(format!("set capabilities: {e}")))?;
-        for cap in (0..=last).filter(|n| c.ambient & bounding & (1 << n) != 0) {
+        // The kernel raises an ambient capability only when it is permitted and inheritable
+        // (prctl(2), PR_CAP_AMBIENT_RAISE): the others are skipped, as crun and runc do
+        // (`crun spec --rootless` asks for ambient caps with an empty inheritable set).
+        let raisable = c.ambient & bounding & c.permitted & c.inheritable;
+        for cap in (0..=last).filter(|n| raisable & (1 << n) != 0) {
             sys::ambient_raise(cap)
                 .map_err(|e| Failure::setup(format!("raise ambient capability {cap}: {e}")))?;
         }

@@ -221,24 +221,48 @@ impl Store {
 
     /// Removes a container's directory (upper layer included). Missing is not an error.
     pub fn remove_container_dir(&self, id: &str) -> Result<()> {
+        match self.detach_container_dir(id)? {
+            Some(d) => self.remove_detached(d, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes a container's directory disappear at once (one rename into `tmp/`; a node-local
+    /// upper part is removed first, while layer.json says where it is), leaving the deletion
+    /// of its files to [`Store::remove_detached`], now or in another process. `None`: there
+    /// was no directory. Not deleted at all (its process killed), the entry goes with the
+    /// next writer's sweep of `tmp/`.
+    pub fn detach_container_dir(&self, id: &str) -> Result<Option<Detached>> {
         let dir = self.container_path(id)?;
-        // placed elsewhere (a node-local upper root): that part first, while layer.json says
-        // where it is
         if let Ok(cd) = self.container_dir(id) {
             if let Some(placed) = cd.upper.parent().filter(|p| *p != dir) {
                 remove_tree(placed).ctx(|| format!("remove {}", bt(placed)))?;
             }
         }
-        // Make the container disappear first (one rename), then delete at leisure.
         let tmp = self.tmp_path("rmcontainer");
         match fs::rename(&dir, &tmp.path) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("remove {}", bt(&dir)), e)),
         }
-        remove_tree(&tmp.path).ctx(|| format!("remove {}", bt(&tmp.path)))?;
+        let path = tmp.path.clone();
         tmp.keep();
-        Ok(())
+        Ok(Some(Detached(path)))
+    }
+
+    /// Deletes what [`Store::detach_container_dir`] moved away. `adopt`: this process is
+    /// not the one that detached it (a child left to delete it after its parent exits): the
+    /// entry is first renamed to this process's stamp, so that other invocations' sweeps of
+    /// `tmp/` leave it to this one.
+    pub fn remove_detached(&self, d: Detached, adopt: bool) -> Result<()> {
+        let mut path = d.0;
+        if adopt {
+            let own = self.fresh_tmp_path("rmcontainer");
+            if fs::rename(&path, &own).is_ok() {
+                path = own;
+            }
+        }
+        remove_tree(&path).ctx(|| format!("remove {}", bt(&path)))
     }
 
     /// Ids of the containers whose dir references `image_id`.
@@ -264,3 +288,8 @@ impl Store {
         out
     }
 }
+
+/// A container directory moved out of the way, its files not yet deleted
+/// ([`Store::detach_container_dir`]).
+#[derive(Debug)]
+pub struct Detached(PathBuf);

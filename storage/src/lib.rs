@@ -119,7 +119,7 @@ use std::path::PathBuf;
 
 pub use archive::{apply_change, rfc3339_now, Format};
 pub use changes::ManifestFormat;
-pub use container::ContainerDir;
+pub use container::{ContainerDir, Detached};
 pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::LayerInfo;

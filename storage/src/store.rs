@@ -305,6 +305,14 @@ impl Store {
         }
     }
 
+    /// A `tmp/` path stamped with this process's pid and start time read afresh (not the
+    /// cached stamp: a forked child is another process than the one that cached it).
+    pub(crate) fn fresh_tmp_path(&self, what: &str) -> PathBuf {
+        let pid = std::process::id();
+        let start = process_start(pid).unwrap_or(0);
+        self.tmp_root().join(format!("{pid}.{start}.0.{what}"))
+    }
+
     /// Removes `tmp/` entries whose owning process is gone. Errors are ignored: an entry
     /// that cannot go now (a full disk, a foreign owner) is tried again by the next writer.
     fn clean_tmp(&self) {

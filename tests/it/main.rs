@@ -36,6 +36,7 @@ mod seccomp;
 mod security;
 mod slurm;
 mod sqfs;
+mod startup;
 mod system;
 mod userns_state;
 mod volumes;

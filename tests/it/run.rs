@@ -615,6 +615,15 @@ fn rm_leaves_nothing_behind() {
             .args(["run", "--rm", "helper", "pid"])
             .output()
             .success();
+        // a --rm container's files are deleted by a child rbox leaves behind: wait for it
+        let settled = || {
+            crate::util::eventually("removed containers' files are deleted", || {
+                !tree(&env.store().join("tmp"))
+                    .iter()
+                    .any(|n| n.ends_with(".rmcontainer"))
+            })
+        };
+        settled();
         let before = (tree(&env.store()), tree(&env.runroot()));
         env.rbox()
             .args(["run", "--rm", "helper", "write", "/tmp/x", "y"])
@@ -628,6 +637,7 @@ fn rm_leaves_nothing_behind() {
             .args(["run", "--rm", "--init", "helper", "kill", "9"])
             .output()
             .code_is(137);
+        settled();
         let after = (tree(&env.store()), tree(&env.runroot()));
         assert_eq!(before.0, after.0, "--rm left files in the store");
         assert_eq!(before.1, after.1, "--rm left files in the runtime dir");

@@ -1,0 +1,122 @@
+//! What the start-up path defers or skips (issue 11): a `--rm` container is gone from the
+//! store at once and its files deleted after rbox returns; `rbox oci run` of the bundle
+//! `crun spec --rootless` writes (ambient capabilities that are not inheritable).
+
+use serde_json::{json, Value};
+
+use crate::fixtures;
+use crate::util::{self, Who, RBOX};
+
+/// The `*.rmcontainer` entries in the store's `tmp/`: removed containers not yet deleted.
+fn pending(env: &util::Env) -> Vec<String> {
+    std::fs::read_dir(env.store().join("tmp"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".rmcontainer"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn run_rm_is_gone_at_once_and_its_files_deleted_after() {
+    util::for_each_user("startup_rm", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "busybox", "sh", "-c"])
+            .arg("echo made >/made; cat /made")
+            .output()
+            .success();
+        assert_eq!(out.stdout, "made\n", "{out}");
+        // gone as rbox returns: no record, no directory, nothing in `ps -a`
+        let ps = env.rbox().args(["ps", "-a", "-q"]).output().success();
+        assert_eq!(ps.stdout, "", "{ps}");
+        let left = std::fs::read_dir(env.store().join("containers"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "container directories left");
+        // and its files deleted afterwards, by the child rbox left behind
+        util::eventually("the removed container's files are deleted", || {
+            pending(env).is_empty()
+        });
+        // a name is free again at once
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--name",
+                "again",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--name",
+                "again",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        util::eventually("every removed container's files are deleted", || {
+            pending(env).is_empty()
+        });
+    });
+}
+
+#[test]
+fn oci_run_skips_ambient_capabilities_that_are_not_inheritable() {
+    util::for_each_user("startup_oci_ambient", |env| {
+        let b = env.path("bundle");
+        let rootfs = b.join("rootfs");
+        let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "rootfs.tar");
+        env.cmd("mkdir").arg("-p").arg(&rootfs).output().success();
+        env.cmd("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&rootfs)
+            .output()
+            .success();
+        let mut spec = env.cmd(RBOX);
+        spec.args(["oci", "spec", "--bundle"]).arg(&b);
+        if env.user.who != Who::Root {
+            spec.arg("--rootless");
+        }
+        spec.output().success();
+        let p = b.join("config.json");
+        let mut c: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["grep", "^CapAmb", "/proc/self/status"]);
+        // as `crun spec --rootless` writes them: ambient, but not inheritable
+        let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        c["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps,
+            "inheritable": [], "ambient": caps
+        });
+        let rel = p
+            .strip_prefix(&env.dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        env.write(&rel, serde_json::to_vec_pretty(&c).unwrap());
+        let out = env
+            .cmd(RBOX)
+            .args(["oci", "--root"])
+            .arg(env.path("oci-state"))
+            .args(["run", "--bundle"])
+            .arg(&b)
+            .arg("amb")
+            .output()
+            .success();
+        assert!(out.stdout.contains("CapAmb:\t0000000000000000"), "{out}");
+    });
+}
