@@ -198,7 +198,7 @@ fn copy_tree(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> 
             make_dir(&to, &md, attrs)?;
             copy_tree(src, &r, &to, attrs)?;
         } else {
-            copy_one(&from, &md, &to, attrs)?;
+            copy_into(&from, &md, &to, attrs)?;
         }
     }
     Ok(())
@@ -217,9 +217,14 @@ fn copy_one(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<(
     if let Some(p) = to.parent() {
         fs::create_dir_all(p).with_context(|| format!("create `{}`", p.display()))?;
     }
-    let _ = remove_any(to);
+    copy_into(from, md, to, attrs)
+}
+
+/// [`copy_one`] where `to`'s parent exists (a tree's walk made it).
+fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<()> {
     let ft = md.file_type();
     if ft.is_symlink() {
+        let _ = remove_any(to);
         let t = fs::read_link(from)?;
         std::os::unix::fs::symlink(&t, to).with_context(|| format!("create `{}`", to.display()))?;
         return set_owner_mode(to, attrs.owner, None);
@@ -231,17 +236,36 @@ fn copy_one(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<(
         );
         return Ok(());
     }
-    fs::copy(from, to).with_context(|| format!("copy `{}`", from.display()))?;
+    // One open of each side and the rest on the descriptors: a COPY of thousands of small
+    // files spends its time in per-file system calls.
+    let mut src = fs::File::open(from).with_context(|| format!("open `{}`", from.display()))?;
+    let create = || {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(to)
+    };
+    let mut dst = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            remove_any(to).with_context(|| format!("replace `{}`", to.display()))?;
+            create()
+        }
+        r => r,
+    }
+    .with_context(|| format!("create `{}`", to.display()))?;
+    io::copy(&mut src, &mut dst).with_context(|| format!("copy `{}`", from.display()))?;
+    let (uid, gid) = attrs.owner;
+    std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
+        .map_err(|e| owner_error(to, attrs.owner, e))?;
+    // after the chown, which clears setuid bits
     let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
-    set_owner_mode(to, attrs.owner, Some(mode))?;
+    dst.set_permissions(fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod `{}`", to.display()))?;
     let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
-    let _ = nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        to,
-        &t,
-        &t,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    );
+    let _ = nix::sys::stat::futimens(&dst, &t, &t);
     Ok(())
 }
 
@@ -255,19 +279,27 @@ fn remove_any(p: &Path) -> io::Result<()> {
 
 /// Gives `p` its owner (and mode, chown first: it clears setuid bits).
 pub fn set_owner_mode(p: &Path, owner: (u32, u32), mode: Option<u32>) -> Result<()> {
-    std::os::unix::fs::lchown(p, Some(owner.0), Some(owner.1)).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(libc::EINVAL) {
-            ": the id is not mapped (without a subordinate id range in /etc/subuid only id 0 exists)"
-        } else {
-            ""
-        };
-        anyhow::anyhow!("chown `{}` to {}:{}: {e}{hint}", p.display(), owner.0, owner.1)
-    })?;
+    std::os::unix::fs::lchown(p, Some(owner.0), Some(owner.1))
+        .map_err(|e| owner_error(p, owner, e))?;
     if let Some(m) = mode {
         fs::set_permissions(p, fs::Permissions::from_mode(m))
             .with_context(|| format!("chmod `{}`", p.display()))?;
     }
     Ok(())
+}
+
+fn owner_error(p: &Path, owner: (u32, u32), e: io::Error) -> anyhow::Error {
+    let hint = if e.raw_os_error() == Some(libc::EINVAL) {
+        ": the id is not mapped (without a subordinate id range in /etc/subuid only id 0 exists)"
+    } else {
+        ""
+    };
+    anyhow!(
+        "chown `{}` to {}:{}: {e}{hint}",
+        p.display(),
+        owner.0,
+        owner.1
+    )
 }
 
 /// The content digest of the sources `rels` (paths, types, modes, link targets and file
