@@ -20,7 +20,8 @@ pub struct OciOpts {
     /// Format of the --log file
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Accepted for compatibility: rbox manages no cgroups for OCI containers
+    /// Accepted for compatibility: a `slice:prefix:name` cgroupsPath is placed at
+    /// /slice/prefix-name.scope in the cgroupfs tree (there is no systemd to ask)
     #[arg(long)]
     pub systemd_cgroup: bool,
     /// Log debug messages
@@ -37,7 +38,9 @@ States live under --root [default: $XDG_RUNTIME_DIR/rbox-oci, /run/rbox-oci as r
 /tmp/rbox-oci-UID]. An unprivileged user's bundle needs a user namespace (uidMappings and \
 gidMappings: your own ids, or ranges of /etc/subuid through newuidmap). Differences from the \
 runtime spec: namespaces are joined by path only where the caller may setns into them (root; \
-a user namespace never); no cgroups are managed; devices are the host's nodes bound in.";
+a user namespace never); linux.resources are applied as root (in every cgroup v1 hierarchy, or \
+cgroup v2 on a pure v2 host) and rootless only in a delegated cgroup v2 subtree; devices are the \
+host's nodes bound in.";
 
 /// `rbox oci ...`.
 #[derive(Debug, clap::Args)]
