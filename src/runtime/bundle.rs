@@ -860,7 +860,29 @@ fn add_rootless_userns(spec: &mut OciSpec, uid: u32, gid: u32, mode: &userns::Mo
 /// for limits and a cgroup v2 subtree is delegated (the path is then the child's name).
 fn cgroup_of(spec: &OciSpec, id: &str) -> Option<(String, oci_spec::runtime::LinuxResources)> {
     let linux = spec.linux().as_ref()?;
-    let r = linux.resources().clone().unwrap_or_default();
+    let mut r = linux.resources().clone().unwrap_or_default();
+    // the spec's own device nodes stay usable (and may be made) under its device rules, as
+    // runc and crun allow them
+    if let Some(rules) = r.devices().clone().filter(|d| !d.is_empty()) {
+        let mut rules = rules;
+        use oci_spec::runtime::LinuxDeviceType as T;
+        for d in linux.devices().iter().flatten() {
+            // a FIFO is no device to the cgroup; `u` is a character device
+            let typ = match d.typ() {
+                T::B => T::B,
+                T::C | T::U => T::C,
+                _ => continue,
+            };
+            let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
+            rule.set_allow(true);
+            rule.set_typ(Some(typ));
+            rule.set_major(Some(d.major()));
+            rule.set_minor(Some(d.minor()));
+            rule.set_access(Some("rwm".into()));
+            rules.push(rule);
+        }
+        r.set_devices(Some(rules));
+    }
     if !super::cgroup::host_root() {
         return super::cgroup::asks_limits(&r).then(|| (format!("rbox-{id}"), r));
     }

@@ -170,3 +170,56 @@ fn cgroups_run_memory_and_pids_limits() {
         }
     });
 }
+
+/// A deny-all device rule (every `runc spec` bundle has one) leaves the spec's own device
+/// nodes allowed, so root can make and list them (a FIFO is no device to the cgroup), and
+/// lists them after the spec's rules; rootless, the rules are not applied and the container
+/// runs.
+#[test]
+fn cgroups_device_rules_keep_the_spec_devices() {
+    util::for_each_user("cgroups_devices", |env| {
+        let b = bundle(
+            env,
+            "b",
+            &["sh", "-c", "ls -ln /dev/test1 /dev/test3 | cut -c1-1"],
+        );
+        let path = format!("/rbox-it-dev-{}", util::unique());
+        edit(env, &b, |c| {
+            c["linux"]["cgroupsPath"] = json!(path);
+            c["linux"]["resources"]["devices"] = json!([
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}
+            ]);
+            c["linux"]["devices"] = json!([
+                {"path": "/dev/test1", "type": "c", "major": 10, "minor": 666, "fileMode": 0o640},
+                {"path": "/dev/test3", "type": "p", "major": 0, "minor": 0, "fileMode": 0o620}
+            ]);
+            if env.user.who != Who::Root {
+                // only root may make a device node
+                c["linux"]["devices"].as_array_mut().unwrap().remove(0);
+                c["process"]["args"] = json!(["sh", "-c", "ls -ln /dev/test3 | cut -c1-1"]);
+            }
+        });
+        let (code, log) = oci_detached(env, &["create", "--bundle", b.to_str().unwrap(), "d"]);
+        assert_eq!(code, 0, "{log}");
+        let pid = state(env, "d")["pid"].as_i64().unwrap() as i32;
+        if env.user.who == Who::Root && !pure_v2() {
+            let list = read(&cgroup_file(pid, "devices", "devices.list"));
+            let lines: Vec<&str> = list.lines().collect();
+            // the spec's rule first, then its own device, then the default nodes
+            assert_eq!(lines[..2], ["c 1:11 r", "c 10:666 rwm"], "{list}");
+        }
+        oci(env, &["start", "d"]).success();
+        util::eventually("the container stops", || {
+            state(env, "d")["status"] == "stopped"
+        });
+        oci(env, &["delete", "d"]).success();
+        let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "d2"]).success();
+        let want = if env.user.who == Who::Root {
+            "c\np"
+        } else {
+            "p"
+        };
+        assert_eq!(out.text(), want, "{out}");
+    });
+}
