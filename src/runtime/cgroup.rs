@@ -596,8 +596,8 @@ impl Placement {
     /// The cgroup `path` (absolute or relative, see [`dir_in`]) with the limits of `r`, and
     /// `pid` moved in. On a v1 or hybrid host every v1 hierarchy gets the directory (and the
     /// hybrid's unified tree, without limits); on a pure v2 host the v2 tree, with the
-    /// controllers enabled on the way down. A limit whose controller is not mounted is a
-    /// warning. On failure, what was made is removed.
+    /// controllers enabled on the way down. A limit whose controller is not mounted is an
+    /// error. On failure, what was made is removed.
     pub fn create(path: &str, r: &LinuxResources, pid: i32) -> Result<Placement> {
         let hs = hierarchies();
         let mut p = Placement::default();
@@ -637,10 +637,14 @@ impl Placement {
             .any(|h| !h.v2 && h.controllers.iter().any(|c| !c.starts_with("name=")));
         if v1 {
             let plan = v1_plan(r);
-            for c in plan.iter().map(|w| w.controller) {
+            // a limit nothing can apply is an error (the runtime spec: a value that cannot
+            // be mapped to a kernel interface), as crun has it
+            for wr in &plan {
+                let c = wr.controller;
                 if !hs.iter().any(|h| h.controllers.iter().any(|x| x == c)) {
-                    tracing::warn!(
-                        "the cgroup controller `{c}` is not mounted: its limits are not applied"
+                    bail!(
+                        "apply `{}`: the cgroup controller `{c}` is not mounted on this host",
+                        wr.file
                     );
                 }
             }
@@ -975,6 +979,48 @@ mod tests {
                 "pids.max=50".into(),
             ]
         );
+    }
+
+    #[test]
+    fn placement_writes_each_hierarchy_its_own_limits() {
+        let root = tempfile::tempdir().unwrap();
+        let h = |name: &str, own: &str| {
+            let mount = root.path().join(name);
+            // our own cgroup exists already
+            std::fs::create_dir_all(mount.join(own.trim_start_matches('/'))).unwrap();
+            Hierarchy {
+                mount,
+                controllers: vec![name.to_string()],
+                v2: false,
+                own: own.into(),
+            }
+        };
+        let hs = [h("memory", "/job"), h("pids", "/")];
+        let r = resources(serde_json::json!({"memory": {"limit": 100}, "pids": {"limit": 5}}));
+        let mut p = Placement::default();
+        p.create_in(&hs, "c/x", &r, 42).unwrap();
+        let read = |rel: &str| std::fs::read_to_string(root.path().join(rel)).unwrap();
+        assert_eq!(read("memory/job/c/x/memory.limit_in_bytes"), "100");
+        assert_eq!(read("memory/job/c/x/cgroup.procs"), "42");
+        assert_eq!(read("pids/c/x/pids.max"), "5");
+        assert!(!root.path().join("pids/c/x/memory.limit_in_bytes").exists());
+        assert_eq!(
+            p.dirs,
+            [
+                root.path().join("memory/job/c/x"),
+                root.path().join("pids/c/x")
+            ]
+        );
+        assert_eq!(p.made.len(), 4);
+        // a limit whose controller no hierarchy has: an error before anything is made
+        let r = resources(serde_json::json!({"network": {"classID": 1}}));
+        let mut p = Placement::default();
+        let e = p.create_in(&hs, "/n", &r, 42).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "apply `net_cls.classid`: the cgroup controller `net_cls` is not mounted on this host"
+        );
+        assert!(p.made.is_empty() && !root.path().join("memory/n").exists());
     }
 
     #[test]
