@@ -88,6 +88,8 @@ pub enum Verb {
     Resume(IdArg),
     /// Create and start a container; attached, wait for it and return its exit code
     Run(RunArgs),
+    /// Change the resource limits of a running container (in its cgroup)
+    Update(UpdateArgs),
     /// Run a process in a running container
     Exec(ExecArgs),
     /// List the processes of a container
@@ -98,6 +100,15 @@ pub enum Verb {
     Features,
     /// Write an example config.json for a bundle
     Spec(SpecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// JSON file of the spec's linux.resources to apply (`-`: standard input)
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: PathBuf,
+    /// Container id
+    pub id: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -338,6 +349,20 @@ fn run_verb(rt: &Runtime, verb: Verb) -> Result<ExitCode> {
         Verb::Run(a) => {
             let code = rt.run(&a.id, &create_options(&a.bundle), a.detach)?;
             return Ok(ExitCode::from(code));
+        }
+        Verb::Update(a) => {
+            let text = if a.resources.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("read the resources from standard input")?;
+                s
+            } else {
+                std::fs::read_to_string(&a.resources)
+                    .with_context(|| format!("read `{}`", a.resources.display()))?
+            };
+            let r = serde_json::from_str(&text)
+                .with_context(|| format!("parse `{}` as linux.resources", a.resources.display()))?;
+            rt.update(&a.id, &r)?
         }
         Verb::Exec(a) => return exec(rt, a),
         Verb::Ps(a) => {

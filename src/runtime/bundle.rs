@@ -450,6 +450,23 @@ impl Runtime {
         Ok(())
     }
 
+    /// `update --resources`: new limits for a created or running container, in the cgroup
+    /// rbox made for it at create.
+    pub fn update(&self, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let st = self.state(id)?;
+        if st.status == "stopped" {
+            bail!("container `{id}` is not running");
+        }
+        let Ok(text) = fs::read_to_string(self.dir(id).join("cgroup")) else {
+            if !super::cgroup::host_root() {
+                tracing::warn!("{}", super::cgroup::rootless_warning());
+                return Ok(());
+            }
+            bail!("container `{id}` has no cgroup of its own: its spec had no linux.cgroupsPath or linux.resources");
+        };
+        super::cgroup::Placement::from_text(&text).update(r)
+    }
+
     /// `delete`: remove a stopped (or created) container; `force` kills a running one first.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let st = match self.state(id) {

@@ -751,6 +751,44 @@ impl Placement {
         }
     }
 
+    /// New limits in the container's directories (`update`): each hierarchy its own files;
+    /// v1 memory limits are tried again in the other order when the first refuses (a limit
+    /// above the old memory+swap limit needs that one raised first).
+    pub fn update(&self, r: &LinuxResources) -> Result<()> {
+        let hs = hierarchies();
+        for d in &self.dirs {
+            let Some(h) = hs
+                .iter()
+                .filter(|h| d.starts_with(&h.mount))
+                .max_by_key(|h| h.mount.components().count())
+            else {
+                continue;
+            };
+            if h.v2 {
+                let v1_host = hs.iter().any(|x| !x.v2);
+                if !v1_host {
+                    for wr in v2_plan(r) {
+                        write(d, &wr)?;
+                    }
+                }
+                continue;
+            }
+            let plan: Vec<Write> = v1_plan(r)
+                .into_iter()
+                .filter(|wr| h.controllers.iter().any(|c| c == wr.controller))
+                .collect();
+            let (memory, rest): (Vec<Write>, Vec<Write>) =
+                plan.into_iter().partition(|wr| wr.controller == "memory");
+            if memory.iter().try_for_each(|wr| write(d, wr)).is_err() {
+                memory.iter().rev().try_for_each(|wr| write(d, wr))?;
+            }
+            for wr in &rest {
+                write(d, wr)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The text kept in the container's state directory: one `dir` or `made` line each.
     pub fn to_text(&self) -> String {
         let mut s = String::new();

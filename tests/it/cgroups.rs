@@ -223,3 +223,42 @@ fn cgroups_device_rules_keep_the_spec_devices() {
         assert_eq!(out.text(), want, "{out}");
     });
 }
+
+/// `rbox oci update --resources`: new limits in the running container's cgroup (a memory
+/// limit above the old memory+swap limit too); rootless, the warning and no error.
+#[test]
+fn cgroups_oci_update_changes_the_limits() {
+    util::for_each_user("cgroups_update", |env| {
+        let b = bundle(env, "b", &["sleep", "60"]);
+        let path = format!("/rbox-it-upd-{}", util::unique());
+        edit(env, &b, |c| {
+            c["linux"]["cgroupsPath"] = json!(path);
+            c["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "swap": 64 << 20});
+            c["linux"]["resources"]["pids"] = json!({"limit": 50});
+        });
+        let (code, log) = oci_detached(env, &["create", "--bundle", b.to_str().unwrap(), "u"]);
+        assert_eq!(code, 0, "{log}");
+        oci(env, &["start", "u"]).success();
+        let res = env.write(
+            "res.json",
+            r#"{"memory": {"limit": 134217728, "swap": 268435456}, "pids": {"limit": 70}}"#,
+        );
+        let out = oci(env, &["update", "--resources", res.to_str().unwrap(), "u"]).success();
+        if env.user.who == Who::Root {
+            let pid = state(env, "u")["pid"].as_i64().unwrap() as i32;
+            let (mem, pids) = limit_files(pid);
+            assert_eq!(read(&mem), "134217728");
+            assert_eq!(read(&pids), "70");
+            if !pure_v2() {
+                let memsw = mem.with_file_name("memory.memsw.limit_in_bytes");
+                assert_eq!(read(&memsw), "268435456");
+            }
+        } else {
+            assert!(out.stderr.contains("esource limits"), "{out}");
+        }
+        oci(env, &["delete", "--force", "u"]).success();
+        let gone = oci(env, &["update", "--resources", res.to_str().unwrap(), "u"]);
+        assert_eq!(gone.code, 1, "{gone}");
+        assert!(gone.stderr.contains("container `u` does not exist"), "{gone}");
+    });
+}
