@@ -701,6 +701,19 @@ impl Placement {
     /// `dir` and its missing parents below `mount`; a new cpuset cgroup gets its parent's
     /// cpus and mems (v1 leaves them empty, and an empty cpuset takes no task).
     fn make(&mut self, mount: &Path, dir: &Path, cpuset: bool) -> Result<()> {
+        // a parent that another container's delete removes as this one makes its directory
+        // (`/rbox` once empty) is made again
+        for attempt in 0..5 {
+            if self.make_once(mount, dir, cpuset, attempt < 4)? {
+                break;
+            }
+        }
+        self.dirs.push(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// One try of [`Placement::make`]: false when a parent went away meanwhile (and `again`).
+    fn make_once(&mut self, mount: &Path, dir: &Path, cpuset: bool, again: bool) -> Result<bool> {
         let mut missing: Vec<&Path> = dir
             .ancestors()
             .take_while(|a| a.starts_with(mount) && *a != mount && !a.exists())
@@ -710,6 +723,7 @@ impl Placement {
             match std::fs::create_dir(d) {
                 Ok(()) => self.made.push(d.to_path_buf()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && again => return Ok(false),
                 Err(e) => {
                     return Err(e).with_context(|| format!("create cgroup `{}`", d.display()))
                 }
@@ -730,8 +744,7 @@ impl Placement {
                 }
             }
         }
-        self.dirs.push(dir.to_path_buf());
-        Ok(())
+        Ok(true)
     }
 
     /// Remove the container's directories, and the parents rbox made for them, deepest

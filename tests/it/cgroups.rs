@@ -259,6 +259,9 @@ fn cgroups_oci_update_changes_the_limits() {
         oci(env, &["delete", "--force", "u"]).success();
         let gone = oci(env, &["update", "--resources", res.to_str().unwrap(), "u"]);
         assert_eq!(gone.code, 1, "{gone}");
-        assert!(gone.stderr.contains("container `u` does not exist"), "{gone}");
+        assert!(
+            gone.stderr.contains("container `u` does not exist"),
+            "{gone}"
+        );
     });
 }
