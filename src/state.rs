@@ -387,8 +387,8 @@ pub struct RunOpts {
     /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_read_only_tmpfs: bool,
-    /// `--memory`, `--cpus`, `--pids-limit`, ...: applied only where a cgroup v2 subtree is
-    /// delegated to the user
+    /// `--memory`, `--cpus`, `--pids-limit`, ...: applied as root, and rootless where a
+    /// cgroup v2 subtree is delegated to the user
     #[serde(skip_serializing_if = "Resources::is_default")]
     pub resources: Resources,
     /// `--userns=keep-id:uid=N,gid=N`: the ids the caller has inside

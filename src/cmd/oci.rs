@@ -20,7 +20,8 @@ pub struct OciOpts {
     /// Format of the --log file
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Accepted for compatibility: rbox manages no cgroups for OCI containers
+    /// Accepted for compatibility: a `slice:prefix:name` cgroupsPath is placed at
+    /// /slice/prefix-name.scope in the cgroupfs tree (there is no systemd to ask)
     #[arg(long)]
     pub systemd_cgroup: bool,
     /// Log debug messages
@@ -37,7 +38,9 @@ States live under --root [default: $XDG_RUNTIME_DIR/rbox-oci, /run/rbox-oci as r
 /tmp/rbox-oci-UID]. An unprivileged user's bundle needs a user namespace (uidMappings and \
 gidMappings: your own ids, or ranges of /etc/subuid through newuidmap). Differences from the \
 runtime spec: namespaces are joined by path only where the caller may setns into them (root; \
-a user namespace never); no cgroups are managed; devices are the host's nodes bound in.";
+a user namespace never); linux.resources are applied as root (in every cgroup v1 hierarchy, or \
+cgroup v2 on a pure v2 host) and rootless only in a delegated cgroup v2 subtree; devices are the \
+host's nodes bound in.";
 
 /// `rbox oci ...`.
 #[derive(Debug, clap::Args)]
@@ -85,6 +88,8 @@ pub enum Verb {
     Resume(IdArg),
     /// Create and start a container; attached, wait for it and return its exit code
     Run(RunArgs),
+    /// Change the resource limits of a running container (in its cgroup)
+    Update(UpdateArgs),
     /// Run a process in a running container
     Exec(ExecArgs),
     /// List the processes of a container
@@ -95,6 +100,15 @@ pub enum Verb {
     Features,
     /// Write an example config.json for a bundle
     Spec(SpecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// JSON file of the spec's linux.resources to apply (`-`: standard input)
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: PathBuf,
+    /// Container id
+    pub id: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -336,6 +350,20 @@ fn run_verb(rt: &Runtime, verb: Verb) -> Result<ExitCode> {
             let code = rt.run(&a.id, &create_options(&a.bundle), a.detach)?;
             return Ok(ExitCode::from(code));
         }
+        Verb::Update(a) => {
+            let text = if a.resources.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("read the resources from standard input")?;
+                s
+            } else {
+                std::fs::read_to_string(&a.resources)
+                    .with_context(|| format!("read `{}`", a.resources.display()))?
+            };
+            let r = serde_json::from_str(&text)
+                .with_context(|| format!("parse `{}` as linux.resources", a.resources.display()))?;
+            rt.update(&a.id, &r)?
+        }
         Verb::Exec(a) => return exec(rt, a),
         Verb::Ps(a) => {
             let pids = rt.pids(&a.id)?;
@@ -480,7 +508,7 @@ fn features() -> serde_json::Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": crate::runtime::caps::NAMES.iter().map(|n| format!("CAP_{n}")).collect::<Vec<_>>(),
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false},
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {"enabled": true, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_TRACE", "SCMP_ACT_LOG"]},
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}

@@ -121,5 +121,6 @@ pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Re
     // exited, with a monitor waiting to restart it (its restart policy): it goes too
     runtime::control::end_restart_wait(g, rec);
     runtime::control::cleanup_network(g, rec);
+    runtime::create::remove_cgroup(rec);
     state::remove(g, rec).with_context(|| format!("remove container {}", rec.name))
 }

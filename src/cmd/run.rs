@@ -278,8 +278,8 @@ pub struct RunArgs {
     #[arg(long = "read-only-tmpfs", value_name = "BOOL", num_args = 0..=1,
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub read_only_tmpfs: bool,
-    /// Memory limit (a size: 512m, 1g); recorded, applied only where a cgroup v2 subtree is
-    /// delegated to you
+    /// Memory limit (a size: 512m, 1g); applied as root, and rootless where a cgroup v2
+    /// subtree is delegated to you
     #[arg(short = 'm', long = "memory", value_name = "SIZE")]
     pub memory: Option<String>,
     /// Memory plus swap limit (a size, -1 for unlimited)

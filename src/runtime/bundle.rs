@@ -221,6 +221,7 @@ impl Runtime {
         }
         let r = self.create_in(id, o, &bundle, &spec, &dir, fifo);
         if r.is_err() {
+            remove_cgroup(&dir);
             let _ = fs::remove_dir_all(&dir);
         }
         r
@@ -273,11 +274,15 @@ impl Runtime {
             start_time: 0,
         };
         let hooks = spec.hooks().clone().unwrap_or_default();
+        let cgroup = cgroup_of(spec, id);
         let created = container::create_with(
             &l,
             |pid| {
                 st.pid = pid.as_raw();
                 st.start_time = start_time(st.pid).unwrap_or(0);
+                if let Some((path, r)) = &cgroup {
+                    place(dir, path, r, st.pid)?;
+                }
                 write_state(dir, &st)?;
                 // the runtime spec's hooks see the container as created: its namespaces and
                 // process exist, the user's program has not started
@@ -445,6 +450,23 @@ impl Runtime {
         Ok(())
     }
 
+    /// `update --resources`: new limits for a created or running container, in the cgroup
+    /// rbox made for it at create.
+    pub fn update(&self, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let st = self.state(id)?;
+        if st.status == "stopped" {
+            bail!("container `{id}` is not running");
+        }
+        let Ok(text) = fs::read_to_string(self.dir(id).join("cgroup")) else {
+            if !super::cgroup::host_root() {
+                tracing::warn!("{}", super::cgroup::rootless_warning());
+                return Ok(());
+            }
+            bail!("container `{id}` has no cgroup of its own: its spec had no linux.cgroupsPath or linux.resources");
+        };
+        super::cgroup::Placement::from_text(&text).update(r)
+    }
+
     /// `delete`: remove a stopped (or created) container; `force` kills a running one first.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let st = match self.state(id) {
@@ -465,6 +487,7 @@ impl Runtime {
         let hooks = oci::load(&dir.join("config.json"))
             .ok()
             .and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
+        remove_cgroup(&dir);
         fs::remove_dir_all(&dir).with_context(|| format!("remove `{}`", dir.display()))?;
         if let Some(h) = hooks {
             let st = State {
@@ -500,6 +523,7 @@ impl Runtime {
         let started = match started {
             Ok(s) => s,
             Err(e) => {
+                remove_cgroup(&dir);
                 let _ = fs::remove_dir_all(&dir);
                 return Err(e);
             }
@@ -517,6 +541,7 @@ impl Runtime {
             }
         }
         let code = wait_forwarding(started.pid);
+        remove_cgroup(&dir);
         let _ = fs::remove_dir_all(&dir);
         if let Some(h) = hooks.poststop() {
             let st = State {
@@ -665,9 +690,12 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
             .filter(|(k, v)| *k != "devices" && !v.is_null())
             .map(|(k, _)| k)
             .collect();
-        if !asked.is_empty() {
+        let applied = super::cgroup::host_root()
+            || super::cgroup::delegated(&super::cgroup::v2_needed(r)).is_some();
+        if !asked.is_empty() && !applied {
             tracing::warn!(
-                "linux.resources ({}) are not applied: rbox manages no cgroups for OCI bundles",
+                "{} (linux.resources: {})",
+                super::cgroup::rootless_warning(),
                 asked
                     .iter()
                     .map(|k| k.as_str())
@@ -844,6 +872,78 @@ fn add_rootless_userns(spec: &mut OciSpec, uid: u32, gid: u32, mode: &userns::Mo
 /// relies on (mount propagation back to the host), a warning where the container only loses
 /// a restriction or a tuning the host may not offer anyway (LSM labels, as crun on a host
 /// without that LSM).
+/// The container's cgroup path and resources, where it gets a cgroup: as root when the spec
+/// names a cgroup or asks for resources (the default path `/rbox/ID`); rootless when it asks
+/// for limits and a cgroup v2 subtree is delegated (the path is then the child's name).
+fn cgroup_of(spec: &OciSpec, id: &str) -> Option<(String, oci_spec::runtime::LinuxResources)> {
+    let linux = spec.linux().as_ref()?;
+    let mut r = linux.resources().clone().unwrap_or_default();
+    // the spec's own device nodes stay usable (and may be made) under its device rules, as
+    // runc and crun allow them
+    if let Some(rules) = r.devices().clone().filter(|d| !d.is_empty()) {
+        let mut rules = rules;
+        use oci_spec::runtime::LinuxDeviceType as T;
+        for d in linux.devices().iter().flatten() {
+            // a FIFO is no device to the cgroup; `u` is a character device
+            let typ = match d.typ() {
+                T::B => T::B,
+                T::C | T::U => T::C,
+                _ => continue,
+            };
+            let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
+            rule.set_allow(true);
+            rule.set_typ(Some(typ));
+            rule.set_major(Some(d.major()));
+            rule.set_minor(Some(d.minor()));
+            rule.set_access(Some("rwm".into()));
+            rules.push(rule);
+        }
+        r.set_devices(Some(rules));
+    }
+    if !super::cgroup::host_root() {
+        return super::cgroup::asks_limits(&r).then(|| (format!("rbox-{id}"), r));
+    }
+    let path = match linux.cgroups_path() {
+        Some(p) => {
+            let p = p.to_string_lossy();
+            // `--systemd-cgroup`'s `slice:prefix:name`, placed as its scope would be
+            match p.split(':').collect::<Vec<_>>()[..] {
+                [slice, prefix, name] => format!("/{slice}/{prefix}-{name}.scope"),
+                _ => p.into_owned(),
+            }
+        }
+        None if linux.resources().is_some() => format!("/rbox/{id}"),
+        None => return None,
+    };
+    Some((path, r))
+}
+
+/// Put the init `pid` in its cgroup (see [`cgroup_of`]) and note the cgroup in the state
+/// directory `dir` for `delete`.
+fn place(dir: &Path, path: &str, r: &oci_spec::runtime::LinuxResources, pid: i32) -> Result<()> {
+    let p = if super::cgroup::host_root() {
+        super::cgroup::Placement::create(path, r, pid)?
+    } else {
+        match super::cgroup::delegated(&super::cgroup::v2_needed(r)) {
+            Some(d) => super::cgroup::create_delegated(&d, path, r, pid)?,
+            None => return Ok(()),
+        }
+    };
+    let f = dir.join("cgroup");
+    if let Err(e) = fs::write(&f, p.to_text()) {
+        p.remove();
+        bail!("write `{}`: {e}", f.display());
+    }
+    Ok(())
+}
+
+/// Remove the cgroup noted in the state directory `dir`, if any.
+fn remove_cgroup(dir: &Path) {
+    if let Ok(text) = fs::read_to_string(dir.join("cgroup")) {
+        super::cgroup::Placement::from_text(&text).remove();
+    }
+}
+
 fn unsupported(spec: &OciSpec) -> Result<()> {
     let v = serde_json::to_value(spec).unwrap_or_default();
     // every mount is made private first, so a shared root is a peer group of the container's

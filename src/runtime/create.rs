@@ -230,10 +230,11 @@ fn create_and_start(
     super::cdi::apply(&mut spec, &a.devices)?;
     super::ocihooks::apply(&mut spec, &a.devices.hooks_dirs)?;
     let r = &spec.opts.resources;
-    if !r.is_default() && super::cgroup::delegated(&super::cgroup::needed(r)).is_none() {
-        tracing::warn!(
-            "resource limits are recorded but not applied: no cgroup v2 subtree with these controllers is delegated to you"
-        );
+    if !r.is_default()
+        && !super::cgroup::host_root()
+        && super::cgroup::delegated(&super::cgroup::needed(r)).is_none()
+    {
+        tracing::warn!("{}", super::cgroup::rootless_warning());
     }
     if a.rm && spec.restart.restarts() {
         bail!(
@@ -320,10 +321,33 @@ pub(super) fn place_in_cgroup(rec: &ContainerRecord, pid: i32) {
     if r.is_default() {
         return;
     }
+    if super::cgroup::host_root() {
+        let path = format!("/rbox/{}", rec.id);
+        if let Err(e) = super::cgroup::Placement::create(&path, &super::cgroup::to_oci(r), pid) {
+            tracing::warn!("apply resource limits: {e:#}");
+        }
+        return;
+    }
     if let Some(dir) = super::cgroup::delegated(&super::cgroup::needed(r)) {
         if let Err(e) = super::cgroup::apply(&dir, &rec.id, r, pid) {
             tracing::warn!("apply resource limits: {e:#}");
         }
+    }
+}
+
+/// Remove the cgroup [`place_in_cgroup`] made, once the container's processes are gone.
+pub fn remove_cgroup(rec: &ContainerRecord) {
+    if rec.spec.opts.resources.is_default() {
+        return;
+    }
+    if super::cgroup::host_root() {
+        super::cgroup::Placement::of(&format!("/rbox/{}", rec.id)).remove();
+    } else if let Some(dir) = super::cgroup::delegated(&[]) {
+        super::cgroup::Placement {
+            dirs: vec![dir.join(format!("rbox-{}", rec.id))],
+            made: Vec::new(),
+        }
+        .remove();
     }
 }
 

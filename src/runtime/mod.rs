@@ -26,8 +26,8 @@
 //! | CDI devices, `--gpus`, `--nv`: edits of the spec | `cdi`, `nvidia` | the invocation |
 //! | OCI hooks directories: hooks matched to the spec | `ocihooks` | the invocation |
 //!
-//! Plus `mounts` (the mount plan as data and its executor), `cgroup` (resource limits where
-//! a cgroup v2 subtree is delegated), `probe` (overlay), `caps`,
+//! Plus `mounts` (the mount plan as data and its executor), `cgroup` (the container's cgroup
+//! and its limits: as root, or where a cgroup v2 subtree is delegated), `probe` (overlay), `caps`,
 //! `seccomp`, and `sys` (the only unsafe code).
 //!
 //! The command layer (`cmd/`) owns the command line: it hands down a [`Context`] (the global

@@ -587,6 +587,7 @@ pub fn finish(
     error: &str,
 ) -> Result<()> {
     let root = g.storage_root()?;
+    super::create::remove_cgroup(rec);
     // the OCI `poststop` hooks; a failure is a warning (runtime spec)
     if let Some(h) = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id)) {
         if let Err(e) = h.run("poststop", 0, "stopped") {

@@ -7,6 +7,7 @@ mod util;
 
 mod build;
 mod cdi;
+mod cgroups;
 mod cli_compat;
 mod commands;
 mod commit;

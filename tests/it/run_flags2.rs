@@ -518,13 +518,14 @@ fn resource_flags_recorded_with_a_warning() {
             .success();
         assert_eq!(out.text(), "ran");
         // this host delegates no cgroup v2 subtree (the test machine's setup): one warning
+        // rootless; root applies them (tests/it/cgroups.rs)
         let warnings: Vec<&str> = out
             .stderr
             .lines()
-            .filter(|l| l.contains("resource limits"))
+            .filter(|l| l.to_lowercase().contains("resource limits"))
             .collect();
-        assert_eq!(warnings.len(), 1, "{out}");
-        assert!(warnings[0].contains("not applied"), "{out}");
+        let want = usize::from(env.user.who != crate::util::Who::Root);
+        assert_eq!(warnings.len(), want, "{out}");
         assert_eq!(
             env.field("lim",
                 ".HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}} {{.HostConfig.PidsLimit"
