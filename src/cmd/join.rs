@@ -123,7 +123,11 @@ pub fn run(g: &Context, a: RunArgs, given: &str) -> Result<ExitCode> {
             found = None;
         }
         let created = found.is_none();
+        // membership and the watcher come before the container: a task killed while it is
+        // being made must not leave it without a watcher
+        let member = files.member()?;
         if created {
+            spawn_watcher(g, &key, "")?;
             let argv: Vec<OsString> = std::env::args_os().collect();
             let args = holder_argv(&argv, a.command.len(), &image, &name, a.init)?;
             let out = Command::new(self_exe()?)
@@ -142,12 +146,8 @@ pub fn run(g: &Context, a: RunArgs, given: &str) -> Result<ExitCode> {
         if live_pid(g, &rec).is_none() {
             bail!("container {name} of --join={key} is not running");
         }
-        let member = files.member()?;
         // a new container starts the count again (one left by killed tasks had its own)
         files.count((!created).then_some(()), 1)?;
-        if created {
-            spawn_watcher(g, &key, &rec.id)?;
-        }
         (member, rec)
     };
     // The command runs from a child `rbox exec`: joining the container's namespaces in this
@@ -210,7 +210,7 @@ fn leave(g: &Context, files: &Files, member: Flock<fs::File>, rec: &state::Conta
 }
 
 /// `rbox __join-watch KEY ID`: wait until no task of KEY is left, then remove container ID
-/// if it is still KEY's.
+/// if it is still KEY's (an empty ID: KEY's container, whichever it is).
 pub fn watch(g: &Context, key: &str, id: &str) -> Result<ExitCode> {
     let name = container_name(key);
     let files = Files::new(&g.runtime_dir()?.join("join"), key);
@@ -219,7 +219,9 @@ pub fn watch(g: &Context, key: &str, id: &str) -> Result<ExitCode> {
         // (which tests for the same under the lock) is not misled for long
         drop(files.wait_sole()?);
         let _lock = files.lock()?;
-        let current = state::lookup(g, &name).ok().filter(|r| r.id == id);
+        let current = state::lookup(g, &name)
+            .ok()
+            .filter(|r| id.is_empty() || r.id == id);
         let Some(rec) = current else {
             return Ok(ExitCode::SUCCESS);
         };
