@@ -1229,17 +1229,7 @@ impl Drop for FromRoot {
 /// namespace rbox shares with other invocations would outlive the build).
 fn mount_layers(layers: &[PathBuf], scratch: &Path) -> Result<()> {
     static PRIVATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let private = *PRIVATE.get_or_init(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_ok()
-            && nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .is_ok()
-    });
+    let private = *PRIVATE.get_or_init(|| crate::runtime::sys::private_mount_namespace().is_ok());
     if !private {
         bail!("no mount namespace of our own");
     }

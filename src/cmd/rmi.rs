@@ -121,32 +121,33 @@ fn is_id_of(arg: &str, id: &Digest) -> bool {
 /// Podman does, the untagged build steps it was made from that nothing else uses.
 fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<()> {
     let all = store.images().unwrap_or_default();
-    // read before the removal takes the config with it
-    let mut next = super::images::built_on(store, rec, &all);
+    // each image's build-step parent, read once and before the removal takes configs with it
+    let parent_of: Vec<(&ImageRecord, &ImageRecord)> = all
+        .iter()
+        .filter_map(|r| super::images::built_on(store, r, &all).map(|p| (r, p)))
+        .collect();
+    let parent = |id: &Digest| parent_of.iter().find(|(c, _)| c.id == *id).map(|(_, p)| *p);
     remove_quietly(g, store, rec, force)?;
     for n in &rec.names {
         println!("Untagged: {n}");
     }
     println!("Deleted: {}", rec.id.hex());
     let mut gone = vec![rec.id.clone()];
-    while let Some(parent) = next {
-        let other_child = all.iter().any(|o| {
-            !gone.contains(&o.id)
-                && o.id != parent.id
-                && super::images::built_on(store, o, &all).is_some_and(|p| p.id == parent.id)
-        });
+    let mut next = parent(&rec.id);
+    while let Some(p) = next {
+        let other_child = parent_of
+            .iter()
+            .any(|(c, cp)| cp.id == p.id && !gone.contains(&c.id));
         if other_child
-            || parent.read_only_store.is_some()
-            || !store.containers_using(&parent.id).is_empty()
+            || p.read_only_store.is_some()
+            || !store.containers_using(&p.id).is_empty()
+            || store.remove_image(&p.id, false).is_err()
         {
             break;
         }
-        next = super::images::built_on(store, parent, &all);
-        if store.remove_image(&parent.id, false).is_err() {
-            break;
-        }
-        println!("Deleted: {}", parent.id.hex());
-        gone.push(parent.id.clone());
+        println!("Deleted: {}", p.id.hex());
+        gone.push(p.id.clone());
+        next = parent(&p.id);
     }
     Ok(())
 }

@@ -100,16 +100,7 @@ fn enter(root: &Root) -> Result<()> {
     let dir: &Path = match root {
         Root::Proc(p) => p,
         Root::Mount { rootfs, target } => {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-                .context("create mount namespace")?;
-            nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .context("make mounts private")?;
+            sys::private_mount_namespace()?;
             rootfs.mount(target)?;
             target
         }

@@ -52,16 +52,7 @@ fn probe(store: &Store, mode: &userns::Mode) -> Result<(), String> {
             drop(r);
             let res = (|| -> Result<(), String> {
                 userns::enter_mode(mode).map_err(|e| format!("{e:#}"))?;
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-                    .map_err(|e| format!("create mount namespace: {e}"))?;
-                nix::mount::mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .map_err(|e| format!("make mounts private: {e}"))?;
+                sys::private_mount_namespace().map_err(|e| format!("{e:#}"))?;
                 scratch.mount().map_err(|e| e.to_string())
             })();
             let code = match res {

@@ -180,6 +180,21 @@ pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()
         .map(drop)
 }
 
+/// A mount namespace of this process's own whose mounts propagate nowhere (every mount
+/// made private): what it mounts goes away with it and never reaches another namespace.
+pub fn private_mount_namespace() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("create mount namespace")?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("make mounts private")
+}
+
 /// pivot_root(2).
 pub fn pivot_root(new_root: &str, put_old: &str) -> io::Result<()> {
     let a = CString::new(new_root).map_err(|_| io::ErrorKind::InvalidInput)?;

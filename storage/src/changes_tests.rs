@@ -242,6 +242,24 @@ fn tree(root: &Path) -> Vec<String> {
     out
 }
 
+/// The layer `info` of store `s` as store `other` unpacks it from its blob (another host's
+/// pull): the same diff id and size, its directory returned.
+fn unpacked_from_blob(s: &Store, info: &LayerInfo, other: &Store) -> std::path::PathBuf {
+    let blob = s.open_blob(info.blob.as_ref().unwrap()).unwrap();
+    let theirs = other
+        .store_layer(
+            io::BufReader::new(blob),
+            info.blob.as_ref(),
+            info.blob_size,
+            None,
+            false,
+        )
+        .unwrap();
+    assert_eq!(theirs.diff_id, info.diff_id);
+    assert_eq!(theirs.size, info.size);
+    other.layer_path(&theirs.diff_id)
+}
+
 #[test]
 fn a_staged_directory_moves_in_as_the_layer_its_blob_unpacks_to() {
     let d = tempfile::tempdir().unwrap();
@@ -267,19 +285,7 @@ fn a_staged_directory_moves_in_as_the_layer_its_blob_unpacks_to() {
     assert!(!p.exists(), "the staged directory is moved, not copied");
     let mine = s.layer_path(&info.diff_id);
 
-    let blob = s.open_blob(info.blob.as_ref().unwrap()).unwrap();
-    let theirs = other
-        .store_layer(
-            io::BufReader::new(blob),
-            info.blob.as_ref(),
-            info.blob_size,
-            None,
-            false,
-        )
-        .unwrap();
-    assert_eq!(theirs.diff_id, info.diff_id);
-    assert_eq!(theirs.size, info.size);
-    let theirs = other.layer_path(&theirs.diff_id);
+    let theirs = unpacked_from_blob(&s, &info, &other);
     assert_eq!(tree(&mine), tree(&theirs));
     assert!(tree(&mine)
         .iter()
@@ -327,18 +333,7 @@ fn an_upper_moves_in_as_the_layer_its_blob_unpacks_to() {
         .unwrap();
     assert!(!up.exists(), "the upper is moved, not copied");
     let mine = s.layer_path(&info.diff_id);
-    let blob = s.open_blob(info.blob.as_ref().unwrap()).unwrap();
-    let theirs = other
-        .store_layer(
-            io::BufReader::new(blob),
-            info.blob.as_ref(),
-            info.blob_size,
-            None,
-            false,
-        )
-        .unwrap();
-    assert_eq!(theirs.diff_id, info.diff_id);
-    let theirs = other.layer_path(&theirs.diff_id);
+    let theirs = unpacked_from_blob(&s, &info, &other);
     assert_eq!(tree(&mine), tree(&theirs));
     assert!(!mine.join("etc/hosts").exists());
     assert!(fs::symlink_metadata(mine.join("gone"))

@@ -9,9 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::fixtures;
 use crate::util::{self, Env, Who, RBOX};
 
 /// A task of `--join` that publishes its pid in /tmp/NAME, waits for the other's, checks
@@ -310,31 +309,6 @@ fn run_ok(c: &mut Command) {
     );
 }
 
-/// A rootless bundle (busybox, `rbox oci spec --rootless`) owned by the env's user.
-fn bundle(env: &Env) -> PathBuf {
-    let b = env.path("bundle");
-    let rootfs = b.join("rootfs");
-    let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "bundle.tar");
-    env.cmd("mkdir").arg("-p").arg(&rootfs).output().success();
-    env.cmd("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&rootfs)
-        .output()
-        .success();
-    env.cmd(RBOX)
-        .args(["oci", "spec", "--rootless", "--bundle"])
-        .arg(&b)
-        .output()
-        .success();
-    let p = b.join("config.json");
-    let mut c: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-    c["process"]["terminal"] = json!(false);
-    env.write("bundle/config.json", serde_json::to_vec_pretty(&c).unwrap());
-    b
-}
-
 #[test]
 fn slurm_srun_container_and_join() {
     let ok = util::require(util::is_root(), "the Slurm test starts daemons as root")
@@ -357,7 +331,8 @@ fn slurm_srun_container_and_join() {
         std::fs::create_dir(&state).unwrap();
         set_mode(&state, 0o700);
         env.give_to_user(&state);
-        let b = bundle(&env);
+        // slurmstepd replaces the process args with the srun command
+        let b = crate::ociruntime::bundle(&env, "bundle", &["true"]);
         let srun = || {
             let mut c = env.cmd("srun");
             c.env("SLURM_CONF", cluster.conf())

@@ -2,10 +2,9 @@
 //! store at once and its files deleted after rbox returns; `rbox oci run` of the bundle
 //! `crun spec --rootless` writes (ambient capabilities that are not inheritable).
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::fixtures;
-use crate::util::{self, Who, RBOX};
+use crate::util::{self, RBOX};
 
 /// The `*.rmcontainer` entries in the store's `tmp/`: removed containers not yet deleted.
 fn pending(env: &util::Env) -> Vec<String> {
@@ -75,39 +74,15 @@ fn run_rm_is_gone_at_once_and_its_files_deleted_after() {
 #[test]
 fn oci_run_skips_ambient_capabilities_that_are_not_inheritable() {
     util::for_each_user("startup_oci_ambient", |env| {
-        let b = env.path("bundle");
-        let rootfs = b.join("rootfs");
-        let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "rootfs.tar");
-        env.cmd("mkdir").arg("-p").arg(&rootfs).output().success();
-        env.cmd("tar")
-            .arg("-xf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(&rootfs)
-            .output()
-            .success();
-        let mut spec = env.cmd(RBOX);
-        spec.args(["oci", "spec", "--bundle"]).arg(&b);
-        if env.user.who != Who::Root {
-            spec.arg("--rootless");
-        }
-        spec.output().success();
-        let p = b.join("config.json");
-        let mut c: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(["grep", "^CapAmb", "/proc/self/status"]);
-        // as `crun spec --rootless` writes them: ambient, but not inheritable
-        let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
-        c["process"]["capabilities"] = json!({
-            "bounding": caps, "effective": caps, "permitted": caps,
-            "inheritable": [], "ambient": caps
+        let b = crate::ociruntime::bundle(env, "bundle", &["grep", "^CapAmb", "/proc/self/status"]);
+        crate::ociruntime::edit(env, &b, |c| {
+            // as `crun spec --rootless` writes them: ambient, but not inheritable
+            let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+            c["process"]["capabilities"] = json!({
+                "bounding": caps, "effective": caps, "permitted": caps,
+                "inheritable": [], "ambient": caps
+            });
         });
-        let rel = p
-            .strip_prefix(&env.dir)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        env.write(&rel, serde_json::to_vec_pretty(&c).unwrap());
         let out = env
             .cmd(RBOX)
             .args(["oci", "--root"])
