@@ -24,6 +24,31 @@ pub fn nameservers(resolv: &str) -> Vec<IpAddr> {
         .collect()
 }
 
+/// systemd-resolved's list of the upstream servers behind its stub (127.0.0.53).
+pub const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The host's resolv.conf as a container's starts from: /etc/resolv.conf, read now.
+pub fn host_resolv_conf() -> String {
+    let etc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let upstream = std::fs::read_to_string(RESOLVED_UPSTREAM).ok();
+    host_resolv(&etc, upstream.as_deref())
+}
+
+/// `etc` (the host's /etc/resolv.conf), or systemd-resolved's `upstream` list when `etc`
+/// names only loopback resolvers (its stub) and `upstream` names a server another network
+/// namespace can reach: the container asks those itself, over UDP and TCP alike, where
+/// pasta's forwarder (`--dns-forward`, in passt 2023) carries UDP only.
+pub fn host_resolv(etc: &str, upstream: Option<&str>) -> String {
+    let servers = nameservers(etc);
+    let only_loopback = !servers.is_empty() && servers.iter().all(IpAddr::is_loopback);
+    match upstream {
+        Some(u) if only_loopback && nameservers(u).iter().any(|a| !a.is_loopback()) => {
+            u.to_string()
+        }
+        _ => etc.to_string(),
+    }
+}
+
 /// The address pasta forwards DNS from: the user's own `--dns-forward`, else
 /// [`PASTA_DNS_FORWARD`] when every nameserver of the host is a loopback address (unreachable
 /// from another network namespace, so the container would have none), else none.
@@ -108,6 +133,27 @@ mod tests {
             Backend::Pasta(o) => o,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn systemd_resolveds_upstream_list_replaces_its_stub() {
+        let stub = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n";
+        let upstream = "nameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch lan\n";
+        assert_eq!(host_resolv(stub, Some(upstream)), upstream);
+        // no list, or one naming only loopback servers: the stub stays (pasta forwards)
+        assert_eq!(host_resolv(stub, None), stub);
+        assert_eq!(host_resolv(stub, Some("nameserver 127.0.0.1\n")), stub);
+        assert_eq!(host_resolv(stub, Some("")), stub);
+        // a host naming a reachable server keeps its own file
+        let own = "nameserver 10.255.255.53\n";
+        assert_eq!(host_resolv(own, Some(upstream)), own);
+        assert_eq!(
+            host_resolv(
+                "nameserver 127.0.0.53\nnameserver 10.0.0.1\n",
+                Some(upstream)
+            ),
+            "nameserver 127.0.0.53\nnameserver 10.0.0.1\n"
+        );
     }
 
     #[test]

@@ -98,10 +98,11 @@ pub(crate) fn start(
         target.push(format!("/proc/self/fd/{}", userns.as_raw_fd()).into());
         inherited.push(userns.as_raw_fd());
     }
-    // A host that names only loopback resolvers (systemd-resolved's 127.0.0.53) leaves the
-    // container none it can reach: pasta answers at a forwarding address instead, the one
-    // the container's resolv.conf names (see `names::pasta_dns_forward`).
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // A host that names only loopback resolvers (systemd-resolved's 127.0.0.53, without
+    // its upstream list: see `names::host_resolv`) leaves the container none it can reach:
+    // pasta answers at a forwarding address instead, the one the container's resolv.conf
+    // names (see `names::pasta_dns_forward`).
+    let host_resolv = crate::names::host_resolv_conf();
     let mut o = o.clone();
     if let Some(a) = crate::names::pasta_dns_forward(&o, &host_resolv)
         .filter(|_| !crate::names::user_forwards_dns(&o))

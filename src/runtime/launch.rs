@@ -373,7 +373,12 @@ fn write_etc(dir: &Path, rec: &ContainerRecord, host: &str) -> Result<mounts::Et
         resolv,
     };
     let backend = rec.spec.backend()?;
-    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // the host's own file with the host's network (its stub is reachable there)
+    let host_resolv = if rec.spec.network == state::NetworkMode::Host {
+        fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    } else {
+        rbox_netns::names::host_resolv_conf()
+    };
     if !rec.spec.no_hosts {
         let host_address = backend.as_ref().and_then(|b| {
             let route = fs::read_to_string("/proc/net/route").unwrap_or_default();

@@ -21,6 +21,7 @@ mod hostile;
 mod images;
 mod imagestore;
 mod lifecycle;
+mod net_hosts;
 mod netshare;
 mod network;
 mod ociconform;
