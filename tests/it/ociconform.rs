@@ -305,8 +305,9 @@ fn conform_rootfs_propagation() {
 /// A namespace type missing from `linux.namespaces` is inherited from the runtime
 /// (config-linux.md, "namespaces"), the mount namespace too: as root the process shares every
 /// namespace of the caller, its mounts are made in the caller's mount namespace (the container
-/// chrooted into its root, the caller's own root untouched) and detached again when the
-/// container is gone. An unprivileged user cannot mount there: a clear error.
+/// chrooted into its root, the caller's own root untouched; `exec` joins it there) and
+/// detached again when the container is gone. An unprivileged user cannot mount there: a
+/// clear error.
 #[test]
 fn conform_spec_without_namespaces_inherits_the_runtimes() {
     util::for_each_user("conform_ns_inherit", |env| {
@@ -365,6 +366,23 @@ fn conform_spec_without_namespaces_inherits_the_runtimes() {
             "{info}"
         );
         oci(env, &["delete", "--force", "i2"]).success();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !info.contains(rootfs.to_str().unwrap()),
+            "left mounted:\n{info}"
+        );
+        // exec runs in the container's root too; a running container's mounts are detached
+        // at delete
+        env.write("b/rootfs/marker", "in the root\n");
+        edit(env, &b, |c| c["process"]["args"] = json!(["sleep", "60"]));
+        let (code, log) = crate::ociruntime::oci_detached(
+            env,
+            &["run", "-d", "--bundle", b.to_str().unwrap(), "i3"],
+        );
+        assert_eq!(code, 0, "run: {log}");
+        let out = oci(env, &["exec", "i3", "cat", "/marker"]).success();
+        assert_eq!(out.text(), "in the root", "{out}");
+        oci(env, &["delete", "--force", "i3"]).success();
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(
             !info.contains(rootfs.to_str().unwrap()),
@@ -452,6 +470,17 @@ fn conform_joined_mount_and_uts_namespaces() {
         let rootfs = std::fs::canonicalize(b.join("rootfs")).unwrap();
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!info.contains(rootfs.to_str().unwrap()), "{info}");
+        // exec joins the container in its root, not the joined namespace's
+        env.write("b/rootfs/marker", "in the root\n");
+        edit(env, &b, |c| c["process"]["args"] = json!(["sleep", "60"]));
+        let (code, log) = crate::ociruntime::oci_detached(
+            env,
+            &["run", "-d", "--bundle", b.to_str().unwrap(), "j2"],
+        );
+        assert_eq!(code, 0, "run: {log}");
+        let out = oci(env, &["exec", "j2", "cat", "/marker"]).success();
+        assert_eq!(out.text(), "in the root", "{out}");
+        oci(env, &["delete", "--force", "j2"]).success();
         drop(holder);
     });
 }
