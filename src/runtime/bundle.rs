@@ -1307,6 +1307,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn top_mount_id_names_mount_points_only() {
+        assert!(top_mount_id(Path::new("/")).is_some());
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(top_mount_id(&d.path().join("not mounted")), None);
+    }
+
+    #[test]
     fn oci_version_is_semver_of_major_1() {
         for ok in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1+build.5", "1.3.0-rc.1"] {
             oci_version(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
