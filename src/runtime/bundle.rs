@@ -222,6 +222,7 @@ impl Runtime {
         let r = self.create_in(id, o, &bundle, &spec, &dir, fifo);
         if r.is_err() {
             remove_cgroup(&dir);
+            release_mounts(&dir);
             let _ = fs::remove_dir_all(&dir);
         }
         r
@@ -253,6 +254,11 @@ impl Runtime {
         };
         let dir_fd = open_path(dir)?;
         let mut l = plan(spec, bundle, o)?;
+        if l.clone_flags & libc::CLONE_NEWNS == 0
+            && !l.joins.iter().any(|(_, t)| *t == libc::CLONE_NEWNS)
+        {
+            note_host_mounts(dir, &l.target)?;
+        }
         l.start_fifo = fifo_fd.as_ref().map(|f| f.as_raw_fd());
         l.state_dir = Some(dir_fd.as_raw_fd());
         let root = oci_root(spec, bundle)?;
@@ -488,6 +494,7 @@ impl Runtime {
             .ok()
             .and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
         remove_cgroup(&dir);
+        release_mounts(&dir);
         fs::remove_dir_all(&dir).with_context(|| format!("remove `{}`", dir.display()))?;
         if let Some(h) = hooks {
             let st = State {
@@ -524,6 +531,7 @@ impl Runtime {
             Ok(s) => s,
             Err(e) => {
                 remove_cgroup(&dir);
+                release_mounts(&dir);
                 let _ = fs::remove_dir_all(&dir);
                 return Err(e);
             }
@@ -542,6 +550,7 @@ impl Runtime {
         }
         let code = wait_forwarding(started.pid);
         remove_cgroup(&dir);
+        release_mounts(&dir);
         let _ = fs::remove_dir_all(&dir);
         if let Some(h) = hooks.poststop() {
             let st = State {
@@ -732,11 +741,33 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         process.user = oci::User::Exact { uid, gid, groups };
     }
     let ns = oci::namespaces(&spec)?;
+    let ops = if ns.own_mounts() {
+        ops
+    } else {
+        // the runtime's mount namespace (or a joined one) stays as it is for its other
+        // processes: no propagation change on `/`, and chroot where pivot_root would move
+        // every process's root
+        ops.into_iter()
+            .filter(|o| *o != super::mounts::Op::PrivateAll)
+            .map(|o| match o {
+                super::mounts::Op::Pivot => super::mounts::Op::Chroot,
+                o => o,
+            })
+            .collect()
+    };
     let hostname = oci::hostname(&spec);
-    if !hostname.is_empty() && ns.flags & libc::CLONE_NEWUTS == 0 {
+    // a uts namespace joined by path is the container's: its hostname is set there (runc's
+    // and crun's reading); the runtime's own is never changed
+    if !hostname.is_empty() && ns.flags & libc::CLONE_NEWUTS == 0 && !ns.joins(libc::CLONE_NEWUTS) {
         bail!("the spec sets a hostname but has no uts namespace of its own");
     }
     let root_user = nix::unistd::geteuid().is_root();
+    if !root_user && !ns.own_mounts() {
+        bail!(
+            "the spec has no mount namespace of its own: as an unprivileged user, rbox mounts the \
+             container's root only in one it creates"
+        );
+    }
     if !root_user && ns.user_maps.is_none() {
         bail!(
             "the spec has no user namespace: as an unprivileged user, add one with uidMappings and \
@@ -944,7 +975,56 @@ fn remove_cgroup(dir: &Path) {
     }
 }
 
+/// A container in the runtime's own mount namespace (the spec has none) makes its mounts
+/// there: the root's bind and everything under it. Note the mount at `root` before (its id,
+/// `-` when none) in the state directory `dir`, for [`release_mounts`].
+fn note_host_mounts(dir: &Path, root: &Path) -> Result<()> {
+    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let before = top_mount_id(&root).map_or("-".to_string(), |id| id.to_string());
+    let f = dir.join("host-mounts");
+    fs::write(&f, format!("{}\n{before}\n", root.display()))
+        .with_context(|| format!("write `{}`", f.display()))
+}
+
+/// Detach what a container without a mount namespace of its own mounted at its root (see
+/// [`note_host_mounts`]), once: only when the mount there is not the one noted before.
+fn release_mounts(dir: &Path) {
+    let Ok(text) = fs::read_to_string(dir.join("host-mounts")) else {
+        return;
+    };
+    let Some((root, before)) = text.trim_end_matches('\n').rsplit_once('\n') else {
+        return;
+    };
+    let root = Path::new(root);
+    let Some(now) = top_mount_id(root) else {
+        return;
+    };
+    if now.to_string() != before {
+        if let Err(e) = nix::mount::umount2(root, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!("unmount `{}`: {e}", root.display());
+        }
+    }
+}
+
+/// The id of the topmost mount at `path` in this mount namespace, if `path` is a mount point.
+fn top_mount_id(path: &Path) -> Option<u64> {
+    // mountinfo writes space, tab, newline and backslash as octal escapes
+    let mut want = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => want.push_str(&format!("\\{:03o}", c as u32)),
+            c => want.push(c),
+        }
+    }
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .rev()
+        .filter(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .find_map(|l| l.split(' ').next()?.parse().ok())
+}
+
 fn unsupported(spec: &OciSpec) -> Result<()> {
+    oci_version(spec.version())?;
     let v = serde_json::to_value(spec).unwrap_or_default();
     // every mount is made private first, so a shared root is a peer group of the container's
     // own mount namespace: nothing propagates to or from the host
@@ -969,6 +1049,34 @@ fn unsupported(spec: &OciSpec) -> Result<()> {
         if !f.is_null() && f != "" {
             tracing::warn!("{section}.{field} is not applied by rbox");
         }
+    }
+    Ok(())
+}
+
+/// A spec's `ociVersion` (config.md: SemVer v2.0.0, the runtime spec's version the bundle
+/// complies with): rbox runs those of major version 1; anything else is refused (config.md,
+/// "valid values": an invalid value MUST be an error), as crun refuses it.
+fn oci_version(v: &str) -> Result<()> {
+    let core = v.split_once('+').map_or(v, |(c, _)| c);
+    let (core, pre) = match core.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (core, None),
+    };
+    let number = |n: &str| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0'))
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    let semver = parts.len() == 3
+        && parts.iter().all(|p| number(p))
+        && pre.is_none_or(|p| {
+            p.split('.')
+                .all(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        });
+    if !semver {
+        bail!("the spec's ociVersion `{v}` is not a SemVer version");
+    }
+    if parts[0] != "1" {
+        bail!("the spec's ociVersion `{v}` is not supported: rbox runs specs of version 1.x");
     }
     Ok(())
 }
@@ -1197,6 +1305,26 @@ fn stopped(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_mount_id_names_mount_points_only() {
+        assert!(top_mount_id(Path::new("/")).is_some());
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(top_mount_id(&d.path().join("not mounted")), None);
+    }
+
+    #[test]
+    fn oci_version_is_semver_of_major_1() {
+        for ok in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1+build.5", "1.3.0-rc.1"] {
+            oci_version(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "invalid", "", "1.0", "1.0.0.0", "01.0.0", "1.0.x", "1.0.0-", "2.0.0", "0.9.0",
+        ] {
+            let e = oci_version(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{bad}`")), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn root_propagation_is_a_mount_propagation() {

@@ -105,7 +105,7 @@ pub fn create_with(
     if let Some(n) = &l.join_net {
         n.enter()?;
     }
-    for (f, typ) in &l.joins {
+    for (f, typ) in l.joins.iter().filter(|(_, t)| *t != libc::CLONE_NEWNS) {
         sys::setns(f, *typ).map_err(|e| {
             let hint = if e.raw_os_error() == Some(libc::EPERM) {
                 ": rbox joins namespaces from the caller's user namespace, which needs \

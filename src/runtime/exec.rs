@@ -117,11 +117,25 @@ pub fn run_in(
             fds.push((f.into(), *flag));
         }
     }
+    // The init's root: not its mount namespace's root when the container has none of its
+    // own (an OCI spec without one, or joining one by path: the init chrooted). Best effort:
+    // unreadable, the namespace's root is the container's as usual.
+    let root = File::open(format!("/proc/{pid}/root")).ok();
     for (fd, flag) in &fds {
         sys::setns(fd, *flag)
             .with_context(|| format!("join the namespaces of container {name}"))?;
     }
     drop(fds);
+    if let (Some(r), Ok(now)) = (root, fs::metadata("/")) {
+        let theirs = r
+            .metadata()
+            .with_context(|| format!("stat the root of container {name}"))?;
+        if (theirs.dev(), theirs.ino()) != (now.dev(), now.ino()) {
+            nix::unistd::fchdir(&r)
+                .and_then(|_| nix::unistd::chroot("."))
+                .with_context(|| format!("enter the root of container {name}"))?;
+        }
+    }
     // The container's own filter, as its capabilities decided it: `exec --privileged` adds
     // capabilities to this process but does not lift the container's seccomp profile (Podman).
     // The terminal comes from the container's own devpts, which is ours now too.

@@ -57,6 +57,11 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
                 ))
             })?;
     }
+    // a mount namespace joined by path: the container's mounts are made there
+    for (f, _) in l.joins.iter().filter(|(_, t)| *t == libc::CLONE_NEWNS) {
+        sys::setns(f, libc::CLONE_NEWNS)
+            .map_err(|e| Failure::setup(format!("join the mnt namespace: {e}")))?;
+    }
     if l.own_net {
         sys::loopback_up().map_err(|e| Failure::setup(format!("bring up loopback: {e}")))?;
     }
@@ -72,7 +77,7 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         let pivot = l
             .ops
             .iter()
-            .position(|o| *o == super::mounts::Op::Pivot)
+            .position(|o| matches!(o, super::mounts::Op::Pivot | super::mounts::Op::Chroot))
             .unwrap_or(l.ops.len());
         super::mounts::apply(&l.ops[..pivot], &l.target)?;
         run_hooks(l, "createContainer", &l.create_hooks)?;

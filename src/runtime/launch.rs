@@ -50,7 +50,8 @@ pub struct Launch {
     /// the `CLONE_NEW*` flags of the namespaces the init is cloned in
     pub clone_flags: libc::c_int,
     /// namespaces joined by path (besides the network's), entered by the parent before the
-    /// clone: opened files and their `CLONE_NEW*` types
+    /// clone (a mount namespace by the init, first: the parent keeps the runtime's paths):
+    /// opened files and their `CLONE_NEW*` types
     pub joins: Vec<(fs::File, libc::c_int)>,
     /// the user namespace's maps are not the caller's own ids: newuidmap/newgidmap write them
     pub map_helpers: bool,

@@ -56,6 +56,9 @@ pub enum Op {
     Symlink { target: String, inside: String },
     /// pivot_root into the target and detach the old root
     Pivot,
+    /// chroot into the target: `Pivot` for a container without a mount namespace of its own
+    /// (the runtime's, or one joined by path), whose other processes keep their root
+    Chroot,
     /// hide a path: /dev/null over a file, an empty read-only tmpfs over a directory
     Mask(String),
     /// make a path read-only (after pivot)
@@ -498,7 +501,7 @@ pub fn apply(ops: &[Op], target: &Path) -> Result<()> {
     for op in ops {
         let root: &Path = if pivoted { Path::new("/") } else { target };
         apply_one(op, root, target).map_err(|e| e.context(describe(op)))?;
-        if *op == Op::Pivot {
+        if matches!(op, Op::Pivot | Op::Chroot) {
             pivoted = true;
         }
     }
@@ -523,6 +526,7 @@ fn describe(op: &Op) -> String {
         Op::Bind { host, inside, .. } => format!("bind `{}` on `{inside}`", host.display()),
         Op::Symlink { inside, .. } => format!("create symlink `{inside}`"),
         Op::Pivot => "pivot_root".into(),
+        Op::Chroot => "chroot into the root filesystem".into(),
         Op::Mask(p) => format!("mask `{p}`"),
         Op::ReadOnly(p) => format!("make `{p}` read-only"),
         Op::RootReadOnly => "remount root read-only".into(),
@@ -664,6 +668,11 @@ fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
             nix::unistd::chdir(target)?;
             sys::pivot_root(".", ".")?;
             umount2(".", MntFlags::MNT_DETACH)?;
+            nix::unistd::chdir("/")?;
+        }
+        Op::Chroot => {
+            nix::unistd::chdir(target)?;
+            nix::unistd::chroot(".")?;
             nix::unistd::chdir("/")?;
         }
         Op::Mask(p) => {

@@ -934,8 +934,10 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
 /// The namespaces the container gets besides rbox's own user namespace, as the runtime
 /// creates them: the clone flags of those it creates, those it joins by path (entered by the
 /// parent before the clone), and the `uid_map` and `gid_map` texts of a nested user namespace
-/// (`--userns=keep-id`, or a bundle's `uidMappings`). A mount namespace is required (rbox
-/// assembles the root in one); a user namespace cannot be joined by path.
+/// (`--userns=keep-id`, or a bundle's `uidMappings`). A user namespace cannot be joined by
+/// path. Without a mount namespace of its own (none in the spec, or one joined by path) the
+/// container's mounts are made in the runtime's (or the joined) one and it is chrooted, not
+/// pivoted, into its root: see [`Namespaces::own_mounts`].
 pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
     use LinuxNamespaceType as T;
     let linux = spec
@@ -964,9 +966,9 @@ pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
             t => bail!("the spec asks for a {t:?} namespace, which rbox does not create"),
         };
         if let Some(p) = n.path() {
-            if matches!(n.typ(), T::User | T::Mount) {
+            if n.typ() == T::User {
                 bail!(
-                    "the spec joins the {:?} namespace at `{}`: rbox does not join user or mount namespaces by path",
+                    "the spec joins the {:?} namespace at `{}`: rbox does not join user namespaces by path",
                     n.typ(),
                     p.display()
                 );
@@ -980,9 +982,6 @@ pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
             _ => {}
         }
         flags |= flag;
-    }
-    if flags & libc::CLONE_NEWNS == 0 {
-        bail!("the spec has no mount namespace: rbox runs every container in one of its own");
     }
     let text = |m: &Option<Vec<LinuxIdMapping>>| -> String {
         m.as_deref()
@@ -1007,6 +1006,19 @@ pub fn namespaces(spec: &OciSpec) -> Result<Namespaces> {
         flags,
         join,
     })
+}
+
+impl Namespaces {
+    /// Whether the container gets a mount namespace of its own (else it uses the runtime's,
+    /// or one it joins by path).
+    pub fn own_mounts(&self) -> bool {
+        self.flags & libc::CLONE_NEWNS != 0
+    }
+
+    /// Whether the spec joins a namespace of type `typ` (`CLONE_NEW*`) by path.
+    pub fn joins(&self, typ: libc::c_int) -> bool {
+        self.join.iter().any(|(_, t)| *t == typ)
+    }
 }
 
 /// See [`namespaces`].
@@ -1726,16 +1738,29 @@ mod tests {
         let ns = namespaces(&joined).unwrap();
         assert_eq!(ns.join, [("/proc/1/ns/pid".into(), libc::CLONE_NEWPID)]);
         assert_eq!(ns.flags & libc::CLONE_NEWPID, 0);
-        // what rbox cannot do is refused with the reason, not ignored
+        // a mount namespace too: the container then has none of its own
         let mount = nss
             .iter_mut()
             .find(|n| n.typ() == LinuxNamespaceType::Mount)
             .unwrap();
         mount.set_path(Some("/proc/1/ns/mnt".into()));
+        l.set_namespaces(Some(nss.clone()));
+        joined.set_linux(Some(l.clone()));
+        let ns = namespaces(&joined).unwrap();
+        assert!(ns.joins(libc::CLONE_NEWNS) && !ns.own_mounts());
+        // what rbox cannot do is refused with the reason, not ignored
+        nss.retain(|n| n.typ() != LinuxNamespaceType::User);
+        nss.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::User)
+                .path("/proc/1/ns/user")
+                .build()
+                .unwrap(),
+        );
         l.set_namespaces(Some(nss));
         joined.set_linux(Some(l.clone()));
         let e = namespaces(&joined).unwrap_err().to_string();
-        assert!(e.contains("`/proc/1/ns/mnt`"), "{e}");
+        assert!(e.contains("`/proc/1/ns/user`"), "{e}");
         let mut no_maps = check(&keep, &h);
         l = no_maps.linux().clone().unwrap();
         l.set_uid_mappings(None);

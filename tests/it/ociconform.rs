@@ -301,3 +301,212 @@ fn conform_rootfs_propagation() {
         }
     });
 }
+
+/// A namespace type missing from `linux.namespaces` is inherited from the runtime
+/// (config-linux.md, "namespaces"), the mount namespace too: as root the process shares every
+/// namespace of the caller, its mounts are made in the caller's mount namespace (the container
+/// chrooted into its root, the caller's own root untouched; `exec` joins it there) and
+/// detached again when the container is gone. An unprivileged user cannot mount there: a
+/// clear error.
+#[test]
+fn conform_spec_without_namespaces_inherits_the_runtimes() {
+    util::for_each_user("conform_ns_inherit", |env| {
+        let names = ["cgroup", "ipc", "mnt", "net", "pid", "uts"];
+        let b = bundle(
+            env,
+            "b",
+            &[
+                "sh",
+                "-c",
+                "for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done; \
+                 test -e /bin/busybox && echo chrooted",
+            ],
+        );
+        edit(env, &b, |c| {
+            c["linux"]["namespaces"] = json!([]);
+            c.as_object_mut().unwrap().remove("hostname");
+        });
+        let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "i1"]);
+        if env.user.who != Who::Root {
+            let out = out.rbox_error();
+            assert!(
+                out.stderr.contains("no mount namespace of its own"),
+                "{out}"
+            );
+            return;
+        }
+        let out = out.success();
+        let mine: Vec<String> = names
+            .iter()
+            .map(|n| {
+                std::fs::read_link(format!("/proc/self/ns/{n}"))
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .chain(["chrooted".to_string()])
+            .collect();
+        assert_eq!(out.lines(), mine, "{out}");
+        // the mounts made in the caller's namespace are gone with the container
+        let rootfs = std::fs::canonicalize(b.join("rootfs")).unwrap();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !info.contains(rootfs.to_str().unwrap()),
+            "left mounted:\n{info}"
+        );
+        // created, deleted without a start: detached too
+        let (code, log) = crate::ociruntime::oci_detached(
+            env,
+            &["create", "--bundle", b.to_str().unwrap(), "i2"],
+        );
+        assert_eq!(code, 0, "create: {log}");
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            info.contains(&format!(" {}/proc ", rootfs.display())),
+            "{info}"
+        );
+        oci(env, &["delete", "--force", "i2"]).success();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !info.contains(rootfs.to_str().unwrap()),
+            "left mounted:\n{info}"
+        );
+        // exec runs in the container's root too; a running container's mounts are detached
+        // at delete
+        env.write("b/rootfs/marker", "in the root\n");
+        edit(env, &b, |c| c["process"]["args"] = json!(["sleep", "60"]));
+        let (code, log) = crate::ociruntime::oci_detached(
+            env,
+            &["run", "-d", "--bundle", b.to_str().unwrap(), "i3"],
+        );
+        assert_eq!(code, 0, "run: {log}");
+        let out = oci(env, &["exec", "i3", "cat", "/marker"]).success();
+        assert_eq!(out.text(), "in the root", "{out}");
+        oci(env, &["delete", "--force", "i3"]).success();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !info.contains(rootfs.to_str().unwrap()),
+            "left mounted:\n{info}"
+        );
+    });
+}
+
+/// Namespaces given by `path` are joined (config-linux.md, "namespaces"), a mount namespace
+/// too: the container's mounts are made there, not in the caller's, and the namespace's other
+/// processes keep their root. A hostname is set in a joined uts namespace, which is the
+/// container's. Rootless, rbox mounts only in a mount namespace it creates: refused with the
+/// reason.
+#[test]
+fn conform_joined_mount_and_uts_namespaces() {
+    util::for_each_user("conform_ns_join", |env| {
+        let b = bundle(
+            env,
+            "b",
+            &[
+                "sh",
+                "-c",
+                "for n in mnt uts; do readlink /proc/self/ns/$n; done; hostname",
+            ],
+        );
+        // a process in new mount and uts namespaces to join
+        let mut unshare = env.cmd("unshare");
+        if env.user.who != Who::Root {
+            unshare.arg("--map-root-user");
+        }
+        let holder = unshare.args(["--mount", "--uts", "sleep", "600"]).spawn();
+        let pid = holder.pid().as_raw();
+        let ns = |p: &str, n: &str| {
+            std::fs::read_link(format!("/proc/{p}/ns/{n}"))
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        util::eventually("unshare entered its namespaces", || {
+            let (m, u) = (ns(&pid.to_string(), "mnt"), ns(&pid.to_string(), "uts"));
+            !m.is_empty() && m != ns("self", "mnt") && u != ns("self", "uts")
+        });
+        let host_name = nix::unistd::gethostname().unwrap();
+        edit(env, &b, |c| {
+            let nss = c["linux"]["namespaces"].as_array_mut().unwrap();
+            for n in nss.iter_mut() {
+                if n["type"] == "mount" || n["type"] == "uts" {
+                    let t = if n["type"] == "mount" { "mnt" } else { "uts" };
+                    n["path"] = json!(format!("/proc/{pid}/ns/{t}"));
+                }
+            }
+            c["hostname"] = json!("joined-uts");
+        });
+        let out = oci(env, &["run", "--bundle", b.to_str().unwrap(), "j1"]);
+        if env.user.who != Who::Root {
+            let out = out.rbox_error();
+            assert!(
+                out.stderr.contains("no mount namespace of its own"),
+                "{out}"
+            );
+            return;
+        }
+        let out = out.success();
+        assert_eq!(
+            out.lines(),
+            [
+                ns(&pid.to_string(), "mnt"),
+                ns(&pid.to_string(), "uts"),
+                "joined-uts".to_string()
+            ],
+            "{out}"
+        );
+        // the hostname is the joined namespace's; the caller's is unchanged
+        let theirs = env
+            .cmd("nsenter")
+            .args(["-t", &pid.to_string(), "--uts", "hostname"])
+            .output()
+            .success();
+        assert_eq!(theirs.text(), "joined-uts", "{theirs}");
+        assert_eq!(nix::unistd::gethostname().unwrap(), host_name);
+        // the holder keeps its root, and nothing was mounted in the caller's namespace
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+            std::path::Path::new("/")
+        );
+        let rootfs = std::fs::canonicalize(b.join("rootfs")).unwrap();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!info.contains(rootfs.to_str().unwrap()), "{info}");
+        // exec joins the container in its root, not the joined namespace's
+        env.write("b/rootfs/marker", "in the root\n");
+        edit(env, &b, |c| c["process"]["args"] = json!(["sleep", "60"]));
+        let (code, log) = crate::ociruntime::oci_detached(
+            env,
+            &["run", "-d", "--bundle", b.to_str().unwrap(), "j2"],
+        );
+        assert_eq!(code, 0, "run: {log}");
+        let out = oci(env, &["exec", "j2", "cat", "/marker"]).success();
+        assert_eq!(out.text(), "in the root", "{out}");
+        oci(env, &["delete", "--force", "j2"]).success();
+        drop(holder);
+    });
+}
+
+/// `ociVersion` is a SemVer version of the runtime spec (config.md), and an invalid or
+/// unsupported value MUST be an error ("valid values"): `invalid` and `2.0.0` are refused
+/// before anything is made; 1.x versions, pre-releases too (Podman writes `1.0.2-dev`), run.
+#[test]
+fn conform_oci_version_must_be_semver_of_major_1() {
+    util::for_each_user("conform_oci_version", |env| {
+        let b = bundle(env, "b", &["true"]);
+        for (i, v) in ["invalid", "2.0.0", "1.0"].into_iter().enumerate() {
+            edit(env, &b, |c| c["ociVersion"] = json!(v));
+            let id = format!("v{i}");
+            let out = oci(env, &["create", "--bundle", b.to_str().unwrap(), &id]).rbox_error();
+            assert!(out.stderr.contains(&format!("ociVersion `{v}`")), "{out}");
+            let st = oci(env, &["state", &id]).code_is(1);
+            assert!(st.stderr.contains("does not exist"), "{st}");
+        }
+        for (i, v) in ["1.0.2-dev", "1.1.0"].into_iter().enumerate() {
+            edit(env, &b, |c| c["ociVersion"] = json!(v));
+            oci(
+                env,
+                &["run", "--bundle", b.to_str().unwrap(), &format!("ok{i}")],
+            )
+            .success();
+        }
+    });
+}
