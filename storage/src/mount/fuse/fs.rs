@@ -1301,6 +1301,11 @@ impl Filesystem for Overlay {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        // a 0/0 character device is a whiteout in the upper layer: made there it would hide
+        // itself (and a lower file of that name); kernel overlay refuses it the same way
+        if mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0 {
+            return reply.error(Errno::EPERM);
+        }
         let mut st = self.lock();
         let r = (|| {
             let (path, _, _, pst) = self.prepare_new(&mut st, parent, name)?;

@@ -374,6 +374,36 @@ fn hard_links_symlinks_and_xattrs() {
     assert!(nix::sys::statvfs::statvfs(&m.mnt).unwrap().blocks() > 0);
 }
 
+/// pjdfstest makes its character devices as 0/0, which in the upper layer is a whiteout: the
+/// mknod must fail as on kernel overlay (EPERM), not leave a whiteout that hides the name.
+#[test]
+fn mknod_of_a_whiteout_device_is_refused() {
+    if !inner_or_rerun("mount::fuse::tests::mknod_of_a_whiteout_device_is_refused") {
+        return;
+    }
+    let m = setup();
+    let e = nix::sys::stat::mknod(
+        &m.mnt.join("a/dev0"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+        0,
+    )
+    .unwrap_err();
+    assert_eq!(e, nix::Error::EPERM);
+    assert!(fs::symlink_metadata(m.upper.join("a/dev0")).is_err());
+    assert!(!names(&m.mnt.join("a")).contains(&"dev0".to_string()));
+    // a fifo is made as asked
+    nix::unistd::mkfifo(
+        &m.mnt.join("a/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    assert!(fs::symlink_metadata(m.upper.join("a/fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
 #[test]
 fn override_values_round_trip() {
     assert_eq!(parse_override(b"0:0:0755"), Some((0, 0, 0o755)));
