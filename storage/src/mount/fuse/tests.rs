@@ -404,6 +404,52 @@ fn mknod_of_a_whiteout_device_is_refused() {
         .is_fifo());
 }
 
+/// Lookups of missing names are answered as negative entries the kernel caches: every way a
+/// name appears through the mount (create, mkdir, symlink, link, rename, a lower file shown
+/// again) must still show it at once, and a removed one must be gone at once.
+#[test]
+fn missing_names_are_cached_and_still_appear() {
+    if !inner_or_rerun("mount::fuse::tests::missing_names_are_cached_and_still_appear") {
+        return;
+    }
+    let m = setup();
+    let p = |n: &str| m.mnt.join(n);
+    for n in ["f", "dir", "sym", "hard", "moved", "a/gone-then-back"] {
+        assert!(fs::symlink_metadata(p(n)).is_err(), "{n}");
+        assert!(fs::symlink_metadata(p(n)).is_err(), "{n} again (cached)");
+    }
+    fs::write(p("f"), "f").unwrap();
+    fs::create_dir(p("dir")).unwrap();
+    std::os::unix::fs::symlink("f", p("sym")).unwrap();
+    fs::hard_link(p("f"), p("hard")).unwrap();
+    fs::write(p("dir/x"), "x").unwrap();
+    fs::rename(p("dir/x"), p("moved")).unwrap();
+    assert_eq!(fs::read_to_string(p("f")).unwrap(), "f");
+    assert!(p("dir").is_dir());
+    assert_eq!(fs::read_to_string(p("sym")).unwrap(), "f");
+    assert_eq!(fs::read_to_string(p("hard")).unwrap(), "f");
+    assert_eq!(fs::read_to_string(p("moved")).unwrap(), "x");
+    assert!(fs::symlink_metadata(p("dir/x")).is_err());
+    // a lower file deleted (whiteout), looked up as missing, then made again
+    fs::remove_file(p("a/old")).unwrap();
+    assert!(fs::symlink_metadata(p("a/old")).is_err());
+    fs::write(p("a/old"), "again").unwrap();
+    assert_eq!(fs::read_to_string(p("a/old")).unwrap(), "again");
+    // a new file in a lower directory (the parent copied up) and its owner: the server's own
+    fs::write(p("d/new"), "n").unwrap();
+    let md = fs::metadata(p("d/new")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (0, 0));
+    assert!(m.upper.join("d/new").is_file());
+    // a set-gid parent hands its group down
+    fs::create_dir(p("sg")).unwrap();
+    fs::set_permissions(p("sg"), fs::Permissions::from_mode(0o2775)).unwrap();
+    fs::write(p("sg/f"), "").unwrap();
+    assert_eq!(fs::metadata(p("sg/f")).unwrap().gid(), 0);
+    // files written and closed (no FLUSH is sent) read back whole from the layer
+    fs::write(p("dir/big"), vec![7u8; 3 << 20]).unwrap();
+    assert_eq!(fs::read(m.upper.join("dir/big")).unwrap().len(), 3 << 20);
+}
+
 #[test]
 fn override_values_round_trip() {
     assert_eq!(parse_override(b"0:0:0755"), Some((0, 0, 0o755)));
