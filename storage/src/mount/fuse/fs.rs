@@ -1101,8 +1101,11 @@ impl Overlay {
             st: s,
             stack,
         };
-        let ino = self.remember_known(st, path, &f, Some(None));
-        Ok(self.attr(ino, &s, None))
+        // a name just made has no override; a new name of a file (link) keeps the file's
+        let fresh = f.stack.is_some() || s.st_nlink <= 1;
+        let ino = self.remember_known(st, path, &f, fresh.then_some(None));
+        let over = st.nodes.get(&ino).and_then(|n| n.over);
+        Ok(self.attr(ino, &s, over))
     }
 }
 

@@ -445,6 +445,11 @@ fn missing_names_are_cached_and_still_appear() {
     fs::set_permissions(p("sg"), fs::Permissions::from_mode(0o2775)).unwrap();
     fs::write(p("sg/f"), "").unwrap();
     assert_eq!(fs::metadata(p("sg/f")).unwrap().gid(), 0);
+    // a new name of a file with an override shows the override's owner and mode
+    fs::hard_link(p("owned0"), p("owned0-link")).unwrap();
+    for n in ["owned0-link", "owned0"] {
+        assert_eq!(fs::metadata(p(n)).unwrap().mode() & 0o7777, 0o640, "{n}");
+    }
     // files written and closed (no FLUSH is sent) read back whole from the layer
     fs::write(p("dir/big"), vec![7u8; 3 << 20]).unwrap();
     assert_eq!(fs::read(m.upper.join("dir/big")).unwrap().len(), 3 << 20);
