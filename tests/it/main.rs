@@ -17,6 +17,7 @@ mod docs;
 mod errors;
 mod fakeroot;
 mod fuse;
+mod fuse_suite;
 mod hostile;
 mod images;
 mod imagestore;

@@ -337,14 +337,27 @@ impl Overlay {
 
     /// Registers (or refreshes) the node of `path` and counts one lookup.
     fn remember(&self, st: &mut State, path: PathBuf, f: &Found) -> u64 {
+        self.remember_known(st, path, f, None)
+    }
+
+    /// [`Self::remember`], with the override already known when `over` is given (an entry
+    /// this server has just made has none: no xattr read for it).
+    fn remember_known(
+        &self,
+        st: &mut State,
+        path: PathBuf,
+        f: &Found,
+        over: Option<Option<Override>>,
+    ) -> u64 {
         // a known node's override only changes through this server (setattr keeps it, and
         // copy-up copies it along): read the layer's xattr for new nodes only
-        let known = st
-            .by_path
-            .get(&path)
-            .and_then(|i| st.nodes.get(i))
-            .filter(|n| n.layer == f.layer && !n.gone)
-            .map(|n| n.over);
+        let known = over.or_else(|| {
+            st.by_path
+                .get(&path)
+                .and_then(|i| st.nodes.get(i))
+                .filter(|n| n.layer == f.layer && !n.gone)
+                .map(|n| n.over)
+        });
         let over = match known {
             Some(o) => o,
             None => self.read_override(f.layer, &path, f.st.st_mode),
@@ -761,10 +774,15 @@ impl Overlay {
     /// Gives a new upper entry the caller's owner (the server creates as root), with the
     /// group of a set-gid parent.
     fn own(&self, path: &Path, req: &Request, parent_layer_stat: Option<&FileStat>) -> R<()> {
-        let gid = match parent_layer_stat {
-            Some(p) if p.st_mode & libc::S_ISGID != 0 => p.st_gid,
-            _ => req.gid(),
+        let (gid, made_gid) = match parent_layer_stat {
+            Some(p) if p.st_mode & libc::S_ISGID != 0 => (p.st_gid, p.st_gid),
+            _ => (req.gid(), sys_ids().1),
         };
+        // the server made the entry with its own ids (a set-gid parent's group): a chown
+        // to the same ids is a syscall for nothing (most creates come from root)
+        if req.uid() == sys_ids().0 && gid == made_gid {
+            return Ok(());
+        }
         lchown_at(self.fd(0), path, req.uid(), gid)
     }
 
@@ -1063,7 +1081,10 @@ impl Overlay {
         if self.find(&pstack, &path)?.is_some() {
             return Err(Errno::EEXIST);
         }
-        self.upper_dir(st, &ppath)?;
+        // a directory node of layer 0 is in the upper layer already, with its parents
+        if Self::node(st, parent)?.layer != 0 {
+            self.upper_dir(st, &ppath)?;
+        }
         let had_whiteout = self.clear_whiteout(&path)?;
         let pst = self.stat_in(0, &ppath).map_err(errno)?;
         let mut pstack = pstack;
@@ -1080,9 +1101,44 @@ impl Overlay {
             st: s,
             stack,
         };
-        let ino = self.remember(st, path, &f);
-        Ok(self.attr(ino, &s, None))
+        // a name just made has no override; a new name of a file (link) keeps the file's
+        let fresh = f.stack.is_some() || s.st_nlink <= 1;
+        let ino = self.remember_known(st, path, &f, fresh.then_some(None));
+        let over = st.nodes.get(&ino).and_then(|n| n.over);
+        Ok(self.attr(ino, &s, over))
     }
+}
+
+/// The reply to a lookup of a missing name: node id 0 (the kernel's negative entry).
+fn negative() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
+/// The server's effective uid and gid (the owner of what it creates), read once.
+fn sys_ids() -> (u32, u32) {
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    })
 }
 
 fn file_type_of(mode: u32) -> nix::dir::Type {
@@ -1231,6 +1287,11 @@ impl Filesystem for Overlay {
         })();
         match r {
             Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            // a missing name, cached by the kernel as such (node id 0, not a lookup to be
+            // forgotten): `touch` and `open(O_CREAT)` look a new name up twice, a shell's
+            // PATH search and ld.so look up the same missing names over and over; only this
+            // server adds names, and the kernel drops the negative entry when it does
+            Err(e) if e == Errno::ENOENT => reply.entry(&TTL, &negative(), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -1301,6 +1362,11 @@ impl Filesystem for Overlay {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        // a 0/0 character device is a whiteout in the upper layer: made there it would hide
+        // itself (and a lower file of that name); kernel overlay refuses it the same way
+        if mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0 {
+            return reply.error(Errno::EPERM);
+        }
         let mut st = self.lock();
         let r = (|| {
             let (path, _, _, pst) = self.prepare_new(&mut st, parent, name)?;
@@ -1518,7 +1584,8 @@ impl Filesystem for Overlay {
             // every change to the layers goes through this mount, whose page cache the
             // kernel keeps coherent itself: cached pages stay valid across opens (and lower
             // files never change at all)
-            let ff = FopenFlags::FOPEN_KEEP_CACHE;
+            // and no FLUSH on close: writes are never held here, and locks are the kernel's
+            let ff = FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH;
             Ok((fh, ff))
         })();
         match r {
@@ -1906,7 +1973,7 @@ impl Filesystem for Overlay {
                 &a,
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
             ),
             Err(e) => reply.error(e),
         }

@@ -374,6 +374,87 @@ fn hard_links_symlinks_and_xattrs() {
     assert!(nix::sys::statvfs::statvfs(&m.mnt).unwrap().blocks() > 0);
 }
 
+/// pjdfstest makes its character devices as 0/0, which in the upper layer is a whiteout: the
+/// mknod must fail as on kernel overlay (EPERM), not leave a whiteout that hides the name.
+#[test]
+fn mknod_of_a_whiteout_device_is_refused() {
+    if !inner_or_rerun("mount::fuse::tests::mknod_of_a_whiteout_device_is_refused") {
+        return;
+    }
+    let m = setup();
+    let e = nix::sys::stat::mknod(
+        &m.mnt.join("a/dev0"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+        0,
+    )
+    .unwrap_err();
+    assert_eq!(e, nix::Error::EPERM);
+    assert!(fs::symlink_metadata(m.upper.join("a/dev0")).is_err());
+    assert!(!names(&m.mnt.join("a")).contains(&"dev0".to_string()));
+    // a fifo is made as asked
+    nix::unistd::mkfifo(
+        &m.mnt.join("a/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    assert!(fs::symlink_metadata(m.upper.join("a/fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
+/// Lookups of missing names are answered as negative entries the kernel caches: every way a
+/// name appears through the mount (create, mkdir, symlink, link, rename, a lower file shown
+/// again) must still show it at once, and a removed one must be gone at once.
+#[test]
+fn missing_names_are_cached_and_still_appear() {
+    if !inner_or_rerun("mount::fuse::tests::missing_names_are_cached_and_still_appear") {
+        return;
+    }
+    let m = setup();
+    let p = |n: &str| m.mnt.join(n);
+    for n in ["f", "dir", "sym", "hard", "moved", "a/gone-then-back"] {
+        assert!(fs::symlink_metadata(p(n)).is_err(), "{n}");
+        assert!(fs::symlink_metadata(p(n)).is_err(), "{n} again (cached)");
+    }
+    fs::write(p("f"), "f").unwrap();
+    fs::create_dir(p("dir")).unwrap();
+    std::os::unix::fs::symlink("f", p("sym")).unwrap();
+    fs::hard_link(p("f"), p("hard")).unwrap();
+    fs::write(p("dir/x"), "x").unwrap();
+    fs::rename(p("dir/x"), p("moved")).unwrap();
+    assert_eq!(fs::read_to_string(p("f")).unwrap(), "f");
+    assert!(p("dir").is_dir());
+    assert_eq!(fs::read_to_string(p("sym")).unwrap(), "f");
+    assert_eq!(fs::read_to_string(p("hard")).unwrap(), "f");
+    assert_eq!(fs::read_to_string(p("moved")).unwrap(), "x");
+    assert!(fs::symlink_metadata(p("dir/x")).is_err());
+    // a lower file deleted (whiteout), looked up as missing, then made again
+    fs::remove_file(p("a/old")).unwrap();
+    assert!(fs::symlink_metadata(p("a/old")).is_err());
+    fs::write(p("a/old"), "again").unwrap();
+    assert_eq!(fs::read_to_string(p("a/old")).unwrap(), "again");
+    // a new file in a lower directory (the parent copied up) and its owner: the server's own
+    fs::write(p("d/new"), "n").unwrap();
+    let md = fs::metadata(p("d/new")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (0, 0));
+    assert!(m.upper.join("d/new").is_file());
+    // a set-gid parent hands its group down
+    fs::create_dir(p("sg")).unwrap();
+    fs::set_permissions(p("sg"), fs::Permissions::from_mode(0o2775)).unwrap();
+    fs::write(p("sg/f"), "").unwrap();
+    assert_eq!(fs::metadata(p("sg/f")).unwrap().gid(), 0);
+    // a new name of a file with an override shows the override's owner and mode
+    fs::hard_link(p("owned0"), p("owned0-link")).unwrap();
+    for n in ["owned0-link", "owned0"] {
+        assert_eq!(fs::metadata(p(n)).unwrap().mode() & 0o7777, 0o640, "{n}");
+    }
+    // files written and closed (no FLUSH is sent) read back whole from the layer
+    fs::write(p("dir/big"), vec![7u8; 3 << 20]).unwrap();
+    assert_eq!(fs::read(m.upper.join("dir/big")).unwrap().len(), 3 << 20);
+}
+
 #[test]
 fn override_values_round_trip() {
     assert_eq!(parse_override(b"0:0:0755"), Some((0, 0, 0o755)));
