@@ -802,6 +802,10 @@ pub struct ExtraFlags {
     pub gidmap: Vec<String>,
     pub subuidname: Option<String>,
     pub subgidname: Option<String>,
+    /// `--hostuser`, `--passwd=false`, `--passwd-entry`
+    pub hostuser: Vec<String>,
+    pub no_passwd: bool,
+    pub passwd_entry: Option<String>,
 }
 
 /// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
@@ -1073,6 +1077,15 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         // decided in `build`, with the network mode and the user namespace
         sysctl: BTreeMap::new(),
         no_read_only_tmpfs: false,
+        hostuser: x
+            .hostuser
+            .iter()
+            .flat_map(|h| h.split(','))
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect(),
+        no_passwd: x.no_passwd,
+        passwd_entry: x.passwd_entry.clone(),
         ..Default::default()
     })
 }

@@ -1,0 +1,256 @@
+//! Podman's user-namespace flags, second part (issue 9): the passwd and group entries rbox
+//! adds for a user the image lacks (`--passwd`, `--passwd-entry`, `--hostuser`), and
+//! `--userns=nomap|auto` refused where Podman refuses them, with Podman's texts. The expected
+//! lines were observed with Podman 4.3.1 on the same busybox image and the same arguments.
+
+use crate::util::{for_each_user, require, Env, Output, Who};
+
+/// `rbox run --rm --network=none ARGS... busybox sh -c SCRIPT`.
+fn run(env: &Env, args: &[&str], script: &str) -> Output {
+    env.rbox()
+        .args(["run", "--rm", "--network=none"])
+        .args(args)
+        .args(["busybox", "sh", "-c", script])
+        .output()
+}
+
+/// The host's /etc/passwd entry of `name` as `--hostuser` adds it (Podman's line: the host's
+/// name, ids and comment, the working directory as home, /bin/sh).
+fn host_line(name: &str, home: &str) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 7 && f[0] == name)
+            .then(|| format!("{}:*:{}:{}:{}:{home}:/bin/sh", f[0], f[2], f[3], f[4]))
+    })
+}
+
+#[test]
+fn passwd_entries_as_podman_writes_them() {
+    for_each_user("passwd_entries", |env| {
+        env.import_busybox("busybox");
+        let no_container_left = |what: &str| {
+            let out = env.rbox().args(["ps", "-a", "-q"]).output().success();
+            assert_eq!(out.stdout, "", "{what} leaves no container: {out}");
+        };
+
+        // --hostuser: the host's entries, in the order given, home the working directory
+        let (Some(daemon), Some(bin)) = (host_line("daemon", "/tmp"), host_line("bin", "/tmp"))
+        else {
+            require(false, "host users daemon and bin in /etc/passwd");
+            return;
+        };
+        let out = run(
+            env,
+            &["--hostuser=daemon,bin", "--hostuser", "root", "-w", "/tmp"],
+            "tail -3 /etc/passwd; tail -1 /etc/group",
+        )
+        .success();
+        assert_eq!(
+            out.text(),
+            format!("nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n{daemon}\n{bin}\nnogroup:x:65534:"),
+            "root is in the image already; no group is added: {out}"
+        );
+        // an unknown host user fails the start, in Podman's words, and --rm removes the rest
+        let out = run(env, &["--hostuser=rbox-no-such-user"], "true").rbox_error();
+        assert!(
+            out.stderr
+                .starts_with("Error: creating temporary passwd file for container ")
+                && out
+                    .stderr
+                    .trim_end()
+                    .ends_with(": user: unknown user rbox-no-such-user"),
+            "{out}"
+        );
+        no_container_left("a refused --hostuser");
+
+        if env.user.has_many_ids() {
+            // a numeric --user the image lacks gets Podman's passwd and group lines
+            for (user, want) in [
+                (
+                    "1234",
+                    "1234:*:1234:0:container user:/:/bin/sh\n1234:x:1234:1234\nuid=1234 gid=0",
+                ),
+                (
+                    "1234:5678",
+                    "1234:*:1234:5678:container user:/:/bin/sh\n5678:x:5678:1234\nuid=1234 gid=5678",
+                ),
+                (
+                    "0:5678",
+                    "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n5678:x:5678:0\nuid=0 gid=5678",
+                ),
+                (
+                    "1000",
+                    "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\nnogroup:x:65534:\nuid=1000 gid=1000",
+                ),
+            ] {
+                let out = run(
+                    env,
+                    &["--user", user],
+                    "tail -1 /etc/passwd; tail -1 /etc/group; echo uid=$(id -u) gid=$(id -g)",
+                )
+                .success();
+                assert_eq!(out.text(), want, "--user {user}: {out}");
+            }
+            // id -un finds the added name
+            let out = run(env, &["-u", "1234"], "id -un").success();
+            assert_eq!(out.text(), "1234", "{out}");
+            // --passwd-entry's placeholders; other `$` words stay
+            let out = run(
+                env,
+                &[
+                    "-u",
+                    "1234",
+                    "-w",
+                    "/tmp",
+                    "--passwd-entry",
+                    "$USERNAME|$UID|$GID|$NAME|$HOME|$FOO|$$UID",
+                ],
+                "tail -1 /etc/passwd",
+            )
+            .success();
+            assert_eq!(
+                out.text(),
+                "1234|1234|0|container user|/tmp|$FOO|$1234",
+                "{out}"
+            );
+            // the template makes the --hostuser lines too
+            let out = run(
+                env,
+                &[
+                    "-u",
+                    "1234",
+                    "--passwd-entry",
+                    "a:b",
+                    "--hostuser",
+                    "daemon",
+                ],
+                "tail -2 /etc/passwd",
+            )
+            .success();
+            assert_eq!(out.text(), "a:b\na:b", "{out}");
+            // --passwd=false: the image's files as they are
+            let out = run(
+                env,
+                &["-u", "1234", "--passwd=false"],
+                "tail -1 /etc/passwd; tail -1 /etc/group",
+            )
+            .success();
+            assert_eq!(
+                out.text(),
+                "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\nnogroup:x:65534:",
+                "{out}"
+            );
+            // written afresh at each start: one entry however often it starts
+            env.rbox()
+                .args([
+                    "create",
+                    "--name",
+                    "again",
+                    "--network=none",
+                    "-u",
+                    "1234:5678",
+                ])
+                .args([
+                    "busybox",
+                    "sh",
+                    "-c",
+                    "grep -c ^1234: /etc/passwd; grep -c ^5678: /etc/group",
+                ])
+                .output()
+                .success();
+            for _ in 0..2 {
+                let out = env.rbox().args(["start", "-a", "again"]).output().success();
+                assert_eq!(out.text(), "1\n1", "{out}");
+            }
+            env.rbox().args(["rm", "again"]).output().success();
+        }
+
+        if env.user.who != Who::Root {
+            // keep-id's entry from the template ($NAME empty, $HOME /), or none with
+            // --passwd=false
+            let out = run(
+                env,
+                &[
+                    "--userns=keep-id",
+                    "--passwd-entry",
+                    "$USERNAME:x:$UID:$GID:$NAME:$HOME:/bin/false",
+                ],
+                "tail -1 /etc/passwd; id -un",
+            )
+            .success();
+            let u = &env.user;
+            assert_eq!(
+                out.text(),
+                format!("{n}:x:{}:{}::/:/bin/false\n{n}", u.uid, u.gid, n = u.name),
+                "{out}"
+            );
+            let out = run(
+                env,
+                &["--userns=keep-id", "--passwd=false"],
+                "tail -1 /etc/passwd; tail -1 /etc/group",
+            )
+            .success();
+            assert_eq!(
+                out.text(),
+                "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\nnogroup:x:65534:",
+                "{out}"
+            );
+        }
+        no_container_left("the runs");
+    });
+}
+
+/// `--userns=nomap` and `--userns=auto` where Podman refuses them: as root (nomap is for
+/// rootless users; auto takes its ids from the `containers` entry of /etc/subuid, which this
+/// host lacks) and for a user without a subordinate range, with Podman's texts.
+#[test]
+fn nomap_and_auto_refused_as_podman_refuses_them() {
+    for_each_user("nomap_auto_refused", |env| {
+        env.import_busybox("busybox");
+        let err = |mode: &str| {
+            let out = env
+                .rbox()
+                .args(["run", "--rm", "--network=none", &format!("--userns={mode}")])
+                .args(["busybox", "true"])
+                .output()
+                .rbox_error();
+            out.stderr
+        };
+        let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+        match env.user.who {
+            Who::Root => {
+                assert_eq!(
+                    err("nomap"),
+                    "Error: nomap is only supported in rootless mode\n"
+                );
+                if !subuid.lines().any(|l| l.starts_with("containers:")) {
+                    let e = err("auto");
+                    assert!(
+                        e.starts_with(
+                            "Error: creating container storage: could not find enough available IDs"
+                        ),
+                        "{e}"
+                    );
+                }
+            }
+            _ if !env.user.has_many_ids() => {
+                let e = err("nomap");
+                assert!(
+                    e.starts_with("Error: nomap requires additional UIDs or GIDs defined in /etc/subuid and /etc/subgid to function correctly"),
+                    "{e}"
+                );
+                let e = err("auto:size=100");
+                assert!(
+                    e.starts_with(
+                        "Error: creating container storage: could not find enough available IDs"
+                    ),
+                    "{e}"
+                );
+            }
+            _ => {}
+        }
+        let out = env.rbox().args(["ps", "-a", "-q"]).output().success();
+        assert_eq!(out.stdout, "", "a refused run leaves no container: {out}");
+    });
+}
