@@ -146,10 +146,11 @@ pub struct RunArgs {
     /// Map container gids, as --uidmap maps uids
     #[arg(long = "gidmap", value_name = "MAP")]
     pub gidmap: Vec<String>,
-    /// Map the ids of NAME in /etc/subuid (not supported: use --uidmap)
+    /// Map container uids 0.. to NAME's range in /etc/subuid (rootless: one of your own
+    /// ranges); the gid map too when --subgidname is not given
     #[arg(long = "subuidname", value_name = "NAME")]
     pub subuidname: Option<String>,
-    /// Map the ids of NAME in /etc/subgid (not supported: use --gidmap)
+    /// Map container gids 0.. to NAME's range in /etc/subgid, as --subuidname maps uids
     #[arg(long = "subgidname", value_name = "NAME")]
     pub subgidname: Option<String>,
     /// Add the host user NAME's (or uid's) entry to the container's /etc/passwd, unless the

@@ -576,7 +576,7 @@ pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, 
             let maps_owner = |m: &[(u32, u32, u32)]| m.iter().any(|(_, h, _)| *h == 0);
             if !maps_owner(&s.opts.uid_map) || !maps_owner(&s.opts.gid_map) {
                 anyhow::bail!(
-                    "--uidmap and --gidmap must map host id 0 (you) to some container id: {UNMAPPED_OWNER}"
+                    "--uidmap and --gidmap (and --subuidname's ranges) must map host id 0 (you) to some container id: {UNMAPPED_OWNER}"
                 );
             }
             for (flag, m, count) in [

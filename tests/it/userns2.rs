@@ -250,6 +250,36 @@ fn nomap_and_auto_refused_as_podman_refuses_them() {
             }
             _ => {}
         }
+        // --subuidname: an unknown name in Podman's words; a known one is turned into a map
+        // (rootless: of rbox's ids), which rbox refuses while it leaves your own id unmapped
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--subuidname=rbox-no-such-user",
+            ])
+            .args(["busybox", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr,
+            "Error: no subuid ranges found for user \"rbox-no-such-user\" in /etc/subuid\n"
+        );
+        if let Some(name) = subuid.lines().find_map(|l| l.split(':').next()) {
+            let out = env
+                .rbox()
+                .args(["run", "--rm", "--network=none", "--subuidname", name])
+                .args(["busybox", "true"])
+                .output()
+                .rbox_error();
+            assert!(
+                out.stderr.contains("must map host id 0")
+                    || out.stderr.contains("is not among your subordinate ids"),
+                "{out}"
+            );
+        }
         let out = env.rbox().args(["ps", "-a", "-q"]).output().success();
         assert_eq!(out.stdout, "", "a refused run leaves no container: {out}");
     });
