@@ -1173,6 +1173,9 @@ pub fn userns_flags(flag: &str, x: &ExtraFlags) -> Result<UsernsFlags> {
     Ok(f)
 }
 
+/// One line of an id map: container id, id of rbox's user namespace, count.
+type IdMapLine = (u32, u32, u32);
+
 /// `--subuidname`/`--subgidname`: the container's maps from NAME's ranges in /etc/subuid and
 /// /etc/subgid (`texts`), one name standing for both as in Podman, in ids of rbox's user
 /// namespace under `mode`: the host's as root; rootless, a range must lie within your own
@@ -1182,9 +1185,9 @@ fn named_maps(
     gid_name: Option<&str>,
     texts: [&str; 2],
     mode: &super::userns::Mode,
-) -> Result<(Vec<(u32, u32, u32)>, Vec<(u32, u32, u32)>)> {
+) -> Result<(Vec<IdMapLine>, Vec<IdMapLine>)> {
     use super::userns::{parse_subid, Mode, SubRange};
-    let one = |name: Option<&str>, i: usize| -> Result<(u32, u32, u32)> {
+    let one = |name: Option<&str>, i: usize| -> Result<IdMapLine> {
         let name = name.or(uid_name).or(gid_name).unwrap_or_default();
         let (kind, file) = [("subuid", "/etc/subuid"), ("subgid", "/etc/subgid")][i];
         let Some(r) = parse_subid(texts[i], Some(name), u32::MAX) else {
