@@ -284,3 +284,68 @@ fn nomap_and_auto_refused_as_podman_refuses_them() {
         assert_eq!(out.stdout, "", "a refused run leaves no container: {out}");
     });
 }
+
+/// `rbox image mount`/`image unmount` as Podman has them: rootless only inside `rbox
+/// unshare` (refused outside in Podman's words), the image's root read-only at the printed
+/// path, listed while mounted, unmount printing the image id (mounted or not), an unknown
+/// image in Podman's words.
+#[test]
+fn image_mount_and_unmount() {
+    for_each_user("image_mount", |env| {
+        env.import_busybox("busybox");
+        let id = env.inspect("busybox", "{{.Id}}");
+        let id = id.trim_start_matches("sha256:");
+        let script = "set -e; p=$(\"$@\" image mount busybox); test -x \"$p/bin/busybox\"; \
+                      grep -q ^tester: \"$p/etc/passwd\"; \
+                      if touch \"$p/new\" 2>/dev/null; then echo writable; fi; \
+                      \"$@\" image mount; \"$@\" image mount busybox; \
+                      \"$@\" image umount busybox; test ! -e \"$p/bin/busybox\"; \
+                      \"$@\" image umount busybox; \"$@\" image mount; echo done";
+        let mut c = if env.user.uid == 0 {
+            // root mounts in the host's namespace, as Podman does
+            env.cmd("sh")
+        } else {
+            let out = env
+                .rbox()
+                .args(["image", "mount", "busybox"])
+                .output()
+                .rbox_error();
+            assert_eq!(
+                out.stderr,
+                "Error: cannot run command \"rbox image mount\" in rootless mode, must execute `rbox unshare` first\n"
+            );
+            let mut c = env.rbox();
+            c.args(["unshare", "sh"]);
+            c
+        };
+        let out = c
+            .args(["-c", script, "sh"])
+            .arg(crate::util::RBOX)
+            .arg("--root")
+            .arg(env.store())
+            .arg("--runroot")
+            .arg(env.runroot())
+            .output()
+            .success();
+        let lines = out.lines();
+        let path = format!("{}/image-mounts/{id}/merged", env.runroot().display());
+        assert_eq!(
+            lines,
+            [
+                format!("localhost/busybox:latest  {path}"),
+                path.clone(),
+                id.to_string(),
+                id.to_string(),
+                "done".to_string(),
+            ],
+            "{out}"
+        );
+        let out = env.rbox().args(["image", "umount", "nosuch"]).output();
+        if env.user.uid == 0 {
+            let out = out.rbox_error();
+            assert_eq!(out.stderr, "Error: nosuch: image not known\n");
+        } else {
+            out.rbox_error();
+        }
+    });
+}
