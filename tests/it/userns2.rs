@@ -349,3 +349,65 @@ fn image_mount_and_unmount() {
         }
     });
 }
+
+/// `rbox cp A:SRC B:DEST` copies between two containers as Podman does (same landing rules
+/// and texts as a copy from the host; observed with Podman 4.3.1 on the same image).
+#[test]
+fn cp_between_containers() {
+    for_each_user("cp_between", |env| {
+        env.import_busybox("busybox");
+        let script = "ls -ln /tmp/p; ls /tmp/e | head -3; ls -d /tmp/e/* | wc -l";
+        for (name, cmd) in [("ca", "true"), ("cb", script)] {
+            env.rbox()
+                .args([
+                    "create",
+                    "--name",
+                    name,
+                    "--network=none",
+                    "busybox",
+                    "sh",
+                    "-c",
+                    cmd,
+                ])
+                .output()
+                .success();
+        }
+        env.rbox()
+            .args(["cp", "ca:/etc/passwd", "cb:/tmp/p"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["cp", "ca:/etc", "cb:/tmp/e"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["cp", "ca:/nosuch", "cb:/tmp/x"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr,
+            "Error: \"/nosuch\" could not be found on container ca: no such file or directory\n"
+        );
+        let out = env
+            .rbox()
+            .args(["cp", "ca:/etc", "cb:/nonexist/x"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr,
+            "Error: \"/nonexist/x\" could not be found on container cb: no such file or directory\n"
+        );
+        let out = env.rbox().args(["start", "-a", "cb"]).output().success();
+        let size = crate::fixtures::PASSWD.len();
+        let lines = out.lines();
+        assert!(
+            lines[0].starts_with("-rw-r--r--    1 0        0 ")
+                && lines[0].contains(&format!(" {size} "))
+                && lines[0].ends_with(" /tmp/p"),
+            "{out}"
+        );
+        assert_eq!(lines[1..], ["group", "hostname", "passwd", "3"], "{out}");
+        env.rbox().args(["rm", "ca", "cb"]).output().success();
+    });
+}
