@@ -700,7 +700,9 @@ fn write_user_files(
         .hostuser
         .iter()
         .map(|h| host_user(h))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()
+        // Podman fails the start of such a container with 126
+        .map_err(|e| crate::exit::CodedError::new(crate::exit::CANNOT_INVOKE, e.to_string()))?;
     let (passwd, group) = (
         image_file(rootfs, "/etc/passwd"),
         image_file(rootfs, "/etc/group"),

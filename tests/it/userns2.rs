@@ -51,8 +51,9 @@ fn passwd_entries_as_podman_writes_them() {
             format!("nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n{daemon}\n{bin}\nnogroup:x:65534:"),
             "root is in the image already; no group is added: {out}"
         );
-        // an unknown host user fails the start, in Podman's words, and --rm removes the rest
-        let out = run(env, &["--hostuser=rbox-no-such-user"], "true").rbox_error();
+        // an unknown host user fails the start, in Podman's words and with its 126, and --rm
+        // removes the rest
+        let out = run(env, &["--hostuser=rbox-no-such-user"], "true").code_is(126);
         assert!(
             out.stderr
                 .starts_with("Error: creating temporary passwd file for container ")
