@@ -199,6 +199,23 @@ fn passwd_entries_as_podman_writes_them() {
             );
         }
         no_container_left("the runs");
+        // inspect's Config.Passwd, as Podman's
+        for (flag, want) in [("--passwd=true", "true"), ("--passwd=false", "false")] {
+            env.rbox()
+                .args([
+                    "create",
+                    "--name",
+                    "pw",
+                    "--network=none",
+                    flag,
+                    "busybox",
+                    "true",
+                ])
+                .output()
+                .success();
+            assert_eq!(env.inspect("pw", "{{.Config.Passwd}}"), want, "{flag}");
+            env.rbox().args(["rm", "pw"]).output().success();
+        }
     });
 }
 
