@@ -1132,6 +1132,14 @@ pub fn userns_flags(flag: &str, x: &ExtraFlags) -> Result<UsernsFlags> {
             _ => bail!("unknown option specified: {k:?}"),
         }
     }
+    if let (Some(n), super::userns::Mode::SubIds { uid, gid }) =
+        (f.auto_size, super::userns::current_mode())
+    {
+        // a range of that size cannot be carved from yours (Podman's text)
+        if n > uid.count.min(gid.count) {
+            bail!("creating container storage: could not find enough available IDs");
+        }
+    }
     let parse_map = |flag: &str, items: &[String]| -> Result<Vec<(u32, u32, u32)>> {
         items
             .iter()

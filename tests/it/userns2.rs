@@ -266,7 +266,13 @@ fn nomap_and_auto_refused_as_podman_refuses_them() {
                     "{e}"
                 );
             }
-            _ => {}
+            _ => {
+                // more ids than the user's range holds
+                assert_eq!(
+                    err("auto:size=70000"),
+                    "Error: creating container storage: could not find enough available IDs\n"
+                );
+            }
         }
         // --subuidname: an unknown name in Podman's words; a known one is turned into a map
         // (rootless: of rbox's ids), which rbox refuses while it leaves your own id unmapped
