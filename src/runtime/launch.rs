@@ -824,7 +824,11 @@ fn user_entries(
     };
     if let Some(id) = group_id {
         if !has(&g, Some(id), &id.to_string()) {
-            add(&mut g, format!("{id}:x:{id}:{user}\n"));
+            // Podman lists the user as a member (`1234:x:1234:1234`) but gives the process no
+            // such supplementary group (it resolves groups before adding the line): rbox's
+            // init reads the file it finds, so the user's own-number group lists no member
+            let member = if grp.is_empty() { "" } else { user };
+            add(&mut g, format!("{id}:x:{id}:{member}\n"));
         }
     }
     (p, g)
@@ -975,13 +979,13 @@ mod tests {
                 "1234",
                 "",
                 "1234:*:1234:0:container user:/:/bin/sh\n",
-                "1234:x:1234:1234\n",
+                "1234:x:1234:\n",
             ),
             (
                 "1234",
                 "/tmp",
                 "1234:*:1234:0:container user:/tmp:/bin/sh\n",
-                "1234:x:1234:1234\n",
+                "1234:x:1234:\n",
             ),
             ("1234:0", "", "1234:*:1234:0:container user:/:/bin/sh\n", ""),
             (

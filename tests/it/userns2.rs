@@ -66,29 +66,31 @@ fn passwd_entries_as_podman_writes_them() {
         no_container_left("a refused --hostuser");
 
         if env.user.has_many_ids() {
-            // a numeric --user the image lacks gets Podman's passwd and group lines
+            // a numeric --user the image lacks gets Podman's passwd and group lines, and the
+            // groups Podman gives (its own-number group lists no member in rbox's line, where
+            // Podman's lists the user yet gives the process no such group)
             for (user, want) in [
                 (
                     "1234",
-                    "1234:*:1234:0:container user:/:/bin/sh\n1234:x:1234:1234\nuid=1234 gid=0",
+                    "1234:*:1234:0:container user:/:/bin/sh\n1234:x:1234:\nuid=1234 gid=0 groups=0",
                 ),
                 (
                     "1234:5678",
-                    "1234:*:1234:5678:container user:/:/bin/sh\n5678:x:5678:1234\nuid=1234 gid=5678",
+                    "1234:*:1234:5678:container user:/:/bin/sh\n5678:x:5678:1234\nuid=1234 gid=5678 groups=5678",
                 ),
                 (
                     "0:5678",
-                    "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n5678:x:5678:0\nuid=0 gid=5678",
+                    "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n5678:x:5678:0\nuid=0 gid=5678 groups=5678",
                 ),
                 (
                     "1000",
-                    "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\nnogroup:x:65534:\nuid=1000 gid=1000",
+                    "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\nnogroup:x:65534:\nuid=1000 gid=1000 groups=1000 2000",
                 ),
             ] {
                 let out = run(
                     env,
                     &["--user", user],
-                    "tail -1 /etc/passwd; tail -1 /etc/group; echo uid=$(id -u) gid=$(id -g)",
+                    "tail -1 /etc/passwd; tail -1 /etc/group; echo uid=$(id -u) gid=$(id -g) groups=$(id -G)",
                 )
                 .success();
                 assert_eq!(out.text(), want, "--user {user}: {out}");
