@@ -406,6 +406,15 @@ pub struct RunOpts {
     /// `runtime::cdi` and `runtime::ocihooks`), written into config.json
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookEntry>,
+    /// `--hostuser`: host users whose passwd entries the container's /etc/passwd gets
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hostuser: Vec<String>,
+    /// `--passwd=false`: no passwd or group entries added for a user the image lacks
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_passwd: bool,
+    /// `--passwd-entry`: the template of the passwd lines added
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passwd_entry: Option<String>,
 }
 
 /// One OCI hook of a container and the stage it runs at (`prestart`, `createRuntime`,

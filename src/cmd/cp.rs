@@ -359,9 +359,13 @@ pub fn run(g: &Context, a: CpArgs) -> Result<ExitCode> {
         (s @ (Side::Host(_) | Side::Stream), Side::Container { name, path }) => {
             copy_in(g, &a, s, &name, &path)
         }
-        (Side::Container { .. }, Side::Container { .. }) => {
-            bail!("copying between containers is not supported: copy to the host first")
-        }
+        (
+            Side::Container { name, path },
+            Side::Container {
+                name: to,
+                path: dest,
+            },
+        ) => copy_between(g, &a, (&name, &path), (&to, &dest)),
         _ => bail!("name or ID cannot be empty"),
     }?;
     Ok(ExitCode::SUCCESS)
@@ -456,6 +460,107 @@ fn copy_out(g: &Context, a: &CpArgs, name: &str, path: &str, dest: Side) -> Resu
     res?;
     if !ok {
         bail!("copy from container {name}: the copying process failed");
+    }
+    Ok(())
+}
+
+/// `rbox cp A:SRC B:DEST`, as Podman copies between containers: a child in A's root writes
+/// the tar stream straight into a child in B's root, which lands it by the same rules as a
+/// copy from the host (and `--archive`'s owner of B).
+fn copy_between(
+    g: &Context,
+    a: &CpArgs,
+    (from, path): (&str, &str),
+    (to, dest): (&str, &str),
+) -> Result<()> {
+    let (srec, drec) = (lookup(g, from)?, lookup(g, to)?);
+    let owner = a.archive.then(|| archive_owner(&drec));
+    let store = runtime::open_store(g)?;
+    let sroot = inroot::root_of(g, &store, &srec)?;
+    let droot = inroot::root_of(g, &store, &drec)?;
+    let (s_status_r, s_status_w) = nix::unistd::pipe()?;
+    let (d_status_r, d_status_w) = nix::unistd::pipe()?;
+    let (data_r, data_w) = nix::unistd::pipe()?;
+    let src = Source::new(path, a.follow_link);
+    let contents = src.contents;
+    let (shown, place) = (path.to_string(), format!("on container {from}"));
+    // the source's child also closes the reading end, so that it sees EPIPE, not a full
+    // pipe forever, when the destination gives up
+    let schild = inroot::spawn(&sroot, &[s_status_r.as_fd(), data_r.as_fd()], move || {
+        let mut st = fs::File::from(s_status_w);
+        let md = match src.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                let why = if e.kind() == io::ErrorKind::NotFound {
+                    PlanError::NotFound.text(&shown, &place)
+                } else {
+                    format!("\"{shown}\" could not be found {place}: {e}")
+                };
+                send(&mut st, Err(why));
+                return Err(());
+            }
+        };
+        send(&mut st, Ok(if md.is_dir() { "dir" } else { "file" }.into()));
+        let res = produce(&src, io::BufWriter::new(fs::File::from(data_w)));
+        send(
+            &mut st,
+            res.map(|_| "done".into())
+                .map_err(|e| format!("read {shown}: {e}")),
+        );
+        Ok(())
+    })?;
+    let mut sst = BufReader::new(fs::File::from(s_status_r));
+    let kind = match recv(&mut sst) {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = inroot::wait(schild);
+            return Err(e);
+        }
+    };
+    let (dest_s, place) = (dest.to_string(), format!("on container {to}"));
+    let dchild = inroot::spawn(
+        &droot,
+        &[sst.get_ref().as_fd(), d_status_r.as_fd()],
+        move || {
+            let mut st = fs::File::from(d_status_w);
+            let t = match plan(kind == "dir", &dest_s, dest_kind(&dest_s)) {
+                Ok(t) => t,
+                Err(e) => {
+                    send(&mut st, Err(e.text(&dest_s, &place)));
+                    return Err(());
+                }
+            };
+            send(&mut st, Ok("ready".into()));
+            let res = consume(fs::File::from(data_r), &t, contents, owner);
+            send(
+                &mut st,
+                res.map(|_| "done".into())
+                    .map_err(|e| format!("copy to {dest_s}: {e}")),
+            );
+            Ok(())
+        },
+    );
+    let dchild = match dchild {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = nix::sys::signal::kill(schild, nix::sys::signal::Signal::SIGKILL);
+            let _ = inroot::wait(schild);
+            return Err(e);
+        }
+    };
+    let mut dst = BufReader::new(fs::File::from(d_status_r));
+    // the destination's word first: when it gives up, the source's is only a broken pipe
+    let res = recv(&mut dst)
+        .and_then(|_| recv(&mut dst))
+        .and_then(|_| recv(&mut sst))
+        .map(|_| ());
+    if res.is_err() {
+        let _ = nix::sys::signal::kill(schild, nix::sys::signal::Signal::SIGKILL);
+    }
+    let (s_ok, d_ok) = (inroot::wait(schild)?, inroot::wait(dchild)?);
+    res?;
+    if !(s_ok && d_ok) {
+        bail!("copy from container {from} to container {to}: a copying process failed");
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! `image rm`, `image inspect`, ...). Each verb is its top-level twin under the group's name
 //! for it: the same arguments, the same handler (through `Command::from`), and the same help
 //! text (copied from the twin by `cli::command`, see [`twin`]); only `inspect` has arguments
-//! and help of its own, and `exists`, `prune`, `tree` and `untag`, which Podman has only in the group, are
+//! and help of its own, and `exists`, `prune`, `tree`, `untag`, `mount` and `unmount`, which Podman has only in the group, are
 //! reached through [`Command::Grouped`].
 
 use crate::cli::{complete, Command};
@@ -39,6 +39,12 @@ pub enum ImageCommand {
     Tree(cmd::tree::TreeArgs),
     /// Remove names from an image (all of them when none is given)
     Untag(cmd::untag::UntagArgs),
+    /// Mount images' root filesystems read-only and print where (rootless: inside `rbox
+    /// unshare`); without images, list the mounted ones
+    Mount(cmd::mount::ImageMountArgs),
+    /// Unmount images mounted by `rbox image mount`
+    #[command(visible_alias = "umount")]
+    Unmount(cmd::mount::ImageUnmountArgs),
 }
 
 /// The top-level command whose help `rbox image VERB` shows: the one of the same name but for
@@ -47,7 +53,7 @@ pub fn twin(verb: &str) -> Option<&str> {
     match verb {
         "ls" => Some("images"),
         "rm" => Some("rmi"),
-        "inspect" | "exists" | "prune" | "tree" | "untag" => None,
+        "inspect" | "exists" | "prune" | "tree" | "untag" | "mount" | "unmount" => None,
         v => Some(v),
     }
 }
@@ -85,6 +91,8 @@ impl From<ImageCommand> for Command {
             ImageCommand::Prune(a) => Command::Grouped(cmd::Grouped::ImagePrune(a)),
             ImageCommand::Tree(a) => Command::Grouped(cmd::Grouped::ImageTree(a)),
             ImageCommand::Untag(a) => Command::Grouped(cmd::Grouped::ImageUntag(a)),
+            ImageCommand::Mount(a) => Command::Grouped(cmd::Grouped::ImageMount(a)),
+            ImageCommand::Unmount(a) => Command::Grouped(cmd::Grouped::ImageUnmount(a)),
         }
     }
 }

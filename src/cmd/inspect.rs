@@ -295,6 +295,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Timeout": o.timeout.unwrap_or(0),
         "Umask": format!("{umask:04o}"),
         "Annotations": o.annotations,
+        "Passwd": !o.no_passwd,
     });
     let r = &o.resources;
     let host = json!({

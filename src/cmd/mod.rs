@@ -74,6 +74,8 @@ pub enum Grouped {
     ContainerInit(init::InitArgs),
     ContainerCleanup(cleanup::CleanupArgs),
     ImageUntag(untag::UntagArgs),
+    ImageMount(mount::ImageMountArgs),
+    ImageUnmount(mount::ImageUnmountArgs),
 }
 
 /// Run the parsed command line; the `ExitCode` is the container's for `run`, else 0.
@@ -159,6 +161,8 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
             Grouped::ContainerInit(a) => init::run(g, a),
             Grouped::ContainerCleanup(a) => cleanup::run(g, a),
             Grouped::ImageUntag(a) => untag::run(g, a),
+            Grouped::ImageMount(a) => mount::image_mount(g, a),
+            Grouped::ImageUnmount(a) => mount::image_unmount(g, a),
         },
         Command::Load(a) => load::run(g, a),
         Command::Save(a) => save::run(g, a),

@@ -5,7 +5,7 @@
 //! unshare` in the same words). The list of mounted containers is read from this process's
 //! own mount table, so it is what the caller's namespace really has.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
@@ -143,6 +143,165 @@ pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
             }
         }
         println!("{shown}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageMountArgs {
+    /// Images to mount (names or ids), read-only; none lists the mounted ones
+    #[arg(value_name = "IMAGE", add = complete::image_candidates())]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageUnmountArgs {
+    /// Unmount every mounted image
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Unmount even when the mount is busy (lazily)
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Images to unmount (names or ids)
+    #[arg(value_name = "IMAGE", required_unless_present = "all",
+          add = complete::image_candidates())]
+    pub images: Vec<String>,
+}
+
+/// Where `rbox image mount` mounts the image `hex` (its id without `sha256:`): beside it its
+/// empty upper and work directories, which the read-only mount never writes.
+fn image_target(g: &Context, hex: &str) -> Result<PathBuf> {
+    Ok(g.runtime_dir()?
+        .join("image-mounts")
+        .join(hex)
+        .join("merged"))
+}
+
+/// `rbox image mount`: an image's layers as a read-only overlay, as `podman image mount` (in
+/// `rbox unshare` when rootless); without images, the mounted ones with their paths.
+pub fn image_mount(g: &Context, a: ImageMountArgs) -> Result<ExitCode> {
+    refuse_outside("rbox image mount")?;
+    let store = runtime::open_store(g)?;
+    let points = mount_points();
+    if a.images.is_empty() {
+        let mut rows = Vec::new();
+        for img in store.images()? {
+            let t = image_target(g, img.id.hex())?;
+            if points.contains(&t) {
+                let name = img
+                    .names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| img.id.hex().to_string());
+                rows.push((name, t));
+            }
+        }
+        let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        for (name, t) in rows {
+            println!("{name:<width$}  {}", t.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let imgs = a
+        .images
+        .iter()
+        .map(|i| {
+            store
+                .lookup_image(i)
+                .map_err(|e| super::common::image_not_known_bare(e.into()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for img in imgs {
+        let t = image_target(g, img.id.hex())?;
+        if !points.contains(&t) {
+            mount_image(&store, &img, &t)
+                .with_context(|| format!("mount image {}", img.id.hex()))?;
+        }
+        println!("{}", t.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mount `img`'s layers at `t`: kernel overlay (an upper is required for a single layer, so
+/// there is an empty one) made read-only.
+fn mount_image(
+    store: &rbox_storage::Store,
+    img: &rbox_storage::ImageRecord,
+    t: &Path,
+) -> Result<()> {
+    let dir = t.parent().context("image mount point has no parent")?;
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    for d in [t, &upper, &work] {
+        std::fs::create_dir_all(d).with_context(|| format!("create `{}`", d.display()))?;
+    }
+    let mut lowers: Vec<PathBuf> = img
+        .layers
+        .iter()
+        .rev()
+        .map(|l| store.layer_path(&l.diff_id))
+        .collect();
+    if lowers.is_empty() {
+        // an image without layers: its root is an empty directory
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).with_context(|| format!("create `{}`", empty.display()))?;
+        lowers.push(empty);
+    }
+    let mounted = rbox_storage::Rootfs::Overlay {
+        lowers,
+        upper,
+        work,
+        volatile: true,
+    }
+    .mount(t)
+    .map_err(anyhow::Error::from)
+    .and_then(|()| {
+        use nix::mount::MsFlags;
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+        nix::mount::mount(None::<&str>, t, None::<&str>, flags, None::<&str>)
+            .map_err(|e| anyhow::anyhow!("make `{}` read-only: {e}", t.display()))
+    });
+    if mounted.is_err() {
+        let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    mounted
+}
+
+/// `rbox image unmount`: prints each image's id, mounted or not, as Podman does.
+pub fn image_unmount(g: &Context, a: ImageUnmountArgs) -> Result<ExitCode> {
+    refuse_outside("rbox image unmount")?;
+    let store = runtime::open_store(g)?;
+    let points = mount_points();
+    let imgs = if a.all {
+        store
+            .images()?
+            .into_iter()
+            .filter(|i| image_target(g, i.id.hex()).is_ok_and(|t| points.contains(&t)))
+            .collect::<Vec<_>>()
+    } else {
+        a.images
+            .iter()
+            .map(|i| {
+                store
+                    .lookup_image(i)
+                    .map_err(|e| super::common::image_not_known_bare(e.into()))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    for img in imgs {
+        let t = image_target(g, img.id.hex())?;
+        if points.contains(&t) {
+            let flags = if a.force {
+                nix::mount::MntFlags::MNT_DETACH
+            } else {
+                nix::mount::MntFlags::empty()
+            };
+            nix::mount::umount2(&t, flags).with_context(|| format!("unmount `{}`", t.display()))?;
+            if let Some(p) = t.parent() {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+        println!("{}", img.id.hex());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -146,12 +146,26 @@ pub struct RunArgs {
     /// Map container gids, as --uidmap maps uids
     #[arg(long = "gidmap", value_name = "MAP")]
     pub gidmap: Vec<String>,
-    /// Map the ids of NAME in /etc/subuid (not supported: use --uidmap)
+    /// Map container uids 0.. to NAME's range in /etc/subuid (rootless: one of your own
+    /// ranges); the gid map too when --subgidname is not given
     #[arg(long = "subuidname", value_name = "NAME")]
     pub subuidname: Option<String>,
-    /// Map the ids of NAME in /etc/subgid (not supported: use --gidmap)
+    /// Map container gids 0.. to NAME's range in /etc/subgid, as --subuidname maps uids
     #[arg(long = "subgidname", value_name = "NAME")]
     pub subgidname: Option<String>,
+    /// Add the host user NAME's (or uid's) entry to the container's /etc/passwd, unless the
+    /// image has one of that name or uid (repeatable, or NAME,NAME)
+    #[arg(long = "hostuser", value_name = "NAME")]
+    pub hostuser: Vec<String>,
+    /// Add entries to /etc/passwd and /etc/group for a user the image lacks (a numeric --user,
+    /// --userns=keep-id) (true)
+    #[arg(long = "passwd", value_name = "BOOL", num_args = 0..=1,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub passwd: bool,
+    /// The /etc/passwd line added for a user the image lacks (and for each --hostuser), with
+    /// $USERNAME, $UID, $GID, $NAME (the comment field) and $HOME replaced
+    #[arg(long = "passwd-entry", value_name = "TEMPLATE")]
+    pub passwd_entry: Option<String>,
     /// Add Linux capabilities
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
@@ -562,6 +576,9 @@ impl From<RunArgs> for RunOptions {
                     gidmap: a.gidmap,
                     subuidname: a.subuidname,
                     subgidname: a.subgidname,
+                    hostuser: a.hostuser,
+                    no_passwd: !a.passwd,
+                    passwd_entry: a.passwd_entry,
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,

@@ -157,8 +157,14 @@ pub fn plan(
     let hostname = oci::hostname(&spec);
     write_etc(&dir.dir, rec, &hostname)?;
     let mode = userns::current_mode();
-    if let Some(k) = keep_id(&mode, &rec.spec) {
-        write_user_files(&dir.dir, &rootfs, &k, &rec.spec)?;
+    if needs_user_files(&mode, &rec.spec) {
+        write_user_files(
+            &dir.dir,
+            &rootfs,
+            keep_id(&mode, &rec.spec).as_ref(),
+            &rec.spec,
+        )
+        .with_context(|| format!("creating temporary passwd file for container {}", rec.id))?;
     }
     let single_id = mode == userns::Mode::Single;
     let bad = |e: anyhow::Error| {
@@ -337,7 +343,7 @@ pub fn write_config(
     if let Some(h) = super::cdi::oci_hooks(&s.opts.hooks)? {
         spec.set_hooks(Some(h));
     }
-    if host.keep_id.is_some() {
+    if needs_user_files(&mode, s) {
         // the caller's passwd and group entries (as Podman adds them), written at each start
         let mut ms = spec.mounts().clone().unwrap_or_default();
         for (file, inside) in [("passwd", "/etc/passwd"), ("group", "/etc/group")] {
@@ -544,13 +550,25 @@ pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, 
         which rbox does not make yet";
     match s.userns {
         state::UsernsMode::Nomap | state::UsernsMode::Auto => {
+            // Podman's texts: root's `auto` takes its ranges from the `containers` entry
+            let auto = s.userns == state::UsernsMode::Auto;
+            const NO_IDS: &str = "creating container storage: could not find enough available IDs";
             if *mode == userns::Mode::Root {
-                anyhow::bail!("{} is only supported in rootless mode", s.userns);
-            }
-            if ids.uid_count < 2 || ids.gid_count < 2 {
+                if !auto {
+                    anyhow::bail!("nomap is only supported in rootless mode");
+                }
+                if !userns::has_subid_range("containers") {
+                    anyhow::bail!("{NO_IDS}: no /etc/subuid and /etc/subgid range for the user `containers`, which --userns=auto takes its ids from as root");
+                }
+            } else if ids.uid_count < 2 || ids.gid_count < 2 {
+                if auto {
+                    anyhow::bail!(
+                        "{NO_IDS}: --userns=auto takes its ids from your subordinate range: {}",
+                        no_range_hint()
+                    );
+                }
                 anyhow::bail!(
-                    "--userns={} needs subordinate ids: {}",
-                    s.userns,
+                    "nomap requires additional UIDs or GIDs defined in /etc/subuid and /etc/subgid to function correctly: {}",
                     no_range_hint()
                 );
             }
@@ -564,7 +582,7 @@ pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, 
             let maps_owner = |m: &[(u32, u32, u32)]| m.iter().any(|(_, h, _)| *h == 0);
             if !maps_owner(&s.opts.uid_map) || !maps_owner(&s.opts.gid_map) {
                 anyhow::bail!(
-                    "--uidmap and --gidmap must map host id 0 (you) to some container id: {UNMAPPED_OWNER}"
+                    "--uidmap and --gidmap (and --subuidname's ranges) must map host id 0 (you) to some container id: {UNMAPPED_OWNER}"
                 );
             }
             for (flag, m, count) in [
@@ -634,64 +652,191 @@ fn image_file(rootfs: &rbox_storage::Rootfs, inside: &str) -> String {
     String::new()
 }
 
-/// The container's /etc/passwd and /etc/group under keep-id: the image's, plus the caller's
-/// entries when nothing there has the uid or gid (Podman's lines: the login name, or the
-/// number for keep-id's `uid=`, home `/`).
+/// Whether the container gets rbox's own /etc/passwd and /etc/group, bound over the image's
+/// and written at each start: for keep-id, `--hostuser`, or a numeric `--user` (or group) the
+/// image may lack (Podman's `--passwd`, on by default).
+fn needs_user_files(mode: &userns::Mode, s: &state::Spec) -> bool {
+    // (id 0 is root, which every image has: `-u 0` keeps the image's own files)
+    let numeric = |x: &str| x.parse::<u32>().is_ok_and(|n| n != 0);
+    let (user, group) = s.user.split_once(':').unwrap_or((&s.user, ""));
+    !s.opts.hostuser.is_empty()
+        || (!s.opts.no_passwd && (keep_id(mode, s).is_some() || numeric(user) || numeric(group)))
+}
+
+/// A host user's passwd entry, for `--hostuser`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    gecos: String,
+}
+
+/// Look up `--hostuser`'s NAME (or uid) in the host's user database, with Go's texts as
+/// Podman prints them.
+fn host_user(who: &str) -> Result<HostUser> {
+    let found = match who.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .ok_or_else(|| anyhow::anyhow!("user: unknown userid {uid}"))?,
+        Err(_) => nix::unistd::User::from_name(who)
+            .ok()
+            .flatten()
+            .ok_or_else(|| anyhow::anyhow!("user: unknown user {who}"))?,
+    };
+    Ok(HostUser {
+        name: found.name,
+        uid: found.uid.as_raw(),
+        gid: found.gid.as_raw(),
+        gecos: found.gecos.to_string_lossy().into_owned(),
+    })
+}
+
+/// The container's /etc/passwd and /etc/group: the image's, plus the entries of
+/// [`user_entries`].
 fn write_user_files(
     dir: &Path,
     rootfs: &rbox_storage::Rootfs,
-    k: &KeepId,
+    k: Option<&KeepId>,
     s: &state::Spec,
 ) -> Result<()> {
+    let hosts = s
+        .opts
+        .hostuser
+        .iter()
+        .map(|h| host_user(h))
+        .collect::<Result<Vec<_>>>()
+        // Podman fails the start of such a container with 126
+        .map_err(|e| crate::exit::CodedError::new(crate::exit::CANNOT_INVOKE, e.to_string()))?;
     let (passwd, group) = (
         image_file(rootfs, "/etc/passwd"),
         image_file(rootfs, "/etc/group"),
     );
-    let (p, g) = user_entries(&passwd, &group, k, s);
+    let (p, g) = user_entries(&passwd, &group, k, &hosts, s);
     fs::write(dir.join("passwd"), p).context("write passwd")?;
     fs::write(dir.join("group"), g).context("write group")?;
     Ok(())
 }
 
-/// [`write_user_files`]'s texts from the image's `passwd` and `group`.
-fn user_entries(passwd: &str, group: &str, k: &KeepId, s: &state::Spec) -> (String, String) {
-    let (name, gecos) = match s.opts.keep_id_uid {
-        Some(u) => (u.to_string(), "container user"),
-        None => (
-            userns::user_name(userns::host_uid()).unwrap_or_else(|| k.uid.to_string()),
-            "",
-        ),
+/// One /etc/passwd line: Podman's (`NAME:*:UID:GID:GECOS:HOME:/bin/sh`), or `--passwd-entry`'s
+/// template with `$USERNAME`, `$UID`, `$GID`, `$NAME` and `$HOME` replaced (other `$` words
+/// stay as they are, as in Podman).
+fn passwd_line(
+    template: Option<&str>,
+    name: &str,
+    uid: u32,
+    gid: u32,
+    gecos: &str,
+    home: &str,
+) -> String {
+    let mut line = match template {
+        None => format!("{name}:*:{uid}:{gid}:{gecos}:{home}:/bin/sh"),
+        Some(t) => t
+            .replace("$USERNAME", name)
+            .replace("$UID", &uid.to_string())
+            .replace("$GID", &gid.to_string())
+            .replace("$NAME", gecos)
+            .replace("$HOME", home),
     };
-    let group_name = match s.opts.keep_id_gid.or(s.opts.keep_id_uid) {
-        Some(_) => k.gid.to_string(),
-        None => name.clone(),
-    };
-    let has = |text: &str, id: u32, n: &str| {
+    line.push('\n');
+    line
+}
+
+/// [`write_user_files`]'s texts from the image's `passwd` and `group`, as Podman writes them:
+/// each `--hostuser` the image lacks (by name or uid), then the user the command runs as when
+/// the image lacks it: keep-id's (the login name, or the number for keep-id's `uid=`, home
+/// `/`), or a numeric `--user` (`container user`, home the working directory, gid 0 unless
+/// given); a group for a numeric group (or a numeric user's own number) the image lacks.
+fn user_entries(
+    passwd: &str,
+    group: &str,
+    k: Option<&KeepId>,
+    hosts: &[HostUser],
+    s: &state::Spec,
+) -> (String, String) {
+    let has = |text: &str, id: Option<u32>, n: &str| {
         text.lines().any(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            f.first() == Some(&n) || f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(id)
+            f.first() == Some(&n)
+                || (id.is_some() && f.get(2).and_then(|x| x.parse::<u32>().ok()) == id)
         })
     };
-    let with_line = |text: &str, line: String| {
-        let mut t = text.to_string();
-        if !t.is_empty() && !t.ends_with('\n') {
-            t.push('\n');
+    let add = |text: &mut String, line: String| {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
         }
-        t + &line
+        text.push_str(&line);
     };
-    let p = if has(passwd, k.uid, &name) {
-        passwd.to_string()
+    let template = s.opts.passwd_entry.as_deref();
+    let home = if s.workdir.is_empty() {
+        "/"
     } else {
-        with_line(
-            passwd,
-            format!("{name}:*:{}:{}:{gecos}:/:/bin/sh\n", k.uid, k.gid),
-        )
+        s.workdir.as_str()
     };
-    let g = if has(group, k.gid, &group_name) {
-        group.to_string()
-    } else {
-        with_line(group, format!("{group_name}:x:{}:{name}\n", k.gid))
+    let (mut p, mut g) = (passwd.to_string(), group.to_string());
+    for h in hosts {
+        if !has(&p, Some(h.uid), &h.name) {
+            let line = passwd_line(template, &h.name, h.uid, h.gid, &h.gecos, home);
+            add(&mut p, line);
+        }
+    }
+    if s.opts.no_passwd {
+        return (p, g);
+    }
+    if let Some(k) = k {
+        let (name, gecos) = match s.opts.keep_id_uid {
+            Some(u) => (u.to_string(), "container user"),
+            None => (
+                userns::user_name(userns::host_uid()).unwrap_or_else(|| k.uid.to_string()),
+                "",
+            ),
+        };
+        let group_name = match s.opts.keep_id_gid.or(s.opts.keep_id_uid) {
+            Some(_) => k.gid.to_string(),
+            None => name.clone(),
+        };
+        if !has(&p, Some(k.uid), &name) {
+            let line = passwd_line(template, &name, k.uid, k.gid, gecos, "/");
+            add(&mut p, line);
+        }
+        if !has(&g, Some(k.gid), &group_name) {
+            add(&mut g, format!("{group_name}:x:{}:{name}\n", k.gid));
+        }
+        return (p, g);
+    }
+    let (user, grp) = s.user.split_once(':').unwrap_or((&s.user, ""));
+    let uid = user.parse::<u32>().ok();
+    let gid = grp.parse::<u32>().ok();
+    if let Some(uid) = uid {
+        if !has(&p, Some(uid), user) {
+            let line = passwd_line(
+                template,
+                user,
+                uid,
+                gid.unwrap_or(0),
+                "container user",
+                home,
+            );
+            add(&mut p, line);
+        }
+    }
+    // the group is checked apart from the user (Podman adds `-u 0:5678`'s group 5678), and a
+    // numeric user without a group gets a group of its own number
+    let group_id = match (grp.is_empty(), gid) {
+        (_, Some(gid)) => Some(gid),
+        (true, None) => uid,
+        (false, None) => None,
     };
+    if let Some(id) = group_id {
+        if !has(&g, Some(id), &id.to_string()) {
+            // Podman lists the user as a member (`1234:x:1234:1234`) but gives the process no
+            // such supplementary group (it resolves groups before adding the line): rbox's
+            // init reads the file it finds, so the user's own-number group lists no member
+            let member = if grp.is_empty() { "" } else { user };
+            add(&mut g, format!("{id}:x:{id}:{member}\n"));
+        }
+    }
     (p, g)
 }
 
@@ -799,7 +944,7 @@ mod tests {
             gid: 300,
             ..k.clone()
         };
-        let (p, g) = user_entries(passwd, group, &k2, &spec);
+        let (p, g) = user_entries(passwd, group, Some(&k2), &[], &spec);
         assert_eq!(
             p,
             "root:x:0:0:root:/root:/bin/sh\n200:*:200:300:container user:/:/bin/sh\n"
@@ -807,8 +952,117 @@ mod tests {
         assert_eq!(g, "root:x:0:\n300:x:300:200\n");
         // an image that has the uid and gid already keeps its own entries
         let mine = "root:x:0:0::/:/bin/sh\nme:x:1001:1001::/home/me:/bin/sh\n";
-        let (p, g) = user_entries(mine, "me:x:1001:\n", &k, &Spec::default());
+        let (p, g) = user_entries(mine, "me:x:1001:\n", Some(&k), &[], &Spec::default());
         assert_eq!((p.as_str(), g.as_str()), (mine, "me:x:1001:\n"));
+    }
+
+    /// The lines Podman 4.3 writes for a numeric `--user`, `--hostuser` and `--passwd-entry`
+    /// (observed with the same arguments on the same image).
+    #[test]
+    fn passwd_entries_as_podman_writes_them() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:tester:/home/tester:/bin/sh\n";
+        let group = "root:x:0:\ntester:x:1000:\n";
+        let spec = |user: &str, workdir: &str, f: &dyn Fn(&mut state::RunOpts)| {
+            let mut s = Spec {
+                user: user.into(),
+                workdir: workdir.into(),
+                ..Default::default()
+            };
+            f(&mut s.opts);
+            s
+        };
+        let added = |s: &Spec, hosts: &[HostUser]| {
+            let (p, g) = user_entries(passwd, group, None, hosts, s);
+            (
+                p.strip_prefix(passwd).unwrap().to_string(),
+                g.strip_prefix(group).unwrap().to_string(),
+            )
+        };
+        let none = |_: &mut state::RunOpts| {};
+        for (user, workdir, p, g) in [
+            (
+                "1234",
+                "",
+                "1234:*:1234:0:container user:/:/bin/sh\n",
+                "1234:x:1234:\n",
+            ),
+            (
+                "1234",
+                "/tmp",
+                "1234:*:1234:0:container user:/tmp:/bin/sh\n",
+                "1234:x:1234:\n",
+            ),
+            ("1234:0", "", "1234:*:1234:0:container user:/:/bin/sh\n", ""),
+            (
+                "1234:5678",
+                "",
+                "1234:*:1234:5678:container user:/:/bin/sh\n",
+                "5678:x:5678:1234\n",
+            ),
+            ("0:5678", "", "", "5678:x:5678:0\n"),
+            ("tester:5678", "", "", "5678:x:5678:tester\n"),
+            ("1000", "", "", ""),
+            ("", "", "", ""),
+        ] {
+            let s = spec(user, workdir, &none);
+            assert_eq!(
+                added(&s, &[]),
+                (p.to_string(), g.to_string()),
+                "-u {user:?}"
+            );
+        }
+        let template = |o: &mut state::RunOpts| {
+            o.passwd_entry = Some("$USERNAME|$UID|$GID|$NAME|$HOME|$FOO|$$UID".into())
+        };
+        let s = spec("1234", "/tmp", &template);
+        assert_eq!(
+            added(&s, &[]).0,
+            "1234|1234|0|container user|/tmp|$FOO|$1234\n"
+        );
+        let off = |o: &mut state::RunOpts| o.no_passwd = true;
+        assert_eq!(
+            added(&spec("1234", "", &off), &[]),
+            (String::new(), String::new())
+        );
+        // --hostuser: before the user's own entry, never twice, root already there
+        let me = HostUser {
+            name: "rboxsub".into(),
+            uid: 1001,
+            gid: 1001,
+            gecos: String::new(),
+        };
+        let root = HostUser {
+            name: "root".into(),
+            uid: 0,
+            gid: 0,
+            gecos: "root".into(),
+        };
+        let s = spec("1234", "", &none);
+        assert_eq!(
+            added(&s, &[me.clone(), root, me.clone()]).0,
+            "rboxsub:*:1001:1001::/:/bin/sh\n1234:*:1234:0:container user:/:/bin/sh\n"
+        );
+        let both = |o: &mut state::RunOpts| o.passwd_entry = Some("a:b".into());
+        assert_eq!(added(&spec("1234", "", &both), &[me]).0, "a:b\na:b\n");
+    }
+
+    #[test]
+    fn user_files_only_where_podman_adds_entries() {
+        let m = userns::Mode::Root;
+        let with = |user: &str, f: &dyn Fn(&mut state::RunOpts)| {
+            let mut s = Spec {
+                user: user.into(),
+                ..Default::default()
+            };
+            f(&mut s.opts);
+            needs_user_files(&m, &s)
+        };
+        let none = |_: &mut state::RunOpts| {};
+        assert!(!with("", &none) && !with("tester", &none) && !with("0:0", &none));
+        assert!(with("1234", &none) && with("0:5678", &none));
+        assert!(!with("1234", &|o| o.no_passwd = true));
+        assert!(with("", &|o| o.hostuser = vec!["root".into()]));
     }
 
     #[test]
@@ -846,7 +1100,7 @@ mod tests {
         assert!(own_maps(&userns::Mode::Single, &nomap)
             .unwrap_err()
             .to_string()
-            .contains("needs subordinate ids"));
+            .contains("nomap requires additional UIDs or GIDs defined in /etc/subuid"));
         assert!(own_maps(&userns::Mode::Root, &nomap)
             .unwrap_err()
             .to_string()

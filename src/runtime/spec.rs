@@ -802,6 +802,10 @@ pub struct ExtraFlags {
     pub gidmap: Vec<String>,
     pub subuidname: Option<String>,
     pub subgidname: Option<String>,
+    /// `--hostuser`, `--passwd=false`, `--passwd-entry`
+    pub hostuser: Vec<String>,
+    pub no_passwd: bool,
+    pub passwd_entry: Option<String>,
 }
 
 /// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
@@ -1073,6 +1077,15 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         // decided in `build`, with the network mode and the user namespace
         sysctl: BTreeMap::new(),
         no_read_only_tmpfs: false,
+        hostuser: x
+            .hostuser
+            .iter()
+            .flat_map(|h| h.split(','))
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect(),
+        no_passwd: x.no_passwd,
+        passwd_entry: x.passwd_entry.clone(),
         ..Default::default()
     })
 }
@@ -1119,6 +1132,14 @@ pub fn userns_flags(flag: &str, x: &ExtraFlags) -> Result<UsernsFlags> {
             _ => bail!("unknown option specified: {k:?}"),
         }
     }
+    if let (Some(n), super::userns::Mode::SubIds { uid, gid }) =
+        (f.auto_size, super::userns::current_mode())
+    {
+        // a range of that size cannot be carved from yours (Podman's text)
+        if n > uid.count.min(gid.count) {
+            bail!("creating container storage: could not find enough available IDs");
+        }
+    }
     let parse_map = |flag: &str, items: &[String]| -> Result<Vec<(u32, u32, u32)>> {
         items
             .iter()
@@ -1142,8 +1163,14 @@ pub fn userns_flags(flag: &str, x: &ExtraFlags) -> Result<UsernsFlags> {
     if maps_given && !flag.is_empty() {
         bail!("--userns and --uidmap/--gidmap/--subuidname/--subgidname are mutually exclusive");
     }
-    if let Some(n) = x.subuidname.as_ref().or(x.subgidname.as_ref()) {
-        bail!("--subuidname and --subgidname are not supported by rbox (`{n}`): give the ranges with --uidmap and --gidmap");
+    if x.subuidname.is_some() || x.subgidname.is_some() {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        (f.uid_map, f.gid_map) = named_maps(
+            x.subuidname.as_deref(),
+            x.subgidname.as_deref(),
+            [&read("/etc/subuid"), &read("/etc/subgid")],
+            &super::userns::current_mode(),
+        )?;
     }
     // as in Podman, one of the two maps stands for both
     if f.gid_map.is_empty() {
@@ -1152,6 +1179,47 @@ pub fn userns_flags(flag: &str, x: &ExtraFlags) -> Result<UsernsFlags> {
         f.uid_map = f.gid_map.clone();
     }
     Ok(f)
+}
+
+/// One line of an id map: container id, id of rbox's user namespace, count.
+type IdMapLine = (u32, u32, u32);
+
+/// `--subuidname`/`--subgidname`: the container's maps from NAME's ranges in /etc/subuid and
+/// /etc/subgid (`texts`), one name standing for both as in Podman, in ids of rbox's user
+/// namespace under `mode`: the host's as root; rootless, a range must lie within your own
+/// (the only ids newuidmap gave rbox), whose first id is rbox's id 1.
+fn named_maps(
+    uid_name: Option<&str>,
+    gid_name: Option<&str>,
+    texts: [&str; 2],
+    mode: &super::userns::Mode,
+) -> Result<(Vec<IdMapLine>, Vec<IdMapLine>)> {
+    use super::userns::{parse_subid, Mode, SubRange};
+    let one = |name: Option<&str>, i: usize| -> Result<IdMapLine> {
+        let name = name.or(uid_name).or(gid_name).unwrap_or_default();
+        let (kind, file) = [("subuid", "/etc/subuid"), ("subgid", "/etc/subgid")][i];
+        let Some(r) = parse_subid(texts[i], Some(name), u32::MAX) else {
+            bail!("no {kind} ranges found for user \"{name}\" in {file}");
+        };
+        let own: Option<SubRange> = match mode {
+            Mode::Root => return Ok((0, r.start, r.count)),
+            Mode::SubIds { uid, gid } => Some(if i == 0 { *uid } else { *gid }),
+            Mode::Single => None,
+        };
+        let end = u64::from(r.start) + u64::from(r.count);
+        match own {
+            Some(o) if r.start >= o.start && end <= u64::from(o.start) + u64::from(o.count) => {
+                Ok((0, 1 + (r.start - o.start), r.count))
+            }
+            _ => bail!(
+                "--{kind}name {name}: the {kind} range {}-{} is not among your subordinate ids, \
+                 the only ones newuidmap maps for you",
+                r.start,
+                end - 1
+            ),
+        }
+    };
+    Ok((vec![one(uid_name, 0)?], vec![one(gid_name, 1)?]))
 }
 
 /// `--log-driver` and `--log-opt KEY=VALUE` (max-size, path).
@@ -1615,6 +1683,42 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subid_names_give_maps_in_rbox_ids() {
+        use crate::runtime::userns::{Mode, SubRange};
+        let texts = ["me:100000:65536\nother:300000:1000\n", "me:200000:65536\n"];
+        let r = |start, count| SubRange { start, count };
+        let me = Mode::SubIds {
+            uid: r(100000, 65536),
+            gid: r(200000, 65536),
+        };
+        assert_eq!(
+            named_maps(Some("me"), None, texts, &me).unwrap(),
+            (vec![(0, 1, 65536)], vec![(0, 1, 65536)])
+        );
+        assert_eq!(
+            named_maps(Some("me"), None, texts, &Mode::Root).unwrap(),
+            (vec![(0, 100000, 65536)], vec![(0, 200000, 65536)])
+        );
+        let e = named_maps(Some("nosuch"), None, texts, &me).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no subuid ranges found for user \"nosuch\" in /etc/subuid"
+        );
+        let e = named_maps(Some("me"), Some("other"), texts, &me).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no subgid ranges found for user \"other\" in /etc/subgid"
+        );
+        let e = named_maps(Some("other"), Some("me"), texts, &me).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("300000-300999 is not among your subordinate ids"),
+            "{e}"
+        );
+        assert!(named_maps(Some("me"), None, texts, &Mode::Single).is_err());
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

@@ -158,6 +158,14 @@ pub fn suggest_range(texts: &[&str]) -> Option<SubRange> {
     })
 }
 
+/// Whether /etc/subuid and /etc/subgid both give `name` a range (by name only).
+pub fn has_subid_range(name: &str) -> bool {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    ["/etc/subuid", "/etc/subgid"]
+        .iter()
+        .all(|f| parse_subid(&read(f), Some(name), u32::MAX).is_some())
+}
+
 /// [`suggest_range`] for this host's /etc/subuid and /etc/subgid.
 pub fn suggest_range_on_host() -> Option<SubRange> {
     let read = |p: &str| fs::read_to_string(p).unwrap_or_default();

@@ -41,5 +41,6 @@ mod slurm;
 mod sqfs;
 mod startup;
 mod system;
+mod userns2;
 mod userns_state;
 mod volumes;

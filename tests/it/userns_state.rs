@@ -335,7 +335,7 @@ fn userns_modes_and_id_maps() {
                 &["--userns=keep-id", "--uidmap", "0:0:1"][..],
                 "Error: --userns and --uidmap/--gidmap/--subuidname/--subgidname are mutually exclusive",
             ),
-            (&["--subuidname", "x"][..], "--subuidname and --subgidname are not supported"),
+            (&["--subuidname", "x"][..], "Error: no subuid ranges found for user \"x\" in /etc/subuid"),
             (&["--uidmap", "0:1:10"][..], "must map host id 0"),
             (&["--userns=nomap"][..], "nomap"),
             (&["--userns=auto:size=10"][..], "auto"),
