@@ -297,7 +297,14 @@ fn twins_help(cmd: clap::Command, group: &str, twin: Twin) -> clap::Command {
 /// `--help` and `--version` exit 0.
 pub fn parse() -> Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Some(cli) = parse_oci_only(&args).or_else(|| parse_run_only(&args)) {
+    let alone = [
+        parse_oci_only,
+        parse_run_only,
+        parse_create_only,
+        parse_start_only,
+        parse_exec_only,
+    ];
+    if let Some(cli) = alone.iter().find_map(|parse| parse(&args)) {
         return cli;
     }
     let twins = std::env::args_os()
@@ -351,36 +358,47 @@ fn parse_oci_only(args: &[std::ffi::OsString]) -> Option<Cli> {
     })
 }
 
-/// `rbox [global options] run ...` with no help asked for, as [`parse_oci_only`] does for
-/// `oci`: the whole command line costs about 3 ms of CPU and 600 page faults to build, a
-/// fifth of a container's start. Anything else, an error included, is left to the whole
-/// command line (`None`).
-fn parse_run_only(args: &[std::ffi::OsString]) -> Option<Cli> {
-    #[derive(Debug, Parser)]
-    #[command(name = "rbox", version, disable_help_subcommand = true)]
-    struct RunOnly {
-        #[command(flatten)]
-        global: GlobalArgs,
-        #[command(subcommand)]
-        command: RunOnlyCommand,
-    }
-    #[derive(Debug, Subcommand)]
-    enum RunOnlyCommand {
-        Run(cmd::run::RunArgs),
-    }
-    if !names("run", args) {
-        return None;
-    }
-    let m = last_value_wins(RunOnly::command())
-        .try_get_matches_from(args)
-        .ok()?;
-    let RunOnly { global, command } = RunOnly::from_arg_matches(&m).ok()?;
-    let RunOnlyCommand::Run(a) = command;
-    Some(Cli {
-        global,
-        command: Command::Run(a),
-    })
+/// A parser of `rbox [global options] VERB ...` with no help asked for, by a command line of
+/// the global options and that verb alone, as [`parse_oci_only`] does for `oci`: the whole
+/// command line costs about 3 ms of CPU and 450 page faults to build, a fifth of a
+/// container's start. Anything else, an error included, is left to the whole command line
+/// (`None`). `$variant` is the verb's [`Command`], named as clap names it.
+macro_rules! parse_alone {
+    ($name:ident, $verb:literal, $variant:ident, $args:ty) => {
+        fn $name(args: &[std::ffi::OsString]) -> Option<Cli> {
+            #[derive(Debug, Parser)]
+            #[command(name = "rbox", version, disable_help_subcommand = true)]
+            struct Alone {
+                #[command(flatten)]
+                global: GlobalArgs,
+                #[command(subcommand)]
+                command: AloneCommand,
+            }
+            #[derive(Debug, Subcommand)]
+            enum AloneCommand {
+                $variant($args),
+            }
+            if !names($verb, args) {
+                return None;
+            }
+            let m = last_value_wins(Alone::command())
+                .try_get_matches_from(args)
+                .ok()?;
+            let Alone { global, command } = Alone::from_arg_matches(&m).ok()?;
+            let AloneCommand::$variant(a) = command;
+            Some(Cli {
+                global,
+                command: Command::$variant(a),
+            })
+        }
+    };
 }
+
+// the start-up paths: a container's, in one step or two, and a process's in a container
+parse_alone!(parse_run_only, "run", Run, cmd::run::RunArgs);
+parse_alone!(parse_create_only, "create", Create, cmd::run::RunArgs);
+parse_alone!(parse_start_only, "start", Start, cmd::start::StartArgs);
+parse_alone!(parse_exec_only, "exec", Exec, cmd::exec::ExecArgs);
 
 /// Whether one of the words of the command line `args` is `verb` and none asks for help or
 /// the version (which the whole command line answers).
@@ -741,10 +759,11 @@ mod tests {
         ));
     }
 
-    /// `rbox run` parsed by the command line of `run` alone gives what the whole command line
-    /// gives; help, the version, other verbs and errors are left to the whole one.
+    /// `rbox run` (create, start, exec) parsed by the command line of that verb alone gives
+    /// what the whole command line gives; help, the version, other verbs and errors are left to
+    /// the whole one.
     #[test]
-    fn run_alone_parses_as_the_whole_command_line() {
+    fn verbs_alone_parse_as_the_whole_command_line() {
         let argv =
             |args: &[&str]| -> Vec<std::ffi::OsString> { args.iter().map(Into::into).collect() };
         let whole = |args: &[&str]| {
@@ -784,6 +803,33 @@ mod tests {
             let alone = parse_run_only(&argv(args)).expect("parsed by run alone");
             assert_eq!(format!("{alone:?}"), whole(args), "{args:?}");
         }
+        type Parse = fn(&[std::ffi::OsString]) -> Option<Cli>;
+        let others: [(Parse, &[&str]); 5] = [
+            (
+                parse_create_only,
+                &["rbox", "create", "--name", "c", "bb", "run"],
+            ),
+            (
+                parse_start_only,
+                &["rbox", "--root", "/r", "start", "-a", "c"],
+            ),
+            (
+                parse_exec_only,
+                &["rbox", "exec", "-it", "c", "sh", "-c", "ls -l"],
+            ),
+            (
+                parse_exec_only,
+                &["rbox", "exec", "-e", "A=1", "-w", "/tmp", "c", "run"],
+            ),
+            (parse_exec_only, &["rbox", "exec", "c", "ls", "-l", "--rm"]),
+        ];
+        for (parse, args) in others {
+            let alone = parse(&argv(args)).expect("parsed by the verb alone");
+            assert_eq!(format!("{alone:?}"), whole(args), "{args:?}");
+        }
+        assert!(parse_run_only(&argv(&["rbox", "exec", "c", "run"])).is_none());
+        assert!(parse_exec_only(&argv(&["rbox", "run", "bb", "exec"])).is_none());
+        assert!(parse_start_only(&argv(&["rbox", "container", "start", "c"])).is_none());
         for args in [
             &["rbox", "run", "--help"][..],
             &["rbox", "run", "bb", "sh", "-h"],
