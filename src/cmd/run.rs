@@ -350,17 +350,18 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(key) = a.join.take() {
         return super::join::run(g, a, &key);
     }
-    with_containers_conf(&mut a)?;
+    // read once: the run's defaults and the device directories both come from it
+    let mut conf = crate::config::containers()?;
+    with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
-    runtime::run(g, with_device_conf(g, a.into())?, &puller, true)
+    runtime::run(g, with_device_conf(g, a.into(), conf), &puller, true)
 }
 
 /// Where CDI specs, OCI hooks and `--nv`'s driver files are looked for: the command line,
-/// then containers.conf.
-fn with_device_conf(g: &Context, mut o: RunOptions) -> anyhow::Result<RunOptions> {
-    let c = crate::config::containers()?;
+/// then containers.conf (`c`).
+fn with_device_conf(g: &Context, mut o: RunOptions, c: crate::config::Containers) -> RunOptions {
     let paths = |v: Option<Vec<String>>| -> Vec<std::path::PathBuf> {
         v.unwrap_or_default().into_iter().map(Into::into).collect()
     };
@@ -381,23 +382,23 @@ fn with_device_conf(g: &Context, mut o: RunOptions) -> anyhow::Result<RunOptions
         binaries: c.nv_binaries,
         devices: c.nv_devices,
     };
-    Ok(o)
+    o
 }
 
-/// containers.conf's defaults for what the command line left unsaid.
-fn with_containers_conf(a: &mut RunArgs) -> anyhow::Result<()> {
-    let c = crate::config::containers()?;
+/// containers.conf's defaults (`c`, whose keys used here are taken) for what the command
+/// line left unsaid.
+fn with_containers_conf(a: &mut RunArgs, c: &mut crate::config::Containers) -> anyhow::Result<()> {
     if a.dns.is_empty() {
-        a.dns = c.dns_servers.unwrap_or_default();
+        a.dns = c.dns_servers.take().unwrap_or_default();
     }
     if a.dns_search.is_empty() {
-        a.dns_search = c.dns_searches.unwrap_or_default();
+        a.dns_search = c.dns_searches.take().unwrap_or_default();
     }
     if a.dns_option.is_empty() {
-        a.dns_option = c.dns_options.unwrap_or_default();
+        a.dns_option = c.dns_options.take().unwrap_or_default();
     }
     if a.log_driver.is_none() {
-        a.log_driver = c.log_driver;
+        a.log_driver = c.log_driver.take();
     }
     if let Some(n) = c.log_size_max.filter(|n| *n > 0) {
         if !a.log_opt.iter().any(|o| o.starts_with("max-size=")) {
@@ -405,9 +406,9 @@ fn with_containers_conf(a: &mut RunArgs) -> anyhow::Result<()> {
         }
     }
     if a.network.is_none() {
-        a.network = c.network_cmd;
+        a.network = c.network_cmd.take();
     }
-    if let Some(f) = c.fakeroot {
+    if let Some(f) = c.fakeroot.take() {
         let given = |o: &String| {
             o == "fakeroot" || o.starts_with("fakeroot=") || o.starts_with("fakeroot:")
         };
@@ -422,11 +423,12 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     if a.join.is_some() {
         anyhow::bail!("--join is for rbox run: it runs a command in the shared container");
     }
-    with_containers_conf(&mut a)?;
+    let mut conf = crate::config::containers()?;
+    with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
-    runtime::run(g, with_device_conf(g, a.into())?, &puller, false)
+    runtime::run(g, with_device_conf(g, a.into(), conf), &puller, false)
 }
 
 /// `--preserve-fds N`: descriptors 3..3+N must be open now (Podman's check and text).
