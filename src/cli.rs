@@ -709,13 +709,18 @@ mod tests {
                 let name = verb.get_name();
                 let Some(t) = twin(name) else {
                     assert!(
-                        ["inspect", "exists", "prune", "init", "cleanup", "tree", "untag"]
-                            .contains(&name),
+                        [
+                            "inspect", "exists", "prune", "init", "cleanup", "tree", "untag",
+                            "mount", "unmount"
+                        ]
+                        .contains(&name),
                         "only inspect and the group's own verbs are not twins: {name}"
                     );
                     // as in Podman, which has no top-level `exists`, `prune`, `init`, `cleanup`, `tree`, `untag`
                     assert!(
-                        name == "inspect" || cmd.find_subcommand(name).is_none(),
+                        // `image mount`/`unmount` are the image's: the top-level ones are the container's
+                        ["inspect", "mount", "unmount"].contains(&name)
+                            || cmd.find_subcommand(name).is_none(),
                         "{group} {name}"
                     );
                     continue;
