@@ -779,11 +779,9 @@ impl Unpacker {
         if comps.is_empty() {
             // The layer root itself ("./"): only directory metadata applies.
             if kind.is_dir() {
-                self.chown_fd(
-                    &self.root.try_clone().ctx(|| "dup fd".into())?,
-                    &meta,
-                    &shown,
-                )?;
+                let root = self.root.try_clone().ctx(|| "dup fd".into())?;
+                self.chown_fd(&root, &meta, &shown)?;
+                self.record_owner(&root, &meta);
                 self.dirs.push(DirMeta {
                     comps,
                     mode: meta.mode,
@@ -862,6 +860,7 @@ impl Unpacker {
                 fchmod(&f, Mode::from_bits_truncate(meta.mode))
                     .ctx(|| format!("chmod `{shown}`"))?;
                 self.set_xattrs(&f, &meta);
+                self.record_owner(&f, &meta);
                 let t = TimeSpec::new(meta.mtime, 0);
                 futimens(&f, &t, &t).ctx(|| format!("set times of `{shown}`"))?;
             }
@@ -887,6 +886,7 @@ impl Unpacker {
                     .ctx(|| format!("open directory `{shown}`"))?;
                 self.chown_fd(&dfd, &meta, &shown)?;
                 self.set_xattrs(&dfd, &meta);
+                self.record_owner(&dfd, &meta);
                 // Keep the directory writable (owner rwx) until its contents are in.
                 fchmod(&dfd, Mode::from_bits_truncate((meta.mode & 0o777) | 0o700))
                     .ctx(|| format!("chmod `{shown}`"))?;
@@ -1188,6 +1188,30 @@ impl Unpacker {
         }
     }
 
+    /// With a single-id map the image's other owners fold into the one id there is: keep
+    /// them (and the mode) in the FUSE overlay's override xattr, which that driver shows
+    /// instead of the folded owner (see `mount::fuse::supervisor`); the kernel overlay driver
+    /// ignores it. Only regular files and directories can carry a `user.*` xattr; a failure
+    /// (a filesystem without user xattrs) leaves the folded owner, as before.
+    fn record_owner<F: AsFd>(&self, fd: F, meta: &Meta) {
+        if self.ids.uid_count > 1 && self.ids.gid_count > 1 {
+            return;
+        }
+        let (uid, gid) = self.owner(meta);
+        if (u64::from(uid), u64::from(gid)) == (meta.uid, meta.gid) {
+            return;
+        }
+        let (Ok(u), Ok(g)) = (u32::try_from(meta.uid), u32::try_from(meta.gid)) else {
+            return;
+        };
+        let v = crate::mount::fuse::fs::format_override((u, g, meta.mode));
+        let _ = sys::fsetxattr(
+            fd.as_fd(),
+            crate::mount::fuse::fs::OVERRIDE_STAT,
+            v.as_bytes(),
+        );
+    }
+
     /// Sets the image's xattrs where the kernel allows; failures are not fatal (an
     /// unprivileged user cannot set `security.*`, some filesystems have no `user.*`).
     fn set_xattrs<F: AsFd>(&self, fd: F, meta: &Meta) {
@@ -1215,10 +1239,13 @@ impl Unpacker {
 }
 
 /// Xattrs an image may carry into the layer. `trusted.*` and `user.overlay.*` would be
-/// obeyed by overlayfs (an image could fake whiteouts, redirects or metacopy), and
-/// everything outside `user.*` / `security.capability` is not ours to set.
+/// obeyed by overlayfs (an image could fake whiteouts, redirects or metacopy), the FUSE
+/// overlay's owner override is the unpacker's to write (an image's own would contradict its
+/// tar headers), and everything outside `user.*` / `security.capability` is not ours to set.
 pub(crate) fn xattr_allowed(name: &str) -> bool {
-    (name.starts_with("user.") && !name.starts_with("user.overlay."))
+    (name.starts_with("user.")
+        && !name.starts_with("user.overlay.")
+        && name != crate::mount::fuse::fs::OVERRIDE_STAT)
         || name == "security.capability"
 }
 
