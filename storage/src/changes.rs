@@ -165,6 +165,8 @@ impl Store {
             blob_size: Some(w.blob_size),
             compression,
             size: w.size,
+            // settled only without override xattrs (not an image's to carry)
+            foreign_owners: false,
         };
         self.install_layer(dir, &meta)?;
         self.pin_layer(&w.diff_id)?;
