@@ -25,8 +25,9 @@
 //! copies up and keeps it, as for a chmod) and clears set-user-ID / set-group-ID of a regular
 //! file as the kernel does; symlinks and special files cannot carry the xattr: a chown of
 //! them to another id succeeds without effect (what `--security-opt fakeroot` does for every
-//! file). Anything else (not on the mount, `/proc` and `/dev` paths, which name the caller's
-//! own process, errors other than ENOENT/ENOTDIR, a path that cannot be read) is handed back
+//! file). `/proc/self/...` is read as the caller's `/proc/PID/...`. Anything else (other
+//! `/proc` and `/dev` paths, which may lead through `self` and would name this process,
+//! errors other than ENOENT/ENOTDIR, a path that cannot be read) is handed back
 //! to the kernel (SECCOMP_USER_NOTIF_FLAG_CONTINUE), which runs the call as if no filter
 //! were there. If this thread dies, the listener closes and the kernel fails those calls
 //! with ENOSYS: the container never hangs on it.
@@ -279,7 +280,19 @@ impl Supervisor {
         };
         let b = path.as_bytes();
         if b.starts_with(b"/") {
-            // `/proc/self`, `/dev/fd/N`, `/dev/stdin` name the caller, not us
+            // the caller's own `/proc/self/fd/N` (a FUSE file opened) is its pid's here
+            for own in [&b"/proc/self/"[..], b"/proc/thread-self/"] {
+                if let Some(rest) = b.strip_prefix(own).filter(|r| !r.is_empty()) {
+                    let mut p = format!("/proc/{pid}/").into_bytes();
+                    p.extend_from_slice(rest);
+                    return Some(Target {
+                        dir: None,
+                        path: CString::new(p).ok()?,
+                    });
+                }
+            }
+            // other `/proc` paths may lead through `self`, `/dev/fd/N` and `/dev/stdin` do:
+            // they would name this process, not the caller
             if b == b"/proc" || b.starts_with(b"/proc/") || b.starts_with(b"/dev/") {
                 return None;
             }
