@@ -204,6 +204,12 @@ fn owners_chown_and_chmod_persist_across_start_and_commit() {
             .output()
             .success();
         assert_eq!(out.lines(), expected[..3], "{}", env.user);
+        // without CAP_CHOWN a chown fails as the kernel fails it, whatever the map
+        env.rbox()
+            .args(["run", "--rm", "--network=none", "--cap-drop=CHOWN"])
+            .args(["localhost/owners2", "chown", "200", "/home/u/g"])
+            .output()
+            .code_is(1);
         if env.user.who == Who::NoSub {
             // a chown back to the one id there is (clearing set-user-ID, as any chown)
             let out = env
