@@ -3,10 +3,6 @@
 
 use crate::util::for_each_user;
 
-// Containers here run with `--storage-driver=overlay`: under a single-id map busybox's other
-// owners (/home/tester) would bring the FUSE overlay, whose `--init` reaper is PID 1 and
-// shows in the process list.
-
 /// The state letter of /proc/PID/stat (`S` sleeping, `T` stopped).
 fn proc_state(pid: &str) -> char {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -26,8 +22,7 @@ fn top_shows_the_container_processes_as_it_sees_them() {
     for_each_user("procs-top", |env| {
         env.import_busybox("busybox");
         env.rbox()
-            .args(["--storage-driver=overlay", "run", "-d", "--network=none"])
-            .args(["--name", "t", "busybox"])
+            .args(["run", "-d", "--network=none", "--name", "t", "busybox"])
             .args(["sleep", "1000"])
             .output()
             .success();
@@ -162,8 +157,7 @@ fn pause_stops_every_process_and_unpause_resumes_them() {
     for_each_user("procs-pause", |env| {
         env.import_busybox("busybox");
         env.rbox()
-            .args(["--storage-driver=overlay", "run", "-d", "--network=none"])
-            .args(["--name", "p", "busybox"])
+            .args(["run", "-d", "--network=none", "--name", "p", "busybox"])
             .args(["sh", "-c", "sleep 1000 & exec sleep 1001"])
             .output()
             .success();
@@ -262,8 +256,7 @@ fn stats_no_stream_shows_the_container() {
     for_each_user("procs-stats", |env| {
         env.import_busybox("busybox");
         env.rbox()
-            .args(["--storage-driver=overlay", "run", "-d", "--network=none"])
-            .args(["--name", "s", "busybox"])
+            .args(["run", "-d", "--network=none", "--name", "s", "busybox"])
             .args(["sh", "-c", "sleep 1000 & exec sleep 1001"])
             .output()
             .success();

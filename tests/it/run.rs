@@ -408,32 +408,22 @@ fn read_only_rootfs() {
 fn pid_namespace() {
     for_each_user("pidns", |env| {
         setup(env);
-        // kernel overlay: under a single-id map the image's other owners would bring the
-        // FUSE overlay, whose `--init` reaper is PID 1 (rbox_storage::mount::fuse)
         let out = env
             .rbox()
-            .args(["--storage-driver=overlay", "run", "--rm", "helper", "pid"])
+            .args(["run", "--rm", "helper", "pid"])
             .output()
             .success();
         assert_eq!(out.text(), "pid=1 ppid=0", "the command is PID 1");
         let out = env
             .rbox()
-            .args(["--storage-driver=overlay", "run", "--rm", "helper", "pids"])
+            .args(["run", "--rm", "helper", "pids"])
             .output()
             .success();
         assert_eq!(out.lines(), vec!["1"], "no host process is visible:\n{out}");
         // busybox ps reads /proc: it must see only itself.
         let out = env
             .rbox()
-            .args([
-                "--storage-driver=overlay",
-                "run",
-                "--rm",
-                "busybox",
-                "ps",
-                "-o",
-            ])
-            .arg("pid,comm")
+            .args(["run", "--rm", "busybox", "ps", "-o", "pid,comm"])
             .output()
             .success();
         let rows: Vec<&str> = out.lines().into_iter().skip(1).collect();

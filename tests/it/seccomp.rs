@@ -21,11 +21,7 @@ fn setup(env: &Env) {
 /// `opts`, after the Seccomp lines of /proc/self/status.
 fn calls(env: &Env, opts: &[&str], calls: &[&[&str]]) -> Vec<String> {
     let mut c = env.rbox();
-    // kernel overlay: under a single-id map the image's other owners would bring the FUSE
-    // overlay, whose owner supervisor adds a filter of its own (owners.rs)
-    c.args(["--storage-driver=overlay", "run", "--rm"])
-        .args(opts)
-        .args(["helper", "caps"]);
+    c.args(["run", "--rm"]).args(opts).args(["helper", "caps"]);
     for call in calls {
         c.args(["--", "syscall"]).args(*call);
     }
