@@ -145,13 +145,19 @@ pub(super) fn pair() -> Option<OwnedFd> {
 
 /// In the container's command, just before exec (while it holds CAP_SYS_ADMIN in its
 /// namespace): installs the filter and sends its listener to the FUSE server's supervisor.
-/// Nothing when the root is not a FUSE overlay under a single-id map.
+/// Nothing when the root is not a FUSE overlay under a single-id map, or when the kernel
+/// refuses the filter. An error only once the filter is on and its listener could not be
+/// sent: the calls it watches would fail with ENOSYS.
 #[cfg(target_arch = "x86_64")]
 pub fn hand_over() -> std::io::Result<()> {
     let Some(sock) = HANDOVER.lock().unwrap_or_else(|p| p.into_inner()).take() else {
         return Ok(());
     };
-    let listener = sys::seccomp_listener(&program())?;
+    let Ok(listener) = sys::seccomp_listener(&program()) else {
+        // a kernel without user notification (before 5.0): the folded owners, as on
+        // kernel overlay; the server's thread sees the socket close
+        return Ok(());
+    };
     let fds = [listener.as_raw_fd()];
     sendmsg::<()>(
         sock.as_raw_fd(),
