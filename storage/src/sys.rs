@@ -560,3 +560,19 @@ pub fn setxattr_path(path: &str, name: &str, value: &[u8]) -> io::Result<()> {
     } as libc::c_long)
     .map(drop)
 }
+
+/// SECCOMP_IOCTL_NOTIF_SET_FLAGS with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6): the
+/// kernel switches straight to the supervisor on a notification and back on its answer,
+/// instead of waking it on another CPU (much less latency per call). Best effort.
+pub fn notif_sync_wake_up(listener: BorrowedFd<'_>) -> io::Result<()> {
+    const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+    // SAFETY: the ioctl takes its flags by value; no memory is passed.
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        )
+    } as libc::c_long)
+    .map(drop)
+}

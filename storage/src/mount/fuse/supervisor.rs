@@ -34,8 +34,11 @@
 //! with ENOSYS: the container never hangs on it.
 //!
 //! Cost: each watched call is a round trip to this one thread (calls from several threads of
-//! the container wait their turn) plus the call made again here; see the measurement in the
-//! commit that added this module.
+//! the container wait their turn) plus the call made again here. Measured here (2 loaded
+//! cores, warm caches): `stat` of 10,000 files 0.15-0.18 s with it, 0.02-0.04 s on the same
+//! driver without (rboxsub), so about 13 µs a call; 20,000 stats of one file 0.30-0.40 s
+//! against 0.06-0.11 s. Synchronous wake-up (Linux 6.6) cut it about threefold; `ls -lR` of
+//! the 10,000 files differed by less than the noise (the FUSE readdir dominates).
 //!
 //! Not covered: `rbox exec` processes (they do not get the filter and see the folded owner,
 //! 0), `--security-opt fakeroot` (its chown errno-0 rule wins over the notification), a
@@ -184,6 +187,8 @@ pub(super) fn run(sock: OwnedFd, owners: Owners) {
         return;
     };
     SUPERVISOR_TID.store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
+    // older kernels: the usual wake-up, only slower
+    let _ = sys::notif_sync_wake_up(listener.as_fd());
     let mut s = Supervisor {
         listener,
         owners,
