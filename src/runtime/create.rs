@@ -144,6 +144,39 @@ fn driver_for_foreign_lowers(driver: Driver, image: &ImageRecord) -> Driver {
     }
 }
 
+/// Whether a single-id map gets the FUSE overlay by itself for an image with folded owners
+/// ([`driver_for_folded_owners`]). Off until the project decides: nearly every image has
+/// files of other owners (busybox's /home/tester, Debian's shadow group), so it would move
+/// every container of a user without subordinate ids onto the FUSE overlay, where the
+/// `--init` reaper is PID 1, the server shows in the process list, `rbox mount` refuses
+/// the container and files are slower. `--storage-driver=fuse-overlay` (or storage.conf)
+/// gives the intended owners today.
+const FUSE_FOR_FOLDED_OWNERS: bool = false;
+
+/// Under a single-id map the unpacker keeps an image's other owners in the FUSE overlay's
+/// override xattr, which only that driver shows (with its owner supervisor, see
+/// rbox_storage::mount::fuse::supervisor): a container of such an image gets it where
+/// kernel overlay would be the default, so `ls -l` shows the image's owners and chown works.
+fn driver_for_folded_owners(driver: Driver, store: &Store, image: &ImageRecord) -> Driver {
+    if !FUSE_FOR_FOLDED_OWNERS
+        || driver != Driver::Overlay
+        || !rbox_storage::mount::fuse::supervisor::single_id()
+        || !image
+            .layers
+            .iter()
+            .any(|l| store.layer_has_foreign_owners(&l.diff_id))
+    {
+        return driver;
+    }
+    match rbox_storage::mount::fuse::available() {
+        Ok(()) => Driver::FuseOverlay,
+        Err(why) => {
+            tracing::debug!("fuse-overlay not usable: {why}");
+            driver
+        }
+    }
+}
+
 /// Whether the owner of `dir`'s `layers/` is `uid` as seen here.
 fn owner_is(dir: &Path, uid: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -255,6 +288,9 @@ fn create_and_start(
     let mut driver = choose_driver(g, &store)?;
     if let Source::Image(i) = &image {
         driver = driver_for_foreign_lowers(driver, i);
+        if g.storage_driver().is_none() {
+            driver = driver_for_folded_owners(driver, &store, i);
+        }
     }
     if matches!(image, Source::File { .. }) && driver == Driver::Copy {
         bail!("--image-file needs the overlay or fuse-overlay storage driver: the file is never unpacked");

@@ -363,6 +363,12 @@ fn prepare_and_exec(
     // runtime-tools suite's does); marking descriptors close-on-exec closes nothing yet.
     sys::cloexec_from(3 + cmd.preserve_fds)
         .map_err(|e| Failure::setup(format!("close inherited descriptors: {e}")))?;
+    if single_id {
+        // the FUSE overlay's owner supervisor (rbox_storage::mount::fuse::supervisor); before
+        // the profile, which may not allow seccomp(2) itself
+        rbox_storage::mount::fuse::supervisor::hand_over()
+            .map_err(|e| Failure::setup(format!("start the owner supervisor: {e}")))?;
+    }
     if let Some(prog) = seccomp {
         sys::seccomp_install(prog)
             .map_err(|e| Failure::setup(format!("install seccomp filter: {e}")))?;

@@ -165,6 +165,8 @@ impl Store {
             blob_size: Some(w.blob_size),
             compression,
             size: w.size,
+            // settled only without override xattrs (not an image's to carry)
+            foreign_owners: false,
         };
         self.install_layer(dir, &meta)?;
         self.pin_layer(&w.diff_id)?;
@@ -695,9 +697,26 @@ fn marker() -> tar::Header {
     h
 }
 
-/// Whether an xattr is the overlay's bookkeeping (never part of a layer).
+/// Whether an xattr is the overlay's bookkeeping (never part of a layer). The FUSE
+/// overlay's owner override goes into the entry's header instead ([`intended_owner`]).
 fn overlay_xattr(name: &str) -> bool {
-    name.starts_with("user.overlay.") || name.starts_with("trusted.overlay.")
+    name.starts_with("user.overlay.")
+        || name.starts_with("trusted.overlay.")
+        || name == crate::mount::fuse::fs::OVERRIDE_STAT
+}
+
+/// The owner and mode the FUSE overlay shows for a file whose real owner a single-id map
+/// folded (its override xattr): a layer made from it keeps the image's intended owners.
+fn intended_owner(h: &mut tar::Header, xattrs: &[(String, Vec<u8>)]) {
+    let over = xattrs
+        .iter()
+        .find(|(k, _)| k == crate::mount::fuse::fs::OVERRIDE_STAT)
+        .and_then(|(_, v)| crate::mount::fuse::fs::parse_override(v));
+    if let Some((uid, gid, mode)) = over {
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
+        h.set_mode(mode);
+    }
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -807,12 +826,9 @@ impl<W: Write> Walk<'_, W> {
                 self.pax(&xattrs, &path)?;
                 let mut dpath = tar_path.to_vec();
                 dpath.push(b'/');
-                self.append(
-                    &mut header(&st, tar::EntryType::Directory),
-                    &dpath,
-                    io::empty(),
-                    &path,
-                )?;
+                let mut h = header(&st, tar::EntryType::Directory);
+                intended_owner(&mut h, &xattrs);
+                self.append(&mut h, &dpath, io::empty(), &path)?;
                 return Ok(Some((sub, opaque)));
             }
             SFlag::S_IFREG => {
@@ -848,6 +864,7 @@ impl<W: Write> Walk<'_, W> {
                 let xattrs = sys::fxattrs(&f).ctx(|| format!("list xattrs of `/{path}`"))?;
                 self.pax(&xattrs, &path)?;
                 let mut h = header(&st, tar::EntryType::Regular);
+                intended_owner(&mut h, &xattrs);
                 h.set_size(st.st_size as u64);
                 // A file that shrinks while written would break the tar: hold its size.
                 let data = io::Read::take(File::from(f), st.st_size as u64);

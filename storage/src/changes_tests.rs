@@ -479,3 +479,49 @@ fn a_copy_root_gives_only_its_changes() {
     assert_eq!(got, ["etc/edit", "wh bin/gone", "new"]);
     assert_eq!(fs::read(l.join("etc/edit")).unwrap(), b"edited, longer");
 }
+
+#[test]
+fn the_fuse_overlays_owner_override_becomes_the_entrys_owner_and_mode() {
+    use crate::mount::fuse::fs::OVERRIDE_STAT;
+    let d = tempfile::tempdir().unwrap();
+    let up = d.path().join("upper");
+    fs::create_dir_all(up.join("home/u")).unwrap();
+    fs::write(up.join("home/u/f"), "x").unwrap();
+    fs::write(up.join("plain"), "y").unwrap();
+    fs::set_permissions(up.join("plain"), fs::Permissions::from_mode(0o644)).unwrap();
+    setx(&up.join("home/u/f"), OVERRIDE_STAT, b"200:300:0750");
+    setx(&up.join("home/u"), OVERRIDE_STAT, b"7:8:02770");
+    setx(&up.join("home/u/f"), "user.note", b"kept");
+    let mut buf = Vec::new();
+    write_layer_tar(&up, &[], &mut buf).unwrap();
+    let mut ar = tar::Archive::new(&buf[..]);
+    let mut seen = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let h = e.header();
+        let row = format!(
+            "{} {}:{}:{:o}",
+            e.path().unwrap().display(),
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            h.mode().unwrap()
+        );
+        let keys: Vec<String> = e
+            .pax_extensions()
+            .unwrap()
+            .map(|x| x.map(|x| x.unwrap().key().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        assert!(
+            !keys.iter().any(|k| k.ends_with(OVERRIDE_STAT)),
+            "the override is no xattr of the layer: {keys:?}"
+        );
+        seen.push(row);
+    }
+    let me = format!("{}:{}", nix::unistd::geteuid(), nix::unistd::getegid());
+    assert!(seen.contains(&"home/u/ 7:8:2770".to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&"home/u/f 200:300:750".to_string()),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&format!("plain {me}:644")), "{seen:?}");
+}

@@ -125,6 +125,10 @@ pub(crate) struct LayerMeta {
     pub blob_size: Option<u64>,
     pub compression: Compression,
     pub size: u64,
+    /// Unpacked under a single-id map with files of other owners, kept in the FUSE
+    /// overlay's override xattr (the runtime then prefers that driver).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign_owners: bool,
 }
 
 impl Store {
@@ -158,6 +162,14 @@ impl Store {
     /// of an additional store, used in place.
     pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
         self.layer_home(diff_id).layer_dir(diff_id).join("diff")
+    }
+
+    /// Whether the layer has files whose owners a single-id map folded (kept in the FUSE
+    /// overlay's override xattr, which only that driver shows).
+    pub fn layer_has_foreign_owners(&self, diff_id: &Digest) -> bool {
+        self.layer_home(diff_id)
+            .layer_meta(diff_id)
+            .is_ok_and(|m| m.foreign_owners)
     }
 
     /// The uncompressed size of an unpacked layer, in bytes (`None` when it is not stored).
@@ -270,9 +282,15 @@ impl Store {
             // The decoder may stop before the end of the raw stream (gzip trailer padding);
             // the rest still belongs to the blob digest.
             io::copy(&mut tee, &mut io::sink()).map_err(read_err)?;
-            Ok((compression, diff_id, size, unpacker.warnings))
+            Ok((
+                compression,
+                diff_id,
+                size,
+                unpacker.warnings,
+                unpacker.foreign_owners,
+            ))
         })();
-        let (compression, diff_id, size, warnings) = unpacked
+        let (compression, diff_id, size, warnings, foreign_owners) = unpacked
             .map_err(|e| source_or(&source_err, e))
             .map_err(|e| match e {
                 Error::LayerTooLarge { limit, entry, .. } => Error::LayerTooLarge {
@@ -331,6 +349,7 @@ impl Store {
             blob_size: blob.as_ref().map(|_| blob_size),
             compression,
             size,
+            foreign_owners,
         };
         if !self.has_layer(&diff_id) {
             self.install_layer(dir, &meta)?;
@@ -708,6 +727,8 @@ struct Unpacker {
     limit: Option<u64>,
     /// Copy buffer for file contents, reused across entries.
     buf: Vec<u8>,
+    /// Some owner was kept in the override xattr ([`Unpacker::record_owner`]).
+    foreign_owners: bool,
 }
 
 /// The parts of a tar header the unpacker uses, with PAX overrides applied.
@@ -740,6 +761,7 @@ impl Unpacker {
             unpacked: 0,
             limit,
             buf: Vec::new(),
+            foreign_owners: false,
         })
     }
 
@@ -779,11 +801,9 @@ impl Unpacker {
         if comps.is_empty() {
             // The layer root itself ("./"): only directory metadata applies.
             if kind.is_dir() {
-                self.chown_fd(
-                    &self.root.try_clone().ctx(|| "dup fd".into())?,
-                    &meta,
-                    &shown,
-                )?;
+                let root = self.root.try_clone().ctx(|| "dup fd".into())?;
+                self.chown_fd(&root, &meta, &shown)?;
+                self.record_owner(&root, &meta);
                 self.dirs.push(DirMeta {
                     comps,
                     mode: meta.mode,
@@ -862,6 +882,7 @@ impl Unpacker {
                 fchmod(&f, Mode::from_bits_truncate(meta.mode))
                     .ctx(|| format!("chmod `{shown}`"))?;
                 self.set_xattrs(&f, &meta);
+                self.record_owner(&f, &meta);
                 let t = TimeSpec::new(meta.mtime, 0);
                 futimens(&f, &t, &t).ctx(|| format!("set times of `{shown}`"))?;
             }
@@ -887,6 +908,7 @@ impl Unpacker {
                     .ctx(|| format!("open directory `{shown}`"))?;
                 self.chown_fd(&dfd, &meta, &shown)?;
                 self.set_xattrs(&dfd, &meta);
+                self.record_owner(&dfd, &meta);
                 // Keep the directory writable (owner rwx) until its contents are in.
                 fchmod(&dfd, Mode::from_bits_truncate((meta.mode & 0o777) | 0o700))
                     .ctx(|| format!("chmod `{shown}`"))?;
@@ -1188,6 +1210,34 @@ impl Unpacker {
         }
     }
 
+    /// With a single-id map the image's other owners fold into the one id there is: keep
+    /// them (and the mode) in the FUSE overlay's override xattr, which that driver shows
+    /// instead of the folded owner (see `mount::fuse::supervisor`); the kernel overlay driver
+    /// ignores it. Only regular files and directories can carry a `user.*` xattr; a failure
+    /// (a filesystem without user xattrs) leaves the folded owner, as before.
+    fn record_owner<F: AsFd>(&mut self, fd: F, meta: &Meta) {
+        if self.ids.uid_count > 1 && self.ids.gid_count > 1 {
+            return;
+        }
+        let (uid, gid) = self.owner(meta);
+        if (u64::from(uid), u64::from(gid)) == (meta.uid, meta.gid) {
+            return;
+        }
+        let (Ok(u), Ok(g)) = (u32::try_from(meta.uid), u32::try_from(meta.gid)) else {
+            return;
+        };
+        let v = crate::mount::fuse::fs::format_override((u, g, meta.mode));
+        if sys::fsetxattr(
+            fd.as_fd(),
+            crate::mount::fuse::fs::OVERRIDE_STAT,
+            v.as_bytes(),
+        )
+        .is_ok()
+        {
+            self.foreign_owners = true;
+        }
+    }
+
     /// Sets the image's xattrs where the kernel allows; failures are not fatal (an
     /// unprivileged user cannot set `security.*`, some filesystems have no `user.*`).
     fn set_xattrs<F: AsFd>(&self, fd: F, meta: &Meta) {
@@ -1215,10 +1265,13 @@ impl Unpacker {
 }
 
 /// Xattrs an image may carry into the layer. `trusted.*` and `user.overlay.*` would be
-/// obeyed by overlayfs (an image could fake whiteouts, redirects or metacopy), and
-/// everything outside `user.*` / `security.capability` is not ours to set.
+/// obeyed by overlayfs (an image could fake whiteouts, redirects or metacopy), the FUSE
+/// overlay's owner override is the unpacker's to write (an image's own would contradict its
+/// tar headers), and everything outside `user.*` / `security.capability` is not ours to set.
 pub(crate) fn xattr_allowed(name: &str) -> bool {
-    (name.starts_with("user.") && !name.starts_with("user.overlay."))
+    (name.starts_with("user.")
+        && !name.starts_with("user.overlay.")
+        && name != crate::mount::fuse::fs::OVERRIDE_STAT)
         || name == "security.capability"
 }
 

@@ -978,3 +978,44 @@ fn sizes_parse_with_binary_units() {
     assert_eq!(crate::human_size(64 << 30), "64 GiB");
     assert_eq!(crate::human_size(1000), "1000 bytes");
 }
+
+#[test]
+fn single_id_map_keeps_folded_owners_in_the_override_xattr() {
+    use crate::mount::fuse::fs::{parse_override, OVERRIDE_STAT};
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let mut t = TarBuilder::new();
+    t.dir("home/", 0o755)
+        .file_with("home/f", b"x", 0o4750, 100, 101, 1_600_000_000)
+        .file_with("etc", b"y", 0o644, 0, 0, 1_600_000_000);
+    let mut h = TarBuilder::header("home/u/", tar::EntryType::Directory, 0o2770, 0);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    let tar = t.push(h, &[]).finish();
+    let info = s.apply_layer(&tar[..], None).unwrap();
+    // the layer is still the tar's: same digest, its own files
+    assert_eq!(info.diff_id, Digest::of(&tar));
+    let root = s.layer_path(&info.diff_id);
+    let over =
+        |p: &str| crate::lgetxattr(&root.join(p), OVERRIDE_STAT).and_then(|v| parse_override(&v));
+    assert_eq!(over("home/f"), Some((100, 101, 0o4750)));
+    assert_eq!(over("home/u"), Some((1000, 1000, 0o2770)));
+    // owned by the one id there is: nothing recorded
+    assert_eq!(over("etc"), None);
+    assert_eq!(over("home"), None);
+
+    // with a range that has the ids, the kernel keeps the owners and nothing is recorded
+    if nix::unistd::geteuid().is_root() {
+        let s = Store::open(&d.path().join("full"), IdMap::full()).unwrap();
+        let info = s.apply_layer(&tar[..], None).unwrap();
+        let root = s.layer_path(&info.diff_id);
+        assert!(crate::lgetxattr(&root.join("home/f"), OVERRIDE_STAT).is_none());
+        assert_eq!(fs::metadata(root.join("home/f")).unwrap().uid(), 100);
+    }
+}
+
+#[test]
+fn an_image_cannot_bring_its_own_owner_override() {
+    assert!(!xattr_allowed(crate::mount::fuse::fs::OVERRIDE_STAT));
+    assert!(xattr_allowed("user.other"));
+}

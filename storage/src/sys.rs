@@ -399,3 +399,180 @@ pub fn copy_file_range<A: AsFd, B: AsFd>(from: A, to: B, len: usize) -> nix::Res
         Ok(r as usize)
     }
 }
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER): installs `program` on
+/// this thread (inherited by its children) and returns the listener its
+/// `SECCOMP_RET_USER_NOTIF` calls wait on (the owner supervisor, `mount::fuse::supervisor`).
+/// Needs no_new_privs or CAP_SYS_ADMIN in the user namespace, as any filter.
+pub fn seccomp_listener(program: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `program`, valid for the call; the kernel copies the
+    // instructions. On success the return value is a new descriptor that we own.
+    let fd = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_uint,
+            &prog as *const libc::sock_fprog,
+        )
+    })?;
+    // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// SECCOMP_IOCTL_NOTIF_RECV: the next notification (blocks).
+pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<libc::seccomp_notif> {
+    // SAFETY: an all-zero seccomp_notif is valid (plain integers), and the kernel wants the
+    // buffer zeroed.
+    let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: `n` is a writable seccomp_notif, the size the ioctl number encodes.
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &mut n as *mut libc::seccomp_notif,
+        )
+    } as libc::c_long)?;
+    Ok(n)
+}
+
+/// SECCOMP_IOCTL_NOTIF_SEND: the answer to notification `id`: `Ok(val)` as the call's
+/// return value, `Err(errno)` as its failure, `None` to let the kernel run the call itself.
+pub fn notif_send(
+    listener: BorrowedFd<'_>,
+    id: u64,
+    answer: Option<Result<i64, i32>>,
+) -> io::Result<()> {
+    let (val, error, flags) = match answer {
+        Some(Ok(v)) => (v, 0, 0),
+        Some(Err(e)) => (0, -e, 0),
+        None => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+    };
+    let mut r = libc::seccomp_notif_resp {
+        id,
+        val,
+        error,
+        flags,
+    };
+    // SAFETY: `r` is a valid seccomp_notif_resp for the duration of the call.
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut r as *mut libc::seccomp_notif_resp,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
+/// SECCOMP_IOCTL_NOTIF_ID_VALID: whether notification `id` is still waiting (its task has
+/// not died, so the pid it named is still that task).
+pub fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: `id` is a valid u64 for the call.
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &mut id as *mut u64,
+        ) == 0
+    }
+}
+
+/// fstatat(2) into the kernel's own `struct stat`, to be copied into another process as is.
+pub fn fstatat_raw(dirfd: RawFd, path: &std::ffi::CStr, flags: i32) -> io::Result<libc::stat> {
+    // SAFETY: all-zero is a valid `struct stat`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated, `st` writable; a bad dirfd is an EBADF, not UB.
+    cvt(unsafe { libc::fstatat(dirfd, path.as_ptr(), &mut st, flags) } as libc::c_long)?;
+    Ok(st)
+}
+
+/// statx(2) into the kernel's own `struct statx`.
+pub fn statx_raw(
+    dirfd: RawFd,
+    path: &std::ffi::CStr,
+    flags: i32,
+    mask: u32,
+) -> io::Result<libc::statx> {
+    // SAFETY: all-zero is a valid `struct statx`.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated, `st` writable; a bad dirfd is an EBADF, not UB.
+    cvt(unsafe { libc::statx(dirfd, path.as_ptr(), flags, mask, &mut st) } as libc::c_long)?;
+    Ok(st)
+}
+
+/// The bytes of a plain C struct (a `stat` or `statx` written into another process).
+pub fn struct_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: `T` is one of the kernel's plain integer structs (no padding we could leak
+    // beyond what the kernel itself zeroed: ours were zeroed before the call filled them);
+    // the slice lives as long as the borrow.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// recvmsg(2) of one descriptor sent with SCM_RIGHTS (close-on-exec here); `None` at
+/// end-of-file or when the message carried none.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut got = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel installed these descriptors in this process for this
+                // message; nothing else knows them.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                if got.is_none() {
+                    got = Some(fd);
+                }
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// setxattr(2) on a path (following it: the owner supervisor names an O_PATH descriptor
+/// by its `/proc/self/fd` link).
+pub fn setxattr_path(path: &str, name: &str, value: &[u8]) -> io::Result<()> {
+    let p = cstr(path)?;
+    let n = cstr(name)?;
+    // SAFETY: both strings NUL-terminated and `value` valid for its length during the call.
+    cvt(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
+/// SECCOMP_IOCTL_NOTIF_SET_FLAGS with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6): the
+/// kernel switches straight to the supervisor on a notification and back on its answer,
+/// instead of waking it on another CPU (much less latency per call). Best effort.
+pub fn notif_sync_wake_up(listener: BorrowedFd<'_>) -> io::Result<()> {
+    const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+    // SAFETY: the ioctl takes its flags by value; no memory is passed.
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        )
+    } as libc::c_long)
+    .map(drop)
+}

@@ -27,6 +27,7 @@ mod netshare;
 mod network;
 mod ociconform;
 mod ociruntime;
+mod owners;
 mod podman;
 mod podman_habits;
 mod procs;

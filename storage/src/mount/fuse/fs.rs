@@ -122,6 +122,17 @@ fn hidden_xattr(name: &[u8]) -> bool {
     name.starts_with(b"user.overlay.") || name == OVERRIDE_STAT.as_bytes()
 }
 
+/// The overrides of the inode table, shared with the owner supervisor thread.
+pub struct Owners(Arc<Mutex<State>>);
+
+impl Owners {
+    /// The override of inode `ino` (the number the kernel shows), if it has one.
+    pub fn get(&self, ino: u64) -> Option<Override> {
+        let st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.nodes.get(&ino).and_then(|n| n.over)
+    }
+}
+
 struct Node {
     /// relative to the root ("" for the root itself)
     path: PathBuf,
@@ -161,7 +172,10 @@ struct Found {
 pub struct Overlay {
     layers: Vec<OwnedFd>,
     work: OwnedFd,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    /// a single-id namespace: reply the owner on disk for a file with an override (see
+    /// [`Overlay::fold_foreign_owners`])
+    fold: bool,
     files: RwLock<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<Listing>>>,
     next_fh: AtomicU64,
@@ -191,12 +205,13 @@ impl Overlay {
         let fs = Overlay {
             layers,
             work,
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 nodes,
                 by_path,
                 by_inode: HashMap::new(),
                 next_ino: 2,
-            }),
+            })),
+            fold: false,
             files: RwLock::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -207,6 +222,41 @@ impl Overlay {
             n.stack = Some(stack);
         }
         fs
+    }
+
+    /// Under a single-id map the kernel shows an owner it cannot map as the overflow id and
+    /// treats the file as another user's (root's capabilities do not apply to it): reply the
+    /// owner on disk (the one id) and the override's mode to the kernel, and leave the
+    /// intended owner to the supervisor, which reads it through [`Overlay::owners`].
+    pub fn fold_foreign_owners(mut self, fold: bool) -> Overlay {
+        self.fold = fold;
+        self
+    }
+
+    /// A handle on the inode table's overrides for the owner supervisor.
+    pub fn owners(&self) -> Owners {
+        Owners(Arc::clone(&self.state))
+    }
+
+    /// Records the override `o` of `ino` (copying it up first), as a setattr does: what a
+    /// chown the kernel could not make becomes.
+    fn set_override(&self, ino: INodeNo, o: Override) -> R<()> {
+        let mut st = self.lock();
+        if !Self::node(&st, ino)?.gone {
+            self.copy_up(&mut st, ino.0)?;
+        }
+        let fd = self.xattr_fd(&st, ino)?.ok_or(Errno::EPERM)?;
+        sys::fsetxattr_flags(
+            &fd,
+            OVERRIDE_STAT.as_bytes(),
+            format_override(o).as_bytes(),
+            0,
+        )
+        .map_err(ioerr)?;
+        if let Some(n) = st.nodes.get_mut(&ino.0) {
+            n.over = Some(o);
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -312,6 +362,7 @@ impl Overlay {
 
     fn attr(&self, ino: u64, st: &FileStat, over: Option<Override>) -> FileAttr {
         let (uid, gid, perm) = match over {
+            Some((_, _, m)) if self.fold => (st.st_uid, st.st_gid, m),
             Some((u, g, m)) => (u, g, m),
             None => (st.st_uid, st.st_gid, st.st_mode & 0o7777),
         };
@@ -1848,7 +1899,7 @@ impl Filesystem for Overlay {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -1857,6 +1908,11 @@ impl Filesystem for Overlay {
         reply: ReplyEmpty,
     ) {
         let r = (|| {
+            let tid = super::supervisor::SUPERVISOR_TID.load(Ordering::SeqCst);
+            if name.as_bytes() == OVERRIDE_STAT.as_bytes() && tid != 0 && req.pid() == tid as u32 {
+                // the owner supervisor's chown (see super::supervisor)
+                return self.set_override(ino, parse_override(value).ok_or(Errno::EINVAL)?);
+            }
             if hidden_xattr(name.as_bytes()) {
                 return Err(Errno::EPERM);
             }

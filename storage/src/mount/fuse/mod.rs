@@ -27,6 +27,7 @@
 //! works only through the descriptors it opened before.
 
 pub mod fs;
+pub mod supervisor;
 #[cfg(test)]
 mod tests;
 
@@ -56,13 +57,15 @@ pub fn available() -> std::result::Result<(), String> {
 pub fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Error::io("create pipe", std::io::Error::from(e)))?;
+    let sup = supervisor::pair();
     match sys::fork().map_err(|e| Error::io("fork the FUSE server", std::io::Error::from(e)))? {
         ForkResult::Child => {
             drop(r);
-            serve(lowers, upper, work, target, w)
+            serve(lowers, upper, work, target, w, sup)
         }
         ForkResult::Parent { .. } => {
             drop(w);
+            drop(sup);
             let mut f = std::fs::File::from(r);
             let mut msg = String::new();
             let _ = f.read_to_string(&mut msg);
@@ -82,12 +85,21 @@ pub fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Re
 }
 
 /// The server's whole life; never returns.
-fn serve(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path, ready: OwnedFd) -> ! {
+fn serve(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    ready: OwnedFd,
+    sup: Option<OwnedFd>,
+) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::prctl::set_dumpable(false);
     let _ = nix::sys::prctl::set_name(c"rbox-fuse");
     nix::sys::stat::umask(Mode::empty());
-    close_others(&[ready.as_raw_fd()]);
+    let mut keep = vec![ready.as_raw_fd()];
+    keep.extend(sup.as_ref().map(|s| s.as_raw_fd()));
+    close_others(&keep);
     let mut ready = std::fs::File::from(ready);
     let res = (|| -> std::result::Result<fuser::Session<fs::Overlay>, String> {
         let dir = |p: &Path| {
@@ -104,7 +116,8 @@ fn serve(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path, ready: Ow
             .iter()
             .map(|p| dir(p))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let overlay = fs::Overlay::new(up, wk, lows);
+        let overlay = fs::Overlay::new(up, wk, lows).fold_foreign_owners(sup.is_some());
+        let owners = overlay.owners();
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -120,7 +133,7 @@ fn serve(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path, ready: Ow
         ];
         cfg.acl = fuser::SessionACL::All;
         cfg.n_threads = Some(threads);
-        fuser::Session::new(overlay, target, &cfg).map_err(|e| {
+        let session = fuser::Session::new(overlay, target, &cfg).map_err(|e| {
             if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::ENOENT) {
                 match available() {
                     Err(why) => why,
@@ -129,7 +142,14 @@ fn serve(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path, ready: Ow
             } else {
                 e.to_string()
             }
-        })
+        })?;
+        if let Some(sock) = sup {
+            std::thread::Builder::new()
+                .name("rbox-owners".into())
+                .spawn(move || supervisor::run(sock, owners))
+                .map_err(|e| format!("start the owner supervisor: {e}"))?;
+        }
+        Ok(session)
     })();
     match res {
         Ok(session) => {
