@@ -1,0 +1,176 @@
+//! `rbox build --jobs`: independent stages build at the same time (each stage's RUN waits,
+//! with a deadline, for the other's marker in a shared cache mount, so the build finishes
+//! only when they overlap), `--jobs 1` one after the other, the output the same lines in the
+//! same order as a serial build, and the first failing stage stopping the build with its
+//! error and exit code.
+
+use crate::util::{for_each_user, Env};
+
+/// Two independent stages `a` and `b`, each waiting (up to WAIT tenths of a second) for the
+/// other's marker in the cache mount ID, and a last stage that needs both and keeps the
+/// order in which they started and ended.
+const PAIR: &str = r#"FROM busybox AS a
+ARG ID
+ARG WAIT
+RUN --mount=type=cache,id=$ID,target=/sync echo a-start >> /sync/log && touch /sync/a && i=0 && while [ ! -e /sync/b ] && [ $i -lt $WAIT ]; do i=$((i+1)); sleep 0.1; done; echo a-end >> /sync/log; echo a > /a.txt
+
+FROM busybox AS b
+ARG ID
+ARG WAIT
+RUN --mount=type=cache,id=$ID,target=/sync echo b-start >> /sync/log && touch /sync/b && i=0 && while [ ! -e /sync/a ] && [ $i -lt $WAIT ]; do i=$((i+1)); sleep 0.1; done; echo b-end >> /sync/log; echo b > /b.txt
+
+FROM busybox
+ARG ID
+RUN --mount=type=cache,id=$ID,target=/sync cat /sync/log > /log
+COPY --from=a /a.txt /
+COPY --from=b /b.txt /
+CMD ["cat", "/log", "/a.txt", "/b.txt"]
+"#;
+
+fn build(env: &Env, args: &[&str]) -> crate::util::Output {
+    env.rbox()
+        .arg("build")
+        .arg("--network=none")
+        .args(args)
+        .arg(env.path("work/ctx"))
+        .output()
+}
+
+/// The stage numbers of the `[i/n] ` lines, in output order.
+fn stage_order(out: &crate::util::Output) -> Vec<usize> {
+    out.lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix('['))
+        .filter_map(|l| l.split_once('/'))
+        .filter_map(|(i, _)| i.parse().ok())
+        .collect()
+}
+
+#[test]
+fn build_jobs_run_independent_stages_at_once() {
+    for_each_user("build_jobs", |env| {
+        env.import_busybox("busybox");
+        env.write("work/ctx/Containerfile", PAIR);
+        // in parallel: both start before either ends (a 60 s deadline each, never reached)
+        let par = build(
+            env,
+            &[
+                "--jobs",
+                "2",
+                "--build-arg",
+                "ID=par",
+                "--build-arg",
+                "WAIT=600",
+                "-t",
+                "par",
+            ],
+        )
+        .success();
+        let log = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "par"])
+            .output()
+            .success();
+        let l = log.lines();
+        assert_eq!(l.len(), 6, "{log}");
+        let mut starts = vec![l[0], l[1]];
+        starts.sort();
+        assert_eq!(
+            starts,
+            ["a-start", "b-start"],
+            "both stages started first:\n{log}\n{par}"
+        );
+        assert_eq!(&l[4..], ["a", "b"], "{log}");
+        // the output reads as a serial build's: stage 1's lines, then 2's, then 3's
+        let order = stage_order(&par);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "{par}");
+        assert!(
+            order.contains(&1) && order.contains(&2) && order.contains(&3),
+            "{par}"
+        );
+
+        // --jobs 1: one stage after the other (each gives up waiting after 1 s)
+        let ser = build(
+            env,
+            &[
+                "--jobs",
+                "1",
+                "--build-arg",
+                "ID=ser",
+                "--build-arg",
+                "WAIT=10",
+                "-t",
+                "ser",
+            ],
+        )
+        .success();
+        let log = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "ser"])
+            .output()
+            .success();
+        assert_eq!(
+            log.lines(),
+            ["a-start", "a-end", "b-start", "b-end", "a", "b"],
+            "{log}\n{ser}"
+        );
+        // the same lines as the parallel build, ids and RUN output aside
+        let steps = |o: &crate::util::Output| -> Vec<String> {
+            o.lines()
+                .iter()
+                .filter(|l| l.contains("STEP "))
+                .map(|l| l.to_string())
+                .collect()
+        };
+        assert_eq!(steps(&par), steps(&ser));
+    });
+}
+
+/// Stage `a` fails at once; stage `b`, under way, waits (up to 15 s) for a marker that never
+/// comes and would then run a second step.
+const FAIL: &str = r#"FROM busybox AS a
+RUN echo a-fails; exit 7
+
+FROM busybox AS b
+RUN i=0; while [ ! -e /never ] && [ $i -lt 150 ]; do i=$((i+1)); sleep 0.1; done
+RUN echo b-second-step
+
+FROM busybox
+COPY --from=a /etc/passwd /a
+COPY --from=b /etc/passwd /b
+"#;
+
+#[test]
+fn build_jobs_first_failure_stops_the_build() {
+    for_each_user("build_jobs_fail", |env| {
+        env.import_busybox("busybox");
+        env.write("work/ctx/Containerfile", FAIL);
+        let ser = build(env, &["--jobs", "1", "-t", "f"]);
+        let par = build(env, &["--jobs", "2", "-t", "f"]);
+        // the exit code and the error of a serial build
+        assert_ne!(ser.code, 0, "{ser}");
+        assert_eq!(par.code, ser.code, "{par}\n{ser}");
+        par.assert_clean_error();
+        let err = |o: &crate::util::Output| {
+            o.stderr
+                .lines()
+                .find(|l| l.starts_with("Error: "))
+                .map(String::from)
+        };
+        assert_eq!(err(&par), err(&ser), "{par}\n{ser}");
+        assert!(err(&par).unwrap().contains("exit 7"), "{par}");
+        // b's step under way finished, no later step started, the last stage never began
+        assert!(par.stdout.contains("[2/3] STEP 2/3: RUN i=0"), "{par}");
+        assert!(!par.stdout.contains("[2/3] STEP 3/3"), "{par}");
+        assert!(!par.stdout.contains("[3/3]"), "{par}");
+        // no image, no build container left behind
+        env.rbox()
+            .args(["image", "exists", "f"])
+            .output()
+            .code_is(1);
+        let ps = env.rbox().args(["ps", "-a", "-q"]).output().success();
+        assert_eq!(ps.text(), "", "{ps}");
+    });
+}
