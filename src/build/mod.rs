@@ -532,6 +532,16 @@ impl Builder<'_> {
                 st.shell = v;
             }
         }
+        // a base without PATH gets the default one first in Env, as Podman (buildah) writes it
+        if !env_list(&st.img.config).iter().any(|(k, _)| k == "PATH") {
+            if !st.img.config["config"].is_object() {
+                st.img.config["config"] = json!({});
+            }
+            let c = &mut st.img.config["config"];
+            let mut env = vec![json!(format!("PATH={}", runtime::spec::DEFAULT_PATH))];
+            env.extend(c["Env"].as_array().cloned().unwrap_or_default());
+            c["Env"] = json!(env);
+        }
         // the base's ONBUILD triggers run first (and are not passed on), as Docker runs them
         let mut steps = Vec::new();
         if let Some(triggers) = st.img.config["config"]["OnBuild"].as_array().cloned() {

@@ -4,7 +4,9 @@
 //! same order as a serial build, and the first failing stage stopping the build with its
 //! error and exit code.
 
-use crate::util::{for_each_user, Env};
+use crate::fixtures;
+use crate::podman::Podman;
+use crate::util::{for_each_user, have, require, Env, Who};
 
 /// Two independent stages `a` and `b`, each waiting (up to WAIT tenths of a second) for the
 /// other's marker in the cache mount ID, and a last stage that needs both and keeps the
@@ -172,5 +174,169 @@ fn build_jobs_first_failure_stops_the_build() {
             .code_is(1);
         let ps = env.rbox().args(["ps", "-a", "-q"]).output().success();
         assert_eq!(ps.text(), "", "{ps}");
+    });
+}
+
+/// A multi-stage build with the config instructions and owners and modes from
+/// `COPY --chown` and a RUN's chmod, the same for rbox and Podman.
+const ROUND_TRIP: &str = r#"FROM localhost/busybox AS files
+RUN mkdir -p /out/sub && echo hello > /out/sub/greeting && chmod 0640 /out/sub/greeting && echo tool > /out/tool && chmod 0755 /out/tool
+
+FROM localhost/busybox
+ENV GREETING=hi OTHER="two words"
+WORKDIR /app
+COPY --from=files --chown=1000:1000 /out/ /app/
+COPY --chown=1000:1000 app.txt /app/app.txt
+USER 1000
+EXPOSE 8080/tcp
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo $GREETING $OTHER from $(pwd) as $(id -u)"]
+"#;
+
+/// What the round trip compares: the default command's output and a listing of /app with
+/// owners and modes.
+const LISTING: &str = "cd /app && find . | sort | xargs stat -c '%n %u:%g %a' && cat app.txt";
+
+/// The parts of an image's Config (as `image inspect` shows it) a Containerfile sets.
+fn config_of(inspect_json: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(inspect_json).unwrap();
+    let c = &v[0]["Config"];
+    serde_json::json!({
+        "User": c["User"], "Env": c["Env"], "Entrypoint": c["Entrypoint"], "Cmd": c["Cmd"],
+        "WorkingDir": c["WorkingDir"], "ExposedPorts": c["ExposedPorts"],
+    })
+}
+
+#[test]
+fn build_round_trips_with_podman() {
+    if !require(
+        have("podman"),
+        "podman is not installed (apt-get install podman)",
+    ) {
+        return;
+    }
+    for_each_user("build_podman", |env| {
+        // Rootless podman needs a subordinate id range: the user without one is rbox-only.
+        if !(matches!(env.user.who, Who::Root | Who::Sub)
+            || (env.user.who == Who::Current && env.user.has_many_ids()))
+        {
+            eprintln!(
+                "skip: podman needs a subordinate id range, {:?} has none",
+                env.user.who
+            );
+            return;
+        }
+        let p = Podman::new(env);
+        env.import_busybox("localhost/busybox");
+        let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "busybox.tar");
+        p.cmd()
+            .arg("import")
+            .arg(&tar)
+            .arg("localhost/busybox")
+            .output()
+            .success();
+        env.write("work/ctx/Containerfile", ROUND_TRIP);
+        env.write("work/ctx/app.txt", "app-content\n");
+
+        // rbox's own build, run by rbox
+        build(env, &["-t", "localhost/rt:1"]).success();
+        let mine_cmd = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "localhost/rt:1"])
+            .output()
+            .success();
+        assert_eq!(mine_cmd.text(), "hi two words from /app as 1000");
+        let mine_ls = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "localhost/rt:1", LISTING])
+            .output()
+            .success();
+        assert_eq!(
+            mine_ls.lines(),
+            [
+                ". 1000:1000 755",
+                "./app.txt 1000:1000 644",
+                "./sub 1000:1000 755",
+                "./sub/greeting 1000:1000 640",
+                "./tool 1000:1000 755",
+                "app-content",
+            ],
+            "{mine_ls}"
+        );
+        let mine_cfg = config_of(
+            &env.rbox()
+                .args(["image", "inspect", "localhost/rt:1"])
+                .output()
+                .success()
+                .stdout,
+        );
+
+        // (a) what rbox built, saved, loaded and run by podman: the same output and Config
+        let archive = env.path("rt.tar");
+        env.rbox()
+            .args(["save", "--format", "oci-archive", "-o"])
+            .arg(&archive)
+            .arg("localhost/rt:1")
+            .output()
+            .success();
+        p.cmd()
+            .arg("load")
+            .arg("-i")
+            .arg(&archive)
+            .output()
+            .success();
+        let out = p.run("localhost/rt:1", &[]).output().success();
+        assert_eq!(out.text(), mine_cmd.text());
+        let out = p.run("localhost/rt:1", &[LISTING]).output().success();
+        assert_eq!(out.lines(), mine_ls.lines(), "{out}");
+        let theirs = config_of(
+            &p.cmd()
+                .args(["image", "inspect", "localhost/rt:1"])
+                .output()
+                .success()
+                .stdout,
+        );
+        assert_eq!(theirs, mine_cfg);
+
+        // (b) podman builds the same Containerfile; rbox loads and runs it: the same files,
+        // owners, modes, output and Config as rbox's own build
+        p.cmd()
+            .args(["build", "--network=none", "-t", "localhost/pb:1"])
+            .arg(env.path("work/ctx"))
+            .output()
+            .success();
+        let archive = env.path("pb.tar");
+        p.cmd()
+            .args(["save", "--format", "oci-archive", "-o"])
+            .arg(&archive)
+            .arg("localhost/pb:1")
+            .output()
+            .success();
+        env.rbox()
+            .arg("load")
+            .arg("-i")
+            .arg(&archive)
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "localhost/pb:1"])
+            .output()
+            .success();
+        assert_eq!(out.text(), mine_cmd.text());
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "localhost/pb:1", LISTING])
+            .output()
+            .success();
+        assert_eq!(out.lines(), mine_ls.lines(), "{out}");
+        let theirs = config_of(
+            &env.rbox()
+                .args(["image", "inspect", "localhost/pb:1"])
+                .output()
+                .success()
+                .stdout,
+        );
+        assert_eq!(theirs, mine_cfg);
     });
 }
