@@ -215,6 +215,9 @@ fn build_round_trips_with_podman() {
     ) {
         return;
     }
+    // the registry leg only where the test registry can run
+    let reg = crate::registry::prerequisites()
+        .then(|| crate::registry::Registry::start(crate::registry::Options::default()));
     for_each_user("build_podman", |env| {
         // Rootless podman needs a subordinate id range: the user without one is rbox-only.
         if !(matches!(env.user.who, Who::Root | Who::Sub)
@@ -297,6 +300,37 @@ fn build_round_trips_with_podman() {
                 .stdout,
         );
         assert_eq!(theirs, mine_cfg);
+
+        // ... and pushed by rbox to the test registry, pulled and run by podman
+        if let Some(reg) = &reg {
+            let dest = reg.image(&format!("built/{}:1", env.user.name));
+            env.rbox()
+                .args(["tag", "localhost/rt:1", &dest])
+                .output()
+                .success();
+            env.rbox()
+                .arg("push")
+                .args(reg.tls_flags())
+                .arg(&dest)
+                .output()
+                .success();
+            p.cmd()
+                .arg("pull")
+                .args(reg.tls_flags())
+                .arg(&dest)
+                .output()
+                .success();
+            let out = p.run(&dest, &[LISTING]).output().success();
+            assert_eq!(out.lines(), mine_ls.lines(), "{out}");
+            let theirs = config_of(
+                &p.cmd()
+                    .args(["image", "inspect", &dest])
+                    .output()
+                    .success()
+                    .stdout,
+            );
+            assert_eq!(theirs, mine_cfg);
+        }
 
         // (b) podman builds the same Containerfile; rbox loads and runs it: the same files,
         // owners, modes, output and Config as rbox's own build
