@@ -145,7 +145,14 @@ impl Builder<'_> {
                     })
                     .collect();
                 let prefix = format!("[{}/{}] ", i + 1, total);
-                running.push(self.fork_stage(&stages[i], i, &prefix, &cancel_r, &mut cancel_w)?);
+                match self.fork_stage(&stages[i], i, &prefix, &cancel_r, &mut cancel_w) {
+                    Ok(r) => running.push(r),
+                    // the stages under way stop and are waited for
+                    Err(e) => {
+                        failed = Some(e);
+                        cancel_w = None;
+                    }
+                }
             }
             if running.is_empty() {
                 break;
@@ -205,10 +212,19 @@ impl Builder<'_> {
                 });
                 match outcome {
                     Outcome::Done(id, used) => {
-                        let rec = self.store.lookup_image(&id)?;
-                        let mut img = self.load(&rec, id[..12.min(id.len())].to_string())?;
-                        img.shown = id[..12.min(id.len())].to_string();
-                        done[r.stage] = Some(img);
+                        // shown as the serial build shows a stage's image: 12 hex digits
+                        let img = self
+                            .store
+                            .lookup_image(&id)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|rec| self.load(&rec, rec.id.hex()[..12].to_string()));
+                        match img {
+                            Ok(img) => done[r.stage] = Some(img),
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                                cancel_w = None;
+                            }
+                        }
                         self.consumed.extend(used);
                     }
                     Outcome::Failed(code, msg) => {
