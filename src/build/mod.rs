@@ -12,6 +12,7 @@
 pub mod copy;
 pub mod ignore;
 mod image;
+mod jobs;
 pub mod parse;
 mod run;
 
@@ -58,6 +59,8 @@ pub struct Options {
     pub squash: bool,
     /// `--squash-all`: all layers as one
     pub squash_all: bool,
+    /// `--jobs`: how many stages build at the same time (0: no limit)
+    pub jobs: usize,
 }
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -158,6 +161,8 @@ struct Builder<'a> {
     secrets: BTreeMap<String, PathBuf>,
     /// the build args some ARG (or RUN, for the proxy ones) used
     consumed: std::collections::BTreeSet<String>,
+    /// in a stage's own process (`jobs.rs`): readable once the build is to stop
+    cancel: Option<std::os::fd::OwnedFd>,
 }
 
 /// Per-stage state.
@@ -270,12 +275,29 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         compression,
         secrets: run::secrets(&o.secrets)?,
         consumed: std::collections::BTreeSet::new(),
+        cancel: None,
     };
     b.consumed.extend(b.global_args.keys().cloned());
     let needed = b.needed(&stages, last);
     let total = last + 1;
     let mut result = None;
+    let jobs = if o.jobs == 0 { usize::MAX } else { o.jobs };
+    // independent stages at the same time (jobs.rs); their images then stand as done
+    // (a fork needs a single-threaded process: else one at a time)
+    let parallel =
+        jobs > 1 && needed[..last].iter().filter(|n| **n).count() > 1 && !jobs::threaded();
+    let mut built = if parallel {
+        let deps: Vec<Vec<usize>> = (0..stages.len()).map(|i| b.deps(&stages, i)).collect();
+        b.stages_in_parallel(&stages, &deps, &needed, last, jobs)?
+    } else {
+        Vec::new()
+    };
+    b.done.clear();
     for (i, s) in stages.iter().enumerate().take(total) {
+        if let Some(img) = built.get_mut(i).and_then(Option::take) {
+            b.done.push((s.name.clone(), img));
+            continue;
+        }
         if !needed[i] {
             b.done.push((s.name.clone(), b.scratch_img()?));
             continue;
@@ -396,34 +418,29 @@ impl Builder<'_> {
     fn needed(&self, stages: &[StageDef], last: usize) -> Vec<bool> {
         let mut need = vec![false; stages.len()];
         let mut todo = vec![last];
-        let globals = values(&self.global_args);
-        let find = |n: &str, before: usize| -> Option<usize> {
-            let n = n.to_ascii_lowercase();
-            stages[..before]
-                .iter()
-                .position(|s| s.name.as_deref() == Some(n.as_str()))
-                .or_else(|| n.parse::<usize>().ok().filter(|i| *i < before))
-        };
         while let Some(i) = todo.pop() {
             if need[i] {
                 continue;
             }
             need[i] = true;
-            let s = &stages[i];
-            let base = s.from.rest.split_whitespace().next().unwrap_or("");
-            let base = parse::expand(base, &globals, self.escape).unwrap_or_default();
-            if let Some(j) = find(&base, i) {
-                todo.push(j);
-            }
-            for st in &s.steps {
-                if let Some(f) = st.flag("from") {
-                    if let Some(j) = find(f, i) {
-                        todo.push(j);
-                    }
-                }
-            }
+            todo.extend(self.deps(stages, i));
         }
         need
+    }
+
+    /// The stages stage `i` needs: what its FROM, `COPY --from` and `RUN --mount=from=` name.
+    fn deps(&self, stages: &[StageDef], i: usize) -> Vec<usize> {
+        let globals = values(&self.global_args);
+        let s = &stages[i];
+        let base = s.from.rest.split_whitespace().next().unwrap_or("");
+        let base = parse::expand(base, &globals, self.escape).unwrap_or_default();
+        let mut v: Vec<usize> = jobs::find(stages, &base, i).into_iter().collect();
+        v.extend(
+            jobs::step_sources(s)
+                .iter()
+                .filter_map(|f| jobs::find(stages, f, i)),
+        );
+        v
     }
 
     /// The image a FROM names: a stage, scratch, or an image (pulled when missing).
@@ -515,6 +532,16 @@ impl Builder<'_> {
                 st.shell = v;
             }
         }
+        // a base without PATH gets the default one first in Env, as Podman (buildah) writes it
+        if !env_list(&st.img.config).iter().any(|(k, _)| k == "PATH") {
+            if !st.img.config["config"].is_object() {
+                st.img.config["config"] = json!({});
+            }
+            let c = &mut st.img.config["config"];
+            let mut env = vec![json!(format!("PATH={}", runtime::spec::DEFAULT_PATH))];
+            env.extend(c["Env"].as_array().cloned().unwrap_or_default());
+            c["Env"] = json!(env);
+        }
         // the base's ONBUILD triggers run first (and are not passed on), as Docker runs them
         let mut steps = Vec::new();
         if let Some(triggers) = st.img.config["config"]["OnBuild"].as_array().cloned() {
@@ -531,6 +558,9 @@ impl Builder<'_> {
         steps.extend(s.steps.iter().cloned());
         let n = steps.len() + 1;
         for (k, ins) in steps.iter().enumerate() {
+            if self.cancel.as_ref().is_some_and(jobs::cancelled) {
+                bail!("stop: another stage failed");
+            }
             self.say(&format!("{prefix}STEP {}/{n}: {}", k + 2, ins.original));
             let last = final_stage && k + 1 == steps.len();
             self.step(&mut st, ins, last).map_err(|e| {

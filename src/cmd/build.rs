@@ -75,6 +75,10 @@ pub struct BuildArgs {
     /// A secret for `RUN --mount=type=secret,id=ID`: id=ID,src=FILE
     #[arg(long, value_name = "id=ID,src=FILE")]
     pub secret: Vec<String>,
+    /// How many independent stages build at the same time (0: no limit); default: the
+    /// number of CPUs (Podman's is 1). The output is the same as one at a time
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// The build context: a directory
     #[arg(value_name = "CONTEXT", value_hint = clap::ValueHint::DirPath)]
     pub context: Option<PathBuf>,
@@ -122,6 +126,9 @@ pub fn run(g: &Context, a: BuildArgs) -> Result<ExitCode> {
         secrets: a.secret,
         squash: a.squash,
         squash_all: a.squash_all,
+        jobs: a.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
     };
     build::build(g, &o, &ShowPull { quiet: o.quiet })
 }

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, Once};
 
 use nix::dir::{Dir, Type as DirType};
 use nix::errno::Errno;
@@ -686,13 +686,16 @@ fn ok_if_gone(r: nix::Result<()>) -> io::Result<()> {
 }
 
 /// This process's pid and start time (clock ticks since boot), which together name it
-/// uniquely across pid reuse.
+/// uniquely across pid reuse. Read again in a forked child (`rbox build --jobs` forks one
+/// builder per stage), whose tmp entries must not collide with its parent's or siblings'.
 fn self_stamp() -> (u32, u64) {
-    static STAMP: OnceLock<(u32, u64)> = OnceLock::new();
-    *STAMP.get_or_init(|| {
-        let pid = std::process::id();
-        (pid, process_start(pid).unwrap_or(0))
-    })
+    static STAMP: Mutex<(u32, u64)> = Mutex::new((0, 0));
+    let pid = std::process::id();
+    let mut s = STAMP.lock().unwrap_or_else(|e| e.into_inner());
+    if s.0 != pid {
+        *s = (pid, process_start(pid).unwrap_or(0));
+    }
+    *s
 }
 
 /// Start time of `pid` from `/proc/<pid>/stat` (field 22), or `None` if it does not exist.

@@ -6,6 +6,7 @@ mod fixtures;
 mod util;
 
 mod build;
+mod build2;
 mod cdi;
 mod cgroups;
 mod cli_compat;
