@@ -303,6 +303,10 @@ pub fn parse() -> Cli {
         parse_create_only,
         parse_start_only,
         parse_exec_only,
+        parse_ps_only,
+        parse_rm_only,
+        parse_stop_only,
+        parse_inspect_only,
     ];
     if let Some(cli) = alone.iter().find_map(|parse| parse(&args)) {
         return cli;
@@ -399,6 +403,16 @@ parse_alone!(parse_run_only, "run", Run, cmd::run::RunArgs);
 parse_alone!(parse_create_only, "create", Create, cmd::run::RunArgs);
 parse_alone!(parse_start_only, "start", Start, cmd::start::StartArgs);
 parse_alone!(parse_exec_only, "exec", Exec, cmd::exec::ExecArgs);
+// what scripts run in loops around them
+parse_alone!(parse_ps_only, "ps", Ps, cmd::ps::PsArgs);
+parse_alone!(parse_rm_only, "rm", Rm, cmd::rm::RmArgs);
+parse_alone!(parse_stop_only, "stop", Stop, cmd::stop::StopArgs);
+parse_alone!(
+    parse_inspect_only,
+    "inspect",
+    Inspect,
+    cmd::inspect::InspectArgs
+);
 
 /// Whether one of the words of the command line `args` is `verb` and none asks for help or
 /// the version (which the whole command line answers).
@@ -809,7 +823,23 @@ mod tests {
             assert_eq!(format!("{alone:?}"), whole(args), "{args:?}");
         }
         type Parse = fn(&[std::ffi::OsString]) -> Option<Cli>;
-        let others: [(Parse, &[&str]); 5] = [
+        let others: [(Parse, &[&str]); 10] = [
+            (
+                parse_ps_only,
+                &[
+                    "rbox", "ps", "-a", "--format", "{{.ID}}", "--filter", "name=x",
+                ],
+            ),
+            (
+                parse_rm_only,
+                &["rbox", "--root", "/r", "rm", "-f", "a", "b"],
+            ),
+            (parse_stop_only, &["rbox", "stop", "-t", "3", "c"]),
+            (
+                parse_inspect_only,
+                &["rbox", "inspect", "--type", "image", "-f", "{{.Id}}", "bb"],
+            ),
+            (parse_inspect_only, &["rbox", "inspect", "c"]),
             (
                 parse_create_only,
                 &["rbox", "create", "--name", "c", "bb", "run"],
@@ -835,6 +865,12 @@ mod tests {
         assert!(parse_run_only(&argv(&["rbox", "exec", "c", "run"])).is_none());
         assert!(parse_exec_only(&argv(&["rbox", "run", "bb", "exec"])).is_none());
         assert!(parse_start_only(&argv(&["rbox", "container", "start", "c"])).is_none());
+        assert!(parse_rm_only(&argv(&["rbox", "image", "rm", "bb"])).is_none());
+        assert!(parse_ps_only(&argv(&["rbox", "container", "ps"])).is_none());
+        assert!(
+            parse_rm_only(&argv(&["rbox", "rm"])).is_none(),
+            "an error is the whole line's"
+        );
         for args in [
             &["rbox", "run", "--help"][..],
             &["rbox", "run", "bb", "sh", "-h"],
