@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -403,6 +403,39 @@ fn recv(r: &mut impl BufRead) -> Result<String> {
     }
 }
 
+/// The source side of a copy out of a container, run in a child inside its root: says on
+/// `status` whether `src` is a directory or a file (or why it cannot be read, in Podman's
+/// words, with `shown` and `place`), writes the tar stream to `data`, then says how it ended.
+fn send_source(
+    src: &Source,
+    shown: &str,
+    place: &str,
+    status: OwnedFd,
+    data: OwnedFd,
+) -> std::result::Result<(), ()> {
+    let mut st = fs::File::from(status);
+    let md = match src.metadata() {
+        Ok(m) => m,
+        Err(e) => {
+            let why = if e.kind() == io::ErrorKind::NotFound {
+                PlanError::NotFound.text(shown, place)
+            } else {
+                format!("\"{shown}\" could not be found {place}: {e}")
+            };
+            send(&mut st, Err(why));
+            return Err(());
+        }
+    };
+    send(&mut st, Ok(if md.is_dir() { "dir" } else { "file" }.into()));
+    let res = produce(src, io::BufWriter::new(fs::File::from(data)));
+    send(
+        &mut st,
+        res.map(|_| "done".into())
+            .map_err(|e| format!("read {shown}: {e}")),
+    );
+    Ok(())
+}
+
 fn copy_out(g: &Context, a: &CpArgs, name: &str, path: &str, dest: Side) -> Result<()> {
     let rec = lookup(g, name)?;
     // the host side is decided before entering the namespace changes nothing about it
@@ -414,27 +447,7 @@ fn copy_out(g: &Context, a: &CpArgs, name: &str, path: &str, dest: Side) -> Resu
     let place = format!("on container {name}");
     let shown = path.to_string();
     let child = inroot::spawn(&root, &[status_r.as_fd(), data_r.as_fd()], move || {
-        let mut st = fs::File::from(status_w);
-        let md = match src.metadata() {
-            Ok(m) => m,
-            Err(e) => {
-                let why = if e.kind() == io::ErrorKind::NotFound {
-                    PlanError::NotFound.text(&shown, &place)
-                } else {
-                    format!("\"{shown}\" could not be found {place}: {e}")
-                };
-                send(&mut st, Err(why));
-                return Err(());
-            }
-        };
-        send(&mut st, Ok(if md.is_dir() { "dir" } else { "file" }.into()));
-        let res = produce(&src, io::BufWriter::new(fs::File::from(data_w)));
-        send(
-            &mut st,
-            res.map(|_| "done".into())
-                .map_err(|e| format!("read {shown}: {e}")),
-        );
-        Ok(())
+        send_source(&src, &shown, &place, status_w, data_w)
     })?;
     let mut st = BufReader::new(fs::File::from(status_r));
     let data = fs::File::from(data_r);
@@ -487,27 +500,7 @@ fn copy_between(
     // the source's child also closes the reading end, so that it sees EPIPE, not a full
     // pipe forever, when the destination gives up
     let schild = inroot::spawn(&sroot, &[s_status_r.as_fd(), data_r.as_fd()], move || {
-        let mut st = fs::File::from(s_status_w);
-        let md = match src.metadata() {
-            Ok(m) => m,
-            Err(e) => {
-                let why = if e.kind() == io::ErrorKind::NotFound {
-                    PlanError::NotFound.text(&shown, &place)
-                } else {
-                    format!("\"{shown}\" could not be found {place}: {e}")
-                };
-                send(&mut st, Err(why));
-                return Err(());
-            }
-        };
-        send(&mut st, Ok(if md.is_dir() { "dir" } else { "file" }.into()));
-        let res = produce(&src, io::BufWriter::new(fs::File::from(data_w)));
-        send(
-            &mut st,
-            res.map(|_| "done".into())
-                .map_err(|e| format!("read {shown}: {e}")),
-        );
-        Ok(())
+        send_source(&src, &shown, &place, s_status_w, data_w)
     })?;
     let mut sst = BufReader::new(fs::File::from(s_status_r));
     let kind = match recv(&mut sst) {

@@ -69,7 +69,8 @@ fn image_tar(env: &Env) -> PathBuf {
     env.write("fuse-image.tar", bytes)
 }
 
-fn fuse_usable() -> bool {
+/// Whether /dev/fuse opens for this process (else the test is skipped, a failure under CI).
+pub(crate) fn fuse_usable() -> bool {
     require(
         std::fs::OpenOptions::new()
             .read(true)

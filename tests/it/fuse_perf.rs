@@ -2,18 +2,11 @@
 //! container: the root is mounted noatime (as fuse-overlayfs is for Podman), so a read
 //! through the page cache does no atime bookkeeping.
 
-use crate::util::{for_each_user, require};
+use crate::util::for_each_user;
 
 #[test]
 fn fuse_overlay_root_is_mounted_noatime() {
-    if !require(
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-            .is_ok(),
-        "/dev/fuse must open for reading and writing (mode 0666)",
-    ) {
+    if !crate::fuse::fuse_usable() {
         return;
     }
     for_each_user("fusenoatime", |env| {

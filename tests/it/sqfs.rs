@@ -25,14 +25,7 @@ fn tools_usable() -> bool {
     require(
         have("squashfuse") && have("sqfstar") && have("unsquashfs"),
         "squashfuse and squashfs-tools must be installed (Debian packages squashfuse, squashfs-tools)",
-    ) && require(
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-            .is_ok(),
-        "/dev/fuse must open for reading and writing (mode 0666)",
-    )
+    ) && crate::fuse::fuse_usable()
 }
 
 /// Builds the test image `img` in `env`'s store and saves it to `<env>/images/img.sqfs`.
