@@ -177,6 +177,30 @@ fn driver_for_folded_owners(driver: Driver, store: &Store, image: &ImageRecord) 
     }
 }
 
+/// `--userns=keep-id` with a subordinate range runs in a namespace below rbox's where the
+/// image's root (rbox's id 0) is the caller's uid: kernel overlay would show `/etc` as the
+/// caller's. The FUSE overlay shows the image's owners there with no chowned copy (see
+/// launch's `shifted_for_keep_id`), so it is the default for such containers where
+/// /dev/fuse opens.
+fn driver_for_keep_id(driver: Driver, spec: &state::Spec) -> Driver {
+    if driver != Driver::Overlay
+        || spec.userns != state::UsernsMode::KeepId
+        || !matches!(
+            super::userns::current_mode(),
+            super::userns::Mode::SubIds { .. }
+        )
+    {
+        return driver;
+    }
+    match rbox_storage::mount::fuse::available() {
+        Ok(()) => Driver::FuseOverlay,
+        Err(why) => {
+            tracing::debug!("fuse-overlay not usable: {why}");
+            driver
+        }
+    }
+}
+
 /// Whether the owner of `dir`'s `layers/` is `uid` as seen here.
 fn owner_is(dir: &Path, uid: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -290,6 +314,7 @@ fn create_and_start(
         driver = driver_for_foreign_lowers(driver, i);
         if g.storage_driver().is_none() {
             driver = driver_for_folded_owners(driver, &store, i);
+            driver = driver_for_keep_id(driver, &spec);
         }
     }
     if matches!(image, Source::File { .. }) && driver == Driver::Copy {

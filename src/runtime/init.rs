@@ -56,6 +56,10 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
                     "become root of the container's user namespace: {e} (do uidMappings and gidMappings map id 0?)"
                 ))
             })?;
+        // a change of euid makes the process non-dumpable, which closes /proc/PID/ns/* to
+        // rbox outside (the network helper and `container:` joins open them)
+        nix::sys::prctl::set_dumpable(true)
+            .map_err(|e| Failure::setup(format!("set the init dumpable: {e}")))?;
     }
     // a mount namespace joined by path: the container's mounts are made there
     for (f, _) in l.joins.iter().filter(|(_, t)| *t == libc::CLONE_NEWNS) {

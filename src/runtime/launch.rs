@@ -145,6 +145,7 @@ pub fn plan(
     let rootfs = store
         .rootfs(rec.driver, &dir, rec.auto_remove)
         .context("create empty lower layer")?;
+    let rootfs = shifted_for_keep_id(rootfs, keep_id(&userns::current_mode(), &rec.spec).as_ref());
     // The FUSE overlay's server is forked by the init while it mounts the root: with the
     // command as PID 1 it would be the command's child, and a PID 1 that waits for all its
     // children (busybox tar does) would wait for it forever. The `--init` reaper is PID 1
@@ -165,6 +166,10 @@ pub fn plan(
             &rec.spec,
         )
         .with_context(|| format!("creating temporary passwd file for container {}", rec.id))?;
+    }
+    let keep_id_root = keep_id_root(keep_id(&mode, &rec.spec).as_ref());
+    if let Some(root) = keep_id_root {
+        give_etc_to(&dir.dir, root)?;
     }
     let single_id = mode == userns::Mode::Single;
     let bad = |e: anyhow::Error| {
@@ -243,7 +248,7 @@ pub fn plan(
         state_dir,
         start_hooks,
         create_hooks,
-        become_root: false,
+        become_root: keep_id_root.is_some(),
     })
 }
 
@@ -534,6 +539,65 @@ fn keep_id(mode: &userns::Mode, spec: &state::Spec) -> Option<KeepId> {
     })
 }
 
+/// keep-id on the FUSE overlay (the driver create chooses for it): the server replies the
+/// image's owners as ids of keep-id's namespace, so `/etc` shows as 0 there, as on Podman's
+/// chowned copy, and what the container creates is stored with the owners a chowned copy
+/// would give it (see rbox_storage::mount::fuse::shift). Not for a single-id range: there
+/// the image's root has no id in keep-id's namespace.
+fn shifted_for_keep_id(rootfs: rbox_storage::Rootfs, k: Option<&KeepId>) -> rbox_storage::Rootfs {
+    use rbox_storage::mount::fuse::shift::IdShift;
+    match (rootfs, k) {
+        (
+            rbox_storage::Rootfs::Fuse {
+                lowers,
+                upper,
+                work,
+                shift: None,
+            },
+            Some(k),
+        ) if k.uid_count > 1 && k.gid_count > 1 => rbox_storage::Rootfs::Fuse {
+            lowers,
+            upper,
+            work,
+            shift: IdShift::parse(
+                &KeepId::map(k.uid, k.uid_count),
+                &KeepId::map(k.gid, k.gid_count),
+            ),
+        },
+        (r, _) => r,
+    }
+}
+
+/// The uid and gid of rbox's namespace that are root in keep-id's namespace, when it has a
+/// root (a subordinate range). The init becomes that root, so what it mounts (`/dev`'s
+/// tmpfs) is root's as under Podman, not the caller's.
+fn keep_id_root(k: Option<&KeepId>) -> Option<(u32, u32)> {
+    let k = k.filter(|k| k.uid_count > 1 && k.gid_count > 1)?;
+    let root = |id: u32, count: u32| {
+        rbox_storage::mount::fuse::shift::IdMap::parse(&KeepId::map(id, count))?.outside(0)
+    };
+    Some((root(k.uid, k.uid_count)?, root(k.gid, k.gid_count)?))
+}
+
+/// The container's /etc files that rbox writes and binds (hosts, hostname, resolv.conf,
+/// passwd, group) owned by keep-id's root, as they are by the container's root otherwise.
+fn give_etc_to(dir: &Path, (uid, gid): (u32, u32)) -> Result<()> {
+    let [hosts, hostname, resolv] = layout::etc_files(dir);
+    for f in [
+        hosts,
+        hostname,
+        resolv,
+        dir.join("passwd"),
+        dir.join("group"),
+    ] {
+        match std::os::unix::fs::lchown(&f, Some(uid), Some(gid)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r.with_context(|| format!("chown `{}`", f.display()))?,
+        }
+    }
+    Ok(())
+}
+
 /// The uid_map and gid_map text of a container's own user namespace below rbox's, for
 /// `--uidmap`/`--gidmap` (`--userns=nomap` and `auto` are refused); `None` when it runs in rbox's namespace (or keep-id's, see
 /// [`keep_id`]). Ids are ids of rbox's namespace: 0 is the caller, 1.. the subordinate ids.
@@ -549,6 +613,10 @@ pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, 
         uid (id 0 of rbox's) cannot reach its root filesystem without an id-mapped mount, \
         which rbox does not make yet";
     match s.userns {
+        // Podman's text: root's ids are the host's, there is no namespace to keep one in
+        state::UsernsMode::KeepId if *mode == userns::Mode::Root => {
+            anyhow::bail!("keep-id is only supported in rootless mode")
+        }
         state::UsernsMode::Nomap | state::UsernsMode::Auto => {
             // Podman's texts: root's `auto` takes its ranges from the `containers` entry
             let auto = s.userns == state::UsernsMode::Auto;
@@ -908,6 +976,52 @@ mod tests {
         edited.args = vec!["echo".into(), "caf\u{e9}".into()];
         let c = command(edited, &rec, "box", false, None);
         assert_eq!(c.argv, ["echo", "caf\u{e9}"]);
+    }
+
+    #[test]
+    fn keep_id_with_a_range_shifts_the_fuse_overlay_and_has_a_root() {
+        use rbox_storage::Rootfs;
+        let k = KeepId {
+            uid: 1000,
+            gid: 1001,
+            uid_count: 65537,
+            gid_count: 65537,
+        };
+        // keep-id's root is rbox's id 1 (the first subordinate id)
+        assert_eq!(keep_id_root(Some(&k)), Some((1, 1)));
+        let single = KeepId {
+            uid_count: 1,
+            gid_count: 1,
+            ..k.clone()
+        };
+        assert_eq!(keep_id_root(Some(&single)), None);
+        assert_eq!(keep_id_root(None), None);
+        let fuse = Rootfs::Fuse {
+            lowers: vec!["l".into()],
+            upper: "u".into(),
+            work: "w".into(),
+            shift: None,
+        };
+        match shifted_for_keep_id(fuse.clone(), Some(&k)) {
+            Rootfs::Fuse { shift: Some(s), .. } => {
+                // rbox's 0 (the image's root) is keep-id's 1000: replied as 0
+                assert_eq!(s.uid_to_view(1000), 0);
+                assert_eq!(s.gid_to_view(1001), 0);
+                assert_eq!(s.uid_to_disk(1000), Some(999));
+            }
+            r => panic!("not shifted: {r:?}"),
+        }
+        assert_eq!(shifted_for_keep_id(fuse.clone(), Some(&single)), fuse);
+        assert_eq!(shifted_for_keep_id(fuse.clone(), None), fuse);
+        let dir = Rootfs::Dir("d".into());
+        assert_eq!(shifted_for_keep_id(dir.clone(), Some(&k)), dir);
+        // root has no namespace to keep an id in: Podman's refusal
+        let s = Spec {
+            userns: state::UsernsMode::KeepId,
+            ..Default::default()
+        };
+        let e = own_maps(&userns::Mode::Root, &s).unwrap_err();
+        assert_eq!(e.to_string(), "keep-id is only supported in rootless mode");
     }
 
     #[test]

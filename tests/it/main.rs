@@ -45,5 +45,6 @@ mod sqfs;
 mod startup;
 mod system;
 mod userns2;
+mod userns_shift;
 mod userns_state;
 mod volumes;

@@ -105,7 +105,12 @@ fn a_container_joins_the_namespace_at_a_path() {
             .success()
             .text();
         assert_eq!(got, format!("shared-{}", &id[..12]));
-        // keep-id's nested user namespace joins through its parent all the same
+        // keep-id's nested user namespace joins through its parent all the same (root has
+        // no keep-id: Podman refuses it)
+        if env.user.uid == 0 {
+            env.rbox().args(["rm", "-f", "first"]).output().success();
+            return;
+        }
         let got = env
             .rbox()
             .args([

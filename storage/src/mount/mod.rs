@@ -104,6 +104,8 @@ pub enum Rootfs {
         lowers: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
+        /// the owners shifted for the container's nested user namespace (keep-id)
+        shift: Option<fuse::shift::IdShift>,
     },
     /// `--image-file`: a squashfs image mounted by squashfuse at `lower` ([`squash`]), under
     /// kernel overlay, or under the FUSE overlay when `fuse`
@@ -144,7 +146,8 @@ impl Rootfs {
                 lowers,
                 upper,
                 work,
-            } => fuse::mount(lowers, upper, work, target),
+                shift,
+            } => fuse::mount(lowers, upper, work, target, shift.as_ref()),
             Rootfs::ImageFile {
                 file,
                 lower,
@@ -156,7 +159,7 @@ impl Rootfs {
                 squash::mount_file(file, lower)?;
                 let lowers = std::slice::from_ref(lower);
                 if *fuse {
-                    fuse::mount(lowers, upper, work, target)
+                    fuse::mount(lowers, upper, work, target, None)
                 } else {
                     overlay::mount(lowers, upper, work, *volatile, target)
                 }
@@ -243,6 +246,7 @@ impl Store {
                 lowers: dir.lower_dirs.clone(),
                 upper: dir.upper.clone(),
                 work: dir.work.clone(),
+                shift: None,
             }),
             Driver::Overlay => {
                 let mut lowers = dir.lower_dirs.clone();

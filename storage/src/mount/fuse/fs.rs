@@ -34,6 +34,7 @@ use nix::sys::stat::mkdirat;
 use nix::sys::stat::{fstat, fstatat, mknodat, FileStat, Mode, SFlag};
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
+use super::shift::IdShift;
 use crate::sys;
 
 /// The xattr that marks an opaque directory (layers are unpacked for `userxattr`).
@@ -176,6 +177,8 @@ pub struct Overlay {
     /// a single-id namespace: reply the owner on disk for a file with an override (see
     /// [`Overlay::fold_foreign_owners`])
     fold: bool,
+    /// owners shifted for a nested user namespace (see [`super::shift`])
+    shift: Option<IdShift>,
     files: RwLock<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<Listing>>>,
     next_fh: AtomicU64,
@@ -212,6 +215,7 @@ impl Overlay {
                 next_ino: 2,
             })),
             fold: false,
+            shift: None,
             files: RwLock::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -231,6 +235,38 @@ impl Overlay {
     pub fn fold_foreign_owners(mut self, fold: bool) -> Overlay {
         self.fold = fold;
         self
+    }
+
+    /// Replies owners shifted by `shift` and stores the owners the container gives shifted
+    /// back (see [`super::shift`]); `None` replies the owners on disk.
+    pub fn shift_owners(mut self, shift: Option<IdShift>) -> Overlay {
+        self.shift = shift;
+        self
+    }
+
+    /// The owner and group to reply for those seen on disk.
+    fn view_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
+        match &self.shift {
+            Some(s) => (s.uid_to_view(uid), s.gid_to_view(gid)),
+            None => (uid, gid),
+        }
+    }
+
+    /// The uid to store for one the container gives (EINVAL, as the kernel answers a chown
+    /// to an id it cannot map, when rbox's namespace has no such id).
+    fn disk_uid(&self, uid: u32) -> R<u32> {
+        match &self.shift {
+            Some(s) => s.uid_to_disk(uid).ok_or(Errno::EINVAL),
+            None => Ok(uid),
+        }
+    }
+
+    /// The gid to store for one the container gives.
+    fn disk_gid(&self, gid: u32) -> R<u32> {
+        match &self.shift {
+            Some(s) => s.gid_to_disk(gid).ok_or(Errno::EINVAL),
+            None => Ok(gid),
+        }
     }
 
     /// A handle on the inode table's overrides for the owner supervisor.
@@ -364,7 +400,10 @@ impl Overlay {
         let (uid, gid, perm) = match over {
             Some((_, _, m)) if self.fold => (st.st_uid, st.st_gid, m),
             Some((u, g, m)) => (u, g, m),
-            None => (st.st_uid, st.st_gid, st.st_mode & 0o7777),
+            None => {
+                let (u, g) = self.view_ids(st.st_uid, st.st_gid);
+                (u, g, st.st_mode & 0o7777)
+            }
         };
         // fuser sends `ino` as the entry's node id too: it must be ours, not the layer's
         FileAttr {
@@ -825,16 +864,17 @@ impl Overlay {
     /// Gives a new upper entry the caller's owner (the server creates as root), with the
     /// group of a set-gid parent.
     fn own(&self, path: &Path, req: &Request, parent_layer_stat: Option<&FileStat>) -> R<()> {
+        let uid = self.disk_uid(req.uid())?;
         let (gid, made_gid) = match parent_layer_stat {
             Some(p) if p.st_mode & libc::S_ISGID != 0 => (p.st_gid, p.st_gid),
-            _ => (req.gid(), sys_ids().1),
+            _ => (self.disk_gid(req.gid())?, sys_ids().1),
         };
         // the server made the entry with its own ids (a set-gid parent's group): a chown
         // to the same ids is a syscall for nothing (most creates come from root)
-        if req.uid() == sys_ids().0 && gid == made_gid {
+        if uid == sys_ids().0 && gid == made_gid {
             return Ok(());
         }
-        lchown_at(self.fd(0), path, req.uid(), gid)
+        lchown_at(self.fd(0), path, uid, gid)
     }
 
     fn do_rename(
@@ -1002,7 +1042,9 @@ impl Overlay {
             }
         }
         if mode.is_some() || uid.is_some() || gid.is_some() {
-            let mut o = over.unwrap_or((cur.st_uid, cur.st_gid, cur.st_mode & 0o7777));
+            // an override holds owners as the container sees them
+            let (cu, cg) = self.view_ids(cur.st_uid, cur.st_gid);
+            let mut o = over.unwrap_or((cu, cg, cur.st_mode & 0o7777));
             if let Some(m) = mode {
                 o.2 = m & 0o7777;
             }
@@ -1032,7 +1074,9 @@ impl Overlay {
             } else {
                 let is_link = cur.st_mode & libc::S_IFMT == libc::S_IFLNK;
                 if uid.is_some() || gid.is_some() {
-                    let (u, g) = (uid.map(Uid::from_raw), gid.map(Gid::from_raw));
+                    let u = uid.map(|u| self.disk_uid(u)).transpose()?;
+                    let g = gid.map(|g| self.disk_gid(g)).transpose()?;
+                    let (u, g) = (u.map(Uid::from_raw), g.map(Gid::from_raw));
                     match &handle {
                         Some(h) => nix::unistd::fchown(&h.file, u, g).map_err(errno)?,
                         None => fchownat(

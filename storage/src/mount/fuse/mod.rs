@@ -27,6 +27,7 @@
 //! works only through the descriptors it opened before.
 
 pub mod fs;
+pub mod shift;
 pub mod supervisor;
 #[cfg(test)]
 mod tests;
@@ -53,15 +54,22 @@ pub fn available() -> std::result::Result<(), String> {
 
 /// Mounts the overlay of `upper` over `lowers` (topmost first) at `target`, served by a
 /// forked child that lives as long as its parent (see the module doc). Returns once the
-/// mount is in place. Call single-threaded.
-pub fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+/// mount is in place. Call single-threaded. `shift`: the owners shifted for a nested user
+/// namespace ([`shift`]).
+pub fn mount(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    shift: Option<&shift::IdShift>,
+) -> Result<()> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Error::io("create pipe", std::io::Error::from(e)))?;
     let sup = supervisor::pair();
     match sys::fork().map_err(|e| Error::io("fork the FUSE server", std::io::Error::from(e)))? {
         ForkResult::Child => {
             drop(r);
-            serve(lowers, upper, work, target, w, sup)
+            serve(lowers, upper, work, target, w, sup, shift)
         }
         ForkResult::Parent { .. } => {
             drop(w);
@@ -92,6 +100,7 @@ fn serve(
     target: &Path,
     ready: OwnedFd,
     sup: Option<OwnedFd>,
+    shift: Option<&shift::IdShift>,
 ) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -116,7 +125,9 @@ fn serve(
             .iter()
             .map(|p| dir(p))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let overlay = fs::Overlay::new(up, wk, lows).fold_foreign_owners(sup.is_some());
+        let overlay = fs::Overlay::new(up, wk, lows)
+            .fold_foreign_owners(sup.is_some())
+            .shift_owners(shift.cloned());
         let owners = overlay.owners();
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())

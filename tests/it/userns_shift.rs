@@ -1,0 +1,158 @@
+//! `--userns=keep-id` without a chowned copy of the image (issues 9 and 12): the FUSE
+//! overlay replies the image's owners shifted into keep-id's nested user namespace, so the
+//! container sees what Podman shows on its chowned copy (`/etc` is 0:0, a file of 100:101
+//! is 100:101, what the user creates is the user's), and what it creates is stored with the
+//! owners `rbox diff`, `export` and `commit` must write. Root has no keep-id (Podman's
+//! refusal). The expectations were taken from Podman 4.3.1 on the same image
+//! (`podman run --rm --userns=keep-id --network=none ...` as rboxsub).
+
+use serde_json::json;
+
+use crate::fixtures::{self, Layer, IMAGE_PATH};
+use crate::util::{for_each_user, Env, Who};
+
+/// `localhost/shift`: busybox, then files of other owners.
+fn load_image(env: &Env) {
+    let mut l = Layer::new();
+    l.dir("home/u", 0o2775, 1000, 1000)
+        .file("home/u/f", b"hello\n", 0o4750, 100, 101)
+        .dir("srv", 0o755, 0, 0)
+        .file("srv/root-owned", b"r\n", 0o600, 0, 0);
+    let layers = vec![fixtures::busybox_layer(), l.finish()];
+    let config = fixtures::config_json(
+        &layers,
+        &json!({"Env": [format!("PATH={IMAGE_PATH}")], "Cmd": ["sh"]}),
+    );
+    let archive = fixtures::docker_archive("localhost/shift:latest", &layers, &config);
+    let p = env.write("shift.tar", archive);
+    env.rbox()
+        .args(["load", "-q", "-i"])
+        .arg(&p)
+        .output()
+        .success();
+}
+
+/// The numeric owner of each entry of `rbox export NAME` whose path starts with `prefix`.
+fn exported_owners(env: &Env, name: &str, prefix: &str) -> Vec<String> {
+    let tar = env.path(&format!("{name}.tar"));
+    env.rbox()
+        .args(["export", "-o"])
+        .arg(&tar)
+        .arg(name)
+        .output()
+        .success();
+    let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    let mut out = Vec::new();
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let path = path.trim_end_matches('/');
+        if path.starts_with(prefix) {
+            let h = e.header();
+            out.push(format!(
+                "{} {}:{}",
+                path,
+                h.uid().unwrap(),
+                h.gid().unwrap()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn keep_id_shows_the_images_owners_and_stores_the_containers() {
+    for_each_user("keepid_shift", |env| {
+        load_image(env);
+        let run = |name: &str, args: &[&str], script: &str| {
+            env.rbox()
+                .args(["run", "--name", name, "--network=none", "--userns=keep-id"])
+                .args(args)
+                .args(["localhost/shift", "sh", "-c", script])
+                .output()
+        };
+        let script = "stat -c %u:%g:%a /etc /home/u /home/u/f /srv/root-owned; id -un; \
+                      cat /srv/root-owned 2>/dev/null || echo denied; \
+                      touch /tmp/mine && mkdir /tmp/md && stat -c %u:%g /tmp/mine /tmp/md";
+        let out = run("k", &[], script);
+        let u = &env.user;
+        match u.who {
+            Who::Root => {
+                // as Podman: `Error: keep-id is only supported in rootless mode`, 125
+                let out = out.rbox_error();
+                assert_eq!(
+                    out.stderr.trim_end(),
+                    "Error: keep-id is only supported in rootless mode",
+                    "{out}"
+                );
+                return;
+            }
+            Who::Sub => {
+                let out = out.success();
+                let ids = format!("{}:{}", u.uid, u.gid);
+                assert_eq!(
+                    out.lines(),
+                    [
+                        "0:0:755",
+                        "1000:1000:2775",
+                        "100:101:4750",
+                        "0:0:600",
+                        &u.name,
+                        "denied",
+                        &ids,
+                        &ids,
+                    ],
+                    "{out}"
+                );
+            }
+            _ => return,
+        }
+        // the image's root inside makes and gives away files; the user's file is the user's
+        run(
+            "k0",
+            &["-u", "0"],
+            "touch /tmp/r && touch /tmp/o && chown 100:101 /tmp/o && echo x >> /etc/motd",
+        )
+        .success();
+        let diff = env.rbox().args(["diff", "k0"]).output().success();
+        assert_eq!(
+            diff.lines(),
+            ["C /etc", "A /etc/motd", "C /tmp", "A /tmp/o", "A /tmp/r"],
+            "{diff}"
+        );
+        let ids = format!("{}:{}", u.uid, u.gid);
+        assert_eq!(
+            exported_owners(env, "k", "tmp/"),
+            [format!("tmp/md {ids}"), format!("tmp/mine {ids}")]
+        );
+        assert_eq!(
+            exported_owners(env, "k0", "tmp/"),
+            ["tmp/o 100:101", "tmp/r 0:0"]
+        );
+        assert_eq!(exported_owners(env, "k0", "etc/motd"), ["etc/motd 0:0"]);
+        // a commit carries the same owners into an image, seen without keep-id too
+        env.rbox()
+            .args(["commit", "-q", "k0", "localhost/shift-committed"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "localhost/shift-committed"])
+            .args([
+                "stat",
+                "-c",
+                "%u:%g",
+                "/tmp/o",
+                "/tmp/r",
+                "/etc/motd",
+                "/home/u/f",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.lines(), ["100:101", "0:0", "0:0", "100:101"], "{out}");
+        for c in ["k", "k0"] {
+            env.rbox().args(["rm", c]).output().success();
+        }
+    });
+}
