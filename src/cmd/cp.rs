@@ -562,6 +562,15 @@ fn copy_between(
 /// root (a name is resolved only when it is numeric).
 fn archive_owner(rec: &state::ContainerRecord) -> (u32, u32) {
     let user = rec.spec.user.as_str();
+    // keep-id's user is the caller's ids (or its uid=, gid=), as Podman's copy gets them
+    if user.is_empty()
+        && rec.spec.userns == state::UsernsMode::KeepId
+        && runtime::userns::current_mode() != runtime::userns::Mode::Root
+    {
+        let (uid, gid) = runtime::userns::host_ids();
+        let o = &rec.spec.opts;
+        return (o.keep_id_uid.unwrap_or(uid), o.keep_id_gid.unwrap_or(gid));
+    }
     let (u, gr) = user.split_once(':').unwrap_or((user, ""));
     let uid = u.parse().unwrap_or(0);
     let gid = gr.parse().unwrap_or(if gr.is_empty() { uid } else { 0 });

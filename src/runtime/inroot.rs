@@ -98,7 +98,10 @@ pub fn wait(child: Pid) -> Result<bool> {
 
 fn enter(root: &Root) -> Result<()> {
     let dir: &Path = match root {
-        Root::Proc(p) => p,
+        Root::Proc(p) => {
+            join_user_namespace(p)?;
+            p
+        }
         Root::Mount { rootfs, target } => {
             sys::private_mount_namespace()?;
             rootfs.mount(target)?;
@@ -108,4 +111,22 @@ fn enter(root: &Root) -> Result<()> {
     nix::unistd::chroot(dir).with_context(|| format!("chroot into `{}`", dir.display()))?;
     nix::unistd::chdir("/").context("chdir /")?;
     Ok(())
+}
+
+/// A keep-id container's init runs in a user namespace below rbox's, and its FUSE root
+/// belongs to that namespace: the kernel lets only processes in it (or below) into a FUSE
+/// mount, so the child joins it first (rbox's namespace owns it: every capability there).
+/// Nothing when the init shares ours.
+fn join_user_namespace(proc_root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(ns) = proc_root.parent().map(|d| d.join("ns/user")) else {
+        return Ok(());
+    };
+    let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let theirs = id(&ns).with_context(|| format!("stat `{}`", ns.display()))?;
+    if id(Path::new("/proc/self/ns/user")).ok() == Some(theirs) {
+        return Ok(());
+    }
+    let f = std::fs::File::open(&ns).with_context(|| format!("open `{}`", ns.display()))?;
+    sys::setns(&f, libc::CLONE_NEWUSER).context("join the container's user namespace")
 }

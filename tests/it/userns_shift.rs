@@ -106,8 +106,74 @@ fn keep_id_shows_the_images_owners_and_stores_the_containers() {
                     "{out}"
                 );
             }
+            Who::NoSub => {
+                // Podman refuses keep-id without a range ("keep-id requires additional UIDs
+                // or GIDs defined in /etc/subuid and /etc/subgid"); rbox runs it: keep-id's
+                // namespace has only the caller's uid, which is rbox's 0 (every file's owner
+                // on disk), so the image's files and the new ones show as the caller's
+                let out = out.success();
+                let ids = format!("{}:{}", u.uid, u.gid);
+                let mode = |m: &str| format!("{ids}:{m}");
+                assert_eq!(
+                    out.lines(),
+                    [
+                        &mode("755"),
+                        &mode("2775"),
+                        &mode("4750"),
+                        &mode("600"),
+                        &u.name,
+                        "r",
+                        &ids,
+                        &ids,
+                    ],
+                    "{out}"
+                );
+                env.rbox().args(["rm", "k"]).output().success();
+                return;
+            }
             _ => return,
         }
+        // `rbox cp` into the running container (whose FUSE root only keep-id's namespace may
+        // enter) gives keep-id's user the copy, as Podman does
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "kd",
+                "--network=none",
+                "--userns=keep-id",
+            ])
+            .args(["localhost/shift", "sleep", "300"])
+            .output()
+            .success();
+        let src = env.write("copied", "c\n");
+        env.rbox()
+            .arg("cp")
+            .arg(&src)
+            .arg("kd:/tmp/copied")
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["exec", "kd", "stat", "-c", "%u:%g", "/tmp/copied", "/etc"])
+            .output()
+            .success();
+        assert_eq!(
+            out.lines(),
+            [format!("{}:{}", u.uid, u.gid).as_str(), "0:0"],
+            "{out}"
+        );
+        let out = env
+            .rbox()
+            .args(["cp", "kd:/srv/root-owned", "-"])
+            .output()
+            .success();
+        assert!(out.stdout.contains("r\n"), "{out}");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "kd"])
+            .output()
+            .success();
         // the image's root inside makes and gives away files; the user's file is the user's
         run(
             "k0",
