@@ -175,16 +175,34 @@ fn keep_id_shows_the_images_owners_and_stores_the_containers() {
             .output()
             .success();
         // the image's root inside makes and gives away files; the user's file is the user's
-        run(
+        // (a set-gid directory of the image's 1000:1000 gives its group, as in Podman)
+        let out = run(
             "k0",
             &["-u", "0"],
-            "touch /tmp/r && touch /tmp/o && chown 100:101 /tmp/o && echo x >> /etc/motd",
+            "touch /tmp/r && touch /tmp/o && chown 100:101 /tmp/o && echo x >> /etc/motd \
+             && touch /home/u/new && mkdir /home/u/nd \
+             && stat -c '%u:%g %a' /tmp/o /home/u/new /home/u/nd",
         )
         .success();
+        assert_eq!(
+            out.lines(),
+            ["100:101 644", "0:1000 644", "0:1000 2755"],
+            "{out}"
+        );
         let diff = env.rbox().args(["diff", "k0"]).output().success();
         assert_eq!(
             diff.lines(),
-            ["C /etc", "A /etc/motd", "C /tmp", "A /tmp/o", "A /tmp/r"],
+            [
+                "C /etc",
+                "A /etc/motd",
+                "C /home",
+                "C /home/u",
+                "A /home/u/nd",
+                "A /home/u/new",
+                "C /tmp",
+                "A /tmp/o",
+                "A /tmp/r"
+            ],
             "{diff}"
         );
         let ids = format!("{}:{}", u.uid, u.gid);
