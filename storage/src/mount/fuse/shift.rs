@@ -171,3 +171,126 @@ mod tests {
         assert_eq!(s.uid_to_disk(1002), None);
     }
 }
+
+/// The shift applied by a mounted overlay: run as real root in a private mount namespace
+/// (`unshare -m`), where every id exists, so what the kernel shows is exactly what the server
+/// replies and the layers keep exactly what it stores.
+#[cfg(test)]
+mod mounted {
+    use std::fs;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::fs::{chown, lchown, MetadataExt};
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::IdShift;
+    use crate::mount::fuse::fs::Overlay;
+
+    const INNER: &str = "RBOX_SHIFT_TEST_INNER";
+    const NAME: &str = "mount::fuse::shift::mounted::a_mounted_overlay_shifts_owners_both_ways";
+
+    fn dirfd(p: &Path) -> OwnedFd {
+        nix::fcntl::open(
+            p,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    fn owner(p: &Path) -> (u32, u32) {
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.uid(), m.gid())
+    }
+
+    #[test]
+    fn a_mounted_overlay_shifts_owners_both_ways() {
+        if std::env::var_os(INNER).is_none() {
+            let usable = nix::unistd::geteuid().is_root()
+                && fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/fuse")
+                    .is_ok();
+            if !usable {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "needs root and /dev/fuse (CI runs as root)"
+                );
+                eprintln!("skipped: needs root and /dev/fuse");
+                return;
+            }
+            let out = Command::new("unshare")
+                .args(["-m", "--propagation", "private", "--"])
+                .arg(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+                .env(INNER, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "inner run failed:\n{text}");
+            assert!(text.contains("1 passed"), "inner run ran nothing:\n{text}");
+            return;
+        }
+        // keep-id of uid 1000: the server's 1000 is the image's root, its 0 the image's 1
+        let m = "0 1 1000\n1000 0 1\n1001 1001 64536\n";
+        let shift = IdShift::parse(m, m).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let (lower, upper, work, mnt) = (t.join("l"), t.join("u"), t.join("w"), t.join("m"));
+        for d in [&lower, &upper, &work, &mnt] {
+            fs::create_dir(d).unwrap();
+        }
+        fs::create_dir(lower.join("etc")).unwrap();
+        fs::write(lower.join("etc/f"), "f").unwrap();
+        fs::write(lower.join("etc/g"), "g").unwrap();
+        std::os::unix::fs::symlink("f", lower.join("etc/l")).unwrap();
+        chown(lower.join("etc"), Some(1000), Some(1000)).unwrap();
+        chown(lower.join("etc/f"), Some(1000), Some(1000)).unwrap();
+        chown(lower.join("etc/g"), Some(99), Some(100)).unwrap();
+        lchown(lower.join("etc/l"), Some(1000), Some(1000)).unwrap();
+        chown(&upper, Some(1000), Some(1000)).unwrap();
+        let fs_ = Overlay::new(dirfd(&upper), dirfd(&work), vec![dirfd(&lower)])
+            .shift_owners(Some(shift));
+        let mut cfg = fuser::Config::default();
+        cfg.mount_options = vec![
+            fuser::MountOption::FSName("rbox-shift-test".into()),
+            fuser::MountOption::DefaultPermissions,
+        ];
+        cfg.acl = fuser::SessionACL::All;
+        cfg.n_threads = Some(2);
+        let session = fuser::Session::new(fs_, &mnt, &cfg)
+            .unwrap()
+            .spawn()
+            .unwrap();
+        let res = std::panic::catch_unwind(|| {
+            // replies: the image's owners
+            assert_eq!(owner(&mnt), (0, 0));
+            assert_eq!(owner(&mnt.join("etc")), (0, 0));
+            assert_eq!(owner(&mnt.join("etc/f")), (0, 0));
+            assert_eq!(owner(&mnt.join("etc/g")), (100, 101));
+            assert_eq!(owner(&mnt.join("etc/l")), (0, 0));
+            // stored: what root (0) makes is the server's 1000, a chown to 100:101 is 99:100
+            fs::write(mnt.join("etc/new"), "n").unwrap();
+            assert_eq!(owner(&mnt.join("etc/new")), (0, 0));
+            assert_eq!(owner(&upper.join("etc/new")), (1000, 1000));
+            chown(mnt.join("etc/new"), Some(100), Some(101)).unwrap();
+            assert_eq!(owner(&mnt.join("etc/new")), (100, 101));
+            assert_eq!(owner(&upper.join("etc/new")), (99, 100));
+            // a copy-up keeps the owner on disk
+            fs::write(mnt.join("etc/g"), "changed").unwrap();
+            assert_eq!(owner(&upper.join("etc/g")), (99, 100));
+            assert_eq!(owner(&upper.join("etc")), (1000, 1000));
+            // a chown to an id rbox's namespace lacks is refused (EINVAL), nothing changes
+            let e = chown(mnt.join("etc/g"), Some(70000), None).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+            assert_eq!(owner(&mnt.join("etc/g")), (100, 101));
+        });
+        let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+        drop(session);
+        if let Err(p) = res {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
