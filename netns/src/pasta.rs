@@ -69,14 +69,6 @@ pub(crate) fn start(
         }
         _ => {}
     }
-    let runas = if nix::unistd::geteuid().is_root() {
-        use std::os::unix::fs::MetadataExt;
-        let proc = format!("/proc/{target_pid}");
-        let m = std::fs::metadata(&proc).map_err(io_err(format!("stat `{proc}`")))?;
-        Some((m.uid(), m.gid()))
-    } else {
-        None
-    };
     // The namespaces go to pasta as descriptors opened here: pasta drops its capabilities
     // before it opens a target, and opening another process's /proc/PID/ns/* needs the
     // target's capabilities (a container's init in our own user namespace has them all).
@@ -85,6 +77,23 @@ pub(crate) fn start(
         std::fs::File::open(&p).map_err(io_err(format!("open `{p}`")))
     };
     let (userns, netns) = (open_ns("user")?, open_ns("net")?);
+    let runas = if nix::unistd::geteuid().is_root() {
+        use std::os::unix::fs::MetadataExt;
+        if same_ns(&userns, "/proc/self/ns/user") {
+            let proc = format!("/proc/{target_pid}");
+            let m = std::fs::metadata(&proc).map_err(io_err(format!("stat `{proc}`")))?;
+            Some((m.uid(), m.gid()))
+        } else {
+            // a nested user namespace (keep-id's) belongs to this process, which made it;
+            // its init may be changing its own ids meanwhile (it becomes the namespace's root)
+            Some((
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            ))
+        }
+    } else {
+        None
+    };
     let mut target: Vec<OsString> = vec![
         "--netns".into(),
         format!("/proc/self/fd/{}", netns.as_raw_fd()).into(),

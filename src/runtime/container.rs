@@ -149,6 +149,15 @@ pub fn create_with(
     ours.send(&Msg::Configured)
         .context("start container")
         .map_err(fail)?;
+    if l.become_root {
+        // while the init changes its ids its /proc/PID/ns files are closed to us: the
+        // network helpers `cloned` starts open them
+        match ours.recv() {
+            Ok(Some(Msg::Root)) => {}
+            Ok(other) => return Err(failed(pid, other)),
+            Err(e) => return Err(fail(anyhow::Error::from(e).context("start container"))),
+        }
+    }
     cloned(pid).map_err(fail)?;
     Ok(Created {
         pid,

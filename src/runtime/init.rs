@@ -60,6 +60,8 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         // rbox outside (the network helper and `container:` joins open them)
         nix::sys::prctl::set_dumpable(true)
             .map_err(|e| Failure::setup(format!("set the init dumpable: {e}")))?;
+        chan.send(&Msg::Root)
+            .map_err(|e| Failure::setup(format!("tell rbox the init is root: {e}")))?;
     }
     // a mount namespace joined by path: the container's mounts are made there
     for (f, _) in l.joins.iter().filter(|(_, t)| *t == libc::CLONE_NEWNS) {

@@ -44,6 +44,10 @@ pub enum Msg {
     Ready,
     /// parent → init: exec the command
     Start,
+    /// init → parent, right after [`Msg::Configured`] when the init becomes root of its new
+    /// user namespace: it has (its euid changed, dumpable again), so its /proc/PID/ns files
+    /// open for the helpers the parent starts next
+    Root,
     /// the sender failed: the exit code rbox returns for it, and one line saying why
     Failed { code: u8, msg: String },
 }
@@ -55,6 +59,7 @@ impl Msg {
             Msg::Terminal(_) => b'T',
             Msg::Ready => b'R',
             Msg::Start => b'S',
+            Msg::Root => b'U',
             Msg::Failed { .. } => b'F',
         }
     }
@@ -81,6 +86,7 @@ impl Msg {
             b'C' => Msg::Configured,
             b'R' => Msg::Ready,
             b'S' => Msg::Start,
+            b'U' => Msg::Root,
             b'T' => Msg::Terminal(fd.ok_or_else(|| bad("terminal message without a terminal"))?),
             b'F' => {
                 let (&code, text) = rest
