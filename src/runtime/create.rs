@@ -151,7 +151,7 @@ fn driver_for_foreign_lowers(driver: Driver, image: &ImageRecord) -> Driver {
 /// `--init` reaper is PID 1, the server shows in the process list, `rbox mount` refuses
 /// the container and files are slower. `--storage-driver=fuse-overlay` (or storage.conf)
 /// gives the intended owners today.
-const FUSE_FOR_FOLDED_OWNERS: bool = false;
+const FUSE_FOR_FOLDED_OWNERS: bool = true;
 
 /// Under a single-id map the unpacker keeps an image's other owners in the FUSE overlay's
 /// override xattr, which only that driver shows (with its owner supervisor, see
