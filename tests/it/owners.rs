@@ -13,7 +13,7 @@ use crate::fixtures::{self, Layer, IMAGE_PATH};
 use crate::util::{for_each_user, Env, Who};
 
 /// `localhost/owners`: busybox, then a layer with files of other owners and the test helper.
-fn load_owners_image(env: &Env) {
+pub(crate) fn load_owners_image(env: &Env) {
     let helper = std::fs::read(fixtures::helper_bin()).unwrap();
     let mut l = Layer::new();
     l.dir("home/u", 0o2770, 1000, 1000)
