@@ -5,26 +5,36 @@
 //! filesystems overlay refuses as a layer). One store serves both drivers: whiteouts are
 //! 0/0 character devices and opaque directories carry `user.overlay.opaque=y`.
 //!
-//! This module owns the server's process. [`mount`] forks it from the process that mounts
-//! the root (the container's init during its setup, before pivot_root; or `rbox cp`'s child
-//! in its own mount namespace). The server opens the layer directories, mounts itself at
-//! the target with fuser's own mount(2) (it is root in the container's user namespace, so no
-//! fusermount is needed), says it is ready over a pipe, and serves with several threads.
+//! This module owns the server's process. A container's server is forked by the container
+//! parent ([`spawn`]: `rbox run`, or the monitor of a detached container) once the init's
+//! namespaces exist; it joins the init's user namespace (where it differs) and mount
+//! namespace with setns, and when the init asks over a socketpair made before the clone
+//! ([`channel`], [`use_server`]; after the init has made its mounts private, before the rest
+//! of its mount plan) opens the layer directories, mounts itself at the target with fuser's
+//! own mount(2) (it is root in the container's user namespace, so no fusermount is needed),
+//! answers, and serves with several threads. `rbox cp`'s child (and squashfuse's
+//! `--image-file` root, see [`super::squash`]) still fork a server of their own from the process
+//! that mounts ([`mount`]).
 //!
-//! Why a child of the container's setup rather than a process joining the container from
-//! outside: it is then a member of the container's pid namespace, so when the container's
-//! PID 1 exits the kernel kills it with every other process there, and the mount goes with
-//! the last process of the mount namespace: nothing is left behind after a normal exit,
-//! `rm -f`, or a killed rbox or monitor (which kill PID 1), and no process outside needs to
-//! watch. PR_SET_PDEATHSIG ties it to its parent as well (a container sharing the host's
-//! pid namespace). A child of PID 1 is waited for by a PID 1 that waits for all its children
-//! (busybox tar does): so the runtime runs such a container with its `--init` reaper as
-//! PID 1, which forks the command and is the server's parent. The cost: the server and the
-//! reaper show in the container's process list (as `rbox-fuse` and `rbox-init`), and a container given CAP_SYS_PTRACE could reach its layer descriptors;
-//! it is made non-dumpable so that without that capability /proc/PID/fd stays closed.
-//! After pivot_root the server's root and working directory are the container's root (the
-//! kernel moves every process of the namespace), so the server never resolves a path: it
-//! works only through the descriptors it opened before.
+//! Why outside the container's pid namespace: a server there is a process of the container.
+//! It shows in `ps` and `top`, and a PID 1 that waits for all its children (busybox tar
+//! does) would wait for it forever, so the command could not be PID 1 (the runtime used to
+//! force its `--init` reaper). Outside, the container's process list is the command's own.
+//! Why in the container's mount namespace rather than mounting outside and being inherited:
+//! the mount namespace is made by the clone, and the mount must come after the init's
+//! `PrivateAll` (else it would propagate to rbox's namespace); the server's root and working
+//! directory then follow the init's pivot_root (the kernel moves every process of the
+//! namespace), which the owner supervisor relies on to resolve the container's paths.
+//!
+//! Its lifetime is exactly the container's: it holds a pidfd of the init and exits as soon as
+//! the init has (by then the kernel has killed every other process of the container's pid
+//! namespace, so the server is the mount namespace's last member, and the namespace and its
+//! mount go with it); PR_SET_PDEATHSIG ends it with the container parent (a killed `rbox
+//! run` or monitor, which takes the init with it too); the parent reaps it after the init
+//! ([`spawn`]'s pid). It is made non-dumpable, so that the container's processes (the same
+//! user) cannot reach its layer descriptors through /proc/PID/fd. After pivot_root the
+//! server never resolves a path of the container for itself: it works only through the
+//! descriptors it opened before.
 
 pub mod fs;
 pub mod supervisor;

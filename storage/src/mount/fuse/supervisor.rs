@@ -14,10 +14,14 @@
 //! on disk (the one mapped id) to the kernel for a file with a folded owner
 //! ([`Overlay::fold_foreign_owners`](super::fs::Overlay::fold_foreign_owners)), so the
 //! kernel's permission checks see a file root owns, as with the kernel driver; only what a
-//! stat returns carries the intended owner.
+//! stat returns carries the intended owner. `rbox exec`'s processes install the same filter
+//! and hand their listener over a unix socket the server listens on in the container's
+//! directory ([`bind`], [`connect`]); this thread polls every listener it holds.
 //!
 //! A stat: the same call made here (the server's root is the container's root after
-//! pivot_root; a relative path starts at `/proc/PID/cwd` or `/proc/PID/fd/N`); where the
+//! pivot_root; a relative path starts at `/proc/PID/cwd` or `/proc/PID/fd/N`, under the
+//! /proc of the server's own pid namespace, opened before it joined the container's mount
+//! namespace: the notifications' pids are of that namespace); where the
 //! result is on the FUSE mount, uid, gid and permission bits come from the inode table; the
 //! struct goes into the caller with process_vm_writev once the notification is still valid.
 //! A chown on the FUSE mount of a regular file or directory, by a caller holding CAP_CHOWN
@@ -40,8 +44,7 @@
 //! against 0.06-0.11 s. Synchronous wake-up (Linux 6.6) cut it about threefold; `ls -lR` of
 //! the 10,000 files differed by less than the noise (the FUSE readdir dominates).
 //!
-//! Not covered: `rbox exec` processes (they do not get the filter and see the folded owner,
-//! 0), `--security-opt fakeroot` (its chown errno-0 rule wins over the notification), a
+//! Not covered: `--security-opt fakeroot` (its chown errno-0 rule wins over the notification), a
 //! caller that chroots (paths resolve from the container's root), other architectures.
 
 use std::ffi::CString;
