@@ -191,6 +191,21 @@ fn fuse_auto_keeps_an_explicit_kernel_overlay() {
             "0:0"
         };
         assert_eq!(out.text(), want, "{}", env.user);
+        // the same from storage.conf
+        let conf = env.write("storage.conf", "[storage]\ndriver = \"overlay\"\n");
+        env.give_to_user(&conf);
+        env.rbox()
+            .env("CONTAINERS_STORAGE_CONF", &conf)
+            .args([
+                "create",
+                "--name",
+                "s",
+                "--network=none",
+                "localhost/owners",
+            ])
+            .output()
+            .success();
+        assert_eq!(env.inspect("s", "{{.Driver}}"), "overlay", "{}", env.user);
         // busybox has files of other owners too (/home/tester is 1000's): the FUSE overlay
         // for a single-id map, kernel overlay for the others
         env.import_busybox("busybox");
