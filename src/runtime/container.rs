@@ -46,8 +46,9 @@ pub fn reap_fuse(fuse: Option<Pid>) {
     }
 }
 
-/// Ends the FUSE overlay's server of a container that did not start.
-fn end_fuse(fuse: Option<Pid>) {
+/// Ends the FUSE overlay's server of a container that did not start (or whose init could
+/// not be waited for).
+pub fn end_fuse(fuse: Option<Pid>) {
     if let Some(p) = fuse {
         let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
     }

@@ -485,7 +485,11 @@ fn hold(
             console: console.as_mut(),
         };
         let waited = attach::relay(run.pid, run.pty.take(), false, output);
-        container::reap_fuse(run.fuse.take());
+        if waited.is_ok() {
+            container::reap_fuse(run.fuse.take());
+        } else {
+            container::end_fuse(run.fuse.take());
+        }
         // (before a restart's clone: the monitor must be single-threaded then)
         drop((health, timer));
         let code = match waited {
