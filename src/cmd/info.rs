@@ -170,6 +170,14 @@ fn gather(g: &Context) -> Result<Value> {
     let (driver, driver_reason) = match g.storage_driver().map(|d| d.parse::<Driver>()) {
         Some(Ok(d)) => (d, "set by --storage-driver or storage.conf".to_string()),
         _ => match (&overlay, &fuse) {
+            // a single-id map: the unpacker folds other owners, which only the FUSE overlay
+            // shows (runtime::create's driver_for_folded_owners)
+            (Ok(()), Ok(_)) if mode == userns::Mode::Single => (
+                Driver::Overlay,
+                "kernel overlayfs mounts in the user namespace; a container of an image with \
+                 files of other owners uses fuse-overlay (a single-id map: no /etc/subuid range)"
+                    .to_string(),
+            ),
             (Ok(()), _) => (
                 Driver::Overlay,
                 "kernel overlayfs mounts in the user namespace".to_string(),

@@ -853,6 +853,7 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         create_hooks,
         become_root: ns.user_maps.is_some(),
         user_maps: ns.user_maps,
+        fuse_socket: None,
     })
 }
 

@@ -24,6 +24,8 @@ pub struct Created {
     /// the terminal master, with `-t`
     pub pty: Option<OwnedFd>,
     chan: Channel,
+    /// the FUSE overlay's server, this process's child
+    fuse: Option<Pid>,
 }
 
 /// The parent's view of a started container.
@@ -31,6 +33,52 @@ pub struct Started {
     pub pid: Pid,
     /// the terminal master, with `-t`
     pub pty: Option<OwnedFd>,
+    /// the FUSE overlay's server (a `fuse-overlay` root), this process's child: it exits once
+    /// the init has; the caller reaps it ([`reap_fuse`])
+    pub fuse: Option<Pid>,
+}
+
+/// Waits for the FUSE overlay's server of a container whose init has exited (it follows
+/// the init at once, see rbox_storage::mount::fuse): its mount is gone once it is.
+pub fn reap_fuse(fuse: Option<Pid>) {
+    if let Some(p) = fuse {
+        let _ = nix::sys::wait::waitpid(p, None);
+    }
+}
+
+/// Ends the FUSE overlay's server of a container that did not start (or whose init could
+/// not be waited for).
+pub fn end_fuse(fuse: Option<Pid>) {
+    if let Some(p) = fuse {
+        let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+    }
+    reap_fuse(fuse);
+}
+
+type FuseRoot<'a> = (
+    (
+        &'a [std::path::PathBuf],
+        &'a std::path::Path,
+        &'a std::path::Path,
+    ),
+    Option<&'a rbox_storage::mount::fuse::shift::IdShift>,
+);
+
+/// The root of a `fuse-overlay` container: its layers (and keep-id's owner shift), served by
+/// a server outside the container (see rbox_storage::mount::fuse).
+fn fuse_root(l: &Launch) -> Option<FuseRoot<'_>> {
+    l.ops.iter().find_map(|o| match o {
+        super::mounts::Op::Root(rbox_storage::Rootfs::Fuse {
+            lowers,
+            upper,
+            work,
+            shift,
+        }) => Some((
+            (lowers.as_slice(), upper.as_path(), work.as_path()),
+            shift.as_ref(),
+        )),
+        _ => None,
+    })
 }
 
 /// Signals rbox forwards to the container (and so blocks while it waits).
@@ -116,9 +164,19 @@ pub fn create_with(
             anyhow::anyhow!("join the {} namespace: {e}{hint}", ns_name(*typ))
         })?;
     }
+    // the FUSE overlay's server is forked from here once the init's namespaces exist; the
+    // init asks it to mount over this channel
+    let fuse = match fuse_root(l) {
+        Some(_) => Some(rbox_storage::mount::fuse::channel().context("start container")?),
+        None => None,
+    };
     let cloned_pid = sys::clone_fork(flags.bits());
     if matches!(cloned_pid, Ok(0)) {
         drop(ours);
+        if let Some((server, init)) = fuse {
+            drop(server);
+            rbox_storage::mount::fuse::use_server(init);
+        }
         init::main(l, theirs);
     }
     let pid = cloned_pid.map_err(|e| {
@@ -132,6 +190,7 @@ pub fn create_with(
     })?;
     drop(theirs);
     let pid = Pid::from_raw(pid);
+    let mut server = None;
     let fail = |e: anyhow::Error| {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
@@ -145,6 +204,26 @@ pub fn create_with(
             write_user_maps(pid, maps, l.single_id).map_err(fail)?;
         }
     }
+    if let (Some((ours_fuse, theirs_fuse)), Some((root, shift))) = (fuse, fuse_root(l)) {
+        drop(theirs_fuse);
+        let p = rbox_storage::mount::fuse::spawn(
+            pid.as_raw(),
+            ours_fuse,
+            root,
+            &l.target,
+            l.fuse_socket.as_deref(),
+            shift,
+        )
+        .context("start container")
+        .map_err(fail)?;
+        server = Some(Pid::from_raw(p));
+    }
+    // the server exits with the init (it watches it); reaped here when the start fails
+    let fail = |e: anyhow::Error| {
+        let e = fail(e);
+        end_fuse(server);
+        e
+    };
     configured(pid).map_err(fail)?;
     ours.send(&Msg::Configured)
         .context("start container")
@@ -163,6 +242,7 @@ pub fn create_with(
         pid,
         pty: None,
         chan: ours,
+        fuse: server,
     })
 }
 
@@ -172,17 +252,26 @@ impl Created {
     /// needs no round trip. (A caller that splits create and start, as the OCI runtime's
     /// `create` will, first reads the init's `Ready`.)
     pub fn start(self) -> Result<Started> {
-        let Created { pid, mut pty, chan } = self;
+        let Created {
+            pid,
+            mut pty,
+            chan,
+            fuse,
+        } = self;
+        let fail = |e: anyhow::Error| {
+            end_fuse(fuse);
+            e
+        };
         if let Err(e) = chan.send(&Msg::Start) {
             // the init is gone; when it failed during its setup (while the network was being
             // made), its reason is still queued on the channel: that is the answer, not EPIPE
             while let Ok(Some(m)) = chan.recv() {
                 if matches!(m, Msg::Failed { .. }) {
-                    return Err(failed(pid, Some(m)));
+                    return Err(fail(failed(pid, Some(m))));
                 }
             }
             let _ = nix::sys::wait::waitpid(pid, None);
-            return Err(anyhow::Error::from(e).context("start container"));
+            return Err(fail(anyhow::Error::from(e).context("start container")));
         }
         loop {
             let got = match chan.recv() {
@@ -191,11 +280,11 @@ impl Created {
                 Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => chan.recv(),
                 other => other,
             };
-            match got.context("read container start status")? {
+            match got.context("read container start status").map_err(fail)? {
                 Some(Msg::Terminal(fd)) => pty = Some(fd),
                 Some(Msg::Ready) => {}
-                None => return Ok(Started { pid, pty }),
-                other => return Err(failed(pid, other)),
+                None => return Ok(Started { pid, pty, fuse }),
+                other => return Err(fail(failed(pid, other))),
             }
         }
     }
@@ -205,7 +294,9 @@ impl Created {
     /// Wait until the init is set up and waits for its start elsewhere (the OCI runtime's
     /// `create`, whose init waits on a FIFO): returns its pid and terminal master.
     pub fn ready(self) -> Result<(Pid, Option<OwnedFd>)> {
-        let Created { pid, mut pty, chan } = self;
+        let Created {
+            pid, mut pty, chan, ..
+        } = self;
         loop {
             match chan.recv().context("read container setup status")? {
                 Some(Msg::Terminal(fd)) => pty = Some(fd),

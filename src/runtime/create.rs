@@ -145,13 +145,13 @@ fn driver_for_foreign_lowers(driver: Driver, image: &ImageRecord) -> Driver {
 }
 
 /// Whether a single-id map gets the FUSE overlay by itself for an image with folded owners
-/// ([`driver_for_folded_owners`]). Off until the project decides: nearly every image has
-/// files of other owners (busybox's /home/tester, Debian's shadow group), so it would move
-/// every container of a user without subordinate ids onto the FUSE overlay, where the
-/// `--init` reaper is PID 1, the server shows in the process list, `rbox mount` refuses
-/// the container and files are slower. `--storage-driver=fuse-overlay` (or storage.conf)
-/// gives the intended owners today.
-const FUSE_FOR_FOLDED_OWNERS: bool = false;
+/// ([`driver_for_folded_owners`]). Nearly every image has files of other owners (busybox's
+/// /home/tester, Debian's shadow group), so this moves nearly every container of a user
+/// without subordinate ids onto the FUSE overlay: its server runs outside the container
+/// (PID 1 is the command, the process list is the container's own), `rbox exec` sees the
+/// owners too; `rbox mount` refuses such a container and files are slower than on kernel
+/// overlay. `--storage-driver=overlay` (or storage.conf) keeps kernel overlay.
+const FUSE_FOR_FOLDED_OWNERS: bool = true;
 
 /// Under a single-id map the unpacker keeps an image's other owners in the FUSE overlay's
 /// override xattr, which only that driver shows (with its owner supervisor, see

@@ -60,6 +60,13 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
     // The container's process as its OCI spec says, changed by exec's options.
     let cmd = command(&spec, rec, o)?;
     let single_id = super::userns::current_mode() == super::userns::Mode::Single;
+    if single_id {
+        // a `fuse-overlay` root's owner supervisor takes our process's filter too (see
+        // rbox_storage::mount::fuse::supervisor); connected while our paths are the host's
+        rbox_storage::mount::fuse::supervisor::connect(&super::launch::fuse_socket(
+            &o.store, &rec.id,
+        ));
+    }
     let how = How {
         tty: o.tty,
         interactive: o.interactive,
@@ -159,6 +166,8 @@ pub fn run_in(
         ForkResult::Parent { child } => child,
     };
     drop(theirs);
+    // the process has its own copy of the owner supervisor's socket
+    rbox_storage::mount::fuse::supervisor::forget();
     let master = pty.map(|p| p.master);
     // end-of-file: the command was exec'd (the channel is close-on-exec)
     match ours.recv().context("read exec status")? {

@@ -70,6 +70,10 @@ pub struct Launch {
     /// the init takes uid and gid 0 of its new user namespace once the maps are written (an
     /// OCI bundle's namespace need not map the ids the init was cloned with)
     pub become_root: bool,
+    /// where the FUSE overlay's server (forked by the container parent, outside the
+    /// container) takes the seccomp listeners of `rbox exec`'s processes; `Some` for a
+    /// [`Rootfs::Fuse`](rbox_storage::Rootfs::Fuse) root only
+    pub fuse_socket: Option<PathBuf>,
 }
 
 /// The id maps of a keep-id container: the caller's own uid/gid inside map to rbox's
@@ -146,15 +150,15 @@ pub fn plan(
         .rootfs(rec.driver, &dir, rec.auto_remove)
         .context("create empty lower layer")?;
     let rootfs = shifted_for_keep_id(rootfs, keep_id(&userns::current_mode(), &rec.spec).as_ref());
-    // The FUSE overlay's server is forked by the init while it mounts the root: with the
-    // command as PID 1 it would be the command's child, and a PID 1 that waits for all its
-    // children (busybox tar does) would wait for it forever. The `--init` reaper is PID 1
-    // then, and the server its child (see rbox_storage::mount::fuse). So is squashfuse, which
-    // serves an `--image-file` (rbox_storage::mount::squash).
-    let fuse_root = matches!(
-        rootfs,
-        rbox_storage::Rootfs::Fuse { .. } | rbox_storage::Rootfs::ImageFile { .. }
-    );
+    // squashfuse, which serves an `--image-file` (rbox_storage::mount::squash), is forked by
+    // the init while it mounts the root: with the command as PID 1 it would be the command's
+    // child, and a PID 1 that waits for all its children (busybox tar does) would wait for
+    // it forever. The `--init` reaper is PID 1 then, and squashfuse its child. The FUSE
+    // overlay's server runs outside the container (container::create_with), so a
+    // `fuse-overlay` root needs no reaper.
+    let fuse_root = matches!(rootfs, rbox_storage::Rootfs::ImageFile { .. });
+    let fuse_socket = matches!(rootfs, rbox_storage::Rootfs::Fuse { .. })
+        .then(|| fuse_socket(store.root(), &rec.id));
     let hostname = oci::hostname(&spec);
     write_etc(&dir.dir, rec, &hostname)?;
     let mode = userns::current_mode();
@@ -249,7 +253,14 @@ pub fn plan(
         start_hooks,
         create_hooks,
         become_root: keep_id_root.is_some(),
+        fuse_socket,
     })
+}
+
+/// The FUSE overlay server's socket of container `id` ([`Launch::fuse_socket`]), which
+/// `rbox exec` connects to.
+pub fn fuse_socket(store: &std::path::Path, id: &str) -> PathBuf {
+    crate::layout::container_dir(store, id).join("fuse.sock")
 }
 
 /// The command of `process`, with the exact bytes of arguments that are not UTF-8 (JSON holds

@@ -137,6 +137,8 @@ struct Running {
     /// policy or `rbox restart`) runs in the same one, so that the helper, the published ports
     /// and the containers that joined it (`--network=container:`) stay attached.
     netns: Option<fs::File>,
+    /// the FUSE overlay's server, reaped after the init
+    fuse: Option<nix::unistd::Pid>,
 }
 
 /// What a restart keeps from the run before it.
@@ -332,6 +334,7 @@ fn start(
             pty: s.pty,
             network,
             netns,
+            fuse: s.fuse,
         }),
         Err(e) => {
             let code = exit::code_of(&e);
@@ -482,6 +485,11 @@ fn hold(
             console: console.as_mut(),
         };
         let waited = attach::relay(run.pid, run.pty.take(), false, output);
+        if waited.is_ok() {
+            container::reap_fuse(run.fuse.take());
+        } else {
+            container::end_fuse(run.fuse.take());
+        }
         // (before a restart's clone: the monitor must be single-threaded then)
         drop((health, timer));
         let code = match waited {

@@ -543,24 +543,6 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     Ok(got)
 }
 
-/// setxattr(2) on a path (following it: the owner supervisor names an O_PATH descriptor
-/// by its `/proc/self/fd` link).
-pub fn setxattr_path(path: &str, name: &str, value: &[u8]) -> io::Result<()> {
-    let p = cstr(path)?;
-    let n = cstr(name)?;
-    // SAFETY: both strings NUL-terminated and `value` valid for its length during the call.
-    cvt(unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    } as libc::c_long)
-    .map(drop)
-}
-
 /// SECCOMP_IOCTL_NOTIF_SET_FLAGS with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6): the
 /// kernel switches straight to the supervisor on a notification and back on its answer,
 /// instead of waking it on another CPU (much less latency per call). Best effort.
@@ -575,4 +557,37 @@ pub fn notif_sync_wake_up(listener: BorrowedFd<'_>) -> io::Result<()> {
         )
     } as libc::c_long)
     .map(drop)
+}
+
+/// pidfd_open(2) (Linux 5.3): a descriptor that polls readable once process `pid` has exited
+/// (the FUSE server outside the container watches the container's init with it).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: the syscall takes a pid and flags by value; on success the return value is a
+    // new descriptor that we own.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: `fd` is the new descriptor the kernel just returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// setns(2) into the namespace `fd` names (the FUSE server joining the container's user and
+/// mount namespaces; it is single-threaded then).
+pub fn setns<F: AsFd>(fd: F, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns takes a valid descriptor and a flag; it touches no memory of ours.
+    cvt(unsafe { libc::setns(fd.as_fd().as_raw_fd(), nstype) } as libc::c_long).map(drop)
+}
+
+/// accept4(2) with SOCK_CLOEXEC (the owner supervisor's socket for `rbox exec`).
+pub fn accept<F: AsFd>(sock: F) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers: the peer's address is not wanted; on success the return
+    // value is a new descriptor that we own.
+    let fd = cvt(unsafe {
+        libc::accept4(
+            sock.as_fd().as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    } as libc::c_long)?;
+    // SAFETY: `fd` is the new descriptor the kernel just returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }

@@ -279,8 +279,30 @@ fn diff_lists_changes_as_podman() {
 fn mount_inside_unshare_and_as_root() {
     for_each_user("mount", |env| {
         env.import_busybox("busybox");
+        if !env.user.has_many_ids() {
+            // a single-id map's default for busybox (files of other owners) is the FUSE
+            // overlay, served only while the container runs: refused
+            env.rbox()
+                .args(["create", "--network=none", "--name", "f", "busybox", "true"])
+                .output()
+                .success();
+            let script = "\"$@\" mount f";
+            let e = env
+                .rbox()
+                .args(["unshare", "sh", "-c", script, "sh"])
+                .arg(crate::util::RBOX)
+                .arg("--root")
+                .arg(env.store())
+                .arg("--runroot")
+                .arg(env.runroot())
+                .output()
+                .rbox_error();
+            assert!(e.stderr.contains("its root is a FUSE overlay"), "{e}");
+        }
+        // kernel overlay's root (what `rbox mount` mounts)
         env.rbox()
-            .args(["create", "--network=none", "--name", "c", "busybox", "true"])
+            .args(["--storage-driver=overlay", "create", "--network=none"])
+            .args(["--name", "c", "busybox", "true"])
             .output()
             .success();
         if env.user.uid == 0 {

@@ -18,6 +18,7 @@ mod docs;
 mod errors;
 mod fakeroot;
 mod fuse;
+mod fuse_auto;
 mod fuse_perf;
 mod fuse_suite;
 mod hostile;

@@ -74,7 +74,15 @@ fn volume_populated_from_image_content() {
                 "/home/tester",
             ],
         );
-        assert_eq!(vol, plain);
+        if env.user.has_many_ids() {
+            assert_eq!(vol, plain);
+        } else {
+            // a single-id map: the image shows its other owners through the FUSE overlay
+            // (fuse_auto.rs), while a volume, a plain directory, has the owner on disk: the
+            // one id there is
+            assert_eq!(plain, "/root 700 0\n/home/tester 755 1000");
+            assert_eq!(vol, "/root 700 0\n/home/tester 755 0");
+        }
         let group = run(env, &["bb", "cat", "/etc/group"]);
         assert!(group.starts_with("root:"), "{group}");
         assert_eq!(

@@ -14,10 +14,14 @@
 //! on disk (the one mapped id) to the kernel for a file with a folded owner
 //! ([`Overlay::fold_foreign_owners`](super::fs::Overlay::fold_foreign_owners)), so the
 //! kernel's permission checks see a file root owns, as with the kernel driver; only what a
-//! stat returns carries the intended owner.
+//! stat returns carries the intended owner. `rbox exec`'s processes install the same filter
+//! and hand their listener over a unix socket the server listens on in the container's
+//! directory ([`bind`], [`connect`]); this thread polls every listener it holds.
 //!
 //! A stat: the same call made here (the server's root is the container's root after
-//! pivot_root; a relative path starts at `/proc/PID/cwd` or `/proc/PID/fd/N`); where the
+//! pivot_root; a relative path starts at `/proc/PID/cwd` or `/proc/PID/fd/N`, under the
+//! /proc of the server's own pid namespace, opened before it joined the container's mount
+//! namespace: the notifications' pids are of that namespace); where the
 //! result is on the FUSE mount, uid, gid and permission bits come from the inode table; the
 //! struct goes into the caller with process_vm_writev once the notification is still valid.
 //! A chown on the FUSE mount of a regular file or directory, by a caller holding CAP_CHOWN
@@ -40,18 +44,20 @@
 //! against 0.06-0.11 s. Synchronous wake-up (Linux 6.6) cut it about threefold; `ls -lR` of
 //! the 10,000 files differed by less than the noise (the FUSE readdir dominates).
 //!
-//! Not covered: `rbox exec` processes (they do not get the filter and see the folded owner,
-//! 0), `--security-opt fakeroot` (its chown errno-0 rule wins over the notification), a
+//! Not covered: `--security-opt fakeroot` (its chown errno-0 rule wins over the notification), a
 //! caller that chroots (paths resolve from the container's root), other architectures.
 
 use std::ffi::CString;
 use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+    bind as bind_socket, listen, sendmsg, socket, socketpair, AddressFamily, Backlog,
+    ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use nix::unistd::Pid;
@@ -146,6 +152,86 @@ pub(super) fn pair() -> Option<OwnedFd> {
     Some(theirs)
 }
 
+/// In the container's init, once the server outside ([`super::spawn`]) has mounted the root:
+/// `sock`, its channel to that server, carries the command's listener (under a single-id
+/// map only, as [`pair`]).
+pub(super) fn keep(sock: OwnedFd) {
+    if cfg!(target_arch = "x86_64") && single_id() {
+        *HANDOVER.lock().unwrap_or_else(|p| p.into_inner()) = Some(sock);
+    }
+}
+
+/// `/proc/self/fd/N/NAME` for `path` (N: its directory, opened here): a unix socket's path
+/// has room for 107 bytes, a store's container directory may be longer.
+fn short_path(path: &Path) -> std::io::Result<(OwnedFd, String)> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let dir = nix::fcntl::open(
+        parent,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let short = format!(
+        "/proc/self/fd/{}/{}",
+        dir.as_raw_fd(),
+        name.to_string_lossy()
+    );
+    Ok((dir, short))
+}
+
+/// The FUSE server's socket at `path` (the container's directory) where `rbox exec` hands
+/// the listeners of its processes ([`connect`]); made before the server leaves the host's
+/// mount namespace.
+pub(super) fn bind(path: &Path) -> Result<OwnedFd, String> {
+    let err = |e: std::io::Error| format!("listen on {}: {e}", crate::bt(path));
+    let (_dir, short) = short_path(path).map_err(err)?;
+    let _ = std::fs::remove_file(path);
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| err(e.into()))?;
+    let addr = UnixAddr::new(short.as_str()).map_err(|e| err(e.into()))?;
+    bind_socket(sock.as_raw_fd(), &addr).map_err(|e| err(e.into()))?;
+    listen(&sock, Backlog::new(16).unwrap_or(Backlog::MAXCONN)).map_err(|e| err(e.into()))?;
+    Ok(sock)
+}
+
+/// In `rbox exec`, before it joins the container: connects to the FUSE server's socket at
+/// `path` (see [`bind`]) for [`hand_over`] in its process. Nothing where no server listens
+/// there (kernel overlay, a container started before rbox had it).
+pub fn connect(path: &Path) {
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let Ok((_dir, short)) = short_path(path) else {
+        return;
+    };
+    let Ok(sock) = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return;
+    };
+    let Ok(addr) = UnixAddr::new(short.as_str()) else {
+        return;
+    };
+    if nix::sys::socket::connect(sock.as_raw_fd(), &addr).is_ok() {
+        *HANDOVER.lock().unwrap_or_else(|p| p.into_inner()) = Some(sock);
+    }
+}
+
+/// Drops this process's handover socket (`rbox exec`'s own copy, once its process has one).
+pub fn forget() {
+    HANDOVER.lock().unwrap_or_else(|p| p.into_inner()).take();
+}
+
 /// In the container's command, just before exec (while it holds CAP_SYS_ADMIN in its
 /// namespace): installs the filter and sends its listener to the FUSE server's supervisor.
 /// Nothing when the root is not a FUSE overlay under a single-id map, or when the kernel
@@ -178,42 +264,97 @@ pub fn hand_over() -> std::io::Result<()> {
     Ok(())
 }
 
-/// The supervisor thread's life: receive the listener, then answer notifications until the
-/// container's last filtered process is gone.
-pub(super) fn run(sock: OwnedFd, owners: Owners) {
-    let listener = sys::recv_fd(sock.as_fd());
-    drop(sock);
-    let Ok(Some(listener)) = listener else {
-        return;
-    };
+/// The supervisor thread's life: receive listeners (one from each of `socks`, the
+/// container's command; one from each connection to `accept`, `rbox exec`'s processes), then
+/// answer their notifications until no listener and no way to get one is left. `proc`: the
+/// /proc where the notifications' pids are (opened at the first listener where `None`).
+pub(super) fn run(
+    mut socks: Vec<OwnedFd>,
+    accept: Option<OwnedFd>,
+    proc: Option<OwnedFd>,
+    owners: Owners,
+) {
     SUPERVISOR_TID.store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
-    // older kernels: the usual wake-up, only slower
-    let _ = sys::notif_sync_wake_up(listener.as_fd());
     let mut s = Supervisor {
-        listener,
         owners,
         fuse_dev: None,
+        proc,
     };
-    loop {
-        let n = match sys::notif_recv(s.listener.as_fd()) {
-            Ok(n) => n,
-            // the caller died between the notification and the read, or a signal
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINTR)) => {
-                continue
+    let mut listeners: Vec<OwnedFd> = Vec::new();
+    while !(socks.is_empty() && accept.is_none() && listeners.is_empty()) {
+        let revents = {
+            let mut fds: Vec<PollFd> = accept
+                .iter()
+                .chain(socks.iter())
+                .chain(listeners.iter())
+                .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                .collect();
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => return,
             }
-            Err(_) => return,
+            fds.iter()
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect::<Vec<_>>()
         };
-        let answer = s.answer(&n);
-        // ENOENT: the caller is gone (killed meanwhile); nothing to do
-        let _ = sys::notif_send(s.listener.as_fd(), n.id, answer);
+        let (a, rest) = revents.split_at(usize::from(accept.is_some()));
+        let (from_socks, from_listeners) = rest.split_at(socks.len());
+        // notifications first: their callers wait
+        let mut gone = Vec::new();
+        for (i, ev) in from_listeners.iter().enumerate() {
+            if ev.contains(PollFlags::POLLIN) {
+                s.one(listeners[i].as_fd());
+            } else if !ev.is_empty() {
+                // POLLHUP: every process filtered through it has exited
+                gone.push(i);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            listeners.remove(i);
+        }
+        let mut done = Vec::new();
+        for (i, ev) in from_socks.iter().enumerate() {
+            if ev.is_empty() {
+                continue;
+            }
+            // one listener per socket; end-of-file: its holders exited without one
+            if let Ok(Some(l)) = sys::recv_fd(socks[i].as_fd()) {
+                if s.proc.is_none() {
+                    s.proc = nix::fcntl::open(
+                        "/proc",
+                        nix::fcntl::OFlag::O_PATH
+                            | nix::fcntl::OFlag::O_DIRECTORY
+                            | nix::fcntl::OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .ok();
+                }
+                // older kernels: the usual wake-up, only slower
+                let _ = sys::notif_sync_wake_up(l.as_fd());
+                listeners.push(l);
+            }
+            done.push(i);
+        }
+        for i in done.into_iter().rev() {
+            socks.remove(i);
+        }
+        if let (Some(ev), Some(acc)) = (a.first(), &accept) {
+            if ev.contains(PollFlags::POLLIN) {
+                if let Ok(fd) = sys::accept(acc) {
+                    socks.push(fd);
+                }
+            }
+        }
     }
 }
 
 struct Supervisor {
-    listener: OwnedFd,
     owners: Owners,
     /// the device number of the FUSE mount (the container's root), found at first use
     fuse_dev: Option<u64>,
+    /// the /proc of this process's pid namespace (the notifications' pids)
+    proc: Option<OwnedFd>,
 }
 
 /// What a notified call works on: a directory descriptor (ours) and a path relative to it.
@@ -231,27 +372,46 @@ impl Target {
 type Answer = Option<Result<i64, i32>>;
 
 impl Supervisor {
-    fn answer(&mut self, n: &libc::seccomp_notif) -> Answer {
+    /// Answers one notification of listener `l`.
+    fn one(&mut self, l: BorrowedFd<'_>) {
+        let n = match sys::notif_recv(l) {
+            Ok(n) => n,
+            // the caller died between the notification and the read, or a signal
+            Err(_) => return,
+        };
+        let answer = self.answer(l, &n);
+        // ENOENT: the caller is gone (killed meanwhile); nothing to do
+        let _ = sys::notif_send(l, n.id, answer);
+    }
+
+    fn answer(&mut self, l: BorrowedFd<'_>, n: &libc::seccomp_notif) -> Answer {
         let a = n.data.args;
         let pid = n.pid as i32;
         match i64::from(n.data.nr) {
-            libc::SYS_stat => self.stat(n, self.target(pid, libc::AT_FDCWD, a[0])?, a[1], 0),
+            libc::SYS_stat => self.stat(l, n, self.target(pid, libc::AT_FDCWD, a[0])?, a[1], 0),
             libc::SYS_lstat => self.stat(
+                l,
                 n,
                 self.target(pid, libc::AT_FDCWD, a[0])?,
                 a[1],
                 libc::AT_SYMLINK_NOFOLLOW,
             ),
             libc::SYS_fstat => self.stat(
+                l,
                 n,
                 self.fd_target(pid, a[0] as i32)?,
                 a[1],
                 libc::AT_EMPTY_PATH,
             ),
-            libc::SYS_newfstatat => {
-                self.stat(n, self.target(pid, a[0] as i32, a[1])?, a[2], a[3] as i32)
-            }
+            libc::SYS_newfstatat => self.stat(
+                l,
+                n,
+                self.target(pid, a[0] as i32, a[1])?,
+                a[2],
+                a[3] as i32,
+            ),
             libc::SYS_statx => self.statx(
+                l,
                 n,
                 self.target(pid, a[0] as i32, a[1])?,
                 a[2] as i32,
@@ -259,9 +419,10 @@ impl Supervisor {
                 a[4],
             ),
             libc::SYS_chown => {
-                self.chown(n, self.target(pid, libc::AT_FDCWD, a[0])?, a[1], a[2], 0)
+                self.chown(l, n, self.target(pid, libc::AT_FDCWD, a[0])?, a[1], a[2], 0)
             }
             libc::SYS_lchown => self.chown(
+                l,
                 n,
                 self.target(pid, libc::AT_FDCWD, a[0])?,
                 a[1],
@@ -269,6 +430,7 @@ impl Supervisor {
                 libc::AT_SYMLINK_NOFOLLOW,
             ),
             libc::SYS_fchown => self.chown(
+                l,
                 n,
                 self.fd_target(pid, a[0] as i32)?,
                 a[1],
@@ -276,6 +438,7 @@ impl Supervisor {
                 libc::AT_EMPTY_PATH,
             ),
             libc::SYS_fchownat => self.chown(
+                l,
                 n,
                 self.target(pid, a[0] as i32, a[1])?,
                 a[2],
@@ -284,6 +447,17 @@ impl Supervisor {
             ),
             _ => None,
         }
+    }
+
+    /// `/proc/PID/...` of the caller: a descriptor of `rest` under [`Supervisor::proc`].
+    fn in_proc(&self, rest: &str) -> Option<OwnedFd> {
+        nix::fcntl::openat(
+            self.proc.as_ref()?,
+            rest,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
     }
 
     /// The file an `*at` call names: `None` (hand back to the kernel) where this thread
@@ -299,10 +473,11 @@ impl Supervisor {
             // the caller's own `/proc/self/fd/N` (a FUSE file opened) is its pid's here
             for own in [&b"/proc/self/"[..], b"/proc/thread-self/"] {
                 if let Some(rest) = b.strip_prefix(own).filter(|r| !r.is_empty()) {
-                    let mut p = format!("/proc/{pid}/").into_bytes();
+                    let mut p = format!("{pid}/").into_bytes();
                     p.extend_from_slice(rest);
+                    let proc = self.proc.as_ref()?.try_clone().ok()?;
                     return Some(Target {
-                        dir: None,
+                        dir: Some(proc),
                         path: CString::new(p).ok()?,
                     });
                 }
@@ -315,31 +490,19 @@ impl Supervisor {
             return Some(Target { dir: None, path });
         }
         let dir = if dirfd == libc::AT_FDCWD {
-            format!("/proc/{pid}/cwd")
+            format!("{pid}/cwd")
         } else {
-            format!("/proc/{pid}/fd/{dirfd}")
+            format!("{pid}/fd/{dirfd}")
         };
-        let dir = nix::fcntl::open(
-            dir.as_str(),
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .ok()?;
         Some(Target {
-            dir: Some(dir),
+            dir: Some(self.in_proc(&dir)?),
             path,
         })
     }
 
     fn fd_target(&self, pid: i32, fd: i32) -> Option<Target> {
-        let dir = nix::fcntl::open(
-            format!("/proc/{pid}/fd/{fd}").as_str(),
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .ok()?;
         Some(Target {
-            dir: Some(dir),
+            dir: Some(self.in_proc(&format!("{pid}/fd/{fd}"))?),
             path: CString::default(),
         })
     }
@@ -363,8 +526,14 @@ impl Supervisor {
 
     /// Writes `bytes` at `addr` in the caller, once the notification is still its own (the
     /// pid cannot have been reused by then).
-    fn write_back(&self, n: &libc::seccomp_notif, addr: u64, bytes: &[u8]) -> Answer {
-        if !sys::notif_id_valid(self.listener.as_fd(), n.id) {
+    fn write_back(
+        &self,
+        l: BorrowedFd<'_>,
+        n: &libc::seccomp_notif,
+        addr: u64,
+        bytes: &[u8],
+    ) -> Answer {
+        if !sys::notif_id_valid(l, n.id) {
             return Some(Err(libc::ENOENT));
         }
         let remote = [RemoteIoVec {
@@ -383,7 +552,14 @@ impl Supervisor {
         }
     }
 
-    fn stat(&mut self, n: &libc::seccomp_notif, t: Target, buf: u64, flags: i32) -> Answer {
+    fn stat(
+        &mut self,
+        l: BorrowedFd<'_>,
+        n: &libc::seccomp_notif,
+        t: Target,
+        buf: u64,
+        flags: i32,
+    ) -> Answer {
         let flags =
             flags & (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH | libc::AT_NO_AUTOMOUNT);
         let mut st = match sys::fstatat_raw(t.dirfd(), &t.path, flags) {
@@ -395,11 +571,12 @@ impl Supervisor {
             st.st_gid = g;
             st.st_mode = (st.st_mode & !0o7777) | (m & 0o7777);
         }
-        self.write_back(n, buf, sys::struct_bytes(&st))
+        self.write_back(l, n, buf, sys::struct_bytes(&st))
     }
 
     fn statx(
         &mut self,
+        l: BorrowedFd<'_>,
         n: &libc::seccomp_notif,
         t: Target,
         flags: i32,
@@ -416,11 +593,12 @@ impl Supervisor {
             st.stx_gid = g;
             st.stx_mode = (st.stx_mode & !0o7777) | (m & 0o7777) as u16;
         }
-        self.write_back(n, buf, sys::struct_bytes(&st))
+        self.write_back(l, n, buf, sys::struct_bytes(&st))
     }
 
     fn chown(
         &mut self,
+        l: BorrowedFd<'_>,
         n: &libc::seccomp_notif,
         t: Target,
         uid: u64,
@@ -463,7 +641,7 @@ impl Supervisor {
             // ids this namespace has, on a file without an override: the real chown
             return None;
         }
-        if !has_cap_chown(n.pid) {
+        if !self.has_cap_chown(n.pid) {
             // the kernel's own answer for a caller without CAP_CHOWN
             return None;
         }
@@ -484,28 +662,55 @@ impl Supervisor {
                 mode &= !libc::S_ISGID;
             }
         }
-        if !sys::notif_id_valid(self.listener.as_fd(), n.id) {
+        if !sys::notif_id_valid(l, n.id) {
             return Some(Err(libc::ENOENT));
         }
         let value = format_override((new_uid, new_gid, mode));
-        // an O_PATH descriptor takes no fsetxattr: its /proc link does, through the mount
-        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-        match sys::setxattr_path(&path, OVERRIDE_STAT, value.as_bytes()) {
+        // an O_PATH descriptor takes no fsetxattr: reopened (a regular file or a directory)
+        // through its /proc link, the link of this thread's /proc: the one of the root,
+        // the container's, has no entry for a server outside its pid namespace
+        let reopened = nix::fcntl::openat(
+            self.proc.as_ref()?,
+            format!("thread-self/fd/{}", file.as_raw_fd()).as_str(),
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        );
+        let res = match reopened {
+            Ok(f) => sys::fsetxattr(&f, OVERRIDE_STAT, value.as_bytes()),
+            Err(e) => Err(std::io::Error::from(e)),
+        };
+        match res {
             Ok(()) => Some(Ok(0)),
             Err(e) => Some(Err(e.raw_os_error().unwrap_or(libc::EPERM))),
         }
     }
-}
 
-/// Whether task `pid` holds CAP_CHOWN (bit 0 of its `CapEff` line): only then does a chown to an id
-/// the kernel cannot map become an override; without it the kernel refuses as it would.
-fn has_cap_chown(pid: u32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|caps| caps & 1 != 0)
+    /// Whether task `pid` holds CAP_CHOWN (bit 0 of its `CapEff` line): only then does a chown
+    /// to an id the kernel cannot map become an override; without it the kernel refuses as it
+    /// would.
+    fn has_cap_chown(&self, pid: u32) -> bool {
+        let status = self
+            .proc
+            .as_ref()
+            .and_then(|p| {
+                nix::fcntl::openat(
+                    p,
+                    format!("{pid}/status").as_str(),
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .ok()
+            })
+            .and_then(|f| std::io::read_to_string(std::fs::File::from(f)).ok())
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|caps| caps & 1 != 0)
+    }
 }
 
 /// Answers a failed call directly where the caller would see the same errno (a missing path
