@@ -109,8 +109,10 @@ fn keep_id_shows_the_images_owners_and_stores_the_containers() {
             Who::NoSub => {
                 // Podman refuses keep-id without a range ("keep-id requires additional UIDs
                 // or GIDs defined in /etc/subuid and /etc/subgid"); rbox runs it: keep-id's
-                // namespace has only the caller's uid, which is rbox's 0 (every file's owner
-                // on disk), so the image's files and the new ones show as the caller's
+                // namespace has only the caller's uid, which is rbox's 0 (the image root's
+                // files on disk), so those and the new ones show as the caller's; the image's
+                // other owners are the FUSE overlay's folded owners, which its owner
+                // supervisor shows as the image gives them (as without keep-id)
                 let out = out.success();
                 let ids = format!("{}:{}", u.uid, u.gid);
                 let mode = |m: &str| format!("{ids}:{m}");
@@ -118,8 +120,8 @@ fn keep_id_shows_the_images_owners_and_stores_the_containers() {
                     out.lines(),
                     [
                         &mode("755"),
-                        &mode("2775"),
-                        &mode("4750"),
+                        "1000:1000:2775",
+                        "100:101:4750",
                         &mode("600"),
                         &u.name,
                         "r",
