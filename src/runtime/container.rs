@@ -149,7 +149,18 @@ pub fn create_with(
     ours.send(&Msg::Configured)
         .context("start container")
         .map_err(fail)?;
-    cloned(pid).map_err(fail)?;
+    if let Err(e) = cloned(pid) {
+        // The init sets up while this side makes its network: when the init fails early (a
+        // bad mount, a missing command), its namespaces go and the network helper fails too
+        // (slirp4netns: "child failed"). The init's reason, queued before it exited, is the
+        // answer, with its exit code.
+        while let Ok(Some(m)) = ours.pending() {
+            if matches!(m, Msg::Failed { .. }) {
+                return Err(failed(pid, Some(m)));
+            }
+        }
+        return Err(fail(e));
+    }
     Ok(Created {
         pid,
         pty: None,
