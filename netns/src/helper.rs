@@ -65,6 +65,8 @@ pub struct Helper {
     pub(crate) files: Vec<PathBuf>,
     pub(crate) ports: Vec<PortMapping>,
     pub(crate) warnings: Vec<String>,
+    /// pasta's DNS forwarding address (UDP only) and the host's resolvers behind it.
+    pub(crate) dns_forward: Option<(IpAddr, Vec<IpAddr>)>,
     pub(crate) stopped: bool,
 }
 
@@ -87,6 +89,13 @@ impl Helper {
     /// The ports the helper forwards.
     pub fn ports(&self) -> &[PortMapping] {
         &self.ports
+    }
+
+    /// The address at which the helper forwards DNS over UDP only (pasta's `--dns-forward`),
+    /// and the host's resolvers it forwards to: DNS over TCP at that address is the caller's
+    /// to serve ([`crate::listen_dns`]).
+    pub fn dns_forward(&self) -> Option<(IpAddr, &[IpAddr])> {
+        self.dns_forward.as_ref().map(|(a, up)| (*a, up.as_slice()))
     }
 
     /// Things the caller may want to tell the user (e.g. sandboxing not available).

@@ -103,12 +103,14 @@ pub(crate) fn start(
     // pasta answers at a forwarding address instead, the one the container's resolv.conf
     // names (see `names::pasta_dns_forward`).
     let host_resolv = crate::names::host_resolv_conf();
+    // That forwarder carries UDP only: TCP at the same address is rbox's relay's (`dns.rs`),
+    // to the same resolvers.
     let mut o = o.clone();
-    if let Some(a) = crate::names::pasta_dns_forward(&o, &host_resolv)
-        .filter(|_| !crate::names::user_forwards_dns(&o))
-    {
+    let dns_forward = crate::names::pasta_dns_forward(&o, &host_resolv);
+    if let Some(a) = dns_forward.filter(|_| !crate::names::user_forwards_dns(&o)) {
         o.args.extend(["--dns-forward".to_string(), a.to_string()]);
     }
+    let dns_forward = dns_forward.map(|a| (a, crate::names::nameservers(&host_resolv)));
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| io_err("create pipe")(e.into()))?;
     let ready_path = PathBuf::from(format!("/proc/self/fd/{}", ready_w.as_raw_fd()));
@@ -145,6 +147,7 @@ pub(crate) fn start(
         files: vec![pid_file.clone()],
         ports: Vec::new(),
         warnings: Vec::new(),
+        dns_forward,
         stopped: false,
     };
     // Dropping the helper on a failure below ends pasta and removes the pid file.

@@ -104,6 +104,9 @@ fn stop_network(network: Option<Network>) {
         if let Some(f) = n.forwarder {
             f.stop();
         }
+        if let Some(d) = n.dns {
+            d.stop();
+        }
         // A helper's exit takes 20-30 ms (its tap device goes away): waited for only when
         // the helper holds published ports, which must be free once the container is
         // recorded as exited.
@@ -120,11 +123,89 @@ fn stop_network(network: Option<Network>) {
 }
 
 /// The helper bridging a container's network namespace, rbox's forwarder of its published
-/// ports (a thread of this process), and the helper's directory.
+/// ports (a thread of this process), its relay of DNS over TCP (with pasta when pasta forwards
+/// DNS), and the helper's directory.
 struct Network {
     helper: rbox_netns::Helper,
     forwarder: Option<rbox_netns::Forwarder>,
+    dns: Option<DnsRelay>,
     dir: PathBuf,
+}
+
+/// rbox's relay of DNS over TCP for a container whose resolv.conf names pasta's forwarder
+/// (UDP only): a process of its own, forked from the monitor while it has one thread. A thread
+/// would not do: the relay dials the host's resolvers from the host's network namespace, and
+/// a restart has the monitor join the container's (rootless, for good: see
+/// `container::create_with`); the process stays across restarts.
+struct DnsRelay {
+    pid: nix::unistd::Pid,
+}
+
+impl DnsRelay {
+    fn start(l: rbox_netns::DnsListener) -> Result<DnsRelay> {
+        use std::os::fd::AsFd;
+        let threads = fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+        if threads != 1 {
+            bail!("start the DNS relay: the monitor has {threads} threads (a bug in rbox)");
+        }
+        let parent = nix::unistd::getpid();
+        match sys::fork().context("fork the DNS relay")? {
+            nix::unistd::ForkResult::Child => {
+                // killed with the monitor; not by a terminal's ^C (a group of its own)
+                let _ = sys::set_pdeathsig(libc::SIGKILL);
+                if nix::unistd::getppid() != parent {
+                    sys::exit_now(0);
+                }
+                let _ = nix::unistd::setpgid(
+                    nix::unistd::Pid::from_raw(0),
+                    nix::unistd::Pid::from_raw(0),
+                );
+                sys::set_name("rbox-dns");
+                // hold nothing else of the monitor's: the caller's stdio, the container's
+                // pipes, terminal and channels must see their ends when their owners close
+                // them
+                if let Ok(null) = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                {
+                    for n in 0..3 {
+                        let _ = sys::dup2(&null, n);
+                    }
+                }
+                let keep = l.as_fd().as_raw_fd();
+                let open: Vec<i32> = fs::read_dir("/proc/self/fd")
+                    .map(|d| {
+                        d.flatten()
+                            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for fd in open.into_iter().filter(|&fd| fd > 2 && fd != keep) {
+                    let _ = nix::unistd::close(fd);
+                }
+                // never readable: the relay ends with SIGKILL (from `stop` or the kernel)
+                let (never, _w) = match nix::unistd::pipe() {
+                    Ok(p) => p,
+                    Err(_) => sys::exit_now(1),
+                };
+                l.serve(&never);
+                sys::exit_now(0);
+            }
+            nix::unistd::ForkResult::Parent { child } => Ok(DnsRelay { pid: child }),
+        }
+    }
+
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for DnsRelay {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
 }
 
 /// A container as its monitor holds it while it runs.
@@ -186,17 +267,31 @@ fn start_network(
     let mut network = Network {
         helper,
         forwarder: None,
+        dns: None,
         dir,
     };
-    if let Some(bound) = bound {
+    let ns_file = || {
         let ns = format!("/proc/{pid}/ns/net");
-        let started = match netns {
+        match netns {
             Some(f) => f
                 .try_clone()
                 .context("duplicate the network namespace's descriptor"),
             None => fs::File::open(&ns).with_context(|| format!("open `{ns}`")),
         }
-        .and_then(|f| Ok(bound.start(f.into())?));
+    };
+    if let Some((addr, upstream)) = network.helper.dns_forward() {
+        // DNS over TCP is an addition to the UDP pasta carries: without it, a warning
+        let relay = ns_file().and_then(|f| {
+            let l = rbox_netns::listen_dns(&f.into(), addr, upstream)?;
+            DnsRelay::start(l)
+        });
+        match relay {
+            Ok(r) => network.dns = Some(r),
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
+    if let Some(bound) = bound {
+        let started = ns_file().and_then(|f| Ok(bound.start(f.into())?));
         match started {
             Ok(f) => network.forwarder = Some(f),
             Err(e) => {

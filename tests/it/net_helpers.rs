@@ -58,3 +58,75 @@ fn an_early_init_failure_wins_over_the_network_helper() {
         assert_eq!(left.stdout, "", "containers left behind");
     });
 }
+
+/// A host whose only resolver is on its loopback (127.0.0.53, no systemd-resolved upstream
+/// list): the container's resolv.conf names pasta's forwarding address, where pasta carries
+/// UDP and rbox's relay carries TCP, both to the host's resolver; a restarted container
+/// (same network namespace, relay paused and resumed) still gets answers over TCP.
+#[test]
+fn dns_over_tcp_through_pastas_forwarder() {
+    use crate::net_hosts::{ask, on_a_private_host, resolver, ANSWER, ASK_OVER_TCP, STUB};
+    use std::path::Path;
+    if !require(
+        crate::util::is_root(),
+        "root, to make a network namespace and a fake resolv.conf",
+    ) || !require(have("pasta"), "pasta installed")
+    {
+        return;
+    }
+    let answer: Vec<String> = ANSWER.iter().map(u8::to_string).collect();
+    let answer = answer.join(" ");
+    let check = |what: &str, out: &str| {
+        assert!(out.contains("server=169.254.1.1\n"), "{what}: {out}");
+        assert!(
+            out.lines()
+                .nth(1)
+                .is_some_and(|l| l.trim_end().ends_with(&answer)),
+            "{what}: no answer over TCP: {out}"
+        );
+        assert!(out.contains("Address: 192.0.2.77"), "{what}: {out}");
+    };
+    on_a_private_host(true, || {
+        resolver(STUB);
+        for_each_user("dns_tcp_pasta", |env| {
+            env.import_busybox("busybox");
+            let conf = env.write("stub.conf", format!("nameserver {STUB}\nsearch lan\n"));
+            // an empty /run/systemd: no upstream list behind the stub
+            let none = env.path("no-systemd");
+            std::fs::create_dir_all(&none).unwrap();
+            let hide = Path::new("/run/systemd").is_dir().then_some(none.as_path());
+            check("run --rm", &ask(env, "pasta", &conf, hide));
+
+            let mut cmd = env.rbox();
+            cmd.bind_over(&conf, Path::new("/etc/resolv.conf"));
+            if let Some(dir) = hide {
+                cmd.bind_over(dir, Path::new("/run/systemd"));
+            }
+            cmd.args([
+                "run",
+                "-d",
+                "--name",
+                "dnsweb",
+                "--network=pasta",
+                "busybox",
+            ])
+            .args(["sleep", "600"])
+            .output()
+            .success();
+            let exec = || {
+                env.rbox()
+                    .args(["exec", "dnsweb", "sh", "-c", ASK_OVER_TCP])
+                    .output()
+                    .success()
+                    .stdout
+            };
+            check("exec", &exec());
+            env.rbox()
+                .args(["restart", "-t", "0", "dnsweb"])
+                .output()
+                .success();
+            check("exec after restart", &exec());
+            env.rbox().args(["rm", "-f", "dnsweb"]).output().success();
+        });
+    });
+}
