@@ -35,7 +35,7 @@ pub use backend::{
 };
 pub use dns::{listen_dns, DnsListener};
 pub use forward::{bind, Bound, Forwarder, UDP_IDLE};
-pub use helper::{start, Helper};
+pub use helper::{spawn, start, Helper, Starting};
 pub use ports::{parse_publish, pick_host_ports, PortMapping, Proto};
 
 /// Everything this crate can fail with; each displays as one line that says what to fix.

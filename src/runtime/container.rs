@@ -64,6 +64,19 @@ pub fn create_with(
     configured: impl FnOnce(Pid) -> Result<()>,
     cloned: impl FnOnce(Pid) -> Result<()>,
 ) -> Result<Created> {
+    create_with_early(l, |_| Ok(()), configured, cloned)
+}
+
+/// [`create_with`], with `early` run first, with the init's pid as soon as its namespaces
+/// exist, before its id maps are written: the network helper starts there, its own start-up
+/// (the longest part of a bridged network's) running while the maps are written and the init
+/// sets up.
+pub fn create_with_early(
+    l: &Launch,
+    early: impl FnOnce(Pid) -> Result<()>,
+    configured: impl FnOnce(Pid) -> Result<()>,
+    cloned: impl FnOnce(Pid) -> Result<()>,
+) -> Result<Created> {
     // The child runs Rust code (it allocates) between clone and exec: that is only sound
     // while no other thread exists, e.g. one holding the allocator's lock. Pull threads are
     // joined by now; check rather than trust it.
@@ -137,6 +150,7 @@ pub fn create_with(
         let _ = nix::sys::wait::waitpid(pid, None);
         e
     };
+    early(pid).map_err(fail)?;
     // sync point 1: the init's namespaces exist; configure them from outside
     if let Some(maps) = &l.user_maps {
         if l.map_helpers {
