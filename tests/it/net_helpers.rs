@@ -126,7 +126,82 @@ fn dns_over_tcp_through_pastas_forwarder() {
                 .output()
                 .success();
             check("exec after restart", &exec());
+            let relay = relays_of(env);
+            assert_eq!(relay.len(), 1, "one DNS relay: {relay:?}");
             env.rbox().args(["rm", "-f", "dnsweb"]).output().success();
+            // killed with its monitor (by the kernel when rm -f kills that), as pasta is
+            gone_soon(env, "rm -f");
+
+            // a killed monitor takes its relay along
+            let mut cmd = env.rbox();
+            cmd.bind_over(&conf, Path::new("/etc/resolv.conf"));
+            if let Some(dir) = hide {
+                cmd.bind_over(dir, Path::new("/run/systemd"));
+            }
+            cmd.args([
+                "run",
+                "-d",
+                "--name",
+                "dnskill",
+                "--network=pasta",
+                "busybox",
+            ])
+            .args(["sleep", "600"])
+            .output()
+            .success();
+            let relay = relays_of(env);
+            assert_eq!(relay.len(), 1, "one DNS relay: {relay:?}");
+            let monitor = parent_of(relay[0]);
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(monitor),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            gone_soon(env, "a killed monitor");
+            env.rbox().args(["rm", "-f", "dnskill"]).output().success();
         });
     });
+}
+
+/// Live `rbox-dns` processes of this env's containers (their command line names its store).
+fn relays_of(env: &crate::util::Env) -> Vec<i32> {
+    let store = env.store().to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if comm.trim() == "rbox-dns"
+            && !zombie
+            && String::from_utf8_lossy(&cmdline).contains(&store)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Wait (with a deadline) until no relay of `env` is left.
+fn gone_soon(env: &crate::util::Env, after: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !relays_of(env).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a DNS relay outlived {after}: {:?}",
+            relays_of(env)
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
