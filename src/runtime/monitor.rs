@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use rbox_storage::Store;
 
 use super::sync::{Channel, Msg};
-use super::{attach, container, launch, logfile, netshare, sys};
+use super::{attach, container, dnsrelay, launch, logfile, netshare, sys};
 use crate::context::Context;
 use crate::exit;
 use crate::layout;
@@ -128,84 +128,8 @@ fn stop_network(network: Option<Network>) {
 struct Network {
     helper: rbox_netns::Helper,
     forwarder: Option<rbox_netns::Forwarder>,
-    dns: Option<DnsRelay>,
+    dns: Option<dnsrelay::DnsRelay>,
     dir: PathBuf,
-}
-
-/// rbox's relay of DNS over TCP for a container whose resolv.conf names pasta's forwarder
-/// (UDP only): a process of its own, forked from the monitor while it has one thread. A thread
-/// would not do: the relay dials the host's resolvers from the host's network namespace, and
-/// a restart has the monitor join the container's (rootless, for good: see
-/// `container::create_with`); the process stays across restarts.
-struct DnsRelay {
-    pid: nix::unistd::Pid,
-}
-
-impl DnsRelay {
-    fn start(l: rbox_netns::DnsListener) -> Result<DnsRelay> {
-        use std::os::fd::AsFd;
-        let threads = fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
-        if threads != 1 {
-            bail!("start the DNS relay: the monitor has {threads} threads (a bug in rbox)");
-        }
-        let parent = nix::unistd::getpid();
-        match sys::fork().context("fork the DNS relay")? {
-            nix::unistd::ForkResult::Child => {
-                // killed with the monitor; not by a terminal's ^C (a group of its own)
-                let _ = sys::set_pdeathsig(libc::SIGKILL);
-                if nix::unistd::getppid() != parent {
-                    sys::exit_now(0);
-                }
-                let _ = nix::unistd::setpgid(
-                    nix::unistd::Pid::from_raw(0),
-                    nix::unistd::Pid::from_raw(0),
-                );
-                sys::set_name("rbox-dns");
-                // hold nothing else of the monitor's: the caller's stdio, the container's
-                // pipes, terminal and channels must see their ends when their owners close
-                // them
-                if let Ok(null) = fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")
-                {
-                    for n in 0..3 {
-                        let _ = sys::dup2(&null, n);
-                    }
-                }
-                let keep = l.as_fd().as_raw_fd();
-                let open: Vec<i32> = fs::read_dir("/proc/self/fd")
-                    .map(|d| {
-                        d.flatten()
-                            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for fd in open.into_iter().filter(|&fd| fd > 2 && fd != keep) {
-                    let _ = nix::unistd::close(fd);
-                }
-                // never readable: the relay ends with SIGKILL (from `stop` or the kernel)
-                let (never, _w) = match nix::unistd::pipe() {
-                    Ok(p) => p,
-                    Err(_) => sys::exit_now(1),
-                };
-                l.serve(&never);
-                sys::exit_now(0);
-            }
-            nix::unistd::ForkResult::Parent { child } => Ok(DnsRelay { pid: child }),
-        }
-    }
-
-    fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for DnsRelay {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(self.pid, None);
-    }
 }
 
 /// A container as its monitor holds it while it runs.
@@ -325,7 +249,7 @@ fn start_network(
         // DNS over TCP is an addition to the UDP pasta carries: without it, a warning
         let relay = ns_file().and_then(|f| {
             let l = rbox_netns::listen_dns(&f.into(), addr, upstream)?;
-            DnsRelay::start(l)
+            dnsrelay::DnsRelay::start(l)
         });
         match relay {
             Ok(r) => network.dns = Some(r),
