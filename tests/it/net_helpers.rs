@@ -54,6 +54,24 @@ fn an_early_init_failure_wins_over_the_network_helper() {
                 }
             }
         }
+        // detached: the monitor passes the init's reason to the caller
+        let none = env
+            .rbox()
+            .args(["run", "-d", "--network=none", "--tmpfs", "/x:size=abc"])
+            .args(["busybox", "true"])
+            .output()
+            .code_is(125);
+        assert!(none.stderr.contains("mount tmpfs on `/x`"), "{none}");
+        for net in BACKENDS {
+            let out = env
+                .rbox()
+                .args(["run", "-d", "--network", net, "--tmpfs", "/x:size=abc"])
+                .args(["busybox", "true"])
+                .output()
+                .code_is(125);
+            assert_eq!(out.stderr, none.stderr, "-d {net}: {out}");
+        }
+        env.rbox().args(["rm", "-a", "-f"]).output().success();
         let left = env.rbox().args(["ps", "-aq"]).output().success();
         assert_eq!(left.stdout, "", "containers left behind");
     });
