@@ -25,12 +25,61 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`Backend::forwards_ports`]; otherwise they are left to the caller's forwarder. The caller
 /// owns the user namespace of that network namespace, or is root. `run_dir` receives the
 /// helper's files (slirp4netns' API socket, pasta's pid file); [`Helper::stop`] removes them.
+/// Returns once the helper has configured the namespace: [`spawn`] then
+/// [`Starting::ready`].
 pub fn start(
     target_pid: i32,
     backend: &Backend,
     ports: &[PortMapping],
     run_dir: &Path,
 ) -> Result<Helper> {
+    spawn(target_pid, backend, ports, run_dir)?.ready()
+}
+
+/// A helper on its way ([`spawn`]); [`Starting::ready`] waits until it has configured the
+/// namespace. Dropping it ends the helper.
+#[derive(Debug)]
+pub struct Starting(Stage);
+
+#[derive(Debug)]
+enum Stage {
+    Pasta(pasta::Spawned),
+    /// slirp4netns is started whole by `ready` (7-13 ms, in parallel with the container's
+    /// setup already): after the container's id maps are written, as it has always been.
+    Slirp4netns {
+        program: PathBuf,
+        options: crate::Slirp4netnsOptions,
+        target_pid: i32,
+        forwarded: Vec<PortMapping>,
+        run_dir: PathBuf,
+    },
+}
+
+impl Starting {
+    /// Wait until the helper has configured the namespace.
+    pub fn ready(self) -> Result<Helper> {
+        match self.0 {
+            Stage::Pasta(p) => p.ready(),
+            Stage::Slirp4netns {
+                program,
+                options,
+                target_pid,
+                forwarded,
+                run_dir,
+            } => slirp4netns::start(&program, &options, target_pid, &forwarded, &run_dir),
+        }
+    }
+}
+
+/// [`start`]'s first half: check the ports, find the helper and start pasta's process (whose
+/// own start-up is the longest part of a container's network: it runs while the caller goes
+/// on, e.g. writes the container's id maps). The namespaces of `target_pid` must exist.
+pub fn spawn(
+    target_pid: i32,
+    backend: &Backend,
+    ports: &[PortMapping],
+    run_dir: &Path,
+) -> Result<Starting> {
     let (name, package) = match backend {
         Backend::Pasta(_) => ("pasta", "passt"),
         Backend::Slirp4netns(_) => ("slirp4netns", "slirp4netns"),
@@ -43,10 +92,16 @@ pub fn start(
     for port in forwarded {
         check_host_port(port)?;
     }
-    match backend {
-        Backend::Pasta(o) => pasta::start(&program, o, target_pid, run_dir),
-        Backend::Slirp4netns(o) => slirp4netns::start(&program, o, target_pid, forwarded, run_dir),
-    }
+    Ok(Starting(match backend {
+        Backend::Pasta(o) => Stage::Pasta(pasta::spawn(&program, o, target_pid, run_dir)?),
+        Backend::Slirp4netns(o) => Stage::Slirp4netns {
+            program,
+            options: o.clone(),
+            target_pid,
+            forwarded: forwarded.to_vec(),
+            run_dir: run_dir.to_path_buf(),
+        },
+    }))
 }
 
 /// A running helper. Dropping it stops it too (errors ignored); [`Helper::stop`] reports them.
@@ -65,6 +120,8 @@ pub struct Helper {
     pub(crate) files: Vec<PathBuf>,
     pub(crate) ports: Vec<PortMapping>,
     pub(crate) warnings: Vec<String>,
+    /// pasta's DNS forwarding address (UDP only) and the host's resolvers behind it.
+    pub(crate) dns_forward: Option<(IpAddr, Vec<IpAddr>)>,
     pub(crate) stopped: bool,
 }
 
@@ -87,6 +144,13 @@ impl Helper {
     /// The ports the helper forwards.
     pub fn ports(&self) -> &[PortMapping] {
         &self.ports
+    }
+
+    /// The address at which the helper forwards DNS over UDP only (pasta's `--dns-forward`),
+    /// and the host's resolvers it forwards to: DNS over TCP at that address is the caller's
+    /// to serve ([`crate::listen_dns`]).
+    pub fn dns_forward(&self) -> Option<(IpAddr, &[IpAddr])> {
+        self.dns_forward.as_ref().map(|(a, up)| (*a, up.as_slice()))
     }
 
     /// Things the caller may want to tell the user (e.g. sandboxing not available).

@@ -9,12 +9,15 @@
 //!
 //! rbox's own port forwarder ([`bind`] -> [`Bound::start`] -> [`Forwarder`]) serves published
 //! ports from a thread of the caller, keeping each client's address. [`names`] says which DNS
-//! server and which host address a bridged container can reach.
+//! server and which host address a bridged container can reach; where that is pasta's
+//! UDP-only DNS forwarder, rbox's relay ([`listen_dns`] -> [`DnsListener::serve`]) serves
+//! DNS over TCP at the same address.
 //!
 //! Not here: choosing `--network` modes other than the two bridges (none, host, container:,
 //! ns:), writing resolv.conf and /etc/hosts; the rbox binary owns those.
 
 mod backend;
+mod dns;
 mod forward;
 mod helper;
 pub mod names;
@@ -30,8 +33,9 @@ pub use backend::{
     default_backend_name, installed, Backend, Installed, PastaOptions, PortHandler,
     Slirp4netnsOptions, Tool,
 };
+pub use dns::{listen_dns, DnsListener};
 pub use forward::{bind, Bound, Forwarder, UDP_IDLE};
-pub use helper::{start, Helper};
+pub use helper::{spawn, start, Helper, Starting};
 pub use ports::{parse_publish, pick_host_ports, PortMapping, Proto};
 
 /// Everything this crate can fail with; each displays as one line that says what to fix.
@@ -66,6 +70,11 @@ pub enum Error {
     Unpublishable { port: PortMapping, reason: String },
     #[error("forward published ports: {message}")]
     Forwarder { message: String },
+    #[error("serve DNS over TCP at {addr}: {message}")]
+    DnsRelay {
+        addr: std::net::IpAddr,
+        message: String,
+    },
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
 }

@@ -56,12 +56,25 @@ pub(crate) fn args(
     a
 }
 
-pub(crate) fn start(
+/// pasta spawned, not yet known to have configured the namespace: [`Spawned::ready`].
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    helper: Helper,
+    ready: OwnedFd,
+    stderr: std::fs::File,
+    pid_file: PathBuf,
+}
+
+/// Start pasta for the namespaces of `target_pid` and return at once: its own start-up
+/// (20-30 ms of CPU here: it zeroes its packet buffers and fills its socket and pipe pools)
+/// runs while the caller goes on. The namespaces must exist; the user namespace's id maps
+/// need not be written yet.
+pub(crate) fn spawn(
     program: &Path,
     o: &PastaOptions,
     target_pid: i32,
     run_dir: &Path,
-) -> Result<Helper> {
+) -> Result<Spawned> {
     let pid_file = run_dir.join("pasta.pid");
     match std::fs::remove_file(&pid_file) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -112,17 +125,19 @@ pub(crate) fn start(
     // pasta answers at a forwarding address instead, the one the container's resolv.conf
     // names (see `names::pasta_dns_forward`).
     let host_resolv = crate::names::host_resolv_conf();
+    // That forwarder carries UDP only: TCP at the same address is rbox's relay's (`dns.rs`),
+    // to the same resolvers.
     let mut o = o.clone();
-    if let Some(a) = crate::names::pasta_dns_forward(&o, &host_resolv)
-        .filter(|_| !crate::names::user_forwards_dns(&o))
-    {
+    let dns_forward = crate::names::pasta_dns_forward(&o, &host_resolv);
+    if let Some(a) = dns_forward.filter(|_| !crate::names::user_forwards_dns(&o)) {
         o.args.extend(["--dns-forward".to_string(), a.to_string()]);
     }
+    let dns_forward = dns_forward.map(|a| (a, crate::names::nameservers(&host_resolv)));
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| io_err("create pipe")(e.into()))?;
     let ready_path = PathBuf::from(format!("/proc/self/fd/{}", ready_w.as_raw_fd()));
     inherited.push(ready_w.as_raw_fd());
-    let mut stderr = stderr_file(NAME)?;
+    let stderr = stderr_file(NAME)?;
     let mut cmd = Command::new(program);
     sys::inherit_fds(&mut cmd, inherited);
     sys::die_with_parent(&mut cmd);
@@ -154,16 +169,30 @@ pub(crate) fn start(
         files: vec![pid_file.clone()],
         ports: Vec::new(),
         warnings: Vec::new(),
+        dns_forward,
         stopped: false,
     };
-    // Dropping the helper on a failure below ends pasta and removes the pid file.
-    match wait_ready(&ready_r, &helper.pidfd) {
-        Ok(()) => {}
-        Err(what) => return Err(failed(NAME, failure_line(&mut stderr), what)),
+    Ok(Spawned {
+        helper,
+        ready: ready_r,
+        stderr,
+        pid_file,
+    })
+}
+
+impl Spawned {
+    /// Wait until pasta has configured the namespace (it writes its pid to the pipe), then
+    /// write the real pid file. Dropping the helper on a failure ends pasta and removes the
+    /// pid file.
+    pub(crate) fn ready(mut self) -> Result<Helper> {
+        if let Err(what) = wait_ready(&self.ready, &self.helper.pidfd) {
+            return Err(failed(NAME, failure_line(&mut self.stderr), what));
+        }
+        let pid = self.helper.pid;
+        std::fs::write(&self.pid_file, format!("{pid}\n"))
+            .map_err(io_err(format!("write `{}`", self.pid_file.display())))?;
+        Ok(self.helper)
     }
-    std::fs::write(&pid_file, format!("{pid}\n"))
-        .map_err(io_err(format!("write `{}`", pid_file.display())))?;
-    Ok(helper)
 }
 
 /// Wait until pasta writes its pid to the pipe (configured), exits, or the timeout passes;

@@ -262,6 +262,7 @@ pub(crate) fn start(
         files: vec![api_socket.clone(), pid_file],
         ports: Vec::new(),
         warnings,
+        dns_forward: None,
         stopped: false,
     };
 

@@ -112,6 +112,19 @@ pub fn create_with(
     configured: impl FnOnce(Pid) -> Result<()>,
     cloned: impl FnOnce(Pid) -> Result<()>,
 ) -> Result<Created> {
+    create_with_early(l, |_| Ok(()), configured, cloned)
+}
+
+/// [`create_with`], with `early` run first, with the init's pid as soon as its namespaces
+/// exist, before its id maps are written: the network helper starts there, its own start-up
+/// (the longest part of a bridged network's) running while the maps are written and the init
+/// sets up.
+pub fn create_with_early(
+    l: &Launch,
+    early: impl FnOnce(Pid) -> Result<()>,
+    configured: impl FnOnce(Pid) -> Result<()>,
+    cloned: impl FnOnce(Pid) -> Result<()>,
+) -> Result<Created> {
     // The child runs Rust code (it allocates) between clone and exec: that is only sound
     // while no other thread exists, e.g. one holding the allocator's lock. Pull threads are
     // joined by now; check rather than trust it.
@@ -196,6 +209,14 @@ pub fn create_with(
         let _ = nix::sys::wait::waitpid(pid, None);
         e
     };
+    // keep-id's init becomes root after sync point 1, and a helper started before could
+    // find its namespaces closed meanwhile: `early` waits for that then
+    let mut early = Some(early);
+    if !l.become_root {
+        if let Some(early) = early.take() {
+            early(pid).map_err(fail)?;
+        }
+    }
     // sync point 1: the init's namespaces exist; configure them from outside
     if let Some(maps) = &l.user_maps {
         if l.map_helpers {
@@ -230,14 +251,28 @@ pub fn create_with(
         .map_err(fail)?;
     if l.become_root {
         // while the init changes its ids its /proc/PID/ns files are closed to us: the
-        // network helpers `cloned` starts open them
+        // network helpers (`early`, held back until now, and `cloned`) open them
         match ours.recv() {
             Ok(Some(Msg::Root)) => {}
             Ok(other) => return Err(failed(pid, other)),
             Err(e) => return Err(fail(anyhow::Error::from(e).context("start container"))),
         }
+        if let Some(early) = early.take() {
+            early(pid).map_err(fail)?;
+        }
     }
-    cloned(pid).map_err(fail)?;
+    if let Err(e) = cloned(pid) {
+        // The init sets up while this side makes its network: when the init fails early (a
+        // bad mount, a missing command), its namespaces go and the network helper fails too
+        // (slirp4netns: "child failed"). The init's reason, queued before it exited, is the
+        // answer, with its exit code.
+        while let Ok(Some(m)) = ours.pending() {
+            if matches!(m, Msg::Failed { .. }) {
+                return Err(failed(pid, Some(m)));
+            }
+        }
+        return Err(fail(e));
+    }
     Ok(Created {
         pid,
         pty: None,

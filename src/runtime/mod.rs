@@ -11,6 +11,7 @@
 //! | setup, pivot_root, terminal, `--init` reaper | `init` | the container's init (PID 1) |
 //! | user, groups, caps, seccomp, exec | `process` | init, or exec's process |
 //! | start, wait, record the exit, `--rm` | `monitor` | `rbox run` itself, or the `-d` monitor |
+//! | DNS over TCP to the host's resolvers, for pasta's UDP-only DNS forwarder | `dnsrelay` | `rbox-dns`, the monitor's fork |
 //! | signal relay and terminal | `attach`, `terminal` | monitor, init, exec |
 //! | signal, stop, pause | `control` | any later invocation |
 //! | a running container's processes, from /proc | `procs` | `top`, `stats`, `pause` |
@@ -43,6 +44,7 @@ pub mod console;
 pub mod container;
 pub mod control;
 pub mod create;
+pub mod dnsrelay;
 pub mod exec;
 pub mod health;
 pub mod hooks;

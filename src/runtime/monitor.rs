@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use rbox_storage::Store;
 
 use super::sync::{Channel, Msg};
-use super::{attach, container, launch, logfile, netshare, sys};
+use super::{attach, container, dnsrelay, launch, logfile, netshare, sys};
 use crate::context::Context;
 use crate::exit;
 use crate::layout;
@@ -104,6 +104,9 @@ fn stop_network(network: Option<Network>) {
         if let Some(f) = n.forwarder {
             f.stop();
         }
+        if let Some(d) = n.dns {
+            d.stop();
+        }
         // A helper's exit takes 20-30 ms (its tap device goes away): waited for only when
         // the helper holds published ports, which must be free once the container is
         // recorded as exited.
@@ -120,10 +123,12 @@ fn stop_network(network: Option<Network>) {
 }
 
 /// The helper bridging a container's network namespace, rbox's forwarder of its published
-/// ports (a thread of this process), and the helper's directory.
+/// ports (a thread of this process), its relay of DNS over TCP (with pasta when pasta forwards
+/// DNS), and the helper's directory.
 struct Network {
     helper: rbox_netns::Helper,
     forwarder: Option<rbox_netns::Forwarder>,
+    dns: Option<dnsrelay::DnsRelay>,
     dir: PathBuf,
 }
 
@@ -149,16 +154,15 @@ struct Kept {
     ports: Option<rbox_netns::Bound>,
 }
 
-/// Start the bridge of `rec`'s network (pasta or slirp4netns) for the namespace of `pid`,
-/// and the forwarder of its published ports (unless `slirp4netns:port_handler=slirp4netns`
-/// has slirp4netns forward them); returns once both are ready. The host ports are bound
-/// first: one in use fails before any helper starts.
-fn start_network(
-    g: &Context,
-    rec: &ContainerRecord,
-    pid: i32,
-    netns: Option<&fs::File>,
-) -> Result<Option<Network>> {
+/// What `rec`'s network needs, computed before its init is cloned: the bridge (pasta or
+/// slirp4netns), the published ports, the helper's directory. None without a bridge.
+struct NetworkPlan {
+    backend: rbox_netns::Backend,
+    ports: Vec<rbox_netns::PortMapping>,
+    dir: PathBuf,
+}
+
+fn plan_network(g: &Context, rec: &ContainerRecord) -> Result<Option<NetworkPlan>> {
     let s = &rec.spec;
     let Some(backend) = s.backend()? else {
         return Ok(None);
@@ -168,14 +172,57 @@ fn start_network(
         .iter()
         .map(state::PortSpec::to_mapping)
         .collect::<Result<Vec<_>>>()?;
+    let dir = layout::network_dir(&g.runtime_dir()?, &rec.id);
+    Ok(Some(NetworkPlan {
+        backend,
+        ports,
+        dir,
+    }))
+}
+
+/// A network on its way: its host ports bound, its helper started ([`spawn_network`]).
+struct SpawnedNetwork {
+    helper: rbox_netns::Starting,
+    bound: Option<rbox_netns::Bound>,
+    dir: PathBuf,
+}
+
+/// Bind the host ports of the plan (one in use fails before any helper starts) and start its
+/// bridge for the namespace of `pid`, without waiting for it: pasta's own start-up runs while
+/// the init's id maps are written and the init sets up.
+fn spawn_network(plan: NetworkPlan, pid: i32) -> Result<SpawnedNetwork> {
+    let NetworkPlan {
+        backend,
+        ports,
+        dir,
+    } = plan;
     let bound = if backend.forwards_ports() || ports.is_empty() {
         None
     } else {
         Some(rbox_netns::bind(&ports)?)
     };
-    let dir = layout::network_dir(&g.runtime_dir()?, &rec.id);
     fs::create_dir_all(&dir).with_context(|| format!("create `{}`", dir.display()))?;
-    let helper = match rbox_netns::start(pid, &backend, &ports, &dir) {
+    match rbox_netns::spawn(pid, &backend, &ports, &dir) {
+        Ok(helper) => Ok(SpawnedNetwork { helper, bound, dir }),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            Err(e.into())
+        }
+    }
+}
+
+/// Wait for the bridge of a spawned network to be ready, then start the forwarder of its
+/// published ports (unless `slirp4netns:port_handler=slirp4netns` has slirp4netns forward
+/// them) and its DNS relay (where pasta forwards DNS); returns once all are ready.
+fn start_network(
+    spawned: Option<SpawnedNetwork>,
+    pid: i32,
+    netns: Option<&fs::File>,
+) -> Result<Option<Network>> {
+    let Some(SpawnedNetwork { helper, bound, dir }) = spawned else {
+        return Ok(None);
+    };
+    let helper = match helper.ready() {
         Ok(helper) => helper,
         Err(e) => {
             let _ = fs::remove_dir_all(&dir);
@@ -188,17 +235,31 @@ fn start_network(
     let mut network = Network {
         helper,
         forwarder: None,
+        dns: None,
         dir,
     };
-    if let Some(bound) = bound {
+    let ns_file = || {
         let ns = format!("/proc/{pid}/ns/net");
-        let started = match netns {
+        match netns {
             Some(f) => f
                 .try_clone()
                 .context("duplicate the network namespace's descriptor"),
             None => fs::File::open(&ns).with_context(|| format!("open `{ns}`")),
         }
-        .and_then(|f| Ok(bound.start(f.into())?));
+    };
+    if let Some((addr, upstream)) = network.helper.dns_forward() {
+        // DNS over TCP is an addition to the UDP pasta carries: without it, a warning
+        let relay = ns_file().and_then(|f| {
+            let l = rbox_netns::listen_dns(&f.into(), addr, upstream)?;
+            dnsrelay::DnsRelay::start(l)
+        });
+        match relay {
+            Ok(r) => network.dns = Some(r),
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
+    if let Some(bound) = bound {
+        let started = ns_file().and_then(|f| Ok(bound.start(f.into())?));
         match started {
             Ok(f) => network.forwarder = Some(f),
             Err(e) => {
@@ -287,6 +348,16 @@ fn start(
                 l.join_net = Some(netshare::held(fd));
             }
             let own_net = l.own_net;
+            // the bridge starts as soon as the init's namespaces exist, and is waited for
+            // once they are configured
+            let plan = if again { None } else { plan_network(g, rec)? };
+            let spawned = std::cell::RefCell::new(None);
+            let early = |pid: nix::unistd::Pid| {
+                if let Some(plan) = plan {
+                    *spawned.borrow_mut() = Some(spawn_network(plan, pid.as_raw())?);
+                }
+                Ok(())
+            };
             let configured = |pid: nix::unistd::Pid| match &hooks {
                 // the OCI `prestart` and `createRuntime` hooks: the namespaces exist, the
                 // init waits
@@ -295,7 +366,7 @@ fn start(
                     .and_then(|()| h.run("createRuntime", pid.as_raw(), "created")),
                 None => Ok(()),
             };
-            let created = container::create_with(&l, configured, |pid| {
+            let created = container::create_with_early(&l, early, configured, |pid| {
                 // the init's namespaces exist: the bridge attaches to them now, and is ready
                 // before the command runs
                 if again {
@@ -310,7 +381,7 @@ fn start(
                         let ns = format!("/proc/{pid}/ns/net");
                         netns = Some(fs::File::open(&ns).with_context(|| format!("open `{ns}`"))?);
                     }
-                    network = start_network(g, rec, pid.as_raw(), netns.as_ref())?;
+                    network = start_network(spawned.take(), pid.as_raw(), netns.as_ref())?;
                 }
                 super::create::place_in_cgroup(rec, pid.as_raw());
                 state::mark_running(g, &root, rec, pid.as_raw(), detached)
@@ -318,6 +389,12 @@ fn start(
             // the init has its own copy of the state directory's descriptor
             if let Some(fd) = l.state_dir {
                 let _ = nix::unistd::close(fd);
+            }
+            // a network spawned and never waited for (the container failed first): its
+            // helper ends as it drops, its directory goes
+            if let Some(n) = spawned.take() {
+                drop(n.helper);
+                let _ = fs::remove_dir_all(&n.dir);
             }
             created
         })

@@ -25,6 +25,7 @@ mod hostile;
 mod images;
 mod imagestore;
 mod lifecycle;
+mod net_helpers;
 mod net_hosts;
 mod netshare;
 mod network;

@@ -20,15 +20,15 @@ const HOST_ADDR: &str = "192.0.2.10";
 /// namespace's other veth end).
 const UPSTREAM: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
 /// systemd-resolved's stub address.
-const STUB: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
+pub(crate) const STUB: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
 /// What the test's resolver answers to every A question.
-const ANSWER: [u8; 4] = [192, 0, 2, 77];
+pub(crate) const ANSWER: [u8; 4] = [192, 0, 2, 77];
 
 /// Run `f` on a thread in a new network namespace set up as a small host: loopback, an
 /// external interface with an address and a default route, IPv6 disabled everywhere unless
 /// `ipv6`. Commands the thread starts (rbox, its helpers) live in that namespace; sockets it
 /// opens too.
-fn on_a_private_host<T: Send>(ipv6: bool, f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn on_a_private_host<T: Send>(ipv6: bool, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
@@ -160,7 +160,7 @@ fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
 /// Serve DNS on `ip`:53 over UDP and TCP (length-prefixed, one question a connection), on
 /// threads that live as long as the test binary; the sockets belong to the calling thread's
 /// network namespace.
-fn resolver(ip: Ipv4Addr) {
+pub(crate) fn resolver(ip: Ipv4Addr) {
     let udp = UdpSocket::bind((ip, 53)).expect("bind the test resolver's UDP port");
     let tcp = TcpListener::bind((ip, 53)).expect("bind the test resolver's TCP port");
     std::thread::spawn(move || {
@@ -194,7 +194,7 @@ fn resolver(ip: Ipv4Addr) {
 /// In the container: an A question for probe.test over TCP (busybox nslookup has only UDP)
 /// to the first nameserver of its resolv.conf, the answer's bytes in decimal; then the same
 /// name through nslookup (UDP).
-const ASK_OVER_TCP: &str = r"ns=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf)
+pub(crate) const ASK_OVER_TCP: &str = r"ns=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf)
 echo server=$ns
 printf '\000\034\022\064\001\000\000\001\000\000\000\000\000\000\005probe\004test\000\000\001\000\001' \
   | timeout 5 nc $ns 53 | od -An -tu1 | tr -s ' \n' '  '
@@ -261,7 +261,7 @@ fn dns_over_tcp_reaches_the_hosts_resolver() {
 
 /// Run [`ASK_OVER_TCP`] in a container on `net`, with `conf` as the host's resolv.conf and
 /// `resolved` (a directory) as /run/systemd; its output.
-fn ask(env: &Env, net: &str, conf: &Path, resolved: Option<&Path>) -> String {
+pub(crate) fn ask(env: &Env, net: &str, conf: &Path, resolved: Option<&Path>) -> String {
     let mut cmd = env.rbox();
     cmd.bind_over(conf, Path::new("/etc/resolv.conf"));
     if let Some(dir) = resolved {
