@@ -163,6 +163,8 @@ struct Builder<'a> {
     consumed: std::collections::BTreeSet<String>,
     /// in a stage's own process (`jobs.rs`): readable once the build is to stop
     cancel: Option<std::os::fd::OwnedFd>,
+    /// the content digests of context files, kept between builds
+    digests: copy::FileDigests,
 }
 
 /// Per-stage state.
@@ -276,7 +278,13 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         secrets: run::secrets(&o.secrets)?,
         consumed: std::collections::BTreeSet::new(),
         cancel: None,
+        digests: Default::default(),
     };
+    b.digests = copy::FileDigests::decode(
+        &b.store
+            .build_cache_note(copy::DIGESTS_NOTE)
+            .unwrap_or_default(),
+    );
     b.consumed.extend(b.global_args.keys().cloned());
     let needed = b.needed(&stages, last);
     let total = last + 1;
@@ -288,7 +296,12 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         jobs > 1 && needed[..last].iter().filter(|n| **n).count() > 1 && !jobs::threaded();
     let mut built = if parallel {
         let deps: Vec<Vec<usize>> = (0..stages.len()).map(|i| b.deps(&stages, i)).collect();
-        b.stages_in_parallel(&stages, &deps, &needed, last, jobs)?
+        match b.stages_in_parallel(&stages, &deps, &needed, last, jobs) {
+            Ok(v) => v,
+            // as Podman: no message, status 1
+            Err(e) if e.is::<jobs::Interrupted>() => return Ok(ExitCode::from(1)),
+            Err(e) => return Err(e),
+        }
     } else {
         Vec::new()
     };
@@ -1063,6 +1076,7 @@ impl Builder<'_> {
                 h.update(copy::digest(
                     &src,
                     &[PathBuf::from(format!("{}", urls.len()))],
+                    None,
                 )?);
                 urls.push((name, file));
                 continue;
@@ -1080,7 +1094,8 @@ impl Builder<'_> {
                 },
             };
             let rels = copy::resolve(&src, w)?;
-            h.update(copy::digest(&src, &rels)?);
+            let cache = root.is_none().then_some(&self.digests);
+            h.update(copy::digest(&src, &rels, cache)?);
             sources.push((root.clone(), rels));
         }
         for (n, body) in &inline {
@@ -1088,6 +1103,7 @@ impl Builder<'_> {
             h.update(body.as_bytes());
         }
         h.update(format!("{:?}{:?}{dest_is_dir}", attrs.owner, attrs.mode));
+        self.save_digests();
         let digest = hex::encode(h.finalize());
         let kind = if words.len() + inline.len() == 1 && !dest_is_dir {
             "file"
@@ -1109,6 +1125,24 @@ impl Builder<'_> {
             digest,
             shown,
         ))
+    }
+
+    /// Writes the context file digests back when this build learnt new ones (merged with
+    /// what other builds wrote meanwhile); a failure only costs a re-read next time.
+    fn save_digests(&self) {
+        if !self.digests.dirty() {
+            return;
+        }
+        if let Some(b) = self.store.build_cache_note(copy::DIGESTS_NOTE) {
+            self.digests.merge_from(copy::FileDigests::decode(&b));
+        }
+        match self
+            .store
+            .build_cache_set_note(copy::DIGESTS_NOTE, &self.digests.encode())
+        {
+            Ok(()) => self.digests.mark_saved(),
+            Err(e) => tracing::debug!("keep the context file digests: {e}"),
+        }
     }
 
     /// The root directory of a stage's or image's filesystem, for COPY --from: its layers
