@@ -61,6 +61,14 @@ pub struct Options {
     pub squash_all: bool,
     /// `--jobs`: how many stages build at the same time (0: no limit)
     pub jobs: usize,
+    /// `--cache-from`: repositories to look missed steps up in (tag: the key's hex)
+    pub cache_from: Vec<String>,
+    /// `--cache-to`: repositories each built step's image is pushed to
+    pub cache_to: Vec<String>,
+    /// `--cache-ttl`: cached steps older than this are missed
+    pub cache_ttl: Option<std::time::Duration>,
+    /// `--tls-verify`, `--cert-dir`, `--authfile`, `--creds`: for FROM pulls and the cache
+    pub transport: rbox_registry::TransportOptions,
 }
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -505,9 +513,76 @@ impl Builder<'_> {
         let opts = rbox_registry::PullOptions {
             platform,
             policy,
+            transport: self.o.transport.clone(),
             ..Default::default()
         };
         self.puller.pull(&self.store, name, &opts)
+    }
+
+    /// Whether the cached image `id` is young enough for `--cache-ttl`.
+    fn fresh(&self, id: &Digest) -> bool {
+        let Some(ttl) = self.o.cache_ttl else {
+            return true;
+        };
+        let created = self
+            .store
+            .lookup_image(&id.to_string())
+            .ok()
+            .and_then(|r| r.created)
+            .and_then(|c| humantime::parse_rfc3339_weak(&c).ok());
+        created.is_some_and(|c| c.elapsed().map_or(true, |age| age < ttl))
+    }
+
+    /// A step missing from the local cache, from the `--cache-from` repositories: the image
+    /// tagged with the key's hex, pulled (quietly, as Podman says only where from) and
+    /// recorded in the local cache. Any failure is a miss.
+    fn cache_pull(&self, key: &Digest) -> Option<Digest> {
+        for repo in &self.o.cache_from {
+            let name = format!("{repo}:{}", key.hex());
+            let opts = rbox_registry::PullOptions {
+                policy: rbox_registry::PullPolicy::Missing,
+                transport: self.o.transport.clone(),
+                // no threads: RUN steps clone containers from this process
+                jobs: 1,
+                ..Default::default()
+            };
+            match rbox_registry::pull(&self.store, &name, &opts, &rbox_registry::NoProgress) {
+                Ok(rec) if self.fresh(&rec.id) => {
+                    self.say(&format!("--> Cache pulled from remote {name}"));
+                    if let Err(e) = self.store.build_cache_put(key, &rec.id) {
+                        tracing::debug!("record the cache entry of `{name}`: {e}");
+                    }
+                    return Some(rec.id);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("look the step up as `{name}`: {e}"),
+            }
+        }
+        None
+    }
+
+    /// Pushes the image `id` a step built to the `--cache-to` repositories, tagged with the
+    /// key's hex; a failure is a warning (the build itself went well).
+    fn cache_push(&self, key: &Digest, id: &Digest) {
+        for repo in &self.o.cache_to {
+            let dest = format!("{repo}:{}", key.hex());
+            self.say(&format!("--> Pushing cache {dest}"));
+            let opts = rbox_registry::PushOptions {
+                transport: self.o.transport.clone(),
+                jobs: 1,
+                ..Default::default()
+            };
+            let pushed = rbox_registry::push(
+                &self.store,
+                &id.to_string(),
+                Some(&dest),
+                &opts,
+                &rbox_registry::NoProgress,
+            );
+            if let Err(e) = pushed {
+                tracing::warn!("push the cache of the step to `{dest}`: {e}");
+            }
+        }
     }
 
     /// Runs a stage; returns its image and how many layers its base had.
@@ -649,7 +724,12 @@ impl Builder<'_> {
         let key = Digest::from_hex(&hex::encode(h.finalize())).expect("sha256 hex");
         let use_cache = self.o.layers && !self.o.no_cache;
         if use_cache {
-            if let Some(id) = self.store.build_cache_get(&key) {
+            let hit = self
+                .store
+                .build_cache_get(&key)
+                .filter(|id| self.fresh(id))
+                .or_else(|| self.cache_pull(&key));
+            if let Some(id) = hit {
                 let rec = self.store.lookup_image(&id.to_string())?;
                 self.say(&format!("--> Using cache {}", id.hex()));
                 st.img = self.load(&rec, short(&id)[..11].to_string())?;
@@ -678,6 +758,7 @@ impl Builder<'_> {
         st.img.shown = id.hex()[..12].to_string();
         if self.o.layers {
             self.store.build_cache_put(&key, &id)?;
+            self.cache_push(&key, &id);
         }
         if !last {
             self.say(&format!("--> {}", short(&id)));

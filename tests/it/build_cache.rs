@@ -278,3 +278,86 @@ fn build_cache_sigint_stops_parallel_stages() {
         nothing_left(env, &tag);
     });
 }
+
+#[test]
+fn build_cache_to_and_from_a_registry() {
+    if !crate::registry::prerequisites() {
+        return;
+    }
+    let reg = crate::registry::Registry::start(Default::default());
+    for_each_user("build_regcache", |env| {
+        env.import_busybox("busybox");
+        env.write("work/ctx/f", "hello\n");
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\nCOPY f /f\nRUN echo built > /b\nENV X=1\n",
+        );
+        let repo = reg.image(&format!("cache/{}", env.user.name));
+        let tls = reg.tls_flags();
+        let mut first = env.rbox();
+        first
+            .args(["build", "--network=none", "--cache-to", &repo])
+            .args(&tls)
+            .args(["-t", "one"])
+            .arg(env.path("work/ctx"));
+        let first = first.output().success();
+        let pushed = format!("--> Pushing cache {repo}:");
+        assert_eq!(
+            first
+                .lines()
+                .iter()
+                .filter(|l| l.starts_with(&pushed))
+                .count(),
+            3,
+            "{first}"
+        );
+        // a fresh store with the same base image: every step from the registry
+        env.rbox()
+            .args(["save", "-o"])
+            .arg(env.path("work/bb.tar"))
+            .arg("busybox")
+            .output()
+            .success();
+        let other = || {
+            let mut c = env.cmd(crate::util::RBOX);
+            c.arg("--root")
+                .arg(env.path("store2"))
+                .arg("--runroot")
+                .arg(env.path("run2"));
+            c
+        };
+        other()
+            .args(["load", "-i"])
+            .arg(env.path("work/bb.tar"))
+            .output()
+            .success();
+        let mut second = other();
+        second
+            .args(["build", "--network=none", "--cache-from", &repo])
+            .args(&tls)
+            .args(["-t", "two"])
+            .arg(env.path("work/ctx"));
+        let second = second.output().success();
+        let l = second.lines();
+        let pulled = format!("--> Cache pulled from remote {repo}:");
+        assert_eq!(
+            l.iter().filter(|x| x.starts_with(&pulled)).count(),
+            3,
+            "{second}"
+        );
+        assert_eq!(
+            l.iter()
+                .filter(|x| x.starts_with("--> Using cache "))
+                .count(),
+            3,
+            "{second}"
+        );
+        // the same image, with the step's file
+        assert_eq!(first.lines().last(), l.last(), "{first}\n{second}");
+        let out = other()
+            .args(["run", "--rm", "--network=none", "two", "cat", "/b", "/f"])
+            .output()
+            .success();
+        assert_eq!(out.stdout, "built\nhello\n");
+    });
+}
