@@ -168,6 +168,103 @@ fn kill_containers(pids: &[Pid]) {
     }
 }
 
+/// A watcher of Ctrl-C while this process runs a RUN step itself (the last stage, or a
+/// serial build): the step's container is relayed signals by `runtime::run`, but its command
+/// runs as PID 1 of its namespace, which ignores SIGINT and SIGTERM without a handler of its
+/// own, so the build would carry on (and commit) after Ctrl-C. The watcher is a forked
+/// process in the same process group: on SIGINT, SIGTERM or SIGHUP it kills the step's
+/// container (as [`kill_containers`]) until the step returns, and says so on a pipe; the
+/// step then ends as [`Interrupted`], its container and staging removed as after any
+/// failure.
+pub(super) struct Watch {
+    pid: Pid,
+    /// closed when the step is over: the watcher exits
+    done: Option<OwnedFd>,
+    /// a byte from the watcher: a stopping signal came
+    said: File,
+}
+
+impl Watch {
+    /// Starts the watcher; `None` where this process may not fork (threads) or cannot.
+    pub(super) fn start() -> Option<Watch> {
+        if threaded() {
+            return None;
+        }
+        let parent = nix::unistd::getpid();
+        let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+        let (said_r, said_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+        let sfd = nix::sys::signalfd::SignalFd::with_flags(
+            &stopping(),
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )
+        .ok()?;
+        let mut old = nix::sys::signal::SigSet::empty();
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&stopping()),
+            Some(&mut old),
+        )
+        .ok()?;
+        let _ = std::io::stdout().flush();
+        let forked = sys::fork();
+        // the parent's mask as it was (runtime::run blocks these itself)
+        if !matches!(forked, Ok(ForkResult::Child)) {
+            let _ = nix::sys::signal::pthread_sigmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&old),
+                None,
+            );
+        }
+        match forked.ok()? {
+            ForkResult::Parent { child } => Some(Watch {
+                pid: child,
+                done: Some(done_w),
+                said: File::from(said_r),
+            }),
+            ForkResult::Child => {
+                drop((done_w, said_r));
+                let mut said = File::from(said_w);
+                let mut stopping = false;
+                loop {
+                    let mut fds = [
+                        PollFd::new(done_r.as_fd(), PollFlags::POLLIN),
+                        PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                    ];
+                    let wait = if stopping {
+                        PollTimeout::from(50u8)
+                    } else {
+                        PollTimeout::NONE
+                    };
+                    let _ = nix::poll::poll(&mut fds, wait);
+                    let done = fds[0].revents().is_some_and(|r| !r.is_empty());
+                    let sig = fds[1].revents().is_some_and(|r| !r.is_empty());
+                    if done {
+                        sys::exit_now(0);
+                    }
+                    if sig {
+                        while let Ok(Some(_)) = sfd.read_signal() {}
+                        if !stopping {
+                            let _ = said.write_all(b"x");
+                            stopping = true;
+                        }
+                    }
+                    if stopping {
+                        kill_containers(&[parent]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the watcher; whether a stopping signal came.
+    pub(super) fn finish(mut self) -> bool {
+        drop(self.done.take());
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+        let mut b = [0u8; 1];
+        matches!((&self.said).read(&mut b), Ok(1))
+    }
+}
+
 /// Whether this process has threads besides the main one (then it must not fork).
 pub(super) fn threaded() -> bool {
     std::fs::read_dir("/proc/self/task").map_or(true, |d| d.count() != 1)

@@ -186,6 +186,14 @@ struct Stage {
 
 /// `rbox build`.
 pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> {
+    match build_all(g, o, puller) {
+        // Ctrl-C: as Podman, no message and status 1
+        Err(e) if e.is::<jobs::Interrupted>() => Ok(ExitCode::from(1)),
+        r => r,
+    }
+}
+
+fn build_all(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> {
     let context = std::fs::canonicalize(&o.context)
         .ok()
         .filter(|p| p.is_dir())
@@ -304,12 +312,7 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         jobs > 1 && needed[..last].iter().filter(|n| **n).count() > 1 && !jobs::threaded();
     let mut built = if parallel {
         let deps: Vec<Vec<usize>> = (0..stages.len()).map(|i| b.deps(&stages, i)).collect();
-        match b.stages_in_parallel(&stages, &deps, &needed, last, jobs) {
-            Ok(v) => v,
-            // as Podman: no message, status 1
-            Err(e) if e.is::<jobs::Interrupted>() => return Ok(ExitCode::from(1)),
-            Err(e) => return Err(e),
-        }
+        b.stages_in_parallel(&stages, &deps, &needed, last, jobs)?
     } else {
         Vec::new()
     };
@@ -652,6 +655,9 @@ impl Builder<'_> {
             self.say(&format!("{prefix}STEP {}/{n}: {}", k + 2, ins.original));
             let last = final_stage && k + 1 == steps.len();
             self.step(&mut st, ins, last).map_err(|e| {
+                if e.is::<jobs::Interrupted>() {
+                    return e;
+                }
                 let code = crate::exit::code_of(&e);
                 let msg = format!("building at STEP \"{}\": {e:#}", ins.original);
                 anyhow::Error::from(crate::exit::CodedError::new(code, msg))
