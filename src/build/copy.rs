@@ -256,7 +256,18 @@ fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<
         r => r,
     }
     .with_context(|| format!("create `{}`", to.display()))?;
-    io::copy(&mut src, &mut dst).with_context(|| format!("copy `{}`", from.display()))?;
+    if md.len() <= SMALL {
+        // one read and one write: io::copy would fstat both sides and call copy_file_range
+        // until it returns 0, four system calls where a COPY of a source tree has thousands
+        // of small files (the size the stat said is copied, as the layer's tar holds it)
+        let mut buf = [0u8; SMALL as usize];
+        let n = read_full(&mut src, &mut buf, md.len() as usize)
+            .with_context(|| format!("read `{}`", from.display()))?;
+        io::Write::write_all(&mut dst, &buf[..n])
+            .with_context(|| format!("write `{}`", to.display()))?;
+    } else {
+        io::copy(&mut src, &mut dst).with_context(|| format!("copy `{}`", from.display()))?;
+    }
     let (uid, gid) = attrs.owner;
     std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
         .map_err(|e| owner_error(to, attrs.owner, e))?;
@@ -267,6 +278,24 @@ fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<
     let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
     let _ = nix::sys::stat::futimens(&dst, &t, &t);
     Ok(())
+}
+
+/// Files up to this size are copied through a buffer on the stack.
+const SMALL: u64 = 16 * 1024;
+
+/// Reads until `want` bytes are in `buf` (no read to see the end when the file has the size
+/// its stat said), `buf` is full, or the end of the file.
+fn read_full(f: &mut fs::File, buf: &mut [u8], want: usize) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() && (n < want || n == 0) {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn remove_any(p: &Path) -> io::Result<()> {
