@@ -352,11 +352,14 @@ pub fn digest(src: &Source, rels: &[PathBuf], cache: Option<&FileDigests>) -> Re
 /// damaged copy only means files are read again.
 #[derive(Default)]
 pub struct FileDigests {
-    map: std::cell::RefCell<std::collections::HashMap<Vec<u8>, (Stamp, [u8; 32])>>,
+    map: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Known>>,
     /// entries added or confirmed by this build
     used: std::cell::RefCell<std::collections::HashSet<Vec<u8>>>,
     dirty: std::cell::Cell<bool>,
 }
+
+/// A file's stamp and the sha256 of its content then.
+type Known = (Stamp, [u8; 32]);
 
 /// What identifies a file's content without reading it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -69,7 +69,7 @@ impl Builder<'_> {
                         what: String::new(),
                     },
                     &[rel],
-                    o.get("from").is_none().then_some(&self.digests),
+                    (!o.contains_key("from")).then_some(&self.digests),
                 )?;
                 Ok((
                     vec![(format!("type=bind,source={},target={t},ro", src.display()), t)],

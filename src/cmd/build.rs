@@ -90,8 +90,9 @@ pub struct BuildArgs {
     /// Use only cached steps whose images were made less than DURATION ago (e.g. 10h)
     #[arg(long = "cache-ttl", value_name = "DURATION")]
     pub cache_ttl: Option<String>,
+    // boxed: `rbox image build`'s variant stays near the size of the others
     #[command(flatten)]
-    pub registry: super::pull::RegistryFlags,
+    pub registry: Box<super::pull::RegistryFlags>,
     /// The build context: a directory
     #[arg(value_name = "CONTEXT", value_hint = clap::ValueHint::DirPath)]
     pub context: Option<PathBuf>,
