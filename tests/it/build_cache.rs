@@ -361,3 +361,43 @@ fn build_cache_to_and_from_a_registry() {
         assert_eq!(out.stdout, "built\nhello\n");
     });
 }
+
+#[test]
+fn build_cache_sigint_stops_a_serial_run_step() {
+    for_each_user("build_sigint1", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\nARG TAG\nRUN sleep 60\nRUN touch /never\n",
+        );
+        let tag = format!("one-{}", unique());
+        let run = env
+            .rbox()
+            .args(["build", "--network=none", "-t", "never", "--build-arg"])
+            .arg(format!("TAG={tag}"))
+            .arg(env.path("work/ctx"))
+            .spawn();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tagged(&tag).is_empty() {
+            assert!(Instant::now() < deadline, "the RUN step did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(-run.pid().as_raw()),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let ended = exits_within(run.pid(), 30);
+        let out = run.wait();
+        assert!(ended, "the build went on after SIGINT: {out}");
+        let out = out.code_is(1);
+        assert!(!out.stderr.contains("Error"), "{out}");
+        // nothing committed, nothing left
+        assert!(!out.stdout.contains("COMMIT"), "{out}");
+        env.rbox()
+            .args(["image", "exists", "never"])
+            .output()
+            .code_is(1);
+        nothing_left(env, &tag);
+    });
+}
