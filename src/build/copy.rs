@@ -198,7 +198,8 @@ fn copy_tree(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> 
             make_dir(&to, &md, attrs)?;
             copy_tree(src, &r, &to, attrs)?;
         } else {
-            copy_into(&from, &md, &to, attrs)?;
+            // `dest` was made here, owned as `attrs` says
+            copy_into(&from, &md, &to, attrs, true)?;
         }
     }
     Ok(())
@@ -217,11 +218,19 @@ fn copy_one(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<(
     if let Some(p) = to.parent() {
         fs::create_dir_all(p).with_context(|| format!("create `{}`", p.display()))?;
     }
-    copy_into(from, md, to, attrs)
+    copy_into(from, md, to, attrs, false)
 }
 
 /// [`copy_one`] where `to`'s parent exists (a tree's walk made it).
-fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<()> {
+/// `parent_ours`: `to`'s directory was made by this COPY with the owner `attrs` says (so a
+/// new file gets its group, not a setgid directory's of the image).
+fn copy_into(
+    from: &Path,
+    md: &fs::Metadata,
+    to: &Path,
+    attrs: Attrs,
+    parent_ours: bool,
+) -> Result<()> {
     let ft = md.file_type();
     if ft.is_symlink() {
         let _ = remove_any(to);
@@ -239,12 +248,23 @@ fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<
     // One open of each side and the rest on the descriptors: a COPY of thousands of small
     // files spends its time in per-file system calls.
     let mut src = fs::File::open(from).with_context(|| format!("open `{}`", from.display()))?;
+    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+    // Created with its mode where the umask keeps it and there is no setuid, setgid or
+    // sticky bit (which a chown clears): no fchmod. Created by the owner it is to have, in
+    // a directory of that group: no fchown.
+    let plain = mode & 0o7000 == 0 && mode & umask() == 0;
+    let owned = parent_ours
+        && attrs.owner
+            == (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
     let create = || {
         use std::os::unix::fs::OpenOptionsExt;
         fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(if plain { mode } else { 0o600 })
             .custom_flags(libc::O_NOFOLLOW)
             .open(to)
     };
@@ -268,16 +288,30 @@ fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<
     } else {
         io::copy(&mut src, &mut dst).with_context(|| format!("copy `{}`", from.display()))?;
     }
-    let (uid, gid) = attrs.owner;
-    std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
-        .map_err(|e| owner_error(to, attrs.owner, e))?;
-    // after the chown, which clears setuid bits
-    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
-    dst.set_permissions(fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod `{}`", to.display()))?;
+    if !owned {
+        let (uid, gid) = attrs.owner;
+        std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
+            .map_err(|e| owner_error(to, attrs.owner, e))?;
+    }
+    if !plain {
+        // after the chown, which clears setuid bits
+        dst.set_permissions(fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod `{}`", to.display()))?;
+    }
     let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
     let _ = nix::sys::stat::futimens(&dst, &t, &t);
     Ok(())
+}
+
+/// This process's umask (read once: setting it back and forth is not for threads, and the
+/// builder's COPY runs on the main thread alone).
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        nix::sys::stat::umask(old);
+        old.bits()
+    })
 }
 
 /// Files up to this size are copied through a buffer on the stack.
