@@ -253,12 +253,7 @@ fn copy_into(
     // sticky bit (which a chown clears): no fchmod. Created by the owner it is to have, in
     // a directory of that group: no fchown.
     let plain = mode & 0o7000 == 0 && mode & umask() == 0;
-    let owned = parent_ours
-        && attrs.owner
-            == (
-                nix::unistd::geteuid().as_raw(),
-                nix::unistd::getegid().as_raw(),
-            );
+    let owned = parent_ours && attrs.owner == ids();
     let create = || {
         use std::os::unix::fs::OpenOptionsExt;
         fs::OpenOptions::new()
@@ -311,6 +306,17 @@ fn umask() -> u32 {
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
         nix::sys::stat::umask(old);
         old.bits()
+    })
+}
+
+/// This process's effective uid and gid (asked once: COPY asks for each file).
+fn ids() -> (u32, u32) {
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
     })
 }
 

@@ -168,6 +168,19 @@ fn kill_containers(pids: &[Pid]) {
     }
 }
 
+/// Whether a stopping signal waits, blocked, for this process (consumed then): once a RUN
+/// step ran, `runtime::run` leaves them blocked, so a Ctrl-C between steps (during a COPY)
+/// would otherwise wait for the next step's container, which ignores it.
+pub(super) fn interrupt_pending() -> bool {
+    let Ok(sfd) = nix::sys::signalfd::SignalFd::with_flags(
+        &stopping(),
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+    ) else {
+        return false;
+    };
+    matches!(sfd.read_signal(), Ok(Some(_)))
+}
+
 /// A watcher of Ctrl-C while this process runs a RUN step itself (the last stage, or a
 /// serial build): the step's container is relayed signals by `runtime::run`, but its command
 /// runs as PID 1 of its namespace, which ignores SIGINT and SIGTERM without a handler of its

@@ -4,7 +4,9 @@
 //! ([`crate::runtime::run`]) whose upper directory becomes the step's layer, COPY/ADD through
 //! a staging directory, the config instructions as edits of the image config with a history
 //! entry each, the step cache (keyed by the parent image, the instruction after expansion
-//! and its inputs), and the progress output Podman prints. Parsing is `parse.rs` (pure),
+//! and its inputs; a local miss looked up in the `--cache-from` repositories as the image
+//! tagged with the key's hex, each built step pushed to the `--cache-to` ones), and the
+//! progress output Podman prints. Parsing is `parse.rs` (pure),
 //! ignore rules and globs `ignore.rs` (pure), the staging of COPY/ADD `copy.rs`, RUN's
 //! container `run.rs`, storing and reading images (and `--squash`) `image.rs`; the command
 //! line is `cmd/build.rs`.
@@ -651,6 +653,9 @@ impl Builder<'_> {
         for (k, ins) in steps.iter().enumerate() {
             if self.cancel.as_ref().is_some_and(jobs::cancelled) {
                 bail!("stop: another stage failed");
+            }
+            if jobs::interrupt_pending() {
+                return Err(jobs::Interrupted(nix::sys::signal::Signal::SIGINT).into());
             }
             self.say(&format!("{prefix}STEP {}/{n}: {}", k + 2, ins.original));
             let last = final_stage && k + 1 == steps.len();
