@@ -198,7 +198,8 @@ fn copy_tree(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> 
             make_dir(&to, &md, attrs)?;
             copy_tree(src, &r, &to, attrs)?;
         } else {
-            copy_into(&from, &md, &to, attrs)?;
+            // `dest` was made here, owned as `attrs` says
+            copy_into(&from, &md, &to, attrs, true)?;
         }
     }
     Ok(())
@@ -217,11 +218,19 @@ fn copy_one(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<(
     if let Some(p) = to.parent() {
         fs::create_dir_all(p).with_context(|| format!("create `{}`", p.display()))?;
     }
-    copy_into(from, md, to, attrs)
+    copy_into(from, md, to, attrs, false)
 }
 
 /// [`copy_one`] where `to`'s parent exists (a tree's walk made it).
-fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<()> {
+/// `parent_ours`: `to`'s directory was made by this COPY with the owner `attrs` says (so a
+/// new file gets its group, not a setgid directory's of the image).
+fn copy_into(
+    from: &Path,
+    md: &fs::Metadata,
+    to: &Path,
+    attrs: Attrs,
+    parent_ours: bool,
+) -> Result<()> {
     let ft = md.file_type();
     if ft.is_symlink() {
         let _ = remove_any(to);
@@ -239,12 +248,18 @@ fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<
     // One open of each side and the rest on the descriptors: a COPY of thousands of small
     // files spends its time in per-file system calls.
     let mut src = fs::File::open(from).with_context(|| format!("open `{}`", from.display()))?;
+    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
+    // Created with its mode where the umask keeps it and there is no setuid, setgid or
+    // sticky bit (which a chown clears): no fchmod. Created by the owner it is to have, in
+    // a directory of that group: no fchown.
+    let plain = mode & 0o7000 == 0 && mode & umask() == 0;
+    let owned = parent_ours && attrs.owner == ids();
     let create = || {
         use std::os::unix::fs::OpenOptionsExt;
         fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(if plain { mode } else { 0o600 })
             .custom_flags(libc::O_NOFOLLOW)
             .open(to)
     };
@@ -256,17 +271,71 @@ fn copy_into(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<
         r => r,
     }
     .with_context(|| format!("create `{}`", to.display()))?;
-    io::copy(&mut src, &mut dst).with_context(|| format!("copy `{}`", from.display()))?;
-    let (uid, gid) = attrs.owner;
-    std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
-        .map_err(|e| owner_error(to, attrs.owner, e))?;
-    // after the chown, which clears setuid bits
-    let mode = attrs.mode.unwrap_or(md.mode() & 0o7777);
-    dst.set_permissions(fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod `{}`", to.display()))?;
+    if md.len() <= SMALL {
+        // one read and one write: io::copy would fstat both sides and call copy_file_range
+        // until it returns 0, four system calls where a COPY of a source tree has thousands
+        // of small files (the size the stat said is copied, as the layer's tar holds it)
+        let mut buf = [0u8; SMALL as usize];
+        let n = read_full(&mut src, &mut buf, md.len() as usize)
+            .with_context(|| format!("read `{}`", from.display()))?;
+        io::Write::write_all(&mut dst, &buf[..n])
+            .with_context(|| format!("write `{}`", to.display()))?;
+    } else {
+        io::copy(&mut src, &mut dst).with_context(|| format!("copy `{}`", from.display()))?;
+    }
+    if !owned {
+        let (uid, gid) = attrs.owner;
+        std::os::unix::fs::fchown(&dst, Some(uid), Some(gid))
+            .map_err(|e| owner_error(to, attrs.owner, e))?;
+    }
+    if !plain {
+        // after the chown, which clears setuid bits
+        dst.set_permissions(fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod `{}`", to.display()))?;
+    }
     let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
     let _ = nix::sys::stat::futimens(&dst, &t, &t);
     Ok(())
+}
+
+/// This process's umask (read once: setting it back and forth is not for threads, and the
+/// builder's COPY runs on the main thread alone).
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        nix::sys::stat::umask(old);
+        old.bits()
+    })
+}
+
+/// This process's effective uid and gid (asked once: COPY asks for each file).
+fn ids() -> (u32, u32) {
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    })
+}
+
+/// Files up to this size are copied through a buffer on the stack.
+const SMALL: u64 = 16 * 1024;
+
+/// Reads until `want` bytes are in `buf` (no read to see the end when the file has the size
+/// its stat said), `buf` is full, or the end of the file.
+fn read_full(f: &mut fs::File, buf: &mut [u8], want: usize) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() && (n < want || n == 0) {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn remove_any(p: &Path) -> io::Result<()> {
@@ -304,15 +373,185 @@ fn owner_error(p: &Path, owner: (u32, u32), e: io::Error) -> anyhow::Error {
 
 /// The content digest of the sources `rels` (paths, types, modes, link targets and file
 /// contents, ignored entries left out): what keys a COPY step in the cache.
-pub fn digest(src: &Source, rels: &[PathBuf]) -> Result<String> {
+/// A regular file's content enters as its own sha256, which `cache` (when given) remembers
+/// by the file's identity, so that a rebuild reads only the files changed since.
+pub fn digest(src: &Source, rels: &[PathBuf], cache: Option<&FileDigests>) -> Result<String> {
     let mut h = Sha256::new();
     for r in rels {
-        hash_entry(src, r, &mut h)?;
+        hash_entry(src, r, &mut h, cache)?;
     }
     Ok(hex::encode(h.finalize()))
 }
 
-fn hash_entry(src: &Source, rel: &Path, h: &mut Sha256) -> Result<()> {
+/// The content digests of files read by earlier builds, by path, each valid while the file
+/// keeps its identity: device, inode, size, mtime and ctime (any write, `touch`, chmod or
+/// rename-over changes the ctime, which no one can set back: `touch -r` restores the mtime
+/// only). A file changed within [`RACY_NS`] of being hashed is not remembered: the kernel
+/// stamps files from a coarse clock (one tick: 1 to 10 ms), so a second write in the same
+/// tick could leave the stamp unchanged (git's "racily clean" entries). Kept in the store (`build-cache/file-digests`); a lost or
+/// damaged copy only means files are read again.
+#[derive(Default)]
+pub struct FileDigests {
+    map: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Known>>,
+    /// entries added or confirmed by this build
+    used: std::cell::RefCell<std::collections::HashSet<Vec<u8>>>,
+    dirty: std::cell::Cell<bool>,
+}
+
+/// A file's stamp and the sha256 of its content then.
+type Known = (Stamp, [u8; 32]);
+
+/// What identifies a file's content without reading it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(md: &fs::Metadata) -> Stamp {
+        Stamp {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+}
+
+/// The store note [`FileDigests`] are kept in.
+pub const DIGESTS_NOTE: &str = "file-digests";
+
+/// How recent a change must not be for its digest to be remembered (ns): several ticks.
+const RACY_NS: i128 = 100_000_000;
+/// Entries kept at most; past that only the ones this build used are written back.
+const MAX_ENTRIES: usize = 200_000;
+const ENTRY_FIXED: usize = 4 + 8 * 7 + 32;
+
+impl FileDigests {
+    /// Reads the form [`FileDigests::encode`] writes; what does not parse is dropped.
+    pub fn decode(b: &[u8]) -> FileDigests {
+        let d = FileDigests::default();
+        let mut map = d.map.borrow_mut();
+        let mut i = 0;
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        while i + ENTRY_FIXED <= b.len() {
+            let n = u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as usize;
+            if i + ENTRY_FIXED + n > b.len() {
+                break;
+            }
+            let f = i + 4;
+            let st = Stamp {
+                dev: u64_at(f),
+                ino: u64_at(f + 8),
+                size: u64_at(f + 16),
+                mtime: (u64_at(f + 24) as i64, u64_at(f + 32) as i64),
+                ctime: (u64_at(f + 40) as i64, u64_at(f + 48) as i64),
+            };
+            let mut dg = [0u8; 32];
+            dg.copy_from_slice(&b[f + 56..f + 88]);
+            map.insert(b[f + 88..f + 88 + n].to_vec(), (st, dg));
+            i = f + 88 + n;
+        }
+        drop(map);
+        d
+    }
+
+    /// Entries as (path length, stamp, digest, path) records, little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let map = self.map.borrow();
+        let used = self.used.borrow();
+        let mut out = Vec::new();
+        let keep_all = map.len() <= MAX_ENTRIES;
+        for (p, (st, dg)) in map.iter() {
+            if !keep_all && !used.contains(p) {
+                continue;
+            }
+            out.extend((p.len() as u32).to_le_bytes());
+            for v in [
+                st.dev,
+                st.ino,
+                st.size,
+                st.mtime.0 as u64,
+                st.mtime.1 as u64,
+                st.ctime.0 as u64,
+                st.ctime.1 as u64,
+            ] {
+                out.extend(v.to_le_bytes());
+            }
+            out.extend(dg);
+            out.extend(p);
+        }
+        out
+    }
+
+    /// Whether entries were added since it was read.
+    pub fn dirty(&self) -> bool {
+        self.dirty.get()
+    }
+
+    /// After a write-back: nothing new since.
+    pub fn mark_saved(&self) {
+        self.dirty.set(false);
+    }
+
+    /// Entries of `other` that this one lacks (another build's, written meanwhile).
+    pub fn merge_from(&self, other: FileDigests) {
+        let mut map = self.map.borrow_mut();
+        for (k, v) in other.map.into_inner() {
+            map.entry(k).or_insert(v);
+        }
+    }
+
+    /// The sha256 of the regular file `p` (whose metadata is `md`), from the cache when its
+    /// stamp is unchanged, else read.
+    pub fn file(&self, p: &Path, md: &fs::Metadata) -> Result<[u8; 32]> {
+        let key = p.as_os_str().as_encoded_bytes().to_vec();
+        let st = Stamp::of(md);
+        if let Some((s, d)) = self.map.borrow().get(&key) {
+            if *s == st {
+                self.used.borrow_mut().insert(key);
+                return Ok(*d);
+            }
+        }
+        let d = file_sha256(p)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_nanos() as i128);
+        let ns = |(s, n): (i64, i64)| s as i128 * 1_000_000_000 + n as i128;
+        let mut map = self.map.borrow_mut();
+        if ns(st.ctime).max(ns(st.mtime)) + RACY_NS < now {
+            map.insert(key.clone(), (st, d));
+            self.used.borrow_mut().insert(key);
+            self.dirty.set(true);
+        } else if map.remove(&key).is_some() {
+            self.dirty.set(true);
+        }
+        Ok(d)
+    }
+}
+
+fn file_sha256(p: &Path) -> Result<[u8; 32]> {
+    let mut f = fs::File::open(p).with_context(|| format!("open `{}`", p.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("read `{}`", p.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+fn hash_entry(src: &Source, rel: &Path, h: &mut Sha256, cache: Option<&FileDigests>) -> Result<()> {
     let p = src.root.join(rel);
     let md = fs::symlink_metadata(&p).with_context(|| format!("stat `{}`", p.display()))?;
     h.update(rel.as_os_str().as_encoded_bytes());
@@ -323,15 +562,11 @@ fn hash_entry(src: &Source, rel: &Path, h: &mut Sha256) -> Result<()> {
         h.update(fs::read_link(&p)?.as_os_str().as_encoded_bytes());
     } else if ft.is_file() {
         h.update(md.len().to_le_bytes());
-        let mut f = fs::File::open(&p).with_context(|| format!("open `{}`", p.display()))?;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        let d = match cache {
+            Some(c) => c.file(&p, &md)?,
+            None => file_sha256(&p)?,
+        };
+        h.update(d);
     } else if ft.is_dir() {
         let mut names: Vec<_> = fs::read_dir(&p)?.flatten().map(|e| e.file_name()).collect();
         names.sort();
@@ -340,7 +575,7 @@ fn hash_entry(src: &Source, rel: &Path, h: &mut Sha256) -> Result<()> {
             if src.ignore.is_some_and(|i| i.excludes(&r.to_string_lossy())) {
                 continue;
             }
-            hash_entry(src, &r, h)?;
+            hash_entry(src, &r, h, cache)?;
         }
     }
     h.update([1]);
@@ -705,6 +940,64 @@ fn image_names(layers: &[PathBuf], rel: &Path) -> Vec<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache entry of `p` as it is now, claiming the digest `claimed`.
+    fn entry(p: &Path, claimed: [u8; 32]) -> FileDigests {
+        let d = FileDigests::default();
+        let st = Stamp::of(&fs::symlink_metadata(p).unwrap());
+        d.map
+            .borrow_mut()
+            .insert(p.as_os_str().as_encoded_bytes().to_vec(), (st, claimed));
+        FileDigests::decode(&d.encode())
+    }
+
+    #[test]
+    fn file_digests_hold_while_the_stamp_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, "aaaa").unwrap();
+        let real: [u8; 32] = Sha256::digest(b"aaaa").into();
+        // an unchanged stamp: the remembered digest, the file not read
+        let c = entry(&f, [7; 32]);
+        assert_eq!(
+            c.file(&f, &fs::symlink_metadata(&f).unwrap()).unwrap(),
+            [7; 32]
+        );
+        // the same size and mtime set back (`touch -r`), other content: the ctime differs
+        let md = fs::symlink_metadata(&f).unwrap();
+        let c = entry(&f, real);
+        let before = (md.ctime(), md.ctime_nsec());
+        loop {
+            fs::write(&f, "bbbb").unwrap();
+            let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &f,
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .unwrap();
+            // the coarse clock may not have ticked yet: write again until the stamp moves
+            let m = fs::symlink_metadata(&f).unwrap();
+            if (m.ctime(), m.ctime_nsec()) != before {
+                break;
+            }
+        }
+        let now = fs::symlink_metadata(&f).unwrap();
+        assert_eq!((now.len(), now.mtime_nsec()), (md.len(), md.mtime_nsec()));
+        assert_eq!(
+            c.file(&f, &now).unwrap(),
+            <[u8; 32]>::from(Sha256::digest(b"bbbb"))
+        );
+        // a file changed a moment ago is not remembered (racily clean)
+        assert!(!c.dirty() || c.encode().is_empty());
+        // what does not parse is dropped, not an error
+        assert!(FileDigests::decode(b"\x05\x00garbage")
+            .map
+            .borrow()
+            .is_empty());
+    }
 
     #[test]
     fn sources_resolve_inside_their_root() {

@@ -10,9 +10,12 @@
 //! stdout live, later ones are buffered and printed when their turn comes, so the lines are
 //! the ones a `--jobs 1` build prints, in the same order (stderr passes straight through).
 //! The first stage that fails stops the build: no new stage starts, the running ones stop
-//! before their next step (a step under way finishes, so nothing is left half-written), and
-//! the build ends with the failed stage's error and exit code. The last stage runs in the
-//! invocation itself (`mod.rs`), after the stages it needs.
+//! before their next step, a RUN step under way is cut short (its container killed: see
+//! [`kill_containers`]; its stage process then removes it and its staging as after any failed
+//! step, so nothing is left behind), and the build ends with the failed stage's error and
+//! exit code. SIGINT, SIGTERM or SIGHUP (Ctrl-C sends SIGINT to the whole process group) stop
+//! the stages the same way; the build then exits 1 without a message, as Podman's does. The
+//! last stage runs in the invocation itself (`mod.rs`), after the stages it needs.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -83,6 +86,19 @@ impl Outcome {
     }
 }
 
+/// Puts the signal mask back as it was.
+struct Restore(nix::sys::signal::SigSet);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&self.0),
+            None,
+        );
+    }
+}
+
 /// A stage process under way.
 struct Running {
     stage: usize,
@@ -90,6 +106,176 @@ struct Running {
     out: File,
     res: File,
     buf: Vec<u8>,
+}
+
+/// The build stopped on a signal: exit 1 quietly, as `podman build` does on Ctrl-C.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {0}")]
+pub(super) struct Interrupted(pub(super) nix::sys::signal::Signal);
+
+/// The signals that stop a parallel build.
+fn stopping() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut s = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        s.add(sig);
+    }
+    s
+}
+
+/// SIGKILLs the containers the stage processes `pids` run: their descendants in another pid
+/// namespace than ours (a container's init; its namespace dies with it), found in /proc.
+/// Their other descendants (rbox's own helpers) are left to the stage process, which tears
+/// its container down as after any failed RUN. A container started after the scan is caught
+/// by the next one (the caller scans until the stages have ended).
+fn kill_containers(pids: &[Pid]) {
+    let Ok(ours) = std::fs::read_link("/proc/self/ns/pid") else {
+        return;
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    // parent -> children, from /proc/PID/stat (the ppid follows the parenthesised name)
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = Default::default();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(pp) = ppid {
+            children.entry(pp).or_default().push(pid);
+        }
+    }
+    let mut todo: Vec<i32> = pids
+        .iter()
+        .flat_map(|p| children.get(&p.as_raw()).cloned().unwrap_or_default())
+        .collect();
+    while let Some(pid) = todo.pop() {
+        match std::fs::read_link(format!("/proc/{pid}/ns/pid")) {
+            Ok(ns) if ns == ours => todo.extend(children.get(&pid).cloned().unwrap_or_default()),
+            // gone meanwhile
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Whether a stopping signal waits, blocked, for this process (consumed then): once a RUN
+/// step ran, `runtime::run` leaves them blocked, so a Ctrl-C between steps (during a COPY)
+/// would otherwise wait for the next step's container, which ignores it.
+pub(super) fn interrupt_pending() -> bool {
+    let Ok(sfd) = nix::sys::signalfd::SignalFd::with_flags(
+        &stopping(),
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+    ) else {
+        return false;
+    };
+    matches!(sfd.read_signal(), Ok(Some(_)))
+}
+
+/// A watcher of Ctrl-C while this process runs a RUN step itself (the last stage, or a
+/// serial build): the step's container is relayed signals by `runtime::run`, but its command
+/// runs as PID 1 of its namespace, which ignores SIGINT and SIGTERM without a handler of its
+/// own, so the build would carry on (and commit) after Ctrl-C. The watcher is a forked
+/// process in the same process group: on SIGINT, SIGTERM or SIGHUP it kills the step's
+/// container (as [`kill_containers`]) until the step returns, and says so on a pipe; the
+/// step then ends as [`Interrupted`], its container and staging removed as after any
+/// failure.
+pub(super) struct Watch {
+    pid: Pid,
+    /// closed when the step is over: the watcher exits
+    done: Option<OwnedFd>,
+    /// a byte from the watcher: a stopping signal came
+    said: File,
+}
+
+impl Watch {
+    /// Starts the watcher; `None` where this process may not fork (threads) or cannot.
+    pub(super) fn start() -> Option<Watch> {
+        if threaded() {
+            return None;
+        }
+        let parent = nix::unistd::getpid();
+        let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+        let (said_r, said_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+        let sfd = nix::sys::signalfd::SignalFd::with_flags(
+            &stopping(),
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )
+        .ok()?;
+        let mut old = nix::sys::signal::SigSet::empty();
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&stopping()),
+            Some(&mut old),
+        )
+        .ok()?;
+        let _ = std::io::stdout().flush();
+        let forked = sys::fork();
+        // the parent's mask as it was (runtime::run blocks these itself)
+        if !matches!(forked, Ok(ForkResult::Child)) {
+            let _ = nix::sys::signal::pthread_sigmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&old),
+                None,
+            );
+        }
+        match forked.ok()? {
+            ForkResult::Parent { child } => Some(Watch {
+                pid: child,
+                done: Some(done_w),
+                said: File::from(said_r),
+            }),
+            ForkResult::Child => {
+                drop((done_w, said_r));
+                let mut said = File::from(said_w);
+                let mut stopping = false;
+                loop {
+                    let mut fds = [
+                        PollFd::new(done_r.as_fd(), PollFlags::POLLIN),
+                        PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                    ];
+                    let wait = if stopping {
+                        PollTimeout::from(50u8)
+                    } else {
+                        PollTimeout::NONE
+                    };
+                    let _ = nix::poll::poll(&mut fds, wait);
+                    let done = fds[0].revents().is_some_and(|r| !r.is_empty());
+                    let sig = fds[1].revents().is_some_and(|r| !r.is_empty());
+                    if done {
+                        sys::exit_now(0);
+                    }
+                    if sig {
+                        while let Ok(Some(_)) = sfd.read_signal() {}
+                        if !stopping {
+                            let _ = said.write_all(b"x");
+                            stopping = true;
+                        }
+                    }
+                    if stopping {
+                        kill_containers(&[parent]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the watcher; whether a stopping signal came.
+    pub(super) fn finish(mut self) -> bool {
+        drop(self.done.take());
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+        let mut b = [0u8; 1];
+        matches!((&self.said).read(&mut b), Ok(1))
+    }
 }
 
 /// Whether this process has threads besides the main one (then it must not fork).
@@ -129,6 +315,20 @@ impl Builder<'_> {
         let mut head = 0usize;
         let scratch = self.scratch_img()?;
         let out = std::io::stdout();
+        // the stopping signals come from a descriptor while the stages run; the stage
+        // processes inherit them blocked (a RUN's container gets a clean mask) and leave
+        // stopping to this process
+        let mut old_mask = nix::sys::signal::SigSet::empty();
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&stopping()),
+            Some(&mut old_mask),
+        )?;
+        let restore = Restore(old_mask);
+        let sfd = nix::sys::signalfd::SignalFd::with_flags(
+            &stopping(),
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )?;
         loop {
             while failed.is_none() && running.len() < jobs {
                 let Some(&i) = todo.iter().find(|&&i| {
@@ -157,12 +357,22 @@ impl Builder<'_> {
             if running.is_empty() {
                 break;
             }
+            if failed.is_some() {
+                // stopping: cut the RUN steps under way short, again until the stages end
+                kill_containers(&running.iter().map(|r| r.pid).collect::<Vec<_>>());
+            }
             let ready: Vec<bool> = {
                 let mut fds: Vec<PollFd> = running
                     .iter()
                     .map(|r| PollFd::new(r.out.as_fd(), PollFlags::POLLIN))
                     .collect();
-                match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
+                let wait = if failed.is_some() {
+                    PollTimeout::from(50u8)
+                } else {
+                    PollTimeout::NONE
+                };
+                match nix::poll::poll(&mut fds, wait) {
                     Err(nix::errno::Errno::EINTR) => continue,
                     r => r.map_err(|e| anyhow!("wait for the build stages: {e}"))?,
                 };
@@ -170,6 +380,14 @@ impl Builder<'_> {
                     .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                     .collect()
             };
+            if ready.last() == Some(&true) {
+                while let Ok(Some(info)) = sfd.read_signal() {
+                    if let Ok(sig) = nix::sys::signal::Signal::try_from(info.ssi_signo as i32) {
+                        failed.get_or_insert(Interrupted(sig).into());
+                    }
+                }
+                cancel_w = None;
+            }
             let mut k = 0;
             let mut ready = ready.into_iter();
             while k < running.len() {
@@ -251,6 +469,8 @@ impl Builder<'_> {
             }
         }
         drop(cancel_w);
+        drop(sfd);
+        drop(restore);
         // a failure: what the other stages printed, in order, then the error
         for b in finished.into_iter().flatten() {
             let _ = out.lock().write_all(&b);

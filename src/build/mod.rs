@@ -4,7 +4,9 @@
 //! ([`crate::runtime::run`]) whose upper directory becomes the step's layer, COPY/ADD through
 //! a staging directory, the config instructions as edits of the image config with a history
 //! entry each, the step cache (keyed by the parent image, the instruction after expansion
-//! and its inputs), and the progress output Podman prints. Parsing is `parse.rs` (pure),
+//! and its inputs; a local miss looked up in the `--cache-from` repositories as the image
+//! tagged with the key's hex, each built step pushed to the `--cache-to` ones), and the
+//! progress output Podman prints. Parsing is `parse.rs` (pure),
 //! ignore rules and globs `ignore.rs` (pure), the staging of COPY/ADD `copy.rs`, RUN's
 //! container `run.rs`, storing and reading images (and `--squash`) `image.rs`; the command
 //! line is `cmd/build.rs`.
@@ -61,6 +63,14 @@ pub struct Options {
     pub squash_all: bool,
     /// `--jobs`: how many stages build at the same time (0: no limit)
     pub jobs: usize,
+    /// `--cache-from`: repositories to look missed steps up in (tag: the key's hex)
+    pub cache_from: Vec<String>,
+    /// `--cache-to`: repositories each built step's image is pushed to
+    pub cache_to: Vec<String>,
+    /// `--cache-ttl`: cached steps older than this are missed
+    pub cache_ttl: Option<std::time::Duration>,
+    /// `--tls-verify`, `--cert-dir`, `--authfile`, `--creds`: for FROM pulls and the cache
+    pub transport: rbox_registry::TransportOptions,
 }
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -163,6 +173,8 @@ struct Builder<'a> {
     consumed: std::collections::BTreeSet<String>,
     /// in a stage's own process (`jobs.rs`): readable once the build is to stop
     cancel: Option<std::os::fd::OwnedFd>,
+    /// the content digests of context files, kept between builds
+    digests: copy::FileDigests,
 }
 
 /// Per-stage state.
@@ -176,6 +188,14 @@ struct Stage {
 
 /// `rbox build`.
 pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> {
+    match build_all(g, o, puller) {
+        // Ctrl-C: as Podman, no message and status 1
+        Err(e) if e.is::<jobs::Interrupted>() => Ok(ExitCode::from(1)),
+        r => r,
+    }
+}
+
+fn build_all(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> {
     let context = std::fs::canonicalize(&o.context)
         .ok()
         .filter(|p| p.is_dir())
@@ -276,7 +296,13 @@ pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         secrets: run::secrets(&o.secrets)?,
         consumed: std::collections::BTreeSet::new(),
         cancel: None,
+        digests: Default::default(),
     };
+    b.digests = copy::FileDigests::decode(
+        &b.store
+            .build_cache_note(copy::DIGESTS_NOTE)
+            .unwrap_or_default(),
+    );
     b.consumed.extend(b.global_args.keys().cloned());
     let needed = b.needed(&stages, last);
     let total = last + 1;
@@ -492,9 +518,76 @@ impl Builder<'_> {
         let opts = rbox_registry::PullOptions {
             platform,
             policy,
+            transport: self.o.transport.clone(),
             ..Default::default()
         };
         self.puller.pull(&self.store, name, &opts)
+    }
+
+    /// Whether the cached image `id` is young enough for `--cache-ttl`.
+    fn fresh(&self, id: &Digest) -> bool {
+        let Some(ttl) = self.o.cache_ttl else {
+            return true;
+        };
+        let created = self
+            .store
+            .lookup_image(&id.to_string())
+            .ok()
+            .and_then(|r| r.created)
+            .and_then(|c| humantime::parse_rfc3339_weak(&c).ok());
+        created.is_some_and(|c| c.elapsed().map_or(true, |age| age < ttl))
+    }
+
+    /// A step missing from the local cache, from the `--cache-from` repositories: the image
+    /// tagged with the key's hex, pulled (quietly, as Podman says only where from) and
+    /// recorded in the local cache. Any failure is a miss.
+    fn cache_pull(&self, key: &Digest) -> Option<Digest> {
+        for repo in &self.o.cache_from {
+            let name = format!("{repo}:{}", key.hex());
+            let opts = rbox_registry::PullOptions {
+                policy: rbox_registry::PullPolicy::Missing,
+                transport: self.o.transport.clone(),
+                // no threads: RUN steps clone containers from this process
+                jobs: 1,
+                ..Default::default()
+            };
+            match rbox_registry::pull(&self.store, &name, &opts, &rbox_registry::NoProgress) {
+                Ok(rec) if self.fresh(&rec.id) => {
+                    self.say(&format!("--> Cache pulled from remote {name}"));
+                    if let Err(e) = self.store.build_cache_put(key, &rec.id) {
+                        tracing::debug!("record the cache entry of `{name}`: {e}");
+                    }
+                    return Some(rec.id);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("look the step up as `{name}`: {e}"),
+            }
+        }
+        None
+    }
+
+    /// Pushes the image `id` a step built to the `--cache-to` repositories, tagged with the
+    /// key's hex; a failure is a warning (the build itself went well).
+    fn cache_push(&self, key: &Digest, id: &Digest) {
+        for repo in &self.o.cache_to {
+            let dest = format!("{repo}:{}", key.hex());
+            self.say(&format!("--> Pushing cache {dest}"));
+            let opts = rbox_registry::PushOptions {
+                transport: self.o.transport.clone(),
+                jobs: 1,
+                ..Default::default()
+            };
+            let pushed = rbox_registry::push(
+                &self.store,
+                &id.to_string(),
+                Some(&dest),
+                &opts,
+                &rbox_registry::NoProgress,
+            );
+            if let Err(e) = pushed {
+                tracing::warn!("push the cache of the step to `{dest}`: {e}");
+            }
+        }
     }
 
     /// Runs a stage; returns its image and how many layers its base had.
@@ -561,9 +654,15 @@ impl Builder<'_> {
             if self.cancel.as_ref().is_some_and(jobs::cancelled) {
                 bail!("stop: another stage failed");
             }
+            if jobs::interrupt_pending() {
+                return Err(jobs::Interrupted(nix::sys::signal::Signal::SIGINT).into());
+            }
             self.say(&format!("{prefix}STEP {}/{n}: {}", k + 2, ins.original));
             let last = final_stage && k + 1 == steps.len();
             self.step(&mut st, ins, last).map_err(|e| {
+                if e.is::<jobs::Interrupted>() {
+                    return e;
+                }
                 let code = crate::exit::code_of(&e);
                 let msg = format!("building at STEP \"{}\": {e:#}", ins.original);
                 anyhow::Error::from(crate::exit::CodedError::new(code, msg))
@@ -636,7 +735,12 @@ impl Builder<'_> {
         let key = Digest::from_hex(&hex::encode(h.finalize())).expect("sha256 hex");
         let use_cache = self.o.layers && !self.o.no_cache;
         if use_cache {
-            if let Some(id) = self.store.build_cache_get(&key) {
+            let hit = self
+                .store
+                .build_cache_get(&key)
+                .filter(|id| self.fresh(id))
+                .or_else(|| self.cache_pull(&key));
+            if let Some(id) = hit {
                 let rec = self.store.lookup_image(&id.to_string())?;
                 self.say(&format!("--> Using cache {}", id.hex()));
                 st.img = self.load(&rec, short(&id)[..11].to_string())?;
@@ -665,6 +769,7 @@ impl Builder<'_> {
         st.img.shown = id.hex()[..12].to_string();
         if self.o.layers {
             self.store.build_cache_put(&key, &id)?;
+            self.cache_push(&key, &id);
         }
         if !last {
             self.say(&format!("--> {}", short(&id)));
@@ -1063,6 +1168,7 @@ impl Builder<'_> {
                 h.update(copy::digest(
                     &src,
                     &[PathBuf::from(format!("{}", urls.len()))],
+                    None,
                 )?);
                 urls.push((name, file));
                 continue;
@@ -1080,7 +1186,8 @@ impl Builder<'_> {
                 },
             };
             let rels = copy::resolve(&src, w)?;
-            h.update(copy::digest(&src, &rels)?);
+            let cache = root.is_none().then_some(&self.digests);
+            h.update(copy::digest(&src, &rels, cache)?);
             sources.push((root.clone(), rels));
         }
         for (n, body) in &inline {
@@ -1088,6 +1195,7 @@ impl Builder<'_> {
             h.update(body.as_bytes());
         }
         h.update(format!("{:?}{:?}{dest_is_dir}", attrs.owner, attrs.mode));
+        self.save_digests();
         let digest = hex::encode(h.finalize());
         let kind = if words.len() + inline.len() == 1 && !dest_is_dir {
             "file"
@@ -1109,6 +1217,24 @@ impl Builder<'_> {
             digest,
             shown,
         ))
+    }
+
+    /// Writes the context file digests back when this build learnt new ones (merged with
+    /// what other builds wrote meanwhile); a failure only costs a re-read next time.
+    fn save_digests(&self) {
+        if !self.digests.dirty() {
+            return;
+        }
+        if let Some(b) = self.store.build_cache_note(copy::DIGESTS_NOTE) {
+            self.digests.merge_from(copy::FileDigests::decode(&b));
+        }
+        match self
+            .store
+            .build_cache_set_note(copy::DIGESTS_NOTE, &self.digests.encode())
+        {
+            Ok(()) => self.digests.mark_saved(),
+            Err(e) => tracing::debug!("keep the context file digests: {e}"),
+        }
     }
 
     /// The root directory of a stage's or image's filesystem, for COPY --from: its layers

@@ -69,6 +69,7 @@ impl Builder<'_> {
                         what: String::new(),
                     },
                     &[rel],
+                    (!o.contains_key("from")).then_some(&self.digests),
                 )?;
                 Ok((
                     vec![(format!("type=bind,source={},target={t},ro", src.display()), t)],
@@ -172,7 +173,14 @@ impl Builder<'_> {
             } else {
                 None
             };
-            runtime::run(self.g, opts, self.puller, true)
+            // Ctrl-C: the watcher kills the container, the step ends as interrupted
+            let watch = super::jobs::Watch::start();
+            let ran = runtime::run(self.g, opts, self.puller, true);
+            if watch.is_some_and(super::jobs::Watch::finish) {
+                Err(super::jobs::Interrupted(nix::sys::signal::Signal::SIGINT).into())
+            } else {
+                ran
+            }
         };
         // the container goes, whatever happened (it exists once its id file has the id)
         let id = std::fs::read_to_string(&cidfile).unwrap_or_default();

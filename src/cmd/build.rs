@@ -79,6 +79,20 @@ pub struct BuildArgs {
     /// number of CPUs (Podman's is 1). The output is the same as one at a time
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Repository to look a step missing from the local cache up in (its intermediate
+    /// image, tagged with the step's cache key); repeatable
+    #[arg(long = "cache-from", value_name = "REPO")]
+    pub cache_from: Vec<String>,
+    /// Repository to push the intermediate image of each step built to, tagged with the
+    /// step's cache key; repeatable
+    #[arg(long = "cache-to", value_name = "REPO")]
+    pub cache_to: Vec<String>,
+    /// Use only cached steps whose images were made less than DURATION ago (e.g. 10h)
+    #[arg(long = "cache-ttl", value_name = "DURATION")]
+    pub cache_ttl: Option<String>,
+    // boxed: `rbox image build`'s variant stays near the size of the others
+    #[command(flatten)]
+    pub registry: Box<super::pull::RegistryFlags>,
     /// The build context: a directory
     #[arg(value_name = "CONTEXT", value_hint = clap::ValueHint::DirPath)]
     pub context: Option<PathBuf>,
@@ -107,7 +121,20 @@ pub fn run(g: &Context, a: BuildArgs) -> Result<ExitCode> {
             a.file.len()
         );
     }
+    let cache_ttl = a
+        .cache_ttl
+        .as_deref()
+        .map(|t| {
+            humantime::parse_duration(t)
+                .map_err(|e| anyhow::anyhow!("invalid --cache-ttl `{t}`: {e}"))
+        })
+        .transpose()?;
+    let transport = a.registry.transport()?;
     let o = build::Options {
+        cache_from: a.cache_from,
+        cache_to: a.cache_to,
+        cache_ttl,
+        transport,
         file: a.file.into_iter().next(),
         context: a.context.unwrap_or_else(|| PathBuf::from(".")),
         tags: a.tag,

@@ -47,6 +47,19 @@ impl Store {
         self.write_atomic(&p, image.hex().as_bytes())
     }
 
+    /// The note `name` the builder keeps in `build-cache/notes/` (such as the digests of
+    /// context files it read), if there is one.
+    pub fn build_cache_note(&self, name: &str) -> Option<Vec<u8>> {
+        fs::read(self.root().join("build-cache/notes").join(name)).ok()
+    }
+
+    /// Replaces the note `name` (atomically: readers see the old or the new one).
+    pub fn build_cache_set_note(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let dir = self.root().join("build-cache/notes");
+        fs::create_dir_all(&dir).ctx(|| format!("create {}", bt(&dir)))?;
+        self.write_atomic(&dir.join(name), bytes)
+    }
+
     /// The directory of the `RUN --mount=type=cache` of this id (`build-cache/mounts/<hex of
     /// the id's sha256>`), made when missing; kept across builds.
     pub fn build_cache_mount(&self, id: &str) -> Result<PathBuf> {

@@ -31,6 +31,8 @@
 //!                             not yet committed into an image, so `rmi` elsewhere keeps it)
 //! build-cache/<key-hex>     the image id a cached build step produced (`build_cache.rs`)
 //! build-cache/mounts/<hex>  the directories of `RUN --mount=type=cache`, by their id's digest
+//! build-cache/notes/<name>  what the builder remembers between builds (`file-digests`: the
+//!                             content digests of context files by path and stamp)
 //! tmp/                        staging on the same filesystem; entries are `<pid>.<starttime>.<n>.<what>`
 //!                             and entries of dead processes are removed by the next write
 //! tmp/<stamp>.overlay-probe/  the overlay probe's scratch: l/ u/ w/ (lower, upper, work) and m/

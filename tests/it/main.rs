@@ -7,6 +7,7 @@ mod util;
 
 mod build;
 mod build2;
+mod build_cache;
 mod cdi;
 mod cgroups;
 mod cli_compat;
