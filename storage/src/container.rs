@@ -247,51 +247,22 @@ impl Store {
         }
         let path = tmp.path.clone();
         tmp.keep();
-        Ok(Some(Detached {
-            path,
-            adopted: false,
-        }))
-    }
-
-    /// Takes over what [`Store::detach_container_dir`] moved away, in a process that is
-    /// not the one that detached it (a child left to delete it after its parent exits): the
-    /// entry is renamed to this process's stamp in `tmp/deleting/`, so that other
-    /// invocations' sweeps of `tmp/` leave it to this one.
-    ///
-    /// Why apart from `tmp/`: removing a directory can hold its parent's lock for
-    /// milliseconds (ext4 mounted with `discard` and no journal discards the freed block
-    /// before rmdir(2) returns; 2-6 ms each here), and every container's creation makes and
-    /// renames its directory in `tmp/`, and sweeps it.
-    pub fn adopt_detached(&self, d: Detached) -> Detached {
-        if d.adopted {
-            return d;
-        }
-        let dir = self.deleting_root();
-        let _ = fs::create_dir(&dir);
-        let own = self.fresh_tmp_path("rmcontainer");
-        for to in [dir.join(own.file_name().unwrap_or_default()), own] {
-            if fs::rename(&d.path, &to).is_ok() {
-                return Detached {
-                    path: to,
-                    adopted: true,
-                };
-            }
-        }
-        d
+        Ok(Some(Detached(path)))
     }
 
     /// Deletes what [`Store::detach_container_dir`] moved away. `adopt`: this process is
-    /// not the one that detached it (see [`Store::adopt_detached`]); an adopted entry's
-    /// deletion also removes the `tmp/deleting/` entries of deleting processes that were
-    /// killed before they finished.
+    /// not the one that detached it (a child left to delete it after its parent exits): the
+    /// entry is first renamed to this process's stamp, so that other invocations' sweeps of
+    /// `tmp/` leave it to this one.
     pub fn remove_detached(&self, d: Detached, adopt: bool) -> Result<()> {
-        let d = if adopt { self.adopt_detached(d) } else { d };
-        let path = &d.path;
-        let removed = remove_tree(path).ctx(|| format!("remove {}", bt(path)));
-        if d.adopted {
-            self.clean_deleting();
+        let mut path = d.0;
+        if adopt {
+            let own = self.fresh_tmp_path("rmcontainer");
+            if fs::rename(&path, &own).is_ok() {
+                path = own;
+            }
         }
-        removed
+        remove_tree(&path).ctx(|| format!("remove {}", bt(&path)))
     }
 
     /// Ids of the containers whose dir references `image_id`.
@@ -321,8 +292,4 @@ impl Store {
 /// A container directory moved out of the way, its files not yet deleted
 /// ([`Store::detach_container_dir`]).
 #[derive(Debug)]
-pub struct Detached {
-    path: PathBuf,
-    /// renamed to the stamp of the process deleting it ([`Store::adopt_detached`])
-    adopted: bool,
-}
+pub struct Detached(PathBuf);

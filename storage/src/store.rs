@@ -313,57 +313,38 @@ impl Store {
         self.tmp_root().join(format!("{pid}.{start}.0.{what}"))
     }
 
-    /// `tmp/deleting/`: where a process left behind to delete a removed container's files
-    /// does it ([`Store::adopt_detached`]), away from `tmp/` (see there).
-    pub(crate) fn deleting_root(&self) -> PathBuf {
-        self.tmp_root().join("deleting")
-    }
-
     /// Removes `tmp/` entries whose owning process is gone. Errors are ignored: an entry
     /// that cannot go now (a full disk, a foreign owner) is tried again by the next writer.
     fn clean_tmp(&self) {
-        sweep_stamped(&self.tmp_root());
-    }
-
-    /// Removes the `tmp/deleting/` entries of deleting processes that are gone (killed
-    /// before they finished); the next deleting process does it.
-    pub(crate) fn clean_deleting(&self) {
-        sweep_stamped(&self.deleting_root());
-    }
-}
-
-/// Removes the entries of `dir` stamped `<pid>.<start>.` by a process that is gone.
-fn sweep_stamped(dir: &Path) {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return;
-    };
-    for ent in rd.flatten() {
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // `probe-<pid>`: overlay probes of rbox before the probe used stamped entries
-        if let Some(pid) = name
-            .strip_prefix("probe-")
-            .and_then(|p| p.parse::<u32>().ok())
-        {
-            if process_start(pid).is_none() {
+        let Ok(rd) = fs::read_dir(self.tmp_root()) else {
+            return;
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // `probe-<pid>`: overlay probes of rbox before the probe used stamped entries
+            if let Some(pid) = name
+                .strip_prefix("probe-")
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                if process_start(pid).is_none() {
+                    let _ = remove_tree(&ent.path());
+                }
+                continue;
+            }
+            let mut parts = name.splitn(3, '.');
+            let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+                continue;
+            };
+            if process_start(pid) != Some(start) {
                 let _ = remove_tree(&ent.path());
             }
-            continue;
-        }
-        let mut parts = name.splitn(3, '.');
-        let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
-            continue;
-        };
-        if process_start(pid) != Some(start) {
-            let _ = remove_tree(&ent.path());
         }
     }
-}
 
-impl Store {
     /// Writes `bytes` to `path` atomically (temp in `tmp/`, fsync, rename).
     pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let tmp = self.tmp_path("file");

@@ -6,13 +6,16 @@ use serde_json::json;
 
 use crate::util::{self, RBOX};
 
-/// The `*.rmcontainer` entries in the store's `tmp/` and `tmp/deleting/` (where the child
-/// left behind deletes them): removed containers not yet deleted.
+/// The `*.rmcontainer` entries in the store's `tmp/`: removed containers not yet deleted.
 fn pending(env: &util::Env) -> Vec<String> {
-    util::tree(&env.store().join("tmp"))
-        .into_iter()
-        .filter(|n| n.ends_with(".rmcontainer"))
-        .collect()
+    std::fs::read_dir(env.store().join("tmp"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".rmcontainer"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
