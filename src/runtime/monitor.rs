@@ -639,11 +639,6 @@ fn delete_later(store: &Store, d: rbox_storage::Detached) {
                 // (`null` is closed by now: close_from must not close an owned descriptor)
                 sys::close_from(3);
                 let _ = nix::unistd::setsid();
-                // At nice 19: in a loop of `run --rm` (2 cores) the deletion of one container
-                // would otherwise compete with the start of the next. (Not SCHED_IDLE, whose
-                // share under a busy machine, such as a parallel test run, is so small that
-                // deletions pile up for seconds.)
-                let _ = sys::lowest_priority();
                 let _ = store.remove_detached(d, true);
                 sys::exit_now(0);
             }

@@ -58,13 +58,6 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// setpriority(PRIO_PROCESS, 0, 19): the caller gets the least CPU time of its normal peers
-/// (an unprivileged process may always raise its own nice value, see setpriority(2)).
-pub fn lowest_priority() -> io::Result<()> {
-    // SAFETY: integer arguments only; `0` is the calling process.
-    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } as _).map(drop)
-}
-
 /// prctl(PR_SET_PDEATHSIG, sig).
 pub fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
     // SAFETY: plain prctl with integer arguments.

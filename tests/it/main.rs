@@ -14,7 +14,6 @@ mod commands;
 mod commit;
 mod cp_diff;
 mod debian;
-mod deferred_rm;
 mod docs;
 mod errors;
 mod fakeroot;
