@@ -15,7 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cli::complete;
 use crate::context::Context;
-use crate::runtime::console::{frame, take_frames, ERR, IN, OUT, RESIZE};
+use crate::runtime::console::{frame, take_frames, ERR, EXIT, IN, OUT, RESIZE};
 use crate::state;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -38,31 +38,9 @@ pub struct AttachArgs {
     pub container: Option<String>,
 }
 
-/// `ctrl-p,ctrl-q` as bytes.
+/// `ctrl-p,ctrl-q` as bytes (Podman's rules and text, as `run --detach-keys`).
 pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
-    if s.is_empty() {
-        return Ok(Vec::new());
-    }
-    s.split(',')
-        .map(|k| {
-            let bad = || anyhow::anyhow!("invalid detach keys `{s}`: use ctrl-<value> and single characters, comma-separated");
-            if let Some(c) = k.strip_prefix("ctrl-") {
-                let c = c.as_bytes();
-                if c.len() != 1 {
-                    return Err(bad());
-                }
-                let u = c[0].to_ascii_uppercase();
-                match u {
-                    b'@'..=b'_' => Ok(u - b'@'),
-                    _ => Err(bad()),
-                }
-            } else if k.len() == 1 {
-                Ok(k.as_bytes()[0])
-            } else {
-                Err(bad())
-            }
-        })
-        .collect()
+    crate::runtime::front::parse_keys(s)
 }
 
 pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
@@ -151,6 +129,11 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
                     }
                     ERR => {
                         stderr.write_all(&data).ok();
+                    }
+                    // the monitor recorded the exit (with `--rm` the record is gone then)
+                    EXIT if data.len() == 4 => {
+                        let code = i32::from_le_bytes(data[..4].try_into().expect("4 bytes"));
+                        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
                     }
                     _ => {}
                 }

@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub flags: spec::Flags,
     /// CDI devices, `--gpus`, `--nv`, and the OCI hooks directories
     pub devices: super::cdi::Devices,
+    /// `--detach-keys` of an attached run, parsed (empty: none)
+    pub detach_keys: Vec<u8>,
+    /// `--sig-proxy`: an attached run passes the signals it gets on to the container
+    pub sig_proxy: bool,
 }
 
 /// How the runtime gets an image it does not have: the command layer pulls it and renders the
@@ -347,7 +351,25 @@ fn create_and_start(
     if a.detach {
         return monitor::detached(g, &store, rec, None);
     }
+    if through_monitor(a, &rec) {
+        let o = super::front::Options {
+            keys: a.detach_keys.clone(),
+            sig_proxy: a.sig_proxy,
+        };
+        let sock = monitor::start_attached_client(g, &store, rec.clone())?;
+        return super::front::run(g, &rec, sock, o);
+    }
     monitor::attached(g, &store, rec)
+}
+
+/// Whether an attached run goes through a detached monitor (`front`): when it may detach
+/// (`-i` with detach keys) or must not pass signals on. Not with `--log-driver=passthrough`
+/// or `--preserve-fds`, which give the container rbox's own descriptors.
+fn through_monitor(a: &RunOptions, rec: &ContainerRecord) -> bool {
+    let s = &rec.spec;
+    ((s.interactive && !a.detach_keys.is_empty()) || !a.sig_proxy)
+        && s.log.driver() != "passthrough"
+        && s.opts.preserve_fds == 0
 }
 
 /// The resource limits, where a cgroup v2 subtree is delegated (a warning said so at create

@@ -12,6 +12,7 @@
 //! | user, groups, caps, seccomp, exec | `process` | init, or exec's process |
 //! | start, wait, record the exit, `--rm` | `monitor` | `rbox run` itself, or the `-d` monitor |
 //! | signal relay and terminal | `attach`, `terminal` | monitor, init, exec |
+//! | an attached run that can detach: the `-d` monitor's first client | `front` | `rbox run -i` |
 //! | signal, stop, pause | `control` | any later invocation |
 //! | a running container's processes, from /proc | `procs` | `top`, `stats`, `pause` |
 //! | healthchecks: run one, record it; the monitor's timer | `health` | `rbox healthcheck run`, monitor |
@@ -44,6 +45,7 @@ pub mod container;
 pub mod control;
 pub mod create;
 pub mod exec;
+pub mod front;
 pub mod health;
 pub mod hooks;
 pub mod init;

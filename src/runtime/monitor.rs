@@ -224,7 +224,31 @@ pub fn detached(
 }
 
 /// `-d` without a word: fork a monitor that holds the container; returns once it runs.
-pub fn start_detached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<()> {
+pub fn start_detached(g: &Context, store: &Store, rec: ContainerRecord) -> Result<()> {
+    start_detached_with(g, store, rec, None)
+}
+
+/// An attached `rbox run` that may detach (`runtime::front`): fork the monitor `-d` forks,
+/// with this process as its first attach client, connected before the container starts;
+/// returns once it runs, with this process's end of the connection.
+pub fn start_attached_client(
+    g: &Context,
+    store: &Store,
+    rec: ContainerRecord,
+) -> Result<std::os::unix::net::UnixStream> {
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().context("create attach socket pair")?;
+    start_detached_with(g, store, rec, Some(theirs))?;
+    Ok(ours)
+}
+
+/// Fork the monitor; `client`: its first attach client's connection.
+fn start_detached_with(
+    g: &Context,
+    store: &Store,
+    mut rec: ContainerRecord,
+    client: Option<std::os::unix::net::UnixStream>,
+) -> Result<()> {
     // the container's directory must be there: its logs go into it
     store.container_dir(&rec.id)?;
     let logs = [
@@ -236,11 +260,12 @@ pub fn start_detached(g: &Context, store: &Store, mut rec: ContainerRecord) -> R
         nix::unistd::ForkResult::Child => {
             drop(ours);
             let _ = nix::unistd::setsid();
-            let code = hold(g, store, &mut rec, &logs, theirs);
+            let code = hold(g, store, &mut rec, &logs, theirs, client);
             sys::exit_now(code);
         }
         nix::unistd::ForkResult::Parent { .. } => {
             drop(theirs);
+            drop(client);
             match ours.recv().context("wait for container monitor")? {
                 Some(Msg::Ready) => Ok(()),
                 Some(Msg::Failed { code, msg }) => Err(exit::CodedError::new(code, msg).into()),
@@ -393,6 +418,7 @@ fn hold(
     rec: &mut ContainerRecord,
     logs: &[PathBuf; 2],
     caller: Channel,
+    client: Option<std::os::unix::net::UnixStream>,
 ) -> i32 {
     let mut files = Vec::with_capacity(2);
     for log in logs {
@@ -434,10 +460,19 @@ fn hold(
     }) {
         Ok(c) => Some(c),
         Err(e) => {
+            // an attached `rbox run` has nothing to attach to without it
+            if client.is_some() {
+                return tell_failure(&caller, &e.context("listen for rbox attach"));
+            }
             tracing::warn!("listen for rbox attach: {e:#}");
             None
         }
     };
+    if let (Some(c), Some(sock)) = (&mut console, client) {
+        if let Err(e) = c.add_pacing_client(sock) {
+            return tell_failure(&caller, &anyhow::Error::from(e).context("attach rbox run"));
+        }
+    }
     let null_fd = stdin;
     let mut stdin_pipe = match stdin_pipe_of(rec) {
         Ok(p) => p,
@@ -506,6 +541,7 @@ fn hold(
             if let Err(e) = finish(g, store, rec, code, "") {
                 tracing::error!("{e:#}");
             }
+            tell_exit(console.as_mut(), code);
             return code;
         };
         // Again, in the same network namespace: the forwarder's connections end with the
@@ -515,7 +551,9 @@ fn hold(
             .as_mut()
             .and_then(|n| n.forwarder.take())
             .and_then(|f| f.pause());
-        if asked.is_none() {
+        if asked.is_some() {
+            tell_exit(console.as_mut(), code);
+        } else {
             rec.state.restart_count += 1;
             if since.elapsed() >= RESTART_RESET {
                 delay = RESTART_DELAY;
@@ -527,6 +565,8 @@ fn hold(
                 tracing::error!("record the exit of container {}: {e:#}", rec.name);
             }
             tracing::debug!(?delay, count = rec.state.restart_count, "restart policy");
+            // an attached `rbox run` returns the first exit's code, as without a monitor
+            tell_exit(console.as_mut(), code);
             std::thread::sleep(delay);
             delay = (delay * 2).min(RESTART_DELAY_MAX);
         }
@@ -563,6 +603,13 @@ fn hold(
                 return code;
             }
         };
+    }
+}
+
+/// Tell the attached clients the container's exit code (it is recorded by now).
+fn tell_exit(console: Option<&mut super::console::Console>, code: i32) {
+    if let Some(c) = console {
+        c.broadcast(super::console::EXIT, &code.to_le_bytes());
     }
 }
 

@@ -1,0 +1,294 @@
+//! Detaching from an attached `rbox run` (`--detach-keys`, Ctrl-P Ctrl-Q by default) and
+//! `--sig-proxy`, as Podman 4.3.1 behaves: the container goes on as a detached one that
+//! `ps`, `logs`, `attach` and `--rm` know. The terminal is a real pty (util-linux `script`,
+//! whose stdin the test types into); each step waits for the container's answer, never for
+//! time to pass.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::util::{for_each_user, Env, Running};
+
+/// Reads the command's output line by line until a line holds `text` (the watchdog ends a
+/// command that never says it); returns that line.
+fn read_until(r: &mut Running, text: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        let line = r.read_line();
+        assert!(
+            !line.is_empty(),
+            "end of output before {text:?}; got {seen:?}"
+        );
+        if line.contains(text) {
+            return line;
+        }
+        seen.push_str(&line);
+    }
+}
+
+/// A container that echoes each line it reads as `got:LINE`, and exits 3 on `quit`.
+const ECHO: &str =
+    r#"echo ready; while read l; do [ "$l" = quit ] && exit 3; echo "got:$l"; done; echo eof"#;
+
+/// `rbox ARGS` on a terminal of its own, typed into by the test.
+fn on_terminal(env: &Env, args: &[&str]) -> Running {
+    env.rbox()
+        .args(args)
+        .pty()
+        .timeout(Duration::from_secs(90))
+        .spawn()
+}
+
+fn status(env: &Env, name: &str) -> String {
+    env.inspect(name, "{{.State.Status}}")
+}
+
+#[test]
+fn detach_keys_leave_the_container_running() {
+    for_each_user("detach_keys", |env| {
+        env.import_busybox("busybox");
+        let mut run = on_terminal(
+            env,
+            &[
+                "run",
+                "-it",
+                "--network=none",
+                "--name",
+                "c1",
+                "busybox",
+                "sh",
+                "-c",
+                ECHO,
+            ],
+        );
+        read_until(&mut run, "ready");
+        run.write_stdin(b"one\n");
+        read_until(&mut run, "got:one");
+        // the keys in one read, as a paste or a fast typist sends them
+        run.write_stdin(b"\x10\x11");
+        let out = run.wait().success();
+        assert!(!out.stdout.contains("got:"), "{out}");
+        assert_eq!(status(env, "c1"), "running");
+        let ps = env.text(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+        assert!(ps.starts_with("c1 Up"), "{ps}");
+        let logs = env.rbox().args(["logs", "c1"]).output().success();
+        assert!(logs.stdout.contains("got:one"), "{logs}");
+
+        // `attach` takes it over; its exit is recorded and is attach's
+        let mut at = on_terminal(env, &["attach", "c1"]);
+        at.write_stdin(b"two\n");
+        read_until(&mut at, "got:two");
+        at.write_stdin(b"quit\n");
+        at.wait().code_is(3);
+        assert_eq!(status(env, "c1"), "exited");
+        assert_eq!(env.inspect("c1", "{{.State.ExitCode}}"), "3");
+
+        // without -t: the keys are looked for on stdin, and the container's stdin then ends
+        // (Podman's behaviour)
+        let mut run = env
+            .rbox()
+            .args([
+                "run",
+                "-i",
+                "--network=none",
+                "--name",
+                "c2",
+                "busybox",
+                "sh",
+                "-c",
+                ECHO,
+            ])
+            .timeout(Duration::from_secs(90))
+            .spawn();
+        read_until(&mut run, "ready");
+        run.write_stdin(b"one\n");
+        read_until(&mut run, "got:one");
+        run.write_stdin(b"\x10");
+        run.write_stdin(b"\x11");
+        run.wait().success();
+        // it exits on the end of its stdin
+        assert_eq!(env.text(&["wait", "c2"]), "0");
+        let logs = env.rbox().args(["logs", "c2"]).output().success();
+        assert!(logs.stdout.contains("got:one\neof"), "{logs}");
+    });
+}
+
+#[test]
+fn detach_keys_custom_none_and_invalid() {
+    for_each_user("detach_custom", |env| {
+        env.import_busybox("busybox");
+        let mut run = on_terminal(
+            env,
+            &[
+                "run",
+                "-it",
+                "--network=none",
+                "--detach-keys=ctrl-a,ctrl-b",
+                "--name",
+                "k1",
+                "busybox",
+                "sh",
+                "-c",
+                ECHO,
+            ],
+        );
+        read_until(&mut run, "ready");
+        // Ctrl-P reaches the container now (Ctrl-Q is the container terminal's XON)
+        run.write_stdin(b"\x10\x11x\n");
+        let line = read_until(&mut run, "got:");
+        assert!(line.contains("got:\u{10}x"), "{line:?}");
+        run.write_stdin(b"\x01\x02");
+        run.wait().success();
+        assert_eq!(status(env, "k1"), "running");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "k1"])
+            .output()
+            .success();
+
+        // "": no detaching, Ctrl-P Ctrl-Q go to the container
+        let mut run = on_terminal(
+            env,
+            &[
+                "run",
+                "-it",
+                "--network=none",
+                "--detach-keys=",
+                "--name",
+                "k2",
+                "busybox",
+                "sh",
+                "-c",
+                ECHO,
+            ],
+        );
+        read_until(&mut run, "ready");
+        run.write_stdin(b"a\x10\x11b\n");
+        let line = read_until(&mut run, "got:");
+        assert!(line.contains("got:a\u{10}b"), "{line:?}");
+        run.write_stdin(b"quit\n");
+        run.wait().code_is(3);
+
+        // Podman's text; nothing is created
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--detach-keys=foo",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .code_is(125);
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: invalid detach keys: Unknown character: 'foo'",
+            "{out}"
+        );
+        let out = env
+            .rbox()
+            .args(["run", "--detach-keys=ctrl-p,,ctrl-q", "busybox", "true"])
+            .output()
+            .code_is(125);
+        assert!(out.stderr.contains("Unknown character: ''"), "{out}");
+        // create has neither flag (as Podman)
+        let out = env
+            .rbox()
+            .args(["create", "--detach-keys=x", "busybox", "true"])
+            .output()
+            .code_is(125);
+        assert!(out.stderr.contains("unknown flag: --detach-keys"), "{out}");
+        let ps = env.text(&["ps", "-a", "--format", "{{.Names}}"]);
+        assert_eq!(ps, "k2", "only the containers run above remain");
+    });
+}
+
+#[test]
+fn detached_rm_container_goes_when_it_exits() {
+    for_each_user("detach_rm", |env| {
+        env.import_busybox("busybox");
+        let mut run = on_terminal(
+            env,
+            &[
+                "run",
+                "-it",
+                "--rm",
+                "--network=none",
+                "--name",
+                "r1",
+                "busybox",
+                "sh",
+                "-c",
+                ECHO,
+            ],
+        );
+        read_until(&mut run, "ready");
+        run.write_stdin(b"\x10\x11");
+        run.wait().success();
+        assert_eq!(status(env, "r1"), "running");
+        let mut at = on_terminal(env, &["attach", "r1"]);
+        at.write_stdin(b"two\n");
+        read_until(&mut at, "got:two");
+        at.write_stdin(b"quit\n");
+        at.wait().code_is(3);
+        let ps = env.text(&["ps", "-a", "--format", "{{.Names}}"]);
+        assert_eq!(ps, "", "the --rm container is gone");
+    });
+}
+
+/// A container that says when its trap is set, and whether SIGTERM reached it.
+const TRAP: &str =
+    r#"trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 600 & wait $!; done"#;
+
+#[test]
+fn sig_proxy() {
+    for_each_user("sig_proxy", |env| {
+        env.import_busybox("busybox");
+        // default: rbox passes SIGTERM on
+        let mut run = env
+            .rbox()
+            .args([
+                "run",
+                "--network=none",
+                "--name",
+                "s1",
+                "busybox",
+                "sh",
+                "-c",
+                TRAP,
+            ])
+            .timeout(Duration::from_secs(90))
+            .spawn();
+        read_until(&mut run, "ready");
+        run.signal(Signal::SIGTERM);
+        let out = run.wait().code_is(7);
+        assert!(out.stdout.contains("got-term"), "{out}");
+
+        // false: the signal ends rbox run and never reaches the container, which goes on
+        let mut run = env
+            .rbox()
+            .args([
+                "run",
+                "--sig-proxy=false",
+                "--network=none",
+                "--name",
+                "s2",
+                "busybox",
+            ])
+            .args(["sh", "-c", TRAP])
+            .timeout(Duration::from_secs(90))
+            .spawn();
+        read_until(&mut run, "ready");
+        run.signal(Signal::SIGTERM);
+        let out = run.wait().code_is(128 + 15);
+        assert!(!out.stdout.contains("got-term"), "{out}");
+        assert_eq!(status(env, "s2"), "running");
+        // rbox stop's SIGTERM does reach it
+        env.rbox().args(["stop", "s2"]).output().success();
+        assert_eq!(env.inspect("s2", "{{.State.ExitCode}}"), "7");
+        let logs = env.rbox().args(["logs", "s2"]).output().success();
+        assert!(logs.stdout.contains("ready\ngot-term"), "{logs}");
+    });
+}
