@@ -292,3 +292,88 @@ fn sig_proxy() {
         assert!(logs.stdout.contains("ready\ngot-term"), "{logs}");
     });
 }
+
+/// A free TCP port of the host, for a moment.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a port")
+        .port()
+}
+
+/// What the host gets from `http://127.0.0.1:PORT/index.html`.
+fn http_get(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+#[test]
+fn detached_run_keeps_its_port_and_restores_the_terminal() {
+    for_each_user("detach_port", |env| {
+        env.import_busybox("busybox");
+        let port = free_port();
+        let publish = format!("{port}:8080");
+        let web = "mkdir /w && echo hello-port > /w/index.html && httpd -p 8080 -h /w && \
+                   echo ready; while read l; do echo \"got:$l\"; done";
+        // the terminal's modes after rbox returns, as the shell that ran it sees them
+        let mut line = String::new();
+        for a in [
+            crate::util::RBOX,
+            "--root",
+            &env.store().to_string_lossy(),
+            "--runroot",
+            &env.runroot().to_string_lossy(),
+            "run",
+            "-it",
+            "-p",
+            &publish,
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            web,
+        ] {
+            line.push_str(&crate::util::shell_quote(a));
+            line.push(' ');
+        }
+        line.push_str("; echo \"rc=$?\"; stty -a");
+        let mut run = env
+            .cmd("sh")
+            .args(["-c", &line])
+            .pty()
+            .timeout(Duration::from_secs(90))
+            .spawn();
+        read_until(&mut run, "ready");
+        run.write_stdin(b"\x10\x11");
+        let rc = read_until(&mut run, "rc=");
+        assert_eq!(rc.trim(), "rc=0");
+        // raw mode is undone: `-ixon`, `-isig`, `-icanon`, `-echo` would say it is not
+        let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let iflags = words(&read_until(&mut run, "ixon"));
+        assert!(iflags.iter().any(|w| w == "ixon"), "{iflags:?}");
+        let lflags = words(&read_until(&mut run, "icanon"));
+        for mode in ["isig", "icanon", "echo"] {
+            assert!(
+                lflags.iter().any(|w| w == mode),
+                "{mode} restored: {lflags:?}"
+            );
+        }
+        run.wait().success();
+        let page = http_get(port).expect("the published port answers after the detach");
+        assert!(page.contains("hello-port"), "{page}");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "web"])
+            .output()
+            .success();
+        assert!(
+            http_get(port).is_err(),
+            "the port is let go with the container"
+        );
+    });
+}
