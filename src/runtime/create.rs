@@ -351,25 +351,32 @@ fn create_and_start(
     if a.detach {
         return monitor::detached(g, &store, rec, None);
     }
-    if through_monitor(a, &rec) {
-        let o = super::front::Options {
-            keys: a.detach_keys.clone(),
-            sig_proxy: a.sig_proxy,
-        };
-        let sock = monitor::start_attached_client(g, &store, rec.clone())?;
-        return super::front::run(g, &rec, sock, o);
-    }
-    monitor::attached(g, &store, rec)
+    let o = super::front::Options {
+        keys: a.detach_keys.clone(),
+        sig_proxy: a.sig_proxy,
+    };
+    run_attached(g, &store, rec, &o)
 }
 
-/// Whether an attached run goes through a detached monitor (`front`): when it may detach
-/// (`-i` with detach keys) or must not pass signals on. Not with `--log-driver=passthrough`
-/// or `--preserve-fds`, which give the container rbox's own descriptors.
-fn through_monitor(a: &RunOptions, rec: &ContainerRecord) -> bool {
+/// Start `rec` and stay attached: in this process, or, when the caller may detach (`-i`
+/// with detach keys) or must not pass signals on, through a detached monitor (`front`).
+/// Not with `--log-driver=passthrough` or `--preserve-fds`, which give the container rbox's
+/// own descriptors.
+fn run_attached(
+    g: &Context,
+    store: &Store,
+    rec: ContainerRecord,
+    o: &super::front::Options,
+) -> Result<ExitCode> {
     let s = &rec.spec;
-    ((s.interactive && !a.detach_keys.is_empty()) || !a.sig_proxy)
+    let through_monitor = ((s.interactive && !o.keys.is_empty()) || !o.sig_proxy)
         && s.log.driver() != "passthrough"
-        && s.opts.preserve_fds == 0
+        && s.opts.preserve_fds == 0;
+    if !through_monitor {
+        return monitor::attached(g, store, rec);
+    }
+    let sock = monitor::start_attached_client(g, store, rec.clone())?;
+    super::front::run(g, &rec, sock, o.clone())
 }
 
 /// The resource limits, where a cgroup v2 subtree is delegated (a warning said so at create
@@ -565,10 +572,23 @@ fn create(
 
 /// `rbox start`: start a created (or exited) container, attached or detached.
 pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
+    let o = super::front::Options {
+        keys: super::front::parse_keys(super::front::DEFAULT_KEYS)?,
+        sig_proxy: true,
+    };
+    start_with(g, name_or_id, attach.then_some(&o))
+}
+
+/// [`start`]; attached (`-a`) when `attach` says how.
+pub fn start_with(
+    g: &Context,
+    name_or_id: &str,
+    attach: Option<&super::front::Options>,
+) -> Result<ExitCode> {
     let store = open_store(g)?;
     let mut rec = state::lookup(g, name_or_id)?;
     if state::is_running(&rec) {
-        if attach {
+        if attach.is_some() {
             bail!("container {} is already running", rec.name);
         }
         println!("{name_or_id}");
@@ -579,8 +599,8 @@ pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
         rec = state::load(g, &rec.id)?;
     }
     rec.state.restart_count = 0;
-    if attach {
-        monitor::attached(g, &store, rec)
+    if let Some(o) = attach {
+        run_attached(g, &store, rec, o)
     } else {
         // podman prints the container as the user named it
         monitor::detached(g, &store, rec, Some(name_or_id))

@@ -107,6 +107,7 @@ impl Keys {
 }
 
 /// What the front end does.
+#[derive(Debug, Clone)]
 pub struct Options {
     pub keys: Vec<u8>,
     pub sig_proxy: bool,

@@ -377,3 +377,41 @@ fn detached_run_keeps_its_port_and_restores_the_terminal() {
         );
     });
 }
+
+#[test]
+fn start_attach_detaches() {
+    for_each_user("detach_start", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args([
+                "create",
+                "-it",
+                "--network=none",
+                "--name",
+                "a1",
+                "busybox",
+                "sh",
+                "-c",
+                ECHO,
+            ])
+            .output()
+            .success();
+        let mut st = on_terminal(env, &["start", "-ai", "--detach-keys=ctrl-x", "a1"]);
+        read_until(&mut st, "ready");
+        st.write_stdin(b"one\n");
+        read_until(&mut st, "got:one");
+        st.write_stdin(b"\x18");
+        st.wait().success();
+        assert_eq!(status(env, "a1"), "running");
+        let out = env
+            .rbox()
+            .args(["start", "-a", "--detach-keys=ctrl-", "a1"])
+            .output()
+            .code_is(125);
+        assert!(out.stderr.contains("Unknown character: 'ctrl-'"), "{out}");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "a1"])
+            .output()
+            .success();
+    });
+}
