@@ -38,11 +38,6 @@ pub struct AttachArgs {
     pub container: Option<String>,
 }
 
-/// `ctrl-p,ctrl-q` as bytes (Podman's rules and text, as `run --detach-keys`).
-pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
-    crate::runtime::front::parse_keys(s)
-}
-
 pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
     let rec = match (&a.container, a.latest) {
         (Some(c), _) => state::lookup(g, c)?,
@@ -54,7 +49,11 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
     if !state::is_running(&rec) {
         bail!("you can only attach to running containers");
     }
-    let keys = parse_detach_keys(a.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"))?;
+    let conf = match &a.detach_keys {
+        None => crate::config::containers()?.detach_keys,
+        Some(_) => None,
+    };
+    let keys = crate::runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.as_deref())?;
     let dir = state::live_runtime_dir(g, &rec).context("find the container's runtime directory")?;
     let path = crate::layout::attach_socket(&dir, &rec.id);
     let mut sock = UnixStream::connect(&path).map_err(|e| {
@@ -190,19 +189,5 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys() {
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
-        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), vec![1, b'x']);
-        assert_eq!(parse_detach_keys("").unwrap(), Vec::<u8>::new());
-        assert!(parse_detach_keys("ctrl-").is_err());
-        assert!(parse_detach_keys("abc").is_err());
     }
 }

@@ -364,8 +364,7 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut conf = crate::config::containers()?;
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
-    let keys = a.detach_keys.as_deref();
-    let keys = runtime::front::parse_keys(keys.unwrap_or(runtime::front::DEFAULT_KEYS))?;
+    let keys = runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.detach_keys.as_deref())?;
     let sig_proxy = a.sig_proxy.unwrap_or(true);
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };

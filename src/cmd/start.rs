@@ -57,8 +57,12 @@ pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
     if !a.filter.is_empty() {
         bail!("--filter selects among all containers: give --all too");
     }
-    let keys = a.detach_keys.as_deref();
-    let keys = front::parse_keys(keys.unwrap_or(front::DEFAULT_KEYS))?;
+    // containers.conf is read only when it can matter
+    let conf = match (&a.detach_keys, attach) {
+        (None, true) => crate::config::containers()?.detach_keys,
+        _ => None,
+    };
+    let keys = front::keys_or_conf(a.detach_keys.as_deref(), conf.as_deref())?;
     let o = front::Options {
         keys,
         sig_proxy: a.sig_proxy.unwrap_or(true),

@@ -65,6 +65,12 @@ pub fn parse_keys(s: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
+/// The detach keys: `given` (`--detach-keys`), else containers.conf's `detach_keys`, else
+/// Podman's default.
+pub fn keys_or_conf(given: Option<&str>, conf: Option<&str>) -> Result<Vec<u8>> {
+    parse_keys(given.or(conf).unwrap_or(DEFAULT_KEYS))
+}
+
 /// Finds the detach keys in what is typed, across reads: a partial match is held back and
 /// passed on once the next byte breaks it.
 #[derive(Debug)]

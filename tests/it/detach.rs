@@ -146,6 +146,34 @@ fn detach_keys_custom_none_and_invalid() {
             .output()
             .success();
 
+        // containers.conf's `[engine] detach_keys`, when the command line gives none
+        let conf = env.write("containers.conf", "[engine]\ndetach_keys = \"ctrl-x\"\n");
+        let mut run = env
+            .rbox()
+            .env("CONTAINERS_CONF", &conf)
+            .args([
+                "run",
+                "-it",
+                "--network=none",
+                "--name",
+                "k3",
+                "busybox",
+                "sh",
+                "-c",
+                ECHO,
+            ])
+            .pty()
+            .timeout(Duration::from_secs(90))
+            .spawn();
+        read_until(&mut run, "ready");
+        run.write_stdin(b"\x18");
+        run.wait().success();
+        assert_eq!(status(env, "k3"), "running");
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "k3"])
+            .output()
+            .success();
+
         // "": no detaching, Ctrl-P Ctrl-Q go to the container
         let mut run = on_terminal(
             env,
