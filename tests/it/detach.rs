@@ -294,6 +294,27 @@ fn sig_proxy() {
         let out = run.wait().code_is(7);
         assert!(out.stdout.contains("got-term"), "{out}");
 
+        // the same through the detached monitor of an attached `run -i`
+        let mut run = env
+            .rbox()
+            .args([
+                "run",
+                "-i",
+                "--network=none",
+                "--name",
+                "s3",
+                "busybox",
+                "sh",
+                "-c",
+                TRAP,
+            ])
+            .timeout(Duration::from_secs(90))
+            .spawn();
+        read_until(&mut run, "ready");
+        run.signal(Signal::SIGTERM);
+        let out = run.wait().code_is(7);
+        assert!(out.stdout.contains("got-term"), "{out}");
+
         // false: the signal ends rbox run and never reaches the container, which goes on
         let mut run = env
             .rbox()
