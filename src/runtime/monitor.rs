@@ -225,7 +225,7 @@ pub fn detached(
 
 /// `-d` without a word: fork a monitor that holds the container; returns once it runs.
 pub fn start_detached(g: &Context, store: &Store, rec: ContainerRecord) -> Result<()> {
-    start_detached_with(g, store, rec, None)
+    start_detached_with(g, store, rec, None).map(drop)
 }
 
 /// An attached `rbox run` that may detach (`runtime::front`): fork the monitor `-d` forks,
@@ -236,19 +236,26 @@ pub fn start_attached_client(
     store: &Store,
     rec: ContainerRecord,
 ) -> Result<std::os::unix::net::UnixStream> {
-    let (ours, theirs) =
-        std::os::unix::net::UnixStream::pair().context("create attach socket pair")?;
-    start_detached_with(g, store, rec, Some(theirs))?;
-    Ok(ours)
+    let pair = std::os::unix::net::UnixStream::pair().context("create attach socket pair")?;
+    let ours = start_detached_with(g, store, rec, Some(pair))?;
+    Ok(ours.expect("the client's end"))
 }
 
-/// Fork the monitor; `client`: its first attach client's connection.
+/// Fork the monitor; `client`: a socket pair whose second end is its first attach client,
+/// whose first end is returned.
 fn start_detached_with(
     g: &Context,
     store: &Store,
     mut rec: ContainerRecord,
-    client: Option<std::os::unix::net::UnixStream>,
-) -> Result<()> {
+    client: Option<(
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    )>,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let (front, client) = match client {
+        Some((f, c)) => (Some(f), Some(c)),
+        None => (None, None),
+    };
     // the container's directory must be there: its logs go into it
     store.container_dir(&rec.id)?;
     let logs = [
@@ -259,6 +266,8 @@ fn start_detached_with(
     match sys::fork().context("fork container monitor")? {
         nix::unistd::ForkResult::Child => {
             drop(ours);
+            // the client's end stays the client's alone: its end-of-file is the client gone
+            drop(front);
             let _ = nix::unistd::setsid();
             let code = hold(g, store, &mut rec, &logs, theirs, client);
             sys::exit_now(code);
@@ -267,7 +276,7 @@ fn start_detached_with(
             drop(theirs);
             drop(client);
             match ours.recv().context("wait for container monitor")? {
-                Some(Msg::Ready) => Ok(()),
+                Some(Msg::Ready) => Ok(front),
                 Some(Msg::Failed { code, msg }) => Err(exit::CodedError::new(code, msg).into()),
                 None => bail!("container monitor exited before the container started"),
                 Some(m) => bail!("unexpected message {m:?} from the container monitor"),

@@ -40,6 +40,20 @@ fn on_terminal(env: &Env, args: &[&str]) -> Running {
         .spawn()
 }
 
+/// Removes the test's containers when the test ends, failed or not: a detached container's
+/// monitor would outlive the test otherwise.
+struct RemoveAll<'a>(&'a Env);
+
+impl Drop for RemoveAll<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .rbox()
+            .args(["rm", "-f", "-a", "-t", "0"])
+            .try_output();
+    }
+}
+
 fn status(env: &Env, name: &str) -> String {
     env.inspect(name, "{{.State.Status}}")
 }
@@ -48,6 +62,7 @@ fn status(env: &Env, name: &str) -> String {
 fn detach_keys_leave_the_container_running() {
     for_each_user("detach_keys", |env| {
         env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
         let mut run = on_terminal(
             env,
             &[
@@ -118,6 +133,7 @@ fn detach_keys_leave_the_container_running() {
 fn detach_keys_custom_none_and_invalid() {
     for_each_user("detach_custom", |env| {
         env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
         let mut run = on_terminal(
             env,
             &[
@@ -237,6 +253,7 @@ fn detach_keys_custom_none_and_invalid() {
 fn detached_rm_container_goes_when_it_exits() {
     for_each_user("detach_rm", |env| {
         env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
         let mut run = on_terminal(
             env,
             &[
@@ -274,6 +291,7 @@ const TRAP: &str =
 fn sig_proxy() {
     for_each_user("sig_proxy", |env| {
         env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
         // default: rbox passes SIGTERM on
         let mut run = env
             .rbox()
@@ -365,6 +383,7 @@ fn http_get(port: u16) -> std::io::Result<String> {
 fn detached_run_keeps_its_port_and_restores_the_terminal() {
     for_each_user("detach_port", |env| {
         env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
         let port = free_port();
         let publish = format!("{port}:8080");
         let web = "mkdir /w && echo hello-port > /w/index.html && httpd -p 8080 -h /w && \
@@ -431,6 +450,7 @@ fn detached_run_keeps_its_port_and_restores_the_terminal() {
 fn start_attach_detaches() {
     for_each_user("detach_start", |env| {
         env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
         env.rbox()
             .args([
                 "create",
@@ -462,5 +482,52 @@ fn start_attach_detaches() {
             .args(["rm", "-f", "-t", "0", "a1"])
             .output()
             .success();
+    });
+}
+
+/// After the detach nobody reads the first client's connection: the container's output must
+/// still flow (to the log) however much it writes.
+#[test]
+fn output_after_detach_is_not_held_up() {
+    for_each_user("detach_output", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        // it writes 3 MB once `exec` says go through a fifo, then exits
+        let script = "mkfifo /go && echo ready && read l </go && \
+                      head -c 3000000 /dev/zero | tr '\\0' x && echo && echo big-done";
+        let mut run = on_terminal(
+            env,
+            &[
+                "run",
+                "-it",
+                "--network=none",
+                "--name",
+                "o1",
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ],
+        );
+        read_until(&mut run, "ready");
+        run.write_stdin(b"\x10\x11");
+        run.wait().success();
+        env.rbox()
+            .args(["exec", "o1", "sh", "-c", "echo go > /go"])
+            .output()
+            .success();
+        let waited = env
+            .rbox()
+            .args(["wait", "o1"])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .success();
+        assert_eq!(waited.text(), "0");
+        let logs = env
+            .rbox()
+            .args(["logs", "--tail", "2", "o1"])
+            .output()
+            .success();
+        assert!(logs.stdout.contains("big-done"), "{logs}");
     });
 }
