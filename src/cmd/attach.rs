@@ -54,6 +54,7 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
         Some(_) => None,
     };
     let keys = crate::runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.as_deref())?;
+    let mut keys = crate::runtime::front::Keys::new(keys);
     let dir = state::live_runtime_dir(g, &rec).context("find the container's runtime directory")?;
     let path = crate::layout::attach_socket(&dir, &rec.id);
     let mut sock = UnixStream::connect(&path).map_err(|e| {
@@ -91,7 +92,6 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
     sigs.thread_block().context("block signals")?;
     let sfd = SignalFd::with_flags(&sigs, SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
     let mut stdin_open = use_stdin;
-    let mut matched = 0usize; // detach keys seen so far
     let mut inbuf = Vec::new();
     let mut buf = vec![0u8; 65536];
     let mut stdout = std::io::stdout();
@@ -156,23 +156,13 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
                 stdin_open = false;
                 continue;
             }
-            // the detach keys, in a row, end the attach; a partial match is sent on once it
-            // breaks
-            let mut out = Vec::with_capacity(n);
-            for &b in &buf[..n] {
-                if !keys.is_empty() && b == keys[matched] {
-                    matched += 1;
-                    if matched == keys.len() {
-                        if !out.is_empty() {
-                            let _ = sock.write_all(&frame(IN, &out));
-                        }
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    continue;
+            // the detach keys, as `rbox run` finds them, end the attach
+            let (out, detached) = keys.feed(&buf[..n]);
+            if detached {
+                if !out.is_empty() {
+                    let _ = sock.write_all(&frame(IN, &out));
                 }
-                out.extend_from_slice(&keys[..matched]);
-                matched = 0;
-                out.push(b);
+                return Ok(ExitCode::SUCCESS);
             }
             if !out.is_empty() && sock.write_all(&frame(IN, &out)).is_err() {
                 break;

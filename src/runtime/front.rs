@@ -24,9 +24,12 @@
 //! Podman's rules, observed with Podman 4.3.1: `--detach-keys` takes single characters and
 //! `ctrl-<value>` (a-z, @, [, \, ], ^, _) separated by commas, "" disables detaching, and
 //! anything else is refused as "invalid detach keys: Unknown character: 'KEY'". Detaching
-//! prints nothing and exits 0. With `-i` and no terminal the keys are looked for on stdin too,
-//! and the container's stdin then ends (it reads end-of-file). Without `--sig-proxy` the
-//! signals rbox gets keep their default action: `rbox run` ends, the container goes on.
+//! prints nothing and exits 0. The keys count only as whole reads (see [`Keys`]), so piped or
+//! pasted data never detaches; piped stdin (not a terminal) does not come through here at all
+//! but stays the container's own (`create::run_attached`), unless `--sig-proxy=false`: then
+//! the keys are looked for there too, and the container's stdin ends on a detach (it reads
+//! end-of-file, as Podman's does). Without `--sig-proxy` the signals rbox gets keep their
+//! default action: `rbox run` ends, the container goes on.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -71,8 +74,10 @@ pub fn keys_or_conf(given: Option<&str>, conf: Option<&str>) -> Result<Vec<u8>> 
     parse_keys(given.or(conf).unwrap_or(DEFAULT_KEYS))
 }
 
-/// Finds the detach keys in what is typed, across reads: a partial match is held back and
-/// passed on once the next byte breaks it.
+/// Finds the detach keys in what is typed. As Podman, the keys count only as the whole of
+/// what one read brought (Podman: one key per read), so that data piped or pasted, which
+/// comes in larger reads, never detaches however many Ctrl-P Ctrl-Q pairs it holds; a read of
+/// the keys' first part is held back and passed on when the next read does not finish them.
 #[derive(Debug)]
 pub struct Keys {
     keys: Vec<u8>,
@@ -84,30 +89,29 @@ impl Keys {
         Keys { keys, matched: 0 }
     }
 
-    /// The bytes of `input` to pass on to the container, and whether the keys were typed
-    /// (what followed them is dropped, as the caller leaves).
+    /// The bytes of one read (`input`) to pass on to the container, and whether they
+    /// finished the keys.
     pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(input.len());
-        for &b in input {
-            if self.keys.is_empty() {
-                out.push(b);
-                continue;
+        let rest = &self.keys[self.matched.min(self.keys.len())..];
+        if !input.is_empty() && rest.starts_with(input) {
+            self.matched += input.len();
+            if self.matched == self.keys.len() {
+                self.matched = 0;
+                return (Vec::new(), true);
             }
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    self.matched = 0;
-                    return (out, true);
-                }
-                continue;
-            }
-            out.extend_from_slice(&self.keys[..self.matched]);
-            // the byte that broke a match may start a new one
-            self.matched = usize::from(b == self.keys[0]);
-            if self.matched == 0 {
-                out.push(b);
-            }
+            return (Vec::new(), false);
         }
+        let mut out = self.keys[..self.matched].to_vec();
+        self.matched = 0;
+        // a read that is the keys' start, or all of them, after a read that broke a match
+        if !input.is_empty() && self.keys.starts_with(input) {
+            if input.len() == self.keys.len() {
+                return (out, true);
+            }
+            self.matched = input.len();
+            return (out, false);
+        }
+        out.extend_from_slice(input);
         (out, false)
     }
 }
@@ -285,19 +289,31 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_found_across_reads_and_partial_matches_passed_on() {
+    fn keys_count_as_whole_reads() {
+        // typed: one key per read, or both in one read
         let mut k = Keys::new(vec![16, 17]);
         assert_eq!(k.feed(b"ls\n"), (b"ls\n".to_vec(), false));
-        assert_eq!(k.feed(&[b'a', 16]), (vec![b'a'], false));
-        assert_eq!(k.feed(&[17, b'z']), (vec![], true));
-        // a broken match is passed on, and the byte that broke it too
-        let mut k = Keys::new(vec![16, 17]);
-        assert_eq!(k.feed(&[16, b'x', 17]), (vec![16, b'x', 17], false));
-        // the byte that breaks a match may start one
-        let mut k = Keys::new(vec![16, 17]);
-        assert_eq!(k.feed(&[16, 16, 17]), (vec![16], true));
+        assert_eq!(k.feed(&[16]), (vec![], false));
+        assert_eq!(k.feed(&[17]), (vec![], true));
+        assert_eq!(k.feed(&[16, 17]), (vec![], true));
+        // within more data (piped, pasted): passed on
+        assert_eq!(
+            k.feed(&[b'a', 16, 17, b'z']),
+            (vec![b'a', 16, 17, b'z'], false)
+        );
+        assert_eq!(k.feed(&[b'a', 16]), (vec![b'a', 16], false));
+        assert_eq!(k.feed(&[17]), (vec![17], false));
+        // a held start is passed on when the next read breaks it, and may start again
+        assert_eq!(k.feed(&[16]), (vec![], false));
+        assert_eq!(k.feed(b"x"), (vec![16, b'x'], false));
+        assert_eq!(k.feed(&[16]), (vec![], false));
+        assert_eq!(k.feed(&[16]), (vec![16], false));
+        assert_eq!(k.feed(&[17]), (vec![], true));
+        assert_eq!(k.feed(&[16]), (vec![], false));
+        assert_eq!(k.feed(&[16, 17]), (vec![16], true));
         // off: everything passes
         let mut k = Keys::new(vec![]);
         assert_eq!(k.feed(&[16, 17]), (vec![16, 17], false));
+        assert_eq!(k.feed(&[16]), (vec![16], false));
     }
 }
