@@ -269,6 +269,34 @@ fn detached_rm_container_goes_when_it_exits() {
     });
 }
 
+/// The pid of the `rbox run` attached to container `name` (the process running rbox whose
+/// parent does not: its monitor is its child).
+fn front_end_of(env: &Env, name: &str) -> nix::unistd::Pid {
+    let store = env.store().to_string_lossy().into_owned();
+    let cmdline = |pid: &str| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_ours = |c: &[u8]| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.first() == Some(&crate::util::RBOX.as_bytes())
+            && args.contains(&store.as_bytes())
+            && args.contains(&name.as_bytes())
+    };
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || !is_ours(&cmdline(&pid)) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().nth(1).unwrap_or(""))
+            .unwrap_or("");
+        if !is_ours(&cmdline(ppid)) {
+            return nix::unistd::Pid::from_raw(pid.parse().unwrap());
+        }
+    }
+    panic!("no rbox run of {name} found");
+}
+
 /// A container that says when its trap is set, and whether SIGTERM reached it.
 const TRAP: &str =
     r#"trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 600 & wait $!; done"#;
@@ -298,12 +326,12 @@ fn sig_proxy() {
         let out = run.wait().code_is(7);
         assert!(out.stdout.contains("got-term"), "{out}");
 
-        // the same through the detached monitor of an attached `run -i`
-        let mut run = env
-            .rbox()
-            .args([
+        // the same through the detached monitor of an attached `run -it` on a terminal
+        let mut run = on_terminal(
+            env,
+            &[
                 "run",
-                "-i",
+                "-it",
                 "--network=none",
                 "--name",
                 "s3",
@@ -311,11 +339,11 @@ fn sig_proxy() {
                 "sh",
                 "-c",
                 TRAP,
-            ])
-            .timeout(Duration::from_secs(90))
-            .spawn();
+            ],
+        );
         read_until(&mut run, "ready");
-        run.signal(Signal::SIGTERM);
+        let front = front_end_of(env, "s3");
+        nix::sys::signal::kill(front, Signal::SIGTERM).unwrap();
         let out = run.wait().code_is(7);
         assert!(out.stdout.contains("got-term"), "{out}");
 
