@@ -246,14 +246,21 @@ fn command_with(twins: bool) -> clap::Command {
             }
         })
     };
+    // `create` shares run's flags but for these, which it refuses as Podman does
+    let create_args = |c: clap::Command| {
+        image_args(c).mut_args(|a| match a.get_id().as_str() {
+            "detach_keys" | "sig_proxy" => a.hide(true),
+            _ => a,
+        })
+    };
     let cmd = Cli::command()
         .mut_subcommand("run", image_args)
-        .mut_subcommand("create", image_args)
+        .mut_subcommand("create", create_args)
         .mut_subcommand("push", image_args)
         .mut_subcommand("image", |c| c.mut_subcommand("push", image_args))
         .mut_subcommand("container", |c| {
             c.mut_subcommand("run", image_args)
-                .mut_subcommand("create", image_args)
+                .mut_subcommand("create", create_args)
         });
     if !twins {
         return last_value_wins(cmd);

@@ -18,8 +18,8 @@
 //! earlier one's. Keys honoured: `[containers]` `dns_servers`, `dns_searches`, `dns_options`,
 //! `log_driver`, `log_size_max`, rbox's own `fakeroot` (true, false or "auto", as
 //! `--security-opt fakeroot=`; Podman ignores the key) and `nv_libraries`, `nv_library_dirs`,
-//! `nv_binaries`, `nv_devices` (what `--nv` binds), `[engine]` `hooks_dir` and
-//! `cdi_spec_dirs`, and `[network]` `default_rootless_network_cmd` (pasta or
+//! `nv_binaries`, `nv_devices` (what `--nv` binds), `[engine]` `hooks_dir`,
+//! `cdi_spec_dirs` and `detach_keys` (of `run`, `start -a`, `attach`), and `[network]` `default_rootless_network_cmd` (pasta or
 //! slirp4netns), each a default that the command line overrides. Others are ignored (the
 //! files are Podman's too).
 
@@ -154,6 +154,9 @@ pub struct Containers {
     /// `[engine] cdi_spec_dirs`: where CDI specs are read (see `runtime::cdi`)
     #[serde(skip)]
     pub cdi_spec_dirs: Option<Vec<String>>,
+    /// `[engine] detach_keys`: the detach keys when `--detach-keys` is not given
+    #[serde(skip)]
+    pub detach_keys: Option<String>,
     /// rbox's own `nv_libraries`, `nv_library_dirs`, `nv_binaries`, `nv_devices`: what
     /// `--nv` binds (see `runtime::nvidia`)
     pub nv_libraries: Option<Vec<String>>,
@@ -199,6 +202,7 @@ struct ContainersFile {
 struct EngineSection {
     hooks_dir: Option<Vec<String>>,
     cdi_spec_dirs: Option<Vec<String>>,
+    detach_keys: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +242,7 @@ pub fn containers() -> Result<Containers> {
         out.fakeroot = c.fakeroot.or(out.fakeroot);
         out.hooks_dir = f.engine.hooks_dir.or(out.hooks_dir);
         out.cdi_spec_dirs = f.engine.cdi_spec_dirs.or(out.cdi_spec_dirs);
+        out.detach_keys = f.engine.detach_keys.or(out.detach_keys);
         out.nv_libraries = c.nv_libraries.or(out.nv_libraries);
         out.nv_library_dirs = c.nv_library_dirs.or(out.nv_library_dirs);
         out.nv_binaries = c.nv_binaries.or(out.nv_binaries);
@@ -310,6 +315,22 @@ additionalimagestores = []
         );
         assert!(opt("[containers]\nfakeroot = \"yes\"\n").is_err());
         assert_eq!(read("[containers]\n"), None);
+    }
+
+    #[test]
+    fn engine_detach_keys() {
+        let read = |t: &str| {
+            toml::from_str::<ContainersFile>(t)
+                .unwrap()
+                .engine
+                .detach_keys
+        };
+        assert_eq!(
+            read("[engine]\ndetach_keys = \"ctrl-a\"\n").as_deref(),
+            Some("ctrl-a")
+        );
+        assert_eq!(read("[engine]\ndetach_keys = \"\"\n").as_deref(), Some(""));
+        assert_eq!(read("[engine]\n"), None);
     }
 
     #[test]

@@ -165,6 +165,8 @@ impl Builder<'_> {
             image_file: None,
             flags,
             devices: Default::default(),
+            detach_keys: Vec::new(),
+            sig_proxy: true,
         };
         let ran = {
             // `-q`: the steps' output goes nowhere, as with Podman

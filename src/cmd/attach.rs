@@ -15,7 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cli::complete;
 use crate::context::Context;
-use crate::runtime::console::{frame, take_frames, ERR, IN, OUT, RESIZE};
+use crate::runtime::console::{frame, take_frames, ERR, EXIT, IN, OUT, RESIZE};
 use crate::state;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -38,33 +38,6 @@ pub struct AttachArgs {
     pub container: Option<String>,
 }
 
-/// `ctrl-p,ctrl-q` as bytes.
-pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
-    if s.is_empty() {
-        return Ok(Vec::new());
-    }
-    s.split(',')
-        .map(|k| {
-            let bad = || anyhow::anyhow!("invalid detach keys `{s}`: use ctrl-<value> and single characters, comma-separated");
-            if let Some(c) = k.strip_prefix("ctrl-") {
-                let c = c.as_bytes();
-                if c.len() != 1 {
-                    return Err(bad());
-                }
-                let u = c[0].to_ascii_uppercase();
-                match u {
-                    b'@'..=b'_' => Ok(u - b'@'),
-                    _ => Err(bad()),
-                }
-            } else if k.len() == 1 {
-                Ok(k.as_bytes()[0])
-            } else {
-                Err(bad())
-            }
-        })
-        .collect()
-}
-
 pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
     let rec = match (&a.container, a.latest) {
         (Some(c), _) => state::lookup(g, c)?,
@@ -76,7 +49,12 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
     if !state::is_running(&rec) {
         bail!("you can only attach to running containers");
     }
-    let keys = parse_detach_keys(a.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"))?;
+    let conf = match &a.detach_keys {
+        None => crate::config::containers()?.detach_keys,
+        Some(_) => None,
+    };
+    let keys = crate::runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.as_deref())?;
+    let mut keys = crate::runtime::front::Keys::new(keys);
     let dir = state::live_runtime_dir(g, &rec).context("find the container's runtime directory")?;
     let path = crate::layout::attach_socket(&dir, &rec.id);
     let mut sock = UnixStream::connect(&path).map_err(|e| {
@@ -114,7 +92,6 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
     sigs.thread_block().context("block signals")?;
     let sfd = SignalFd::with_flags(&sigs, SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
     let mut stdin_open = use_stdin;
-    let mut matched = 0usize; // detach keys seen so far
     let mut inbuf = Vec::new();
     let mut buf = vec![0u8; 65536];
     let mut stdout = std::io::stdout();
@@ -152,6 +129,11 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
                     ERR => {
                         stderr.write_all(&data).ok();
                     }
+                    // the monitor recorded the exit (with `--rm` the record is gone then)
+                    EXIT if data.len() == 4 => {
+                        let code = i32::from_le_bytes(data[..4].try_into().expect("4 bytes"));
+                        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+                    }
                     _ => {}
                 }
             }
@@ -174,23 +156,13 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
                 stdin_open = false;
                 continue;
             }
-            // the detach keys, in a row, end the attach; a partial match is sent on once it
-            // breaks
-            let mut out = Vec::with_capacity(n);
-            for &b in &buf[..n] {
-                if !keys.is_empty() && b == keys[matched] {
-                    matched += 1;
-                    if matched == keys.len() {
-                        if !out.is_empty() {
-                            let _ = sock.write_all(&frame(IN, &out));
-                        }
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    continue;
+            // the detach keys, as `rbox run` finds them, end the attach
+            let (out, detached) = keys.feed(&buf[..n]);
+            if detached {
+                if !out.is_empty() {
+                    let _ = sock.write_all(&frame(IN, &out));
                 }
-                out.extend_from_slice(&keys[..matched]);
-                matched = 0;
-                out.push(b);
+                return Ok(ExitCode::SUCCESS);
             }
             if !out.is_empty() && sock.write_all(&frame(IN, &out)).is_err() {
                 break;
@@ -207,19 +179,5 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys() {
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
-        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), vec![1, b'x']);
-        assert_eq!(parse_detach_keys("").unwrap(), Vec::<u8>::new());
-        assert!(parse_detach_keys("ctrl-").is_err());
-        assert!(parse_detach_keys("abc").is_err());
     }
 }

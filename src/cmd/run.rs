@@ -35,6 +35,16 @@ pub struct RunArgs {
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Keys that detach from the container and leave it running (with -i): single
+    /// characters and ctrl-<value> (a-z, @, [, \, ], ^, _), comma-separated (default
+    /// ctrl-p,ctrl-q; empty: none)
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    /// Pass the signals rbox receives on to the container (true); false: they end rbox and
+    /// the container goes on
+    #[arg(long = "sig-proxy", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: Option<bool>,
     /// Set environment variables (KEY=VALUE, or KEY to pass the caller's value)
     #[arg(short = 'e', long = "env", value_name = "ENV")]
     pub env: Vec<String>,
@@ -354,9 +364,14 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut conf = crate::config::containers()?;
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
+    let keys = runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.detach_keys.as_deref())?;
+    let sig_proxy = a.sig_proxy.unwrap_or(true);
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
-    runtime::run(g, with_device_conf(g, a.into(), conf), &puller, true)
+    let mut o = with_device_conf(g, a.into(), conf);
+    o.detach_keys = keys;
+    o.sig_proxy = sig_proxy;
+    runtime::run(g, o, &puller, true)
 }
 
 /// Where CDI specs, OCI hooks and `--nv`'s driver files are looked for: the command line,
@@ -422,6 +437,13 @@ fn with_containers_conf(a: &mut RunArgs, c: &mut crate::config::Containers) -> a
 pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     if a.join.is_some() {
         anyhow::bail!("--join is for rbox run: it runs a command in the shared container");
+    }
+    // run's alone, as in Podman (the same text as its for a flag it does not know)
+    if a.detach_keys.is_some() {
+        anyhow::bail!("unknown flag: --detach-keys");
+    }
+    if a.sig_proxy.is_some() {
+        anyhow::bail!("unknown flag: --sig-proxy");
     }
     let mut conf = crate::config::containers()?;
     with_containers_conf(&mut a, &mut conf)?;
@@ -512,6 +534,9 @@ impl From<RunArgs> for RunOptions {
             platform: a.platform,
             tls_verify: a.tls_verify,
             rootfs: a.rootfs,
+            // set by `run` once checked
+            detach_keys: Vec::new(),
+            sig_proxy: true,
             flags: Flags {
                 entrypoint: a.entrypoint,
                 command: a.command,

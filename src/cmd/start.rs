@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 
 use crate::cli::complete;
 use crate::context::Context;
+use crate::runtime::front;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
@@ -16,6 +17,16 @@ pub struct StartArgs {
     /// Attach the container's stdin (implies --attach)
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Keys that detach from the container and leave it running (with --attach, for a
+    /// container created with -i): single characters and ctrl-<value> (a-z, @, [, \, ], ^,
+    /// _), comma-separated (default ctrl-p,ctrl-q; empty: none)
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    /// Pass the signals rbox receives on to the container (true when attached); false: they
+    /// end rbox and the container goes on
+    #[arg(long = "sig-proxy", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: Option<bool>,
     /// Start every container that is not running (after a reboot:
     /// `rbox start --all --filter restart-policy=always`)
     #[arg(long)]
@@ -46,9 +57,19 @@ pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
     if !a.filter.is_empty() {
         bail!("--filter selects among all containers: give --all too");
     }
+    // containers.conf is read only when it can matter
+    let conf = match (&a.detach_keys, attach) {
+        (None, true) => crate::config::containers()?.detach_keys,
+        _ => None,
+    };
+    let keys = front::keys_or_conf(a.detach_keys.as_deref(), conf.as_deref())?;
+    let o = front::Options {
+        keys,
+        sig_proxy: a.sig_proxy.unwrap_or(true),
+    };
     let mut last = ExitCode::SUCCESS;
     for c in &a.containers {
-        last = crate::runtime::start(g, c, attach)?;
+        last = crate::runtime::create::start_with(g, c, attach.then_some(&o))?;
     }
     Ok(last)
 }

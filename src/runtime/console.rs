@@ -5,8 +5,12 @@
 //! nobody else may connect (the runtime directory is the user's, mode 0700).
 //!
 //! Frames both ways: a tag byte, a little-endian u32 length, the payload. The monitor sends
-//! [`OUT`] and [`ERR`]; a client sends [`IN`] and [`RESIZE`] (rows and columns, u16 each).
-//! A client that does not keep up is dropped rather than stall the container.
+//! [`OUT`] and [`ERR`], and [`EXIT`] (the exit code, i32) once the container's exit is
+//! recorded; a client sends [`IN`], [`RESIZE`] (rows and columns, u16 each) and
+//! [`CLOSE_STDIN`] (the container's stdin pipe ends). A client that does not keep up is
+//! dropped rather than stall the container, except the first client of an attached
+//! `rbox run` (`runtime::front`), whose terminal paces the container as it would without a
+//! monitor between them.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,6 +21,8 @@ pub const OUT: u8 = 1;
 pub const ERR: u8 = 2;
 pub const IN: u8 = 3;
 pub const RESIZE: u8 = 4;
+pub const EXIT: u8 = 5;
+pub const CLOSE_STDIN: u8 = 6;
 
 /// A frame's bytes.
 pub fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
@@ -55,6 +61,8 @@ pub struct Console {
 struct Client {
     sock: UnixStream,
     buf: Vec<u8>,
+    /// an attached `rbox run`: waited for, never dropped for being slow
+    paces: bool,
 }
 
 impl Console {
@@ -73,6 +81,17 @@ impl Console {
             clients: Vec::new(),
             stdin,
         })
+    }
+
+    /// Add the attached `rbox run`'s end of a socket pair as a client that paces the output.
+    pub fn add_pacing_client(&mut self, sock: UnixStream) -> io::Result<()> {
+        sock.set_nonblocking(true)?;
+        self.clients.push(Client {
+            sock,
+            buf: Vec::new(),
+            paces: true,
+        });
+        Ok(())
     }
 
     /// Where clients' input goes from now on (a restarted container's new stdin pipe).
@@ -108,6 +127,7 @@ impl Console {
                             (IN, None, Some(s)) => {
                                 let _ = super::attach::write_all(s.as_fd(), &data);
                             }
+                            (CLOSE_STDIN, _, _) => self.stdin = None,
                             (RESIZE, Some(m), _) if data.len() == 4 => {
                                 let ws = libc::winsize {
                                     ws_row: u16::from_le_bytes([data[0], data[1]]),
@@ -134,6 +154,7 @@ impl Console {
                     self.clients.push(Client {
                         sock,
                         buf: Vec::new(),
+                        paces: false,
                     });
                 }
             }
@@ -147,9 +168,11 @@ impl Console {
         }
         let f = frame(tag, data);
         self.clients.retain_mut(|c| {
-            // a client that cannot take a whole frame now is too slow: dropped
+            // a client that cannot take a whole frame now is too slow: dropped (one that
+            // paces the output is waited for until it takes it or goes)
             let mut at = 0;
-            for _ in 0..100 {
+            let mut tries = 0;
+            loop {
                 match c.sock.write(&f[at..]) {
                     Ok(n) => {
                         at += n;
@@ -158,12 +181,24 @@ impl Console {
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if c.paces {
+                            let mut p = [nix::poll::PollFd::new(
+                                c.sock.as_fd(),
+                                nix::poll::PollFlags::POLLOUT,
+                            )];
+                            let _ = nix::poll::poll(&mut p, nix::poll::PollTimeout::NONE);
+                            continue;
+                        }
+                        tries += 1;
+                        if tries == 100 {
+                            return false;
+                        }
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return false,
                 }
             }
-            false
         });
     }
 }

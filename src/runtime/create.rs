@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub flags: spec::Flags,
     /// CDI devices, `--gpus`, `--nv`, and the OCI hooks directories
     pub devices: super::cdi::Devices,
+    /// `--detach-keys` of an attached run, parsed (empty: none)
+    pub detach_keys: Vec<u8>,
+    /// `--sig-proxy`: an attached run passes the signals it gets on to the container
+    pub sig_proxy: bool,
 }
 
 /// How the runtime gets an image it does not have: the command layer pulls it and renders the
@@ -372,7 +376,35 @@ fn create_and_start(
     if a.detach {
         return monitor::detached(g, &store, rec, None);
     }
-    monitor::attached(g, &store, rec)
+    let o = super::front::Options {
+        keys: a.detach_keys.clone(),
+        sig_proxy: a.sig_proxy,
+    };
+    run_attached(g, &store, rec, &o)
+}
+
+/// Start `rec` and stay attached: in this process, or, when the caller may detach (`-i`
+/// with detach keys, stdin a terminal) or must not pass signals on, through a detached
+/// monitor (`front`). Piped stdin stays the container's own (no relay: binary-safe, as fast
+/// as before, and Podman finds detach keys in piped data only when a read brings one key
+/// alone). Not with `--log-driver=passthrough` or `--preserve-fds`, which give the
+/// container rbox's own descriptors.
+fn run_attached(
+    g: &Context,
+    store: &Store,
+    rec: ContainerRecord,
+    o: &super::front::Options,
+) -> Result<ExitCode> {
+    let s = &rec.spec;
+    let typed = s.interactive && super::sys::isatty(super::sys::stdio(0));
+    let through_monitor = ((typed && !o.keys.is_empty()) || !o.sig_proxy)
+        && s.log.driver() != "passthrough"
+        && s.opts.preserve_fds == 0;
+    if !through_monitor {
+        return monitor::attached(g, store, rec);
+    }
+    let sock = monitor::start_attached_client(g, store, rec.clone())?;
+    super::front::run(g, &rec, sock, o.clone())
 }
 
 /// The resource limits, where a cgroup v2 subtree is delegated (a warning said so at create
@@ -568,10 +600,23 @@ fn create(
 
 /// `rbox start`: start a created (or exited) container, attached or detached.
 pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
+    let o = super::front::Options {
+        keys: super::front::parse_keys(super::front::DEFAULT_KEYS)?,
+        sig_proxy: true,
+    };
+    start_with(g, name_or_id, attach.then_some(&o))
+}
+
+/// [`start`]; attached (`-a`) when `attach` says how.
+pub fn start_with(
+    g: &Context,
+    name_or_id: &str,
+    attach: Option<&super::front::Options>,
+) -> Result<ExitCode> {
     let store = open_store(g)?;
     let mut rec = state::lookup(g, name_or_id)?;
     if state::is_running(&rec) {
-        if attach {
+        if attach.is_some() {
             bail!("container {} is already running", rec.name);
         }
         println!("{name_or_id}");
@@ -582,8 +627,8 @@ pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
         rec = state::load(g, &rec.id)?;
     }
     rec.state.restart_count = 0;
-    if attach {
-        monitor::attached(g, &store, rec)
+    if let Some(o) = attach {
+        run_attached(g, &store, rec, o)
     } else {
         // podman prints the container as the user named it
         monitor::detached(g, &store, rec, Some(name_or_id))

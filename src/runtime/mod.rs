@@ -13,6 +13,7 @@
 //! | start, wait, record the exit, `--rm` | `monitor` | `rbox run` itself, or the `-d` monitor |
 //! | DNS over TCP to the host's resolvers, for pasta's UDP-only DNS forwarder | `dnsrelay` | `rbox-dns`, the monitor's fork |
 //! | signal relay and terminal | `attach`, `terminal` | monitor, init, exec |
+//! | an attached run that can detach: the `-d` monitor's first client | `front` | `rbox run -i` |
 //! | signal, stop, pause | `control` | any later invocation |
 //! | a running container's processes, from /proc | `procs` | `top`, `stats`, `pause` |
 //! | healthchecks: run one, record it; the monitor's timer | `health` | `rbox healthcheck run`, monitor |
@@ -46,6 +47,7 @@ pub mod control;
 pub mod create;
 pub mod dnsrelay;
 pub mod exec;
+pub mod front;
 pub mod health;
 pub mod hooks;
 pub mod init;

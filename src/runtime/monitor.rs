@@ -287,7 +287,38 @@ pub fn detached(
 }
 
 /// `-d` without a word: fork a monitor that holds the container; returns once it runs.
-pub fn start_detached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<()> {
+pub fn start_detached(g: &Context, store: &Store, rec: ContainerRecord) -> Result<()> {
+    start_detached_with(g, store, rec, None).map(drop)
+}
+
+/// An attached `rbox run` that may detach (`runtime::front`): fork the monitor `-d` forks,
+/// with this process as its first attach client, connected before the container starts;
+/// returns once it runs, with this process's end of the connection.
+pub fn start_attached_client(
+    g: &Context,
+    store: &Store,
+    rec: ContainerRecord,
+) -> Result<std::os::unix::net::UnixStream> {
+    let pair = std::os::unix::net::UnixStream::pair().context("create attach socket pair")?;
+    let ours = start_detached_with(g, store, rec, Some(pair))?;
+    Ok(ours.expect("the client's end"))
+}
+
+/// Fork the monitor; `client`: a socket pair whose second end is its first attach client,
+/// whose first end is returned.
+fn start_detached_with(
+    g: &Context,
+    store: &Store,
+    mut rec: ContainerRecord,
+    client: Option<(
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    )>,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let (front, client) = match client {
+        Some((f, c)) => (Some(f), Some(c)),
+        None => (None, None),
+    };
     // the container's directory must be there: its logs go into it
     store.container_dir(&rec.id)?;
     let logs = [
@@ -298,14 +329,17 @@ pub fn start_detached(g: &Context, store: &Store, mut rec: ContainerRecord) -> R
     match sys::fork().context("fork container monitor")? {
         nix::unistd::ForkResult::Child => {
             drop(ours);
+            // the client's end stays the client's alone: its end-of-file is the client gone
+            drop(front);
             let _ = nix::unistd::setsid();
-            let code = hold(g, store, &mut rec, &logs, theirs);
+            let code = hold(g, store, &mut rec, &logs, theirs, client);
             sys::exit_now(code);
         }
         nix::unistd::ForkResult::Parent { .. } => {
             drop(theirs);
+            drop(client);
             match ours.recv().context("wait for container monitor")? {
-                Some(Msg::Ready) => Ok(()),
+                Some(Msg::Ready) => Ok(front),
                 Some(Msg::Failed { code, msg }) => Err(exit::CodedError::new(code, msg).into()),
                 None => bail!("container monitor exited before the container started"),
                 Some(m) => bail!("unexpected message {m:?} from the container monitor"),
@@ -473,6 +507,7 @@ fn hold(
     rec: &mut ContainerRecord,
     logs: &[PathBuf; 2],
     caller: Channel,
+    client: Option<std::os::unix::net::UnixStream>,
 ) -> i32 {
     let mut files = Vec::with_capacity(2);
     for log in logs {
@@ -514,10 +549,19 @@ fn hold(
     }) {
         Ok(c) => Some(c),
         Err(e) => {
+            // an attached `rbox run` has nothing to attach to without it
+            if client.is_some() {
+                return tell_failure(&caller, &e.context("listen for rbox attach"));
+            }
             tracing::warn!("listen for rbox attach: {e:#}");
             None
         }
     };
+    if let (Some(c), Some(sock)) = (&mut console, client) {
+        if let Err(e) = c.add_pacing_client(sock) {
+            return tell_failure(&caller, &anyhow::Error::from(e).context("attach rbox run"));
+        }
+    }
     let null_fd = stdin;
     let mut stdin_pipe = match stdin_pipe_of(rec) {
         Ok(p) => p,
@@ -591,6 +635,7 @@ fn hold(
             if let Err(e) = finish(g, store, rec, code, "") {
                 tracing::error!("{e:#}");
             }
+            tell_exit(console.as_mut(), code);
             return code;
         };
         // Again, in the same network namespace: the forwarder's connections end with the
@@ -600,7 +645,9 @@ fn hold(
             .as_mut()
             .and_then(|n| n.forwarder.take())
             .and_then(|f| f.pause());
-        if asked.is_none() {
+        if asked.is_some() {
+            tell_exit(console.as_mut(), code);
+        } else {
             rec.state.restart_count += 1;
             if since.elapsed() >= RESTART_RESET {
                 delay = RESTART_DELAY;
@@ -612,6 +659,8 @@ fn hold(
                 tracing::error!("record the exit of container {}: {e:#}", rec.name);
             }
             tracing::debug!(?delay, count = rec.state.restart_count, "restart policy");
+            // an attached `rbox run` returns the first exit's code, as without a monitor
+            tell_exit(console.as_mut(), code);
             std::thread::sleep(delay);
             delay = (delay * 2).min(RESTART_DELAY_MAX);
         }
@@ -648,6 +697,13 @@ fn hold(
                 return code;
             }
         };
+    }
+}
+
+/// Tell the attached clients the container's exit code (it is recorded by now).
+fn tell_exit(console: Option<&mut super::console::Console>, code: i32) {
+    if let Some(c) = console {
+        c.broadcast(super::console::EXIT, &code.to_le_bytes());
     }
 }
 

@@ -15,6 +15,7 @@ mod commands;
 mod commit;
 mod cp_diff;
 mod debian;
+mod detach;
 mod docs;
 mod errors;
 mod fakeroot;
