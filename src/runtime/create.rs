@@ -177,14 +177,18 @@ fn driver_for_folded_owners(driver: Driver, store: &Store, image: &ImageRecord) 
     }
 }
 
-/// `--userns=keep-id` with a subordinate range runs in a namespace below rbox's where the
+/// `--userns=keep-id` (and `nomap`, whose namespace does not map the layers' owner at all)
+/// with a subordinate range runs in a namespace below rbox's where the
 /// image's root (rbox's id 0) is the caller's uid: kernel overlay would show `/etc` as the
 /// caller's. The FUSE overlay shows the image's owners there with no chowned copy (see
 /// launch's `shifted_for_keep_id`), so it is the default for such containers where
 /// /dev/fuse opens.
 fn driver_for_keep_id(driver: Driver, spec: &state::Spec) -> Driver {
     if driver != Driver::Overlay
-        || spec.userns != state::UsernsMode::KeepId
+        || !matches!(
+            spec.userns,
+            state::UsernsMode::KeepId | state::UsernsMode::Nomap
+        )
         || !matches!(
             super::userns::current_mode(),
             super::userns::Mode::SubIds { .. }
@@ -316,6 +320,16 @@ fn create_and_start(
             driver = driver_for_folded_owners(driver, &store, i);
             driver = driver_for_keep_id(driver, &spec);
         }
+    }
+    // (root and a user without a range get Podman's refusals from the spec's maps)
+    if spec.userns == state::UsernsMode::Nomap
+        && driver != Driver::FuseOverlay
+        && matches!(
+            super::userns::current_mode(),
+            super::userns::Mode::SubIds { .. }
+        )
+    {
+        bail!("--userns=nomap needs the fuse-overlay storage driver (--storage-driver=fuse-overlay): the container's root cannot reach the {driver} driver's files");
     }
     if matches!(image, Source::File { .. }) && driver == Driver::Copy {
         bail!("--image-file needs the overlay or fuse-overlay storage driver: the file is never unpacked");
