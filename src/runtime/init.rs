@@ -75,8 +75,8 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         nix::unistd::sethostname(&l.hostname)
             .map_err(|e| Failure::setup(format!("set hostname `{}`: {e}", l.hostname)))?;
     }
-    if l.nested_maps.is_some() {
-        as_nested_root()?;
+    if let Some((_, root)) = &l.nested_maps {
+        as_nested_root(*root)?;
     }
     if l.create_hooks.is_empty() {
         super::mounts::apply(&l.ops, &l.target)?;
@@ -92,7 +92,7 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         run_hooks(l, "createContainer", &l.create_hooks)?;
         super::mounts::apply(&l.ops[pivot..], &l.target)?;
     }
-    if let Some(maps) = &l.nested_maps {
+    if let Some((maps, _)) = &l.nested_maps {
         enter_nested(maps)?;
     }
     if let Some(fds) = l.stdio {
@@ -220,13 +220,13 @@ fn reaper(l: &Launch, slave: Option<OwnedFd>) -> Failure {
     }
 }
 
-/// `--userns=nomap`, before the mounts: what the init creates (mount points, `/dev`'s
-/// tmpfs) is owned by rbox's id 1, the nested namespace's root, as it is root's under
+/// `--userns=nomap` and `auto`, before the mounts: what the init creates (mount points,
+/// `/dev`'s tmpfs) is owned by the nested namespace's root (rbox's id 1 for nomap), as it is root's under
 /// Podman, while the init keeps the capabilities of rbox's root to reach the store. A
 /// change of fsuid from 0 drops the file capabilities from the effective set: raised again.
-fn as_nested_root() -> Result<(), Failure> {
-    nix::unistd::setfsgid(nix::unistd::Gid::from_raw(1));
-    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(1));
+fn as_nested_root((uid, gid): (u32, u32)) -> Result<(), Failure> {
+    nix::unistd::setfsgid(nix::unistd::Gid::from_raw(gid));
+    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
     let permitted = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -74,11 +74,12 @@ pub struct Launch {
     /// container) takes the seccomp listeners of `rbox exec`'s processes; `Some` for a
     /// [`Rootfs::Fuse`](rbox_storage::Rootfs::Fuse) root only
     pub fuse_socket: Option<PathBuf>,
-    /// `--userns=nomap`: the uid_map and gid_map (relative to rbox's namespace) of the user
+    /// `--userns=nomap` and `auto`: the uid_map and gid_map (relative to rbox's namespace) of the user
     /// namespace the init enters once its mounts are made. The namespace does not map
     /// rbox's id 0, the owner of the store, so the mounts are made from rbox's namespace
     /// (the FUSE overlay's server, too, stays there) and the container gets the maps after.
-    pub nested_maps: Option<(String, String)>,
+    /// With them, the uid and gid of rbox's namespace that are that namespace's root.
+    pub nested_maps: Option<((String, String), (u32, u32))>,
 }
 
 /// The id maps of a keep-id container: the caller's own uid/gid inside map to rbox's
@@ -155,7 +156,10 @@ pub fn plan(
         .rootfs(rec.driver, &dir, rec.auto_remove)
         .context("create empty lower layer")?;
     let rootfs = shifted_for_keep_id(rootfs, keep_id(&userns::current_mode(), &rec.spec).as_ref());
-    let nomap = rec.spec.userns == state::UsernsMode::Nomap;
+    let nomap = matches!(
+        rec.spec.userns,
+        state::UsernsMode::Nomap | state::UsernsMode::Auto
+    );
     let rootfs = if nomap {
         shifted_for_nomap(rootfs, own_maps(&userns::current_mode(), &rec.spec)?)?
     } else {
@@ -186,10 +190,17 @@ pub fn plan(
     if let Some(root) = keep_id_root {
         give_etc_to(&dir.dir, root)?;
     }
-    if nomap {
-        // nomap's root is rbox's id 1
-        give_etc_to(&dir.dir, (1, 1))?;
-    }
+    let nested_root = if nomap {
+        let (u, g) = own_maps(&mode, &rec.spec)?.unwrap_or_default();
+        let root = |m: &str| rbox_storage::mount::fuse::shift::IdMap::parse(m)?.outside(0);
+        let root = root(&u)
+            .zip(root(&g))
+            .context("--userns: the container's id maps have no root")?;
+        give_etc_to(&dir.dir, root)?;
+        Some(root)
+    } else {
+        None
+    };
     let single_id = mode == userns::Mode::Single;
     let bad = |e: anyhow::Error| {
         let path = layout::oci_config(store.root(), &rec.id);
@@ -199,7 +210,10 @@ pub fn plan(
     let process = oci::process(&spec).map_err(bad)?;
     let mut ns = oci::namespaces(&spec).map_err(bad)?;
     let own_userns = ns.user_maps.is_some();
-    let nested_maps = if nomap { ns.user_maps.take() } else { None };
+    let nested_maps = match (nomap, nested_root) {
+        (true, Some(root)) => ns.user_maps.take().map(|m| (m, root)),
+        _ => None,
+    };
     if !ns.join.is_empty() {
         return Err(bad(anyhow::anyhow!(
             "a container's own spec joins namespaces by path only for its network"
@@ -622,7 +636,7 @@ fn shifted_for_nomap(
             shift: IdShift::parse(&uid_map, &gid_map),
         }),
         _ => anyhow::bail!(
-            "--userns=nomap needs the fuse-overlay storage driver (--storage-driver=fuse-overlay): the container's root cannot reach this driver's files"
+            "--userns=nomap and auto need the fuse-overlay storage driver (--storage-driver=fuse-overlay): the container's root cannot reach this driver's files"
         ),
     }
 }
@@ -700,7 +714,11 @@ pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, 
                 );
             }
             if auto {
-                anyhow::bail!("--userns=auto is not supported by rbox: {UNMAPPED_OWNER}")
+                // the range create allocated (see create's `first_free`)
+                if s.opts.uid_map.is_empty() || s.opts.gid_map.is_empty() {
+                    anyhow::bail!("--userns=auto: the container has no id range (created by an older rbox): recreate it");
+                }
+                return Ok(Some((text(&s.opts.uid_map), text(&s.opts.gid_map))));
             }
             // Podman's nomap: the container's ids 0.. are the subordinate ids only (rbox's
             // 1..). The init enters this namespace after its mounts (see init's
@@ -1284,6 +1302,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("only supported in rootless mode"));
+        // with a range: the subordinate ids only, as Podman's `0 1 65536`
+        let t = "0 1 65536\n".to_string();
+        assert_eq!(own_maps(&mode, &nomap).unwrap(), Some((t.clone(), t)));
+        // auto: the range create recorded
+        let mut auto = spec(vec![(0, 1025, 500)]);
+        auto.userns = state::UsernsMode::Auto;
+        let t = "0 1025 500\n".to_string();
+        assert_eq!(own_maps(&mode, &auto).unwrap(), Some((t.clone(), t)));
     }
 
     #[test]

@@ -173,3 +173,70 @@ fn nomap_maps_only_the_subordinate_ids_and_shows_the_images_owners() {
         );
     });
 }
+
+#[test]
+fn auto_gives_each_container_its_own_range() {
+    for_each_user("userns_auto", |env| {
+        load_image(env);
+        let create = |name: &str, mode: &str, script: &str| {
+            env.rbox()
+                .args(["create", "--name", name, "--network=none"])
+                .arg(format!("--userns={mode}"))
+                .args(["localhost/nomap", "sh", "-c", script])
+                .output()
+        };
+        let script = "cat /proc/self/uid_map; stat -c %u:%g /etc /home/u/f; \
+                      touch /tmp/x && stat -c %u:%g /tmp/x";
+        let out = create("a1", "auto", script);
+        if env.user.who == Who::Root || !env.user.has_many_ids() {
+            // Podman: `Error: creating container storage: could not find enough available
+            // IDs` (root's ids come from a `containers` range, which this machine lacks)
+            let out = out.rbox_error();
+            assert!(
+                out.stderr.starts_with(
+                    "Error: creating container storage: could not find enough available IDs"
+                ),
+                "{out}"
+            );
+            let ps = env.rbox().args(["ps", "-a", "-q"]).output().success();
+            assert_eq!(ps.stdout, "", "a refused create leaves no container: {ps}");
+            return;
+        }
+        out.success();
+        create("a2", "auto:size=500", script).success();
+        // as Podman: the first free ids of the range, recorded as HostConfig.IDMappings
+        for (name, map) in [("a1", "0:1:1024"), ("a2", "0:1025:500")] {
+            assert_eq!(
+                env.inspect(name, "{{json .HostConfig.IDMappings.UidMap}}"),
+                format!("[\"{map}\"]")
+            );
+            assert_eq!(
+                env.inspect(name, "{{json .HostConfig.IDMappings.GidMap}}"),
+                format!("[\"{map}\"]")
+            );
+        }
+        for (name, map) in [("a1", "0 1 1024"), ("a2", "0 1025 500")] {
+            let out = env.rbox().args(["start", "-a", name]).output().success();
+            let lines = out.lines();
+            let got = lines[0].split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(got, map, "{out}");
+            assert_eq!(lines[1..], ["0:0", "100:101", "0:0"], "{out}");
+            let diff = env.rbox().args(["diff", name]).output().success();
+            assert_eq!(diff.lines(), ["C /tmp", "A /tmp/x"], "{diff}");
+            assert_eq!(exported_owners(env, name, "tmp/"), ["tmp/x 0:0"]);
+        }
+        // a third one takes what is left after both
+        create("a3", "auto:size=10", "cat /proc/self/uid_map").success();
+        assert_eq!(
+            env.inspect("a3", "{{json .HostConfig.IDMappings.UidMap}}"),
+            "[\"0:1525:10\"]"
+        );
+        // more than the range holds: Podman's text
+        let out = create("a4", "auto:size=65000", "true").rbox_error();
+        assert!(
+            out.stderr.contains("could not find enough available IDs"),
+            "{out}"
+        );
+        env.rbox().args(["rm", "a1", "a2", "a3"]).output().success();
+    });
+}
