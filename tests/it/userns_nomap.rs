@@ -145,6 +145,26 @@ fn nomap_maps_only_the_subordinate_ids_and_shows_the_images_owners() {
             .args(["localhost/nomap", "sleep", "300"])
             .output()
             .success();
+        // `rbox cp` into it gives the container's root the copy, as Podman does
+        let src = env.write("copied", "c\n");
+        env.rbox()
+            .arg("cp")
+            .arg(&src)
+            .arg("nd:/tmp/copied")
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["exec", "nd", "stat", "-c", "%u:%g", "/tmp/copied"])
+            .output()
+            .success();
+        assert_eq!(out.lines(), ["0:0"], "{out}");
+        let out = env
+            .rbox()
+            .args(["cp", "nd:/srv/root-owned", "-"])
+            .output()
+            .success();
+        assert!(out.stdout.contains("r\n"), "{out}");
         let out = env
             .rbox()
             .args(["exec", "nd", "sh", "-c"])
