@@ -396,6 +396,9 @@ pub struct RunOpts {
     pub keep_id_uid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_id_gid: Option<u32>,
+    /// `--userns=auto:size=N`: the size asked for (create allocates the range below)
+    #[serde(skip)]
+    pub auto_size: Option<u32>,
     /// `--uidmap`/`--gidmap` (or the range `--userns=auto` was given at create): lines
     /// (container id, id in rbox's user namespace, count) of the container's own namespace
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -298,7 +298,12 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Passwd": !o.no_passwd,
     });
     let r = &o.resources;
+    let map = |m: &[(u32, u32, u32)]| -> Vec<String> {
+        m.iter().map(|(c, h, n)| format!("{c}:{h}:{n}")).collect()
+    };
     let host = json!({
+        // as Podman: the container's own id maps, in ids of the rootless namespace
+        "IDMappings": {"UidMap": map(&o.uid_map), "GidMap": map(&o.gid_map)},
         "Ulimits": ulimits,
         "ShmSize": o.shm_size.unwrap_or(64 << 20),
         "Memory": r.memory.unwrap_or(0),

@@ -854,6 +854,7 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         become_root: ns.user_maps.is_some(),
         user_maps: ns.user_maps,
         fuse_socket: None,
+        nested_maps: None,
     })
 }
 

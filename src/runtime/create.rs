@@ -181,14 +181,18 @@ fn driver_for_folded_owners(driver: Driver, store: &Store, image: &ImageRecord) 
     }
 }
 
-/// `--userns=keep-id` with a subordinate range runs in a namespace below rbox's where the
+/// `--userns=keep-id` (and `nomap`, whose namespace does not map the layers' owner at all)
+/// with a subordinate range runs in a namespace below rbox's where the
 /// image's root (rbox's id 0) is the caller's uid: kernel overlay would show `/etc` as the
 /// caller's. The FUSE overlay shows the image's owners there with no chowned copy (see
 /// launch's `shifted_for_keep_id`), so it is the default for such containers where
 /// /dev/fuse opens.
 fn driver_for_keep_id(driver: Driver, spec: &state::Spec) -> Driver {
     if driver != Driver::Overlay
-        || spec.userns != state::UsernsMode::KeepId
+        || !matches!(
+            spec.userns,
+            state::UsernsMode::KeepId | state::UsernsMode::Nomap | state::UsernsMode::Auto
+        )
         || !matches!(
             super::userns::current_mode(),
             super::userns::Mode::SubIds { .. }
@@ -203,6 +207,25 @@ fn driver_for_keep_id(driver: Driver, spec: &state::Spec) -> Driver {
             driver
         }
     }
+}
+
+/// `--userns=auto`'s range when no size is given: Podman's minimum (an image's owners up
+/// to 1023 keep theirs).
+const AUTO_SIZE: u32 = 1024;
+
+/// The first id of rbox's namespace (from 1: 0 is the caller) where `size` ids lie free of
+/// the `taken` ranges (first id, count), within `1..=count`.
+fn first_free(taken: &[(u32, u32)], size: u32, count: u32) -> Option<u32> {
+    let mut taken = taken.to_vec();
+    taken.sort_unstable();
+    let mut start = 1u64;
+    for (h, n) in taken {
+        if u64::from(h) >= start + u64::from(size) {
+            break;
+        }
+        start = start.max(u64::from(h) + u64::from(n));
+    }
+    (start + u64::from(size) <= u64::from(count) + 1).then_some(start as u32)
 }
 
 /// Whether the owner of `dir`'s `layers/` is `uid` as seen here.
@@ -320,6 +343,36 @@ fn create_and_start(
             driver = driver_for_folded_owners(driver, &store, i);
             driver = driver_for_keep_id(driver, &spec);
         }
+    }
+    if spec.userns == state::UsernsMode::Auto {
+        if let super::userns::Mode::SubIds { uid, gid } = super::userns::current_mode() {
+            let size = spec.opts.auto_size.unwrap_or(AUTO_SIZE);
+            let others = state::list(g)?;
+            let taken: Vec<(u32, u32)> = others
+                .iter()
+                .flat_map(|r| r.spec.opts.uid_map.iter().chain(&r.spec.opts.gid_map))
+                .filter(|(_, h, _)| *h != 0)
+                .map(|(_, h, n)| (*h, *n))
+                .collect();
+            // rbox's namespace: 0 is the caller, 1..=count the range
+            let Some(start) = first_free(&taken, size, uid.count.min(gid.count)) else {
+                bail!("creating container storage: could not find enough available IDs");
+            };
+            spec.opts.uid_map = vec![(0, start, size)];
+            spec.opts.gid_map = vec![(0, start, size)];
+        }
+    }
+    // (root and a user without a range get Podman's refusals from the spec's maps)
+    if matches!(
+        spec.userns,
+        state::UsernsMode::Nomap | state::UsernsMode::Auto
+    ) && driver != Driver::FuseOverlay
+        && matches!(
+            super::userns::current_mode(),
+            super::userns::Mode::SubIds { .. }
+        )
+    {
+        bail!("--userns={} needs the fuse-overlay storage driver (--storage-driver=fuse-overlay): the container's root cannot reach the {driver} driver's files", spec.userns);
     }
     if matches!(image, Source::File { .. }) && driver == Driver::Copy {
         bail!("--image-file needs the overlay or fuse-overlay storage driver: the file is never unpacked");
@@ -653,4 +706,24 @@ pub fn restart(g: &Context, rec: &ContainerRecord, timeout: std::time::Duration)
     let rec = state::load(g, &rec.id)
         .with_context(|| format!("container {} is gone after its stop", rec.name))?;
     monitor::start_detached(g, &store, rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_free;
+
+    #[test]
+    fn auto_ranges_take_the_first_free_ids() {
+        assert_eq!(first_free(&[], 1024, 65536), Some(1));
+        assert_eq!(first_free(&[(1, 1024)], 500, 65536), Some(1025));
+        // a gap big enough is reused; one too small is skipped
+        assert_eq!(first_free(&[(1025, 500), (1, 100)], 900, 65536), Some(101));
+        assert_eq!(
+            first_free(&[(1025, 500), (1, 100)], 1000, 65536),
+            Some(1525)
+        );
+        // the last id of the range is `count`
+        assert_eq!(first_free(&[], 65536, 65536), Some(1));
+        assert_eq!(first_free(&[(1, 1)], 65536, 65536), None);
+    }
 }

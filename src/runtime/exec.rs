@@ -128,6 +128,31 @@ pub fn run_in(
     // own (an OCI spec without one, or joining one by path: the init chrooted). Best effort:
     // unreadable, the namespace's root is the container's as usual.
     let root = File::open(format!("/proc/{pid}/root")).ok();
+    // `--userns=nomap`'s pid and net namespaces belong to rbox's namespace, not to the
+    // container's (its init enters that after its setup, see init's `enter_nested`): from
+    // the container's user namespace they cannot be joined. Then rbox's namespace (the
+    // container's parent) is joined first, from which every namespace of the container can
+    // be, and the container's user namespace last.
+    let user = fds.iter().position(|(_, f)| *f == libc::CLONE_NEWUSER);
+    let parent = user.and_then(|u| {
+        let owned_elsewhere = fds.iter().any(|(fd, f)| {
+            *f != libc::CLONE_NEWUSER
+                && sys::ns_owner(fd, false).is_ok_and(|o| same_ns(&o, &fds[u].0) == Some(false))
+        });
+        owned_elsewhere
+            .then(|| sys::ns_owner(&fds[u].0, true).ok())
+            .flatten()
+    });
+    if let (Some(parent), Some(u)) = (parent, user) {
+        let user = fds.remove(u);
+        let ours = File::open("/proc/self/ns/user")
+            .ok()
+            .and_then(|own| same_ns(&own, &parent));
+        if ours != Some(true) {
+            fds.insert(0, (parent, libc::CLONE_NEWUSER));
+        }
+        fds.push(user);
+    }
     for (fd, flag) in &fds {
         sys::setns(fd, *flag)
             .with_context(|| format!("join the namespaces of container {name}"))?;
@@ -232,4 +257,14 @@ fn child_main(
         return f;
     }
     process::exec(cmd, how.single_id, seccomp)
+}
+
+/// Whether two namespace descriptors name the same namespace; `None` when one cannot be
+/// examined.
+fn same_ns(a: &impl std::os::fd::AsFd, b: &impl std::os::fd::AsFd) -> Option<bool> {
+    let (a, b) = (
+        nix::sys::stat::fstat(a.as_fd()).ok()?,
+        nix::sys::stat::fstat(b.as_fd()).ok()?,
+    );
+    Some((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
 }

@@ -75,6 +75,9 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         nix::unistd::sethostname(&l.hostname)
             .map_err(|e| Failure::setup(format!("set hostname `{}`: {e}", l.hostname)))?;
     }
+    if let Some((_, root)) = &l.nested_maps {
+        as_nested_root(*root)?;
+    }
     if l.create_hooks.is_empty() {
         super::mounts::apply(&l.ops, &l.target)?;
     } else {
@@ -88,6 +91,9 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         super::mounts::apply(&l.ops[..pivot], &l.target)?;
         run_hooks(l, "createContainer", &l.create_hooks)?;
         super::mounts::apply(&l.ops[pivot..], &l.target)?;
+    }
+    if let Some((maps, _)) = &l.nested_maps {
+        enter_nested(maps)?;
     }
     if let Some(fds) = l.stdio {
         for (i, fd) in fds.iter().enumerate() {
@@ -212,4 +218,86 @@ fn reaper(l: &Launch, slave: Option<OwnedFd>) -> Failure {
             let _ = nix::sys::signal::kill(pid, sig);
         }
     }
+}
+
+/// `--userns=nomap` and `auto`, before the mounts: what the init creates (mount points,
+/// `/dev`'s tmpfs) is owned by the nested namespace's root (rbox's id 1 for nomap), as it is root's under
+/// Podman, while the init keeps the capabilities of rbox's root to reach the store. A
+/// change of fsuid from 0 drops the file capabilities from the effective set: raised again.
+fn as_nested_root((uid, gid): (u32, u32)) -> Result<(), Failure> {
+    nix::unistd::setfsgid(nix::unistd::Gid::from_raw(gid));
+    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
+    let permitted = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("CapPrm:"))?;
+            u64::from_str_radix(l["CapPrm:".len()..].trim(), 16).ok()
+        })
+        .ok_or_else(|| Failure::setup("read the init's capabilities".to_string()))?;
+    sys::capset(permitted, permitted, 0)
+        .map_err(|e| Failure::setup(format!("raise the init's capabilities: {e}")))?;
+    // the fsuid change made the init non-dumpable: its /proc files (the uid_map the writer
+    // of enter_nested opens) would belong to nobody
+    nix::sys::prctl::set_dumpable(true)
+        .map_err(|e| Failure::setup(format!("set the init dumpable: {e}")))
+}
+
+/// `--userns=nomap`: the mounts are made (from rbox's namespace, which owns the store);
+/// now move into a user namespace with `maps`, which does not map rbox's id 0, and take
+/// its root, with new mount, uts and ipc namespaces that it owns (so the container's root
+/// may mount and set the hostname, as under Podman). A process created in a namespace
+/// cannot write its own maps beyond its own id: a child forked before the unshare, still
+/// root of rbox's namespace, writes them.
+fn enter_nested((uid_map, gid_map): &(String, String)) -> Result<(), Failure> {
+    use nix::sched::CloneFlags;
+    let fail = |what: &str, e: nix::Error| Failure::setup(format!("{what}: {e}"));
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| fail("create the id map pipe", e))?;
+    let child = match sys::fork() {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(w);
+            let mut b = [0u8; 1];
+            if !matches!(nix::unistd::read(&r, &mut b), Ok(1)) {
+                sys::exit_now(1);
+            }
+            // rbox's root again (see as_nested_root): the map files are its
+            nix::unistd::setfsuid(nix::unistd::Uid::from_raw(0));
+            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(0));
+            let p = format!("/proc/{}", nix::unistd::getppid());
+            let ok = std::fs::write(format!("{p}/uid_map"), uid_map)
+                .and_then(|_| std::fs::write(format!("{p}/gid_map"), gid_map));
+            let ok = ok.is_ok();
+            sys::exit_now(if ok { 0 } else { 1 });
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => return Err(fail("fork the id map writer", e)),
+    };
+    drop(r);
+    let res = nix::sched::unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(|e| fail("create the container's user namespace", e));
+    // a failed unshare closes the pipe unwritten: the writer exits at once
+    if res.is_ok() {
+        let _ = nix::unistd::write(&w, b"u");
+    }
+    drop(w);
+    let status = nix::sys::wait::waitpid(child, None);
+    res?;
+    if !matches!(status, Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) {
+        return Err(Failure::setup(format!(
+            "write the container's id maps ({}, {})",
+            uid_map.trim(),
+            gid_map.trim()
+        )));
+    }
+    let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+    nix::unistd::setresgid(root.1, root.1, root.1)
+        .and_then(|_| nix::unistd::setresuid(root.0, root.0, root.0))
+        .map_err(|e| fail("become root of the container's user namespace", e))?;
+    // the id change made the init non-dumpable, which closes /proc/PID/ns/* to `rbox exec`
+    nix::sys::prctl::set_dumpable(true).map_err(|e| fail("set the init dumpable", e))
 }

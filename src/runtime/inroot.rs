@@ -128,5 +128,19 @@ fn join_user_namespace(proc_root: &Path) -> Result<()> {
         return Ok(());
     }
     let f = std::fs::File::open(&ns).with_context(|| format!("open `{}`", ns.display()))?;
-    sys::setns(&f, libc::CLONE_NEWUSER).context("join the container's user namespace")
+    sys::setns(&f, libc::CLONE_NEWUSER).context("join the container's user namespace")?;
+    // `--userns=nomap` and `auto` do not map rbox's id 0 (the kernel shows it as the
+    // overflow id): what this process would create could not be stored. It takes the
+    // container's root, as a copy into the container gets under Podman.
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(65534);
+    if nix::unistd::getuid().as_raw() == overflow {
+        let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+        nix::unistd::setresgid(root.1, root.1, root.1)
+            .and_then(|_| nix::unistd::setresuid(root.0, root.0, root.0))
+            .context("become root of the container's user namespace")?;
+    }
+    Ok(())
 }

@@ -74,6 +74,12 @@ pub struct Launch {
     /// container) takes the seccomp listeners of `rbox exec`'s processes; `Some` for a
     /// [`Rootfs::Fuse`](rbox_storage::Rootfs::Fuse) root only
     pub fuse_socket: Option<PathBuf>,
+    /// `--userns=nomap` and `auto`: the uid_map and gid_map (relative to rbox's namespace) of the user
+    /// namespace the init enters once its mounts are made. The namespace does not map
+    /// rbox's id 0, the owner of the store, so the mounts are made from rbox's namespace
+    /// (the FUSE overlay's server, too, stays there) and the container gets the maps after.
+    /// With them, the uid and gid of rbox's namespace that are that namespace's root.
+    pub nested_maps: Option<((String, String), (u32, u32))>,
 }
 
 /// The id maps of a keep-id container: the caller's own uid/gid inside map to rbox's
@@ -150,6 +156,15 @@ pub fn plan(
         .rootfs(rec.driver, &dir, rec.auto_remove)
         .context("create empty lower layer")?;
     let rootfs = shifted_for_keep_id(rootfs, keep_id(&userns::current_mode(), &rec.spec).as_ref());
+    let nomap = matches!(
+        rec.spec.userns,
+        state::UsernsMode::Nomap | state::UsernsMode::Auto
+    );
+    let rootfs = if nomap {
+        shifted_for_nomap(rootfs, own_maps(&userns::current_mode(), &rec.spec)?)?
+    } else {
+        rootfs
+    };
     // squashfuse, which serves an `--image-file` (rbox_storage::mount::squash), is forked by
     // the init while it mounts the root: with the command as PID 1 it would be the command's
     // child, and a PID 1 that waits for all its children (busybox tar does) would wait for
@@ -175,6 +190,17 @@ pub fn plan(
     if let Some(root) = keep_id_root {
         give_etc_to(&dir.dir, root)?;
     }
+    let nested_root = if nomap {
+        let (u, g) = own_maps(&mode, &rec.spec)?.unwrap_or_default();
+        let root = |m: &str| rbox_storage::mount::fuse::shift::IdMap::parse(m)?.outside(0);
+        let root = root(&u)
+            .zip(root(&g))
+            .context("--userns: the container's id maps have no root")?;
+        give_etc_to(&dir.dir, root)?;
+        Some(root)
+    } else {
+        None
+    };
     let single_id = mode == userns::Mode::Single;
     let bad = |e: anyhow::Error| {
         let path = layout::oci_config(store.root(), &rec.id);
@@ -182,7 +208,12 @@ pub fn plan(
     };
     let ops = oci::mount_ops(&spec, rootfs).map_err(bad)?;
     let process = oci::process(&spec).map_err(bad)?;
-    let ns = oci::namespaces(&spec).map_err(bad)?;
+    let mut ns = oci::namespaces(&spec).map_err(bad)?;
+    let own_userns = ns.user_maps.is_some();
+    let nested_maps = match (nomap, nested_root) {
+        (true, Some(root)) => ns.user_maps.take().map(|m| (m, root)),
+        _ => None,
+    };
     if !ns.join.is_empty() {
         return Err(bad(anyhow::anyhow!(
             "a container's own spec joins namespaces by path only for its network"
@@ -230,7 +261,7 @@ pub fn plan(
             process,
             rec,
             &hostname,
-            ns.user_maps.is_some(),
+            own_userns,
             image_workdir.as_deref(),
         ),
         hostname,
@@ -254,6 +285,7 @@ pub fn plan(
         create_hooks,
         become_root: keep_id_root.is_some(),
         fuse_socket,
+        nested_maps,
     })
 }
 
@@ -579,6 +611,36 @@ fn shifted_for_keep_id(rootfs: rbox_storage::Rootfs, k: Option<&KeepId>) -> rbox
     }
 }
 
+/// nomap's root on the FUSE overlay, its server in rbox's namespace: the layers' owners
+/// (ids of rbox's namespace) are replied as the ids the nested namespace (`maps`) shows as
+/// the image's, and what the container creates is stored with the image's convention.
+/// Other drivers are refused at create.
+fn shifted_for_nomap(
+    rootfs: rbox_storage::Rootfs,
+    maps: Option<(String, String)>,
+) -> Result<rbox_storage::Rootfs> {
+    use rbox_storage::mount::fuse::shift::IdShift;
+    let Some((uid_map, gid_map)) = maps else {
+        anyhow::bail!("--userns=nomap: no id maps for the container's namespace");
+    };
+    match rootfs {
+        rbox_storage::Rootfs::Fuse {
+            lowers,
+            upper,
+            work,
+            shift: None,
+        } => Ok(rbox_storage::Rootfs::Fuse {
+            lowers,
+            upper,
+            work,
+            shift: IdShift::parse(&uid_map, &gid_map),
+        }),
+        _ => anyhow::bail!(
+            "--userns=nomap and auto need the fuse-overlay storage driver (--storage-driver=fuse-overlay): the container's root cannot reach this driver's files"
+        ),
+    }
+}
+
 /// The uid and gid of rbox's namespace that are root in keep-id's namespace, when it has a
 /// root (a subordinate range). The init becomes that root, so what it mounts (`/dev`'s
 /// tmpfs) is root's as under Podman, not the caller's.
@@ -610,7 +672,7 @@ fn give_etc_to(dir: &Path, (uid, gid): (u32, u32)) -> Result<()> {
 }
 
 /// The uid_map and gid_map text of a container's own user namespace below rbox's, for
-/// `--uidmap`/`--gidmap` (`--userns=nomap` and `auto` are refused); `None` when it runs in rbox's namespace (or keep-id's, see
+/// `--uidmap`/`--gidmap` and `--userns=nomap` (`auto` is refused); `None` when it runs in rbox's namespace (or keep-id's, see
 /// [`keep_id`]). Ids are ids of rbox's namespace: 0 is the caller, 1.. the subordinate ids.
 pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, String)>> {
     let ids = mode.idmap();
@@ -651,10 +713,20 @@ pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, 
                     no_range_hint()
                 );
             }
-            anyhow::bail!(
-                "--userns={} is not supported by rbox: {UNMAPPED_OWNER}",
-                s.userns
-            )
+            if auto {
+                // the range create allocated (see create's `first_free`)
+                if s.opts.uid_map.is_empty() || s.opts.gid_map.is_empty() {
+                    anyhow::bail!("--userns=auto: the container has no id range (created by an older rbox): recreate it");
+                }
+                return Ok(Some((text(&s.opts.uid_map), text(&s.opts.gid_map))));
+            }
+            // Podman's nomap: the container's ids 0.. are the subordinate ids only (rbox's
+            // 1..). The init enters this namespace after its mounts (see init's
+            // `enter_nested`), and the FUSE overlay shows the layers' owners through it.
+            Ok(Some((
+                format!("0 1 {}\n", ids.uid_count - 1),
+                format!("0 1 {}\n", ids.gid_count - 1),
+            )))
         }
         _ if s.opts.uid_map.is_empty() => Ok(None),
         _ => {
@@ -1230,6 +1302,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("only supported in rootless mode"));
+        // with a range: the subordinate ids only, as Podman's `0 1 65536`
+        let t = "0 1 65536\n".to_string();
+        assert_eq!(own_maps(&mode, &nomap).unwrap(), Some((t.clone(), t)));
+        // auto: the range create recorded
+        let mut auto = spec(vec![(0, 1025, 500)]);
+        auto.userns = state::UsernsMode::Auto;
+        let t = "0 1025 500\n".to_string();
+        assert_eq!(own_maps(&mode, &auto).unwrap(), Some((t.clone(), t)));
     }
 
     #[test]

@@ -1676,6 +1676,7 @@ pub fn build(
     spec.opts.keep_id_gid = uf.keep_id_gid;
     spec.opts.uid_map = uf.uid_map;
     spec.opts.gid_map = uf.gid_map;
+    spec.opts.auto_size = uf.auto_size;
     spec.set_args(args);
     Ok(spec)
 }

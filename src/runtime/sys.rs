@@ -493,6 +493,17 @@ pub fn ns_type(fd: impl AsFd) -> io::Result<libc::c_int> {
     cvt(r as _).map(|t| t as libc::c_int)
 }
 
+/// ioctl(NS_GET_USERNS) (`parent` false) or ioctl(NS_GET_PARENT) (`parent` true): the user
+/// namespace that owns namespace `fd`, or the parent of user namespace `fd`.
+pub fn ns_owner(fd: impl AsFd, parent: bool) -> io::Result<OwnedFd> {
+    // _IO(0xb7, 0x1) and _IO(0xb7, 0x2), linux/nsfs.h
+    let req: libc::c_ulong = if parent { 0xb702 } else { 0xb701 };
+    // SAFETY: a valid descriptor; these requests take no argument and return a new one.
+    let r = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), req as _) };
+    // SAFETY: on success the kernel installed a new descriptor that nothing else owns.
+    cvt(r as _).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Let the kernel take back the heap pages malloc holds free, and the pages of program code
 /// (of rbox and its libraries) that this process has mapped: a long-lived monitor then holds
 /// only the code its loop runs again, faulted back in from the page cache as it needs it.
