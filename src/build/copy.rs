@@ -293,7 +293,9 @@ fn copy_into(
         dst.set_permissions(fs::Permissions::from_mode(mode))
             .with_context(|| format!("chmod `{}`", to.display()))?;
     }
-    let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
+    // whole seconds, all the layer's tar keeps: a file staged so is settled already and the
+    // store does not set its times a second time (`Store::layer_from_staged`)
+    let t = nix::sys::time::TimeSpec::new(md.mtime(), 0);
     let _ = nix::sys::stat::futimens(&dst, &t, &t);
     Ok(())
 }

@@ -308,6 +308,74 @@ fn a_staged_directory_moves_in_as_the_layer_its_blob_unpacks_to() {
     assert!(fs::read_dir(s.root().join("tmp")).unwrap().next().is_none());
 }
 
+/// A COPY's staging directory (directories and single-link files, no xattrs): settled from
+/// what the tar walk saw, directories' fractional times cut, files' whole-second times kept,
+/// and the result the same tree its blob unpacks to.
+#[test]
+fn a_plain_staged_tree_settles_from_its_tar_walk() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(&d.path().join("a"));
+    let other = store_in(&d.path().join("b"));
+    let st = s.scratch_dir("stage").unwrap();
+    let p = st.path().to_path_buf();
+    let at = |rel: &str, sec: i64, nsec: i64| {
+        let t = nix::sys::time::TimeSpec::new(sec, nsec);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &p.join(rel),
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    };
+    for m in ["m0", "m1", "m1/deep"] {
+        fs::create_dir_all(p.join("src").join(m)).unwrap();
+        for f in ["a.c", "b.c"] {
+            fs::write(p.join("src").join(m).join(f), format!("{m}/{f}\n")).unwrap();
+        }
+    }
+    at("src/m0/a.c", 1_700_000_000, 0);
+    at("src/m1/deep/b.c", 1_700_000_001, 999_999_999);
+    at("src/m1/deep", 1_700_000_002, 5);
+    let info = s.layer_from_staged(&p, Compression::Gzip, &[]).unwrap();
+    assert!(!p.exists(), "the staged directory is moved, not copied");
+    let mine = s.layer_path(&info.diff_id);
+    let theirs = unpacked_from_blob(&s, &info, &other);
+    assert_eq!(tree(&mine), tree(&theirs));
+    let times = tree(&mine);
+    for (rel, time) in [
+        ("src/m0/a.c ", " 1700000000.0 "),
+        ("src/m1/deep/b.c ", " 1700000001.0 "),
+        ("src/m1/deep ", " 1700000002.0 "),
+    ] {
+        assert!(
+            times.iter().any(|l| l.starts_with(rel) && l.contains(time)),
+            "{rel}: {times:?}"
+        );
+    }
+    assert!(times.iter().all(|l| l.contains(".0 ")), "{times:?}");
+}
+
+/// A regular file whose name the layer format reads as a whiteout is no plain staged file:
+/// the layer comes from its blob, as another host gets it.
+#[test]
+fn a_staged_wh_name_is_unpacked_from_its_blob() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let st = s.scratch_dir("stage").unwrap();
+    fs::create_dir(st.path().join("dir")).unwrap();
+    fs::write(st.path().join("dir/.wh.gone"), "").unwrap();
+    fs::write(st.path().join("kept"), "x").unwrap();
+    let info = s
+        .layer_from_staged(st.path(), Compression::None, &[])
+        .unwrap();
+    assert!(st.path().exists(), "left to its owner, not moved in");
+    let l = s.layer_path(&info.diff_id);
+    assert!(l.join("kept").exists());
+    assert!(!l.join("dir/.wh.gone").exists());
+}
+
 /// A finished build step's upper: whiteouts, an opaque directory, overlay's bookkeeping
 /// xattrs, an image xattr, a runtime's mount point; moved in as what its blob unpacks to.
 #[test]
