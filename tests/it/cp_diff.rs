@@ -146,6 +146,11 @@ fn cp_follows_podmans_rules_running_and_stopped() {
         assert!(std::fs::metadata(w("out/bb")).unwrap().len() > 100_000);
         env.rbox().args(["start", "c"]).output().success();
         assert_eq!(exec(env, "c", "cat /stopped"), "hi");
+        // its monitor would outlive the test's deleted directory
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "c"])
+            .output()
+            .success();
     });
 }
 
