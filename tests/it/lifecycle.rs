@@ -393,7 +393,7 @@ fn restart_policies() {
                 "busybox",
                 "sh",
                 "-c",
-                "trap 'exit 0' TERM; sleep 600 & wait; exit 0",
+                "trap 'exit 0' TERM; echo up >> /up; sleep 600 & wait; exit 0",
             ])
             .output()
             .success();
@@ -406,6 +406,16 @@ fn restart_policies() {
             env.field("al", ".RestartCount") == "1" && env.field("al", ".State.Status") == "running"
         });
         assert_ne!(env.field("al", ".State.Pid"), first);
+        // the restarted shell has set its trap (a TERM before it would go unhandled)
+        eventually("al's trap set again", || {
+            env.rbox()
+                .args(["exec", "al", "cat", "/up"])
+                .output()
+                .stdout
+                .lines()
+                .count()
+                == 2
+        });
         // the user's stop is final (the command exits 0 on its stop signal)
         env.rbox()
             .args(["stop", "-t", "10", "al"])
