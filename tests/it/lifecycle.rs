@@ -20,13 +20,16 @@ fn detached_exec_logs_stop() {
         );
         assert_eq!(env.field("web", ".State.Running"), "true");
 
-        // exec joins the container's namespaces: same pid namespace, same hostname.
-        let out = env
-            .rbox()
-            .args(["exec", "web", "cat", "/proc/1/cmdline"])
-            .output()
-            .success();
-        assert!(out.stdout.starts_with("sleep"), "{out}");
+        // exec joins the container's namespaces: same pid namespace, same hostname. The shell
+        // may not have reached its `exec sleep` yet: wait for it.
+        eventually("the container's shell to exec sleep", || {
+            let out = env
+                .rbox()
+                .args(["exec", "web", "cat", "/proc/1/cmdline"])
+                .output()
+                .success();
+            out.stdout.starts_with("sleep")
+        });
         let out = env
             .rbox()
             .args(["exec", "web", "hostname"])

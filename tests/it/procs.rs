@@ -1,7 +1,7 @@
 //! Looking into and freezing running containers: `top`, `pause`/`unpause`, `stats`. Every test
 //! runs once per identity; header texts are the ones Podman 4.3 printed for the same commands.
 
-use crate::util::for_each_user;
+use crate::util::{eventually, for_each_user};
 
 /// The state letter of /proc/PID/stat (`S` sleeping, `T` stopped).
 fn proc_state(pid: &str) -> char {
@@ -230,10 +230,18 @@ fn stop_of_a_paused_container_delivers_its_stop_signal() {
             .args([
                 "sh",
                 "-c",
-                "trap 'exit 3' TERM; while :; do sleep 0.1; done",
+                "trap 'exit 3' TERM; touch /tmp/trapped; while :; do sleep 0.1; done",
             ])
             .output()
             .success();
+        // the shell (PID 1) ignores a TERM that comes before its trap is set
+        eventually("the container's shell to set its TERM trap", || {
+            env.rbox()
+                .args(["exec", "q", "test", "-e", "/tmp/trapped"])
+                .output()
+                .code
+                == 0
+        });
         env.rbox().args(["pause", "q"]).output().success();
         // the TERM reaches the shell (exit 3), long before the 60 s that would end in SIGKILL
         env.rbox()
