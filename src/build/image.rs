@@ -98,6 +98,9 @@ impl Builder<'_> {
             std::fs::create_dir(&dest).context("create the squash directory")?;
             copy::squash(&bottom_first[keep..], &dest)?;
         }
+        if let Some(t) = self.o.timestamp {
+            rbox_storage::changes::set_times_under(&dest, t as i64)?;
+        }
         let info = self.store.layer_from_upper(&dest, self.compression)?;
         let mut config = img.config.clone();
         let mut layers = img.layers[..keep].to_vec();
@@ -119,7 +122,7 @@ impl Builder<'_> {
                     }
                 }
             }
-            let now = crate::state::now_rfc3339();
+            let now = self.created();
             h.push(json!({
                 "created": now,
                 "created_by": "/bin/sh -c #(nop) squashed",

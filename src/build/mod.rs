@@ -71,6 +71,9 @@ pub struct Options {
     pub cache_ttl: Option<std::time::Duration>,
     /// `--tls-verify`, `--cert-dir`, `--authfile`, `--creds`: for FROM pulls and the cache
     pub transport: rbox_registry::TransportOptions,
+    /// `--timestamp`: seconds since the epoch for the image's and the new history entries'
+    /// creation time and every file of the new layers (reproducible builds)
+    pub timestamp: Option<u64>,
 }
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -782,13 +785,16 @@ impl Builder<'_> {
         let scope = self.scope(st);
         let esc = self.escape;
         let mut config = st.img.config.clone();
-        let now = crate::state::now_rfc3339();
+        let now = self.created();
         config["created"] = json!(now);
         if !config["config"].is_object() {
             config["config"] = json!({});
         }
         let mut job = None;
         let mut key = format!("{}\n{}", ins.cmd, ins.original);
+        if let Some(t) = self.o.timestamp {
+            key.push_str(&format!("\n--timestamp {t}"));
+        }
         let nop = |s: &str| format!("/bin/sh -c #(nop) {s}");
         let created_by;
         let c = &mut config["config"];
@@ -1273,6 +1279,28 @@ impl Builder<'_> {
     }
 
     /// Makes a step's layer.
+    /// The creation time of the image and its new history entries: `--timestamp`'s, else now.
+    fn created(&self) -> String {
+        match self.o.timestamp {
+            Some(t) => {
+                humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t))
+                    .to_string()
+            }
+            None => crate::state::now_rfc3339(),
+        }
+    }
+
+    /// A step's changes in `dir` as a layer ([`rbox_storage::Store::layer_from_staged`]),
+    /// every file's times `--timestamp`'s first when it is given.
+    fn staged(&self, dir: &Path, skip: &[&str]) -> Result<rbox_storage::LayerInfo> {
+        if let Some(t) = self.o.timestamp {
+            // the removal of a mount point would change its directory's time again
+            rbox_storage::changes::remove_mount_points(dir, skip)?;
+            rbox_storage::changes::set_times_under(dir, t as i64)?;
+        }
+        Ok(self.store.layer_from_staged(dir, self.compression, skip)?)
+    }
+
     fn layer(&self, st: &Stage, job: LayerJob) -> Result<rbox_storage::LayerInfo> {
         match job {
             LayerJob::Run {
@@ -1285,9 +1313,7 @@ impl Builder<'_> {
                 let s = self.store.scratch_dir("build-workdir")?;
                 let rel: PathBuf = ignore::clean(&dir).iter().collect();
                 copy::make_parents(s.path(), &rel.join("x"), &st.img.dirs)?;
-                Ok(self
-                    .store
-                    .layer_from_staged(s.path(), self.compression, &[])?)
+                self.staged(s.path(), &[])
             }
             LayerJob::Copy(cj) => {
                 let s = self.store.scratch_dir("build-copy")?;
@@ -1354,9 +1380,7 @@ impl Builder<'_> {
                         Some(cj.attrs.mode.unwrap_or(0o644)),
                     )?;
                 }
-                Ok(self
-                    .store
-                    .layer_from_staged(s.path(), self.compression, &[])?)
+                self.staged(s.path(), &[])
             }
         }
     }

@@ -211,21 +211,19 @@ impl Builder<'_> {
                 for (_, target) in &mounts {
                     prune_mount_point(staging.path(), target, &st.img.dirs);
                 }
-                return Ok(self.store.layer_from_staged(
+                return self.staged(
                     staging.path(),
-                    self.compression,
                     &["etc/hosts", "etc/hostname", "etc/resolv.conf"],
-                )?);
+                );
             }
             // the mount points of RUN --mount are no changes of the step
             for (_, target) in &mounts {
                 prune_mount_point(&dir.upper, target, &st.img.dirs);
             }
-            Ok(self.store.layer_from_staged(
+            self.staged(
                 &dir.upper,
-                self.compression,
                 &["etc/hosts", "etc/hostname", "etc/resolv.conf"],
-            )?)
+            )
         });
         if !id.is_empty() {
             if let Ok(rec) = crate::state::load(self.g, &id) {

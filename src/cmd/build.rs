@@ -90,6 +90,10 @@ pub struct BuildArgs {
     /// Use only cached steps whose images were made less than DURATION ago (e.g. 10h)
     #[arg(long = "cache-ttl", value_name = "DURATION")]
     pub cache_ttl: Option<String>,
+    /// Set the image's creation time, its new history entries' and every file's time in its
+    /// new layers to SECONDS since the epoch, for reproducible builds
+    #[arg(long, value_name = "SECONDS")]
+    pub timestamp: Option<u64>,
     // boxed: `rbox image build`'s variant stays near the size of the others
     #[command(flatten)]
     pub registry: Box<super::pull::RegistryFlags>,
@@ -135,6 +139,7 @@ pub fn run(g: &Context, a: BuildArgs) -> Result<ExitCode> {
         cache_to: a.cache_to,
         cache_ttl,
         transport,
+        timestamp: a.timestamp,
         file: a.file.into_iter().next(),
         context: a.context.unwrap_or_else(|| PathBuf::from(".")),
         tags: a.tag,

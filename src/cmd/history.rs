@@ -76,7 +76,7 @@ pub fn run(g: &Context, a: HistoryArgs) -> Result<ExitCode> {
         });
         let view = json!({
             "ID": id,
-            "Created": if !a.human { human::rfc3339(created) } else if created == 0 { String::new() } else { human::ago(created, now) },
+            "Created": if !a.human { human::rfc3339(created) } else if h.created.is_none() { String::new() } else { human::ago(created, now) },
             "CreatedAt": human::go_time_of(h.created.as_deref()),
             "CreatedSince": human::ago(created, now),
             "CreatedBy": by,

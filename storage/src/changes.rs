@@ -117,12 +117,7 @@ impl Store {
         compression: Compression,
         skip: &[&str],
     ) -> Result<LayerInfo> {
-        for rel in skip {
-            let p = staged.join(rel);
-            if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
-                fs::remove_file(&p).ctx(|| format!("remove {}", bt(&p)))?;
-            }
-        }
+        remove_mount_points(staged, skip)?;
         let tmp = self.tmp_path("commit");
         let file = create_new(&tmp.path, 0o600)?;
         let mut seen = None;
@@ -622,6 +617,45 @@ impl<W: Write> Write for HashTee<W> {
 
 /// Writes the OCI layer tar of `upper` (uncompressed) to `out`, leaving out the empty regular
 /// files at the relative paths `skip`.
+/// Removes the empty regular files at `skip` (paths relative to `dir`): the mount points a
+/// runtime left in an upper for its own bind mounts (`etc/hosts`), no changes of the container.
+pub fn remove_mount_points(dir: &Path, skip: &[&str]) -> Result<()> {
+    for rel in skip {
+        let p = dir.join(rel);
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            fs::remove_file(&p).ctx(|| format!("remove {}", bt(&p)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives everything under `dir` (not `dir` itself, which a layer tar does not carry) the
+/// access and modification time `secs` (seconds since the epoch), symlinks included: what
+/// `build --timestamp` makes of a step's changes before they become a layer, so the same
+/// inputs give the same layer digest.
+pub fn set_times_under(dir: &Path, secs: i64) -> Result<()> {
+    let t = nix::sys::time::TimeSpec::new(secs, 0);
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).ctx(|| format!("read {}", bt(&d)))? {
+            let e = e.ctx(|| format!("read {}", bt(&d)))?;
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p.clone());
+            }
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .ctx(|| format!("set the times of {}", bt(&p)))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn write_layer_tar<W: Write>(upper: &Path, skip: &[&str], out: W) -> Result<()> {
     let root =
         nix::fcntl::open(upper, DIR_FLAGS, Mode::empty()).ctx(|| format!("open {}", bt(upper)))?;

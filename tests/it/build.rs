@@ -815,3 +815,74 @@ fn rmi_of_a_built_image_takes_its_unused_steps() {
         assert_eq!(all(env), 0);
     });
 }
+
+#[test]
+fn build_timestamp_makes_the_same_image_twice() {
+    // Podman: `--timestamp` sets the image's and the new history entries' creation time and
+    // every new layer's file times, so two uncached builds of the same inputs are one image
+    for_each_user("build_timestamp", |env| {
+        env.import_busybox("busybox");
+        env.write("work/c9/src/a", "a\n");
+        env.write("work/c9/src/sub/b", "b\n");
+        env.write(
+            "work/c9/Containerfile",
+            "FROM busybox\nCOPY src /app/deep/\nRUN echo hi > /app/x && mkdir /app/y\nENV A=1\n",
+        );
+        env.give_to_user(&env.path("work/c9"));
+        let build = |tag: &str| {
+            env.rbox()
+                .args(["build", "--network=none", "-q", "--no-cache"])
+                .args(["--timestamp", "100", "-t", tag])
+                .arg(env.path("work/c9"))
+                .output()
+                .success()
+                .text()
+        };
+        let first = build("ts1");
+        // a second later: without --timestamp every time in the new layers would differ
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(build("ts2"), first);
+        assert_eq!(env.inspect("ts1", "{{.Created}}"), "1970-01-01T00:01:40Z");
+        let created = env
+            .rbox()
+            .args(["history", "--format", "{{.CreatedAt}}", "ts1"])
+            .output()
+            .success();
+        assert_eq!(
+            created.lines()[..3],
+            ["1970-01-01 00:01:40 +0000 UTC"; 3],
+            "{created}"
+        );
+        let times = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "ts1"])
+            .args([
+                "stat",
+                "-c",
+                "%Y %n",
+                "/app",
+                "/app/deep",
+                "/app/deep/sub/b",
+                "/app/x",
+            ])
+            .output()
+            .success();
+        assert_eq!(
+            times.lines(),
+            [
+                "100 /app",
+                "100 /app/deep",
+                "100 /app/deep/sub/b",
+                "100 /app/x"
+            ]
+        );
+        // another timestamp is another cache key: no step reused from ts1's build
+        let out = env
+            .rbox()
+            .args(["build", "--network=none", "--timestamp", "200", "-t", "ts3"])
+            .arg(env.path("work/c9"))
+            .output()
+            .success();
+        assert!(!out.stdout.contains("--> Using cache"), "{out}");
+    });
+}
