@@ -78,8 +78,24 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
     if let Some((_, root)) = &l.nested_maps {
         as_nested_root(*root)?;
     }
+    let apply = |ops| {
+        super::mounts::apply(ops, &l.target).map_err(|e| {
+            let runtime = e
+                .downcast_ref::<super::mounts::Failed>()
+                .is_some_and(|f| f.runtime);
+            Failure {
+                // Podman's exit code for a mount the OCI runtime could not make
+                code: if runtime {
+                    crate::exit::CANNOT_INVOKE
+                } else {
+                    crate::exit::FAILED
+                },
+                msg: format!("{e:#}"),
+            }
+        })
+    };
     if l.create_hooks.is_empty() {
-        super::mounts::apply(&l.ops, &l.target)?;
+        apply(&l.ops)?;
     } else {
         // the OCI `createContainer` hooks: in the container's namespaces, its mounts made,
         // before pivot_root
@@ -88,9 +104,9 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
             .iter()
             .position(|o| matches!(o, super::mounts::Op::Pivot | super::mounts::Op::Chroot))
             .unwrap_or(l.ops.len());
-        super::mounts::apply(&l.ops[..pivot], &l.target)?;
+        apply(&l.ops[..pivot])?;
         run_hooks(l, "createContainer", &l.create_hooks)?;
-        super::mounts::apply(&l.ops[pivot..], &l.target)?;
+        apply(&l.ops[pivot..])?;
     }
     if let Some((maps, _)) = &l.nested_maps {
         enter_nested(maps)?;

@@ -434,11 +434,14 @@ fn components(p: &str) -> Vec<String> {
 }
 
 fn mkdir_p(p: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(p)
-        .with_context(|| format!("create directory `{}`", p.display()))
+    match fs::DirBuilder::new().recursive(true).mode(0o755).create(p) {
+        // something else than a directory is there: the mount's own failure, as a bind onto
+        // a file reports it (the path in the store would say nothing to the user)
+        Err(_) if fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) => {
+            Err(nix::Error::ENOTDIR.into())
+        }
+        r => r.with_context(|| format!("create directory `{}`", p.display())),
+    }
 }
 
 /// Create an empty file (or directory, for `dir`) to mount over, if nothing is there yet.
@@ -495,12 +498,32 @@ fn remount_ro(p: &Path, extra: MsFlags) -> io::Result<()> {
     mount(None::<&str>, p, None::<&str>, fl, None::<&str>).map_err(io::Error::from)
 }
 
+/// What [`apply`] failed at, as the context of its error. `runtime`: an operation an OCI
+/// runtime does (a volume, a tmpfs, pivot_root...), whose failure Podman reports as the
+/// runtime's, with exit 126; else rbox's own preparation of the root (exit 125).
+#[derive(Debug)]
+pub struct Failed {
+    pub what: String,
+    pub runtime: bool,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
 /// Execute the plan with the new root at `target` (a directory in the store).
 pub fn apply(ops: &[Op], target: &Path) -> Result<()> {
     let mut pivoted = false;
     for op in ops {
         let root: &Path = if pivoted { Path::new("/") } else { target };
-        apply_one(op, root, target).map_err(|e| e.context(describe(op)))?;
+        apply_one(op, root, target).map_err(|e| {
+            e.context(Failed {
+                what: describe(op),
+                runtime: !matches!(op, Op::Root(_) | Op::PrivateAll),
+            })
+        })?;
         if matches!(op, Op::Pivot | Op::Chroot) {
             pivoted = true;
         }

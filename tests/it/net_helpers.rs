@@ -7,8 +7,9 @@ use crate::util::{for_each_user, have, require};
 const BACKENDS: [&str; 2] = ["pasta", "slirp4netns"];
 
 /// An init that fails early (a tmpfs mount refused, before the helper has joined its
-/// namespace), a missing command and a bad working directory: the same error line and exit
-/// code with each helper as with `--network=none`.
+/// namespace: exit 126 as Podman's for a mount its runtime could not make), a missing command
+/// and a bad working directory: the same error line and exit code with each helper as with
+/// `--network=none`.
 #[test]
 fn an_early_init_failure_wins_over_the_network_helper() {
     if !require(
@@ -22,7 +23,7 @@ fn an_early_init_failure_wins_over_the_network_helper() {
         let cases: [(&[&str], i32, &str); 3] = [
             (
                 &["--tmpfs", "/x:size=abc", "busybox", "true"],
-                125,
+                126,
                 "mount tmpfs on `/x`",
             ),
             (&["busybox", "no-such-command"], 127, "no-such-command"),
@@ -60,7 +61,7 @@ fn an_early_init_failure_wins_over_the_network_helper() {
             .args(["run", "-d", "--network=none", "--tmpfs", "/x:size=abc"])
             .args(["busybox", "true"])
             .output()
-            .code_is(125);
+            .code_is(126);
         assert!(none.stderr.contains("mount tmpfs on `/x`"), "{none}");
         for net in BACKENDS {
             let out = env
@@ -68,7 +69,7 @@ fn an_early_init_failure_wins_over_the_network_helper() {
                 .args(["run", "-d", "--network", net, "--tmpfs", "/x:size=abc"])
                 .args(["busybox", "true"])
                 .output()
-                .code_is(125);
+                .code_is(126);
             assert_eq!(out.stderr, none.stderr, "-d {net}: {out}");
         }
         env.rbox().args(["rm", "-a", "-f"]).output().success();

@@ -324,3 +324,41 @@ fn commands_that_cannot_run_in_podmans_words() {
         assert_eq!(run(&["bb", "/nosuchcmd"], 127), missing("/nosuchcmd"));
     });
 }
+
+#[test]
+fn a_mount_the_runtime_cannot_make_exits_126() {
+    // Podman 4.3.1: `-v FILE:/bin` and `--mount type=tmpfs,dst=/etc/passwd` fail in crun
+    // ("OCI runtime error: crun: mount `...` to `bin`: Not a directory"), exit 126, attached
+    // or detached
+    for_each_user("habits_mount_126", |env| {
+        env.import_busybox("busybox");
+        let file = env.write("work/file", "x\n");
+        env.give_to_user(&file);
+        let vol = format!("{}:/bin", file.display());
+        for detach in [false, true] {
+            let mut cmd = env.rbox();
+            cmd.args(["run", "--rm", "--network=none"]);
+            if detach {
+                cmd.arg("-d");
+            }
+            let out = cmd
+                .args(["-v", &vol, "busybox", "true"])
+                .output()
+                .code_is(126);
+            out.assert_clean_error();
+            assert!(out.stderr.contains("Not a directory"), "{out}");
+        }
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none"])
+            .args(["--mount", "type=tmpfs,dst=/etc/passwd", "busybox", "true"])
+            .output()
+            .code_is(126);
+        out.assert_clean_error();
+        assert!(
+            out.stderr
+                .contains("mount tmpfs on `/etc/passwd`: ENOTDIR: Not a directory"),
+            "{out}"
+        );
+    });
+}
