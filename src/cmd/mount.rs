@@ -134,6 +134,14 @@ fn mount_served(
             rec.name
         );
     }
+    if let Some(pid) = runtime::mounted::server(g, &rec.id) {
+        // (`t` stays: removing a mount point of another namespace would unmount it there)
+        bail!(
+            "mount container {}: it is mounted in another namespace (FUSE server pid {pid}): \
+             unmount it there first, or use that `rbox unshare`",
+            rec.name
+        );
+    }
     let lower = dir.image_mount();
     if rec.image_file.is_some() {
         std::fs::create_dir_all(&lower).with_context(|| format!("create `{}`", lower.display()))?;
@@ -150,7 +158,8 @@ fn mount_served(
 }
 
 /// Before `rbox rm` forgets `rec`: unmounts its `rbox mount` where this namespace has it,
-/// ends a server that still serves it elsewhere, and removes the mount point.
+/// removes the mount point (which detaches a mount of another namespace on it, since Linux
+/// 3.18), and ends a server that still serves it (one kept busy there).
 pub fn release(g: &Context, rec: &state::ContainerRecord) {
     let Ok(t) = target(g, &rec.id) else {
         return;
@@ -158,8 +167,8 @@ pub fn release(g: &Context, rec: &state::ContainerRecord) {
     if mount_points().contains(&t) {
         let _ = nix::mount::umount2(&t, nix::mount::MntFlags::MNT_DETACH);
     }
-    runtime::mounted::end(g, &rec.id);
     let _ = std::fs::remove_dir(&t);
+    runtime::mounted::end(g, &rec.id);
     if let Some(p) = t.parent() {
         let _ = std::fs::remove_dir(p);
     }

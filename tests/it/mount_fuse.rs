@@ -151,6 +151,56 @@ fn mount_fuse_ends_with_the_unshare_namespace() {
     });
 }
 
+/// Removed from outside the namespace that has it mounted: the mount there is detached and
+/// its server ends; a second `rbox mount` elsewhere meanwhile is refused.
+#[test]
+fn mount_fuse_rm_from_outside_ends_the_mount() {
+    if !crate::fuse::fuse_usable() {
+        return;
+    }
+    for_each_user("mountfuserm", |env| {
+        if env.user.who == Who::Root {
+            // root's mount is in the host's namespace: removed from there in the test above
+            return;
+        }
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["--storage-driver=fuse-overlay", "create", "--network=none"])
+            .args(["--name", "c", "busybox", "true"])
+            .output()
+            .success();
+        let script = r#"set -e
+            p=$("$@" mount c)
+            echo $$
+            cat "$(dirname "$p")/server"
+            read x
+            grep -c " $p " /proc/self/mountinfo || true"#;
+        let mut c = env.rbox();
+        c.args(["unshare", "sh", "-c", script, "sh", RBOX])
+            .arg("--root")
+            .arg(env.store())
+            .arg("--runroot")
+            .arg(env.runroot());
+        let mut shell = c.spawn();
+        let _sh: i32 = shell.read_line().trim().parse().unwrap();
+        let pid = server_pid(&shell.read_line());
+        let out = in_ns(env, "\"$@\" mount c").rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            format!(
+                "Error: mount container c: it is mounted in another namespace (FUSE server pid \
+                 {pid}): unmount it there first, or use that `rbox unshare`"
+            ),
+            "{out}"
+        );
+        env.rbox().args(["rm", "c"]).output().success();
+        eventually("the server of the removed container ends", || ended(pid));
+        shell.write_stdin(b"\n");
+        let out = shell.wait().success();
+        assert_eq!(out.text(), "0", "the mount is gone there too: {out}");
+    });
+}
+
 #[test]
 fn mount_fuse_refuses_a_running_container() {
     if !crate::fuse::fuse_usable() {
