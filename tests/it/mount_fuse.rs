@@ -137,6 +137,16 @@ fn mount_fuse_ends_with_the_unshare_namespace() {
             .args(["--name", "c", "busybox", "cat", "/etc/left"])
             .output()
             .success();
+        // a plain umount ends the server too
+        let script = r#"set -e
+            p=$("$@" mount c)
+            cat "$(dirname "$p")/server"
+            umount "$p"
+            "$@" mount | wc -l"#;
+        let out = in_ns(env, script).success();
+        assert_eq!(out.lines()[1], "0", "{out}");
+        let pid = server_pid(out.lines()[0]);
+        eventually("the server ends with a plain umount", || ended(pid));
         // the shell exits with the container mounted: its namespace, and the mount, go
         let script = r#"set -e
             p=$("$@" mount c)
