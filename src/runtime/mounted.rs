@@ -66,3 +66,44 @@ pub fn end(g: &Context, id: &str) {
         let _ = fs::remove_file(p);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_counts_only_while_its_process_lives() {
+        let d = tempfile::tempdir().unwrap();
+        let g = Context::new(
+            Some(d.path().join("store")),
+            Some(d.path().join("run")),
+            None,
+        );
+        let id = "ab".repeat(32);
+        assert_eq!(server(&g, &id), None, "no record");
+        fs::create_dir_all(dir(&g, &id).unwrap()).unwrap();
+        // this test's own process stands for a live server
+        let me = std::process::id() as i32;
+        record(&g, &id, me).unwrap();
+        assert_eq!(server(&g, &id), Some(me));
+        // the same pid with another start time: reused by another process
+        let start = state::proc_start_time(me).unwrap();
+        fs::write(
+            record_path(&g, &id).unwrap(),
+            format!("{me} {}\n", start + 1),
+        )
+        .unwrap();
+        assert_eq!(server(&g, &id), None);
+        // an exited (and reaped) process
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        fs::write(record_path(&g, &id).unwrap(), format!("{pid} {start}\n")).unwrap();
+        assert_eq!(server(&g, &id), None);
+        fs::write(record_path(&g, &id).unwrap(), "garbage").unwrap();
+        assert_eq!(server(&g, &id), None);
+        // end forgets it (and kills nothing that is not the recorded live server)
+        end(&g, &id);
+        assert!(!record_path(&g, &id).unwrap().exists());
+    }
+}
