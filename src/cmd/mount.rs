@@ -4,6 +4,16 @@
 //! namespace: the one `rbox unshare` gives its command (Podman refuses outside `podman
 //! unshare` in the same words). The list of mounted containers is read from this process's
 //! own mount table, so it is what the caller's namespace really has.
+//!
+//! A root that needs a server (the FUSE overlay; an `--image-file`'s squashfs, under either
+//! overlay driver) is served by a detached FUSE server that lives exactly as long as the
+//! mount (rbox_storage::mount::fuse::detached): until `rbox unmount`, `umount`, or the end of
+//! the `rbox unshare` whose namespace holds it. Only while the container is stopped: a
+//! running one has its own server on the same upper directory, and `rbox start` refuses a
+//! mounted one (runtime::mounted) for the same reason. What a user sees there: the owners
+//! on disk, which are the image's own ids (the numbers the container shows, keep-id, nomap
+//! and auto included); under a single-id map the files of other owners show as the one id
+//! (root), with their own modes, as the container's kernel sees them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,7 +59,7 @@ pub fn refuse_outside(verb: &str) -> Result<()> {
 }
 
 fn target(g: &Context, id: &str) -> Result<PathBuf> {
-    Ok(g.runtime_dir()?.join("mounts").join(id).join("merged"))
+    Ok(runtime::mounted::dir(g, id)?.join("merged"))
 }
 
 /// The mount points in this process's mount namespace (field 5 of mountinfo, unescaped).
@@ -88,30 +98,80 @@ pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
     for rec in recs {
         let t = target(g, &rec.id)?;
         if !points.contains(&t) {
-            if rec.driver == rbox_storage::Driver::FuseOverlay {
-                anyhow::bail!(
-                    "mount container {}: its root is a FUSE overlay, served only while the \
-                     container runs; use `rbox cp`, or the overlay or vfs driver",
-                    rec.name
-                );
-            }
-            if rec.image_file.is_some() {
-                anyhow::bail!(
-                    "mount container {}: its root is an image file (--image-file), served only \
-                     while the container runs; use `rbox cp`",
-                    rec.name
-                );
-            }
             std::fs::create_dir_all(&t).with_context(|| format!("create `{}`", t.display()))?;
             let dir = store.container_dir(&rec.id)?;
-            store
-                .rootfs(rec.driver, &dir, false)?
-                .mount(&t)
-                .with_context(|| format!("mount container {}", rec.name))?;
+            if rec.driver == rbox_storage::Driver::FuseOverlay || rec.image_file.is_some() {
+                mount_served(g, &rec, &dir, &t)?;
+            } else {
+                store
+                    .rootfs(rec.driver, &dir, false)?
+                    .mount(&t)
+                    .with_context(|| format!("mount container {}", rec.name))?;
+            }
         }
         println!("{}", t.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A root that needs a server (the FUSE overlay, an image file's squashfuse) mounted at `t`
+/// by a detached FUSE server of its own (rbox_storage::mount::fuse::detached), recorded for
+/// `rbox start` and `rbox rm` (runtime::mounted). Refused while the container runs: its own
+/// server serves the same upper directory, and two servers would each keep in the kernel's
+/// caches what the other changes.
+fn mount_served(
+    g: &Context,
+    rec: &state::ContainerRecord,
+    dir: &rbox_storage::ContainerDir,
+    t: &Path,
+) -> Result<()> {
+    use rbox_storage::mount::fuse::detached;
+    if state::is_running(rec) {
+        let _ = std::fs::remove_dir(t);
+        bail!(
+            "mount container {}: it runs on the FUSE overlay, whose server caches its files: \
+             a second server would see stale files; stop it first, or use `rbox cp` or `rbox exec`",
+            rec.name
+        );
+    }
+    if let Some(pid) = runtime::mounted::server(g, &rec.id) {
+        // (`t` stays: removing a mount point of another namespace would unmount it there)
+        bail!(
+            "mount container {}: it is mounted in another namespace (FUSE server pid {pid}): \
+             unmount it there first, or use that `rbox unshare`",
+            rec.name
+        );
+    }
+    let lower = dir.image_mount();
+    if rec.image_file.is_some() {
+        std::fs::create_dir_all(&lower).with_context(|| format!("create `{}`", lower.display()))?;
+    }
+    let root = detached::Detached {
+        lowers: &dir.lower_dirs,
+        upper: &dir.upper,
+        work: &dir.work,
+        shift: None,
+        squash: rec.image_file.as_deref().map(|f| (f, lower.as_path())),
+    };
+    let pid = detached::mount(&root, t).with_context(|| format!("mount container {}", rec.name))?;
+    runtime::mounted::record(g, &rec.id, pid)
+}
+
+/// Before `rbox rm` forgets `rec`: unmounts its `rbox mount` where this namespace has it,
+/// removes the mount point (which detaches a mount of another namespace on it, since Linux
+/// 3.18), and ends a server that still serves it (one kept busy there).
+pub fn release(g: &Context, rec: &state::ContainerRecord) {
+    let Ok(t) = target(g, &rec.id) else {
+        return;
+    };
+    if mount_points().contains(&t) {
+        let _ = nix::mount::umount2(&t, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir(&t);
+    runtime::mounted::end(g, &rec.id);
+    if let Some(p) = t.parent() {
+        let _ = std::fs::remove_dir(p);
+    }
 }
 
 pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
@@ -137,8 +197,10 @@ pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
                 nix::mount::MntFlags::empty()
             };
             nix::mount::umount2(&t, flags).with_context(|| format!("unmount `{}`", t.display()))?;
+            // a FUSE server ends with its mount's last reference (now, unless it is busy)
             let _ = std::fs::remove_dir(&t);
             if let Some(p) = t.parent() {
+                let _ = std::fs::remove_file(p.join("server"));
                 let _ = std::fs::remove_dir(p);
             }
         }

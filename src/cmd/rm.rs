@@ -122,5 +122,7 @@ pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Re
     runtime::control::end_restart_wait(g, rec);
     runtime::control::cleanup_network(g, rec);
     runtime::create::remove_cgroup(rec);
+    // mounted by `rbox mount` (Podman removes a mounted container too)
+    super::mount::release(g, rec);
     state::remove(g, rec).with_context(|| format!("remove container {}", rec.name))
 }

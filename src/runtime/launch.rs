@@ -120,6 +120,7 @@ pub fn plan(
     stdio: Option<[i32; 3]>,
 ) -> Result<Launch> {
     let dir = store.container_dir(&rec.id)?;
+    super::mounted::refuse_start(g, rec)?;
     // the image's own working directory may be created at start; a `-w` one must exist
     let image_workdir = match (&rec.rootfs, &rec.image_file) {
         (Some(_), _) => None,

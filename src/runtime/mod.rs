@@ -20,6 +20,7 @@
 //! | `--timeout`: kill the container after N seconds | `timeout` | monitor |
 //! | join a running container | `exec` | `rbox exec` and its fork |
 //! | a child chrooted into a container's root (`rbox cp`) | `inroot` | its fork |
+//! | the record of `rbox mount`'s FUSE servers | `mounted` | `mount`, `start`, `rm` |
 //! | id maps, entering the user namespace | `userns` | every invocation |
 //! | a container's volumes: made, filled, removed with it | `volumes` | the invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
@@ -55,6 +56,7 @@ pub mod inroot;
 pub mod launch;
 pub mod logfile;
 pub mod monitor;
+pub mod mounted;
 pub mod mounts;
 pub mod netshare;
 pub mod nvidia;

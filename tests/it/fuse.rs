@@ -363,7 +363,8 @@ fn fuse_overlay_is_named_and_refused_where_it_cannot_work() {
             ])
             .output()
             .success();
-        // the server lives with the container: a mount outside one would die with `rbox mount`
+        // `rbox mount` serves a stopped one with a server of its own (see mount_fuse.rs);
+        // `rbox rm` unmounts it (root's mount is in the host's namespace)
         let mut c = env.rbox();
         if env.user.who != crate::util::Who::Root {
             c = env.rbox();
@@ -371,8 +372,8 @@ fn fuse_overlay_is_named_and_refused_where_it_cannot_work() {
             c.arg(format!("--root={}", env.store().display()));
             c.arg(format!("--runroot={}", env.runroot().display()));
         }
-        let out = c.args(["mount", "m"]).output().rbox_error();
-        assert!(out.stderr.contains("its root is a FUSE overlay"), "{out}");
+        let out = c.args(["mount", "m"]).output().success();
+        assert!(out.text().ends_with("/merged"), "{out}");
         env.rbox().args(["rm", "m"]).output().success();
     });
 }

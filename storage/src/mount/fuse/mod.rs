@@ -14,7 +14,8 @@
 //! own mount(2) (it is root in the container's user namespace, so no fusermount is needed),
 //! answers, and serves with several threads. `rbox cp`'s child (and squashfuse's
 //! `--image-file` root, see [`super::squash`]) still fork a server of their own from the process
-//! that mounts ([`mount`]).
+//! that mounts ([`mount`]); `rbox mount` of a stopped container starts a detached one
+//! ([`detached`]) that lives as long as its mount.
 //!
 //! Why outside the container's pid namespace: a server there is a process of the container.
 //! It shows in `ps` and `top`, and a PID 1 that waits for all its children (busybox tar
@@ -36,6 +37,7 @@
 //! server never resolves a path of the container for itself: it works only through the
 //! descriptors it opened before.
 
+pub mod detached;
 pub mod fs;
 pub mod shift;
 pub mod supervisor;
