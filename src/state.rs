@@ -1167,7 +1167,7 @@ fn refresh(g: &Context, rec: &mut ContainerRecord) -> bool {
     }
     match recorded_by_monitor(g, rec) {
         Recorded::Removed => return false,
-        Recorded::Now(newer) => *rec = newer,
+        Recorded::Now(newer) => *rec = *newer,
         Recorded::Unreadable => {}
     }
     if rec.state.status == Status::Running && live(g, rec).is_none() {
@@ -1191,7 +1191,7 @@ enum Recorded {
     Unreadable,
     /// the record as it is now: exited, started again, or still running when the monitor
     /// took longer than [`RECORD_WAIT`]
-    Now(ContainerRecord),
+    Now(Box<ContainerRecord>),
     /// the record is gone (`--rm`)
     Removed,
 }
@@ -1218,10 +1218,10 @@ fn recorded_by_monitor(g: &Context, rec: &ContainerRecord) -> Recorded {
         };
         let same_start = cur.state.status == Status::Running && cur.state.pid == rec.state.pid;
         if !same_start {
-            return Recorded::Now(cur);
+            return Recorded::Now(Box::new(cur));
         }
         if monitor.is_none() || std::time::Instant::now() >= deadline {
-            return Recorded::Now(cur);
+            return Recorded::Now(Box::new(cur));
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
