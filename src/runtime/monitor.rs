@@ -697,6 +697,8 @@ fn hold(
                 return code;
             }
         };
+        // as after the first start
+        sys::release_startup_pages();
     }
 }
 
