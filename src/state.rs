@@ -725,8 +725,8 @@ struct Live {
     /// place (an attached `rbox run` cannot)
     #[serde(default)]
     detached: bool,
-    /// While the monitor waits to restart the container (`pid` is 0 then): the monitor's
-    /// start time, which tells a reused pid from it.
+    /// The monitor's start time, which tells a reused pid from it (0 in live states written
+    /// before it was recorded for a running container as well as for a restart wait).
     #[serde(default)]
     monitor_start_time: u64,
     /// `rbox pause` stopped its processes (volatile: gone with the processes themselves)
@@ -996,7 +996,7 @@ pub fn mark_running(
         boot_id: paths::boot_id(),
         monitor: std::process::id() as i32,
         detached,
-        monitor_start_time: 0,
+        monitor_start_time: proc_start_time(std::process::id() as i32).unwrap_or(0),
         paused: false,
     };
     let dir = g.runtime_dir()?;
@@ -1157,18 +1157,73 @@ pub fn remove_live(g: &Context, rec: &ContainerRecord) {
 }
 
 /// Correct a record that says running when its process is gone (killed monitor, reboot).
-fn refresh(g: &Context, rec: &mut ContainerRecord) {
-    if rec.state.status != Status::Running {
-        return;
+/// While the monitor of that start still runs, it is recording the exit (it stops the
+/// network, runs the poststop hooks, then writes the record): its record is waited for, a
+/// while, rather than the exit guessed. Returns false when the container was removed
+/// meanwhile (`--rm`).
+fn refresh(g: &Context, rec: &mut ContainerRecord) -> bool {
+    if rec.state.status != Status::Running || live(g, rec).is_some() {
+        return true;
     }
-    let alive = live(g, rec).is_some();
-    if !alive {
+    match recorded_by_monitor(g, rec) {
+        Recorded::Removed => return false,
+        Recorded::Now(newer) => *rec = *newer,
+        Recorded::Unreadable => {}
+    }
+    if rec.state.status == Status::Running && live(g, rec).is_none() {
         rec.state.status = Status::Exited;
         rec.state.pid = 0;
         rec.state.exit_code.get_or_insert(UNOBSERVED_EXIT);
         if rec.state.finished_at.is_empty() {
             rec.state.finished_at = rec.state.started_at.clone();
         }
+    }
+    true
+}
+
+/// How long a reader waits for a live monitor to record the exit of its container (a few
+/// milliseconds as a rule: stopping the network helper takes 20-30).
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What the monitor of a container whose init is gone has recorded.
+enum Recorded {
+    /// the record cannot be read again: the exit is guessed
+    Unreadable,
+    /// the record as it is now: exited, started again, or still running when the monitor
+    /// took longer than [`RECORD_WAIT`]
+    Now(Box<ContainerRecord>),
+    /// the record is gone (`--rm`)
+    Removed,
+}
+
+/// Wait, at most [`RECORD_WAIT`], for the monitor of `rec`'s start, while it runs, to record
+/// the exit of its container; `rec` says running and its init is gone.
+fn recorded_by_monitor(g: &Context, rec: &ContainerRecord) -> Recorded {
+    let Ok(root) = g.storage_root() else {
+        return Recorded::Unreadable;
+    };
+    let deadline = std::time::Instant::now() + RECORD_WAIT;
+    loop {
+        // the live state of this start, naming a monitor that runs; mark_exited writes the
+        // record before it removes the live state, so a record read after that look is final
+        let monitor = read_live(g, rec)
+            .filter(|l| l.pid == rec.state.pid)
+            .and_then(|l| alive_monitor(&l));
+        let cur = match load_raw(&root, &rec.id) {
+            Ok(cur) => cur,
+            Err(_) if !layout::container_record(&root, &rec.id).exists() => {
+                return Recorded::Removed
+            }
+            Err(_) => return Recorded::Unreadable,
+        };
+        let same_start = cur.state.status == Status::Running && cur.state.pid == rec.state.pid;
+        if !same_start {
+            return Recorded::Now(Box::new(cur));
+        }
+        if monitor.is_none() || std::time::Instant::now() >= deadline {
+            return Recorded::Now(Box::new(cur));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
@@ -1188,8 +1243,9 @@ pub fn list(g: &Context) -> Result<Vec<ContainerRecord>> {
         }
         // A directory without a record is a create in progress or an interrupted one.
         if let Ok(mut rec) = load_raw(&root, &id) {
-            refresh(g, &mut rec);
-            out.push(rec);
+            if refresh(g, &mut rec) {
+                out.push(rec);
+            }
         }
     }
     out.sort_by(|a, b| b.created.cmp(&a.created));
@@ -1211,8 +1267,9 @@ pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
     let root = g.storage_root()?;
     if let Ok(text) = fs::read_to_string(layout::container_name(&root, name_or_id)) {
         if let Ok(mut rec) = load_raw(&root, reserved_id(&text)) {
-            refresh(g, &mut rec);
-            return Ok(rec);
+            if refresh(g, &mut rec) {
+                return Ok(rec);
+            }
         }
     }
     let all = list(g)?;

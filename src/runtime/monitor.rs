@@ -586,7 +586,7 @@ fn hold(
         }
     }
     // Starting the container ran much of rbox; waiting for it runs little of it.
-    sys::release_code_pages();
+    sys::release_startup_pages();
     let mut delay = RESTART_DELAY;
     let mut pipes = Some(pipes);
     loop {
@@ -697,6 +697,8 @@ fn hold(
                 return code;
             }
         };
+        // as after the first start
+        sys::release_startup_pages();
     }
 }
 

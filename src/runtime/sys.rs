@@ -504,42 +504,200 @@ pub fn ns_owner(fd: impl AsFd, parent: bool) -> io::Result<OwnedFd> {
     cvt(r as _).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Let the kernel take back the heap pages malloc holds free, and the pages of program code
-/// (of rbox and its libraries) that this process has mapped: a long-lived monitor then holds
-/// only the code its loop runs again, faulted back in from the page cache as it needs it.
-/// Only read-only executable mappings of files are touched; they hold no private data, so
-/// nothing is lost.
-pub fn release_code_pages() {
+/// Let the kernel take back what starting a container touched and waiting for it does not
+/// use: the heap pages malloc holds free, the pages of rbox and its libraries (code, read-only
+/// data, unwind tables) this process has mapped, and the main thread's stack below the current
+/// frame. A long-lived monitor then holds only what its loop touches again, faulted back in
+/// from the page cache (or, for the stack, zero pages) as it needs it. See
+/// [`pages_to_release`] for why nothing is lost.
+pub fn release_startup_pages() {
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe {
         libc::malloc_trim(0);
     }
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        // a file mapping (a path after offset, device and inode), read and execute only
-        if perms != "r-xp" || f.nth(3).is_none_or(|p| !p.starts_with('/')) {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
-        // SAFETY: the range is a whole mapping of this process, read-only and executable,
-        // backed by a file: MADV_DONTNEED drops its page-table entries and later accesses
-        // fault the same bytes back in from the file.
+    // an address in this frame: what lies below it (past a margin for the calls made from
+    // here) is stack no frame uses
+    let here = 0u8;
+    let sp = std::hint::black_box(&here) as *const u8 as usize;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as usize);
+    for r in pages_to_release(&smaps, sp, page) {
+        // SAFETY: `pages_to_release` names only (a) private read-only mappings of the program
+        // and its libraries whose pages all still hold the file's bytes (no copy-on-write page,
+        // so not the relocated RELRO data): MADV_DONTNEED drops their page-table entries and
+        // a later access faults the same bytes back in from the file; and (b) the part of the
+        // main thread's stack more than STACK_MARGIN below this frame, which no live frame
+        // uses: a later access finds zero pages, as a fresh stack has.
         unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            libc::madvise(r.start as *mut libc::c_void, r.len(), libc::MADV_DONTNEED);
         }
+    }
+}
+
+/// How much of the stack below the caller's frame [`release_startup_pages`] keeps: room for
+/// the calls it makes itself (reading smaps, madvise), which live there meanwhile.
+const STACK_MARGIN: usize = 64 << 10;
+
+/// The address ranges of this process whose pages can be dropped without losing data, from
+/// the text of /proc/self/smaps, an address `sp` in the caller's stack frame and the page size:
+///
+/// - the private, non-writable mappings of every file that has code mapped (the program and
+///   its shared libraries: text, rodata, eh_frame), unless one of their pages is anonymous
+///   (a copy-on-write page: the RELRO segment the dynamic linker relocated and then made
+///   read-only holds pointers the file does not have);
+/// - the main thread's stack (`[stack]`) from its lowest mapped page up to `sp` less
+///   [`STACK_MARGIN`], page-aligned.
+pub fn pages_to_release(smaps: &str, sp: usize, page: usize) -> Vec<std::ops::Range<usize>> {
+    struct Mapping<'a> {
+        range: std::ops::Range<usize>,
+        perms: &'a str,
+        path: &'a str,
+        rss: u64,
+        anonymous: u64,
+    }
+    let mut maps: Vec<Mapping> = Vec::new();
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else { continue };
+        if let Some(key) = first.strip_suffix(':') {
+            // a field of the last mapping: "Rss:  12 kB"
+            let (Some(m), Some(n)) = (maps.last_mut(), f.next().and_then(|n| n.parse().ok()))
+            else {
+                continue;
+            };
+            match key {
+                "Rss" => m.rss = n,
+                "Anonymous" => m.anonymous = n,
+                _ => {}
+            }
+            continue;
+        }
+        // a mapping: "start-end perms offset dev inode [path]"
+        let Some((a, b)) = first.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
+            continue;
+        };
+        let perms = f.next().unwrap_or("");
+        let path = f.nth(3).unwrap_or("");
+        maps.push(Mapping {
+            range: start..end,
+            perms,
+            path,
+            rss: 0,
+            // unknown until its field is read: counted as anonymous, so never released
+            anonymous: u64::MAX,
+        });
+    }
+    let objects: std::collections::HashSet<&str> = maps
+        .iter()
+        .filter(|m| m.path.starts_with('/') && m.perms.as_bytes().get(2) == Some(&b'x'))
+        .map(|m| m.path)
+        .collect();
+    let mut out = Vec::new();
+    for m in &maps {
+        let p = m.perms.as_bytes();
+        let read_only_private = p.len() == 4 && p[1] == b'-' && p[3] == b'p';
+        if read_only_private && objects.contains(m.path) && m.anonymous == 0 && m.rss > 0 {
+            out.push(m.range.clone());
+        }
+        if m.path == "[stack]" {
+            let top = sp.saturating_sub(STACK_MARGIN) & !(page - 1);
+            if m.range.contains(&sp) && top > m.range.start {
+                out.push(m.range.start..top);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// smaps of a process: the program (its text, rodata, relocated RELRO, data), a data
+    /// file mapped read-only, libc's text, the heap, the stack, the vdso
+    const SMAPS: &str = "\
+55d0a0000000-55d0a0100000 r--p 00000000 fe:01 1234 /usr/bin/rbox
+Rss:                 812 kB
+Anonymous:             0 kB
+VmFlags: rd mr mw me
+55d0a0100000-55d0a0200000 r-xp 00100000 fe:01 1234 /usr/bin/rbox
+Rss:                1896 kB
+Anonymous:             0 kB
+55d0a0200000-55d0a0280000 r--p 00200000 fe:01 1234 /usr/bin/rbox
+Rss:                 448 kB
+Anonymous:           448 kB
+55d0a0280000-55d0a0290000 rw-p 00280000 fe:01 1234 /usr/bin/rbox
+Rss:                  12 kB
+Anonymous:            12 kB
+55d0a0290000-55d0a02a0000 r--p 00000000 fe:01 99 /var/lib/data.bin
+Rss:                  64 kB
+Anonymous:             0 kB
+55d0a02a0000-55d0a02b0000 r--p 00000000 fe:01 1234 /usr/bin/rbox
+Rss:                   0 kB
+Anonymous:             0 kB
+55d0b0000000-55d0b0100000 rw-p 00000000 00:00 0 [heap]
+Rss:                 364 kB
+Anonymous:           364 kB
+7f0000000000-7f0000100000 r-xp 00028000 fe:01 77 /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                 640 kB
+Anonymous:             0 kB
+7f0000100000-7f0000110000 r--p 00000000 fe:01 78 /usr/lib/x86_64-linux-gnu/libm.so.6
+Rss:                   4 kB
+Anonymous:             4 kB
+7ffc00000000-7ffc00041000 rw-p 00000000 00:00 0 [stack]
+Rss:                 260 kB
+Anonymous:           260 kB
+7ffc00100000-7ffc00102000 r-xp 00000000 00:00 0 [vdso]
+Rss:                   4 kB
+Anonymous:             0 kB
+";
+
+    #[test]
+    fn releases_file_pages_and_dead_stack_only() {
+        let sp = 0x7ffc_0003_f123;
+        let got = pages_to_release(SMAPS, sp, 4096);
+        assert_eq!(
+            got,
+            vec![
+                // rodata and text of the program, libc's text
+                0x55d0_a000_0000..0x55d0_a010_0000,
+                0x55d0_a010_0000..0x55d0_a020_0000,
+                0x7f00_0000_0000..0x7f00_0010_0000,
+                // the stack up to 64 KiB below sp, page-aligned
+                0x7ffc_0000_0000..0x7ffc_0002_f000,
+            ]
+        );
+        // sp outside the main stack (another thread's): none of it
+        let got = pages_to_release(SMAPS, 0x7f00_0020_0000, 4096);
+        assert!(got.iter().all(|r| r.start != 0x7ffc_0000_0000), "{got:x?}");
+        // a mapping whose Anonymous field is missing counts as holding private pages
+        let cut = SMAPS.replace("Anonymous:             0 kB\nVmFlags", "VmFlags");
+        let got = pages_to_release(&cut, sp, 4096);
+        assert!(
+            !got.contains(&(0x55d0_a000_0000..0x55d0_a010_0000)),
+            "{got:x?}"
+        );
+    }
+
+    #[test]
+    fn release_startup_pages_keeps_the_process_working() {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let ranges = pages_to_release(&smaps, 0, 4096);
+        assert!(!ranges.is_empty(), "the test binary's text is releasable");
+        // the test runs its code and reads its data again after the drop
+        let before: Vec<String> = (0..100).map(|i| format!("{i:x}")).collect();
+        release_startup_pages();
+        let after: Vec<String> = (0..100).map(|i| format!("{i:x}")).collect();
+        assert_eq!(before, after);
+        assert!(std::fs::read_to_string("/proc/self/smaps").is_ok());
     }
 }

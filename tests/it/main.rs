@@ -27,6 +27,7 @@ mod hostile;
 mod images;
 mod imagestore;
 mod lifecycle;
+mod monitor_state;
 mod mount_fuse;
 mod net_helpers;
 mod net_hosts;
