@@ -78,7 +78,7 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
     let code = exit::from_wait(status);
     stop_network(run.network);
     // the container's outcome is shown already; a failure to record it is not the command's
-    let _ = finish(g, store, &mut rec, code as i32, "");
+    let _ = finish(g, store, &mut rec, code as i32, "", run.mnt);
     // A restart policy goes on without the terminal: a detached monitor takes the container
     // over (as Docker's and Podman's clients return while their daemon or conmon restarts
     // it). The caller gets the first exit's code.
@@ -144,6 +144,12 @@ struct Running {
     netns: Option<fs::File>,
     /// the FUSE overlay's server, reaped after the init
     fuse: Option<nix::unistd::Pid>,
+    /// A `--rm` container's mount namespace, held so that its init's exit only drops a
+    /// reference: the last reference unmounts the whole tree (overlay, /proc, /dev, each
+    /// waiting for RCU grace periods) inside the exit, before the parent's wait returns, and
+    /// made `rbox run --rm` wait several milliseconds for mounts nobody needs. It goes with
+    /// the deletion of the container's files, after rbox has returned ([`delete_later`]).
+    mnt: Option<fs::File>,
 }
 
 /// What a restart keeps from the run before it.
@@ -369,6 +375,7 @@ fn start(
     };
     let again = netns.is_some();
     let hooks = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id));
+    let mut mnt = None;
     let started = launch::plan(g, store, rec, stdio)
         .and_then(|mut l| {
             if !detached {
@@ -417,6 +424,10 @@ fn start(
                     }
                     network = start_network(spawned.take(), pid.as_raw(), netns.as_ref())?;
                 }
+                if rec.auto_remove {
+                    // see Running::mnt; without it the init's exit tears the mounts down
+                    mnt = fs::File::open(format!("/proc/{pid}/ns/mnt")).ok();
+                }
                 super::create::place_in_cgroup(rec, pid.as_raw());
                 state::mark_running(g, &root, rec, pid.as_raw(), detached)
             });
@@ -446,11 +457,12 @@ fn start(
             network,
             netns,
             fuse: s.fuse,
+            mnt,
         }),
         Err(e) => {
             let code = exit::code_of(&e);
             stop_network(network);
-            if let Err(e) = finish(g, store, rec, code as i32, &format!("{e:#}")) {
+            if let Err(e) = finish(g, store, rec, code as i32, &format!("{e:#}"), None) {
                 tracing::error!("{e:#}");
             }
             Err(e)
@@ -632,7 +644,7 @@ fn hold(
         };
         let Some(netns) = run.netns.take().filter(|_| again) else {
             stop_network(run.network);
-            if let Err(e) = finish(g, store, rec, code, "") {
+            if let Err(e) = finish(g, store, rec, code, "", run.mnt.take()) {
                 tracing::error!("{e:#}");
             }
             tell_exit(console.as_mut(), code);
@@ -721,13 +733,15 @@ fn tell_failure(caller: &Channel, e: &anyhow::Error) -> i32 {
 }
 
 /// Record the exit, and with `--rm` remove every trace of the container. Every step is
-/// tried; the first failure is returned.
+/// tried; the first failure is returned. `mnt`: the container's mount namespace, held
+/// ([`Running::mnt`]); it goes before the container's files do.
 pub fn finish(
     g: &Context,
     store: &Store,
     rec: &mut ContainerRecord,
     code: i32,
     error: &str,
+    mnt: Option<fs::File>,
 ) -> Result<()> {
     let root = g.storage_root()?;
     super::create::remove_cgroup(rec);
@@ -739,6 +753,12 @@ pub fn finish(
     }
     if rec.auto_remove {
         let removed = state::remove(g, rec);
+        // A node-local upper directory (a store on a network filesystem) is deleted by the
+        // detach itself: its overlay must be unmounted first.
+        let mut mnt = mnt;
+        if mnt.is_some() && upper_placed(store, &rec.id) {
+            mnt = None;
+        }
         // The container is gone once its directory is renamed away (`ps -a` no longer lists
         // it); deleting its files can wait until after rbox has returned.
         let detached = store
@@ -747,10 +767,11 @@ pub fn finish(
         super::create::remove_image_after(store, rec);
         super::volumes::remove_anonymous(g, store, rec);
         if let Some(d) = detached {
-            delete_later(store, d);
+            delete_later(store, d, mnt);
         }
         return removed.with_context(|| format!("remove container {}", rec.name));
     }
+    drop(mnt);
     // `--rmi` without `--rm`: the container still uses the image (Podman says so too)
     super::create::remove_image_after(store, rec);
     rec.state.error = error.to_string();
@@ -758,16 +779,33 @@ pub fn finish(
         .with_context(|| format!("record the exit of container {}", rec.name))
 }
 
+/// Whether the container's upper directory lies outside its directory in the store (placed
+/// on node-local storage: see rbox_storage's `placed_upper_root`).
+fn upper_placed(store: &Store, id: &str) -> bool {
+    store
+        .container_dir(id)
+        .map(|cd| !cd.upper.starts_with(&cd.dir))
+        .unwrap_or(true)
+}
+
 /// Delete a removed container's files in a child left behind, so that rbox returns without
 /// waiting for them; inline when the process has other threads (a forked child could not
 /// allocate safely) or cannot fork. The child holds nothing of its parent's: no stdio (a
 /// caller reading rbox's output gets end-of-file when rbox exits), no other descriptor (no
-/// lock), its own session (a terminal's ^C does not reach it).
-fn delete_later(store: &Store, d: rbox_storage::Detached) {
+/// lock), its own session (a terminal's ^C does not reach it). `mnt`, the container's mount
+/// namespace ([`Running::mnt`]), goes first, in the child: the last reference to it
+/// unmounts the overlay, which must be gone before its upper and work directories are.
+fn delete_later(store: &Store, d: rbox_storage::Detached, mnt: Option<fs::File>) {
     let single = fs::read_dir("/proc/self/task")
         .map(|t| t.count() == 1)
         .unwrap_or(false);
-    if single {
+    // The child's reference must be the last: it waits for the end-of-file of this gate,
+    // which comes once the parent has dropped its own.
+    let gate = match &mnt {
+        Some(_) if single => nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok(),
+        _ => None,
+    };
+    if single && (mnt.is_none() || gate.is_some()) {
         match sys::fork() {
             Ok(nix::unistd::ForkResult::Child) => {
                 if let Ok(null) = fs::OpenOptions::new()
@@ -779,16 +817,27 @@ fn delete_later(store: &Store, d: rbox_storage::Detached) {
                         let _ = sys::dup2(&null, n);
                     }
                 }
+                let _ = nix::unistd::setsid();
+                if let Some((r, w)) = gate {
+                    drop(w);
+                    let mut b = [0u8; 1];
+                    while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&r, &mut b) {}
+                }
+                drop(mnt);
                 // (`null` is closed by now: close_from must not close an owned descriptor)
                 sys::close_from(3);
-                let _ = nix::unistd::setsid();
                 let _ = store.remove_detached(d, true);
                 sys::exit_now(0);
             }
-            Ok(nix::unistd::ForkResult::Parent { .. }) => return,
+            Ok(nix::unistd::ForkResult::Parent { .. }) => {
+                drop(mnt);
+                drop(gate);
+                return;
+            }
             Err(_) => {}
         }
     }
+    drop(mnt);
     if let Err(e) = store.remove_detached(d, false) {
         tracing::warn!("{e}");
     }

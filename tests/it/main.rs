@@ -50,6 +50,7 @@ mod slurm;
 mod sqfs;
 mod startup;
 mod system;
+mod teardown;
 mod userns2;
 mod userns_nomap;
 mod userns_shift;
