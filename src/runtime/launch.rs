@@ -206,7 +206,7 @@ pub fn plan(
         let path = layout::oci_config(store.root(), &rec.id);
         e.context(format!("container {}: `{}`", rec.name, path.display()))
     };
-    let ops = oci::mount_ops(&spec, rootfs).map_err(bad)?;
+    let mut ops = oci::mount_ops(&spec, rootfs).map_err(bad)?;
     let process = oci::process(&spec).map_err(bad)?;
     let mut ns = oci::namespaces(&spec).map_err(bad)?;
     let own_userns = ns.user_maps.is_some();
@@ -214,6 +214,9 @@ pub fn plan(
         (true, Some(root)) => ns.user_maps.take().map(|m| (m, root)),
         _ => None,
     };
+    if let Some(((uid_map, gid_map), _)) = &nested_maps {
+        devpts_ids_outside(&mut ops, uid_map, gid_map);
+    }
     if !ns.join.is_empty() {
         return Err(bad(anyhow::anyhow!(
             "a container's own spec joins namespaces by path only for its network"
@@ -371,8 +374,9 @@ pub fn write_config(
     let kept = caps::kept(&s.cap_add, &s.cap_drop, s.privileged, last_cap)?;
     let id_maps = own_maps(&mode, s)?;
     // devpts's gid=5 needs gid 5 in the container's namespace
-    let no_tty_gid =
-        id_maps.is_some() && !s.opts.gid_map.iter().any(|(c, _, n)| *c <= 5 && 5 - c < *n);
+    let no_tty_gid = id_maps.as_ref().is_some_and(|(_, g)| {
+        rbox_storage::mount::fuse::shift::IdMap::parse(g).is_none_or(|m| m.outside(5).is_none())
+    });
     let mut filter =
         seccomp::filter(&s.seccomp, s.privileged, kept).context("build seccomp filter")?;
     if s.opts.fakeroot.applies(mode == userns::Mode::Single) {
@@ -608,6 +612,45 @@ fn shifted_for_keep_id(rootfs: rbox_storage::Rootfs, k: Option<&KeepId>) -> rbox
             ),
         },
         (r, _) => r,
+    }
+}
+
+/// nomap's and auto's devpts is mounted from rbox's namespace (see init's `enter_nested`),
+/// which reads its `uid=`/`gid=` options as its own ids: the container's (`gid=5`, tty)
+/// become the ids of rbox's namespace that the nested maps show as them.
+fn devpts_ids_outside(ops: &mut [mounts::Op], uid_map: &str, gid_map: &str) {
+    use rbox_storage::mount::fuse::shift::IdMap;
+    let (Some(u), Some(g)) = (IdMap::parse(uid_map), IdMap::parse(gid_map)) else {
+        return;
+    };
+    for op in ops.iter_mut() {
+        let (mounts::Op::Fs { fstype, data, .. } | mounts::Op::FsNamed { fstype, data, .. }) = op
+        else {
+            continue;
+        };
+        if fstype != "devpts" {
+            continue;
+        }
+        let opts: Vec<String> = data
+            .split(',')
+            .map(|o| {
+                let shifted = match o.split_once('=') {
+                    Some(("uid", v)) => v
+                        .parse()
+                        .ok()
+                        .and_then(|v| u.outside(v))
+                        .map(|v| ("uid", v)),
+                    Some(("gid", v)) => v
+                        .parse()
+                        .ok()
+                        .and_then(|v| g.outside(v))
+                        .map(|v| ("gid", v)),
+                    _ => None,
+                };
+                shifted.map_or_else(|| o.to_string(), |(k, v)| format!("{k}={v}"))
+            })
+            .collect();
+        *data = opts.join(",");
     }
 }
 

@@ -49,6 +49,7 @@ mod sqfs;
 mod startup;
 mod system;
 mod userns2;
+mod userns_auto;
 mod userns_nomap;
 mod userns_shift;
 mod userns_state;
