@@ -715,7 +715,7 @@ fn give_etc_to(dir: &Path, (uid, gid): (u32, u32)) -> Result<()> {
 }
 
 /// The uid_map and gid_map text of a container's own user namespace below rbox's, for
-/// `--uidmap`/`--gidmap` and `--userns=nomap` (`auto` is refused); `None` when it runs in rbox's namespace (or keep-id's, see
+/// `--uidmap`/`--gidmap`, `--userns=nomap` and `auto` (the range create allocated); `None` when it runs in rbox's namespace (or keep-id's, see
 /// [`keep_id`]). Ids are ids of rbox's namespace: 0 is the caller, 1.. the subordinate ids.
 pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, String)>> {
     let ids = mode.idmap();
@@ -736,13 +736,14 @@ pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, 
         state::UsernsMode::Nomap | state::UsernsMode::Auto => {
             // Podman's texts: root's `auto` takes its ranges from the `containers` entry
             let auto = s.userns == state::UsernsMode::Auto;
-            const NO_IDS: &str = "creating container storage: could not find enough available IDs";
+            const NO_IDS: &str = super::userns_auto::NO_IDS;
             if *mode == userns::Mode::Root {
                 if !auto {
                     anyhow::bail!("nomap is only supported in rootless mode");
                 }
-                if !userns::has_subid_range("containers") {
-                    anyhow::bail!("{NO_IDS}: no /etc/subuid and /etc/subgid range for the user `containers`, which --userns=auto takes its ids from as root");
+                let user = super::userns_auto::root_user();
+                if !userns::has_subid_range(&user) {
+                    anyhow::bail!("{NO_IDS}: no /etc/subuid and /etc/subgid range for the user `{user}`, which --userns=auto takes its ids from as root");
                 }
             } else if ids.uid_count < 2 || ids.gid_count < 2 {
                 if auto {

@@ -180,7 +180,7 @@ fn auto_parallel_creates_get_disjoint_ranges() {
             return;
         }
         env.import_busybox("localhost/bb");
-        let names: Vec<String> = (0..6).map(|i| format!("p{i}")).collect();
+        let names: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
         let running: Vec<_> = names
             .iter()
             .map(|n| {
@@ -239,6 +239,42 @@ fn auto_dev_and_terminal_as_podman() {
                 .success();
             let lines: Vec<&str> = out.stdout.lines().map(str::trim_end).collect();
             assert_eq!(lines, ["0:5:620", "0:0:755", "0:0:1777"], "{mode}: {out}");
+        }
+    });
+}
+
+#[test]
+fn no_user_runs_without_supplementary_groups() {
+    for_each_user("userns_auto_groups", |env| {
+        env.import_busybox("localhost/bb");
+        let id = |flags: &[&str]| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["localhost/bb", "id"])
+                .output()
+                .success()
+                .text()
+        };
+        // Podman 4.3.1 as rboxsub: no user given (no -u, no image User) gives no
+        // supplementary groups, with or without auto; `-u 0` and nomap give root's
+        let (none, root) = (
+            "uid=0(root) gid=0(root)",
+            "uid=0(root) gid=0(root) groups=0(root)",
+        );
+        assert_eq!(id(&["-u", "0"]), root);
+        if !env.user.has_many_ids() {
+            // a single-id namespace denies setgroups: the user's own group (0 inside) stays
+            assert_eq!(id(&[]), root);
+            return;
+        }
+        assert_eq!(id(&[]), none);
+        assert_eq!(id(&["--group-add", "10"]), format!("{none} groups=10"));
+        if pool_start(env).is_some() {
+            assert_eq!(id(&["--userns=auto"]), none);
+        }
+        if env.user.who == Who::Sub {
+            assert_eq!(id(&["--userns=nomap"]), root);
         }
     });
 }
