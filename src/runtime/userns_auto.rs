@@ -2,9 +2,12 @@
 //! with a subordinate range gets ids of rbox's namespace (1 and up are the range); root gets
 //! host ids from the range of the `containers` user in /etc/subuid and /etc/subgid
 //! (storage.conf's `root-auto-userns-user` names another). Without `size=`, the range is as
-//! large as the image needs: its highest file owner + 1, its /etc/passwd's highest uid or
-//! gid + 1 (the `nobody` entry aside) and its configured numeric user + 1, at least 1024
-//! (storage.conf's `auto-userns-min-size`) and at most 65536 (`auto-userns-max-size`).
+//! large as the image needs, as Podman 4.3.1 sizes it: its highest file owner + 1, its
+//! /etc/passwd's highest uid or gid (the `nobody` entry aside; no + 1: Podman's Debian image
+//! gets 65534 for `_apt`'s gid 65534, which shows as the overflow id anyway, and a passwd
+//! user at the very top stays unmapped as under Podman) and its configured numeric user + 1,
+//! at least 1024 (storage.conf's `auto-userns-min-size`) and at most 65536
+//! (`auto-userns-max-size`; Podman 4.3.1 rootless ignores both keys).
 //!
 //! The allocation is the first free ids not used by any container's recorded map or by a
 //! reservation (`userns-auto/<id>` in the store, written under the flock
@@ -47,13 +50,14 @@ pub struct Needs {
 }
 
 impl Needs {
-    /// The range's size: every id named fits, within `[min, max]` (max wins).
+    /// The range's size: the owners and the user fit, passwd's highest id is the size
+    /// (Podman's rule, see the module doc); within `[min, max]` (max wins).
     pub fn size(&self, min: u32, max: u32) -> u32 {
-        let highest = [self.owner, self.passwd, self.user]
+        let fit = [self.owner, self.user]
             .into_iter()
             .flatten()
-            .max();
-        let need = highest.map_or(0, |h| h.saturating_add(1));
+            .map(|h| h.saturating_add(1));
+        let need = fit.chain(self.passwd).max().unwrap_or(0);
         need.max(min).min(max)
     }
 }
@@ -379,6 +383,12 @@ mod tests {
             ..bb
         };
         assert_eq!(u.size(MIN_SIZE, MAX_SIZE), 7001);
+        // passwd: its highest id (Podman: user 3000 -> 3000, Debian's _apt gid 65534 -> 65534)
+        let p = Needs {
+            passwd: Some(3000),
+            ..bb
+        };
+        assert_eq!(p.size(MIN_SIZE, MAX_SIZE), 3000);
         assert_eq!(Needs::default().size(MIN_SIZE, MAX_SIZE), 1024);
         // storage.conf's limits
         assert_eq!(f.size(8000, MAX_SIZE), 8000);

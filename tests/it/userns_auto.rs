@@ -1,8 +1,8 @@
 //! `--userns=auto` (issue 9): the range's size comes from the image, as Podman 4.3.1 sizes it
 //! (observed as rboxsub with `podman run --rm --userns=auto --network=none IMAGE cat
 //! /proc/self/uid_map`): busybox -> `0 1 1024`; a file owned by 5000:6000 -> 6001; an image
-//! `User` of 7000 -> 7001; an /etc/passwd entry of uid 3000 -> 3000 under Podman, which leaves
-//! that user itself unmapped: rbox gives 3001. storage.conf's `auto-userns-min-size` and
+//! `User` of 7000 -> 7001; an /etc/passwd entry of uid 3000 -> 3000 (Podman leaves that
+//! user itself unmapped; rbox does as Podman). storage.conf's `auto-userns-min-size` and
 //! `auto-userns-max-size` (containers-storage.conf(5)) bound it; Podman 4.3.1 rootless
 //! ignores both. Root takes its ranges from the `containers` user's /etc/subuid and
 //! /etc/subgid entries (podman-run(1)), a user with no range is refused with Podman's text.
@@ -124,7 +124,7 @@ fn auto_sizes_the_range_for_the_image() {
         };
         // one after the other, each as large as its image needs
         let mut off = 0;
-        for (name, size) in [("bb", 1024), ("owners", 6001), ("pw", 3001), ("usr", 7001)] {
+        for (name, size) in [("bb", 1024), ("owners", 6001), ("pw", 3000), ("usr", 7001)] {
             create(name, name).success();
             assert_eq!(id_mappings(env, name), mapped(start, off, size), "{name}");
             off += size;
