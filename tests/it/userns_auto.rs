@@ -276,5 +276,14 @@ fn no_user_runs_without_supplementary_groups() {
         if env.user.who == Who::Sub {
             assert_eq!(id(&["--userns=nomap"]), root);
         }
+        // buildah's RUN without USER has root's groups (podman build, 4.3.1)
+        env.write("ctx/Containerfile", "FROM localhost/bb\nRUN id\n");
+        let out = env
+            .rbox()
+            .args(["build", "--network=none", "-t", "localhost/built"])
+            .arg(env.path("ctx"))
+            .output()
+            .success();
+        assert!(out.stdout.lines().any(|l| l == root), "{out}");
     });
 }
