@@ -83,6 +83,9 @@ pub enum User {
         gid: u32,
         groups: Vec<u32>,
     },
+    /// `rbox exec`'s user: the inner one, whose supplementary groups are only those
+    /// /etc/group lists it in (Podman's exec: `-u 0` has none, `-u 1000` not its own group)
+    Exec(Box<User>),
 }
 
 impl User {
@@ -112,6 +115,14 @@ impl User {
                     ..id
                 })
             }
+            User::Exec(u) => {
+                let mut id = u.resolve(passwd, group)?;
+                // resolve_user puts the primary group first; memberships follow
+                if id.groups.first() == Some(&id.gid) {
+                    id.groups.remove(0);
+                }
+                Ok(id)
+            }
         }
     }
 }
@@ -123,6 +134,7 @@ impl std::fmt::Display for User {
                 write!(f, "{uid}:{gid}")
             }
             User::Name(n) => f.write_str(n),
+            User::Exec(u) => u.fmt(f),
         }
     }
 }
@@ -1363,6 +1375,11 @@ mod tests {
             groups: vec![10, 44],
         };
         assert_eq!(n.resolve(PW, GR).unwrap().groups, vec![1000, 10, 44]);
+        // exec: memberships only, as Podman's exec
+        let e = |u: User| User::Exec(Box::new(u)).resolve(PW, GR).unwrap().groups;
+        assert_eq!(e(User::Name("tester".into())), vec![10]);
+        assert_eq!(e(User::Name("0".into())), Vec::<u32>::new());
+        assert_eq!(e(User::Name(String::new())), Vec::<u32>::new());
         assert_eq!(n.to_string(), "1000:1000");
     }
 

@@ -257,7 +257,8 @@ fn no_user_runs_without_supplementary_groups() {
                 .text()
         };
         // Podman 4.3.1 as rboxsub: no user given (no -u, no image User) gives no
-        // supplementary groups, with or without auto; `-u 0` and nomap give root's
+        // supplementary groups, with or without auto; `-u 0` and nomap give root's; `-u
+        // 1000 --group-add 10` gives `groups=10,1000(tester),2000(extra)`
         let (none, root) = (
             "uid=0(root) gid=0(root)",
             "uid=0(root) gid=0(root) groups=0(root)",
@@ -276,6 +277,39 @@ fn no_user_runs_without_supplementary_groups() {
         if env.user.who == Who::Sub {
             assert_eq!(id(&["--userns=nomap"]), root);
         }
+        // Podman's exec: only the groups /etc/group lists the user in (`-u 0`: none;
+        // `-u 1000`: `extra`, not its own group)
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "g",
+                "--network=none",
+                "--user",
+                "1000",
+            ])
+            .args(["localhost/bb", "sleep", "300"])
+            .output()
+            .success();
+        let exec = |args: &[&str]| {
+            let out = env
+                .rbox()
+                .arg("exec")
+                .args(args)
+                .args(["g", "id"])
+                .output()
+                .success();
+            out.text()
+        };
+        let tester = "uid=1000(tester) gid=1000(tester) groups=2000(extra)";
+        assert_eq!(exec(&[]), tester);
+        assert_eq!(exec(&["-u", "0"]), none);
+        assert_eq!(exec(&["-u", "tester"]), tester);
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "g"])
+            .output()
+            .success();
         // buildah's RUN without USER has root's groups (podman build, 4.3.1)
         env.write("ctx/Containerfile", "FROM localhost/bb\nRUN id\n");
         let out = env
