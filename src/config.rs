@@ -4,7 +4,8 @@
 //! `/etc/containers/storage.conf`. Keys honoured, all in `[storage]`: `driver`, `graphroot`,
 //! `runroot`, and `rootless_storage_path` (with `$HOME`, `$UID` and `$USER` expanded), and in
 //! `[storage.options]` `additionalimagestores` (read-only rbox stores, see
-//! `rbox_storage::Store::open_read_only`). The system file speaks for root: a user reads only
+//! `rbox_storage::Store::open_read_only`) and `auto-userns-min-size`, `auto-userns-max-size`,
+//! `root-auto-userns-user` (`--userns=auto`, see `runtime::userns_auto`). The system file speaks for root: a user reads only
 //! its `driver`, `rootless_storage_path` and `additionalimagestores` from it, as Podman does. Command-line flags win over the file, the file over rbox's
 //! defaults; unknown keys are ignored (the file is Podman's too).
 //!
@@ -36,6 +37,11 @@ pub struct Storage {
     pub runroot: Option<PathBuf>,
     /// `[storage.options] additionalimagestores`: read-only image stores, in order
     pub additional_image_stores: Vec<PathBuf>,
+    /// `[storage.options] auto-userns-min-size`, `auto-userns-max-size` and
+    /// `root-auto-userns-user`: `--userns=auto`'s sizes and root's range owner
+    pub auto_userns_min_size: Option<u32>,
+    pub auto_userns_max_size: Option<u32>,
+    pub root_auto_userns_user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +64,12 @@ struct Section {
 struct Options {
     #[serde(default)]
     additionalimagestores: Vec<String>,
+    #[serde(rename = "auto-userns-min-size")]
+    auto_userns_min_size: Option<u32>,
+    #[serde(rename = "auto-userns-max-size")]
+    auto_userns_max_size: Option<u32>,
+    #[serde(rename = "root-auto-userns-user")]
+    root_auto_userns_user: Option<String>,
 }
 
 /// The file that applies, and whether it is the system one.
@@ -120,6 +132,9 @@ fn parse(text: &str, system: bool, root: bool, vars: &Vars) -> Result<Storage> {
             .filter(|p| !p.is_empty())
             .map(expand)
             .collect(),
+        auto_userns_min_size: s.options.auto_userns_min_size,
+        auto_userns_max_size: s.options.auto_userns_max_size,
+        root_auto_userns_user: s.options.root_auto_userns_user,
         ..Storage::default()
     };
     if root || !system {
@@ -358,6 +373,7 @@ additionalimagestores = []
                 graphroot: Some("/home/u/store".into()),
                 runroot: None,
                 additional_image_stores: Vec::new(),
+                ..Storage::default()
             }
         );
         assert_eq!(
@@ -377,6 +393,15 @@ additionalimagestores = []
                 vec![PathBuf::from("/shared/a"), PathBuf::from("/home/u/b")]
             );
         }
+    }
+
+    #[test]
+    fn auto_userns_options() {
+        let conf = "[storage]\n[storage.options]\nauto-userns-min-size = 2000\nauto-userns-max-size = 3000\nroot-auto-userns-user = \"c\"\n";
+        let s = parse(conf, false, false, &vars()).unwrap();
+        assert_eq!(s.auto_userns_min_size, Some(2000));
+        assert_eq!(s.auto_userns_max_size, Some(3000));
+        assert_eq!(s.root_auto_userns_user.as_deref(), Some("c"));
     }
 
     #[test]

@@ -147,6 +147,15 @@ impl Builder<'_> {
             mount: mounts.iter().map(|(m, _)| m.clone()).collect(),
             log_driver: Some("passthrough".into()),
             userns: String::new(),
+            // the stage's USER, else root with root's groups: buildah's RUN has them (a run
+            // without any user has none, as Podman)
+            user: Some(
+                st.img.config["config"]["User"]
+                    .as_str()
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or("0")
+                    .to_string(),
+            ),
             // chown, setuid and mknod of a device succeed (without effect) where the
             // namespace maps only the caller: apt, dpkg, useradd carry on
             security_opt: vec!["fakeroot=auto".into()],

@@ -193,10 +193,10 @@ fn driver_for_keep_id(driver: Driver, spec: &state::Spec) -> Driver {
             spec.userns,
             state::UsernsMode::KeepId | state::UsernsMode::Nomap | state::UsernsMode::Auto
         )
-        || !matches!(
+        || !(matches!(
             super::userns::current_mode(),
             super::userns::Mode::SubIds { .. }
-        )
+        ) || spec.userns == state::UsernsMode::Auto)
     {
         return driver;
     }
@@ -209,23 +209,45 @@ fn driver_for_keep_id(driver: Driver, spec: &state::Spec) -> Driver {
     }
 }
 
-/// `--userns=auto`'s range when no size is given: Podman's minimum (an image's owners up
-/// to 1023 keep theirs).
-const AUTO_SIZE: u32 = 1024;
-
-/// The first id of rbox's namespace (from 1: 0 is the caller) where `size` ids lie free of
-/// the `taken` ranges (first id, count), within `1..=count`.
-fn first_free(taken: &[(u32, u32)], size: u32, count: u32) -> Option<u32> {
-    let mut taken = taken.to_vec();
-    taken.sort_unstable();
-    let mut start = 1u64;
-    for (h, n) in taken {
-        if u64::from(h) >= start + u64::from(size) {
-            break;
+/// `--userns=auto`: the range the container gets (see [`super::userns_auto`]), recorded as
+/// its maps. Root without a `containers` range and a user without a subordinate range get
+/// no maps here, and Podman's refusals from launch's `own_maps`.
+fn allocate_auto(
+    g: &Context,
+    store: &Store,
+    image: &Source,
+    user: &str,
+    id: &str,
+    spec: &mut state::Spec,
+) -> Result<()> {
+    use super::userns_auto as auto;
+    let Some(pool) = auto::pool(&super::userns::current_mode(), &auto::root_user()) else {
+        return Ok(());
+    };
+    let size = match spec.opts.auto_size {
+        Some(n) => n,
+        None => {
+            let (min, max) = auto::size_limits();
+            let needs = match image {
+                Source::Image(i) => {
+                    let lowers: Vec<_> = i
+                        .layers
+                        .iter()
+                        .map(|l| store.layer_path(&l.diff_id))
+                        .collect();
+                    auto::image_needs(&lowers, user, true)
+                }
+                // not the host's owners (`--rootfs /` would walk the whole host): its passwd
+                Source::Host(d) => auto::image_needs(std::slice::from_ref(d), user, false),
+                Source::File { .. } => auto::Needs::default(),
+            };
+            needs.size(min, max)
         }
-        start = start.max(u64::from(h) + u64::from(n));
-    }
-    (start + u64::from(size) <= u64::from(count) + 1).then_some(start as u32)
+    };
+    let (u, g) = auto::allocate(g, pool, size, id)?;
+    spec.opts.uid_map = vec![u];
+    spec.opts.gid_map = vec![g];
+    Ok(())
 }
 
 /// Whether the owner of `dir`'s `layers/` is `uid` as seen here.
@@ -345,32 +367,17 @@ fn create_and_start(
         }
     }
     if spec.userns == state::UsernsMode::Auto {
-        if let super::userns::Mode::SubIds { uid, gid } = super::userns::current_mode() {
-            let size = spec.opts.auto_size.unwrap_or(AUTO_SIZE);
-            let others = state::list(g)?;
-            let taken: Vec<(u32, u32)> = others
-                .iter()
-                .flat_map(|r| r.spec.opts.uid_map.iter().chain(&r.spec.opts.gid_map))
-                .filter(|(_, h, _)| *h != 0)
-                .map(|(_, h, n)| (*h, *n))
-                .collect();
-            // rbox's namespace: 0 is the caller, 1..=count the range
-            let Some(start) = first_free(&taken, size, uid.count.min(gid.count)) else {
-                bail!("creating container storage: could not find enough available IDs");
-            };
-            spec.opts.uid_map = vec![(0, start, size)];
-            spec.opts.gid_map = vec![(0, start, size)];
-        }
+        allocate_auto(g, &store, &image, &process.user, &id, &mut spec)?;
     }
     // (root and a user without a range get Podman's refusals from the spec's maps)
     if matches!(
         spec.userns,
         state::UsernsMode::Nomap | state::UsernsMode::Auto
     ) && driver != Driver::FuseOverlay
-        && matches!(
+        && (matches!(
             super::userns::current_mode(),
             super::userns::Mode::SubIds { .. }
-        )
+        ) || !spec.opts.uid_map.is_empty())
     {
         bail!("--userns={} needs the fuse-overlay storage driver (--storage-driver=fuse-overlay): the container's root cannot reach the {driver} driver's files", spec.userns);
     }
@@ -706,24 +713,4 @@ pub fn restart(g: &Context, rec: &ContainerRecord, timeout: std::time::Duration)
     let rec = state::load(g, &rec.id)
         .with_context(|| format!("container {} is gone after its stop", rec.name))?;
     monitor::start_detached(g, &store, rec)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::first_free;
-
-    #[test]
-    fn auto_ranges_take_the_first_free_ids() {
-        assert_eq!(first_free(&[], 1024, 65536), Some(1));
-        assert_eq!(first_free(&[(1, 1024)], 500, 65536), Some(1025));
-        // a gap big enough is reused; one too small is skipped
-        assert_eq!(first_free(&[(1025, 500), (1, 100)], 900, 65536), Some(101));
-        assert_eq!(
-            first_free(&[(1025, 500), (1, 100)], 1000, 65536),
-            Some(1525)
-        );
-        // the last id of the range is `count`
-        assert_eq!(first_free(&[], 65536, 65536), Some(1));
-        assert_eq!(first_free(&[(1, 1)], 65536, 65536), None);
-    }
 }

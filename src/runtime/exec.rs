@@ -225,6 +225,7 @@ fn command(spec: &OciSpec, rec: &ContainerRecord, o: &ExecOptions) -> Result<pro
     if let Some(u) = &o.user {
         p.user = oci::User::Name(u.clone());
     }
+    p.user = oci::User::Exec(Box::new(p.user));
     if let Some(w) = &o.workdir {
         p.cwd = w.clone();
     }

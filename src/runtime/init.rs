@@ -108,7 +108,12 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         run_hooks(l, "createContainer", &l.create_hooks)?;
         apply(&l.ops[pivot..])?;
     }
-    if let Some((maps, _)) = &l.nested_maps {
+    if let Some((maps, (uid, gid))) = &l.nested_maps {
+        // devpts's and mqueue's roots belong to rbox's namespace, which made them: the
+        // container's root owns them under Podman (best effort: a failure leaves nobody)
+        for d in ["/dev/pts", "/dev/mqueue"] {
+            let _ = std::os::unix::fs::lchown(d, Some(*uid), Some(*gid));
+        }
         enter_nested(maps)?;
     }
     if let Some(fds) = l.stdio {

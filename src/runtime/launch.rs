@@ -207,7 +207,7 @@ pub fn plan(
         let path = layout::oci_config(store.root(), &rec.id);
         e.context(format!("container {}: `{}`", rec.name, path.display()))
     };
-    let ops = oci::mount_ops(&spec, rootfs).map_err(bad)?;
+    let mut ops = oci::mount_ops(&spec, rootfs).map_err(bad)?;
     let process = oci::process(&spec).map_err(bad)?;
     let mut ns = oci::namespaces(&spec).map_err(bad)?;
     let own_userns = ns.user_maps.is_some();
@@ -215,6 +215,9 @@ pub fn plan(
         (true, Some(root)) => ns.user_maps.take().map(|m| (m, root)),
         _ => None,
     };
+    if let Some(((uid_map, gid_map), _)) = &nested_maps {
+        devpts_ids_outside(&mut ops, uid_map, gid_map);
+    }
     if !ns.join.is_empty() {
         return Err(bad(anyhow::anyhow!(
             "a container's own spec joins namespaces by path only for its network"
@@ -372,8 +375,9 @@ pub fn write_config(
     let kept = caps::kept(&s.cap_add, &s.cap_drop, s.privileged, last_cap)?;
     let id_maps = own_maps(&mode, s)?;
     // devpts's gid=5 needs gid 5 in the container's namespace
-    let no_tty_gid =
-        id_maps.is_some() && !s.opts.gid_map.iter().any(|(c, _, n)| *c <= 5 && 5 - c < *n);
+    let no_tty_gid = id_maps.as_ref().is_some_and(|(_, g)| {
+        rbox_storage::mount::fuse::shift::IdMap::parse(g).is_none_or(|m| m.outside(5).is_none())
+    });
     let mut filter =
         seccomp::filter(&s.seccomp, s.privileged, kept).context("build seccomp filter")?;
     if s.opts.fakeroot.applies(mode == userns::Mode::Single) {
@@ -612,6 +616,45 @@ fn shifted_for_keep_id(rootfs: rbox_storage::Rootfs, k: Option<&KeepId>) -> rbox
     }
 }
 
+/// nomap's and auto's devpts is mounted from rbox's namespace (see init's `enter_nested`),
+/// which reads its `uid=`/`gid=` options as its own ids: the container's (`gid=5`, tty)
+/// become the ids of rbox's namespace that the nested maps show as them.
+fn devpts_ids_outside(ops: &mut [mounts::Op], uid_map: &str, gid_map: &str) {
+    use rbox_storage::mount::fuse::shift::IdMap;
+    let (Some(u), Some(g)) = (IdMap::parse(uid_map), IdMap::parse(gid_map)) else {
+        return;
+    };
+    for op in ops.iter_mut() {
+        let (mounts::Op::Fs { fstype, data, .. } | mounts::Op::FsNamed { fstype, data, .. }) = op
+        else {
+            continue;
+        };
+        if fstype != "devpts" {
+            continue;
+        }
+        let opts: Vec<String> = data
+            .split(',')
+            .map(|o| {
+                let shifted = match o.split_once('=') {
+                    Some(("uid", v)) => v
+                        .parse()
+                        .ok()
+                        .and_then(|v| u.outside(v))
+                        .map(|v| ("uid", v)),
+                    Some(("gid", v)) => v
+                        .parse()
+                        .ok()
+                        .and_then(|v| g.outside(v))
+                        .map(|v| ("gid", v)),
+                    _ => None,
+                };
+                shifted.map_or_else(|| o.to_string(), |(k, v)| format!("{k}={v}"))
+            })
+            .collect();
+        *data = opts.join(",");
+    }
+}
+
 /// nomap's root on the FUSE overlay, its server in rbox's namespace: the layers' owners
 /// (ids of rbox's namespace) are replied as the ids the nested namespace (`maps`) shows as
 /// the image's, and what the container creates is stored with the image's convention.
@@ -673,7 +716,7 @@ fn give_etc_to(dir: &Path, (uid, gid): (u32, u32)) -> Result<()> {
 }
 
 /// The uid_map and gid_map text of a container's own user namespace below rbox's, for
-/// `--uidmap`/`--gidmap` and `--userns=nomap` (`auto` is refused); `None` when it runs in rbox's namespace (or keep-id's, see
+/// `--uidmap`/`--gidmap`, `--userns=nomap` and `auto` (the range create allocated); `None` when it runs in rbox's namespace (or keep-id's, see
 /// [`keep_id`]). Ids are ids of rbox's namespace: 0 is the caller, 1.. the subordinate ids.
 pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, String)>> {
     let ids = mode.idmap();
@@ -694,13 +737,14 @@ pub fn own_maps(mode: &userns::Mode, s: &state::Spec) -> Result<Option<(String, 
         state::UsernsMode::Nomap | state::UsernsMode::Auto => {
             // Podman's texts: root's `auto` takes its ranges from the `containers` entry
             let auto = s.userns == state::UsernsMode::Auto;
-            const NO_IDS: &str = "creating container storage: could not find enough available IDs";
+            const NO_IDS: &str = super::userns_auto::NO_IDS;
             if *mode == userns::Mode::Root {
                 if !auto {
                     anyhow::bail!("nomap is only supported in rootless mode");
                 }
-                if !userns::has_subid_range("containers") {
-                    anyhow::bail!("{NO_IDS}: no /etc/subuid and /etc/subgid range for the user `containers`, which --userns=auto takes its ids from as root");
+                let user = super::userns_auto::root_user();
+                if !userns::has_subid_range(&user) {
+                    anyhow::bail!("{NO_IDS}: no /etc/subuid and /etc/subgid range for the user `{user}`, which --userns=auto takes its ids from as root");
                 }
             } else if ids.uid_count < 2 || ids.gid_count < 2 {
                 if auto {

@@ -22,6 +22,7 @@
 //! | a child chrooted into a container's root (`rbox cp`) | `inroot` | its fork |
 //! | the record of `rbox mount`'s FUSE servers | `mounted` | `mount`, `start`, `rm` |
 //! | id maps, entering the user namespace | `userns` | every invocation |
+//! | `--userns=auto`'s range: its size, the first free ids, reserved under a lock | `userns_auto` | the invocation |
 //! | a container's volumes: made, filled, removed with it | `volumes` | the invocation |
 //! | the process that keeps the user namespace | `pause` | `rbox-pause` |
 //! | rbox as an OCI runtime: bundles, their states, the verbs | `bundle` | `rbox oci`, `rbox-runtime` |
@@ -73,6 +74,7 @@ pub mod sys;
 pub mod terminal;
 pub mod timeout;
 pub mod userns;
+pub mod userns_auto;
 pub mod volumes;
 
 use anyhow::{Context as _, Result};

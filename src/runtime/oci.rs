@@ -9,7 +9,7 @@
 //! What the OCI spec says and how rbox reads it:
 //! - user: a numeric `uid:gid` goes in `user.uid`/`user.gid`. Anything that needs the image's
 //!   /etc/passwd (a name, `name:group`, a bare uid whose group comes from passwd, or nothing,
-//!   written as `0`) goes in `user.username` with uid/gid 0 and is resolved inside the
+//!   written as `` (root without supplementary groups, as Podman) or `0` for nomap) goes in `user.username` with uid/gid 0 and is resolved inside the
 //!   container at each start, as rbox always did (Podman also re-resolves the user per start,
 //!   and so sees a passwd changed by the container). A numeric user is resolved the same way,
 //!   for `HOME` and the supplementary groups of its passwd entry ([`User::resolve`]).
@@ -83,6 +83,9 @@ pub enum User {
         gid: u32,
         groups: Vec<u32>,
     },
+    /// `rbox exec`'s user: the inner one, whose supplementary groups are only those
+    /// /etc/group lists it in (Podman's exec: `-u 0` has none, `-u 1000` not its own group)
+    Exec(Box<User>),
 }
 
 impl User {
@@ -90,6 +93,11 @@ impl User {
     /// there; a numeric uid found there takes its home and supplementary groups.
     pub fn resolve(&self, passwd: &str, group: &str) -> Result<Ident, String> {
         match self {
+            // no user given: root, without supplementary groups (see `oci_user`)
+            User::Name(n) if n.is_empty() => Ok(Ident {
+                groups: Vec::new(),
+                ..proc::resolve_user("0", passwd, group)?
+            }),
             User::Name(n) => proc::resolve_user(n, passwd, group),
             User::Numeric { uid, gid, groups } => {
                 let mut id = proc::resolve_user(&format!("{uid}:{gid}"), passwd, group)?;
@@ -107,6 +115,14 @@ impl User {
                     ..id
                 })
             }
+            User::Exec(u) => {
+                let mut id = u.resolve(passwd, group)?;
+                // resolve_user puts the primary group first; memberships follow
+                if id.groups.first() == Some(&id.gid) {
+                    id.groups.remove(0);
+                }
+                Ok(id)
+            }
         }
     }
 }
@@ -118,6 +134,7 @@ impl std::fmt::Display for User {
                 write!(f, "{uid}:{gid}")
             }
             User::Name(n) => f.write_str(n),
+            User::Exec(u) => u.fmt(f),
         }
     }
 }
@@ -255,8 +272,11 @@ fn oci_user(spec: &state::Spec, host: &Host) -> oci_spec::runtime::User {
     let text = match (&host.keep_id, spec.user.is_empty()) {
         // keep-id runs as the caller's own ids unless -u says otherwise
         (Some(k), true) => format!("{}:{}", k.uid, k.gid),
-        // no user: root, with root's passwd entry (resolving "" and "0" is the same)
-        (None, true) => "0".to_string(),
+        // nomap's user is root (Podman: `groups=0(root)`)
+        (None, true) if spec.userns == state::UsernsMode::Nomap => "0".to_string(),
+        // no user: root, with root's passwd entry and, as Podman, no supplementary groups
+        // (`-u 0` has root's)
+        (None, true) => String::new(),
         _ => spec.user.clone(),
     };
     let mut u = oci_spec::runtime::User::default();
@@ -1223,7 +1243,7 @@ mod tests {
         assert_eq!(p.args().as_deref(), Some(&spec.args[..]));
         assert_eq!(p.env().as_deref(), Some(&spec.env[..]));
         assert_eq!(p.cwd(), &PathBuf::from("/srv"));
-        assert_eq!(p.user().username().as_deref(), Some("0"));
+        assert_eq!(p.user().username().as_deref(), Some(""));
         assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
         assert_eq!(p.rlimits(), &None);
         assert_eq!(p.no_new_privileges(), Some(false));
@@ -1328,18 +1348,15 @@ mod tests {
         assert_eq!(user("tester:wheel", &h), User::Name("tester:wheel".into()));
         // a bare uid takes its group from passwd, at start
         assert_eq!(user("1000", &h), User::Name("1000".into()));
-        assert_eq!(user("", &h), User::Name("0".into()));
+        // no user: root without supplementary groups, as Podman
+        assert_eq!(user("", &h), User::Name(String::new()));
         // resolving gives what process.rs resolves from the record's text today
         const PW: &str = "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000::/home/t:/bin/sh\n";
         const GR: &str = "root:x:0:\ntester:x:1000:\nwheel:x:10:tester\n";
-        for u in [
-            "",
-            "1000",
-            "1000:100",
-            "tester",
-            "tester:wheel",
-            "4242:4343",
-        ] {
+        let none = User::Name(String::new()).resolve(PW, GR).unwrap();
+        assert_eq!((none.uid, none.gid, &none.groups[..]), (0, 0, &[][..]));
+        assert_eq!(none.home, "/root");
+        for u in ["1000", "1000:100", "tester", "tester:wheel", "4242:4343"] {
             let spec = Spec {
                 user: u.into(),
                 ..plain()
@@ -1358,6 +1375,11 @@ mod tests {
             groups: vec![10, 44],
         };
         assert_eq!(n.resolve(PW, GR).unwrap().groups, vec![1000, 10, 44]);
+        // exec: memberships only, as Podman's exec
+        let e = |u: User| User::Exec(Box::new(u)).resolve(PW, GR).unwrap().groups;
+        assert_eq!(e(User::Name("tester".into())), vec![10]);
+        assert_eq!(e(User::Name("0".into())), Vec::<u32>::new());
+        assert_eq!(e(User::Name(String::new())), Vec::<u32>::new());
         assert_eq!(n.to_string(), "1000:1000");
     }
 

@@ -52,6 +52,7 @@ mod startup;
 mod system;
 mod teardown;
 mod userns2;
+mod userns_auto;
 mod userns_nomap;
 mod userns_shift;
 mod userns_state;
