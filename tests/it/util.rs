@@ -697,6 +697,13 @@ impl Running {
         stdin.flush().unwrap();
     }
 
+    /// The bytes written to the command's stdin that it has not read yet (FIONREAD on the
+    /// pipe): 0 once it took everything.
+    pub fn stdin_unread(&self) -> u64 {
+        let stdin = self.child.as_ref().unwrap().stdin.as_ref().unwrap();
+        rustix::io::ioctl_fionread(stdin).unwrap()
+    }
+
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(self.pid(), sig).unwrap();
     }
