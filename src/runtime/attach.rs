@@ -54,10 +54,11 @@ pub(crate) fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
     true
 }
 
-/// Poll `fds` until one is ready (again after EINTR); what each reported, in their order.
-pub(crate) fn poll_events(fds: &mut [PollFd]) -> Result<Vec<PollFlags>> {
+/// Poll `fds` until one is ready (again after EINTR) or `timeout` passes; what each
+/// reported, in their order (nothing, after the timeout).
+pub(crate) fn poll_events(fds: &mut [PollFd], timeout: PollTimeout) -> Result<Vec<PollFlags>> {
     loop {
-        match poll(fds, PollTimeout::NONE) {
+        match poll(fds, timeout) {
             Ok(_) => break,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("poll"),
@@ -167,11 +168,11 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
         }
         let console_base = fds.len();
         if let Some(c) = &console {
-            for fd in c.fds() {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            for (fd, events) in c.fds(pty.as_ref()) {
+                fds.push(PollFd::new(fd, events));
             }
         }
-        let ready: Vec<bool> = poll_events(&mut fds)?
+        let ready: Vec<bool> = poll_events(&mut fds, PollTimeout::NONE)?
             .iter()
             .map(|r| !r.is_empty())
             .collect();

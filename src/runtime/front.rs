@@ -41,7 +41,7 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _, Result};
-use nix::poll::{PollFd, PollFlags};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -257,8 +257,18 @@ impl Client {
             if read_stdin {
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
-            let ready = super::attach::poll_events(&mut fds)?;
+            // after a detach, a monitor that takes nothing more for a second (its container
+            // does not read its stdin) is not waited for
+            let timeout = if detached {
+                PollTimeout::from(1000u16)
+            } else {
+                PollTimeout::NONE
+            };
+            let ready = super::attach::poll_events(&mut fds, timeout)?;
             drop(fds);
+            if detached && ready.iter().all(|r| r.is_empty()) {
+                return Ok(ExitCode::SUCCESS);
+            }
             let sock_ready = ready[0];
             // a monitor that no longer reads: nothing more goes to it, what it sent is read
             if sock_ready.intersects(PollFlags::POLLOUT | PollFlags::POLLERR | PollFlags::POLLHUP)

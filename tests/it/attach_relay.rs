@@ -94,6 +94,48 @@ fn attach_relay_echoes_megabytes_both_ways() {
     });
 }
 
+/// Waits for `/go`, says so, waits for `/go2`, then counts its stdin.
+const LATE_READER: &str = "echo ready; until [ -e /go ]; do usleep 20000; done; echo go-seen; \
+                           until [ -e /go2 ]; do usleep 20000; done; wc -c";
+
+#[test]
+fn attach_relay_output_flows_while_stdin_waits() {
+    for_each_user("attach_relay_late", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        let logs = || env.rbox().args(["logs", "late"]).output().text();
+        std::thread::scope(|s| {
+            let run = s.spawn(|| {
+                env.rbox()
+                    .args(["run", "-i", "--name", "late", "--network=none", "busybox"])
+                    .args(["sh", "-c", LATE_READER])
+                    .stdin(pattern(2 << 20))
+                    .timeout(Duration::from_secs(120))
+                    .output()
+            });
+            eventually("the container is up", || logs().contains("ready"));
+            // its stdin pipe is full: the monitor holds more input it cannot write now
+            let pid = env.inspect("late", "{{.State.Pid}}");
+            let stdin = std::fs::File::open(format!("/proc/{pid}/fd/0")).unwrap();
+            eventually("the container's stdin pipe fills", || {
+                rustix::io::ioctl_fionread(&stdin).unwrap() >= 65536
+            });
+            // what it writes meanwhile still reaches the log (and the caller)
+            env.rbox()
+                .args(["exec", "late", "touch", "/go"])
+                .output()
+                .success();
+            eventually("go-seen in the log", || logs().contains("go-seen"));
+            env.rbox()
+                .args(["exec", "late", "touch", "/go2"])
+                .output()
+                .success();
+            let out = run.join().unwrap().success();
+            assert_eq!(out.stdout, "ready\ngo-seen\n2097152\n", "{out}");
+        });
+    });
+}
+
 /// A container that echoes each line as `got:LINE`, and says `eof` when its stdin ends.
 const ECHO: &str = r#"echo ready; while read l; do echo "got:$l"; done; echo eof"#;
 
