@@ -54,6 +54,22 @@ pub(crate) fn write_all(fd: BorrowedFd, mut buf: &[u8]) -> bool {
     true
 }
 
+/// Poll `fds` until one is ready (again after EINTR) or `timeout` passes; what each
+/// reported, in their order (nothing, after the timeout).
+pub(crate) fn poll_events(fds: &mut [PollFd], timeout: PollTimeout) -> Result<Vec<PollFlags>> {
+    loop {
+        match poll(fds, timeout) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("poll"),
+        }
+    }
+    Ok(fds
+        .iter()
+        .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+        .collect())
+}
+
 /// Where an attached container's output goes besides the caller: without a terminal its
 /// stdout and stderr come through these pipes (read ends), and everything relayed is appended
 /// to `log` (the container's `ctr.log`, plain bytes as the detached monitor writes it).
@@ -152,18 +168,13 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
         }
         let console_base = fds.len();
         if let Some(c) = &console {
-            for fd in c.fds() {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            for (fd, events) in c.fds(pty.as_ref()) {
+                fds.push(PollFd::new(fd, events));
             }
         }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).context("poll"),
-        }
-        let ready: Vec<bool> = fds
+        let ready: Vec<bool> = poll_events(&mut fds, PollTimeout::NONE)?
             .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|r| !r.is_empty())
             .collect();
         drop(fds);
         if let Some(c) = &mut console {

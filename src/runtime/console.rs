@@ -10,12 +10,16 @@
 //! [`CLOSE_STDIN`] (the container's stdin pipe ends). A client that does not keep up is
 //! dropped rather than stall the container, except the first client of an attached
 //! `rbox run` (`runtime::front`), whose terminal paces the container as it would without a
-//! monitor between them.
+//! monitor between them. The clients' input is held here and written as the container's
+//! terminal or stdin pipe takes it, never blocking: a container that does not read its
+//! stdin yet keeps its output flowing, and the clients are read again once it did.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+
+use nix::poll::PollFlags;
 
 pub const OUT: u8 = 1;
 pub const ERR: u8 = 2;
@@ -56,7 +60,16 @@ pub struct Console {
     clients: Vec<Client>,
     /// where input goes when the container has no terminal (`-i`): its stdin pipe
     stdin: Option<OwnedFd>,
+    /// clients' input the container has not taken yet: written without blocking when its
+    /// terminal or stdin pipe has room (a container that does not read its stdin must not
+    /// stop the monitor), and no more is read from clients while it is [`INPUT_MAX`] long
+    input: Vec<u8>,
+    /// a client ended the stdin pipe: closed once `input` is written
+    close_stdin: bool,
 }
+
+/// The clients' input the monitor holds at most before it stops reading them.
+const INPUT_MAX: usize = 256 * 1024;
 
 struct Client {
     sock: UnixStream,
@@ -80,6 +93,8 @@ impl Console {
             path: path.to_path_buf(),
             clients: Vec::new(),
             stdin,
+            input: Vec::new(),
+            close_stdin: false,
         })
     }
 
@@ -97,21 +112,70 @@ impl Console {
     /// Where clients' input goes from now on (a restarted container's new stdin pipe).
     pub fn set_stdin(&mut self, stdin: Option<OwnedFd>) {
         self.stdin = stdin;
+        self.input.clear();
+        self.close_stdin = false;
     }
 
-    /// The descriptors to poll: the listener first, then each client.
-    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        std::iter::once(self.listener.as_fd())
-            .chain(self.clients.iter().map(|c| c.sock.as_fd()))
-            .collect()
+    /// The descriptors to poll and for what: the listener first, then each client (not for
+    /// input while [`INPUT_MAX`] of it waits), then, while input waits, where it goes (`pty`,
+    /// the terminal's master, or the stdin pipe).
+    pub fn fds<'a>(&'a self, pty: Option<&'a OwnedFd>) -> Vec<(BorrowedFd<'a>, PollFlags)> {
+        let from_clients = if self.input.len() < INPUT_MAX {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
+        let mut fds: Vec<_> = std::iter::once((self.listener.as_fd(), PollFlags::POLLIN))
+            .chain(self.clients.iter().map(|c| (c.sock.as_fd(), from_clients)))
+            .collect();
+        if let Some(to) = self.input_target(pty).filter(|_| !self.input.is_empty()) {
+            fds.push((to, PollFlags::POLLOUT));
+        }
+        fds
+    }
+
+    fn input_target<'a>(&'a self, pty: Option<&'a OwnedFd>) -> Option<BorrowedFd<'a>> {
+        pty.or(self.stdin.as_ref()).map(|f| f.as_fd())
+    }
+
+    /// Write what the container's terminal or stdin pipe takes now of the waiting input;
+    /// input nobody can take any more (no target, the reader gone) is dropped.
+    fn write_input(&mut self, pty: Option<&OwnedFd>) {
+        if !self.input.is_empty() {
+            let Some(to) = self.input_target(pty) else {
+                self.input.clear();
+                return;
+            };
+            let _ = nix::fcntl::fcntl(
+                to,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+            let mut at = 0;
+            while at < self.input.len() {
+                match nix::unistd::write(to, &self.input[at..]) {
+                    Ok(n) => at += n,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(nix::errno::Errno::EAGAIN) => break,
+                    Err(_) => {
+                        at = self.input.len();
+                    }
+                }
+            }
+            self.input.drain(..at);
+        }
+        if self.input.is_empty() && self.close_stdin {
+            self.stdin = None;
+            self.close_stdin = false;
+        }
     }
 
     /// Act on what poll reported for [`Console::fds`] (`ready` in the same order): accept
     /// clients, and pass their input to `pty` (the terminal's master) or the stdin pipe.
     pub fn ready(&mut self, ready: &[bool], pty: Option<&OwnedFd>) {
+        self.write_input(pty);
         let mut gone = Vec::new();
         for (i, c) in self.clients.iter_mut().enumerate() {
-            if !ready.get(i + 1).copied().unwrap_or(false) {
+            if !ready.get(i + 1).copied().unwrap_or(false) || self.input.len() >= INPUT_MAX {
                 continue;
             }
             let mut b = [0u8; 16384];
@@ -121,13 +185,10 @@ impl Console {
                     c.buf.extend_from_slice(&b[..n]);
                     for (tag, data) in take_frames(&mut c.buf) {
                         match (tag, pty, &self.stdin) {
-                            (IN, Some(m), _) => {
-                                let _ = super::attach::write_all(m.as_fd(), &data);
+                            (IN, Some(_), _) | (IN, None, Some(_)) => {
+                                self.input.extend_from_slice(&data)
                             }
-                            (IN, None, Some(s)) => {
-                                let _ = super::attach::write_all(s.as_fd(), &data);
-                            }
-                            (CLOSE_STDIN, _, _) => self.stdin = None,
+                            (CLOSE_STDIN, _, _) => self.close_stdin = true,
                             (RESIZE, Some(m), _) if data.len() == 4 => {
                                 let ws = libc::winsize {
                                     ws_row: u16::from_le_bytes([data[0], data[1]]),
@@ -148,6 +209,7 @@ impl Console {
         for i in gone.into_iter().rev() {
             self.clients.remove(i);
         }
+        self.write_input(pty);
         if ready.first().copied().unwrap_or(false) {
             while let Ok((sock, _)) = self.listener.accept() {
                 if sock.set_nonblocking(true).is_ok() {

@@ -444,11 +444,10 @@ fn create_and_start(
 }
 
 /// Start `rec` and stay attached: in this process, or, when the caller may detach (`-i`
-/// with detach keys, stdin a terminal) or must not pass signals on, through a detached
-/// monitor (`front`). Piped stdin stays the container's own (no relay: binary-safe, as fast
-/// as before, and Podman finds detach keys in piped data only when a read brings one key
-/// alone). Not with `--log-driver=passthrough` or `--preserve-fds`, which give the
-/// container rbox's own descriptors.
+/// with detach keys) or must not pass signals on, through a detached monitor (`front`).
+/// Piped stdin too: Podman detaches there when reads bring the keys one by one (a program
+/// typing into the pipe), and ends the container's stdin. Not with `--log-driver=passthrough`
+/// or `--preserve-fds`, which give the container rbox's own descriptors.
 fn run_attached(
     g: &Context,
     store: &Store,
@@ -456,8 +455,7 @@ fn run_attached(
     o: &super::front::Options,
 ) -> Result<ExitCode> {
     let s = &rec.spec;
-    let typed = s.interactive && super::sys::isatty(super::sys::stdio(0));
-    let through_monitor = ((typed && !o.keys.is_empty()) || !o.sig_proxy)
+    let through_monitor = ((s.interactive && !o.keys.is_empty()) || !o.sig_proxy)
         && s.log.driver() != "passthrough"
         && s.opts.preserve_fds == 0;
     if !through_monitor {

@@ -25,11 +25,15 @@
 //! `ctrl-<value>` (a-z, @, [, \, ], ^, _) separated by commas, "" disables detaching, and
 //! anything else is refused as "invalid detach keys: Unknown character: 'KEY'". Detaching
 //! prints nothing and exits 0. The keys count only as whole reads (see [`Keys`]), so piped or
-//! pasted data never detaches; piped stdin (not a terminal) does not come through here at all
-//! but stays the container's own (`create::run_attached`), unless `--sig-proxy=false`: then
-//! the keys are looked for there too, and the container's stdin ends on a detach (it reads
-//! end-of-file, as Podman's does). Without `--sig-proxy` the signals rbox gets keep their
-//! default action: `rbox run` ends, the container goes on.
+//! pasted data never detaches; piped stdin (not a terminal) comes through here too, where a
+//! program that writes the keys one read at a time detaches as on a terminal, and the
+//! container's stdin ends on a detach (it reads end-of-file, as Podman's does). The end of
+//! the caller's stdin ends the container's (a pipe) or sends the terminal's end-of-file
+//! character, for `rbox run` and `rbox attach` alike, as Podman's do. Without `--sig-proxy`
+//! the signals rbox gets keep their default action: `rbox run` (or `attach`) ends, the
+//! container goes on.
+//!
+//! `rbox attach` is the same client on a later connection ([`attach`]): one loop serves both.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -37,7 +41,7 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _, Result};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -125,140 +129,256 @@ pub struct Options {
 
 /// Relay the caller's terminal or stdio to the container `rec` through `sock` (the monitor's
 /// first client) until it exits (its code) or the detach keys are typed (0).
-pub fn run(
+pub fn run(g: &Context, rec: &ContainerRecord, sock: UnixStream, o: Options) -> Result<ExitCode> {
+    let stdin = rec.spec.interactive;
+    Client::new(sock, &o, stdin)?.relay(g, rec)
+}
+
+/// `rbox attach`: as [`run`], through a later connection to the monitor's attach socket;
+/// `stdin`: whether the caller's stdin goes to the container (not with `--no-stdin`).
+pub fn attach(
     g: &Context,
     rec: &ContainerRecord,
-    mut sock: UnixStream,
+    sock: UnixStream,
     o: Options,
+    stdin: bool,
 ) -> Result<ExitCode> {
-    let tty = rec.spec.tty;
-    let use_stdin = rec.spec.interactive;
-    let stdin = std::io::stdin();
-    let is_tty = super::sys::isatty(super::sys::stdio(0));
-    let _raw = (tty && use_stdin && is_tty).then(super::attach::RawMode::enter);
-    let send_size = |sock: &mut UnixStream| {
+    Client::new(sock, &o, stdin)?.relay(g, rec)
+}
+
+/// What the client queues for the monitor at most before it stops reading its stdin.
+const QUEUE_MAX: usize = 1 << 20;
+
+/// One attach client: its connection to the monitor and the frames not yet sent. Writes to
+/// the monitor never block: the monitor may be waiting for this client to read the
+/// container's output (a container that echoes a huge paste) while this client has more
+/// input for it, so input is queued and sent when the socket takes it, and the output is
+/// read meanwhile.
+struct Client {
+    sock: UnixStream,
+    keys: Keys,
+    sig_proxy: bool,
+    stdin: bool,
+    /// frames for the monitor, from `sent` on
+    queue: Vec<u8>,
+    sent: usize,
+}
+
+impl Client {
+    fn new(sock: UnixStream, o: &Options, stdin: bool) -> Result<Client> {
+        sock.set_nonblocking(true)
+            .context("make the attach socket non-blocking")?;
+        Ok(Client {
+            sock,
+            keys: Keys::new(o.keys.clone()),
+            sig_proxy: o.sig_proxy,
+            stdin,
+            queue: Vec::new(),
+            sent: 0,
+        })
+    }
+
+    fn send(&mut self, tag: u8, payload: &[u8]) {
+        self.queue.extend_from_slice(&frame(tag, payload));
+    }
+
+    fn queued(&self) -> usize {
+        self.queue.len() - self.sent
+    }
+
+    /// Write what the socket takes now; false once the monitor is gone.
+    fn flush(&mut self) -> bool {
+        while self.sent < self.queue.len() {
+            match self.sock.write(&self.queue[self.sent..]) {
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(_) => {
+                    self.queue.clear();
+                    self.sent = 0;
+                    return false;
+                }
+            }
+        }
+        self.queue.clear();
+        self.sent = 0;
+        true
+    }
+
+    fn send_size(&mut self) {
         if let Some(ws) = super::terminal::caller_winsize() {
             let mut p = ws.ws_row.to_le_bytes().to_vec();
             p.extend_from_slice(&ws.ws_col.to_le_bytes());
-            let _ = sock.write_all(&frame(RESIZE, &p));
-        }
-    };
-    if tty {
-        send_size(&mut sock);
-    }
-    // SIGWINCH always (the window size); the others only when they are passed on, else they
-    // keep their default action
-    let mut sigs = SigSet::empty();
-    sigs.add(Signal::SIGWINCH);
-    if o.sig_proxy {
-        for s in super::container::forwarded().iter() {
-            if s != Signal::SIGCHLD {
-                sigs.add(s);
-            }
+            self.send(RESIZE, &p);
         }
     }
-    sigs.thread_block().context("block signals")?;
-    let sfd = SignalFd::with_flags(&sigs, SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
-    let mut keys = Keys::new(o.keys);
-    let mut stdin_open = use_stdin;
-    let mut inbuf = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    let mut stdout = std::io::stdout();
-    let mut stderr = std::io::stderr();
-    loop {
-        let mut fds = vec![
-            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
-            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-        ];
-        if stdin_open {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+
+    fn relay(mut self, g: &Context, rec: &ContainerRecord) -> Result<ExitCode> {
+        let tty = rec.spec.tty;
+        let stdin = std::io::stdin();
+        let is_tty = super::sys::isatty(super::sys::stdio(0));
+        let raw = (tty && self.stdin && is_tty).then(super::attach::RawMode::enter);
+        if tty {
+            self.send_size();
         }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).context("poll"),
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        if ready[0] {
-            let n = match sock.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => 0,
-            };
-            if n == 0 {
-                break;
-            }
-            inbuf.extend_from_slice(&buf[..n]);
-            for (tag, data) in take_frames(&mut inbuf) {
-                match tag {
-                    OUT => {
-                        let _ = stdout.write_all(&data);
-                        let _ = stdout.flush();
-                    }
-                    ERR => {
-                        let _ = stderr.write_all(&data);
-                    }
-                    EXIT if data.len() == 4 => {
-                        let code = i32::from_le_bytes(data[..4].try_into().expect("4 bytes"));
-                        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
-                    }
-                    _ => {}
+        // SIGWINCH always (the window size); the others only when they are passed on, else
+        // they keep their default action
+        let mut sigs = SigSet::empty();
+        sigs.add(Signal::SIGWINCH);
+        if self.sig_proxy {
+            for s in super::container::forwarded().iter() {
+                if s != Signal::SIGCHLD {
+                    sigs.add(s);
                 }
             }
         }
-        if ready[1] {
-            if let Ok(Some(info)) = sfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGWINCH) if tty => send_size(&mut sock),
-                    Ok(Signal::SIGWINCH) => {}
-                    Ok(s) => {
-                        let _ = super::signal_container(g, rec, s);
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        if stdin_open && ready.get(2).copied().unwrap_or(false) {
-            let n = match stdin.lock().read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => 0,
-            };
-            if n == 0 {
-                stdin_open = false;
-                // end-of-file: the terminal's end-of-file character, or the end of the
-                // container's stdin pipe
-                let f = if tty {
-                    frame(IN, &[4])
-                } else {
-                    frame(CLOSE_STDIN, &[])
-                };
-                let _ = sock.write_all(&f);
-                continue;
-            }
-            let (out, detached) = keys.feed(&buf[..n]);
-            if !out.is_empty() && sock.write_all(&frame(IN, &out)).is_err() {
-                stdin_open = false;
-            }
-            if detached {
-                if !tty {
-                    let _ = sock.write_all(&frame(CLOSE_STDIN, &[]));
-                }
+        sigs.thread_block().context("block signals")?;
+        let sfd = SignalFd::with_flags(&sigs, SfdFlags::SFD_CLOEXEC).context("create signalfd")?;
+        let mut stdin_open = self.stdin;
+        // detached: what is queued goes out, then this process ends
+        let mut detached = false;
+        let mut inbuf = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let mut stdout = std::io::stdout();
+        let mut stderr = std::io::stderr();
+        loop {
+            if detached && self.queued() == 0 {
                 return Ok(ExitCode::SUCCESS);
             }
+            let mut sock_events = PollFlags::POLLIN;
+            if self.queued() > 0 {
+                sock_events |= PollFlags::POLLOUT;
+            }
+            let read_stdin = stdin_open && !detached && self.queued() < QUEUE_MAX;
+            let mut fds = vec![
+                PollFd::new(self.sock.as_fd(), sock_events),
+                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            ];
+            if read_stdin {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            // after a detach, a monitor that takes nothing more for a second (its container
+            // does not read its stdin) is not waited for
+            let timeout = if detached {
+                PollTimeout::from(1000u16)
+            } else {
+                PollTimeout::NONE
+            };
+            let ready = super::attach::poll_events(&mut fds, timeout)?;
+            drop(fds);
+            if detached && ready.iter().all(|r| r.is_empty()) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let sock_ready = ready[0];
+            // a monitor that no longer reads: nothing more goes to it, what it sent is read
+            if sock_ready.intersects(PollFlags::POLLOUT | PollFlags::POLLERR | PollFlags::POLLHUP)
+                && !self.flush()
+            {
+                stdin_open = false;
+            }
+            if sock_ready.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                let n = match self.sock.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(_) => 0,
+                };
+                if n == 0 {
+                    break;
+                }
+                inbuf.extend_from_slice(&buf[..n]);
+                for (tag, data) in take_frames(&mut inbuf) {
+                    match tag {
+                        // after a detach the output is no longer the caller's
+                        OUT | ERR if detached => {}
+                        OUT => {
+                            let _ = stdout.write_all(&data);
+                            let _ = stdout.flush();
+                        }
+                        ERR => {
+                            let _ = stderr.write_all(&data);
+                        }
+                        // the monitor recorded the exit (with `--rm` the record is gone)
+                        EXIT if data.len() == 4 && !detached => {
+                            let code = i32::from_le_bytes(data[..4].try_into().expect("4 bytes"));
+                            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if ready[1].contains(PollFlags::POLLIN) {
+                if let Ok(Some(info)) = sfd.read_signal() {
+                    match Signal::try_from(info.ssi_signo as i32) {
+                        Ok(Signal::SIGWINCH) if tty => self.send_size(),
+                        Ok(Signal::SIGWINCH) => {}
+                        Ok(s) => {
+                            let _ = super::signal_container(g, rec, s);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            if read_stdin && !ready[2].is_empty() {
+                let n = match stdin.lock().read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => 0,
+                };
+                if n == 0 {
+                    stdin_open = false;
+                    // end-of-file: the terminal's end-of-file character, or the end of the
+                    // container's stdin pipe (as Podman's run and attach end it)
+                    if tty {
+                        self.send(IN, &[4]);
+                    } else {
+                        self.send(CLOSE_STDIN, &[]);
+                    }
+                } else {
+                    let (out, keys) = self.keys.feed(&buf[..n]);
+                    if !out.is_empty() {
+                        self.send(IN, &out);
+                    }
+                    if keys {
+                        // without a terminal, the container's stdin ends (as Podman's)
+                        if !tty {
+                            self.send(CLOSE_STDIN, &[]);
+                        }
+                        detached = true;
+                    }
+                }
+            }
+            // what was queued goes out now, as far as the socket takes it
+            if self.queued() > 0 && !self.flush() {
+                stdin_open = false;
+            }
+        }
+        drop(raw);
+        if detached {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // The monitor ended without saying the code (killed): the code it recorded, once
+        // the record says so.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match state::lookup(g, &rec.id) {
+                Ok(cur) if !state::is_running(&cur) => {
+                    let code = cur.state.exit_code.unwrap_or(0);
+                    return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+                }
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Ok(_) | Err(_) => return Ok(ExitCode::from(crate::exit::FAILED)),
+            }
         }
     }
-    drop(_raw);
-    // The monitor ended without saying the code (killed): the code it recorded, if any.
-    let code = match state::lookup(g, &rec.id) {
-        Ok(cur) if !state::is_running(&cur) => cur.state.exit_code.unwrap_or(0),
-        Ok(_) | Err(_) => i32::from(crate::exit::FAILED),
-    };
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 #[cfg(test)]

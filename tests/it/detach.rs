@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{for_each_user, Env, Running};
+use crate::util::{for_each_user, Cmd, Env, Running};
 
 /// Reads the command's output line by line until a line holds `text` (the watchdog ends a
 /// command that never says it); returns that line.
@@ -40,6 +40,21 @@ fn on_terminal(env: &Env, args: &[&str]) -> Running {
         .spawn()
 }
 
+/// `rbox run -it --network=none FLAGS --name NAME busybox sh -c SCRIPT`, with `rbox` (from
+/// `env.rbox()`, perhaps with more set), on a terminal of its own, once the container said
+/// `ready`.
+fn started(mut rbox: Cmd, flags: &[&str], name: &str, script: &str) -> Running {
+    let mut run = rbox
+        .args(["run", "-it", "--network=none"])
+        .args(flags)
+        .args(["--name", name, "busybox", "sh", "-c", script])
+        .pty()
+        .timeout(Duration::from_secs(90))
+        .spawn();
+    read_until(&mut run, "ready");
+    run
+}
+
 /// Removes the test's containers when the test ends, failed or not: a detached container's
 /// monitor would outlive the test otherwise.
 struct RemoveAll<'a>(&'a Env);
@@ -63,21 +78,7 @@ fn detach_keys_leave_the_container_running() {
     for_each_user("detach_keys", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
-        let mut run = on_terminal(
-            env,
-            &[
-                "run",
-                "-it",
-                "--network=none",
-                "--name",
-                "c1",
-                "busybox",
-                "sh",
-                "-c",
-                ECHO,
-            ],
-        );
-        read_until(&mut run, "ready");
+        let mut run = started(env.rbox(), &[], "c1", ECHO);
         run.write_stdin(b"one\n");
         read_until(&mut run, "got:one");
         // the keys in one read, as a paste or a fast typist sends them
@@ -120,22 +121,7 @@ fn detach_keys_custom_none_and_invalid() {
     for_each_user("detach_custom", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
-        let mut run = on_terminal(
-            env,
-            &[
-                "run",
-                "-it",
-                "--network=none",
-                "--detach-keys=ctrl-a,ctrl-b",
-                "--name",
-                "k1",
-                "busybox",
-                "sh",
-                "-c",
-                ECHO,
-            ],
-        );
-        read_until(&mut run, "ready");
+        let mut run = started(env.rbox(), &["--detach-keys=ctrl-a,ctrl-b"], "k1", ECHO);
         // Ctrl-P reaches the container now (Ctrl-Q is the container terminal's XON)
         run.write_stdin(b"\x10\x11x\n");
         let line = read_until(&mut run, "got:");
@@ -150,24 +136,9 @@ fn detach_keys_custom_none_and_invalid() {
 
         // containers.conf's `[engine] detach_keys`, when the command line gives none
         let conf = env.write("containers.conf", "[engine]\ndetach_keys = \"ctrl-x\"\n");
-        let mut run = env
-            .rbox()
-            .env("CONTAINERS_CONF", &conf)
-            .args([
-                "run",
-                "-it",
-                "--network=none",
-                "--name",
-                "k3",
-                "busybox",
-                "sh",
-                "-c",
-                ECHO,
-            ])
-            .pty()
-            .timeout(Duration::from_secs(90))
-            .spawn();
-        read_until(&mut run, "ready");
+        let mut rbox = env.rbox();
+        rbox.env("CONTAINERS_CONF", &conf);
+        let mut run = started(rbox, &[], "k3", ECHO);
         run.write_stdin(b"\x18");
         run.wait().success();
         assert_eq!(status(env, "k3"), "running");
@@ -177,22 +148,7 @@ fn detach_keys_custom_none_and_invalid() {
             .success();
 
         // "": no detaching, Ctrl-P Ctrl-Q go to the container
-        let mut run = on_terminal(
-            env,
-            &[
-                "run",
-                "-it",
-                "--network=none",
-                "--detach-keys=",
-                "--name",
-                "k2",
-                "busybox",
-                "sh",
-                "-c",
-                ECHO,
-            ],
-        );
-        read_until(&mut run, "ready");
+        let mut run = started(env.rbox(), &["--detach-keys="], "k2", ECHO);
         run.write_stdin(b"a\x10\x11b\n");
         let line = read_until(&mut run, "got:");
         assert!(line.contains("got:a\u{10}b"), "{line:?}");
@@ -240,22 +196,7 @@ fn detached_rm_container_goes_when_it_exits() {
     for_each_user("detach_rm", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
-        let mut run = on_terminal(
-            env,
-            &[
-                "run",
-                "-it",
-                "--rm",
-                "--network=none",
-                "--name",
-                "r1",
-                "busybox",
-                "sh",
-                "-c",
-                ECHO,
-            ],
-        );
-        read_until(&mut run, "ready");
+        let mut run = started(env.rbox(), &["--rm"], "r1", ECHO);
         run.write_stdin(b"\x10\x11");
         run.wait().success();
         assert_eq!(status(env, "r1"), "running");
@@ -327,21 +268,7 @@ fn sig_proxy() {
         assert!(out.stdout.contains("got-term"), "{out}");
 
         // the same through the detached monitor of an attached `run -it` on a terminal
-        let mut run = on_terminal(
-            env,
-            &[
-                "run",
-                "-it",
-                "--network=none",
-                "--name",
-                "s3",
-                "busybox",
-                "sh",
-                "-c",
-                TRAP,
-            ],
-        );
-        read_until(&mut run, "ready");
+        let run = started(env.rbox(), &[], "s3", TRAP);
         let front = front_end_of(env, "s3");
         nix::sys::signal::kill(front, Signal::SIGTERM).unwrap();
         let out = run.wait().code_is(7);
@@ -509,21 +436,7 @@ fn output_after_detach_is_not_held_up() {
         // it writes 3 MB once `exec` says go through a fifo, then exits
         let script = "mkfifo /go && echo ready && read l </go && \
                       head -c 3000000 /dev/zero | tr '\\0' x && echo && echo big-done";
-        let mut run = on_terminal(
-            env,
-            &[
-                "run",
-                "-it",
-                "--network=none",
-                "--name",
-                "o1",
-                "busybox",
-                "sh",
-                "-c",
-                script,
-            ],
-        );
-        read_until(&mut run, "ready");
+        let mut run = started(env.rbox(), &[], "o1", script);
         run.write_stdin(b"\x10\x11");
         run.wait().success();
         env.rbox()

@@ -837,3 +837,27 @@ pub fn debian_rootfs_tar() -> Option<PathBuf> {
     std::fs::rename(&tar_tmp, &done).unwrap();
     Some(done)
 }
+
+/// The layer of files of several owners that the id-map tests share (userns_nomap,
+/// userns_shift, owners): `home/u` (1000:1000, setgid, `home_mode`), `home/u/f` ("hello\n",
+/// 100:101, setuid 4750), `srv` (0:0, 755) and `srv/root-owned` ("r\n", 0:0, 600). A test
+/// adds its own entries to it.
+pub fn owners_layer(home_mode: u32) -> Layer {
+    let mut l = Layer::new();
+    l.dir("home/u", home_mode, 1000, 1000)
+        .file("home/u/f", b"hello\n", 0o4750, 100, 101)
+        .dir("srv", 0o755, 0, 0)
+        .file("srv/root-owned", b"r\n", 0o600, 0, 0);
+    l
+}
+
+/// A docker-archive named `name`: busybox, then `top` (e.g. [`owners_layer`]), with PATH set
+/// and `sh` as the command.
+pub fn busybox_and(name: &str, top: Layer) -> Vec<u8> {
+    let layers = vec![busybox_layer(), top.finish()];
+    let config = config_json(
+        &layers,
+        &json!({"Env": [format!("PATH={IMAGE_PATH}")], "Cmd": ["sh"]}),
+    );
+    docker_archive(name, &layers, &config)
+}

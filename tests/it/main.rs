@@ -5,6 +5,7 @@
 mod fixtures;
 mod util;
 
+mod attach_relay;
 mod build;
 mod build2;
 mod build_cache;

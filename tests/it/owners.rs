@@ -7,33 +7,20 @@
 //! driver for a single-id map and such an image (see driver_for_folded_owners in
 //! src/runtime/create.rs, and fuse_auto.rs).
 
-use serde_json::json;
-
-use crate::fixtures::{self, Layer, IMAGE_PATH};
+use crate::fixtures;
 use crate::util::{for_each_user, Env, Who};
 
-/// `localhost/owners`: busybox, then a layer with files of other owners and the test helper.
+/// `localhost/owners`: busybox, then a layer with files of other owners (`home/u` 2770, and
+/// `home/u/g`) and the test helper.
 pub(crate) fn load_owners_image(env: &Env) {
     let helper = std::fs::read(fixtures::helper_bin()).unwrap();
-    let mut l = Layer::new();
-    l.dir("home/u", 0o2770, 1000, 1000)
-        .file("home/u/f", b"hello\n", 0o4750, 100, 101)
-        .file("home/u/g", b"g\n", 0o640, 1000, 1000)
-        .dir("srv", 0o755, 0, 0)
-        .file("srv/root-owned", b"r\n", 0o600, 0, 0)
+    let mut l = fixtures::owners_layer(0o2770);
+    l.file("home/u/g", b"g\n", 0o640, 1000, 1000)
         .file("helper", &helper, 0o755, 0, 0);
-    let layers = vec![fixtures::busybox_layer(), l.finish()];
-    let config = fixtures::config_json(
-        &layers,
-        &json!({"Env": [format!("PATH={IMAGE_PATH}")], "Cmd": ["sh"]}),
+    env.load_bytes(
+        "owners.tar",
+        fixtures::busybox_and("localhost/owners:latest", l),
     );
-    let archive = fixtures::docker_archive("localhost/owners:latest", &layers, &config);
-    let p = env.write("owners.tar", archive);
-    env.rbox()
-        .args(["load", "-q", "-i"])
-        .arg(&p)
-        .output()
-        .success();
 }
 
 /// The FUSE overlay: the driver that shows intended owners under a single-id map.

@@ -7,59 +7,15 @@
 //! localhost/bb sh -c 'id; stat -c %u:%g /etc /home/*; touch /tmp/x; stat -c %u:%g /tmp/x'`
 //! as rboxsub: root's id, 0:0, 1000:1000, 0:0, and a uid_map of `0 1 65536`).
 
-use serde_json::json;
-
-use crate::fixtures::{self, Layer, IMAGE_PATH};
+use crate::fixtures;
 use crate::util::{for_each_user, Env, Who};
 
-/// `localhost/nomap`: busybox, then files of other owners.
+/// `localhost/nomap`: busybox, then files of other owners (`home/u` 2775).
 fn load_image(env: &Env) {
-    let mut l = Layer::new();
-    l.dir("home/u", 0o2775, 1000, 1000)
-        .file("home/u/f", b"hello\n", 0o4750, 100, 101)
-        .dir("srv", 0o755, 0, 0)
-        .file("srv/root-owned", b"r\n", 0o600, 0, 0);
-    let layers = vec![fixtures::busybox_layer(), l.finish()];
-    let config = fixtures::config_json(
-        &layers,
-        &json!({"Env": [format!("PATH={IMAGE_PATH}")], "Cmd": ["sh"]}),
+    env.load_bytes(
+        "nomap.tar",
+        fixtures::busybox_and("localhost/nomap:latest", fixtures::owners_layer(0o2775)),
     );
-    let archive = fixtures::docker_archive("localhost/nomap:latest", &layers, &config);
-    let p = env.write("nomap.tar", archive);
-    env.rbox()
-        .args(["load", "-q", "-i"])
-        .arg(&p)
-        .output()
-        .success();
-}
-
-/// The numeric owner of each entry of `rbox export NAME` whose path starts with `prefix`.
-fn exported_owners(env: &Env, name: &str, prefix: &str) -> Vec<String> {
-    let tar = env.path(&format!("{name}.tar"));
-    env.rbox()
-        .args(["export", "-o"])
-        .arg(&tar)
-        .arg(name)
-        .output()
-        .success();
-    let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
-    let mut out = Vec::new();
-    for e in a.entries().unwrap() {
-        let e = e.unwrap();
-        let path = e.path().unwrap().to_string_lossy().into_owned();
-        let path = path.trim_end_matches('/');
-        if path.starts_with(prefix) {
-            let h = e.header();
-            out.push(format!(
-                "{} {}:{}",
-                path,
-                h.uid().unwrap(),
-                h.gid().unwrap()
-            ));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
@@ -127,7 +83,7 @@ fn nomap_maps_only_the_subordinate_ids_and_shows_the_images_owners() {
         let diff = env.rbox().args(["diff", "n"]).output().success();
         assert_eq!(diff.lines(), ["C /tmp", "A /tmp/o", "A /tmp/x"], "{diff}");
         assert_eq!(
-            exported_owners(env, "n", "tmp/"),
+            env.exported_owners("n", "tmp/"),
             ["tmp/o 100:101", "tmp/x 0:0"]
         );
         env.rbox().args(["rm", "n"]).output().success();
@@ -247,7 +203,7 @@ fn auto_gives_each_container_its_own_range() {
             assert_eq!(lines[1..], ["0:0", "100:101", "0:0"], "{out}");
             let diff = env.rbox().args(["diff", name]).output().success();
             assert_eq!(diff.lines(), ["C /tmp", "A /tmp/x"], "{diff}");
-            assert_eq!(exported_owners(env, name, "tmp/"), ["tmp/x 0:0"]);
+            assert_eq!(env.exported_owners(name, "tmp/"), ["tmp/x 0:0"]);
         }
         // a third one takes what is left after both
         create("a3", "auto:size=10", "cat /proc/self/uid_map").success();

@@ -6,59 +6,15 @@
 //! refusal). The expectations were taken from Podman 4.3.1 on the same image
 //! (`podman run --rm --userns=keep-id --network=none ...` as rboxsub).
 
-use serde_json::json;
-
-use crate::fixtures::{self, Layer, IMAGE_PATH};
+use crate::fixtures;
 use crate::util::{for_each_user, Env, Who};
 
-/// `localhost/shift`: busybox, then files of other owners.
+/// `localhost/shift`: busybox, then files of other owners (`home/u` 2775).
 fn load_image(env: &Env) {
-    let mut l = Layer::new();
-    l.dir("home/u", 0o2775, 1000, 1000)
-        .file("home/u/f", b"hello\n", 0o4750, 100, 101)
-        .dir("srv", 0o755, 0, 0)
-        .file("srv/root-owned", b"r\n", 0o600, 0, 0);
-    let layers = vec![fixtures::busybox_layer(), l.finish()];
-    let config = fixtures::config_json(
-        &layers,
-        &json!({"Env": [format!("PATH={IMAGE_PATH}")], "Cmd": ["sh"]}),
+    env.load_bytes(
+        "shift.tar",
+        fixtures::busybox_and("localhost/shift:latest", fixtures::owners_layer(0o2775)),
     );
-    let archive = fixtures::docker_archive("localhost/shift:latest", &layers, &config);
-    let p = env.write("shift.tar", archive);
-    env.rbox()
-        .args(["load", "-q", "-i"])
-        .arg(&p)
-        .output()
-        .success();
-}
-
-/// The numeric owner of each entry of `rbox export NAME` whose path starts with `prefix`.
-fn exported_owners(env: &Env, name: &str, prefix: &str) -> Vec<String> {
-    let tar = env.path(&format!("{name}.tar"));
-    env.rbox()
-        .args(["export", "-o"])
-        .arg(&tar)
-        .arg(name)
-        .output()
-        .success();
-    let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
-    let mut out = Vec::new();
-    for e in a.entries().unwrap() {
-        let e = e.unwrap();
-        let path = e.path().unwrap().to_string_lossy().into_owned();
-        let path = path.trim_end_matches('/');
-        if path.starts_with(prefix) {
-            let h = e.header();
-            out.push(format!(
-                "{} {}:{}",
-                path,
-                h.uid().unwrap(),
-                h.gid().unwrap()
-            ));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
@@ -209,14 +165,14 @@ fn keep_id_shows_the_images_owners_and_stores_the_containers() {
         );
         let ids = format!("{}:{}", u.uid, u.gid);
         assert_eq!(
-            exported_owners(env, "k", "tmp/"),
+            env.exported_owners("k", "tmp/"),
             [format!("tmp/md {ids}"), format!("tmp/mine {ids}")]
         );
         assert_eq!(
-            exported_owners(env, "k0", "tmp/"),
+            env.exported_owners("k0", "tmp/"),
             ["tmp/o 100:101", "tmp/r 0:0"]
         );
-        assert_eq!(exported_owners(env, "k0", "etc/motd"), ["etc/motd 0:0"]);
+        assert_eq!(env.exported_owners("k0", "etc/motd"), ["etc/motd 0:0"]);
         // a commit carries the same owners into an image, seen without keep-id too
         env.rbox()
             .args(["commit", "-q", "k0", "localhost/shift-committed"])

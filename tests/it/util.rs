@@ -416,6 +416,46 @@ impl Env {
         let p = self.copy_in(archive, &name);
         self.rbox().arg("load").arg("-i").arg(&p).output()
     }
+
+    /// `rbox load -q -i` an archive made in memory (written as `file` in the test's dir).
+    pub fn load_bytes(&self, file: &str, archive: Vec<u8>) {
+        let p = self.write(file, archive);
+        self.rbox()
+            .args(["load", "-q", "-i"])
+            .arg(&p)
+            .output()
+            .success();
+    }
+
+    /// The numeric owner of each entry of `rbox export NAME` whose path starts with
+    /// `prefix`, as `PATH UID:GID`, sorted.
+    pub fn exported_owners(&self, name: &str, prefix: &str) -> Vec<String> {
+        let tar = self.path(&format!("{name}.tar"));
+        self.rbox()
+            .args(["export", "-o"])
+            .arg(&tar)
+            .arg(name)
+            .output()
+            .success();
+        let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+        let mut out = Vec::new();
+        for e in a.entries().unwrap() {
+            let e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let path = path.trim_end_matches('/');
+            if path.starts_with(prefix) {
+                let h = e.header();
+                out.push(format!(
+                    "{} {}:{}",
+                    path,
+                    h.uid().unwrap(),
+                    h.gid().unwrap()
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
 }
 
 impl Drop for Env {
@@ -695,6 +735,13 @@ impl Running {
         let stdin = self.child.as_mut().unwrap().stdin.as_mut().unwrap();
         stdin.write_all(data).unwrap();
         stdin.flush().unwrap();
+    }
+
+    /// The bytes written to the command's stdin that it has not read yet (FIONREAD on the
+    /// pipe): 0 once it took everything.
+    pub fn stdin_unread(&self) -> u64 {
+        let stdin = self.child.as_ref().unwrap().stdin.as_ref().unwrap();
+        rustix::io::ioctl_fionread(stdin).unwrap()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
