@@ -11,7 +11,8 @@ use crate::state::{self, ContainerRecord, Status};
 /// (its monitor), which forwards it: the container's processes may run as mapped ids that this
 /// invocation, in a namespace of its own, may not signal. SIGKILL kills the monitor, and the
 /// container with it (its init has PDEATHSIG set, and a pid namespace dies with its init); the
-/// exit status 137 is then recorded here, since the monitor cannot.
+/// exit status 137 is then recorded here (or a `--rm` container removed), since the monitor
+/// cannot.
 pub fn signal_container(
     g: &Context,
     rec: &ContainerRecord,
@@ -50,11 +51,20 @@ pub fn signal_container(
         // the monitor could not stop the network helper: pasta outlives it
         cleanup_network(g, rec);
         // The record as written, not as `lookup` corrects it: whether the monitor got to
-        // record an exit of its own before it died.
-        let root = g.storage_root()?;
+        // record an exit of its own before it died. If not, its end is done here: the exit
+        // recorded, or a `--rm` container removed (as Podman's kill removes it), its
+        // poststop hooks and cgroup, `--rmi`.
         if let Ok(mut cur) = state::load(g, &rec.id) {
             if cur.state.status == Status::Running {
-                state::mark_exited(g, &root, &mut cur, 128 + Signal::SIGKILL as i32)?;
+                let store = super::open_store(g)?;
+                super::monitor::finish(
+                    g,
+                    &store,
+                    &mut cur,
+                    128 + Signal::SIGKILL as i32,
+                    "",
+                    None,
+                )?;
             }
         }
     }

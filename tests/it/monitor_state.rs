@@ -123,3 +123,34 @@ fn exit_being_recorded_with_a_published_port_is_never_read_as_killed() {
         }
     });
 }
+
+#[test]
+fn a_killed_rm_container_is_removed() {
+    // Podman: `kill` of a `run -d --rm` container, and a `stop` that ends in SIGKILL, remove
+    // it; the SIGKILL ends rbox's monitor too, so the killer does the monitor's removal
+    for_each_user("monitor_kill_rm", |env| {
+        env.import_busybox("busybox");
+        for how in [&["kill"][..], &["stop", "-t", "0"][..]] {
+            env.rbox()
+                .args([
+                    "run",
+                    "-d",
+                    "--rm",
+                    "--network=none",
+                    "--name",
+                    "k",
+                    "busybox",
+                ])
+                .args(["sleep", "1000"])
+                .output()
+                .success();
+            env.rbox().args(how).arg("k").output().success();
+            let left = env.rbox().args(["ps", "-a", "-q"]).output().success();
+            assert_eq!(left.stdout, "", "{how:?}: {left}");
+            env.rbox()
+                .args(["container", "exists", "k"])
+                .output()
+                .code_is(1);
+        }
+    });
+}
