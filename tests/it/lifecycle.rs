@@ -401,10 +401,12 @@ fn restart_policies() {
             .output()
             .success();
         let first = env.field("al", ".State.Pid");
-        // (exec's killall may itself die with the pid namespace, when the shell it made
-        // exit is the namespace's init: 137 then)
-        let out = env.rbox().args(["exec", "al", "killall", "sleep"]).output();
-        assert!(matches!(out.code, 0 | 137), "{out}");
+        // the shell may not have started its sleep yet; (exec's killall may itself die with
+        // the pid namespace, when the shell it made exit is the namespace's init: 137 then)
+        eventually("al's sleep killed", || {
+            let out = env.rbox().args(["exec", "al", "killall", "sleep"]).output();
+            matches!(out.code, 0 | 137)
+        });
         eventually("al restarted", || {
             env.field("al", ".RestartCount") == "1" && env.field("al", ".State.Status") == "running"
         });
