@@ -46,8 +46,11 @@ for b in "$@"; do
     init="$(as_user "$user" "${RB[@]}" inspect -f '{{.State.Pid}}' count)"
     pid=""
     for _ in $(seq 100); do
-        # the server is a child of the container's init (see storage/src/mount/fuse/mod.rs)
-        pid="$(pgrep -x -P "$init" rbox-fuse | head -n 1 || true)"
+        # the server runs outside the container's pid namespace, in its mount namespace
+        # (see storage/src/mount/fuse/mod.rs): the rbox-fuse process sharing the init's
+        for p in $(pgrep -x rbox-fuse || true); do
+            [ "$(readlink "/proc/$p/ns/mnt")" = "$(readlink "/proc/$init/ns/mnt")" ] && pid="$p"
+        done
         [ -n "$pid" ] && break
         sleep 0.1
     done

@@ -1173,17 +1173,35 @@ impl Overlay {
             (n.path.clone(), s.to_vec())
         };
         let path = ppath.join(name);
-        if self.find(&pstack, &path)?.is_some() {
-            return Err(Errno::EEXIST);
+        // one pass down the stack (the kernel's lookup just made the same one, so the
+        // entries are in the dentry cache): the name must be free, and a whiteout found in
+        // the upper layer is remembered rather than looked at again
+        let mut had_whiteout = false;
+        for &l in &pstack {
+            match self.stat_in(l, &path) {
+                Ok(s) if is_whiteout(&s) => {
+                    had_whiteout = l == 0;
+                    break;
+                }
+                Ok(_) => return Err(Errno::EEXIST),
+                Err(nix::Error::ENOENT) | Err(nix::Error::ENOTDIR) => {}
+                Err(e) => return Err(errno(e)),
+            }
         }
+        let upper = pstack.first() == Some(&0);
         // a directory node of layer 0 is in the upper layer already, with its parents
         if Self::node(st, parent)?.layer != 0 {
             self.upper_dir(st, &ppath)?;
         }
-        let had_whiteout = self.clear_whiteout(&path)?;
+        if had_whiteout {
+            unlinkat(self.fd(0), path.as_path(), UnlinkatFlags::NoRemoveDir).map_err(errno)?;
+        } else if !upper {
+            // the parent was not in the upper layer when its stack was taken
+            had_whiteout = self.clear_whiteout(&path)?;
+        }
         let pst = self.stat_in(0, &ppath).map_err(errno)?;
         let mut pstack = pstack;
-        if pstack.first() != Some(&0) {
+        if !upper {
             pstack.insert(0, 0);
         }
         Ok((path, pstack, had_whiteout, pst))
@@ -1191,6 +1209,17 @@ impl Overlay {
 
     fn new_entry(&self, st: &mut State, path: PathBuf, stack: Option<Vec<usize>>) -> R<FileAttr> {
         let s = self.stat_in(0, &path).map_err(errno)?;
+        self.new_entry_stat(st, path, stack, s)
+    }
+
+    /// [`Self::new_entry`] with the entry's stat already at hand (create's fstat of its fd).
+    fn new_entry_stat(
+        &self,
+        st: &mut State,
+        path: PathBuf,
+        stack: Option<Vec<usize>>,
+        s: FileStat,
+    ) -> R<FileAttr> {
         let f = Found {
             layer: 0,
             st: s,
@@ -1493,14 +1522,16 @@ impl Filesystem for Overlay {
     ) {
         let mut st = self.lock();
         let r = (|| {
-            let (path, pstack, had_whiteout, pst) = self.prepare_new(&mut st, parent, name)?;
+            let (path, _, had_whiteout, pst) = self.prepare_new(&mut st, parent, name)?;
             let mut m = mode & 0o7777;
             if pst.st_mode & libc::S_ISGID != 0 {
                 m |= libc::S_ISGID;
             }
             mkdirat(self.fd(0), path.as_path(), Mode::from_bits_truncate(m)).map_err(errno)?;
             self.own(&path, req, Some(&pst))?;
-            if had_whiteout || self.lower_has(&pstack, &path) {
+            // prepare_new found the name free in every layer, so only an upper whiteout
+            // means a lower entry was deleted here
+            if had_whiteout {
                 // a directory made where a lower one was deleted must not show its entries
                 let fd = self
                     .open_in(0, &path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -2061,7 +2092,9 @@ impl Filesystem for Overlay {
             )
             .map_err(errno)?;
             self.own(&path, req, Some(&pst))?;
-            let a = self.new_entry(&mut st, path.clone(), None)?;
+            // the fd's stat: no second walk of the path
+            let s = fstat(&fd).map_err(errno)?;
+            let a = self.new_entry_stat(&mut st, path.clone(), None, s)?;
             let ino = st.by_path.get(&path).copied().unwrap_or(0);
             drop(st);
             let fh = self.add_handle(ino, fd);

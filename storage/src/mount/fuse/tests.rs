@@ -470,3 +470,15 @@ fn override_values_round_trip() {
         Some((5, 6, 0o644))
     );
 }
+
+#[test]
+fn one_server_thread_unless_the_environment_asks_for_more() {
+    use super::server_threads;
+    assert_eq!(server_threads(None), 1);
+    assert_eq!(server_threads(Some("4")), 4);
+    assert_eq!(server_threads(Some(" 2\n")), 2);
+    // out of range or not a number: the default, never a session fuser refuses
+    for bad in ["0", "9", "-1", "two", ""] {
+        assert_eq!(server_threads(Some(bad)), 1, "{bad:?}");
+    }
+}
