@@ -368,20 +368,28 @@ fn session(
     Ok((session, owners))
 }
 
-/// How many threads serve the mount: one, unless `RBOX_FUSE_THREADS` (1 to 8) says more.
+/// How many threads serve the mount: `RBOX_FUSE_THREADS` (1 to 8), else one per CPU,
+/// between 2 and 8, so that processes reading or writing files at the same time are served
+/// at the same time.
 ///
-/// One, because a container's file work comes one request at a time (a shell, tar, a
-/// package manager) and every metadata operation takes the inode table's lock anyway: a
+/// A single-process workload is faster with one thread (`RBOX_FUSE_THREADS=1`): its requests
+/// come one at a time and every metadata operation takes the inode table's lock anyway, so a
 /// second thread only adds wake-ups (the kernel hands each request to the thread that has
 /// waited longest, so consecutive requests and the asynchronous RELEASE and FORGET land on
 /// different threads) and lock hand-offs. Counted in a container creating, listing and
 /// deleting 2,000 files (bench/run-fuse-count.sh): per deleted file 2.9 voluntary context
-/// switches and 1.4 futex calls in the server with two threads, 1.7 and none with one.
-/// More threads still help many processes reading cold files at once.
+/// switches and 1.4 futex calls in the server with two threads, 1.7 and none with one;
+/// busybox `tar -x` of 5,000 files took 0.5-0.7x the time with one thread on a loaded
+/// 2-core machine (bench/results/fuse-smallfile-20261125-1320.md).
 fn server_threads(env: Option<&str>) -> usize {
     env.and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|n| (1..=8).contains(n))
-        .unwrap_or(1)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 8)
+        })
 }
 
 /// The server's whole life; never returns.

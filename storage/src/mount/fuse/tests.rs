@@ -472,13 +472,16 @@ fn override_values_round_trip() {
 }
 
 #[test]
-fn one_server_thread_unless_the_environment_asks_for_more() {
+fn server_threads_from_the_environment_else_per_cpu() {
     use super::server_threads;
-    assert_eq!(server_threads(None), 1);
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let default = cpus.clamp(2, 8);
+    assert_eq!(server_threads(None), default);
+    assert_eq!(server_threads(Some("1")), 1);
     assert_eq!(server_threads(Some("4")), 4);
     assert_eq!(server_threads(Some(" 2\n")), 2);
     // out of range or not a number: the default, never a session fuser refuses
     for bad in ["0", "9", "-1", "two", ""] {
-        assert_eq!(server_threads(Some(bad)), 1, "{bad:?}");
+        assert_eq!(server_threads(Some(bad)), default, "{bad:?}");
     }
 }
