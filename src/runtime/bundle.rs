@@ -848,6 +848,7 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         joins,
         map_helpers,
         start_fifo: None,
+        mount_failure_code: crate::exit::FAILED,
         state_dir: None,
         start_hooks,
         create_hooks,

@@ -84,9 +84,8 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
                 .downcast_ref::<super::mounts::Failed>()
                 .is_some_and(|f| f.runtime);
             Failure {
-                // Podman's exit code for a mount the OCI runtime could not make
                 code: if runtime {
-                    crate::exit::CANNOT_INVOKE
+                    l.mount_failure_code
                 } else {
                     crate::exit::FAILED
                 },

@@ -59,6 +59,9 @@ pub struct Launch {
     /// FIFO (an `O_PATH` descriptor, reopened for writing through /proc/self/fd) instead of
     /// on the channel, so that no rbox process needs to stay
     pub start_fifo: Option<RawFd>,
+    /// the exit code of a mount of the plan that fails in the init: 126 for `rbox run`
+    /// (Podman's code for its OCI runtime's failure), 125 for `rbox oci` (rbox's own)
+    pub mount_failure_code: u8,
     /// the OCI runtime's container state directory (`O_PATH`), where the init reads the state
     /// its `startContainer` hooks get
     pub state_dir: Option<RawFd>,
@@ -284,6 +287,7 @@ pub fn plan(
         joins: Vec::new(),
         map_helpers: false,
         start_fifo: None,
+        mount_failure_code: crate::exit::CANNOT_INVOKE,
         state_dir,
         start_hooks,
         create_hooks,
