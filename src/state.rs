@@ -732,6 +732,11 @@ struct Live {
     /// `rbox pause` stopped its processes (volatile: gone with the processes themselves)
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     paused: bool,
+    /// The init runs the command (it has exec'd it): false while it still sets up (the live
+    /// state names it from its clone on), None in live states of monitors that did not
+    /// record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started: Option<bool>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -998,6 +1003,7 @@ pub fn mark_running(
         detached,
         monitor_start_time: proc_start_time(std::process::id() as i32).unwrap_or(0),
         paused: false,
+        started: Some(false),
     };
     let dir = g.runtime_dir()?;
     write_live(&dir, &rec.id, &live)?;
@@ -1054,6 +1060,7 @@ pub fn mark_restarting(
         detached: true,
         monitor_start_time: proc_start_time(me).unwrap_or(0),
         paused: false,
+        started: None,
     };
     let dir = g.runtime_dir()?;
     write_live(&dir, &rec.id, &live)?;
@@ -1339,6 +1346,22 @@ pub fn set_paused(g: &Context, rec: &ContainerRecord, paused: bool) -> Result<()
     };
     l.paused = paused;
     write_live(&dir, &rec.id, &l)
+}
+
+/// Record that the running container `rec`'s init runs the command (see `Live::started`).
+pub fn set_started(g: &Context, rec: &ContainerRecord) -> Result<()> {
+    let (Some(mut l), Some(dir)) = (live(g, rec), live_runtime_dir(g, rec)) else {
+        bail!("container {} is not running", rec.name);
+    };
+    l.started = Some(true);
+    write_live(&dir, &rec.id, &l)
+}
+
+/// Whether running container `rec`'s init runs the command, not still setting up: an
+/// `exec` then would join namespaces it is still changing (a pivot_root moves the exec's
+/// root along). True where the monitor did not record it, or nothing runs.
+pub fn command_started(g: &Context, rec: &ContainerRecord) -> bool {
+    live(g, rec).is_none_or(|l| l.started != Some(false))
 }
 
 /// Whether the container's process is running now.

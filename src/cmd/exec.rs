@@ -60,6 +60,13 @@ pub fn run(g: &Context, a: ExecArgs) -> Result<ExitCode> {
     if state::is_paused(g, &rec) {
         bail!("can only create exec sessions on running containers: container state improper");
     }
+    // a container (re)starting under its monitor: its init still sets up until it runs the
+    // command, and joining its namespaces then would see them change (a pivot_root moves
+    // our root along)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !state::command_started(g, &rec) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
     for f in &a.env_file {

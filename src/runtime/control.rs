@@ -192,11 +192,13 @@ pub fn restart_in_place(
     loop {
         if let Ok(cur) = state::load(g, &rec.id) {
             // the new init in the record and in the live state both (the monitor writes the
-            // live state first)
+            // live state first), running the command (before, it still sets up: an exec
+            // would join namespaces it is changing)
             let new = cur.state.pid;
             if state::is_running(&cur)
                 && new != pid
                 && state::live_pids(g, &cur).is_some_and(|(p, _)| p == new)
+                && state::command_started(g, &cur)
             {
                 return Ok(());
             }

@@ -451,14 +451,20 @@ fn start(
         }
     }
     match started {
-        Ok(s) => Ok(Running {
-            pid: super::create::write_pidfile(rec, s.pid),
-            pty: s.pty,
-            network,
-            netns,
-            fuse: s.fuse,
-            mnt,
-        }),
+        Ok(s) => {
+            // the command runs: `restart` and `exec` wait for this
+            if let Err(e) = state::set_started(g, rec) {
+                tracing::warn!("{e:#}");
+            }
+            Ok(Running {
+                pid: super::create::write_pidfile(rec, s.pid),
+                pty: s.pty,
+                network,
+                netns,
+                fuse: s.fuse,
+                mnt,
+            })
+        }
         Err(e) => {
             let code = exit::code_of(&e);
             stop_network(network);

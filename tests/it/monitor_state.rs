@@ -154,3 +154,37 @@ fn a_killed_rm_container_is_removed() {
         }
     });
 }
+
+#[test]
+fn exec_right_after_restart_runs_in_the_new_root() {
+    // `restart` returns, and `exec` joins, only once the new init runs the command: before,
+    // its pivot_root could move the exec's root along (CI saw "executable file
+    // `/usr/bin/sh` not found": found on the host's root, then gone)
+    for_each_user("monitor_restart_exec", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "r", "busybox"])
+            .args(["sleep", "1000"])
+            .output()
+            .success();
+        for _ in 0..10 {
+            env.rbox()
+                .args(["restart", "-t", "0", "r"])
+                .output()
+                .success();
+            let out = env
+                .rbox()
+                .args([
+                    "exec",
+                    "r",
+                    "sh",
+                    "-c",
+                    "cat /proc/1/cmdline; echo; test -x /bin/busybox && echo in",
+                ])
+                .output()
+                .success();
+            assert_eq!(out.text(), "sleep\u{0}1000\u{0}\nin", "{out}");
+        }
+        env.rbox().args(["rm", "-f", "r"]).output().success();
+    });
+}
