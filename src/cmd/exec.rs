@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::cli::complete;
 use crate::context::Context;
@@ -35,21 +35,41 @@ pub struct ExecArgs {
     /// Give the process every capability
     #[arg(long)]
     pub privileged: bool,
+    /// Run the command in the background: return once it runs, its output discarded
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Pass N more file descriptors (3 to 3+N-1) on to the command
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Run in the container created last (every argument is then the command)
+    #[arg(short = 'l', long)]
+    pub latest: bool,
     /// Container to run the command in (name or id)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub container: String,
     /// Command and arguments
     #[arg(
         value_name = "COMMAND",
-        required = true,
+        required_unless_present = "latest",
         allow_hyphen_values = true,
         value_parser = clap::value_parser!(std::ffi::OsString)
     )]
     pub command: Vec<std::ffi::OsString>,
 }
 
-pub fn run(g: &Context, a: ExecArgs) -> Result<ExitCode> {
-    let rec = state::lookup(g, &a.container)?;
+pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
+    let rec = if a.latest {
+        // no container named: the first word is the command's
+        a.command.insert(0, std::mem::take(&mut a.container).into());
+        let rec = state::list(g)?
+            .into_iter()
+            .next()
+            .context("no containers to run a command in")?;
+        a.container = rec.name.clone();
+        rec
+    } else {
+        state::lookup(g, &a.container)?
+    };
     let Some((pid, _)) = state::live_pids(g, &rec).filter(|_| state::is_running(&rec)) else {
         bail!(
             "container {} is not running: start it first (rbox start {})",
@@ -89,6 +109,8 @@ pub fn run(g: &Context, a: ExecArgs) -> Result<ExitCode> {
         tty: a.tty,
         interactive: a.interactive,
         privileged: a.privileged,
+        detach: a.detach,
+        preserve_fds: a.preserve_fds,
         store: g.storage_root()?,
     };
     crate::runtime::exec::exec(&rec, pid, &opts)

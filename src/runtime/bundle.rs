@@ -638,6 +638,7 @@ impl Runtime {
             interactive: true,
             single_id,
             detach,
+            null_stdio: false,
         };
         // opened before joining the container's mount namespace, where the path is not ours
         let mut pid_out = pid_file

@@ -5,7 +5,7 @@
 //! stays attached as `run` does: signals forwarded, terminal relayed, exit code returned.
 
 use std::fs::{self, File};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
@@ -32,6 +32,10 @@ pub struct ExecOptions {
     pub tty: bool,
     pub interactive: bool,
     pub privileged: bool,
+    /// `-d`: return once the command runs, its output discarded
+    pub detach: bool,
+    /// `--preserve-fds N`: the caller's descriptors 3 to 3+N-1 passed on
+    pub preserve_fds: u32,
     /// the store the container lives in: its `config.json`, and the cache of compiled
     /// seccomp programs
     pub store: std::path::PathBuf,
@@ -71,11 +75,16 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
         tty: o.tty,
         interactive: o.interactive,
         single_id,
-        detach: false,
+        detach: o.detach,
+        null_stdio: o.detach,
     };
-    match run_in(&rec.name, pid, &cmd, seccomp.as_deref(), &how)? {
-        Ran::Exited(code) => Ok(ExitCode::from(code)),
-        Ran::Detached(_) => Ok(ExitCode::SUCCESS),
+    match run_in(&rec.name, pid, &cmd, seccomp.as_deref(), &how) {
+        Ok(Ran::Exited(code)) => Ok(ExitCode::from(code)),
+        Ok(Ran::Detached(_)) => Ok(ExitCode::SUCCESS),
+        // Podman: a detached exec that could not start is exec's own failure (125), not the
+        // command's 126 or 127
+        Err(e) if o.detach => Err(exit::CodedError::new(exit::FAILED, format!("{e:#}")).into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -88,6 +97,9 @@ pub struct How {
     pub single_id: bool,
     /// return once the process runs (it outlives the caller), with its pid
     pub detach: bool,
+    /// the process's stdin, stdout and stderr are /dev/null, not the caller's (`exec -d`:
+    /// no caller's pipe held open by it)
+    pub null_stdio: bool,
 }
 
 /// What became of [`run_in`]'s process.
@@ -239,7 +251,7 @@ fn command(spec: &OciSpec, rec: &ContainerRecord, o: &ExecOptions) -> Result<pro
         hostname: oci::hostname(spec),
         own_userns,
         missing_cwd: process::MissingCwd::Fail,
-        preserve_fds: 0,
+        preserve_fds: o.preserve_fds,
     })
 }
 
@@ -254,7 +266,23 @@ fn child_main(
             return Failure::setup(format!("set parent death signal: {e}"));
         }
     }
-    if let Err(f) = terminal::attach_stdio(slave, !how.interactive) {
+    if how.null_stdio && slave.is_none() {
+        let null = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        );
+        match null {
+            Ok(n) => {
+                for fd in 0..3 {
+                    if let Err(e) = sys::dup2_raw(n.as_raw_fd(), fd) {
+                        return Failure::setup(format!("redirect the process's stdio: {e}"));
+                    }
+                }
+            }
+            Err(e) => return Failure::setup(format!("open `/dev/null`: {e}")),
+        }
+    } else if let Err(f) = terminal::attach_stdio(slave, !how.interactive) {
         return f;
     }
     process::exec(cmd, how.single_id, seccomp)

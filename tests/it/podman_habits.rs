@@ -362,3 +362,51 @@ fn a_mount_the_runtime_cannot_make_exits_126() {
         );
     });
 }
+
+#[test]
+fn exec_detached_latest_and_preserved_fds() {
+    // Podman 4.3.1: `exec -d` returns at once (exit 0) and leaves the command running, a
+    // detached command that cannot start exits 125; `-l` takes every argument as the command
+    for_each_user("habits_exec_d", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "ex", "busybox"])
+            .args(["sleep", "1000"])
+            .output()
+            .success();
+        // its output would hold the caller's pipe open: it is discarded
+        let out = env
+            .rbox()
+            .args(["exec", "-d", "ex", "sh", "-c"])
+            .arg("echo gone; touch /tmp/started; sleep 1000")
+            .output()
+            .success();
+        assert_eq!(out.stdout, "", "{out}");
+        crate::util::eventually("the detached command to start", || {
+            env.rbox()
+                .args(["exec", "ex", "test", "-e", "/tmp/started"])
+                .output()
+                .code
+                == 0
+        });
+        let ps = env
+            .rbox()
+            .args(["exec", "ex", "ps", "-o", "args"])
+            .output()
+            .success();
+        assert!(ps.stdout.contains("sleep 1000\n"), "{ps}");
+        let out = env
+            .rbox()
+            .args(["exec", "-d", "ex", "no-such-command"])
+            .output()
+            .code_is(125);
+        assert!(out.stderr.contains("not found in $PATH"), "{out}");
+        let out = env
+            .rbox()
+            .args(["exec", "-l", "cat", "/proc/1/cmdline"])
+            .output()
+            .success();
+        assert_eq!(out.stdout, "sleep\u{0}1000\u{0}");
+        env.rbox().args(["rm", "-f", "ex"]).output().success();
+    });
+}
