@@ -1349,9 +1349,11 @@ pub fn set_paused(g: &Context, rec: &ContainerRecord, paused: bool) -> Result<()
 }
 
 /// Record that the running container `rec`'s init runs the command (see `Live::started`).
+/// Written by the monitor as written by `mark_running`, whether the command is still there
+/// (it may have exited already).
 pub fn set_started(g: &Context, rec: &ContainerRecord) -> Result<()> {
-    let (Some(mut l), Some(dir)) = (live(g, rec), live_runtime_dir(g, rec)) else {
-        bail!("container {} is not running", rec.name);
+    let (Some(mut l), Some(dir)) = (read_live(g, rec), live_runtime_dir(g, rec)) else {
+        bail!("container {} has no live state", rec.name);
     };
     l.started = Some(true);
     write_live(&dir, &rec.id, &l)

@@ -454,7 +454,7 @@ fn start(
         Ok(s) => {
             // the command runs: `restart` and `exec` wait for this
             if let Err(e) = state::set_started(g, rec) {
-                tracing::warn!("{e:#}");
+                tracing::debug!("{e:#}");
             }
             Ok(Running {
                 pid: super::create::write_pidfile(rec, s.pid),
