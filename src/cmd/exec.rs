@@ -106,8 +106,10 @@ pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
         env,
         user: a.user,
         workdir: a.workdir,
-        tty: a.tty,
-        interactive: a.interactive,
+        // a detached command has no one on a terminal's other end, whose going would hang
+        // it up (Podman's conmon keeps one): it runs without (`-dt` as `-d`)
+        tty: a.tty && !a.detach,
+        interactive: a.interactive && !a.detach,
         privileged: a.privileged,
         detach: a.detach,
         preserve_fds: a.preserve_fds,

@@ -395,6 +395,15 @@ fn exec_detached_latest_and_preserved_fds() {
             .output()
             .success();
         assert!(ps.stdout.contains("sleep 1000\n"), "{ps}");
+        // with -t too: nothing hangs it up when rbox returns (it runs without a terminal)
+        env.rbox()
+            .args(["exec", "-dit", "ex", "sh", "-c", "sleep 999; :"])
+            .output()
+            .success();
+        crate::util::eventually("the -dt command to run", || {
+            let ps = env.rbox().args(["exec", "ex", "ps", "-o", "args"]).output();
+            ps.stdout.contains("sleep 999\n")
+        });
         let out = env
             .rbox()
             .args(["exec", "-d", "ex", "no-such-command"])
