@@ -45,15 +45,7 @@ impl DnsRelay {
                 // hold nothing else of the monitor's: the caller's stdio, the container's
                 // pipes, terminal and channels must see their ends when their owners close
                 // them
-                if let Ok(null) = fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")
-                {
-                    for n in 0..3 {
-                        let _ = sys::dup2(&null, n);
-                    }
-                }
+                let _ = sys::stdio_to_null();
                 let keep = l.as_fd().as_raw_fd();
                 let open: Vec<i32> = fs::read_dir("/proc/self/fd")
                     .map(|d| {

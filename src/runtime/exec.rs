@@ -5,7 +5,7 @@
 //! stays attached as `run` does: signals forwarded, terminal relayed, exit code returned.
 
 use std::fs::{self, File};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
@@ -267,20 +267,8 @@ fn child_main(
         }
     }
     if how.null_stdio && slave.is_none() {
-        let null = nix::fcntl::open(
-            "/dev/null",
-            nix::fcntl::OFlag::O_RDWR,
-            nix::sys::stat::Mode::empty(),
-        );
-        match null {
-            Ok(n) => {
-                for fd in 0..3 {
-                    if let Err(e) = sys::dup2_raw(n.as_raw_fd(), fd) {
-                        return Failure::setup(format!("redirect the process's stdio: {e}"));
-                    }
-                }
-            }
-            Err(e) => return Failure::setup(format!("open `/dev/null`: {e}")),
+        if let Err(e) = sys::stdio_to_null() {
+            return Failure::setup(format!("redirect the process's stdio to /dev/null: {e}"));
         }
     } else if let Err(f) = terminal::attach_stdio(slave, !how.interactive) {
         return f;

@@ -814,15 +814,7 @@ fn delete_later(store: &Store, d: rbox_storage::Detached, mnt: Option<fs::File>)
     if single && (mnt.is_none() || gate.is_some()) {
         match sys::fork() {
             Ok(nix::unistd::ForkResult::Child) => {
-                if let Ok(null) = fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")
-                {
-                    for n in 0..3 {
-                        let _ = sys::dup2(&null, n);
-                    }
-                }
+                let _ = sys::stdio_to_null();
                 let _ = nix::unistd::setsid();
                 if let Some((r, w)) = gate {
                     drop(w);

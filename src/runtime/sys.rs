@@ -321,6 +321,20 @@ pub fn dup2(old: impl AsFd, new: RawFd) -> io::Result<()> {
     dup2_raw(old.as_fd().as_raw_fd(), new)
 }
 
+/// Replace this process's stdin, stdout and stderr by /dev/null: a process left behind
+/// (a detached exec, the `--rm` deleter, the DNS relay) holds none of its parent's pipes or
+/// terminal, whose readers would otherwise wait for it.
+pub fn stdio_to_null() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for n in 0..3 {
+        dup2(&null, n)?;
+    }
+    Ok(())
+}
+
 /// dup2(2) from a raw descriptor: for the launch plan's stdio, which carries the numbers of
 /// files the parent holds open across clone (plain data, built before the fork).
 pub fn dup2_raw(old: RawFd, new: RawFd) -> io::Result<()> {
