@@ -6,21 +6,7 @@
 
 use std::time::Duration;
 
-use crate::util::{eventually, for_each_user, Env, Output, Running};
-
-/// Removes the test's containers when the test ends, failed or not: a detached container's
-/// monitor would outlive the test otherwise.
-struct RemoveAll<'a>(&'a Env);
-
-impl Drop for RemoveAll<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .rbox()
-            .args(["rm", "-f", "-a", "-t", "0"])
-            .try_output();
-    }
-}
+use crate::util::{eventually, for_each_user, Output, RemoveAll, Running};
 
 /// Reads the command's output line by line until a line holds `text`.
 fn read_until(r: &mut Running, text: &str) {

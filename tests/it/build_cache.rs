@@ -160,6 +160,22 @@ fn exits_within(pid: nix::unistd::Pid, secs: u64) -> bool {
 
 /// Nothing of the build is left: no process of its steps, no rbox process on its store, no
 /// container, no staging directory, no mount under the test's directory.
+/// Ctrl-C to the running build `run`, as a terminal sends it (SIGINT to its process group):
+/// it must end within 30 s as Podman's does, status 1 and no message.
+fn ctrl_c(run: crate::util::Running) -> crate::util::Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(-run.pid().as_raw()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let ended = exits_within(run.pid(), 30);
+    let out = run.wait();
+    assert!(ended, "the build went on after SIGINT: {out}");
+    let out = out.code_is(1);
+    assert!(!out.stderr.contains("Error"), "{out}");
+    out
+}
+
 fn nothing_left(env: &Env, tag: &str) {
     assert_eq!(
         tagged(tag),
@@ -263,18 +279,7 @@ fn build_cache_sigint_stops_parallel_stages() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // as a terminal sends it: to the build's process group
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(-run.pid().as_raw()),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
-        let ended = exits_within(run.pid(), 30);
-        let out = run.wait();
-        assert!(ended, "the build went on after SIGINT: {out}");
-        // as Podman: status 1, no message
-        let out = out.code_is(1);
-        assert!(!out.stderr.contains("Error"), "{out}");
+        ctrl_c(run);
         nothing_left(env, &tag);
     });
 }
@@ -382,16 +387,7 @@ fn build_cache_sigint_stops_a_serial_run_step() {
             assert!(Instant::now() < deadline, "the RUN step did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(-run.pid().as_raw()),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
-        let ended = exits_within(run.pid(), 30);
-        let out = run.wait();
-        assert!(ended, "the build went on after SIGINT: {out}");
-        let out = out.code_is(1);
-        assert!(!out.stderr.contains("Error"), "{out}");
+        let out = ctrl_c(run);
         // nothing committed, nothing left
         assert!(!out.stdout.contains("COMMIT"), "{out}");
         env.rbox()

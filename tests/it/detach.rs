@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{for_each_user, Cmd, Env, Running};
+use crate::util::{for_each_user, Cmd, Env, RemoveAll, Running};
 
 /// Reads the command's output line by line until a line holds `text` (the watchdog ends a
 /// command that never says it); returns that line.
@@ -53,20 +53,6 @@ fn started(mut rbox: Cmd, flags: &[&str], name: &str, script: &str) -> Running {
         .spawn();
     read_until(&mut run, "ready");
     run
-}
-
-/// Removes the test's containers when the test ends, failed or not: a detached container's
-/// monitor would outlive the test otherwise.
-struct RemoveAll<'a>(&'a Env);
-
-impl Drop for RemoveAll<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .rbox()
-            .args(["rm", "-f", "-a", "-t", "0"])
-            .try_output();
-    }
 }
 
 fn status(env: &Env, name: &str) -> String {

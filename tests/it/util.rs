@@ -480,6 +480,20 @@ impl Drop for Env {
 }
 
 /// Run `f` once for each identity from [`users`], each with its own [`Env`].
+/// Removes the test's containers when the test ends, failed or not: a detached container's
+/// monitor would outlive the test otherwise.
+pub struct RemoveAll<'a>(pub &'a Env);
+
+impl Drop for RemoveAll<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .rbox()
+            .args(["rm", "-f", "-a", "-t", "0"])
+            .try_output();
+    }
+}
+
 pub fn for_each_user(test: &str, mut f: impl FnMut(&Env)) {
     let users = users();
     for u in &users {
