@@ -293,16 +293,7 @@ fn mount_inside_unshare_and_as_root() {
                 .success();
             let script =
                 "set -e; p=$(\"$@\" mount f); test -x \"$p/bin/busybox\"; \"$@\" unmount f";
-            let out = env
-                .rbox()
-                .args(["unshare", "sh", "-c", script, "sh"])
-                .arg(crate::util::RBOX)
-                .arg("--root")
-                .arg(env.store())
-                .arg("--runroot")
-                .arg(env.runroot())
-                .output()
-                .success();
+            let out = env.sh_with_rbox(script, true).output().success();
             assert_eq!(out.text(), "f");
         }
         // kernel overlay's root (what `rbox mount` mounts)
@@ -330,16 +321,7 @@ fn mount_inside_unshare_and_as_root() {
         );
         let script = "set -e; p=$(\"$@\" mount c); test -x \"$p/bin/busybox\"; \"$@\" mount; \
                       \"$@\" umount c; test ! -e \"$p/bin/busybox\"; echo gone";
-        let out = env
-            .rbox()
-            .args(["unshare", "sh", "-c", script, "sh"])
-            .arg(crate::util::RBOX)
-            .arg("--root")
-            .arg(env.store())
-            .arg("--runroot")
-            .arg(env.runroot())
-            .output()
-            .success();
+        let out = env.sh_with_rbox(script, true).output().success();
         let lines = out.lines();
         assert!(
             lines[0].contains("/mounts/") && lines[0].ends_with("/merged"),

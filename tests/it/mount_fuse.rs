@@ -7,24 +7,12 @@
 
 use std::path::Path;
 
-use crate::util::{eventually, for_each_user, have, require, Env, Output, Who, RBOX};
+use crate::util::{eventually, for_each_user, have, require, Env, Output, Who};
 
 /// Runs `script` with rbox as `"$@"`: inside `rbox unshare` for a user, directly for root
 /// (who mounts in the host's namespace).
 fn in_ns(env: &Env, script: &str) -> Output {
-    let mut c = if env.user.who == Who::Root {
-        env.cmd("sh")
-    } else {
-        let mut c = env.rbox();
-        c.args(["unshare", "sh"]);
-        c
-    };
-    c.args(["-c", script, "sh", RBOX])
-        .arg("--root")
-        .arg(env.store())
-        .arg("--runroot")
-        .arg(env.runroot());
-    c.output()
+    env.sh_with_rbox(script, env.user.who != Who::Root).output()
 }
 
 /// Whether process `pid` has ended (gone, or a zombie its new parent has not reaped yet).
@@ -185,13 +173,7 @@ fn mount_fuse_rm_from_outside_ends_the_mount() {
             cat "$(dirname "$p")/server"
             read x
             grep -c " $p " /proc/self/mountinfo || true"#;
-        let mut c = env.rbox();
-        c.args(["unshare", "sh", "-c", script, "sh", RBOX])
-            .arg("--root")
-            .arg(env.store())
-            .arg("--runroot")
-            .arg(env.runroot());
-        let mut shell = c.spawn();
+        let mut shell = env.sh_with_rbox(script, true).spawn();
         let _sh: i32 = shell.read_line().trim().parse().unwrap();
         let pid = server_pid(&shell.read_line());
         let out = in_ns(env, "\"$@\" mount c").rbox_error();

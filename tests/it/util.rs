@@ -330,6 +330,24 @@ impl Env {
         c
     }
 
+    /// `sh -c SCRIPT` with `rbox --root STORE --runroot RUN` as its `"$@"`: inside `rbox
+    /// unshare` when `unshare` (the namespace a user's `rbox mount` needs), else directly.
+    pub fn sh_with_rbox(&self, script: &str, unshare: bool) -> Cmd {
+        let mut c = if unshare {
+            let mut c = self.rbox();
+            c.args(["unshare", "sh"]);
+            c
+        } else {
+            self.cmd("sh")
+        };
+        c.args(["-c", script, "sh", RBOX])
+            .arg("--root")
+            .arg(self.store())
+            .arg("--runroot")
+            .arg(self.runroot());
+        c
+    }
+
     /// `rbox --root STORE --runroot RUN ARGS` on a pty of `rows` x `cols` (set by stty
     /// before rbox starts), run as the test's user.
     pub fn rbox_on_terminal(&self, rows: u16, cols: u16, args: &[&str]) -> Cmd {
