@@ -79,9 +79,7 @@ pub fn stop_container(
     timeout: std::time::Duration,
 ) -> Result<()> {
     let Some((pid, monitor)) = state::live_pids(g, rec) else {
-        // an exited container whose monitor waits to restart it: no more
-        end_restart_wait(g, rec);
-        return Ok(());
+        return stop_between_runs(g, rec, timeout);
     };
     let monitor_fd = (monitor > 0)
         .then(|| sys::pidfd_open(monitor).ok())
@@ -113,6 +111,47 @@ pub fn stop_container(
         state::clear_requests(g, rec);
     }
     Ok(())
+}
+
+/// Stop container `rec`, which does not run now but whose monitor may start it again: the
+/// monitor records an exit (and may be about to apply the restart policy), or waits out the
+/// policy's delay. `rec` may predate that exit (it may still say running), so the record is
+/// read again until one of the three ends is seen: the monitor read the request and ended, it
+/// waits to restart (killed: no more), or it restarted the command (stopped as any running
+/// container).
+fn stop_between_runs(
+    g: &Context,
+    rec: &ContainerRecord,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    if state::live_monitor(g, rec).is_none() {
+        return Ok(());
+    }
+    // a monitor that has not yet read its requests takes this one and ends
+    state::request(g, rec, state::Request::Stop)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // (removed meanwhile: a `--rm` container's monitor ended it)
+        let Ok(cur) = state::load(g, &rec.id) else {
+            return Ok(());
+        };
+        if end_restart_wait(g, &cur) {
+            state::clear_requests(g, &cur);
+            return Ok(());
+        }
+        if state::live_pids(g, &cur).is_some() {
+            return stop_container(g, &cur, timeout);
+        }
+        if state::live_monitor(g, &cur).is_none() {
+            state::clear_requests(g, &cur);
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            // a monitor not recording (a suspended attached run): the request stays for it
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Send running container `rec` (whose init is `pid`) its stop signal (SIGTERM unless the

@@ -188,3 +188,36 @@ fn exec_right_after_restart_runs_in_the_new_root() {
         env.rbox().args(["rm", "-f", "r"]).output().success();
     });
 }
+
+#[test]
+fn stop_of_a_restarting_container_is_final() {
+    // `rbox stop` of a `--restart=always` container whose command keeps failing, at moments
+    // spread over its cycle: while it runs, while its monitor records the exit, while it
+    // waits out the restart delay. CI saw the stop do nothing when it found the command gone
+    // but read a record that still said running: the monitor went on restarting it.
+    for_each_user("monitor_stop_restarting", |env| {
+        env.import_busybox("busybox");
+        for round in 0..6u64 {
+            let name = format!("c{round}");
+            env.rbox()
+                .args(["run", "-d", "--network=none", "--restart=always"])
+                .args(["--name", &name, "busybox", "sh", "-c", "sleep 0.05; exit 1"])
+                .output()
+                .success();
+            util::eventually("restarted once", || {
+                env.field(&name, ".RestartCount") != "0"
+            });
+            std::thread::sleep(Duration::from_millis(round * 29));
+            env.rbox().args(["stop", &name]).output().success();
+            let count = env.field(&name, ".RestartCount");
+            std::thread::sleep(Duration::from_millis(600));
+            assert_eq!(
+                env.field(&name, ".RestartCount"),
+                count,
+                "{name}: stop is final"
+            );
+            assert_eq!(env.field(&name, ".State.Status"), "exited", "{name}");
+            env.rbox().args(["rm", &name]).output().success();
+        }
+    });
+}
