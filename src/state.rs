@@ -1006,6 +1006,7 @@ pub fn mark_running(
         started: Some(false),
     };
     let dir = g.runtime_dir()?;
+    let _lock = lock_live(&dir, &rec.id);
     write_live(&dir, &rec.id, &live)?;
     if detached {
         write_monitor_pid(&dir, &rec.id)?;
@@ -1028,6 +1029,15 @@ fn write_monitor_pid(dir: &Path, id: &str) -> Result<()> {
     let p = layout::monitor_pid(dir, id);
     fs::write(&p, format!("{}\n", std::process::id()))
         .with_context(|| format!("write `{}`", p.display()))
+}
+
+/// An exclusive flock of the directory that holds live state `id` of runtime directory
+/// `dir`, released on drop: every writer of a live state holds it (see `update_live`).
+/// `None` before the directory exists (nothing to race with yet).
+fn lock_live(dir: &Path, id: &str) -> Option<nix::fcntl::Flock<fs::File>> {
+    let p = layout::live_state(dir, id);
+    let f = fs::File::open(p.parent().expect("has parent")).ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
 }
 
 fn write_live(dir: &Path, id: &str, live: &Live) -> Result<()> {
@@ -1063,6 +1073,7 @@ pub fn mark_restarting(
         started: None,
     };
     let dir = g.runtime_dir()?;
+    let _lock = lock_live(&dir, &rec.id);
     write_live(&dir, &rec.id, &live)?;
     write_monitor_pid(&dir, &rec.id)
 }
@@ -1341,21 +1352,42 @@ pub fn is_paused(g: &Context, rec: &ContainerRecord) -> bool {
 /// Record that the running container `rec` is paused or not (its live state, in the runtime
 /// directory its start used).
 pub fn set_paused(g: &Context, rec: &ContainerRecord, paused: bool) -> Result<()> {
-    let (Some(mut l), Some(dir)) = (live(g, rec), live_runtime_dir(g, rec)) else {
-        bail!("container {} is not running", rec.name);
-    };
-    l.paused = paused;
-    write_live(&dir, &rec.id, &l)
+    update_live(g, rec, true, |l| l.paused = paused)
 }
 
 /// Record that the running container `rec`'s init runs the command (see `Live::started`).
 /// Written by the monitor as written by `mark_running`, whether the command is still there
 /// (it may have exited already).
 pub fn set_started(g: &Context, rec: &ContainerRecord) -> Result<()> {
-    let (Some(mut l), Some(dir)) = (read_live(g, rec), live_runtime_dir(g, rec)) else {
+    update_live(g, rec, false, |l| l.started = Some(true))
+}
+
+/// Change one field of `rec`'s live state (`alive`: only while its init runs), read and
+/// written back under an exclusive flock of the live-state directory: a `pause` and the
+/// monitor's start marker at the same moment would otherwise each write back the state it
+/// read, losing the other's change.
+fn update_live(
+    g: &Context,
+    rec: &ContainerRecord,
+    alive: bool,
+    change: impl FnOnce(&mut Live),
+) -> Result<()> {
+    let Some(dir) = live_runtime_dir(g, rec) else {
         bail!("container {} has no live state", rec.name);
     };
-    l.started = Some(true);
+    let _lock = lock_live(&dir, &rec.id);
+    let found = if alive {
+        live(g, rec)
+    } else {
+        read_live(g, rec)
+    };
+    let Some(mut l) = found else {
+        if alive {
+            bail!("container {} is not running", rec.name);
+        }
+        bail!("container {} has no live state", rec.name);
+    };
+    change(&mut l);
     write_live(&dir, &rec.id, &l)
 }
 
