@@ -855,6 +855,28 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS);
     }
 
+    /// Create and open an unnamed file in directory `parent` (`open(parent, O_TMPFILE)`;
+    /// Linux 6.1 and later). Reply as for `create()`, with the new file's attributes (a
+    /// link count of 0) and its handle; a later `link()` of its inode gives it a name, unless
+    /// the open had `O_EXCL`, which the kernel enforces itself. The kernel answers ENOSYS by
+    /// not asking again and failing every O_TMPFILE open on the mount with EOPNOTSUPP.
+    /// (rbox patch, see PATCHES.md.)
+    fn tmpfile(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        warn!(
+            "[Not Implemented] tmpfile(parent: {parent:#x?}, mode: {mode}, \
+            umask: {umask:#x?}, flags: {flags:#x?})"
+        );
+        reply.error(Errno::ENOSYS);
+    }
+
     /// Test for a POSIX file lock.
     fn getlk(
         &self,
