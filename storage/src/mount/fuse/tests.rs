@@ -402,9 +402,15 @@ fn tmpfile_is_written_linked_or_left_nowhere() {
         (0, 0, 0, 0o640)
     );
     assert_eq!(names(&m.upper.join("d")), Vec::<String>::new());
-    // a chmod before it has a name (what programs do before linking it into place)
+    // a chmod and an xattr before it has a name (what programs do before linking it into
+    // place)
     nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(0o604)).unwrap();
     assert_eq!(fstat(&f).unwrap().st_mode & 0o7777, 0o604);
+    sys::fsetxattr(&f, "user.rbox-test", b"unnamed").unwrap();
+    assert_eq!(
+        sys::fgetxattr(&f, "user.rbox-test").unwrap(),
+        Some(b"unnamed".to_vec())
+    );
     // flink(2) as glibc spells it: AT_EMPTY_PATH on the fd
     linkat(&f, "", &d, "named", AtFlags::AT_EMPTY_PATH).unwrap();
     assert_eq!(
@@ -414,6 +420,11 @@ fn tmpfile_is_written_linked_or_left_nowhere() {
     assert_eq!(
         fs::read_to_string(m.upper.join("d/named")).unwrap(),
         "unnamed data"
+    );
+    let named = fs::File::open(m.upper.join("d/named")).unwrap();
+    assert_eq!(
+        sys::fgetxattr(&named, "user.rbox-test").unwrap(),
+        Some(b"unnamed".to_vec())
     );
     let md = fs::metadata(m.mnt.join("d/named")).unwrap();
     assert_eq!(
