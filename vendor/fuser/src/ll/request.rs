@@ -2074,6 +2074,7 @@ impl fmt::Display for Operation<'_> {
                 x.mode(),
                 x.flags()
             ),
+            // rbox patch: FUSE_TMPFILE
             Operation::Tmpfile(x) => write!(
                 f,
                 "TMPFILE mode {:#05o}, flags {:#x}",
