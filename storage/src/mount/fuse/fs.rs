@@ -777,6 +777,28 @@ impl Overlay {
             .ok_or(Errno::ENOENT)
     }
 
+    /// An open of a node with no name (an O_TMPFILE file, a file deleted while open), which
+    /// only a /proc/PID/fd link reaches: no path leads to its file, so the fd of an open
+    /// handle whose access mode covers the one asked for is duplicated (the kernel has
+    /// checked the permissions; reads and writes carry their offsets, so the shared file
+    /// offset does not matter). ENOENT when none does, as before there was a way.
+    fn reopen_unnamed(&self, ino: u64, f: OFlag) -> R<OwnedFd> {
+        let want = f & OFlag::O_ACCMODE;
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        for h in files.values().filter(|h| h.ino == ino) {
+            let fl = nix::fcntl::fcntl(&h.file, nix::fcntl::FcntlArg::F_GETFL).map_err(errno)?;
+            let have = OFlag::from_bits_truncate(fl) & OFlag::O_ACCMODE;
+            if have == OFlag::O_RDWR || have == want {
+                let fd = OwnedFd::from(h.file.try_clone().map_err(ioerr)?);
+                if f.contains(OFlag::O_TRUNC) {
+                    nix::unistd::ftruncate(&fd, 0).map_err(errno)?;
+                }
+                return Ok(fd);
+            }
+        }
+        Err(Errno::ENOENT)
+    }
+
     /// The stat of a node: its layer entry, or an open handle's once it is gone.
     fn stat_node(&self, st: &State, ino: u64) -> R<(FileStat, Option<Override>)> {
         let n = st.nodes.get(&ino).ok_or(Errno::ENOENT)?;
@@ -1765,20 +1787,20 @@ impl Filesystem for Overlay {
             let writes = f.contains(OFlag::O_WRONLY)
                 || f.contains(OFlag::O_RDWR)
                 || f.contains(OFlag::O_TRUNC);
-            if writes {
+            if writes && !Self::node(&st, ino)?.gone {
                 self.copy_up_with(&mut st, ino.0, !f.contains(OFlag::O_TRUNC))?;
             }
             let n = Self::node(&st, ino)?;
-            if n.gone {
-                return Err(Errno::ENOENT);
-            }
-            let fd = self
-                .open_in(
+            let fd = if n.gone {
+                self.reopen_unnamed(ino.0, f)?
+            } else {
+                self.open_in(
                     n.layer,
                     &n.path,
                     f & !(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOCTTY),
                 )
-                .map_err(errno)?;
+                .map_err(errno)?
+            };
             drop(st);
             let fh = self.add_handle(ino.0, fd);
             // every change to the layers goes through this mount, whose page cache the
@@ -2199,13 +2221,19 @@ impl Filesystem for Overlay {
             }
             let pst = self.stat_in(0, &ppath).map_err(errno)?;
             // the kernel passes the open's flags (O_TMPFILE among them); O_EXCL is kept: the
-            // upper file is then as unlinkable as the kernel keeps the FUSE one
+            // upper file is then as unlinkable as the kernel keeps the FUSE one. Read and
+            // write whatever the mode asked: this handle is all a later open of the file
+            // through /proc/PID/fd can be served from (see reopen_unnamed)
             let f = OFlag::from_bits_truncate(flags)
-                & !(OFlag::O_TMPFILE | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOCTTY);
+                & !(OFlag::O_TMPFILE
+                    | OFlag::O_CREAT
+                    | OFlag::O_TRUNC
+                    | OFlag::O_NOCTTY
+                    | OFlag::O_ACCMODE);
             let fd = openat(
                 self.fd(0),
                 rel(&ppath),
-                f | OFlag::O_TMPFILE | OFlag::O_CLOEXEC,
+                f | OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(mode & 0o7777),
             )
             .map_err(errno)?;

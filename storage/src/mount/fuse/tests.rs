@@ -402,6 +402,24 @@ fn tmpfile_is_written_linked_or_left_nowhere() {
         (0, 0, 0, 0o640)
     );
     assert_eq!(names(&m.upper.join("d")), Vec::<String>::new());
+    // opened again through /proc/self/fd (no name to open it by), for reading and, from a
+    // file opened write-only, for writing
+    let again = format!("/proc/self/fd/{}", f.as_raw_fd());
+    assert_eq!(fs::read_to_string(&again).unwrap(), "unnamed data");
+    let wo = openat(
+        &d,
+        ".",
+        OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map(fs::File::from)
+    .unwrap();
+    fs::write(format!("/proc/self/fd/{}", wo.as_raw_fd()), "via proc").unwrap();
+    assert_eq!(
+        fs::read_to_string(format!("/proc/self/fd/{}", wo.as_raw_fd())).unwrap(),
+        "via proc"
+    );
+    drop(wo);
     // a chmod and an xattr before it has a name (what programs do before linking it into
     // place)
     nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(0o604)).unwrap();
@@ -463,6 +481,15 @@ fn tmpfile_is_written_linked_or_left_nowhere() {
     let f = tmpfile(&a, OFlag::empty()).unwrap();
     let e = linkat(&f, "", &a, "keep", AtFlags::AT_EMPTY_PATH).unwrap_err();
     assert_eq!(e, nix::Error::EEXIST);
+    drop(f);
+    // a named file deleted while open is reached the same way
+    fs::write(m.mnt.join("a/doomed"), "doomed").unwrap();
+    let f = fs::File::open(m.mnt.join("a/doomed")).unwrap();
+    fs::remove_file(m.mnt.join("a/doomed")).unwrap();
+    assert_eq!(
+        fs::read_to_string(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap(),
+        "doomed"
+    );
     drop(f);
     // never linked, or O_EXCL (no link may name it): gone with the fd, nothing in upper
     let before = (names(&m.upper), names(&m.upper.join("a")));
