@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::util::{eventually, for_each_user, require, Env};
+use crate::util::{eventually, for_each_user, require, Cmd, Env, RemoveAll};
 
 const BIG: usize = 24 << 20;
 
@@ -81,6 +81,13 @@ pub(crate) fn fuse_usable() -> bool {
     )
 }
 
+/// This env's rbox with `--storage-driver=fuse-overlay`.
+fn rbox_on_fuse(env: &Env) -> Cmd {
+    let mut c = env.rbox();
+    c.arg("--storage-driver=fuse-overlay");
+    c
+}
+
 fn upper(env: &Env, name: &str) -> PathBuf {
     let id = env.inspect(name, "{{.Id}}");
     env.store().join("containers").join(id).join("upper")
@@ -135,11 +142,7 @@ fn fuse_overlay_semantics_in_a_container() {
             .arg("fimg")
             .output()
             .success();
-        let rbox = || {
-            let mut c = env.rbox();
-            c.arg("--storage-driver=fuse-overlay");
-            c
-        };
+        let rbox = || rbox_on_fuse(env);
         rbox()
             .args([
                 "run",
@@ -246,11 +249,7 @@ fn fuse_server_lives_as_long_as_the_container() {
     }
     for_each_user("fuselife", |env| {
         env.import_busybox("busybox");
-        let rbox = || {
-            let mut c = env.rbox();
-            c.arg("--storage-driver=fuse-overlay");
-            c
-        };
+        let rbox = || rbox_on_fuse(env);
         // the server runs outside the container: PID 1 is the command, and the process
         // list the container's own
         let out = rbox()
@@ -467,5 +466,102 @@ fn fuse_overlay_passes_the_multi_layer_image_checks() {
     for_each_user("fusemulti", |env| {
         env.load(&crate::fixtures::multiid_oci_archive()).success();
         crate::images::check_multiid_with(env, "multiid", "fuse-overlay");
+    });
+}
+
+/// O_TMPFILE on the FUSE overlay (issue 12), with the static helper inside a container: an
+/// unnamed file in a lower directory is written, read back and linked in through
+/// /proc/self/fd, also over a deleted lower file; one never linked and one opened O_EXCL
+/// (whose link fails with ENOENT) leave nothing in the container's upper directory. Where
+/// the id map has more ids, a non-root user's file is that user's.
+#[test]
+fn fuse_overlay_tmpfile_is_linked_into_place() {
+    if !fuse_usable() {
+        return;
+    }
+    for_each_user("fusetmpfile", |env| {
+        let _rm = RemoveAll(env);
+        env.load(&crate::fixtures::helper_docker_archive())
+            .success();
+        let rbox = || rbox_on_fuse(env);
+        rbox()
+            .args(["run", "-d", "--name", "t", "--network=none"])
+            .args(["--entrypoint", "sleep", "helper", "600"])
+            .output()
+            .success();
+        // `rbox exec` ARGS (the container's name among them)
+        let exec = |args: &[&str]| rbox().arg("exec").args(args).output().success().text();
+        let up = upper(env, "t");
+        // /etc is a lower directory: the tmpfile copies it up, the link names it there
+        assert_eq!(
+            exec(&["t", "/helper", "tmpfile", "/etc", "made unnamed", "named"]),
+            "nlink=0\nlinked"
+        );
+        assert_eq!(
+            exec(&[
+                "t",
+                "sh",
+                "-c",
+                "cat /etc/named; echo; stat -c '%u:%g %a %h' /etc/named"
+            ]),
+            "made unnamed\n0:0 640 1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(up.join("etc/named")).unwrap(),
+            "made unnamed"
+        );
+        // over a deleted lower file: the whiteout makes way
+        exec(&["t", "rm", "/srv/in-workdir"]);
+        assert!(is_whiteout(&up.join("srv/in-workdir")));
+        assert_eq!(
+            exec(&[
+                "t",
+                "/helper",
+                "tmpfile",
+                "/srv",
+                "back again",
+                "in-workdir"
+            ]),
+            "nlink=0\nlinked"
+        );
+        assert_eq!(exec(&["t", "cat", "/srv/in-workdir"]), "back again");
+        assert!(std::fs::metadata(up.join("srv/in-workdir"))
+            .unwrap()
+            .is_file());
+        // never linked, and O_EXCL: gone with the fd
+        let before = crate::util::tree(&up);
+        assert_eq!(
+            exec(&["t", "/helper", "tmpfile", "/etc", "left"]),
+            "nlink=0"
+        );
+        assert_eq!(
+            exec(&["t", "/helper", "tmpfile", "/etc", "excl", "excl", "excl"]),
+            "nlink=0\nlink=errno2"
+        );
+        assert_eq!(crate::util::tree(&up), before);
+        assert_eq!(
+            exec(&["t", "sh", "-c", "test -e /etc/excl || echo absent"]),
+            "absent"
+        );
+        // a user of the container owns the file it makes (the id map must have the user)
+        if env.user.has_many_ids() {
+            assert_eq!(
+                exec(&[
+                    "--user",
+                    "1000:1000",
+                    "t",
+                    "/helper",
+                    "tmpfile",
+                    "/home/tester",
+                    "mine",
+                    "mine"
+                ]),
+                "nlink=0\nlinked"
+            );
+            assert_eq!(
+                exec(&["t", "stat", "-c", "%u:%g %a", "/home/tester/mine"]),
+                "1000:1000 640"
+            );
+        }
     });
 }

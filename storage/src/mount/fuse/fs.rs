@@ -766,17 +766,46 @@ impl Overlay {
         fh
     }
 
+    /// An open handle of node `ino`: all that reaches a node once it is gone (or, for an
+    /// O_TMPFILE file, before it has a name).
+    fn handle_of(&self, ino: u64) -> R<Arc<Handle>> {
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        files
+            .values()
+            .find(|h| h.ino == ino)
+            .cloned()
+            .ok_or(Errno::ENOENT)
+    }
+
+    /// An open of a node with no name (an O_TMPFILE file, a file deleted while open), which
+    /// only a /proc/PID/fd link reaches: no path leads to its file, so the fd of an open
+    /// handle whose access mode covers the one asked for is duplicated (the kernel has
+    /// checked the permissions; reads and writes carry their offsets, so the shared file
+    /// offset does not matter). ENOENT when none does, as before there was a way.
+    fn reopen_unnamed(&self, ino: u64, f: OFlag) -> R<OwnedFd> {
+        let want = f & OFlag::O_ACCMODE;
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        for h in files.values().filter(|h| h.ino == ino) {
+            let fl = nix::fcntl::fcntl(&h.file, nix::fcntl::FcntlArg::F_GETFL).map_err(errno)?;
+            let have = OFlag::from_bits_truncate(fl) & OFlag::O_ACCMODE;
+            if have == OFlag::O_RDWR || have == want {
+                let fd = OwnedFd::from(h.file.try_clone().map_err(ioerr)?);
+                if f.contains(OFlag::O_TRUNC) {
+                    nix::unistd::ftruncate(&fd, 0).map_err(errno)?;
+                }
+                return Ok(fd);
+            }
+        }
+        Err(Errno::ENOENT)
+    }
+
     /// The stat of a node: its layer entry, or an open handle's once it is gone.
     fn stat_node(&self, st: &State, ino: u64) -> R<(FileStat, Option<Override>)> {
         let n = st.nodes.get(&ino).ok_or(Errno::ENOENT)?;
         if !n.gone {
             return Ok((self.stat_in(n.layer, &n.path).map_err(errno)?, n.over));
         }
-        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
-        match files.values().find(|h| h.ino == ino) {
-            Some(h) => Ok((fstat(&h.file).map_err(errno)?, n.over)),
-            None => Err(Errno::ENOENT),
-        }
+        Ok((fstat(&self.handle_of(ino)?.file).map_err(errno)?, n.over))
     }
 
     fn entry_of(&self, st: &mut State, path: PathBuf, parent_stack: &[usize]) -> R<FileAttr> {
@@ -864,17 +893,26 @@ impl Overlay {
     /// Gives a new upper entry the caller's owner (the server creates as root), with the
     /// group of a set-gid parent.
     fn own(&self, path: &Path, req: &Request, parent_layer_stat: Option<&FileStat>) -> R<()> {
+        match self.new_owner(req, parent_layer_stat)? {
+            Some((uid, gid)) => lchown_at(self.fd(0), path, uid, gid),
+            None => Ok(()),
+        }
+    }
+
+    /// The owner [`Self::own`] gives a new entry; `None` when it is the one the server made
+    /// it with (its own ids, a set-gid parent's group): a chown to the same ids is a
+    /// syscall for nothing (most creates come from root).
+    fn new_owner(
+        &self,
+        req: &Request,
+        parent_layer_stat: Option<&FileStat>,
+    ) -> R<Option<(u32, u32)>> {
         let uid = self.disk_uid(req.uid())?;
         let (gid, made_gid) = match parent_layer_stat {
             Some(p) if p.st_mode & libc::S_ISGID != 0 => (p.st_gid, p.st_gid),
             _ => (self.disk_gid(req.gid())?, sys_ids().1),
         };
-        // the server made the entry with its own ids (a set-gid parent's group): a chown
-        // to the same ids is a syscall for nothing (most creates come from root)
-        if uid == sys_ids().0 && gid == made_gid {
-            return Ok(());
-        }
-        lchown_at(self.fd(0), path, uid, gid)
+        Ok((uid != sys_ids().0 || gid != made_gid).then_some((uid, gid)))
     }
 
     fn do_rename(
@@ -1025,6 +1063,7 @@ impl Overlay {
         // special files, which take the *at calls)
         let handle = match fh {
             Some(fh) => self.handle(fh).ok(),
+            None if gone => self.handle_of(ino.0).ok(),
             None => None,
         };
         let cur = match &handle {
@@ -1138,11 +1177,8 @@ impl Overlay {
     fn xattr_fd(&self, st: &State, ino: INodeNo) -> R<Option<OwnedFd>> {
         let n = Self::node(st, ino)?;
         if n.gone {
-            let files = self.files.read().unwrap_or_else(|p| p.into_inner());
-            return match files.values().find(|h| h.ino == ino.0) {
-                Some(h) => Ok(Some(h.file.try_clone().map_err(ioerr)?.into())),
-                None => Err(Errno::ENOENT),
-            };
+            let h = self.handle_of(ino.0)?;
+            return Ok(Some(h.file.try_clone().map_err(ioerr)?.into()));
         }
         let s = self.stat_in(n.layer, &n.path).map_err(errno)?;
         let t = s.st_mode & libc::S_IFMT;
@@ -1207,6 +1243,47 @@ impl Overlay {
         Ok((path, pstack, had_whiteout, pst))
     }
 
+    /// A link of a node with no name in the tree: an O_TMPFILE file ([`Filesystem::tmpfile`])
+    /// given its name (the kernel only asks for a file with no link left when it is one).
+    /// Its upper file exists only as the open handle's fd, so the link is made from that fd
+    /// with `AT_EMPTY_PATH`, which the kernel allows the server: it opened the file itself
+    /// and is root of its user namespace (checked on Linux 6.18). A path through
+    /// /proc/self/fd would not do: after pivot_root the server sees the container's /proc,
+    /// of a pid namespace it is not in. The upper filesystem refuses the link (ENOENT) for a
+    /// file opened with O_EXCL, whose fd the handle is.
+    fn link_unnamed(
+        &self,
+        st: &mut State,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+    ) -> R<FileAttr> {
+        // a lower file deleted while open must never become a hard link into the upper layer
+        if Self::node(st, ino)?.layer != 0 {
+            return Err(Errno::ENOENT);
+        }
+        let h = self.handle_of(ino.0)?;
+        let (path, _, _, _) = self.prepare_new(st, newparent, newname)?;
+        linkat(
+            &h.file,
+            "",
+            self.fd(0),
+            path.as_path(),
+            AtFlags::AT_EMPTY_PATH,
+        )
+        .map_err(errno)?;
+        let s = fstat(&h.file).map_err(errno)?;
+        let n = st.nodes.get_mut(&ino.0).ok_or(Errno::ENOENT)?;
+        // the same node (the kernel's inode, page cache and open file) under its new name,
+        // one more lookup for the entry replied
+        n.path = path.clone();
+        n.gone = false;
+        n.lookups += 1;
+        let over = n.over;
+        st.by_path.insert(path, ino.0);
+        Ok(self.attr(ino.0, &s, over))
+    }
+
     fn new_entry(&self, st: &mut State, path: PathBuf, stack: Option<Vec<usize>>) -> R<FileAttr> {
         let s = self.stat_in(0, &path).map_err(errno)?;
         self.new_entry_stat(st, path, stack, s)
@@ -1251,6 +1328,21 @@ fn negative() -> FileAttr {
         rdev: 0,
         blksize: 0,
         flags: 0,
+    }
+}
+
+/// The reply to a create or tmpfile: the new entry and its open handle, with the flags of
+/// [`Filesystem::open`]'s handles.
+fn reply_created(reply: ReplyCreate, r: R<(FileAttr, u64)>) {
+    match r {
+        Ok((a, fh)) => reply.created(
+            &TTL,
+            &a,
+            Generation(0),
+            FileHandle(fh),
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+        ),
+        Err(e) => reply.error(e),
     }
 }
 
@@ -1660,8 +1752,12 @@ impl Filesystem for Overlay {
     ) {
         let mut st = self.lock();
         let r = (|| {
-            if Self::node(&st, ino)?.stack.is_some() {
+            let n = Self::node(&st, ino)?;
+            if n.stack.is_some() {
                 return Err(Errno::EPERM);
+            }
+            if n.gone {
+                return self.link_unnamed(&mut st, ino, newparent, newname);
             }
             self.copy_up(&mut st, ino.0)?;
             let src = Self::node(&st, ino)?.path.clone();
@@ -1691,20 +1787,20 @@ impl Filesystem for Overlay {
             let writes = f.contains(OFlag::O_WRONLY)
                 || f.contains(OFlag::O_RDWR)
                 || f.contains(OFlag::O_TRUNC);
-            if writes {
+            if writes && !Self::node(&st, ino)?.gone {
                 self.copy_up_with(&mut st, ino.0, !f.contains(OFlag::O_TRUNC))?;
             }
             let n = Self::node(&st, ino)?;
-            if n.gone {
-                return Err(Errno::ENOENT);
-            }
-            let fd = self
-                .open_in(
+            let fd = if n.gone {
+                self.reopen_unnamed(ino.0, f)?
+            } else {
+                self.open_in(
                     n.layer,
                     &n.path,
                     f & !(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOCTTY),
                 )
-                .map_err(errno)?;
+                .map_err(errno)?
+            };
             drop(st);
             let fh = self.add_handle(ino.0, fd);
             // every change to the layers goes through this mount, whose page cache the
@@ -2100,16 +2196,70 @@ impl Filesystem for Overlay {
             let fh = self.add_handle(ino, fd);
             Ok((a, fh))
         })();
-        match r {
-            Ok((a, fh)) => reply.created(
-                &TTL,
-                &a,
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-            ),
-            Err(e) => reply.error(e),
-        }
+        reply_created(reply, r);
+    }
+
+    /// `open(dir, O_TMPFILE)`: an unnamed file in the upper copy of `parent` (copied up as
+    /// for a create, so a later link lands on the same filesystem), owned as create owns, as
+    /// a node with no name (`gone`, reached through its handle only) until a
+    /// [`Filesystem::link`] names it. Never linked, it goes with its last fd, in the upper
+    /// layer as anywhere: nothing is left behind, not even after a crash of the server.
+    fn tmpfile(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = (|| {
+            let mut st = self.lock();
+            let ppath = Self::parent_of(&st, parent)?.0.path.clone();
+            if Self::node(&st, parent)?.layer != 0 {
+                self.upper_dir(&mut st, &ppath)?;
+            }
+            let pst = self.stat_in(0, &ppath).map_err(errno)?;
+            // the kernel passes the open's flags (O_TMPFILE among them); O_EXCL is kept: the
+            // upper file is then as unlinkable as the kernel keeps the FUSE one. Read and
+            // write whatever the mode asked: this handle is all a later open of the file
+            // through /proc/PID/fd can be served from (see reopen_unnamed)
+            let f = OFlag::from_bits_truncate(flags)
+                & !(OFlag::O_TMPFILE
+                    | OFlag::O_CREAT
+                    | OFlag::O_TRUNC
+                    | OFlag::O_NOCTTY
+                    | OFlag::O_ACCMODE);
+            let fd = openat(
+                self.fd(0),
+                rel(&ppath),
+                f | OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(mode & 0o7777),
+            )
+            .map_err(errno)?;
+            if let Some((uid, gid)) = self.new_owner(req, Some(&pst))? {
+                nix::unistd::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                    .map_err(errno)?;
+            }
+            let s = fstat(&fd).map_err(errno)?;
+            let ino = st.next_ino;
+            st.next_ino += 1;
+            st.nodes.insert(
+                ino,
+                Node {
+                    path: PathBuf::new(),
+                    layer: 0,
+                    stack: None,
+                    over: None,
+                    lookups: 1,
+                    gone: true,
+                },
+            );
+            let a = self.attr(ino, &s, None);
+            drop(st);
+            Ok((a, self.add_handle(ino, fd)))
+        })();
+        reply_created(reply, r);
     }
 
     fn fallocate(

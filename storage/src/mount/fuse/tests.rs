@@ -4,7 +4,7 @@
 //! threads, then works on the mount with plain file calls and checks the layer directories.
 
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -361,17 +361,149 @@ fn hard_links_symlinks_and_xattrs() {
         sys::fgetxattr(&f, OVERRIDE_STAT).unwrap(),
         Some(b"0:0:0700".to_vec())
     );
-    // O_TMPFILE: fuser 0.18 has no tmpfile operation, so the kernel answers EOPNOTSUPP
-    // (programs fall back to a named temporary file)
-    let e = nix::fcntl::open(
-        &m.mnt,
-        nix::fcntl::OFlag::O_TMPFILE | nix::fcntl::OFlag::O_RDWR,
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .unwrap_err();
-    assert_eq!(e, nix::Error::EOPNOTSUPP);
     // statfs answers
     assert!(nix::sys::statvfs::statvfs(&m.mnt).unwrap().blocks() > 0);
+}
+
+/// O_TMPFILE (FUSE_TMPFILE, through the vendored fuser's `tmpfile`): an unnamed file in a
+/// lower directory (copied up) is written and read back, then named with linkat both ways
+/// programs do it, also over a deleted lower name (the whiteout goes); one never linked, and
+/// one opened O_EXCL (which no link may name), leave nothing in the upper layer.
+#[test]
+fn tmpfile_is_written_linked_or_left_nowhere() {
+    use nix::fcntl::{openat, AtFlags, OFlag};
+    use nix::sys::stat::{fstat, Mode};
+    use nix::unistd::linkat;
+    use std::os::unix::fs::FileExt;
+    if !inner_or_rerun("mount::fuse::tests::tmpfile_is_written_linked_or_left_nowhere") {
+        return;
+    }
+    let m = setup();
+    let tmpfile = |dir: &OwnedFd, flags: OFlag| {
+        openat(
+            dir,
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC | flags,
+            Mode::from_bits_truncate(0o640),
+        )
+        .map(fs::File::from)
+    };
+    // `d` is only in lower2: the tmpfile copies it up
+    let d = dirfd(&m.mnt.join("d"));
+    let f = tmpfile(&d, OFlag::empty()).unwrap();
+    assert!(m.upper.join("d").is_dir());
+    f.write_all_at(b"unnamed data", 0).unwrap();
+    let mut buf = [0u8; 12];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"unnamed data");
+    let st = fstat(&f).unwrap();
+    assert_eq!(
+        (st.st_nlink, st.st_uid, st.st_gid, st.st_mode & 0o7777),
+        (0, 0, 0, 0o640)
+    );
+    assert_eq!(names(&m.upper.join("d")), Vec::<String>::new());
+    // opened again through /proc/self/fd (no name to open it by), for reading and, from a
+    // file opened write-only, for writing
+    let again = format!("/proc/self/fd/{}", f.as_raw_fd());
+    assert_eq!(fs::read_to_string(&again).unwrap(), "unnamed data");
+    let wo = openat(
+        &d,
+        ".",
+        OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map(fs::File::from)
+    .unwrap();
+    fs::write(format!("/proc/self/fd/{}", wo.as_raw_fd()), "via proc").unwrap();
+    assert_eq!(
+        fs::read_to_string(format!("/proc/self/fd/{}", wo.as_raw_fd())).unwrap(),
+        "via proc"
+    );
+    drop(wo);
+    // a chmod and an xattr before it has a name (what programs do before linking it into
+    // place)
+    nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(0o604)).unwrap();
+    assert_eq!(fstat(&f).unwrap().st_mode & 0o7777, 0o604);
+    sys::fsetxattr(&f, "user.rbox-test", b"unnamed").unwrap();
+    assert_eq!(
+        sys::fgetxattr(&f, "user.rbox-test").unwrap(),
+        Some(b"unnamed".to_vec())
+    );
+    // flink(2) as glibc spells it: AT_EMPTY_PATH on the fd
+    linkat(&f, "", &d, "named", AtFlags::AT_EMPTY_PATH).unwrap();
+    assert_eq!(
+        fs::read_to_string(m.mnt.join("d/named")).unwrap(),
+        "unnamed data"
+    );
+    assert_eq!(
+        fs::read_to_string(m.upper.join("d/named")).unwrap(),
+        "unnamed data"
+    );
+    let named = fs::File::open(m.upper.join("d/named")).unwrap();
+    assert_eq!(
+        sys::fgetxattr(&named, "user.rbox-test").unwrap(),
+        Some(b"unnamed".to_vec())
+    );
+    let md = fs::metadata(m.mnt.join("d/named")).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid(), md.mode() & 0o7777, md.nlink()),
+        (0, 0, 0o604, 1)
+    );
+    // the open fd and the name are one file
+    f.write_all_at(b"!", 12).unwrap();
+    assert_eq!(
+        fs::read_to_string(m.mnt.join("d/named")).unwrap(),
+        "unnamed data!"
+    );
+    assert_eq!(fstat(&f).unwrap().st_nlink, 1);
+    drop(f);
+    // the other spelling, through /proc/self/fd, onto a deleted lower name: the whiteout
+    // goes and the new file shows
+    fs::remove_file(m.mnt.join("a/old")).unwrap();
+    assert!(is_whiteout(&m.upper.join("a/old")));
+    let a = dirfd(&m.mnt.join("a"));
+    let f = tmpfile(&a, OFlag::empty()).unwrap();
+    f.write_all_at(b"replaced", 0).unwrap();
+    let proc_path = format!("/proc/self/fd/{}", f.as_raw_fd());
+    linkat(
+        nix::fcntl::AT_FDCWD,
+        proc_path.as_str(),
+        &a,
+        "old",
+        AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .unwrap();
+    drop(f);
+    assert!(!is_whiteout(&m.upper.join("a/old")));
+    assert_eq!(fs::read_to_string(m.mnt.join("a/old")).unwrap(), "replaced");
+    assert_eq!(names(&m.mnt.join("a")), ["keep", "new", "old"]);
+    // a name that is taken stays taken
+    let f = tmpfile(&a, OFlag::empty()).unwrap();
+    let e = linkat(&f, "", &a, "keep", AtFlags::AT_EMPTY_PATH).unwrap_err();
+    assert_eq!(e, nix::Error::EEXIST);
+    drop(f);
+    // a named file deleted while open is reached the same way
+    fs::write(m.mnt.join("a/doomed"), "doomed").unwrap();
+    let f = fs::File::open(m.mnt.join("a/doomed")).unwrap();
+    fs::remove_file(m.mnt.join("a/doomed")).unwrap();
+    assert_eq!(
+        fs::read_to_string(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap(),
+        "doomed"
+    );
+    drop(f);
+    // never linked, or O_EXCL (no link may name it): gone with the fd, nothing in upper
+    let before = (names(&m.upper), names(&m.upper.join("a")));
+    let root = dirfd(&m.mnt);
+    let f = tmpfile(&root, OFlag::empty()).unwrap();
+    f.write_all_at(&[1u8; 1 << 16], 0).unwrap();
+    drop(f);
+    let f = tmpfile(&root, OFlag::O_EXCL).unwrap();
+    f.write_all_at(b"x", 0).unwrap();
+    let e = linkat(&f, "", &root, "excl", AtFlags::AT_EMPTY_PATH).unwrap_err();
+    assert_eq!(e, nix::Error::ENOENT);
+    drop(f);
+    assert!(fs::symlink_metadata(m.mnt.join("excl")).is_err());
+    assert_eq!((names(&m.upper), names(&m.upper.join("a"))), before);
 }
 
 /// pjdfstest makes its character devices as 0/0, which in the upper layer is a whiteout: the
