@@ -394,12 +394,16 @@ pub fn stage_config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> R
 /// the same record (`rbox exec` writes a missing one); a failure is a warning, as the
 /// container runs and [`config`] writes a missing file at its next start.
 pub fn save_staged_config(id: &str) {
-    let Some((staged, path, text)) = STAGED.lock().ok().and_then(|mut s| s.take()) else {
+    let Ok(mut staged) = STAGED.lock() else {
         return;
     };
-    if staged != id {
+    if staged.as_ref().is_none_or(|(of, _, _)| of != id) {
         return;
     }
+    let Some((_, path, text)) = staged.take() else {
+        return;
+    };
+    drop(staged);
     use std::io::Write;
     let written = fs::OpenOptions::new()
         .write(true)
