@@ -401,13 +401,9 @@ fn create_and_start(
         None => state::reserve_generated_name(&root, &id),
     }
     .inspect_err(|_| super::volumes::remove_created(&store, &new_volumes))?;
-    // An attached run records the container once, as running (or, failing that, as
-    // exited): every inode a start creates costs on a busy ext4 store. A create in
-    // progress is a directory without a record, and its name is reserved meanwhile.
-    let save = !start_now || a.detach;
     let net_path = net.as_ref().map(|n| n.path.as_path());
     let created = create(
-        &store, &root, a, &image, &id, &name, driver, spec, save, net_path,
+        &store, &root, a, &image, &id, &name, driver, spec, start_now, net_path,
     )
     .and_then(|rec| {
         // the full id without a newline, as Podman writes it
@@ -593,7 +589,7 @@ fn create(
     name: &str,
     driver: Driver,
     spec: state::Spec,
-    save: bool,
+    start_now: bool,
     net_path: Option<&Path>,
 ) -> Result<ContainerRecord> {
     let cdir = match image {
@@ -648,9 +644,17 @@ fn create(
         rootfs,
         image_file,
     };
-    // the OCI runtime spec the runtime starts the container from, then the record
-    launch::write_config(root, &rec, true, net_path)?;
-    if save {
+    // the OCI runtime spec the runtime starts the container from (saved once the command
+    // runs when it starts now), then the record
+    if start_now {
+        launch::stage_config(root, &rec, net_path)?;
+    } else {
+        launch::write_config(root, &rec, true, net_path)?;
+    }
+    // An attached run records the container once, as running (or, failing that, as
+    // exited): every inode a start creates costs on a busy ext4 store. A create in
+    // progress is a directory without a record, and its name is reserved meanwhile.
+    if !start_now || a.detach {
         state::save(root, &rec)?;
     }
     Ok(rec)

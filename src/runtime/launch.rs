@@ -361,6 +361,75 @@ pub fn write_config(
     fresh: bool,
     net: Option<&Path>,
 ) -> Result<()> {
+    let spec = build_config(root, rec, net)?;
+    oci::save(&layout::oci_config(root, &rec.id), &spec, fresh)?;
+    keep_written(rec, spec);
+    Ok(())
+}
+
+/// [`write_config`] for a container created to start at once (`rbox run`): the spec is built
+/// now and its text saved by [`save_staged_config`] once the command runs, as creating the
+/// file (an inode on the store's file system, where a busy ext4 without a journal scans past
+/// every recently deleted inode for a free one) has nothing to do with starting the command.
+/// A spec with hooks is written now: they read it from the bundle (the container's directory)
+/// before the command runs. Should rbox die before the save, [`config`] writes the file from
+/// the record at the next start, as for containers older than the file.
+pub fn stage_config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> Result<()> {
+    let spec = build_config(root, rec, net)?;
+    if spec.hooks().is_some() {
+        oci::save(&layout::oci_config(root, &rec.id), &spec, true)?;
+    } else {
+        let text = serde_json::to_vec_pretty(&spec).context("serialise the OCI spec")?;
+        if let Ok(mut s) = STAGED.lock() {
+            *s = Some((rec.id.clone(), layout::oci_config(root, &rec.id), text));
+        }
+    }
+    keep_written(rec, spec);
+    Ok(())
+}
+
+/// Save the `config.json` [`stage_config`] held back for container `id`, if any: called once
+/// its command runs (or failed to start), before the start is recorded as done, so that
+/// whoever waits for that finds the file. A file there already was written meanwhile from
+/// the same record (`rbox exec` writes a missing one); a failure is a warning, as the
+/// container runs and [`config`] writes a missing file at its next start.
+pub fn save_staged_config(id: &str) {
+    let Ok(mut staged) = STAGED.lock() else {
+        return;
+    };
+    if staged.as_ref().is_none_or(|(of, _, _)| of != id) {
+        return;
+    }
+    let Some((_, path, text)) = staged.take() else {
+        return;
+    };
+    drop(staged);
+    use std::io::Write;
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&text));
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            tracing::warn!("write `{}`: {e}", path.display());
+        }
+        _ => {}
+    }
+}
+
+/// The spec [`stage_config`] built and did not save yet: (container id, its `config.json`,
+/// the text).
+static STAGED: std::sync::Mutex<Option<(String, PathBuf, Vec<u8>)>> = std::sync::Mutex::new(None);
+
+fn keep_written(rec: &ContainerRecord, spec: OciSpec) {
+    if let Ok(mut w) = WRITTEN.lock() {
+        *w = Some((rec.id.clone(), spec));
+    }
+}
+
+/// The OCI runtime spec of `rec` (see [`write_config`]).
+fn build_config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> Result<OciSpec> {
     let mode = userns::current_mode();
     let dir = layout::container_dir(root, &rec.id);
     let [mut hosts, hostname, mut resolv] = layout::etc_files(&dir);
@@ -416,11 +485,7 @@ pub fn write_config(
         }
         spec.set_mounts(Some(ms));
     }
-    oci::save(&layout::oci_config(root, &rec.id), &spec, fresh)?;
-    if let Ok(mut w) = WRITTEN.lock() {
-        *w = Some((rec.id.clone(), spec));
-    }
-    Ok(())
+    Ok(spec)
 }
 
 /// The spec this process has just written for a container (its id, the spec): the start that

@@ -444,6 +444,7 @@ fn start(
             created
         })
         .and_then(|created| created.start());
+    launch::save_staged_config(&rec.id);
     if let (Ok(s), Some(h)) = (&started, &hooks) {
         // a poststart hook's failure is a warning (runtime spec)
         if let Err(e) = h.run("poststart", s.pid.as_raw(), "running") {

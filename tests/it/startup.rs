@@ -95,3 +95,63 @@ fn oci_run_skips_ambient_capabilities_that_are_not_inheritable() {
         assert!(out.stdout.contains("CapAmb:\t0000000000000000"), "{out}");
     });
 }
+
+/// `rbox run` saves the container's `config.json` once its command runs, off the path to the
+/// command (launch::stage_config): it is there when `run -d` returns, after an attached run
+/// and after a command that could not start, and it is what `exec` and `start` run from.
+#[test]
+fn run_saves_config_json_once_the_command_runs() {
+    util::for_each_user("startup_config", |env| {
+        let _rm = util::RemoveAll(env);
+        env.import_busybox("busybox");
+        let args = |name: &str| -> serde_json::Value {
+            let path = env.field(name, ".OCIConfigPath");
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+            spec["process"]["args"].clone()
+        };
+        env.rbox()
+            .args(["run", "-d", "--name", "d", "--network=none", "busybox"])
+            .args(["sleep", "1000"])
+            .output()
+            .success();
+        assert_eq!(args("d"), json!(["sleep", "1000"]));
+        let out = env
+            .rbox()
+            .args(["exec", "d", "echo", "in"])
+            .output()
+            .success();
+        assert_eq!(out.stdout, "in\n", "{out}");
+
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--name",
+                "a",
+                "--network=none",
+                "busybox",
+                "echo",
+                "ran",
+            ])
+            .output()
+            .success();
+        assert_eq!(out.stdout, "ran\n", "{out}");
+        assert_eq!(args("a"), json!(["echo", "ran"]));
+        let again = env.rbox().args(["start", "-a", "a"]).output().success();
+        assert_eq!(again.stdout, "ran\n", "{again}");
+
+        env.rbox()
+            .args([
+                "run",
+                "--name",
+                "missing",
+                "--network=none",
+                "busybox",
+                "/nonexistent",
+            ])
+            .output()
+            .code_is(127);
+        assert_eq!(args("missing"), json!(["/nonexistent"]));
+    });
+}
