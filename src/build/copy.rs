@@ -1,8 +1,9 @@
 //! COPY and ADD: sources (the build context, minus what the ignore file excludes, or another
 //! stage's or image's root) -> a staging directory laid out as the layer (`staging/<dest>`),
-//! plus the content digest of the sources that keys the cache. Also the read-only questions
-//! the builder asks of an image's layers (does a path exist, the metadata of a directory).
-//! It does not store layers (the store's `layer_from_upper` does).
+//! plus the content digest of the sources that keys the cache; unchanged small files are
+//! hard-linked from the layer the same COPY made last time ([`Reuse`]). Also the read-only
+//! questions the builder asks of an image's layers (does a path exist, the metadata of a
+//! directory). It does not store layers (the store's `layer_from_upper` does).
 
 use std::fs;
 use std::io::{self, Read};
@@ -362,7 +363,9 @@ const SMALL: u64 = 16 * 1024;
 /// source file changed on an ext4 without a journal, as here: each new inode is found by a
 /// scan past every inode freed in the last minutes (`recently_deleted()` in
 /// fs/ext4/ialloc.c), so file creation slows with what anyone deleted lately. Stored layers
-/// are never written, so two may share a file; removing one leaves the other its link.
+/// are never written, so two may share a file; removing one leaves the other its link. Seen
+/// from a container, such a file has a link count above 1 (overlay shows the lower's), where
+/// Podman's layers have their own copies: the one visible difference.
 /// Small files only ([`SMALL`]): they are compared in memory, and they are what there are
 /// thousands of.
 pub struct Reuse {
