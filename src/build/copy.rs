@@ -1,8 +1,9 @@
 //! COPY and ADD: sources (the build context, minus what the ignore file excludes, or another
 //! stage's or image's root) -> a staging directory laid out as the layer (`staging/<dest>`),
-//! plus the content digest of the sources that keys the cache. Also the read-only questions
-//! the builder asks of an image's layers (does a path exist, the metadata of a directory).
-//! It does not store layers (the store's `layer_from_upper` does).
+//! plus the content digest of the sources that keys the cache; unchanged small files are
+//! hard-linked from the layer the same COPY made last time ([`Reuse`]). Also the read-only
+//! questions the builder asks of an image's layers (does a path exist, the metadata of a
+//! directory). It does not store layers (the store's `layer_from_upper` does).
 
 use std::fs;
 use std::io::{self, Read};
@@ -168,18 +169,31 @@ fn resolve_links(
 
 /// Copies the source entry `rel` to `dest` (a path in the staging dir): a directory's
 /// contents go into `dest`, a file becomes `dest`. Symlinks are copied as links.
-pub fn copy_entry(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
+/// `reuse`: an earlier layer of the same COPY whose unchanged files are linked, not copied.
+pub fn copy_entry(
+    src: &Source,
+    rel: &Path,
+    dest: &Path,
+    attrs: Attrs,
+    reuse: Option<&Reuse>,
+) -> Result<()> {
     let from = src.root.join(rel);
     let md = fs::symlink_metadata(&from).with_context(|| format!("stat `{}`", from.display()))?;
     if md.is_dir() {
         make_dir(dest, &md, attrs)?;
-        copy_tree(src, rel, dest, attrs)
+        copy_tree(src, rel, dest, attrs, reuse)
     } else {
-        copy_one(&from, &md, dest, attrs)
+        copy_one(&from, &md, dest, attrs, reuse)
     }
 }
 
-fn copy_tree(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> {
+fn copy_tree(
+    src: &Source,
+    rel: &Path,
+    dest: &Path,
+    attrs: Attrs,
+    reuse: Option<&Reuse>,
+) -> Result<()> {
     let dir = src.root.join(rel);
     let mut ents: Vec<_> = fs::read_dir(&dir)
         .with_context(|| format!("read `{}`", dir.display()))?
@@ -187,6 +201,7 @@ fn copy_tree(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> 
         .collect();
     ents.sort_by_key(|e| e.file_name());
     for e in ents {
+        super::jobs::check_interrupt()?;
         let r = rel.join(e.file_name());
         if src.ignore.is_some_and(|i| i.excludes(&r.to_string_lossy())) {
             continue;
@@ -196,10 +211,10 @@ fn copy_tree(src: &Source, rel: &Path, dest: &Path, attrs: Attrs) -> Result<()> 
         let to = dest.join(e.file_name());
         if md.is_dir() {
             make_dir(&to, &md, attrs)?;
-            copy_tree(src, &r, &to, attrs)?;
+            copy_tree(src, &r, &to, attrs, reuse)?;
         } else {
             // `dest` was made here, owned as `attrs` says
-            copy_into(&from, &md, &to, attrs, true)?;
+            copy_into(&from, &md, &to, attrs, true, reuse)?;
         }
     }
     Ok(())
@@ -214,11 +229,17 @@ fn make_dir(dest: &Path, md: &fs::Metadata, attrs: Attrs) -> Result<()> {
     set_owner_mode(dest, attrs.owner, Some(mode))
 }
 
-fn copy_one(from: &Path, md: &fs::Metadata, to: &Path, attrs: Attrs) -> Result<()> {
+fn copy_one(
+    from: &Path,
+    md: &fs::Metadata,
+    to: &Path,
+    attrs: Attrs,
+    reuse: Option<&Reuse>,
+) -> Result<()> {
     if let Some(p) = to.parent() {
         fs::create_dir_all(p).with_context(|| format!("create `{}`", p.display()))?;
     }
-    copy_into(from, md, to, attrs, false)
+    copy_into(from, md, to, attrs, false, reuse)
 }
 
 /// [`copy_one`] where `to`'s parent exists (a tree's walk made it).
@@ -230,6 +251,7 @@ fn copy_into(
     to: &Path,
     attrs: Attrs,
     parent_ours: bool,
+    reuse: Option<&Reuse>,
 ) -> Result<()> {
     let ft = md.file_type();
     if ft.is_symlink() {
@@ -254,6 +276,20 @@ fn copy_into(
     // a directory of that group: no fchown.
     let plain = mode & 0o7000 == 0 && mode & umask() == 0;
     let owned = parent_ours && attrs.owner == ids();
+    // a small file is read first: unchanged since the earlier layer, it is linked from there
+    let mut buf = [0u8; SMALL as usize];
+    let small = md.len() <= SMALL;
+    let mut n = 0;
+    if small {
+        // one read: io::copy would fstat both sides and call copy_file_range until it
+        // returns 0, four system calls where a COPY of a source tree has thousands of small
+        // files (the size the stat said is copied, as the layer's tar holds it)
+        n = read_full(&mut src, &mut buf, md.len() as usize)
+            .with_context(|| format!("read `{}`", from.display()))?;
+        if reuse.is_some_and(|r| r.link(to, &buf[..n], mode, attrs.owner, md.mtime())) {
+            return Ok(());
+        }
+    }
     let create = || {
         use std::os::unix::fs::OpenOptionsExt;
         fs::OpenOptions::new()
@@ -271,13 +307,7 @@ fn copy_into(
         r => r,
     }
     .with_context(|| format!("create `{}`", to.display()))?;
-    if md.len() <= SMALL {
-        // one read and one write: io::copy would fstat both sides and call copy_file_range
-        // until it returns 0, four system calls where a COPY of a source tree has thousands
-        // of small files (the size the stat said is copied, as the layer's tar holds it)
-        let mut buf = [0u8; SMALL as usize];
-        let n = read_full(&mut src, &mut buf, md.len() as usize)
-            .with_context(|| format!("read `{}`", from.display()))?;
+    if small {
         io::Write::write_all(&mut dst, &buf[..n])
             .with_context(|| format!("write `{}`", to.display()))?;
     } else {
@@ -324,6 +354,98 @@ fn ids() -> (u32, u32) {
 
 /// Files up to this size are copied through a buffer on the stack.
 const SMALL: u64 = 16 * 1024;
+
+/// The layer the same COPY made last time (the builder keeps which in a note), whose files
+/// the staging links where one is exactly what the COPY would write: same content, mode,
+/// owner and whole-second mtime, no xattrs. The layer's tar is the same bytes either way (the
+/// tar walk writes a file whose other link is outside the staging as a plain file); what a
+/// link saves is a new inode per unchanged file, the largest cost of a rebuild after one
+/// source file changed on an ext4 without a journal, as here: each new inode is found by a
+/// scan past every inode freed in the last minutes (`recently_deleted()` in
+/// fs/ext4/ialloc.c), so file creation slows with what anyone deleted lately. Stored layers
+/// are never written, so two may share a file; removing one leaves the other its link. Seen
+/// from a container, such a file has a link count above 1 (overlay shows the lower's), where
+/// Podman's layers have their own copies: the one visible difference.
+/// Small files only ([`SMALL`]): they are compared in memory, and they are what there are
+/// thousands of.
+pub struct Reuse {
+    /// the staging directory the COPY writes into
+    staging: PathBuf,
+    /// the earlier layer's root
+    layer: std::os::fd::OwnedFd,
+    /// `--timestamp`: every file's time in the new layer (else the source's)
+    time: Option<i64>,
+}
+
+impl Reuse {
+    /// `layer`: the earlier layer's directory; `time`: `--timestamp`, which the builder sets
+    /// on every staged file afterwards (on a linked one: the time it has already). None when
+    /// the layer cannot be opened.
+    pub fn new(staging: &Path, layer: &Path, time: Option<i64>) -> Option<Reuse> {
+        use nix::fcntl::OFlag;
+        let layer = nix::fcntl::open(
+            layer,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        Some(Reuse {
+            staging: staging.to_path_buf(),
+            layer,
+            time,
+        })
+    }
+
+    /// Links the earlier layer's file at `to`'s place to `to` when that file holds `data`
+    /// and has `mode`, `owner`, the modification time `mtime` (whole seconds; `--timestamp`'s
+    /// where given) and no xattrs;
+    /// false (nothing done) otherwise or when the link fails (another filesystem, `to`
+    /// taken), and the caller writes `to` itself.
+    fn link(&self, to: &Path, data: &[u8], mode: u32, owner: (u32, u32), mtime: i64) -> bool {
+        use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+        let Ok(rel) = to.strip_prefix(&self.staging) else {
+            return false;
+        };
+        // no symlink on the way: a link in the layer must not lead to a file outside it,
+        // which the store would then share with whoever owns it
+        let how = OpenHow::new()
+            .flags(
+                OFlag::O_RDONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_NONBLOCK
+                    | OFlag::O_NOCTTY
+                    | OFlag::O_CLOEXEC,
+            )
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let Ok(fd) = nix::fcntl::openat2(&self.layer, rel, how) else {
+            return false;
+        };
+        let mut f = fs::File::from(fd);
+        let same_meta = f.metadata().is_ok_and(|m| {
+            m.is_file()
+                && m.len() == data.len() as u64
+                && m.mode() & 0o7777 == mode
+                && (m.uid(), m.gid()) == owner
+                && m.mtime() == self.time.unwrap_or(mtime)
+                && m.mtime_nsec() == 0
+        });
+        if !same_meta || !rbox_storage::flistxattr(&f).is_ok_and(|x| x.is_empty()) {
+            return false;
+        }
+        let mut old = [0u8; SMALL as usize];
+        if !read_full(&mut f, &mut old, data.len()).is_ok_and(|n| old[..n] == *data) {
+            return false;
+        }
+        nix::unistd::linkat(
+            &self.layer,
+            rel,
+            nix::fcntl::AT_FDCWD,
+            to,
+            nix::fcntl::AtFlags::empty(),
+        )
+        .is_ok()
+    }
+}
 
 /// Reads until `want` bytes are in `buf` (no read to see the end when the file has the size
 /// its stat said), `buf` is full, or the end of the file.
@@ -542,6 +664,8 @@ fn file_sha256(p: &Path) -> Result<[u8; 32]> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        // a large file is read in many pieces: Ctrl-C is seen within one in 256 (16 MiB)
+        super::jobs::check_interrupt()?;
         let n = f
             .read(&mut buf)
             .with_context(|| format!("read `{}`", p.display()))?;
@@ -554,6 +678,7 @@ fn file_sha256(p: &Path) -> Result<[u8; 32]> {
 }
 
 fn hash_entry(src: &Source, rel: &Path, h: &mut Sha256, cache: Option<&FileDigests>) -> Result<()> {
+    super::jobs::check_interrupt()?;
     let p = src.root.join(rel);
     let md = fs::symlink_metadata(&p).with_context(|| format!("stat `{}`", p.display()))?;
     h.update(rel.as_os_str().as_encoded_bytes());
@@ -776,6 +901,7 @@ fn squash_dir(src: &Path, dst: &Path) -> Result<()> {
                     owner: (m.uid(), m.gid()),
                     mode: None,
                 },
+                None,
             )?;
         }
     }
@@ -865,6 +991,7 @@ fn diff_dir(rootfs: &Path, layers: &[PathBuf], staging: &Path, rel: &Path) -> Re
                         owner: (m.uid(), m.gid()),
                         mode: None,
                     },
+                    None,
                 )?;
             }
         }

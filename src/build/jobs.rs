@@ -168,9 +168,37 @@ fn kill_containers(pids: &[Pid]) {
     }
 }
 
-/// Whether a stopping signal waits, blocked, for this process (consumed then): once a RUN
-/// step ran, `runtime::run` leaves them blocked, so a Ctrl-C between steps (during a COPY)
-/// would otherwise wait for the next step's container, which ignores it.
+/// Blocks the stopping signals for the rest of the build, so that Ctrl-C at any point is
+/// seen where the build can stop cleanly ([`interrupt_pending`] between steps and
+/// [`check_interrupt`] inside a COPY) instead of killing rbox half-way through a step, which
+/// left its staging directory in the store and ended with the signal's status (130) where
+/// Podman exits 1. A RUN's container gets a clean mask from `runtime::run`; processes rbox
+/// starts otherwise (network helpers) inherit it, as they did after the first RUN step.
+/// What the build cannot stop inside (a pull, the write of a layer) runs to its end and the
+/// build stops at the next step.
+pub(super) fn hold_interrupts() -> Result<()> {
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&stopping()),
+        None,
+    )?;
+    Ok(())
+}
+
+/// [`interrupt_pending`] at every 256th call, as an error: cheap enough for a loop over the
+/// files of a COPY (three system calls per check).
+pub(super) fn check_interrupt() -> Result<()> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    if CALLS.fetch_add(1, Ordering::Relaxed) % 256 == 0 && interrupt_pending() {
+        return Err(Interrupted(nix::sys::signal::Signal::SIGINT).into());
+    }
+    Ok(())
+}
+
+/// Whether a stopping signal waits, blocked, for this process (consumed then): the build
+/// blocks them ([`hold_interrupts`]), so a Ctrl-C between steps (during a COPY) is seen
+/// here, not by the next step's container, which ignores it.
 pub(super) fn interrupt_pending() -> bool {
     let Ok(sfd) = nix::sys::signalfd::SignalFd::with_flags(
         &stopping(),

@@ -191,6 +191,7 @@ struct Stage {
 
 /// `rbox build`.
 pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> {
+    jobs::hold_interrupts()?;
     match build_all(g, o, puller) {
         // Ctrl-C: as Podman, no message and status 1
         Err(e) if e.is::<jobs::Interrupted>() => Ok(ExitCode::from(1)),
@@ -344,6 +345,10 @@ fn build_all(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
         }
     }
     let (img, prefix, base) = result.expect("the last stage ran");
+    // a Ctrl-C during the last step: nothing tagged
+    if jobs::interrupt_pending() {
+        return Err(jobs::Interrupted(nix::sys::signal::Signal::SIGINT).into());
+    }
     b.finish(img, &prefix, base)
 }
 
@@ -1317,6 +1322,17 @@ impl Builder<'_> {
             }
             LayerJob::Copy(cj) => {
                 let s = self.store.scratch_dir("build-copy")?;
+                // the layer this COPY made last time, to link its unchanged files from
+                let note = copy_note(&self.context, &cj);
+                let reuse = note
+                    .as_ref()
+                    .and_then(|n| self.store.build_cache_note(n))
+                    .and_then(|b| Digest::from_hex(String::from_utf8_lossy(&b).trim()).ok())
+                    .filter(|d| self.store.has_layer(d))
+                    .and_then(|d| {
+                        let t = self.o.timestamp.map(|t| t as i64);
+                        copy::Reuse::new(s.path(), &self.store.layer_path(&d), t)
+                    });
                 let rel: PathBuf = ignore::clean(&cj.dest).iter().collect();
                 let target = s.path().join(&rel);
                 if cj.dest_is_dir {
@@ -1349,7 +1365,7 @@ impl Builder<'_> {
                         } else {
                             target.clone()
                         };
-                        copy::copy_entry(&src, r, &to, cj.attrs)?;
+                        copy::copy_entry(&src, r, &to, cj.attrs, reuse.as_ref())?;
                     }
                 }
                 for (name, file) in &cj.urls {
@@ -1380,10 +1396,36 @@ impl Builder<'_> {
                         Some(cj.attrs.mode.unwrap_or(0o644)),
                     )?;
                 }
-                self.staged(s.path(), &[])
+                let info = self.staged(s.path(), &[])?;
+                // a lost note only means copies instead of links next time
+                if let Some(Err(e)) = note.map(|n| {
+                    self.store
+                        .build_cache_set_note(&n, info.diff_id.hex().as_bytes())
+                }) {
+                    tracing::debug!("note the layer of the COPY: {e}");
+                }
+                Ok(info)
             }
         }
     }
+}
+
+/// The name of the build-cache note that holds the layer a COPY made last time
+/// ([`copy::Reuse`]): by the context, the destination, owner and mode, and the sources, so
+/// that the next build of the same instruction finds it whatever else changed. Only a hint:
+/// every file linked from that layer is compared first. None for a COPY from a stage or an
+/// image (their roots are this build's own, a note by them would never be found again).
+fn copy_note(context: &Path, cj: &CopyJob) -> Option<String> {
+    if cj.sources.is_empty() || cj.sources.iter().any(|(root, _)| root.is_some()) {
+        return None;
+    }
+    let mut h = Sha256::new();
+    h.update(context.as_os_str().as_encoded_bytes());
+    h.update(format!(
+        "\0{}\0{:?}\0{:?}\0{:?}",
+        cj.dest, cj.attrs.owner, cj.attrs.mode, cj.sources
+    ));
+    Some(format!("copy-layer-{}", hex::encode(h.finalize())))
 }
 
 /// A stage's or image's root for COPY --from: `dir/root`, a mount or a copy.

@@ -202,7 +202,8 @@ fn settle(dir: &Path) -> io::Result<bool> {
 
 /// What [`Store::layer_from_staged`]'s tar walk saw that settling has to do: `unsettled`
 /// when an entry needs [`settle`]'s full judgement (other than a directory or a regular file
-/// with one link, a `.wh.` name, any xattr), else the entries whose modification time has a
+/// none of whose other links the walk met, a `.wh.` name, any xattr), else the entries
+/// whose modification time has a
 /// fraction of a second (tar path, whole seconds). A staging directory a build made itself
 /// needs only its directories' times cut then: no second walk with a stat, an xattr list
 /// and a time change per file (a third of a 5,000-file COPY's system calls).
@@ -1000,9 +1001,11 @@ impl<W: Write> Walk<'_, W> {
             return Ok(());
         }
         if st.st_nlink > 1 {
-            self.note(tar_path, &st, false);
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key).cloned() {
+                // a link between two paths of the walk; a file whose other links are outside
+                // it (a COPY's link to an earlier layer) is written, and unpacked, as a file
+                self.note(tar_path, &st, false);
                 let mut h = header(&st, tar::EntryType::Link);
                 self.b
                     .append_link(&mut h, os(tar_path), &first)

@@ -436,6 +436,40 @@ fn a_staged_directory_with_hard_links_is_unpacked_from_its_blob() {
     );
 }
 
+/// A file whose other link is outside the staging directory (a build's COPY links unchanged
+/// files from its earlier layer) is written as a plain file, and the directory still becomes
+/// the layer by rename, keeping the link: the layer another host unpacks from the blob.
+#[test]
+fn a_staged_file_linked_from_outside_is_a_plain_file_and_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store_in(d.path());
+    let st = s.scratch_dir("stage").unwrap();
+    let outside = d.path().join("outside");
+    fs::write(&outside, "x").unwrap();
+    fs::hard_link(&outside, st.path().join("a")).unwrap();
+    let t = nix::sys::time::TimeSpec::new(1_700_000_000, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &outside,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    let staged = st.path().to_path_buf();
+    let info = s
+        .layer_from_staged(&staged, Compression::Gzip, &[])
+        .unwrap();
+    assert!(!staged.exists(), "the staging is moved, not unpacked");
+    let mine = s.layer_path(&info.diff_id);
+    assert_eq!(
+        fs::metadata(mine.join("a")).unwrap().ino(),
+        fs::metadata(&outside).unwrap().ino()
+    );
+    let other = store_in(&d.path().join("b"));
+    assert_eq!(tree(&mine), tree(&unpacked_from_blob(&s, &info, &other)));
+}
+
 #[test]
 fn a_missing_upper_is_an_error_naming_it() {
     let d = tempfile::tempdir().unwrap();

@@ -127,6 +127,7 @@ pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, L
 pub use layer::LayerInfo;
 pub use mount::{Driver, Rootfs};
 pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
+pub use sys::flistxattr;
 /// What `rbox build --squash` marks opaque directories with.
 pub use sys::fsetxattr;
 /// Also what `rbox info` reads file capabilities with: one wrapper for both crates.

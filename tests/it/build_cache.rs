@@ -1,7 +1,8 @@
 //! `rbox build`: the cache of context file digests behind COPY's cache key (a file touched
-//! without a change hits, a change that keeps the size and the mtime misses), and parallel
+//! without a change hits, a change that keeps the size and the mtime misses), a COPY's
+//! links to the unchanged files of the layer it made last time, and parallel
 //! stages stopped at once, with nothing left behind, when one fails or when the build gets
-//! Ctrl-C's SIGINT.
+//! Ctrl-C's SIGINT (during a RUN step or before one, while a COPY is under way).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -93,6 +94,62 @@ fn build_cache_file_digests_follow_content_not_mtime() {
             env.text(&["inspect", "--format", "{{.Id}}", "two"]),
             env.text(&["inspect", "--format", "{{.Id}}", "three"])
         );
+    });
+}
+
+/// A rebuild after one source file changed links the COPY's unchanged files from the layer
+/// the same COPY made last time instead of writing them again; a file whose content or mode
+/// changed is written anew; the image is the one a COPY without links makes (`--timestamp`:
+/// the same id), and it stays whole when the earlier image goes.
+#[test]
+fn build_cache_copy_links_unchanged_files_from_its_last_layer() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for_each_user("build_copylink", |env| {
+        for f in ["a", "b", "c", "d/e"] {
+            env.write(&format!("work/ctx/src/{f}"), format!("{f} text\n"));
+        }
+        env.write("work/ctx/Containerfile", "FROM busybox\nCOPY src /src\n");
+        env.import_busybox("busybox");
+        // a fixed time: the directories' too, so that two builds can give the same image
+        let ts = "--timestamp=1700000000";
+        build(env, &[ts, "-t", "one"]).success();
+        // new content of a, a new mode for b
+        env.write("work/ctx/src/a", "A TEXT\n");
+        let b = env.path("work/ctx/src/b");
+        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o600)).unwrap();
+        build(env, &[ts, "-t", "two"]).success();
+        let layers = |img: &str| env.text(&["inspect", "--format", "{{json .RootFS.Layers}}", img]);
+        let top = layers("two");
+        let top = top
+            .trim_end_matches("\"]")
+            .rsplit("sha256:")
+            .next()
+            .unwrap();
+        let diff = env.store().join("layers").join(top).join("diff/src");
+        let links = |f: &str| std::fs::symlink_metadata(diff.join(f)).unwrap().nlink();
+        assert_eq!(
+            [links("a"), links("b"), links("c"), links("d/e")],
+            [1, 1, 2, 2],
+            "linked: the unchanged c and d/e only"
+        );
+        // without the note of the last layer: written, and the same layer
+        for e in std::fs::read_dir(env.store().join("build-cache/notes")).unwrap() {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().starts_with("copy-layer-") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        build(env, &[ts, "--no-cache", "-t", "three"]).success();
+        let id = |img: &str| env.text(&["inspect", "--format", "{{.Id}}", img]);
+        assert_eq!(id("three"), id("two"));
+        env.rbox().args(["rmi", "one", "three"]).output().success();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "two", "sh", "-c"])
+            .arg("cat /src/a /src/c /src/d/e && stat -c %a /src/b")
+            .output()
+            .success();
+        assert_eq!(out.stdout, "A TEXT\nc text\nd/e text\n600\n");
     });
 }
 
@@ -390,6 +447,63 @@ fn build_cache_sigint_stops_a_serial_run_step() {
         let out = ctrl_c(run);
         // nothing committed, nothing left
         assert!(!out.stdout.contains("COMMIT"), "{out}");
+        env.rbox()
+            .args(["image", "exists", "never"])
+            .output()
+            .code_is(1);
+        nothing_left(env, &tag);
+    });
+}
+
+/// Ctrl-C while a serial build copies its context, before any RUN step: the build stops as
+/// Podman's does (status 1, no message) with its staging gone at once (not only swept by
+/// the next command), and nothing else left.
+#[test]
+fn build_cache_sigint_during_a_copy() {
+    for_each_user("build_sigint_copy", |env| {
+        env.import_busybox("busybox");
+        // 4,000 files: the COPY takes long enough to be seen under way
+        let src = env.path("work/ctx/src");
+        for d in 0..40 {
+            let dir = src.join(format!("d{d}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..100 {
+                std::fs::write(dir.join(format!("f{f}")), format!("{d} {f}\n")).unwrap();
+            }
+        }
+        env.give_to_user(&env.path("work"));
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\nARG TAG\nENV A=1\nCOPY src /src\nRUN touch /never\n",
+        );
+        let tag = format!("copy-{}", unique());
+        let run = env
+            .rbox()
+            .args(["build", "--network=none", "-t", "never", "--build-arg"])
+            .arg(format!("TAG={tag}"))
+            .arg(env.path("work/ctx"))
+            .spawn();
+        let tmp = env.store().join("tmp");
+        let staging = || -> Vec<String> {
+            std::fs::read_dir(&tmp)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !staging().iter().any(|n| n.ends_with(".build-copy")) {
+            assert!(
+                Instant::now() < deadline && tagged(&tag).is_empty(),
+                "the COPY's staging was not seen"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let out = ctrl_c(run);
+        assert!(!out.stdout.contains("RUN touch"), "{out}");
+        assert_eq!(staging(), Vec::<String>::new(), "staging left in the store");
         env.rbox()
             .args(["image", "exists", "never"])
             .output()
