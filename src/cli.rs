@@ -151,6 +151,8 @@ pub enum Command {
     Rmi(cmd::rmi::RmiArgs),
     /// Add an additional name to a local image
     Tag(cmd::tag::TagArgs),
+    /// Remove names from an image (all of them when none is given)
+    Untag(cmd::untag::UntagArgs),
     /// Show the history of an image
     History(cmd::history::HistoryArgs),
     /// Manage images

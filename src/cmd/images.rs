@@ -137,7 +137,8 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
             });
             continue;
         }
-        for v in view_rows(rec, &labels, now, a.no_trunc) {
+        let containers = j["Containers"].as_u64().unwrap_or(0);
+        for v in view_rows(rec, &labels, containers, now, a.no_trunc) {
             rows.push(Row {
                 json: j.clone(),
                 view: v,
@@ -353,7 +354,7 @@ fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Stor
         "Containers": store.containers_using(&rec.id).len(),
         "Names": rec.names,
         "Digest": rec.digest.to_string(),
-        "History": rec.names,
+        "History": names_history(rec),
         "Created": created,
         "CreatedAt": human::rfc3339(created),
     });
@@ -364,10 +365,18 @@ fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Stor
     v
 }
 
+/// The image's names as Podman's `NamesHistory` lists them: the most recent first.
+pub fn names_history(rec: &ImageRecord) -> Vec<String> {
+    rec.names.iter().rev().cloned().collect()
+}
+
 /// What templates see: one object per name (or one `<none>` row for an untagged image).
+/// Sizes are numbers except `.Size`, and `.CreatedAt` has whole seconds, as in Podman's
+/// image reporter (its `Created` is Unix seconds).
 fn view_rows(
     rec: &ImageRecord,
     labels: &BTreeMap<String, String>,
+    containers: u64,
     now: i64,
     no_trunc: bool,
 ) -> Vec<Value> {
@@ -397,11 +406,13 @@ fn view_rows(
                 "Digest": rec.digest.to_string(),
                 "Created": human::ago(created, now),
                 "CreatedSince": human::ago(created, now),
-                "CreatedAt": human::go_time_of(rec.created.as_deref()),
+                "CreatedAt": human::go_time(created),
                 "CreatedTime": human::rfc3339(created),
                 "Size": human::size(rec.size),
-                "VirtualSize": human::size(rec.size),
-                "SharedSize": human::size(0),
+                "VirtualSize": rec.size,
+                "SharedSize": 0,
+                "Containers": containers,
+                "ParentId": "",
                 "Labels": labels,
                 "Names": rec.names,
                 "RepoTags": rec.names,
@@ -409,7 +420,7 @@ fn view_rows(
                 "ReadOnly": rec.read_only_store.is_some(),
                 "IsReadOnly": rec.read_only_store.is_some(),
                 "Dangling": rec.names.is_empty(),
-                "History": [],
+                "History": names_history(rec).join(", "),
             })
         })
         .collect()

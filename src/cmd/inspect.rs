@@ -335,9 +335,18 @@ fn raw_extras(store: &Store, rec: &ImageRecord) -> (String, Option<Value>) {
         .read_blob(&rec.id)
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    // as Podman: the config's own comment, else its first history entry's (an import's
+    // "imported from tarball")
     let comment = raw
         .as_ref()
-        .and_then(|v| v.get("comment")?.as_str().map(String::from))
+        .and_then(|v| {
+            let own = v
+                .get("comment")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty());
+            own.or_else(|| v.get("history")?.get(0)?.get("comment")?.as_str())
+                .map(String::from)
+        })
         .unwrap_or_default();
     let health = raw
         .as_ref()
@@ -380,7 +389,7 @@ pub fn image_json(store: &Store, rec: &ImageRecord) -> Result<Value> {
         "ManifestType": rec.manifest_media_type,
         "User": config.get("User").and_then(Value::as_str).unwrap_or(""),
         "History": cfg.get("history").cloned().unwrap_or_else(|| json!([])),
-        "NamesHistory": rec.names,
+        "NamesHistory": super::images::names_history(rec),
     });
     // as Podman: only an image with a healthcheck has the key
     if let Some(h) = health {

@@ -16,7 +16,8 @@ use crate::state;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RmiArgs {
-    /// Remove the image even if containers use it (those containers are removed too)
+    /// Remove the image even if containers use it (those containers are removed too); ignore
+    /// images that do not exist
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Remove all images
@@ -32,7 +33,8 @@ pub struct RmiArgs {
 
 pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
     if a.all && !a.images.is_empty() {
-        bail!("--all and image names cannot be used together");
+        // Podman's words
+        bail!("when using the --all switch, you may not pass any images names or IDs");
     }
     let store = runtime::open_store(g)?;
     // Podman's exit codes (podman-rmi(1)): 1 when the only failures were unknown images,
@@ -58,7 +60,8 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
     for name in &a.images {
         let rec = match store.lookup_image(name) {
             Ok(r) => r,
-            Err(rbox_storage::Error::ImageNotFound(_)) if a.ignore => continue,
+            // as Podman's: --force also ignores unknown images
+            Err(rbox_storage::Error::ImageNotFound(_)) if a.ignore || a.force => continue,
             Err(e) => {
                 if !matches!(e, rbox_storage::Error::ImageNotFound(_)) {
                     code = exit::FAILED;

@@ -1,0 +1,110 @@
+//! Issue 9 re-check, images and system (slice C): what Podman 4.3 printed on this machine for
+//! the same commands on the same image, where rbox differed. The expected texts were observed
+//! with podman 4.3.1 run as rboxsub; each test runs as the three users.
+
+use serde_json::Value;
+
+use crate::fixtures;
+use crate::util::{for_each_user, Env};
+
+/// Load busybox as `localhost/frac` with a creation time that has a fraction of a second
+/// (as images built or pulled have), tagged `localhost/frac2` too.
+fn load_frac(env: &Env) {
+    let layer = fixtures::busybox_layer();
+    let layers = [layer];
+    let mut cfg: Value =
+        serde_json::from_slice(&fixtures::config_json(&layers, &serde_json::json!({}))).unwrap();
+    cfg["created"] = "2023-11-14T22:13:20.123456789Z".into();
+    cfg["history"][0]["created"] = "2023-11-14T22:13:20.123456789Z".into();
+    cfg["history"][0]["comment"] = "first step".into();
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    env.load_bytes(
+        "frac.tar",
+        fixtures::docker_archive("localhost/frac:latest", &layers, &cfg),
+    );
+    env.text(&["tag", "localhost/frac", "localhost/frac2"]);
+}
+
+#[test]
+fn images_and_history_fields_as_podman() {
+    for_each_user("checkc_images_fields", |env| {
+        load_frac(env);
+        let size = env.text(&["image", "inspect", "--format", "{{.Size}}", "frac"]);
+        // podman 4.3: CreatedAt in whole seconds (its image reporter keeps Unix seconds),
+        // sizes as numbers except .Size, the names most recent first under .History
+        let f = "{{.CreatedAt}}|{{.VirtualSize}}|{{.SharedSize}}|{{.Containers}}|{{.ParentId}}|{{.History}}";
+        let want = format!(
+            "2023-11-14 22:13:20 +0000 UTC|{size}|0|0||localhost/frac2:latest, localhost/frac:latest"
+        );
+        let out = env.text(&["images", "--format", f, "localhost/frac2"]);
+        assert_eq!(out, format!("{want}\n{want}"));
+        let f = "{{.CreatedAt}}|{{.Tags}}|{{.Comment}}";
+        assert_eq!(
+            env.text(&["history", "--format", f, "frac"]),
+            "2023-11-14 22:13:20 +0000 UTC|[]|first step"
+        );
+        assert_eq!(
+            env.text(&["image", "inspect", "--format", "{{.NamesHistory}}", "frac"]),
+            "[localhost/frac2:latest localhost/frac:latest]"
+        );
+        // -H=false changes CREATED only; SIZE stays human
+        let out = env.text(&["history", "-H=false", "frac"]);
+        let row = out.lines().nth(1).unwrap();
+        assert!(row.contains("  2023-11-14T22:13:20Z  "), "{out}");
+        assert!(row.contains(" MB "), "{out}");
+        // podman 4.3's history JSON: one line, its reporter's keys in its order
+        let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "frac"]);
+        let layer = fixtures::busybox_layer().len();
+        assert_eq!(
+            env.text(&["history", "--format", "json", "frac"]),
+            format!(
+                "[{{\"id\":\"{id}\",\"created\":\"2023-11-14T22:13:20.123456789Z\",\
+                 \"CreatedBy\":\"rbox tests: layer 0\",\"size\":{layer},\"comment\":\"first step\",\
+                 \"Created\":\"2023-11-14T22:13:20Z\"}}]"
+            )
+        );
+    });
+}
+
+#[test]
+fn image_inspect_comment_of_an_import_as_podman() {
+    for_each_user("checkc_import_comment", |env| {
+        env.import_busybox("bb");
+        // podman 4.3 shows the first history entry's comment when the config has none
+        assert_eq!(
+            env.text(&["image", "inspect", "--format", "{{.Comment}}", "bb"]),
+            "imported from tarball"
+        );
+    });
+}
+
+#[test]
+fn rmi_force_ignores_unknown_images_and_untag_has_its_short_name() {
+    for_each_user("checkc_rmi_untag", |env| {
+        env.import_busybox("bb");
+        // podman 4.3: `rmi -f nope` prints nothing and exits 0
+        let out = env.rbox().args(["rmi", "-f", "nope"]).output().success();
+        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+        let out = env.rbox().args(["rmi", "-a", "bb"]).output().rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: when using the --all switch, you may not pass any images names or IDs"
+        );
+        env.text(&["tag", "bb", "localhost/other", "localhost/third"]);
+        for args in [
+            &["untag", "bb", "localhost/other"][..],
+            &["image", "untag", "bb", "localhost/third"],
+        ] {
+            env.text(args);
+        }
+        assert_eq!(
+            env.text(&["images", "--format", "{{.Repository}}"]),
+            "localhost/bb"
+        );
+        env.text(&["untag", "bb"]);
+        assert_eq!(
+            env.text(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+            "<none>:<none>"
+        );
+    });
+}
