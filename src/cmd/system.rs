@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::common::{self, short_id};
 use crate::context::Context;
@@ -104,11 +104,7 @@ pub fn run(g: &Context, a: SystemArgs) -> Result<ExitCode> {
 /// `rbox version` (and `system version`): Podman's `Client:` block, and its JSON shape.
 pub fn version(a: VersionArgs) -> Result<ExitCode> {
     let os_arch = format!("linux/{}", go_arch());
-    let v = json!({"Client": {
-        "Version": env!("CARGO_PKG_VERSION"),
-        "OsArch": os_arch,
-        "Os": "linux",
-    }});
+    let v = json!({ "Client": client_version() });
     match a.format.as_deref() {
         None => {
             println!("Client:       rbox");
@@ -127,6 +123,16 @@ pub fn version(a: VersionArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `Client` of `version` and the `version` of `info`, with Podman's keys (no API
+/// Version or Go Version: rbox has no API service and is not written in Go).
+pub fn client_version() -> Value {
+    json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "OsArch": format!("linux/{}", go_arch()),
+        "Os": "linux",
+    })
 }
 
 /// The architecture as Go (and so Podman) names it.

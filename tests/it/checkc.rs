@@ -108,3 +108,47 @@ fn rmi_force_ignores_unknown_images_and_untag_has_its_short_name() {
         );
     });
 }
+
+#[test]
+fn info_answers_podmans_host_and_store_keys() {
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let id = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("ID="))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    for_each_user("checkc_info", |env| {
+        // podman 4.3 as rboxsub: `amd64|linux|v1|debian|1|0|0|/HOME/.local/share/containers/storage/volumes`
+        let f = "{{.Host.Arch}}|{{.Host.OS}}|{{.Host.CgroupsVersion}}|{{.Host.Distribution.Distribution}}|\
+                 {{.Host.LogDriver}}|{{.Store.ContainerStore.Running}}|{{.Store.ContainerStore.Stopped}}|{{.Store.VolumePath}}";
+        let cgroup = env.text(&["info", "--format", "{{.Host.CgroupVersion}}"]);
+        let want = format!(
+            "{arch}|linux|{cgroup}|{id}|k8s-file|0|0|{}",
+            env.store().join("volumes").display()
+        );
+        assert_eq!(env.text(&["info", "--format", f]), want);
+        assert_eq!(env.text(&["system", "info", "--format", f]), want);
+        let cpus = env.text(&["info", "--format", "{{.Host.CPUs}}"]);
+        assert!(cpus.parse::<u32>().unwrap() >= 1, "{cpus}");
+        // podman: [{0 1001 1} {1 131072 65536}] for rboxsub; rbox prints each entry as a map
+        let v: Value = serde_json::from_str(&env.text(&["info", "--format", "json"])).unwrap();
+        let uidmap = v["host"]["idMappings"]["uidmap"].as_array().unwrap();
+        if env.user.uid == 0 {
+            assert!(uidmap.is_empty(), "{v}");
+        } else {
+            assert_eq!(uidmap[0]["host_id"], env.user.uid, "{v}");
+            assert_eq!(
+                uidmap.len(),
+                if env.user.has_many_ids() { 2 } else { 1 },
+                "{v}"
+            );
+        }
+        assert_eq!(v["version"]["Version"], env!("CARGO_PKG_VERSION"));
+    });
+}
