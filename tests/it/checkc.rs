@@ -152,3 +152,34 @@ fn info_answers_podmans_host_and_store_keys() {
         assert_eq!(v["version"]["Version"], env!("CARGO_PKG_VERSION"));
     });
 }
+
+#[test]
+fn image_inspect_templates_see_go_zero_values_and_unknown_prints_an_empty_list() {
+    for_each_user("checkc_inspect_zero", |env| {
+        env.import_busybox("bb");
+        // podman 4.3 on an imported image (its config has no fields at all)
+        let f = "{{.Config.Cmd}}|{{.Config.Entrypoint}}|{{.Config.Env}}|{{.Config.WorkingDir}}|\
+                 {{.Config.User}}|{{.Config.Labels}}|{{.Config.ExposedPorts}}|{{.Config.Volumes}}|{{.Config.StopSignal}}";
+        assert_eq!(
+            env.text(&["image", "inspect", "--format", f, "bb"]),
+            "[]|[]|[]|||map[]|map[]|map[]|"
+        );
+        // ... while the JSON keeps the config as the image has it
+        let v: Value = serde_json::from_str(&env.text(&["image", "inspect", "bb"])).unwrap();
+        assert_eq!(v[0]["Config"], serde_json::json!({}));
+        // podman 4.3: `[]` on stdout, then the error (exit 125)
+        for args in [&["image", "inspect", "nope"][..], &["inspect", "nope"]] {
+            let out = env.rbox().args(args).output().rbox_error();
+            assert_eq!(out.stdout, "[]\n", "{out}");
+        }
+        let out = env
+            .rbox()
+            .args(["image", "inspect", "nope"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: inspecting object: nope: image not known"
+        );
+    });
+}
