@@ -183,3 +183,44 @@ fn image_inspect_templates_see_go_zero_values_and_unknown_prints_an_empty_list()
         );
     });
 }
+
+#[test]
+fn save_writes_the_names_asked_for_as_podman() {
+    for_each_user("checkc_save_names", |env| {
+        env.import_busybox("bb");
+        env.text(&["tag", "bb", "localhost/bb:v2", "docker.io/library/foo:1"]);
+        let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "bb"]);
+        let archive = env.path("work/s.tar");
+        let archive = archive.to_str().unwrap();
+        // podman 4.3's manifest.json RepoTags for each command
+        for (args, tags) in [
+            (&["bb:v2"][..], r#"["localhost/bb:v2"]"#),
+            (&[&id[..12]], "[]"),
+            (
+                &["-m", "bb:v2", "localhost/bb"],
+                r#"["localhost/bb:v2","localhost/bb:latest"]"#,
+            ),
+        ] {
+            env.rbox()
+                .args(["save", "-o", archive])
+                .args(args)
+                .output()
+                .success();
+            let out = env
+                .cmd("tar")
+                .args(["-xOf", archive, "manifest.json"])
+                .output()
+                .success();
+            let m: Value = serde_json::from_str(&out.stdout).unwrap();
+            assert_eq!(m.as_array().unwrap().len(), 1, "{args:?}: {m}");
+            assert_eq!(m[0]["RepoTags"].to_string(), tags, "{args:?}");
+        }
+        // what comes back is what was saved
+        env.text(&["rmi", "-a", "-f"]);
+        env.text(&["load", "-i", archive]);
+        assert_eq!(
+            env.text(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+            "localhost/bb:v2\nlocalhost/bb:latest"
+        );
+    });
+}
