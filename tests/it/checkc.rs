@@ -224,3 +224,31 @@ fn save_writes_the_names_asked_for_as_podman() {
         );
     });
 }
+
+#[test]
+fn wrong_argument_counts_in_podmans_words() {
+    for_each_user("checkc_arity", |env| {
+        // podman 4.3's lines for the same commands, with podman replaced by rbox (exit 125)
+        for (args, want) in [
+            (&["history"][..], "accepts 1 arg(s), received 0"),
+            (
+                &["image", "exists", "a", "b"],
+                "accepts 1 arg(s), received 2",
+            ),
+            (&["tag", "a"], "requires at least 2 arg(s), only received 1"),
+            (&["push"], "accepts between 1 and 2 arg(s), received 0"),
+            (
+                &["system", "df", "x"],
+                "`rbox system df` takes no arguments",
+            ),
+            (&["load", "x"], "`rbox load` takes no arguments"),
+            (&["rmi"], "image name or ID must be specified"),
+            (&["image", "inspect"], "no names or ids specified"),
+            (&["save"], "need at least 1 argument"),
+            (&["stop"], "you must provide at least one name or id"),
+        ] {
+            let out = env.rbox().args(args).output().rbox_error();
+            assert_eq!(out.stderr.trim_end(), format!("Error: {want}"), "{args:?}");
+        }
+    });
+}
