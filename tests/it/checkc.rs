@@ -252,3 +252,45 @@ fn wrong_argument_counts_in_podmans_words() {
         }
     });
 }
+
+#[test]
+fn name_in_use_and_rm_of_a_running_container_in_podmans_words() {
+    for_each_user("checkc_in_use", |env| {
+        env.import_busybox("bb");
+        let _cleanup = crate::util::RemoveAll(env);
+        let run = [
+            "run",
+            "-d",
+            "--network=none",
+            "--name",
+            "busy",
+            "bb",
+            "sleep",
+            "1000",
+        ];
+        let id = env.text(&run);
+        // podman 4.3's lines (exit 125, then 2 for rm: podman-rm(1)'s "container is running")
+        let out = env
+            .rbox()
+            .args(["create", "--network=none", "--name", "busy", "bb", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "Error: creating container storage: the container name \"busy\" is already in use \
+                 by {id}. You have to remove that container to be able to reuse that name: that \
+                 name is already in use"
+            )
+        );
+        let out = env.rbox().args(["rm", "busy"]).output().code_is(2);
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "Error: cannot remove container {id} as it is running - running or paused \
+                 containers cannot be removed without force: container state improper"
+            )
+        );
+        env.text(&["rm", "-f", "-t", "0", "busy"]);
+    });
+}
