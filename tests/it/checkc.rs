@@ -294,3 +294,27 @@ fn name_in_use_and_rm_of_a_running_container_in_podmans_words() {
         env.text(&["rm", "-f", "-t", "0", "busy"]);
     });
 }
+
+#[test]
+fn an_unknown_storage_driver_is_refused_by_every_command() {
+    for_each_user("checkc_driver", |env| {
+        env.import_busybox("bb");
+        // podman 4.3 refuses it before listing anything (exit 125); rbox listed the images
+        for args in [&["images"][..], &["ps", "-a"], &["info"]] {
+            let out = env
+                .rbox()
+                .args(["--storage-driver", "bogus"])
+                .args(args)
+                .output()
+                .rbox_error();
+            assert_eq!(
+                out.stderr.trim_end(),
+                "Error: unknown storage driver `bogus`: use overlay, fuse-overlay or vfs",
+                "{args:?}"
+            );
+            assert_eq!(out.stdout, "", "{args:?}");
+        }
+        let id = env.text(&["--storage-driver", "vfs", "images", "-q"]);
+        assert_eq!(id.len(), 12, "{id}");
+    });
+}
