@@ -5,7 +5,6 @@
 //! container uses) hold here too.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -107,15 +106,7 @@ fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
 
 /// Ask on the terminal, as Podman asks (on stdout); whether the answer was yes.
 fn confirm(warning: &str) -> Result<bool> {
-    let mut out = std::io::stdout();
-    write!(
-        out,
-        "WARNING! {warning}\nAre you sure you want to continue? [y/N] "
-    )?;
-    out.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+    super::system::confirm(&format!("WARNING! {warning}\n"))
 }
 
 pub fn containers(g: &Context, a: ContainerPruneArgs) -> Result<ExitCode> {

@@ -445,16 +445,17 @@ fn df_verbose(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ask Podman's question on stdout; Ok(false) for anything but y. End of input is Podman's
-/// `Error: EOF`.
-fn confirm(warning: &str) -> Result<bool> {
+/// Ask Podman's question on stdout (after `warning`); yes when the answer starts with y or
+/// Y, as Podman reads it ("yes", "yup"). End of input is Podman's `Error: EOF`. The prompt
+/// of every prune and of reset.
+pub(crate) fn confirm(warning: &str) -> Result<bool> {
     print!("{warning}Are you sure you want to continue? [y/N] ");
     std::io::stdout().flush().ok();
     let mut line = String::new();
     if std::io::stdin().lock().read_line(&mut line)? == 0 {
         bail!("EOF");
     }
-    Ok(line.trim().eq_ignore_ascii_case("y"))
+    Ok(line.trim_start().starts_with(['y', 'Y']))
 }
 
 /// The warning `podman system prune` prints before asking.

@@ -318,3 +318,27 @@ fn an_unknown_storage_driver_is_refused_by_every_command() {
         assert_eq!(id.len(), 12, "{id}");
     });
 }
+
+#[test]
+fn prune_prompts_read_the_answer_as_podman() {
+    for_each_user("checkc_prune_prompt", |env| {
+        env.import_busybox("bb");
+        env.text(&["untag", "bb"]);
+        let ask = "WARNING! This command removes all dangling images.\n\
+                   Are you sure you want to continue? [y/N] ";
+        // podman 4.3: end of input is `Error: EOF` (exit 125), and nothing goes
+        let out = env.rbox().args(["image", "prune"]).output().rbox_error();
+        assert_eq!(out.stdout, ask);
+        assert_eq!(out.stderr.trim_end(), "Error: EOF");
+        assert_eq!(env.text(&["images", "-q"]).lines().count(), 1);
+        // ... and an answer starting with y (`yup`) is a yes
+        let out = env
+            .rbox()
+            .args(["image", "prune"])
+            .stdin("yup\n")
+            .output()
+            .success();
+        assert!(out.stdout.starts_with(ask), "{out}");
+        assert_eq!(env.text(&["images", "-q"]), "");
+    });
+}
