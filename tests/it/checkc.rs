@@ -342,3 +342,29 @@ fn prune_prompts_read_the_answer_as_podman() {
         assert_eq!(env.text(&["images", "-q"]), "");
     });
 }
+
+#[test]
+fn rmi_no_prune_keeps_the_build_steps() {
+    for_each_user("checkc_no_prune", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\nRUN echo a > /a\nRUN echo b > /b\n",
+        );
+        env.rbox()
+            .args(["build", "--network=none", "-t", "one"])
+            .arg(env.path("work/ctx"))
+            .output()
+            .success();
+        let all = || env.text(&["images", "-a", "-q"]).lines().count();
+        assert_eq!(all(), 3, "busybox, one step, the image");
+        let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "one"]);
+        // podman 4.3: `rmi --no-prune` deletes the image only, its step stays (images -a)
+        let out = env.text(&["rmi", "--no-prune", "one"]);
+        assert_eq!(
+            out,
+            format!("Untagged: localhost/one:latest\nDeleted: {id}")
+        );
+        assert_eq!(all(), 2);
+    });
+}
