@@ -368,3 +368,42 @@ fn rmi_no_prune_keeps_the_build_steps() {
         assert_eq!(all(), 2);
     });
 }
+
+#[test]
+fn import_prints_the_digest_and_takes_message_and_platform() {
+    for_each_user("checkc_import", |env| {
+        let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "busybox.tar");
+        let out = env
+            .rbox()
+            .args([
+                "import",
+                "-m",
+                "hello",
+                "--arch",
+                "arm64",
+                "--variant",
+                "v8",
+            ])
+            .arg(&tar)
+            .arg("imp")
+            .output()
+            .success();
+        // podman 4.3 prints `sha256:ID`; -m is the history comment, --arch the config's
+        let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "imp"]);
+        assert_eq!(out.text(), format!("sha256:{id}"));
+        assert_eq!(
+            env.text(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Comment}}|{{.Architecture}}|{{.Os}}",
+                "imp"
+            ]),
+            "hello|arm64|linux"
+        );
+        assert_eq!(
+            env.text(&["history", "--format", "{{.Comment}}", "imp"]),
+            "hello"
+        );
+    });
+}
