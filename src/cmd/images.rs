@@ -36,8 +36,8 @@ pub struct ImagesArgs {
     #[arg(short = 'n', long = "noheading")]
     pub noheading: bool,
     /// Filter: dangling=true|false, reference=PATTERN (`*` wildcards, e.g. 'localhost/*'),
-    /// label=KEY[=VALUE], id=PREFIX, before=IMAGE, since=IMAGE, readonly=true|false,
-    /// intermediate=true|false
+    /// label=KEY[=VALUE], label!=KEY[=VALUE], id=ID, before=IMAGE, since=IMAGE,
+    /// readonly=true|false, intermediate=true|false
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
     /// Sort by created, id, repository, size or tag
@@ -176,7 +176,9 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
 enum Filter {
     Dangling(bool),
     Reference(String),
-    Label(String, Option<String>),
+    /// `label=` (true) or `label!=` (false): whether the image has the label
+    Label(String, Option<String>, bool),
+    /// the full id (Podman matches no prefix)
     Id(String),
     /// created before / after this time (the named image's), Unix seconds
     Before(i64),
@@ -215,10 +217,13 @@ impl Filter {
             "readonly" => Filter::ReadOnly(boolean(v)?),
             "intermediate" => Filter::Intermediate(boolean(v)?, intermediate_ids(store)),
             "reference" => Filter::Reference(v.to_string()),
-            "label" => match v.split_once('=') {
-                Some((lk, lv)) => Filter::Label(lk.to_string(), Some(lv.to_string())),
-                None => Filter::Label(v.to_string(), None),
-            },
+            "label" | "label!" => {
+                let has = k == "label";
+                match v.split_once('=') {
+                    Some((lk, lv)) => Filter::Label(lk.to_string(), Some(lv.to_string()), has),
+                    None => Filter::Label(v.to_string(), None, has),
+                }
+            }
             "id" => Filter::Id(v.trim_start_matches("sha256:").to_string()),
             _ => bail!("unsupported image filter {k:?}"),
         })
@@ -239,12 +244,15 @@ impl Filter {
                 }
                 forms.iter().any(|f| glob(p, f))
             }),
-            Filter::Label(k, v) => match (labels.get(k), v) {
-                (Some(_), None) => true,
-                (Some(have), Some(want)) => have == want,
-                (None, _) => false,
-            },
-            Filter::Id(prefix) => rec.id.hex().starts_with(prefix.as_str()),
+            Filter::Label(k, v, has) => {
+                let found = match (labels.get(k), v) {
+                    (Some(_), None) => true,
+                    (Some(have), Some(want)) => have == want,
+                    (None, _) => false,
+                };
+                found == *has
+            }
+            Filter::Id(id) => rec.id.hex() == id,
             Filter::Before(t) => epoch(rec.created.as_deref()) < *t,
             Filter::Since(t) => epoch(rec.created.as_deref()) > *t,
             Filter::ReadOnly(ro) => rec.read_only_store.is_some() == *ro,
@@ -457,11 +465,11 @@ mod tests {
         );
         assert_eq!(
             Filter::parse("label=a=b", &store).unwrap(),
-            Filter::Label("a".into(), Some("b".into()))
+            Filter::Label("a".into(), Some("b".into()), true)
         );
         assert_eq!(
             Filter::parse("label=a", &store).unwrap(),
-            Filter::Label("a".into(), None)
+            Filter::Label("a".into(), None, true)
         );
         assert!(Filter::parse("dangling=maybe", &store).is_err());
         assert!(Filter::parse("since=x", &store).is_err());

@@ -407,3 +407,31 @@ fn import_prints_the_digest_and_takes_message_and_platform() {
         );
     });
 }
+
+#[test]
+fn images_label_negation_and_full_id_filters_as_podman() {
+    for_each_user("checkc_images_filters", |env| {
+        env.import_busybox("bb");
+        let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "b2.tar");
+        env.rbox()
+            .args(["import", "-c", "LABEL a=b"])
+            .arg(&tar)
+            .arg("labelled")
+            .output()
+            .success();
+        // sorted: the two may have been created in the same second
+        let repos = |filter: &str| {
+            let out = env.text(&["images", "--filter", filter, "--format", "{{.Repository}}"]);
+            let mut rows: Vec<&str> = out.lines().collect();
+            rows.sort_unstable();
+            rows.join("\n")
+        };
+        // podman 4.3: label!= keeps the images without it; id= takes the full id only
+        assert_eq!(repos("label!=a"), "localhost/bb");
+        assert_eq!(repos("label!=a=c"), "localhost/bb\nlocalhost/labelled");
+        assert_eq!(repos("label=a=b"), "localhost/labelled");
+        let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "bb"]);
+        assert_eq!(repos(&format!("id={id}")), "localhost/bb");
+        assert_eq!(repos(&format!("id={}", &id[..12])), "");
+    });
+}
