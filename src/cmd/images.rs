@@ -370,6 +370,10 @@ fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Stor
     if rec.read_only_store.is_some() {
         v["ReadOnly"] = json!(true);
     }
+    // ... and this one for an image with a name
+    if rec.names.is_empty() {
+        v["Dangling"] = json!(true);
+    }
     v
 }
 

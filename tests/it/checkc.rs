@@ -106,6 +106,9 @@ fn rmi_force_ignores_unknown_images_and_untag_has_its_short_name() {
             env.text(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
             "<none>:<none>"
         );
+        // podman 4.3's JSON has "Dangling": true for an image without a name only
+        let v: Value = serde_json::from_str(&env.text(&["images", "--format", "json"])).unwrap();
+        assert_eq!(v[0]["Dangling"], true, "{v}");
     });
 }
 
