@@ -61,6 +61,10 @@ pub struct PruneArgs {
     /// Remove the volumes no container uses too
     #[arg(long)]
     pub volumes: bool,
+    /// Remove only containers and images that match: label=KEY[=VALUE],
+    /// label!=KEY[=VALUE], until=TIME (RFC 3339, Unix seconds, or a duration before now)
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -478,12 +482,14 @@ fn prune_warning(all: bool, volumes: bool) -> String {
 }
 
 fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
+    let filters = super::prune::parse_filters(&a.filter)?;
     if !a.force && !confirm(&prune_warning(a.all, a.volumes))? {
         return Ok(ExitCode::SUCCESS);
     }
     let stopped: Vec<ContainerRecord> = state::list(g)?
         .into_iter()
         .filter(|c| c.state.status != Status::Running)
+        .filter(|c| super::prune::container_matches(&filters, c))
         .collect();
     let store = runtime::open_store(g)?;
     let mut reclaimed = 0u64;
@@ -517,7 +523,11 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
     let mut removed_imgs = Vec::new();
     for rec in store.images()? {
         let unused = store.containers_using(&rec.id).is_empty();
-        if unused && (a.all || rec.names.is_empty()) && rec.read_only_store.is_none() {
+        if unused
+            && (a.all || rec.names.is_empty())
+            && rec.read_only_store.is_none()
+            && super::prune::image_matches(&filters, &store, &rec)
+        {
             store
                 .remove_image(&rec.id, false)
                 .with_context(|| format!("remove image {}", short_id(rec.id.hex())))?;

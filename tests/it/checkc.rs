@@ -438,3 +438,46 @@ fn images_label_negation_and_full_id_filters_as_podman() {
         assert_eq!(repos(&format!("id={}", &id[..12])), "");
     });
 }
+
+#[test]
+fn system_prune_takes_podmans_filter() {
+    for_each_user("checkc_system_prune_filter", |env| {
+        env.import_busybox("bb");
+        let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "b2.tar");
+        env.rbox()
+            .args(["import", "-c", "LABEL keep=1"])
+            .arg(&tar)
+            .arg("kept")
+            .output()
+            .success();
+        let _cleanup = crate::util::RemoveAll(env);
+        for (name, label) in [("c1", "keep=1"), ("c2", "other=1")] {
+            env.text(&[
+                "create",
+                "--network=none",
+                "--name",
+                name,
+                "--label",
+                label,
+                "bb",
+                "true",
+            ]);
+        }
+        // podman's --filter of system prune: only the containers and images that match go
+        env.text(&["system", "prune", "-f", "-a", "--filter", "label!=keep"]);
+        assert_eq!(env.text(&["ps", "-a", "--format", "{{.Names}}"]), "c1");
+        let mut repos: Vec<String> = env
+            .text(&["images", "--format", "{{.Repository}}"])
+            .lines()
+            .map(String::from)
+            .collect();
+        repos.sort();
+        assert_eq!(repos, ["localhost/bb", "localhost/kept"]);
+        let out = env
+            .rbox()
+            .args(["system", "prune", "-f", "--filter", "bogus=1"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("invalid filter `bogus=1`"), "{out}");
+    });
+}
