@@ -151,6 +151,8 @@ pub enum Command {
     Rmi(cmd::rmi::RmiArgs),
     /// Add an additional name to a local image
     Tag(cmd::tag::TagArgs),
+    /// Remove names from an image (all of them when none is given)
+    Untag(cmd::untag::UntagArgs),
     /// Show the history of an image
     History(cmd::history::HistoryArgs),
     /// Manage images
@@ -472,6 +474,15 @@ const NOT_YET: &[(&[&str], &str)] = &[
 pub fn usage_error(e: &clap::Error, argv: &[std::ffi::OsString]) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let help = format!("see `{} --help`", subcommand_path(argv).join(" "));
+    let missing = e.kind() == ErrorKind::MissingRequiredArgument;
+    let extra = e.kind() == ErrorKind::UnknownArgument
+        && !matches!(e.get(ContextKind::InvalidArg),
+                     Some(ContextValue::String(s)) if s.starts_with('-'));
+    if missing || extra {
+        if let Some(line) = arity_error(argv, missing) {
+            return line;
+        }
+    }
     if e.kind() == ErrorKind::UnknownArgument {
         let arg = match e.get(ContextKind::InvalidArg) {
             Some(ContextValue::String(s)) => s.clone(),
@@ -494,6 +505,155 @@ pub fn usage_error(e: &clap::Error, argv: &[std::ffi::OsString]) -> String {
     let what = what.join(" ");
     let what = what.strip_prefix("error: ").unwrap_or(&what);
     format!("{}: {help}", what.replace('\'', "`"))
+}
+
+/// Podman's own words where a command checks its arguments itself and none were given, by
+/// command path (`rbox container X` looks up `rbox X`; `{}` stands for the path typed).
+const NO_ARGS_GIVEN: &[(&str, &str)] = &[
+    ("rbox rmi", "image name or ID must be specified"),
+    ("rbox image rm", "image name or ID must be specified"),
+    ("rbox image unmount", "image name or ID must be specified"),
+    ("rbox save", "need at least 1 argument"),
+    ("rbox image save", "need at least 1 argument"),
+    ("rbox image inspect", "no names or ids specified"),
+    ("rbox inspect", "no names or ids specified"),
+    ("rbox start", "start requires at least one argument"),
+    ("rbox stop", "you must provide at least one name or id"),
+    ("rbox kill", "you must provide at least one name or id"),
+    ("rbox rm", "you must provide at least one name or id"),
+    ("rbox restart", "you must provide at least one name or id"),
+    (
+        "rbox attach",
+        "\"{}\" requires a name, id, or the \"--latest\" flag",
+    ),
+    (
+        "rbox exec",
+        "exec requires the name or ID of a container or the --latest flag",
+    ),
+    (
+        "rbox logs",
+        "specify at least one container name or ID to log",
+    ),
+    (
+        "rbox port",
+        "you must supply a running container name or id",
+    ),
+    (
+        "rbox top",
+        "you must provide the name or id of a running container",
+    ),
+    (
+        "rbox wait",
+        "\"{}\" requires a name, id, or the \"--latest\" flag",
+    ),
+    (
+        "rbox diff",
+        "\"{}\" requires a name, id, or the \"--latest\" flag",
+    ),
+];
+
+/// A wrong number of arguments in the words of Podman's command-line library (cobra), which
+/// scripts and users see from podman: "accepts 1 arg(s), received 2", "requires at least 1
+/// arg(s), only received 0", "`rbox load` takes no arguments". `missing`: clap found a
+/// required argument missing (one that is required only without some flag counts as one).
+/// `None` when the command's arguments cannot be counted that way.
+fn arity_error(argv: &[std::ffi::OsString], missing: bool) -> Option<String> {
+    let (path, leaf, start) = leaf_command(argv);
+    let given = count_positionals(&leaf, &argv[start..]);
+    let path = path.join(" ");
+    if given == 0 {
+        let short = path.replacen("rbox container ", "rbox ", 1);
+        if let Some((_, words)) = NO_ARGS_GIVEN.iter().find(|(p, _)| *p == short) {
+            return Some(words.replace("{}", &path));
+        }
+    }
+    let (mut min, mut max) = (0usize, Some(0usize));
+    for a in leaf.get_positionals() {
+        let range = a.get_num_args().unwrap_or_default();
+        if a.is_required_set() {
+            min += range.min_values().max(1);
+        }
+        max = match (max, range.max_values()) {
+            (Some(m), n) if n != usize::MAX => Some(m + n),
+            _ => None,
+        };
+    }
+    if missing {
+        min = min.max(1);
+    }
+    // a count that does not explain the error (a missing command after the container):
+    // clap's own words say which argument is missing
+    if missing && given >= min {
+        return None;
+    }
+    Some(match max {
+        Some(0) => format!("`{path}` takes no arguments"),
+        Some(m) if min == 0 => format!("accepts at most {m} arg(s), received {given}"),
+        None if min == 0 => return None,
+        Some(m) if m == min => format!("accepts {min} arg(s), received {given}"),
+        Some(m) => format!("accepts between {min} and {m} arg(s), received {given}"),
+        None => format!("requires at least {min} arg(s), only received {given}"),
+    })
+}
+
+/// The deepest subcommand named in `argv` (with globals propagated), its path from `rbox`,
+/// and where its own arguments start.
+fn leaf_command(argv: &[std::ffi::OsString]) -> (Vec<String>, clap::Command, usize) {
+    let mut cmd = command();
+    cmd.build();
+    let mut path = vec!["rbox".to_string()];
+    let mut start = 1;
+    for (i, a) in argv.iter().enumerate().skip(1) {
+        let Some(a) = a.to_str() else { continue };
+        if a == "--" {
+            break;
+        }
+        if a.starts_with('-') || !cmd.has_subcommands() {
+            continue;
+        }
+        let Some(sub) = cmd.find_subcommand(a).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        cmd = sub;
+        start = i + 1;
+    }
+    (path, cmd, start)
+}
+
+/// How many of `args` are positional arguments of `cmd`: not flags, nor flags' values.
+fn count_positionals(cmd: &clap::Command, args: &[std::ffi::OsString]) -> usize {
+    let takes_value = |a: Option<&clap::Arg>| {
+        a.is_some_and(|a| a.get_num_args().unwrap_or_default().min_values() > 0)
+    };
+    let mut n = 0;
+    let mut it = args.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        if a == "--" {
+            n += it.count();
+            break;
+        }
+        if let Some(long) = a.strip_prefix("--") {
+            if !long.contains('=')
+                && takes_value(cmd.get_arguments().find(|x| x.get_long() == Some(long)))
+            {
+                it.next();
+            }
+        } else if let Some(shorts) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
+            // the first short flag that takes a value takes the rest, or the next argument
+            for (i, c) in shorts.char_indices() {
+                if takes_value(cmd.get_arguments().find(|x| x.get_short() == Some(c))) {
+                    if i + c.len_utf8() == shorts.len() {
+                        it.next();
+                    }
+                    break;
+                }
+            }
+        } else {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The subcommands named in `argv`, from `rbox` down: `rbox --root /x image ls -q` gives
@@ -915,11 +1075,53 @@ mod tests {
         assert_eq!(l, "unknown flag `--frobnicate`: see `rbox run --help`");
         let l = usage_line(&["rbox", "image", "ls", "--bogus"]);
         assert_eq!(l, "unknown flag `--bogus`: see `rbox image ls --help`");
-        let l = usage_line(&["rbox", "run"]);
-        assert!(
-            l.contains("IMAGE") && l.ends_with("see `rbox run --help`"),
-            "{l}"
-        );
+        // podman 4.3's (cobra's) words for a wrong number of arguments
+        for (args, want) in [
+            (
+                &["rbox", "run"][..],
+                "requires at least 1 arg(s), only received 0",
+            ),
+            (
+                &["rbox", "stop"],
+                "you must provide at least one name or id",
+            ),
+            (
+                &["rbox", "--root", "/x", "history", "-q"],
+                "accepts 1 arg(s), received 0",
+            ),
+            (
+                &["rbox", "image", "exists", "a", "b"],
+                "accepts 1 arg(s), received 2",
+            ),
+            (
+                &["rbox", "tag", "a"],
+                "requires at least 2 arg(s), only received 1",
+            ),
+            (
+                &["rbox", "import"],
+                "accepts between 1 and 2 arg(s), received 0",
+            ),
+            (
+                &["rbox", "system", "df", "x"],
+                "`rbox system df` takes no arguments",
+            ),
+            (
+                &["rbox", "load", "-i", "f", "x"],
+                "`rbox load` takes no arguments",
+            ),
+            (&["rbox", "rmi"], "image name or ID must be specified"),
+            (&["rbox", "save", "-o", "f"], "need at least 1 argument"),
+            (
+                &["rbox", "volume", "create", "a", "b"],
+                "accepts at most 1 arg(s), received 2",
+            ),
+            (
+                &["rbox", "container", "wait"],
+                "\"rbox container wait\" requires a name, id, or the \"--latest\" flag",
+            ),
+        ] {
+            assert_eq!(usage_line(args), want, "{args:?}");
+        }
         let l = usage_line(&["rbox", "frob"]);
         assert!(
             l.contains("`frob`") && l.ends_with("see `rbox --help`"),

@@ -85,6 +85,18 @@ fn storage_conf_path() -> Option<(PathBuf, bool)> {
     sys.exists().then_some((sys, true))
 }
 
+/// The storage.conf that applies, or where the user's would be (as Podman's `info` names
+/// it: root's is the system one).
+pub fn storage_conf_file() -> PathBuf {
+    match storage_conf_path() {
+        Some((p, _)) => p,
+        None if nix::unistd::geteuid().is_root() => "/etc/containers/storage.conf".into(),
+        None => dirs::config_dir()
+            .unwrap_or_default()
+            .join("containers/storage.conf"),
+    }
+}
+
 /// Read storage.conf, if there is one. A file that exists but does not parse is an error
 /// (silently using other directories would split the user's images between two stores).
 pub fn storage() -> Result<Storage> {

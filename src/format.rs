@@ -97,18 +97,25 @@ pub fn without_heading(given: Option<&str>, default: &str, noheading: bool) -> O
 /// Render `inspect` output: a pretty JSON array by default or with `json`, else the template
 /// once per object.
 pub fn render_inspect(format: Option<&str>, items: &[Value]) -> Result<String> {
+    let rows: Vec<Row> = items
+        .iter()
+        .map(|v| Row {
+            json: v.clone(),
+            view: v.clone(),
+        })
+        .collect();
+    render_inspect_rows(format, &rows)
+}
+
+/// [`render_inspect`] of items whose templates see more than their JSON shows (Go's zero
+/// values of fields the JSON omits).
+pub fn render_inspect_rows(format: Option<&str>, rows: &[Row]) -> Result<String> {
     match format {
-        None => Ok(pretty_json(&items) + "\n"),
-        Some(f) => {
-            let rows: Vec<Row> = items
-                .iter()
-                .map(|v| Row {
-                    json: v.clone(),
-                    view: v.clone(),
-                })
-                .collect();
-            render_list(Some(f), "json", &[], &rows)
+        None => {
+            let items: Vec<&Value> = rows.iter().map(|r| &r.json).collect();
+            Ok(pretty_json(&items) + "\n")
         }
+        Some(f) => render_list(Some(f), "json", &[], rows),
     }
 }
 

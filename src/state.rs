@@ -829,13 +829,12 @@ pub fn generate_name(id: &str) -> String {
 pub fn reserve_name(root: &Path, name: &str, id: &str) -> Result<()> {
     match try_reserve_name(root, name, id)? {
         None => Ok(()),
-        Some(other) => {
-            let short = &other[..12.min(other.len())];
-            bail!(
-                "the container name `{name}` is already in use by {short}: remove that container \
-                 (rbox rm {name}) or choose another name"
-            )
-        }
+        // Podman's words, which scripts match
+        Some(other) => bail!(
+            "creating container storage: the container name \"{name}\" is already in use by \
+             {other}. You have to remove that container to be able to reuse that name: that \
+             name is already in use"
+        ),
     }
 }
 

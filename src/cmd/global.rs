@@ -1,7 +1,8 @@
 //! Podman's global options that rbox accepts only in part: `--runtime`, `--runtime-flag`,
-//! `--events-backend`, `--cgroup-manager`, `--storage-opt`, and `--noout`. Each value is
-//! judged here by a pure function (the ones that mean something to rbox pass, the others are
-//! refused in one line that says what to use instead), before anything touches the store.
+//! `--events-backend`, `--cgroup-manager`, `--storage-driver`, `--storage-opt`, and
+//! `--noout`. Each value is judged here by a pure function (the ones that mean something to
+//! rbox pass, the others are refused in one line that says what to use instead), before
+//! anything touches the store.
 //! What the accepted ones decide goes into the [`crate::context::Context`].
 
 use std::path::Path;
@@ -29,6 +30,11 @@ pub fn check(g: &GlobalArgs) -> Result<()> {
     }
     for o in &g.storage_opt {
         storage_opt(o)?;
+    }
+    // refused by every command, as Podman refuses it before opening its store (it was
+    // judged only when a container was made)
+    if let Some(d) = &g.storage_driver {
+        d.parse::<rbox_storage::Driver>()?;
     }
     Ok(())
 }

@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::common::{epoch, read_store, short_id};
 use crate::cli::complete;
 use crate::context::Context;
-use crate::format::{self, human, Row};
+use crate::format::{self, human, Format, Row};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HistoryArgs {
@@ -40,6 +40,21 @@ const TITLES: &[(&str, &str)] = &[
     ("CreatedAt", "CREATED AT"),
 ];
 
+/// One step of `history --format json`, with the names and the order of Podman 4.3's
+/// (its reporter's JSON: `CreatedBy` and `Created` capitalised, no tags), on one line.
+#[derive(serde::Serialize)]
+struct JsonStep {
+    id: String,
+    created: Option<String>,
+    #[serde(rename = "CreatedBy")]
+    created_by: String,
+    size: u64,
+    comment: String,
+    /// `created` in whole seconds
+    #[serde(rename = "Created")]
+    created_secs: String,
+}
+
 pub fn run(g: &Context, a: HistoryArgs) -> Result<ExitCode> {
     let store = read_store(g)?;
     let rec = store.lookup_image(&a.image)?;
@@ -47,6 +62,7 @@ pub fn run(g: &Context, a: HistoryArgs) -> Result<ExitCode> {
     steps.reverse();
     let now = human::now();
     let mut rows = Vec::new();
+    let mut json_steps = Vec::new();
     for (i, h) in steps.iter().enumerate() {
         // Like Podman: the top step carries the image id, the others have none of their own.
         let id_full = if i == 0 {
@@ -65,31 +81,40 @@ pub fn run(g: &Context, a: HistoryArgs) -> Result<ExitCode> {
             by = by.chars().take(42).collect::<String>() + "...";
         }
         let comment = h.comment.clone().unwrap_or_default();
-        let json = json!({
-            "id": id_full,
-            "created": h.created,
-            "createdBy": h.created_by.clone().unwrap_or_default(),
-            "size": h.size,
-            "comment": comment,
-            "emptyLayer": h.empty_layer,
-            "tags": if i == 0 { rec.names.clone() } else { Vec::new() },
+        json_steps.push(JsonStep {
+            id: id_full,
+            created: h.created.clone(),
+            created_by: h.created_by.clone().unwrap_or_default(),
+            size: h.size,
+            comment: comment.clone(),
+            created_secs: human::rfc3339(created),
         });
+        // Podman's -H=false changes only CREATED: SIZE stays human, CreatedAt has whole
+        // seconds
         let view = json!({
             "ID": id,
             "Created": if !a.human { human::rfc3339(created) } else if h.created.is_none() { String::new() } else { human::ago(created, now) },
-            "CreatedAt": human::go_time_of(h.created.as_deref()),
+            "CreatedAt": human::go_time(created),
             "CreatedSince": human::ago(created, now),
             "CreatedBy": by,
-            "Size": if a.human { human::size(h.size) } else { h.size.to_string() },
+            "Size": human::size(h.size),
             "Comment": comment,
-            "Tags": if i == 0 { rec.names.clone() } else { Vec::new() },
+            // podman 4.3 prints [] for every step
+            "Tags": [],
         });
-        rows.push(Row { json, view });
+        rows.push(Row {
+            json: Value::Null,
+            view,
+        });
     }
     if a.quiet {
         for r in &rows {
             println!("{}", format::to_text(&r.view["ID"]));
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(Format::Json) = a.format.as_deref().map(Format::parse).transpose()? {
+        println!("{}", serde_json::to_string(&json_steps)?);
         return Ok(ExitCode::SUCCESS);
     }
     print!(

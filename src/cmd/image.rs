@@ -90,7 +90,7 @@ impl From<ImageCommand> for Command {
             ImageCommand::Exists(a) => Command::Grouped(cmd::Grouped::ImageExists(a)),
             ImageCommand::Prune(a) => Command::Grouped(cmd::Grouped::ImagePrune(a)),
             ImageCommand::Tree(a) => Command::Grouped(cmd::Grouped::ImageTree(a)),
-            ImageCommand::Untag(a) => Command::Grouped(cmd::Grouped::ImageUntag(a)),
+            ImageCommand::Untag(a) => Command::Untag(a),
             ImageCommand::Mount(a) => Command::Grouped(cmd::Grouped::ImageMount(a)),
             ImageCommand::Unmount(a) => Command::Grouped(cmd::Grouped::ImageUnmount(a)),
         }

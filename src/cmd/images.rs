@@ -36,8 +36,8 @@ pub struct ImagesArgs {
     #[arg(short = 'n', long = "noheading")]
     pub noheading: bool,
     /// Filter: dangling=true|false, reference=PATTERN (`*` wildcards, e.g. 'localhost/*'),
-    /// label=KEY[=VALUE], id=PREFIX, before=IMAGE, since=IMAGE, readonly=true|false,
-    /// intermediate=true|false
+    /// label=KEY[=VALUE], label!=KEY[=VALUE], id=ID, before=IMAGE, since=IMAGE,
+    /// readonly=true|false, intermediate=true|false
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
     /// Sort by created, id, repository, size or tag
@@ -137,7 +137,8 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
             });
             continue;
         }
-        for v in view_rows(rec, &labels, now, a.no_trunc) {
+        let containers = j["Containers"].as_u64().unwrap_or(0);
+        for v in view_rows(rec, &labels, containers, now, a.no_trunc) {
             rows.push(Row {
                 json: j.clone(),
                 view: v,
@@ -175,7 +176,9 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
 enum Filter {
     Dangling(bool),
     Reference(String),
-    Label(String, Option<String>),
+    /// `label=` (true) or `label!=` (false): whether the image has the label
+    Label(String, Option<String>, bool),
+    /// the full id (Podman matches no prefix)
     Id(String),
     /// created before / after this time (the named image's), Unix seconds
     Before(i64),
@@ -214,10 +217,13 @@ impl Filter {
             "readonly" => Filter::ReadOnly(boolean(v)?),
             "intermediate" => Filter::Intermediate(boolean(v)?, intermediate_ids(store)),
             "reference" => Filter::Reference(v.to_string()),
-            "label" => match v.split_once('=') {
-                Some((lk, lv)) => Filter::Label(lk.to_string(), Some(lv.to_string())),
-                None => Filter::Label(v.to_string(), None),
-            },
+            "label" | "label!" => {
+                let has = k == "label";
+                match v.split_once('=') {
+                    Some((lk, lv)) => Filter::Label(lk.to_string(), Some(lv.to_string()), has),
+                    None => Filter::Label(v.to_string(), None, has),
+                }
+            }
             "id" => Filter::Id(v.trim_start_matches("sha256:").to_string()),
             _ => bail!("unsupported image filter {k:?}"),
         })
@@ -238,12 +244,15 @@ impl Filter {
                 }
                 forms.iter().any(|f| glob(p, f))
             }),
-            Filter::Label(k, v) => match (labels.get(k), v) {
-                (Some(_), None) => true,
-                (Some(have), Some(want)) => have == want,
-                (None, _) => false,
-            },
-            Filter::Id(prefix) => rec.id.hex().starts_with(prefix.as_str()),
+            Filter::Label(k, v, has) => {
+                let found = match (labels.get(k), v) {
+                    (Some(_), None) => true,
+                    (Some(have), Some(want)) => have == want,
+                    (None, _) => false,
+                };
+                found == *has
+            }
+            Filter::Id(id) => rec.id.hex() == id,
             Filter::Before(t) => epoch(rec.created.as_deref()) < *t,
             Filter::Since(t) => epoch(rec.created.as_deref()) > *t,
             Filter::ReadOnly(ro) => rec.read_only_store.is_some() == *ro,
@@ -353,7 +362,7 @@ fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Stor
         "Containers": store.containers_using(&rec.id).len(),
         "Names": rec.names,
         "Digest": rec.digest.to_string(),
-        "History": rec.names,
+        "History": names_history(rec),
         "Created": created,
         "CreatedAt": human::rfc3339(created),
     });
@@ -361,13 +370,25 @@ fn image_json(rec: &ImageRecord, labels: &BTreeMap<String, String>, store: &Stor
     if rec.read_only_store.is_some() {
         v["ReadOnly"] = json!(true);
     }
+    // ... and this one for an image with a name
+    if rec.names.is_empty() {
+        v["Dangling"] = json!(true);
+    }
     v
 }
 
+/// The image's names as Podman's `NamesHistory` lists them: the most recent first.
+pub fn names_history(rec: &ImageRecord) -> Vec<String> {
+    rec.names.iter().rev().cloned().collect()
+}
+
 /// What templates see: one object per name (or one `<none>` row for an untagged image).
+/// Sizes are numbers except `.Size`, and `.CreatedAt` has whole seconds, as in Podman's
+/// image reporter (its `Created` is Unix seconds).
 fn view_rows(
     rec: &ImageRecord,
     labels: &BTreeMap<String, String>,
+    containers: u64,
     now: i64,
     no_trunc: bool,
 ) -> Vec<Value> {
@@ -397,11 +418,13 @@ fn view_rows(
                 "Digest": rec.digest.to_string(),
                 "Created": human::ago(created, now),
                 "CreatedSince": human::ago(created, now),
-                "CreatedAt": human::go_time_of(rec.created.as_deref()),
+                "CreatedAt": human::go_time(created),
                 "CreatedTime": human::rfc3339(created),
                 "Size": human::size(rec.size),
-                "VirtualSize": human::size(rec.size),
-                "SharedSize": human::size(0),
+                "VirtualSize": rec.size,
+                "SharedSize": 0,
+                "Containers": containers,
+                "ParentId": "",
                 "Labels": labels,
                 "Names": rec.names,
                 "RepoTags": rec.names,
@@ -409,7 +432,7 @@ fn view_rows(
                 "ReadOnly": rec.read_only_store.is_some(),
                 "IsReadOnly": rec.read_only_store.is_some(),
                 "Dangling": rec.names.is_empty(),
-                "History": [],
+                "History": names_history(rec).join(", "),
             })
         })
         .collect()
@@ -446,11 +469,11 @@ mod tests {
         );
         assert_eq!(
             Filter::parse("label=a=b", &store).unwrap(),
-            Filter::Label("a".into(), Some("b".into()))
+            Filter::Label("a".into(), Some("b".into()), true)
         );
         assert_eq!(
             Filter::parse("label=a", &store).unwrap(),
-            Filter::Label("a".into(), None)
+            Filter::Label("a".into(), None, true)
         );
         assert!(Filter::parse("dangling=maybe", &store).is_err());
         assert!(Filter::parse("since=x", &store).is_err());

@@ -17,9 +17,18 @@ pub struct ImportArgs {
     /// Apply a Dockerfile instruction to the image config (e.g. 'CMD ["/bin/sh"]')
     #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
     pub change: Vec<String>,
-    /// Set a commit message (accepted for compatibility)
+    /// Set the comment of the image's history entry (default: imported from tarball)
     #[arg(short = 'm', long, value_name = "MESSAGE")]
     pub message: Option<String>,
+    /// Set the image's architecture (default: the host's)
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Set the image's operating system (default: linux)
+    #[arg(long, value_name = "OS")]
+    pub os: Option<String>,
+    /// Set the image's architecture variant (e.g. v8)
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
     /// Print nothing but the image id
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -49,8 +58,19 @@ pub fn run(g: &Context, a: ImportArgs) -> Result<ExitCode> {
         Box::new(BufReader::new(f))
     };
     let rec = store
-        .import_rootfs(reader, a.reference.as_deref(), &a.change)
+        .import_rootfs_with(
+            reader,
+            a.reference.as_deref(),
+            &a.change,
+            &rbox_storage::ImportOptions {
+                comment: a.message,
+                arch: a.arch,
+                os: a.os,
+                variant: a.variant,
+            },
+        )
         .with_context(|| format!("import `{}`", a.source))?;
-    println!("{}", rec.id.hex());
+    // as Podman prints it
+    println!("{}", rec.id);
     Ok(ExitCode::SUCCESS)
 }

@@ -37,10 +37,11 @@ pub fn run(g: &Context, a: InfoArgs) -> Result<ExitCode> {
             println!("{}", format::pretty_json(&info))
         }
         Some(f) => {
-            let rows = [format::Row {
-                json: info.clone(),
-                view: info,
-            }];
+            // Go templates see Podman's Go field names; where one is more than the JSON key
+            // in another case, the view has it too
+            let mut view = info.clone();
+            view["host"]["CgroupsVersion"] = info["host"]["cgroupVersion"].clone();
+            let rows = [format::Row { json: info, view }];
             print!("{}", format::render_list(Some(f), "", &[], &rows)?);
         }
     }
@@ -63,13 +64,7 @@ fn gather(g: &Context) -> Result<Value> {
         .as_ref()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    let arch = uts
-        .as_ref()
-        .map(|u| u.machine().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let os = read("/etc/os-release")
-        .and_then(|s| os_name(&s))
-        .unwrap_or_else(|| "linux".into());
+    let os_release = read("/etc/os-release").unwrap_or_default();
     let userns_check = UsernsSysctls {
         max_user_namespaces: read("/proc/sys/user/max_user_namespaces")
             .and_then(|s| s.parse().ok()),
@@ -211,7 +206,13 @@ fn gather(g: &Context) -> Result<Value> {
     let images = super::common::read_store(g)
         .and_then(|s| Ok(s.images()?.len()))
         .unwrap_or(0);
-    let containers = crate::state::list(g).map(|l| l.len()).unwrap_or(0);
+    let all = crate::state::list(g).unwrap_or_default();
+    let containers = all.len();
+    let running = all
+        .iter()
+        .filter(|c| c.state.status == crate::state::Status::Running)
+        .count();
+    let paused = all.iter().filter(|c| crate::state::is_paused(g, c)).count();
     let upper = crate::runtime::upper_placement(&root);
     let additional: Vec<Value> = g
         .additional_image_stores()
@@ -230,8 +231,17 @@ fn gather(g: &Context) -> Result<Value> {
     Ok(json!({
         "host": {
             "kernel": kernel,
-            "os": os,
-            "arch": arch,
+            // Podman's: Go's names, the distribution apart
+            "os": "linux",
+            "arch": super::system::go_arch(),
+            "distribution": distribution(&os_release),
+            "cpus": std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            "memTotal": runtime::procs::mem_total(),
+            "memFree": meminfo("MemAvailable"),
+            "swapTotal": meminfo("SwapTotal"),
+            "swapFree": meminfo("SwapFree"),
+            "uptime": uptime(read("/proc/uptime").as_deref().unwrap_or("")),
+            "logDriver": "k8s-file",
             "user": user,
             "uid": uid,
             "userNamespaces": {
@@ -241,6 +251,9 @@ fn gather(g: &Context) -> Result<Value> {
                 "apparmorRestrictUnprivilegedUserns": userns_check.apparmor_restrict,
             },
             "idMappings": {
+                // Podman's: the user's own namespace
+                "uidmap": podman_idmap(&mode, uid, |m| match m { userns::Mode::SubIds { uid, .. } => Some(*uid), _ => None }),
+                "gidmap": podman_idmap(&mode, nix::unistd::getegid().as_raw(), |m| match m { userns::Mode::SubIds { gid, .. } => Some(*gid), _ => None }),
                 "mode": mode_text,
                 "detail": mode.describe(),
                 "why": missing.map(|m| m.hint(&user)).unwrap_or_default(),
@@ -253,6 +266,8 @@ fn gather(g: &Context) -> Result<Value> {
             "tun": tun.unwrap_or_else(|| "missing".into()),
             "cgroups": {"version": cg.version, "controllers": cg.controllers, "limitsEnforceable": cg.enforceable},
             "network": network_info(),
+            // Podman's key for the same tool
+            "slirp4netns": network_info()["slirp4netns"].clone(),
             // Podman's keys ({{.Host.OCIRuntime.Path}}, {{.Host.Security.Rootless}}, ...):
             // rbox is its own OCI runtime and has no remote socket
             "ociRuntime": {
@@ -283,14 +298,13 @@ fn gather(g: &Context) -> Result<Value> {
             // Podman's keys for the same things
             "graphDriverName": driver.as_str(),
             "imageStore": {"number": images},
-            "containerStore": {"number": containers},
+            "containerStore": {"number": containers, "running": running, "paused": paused, "stopped": containers - running},
+            "configFile": crate::config::storage_conf_file().display().to_string(),
+            "volumePath": rbox_storage::volume::volumes_dir_in(&root).display().to_string(),
+            "imageCopyTmpDir": std::env::var("TMPDIR").unwrap_or_else(|_| "/var/tmp".into()),
         },
         "registries": {},
-        "version": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "Os": "linux",
-            "OsArch": format!("linux/{}", super::system::go_arch()),
-        },
+        "version": super::system::client_version(),
         "problems": problems,
     }))
 }
@@ -310,11 +324,59 @@ fn network_info() -> Value {
     })
 }
 
-fn os_name(os_release: &str) -> Option<String> {
-    os_release
-        .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map(|v| v.trim_matches('"').to_string())
+/// Podman's `distribution`: os-release's ID, VERSION_ID and VERSION_CODENAME.
+fn distribution(os_release: &str) -> Value {
+    let get = |key: &str| {
+        os_release
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    json!({
+        "distribution": get("ID"),
+        "version": get("VERSION_ID"),
+        "codename": get("VERSION_CODENAME"),
+    })
+}
+
+/// One /proc/meminfo value in bytes.
+fn meminfo(key: &str) -> u64 {
+    read("/proc/meminfo")
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// /proc/uptime's first number as Podman prints it: `0h 11m 50.00s`.
+fn uptime(proc_uptime: &str) -> String {
+    let secs = proc_uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64;
+    format!("{}h {}m {}.00s", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// Podman's `idMappings.uidmap`/`gidmap` of a user: the user's own id as 0, the subordinate
+/// range from 1; none for root, who has no user namespace (Podman's JSON has null there, its
+/// templates print `[]`, as this does).
+fn podman_idmap(
+    mode: &userns::Mode,
+    own: u32,
+    range: impl Fn(&userns::Mode) -> Option<userns::SubRange>,
+) -> Value {
+    if *mode == userns::Mode::Root {
+        return json!([]);
+    }
+    let mut map = vec![json!({"container_id": 0, "host_id": own, "size": 1})];
+    if let Some(r) = range(mode) {
+        map.push(json!({"container_id": 1, "host_id": r.start, "size": r.count}));
+    }
+    Value::Array(map)
 }
 
 /// The sysctls that decide whether an unprivileged user may create a user namespace.
@@ -585,9 +647,12 @@ mod tests {
     #[test]
     fn small_parsers() {
         assert_eq!(
-            os_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(),
-            Some("Debian GNU/Linux 12 (bookworm)")
+            distribution("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n"),
+            json!({"distribution": "debian", "version": "12", "codename": "bookworm"})
         );
+        // the ID line, not VERSION_ID's tail
+        assert_eq!(distribution("VERSION_ID=1\n")["distribution"], "");
+        assert_eq!(uptime("1490.73 2800.11\n"), "0h 24m 50.00s");
         assert_eq!(
             own_cgroup("0::/user.slice/user-1000.slice\n").as_deref(),
             Some("/user.slice/user-1000.slice")

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::common::read_store;
 use crate::cli::complete;
 use crate::context::Context;
-use crate::format;
+use crate::format::{self, Row};
 use crate::state::{self, ContainerRecord, MountKind, Status};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,7 +53,7 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
                     v["State"]["Running"] = false.into();
                     v["State"]["Paused"] = true.into();
                 }
-                items.push(v);
+                items.push(plain(v));
                 continue;
             }
         }
@@ -64,7 +64,9 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
             let s = store.as_ref().expect("opened above");
             match s.lookup_image(name) {
                 Ok(rec) => {
-                    items.push(image_json(s, &rec)?);
+                    let json = image_json(s, &rec)?;
+                    let view = image_view(&json);
+                    items.push(Row { json, view });
                     continue;
                 }
                 Err(rbox_storage::Error::ImageNotFound(_)) => {}
@@ -77,15 +79,16 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
             }
             let s = store.as_ref().expect("opened above");
             if let Some(v) = super::volume::inspect_value(g, s, name)? {
-                items.push(v);
+                items.push(plain(v));
                 continue;
             }
         }
         missing.push(name.clone());
     }
-    // Like podman: print what was found, then fail naming what was not.
-    if !items.is_empty() || missing.is_empty() {
-        print!("{}", format::render_inspect(fmt, &items)?);
+    // Like podman: print what was found (an empty JSON list when nothing was, without
+    // --format), then fail naming what was not.
+    if !items.is_empty() || missing.is_empty() || fmt.is_none() {
+        print!("{}", format::render_inspect_rows(fmt, &items)?);
     }
     if !missing.is_empty() {
         // Podman's words for each kind, which scripts match.
@@ -335,15 +338,55 @@ fn raw_extras(store: &Store, rec: &ImageRecord) -> (String, Option<Value>) {
         .read_blob(&rec.id)
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    // as Podman: the config's own comment, else its first history entry's (an import's
+    // "imported from tarball")
     let comment = raw
         .as_ref()
-        .and_then(|v| v.get("comment")?.as_str().map(String::from))
+        .and_then(|v| {
+            let own = v
+                .get("comment")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty());
+            own.or_else(|| v.get("history")?.get(0)?.get("comment")?.as_str())
+                .map(String::from)
+        })
         .unwrap_or_default();
     let health = raw
         .as_ref()
         .and_then(|v| v.get("config")?.get("Healthcheck").cloned())
         .filter(|h| !h.is_null());
     (comment, health)
+}
+
+/// An item whose templates see what its JSON shows.
+fn plain(v: Value) -> Row {
+    Row {
+        json: v.clone(),
+        view: v,
+    }
+}
+
+/// What templates see of an image: its JSON, with the config fields the image leaves out
+/// as Go's zero values, so that `{{.Config.Cmd}}` of an image without one prints `[]` as
+/// Podman's does instead of failing.
+fn image_view(json: &Value) -> Value {
+    let mut view = json.clone();
+    if let Some(Value::Object(cfg)) = view.get_mut("Config") {
+        for (key, zero) in [
+            ("User", json!("")),
+            ("ExposedPorts", json!({})),
+            ("Env", json!([])),
+            ("Entrypoint", json!([])),
+            ("Cmd", json!([])),
+            ("Volumes", json!({})),
+            ("WorkingDir", json!("")),
+            ("Labels", json!({})),
+            ("StopSignal", json!("")),
+        ] {
+            cfg.entry(key).or_insert(zero);
+        }
+    }
+    view
 }
 
 /// An image as `podman image inspect` shows it.
@@ -380,7 +423,7 @@ pub fn image_json(store: &Store, rec: &ImageRecord) -> Result<Value> {
         "ManifestType": rec.manifest_media_type,
         "User": config.get("User").and_then(Value::as_str).unwrap_or(""),
         "History": cfg.get("history").cloned().unwrap_or_else(|| json!([])),
-        "NamesHistory": rec.names,
+        "NamesHistory": super::images::names_history(rec),
     });
     // as Podman: only an image with a healthcheck has the key
     if let Some(h) = health {

@@ -73,7 +73,6 @@ pub enum Grouped {
     ImageTree(tree::TreeArgs),
     ContainerInit(init::InitArgs),
     ContainerCleanup(cleanup::CleanupArgs),
-    ImageUntag(untag::UntagArgs),
     ImageMount(mount::ImageMountArgs),
     ImageUnmount(mount::ImageUnmountArgs),
 }
@@ -148,6 +147,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Images(a) => images::run(g, a),
         Command::Rmi(a) => rmi::run(g, a),
         Command::Tag(a) => tag::run(g, a),
+        Command::Untag(a) => untag::run(g, a),
         Command::History(a) => history::run(g, a),
         // a group's verb is its top-level twin
         Command::Image(a) => run_command(g, a.command.into()),
@@ -160,7 +160,6 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
             Grouped::ImageTree(a) => tree::run(g, a),
             Grouped::ContainerInit(a) => init::run(g, a),
             Grouped::ContainerCleanup(a) => cleanup::run(g, a),
-            Grouped::ImageUntag(a) => untag::run(g, a),
             Grouped::ImageMount(a) => mount::image_mount(g, a),
             Grouped::ImageUnmount(a) => mount::image_unmount(g, a),
         },

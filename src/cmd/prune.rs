@@ -5,7 +5,6 @@
 //! container uses) hold here too.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -43,7 +42,7 @@ pub struct ImagePruneArgs {
 
 /// One `--filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Filter {
+pub(crate) enum Filter {
     /// `label=KEY[=VALUE]` (`negate`: `label!=`)
     Label {
         key: String,
@@ -97,7 +96,25 @@ impl Filter {
     }
 }
 
-fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
+/// Whether container `r` matches every filter.
+pub(crate) fn container_matches(filters: &[Filter], r: &state::ContainerRecord) -> bool {
+    let created = super::common::epoch(Some(&r.created));
+    filters.iter().all(|f| f.matches(&r.spec.labels, created))
+}
+
+/// Whether image `rec` matches every filter.
+pub(crate) fn image_matches(
+    filters: &[Filter],
+    store: &rbox_storage::Store,
+    rec: &rbox_storage::ImageRecord,
+) -> bool {
+    let labels = super::images::labels(store, rec);
+    let created = super::common::epoch(rec.created.as_deref());
+    filters.iter().all(|f| f.matches(&labels, created))
+}
+
+/// The `--filter` values of a prune (`label=`, `label!=`, `until=`).
+pub(crate) fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -107,15 +124,7 @@ fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
 
 /// Ask on the terminal, as Podman asks (on stdout); whether the answer was yes.
 fn confirm(warning: &str) -> Result<bool> {
-    let mut out = std::io::stdout();
-    write!(
-        out,
-        "WARNING! {warning}\nAre you sure you want to continue? [y/N] "
-    )?;
-    out.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+    super::system::confirm(&format!("WARNING! {warning}\n"))
 }
 
 pub fn containers(g: &Context, a: ContainerPruneArgs) -> Result<ExitCode> {
@@ -127,10 +136,7 @@ pub fn containers(g: &Context, a: ContainerPruneArgs) -> Result<ExitCode> {
     let ids: Vec<String> = state::list(g)?
         .into_iter()
         .filter(|r| !state::is_running(r) && state::restarting_monitor(g, r).is_none())
-        .filter(|r| {
-            let created = super::common::epoch(Some(&r.created));
-            filters.iter().all(|f| f.matches(&r.spec.labels, created))
-        })
+        .filter(|r| container_matches(&filters, r))
         .map(|r| r.id)
         .collect();
     if ids.is_empty() {
@@ -169,9 +175,7 @@ pub fn images(g: &Context, a: ImagePruneArgs) -> Result<ExitCode> {
         if !unused || !(a.all || rec.names.is_empty()) || rec.read_only_store.is_some() {
             continue;
         }
-        let labels = super::images::labels(&store, &rec);
-        let created = super::common::epoch(rec.created.as_deref());
-        if !filters.iter().all(|f| f.matches(&labels, created)) {
+        if !image_matches(&filters, &store, &rec) {
             continue;
         }
         match super::rmi::remove_quietly(g, &store, &rec, false) {

@@ -99,11 +99,16 @@ pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Re
     }
     if state::is_running(rec) {
         if !force {
-            bail!(
-                "container {} is running: stop it first or remove it with rbox rm -f {}",
-                rec.name,
-                rec.name
-            );
+            // Podman's words and exit code (podman-rm(1): 2 for a running container)
+            return Err(exit::CodedError::new(
+                exit::IN_USE,
+                format!(
+                    "cannot remove container {} as it is running - running or paused containers \
+                     cannot be removed without force: container state improper",
+                    rec.id
+                ),
+            )
+            .into());
         }
         runtime::stop_container(g, rec, Duration::from_secs(time))
             .with_context(|| format!("stop container {}", rec.name))?;

@@ -16,7 +16,8 @@ use crate::state;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RmiArgs {
-    /// Remove the image even if containers use it (those containers are removed too)
+    /// Remove the image even if containers use it (those containers are removed too); ignore
+    /// images that do not exist
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Remove all images
@@ -25,6 +26,10 @@ pub struct RmiArgs {
     /// Ignore images that do not exist
     #[arg(short = 'i', long)]
     pub ignore: bool,
+    /// Keep the untagged build steps the image was made from (by default those nothing
+    /// else uses go with it)
+    #[arg(long = "no-prune")]
+    pub no_prune: bool,
     /// Images to remove (names or ids)
     #[arg(value_name = "IMAGE", required_unless_present = "all", add = complete::image_candidates())]
     pub images: Vec<String>,
@@ -32,7 +37,8 @@ pub struct RmiArgs {
 
 pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
     if a.all && !a.images.is_empty() {
-        bail!("--all and image names cannot be used together");
+        // Podman's words
+        bail!("when using the --all switch, you may not pass any images names or IDs");
     }
     let store = runtime::open_store(g)?;
     // Podman's exit codes (podman-rmi(1)): 1 when the only failures were unknown images,
@@ -49,7 +55,7 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
             if store.lookup_image(&rec.id.to_string()).is_err() {
                 continue; // went with an image built on it
             }
-            if let Err(e) = remove(g, &store, &rec, a.force) {
+            if let Err(e) = remove(g, &store, &rec, a.force, !a.no_prune) {
                 code = code.max(in_use_or_failed(&e));
                 errors.push(format!("{e:#}"));
             }
@@ -58,7 +64,8 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
     for name in &a.images {
         let rec = match store.lookup_image(name) {
             Ok(r) => r,
-            Err(rbox_storage::Error::ImageNotFound(_)) if a.ignore => continue,
+            // as Podman's: --force also ignores unknown images
+            Err(rbox_storage::Error::ImageNotFound(_)) if a.ignore || a.force => continue,
             Err(e) => {
                 if !matches!(e, rbox_storage::Error::ImageNotFound(_)) {
                     code = exit::FAILED;
@@ -93,7 +100,7 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
             ));
             continue;
         }
-        if let Err(e) = remove(g, &store, &rec, a.force) {
+        if let Err(e) = remove(g, &store, &rec, a.force, !a.no_prune) {
             code = code.max(in_use_or_failed(&e));
             errors.push(format!("{e:#}"));
         }
@@ -118,8 +125,9 @@ fn is_id_of(arg: &str, id: &Digest) -> bool {
 }
 
 /// Remove one image (and, when forced, the containers using it), saying what went; then, as
-/// Podman does, the untagged build steps it was made from that nothing else uses.
-fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<()> {
+/// Podman does unless `prune` is off (`--no-prune`), the untagged build steps it was made
+/// from that nothing else uses.
+fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool, prune: bool) -> Result<()> {
     let all = store.images().unwrap_or_default();
     // each image's build-step parent, read once and before the removal takes configs with it
     let parent_of: Vec<(&ImageRecord, &ImageRecord)> = all
@@ -133,7 +141,7 @@ fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool) -> Result<
     }
     println!("Deleted: {}", rec.id.hex());
     let mut gone = vec![rec.id.clone()];
-    let mut next = parent(&rec.id);
+    let mut next = parent(&rec.id).filter(|_| prune);
     while let Some(p) = next {
         let other_child = parent_of
             .iter()

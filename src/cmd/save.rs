@@ -28,6 +28,10 @@ pub struct SaveArgs {
     /// Print nothing but errors
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Save every image named into one archive (rbox's archives always hold every image
+    /// named; accepted as Podman spells it)
+    #[arg(short = 'm', long = "multi-image-archive")]
+    pub multi_image_archive: bool,
     /// Images to save (names or ids)
     #[arg(value_name = "IMAGE", required = true, add = complete::image_candidates())]
     pub images: Vec<String>,
@@ -45,9 +49,25 @@ pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
         bail!("refusing to write an archive to a terminal: pass -o FILE or redirect stdout");
     }
     let store = read_store(g)?;
-    let mut images = Vec::new();
+    // As Podman's archives: an image is written once, under the names it was asked by
+    // (none when asked by id), not every name it has here.
+    let mut images: Vec<rbox_storage::ImageRecord> = Vec::new();
     for name in &a.images {
-        images.push(store.lookup_image(name)?);
+        let rec = store.lookup_image(name)?;
+        let asked = rbox_storage::meant_name(name, &rec.names);
+        let i = match images.iter().position(|r| r.id == rec.id) {
+            Some(i) => i,
+            None => {
+                images.push(rbox_storage::ImageRecord {
+                    names: Vec::new(),
+                    ..rec
+                });
+                images.len() - 1
+            }
+        };
+        if let Some(n) = asked.filter(|n| !images[i].names.contains(n)) {
+            images[i].names.push(n);
+        }
     }
     match &a.output {
         None => {

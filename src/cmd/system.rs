@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::common::{self, short_id};
 use crate::context::Context;
@@ -61,6 +61,10 @@ pub struct PruneArgs {
     /// Remove the volumes no container uses too
     #[arg(long)]
     pub volumes: bool,
+    /// Remove only containers and images that match: label=KEY[=VALUE],
+    /// label!=KEY[=VALUE], until=TIME (RFC 3339, Unix seconds, or a duration before now)
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,11 +108,7 @@ pub fn run(g: &Context, a: SystemArgs) -> Result<ExitCode> {
 /// `rbox version` (and `system version`): Podman's `Client:` block, and its JSON shape.
 pub fn version(a: VersionArgs) -> Result<ExitCode> {
     let os_arch = format!("linux/{}", go_arch());
-    let v = json!({"Client": {
-        "Version": env!("CARGO_PKG_VERSION"),
-        "OsArch": os_arch,
-        "Os": "linux",
-    }});
+    let v = json!({ "Client": client_version() });
     match a.format.as_deref() {
         None => {
             println!("Client:       rbox");
@@ -127,6 +127,16 @@ pub fn version(a: VersionArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `Client` of `version` and the `version` of `info`, with Podman's keys (no API
+/// Version or Go Version: rbox has no API service and is not written in Go).
+pub fn client_version() -> Value {
+    json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "OsArch": format!("linux/{}", go_arch()),
+        "Os": "linux",
+    })
 }
 
 /// The architecture as Go (and so Podman) names it.
@@ -439,16 +449,17 @@ fn df_verbose(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ask Podman's question on stdout; Ok(false) for anything but y. End of input is Podman's
-/// `Error: EOF`.
-fn confirm(warning: &str) -> Result<bool> {
+/// Ask Podman's question on stdout (after `warning`); yes when the answer starts with y or
+/// Y, as Podman reads it ("yes", "yup"). End of input is Podman's `Error: EOF`. The prompt
+/// of every prune and of reset.
+pub(crate) fn confirm(warning: &str) -> Result<bool> {
     print!("{warning}Are you sure you want to continue? [y/N] ");
     std::io::stdout().flush().ok();
     let mut line = String::new();
     if std::io::stdin().lock().read_line(&mut line)? == 0 {
         bail!("EOF");
     }
-    Ok(line.trim().eq_ignore_ascii_case("y"))
+    Ok(line.trim_start().starts_with(['y', 'Y']))
 }
 
 /// The warning `podman system prune` prints before asking.
@@ -471,12 +482,14 @@ fn prune_warning(all: bool, volumes: bool) -> String {
 }
 
 fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
+    let filters = super::prune::parse_filters(&a.filter)?;
     if !a.force && !confirm(&prune_warning(a.all, a.volumes))? {
         return Ok(ExitCode::SUCCESS);
     }
     let stopped: Vec<ContainerRecord> = state::list(g)?
         .into_iter()
         .filter(|c| c.state.status != Status::Running)
+        .filter(|c| super::prune::container_matches(&filters, c))
         .collect();
     let store = runtime::open_store(g)?;
     let mut reclaimed = 0u64;
@@ -510,7 +523,11 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
     let mut removed_imgs = Vec::new();
     for rec in store.images()? {
         let unused = store.containers_using(&rec.id).is_empty();
-        if unused && (a.all || rec.names.is_empty()) && rec.read_only_store.is_none() {
+        if unused
+            && (a.all || rec.names.is_empty())
+            && rec.read_only_store.is_none()
+            && super::prune::image_matches(&filters, &store, &rec)
+        {
             store
                 .remove_image(&rec.id, false)
                 .with_context(|| format!("remove image {}", short_id(rec.id.hex())))?;

@@ -31,6 +31,9 @@ pub struct Targets<T = ContainerRecord> {
     unknown: usize,
     /// The exit code when those are the only errors (`rm`: 1, as Podman's).
     unknown_code: u8,
+    /// How many of `errors` carry [`exit::IN_USE`] (`rm` of a running container): the exit
+    /// code when they are the only errors.
+    in_use: usize,
 }
 
 impl Targets {
@@ -80,6 +83,7 @@ impl<T> Targets<T> {
             errors: Vec::new(),
             unknown: 0,
             unknown_code: exit::FAILED,
+            in_use: 0,
         };
         for name in names {
             match lookup(name) {
@@ -125,7 +129,12 @@ impl<T> Targets<T> {
                     done(&shown);
                     self.items.push((shown, t));
                 }
-                Err(e) => self.errors.push(format!("{e:#}")),
+                Err(e) => {
+                    if exit::code_of(&e) == exit::IN_USE {
+                        self.in_use += 1;
+                    }
+                    self.errors.push(format!("{e:#}"))
+                }
             }
         }
     }
@@ -135,6 +144,8 @@ impl<T> Targets<T> {
             Ok(ExitCode::SUCCESS)
         } else if self.unknown == self.errors.len() {
             Err(CodedError::new(self.unknown_code, self.errors.join("; ")).into())
+        } else if self.in_use == self.errors.len() {
+            Err(CodedError::new(exit::IN_USE, self.errors.join("; ")).into())
         } else {
             Err(anyhow!(self.errors.join("; ")))
         }

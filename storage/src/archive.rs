@@ -534,6 +534,17 @@ impl Store {
         name: Option<&str>,
         changes: &[String],
     ) -> Result<ImageRecord> {
+        self.import_rootfs_with(r, name, changes, &ImportOptions::default())
+    }
+
+    /// [`Store::import_rootfs`] with the config's platform and the history comment given.
+    pub fn import_rootfs_with(
+        &self,
+        r: impl Read,
+        name: Option<&str>,
+        changes: &[String],
+        opts: &ImportOptions,
+    ) -> Result<ImageRecord> {
         let names = match name {
             Some(n) => vec![normalize_name(n)?],
             None => Vec::new(),
@@ -547,18 +558,21 @@ impl Store {
             return Err(Error::BlobNotFound(info.diff_id));
         };
         let now = rfc3339_now();
-        let config = json!({
+        let mut config = json!({
             "created": now,
-            "architecture": host_arch(),
-            "os": "linux",
+            "architecture": opts.arch.as_deref().unwrap_or(host_arch()),
+            "os": opts.os.as_deref().unwrap_or("linux"),
             "config": cfg,
             "rootfs": { "type": "layers", "diff_ids": [info.diff_id.to_string()] },
             "history": [{
                 "created": now,
                 "created_by": "rbox import",
-                "comment": "imported from tarball",
+                "comment": opts.comment.as_deref().unwrap_or("imported from tarball"),
             }],
         });
+        if let Some(v) = &opts.variant {
+            config["variant"] = json!(v);
+        }
         let config = serde_json::to_vec(&config).expect("json");
         let manifest = json!({
             "schemaVersion": 2,
@@ -891,3 +905,15 @@ pub(crate) fn rfc3339(secs: i64) -> String {
 #[cfg(test)]
 #[path = "archive_tests.rs"]
 mod tests;
+
+/// What `import` may set besides the name and the `--change` instructions.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// The history entry's comment (`import -m`); "imported from tarball" without one.
+    pub comment: Option<String>,
+    /// The config's `architecture`, `os` and `variant` (`--arch`, `--os`, `--variant`);
+    /// the host's without them.
+    pub arch: Option<String>,
+    pub os: Option<String>,
+    pub variant: Option<String>,
+}

@@ -119,7 +119,7 @@ pub mod volume;
 
 use std::path::PathBuf;
 
-pub use archive::{apply_change, rfc3339_now, Format};
+pub use archive::{apply_change, rfc3339_now, Format, ImportOptions};
 pub use changes::ManifestFormat;
 pub use container::{ContainerDir, Detached};
 pub use digest::{Digest, Hasher};

