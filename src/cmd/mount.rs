@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 
+use super::targets::Latest;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime::{self, userns};
@@ -28,8 +29,10 @@ use crate::state;
 #[derive(Debug, Clone, clap::Args)]
 pub struct MountArgs {
     /// Do not truncate the ids in the list of mounted containers
-    #[arg(long)]
+    #[arg(long = "no-trunc", visible_alias = "notruncate")]
     pub notruncate: bool,
+    #[command(flatten)]
+    pub latest: Latest,
     /// Containers to mount (names or ids); none lists the mounted ones
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
@@ -43,9 +46,10 @@ pub struct UnmountArgs {
     /// Unmount even when the mount is busy (lazily)
     #[arg(short = 'f', long)]
     pub force: bool,
+    #[command(flatten)]
+    pub latest: Latest,
     /// Containers to unmount (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all",
-          add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -73,7 +77,7 @@ fn mount_points() -> Vec<PathBuf> {
 
 pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
     refuse_outside("rbox mount")?;
-    if a.containers.is_empty() {
+    if a.containers.is_empty() && !a.latest.latest {
         let points = mount_points();
         for rec in state::list(g)? {
             let t = target(g, &rec.id)?;
@@ -89,7 +93,8 @@ pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let recs = a
-        .containers
+        .latest
+        .names(g, &a.containers, false, false)?
         .iter()
         .map(|c| state::lookup(g, c))
         .collect::<Result<Vec<_>>>()?;
@@ -175,6 +180,7 @@ pub fn release(g: &Context, rec: &state::ContainerRecord) {
 }
 
 pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
+    let names = a.latest.names(g, &a.containers, a.all, false)?;
     let points = mount_points();
     let recs = if a.all {
         state::list(g)?
@@ -183,7 +189,7 @@ pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
             .map(|r| (r.id.clone(), r))
             .collect::<Vec<_>>()
     } else {
-        a.containers
+        names
             .iter()
             .map(|c| state::lookup(g, c).map(|r| (c.clone(), r)))
             .collect::<Result<Vec<_>>>()?

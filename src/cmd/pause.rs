@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::targets::{All, Targets};
+use super::targets::{All, Latest, Targets};
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime;
@@ -17,6 +17,8 @@ pub struct PauseArgs {
     /// Pause all running containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
     /// Containers to pause (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
@@ -27,17 +29,16 @@ pub struct UnpauseArgs {
     /// Unpause all paused containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
     /// Containers to unpause (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
-    if !a.all && a.containers.is_empty() {
-        bail!("you must provide at least one name or id");
-    }
+    let mut names = a.latest.names(g, &a.containers, a.all, false)?;
     // --all: the running containers that are not paused yet
-    let mut names = a.containers.clone();
     if a.all {
         let running = state::list(g)?.into_iter().filter(state::is_running);
         names.splice(
@@ -50,10 +51,7 @@ pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
 }
 
 pub fn unpause(g: &Context, a: UnpauseArgs) -> Result<ExitCode> {
-    if !a.all && a.containers.is_empty() {
-        bail!("you must provide at least one name or id");
-    }
-    let mut names = a.containers.clone();
+    let mut names = a.latest.names(g, &a.containers, a.all, false)?;
     if a.all {
         let paused = state::list(g)?
             .into_iter()

@@ -142,9 +142,11 @@ pub fn containers(g: &Context, a: ContainerPruneArgs) -> Result<ExitCode> {
         super::rm::RmArgs {
             force: false,
             all: false,
+            latest: Default::default(),
             volumes: false,
             time: 0,
             ignore: true,
+            depend: false,
             cidfile: Vec::new(),
             containers: ids,
         },

@@ -43,7 +43,7 @@ pub struct PsArgs {
     /// network=MODE, pod=POD; several of one key match any, different keys all
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
     pub filter: Vec<String>,
-    /// Sort by command, created, id, image, names, runningfor, size or status
+    /// Sort by command, created (the default), id, image, names, runningfor, size or status
     #[arg(long, value_name = "KEY")]
     pub sort: Option<String>,
     /// Show the size of each container's writable layer (and of its whole root filesystem)
@@ -121,9 +121,12 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    if let Some(key) = &a.sort {
-        sort(&mut all, key, sizes.as_ref());
-    }
+    // Podman's default order is by creation, oldest first (after -l/-n took the newest)
+    sort(
+        &mut all,
+        a.sort.as_deref().unwrap_or("created"),
+        sizes.as_ref(),
+    );
     if a.quiet {
         for r in &all {
             println!(

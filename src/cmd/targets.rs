@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::context::Context;
 use crate::exit::{self, CodedError};
@@ -29,6 +29,8 @@ pub struct Targets<T = ContainerRecord> {
     errors: Vec<String>,
     /// How many of `errors` are names no container has.
     unknown: usize,
+    /// The exit codes the steps' failures that carry one ([`CodedError`]) asked for.
+    coded: Vec<u8>,
     /// The exit code when those are the only errors (`rm`: 1, as Podman's).
     unknown_code: u8,
 }
@@ -56,6 +58,55 @@ impl Targets {
     }
 }
 
+/// `-l/--latest`: the container created last (in any state), as Podman's verbs take it.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Latest {
+    /// Act on the latest container created (in any state)
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+}
+
+impl Latest {
+    /// The names a verb acts on: `names`, or with `--latest` the latest container's full id
+    /// (the name Podman prints it under). Refused with Podman's words: `--latest` or `--all`
+    /// (`all`) beside names, each other or `--cidfile` (`cidfile`), and nothing chosen.
+    pub fn names(
+        self,
+        g: &Context,
+        names: &[String],
+        all: bool,
+        cidfile: bool,
+    ) -> Result<Vec<String>> {
+        if cidfile && (all || self.latest) {
+            bail!("--all, --latest, and --cidfile cannot be used together");
+        }
+        if all && self.latest {
+            bail!("--all and --latest cannot be used together");
+        }
+        if all && !names.is_empty() {
+            bail!("no arguments are needed with --all");
+        }
+        if !self.latest {
+            if !all && !cidfile && names.is_empty() {
+                bail!("you must provide at least one name or id");
+            }
+            return Ok(names.to_vec());
+        }
+        if !names.is_empty() {
+            bail!("--latest and containers cannot be used together");
+        }
+        Ok(vec![Self::record(g)?.id])
+    }
+
+    /// The latest container created; Podman's error when there is none.
+    pub fn record(g: &Context) -> Result<ContainerRecord> {
+        match state::list(g)?.into_iter().next() {
+            Some(r) => Ok(r),
+            None => bail!("no such container"),
+        }
+    }
+}
+
 /// The container ids in `--cidfile` files (as `run --cidfile` writes them), after `names`.
 pub fn with_cidfiles(names: &[String], files: &[std::path::PathBuf]) -> Result<Vec<String>> {
     let mut out = names.to_vec();
@@ -79,6 +130,7 @@ impl<T> Targets<T> {
             items: listed.into_iter().map(|r| (id(&r), r)).collect(),
             errors: Vec::new(),
             unknown: 0,
+            coded: Vec::new(),
             unknown_code: exit::FAILED,
         };
         for name in names {
@@ -125,7 +177,12 @@ impl<T> Targets<T> {
                     done(&shown);
                     self.items.push((shown, t));
                 }
-                Err(e) => self.errors.push(format!("{e:#}")),
+                Err(e) => {
+                    if let Some(c) = e.downcast_ref::<CodedError>() {
+                        self.coded.push(c.code);
+                    }
+                    self.errors.push(format!("{e:#}"))
+                }
             }
         }
     }
@@ -133,8 +190,10 @@ impl<T> Targets<T> {
     fn outcome(&self) -> Result<ExitCode> {
         if self.errors.is_empty() {
             Ok(ExitCode::SUCCESS)
-        } else if self.unknown == self.errors.len() {
-            Err(CodedError::new(self.unknown_code, self.errors.join("; ")).into())
+        } else if self.unknown + self.coded.len() == self.errors.len() {
+            // every failure has its code: the last step's, as Podman's rm sets it
+            let code = self.coded.last().copied().unwrap_or(self.unknown_code);
+            Err(CodedError::new(code, self.errors.join("; ")).into())
         } else {
             Err(anyhow!(self.errors.join("; ")))
         }

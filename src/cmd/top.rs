@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
+use super::targets::Latest;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime::procs::{self, Proc};
@@ -18,9 +19,11 @@ use crate::state;
 #[derive(Debug, Clone, clap::Args)]
 #[command(trailing_var_arg = true)]
 pub struct TopArgs {
-    /// Container to list the processes of (name or id)
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Container to list the processes of (name or id); with `--latest`, the first DESCRIPTOR
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
-    pub container: String,
+    pub container: Option<String>,
     /// Descriptors (user, pid, ppid, pcpu, etime, tty, time, args, comm, group, huser, hgroup,
     /// ruser, rgroup, nice, pgid, vsz, rss, stime, state, label, capeff, capbnd, seccomp),
     /// separated by spaces or commas; anything else is passed to ps(1) in the container
@@ -82,13 +85,22 @@ fn descriptors(args: &[String]) -> std::result::Result<Vec<&str>, String> {
 }
 
 pub fn run(g: &Context, a: TopArgs) -> Result<ExitCode> {
-    let rec = state::lookup(g, &a.container)?;
+    // as Podman: with --latest, every argument is a descriptor
+    let (rec, args) = match a.container {
+        _ if a.latest.latest => {
+            let rec = Latest::record(g)
+                .map_err(|e| anyhow!("unable to look up requested container: {e}"))?;
+            (rec, a.container.into_iter().chain(a.descriptors).collect())
+        }
+        Some(name) => (state::lookup(g, &name)?, a.descriptors),
+        None => bail!("you must provide the name or id of a running container"),
+    };
     let Some((init, _)) = state::live_pids(g, &rec).filter(|_| state::is_running(&rec)) else {
         bail!("top can only be used on running containers");
     };
-    let wanted = match descriptors(&a.descriptors) {
+    let wanted = match descriptors(&args) {
         Ok(d) => d,
-        Err(bad) => return ps_in_container(g, &rec, init, &a.descriptors, &bad),
+        Err(bad) => return ps_in_container(g, &rec, init, &args, &bad),
     };
     // ns/pid, root and the ids of processes that run as mapped ids need ptrace access
     crate::runtime::userns::enter(g)?;
