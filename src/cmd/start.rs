@@ -89,7 +89,7 @@ fn start_all(g: &Context, filters: &[String]) -> Result<ExitCode> {
     let mut all = crate::state::list(g)?;
     all.reverse(); // oldest first: a container joined by others starts before them
     for r in all {
-        if crate::state::is_running(&r) || !filters.matches(&r) {
+        if crate::state::is_running(&r) || !filters.matches(g, &r) {
             continue;
         }
         if let Err(e) = crate::runtime::start(g, &r.id, false) {

@@ -1,0 +1,301 @@
+//! Issue 9 re-check of the container verbs `ls`..`wait`, `cleanup` and `prune` against Podman
+//! 4.3.1: `-l/--latest` on every verb that has it, Podman's refusals for a missing name and for
+//! names, `--all`, `--latest` and `--cidfile` together, `ps`'s default order, `start --filter`,
+//! `rm`'s exit codes and `--depend`, and what `rm` leaves of a `--userns=auto` container. The
+//! expected texts and exit codes were observed with podman 4.3.1 as rboxsub on this machine
+//! (same arguments, same busybox image) and are hard-coded here.
+
+use crate::util::{for_each_user, Env, RemoveAll, Who};
+
+/// `rbox ARGS` fails with exit 125 and exactly Podman's one-line `error`.
+fn refused(env: &Env, args: &[&str], error: &str) {
+    let out = env.rbox().args(args).output().rbox_error();
+    assert_eq!(out.stderr.trim_end(), format!("Error: {error}"), "{args:?}");
+}
+
+/// A detached `sleep` container named `name`, with no network; its full id.
+fn sleeper(env: &Env, name: &str) -> String {
+    env.text(&[
+        "run",
+        "-d",
+        "--network=none",
+        "--name",
+        name,
+        "bb",
+        "sleep",
+        "1000",
+    ])
+}
+
+#[test]
+fn latest_picks_the_newest_container_for_each_verb() {
+    for_each_user("checkb_latest", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        // Podman with no container at all
+        refused(env, &["stop", "-l"], "no such container");
+        refused(
+            env,
+            &["top", "-l"],
+            "unable to look up requested container: no such container",
+        );
+        sleeper(env, "old");
+        let new = sleeper(env, "new");
+        // each verb acts on `new` and prints it by full id, as Podman's do
+        assert_eq!(env.text(&["pause", "-l"]), new);
+        assert_eq!(
+            env.text(&["ps", "--filter", "status=paused", "--format", "{{.Names}}"]),
+            "new"
+        );
+        assert_eq!(env.text(&["unpause", "-l"]), new);
+        let top = env.text(&["top", "-l", "pid", "args"]);
+        assert_eq!(top.lines().next(), Some("PID         COMMAND"), "{top}");
+        assert!(top.contains("sleep 1000"), "{top}");
+        // --latest: the one argument of port is the port (none published here)
+        assert_eq!(env.text(&["port", "-l"]), "");
+        let out = env.rbox().args(["port", "-l", "80"]).output().rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: failed to find published port \"80\""
+        );
+        let stats = env.text(&["stats", "-l", "--no-stream", "--format", "{{.Name}}"]);
+        assert_eq!(stats, "new");
+        assert_eq!(env.text(&["stop", "-l", "-t", "0"]), new);
+        assert_eq!(env.text(&["container", "cleanup", "-l"]), new);
+        assert_eq!(env.text(&["start", "-l"]), new);
+        assert_eq!(env.text(&["restart", "-l", "-t", "0"]), new);
+        assert_eq!(env.text(&["rm", "-l", "-f", "-t", "0"]), new);
+        assert_eq!(env.text(&["ps", "-a", "--format", "{{.Names}}"]), "old");
+        // --latest beside names, --all or --cidfile
+        refused(
+            env,
+            &["stop", "-l", "old"],
+            "--latest and containers cannot be used together",
+        );
+        refused(
+            env,
+            &["restart", "-l", "old"],
+            "--latest and containers cannot be used together",
+        );
+        refused(
+            env,
+            &["stop", "-l", "-a"],
+            "--all and --latest cannot be used together",
+        );
+        refused(
+            env,
+            &["port", "-l", "-a"],
+            "--all and --latest cannot be used together",
+        );
+        refused(
+            env,
+            &["rm", "-l", "--cidfile", "/nonexistent"],
+            "--all, --latest, and --cidfile cannot be used together",
+        );
+        refused(
+            env,
+            &["rm", "-a", "old"],
+            "no arguments are needed with --all",
+        );
+    });
+}
+
+#[test]
+fn a_missing_name_is_refused_in_podmans_words() {
+    for_each_user("checkb_missing", |env| {
+        for (verb, error) in [
+            (&["stop"][..], "you must provide at least one name or id"),
+            (
+                &["restart", "-t", "0"],
+                "you must provide at least one name or id",
+            ),
+            (&["rm"], "you must provide at least one name or id"),
+            (&["pause"], "you must provide at least one name or id"),
+            (
+                &["container", "unmount"],
+                "you must provide at least one name or id",
+            ),
+            (
+                &["container", "cleanup"],
+                "you must provide at least one name or id",
+            ),
+            (&["start"], "start requires at least one argument"),
+            (
+                &["top"],
+                "you must provide the name or id of a running container",
+            ),
+            (&["port"], "you must supply a running container name or id"),
+            (
+                &["wait"],
+                "\"rbox wait\" requires a name, id, or the \"--latest\" flag",
+            ),
+        ] {
+            refused(env, verb, error);
+        }
+    });
+}
+
+#[test]
+fn ps_lists_oldest_first_and_start_filters_without_all() {
+    for_each_user("checkb_ps_order", |env| {
+        env.import_busybox("bb");
+        for name in ["c1", "c2", "c3"] {
+            env.text(&["create", "--network=none", "--name", name, "bb", "true"]);
+        }
+        // Podman's default --sort is created: oldest first, also after -n took the newest
+        assert_eq!(
+            env.text(&["ps", "-a", "--format", "{{.Names}}"]),
+            "c1\nc2\nc3"
+        );
+        assert_eq!(
+            env.text(&["ps", "-a", "-n", "2", "--format", "{{.Names}}"]),
+            "c2\nc3"
+        );
+        let out = env.text(&["ps", "-a"]);
+        let names: Vec<&str> = out
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().last())
+            .collect();
+        assert_eq!(names, ["c1", "c2", "c3"], "{out}");
+        // --filter alone selects among all containers (Podman prints each started id)
+        let c2 = env.inspect("c2", "{{.Id}}");
+        assert_eq!(env.text(&["start", "--filter", "name=c2"]), c2);
+        refused(
+            env,
+            &["start", "--all", "c1"],
+            "either start all containers or the container(s) provided in the arguments",
+        );
+        refused(
+            env,
+            &["start", "-a", "--all"],
+            "you cannot start and attach all containers at once",
+        );
+    });
+}
+
+#[test]
+fn rm_exit_codes_and_depend_as_podman() {
+    for_each_user("checkb_rm", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        let a = sleeper(env, "a");
+        // a running container: exit 2, "container state improper"
+        let out = env.rbox().args(["rm", "a"]).output().code_is(2);
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "Error: cannot remove container {a} as it is running - running or paused \
+                 containers cannot be removed without force: container state improper"
+            )
+        );
+        // -f: a name nobody has is no error
+        let out = env.rbox().args(["rm", "-f", "nosuch"]).output().success();
+        assert_eq!(out.text(), "");
+        // a container that joins a's network keeps a, even with -f; --depend removes both
+        let b = env.text(&[
+            "run",
+            "-d",
+            "--name",
+            "b",
+            "--network",
+            "container:a",
+            "bb",
+            "sleep",
+            "1000",
+        ]);
+        let out = env.rbox().args(["rm", "-f", "a"]).output().rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "Error: container {a} has dependent containers which must be removed before \
+                 it: {b}: container already exists"
+            )
+        );
+        let out = env
+            .rbox()
+            .args(["rm", "-f", "-t", "0", "--depend", "a"])
+            .output()
+            .success();
+        assert_eq!(out.text(), format!("{b}\n{a}"));
+        assert_eq!(env.text(&["ps", "-a", "-q"]), "");
+    });
+}
+
+#[test]
+fn rm_frees_the_userns_auto_reservation() {
+    for_each_user("checkb_auto_rm", |env| {
+        // a user without a range (and root without a `containers` one) gets no auto range:
+        // userns_auto.rs checks that refusal
+        let has_pool = match env.user.who {
+            Who::Root => crate::userns_auto::containers_range().is_some(),
+            _ => env.user.has_many_ids(),
+        };
+        if !has_pool {
+            return;
+        }
+        env.import_busybox("bb");
+        let id = env.text(&["create", "--network=none", "--userns=auto", "bb", "true"]);
+        let reservation = env.store().join("userns-auto").join(&id);
+        assert!(reservation.exists(), "{}", reservation.display());
+        assert_eq!(env.text(&["rm", &id]), id);
+        assert!(!reservation.exists(), "rm left {}", reservation.display());
+    });
+}
+
+#[test]
+fn ps_table_spaces_created_and_prune_filters_as_podman() {
+    for_each_user("checkb_ps_format", |env| {
+        env.import_busybox("bb");
+        env.text(&[
+            "create",
+            "--network=none",
+            "--name",
+            "pr1",
+            "--label",
+            "k=v",
+            "bb",
+            "true",
+        ]);
+        env.text(&["create", "--network=none", "--name", "pr2", "bb", "true"]);
+        // in a `table`, a space between actions separates columns as a tab does
+        assert_eq!(
+            env.text(&["ps", "-a", "--format", "table {{.Names}} is: {{.State}}"]),
+            "NAMES       is:         STATE\n\
+             pr1         is:         created\n\
+             pr2         is:         created"
+        );
+        // .Created is Go's time, as .CreatedAt (`2026-11-25 15:33:05.117335127 +0000 UTC`)
+        let created = env.text(&["ps", "-a", "-l", "--format", "{{.Created}}|{{.CreatedAt}}"]);
+        let (c, at) = created.split_once('|').unwrap();
+        assert_eq!(c, at);
+        assert!(c.ends_with(" +0000 UTC"), "{created}");
+        // container prune's filters
+        refused(
+            env,
+            &["container", "prune", "-f", "--filter", "bogus=1"],
+            "bogus is an invalid filter",
+        );
+        refused(
+            env,
+            &["container", "prune", "-f", "--filter", "label"],
+            "filter input must be in the form of filter=value: label is invalid",
+        );
+        refused(
+            env,
+            &["container", "prune", "-f", "--filter", "until=bogus"],
+            "failed to parse value as time or duration: \"bogus\"",
+        );
+        refused(
+            env,
+            &["image", "prune", "-f", "--filter", "bogus=1"],
+            "unsupported image filter \"bogus\"",
+        );
+        let pr1 = env.inspect("pr1", "{{.Id}}");
+        assert_eq!(
+            env.text(&["container", "prune", "-f", "--filter", "label=k=v"]),
+            pr1
+        );
+        assert_eq!(env.text(&["ps", "-a", "--format", "{{.Names}}"]), "pr2");
+    });
+}
