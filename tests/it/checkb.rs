@@ -299,3 +299,50 @@ fn ps_table_spaces_created_and_prune_filters_as_podman() {
         assert_eq!(env.text(&["ps", "-a", "--format", "{{.Names}}"]), "pr2");
     });
 }
+
+#[test]
+fn keep_id_runs_as_a_user_the_container_has() {
+    for_each_user("checkb_keep_id_user", |env| {
+        env.import_busybox("bb");
+        let run = |user: &str| {
+            env.rbox()
+                .args([
+                    "run",
+                    "--rm",
+                    "--network=none",
+                    "--userns=keep-id",
+                    "-u",
+                    user,
+                ])
+                .args(["bb", "id", "-u"])
+                .output()
+        };
+        // root: Podman's refusal of keep-id (userns_shift.rs checks it)
+        if env.user.who == Who::Root {
+            return;
+        }
+        // with a range -u 0 is container root
+        if env.user.has_many_ids() {
+            assert_eq!(run("0").success().text(), "0");
+            return;
+        }
+        // without one the caller's ids are the only ones inside: Podman refuses keep-id there
+        // (whatever -u); rbox runs keep-id as the caller and refuses only another user
+        let uid = env.user.uid.to_string();
+        assert_eq!(run(&uid).success().text(), uid);
+        for user in ["0", "root", "0:0"] {
+            let out = run(user).rbox_error();
+            assert_eq!(
+                out.stderr.trim_end(),
+                "Error: keep-id requires additional UIDs or GIDs defined in /etc/subuid and \
+                 /etc/subgid to function correctly",
+                "-u {user}"
+            );
+        }
+        assert_eq!(
+            env.text(&["ps", "-a", "-q"]),
+            "",
+            "a refused run leaves nothing"
+        );
+    });
+}
