@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
@@ -197,18 +198,27 @@ pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
     for (shown, rec) in recs {
         let t = target(g, &rec.id)?;
         if points.contains(&t) {
-            let flags = if a.force {
-                nix::mount::MntFlags::MNT_DETACH
-            } else {
-                nix::mount::MntFlags::empty()
+            use nix::mount::{umount2, MntFlags};
+            // -f detaches a busy mount lazily; one that is not busy goes at once either way
+            let lazy = match umount2(&t, MntFlags::empty()) {
+                Ok(()) => false,
+                Err(nix::errno::Errno::EBUSY) if a.force => {
+                    umount2(&t, MntFlags::MNT_DETACH)
+                        .with_context(|| format!("unmount `{}`", t.display()))?;
+                    true
+                }
+                Err(e) => return Err(e).with_context(|| format!("unmount `{}`", t.display())),
             };
-            nix::mount::umount2(&t, flags).with_context(|| format!("unmount `{}`", t.display()))?;
-            // a FUSE server ends with its mount's last reference (now, unless it is busy)
             let _ = std::fs::remove_dir(&t);
-            if let Some(p) = t.parent() {
-                let _ = std::fs::remove_file(p.join("server"));
-                let _ = std::fs::remove_dir(p);
-            }
+            // a FUSE server ends with its mount's last reference: at once after an unmount
+            // (waited for, so that `start` right after works), later after a lazy one (its
+            // record then keeps `start` refused until it ends)
+            let wait = if lazy {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(5)
+            };
+            runtime::mounted::forget_ended(g, &rec.id, wait);
         }
         println!("{shown}");
     }

@@ -346,3 +346,49 @@ fn keep_id_runs_as_a_user_the_container_has() {
         );
     });
 }
+
+#[test]
+fn unmount_force_of_a_busy_mount_keeps_start_refused_until_its_server_ends() {
+    if !crate::fuse::fuse_usable() {
+        return;
+    }
+    for_each_user("checkb_unmount_busy", |env| {
+        env.import_busybox("bb");
+        env.rbox()
+            .args(["--storage-driver=fuse-overlay", "create", "--network=none"])
+            .args(["--name", "c", "bb", "true"])
+            .output()
+            .success();
+        // the shell's working directory keeps the mount busy: -f detaches it lazily and its
+        // server goes on serving until the shell leaves it
+        let script = r#"set -e
+            p=$("$@" mount c)
+            cat "$(dirname "$p")/server"
+            cd "$p"
+            "$@" unmount c 2>&1 || true
+            "$@" unmount -f c
+            "$@" start c 2>&1 || true
+            cd /"#;
+        let out = env
+            .sh_with_rbox(script, env.user.who != Who::Root)
+            .output()
+            .success();
+        let lines = out.lines();
+        assert_eq!(lines.len(), 4, "{out}");
+        let pid: i32 = lines[0].split_whitespace().next().unwrap().parse().unwrap();
+        assert!(lines[1].contains("Device or resource busy"), "{out}");
+        assert_eq!(lines[2], "c", "{out}");
+        assert!(
+            lines[3].starts_with(&format!(
+                "Error: container c is mounted (`rbox mount`, FUSE server pid {pid})"
+            )),
+            "{out}"
+        );
+        // once nothing holds the detached mount its server ends, and start works
+        crate::util::eventually("the lazily unmounted server ends", || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z ") || s.contains(") X "))
+        });
+        env.text(&["start", "-a", "c"]);
+    });
+}
