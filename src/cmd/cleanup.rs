@@ -61,6 +61,7 @@ pub fn run(g: &Context, a: CleanupArgs) -> Result<ExitCode> {
                 time: 0,
                 ignore: false,
                 depend: false,
+                filter: Vec::new(),
                 cidfile: Vec::new(),
                 containers: targets.into_iter().map(|(given, _)| given).collect(),
             },

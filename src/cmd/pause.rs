@@ -19,6 +19,9 @@ pub struct PauseArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Pause the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Containers to pause (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
@@ -31,13 +34,18 @@ pub struct UnpauseArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Unpause the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Containers to unpause (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
-    let mut names = a.latest.names(g, &a.containers, a.all, false)?;
+    let mut names = a
+        .latest
+        .names_or_filtered(g, &a.containers, a.all, false, &a.filter)?;
     // --all: the running containers that are not paused yet
     if a.all {
         let running = state::list(g)?.into_iter().filter(state::is_running);
@@ -51,7 +59,9 @@ pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
 }
 
 pub fn unpause(g: &Context, a: UnpauseArgs) -> Result<ExitCode> {
-    let mut names = a.latest.names(g, &a.containers, a.all, false)?;
+    let mut names = a
+        .latest
+        .names_or_filtered(g, &a.containers, a.all, false, &a.filter)?;
     if a.all {
         let paused = state::list(g)?
             .into_iter()

@@ -158,6 +158,7 @@ pub fn containers(g: &Context, a: ContainerPruneArgs) -> Result<ExitCode> {
             time: 0,
             ignore: true,
             depend: false,
+            filter: Vec::new(),
             cidfile: Vec::new(),
             containers: ids,
         },

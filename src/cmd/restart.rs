@@ -23,6 +23,9 @@ pub struct RestartArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Restart the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// With --all, only the running containers
     #[arg(long, requires = "all")]
     pub running: bool,
@@ -37,7 +40,9 @@ pub fn run(g: &Context, a: RestartArgs) -> Result<ExitCode> {
         (true, true) => All::Running,
         (true, false) => All::Every,
     };
-    let names = a.latest.names(g, &a.containers, a.all, false)?;
+    let names = a
+        .latest
+        .names_or_filtered(g, &a.containers, a.all, false, &a.filter)?;
     let targets = Targets::gather(g, all, &names, false)?;
     targets.finish(|rec| {
         runtime::restart(

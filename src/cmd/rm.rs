@@ -25,6 +25,9 @@ pub struct RmArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Remove the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Remove the containers' anonymous volumes too (those no other container uses)
     #[arg(short = 'v', long)]
     pub volumes: bool,
@@ -52,9 +55,9 @@ pub struct RmArgs {
 }
 
 pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
-    let mut names = a
-        .latest
-        .names(g, &a.containers, a.all, !a.cidfile.is_empty())?;
+    let mut names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
     if a.depend {
         names = with_dependents(g, &names)?;
     }

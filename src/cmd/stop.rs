@@ -24,6 +24,9 @@ pub struct StopArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Stop the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Ignore containers that do not exist
     #[arg(short = 'i', long)]
     pub ignore: bool,
@@ -36,9 +39,9 @@ pub struct StopArgs {
 }
 
 pub fn run(g: &Context, a: StopArgs) -> Result<ExitCode> {
-    let names = a
-        .latest
-        .names(g, &a.containers, a.all, !a.cidfile.is_empty())?;
+    let names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
     let all = if a.all { All::Running } else { All::No };
     let targets = Targets::gather(
         g,

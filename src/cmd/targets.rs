@@ -98,6 +98,31 @@ impl Latest {
         Ok(vec![Self::record(g)?.id])
     }
 
+    /// [`Latest::names`], or with `--filter`s (`filters`) the containers that pass them all (as
+    /// `ps` filters), newest first and by full id as Podman gives them; refused beside names.
+    pub fn names_or_filtered(
+        self,
+        g: &Context,
+        names: &[String],
+        all: bool,
+        cidfile: bool,
+        filters: &[String],
+    ) -> Result<Vec<String>> {
+        if filters.is_empty() {
+            return self.names(g, names, all, cidfile);
+        }
+        if !names.is_empty() {
+            // Podman's words
+            bail!("--filter takes no arguments");
+        }
+        let f = super::ps::Filters::parse(g, filters)?;
+        Ok(state::list(g)?
+            .into_iter()
+            .filter(|r| f.matches(g, r))
+            .map(|r| r.id)
+            .collect())
+    }
+
     /// The latest container created; Podman's error when there is none.
     pub fn record(g: &Context) -> Result<ContainerRecord> {
         match state::list(g)?.into_iter().next() {

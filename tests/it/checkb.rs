@@ -392,3 +392,58 @@ fn unmount_force_of_a_busy_mount_keeps_start_refused_until_its_server_ends() {
         env.text(&["start", "-a", "c"]);
     });
 }
+
+#[test]
+fn verbs_take_ps_filters_as_podman() {
+    for_each_user("checkb_filters", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        let f1 = env.text(&[
+            "run",
+            "-d",
+            "--network=none",
+            "--name",
+            "f1",
+            "--label",
+            "grp=x",
+            "bb",
+            "sleep",
+            "1000",
+        ]);
+        let f2 = sleeper(env, "f2");
+        let f3 = env.text(&[
+            "create",
+            "--network=none",
+            "--name",
+            "f3",
+            "--label",
+            "grp=x",
+            "bb",
+            "true",
+        ]);
+        refused(
+            env,
+            &["stop", "--filter", "label=grp=x", "f2"],
+            "--filter takes no arguments",
+        );
+        refused(
+            env,
+            &["stop", "--filter", "bogus=1"],
+            "bogus is an invalid filter",
+        );
+        // each match, newest first, by full id (Podman printed them so)
+        assert_eq!(env.text(&["pause", "--filter", "name=f2"]), f2);
+        assert_eq!(env.text(&["unpause", "-f", "name=f2"]), f2);
+        assert_eq!(env.text(&["restart", "-t", "0", "--filter", "name=f2"]), f2);
+        assert_eq!(
+            env.text(&["stop", "-t", "0", "--filter", "label=grp=x"]),
+            format!("{f3}\n{f1}")
+        );
+        assert_eq!(env.text(&["stop", "--filter", "name=nomatch"]), "");
+        assert_eq!(
+            env.text(&["rm", "--filter", "label=grp=x"]),
+            format!("{f3}\n{f1}")
+        );
+        assert_eq!(env.text(&["ps", "-a", "--format", "{{.Names}}"]), "f2");
+    });
+}
