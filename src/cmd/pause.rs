@@ -19,6 +19,9 @@ pub struct PauseArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Read the id of a container to pause from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
     /// Pause the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
     pub filter: Vec<String>,
@@ -34,6 +37,9 @@ pub struct UnpauseArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Read the id of a container to unpause from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
     /// Unpause the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
     pub filter: Vec<String>,
@@ -43,9 +49,10 @@ pub struct UnpauseArgs {
 }
 
 pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
-    let mut names = a
-        .latest
-        .names_or_filtered(g, &a.containers, a.all, false, &a.filter)?;
+    let mut names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
+    names = super::targets::with_cidfiles(&names, &a.cidfile)?;
     // --all: the running containers that are not paused yet
     if a.all {
         let running = state::list(g)?.into_iter().filter(state::is_running);
@@ -59,9 +66,10 @@ pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
 }
 
 pub fn unpause(g: &Context, a: UnpauseArgs) -> Result<ExitCode> {
-    let mut names = a
-        .latest
-        .names_or_filtered(g, &a.containers, a.all, false, &a.filter)?;
+    let mut names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
+    names = super::targets::with_cidfiles(&names, &a.cidfile)?;
     if a.all {
         let paused = state::list(g)?
             .into_iter()

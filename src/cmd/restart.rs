@@ -23,6 +23,9 @@ pub struct RestartArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Read the id of a container to restart from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
     /// Restart the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
     pub filter: Vec<String>,
@@ -40,9 +43,10 @@ pub fn run(g: &Context, a: RestartArgs) -> Result<ExitCode> {
         (true, true) => All::Running,
         (true, false) => All::Every,
     };
-    let names = a
-        .latest
-        .names_or_filtered(g, &a.containers, a.all, false, &a.filter)?;
+    let names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
+    let names = super::targets::with_cidfiles(&names, &a.cidfile)?;
     let targets = Targets::gather(g, all, &names, false)?;
     targets.finish(|rec| {
         runtime::restart(

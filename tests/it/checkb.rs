@@ -447,3 +447,36 @@ fn verbs_take_ps_filters_as_podman() {
         assert_eq!(env.text(&["ps", "-a", "--format", "{{.Names}}"]), "f2");
     });
 }
+
+#[test]
+fn pause_unpause_and_restart_read_cidfiles() {
+    for_each_user("checkb_cidfile", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        let cidfile = env.path("c.cid");
+        let cid = cidfile.to_str().unwrap();
+        let id = env.text(&[
+            "run",
+            "-d",
+            "--network=none",
+            "--cidfile",
+            cid,
+            "bb",
+            "sleep",
+            "1000",
+        ]);
+        assert_eq!(env.text(&["pause", "--cidfile", cid]), id);
+        assert_eq!(
+            env.text(&["ps", "--format", "{{.Status}}"]),
+            "Paused",
+            "paused by its cidfile"
+        );
+        assert_eq!(env.text(&["unpause", "--cidfile", cid]), id);
+        assert_eq!(env.text(&["restart", "-t", "0", "--cidfile", cid]), id);
+        refused(
+            env,
+            &["restart", "-l", "--cidfile", cid],
+            "--all, --latest, and --cidfile cannot be used together",
+        );
+    });
+}
