@@ -25,9 +25,15 @@ pub struct StatsArgs {
     pub all: bool,
     #[command(flatten)]
     pub latest: Latest,
-    /// Print the figures once instead of refreshing them every second
+    /// Print the figures once instead of refreshing them every --interval
     #[arg(long = "no-stream")]
     pub no_stream: bool,
+    /// Seconds between two tables (Podman's default, 5)
+    #[arg(short = 'i', long, value_name = "SECONDS", default_value_t = 5)]
+    pub interval: u64,
+    /// Print each table after the last instead of in its place on a terminal
+    #[arg(long = "no-reset")]
+    pub no_reset: bool,
     /// Do not truncate ids
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
@@ -62,6 +68,10 @@ const SAMPLE: Duration = Duration::from_millis(250);
 
 pub fn run(g: &Context, a: StatsArgs) -> Result<ExitCode> {
     // the processes run as mapped ids: their io, ns and net need ptrace access
+    if a.interval == 0 {
+        // Podman's words
+        bail!("invalid interval, must be a positive number greater zero");
+    }
     crate::runtime::userns::enter(g)?;
     // none named: every running container
     let names = match a.latest.latest {
@@ -74,7 +84,7 @@ pub fn run(g: &Context, a: StatsArgs) -> Result<ExitCode> {
         let wait = if a.no_stream {
             SAMPLE
         } else {
-            Duration::from_secs(1)
+            Duration::from_secs(a.interval)
         };
         std::thread::sleep(wait.saturating_sub(at.elapsed()));
         let now = sample_all(g, &names, false)?;
@@ -83,7 +93,7 @@ pub fn run(g: &Context, a: StatsArgs) -> Result<ExitCode> {
             .map(|s| row(s, before.iter().find(|b| b.id == s.id), a.no_trunc))
             .collect();
         let text = format::render_list(a.format.as_deref(), DEFAULT, TITLES, &rows)?;
-        if !a.no_stream && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        if !a.no_stream && !a.no_reset && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             // the table in place of the last one
             print!("\x1b[2J\x1b[H");
         }

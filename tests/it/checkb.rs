@@ -480,3 +480,38 @@ fn pause_unpause_and_restart_read_cidfiles() {
         );
     });
 }
+
+#[test]
+fn stats_interval_and_no_reset() {
+    for_each_user("checkb_stats", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        refused(
+            env,
+            &["stats", "-i", "0"],
+            "invalid interval, must be a positive number greater zero",
+        );
+        // a table a second until the container ends; on a terminal each one replaces the
+        // last unless --no-reset
+        for (reset, extra) in [(true, None), (false, Some("--no-reset"))] {
+            env.text(&[
+                "run",
+                "-d",
+                "--network=none",
+                "--name",
+                "s",
+                "bb",
+                "sleep",
+                "3",
+            ]);
+            let mut args = vec!["stats", "-i", "1", "--format", "{{.Name}}"];
+            args.extend(extra);
+            args.push("s");
+            let out = env.rbox_on_terminal(24, 80, &args).output().success();
+            let names = out.text().replace("\x1b[2J\x1b[H", "");
+            assert!(names.lines().filter(|l| *l == "s").count() >= 2, "{out}");
+            assert_eq!(out.stdout.contains("\x1b[2J"), reset, "{out}");
+            env.text(&["rm", "s"]);
+        }
+    });
+}
