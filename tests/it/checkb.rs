@@ -515,3 +515,18 @@ fn stats_interval_and_no_reset() {
         }
     });
 }
+
+#[test]
+fn top_with_ps_options_lists_the_containers_processes_only() {
+    for_each_user("checkb_top_ps", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        sleeper(env, "t");
+        // podman 4.3.1: `top t -o pid,ppid,args` and `top t -o args` list no ps of their own
+        assert_eq!(
+            env.text(&["top", "t", "-o", "pid,ppid,args"]),
+            "PID   PPID  COMMAND\n    1     0 sleep 1000"
+        );
+        assert_eq!(env.text(&["top", "t", "-o", "args"]), "COMMAND\nsleep 1000");
+    });
+}
