@@ -71,6 +71,7 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
     )?;
     // podman-rm(1): exit 1 when the only failures are containers that do not exist.
     targets.unknown_exits(exit::NOT_KNOWN);
+    targets.step_codes_exit();
     // Decide and kill outside the namespace; remove the storage inside it.
     targets.keep(|rec| prepare(g, rec, a.force, a.time));
     if targets.is_empty() {

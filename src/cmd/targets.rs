@@ -29,8 +29,9 @@ pub struct Targets<T = ContainerRecord> {
     errors: Vec<String>,
     /// How many of `errors` are names no container has.
     unknown: usize,
-    /// The exit codes the steps' failures that carry one ([`CodedError`]) asked for.
-    coded: Vec<u8>,
+    /// The exit codes the steps' failures that carry one ([`CodedError`]) asked for, kept
+    /// only for a verb that exits with them (`rm`; see [`Targets::step_codes_exit`]).
+    coded: Option<Vec<u8>>,
     /// The exit code when those are the only errors (`rm`: 1, as Podman's).
     unknown_code: u8,
 }
@@ -155,7 +156,7 @@ impl<T> Targets<T> {
             items: listed.into_iter().map(|r| (id(&r), r)).collect(),
             errors: Vec::new(),
             unknown: 0,
-            coded: Vec::new(),
+            coded: None,
             unknown_code: exit::FAILED,
         };
         for name in names {
@@ -176,6 +177,12 @@ impl<T> Targets<T> {
     /// Exit with `code` instead of 125 when the only failures are unknown names.
     pub fn unknown_exits(&mut self, code: u8) {
         self.unknown_code = code;
+    }
+
+    /// Exit with the code a step's failure carries when every failure has one (or is an
+    /// unknown name), as Podman's rm exits 2 for a running container.
+    pub fn step_codes_exit(&mut self) {
+        self.coded = Some(Vec::new());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -203,8 +210,8 @@ impl<T> Targets<T> {
                     self.items.push((shown, t));
                 }
                 Err(e) => {
-                    if let Some(c) = e.downcast_ref::<CodedError>() {
-                        self.coded.push(c.code);
+                    if let (Some(v), Some(c)) = (&mut self.coded, e.downcast_ref::<CodedError>()) {
+                        v.push(c.code);
                     }
                     self.errors.push(format!("{e:#}"))
                 }
@@ -215,9 +222,13 @@ impl<T> Targets<T> {
     fn outcome(&self) -> Result<ExitCode> {
         if self.errors.is_empty() {
             Ok(ExitCode::SUCCESS)
-        } else if self.unknown + self.coded.len() == self.errors.len() {
+        } else if self.unknown + self.coded.as_ref().map_or(0, Vec::len) == self.errors.len() {
             // every failure has its code: the last step's, as Podman's rm sets it
-            let code = self.coded.last().copied().unwrap_or(self.unknown_code);
+            let code = self
+                .coded
+                .as_ref()
+                .and_then(|v| v.last().copied())
+                .unwrap_or(self.unknown_code);
             Err(CodedError::new(code, self.errors.join("; ")).into())
         } else {
             Err(anyhow!(self.errors.join("; ")))
