@@ -121,8 +121,13 @@ fn ensure_newline(s: &mut String) {
 
 /// JSON indented with four spaces, as Podman prints it.
 pub fn pretty_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    pretty_json_indented(v, b"    ")
+}
+
+/// JSON indented with `indent` (Podman's `mount --format json` uses one space).
+pub fn pretty_json_indented<T: serde::Serialize + ?Sized>(v: &T, indent: &[u8]) -> String {
     let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(indent);
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     // Serializing a `Value` or plain structs into memory cannot fail.
     if v.serialize(&mut ser).is_err() {

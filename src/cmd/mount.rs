@@ -34,6 +34,9 @@ pub struct MountArgs {
     pub notruncate: bool,
     #[command(flatten)]
     pub latest: Latest,
+    /// Print the list of mounted containers as json (the one format Podman takes)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Containers to mount (names or ids); none lists the mounted ones
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
@@ -76,20 +79,46 @@ fn mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
+/// One entry of `mount --format json`, with Podman's keys in Podman's order.
+#[derive(serde::Serialize)]
+struct Mounted {
+    id: String,
+    #[serde(rename = "Names")]
+    names: [String; 1],
+    mountpoint: PathBuf,
+}
+
 pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
     refuse_outside("rbox mount")?;
     if a.containers.is_empty() && !a.latest.latest {
+        if let Some(f) = a.format.as_deref().filter(|f| *f != "json") {
+            // Podman's words
+            bail!("unknown --format argument: \"{f}\"");
+        }
         let points = mount_points();
+        let mut listed = Vec::new();
         for rec in state::list(g)? {
             let t = target(g, &rec.id)?;
-            if points.contains(&t) {
-                let id = if a.notruncate {
-                    &rec.id[..]
-                } else {
-                    &rec.id[..12]
-                };
-                println!("{id}  {}", t.display());
+            if !points.contains(&t) {
+                continue;
             }
+            if a.format.is_some() {
+                listed.push(Mounted {
+                    id: rec.id.clone(),
+                    names: [rec.name.clone()],
+                    mountpoint: t,
+                });
+                continue;
+            }
+            let id = if a.notruncate {
+                &rec.id[..]
+            } else {
+                &rec.id[..12]
+            };
+            println!("{id}  {}", t.display());
+        }
+        if a.format.is_some() {
+            println!("{}", crate::format::pretty_json_indented(&listed, b" "));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -530,3 +530,29 @@ fn top_with_ps_options_lists_the_containers_processes_only() {
         assert_eq!(env.text(&["top", "t", "-o", "args"]), "COMMAND\nsleep 1000");
     });
 }
+
+#[test]
+fn mount_lists_as_json_and_latest() {
+    for_each_user("checkb_mount_json", |env| {
+        env.import_busybox("bb");
+        let id = env.text(&["create", "--network=none", "--name", "m", "bb", "true"]);
+        // inside `rbox unshare` as a user (Podman's rule), in the host's namespace as root
+        let script = r#"set -e
+            p=$("$@" mount -l)
+            echo "$p"
+            "$@" mount --format json
+            "$@" mount --format '{{.ID}}' 2>&1 || true
+            "$@" unmount -l"#;
+        let out = env
+            .sh_with_rbox(script, env.user.who != Who::Root)
+            .output()
+            .success();
+        let (point, rest) = out.stdout.split_once('\n').unwrap();
+        // podman 4.3.1: [{"id": ..., "Names": [...], "mountpoint": ...}], one-space indent
+        let want = format!(
+            "[\n {{\n  \"id\": \"{id}\",\n  \"Names\": [\n   \"m\"\n  ],\n  \"mountpoint\": \"{point}\"\n }}\n]\n\
+             Error: unknown --format argument: \"{{{{.ID}}}}\"\n{id}\n"
+        );
+        assert_eq!(rest, want, "{out}");
+    });
+}
