@@ -14,6 +14,8 @@ pub const NOT_FOUND: u8 = 127;
 pub const NOT_KNOWN: u8 = 1;
 /// `rmi`: an image is in use by a container (as Podman's rmi).
 pub const IN_USE: u8 = 2;
+/// `rm`: a container runs, and no `-f` (as Podman's rm: "container state improper").
+pub const STATE_IMPROPER: u8 = 2;
 
 /// An error that carries the exit code it must produce; anything else exits 125.
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,10 @@
 //! its rows), or truncate ids and humanize times (see [`human`]).
 //!
 //! Layout follows Podman (containers/common `pkg/report`): `\t` and `\n` typed literally are
-//! escapes; with the `table` prefix every line goes through tabwriter-like alignment (minimum
-//! cell width 12, padding 2), without it tabs stay tabs (as podman 4.3 prints them); `table`
-//! adds a header row whose titles come
+//! escapes; with the `table` prefix a space in the text between actions separates columns as
+//! a tab does, and every line goes through tabwriter-like alignment (minimum cell width 12,
+//! padding 2), without it tabs stay tabs (as podman 4.3 prints them); `table` adds a header
+//! row whose titles come
 //! from the field names (`.CreatedAt` -> `CREATED AT`, with per-command overrides such as
 //! `.ID` -> `CONTAINER ID`).
 
@@ -127,8 +128,13 @@ fn ensure_newline(s: &mut String) {
 
 /// JSON indented with four spaces, as Podman prints it.
 pub fn pretty_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    pretty_json_indented(v, b"    ")
+}
+
+/// JSON indented with `indent` (Podman's `mount --format json` uses one space).
+pub fn pretty_json_indented<T: serde::Serialize + ?Sized>(v: &T, indent: &[u8]) -> String {
     let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(indent);
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     // Serializing a `Value` or plain structs into memory cannot fail.
     if v.serialize(&mut ser).is_err() {
@@ -253,7 +259,15 @@ impl Template {
             }
             _ => (false, src),
         };
-        let items = split_actions(body)?;
+        let mut items = split_actions(body)?;
+        if table {
+            // Podman's table layout: `table {{.A}} {{.B}}` is two columns
+            for it in &mut items {
+                if let Item::Text(t) = it {
+                    *t = t.replace(' ', "\t");
+                }
+            }
+        }
         let mut pos = 0;
         let (nodes, end) = parse_nodes(&items, &mut pos)?;
         if let Some(kw) = end {

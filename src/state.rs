@@ -1402,14 +1402,16 @@ pub fn is_running(rec: &ContainerRecord) -> bool {
     rec.state.status == Status::Running
 }
 
-/// Forget a container: its record, live state and name. The caller removes its storage
-/// directory (which holds files owned by mapped ids) from inside the user namespace.
+/// Forget a container: its record, live state, name and `--userns=auto` reservation (its ids
+/// are free for the next container at once). The caller removes its storage directory (which
+/// holds files owned by mapped ids) from inside the user namespace.
 pub fn remove(g: &Context, rec: &ContainerRecord) -> Result<()> {
     let root = g.storage_root()?;
     remove_live(g, rec);
     clear_requests(g, rec);
     fs::remove_file(layout::container_record(&root, &rec.id)).ok();
     release_name(&root, &rec.name, &rec.id);
+    crate::runtime::userns_auto::release(&root, &rec.id);
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
+use super::targets::Latest;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::state;
@@ -16,15 +17,18 @@ pub struct CleanupArgs {
     /// Clean up every container that is not running
     #[arg(short = 'a', long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
     /// Remove the containers after cleaning them up
     #[arg(long)]
     pub rm: bool,
     /// Containers to clean up (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn run(g: &Context, a: CleanupArgs) -> Result<ExitCode> {
+    let names = a.latest.names(g, &a.containers, a.all, false)?;
     let targets: Vec<(String, state::ContainerRecord)> = if a.all {
         let mut all = state::list(g)?;
         all.reverse();
@@ -33,7 +37,7 @@ pub fn run(g: &Context, a: CleanupArgs) -> Result<ExitCode> {
             .map(|r| (r.id.clone(), r))
             .collect()
     } else {
-        a.containers
+        names
             .iter()
             .map(|c| Ok((c.clone(), state::lookup(g, c)?)))
             .collect::<Result<_>>()?
@@ -52,9 +56,12 @@ pub fn run(g: &Context, a: CleanupArgs) -> Result<ExitCode> {
             super::rm::RmArgs {
                 force: false,
                 all: false,
+                latest: Default::default(),
                 volumes: false,
                 time: 0,
                 ignore: false,
+                depend: false,
+                filter: Vec::new(),
                 cidfile: Vec::new(),
                 containers: targets.into_iter().map(|(given, _)| given).collect(),
             },

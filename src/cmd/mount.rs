@@ -17,9 +17,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
+use super::targets::Latest;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime::{self, userns};
@@ -28,8 +30,13 @@ use crate::state;
 #[derive(Debug, Clone, clap::Args)]
 pub struct MountArgs {
     /// Do not truncate the ids in the list of mounted containers
-    #[arg(long)]
+    #[arg(long = "no-trunc", visible_alias = "notruncate")]
     pub notruncate: bool,
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Print the list of mounted containers as json (the one format Podman takes)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Containers to mount (names or ids); none lists the mounted ones
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
@@ -43,9 +50,10 @@ pub struct UnmountArgs {
     /// Unmount even when the mount is busy (lazily)
     #[arg(short = 'f', long)]
     pub force: bool,
+    #[command(flatten)]
+    pub latest: Latest,
     /// Containers to unmount (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all",
-          add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -71,25 +79,52 @@ fn mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
+/// One entry of `mount --format json`, with Podman's keys in Podman's order.
+#[derive(serde::Serialize)]
+struct Mounted {
+    id: String,
+    #[serde(rename = "Names")]
+    names: [String; 1],
+    mountpoint: PathBuf,
+}
+
 pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
     refuse_outside("rbox mount")?;
-    if a.containers.is_empty() {
+    if a.containers.is_empty() && !a.latest.latest {
+        if let Some(f) = a.format.as_deref().filter(|f| *f != "json") {
+            // Podman's words
+            bail!("unknown --format argument: \"{f}\"");
+        }
         let points = mount_points();
+        let mut listed = Vec::new();
         for rec in state::list(g)? {
             let t = target(g, &rec.id)?;
-            if points.contains(&t) {
-                let id = if a.notruncate {
-                    &rec.id[..]
-                } else {
-                    &rec.id[..12]
-                };
-                println!("{id}  {}", t.display());
+            if !points.contains(&t) {
+                continue;
             }
+            if a.format.is_some() {
+                listed.push(Mounted {
+                    id: rec.id.clone(),
+                    names: [rec.name.clone()],
+                    mountpoint: t,
+                });
+                continue;
+            }
+            let id = if a.notruncate {
+                &rec.id[..]
+            } else {
+                &rec.id[..12]
+            };
+            println!("{id}  {}", t.display());
+        }
+        if a.format.is_some() {
+            println!("{}", crate::format::pretty_json_indented(&listed, b" "));
         }
         return Ok(ExitCode::SUCCESS);
     }
     let recs = a
-        .containers
+        .latest
+        .names(g, &a.containers, false, false)?
         .iter()
         .map(|c| state::lookup(g, c))
         .collect::<Result<Vec<_>>>()?;
@@ -175,6 +210,7 @@ pub fn release(g: &Context, rec: &state::ContainerRecord) {
 }
 
 pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
+    let names = a.latest.names(g, &a.containers, a.all, false)?;
     let points = mount_points();
     let recs = if a.all {
         state::list(g)?
@@ -183,7 +219,7 @@ pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
             .map(|r| (r.id.clone(), r))
             .collect::<Vec<_>>()
     } else {
-        a.containers
+        names
             .iter()
             .map(|c| state::lookup(g, c).map(|r| (c.clone(), r)))
             .collect::<Result<Vec<_>>>()?
@@ -191,18 +227,27 @@ pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
     for (shown, rec) in recs {
         let t = target(g, &rec.id)?;
         if points.contains(&t) {
-            let flags = if a.force {
-                nix::mount::MntFlags::MNT_DETACH
-            } else {
-                nix::mount::MntFlags::empty()
+            use nix::mount::{umount2, MntFlags};
+            // -f detaches a busy mount lazily; one that is not busy goes at once either way
+            let lazy = match umount2(&t, MntFlags::empty()) {
+                Ok(()) => false,
+                Err(nix::errno::Errno::EBUSY) if a.force => {
+                    umount2(&t, MntFlags::MNT_DETACH)
+                        .with_context(|| format!("unmount `{}`", t.display()))?;
+                    true
+                }
+                Err(e) => return Err(e).with_context(|| format!("unmount `{}`", t.display())),
             };
-            nix::mount::umount2(&t, flags).with_context(|| format!("unmount `{}`", t.display()))?;
-            // a FUSE server ends with its mount's last reference (now, unless it is busy)
             let _ = std::fs::remove_dir(&t);
-            if let Some(p) = t.parent() {
-                let _ = std::fs::remove_file(p.join("server"));
-                let _ = std::fs::remove_dir(p);
-            }
+            // a FUSE server ends with its mount's last reference: at once after an unmount
+            // (waited for, so that `start` right after works), later after a lazy one (its
+            // record then keeps `start` refused until it ends)
+            let wait = if lazy {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(5)
+            };
+            runtime::mounted::forget_ended(g, &rec.id, wait);
         }
         println!("{shown}");
     }

@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::targets::{All, Targets};
+use super::targets::{All, Latest, Targets};
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime;
@@ -17,6 +17,14 @@ pub struct PauseArgs {
     /// Pause all running containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Read the id of a container to pause from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
+    /// Pause the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Containers to pause (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
@@ -27,17 +35,25 @@ pub struct UnpauseArgs {
     /// Unpause all paused containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Read the id of a container to unpause from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
+    /// Unpause the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Containers to unpause (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
-    if !a.all && a.containers.is_empty() {
-        bail!("you must provide at least one name or id");
-    }
+    let mut names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
+    names = super::targets::with_cidfiles(&names, &a.cidfile)?;
     // --all: the running containers that are not paused yet
-    let mut names = a.containers.clone();
     if a.all {
         let running = state::list(g)?.into_iter().filter(state::is_running);
         names.splice(
@@ -50,10 +66,10 @@ pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
 }
 
 pub fn unpause(g: &Context, a: UnpauseArgs) -> Result<ExitCode> {
-    if !a.all && a.containers.is_empty() {
-        bail!("you must provide at least one name or id");
-    }
-    let mut names = a.containers.clone();
+    let mut names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
+    names = super::targets::with_cidfiles(&names, &a.cidfile)?;
     if a.all {
         let paused = state::list(g)?
             .into_iter()

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
+use super::targets::Latest;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::state::{self, ContainerRecord, PortSpec};
@@ -15,12 +16,10 @@ pub struct PortArgs {
     /// Every running container's ports
     #[arg(short = 'a', long, conflicts_with = "container")]
     pub all: bool,
-    /// Container (name or id)
-    #[arg(
-        value_name = "CONTAINER",
-        required_unless_present = "all",
-        add = complete::container_candidates()
-    )]
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Container (name or id); with `--latest`, the PORT
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub container: Option<String>,
     /// Only this container port (PORT or PORT/PROTO)
     #[arg(value_name = "PORT", requires = "container")]
@@ -41,6 +40,9 @@ fn published(r: &ContainerRecord) -> &[PortSpec] {
 }
 
 pub fn run(g: &Context, a: PortArgs) -> Result<ExitCode> {
+    if a.all && a.latest.latest {
+        bail!("--all and --latest cannot be used together");
+    }
     if a.all {
         for r in state::list(g)? {
             for p in published(&r) {
@@ -49,9 +51,15 @@ pub fn run(g: &Context, a: PortArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let rec = state::lookup(g, a.container.as_deref().expect("clap requires it"))?;
+    // as Podman: with --latest, the one argument is the port
+    let (rec, port) = match (a.latest.latest, a.container) {
+        (true, port) if a.port.is_none() => (Latest::record(g)?, port),
+        (true, _) => bail!("--latest and containers cannot be used together"),
+        (false, Some(name)) => (state::lookup(g, &name)?, a.port),
+        (false, None) => bail!("you must supply a running container name or id"),
+    };
     let ports = published(&rec);
-    let Some(want) = a.port else {
+    let Some(want) = port else {
         for p in ports {
             println!("{}", line(p));
         }

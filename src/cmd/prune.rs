@@ -78,7 +78,8 @@ impl Filter {
             if let Ok(d) = humantime::parse_duration(t) {
                 return Ok(Filter::Until(now - d.as_secs() as i64));
             }
-            bail!("invalid filter `{f}`: until takes an RFC 3339 time, Unix seconds or a duration");
+            // Podman's words
+            bail!("failed to parse value as time or duration: \"{t}\"");
         }
         bail!("invalid filter `{f}`: use label=KEY[=VALUE], label!=KEY[=VALUE] or until=TIME")
     }
@@ -113,8 +114,20 @@ pub(crate) fn image_matches(
     filters.iter().all(|f| f.matches(&labels, created))
 }
 
-/// The `--filter` values of a prune (`label=`, `label!=`, `until=`).
-pub(crate) fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
+/// The `--filter` values of a prune (`label=`, `label!=`, `until=`). `unknown`: Podman's refusal of a key it does not take, which `container prune` and `image
+/// prune` word differently.
+pub(crate) fn parse_filters(
+    filters: &[String],
+    unknown: fn(&str) -> String,
+) -> Result<Vec<Filter>> {
+    for f in filters {
+        match f.split_once('=') {
+            // Podman's words
+            None => bail!("filter input must be in the form of filter=value: {f} is invalid"),
+            Some((k, _)) if !["label", "label!", "until"].contains(&k) => bail!("{}", unknown(k)),
+            Some(_) => {}
+        }
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -128,7 +141,7 @@ fn confirm(warning: &str) -> Result<bool> {
 }
 
 pub fn containers(g: &Context, a: ContainerPruneArgs) -> Result<ExitCode> {
-    let filters = parse_filters(&a.filter)?;
+    let filters = parse_filters(&a.filter, |k| format!("{k} is an invalid filter"))?;
     if !a.force && !confirm("This will remove all non running containers.")? {
         return Ok(ExitCode::SUCCESS);
     }
@@ -148,9 +161,12 @@ pub fn containers(g: &Context, a: ContainerPruneArgs) -> Result<ExitCode> {
         super::rm::RmArgs {
             force: false,
             all: false,
+            latest: Default::default(),
             volumes: false,
             time: 0,
             ignore: true,
+            depend: false,
+            filter: Vec::new(),
             cidfile: Vec::new(),
             containers: ids,
         },
@@ -158,7 +174,7 @@ pub fn containers(g: &Context, a: ContainerPruneArgs) -> Result<ExitCode> {
 }
 
 pub fn images(g: &Context, a: ImagePruneArgs) -> Result<ExitCode> {
-    let filters = parse_filters(&a.filter)?;
+    let filters = parse_filters(&a.filter, |k| format!("unsupported image filter \"{k}\""))?;
     let warning = if a.all {
         "This command removes all images without at least one container associated with them."
     } else {

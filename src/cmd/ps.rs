@@ -43,7 +43,7 @@ pub struct PsArgs {
     /// network=MODE, pod=POD; several of one key match any, different keys all
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
     pub filter: Vec<String>,
-    /// Sort by command, created, id, image, names, runningfor, size or status
+    /// Sort by command, created (the default), id, image, names, runningfor, size or status
     #[arg(long, value_name = "KEY")]
     pub sort: Option<String>,
     /// Show the size of each container's writable layer (and of its whole root filesystem)
@@ -106,7 +106,7 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
     }
     let mut all = state::list(g)?; // newest first
     let filters = Filters::parse(g, &a.filter)?;
-    all.retain(|r| filters.matches(r));
+    all.retain(|r| filters.matches(g, r));
     let every_state = a.all || a.latest || a.last.is_some() || filters.implies_all();
     if !every_state {
         all.retain(|r| r.state.status == Status::Running);
@@ -121,9 +121,12 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    if let Some(key) = &a.sort {
-        sort(&mut all, key, sizes.as_ref());
-    }
+    // Podman's default order is by creation, oldest first (after -l/-n took the newest)
+    sort(
+        &mut all,
+        a.sort.as_deref().unwrap_or("created"),
+        sizes.as_ref(),
+    );
     if a.quiet {
         for r in &all {
             println!(
@@ -325,19 +328,21 @@ impl Filters {
     }
 
     /// Whether container `r` passes every filter.
-    pub fn matches(&self, r: &ContainerRecord) -> bool {
+    pub fn matches(&self, g: &Context, r: &ContainerRecord) -> bool {
         self.keys.iter().all(|(k, vs)| match k.as_str() {
             "label" => vs.iter().all(|v| label_matches(r, v)),
             "since" => self.since.iter().any(|t| r.created > *t),
             "before" => self.before.iter().any(|t| r.created < *t),
-            _ => vs.iter().any(|v| self.one(r, k, v)),
+            _ => vs.iter().any(|v| self.one(g, r, k, v)),
         })
     }
 
-    fn one(&self, r: &ContainerRecord, k: &str, v: &str) -> bool {
+    fn one(&self, g: &Context, r: &ContainerRecord, k: &str, v: &str) -> bool {
         match k {
             "id" => r.id.starts_with(v),
             "name" => name_matches(&r.name, v),
+            // paused is live state, which the record alone does not tell
+            "status" if state::is_paused(g, r) => v == "paused",
             "status" => r.state.status.as_str() == v,
             "restart-policy" => {
                 r.spec.restart.name == v || (v == "no" && !r.spec.restart.restarts())
@@ -371,7 +376,7 @@ impl Filters {
     }
 }
 
-/// The states `status=` takes: Podman's; rbox's containers are never paused or stopped.
+/// The states `status=` takes: Podman's; rbox's containers are never stopped or unknown.
 const STATES: &[&str] = &[
     "created", "running", "paused", "stopped", "exited", "unknown",
 ];
@@ -524,11 +529,10 @@ fn ps_view(r: &ContainerRecord, now: i64, no_trunc: bool) -> Value {
     o.insert("Names".into(), json!(r.name));
     o.insert("CreatedHuman".into(), json!(human::ago(created, now)));
     o.insert("RunningFor".into(), json!(human::ago(created, now)));
-    o.insert("Created".into(), json!(human::ago(created, now)));
-    o.insert(
-        "CreatedAt".into(),
-        json!(human::go_time_of(Some(&r.created))),
-    );
+    // .Created and .CreatedAt: Go's time, as Podman prints a time.Time
+    let go_created = human::go_time_of(Some(&r.created));
+    o.insert("Created".into(), json!(go_created));
+    o.insert("CreatedAt".into(), json!(go_created));
     o.insert("Status".into(), json!(status_text(r, now)));
     // as podman ps shows them: 0.0.0.0:8080->80/tcp, ...
     let ports: Vec<String> = r

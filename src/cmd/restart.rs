@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::targets::{All, Targets};
+use super::targets::{All, Latest, Targets};
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime;
@@ -21,11 +21,19 @@ pub struct RestartArgs {
     /// Restart all containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Read the id of a container to restart from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
+    /// Restart the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// With --all, only the running containers
     #[arg(long, requires = "all")]
     pub running: bool,
     /// Containers to restart (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -35,7 +43,11 @@ pub fn run(g: &Context, a: RestartArgs) -> Result<ExitCode> {
         (true, true) => All::Running,
         (true, false) => All::Every,
     };
-    let targets = Targets::gather(g, all, &a.containers, false)?;
+    let names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
+    let names = super::targets::with_cidfiles(&names, &a.cidfile)?;
+    let targets = Targets::gather(g, all, &names, false)?;
     targets.finish(|rec| {
         runtime::restart(
             g,

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
-use super::targets::{All, Targets};
+use super::targets::{All, Latest, Targets};
 use crate::cli::complete;
 use crate::context::Context;
-use crate::exit;
+use crate::exit::{self, CodedError};
 use crate::runtime;
 use crate::state::{self, ContainerRecord};
 
@@ -23,6 +23,11 @@ pub struct RmArgs {
     /// Remove all containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Remove the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Remove the containers' anonymous volumes too (those no other container uses)
     #[arg(short = 'v', long)]
     pub volumes: bool,
@@ -35,30 +40,38 @@ pub struct RmArgs {
         default_value_t = 0
     )]
     pub time: u64,
-    /// Ignore containers that do not exist
+    /// Ignore containers that do not exist (as -f does)
     #[arg(short = 'i', long)]
     pub ignore: bool,
+    /// Remove the containers that join each one's network first (and theirs, and so on)
+    #[arg(long)]
+    pub depend: bool,
     /// Read the id of a container to remove from FILE (as `run --cidfile` writes it)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Vec<std::path::PathBuf>,
     /// Containers to remove (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "cidfile"], add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
-    if a.all && !a.containers.is_empty() {
-        bail!("--all and container names cannot be used together");
+    let mut names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
+    if a.depend {
+        names = with_dependents(g, &names)?;
     }
     let all = if a.all { All::Every } else { All::No };
+    // -f: a container that does not exist is no error, as Podman has it
     let mut targets = Targets::gather(
         g,
         all,
-        &super::targets::with_cidfiles(&a.containers, &a.cidfile)?,
-        a.ignore,
+        &super::targets::with_cidfiles(&names, &a.cidfile)?,
+        a.ignore || a.force,
     )?;
     // podman-rm(1): exit 1 when the only failures are containers that do not exist.
     targets.unknown_exits(exit::NOT_KNOWN);
+    targets.step_codes_exit();
     // Decide and kill outside the namespace; remove the storage inside it.
     targets.keep(|rec| prepare(g, rec, a.force, a.time));
     if targets.is_empty() {
@@ -77,31 +90,60 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
     })
 }
 
+/// The containers that join container `id`'s network.
+fn dependents<'a>(
+    all: &'a [ContainerRecord],
+    id: &'a str,
+) -> impl Iterator<Item = &'a ContainerRecord> {
+    all.iter().filter(move |d| {
+        d.spec.network == state::NetworkMode::Container && d.spec.network_options == id
+    })
+}
+
+/// `--depend`: each of `names` after the containers that depend on it, deepest first, all by
+/// full id (as Podman prints them); a name not found stays for `rm` to report.
+fn with_dependents(g: &Context, names: &[String]) -> Result<Vec<String>> {
+    fn visit(all: &[ContainerRecord], id: &str, out: &mut Vec<String>) {
+        for d in dependents(all, id) {
+            visit(all, &d.id, out);
+        }
+        if !out.iter().any(|o| o == id) {
+            out.push(id.to_string());
+        }
+    }
+    let all = state::list(g)?;
+    let mut out = Vec::new();
+    for n in names {
+        match state::lookup(g, n) {
+            Ok(r) => visit(&all, &r.id, &mut out),
+            Err(_) => out.push(n.clone()),
+        }
+    }
+    Ok(out)
+}
+
 /// Refuse (or with `force`, kill) a running container, then forget its record and name.
 /// Called before entering the user namespace: the record, the name and the live state belong
 /// to the user, and the runtime directory is found by the real uid.
 pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Result<()> {
     // As Podman: never with containers that join its network (even with -f): they could not
     // start again, and a running one would keep a namespace nobody can name
-    let dependents: Vec<String> = state::list(g)?
-        .into_iter()
-        .filter(|d| {
-            d.spec.network == state::NetworkMode::Container && d.spec.network_options == rec.id
-        })
-        .map(|d| d.name)
-        .collect();
-    if !dependents.is_empty() {
+    let all = state::list(g)?;
+    let deps: Vec<&str> = dependents(&all, &rec.id).map(|d| d.id.as_str()).collect();
+    if !deps.is_empty() {
+        // Podman's words
         bail!(
-            "container {} has containers that join its network: remove them first ({})",
-            rec.name,
-            dependents.join(", ")
+            "container {} has dependent containers which must be removed before it: {}: \
+             container already exists",
+            rec.id,
+            deps.join(", ")
         );
     }
     if state::is_running(rec) {
         if !force {
-            // Podman's words and exit code (podman-rm(1): 2 for a running container)
-            return Err(exit::CodedError::new(
-                exit::IN_USE,
+            // Podman's words and exit code
+            return Err(CodedError::new(
+                exit::STATE_IMPROPER,
                 format!(
                     "cannot remove container {} as it is running - running or paused containers \
                      cannot be removed without force: container state improper",

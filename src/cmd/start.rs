@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
+use super::targets::Latest;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime::front;
@@ -31,31 +32,37 @@ pub struct StartArgs {
     /// `rbox start --all --filter restart-policy=always`)
     #[arg(long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
     /// With --all, only the containers that pass this filter (KEY=VALUE, as `rbox ps`
     /// takes them)
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
     pub filter: Vec<String>,
     /// Containers to start (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
     let attach = a.attach || a.interactive;
-    if attach && a.containers.len() > 1 {
+    // --filter alone selects among all containers, as Podman's does
+    let all = a.all || !a.filter.is_empty();
+    // Podman's words
+    if all && !a.containers.is_empty() {
+        bail!("either start all containers or the container(s) provided in the arguments");
+    }
+    if !all && !a.latest.latest && a.containers.is_empty() {
+        bail!("start requires at least one argument");
+    }
+    let names = a.latest.names(g, &a.containers, all, false)?;
+    if attach && names.len() > 1 {
         bail!("you cannot attach to more than one container: start them one at a time with -a");
     }
-    if a.all {
-        if !a.containers.is_empty() {
-            bail!("--all and container names cannot be used together");
-        }
+    if all {
         if attach {
-            bail!("--all cannot be used with --attach");
+            bail!("you cannot start and attach all containers at once");
         }
         return start_all(g, &a.filter);
-    }
-    if !a.filter.is_empty() {
-        bail!("--filter selects among all containers: give --all too");
     }
     // containers.conf is read only when it can matter
     let conf = match (&a.detach_keys, attach) {
@@ -68,7 +75,7 @@ pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
         sig_proxy: a.sig_proxy.unwrap_or(true),
     };
     let mut last = ExitCode::SUCCESS;
-    for c in &a.containers {
+    for c in &names {
         last = crate::runtime::create::start_with(g, c, attach.then_some(&o))?;
     }
     Ok(last)
@@ -82,7 +89,7 @@ fn start_all(g: &Context, filters: &[String]) -> Result<ExitCode> {
     let mut all = crate::state::list(g)?;
     all.reverse(); // oldest first: a container joined by others starts before them
     for r in all {
-        if crate::state::is_running(&r) || !filters.matches(&r) {
+        if crate::state::is_running(&r) || !filters.matches(g, &r) {
             continue;
         }
         if let Err(e) = crate::runtime::start(g, &r.id, false) {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
+use super::targets::Latest;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::format::{self, Row};
@@ -22,9 +23,17 @@ pub struct StatsArgs {
     /// Show all containers (only the running ones have figures)
     #[arg(short = 'a', long)]
     pub all: bool,
-    /// Print the figures once instead of refreshing them every second
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Print the figures once instead of refreshing them every --interval
     #[arg(long = "no-stream")]
     pub no_stream: bool,
+    /// Seconds between two tables (Podman's default, 5)
+    #[arg(short = 'i', long, value_name = "SECONDS", default_value_t = 5)]
+    pub interval: u64,
+    /// Print each table after the last instead of in its place on a terminal
+    #[arg(long = "no-reset")]
+    pub no_reset: bool,
     /// Do not truncate ids
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
@@ -59,23 +68,32 @@ const SAMPLE: Duration = Duration::from_millis(250);
 
 pub fn run(g: &Context, a: StatsArgs) -> Result<ExitCode> {
     // the processes run as mapped ids: their io, ns and net need ptrace access
+    if a.interval == 0 {
+        // Podman's words
+        bail!("invalid interval, must be a positive number greater zero");
+    }
     crate::runtime::userns::enter(g)?;
-    let mut before = sample_all(g, &a, true)?;
+    // none named: every running container
+    let names = match a.latest.latest {
+        true => a.latest.names(g, &a.containers, a.all, false)?,
+        false => a.containers.clone(),
+    };
+    let mut before = sample_all(g, &names, true)?;
     let mut at = Instant::now();
     loop {
         let wait = if a.no_stream {
             SAMPLE
         } else {
-            Duration::from_secs(1)
+            Duration::from_secs(a.interval)
         };
         std::thread::sleep(wait.saturating_sub(at.elapsed()));
-        let now = sample_all(g, &a, false)?;
+        let now = sample_all(g, &names, false)?;
         let rows: Vec<Row> = now
             .iter()
             .map(|s| row(s, before.iter().find(|b| b.id == s.id), a.no_trunc))
             .collect();
         let text = format::render_list(a.format.as_deref(), DEFAULT, TITLES, &rows)?;
-        if !a.no_stream && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        if !a.no_stream && !a.no_reset && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             // the table in place of the last one
             print!("\x1b[2J\x1b[H");
         }
@@ -113,14 +131,14 @@ struct Sample {
 
 /// A sample of each container asked for (every running one when none is named); at the
 /// `first` look, a named one that does not run is an error, as is one that is not found.
-fn sample_all(g: &Context, a: &StatsArgs, first: bool) -> Result<Vec<Sample>> {
-    let recs: Vec<ContainerRecord> = if a.containers.is_empty() {
+fn sample_all(g: &Context, names: &[String], first: bool) -> Result<Vec<Sample>> {
+    let recs: Vec<ContainerRecord> = if names.is_empty() {
         state::list(g)?
             .into_iter()
             .filter(state::is_running)
             .collect()
     } else {
-        a.containers
+        names
             .iter()
             .map(|n| state::lookup(g, n))
             .collect::<Result<_>>()?
@@ -130,7 +148,7 @@ fn sample_all(g: &Context, a: &StatsArgs, first: bool) -> Result<Vec<Sample>> {
         match sample(g, rec) {
             Some(s) => out.push(s),
             // a named one must run at the start; one that exits later leaves the table
-            None if first && !a.containers.is_empty() => {
+            None if first && !names.is_empty() => {
                 bail!("container {} is not running", rec.name)
             }
             None => {}

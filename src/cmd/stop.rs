@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::targets::{All, Targets};
+use super::targets::{All, Latest, Targets};
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime;
@@ -22,6 +22,11 @@ pub struct StopArgs {
     /// Stop all running containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Stop the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
     /// Ignore containers that do not exist
     #[arg(short = 'i', long)]
     pub ignore: bool,
@@ -29,16 +34,19 @@ pub struct StopArgs {
     #[arg(long, value_name = "FILE")]
     pub cidfile: Vec<std::path::PathBuf>,
     /// Containers to stop (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "cidfile"], add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn run(g: &Context, a: StopArgs) -> Result<ExitCode> {
+    let names =
+        a.latest
+            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
     let all = if a.all { All::Running } else { All::No };
     let targets = Targets::gather(
         g,
         all,
-        &super::targets::with_cidfiles(&a.containers, &a.cidfile)?,
+        &super::targets::with_cidfiles(&names, &a.cidfile)?,
         a.ignore,
     )?;
     // Stopping a stopped container is not an error, as in podman.

@@ -482,7 +482,8 @@ fn prune_warning(all: bool, volumes: bool) -> String {
 }
 
 fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
-    let filters = super::prune::parse_filters(&a.filter)?;
+    // (its containers are pruned first: their refusal)
+    let filters = super::prune::parse_filters(&a.filter, |k| format!("{k} is an invalid filter"))?;
     if !a.force && !confirm(&prune_warning(a.all, a.volumes))? {
         return Ok(ExitCode::SUCCESS);
     }

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::context::Context;
 use crate::exit::{self, CodedError};
@@ -29,11 +29,11 @@ pub struct Targets<T = ContainerRecord> {
     errors: Vec<String>,
     /// How many of `errors` are names no container has.
     unknown: usize,
+    /// The exit codes the steps' failures that carry one ([`CodedError`]) asked for, kept
+    /// only for a verb that exits with them (`rm`; see [`Targets::step_codes_exit`]).
+    coded: Option<Vec<u8>>,
     /// The exit code when those are the only errors (`rm`: 1, as Podman's).
     unknown_code: u8,
-    /// How many of `errors` carry [`exit::IN_USE`] (`rm` of a running container): the exit
-    /// code when they are the only errors.
-    in_use: usize,
 }
 
 impl Targets {
@@ -56,6 +56,80 @@ impl Targets {
             ignore,
             |n| state::lookup(g, n),
         ))
+    }
+}
+
+/// `-l/--latest`: the container created last (in any state), as Podman's verbs take it.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Latest {
+    /// Act on the latest container created (in any state)
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+}
+
+impl Latest {
+    /// The names a verb acts on: `names`, or with `--latest` the latest container's full id
+    /// (the name Podman prints it under). Refused with Podman's words: `--latest` or `--all`
+    /// (`all`) beside names, each other or `--cidfile` (`cidfile`), and nothing chosen.
+    pub fn names(
+        self,
+        g: &Context,
+        names: &[String],
+        all: bool,
+        cidfile: bool,
+    ) -> Result<Vec<String>> {
+        if cidfile && (all || self.latest) {
+            bail!("--all, --latest, and --cidfile cannot be used together");
+        }
+        if all && self.latest {
+            bail!("--all and --latest cannot be used together");
+        }
+        if all && !names.is_empty() {
+            bail!("no arguments are needed with --all");
+        }
+        if !self.latest {
+            if !all && !cidfile && names.is_empty() {
+                bail!("you must provide at least one name or id");
+            }
+            return Ok(names.to_vec());
+        }
+        if !names.is_empty() {
+            bail!("--latest and containers cannot be used together");
+        }
+        Ok(vec![Self::record(g)?.id])
+    }
+
+    /// [`Latest::names`], or with `--filter`s (`filters`) the containers that pass them all (as
+    /// `ps` filters), newest first and by full id as Podman gives them; refused beside names.
+    pub fn names_or_filtered(
+        self,
+        g: &Context,
+        names: &[String],
+        all: bool,
+        cidfile: bool,
+        filters: &[String],
+    ) -> Result<Vec<String>> {
+        if filters.is_empty() {
+            return self.names(g, names, all, cidfile);
+        }
+        if !names.is_empty() {
+            // Podman's words
+            bail!("--filter takes no arguments");
+        }
+        let f = super::ps::Filters::parse(g, filters)?;
+        Ok(state::list(g)?
+            .into_iter()
+            .filter(|r| f.matches(g, r))
+            .map(|r| r.id)
+            .collect())
+    }
+
+    /// The latest container created; Podman's error when there is none.
+    pub fn record(g: &Context) -> Result<ContainerRecord> {
+        match state::list(g)?.into_iter().next() {
+            Some(r) => Ok(r),
+            None => bail!("no such container"),
+        }
     }
 }
 
@@ -82,8 +156,8 @@ impl<T> Targets<T> {
             items: listed.into_iter().map(|r| (id(&r), r)).collect(),
             errors: Vec::new(),
             unknown: 0,
+            coded: None,
             unknown_code: exit::FAILED,
-            in_use: 0,
         };
         for name in names {
             match lookup(name) {
@@ -103,6 +177,12 @@ impl<T> Targets<T> {
     /// Exit with `code` instead of 125 when the only failures are unknown names.
     pub fn unknown_exits(&mut self, code: u8) {
         self.unknown_code = code;
+    }
+
+    /// Exit with the code a step's failure carries when every failure has one (or is an
+    /// unknown name), as Podman's rm exits 2 for a running container.
+    pub fn step_codes_exit(&mut self) {
+        self.coded = Some(Vec::new());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -130,8 +210,8 @@ impl<T> Targets<T> {
                     self.items.push((shown, t));
                 }
                 Err(e) => {
-                    if exit::code_of(&e) == exit::IN_USE {
-                        self.in_use += 1;
+                    if let (Some(v), Some(c)) = (&mut self.coded, e.downcast_ref::<CodedError>()) {
+                        v.push(c.code);
                     }
                     self.errors.push(format!("{e:#}"))
                 }
@@ -142,10 +222,14 @@ impl<T> Targets<T> {
     fn outcome(&self) -> Result<ExitCode> {
         if self.errors.is_empty() {
             Ok(ExitCode::SUCCESS)
-        } else if self.unknown == self.errors.len() {
-            Err(CodedError::new(self.unknown_code, self.errors.join("; ")).into())
-        } else if self.in_use == self.errors.len() {
-            Err(CodedError::new(exit::IN_USE, self.errors.join("; ")).into())
+        } else if self.unknown + self.coded.as_ref().map_or(0, Vec::len) == self.errors.len() {
+            // every failure has its code: the last step's, as Podman's rm sets it
+            let code = self
+                .coded
+                .as_ref()
+                .and_then(|v| v.last().copied())
+                .unwrap_or(self.unknown_code);
+            Err(CodedError::new(code, self.errors.join("; ")).into())
         } else {
             Err(anyhow!(self.errors.join("; ")))
         }

@@ -8,8 +8,11 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use std::io::{Read as _, Seek as _};
 
+use anyhow::{anyhow, bail, Context as _, Result};
+
+use super::targets::Latest;
 use crate::cli::complete;
 use crate::context::Context;
 use crate::runtime::procs::{self, Proc};
@@ -18,9 +21,11 @@ use crate::state;
 #[derive(Debug, Clone, clap::Args)]
 #[command(trailing_var_arg = true)]
 pub struct TopArgs {
-    /// Container to list the processes of (name or id)
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Container to list the processes of (name or id); with `--latest`, the first DESCRIPTOR
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
-    pub container: String,
+    pub container: Option<String>,
     /// Descriptors (user, pid, ppid, pcpu, etime, tty, time, args, comm, group, huser, hgroup,
     /// ruser, rgroup, nice, pgid, vsz, rss, stime, state, label, capeff, capbnd, seccomp),
     /// separated by spaces or commas; anything else is passed to ps(1) in the container
@@ -82,13 +87,22 @@ fn descriptors(args: &[String]) -> std::result::Result<Vec<&str>, String> {
 }
 
 pub fn run(g: &Context, a: TopArgs) -> Result<ExitCode> {
-    let rec = state::lookup(g, &a.container)?;
+    // as Podman: with --latest, every argument is a descriptor
+    let (rec, args) = match a.container {
+        _ if a.latest.latest => {
+            let rec = Latest::record(g)
+                .map_err(|e| anyhow!("unable to look up requested container: {e}"))?;
+            (rec, a.container.into_iter().chain(a.descriptors).collect())
+        }
+        Some(name) => (state::lookup(g, &name)?, a.descriptors),
+        None => bail!("you must provide the name or id of a running container"),
+    };
     let Some((init, _)) = state::live_pids(g, &rec).filter(|_| state::is_running(&rec)) else {
         bail!("top can only be used on running containers");
     };
-    let wanted = match descriptors(&a.descriptors) {
+    let wanted = match descriptors(&args) {
         Ok(d) => d,
-        Err(bad) => return ps_in_container(g, &rec, init, &a.descriptors, &bad),
+        Err(bad) => return ps_in_container(g, &rec, init, &args, &bad),
     };
     // ns/pid, root and the ids of processes that run as mapped ids need ptrace access
     crate::runtime::userns::enter(g)?;
@@ -121,20 +135,78 @@ fn ps_in_container(
     bad: &str,
 ) -> Result<ExitCode> {
     // the init runs as the caller unless `-u` was given: its root is readable without entering
-    let has_ps = ["bin/ps", "usr/bin/ps"]
-        .iter()
-        .any(|p| std::path::Path::new(&format!("/proc/{init}/root/{p}")).exists());
-    if !has_ps {
+    // (where it is not, as for a user without a range, ps and sh are taken to be there)
+    let root = format!("/proc/{init}/root/");
+    let unreadable = std::fs::read_dir(&root).is_err();
+    let has = |p: &str| unreadable || std::path::Path::new(&format!("{root}{p}")).exists();
+    if !has("bin/ps") && !has("usr/bin/ps") {
         bail!("unknown descriptor: {bad}");
     }
-    let mut argv: Vec<std::ffi::OsString> = vec!["ps".into()];
-    argv.extend(args.iter().map(Into::into));
-    let opts = crate::runtime::exec::ExecOptions {
-        args: argv,
-        store: g.storage_root()?,
-        ..Default::default()
+    if !has("bin/sh") {
+        let mut argv: Vec<std::ffi::OsString> = vec!["ps".into()];
+        argv.extend(args.iter().map(Into::into));
+        let opts = crate::runtime::exec::ExecOptions {
+            args: argv,
+            store: g.storage_root()?,
+            ..Default::default()
+        };
+        return crate::runtime::exec::exec(rec, init, &opts);
+    }
+    // Podman lists the container's processes without the ps it ran: a shell prints its pid,
+    // which the ps it becomes keeps, and that row is left out. Output to a memory file (a
+    // pipe could fill before ps ends).
+    let exe = std::env::current_exe().context("find the rbox executable")?;
+    let mut out = std::fs::File::from(
+        nix::sys::memfd::memfd_create(c"rbox-top", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .context("create the output file of ps")?,
+    );
+    let status = crate::runtime::health::rbox_command(&exe, &g.storage_root()?, &g.runtime_dir()?)
+        .args(["exec", &rec.id, "sh", "-c", PS_SCRIPT, "ps"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().context("duplicate a descriptor")?)
+        .status()
+        .context("run ps in the container")?;
+    let mut text = String::new();
+    out.rewind().context("read the output of ps")?;
+    out.read_to_string(&mut text)
+        .context("read the output of ps")?;
+    let own = std::iter::once("ps")
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    print!("{}", without_own_row(&text, &own));
+    Ok(ExitCode::from(
+        status.code().map_or(crate::exit::FAILED, |c| c as u8),
+    ))
+}
+
+/// The shell that prints its pid and becomes `ps "$@"`.
+const PS_SCRIPT: &str = "echo $$; exec ps \"$@\"";
+
+/// `ps`'s output after the line with its own pid (as the shell printed it), without the row of
+/// that pid (found under the PID header); with no such column, without the row that shows
+/// its command line (`own_cmd`, or the shell's where ps is a busybox applet run in place).
+fn without_own_row(out: &str, own_cmd: &str) -> String {
+    let mut lines = out.lines();
+    let own = lines.next().unwrap_or_default().trim();
+    let mut kept = String::new();
+    let Some(header) = lines.next() else {
+        return kept;
     };
-    crate::runtime::exec::exec(rec, init, &opts)
+    let col = header.split_whitespace().position(|h| h == "PID");
+    for l in std::iter::once(header).chain(lines) {
+        let mine = match col {
+            Some(c) => l.split_whitespace().nth(c) == Some(own),
+            None => l.trim_end() == own_cmd || l.contains(PS_SCRIPT),
+        };
+        if mine {
+            continue;
+        }
+        kept.push_str(l);
+        kept.push('\n');
+    }
+    kept
 }
 
 /// User and group names of the container (its /etc/passwd and /etc/group) and the id maps
@@ -357,6 +429,21 @@ mod tests {
         );
         assert_eq!(descriptors(&s(&["pid", "bogus"])).unwrap_err(), "bogus");
         assert_eq!(descriptors(&s(&["-ef"])).unwrap_err(), "-ef");
+    }
+
+    #[test]
+    fn ps_loses_its_own_row_only() {
+        let out = "7\n  PID USER     COMMAND\n    1 root     sleep 1000\n    7 root     ps -o pid,user,args\n   17 root     sh\n";
+        let own = "ps -o pid,user,args";
+        assert_eq!(
+            without_own_row(out, own),
+            "  PID USER     COMMAND\n    1 root     sleep 1000\n   17 root     sh\n"
+        );
+        // no PID column: by its command line, its own or the shell's (busybox)
+        let out =
+            "7\nCOMMAND\nsleep 1\nps -o args\n{ps} sh -c echo $$; exec ps \"$@\" ps -o args\n";
+        assert_eq!(without_own_row(out, "ps -o args"), "COMMAND\nsleep 1\n");
+        assert_eq!(without_own_row("", own), "");
     }
 
     #[test]

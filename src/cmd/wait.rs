@@ -37,7 +37,7 @@ pub struct WaitArgs {
     #[arg(short = 'l', long)]
     pub latest: bool,
     /// Containers to wait for (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "latest", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -58,7 +58,8 @@ fn parse_condition(s: &str) -> Result<Condition> {
         "running" => Condition::Running,
         "created" => Condition::Created,
         "paused" | "removing" | "unknown" => Condition::Never,
-        _ => bail!("unknown container state: {s}: use stopped, exited, running or created"),
+        // Podman's words
+        _ => bail!("unknown container state: {s}: invalid argument"),
     })
 }
 
@@ -84,14 +85,14 @@ pub fn run(g: &Context, a: WaitArgs) -> Result<ExitCode> {
     if conditions.is_empty() {
         conditions.push(Condition::Stopped);
     }
+    if a.containers.is_empty() && !a.latest {
+        bail!("\"rbox wait\" requires a name, id, or the \"--latest\" flag");
+    }
     let interval = parse_interval(&a.interval)?;
     // every container first, as Podman does: a wrong name fails before any wait
     let mut ids: Vec<Option<String>> = Vec::new();
     if a.latest {
-        match state::list(g)?.into_iter().next() {
-            Some(r) => ids.push(Some(r.id)),
-            None => bail!("no containers to wait for"),
-        }
+        ids.push(Some(super::targets::Latest::record(g)?.id));
     }
     for name in &a.containers {
         match state::lookup(g, name) {

@@ -181,6 +181,30 @@ fn driver_for_folded_owners(driver: Driver, store: &Store, image: &ImageRecord) 
     }
 }
 
+/// Whether keep-id's `-u` names an id the container has: without a subordinate range
+/// (single-id mode) the caller's own uid and gid are the only ids inside, so `-u 0` or
+/// `-u root` could never be set (it failed at start with `set gid 0: EINVAL`).
+fn keep_id_user_exists(spec: &state::Spec) -> bool {
+    if spec.userns != state::UsernsMode::KeepId
+        || spec.user.is_empty()
+        || super::userns::current_mode() != super::userns::Mode::Single
+    {
+        return true;
+    }
+    let (huid, hgid) = super::userns::host_ids();
+    let uid = spec.opts.keep_id_uid.unwrap_or(huid);
+    let gid = spec.opts.keep_id_gid.unwrap_or(hgid);
+    let (u, g) = match spec.user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec.user.as_str(), None),
+    };
+    let user_ok = match u.parse::<u32>() {
+        Ok(n) => n == uid,
+        Err(_) => super::userns::user_name(huid).as_deref() == Some(u),
+    };
+    user_ok && g.is_none_or(|g| g.parse::<u32>().map_or(true, |n| n == gid))
+}
+
 /// `--userns=keep-id` (and `nomap`, whose namespace does not map the layers' owner at all)
 /// with a subordinate range runs in a namespace below rbox's where the
 /// image's root (rbox's id 0) is the caller's uid: kernel overlay would show `/etc` as the
@@ -368,6 +392,10 @@ fn create_and_start(
     }
     if spec.userns == state::UsernsMode::Auto {
         allocate_auto(g, &store, &image, &process.user, &id, &mut spec)?;
+    }
+    if !keep_id_user_exists(&spec) {
+        // Podman's words (Podman refuses keep-id for such a user whatever the user)
+        bail!("keep-id requires additional UIDs or GIDs defined in /etc/subuid and /etc/subgid to function correctly");
     }
     // (root and a user without a range get Podman's refusals from the spec's maps)
     if matches!(

@@ -196,7 +196,7 @@ fn probe(g: &Context, rec: &ContainerRecord, hc: &Healthcheck) -> Result<(i32, S
 
 /// This rbox, run on the store at `root` with the runtime directory `runroot` (a check, or
 /// its `exec`, must find the container where the monitor keeps it).
-fn rbox_command(exe: &Path, root: &Path, runroot: &Path) -> Command {
+pub fn rbox_command(exe: &Path, root: &Path, runroot: &Path) -> Command {
     let mut c = Command::new(exe);
     c.arg("--root").arg(root).arg("--runroot").arg(runroot);
     c

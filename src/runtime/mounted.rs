@@ -53,6 +53,28 @@ pub fn refuse_start(g: &Context, rec: &ContainerRecord) -> Result<()> {
     Ok(())
 }
 
+/// After `rbox unmount`: waits up to `wait` for the server of container `id`'s mount to end
+/// (it does once the kernel drops the mount's last reference) and forgets it. A server that
+/// still serves (a busy mount detached lazily by `unmount -f`) stays recorded, so `start`
+/// stays refused until it ends; whether it was forgotten.
+pub fn forget_ended(g: &Context, id: &str, wait: std::time::Duration) -> bool {
+    if let Some(pid) = server(g, id) {
+        // no pidfd: the process is gone already
+        let ended = crate::runtime::sys::pidfd_open(pid)
+            .map_or(true, |fd| super::control::wait_fd(&fd, wait));
+        if !ended {
+            return false;
+        }
+    }
+    if let Ok(p) = record_path(g, id) {
+        let _ = fs::remove_file(&p);
+        if let Some(d) = p.parent() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+    true
+}
+
 /// Ends the server of container `id`'s mount, if one lives (its mount, in another namespace,
 /// then answers ENOTCONN until unmounted), and forgets it.
 pub fn end(g: &Context, id: &str) {

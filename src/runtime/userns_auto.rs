@@ -12,8 +12,8 @@
 //! The allocation is the first free ids not used by any container's recorded map or by a
 //! reservation (`userns-auto/<id>` in the store, written under the flock
 //! `userns-auto/lock`), so parallel creates never share a range. A reservation outlives its
-//! creating process only while the container's directory exists; stale ones are removed by
-//! the next allocation. What this module does not own: how the container enters those maps
+//! creating process only while the container's directory exists: `rm` (`state::remove`)
+//! drops it, and the next allocation removes any left by a failed create. What this module does not own: how the container enters those maps
 //! (launch's `own_maps`, init's `enter_nested`).
 
 use std::fs;
@@ -242,6 +242,16 @@ fn alive(pid: i32) -> bool {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
         Ok(()) | Err(nix::errno::Errno::EPERM)
     )
+}
+
+/// Drops container `id`'s reservation, if it has one (its container is being removed).
+pub fn release(root: &Path, id: &str) {
+    match fs::remove_file(reservations_dir(root).join(id)) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            tracing::debug!("remove the --userns=auto reservation of {id}: {e}")
+        }
+        _ => {}
+    }
 }
 
 /// One id map line: container id, outside id, count (as `state::Spec`'s maps hold them).

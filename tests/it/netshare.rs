@@ -76,7 +76,11 @@ fn containers_share_a_network_namespace() {
             assert_eq!(exec(env, "second", etc), exec(env, "first", etc), "{net}");
             // the first cannot go while a container joins its network, not even with -f
             let out = env.rbox().args(["rm", "-f", "first"]).output().rbox_error();
-            assert!(out.stderr.contains("second"), "{out}");
+            assert!(
+                out.stderr
+                    .contains("has dependent containers which must be removed before it"),
+                "{out}"
+            );
             assert_eq!(env.inspect("first", "{{.State.Status}}"), "running");
             env.rbox().args(["rm", "-f", "second"]).output().success();
             env.rbox().args(["rm", "-f", "first"]).output().success();

@@ -52,7 +52,7 @@ fn load_images(env: &Env) {
 
 /// The `containers` user's first uid in /etc/subuid and first gid in /etc/subgid, where root's
 /// auto ranges come from; `None` when either file lacks it.
-fn containers_range() -> Option<(u32, u32)> {
+pub fn containers_range() -> Option<(u32, u32)> {
     let start = |f: &str| {
         let text = std::fs::read_to_string(f).unwrap_or_default();
         text.lines().find_map(|l| {
