@@ -53,7 +53,7 @@ pub fn twin(verb: &str) -> Option<&str> {
     match verb {
         "ls" => Some("images"),
         "rm" => Some("rmi"),
-        "inspect" | "exists" | "prune" | "tree" | "untag" | "mount" | "unmount" => None,
+        "inspect" | "exists" | "prune" | "tree" | "mount" | "unmount" => None,
         v => Some(v),
     }
 }
