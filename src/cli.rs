@@ -107,6 +107,8 @@ pub enum Command {
     Attach(cmd::attach::AttachArgs),
     /// Send a signal to one or more running containers
     Kill(cmd::kill::KillArgs),
+    /// Check that created containers are ready to start, and print them
+    Init(cmd::init::InitArgs),
     /// Run a command in a running container
     Exec(cmd::exec::ExecArgs),
     /// Display the running processes of a container
@@ -731,13 +733,13 @@ mod tests {
                 let Some(t) = twin(name) else {
                     assert!(
                         [
-                            "inspect", "exists", "prune", "init", "cleanup", "tree", "untag",
-                            "mount", "unmount"
+                            "inspect", "exists", "prune", "cleanup", "tree", "untag", "mount",
+                            "unmount"
                         ]
                         .contains(&name),
                         "only inspect and the group's own verbs are not twins: {name}"
                     );
-                    // as in Podman, which has no top-level `exists`, `prune`, `init`, `cleanup`, `tree`, `untag`
+                    // as in Podman, which has no top-level `exists`, `prune`, `cleanup`, `tree`, `untag`
                     assert!(
                         // `image mount`/`unmount` are the image's: the top-level ones are the container's
                         ["inspect", "mount", "unmount"].contains(&name)

@@ -1269,6 +1269,14 @@ pub fn load(g: &Context, id: &str) -> Result<ContainerRecord> {
 #[error("no container with name or ID \"{0}\" found: no such container")]
 pub struct NoSuchContainer(pub String);
 
+/// The container created last (`--latest`), or Podman's words when there is none.
+pub fn latest(g: &Context) -> Result<ContainerRecord> {
+    match list(g)?.into_iter().next() {
+        Some(rec) => Ok(rec),
+        None => bail!("no such container"),
+    }
+}
+
 /// Find a container by full id, unique id prefix, or name.
 pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
     let root = g.storage_root()?;

@@ -28,9 +28,12 @@ pub struct DiffArgs {
     /// Change the output format (json)
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+    /// The container created last
+    #[arg(short = 'l', long)]
+    pub latest: bool,
     /// Container or image (name or id)
-    #[arg(value_name = "CONTAINER|IMAGE", add = complete::object_candidates())]
-    pub name: String,
+    #[arg(value_name = "CONTAINER|IMAGE", required_unless_present = "latest", add = complete::object_candidates())]
+    pub name: Option<String>,
     /// A second container or image: the changes of the first over it
     #[arg(value_name = "CONTAINER|IMAGE", add = complete::object_candidates())]
     pub other: Option<String>,
@@ -237,15 +240,19 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
     {
         bail!("unknown --format `{f}`: rbox diff prints json or its A/C/D lines");
     }
+    let names = super::targets::with_latest(g, a.latest, a.name.as_slice(), "containers")?;
+    let [name] = &names[..] else {
+        bail!("diff takes a container or image, and perhaps a second one");
+    };
     if let Some(other) = &a.other {
         let store = runtime::open_store(g)?;
-        let (one, two) = (trees(g, &store, &a.name)?, trees(g, &store, other)?);
+        let (one, two) = (trees(g, &store, name)?, trees(g, &store, other)?);
         let changes =
-            compare(&one, &two).map_err(|e| anyhow!("compare {} with {other}: {e}", a.name))?;
+            compare(&one, &two).map_err(|e| anyhow!("compare {name} with {other}: {e}"))?;
         print(&changes, a.format.as_deref())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let rec = state::lookup(g, &a.name).ok();
+    let rec = state::lookup(g, name).ok();
     let store = runtime::open_store(g)?;
     let changes = match rec {
         Some(rec) => {
@@ -267,8 +274,8 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
         }
         None => {
             let img = store
-                .lookup_image(&a.name)
-                .map_err(|_| anyhow!("{} not found: layer not known", a.name))?;
+                .lookup_image(name)
+                .map_err(|_| anyhow!("{name} not found: layer not known"))?;
             let mut dirs: Vec<PathBuf> = img
                 .layers
                 .iter()

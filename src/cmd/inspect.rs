@@ -30,12 +30,16 @@ pub struct InspectArgs {
     #[arg(short = 's', long)]
     pub size: bool,
     /// Containers or images to inspect
-    #[arg(value_name = "NAME", required = true, add = complete::object_candidates())]
+    #[arg(value_name = "NAME", required_unless_present = "latest", add = complete::object_candidates())]
     pub names: Vec<String>,
+    /// The container created last
+    #[arg(short = 'l', long)]
+    pub latest: bool,
 }
 
 pub fn run(g: &Context, a: InspectArgs) -> Result<ExitCode> {
-    inspect(g, &a.kind, a.format.as_deref(), &a.names)
+    let names = super::targets::with_latest(g, a.latest, &a.names, "arguments")?;
+    inspect(g, &a.kind, a.format.as_deref(), &names)
 }
 
 /// Inspect `names` of `kind` ("all", "container", "image") and print them.

@@ -99,11 +99,8 @@ pub fn run(g: &Context, a: LogsArgs) -> Result<ExitCode> {
             .transpose()?,
     };
     let mut recs: Vec<ContainerRecord> = Vec::new();
-    if a.latest {
-        recs.extend(state::list(g)?.into_iter().next());
-    }
-    for c in &a.containers {
-        recs.push(state::lookup(g, c)?);
+    for c in super::targets::with_latest(g, a.latest, &a.containers, "containers")? {
+        recs.push(state::lookup(g, &c)?);
     }
     if a.follow && recs.len() > 1 {
         bail!("-f follows one container: give one");

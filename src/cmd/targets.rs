@@ -56,6 +56,19 @@ impl Targets {
     }
 }
 
+/// The containers a verb with `--latest` acts on: with it, the id of the container created
+/// last alone; names as well are refused in Podman's words ("--latest and `what` cannot be
+/// used together": containers, or inspect's arguments).
+pub fn with_latest(g: &Context, latest: bool, names: &[String], what: &str) -> Result<Vec<String>> {
+    if !latest {
+        return Ok(names.to_vec());
+    }
+    if !names.is_empty() {
+        return Err(anyhow!("--latest and {what} cannot be used together"));
+    }
+    Ok(vec![state::latest(g)?.id])
+}
+
 /// The container ids in `--cidfile` files (as `run --cidfile` writes them), after `names`.
 pub fn with_cidfiles(names: &[String], files: &[std::path::PathBuf]) -> Result<Vec<String>> {
     let mut out = names.to_vec();

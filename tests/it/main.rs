@@ -11,6 +11,7 @@ mod build2;
 mod build_cache;
 mod cdi;
 mod cgroups;
+mod checka;
 mod cli_compat;
 mod commands;
 mod commit;
