@@ -72,16 +72,12 @@ pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
     } else {
         state::lookup(g, &a.container)?
     };
-    let Some((pid, _)) = state::live_pids(g, &rec).filter(|_| state::is_running(&rec)) else {
-        bail!(
-            "container {} is not running: start it first (rbox start {})",
-            rec.name,
-            a.container
-        );
-    };
-    if state::is_paused(g, &rec) {
+    // Podman's words for a container created, exited or paused (its exit code, 255, is not
+    // taken: a refused command line is rbox's 125)
+    let running = state::live_pids(g, &rec).filter(|_| state::is_running(&rec));
+    let Some((pid, _)) = running.filter(|_| !state::is_paused(g, &rec)) else {
         bail!("can only create exec sessions on running containers: container state improper");
-    }
+    };
     // a container (re)starting under its monitor: its init still sets up until it runs the
     // command, and joining its namespaces then would see them change (a pivot_root moves
     // our root along)

@@ -87,10 +87,9 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
         }
         missing.push(name.clone());
     }
-    // Like podman: print what was found, then fail naming what was not.
-    if !items.is_empty() || missing.is_empty() {
-        print!("{}", format::render_inspect(fmt, &items)?);
-    }
+    // Like podman: print what was found (`[]` for none, as JSON), then fail naming what was
+    // not.
+    print!("{}", format::render_inspect(fmt, &items)?);
     if !missing.is_empty() {
         // Podman's words for each kind, which scripts match.
         let each: Vec<String> = missing
@@ -193,11 +192,14 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             "Error": st.error,
             "StartedAt": st.started_at,
             "FinishedAt": st.finished_at,
-            "Health": s.healthcheck.as_ref().map(|_| {
-                crate::runtime::health::load(root, &rec.id)
-                    .map(|h| serde_json::to_value(h).expect("plain struct"))
-                    .unwrap_or_else(|| json!({"Status": "", "FailingStreak": 0, "Log": Value::Null}))
-            }),
+            // an object even without a healthcheck, as Podman 4.3 shows it, so that
+            // `{{.State.Health.Status}}` prints "" rather than failing
+            "Health": s
+                .healthcheck
+                .as_ref()
+                .and_then(|_| crate::runtime::health::load(root, &rec.id))
+                .and_then(|h| serde_json::to_value(h).ok())
+                .unwrap_or_else(|| json!({"Status": "", "FailingStreak": 0, "Log": Value::Null})),
         },
         "Image": rec.image_id.strip_prefix("sha256:").unwrap_or(&rec.image_id),
         "ImageDigest": rec.image_digest,
@@ -274,10 +276,31 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         },
     });
     run_opts_json(&mut v, s);
+    if let Value::Object(top) = &mut v {
+        // keys Podman always shows; rbox has no pods, infra or service containers and no
+        // exec sessions, so these are what Podman shows for a container without them
+        top.extend([
+            (
+                "Rootfs".to_string(),
+                json!(rec
+                    .rootfs
+                    .as_ref()
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_default()),
+            ),
+            ("Pod".to_string(), json!("")),
+            ("Namespace".to_string(), json!("")),
+            ("IsInfra".to_string(), json!(false)),
+            ("IsService".to_string(), json!(false)),
+            ("Dependencies".to_string(), json!([])),
+            ("ExecIDs".to_string(), json!([])),
+        ]);
+    }
     v
 }
 
-/// The `run` flags of `state::RunOpts` where Podman shows them in `Config` and `HostConfig`.
+/// The `run` flags of `state::RunOpts` (and the name resolution ones) where Podman shows them
+/// in `Config` and `HostConfig`.
 fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
     let o = &s.opts;
     // Podman shows an unlimited rlimit as -1
@@ -317,6 +340,15 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "CpuShares": r.cpu_shares.unwrap_or(0),
         "CpusetCpus": r.cpuset_cpus.clone().unwrap_or_default(),
         "PidsLimit": r.pids_limit.unwrap_or(0),
+        "Dns": s.dns,
+        "DnsSearch": s.dns_search,
+        "DnsOptions": s.dns_options,
+        "ExtraHosts": s.add_hosts.iter().map(|(n, a)| format!("{n}:{a}")).collect::<Vec<_>>(),
+        "GroupAdd": o.group_add,
+        // rbox gives every container pid, uts and ipc namespaces of its own
+        "PidMode": "private",
+        "UTSMode": "private",
+        "IpcMode": "private",
     });
     for (key, add) in [("Config", config), ("HostConfig", host)] {
         if let (Some(Value::Object(to)), Value::Object(add)) = (v.get_mut(key), add) {

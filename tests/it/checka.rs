@@ -231,3 +231,50 @@ fn checka_latest_for_kill_init_diff_inspect_as_podman() {
         }
     });
 }
+
+#[test]
+fn checka_inspect_keys_and_refusals_as_podman() {
+    for_each_user("checka_inspect", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        env.rbox()
+            .args(["create", "--network=none", "--add-host", "foo:1.2.3.4"])
+            .args(["--name", "i1", "busybox", "true"])
+            .output()
+            .success();
+        // podman 4.3.1 printed this line for the same container: Health is an object even
+        // without a healthcheck, and the keys of pods and exec sessions are there, empty
+        let f = "[{{.State.Health.Status}}] {{.HostConfig.ExtraHosts}} [{{.Pod}}] \
+                 {{.HostConfig.PidMode}} [{{.Rootfs}}] {{.ExecIDs}} {{.IsInfra}}";
+        assert_eq!(
+            env.inspect("i1", f),
+            "[] [foo:1.2.3.4] [] private [] [] false"
+        );
+        // nothing found: `[]` on stdout, then the error (podman 4.3.1)
+        for verb in [
+            &["inspect"][..],
+            &["container", "inspect"],
+            &["image", "inspect"],
+        ] {
+            let out = env.rbox().args(verb).arg("nosuch").output().rbox_error();
+            assert_eq!(out.stdout, "[]\n", "{out}");
+        }
+        let out = env
+            .rbox()
+            .args(["inspect", "--format", "{{.Name}}", "nosuch"])
+            .output()
+            .rbox_error();
+        assert_eq!(out.stdout, "", "{out}");
+        // exec in a container not running: Podman's words (its exit code is 255; rbox's 125)
+        let out = env
+            .rbox()
+            .args(["exec", "i1", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: can only create exec sessions on running containers: container state improper",
+            "{out}"
+        );
+    });
+}
