@@ -456,7 +456,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
             "--blkio-weight",
             "--device-read-bps",
             "--device-write-bps",
-            "--cgroups",
             "--cgroup-parent",
         ],
         "cgroup resource limits are not implemented in rbox yet (`rbox info` says whether \

@@ -387,6 +387,9 @@ pub struct RunOpts {
     /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_read_only_tmpfs: bool,
+    /// `--cgroups=disabled`: no cgroup of the container's own, its limits not applied
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cgroups_disabled: bool,
     /// `--memory`, `--cpus`, `--pids-limit`, ...: applied as root, and rootless where a
     /// cgroup v2 subtree is delegated to the user
     #[serde(skip_serializing_if = "Resources::is_default")]

@@ -340,6 +340,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "CpuShares": r.cpu_shares.unwrap_or(0),
         "CpusetCpus": r.cpuset_cpus.clone().unwrap_or_default(),
         "PidsLimit": r.pids_limit.unwrap_or(0),
+        "Cgroups": if o.cgroups_disabled { "disabled" } else { "default" },
         "Dns": s.dns,
         "DnsSearch": s.dns_search,
         "DnsOptions": s.dns_options,

@@ -326,6 +326,11 @@ pub struct RunArgs {
     /// Limit of the container's processes (-1 for unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    /// Cgroup mode: enabled (the default; no-conmon is the same, rbox has no conmon) or
+    /// disabled (no cgroup of the container's own: limits are not applied); split needs
+    /// systemd
+    #[arg(long = "cgroups", value_name = "MODE")]
+    pub cgroups: Option<String>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -598,6 +603,7 @@ impl From<RunArgs> for RunOptions {
                     cpu_shares: a.cpu_shares,
                     cpuset_cpus: a.cpuset_cpus,
                     pids_limit: a.pids_limit,
+                    cgroups: a.cgroups,
                     no_read_only_tmpfs: !a.read_only_tmpfs,
                     uidmap: a.uidmap,
                     gidmap: a.gidmap,

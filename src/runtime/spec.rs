@@ -795,6 +795,8 @@ pub struct ExtraFlags {
     pub cpu_shares: Option<u64>,
     pub cpuset_cpus: Option<String>,
     pub pids_limit: Option<i64>,
+    /// `--cgroups`
+    pub cgroups: Option<String>,
     /// `--read-only-tmpfs=false`
     pub no_read_only_tmpfs: bool,
     /// `--uidmap`, `--gidmap` (CONTAINER:HOST:COUNT), `--subuidname`, `--subgidname`
@@ -967,6 +969,23 @@ pub fn parse_umask(m: &str) -> Result<u32> {
     }
 }
 
+/// `--cgroups MODE`: whether the container gets no cgroup of its own (`disabled`). `enabled`
+/// and `no-conmon` (rbox has no conmon) are the default; `split` puts the container in the
+/// caller's systemd unit, and rbox does not use systemd.
+fn cgroups_disabled(mode: Option<&str>) -> Result<bool> {
+    match mode {
+        None | Some("enabled") | Some("no-conmon") => Ok(false),
+        Some("disabled") => Ok(true),
+        Some("split") => {
+            bail!("--cgroups=split needs systemd, which rbox does not use: use enabled or disabled")
+        }
+        // Podman's text
+        Some(m) => {
+            bail!("running container create option: invalid cgroup mode \"{m}\": invalid argument")
+        }
+    }
+}
+
 /// The cgroup resource flags, checked (Podman's texts for bad sizes).
 fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
     let size = |v: &Option<String>, what: &str| -> Result<Option<i64>> {
@@ -1074,6 +1093,7 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         ulimits,
         umask: x.umask.as_deref().map(parse_umask).transpose()?,
         resources: resources(x)?,
+        cgroups_disabled: cgroups_disabled(x.cgroups.as_deref())?,
         // decided in `build`, with the network mode and the user namespace
         sysctl: BTreeMap::new(),
         no_read_only_tmpfs: false,

@@ -278,3 +278,77 @@ fn checka_inspect_keys_and_refusals_as_podman() {
         );
     });
 }
+
+#[test]
+fn checka_cgroups_modes_as_podman() {
+    for_each_user("checka_cgroups", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        // podman 4.3.1 runs these (rbox refused the flag); disabled is shown in inspect
+        for mode in ["enabled", "disabled", "no-conmon"] {
+            let out = env
+                .rbox()
+                .args([
+                    "run",
+                    "--rm",
+                    "--network=none",
+                    "--cgroups",
+                    mode,
+                    "busybox",
+                ])
+                .args(["echo", "ran"])
+                .output()
+                .success();
+            assert_eq!(out.text(), "ran", "{out}");
+        }
+        env.rbox()
+            .args([
+                "create",
+                "--cgroups=disabled",
+                "--name",
+                "g1",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        assert_eq!(env.field("g1", ".HostConfig.Cgroups"), "disabled");
+        env.rbox()
+            .args(["create", "--name", "g2", "busybox", "true"])
+            .output()
+            .success();
+        assert_eq!(env.field("g2", ".HostConfig.Cgroups"), "default");
+        // limits with no cgroup: a warning, and the run goes on
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--cgroups=disabled",
+                "--memory=64m",
+            ])
+            .args(["busybox", "echo", "ran"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "ran", "{out}");
+        assert!(out.stderr.starts_with("Warning: "), "{out}");
+        // Podman's text for a mode it does not know
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--cgroups=bogus", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: running container create option: invalid cgroup mode \"bogus\": invalid argument",
+            "{out}"
+        );
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--cgroups=split", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("systemd"), "{out}");
+    });
+}
