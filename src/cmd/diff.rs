@@ -181,6 +181,22 @@ fn walk(
     Ok(())
 }
 
+/// What a container's diff never shows, whatever happened there (observed with podman 4.3.1:
+/// a container that made /dev, /proc, /run and /sys as mount points, and touched /etc/mtab
+/// and /etc/hostname, shows none of them): the runtime makes or mounts these in every
+/// container. Paths below them (`/run/x`) are shown.
+const CONTAINER_OWN: &[&str] = &[
+    "/dev",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/mtab",
+    "/etc/resolv.conf",
+    "/proc",
+    "/run",
+    "/run/.containerenv",
+    "/sys",
+];
+
 /// The empty files rbox leaves in a container's upper as targets of its own bind mounts:
 /// not changes the container made (Podman's diff does not show them either).
 pub const MOUNT_POINTS: &[&str] = &[
@@ -260,8 +276,9 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
             if rec.driver == rbox_storage::Driver::Copy {
                 // a copy keeps no record of changes: compare it with the image's layers
                 let root = std::slice::from_ref(&dir.rootfs);
-                let changes = compare(root, &dir.lower_dirs)
+                let mut changes = compare(root, &dir.lower_dirs)
                     .map_err(|e| anyhow!("read `{}`: {e}", dir.rootfs.display()))?;
+                changes.retain(|(_, p)| !CONTAINER_OWN.contains(&p.as_str()));
                 print(&changes, a.format.as_deref())?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -269,8 +286,10 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
                 Some(h) => vec![h.clone()],
                 None => dir.lower_dirs.clone(),
             };
-            changes(&dir.upper, &lowers)
-                .map_err(|e| anyhow!("read `{}`: {e}", dir.upper.display()))?
+            let mut changes = changes(&dir.upper, &lowers)
+                .map_err(|e| anyhow!("read `{}`: {e}", dir.upper.display()))?;
+            changes.retain(|(_, p)| !CONTAINER_OWN.contains(&p.as_str()));
+            changes
         }
         None => {
             let img = store

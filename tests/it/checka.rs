@@ -352,3 +352,41 @@ fn checka_cgroups_modes_as_podman() {
         assert!(out.stderr.contains("systemd"), "{out}");
     });
 }
+
+#[test]
+fn checka_diff_hides_what_the_runtime_makes_as_podman() {
+    for_each_user("checka_diff", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        env.rbox()
+            .args([
+                "run",
+                "--network=none",
+                "--name",
+                "d1",
+                "busybox",
+                "sh",
+                "-c",
+            ])
+            .arg("mkdir -p /run/x /tmp/y; touch /etc/mtab /etc/hostname")
+            .output()
+            .success();
+        // podman 4.3.1 printed these lines for the same container (its /dev, /proc, /run and
+        // /sys mount points, /etc/mtab and /etc/hostname are never shown)
+        let out = env.rbox().args(["diff", "d1"]).output().success();
+        let lines: Vec<&str> = out.lines();
+        for seen in ["A /run/x", "A /tmp/y"] {
+            assert!(lines.contains(&seen), "{out}");
+        }
+        for hidden in [
+            "/dev",
+            "/proc",
+            "/run",
+            "/sys",
+            "/etc/mtab",
+            "/etc/hostname",
+        ] {
+            assert!(!lines.iter().any(|l| l[2..] == *hidden), "{hidden}: {out}");
+        }
+    });
+}
