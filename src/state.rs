@@ -454,6 +454,14 @@ pub struct Resources {
     pub cpu_shares: Option<u64>,
     /// `--cpuset-cpus`
     pub cpuset_cpus: Option<String>,
+    /// `--cpuset-mems`
+    pub cpuset_mems: Option<String>,
+    /// microseconds per period, -1 unlimited (`--cpu-quota`)
+    pub cpu_quota: Option<i64>,
+    /// microseconds (`--cpu-period`)
+    pub cpu_period: Option<u64>,
+    /// relative, 10 to 1000 (`--blkio-weight`)
+    pub blkio_weight: Option<u16>,
     /// `--pids-limit` (-1 or 0: unlimited)
     pub pids_limit: Option<i64>,
 }

@@ -323,6 +323,22 @@ pub struct RunArgs {
     /// CPUs the container may run on (0-3, 0,1)
     #[arg(long = "cpuset-cpus", value_name = "CPUS")]
     pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (0-3, 0,1)
+    #[arg(long = "cpuset-mems", value_name = "NODES")]
+    pub cpuset_mems: Option<String>,
+    /// CPU time the container may use in each --cpu-period, in microseconds
+    #[arg(
+        long = "cpu-quota",
+        value_name = "MICROSECONDS",
+        allow_negative_numbers = true
+    )]
+    pub cpu_quota: Option<i64>,
+    /// The period --cpu-quota counts in, in microseconds (100000)
+    #[arg(long = "cpu-period", value_name = "MICROSECONDS")]
+    pub cpu_period: Option<u64>,
+    /// Block IO weight, 10 to 1000 (relative)
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
     /// Limit of the container's processes (-1 for unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
@@ -602,6 +618,10 @@ impl From<RunArgs> for RunOptions {
                     cpus: a.cpus,
                     cpu_shares: a.cpu_shares,
                     cpuset_cpus: a.cpuset_cpus,
+                    cpuset_mems: a.cpuset_mems,
+                    cpu_quota: a.cpu_quota,
+                    cpu_period: a.cpu_period,
+                    blkio_weight: a.blkio_weight,
                     pids_limit: a.pids_limit,
                     cgroups: a.cgroups,
                     no_read_only_tmpfs: !a.read_only_tmpfs,

@@ -794,6 +794,10 @@ pub struct ExtraFlags {
     pub cpus: Option<f64>,
     pub cpu_shares: Option<u64>,
     pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub blkio_weight: Option<u16>,
     pub pids_limit: Option<i64>,
     /// `--cgroups`
     pub cgroups: Option<String>,
@@ -1005,6 +1009,18 @@ fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
         Some(c) => Some((c * 1e9).round() as u64),
         None => None,
     };
+    // Podman's texts: --cpus is a quota over a period of its own
+    if nano_cpus.is_some() {
+        if x.cpu_quota.is_some() {
+            bail!("--cpu-quota and --cpus cannot be set together");
+        }
+        if x.cpu_period.is_some() {
+            bail!("--cpu-period and --cpus cannot be set together");
+        }
+    }
+    if let Some(w) = x.blkio_weight.filter(|w| !(10..=1000).contains(w)) {
+        bail!("invalid --blkio-weight {w}: give a weight from 10 to 1000");
+    }
     Ok(crate::state::Resources {
         memory: size(&x.memory, "memory")?,
         memory_swap: size(&x.memory_swap, "memory-swap")?,
@@ -1012,6 +1028,10 @@ fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
         nano_cpus,
         cpu_shares: x.cpu_shares,
         cpuset_cpus: x.cpuset_cpus.clone(),
+        cpuset_mems: x.cpuset_mems.clone(),
+        cpu_quota: x.cpu_quota,
+        cpu_period: x.cpu_period,
+        blkio_weight: x.blkio_weight,
         pids_limit: x.pids_limit,
     })
 }

@@ -390,3 +390,76 @@ fn checka_diff_hides_what_the_runtime_makes_as_podman() {
         }
     });
 }
+
+#[test]
+fn checka_cpu_quota_period_cpuset_mems_blkio_weight() {
+    use crate::cgroups::{cgroup_file, pure_v2, read};
+    for_each_user("checka_cpu_quota", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        // podman 4.3.1 takes these (rootless here with its v1 warning); rbox refused them
+        let out = env
+            .rbox()
+            .args(["run", "-d", "--name", "q1", "--network=none"])
+            .args([
+                "--cpu-quota",
+                "50000",
+                "--cpu-period",
+                "200000",
+                "--cpuset-mems",
+                "0",
+            ])
+            .args(["busybox", "sleep", "1000"])
+            .output()
+            .success();
+        let f = "{{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.CpusetMems}}";
+        assert_eq!(env.inspect("q1", f), "50000 200000 0");
+        if env.user.who == crate::util::Who::Root {
+            let pid: i32 = env.field("q1", ".State.Pid").parse().unwrap();
+            if pure_v2() {
+                assert_eq!(read(&cgroup_file(pid, "cpu", "cpu.max")), "50000 200000");
+            } else {
+                assert_eq!(read(&cgroup_file(pid, "cpu", "cpu.cfs_quota_us")), "50000");
+                assert_eq!(
+                    read(&cgroup_file(pid, "cpu", "cpu.cfs_period_us")),
+                    "200000"
+                );
+                assert_eq!(read(&cgroup_file(pid, "cpuset", "cpuset.mems")), "0");
+            }
+        } else {
+            assert_eq!(env.field("q1", ".State.Status"), "running", "{out}");
+        }
+        // Podman's text for --cpus with a quota; a weight out of range is refused
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--cpus",
+                "1",
+                "--cpu-quota",
+                "5",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: --cpu-quota and --cpus cannot be set together",
+            "{out}"
+        );
+        env.rbox()
+            .args(["run", "--rm", "--blkio-weight", "5", "busybox", "true"])
+            .output()
+            .rbox_error();
+        // a weight the host cannot apply (no BFQ here) is a warning: the run goes on
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--blkio-weight", "300"])
+            .args(["busybox", "echo", "ran"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "ran", "{out}");
+    });
+}
