@@ -387,6 +387,9 @@ pub struct RunOpts {
     /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_read_only_tmpfs: bool,
+    /// `--tz`, as given (the zone file is one of the container's mounts)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     /// `--cgroups=disabled`: no cgroup of the container's own, its limits not applied
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cgroups_disabled: bool,

@@ -323,6 +323,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Umask": format!("{umask:04o}"),
         "Annotations": o.annotations,
         "Passwd": !o.no_passwd,
+        "Timezone": o.timezone.clone().unwrap_or_default(),
     });
     let r = &o.resources;
     let map = |m: &[(u32, u32, u32)]| -> Vec<String> {

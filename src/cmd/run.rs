@@ -342,6 +342,10 @@ pub struct RunArgs {
     /// Limit of the container's processes (-1 for unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    /// Time zone of the container: an area/city name from the host's zone files (Asia/Tokyo,
+    /// UTC), or local (the host's)
+    #[arg(long = "tz", value_name = "TIMEZONE")]
+    pub tz: Option<String>,
     /// Cgroup mode: enabled (the default; no-conmon is the same, rbox has no conmon) or
     /// disabled (no cgroup of the container's own: limits are not applied); split needs
     /// systemd
@@ -624,6 +628,7 @@ impl From<RunArgs> for RunOptions {
                     blkio_weight: a.blkio_weight,
                     pids_limit: a.pids_limit,
                     cgroups: a.cgroups,
+                    tz: a.tz,
                     no_read_only_tmpfs: !a.read_only_tmpfs,
                     uidmap: a.uidmap,
                     gidmap: a.gidmap,

@@ -463,3 +463,68 @@ fn checka_cpu_quota_period_cpuset_mems_blkio_weight() {
         assert_eq!(out.text(), "ran", "{out}");
     });
 }
+
+#[test]
+fn checka_tz_sets_the_zone_as_podman() {
+    for_each_user("checka_tz", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        // podman 4.3.1: `--tz Asia/Tokyo` -> `date` says JST, /etc/localtime is the zone file
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--tz",
+                "Asia/Tokyo",
+                "busybox",
+            ])
+            .args(["busybox", "date", "+%Z"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "JST", "{out}");
+        env.rbox()
+            .args([
+                "create",
+                "--tz",
+                "Asia/Tokyo",
+                "--name",
+                "t1",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        assert_eq!(env.field("t1", ".Config.Timezone"), "Asia/Tokyo");
+        // local: the host's zone
+        let host = std::process::Command::new("date")
+            .arg("+%Z")
+            .output()
+            .unwrap();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--tz", "local", "busybox"])
+            .args(["busybox", "date", "+%Z"])
+            .output()
+            .success();
+        assert_eq!(out.text(), String::from_utf8_lossy(&host.stdout).trim());
+        // the host's file is mounted read-only: the container cannot change it
+        env.rbox()
+            .args(["run", "--rm", "--network=none", "--tz", "UTC", "busybox"])
+            .args(["sh", "-c", "echo x > /etc/localtime"])
+            .output()
+            .code_is(1);
+        // Podman's text for a zone the host has no file for
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--tz", "Bogus/Zone", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: running container create option: stat /usr/share/zoneinfo/Bogus/Zone: no such file or directory",
+            "{out}"
+        );
+    });
+}
