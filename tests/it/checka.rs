@@ -528,3 +528,50 @@ fn checka_tz_sets_the_zone_as_podman() {
         );
     });
 }
+
+#[test]
+fn checka_logs_marks_and_colours_containers_as_podman() {
+    for_each_user("checka_logs", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        let mut ids = Vec::new();
+        for (name, word) in [("o1", "one"), ("o2", "two")] {
+            env.rbox()
+                .args([
+                    "run",
+                    "--network=none",
+                    "--name",
+                    name,
+                    "busybox",
+                    "echo",
+                    word,
+                ])
+                .output()
+                .success();
+            ids.push(env.field(name, ".Id")[..12].to_string());
+        }
+        // podman 4.3.1: several containers without -n: each line after the short id
+        let out = env.rbox().args(["logs", "o1", "o2"]).output().success();
+        assert_eq!(
+            out.stdout,
+            format!("{} one\n{} two\n", ids[0], ids[1]),
+            "{out}"
+        );
+        // --color: each container's lines in a colour of its own, white then red
+        let out = env
+            .rbox()
+            .args(["logs", "--color", "-n", "o1", "o2"])
+            .output()
+            .success();
+        assert_eq!(
+            out.stdout, "\x1b[37mo1 one\x1b[0m\n\x1b[31mo2 two\x1b[0m\n",
+            "{out}"
+        );
+        let out = env
+            .rbox()
+            .args(["container", "logs", "--color", "o1"])
+            .output()
+            .success();
+        assert_eq!(out.stdout, "\x1b[37mone\x1b[0m\n", "{out}");
+    });
+}
