@@ -342,6 +342,15 @@ pub struct RunArgs {
     /// Limit of the container's processes (-1 for unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    /// PID namespace: private (every rbox container has its own)
+    #[arg(long = "pid", value_name = "MODE")]
+    pub pid: Option<String>,
+    /// IPC namespace: private or shareable (every rbox container has its own)
+    #[arg(long = "ipc", value_name = "MODE")]
+    pub ipc: Option<String>,
+    /// UTS namespace (hostname): private (every rbox container has its own)
+    #[arg(long = "uts", value_name = "MODE")]
+    pub uts: Option<String>,
     /// Time zone of the container: an area/city name from the host's zone files (Asia/Tokyo,
     /// UTC), or local (the host's)
     #[arg(long = "tz", value_name = "TIMEZONE")]
@@ -389,6 +398,7 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut conf = crate::config::containers()?;
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
+    check_namespace_modes(&a)?;
     let keys = runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.detach_keys.as_deref())?;
     let sig_proxy = a.sig_proxy.unwrap_or(true);
     replace(g, &a)?;
@@ -473,9 +483,41 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut conf = crate::config::containers()?;
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
+    check_namespace_modes(&a)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, with_device_conf(g, a.into(), conf), &puller, false)
+}
+
+/// `--pid`, `--ipc`, `--uts`: rbox gives every container namespaces of its own, which is what
+/// `private` (and `shareable` for IPC) ask for; Podman's other modes (host, container:ID,
+/// ns:PATH; none for IPC) are refused, and a mode Podman does not know in its words.
+fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
+    for (flag, mode, own) in [
+        ("pid", &a.pid, &["private"][..]),
+        ("ipc", &a.ipc, &["private", "shareable"][..]),
+        ("uts", &a.uts, &["private"][..]),
+    ] {
+        let Some(m) = mode.as_deref() else { continue };
+        if own.contains(&m) {
+            continue;
+        }
+        let kind = m.split(':').next().unwrap_or(m);
+        if ["host", "container", "ns", "none", "private", "shareable"].contains(&kind) {
+            anyhow::bail!(
+                "--{flag}={m} is not supported: rbox gives every container {} of its own (--{flag}={})",
+                match flag {
+                    "pid" => "a PID namespace",
+                    "ipc" => "an IPC namespace",
+                    _ => "a UTS namespace",
+                },
+                own.join(" or ")
+            );
+        }
+        // Podman's text
+        anyhow::bail!("unrecognized namespace mode {m} passed");
+    }
+    Ok(())
 }
 
 /// `--preserve-fds N`: descriptors 3..3+N must be open now (Podman's check and text).

@@ -575,3 +575,45 @@ fn checka_logs_marks_and_colours_containers_as_podman() {
         assert_eq!(out.stdout, "\x1b[37mone\x1b[0m\n", "{out}");
     });
 }
+
+#[test]
+fn checka_namespace_modes_rbox_has_are_taken() {
+    for_each_user("checka_nsmodes", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        // podman 4.3.1 runs these; they are what rbox always does
+        for flags in [
+            &["--pid", "private"][..],
+            &["--ipc=private"],
+            &["--ipc", "shareable"],
+            &["--uts=private"],
+        ] {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["busybox", "true"])
+                .output()
+                .success();
+        }
+        // a mode rbox does not have: one line saying what it does instead
+        let out = env
+            .rbox()
+            .args(["create", "--pid=host", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("--pid=private"), "{out}");
+        // Podman's text for a mode it does not know
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--uts", "bogus", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: unrecognized namespace mode bogus passed",
+            "{out}"
+        );
+        let ps = env.text(&["ps", "-a", "-q"]);
+        assert_eq!(ps, "", "nothing created");
+    });
+}
