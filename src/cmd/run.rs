@@ -366,6 +366,15 @@ pub struct RunArgs {
     /// Platform to pull (os/arch[/variant])
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Architecture to pull (overrides the host's)
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Operating system to pull (overrides the host's)
+    #[arg(long, value_name = "OS")]
+    pub os: Option<String>,
+    /// Architecture variant to pull (e.g. v7)
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
     /// Require HTTPS and verify certificates when pulling
     #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
@@ -399,6 +408,7 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
     check_namespace_modes(&a)?;
+    platform_from_parts(&mut a)?;
     let keys = runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.detach_keys.as_deref())?;
     let sig_proxy = a.sig_proxy.unwrap_or(true);
     replace(g, &a)?;
@@ -484,9 +494,29 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
     check_namespace_modes(&a)?;
+    platform_from_parts(&mut a)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, with_device_conf(g, a.into(), conf), &puller, false)
+}
+
+/// `--arch`, `--os`, `--variant`: the platform to pull, as `pull` takes them (the host's for
+/// what is not given); not with `--platform` (Podman's text).
+fn platform_from_parts(a: &mut RunArgs) -> anyhow::Result<()> {
+    if a.os.is_none() && a.arch.is_none() && a.variant.is_none() {
+        return Ok(());
+    }
+    if a.platform.is_some() {
+        anyhow::bail!("--platform option can not be specified with --arch or --os");
+    }
+    let p = rbox_registry::Platform::from_flags(
+        None,
+        a.os.as_deref(),
+        a.arch.as_deref(),
+        a.variant.as_deref(),
+    )?;
+    a.platform = Some(p.to_string());
+    Ok(())
 }
 
 /// `--pid`, `--ipc`, `--uts`: rbox gives every container namespaces of its own, which is what

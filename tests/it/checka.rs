@@ -617,3 +617,44 @@ fn checka_namespace_modes_rbox_has_are_taken() {
         assert_eq!(ps, "", "nothing created");
     });
 }
+
+#[test]
+fn checka_arch_os_variant_pick_the_platform_as_podman() {
+    for_each_user("checka_arch", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        // podman 4.3.1 has these on run and create, as on pull
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--os",
+                "linux",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        for verb in ["run", "create"] {
+            let out = env
+                .rbox()
+                .args([
+                    verb,
+                    "--arch",
+                    "amd64",
+                    "--platform",
+                    "linux/amd64",
+                    "busybox",
+                ])
+                .args(["true"])
+                .output()
+                .rbox_error();
+            assert_eq!(
+                out.stderr.trim(),
+                "Error: --platform option can not be specified with --arch or --os",
+                "{out}"
+            );
+        }
+    });
+}
