@@ -387,6 +387,9 @@ pub struct RunOpts {
     /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_read_only_tmpfs: bool,
+    /// `--oom-score-adj`: written to the command's /proc/self/oom_score_adj before exec
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
     /// `--tz`, as given (the zone file is one of the container's mounts)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,

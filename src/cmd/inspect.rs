@@ -345,6 +345,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "CpuPeriod": r.cpu_period.unwrap_or(0),
         "BlkioWeight": r.blkio_weight.unwrap_or(0),
         "PidsLimit": r.pids_limit.unwrap_or(0),
+        "OomScoreAdj": o.oom_score_adj.unwrap_or(0),
         "Cgroups": if o.cgroups_disabled { "disabled" } else { "default" },
         "Dns": s.dns,
         "DnsSearch": s.dns_search,

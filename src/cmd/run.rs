@@ -342,6 +342,13 @@ pub struct RunArgs {
     /// Limit of the container's processes (-1 for unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    /// Adjust the container's OOM score, -1000 to 1000 (rootless: not below the caller's)
+    #[arg(
+        long = "oom-score-adj",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub oom_score_adj: Option<i32>,
     /// PID namespace: private (every rbox container has its own)
     #[arg(long = "pid", value_name = "MODE")]
     pub pid: Option<String>,
@@ -701,6 +708,7 @@ impl From<RunArgs> for RunOptions {
                     pids_limit: a.pids_limit,
                     cgroups: a.cgroups,
                     tz: a.tz,
+                    oom_score_adj: a.oom_score_adj,
                     no_read_only_tmpfs: !a.read_only_tmpfs,
                     uidmap: a.uidmap,
                     gidmap: a.gidmap,

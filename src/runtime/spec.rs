@@ -803,6 +803,8 @@ pub struct ExtraFlags {
     pub cgroups: Option<String>,
     /// `--tz`
     pub tz: Option<String>,
+    /// `--oom-score-adj`
+    pub oom_score_adj: Option<i32>,
     /// `--read-only-tmpfs=false`
     pub no_read_only_tmpfs: bool,
     /// `--uidmap`, `--gidmap` (CONTAINER:HOST:COUNT), `--subuidname`, `--subgidname`
@@ -1144,6 +1146,7 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         resources: resources(x)?,
         cgroups_disabled: cgroups_disabled(x.cgroups.as_deref())?,
         timezone: x.tz.clone(),
+        oom_score_adj: x.oom_score_adj,
         // decided in `build`, with the network mode and the user namespace
         sysctl: BTreeMap::new(),
         no_read_only_tmpfs: false,

@@ -658,3 +658,62 @@ fn checka_arch_os_variant_pick_the_platform_as_podman() {
         }
     });
 }
+
+#[test]
+fn checka_oom_score_adj_as_podman() {
+    for_each_user("checka_oom", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        // podman 4.3.1 (rootless): 100 -> the command's oom_score_adj is 100; lowering it
+        // below the caller's is refused by the kernel (crun: permission denied)
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--oom-score-adj",
+                "100",
+                "busybox",
+            ])
+            .args(["cat", "/proc/self/oom_score_adj"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "100", "{out}");
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--network=none",
+                "--oom-score-adj=200",
+                "--name",
+                "o1",
+            ])
+            .args(["busybox", "sleep", "1000"])
+            .output()
+            .success();
+        assert_eq!(env.field("o1", ".HostConfig.OomScoreAdj"), "200");
+        let out = env
+            .rbox()
+            .args(["exec", "o1", "cat", "/proc/1/oom_score_adj"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "200", "{out}");
+        // out of the kernel's range: a one-line error, not a panic
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                "--oom-score-adj",
+                "5000",
+                "busybox",
+            ])
+            .args(["true"])
+            .output();
+        assert_ne!(out.code, 0, "{out}");
+        out.assert_clean_error();
+        assert!(out.stderr.contains("oom_score_adj"), "{out}");
+    });
+}
