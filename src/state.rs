@@ -454,6 +454,8 @@ pub struct Resources {
     pub memory_swap: Option<i64>,
     /// bytes (`--memory-reservation`)
     pub memory_reservation: Option<i64>,
+    /// 0 to 100 (`--memory-swappiness`; cgroup v1 only)
+    pub memory_swappiness: Option<u64>,
     /// CPUs times 1e9 (`--cpus`)
     pub nano_cpus: Option<u64>,
     /// relative weight (`--cpu-shares`)

@@ -337,6 +337,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Memory": r.memory.unwrap_or(0),
         "MemorySwap": r.memory_swap.unwrap_or(0),
         "MemoryReservation": r.memory_reservation.unwrap_or(0),
+        "MemorySwappiness": r.memory_swappiness.unwrap_or(0),
         "NanoCpus": r.nano_cpus.unwrap_or(0),
         "CpuShares": r.cpu_shares.unwrap_or(0),
         "CpusetCpus": r.cpuset_cpus.clone().unwrap_or_default(),

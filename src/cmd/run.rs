@@ -312,6 +312,14 @@ pub struct RunArgs {
     /// Memory soft limit (a size)
     #[arg(long = "memory-reservation", value_name = "SIZE")]
     pub memory_reservation: Option<String>,
+    /// How readily the kernel swaps the container's memory, 0 to 100 (-1: the host's); cgroup
+    /// v1 only (v2 has no such knob)
+    #[arg(
+        long = "memory-swappiness",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub memory_swappiness: Option<i64>,
     /// Number of CPUs (1.5)
     #[arg(long = "cpus", value_name = "N")]
     pub cpus: Option<f64>,
@@ -698,6 +706,7 @@ impl From<RunArgs> for RunOptions {
                     memory: a.memory,
                     memory_swap: a.memory_swap,
                     memory_reservation: a.memory_reservation,
+                    memory_swappiness: a.memory_swappiness,
                     cpus: a.cpus,
                     cpu_shares: a.cpu_shares,
                     cpuset_cpus: a.cpuset_cpus,

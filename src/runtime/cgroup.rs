@@ -23,7 +23,11 @@ use crate::state::Resources;
 /// The controllers the limits in `r` need.
 pub fn needed(r: &Resources) -> Vec<&'static str> {
     let mut v = Vec::new();
-    if r.memory.is_some() || r.memory_swap.is_some() || r.memory_reservation.is_some() {
+    if r.memory.is_some()
+        || r.memory_swap.is_some()
+        || r.memory_reservation.is_some()
+        || r.memory_swappiness.is_some()
+    {
         v.push("memory");
     }
     if r.nano_cpus.is_some()
@@ -506,11 +510,16 @@ fn v2_controller(file: &str) -> &str {
 pub fn to_oci(r: &crate::state::Resources) -> LinuxResources {
     use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids};
     let mut out = LinuxResources::default();
-    if r.memory.is_some() || r.memory_swap.is_some() || r.memory_reservation.is_some() {
+    if r.memory.is_some()
+        || r.memory_swap.is_some()
+        || r.memory_reservation.is_some()
+        || r.memory_swappiness.is_some()
+    {
         let mut m = LinuxMemory::default();
         m.set_limit(r.memory);
         m.set_swap(r.memory_swap);
         m.set_reservation(r.memory_reservation);
+        m.set_swappiness(r.memory_swappiness);
         out.set_memory(Some(m));
     }
     if r.nano_cpus.is_some()

@@ -791,6 +791,7 @@ pub struct ExtraFlags {
     pub memory: Option<String>,
     pub memory_swap: Option<String>,
     pub memory_reservation: Option<String>,
+    pub memory_swappiness: Option<i64>,
     pub cpus: Option<f64>,
     pub cpu_shares: Option<u64>,
     pub cpuset_cpus: Option<String>,
@@ -1049,6 +1050,11 @@ fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
             bail!("--cpu-period and --cpus cannot be set together");
         }
     }
+    let memory_swappiness = match x.memory_swappiness {
+        None | Some(-1) => None,
+        Some(n @ 0..=100) => Some(n as u64),
+        Some(n) => bail!("invalid --memory-swappiness {n}: give 0 to 100, or -1 for the host's"),
+    };
     if let Some(w) = x.blkio_weight.filter(|w| !(10..=1000).contains(w)) {
         bail!("invalid --blkio-weight {w}: give a weight from 10 to 1000");
     }
@@ -1056,6 +1062,7 @@ fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
         memory: size(&x.memory, "memory")?,
         memory_swap: size(&x.memory_swap, "memory-swap")?,
         memory_reservation: size(&x.memory_reservation, "memory-reservation")?,
+        memory_swappiness,
         nano_cpus,
         cpu_shares: x.cpu_shares,
         cpuset_cpus: x.cpuset_cpus.clone(),

@@ -392,7 +392,7 @@ fn checka_diff_hides_what_the_runtime_makes_as_podman() {
 }
 
 #[test]
-fn checka_cpu_quota_period_cpuset_mems_blkio_weight() {
+fn checka_cpu_quota_period_cpuset_mems_blkio_weight_swappiness() {
     use crate::cgroups::{cgroup_file, pure_v2, read};
     for_each_user("checka_cpu_quota", |env| {
         env.import_busybox("busybox");
@@ -408,12 +408,15 @@ fn checka_cpu_quota_period_cpuset_mems_blkio_weight() {
                 "200000",
                 "--cpuset-mems",
                 "0",
+                "--memory-swappiness",
+                "10",
             ])
             .args(["busybox", "sleep", "1000"])
             .output()
             .success();
-        let f = "{{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.CpusetMems}}";
-        assert_eq!(env.inspect("q1", f), "50000 200000 0");
+        let f = "{{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.CpusetMems}} \
+                 {{.HostConfig.MemorySwappiness}}";
+        assert_eq!(env.inspect("q1", f), "50000 200000 0 10");
         if env.user.who == crate::util::Who::Root {
             let pid: i32 = env.field("q1", ".State.Pid").parse().unwrap();
             if pure_v2() {
@@ -425,6 +428,7 @@ fn checka_cpu_quota_period_cpuset_mems_blkio_weight() {
                     "200000"
                 );
                 assert_eq!(read(&cgroup_file(pid, "cpuset", "cpuset.mems")), "0");
+                assert_eq!(read(&cgroup_file(pid, "memory", "memory.swappiness")), "10");
             }
         } else {
             assert_eq!(env.field("q1", ".State.Status"), "running", "{out}");
@@ -449,10 +453,17 @@ fn checka_cpu_quota_period_cpuset_mems_blkio_weight() {
             "Error: --cpu-quota and --cpus cannot be set together",
             "{out}"
         );
-        env.rbox()
-            .args(["run", "--rm", "--blkio-weight", "5", "busybox", "true"])
-            .output()
-            .rbox_error();
+        for bad in [
+            &["--blkio-weight", "5"][..],
+            &["--memory-swappiness", "200"],
+        ] {
+            env.rbox()
+                .args(["run", "--rm"])
+                .args(bad)
+                .args(["busybox", "true"])
+                .output()
+                .rbox_error();
+        }
         // a weight the host cannot apply (no BFQ here) is a warning: the run goes on
         let out = env
             .rbox()
