@@ -387,6 +387,15 @@ pub struct RunOpts {
     /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_read_only_tmpfs: bool,
+    /// `--oom-score-adj`: written to the command's /proc/self/oom_score_adj before exec
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    /// `--tz`, as given (the zone file is one of the container's mounts)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// `--cgroups=disabled`: no cgroup of the container's own, its limits not applied
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cgroups_disabled: bool,
     /// `--memory`, `--cpus`, `--pids-limit`, ...: applied as root, and rootless where a
     /// cgroup v2 subtree is delegated to the user
     #[serde(skip_serializing_if = "Resources::is_default")]
@@ -445,12 +454,22 @@ pub struct Resources {
     pub memory_swap: Option<i64>,
     /// bytes (`--memory-reservation`)
     pub memory_reservation: Option<i64>,
+    /// 0 to 100 (`--memory-swappiness`; cgroup v1 only)
+    pub memory_swappiness: Option<u64>,
     /// CPUs times 1e9 (`--cpus`)
     pub nano_cpus: Option<u64>,
     /// relative weight (`--cpu-shares`)
     pub cpu_shares: Option<u64>,
     /// `--cpuset-cpus`
     pub cpuset_cpus: Option<String>,
+    /// `--cpuset-mems`
+    pub cpuset_mems: Option<String>,
+    /// microseconds per period, -1 unlimited (`--cpu-quota`)
+    pub cpu_quota: Option<i64>,
+    /// microseconds (`--cpu-period`)
+    pub cpu_period: Option<u64>,
+    /// relative, 10 to 1000 (`--blkio-weight`)
+    pub blkio_weight: Option<u16>,
     /// `--pids-limit` (-1 or 0: unlimited)
     pub pids_limit: Option<i64>,
 }
@@ -1278,6 +1297,14 @@ pub fn load(g: &Context, id: &str) -> Result<ContainerRecord> {
 #[derive(Debug, thiserror::Error)]
 #[error("no container with name or ID \"{0}\" found: no such container")]
 pub struct NoSuchContainer(pub String);
+
+/// The container created last (`--latest`), or Podman's words when there is none.
+pub fn latest(g: &Context) -> Result<ContainerRecord> {
+    match list(g)?.into_iter().next() {
+        Some(rec) => Ok(rec),
+        None => bail!("no such container"),
+    }
+}
 
 /// Find a container by full id, unique id prefix, or name.
 pub fn lookup(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {

@@ -1,7 +1,10 @@
 //! `rbox attach CONTAINER`: the terminal (or the output and, with `-i`, the stdin) of a
 //! detached container, through its monitor's attach socket (`runtime::console`). The detach
 //! keys (Ctrl-P Ctrl-Q unless `--detach-keys` says otherwise) leave it running; otherwise
-//! attach returns when the container's monitor ends, with the container's exit code.
+//! attach returns when the container's monitor ends. Either way it then prints a newline and
+//! exits 0, whatever the container's code, as Podman 4.3's does (observed: `out\n\n`, exit 0,
+//! for a container that printed `out` and exited 3; Docker's gives the code: `rbox wait`
+//! does, as both do).
 
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -34,21 +37,15 @@ pub struct AttachArgs {
 }
 
 pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
-    let rec = match (&a.container, a.latest) {
-        (Some(c), _) => state::lookup(g, c)?,
-        (None, _) => state::list(g)?
-            .into_iter()
-            .next()
-            .context("no containers to attach to")?,
+    let names = super::targets::with_latest(g, a.latest, a.container.as_slice(), "containers")?;
+    let [name] = &names[..] else {
+        bail!("attach takes one container");
     };
+    let rec = state::lookup(g, name)?;
     if !state::is_running(&rec) {
         bail!("you can only attach to running containers");
     }
-    let conf = match &a.detach_keys {
-        None => crate::config::containers()?.detach_keys,
-        Some(_) => None,
-    };
-    let keys = front::keys_or_conf(a.detach_keys.as_deref(), conf.as_deref())?;
+    let keys = front::keys(a.detach_keys.as_deref())?;
     let dir = state::live_runtime_dir(g, &rec).context("find the container's runtime directory")?;
     let path = crate::layout::attach_socket(&dir, &rec.id);
     let sock = UnixStream::connect(&path).map_err(|e| {
@@ -62,5 +59,7 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
         keys,
         sig_proxy: a.sig_proxy,
     };
-    front::attach(g, &rec, sock, o, stdin)
+    front::attach(g, &rec, sock, o, stdin)?;
+    println!();
+    Ok(ExitCode::SUCCESS)
 }

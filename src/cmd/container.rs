@@ -2,7 +2,7 @@
 //! (`container ls`, `container rm`, `container inspect`, ...). Each verb is its top-level twin
 //! under the group's name for it: the same arguments, the same handler (through
 //! `Command::from`), and the same help text (copied from the twin by `cli::command`, see
-//! [`twin`]); only `inspect` has arguments and help of its own, and `exists`, `prune`, `init` and
+//! [`twin`]); only `inspect` has arguments and help of its own, and `exists`, `prune` and
 //! `cleanup`, which Podman has only in the group, are reached through [`Command::Grouped`].
 
 use crate::cli::{complete, Command};
@@ -49,7 +49,6 @@ pub enum ContainerCommand {
     Exists(cmd::exists::ContainerExistsArgs),
     /// Remove all containers that are not running
     Prune(cmd::prune::ContainerPruneArgs),
-    /// Check a created container is ready to start, and print it
     Init(cmd::init::InitArgs),
     /// Remove what an exited container left behind (with --rm, the container)
     Cleanup(cmd::cleanup::CleanupArgs),
@@ -60,7 +59,7 @@ pub enum ContainerCommand {
 pub fn twin(verb: &str) -> Option<&str> {
     match verb {
         "ls" => Some("ps"),
-        "inspect" | "exists" | "prune" | "init" | "cleanup" => None,
+        "inspect" | "exists" | "prune" | "cleanup" => None,
         v => Some(v),
     }
 }
@@ -71,8 +70,11 @@ pub struct ContainerInspectArgs {
     #[arg(short = 'f', long, value_name = "FORMAT")]
     pub format: Option<String>,
     /// Containers to inspect (names or ids)
-    #[arg(value_name = "CONTAINER", required = true, add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", required_unless_present = "latest", add = complete::container_candidates())]
     pub containers: Vec<String>,
+    /// The container created last
+    #[arg(short = 'l', long)]
+    pub latest: bool,
 }
 
 impl From<ContainerCommand> for Command {
@@ -107,10 +109,11 @@ impl From<ContainerCommand> for Command {
                 format: a.format,
                 size: false,
                 names: a.containers,
+                latest: a.latest,
             }),
             ContainerCommand::Exists(a) => Command::Grouped(cmd::Grouped::ContainerExists(a)),
             ContainerCommand::Prune(a) => Command::Grouped(cmd::Grouped::ContainerPrune(a)),
-            ContainerCommand::Init(a) => Command::Grouped(cmd::Grouped::ContainerInit(a)),
+            ContainerCommand::Init(a) => Command::Init(a),
             ContainerCommand::Cleanup(a) => Command::Grouped(cmd::Grouped::ContainerCleanup(a)),
         }
     }

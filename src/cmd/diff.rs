@@ -28,9 +28,12 @@ pub struct DiffArgs {
     /// Change the output format (json)
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+    /// The container created last
+    #[arg(short = 'l', long)]
+    pub latest: bool,
     /// Container or image (name or id)
-    #[arg(value_name = "CONTAINER|IMAGE", add = complete::object_candidates())]
-    pub name: String,
+    #[arg(value_name = "CONTAINER|IMAGE", required_unless_present = "latest", add = complete::object_candidates())]
+    pub name: Option<String>,
     /// A second container or image: the changes of the first over it
     #[arg(value_name = "CONTAINER|IMAGE", add = complete::object_candidates())]
     pub other: Option<String>,
@@ -178,6 +181,22 @@ fn walk(
     Ok(())
 }
 
+/// What a container's diff never shows, whatever happened there (observed with podman 4.3.1:
+/// a container that made /dev, /proc, /run and /sys as mount points, and touched /etc/mtab
+/// and /etc/hostname, shows none of them): the runtime makes or mounts these in every
+/// container. Paths below them (`/run/x`) are shown.
+const CONTAINER_OWN: &[&str] = &[
+    "/dev",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/mtab",
+    "/etc/resolv.conf",
+    "/proc",
+    "/run",
+    "/run/.containerenv",
+    "/sys",
+];
+
 /// The empty files rbox leaves in a container's upper as targets of its own bind mounts:
 /// not changes the container made (Podman's diff does not show them either).
 pub const MOUNT_POINTS: &[&str] = &[
@@ -237,15 +256,19 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
     {
         bail!("unknown --format `{f}`: rbox diff prints json or its A/C/D lines");
     }
+    let names = super::targets::with_latest(g, a.latest, a.name.as_slice(), "containers")?;
+    let [name] = &names[..] else {
+        bail!("diff takes a container or image, and perhaps a second one");
+    };
     if let Some(other) = &a.other {
         let store = runtime::open_store(g)?;
-        let (one, two) = (trees(g, &store, &a.name)?, trees(g, &store, other)?);
+        let (one, two) = (trees(g, &store, name)?, trees(g, &store, other)?);
         let changes =
-            compare(&one, &two).map_err(|e| anyhow!("compare {} with {other}: {e}", a.name))?;
+            compare(&one, &two).map_err(|e| anyhow!("compare {name} with {other}: {e}"))?;
         print(&changes, a.format.as_deref())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let rec = state::lookup(g, &a.name).ok();
+    let rec = state::lookup(g, name).ok();
     let store = runtime::open_store(g)?;
     let changes = match rec {
         Some(rec) => {
@@ -253,8 +276,9 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
             if rec.driver == rbox_storage::Driver::Copy {
                 // a copy keeps no record of changes: compare it with the image's layers
                 let root = std::slice::from_ref(&dir.rootfs);
-                let changes = compare(root, &dir.lower_dirs)
+                let mut changes = compare(root, &dir.lower_dirs)
                     .map_err(|e| anyhow!("read `{}`: {e}", dir.rootfs.display()))?;
+                changes.retain(|(_, p)| !CONTAINER_OWN.contains(&p.as_str()));
                 print(&changes, a.format.as_deref())?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -262,13 +286,15 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
                 Some(h) => vec![h.clone()],
                 None => dir.lower_dirs.clone(),
             };
-            changes(&dir.upper, &lowers)
-                .map_err(|e| anyhow!("read `{}`: {e}", dir.upper.display()))?
+            let mut changes = changes(&dir.upper, &lowers)
+                .map_err(|e| anyhow!("read `{}`: {e}", dir.upper.display()))?;
+            changes.retain(|(_, p)| !CONTAINER_OWN.contains(&p.as_str()));
+            changes
         }
         None => {
             let img = store
-                .lookup_image(&a.name)
-                .map_err(|_| anyhow!("{} not found: layer not known", a.name))?;
+                .lookup_image(name)
+                .map_err(|_| anyhow!("{name} not found: layer not known"))?;
             let mut dirs: Vec<PathBuf> = img
                 .layers
                 .iter()

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use crate::cli::complete;
 use crate::context::Context;
@@ -41,6 +41,10 @@ pub struct ExecArgs {
     /// Pass N more file descriptors (3 to 3+N-1) on to the command
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Keys that, typed on a terminal (`-it`), leave the command running: a comma-separated
+    /// list of ctrl-<value> and single characters (default ctrl-p,ctrl-q; empty: none)
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Run in the container created last (every argument is then the command)
     #[arg(short = 'l', long)]
     pub latest: bool,
@@ -58,28 +62,22 @@ pub struct ExecArgs {
 }
 
 pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
+    let detach_keys = crate::runtime::front::keys(a.detach_keys.as_deref())?;
     let rec = if a.latest {
         // no container named: the first word is the command's
         a.command.insert(0, std::mem::take(&mut a.container).into());
-        let rec = state::list(g)?
-            .into_iter()
-            .next()
-            .context("no containers to run a command in")?;
+        let rec = state::latest(g)?;
         a.container = rec.name.clone();
         rec
     } else {
         state::lookup(g, &a.container)?
     };
-    let Some((pid, _)) = state::live_pids(g, &rec).filter(|_| state::is_running(&rec)) else {
-        bail!(
-            "container {} is not running: start it first (rbox start {})",
-            rec.name,
-            a.container
-        );
-    };
-    if state::is_paused(g, &rec) {
+    // Podman's words for a container created, exited or paused (its exit code, 255, is not
+    // taken: a refused command line is rbox's 125)
+    let running = state::live_pids(g, &rec).filter(|_| state::is_running(&rec));
+    let Some((pid, _)) = running.filter(|_| !state::is_paused(g, &rec)) else {
         bail!("can only create exec sessions on running containers: container state improper");
-    }
+    };
     // a container (re)starting under its monitor: its init still sets up until it runs the
     // command, and joining its namespaces then would see them change (a pivot_root moves
     // our root along)
@@ -113,6 +111,7 @@ pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
         privileged: a.privileged,
         detach: a.detach,
         preserve_fds: a.preserve_fds,
+        detach_keys,
         store: g.storage_root()?,
     };
     crate::runtime::exec::exec(&rec, pid, &opts)

@@ -79,6 +79,7 @@ impl From<ImageCommand> for Command {
                 format: a.format,
                 size: false,
                 names: a.images,
+                latest: false,
             }),
             ImageCommand::History(a) => Command::History(a),
             ImageCommand::Load(a) => Command::Load(a),

@@ -16,8 +16,11 @@ pub struct InitArgs {
     /// Initialize every created container
     #[arg(short = 'a', long)]
     pub all: bool,
+    /// Initialize the container created last
+    #[arg(short = 'l', long)]
+    pub latest: bool,
     /// Containers to initialize (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present = "all", add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "latest"], add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -31,7 +34,7 @@ pub fn run(g: &Context, a: InitArgs) -> Result<ExitCode> {
             .map(|r| (r.id.clone(), r))
             .collect()
     } else {
-        a.containers
+        super::targets::with_latest(g, a.latest, &a.containers, "containers")?
             .iter()
             .map(|c| Ok((c.clone(), state::lookup(g, c)?)))
             .collect::<Result<_>>()?

@@ -30,12 +30,16 @@ pub struct InspectArgs {
     #[arg(short = 's', long)]
     pub size: bool,
     /// Containers or images to inspect
-    #[arg(value_name = "NAME", required = true, add = complete::object_candidates())]
+    #[arg(value_name = "NAME", required_unless_present = "latest", add = complete::object_candidates())]
     pub names: Vec<String>,
+    /// The container created last
+    #[arg(short = 'l', long)]
+    pub latest: bool,
 }
 
 pub fn run(g: &Context, a: InspectArgs) -> Result<ExitCode> {
-    inspect(g, &a.kind, a.format.as_deref(), &a.names)
+    let names = super::targets::with_latest(g, a.latest, &a.names, "arguments")?;
+    inspect(g, &a.kind, a.format.as_deref(), &names)
 }
 
 /// Inspect `names` of `kind` ("all", "container", "image") and print them.
@@ -192,11 +196,14 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             "Error": st.error,
             "StartedAt": st.started_at,
             "FinishedAt": st.finished_at,
-            "Health": s.healthcheck.as_ref().map(|_| {
-                crate::runtime::health::load(root, &rec.id)
-                    .map(|h| serde_json::to_value(h).expect("plain struct"))
-                    .unwrap_or_else(|| json!({"Status": "", "FailingStreak": 0, "Log": Value::Null}))
-            }),
+            // an object even without a healthcheck, as Podman 4.3 shows it, so that
+            // `{{.State.Health.Status}}` prints "" rather than failing
+            "Health": s
+                .healthcheck
+                .as_ref()
+                .and_then(|_| crate::runtime::health::load(root, &rec.id))
+                .and_then(|h| serde_json::to_value(h).ok())
+                .unwrap_or_else(|| json!({"Status": "", "FailingStreak": 0, "Log": Value::Null})),
         },
         "Image": rec.image_id.strip_prefix("sha256:").unwrap_or(&rec.image_id),
         "ImageDigest": rec.image_digest,
@@ -273,10 +280,31 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
         },
     });
     run_opts_json(&mut v, s);
+    if let Value::Object(top) = &mut v {
+        // keys Podman always shows; rbox has no pods, infra or service containers and no
+        // exec sessions, so these are what Podman shows for a container without them
+        top.extend([
+            (
+                "Rootfs".to_string(),
+                json!(rec
+                    .rootfs
+                    .as_ref()
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_default()),
+            ),
+            ("Pod".to_string(), json!("")),
+            ("Namespace".to_string(), json!("")),
+            ("IsInfra".to_string(), json!(false)),
+            ("IsService".to_string(), json!(false)),
+            ("Dependencies".to_string(), json!([])),
+            ("ExecIDs".to_string(), json!([])),
+        ]);
+    }
     v
 }
 
-/// The `run` flags of `state::RunOpts` where Podman shows them in `Config` and `HostConfig`.
+/// The `run` flags of `state::RunOpts` (and the name resolution ones) where Podman shows them
+/// in `Config` and `HostConfig`.
 fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
     let o = &s.opts;
     // Podman shows an unlimited rlimit as -1
@@ -299,6 +327,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Umask": format!("{umask:04o}"),
         "Annotations": o.annotations,
         "Passwd": !o.no_passwd,
+        "Timezone": o.timezone.clone().unwrap_or_default(),
     });
     let r = &o.resources;
     let map = |m: &[(u32, u32, u32)]| -> Vec<String> {
@@ -312,10 +341,26 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Memory": r.memory.unwrap_or(0),
         "MemorySwap": r.memory_swap.unwrap_or(0),
         "MemoryReservation": r.memory_reservation.unwrap_or(0),
+        "MemorySwappiness": r.memory_swappiness.unwrap_or(0),
         "NanoCpus": r.nano_cpus.unwrap_or(0),
         "CpuShares": r.cpu_shares.unwrap_or(0),
         "CpusetCpus": r.cpuset_cpus.clone().unwrap_or_default(),
+        "CpusetMems": r.cpuset_mems.clone().unwrap_or_default(),
+        "CpuQuota": r.cpu_quota.unwrap_or(0),
+        "CpuPeriod": r.cpu_period.unwrap_or(0),
+        "BlkioWeight": r.blkio_weight.unwrap_or(0),
         "PidsLimit": r.pids_limit.unwrap_or(0),
+        "OomScoreAdj": o.oom_score_adj.unwrap_or(0),
+        "Cgroups": if o.cgroups_disabled { "disabled" } else { "default" },
+        "Dns": s.dns,
+        "DnsSearch": s.dns_search,
+        "DnsOptions": s.dns_options,
+        "ExtraHosts": s.add_hosts.iter().map(|(n, a)| format!("{n}:{a}")).collect::<Vec<_>>(),
+        "GroupAdd": o.group_add,
+        // rbox gives every container pid, uts and ipc namespaces of its own
+        "PidMode": "private",
+        "UTSMode": "private",
+        "IpcMode": "private",
     });
     for (key, add) in [("Config", config), ("HostConfig", host)] {
         if let (Some(Value::Object(to)), Value::Object(add)) = (v.get_mut(key), add) {

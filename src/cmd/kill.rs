@@ -23,11 +23,14 @@ pub struct KillArgs {
     /// Signal all running containers
     #[arg(short = 'a', long)]
     pub all: bool,
+    /// Signal the container created last
+    #[arg(short = 'l', long)]
+    pub latest: bool,
     /// Read the id of a container to signal from FILE (as `run --cidfile` writes it)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Vec<std::path::PathBuf>,
     /// Containers to signal (names or ids)
-    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "cidfile"], add = complete::container_candidates())]
+    #[arg(value_name = "CONTAINER", required_unless_present_any = ["all", "cidfile", "latest"], add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
@@ -39,10 +42,11 @@ pub fn run(g: &Context, a: KillArgs) -> Result<ExitCode> {
         );
     };
     let all = if a.all { All::Running } else { All::No };
+    let names = super::targets::with_latest(g, a.latest, &a.containers, "containers")?;
     let targets = Targets::gather(
         g,
         all,
-        &super::targets::with_cidfiles(&a.containers, &a.cidfile)?,
+        &super::targets::with_cidfiles(&names, &a.cidfile)?,
         false,
     )?;
     targets.finish(|rec| runtime::signal_container(g, rec, sig))

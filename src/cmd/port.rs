@@ -53,7 +53,7 @@ pub fn run(g: &Context, a: PortArgs) -> Result<ExitCode> {
     }
     // as Podman: with --latest, the one argument is the port
     let (rec, port) = match (a.latest.latest, a.container) {
-        (true, port) if a.port.is_none() => (Latest::record(g)?, port),
+        (true, port) if a.port.is_none() => (state::latest(g)?, port),
         (true, _) => bail!("--latest and containers cannot be used together"),
         (false, Some(name)) => (state::lookup(g, &name)?, a.port),
         (false, None) => bail!("you must supply a running container name or id"),

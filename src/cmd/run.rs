@@ -312,6 +312,14 @@ pub struct RunArgs {
     /// Memory soft limit (a size)
     #[arg(long = "memory-reservation", value_name = "SIZE")]
     pub memory_reservation: Option<String>,
+    /// How readily the kernel swaps the container's memory, 0 to 100 (-1: the host's); cgroup
+    /// v1 only (v2 has no such knob)
+    #[arg(
+        long = "memory-swappiness",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub memory_swappiness: Option<i64>,
     /// Number of CPUs (1.5)
     #[arg(long = "cpus", value_name = "N")]
     pub cpus: Option<f64>,
@@ -323,15 +331,65 @@ pub struct RunArgs {
     /// CPUs the container may run on (0-3, 0,1)
     #[arg(long = "cpuset-cpus", value_name = "CPUS")]
     pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (0-3, 0,1)
+    #[arg(long = "cpuset-mems", value_name = "NODES")]
+    pub cpuset_mems: Option<String>,
+    /// CPU time the container may use in each --cpu-period, in microseconds
+    #[arg(
+        long = "cpu-quota",
+        value_name = "MICROSECONDS",
+        allow_negative_numbers = true
+    )]
+    pub cpu_quota: Option<i64>,
+    /// The period --cpu-quota counts in, in microseconds (100000)
+    #[arg(long = "cpu-period", value_name = "MICROSECONDS")]
+    pub cpu_period: Option<u64>,
+    /// Block IO weight, 10 to 1000 (relative)
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
     /// Limit of the container's processes (-1 for unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    /// Adjust the container's OOM score, -1000 to 1000 (rootless: not below the caller's)
+    #[arg(
+        long = "oom-score-adj",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub oom_score_adj: Option<i32>,
+    /// PID namespace: private (every rbox container has its own)
+    #[arg(long = "pid", value_name = "MODE")]
+    pub pid: Option<String>,
+    /// IPC namespace: private or shareable (every rbox container has its own)
+    #[arg(long = "ipc", value_name = "MODE")]
+    pub ipc: Option<String>,
+    /// UTS namespace (hostname): private (every rbox container has its own)
+    #[arg(long = "uts", value_name = "MODE")]
+    pub uts: Option<String>,
+    /// Time zone of the container: an area/city name from the host's zone files (Asia/Tokyo,
+    /// UTC), or local (the host's)
+    #[arg(long = "tz", value_name = "TIMEZONE")]
+    pub tz: Option<String>,
+    /// Cgroup mode: enabled (the default; no-conmon is the same, rbox has no conmon) or
+    /// disabled (no cgroup of the container's own: limits are not applied); split needs
+    /// systemd
+    #[arg(long = "cgroups", value_name = "MODE")]
+    pub cgroups: Option<String>,
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
     /// Platform to pull (os/arch[/variant])
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Architecture to pull (overrides the host's)
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Operating system to pull (overrides the host's)
+    #[arg(long, value_name = "OS")]
+    pub os: Option<String>,
+    /// Architecture variant to pull (e.g. v7)
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
     /// Require HTTPS and verify certificates when pulling
     #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
@@ -364,6 +422,8 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut conf = crate::config::containers()?;
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
+    check_namespace_modes(&a)?;
+    platform_from_parts(&mut a)?;
     let keys = runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.detach_keys.as_deref())?;
     let sig_proxy = a.sig_proxy.unwrap_or(true);
     replace(g, &a)?;
@@ -448,9 +508,61 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut conf = crate::config::containers()?;
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
+    check_namespace_modes(&a)?;
+    platform_from_parts(&mut a)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
     runtime::run(g, with_device_conf(g, a.into(), conf), &puller, false)
+}
+
+/// `--arch`, `--os`, `--variant`: the platform to pull, as `pull` takes them (the host's for
+/// what is not given); not with `--platform` (Podman's text).
+fn platform_from_parts(a: &mut RunArgs) -> anyhow::Result<()> {
+    if a.os.is_none() && a.arch.is_none() && a.variant.is_none() {
+        return Ok(());
+    }
+    if a.platform.is_some() {
+        anyhow::bail!("--platform option can not be specified with --arch or --os");
+    }
+    let p = rbox_registry::Platform::from_flags(
+        None,
+        a.os.as_deref(),
+        a.arch.as_deref(),
+        a.variant.as_deref(),
+    )?;
+    a.platform = Some(p.to_string());
+    Ok(())
+}
+
+/// `--pid`, `--ipc`, `--uts`: rbox gives every container namespaces of its own, which is what
+/// `private` (and `shareable` for IPC) ask for; Podman's other modes (host, container:ID,
+/// ns:PATH; none for IPC) are refused, and a mode Podman does not know in its words.
+fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
+    for (flag, mode, own) in [
+        ("pid", &a.pid, &["private"][..]),
+        ("ipc", &a.ipc, &["private", "shareable"][..]),
+        ("uts", &a.uts, &["private"][..]),
+    ] {
+        let Some(m) = mode.as_deref() else { continue };
+        if own.contains(&m) {
+            continue;
+        }
+        let kind = m.split(':').next().unwrap_or(m);
+        if ["host", "container", "ns", "none", "private", "shareable"].contains(&kind) {
+            anyhow::bail!(
+                "--{flag}={m} is not supported: rbox gives every container {} of its own (--{flag}={})",
+                match flag {
+                    "pid" => "a PID namespace",
+                    "ipc" => "an IPC namespace",
+                    _ => "a UTS namespace",
+                },
+                own.join(" or ")
+            );
+        }
+        // Podman's text
+        anyhow::bail!("unrecognized namespace mode {m} passed");
+    }
+    Ok(())
 }
 
 /// `--preserve-fds N`: descriptors 3..3+N must be open now (Podman's check and text).
@@ -594,10 +706,18 @@ impl From<RunArgs> for RunOptions {
                     memory: a.memory,
                     memory_swap: a.memory_swap,
                     memory_reservation: a.memory_reservation,
+                    memory_swappiness: a.memory_swappiness,
                     cpus: a.cpus,
                     cpu_shares: a.cpu_shares,
                     cpuset_cpus: a.cpuset_cpus,
+                    cpuset_mems: a.cpuset_mems,
+                    cpu_quota: a.cpu_quota,
+                    cpu_period: a.cpu_period,
+                    blkio_weight: a.blkio_weight,
                     pids_limit: a.pids_limit,
+                    cgroups: a.cgroups,
+                    tz: a.tz,
+                    oom_score_adj: a.oom_score_adj,
                     no_read_only_tmpfs: !a.read_only_tmpfs,
                     uidmap: a.uidmap,
                     gidmap: a.gidmap,

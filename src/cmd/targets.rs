@@ -93,10 +93,7 @@ impl Latest {
             }
             return Ok(names.to_vec());
         }
-        if !names.is_empty() {
-            bail!("--latest and containers cannot be used together");
-        }
-        Ok(vec![Self::record(g)?.id])
+        with_latest(g, true, names, "containers")
     }
 
     /// [`Latest::names`], or with `--filter`s (`filters`) the containers that pass them all (as
@@ -123,14 +120,19 @@ impl Latest {
             .map(|r| r.id)
             .collect())
     }
+}
 
-    /// The latest container created; Podman's error when there is none.
-    pub fn record(g: &Context) -> Result<ContainerRecord> {
-        match state::list(g)?.into_iter().next() {
-            Some(r) => Ok(r),
-            None => bail!("no such container"),
-        }
+/// The containers a verb with `--latest` acts on: with it, the id of the container created
+/// last alone; names as well are refused in Podman's words ("--latest and `what` cannot be
+/// used together": containers, or inspect's arguments).
+pub fn with_latest(g: &Context, latest: bool, names: &[String], what: &str) -> Result<Vec<String>> {
+    if !latest {
+        return Ok(names.to_vec());
     }
+    if !names.is_empty() {
+        return Err(anyhow!("--latest and {what} cannot be used together"));
+    }
+    Ok(vec![state::latest(g)?.id])
 }
 
 /// The container ids in `--cidfile` files (as `run --cidfile` writes them), after `names`.

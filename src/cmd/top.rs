@@ -90,7 +90,7 @@ pub fn run(g: &Context, a: TopArgs) -> Result<ExitCode> {
     // as Podman: with --latest, every argument is a descriptor
     let (rec, args) = match a.container {
         _ if a.latest.latest => {
-            let rec = Latest::record(g)
+            let rec = state::latest(g)
                 .map_err(|e| anyhow!("unable to look up requested container: {e}"))?;
             (rec, a.container.into_iter().chain(a.descriptors).collect())
         }

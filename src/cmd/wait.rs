@@ -91,10 +91,7 @@ pub fn run(g: &Context, a: WaitArgs) -> Result<ExitCode> {
     let interval = parse_interval(&a.interval)?;
     // every container first, as Podman does: a wrong name fails before any wait
     let mut ids: Vec<Option<String>> = Vec::new();
-    if a.latest {
-        ids.push(Some(super::targets::Latest::record(g)?.id));
-    }
-    for name in &a.containers {
+    for name in &super::targets::with_latest(g, a.latest, &a.containers, "containers")? {
         match state::lookup(g, name) {
             Ok(r) => ids.push(Some(r.id)),
             Err(_) if a.ignore => ids.push(None),

@@ -82,6 +82,9 @@ pub struct Output<'a> {
     /// a detached container's attach socket: its clients get the output too, and their
     /// input goes to the container
     pub console: Option<&'a mut super::console::Console>,
+    /// the detach keys, typed on the caller's terminal (`exec -it --detach-keys`): the relay
+    /// ends and the process goes on
+    pub keys: Option<super::front::Keys>,
 }
 
 /// Wait for the container's process, forwarding signals and relaying the terminal. Signals in
@@ -119,7 +122,9 @@ fn pass_on(
     }
 }
 
-/// [`wait`], also relaying `out`'s pipes and writing the log.
+/// [`wait`], also relaying `out`'s pipes and writing the log. With `out.keys`, returns
+/// `StillAlive` once the caller typed them: the process goes on, its terminal no longer
+/// relayed (the caller keeps the master open for it).
 pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> Result<WaitStatus> {
     use super::logfile::Stream;
     let Output {
@@ -127,6 +132,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
         mut log,
         log_only,
         mut console,
+        mut keys,
     } = out;
     // [stdout, stderr] of the container, each open until its end-of-file
     let mut pipes_open = [pipes.is_some(); 2];
@@ -209,9 +215,18 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                     write_all(m.as_fd(), &[4]);
                     stdin_open = false;
                 }
-                Ok(n) => {
-                    write_all(m.as_fd(), &buf[..n]);
-                }
+                Ok(n) => match &mut keys {
+                    Some(k) => {
+                        let (typed, detach) = k.feed(&buf[..n]);
+                        write_all(m.as_fd(), &typed);
+                        if detach {
+                            return Ok(WaitStatus::StillAlive);
+                        }
+                    }
+                    None => {
+                        write_all(m.as_fd(), &buf[..n]);
+                    }
+                },
                 Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(_) => stdin_open = false,
             }

@@ -639,6 +639,7 @@ impl Runtime {
             single_id,
             detach,
             null_stdio: false,
+            detach_keys: &[],
         };
         // opened before joining the container's mount namespace, where the path is not ours
         let mut pid_out = pid_file

@@ -23,14 +23,25 @@ use crate::state::Resources;
 /// The controllers the limits in `r` need.
 pub fn needed(r: &Resources) -> Vec<&'static str> {
     let mut v = Vec::new();
-    if r.memory.is_some() || r.memory_swap.is_some() || r.memory_reservation.is_some() {
+    if r.memory.is_some()
+        || r.memory_swap.is_some()
+        || r.memory_reservation.is_some()
+        || r.memory_swappiness.is_some()
+    {
         v.push("memory");
     }
-    if r.nano_cpus.is_some() || r.cpu_shares.is_some() {
+    if r.nano_cpus.is_some()
+        || r.cpu_shares.is_some()
+        || r.cpu_quota.is_some()
+        || r.cpu_period.is_some()
+    {
         v.push("cpu");
     }
-    if r.cpuset_cpus.is_some() {
+    if r.cpuset_cpus.is_some() || r.cpuset_mems.is_some() {
         v.push("cpuset");
+    }
+    if r.blkio_weight.is_some() {
+        v.push("io");
     }
     if r.pids_limit.is_some() {
         v.push("pids");
@@ -78,6 +89,15 @@ pub fn limits(r: &Resources) -> Vec<(&'static str, String)> {
     }
     if let Some(n) = r.nano_cpus {
         v.push(("cpu.max", format!("{} 100000", n / 10_000)));
+    } else if r.cpu_quota.is_some() || r.cpu_period.is_some() {
+        let quota = match r.cpu_quota {
+            Some(q) if q > 0 => q.to_string(),
+            _ => "max".into(),
+        };
+        v.push((
+            "cpu.max",
+            format!("{quota} {}", r.cpu_period.unwrap_or(100_000)),
+        ));
     }
     if let Some(s) = r.cpu_shares {
         // the shares-to-weight conversion of the OCI runtimes (2..262144 -> 1..10000)
@@ -86,6 +106,12 @@ pub fn limits(r: &Resources) -> Vec<(&'static str, String)> {
     }
     if let Some(c) = &r.cpuset_cpus {
         v.push(("cpuset.cpus", c.clone()));
+    }
+    if let Some(m) = &r.cpuset_mems {
+        v.push(("cpuset.mems", m.clone()));
+    }
+    if let Some(w) = r.blkio_weight {
+        v.push(("io.bfq.weight", w.to_string()));
     }
     if let Some(p) = r.pids_limit {
         v.push((
@@ -484,22 +510,42 @@ fn v2_controller(file: &str) -> &str {
 pub fn to_oci(r: &crate::state::Resources) -> LinuxResources {
     use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids};
     let mut out = LinuxResources::default();
-    if r.memory.is_some() || r.memory_swap.is_some() || r.memory_reservation.is_some() {
+    if r.memory.is_some()
+        || r.memory_swap.is_some()
+        || r.memory_reservation.is_some()
+        || r.memory_swappiness.is_some()
+    {
         let mut m = LinuxMemory::default();
         m.set_limit(r.memory);
         m.set_swap(r.memory_swap);
         m.set_reservation(r.memory_reservation);
+        m.set_swappiness(r.memory_swappiness);
         out.set_memory(Some(m));
     }
-    if r.nano_cpus.is_some() || r.cpu_shares.is_some() || r.cpuset_cpus.is_some() {
+    if r.nano_cpus.is_some()
+        || r.cpu_shares.is_some()
+        || r.cpuset_cpus.is_some()
+        || r.cpuset_mems.is_some()
+        || r.cpu_quota.is_some()
+        || r.cpu_period.is_some()
+    {
         let mut c = LinuxCpu::default();
         c.set_shares(r.cpu_shares);
         if let Some(n) = r.nano_cpus {
             c.set_period(Some(100_000));
             c.set_quota(Some((n / 10_000) as i64));
+        } else {
+            c.set_period(r.cpu_period);
+            c.set_quota(r.cpu_quota);
         }
         c.set_cpus(r.cpuset_cpus.clone());
+        c.set_mems(r.cpuset_mems.clone());
         out.set_cpu(Some(c));
+    }
+    if let Some(w) = r.blkio_weight {
+        let mut b = oci_spec::runtime::LinuxBlockIo::default();
+        b.set_weight(Some(w));
+        out.set_block_io(Some(b));
     }
     if let Some(p) = r.pids_limit {
         let mut l = LinuxPids::default();

@@ -20,7 +20,16 @@ pub fn signal_container(
 ) -> Result<()> {
     use nix::sys::signal::{kill, Signal};
     let Some((pid, monitor)) = state::live_pids(g, rec) else {
-        bail!("container {} is not running", rec.name);
+        // Podman's words, which scripts match on ("container state improper")
+        let status = match rec.state.status {
+            state::Status::Running => state::Status::Exited,
+            s => s,
+        };
+        bail!(
+            "can only kill running containers. {} is in state {}: container state improper",
+            rec.id,
+            status.as_str()
+        );
     };
     let target = if monitor > 0 { monitor } else { pid };
     let pidfd = sys::pidfd_open(pid).ok();

@@ -360,11 +360,12 @@ fn create_and_start(
     super::cdi::apply(&mut spec, &a.devices)?;
     super::ocihooks::apply(&mut spec, &a.devices.hooks_dirs)?;
     let r = &spec.opts.resources;
-    if !r.is_default()
-        && !super::cgroup::host_root()
-        && super::cgroup::delegated(&super::cgroup::needed(r)).is_none()
-    {
+    let can_apply =
+        super::cgroup::host_root() || super::cgroup::delegated(&super::cgroup::needed(r)).is_some();
+    if !r.is_default() && !can_apply {
         tracing::warn!("{}", super::cgroup::rootless_warning());
+    } else if !r.is_default() && spec.opts.cgroups_disabled {
+        tracing::warn!("resource limits are not applied with --cgroups=disabled");
     }
     if a.rm && spec.restart.restarts() {
         bail!(
@@ -493,7 +494,7 @@ fn run_attached(
 /// otherwise); a failure is a warning, the container runs without them.
 pub(super) fn place_in_cgroup(rec: &ContainerRecord, pid: i32) {
     let r = &rec.spec.opts.resources;
-    if r.is_default() {
+    if r.is_default() || rec.spec.opts.cgroups_disabled {
         return;
     }
     if super::cgroup::host_root() {
@@ -512,7 +513,7 @@ pub(super) fn place_in_cgroup(rec: &ContainerRecord, pid: i32) {
 
 /// Remove the cgroup [`place_in_cgroup`] made, once the container's processes are gone.
 pub fn remove_cgroup(rec: &ContainerRecord) {
-    if rec.spec.opts.resources.is_default() {
+    if rec.spec.opts.resources.is_default() || rec.spec.opts.cgroups_disabled {
         return;
     }
     if super::cgroup::host_root() {

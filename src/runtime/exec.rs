@@ -10,6 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
 
 use super::container::forwarded;
@@ -36,6 +37,9 @@ pub struct ExecOptions {
     pub detach: bool,
     /// `--preserve-fds N`: the caller's descriptors 3 to 3+N-1 passed on
     pub preserve_fds: u32,
+    /// `--detach-keys` as bytes (empty: none): with a terminal, typing them leaves the
+    /// command running
+    pub detach_keys: Vec<u8>,
     /// the store the container lives in: its `config.json`, and the cache of compiled
     /// seccomp programs
     pub store: std::path::PathBuf,
@@ -77,6 +81,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
         single_id,
         detach: o.detach,
         null_stdio: o.detach,
+        detach_keys: &o.detach_keys,
     };
     match run_in(&rec.name, pid, &cmd, seccomp.as_deref(), &how) {
         Ok(Ran::Exited(code)) => Ok(ExitCode::from(code)),
@@ -90,7 +95,7 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
 
 /// How [`run_in`] runs its process.
 #[derive(Debug, Clone, Copy)]
-pub struct How {
+pub struct How<'a> {
     pub tty: bool,
     pub interactive: bool,
     /// only id 0 exists in the container's user namespace (no setgroups)
@@ -100,6 +105,17 @@ pub struct How {
     /// the process's stdin, stdout and stderr are /dev/null, not the caller's (`exec -d`:
     /// no caller's pipe held open by it)
     pub null_stdio: bool,
+    /// the keys that, typed on the caller's terminal (`tty` and `interactive`), leave the
+    /// process running (empty: none)
+    pub detach_keys: &'a [u8],
+}
+
+impl How<'_> {
+    /// Whether the caller may leave the process running by typing the detach keys: then it
+    /// must not die with the caller (as Podman's exec sessions outlive `podman exec`).
+    fn may_detach(&self) -> bool {
+        self.tty && self.interactive && !self.detach_keys.is_empty()
+    }
 }
 
 /// What became of [`run_in`]'s process.
@@ -218,8 +234,41 @@ pub fn run_in(
     if how.detach {
         return Ok(Ran::Detached(child.as_raw()));
     }
-    let status = attach::wait(Pid::from_raw(child.as_raw()), master, how.interactive)?;
-    Ok(Ran::Exited(exit::from_wait(status)))
+    let keys = how
+        .may_detach()
+        .then(|| super::front::Keys::new(how.detach_keys.to_vec()));
+    let out = attach::Output {
+        keys,
+        ..Default::default()
+    };
+    let master_fd = master.as_ref().map(|m| m.try_clone()).transpose()?;
+    match attach::relay(Pid::from_raw(child.as_raw()), master, how.interactive, out)? {
+        WaitStatus::StillAlive => {
+            if let Some(m) = master_fd {
+                hold_terminal(m)?;
+            }
+            Ok(Ran::Detached(child.as_raw()))
+        }
+        status => Ok(Ran::Exited(exit::from_wait(status))),
+    }
+}
+
+/// After a detach, a process of its own keeps the command's terminal open (its closing would
+/// hang the command up) and reads what the command writes there, until the command and every
+/// other holder of the terminal are gone; rbox itself returns.
+fn hold_terminal(master: OwnedFd) -> Result<()> {
+    match sys::fork().context("fork the terminal's holder")? {
+        ForkResult::Child => {
+            let _ = nix::unistd::setsid();
+            let _ = sys::stdio_to_null();
+            let mut buf = [0u8; 4096];
+            while let Ok(1..) | Err(nix::errno::Errno::EINTR) = nix::unistd::read(&master, &mut buf)
+            {
+            }
+            sys::exit_now(0);
+        }
+        ForkResult::Parent { .. } => Ok(()),
+    }
 }
 
 /// The container's process (from its spec) with exec's command, environment, user and
@@ -261,7 +310,7 @@ fn child_main(
     slave: Option<&OwnedFd>,
     seccomp: Option<&[libc::sock_filter]>,
 ) -> Failure {
-    if !how.detach {
+    if !how.detach && !how.may_detach() {
         if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
             return Failure::setup(format!("set parent death signal: {e}"));
         }

@@ -24,8 +24,8 @@
 //! Podman's rules, observed with Podman 4.3.1: `--detach-keys` takes single characters and
 //! `ctrl-<value>` (a-z, @, [, \, ], ^, _) separated by commas, "" disables detaching, and
 //! anything else is refused as "invalid detach keys: Unknown character: 'KEY'". Detaching
-//! prints nothing and exits 0. The keys count only as whole reads (see [`Keys`]), so piped or
-//! pasted data never detaches; piped stdin (not a terminal) comes through here too, where a
+//! prints nothing and exits 0. Each key counts only as a whole read (see [`Keys`]), so piped
+//! or pasted data never detaches; piped stdin (not a terminal) comes through here too, where a
 //! program that writes the keys one read at a time detaches as on a terminal, and the
 //! container's stdin ends on a detach (it reads end-of-file, as Podman's does). The end of
 //! the caller's stdin ends the container's (a pipe) or sends the terminal's end-of-file
@@ -78,10 +78,21 @@ pub fn keys_or_conf(given: Option<&str>, conf: Option<&str>) -> Result<Vec<u8>> 
     parse_keys(given.or(conf).unwrap_or(DEFAULT_KEYS))
 }
 
-/// Finds the detach keys in what is typed. As Podman, the keys count only as the whole of
-/// what one read brought (Podman: one key per read), so that data piped or pasted, which
-/// comes in larger reads, never detaches however many Ctrl-P Ctrl-Q pairs it holds; a read of
-/// the keys' first part is held back and passed on when the next read does not finish them.
+/// [`keys_or_conf`] with containers.conf read only when `given` is `None` (`attach`, `exec`).
+pub fn keys(given: Option<&str>) -> Result<Vec<u8>> {
+    let conf = match given {
+        None => crate::config::containers()?.detach_keys,
+        Some(_) => None,
+    };
+    keys_or_conf(given, conf.as_deref())
+}
+
+/// Finds the detach keys in what is typed. As Podman's (containers/common `detach.Copy`),
+/// each key must be the whole of one read, so that data piped or pasted, which comes in
+/// larger reads, never detaches, and neither do both keys arriving in one read (observed with
+/// Podman 4.3.1: `printf '\x10\x11'` into its terminal does not detach). The keys matched so
+/// far are held back, and passed on with the read that breaks the match; that read is not
+/// taken as a new start.
 #[derive(Debug)]
 pub struct Keys {
     keys: Vec<u8>,
@@ -96,25 +107,18 @@ impl Keys {
     /// The bytes of one read (`input`) to pass on to the container, and whether they
     /// finished the keys.
     pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
-        let rest = &self.keys[self.matched.min(self.keys.len())..];
-        if !input.is_empty() && rest.starts_with(input) {
-            self.matched += input.len();
-            if self.matched == self.keys.len() {
-                self.matched = 0;
-                return (Vec::new(), true);
+        if let [b] = input {
+            if self.keys.get(self.matched) == Some(b) {
+                self.matched += 1;
+                let done = self.matched == self.keys.len();
+                if done {
+                    self.matched = 0;
+                }
+                return (Vec::new(), done);
             }
-            return (Vec::new(), false);
         }
         let mut out = self.keys[..self.matched].to_vec();
         self.matched = 0;
-        // a read that is the keys' start, or all of them, after a read that broke a match
-        if !input.is_empty() && self.keys.starts_with(input) {
-            if input.len() == self.keys.len() {
-                return (out, true);
-            }
-            self.matched = input.len();
-            return (out, false);
-        }
         out.extend_from_slice(input);
         (out, false)
     }
@@ -410,27 +414,31 @@ mod tests {
 
     #[test]
     fn keys_count_as_whole_reads() {
-        // typed: one key per read, or both in one read
+        // typed: one key per read
         let mut k = Keys::new(vec![16, 17]);
         assert_eq!(k.feed(b"ls\n"), (b"ls\n".to_vec(), false));
         assert_eq!(k.feed(&[16]), (vec![], false));
         assert_eq!(k.feed(&[17]), (vec![], true));
-        assert_eq!(k.feed(&[16, 17]), (vec![], true));
-        // within more data (piped, pasted): passed on
+        // both keys in one read, or within more data (piped, pasted): passed on
+        assert_eq!(k.feed(&[16, 17]), (vec![16, 17], false));
         assert_eq!(
             k.feed(&[b'a', 16, 17, b'z']),
             (vec![b'a', 16, 17, b'z'], false)
         );
         assert_eq!(k.feed(&[b'a', 16]), (vec![b'a', 16], false));
         assert_eq!(k.feed(&[17]), (vec![17], false));
-        // a held start is passed on when the next read breaks it, and may start again
+        // a held start is passed on with the read that breaks it, which starts nothing
         assert_eq!(k.feed(&[16]), (vec![], false));
         assert_eq!(k.feed(b"x"), (vec![16, b'x'], false));
         assert_eq!(k.feed(&[16]), (vec![], false));
-        assert_eq!(k.feed(&[16]), (vec![16], false));
-        assert_eq!(k.feed(&[17]), (vec![], true));
+        assert_eq!(k.feed(&[16]), (vec![16, 16], false));
+        assert_eq!(k.feed(&[17]), (vec![17], false));
         assert_eq!(k.feed(&[16]), (vec![], false));
-        assert_eq!(k.feed(&[16, 17]), (vec![16], true));
+        assert_eq!(k.feed(&[16, 17]), (vec![16, 16, 17], false));
+        // one key: one read of it
+        let mut k = Keys::new(vec![b'x']);
+        assert_eq!(k.feed(b"xx"), (b"xx".to_vec(), false));
+        assert_eq!(k.feed(b"x"), (vec![], true));
         // off: everything passes
         let mut k = Keys::new(vec![]);
         assert_eq!(k.feed(&[16, 17]), (vec![16, 17], false));

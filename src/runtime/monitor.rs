@@ -70,6 +70,7 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
         log: log.as_mut(),
         log_only: false,
         console: None,
+        keys: None,
     };
     let checker = checker(g, &rec);
     let timer = super::timeout::Timer::start(rec.spec.opts.timeout, run.pid.as_raw());
@@ -623,6 +624,7 @@ fn hold(
             log: keeps.then_some(&mut log),
             log_only: true,
             console: console.as_mut(),
+            keys: None,
         };
         let waited = attach::relay(run.pid, run.pty.take(), false, output);
         if waited.is_ok() {

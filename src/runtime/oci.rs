@@ -259,7 +259,7 @@ fn build_process(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::P
     p.set_rlimits((!rlimits.is_empty()).then_some(rlimits));
     p.set_no_new_privileges(Some(spec.no_new_privileges));
     p.set_apparmor_profile(None);
-    p.set_oom_score_adj(None);
+    p.set_oom_score_adj(spec.opts.oom_score_adj);
     p.set_selinux_label(None);
     p.set_io_priority(None);
     p.set_scheduler(None);

@@ -791,10 +791,21 @@ pub struct ExtraFlags {
     pub memory: Option<String>,
     pub memory_swap: Option<String>,
     pub memory_reservation: Option<String>,
+    pub memory_swappiness: Option<i64>,
     pub cpus: Option<f64>,
     pub cpu_shares: Option<u64>,
     pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub blkio_weight: Option<u16>,
     pub pids_limit: Option<i64>,
+    /// `--cgroups`
+    pub cgroups: Option<String>,
+    /// `--tz`
+    pub tz: Option<String>,
+    /// `--oom-score-adj`
+    pub oom_score_adj: Option<i32>,
     /// `--read-only-tmpfs=false`
     pub no_read_only_tmpfs: bool,
     /// `--uidmap`, `--gidmap` (CONTAINER:HOST:COUNT), `--subuidname`, `--subgidname`
@@ -967,6 +978,50 @@ pub fn parse_umask(m: &str) -> Result<u32> {
     }
 }
 
+/// `--tz`: the host's zone file for `tz` (under /usr/share/zoneinfo; `local`: the host's own
+/// /etc/localtime), bind-mounted read-only on the container's /etc/localtime, which is how
+/// Podman sets a container's zone (observed with 4.3.1: a file mounted there, no TZ
+/// variable). A zone the host has no file for is refused in Podman's words.
+fn timezone_mount(tz: &str) -> Result<MountSpec> {
+    let given = if tz == "local" {
+        PathBuf::from("/etc/localtime")
+    } else {
+        Path::new("/usr/share/zoneinfo").join(tz)
+    };
+    let file = match std::fs::canonicalize(&given) {
+        Ok(f) if f.is_file() => f,
+        Ok(_) => bail!("--tz {tz}: `{}` is not a zone file", given.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "running container create option: stat {}: no such file or directory",
+            given.display()
+        ),
+        Err(e) => bail!("--tz {tz}: stat `{}`: {e}", given.display()),
+    };
+    Ok(MountSpec {
+        kind: crate::state::MountKind::Bind,
+        source: file.to_string_lossy().into_owned(),
+        destination: "/etc/localtime".into(),
+        options: vec!["ro".into()],
+    })
+}
+
+/// `--cgroups MODE`: whether the container gets no cgroup of its own (`disabled`). `enabled`
+/// and `no-conmon` (rbox has no conmon) are the default; `split` puts the container in the
+/// caller's systemd unit, and rbox does not use systemd.
+fn cgroups_disabled(mode: Option<&str>) -> Result<bool> {
+    match mode {
+        None | Some("enabled") | Some("no-conmon") => Ok(false),
+        Some("disabled") => Ok(true),
+        Some("split") => {
+            bail!("--cgroups=split needs systemd, which rbox does not use: use enabled or disabled")
+        }
+        // Podman's text
+        Some(m) => {
+            bail!("running container create option: invalid cgroup mode \"{m}\": invalid argument")
+        }
+    }
+}
+
 /// The cgroup resource flags, checked (Podman's texts for bad sizes).
 fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
     let size = |v: &Option<String>, what: &str| -> Result<Option<i64>> {
@@ -986,13 +1041,35 @@ fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
         Some(c) => Some((c * 1e9).round() as u64),
         None => None,
     };
+    // Podman's texts: --cpus is a quota over a period of its own
+    if nano_cpus.is_some() {
+        if x.cpu_quota.is_some() {
+            bail!("--cpu-quota and --cpus cannot be set together");
+        }
+        if x.cpu_period.is_some() {
+            bail!("--cpu-period and --cpus cannot be set together");
+        }
+    }
+    let memory_swappiness = match x.memory_swappiness {
+        None | Some(-1) => None,
+        Some(n @ 0..=100) => Some(n as u64),
+        Some(n) => bail!("invalid --memory-swappiness {n}: give 0 to 100, or -1 for the host's"),
+    };
+    if let Some(w) = x.blkio_weight.filter(|w| !(10..=1000).contains(w)) {
+        bail!("invalid --blkio-weight {w}: give a weight from 10 to 1000");
+    }
     Ok(crate::state::Resources {
         memory: size(&x.memory, "memory")?,
         memory_swap: size(&x.memory_swap, "memory-swap")?,
         memory_reservation: size(&x.memory_reservation, "memory-reservation")?,
+        memory_swappiness,
         nano_cpus,
         cpu_shares: x.cpu_shares,
         cpuset_cpus: x.cpuset_cpus.clone(),
+        cpuset_mems: x.cpuset_mems.clone(),
+        cpu_quota: x.cpu_quota,
+        cpu_period: x.cpu_period,
+        blkio_weight: x.blkio_weight,
         pids_limit: x.pids_limit,
     })
 }
@@ -1074,6 +1151,9 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         ulimits,
         umask: x.umask.as_deref().map(parse_umask).transpose()?,
         resources: resources(x)?,
+        cgroups_disabled: cgroups_disabled(x.cgroups.as_deref())?,
+        timezone: x.tz.clone(),
+        oom_score_adj: x.oom_score_adj,
         // decided in `build`, with the network mode and the user namespace
         sysctl: BTreeMap::new(),
         no_read_only_tmpfs: false,
@@ -1508,6 +1588,9 @@ pub fn build(
     }
     for d in &a.device {
         mounts.push(parse_device(d)?);
+    }
+    if let Some(tz) = &a.extra.tz {
+        mounts.push(timezone_mount(tz)?);
     }
     check_destinations(&mounts)?;
     match a.image_volume.as_deref() {

@@ -11,13 +11,13 @@ use crate::ociruntime::{bundle, edit, oci, oci_detached, state};
 use crate::util::{self, Who};
 
 /// Whether the host is cgroup v2 only (else v1 or hybrid: limits live in the v1 hierarchies).
-fn pure_v2() -> bool {
+pub fn pure_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
 /// The file `file` of the cgroup process `pid` is in for `controller`, as /proc/PID/cgroup
 /// names it (v1: the controller's hierarchy, mounted at /sys/fs/cgroup/CONTROLLER).
-fn cgroup_file(pid: i32, controller: &str, file: &str) -> PathBuf {
+pub fn cgroup_file(pid: i32, controller: &str, file: &str) -> PathBuf {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let path = text
         .lines()
@@ -40,7 +40,7 @@ fn cgroup_file(pid: i32, controller: &str, file: &str) -> PathBuf {
     base.join(path).join(file)
 }
 
-fn read(p: &Path) -> String {
+pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p)
         .unwrap_or_else(|e| panic!("read `{}`: {e}", p.display()))
         .trim()

@@ -34,8 +34,8 @@ fn podman_flags_rbox_lacks_say_what_to_do() {
                 "publishing ports needs --network=pasta or --network=slirp4netns",
             ),
             (
-                &["--cpu-quota", "1000"][..],
-                "unsupported flag `--cpu-quota`: cgroup",
+                &["--device-read-bps", "/dev/sda:1mb"][..],
+                "unsupported flag `--device-read-bps`: cgroup",
             ),
             (
                 &["--frobnicate"][..],

@@ -11,6 +11,7 @@ mod build2;
 mod build_cache;
 mod cdi;
 mod cgroups;
+mod checka;
 mod checkb;
 mod checkc;
 mod cli_compat;

@@ -676,17 +676,34 @@ fn multi_arch_index_picks_the_platform() {
         } else {
             "arm64"
         };
+        let arch = || {
+            env.rbox()
+                .args(["image", "inspect", "--format", "{{.Architecture}}", &image])
+                .output()
+                .success()
+                .text()
+        };
+        // `create --arch` pulls the other platform, as `pull --platform` does
+        let mut c = env.rbox();
+        c.arg("create").args(reg.tls_flags()).args([
+            "--pull=always",
+            "--arch",
+            other,
+            "--name",
+            "other",
+            &image,
+        ]);
+        c.output().success();
+        assert_eq!(arch(), other);
+        env.rbox().args(["rm", "other"]).output().success();
+        rbox_pull(env, &reg, &image).output().success();
+        assert_eq!(arch(), fixtures::oci_arch());
         let mut c = env.rbox();
         c.arg("pull")
             .args(reg.tls_flags())
             .args(["--platform", &format!("linux/{other}"), &image]);
         c.output().success();
-        let out = env
-            .rbox()
-            .args(["image", "inspect", "--format", "{{.Architecture}}", &image])
-            .output()
-            .success();
-        assert_eq!(out.text(), other);
+        assert_eq!(arch(), other);
     });
 }
 

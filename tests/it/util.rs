@@ -776,6 +776,48 @@ impl Running {
         rustix::io::ioctl_fionread(stdin).unwrap()
     }
 
+    /// Type `keys` on the terminal of a [`Cmd::pty`] command, each key in a read of its own
+    /// (as a person types them, and as Podman's detach keys must come): each is written once
+    /// the program behind the terminal read the one before (after the last it may be gone).
+    pub fn type_apart(&mut self, keys: &[u8]) {
+        for (i, k) in keys.iter().enumerate() {
+            let before = self.terminal_reads();
+            self.write_stdin(&[*k]);
+            if i + 1 < keys.len() {
+                eventually("the program behind the terminal reads the key", || {
+                    self.terminal_reads() > before
+                });
+            }
+        }
+    }
+
+    /// The bytes read so far (`rchar` of /proc/PID/io) by the processes behind a
+    /// [`Cmd::pty`] command's terminal: the descendants of `script` whose stdin is a pty. The
+    /// terminal's own input queue cannot tell: a write to its other end reaches the queue
+    /// later, from a kernel worker.
+    fn terminal_reads(&self) -> u64 {
+        let mut total = 0;
+        let mut todo = vec![self.pid().as_raw().to_string()];
+        while let Some(pid) = todo.pop() {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for c in children.split_whitespace() {
+                let on_pty = std::fs::read_link(format!("/proc/{c}/fd/0"))
+                    .is_ok_and(|p| p.starts_with("/dev/pts"));
+                if on_pty {
+                    let io = std::fs::read_to_string(format!("/proc/{c}/io")).unwrap_or_default();
+                    total += io
+                        .lines()
+                        .find_map(|l| l.strip_prefix("rchar: "))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+                todo.push(c.to_string());
+            }
+        }
+        total
+    }
+
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(self.pid(), sig).unwrap();
     }
