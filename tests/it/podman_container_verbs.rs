@@ -1,4 +1,4 @@
-//! Issue 9 re-check, slice A (attach, exec, init, inspect, kill, diff, logs, wait): what a
+//! Issue 9 re-check of the container verbs (attach, exec, init, inspect, kill, diff, logs, wait): what a
 //! side-by-side run with Podman 4.3.1 on this machine showed different, now as Podman does it.
 //! The expected texts and codes below are Podman's, observed as rboxsub with the same
 //! arguments on a busybox image.
@@ -36,8 +36,8 @@ fn on_terminal(env: &Env, args: &[&str]) -> Running {
 const ECHO: &str = r#"echo ready; while read l; do echo "got:$l"; done"#;
 
 #[test]
-fn checka_detach_keys_count_one_per_read_as_podman() {
-    for_each_user("checka_keys", |env| {
+fn detach_keys_count_one_per_read_as_podman() {
+    for_each_user("verbs_keys", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         let mut run = on_terminal(
@@ -69,8 +69,8 @@ fn checka_detach_keys_count_one_per_read_as_podman() {
 }
 
 #[test]
-fn checka_exec_detach_keys_leave_the_command_running() {
-    for_each_user("checka_exec_keys", |env| {
+fn exec_detach_keys_leave_the_command_running() {
+    for_each_user("verbs_exec_keys", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         env.rbox()
@@ -132,8 +132,8 @@ fn checka_exec_detach_keys_leave_the_command_running() {
 }
 
 #[test]
-fn checka_attach_ends_with_a_newline_and_exit_0_as_podman() {
-    for_each_user("checka_attach", |env| {
+fn attach_ends_with_a_newline_and_exit_0_as_podman() {
+    for_each_user("verbs_attach", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         env.rbox()
@@ -156,8 +156,8 @@ fn checka_attach_ends_with_a_newline_and_exit_0_as_podman() {
 }
 
 #[test]
-fn checka_latest_for_kill_init_diff_inspect_as_podman() {
-    for_each_user("checka_latest", |env| {
+fn latest_for_kill_init_diff_inspect_as_podman() {
+    for_each_user("verbs_latest", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         // no container: podman 4.3.1 says "no such container" (125) for each
@@ -233,8 +233,8 @@ fn checka_latest_for_kill_init_diff_inspect_as_podman() {
 }
 
 #[test]
-fn checka_inspect_keys_and_refusals_as_podman() {
-    for_each_user("checka_inspect", |env| {
+fn inspect_keys_and_refusals_as_podman() {
+    for_each_user("verbs_inspect", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         env.rbox()
@@ -280,8 +280,8 @@ fn checka_inspect_keys_and_refusals_as_podman() {
 }
 
 #[test]
-fn checka_cgroups_modes_as_podman() {
-    for_each_user("checka_cgroups", |env| {
+fn cgroups_modes_as_podman() {
+    for_each_user("verbs_cgroups", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         // podman 4.3.1 runs these (rbox refused the flag); disabled is shown in inspect
@@ -354,8 +354,8 @@ fn checka_cgroups_modes_as_podman() {
 }
 
 #[test]
-fn checka_diff_hides_what_the_runtime_makes_as_podman() {
-    for_each_user("checka_diff", |env| {
+fn diff_hides_what_the_runtime_makes_as_podman() {
+    for_each_user("verbs_diff", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         env.rbox()
@@ -392,9 +392,9 @@ fn checka_diff_hides_what_the_runtime_makes_as_podman() {
 }
 
 #[test]
-fn checka_cpu_quota_period_cpuset_mems_blkio_weight_swappiness() {
+fn cpu_quota_period_cpuset_mems_blkio_weight_swappiness() {
     use crate::cgroups::{cgroup_file, pure_v2, read};
-    for_each_user("checka_cpu_quota", |env| {
+    for_each_user("verbs_cpu_quota", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         // podman 4.3.1 takes these (rootless here with its v1 warning); rbox refused them
@@ -476,8 +476,8 @@ fn checka_cpu_quota_period_cpuset_mems_blkio_weight_swappiness() {
 }
 
 #[test]
-fn checka_tz_sets_the_zone_as_podman() {
-    for_each_user("checka_tz", |env| {
+fn tz_sets_the_zone_as_podman() {
+    for_each_user("verbs_tz", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         // podman 4.3.1: `--tz Asia/Tokyo` -> `date` says JST, /etc/localtime is the zone file
@@ -541,8 +541,8 @@ fn checka_tz_sets_the_zone_as_podman() {
 }
 
 #[test]
-fn checka_logs_marks_and_colours_containers_as_podman() {
-    for_each_user("checka_logs", |env| {
+fn logs_marks_and_colours_containers_as_podman() {
+    for_each_user("verbs_logs", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         let mut ids = Vec::new();
@@ -588,8 +588,8 @@ fn checka_logs_marks_and_colours_containers_as_podman() {
 }
 
 #[test]
-fn checka_namespace_modes_rbox_has_are_taken() {
-    for_each_user("checka_nsmodes", |env| {
+fn namespace_modes_rbox_has_are_taken() {
+    for_each_user("verbs_nsmodes", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         // podman 4.3.1 runs these; they are what rbox always does
@@ -630,8 +630,8 @@ fn checka_namespace_modes_rbox_has_are_taken() {
 }
 
 #[test]
-fn checka_arch_os_variant_pick_the_platform_as_podman() {
-    for_each_user("checka_arch", |env| {
+fn arch_os_variant_pick_the_platform_as_podman() {
+    for_each_user("verbs_arch", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         // podman 4.3.1 has these on run and create, as on pull
@@ -671,8 +671,8 @@ fn checka_arch_os_variant_pick_the_platform_as_podman() {
 }
 
 #[test]
-fn checka_oom_score_adj_as_podman() {
-    for_each_user("checka_oom", |env| {
+fn oom_score_adj_as_podman() {
+    for_each_user("verbs_oom", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
         // podman 4.3.1 (rootless): 100 -> the command's oom_score_adj is 100; lowering it

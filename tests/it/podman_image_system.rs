@@ -1,4 +1,4 @@
-//! Issue 9 re-check, images and system (slice C): what Podman 4.3 printed on this machine for
+//! Issue 9 re-check, images and system: what Podman 4.3 printed on this machine for
 //! the same commands on the same image, where rbox differed. The expected texts were observed
 //! with podman 4.3.1 run as rboxsub; each test runs as the three users.
 
@@ -27,7 +27,7 @@ fn load_frac(env: &Env) {
 
 #[test]
 fn images_and_history_fields_as_podman() {
-    for_each_user("checkc_images_fields", |env| {
+    for_each_user("imgsys_images_fields", |env| {
         load_frac(env);
         let size = env.text(&["image", "inspect", "--format", "{{.Size}}", "frac"]);
         // podman 4.3: CreatedAt in whole seconds (its image reporter keeps Unix seconds),
@@ -68,7 +68,7 @@ fn images_and_history_fields_as_podman() {
 
 #[test]
 fn image_inspect_comment_of_an_import_as_podman() {
-    for_each_user("checkc_import_comment", |env| {
+    for_each_user("imgsys_import_comment", |env| {
         env.import_busybox("bb");
         // podman 4.3 shows the first history entry's comment when the config has none
         assert_eq!(
@@ -80,7 +80,7 @@ fn image_inspect_comment_of_an_import_as_podman() {
 
 #[test]
 fn rmi_force_ignores_unknown_images_and_untag_has_its_short_name() {
-    for_each_user("checkc_rmi_untag", |env| {
+    for_each_user("imgsys_rmi_untag", |env| {
         env.import_busybox("bb");
         // podman 4.3: `rmi -f nope` prints nothing and exits 0
         let out = env.rbox().args(["rmi", "-f", "nope"]).output().success();
@@ -126,7 +126,7 @@ fn info_answers_podmans_host_and_store_keys() {
         "aarch64" => "arm64",
         a => a,
     };
-    for_each_user("checkc_info", |env| {
+    for_each_user("imgsys_info", |env| {
         // podman 4.3 as rboxsub: `amd64|linux|v1|debian|1|0|0|/HOME/.local/share/containers/storage/volumes`
         let f = "{{.Host.Arch}}|{{.Host.OS}}|{{.Host.CgroupsVersion}}|{{.Host.Distribution.Distribution}}|\
                  {{.Host.LogDriver}}|{{.Store.ContainerStore.Running}}|{{.Store.ContainerStore.Stopped}}|{{.Store.VolumePath}}";
@@ -158,7 +158,7 @@ fn info_answers_podmans_host_and_store_keys() {
 
 #[test]
 fn image_inspect_templates_see_go_zero_values_and_unknown_prints_an_empty_list() {
-    for_each_user("checkc_inspect_zero", |env| {
+    for_each_user("imgsys_inspect_zero", |env| {
         env.import_busybox("bb");
         // podman 4.3 on an imported image (its config has no fields at all)
         let f = "{{.Config.Cmd}}|{{.Config.Entrypoint}}|{{.Config.Env}}|{{.Config.WorkingDir}}|\
@@ -189,7 +189,7 @@ fn image_inspect_templates_see_go_zero_values_and_unknown_prints_an_empty_list()
 
 #[test]
 fn save_writes_the_names_asked_for_as_podman() {
-    for_each_user("checkc_save_names", |env| {
+    for_each_user("imgsys_save_names", |env| {
         env.import_busybox("bb");
         env.text(&["tag", "bb", "localhost/bb:v2", "docker.io/library/foo:1"]);
         let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "bb"]);
@@ -230,7 +230,7 @@ fn save_writes_the_names_asked_for_as_podman() {
 
 #[test]
 fn wrong_argument_counts_in_podmans_words() {
-    for_each_user("checkc_arity", |env| {
+    for_each_user("imgsys_arity", |env| {
         // podman 4.3's lines for the same commands, with podman replaced by rbox (exit 125)
         for (args, want) in [
             (&["history"][..], "accepts 1 arg(s), received 0"),
@@ -258,7 +258,7 @@ fn wrong_argument_counts_in_podmans_words() {
 
 #[test]
 fn name_in_use_and_rm_of_a_running_container_in_podmans_words() {
-    for_each_user("checkc_in_use", |env| {
+    for_each_user("imgsys_in_use", |env| {
         env.import_busybox("bb");
         let _cleanup = crate::util::RemoveAll(env);
         let run = [
@@ -300,7 +300,7 @@ fn name_in_use_and_rm_of_a_running_container_in_podmans_words() {
 
 #[test]
 fn an_unknown_storage_driver_is_refused_by_every_command() {
-    for_each_user("checkc_driver", |env| {
+    for_each_user("imgsys_driver", |env| {
         env.import_busybox("bb");
         // podman 4.3 refuses it before listing anything (exit 125); rbox listed the images
         for args in [&["images"][..], &["ps", "-a"], &["info"]] {
@@ -324,7 +324,7 @@ fn an_unknown_storage_driver_is_refused_by_every_command() {
 
 #[test]
 fn prune_prompts_read_the_answer_as_podman() {
-    for_each_user("checkc_prune_prompt", |env| {
+    for_each_user("imgsys_prune_prompt", |env| {
         env.import_busybox("bb");
         env.text(&["untag", "bb"]);
         let ask = "WARNING! This command removes all dangling images.\n\
@@ -348,7 +348,7 @@ fn prune_prompts_read_the_answer_as_podman() {
 
 #[test]
 fn rmi_no_prune_keeps_the_build_steps() {
-    for_each_user("checkc_no_prune", |env| {
+    for_each_user("imgsys_no_prune", |env| {
         env.import_busybox("busybox");
         env.write(
             "work/ctx/Containerfile",
@@ -374,7 +374,7 @@ fn rmi_no_prune_keeps_the_build_steps() {
 
 #[test]
 fn import_prints_the_digest_and_takes_message_and_platform() {
-    for_each_user("checkc_import", |env| {
+    for_each_user("imgsys_import", |env| {
         let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "busybox.tar");
         let out = env
             .rbox()
@@ -413,7 +413,7 @@ fn import_prints_the_digest_and_takes_message_and_platform() {
 
 #[test]
 fn images_label_negation_and_full_id_filters_as_podman() {
-    for_each_user("checkc_images_filters", |env| {
+    for_each_user("imgsys_images_filters", |env| {
         env.import_busybox("bb");
         let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "b2.tar");
         env.rbox()
@@ -441,7 +441,7 @@ fn images_label_negation_and_full_id_filters_as_podman() {
 
 #[test]
 fn system_prune_takes_podmans_filter() {
-    for_each_user("checkc_system_prune_filter", |env| {
+    for_each_user("imgsys_system_prune_filter", |env| {
         env.import_busybox("bb");
         let tar = env.copy_in(&fixtures::busybox_rootfs_tar(), "b2.tar");
         env.rbox()

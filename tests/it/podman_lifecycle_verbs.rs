@@ -29,7 +29,7 @@ fn sleeper(env: &Env, name: &str) -> String {
 
 #[test]
 fn latest_picks_the_newest_container_for_each_verb() {
-    for_each_user("checkb_latest", |env| {
+    for_each_user("lcverbs_latest", |env| {
         env.import_busybox("bb");
         let _rm = RemoveAll(env);
         // Podman with no container at all
@@ -102,7 +102,7 @@ fn latest_picks_the_newest_container_for_each_verb() {
 
 #[test]
 fn a_missing_name_is_refused_in_podmans_words() {
-    for_each_user("checkb_missing", |env| {
+    for_each_user("lcverbs_missing", |env| {
         for (verb, error) in [
             (&["stop"][..], "you must provide at least one name or id"),
             (
@@ -137,7 +137,7 @@ fn a_missing_name_is_refused_in_podmans_words() {
 
 #[test]
 fn ps_lists_oldest_first_and_start_filters_without_all() {
-    for_each_user("checkb_ps_order", |env| {
+    for_each_user("lcverbs_ps_order", |env| {
         env.import_busybox("bb");
         for name in ["c1", "c2", "c3"] {
             env.text(&["create", "--network=none", "--name", name, "bb", "true"]);
@@ -176,7 +176,7 @@ fn ps_lists_oldest_first_and_start_filters_without_all() {
 
 #[test]
 fn rm_exit_codes_and_depend_as_podman() {
-    for_each_user("checkb_rm", |env| {
+    for_each_user("lcverbs_rm", |env| {
         env.import_busybox("bb");
         let _rm = RemoveAll(env);
         let a = sleeper(env, "a");
@@ -224,7 +224,7 @@ fn rm_exit_codes_and_depend_as_podman() {
 
 #[test]
 fn rm_frees_the_userns_auto_reservation() {
-    for_each_user("checkb_auto_rm", |env| {
+    for_each_user("lcverbs_auto_rm", |env| {
         // a user without a range (and root without a `containers` one) gets no auto range:
         // userns_auto.rs checks that refusal
         let has_pool = match env.user.who {
@@ -245,7 +245,7 @@ fn rm_frees_the_userns_auto_reservation() {
 
 #[test]
 fn ps_table_spaces_created_and_prune_filters_as_podman() {
-    for_each_user("checkb_ps_format", |env| {
+    for_each_user("lcverbs_ps_format", |env| {
         env.import_busybox("bb");
         env.text(&[
             "create",
@@ -302,7 +302,7 @@ fn ps_table_spaces_created_and_prune_filters_as_podman() {
 
 #[test]
 fn keep_id_runs_as_a_user_the_container_has() {
-    for_each_user("checkb_keep_id_user", |env| {
+    for_each_user("lcverbs_keep_id_user", |env| {
         env.import_busybox("bb");
         let run = |user: &str| {
             env.rbox()
@@ -352,7 +352,7 @@ fn unmount_force_of_a_busy_mount_keeps_start_refused_until_its_server_ends() {
     if !crate::fuse::fuse_usable() {
         return;
     }
-    for_each_user("checkb_unmount_busy", |env| {
+    for_each_user("lcverbs_unmount_busy", |env| {
         env.import_busybox("bb");
         env.rbox()
             .args(["--storage-driver=fuse-overlay", "create", "--network=none"])
@@ -395,7 +395,7 @@ fn unmount_force_of_a_busy_mount_keeps_start_refused_until_its_server_ends() {
 
 #[test]
 fn verbs_take_ps_filters_as_podman() {
-    for_each_user("checkb_filters", |env| {
+    for_each_user("lcverbs_filters", |env| {
         env.import_busybox("bb");
         let _rm = RemoveAll(env);
         let f1 = env.text(&[
@@ -450,7 +450,7 @@ fn verbs_take_ps_filters_as_podman() {
 
 #[test]
 fn pause_unpause_and_restart_read_cidfiles() {
-    for_each_user("checkb_cidfile", |env| {
+    for_each_user("lcverbs_cidfile", |env| {
         env.import_busybox("bb");
         let _rm = RemoveAll(env);
         let cidfile = env.path("c.cid");
@@ -483,7 +483,7 @@ fn pause_unpause_and_restart_read_cidfiles() {
 
 #[test]
 fn stats_interval_and_no_reset() {
-    for_each_user("checkb_stats", |env| {
+    for_each_user("lcverbs_stats", |env| {
         env.import_busybox("bb");
         let _rm = RemoveAll(env);
         refused(
@@ -518,7 +518,7 @@ fn stats_interval_and_no_reset() {
 
 #[test]
 fn top_with_ps_options_lists_the_containers_processes_only() {
-    for_each_user("checkb_top_ps", |env| {
+    for_each_user("lcverbs_top_ps", |env| {
         env.import_busybox("bb");
         let _rm = RemoveAll(env);
         sleeper(env, "t");
@@ -533,7 +533,7 @@ fn top_with_ps_options_lists_the_containers_processes_only() {
 
 #[test]
 fn mount_lists_as_json_and_latest() {
-    for_each_user("checkb_mount_json", |env| {
+    for_each_user("lcverbs_mount_json", |env| {
         env.import_busybox("bb");
         let id = env.text(&["create", "--network=none", "--name", "m", "bb", "true"]);
         // inside `rbox unshare` as a user (Podman's rule), in the host's namespace as root
