@@ -672,6 +672,7 @@ fn create(
         state: State::created(),
         rootfs,
         image_file,
+        create_command: std::env::args().collect(),
     };
     // the OCI runtime spec the runtime starts the container from (saved once the command
     // runs when it starts now), then the record
