@@ -407,6 +407,42 @@ fn inspect_paths_caps_graph_driver_and_network_keys_as_podman() {
 }
 
 #[test]
+fn refusals_name_the_command_as_typed() {
+    for_each_user("verbs_typed_path", |env| {
+        // podman 4.3.1: `"podman container wait" requires a name, id, or the "--latest" flag`
+        for (verb, path) in [
+            (&["wait"][..], "rbox wait"),
+            (&["container", "wait"], "rbox container wait"),
+        ] {
+            let out = env.rbox().args(verb).output().rbox_error();
+            assert_eq!(
+                out.stderr.trim(),
+                format!("Error: \"{path}\" requires a name, id, or the \"--latest\" flag"),
+                "{out}"
+            );
+        }
+        // an unknown command points at the help of what was typed before it, not at a
+        // later word that happens to name a command (`ls` is `ps`'s alias, `run` is
+        // `container run`)
+        for (args, word, help) in [
+            (&["network", "ls"][..], "network", "rbox --help"),
+            (
+                &["container", "healthcheck", "run"],
+                "healthcheck",
+                "rbox container --help",
+            ),
+        ] {
+            let out = env.rbox().args(args).output().rbox_error();
+            assert_eq!(
+                out.stderr.trim(),
+                format!("Error: unrecognized subcommand `{word}`: see `{help}`"),
+                "{out}"
+            );
+        }
+    });
+}
+
+#[test]
 fn cgroups_modes_as_podman() {
     for_each_user("verbs_cgroups", |env| {
         env.import_busybox("busybox");
