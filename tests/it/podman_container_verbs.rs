@@ -403,6 +403,22 @@ fn inspect_paths_caps_graph_driver_and_network_keys_as_podman() {
         assert_eq!(v["EffectiveCaps"], serde_json::json!(["CAP_NET_ADMIN"]));
         assert_eq!(v["HostConfig"]["VolumesFrom"], serde_json::json!(["k1:ro"]));
         assert_eq!(v["Config"]["CreateCommand"][5], "run", "{v}");
+
+        // running with a network of its own (the default, as podman's slirp4netns one):
+        // SandboxKey is that namespace, not the host's
+        env.rbox()
+            .args(["run", "-d", "--name", "k3", "busybox", "sleep", "1000"])
+            .output()
+            .success();
+        let v = inspect_json(env, "k3");
+        let key = format!("/proc/{}/ns/net", v["State"]["Pid"]);
+        assert_eq!(v["NetworkSettings"]["SandboxKey"], key, "{v}");
+        let ns = |p: &str| std::fs::read_link(p).unwrap();
+        assert_ne!(ns(&key), ns("/proc/self/ns/net"));
+        env.rbox()
+            .args(["rm", "-f", "-t0", "k3"])
+            .output()
+            .success();
     });
 }
 
