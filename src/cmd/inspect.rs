@@ -345,7 +345,13 @@ pub fn container_json(
             ("EffectiveCaps".to_string(), json!(caps)),
             ("BoundingCaps".to_string(), json!(caps)),
             ("GraphDriver".to_string(), graph_driver(root, rec, dir)),
+            // rbox applies no SELinux or AppArmor label: Podman's values without them
+            ("AppArmorProfile".to_string(), json!("")),
+            ("MountLabel".to_string(), json!("")),
+            ("ProcessLabel".to_string(), json!("")),
         ]);
+        // the version of the OCI runtime spec rbox writes for the container
+        v["State"]["OciVersion"] = json!(oci_spec::runtime::VERSION);
     }
     v
 }

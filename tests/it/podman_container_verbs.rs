@@ -340,6 +340,14 @@ fn inspect_paths_caps_graph_driver_and_network_keys_as_podman() {
         assert_eq!(v["EffectiveCaps"], serde_json::json!(default_caps));
         assert_eq!(v["BoundingCaps"], serde_json::json!(default_caps));
         assert_eq!(v["HostConfig"]["Devices"], serde_json::json!([]));
+        for key in ["AppArmorProfile", "MountLabel", "ProcessLabel"] {
+            assert_eq!(v[key], "", "{key}: {v}");
+        }
+        // the ociVersion of the spec rbox wrote
+        let oci: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(v["OCIConfigPath"].as_str().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(v["State"]["OciVersion"], oci["ociVersion"], "{v}");
         assert!(v["HostConfig"]["VolumesFrom"].is_null(), "{v}");
         // the keys Podman shows for --network=none, all empty
         let net = &v["NetworkSettings"];
