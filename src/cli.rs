@@ -594,40 +594,49 @@ fn arity_error(argv: &[std::ffi::OsString], missing: bool) -> Option<String> {
 }
 
 /// The deepest subcommand named in `argv` (with globals propagated), its path from `rbox`,
-/// and where its own arguments start.
+/// and where its own arguments start. The path ends at the first word that is not a flag, a
+/// flag's value or a subcommand: `rbox network ls` is `rbox` (no `network` command), not
+/// `rbox ls` (`ps`'s alias).
 fn leaf_command(argv: &[std::ffi::OsString]) -> (Vec<String>, clap::Command, usize) {
     let mut cmd = command();
     cmd.build();
     let mut path = vec!["rbox".to_string()];
     let mut start = 1;
-    for (i, a) in argv.iter().enumerate().skip(1) {
-        let Some(a) = a.to_str() else { continue };
-        if a == "--" {
+    while cmd.has_subcommands() {
+        let rest = &argv[start.min(argv.len())..];
+        let Some(i) = positionals(&cmd, rest).first().copied() else {
             break;
-        }
-        if a.starts_with('-') || !cmd.has_subcommands() {
-            continue;
-        }
-        let Some(sub) = cmd.find_subcommand(a).cloned() else {
-            continue;
+        };
+        let Some(sub) = rest[i]
+            .to_str()
+            .and_then(|a| cmd.find_subcommand(a))
+            .cloned()
+        else {
+            break;
         };
         path.push(sub.get_name().to_string());
         cmd = sub;
-        start = i + 1;
+        start += i + 1;
     }
     (path, cmd, start)
 }
 
 /// How many of `args` are positional arguments of `cmd`: not flags, nor flags' values.
 fn count_positionals(cmd: &clap::Command, args: &[std::ffi::OsString]) -> usize {
+    positionals(cmd, args).len()
+}
+
+/// Where in `args` the positional arguments of `cmd` are: not flags, nor flags' values
+/// (everything after `--`).
+fn positionals(cmd: &clap::Command, args: &[std::ffi::OsString]) -> Vec<usize> {
     let takes_value = |a: Option<&clap::Arg>| {
         a.is_some_and(|a| a.get_num_args().unwrap_or_default().min_values() > 0)
     };
-    let mut n = 0;
-    let mut it = args.iter().map(|a| a.to_string_lossy());
-    while let Some(a) = it.next() {
+    let mut out = Vec::new();
+    let mut it = args.iter().map(|a| a.to_string_lossy()).enumerate();
+    while let Some((i, a)) = it.next() {
         if a == "--" {
-            n += it.count();
+            out.extend(it.map(|(j, _)| j));
             break;
         }
         if let Some(long) = a.strip_prefix("--") {
@@ -638,37 +647,31 @@ fn count_positionals(cmd: &clap::Command, args: &[std::ffi::OsString]) -> usize 
             }
         } else if let Some(shorts) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
             // the first short flag that takes a value takes the rest, or the next argument
-            for (i, c) in shorts.char_indices() {
+            for (k, c) in shorts.char_indices() {
                 if takes_value(cmd.get_arguments().find(|x| x.get_short() == Some(c))) {
-                    if i + c.len_utf8() == shorts.len() {
+                    if k + c.len_utf8() == shorts.len() {
                         it.next();
                     }
                     break;
                 }
             }
         } else {
-            n += 1;
+            out.push(i);
         }
     }
-    n
+    out
+}
+
+/// The command path this invocation typed (`rbox container wait`), for the texts in which
+/// Podman names the command as typed, where a command refuses its arguments itself.
+pub fn typed_path() -> String {
+    subcommand_path(&std::env::args_os().collect::<Vec<_>>()).join(" ")
 }
 
 /// The subcommands named in `argv`, from `rbox` down: `rbox --root /x image ls -q` gives
 /// `["rbox", "image", "ls"]`.
 fn subcommand_path(argv: &[std::ffi::OsString]) -> Vec<String> {
-    let mut cmd = command();
-    let mut path = vec!["rbox".to_string()];
-    for a in argv.iter().skip(1).filter_map(|a| a.to_str()) {
-        if a.starts_with('-') || !cmd.has_subcommands() {
-            continue;
-        }
-        let Some(sub) = cmd.find_subcommand(a).cloned() else {
-            continue;
-        };
-        path.push(sub.get_name().to_string());
-        cmd = sub;
-    }
-    path
+    leaf_command(argv).0
 }
 
 /// Answer a dynamic completion request when the shell asks for one, and exit.

@@ -280,6 +280,10 @@ pub struct Spec {
     /// the volumes among `mounts`
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeUse>,
+    /// `--volumes-from` as given (`CONTAINER[:OPTIONS]`), which `inspect` shows; what it
+    /// brought in is in `mounts` already
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,
@@ -729,6 +733,11 @@ pub struct ContainerRecord {
     /// unpacked or written); `image` and `image_name` name it, and no image of the store is used
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_file: Option<PathBuf>,
+    /// The command line that made the container (`rbox run ...`, `rbox create ...`), as
+    /// Podman's inspect shows it in `Config.CreateCommand`; empty in records made before it
+    /// was kept
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create_command: Vec<String>,
 }
 
 /// Volatile state of a running container, in the runtime directory.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use rbox_storage::{ImageRecord, Store};
+use rbox_storage::{ContainerDir, ImageRecord, Store};
 use serde_json::{json, Map, Value};
 
 use super::common::read_store;
@@ -50,7 +50,12 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
     for name in names {
         if kind == "all" || kind == "container" {
             if let Ok(rec) = state::lookup(g, name) {
-                let mut v = container_json(&g.storage_root()?, &rec);
+                if store.is_none() {
+                    store = Some(read_store(g)?);
+                }
+                let s = store.as_ref().expect("opened above");
+                let dir = s.container_dir(&rec.id).ok();
+                let mut v = container_json(s.root(), &rec, dir.as_ref());
                 // paused is live state, which the record alone does not tell
                 if state::is_paused(g, &rec) {
                     v["State"]["Status"] = "paused".into();
@@ -110,8 +115,13 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// A container as `podman inspect` shows it; `root` is the store it lives in.
-pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
+/// A container as `podman inspect` shows it; `root` is the store it lives in, `dir` the
+/// container's layer directories there (none when they cannot be read).
+pub fn container_json(
+    root: &std::path::Path,
+    rec: &ContainerRecord,
+    dir: Option<&ContainerDir>,
+) -> Value {
     let s = &rec.spec;
     let st = &rec.state;
     let (path, args) = match s.args.split_first() {
@@ -274,11 +284,16 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
                 "MaximumRetryCount": s.restart.max_retries,
             },
         },
-        "NetworkSettings": {
-            "IPAddress": "",
-            "Ports": ports.clone(),
-        },
+        "NetworkSettings": network_settings(rec, ports.clone()),
     });
+    v["Config"]["CreateCommand"] = json!(rec.create_command);
+    // rootless, a --device is a bind mount (in `Mounts`), as rootless Podman shows it
+    v["HostConfig"]["Devices"] = json!([]);
+    v["HostConfig"]["VolumesFrom"] = if s.volumes_from.is_empty() {
+        Value::Null
+    } else {
+        json!(s.volumes_from)
+    };
     run_opts_json(&mut v, s);
     if let Value::Object(top) = &mut v {
         // keys Podman always shows; rbox has no pods, infra or service containers and no
@@ -299,8 +314,100 @@ pub fn container_json(root: &std::path::Path, rec: &ContainerRecord) -> Value {
             ("Dependencies".to_string(), json!([])),
             ("ExecIDs".to_string(), json!([])),
         ]);
+        // the files rbox binds over /etc in the container, once a start has written them
+        // (Podman's are "" before the first start too); hosts is the image's own with
+        // --no-hosts
+        let [hosts, hostname, resolv] = crate::runtime::launch::etc_sources(root, rec);
+        let shown = |p: std::path::PathBuf, used: bool| {
+            json!(if used && p.exists() {
+                p.display().to_string()
+            } else {
+                String::new()
+            })
+        };
+        let caps = crate::runtime::caps::kept(
+            &s.cap_add,
+            &s.cap_drop,
+            s.privileged,
+            crate::runtime::caps::last_cap(),
+        )
+        .map(crate::runtime::caps::names)
+        .unwrap_or_default();
+        top.extend([
+            ("ResolvConfPath".to_string(), shown(resolv, true)),
+            ("HostnamePath".to_string(), shown(hostname, true)),
+            ("HostsPath".to_string(), shown(hosts, !s.no_hosts)),
+            (
+                "StaticDir".to_string(),
+                json!(crate::layout::container_dir(root, &rec.id)),
+            ),
+            // rbox's OCI spec gives the process one set: bounding = effective = permitted
+            ("EffectiveCaps".to_string(), json!(caps)),
+            ("BoundingCaps".to_string(), json!(caps)),
+            ("GraphDriver".to_string(), graph_driver(root, rec, dir)),
+            // rbox applies no SELinux or AppArmor label: Podman's values without them
+            ("AppArmorProfile".to_string(), json!("")),
+            ("MountLabel".to_string(), json!("")),
+            ("ProcessLabel".to_string(), json!("")),
+        ]);
+        // the version of the OCI runtime spec rbox writes for the container
+        v["State"]["OciVersion"] = json!(oci_spec::runtime::VERSION);
     }
     v
+}
+
+/// `GraphDriver` as Podman fills it: the driver's name and, for an overlay, the directories
+/// of the root's union (`LowerDir` top-most first, joined with `:` as in overlay's
+/// `lowerdir=`); null data for a copy (Podman's `vfs`) or when the directories are unknown.
+fn graph_driver(
+    root: &std::path::Path,
+    rec: &ContainerRecord,
+    dir: Option<&ContainerDir>,
+) -> Value {
+    let data = dir
+        .filter(|_| rec.driver != rbox_storage::Driver::Copy)
+        .map(|d| {
+            let lowers: Vec<std::path::PathBuf> = match (&d.host_root, &d.image_file) {
+                (Some(h), _) => vec![h.clone()],
+                (None, Some(_)) => vec![d.image_mount()],
+                (None, None) if d.lower_dirs.is_empty() => vec![d.empty_lower()],
+                (None, None) => d.lower_dirs.clone(),
+            };
+            let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+            json!({
+                "LowerDir": lower.join(":"),
+                "UpperDir": d.upper,
+                "WorkDir": d.work,
+                // every container's root is assembled there, each in its own mount namespace
+                "MergedDir": crate::layout::mount_point(root),
+            })
+        });
+    json!({"Name": rec.driver.as_str(), "Data": data})
+}
+
+/// `NetworkSettings` as Podman 4.3 shows it for a rootless container: slirp4netns and pasta
+/// give the container no address of a bridge, so the address keys are empty; `SandboxKey` is
+/// the running container's own network namespace (none for `none`, `host` or a joined one,
+/// as in Podman).
+fn network_settings(rec: &ContainerRecord, ports: Map<String, Value>) -> Value {
+    let own_net = rec.spec.network.is_bridge() && rec.state.status == Status::Running;
+    json!({
+        "EndpointID": "",
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": "",
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports,
+        "SandboxKey": if own_net { format!("/proc/{}/ns/net", rec.state.pid) } else { String::new() },
+    })
 }
 
 /// The `run` flags of `state::RunOpts` (and the name resolution ones) where Podman shows them

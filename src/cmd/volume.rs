@@ -440,7 +440,7 @@ fn inspect(g: &Context, a: InspectArgs) -> Result<ExitCode> {
                 .collect();
             print!("{}", format::render_inspect(Some(f), &values)?)
         }
-        _ if items.is_empty() && !missing.is_empty() => {}
+        // an empty list when nothing was found, as Podman 4.3.1 prints it
         _ => println!("{}", indented(&items, b"     ")),
     }
     if !missing.is_empty() {

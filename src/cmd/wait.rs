@@ -86,7 +86,10 @@ pub fn run(g: &Context, a: WaitArgs) -> Result<ExitCode> {
         conditions.push(Condition::Stopped);
     }
     if a.containers.is_empty() && !a.latest {
-        bail!("\"rbox wait\" requires a name, id, or the \"--latest\" flag");
+        bail!(
+            "\"{}\" requires a name, id, or the \"--latest\" flag",
+            crate::cli::typed_path()
+        );
     }
     let interval = parse_interval(&a.interval)?;
     // every container first, as Podman does: a wrong name fails before any wait

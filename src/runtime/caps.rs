@@ -93,10 +93,18 @@ fn mask_all(last: u32) -> u64 {
 }
 
 /// The kept set as a bit mask: default (or all when privileged), plus adds, minus drops.
-/// Drops win over adds of the same capability, as in Podman; `ALL` works on both sides.
+/// Drops win over adds of the same capability, as in Podman; `ALL` works on both sides, and
+/// a drop of `ALL` keeps the adds (Podman 4.3.1: `--cap-drop=all --cap-add=net_admin` keeps
+/// CAP_NET_ADMIN only).
 pub fn kept(add: &[String], drop: &[String], privileged: bool, last: u32) -> Result<u64> {
     let all = mask_all(last);
-    let mut set: u64 = if privileged {
+    let mut drop_all = false;
+    for d in drop {
+        drop_all |= parse(d)?.is_none();
+    }
+    let mut set: u64 = if drop_all {
+        0
+    } else if privileged {
         all
     } else {
         DEFAULT
@@ -111,12 +119,24 @@ pub fn kept(add: &[String], drop: &[String], privileged: bool, last: u32) -> Res
         }
     }
     for d in drop {
-        match parse(d)? {
-            None => set = 0,
-            Some(c) => set &= !(1 << c),
+        if let Some(c) = parse(d)? {
+            set &= !(1 << c);
         }
     }
     Ok(set & all)
+}
+
+/// The capabilities of a mask as `CAP_` names in alphabetical order, as Podman's inspect lists
+/// them (a newer kernel's capabilities this table does not name are left out).
+pub fn names(mask: u64) -> Vec<String> {
+    let mut v: Vec<String> = NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, n)| format!("CAP_{n}"))
+        .collect();
+    v.sort();
+    v
 }
 
 #[cfg(test)]
@@ -140,12 +160,27 @@ mod tests {
         assert!(k & (1 << 12) != 0 && k & 1 == 0);
         assert_eq!(kept(&[], &s(&["ALL"]), false, 40).unwrap(), 0);
         assert_eq!(
+            kept(&s(&["NET_ADMIN"]), &s(&["ALL"]), false, 40).unwrap(),
+            1 << 12
+        );
+        assert_eq!(
             kept(&s(&["ALL"]), &[], false, 40).unwrap(),
             (1u64 << 41) - 1
         );
         assert_eq!(
             kept(&[], &s(&["KILL"]), true, 40).unwrap(),
             ((1u64 << 41) - 1) & !(1 << 5)
+        );
+    }
+
+    #[test]
+    fn names_sorted_as_podman_lists_them() {
+        let d = kept(&[], &[], false, 40).unwrap();
+        let want: Vec<String> = DEFAULT.iter().map(|n| format!("CAP_{n}")).collect();
+        assert_eq!(names(d), want);
+        assert_eq!(
+            names((1 << 21) | (1 << 12)),
+            ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
         );
     }
 }

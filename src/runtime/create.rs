@@ -672,6 +672,10 @@ fn create(
         state: State::created(),
         rootfs,
         image_file,
+        // lossy: an argument that is not UTF-8 reaches the command exactly, and is only shown
+        create_command: std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
     };
     // the OCI runtime spec the runtime starts the container from (saved once the command
     // runs when it starts now), then the record

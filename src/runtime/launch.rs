@@ -428,16 +428,24 @@ fn keep_written(rec: &ContainerRecord, spec: OciSpec) {
     }
 }
 
+/// The files the container's /etc/hosts, /etc/hostname and /etc/resolv.conf are bound from,
+/// in that order: its own, but a container sharing another's network gets that one's hosts
+/// and resolv.conf, as in Podman (the names and the resolver of the network it shares).
+pub fn etc_sources(root: &Path, rec: &ContainerRecord) -> [PathBuf; 3] {
+    let [mut hosts, hostname, mut resolv] =
+        layout::etc_files(&layout::container_dir(root, &rec.id));
+    if rec.spec.network == state::NetworkMode::Container {
+        let [h, _, r] = layout::etc_files(&layout::container_dir(root, &rec.spec.network_options));
+        (hosts, resolv) = (h, r);
+    }
+    [hosts, hostname, resolv]
+}
+
 /// The OCI runtime spec of `rec` (see [`write_config`]).
 fn build_config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> Result<OciSpec> {
     let mode = userns::current_mode();
     let dir = layout::container_dir(root, &rec.id);
-    let [mut hosts, hostname, mut resolv] = layout::etc_files(&dir);
-    if rec.spec.network == state::NetworkMode::Container {
-        // as in Podman: the names and the resolver of the container whose network it shares
-        let [h, _, r] = layout::etc_files(&layout::container_dir(root, &rec.spec.network_options));
-        (hosts, resolv) = (h, r);
-    }
+    let [hosts, hostname, resolv] = etc_sources(root, rec);
     let etc = mounts::EtcFiles {
         hosts,
         hostname,
@@ -1119,6 +1127,7 @@ mod tests {
             image_id: "1".repeat(64),
             rootfs: None,
             image_file: None,
+            create_command: Vec::new(),
             image_digest: format!("sha256:{}", "2".repeat(64)),
             created: String::new(),
             driver: rbox_storage::Driver::Overlay,

@@ -1701,6 +1701,7 @@ pub fn build(
         hostname: a.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
         mounts,
         volumes,
+        volumes_from: a.volumes_from.clone(),
         read_only: a.read_only,
         init: a.init,
         tty: a.tty,

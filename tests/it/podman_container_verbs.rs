@@ -279,6 +279,193 @@ fn inspect_keys_and_refusals_as_podman() {
     });
 }
 
+/// `rbox container inspect NAME` as JSON: the one object of the list.
+fn inspect_json(env: &Env, name: &str) -> serde_json::Value {
+    let text = env.text(&["container", "inspect", name]);
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v[0].take()
+}
+
+#[test]
+fn inspect_paths_caps_graph_driver_and_network_keys_as_podman() {
+    for_each_user("verbs_inspect_keys", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        env.rbox()
+            .args([
+                "create",
+                "--network=none",
+                "--name",
+                "k1",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        let v = inspect_json(env, "k1");
+        // podman 4.3.1, created and never started: the /etc files are not there yet
+        for key in ["ResolvConfPath", "HostnamePath", "HostsPath"] {
+            assert_eq!(v[key], "", "{key}: {v}");
+        }
+        let cmd = v["Config"]["CreateCommand"].as_array().unwrap();
+        let tail: Vec<&str> = cmd[cmd.len() - 6..]
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "create",
+                "--network=none",
+                "--name",
+                "k1",
+                "busybox",
+                "true"
+            ]
+        );
+        // Podman's default set, sorted as Podman lists it
+        let default_caps = [
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FOWNER",
+            "CAP_FSETID",
+            "CAP_KILL",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SETFCAP",
+            "CAP_SETGID",
+            "CAP_SETPCAP",
+            "CAP_SETUID",
+            "CAP_SYS_CHROOT",
+        ];
+        assert_eq!(v["EffectiveCaps"], serde_json::json!(default_caps));
+        assert_eq!(v["BoundingCaps"], serde_json::json!(default_caps));
+        assert_eq!(v["HostConfig"]["Devices"], serde_json::json!([]));
+        for key in ["AppArmorProfile", "MountLabel", "ProcessLabel"] {
+            assert_eq!(v[key], "", "{key}: {v}");
+        }
+        // the ociVersion of the spec rbox wrote
+        let oci: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(v["OCIConfigPath"].as_str().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(v["State"]["OciVersion"], oci["ociVersion"], "{v}");
+        assert!(v["HostConfig"]["VolumesFrom"].is_null(), "{v}");
+        // the keys Podman shows for --network=none, all empty
+        let net = &v["NetworkSettings"];
+        for key in [
+            "EndpointID",
+            "Gateway",
+            "IPAddress",
+            "MacAddress",
+            "SandboxKey",
+        ] {
+            assert_eq!(net[key], "", "{key}: {net}");
+        }
+        assert_eq!(net["IPPrefixLen"], 0);
+        assert_eq!(net["HairpinMode"], false);
+        assert_eq!(net["Ports"], serde_json::json!({}));
+        // GraphDriver names the driver of `Driver`; an overlay's directories are real ones
+        let gd = &v["GraphDriver"];
+        assert_eq!(gd["Name"], v["Driver"], "{v}");
+        if v["Driver"] == "vfs" {
+            assert!(gd["Data"].is_null(), "{gd}");
+        } else {
+            for key in ["UpperDir", "WorkDir"] {
+                let dir = gd["Data"][key].as_str().unwrap();
+                assert!(std::path::Path::new(dir).is_dir(), "{key}: {gd}");
+            }
+            for lower in gd["Data"]["LowerDir"].as_str().unwrap().split(':') {
+                assert!(std::path::Path::new(lower).join("bin").exists(), "{gd}");
+            }
+        }
+
+        // once started, the files rbox binds over /etc, holding what the container saw
+        env.text(&["start", "-a", "k1"]);
+        let v = inspect_json(env, "k1");
+        let hostname = std::fs::read_to_string(v["HostnamePath"].as_str().unwrap()).unwrap();
+        assert_eq!(hostname.trim(), v["Config"]["Hostname"], "{v}");
+        let hosts = std::fs::read_to_string(v["HostsPath"].as_str().unwrap()).unwrap();
+        assert!(hosts.contains("k1"), "{hosts}");
+        assert!(
+            std::path::Path::new(v["ResolvConfPath"].as_str().unwrap()).is_file(),
+            "{v}"
+        );
+
+        // --no-hosts leaves the image's /etc/hosts: no path; caps and --volumes-from shown.
+        // A drop of all keeps the adds (podman 4.3.1 shows and gives CAP_NET_ADMIN alone;
+        // rbox gave none)
+        let out = env
+            .rbox()
+            .args(["run", "--network=none", "--no-hosts", "--name", "k2"])
+            .args([
+                "--cap-drop=all",
+                "--cap-add=net_admin",
+                "--volumes-from=k1:ro",
+            ])
+            .args(["busybox", "grep", "CapEff", "/proc/self/status"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "CapEff:\t0000000000001000");
+        let v = inspect_json(env, "k2");
+        assert_eq!(v["HostsPath"], "", "{v}");
+        assert_ne!(v["HostnamePath"], "", "{v}");
+        assert_eq!(v["EffectiveCaps"], serde_json::json!(["CAP_NET_ADMIN"]));
+        assert_eq!(v["HostConfig"]["VolumesFrom"], serde_json::json!(["k1:ro"]));
+        assert_eq!(v["Config"]["CreateCommand"][5], "run", "{v}");
+
+        // running with a network of its own (the default, as podman's slirp4netns one):
+        // SandboxKey is that namespace, not the host's
+        env.rbox()
+            .args(["run", "-d", "--name", "k3", "busybox", "sleep", "1000"])
+            .output()
+            .success();
+        let v = inspect_json(env, "k3");
+        let key = format!("/proc/{}/ns/net", v["State"]["Pid"]);
+        assert_eq!(v["NetworkSettings"]["SandboxKey"], key, "{v}");
+        let ns = |p: &str| std::fs::read_link(p).unwrap();
+        assert_ne!(ns(&key), ns("/proc/self/ns/net"));
+        env.rbox()
+            .args(["rm", "-f", "-t0", "k3"])
+            .output()
+            .success();
+    });
+}
+
+#[test]
+fn refusals_name_the_command_as_typed() {
+    for_each_user("verbs_typed_path", |env| {
+        // podman 4.3.1: `"podman container wait" requires a name, id, or the "--latest" flag`
+        for (verb, path) in [
+            (&["wait"][..], "rbox wait"),
+            (&["container", "wait"], "rbox container wait"),
+        ] {
+            let out = env.rbox().args(verb).output().rbox_error();
+            assert_eq!(
+                out.stderr.trim(),
+                format!("Error: \"{path}\" requires a name, id, or the \"--latest\" flag"),
+                "{out}"
+            );
+        }
+        // an unknown command points at the help of what was typed before it, not at a
+        // later word that happens to name a command (`ls` is `ps`'s alias, `run` is
+        // `container run`)
+        for (args, word, help) in [
+            (&["network", "ls"][..], "network", "rbox --help"),
+            (
+                &["container", "healthcheck", "run"],
+                "healthcheck",
+                "rbox container --help",
+            ),
+        ] {
+            let out = env.rbox().args(args).output().rbox_error();
+            assert_eq!(
+                out.stderr.trim(),
+                format!("Error: unrecognized subcommand `{word}`: see `{help}`"),
+                "{out}"
+            );
+        }
+    });
+}
+
 #[test]
 fn cgroups_modes_as_podman() {
     for_each_user("verbs_cgroups", |env| {

@@ -608,6 +608,13 @@ fn volume_ls_and_inspect_shape() {
             out.stderr.trim(),
             "Error: inspecting object: no such volume v9"
         );
+        // nothing found: an empty list, then the error (podman 4.3.1); nothing with --format
+        assert_eq!(out.stdout, "[]\n");
+        let out = env
+            .rbox()
+            .args(["volume", "inspect", "--format", "{{.Name}}", "v9"])
+            .output()
+            .rbox_error();
         assert_eq!(out.stdout, "");
         // what exists is printed, then the error
         let out = env
