@@ -32,6 +32,15 @@ pub struct RunArgs {
     /// Run the container in the background and print its ID
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Streams of the container to show (stdin, stdout, stderr; repeatable or comma-separated;
+    /// default: all): the others still go to its log. stdin follows -i, as in Podman
+    #[arg(
+        short = 'a',
+        long = "attach",
+        value_name = "STREAM",
+        value_delimiter = ','
+    )]
+    pub attach: Vec<String>,
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
@@ -701,6 +710,7 @@ impl From<RunArgs> for RunOptions {
                     shm_size: a.shm_size,
                     rmi: a.rmi,
                     pidfile: a.pidfile,
+                    attach: a.attach,
                     preserve_fds: a.preserve_fds,
                     sysctl: a.sysctl,
                     memory: a.memory,

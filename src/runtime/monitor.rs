@@ -69,6 +69,10 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
         pipes: relay.map(|(out, err, _)| [out.0, err.0]),
         log: log.as_mut(),
         log_only: false,
+        hidden: [
+            !rec.spec.opts.shows("stdout"),
+            !rec.spec.opts.shows("stderr"),
+        ],
         console: None,
         keys: None,
     };
@@ -623,6 +627,7 @@ fn hold(
             pipes: read_ends,
             log: keeps.then_some(&mut log),
             log_only: true,
+            hidden: [false; 2],
             console: console.as_mut(),
             keys: None,
         };

@@ -786,6 +786,7 @@ pub struct ExtraFlags {
     pub shm_size: Option<String>,
     pub rmi: bool,
     pub pidfile: Option<PathBuf>,
+    pub attach: Vec<String>,
     pub preserve_fds: u32,
     pub sysctl: Vec<String>,
     pub memory: Option<String>,
@@ -1005,6 +1006,21 @@ fn timezone_mount(tz: &str) -> Result<MountSpec> {
     })
 }
 
+/// `-a/--attach`: the streams named, lowercase (Podman takes any case); an empty or unknown
+/// name is refused in Podman's words.
+fn attach_streams(names: &[String]) -> Result<Vec<String>> {
+    names
+        .iter()
+        .map(|n| match n.to_ascii_lowercase().as_str() {
+            "" => bail!("must provide at least one stream to attach to: invalid argument"),
+            s @ ("stdin" | "stdout" | "stderr") => Ok(s.to_string()),
+            _ => bail!(
+                "invalid stream \"{n}\" for --attach - must be one of stdin, stdout, or stderr: invalid argument"
+            ),
+        })
+        .collect()
+}
+
 /// `--cgroups MODE`: whether the container gets no cgroup of its own (`disabled`). `enabled`
 /// and `no-conmon` (rbox has no conmon) are the default; `split` puts the container in the
 /// caller's systemd unit, and rbox does not use systemd.
@@ -1142,6 +1158,7 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
     Ok(crate::state::RunOpts {
         rmi: x.rmi,
         pidfile: x.pidfile.as_ref().map(|p| cwd.join(p)),
+        attach: attach_streams(&x.attach)?,
         preserve_fds: x.preserve_fds,
         shm_size,
         annotations,

@@ -1,6 +1,7 @@
 //! More `run`/`create` flags Podman users pass (issue 9), end to end as every test user:
 //! `--mount`, `--rmi`, `--replace`, `--pidfile`, `--preserve-fds`, `--sysctl`,
-//! `--read-only-tmpfs`, `--security-opt mask/unmask`, `--device` and the resource flags.
+//! `--read-only-tmpfs`, `--security-opt mask/unmask`, `--device`, the resource flags and
+//! `-a/--attach`.
 //! Each is compared with what Podman 4.3 shows for the same flags (mount options, error
 //! texts, exit codes).
 
@@ -634,5 +635,93 @@ fn security_opt_mask_and_unmask() {
             ])
             .output()
             .rbox_error();
+    });
+}
+
+/// `-a/--attach`: only the named streams reach the caller (any case, repeated or
+/// comma-separated), the others still reach the log; stdin follows `-i` (Podman 4.3 passes it
+/// with `-i -a stdout` and not with `-a stdin` alone); with `-d` the container runs detached,
+/// as Podman runs it. A stream Podman does not know is refused in its words.
+#[test]
+fn attach_flag() {
+    for_each_user("run_flags2_attach", |env| {
+        env.import_busybox("busybox");
+        let run = |flags: &[&str]| {
+            env.rbox()
+                .args(["run", "--network=none"])
+                .args(flags)
+                .args(["busybox", "sh", "-c", "echo out; echo err >&2"])
+                .output()
+                .success()
+        };
+        let both = |o: &crate::util::Output| (o.stdout.clone(), o.stderr.clone());
+        let (out, err) = ("out\n".to_string(), "err\n".to_string());
+        assert_eq!(
+            both(&run(&["--rm", "-a", "stdout"])),
+            (out.clone(), "".into())
+        );
+        assert_eq!(
+            both(&run(&["--rm", "--attach=STDERR"])),
+            ("".into(), err.clone())
+        );
+        for f in [
+            &["-a", "stdout", "-a", "stderr"][..],
+            &["-a", "stdout,stderr"],
+        ] {
+            let o = run(&[&["--rm"][..], f].concat());
+            assert_eq!(both(&o), (out.clone(), err.clone()), "{f:?}");
+        }
+        // what is not shown is logged all the same
+        run(&["--name", "att", "-a", "stderr"]);
+        let logs = env.rbox().args(["logs", "att"]).output().success();
+        assert!(logs.stdout.contains("out"), "{logs}");
+        assert!(
+            logs.stderr.contains("err") || logs.stdout.contains("err"),
+            "{logs}"
+        );
+        env.rbox().args(["rm", "att"]).output().success();
+        // stdin: with -i, whatever -a says; not without it
+        for (flags, want) in [
+            (&["-i", "-a", "stdout"][..], "hi"),
+            (&["-i", "-a", "stdin", "-a", "stdout"], "hi"),
+            (&["-a", "stdin", "-a", "stdout"], ""),
+        ] {
+            let o = env
+                .rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["busybox", "cat"])
+                .stdin("hi\n")
+                .output()
+                .success();
+            assert_eq!(o.text(), want, "{flags:?}");
+        }
+        let o = env
+            .rbox()
+            .args([
+                "run",
+                "-d",
+                "--network=none",
+                "-a",
+                "stdout",
+                "--name",
+                "attd",
+            ])
+            .args(["busybox", "true"])
+            .output()
+            .success();
+        assert_eq!(o.text().len(), 64, "{o}");
+        env.rbox().args(["rm", "-f", "attd"]).output().success();
+        for (bad, msg) in [
+            ("bogus", "Error: invalid stream \"bogus\" for --attach - must be one of stdin, stdout, or stderr: invalid argument"),
+            ("", "Error: must provide at least one stream to attach to: invalid argument"),
+        ] {
+            let o = env
+                .rbox()
+                .args(["run", "--rm", "-a", bad, "busybox", "true"])
+                .output()
+                .rbox_error();
+            assert_eq!(o.stderr.trim_end(), msg);
+        }
     });
 }
