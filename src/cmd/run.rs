@@ -366,15 +366,20 @@ pub struct RunArgs {
         allow_negative_numbers = true
     )]
     pub oom_score_adj: Option<i32>,
-    /// PID namespace: private (every rbox container has its own)
+    /// PID namespace: private (the container's own) or host (rbox's, the host's: the
+    /// container sees and may signal the caller's processes)
     #[arg(long = "pid", value_name = "MODE")]
     pub pid: Option<String>,
     /// IPC namespace: private or shareable (every rbox container has its own)
     #[arg(long = "ipc", value_name = "MODE")]
     pub ipc: Option<String>,
-    /// UTS namespace (hostname): private (every rbox container has its own)
+    /// UTS namespace (hostname): private (the container's own) or host (the host's hostname,
+    /// not with --hostname)
     #[arg(long = "uts", value_name = "MODE")]
     pub uts: Option<String>,
+    /// Cgroup namespace: private (the container's own) or host
+    #[arg(long = "cgroupns", value_name = "MODE")]
+    pub cgroupns: Option<String>,
     /// Time zone of the container: an area/city name from the host's zone files (Asia/Tokyo,
     /// UTC), or local (the host's)
     #[arg(long = "tz", value_name = "TIMEZONE")]
@@ -543,14 +548,16 @@ fn platform_from_parts(a: &mut RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--pid`, `--ipc`, `--uts`: rbox gives every container namespaces of its own, which is what
-/// `private` (and `shareable` for IPC) ask for; Podman's other modes (host, container:ID,
-/// ns:PATH; none for IPC) are refused, and a mode Podman does not know in its words.
+/// `--pid`, `--ipc`, `--uts`, `--cgroupns`: `private` (and `shareable` for IPC) is rbox's
+/// default, a namespace of the container's own; `host` (not for IPC) shares rbox's, which is
+/// the host's, as Podman does rootless. Podman's other modes (container:ID, ns:PATH; none for
+/// IPC) are refused, and a mode Podman does not know in its words.
 fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
     for (flag, mode, own) in [
-        ("pid", &a.pid, &["private"][..]),
+        ("pid", &a.pid, &["private", "host"][..]),
         ("ipc", &a.ipc, &["private", "shareable"][..]),
-        ("uts", &a.uts, &["private"][..]),
+        ("uts", &a.uts, &["private", "host"][..]),
+        ("cgroupns", &a.cgroupns, &["private", "host"][..]),
     ] {
         let Some(m) = mode.as_deref() else { continue };
         if own.contains(&m) {
@@ -559,17 +566,22 @@ fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
         let kind = m.split(':').next().unwrap_or(m);
         if ["host", "container", "ns", "none", "private", "shareable"].contains(&kind) {
             anyhow::bail!(
-                "--{flag}={m} is not supported: rbox gives every container {} of its own (--{flag}={})",
+                "--{flag}={m} is not supported: rbox gives every container {} of its own or shares the host's (--{flag}={})",
                 match flag {
                     "pid" => "a PID namespace",
                     "ipc" => "an IPC namespace",
-                    _ => "a UTS namespace",
+                    "uts" => "a UTS namespace",
+                    _ => "a cgroup namespace",
                 },
                 own.join(" or ")
             );
         }
         // Podman's text
         anyhow::bail!("unrecognized namespace mode {m} passed");
+    }
+    if a.uts.as_deref() == Some("host") && a.hostname.is_some() {
+        // Podman's text
+        anyhow::bail!("invalid config provided: cannot set hostname when running in the host UTS namespace: invalid configuration");
     }
     Ok(())
 }
@@ -711,6 +723,9 @@ impl From<RunArgs> for RunOptions {
                     rmi: a.rmi,
                     pidfile: a.pidfile,
                     attach: a.attach,
+                    pid_host: a.pid.as_deref() == Some("host"),
+                    uts_host: a.uts.as_deref() == Some("host"),
+                    cgroupns_host: a.cgroupns.as_deref() == Some("host"),
                     preserve_fds: a.preserve_fds,
                     sysctl: a.sysctl,
                     memory: a.memory,

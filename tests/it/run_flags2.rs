@@ -725,3 +725,128 @@ fn attach_flag() {
         }
     });
 }
+
+/// The test's own namespace of `kind` (`pid`, `uts`, `cgroup`): rbox's users share it.
+fn own_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// `--pid=host`, `--uts=host`, `--cgroupns=host|private`, which Podman 4.3 runs rootless: the
+/// container stays in the host's namespace of that kind. With `--pid=host` its /proc is the
+/// host's (its pids are the host's: `$$` is not 1, /proc/1 is the host's init) and `top`,
+/// `--pidfile`, `stop` still reach its process; with `--uts=host` the hostname is the host's
+/// and cannot be set from a user namespace, while /etc/hostname names the container (as under
+/// Podman), and `--hostname` is refused in Podman's words.
+#[test]
+fn host_namespaces() {
+    for_each_user("run_flags2_hostns", |env| {
+        env.import_busybox("busybox");
+        let run = |flags: &[&str], script: &str| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["busybox", "sh", "-c", script])
+                .output()
+                .success()
+                .lines()
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let l = run(
+            &["--pid=host"],
+            "readlink /proc/self/ns/pid; echo $$; test -d /proc/1 && echo one",
+        );
+        assert_eq!(l[0], own_ns("pid"), "{l:?}");
+        assert_ne!(l[1], "1", "{l:?}");
+        assert_eq!(l[2], "one", "{l:?}");
+        let l = run(&["--pid=private"], "readlink /proc/self/ns/pid; echo $$");
+        assert_ne!(l[0], own_ns("pid"), "{l:?}");
+        assert_eq!(l[1], "1", "{l:?}");
+
+        // a detached one: its pid file, `top` (its process alone, not the namespace's
+        // others) and `stop`
+        let pidfile = env.path("work/pid");
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--pid=host", "--name", "ph"])
+            .arg("--pidfile")
+            .arg(&pidfile)
+            .args(["busybox", "sleep", "1000"])
+            .output()
+            .success();
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert_eq!(cmdline, b"sleep\x001000\x00");
+        let top = env.rbox().args(["top", "ph"]).output().success();
+        let lines = top.lines();
+        assert_eq!(lines.len(), 2, "{top}");
+        assert!(lines[1].contains(&format!(" {} ", pid.trim())), "{top}");
+        env.rbox()
+            .args(["stop", "-t", "1", "ph"])
+            .output()
+            .success();
+        assert_eq!(env.inspect("ph", "{{.State.Status}}"), "exited");
+        env.rbox().args(["rm", "ph"]).output().success();
+
+        let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        // setting it is tried as the unprivileged users only: root's container in the host's
+        // UTS namespace may set the machine's
+        let set = if env.user.uid == 0 {
+            ""
+        } else {
+            "hostname x 2>/dev/null || echo refused"
+        };
+        let l = run(
+            &["--uts=host"],
+            &format!("hostname; cat /etc/hostname; readlink /proc/self/ns/uts; {set}"),
+        );
+        assert_eq!(l[0], host_name.trim(), "{l:?}");
+        assert!(
+            l[1].len() == 12 && l[1].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{l:?}"
+        );
+        assert_eq!(l[2], own_ns("uts"), "{l:?}");
+        if env.user.uid != 0 {
+            assert_eq!(l[3], "refused", "{l:?}");
+        }
+        let l = run(
+            &["--uts=private", "--hostname=box"],
+            "hostname; readlink /proc/self/ns/uts",
+        );
+        assert_eq!(l[0], "box");
+        assert_ne!(l[1], own_ns("uts"));
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--uts=host",
+                "--hostname=box",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: invalid config provided: cannot set hostname when running in the host UTS namespace: invalid configuration"
+        );
+
+        let l = run(&["--cgroupns=host"], "readlink /proc/self/ns/cgroup");
+        assert_eq!(l[0], own_ns("cgroup"));
+        let l = run(&["--cgroupns", "private"], "readlink /proc/self/ns/cgroup");
+        assert_ne!(l[0], own_ns("cgroup"));
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--cgroupns=bogus", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: unrecognized namespace mode bogus passed"
+        );
+    });
+}
