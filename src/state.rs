@@ -377,6 +377,9 @@ pub struct RunOpts {
     /// `--pidfile`: where the monitor writes the init's pid at each start (absolute)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pidfile: Option<PathBuf>,
+    /// `--conmon-pidfile`: where the monitor writes its own pid at each start (absolute)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conmon_pidfile: Option<PathBuf>,
     /// `-a/--attach`: the streams an attached run shows (lowercase; empty: all). The others
     /// are still logged
     #[serde(skip_serializing_if = "Vec::is_empty")]

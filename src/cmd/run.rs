@@ -300,6 +300,11 @@ pub struct RunArgs {
     /// Write the pid of the container's init to FILE at each start
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+    /// Write the pid of the container's monitor (rbox's conmon: the process that holds the
+    /// container, its parent) to FILE at each start (empty: none, as in Podman)
+    #[arg(long = "conmon-pidfile", value_name = "FILE",
+          value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub conmon_pidfile: Option<std::ffi::OsString>,
     /// Pass the descriptors 3 to 3+N-1 of rbox on to the container's process (attached runs)
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
@@ -723,6 +728,7 @@ impl From<RunArgs> for RunOptions {
                     rmi: a.rmi,
                     pidfile: a.pidfile,
                     attach: a.attach,
+                    conmon_pidfile: a.conmon_pidfile.map(PathBuf::from),
                     pid_host: a.pid.as_deref() == Some("host"),
                     uts_host: a.uts.as_deref() == Some("host"),
                     cgroupns_host: a.cgroupns.as_deref() == Some("host"),

@@ -527,12 +527,19 @@ pub fn remove_cgroup(rec: &ContainerRecord) {
     }
 }
 
-/// `--pidfile`: the init's pid (as the host sees it), without a newline as Podman writes it,
-/// at each start; a failure is a warning, the container runs on. Returns `pid`.
+/// `--pidfile`: the init's pid (as the host sees it), and `--conmon-pidfile`: the pid of the
+/// monitor calling this, the init's parent (conmon's role); without a newline as Podman
+/// writes them, at each start. A failure is a warning, the container runs on. Returns `pid`.
 pub(super) fn write_pidfile(rec: &ContainerRecord, pid: nix::unistd::Pid) -> nix::unistd::Pid {
-    if let Some(p) = &rec.spec.opts.pidfile {
-        if let Err(e) = std::fs::write(p, pid.as_raw().to_string()) {
-            tracing::warn!("write pid file `{}`: {e}", p.display());
+    let files = [
+        (&rec.spec.opts.pidfile, pid.as_raw() as u32),
+        (&rec.spec.opts.conmon_pidfile, std::process::id()),
+    ];
+    for (file, pid) in files {
+        if let Some(p) = file {
+            if let Err(e) = std::fs::write(p, pid.to_string()) {
+                tracing::warn!("write pid file `{}`: {e}", p.display());
+            }
         }
     }
     pid

@@ -787,6 +787,7 @@ pub struct ExtraFlags {
     pub rmi: bool,
     pub pidfile: Option<PathBuf>,
     pub attach: Vec<String>,
+    pub conmon_pidfile: Option<PathBuf>,
     pub pid_host: bool,
     pub uts_host: bool,
     pub cgroupns_host: bool,
@@ -1162,6 +1163,12 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         rmi: x.rmi,
         pidfile: x.pidfile.as_ref().map(|p| cwd.join(p)),
         attach: attach_streams(&x.attach)?,
+        // an empty path is no file, as Podman reads it
+        conmon_pidfile: x
+            .conmon_pidfile
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| cwd.join(p)),
         pid_host: x.pid_host,
         uts_host: x.uts_host,
         cgroupns_host: x.cgroupns_host,

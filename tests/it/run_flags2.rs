@@ -1,7 +1,7 @@
 //! More `run`/`create` flags Podman users pass (issue 9), end to end as every test user:
 //! `--mount`, `--rmi`, `--replace`, `--pidfile`, `--preserve-fds`, `--sysctl`,
-//! `--read-only-tmpfs`, `--security-opt mask/unmask`, `--device`, the resource flags and
-//! `-a/--attach`.
+//! `--read-only-tmpfs`, `--security-opt mask/unmask`, `--device`, the resource flags,
+//! `-a/--attach`, `--pid`/`--uts`/`--cgroupns=host` and `--conmon-pidfile`.
 //! Each is compared with what Podman 4.3 shows for the same flags (mount options, error
 //! texts, exit codes).
 
@@ -848,5 +848,56 @@ fn host_namespaces() {
             out.stderr.trim(),
             "Error: unrecognized namespace mode bogus passed"
         );
+    });
+}
+
+/// `--conmon-pidfile`: the pid of the container's monitor (rbox's conmon), its parent, as
+/// Podman writes conmon's (no newline; the file stays after the exit): the rbox invocation
+/// itself for an attached run, the forked monitor for `-d`. An empty path writes nothing.
+#[test]
+fn conmon_pidfile() {
+    for_each_user("run_flags2_conmonpid", |env| {
+        env.import_busybox("busybox");
+        let (conmon, pidfile) = (env.path("work/conmon"), env.path("work/pid"));
+        // the container's parent, seen from the host's pid namespace
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--pid=host"])
+            .arg("--conmon-pidfile")
+            .arg(&conmon)
+            .args(["busybox", "sh", "-c", "echo $PPID"])
+            .output()
+            .success();
+        assert_eq!(std::fs::read_to_string(&conmon).unwrap(), out.text());
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "cp"])
+            .arg("--conmon-pidfile")
+            .arg(&conmon)
+            .arg("--pidfile")
+            .arg(&pidfile)
+            .args(["busybox", "sleep", "1000"])
+            .output()
+            .success();
+        let monitor = std::fs::read_to_string(&conmon).unwrap();
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            status.lines().any(|l| l == format!("PPid:\t{monitor}")),
+            "monitor {monitor}:\n{status}"
+        );
+        let cmdline = std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("--conmon-pidfile"),
+            "{cmdline:?}"
+        );
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "cp"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["run", "--rm", "--network=none", "--conmon-pidfile", ""])
+            .args(["busybox", "true"])
+            .output()
+            .success();
     });
 }
