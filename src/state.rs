@@ -380,10 +380,6 @@ pub struct RunOpts {
     /// `--conmon-pidfile`: where the monitor writes its own pid at each start (absolute)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conmon_pidfile: Option<PathBuf>,
-    /// `-a/--attach`: the streams an attached run shows (lowercase; empty: all). The others
-    /// are still logged
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub attach: Vec<String>,
     /// `--preserve-fds`: the invocation's descriptors 3..3+N go to the command of the run
     /// that created it (never recorded: a later start has other descriptors)
     #[serde(skip)]
@@ -505,11 +501,6 @@ impl RunOpts {
     /// The size of the container's /dev/shm as tmpfs's `size=` option.
     pub fn shm_option(&self) -> String {
         format!("size={}k", self.shm_size.unwrap_or(64 << 20) / 1024)
-    }
-
-    /// Whether an attached run shows the container's stdout (`stdout`) or stderr (`stderr`).
-    pub fn shows(&self, stream: &str) -> bool {
-        self.attach.is_empty() || self.attach.iter().any(|s| s == stream)
     }
 
     /// How long `stop` waits before SIGKILL when not told: `--stop-timeout`, else 10 seconds.

@@ -442,6 +442,7 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
     check_namespace_modes(&a)?;
+    let hidden = hidden_streams(&a.attach)?;
     platform_from_parts(&mut a)?;
     let keys = runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.detach_keys.as_deref())?;
     let sig_proxy = a.sig_proxy.unwrap_or(true);
@@ -450,6 +451,7 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut o = with_device_conf(g, a.into(), conf);
     o.detach_keys = keys;
     o.sig_proxy = sig_proxy;
+    o.hidden_streams = hidden;
     runtime::run(g, o, &puller, true)
 }
 
@@ -528,6 +530,8 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
     check_namespace_modes(&a)?;
+    // checked, not kept: Podman's `start -a` shows every stream whatever `create -a` said
+    hidden_streams(&a.attach)?;
     platform_from_parts(&mut a)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
@@ -589,6 +593,25 @@ fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("invalid config provided: cannot set hostname when running in the host UTS namespace: invalid configuration");
     }
     Ok(())
+}
+
+/// `-a/--attach`: [stdout, stderr], each true when streams are named and it is not one of
+/// them (stdin follows `-i`, as in Podman 4.3). Names in any case; an empty or unknown one is
+/// refused in Podman's words.
+fn hidden_streams(names: &[String]) -> anyhow::Result<[bool; 2]> {
+    let mut shown = [names.is_empty(); 2];
+    for n in names {
+        match n.to_ascii_lowercase().as_str() {
+            "" => anyhow::bail!("must provide at least one stream to attach to: invalid argument"),
+            "stdin" => {}
+            "stdout" => shown[0] = true,
+            "stderr" => shown[1] = true,
+            _ => anyhow::bail!(
+                "invalid stream \"{n}\" for --attach - must be one of stdin, stdout, or stderr: invalid argument"
+            ),
+        }
+    }
+    Ok(shown.map(|s| !s))
 }
 
 /// `--preserve-fds N`: descriptors 3..3+N must be open now (Podman's check and text).
@@ -675,6 +698,7 @@ impl From<RunArgs> for RunOptions {
             // set by `run` once checked
             detach_keys: Vec::new(),
             sig_proxy: true,
+            hidden_streams: [false; 2],
             flags: Flags {
                 entrypoint: a.entrypoint,
                 command: a.command,
@@ -727,7 +751,6 @@ impl From<RunArgs> for RunOptions {
                     shm_size: a.shm_size,
                     rmi: a.rmi,
                     pidfile: a.pidfile,
-                    attach: a.attach,
                     conmon_pidfile: a.conmon_pidfile.map(PathBuf::from),
                     pid_host: a.pid.as_deref() == Some("host"),
                     uts_host: a.uts.as_deref() == Some("host"),

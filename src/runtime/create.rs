@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub detach_keys: Vec<u8>,
     /// `--sig-proxy`: an attached run passes the signals it gets on to the container
     pub sig_proxy: bool,
+    /// `-a/--attach`: [stdout, stderr] an attached run does not show (still logged)
+    pub hidden_streams: [bool; 2],
 }
 
 /// How the runtime gets an image it does not have: the command layer pulls it and renders the
@@ -464,6 +466,7 @@ fn create_and_start(
     let o = super::front::Options {
         keys: a.detach_keys.clone(),
         sig_proxy: a.sig_proxy,
+        hidden: a.hidden_streams,
     };
     run_attached(g, &store, rec, &o)
 }
@@ -484,7 +487,7 @@ fn run_attached(
         && s.log.driver() != "passthrough"
         && s.opts.preserve_fds == 0;
     if !through_monitor {
-        return monitor::attached(g, store, rec);
+        return monitor::attached(g, store, rec, o.hidden);
     }
     let sock = monitor::start_attached_client(g, store, rec.clone())?;
     super::front::run(g, &rec, sock, o.clone())
@@ -701,6 +704,7 @@ pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
     let o = super::front::Options {
         keys: super::front::parse_keys(super::front::DEFAULT_KEYS)?,
         sig_proxy: true,
+        hidden: [false; 2],
     };
     start_with(g, name_or_id, attach.then_some(&o))
 }

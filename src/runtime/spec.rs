@@ -786,7 +786,6 @@ pub struct ExtraFlags {
     pub shm_size: Option<String>,
     pub rmi: bool,
     pub pidfile: Option<PathBuf>,
-    pub attach: Vec<String>,
     pub conmon_pidfile: Option<PathBuf>,
     pub pid_host: bool,
     pub uts_host: bool,
@@ -1010,21 +1009,6 @@ fn timezone_mount(tz: &str) -> Result<MountSpec> {
     })
 }
 
-/// `-a/--attach`: the streams named, lowercase (Podman takes any case); an empty or unknown
-/// name is refused in Podman's words.
-fn attach_streams(names: &[String]) -> Result<Vec<String>> {
-    names
-        .iter()
-        .map(|n| match n.to_ascii_lowercase().as_str() {
-            "" => bail!("must provide at least one stream to attach to: invalid argument"),
-            s @ ("stdin" | "stdout" | "stderr") => Ok(s.to_string()),
-            _ => bail!(
-                "invalid stream \"{n}\" for --attach - must be one of stdin, stdout, or stderr: invalid argument"
-            ),
-        })
-        .collect()
-}
-
 /// `--cgroups MODE`: whether the container gets no cgroup of its own (`disabled`). `enabled`
 /// and `no-conmon` (rbox has no conmon) are the default; `split` puts the container in the
 /// caller's systemd unit, and rbox does not use systemd.
@@ -1162,7 +1146,6 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
     Ok(crate::state::RunOpts {
         rmi: x.rmi,
         pidfile: x.pidfile.as_ref().map(|p| cwd.join(p)),
-        attach: attach_streams(&x.attach)?,
         // an empty path is no file, as Podman reads it
         conmon_pidfile: x
             .conmon_pidfile

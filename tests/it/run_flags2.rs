@@ -641,7 +641,8 @@ fn security_opt_mask_and_unmask() {
 /// `-a/--attach`: only the named streams reach the caller (any case, repeated or
 /// comma-separated), the others still reach the log; stdin follows `-i` (Podman 4.3 passes it
 /// with `-i -a stdout` and not with `-a stdin` alone); with `-d` the container runs detached,
-/// as Podman runs it. A stream Podman does not know is refused in its words.
+/// as Podman runs it; `create -a` is checked but `start -a` shows everything, as Podman's
+/// does. A stream Podman does not know is refused in its words.
 #[test]
 fn attach_flag() {
     for_each_user("run_flags2_attach", |env| {
@@ -671,6 +672,9 @@ fn attach_flag() {
             let o = run(&[&["--rm"][..], f].concat());
             assert_eq!(both(&o), (out.clone(), err.clone()), "{f:?}");
         }
+        // with -i the output comes through the detached monitor: the same choice
+        let o = run(&["--rm", "-i", "-a", "stdout"]);
+        assert_eq!(both(&o), (out.clone(), "".into()));
         // what is not shown is logged all the same
         run(&["--name", "att", "-a", "stderr"]);
         let logs = env.rbox().args(["logs", "att"]).output().success();
@@ -680,6 +684,15 @@ fn attach_flag() {
             "{logs}"
         );
         env.rbox().args(["rm", "att"]).output().success();
+        // create's -a is checked, not kept: `start -a` shows every stream (as Podman's)
+        env.rbox()
+            .args(["create", "--network=none", "--name", "atc", "-a", "stdout"])
+            .args(["busybox", "sh", "-c", "echo out; echo err >&2"])
+            .output()
+            .success();
+        let o = env.rbox().args(["start", "-a", "atc"]).output().success();
+        assert_eq!(both(&o), (out.clone(), err.clone()));
+        env.rbox().args(["rm", "atc"]).output().success();
         // stdin: with -i, whatever -a says; not without it
         for (flags, want) in [
             (&["-i", "-a", "stdout"][..], "hi"),
