@@ -381,6 +381,9 @@ pub struct RunOpts {
     /// `--pidfile`: where the monitor writes the init's pid at each start (absolute)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pidfile: Option<PathBuf>,
+    /// `--conmon-pidfile`: where the monitor writes its own pid at each start (absolute)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conmon_pidfile: Option<PathBuf>,
     /// `--preserve-fds`: the invocation's descriptors 3..3+N go to the command of the run
     /// that created it (never recorded: a later start has other descriptors)
     #[serde(skip)]
@@ -397,6 +400,16 @@ pub struct RunOpts {
     /// `--tz`, as given (the zone file is one of the container's mounts)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// `--pid=host`: the container's processes live in rbox's PID namespace (the host's), and
+    /// its /proc is the host's, bound
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pid_host: bool,
+    /// `--uts=host`: no UTS namespace of its own (the host's hostname, which it cannot set)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub uts_host: bool,
+    /// `--cgroupns=host`: no cgroup namespace of its own
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cgroupns_host: bool,
     /// `--cgroups=disabled`: no cgroup of the container's own, its limits not applied
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cgroups_disabled: bool,

@@ -176,6 +176,7 @@ impl Builder<'_> {
             devices: Default::default(),
             detach_keys: Vec::new(),
             sig_proxy: true,
+            hidden_streams: [false; 2],
         };
         let ran = {
             // `-q`: the steps' output goes nowhere, as with Podman

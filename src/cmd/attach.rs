@@ -58,6 +58,7 @@ pub fn run(g: &Context, a: AttachArgs) -> Result<ExitCode> {
     let o = front::Options {
         keys,
         sig_proxy: a.sig_proxy,
+        hidden: [false; 2],
     };
     front::attach(g, &rec, sock, o, stdin)?;
     println!();

@@ -32,6 +32,15 @@ pub struct RunArgs {
     /// Run the container in the background and print its ID
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Streams of the container to show (stdin, stdout, stderr; repeatable or comma-separated;
+    /// default: all): the others still go to its log. stdin follows -i, as in Podman
+    #[arg(
+        short = 'a',
+        long = "attach",
+        value_name = "STREAM",
+        value_delimiter = ','
+    )]
+    pub attach: Vec<String>,
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
@@ -291,6 +300,11 @@ pub struct RunArgs {
     /// Write the pid of the container's init to FILE at each start
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+    /// Write the pid of the container's monitor (rbox's conmon: the process that holds the
+    /// container, its parent) to FILE at each start (empty: none, as in Podman)
+    #[arg(long = "conmon-pidfile", value_name = "FILE",
+          value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub conmon_pidfile: Option<std::ffi::OsString>,
     /// Pass the descriptors 3 to 3+N-1 of rbox on to the container's process (attached runs)
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
@@ -357,15 +371,20 @@ pub struct RunArgs {
         allow_negative_numbers = true
     )]
     pub oom_score_adj: Option<i32>,
-    /// PID namespace: private (every rbox container has its own)
+    /// PID namespace: private (the container's own) or host (rbox's, the host's: the
+    /// container sees and may signal the caller's processes)
     #[arg(long = "pid", value_name = "MODE")]
     pub pid: Option<String>,
     /// IPC namespace: private or shareable (every rbox container has its own)
     #[arg(long = "ipc", value_name = "MODE")]
     pub ipc: Option<String>,
-    /// UTS namespace (hostname): private (every rbox container has its own)
+    /// UTS namespace (hostname): private (the container's own) or host (the host's hostname,
+    /// not with --hostname)
     #[arg(long = "uts", value_name = "MODE")]
     pub uts: Option<String>,
+    /// Cgroup namespace: private (the container's own) or host
+    #[arg(long = "cgroupns", value_name = "MODE")]
+    pub cgroupns: Option<String>,
     /// Time zone of the container: an area/city name from the host's zone files (Asia/Tokyo,
     /// UTC), or local (the host's)
     #[arg(long = "tz", value_name = "TIMEZONE")]
@@ -423,6 +442,7 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
     check_namespace_modes(&a)?;
+    let hidden = hidden_streams(&a.attach)?;
     platform_from_parts(&mut a)?;
     let keys = runtime::front::keys_or_conf(a.detach_keys.as_deref(), conf.detach_keys.as_deref())?;
     let sig_proxy = a.sig_proxy.unwrap_or(true);
@@ -431,6 +451,7 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut o = with_device_conf(g, a.into(), conf);
     o.detach_keys = keys;
     o.sig_proxy = sig_proxy;
+    o.hidden_streams = hidden;
     runtime::run(g, o, &puller, true)
 }
 
@@ -509,6 +530,8 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
     check_namespace_modes(&a)?;
+    // checked, not kept: Podman's `start -a` shows every stream whatever `create -a` said
+    hidden_streams(&a.attach)?;
     platform_from_parts(&mut a)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
@@ -534,14 +557,16 @@ fn platform_from_parts(a: &mut RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--pid`, `--ipc`, `--uts`: rbox gives every container namespaces of its own, which is what
-/// `private` (and `shareable` for IPC) ask for; Podman's other modes (host, container:ID,
-/// ns:PATH; none for IPC) are refused, and a mode Podman does not know in its words.
+/// `--pid`, `--ipc`, `--uts`, `--cgroupns`: `private` (and `shareable` for IPC) is rbox's
+/// default, a namespace of the container's own; `host` (not for IPC) shares rbox's, which is
+/// the host's, as Podman does rootless. Podman's other modes (container:ID, ns:PATH; none for
+/// IPC) are refused, and a mode Podman does not know in its words.
 fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
     for (flag, mode, own) in [
-        ("pid", &a.pid, &["private"][..]),
+        ("pid", &a.pid, &["private", "host"][..]),
         ("ipc", &a.ipc, &["private", "shareable"][..]),
-        ("uts", &a.uts, &["private"][..]),
+        ("uts", &a.uts, &["private", "host"][..]),
+        ("cgroupns", &a.cgroupns, &["private", "host"][..]),
     ] {
         let Some(m) = mode.as_deref() else { continue };
         if own.contains(&m) {
@@ -550,11 +575,12 @@ fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
         let kind = m.split(':').next().unwrap_or(m);
         if ["host", "container", "ns", "none", "private", "shareable"].contains(&kind) {
             anyhow::bail!(
-                "--{flag}={m} is not supported: rbox gives every container {} of its own (--{flag}={})",
+                "--{flag}={m} is not supported: rbox gives every container {} of its own or shares the host's (--{flag}={})",
                 match flag {
                     "pid" => "a PID namespace",
                     "ipc" => "an IPC namespace",
-                    _ => "a UTS namespace",
+                    "uts" => "a UTS namespace",
+                    _ => "a cgroup namespace",
                 },
                 own.join(" or ")
             );
@@ -562,7 +588,30 @@ fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
         // Podman's text
         anyhow::bail!("unrecognized namespace mode {m} passed");
     }
+    if a.uts.as_deref() == Some("host") && a.hostname.is_some() {
+        // Podman's text
+        anyhow::bail!("invalid config provided: cannot set hostname when running in the host UTS namespace: invalid configuration");
+    }
     Ok(())
+}
+
+/// `-a/--attach`: [stdout, stderr], each true when streams are named and it is not one of
+/// them (stdin follows `-i`, as in Podman 4.3). Names in any case; an empty or unknown one is
+/// refused in Podman's words.
+fn hidden_streams(names: &[String]) -> anyhow::Result<[bool; 2]> {
+    let mut shown = [names.is_empty(); 2];
+    for n in names {
+        match n.to_ascii_lowercase().as_str() {
+            "" => anyhow::bail!("must provide at least one stream to attach to: invalid argument"),
+            "stdin" => {}
+            "stdout" => shown[0] = true,
+            "stderr" => shown[1] = true,
+            _ => anyhow::bail!(
+                "invalid stream \"{n}\" for --attach - must be one of stdin, stdout, or stderr: invalid argument"
+            ),
+        }
+    }
+    Ok(shown.map(|s| !s))
 }
 
 /// `--preserve-fds N`: descriptors 3..3+N must be open now (Podman's check and text).
@@ -649,6 +698,7 @@ impl From<RunArgs> for RunOptions {
             // set by `run` once checked
             detach_keys: Vec::new(),
             sig_proxy: true,
+            hidden_streams: [false; 2],
             flags: Flags {
                 entrypoint: a.entrypoint,
                 command: a.command,
@@ -701,6 +751,10 @@ impl From<RunArgs> for RunOptions {
                     shm_size: a.shm_size,
                     rmi: a.rmi,
                     pidfile: a.pidfile,
+                    conmon_pidfile: a.conmon_pidfile.map(PathBuf::from),
+                    pid_host: a.pid.as_deref() == Some("host"),
+                    uts_host: a.uts.as_deref() == Some("host"),
+                    cgroupns_host: a.cgroupns.as_deref() == Some("host"),
                     preserve_fds: a.preserve_fds,
                     sysctl: a.sysctl,
                     memory: a.memory,

@@ -73,6 +73,7 @@ pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
     let o = front::Options {
         keys,
         sig_proxy: a.sig_proxy.unwrap_or(true),
+        hidden: [false; 2],
     };
     let mut last = ExitCode::SUCCESS;
     for c in &names {

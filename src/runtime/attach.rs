@@ -79,6 +79,8 @@ pub struct Output<'a> {
     pub log: Option<&'a mut super::logfile::Writer>,
     /// the output goes to the log only (a detached container: nobody is attached)
     pub log_only: bool,
+    /// [stdout, stderr] left out of what the caller gets (`run -a`): only logged
+    pub hidden: [bool; 2],
     /// a detached container's attach socket: its clients get the output too, and their
     /// input goes to the container
     pub console: Option<&'a mut super::console::Console>,
@@ -131,9 +133,12 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
         pipes,
         mut log,
         log_only,
+        hidden,
         mut console,
         mut keys,
     } = out;
+    // whether the caller gets the container's stdout (0) or stderr (1)
+    let shown = |i: usize| !log_only && !hidden[i];
     // [stdout, stderr] of the container, each open until its end-of-file
     let mut pipes_open = [pipes.is_some(); 2];
     let stderr = std::io::stderr();
@@ -194,7 +199,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                     Ok(0) | Err(nix::errno::Errno::EIO) => master_open = false,
                     Ok(n) => {
                         pass_on(
-                            (!log_only).then(|| stdout.as_fd()),
+                            shown(0).then(|| stdout.as_fd()),
                             &mut log,
                             &mut console,
                             Stream::Stdout,
@@ -243,7 +248,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                     } else {
                         (stderr.as_fd(), Stream::Stderr)
                     };
-                    let to = (!log_only).then_some(to);
+                    let to = shown(i).then_some(to);
                     match nix::unistd::read(fd.as_fd(), &mut buf) {
                         Ok(0) => pipes_open[i] = false,
                         Ok(n) => {
@@ -282,7 +287,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
                         );
                         while let Ok(n) = nix::unistd::read(m.as_fd(), &mut buf) {
-                            let to = (!log_only).then(|| stdout.as_fd());
+                            let to = shown(0).then(|| stdout.as_fd());
                             if n == 0
                                 || !pass_on(to, &mut log, &mut console, Stream::Stdout, &buf[..n])
                             {
@@ -301,7 +306,7 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
                             } else {
                                 (stderr.as_fd(), Stream::Stderr)
                             };
-                            let to = (!log_only).then_some(to);
+                            let to = shown(i).then_some(to);
                             let _ = nix::fcntl::fcntl(
                                 fd,
                                 nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),

@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub detach_keys: Vec<u8>,
     /// `--sig-proxy`: an attached run passes the signals it gets on to the container
     pub sig_proxy: bool,
+    /// `-a/--attach`: [stdout, stderr] an attached run does not show (still logged)
+    pub hidden_streams: [bool; 2],
 }
 
 /// How the runtime gets an image it does not have: the command layer pulls it and renders the
@@ -464,6 +466,7 @@ fn create_and_start(
     let o = super::front::Options {
         keys: a.detach_keys.clone(),
         sig_proxy: a.sig_proxy,
+        hidden: a.hidden_streams,
     };
     run_attached(g, &store, rec, &o)
 }
@@ -484,7 +487,7 @@ fn run_attached(
         && s.log.driver() != "passthrough"
         && s.opts.preserve_fds == 0;
     if !through_monitor {
-        return monitor::attached(g, store, rec);
+        return monitor::attached(g, store, rec, o.hidden);
     }
     let sock = monitor::start_attached_client(g, store, rec.clone())?;
     super::front::run(g, &rec, sock, o.clone())
@@ -527,12 +530,19 @@ pub fn remove_cgroup(rec: &ContainerRecord) {
     }
 }
 
-/// `--pidfile`: the init's pid (as the host sees it), without a newline as Podman writes it,
-/// at each start; a failure is a warning, the container runs on. Returns `pid`.
+/// `--pidfile`: the init's pid (as the host sees it), and `--conmon-pidfile`: the pid of the
+/// monitor calling this, the init's parent (conmon's role); without a newline as Podman
+/// writes them, at each start. A failure is a warning, the container runs on. Returns `pid`.
 pub(super) fn write_pidfile(rec: &ContainerRecord, pid: nix::unistd::Pid) -> nix::unistd::Pid {
-    if let Some(p) = &rec.spec.opts.pidfile {
-        if let Err(e) = std::fs::write(p, pid.as_raw().to_string()) {
-            tracing::warn!("write pid file `{}`: {e}", p.display());
+    let files = [
+        (&rec.spec.opts.pidfile, pid.as_raw() as u32),
+        (&rec.spec.opts.conmon_pidfile, std::process::id()),
+    ];
+    for (file, pid) in files {
+        if let Some(p) = file {
+            if let Err(e) = std::fs::write(p, pid.to_string()) {
+                tracing::warn!("write pid file `{}`: {e}", p.display());
+            }
         }
     }
     pid
@@ -698,6 +708,7 @@ pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
     let o = super::front::Options {
         keys: super::front::parse_keys(super::front::DEFAULT_KEYS)?,
         sig_proxy: true,
+        hidden: [false; 2],
     };
     start_with(g, name_or_id, attach.then_some(&o))
 }

@@ -129,6 +129,8 @@ impl Keys {
 pub struct Options {
     pub keys: Vec<u8>,
     pub sig_proxy: bool,
+    /// [stdout, stderr] not shown (`run -a`): the monitor still logs them
+    pub hidden: [bool; 2],
 }
 
 /// Relay the caller's terminal or stdio to the container `rec` through `sock` (the monitor's
@@ -162,6 +164,7 @@ struct Client {
     sock: UnixStream,
     keys: Keys,
     sig_proxy: bool,
+    hidden: [bool; 2],
     stdin: bool,
     /// frames for the monitor, from `sent` on
     queue: Vec<u8>,
@@ -176,6 +179,7 @@ impl Client {
             sock,
             keys: Keys::new(o.keys.clone()),
             sig_proxy: o.sig_proxy,
+            hidden: o.hidden,
             stdin,
             queue: Vec::new(),
             sent: 0,
@@ -301,6 +305,8 @@ impl Client {
                     match tag {
                         // after a detach the output is no longer the caller's
                         OUT | ERR if detached => {}
+                        OUT if self.hidden[0] => {}
+                        ERR if self.hidden[1] => {}
                         OUT => {
                             let _ = stdout.write_all(&data);
                             let _ = stdout.flush();

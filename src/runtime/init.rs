@@ -113,7 +113,7 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         for d in ["/dev/pts", "/dev/mqueue"] {
             let _ = std::os::unix::fs::lchown(d, Some(*uid), Some(*gid));
         }
-        enter_nested(maps)?;
+        enter_nested(maps, l.clone_flags & libc::CLONE_NEWUTS != 0)?;
     }
     if let Some(fds) = l.stdio {
         for (i, fd) in fds.iter().enumerate() {
@@ -267,8 +267,9 @@ fn as_nested_root((uid, gid): (u32, u32)) -> Result<(), Failure> {
 /// its root, with new mount, uts and ipc namespaces that it owns (so the container's root
 /// may mount and set the hostname, as under Podman). A process created in a namespace
 /// cannot write its own maps beyond its own id: a child forked before the unshare, still
-/// root of rbox's namespace, writes them.
-fn enter_nested((uid_map, gid_map): &(String, String)) -> Result<(), Failure> {
+/// root of rbox's namespace, writes them. Without `own_uts` (`--uts=host`) the UTS namespace
+/// stays the host's.
+fn enter_nested((uid_map, gid_map): &(String, String), own_uts: bool) -> Result<(), Failure> {
     use nix::sched::CloneFlags;
     let fail = |what: &str, e: nix::Error| Failure::setup(format!("{what}: {e}"));
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -293,13 +294,12 @@ fn enter_nested((uid_map, gid_map): &(String, String)) -> Result<(), Failure> {
         Err(e) => return Err(fail("fork the id map writer", e)),
     };
     drop(r);
-    let res = nix::sched::unshare(
-        CloneFlags::CLONE_NEWUSER
-            | CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC,
-    )
-    .map_err(|e| fail("create the container's user namespace", e));
+    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC;
+    if own_uts {
+        flags |= CloneFlags::CLONE_NEWUTS;
+    }
+    let res =
+        nix::sched::unshare(flags).map_err(|e| fail("create the container's user namespace", e));
     // a failed unshare closes the pipe unwritten: the writer exits at once
     if res.is_ok() {
         let _ = nix::unistd::write(&w, b"u");

@@ -179,7 +179,13 @@ pub fn plan(
     let fuse_socket = matches!(rootfs, rbox_storage::Rootfs::Fuse { .. })
         .then(|| fuse_socket(store.root(), &rec.id));
     let hostname = oci::hostname(&spec);
-    write_etc(&dir.dir, rec, &hostname)?;
+    // `--uts=host` sets no hostname; /etc/hostname and /etc/hosts still name the container
+    let etc_name = if rec.spec.opts.uts_host {
+        rec.spec.hostname.clone()
+    } else {
+        hostname.clone()
+    };
+    write_etc(&dir.dir, rec, &etc_name)?;
     let mode = userns::current_mode();
     if needs_user_files(&mode, &rec.spec) {
         write_user_files(
@@ -267,7 +273,7 @@ pub fn plan(
         command: command(
             process,
             rec,
-            &hostname,
+            &etc_name,
             own_userns,
             image_workdir.as_deref(),
         ),

@@ -23,8 +23,14 @@ use crate::exit;
 use crate::layout;
 use crate::state::{self, ContainerRecord};
 
-/// Start the container and stay attached until it exits; returns its exit code.
-pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<ExitCode> {
+/// Start the container and stay attached until it exits; returns its exit code. `hidden`:
+/// [stdout, stderr] not shown to the caller (`run -a`), only logged.
+pub fn attached(
+    g: &Context,
+    store: &Store,
+    mut rec: ContainerRecord,
+    hidden: [bool; 2],
+) -> Result<ExitCode> {
     // what was asked of an earlier run and never read (its monitor was killed) is void
     state::take_request(g, &rec.id);
     // Without a terminal the container writes into pipes that rbox relays (as conmon does for
@@ -69,6 +75,7 @@ pub fn attached(g: &Context, store: &Store, mut rec: ContainerRecord) -> Result<
         pipes: relay.map(|(out, err, _)| [out.0, err.0]),
         log: log.as_mut(),
         log_only: false,
+        hidden,
         console: None,
         keys: None,
     };
@@ -623,6 +630,7 @@ fn hold(
             pipes: read_ends,
             log: keeps.then_some(&mut log),
             log_only: true,
+            hidden: [false; 2],
             console: console.as_mut(),
             keys: None,
         };

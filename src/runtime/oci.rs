@@ -192,7 +192,9 @@ pub fn build(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Result<OciSpec>
     root.set_path(PathBuf::from("rootfs"));
     root.set_readonly(Some(spec.read_only));
     oci.set_root(Some(root));
-    oci.set_hostname(Some(spec.hostname.clone()));
+    // in the host's UTS namespace the hostname stays the host's (/etc/hostname still names
+    // the container, as under Podman)
+    oci.set_hostname((!spec.opts.uts_host).then(|| spec.hostname.clone()));
     oci.set_domainname(None);
     let mut annotations: std::collections::HashMap<String, String> =
         spec.opts.annotations.clone().into_iter().collect();
@@ -331,8 +333,20 @@ fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount 
 
 /// Everything `mounts::plan` mounts, in its order.
 fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
+    let proc = if spec.opts.pid_host {
+        // a procfs can only be mounted by the user namespace owning its PID namespace, which
+        // rootless rbox's is not: the host's /proc is bound (crun does the same)
+        mount(
+            "/proc",
+            "bind",
+            "/proc",
+            &["rbind", "nosuid", "noexec", "nodev"],
+        )
+    } else {
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])
+    };
     let mut ms = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        proc,
         mount(
             "/dev",
             "tmpfs",
@@ -483,7 +497,10 @@ fn id_mappings(map: &str) -> Result<Vec<LinuxIdMapping>> {
 fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Linux> {
     let mut l = oci_spec::runtime::Linux::default();
     use LinuxNamespaceType as T;
-    let mut nss = vec![namespace(T::Pid)];
+    let mut nss = Vec::new();
+    if !spec.opts.pid_host {
+        nss.push(namespace(T::Pid));
+    }
     if spec.network.joins() {
         let Some(p) = &host.net_path else {
             bail!("the network namespace container:/ns: joins is not known");
@@ -494,7 +511,14 @@ fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Lin
     } else if spec.network != NetworkMode::Host {
         nss.push(namespace(T::Network));
     }
-    nss.extend([T::Ipc, T::Uts, T::Mount, T::Cgroup].map(namespace));
+    nss.push(namespace(T::Ipc));
+    if !spec.opts.uts_host {
+        nss.push(namespace(T::Uts));
+    }
+    nss.push(namespace(T::Mount));
+    if !spec.opts.cgroupns_host {
+        nss.push(namespace(T::Cgroup));
+    }
     // Only keep-id gets a user namespace of its own, below rbox's: its maps are relative to
     // rbox's namespace, where the caller is root.
     match &host.keep_id {

@@ -50,21 +50,54 @@ pub struct Proc {
 }
 
 /// The host pids of every process in the pid namespace of `init` (the container's), `init`
-/// first. Fails when the init's namespace cannot be read (it is gone, or not ours).
+/// first. A container in the caller's pid namespace (`--pid=host`) has no namespace to tell
+/// its processes by: its processes are `init` and its descendants then. Fails when the init's
+/// namespace cannot be read (it is gone, or not ours).
 pub fn pids(init: i32) -> Result<Vec<i32>> {
-    let ns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
-    let Some(theirs) = ns(init) else {
+    let ns = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let Some(theirs) = ns(&init.to_string()) else {
         bail!("read the pid namespace of process {init}: it is gone or not accessible");
     };
-    let mut out = vec![init];
+    let shared = ns("self").as_ref() == Some(&theirs);
+    // every other process of the namespace, with its parent
+    let mut others = Vec::new();
     let rd = fs::read_dir("/proc").map_err(|e| anyhow::anyhow!("read `/proc`: {e}"))?;
     for e in rd.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        if pid != init && ns(pid).as_ref() == Some(&theirs) {
-            out.push(pid);
+        if pid == init || ns(&pid.to_string()).as_ref() != Some(&theirs) {
+            continue;
         }
+        let ppid = if shared {
+            match fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| parse_stat(&s))
+            {
+                Some(p) => p.ppid,
+                None => continue,
+            }
+        } else {
+            0
+        };
+        others.push((pid, ppid));
+    }
+    let mut out = vec![init];
+    if !shared {
+        out.extend(others.into_iter().map(|(pid, _)| pid));
+        return Ok(out);
+    }
+    // descendants, generation by generation
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            others
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
     }
     Ok(out)
 }

@@ -786,6 +786,10 @@ pub struct ExtraFlags {
     pub shm_size: Option<String>,
     pub rmi: bool,
     pub pidfile: Option<PathBuf>,
+    pub conmon_pidfile: Option<PathBuf>,
+    pub pid_host: bool,
+    pub uts_host: bool,
+    pub cgroupns_host: bool,
     pub preserve_fds: u32,
     pub sysctl: Vec<String>,
     pub memory: Option<String>,
@@ -1142,6 +1146,15 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
     Ok(crate::state::RunOpts {
         rmi: x.rmi,
         pidfile: x.pidfile.as_ref().map(|p| cwd.join(p)),
+        // an empty path is no file, as Podman reads it
+        conmon_pidfile: x
+            .conmon_pidfile
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| cwd.join(p)),
+        pid_host: x.pid_host,
+        uts_host: x.uts_host,
+        cgroupns_host: x.cgroupns_host,
         preserve_fds: x.preserve_fds,
         shm_size,
         annotations,

@@ -785,6 +785,7 @@ fn namespace_modes_rbox_has_are_taken() {
             &["--ipc=private"],
             &["--ipc", "shareable"],
             &["--uts=private"],
+            &["--cgroupns", "private"],
         ] {
             env.rbox()
                 .args(["run", "--rm", "--network=none"])
@@ -796,10 +797,10 @@ fn namespace_modes_rbox_has_are_taken() {
         // a mode rbox does not have: one line saying what it does instead
         let out = env
             .rbox()
-            .args(["create", "--pid=host", "busybox", "true"])
+            .args(["create", "--pid=container:other", "busybox", "true"])
             .output()
             .rbox_error();
-        assert!(out.stderr.contains("--pid=private"), "{out}");
+        assert!(out.stderr.contains("--pid=private or host"), "{out}");
         // Podman's text for a mode it does not know
         let out = env
             .rbox()

@@ -1,6 +1,7 @@
 //! More `run`/`create` flags Podman users pass (issue 9), end to end as every test user:
 //! `--mount`, `--rmi`, `--replace`, `--pidfile`, `--preserve-fds`, `--sysctl`,
-//! `--read-only-tmpfs`, `--security-opt mask/unmask`, `--device` and the resource flags.
+//! `--read-only-tmpfs`, `--security-opt mask/unmask`, `--device`, the resource flags,
+//! `-a/--attach`, `--pid`/`--uts`/`--cgroupns=host` and `--conmon-pidfile`.
 //! Each is compared with what Podman 4.3 shows for the same flags (mount options, error
 //! texts, exit codes).
 
@@ -634,5 +635,282 @@ fn security_opt_mask_and_unmask() {
             ])
             .output()
             .rbox_error();
+    });
+}
+
+/// `-a/--attach`: only the named streams reach the caller (any case, repeated or
+/// comma-separated), the others still reach the log; stdin follows `-i` (Podman 4.3 passes it
+/// with `-i -a stdout` and not with `-a stdin` alone); with `-d` the container runs detached,
+/// as Podman runs it; `create -a` is checked but `start -a` shows everything, as Podman's
+/// does. A stream Podman does not know is refused in its words.
+#[test]
+fn attach_flag() {
+    for_each_user("run_flags2_attach", |env| {
+        env.import_busybox("busybox");
+        let run = |flags: &[&str]| {
+            env.rbox()
+                .args(["run", "--network=none"])
+                .args(flags)
+                .args(["busybox", "sh", "-c", "echo out; echo err >&2"])
+                .output()
+                .success()
+        };
+        let both = |o: &crate::util::Output| (o.stdout.clone(), o.stderr.clone());
+        let (out, err) = ("out\n".to_string(), "err\n".to_string());
+        assert_eq!(
+            both(&run(&["--rm", "-a", "stdout"])),
+            (out.clone(), "".into())
+        );
+        assert_eq!(
+            both(&run(&["--rm", "--attach=STDERR"])),
+            ("".into(), err.clone())
+        );
+        for f in [
+            &["-a", "stdout", "-a", "stderr"][..],
+            &["-a", "stdout,stderr"],
+        ] {
+            let o = run(&[&["--rm"][..], f].concat());
+            assert_eq!(both(&o), (out.clone(), err.clone()), "{f:?}");
+        }
+        // with -i the output comes through the detached monitor: the same choice
+        let o = run(&["--rm", "-i", "-a", "stdout"]);
+        assert_eq!(both(&o), (out.clone(), "".into()));
+        // what is not shown is logged all the same
+        run(&["--name", "att", "-a", "stderr"]);
+        let logs = env.rbox().args(["logs", "att"]).output().success();
+        assert!(logs.stdout.contains("out"), "{logs}");
+        assert!(
+            logs.stderr.contains("err") || logs.stdout.contains("err"),
+            "{logs}"
+        );
+        env.rbox().args(["rm", "att"]).output().success();
+        // create's -a is checked, not kept: `start -a` shows every stream (as Podman's)
+        env.rbox()
+            .args(["create", "--network=none", "--name", "atc", "-a", "stdout"])
+            .args(["busybox", "sh", "-c", "echo out; echo err >&2"])
+            .output()
+            .success();
+        let o = env.rbox().args(["start", "-a", "atc"]).output().success();
+        assert_eq!(both(&o), (out.clone(), err.clone()));
+        env.rbox().args(["rm", "atc"]).output().success();
+        // stdin: with -i, whatever -a says; not without it
+        for (flags, want) in [
+            (&["-i", "-a", "stdout"][..], "hi"),
+            (&["-i", "-a", "stdin", "-a", "stdout"], "hi"),
+            (&["-a", "stdin", "-a", "stdout"], ""),
+        ] {
+            let o = env
+                .rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["busybox", "cat"])
+                .stdin("hi\n")
+                .output()
+                .success();
+            assert_eq!(o.text(), want, "{flags:?}");
+        }
+        let o = env
+            .rbox()
+            .args([
+                "run",
+                "-d",
+                "--network=none",
+                "-a",
+                "stdout",
+                "--name",
+                "attd",
+            ])
+            .args(["busybox", "true"])
+            .output()
+            .success();
+        assert_eq!(o.text().len(), 64, "{o}");
+        env.rbox().args(["rm", "-f", "attd"]).output().success();
+        for (bad, msg) in [
+            ("bogus", "Error: invalid stream \"bogus\" for --attach - must be one of stdin, stdout, or stderr: invalid argument"),
+            ("", "Error: must provide at least one stream to attach to: invalid argument"),
+        ] {
+            let o = env
+                .rbox()
+                .args(["run", "--rm", "-a", bad, "busybox", "true"])
+                .output()
+                .rbox_error();
+            assert_eq!(o.stderr.trim_end(), msg);
+        }
+    });
+}
+
+/// The test's own namespace of `kind` (`pid`, `uts`, `cgroup`): rbox's users share it.
+fn own_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// `--pid=host`, `--uts=host`, `--cgroupns=host|private`, which Podman 4.3 runs rootless: the
+/// container stays in the host's namespace of that kind. With `--pid=host` its /proc is the
+/// host's (its pids are the host's: `$$` is not 1, /proc/1 is the host's init) and `top`,
+/// `--pidfile`, `stop` still reach its process; with `--uts=host` the hostname is the host's
+/// and cannot be set from a user namespace, while /etc/hostname names the container (as under
+/// Podman), and `--hostname` is refused in Podman's words.
+#[test]
+fn host_namespaces() {
+    for_each_user("run_flags2_hostns", |env| {
+        env.import_busybox("busybox");
+        let run = |flags: &[&str], script: &str| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["busybox", "sh", "-c", script])
+                .output()
+                .success()
+                .lines()
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let l = run(
+            &["--pid=host"],
+            "readlink /proc/self/ns/pid; echo $$; test -d /proc/1 && echo one",
+        );
+        assert_eq!(l[0], own_ns("pid"), "{l:?}");
+        assert_ne!(l[1], "1", "{l:?}");
+        assert_eq!(l[2], "one", "{l:?}");
+        let l = run(&["--pid=private"], "readlink /proc/self/ns/pid; echo $$");
+        assert_ne!(l[0], own_ns("pid"), "{l:?}");
+        assert_eq!(l[1], "1", "{l:?}");
+
+        // a detached one: its pid file, `top` (its process alone, not the namespace's
+        // others) and `stop`
+        let pidfile = env.path("work/pid");
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--pid=host", "--name", "ph"])
+            .arg("--pidfile")
+            .arg(&pidfile)
+            .args(["busybox", "sleep", "1000"])
+            .output()
+            .success();
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert_eq!(cmdline, b"sleep\x001000\x00");
+        let top = env.rbox().args(["top", "ph"]).output().success();
+        let lines = top.lines();
+        assert_eq!(lines.len(), 2, "{top}");
+        assert!(lines[1].contains(&format!(" {} ", pid.trim())), "{top}");
+        env.rbox()
+            .args(["stop", "-t", "1", "ph"])
+            .output()
+            .success();
+        assert_eq!(env.inspect("ph", "{{.State.Status}}"), "exited");
+        env.rbox().args(["rm", "ph"]).output().success();
+
+        let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        // setting it is tried as the unprivileged users only: root's container in the host's
+        // UTS namespace may set the machine's
+        let set = if env.user.uid == 0 {
+            ""
+        } else {
+            "hostname x 2>/dev/null || echo refused"
+        };
+        let l = run(
+            &["--uts=host"],
+            &format!("hostname; cat /etc/hostname; readlink /proc/self/ns/uts; {set}"),
+        );
+        assert_eq!(l[0], host_name.trim(), "{l:?}");
+        assert!(
+            l[1].len() == 12 && l[1].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{l:?}"
+        );
+        assert_eq!(l[2], own_ns("uts"), "{l:?}");
+        if env.user.uid != 0 {
+            assert_eq!(l[3], "refused", "{l:?}");
+        }
+        let l = run(
+            &["--uts=private", "--hostname=box"],
+            "hostname; readlink /proc/self/ns/uts",
+        );
+        assert_eq!(l[0], "box");
+        assert_ne!(l[1], own_ns("uts"));
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--uts=host",
+                "--hostname=box",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: invalid config provided: cannot set hostname when running in the host UTS namespace: invalid configuration"
+        );
+
+        let l = run(&["--cgroupns=host"], "readlink /proc/self/ns/cgroup");
+        assert_eq!(l[0], own_ns("cgroup"));
+        let l = run(&["--cgroupns", "private"], "readlink /proc/self/ns/cgroup");
+        assert_ne!(l[0], own_ns("cgroup"));
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--cgroupns=bogus", "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            out.stderr.trim(),
+            "Error: unrecognized namespace mode bogus passed"
+        );
+    });
+}
+
+/// `--conmon-pidfile`: the pid of the container's monitor (rbox's conmon), its parent, as
+/// Podman writes conmon's (no newline; the file stays after the exit): the rbox invocation
+/// itself for an attached run, the forked monitor for `-d`. An empty path writes nothing.
+#[test]
+fn conmon_pidfile() {
+    for_each_user("run_flags2_conmonpid", |env| {
+        env.import_busybox("busybox");
+        let (conmon, pidfile) = (env.path("work/conmon"), env.path("work/pid"));
+        // the container's parent, seen from the host's pid namespace
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "--pid=host"])
+            .arg("--conmon-pidfile")
+            .arg(&conmon)
+            .args(["busybox", "sh", "-c", "echo $PPID"])
+            .output()
+            .success();
+        assert_eq!(std::fs::read_to_string(&conmon).unwrap(), out.text());
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "cp"])
+            .arg("--conmon-pidfile")
+            .arg(&conmon)
+            .arg("--pidfile")
+            .arg(&pidfile)
+            .args(["busybox", "sleep", "1000"])
+            .output()
+            .success();
+        let monitor = std::fs::read_to_string(&conmon).unwrap();
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            status.lines().any(|l| l == format!("PPid:\t{monitor}")),
+            "monitor {monitor}:\n{status}"
+        );
+        let cmdline = std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("--conmon-pidfile"),
+            "{cmdline:?}"
+        );
+        env.rbox()
+            .args(["rm", "-f", "-t", "0", "cp"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["run", "--rm", "--network=none", "--conmon-pidfile", ""])
+            .args(["busybox", "true"])
+            .output()
+            .success();
     });
 }
