@@ -380,7 +380,13 @@ fn create_and_start(
         state::NetworkMode::Container => {
             let target = netshare::target(g, &spec.network_options)?;
             spec.network_options = target.id.clone();
-            Some(netshare::of_container(g, &target.id)?)
+            if start_now {
+                netshare::ensure_running(g, &store, target.clone())?;
+            }
+            // a created one's namespace is looked up when this one starts
+            (start_now || state::is_running(&target))
+                .then(|| netshare::of_container(g, &target.id))
+                .transpose()?
         }
         state::NetworkMode::Ns => Some(netshare::open(Path::new(&spec.network_options))?),
         _ => None,
@@ -691,9 +697,11 @@ fn create(
     // runs when it starts now), then the record
     if start_now {
         launch::stage_config(root, &rec, net_path)?;
-    } else {
+    } else if net_path.is_some() || rec.spec.network != state::NetworkMode::Container {
         launch::write_config(root, &rec, true, net_path)?;
     }
+    // (a joiner of a container that does not run: its spec is made at its first start, once
+    // the namespace it joins is there)
     // An attached run records the container once, as running (or, failing that, as
     // exited): every inode a start creates costs on a busy ext4 store. A create in
     // progress is a directory without a record, and its name is reserved meanwhile.
@@ -733,6 +741,7 @@ pub fn start_with(
         rec = state::load(g, &rec.id)?;
     }
     rec.state.restart_count = 0;
+    netshare::start_owner(g, &store, &rec)?;
     if let Some(o) = attach {
         run_attached(g, &store, rec, o)
     } else {

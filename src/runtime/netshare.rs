@@ -35,17 +35,44 @@ pub fn open(path: &Path) -> Result<NetNs> {
     }
 }
 
-/// The running container `name_or_id` whose network another joins (`container:`).
+/// The container `name_or_id` whose network another joins (`container:`), in any state: as
+/// Podman, a start of the joining container starts it first (see `start_owner`).
 pub fn target(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
-    let rec = state::lookup(g, name_or_id)
-        .with_context(|| format!("look up container `{name_or_id}` to join its network"))?;
-    if !state::is_running(&rec) {
-        bail!(
-            "container {} is not running: start it before joining its network",
-            rec.name
-        );
+    state::lookup(g, name_or_id)
+        .with_context(|| format!("look up container `{name_or_id}` to join its network"))
+}
+
+/// Start, detached, the container whose network `rec` joins (`container:`) when it does not
+/// run (Podman starts a container's dependencies with it).
+pub fn start_owner(g: &Context, store: &rbox_storage::Store, rec: &ContainerRecord) -> Result<()> {
+    if rec.spec.network != state::NetworkMode::Container {
+        return Ok(());
     }
-    Ok(rec)
+    // gone: `of_container` says so
+    match state::load(g, &rec.spec.network_options) {
+        Ok(owner) => ensure_running(g, store, owner),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Start container `owner` detached, unless it runs (and first the one whose network it joins
+/// in turn), for a container that joins its network namespace.
+pub fn ensure_running(
+    g: &Context,
+    store: &rbox_storage::Store,
+    mut owner: ContainerRecord,
+) -> Result<()> {
+    if state::is_running(&owner) {
+        return Ok(());
+    }
+    start_owner(g, store, &owner)?;
+    if super::control::end_restart_wait(g, &owner) {
+        owner = state::load(g, &owner.id)?;
+    }
+    owner.state.restart_count = 0;
+    let name = owner.name.clone();
+    super::monitor::start_detached(g, store, owner)
+        .with_context(|| format!("start container {name}, whose network namespace this one joins"))
 }
 
 /// The network namespace of container `id` (`container:ID`), through its init as it runs now.
