@@ -374,8 +374,9 @@ fn create_and_start(
             "the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\""
         );
     }
-    // The namespace joined must be there now (as Podman checks); `container:` is recorded by
-    // id, and its namespace looked up again at each start.
+    // The container joined must exist now (as Podman checks; it is started with this one when
+    // it does not run); `container:` is recorded by id, and its namespace looked up again at
+    // each start. A namespace path must be there now.
     let net = match spec.network {
         state::NetworkMode::Container => {
             let target = netshare::target(g, &spec.network_options)?;
@@ -728,7 +729,7 @@ pub fn start_with(
     attach: Option<&super::front::Options>,
 ) -> Result<ExitCode> {
     let store = open_store(g)?;
-    let mut rec = state::lookup(g, name_or_id)?;
+    let rec = state::lookup(g, name_or_id)?;
     if state::is_running(&rec) {
         if attach.is_some() {
             bail!("container {} is already running", rec.name);
@@ -736,11 +737,7 @@ pub fn start_with(
         println!("{name_or_id}");
         return Ok(ExitCode::SUCCESS);
     }
-    // the user's start, not the restart policy's: it starts now, and counts from 0
-    if super::control::end_restart_wait(g, &rec) {
-        rec = state::load(g, &rec.id)?;
-    }
-    rec.state.restart_count = 0;
+    let rec = users_start(g, rec)?;
     netshare::start_owner(g, &store, &rec)?;
     if let Some(o) = attach {
         run_attached(g, &store, rec, o)
@@ -748,6 +745,16 @@ pub fn start_with(
         // podman prints the container as the user named it
         monitor::detached(g, &store, rec, Some(name_or_id))
     }
+}
+
+/// Container `rec`, not running, made ready for a start the user asked for (not the restart
+/// policy's): a monitor waiting to restart it is ended, and its restarts count from 0.
+pub(super) fn users_start(g: &Context, mut rec: ContainerRecord) -> Result<ContainerRecord> {
+    if super::control::end_restart_wait(g, &rec) {
+        rec = state::load(g, &rec.id)?;
+    }
+    rec.state.restart_count = 0;
+    Ok(rec)
 }
 
 /// `rbox restart`: stop the container if it runs (its stop signal, SIGKILL after `timeout`),

@@ -60,16 +60,13 @@ pub fn start_owner(g: &Context, store: &rbox_storage::Store, rec: &ContainerReco
 pub fn ensure_running(
     g: &Context,
     store: &rbox_storage::Store,
-    mut owner: ContainerRecord,
+    owner: ContainerRecord,
 ) -> Result<()> {
     if state::is_running(&owner) {
         return Ok(());
     }
     start_owner(g, store, &owner)?;
-    if super::control::end_restart_wait(g, &owner) {
-        owner = state::load(g, &owner.id)?;
-    }
-    owner.state.restart_count = 0;
+    let owner = super::create::users_start(g, owner)?;
     let name = owner.name.clone();
     super::monitor::start_detached(g, store, owner)
         .with_context(|| format!("start container {name}, whose network namespace this one joins"))
