@@ -68,6 +68,78 @@ busybox_rootfs() {
 }
 
 # mem_of PID: "VmRSS VmHWM Pss" of the process, in kB.
+# The start-up count and phase scripts' set-up: each rbox build in "$@" copied to
+# $W/bin/rbox-N (distinct names: strace and the tracepoints tell the builds apart by the
+# command name), and user $user given a busybox image `bench-busybox` in a store under
+# $W/user. Sets `names` (the copies) and `S` (the store flags); needs W, user and BENCH_HOME;
+# $1 is the calling script's name for errors.
+rbox_builds_with_busybox() {
+    local tool="$1" b n
+    shift
+    mkdir -p "$W/home" "$W/user" "$W/bin"
+    names=()
+    for b in "$@"; do
+        [ -x "$b" ] || { echo "$tool: \`$b\` is not an executable" >&2; exit 1; }
+        n="rbox-$(( ${#names[@]} + 1 ))"
+        install -m 755 "$b" "$W/bin/$n"
+        names+=("$n")
+        echo "$n: $b" >&2
+    done
+    busybox_rootfs "$W/rootfs"
+    tar -C "$W/rootfs" -cf "$W/busybox.tar" .
+    chown -R "$user:" "$W/home" "$W/user" "$W/busybox.tar"
+    S="--root $W/user/store --runroot $W/user/run"
+    # shellcheck disable=SC2086
+    as_user "$user" "$W/bin/${names[0]}" $S import "$W/busybox.tar" bench-busybox >/dev/null
+}
+
+# workdir_with_registry NAME: a fresh work directory `W` (/tmp/rbox-bench-NAME.XXXXXX, mode
+# 755) that is removed on exit, with the registry of start_registry (if one was started)
+# stopped first.
+workdir_with_registry() {
+    W="$(mktemp -d "/tmp/rbox-bench-$1.XXXXXX")"
+    chmod 755 "$W"
+    reg_pid=""
+    trap stop_registry_and_workdir EXIT
+}
+
+stop_registry_and_workdir() {
+    if [ -n "$reg_pid" ]; then
+        kill "$reg_pid" 2>/dev/null || true
+        wait "$reg_pid" 2>/dev/null || true
+    fi
+    rm -rf "$W" 2>/dev/null || true
+}
+
+# start_registry DIR: docker-registry serving from DIR/data on a free 127.0.0.1 port, ready
+# when it logs "listening on". Sets `addr` (HOST:PORT) and `reg_pid` (stopped by
+# workdir_with_registry's cleanup); fd 3 stays open on its log so it never writes into a
+# closed pipe.
+start_registry() {
+    local d="$1" port
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    addr="127.0.0.1:$port"
+    mkdir -p "$d"
+    cat >"$d/config.yml" <<CONF
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $d/data
+http:
+  addr: $addr
+CONF
+    mkfifo "$d/log"
+    docker-registry serve "$d/config.yml" 2>"$d/log" &
+    reg_pid=$!
+    exec 3<"$d/log"
+    grep -m1 -q "listening on" <&3
+    cat <&3 >/dev/null &
+}
+
 mem_of() {
     local rss hwm pss
     rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")"

@@ -11,9 +11,10 @@
 #   sudo bench/run-lifecycle.sh    # as root: runs as $BENCH_USER (needs /dev/net/tun 0666)
 #   bench/run-lifecycle.sh         # as an ordinary user
 #
-# Env: RBOX (binary, default target/release/rbox), BENCH_USER (default rboxsub, when run as
+# Env: RBOX (binary, default target/release/rbox), RBOX_BASE (optional: that binary's cycles
+# too, with each network backend, for an A/B of a change), BENCH_USER (default rboxsub, when run as
 # root), ROUNDS and RUNS (hyperfine rounds, runs per round and command: default 3 and 5),
-# PORT_BASE (default 38600; it uses 4 from there), BENCH_SHOW=1.
+# PORT_BASE (default 38600; it uses 6 from there), BENCH_SHOW=1.
 # Writes bench/results/lifecycle-<date>.md and prints the tables.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd -P)"
@@ -45,7 +46,7 @@ P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
 pod() { run env XDG_RUNTIME_DIR="$X" CONTAINERS_CONF="$R/containers.conf" "${P[@]}" "$@"; }
 cleanup() {
     set +e
-    for n in cyc-pasta cyc-slirp mem-pasta mem-slirp; do rbox rm -f "$n" >/dev/null 2>&1; done
+    for n in cyc-pasta cyc-slirp cyc-bpasta cyc-bslirp mem-pasta mem-slirp; do rbox rm -f "$n" >/dev/null 2>&1; done
     for n in cyc-podman mem-podman; do pod rm -f -t 0 "$n" >/dev/null 2>&1; done
     if [ -s "$X/libpod/tmp/pause.pid" ]; then
         kill "$(cat "$X/libpod/tmp/pause.pid")" 2>/dev/null
@@ -57,6 +58,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 install -m 755 "$RBOX" "$W/rbox"
+[ -z "${RBOX_BASE:-}" ] || install -m 755 "$RBOX_BASE" "$W/rbox-base"
 mkdir -p "$W/home" "$R"
 chmod 700 "$X"
 busybox_rootfs "$R/rootfs"
@@ -84,10 +86,16 @@ cycle() { # NAME ENGINE-CMD NETWORK-FLAG PORT IMAGE
     echo "$pre sh -c '$2 run -d --name $1 $3 -p $4:80 $5 httpd -f -p 80 -h /www >/dev/null && $2 stop -t 0 $1 >/dev/null && $2 rm $1 >/dev/null'"
 }
 json="$W/cycle.json"
-interleaved "$json" "$ROUNDS" "$RUNS" 1 -- \
-    -n "rbox pasta" "$(cycle cyc-pasta "$rb" --network=pasta "$PORT_BASE" bench-bb)" \
-    -n "rbox slirp4netns" "$(cycle cyc-slirp "$rb" --network=slirp4netns $((PORT_BASE + 1)) bench-bb)" \
-    -n "podman (slirp4netns, rootlessport)" "$(cycle cyc-podman "$pd" --network=slirp4netns $((PORT_BASE + 2)) localhost/bench-bb)"
+cmds=(-n "rbox pasta" "$(cycle cyc-pasta "$rb" --network=pasta "$PORT_BASE" bench-bb)"
+    -n "rbox slirp4netns" "$(cycle cyc-slirp "$rb" --network=slirp4netns $((PORT_BASE + 1)) bench-bb)")
+if [ -n "${RBOX_BASE:-}" ]; then
+    # the same store: each container is created, stopped and removed by one binary
+    rbb="$W/rbox-base --root $R/rbox-store --runroot $R/rbox-run"
+    cmds+=(-n "rbox-base pasta" "$(cycle cyc-bpasta "$rbb" --network=pasta $((PORT_BASE + 4)) bench-bb)"
+        -n "rbox-base slirp4netns" "$(cycle cyc-bslirp "$rbb" --network=slirp4netns $((PORT_BASE + 5)) bench-bb)")
+fi
+cmds+=(-n "podman (slirp4netns, rootlessport)" "$(cycle cyc-podman "$pd" --network=slirp4netns $((PORT_BASE + 2)) localhost/bench-bb)")
+interleaved "$json" "$ROUNDS" "$RUNS" 1 -- "${cmds[@]}"
 
 # 2. Memory, with a port that has served.
 served() { # PORT: one request answered, at most 20 s
@@ -138,7 +146,7 @@ out="$repo/bench/results/lifecycle-$(date -u +%Y%m%d-%H%M).md"
 {
     echo "# Container lifecycle: run -d -p + stop + rm, and what holds a container"
     echo
-    echo "$(machine_line); rbox $("$W/rbox" --version | awk '{print $2}'); $(podman --version)"
+    echo "$(machine_line), load average $(cut -d' ' -f1-3 /proc/loadavg); rbox $("$W/rbox" --version | awk '{print $2}') ($RBOX$([ -n "${RBOX_BASE:-}" ] && echo ", base $RBOX_BASE")); $(podman --version)"
     echo
     echo "## run -d -p PORT:80 httpd + stop -t 0 + rm (hyperfine, $ROUNDS rounds x $RUNS runs, interleaved)"
     echo

@@ -44,43 +44,12 @@ if [ ! -s "$rootfs_tar" ]; then
     mv "$rootfs_tar.tmp" "$rootfs_tar"
 fi
 
-W="$(mktemp -d /tmp/rbox-bench-pull.XXXXXX)"
-chmod 755 "$W"
-reg_pid=""
-cleanup() {
-    if [ -n "$reg_pid" ]; then
-        kill "$reg_pid" 2>/dev/null || true
-        wait "$reg_pid" 2>/dev/null || true
-    fi
-    rm -rf "$W" 2>/dev/null || true
-}
-trap cleanup EXIT
+workdir_with_registry pull
 install -m 755 "$RBOX" "$W/rbox"
-mkdir -p "$W/home" "$W/reg"
+mkdir -p "$W/home"
 export BENCH_HOME="$W/home"
 
-# The registry, on a free port; ready when it logs "listening on".
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-addr="127.0.0.1:$port"
-cat >"$W/reg/config.yml" <<CONF
-version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $W/reg/data
-http:
-  addr: $addr
-CONF
-mkfifo "$W/reg/log"
-docker-registry serve "$W/reg/config.yml" 2>"$W/reg/log" &
-reg_pid=$!
-# Keep a read end open in this shell so the registry never writes into a closed pipe.
-exec 3<"$W/reg/log"
-grep -m1 -q "listening on" <&3
-cat <&3 >/dev/null &
+start_registry "$W/reg"
 
 # Push the image once (podman compresses the layer with gzip on push).
 cat >"$W/containers.conf" <<CONF

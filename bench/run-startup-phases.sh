@@ -31,22 +31,7 @@ W="$(mktemp -d /tmp/rbox-bench-phases.XXXXXX)"
 chmod 755 "$W"
 trap 'rm -rf "$W" 2>/dev/null || true' EXIT
 export BENCH_HOME="$W/home"
-mkdir -p "$W/home" "$W/user" "$W/bin"
-names=()
-for b in "$@"; do
-    [ -x "$b" ] || { echo "run-startup-phases: \`$b\` is not an executable" >&2; exit 1; }
-    # distinct names: the tracepoints tell the builds apart by the command name
-    n="rbox-$(( ${#names[@]} + 1 ))"
-    install -m 755 "$b" "$W/bin/$n"
-    names+=("$n")
-    echo "$n: $b" >&2
-done
-busybox_rootfs "$W/rootfs"
-tar -C "$W/rootfs" -cf "$W/busybox.tar" .
-chown -R "$user:" "$W/home" "$W/user" "$W/busybox.tar"
-S="--root $W/user/store --runroot $W/user/run"
-# shellcheck disable=SC2086
-as_user "$user" "$W/bin/${names[0]}" $S import "$W/busybox.tar" bench-busybox >/dev/null
+rbox_builds_with_busybox run-startup-phases "$@"
 
 pre="setpriv --reuid=$user --regid=$(id -g "$user") --init-groups -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$BENCH_HOME"
 loop="for r in \$(seq $ROUNDS); do for b in ${names[*]}; do for i in \$(seq $RUNS); do

@@ -21,8 +21,14 @@
 //! `--security-opt fakeroot=`; Podman ignores the key) and `nv_libraries`, `nv_library_dirs`,
 //! `nv_binaries`, `nv_devices` (what `--nv` binds), `[engine]` `hooks_dir`,
 //! `cdi_spec_dirs` and `detach_keys` (of `run`, `start -a`, `attach`), and `[network]` `default_rootless_network_cmd` (pasta or
-//! slirp4netns), each a default that the command line overrides. Others are ignored (the
-//! files are Podman's too).
+//! slirp4netns), each a default that the command line overrides. Also in `[containers]`,
+//! the defaults of `run` and `create` that Podman 4.3 rootless honours, each under its flag
+//! (see `cmd::run::with_containers_conf`): `env` (under the image's ENV), `http_proxy`,
+//! `tz`, `umask`, `shm_size` (in powers of 1000, as Podman reads it), `default_ulimits`,
+//! `no_hosts`, `annotations`, `volumes`, `devices`, `default_sysctls`,
+//! `default_capabilities`, `seccomp_profile`, `pids_limit`, and `pidns`, `utsns`, `ipcns`,
+//! `cgroupns`, `userns`, `netns`. Others are ignored (the files are Podman's too), among
+//! them those Podman 4.3 ignores as well: `env_host`, `init`, `read_only`, `oom_score_adj`.
 
 use std::path::{Path, PathBuf};
 
@@ -190,6 +196,35 @@ pub struct Containers {
     pub nv_library_dirs: Option<Vec<String>>,
     pub nv_binaries: Option<Vec<String>>,
     pub nv_devices: Option<Vec<String>>,
+    /// `run`/`create` defaults, each under its flag (see `cmd::run::with_containers_conf`):
+    /// `env` (KEY=VALUE, under the image's ENV), `http_proxy`, `tz`, `umask`, `shm_size`,
+    /// `default_ulimits`, `no_hosts`, `annotations`, `volumes`, `devices`
+    pub env: Option<Vec<String>>,
+    pub http_proxy: Option<bool>,
+    pub tz: Option<String>,
+    pub umask: Option<String>,
+    pub shm_size: Option<String>,
+    pub default_ulimits: Option<Vec<String>>,
+    pub no_hosts: Option<bool>,
+    pub annotations: Option<Vec<String>>,
+    pub volumes: Option<Vec<String>>,
+    pub devices: Option<Vec<String>>,
+    /// `default_sysctls` (under `--sysctl`) and `default_capabilities` (the set that
+    /// `--cap-add` and `--cap-drop` change)
+    pub default_sysctls: Option<Vec<String>>,
+    pub default_capabilities: Option<Vec<String>>,
+    /// `seccomp_profile`: the `--security-opt seccomp=` of containers that give none
+    pub seccomp_profile: Option<String>,
+    /// `pids_limit`: the `--pids-limit` of containers that give none (0 or less: none)
+    pub pids_limit: Option<i64>,
+    /// the namespace modes of `--pid`, `--uts`, `--ipc`, `--cgroupns`, `--userns` and
+    /// `--network` (`private`: the default)
+    pub pidns: Option<String>,
+    pub utsns: Option<String>,
+    pub ipcns: Option<String>,
+    pub cgroupns: Option<String>,
+    pub userns: Option<String>,
+    pub netns: Option<String>,
 }
 
 /// `fakeroot = true|false|"auto"` in containers.conf.
@@ -260,23 +295,61 @@ pub fn containers() -> Result<Containers> {
         };
         let f: ContainersFile =
             toml::from_str(&text).with_context(|| format!("parse `{}`", p.display()))?;
-        let c = f.containers;
-        out.dns_servers = c.dns_servers.or(out.dns_servers);
-        out.dns_searches = c.dns_searches.or(out.dns_searches);
-        out.dns_options = c.dns_options.or(out.dns_options);
-        out.log_driver = c.log_driver.or(out.log_driver);
-        out.log_size_max = c.log_size_max.or(out.log_size_max);
-        out.fakeroot = c.fakeroot.or(out.fakeroot);
-        out.hooks_dir = f.engine.hooks_dir.or(out.hooks_dir);
-        out.cdi_spec_dirs = f.engine.cdi_spec_dirs.or(out.cdi_spec_dirs);
-        out.detach_keys = f.engine.detach_keys.or(out.detach_keys);
-        out.nv_libraries = c.nv_libraries.or(out.nv_libraries);
-        out.nv_library_dirs = c.nv_library_dirs.or(out.nv_library_dirs);
-        out.nv_binaries = c.nv_binaries.or(out.nv_binaries);
-        out.nv_devices = c.nv_devices.or(out.nv_devices);
-        out.network_cmd = f.network.default_rootless_network_cmd.or(out.network_cmd);
+        let mut c = f.containers;
+        c.hooks_dir = f.engine.hooks_dir;
+        c.cdi_spec_dirs = f.engine.cdi_spec_dirs;
+        c.detach_keys = f.engine.detach_keys;
+        c.network_cmd = f.network.default_rootless_network_cmd;
+        out = c.over(out);
     }
     Ok(out)
+}
+
+impl Containers {
+    /// This file's keys over an earlier file's (`earlier`): a key set here wins.
+    fn over(self, earlier: Containers) -> Containers {
+        macro_rules! later_wins {
+            ($($k:ident),* $(,)?) => {
+                Containers { $($k: self.$k.or(earlier.$k)),* }
+            };
+        }
+        later_wins!(
+            dns_servers,
+            dns_searches,
+            dns_options,
+            log_driver,
+            log_size_max,
+            network_cmd,
+            fakeroot,
+            hooks_dir,
+            cdi_spec_dirs,
+            detach_keys,
+            nv_libraries,
+            nv_library_dirs,
+            nv_binaries,
+            nv_devices,
+            env,
+            http_proxy,
+            tz,
+            umask,
+            shm_size,
+            default_ulimits,
+            no_hosts,
+            annotations,
+            volumes,
+            devices,
+            default_sysctls,
+            default_capabilities,
+            seccomp_profile,
+            pids_limit,
+            pidns,
+            utsns,
+            ipcns,
+            cgroupns,
+            userns,
+            netns,
+        )
+    }
 }
 
 /// Where rbox keeps its store given the root `dir`: `dir` itself, or `dir/rbox` when `dir`

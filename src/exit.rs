@@ -17,12 +17,31 @@ pub const IN_USE: u8 = 2;
 /// `rm`: a container runs, and no `-f` (as Podman's rm: "container state improper").
 pub const STATE_IMPROPER: u8 = 2;
 
+/// A pull, build, commit, save, load or import stopped by SIGINT, SIGTERM or SIGHUP (Ctrl-C): no
+/// message, as Podman's (checked with podman 4.3: exit 1 and nothing printed).
+pub const INTERRUPTED: u8 = 1;
+
+/// For the commands whose long work is in the store's byte streams (pull, commit, save,
+/// load, import): Ctrl-C asks those streams to stop (`rbox_storage::interrupt`) instead of killing
+/// rbox half-way through a write, so the command's staging in `tmp/` is removed and the
+/// store stays as it was; `main` then exits [`INTERRUPTED`]. A second Ctrl-C does nothing
+/// more: the first one is already being obeyed.
+pub fn stop_on_signals() -> anyhow::Result<()> {
+    extern "C" fn on_signal(_: libc::c_int) {
+        rbox_storage::interrupt::request();
+    }
+    crate::runtime::sys::catch_stop_signals(on_signal)
+        .map_err(|e| anyhow::anyhow!("catch SIGINT: {e}"))
+}
+
 /// An error that carries the exit code it must produce; anything else exits 125.
 #[derive(Debug, thiserror::Error)]
 #[error("{msg}")]
 pub struct CodedError {
     pub code: u8,
     pub msg: String,
+    /// `msg` is Podman's multi-error form, printed on its several lines ([`CodedError::list`]).
+    lines: bool,
 }
 
 impl CodedError {
@@ -30,6 +49,28 @@ impl CodedError {
         CodedError {
             code,
             msg: msg.into(),
+            lines: false,
+        }
+    }
+
+    /// Several errors of one command in the form Podman prints them (Go's multierror), which
+    /// scripts match: "2 errors occurred:" then a tab-indented "* ERROR" line for each; one
+    /// error alone is just itself.
+    pub fn list(code: u8, errors: &[String]) -> Self {
+        match errors {
+            [one] => CodedError::new(code, one.clone()),
+            _ => CodedError {
+                code,
+                msg: format!(
+                    "{} errors occurred:{}",
+                    errors.len(),
+                    errors
+                        .iter()
+                        .map(|e| format!("\n\t* {e}"))
+                        .collect::<String>()
+                ),
+                lines: true,
+            },
         }
     }
 }
@@ -41,11 +82,15 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
         .unwrap_or(FAILED)
 }
 
-/// Print `err` as one line on stderr and return its exit code.
+/// Print `err` as one line on stderr (a [`CodedError::list`] on its lines) and return its
+/// exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
     let code = code_of(err);
     // `{:#}` joins the context chain with ": " into one sentence.
-    let line = format!("{err:#}").replace('\n', " ");
+    let mut line = format!("{err:#}");
+    if !err.downcast_ref::<CodedError>().is_some_and(|c| c.lines) {
+        line = line.replace('\n', " ");
+    }
     eprintln!("Error: {line}");
     ExitCode::from(code)
 }

@@ -58,6 +58,17 @@ pub fn etc_files(container_dir: &Path) -> [PathBuf; 3] {
     ]
 }
 
+/// `containers/<id>/secrets/`, given the container's directory: the copies of its
+/// `--secret`s, made at create (see `runtime::secrets`).
+pub fn container_secrets(container_dir: &Path) -> PathBuf {
+    container_dir.join("secrets")
+}
+
+/// `containers/<id>/secrets/<n>`: the copy of the container's `n`th `--secret`.
+pub fn container_secret(container_dir: &Path, n: usize) -> PathBuf {
+    container_secrets(container_dir).join(n.to_string())
+}
+
 /// `container-names/`: one file per container name, holding the container's id.
 pub fn container_names_dir(root: &Path) -> PathBuf {
     root.join("container-names")
@@ -150,6 +161,10 @@ mod tests {
                 p("/s/containers/abc/hostname"),
                 p("/s/containers/abc/resolv.conf"),
             ]
+        );
+        assert_eq!(
+            container_secret(&container_dir(s, "abc"), 1),
+            p("/s/containers/abc/secrets/1")
         );
         assert_eq!(container_names_dir(s), p("/s/container-names"));
         assert_eq!(container_name(s, "web"), p("/s/container-names/web"));

@@ -4,6 +4,10 @@
 //! container points its stderr at its own log file (see [`to_file`]); lines there carry a
 //! timestamp and the pid, since nobody reads them as they happen.
 //!
+//! With `--syslog` the same events also go to the syslog daemon's socket, one datagram each
+//! (`<PRI>rbox[PID]: message`, facility user, RFC 3164 without the optional timestamp and
+//! host, which the daemon adds).
+//!
 //! Owns the level names and the line format; not what is logged (each module emits its own
 //! events) nor the final `Error: ...` line of a failed command, which is the outcome
 //! ([`crate::exit::report`]), printed whatever the level.
@@ -42,9 +46,12 @@ pub fn parse_level(s: &str) -> Result<LevelFilter, String> {
     }
 }
 
-/// Installs the process-wide subscriber: events at `level` or above go to stderr.
-pub fn init(level: &str) -> anyhow::Result<()> {
+/// Installs the process-wide subscriber: events at `level` or above go to stderr, and with
+/// `syslog` to the syslog daemon too.
+pub fn init(level: &str, syslog: bool) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
     let level = parse_level(level).map_err(anyhow::Error::msg)?;
+    let syslog = syslog.then(Syslog::connect).transpose()?;
     COLOR.store(
         std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         Ordering::Relaxed,
@@ -53,10 +60,74 @@ pub fn init(level: &str) -> anyhow::Result<()> {
         .with_max_level(level)
         .event_format(Line)
         .with_writer(std::io::stderr)
-        .finish();
+        .finish()
+        .with(syslog);
     // Fails only when a subscriber is already set, which `main` does once.
     let _ = tracing::subscriber::set_global_default(sub);
     Ok(())
+}
+
+/// Where syslog(3) and Go's log/syslog look for the daemon, in their order.
+const SYSLOG_SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+
+/// `--syslog`: a datagram socket connected to the syslog daemon.
+struct Syslog(std::os::unix::net::UnixDatagram);
+
+impl Syslog {
+    fn connect() -> anyhow::Result<Syslog> {
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        if SYSLOG_SOCKETS.iter().any(|p| sock.connect(p).is_ok()) {
+            // a daemon that does not keep up loses lines rather than stalls rbox
+            sock.set_nonblocking(true)?;
+            return Ok(Syslog(sock));
+        }
+        // Podman's words (its exit status is 1; rbox's for a refused flag is 125)
+        anyhow::bail!(
+            "Failed to initialize syslog hook: Unix syslog delivery error (no syslog daemon at {})",
+            SYSLOG_SOCKETS.join(", ")
+        )
+    }
+}
+
+/// The syslog line of an event at `level` whose fields read `text`: facility user (1),
+/// the level's severity.
+fn syslog_line(level: &Level, text: &str) -> String {
+    let severity = match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    };
+    format!("<{}>rbox[{}]: {text}", 8 + severity, std::process::id())
+}
+
+/// An event's fields as the stderr line shows them: the message, then `key=value`.
+#[derive(Default)]
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        use fmt::Write;
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        let _ = if field.name() == "message" {
+            write!(self.0, "{value:?}")
+        } else {
+            write!(self.0, "{}={value:?}", field.name())
+        };
+    }
+}
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for Syslog {
+    fn on_event(&self, event: &Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        // a daemon that went away (or is behind) loses the line
+        let _ = self
+            .0
+            .send(syslog_line(event.metadata().level(), &fields.0).as_bytes());
+    }
 }
 
 /// From now on this process writes log lines for a file: its stderr is `file` (the caller
@@ -132,6 +203,17 @@ mod tests {
             assert!(e.contains(&format!("\"{bad}\"")), "{e}");
             assert!(e.ends_with(LEVELS), "{e}");
         }
+    }
+
+    #[test]
+    fn syslog_lines_carry_the_severity() {
+        let pid = std::process::id();
+        assert_eq!(
+            syslog_line(&Level::WARN, "limits ignored"),
+            format!("<12>rbox[{pid}]: limits ignored")
+        );
+        assert!(syslog_line(&Level::DEBUG, "x").starts_with("<15>"));
+        assert!(syslog_line(&Level::ERROR, "x").starts_with("<11>"));
     }
 
     #[test]

@@ -28,11 +28,13 @@ fn main() -> ExitCode {
         return cmd::oci::main_runtime();
     }
     let cli = cli::parse();
-    if let Err(err) = logging::init(&cli.global.log_level) {
+    if let Err(err) = logging::init(&cli.global.log_level, cli.global.syslog) {
         return exit::report(&err);
     }
     match cmd::dispatch(cli) {
         Ok(code) => code,
+        // the command failed because Ctrl-C stopped it: Podman's quiet status
+        Err(_) if rbox_storage::interrupt::requested() => ExitCode::from(exit::INTERRUPTED),
         Err(err) => exit::report(&err),
     }
 }

@@ -35,8 +35,8 @@ impl Status {
     }
 }
 
-/// What a [`MountSpec`] mounts; recorded as "bind", "tmpfs" or "devpts", the type `inspect`
-/// shows.
+/// What a [`MountSpec`] mounts; recorded as "bind", "tmpfs", "devpts" or "image", the type
+/// `inspect` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MountKind {
@@ -44,6 +44,9 @@ pub enum MountKind {
     Tmpfs,
     /// `--mount type=devpts`: a new instance of devpts
     Devpts,
+    /// `--mount type=image`: an image's layers, read-only unless `rw` (see
+    /// `runtime::spec::image_mount_layers`)
+    Image,
 }
 
 impl MountKind {
@@ -52,6 +55,7 @@ impl MountKind {
             MountKind::Bind => "bind",
             MountKind::Tmpfs => "tmpfs",
             MountKind::Devpts => "devpts",
+            MountKind::Image => "image",
         }
     }
 }
@@ -261,6 +265,26 @@ pub struct VolumeUse {
     pub chown: bool,
 }
 
+/// A secret a container was given (`--secret`): its data was copied into the container's
+/// directory at create (`containers/<id>/secrets/<n>`, `n` its index in `Spec::secrets`),
+/// so a later `secret rm` does not keep the container from starting, as in Podman 4.3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretUse {
+    pub name: String,
+    /// the secret's id, found at create
+    pub id: String,
+    /// `type=env`: the data is the value of the variable `target` (never in `Spec::env`, so
+    /// `inspect` does not show it)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub env: bool,
+    /// the file's path in the container (absolute), or the variable's name
+    pub target: String,
+    /// owner and mode of the file, ids of the container's
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
 /// Everything needed to start the container again (`rbox start`), resolved at create time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
@@ -280,6 +304,9 @@ pub struct Spec {
     /// the volumes among `mounts`
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeUse>,
+    /// `--secret`, in the order given
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUse>,
     /// `--volumes-from` as given (`CONTAINER[:OPTIONS]`), which `inspect` shows; what it
     /// brought in is in `mounts` already
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -384,6 +411,13 @@ pub struct RunOpts {
     /// `--conmon-pidfile`: where the monitor writes its own pid at each start (absolute)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conmon_pidfile: Option<PathBuf>,
+    /// `--cidfile`: where create wrote the id (absolute), for inspect's ContainerIDFile
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidfile: Option<PathBuf>,
+    /// `-P/--publish-all`: the exposed ports were published (they are in `ports`), for
+    /// inspect's PublishAllPorts
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub publish_all: bool,
     /// `--preserve-fds`: the invocation's descriptors 3..3+N go to the command of the run
     /// that created it (never recorded: a later start has other descriptors)
     #[serde(skip)]
@@ -391,12 +425,21 @@ pub struct RunOpts {
     /// `--sysctl`: namespaced kernel parameters set in the container at each start
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub sysctl: std::collections::BTreeMap<String, String>,
+    /// containers.conf's `default_sysctls` that no `--sysctl` replaced, set at each start
+    /// where the kernel takes them: `net.ipv4.ping_group_range = "0 0"` (the system file's)
+    /// names a group a single-id map (`--userns=keep-id` without a range) lacks, and rbox
+    /// runs there, where Podman does not
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub conf_sysctl: std::collections::BTreeMap<String, String>,
     /// `--read-only-tmpfs=false`: a `--read-only` root gets no tmpfs on /tmp, /var/tmp, /run
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_read_only_tmpfs: bool,
     /// `--oom-score-adj`: written to the command's /proc/self/oom_score_adj before exec
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<i32>,
+    /// `--personality`: the execution domain (LINUX, LINUX32) set before exec
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<String>,
     /// `--tz`, as given (the zone file is one of the container's mounts)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
@@ -444,6 +487,22 @@ pub struct RunOpts {
     /// `--passwd-entry`: the template of the passwd lines added
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passwd_entry: Option<String>,
+    /// `--systemd`: the container runs in systemd mode (tmpfs on /run, /run/lock, /tmp,
+    /// /var/log/journal)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub systemd: bool,
+    /// `--sdnotify`: conmon or ignore (none: container, the default)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdnotify: Option<String>,
+    /// `--requires`: ids of the containers started before this one
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// `--device-cgroup-rule`, as checked
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
+    /// `--chrootdirs`: directories that get rbox's /etc files in their own etc/ too
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chrootdirs: Vec<String>,
 }
 
 /// One OCI hook of a container and the stage it runs at (`prestart`, `createRuntime`,
@@ -485,10 +544,43 @@ pub struct Resources {
     pub cpu_quota: Option<i64>,
     /// microseconds (`--cpu-period`)
     pub cpu_period: Option<u64>,
+    /// microseconds (`--cpu-rt-period`; cgroup v1 only)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_period: Option<u64>,
+    /// microseconds per real-time period (`--cpu-rt-runtime`; cgroup v1 only)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_runtime: Option<i64>,
     /// relative, 10 to 1000 (`--blkio-weight`)
     pub blkio_weight: Option<u16>,
     /// `--pids-limit` (-1 or 0: unlimited)
     pub pids_limit: Option<i64>,
+    /// `--device-read-bps`, `--device-write-bps`, `--device-read-iops`, `--device-write-iops`,
+    /// `--blkio-weight-device`: per-device limits, the device resolved to its numbers
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_limits: Vec<DeviceLimit>,
+    /// `--cgroup-conf KEY=VALUE`: cgroup v2 files of the container's cgroup and their values
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cgroup_conf: std::collections::BTreeMap<String, String>,
+}
+
+/// What a per-device block I/O limit limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceLimitKind {
+    ReadBps,
+    WriteBps,
+    ReadIops,
+    WriteIops,
+    Weight,
+}
+
+/// One per-device block I/O limit: the device's major and minor, and the rate or weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceLimit {
+    pub kind: DeviceLimitKind,
+    pub major: u64,
+    pub minor: u64,
+    pub value: u64,
 }
 
 impl Resources {

@@ -130,9 +130,13 @@ fn build_agent(registry: &str, insecure: bool, opts: &TransportOptions) -> Resul
     Ok(config.into())
 }
 
-/// True for io errors worth a retry: resets, aborts, timeouts, truncated bodies.
+/// True for io errors worth a retry: resets, aborts, timeouts, truncated bodies; never once
+/// the user asked rbox to stop (an interrupted read is not a flaky network).
 pub(crate) fn transient_io(e: &io::Error) -> bool {
     use io::ErrorKind::*;
+    if rbox_storage::interrupt::requested() {
+        return false;
+    }
     if let Some(inner) = e.get_ref() {
         if let Some(u) = inner.downcast_ref::<ureq::Error>() {
             return transient_ureq(u);
@@ -148,6 +152,9 @@ pub(crate) fn transient_io(e: &io::Error) -> bool {
 }
 
 fn transient_ureq(e: &ureq::Error) -> bool {
+    if rbox_storage::interrupt::requested() {
+        return false;
+    }
     match e {
         ureq::Error::Io(io) => transient_io(io),
         ureq::Error::Timeout(_) => true,
@@ -263,6 +270,28 @@ fn http_err(method: &'static str, url: &str, e: &ureq::Error) -> Error {
         message,
         transient: transient_ureq(e),
     }
+}
+
+/// The body of `GET /v2/NAME/tags/list`; `tags` is null for a repository without tags.
+#[derive(serde::Deserialize)]
+struct TagList {
+    tags: Option<Vec<String>>,
+}
+
+/// The target of the `rel="next"` entry of a Link header (RFC 8288):
+/// `</v2/x/tags/list?n=100&last=b>; rel="next"`.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|entry| {
+        let (target, params) = entry.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim();
+            p.strip_prefix("rel=")
+                .map(|v| v.trim_matches('"').split_whitespace().any(|r| r == "next"))
+                .unwrap_or(false)
+        });
+        is_next.then(|| target.to_string())
+    })
 }
 
 /// Append `k=v` to `url`'s query, percent-encoding the value.
@@ -817,6 +846,43 @@ impl Client {
         })
     }
 
+    /// Every tag of the repository (`GET /v2/NAME/tags/list`), following the `Link: <...>;
+    /// rel="next"` pages registries send when they cap a page (distribution's pagination).
+    pub fn list_tags(&self) -> Result<Vec<String>> {
+        let mut url = format!("{}/v2/{}/tags/list", self.base, self.repository);
+        let mut tags = Vec::new();
+        // A registry that keeps answering with a next page it already sent would loop forever.
+        let mut seen = Vec::new();
+        loop {
+            let resp = self.send("GET", &url, &[], ReqBody::None, true)?;
+            let status = resp.status().as_u16();
+            if status == 404 {
+                return Err(Error::RepositoryUnknown {
+                    registry: self.registry.clone(),
+                    repository: self.repository.clone(),
+                });
+            }
+            if status != 200 {
+                return Err(self.status_error(&url, resp));
+            }
+            let next = header(&resp, "link").and_then(|l| next_link(&l));
+            let bytes = resp
+                .into_body()
+                .with_config()
+                .limit(MANIFEST_LIMIT)
+                .read_to_vec()
+                .map_err(|e| http_err("GET", &url, &e))?;
+            let page: TagList = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Protocol(format!("invalid tag list from `{url}`: {e}")))?;
+            tags.extend(page.tags.unwrap_or_default());
+            seen.push(url);
+            match next.map(|n| self.url(&n)) {
+                Some(n) if !seen.contains(&n) => url = n,
+                _ => return Ok(tags),
+            }
+        }
+    }
+
     /// HEAD a manifest: its digest and media type, `None` when unknown.
     pub fn head_manifest(&self, reference: &str) -> Result<Option<(Digest, String)>> {
         let url = self.manifest_url(reference);
@@ -1128,6 +1194,11 @@ impl Read for BlobReader<'_> {
                 }
                 Err(e) => e,
             };
+            // A Ctrl-C interrupts a read that waits for the registry (EINTR): stop with the
+            // error the store's streams give, not one that readers retry.
+            if rbox_storage::interrupt::requested() {
+                return Err(rbox_storage::interrupt::error());
+            }
             if !transient_io(&err) || self.resumes >= MAX_RETRIES {
                 return Err(err);
             }
@@ -1202,6 +1273,24 @@ pub fn verify_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_header_next_page() {
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            next_link(r#"<https://r/v2/a/tags/list?last=c>; rel=next"#).as_deref(),
+            Some("https://r/v2/a/tags/list?last=c")
+        );
+        assert_eq!(
+            next_link(r#"</first>; rel="prev", </second>; type="x"; rel="next""#).as_deref(),
+            Some("/second")
+        );
+        assert_eq!(next_link(r#"</v2/a/tags/list>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
 
     #[test]
     fn query_encoding() {

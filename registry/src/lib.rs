@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use auth::{login, logout, Credentials};
 pub use platform::Platform;
 pub use progress::{NoProgress, Progress};
-pub use pull::{inspect_remote, pull, PullOptions, PullPolicy, RemoteManifest};
+pub use pull::{inspect_remote, list_tags, pull, PullOptions, PullPolicy, RemoteManifest};
 pub use push::{push, PushOptions, PushReport};
 pub use rbox_storage::reference::{Reference, ReferenceError};
 pub use rbox_storage::Digest;
@@ -144,6 +144,11 @@ pub enum Error {
     },
     #[error("{reference}: manifest unknown")]
     ManifestUnknown { reference: String },
+    #[error("{registry}/{repository}: repository unknown")]
+    RepositoryUnknown {
+        registry: String,
+        repository: String,
+    },
     #[error("{registry}/{repository}: blob {digest} unknown")]
     BlobUnknown {
         registry: String,
@@ -236,6 +241,7 @@ impl Error {
     pub fn try_next_source(&self) -> bool {
         match self {
             Error::ManifestUnknown { .. }
+            | Error::RepositoryUnknown { .. }
             | Error::BlobUnknown { .. }
             | Error::Unauthorized { .. }
             | Error::Denied { .. }

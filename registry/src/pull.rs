@@ -151,6 +151,39 @@ fn pull_always(
     Err(all_failed(reference, attempts))
 }
 
+/// Every tag of the repository `reference` names (its tag or digest ignored, as
+/// `podman pull --all-tags` 4.3 ignores them), as references to pull one by one. A short name
+/// is resolved like a pull's: the first search registry (or mirror) that lists the
+/// repository answers.
+pub fn list_tags(reference: &str, transport: &TransportOptions) -> Result<Vec<Reference>> {
+    let r = Reference::parse(reference)?;
+    let conf = RegistriesConf::load(transport.registries_conf.as_deref())?;
+    let mut attempts: Vec<(String, Error)> = Vec::new();
+    for cand in conf.candidates(&r)? {
+        let cand = cand.without_digest();
+        let sources = match conf.pull_sources(&cand, transport.tls_verify) {
+            Ok(s) => s,
+            Err(e) => {
+                attempts.push((cand.name(), e));
+                continue;
+            }
+        };
+        for ep in sources {
+            match connect(&ep, transport).and_then(|c| c.list_tags()) {
+                Ok(tags) => {
+                    return tags
+                        .iter()
+                        .map(|t| cand.with_tag(t).map_err(Error::from))
+                        .collect()
+                }
+                Err(e) if e.try_next_source() => attempts.push((ep.reference.name(), e)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Err(all_failed(reference, attempts))
+}
+
 /// The error for a pull that found no source: the only failure itself, or all of them.
 fn all_failed(reference: &str, mut attempts: Vec<(String, Error)>) -> Error {
     if attempts.len() == 1 {

@@ -4,13 +4,19 @@
 //! and a closing PUT for large blobs); finally the manifest PUT under the tag.
 //!
 //! Blobs are read from the store as they are (`Store::blob_path`); the manifest and config are
-//! pushed byte for byte as stored, so the image keeps its digest.
+//! pushed byte for byte as stored, so the image keeps its digest, unless `--format` asks for
+//! the other manifest type or `--compression-format` for layers compressed otherwise: then the
+//! layers concerned are compressed anew into temporary files and a manifest is written for
+//! them (the config, and so the image id, stays the same).
 
-use rbox_storage::{ImageRecord, Store};
+use std::path::PathBuf;
+
+use rbox_storage::{Compression, ImageRecord, ManifestFormat, RecompressedBlob, Store};
+use serde_json::json;
 
 use crate::client::{Client, ReqBody, UploadStart};
 use crate::config::RegistriesConf;
-use crate::manifest::{self, Blob, Manifest};
+use crate::manifest::{self, Blob, ImageManifest, Manifest};
 use crate::progress::{Progress, Skip};
 use crate::{Digest, Error, Reference, Result, TransportOptions};
 
@@ -29,6 +35,10 @@ pub struct PushOptions {
     pub chunk_size: u64,
     /// Blobs uploaded at once.
     pub jobs: usize,
+    /// `--format`: the manifest type to write; the stored one's when `None`.
+    pub format: Option<ManifestFormat>,
+    /// `--compression-format`: layers compressed otherwise are compressed anew with this.
+    pub compression: Option<Compression>,
 }
 
 impl Default for PushOptions {
@@ -37,6 +47,8 @@ impl Default for PushOptions {
             transport: TransportOptions::default(),
             chunk_size: DEFAULT_CHUNK_SIZE,
             jobs: DEFAULT_JOBS,
+            format: None,
+            compression: None,
         }
     }
 }
@@ -152,17 +164,75 @@ pub fn push(
         .collect();
     mount_from.dedup();
 
-    let mut blobs: Vec<&Blob> = m.layers.iter().collect();
-    blobs.push(&m.config);
+    // Layers to compress anew; the temporary files live until the push ends.
+    let mut recompressed: Vec<Option<RecompressedBlob>> = Vec::new();
+    for l in &m.layers {
+        let have = compression_of(&l.media_type, &shown)?;
+        recompressed.push(match opts.compression {
+            Some(want) if want != have => {
+                let diff_id = rec
+                    .layers
+                    .iter()
+                    .find(|r| r.blob == l.digest)
+                    .map(|r| r.diff_id.clone())
+                    .ok_or_else(|| {
+                        Error::Store(rbox_storage::Error::BlobNotFound(l.digest.clone()))
+                    })?;
+                Some(store.recompress_blob(&l.digest, &diff_id, want)?)
+            }
+            _ => None,
+        });
+    }
+    let layers: Vec<(Blob, Compression)> = m
+        .layers
+        .iter()
+        .zip(&recompressed)
+        .map(|(l, r)| {
+            let c = compression_of(&l.media_type, &shown)?;
+            Ok(match r {
+                Some(r) => {
+                    let b = Blob {
+                        media_type: l.media_type.clone(),
+                        digest: r.digest.clone(),
+                        size: r.size,
+                    };
+                    (b, opts.compression.unwrap_or(c))
+                }
+                None => (l.clone(), c),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let (media_type, manifest_bytes) = manifest_to_push(
+        &m,
+        &manifest_bytes,
+        opts.format,
+        &layers,
+        recompressed.iter().any(Option::is_some),
+    )?;
+
+    let mut blobs: Vec<Upload> = layers
+        .iter()
+        .zip(&recompressed)
+        .map(|((b, _), r)| Upload {
+            blob: b.clone(),
+            path: r
+                .as_ref()
+                .map(|r| r.path().to_path_buf())
+                .unwrap_or_else(|| store.blob_path(&b.digest)),
+        })
+        .collect();
+    blobs.push(Upload {
+        blob: m.config.clone(),
+        path: store.blob_path(&m.config.digest),
+    });
     let mut seen = Vec::new();
-    blobs.retain(|b| {
-        let new = !seen.contains(&b.digest);
-        seen.push(b.digest.clone());
+    blobs.retain(|u| {
+        let new = !seen.contains(&u.blob.digest);
+        seen.push(u.blob.digest.clone());
         new
     });
-    progress.start(blobs.len(), blobs.iter().map(|b| b.size).sum());
+    progress.start(blobs.len(), blobs.iter().map(|u| u.blob.size).sum());
     let ctx = Ctx {
-        store,
         client: &client,
         mount_from: &mount_from,
         chunk_size: opts.chunk_size.max(1),
@@ -172,26 +242,102 @@ pub fn push(
 
     progress.writing_manifest();
     let reference = target.manifest_reference();
-    let digest = client.put_manifest(&reference, &m.media_type, &manifest_bytes)?;
+    let digest = client.put_manifest(&reference, &media_type, &manifest_bytes)?;
     Ok(PushReport {
         destination: target.to_string(),
         digest,
     })
 }
 
+/// The compression a layer media type names.
+fn compression_of(media_type: &str, shown: &str) -> Result<Compression> {
+    Ok(
+        match manifest::layer_compression(media_type).map_err(|message| Error::InvalidManifest {
+            reference: shown.to_string(),
+            message,
+        })? {
+            manifest::LayerCompression::None => Compression::None,
+            manifest::LayerCompression::Gzip => Compression::Gzip,
+            manifest::LayerCompression::Zstd => Compression::Zstd,
+        },
+    )
+}
+
+/// The media type and bytes of the manifest to push: the stored ones when neither the format
+/// nor any layer changes (the image keeps its digest), else a manifest of `format` (the stored
+/// one's by default) over `layers`, each with its compression's media type for that format.
+fn manifest_to_push(
+    m: &ImageManifest,
+    stored: &[u8],
+    format: Option<ManifestFormat>,
+    layers: &[(Blob, Compression)],
+    layers_changed: bool,
+) -> Result<(String, Vec<u8>)> {
+    let stored_format = if m.media_type == manifest::DOCKER_MANIFEST {
+        ManifestFormat::Docker
+    } else {
+        ManifestFormat::Oci
+    };
+    let format = format.unwrap_or(stored_format);
+    if format == stored_format && !layers_changed {
+        return Ok((m.media_type.clone(), stored.to_vec()));
+    }
+    let (media_type, config_type) = match format {
+        ManifestFormat::Oci => (manifest::OCI_MANIFEST, manifest::OCI_CONFIG),
+        ManifestFormat::Docker => (manifest::DOCKER_MANIFEST, manifest::DOCKER_CONFIG),
+    };
+    let descs = layers
+        .iter()
+        .map(|(b, c)| {
+            let mt = match (format, c) {
+                (ManifestFormat::Oci, c) => c.oci_media_type(),
+                (ManifestFormat::Docker, Compression::Zstd) => {
+                    return Err(Error::Usage(format!(
+                        "layer {} is zstd-compressed, which a docker v2s2 manifest cannot \
+                         describe: push with --format oci or --compression-format gzip",
+                        b.digest
+                    )))
+                }
+                (ManifestFormat::Docker, c) => c.docker_media_type(),
+            };
+            Ok(json!({"mediaType": mt, "size": b.size, "digest": b.digest.to_string()}))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let doc = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": {
+            "mediaType": config_type,
+            "size": m.config.size,
+            "digest": m.config.digest.to_string(),
+        },
+        "layers": descs,
+    });
+    Ok((
+        media_type.to_string(),
+        serde_json::to_vec(&doc).expect("a manifest serializes"),
+    ))
+}
+
+/// A blob to upload and the file holding it.
+struct Upload {
+    blob: Blob,
+    path: PathBuf,
+}
+
 struct Ctx<'a> {
-    store: &'a Store,
     client: &'a Client,
     mount_from: &'a [String],
     chunk_size: u64,
     progress: &'a dyn Progress,
 }
 
-fn upload_all(ctx: &Ctx<'_>, blobs: &[&Blob], jobs: usize) -> Result<()> {
-    crate::for_each_parallel(blobs, jobs, |blob, _| push_blob(ctx, blob))
+fn upload_all(ctx: &Ctx<'_>, blobs: &[Upload], jobs: usize) -> Result<()> {
+    crate::for_each_parallel(blobs, jobs, |u, _| push_blob(ctx, u))
 }
 
-fn push_blob(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
+fn push_blob(ctx: &Ctx<'_>, upload: &Upload) -> Result<()> {
+    let blob = &upload.blob;
     let d = &blob.digest;
     if ctx.client.blob_exists(d)? {
         ctx.progress.blob_skipped(d, &Skip::AlreadyExists);
@@ -199,7 +345,7 @@ fn push_blob(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
     }
     let mut attempt = 0;
     loop {
-        match push_blob_once(ctx, blob) {
+        match push_blob_once(ctx, upload) {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && attempt < BLOB_RETRIES => {
                 attempt += 1;
@@ -215,7 +361,8 @@ fn push_blob(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
     }
 }
 
-fn push_blob_once(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
+fn push_blob_once(ctx: &Ctx<'_>, upload: &Upload) -> Result<()> {
+    let blob = &upload.blob;
     let d = &blob.digest;
     let client = ctx.client;
     let mut session = None;
@@ -233,8 +380,8 @@ fn push_blob_once(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
             Err(_) => {}
         }
     }
-    let path = ctx.store.blob_path(d);
-    let size = match std::fs::metadata(&path) {
+    let path = &upload.path;
+    let size = match std::fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::Store(rbox_storage::Error::BlobNotFound(d.clone())))
@@ -262,7 +409,7 @@ fn push_blob_once(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
             &location,
             d,
             ReqBody::File {
-                path: &path,
+                path,
                 offset: 0,
                 len: size,
                 progress: Some(&on_bytes),
@@ -272,7 +419,7 @@ fn push_blob_once(ctx: &Ctx<'_>, blob: &Blob) -> Result<()> {
         let mut offset = 0;
         while offset < size {
             let len = ctx.chunk_size.min(size - offset);
-            location = client.patch_chunk(&location, &path, offset, len, Some(&on_bytes))?;
+            location = client.patch_chunk(&location, path, offset, len, Some(&on_bytes))?;
             offset += len;
         }
         client.finish_upload(&location, d, ReqBody::None)?;
@@ -297,6 +444,53 @@ mod tests {
             size: 0,
             read_only_store: None,
         }
+    }
+
+    #[test]
+    fn manifest_to_push_keeps_or_rewrites() {
+        let blob = |mt: &str, data: &[u8]| Blob {
+            media_type: mt.into(),
+            digest: Digest::of(data),
+            size: data.len() as u64,
+        };
+        let layer = blob(Compression::Gzip.oci_media_type(), b"layer");
+        let m = ImageManifest {
+            media_type: manifest::OCI_MANIFEST.into(),
+            config: blob(manifest::OCI_CONFIG, b"config"),
+            layers: vec![layer.clone()],
+        };
+        let stored = b"stored bytes";
+        let layers = vec![(layer.clone(), Compression::Gzip)];
+        // Nothing changes: the stored bytes, so the same digest.
+        let (mt, bytes) =
+            manifest_to_push(&m, stored, Some(ManifestFormat::Oci), &layers, false).unwrap();
+        assert_eq!(
+            (mt.as_str(), &bytes[..]),
+            (manifest::OCI_MANIFEST, &stored[..])
+        );
+        // v2s2: Docker media types, the same config and layer digests.
+        let (mt, bytes) =
+            manifest_to_push(&m, stored, Some(ManifestFormat::Docker), &layers, false).unwrap();
+        assert_eq!(mt, manifest::DOCKER_MANIFEST);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["config"]["mediaType"], manifest::DOCKER_CONFIG);
+        assert_eq!(v["config"]["digest"], m.config.digest.to_string());
+        assert_eq!(
+            v["layers"][0]["mediaType"],
+            Compression::Gzip.docker_media_type()
+        );
+        assert_eq!(v["layers"][0]["digest"], layer.digest.to_string());
+        // A recompressed layer: its new digest and the zstd type; not describable in v2s2.
+        let z = blob(Compression::Zstd.oci_media_type(), b"zstd layer");
+        let layers = vec![(z.clone(), Compression::Zstd)];
+        let (_, bytes) = manifest_to_push(&m, stored, None, &layers, true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["layers"][0]["digest"], z.digest.to_string());
+        assert_eq!(
+            v["layers"][0]["mediaType"],
+            Compression::Zstd.oci_media_type()
+        );
+        assert!(manifest_to_push(&m, stored, Some(ManifestFormat::Docker), &layers, true).is_err());
     }
 
     #[test]

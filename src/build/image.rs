@@ -13,15 +13,11 @@ use serde_json::{json, Value};
 use super::{copy, short, Builder, Img, DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST};
 
 impl Builder<'_> {
+    /// `FROM scratch` (and the stand-in for a stage a build skips): an image without layers,
+    /// stored because a step's container and cache key need an image id; [`super::build`]
+    /// removes it again unless it is the result or had a name.
     pub(super) fn scratch_img(&self) -> Result<Img> {
-        let config = json!({
-            "architecture": rbox_storage::archive::host_arch(),
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": []},
-            "history": [],
-        });
-        self.commit(config, Vec::new(), &[], "scratch")
+        self.commit(scratch_config(), Vec::new(), &[], "scratch")
     }
 
     pub(super) fn load(&self, rec: &ImageRecord, shown: String) -> Result<Img> {
@@ -209,4 +205,15 @@ impl Builder<'_> {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The config of [`Builder::scratch_img`]'s image (always the same: its id is its digest).
+pub(super) fn scratch_config() -> Value {
+    json!({
+        "architecture": rbox_storage::archive::host_arch(),
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    })
 }

@@ -174,8 +174,8 @@ fn kill_containers(pids: &[Pid]) {
 /// left its staging directory in the store and ended with the signal's status (130) where
 /// Podman exits 1. A RUN's container gets a clean mask from `runtime::run`; processes rbox
 /// starts otherwise (network helpers) inherit it, as they did after the first RUN step.
-/// What the build cannot stop inside (a pull, the write of a layer) runs to its end and the
-/// build stops at the next step.
+/// A pull ([`unheld`]) and the write of a layer (the store's streams look for a held signal,
+/// see `rbox_storage::interrupt`) stop inside, their staging removed.
 pub(super) fn hold_interrupts() -> Result<()> {
     nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_BLOCK,
@@ -183,6 +183,23 @@ pub(super) fn hold_interrupts() -> Result<()> {
         None,
     )?;
     Ok(())
+}
+
+/// Runs `f` (a pull) with SIGINT, SIGTERM and SIGHUP let through to the handler `rbox pull`
+/// has ([`crate::exit::stop_on_signals`]: a stop request to the store's streams): a read
+/// waiting on a stalled registry is then woken (EINTR), where a held signal is only seen
+/// when the next bytes come. Held again after; a signal that came meanwhile stays known to
+/// [`interrupt_pending`] through the request.
+pub(super) fn unheld<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    crate::exit::stop_on_signals()?;
+    let mut old = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&stopping()),
+        Some(&mut old),
+    )?;
+    let _held_again = Restore(old);
+    f()
 }
 
 /// [`interrupt_pending`] at every 256th call, as an error: cheap enough for a loop over the
@@ -200,13 +217,22 @@ pub(super) fn check_interrupt() -> Result<()> {
 /// blocks them ([`hold_interrupts`]), so a Ctrl-C between steps (during a COPY) is seen
 /// here, not by the next step's container, which ignores it.
 pub(super) fn interrupt_pending() -> bool {
+    // seen (and left pending) by a store stream already
+    if rbox_storage::interrupt::requested() {
+        return true;
+    }
     let Ok(sfd) = nix::sys::signalfd::SignalFd::with_flags(
         &stopping(),
         nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
     ) else {
         return false;
     };
-    matches!(sfd.read_signal(), Ok(Some(_)))
+    let seen = matches!(sfd.read_signal(), Ok(Some(_)));
+    if seen {
+        // consumed here: the store's streams must still stop
+        rbox_storage::interrupt::request();
+    }
+    seen
 }
 
 /// A watcher of Ctrl-C while this process runs a RUN step itself (the last stage, or a

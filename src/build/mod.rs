@@ -61,6 +61,8 @@ pub struct Options {
     pub squash: bool,
     /// `--squash-all`: all layers as one
     pub squash_all: bool,
+    /// `--http-proxy`: the caller's proxy variables reach RUN steps
+    pub http_proxy: bool,
     /// `--jobs`: how many stages build at the same time (0: no limit)
     pub jobs: usize,
     /// `--cache-from`: repositories to look missed steps up in (tag: the key's hex)
@@ -192,14 +194,47 @@ struct Stage {
 /// `rbox build`.
 pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> {
     jobs::hold_interrupts()?;
-    match build_all(g, o, puller) {
+    let mut result = None;
+    let res = build_all(g, o, puller, &mut result);
+    forget_scratch(g, result.as_ref());
+    match res {
         // Ctrl-C: as Podman, no message and status 1
-        Err(e) if e.is::<jobs::Interrupted>() => Ok(ExitCode::from(1)),
+        // (or inside a pull or a layer's write, which the store's streams stopped)
+        Err(e) if e.is::<jobs::Interrupted>() || rbox_storage::interrupt::requested() => {
+            Ok(ExitCode::from(crate::exit::INTERRUPTED))
+        }
         r => r,
     }
 }
 
-fn build_all(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> {
+/// Removes the image [`Builder::scratch_img`] stored, unless it is the build's result
+/// (`FROM scratch` alone), has a name, or a container uses it: Podman's build leaves no such
+/// image behind.
+fn forget_scratch(g: &Context, result: Option<&Digest>) {
+    let cfg = serde_json::to_vec(&image::scratch_config()).expect("json");
+    let id = Digest::of(&cfg);
+    if result == Some(&id) {
+        return;
+    }
+    let Ok(store) = runtime::open_store(g) else {
+        return;
+    };
+    if store
+        .lookup_image(&id.to_string())
+        .is_ok_and(|rec| rec.names.is_empty())
+    {
+        // refused (and kept) while a container uses it
+        let _ = store.remove_image(&id, false);
+    }
+}
+
+/// `result`: the id of the image the build made, once made.
+fn build_all(
+    g: &Context,
+    o: &Options,
+    puller: &dyn Puller,
+    result_id: &mut Option<Digest>,
+) -> Result<ExitCode> {
     let context = std::fs::canonicalize(&o.context)
         .ok()
         .filter(|p| p.is_dir())
@@ -349,6 +384,7 @@ fn build_all(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> 
     if jobs::interrupt_pending() {
         return Err(jobs::Interrupted(nix::sys::signal::Signal::SIGINT).into());
     }
+    *result_id = Some(img.id.clone());
     b.finish(img, &prefix, base)
 }
 
@@ -529,7 +565,7 @@ impl Builder<'_> {
             transport: self.o.transport.clone(),
             ..Default::default()
         };
-        self.puller.pull(&self.store, name, &opts)
+        jobs::unheld(|| self.puller.pull(&self.store, name, &opts))
     }
 
     /// Whether the cached image `id` is young enough for `--cache-ttl`.

@@ -159,6 +159,10 @@ impl Builder<'_> {
             // chown, setuid and mknod of a device succeed (without effect) where the
             // namespace maps only the caller: apt, dpkg, useradd carry on
             security_opt: vec!["fakeroot=auto".into()],
+            extra: runtime::spec::ExtraFlags {
+                http_proxy: self.o.http_proxy,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let opts = RunOptions {
@@ -170,6 +174,7 @@ impl Builder<'_> {
             pull: "never".into(),
             platform: None,
             tls_verify: None,
+            authfile: None,
             rootfs: false,
             image_file: None,
             flags,

@@ -26,6 +26,11 @@ pub struct BuildArgs {
     /// Do not use cached steps (each step runs, and is cached again with --layers)
     #[arg(long = "no-cache")]
     pub no_cache: bool,
+    /// Pass the caller's proxy variables (http_proxy, https_proxy, ftp_proxy, no_proxy, in
+    /// either case) into RUN steps, under the build args and ENV (not into the image)
+    #[arg(long = "http-proxy", value_name = "BOOL", num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub http_proxy: bool,
     /// Cache each step as an intermediate image, reused by later builds
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
           default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -158,6 +163,7 @@ pub fn run(g: &Context, a: BuildArgs) -> Result<ExitCode> {
         secrets: a.secret,
         squash: a.squash,
         squash_all: a.squash_all,
+        http_proxy: a.http_proxy,
         jobs: a.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),

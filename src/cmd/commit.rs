@@ -56,6 +56,7 @@ pub struct CommitArgs {
 }
 
 pub fn run(g: &Context, a: CommitArgs) -> Result<ExitCode> {
+    crate::exit::stop_on_signals()?;
     let format = match a.format.as_str() {
         "oci" => ManifestFormat::Oci,
         "docker" => ManifestFormat::Docker,
@@ -110,7 +111,7 @@ fn commit(
         .lookup_image(&rec.image_id)
         .with_context(|| format!("image {} of the container", rec.image_name))?;
     let dir = store.container_dir(&rec.id)?;
-    let skip = mount_points(&dir.lower_dirs);
+    let skip = mount_points(&dir.lower_dirs, rec);
     let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
     let layer = match (rec.driver, a.squash) {
         (Driver::Copy, true) => {
@@ -153,11 +154,15 @@ fn commit(
     Ok(img)
 }
 
-/// The empty files rbox leaves in an upper for its own bind mounts (`/etc/hosts`, ...), where
-/// the image has no such file: not the container's changes, so not in the layer.
-fn mount_points(lowers: &[PathBuf]) -> Vec<String> {
+/// The empty files rbox leaves in an upper for its own bind mounts (`/etc/hosts`, ...,
+/// and the container's `--secret` files), where the image has no such file: not the
+/// container's changes, so not in the layer (Podman's commit has no secret file either).
+fn mount_points(lowers: &[PathBuf], rec: &ContainerRecord) -> Vec<String> {
+    let secrets = rec.spec.secrets.iter().filter(|s| !s.env);
     super::diff::MOUNT_POINTS
         .iter()
+        .copied()
+        .chain(secrets.map(|s| s.target.as_str()))
         .map(|p| p.trim_start_matches('/'))
         .filter(|p| !super::diff::lower_exists(lowers, Path::new(p)))
         .map(String::from)

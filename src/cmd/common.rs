@@ -24,6 +24,24 @@ pub fn read_store(g: &Context) -> Result<Store> {
     Ok(store)
 }
 
+/// Runs `f` on each of `items` (`volume rm`, `secret rm`): what fails does not stop the
+/// others; every error but the last is printed as it comes, the last is the command's, as
+/// Podman reports them.
+pub fn each_then_last_error<T>(items: &[T], mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
+    let mut last: Option<anyhow::Error> = None;
+    for item in items {
+        if let Err(e) = f(item) {
+            if let Some(prev) = last.replace(e) {
+                eprintln!("Error: {prev:#}");
+            }
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// An unknown image is reported as Podman reports it, `Error: NAME: image not known`, without
 /// the context the command adds (`tag ...`, `pull ...`): scripts match that line.
 pub fn image_not_known_bare(e: anyhow::Error) -> anyhow::Error {

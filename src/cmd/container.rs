@@ -69,6 +69,10 @@ pub struct ContainerInspectArgs {
     /// Output format: json, or a Go template such as '{{.State.Running}}'
     #[arg(short = 'f', long, value_name = "FORMAT")]
     pub format: Option<String>,
+    /// Add each container's sizes: SizeRw (its writable layer) and SizeRootFs (that and its
+    /// image's layers), in bytes
+    #[arg(short = 's', long)]
+    pub size: bool,
     /// Containers to inspect (names or ids)
     #[arg(value_name = "CONTAINER", required_unless_present = "latest", add = complete::container_candidates())]
     pub containers: Vec<String>,
@@ -107,7 +111,7 @@ impl From<ContainerCommand> for Command {
             ContainerCommand::Inspect(a) => Command::Inspect(cmd::inspect::InspectArgs {
                 kind: "container".into(),
                 format: a.format,
-                size: false,
+                size: a.size,
                 names: a.containers,
                 latest: a.latest,
             }),

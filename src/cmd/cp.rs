@@ -645,7 +645,7 @@ fn copy_in(g: &Context, a: &CpArgs, src: Side, name: &str, path: &str) -> Result
             Some((s, _)) => produce(s, out).map_err(|e| anyhow!("read `{}`: {e}", s.path))?,
             None => {
                 let mut out = out;
-                io::copy(&mut io::stdin().lock(), &mut out)?;
+                copy_archive(io::stdin().lock(), &mut out)?;
                 out.flush()?;
             }
         }
@@ -657,6 +657,43 @@ fn copy_in(g: &Context, a: &CpArgs, src: Side, name: &str, path: &str) -> Result
         bail!("copy into container {name}: the copying process failed");
     }
     Ok(())
+}
+
+/// Copy a tar stream, gzip- or zstd-compressed or plain, to `out` as plain tar; refused in
+/// Podman's words when its first block is not a tar header (empty input, text), before
+/// anything is written.
+fn copy_archive(input: impl Read, out: &mut impl Write) -> Result<()> {
+    let (_, mut plain) = rbox_storage::layer::decompress(BufReader::new(input))?;
+    let mut head = Vec::with_capacity(512);
+    (&mut plain).take(512).read_to_end(&mut head)?;
+    if !is_tar_header(&head) {
+        bail!("source must be a (compressed) tar archive when copying from stdin");
+    }
+    out.write_all(&head)?;
+    io::copy(&mut plain, out)?;
+    Ok(())
+}
+
+/// Whether `block` is a whole tar header block with a right checksum (an archive's end, a zero
+/// block, is none: an archive with no entry has nothing to copy).
+fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() != 512 || block.iter().all(|&b| b == 0) {
+        return false;
+    }
+    let h = tar::Header::from_byte_slice(block);
+    // the checksum sums the block with its own field read as spaces
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    h.cksum().is_ok_and(|c| c == sum)
 }
 
 #[cfg(test)]
@@ -722,5 +759,28 @@ mod tests {
             PlanError::NotFound.text("/nodir/x", "on container c"),
             "\"/nodir/x\" could not be found on container c: no such file or directory"
         );
+    }
+
+    #[test]
+    fn stdin_must_start_with_a_tar_header() {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("f").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        assert!(is_tar_header(h.as_bytes()));
+        let mut bad = *h.as_bytes();
+        bad[0] = b'g';
+        assert!(!is_tar_header(&bad));
+        assert!(!is_tar_header(&[0; 512]));
+        assert!(!is_tar_header(b"hello\n"));
+        let mut out = Vec::new();
+        let e = copy_archive(&b""[..], &mut out).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "source must be a (compressed) tar archive when copying from stdin"
+        );
+        assert!(out.is_empty());
+        copy_archive(h.as_bytes().as_slice(), &mut out).unwrap();
+        assert_eq!(out, h.as_bytes());
     }
 }

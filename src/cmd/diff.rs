@@ -216,6 +216,24 @@ struct Json<'a> {
     deleted: Vec<&'a str>,
 }
 
+/// Drops from `changes` what rbox made for the container's `--secret` files where the image
+/// had nothing: the mount point and the directories made for it, unless something else
+/// changed below them (Podman 4.3's diff shows neither).
+fn hide_secret_mount_points(changes: &mut Vec<(Kind, String)>, spec: &state::Spec) {
+    for s in spec.secrets.iter().filter(|s| !s.env) {
+        changes.retain(|(k, p)| !(*k == Kind::Added && *p == s.target));
+        // its parents, deepest first
+        for dir in Path::new(&s.target).ancestors().skip(1) {
+            let dir = dir.to_string_lossy();
+            let below = format!("{dir}/");
+            if changes.iter().any(|(_, p)| p.starts_with(&below)) {
+                break;
+            }
+            changes.retain(|(k, p)| !(*k == Kind::Added && *p == dir));
+        }
+    }
+}
+
 fn print(changes: &[(Kind, String)], format: Option<&str>) -> Result<()> {
     match format {
         None | Some("") => {
@@ -279,6 +297,7 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
                 let mut changes = compare(root, &dir.lower_dirs)
                     .map_err(|e| anyhow!("read `{}`: {e}", dir.rootfs.display()))?;
                 changes.retain(|(_, p)| !CONTAINER_OWN.contains(&p.as_str()));
+                hide_secret_mount_points(&mut changes, &rec.spec);
                 print(&changes, a.format.as_deref())?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -289,6 +308,7 @@ pub fn run(g: &Context, a: DiffArgs) -> Result<ExitCode> {
             let mut changes = changes(&dir.upper, &lowers)
                 .map_err(|e| anyhow!("read `{}`: {e}", dir.upper.display()))?;
             changes.retain(|(_, p)| !CONTAINER_OWN.contains(&p.as_str()));
+            hide_secret_mount_points(&mut changes, &rec.spec);
             changes
         }
         None => {

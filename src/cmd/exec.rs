@@ -49,12 +49,13 @@ pub struct ExecArgs {
     #[arg(short = 'l', long)]
     pub latest: bool,
     /// Container to run the command in (name or id)
-    #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
-    pub container: String,
+    #[arg(value_name = "CONTAINER", required_unless_present = "latest", add = complete::container_candidates())]
+    pub container: Option<String>,
     /// Command and arguments
+    // optional for clap: a missing one is refused after the container's lookup, in Podman's
+    // words, as Podman checks them in that order
     #[arg(
         value_name = "COMMAND",
-        required_unless_present = "latest",
         allow_hyphen_values = true,
         value_parser = clap::value_parser!(std::ffi::OsString)
     )]
@@ -63,15 +64,18 @@ pub struct ExecArgs {
 
 pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
     let detach_keys = crate::runtime::front::keys(a.detach_keys.as_deref())?;
-    let rec = if a.latest {
-        // no container named: the first word is the command's
-        a.command.insert(0, std::mem::take(&mut a.container).into());
-        let rec = state::latest(g)?;
-        a.container = rec.name.clone();
-        rec
-    } else {
-        state::lookup(g, &a.container)?
+    let rec = match a.container.take() {
+        Some(name) if !a.latest => state::lookup(g, &name)?,
+        first => {
+            // no container named: the first word is the command's
+            a.command.splice(0..0, first.map(Into::into));
+            state::latest(g)?
+        }
     };
+    if a.command.is_empty() {
+        // Podman's words (its exit code, 255, is not taken: a refused command line is 125)
+        bail!("must provide a non-empty command to start an exec session: invalid argument");
+    }
     // Podman's words for a container created, exited or paused (its exit code, 255, is not
     // taken: a refused command line is rbox's 125)
     let running = state::live_pids(g, &rec).filter(|_| state::is_running(&rec));

@@ -32,6 +32,9 @@ pub struct ImagesArgs {
     /// Show image digests
     #[arg(long)]
     pub digests: bool,
+    /// Add a HISTORY column: the image's names, most recent first (the default table only)
+    #[arg(long)]
+    pub history: bool,
     /// Do not print the header row
     #[arg(short = 'n', long = "noheading")]
     pub noheading: bool,
@@ -158,10 +161,17 @@ pub fn run(g: &Context, a: ImagesArgs) -> Result<ExitCode> {
         "tag" => rows.sort_by_key(|r| key(r, "Tag")),
         _ => {}
     }
-    let default = if a.digests {
-        r"table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
-    } else {
-        r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    let default = match (a.digests, a.history) {
+        (false, false) => r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}",
+        (true, false) => {
+            r"table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+        }
+        (false, true) => {
+            r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.History}}"
+        }
+        (true, true) => {
+            r"table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.History}}"
+        }
     };
     let fmt = format::without_heading(a.format.as_deref(), default, a.noheading);
     print!(

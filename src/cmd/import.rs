@@ -41,6 +41,7 @@ pub struct ImportArgs {
 }
 
 pub fn run(g: &Context, a: ImportArgs) -> Result<ExitCode> {
+    crate::exit::stop_on_signals()?;
     if a.source.contains("://") {
         bail!(
             "import from a URL is not supported: download `{}` first and import the file",

@@ -430,8 +430,9 @@ fn subid_problems(
     let fix = userns::range_fix(user, free);
     match (has_uid, has_gid) {
         (false, false) => out.push(format!(
-            "no /etc/subuid or /etc/subgid entry for {user}: containers see only one uid and gid \
-             (files of other owners become root); {fix}"
+            "no /etc/subuid or /etc/subgid entry for {user}: containers have only one uid and gid \
+             (an image's other owners show through the FUSE overlay; chown, setuid and apt-get \
+             need `--security-opt fakeroot`, which rbox build's RUN steps get); {fix}"
         )),
         (false, true) => out.push(format!("no /etc/subuid entry for {user}: {fix}")),
         (true, false) => out.push(format!("no /etc/subgid entry for {user}: {fix}")),

@@ -26,7 +26,8 @@ pub struct InspectArgs {
     /// Output format: json, or a Go template such as '{{.State.Running}}'
     #[arg(short = 'f', long, value_name = "FORMAT")]
     pub format: Option<String>,
-    /// Display the total file size of containers (accepted for compatibility)
+    /// Add each container's sizes: SizeRw (its writable layer) and SizeRootFs (that and its
+    /// image's layers), in bytes
     #[arg(short = 's', long)]
     pub size: bool,
     /// Containers or images to inspect
@@ -39,11 +40,18 @@ pub struct InspectArgs {
 
 pub fn run(g: &Context, a: InspectArgs) -> Result<ExitCode> {
     let names = super::targets::with_latest(g, a.latest, &a.names, "arguments")?;
-    inspect(g, &a.kind, a.format.as_deref(), &names)
+    inspect(g, &a.kind, a.format.as_deref(), &names, a.size)
 }
 
-/// Inspect `names` of `kind` ("all", "container", "image") and print them.
-pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> Result<ExitCode> {
+/// Inspect `names` of `kind` ("all", "container", "image") and print them; containers with
+/// their sizes when `size` (`-s`).
+pub fn inspect(
+    g: &Context,
+    kind: &str,
+    fmt: Option<&str>,
+    names: &[String],
+    size: bool,
+) -> Result<ExitCode> {
     let mut store: Option<Store> = None;
     let mut items = Vec::new();
     let mut missing = Vec::new();
@@ -62,7 +70,7 @@ pub fn inspect(g: &Context, kind: &str, fmt: Option<&str>, names: &[String]) -> 
                     v["State"]["Running"] = false.into();
                     v["State"]["Paused"] = true.into();
                 }
-                items.push(plain(v));
+                items.push(with_live_keys(g, s, &rec, v, size));
                 continue;
             }
         }
@@ -161,13 +169,19 @@ pub fn container_json(
             }));
             continue;
         }
+        // an image as Podman shows one: no options (rbox's are its layer directories),
+        // read-only unless `rw`
+        let (options, rw) = match m.kind {
+            MountKind::Image => (Value::Null, m.options.iter().any(|o| o == "rw")),
+            _ => (json!(m.options), rw),
+        };
         mounts.push(json!({
             "Type": m.kind,
             "Source": m.source,
             "Destination": m.destination,
             "Driver": "",
             "Mode": "",
-            "Options": m.options,
+            "Options": options,
             "RW": rw,
             "Propagation": if m.kind == MountKind::Bind { "rprivate" } else { "" },
         }));
@@ -289,6 +303,15 @@ pub fn container_json(
     v["Config"]["CreateCommand"] = json!(rec.create_command);
     // rootless, a --device is a bind mount (in `Mounts`), as rootless Podman shows it
     v["HostConfig"]["Devices"] = json!([]);
+    v["HostConfig"]["ContainerIDFile"] = json!(s
+        .opts
+        .cidfile
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default());
+    v["HostConfig"]["PublishAllPorts"] = json!(s.opts.publish_all);
+    // ONBUILD triggers are for builds on the image; a container has none (null, as Podman)
+    v["Config"]["OnBuild"] = Value::Null;
     v["HostConfig"]["VolumesFrom"] = if s.volumes_from.is_empty() {
         Value::Null
     } else {
@@ -311,8 +334,19 @@ pub fn container_json(
             ("Namespace".to_string(), json!("")),
             ("IsInfra".to_string(), json!(false)),
             ("IsService".to_string(), json!(false)),
-            ("Dependencies".to_string(), json!([])),
+            // `--requires`, by id
+            ("Dependencies".to_string(), json!(s.opts.requires)),
             ("ExecIDs".to_string(), json!([])),
+            // `--pidfile` (rbox writes the init's pid nowhere else)
+            (
+                "PidFile".to_string(),
+                json!(s
+                    .opts
+                    .pidfile
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()),
+            ),
         ]);
         // the files rbox binds over /etc in the container, once a start has written them
         // (Podman's are "" before the first start too); hosts is the image's own with
@@ -356,6 +390,45 @@ pub fn container_json(
     v
 }
 
+/// A container's JSON `v` with what its live state and its storage tell: State.ConmonPid (the
+/// pid of the rbox process that monitors the running container: the detached monitor, or
+/// the `rbox run` attached to it), ConmonPidFile (`--conmon-pidfile`, else where a detached
+/// monitor writes its pid) and, with `size`, SizeRw and SizeRootFs. As Podman's, the JSON
+/// leaves out a ConmonPid of 0 and, without `-s`, the sizes, where templates see 0 and, for
+/// SizeRw, null (Podman's is a nil pointer).
+fn with_live_keys(
+    g: &Context,
+    store: &Store,
+    rec: &ContainerRecord,
+    mut v: Value,
+    size: bool,
+) -> Row {
+    let monitor = if rec.state.status == Status::Running {
+        state::live_pids(g, rec).map_or(0, |(_, m)| m)
+    } else {
+        0
+    };
+    let pidfile = rec.spec.opts.conmon_pidfile.clone().or_else(|| {
+        state::live_runtime_dir(g, rec).map(|d| crate::layout::monitor_pid(&d, &rec.id))
+    });
+    v["ConmonPidFile"] = json!(pidfile.map(|p| p.display().to_string()).unwrap_or_default());
+    if size {
+        let (rw, rootfs) = super::ps::container_sizes(store, rec);
+        v["SizeRw"] = json!(rw);
+        v["SizeRootFs"] = json!(rootfs);
+    }
+    let mut view = v.clone();
+    view["State"]["ConmonPid"] = json!(monitor);
+    if !size {
+        view["SizeRootFs"] = json!(0);
+        view["SizeRw"] = Value::Null;
+    }
+    if monitor != 0 {
+        v["State"]["ConmonPid"] = json!(monitor);
+    }
+    Row { json: v, view }
+}
+
 /// `GraphDriver` as Podman fills it: the driver's name and, for an overlay, the directories
 /// of the root's union (`LowerDir` top-most first, joined with `:` as in overlay's
 /// `lowerdir=`); null data for a copy (Podman's `vfs`) or when the directories are unknown.
@@ -367,13 +440,11 @@ fn graph_driver(
     let data = dir
         .filter(|_| rec.driver != rbox_storage::Driver::Copy)
         .map(|d| {
-            let lowers: Vec<std::path::PathBuf> = match (&d.host_root, &d.image_file) {
-                (Some(h), _) => vec![h.clone()],
-                (None, Some(_)) => vec![d.image_mount()],
-                (None, None) if d.lower_dirs.is_empty() => vec![d.empty_lower()],
-                (None, None) => d.lower_dirs.clone(),
-            };
-            let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+            let lower: Vec<String> = d
+                .overlay_lowers()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             json!({
                 "LowerDir": lower.join(":"),
                 "UpperDir": d.upper,
@@ -428,7 +499,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         })
         .collect();
     let umask = o.umask.unwrap_or(crate::runtime::oci::DEFAULT_UMASK);
-    let config = json!({
+    let mut config = json!({
         "StopTimeout": o.stop_timeout().as_secs(),
         "Timeout": o.timeout.unwrap_or(0),
         "Umask": format!("{umask:04o}"),
@@ -436,6 +507,21 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "Passwd": !o.no_passwd,
         "Timezone": o.timezone.clone().unwrap_or_default(),
     });
+    // Podman 4.3 lists the file secrets only, and only when there are any; never the data
+    let secrets: Vec<Value> = s
+        .secrets
+        .iter()
+        .filter(|x| !x.env)
+        .map(|x| json!({"Name": x.name, "ID": x.id, "UID": x.uid, "GID": x.gid, "Mode": x.mode}))
+        .collect();
+    if !secrets.is_empty() {
+        config["Secrets"] = Value::Array(secrets);
+    }
+    // Podman 4.3's JSON leaves both out when unset, but its templates see false and []
+    // (struct fields): rbox's templates read the JSON, so both are always there
+    config["SystemdMode"] = json!(o.systemd);
+    config["sdNotifyMode"] = json!(o.sdnotify.as_deref().unwrap_or("container"));
+    config["ChrootDirs"] = json!(o.chrootdirs);
     let r = &o.resources;
     let map = |m: &[(u32, u32, u32)]| -> Vec<String> {
         m.iter().map(|(c, h, n)| format!("{c}:{h}:{n}")).collect()
@@ -459,6 +545,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "PidsLimit": r.pids_limit.unwrap_or(0),
         "OomScoreAdj": o.oom_score_adj.unwrap_or(0),
         "Cgroups": if o.cgroups_disabled { "disabled" } else { "default" },
+        "CgroupConf": (!r.cgroup_conf.is_empty()).then_some(&r.cgroup_conf),
         "Dns": s.dns,
         "DnsSearch": s.dns_search,
         "DnsOptions": s.dns_options,

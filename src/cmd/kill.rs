@@ -8,11 +8,12 @@ use anyhow::{bail, Result};
 use super::targets::{All, Targets};
 use crate::cli::complete;
 use crate::context::Context;
+use crate::exit;
 use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KillArgs {
-    /// Signal to send: a name (KILL, SIGTERM) or a number
+    /// Signal to send: a name (KILL, SIGTERM, RTMIN+3) or a number
     #[arg(
         short = 's',
         long = "signal",
@@ -36,10 +37,11 @@ pub struct KillArgs {
 
 pub fn run(g: &Context, a: KillArgs) -> Result<ExitCode> {
     let Some(sig) = runtime::parse_signal(&a.signal) else {
-        bail!(
-            "invalid signal `{}`: use a name such as TERM or KILL, or a number",
-            a.signal
-        );
+        // Podman's words, which scripts match
+        match a.signal.parse::<i64>() {
+            Ok(n) if n > 64 => bail!("valid signals are 1 through 64"),
+            _ => bail!("invalid signal: {}", a.signal),
+        }
     };
     let all = if a.all { All::Running } else { All::No };
     let names = super::targets::with_latest(g, a.latest, &a.containers, "containers")?;
@@ -48,6 +50,7 @@ pub fn run(g: &Context, a: KillArgs) -> Result<ExitCode> {
         all,
         &super::targets::with_cidfiles(&names, &a.cidfile)?,
         false,
-    )?;
+    )?
+    .all_found(exit::FAILED)?;
     targets.finish(|rec| runtime::signal_container(g, rec, sig))
 }

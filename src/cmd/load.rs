@@ -22,6 +22,7 @@ pub struct LoadArgs {
 }
 
 pub fn run(g: &Context, a: LoadArgs) -> Result<ExitCode> {
+    crate::exit::stop_on_signals()?;
     if a.input.is_none() && io::stdin().is_terminal() {
         bail!("no archive given: pass -i FILE or pipe one into rbox load");
     }

@@ -5,10 +5,11 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::num::IntErrorKind;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 
 use crate::cli::complete;
 use crate::context::Context;
@@ -21,8 +22,13 @@ pub struct LogsArgs {
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// Only the last N lines of each container (-1: all)
-    #[arg(long, value_name = "N", allow_negative_numbers = true, default_value_t = -1)]
-    pub tail: i64,
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        default_value = "-1"
+    )]
+    pub tail: String,
     /// Only what was written since this time (RFC 3339, a Unix time, or a duration before
     /// now such as 10m)
     #[arg(long, value_name = "TIME")]
@@ -102,6 +108,17 @@ pub fn run(g: &Context, a: LogsArgs) -> Result<ExitCode> {
             .map(|s| parse_time("--until", s, now))
             .transpose()?,
     };
+    // parsed here rather than by clap, to refuse it in Podman's words (Go's strconv's)
+    let tail: i64 = a.tail.parse().map_err(|e: std::num::ParseIntError| {
+        let why = match e.kind() {
+            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "value out of range",
+            _ => "invalid syntax",
+        };
+        anyhow!(
+            "invalid argument \"{t}\" for \"--tail\" flag: strconv.ParseInt: parsing \"{t}\": {why}",
+            t = a.tail
+        )
+    })?;
     let mut recs: Vec<ContainerRecord> = Vec::new();
     for c in super::targets::with_latest(g, a.latest, &a.containers, "containers")? {
         recs.push(state::lookup(g, &c)?);
@@ -134,8 +151,8 @@ pub fn run(g: &Context, a: LogsArgs) -> Result<ExitCode> {
         let path = rec.spec.log.file(&root, &rec.id);
         let all = logfile::read(&path).with_context(|| format!("read `{}`", path.display()))?;
         let mut shown: Vec<&Record> = all.iter().filter(|r| window.passes(r)).collect();
-        if a.tail >= 0 {
-            let keep = lines_from_end(&shown, a.tail as usize);
+        if tail >= 0 {
+            let keep = lines_from_end(&shown, tail as usize);
             shown.drain(..keep);
         }
         for r in shown {

@@ -44,6 +44,7 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod secret;
 pub mod start;
 pub mod stats;
 pub mod stop;
@@ -175,6 +176,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => login::logout(g, a),
         Command::Manifest(a) => manifest::run(g, a),
         Command::Volume(a) => volume::run(g, a),
+        Command::Secret(a) => secret::run(g, a),
         Command::Generate(a) => generate::run(g, a),
         Command::Healthcheck(a) => healthcheck::run(g, a),
         Command::Info(a) => info::run(g, a),

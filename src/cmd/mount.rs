@@ -29,6 +29,9 @@ use crate::state;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct MountArgs {
+    /// Mount every container and print each one's path (the list then takes no --format)
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Do not truncate the ids in the list of mounted containers
     #[arg(long = "no-trunc", visible_alias = "notruncate")]
     pub notruncate: bool,
@@ -90,14 +93,15 @@ struct Mounted {
 
 pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
     refuse_outside("rbox mount")?;
-    if a.containers.is_empty() && !a.latest.latest {
+    if a.containers.is_empty() && !a.latest.latest && !a.all {
         if let Some(f) = a.format.as_deref().filter(|f| *f != "json") {
             // Podman's words
             bail!("unknown --format argument: \"{f}\"");
         }
         let points = mount_points();
         let mut listed = Vec::new();
-        for rec in state::list(g)? {
+        // oldest first, as Podman lists them
+        for rec in state::list(g)?.into_iter().rev() {
             let t = target(g, &rec.id)?;
             if !points.contains(&t) {
                 continue;
@@ -122,29 +126,47 @@ pub fn mount(g: &Context, a: MountArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let recs = a
-        .latest
-        .names(g, &a.containers, false, false)?
-        .iter()
-        .map(|c| state::lookup(g, c))
-        .collect::<Result<Vec<_>>>()?;
+    let names = a.latest.names(g, &a.containers, a.all, false)?;
+    let recs = if a.all {
+        // oldest first, the order Podman mounts and prints them in
+        let mut all = state::list(g)?;
+        all.reverse();
+        all
+    } else {
+        names
+            .iter()
+            .map(|c| state::lookup(g, c))
+            .collect::<Result<Vec<_>>>()?
+    };
     let store = runtime::open_store(g)?;
     let points = mount_points();
+    // each in turn, going on after one that fails (a running one on the FUSE overlay among
+    // `--all`), every error at the end
+    let mut errors = Vec::new();
     for rec in recs {
-        let t = target(g, &rec.id)?;
-        if !points.contains(&t) {
-            std::fs::create_dir_all(&t).with_context(|| format!("create `{}`", t.display()))?;
-            let dir = store.container_dir(&rec.id)?;
-            if rec.driver == rbox_storage::Driver::FuseOverlay || rec.image_file.is_some() {
-                mount_served(g, &rec, &dir, &t)?;
-            } else {
-                store
-                    .rootfs(rec.driver, &dir, false)?
-                    .mount(&t)
-                    .with_context(|| format!("mount container {}", rec.name))?;
+        let mounted = (|| -> Result<PathBuf> {
+            let t = target(g, &rec.id)?;
+            if !points.contains(&t) {
+                std::fs::create_dir_all(&t).with_context(|| format!("create `{}`", t.display()))?;
+                let dir = store.container_dir(&rec.id)?;
+                if rec.driver == rbox_storage::Driver::FuseOverlay || rec.image_file.is_some() {
+                    mount_served(g, &rec, &dir, &t)?;
+                } else {
+                    store
+                        .rootfs(rec.driver, &dir, false)?
+                        .mount(&t)
+                        .with_context(|| format!("mount container {}", rec.name))?;
+                }
             }
+            Ok(t)
+        })();
+        match mounted {
+            Ok(t) => println!("{}", t.display()),
+            Err(e) => errors.push(format!("{e:#}")),
         }
-        println!("{}", t.display());
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -213,8 +235,10 @@ pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
     let names = a.latest.names(g, &a.containers, a.all, false)?;
     let points = mount_points();
     let recs = if a.all {
+        // oldest first, as Podman unmounts them
         state::list(g)?
             .into_iter()
+            .rev()
             .filter(|r| target(g, &r.id).is_ok_and(|t| points.contains(&t)))
             .map(|r| (r.id.clone(), r))
             .collect::<Vec<_>>()
@@ -256,6 +280,12 @@ pub fn unmount(g: &Context, a: UnmountArgs) -> Result<ExitCode> {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImageMountArgs {
+    /// Mount every image, then list the mounted ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Print the mounted images as json (the one format Podman takes)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Images to mount (names or ids), read-only; none lists the mounted ones
     #[arg(value_name = "IMAGE", add = complete::image_candidates())]
     pub images: Vec<String>,
@@ -284,47 +314,86 @@ fn image_target(g: &Context, hex: &str) -> Result<PathBuf> {
         .join("merged"))
 }
 
+/// One entry of `image mount --format json`, with Podman's keys in Podman's order: under
+/// "Names" Podman puts the image's manifest digest, its names go under "Repositories".
+#[derive(serde::Serialize)]
+struct MountedImage {
+    id: String,
+    #[serde(rename = "Names")]
+    digest: [String; 1],
+    #[serde(rename = "Repositories")]
+    names: Vec<String>,
+    mountpoint: PathBuf,
+}
+
 /// `rbox image mount`: an image's layers as a read-only overlay, as `podman image mount` (in
-/// `rbox unshare` when rootless); without images, the mounted ones with their paths.
+/// `rbox unshare` when rootless); without images, the mounted ones with their paths; with
+/// `--all`, every image mounted, then listed as without images.
 pub fn image_mount(g: &Context, a: ImageMountArgs) -> Result<ExitCode> {
     refuse_outside("rbox image mount")?;
-    let store = runtime::open_store(g)?;
-    let points = mount_points();
-    if a.images.is_empty() {
-        let mut rows = Vec::new();
-        for img in store.images()? {
-            let t = image_target(g, img.id.hex())?;
-            if points.contains(&t) {
-                let name = img
-                    .names
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| img.id.hex().to_string());
-                rows.push((name, t));
-            }
-        }
-        let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-        for (name, t) in rows {
-            println!("{name:<width$}  {}", t.display());
-        }
-        return Ok(ExitCode::SUCCESS);
+    if let Some(f) = a.format.as_deref().filter(|f| *f != "json") {
+        // Podman's words
+        bail!("unknown --format argument: \"{f}\"");
     }
-    let imgs = a
-        .images
-        .iter()
-        .map(|i| {
-            store
-                .lookup_image(i)
-                .map_err(|e| super::common::image_not_known_bare(e.into()))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    if a.all && !a.images.is_empty() {
+        // Podman's words
+        bail!("when using the --all switch, you may not pass any image names or IDs");
+    }
+    let store = runtime::open_store(g)?;
+    let mut points = mount_points();
+    let imgs = if a.all {
+        store.images()?
+    } else {
+        named_images(&store, &a.images)?
+    };
+    let mut shown = Vec::new();
     for img in imgs {
         let t = image_target(g, img.id.hex())?;
         if !points.contains(&t) {
             mount_image(&store, &img, &t)
                 .with_context(|| format!("mount image {}", img.id.hex()))?;
+            points.push(t.clone());
         }
-        println!("{}", t.display());
+        if a.images.is_empty() {
+            continue;
+        }
+        if a.format.is_none() {
+            println!("{}", t.display());
+        }
+        shown.push((img, t));
+    }
+    if a.images.is_empty() {
+        // the listing: every image mounted in this namespace
+        for img in store.images()? {
+            let t = image_target(g, img.id.hex())?;
+            if points.contains(&t) {
+                shown.push((img, t));
+            }
+        }
+        if a.format.is_none() {
+            let name = |img: &rbox_storage::ImageRecord| {
+                img.names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| img.id.hex().to_string())
+            };
+            let width = shown.iter().map(|(i, _)| name(i).len()).max().unwrap_or(0);
+            for (img, t) in &shown {
+                println!("{:<width$}  {}", name(img), t.display());
+            }
+        }
+    }
+    if a.format.is_some() {
+        let listed: Vec<_> = shown
+            .into_iter()
+            .map(|(img, t)| MountedImage {
+                id: img.id.hex().to_string(),
+                digest: [img.digest.to_string()],
+                names: img.names,
+                mountpoint: t,
+            })
+            .collect();
+        println!("{}", crate::format::pretty_json_indented(&listed, b" "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -374,9 +443,13 @@ fn mount_image(
     mounted
 }
 
-/// `rbox image unmount`: prints each image's id, mounted or not, as Podman does.
+/// `rbox image unmount`: prints each image's id, mounted or not, as Podman does. `--all` is
+/// not refused outside `rbox unshare`: no image is mounted in the caller's own namespace, so
+/// it unmounts nothing and succeeds, as Podman's does there.
 pub fn image_unmount(g: &Context, a: ImageUnmountArgs) -> Result<ExitCode> {
-    refuse_outside("rbox image unmount")?;
+    if !a.all {
+        refuse_outside("rbox image unmount")?;
+    }
     let store = runtime::open_store(g)?;
     let points = mount_points();
     let imgs = if a.all {
@@ -386,14 +459,7 @@ pub fn image_unmount(g: &Context, a: ImageUnmountArgs) -> Result<ExitCode> {
             .filter(|i| image_target(g, i.id.hex()).is_ok_and(|t| points.contains(&t)))
             .collect::<Vec<_>>()
     } else {
-        a.images
-            .iter()
-            .map(|i| {
-                store
-                    .lookup_image(i)
-                    .map_err(|e| super::common::image_not_known_bare(e.into()))
-            })
-            .collect::<Result<Vec<_>>>()?
+        named_images(&store, &a.images)?
     };
     for img in imgs {
         let t = image_target(g, img.id.hex())?;
@@ -411,4 +477,19 @@ pub fn image_unmount(g: &Context, a: ImageUnmountArgs) -> Result<ExitCode> {
         println!("{}", img.id.hex());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The images `names` name, in order; the first unknown one refused in Podman's words.
+fn named_images(
+    store: &rbox_storage::Store,
+    names: &[String],
+) -> Result<Vec<rbox_storage::ImageRecord>> {
+    names
+        .iter()
+        .map(|i| {
+            store
+                .lookup_image(i)
+                .map_err(|e| super::common::image_not_known_bare(e.into()))
+        })
+        .collect()
 }

@@ -247,7 +247,7 @@ pub fn run(root: Option<PathBuf>, a: OciArgs) -> Result<ExitCode> {
 pub fn main_runtime() -> ExitCode {
     let cli = RuntimeCli::parse();
     let level = if cli.opts.debug { "debug" } else { "warn" };
-    if let Err(e) = crate::logging::init(level) {
+    if let Err(e) = crate::logging::init(level, false) {
         return crate::exit::report(&e);
     }
     match dispatch(cli.root, &cli.opts, cli.verb) {

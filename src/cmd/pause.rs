@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::targets::{All, Latest, Targets};
+use super::targets::{All, Selection, Targets};
 use crate::cli::complete;
 use crate::context::Context;
+use crate::exit;
 use crate::runtime;
 use crate::state;
 
@@ -18,13 +19,7 @@ pub struct PauseArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
     #[command(flatten)]
-    pub latest: Latest,
-    /// Read the id of a container to pause from FILE (as `run --cidfile` writes it)
-    #[arg(long, value_name = "FILE")]
-    pub cidfile: Vec<std::path::PathBuf>,
-    /// Pause the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
-    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
-    pub filter: Vec<String>,
+    pub select: Selection,
     /// Containers to pause (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
@@ -36,23 +31,14 @@ pub struct UnpauseArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
     #[command(flatten)]
-    pub latest: Latest,
-    /// Read the id of a container to unpause from FILE (as `run --cidfile` writes it)
-    #[arg(long, value_name = "FILE")]
-    pub cidfile: Vec<std::path::PathBuf>,
-    /// Unpause the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
-    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
-    pub filter: Vec<String>,
+    pub select: Selection,
     /// Containers to unpause (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
-    let mut names =
-        a.latest
-            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
-    names = super::targets::with_cidfiles(&names, &a.cidfile)?;
+    let mut names = a.select.names(g, &a.containers, a.all)?;
     // --all: the running containers that are not paused yet
     if a.all {
         let running = state::list(g)?.into_iter().filter(state::is_running);
@@ -61,21 +47,18 @@ pub fn pause(g: &Context, a: PauseArgs) -> Result<ExitCode> {
             running.filter(|r| !state::is_paused(g, r)).map(|r| r.id),
         );
     }
-    let targets = Targets::gather(g, All::No, &names, false)?;
+    let targets = Targets::gather(g, All::No, &names, false)?.all_found(exit::FAILED)?;
     targets.finish(|rec| runtime::control::pause_container(g, rec))
 }
 
 pub fn unpause(g: &Context, a: UnpauseArgs) -> Result<ExitCode> {
-    let mut names =
-        a.latest
-            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
-    names = super::targets::with_cidfiles(&names, &a.cidfile)?;
+    let mut names = a.select.names(g, &a.containers, a.all)?;
     if a.all {
         let paused = state::list(g)?
             .into_iter()
             .filter(|r| state::is_paused(g, r));
         names.splice(0..0, paused.map(|r| r.id));
     }
-    let targets = Targets::gather(g, All::No, &names, false)?;
+    let targets = Targets::gather(g, All::No, &names, false)?.all_found(exit::FAILED)?;
     targets.finish(|rec| runtime::control::unpause_container(g, rec))
 }

@@ -55,6 +55,14 @@ pub struct PsArgs {
     /// Include containers made by other tools (accepted: rbox sees only its own store)
     #[arg(long)]
     pub external: bool,
+    /// Redraw the list every SECONDS seconds until interrupted (0: once; not with -q or
+    /// --format json, which print once, as Podman's)
+    #[arg(short = 'w', long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
+    /// Sync the state with the runtime (accepted: rbox's ps always reads each container's
+    /// live state from its process, there is no separate runtime record to sync)
+    #[arg(long)]
+    pub sync: bool,
 }
 
 /// `--sort` keys, as Podman lists them.
@@ -97,6 +105,31 @@ const NS_KINDS: [(&str, &str); 7] = [
 ];
 
 pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
+    let every = a.watch.filter(|n| *n > 0);
+    if every.is_some() && a.latest {
+        // Podman's words
+        bail!("the watch and latest flags cannot be used together");
+    }
+    let Some(every) = every.filter(|_| !a.quiet && a.format.as_deref() != Some("json")) else {
+        print!("{}", list(g, &a)?);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let text = list(g, &a)?;
+        if tty {
+            // the list in place of the last one, as Podman clears the screen
+            print!("\x1b[2J\x1b[1;1H");
+        }
+        print!("{text}");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(every));
+    }
+}
+
+/// One listing of `ps` as `a` asks it.
+fn list(g: &Context, a: &PsArgs) -> Result<String> {
     if let Some(key) = a.sort.as_deref().filter(|k| !SORT_KEYS.contains(k)) {
         // Podman's words (and exit code 125), which scripts match
         bail!(
@@ -128,17 +161,17 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
         sizes.as_ref(),
     );
     if a.quiet {
+        let mut out = String::new();
         for r in &all {
-            println!(
-                "{}",
-                if a.no_trunc {
-                    r.id.clone()
-                } else {
-                    r.id.chars().take(12).collect()
-                }
-            );
+            let id: String = if a.no_trunc {
+                r.id.clone()
+            } else {
+                r.id.chars().take(12).collect()
+            };
+            out.push_str(&id);
+            out.push('\n');
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(out);
     }
     let now = human::now();
     let mut rows: Vec<Row> = all
@@ -196,11 +229,7 @@ pub fn run(g: &Context, a: PsArgs) -> Result<ExitCode> {
         DEFAULT.to_string()
     };
     let fmt = format::without_heading(a.format.as_deref(), &default, a.noheading);
-    print!(
-        "{}",
-        format::render_list(fmt.as_deref(), &default, TITLES, &rows)?
-    );
-    Ok(ExitCode::SUCCESS)
+    format::render_list(fmt.as_deref(), &default, TITLES, &rows)
 }
 
 /// The inode number of a running container's namespace of `kind` ("" when it does not run or
@@ -226,12 +255,16 @@ fn sizes(g: &Context, all: &[ContainerRecord]) -> HashMap<String, (u64, u64)> {
         return HashMap::new();
     };
     all.iter()
-        .map(|r| {
-            let rw = super::system::container_size(&store, r);
-            let image = store.lookup_image(&r.image_id).map(|i| i.size).unwrap_or(0);
-            (r.id.clone(), (rw, image + rw))
-        })
+        .map(|r| (r.id.clone(), container_sizes(&store, r)))
         .collect()
+}
+
+/// Bytes of `r`'s writable layer, and of its whole root (that plus its image's layers), as
+/// `ps -s` and `inspect -s` show them.
+pub fn container_sizes(store: &rbox_storage::Store, r: &ContainerRecord) -> (u64, u64) {
+    let rw = super::system::container_size(store, r);
+    let image = store.lookup_image(&r.image_id).map(|i| i.size).unwrap_or(0);
+    (rw, image + rw)
 }
 
 /// `--sort KEY`, as Podman orders: oldest first for `created`, by text for the others.
@@ -390,7 +423,7 @@ fn label_matches(r: &ContainerRecord, v: &str) -> bool {
 
 /// `name=`: a regular expression in Podman; rbox takes its common forms: `^` and `$` anchors
 /// around a plain substring.
-fn name_matches(name: &str, pattern: &str) -> bool {
+pub(crate) fn name_matches(name: &str, pattern: &str) -> bool {
     let (start, p) = match pattern.strip_prefix('^') {
         Some(p) => (true, p),
         None => (false, pattern),

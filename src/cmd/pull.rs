@@ -67,11 +67,10 @@ impl RegistryFlags {
     }
 }
 
-#[derive(Debug, clap::Args)]
-pub struct PullArgs {
-    /// Print only the image id
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
+/// `--platform`, `--arch`, `--os`, `--variant`: the platform to pull from a multi-platform
+/// image, declared once for `pull`, `run` and `create`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PlatformFlags {
     /// Platform to choose from a multi-platform image [default: the host's]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
@@ -84,9 +83,44 @@ pub struct PullArgs {
     /// Architecture variant to choose (e.g. v7)
     #[arg(long, value_name = "VARIANT")]
     pub variant: Option<String>,
+}
+
+impl PlatformFlags {
+    /// The platform asked for, the host's for the parts not given; `None` when no flag is
+    /// (a multi-platform image then gives the host's). `--platform` beside `--arch`, `--os`
+    /// or `--variant` is refused in Podman's words.
+    pub fn chosen(&self) -> Result<Option<Platform>> {
+        let (os, arch, variant) = (
+            self.os.as_deref(),
+            self.arch.as_deref(),
+            self.variant.as_deref(),
+        );
+        if os.is_none() && arch.is_none() && variant.is_none() {
+            return Ok(self.platform.as_deref().map(Platform::parse).transpose()?);
+        }
+        if self.platform.is_some() {
+            bail!("--platform option can not be specified with --arch or --os");
+        }
+        Ok(Some(Platform::from_flags(None, os, arch, variant)?))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// Pull every tag of the repository (as Podman 4.3, the tag or digest given is ignored)
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Print only the image id
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub platform: PlatformFlags,
     /// When to contact the registry: always, missing, never, newer
     #[arg(long, value_name = "POLICY", default_value = "always")]
     pub policy: String,
+    /// Does nothing: a Docker option Podman accepts as a no-op, as rbox does
+    #[arg(long = "disable-content-trust")]
+    pub disable_content_trust: bool,
     #[command(flatten)]
     pub registry: RegistryFlags,
     /// Images to pull: NAME[:TAG], NAME@DIGEST, docker://NAME
@@ -95,17 +129,10 @@ pub struct PullArgs {
 }
 
 pub fn run(g: &Context, a: PullArgs) -> Result<ExitCode> {
-    let platform = Platform::from_flags(
-        a.platform.as_deref(),
-        a.os.as_deref(),
-        a.arch.as_deref(),
-        a.variant.as_deref(),
-    )?;
-    let explicit =
-        a.platform.is_some() || a.os.is_some() || a.arch.is_some() || a.variant.is_some();
+    crate::exit::stop_on_signals()?;
     let policy: PullPolicy = a.policy.parse().map_err(anyhow::Error::msg)?;
     let opts = PullOptions {
-        platform: explicit.then_some(platform),
+        platform: a.platform.chosen()?,
         transport: a.registry.transport()?,
         policy,
         ..Default::default()
@@ -113,8 +140,19 @@ pub fn run(g: &Context, a: PullArgs) -> Result<ExitCode> {
     // Enter the user namespace before any thread exists (the download threads come later).
     let store = runtime::open_store(g)?;
     for image in &a.images {
-        let rec = pull_image(&store, image, &opts, a.quiet)?;
-        println!("{}", rec.id.hex());
+        if a.all_tags {
+            // One pull and one id line per tag, in the registry's order, as Podman prints them.
+            let name = registry_name(image)?;
+            let tags = rbox_registry::list_tags(name, &opts.transport)
+                .with_context(|| format!("list the tags of `{name}`"))?;
+            for tag in tags {
+                let rec = pull_image(&store, &tag.to_string(), &opts, a.quiet)?;
+                println!("{}", rec.id.hex());
+            }
+        } else {
+            let rec = pull_image(&store, image, &opts, a.quiet)?;
+            println!("{}", rec.id.hex());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -126,6 +164,16 @@ pub fn pull_image(
     opts: &PullOptions,
     quiet: bool,
 ) -> Result<ImageRecord> {
+    let name = registry_name(image)?;
+    let display = Display::new(quiet);
+    let res = rbox_registry::pull(store, name, opts, &display);
+    display.finish();
+    res.with_context(|| format!("pull `{name}`"))
+        .map_err(super::common::image_not_known_bare)
+}
+
+/// `image` without its `docker://` transport; the other containers-transports forms refused.
+fn registry_name(image: &str) -> Result<&str> {
     let name = image.strip_prefix("docker://").unwrap_or(image);
     if let Some((transport, _)) = name.split_once(':') {
         if [
@@ -140,11 +188,7 @@ pub fn pull_image(
             bail!("pull `{image}`: only registry images can be pulled; use rbox load for archives");
         }
     }
-    let display = Display::new(quiet);
-    let res = rbox_registry::pull(store, name, opts, &display);
-    display.finish();
-    res.with_context(|| format!("pull `{name}`"))
-        .map_err(super::common::image_not_known_bare)
+    Ok(name)
 }
 
 /// A short digest for progress lines: the first 12 hex digits.

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::targets::{All, Latest, Targets};
+use super::targets::{All, Selection, Targets};
 use crate::cli::complete;
 use crate::context::Context;
+use crate::exit;
 use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -22,13 +23,7 @@ pub struct RestartArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
     #[command(flatten)]
-    pub latest: Latest,
-    /// Read the id of a container to restart from FILE (as `run --cidfile` writes it)
-    #[arg(long, value_name = "FILE")]
-    pub cidfile: Vec<std::path::PathBuf>,
-    /// Restart the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
-    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
-    pub filter: Vec<String>,
+    pub select: Selection,
     /// With --all, only the running containers
     #[arg(long, requires = "all")]
     pub running: bool,
@@ -43,11 +38,8 @@ pub fn run(g: &Context, a: RestartArgs) -> Result<ExitCode> {
         (true, true) => All::Running,
         (true, false) => All::Every,
     };
-    let names =
-        a.latest
-            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
-    let names = super::targets::with_cidfiles(&names, &a.cidfile)?;
-    let targets = Targets::gather(g, all, &names, false)?;
+    let names = a.select.names(g, &a.containers, a.all)?;
+    let targets = Targets::gather(g, all, &names, false)?.all_found(exit::FAILED)?;
     targets.finish(|rec| {
         runtime::restart(
             g,

@@ -43,7 +43,8 @@ pub struct RmArgs {
     /// Ignore containers that do not exist (as -f does)
     #[arg(short = 'i', long)]
     pub ignore: bool,
-    /// Remove the containers that join each one's network first (and theirs, and so on)
+    /// Remove the containers that join each one's network or require it first (and theirs,
+    /// and so on)
     #[arg(long)]
     pub depend: bool,
     /// Read the id of a container to remove from FILE (as `run --cidfile` writes it)
@@ -62,15 +63,15 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
         names = with_dependents(g, &names)?;
     }
     let all = if a.all { All::Every } else { All::No };
-    // -f: a container that does not exist is no error, as Podman has it
+    // -f: a container that does not exist is no error, as Podman has it; else podman-rm(1)
+    // exits 1 for it, having removed nothing
     let mut targets = Targets::gather(
         g,
         all,
         &super::targets::with_cidfiles(&names, &a.cidfile)?,
         a.ignore || a.force,
-    )?;
-    // podman-rm(1): exit 1 when the only failures are containers that do not exist.
-    targets.unknown_exits(exit::NOT_KNOWN);
+    )?
+    .all_found(exit::NOT_KNOWN)?;
     targets.step_codes_exit();
     // Decide and kill outside the namespace; remove the storage inside it.
     targets.keep(|rec| prepare(g, rec, a.force, a.time));
@@ -78,25 +79,44 @@ pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
         return targets.finish(|_| Ok(()));
     }
     let store = runtime::open_store(g)?;
-    targets.finish(|rec| {
-        match store.remove_container_dir(&rec.id) {
-            Ok(()) | Err(rbox_storage::Error::ContainerNotFound(_)) => {}
-            Err(e) => return Err(anyhow!("remove storage of container {}: {e}", rec.name)),
-        }
-        if a.volumes {
-            runtime::volumes::remove_anonymous(g, &store, rec);
-        }
-        Ok(())
-    })
+    // A container is gone once its directory is renamed away (`ps -a` no longer lists it,
+    // its name is free); deleting its files (from 1-2 ms for a fresh container to seconds
+    // for a big upper layer) waits until rbox has returned, in a child left behind.
+    let mut detached = Vec::new();
+    let code = targets.finish(|rec| remove_storage(g, &store, rec, a.volumes, &mut detached));
+    runtime::monitor::delete_later(&store, detached, None);
+    code
 }
 
-/// The containers that join container `id`'s network.
+/// After [`prepare`], inside the user namespace (the store open): rename the container's
+/// storage away into `detached` (for [`runtime::monitor::delete_later`]), and with `volumes`
+/// (`-v`) remove its anonymous volumes.
+pub fn remove_storage(
+    g: &Context,
+    store: &rbox_storage::Store,
+    rec: &ContainerRecord,
+    volumes: bool,
+    detached: &mut Vec<rbox_storage::Detached>,
+) -> Result<()> {
+    match store.detach_container_dir(&rec.id) {
+        Ok(d) => detached.extend(d),
+        Err(rbox_storage::Error::ContainerNotFound(_)) => {}
+        Err(e) => return Err(anyhow!("remove storage of container {}: {e}", rec.name)),
+    }
+    if volumes {
+        runtime::volumes::remove_anonymous(g, store, rec);
+    }
+    Ok(())
+}
+
+/// The containers that join container `id`'s network or `--requires` it.
 fn dependents<'a>(
     all: &'a [ContainerRecord],
     id: &'a str,
 ) -> impl Iterator<Item = &'a ContainerRecord> {
     all.iter().filter(move |d| {
-        d.spec.network == state::NetworkMode::Container && d.spec.network_options == id
+        (d.spec.network == state::NetworkMode::Container && d.spec.network_options == id)
+            || d.spec.opts.requires.iter().any(|r| r == id)
     })
 }
 
@@ -126,8 +146,8 @@ fn with_dependents(g: &Context, names: &[String]) -> Result<Vec<String>> {
 /// Called before entering the user namespace: the record, the name and the live state belong
 /// to the user, and the runtime directory is found by the real uid.
 pub fn prepare(g: &Context, rec: &ContainerRecord, force: bool, time: u64) -> Result<()> {
-    // As Podman: never with containers that join its network (even with -f): they could not
-    // start again, and a running one would keep a namespace nobody can name
+    // As Podman: never with containers that join its network or require it (even with -f):
+    // they could not start again, and a running one would keep a namespace nobody can name
     let all = state::list(g)?;
     let deps: Vec<&str> = dependents(&all, &rec.id).map(|d| d.id.as_str()).collect();
     if !deps.is_empty() {

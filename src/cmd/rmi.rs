@@ -44,6 +44,8 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
     // Podman's exit codes (podman-rmi(1)): 1 when the only failures were unknown images,
     // 2 when an image is in use, else 125.
     let mut errors = Vec::new();
+    // Podman looks every name up before removing: its lookups' errors come first
+    let mut unknown = Vec::new();
     let mut code = exit::NOT_KNOWN;
     if a.all {
         // the additional stores' images are read-only: --all means the user's own
@@ -70,7 +72,7 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
                 if !matches!(e, rbox_storage::Error::ImageNotFound(_)) {
                     code = exit::FAILED;
                 }
-                errors.push(e.to_string());
+                unknown.push(e.to_string());
                 continue;
             }
         };
@@ -105,9 +107,10 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
             errors.push(format!("{e:#}"));
         }
     }
-    match errors.len() {
+    unknown.append(&mut errors);
+    match unknown.len() {
         0 => Ok(ExitCode::SUCCESS),
-        _ => Err(CodedError::new(code, errors.join("; ")).into()),
+        _ => Err(CodedError::list(code, &unknown).into()),
     }
 }
 

@@ -84,6 +84,16 @@ pub struct RunArgs {
     /// image)
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
     pub volume: Vec<String>,
+    /// Give the container a secret (see `rbox secret create`): a read-only file at
+    /// /run/secrets/NAME or TARGET (type=mount, the default; uid, gid and mode set its owner
+    /// and mode, 0444 root's by default), or the variable NAME or TARGET (type=env). The data
+    /// is copied at create: removing the secret later does not change the container
+    #[arg(
+        long = "secret",
+        value_name = "NAME[,type=mount|env][,target=T][,uid=N][,gid=N][,mode=M]",
+        add = crate::cli::complete::secret_candidates()
+    )]
+    pub secret: Vec<String>,
     /// Mount the volumes and bind mounts of CONTAINER, read-only or read-write as there
     /// unless :ro or :rw is given
     #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
@@ -97,7 +107,9 @@ pub struct RunArgs {
     pub tmpfs: Vec<String>,
     /// Attach a filesystem mount: type=bind,source=SRC,target=DST[,ro][,bind-propagation=
     /// private][,bind-nonrecursive], type=volume[,source=NAME],target=DST[,ro][,volume-nocopy]
-    /// [,U], type=tmpfs,target=DST[,tmpfs-size=SIZE][,tmpfs-mode=MODE] or type=devpts,target=DST
+    /// [,U], type=tmpfs,target=DST[,tmpfs-size=SIZE][,tmpfs-mode=MODE], type=devpts,target=DST
+    /// or type=image,source=IMAGE,target=DST[,rw=true] (a local image's files, read-only
+    /// unless rw, the writes then kept with the container)
     #[arg(long = "mount", value_name = "type=TYPE,TYPE-OPTS")]
     pub mount: Vec<String>,
     /// A host device for the container: HOST[:CONTAINER][:PERMISSIONS]; bind-mounted, as a
@@ -127,6 +139,10 @@ pub struct RunArgs {
     /// the network namespace at PATH)
     #[arg(long = "network", alias = "net", value_name = "MODE")]
     pub network: Option<String>,
+    /// Network-scoped alias: refused, as Podman refuses it outside bridge networks, which
+    /// rbox does not make
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
     /// DNS server for the container's /etc/resolv.conf (replaces the host's)
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<String>,
@@ -140,9 +156,10 @@ pub struct RunArgs {
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
     /// Leave the image's /etc/hosts as it is (no container name, host.containers.internal or
-    /// --add-host lines)
-    #[arg(long = "no-hosts")]
-    pub no_hosts: bool,
+    /// --add-host lines; false: write them even where containers.conf says no_hosts)
+    #[arg(long = "no-hosts", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub no_hosts: Option<bool>,
     /// Publish a container's port on the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]; needs
     /// --network=pasta or slirp4netns)
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
@@ -200,9 +217,10 @@ pub struct RunArgs {
     /// the default is podman's default profile); fakeroot[=true|false|auto] (rbox's own: the
     /// seccomp filter makes chown, fchown, lchown, fchownat, the set*id calls, setgroups and
     /// mknod of character and block devices succeed without doing anything, so that package
-    /// managers work where your user has no /etc/subuid range; files keep their real owner and
-    /// no device node is made; auto fakes only on such a single-id map, as rbox build's RUN
-    /// steps do; apt-get needs -o APT::Sandbox::User=root); apparmor=unconfined and
+    /// managers work where your user has no /etc/subuid range, where the root is the FUSE
+    /// overlay and a chown of a file on it is recorded; no device node is made; apt is told to
+    /// download as root through APT_CONFIG; auto fakes only on such a single-id map, as rbox
+    /// build's RUN steps do); apparmor=unconfined and
     /// label=disable are accepted and change nothing (rbox applies no AppArmor or SELinux
     /// profile)
     #[arg(long = "security-opt", value_name = "OPT")]
@@ -251,7 +269,8 @@ pub struct RunArgs {
     #[arg(long = "image-file", value_name = "FILE", value_hint = clap::ValueHint::FilePath,
           conflicts_with = "rootfs")]
     pub image_file: Option<PathBuf>,
-    /// Signal that stops the container (`rbox stop`), instead of the image's or SIGTERM
+    /// Signal that stops the container (`rbox stop`), instead of the image's or SIGTERM: a
+    /// name (TERM, SIGUSR1, RTMIN+3) or a number
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
     /// Seconds `rbox stop` waits for the stop signal to work before SIGKILL (10), when it
@@ -277,6 +296,58 @@ pub struct RunArgs {
     /// Pass the caller's whole environment to the container (under the image's)
     #[arg(long = "env-host")]
     pub env_host: bool,
+    /// Pass the caller's proxy variables (http_proxy, https_proxy, ftp_proxy, no_proxy, in
+    /// either case) to the container, under the image's (false: do not; the default is
+    /// true unless containers.conf says http_proxy = false)
+    #[arg(long = "http-proxy", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub http_proxy: Option<bool>,
+    /// Execution domain of the container's processes (personality(2)): LINUX or LINUX32
+    /// (uname -m then shows a 32-bit machine)
+    #[arg(long = "personality", value_name = "DOMAIN")]
+    pub personality: Option<String>,
+    /// Where the seccomp profile comes from: default (--security-opt's, else rbox's built-in
+    /// one) or image (the image's io.containers.seccomp.profile label)
+    #[arg(long = "seccomp-policy", value_name = "POLICY")]
+    pub seccomp_policy: Option<String>,
+    /// Refused: rbox's --init is built in (rbox's own process stays PID 1 and reaps), it runs
+    /// no init binary
+    #[arg(long = "init-path", value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub init_path: Option<PathBuf>,
+    /// Systemd mode: true (when the command is an init: /sbin/init, /usr/sbin/init,
+    /// /usr/local/sbin/init or any .../systemd), always, or false. In systemd mode the
+    /// container gets tmpfs mounts on /run, /run/lock, /tmp and /var/log/journal,
+    /// container_uuid in its environment and SIGRTMIN+3 as stop signal unless one is given
+    #[arg(long = "systemd", value_name = "true|false|always")]
+    pub systemd: Option<String>,
+    /// What the container and rbox tell the service manager whose $NOTIFY_SOCKET the caller
+    /// has (sd_notify(3)): container (the container gets a socket of its own in
+    /// $NOTIFY_SOCKET, its READY=1 and WATCHDOG=1 are passed on, rbox says MAINPID, the
+    /// default), conmon (rbox says MAINPID and READY=1 once the command runs) or ignore
+    #[arg(long = "sdnotify", value_name = "container|conmon|ignore")]
+    pub sdnotify: Option<String>,
+    /// Containers to start before this one (at each start), by name or id (repeatable, or
+    /// comma-separated)
+    #[arg(long = "requires", value_name = "CONTAINER", value_delimiter = ',')]
+    pub requires: Vec<String>,
+    /// A cgroup v2 file of the container's cgroup and its value (KEY=VALUE, e.g.
+    /// memory.high=1g): written where limits are applied (as root, or a delegated v2 subtree)
+    #[arg(long = "cgroup-conf", value_name = "KEY=VALUE")]
+    pub cgroup_conf: Vec<String>,
+    /// A rule for the container's cgroup device list, TYPE MAJOR:MINOR ACCESS (`c 1:3 rwm`,
+    /// `*` for any number): checked and recorded; rbox gives devices by --device's bind
+    /// mounts, which no rule can widen
+    #[arg(long = "device-cgroup-rule", value_name = "RULE")]
+    pub device_cgroup_rule: Vec<String>,
+    /// A directory inside the container that is a chroot of its own: rbox's /etc/hosts and
+    /// /etc/resolv.conf are mounted in DIR/etc too, made where missing (repeatable, or
+    /// comma-separated)
+    #[arg(long = "chrootdirs", value_name = "DIR", value_delimiter = ',')]
+    pub chrootdirs: Vec<String>,
+    /// Make the container an init container of a pod (always, once): refused, as Podman
+    /// refuses it without --pod; rbox has no pods
+    #[arg(long = "init-ctr", value_name = "TYPE")]
+    pub init_ctr: Option<String>,
     /// Rewrite a variable of the default environment, expanding the defaults in the value:
     /// PATH=/opt/bin:${PATH}
     #[arg(long = "env-merge", value_name = "KEY=VALUE")]
@@ -358,9 +429,34 @@ pub struct RunArgs {
     /// The period --cpu-quota counts in, in microseconds (100000)
     #[arg(long = "cpu-period", value_name = "MICROSECONDS")]
     pub cpu_period: Option<u64>,
+    /// Limit the CPU real-time period in microseconds (cgroup v1)
+    #[arg(long = "cpu-rt-period", value_name = "MICROSECONDS")]
+    pub cpu_rt_period: Option<u64>,
+    /// Limit the CPU real-time runtime in microseconds per period (cgroup v1)
+    #[arg(
+        long = "cpu-rt-runtime",
+        value_name = "MICROSECONDS",
+        allow_negative_numbers = true
+    )]
+    pub cpu_rt_runtime: Option<i64>,
     /// Block IO weight, 10 to 1000 (relative)
     #[arg(long = "blkio-weight", value_name = "WEIGHT")]
     pub blkio_weight: Option<u16>,
+    /// Block IO weight of one device, DEVICE:WEIGHT (10 to 1000)
+    #[arg(long = "blkio-weight-device", value_name = "DEVICE:WEIGHT")]
+    pub blkio_weight_device: Vec<String>,
+    /// Limit the read rate from a device, DEVICE:RATE (bytes per second; kb, mb, gb)
+    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Limit the write rate to a device, DEVICE:RATE (bytes per second; kb, mb, gb)
+    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Limit the read rate from a device, DEVICE:RATE (IO per second)
+    #[arg(long = "device-read-iops", value_name = "DEVICE:RATE")]
+    pub device_read_iops: Vec<String>,
+    /// Limit the write rate to a device, DEVICE:RATE (IO per second)
+    #[arg(long = "device-write-iops", value_name = "DEVICE:RATE")]
+    pub device_write_iops: Vec<String>,
     /// Limit of the container's processes (-1 for unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
@@ -397,21 +493,18 @@ pub struct RunArgs {
     /// Pull policy: missing, always, never, newer
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
-    /// Platform to pull (os/arch[/variant])
-    #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
-    /// Architecture to pull (overrides the host's)
-    #[arg(long, value_name = "ARCH")]
-    pub arch: Option<String>,
-    /// Operating system to pull (overrides the host's)
-    #[arg(long, value_name = "OS")]
-    pub os: Option<String>,
-    /// Architecture variant to pull (e.g. v7)
-    #[arg(long, value_name = "VARIANT")]
-    pub variant: Option<String>,
+    #[command(flatten)]
+    pub platform: super::pull::PlatformFlags,
     /// Require HTTPS and verify certificates when pulling
     #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
+    /// Credentials file for pulling the image [default: $REGISTRY_AUTH_FILE, else
+    /// $XDG_RUNTIME_DIR/containers/auth.json]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub authfile: Option<PathBuf>,
+    /// Does nothing: a Docker option Podman accepts as a no-op, as rbox does
+    #[arg(long = "disable-content-trust")]
+    pub disable_content_trust: bool,
     /// Suppress pull progress output
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -434,6 +527,10 @@ pub struct RunArgs {
 }
 
 pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
+    // create's alone, as in Podman (its text for a flag it does not know)
+    if a.init_ctr.is_some() {
+        anyhow::bail!("unknown flag: --init-ctr");
+    }
     if let Some(key) = a.join.take() {
         return super::join::run(g, a, &key);
     }
@@ -448,16 +545,21 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     let sig_proxy = a.sig_proxy.unwrap_or(true);
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
-    let mut o = with_device_conf(g, a.into(), conf);
+    let mut o = with_conf_rest(g, a.into(), conf);
     o.detach_keys = keys;
     o.sig_proxy = sig_proxy;
     o.hidden_streams = hidden;
     runtime::run(g, o, &puller, true)
 }
 
-/// Where CDI specs, OCI hooks and `--nv`'s driver files are looked for: the command line,
-/// then containers.conf (`c`).
-fn with_device_conf(g: &Context, mut o: RunOptions, c: crate::config::Containers) -> RunOptions {
+/// The rest of containers.conf (`c`): where CDI specs, OCI hooks and `--nv`'s driver files
+/// are looked for (the command line's, else the file's), and its `env`, `volumes`,
+/// `devices` and `default_sysctls`, which go under the command line's (see `runtime::spec`).
+fn with_conf_rest(g: &Context, mut o: RunOptions, c: crate::config::Containers) -> RunOptions {
+    o.flags.extra.conf_env = c.env.unwrap_or_default();
+    o.flags.extra.conf_volumes = c.volumes.unwrap_or_default();
+    o.flags.extra.conf_devices = c.devices.unwrap_or_default();
+    o.flags.extra.conf_sysctls = c.default_sysctls.unwrap_or_default();
     let paths = |v: Option<Vec<String>>| -> Vec<std::path::PathBuf> {
         v.unwrap_or_default().into_iter().map(Into::into).collect()
     };
@@ -501,8 +603,114 @@ fn with_containers_conf(a: &mut RunArgs, c: &mut crate::config::Containers) -> a
             a.log_opt.push(format!("max-size={n}"));
         }
     }
+    if a.http_proxy.is_none() {
+        a.http_proxy = c.http_proxy;
+    }
+    if a.no_hosts.is_none() {
+        a.no_hosts = c.no_hosts;
+    }
+    // Podman checks these when it reads the file, in its words
+    let bad = |why: String| anyhow::anyhow!("validating containers config: {why}");
+    if let Some(tz) = c.tz.take() {
+        let found = tz == "local"
+            || ["/usr/share/zoneinfo", "/etc/zoneinfo"]
+                .iter()
+                .any(|d| std::path::Path::new(d).join(&tz).is_file());
+        if !found {
+            return Err(bad(format!(
+                "find timezone {tz} in paths: /usr/share/zoneinfo, /etc/zoneinfo"
+            )));
+        }
+        a.tz.get_or_insert(tz);
+    }
+    if let Some(m) = c.umask.take() {
+        crate::runtime::spec::parse_umask(&m).map_err(|_| bad(format!("not a valid umask {m}")))?;
+        a.umask.get_or_insert(m);
+    }
+    if let Some(v) = c.shm_size.take() {
+        // decimal units here (70m is 70000000 bytes), binary ones in --shm-size: Podman's
+        let n = decimal_size(&v)
+            .ok_or_else(|| bad(format!("invalid --shm-size {v}, \"invalid size: '{v}'\"")))?;
+        a.shm_size.get_or_insert(n.to_string());
+    }
+    if let Some(mut u) = c.default_ulimits.take() {
+        for l in &u {
+            crate::runtime::spec::ulimit_parts(l)
+                .map_err(|why| bad(format!("unrecognized ulimit {l}: {why}")))?;
+        }
+        // a --ulimit of the same resource, later, wins; `--ulimit host` keeps the caller's
+        // limits, none of the file's
+        if !a.ulimit.iter().any(|l| l == "host") {
+            u.append(&mut a.ulimit);
+            a.ulimit = u;
+        }
+    }
+    if let Some(mut n) = c.annotations.take() {
+        // Podman skips an entry without `=` silently
+        n.retain(|e| e.contains('='));
+        n.append(&mut a.annotation);
+        a.annotation = n;
+    }
+    for (mode, key) in [
+        (&mut a.pid, c.pidns.take()),
+        (&mut a.uts, c.utsns.take()),
+        (&mut a.ipc, c.ipcns.take()),
+        (&mut a.cgroupns, c.cgroupns.take()),
+    ] {
+        if mode.is_none() {
+            *mode = key;
+        }
+    }
+    if a.userns.is_empty() {
+        a.userns = c.userns.take().unwrap_or_default();
+    }
+    if a.network.is_none() {
+        // `private` is the default mode: default_rootless_network_cmd's
+        a.network = c.netns.take().filter(|m| m != "private");
+    }
     if a.network.is_none() {
         a.network = c.network_cmd.take();
+    }
+    if let Some(set) = c.default_capabilities.take() {
+        for n in &set {
+            crate::runtime::caps::parse(n).map_err(|_| {
+                let up = n.to_ascii_uppercase();
+                let full = if up.starts_with("CAP_") {
+                    up
+                } else {
+                    format!("CAP_{up}")
+                };
+                anyhow::anyhow!("{full:?}: unknown capability")
+            })?;
+        }
+        // kept as the adds and drops that turn rbox's default set into the file's, which
+        // the flags' own change further: a --cap-add of a capability the file's set lacks
+        // adds it (drops win over adds), a --cap-drop=all leaves none of the file's, and
+        // --privileged keeps every capability whatever the file says
+        use crate::runtime::caps;
+        let (add, drop) = if a.privileged {
+            Default::default()
+        } else {
+            caps::from_default(&set)
+        };
+        let all = |c: &String| c.eq_ignore_ascii_case("all");
+        let added = |d: &String| a.cap_add.iter().any(|c| all(c) || caps::same(c, d));
+        let drop: Vec<String> = drop.into_iter().filter(|d| !added(d)).collect();
+        a.cap_drop.extend(drop);
+        if !a.cap_drop.iter().any(all) {
+            a.cap_add.splice(0..0, add);
+        }
+    }
+    // Podman leaves the file's limit out rootless on cgroup v1, where no limit applies,
+    // instead of warning at every run as for --pids-limit
+    let limits = crate::runtime::cgroup::host_root() || crate::runtime::cgroup::unified_only();
+    if let Some(n) = c.pids_limit.filter(|n| *n > 0 && limits) {
+        a.pids_limit.get_or_insert(n);
+    }
+    if let Some(p) = c.seccomp_profile.take().filter(|p| !p.is_empty()) {
+        if !a.security_opt.iter().any(|o| o.starts_with("seccomp=")) {
+            a.security_opt.push(format!("seccomp={p}"));
+        }
     }
     if let Some(f) = c.fakeroot.take() {
         let given = |o: &String| {
@@ -513,6 +721,26 @@ fn with_containers_conf(a: &mut RunArgs, c: &mut crate::config::Containers) -> a
         }
     }
     Ok(())
+}
+
+/// A size as containers.conf's `shm_size` takes it (go-units' `FromHumanSize`): a number,
+/// maybe with a fraction, and an optional unit k, m, g, t or p in powers of 1000 (an `i` or
+/// `b` after it changes nothing), in any case.
+fn decimal_size(s: &str) -> Option<u64> {
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let n: f64 = s[..end].parse().ok()?;
+    let unit = s[end..]
+        .strip_prefix(' ')
+        .unwrap_or(&s[end..])
+        .to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let power = ["", "k", "m", "g", "t", "p"]
+        .iter()
+        .position(|u| *u == unit)?;
+    Some((n * 1000f64.powi(power as i32)) as u64)
 }
 
 pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -526,6 +754,10 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     if a.sig_proxy.is_some() {
         anyhow::bail!("unknown flag: --sig-proxy");
     }
+    // Podman's text: an init container belongs to a pod, and rbox has no --pod
+    if a.init_ctr.is_some() {
+        anyhow::bail!("must specify pod value with init-ctr");
+    }
     let mut conf = crate::config::containers()?;
     with_containers_conf(&mut a, &mut conf)?;
     check_preserved_fds(a.preserve_fds)?;
@@ -535,29 +767,17 @@ pub fn create(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     platform_from_parts(&mut a)?;
     replace(g, &a)?;
     let puller = ShowPull { quiet: a.quiet };
-    runtime::run(g, with_device_conf(g, a.into(), conf), &puller, false)
+    runtime::run(g, with_conf_rest(g, a.into(), conf), &puller, false)
 }
 
-/// `--arch`, `--os`, `--variant`: the platform to pull, as `pull` takes them (the host's for
-/// what is not given); not with `--platform` (Podman's text).
+/// `--platform`, `--arch`, `--os`, `--variant` as `pull` takes them, folded into the one
+/// platform `create` records.
 fn platform_from_parts(a: &mut RunArgs) -> anyhow::Result<()> {
-    if a.os.is_none() && a.arch.is_none() && a.variant.is_none() {
-        return Ok(());
-    }
-    if a.platform.is_some() {
-        anyhow::bail!("--platform option can not be specified with --arch or --os");
-    }
-    let p = rbox_registry::Platform::from_flags(
-        None,
-        a.os.as_deref(),
-        a.arch.as_deref(),
-        a.variant.as_deref(),
-    )?;
-    a.platform = Some(p.to_string());
+    a.platform.platform = a.platform.chosen()?.map(|p| p.to_string());
     Ok(())
 }
 
-/// `--pid`, `--ipc`, `--uts`, `--cgroupns`: `private` (and `shareable` for IPC) is rbox's
+/// `--init-path` and `--network-alias` are refused (no init binary, no bridge networks). `--pid`, `--ipc`, `--uts`, `--cgroupns`: `private` (and `shareable` for IPC) is rbox's
 /// default, a namespace of the container's own; `host` (not for IPC) shares rbox's, which is
 /// the host's, as Podman does rootless. Podman's other modes (container:ID, ns:PATH; none for
 /// IPC) are refused, and a mode Podman does not know in its words.
@@ -587,6 +807,18 @@ fn check_namespace_modes(a: &RunArgs) -> anyhow::Result<()> {
         }
         // Podman's text
         anyhow::bail!("unrecognized namespace mode {m} passed");
+    }
+    if let Some(p) = &a.init_path {
+        anyhow::bail!(
+            "--init-path `{}` is not supported: rbox's --init is built in and runs no init binary",
+            p.display()
+        );
+    }
+    if !a.network_alias.is_empty() {
+        // Podman's text: rootless Podman refuses it with slirp4netns, pasta, host and none
+        anyhow::bail!(
+            "--network-alias can only be set when the network mode is bridge: rbox has no bridge networks"
+        );
     }
     if a.uts.as_deref() == Some("host") && a.hostname.is_some() {
         // Podman's text
@@ -692,8 +924,9 @@ impl From<RunArgs> for RunOptions {
             image,
             image_file: a.image_file,
             pull: a.pull,
-            platform: a.platform,
+            platform: a.platform.platform,
             tls_verify: a.tls_verify,
+            authfile: a.authfile,
             rootfs: a.rootfs,
             // set by `run` once checked
             detach_keys: Vec::new(),
@@ -713,6 +946,7 @@ impl From<RunArgs> for RunOptions {
                 tmpfs: a.tmpfs,
                 mount: a.mount,
                 device,
+                secret: a.secret,
                 volumes_from: a.volumes_from,
                 image_volume: a.image_volume,
                 read_only: a.read_only,
@@ -724,7 +958,7 @@ impl From<RunArgs> for RunOptions {
                 dns_search: a.dns_search,
                 dns_option: a.dns_option,
                 add_host: a.add_host,
-                no_hosts: a.no_hosts,
+                no_hosts: a.no_hosts.unwrap_or(false),
                 publish: a.publish,
                 publish_all: a.publish_all,
                 expose: a.expose,
@@ -745,6 +979,20 @@ impl From<RunArgs> for RunOptions {
                     unsetenv: a.unsetenv,
                     unsetenv_all: a.unsetenv_all,
                     env_host: a.env_host,
+                    http_proxy: a.http_proxy.unwrap_or(true),
+                    personality: a.personality,
+                    seccomp_policy: a.seccomp_policy,
+                    systemd: a.systemd,
+                    sdnotify: a.sdnotify,
+                    requires: a.requires,
+                    cgroup_conf: a.cgroup_conf,
+                    device_cgroup_rule: a.device_cgroup_rule,
+                    chrootdirs: a.chrootdirs,
+                    device_read_bps: a.device_read_bps,
+                    device_write_bps: a.device_write_bps,
+                    device_read_iops: a.device_read_iops,
+                    device_write_iops: a.device_write_iops,
+                    blkio_weight_device: a.blkio_weight_device,
                     env_merge: a.env_merge,
                     annotation: a.annotation,
                     group_add: a.group_add,
@@ -767,6 +1015,8 @@ impl From<RunArgs> for RunOptions {
                     cpuset_mems: a.cpuset_mems,
                     cpu_quota: a.cpu_quota,
                     cpu_period: a.cpu_period,
+                    cpu_rt_period: a.cpu_rt_period,
+                    cpu_rt_runtime: a.cpu_rt_runtime,
                     blkio_weight: a.blkio_weight,
                     pids_limit: a.pids_limit,
                     cgroups: a.cgroups,
@@ -780,6 +1030,11 @@ impl From<RunArgs> for RunOptions {
                     hostuser: a.hostuser,
                     no_passwd: !a.passwd,
                     passwd_entry: a.passwd_entry,
+                    // containers.conf's, from `with_conf_rest`
+                    conf_env: Vec::new(),
+                    conf_volumes: Vec::new(),
+                    conf_devices: Vec::new(),
+                    conf_sysctls: Vec::new(),
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,
@@ -801,6 +1056,17 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
+
+    #[test]
+    fn shm_size_of_containers_conf_counts_in_thousands() {
+        assert_eq!(decimal_size("70m"), Some(70_000_000));
+        assert_eq!(decimal_size("65536k"), Some(65_536_000));
+        assert_eq!(decimal_size("1.5G"), Some(1_500_000_000));
+        assert_eq!(decimal_size("2 KiB"), Some(2_000));
+        assert_eq!(decimal_size("4096"), Some(4096));
+        assert_eq!(decimal_size("x"), None);
+        assert_eq!(decimal_size("1q"), None);
+    }
 
     #[test]
     fn run_args_become_plain_options() {

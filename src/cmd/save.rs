@@ -1,7 +1,8 @@
 //! `rbox save` (and `rbox image save`): write images as a docker-archive (what `docker load`
-//! and `podman load` read) or an oci-archive, to `-o FILE` or stdout; or one image as a
-//! single-file squashfs image (`--format squashfs -o FILE`) that `rbox run --image-file`
-//! mounts without unpacking. Reads the store only.
+//! and `podman load` read) or an oci-archive, to `-o FILE` or stdout; as a directory laid out
+//! as Podman's oci-dir (an OCI layout) or docker-dir (the "dir" transport, one image) to
+//! `-o DIR`; or one image as a single-file squashfs image (`--format squashfs -o FILE`) that
+//! `rbox run --image-file` mounts without unpacking. Reads the store only.
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
-use rbox_storage::Format;
+use rbox_storage::{DirFormat, Format, SaveLayers};
 
 use super::common::{read_store, stdout_is_terminal};
 use crate::cli::complete;
@@ -20,11 +21,20 @@ pub struct SaveArgs {
     /// Write to FILE (default: stdout, refused when it is a terminal)
     #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub output: Option<PathBuf>,
-    /// Archive format (squashfs: one image's flattened root and config in one squashfs file,
-    /// for `rbox run --image-file`; needs -o)
+    /// Archive format; oci-dir (an OCI layout) and docker-dir (a v2s2 manifest and its blobs,
+    /// one image) are directories written to -o DIR (squashfs: one image's flattened root and
+    /// config in one squashfs file, for `rbox run --image-file`; needs -o)
     #[arg(long, value_name = "FORMAT", default_value = "docker-archive",
-          value_parser = ["docker-archive", "oci-archive", "squashfs"])]
+          value_parser = ["docker-archive", "oci-archive", "oci-dir", "docker-dir", "squashfs"])]
     pub format: String,
+    /// Write docker-dir layers gzip-compressed (as Podman, only with --format docker-dir,
+    /// whose layers are plain tars otherwise)
+    #[arg(long)]
+    pub compress: bool,
+    /// Write oci-archive and oci-dir layers as plain tars (the other formats' layers already
+    /// are, or follow --compress)
+    #[arg(long)]
+    pub uncompressed: bool,
     /// Print nothing but errors
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -38,8 +48,32 @@ pub struct SaveArgs {
 }
 
 pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
+    if a.compress && a.format != "docker-dir" {
+        bail!("--compress can only be set when --format is 'docker-dir'");
+    }
+    crate::exit::stop_on_signals()?;
     if a.format == "squashfs" {
         return save_squashfs(g, &a);
+    }
+    let layers = if a.compress {
+        SaveLayers::Gzip
+    } else if a.uncompressed {
+        SaveLayers::Uncompressed
+    } else {
+        SaveLayers::AsStored
+    };
+    let dir_format = match a.format.as_str() {
+        "oci-dir" => Some(DirFormat::Oci),
+        "docker-dir" => Some(DirFormat::Docker),
+        _ => None,
+    };
+    if let Some(f) = dir_format {
+        if a.output.is_none() {
+            bail!("--format {} writes a directory: pass -o DIR", a.format);
+        }
+        if f == DirFormat::Docker && a.images.len() > 1 {
+            bail!("unsupported format \"docker-dir\" for saving multiple images (only docker-archive, oci-archive and oci-dir)");
+        }
     }
     let format = match a.format.as_str() {
         "oci-archive" => Format::OciArchive,
@@ -69,15 +103,16 @@ pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
             images[i].names.push(n);
         }
     }
-    match &a.output {
-        None => {
+    match (&a.output, dir_format) {
+        (Some(path), Some(f)) => save_dir(&store, &images, path, f, layers)?,
+        (None, _) => {
             let mut out = BufWriter::new(io::stdout().lock());
             store
-                .save_archive(&images, &mut out, format)
+                .save_archive(&images, &mut out, format, layers)
                 .context("write the archive to stdout")?;
             out.flush().context("write the archive to stdout")?;
         }
-        Some(path) => {
+        (Some(path), None) => {
             // Write next to the target and rename, so a failed save leaves no half archive.
             let name = path
                 .file_name()
@@ -88,7 +123,7 @@ pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
                 let f = fs::File::create(&tmp)
                     .with_context(|| format!("create `{}`", tmp.display()))?;
                 let mut w = BufWriter::new(f);
-                store.save_archive(&images, &mut w, format)?;
+                store.save_archive(&images, &mut w, format, layers)?;
                 let f = w.into_inner().map_err(|e| e.into_error())?;
                 f.sync_all()?;
                 fs::rename(&tmp, path)?;
@@ -101,6 +136,40 @@ pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--format oci-dir|docker-dir`: written into a directory next to `path` and renamed onto it,
+/// so a failed save leaves nothing; `path` may be an empty directory (rename(2) replaces it),
+/// anything else there is refused rather than mixed with.
+fn save_dir(
+    store: &rbox_storage::Store,
+    images: &[rbox_storage::ImageRecord],
+    path: &std::path::Path,
+    format: DirFormat,
+    layers: SaveLayers,
+) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.rbox-save-{}", std::process::id()));
+    fs::create_dir(&tmp).with_context(|| format!("create `{}`", tmp.display()))?;
+    let res = store
+        .save_dir(images, &tmp, format, layers)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            fs::rename(&tmp, path).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) | Some(libc::ENOTDIR) => {
+                    anyhow::anyhow!("it exists and is not an empty directory")
+                }
+                _ => e.into(),
+            })
+        });
+    if let Err(e) = res {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("save to `{}`", path.display())));
+    }
+    Ok(())
 }
 
 /// `--format squashfs`: one image, to `-o FILE`, written under a temporary name next to it and

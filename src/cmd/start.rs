@@ -75,6 +75,10 @@ pub fn run(g: &Context, a: StartArgs) -> Result<ExitCode> {
         sig_proxy: a.sig_proxy.unwrap_or(true),
         hidden: [false; 2],
     };
+    // every name looked up first, as Podman does: an unknown one fails before any start
+    for c in &names {
+        crate::state::lookup(g, c)?;
+    }
     let mut last = ExitCode::SUCCESS;
     for c in &names {
         last = crate::runtime::create::start_with(g, c, attach.then_some(&o))?;

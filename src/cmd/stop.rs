@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::targets::{All, Latest, Targets};
+use super::targets::{All, Selection, Targets};
 use crate::cli::complete;
 use crate::context::Context;
+use crate::exit;
 use crate::runtime;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -23,32 +24,19 @@ pub struct StopArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
     #[command(flatten)]
-    pub latest: Latest,
-    /// Stop the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
-    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = complete::ps_filter_candidates())]
-    pub filter: Vec<String>,
+    pub select: Selection,
     /// Ignore containers that do not exist
     #[arg(short = 'i', long)]
     pub ignore: bool,
-    /// Read the id of a container to stop from FILE (as `run --cidfile` writes it)
-    #[arg(long, value_name = "FILE")]
-    pub cidfile: Vec<std::path::PathBuf>,
     /// Containers to stop (names or ids)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub containers: Vec<String>,
 }
 
 pub fn run(g: &Context, a: StopArgs) -> Result<ExitCode> {
-    let names =
-        a.latest
-            .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;
+    let names = a.select.names(g, &a.containers, a.all)?;
     let all = if a.all { All::Running } else { All::No };
-    let targets = Targets::gather(
-        g,
-        all,
-        &super::targets::with_cidfiles(&names, &a.cidfile)?,
-        a.ignore,
-    )?;
+    let targets = Targets::gather(g, all, &names, a.ignore)?.all_found(exit::FAILED)?;
     // Stopping a stopped container is not an error, as in podman.
     targets.finish(|rec| {
         runtime::stop_container(

@@ -32,8 +32,8 @@ pub struct Targets<T = ContainerRecord> {
     /// The exit codes the steps' failures that carry one ([`CodedError`]) asked for, kept
     /// only for a verb that exits with them (`rm`; see [`Targets::step_codes_exit`]).
     coded: Option<Vec<u8>>,
-    /// The exit code when those are the only errors (`rm`: 1, as Podman's).
-    unknown_code: u8,
+    /// Whether the first lookup error is a name no container has (for [`Targets::all_found`]).
+    first_unknown: bool,
 }
 
 impl Targets {
@@ -122,6 +122,32 @@ impl Latest {
     }
 }
 
+/// How pause, unpause, restart and stop choose containers besides names and `--all`:
+/// `-l/--latest`, `--cidfile` and `-f/--filter`, declared once (rm spells its filter without
+/// `-f`, which is its `--force`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Selection {
+    #[command(flatten)]
+    pub latest: Latest,
+    /// Read the id of a container from FILE (as `run --cidfile` writes it)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
+    /// Act on the containers that pass these filters (KEY=VALUE, as `ps --filter` takes them)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", add = crate::cli::complete::ps_filter_candidates())]
+    pub filter: Vec<String>,
+}
+
+impl Selection {
+    /// [`Latest::names_or_filtered`] of `names` (with `all` for `--all`), then the ids in
+    /// the `--cidfile` files.
+    pub fn names(&self, g: &Context, names: &[String], all: bool) -> Result<Vec<String>> {
+        let chosen =
+            self.latest
+                .names_or_filtered(g, names, all, !self.cidfile.is_empty(), &self.filter)?;
+        with_cidfiles(&chosen, &self.cidfile)
+    }
+}
+
 /// The containers a verb with `--latest` acts on: with it, the id of the container created
 /// last alone; names as well are refused in Podman's words ("--latest and `what` cannot be
 /// used together": containers, or inspect's arguments).
@@ -159,7 +185,7 @@ impl<T> Targets<T> {
             errors: Vec::new(),
             unknown: 0,
             coded: None,
-            unknown_code: exit::FAILED,
+            first_unknown: false,
         };
         for name in names {
             match lookup(name) {
@@ -167,6 +193,7 @@ impl<T> Targets<T> {
                 Err(_) if ignore => {}
                 Err(e) => {
                     if e.is::<state::NoSuchContainer>() {
+                        t.first_unknown |= t.errors.is_empty();
                         t.unknown += 1;
                     }
                     t.errors.push(format!("{e:#}"))
@@ -176,9 +203,15 @@ impl<T> Targets<T> {
         t
     }
 
-    /// Exit with `code` instead of 125 when the only failures are unknown names.
-    pub fn unknown_exits(&mut self, code: u8) {
-        self.unknown_code = code;
+    /// Podman's kill, stop, pause, unpause, restart and rm look every name up before acting on
+    /// any: a name not found fails the whole command with that lookup's error alone, and no
+    /// container is touched (exit `unknown_code` for a name no container has, else 125).
+    pub fn all_found(self, unknown_code: u8) -> Result<Self> {
+        match self.errors.first() {
+            None => Ok(self),
+            Some(e) if self.first_unknown => Err(CodedError::new(unknown_code, e.clone()).into()),
+            Some(e) => Err(anyhow!("{e}")),
+        }
     }
 
     /// Exit with the code a step's failure carries when every failure has one (or is an
@@ -230,7 +263,7 @@ impl<T> Targets<T> {
                 .coded
                 .as_ref()
                 .and_then(|v| v.last().copied())
-                .unwrap_or(self.unknown_code);
+                .unwrap_or(exit::FAILED);
             Err(CodedError::new(code, self.errors.join("; ")).into())
         } else {
             Err(anyhow!(self.errors.join("; ")))

@@ -89,14 +89,14 @@ fn descriptors(args: &[String]) -> std::result::Result<Vec<&str>, String> {
 pub fn run(g: &Context, a: TopArgs) -> Result<ExitCode> {
     // as Podman: with --latest, every argument is a descriptor
     let (rec, args) = match a.container {
-        _ if a.latest.latest => {
-            let rec = state::latest(g)
-                .map_err(|e| anyhow!("unable to look up requested container: {e}"))?;
-            (rec, a.container.into_iter().chain(a.descriptors).collect())
-        }
-        Some(name) => (state::lookup(g, &name)?, a.descriptors),
+        _ if a.latest.latest => (
+            state::latest(g),
+            a.container.into_iter().chain(a.descriptors).collect(),
+        ),
+        Some(name) => (state::lookup(g, &name), a.descriptors),
         None => bail!("you must provide the name or id of a running container"),
     };
+    let rec = rec.map_err(|e| anyhow!("unable to look up requested container: {e:#}"))?;
     let Some((init, _)) = state::live_pids(g, &rec).filter(|_| state::is_running(&rec)) else {
         bail!("top can only be used on running containers");
     };

@@ -498,21 +498,12 @@ fn rm(g: &Context, a: RmArgs) -> Result<ExitCode> {
     } else {
         a.names.clone()
     };
-    let mut last: Option<anyhow::Error> = None;
-    for n in &names {
-        match remove_one(g, &store, n, a.force) {
-            Ok(()) => println!("{n}"),
-            Err(e) => {
-                if let Some(prev) = last.replace(e) {
-                    eprintln!("Error: {prev:#}");
-                }
-            }
-        }
-    }
-    match last {
-        Some(e) => Err(e),
-        None => Ok(ExitCode::SUCCESS),
-    }
+    super::common::each_then_last_error(&names, |n| {
+        remove_one(g, &store, n, a.force)?;
+        println!("{n}");
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {

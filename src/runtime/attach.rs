@@ -263,18 +263,18 @@ pub fn relay(pid: Pid, pty: Option<OwnedFd>, interactive: bool, out: Output) -> 
         }
         if ready[0] {
             if let Ok(Some(info)) = sfd.read_signal() {
-                let sig = Signal::try_from(info.ssi_signo as i32).ok();
-                match sig {
-                    Some(Signal::SIGCHLD) => {}
-                    Some(Signal::SIGWINCH) => {
+                let sig = info.ssi_signo as i32;
+                match Signal::try_from(sig) {
+                    Ok(Signal::SIGCHLD) => {}
+                    Ok(Signal::SIGWINCH) => {
                         if let Some(m) = &pty {
                             terminal::copy_caller_winsize(m);
                         }
                     }
-                    Some(s) => {
-                        let _ = nix::sys::signal::kill(pid, s);
+                    // real-time ones too, which `Signal` does not name
+                    _ => {
+                        let _ = sys::kill(pid.as_raw(), sig);
                     }
-                    None => {}
                 }
             }
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {

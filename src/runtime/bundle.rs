@@ -407,18 +407,17 @@ impl Runtime {
     }
 
     /// `kill`: signal the init (`all`: every process in its pid namespace).
-    pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
+    pub fn kill(&self, id: &str, sig: libc::c_int, all: bool) -> Result<()> {
         let st = self.state(id)?;
         if st.status == "stopped" {
             bail!("container `{id}` is not running");
         }
         if all {
             for p in ns_pids(st.pid) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+                let _ = super::sys::kill(p, sig);
             }
         }
-        nix::sys::signal::kill(Pid::from_raw(st.pid), sig)
-            .with_context(|| format!("signal container `{id}`"))
+        super::sys::kill(st.pid, sig).with_context(|| format!("signal container `{id}`"))
     }
 
     /// `pause` (`resume`): stop (continue) every process of a running (paused) container,
@@ -857,6 +856,7 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         become_root: ns.user_maps.is_some(),
         user_maps: ns.user_maps,
         fuse_socket: None,
+        fakeroot_chown: false,
         nested_maps: None,
     })
 }
@@ -1045,7 +1045,6 @@ fn unsupported(spec: &OciSpec) -> Result<()> {
         ("process", "scheduler"),
         ("process", "execCPUAffinity"),
         ("linux", "mountLabel"),
-        ("linux", "personality"),
         ("linux", "intelRdt"),
         ("linux", "timeOffsets"),
     ];
@@ -1189,9 +1188,11 @@ fn wait_forwarding(pid: Pid) -> u8 {
             Ok(st) => return exit::from_wait(st),
             Err(_) => return exit::FAILED,
         }
-        let Ok(sig) = set.wait() else { continue };
-        if sig != Signal::SIGCHLD && sig != Signal::SIGWINCH {
-            let _ = nix::sys::signal::kill(pid, sig);
+        let Ok(sig) = super::sys::sigwait(&set) else {
+            continue;
+        };
+        if sig != libc::SIGCHLD && sig != libc::SIGWINCH {
+            let _ = super::sys::kill(pid.as_raw(), sig);
         }
     }
 }

@@ -76,12 +76,44 @@ pub fn parse(name: &str) -> Result<Option<u32>> {
     }
 }
 
-/// The highest capability the running kernel knows.
+/// Whether two names (any spelling [`parse`] takes) are the same capability.
+pub fn same(a: &str, b: &str) -> bool {
+    matches!((parse(a), parse(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// The adds and drops that turn [`DEFAULT`] into `set` (containers.conf's
+/// `default_capabilities`, names [`parse`] takes), as `CAP_` names.
+pub fn from_default(set: &[String]) -> (Vec<String>, Vec<String>) {
+    let add = set
+        .iter()
+        .filter(|n| !DEFAULT.iter().any(|d| same(d, n)))
+        .cloned()
+        .collect();
+    let drop = DEFAULT
+        .iter()
+        .filter(|d| !set.iter().any(|n| same(d, n)))
+        .map(|d| format!("CAP_{d}"))
+        .collect();
+    (add, drop)
+}
+
+/// The highest capability the running kernel knows. A constant of the kernel, read once
+/// per process: a run asks at create, at start and in the container's init, which inherits
+/// the parent's answer (an atomic, safe to read after the clone; 0 means not read yet).
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static LAST_PLUS_ONE: AtomicU32 = AtomicU32::new(0);
+    match LAST_PLUS_ONE.load(Ordering::Relaxed) {
+        0 => {
+            let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(40);
+            LAST_PLUS_ONE.store(last + 1, Ordering::Relaxed);
+            last
+        }
+        n => n - 1,
+    }
 }
 
 fn mask_all(last: u32) -> u64 {
@@ -142,6 +174,18 @@ pub fn names(mask: u64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_set_from_containers_conf() {
+        let set = ["chown".to_string(), "CAP_NET_RAW".to_string()];
+        let (add, drop) = from_default(&set);
+        assert_eq!(add, ["CAP_NET_RAW"]);
+        assert_eq!(drop.len(), DEFAULT.len() - 1);
+        assert!(!drop.contains(&"CAP_CHOWN".to_string()));
+        let kept = kept(&add, &drop, false, 40).unwrap();
+        assert_eq!(kept, 1 << 0 | 1 << 13);
+        assert!(same("net_raw", "CAP_NET_RAW") && !same("net_raw", "chown"));
+    }
 
     #[test]
     fn parse_forms() {

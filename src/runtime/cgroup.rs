@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use oci_spec::runtime::LinuxResources;
 
-use crate::state::Resources;
+use crate::state::{DeviceLimitKind, Resources};
 
 /// The controllers the limits in `r` need.
 pub fn needed(r: &Resources) -> Vec<&'static str> {
@@ -40,11 +40,16 @@ pub fn needed(r: &Resources) -> Vec<&'static str> {
     if r.cpuset_cpus.is_some() || r.cpuset_mems.is_some() {
         v.push("cpuset");
     }
-    if r.blkio_weight.is_some() {
+    if r.blkio_weight.is_some() || !r.device_limits.is_empty() {
         v.push("io");
     }
     if r.pids_limit.is_some() {
         v.push("pids");
+    }
+    for k in r.cgroup_conf.keys() {
+        if let Some(c) = v2_controller_of(k).filter(|c| !v.contains(c)) {
+            v.push(c);
+        }
     }
     v
 }
@@ -113,6 +118,21 @@ pub fn limits(r: &Resources) -> Vec<(&'static str, String)> {
     if let Some(w) = r.blkio_weight {
         v.push(("io.bfq.weight", w.to_string()));
     }
+    for d in &r.device_limits {
+        let dev = format!("{}:{}", d.major, d.minor);
+        v.push(match d.kind {
+            DeviceLimitKind::Weight => ("io.bfq.weight", format!("{dev} {}", d.value)),
+            k => {
+                let key = match k {
+                    DeviceLimitKind::ReadBps => "rbps",
+                    DeviceLimitKind::WriteBps => "wbps",
+                    DeviceLimitKind::ReadIops => "riops",
+                    _ => "wiops",
+                };
+                ("io.max", format!("{dev} {key}={}", d.value))
+            }
+        });
+    }
     if let Some(p) = r.pids_limit {
         v.push((
             "pids.max",
@@ -130,7 +150,9 @@ pub fn apply(dir: &Path, id: &str, r: &Resources, pid: i32) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("create cgroup `{}`", cg.display())),
     }
-    for (file, value) in limits(r) {
+    // `--cgroup-conf`'s files after the flags' own, as the OCI runtimes write `unified`
+    let conf = r.cgroup_conf.iter().map(|(k, v)| (k.as_str(), v.clone()));
+    for (file, value) in limits(r).into_iter().chain(conf) {
         let p = cg.join(file);
         std::fs::write(&p, &value)
             .with_context(|| format!("write `{value}` to `{}`", p.display()))?;
@@ -498,12 +520,28 @@ pub fn v2_plan(r: &LinuxResources) -> Vec<Write> {
     for h in r.hugepage_limits().iter().flatten() {
         v.push(w("", format!("hugetlb.{}.max", h.page_size()), h.limit()));
     }
+    // `unified` (`--cgroup-conf`): files named as they are, after the converted values
+    let mut unified: Vec<_> = r.unified().iter().flatten().collect();
+    unified.sort();
+    for (k, x) in unified {
+        v.push(w("", k.as_str(), x));
+    }
     v
 }
 
 /// The controller a v2 file belongs to (`memory.max`: `memory`).
 fn v2_controller(file: &str) -> &str {
     file.split('.').next().unwrap_or(file)
+}
+
+/// The controller a v2 file belongs to (`memory.max`: `memory`), when it is one of the
+/// controllers a delegated subtree must enable (not for `cgroup.*` files, which every cgroup
+/// has).
+fn v2_controller_of(file: &str) -> Option<&'static str> {
+    let prefix = file.split('.').next().unwrap_or(file);
+    ["memory", "cpu", "cpuset", "pids", "io", "hugetlb"]
+        .into_iter()
+        .find(|c| *c == prefix)
 }
 
 /// `rbox run`'s resource flags as the OCI spec's resources.
@@ -528,8 +566,12 @@ pub fn to_oci(r: &crate::state::Resources) -> LinuxResources {
         || r.cpuset_mems.is_some()
         || r.cpu_quota.is_some()
         || r.cpu_period.is_some()
+        || r.cpu_rt_period.is_some()
+        || r.cpu_rt_runtime.is_some()
     {
         let mut c = LinuxCpu::default();
+        c.set_realtime_period(r.cpu_rt_period);
+        c.set_realtime_runtime(r.cpu_rt_runtime);
         c.set_shares(r.cpu_shares);
         if let Some(n) = r.nano_cpus {
             c.set_period(Some(100_000));
@@ -542,15 +584,54 @@ pub fn to_oci(r: &crate::state::Resources) -> LinuxResources {
         c.set_mems(r.cpuset_mems.clone());
         out.set_cpu(Some(c));
     }
-    if let Some(w) = r.blkio_weight {
+    if r.blkio_weight.is_some() || !r.device_limits.is_empty() {
+        use oci_spec::runtime::{LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder};
+        // (the builders cannot fail: every field has a default)
         let mut b = oci_spec::runtime::LinuxBlockIo::default();
-        b.set_weight(Some(w));
+        b.set_weight(r.blkio_weight);
+        let throttle = |kind: DeviceLimitKind| {
+            let v: Vec<_> = r
+                .device_limits
+                .iter()
+                .filter(|d| d.kind == kind)
+                .filter_map(|d| {
+                    LinuxThrottleDeviceBuilder::default()
+                        .major(d.major as i64)
+                        .minor(d.minor as i64)
+                        .rate(d.value)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            (!v.is_empty()).then_some(v)
+        };
+        b.set_throttle_read_bps_device(throttle(DeviceLimitKind::ReadBps));
+        b.set_throttle_write_bps_device(throttle(DeviceLimitKind::WriteBps));
+        b.set_throttle_read_iops_device(throttle(DeviceLimitKind::ReadIops));
+        b.set_throttle_write_iops_device(throttle(DeviceLimitKind::WriteIops));
+        let weights: Vec<_> = r
+            .device_limits
+            .iter()
+            .filter(|d| d.kind == DeviceLimitKind::Weight)
+            .filter_map(|d| {
+                LinuxWeightDeviceBuilder::default()
+                    .major(d.major as i64)
+                    .minor(d.minor as i64)
+                    .weight(d.value as u16)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        b.set_weight_device((!weights.is_empty()).then_some(weights));
         out.set_block_io(Some(b));
     }
     if let Some(p) = r.pids_limit {
         let mut l = LinuxPids::default();
         l.set_limit(p);
         out.set_pids(Some(l));
+    }
+    if !r.cgroup_conf.is_empty() {
+        out.set_unified(Some(r.cgroup_conf.clone().into_iter().collect()));
     }
     out
 }
@@ -562,10 +643,15 @@ pub fn host_root() -> bool {
     nix::unistd::geteuid().is_root() && super::userns::host_uid() == 0
 }
 
+/// Whether the host has the cgroup v2 hierarchy alone (no v1 or hybrid hierarchies).
+pub fn unified_only() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
 /// The one warning of a rootless container whose limits go unapplied: Podman's text on a
 /// cgroup v1 (or hybrid) host, where nothing can be delegated; on v2, what is missing.
 pub fn rootless_warning() -> &'static str {
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if unified_only() {
         "resource limits are recorded but not applied: no cgroup v2 subtree with these controllers is delegated to you"
     } else {
         "Resource limits are not supported and ignored on cgroups V1 rootless systems"
@@ -580,21 +666,14 @@ pub fn asks_limits(r: &LinuxResources) -> bool {
         || r.block_io().is_some()
         || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
         || r.network().is_some()
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
 }
 
 /// The controllers a v2 plan needs.
 pub fn v2_needed(r: &LinuxResources) -> Vec<&'static str> {
     let mut v: Vec<&'static str> = Vec::new();
     for wr in v2_plan(r) {
-        let c = match v2_controller(&wr.file) {
-            "memory" => "memory",
-            "cpu" => "cpu",
-            "cpuset" => "cpuset",
-            "pids" => "pids",
-            "io" => "io",
-            _ => "hugetlb",
-        };
-        if !v.contains(&c) {
+        if let Some(c) = v2_controller_of(&wr.file).filter(|c| !v.contains(c)) {
             v.push(c);
         }
     }
@@ -717,7 +796,12 @@ impl Placement {
         };
         let dir = dir_in(h, path);
         let plan = v2_plan(r);
-        let mut wanted: Vec<&str> = plan.iter().map(|wr| v2_controller(&wr.file)).collect();
+        // (`cgroup.*` files, which `--cgroup-conf` may name, are every cgroup's own)
+        let mut wanted: Vec<&str> = plan
+            .iter()
+            .map(|wr| v2_controller(&wr.file))
+            .filter(|c| *c != "cgroup")
+            .collect();
         wanted.dedup();
         self.make(&h.mount, &dir, false)?;
         // each ancestor enables the controllers for its children, from the top down
@@ -1153,5 +1237,67 @@ mod tests {
             ]
         );
         assert_eq!(needed(&r), ["memory", "cpu", "pids"]);
+    }
+
+    #[test]
+    fn cgroup_conf_files_after_the_flags() {
+        let r = Resources {
+            pids_limit: Some(100),
+            cgroup_conf: [("memory.high", "1000"), ("cgroup.max.depth", "2")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            ..Default::default()
+        };
+        // the controllers a delegated subtree must enable: not for cgroup.* files
+        assert_eq!(needed(&r), ["pids", "memory"]);
+        let plan: Vec<String> = v2_plan(&to_oci(&r))
+            .iter()
+            .map(|w| format!("{} {}", w.file, w.value))
+            .collect();
+        assert_eq!(
+            plan,
+            ["pids.max 100", "cgroup.max.depth 2", "memory.high 1000"]
+        );
+        assert_eq!(v2_needed(&to_oci(&r)), ["pids", "memory"]);
+    }
+
+    #[test]
+    fn device_limits_as_v1_and_v2_files() {
+        use crate::state::{DeviceLimit, DeviceLimitKind as K};
+        let d = |kind, value| DeviceLimit {
+            kind,
+            major: 7,
+            minor: 1,
+            value,
+        };
+        let r = Resources {
+            device_limits: vec![
+                d(K::ReadBps, 1 << 20),
+                d(K::WriteIops, 200),
+                d(K::Weight, 300),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            limits(&r),
+            [
+                ("io.max", "7:1 rbps=1048576".to_string()),
+                ("io.max", "7:1 wiops=200".to_string()),
+                ("io.bfq.weight", "7:1 300".to_string()),
+            ]
+        );
+        assert_eq!(needed(&r), ["io"]);
+        let got: Vec<String> = v1_plan(&to_oci(&r))
+            .into_iter()
+            .map(|w| format!("{}={}", w.file, w.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "blkio.weight_device=7:1 300",
+                "blkio.throttle.read_bps_device=7:1 1048576",
+                "blkio.throttle.write_iops_device=7:1 200",
+            ]
+        );
     }
 }

@@ -81,7 +81,8 @@ fn fuse_root(l: &Launch) -> Option<FuseRoot<'_>> {
     })
 }
 
-/// Signals rbox forwards to the container (and so blocks while it waits).
+/// Signals rbox forwards to the container (and so blocks while it waits), the real-time ones
+/// included.
 pub fn forwarded() -> SigSet {
     let mut s = SigSet::empty();
     for sig in [
@@ -98,7 +99,7 @@ pub fn forwarded() -> SigSet {
     ] {
         s.add(sig);
     }
-    s
+    super::sys::with_realtime(s)
 }
 
 /// Clone the container's init and configure its namespaces (sync point 1); it then sets
@@ -227,6 +228,8 @@ pub fn create_with_early(
     }
     if let (Some((ours_fuse, theirs_fuse)), Some((root, shift))) = (fuse, fuse_root(l)) {
         drop(theirs_fuse);
+        // the server forked here inherits it
+        rbox_storage::mount::fuse::supervisor::fake_unrecorded_chowns(l.fakeroot_chown);
         let p = rbox_storage::mount::fuse::spawn(
             pid.as_raw(),
             ours_fuse,

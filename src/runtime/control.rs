@@ -13,12 +13,7 @@ use crate::state::{self, ContainerRecord, Status};
 /// container with it (its init has PDEATHSIG set, and a pid namespace dies with its init); the
 /// exit status 137 is then recorded here (or a `--rm` container removed), since the monitor
 /// cannot.
-pub fn signal_container(
-    g: &Context,
-    rec: &ContainerRecord,
-    sig: nix::sys::signal::Signal,
-) -> Result<()> {
-    use nix::sys::signal::{kill, Signal};
+pub fn signal_container(g: &Context, rec: &ContainerRecord, sig: libc::c_int) -> Result<()> {
     let Some((pid, monitor)) = state::live_pids(g, rec) else {
         // Podman's words, which scripts match on ("container state improper")
         let status = match rec.state.status {
@@ -36,13 +31,14 @@ pub fn signal_container(
     let monitor_fd = (monitor > 0)
         .then(|| sys::pidfd_open(monitor).ok())
         .flatten();
-    match kill(nix::unistd::Pid::from_raw(target), sig) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+    match sys::kill(target, sig) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
         Err(e) => bail!("signal container {}: {e}", rec.name),
     }
-    if sig == Signal::SIGKILL {
+    if sig == libc::SIGKILL {
         // the init too, where we may (it runs as the caller's own id unless -u was given)
-        let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = sys::kill(pid, libc::SIGKILL);
         if !wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10)) {
             bail!(
                 "container {} did not stop: its init (pid {pid}) still runs",
@@ -66,14 +62,7 @@ pub fn signal_container(
         if let Ok(mut cur) = state::load(g, &rec.id) {
             if cur.state.status == Status::Running {
                 let store = super::open_store(g)?;
-                super::monitor::finish(
-                    g,
-                    &store,
-                    &mut cur,
-                    128 + Signal::SIGKILL as i32,
-                    "",
-                    None,
-                )?;
+                super::monitor::finish(g, &store, &mut cur, 128 + libc::SIGKILL, "", None)?;
             }
         }
     }
@@ -98,14 +87,25 @@ pub fn stop_container(
     state::request(g, rec, state::Request::Stop)?;
     let pidfd = send_stop_signal(g, rec, pid)?;
     if !wait_gone(pid, pidfd.as_ref(), timeout) {
-        match signal_container(g, rec, nix::sys::signal::Signal::SIGKILL) {
-            Ok(()) => {}
-            // the stop signal did it after all, between the timeout and the SIGKILL (with
-            // `rm -f`'s timeout of 0 that is the common case)
-            Err(_) if state::live_pids(g, rec).is_none() => {}
-            Err(e) => return Err(e),
+        // The init itself where we may (it runs as the caller's own id unless -u named
+        // another): its monitor lives on to record the exit and end the network as after any
+        // exit, and to leave the unmounting of the container's tree to a child, which a
+        // SIGKILLed monitor could not (its own exit would unmount, and is waited for below).
+        let direct = monitor > 0
+            && pidfd.as_ref().is_some_and(|fd| {
+                sys::pidfd_send_signal(fd, libc::SIGKILL).is_ok()
+                    && wait_gone(pid, Some(fd), std::time::Duration::from_secs(10))
+            });
+        if !direct {
+            match signal_container(g, rec, libc::SIGKILL) {
+                Ok(()) => {}
+                // the stop signal did it after all, between the timeout and the SIGKILL (with
+                // `rm -f`'s timeout of 0 that is the common case)
+                Err(_) if state::live_pids(g, rec).is_none() => {}
+                Err(e) => return Err(e),
+            }
+            wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10));
         }
-        wait_gone(pid, pidfd.as_ref(), std::time::Duration::from_secs(10));
     }
     // and its monitor, which records the exit and lets the published ports go: a start right
     // after (`rbox restart`) finds them free and the record final
@@ -176,7 +176,7 @@ fn send_stop_signal(
         .stop_signal
         .as_deref()
         .and_then(parse_signal)
-        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+        .unwrap_or(libc::SIGTERM);
     let pidfd = sys::pidfd_open(pid).ok();
     signal_container(g, rec, sig)?;
     // a paused container's processes take the signal once they run again
@@ -285,18 +285,33 @@ fn wait_gone(pid: i32, pidfd: Option<&std::os::fd::OwnedFd>, timeout: std::time:
     matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)), Ok(n) if n > 0)
 }
 
-/// A signal from "TERM", "SIGTERM" or "15".
-pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).ok();
+/// A signal's number from "TERM", "SIGTERM", "15", or a real-time one as Podman names them:
+/// "RTMIN", "RTMIN+3", "RTMAX-2", "RTMAX" (with or without SIG), or its number up to 64.
+pub fn parse_signal(s: &str) -> Option<libc::c_int> {
+    let rt = sys::realtime_signals();
+    if let Ok(n) = s.parse::<libc::c_int>() {
+        return (nix::sys::signal::Signal::try_from(n).is_ok() || rt.contains(&n)).then_some(n);
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    // "", or the sign and a number
+    let offset = |t: &str, sign: char| -> Option<libc::c_int> {
+        if t.is_empty() {
+            return Some(0);
+        }
+        t.strip_prefix(sign)?.parse().ok()
     };
-    name.parse().ok()
+    let n = if let Some(t) = name.strip_prefix("RTMIN") {
+        rt.start() + offset(t, '+')?
+    } else if let Some(t) = name.strip_prefix("RTMAX") {
+        rt.end() - offset(t, '-')?
+    } else {
+        return format!("SIG{name}")
+            .parse::<nix::sys::signal::Signal>()
+            .ok()
+            .map(|s| s as libc::c_int);
+    };
+    rt.contains(&n).then_some(n)
 }
 
 /// Whether `rec`'s network helper itself holds its published ports.
@@ -455,6 +470,26 @@ fn in_userns(g: &Context, f: impl FnOnce() -> Result<()>) -> Result<()> {
                 bail!("signal the processes of the container: the helper failed ({status:?})");
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_signal;
+
+    #[test]
+    fn signals_by_name_number_and_realtime_name() {
+        let rtmin = libc::SIGRTMIN();
+        assert_eq!(parse_signal("TERM"), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("sigusr1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("9"), Some(libc::SIGKILL));
+        assert_eq!(parse_signal("RTMIN+3"), Some(rtmin + 3));
+        assert_eq!(parse_signal("SIGRTMIN"), Some(rtmin));
+        assert_eq!(parse_signal("rtmax-1"), Some(libc::SIGRTMAX() - 1));
+        assert_eq!(parse_signal("37"), Some(37));
+        for bad in ["RTMIN+99", "RTMIN3", "RTMAX+1", "65", "0", "NOPE"] {
+            assert_eq!(parse_signal(bad), None, "{bad}");
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub platform: Option<String>,
     /// `--tls-verify`
     pub tls_verify: Option<bool>,
+    /// `--authfile`: the credentials for a pull
+    pub authfile: Option<std::path::PathBuf>,
     /// `--rootfs`: `image` is a host directory to use as the root
     pub rootfs: bool,
     /// `--image-file`: a squashfs image file to use as the root, mounted without unpacking
@@ -82,6 +84,7 @@ fn resolve_image(store: &Store, a: &RunOptions, puller: &dyn Puller) -> Result<I
         platform,
         transport: rbox_registry::TransportOptions {
             tls_verify: a.tls_verify,
+            authfile: a.authfile.clone(),
             ..Default::default()
         },
         policy,
@@ -100,15 +103,7 @@ fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
         None => Driver::Overlay,
     };
     Ok(match wanted {
-        Driver::Overlay if !probe::overlay_works(store) => {
-            match rbox_storage::mount::fuse::available() {
-                Ok(()) => Driver::FuseOverlay,
-                Err(why) => {
-                    tracing::debug!("fuse-overlay not usable: {why}");
-                    Driver::Copy
-                }
-            }
-        }
+        Driver::Overlay if !probe::overlay_works(store) => fuse_or(Driver::Copy),
         Driver::FuseOverlay => {
             if let Err(why) = rbox_storage::mount::fuse::available() {
                 bail!("use storage driver fuse-overlay: {why}");
@@ -117,6 +112,69 @@ fn choose_driver(g: &Context, store: &Store) -> Result<Driver> {
         }
         d => d,
     })
+}
+
+/// `--mount type=image,source=IMAGE`: each image looked up (Podman's text when it is not
+/// there: it is not pulled), recorded as the container's (`rmi` refuses it meanwhile, where
+/// Podman 4.3 removes it and breaks the container), and its mount given the image's layer
+/// directories, and an upper and work directory in the container's directory when `rw` (see
+/// `spec::image_mount_layers`); the source stays the name given, as inspect shows it.
+fn image_mounts(
+    store: &Store,
+    id: &str,
+    dir: &Path,
+    mounts: &mut [state::MountSpec],
+) -> Result<()> {
+    use super::spec::{IMAGE_LOWER, IMAGE_UPPER, IMAGE_WORK};
+    for (i, m) in mounts
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, m)| m.kind == state::MountKind::Image)
+    {
+        // Podman's text ("NAME: image not known" is the store's error)
+        let rec = store.lookup_image(&m.source).map_err(|e| {
+            anyhow::anyhow!(
+                "creating image volume {:?}:{:?}: {e}",
+                m.source,
+                m.destination
+            )
+        })?;
+        let layers = store.mount_image(id, &rec.id)?;
+        if layers.is_empty() {
+            bail!(
+                "creating image volume {:?}:{:?}: the image has no layers",
+                m.source,
+                m.destination
+            );
+        }
+        let rw = m.options.iter().any(|o| o == "rw");
+        m.options = layers
+            .iter()
+            .map(|l| format!("{IMAGE_LOWER}{}", l.display()))
+            .collect();
+        if rw {
+            let d = dir.join("image-mounts").join(i.to_string());
+            let (upper, work) = (d.join("upper"), d.join("work"));
+            for p in [&upper, &work] {
+                std::fs::create_dir_all(p).with_context(|| format!("create `{}`", p.display()))?;
+            }
+            m.options.push("rw".into());
+            m.options.push(format!("{IMAGE_UPPER}{}", upper.display()));
+            m.options.push(format!("{IMAGE_WORK}{}", work.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The FUSE overlay where /dev/fuse can be used, else `otherwise`.
+fn fuse_or(otherwise: Driver) -> Driver {
+    match rbox_storage::mount::fuse::available() {
+        Ok(()) => Driver::FuseOverlay,
+        Err(why) => {
+            tracing::debug!("fuse-overlay not usable: {why}");
+            otherwise
+        }
+    }
 }
 
 /// Kernel overlay copies a lower file up with its owner, and a file whose owner has no id in
@@ -141,13 +199,7 @@ fn driver_for_foreign_lowers(driver: Driver, image: &ImageRecord) -> Driver {
     if !id_mapped(overflow) {
         return Driver::Copy;
     }
-    match rbox_storage::mount::fuse::available() {
-        Ok(()) => Driver::FuseOverlay,
-        Err(why) => {
-            tracing::debug!("fuse-overlay not usable: {why}");
-            Driver::Copy
-        }
-    }
+    fuse_or(Driver::Copy)
 }
 
 /// Whether a single-id map gets the FUSE overlay by itself for an image with folded owners
@@ -174,13 +226,23 @@ fn driver_for_folded_owners(driver: Driver, store: &Store, image: &ImageRecord) 
     {
         return driver;
     }
-    match rbox_storage::mount::fuse::available() {
-        Ok(()) => Driver::FuseOverlay,
-        Err(why) => {
-            tracing::debug!("fuse-overlay not usable: {why}");
-            driver
-        }
+    fuse_or(driver)
+}
+
+/// `--security-opt fakeroot` (and `rbox build`'s RUN steps) under a single-id map: on the
+/// FUSE overlay the owner supervisor records a chown as the owner the file shows, a commit
+/// or a build layer keeps it (on kernel overlay it can only be faked, and the file keeps the
+/// caller's id), so such a container gets that driver where kernel overlay would be the
+/// default.
+fn driver_for_fakeroot(driver: Driver, spec: &state::Spec) -> Driver {
+    if driver != Driver::Overlay
+        || !cfg!(target_arch = "x86_64")
+        || !rbox_storage::mount::fuse::supervisor::single_id()
+        || !spec.opts.fakeroot.applies(true)
+    {
+        return driver;
     }
+    fuse_or(driver)
 }
 
 /// Whether keep-id's `-u` names an id the container has: without a subordinate range
@@ -226,13 +288,7 @@ fn driver_for_keep_id(driver: Driver, spec: &state::Spec) -> Driver {
     {
         return driver;
     }
-    match rbox_storage::mount::fuse::available() {
-        Ok(()) => Driver::FuseOverlay,
-        Err(why) => {
-            tracing::debug!("fuse-overlay not usable: {why}");
-            driver
-        }
-    }
+    fuse_or(driver)
 }
 
 /// `--userns=auto`: the range the container gets (see [`super::userns_auto`]), recorded as
@@ -261,10 +317,21 @@ fn allocate_auto(
                         .iter()
                         .map(|l| store.layer_path(&l.diff_id))
                         .collect();
-                    auto::image_needs(&lowers, user, true)
+                    // as recorded at unpack; a walk for layers without the record
+                    let owner = i
+                        .layers
+                        .iter()
+                        .zip(&lowers)
+                        .filter_map(|(l, p)| {
+                            store
+                                .layer_highest_owner(&l.diff_id)
+                                .or_else(|| auto::highest_owner(p))
+                        })
+                        .max();
+                    auto::image_needs(&lowers, user, owner)
                 }
                 // not the host's owners (`--rootfs /` would walk the whole host): its passwd
-                Source::Host(d) => auto::image_needs(std::slice::from_ref(d), user, false),
+                Source::Host(d) => auto::image_needs(std::slice::from_ref(d), user, None),
                 Source::File { .. } => auto::Needs::default(),
             };
             needs.size(min, max)
@@ -284,9 +351,7 @@ fn owner_is(dir: &Path, uid: u32) -> bool {
 
 /// Whether `uid` is mapped in this process's user namespace (`/proc/self/uid_map`).
 fn id_mapped(uid: u32) -> bool {
-    let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") else {
-        return false;
-    };
+    let (map, _) = rbox_storage::own_id_maps();
     map.lines().any(|l| {
         let f: Vec<u64> = l
             .split_whitespace()
@@ -349,18 +414,25 @@ fn create_and_start(
         (Source::Host(dir), spec::ImageProcess::default())
     } else {
         let image = resolve_image(&store, a, puller)?;
-        let cfg = store.image_config(&image).context("read image config")?;
+        let (cfg, raw) = store
+            .image_config_and_raw(&image)
+            .context("read image config")?;
         let mut process = spec::ImageProcess::from_oci(&cfg);
-        process.healthcheck = store
-            .read_blob(&image.id)
-            .ok()
-            .and_then(|raw| spec::ImageHealthcheck::from_config(&raw));
+        process.healthcheck = spec::ImageHealthcheck::from_config(&raw);
         (Source::Image(image), process)
     };
     let id = state::new_id()?;
     let mut spec = spec::build(&process, &a.flags, &id, Some(&layout::seccomp_cache(&root)))?;
+    spec.opts.requires = required(g, &a.flags.extra.requires)?;
+    // (relative to where create ran, as the file was written)
+    spec.opts.cidfile = a.cidfile.as_ref().map(|p| {
+        std::env::current_dir()
+            .unwrap_or_else(|_| "/".into())
+            .join(p)
+    });
     super::cdi::apply(&mut spec, &a.devices)?;
     super::ocihooks::apply(&mut spec, &a.devices.hooks_dirs)?;
+    super::secrets::resolve(&store, &mut spec)?;
     let r = &spec.opts.resources;
     let can_apply =
         super::cgroup::host_root() || super::cgroup::delegated(&super::cgroup::needed(r)).is_some();
@@ -368,6 +440,12 @@ fn create_and_start(
         tracing::warn!("{}", super::cgroup::rootless_warning());
     } else if !r.is_default() && spec.opts.cgroups_disabled {
         tracing::warn!("resource limits are not applied with --cgroups=disabled");
+    } else if (r.cpu_rt_period.is_some() || r.cpu_rt_runtime.is_some())
+        && super::cgroup::unified_only()
+    {
+        tracing::warn!("--cpu-rt-period and --cpu-rt-runtime are not applied: cgroup v2 has no real-time CPU limits");
+    } else if !r.cgroup_conf.is_empty() && !super::cgroup::unified_only() {
+        tracing::warn!("--cgroup-conf is not applied: it names cgroup v2 files, and this host's controllers are cgroup v1");
     }
     if a.rm && spec.restart.restarts() {
         bail!(
@@ -377,6 +455,9 @@ fn create_and_start(
     // The container joined must exist now (as Podman checks; it is started with this one when
     // it does not run); `container:` is recorded by id, and its namespace looked up again at
     // each start. A namespace path must be there now.
+    if start_now {
+        netshare::start_required(g, &store, &spec.opts.requires)?;
+    }
     let net = match spec.network {
         state::NetworkMode::Container => {
             let target = netshare::target(g, &spec.network_options)?;
@@ -397,6 +478,7 @@ fn create_and_start(
         driver = driver_for_foreign_lowers(driver, i);
         if g.storage_driver().is_none() {
             driver = driver_for_folded_owners(driver, &store, i);
+            driver = driver_for_fakeroot(driver, &spec);
             driver = driver_for_keep_id(driver, &spec);
         }
     }
@@ -555,30 +637,39 @@ pub(super) fn write_pidfile(rec: &ContainerRecord, pid: nix::unistd::Pid) -> nix
     pid
 }
 
-/// `--rmi`: remove the image the container was created from, once it exited: the name it was
-/// run by only, when the image has other names (as `rbox rmi NAME` untags); refused while a
-/// container uses it. Failures are reported, never the run's: its exit code stays the
+/// `--rmi`: remove the image the container was created from, once it exited (see
+/// [`remove_image_of`]). Failures are reported, never the run's: its exit code stays the
 /// container's.
 pub(super) fn remove_image_after(store: &Store, rec: &ContainerRecord) {
-    if !rec.spec.opts.rmi || rec.rootfs.is_some() || rec.image_file.is_some() {
+    if !rec.spec.opts.rmi {
         return;
     }
-    let removed = (|| -> Result<()> {
-        let image = store.lookup_image(&rec.image_id)?;
-        if image.names.len() > 1 && image.names.contains(&rec.image_name) {
-            store.untag_image(&rec.image_name)?;
-            return Ok(());
-        }
-        let users = store.containers_using(&image.id);
-        if let Some(c) = users.first() {
-            bail!("image is in use by container {}", &c[..12.min(c.len())]);
-        }
-        store.remove_image(&image.id, false)?;
-        Ok(())
-    })();
-    if let Err(e) = removed {
+    if let Err(e) = remove_image_of(store, rec) {
         tracing::error!("remove image {}: {e:#}", rec.image);
     }
+}
+
+/// Remove the image `rec` was created from (`run --rmi`, `container cleanup --rmi`): the name
+/// it was run by only, when the image has other names (as `rbox rmi NAME` untags); refused,
+/// in Podman's words, while a container uses it. Nothing for a root that is no store image
+/// (`--rootfs`, `--image-file`).
+pub fn remove_image_of(store: &Store, rec: &ContainerRecord) -> Result<()> {
+    if rec.rootfs.is_some() || rec.image_file.is_some() {
+        return Ok(());
+    }
+    let image = store.lookup_image(&rec.image_id)?;
+    if image.names.len() > 1 && image.names.contains(&rec.image_name) {
+        store.untag_image(&rec.image_name)?;
+        return Ok(());
+    }
+    if let Some(c) = store.containers_using(&image.id).first() {
+        bail!(
+            "image used by {c}: image is in use by a container: consider listing external \
+             containers and force-removing image"
+        );
+    }
+    store.remove_image(&image.id, false)?;
+    Ok(())
 }
 
 /// What a container's root is made of.
@@ -634,7 +725,7 @@ fn create(
     id: &str,
     name: &str,
     driver: Driver,
-    spec: state::Spec,
+    mut spec: state::Spec,
     start_now: bool,
     net_path: Option<&Path>,
 ) -> Result<ContainerRecord> {
@@ -652,6 +743,8 @@ fn create(
     store
         .prepare_rootfs(driver, &cdir)
         .context("copy image layers")?;
+    image_mounts(store, id, &cdir.dir, &mut spec.mounts)?;
+    super::secrets::copy_in(store, &layout::container_dir(root, id), &spec)?;
     let (image_name, image_id, image_digest, rootfs) = match image {
         Source::Image(i) => (
             // As Podman: the name the user typed, resolved; by id, the image's first name.
@@ -712,6 +805,21 @@ fn create(
     Ok(rec)
 }
 
+/// `--requires`: the ids of the containers named, each once, in Podman's words for an unknown
+/// one.
+fn required(g: &Context, names: &[String]) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = Vec::new();
+    for n in names.iter().filter(|n| !n.is_empty()) {
+        let Ok(rec) = state::lookup(g, n) else {
+            bail!("{n:?} is not a valid container, cannot be used as a dependency: no container with name or ID {n:?} found: no such container");
+        };
+        if !ids.contains(&rec.id) {
+            ids.push(rec.id);
+        }
+    }
+    Ok(ids)
+}
+
 /// `rbox start`: start a created (or exited) container, attached or detached.
 pub fn start(g: &Context, name_or_id: &str, attach: bool) -> Result<ExitCode> {
     let o = super::front::Options {
@@ -762,6 +870,22 @@ pub(super) fn users_start(g: &Context, mut rec: ContainerRecord) -> Result<Conta
 /// network namespace; an attached one (`rbox run` in a terminal) ends, and a new detached
 /// monitor binds its published ports again once the old one let them go.
 pub fn restart(g: &Context, rec: &ContainerRecord, timeout: std::time::Duration) -> Result<()> {
+    // Podman's refusal, before anything is stopped: a restart starts no dependency
+    let stopped: Vec<&str> = rec
+        .spec
+        .opts
+        .requires
+        .iter()
+        .filter(|id| !state::load(g, id).is_ok_and(|d| state::is_running(&d)))
+        .map(String::as_str)
+        .collect();
+    if !stopped.is_empty() {
+        bail!(
+            "some dependencies of container {} are not started: {}: container state improper",
+            rec.id,
+            stopped.join(",")
+        );
+    }
     let store = open_store(g)?;
     if state::is_running(rec) && state::has_detached_monitor(g, rec) {
         return super::control::restart_in_place(g, rec, timeout);

@@ -325,13 +325,12 @@ impl Client {
             }
             if ready[1].contains(PollFlags::POLLIN) {
                 if let Ok(Some(info)) = sfd.read_signal() {
-                    match Signal::try_from(info.ssi_signo as i32) {
-                        Ok(Signal::SIGWINCH) if tty => self.send_size(),
-                        Ok(Signal::SIGWINCH) => {}
-                        Ok(s) => {
+                    match info.ssi_signo as libc::c_int {
+                        libc::SIGWINCH if tty => self.send_size(),
+                        libc::SIGWINCH => {}
+                        s => {
                             let _ = super::signal_container(g, rec, s);
                         }
-                        Err(_) => {}
                     }
                 }
             }

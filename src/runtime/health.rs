@@ -205,7 +205,7 @@ pub fn rbox_command(exe: &Path, root: &Path, runroot: &Path) -> Command {
 /// `--health-on-failure`: what happens to a container that turned unhealthy.
 fn on_failure(g: &Context, rec: &ContainerRecord, action: &str) -> Result<()> {
     match action {
-        "kill" => super::signal_container(g, rec, nix::sys::signal::Signal::SIGKILL),
+        "kill" => super::signal_container(g, rec, libc::SIGKILL),
         "stop" => super::stop_container(g, rec, rec.spec.opts.stop_timeout()),
         "restart" if state::has_detached_monitor(g, rec) => {
             super::control::restart_in_place(g, rec, rec.spec.opts.stop_timeout())

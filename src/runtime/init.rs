@@ -11,8 +11,6 @@
 
 use std::os::fd::{OwnedFd, RawFd};
 
-use nix::sys::signal::Signal;
-
 use super::container::forwarded;
 use super::launch::Launch;
 use super::process::{self, Failure};
@@ -223,8 +221,10 @@ fn reaper(l: &Launch, slave: Option<OwnedFd>) -> Failure {
     }
     let set = forwarded();
     loop {
-        let Ok(sig) = set.wait() else { continue };
-        if sig == Signal::SIGCHLD {
+        let Ok(sig) = sys::sigwait(&set) else {
+            continue;
+        };
+        if sig == libc::SIGCHLD {
             loop {
                 match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
                     Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => break,
@@ -234,8 +234,8 @@ fn reaper(l: &Launch, slave: Option<OwnedFd>) -> Failure {
                     Ok(_) => {}
                 }
             }
-        } else if sig != Signal::SIGWINCH {
-            let _ = nix::sys::signal::kill(pid, sig);
+        } else if sig != libc::SIGWINCH {
+            let _ = sys::kill(pid.as_raw(), sig);
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct Launch {
     /// container) takes the seccomp listeners of `rbox exec`'s processes; `Some` for a
     /// [`Rootfs::Fuse`](rbox_storage::Rootfs::Fuse) root only
     pub fuse_socket: Option<PathBuf>,
+    /// `--security-opt fakeroot` on a root whose owner supervisor takes the chown family
+    /// (the FUSE overlay under a single-id map): a chown it cannot record is faked
+    pub fakeroot_chown: bool,
     /// `--userns=nomap` and `auto`: the uid_map and gid_map (relative to rbox's namespace) of the user
     /// namespace the init enters once its mounts are made. The namespace does not map
     /// rbox's id 0, the owner of the store, so the mounts are made from rbox's namespace
@@ -115,12 +118,14 @@ impl KeepId {
 }
 
 /// The launch plan of `rec`, from its stored OCI runtime spec (`config.json`); `stdio`
-/// replaces the container's stdin, stdout and stderr (a detached container's log).
+/// replaces the container's stdin, stdout and stderr (a detached container's log);
+/// `notify`: the directory of the monitor's sd_notify socket for the container (`sdnotify`).
 pub fn plan(
     g: &Context,
     store: &Store,
     rec: &ContainerRecord,
     stdio: Option<[i32; 3]>,
+    notify: Option<&Path>,
 ) -> Result<Launch> {
     let dir = store.container_dir(&rec.id)?;
     super::mounted::refuse_start(g, rec)?;
@@ -151,14 +156,18 @@ pub fn plan(
         }
         _ => None,
     };
-    let spec = config(
+    let mut spec = config(
         store.root(),
         rec,
         target_net.as_ref().map(|n| n.path.as_path()),
     )?;
+    if let Some(dir) = notify {
+        oci::with_notify_socket(&mut spec, dir);
+    }
     let rootfs = store
         .rootfs(rec.driver, &dir, rec.auto_remove)
         .context("create empty lower layer")?;
+    let rootfs = with_mount_points(rootfs, store, !rec.spec.no_hosts)?;
     let rootfs = shifted_for_keep_id(rootfs, keep_id(&userns::current_mode(), &rec.spec).as_ref());
     let nomap = matches!(
         rec.spec.userns,
@@ -298,9 +307,28 @@ pub fn plan(
         start_hooks,
         create_hooks,
         become_root: keep_id_root.is_some(),
+        fakeroot_chown: fuse_socket.is_some()
+            && rec.spec.opts.fakeroot.applies(single_id)
+            && supervised_chown(rec, &mode),
         fuse_socket,
         nested_maps,
     })
+}
+
+/// An image's overlay root (kernel or FUSE) with the store's mount points below its layers
+/// ([`Store::mount_points_layer`]): the mounts of the start find their targets there instead
+/// of making them in the container's upper directory.
+fn with_mount_points(
+    mut rootfs: rbox_storage::Rootfs,
+    store: &Store,
+    hosts: bool,
+) -> Result<rbox_storage::Rootfs> {
+    if let rbox_storage::Rootfs::Overlay { lowers, .. }
+    | rbox_storage::Rootfs::Fuse { lowers, .. } = &mut rootfs
+    {
+        lowers.push(store.mount_points_layer(hosts)?);
+    }
+    Ok(rootfs)
 }
 
 /// The FUSE overlay server's socket of container `id` ([`Launch::fuse_socket`]), which
@@ -468,7 +496,8 @@ fn build_config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> Resul
     let mut filter =
         seccomp::filter(&s.seccomp, s.privileged, kept).context("build seccomp filter")?;
     if s.opts.fakeroot.applies(mode == userns::Mode::Single) {
-        filter = Some(seccomp::with_fakeroot(filter).context("build seccomp filter")?);
+        let supervised = supervised_chown(rec, &mode);
+        filter = Some(seccomp::with_fakeroot(filter, supervised).context("build seccomp filter")?);
     }
     let host = oci::Host {
         single_id: mode == userns::Mode::Single || no_tty_gid,
@@ -487,19 +516,75 @@ fn build_config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> Resul
         // the caller's passwd and group entries (as Podman adds them), written at each start
         let mut ms = spec.mounts().clone().unwrap_or_default();
         for (file, inside) in [("passwd", "/etc/passwd"), ("group", "/etc/group")] {
-            ms.push(
-                oci_spec::runtime::MountBuilder::default()
-                    .destination(inside)
-                    .typ("bind")
-                    .source(dir.join(file))
-                    .options(vec!["bind".to_string()])
-                    .build()
-                    .context("build mount")?,
-            );
+            ms.push(oci::mount(inside, "bind", dir.join(file), &["bind"]));
         }
         spec.set_mounts(Some(ms));
     }
+    if s.opts.fakeroot.applies(mode == userns::Mode::Single) {
+        fakeroot_apt(root, &mut spec)?;
+    }
+    if !s.secrets.is_empty() {
+        // after every other mount: a secret's target may lie in a tmpfs or volume
+        let mut ms = spec.mounts().clone().unwrap_or_default();
+        ms.extend(super::secrets::mounts(&dir, s));
+        spec.set_mounts(Some(ms));
+        let vars = super::secrets::env(&dir, s)?;
+        if let Some(p) = spec.process_mut() {
+            let env = super::spec::merge_env(&[&p.env().clone().unwrap_or_default(), &vars]);
+            p.set_env(Some(env));
+        }
+    }
     Ok(spec)
+}
+
+/// Whether the FUSE overlay's owner supervisor takes container `rec`'s chown family (see
+/// rbox_storage::mount::fuse::supervisor): its root is on that driver under a single-id map.
+fn supervised_chown(rec: &ContainerRecord, mode: &userns::Mode) -> bool {
+    cfg!(target_arch = "x86_64")
+        && rec.driver == rbox_storage::Driver::FuseOverlay
+        && *mode == userns::Mode::Single
+}
+
+/// Where a fakeroot container's apt finds [`FAKEROOT_APT`] (a file of the /dev tmpfs, so no
+/// layer, commit or diff ever holds it), named by `APT_CONFIG`.
+const FAKEROOT_APT_INSIDE: &str = "/dev/.rbox-apt.conf";
+
+/// apt's configuration in a fakeroot container: apt drops to its download sandbox user
+/// (`_apt`) and checks that the switch took effect, which it cannot where the set*id calls
+/// are faked (`Could not switch group`), so it stays root, as `-o APT::Sandbox::User=root`
+/// would tell it.
+const FAKEROOT_APT: &str =
+    "// rbox --security-opt fakeroot: the set*id calls are faked, so apt downloads as root\n\
+                            APT::Sandbox::User \"root\";\n";
+
+/// Points the fakeroot container's apt at [`FAKEROOT_APT`] (bound read-only from the store's
+/// copy, written once) through `APT_CONFIG`, which apt reads before its own files; a process
+/// whose environment names its own `APT_CONFIG` keeps it.
+fn fakeroot_apt(root: &Path, spec: &mut OciSpec) -> Result<()> {
+    let Some(p) = spec.process_mut() else {
+        return Ok(());
+    };
+    let mut env = p.env().clone().unwrap_or_default();
+    if env.iter().any(|v| v.starts_with("APT_CONFIG=")) {
+        return Ok(());
+    }
+    env.push(format!("APT_CONFIG={FAKEROOT_APT_INSIDE}"));
+    p.set_env(Some(env));
+    let source = root.join("fakeroot-apt.conf");
+    if fs::read(&source).ok().as_deref() != Some(FAKEROOT_APT.as_bytes()) {
+        let tmp = root.join(format!(".fakeroot-apt.conf.{}", std::process::id()));
+        fs::write(&tmp, FAKEROOT_APT).context("write apt's fakeroot configuration")?;
+        fs::rename(&tmp, &source).context("write apt's fakeroot configuration")?;
+    }
+    let mut ms = spec.mounts().clone().unwrap_or_default();
+    ms.push(oci::mount(
+        FAKEROOT_APT_INSIDE,
+        "bind",
+        source,
+        &["bind", "ro"],
+    ));
+    spec.set_mounts(Some(ms));
+    Ok(())
 }
 
 /// The spec this process has just written for a container (its id, the spec): the start that
@@ -655,7 +740,7 @@ pub fn seccomp_program(
 
 /// `--userns=keep-id` for a non-root caller: run as the caller's own uid and gid inside (or
 /// keep-id's `uid=`, `gid=`), the spec's user unless `-u` named one.
-fn keep_id(mode: &userns::Mode, spec: &state::Spec) -> Option<KeepId> {
+pub(super) fn keep_id(mode: &userns::Mode, spec: &state::Spec) -> Option<KeepId> {
     if spec.userns != state::UsernsMode::KeepId || *mode == userns::Mode::Root {
         return None;
     }

@@ -1,7 +1,8 @@
 //! The monitor: the rbox process that holds a running container (rbox's conmon). It launches
 //! the container as its parent, starts its network bridge (pasta or slirp4netns) and records
 //! it as running before the command execs, waits for it
-//! (relaying signals and the terminal), records the exit status, and removes the container
+//! (relaying signals, the terminal and its sd_notify(3) readiness: `sdnotify`), records the
+//! exit status, and removes the container
 //! after `--rm`. The same code holds an attached container (`rbox run`, `rbox start -a`: the
 //! monitor is the invocation itself) and a detached one (`run -d`, `start`: a forked process
 //! in its own session that tells the caller on a channel once the container runs, and writes
@@ -17,7 +18,7 @@ use anyhow::{bail, Context as _, Result};
 use rbox_storage::Store;
 
 use super::sync::{Channel, Msg};
-use super::{attach, container, dnsrelay, launch, logfile, netshare, sys};
+use super::{attach, container, dnsrelay, launch, logfile, netshare, sdnotify, sys};
 use crate::context::Context;
 use crate::exit;
 use crate::layout;
@@ -82,7 +83,7 @@ pub fn attached(
     let checker = checker(g, &rec);
     let timer = super::timeout::Timer::start(rec.spec.opts.timeout, run.pid.as_raw());
     let status = attach::relay(run.pid, run.pty, rec.spec.interactive, output)?;
-    drop((checker, timer));
+    drop((checker, timer, run.notify));
     let code = exit::from_wait(status);
     stop_network(run.network);
     // the container's outcome is shown already; a failure to record it is not the command's
@@ -152,12 +153,16 @@ struct Running {
     netns: Option<fs::File>,
     /// the FUSE overlay's server, reaped after the init
     fuse: Option<nix::unistd::Pid>,
-    /// A `--rm` container's mount namespace, held so that its init's exit only drops a
+    /// The container's mount namespace, held so that its init's exit only drops a
     /// reference: the last reference unmounts the whole tree (overlay, /proc, /dev, each
     /// waiting for RCU grace periods) inside the exit, before the parent's wait returns, and
-    /// made `rbox run --rm` wait several milliseconds for mounts nobody needs. It goes with
-    /// the deletion of the container's files, after rbox has returned ([`delete_later`]).
+    /// made `rbox run --rm` and `rbox stop` wait several milliseconds (30 at a load of 10)
+    /// for mounts nobody needs. It goes in the child left behind after the exit is recorded
+    /// (with a `--rm` container's files: [`delete_later`]).
     mnt: Option<fs::File>,
+    /// the relay of the container's sd_notify(3) messages to the caller's service manager
+    /// (a thread: dropped before a restart's clone)
+    notify: Option<sdnotify::Relay>,
 }
 
 /// What a restart keeps from the run before it.
@@ -384,7 +389,19 @@ fn start(
     let again = netns.is_some();
     let hooks = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id));
     let mut mnt = None;
-    let started = launch::plan(g, store, rec, stdio)
+    let sd_mode = rec.spec.opts.sdnotify.clone();
+    // the service manager's wait for readiness is the caller's concern, not the container's:
+    // without a socket the container runs and the caller is told so
+    let notify = store
+        .container_dir(&rec.id)
+        .map_err(anyhow::Error::from)
+        .and_then(|d| sdnotify::prepare(sd_mode.as_deref(), &d.dir))
+        .unwrap_or_else(|e| {
+            tracing::warn!("relay sd_notify messages of container {}: {e:#}", rec.name);
+            None
+        });
+    let notify_dir = notify.as_ref().map(|n| n.dir.clone());
+    let started = launch::plan(g, store, rec, stdio, notify_dir.as_deref())
         .and_then(|mut l| {
             if !detached {
                 l.command.preserve_fds = rec.spec.opts.preserve_fds;
@@ -432,10 +449,8 @@ fn start(
                     }
                     network = start_network(spawned.take(), pid.as_raw(), netns.as_ref())?;
                 }
-                if rec.auto_remove {
-                    // see Running::mnt; without it the init's exit tears the mounts down
-                    mnt = fs::File::open(format!("/proc/{pid}/ns/mnt")).ok();
-                }
+                // see Running::mnt; without it the init's exit tears the mounts down
+                mnt = fs::File::open(format!("/proc/{pid}/ns/mnt")).ok();
                 super::create::place_in_cgroup(rec, pid.as_raw());
                 state::mark_running(g, &root, rec, pid.as_raw(), detached)
             });
@@ -472,6 +487,7 @@ fn start(
                 netns,
                 fuse: s.fuse,
                 mnt,
+                notify: sdnotify::started(sd_mode.as_deref(), notify, std::process::id()),
             })
         }
         Err(e) => {
@@ -641,7 +657,7 @@ fn hold(
             container::end_fuse(run.fuse.take());
         }
         // (before a restart's clone: the monitor must be single-threaded then)
-        drop((health, timer));
+        drop((health, timer, run.notify.take()));
         let code = match waited {
             Ok(st) => exit::from_wait(st) as i32,
             Err(e) => {
@@ -784,16 +800,19 @@ pub fn finish(
         super::create::remove_image_after(store, rec);
         super::volumes::remove_anonymous(g, store, rec);
         if let Some(d) = detached {
-            delete_later(store, d, mnt);
+            delete_later(store, vec![d], mnt);
         }
         return removed.with_context(|| format!("remove container {}", rec.name));
     }
-    drop(mnt);
     // `--rmi` without `--rm`: the container still uses the image (Podman says so too)
     super::create::remove_image_after(store, rec);
     rec.state.error = error.to_string();
-    state::mark_exited(g, &root, rec, code)
-        .with_context(|| format!("record the exit of container {}", rec.name))
+    let marked = state::mark_exited(g, &root, rec, code)
+        .with_context(|| format!("record the exit of container {}", rec.name));
+    // the mounts go after the exit is recorded, while `rbox stop` (waiting for this
+    // process) returns
+    delete_later(store, Vec::new(), mnt);
+    marked
 }
 
 /// Whether the container's upper directory lies outside its directory in the store (placed
@@ -805,14 +824,17 @@ fn upper_placed(store: &Store, id: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// Delete a removed container's files in a child left behind, so that rbox returns without
+/// Delete removed containers' files in a child left behind, so that rbox returns without
 /// waiting for them; inline when the process has other threads (a forked child could not
 /// allocate safely) or cannot fork. The child holds nothing of its parent's: no stdio (a
 /// caller reading rbox's output gets end-of-file when rbox exits), no other descriptor (no
 /// lock), its own session (a terminal's ^C does not reach it). `mnt`, the container's mount
 /// namespace ([`Running::mnt`]), goes first, in the child: the last reference to it
 /// unmounts the overlay, which must be gone before its upper and work directories are.
-fn delete_later(store: &Store, d: rbox_storage::Detached, mnt: Option<fs::File>) {
+pub fn delete_later(store: &Store, ds: Vec<rbox_storage::Detached>, mnt: Option<fs::File>) {
+    if ds.is_empty() && mnt.is_none() {
+        return;
+    }
     let single = fs::read_dir("/proc/self/task")
         .map(|t| t.count() == 1)
         .unwrap_or(false);
@@ -835,7 +857,9 @@ fn delete_later(store: &Store, d: rbox_storage::Detached, mnt: Option<fs::File>)
                 drop(mnt);
                 // (`null` is closed by now: close_from must not close an owned descriptor)
                 sys::close_from(3);
-                let _ = store.remove_detached(d, true);
+                for d in ds {
+                    let _ = store.remove_detached(d, true);
+                }
                 sys::exit_now(0);
             }
             Ok(nix::unistd::ForkResult::Parent { .. }) => {
@@ -847,7 +871,9 @@ fn delete_later(store: &Store, d: rbox_storage::Detached, mnt: Option<fs::File>)
         }
     }
     drop(mnt);
-    if let Err(e) = store.remove_detached(d, false) {
-        tracing::warn!("{e}");
+    for d in ds {
+        if let Err(e) = store.remove_detached(d, false) {
+            tracing::warn!("{e}");
+        }
     }
 }

@@ -123,11 +123,11 @@ pub struct EtcFiles {
 
 /// A mount after the fixed /proc, /dev and /sys set: rbox's /etc files, the scratch tmpfs of
 /// a read-only root, and the user's mounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Extra<'a> {
-    /// bind `host` onto the /etc file `inside`
-    Etc(&'a Path, &'static str),
-    /// a writable tmpfs (mode 1777) for `--read-only`
+    /// bind `host` onto the /etc file `inside` (or a `--chrootdirs` directory's etc/ file)
+    Etc(&'a Path, std::borrow::Cow<'static, str>),
+    /// a writable tmpfs (mode 1777) for `--read-only` and for systemd mode
     Scratch(&'static str),
     User(&'a MountSpec),
 }
@@ -151,20 +151,36 @@ pub fn extras<'a>(spec: &'a Spec, etc: &'a EtcFiles) -> Vec<Extra<'a>> {
         if (spec.no_hosts && inside == "/etc/hosts") || user_has(inside) {
             continue; // --no-hosts: the image's own
         }
-        out.push(Extra::Etc(host.as_path(), inside));
+        out.push(Extra::Etc(host.as_path(), inside.into()));
+        // --chrootdirs: the network's files in each chroot's etc/ too, as Podman mounts them
+        if inside != "/etc/hostname" {
+            for d in &spec.opts.chrootdirs {
+                let at = format!("{}{inside}", d.trim_end_matches('/'));
+                if !user_has(&at) {
+                    out.push(Extra::Etc(host.as_path(), at.into()));
+                }
+            }
+        }
     }
+    let mut scratch = Vec::new();
     if spec.read_only && !spec.opts.no_read_only_tmpfs {
         // as podman's read-only-tmpfs: a read-only root still gets writable scratch space
-        for d in ["/tmp", "/var/tmp", "/run"] {
-            if !user_has(d) {
-                out.push(Extra::Scratch(d));
-            }
+        scratch.extend(["/tmp", "/var/tmp", "/run"]);
+    }
+    if spec.opts.systemd {
+        // what systemd expects writable and empty at boot, as Podman's systemd mode mounts
+        scratch.extend(["/run", "/run/lock", "/tmp", "/var/log/journal"]);
+    }
+    for d in scratch {
+        if !user_has(d) && !out.contains(&Extra::Scratch(d)) {
+            out.push(Extra::Scratch(d));
         }
     }
     out.extend(spec.mounts.iter().map(Extra::User));
     let depth = |e: &Extra| {
         let p = match e {
-            Extra::Etc(_, p) | Extra::Scratch(p) => *p,
+            Extra::Etc(_, p) => p.as_ref(),
+            Extra::Scratch(p) => p,
             Extra::User(m) => m.destination.as_str(),
         };
         Path::new(p).components().count()
@@ -288,7 +304,7 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
             Extra::Etc(host, inside) => {
                 ops.push(Bind {
                     host: host.to_path_buf(),
-                    inside: inside.into(),
+                    inside: inside.into_owned(),
                     recursive: false,
                     readonly: false,
                     flags: 0,
@@ -369,10 +385,16 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
         }
     }
     ops.push(Pivot);
-    ops.extend(spec.opts.sysctl.iter().map(|(k, v)| Sysctl {
-        key: k.clone(),
-        value: v.clone(),
-    }));
+    // containers.conf's first (the OCI spec leaves out those the id map cannot take, see
+    // `oci::build`)
+    ops.extend(
+        (spec.opts.conf_sysctl.iter())
+            .chain(&spec.opts.sysctl)
+            .map(|(k, v)| Sysctl {
+                key: k.clone(),
+                value: v.clone(),
+            }),
+    );
     if !spec.privileged {
         ops.extend(MASKED.iter().map(|p| Mask(p.to_string())));
         ops.extend(READONLY.iter().map(|p| ReadOnly(p.to_string())));
@@ -807,6 +829,48 @@ mod tests {
                 "tmpfs /var/tmp",
                 "/a /x/y",
                 "/d /etc/resolv.conf",
+            ]
+        );
+    }
+
+    #[test]
+    fn systemd_mode_and_chroot_dirs_add_their_mounts_once() {
+        let mut spec = Spec {
+            read_only: true,
+            ..Default::default()
+        };
+        spec.opts.systemd = true;
+        spec.opts.chrootdirs = vec!["/srv/jail/".into()];
+        spec.mounts = vec![MountSpec {
+            kind: MountKind::Tmpfs,
+            source: "tmpfs".into(),
+            destination: "/var/log/journal".into(),
+            options: Vec::new(),
+        }];
+        let etc = etc();
+        let order: Vec<String> = extras(&spec, &etc)
+            .iter()
+            .map(|e| match e {
+                Extra::Etc(_, p) => format!("rbox {p}"),
+                Extra::Scratch(p) => format!("tmpfs {p}"),
+                Extra::User(m) => format!("user {}", m.destination),
+            })
+            .collect();
+        // /tmp and /run once for --read-only and systemd mode; the user's journal tmpfs wins;
+        // the chroot gets the network's files, not /etc/hostname
+        assert_eq!(
+            order,
+            [
+                "tmpfs /tmp",
+                "tmpfs /run",
+                "rbox /etc/hosts",
+                "rbox /etc/hostname",
+                "rbox /etc/resolv.conf",
+                "tmpfs /var/tmp",
+                "tmpfs /run/lock",
+                "user /var/log/journal",
+                "rbox /srv/jail/etc/hosts",
+                "rbox /srv/jail/etc/resolv.conf",
             ]
         );
     }

@@ -4,7 +4,8 @@
 //! parent enter it before the clone of the init. The parent does the setns, not the init: with
 //! `--userns=keep-id` the init is in a nested user namespace and has no privilege over the
 //! namespace's owner. It does not own the namespace's life (the target's processes do) nor
-//! any helper: a joining container starts none.
+//! any helper: a joining container starts none. A start also starts the containers a container
+//! `--requires` ([`start_required`]), as the one whose network it joins.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -42,9 +43,11 @@ pub fn target(g: &Context, name_or_id: &str) -> Result<ContainerRecord> {
         .with_context(|| format!("look up container `{name_or_id}` to join its network"))
 }
 
-/// Start, detached, the container whose network `rec` joins (`container:`) when it does not
-/// run (Podman starts a container's dependencies with it).
+/// Start, detached, the containers `rec` depends on when they do not run (Podman starts a
+/// container's dependencies with it): those it `--requires`, then the one whose network it
+/// joins (`container:`).
 pub fn start_owner(g: &Context, store: &rbox_storage::Store, rec: &ContainerRecord) -> Result<()> {
+    start_required(g, store, &rec.spec.opts.requires)?;
     if rec.spec.network != state::NetworkMode::Container {
         return Ok(());
     }
@@ -53,6 +56,25 @@ pub fn start_owner(g: &Context, store: &rbox_storage::Store, rec: &ContainerReco
         Ok(owner) => ensure_running(g, store, owner),
         Err(_) => Ok(()),
     }
+}
+
+/// Start, detached, each of the containers `ids` (`--requires`) that does not run, with its own
+/// dependencies first; one removed since is refused in Podman's words.
+pub fn start_required(g: &Context, store: &rbox_storage::Store, ids: &[String]) -> Result<()> {
+    for id in ids {
+        let Ok(dep) = state::load(g, id) else {
+            bail!("container {id} is required but does not exist: no such container");
+        };
+        if state::is_running(&dep) {
+            continue;
+        }
+        start_owner(g, store, &dep)?;
+        let dep = super::create::users_start(g, dep)?;
+        let name = dep.name.clone();
+        super::monitor::start_detached(g, store, dep)
+            .with_context(|| format!("start container {name}, which this one requires"))?;
+    }
+    Ok(())
 }
 
 /// Start container `owner` detached, unless it runs (and first the one whose network it joins

@@ -29,7 +29,7 @@
 //!   Hooks: none in rbox's own specs; a bundle's run by `bundle`, `init` and `hooks`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use nix::mount::MsFlags;
@@ -139,6 +139,10 @@ impl std::fmt::Display for User {
     }
 }
 
+/// personality(2) personas of the OCI spec's domains (`<linux/personality.h>`; not in libc).
+const PER_LINUX: libc::c_ulong = 0;
+const PER_LINUX32: libc::c_ulong = 0x0008;
+
 /// What the container's process needs to run its command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Process {
@@ -163,6 +167,8 @@ pub struct Process {
     pub keep_groups: bool,
     /// `oomScoreAdj`, written to /proc/self/oom_score_adj before exec
     pub oom_score_adj: Option<i32>,
+    /// `linux.personality`: the personality(2) persona set before exec
+    pub personality: Option<libc::c_ulong>,
 }
 
 /// The capability sets besides the bounding one, as masks.
@@ -322,13 +328,32 @@ fn cap_mask(set: &Option<Capabilities>) -> Result<u64> {
     Ok(mask)
 }
 
-fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+/// An OCI mount of `source` (of type `typ`) at `destination` with `options`.
+pub fn mount(destination: &str, typ: &str, source: impl AsRef<Path>, options: &[&str]) -> Mount {
     let mut m = Mount::default();
     m.set_destination(PathBuf::from(destination));
     m.set_typ(Some(typ.to_string()));
-    m.set_source(Some(PathBuf::from(source)));
+    m.set_source(Some(source.as_ref().to_path_buf()));
     m.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
     m
+}
+
+/// `spec` for this start of a container whose monitor relays sd_notify(3) messages
+/// (`--sdnotify=container`): the directory `dir` of the monitor's socket bound on
+/// [`sdnotify::INSIDE_DIR`] after every other mount, and `$NOTIFY_SOCKET` naming it. Not kept
+/// in `config.json`: whether there is a socket depends on who starts the container.
+pub fn with_notify_socket(spec: &mut OciSpec, dir: &Path) {
+    let inside = super::sdnotify::INSIDE_DIR;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(mount(inside, "bind", dir, &["bind"]));
+    spec.set_mounts(Some(mounts));
+    if let Some(p) = spec.process_mut() {
+        let var = super::sdnotify::container_env();
+        let mut env = p.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("NOTIFY_SOCKET="));
+        env.push(var);
+        p.set_env(Some(env));
+    }
 }
 
 /// Everything `mounts::plan` mounts, in its order.
@@ -407,12 +432,7 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
     for e in mounts::extras(spec, etc) {
         let m = match e {
             mounts::Extra::Etc(host_path, inside) => {
-                ms.push(mount(
-                    inside,
-                    "bind",
-                    &host_path.to_string_lossy(),
-                    &["bind"],
-                ));
+                ms.push(mount(&inside, "bind", host_path, &["bind"]));
                 continue;
             }
             mounts::Extra::Scratch(d) => {
@@ -461,9 +481,29 @@ fn build_mounts(spec: &state::Spec, etc: &EtcFiles, host: &Host) -> Vec<Mount> {
                 }
                 ms.push(mount(&m.destination, "bind", &m.source, &opts));
             }
+            MountKind::Image => ms.push(image_mount(m)),
         }
     }
     ms
+}
+
+/// `--mount type=image`, resolved (`spec::image_mount_layers`): a read-only bind of a single
+/// layer, else kernel overlay of the layers (lower only and read-only, or with the
+/// container's own upper when `rw`).
+fn image_mount(m: &state::MountSpec) -> Mount {
+    let (lowers, rw) = super::spec::image_mount_layers(m);
+    if let ([one], None) = (lowers.as_slice(), rw) {
+        return mount(&m.destination, "bind", one, &["rbind", "ro"]);
+    }
+    let mut opts = vec![format!("lowerdir={}", lowers.join(":")), "userxattr".into()];
+    match rw {
+        Some((upper, work)) => {
+            opts.extend([format!("upperdir={upper}"), format!("workdir={work}")])
+        }
+        None => opts.push("ro".into()),
+    }
+    let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+    mount(&m.destination, "overlay", "overlay", &opts)
 }
 
 fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
@@ -473,6 +513,25 @@ fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
 }
 
 /// The lines of a `uid_map` text as OCI id mappings.
+/// Whether the container's user namespace maps `gid` (an id inside it).
+fn gid_mapped(host: &Host, gid: u32) -> bool {
+    let in_map = |map: &str| {
+        map.lines().any(|l| {
+            let n: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            matches!(n[..], [inside, _, count] if gid >= inside && gid - inside < count)
+        })
+    };
+    match (&host.id_maps, &host.keep_id) {
+        (Some((_, gid_map)), _) => in_map(gid_map),
+        (None, Some(k)) => in_map(&super::launch::KeepId::map(k.gid, k.gid_count)),
+        // rbox's own namespace: only the caller where there is no range
+        (None, None) => !host.single_id || gid == 0,
+    }
+}
+
 fn id_mappings(map: &str) -> Result<Vec<LinuxIdMapping>> {
     map.lines()
         .map(|l| {
@@ -541,14 +600,29 @@ fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Lin
     }
     l.set_namespaces(Some(nss));
     l.set_resources(None);
-    l.set_sysctl((!spec.opts.sysctl.is_empty()).then(|| {
-        spec.opts
-            .sysctl
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }));
+    // containers.conf's under --sysctl's; of the file's, a ping_group_range naming a group
+    // the container's namespace does not map is left out, as the kernel refuses it (the
+    // system file's "0 0" with --userns=keep-id on a single-id map; Podman never runs there)
+    let conf = spec.opts.conf_sysctl.iter().filter(|(k, v)| {
+        *k != "net.ipv4.ping_group_range"
+            || v.split_whitespace()
+                .all(|g| g.parse().is_ok_and(|g| gid_mapped(host, g)))
+    });
+    let sysctl: std::collections::HashMap<String, String> = conf
+        .chain(&spec.opts.sysctl)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    l.set_sysctl((!sysctl.is_empty()).then_some(sysctl));
     l.set_devices(None);
+    l.set_personality(match spec.opts.personality.as_deref() {
+        Some(p) => Some(
+            oci_spec::runtime::LinuxPersonalityBuilder::default()
+                .domain(p.parse::<oci_spec::runtime::LinuxPersonalityDomain>()?)
+                .build()
+                .context("build personality")?,
+        ),
+        None => None,
+    });
     l.set_rootfs_propagation(None);
     l.set_mount_label(None);
     l.set_seccomp(host.seccomp.as_ref().map(|f| f.to_oci()).transpose()?);
@@ -581,7 +655,7 @@ fn build_linux(spec: &state::Spec, host: &Host) -> Result<oci_spec::runtime::Lin
 
 /// The filesystem types rbox mounts itself (anything else in a spec is refused).
 const FS_TYPES: &[&str] = &[
-    "proc", "tmpfs", "devpts", "mqueue", "sysfs", "cgroup", "cgroup2",
+    "proc", "tmpfs", "devpts", "mqueue", "sysfs", "cgroup", "cgroup2", "overlay",
 ];
 
 /// The /dev symlinks every container gets, made after /dev/pts is mounted.
@@ -972,6 +1046,14 @@ pub fn process(spec: &OciSpec) -> Result<Process> {
             .unwrap_or_default(),
         keep_groups: annotation(KEEP_GROUPS).is_some_and(|v| v == "1"),
         oom_score_adj: p.oom_score_adj(),
+        personality: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.personality().as_ref())
+            .map(|p| match p.domain() {
+                oci_spec::runtime::LinuxPersonalityDomain::PerLinux => PER_LINUX,
+                oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => PER_LINUX32,
+            }),
     })
 }
 

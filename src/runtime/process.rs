@@ -282,8 +282,8 @@ fn prepare_and_exec(
         )));
     }
     if !single_id {
-        let uid_map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-        let gid_map = fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+        // the parent's, read before the clone, unless the init has a user namespace of its own
+        let (uid_map, gid_map) = rbox_storage::own_id_maps();
         for (what, n, map) in [("uid", id.uid, &uid_map), ("gid", id.gid, &gid_map)] {
             if let Some(ids) = unmapped(map, n) {
                 return Err(Failure::setup(format!(
@@ -343,9 +343,10 @@ fn prepare_and_exec(
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
-    let path = env_value(&env, "PATH")
-        .unwrap_or(super::spec::DEFAULT_PATH)
-        .to_string();
+    // No PATH (`--unsetenv PATH`, an OCI spec without one) finds no bare command, as crun and
+    // runc look it up (podman 4.3: 127 "executable file `true` not found in $PATH"); the spec
+    // says execvp(3), whose own default path would be the runtime's, not the container's.
+    let path = env_value(&env, "PATH").unwrap_or_default().to_string();
     let argv_os = &cmd.argv;
     if argv_os.is_empty() {
         return Err(Failure::setup("the container's process has no command"));
@@ -433,6 +434,10 @@ fn prepare_and_exec(
         }
     } else if id.uid == 0 {
         sys::capset(kept, kept, 0).map_err(|e| Failure::setup(format!("set capabilities: {e}")))?;
+    }
+    if let Some(persona) = p.personality {
+        sys::personality(persona)
+            .map_err(|e| Failure::setup(format!("set personality {persona:#x}: {e}")))?;
     }
     if p.no_new_privileges {
         sys::set_no_new_privs().map_err(|e| Failure::setup(format!("set no_new_privs: {e}")))?;

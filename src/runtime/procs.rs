@@ -288,10 +288,8 @@ pub fn nested_maps(init: i32) -> Option<(IdMapLines, IdMapLines)> {
 
 /// This process's own `uid_map` and `gid_map` lines: its ids -> the host's.
 pub fn own_maps() -> (IdMapLines, IdMapLines) {
-    let read = |f: &str| {
-        super::userns::parse_map(&fs::read_to_string(format!("/proc/self/{f}")).unwrap_or_default())
-    };
-    (read("uid_map"), read("gid_map"))
+    let (u, g) = rbox_storage::own_id_maps();
+    (super::userns::parse_map(&u), super::userns::parse_map(&g))
 }
 
 /// `id` (outside) as seen inside through `map` lines (inside, outside, count); `None` when

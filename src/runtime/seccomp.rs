@@ -80,17 +80,11 @@ impl Fakeroot {
     }
 }
 
-/// The calls [`with_fakeroot`] turns into successes that do nothing: the chown family and
-/// the set*id family, with the 32-bit names of architectures that have them (libseccomp
-/// resolves each name per architecture of the filter and skips those an architecture lacks).
-const FAKED: &[&str] = &[
-    "chown",
-    "chown32",
-    "fchown",
-    "fchown32",
-    "fchownat",
-    "lchown",
-    "lchown32",
+/// The calls [`with_fakeroot`] turns into successes that do nothing: the chown family
+/// ([`FAKED_CHOWNS`]) and the set*id family, with the 32-bit names of architectures that
+/// have them (libseccomp resolves each name per architecture of the filter and skips those
+/// an architecture lacks).
+const FAKED_SET_IDS: &[&str] = &[
     "setuid",
     "setuid32",
     "setgid",
@@ -111,6 +105,12 @@ const FAKED: &[&str] = &[
     "setgroups32",
 ];
 
+/// The chown family, faked by [`with_fakeroot`] unless the FUSE overlay's owner supervisor
+/// takes it (and records the owner).
+const FAKED_CHOWNS: &[&str] = &[
+    "chown", "chown32", "fchown", "fchown32", "fchownat", "lchown", "lchown32",
+];
+
 /// mknod's and mknodat's mode argument, and the file types whose creation is faked: device
 /// nodes only; fifos, sockets and regular files are still really made.
 const MKNOD_MODE_ARG: [(&str, u32); 2] = [("mknod", 1), ("mknodat", 2)];
@@ -123,8 +123,12 @@ const FAKED_NODES: [u64; 2] = [libc::S_IFCHR as u64, libc::S_IFBLK as u64];
 /// return 0 without doing anything (SECCOMP_RET_ERRNO with errno 0). On a single-id map,
 /// where the kernel refuses them (EINVAL for an unmapped id, EPERM for setgroups), this lets
 /// package managers that chown their files or drop to a service user carry on. Nothing
-/// records the owner a file was meant to have: it keeps the caller's.
-pub fn with_fakeroot(filter: Option<Filter>) -> Result<Filter> {
+/// records the owner a file was meant to have: it keeps the caller's, except with
+/// `supervised_chown`: a root on the FUSE overlay under a single-id map, whose owner
+/// supervisor (rbox_storage::mount::fuse::supervisor) takes the chown family instead,
+/// records the owner of a file on the overlay and fakes the rest (an errno-0 rule here would
+/// win over its notification).
+pub fn with_fakeroot(filter: Option<Filter>, supervised_chown: bool) -> Result<Filter> {
     let mut f = match filter {
         Some(f) => f,
         None => Filter {
@@ -133,9 +137,15 @@ pub fn with_fakeroot(filter: Option<Filter>) -> Result<Filter> {
             rules: Vec::new(),
         },
     };
+    let chowns = if supervised_chown {
+        &[][..]
+    } else {
+        FAKED_CHOWNS
+    };
+    let faked: Vec<&str> = FAKED_SET_IDS.iter().chain(chowns).copied().collect();
     // an unconditional rule of the profile for the same call would conflict with ours
-    f.rules.retain(|r| !FAKED.contains(&r.name.as_str()));
-    f.rules.extend(FAKED.iter().map(|n| Rule {
+    f.rules.retain(|r| !faked.contains(&r.name.as_str()));
+    f.rules.extend(faked.iter().map(|n| Rule {
         name: n.to_string(),
         action: Action::Errno(0),
         args: Vec::new(),
@@ -1215,7 +1225,7 @@ mod tests {
         let kept =
             super::super::caps::kept(&[], &[], false, super::super::caps::last_cap()).unwrap();
         let base = filter(&Mode::Default, false, kept).unwrap();
-        let f = with_fakeroot(base.clone()).unwrap();
+        let f = with_fakeroot(base.clone(), false).unwrap();
         assert_eq!(f.default, base.as_ref().unwrap().default);
         for n in ["chown", "fchownat", "setresuid", "setgroups", "chown32"] {
             let r = action_of(&f, n);
@@ -1248,10 +1258,21 @@ mod tests {
         let back = Filter::from_oci(&f.to_oci().unwrap()).unwrap();
         assert_eq!(as_set(&back), as_set(&f));
         // a container that would run unconfined gets everything else allowed
-        let u = with_fakeroot(None).unwrap();
+        let u = with_fakeroot(None, false).unwrap();
         assert_eq!(u.default, Action::Allow);
         assert!(!u.arches.is_empty());
         assert!(!u.compile().unwrap().is_empty());
+        // with the owner supervisor taking the chown family, the profile answers it (and the
+        // supervisor's notification can reach it); the set*id family is still faked
+        let s = with_fakeroot(base.clone(), true).unwrap();
+        for n in ["chown", "fchown", "fchownat", "lchown"] {
+            assert_eq!(
+                action_of(&s, n),
+                action_of(base.as_ref().unwrap(), n),
+                "{n}"
+            );
+        }
+        assert_eq!(action_of(&s, "setresuid")[0].action, Action::Errno(0));
         assert!(Fakeroot::Auto.applies(true) && !Fakeroot::Auto.applies(false));
         assert!(Fakeroot::On.applies(false) && !Fakeroot::Off.applies(true));
     }

@@ -476,7 +476,7 @@ const MOUNT_FORMAT: &str = "incorrect mount format: should be --mount \
 /// Parse `--mount type=bind|tmpfs|devpts,...` as Podman does (its keys, its defaults, its
 /// error texts): binds are recursive unless `bind-nonrecursive`, a tmpfs is exec unless
 /// `noexec` (unlike `--tmpfs`), a bind without `source` binds the target's own host path.
-/// Image mounts are refused: rbox has none yet. `type=volume` goes to
+/// An image mount (`type=image,source=IMAGE`) names the image; create resolves it. `type=volume` goes to
 /// [`parse_volume_mount`] (see [`parse_any_mount`]).
 pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
     let mut kind = None;
@@ -507,18 +507,36 @@ pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
         Some("bind") => MountKind::Bind,
         Some("tmpfs") => MountKind::Tmpfs,
         Some("devpts") => MountKind::Devpts,
-        Some("volume") => bail!("invalid --mount `{m}`: a volume is parsed by `parse_volume_mount`"),
-        Some("image") => bail!(
-            "invalid --mount `{m}`: image mounts are not supported yet: use type=bind with a host directory"
-        ),
+        Some("volume") => {
+            bail!("invalid --mount `{m}`: a volume is parsed by `parse_volume_mount`")
+        }
+        Some("image") => MountKind::Image,
         Some(t) => bail!("invalid filesystem type {t:?}"),
     };
     let bad = |k: &str| anyhow::anyhow!("{k}: invalid mount option");
     for (k, v) in items {
         let bind = kind == MountKind::Bind;
         let tmpfs = kind == MountKind::Tmpfs;
+        let image = kind == MountKind::Image;
         match (k, v) {
             ("type", _) => {}
+            // an image is read-only unless `rw` / `readwrite` (its changes go with the
+            // container), as Podman's
+            ("rw" | "readwrite", v) if image => {
+                let on = match v {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => bail!(
+                        "'readwrite', 'ro', or 'rw' must be set to true or false, instead received {v:?}: must provide an argument for option"
+                    ),
+                };
+                set("rw", on);
+            }
+            (_, _)
+                if image && !matches!(k, "source" | "src" | "target" | "destination" | "dst") =>
+            {
+                return Err(bad(k))
+            }
             ("source" | "src", Some(s)) if !tmpfs => source = Some(s),
             ("source" | "src", Some(_)) => bail!("source is not supported with tmpfs mounts"),
             ("target" | "destination" | "dst", Some(t)) => target = Some(t),
@@ -592,6 +610,11 @@ pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
             "tmpfs".into()
         }
         MountKind::Devpts => "devpts".into(),
+        // the image's name until create resolves it (`image_mount_layers`)
+        MountKind::Image => match source.filter(|s| !s.is_empty()) {
+            Some(s) => s.to_string(),
+            None => bail!("invalid --mount `{m}`: an image mount needs source=IMAGE"),
+        },
     };
     Ok(MountSpec {
         kind,
@@ -599,6 +622,28 @@ pub fn parse_mount(m: &str, cwd: &Path) -> Result<MountSpec> {
         destination: dst.to_string(),
         options,
     })
+}
+
+/// An image mount's options after create resolved it: `lower=DIR` per layer (top-most
+/// first), `upper=DIR` and `work=DIR` when `rw` (made in the container's directory).
+pub const IMAGE_LOWER: &str = "lower=";
+pub const IMAGE_UPPER: &str = "upper=";
+pub const IMAGE_WORK: &str = "work=";
+
+/// The layer directories (top-most first), and the upper and work directories when
+/// writable, of a resolved `--mount type=image`.
+pub fn image_mount_layers(m: &MountSpec) -> (Vec<&str>, Option<(&str, &str)>) {
+    let of = |p: &str| {
+        m.options
+            .iter()
+            .filter_map(move |o| o.strip_prefix(p))
+            .collect::<Vec<_>>()
+    };
+    let rw = of(IMAGE_UPPER)
+        .first()
+        .copied()
+        .zip(of(IMAGE_WORK).first().copied());
+    (of(IMAGE_LOWER), rw)
 }
 
 /// `--mount` of any type: a volume comes with its [`VolumeUse`].
@@ -611,7 +656,7 @@ pub fn parse_any_mount(m: &str, cwd: &Path) -> Result<(MountSpec, Option<VolumeU
 }
 
 /// An I/O error as Go prints it: `no such file or directory`, without Rust's `(os error 2)`.
-fn io_text(e: &std::io::Error) -> String {
+pub(crate) fn io_text(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
         None => e.to_string(),
@@ -730,6 +775,8 @@ pub struct Flags {
     pub mount: Vec<String>,
     /// `--device`, as given
     pub device: Vec<String>,
+    /// `--secret`, as given (create finds each secret and copies its data)
+    pub secret: Vec<String>,
     /// `--volumes-from`, as given (create resolves it: it needs the other records)
     pub volumes_from: Vec<String>,
     /// `--image-volume`: what the image's VOLUMEs get (bind: anonymous volumes; tmpfs;
@@ -780,6 +827,23 @@ pub struct ExtraFlags {
     pub unsetenv: Vec<String>,
     pub unsetenv_all: bool,
     pub env_host: bool,
+    pub http_proxy: bool,
+    pub personality: Option<String>,
+    pub seccomp_policy: Option<String>,
+    /// `--systemd`, as given
+    pub systemd: Option<String>,
+    /// `--sdnotify`, as given
+    pub sdnotify: Option<String>,
+    /// `--requires`, as given (resolved to ids at create)
+    pub requires: Vec<String>,
+    pub cgroup_conf: Vec<String>,
+    pub device_cgroup_rule: Vec<String>,
+    pub chrootdirs: Vec<String>,
+    pub device_read_bps: Vec<String>,
+    pub device_write_bps: Vec<String>,
+    pub device_read_iops: Vec<String>,
+    pub device_write_iops: Vec<String>,
+    pub blkio_weight_device: Vec<String>,
     pub env_merge: Vec<String>,
     pub annotation: Vec<String>,
     pub group_add: Vec<String>,
@@ -802,6 +866,8 @@ pub struct ExtraFlags {
     pub cpuset_mems: Option<String>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
+    pub cpu_rt_period: Option<u64>,
+    pub cpu_rt_runtime: Option<i64>,
     pub blkio_weight: Option<u16>,
     pub pids_limit: Option<i64>,
     /// `--cgroups`
@@ -821,6 +887,14 @@ pub struct ExtraFlags {
     pub hostuser: Vec<String>,
     pub no_passwd: bool,
     pub passwd_entry: Option<String>,
+    /// containers.conf's `env` (over rbox's defaults and the caller's, under the image's),
+    /// `volumes` and `devices` (each left out where a flag's mount has its destination)
+    pub conf_env: Vec<String>,
+    pub conf_volumes: Vec<String>,
+    pub conf_devices: Vec<String>,
+    /// containers.conf's `default_sysctls` (its `net.*` left out where the container has
+    /// no network namespace of its own, as Podman does)
+    pub conf_sysctls: Vec<String>,
 }
 
 /// Go's `os.Expand` as Podman's `--env-merge` uses it: `${NAME}` and `$NAME` become the value
@@ -860,6 +934,64 @@ fn expand(text: &str, env: &[String]) -> String {
     out
 }
 
+/// The image label that carries a seccomp profile (its JSON text) for `--seccomp-policy=image`,
+/// as containers/common names it.
+const IMAGE_SECCOMP_LABEL: &str = "io.containers.seccomp.profile";
+
+/// `--seccomp-policy`: `default` keeps what `--security-opt` chose; `image` takes the profile the
+/// image carries in its label instead, and refuses an image without one, as Podman 4.3 does
+/// (`seccomp=unconfined` stays unconfined).
+fn seccomp_policy(
+    policy: Option<&str>,
+    mode: seccomp::Mode,
+    labels: &BTreeMap<String, String>,
+) -> Result<seccomp::Mode> {
+    match policy {
+        None | Some("default") => Ok(mode),
+        Some("image") => {
+            let Some(text) = labels.get(IMAGE_SECCOMP_LABEL).filter(|t| !t.is_empty()) else {
+                // Podman's text
+                bail!("no seccomp policy defined by image");
+            };
+            if mode == seccomp::Mode::Unconfined {
+                return Ok(mode);
+            }
+            Ok(seccomp::Mode::Profile {
+                // what inspect shows as the profile's origin
+                path: format!("image:{IMAGE_SECCOMP_LABEL}"),
+                profile: seccomp::Profile::parse(text).with_context(|| {
+                    format!("the image's seccomp profile (label {IMAGE_SECCOMP_LABEL})")
+                })?,
+            })
+        }
+        // Podman's text
+        Some(p) => {
+            bail!("invalid seccomp policy {p:?}: valid policies are [\"default\" \"image\"]")
+        }
+    }
+}
+
+/// `--personality`: the execution domains the OCI spec names (linux.personality), spelled as
+/// crun takes them; anything else is refused before the container is made (Podman leaves it to
+/// crun, which fails at start with exit 126).
+fn personality(p: &str) -> Result<String> {
+    match p.parse::<oci_spec::runtime::LinuxPersonalityDomain>() {
+        Ok(d) => Ok(d.to_string()),
+        Err(_) => bail!("unknown persona specified `{p}`: LINUX or LINUX32"),
+    }
+}
+
+/// The proxy variables `--http-proxy` (on by default, as in Podman) passes from the caller's
+/// environment, in the spellings Podman looks for: a container behind the same proxy as its
+/// host can reach the network without being told.
+fn proxy_env(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    ["http_proxy", "https_proxy", "ftp_proxy", "no_proxy"]
+        .iter()
+        .flat_map(|k| [k.to_string(), k.to_uppercase()])
+        .filter_map(|k| lookup(&k).map(|v| format!("{k}={v}")))
+        .collect()
+}
+
 /// The default environment (rbox's own, the caller's with `--env-host`, the image's) after
 /// `--unsetenv`, `--unsetenv-all` and `--env-merge`, as Podman 4.3 treats them: they touch only
 /// these defaults, never `--env-file` or `-e`; `--env-merge KEY=VALUE` rewrites a variable the
@@ -890,22 +1022,22 @@ fn default_env(defaults: Vec<String>, x: &ExtraFlags) -> Vec<String> {
     env
 }
 
-/// `--stop-signal`: a name (`TERM`, `SIGUSR1`) or a number 1 to 64, as Podman takes it;
-/// returned as the signal's name where it has one, else the number.
+/// `--stop-signal`: a name (`TERM`, `SIGUSR1`, `RTMIN+3`) or a number 1 to 64, as Podman
+/// takes it; returned as the signal's name where nix has one, else the number (37 for
+/// SIGRTMIN+3).
 pub fn parse_stop_signal(s: &str) -> Result<String> {
     if let Ok(n) = s.parse::<i64>() {
         if !(1..=64).contains(&n) {
             bail!("valid signals are 1 through 64");
         }
-        return Ok(match nix::sys::signal::Signal::try_from(n as i32) {
-            Ok(sig) => sig.as_str().to_string(),
-            Err(_) => n.to_string(),
-        });
     }
-    match super::control::parse_signal(s) {
-        Some(sig) => Ok(sig.as_str().to_string()),
-        None => bail!("invalid signal: {s}"),
-    }
+    let Some(n) = super::control::parse_signal(s) else {
+        bail!("invalid signal: {s}");
+    };
+    Ok(match nix::sys::signal::Signal::try_from(n) {
+        Ok(sig) => sig.as_str().to_string(),
+        Err(_) => n.to_string(),
+    })
 }
 
 /// The resources `--ulimit` names, as Docker and Podman spell them.
@@ -931,23 +1063,26 @@ pub const ULIMITS: &[&str] = &[
 /// `--ulimit NAME=SOFT[:HARD]` (-1 for unlimited; no HARD: the same as SOFT), with Podman's
 /// texts. Returns (name, soft, hard), unlimited as `u64::MAX`.
 pub fn parse_ulimit(u: &str) -> Result<(String, u64, u64)> {
-    let bad = |why: String| {
+    ulimit_parts(u).map_err(|why| {
         anyhow::anyhow!("ulimit option \"{u}\" requires name=SOFT:HARD, failed to be parsed: {why}")
-    };
+    })
+}
+
+/// [`parse_ulimit`]'s parts, or why not in Podman's words (which its containers.conf check
+/// wraps in other words than `--ulimit`'s).
+pub fn ulimit_parts(u: &str) -> std::result::Result<(String, u64, u64), String> {
     let Some((name, limits)) = u.split_once('=') else {
-        return Err(bad(format!("invalid ulimit argument: {u}")));
+        return Err(format!("invalid ulimit argument: {u}"));
     };
     if !ULIMITS.contains(&name) {
-        return Err(bad(format!("invalid ulimit type: {name}")));
+        return Err(format!("invalid ulimit type: {name}"));
     }
-    let num = |v: &str| -> Result<u64> {
+    let num = |v: &str| -> std::result::Result<u64, String> {
         match v.parse::<i64>() {
             Ok(-1) => Ok(u64::MAX),
             Ok(n) if n >= 0 => Ok(n as u64),
-            Ok(n) => Err(bad(format!("ulimit value {n} must be -1 or greater"))),
-            Err(_) => Err(bad(format!(
-                "strconv.ParseInt: parsing \"{v}\": invalid syntax"
-            ))),
+            Ok(n) => Err(format!("ulimit value {n} must be -1 or greater")),
+            Err(_) => Err(format!("strconv.ParseInt: parsing \"{v}\": invalid syntax")),
         }
     };
     let (soft, hard) = match limits.split_once(':') {
@@ -965,11 +1100,11 @@ pub fn parse_ulimit(u: &str) -> Result<(String, u64, u64)> {
                 n.to_string()
             }
         };
-        return Err(bad(format!(
+        return Err(format!(
             "ulimit soft limit must be less than or equal to hard limit: {} > {}",
             show(soft),
             show(hard)
-        )));
+        ));
     }
     Ok((name.to_string(), soft, hard))
 }
@@ -980,6 +1115,88 @@ pub fn parse_umask(m: &str) -> Result<u32> {
         Ok(n) if n <= 0o777 && !m.is_empty() => Ok(n),
         _ => bail!("invalid umask string {m}: invalid argument"),
     }
+}
+
+/// Where a secret's file goes when `--secret` names no target (and what a relative target is
+/// relative to), as in Podman.
+const SECRETS_DIR: &str = "/run/secrets";
+
+/// `--secret NAME[,type=mount|env][,target=PATH|VAR][,uid=N][,gid=N][,mode=OCTAL]`, with
+/// Podman's texts for what it refuses. The secret's id is found at create.
+pub fn parse_secret(s: &str) -> Result<crate::state::SecretUse> {
+    let mut items = s.split(',');
+    let name = items.next().unwrap_or_default();
+    if name.is_empty() {
+        bail!("invalid --secret `{s}`: expected NAME[,OPTIONS]");
+    }
+    let (mut env, mut target) = (false, None);
+    let (mut uid, mut gid, mut mode) = (None, None, None);
+    for item in items {
+        let (k, v) = item.split_once('=').unwrap_or((item, ""));
+        match k {
+            "type" => match v {
+                "mount" => env = false,
+                "env" => env = true,
+                _ => bail!("type {v} is invalid: parsing secret"),
+            },
+            "target" => target = Some(v.to_string()),
+            "uid" => {
+                uid = Some(
+                    v.parse::<u32>()
+                        .map_err(|_| anyhow::anyhow!("UID {v} invalid: parsing secret"))?,
+                )
+            }
+            "gid" => {
+                gid = Some(
+                    v.parse::<u32>()
+                        .map_err(|_| anyhow::anyhow!("GID {v} invalid: parsing secret"))?,
+                )
+            }
+            "mode" => {
+                mode = Some(
+                    u32::from_str_radix(v, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| anyhow::anyhow!("mode {v} invalid: parsing secret"))?,
+                )
+            }
+            _ => bail!("option {item} invalid: parsing secret"),
+        }
+    }
+    if env && (uid.is_some() || gid.is_some() || mode.is_some()) {
+        bail!("UID, GID, Mode options cannot be set with secret type env: parsing secret");
+    }
+    let target = match target.filter(|t| !t.is_empty()) {
+        Some(t) if env => t,
+        None if env => name.to_string(),
+        // relative to /run/secrets, `..` resolved within the path as Podman cleans it
+        t => {
+            let joined = Path::new(SECRETS_DIR).join(t.as_deref().unwrap_or(name));
+            let mut clean = PathBuf::from("/");
+            for c in joined.components() {
+                match c {
+                    std::path::Component::Normal(n) => clean.push(n),
+                    std::path::Component::ParentDir => {
+                        clean.pop();
+                    }
+                    _ => {}
+                }
+            }
+            if clean == Path::new("/") {
+                bail!("invalid --secret `{s}`: the target is the container's root");
+            }
+            clean.to_string_lossy().into_owned()
+        }
+    };
+    Ok(crate::state::SecretUse {
+        name: name.to_string(),
+        id: String::new(),
+        env,
+        target,
+        uid: uid.unwrap_or(0),
+        gid: gid.unwrap_or(0),
+        mode: mode.unwrap_or(0o444),
+    })
 }
 
 /// `--tz`: the host's zone file for `tz` (under /usr/share/zoneinfo; `local`: the host's own
@@ -1007,6 +1224,11 @@ fn timezone_mount(tz: &str) -> Result<MountSpec> {
         destination: "/etc/localtime".into(),
         options: vec!["ro".into()],
     })
+}
+
+/// A mount destination without `.`, doubled or trailing slashes, to compare.
+fn clean_dest(d: &str) -> PathBuf {
+    Path::new(d).components().collect()
 }
 
 /// `--cgroups MODE`: whether the container gets no cgroup of its own (`disabled`). `enabled`
@@ -1073,10 +1295,122 @@ fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
         cpuset_mems: x.cpuset_mems.clone(),
         cpu_quota: x.cpu_quota,
         cpu_period: x.cpu_period,
+        cpu_rt_period: x.cpu_rt_period,
+        cpu_rt_runtime: x.cpu_rt_runtime,
         blkio_weight: x.blkio_weight,
         pids_limit: x.pids_limit,
+        device_limits: device_limits(x)?,
+        cgroup_conf: cgroup_conf(&x.cgroup_conf)?,
     })
 }
+
+/// The per-device block I/O flags, each `PATH:RATE` (bytes with an optional kb, mb or gb for
+/// the bps flags, a count for the iops ones) or `PATH:WEIGHT` (10 to 1000), with PATH resolved
+/// to its device numbers now, as Podman does (it takes any device node).
+fn device_limits(x: &ExtraFlags) -> Result<Vec<crate::state::DeviceLimit>> {
+    use crate::state::DeviceLimitKind as K;
+    let flags = [
+        (K::ReadBps, &x.device_read_bps),
+        (K::WriteBps, &x.device_write_bps),
+        (K::ReadIops, &x.device_read_iops),
+        (K::WriteIops, &x.device_write_iops),
+        (K::Weight, &x.blkio_weight_device),
+    ];
+    let mut out = Vec::new();
+    for (kind, values) in flags {
+        for v in values {
+            let (path, rate) = v.rsplit_once(':').unwrap_or((v, ""));
+            let value = match kind {
+                K::ReadBps | K::WriteBps => rbox_storage::parse_size(rate),
+                _ => rate.parse::<u64>().ok(),
+            };
+            let value = match (kind, value) {
+                (K::Weight, Some(w @ 10..=1000)) => w,
+                (K::Weight, _) => {
+                    bail!("invalid --blkio-weight-device `{v}`: give DEVICE:WEIGHT, a weight from 10 to 1000")
+                }
+                (_, Some(n)) if n > 0 => n,
+                // Podman's text
+                _ => bail!("invalid rate for device: {v}. The correct format is <device-path>:<number>[<unit>]. Number must be a positive integer. Unit is optional and can be kb, mb, or gb"),
+            };
+            let st = nix::sys::stat::stat(path)
+                // Podman's text
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "could not parse throttle device at {path}: {}",
+                        e.desc().to_lowercase()
+                    )
+                })?;
+            out.push(crate::state::DeviceLimit {
+                kind,
+                major: nix::sys::stat::major(st.st_rdev),
+                minor: nix::sys::stat::minor(st.st_rdev),
+                value,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `--cgroup-conf KEY=VALUE`: Podman's text for a value without `=`; the key must name a file
+/// of the container's own cgroup directory (no path), since it is written there.
+fn cgroup_conf(values: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let Some((k, val)) = v.split_once('=') else {
+            bail!("--cgroup-conf must be formatted KEY=VALUE");
+        };
+        if k.is_empty() || k.contains('/') || k.starts_with('.') {
+            bail!("invalid --cgroup-conf key `{k}`: give a file of the container's cgroup, such as memory.high");
+        }
+        out.insert(k.to_string(), val.to_string());
+    }
+    Ok(out)
+}
+
+/// `--device-cgroup-rule TYPE MAJOR:MINOR ACCESS`, checked as Podman checks it (its texts):
+/// three fields split on single spaces, type a, b or c, numbers or `*`, access of r, w, m.
+pub fn device_cgroup_rule(rule: &str) -> Result<String> {
+    let [typ, numbers, access] = rule.split(' ').collect::<Vec<_>>()[..] else {
+        bail!("invalid device cgroup rule requires type, major:Minor, and access rules: {rule:?}");
+    };
+    if !["a", "b", "c"].contains(&typ) {
+        bail!("invalid device type in device-access-add: {typ}");
+    }
+    for n in numbers.split(':').filter(|n| *n != "*") {
+        if n.parse::<u64>().is_err() {
+            // Go's text, which Podman passes on
+            bail!("strconv.ParseUint: parsing {n:?}: invalid syntax");
+        }
+    }
+    if let Some(c) = access.chars().find(|c| !"rwm".contains(*c)) {
+        bail!("invalid device access in device-access-add: {c}");
+    }
+    Ok(rule.to_string())
+}
+
+/// `--systemd`: whether the container runs in systemd mode. `true` (the default, also
+/// given empty) when the command is an init, `always`, `false`; any case, as Podman.
+fn systemd_mode(flag: Option<&str>, args: &[OsString]) -> Result<bool> {
+    let is_init = || {
+        let Some(first) = args.first().and_then(|a| a.to_str()) else {
+            return false;
+        };
+        ["/sbin/init", "/usr/sbin/init", "/usr/local/sbin/init"].contains(&first)
+            || Path::new(first).file_name() == Some("systemd".as_ref())
+    };
+    match flag.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("" | "true") => Ok(is_init()),
+        Some("always") => Ok(true),
+        Some("false") => Ok(false),
+        // Podman's text
+        Some(_) => bail!("invalid config provided: --systemd values must be one of \"true, false, always\": invalid configuration"),
+    }
+}
+
+/// The stop signal of a container in systemd mode when neither `--stop-signal` nor the image
+/// gives one: SIGRTMIN+3, which makes systemd halt (systemd(1), "SIGRTMIN+3").
+const SYSTEMD_STOP_SIGNAL: &str = "37";
 
 /// `--sysctl NAME=VALUE`: only the kernel parameters a container's own namespaces hold
 /// (Podman's list and texts); `net.*` not with the host's network.
@@ -1099,6 +1433,27 @@ pub fn parse_sysctls(values: &[String], network: NetworkMode) -> Result<BTreeMap
         }
         out.insert(k.to_string(), val.to_string());
     }
+    Ok(out)
+}
+
+/// containers.conf's `default_sysctls` that `--sysctl` (`given`) leaves: checked as
+/// `--sysctl`, the `net.*` ones left out where the container has no network namespace of
+/// its own (as Podman does).
+fn conf_sysctls(
+    values: &[String],
+    given: &BTreeMap<String, String>,
+    network: NetworkMode,
+) -> Result<BTreeMap<String, String>> {
+    let own_net = !matches!(
+        network,
+        NetworkMode::Host | NetworkMode::Container | NetworkMode::Ns
+    );
+    let values: Vec<String> = (values.iter())
+        .filter(|v| own_net || !v.starts_with("net."))
+        .cloned()
+        .collect();
+    let mut out = parse_sysctls(&values, network)?;
+    out.retain(|k, _| !given.contains_key(k));
     Ok(out)
 }
 
@@ -1167,6 +1522,7 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
         cgroups_disabled: cgroups_disabled(x.cgroups.as_deref())?,
         timezone: x.tz.clone(),
         oom_score_adj: x.oom_score_adj,
+        personality: x.personality.as_deref().map(personality).transpose()?,
         // decided in `build`, with the network mode and the user namespace
         sysctl: BTreeMap::new(),
         no_read_only_tmpfs: false,
@@ -1179,6 +1535,23 @@ fn run_opts(x: &ExtraFlags) -> Result<crate::state::RunOpts> {
             .collect(),
         no_passwd: x.no_passwd,
         passwd_entry: x.passwd_entry.clone(),
+        sdnotify: x
+            .sdnotify
+            .as_deref()
+            .map(super::sdnotify::parse)
+            .transpose()?
+            .flatten(),
+        device_cgroup_rules: x
+            .device_cgroup_rule
+            .iter()
+            .map(|r| device_cgroup_rule(r))
+            .collect::<Result<_>>()?,
+        chrootdirs: x
+            .chrootdirs
+            .iter()
+            .filter(|d| !d.is_empty())
+            .cloned()
+            .collect(),
         ..Default::default()
     })
 }
@@ -1578,11 +1951,29 @@ pub fn build(
                 ))
             })
             .collect()
+    } else if a.extra.http_proxy {
+        proxy_env(&lookup)
     } else {
         Vec::new()
     };
-    let defaults = default_env(merge_env(&[&base, &host, &img.env]), &a.extra);
-    let env = merge_env(&[&defaults, &files, &cli]);
+    // containers.conf's env: Podman skips an entry without `=` silently
+    let conf: Vec<String> = a
+        .extra
+        .conf_env
+        .iter()
+        .filter(|e| e.contains('='))
+        .cloned()
+        .collect();
+    let defaults = default_env(merge_env(&[&base, &host, &conf, &img.env]), &a.extra);
+    let mut env = merge_env(&[&defaults, &files, &cli]);
+    let systemd = systemd_mode(a.extra.systemd.as_deref(), &args)?;
+    if systemd {
+        // what systemd reads for the machine id of a container, as Podman sets it
+        env = merge_env(&[
+            &[format!("container_uuid={}", &id[..32.min(id.len())])],
+            &env,
+        ]);
+    }
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
@@ -1606,12 +1997,32 @@ pub fn build(
         mounts.push(timezone_mount(tz)?);
     }
     check_destinations(&mounts)?;
+    // containers.conf's, under the flags' (Podman's order): one at a destination a flag
+    // already mounts is left out
+    let given: Vec<PathBuf> = mounts.iter().map(|m| clean_dest(&m.destination)).collect();
+    let mut conf = Vec::new();
+    for v in &a.extra.conf_volumes {
+        let (m, vol) = parse_volume(v, &cwd)?;
+        if !given.contains(&clean_dest(&m.destination)) {
+            conf.push(m);
+            volumes.extend(vol);
+        }
+    }
+    for d in &a.extra.conf_devices {
+        conf.push(parse_device(d)?);
+    }
+    conf.retain(|m| !given.contains(&clean_dest(&m.destination)));
+    mounts.extend(conf);
+    check_destinations(&mounts)?;
     match a.image_volume.as_deref() {
         None | Some("bind" | "anonymous") => image_volumes(&img.volumes, &mut mounts, &mut volumes),
         Some("tmpfs") => {
-            let clean = |d: &str| Path::new(d).components().collect::<PathBuf>();
             for d in &img.volumes {
-                if d.starts_with('/') && !mounts.iter().any(|m| clean(&m.destination) == clean(d)) {
+                if d.starts_with('/')
+                    && !mounts
+                        .iter()
+                        .any(|m| clean_dest(&m.destination) == clean_dest(d))
+                {
                     mounts.push(parse_tmpfs(d)?);
                 }
             }
@@ -1620,11 +2031,17 @@ pub fn build(
         // Podman's text
         Some(o) => bail!("invalid image volume mode {o:?} required value: bind, tmpfs, ignore"),
     }
+    let secrets = a
+        .secret
+        .iter()
+        .map(|s| parse_secret(s))
+        .collect::<Result<Vec<_>>>()?;
     let workdir = a.workdir.clone().unwrap_or_else(|| img.workdir.clone());
     if !workdir.is_empty() && !workdir.starts_with('/') {
         bail!("invalid working directory `{workdir}`: it must be an absolute path");
     }
     let (no_new_privileges, seccomp) = security_opts(&a.security_opt)?;
+    let seccomp = seccomp_policy(a.extra.seccomp_policy.as_deref(), seccomp, &img.labels)?;
     let (mask, unmask) = mask_opts(&a.security_opt)?;
     if a.no_hosts && !a.add_host.is_empty() {
         bail!("--no-hosts and --add-host cannot be set together");
@@ -1701,6 +2118,7 @@ pub fn build(
     for l in &a.label {
         label_item(l, &mut labels)?;
     }
+    let sysctl = parse_sysctls(&a.extra.sysctl, network)?;
     let mut spec = Spec {
         args: Vec::new(),
         args_bytes: Default::default(),
@@ -1714,6 +2132,7 @@ pub fn build(
         hostname: a.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
         mounts,
         volumes,
+        secrets,
         volumes_from: a.volumes_from.clone(),
         read_only: a.read_only,
         init: a.init,
@@ -1746,6 +2165,7 @@ pub fn build(
         labels,
         stop_signal: match &a.extra.stop_signal {
             Some(sig) => Some(parse_stop_signal(sig)?),
+            None if systemd && img.stop_signal.is_none() => Some(SYSTEMD_STOP_SIGNAL.into()),
             None => img.stop_signal.clone(),
         },
         dns: a.dns.clone(),
@@ -1761,8 +2181,10 @@ pub fn build(
             None => Default::default(),
         },
         opts: crate::state::RunOpts {
-            sysctl: parse_sysctls(&a.extra.sysctl, network)?,
+            conf_sysctl: conf_sysctls(&a.extra.conf_sysctls, &sysctl, network)?,
+            sysctl,
             no_read_only_tmpfs: a.extra.no_read_only_tmpfs,
+            publish_all: a.publish_all,
             ..run_opts(&a.extra)?
         },
     };
@@ -1774,6 +2196,7 @@ pub fn build(
     spec.opts.uid_map = uf.uid_map;
     spec.opts.gid_map = uf.gid_map;
     spec.opts.auto_size = uf.auto_size;
+    spec.opts.systemd = systemd;
     spec.set_args(args);
     Ok(spec)
 }
@@ -1781,6 +2204,69 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_mode_and_device_rules_as_podman_decides_them() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        for (flag, cmd, want) in [
+            (None, &["/sbin/init"][..], true),
+            (
+                Some(""),
+                &["/usr/lib/systemd/systemd", "--log-level=debug"],
+                true,
+            ),
+            (Some("TRUE"), &["init"], false),
+            (Some("always"), &["sh"], true),
+            (Some("false"), &["/sbin/init"], false),
+            (None, &["/usr/bin/systemd-run"], false),
+        ] {
+            assert_eq!(
+                systemd_mode(flag, &args(cmd)).unwrap(),
+                want,
+                "{flag:?} {cmd:?}"
+            );
+        }
+        assert!(systemd_mode(Some("1"), &args(&["sh"])).is_err());
+        for ok in ["c 1:3 rwm", "b *:* m", "c 1 r", "a *:* rwm", "c 1:3 "] {
+            assert_eq!(device_cgroup_rule(ok).unwrap(), ok);
+        }
+        for bad in ["c 1:3", "c  1:3 r", "d 1:3 r", "c 1:x r", "c 1:3 rwq"] {
+            assert!(device_cgroup_rule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_flags_as_podman() {
+        let s = parse_secret("pw").unwrap();
+        assert_eq!(
+            (s.env, s.target.as_str(), s.mode),
+            (false, "/run/secrets/pw", 0o444)
+        );
+        let s = parse_secret("pw,target=../../etc/x,uid=5,gid=6,mode=0400").unwrap();
+        assert_eq!(
+            (s.target.as_str(), s.uid, s.gid, s.mode),
+            ("/etc/x", 5, 6, 0o400)
+        );
+        assert_eq!(
+            parse_secret("pw,target=k").unwrap().target,
+            "/run/secrets/k"
+        );
+        let s = parse_secret("pw,type=env").unwrap();
+        assert_eq!((s.env, s.target.as_str()), (true, "pw"));
+        assert_eq!(parse_secret("pw,type=env,target=V").unwrap().target, "V");
+        for (bad, text) in [
+            ("pw,type=foo", "type foo is invalid: parsing secret"),
+            ("pw,bogus=1", "option bogus=1 invalid: parsing secret"),
+            ("pw,uid=x", "UID x invalid: parsing secret"),
+            ("pw,mode=999", "mode 999 invalid: parsing secret"),
+            (
+                "pw,type=env,uid=1",
+                "UID, GID, Mode options cannot be set with secret type env: parsing secret",
+            ),
+        ] {
+            assert_eq!(parse_secret(bad).unwrap_err().to_string(), text, "{bad}");
+        }
+    }
 
     #[test]
     fn subid_names_give_maps_in_rbox_ids() {
@@ -1928,6 +2414,7 @@ mod tests {
             tmpfs: Vec::new(),
             mount: Vec::new(),
             device: Vec::new(),
+            secret: Vec::new(),
             volumes_from: Vec::new(),
             image_volume: None,
             read_only: false,

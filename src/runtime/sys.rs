@@ -102,6 +102,12 @@ pub fn ambient_raise(cap: u32) -> io::Result<()> {
     .map(drop)
 }
 
+/// personality(2): set the execution domain of this process (inherited across exec).
+pub fn personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: plain syscall with an integer argument; it returns the previous persona or -1.
+    cvt(unsafe { libc::personality(persona) } as _).map(drop)
+}
+
 /// prctl(PR_SET_NO_NEW_PRIVS, 1).
 pub fn set_no_new_privs() -> io::Result<()> {
     // SAFETY: plain prctl with integer arguments.
@@ -316,6 +322,24 @@ pub fn reset_signals() {
     }
 }
 
+/// SIGINT, SIGTERM and SIGHUP call `handler` (which must be async-signal-safe), without
+/// SA_RESTART: a system call the signal interrupts (a read waiting for a registry) fails with
+/// EINTR instead of waiting on.
+pub fn catch_stop_signals(handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(
+        SigHandler::Handler(handler),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the caller's handler is async-signal-safe (the contract above); the
+        // previous disposition is not needed.
+        unsafe { sigaction(sig, &act) }.map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
 /// dup2(2): make slot `new` (a number such as stdio's 0-2, not an owned object) a copy of `old`.
 pub fn dup2(old: impl AsFd, new: RawFd) -> io::Result<()> {
     dup2_raw(old.as_fd().as_raw_fd(), new)
@@ -379,6 +403,40 @@ pub fn pidfd_send_signal(pidfd: impl AsFd, sig: libc::c_int) -> io::Result<()> {
         )
     })
     .map(drop)
+}
+
+/// kill(2) with any signal number: nix's `Signal` has no real-time signals (SIGRTMIN+3 is
+/// systemd's halt, the stop signal of a container in systemd mode).
+pub fn kill(pid: i32, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::kill(pid, sig) }.into()).map(drop)
+}
+
+/// The real-time signals, SIGRTMIN to SIGRTMAX as the C library reserves none of them.
+pub fn realtime_signals() -> std::ops::RangeInclusive<libc::c_int> {
+    libc::SIGRTMIN()..=libc::SIGRTMAX()
+}
+
+/// `set` with every real-time signal added (nix's `SigSet::add` takes a `Signal` only).
+pub fn with_realtime(set: nix::sys::signal::SigSet) -> nix::sys::signal::SigSet {
+    let mut raw: libc::sigset_t = *set.as_ref();
+    for sig in realtime_signals() {
+        // SAFETY: a valid sigset_t and a valid signal number.
+        unsafe { libc::sigaddset(&mut raw, sig) };
+    }
+    // SAFETY: `raw` is a valid signal set, built from one by sigaddset.
+    unsafe { nix::sys::signal::SigSet::from_sigset_t_unchecked(raw) }
+}
+
+/// sigwait(3) for one of the blocked signals of `set`, real-time ones included (nix's
+/// `SigSet::wait` fails on those): its number.
+pub fn sigwait(set: &nix::sys::signal::SigSet) -> io::Result<libc::c_int> {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: a valid set and a pointer to an int we own.
+    match unsafe { libc::sigwait(set.as_ref(), &mut sig) } {
+        0 => Ok(sig),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
 }
 
 /// setns(2) into the namespace `fd` refers to.

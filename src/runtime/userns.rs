@@ -232,8 +232,8 @@ pub(super) fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
 /// The mode of the namespace this process is in now, read from its own id maps: after
 /// [`enter`], or in a child rbox started by `rbox unshare`.
 pub fn current_mode() -> Mode {
-    let read = |p: &str| parse_map(&fs::read_to_string(p).unwrap_or_default());
-    let (u, g) = (read("/proc/self/uid_map"), read("/proc/self/gid_map"));
+    let (u, g) = rbox_storage::own_id_maps();
+    let (u, g) = (parse_map(&u), parse_map(&g));
     let range = |m: &[(u32, u32, u32)]| {
         m.iter().find(|l| l.0 == 1).map(|l| SubRange {
             start: l.1,
@@ -261,15 +261,16 @@ pub fn host_uid() -> u32 {
 /// The caller's uid and gid outside every rbox namespace: what container root maps to, read
 /// from our own id maps (our own ids when no namespace was entered).
 pub fn host_ids() -> (u32, u32) {
-    let outside = |p: &str| {
-        parse_map(&fs::read_to_string(p).unwrap_or_default())
+    let outside = |map: &str| {
+        parse_map(map)
             .iter()
             .find(|l| l.0 == 0 && l.2 != u32::MAX)
             .map(|l| l.1)
     };
+    let (u, g) = rbox_storage::own_id_maps();
     (
-        outside("/proc/self/uid_map").unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
-        outside("/proc/self/gid_map").unwrap_or_else(|| nix::unistd::getegid().as_raw()),
+        outside(&u).unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+        outside(&g).unwrap_or_else(|| nix::unistd::getegid().as_raw()),
     )
 }
 
@@ -377,7 +378,7 @@ pub fn inside_rbox() -> bool {
 /// Whether this process already runs inside a user namespace made by rbox (re-entry is a no-op).
 fn already_inside() -> bool {
     std::env::var_os("_RBOX_IN_USERNS").is_some()
-        && parse_map(&fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
+        && parse_map(&rbox_storage::own_id_maps().0)
             .first()
             .is_some_and(|l| *l != (0, 0, u32::MAX))
 }

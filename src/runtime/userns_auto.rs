@@ -82,8 +82,8 @@ pub fn user_highest(user: &str) -> Option<u32> {
 
 /// The highest uid or gid owning anything under `dir` (symlinks not followed), as this
 /// process sees them: rbox's namespace shows a rootless store's owners as the image's, and
-/// root's store holds them as they are.
-fn highest_owner(dir: &Path) -> Option<u32> {
+/// root's store holds them as they are. A whole walk: for layers whose record lacks it.
+pub fn highest_owner(dir: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let mut best: Option<u32> = None;
     let mut stack = vec![dir.to_path_buf()];
@@ -114,14 +114,12 @@ fn image_passwd(lowers: &[PathBuf]) -> Option<String> {
     None
 }
 
-/// What the image with these layer directories (bottom first) and configured user needs;
-/// the owners of its files only with `owners` (a whole walk of each layer).
-pub fn image_needs(lowers: &[PathBuf], user: &str, owners: bool) -> Needs {
+/// What the image with these layer directories (bottom first), highest file owner
+/// (`owner`) and configured user needs.
+pub fn image_needs(lowers: &[PathBuf], user: &str, owner: Option<u32>) -> Needs {
     let passwd = image_passwd(lowers);
     Needs {
-        owner: owners
-            .then(|| lowers.iter().filter_map(|l| highest_owner(l)).max())
-            .flatten(),
+        owner,
         passwd: passwd.as_deref().and_then(passwd_highest),
         user: user_highest(user),
     }

@@ -47,7 +47,12 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                 f => return Err(format!("unknown format {f}").into()),
             };
             let img = s.lookup_image(image)?;
-            s.save_archive(&[img], File::create(file)?, fmt)?;
+            s.save_archive(
+                &[img],
+                File::create(file)?,
+                fmt,
+                rbox_storage::SaveLayers::AsStored,
+            )?;
         }
         ("import", [file, name @ ..]) => {
             let img = s.import_rootfs(File::open(file)?, name.first().map(String::as_str), &[])?;

@@ -32,6 +32,73 @@ pub enum Format {
     OciArchive,
 }
 
+/// Directory formats of `rbox save` (`--format oci-dir|docker-dir`), laid out as Podman's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirFormat {
+    /// An OCI image layout: oci-layout, index.json, blobs/sha256/ (several images).
+    Oci,
+    /// The containers "dir" transport with a Docker schema 2 manifest: manifest.json,
+    /// version, and each blob under its hex digest (one image).
+    Docker,
+}
+
+/// How `save` writes layer blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveLayers {
+    /// As stored (the OCI formats' default).
+    #[default]
+    AsStored,
+    /// As plain tars (`--uncompressed`; docker-dir's default).
+    Uncompressed,
+    /// gzip-compressed, the stored blob where it is gzip already (`--compress`).
+    Gzip,
+}
+
+/// Where `save` writes: a tar stream or a directory. Names are relative, `/`-separated.
+trait Sink {
+    fn dir(&mut self, name: &str) -> Result<()>;
+    fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) -> Result<()>;
+}
+
+impl<W: Write> Sink for tar::Builder<W> {
+    fn dir(&mut self, name: &str) -> Result<()> {
+        let mut h = file_header(0);
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        self.append_data(&mut h, name, io::empty())
+            .map_err(|e| Error::io(format!("write `{name}` to the archive"), e))
+    }
+
+    fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) -> Result<()> {
+        let mut h = file_header(len);
+        self.append_data(&mut h, name, r)
+            .map_err(|e| Error::io(format!("write `{name}` to the archive"), e))
+    }
+}
+
+/// A directory being written by `save` (created by the caller, empty).
+struct DirSink<'a>(&'a Path);
+
+impl Sink for DirSink<'_> {
+    fn dir(&mut self, name: &str) -> Result<()> {
+        let p = self.0.join(name);
+        fs::create_dir_all(&p).ctx(|| format!("create {}", bt(&p)))
+    }
+
+    fn file(&mut self, name: &str, len: u64, r: &mut dyn Read) -> Result<()> {
+        let p = self.0.join(name);
+        let mut f = File::create(&p).ctx(|| format!("create {}", bt(&p)))?;
+        let n = io::copy(&mut r.take(len), &mut f).ctx(|| format!("write {}", bt(&p)))?;
+        if n != len {
+            return Err(Error::io(
+                format!("write {}", bt(&p)),
+                io::Error::new(io::ErrorKind::UnexpectedEof, "the source ended early"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -240,7 +307,10 @@ impl Store {
     fn unpack_archive(&self, r: impl Read) -> Result<Unpacked> {
         let dir = self.tmp_path("load");
         fs::create_dir(&dir.path).ctx(|| format!("create {}", bt(&dir.path)))?;
-        let (_, rd) = decompress(BufReader::with_capacity(256 * 1024, r))?;
+        let (_, rd) = decompress(BufReader::with_capacity(
+            256 * 1024,
+            crate::interrupt::Checked::new(r),
+        ))?;
         let mut ar = tar::Archive::new(rd);
         let mut links = HashMap::new();
         let entries = ar.entries().map_err(|e| bad(tar_error(&e)))?;
@@ -354,19 +424,127 @@ impl Store {
         images: &[ImageRecord],
         out: impl Write,
         format: Format,
+        layers: SaveLayers,
     ) -> Result<()> {
-        let mut b = tar::Builder::new(out);
+        let mut b = tar::Builder::new(crate::interrupt::Checked::new(out));
         match format {
             Format::DockerArchive => self.save_docker(images, &mut b)?,
-            Format::OciArchive => self.save_oci(images, &mut b)?,
+            Format::OciArchive => self.save_oci(images, &mut b, layers)?,
         }
         b.into_inner()
-            .and_then(|mut w| w.flush())
+            .and_then(|w| w.into_inner().flush())
             .map_err(|e| Error::io("write archive", e))?;
         Ok(())
     }
 
-    fn save_docker<W: Write>(&self, images: &[ImageRecord], b: &mut tar::Builder<W>) -> Result<()> {
+    /// Writes `images` into the empty directory `dir` as `format` lays them out; docker-dir
+    /// holds one image.
+    pub fn save_dir(
+        &self,
+        images: &[ImageRecord],
+        dir: &Path,
+        format: DirFormat,
+        layers: SaveLayers,
+    ) -> Result<()> {
+        let mut sink = DirSink(dir);
+        match (format, images) {
+            (DirFormat::Oci, _) => self.save_oci(images, &mut sink, layers),
+            (DirFormat::Docker, [rec]) => self.save_docker_dir(rec, &mut sink, layers),
+            (DirFormat::Docker, _) => Err(Error::InvalidManifest(format!(
+                "a docker-dir holds one image, not {}",
+                images.len()
+            ))),
+        }
+    }
+
+    /// The containers "dir" transport as Podman writes it for docker-dir: a v2s2 manifest,
+    /// the config and the layers each under their hex digest, and `version`.
+    fn save_docker_dir(
+        &self,
+        rec: &ImageRecord,
+        sink: &mut dyn Sink,
+        layers: SaveLayers,
+    ) -> Result<()> {
+        let config = self.read_blob(&rec.id)?;
+        let mut descs = Vec::new();
+        for l in &rec.layers {
+            let stored = Compression::of_media_type(&l.media_type);
+            let (digest, size, c) = match layers {
+                SaveLayers::Uncompressed | SaveLayers::AsStored => {
+                    let size = self.append_diff_tar(sink, l.diff_id.hex(), &l.diff_id, &l.blob)?;
+                    (l.diff_id.clone(), size, Compression::None)
+                }
+                SaveLayers::Gzip if stored == Compression::Gzip => {
+                    self.append_blob(sink, l.blob.hex(), &l.blob)?;
+                    (l.blob.clone(), l.size, Compression::Gzip)
+                }
+                SaveLayers::Gzip => {
+                    let r = self.recompress_blob(&l.blob, &l.diff_id, Compression::Gzip)?;
+                    let mut f = File::open(r.path()).ctx(|| format!("open {}", bt(r.path())))?;
+                    sink.file(r.digest.hex(), r.size, &mut f)?;
+                    (r.digest.clone(), r.size, Compression::Gzip)
+                }
+            };
+            descs.push(json!({
+                "mediaType": c.docker_media_type(),
+                "size": size,
+                "digest": digest.to_string(),
+            }));
+        }
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": DOCKER_CONFIG,
+                "size": config.len(),
+                "digest": rec.id.to_string(),
+            },
+            "layers": descs,
+        });
+        append_bytes(sink, rec.id.hex(), &config)?;
+        append_bytes(
+            sink,
+            "manifest.json",
+            &serde_json::to_vec(&manifest).expect("json"),
+        )?;
+        append_bytes(sink, "version", b"Directory Transport Version: 1.1\n")
+    }
+
+    /// An OCI manifest whose layers are the plain diff tars (`--uncompressed`): each named
+    /// by its diff id, with its tar length.
+    fn uncompressed_oci_manifest(&self, manifest: &[u8], rec: &ImageRecord) -> Result<Vec<u8>> {
+        let mut v: Value =
+            serde_json::from_slice(manifest).map_err(|e| Error::InvalidManifest(e.to_string()))?;
+        let mut descs = Vec::new();
+        for l in &rec.layers {
+            let meta = self.layer_home(&l.diff_id).layer_meta(&l.diff_id)?;
+            descs.push(json!({
+                "mediaType": Compression::None.oci_media_type(),
+                "digest": l.diff_id.to_string(),
+                "size": meta.size,
+            }));
+        }
+        v["layers"] = Value::Array(descs);
+        Ok(serde_json::to_vec(&v).expect("json"))
+    }
+
+    /// Appends a stored blob as it is, verified against its digest as it streams.
+    fn append_blob(&self, sink: &mut dyn Sink, name: &str, blob: &Digest) -> Result<()> {
+        let f = self.open_blob(blob)?;
+        let len = f.metadata().ctx(|| format!("stat blob {blob}"))?.len();
+        let mut hr = HashingReader::new(f);
+        sink.file(name, len, &mut hr)?;
+        let (d, _) = hr.finish().map_err(|e| Error::io("read blob", e))?;
+        if d != *blob {
+            return Err(Error::DigestMismatch {
+                expected: blob.clone(),
+                actual: d,
+            });
+        }
+        Ok(())
+    }
+
+    fn save_docker(&self, images: &[ImageRecord], b: &mut dyn Sink) -> Result<()> {
         let mut written = BTreeSet::new();
         let mut manifest = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -420,14 +598,14 @@ impl Store {
     }
 
     /// Appends the uncompressed diff tar of a layer, from its stored blob, verified against
-    /// the diff id as it streams.
-    fn append_diff_tar<W: Write>(
+    /// the diff id as it streams; returns its length.
+    fn append_diff_tar(
         &self,
-        b: &mut tar::Builder<W>,
+        b: &mut dyn Sink,
         name: &str,
         diff_id: &Digest,
         blob: &Digest,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let meta: LayerMeta = self.layer_home(diff_id).layer_meta(diff_id)?;
         let blob = if self.has_readable_blob(blob) {
             blob.clone()
@@ -439,9 +617,7 @@ impl Store {
         let f = self.open_blob(&blob)?;
         let (_, rd) = decompress(BufReader::with_capacity(256 * 1024, f))?;
         let mut hr = HashingReader::new(rd.take(meta.size));
-        let mut h = file_header(meta.size);
-        b.append_data(&mut h, name, &mut hr)
-            .map_err(|e| Error::io(format!("write `{name}` to the archive"), e))?;
+        b.file(name, meta.size, &mut hr)?;
         let (d, n) = hr
             .finish()
             .map_err(|e| Error::io(format!("read blob {blob}"), e))?;
@@ -458,13 +634,13 @@ impl Store {
                 actual: d,
             });
         }
-        Ok(())
+        Ok(n)
     }
 
-    fn save_oci<W: Write>(&self, images: &[ImageRecord], b: &mut tar::Builder<W>) -> Result<()> {
+    fn save_oci(&self, images: &[ImageRecord], b: &mut dyn Sink, layers: SaveLayers) -> Result<()> {
         append_bytes(b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        append_dir(b, "blobs/")?;
-        append_dir(b, "blobs/sha256/")?;
+        b.dir("blobs/")?;
+        b.dir("blobs/sha256/")?;
         let mut written = BTreeSet::new();
         let mut index = Vec::new();
         for rec in images {
@@ -474,6 +650,12 @@ impl Store {
             } else {
                 to_oci_manifest(&stored)?
             };
+            let uncompressed = layers == SaveLayers::Uncompressed;
+            let manifest = if uncompressed {
+                self.uncompressed_oci_manifest(&manifest, rec)?
+            } else {
+                manifest
+            };
             let mdigest = Digest::of(&manifest);
             let config = self.read_blob(&rec.id)?;
             for (d, data) in [(&rec.id, &config), (&mdigest, &manifest)] {
@@ -482,20 +664,13 @@ impl Store {
                 }
             }
             for l in &rec.layers {
-                if written.insert(l.blob.clone()) {
-                    let f = self.open_blob(&l.blob)?;
-                    let len = f.metadata().ctx(|| format!("stat blob {}", l.blob))?.len();
-                    let mut hr = HashingReader::new(f);
-                    let mut h = file_header(len);
-                    b.append_data(&mut h, format!("blobs/sha256/{}", l.blob.hex()), &mut hr)
-                        .map_err(|e| Error::io("write layer blob to the archive", e))?;
-                    let (d, _) = hr.finish().map_err(|e| Error::io("read blob", e))?;
-                    if d != l.blob {
-                        return Err(Error::DigestMismatch {
-                            expected: l.blob.clone(),
-                            actual: d,
-                        });
+                if uncompressed {
+                    if written.insert(l.diff_id.clone()) {
+                        let name = format!("blobs/sha256/{}", l.diff_id.hex());
+                        self.append_diff_tar(b, &name, &l.diff_id, &l.blob)?;
                     }
+                } else if written.insert(l.blob.clone()) {
+                    self.append_blob(b, &format!("blobs/sha256/{}", l.blob.hex()), &l.blob)?;
                 }
             }
             let desc = |name: Option<&String>| {
@@ -761,18 +936,8 @@ fn file_header(size: u64) -> tar::Header {
     h
 }
 
-fn append_bytes<W: Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) -> Result<()> {
-    let mut h = file_header(data.len() as u64);
-    b.append_data(&mut h, name, data)
-        .map_err(|e| Error::io(format!("write `{name}` to the archive"), e))
-}
-
-fn append_dir<W: Write>(b: &mut tar::Builder<W>, name: &str) -> Result<()> {
-    let mut h = file_header(0);
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_mode(0o755);
-    b.append_data(&mut h, name, io::empty())
-        .map_err(|e| Error::io(format!("write `{name}` to the archive"), e))
+fn append_bytes(b: &mut dyn Sink, name: &str, data: &[u8]) -> Result<()> {
+    b.file(name, data.len() as u64, &mut &data[..])
 }
 
 /// Applies one `--change` instruction (`INSTRUCTION VALUE` or `INSTRUCTION=VALUE`) to the

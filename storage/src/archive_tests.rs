@@ -348,7 +348,7 @@ fn save_then_load_round_trips_in_both_formats() {
         .enumerate()
     {
         let mut out = Vec::new();
-        src.save_archive(&[a.clone(), b.clone()], &mut out, fmt)
+        src.save_archive(&[a.clone(), b.clone()], &mut out, fmt, SaveLayers::AsStored)
             .unwrap();
         let p = write(d.path(), &format!("saved{i}.tar"), &out);
         let dst = Store::open(&d.path().join(format!("dst{i}")), src.ids()).unwrap();
@@ -368,7 +368,8 @@ fn save_then_load_round_trips_in_both_formats() {
         );
         // The saved archive can be saved again from the new store.
         let mut again = Vec::new();
-        dst.save_archive(&[la], &mut again, fmt).unwrap();
+        dst.save_archive(&[la], &mut again, fmt, SaveLayers::AsStored)
+            .unwrap();
     }
 }
 
@@ -378,8 +379,13 @@ fn saved_docker_archive_has_the_expected_shape() {
     let s = store_in(d.path());
     let a = make_image(&s, &[&[("f", b"x")]], &["shape"], "2024-01-01T00:00:00Z");
     let mut out = Vec::new();
-    s.save_archive(std::slice::from_ref(&a), &mut out, Format::DockerArchive)
-        .unwrap();
+    s.save_archive(
+        std::slice::from_ref(&a),
+        &mut out,
+        Format::DockerArchive,
+        SaveLayers::AsStored,
+    )
+    .unwrap();
     let mut ar = tar::Archive::new(&out[..]);
     let mut files = BTreeMap::new();
     for e in ar.entries().unwrap() {

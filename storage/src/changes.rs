@@ -33,8 +33,9 @@ use serde_json::{json, Value};
 
 use crate::digest::{Digest, Hasher};
 use crate::images::ImageRecord;
+use crate::interrupt::Checked;
 use crate::layer::{Compression, LayerInfo, LayerMeta};
-use crate::store::{create_new, Store};
+use crate::store::{create_new, Store, TmpPath};
 use crate::{bt, sys, Error, IoContext, Result};
 
 /// The opaque-directory marker of the OCI layer format.
@@ -175,6 +176,8 @@ impl Store {
             size: w.size,
             // settled only without override xattrs (not an image's to carry)
             foreign_owners: false,
+            // not tracked by the diff writer: `--userns=auto` walks such a layer
+            highest_owner: None,
         };
         self.install_layer(dir, &meta)?;
         self.pin_layer(&w.diff_id)?;
@@ -478,13 +481,7 @@ impl Store {
         let mut descs = Vec::new();
         let mut diff_ids = Vec::new();
         let media = |mt: &str, c: Option<Compression>| -> String {
-            let c = c.unwrap_or(if mt.ends_with("gzip") {
-                Compression::Gzip
-            } else if mt.ends_with("zstd") {
-                Compression::Zstd
-            } else {
-                Compression::None
-            });
+            let c = c.unwrap_or_else(|| Compression::of_media_type(mt));
             match format {
                 ManifestFormat::Oci => c.oci_media_type().to_string(),
                 ManifestFormat::Docker => c.docker_media_type().to_string(),
@@ -551,7 +548,7 @@ struct Written {
 }
 
 /// Writes the tar that `write` makes compressed into `out`, hashing both the tar (for its
-/// diff id) and what lands in `out` (the blob).
+/// diff id) and what lands in `out` (the blob). A Ctrl-C stops the writing (see `interrupt`).
 fn write_compressed(
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
     compression: Compression,
@@ -562,7 +559,7 @@ fn write_compressed(
     let (tar, mut blob) = match compression {
         Compression::None => {
             let mut h = HashTee::new(out);
-            write(&mut h)?;
+            write(&mut Checked::new(&mut h))?;
             (h.hasher, h.inner)
         }
         Compression::Gzip => {
@@ -570,13 +567,13 @@ fn write_compressed(
                 out,
                 flate2::Compression::default(),
             ));
-            write(&mut h)?;
+            write(&mut Checked::new(&mut h))?;
             (h.hasher, h.inner.finish().map_err(finish_err)?)
         }
         Compression::Zstd => {
             let enc = zstd::stream::write::Encoder::new(out, 3).map_err(finish_err)?;
             let mut h = HashTee::new(enc);
-            write(&mut h)?;
+            write(&mut Checked::new(&mut h))?;
             (h.hasher, h.inner.finish().map_err(finish_err)?)
         }
     };
@@ -587,6 +584,57 @@ fn write_compressed(
         blob_size: blob.hasher.len(),
         blob: blob.hasher.finish(),
     })
+}
+
+/// A layer blob compressed anew for a push (`--compression-format`): a file under the store's
+/// `tmp/`, removed when this drops, never recorded as the image's own blob.
+pub struct RecompressedBlob {
+    tmp: TmpPath,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl RecompressedBlob {
+    pub fn path(&self) -> &Path {
+        &self.tmp.path
+    }
+}
+
+impl Store {
+    /// The stored layer blob `blob` (whose tar has the diff id `diff_id`) decompressed and
+    /// compressed again with `to`; the diff id is checked on the way, so a corrupt blob is
+    /// refused rather than pushed under a new digest.
+    pub fn recompress_blob(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        to: Compression,
+    ) -> Result<RecompressedBlob> {
+        let f = self.open_blob(blob)?;
+        let (_, mut rd) = crate::layer::decompress(io::BufReader::with_capacity(256 * 1024, f))?;
+        let tmp = self.tmp_path("recompressed");
+        let out = create_new(&tmp.path, 0o600)?;
+        let w = write_compressed(
+            |dst| {
+                io::copy(&mut rd, dst)
+                    .map(drop)
+                    .map_err(|e| Error::io(format!("recompress blob {blob}"), e))
+            },
+            to,
+            &out,
+        )?;
+        if w.diff_id != *diff_id {
+            return Err(Error::DigestMismatch {
+                expected: diff_id.clone(),
+                actual: w.diff_id,
+            });
+        }
+        Ok(RecompressedBlob {
+            tmp,
+            digest: w.blob,
+            size: w.blob_size,
+        })
+    }
 }
 
 /// Hashes what passes through to `inner`: the uncompressed tar, for its diff id.

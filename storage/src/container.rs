@@ -48,6 +48,9 @@ struct ContainerLayer {
     /// directory ([`Store::set_upper_root`])
     #[serde(default, skip_serializing_if = "Option::is_none")]
     upper_root: Option<PathBuf>,
+    /// images of `--mount type=image` ([`Store::mount_images`]): in use as the image is
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mounted_images: Vec<Digest>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -70,6 +73,19 @@ impl ContainerDir {
     /// namespace only.
     pub fn image_mount(&self) -> PathBuf {
         self.dir.join("image")
+    }
+
+    /// The read-only lower directories of the container's overlay root, top-most first: the
+    /// host directory of `--rootfs`, the mount point of `--image-file`, the image's layers,
+    /// or [`ContainerDir::empty_lower`] for an image without layers (overlayfs needs one;
+    /// [`Store::rootfs`] creates it). One answer for the mount and for `inspect`.
+    pub fn overlay_lowers(&self) -> Vec<PathBuf> {
+        match (&self.host_root, &self.image_file) {
+            (Some(host), _) => vec![host.clone()],
+            (None, Some(_)) => vec![self.image_mount()],
+            (None, None) if self.lower_dirs.is_empty() => vec![self.empty_lower()],
+            (None, None) => self.lower_dirs.clone(),
+        }
     }
 }
 
@@ -103,6 +119,7 @@ impl Store {
             host_root: None,
             image_file: None,
             upper_root: self.placed_upper_root(id)?,
+            mounted_images: Vec::new(),
         };
         self.commit_container_dir(id, tmp, dir, meta)
     }
@@ -120,6 +137,7 @@ impl Store {
             host_root: None,
             image_file: Some(file.to_path_buf()),
             upper_root: self.placed_upper_root(id)?,
+            mounted_images: Vec::new(),
         };
         self.commit_container_dir(id, tmp, dir, meta)
     }
@@ -136,6 +154,7 @@ impl Store {
             host_root: Some(host_root.to_path_buf()),
             image_file: None,
             upper_root: self.placed_upper_root(id)?,
+            mounted_images: Vec::new(),
         };
         self.commit_container_dir(id, tmp, dir, meta)
     }
@@ -219,6 +238,35 @@ impl Store {
         Ok(self.container_dir_of(dir, &meta))
     }
 
+    /// `--mount type=image`: the layer directories (top-most first) of image `image`,
+    /// recorded in container `id`'s layer.json so that `rmi` refuses it while the container
+    /// exists, as it refuses the container's own image. The image's lock is held (shared)
+    /// meanwhile, as in [`Store::create_container_dir`].
+    pub fn mount_image(&self, id: &str, image: &Digest) -> Result<Vec<PathBuf>> {
+        let dir = self.container_path(id)?;
+        let p = dir.join("layer.json");
+        let data = fs::read(&p).ctx(|| format!("read {}", bt(&p)))?;
+        let mut meta: ContainerLayer = serde_json::from_slice(&data)
+            .map_err(|e| Error::io(format!("parse {}", bt(&p)), io::Error::other(e)))?;
+        let _g = self.lock_shared(&format!("image-{}", image.hex()))?;
+        let rec = self.lookup_image(&image.to_string())?;
+        let mut dirs = Vec::new();
+        for l in rec.layers.iter().rev() {
+            if !self.has_layer_anywhere(&l.diff_id) {
+                return Err(Error::LayerNotFound(l.diff_id.clone()));
+            }
+            dirs.push(self.layer_path(&l.diff_id));
+        }
+        if !meta.mounted_images.contains(image) {
+            meta.mounted_images.push(image.clone());
+            self.write_atomic(
+                &p,
+                &serde_json::to_vec_pretty(&meta).expect("container layer serializes"),
+            )?;
+        }
+        Ok(dirs)
+    }
+
     /// Removes a container's directory (upper layer included). Missing is not an error.
     pub fn remove_container_dir(&self, id: &str) -> Result<()> {
         match self.detach_container_dir(id)? {
@@ -278,7 +326,7 @@ impl Store {
             let Ok(meta) = serde_json::from_slice::<ContainerLayer>(&data) else {
                 continue;
             };
-            if meta.image_id.as_ref() == Some(image_id) {
+            if meta.image_id.as_ref() == Some(image_id) || meta.mounted_images.contains(image_id) {
                 if let Some(n) = ent.file_name().to_str() {
                     out.push(n.to_string());
                 }

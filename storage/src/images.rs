@@ -644,8 +644,33 @@ impl Store {
 
     /// The image's parsed config.
     pub fn image_config(&self, rec: &ImageRecord) -> Result<ImageConfiguration> {
-        let data = self.read_blob(&rec.id)?;
-        ImageConfiguration::from_reader(&data[..]).map_err(|e| Error::InvalidConfig(e.to_string()))
+        Ok(self.image_config_and_raw(rec)?.0)
+    }
+
+    /// The image's parsed config and its bytes, for a caller that also reads fields the
+    /// parsed form drops (the Docker `Healthcheck`) from one read of the blob.
+    ///
+    /// The bytes of the config this process read last are kept by digest: `rbox run` needs
+    /// its image's config at create and again at start, and a blob, verified against its
+    /// digest when read, has those bytes wherever it is stored.
+    pub fn image_config_and_raw(&self, rec: &ImageRecord) -> Result<(ImageConfiguration, Vec<u8>)> {
+        static LAST: std::sync::Mutex<Option<(Digest, Vec<u8>)>> = std::sync::Mutex::new(None);
+        let last = || LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = last()
+            .as_ref()
+            .filter(|(d, _)| *d == rec.id)
+            .map(|(_, bytes)| bytes.clone());
+        let data = match cached {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = self.read_blob(&rec.id)?;
+                *last() = Some((rec.id.clone(), bytes.clone()));
+                bytes
+            }
+        };
+        let cfg = ImageConfiguration::from_reader(&data[..])
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        Ok((cfg, data))
     }
 
     /// The image's stored manifest bytes.

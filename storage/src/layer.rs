@@ -82,6 +82,17 @@ impl Compression {
         }
     }
 
+    /// The compression a stored layer's media type names (plain tar when it names none).
+    pub fn of_media_type(media_type: &str) -> Compression {
+        if media_type.ends_with("gzip") {
+            Compression::Gzip
+        } else if media_type.ends_with("zstd") {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
     /// The OCI layer media type for this compression.
     pub fn oci_media_type(self) -> &'static str {
         match self {
@@ -129,6 +140,11 @@ pub(crate) struct LayerMeta {
     /// overlay's override xattr (the runtime then prefers that driver).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub foreign_owners: bool,
+    /// The highest uid or gid of the layer's entries, in the image's ids (what
+    /// `--userns=auto` must map); recorded when the layer is unpacked, absent for layers
+    /// unpacked before rbox recorded it and for layers of a commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_owner: Option<u32>,
 }
 
 impl Store {
@@ -170,6 +186,15 @@ impl Store {
         self.layer_home(diff_id)
             .layer_meta(diff_id)
             .is_ok_and(|m| m.foreign_owners)
+    }
+
+    /// The highest uid or gid owning an entry of the layer, as the image gives it (`None`
+    /// when the store did not record it: the caller walks the layer instead).
+    pub fn layer_highest_owner(&self, diff_id: &Digest) -> Option<u32> {
+        self.layer_home(diff_id)
+            .layer_meta(diff_id)
+            .ok()
+            .and_then(|m| m.highest_owner)
     }
 
     /// The uncompressed size of an unpacked layer, in bytes (`None` when it is not stored).
@@ -227,7 +252,10 @@ impl Store {
     ) -> Result<LayerInfo> {
         // A source longer than announced is a mismatch: one byte past the size tells, so a
         // hostile endless stream is not read (and stored) forever.
-        let mut r = r.take(expected_size.map_or(u64::MAX, |n| n.saturating_add(1)));
+        // Checked: a Ctrl-C stops the read (see `interrupt`), and the guards below remove
+        // what was staged.
+        let mut r = crate::interrupt::Checked::new(r)
+            .take(expected_size.map_or(u64::MAX, |n| n.saturating_add(1)));
         // With a known diff id, hold the layer lock for the whole unpack: a concurrent
         // unpack of the same layer waits and then finds it present instead of redoing it.
         let mut guard = match expected_diff {
@@ -288,9 +316,10 @@ impl Store {
                 size,
                 unpacker.warnings,
                 unpacker.foreign_owners,
+                unpacker.highest_owner,
             ))
         })();
-        let (compression, diff_id, size, warnings, foreign_owners) = unpacked
+        let (compression, diff_id, size, warnings, foreign_owners, highest_owner) = unpacked
             .map_err(|e| source_or(&source_err, e))
             .map_err(|e| match e {
                 Error::LayerTooLarge { limit, entry, .. } => Error::LayerTooLarge {
@@ -350,6 +379,7 @@ impl Store {
             compression,
             size,
             foreign_owners,
+            highest_owner: Some(highest_owner),
         };
         if !self.has_layer(&diff_id) {
             self.install_layer(dir, &meta)?;
@@ -729,6 +759,8 @@ struct Unpacker {
     buf: Vec<u8>,
     /// Some owner was kept in the override xattr ([`Unpacker::record_owner`]).
     foreign_owners: bool,
+    /// The highest uid or gid of the entries so far, as their headers give them.
+    highest_owner: u32,
 }
 
 /// The parts of a tar header the unpacker uses, with PAX overrides applied.
@@ -762,6 +794,7 @@ impl Unpacker {
             limit,
             buf: Vec::new(),
             foreign_owners: false,
+            highest_owner: 0,
         })
     }
 
@@ -797,6 +830,8 @@ impl Unpacker {
         let meta = read_meta(entry)
             .map_err(|e| Error::InvalidLayer(format!("entry `{shown}`: {}", tar_error(&e))))?;
         let kind = entry.header().entry_type();
+        let owner = meta.uid.max(meta.gid).min(u64::from(u32::MAX)) as u32;
+        self.highest_owner = self.highest_owner.max(owner);
 
         if comps.is_empty() {
             // The layer root itself ("./"): only directory metadata applies.

@@ -308,6 +308,8 @@ fn owners_outside_the_map_fold_to_zero() {
     // A single mapped id, as a user without subuid: everything is ours and nothing fails.
     let s = store_in(d.path());
     let info = s.apply_layer(&tar[..], None).unwrap();
+    // the owners the image gives, folded or not, for `--userns=auto` without a walk
+    assert_eq!(s.layer_highest_owner(&info.diff_id), Some(4_000_000_000));
     let me = nix::unistd::geteuid().as_raw();
     for f in ["inside", "outside"] {
         let md = fs::metadata(s.layer_path(&info.diff_id).join(f)).unwrap();

@@ -5,7 +5,8 @@
 //! written from a container's changes ([`changes`]: an upper as an OCI layer tar, a union as one
 //! flat tar, images derived from a base), and docker-archive / oci-archive / rootfs-tarball import and export, and the storage drivers
 //! that assemble a container's root from its layers ([`mount`]: overlay, copy, the place of
-//! the FUSE overlay) with the overlay probe's files. It does not own when and in which process
+//! the FUSE overlay) with the overlay probe's files, and the stop request its byte streams obey
+//! on Ctrl-C ([`interrupt`]). It does not own when and in which process
 //! a root is mounted (the `rbox` binary's mount plan), reference grammar (`reference.rs`, the
 //! registry helper's) nor the network side of pulls (crate `rbox-registry`).
 //!
@@ -43,6 +44,10 @@
 //! volumes/<name>/volume.json  its VolumeRecord (labels, options, created, anonymous, copy-up);
 //!                             a volume appears by one rename of a directory made in tmp/
 //! locks/volume-<name>         held while a volume is created, populated or removed
+//! secrets/<id>/secret.json    a secret's SecretRecord (name, labels, created); the file driver's
+//! secrets/<id>/data           data beside it, mode 0600; the directory (0700) appears by one
+//!                             rename from tmp/ and goes through tmp/ on removal
+//! locks/secrets               held while a secret is created or removed (names are unique)
 //! overlay-probe               the overlay probe's memo: `<kernel release> ok|no`; probed again on
 //!                             another kernel, and by every `rbox info` (`Store::overlay_probe_memo`)
 //! ```
@@ -59,6 +64,8 @@
 //! containers/<id>/monitor.log      what the monitor of a detached container logs
 //! containers/<id>/hosts, hostname, resolv.conf
 //!                                  the container's /etc files, bind-mounted into it
+//! containers/<id>/secrets/<n>      the copy of the container's nth `--secret`, made at create
+//!                                  (mode and owner as asked; the directory 0700)
 //! container-names/<name>           one small file per container name holding its id; read
 //!                                  lock-free (completion lists this directory)
 //! mnt/                             the one mount point every container assembles its root on,
@@ -108,24 +115,27 @@ pub mod changes;
 pub mod container;
 pub mod digest;
 pub mod images;
+pub mod interrupt;
 pub mod layer;
 mod lock;
 pub mod mount;
 pub mod placement;
 pub mod reference;
+pub mod secret;
 mod store;
 mod sys;
 pub mod volume;
 
 use std::path::PathBuf;
 
-pub use archive::{apply_change, rfc3339_now, Format, ImportOptions};
-pub use changes::ManifestFormat;
+pub use archive::{apply_change, rfc3339_now, DirFormat, Format, ImportOptions, SaveLayers};
+pub use changes::{ManifestFormat, RecompressedBlob};
 pub use container::{ContainerDir, Detached};
 pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, LayerRef};
-pub use layer::LayerInfo;
+pub use layer::{Compression, LayerInfo};
 pub use mount::{Driver, Rootfs};
+pub use secret::{validate_secret_name, SecretRecord};
 pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
 pub use sys::flistxattr;
 /// What `rbox build --squash` marks opaque directories with.
@@ -167,6 +177,44 @@ impl IdMap {
             id as u32
         } else {
             0
+        }
+    }
+}
+
+/// This process's id maps, `/proc/self/uid_map` and `gid_map` as text (empty where
+/// unreadable). A run asks for them in many places (rbox's mode, the host ids, whether an
+/// id is mapped, whether only one is); they are read once per user namespace: a namespace's
+/// maps are written once and never change (user_namespaces(7)), but this process moves to
+/// another namespace when it enters rbox's, so the text is kept with the identity of the
+/// namespace it was read in, which one readlink(2) of `/proc/self/ns/user` checks instead
+/// of two opens and reads. Maps not written yet (between unshare and their writes) are not
+/// kept.
+pub fn own_id_maps() -> (String, String) {
+    use std::sync::Mutex;
+    type Cached = Option<(PathBuf, (String, String))>;
+    static CACHE: Mutex<Cached> = Mutex::new(None);
+    let read = || {
+        let r = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        (r("/proc/self/uid_map"), r("/proc/self/gid_map"))
+    };
+    let Ok(ns) = std::fs::read_link("/proc/self/ns/user") else {
+        return read();
+    };
+    // never waits: the init of a container reads them too, cloned from a parent whose other
+    // threads may have held the lock at that moment
+    let mut cache = match CACHE.try_lock() {
+        Ok(c) => c,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return read(),
+    };
+    match &*cache {
+        Some((n, maps)) if *n == ns => maps.clone(),
+        _ => {
+            let maps = read();
+            if !maps.0.is_empty() && !maps.1.is_empty() {
+                *cache = Some((ns, maps.clone()));
+            }
+            maps
         }
     }
 }
@@ -260,6 +308,20 @@ pub enum Error {
     VolumeExists(String),
     #[error("names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument")]
     InvalidVolumeName(String),
+    // Podman's words for the secret errors, which scripts match
+    #[error("no secret with name or id \"{0}\": no such secret")]
+    SecretNotFound(String),
+    #[error("{0}: secret name in use")]
+    SecretExists(String),
+    #[error("only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]: {0}: invalid secret name")]
+    InvalidSecretName(String),
+    #[error("more than one result secret with prefix {0}: secret is ambiguous")]
+    SecretAmbiguous(String),
+    #[error(
+        "secret data must be larger than 0 and less than {} bytes",
+        secret::MAX_DATA
+    )]
+    SecretSize,
 }
 
 impl Error {

@@ -376,7 +376,7 @@ impl Store {
         let mut f = create_new(&tmp.path, 0o644)?;
         // One byte past the announced size is enough to tell a mismatch; never read on.
         let r = r.take(expected_size.map_or(u64::MAX, |n| n.saturating_add(1)));
-        let mut hr = HashingReader::new(r);
+        let mut hr = HashingReader::new(crate::interrupt::Checked::new(r));
         let n = io::copy(&mut hr, &mut f).ctx(|| format!("write blob {}", bt(&tmp.path)))?;
         let (digest, _) = hr.finish().ctx(|| "read blob".to_string())?;
         if let Some(size) = expected_size {

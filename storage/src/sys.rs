@@ -1,4 +1,4 @@
-//! Raw syscalls nix does not wrap: extended attributes, and the new mount API (`fsopen`,
+//! Raw syscalls nix does not wrap: extended attributes, `sigpending`, and the new mount API (`fsopen`,
 //! `fsconfig`, `fsmount`, `move_mount`) that the overlay driver mounts with.
 //!
 //! The only module of the crate allowed `unsafe` (the workspace denies it everywhere else);
@@ -594,4 +594,19 @@ pub fn accept<F: AsFd>(sock: F) -> io::Result<OwnedFd> {
     } as libc::c_long)?;
     // SAFETY: `fd` is the new descriptor the kernel just returned.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether SIGINT, SIGTERM or SIGHUP waits, blocked, for this thread or process
+/// (`sigpending(2)`; nix does not wrap it). Never consumes the signal.
+pub fn stop_signal_pending() -> bool {
+    // SAFETY: an all-zero `sigset_t` is a valid (empty) set for sigpending to fill.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t for the duration of the call.
+    if unsafe { libc::sigpending(&mut set) } != 0 {
+        return false;
+    }
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+        .iter()
+        // SAFETY: `set` was filled by sigpending and `s` is a valid signal number.
+        .any(|s| unsafe { libc::sigismember(&set, *s) } == 1)
 }

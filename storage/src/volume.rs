@@ -85,7 +85,7 @@ pub fn validate_volume_name(name: &str) -> Result<()> {
 }
 
 /// The current time as RFC 3339 with nanoseconds (`2026-11-25T00:27:57.825565375Z`).
-fn now_nanos() -> String {
+pub(crate) fn now_nanos() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

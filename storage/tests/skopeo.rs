@@ -93,8 +93,13 @@ fn skopeo_reads_what_we_save_and_we_load_what_it_writes() {
         ),
     ] {
         let f = std::fs::File::create(p(ours)).unwrap();
-        src.save_archive(std::slice::from_ref(&img), f, fmt)
-            .unwrap();
+        src.save_archive(
+            std::slice::from_ref(&img),
+            f,
+            fmt,
+            rbox_storage::SaveLayers::AsStored,
+        )
+        .unwrap();
         let ours_ref = match fmt {
             Format::DockerArchive => "docker-archive",
             Format::OciArchive => "oci-archive",

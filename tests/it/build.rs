@@ -816,6 +816,159 @@ fn rmi_of_a_built_image_takes_its_unused_steps() {
     });
 }
 
+/// Podman leaves no image for `FROM scratch`: only the steps and the result, and the step's
+/// cache still hits on a rebuild; `FROM scratch` alone is the result, kept.
+#[test]
+fn build_from_scratch_leaves_no_scratch_image() {
+    for_each_user("build_scratch", |env| {
+        env.write("work/ctx/f", "hi\n");
+        env.write("work/ctx/Containerfile", "FROM scratch\nCOPY f /f\n");
+        let images = |env: &Env| {
+            env.rbox()
+                .args(["images", "-a", "--format", "{{.Repository}} {{.Size}}"])
+                .output()
+                .success()
+                .lines()
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+        };
+        build(env, &["-t", "s1"]).success();
+        let one = images(env);
+        assert_eq!(one.len(), 1, "{one:?}");
+        assert!(one[0].starts_with("localhost/s1 "), "{one:?}");
+        assert_eq!(cached(&build(env, &["-t", "s1"]).success()), 1);
+        assert_eq!(images(env), one);
+        // a two-stage build whose first stage is skipped stands it in with scratch too
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM scratch AS unused\nCOPY f /g\nFROM scratch\nCOPY f /f\n",
+        );
+        build(env, &["-t", "s1"]).success();
+        assert_eq!(images(env), one);
+        env.write("work/ctx/Containerfile", "FROM scratch\n");
+        let out = build(env, &["-q"]).success();
+        let id = out.text();
+        let shown = env
+            .rbox()
+            .args(["images", "-a", "-q", "--no-trunc"])
+            .output()
+            .success();
+        assert!(shown.stdout.contains(&id), "{shown}");
+    });
+}
+
+/// As Podman's build: the caller's proxy variables reach RUN steps (not the image's config);
+/// `--http-proxy=false` keeps them out; a build arg of the same name wins.
+#[test]
+fn build_passes_the_callers_proxy_variables_to_run() {
+    for_each_user("build_proxy", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "work/ctx/Containerfile",
+            "FROM busybox\nRUN env | grep -i _proxy= | sort > /proxies; true\n",
+        );
+        let proxies = |args: &[&str], tag: &str| {
+            env.rbox()
+                .env("http_proxy", "http://10.9.9.9:3128")
+                .env("HTTPS_PROXY", "http://10.9.9.8:1")
+                .args(["build", "--network=none", "--no-cache", "-t", tag])
+                .args(args)
+                .arg(env.path("work/ctx"))
+                .output()
+                .success();
+            env.rbox()
+                .args(["run", "--rm", "--network=none", "--http-proxy=false", tag])
+                .args(["cat", "/proxies"])
+                .output()
+                .success()
+                .stdout
+        };
+        assert_eq!(
+            proxies(&[], "p1"),
+            "HTTPS_PROXY=http://10.9.9.8:1\nhttp_proxy=http://10.9.9.9:3128\n"
+        );
+        assert_eq!(
+            env.inspect("p1", "{{.Config.Env}}"),
+            "[PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin]"
+        );
+        assert_eq!(proxies(&["--http-proxy=false"], "p2"), "");
+        assert_eq!(
+            proxies(&["--build-arg", "http_proxy=http://arg:1"], "p3"),
+            "HTTPS_PROXY=http://10.9.9.8:1\nhttp_proxy=http://arg:1\n"
+        );
+    });
+}
+
+/// The `# escape` directive (backtick continuations), `COPY --link` (its files as a plain
+/// COPY gives them) and the `buildx build` and `image build` spellings.
+#[test]
+fn build_escape_directive_copy_link_and_other_spellings() {
+    for_each_user("build_spellings", |env| {
+        env.import_busybox("busybox");
+        env.write("work/ctx/a.txt", "x\n");
+        env.write(
+            "work/ctx/Containerfile",
+            "# escape=`\nFROM busybox\nCOPY --link a.txt /d/\nRUN echo one `\n    two > /e.txt\n",
+        );
+        for verb in [&["buildx", "build"][..], &["image", "build"][..]] {
+            env.rbox()
+                .args(verb)
+                .args(["--network=none", "-q", "-t", "spelled"])
+                .arg(env.path("work/ctx"))
+                .output()
+                .success();
+            let out = env
+                .rbox()
+                .args(["run", "--rm", "--network=none", "spelled"])
+                .args(["sh", "-c", "cat /e.txt /d/a.txt"])
+                .output()
+                .success();
+            assert_eq!(out.lines(), ["one two", "x"], "{verb:?}: {out}");
+        }
+    });
+}
+
+/// `FROM --platform=` of the host's own platform, and `--compression-format zstd`: the step's
+/// layer is stored zstd-compressed (what `save --format oci-dir` writes shows it).
+#[test]
+fn build_from_platform_and_zstd_layers() {
+    for_each_user("build_zstd", |env| {
+        env.import_busybox("busybox");
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            a => a,
+        };
+        env.write(
+            "work/ctx/Containerfile",
+            format!("FROM --platform=linux/{arch} busybox\nRUN echo z > /z\n"),
+        );
+        build(env, &["--compression-format", "zstd", "-q", "-t", "zs"]).success();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "zs", "cat", "/z"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "z");
+        let dir = env.path("zs-oci");
+        env.rbox()
+            .args(["save", "--format", "oci-dir", "-o"])
+            .arg(&dir)
+            .arg("zs")
+            .output()
+            .success();
+        let zstd = std::fs::read_dir(dir.join("blobs/sha256"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path()).is_ok_and(|b| b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]))
+            })
+            .count();
+        assert_eq!(zstd, 1, "the RUN step's layer, zstd-compressed");
+    });
+}
+
 #[test]
 fn build_timestamp_makes_the_same_image_twice() {
     // Podman: `--timestamp` sets the image's and the new history entries' creation time and

@@ -40,6 +40,9 @@ fn build_cache_file_digests_follow_content_not_mtime() {
             "FROM busybox\nCOPY src/ /src/\nRUN cat /src/a /src/b > /out\nCMD [\"cat\", \"/out\"]\n",
         );
         env.import_busybox("busybox");
+        // a digest is remembered only for a file unchanged for 100 ms before it is hashed
+        // (copy.rs's RACY_NS): an import can take less on a fast machine
+        std::thread::sleep(Duration::from_millis(250));
         let first = build(env, &["-t", "one"]).success();
         assert!(!cached(&first, "COPY"), "{first}");
         // the context's files are remembered by path and stamp
@@ -195,7 +198,7 @@ fn tagged(tag: &str) -> Vec<String> {
 
 /// Polls (every 20 ms, up to `secs`) until the process `pid`, a child of this one not yet
 /// waited for, has exited (a zombie) or is gone.
-fn exits_within(pid: nix::unistd::Pid, secs: u64) -> bool {
+pub(crate) fn exits_within(pid: nix::unistd::Pid, secs: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -219,7 +222,7 @@ fn exits_within(pid: nix::unistd::Pid, secs: u64) -> bool {
 /// container, no staging directory, no mount under the test's directory.
 /// Ctrl-C to the running build `run`, as a terminal sends it (SIGINT to its process group):
 /// it must end within 30 s as Podman's does, status 1 and no message.
-fn ctrl_c(run: crate::util::Running) -> crate::util::Output {
+pub(crate) fn ctrl_c(run: crate::util::Running) -> crate::util::Output {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(-run.pid().as_raw()),
         nix::sys::signal::Signal::SIGINT,

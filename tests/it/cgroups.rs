@@ -60,7 +60,7 @@ fn limit_files(pid: i32) -> (PathBuf, PathBuf) {
     )
 }
 
-const PODMAN_V1_WARNING: &str =
+pub(crate) const PODMAN_V1_WARNING: &str =
     "Resource limits are not supported and ignored on cgroups V1 rootless systems";
 
 #[test]

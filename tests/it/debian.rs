@@ -12,14 +12,7 @@ fn debian_root_runs() {
         return;
     };
     for_each_user("debian", |env| {
-        let tar = env.copy_in(&tar, "debian.tar");
-        env.rbox()
-            .arg("import")
-            .arg(&tar)
-            .arg("debian:bookworm")
-            .timeout(std::time::Duration::from_secs(300))
-            .output()
-            .success();
+        env.import_debian(&tar);
         let run = |args: &[&str]| {
             let mut c = env.rbox();
             c.args(["run", "--rm", "debian:bookworm"]).args(args);

@@ -127,7 +127,7 @@ fn completion_prints_the_committed_script() {
 }
 
 /// Ask rbox what bash would offer for the last word of `words`.
-fn complete(root: &Path, words: &[&str]) -> Vec<String> {
+pub(crate) fn complete(root: &Path, words: &[&str]) -> Vec<String> {
     let out = Command::new(RBOX)
         .env("COMPLETE", "bash")
         .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())

@@ -34,8 +34,8 @@ fn podman_flags_rbox_lacks_say_what_to_do() {
                 "publishing ports needs --network=pasta or --network=slirp4netns",
             ),
             (
-                &["--device-read-bps", "/dev/sda:1mb"][..],
-                "unsupported flag `--device-read-bps`: cgroup",
+                &["--cgroup-parent", "/x"][..],
+                "unsupported flag `--cgroup-parent`",
             ),
             (
                 &["--frobnicate"][..],

@@ -766,13 +766,6 @@ pub fn debian_mirror_reachable() -> bool {
         .unwrap_or(false)
 }
 
-/// The Debian root of [`debian_rootfs_tar`] where an earlier run already made it; never
-/// makes it (debootstrap takes minutes).
-pub fn debian_rootfs_tar_if_cached() -> Option<PathBuf> {
-    let done = cache_root().join("debian-bookworm-minbase-v2.tar");
-    done.exists().then_some(done)
-}
-
 /// A Debian bookworm minbase root as a flat tarball (for `rbox import`), made by debootstrap
 /// once and cached. `None` (with the reason printed, or a failure under CI) when it cannot be
 /// made here: not root, no debootstrap, or the mirror does not answer.

@@ -415,14 +415,7 @@ fn fuse_overlay_runs_dpkg() {
         return;
     };
     for_each_user("fusedpkg", |env| {
-        let tar = env.copy_in(&tar, "debian.tar");
-        env.rbox()
-            .arg("import")
-            .arg(&tar)
-            .arg("debian:bookworm")
-            .timeout(std::time::Duration::from_secs(300))
-            .output()
-            .success();
+        env.import_debian(&tar);
         let script = r#"set -e
 mkdir -p /tmp/p/DEBIAN /tmp/p/usr/share/rboxt
 printf 'Package: rboxt\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n' > /tmp/p/DEBIAN/control

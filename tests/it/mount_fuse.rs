@@ -193,6 +193,8 @@ fn mount_fuse_rm_from_outside_ends_the_mount() {
     });
 }
 
+/// A running container on the FUSE overlay is not mounted (see mount::mount_served), alone
+/// or among `mount -a`'s, which mounts the others.
 #[test]
 fn mount_fuse_refuses_a_running_container() {
     if !crate::fuse::fuse_usable() {
@@ -218,6 +220,26 @@ fn mount_fuse_refuses_a_running_container() {
              `rbox exec`",
             "{out}"
         );
+        // `mount -a` mounts the others and reports it at the end
+        env.rbox()
+            .args(["--storage-driver=fuse-overlay", "create", "--network=none"])
+            .args(["--name", "s", "busybox", "true"])
+            .output()
+            .success();
+        let out = in_ns(env, "\"$@\" mount -a; echo \"rc=$?\"; \"$@\" unmount -a").success();
+        let s = env.inspect("s", "{{.Id}}");
+        let point = env.runroot().join("mounts").join(&s).join("merged");
+        assert_eq!(
+            out.lines(),
+            [point.display().to_string(), "rc=125".into(), s.clone()],
+            "{out}"
+        );
+        assert!(
+            out.stderr
+                .contains("mount container r: it runs on the FUSE overlay"),
+            "{out}"
+        );
+        env.rbox().args(["rm", "s"]).output().success();
         // nothing was left mounted nor recorded
         let dir = env
             .runroot()

@@ -9,10 +9,9 @@ use std::path::PathBuf;
 use crate::fixtures;
 use crate::util::{for_each_user, have, require, Cmd, Env, Who};
 
-/// containers.conf for the test's podman: no systemd and no journald on this machine kind.
-/// No default ulimits: see [`Podman::run`].
-const CONTAINERS_CONF: &str = "[containers]\ndefault_ulimits = []\n\
-    [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n";
+/// containers.conf's `[engine]` for the test's podman: no systemd and no journald on this
+/// machine kind.
+const ENGINE_CONF: &str = "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n";
 
 /// Podman with its own storage for one test, run as the test's user.
 pub struct Podman<'a> {
@@ -23,8 +22,17 @@ pub struct Podman<'a> {
 }
 
 impl<'a> Podman<'a> {
+    /// No default ulimits: see [`Podman::run`].
     pub fn new(env: &'a Env) -> Podman<'a> {
-        let conf = env.write("containers.conf", CONTAINERS_CONF);
+        Podman::with_containers_keys(env, "default_ulimits = []\n")
+    }
+
+    /// Podman whose containers.conf has these `[containers]` keys (TOML lines).
+    pub fn with_containers_keys(env: &'a Env, keys: &str) -> Podman<'a> {
+        let conf = env.write(
+            "podman-containers.conf",
+            format!("[containers]\n{keys}{ENGINE_CONF}"),
+        );
         let runroot = tempfile::Builder::new()
             .prefix("rbp-")
             .tempdir_in("/tmp")
@@ -55,7 +63,7 @@ impl<'a> Podman<'a> {
     }
 }
 
-fn prerequisites() -> bool {
+pub fn prerequisites() -> bool {
     require(
         have("podman"),
         "podman is not installed (apt-get install podman)",
@@ -65,7 +73,7 @@ fn prerequisites() -> bool {
     )
 }
 
-fn podman_users(env: &Env) -> bool {
+pub fn podman_users(env: &Env) -> bool {
     // Rootless podman needs a subordinate id range; the user without one is rbox-only.
     matches!(env.user.who, Who::Root | Who::Sub)
         || (env.user.who == Who::Current && env.user.has_many_ids())

@@ -835,7 +835,8 @@ fn arch_os_variant_pick_the_platform_as_podman() {
             ])
             .output()
             .success();
-        for verb in ["run", "create"] {
+        // pull refuses the pair the same way (podman 4.3.1 observed)
+        for verb in ["run", "create", "pull"] {
             let out = env
                 .rbox()
                 .args([
@@ -914,5 +915,199 @@ fn oom_score_adj_as_podman() {
         assert_ne!(out.code, 0, "{out}");
         out.assert_clean_error();
         assert!(out.stderr.contains("oom_score_adj"), "{out}");
+    });
+}
+
+/// `inspect -s/--size` and the keys Podman 4.3.1 shows that rbox now fills: SizeRw (the
+/// writable layer) and SizeRootFs (that and the image), only with -s in the JSON (templates
+/// see 0 for SizeRootFs without it, as Podman's); HostConfig.ContainerIDFile (--cidfile),
+/// PidFile (--pidfile), ConmonPidFile (--conmon-pidfile), State.ConmonPid (the monitor's pid,
+/// the one --conmon-pidfile has; left out of the JSON when 0, as Podman's), Config.OnBuild
+/// (null), HostConfig.PublishAllPorts (-P).
+#[test]
+fn inspect_size_pid_files_and_publish_all() {
+    for_each_user("verbs_inspect_size", |env| {
+        env.import_busybox("busybox");
+        let _rm = RemoveAll(env);
+        let (cid, pid, conmon) = (
+            env.path("work/cid"),
+            env.path("work/pid"),
+            env.path("work/conmon"),
+        );
+        env.rbox()
+            .args(["run", "-d", "--network=none", "--name", "r"])
+            .arg("--cidfile")
+            .arg(&cid)
+            .arg("--pidfile")
+            .arg(&pid)
+            .arg("--conmon-pidfile")
+            .arg(&conmon)
+            .args([
+                "busybox",
+                "sh",
+                "-c",
+                "head -c 10000 /dev/zero > /y; sleep 1000",
+            ])
+            .output()
+            .success();
+        eventually("the container writes /y", || {
+            env.rbox()
+                .args(["exec", "r", "test", "-s", "/y"])
+                .output()
+                .code
+                == 0
+        });
+        let shown = |p: &std::path::Path| p.display().to_string();
+        let v = inspect_json(env, "r");
+        assert_eq!(v["HostConfig"]["ContainerIDFile"], shown(&cid));
+        assert_eq!(v["PidFile"], shown(&pid));
+        assert_eq!(v["ConmonPidFile"], shown(&conmon));
+        let monitor = std::fs::read_to_string(&conmon).unwrap();
+        assert_eq!(v["State"]["ConmonPid"].to_string(), monitor);
+        assert_eq!(
+            std::fs::read_to_string(&pid).unwrap(),
+            v["State"]["Pid"].to_string()
+        );
+        assert_eq!(v["Config"]["OnBuild"], serde_json::Value::Null);
+        assert_eq!(v["HostConfig"]["PublishAllPorts"], false);
+        assert!(
+            v.get("SizeRw").is_none() && v.get("SizeRootFs").is_none(),
+            "{v}"
+        );
+        assert_eq!(
+            env.inspect("r", "{{.SizeRootFs}} {{json .SizeRw}}"),
+            "0 null"
+        );
+        let image: u64 = env
+            .text(&["image", "inspect", "--format", "{{.Size}}", "busybox"])
+            .parse()
+            .unwrap();
+        for args in [&["inspect", "-s"][..], &["container", "inspect", "--size"]] {
+            let sizes =
+                env.text(&[args, &["--format", "{{.SizeRw}} {{.SizeRootFs}}", "r"]].concat());
+            let (rw, rootfs) = sizes.split_once(' ').unwrap();
+            let (rw, rootfs): (u64, u64) = (rw.parse().unwrap(), rootfs.parse().unwrap());
+            assert!((10000..1 << 20).contains(&rw), "{sizes}");
+            assert_eq!(rootfs, rw + image, "{sizes}");
+        }
+        env.text(&["stop", "-t", "0", "r"]);
+        // stopped: no monitor (0 for templates, no key in the JSON)
+        let v = inspect_json(env, "r");
+        assert!(v["State"].get("ConmonPid").is_none(), "{v}");
+        assert_eq!(env.inspect("r", "{{.State.ConmonPid}}"), "0");
+        // without the flags: empty paths, the monitor's pid file where rbox writes it
+        env.text(&[
+            "create", "-P", "--expose", "80", "--name", "p", "busybox", "true",
+        ]);
+        let v = inspect_json(env, "p");
+        assert_eq!(v["HostConfig"]["ContainerIDFile"], "");
+        assert_eq!(v["PidFile"], "");
+        let runroot = shown(&env.runroot());
+        let own = v["ConmonPidFile"].as_str().unwrap();
+        assert!(own.starts_with(&runroot) && own.ends_with(".pid"), "{v}");
+        assert_eq!(v["HostConfig"]["PublishAllPorts"], true);
+    });
+}
+
+#[test]
+fn stdin_archives_exec_logs_and_path_refused_as_podman() {
+    for_each_user("verbs_stdin_texts", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        let args = [
+            "run",
+            "-d",
+            "--network=none",
+            "--name",
+            "c",
+            "bb",
+            "sleep",
+            "1000",
+        ];
+        env.rbox().args(args).output().success();
+        // cp from stdin: what is not a (compressed) tar archive is refused, nothing copied
+        let not_tar = "Error: source must be a (compressed) tar archive when copying from stdin";
+        for input in [&b""[..], b"hello\n", &[0; 1024]] {
+            let out = env
+                .rbox()
+                .args(["cp", "-", "c:/tmp"])
+                .stdin(input)
+                .output()
+                .rbox_error();
+            assert_eq!(out.stderr.trim_end(), not_tar, "{input:?}");
+        }
+        // a gzipped archive and a plain one are taken
+        let script = r#"echo hi > f && tar -cf - f | gzip | "$@" cp - c:/tmp &&
+            tar -cf - f | "$@" cp - c:/root"#;
+        env.sh_with_rbox(script, false).output().success();
+        assert_eq!(
+            env.text(&["exec", "c", "cat", "/tmp/f", "/root/f"]),
+            "hi\nhi"
+        );
+        // exec: the container is looked up first, then the command is missed (Podman exits
+        // 255 there; a refused command line is rbox's 125)
+        let no_command =
+            "Error: must provide a non-empty command to start an exec session: invalid argument";
+        for args in [&["exec", "c"][..], &["exec", "-l"], &["exec", "-it", "c"]] {
+            let out = env.rbox().args(args).output().rbox_error();
+            assert_eq!(out.stderr.trim_end(), no_command, "{args:?}");
+        }
+        let out = env.rbox().args(["exec", "nosuch"]).output().rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: no container with name or ID \"nosuch\" found: no such container"
+        );
+        let out = env.rbox().args(["exec"]).output().rbox_error();
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: exec requires the name or ID of a container or the --latest flag"
+        );
+        // logs --tail: Go's strconv words (less cobra's "See 'podman logs --help'" line)
+        for (n, why) in [
+            ("x", "invalid syntax"),
+            ("99999999999999999999", "value out of range"),
+        ] {
+            let out = env
+                .rbox()
+                .args(["logs", "--tail", n, "c"])
+                .output()
+                .rbox_error();
+            assert_eq!(
+                out.stderr.trim_end(),
+                format!(
+                    "Error: invalid argument \"{n}\" for \"--tail\" flag: strconv.ParseInt: parsing \"{n}\": {why}"
+                )
+            );
+        }
+        // no PATH, or an empty one: a bare command is not found (crun's lookup), 127; a path
+        // still runs
+        let missing = "Error: executable file `true` not found in $PATH: No such file or \
+                       directory: OCI runtime attempted to invoke a command that was not found";
+        for flags in [
+            &["--unsetenv", "PATH"][..],
+            &["-e", "PATH="],
+            &["--unsetenv-all"],
+        ] {
+            let out = env
+                .rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["bb", "true"])
+                .output()
+                .code_is(127);
+            assert_eq!(out.stderr.trim_end(), missing, "{flags:?}");
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["bb", "/bin/true"])
+                .output()
+                .success();
+        }
+        let out = env
+            .rbox()
+            .args(["exec", "-e", "PATH=", "c", "true"])
+            .output()
+            .code_is(127);
+        assert_eq!(out.stderr.trim_end(), missing);
     });
 }

@@ -301,9 +301,15 @@ fn unknown_images_and_containers_in_podmans_words() {
         env.rbox().args(args).output().success();
         let out = env.rbox().args(["rmi", "nosuch", "bb"]).output().code_is(2);
         out.assert_clean_error();
-        // rm of an unknown and a known container: the known one goes, exit 1.
+        // rm of an unknown and a known container: Podman looks both up first and removes
+        // neither, exit 1
         let out = env.rbox().args(["rm", "nosuch", "c1"]).output().code_is(1);
-        assert_eq!(out.text(), "c1");
+        assert_eq!(out.text(), "");
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: no container with name or ID \"nosuch\" found: no such container"
+        );
+        assert_eq!(env.text(&["ps", "-a", "--format", "{{.Names}}"]), "c1");
     });
 }
 

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::util::{for_each_user, Env};
+use crate::util::{for_each_user, Env, RemoveAll};
 
 /// Load busybox as `localhost/frac` with a creation time that has a fraction of a second
 /// (as images built or pulled have), tagged `localhost/frac2` too.
@@ -109,6 +109,53 @@ fn rmi_force_ignores_unknown_images_and_untag_has_its_short_name() {
         // podman 4.3's JSON has "Dangling": true for an image without a name only
         let v: Value = serde_json::from_str(&env.text(&["images", "--format", "json"])).unwrap();
         assert_eq!(v[0]["Dangling"], true, "{v}");
+    });
+}
+
+#[test]
+fn rmi_reports_several_errors_in_podmans_list() {
+    for_each_user("imgsys_rmi_errors", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        // podman 4.3.1: one error alone, several as Go's multierror list; unknown images exit 1
+        let out = env.rbox().args(["rmi", "nosuch1"]).output().code_is(1);
+        assert_eq!(out.stderr, "Error: nosuch1: image not known\n");
+        let out = env
+            .rbox()
+            .args(["rmi", "nosuch1", "nosuch2"])
+            .output()
+            .code_is(1);
+        assert_eq!(
+            out.stderr,
+            "Error: 2 errors occurred:\n\t* nosuch1: image not known\n\t* nosuch2: image not known\n"
+        );
+        // the names that are found are still acted on
+        env.text(&["tag", "bb", "localhost/other"]);
+        let out = env
+            .rbox()
+            .args(["rmi", "localhost/other", "nosuch1"])
+            .output()
+            .code_is(1);
+        assert_eq!(out.text(), "Untagged: localhost/other:latest");
+        assert_eq!(out.stderr, "Error: nosuch1: image not known\n");
+        // lookups' errors first, whatever the order of the names; in use: exit 2
+        let args = ["create", "--network=none", "--name", "c1", "bb", "true"];
+        env.rbox().args(args).output().success();
+        let out = env
+            .rbox()
+            .args(["rmi", "bb", "nosuch1"])
+            .output()
+            .code_is(2);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(
+            lines[..2],
+            ["Error: 2 errors occurred:", "\t* nosuch1: image not known"]
+        );
+        assert!(
+            lines[2].starts_with("\t* ") && lines[2].contains("in use"),
+            "{out}"
+        );
     });
 }
 
@@ -479,5 +526,234 @@ fn system_prune_takes_podmans_filter() {
             .output()
             .rbox_error();
         assert!(out.stderr.contains("bogus is an invalid filter"), "{out}");
+    });
+}
+
+#[test]
+fn save_writes_oci_and_docker_directories_as_podman() {
+    for_each_user("imgsys_save_dirs", |env| {
+        env.import_busybox("bb");
+        let id = env.text(&["image", "inspect", "--format", "{{.Id}}", "bb"]);
+        let dir = |name: &str| env.path(&format!("work/{name}"));
+        let save = |args: &[&str], out: &str| {
+            let mut c = env.rbox();
+            c.arg("save").args(args).arg("-o").arg(dir(out)).arg("bb");
+            c.output()
+        };
+        let json = |p: std::path::PathBuf| -> Value {
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+        };
+        let layer_types = |m: &Value| -> Vec<String> {
+            m["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["mediaType"].as_str().unwrap().to_string())
+                .collect()
+        };
+        // What Podman 4.3 writes: an OCI layout for oci-dir, the "dir" transport for docker-dir.
+        save(&["--format", "oci-dir"], "oci").success();
+        assert_eq!(
+            json(dir("oci/oci-layout")),
+            serde_json::json!({"imageLayoutVersion": "1.0.0"})
+        );
+        let index = json(dir("oci/index.json"));
+        let desc = &index["manifests"][0];
+        assert_eq!(
+            desc["annotations"]["org.opencontainers.image.ref.name"],
+            "localhost/bb:latest"
+        );
+        let hex = |d: &Value| {
+            d.as_str()
+                .unwrap()
+                .trim_start_matches("sha256:")
+                .to_string()
+        };
+        let m = json(dir(&format!("oci/blobs/sha256/{}", hex(&desc["digest"]))));
+        assert_eq!(hex(&m["config"]["digest"]), id);
+        save(&["--format", "oci-dir", "--uncompressed"], "oci-plain").success();
+        let index = json(dir("oci-plain/index.json"));
+        let m = json(dir(&format!(
+            "oci-plain/blobs/sha256/{}",
+            hex(&index["manifests"][0]["digest"])
+        )));
+        for t in layer_types(&m) {
+            assert_eq!(t, "application/vnd.oci.image.layer.v1.tar", "{m}");
+        }
+        save(&["--format", "docker-dir"], "docker").success();
+        assert_eq!(
+            std::fs::read_to_string(dir("docker/version")).unwrap(),
+            "Directory Transport Version: 1.1\n"
+        );
+        let m = json(dir("docker/manifest.json"));
+        assert_eq!(
+            m["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        assert!(
+            dir(&format!("docker/{id}")).is_file(),
+            "config under its hex digest"
+        );
+        for t in layer_types(&m) {
+            assert_eq!(t, "application/vnd.docker.image.rootfs.diff.tar", "{m}");
+        }
+        save(&["--format", "docker-dir", "--compress"], "docker-gz").success();
+        let m = json(dir("docker-gz/manifest.json"));
+        for t in layer_types(&m) {
+            assert_eq!(
+                t, "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "{m}"
+            );
+        }
+        // Each directory reads back (skopeo checks every blob's digest) as the same image.
+        for (transport, d) in [
+            ("oci", "oci"),
+            ("oci", "oci-plain"),
+            ("dir", "docker"),
+            ("dir", "docker-gz"),
+        ] {
+            let archive = dir(&format!("{d}.tar"));
+            env.skopeo()
+                .arg("copy")
+                .arg(format!("{transport}:{}", dir(d).display()))
+                .arg(format!(
+                    "docker-archive:{}:localhost/back:{d}",
+                    archive.display()
+                ))
+                .output()
+                .success();
+            env.rbox()
+                .args(["load", "-i"])
+                .arg(&archive)
+                .output()
+                .success();
+            assert_eq!(
+                env.inspect(&format!("localhost/back:{d}"), "{{.Id}}"),
+                id,
+                "{d}"
+            );
+        }
+        // Refusals, one line each; Podman's words where it has them.
+        let out = save(&["--format", "oci-dir", "--compress"], "bad").rbox_error();
+        assert!(
+            out.stderr
+                .contains("--compress can only be set when --format is 'docker-dir'"),
+            "{out}"
+        );
+        let out = env
+            .rbox()
+            .args(["save", "--format", "docker-dir", "-o"])
+            .arg(dir("two"))
+            .args(["bb", "localhost/back:oci"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("multiple images"), "{out}");
+        let out = env
+            .rbox()
+            .args(["save", "--format", "oci-dir", "bb"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("-o DIR"), "{out}");
+        let out = save(&["--format", "oci-dir"], "docker").rbox_error();
+        assert!(out.stderr.contains("not an empty directory"), "{out}");
+        assert!(!dir("bad").exists() && !dir("two").exists());
+    });
+}
+
+#[test]
+fn image_tree_whatrequires_draws_the_images_built_on_top_as_podman() {
+    for_each_user("imgsys_whatrequires", |env| {
+        env.import_busybox("bb");
+        let commit = |from: &str, ctr: &str, file: &str, to: &str| {
+            env.rbox()
+                .args(["run", "--network=none", "--name", ctr, from])
+                .args(["sh", "-c", &format!("echo {file} > /{file}")])
+                .output()
+                .success();
+            env.text(&["commit", "-q", ctr, to]);
+        };
+        commit("bb", "c1", "one", "child");
+        env.text(&["tag", "child", "child2"]);
+        commit("child", "c2", "two", "grand");
+        commit("bb", "c3", "three", "sib");
+        // The id of an image's top layer, from the plain tree's last line.
+        let top = |image: &str| {
+            let tree = env.text(&["image", "tree", image]);
+            let last = tree.lines().last().unwrap().to_string();
+            last.split_whitespace().nth(2).unwrap().to_string()
+        };
+        let line = |branch: &str, image: &str, names: &str| {
+            (
+                branch.to_string(),
+                top(image),
+                format!("Top Layer of: [{names}]"),
+            )
+        };
+        // Podman 4.3 (observed with podman build): the image's top layer, then beside it
+        // each layer built on it, oldest first, its own children nested under it.
+        let bb = line("├──", "bb", "localhost/bb:latest");
+        let child = |b: &str| line(b, "child", "localhost/child:latest localhost/child2:latest");
+        let grand = |b: &str| line(b, "grand", "localhost/grand:latest");
+        let sib = |b: &str| line(b, "sib", "localhost/sib:latest");
+        // child and sib may have been committed in the same second: either order is right.
+        let orders = [
+            vec![bb.clone(), child("├──"), grand("│   └──"), sib("└──")],
+            vec![bb.clone(), sib("├──"), child("└──"), grand("    └──")],
+        ];
+        let tree = env.text(&["image", "tree", "--whatrequires", "bb"]);
+        let lines: Vec<&str> = tree.lines().collect();
+        assert_eq!(lines[3], "Image Layers", "{tree}");
+        let got: Vec<(String, String, String)> = lines[4..]
+            .iter()
+            .map(|l| {
+                let (branch, rest) = l.split_once(" ID: ").unwrap();
+                let id = rest.split_whitespace().next().unwrap().to_string();
+                let tops = rest.split_once(" Top Layer of: ").map(|(_, t)| t);
+                (
+                    branch.to_string(),
+                    id,
+                    format!("Top Layer of: {}", tops.unwrap_or("")),
+                )
+            })
+            .collect();
+        assert!(orders.contains(&got), "{tree}\nexpected one of {orders:?}");
+        // A leaf shows its own top layer alone.
+        let tree = env.text(&["image", "tree", "--whatrequires", "grand"]);
+        let last: Vec<&str> = tree.lines().skip(4).collect();
+        assert_eq!(last.len(), 1, "{tree}");
+        assert!(
+            last[0].starts_with(&format!("└── ID: {} ", top("grand"))),
+            "{tree}"
+        );
+    });
+}
+
+#[test]
+fn images_history_adds_podmans_history_column() {
+    for_each_user("imgsys_images_history", |env| {
+        env.import_busybox("bb");
+        env.text(&["tag", "bb", "localhost/bb:v2"]);
+        // podman 4.3: a HISTORY column after SIZE, the names most recent first, on every row
+        // of the image; with --digests too; a --format of one's own is left alone.
+        for extra in [&[][..], &["--digests"][..]] {
+            let out = env
+                .rbox()
+                .args(["images", "--history"])
+                .args(extra)
+                .output()
+                .success();
+            let lines = out.lines();
+            assert!(lines[0].ends_with("SIZE        HISTORY"), "{out}");
+            assert_eq!(lines.len(), 3, "{out}");
+            for row in &lines[1..] {
+                assert!(
+                    row.ends_with("  localhost/bb:v2, localhost/bb:latest"),
+                    "{out}"
+                );
+            }
+        }
+        let id = env.text(&["images", "--history", "--format", "{{.ID}}", "bb:v2"]);
+        assert_eq!(id.lines().count(), 2, "{id}");
+        assert!(id.lines().all(|l| l.len() == 12), "{id}");
     });
 }

@@ -136,6 +136,75 @@ fn a_missing_name_is_refused_in_podmans_words() {
 }
 
 #[test]
+fn verbs_look_every_name_up_before_acting_on_any() {
+    for_each_user("lcverbs_all_found", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        sleeper(env, "good");
+        let pid = env.field("good", ".State.Pid");
+        let unknown = "no container with name or ID \"nosuch\" found: no such container";
+        // Podman 4.3.1: the unknown name fails the command (125), `good` is not touched
+        for verb in [
+            &["kill"][..],
+            &["stop", "-t", "0"],
+            &["pause"],
+            &["unpause"],
+            &["restart", "-t", "0"],
+        ] {
+            for names in [["good", "nosuch"], ["nosuch", "good"]] {
+                let args = [verb, &names[..]].concat();
+                let out = env.rbox().args(&args).output().rbox_error();
+                assert_eq!(
+                    out.stderr.trim_end(),
+                    format!("Error: {unknown}"),
+                    "{args:?}"
+                );
+                assert_eq!(out.text(), "", "{args:?}");
+                assert_eq!(env.field("good", ".State.Status"), "running", "{args:?}");
+            }
+        }
+        // the same init: neither signalled, stopped nor restarted
+        assert_eq!(env.field("good", ".State.Pid"), pid);
+        assert_eq!(env.field("good", ".RestartCount"), "0");
+        // rm: exit 1 (podman-rm(1)), nothing removed
+        let out = env
+            .rbox()
+            .args(["rm", "good", "nosuch"])
+            .output()
+            .code_is(1);
+        assert_eq!(out.stderr.trim_end(), format!("Error: {unknown}"));
+        assert_eq!(env.field("good", ".State.Status"), "running");
+        // start: none started either
+        let args = ["create", "--network=none", "--name", "made", "bb", "true"];
+        env.rbox().args(args).output().success();
+        for args in [["start", "made", "nosuch"], ["start", "nosuch", "made"]] {
+            let out = env.rbox().args(args).output().rbox_error();
+            assert_eq!(
+                out.stderr.trim_end(),
+                format!("Error: {unknown}"),
+                "{args:?}"
+            );
+            assert_eq!(env.field("made", ".State.Status"), "created", "{args:?}");
+        }
+        // Podman's texts for a bad signal and an unknown container to top
+        for (sig, error) in [
+            ("BOGUS", "invalid signal: BOGUS"),
+            ("SIGBOGUS", "invalid signal: SIGBOGUS"),
+            ("0", "invalid signal: 0"),
+            ("99", "valid signals are 1 through 64"),
+        ] {
+            refused(env, &["kill", "-s", sig, "good"], error);
+            refused(env, &["kill", "-s", sig, "nosuch"], error);
+        }
+        refused(
+            env,
+            &["top", "nosuch"],
+            &format!("unable to look up requested container: {unknown}"),
+        );
+    });
+}
+
+#[test]
 fn ps_lists_oldest_first_and_start_filters_without_all() {
     for_each_user("lcverbs_ps_order", |env| {
         env.import_busybox("bb");
@@ -554,5 +623,214 @@ fn mount_lists_as_json_and_latest() {
              Error: unknown --format argument: \"{{{{.ID}}}}\"\n{id}\n"
         );
         assert_eq!(rest, want, "{out}");
+    });
+}
+
+/// `rbox mount -a/--all` as podman 4.3.1's.
+#[test]
+fn mount_all_mounts_every_container_oldest_first() {
+    for_each_user("lcverbs_mount_all", |env| {
+        env.import_busybox("bb");
+        let a = env.text(&["create", "--network=none", "--name", "ma", "bb", "true"]);
+        let b = env.text(&["create", "--network=none", "--name", "mb", "bb", "true"]);
+        // podman 4.3.1: `mount -a` prints each path (oldest container first), takes no names
+        // and no --latest, and ignores --format (it prints the paths too); `mount` lists the
+        // mounted ones oldest first too, `unmount -a` prints their ids in the same order
+        let script = r#"set -e
+            "$@" mount -a
+            "$@" mount -a --format json
+            test -x "$("$@" mount ma)/bin/busybox"
+            "$@" mount
+            "$@" mount -a ma 2>&1 || true
+            "$@" mount -a -l 2>&1 || true
+            "$@" unmount -a"#;
+        let out = env
+            .sh_with_rbox(script, env.user.who != Who::Root)
+            .output()
+            .success();
+        let point = |id: &str| format!("{}/mounts/{id}/merged", env.runroot().display());
+        let (pa, pb) = (point(&a), point(&b));
+        let want = [
+            pa.clone(),
+            pb.clone(),
+            pa.clone(),
+            pb.clone(),
+            format!("{}  {pa}", &a[..12]),
+            format!("{}  {pb}", &b[..12]),
+            "Error: no arguments are needed with --all".into(),
+            "Error: --all and --latest cannot be used together".into(),
+            a.clone(),
+            b.clone(),
+        ];
+        assert_eq!(out.lines(), want, "{out}");
+    });
+}
+
+/// `rbox image mount --all` and `--format json`, `image unmount -a` with nothing mounted, as
+/// podman 4.3.1 does them: -a mounts every image and then lists the mounted ones (a table, or
+/// JSON whose "Names" is the manifest digest and "Repositories" the names, one-space indent);
+/// -a with names and formats other than json refused in Podman's words; `image unmount -a`
+/// succeeds outside `rbox unshare` (nothing is mounted there) where a named one is refused.
+#[test]
+fn image_mount_all_and_json() {
+    for_each_user("lcverbs_image_mount_all", |env| {
+        env.import_busybox("bb");
+        let id = env.inspect("bb", "{{.Id}}");
+        let id = id.trim_start_matches("sha256:").to_string();
+        let digest = env.inspect("bb", "{{.Digest}}");
+        let nothing = env
+            .rbox()
+            .args(["image", "unmount", "-a"])
+            .output()
+            .success();
+        assert_eq!(nothing.stdout, "", "{nothing}");
+        let script = r#"set -e
+            "$@" image mount --format json
+            "$@" image mount -a
+            "$@" image mount --format json
+            "$@" image mount bb --format json
+            "$@" image mount -a bb 2>&1 || true
+            "$@" image mount --format '{{.ID}}' 2>&1 || true
+            "$@" image unmount -a"#;
+        let out = env
+            .sh_with_rbox(script, env.user.who != Who::Root)
+            .output()
+            .success();
+        let point = format!("{}/image-mounts/{id}/merged", env.runroot().display());
+        let json = format!(
+            "[\n {{\n  \"id\": \"{id}\",\n  \"Names\": [\n   \"{digest}\"\n  ],\n  \
+             \"Repositories\": [\n   \"localhost/bb:latest\"\n  ],\n  \"mountpoint\": \"{point}\"\n }}\n]\n"
+        );
+        let want = format!(
+            "[]\nlocalhost/bb:latest  {point}\n{json}{json}\
+             Error: when using the --all switch, you may not pass any image names or IDs\n\
+             Error: unknown --format argument: \"{{{{.ID}}}}\"\n{id}\n"
+        );
+        assert_eq!(out.stdout, want, "{out}");
+    });
+}
+
+/// `ps -w/--watch N` as podman 4.3.1's: the list again every N seconds until interrupted (on
+/// a terminal each one after Podman's clear-screen and cursor-home), once with -q, --format
+/// json or N = 0, refused with --latest in Podman's words; `--sync` accepted.
+#[test]
+fn ps_watch_redraws_until_interrupted_and_sync_is_accepted() {
+    use nix::sys::signal::{killpg, Signal};
+    for_each_user("lcverbs_ps_watch", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        env.text(&["create", "--network=none", "--name", "w", "bb", "true"]);
+        let mut ps = env
+            .rbox()
+            .args(["ps", "-a", "-w", "1", "--format", "table {{.Names}}"])
+            .spawn();
+        let frames: Vec<String> = (0..4).map(|_| ps.read_line()).collect();
+        assert_eq!(frames, ["NAMES\n", "w\n", "NAMES\n", "w\n"]);
+        killpg(ps.pid(), Signal::SIGINT).unwrap();
+        ps.wait();
+        // on a terminal: \e[2J\e[1;1H before each list
+        let mut ps = env
+            .rbox_on_terminal(
+                24,
+                80,
+                &["ps", "-a", "--watch", "1", "--format", "{{.Names}}"],
+            )
+            .spawn();
+        let frames: Vec<String> = (0..2).map(|_| ps.read_line()).collect();
+        assert_eq!(frames, ["\x1b[2J\x1b[1;1Hw\r\n"; 2]);
+        killpg(ps.pid(), Signal::SIGINT).unwrap();
+        ps.wait();
+        for once in [&["-q"][..], &["--format", "json"], &[]] {
+            let mut args = vec!["ps", "-a", "-w"];
+            args.push(if once.is_empty() { "0" } else { "1" });
+            args.extend(once);
+            let out = env.rbox().args(&args).output().success();
+            assert!(!out.stdout.is_empty(), "{out}");
+        }
+        refused(
+            env,
+            &["ps", "-l", "-w", "1"],
+            "the watch and latest flags cannot be used together",
+        );
+        assert_eq!(
+            env.text(&["ps", "-a", "--sync", "--format", "{{.Names}}"]),
+            "w"
+        );
+    });
+}
+
+/// `container cleanup --rmi` and `--exec` as podman 4.3.1's: after the cleanup (and with
+/// `--rm` the removal) of each container, the image it was created from goes, only its name
+/// when it has others; while a container uses it, Podman's error and no name printed. Each
+/// container in turn: of two on one image, the first one's removal leaves the image to the
+/// second. rbox keeps no exec sessions: every `--exec` id is unknown, in Podman's words.
+#[test]
+fn cleanup_rmi_and_exec_as_podman() {
+    for_each_user("lcverbs_cleanup_rmi", |env| {
+        env.import_busybox("bb");
+        let _rm = RemoveAll(env);
+        let image = env.inspect("bb", "{{.Id}}");
+        let create = |name: &str, image: &str| {
+            env.text(&["create", "--network=none", "--name", name, image, "true"])
+        };
+        create("a", "bb");
+        let b = create("b", "bb");
+        let in_use = |id: &str| {
+            format!(
+                "Error: image used by {id}: image is in use by a container: consider listing \
+                 external containers and force-removing image"
+            )
+        };
+        // the container stays: it uses the image
+        let out = env
+            .rbox()
+            .args(["container", "cleanup", "--rmi", "a"])
+            .output()
+            .rbox_error();
+        assert_eq!(out.stdout, "", "{out}");
+        assert!(out.stderr.starts_with("Error: image used by "), "{out}");
+        // a goes, b still uses the image; then b goes and the image with it
+        let out = env
+            .rbox()
+            .args(["container", "cleanup", "--rm", "--rmi", "a", "b"])
+            .output()
+            .rbox_error();
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.trim_end()),
+            ("b\n", in_use(&b).as_str()),
+            "{out}"
+        );
+        assert_eq!(env.text(&["ps", "-a", "-q"]), "");
+        let gone = env.rbox().args(["image", "exists", &image]).output();
+        assert_eq!(gone.code, 1, "{gone}");
+        // an image with two names loses the one the container was created by
+        env.import_busybox("bb");
+        env.text(&["tag", "bb", "other"]);
+        create("c", "other");
+        assert_eq!(
+            env.text(&["container", "cleanup", "--rm", "--rmi", "c"]),
+            "c"
+        );
+        assert_eq!(
+            env.text(&["images", "--format", "{{.Repository}}"]),
+            "localhost/bb"
+        );
+        let c = create("c", "bb");
+        refused(
+            env,
+            &["container", "cleanup", "--exec", "x1", "c"],
+            &format!("container {c} has no exec session with ID x1: no such exec session"),
+        );
+        refused(
+            env,
+            &["container", "cleanup", "--exec", "x1", "-a"],
+            "exec and all options conflict",
+        );
+        refused(
+            env,
+            &["container", "cleanup", "--exec", "x1", "c", "c"],
+            "cannot use exec option when more than one container is given",
+        );
+        assert_eq!(env.text(&["container", "cleanup", "--exec", "", "c"]), "c");
     });
 }

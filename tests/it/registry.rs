@@ -1287,3 +1287,216 @@ fn pull_killed_mid_way_then_repeated() {
             .success();
     });
 }
+
+#[test]
+fn pull_all_tags_pulls_every_tag_of_the_repository() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Options::default());
+    for_each_user("pull_all_tags", |env| {
+        let repo = format!("test/all-{}", env.user.name);
+        push_helper(&reg, env, &repo);
+        let helper = env.copy_in(&fixtures::helper_docker_archive(), "helper.tar");
+        reg.skopeo_push(
+            env,
+            &format!("docker-archive:{}", helper.display()),
+            &format!("{repo}:2"),
+            false,
+        );
+        let exposing = env.copy_in(&fixtures::exposing_docker_archive(), "exposing.tar");
+        reg.skopeo_push(
+            env,
+            &format!("docker-archive:{}", exposing.display()),
+            &format!("{repo}:x"),
+            false,
+        );
+        // As Podman 4.3: the tag given is ignored, every tag is pulled, one id line per tag
+        // in the registry's order, progress on stderr.
+        let out = rbox_pull(env, &reg, &reg.image(&format!("{repo}:1")))
+            .arg("--all-tags")
+            .output()
+            .success();
+        let listed = env
+            .skopeo()
+            .args(["list-tags", "--tls-verify=false"])
+            .arg(format!("docker://{}", reg.image(&repo)))
+            .output()
+            .success();
+        let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+        let tags: Vec<&str> = listed["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(tags.len(), 3, "{listed}");
+        let ids: Vec<String> = tags
+            .iter()
+            .map(|t| {
+                let name = reg.image(&format!("{repo}:{t}"));
+                env.inspect(&name, "{{.Id}}")
+            })
+            .collect();
+        assert_eq!(out.lines(), ids, "{out}");
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), 2, "tags 1 and 2 are one image: {ids:?}");
+        for t in &tags {
+            let trying = format!("Trying to pull {}...", reg.image(&format!("{repo}:{t}")));
+            assert!(out.stderr.contains(&trying), "{out}");
+        }
+        // -a with -q: the ids only.
+        let out = rbox_pull(env, &reg, &reg.image(&repo))
+            .args(["-a", "-q"])
+            .output()
+            .success();
+        assert_eq!(out.lines(), ids, "{out}");
+        assert_eq!(out.stderr, "", "{out}");
+        // A repository the registry does not have: one line, exit 125.
+        let out = rbox_pull(env, &reg, &reg.image("test/no-such-repo"))
+            .arg("-a")
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains("repository unknown"), "{out}");
+    });
+}
+
+#[test]
+fn push_writes_the_manifest_format_and_compression_asked_for() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Options::default());
+    for_each_user("push_format", |env| {
+        env.import_busybox("busybox");
+        let id = env.inspect("busybox", "{{.Id}}");
+        let raw = |dest: &str| -> serde_json::Value {
+            let out = env
+                .skopeo()
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("docker://{dest}"))
+                .output()
+                .success();
+            serde_json::from_str(&out.stdout).unwrap()
+        };
+        let push = |args: &[&str], dest: &str| {
+            let mut c = env.rbox();
+            c.args(["push", "--tls-verify=false"])
+                .args(args)
+                .args(["busybox", dest]);
+            c.output()
+        };
+        let user = &env.user.name;
+        let layer_types = |m: &serde_json::Value| -> Vec<String> {
+            m["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["mediaType"].as_str().unwrap().to_string())
+                .collect()
+        };
+
+        // -f v2s2: Docker schema 2 media types, the same config (so the same image id).
+        let v2s2 = reg.image(&format!("fmt/{user}:v2s2"));
+        push(&["-f", "v2s2"], &v2s2).success();
+        let m = raw(&v2s2);
+        assert_eq!(
+            m["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.docker.container.image.v1+json"
+        );
+        assert_eq!(m["config"]["digest"], format!("sha256:{id}"));
+        for t in layer_types(&m) {
+            assert!(
+                t.starts_with("application/vnd.docker.image.rootfs.diff.tar"),
+                "{m}"
+            );
+        }
+
+        // --format oci, and the flags Podman accepts with nothing to do: the stored manifest
+        // goes up byte for byte, so the registry's digest is the local one.
+        let oci = reg.image(&format!("fmt/{user}:oci"));
+        push(
+            &[
+                "--format",
+                "oci",
+                "--compress",
+                "--remove-signatures",
+                "--disable-content-trust",
+            ],
+            &oci,
+        )
+        .success();
+        let m = raw(&oci);
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.oci.image.config.v1+json"
+        );
+        let local = env.inspect("busybox", "{{.Digest}}");
+        let remote = env
+            .skopeo()
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{oci}"))
+            .output()
+            .success()
+            .text();
+        assert_eq!(remote, local);
+
+        // --compression-format zstd: layers compressed anew; pulled back, it is the same image.
+        let zstd = reg.image(&format!("fmt/{user}:zstd"));
+        push(&["--compression-format", "zstd"], &zstd).success();
+        let m = raw(&zstd);
+        assert_eq!(
+            layer_types(&m),
+            vec!["application/vnd.oci.image.layer.v1.tar+zstd".to_string()]
+        );
+        env.rbox().args(["rmi", "busybox"]).output().success();
+        rbox_pull(env, &reg, &zstd)
+            .arg("--disable-content-trust")
+            .output()
+            .success();
+        assert_eq!(env.inspect(&zstd, "{{.Id}}"), id);
+        let out = env
+            .rbox()
+            .args(["run", "--rm", &zstd, "echo", "from-zstd"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "from-zstd");
+        env.rbox()
+            .args(["tag", &zstd, "busybox"])
+            .output()
+            .success();
+        // zstd layers in a v2s2 manifest cannot be described: refused before any manifest.
+        let out = push(
+            &["--format", "v2s2"],
+            &reg.image(&format!("fmt/{user}:bad")),
+        )
+        .rbox_error();
+        assert!(out.stderr.contains("zstd"), "{out}");
+
+        // Refusals, one line each.
+        let dest = reg.image(&format!("fmt/{user}:refused"));
+        for (args, words) in [
+            (&["-f", "bogus"][..], "unknown format \"bogus\""),
+            (&["-f", "v2s1"][..], "v2s1"),
+            (
+                &["--compression-format", "lz4"][..],
+                "cannot find compressor for \"lz4\"",
+            ),
+            (
+                &["--sign-by", "me@example.org"][..],
+                "rbox does not sign images",
+            ),
+            (
+                &["--sign-by-sigstore-private-key", "/nonexistent"][..],
+                "rbox does not sign images",
+            ),
+        ] {
+            let out = push(args, &dest).rbox_error();
+            assert!(out.stderr.contains(words), "{args:?}:\n{out}");
+        }
+    });
+}

@@ -663,6 +663,8 @@ fn rm_leaves_nothing_behind() {
                 .text(),
             ""
         );
+        // (its files deleted by a child `rm` leaves behind, as `--rm`'s)
+        settled();
         let after_rm = (tree(&env.store()), tree(&env.runroot()));
         assert_eq!(before.0, after_rm.0, "rm left files in the store");
         assert_eq!(before.1, after_rm.1, "rm left files in the runtime dir");

@@ -1,7 +1,9 @@
 //! More `run`/`create` flags Podman users pass (issue 9), end to end as every test user:
 //! `--mount`, `--rmi`, `--replace`, `--pidfile`, `--preserve-fds`, `--sysctl`,
 //! `--read-only-tmpfs`, `--security-opt mask/unmask`, `--device`, the resource flags,
-//! `-a/--attach`, `--pid`/`--uts`/`--cgroupns=host` and `--conmon-pidfile`.
+//! `-a/--attach`, `--pid`/`--uts`/`--cgroupns=host`, `--conmon-pidfile`, `--authfile`,
+//! `--disable-content-trust`, `--http-proxy`, `--network-alias`, `--personality`,
+//! `--init-path`, `--seccomp-policy`, the per-device block I/O limits and `--cpu-rt-*`.
 //! Each is compared with what Podman 4.3 shows for the same flags (mount options, error
 //! texts, exit codes).
 
@@ -140,20 +142,31 @@ fn mount_flag() {
                 .rbox_error();
             assert_eq!(out.stderr.trim_end(), want, "{m}");
         }
-        // image mounts: not yet, said clearly (volumes: tests/it/volumes.rs)
+        // an image mount's keys (the mounts themselves: volumes::mount_type_image_as_podman)
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--mount", "type=image,target=/i"])
+            .args(["busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(
+            out.stderr.contains("an image mount needs source=IMAGE"),
+            "{out}"
+        );
         let out = env
             .rbox()
             .args([
                 "run",
                 "--rm",
                 "--mount",
-                "type=image,source=busybox,target=/i",
+                "type=image,source=busybox,target=/i,noexec",
             ])
             .args(["busybox", "true"])
             .output()
             .rbox_error();
-        assert!(
-            out.stderr.contains("image mounts are not supported yet"),
+        assert_eq!(
+            out.stderr.trim_end(),
+            "Error: noexec: invalid mount option",
             "{out}"
         );
     });
@@ -912,5 +925,397 @@ fn conmon_pidfile() {
             .args(["busybox", "true"])
             .output()
             .success();
+    });
+}
+
+/// `--authfile` gives `run` and `create` the credentials of the pull they make (as `pull
+/// --authfile`), `--disable-content-trust` is accepted and does nothing, as in Podman 4.3.
+#[test]
+fn authfile_for_the_pull() {
+    use crate::registry::{prerequisites, push_helper, Options, Registry};
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Options {
+        basic_auth: Some(("tester".into(), "s3cret".into())),
+        ..Default::default()
+    });
+    for_each_user("run_flags2_authfile", |env| {
+        let image = push_helper(&reg, env, "test/run-authfile");
+        // without credentials the registry refuses the pull
+        env.rbox()
+            .args(["run", "--rm", "--tls-verify=false", &image, "args", "x"])
+            .output()
+            .rbox_error();
+        // "tester:s3cret"
+        let file = env.write(
+            "creds/auth.json",
+            format!(
+                "{{\"auths\":{{\"{}\":{{\"auth\":\"dGVzdGVyOnMzY3JldA==\"}}}}}}",
+                reg.addr
+            ),
+        );
+        env.give_to_user(&env.path("creds"));
+        let authfile = format!("--authfile={}", file.display());
+        let out = env
+            .rbox()
+            .args([
+                "run",
+                "--rm",
+                "--tls-verify=false",
+                "--disable-content-trust",
+            ])
+            .args([&authfile, &image, "args", "authed"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "authed");
+        env.rbox().args(["rmi", &image]).output().success();
+        env.rbox()
+            .args([
+                "create",
+                "--tls-verify=false",
+                "--name",
+                "c",
+                &authfile,
+                &image,
+            ])
+            .output()
+            .success();
+        env.rbox().args(["rm", "c"]).output().success();
+        // a missing file is a one-line error, as for pull
+        env.rbox()
+            .args(["run", "--rm", "--tls-verify=false", "--pull=always"])
+            .args(["--authfile=/nonexistent/auth.json", &image])
+            .output()
+            .rbox_error();
+    });
+}
+
+/// `--http-proxy` (on by default): the caller's proxy variables, in both cases, reach the
+/// container under the image's and -e's; `--http-proxy=false` keeps them out. `--network-alias`
+/// is refused as Podman refuses it without a bridge network.
+#[test]
+fn http_proxy_and_network_alias() {
+    for_each_user("run_flags2_http_proxy", |env| {
+        env.import_busybox("busybox");
+        let proxied = |flags: &[&str]| -> Vec<String> {
+            let out = env
+                .rbox()
+                .env("http_proxy", "http://p1:3128")
+                .env("HTTPS_PROXY", "http://p2:3128")
+                .env("no_proxy", "localhost")
+                .env("FTP_PROXY", "ftp://p3")
+                .env("all_proxy", "socks5://p4")
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args(["busybox", "env"])
+                .output()
+                .success();
+            let mut v: Vec<String> = out
+                .lines()
+                .iter()
+                .filter(|l| l.to_ascii_lowercase().contains("proxy="))
+                .map(|l| l.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        // all_proxy is not one Podman passes
+        let all = [
+            "FTP_PROXY=ftp://p3",
+            "HTTPS_PROXY=http://p2:3128",
+            "http_proxy=http://p1:3128",
+            "no_proxy=localhost",
+        ];
+        assert_eq!(proxied(&[]), all);
+        assert_eq!(proxied(&["--http-proxy"]), all);
+        assert_eq!(proxied(&["--http-proxy=true"]), all);
+        assert!(proxied(&["--http-proxy=false"]).is_empty());
+        assert_eq!(
+            proxied(&["-e", "http_proxy=mine", "--http-proxy=true"]),
+            [
+                "FTP_PROXY=ftp://p3",
+                "HTTPS_PROXY=http://p2:3128",
+                "http_proxy=mine",
+                "no_proxy=localhost",
+            ]
+        );
+        env.rbox()
+            .args(["run", "--rm", "--http-proxy=maybe", "busybox", "true"])
+            .output()
+            .rbox_error();
+        for net in ["--network=none", "--network=host"] {
+            let out = env
+                .rbox()
+                .args([
+                    "run",
+                    "--rm",
+                    net,
+                    "--network-alias",
+                    "web",
+                    "busybox",
+                    "true",
+                ])
+                .output()
+                .rbox_error();
+            assert!(
+                out.stderr
+                    .contains("--network-alias can only be set when the network mode is bridge"),
+                "{out}"
+            );
+        }
+        env.rbox()
+            .args(["create", "--network-alias=web", "busybox", "true"])
+            .output()
+            .rbox_error();
+    });
+}
+
+/// `--personality LINUX32|LINUX` sets the execution domain before exec (linux.personality, as
+/// crun does for Podman); any other name is refused before anything is made. `--init-path` is
+/// refused: rbox's --init runs no init binary.
+#[test]
+fn personality_and_init_path() {
+    for_each_user("run_flags2_personality", |env| {
+        env.import_busybox("busybox");
+        let run = |flags: &[&str], cmd: &[&str]| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .arg("busybox")
+                .args(cmd)
+                .output()
+        };
+        let machine = run(&[], &["uname", "-m"]).success().text();
+        if machine == "x86_64" {
+            let out = run(&["--personality", "LINUX32"], &["uname", "-m"]).success();
+            assert_eq!(out.text(), "i686");
+        }
+        // PER_LINUX32 is 0x0008; it outlives the exec of a child
+        let out = run(
+            &["--personality=LINUX32"],
+            &["sh", "-c", "cat /proc/self/personality"],
+        );
+        assert_eq!(out.success().text(), "00000008");
+        let out = run(&["--personality=LINUX"], &["cat", "/proc/self/personality"]);
+        assert_eq!(out.success().text(), "00000000");
+        // kept by create for start
+        env.rbox()
+            .args([
+                "create",
+                "--name",
+                "p",
+                "--network=none",
+                "--personality=LINUX32",
+            ])
+            .args(["busybox", "cat", "/proc/self/personality"])
+            .output()
+            .success();
+        let out = env.rbox().args(["start", "-a", "p"]).output().success();
+        assert_eq!(out.text(), "00000008");
+        env.rbox().args(["rm", "p"]).output().success();
+        for bad in ["linux32", "PER_LINUX", ""] {
+            let out = run(&["--personality", bad], &["true"]).rbox_error();
+            assert!(out.stderr.contains("unknown persona"), "{out}");
+        }
+        let out = run(&["--init", "--init-path=/usr/bin/catatonit"], &["true"]).rbox_error();
+        assert!(out.stderr.contains("--init-path"), "{out}");
+    });
+}
+
+/// `--seccomp-policy`: default keeps rbox's profile; image takes the profile of the image's
+/// io.containers.seccomp.profile label, and refuses an image without one in Podman's words;
+/// another policy is refused in Podman's words too.
+#[test]
+fn seccomp_policy() {
+    for_each_user("run_flags2_seccomp_policy", |env| {
+        env.import_busybox("busybox");
+        let run = |flags: &[&str], image: &str| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none"])
+                .args(flags)
+                .args([image, "mkdir", "/tmp/d"])
+                .output()
+        };
+        run(&["--seccomp-policy=default"], "busybox").success();
+        let out = run(&["--seccomp-policy=image"], "busybox").rbox_error();
+        assert!(
+            out.stderr.contains("no seccomp policy defined by image"),
+            "{out}"
+        );
+        let out = run(&["--seccomp-policy", "foo"], "busybox").rbox_error();
+        assert!(
+            out.stderr.contains(
+                r#"invalid seccomp policy "foo": valid policies are ["default" "image"]"#
+            ),
+            "{out}"
+        );
+        // an image whose label forbids mkdir
+        env.write("work/ctx/Containerfile", "FROM busybox\n");
+        let profile = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":95}]}"#;
+        env.give_to_user(&env.path("work"));
+        env.rbox()
+            .args(["build", "--network=none", "-q", "-t", "labelled"])
+            .arg(format!("--label=io.containers.seccomp.profile={profile}"))
+            .arg(env.path("work/ctx"))
+            .output()
+            .success();
+        run(&[], "labelled").success();
+        run(&["--seccomp-policy=default"], "labelled").success();
+        let out = run(&["--seccomp-policy=image"], "labelled").code_is(1);
+        assert!(out.stderr.contains("mkdir"), "{out}");
+        // unconfined stays unconfined
+        run(
+            &[
+                "--seccomp-policy=image",
+                "--security-opt=seccomp=unconfined",
+            ],
+            "labelled",
+        )
+        .success();
+    });
+}
+
+/// The per-device block I/O flags (`--device-read-bps`, `--device-write-bps`,
+/// `--device-read-iops`, `--device-write-iops`, `--blkio-weight-device`): as root they are in
+/// the container's cgroup; rootless without delegation Podman's one warning and the run goes on,
+/// as Podman 4.3 does. A bad rate or a missing device is refused in Podman's words.
+#[test]
+fn device_io_limits() {
+    use crate::cgroups::{cgroup_file, pure_v2, read, PODMAN_V1_WARNING};
+    // a block device of the host, by its /sys/block entry (loop devices on this machine kind)
+    let Some((dev, numbers)) = std::fs::read_dir("/sys/block").ok().and_then(|d| {
+        d.flatten().find_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let numbers = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            let dev = format!("/dev/{name}");
+            std::path::Path::new(&dev)
+                .exists()
+                .then(|| (dev, numbers.trim().to_string()))
+        })
+    }) else {
+        assert!(!crate::util::is_ci(), "no block device in /sys/block");
+        eprintln!("SKIP device_io_limits: no block device in /sys/block");
+        return;
+    };
+    for_each_user("run_flags2_device_io", |env| {
+        env.import_busybox("busybox");
+        let name = format!("io-{}", crate::util::unique());
+        let out = env
+            .rbox()
+            .args(["run", "-d", "--name", &name, "--network=none"])
+            .arg(format!("--device-read-bps={dev}:1mb"))
+            .arg(format!("--device-write-bps={dev}:2048"))
+            .arg(format!("--device-read-iops={dev}:100"))
+            .arg(format!("--device-write-iops={dev}:200"))
+            .args(["busybox", "sleep", "1000"])
+            .output()
+            .success();
+        if env.user.who == crate::util::Who::Root {
+            let pid: i32 = env.field(&name, ".State.Pid").parse().unwrap();
+            if pure_v2() {
+                let max = read(&cgroup_file(pid, "io", "io.max"));
+                for want in ["rbps=1048576", "wbps=2048", "riops=100", "wiops=200"] {
+                    assert!(max.contains(want), "{want} in {max}");
+                }
+            } else {
+                for (file, want) in [
+                    ("blkio.throttle.read_bps_device", "1048576"),
+                    ("blkio.throttle.write_bps_device", "2048"),
+                    ("blkio.throttle.read_iops_device", "100"),
+                    ("blkio.throttle.write_iops_device", "200"),
+                ] {
+                    assert_eq!(
+                        read(&cgroup_file(pid, "blkio", file)),
+                        format!("{numbers} {want}"),
+                        "{file}: {out}"
+                    );
+                }
+            }
+        } else {
+            assert_eq!(env.field(&name, ".State.Status"), "running", "{out}");
+            if !pure_v2() {
+                assert!(out.stderr.contains(PODMAN_V1_WARNING), "{out}");
+            }
+        }
+        env.rbox().args(["rm", "-f", &name]).output().success();
+        // a weight the host cannot apply (no weight files without BFQ's) is a warning, as for
+        // --blkio-weight: the run goes on
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none"])
+            .arg(format!("--blkio-weight-device={dev}:300"))
+            .args(["busybox", "echo", "ran"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "ran", "{out}");
+        for (flag, text) in [
+            (
+                format!("--device-read-bps={dev}:x"),
+                "invalid rate for device",
+            ),
+            (
+                format!("--device-write-iops={dev}:0"),
+                "invalid rate for device",
+            ),
+            (
+                "--device-read-bps=/dev/nosuch:1mb".into(),
+                "could not parse throttle device at /dev/nosuch",
+            ),
+            (
+                format!("--blkio-weight-device={dev}:5"),
+                "--blkio-weight-device",
+            ),
+        ] {
+            let out = env
+                .rbox()
+                .args(["run", "--rm", &flag, "busybox", "true"])
+                .output()
+                .rbox_error();
+            assert!(out.stderr.contains(text), "{flag}: {out}");
+        }
+    });
+}
+
+/// `--cpu-rt-period` and `--cpu-rt-runtime`: as root on cgroup v1 in the container's cpu
+/// cgroup; rootless without delegation Podman's one warning and the run goes on.
+#[test]
+fn cpu_rt_limits() {
+    use crate::cgroups::{cgroup_file, pure_v2, read, PODMAN_V1_WARNING};
+    for_each_user("run_flags2_cpu_rt", |env| {
+        env.import_busybox("busybox");
+        let name = format!("rt-{}", crate::util::unique());
+        // a runtime above 0 needs the parent cgroups' real-time budget: the period alone is
+        // what any host takes
+        let out = env
+            .rbox()
+            .args(["run", "-d", "--name", &name, "--network=none"])
+            .args(["--cpu-rt-period=50000", "busybox", "sleep", "1000"])
+            .output()
+            .success();
+        let root = env.user.who == crate::util::Who::Root;
+        if root && !pure_v2() {
+            let pid: i32 = env.field(&name, ".State.Pid").parse().unwrap();
+            let f = cgroup_file(pid, "cpu", "cpu.rt_period_us");
+            assert_eq!(read(&f), "50000", "{out}");
+        } else if pure_v2() {
+            assert!(out.stderr.contains("no real-time CPU limits"), "{out}");
+        } else {
+            assert!(out.stderr.contains(PODMAN_V1_WARNING), "{out}");
+        }
+        assert_eq!(env.field(&name, ".State.Status"), "running", "{out}");
+        env.rbox().args(["rm", "-f", &name]).output().success();
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none"])
+            .args(["--cpu-rt-period=100000", "--cpu-rt-runtime=1000"])
+            .args(["busybox", "echo", "ran"])
+            .output()
+            .success();
+        assert_eq!(out.text(), "ran", "{out}");
+        env.rbox()
+            .args(["run", "--rm", "--cpu-rt-period=x", "busybox", "true"])
+            .output()
+            .rbox_error();
     });
 }

@@ -1,6 +1,7 @@
-//! What the start-up path defers or skips (issue 11): a `--rm` container is gone from the
-//! store at once and its files deleted after rbox returns; `rbox oci run` of the bundle
-//! `crun spec --rootless` writes (ambient capabilities that are not inheritable).
+//! What the start-up path defers or skips (issue 11): a `--rm` container (and one `rbox rm`
+//! removes: issue 9) is gone from the store at once and its files deleted after rbox
+//! returns; `rbox oci run` of the bundle `crun spec --rootless` writes (ambient
+//! capabilities that are not inheritable).
 
 use serde_json::json;
 
@@ -18,6 +19,16 @@ fn pending(env: &util::Env) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Gone as rbox returns: no record, no directory, nothing in `ps -a`.
+fn gone_at_once(env: &util::Env) {
+    let ps = env.rbox().args(["ps", "-a", "-q"]).output().success();
+    assert_eq!(ps.stdout, "", "{ps}");
+    let left = std::fs::read_dir(env.store().join("containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "container directories left");
+}
+
 #[test]
 fn run_rm_is_gone_at_once_and_its_files_deleted_after() {
     util::for_each_user("startup_rm", |env| {
@@ -29,13 +40,7 @@ fn run_rm_is_gone_at_once_and_its_files_deleted_after() {
             .output()
             .success();
         assert_eq!(out.stdout, "made\n", "{out}");
-        // gone as rbox returns: no record, no directory, nothing in `ps -a`
-        let ps = env.rbox().args(["ps", "-a", "-q"]).output().success();
-        assert_eq!(ps.stdout, "", "{ps}");
-        let left = std::fs::read_dir(env.store().join("containers"))
-            .map(|d| d.count())
-            .unwrap_or(0);
-        assert_eq!(left, 0, "container directories left");
+        gone_at_once(env);
         // and its files deleted afterwards, by the child rbox left behind
         util::eventually("the removed container's files are deleted", || {
             pending(env).is_empty()
@@ -65,6 +70,51 @@ fn run_rm_is_gone_at_once_and_its_files_deleted_after() {
             ])
             .output()
             .success();
+        util::eventually("every removed container's files are deleted", || {
+            pending(env).is_empty()
+        });
+    });
+}
+
+#[test]
+fn rm_is_gone_at_once_and_its_files_deleted_after() {
+    util::for_each_user("startup_rm_verb", |env| {
+        env.import_busybox("busybox");
+        for name in ["one", "two"] {
+            env.rbox()
+                .args([
+                    "run",
+                    "--name",
+                    name,
+                    "--network=none",
+                    "busybox",
+                    "sh",
+                    "-c",
+                ])
+                .arg("echo made >/made")
+                .output()
+                .success();
+        }
+        // both in one `rm`, whose output is its own (the child left behind holds no stdio)
+        let out = env.rbox().args(["rm", "one", "two"]).output().success();
+        assert_eq!(out.stdout, "one\ntwo\n", "{out}");
+        gone_at_once(env);
+        util::eventually("the removed containers' files are deleted", || {
+            pending(env).is_empty()
+        });
+        // the names are free again at once
+        env.rbox()
+            .args([
+                "create",
+                "--name",
+                "one",
+                "--network=none",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        env.rbox().args(["rm", "one"]).output().success();
         util::eventually("every removed container's files are deleted", || {
             pending(env).is_empty()
         });
@@ -154,4 +204,115 @@ fn run_saves_config_json_once_the_command_runs() {
             .code_is(127);
         assert_eq!(args("missing"), json!(["/nonexistent"]));
     });
+}
+
+/// A run reads what cannot change while it runs once: its own id maps once per user
+/// namespace it is in (the caller's, then rbox's; the container's init, cloned into the
+/// same one, reads none), the image's config once although create and start both need it,
+/// the kernel's last capability once although create, start and the init all need it.
+/// Counted by strace, as root, in rbox's processes: the `rbox run` process itself (the
+/// first in the trace: setpriv execs it) and all of them (rbox opens with O_CLOEXEC, the
+/// container's `cat` without).
+#[test]
+fn run_reads_what_cannot_change_once() {
+    util::for_each_user("startup_reads", |env| {
+        env.import_busybox("busybox");
+        let config = env.field("busybox", ".Id");
+        let config = config.trim_start_matches("sha256:");
+        let run = |traced: Option<&std::path::Path>| {
+            let mut c = env.rbox();
+            if let Some(file) = traced {
+                c.strace(file, "trace=openat");
+            }
+            let out = c
+                .args([
+                    "run",
+                    "--rm",
+                    "--network=none",
+                    "busybox",
+                    "cat",
+                    "/proc/self/uid_map",
+                ])
+                .output()
+                .success();
+            assert!(!out.stdout.trim().is_empty(), "{out}");
+        };
+        // the first run starts what later ones join (the pause process of a user with a range)
+        run(None);
+        let trace = env.dir.join("run.trace");
+        run(Some(&trace));
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let front = text.split_whitespace().next().expect("a traced call");
+        let opens = |what: &str, front_only: bool| {
+            text.lines()
+                .filter(|l| !front_only || l.split_whitespace().next() == Some(front))
+                .filter(|l| l.contains("openat(") && l.contains(what) && !l.contains("= -1"))
+                .filter(|l| l.contains("O_CLOEXEC"))
+                .count()
+        };
+        let namespaces = if env.user.who == util::Who::Root {
+            1
+        } else {
+            2
+        };
+        for map in ["/proc/self/uid_map\"", "/proc/self/gid_map\""] {
+            assert_eq!(opens(map, true), namespaces, "{map}: {text}");
+            assert_eq!(opens(map, false), namespaces, "{map}: {text}");
+        }
+        let config = format!("/blobs/sha256/{config}\"");
+        assert_eq!(opens(&config, false), 1, "{text}");
+        assert_eq!(opens("/proc/sys/kernel/cap_last_cap\"", false), 1, "{text}");
+    });
+}
+
+/// The mount points a start needs and an image lacks (busybox has no /proc, /sys, /dev or
+/// /etc/hosts) come from the store's shared `mount-points/` layer below the image's: on
+/// either overlay driver nothing is made in the container's upper directory for them, and
+/// the container still sees them, its /etc files bound there.
+#[test]
+fn mount_points_come_from_a_shared_layer_not_the_upper() {
+    util::for_each_user("startup_mountpoints", |env| {
+        env.import_busybox("busybox");
+        for driver in ["overlay", "fuse-overlay"] {
+            mount_points_of(env, driver);
+        }
+    });
+}
+
+fn mount_points_of(env: &util::Env, driver: &str) {
+    let out = env
+        .rbox()
+        .args(["run", "--name", "mp", "--network=none"])
+        .args(["--storage-driver", driver, "busybox", "sh", "-c"])
+        .arg("cat /etc/hostname; ls -d /proc/self /sys/kernel /dev/null")
+        .output()
+        .success();
+    let id = env.inspect("mp", "{{.Id}}");
+    assert_eq!(
+        out.lines(),
+        [&id[..12], "/dev/null", "/proc/self", "/sys/kernel"],
+        "{out}"
+    );
+    let upper = std::path::PathBuf::from(env.inspect("mp", "{{.GraphDriver.Data.UpperDir}}"));
+    assert_eq!(
+        util::tree(&upper),
+        Vec::<String>::new(),
+        "made in the upper directory ({driver})"
+    );
+    let shared = env.store().join("mount-points");
+    for p in [
+        "proc",
+        "sys",
+        "dev",
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+    ] {
+        assert!(shared.join(p).exists(), "{p}");
+    }
+    // what the container itself wrote is there, and nothing else (commit, diff)
+    env.rbox().args(["start", "-a", "mp"]).output().success();
+    let diff = env.rbox().args(["diff", "mp"]).output().success();
+    assert_eq!(diff.stdout, "", "{diff}");
+    env.rbox().args(["rm", "mp"]).output().success();
 }

@@ -1,8 +1,8 @@
-//! A `--rm` container's teardown off rbox's exit path (issue 11): its mount namespace is held
+//! A container's teardown off rbox's exit path (issues 9 and 11): its mount namespace is held
 //! by rbox while the init exits, so that the unmounting of its tree happens in the child rbox
-//! leaves behind to delete the container's files. Checked here: nothing is left once that
-//! child is done (no process or descriptor holding the namespace, no files), for the kernel
-//! overlay and the FUSE overlay, attached and detached.
+//! leaves behind (which deletes a `--rm` container's files too). Checked here: nothing is
+//! left once that child is done (no process or descriptor holding the namespace, no files),
+//! for the kernel overlay and the FUSE overlay, attached and detached, and after `stop -t 0`.
 
 use crate::util::{self, Env};
 
@@ -138,6 +138,48 @@ fn detached_run_rm_mount_namespace_goes_after_stop() {
                 .stdout
                 .is_empty()
         });
+        all_gone(env, &ns);
+    });
+}
+
+#[test]
+fn stop_kills_the_init_and_the_mount_namespace_goes_after() {
+    util::for_each_user("teardown_stop", |env| {
+        env.import_busybox("busybox");
+        // (no `--init`: the shell as pid 1 ignores SIGTERM, and `-t 0` kills it at once)
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "s",
+                "--network=none",
+                "busybox",
+                "sleep",
+                "600",
+            ])
+            .output()
+            .success();
+        let pid = env.inspect("s", "{{.State.Pid}}");
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        env.rbox().args(["stop", "-t", "0", "s"]).output().success();
+        // recorded when `stop` returns: killed, by SIGKILL (as Podman records it)
+        assert_eq!(
+            env.inspect("s", "{{.State.Status}} {{.State.ExitCode}}"),
+            "exited 137"
+        );
+        let ps = env.rbox().args(["ps", "-q"]).output().success();
+        assert_eq!(ps.stdout, "", "{ps}");
+        util::eventually(
+            &format!("no process holds the mount namespace {ns}"),
+            || holders(&ns).is_empty(),
+        );
+        // it starts again, and `rm` removes it
+        env.rbox().args(["start", "s"]).output().success();
+        env.rbox().args(["rm", "-f", "s"]).output().success();
         all_gone(env, &ns);
     });
 }

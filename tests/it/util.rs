@@ -389,6 +389,8 @@ impl Env {
             user: self.user.clone(),
             pty: false,
             binds: Vec::new(),
+            tmpfs: Vec::new(),
+            strace: None,
         }
     }
 
@@ -424,6 +426,19 @@ impl Env {
             .arg("import")
             .arg(&tar)
             .arg(name)
+            .output()
+            .success();
+    }
+
+    /// `rbox import` the debootstrap Debian root `tar` ([`crate::fixtures::debian_rootfs_tar`])
+    /// as `debian:bookworm`.
+    pub fn import_debian(&self, tar: &Path) {
+        let tar = self.copy_in(tar, "debian.tar");
+        self.rbox()
+            .arg("import")
+            .arg(&tar)
+            .arg("debian:bookworm")
+            .timeout(std::time::Duration::from_secs(300))
             .output()
             .success();
     }
@@ -533,6 +548,10 @@ pub struct Cmd {
     pty: bool,
     /// (file, over): bind-mounted in a private mount namespace the command runs in
     binds: Vec<(PathBuf, PathBuf)>,
+    /// directories that are empty tmpfs mounts in that namespace, made before the binds
+    tmpfs: Vec<PathBuf>,
+    /// (trace file, strace's `-e` expression): the command runs under `strace -f`
+    strace: Option<(PathBuf, String)>,
 }
 
 impl Cmd {
@@ -579,6 +598,22 @@ impl Cmd {
         self
     }
 
+    /// Run the command in a private mount namespace (as [`Cmd::bind_over`]) where `dir` is an
+    /// empty tmpfs, mounted before the binds; a bind's target in it is made as an empty file
+    /// first (such as a socket's path the host has not).
+    pub fn tmpfs_over(&mut self, dir: &Path) -> &mut Self {
+        assert!(is_root(), "tmpfs_over needs the tests to run as root");
+        self.tmpfs.push(dir.into());
+        self
+    }
+
+    /// Run the command under `strace -f -e EXPR`, as the test process (root, so that the
+    /// setuid id-map helpers keep their privileges), writing what it saw to `file`.
+    pub fn strace(&mut self, file: &Path, expr: &str) -> &mut Self {
+        self.strace = Some((file.into(), expr.into()));
+        self
+    }
+
     /// The argv that is really executed (setpriv and script wrappers included).
     fn argv(&self) -> Vec<OsString> {
         let mut inner: Vec<OsString> = vec![self.prog.clone()];
@@ -604,16 +639,32 @@ impl Cmd {
         } else {
             inner
         };
-        if !self.binds.is_empty() {
+        if let Some((file, expr)) = &self.strace {
+            let mut w: Vec<OsString> = vec!["strace".into(), "-f".into(), "-qq".into()];
+            w.extend([
+                "-o".into(),
+                file.into(),
+                "-e".into(),
+                expr.into(),
+                "--".into(),
+            ]);
+            w.append(&mut v);
+            v = w;
+        }
+        if !self.binds.is_empty() || !self.tmpfs.is_empty() {
             let mut line = String::new();
             let mut args: Vec<OsString> = Vec::new();
-            for (i, (file, over)) in self.binds.iter().enumerate() {
-                line.push_str(&format!(
-                    "mount --bind \"${}\" \"${}\" && ",
-                    2 * i + 1,
-                    2 * i + 2
-                ));
+            for dir in &self.tmpfs {
+                args.push(dir.into());
+                line.push_str(&format!("mount -t tmpfs tmpfs \"${{{}}}\" && ", args.len()));
+            }
+            for (file, over) in &self.binds {
                 args.extend([file.into(), over.into()]);
+                let (f, o) = (args.len() - 1, args.len());
+                if self.tmpfs.iter().any(|d| over.starts_with(d)) {
+                    line.push_str(&format!("touch \"${{{o}}}\" && "));
+                }
+                line.push_str(&format!("mount --bind \"${{{f}}}\" \"${{{o}}}\" && "));
             }
             line.push_str(&format!("shift {} && exec \"$@\"", args.len()));
             let mut w: Vec<OsString> = vec![
@@ -792,19 +843,31 @@ impl Running {
     }
 
     /// The bytes read so far (`rchar` of /proc/PID/io) by the processes behind a
-    /// [`Cmd::pty`] command's terminal: the descendants of `script` whose stdin is a pty. The
+    /// [`Cmd::pty`] command's terminal: the descendants of `script` whose stdin is the
+    /// terminal `script` made (the same device on the same devpts: a container's processes,
+    /// on a terminal of their own, read their binaries and files, which must not count). The
     /// terminal's own input queue cannot tell: a write to its other end reaches the queue
     /// later, from a kernel worker.
     fn terminal_reads(&self) -> u64 {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let stdin_of = |pid: &str| {
+            std::fs::metadata(format!("/proc/{pid}/fd/0"))
+                .ok()
+                .filter(|m| m.file_type().is_char_device())
+                .map(|m| (m.dev(), m.rdev()))
+        };
+        let children = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
+        };
+        let script = self.pid().as_raw().to_string();
+        let Some(terminal) = children(&script).split_whitespace().find_map(stdin_of) else {
+            return 0;
+        };
         let mut total = 0;
-        let mut todo = vec![self.pid().as_raw().to_string()];
+        let mut todo = vec![script];
         while let Some(pid) = todo.pop() {
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            for c in children.split_whitespace() {
-                let on_pty = std::fs::read_link(format!("/proc/{c}/fd/0"))
-                    .is_ok_and(|p| p.starts_with("/dev/pts"));
-                if on_pty {
+            for c in children(&pid).split_whitespace() {
+                if stdin_of(c) == Some(terminal) {
                     let io = std::fs::read_to_string(format!("/proc/{c}/io")).unwrap_or_default();
                     total += io
                         .lines()

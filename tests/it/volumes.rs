@@ -812,3 +812,67 @@ fn mounts_go_by_depth() {
         assert_eq!(out, "10.9.9.9 mine", "{out}");
     });
 }
+
+/// `--mount type=image` (issue 10), as Podman 4.3 does it: the image's files at the target,
+/// read-only unless `rw=true` (the writes then go with the container), an unknown image
+/// refused in Podman's words (not pulled), inspect's Mounts entry as Podman's. One layer is a
+/// bind, several an overlay. Unlike Podman, `rmi` refuses the image while a container
+/// mounts it (Podman removes it and breaks the container).
+#[test]
+fn mount_type_image_as_podman() {
+    for_each_user("mount_image", |env| {
+        env.import_busybox("busybox");
+        env.write(
+            "ctx/Containerfile",
+            "FROM busybox\nRUN echo img > /marker\n",
+        );
+        env.rbox()
+            .args(["build", "--network=none", "-q", "-t", "marked"])
+            .arg(env.path("ctx"))
+            .output()
+            .success();
+        let run = |mount: &str, script: &str| {
+            env.rbox()
+                .args(["run", "--rm", "--network=none", "--mount", mount, "busybox"])
+                .args(["sh", "-c", script])
+                .output()
+        };
+        let probe = "cat /img/marker; touch /img/x 2>/dev/null && echo writable || echo read-only";
+        let ro = run("type=image,source=marked,target=/img", probe).success();
+        assert_eq!(ro.lines(), ["img", "read-only"], "{ro}");
+        let rw = run("type=image,src=marked,dst=/img,rw=true", probe).success();
+        assert_eq!(rw.lines(), ["img", "writable"], "{rw}");
+        // a single layer: the image's one directory, read-only
+        let one = run(
+            "type=image,source=busybox,target=/img",
+            "test -x /img/bin/busybox && touch /img/x 2>/dev/null || echo read-only",
+        )
+        .success();
+        assert_eq!(one.text(), "read-only", "{one}");
+        let bad = run("type=image,source=nosuch,target=/img", "true").rbox_error();
+        assert_eq!(
+            bad.stderr.trim_end(),
+            "Error: creating image volume \"nosuch\":\"/img\": nosuch: image not known",
+            "{bad}"
+        );
+        let ps = env.rbox().args(["ps", "-a", "-q"]).output().success();
+        assert_eq!(ps.stdout, "", "nothing left: {ps}");
+        env.rbox()
+            .args(["create", "--name", "m", "--network=none"])
+            .args([
+                "--mount",
+                "type=image,source=marked,target=/img",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        assert_eq!(
+            env.inspect("m", "{{json .Mounts}}"),
+            r#"[{"Destination":"/img","Driver":"","Mode":"","Options":null,"Propagation":"","RW":false,"Source":"marked","Type":"image"}]"#
+        );
+        env.rbox().args(["rmi", "marked"]).output().code_is(2);
+        env.rbox().args(["rm", "m"]).output().success();
+        env.rbox().args(["rmi", "marked"]).output().success();
+    });
+}

@@ -249,11 +249,10 @@ impl Store {
                 shift: None,
             }),
             Driver::Overlay => {
-                let mut lowers = dir.lower_dirs.clone();
-                if lowers.is_empty() {
+                let lowers = dir.overlay_lowers();
+                if dir.lower_dirs.is_empty() {
                     let empty = dir.empty_lower();
                     fs::create_dir_all(&empty).ctx(|| format!("create {}", bt(&empty)))?;
-                    lowers.push(empty);
                 }
                 Ok(Rootfs::Overlay {
                     lowers,
@@ -262,6 +261,70 @@ impl Store {
                     volatile,
                 })
             }
+        }
+    }
+}
+
+/// The mount points every container's runtime mounts on, below an image's layers
+/// ([`Store::mount_points_layer`]): directories, and empty files for the /etc files it binds.
+const MOUNT_POINTS: &[(&str, bool)] = &[
+    ("dev", true),
+    ("proc", true),
+    ("sys", true),
+    ("etc", true),
+    ("etc/hosts", false),
+    ("etc/hostname", false),
+    ("etc/resolv.conf", false),
+];
+
+impl Store {
+    /// `mount-points/`: a read-only lower layer of [`MOUNT_POINTS`], made once per store,
+    /// that the runtime puts below the image layers of an overlay root it starts (not of one
+    /// mounted for `cp`, `export` or `mount`, which show no mount points, as Podman's). An image that lacks one of them (busybox
+    /// has no /proc, Debian no /etc/hosts) would otherwise have it made in each container's
+    /// upper directory at each start, a directory copied up with it: inodes created on the
+    /// store's file system (and deleted with the container) on the path to the command. The
+    /// image's own entries hide these (a lower layer below all of them), so what the
+    /// container sees is the same; its upper directory, and so `commit` and `diff`, no
+    /// longer holds the empty mount points.
+    ///
+    /// `hosts`: with `etc/hosts` (`--no-hosts` leaves the image's own, or none: then the
+    /// container must not see an empty one; `mount-points-no-hosts/` lacks it).
+    pub fn mount_points_layer(&self, hosts: bool) -> Result<PathBuf> {
+        let name = if hosts {
+            "mount-points"
+        } else {
+            "mount-points-no-hosts"
+        };
+        let dir = self.root().join(name);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let tmp = self.tmp_path(name);
+        fs::create_dir(&tmp.path).ctx(|| format!("create {}", bt(&tmp.path)))?;
+        for (rel, is_dir) in MOUNT_POINTS
+            .iter()
+            .filter(|(p, _)| hosts || *p != "etc/hosts")
+        {
+            let p = tmp.path.join(rel);
+            if *is_dir {
+                fs::create_dir(&p).ctx(|| format!("create {}", bt(&p)))?;
+            } else {
+                fs::File::create(&p).ctx(|| format!("create {}", bt(&p)))?;
+            }
+        }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for p in [tmp.path.clone(), tmp.path.join("etc")] {
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+                    .ctx(|| format!("set the mode of {}", bt(&p)))?;
+            }
+        }
+        match fs::rename(&tmp.path, &dir) {
+            Ok(()) => Ok(dir),
+            // another process made it first
+            Err(_) if dir.is_dir() => Ok(dir),
+            Err(e) => Err(Error::io(format!("create {}", bt(&dir)), e)),
         }
     }
 }

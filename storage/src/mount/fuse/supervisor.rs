@@ -44,14 +44,17 @@
 //! against 0.06-0.11 s. Synchronous wake-up (Linux 6.6) cut it about threefold; `ls -lR` of
 //! the 10,000 files differed by less than the noise (the FUSE readdir dominates).
 //!
-//! Not covered: `--security-opt fakeroot` (its chown errno-0 rule wins over the notification), a
-//! caller that chroots (paths resolve from the container's root), other architectures.
+//! With `--security-opt fakeroot` the runtime leaves the chown family out of its errno-0 rules
+//! (which would win over the notification) and a chown this thread hands back for an id the
+//! namespace lacks is answered with success instead ([`fake_unrecorded_chowns`]).
+//!
+//! Not covered: a caller that chroots (paths resolve from the container's root), other architectures.
 
 use std::ffi::CString;
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -68,6 +71,18 @@ use crate::sys;
 /// The thread id of the supervisor: the only requester whose `setxattr` of the override the
 /// server takes (a FUSE request carries the calling thread's id).
 pub static SUPERVISOR_TID: AtomicI32 = AtomicI32::new(0);
+
+/// `--security-opt fakeroot` (see [`fake_unrecorded_chowns`]).
+static FAKEROOT: AtomicBool = AtomicBool::new(false);
+
+/// For a server forked after this call: a chown of the container's that the override cannot
+/// record (a file off the overlay, a special file, a caller without CAP_CHOWN) and that the
+/// kernel would refuse for an id the namespace lacks succeeds without effect, as
+/// `--security-opt fakeroot` fakes every chown on other roots; one the kernel can make it
+/// still makes.
+pub fn fake_unrecorded_chowns(on: bool) {
+    FAKEROOT.store(on, Ordering::SeqCst);
+}
 
 /// The container side of the socketpair, in the process that mounted the root (the init),
 /// inherited by the command it forks (the init is single-threaded: no lock is held across
@@ -122,7 +137,7 @@ pub fn program() -> Vec<libc::sock_filter> {
 
 /// Whether this process's user namespace maps a single uid (no subordinate range).
 pub fn single_id() -> bool {
-    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let (map, _) = crate::own_id_maps();
     let lines: Vec<Vec<u64>> = map
         .lines()
         .map(|l| {
@@ -385,6 +400,59 @@ impl Supervisor {
     }
 
     fn answer(&mut self, l: BorrowedFd<'_>, n: &libc::seccomp_notif) -> Answer {
+        let a = n.data.args;
+        let ids = match i64::from(n.data.nr) {
+            libc::SYS_chown | libc::SYS_lchown | libc::SYS_fchown => Some((a[1], a[2])),
+            libc::SYS_fchownat => Some((a[2], a[3])),
+            _ => None,
+        };
+        let answer = self.answer_call(l, n);
+        match (answer, ids) {
+            (None, Some((uid, gid)))
+                if FAKEROOT.load(Ordering::Relaxed)
+                    && !self.ids_mapped(n.pid, uid as u32, gid as u32) =>
+            {
+                Some(Ok(0))
+            }
+            (answer, _) => answer,
+        }
+    }
+
+    /// The text of `/proc/PID/FILE` of task `pid` (empty when it cannot be read).
+    fn proc_file(&self, pid: u32, file: &str) -> String {
+        self.proc
+            .as_ref()
+            .and_then(|p| {
+                nix::fcntl::openat(
+                    p,
+                    format!("{pid}/{file}").as_str(),
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .ok()
+            })
+            .and_then(|f| std::io::read_to_string(std::fs::File::from(f)).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether the caller's user namespace has `uid` and `gid` (-1: unchanged, always).
+    fn ids_mapped(&self, pid: u32, uid: u32, gid: u32) -> bool {
+        let has = |file: &str, id: u32| {
+            if id == u32::MAX {
+                return true;
+            }
+            self.proc_file(pid, file).lines().any(|l| {
+                let v: Vec<u64> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                matches!(v[..], [inside, _, count] if (inside..inside + count).contains(&u64::from(id)))
+            })
+        };
+        has("uid_map", uid) && has("gid_map", gid)
+    }
+
+    fn answer_call(&mut self, l: BorrowedFd<'_>, n: &libc::seccomp_notif) -> Answer {
         let a = n.data.args;
         let pid = n.pid as i32;
         match i64::from(n.data.nr) {
@@ -691,21 +759,7 @@ impl Supervisor {
     /// to an id the kernel cannot map become an override; without it the kernel refuses as it
     /// would.
     fn has_cap_chown(&self, pid: u32) -> bool {
-        let status = self
-            .proc
-            .as_ref()
-            .and_then(|p| {
-                nix::fcntl::openat(
-                    p,
-                    format!("{pid}/status").as_str(),
-                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .ok()
-            })
-            .and_then(|f| std::io::read_to_string(std::fs::File::from(f)).ok())
-            .unwrap_or_default();
-        status
+        self.proc_file(pid, "status")
             .lines()
             .find_map(|l| l.strip_prefix("CapEff:"))
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
