@@ -667,6 +667,14 @@ fn with_containers_conf(a: &mut RunArgs, c: &mut crate::config::Containers) -> a
     if a.network.is_none() {
         // `private` is the default mode: default_rootless_network_cmd's
         a.network = c.netns.take().filter(|m| m != "private");
+        if let Some(m) = &a.network {
+            if m != "default" && crate::state::NetworkMode::from_flag(m).is_none() {
+                anyhow::bail!(
+                    "containers.conf sets netns = {m:?}: {}",
+                    crate::runtime::spec::unsupported_network(m)
+                );
+            }
+        }
     }
     if a.network.is_none() {
         a.network = c.network_cmd.take();

@@ -2049,17 +2049,15 @@ pub fn build(
     // `--network` omitted: pasta when installed, else slirp4netns (as Podman 5); the
     // record keeps the mode this resolved to
     let default_network;
-    let a_network = if a.network.is_empty() {
+    // `private` and `default` name that default too, as in Podman
+    let a_network = if matches!(a.network.as_str(), "" | "private" | "default") {
         default_network = rbox_netns::default_backend_name();
         default_network
     } else {
         a.network.as_str()
     };
     let Some((network, network_options)) = NetworkMode::from_flag(a_network) else {
-        bail!(
-            "network mode `{}` is not supported yet: use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH",
-            a_network
-        );
+        bail!("{}", unsupported_network(a_network));
     };
     if network == NetworkMode::Ns && !network_options.starts_with('/') {
         bail!(
@@ -2199,6 +2197,20 @@ pub fn build(
     spec.opts.systemd = systemd;
     spec.set_args(args);
     Ok(spec)
+}
+
+/// The error for a `--network` mode rbox does not have (also for containers.conf's netns).
+pub fn unsupported_network(mode: &str) -> String {
+    let name = mode.split_once(':').map_or(mode, |(m, _)| m);
+    if matches!(name, "bridge" | "podman") {
+        format!(
+            "network mode `{mode}` is not supported: rbox has no bridge networks (each container has its own user-mode network; containers reach each other through published ports or share one with --network=container:NAME): use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH"
+        )
+    } else {
+        format!(
+            "network mode `{mode}` is not supported yet: use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH"
+        )
+    }
 }
 
 #[cfg(test)]
@@ -2473,10 +2485,21 @@ mod tests {
             (NetworkMode::None, UsernsMode::Default)
         );
         let e = build(&img, &flags("bridge", ""), &id, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("network mode `bridge` is not supported: rbox has no bridge networks"),
+            "{e}"
+        );
+        let e = build(&img, &flags("macvlan", ""), &id, None).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "network mode `bridge` is not supported yet: use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH"
+            "network mode `macvlan` is not supported yet: use --network=pasta, slirp4netns, none, host, container:NAME or ns:PATH"
         );
+        // Podman's names of the default mode
+        for m in ["private", "default"] {
+            let sp = build(&img, &flags(m, ""), &id, None).unwrap();
+            assert_eq!(sp.network.as_str(), rbox_netns::default_backend_name());
+        }
         let e = build(&img, &flags("none", "bogus"), &id, None).unwrap_err();
         assert_eq!(e.to_string(), "unrecognized namespace mode bogus passed");
         // no --network: the installed bridge, recorded as such

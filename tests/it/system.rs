@@ -793,6 +793,10 @@ fn containers_conf_bad_run_defaults() {
                 "\"CAP_BOGUS\": unknown capability",
             ),
             ("env = \"FOO=1\"", "invalid type"),
+            (
+                "netns = \"bridge\"",
+                "containers.conf sets netns = \"bridge\": network mode `bridge` is not supported: rbox has no bridge networks",
+            ),
         ] {
             let conf = env.write("bad.conf", format!("[containers]\n{key}\n"));
             for verb in ["run", "create"] {
