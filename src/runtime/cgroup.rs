@@ -658,6 +658,21 @@ pub fn rootless_warning() -> &'static str {
     }
 }
 
+/// Which of the v1 block I/O weight files (`blkio.weight`, `blkio.weight_device`) the host's
+/// blkio hierarchy has: they exist only with a scheduler that weighs (CFQ before 5.0, none
+/// with BFQ, whose files are `blkio.bfq.*`), and a write to a missing one fails, so the
+/// weights are discarded at create with Podman's warnings instead. `None`: the host has no v1
+/// blkio hierarchy (v2 alone, or none mounted).
+pub fn v1_blkio_weights() -> Option<(bool, bool)> {
+    let h = hierarchies()
+        .into_iter()
+        .find(|h| !h.v2 && h.controllers.iter().any(|c| c == "blkio"))?;
+    Some((
+        h.mount.join("blkio.weight").exists(),
+        h.mount.join("blkio.weight_device").exists(),
+    ))
+}
+
 /// Whether `r` asks for more than device rules (which every `runc spec` bundle carries).
 pub fn asks_limits(r: &LinuxResources) -> bool {
     r.memory().is_some()

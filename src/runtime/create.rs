@@ -433,9 +433,12 @@ fn create_and_start(
     super::cdi::apply(&mut spec, &a.devices)?;
     super::ocihooks::apply(&mut spec, &a.devices.hooks_dirs)?;
     super::secrets::resolve(&store, &mut spec)?;
+    let can_apply = super::cgroup::host_root()
+        || super::cgroup::delegated(&super::cgroup::needed(&spec.opts.resources)).is_some();
+    if can_apply && !spec.opts.cgroups_disabled {
+        discard_missing_weights(&mut spec.opts.resources);
+    }
     let r = &spec.opts.resources;
-    let can_apply =
-        super::cgroup::host_root() || super::cgroup::delegated(&super::cgroup::needed(r)).is_some();
     if !r.is_default() && !can_apply {
         tracing::warn!("{}", super::cgroup::rootless_warning());
     } else if !r.is_default() && spec.opts.cgroups_disabled {
@@ -582,6 +585,31 @@ fn run_attached(
     super::front::run(g, &rec, sock, o.clone())
 }
 
+/// Block I/O weights the host's v1 blkio hierarchy has no file for are dropped with Podman's
+/// warnings (its words), the container's other limits kept: written, they would fail the
+/// whole placement.
+fn discard_missing_weights(r: &mut crate::state::Resources) {
+    use crate::state::DeviceLimitKind;
+    let Some((weight, weight_device)) = super::cgroup::v1_blkio_weights() else {
+        return;
+    };
+    if r.blkio_weight.is_some() && !weight {
+        tracing::warn!(
+            "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+        );
+        r.blkio_weight = None;
+    }
+    if r.device_limits
+        .iter()
+        .any(|d| d.kind == DeviceLimitKind::Weight)
+        && !weight_device
+    {
+        tracing::warn!("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded.");
+        r.device_limits
+            .retain(|d| d.kind != DeviceLimitKind::Weight);
+    }
+}
+
 /// The resource limits, where a cgroup v2 subtree is delegated (a warning said so at create
 /// otherwise); a failure is a warning, the container runs without them.
 pub(super) fn place_in_cgroup(rec: &ContainerRecord, pid: i32) {
@@ -592,7 +620,7 @@ pub(super) fn place_in_cgroup(rec: &ContainerRecord, pid: i32) {
     if super::cgroup::host_root() {
         let path = format!("/rbox/{}", rec.id);
         if let Err(e) = super::cgroup::Placement::create(&path, &super::cgroup::to_oci(r), pid) {
-            tracing::warn!("apply resource limits: {e:#}");
+            tracing::warn!("apply resource limits: {e:#}: the container runs without them");
         }
         return;
     }

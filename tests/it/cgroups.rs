@@ -171,6 +171,41 @@ fn cgroups_run_memory_and_pids_limits() {
     });
 }
 
+/// A block I/O weight the host's v1 blkio hierarchy has no file for (no weighing scheduler:
+/// this machine kind) is discarded at create with Podman's warning, and the container's other
+/// limits still apply; where the file exists, the weight is written.
+#[test]
+fn cgroups_missing_blkio_weight_is_discarded_not_the_other_limits() {
+    util::for_each_user("cgroups_weight", |env| {
+        if env.user.who != Who::Root || pure_v2() {
+            return;
+        }
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "-d", "--name", "w", "--network=none"])
+            .args(["--memory", "64m", "--blkio-weight", "300"])
+            .args(["busybox", "sleep", "60"])
+            .output()
+            .success();
+        let pid: i32 = env.inspect("w", "{{.State.Pid}}").parse().unwrap();
+        let (mem, _) = limit_files(pid);
+        assert_eq!(read(&mem), (64u64 << 20).to_string(), "{out}");
+        let weight = cgroup_file(pid, "blkio", "blkio.weight");
+        let discarded = "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.";
+        if Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists() {
+            assert!(!out.stderr.contains(discarded), "{out}");
+            assert_eq!(read(&weight), "300");
+            assert_eq!(env.inspect("w", "{{.HostConfig.BlkioWeight}}"), "300");
+        } else {
+            assert!(out.stderr.contains(discarded), "{out}");
+            assert!(!out.stderr.contains("esource limits"), "{out}");
+            assert_eq!(env.inspect("w", "{{.HostConfig.BlkioWeight}}"), "0");
+        }
+        env.rbox().args(["rm", "-f", "-t0", "w"]).output().success();
+    });
+}
+
 /// A deny-all device rule (every `runc spec` bundle has one) leaves the spec's own device
 /// nodes allowed, so root can make and list them (a FIFO is no device to the cgroup), and
 /// lists them after the spec's rules; rootless, the rules are not applied and the container
