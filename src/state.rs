@@ -532,6 +532,9 @@ pub struct Resources {
     pub memory_reservation: Option<i64>,
     /// 0 to 100 (`--memory-swappiness`; cgroup v1 only)
     pub memory_swappiness: Option<u64>,
+    /// `--oom-kill-disable`
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub oom_kill_disable: bool,
     /// CPUs times 1e9 (`--cpus`)
     pub nano_cpus: Option<u64>,
     /// relative weight (`--cpu-shares`)

@@ -544,6 +544,7 @@ fn run_opts_json(v: &mut Value, s: &crate::state::Spec) {
         "BlkioWeight": r.blkio_weight.unwrap_or(0),
         "PidsLimit": r.pids_limit.unwrap_or(0),
         "OomScoreAdj": o.oom_score_adj.unwrap_or(0),
+        "OomKillDisable": r.oom_kill_disable,
         "Cgroups": if o.cgroups_disabled { "disabled" } else { "default" },
         "CgroupConf": (!r.cgroup_conf.is_empty()).then_some(&r.cgroup_conf),
         "Dns": s.dns,

@@ -405,6 +405,11 @@ pub struct RunArgs {
         allow_negative_numbers = true
     )]
     pub memory_swappiness: Option<i64>,
+    /// Keep the kernel's OOM killer from killing the container's processes at its memory
+    /// limit (they wait for memory instead); cgroup v1 (`memory.oom_control`), on v2 the
+    /// container is not killed as a group
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
     /// Number of CPUs (1.5)
     #[arg(long = "cpus", value_name = "N")]
     pub cpus: Option<f64>,
@@ -1017,6 +1022,7 @@ impl From<RunArgs> for RunOptions {
                     memory_swap: a.memory_swap,
                     memory_reservation: a.memory_reservation,
                     memory_swappiness: a.memory_swappiness,
+                    oom_kill_disable: a.oom_kill_disable,
                     cpus: a.cpus,
                     cpu_shares: a.cpu_shares,
                     cpuset_cpus: a.cpuset_cpus,

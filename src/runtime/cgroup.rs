@@ -27,6 +27,7 @@ pub fn needed(r: &Resources) -> Vec<&'static str> {
         || r.memory_swap.is_some()
         || r.memory_reservation.is_some()
         || r.memory_swappiness.is_some()
+        || r.oom_kill_disable
     {
         v.push("memory");
     }
@@ -552,12 +553,14 @@ pub fn to_oci(r: &crate::state::Resources) -> LinuxResources {
         || r.memory_swap.is_some()
         || r.memory_reservation.is_some()
         || r.memory_swappiness.is_some()
+        || r.oom_kill_disable
     {
         let mut m = LinuxMemory::default();
         m.set_limit(r.memory);
         m.set_swap(r.memory_swap);
         m.set_reservation(r.memory_reservation);
         m.set_swappiness(r.memory_swappiness);
+        m.set_disable_oom_killer(r.oom_kill_disable.then_some(true));
         out.set_memory(Some(m));
     }
     if r.nano_cpus.is_some()

@@ -206,6 +206,37 @@ fn cgroups_missing_blkio_weight_is_discarded_not_the_other_limits() {
     });
 }
 
+/// `--oom-kill-disable`: as root in the container's memory cgroup (`memory.oom_control` on
+/// v1, no group kill on v2); rootless without delegation Podman's one warning, and the run
+/// goes on. Inspect shows it.
+#[test]
+fn cgroups_oom_kill_disable() {
+    util::for_each_user("cgroups_oom", |env| {
+        env.import_busybox("busybox");
+        let out = env
+            .rbox()
+            .args(["run", "-d", "--name", "o", "--network=none"])
+            .args(["--memory", "64m", "--oom-kill-disable"])
+            .args(["busybox", "sleep", "60"])
+            .output()
+            .success();
+        assert_eq!(env.inspect("o", "{{.HostConfig.OomKillDisable}}"), "true");
+        let pid: i32 = env.inspect("o", "{{.State.Pid}}").parse().unwrap();
+        if env.user.who == Who::Root {
+            if pure_v2() {
+                assert_eq!(read(&cgroup_file(pid, "memory", "memory.oom.group")), "0");
+            } else {
+                let f = cgroup_file(pid, "memory", "memory.oom_control");
+                assert!(read(&f).contains("oom_kill_disable 1"), "{out}");
+            }
+        } else if !pure_v2() {
+            assert!(out.stderr.contains(PODMAN_V1_WARNING), "{out}");
+        }
+        assert_eq!(env.inspect("o", "{{.State.Status}}"), "running");
+        env.rbox().args(["rm", "-f", "-t0", "o"]).output().success();
+    });
+}
+
 /// A deny-all device rule (every `runc spec` bundle has one) leaves the spec's own device
 /// nodes allowed, so root can make and list them (a FIFO is no device to the cgroup), and
 /// lists them after the spec's rules; rootless, the rules are not applied and the container
