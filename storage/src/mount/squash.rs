@@ -131,13 +131,20 @@ pub fn mount_file(file: &Path, at: &Path) -> Result<()> {
     check_file(file).map_err(|why| Error::io(ctx(), std::io::Error::other(why)))?;
     // everything the child needs is made before the fork
     let prog_c = CString::new(prog.as_os_str().as_bytes()).expect("path has no NUL");
-    let argv = [
-        c"squashfuse".to_owned(),
-        c"-f".to_owned(),
+    let mut argv = vec![c"squashfuse".to_owned(), c"-f".to_owned()];
+    // On a single-id map every owner but one is unmapped: squashfuse's files would show the
+    // overflow id, which kernel overlay cannot copy up (EOVERFLOW on any change below such a
+    // directory). libfuse's `uid=`/`gid=` options give every file the one mapped id instead,
+    // as a single-id store's unpacked layers give theirs.
+    if let Some((uid, gid)) = single_mapped_ids() {
+        argv.push(c"-o".to_owned());
+        argv.push(CString::new(format!("uid={uid},gid={gid}")).expect("digits"));
+    }
+    argv.push(
         CString::new(file.as_os_str().as_bytes())
             .map_err(|_| Error::io(ctx(), std::io::Error::other("path has a NUL byte")))?,
-        c"/dev/fd/3".to_owned(),
-    ];
+    );
+    argv.push(c"/dev/fd/3".to_owned());
     let fuse = open("/dev/fuse", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
         Error::io(
             ctx(),
@@ -210,6 +217,22 @@ pub fn mount_file(file: &Path, at: &Path) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The ids this process's user namespace maps, when it maps one uid and one gid only (a
+/// single-id map): `(uid, gid)` as seen inside. `None` for ranges and the initial namespace.
+fn single_mapped_ids() -> Option<(u32, u32)> {
+    let one = |path: &str| -> Option<u32> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut lines = text.lines();
+        let f: Vec<u64> = lines
+            .next()?
+            .split_whitespace()
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        (lines.next().is_none() && f.len() == 3 && f[2] == 1).then_some(f[0] as u32)
+    };
+    Some((one("/proc/self/uid_map")?, one("/proc/self/gid_map")?))
 }
 
 /// Writes `image` as one squashfs file at `out` (which must not exist): its layers applied in
