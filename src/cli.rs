@@ -150,6 +150,8 @@ pub enum Command {
     Wait(cmd::wait::WaitArgs),
     /// Rename a container
     Rename(cmd::rename::RenameArgs),
+    /// Change the resource limits of a container
+    Update(cmd::update::UpdateArgs),
     /// Display the configuration of containers or images
     Inspect(cmd::inspect::InspectArgs),
     /// List images in local storage

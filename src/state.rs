@@ -1057,9 +1057,12 @@ pub fn release_name(root: &Path, name: &str, id: &str) {
 /// changed it while a monitor held an older copy of the record.
 pub fn save(root: &Path, rec: &ContainerRecord) -> Result<()> {
     match load_raw(root, &rec.id) {
-        Ok(cur) if cur.name != rec.name => {
+        // the name and the limits are `rename`'s and `update`'s: a copy read before them
+        // must not undo them
+        Ok(cur) if cur.name != rec.name || cur.spec.opts.resources != rec.spec.opts.resources => {
             let mut rec = rec.clone();
             rec.name = cur.name;
+            rec.spec.opts.resources = cur.spec.opts.resources;
             write_record(root, &rec, "json.tmp")
         }
         _ => write_record(root, rec, "json.tmp"),
@@ -1085,6 +1088,21 @@ pub fn rename(g: &Context, rec: &ContainerRecord, new: &str) -> Result<()> {
     }
     release_name(&root, &rec.name, &rec.id);
     Ok(())
+}
+
+/// The resource limits container `id`'s record holds now (`rbox update` may have changed them
+/// since a long-lived monitor read it). `None` when the record cannot be read.
+pub fn recorded_resources(root: &Path, id: &str) -> Option<Resources> {
+    load_raw(root, id).ok().map(|r| r.spec.opts.resources)
+}
+
+/// Record new resource limits for `rec` (`rbox update`), read back and written as `rename`
+/// writes its name.
+pub fn set_resources(g: &Context, rec: &ContainerRecord, r: Resources) -> Result<()> {
+    let root = g.storage_root()?;
+    let mut cur = load_raw(&root, &rec.id)?;
+    cur.spec.opts.resources = r;
+    write_record(&root, &cur, "json.update")
 }
 
 fn write_record(root: &Path, rec: &ContainerRecord, tmp_ext: &str) -> Result<()> {

@@ -43,6 +43,7 @@ pub enum ContainerCommand {
     Rm(cmd::rm::RmArgs),
     Wait(cmd::wait::WaitArgs),
     Rename(cmd::rename::RenameArgs),
+    Update(cmd::update::UpdateArgs),
     /// Display the configuration of containers
     Inspect(ContainerInspectArgs),
     /// Check whether a container exists: exit 0 if it does, 1 if not
@@ -108,6 +109,7 @@ impl From<ContainerCommand> for Command {
             ContainerCommand::Rm(a) => Command::Rm(a),
             ContainerCommand::Wait(a) => Command::Wait(a),
             ContainerCommand::Rename(a) => Command::Rename(a),
+            ContainerCommand::Update(a) => Command::Update(a),
             ContainerCommand::Inspect(a) => Command::Inspect(cmd::inspect::InspectArgs {
                 kind: "container".into(),
                 format: a.format,

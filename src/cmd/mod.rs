@@ -55,6 +55,7 @@ pub mod top;
 pub mod tree;
 pub mod unshare;
 pub mod untag;
+pub mod update;
 pub mod volume;
 pub mod wait;
 
@@ -144,6 +145,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Rm(a) => rm::run(g, a),
         Command::Wait(a) => wait::run(g, a),
         Command::Rename(a) => rename::run(g, a),
+        Command::Update(a) => update::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),
         Command::Images(a) => images::run(g, a),
         Command::Rmi(a) => rmi::run(g, a),

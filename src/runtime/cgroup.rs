@@ -646,6 +646,11 @@ pub fn host_root() -> bool {
     nix::unistd::geteuid().is_root() && super::userns::host_uid() == 0
 }
 
+/// Moves process `pid` into the cgroup [`apply`] made for container `id` below `dir`.
+pub fn join_delegated(dir: &Path, id: &str, pid: i32) -> Result<()> {
+    join(&dir.join(format!("rbox-{id}")), pid)
+}
+
 /// Whether the host has the cgroup v2 hierarchy alone (no v1 or hybrid hierarchies).
 pub fn unified_only() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -948,6 +953,11 @@ impl Placement {
             }
         }
         Ok(())
+    }
+
+    /// Moves process `pid` into the container's directories too.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        self.dirs.iter().try_for_each(|d| join(d, pid))
     }
 
     /// The text kept in the container's state directory: one `dir` or `made` line each.

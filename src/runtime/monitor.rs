@@ -387,6 +387,12 @@ fn start(
         None => (None, None, None),
     };
     let again = netns.is_some();
+    if again {
+        // a restart: with the limits an `rbox update` gave since
+        if let Some(r) = state::recorded_resources(&root, &rec.id) {
+            rec.spec.opts.resources = r;
+        }
+    }
     let hooks = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id));
     let mut mnt = None;
     let sd_mode = rec.spec.opts.sdnotify.clone();
@@ -777,6 +783,12 @@ pub fn finish(
     mnt: Option<fs::File>,
 ) -> Result<()> {
     let root = g.storage_root()?;
+    if rec.spec.opts.resources.is_default() {
+        // an `rbox update` of a container started without limits made it a cgroup
+        if let Some(r) = state::recorded_resources(&root, &rec.id) {
+            rec.spec.opts.resources = r;
+        }
+    }
     super::create::remove_cgroup(rec);
     // the OCI `poststop` hooks; a failure is a warning (runtime spec)
     if let Some(h) = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id)) {

@@ -1250,6 +1250,11 @@ fn cgroups_disabled(mode: Option<&str>) -> Result<bool> {
 }
 
 /// The cgroup resource flags, checked (Podman's texts for bad sizes).
+/// The resource limits `run`'s flags in `x` ask for, checked (also `rbox update`'s).
+pub fn resource_flags(x: &ExtraFlags) -> Result<crate::state::Resources> {
+    resources(x)
+}
+
 fn resources(x: &ExtraFlags) -> Result<crate::state::Resources> {
     let size = |v: &Option<String>, what: &str| -> Result<Option<i64>> {
         match v.as_deref() {

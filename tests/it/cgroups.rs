@@ -237,6 +237,111 @@ fn cgroups_oom_kill_disable() {
     });
 }
 
+/// `rbox update`: new limits recorded for any container (inspect, the next start), applied at
+/// once to a running one as root (one started without limits gets a cgroup, its processes
+/// moved in, removed with it); rootless on cgroup v1 refused in one line, the record left as
+/// it was. It prints the id, as Podman.
+#[test]
+fn cgroups_update_changes_a_containers_limits() {
+    util::for_each_user("cgroups_update", |env| {
+        env.import_busybox("busybox");
+        let id = env
+            .rbox()
+            .args([
+                "create",
+                "--name",
+                "c",
+                "--network=none",
+                "busybox",
+                "sleep",
+                "60",
+            ])
+            .output()
+            .success()
+            .text();
+        let out = env
+            .rbox()
+            .args(["update", "--memory", "64m", "--pids-limit", "30", "c"])
+            .output()
+            .success();
+        assert_eq!(out.text(), id);
+        let limits = |n: &str| env.inspect(n, "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}");
+        assert_eq!(limits("c"), format!("{} 30", 64u64 << 20));
+        // --cpus and --cpu-quota are one limit: the later spelling replaces the other
+        env.rbox()
+            .args(["container", "update", "--cpus", "1.5", "c"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["update", "--cpu-quota", "50000", "c"])
+            .output()
+            .success();
+        assert_eq!(
+            env.inspect("c", "{{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}}"),
+            "0 50000"
+        );
+        let bad = env
+            .rbox()
+            .args(["update", "--memory", "x", "c"])
+            .output()
+            .rbox_error();
+        assert!(bad.stderr.contains("invalid size: 'x'"), "{bad}");
+        env.rbox()
+            .args(["update", "-m", "1g", "nosuch"])
+            .output()
+            .rbox_error();
+        assert_eq!(limits("c"), format!("{} 30", 64u64 << 20));
+
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "r",
+                "--network=none",
+                "busybox",
+                "sleep",
+                "60",
+            ])
+            .output()
+            .success();
+        let pid: i32 = env.inspect("r", "{{.State.Pid}}").parse().unwrap();
+        let update = |m: &str| env.rbox().args(["update", "--memory", m, "r"]).output();
+        if env.user.who == Who::Root && !pure_v2() {
+            update("64m").success();
+            let (mem, _) = limit_files(pid);
+            assert!(mem.to_string_lossy().contains("/rbox/"), "{mem:?}");
+            assert_eq!(read(&mem), (64u64 << 20).to_string());
+            update("128m").success();
+            assert_eq!(read(&mem), (128u64 << 20).to_string());
+            assert_eq!(
+                env.inspect("r", "{{.HostConfig.Memory}}"),
+                (128u64 << 20).to_string()
+            );
+            env.rbox().args(["rm", "-f", "-t0", "r"]).output().success();
+            assert!(!mem.parent().unwrap().exists(), "{mem:?} left behind");
+            // recorded limits apply at start
+            env.rbox().args(["start", "c"]).output().success();
+            let pid: i32 = env.inspect("c", "{{.State.Pid}}").parse().unwrap();
+            let (mem, pids) = limit_files(pid);
+            assert_eq!(read(&mem), (64u64 << 20).to_string());
+            assert_eq!(read(&pids), "30");
+        } else if !pure_v2() {
+            let out = update("64m").rbox_error();
+            assert!(
+                out.stderr
+                    .contains("Resource limits are not supported on cgroups V1 rootless systems"),
+                "{out}"
+            );
+            assert_eq!(env.inspect("r", "{{.HostConfig.Memory}}"), "0");
+            env.rbox().args(["rm", "-f", "-t0", "r"]).output().success();
+        } else {
+            env.rbox().args(["rm", "-f", "-t0", "r"]).output().success();
+        }
+        env.rbox().args(["rm", "-f", "-t0", "c"]).output().success();
+    });
+}
+
 /// A deny-all device rule (every `runc spec` bundle has one) leaves the spec's own device
 /// nodes allowed, so root can make and list them (a FIFO is no device to the cgroup), and
 /// lists them after the spec's rules; rootless, the rules are not applied and the container
