@@ -278,6 +278,60 @@ struct TagList {
     tags: Option<Vec<String>>,
 }
 
+/// One result of a registry search.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchResult {
+    /// the repository, without the registry
+    pub name: String,
+    pub description: String,
+    pub stars: u64,
+    pub official: bool,
+    pub automated: bool,
+}
+
+/// The body of Docker Hub's `GET /v1/search?q=TERM&n=N`.
+#[derive(serde::Deserialize)]
+struct V1Search {
+    #[serde(default)]
+    results: Vec<V1Result>,
+}
+
+#[derive(serde::Deserialize)]
+struct V1Result {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    star_count: u64,
+    #[serde(default)]
+    is_official: bool,
+    #[serde(default)]
+    is_automated: bool,
+}
+
+/// The results in a `/v1/search` answer.
+pub fn parse_v1_search(bytes: &[u8]) -> Option<Vec<SearchResult>> {
+    let page: V1Search = serde_json::from_slice(bytes).ok()?;
+    Some(
+        page.results
+            .into_iter()
+            .map(|r| SearchResult {
+                name: r.name,
+                description: r.description.unwrap_or_default(),
+                stars: r.star_count,
+                official: r.is_official,
+                automated: r.is_automated,
+            })
+            .collect(),
+    )
+}
+
+/// The body of `GET /v2/_catalog`.
+#[derive(serde::Deserialize)]
+struct Catalog {
+    repositories: Option<Vec<String>>,
+}
+
 /// The target of the `rel="next"` entry of a Link header (RFC 8288):
 /// `</v2/x/tags/list?n=100&last=b>; rel="next"`.
 fn next_link(link: &str) -> Option<String> {
@@ -337,7 +391,12 @@ impl Client {
             repository: repository.to_string(),
             creds,
             auth: Mutex::new(AuthState::Anonymous),
-            scopes: Mutex::new(vec![format!("repository:{repository}:{actions}")]),
+            // no repository (a catalog search): the caller adds its scope
+            scopes: Mutex::new(if repository.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!("repository:{repository}:{actions}")]
+            }),
         };
         client.ping(host, insecure)?;
         Ok(client)
@@ -883,6 +942,66 @@ impl Client {
         }
     }
 
+    /// The registry's repositories (`GET /v2/_catalog`, the `registry:catalog:*` scope),
+    /// following `Link` pages as [`Client::list_tags`] does, at most `max` of them.
+    pub fn list_catalog(&self, max: usize) -> Result<Vec<String>> {
+        self.add_scope("registry:catalog:*".to_string());
+        let mut url = format!("{}/v2/_catalog", self.base);
+        let mut repos = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            let resp = self.send("GET", &url, &[], ReqBody::None, true)?;
+            if resp.status().as_u16() != 200 {
+                return Err(self.status_error(&url, resp));
+            }
+            let next = header(&resp, "link").and_then(|l| next_link(&l));
+            let bytes = resp
+                .into_body()
+                .with_config()
+                .limit(MANIFEST_LIMIT)
+                .read_to_vec()
+                .map_err(|e| http_err("GET", &url, &e))?;
+            let page: Catalog = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Protocol(format!("invalid catalog from `{url}`: {e}")))?;
+            repos.extend(page.repositories.unwrap_or_default());
+            seen.push(url);
+            match next.map(|n| self.url(&n)) {
+                Some(n) if !seen.contains(&n) && repos.len() < max => url = n,
+                _ => {
+                    repos.truncate(max);
+                    return Ok(repos);
+                }
+            }
+        }
+    }
+
+    /// Docker Hub's search API (`GET /v1/search?q=TERM&n=LIMIT`, on index.docker.io for
+    /// docker.io): `None` where the registry does not answer it (a v2 registry: 404), so
+    /// that the caller searches the catalog instead.
+    pub fn v1_search(&self, term: &str, limit: usize) -> Result<Option<Vec<SearchResult>>> {
+        let base = if api_host(&self.registry) == api_host("docker.io") {
+            "https://index.docker.io".to_string()
+        } else {
+            self.base.clone()
+        };
+        let url = with_query(&format!("{base}/v1/search"), "q", term);
+        let url = with_query(&url, "n", &limit.to_string());
+        let resp = match self.send("GET", &url, &[], ReqBody::None, false) {
+            Ok(r) => r,
+            Err(_) => return Ok(None),
+        };
+        if resp.status().as_u16() != 200 {
+            return Ok(None);
+        }
+        let bytes = resp
+            .into_body()
+            .with_config()
+            .limit(MANIFEST_LIMIT)
+            .read_to_vec()
+            .map_err(|e| http_err("GET", &url, &e))?;
+        Ok(parse_v1_search(&bytes))
+    }
+
     /// HEAD a manifest: its digest and media type, `None` when unknown.
     pub fn head_manifest(&self, reference: &str) -> Result<Option<(Digest, String)>> {
         let url = self.manifest_url(reference);
@@ -1273,6 +1392,27 @@ pub fn verify_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v1_search_results_parse() {
+        let body = br#"{"num_results":2,"query":"x","results":[
+            {"name":"library/x","description":"The X","star_count":12,"is_official":true,"is_automated":false},
+            {"name":"me/x","description":null}]}"#;
+        let r = parse_v1_search(body).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            SearchResult {
+                name: "library/x".into(),
+                description: "The X".into(),
+                stars: 12,
+                official: true,
+                automated: false,
+            }
+        );
+        assert_eq!(r[1].description, "");
+        assert!(parse_v1_search(b"not json").is_none());
+    }
 
     #[test]
     fn link_header_next_page() {

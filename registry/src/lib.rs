@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use auth::{login, logout, Credentials};
 pub use platform::Platform;
 pub use progress::{NoProgress, Progress};
-pub use pull::{inspect_remote, list_tags, pull, PullOptions, PullPolicy, RemoteManifest};
+pub use pull::{inspect_remote, list_tags, pull, search, PullOptions, PullPolicy, RemoteManifest};
 pub use push::{push, PushOptions, PushReport};
 pub use rbox_storage::reference::{Reference, ReferenceError};
 pub use rbox_storage::Digest;

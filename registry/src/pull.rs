@@ -184,6 +184,39 @@ pub fn list_tags(reference: &str, transport: &TransportOptions) -> Result<Vec<Re
     Err(all_failed(reference, attempts))
 }
 
+/// Up to `limit` repositories of `registry` that match `term`: Docker Hub's search API where
+/// the registry answers it, else the repositories of its catalog (`/v2/_catalog`) whose names
+/// contain `term` (all of them for an empty term), in the registry's order, as Podman
+/// searches a v2 registry. Plain HTTP as a pull would allow it (`--tls-verify=false`, or
+/// registries.conf's `insecure`).
+pub fn search(
+    registry: &str,
+    term: &str,
+    limit: usize,
+    transport: &TransportOptions,
+) -> Result<Vec<crate::client::SearchResult>> {
+    let conf = RegistriesConf::load(transport.registries_conf.as_deref())?;
+    let insecure = match transport.tls_verify {
+        Some(v) => !v,
+        None => conf.is_insecure(registry),
+    };
+    let client = Client::connect(registry, "", insecure, false, transport)?;
+    if let Some(found) = client.v1_search(term, limit)? {
+        return Ok(found.into_iter().take(limit).collect());
+    }
+    // a catalog can be long: enough pages for any sensible search
+    let all = client.list_catalog(100_000)?;
+    Ok(all
+        .into_iter()
+        .filter(|r| r.contains(term))
+        .take(limit)
+        .map(|name| crate::client::SearchResult {
+            name,
+            ..Default::default()
+        })
+        .collect())
+}
+
 /// The error for a pull that found no source: the only failure itself, or all of them.
 fn all_failed(reference: &str, mut attempts: Vec<(String, Error)>) -> Error {
     if attempts.len() == 1 {

@@ -44,6 +44,7 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod search;
 pub mod secret;
 pub mod start;
 pub mod stats;
@@ -145,6 +146,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Rm(a) => rm::run(g, a),
         Command::Wait(a) => wait::run(g, a),
         Command::Rename(a) => rename::run(g, a),
+        Command::Search(a) => search::run(g, a),
         Command::Update(a) => update::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),
         Command::Images(a) => images::run(g, a),

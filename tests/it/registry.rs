@@ -1500,3 +1500,116 @@ fn push_writes_the_manifest_format_and_compression_asked_for() {
         }
     });
 }
+
+/// `rbox search` against a v2 registry (its catalog: no v1 search API there), with
+/// `--list-tags`, filters, `--limit`, `--compatible` and the formats, printing what Podman 4.3
+/// prints for the same arguments (run side by side where Podman runs: root and the user with a
+/// range); nothing at all when nothing matches, one line and 125 for a registry that does not
+/// answer or a bad filter.
+#[test]
+fn search_finds_repositories_and_tags_as_podman() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Options::default());
+    for_each_user("search", |env| {
+        let u = &env.user.name;
+        let first = format!("find/alpha-{u}");
+        push_helper(&reg, env, &first);
+        let archive = env.copy_in(&fixtures::helper_docker_archive(), "helper.tar");
+        reg.skopeo_push(
+            env,
+            &format!("docker-archive:{}", archive.display()),
+            &format!("{first}:2"),
+            false,
+        );
+        push_helper(&reg, env, &format!("other/alpha-{u}-extra"));
+        push_helper(&reg, env, &format!("web/zeta-{u}"));
+        let term = |t: &str| format!("{}/{t}", reg.addr);
+        let search = |args: &[String]| {
+            env.rbox()
+                .arg("search")
+                .arg("--tls-verify=false")
+                .args(args)
+                .output()
+        };
+        let alpha = term(&format!("alpha-{u}"));
+        let out = search(std::slice::from_ref(&alpha)).success();
+        let lines = out.lines();
+        let names: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect();
+        let want_first = reg.image(&first);
+        let want_extra = reg.image(&format!("other/alpha-{u}-extra"));
+        assert_eq!(
+            names,
+            ["NAME", want_first.as_str(), want_extra.as_str()],
+            "{out}"
+        );
+        let out = search(&["--list-tags".into(), reg.image(&first)]).success();
+        assert_eq!(out.lines().len(), 3, "{out}");
+        let json = search(&[
+            "--list-tags".into(),
+            "--format=json".into(),
+            reg.image(&first),
+        ])
+        .success();
+        let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(v[0]["Name"], want_first.as_str());
+        let mut tags: Vec<&str> = v[0]["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        tags.sort();
+        assert_eq!(tags, ["1", "2"]);
+        // nothing found: no output at all, not even the header
+        let none = search(&[term("nosuch-repo")]).success();
+        assert_eq!(none.stdout, "", "{none}");
+        let none = search(&["--filter=stars=1".into(), alpha.clone()]).success();
+        assert_eq!(none.stdout, "", "{none}");
+        let bad = search(&["--filter=bogus=1".into(), alpha.clone()]).rbox_error();
+        assert!(
+            bad.stderr.contains("invalid filter type \"bogus=1\""),
+            "{bad}"
+        );
+        let gone = search(&["127.0.0.1:1/x".into()]).rbox_error();
+        assert!(
+            gone.stderr
+                .contains("couldn't search registry \"127.0.0.1:1\""),
+            "{gone}"
+        );
+
+        // the same output as Podman's, argument for argument
+        if !crate::podman::prerequisites() || !crate::podman::podman_users(env) {
+            return;
+        }
+        let podman = crate::podman::Podman::new(env);
+        for args in [
+            vec![alpha.clone()],
+            vec!["--compatible".into(), alpha.clone()],
+            vec!["--limit=1".into(), alpha.clone()],
+            vec!["--format=json".into(), alpha.clone()],
+            vec![
+                "--format={{.Name}}|{{.Index}}|{{.Stars}}|{{.Official}}|{{.Description}}".into(),
+                term(&format!("zeta-{u}")),
+            ],
+            vec!["--filter=is-official=false".into(), alpha.clone()],
+            vec!["--list-tags".into(), reg.image(&first)],
+            vec!["--list-tags".into(), "--limit=1".into(), reg.image(&first)],
+            vec![term("nosuch-repo")],
+        ] {
+            let theirs = podman
+                .cmd()
+                .arg("search")
+                .arg("--tls-verify=false")
+                .args(&args)
+                .output()
+                .success();
+            let ours = search(&args).success();
+            assert_eq!(ours.stdout, theirs.stdout, "{args:?}:\n{ours}\n{theirs}");
+        }
+    });
+}
