@@ -1057,12 +1057,17 @@ pub fn release_name(root: &Path, name: &str, id: &str) {
 /// changed it while a monitor held an older copy of the record.
 pub fn save(root: &Path, rec: &ContainerRecord) -> Result<()> {
     match load_raw(root, &rec.id) {
-        // the name and the limits are `rename`'s and `update`'s: a copy read before them
-        // must not undo them
-        Ok(cur) if cur.name != rec.name || cur.spec.opts.resources != rec.spec.opts.resources => {
+        // the name, the limits and the restart policy are `rename`'s and `update`'s: a copy
+        // read before them must not undo them
+        Ok(cur)
+            if cur.name != rec.name
+                || cur.spec.opts.resources != rec.spec.opts.resources
+                || cur.spec.restart != rec.spec.restart =>
+        {
             let mut rec = rec.clone();
             rec.name = cur.name;
             rec.spec.opts.resources = cur.spec.opts.resources;
+            rec.spec.restart = cur.spec.restart;
             write_record(root, &rec, "json.tmp")
         }
         _ => write_record(root, rec, "json.tmp"),
@@ -1094,6 +1099,19 @@ pub fn rename(g: &Context, rec: &ContainerRecord, new: &str) -> Result<()> {
 /// since a long-lived monitor read it). `None` when the record cannot be read.
 pub fn recorded_resources(root: &Path, id: &str) -> Option<Resources> {
     load_raw(root, id).ok().map(|r| r.spec.opts.resources)
+}
+
+/// The restart policy container `id`'s record holds now (see [`recorded_resources`]).
+pub fn recorded_restart(root: &Path, id: &str) -> Option<RestartPolicy> {
+    load_raw(root, id).ok().map(|r| r.spec.restart)
+}
+
+/// Record a new restart policy for `rec` (`rbox update --restart`).
+pub fn set_restart(g: &Context, rec: &ContainerRecord, r: RestartPolicy) -> Result<()> {
+    let root = g.storage_root()?;
+    let mut cur = load_raw(&root, &rec.id)?;
+    cur.spec.restart = r;
+    write_record(&root, &cur, "json.update")
 }
 
 /// Record new resource limits for `rec` (`rbox update`), read back and written as `rename`

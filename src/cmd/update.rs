@@ -3,7 +3,8 @@
 //! replaces the recorded value and the others stay. A running container gets the new limits
 //! in its cgroup at once (as root, or rootless where a cgroup v2 subtree is delegated; a
 //! rootless container on cgroup v1 cannot be updated, as with Podman); every container keeps
-//! them for its next start. Prints the container's id.
+//! them for its next start. `--restart` changes the restart policy (Docker's and Podman 5's
+//! update have it). Prints the container's id.
 
 use std::process::ExitCode;
 
@@ -85,6 +86,10 @@ pub struct UpdateArgs {
     /// Limit of the container's processes (-1 for unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    /// A new restart policy: no, on-failure[:N], always, unless-stopped (as Docker's and
+    /// Podman 5's update; a running container's monitor follows it at the command's next exit)
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
     /// The container (name or id)
     #[arg(value_name = "CONTAINER", add = complete::container_candidates())]
     pub container: String,
@@ -114,6 +119,19 @@ pub fn run(g: &Context, a: UpdateArgs) -> Result<ExitCode> {
         pids_limit: a.pids_limit,
         ..Default::default()
     })?;
+    let restart = a
+        .restart
+        .as_deref()
+        .map(state::RestartPolicy::parse)
+        .transpose()?;
+    if rec.auto_remove && restart.as_ref().is_some_and(|r| r.restarts()) {
+        // Podman's text for the same conflict at create
+        bail!("the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\"");
+    }
+    if let Some(r) = restart.filter(|r| *r != rec.spec.restart) {
+        state::set_restart(g, &rec, r)
+            .with_context(|| format!("record the restart policy of container {}", rec.name))?;
+    }
     let old = &rec.spec.opts.resources;
     let new = merged(old, &given);
     if new != *old {

@@ -92,6 +92,7 @@ pub fn attached(
     // over (as Docker's and Podman's clients return while their daemon or conmon restarts
     // it). The caller gets the first exit's code.
     let stopped = state::take_request(g, &rec.id) == Some(state::Request::Stop);
+    refresh_restart(g, &mut rec);
     if !stopped
         && rec
             .spec
@@ -539,6 +540,21 @@ fn checker(g: &Context, rec: &ContainerRecord) -> Option<super::health::Checker>
     }
 }
 
+/// The restart policy as the record holds it now: `rbox update --restart` may have changed
+/// it while the command ran. A `--rm` container has none to change.
+fn refresh_restart(g: &Context, rec: &mut ContainerRecord) {
+    if rec.auto_remove {
+        return;
+    }
+    if let Some(r) = g
+        .storage_root()
+        .ok()
+        .and_then(|root| state::recorded_restart(&root, &rec.id))
+    {
+        rec.spec.restart = r;
+    }
+}
+
 /// The delay before the restart policy's first restart, doubled with each restart after it
 /// up to [`RESTART_DELAY_MAX`], and back to the first once the command ran for
 /// [`RESTART_RESET`] (Docker's rule: a command that fails at once is not restarted in a
@@ -673,6 +689,7 @@ fn hold(
         };
         tracing::debug!(code, "container exited");
         let asked = state::take_request(g, &rec.id);
+        refresh_restart(g, rec);
         let again = match asked {
             Some(state::Request::Stop) => false,
             Some(state::Request::Restart) => true,

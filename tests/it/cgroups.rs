@@ -342,6 +342,64 @@ fn cgroups_update_changes_a_containers_limits() {
     });
 }
 
+/// `rbox update --restart` (Docker's and Podman 5's): the policy recorded, and followed by
+/// the monitor of the running container at its command's next exit; refused for a `--rm`
+/// container in Podman's words.
+#[test]
+fn update_restart_policy_reaches_the_running_monitor() {
+    util::for_each_user("update_restart", |env| {
+        env.import_busybox("busybox");
+        env.rbox()
+            .args(["run", "-d", "--name", "p", "--network=none", "busybox"])
+            .args(["sh", "-c", "sleep 2; exit 3"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["update", "--restart=on-failure:2", "p"])
+            .output()
+            .success();
+        assert_eq!(out.text(), env.inspect("p", "{{.Id}}"));
+        assert_eq!(
+            env.inspect(
+                "p",
+                "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+            ),
+            "on-failure 2"
+        );
+        util::eventually("two restarts, then exited", || {
+            env.inspect("p", "{{.RestartCount}} {{.State.Status}}") == "2 exited"
+        });
+        assert_eq!(env.inspect("p", "{{.State.ExitCode}}"), "3");
+        env.rbox().args(["rm", "-f", "p"]).output().success();
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                "q",
+                "--network=none",
+                "busybox",
+                "sleep",
+                "60",
+            ])
+            .output()
+            .success();
+        let bad = env
+            .rbox()
+            .args(["update", "--restart=always", "q"])
+            .output()
+            .rbox_error();
+        assert!(
+            bad.stderr
+                .contains("the --rm option conflicts with --restart"),
+            "{bad}"
+        );
+        env.rbox().args(["rm", "-f", "-t0", "q"]).output().success();
+    });
+}
+
 /// A deny-all device rule (every `runc spec` bundle has one) leaves the spec's own device
 /// nodes allowed, so root can make and list them (a FIFO is no device to the cgroup), and
 /// lists them after the spec's rules; rootless, the rules are not applied and the container
