@@ -185,6 +185,8 @@ pub enum Command {
     Pull(cmd::pull::PullArgs),
     /// Push an image to a registry
     Push(cmd::push::PushArgs),
+    /// Show events of containers, images and volumes
+    Events(cmd::events::EventsArgs),
     /// Search registries for images (or list a repository's tags)
     Search(cmd::search::SearchArgs),
     /// Log in to a container registry

@@ -8,6 +8,7 @@ mod cli;
 mod cmd;
 mod config;
 mod context;
+mod events;
 mod exit;
 mod format;
 mod layout;

@@ -1092,6 +1092,9 @@ pub fn rename(g: &Context, rec: &ContainerRecord, new: &str) -> Result<()> {
         return Err(e);
     }
     release_name(&root, &rec.name, &rec.id);
+    let mut renamed = rec.clone();
+    renamed.name = new.to_string();
+    crate::events::container(g, &renamed, "rename");
     Ok(())
 }
 
@@ -1192,7 +1195,10 @@ pub fn mark_running(
         live_dir: dir.to_string_lossy().into_owned(),
         restart_count: rec.state.restart_count,
     };
-    save(root, rec)
+    save(root, rec)?;
+    crate::events::container(g, rec, "init");
+    crate::events::container(g, rec, "start");
+    Ok(())
 }
 
 /// The pid file of a detached monitor (this process), for a service manager.
@@ -1587,6 +1593,7 @@ pub fn is_running(rec: &ContainerRecord) -> bool {
 /// holds files owned by mapped ids) from inside the user namespace.
 pub fn remove(g: &Context, rec: &ContainerRecord) -> Result<()> {
     let root = g.storage_root()?;
+    crate::events::container(g, rec, "remove");
     remove_live(g, rec);
     clear_requests(g, rec);
     fs::remove_file(layout::container_record(&root, &rec.id)).ok();

@@ -24,6 +24,9 @@ pub fn check(g: &GlobalArgs) -> Result<()> {
     }
     if let Some(b) = &g.events_backend {
         events_backend(b)?;
+        if b == "none" {
+            crate::events::disable();
+        }
     }
     if let Some(m) = &g.cgroup_manager {
         cgroup_manager(m)?;

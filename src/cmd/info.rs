@@ -280,7 +280,7 @@ fn gather(g: &Context) -> Result<Value> {
             "serviceIsRemote": false,
             "cgroupManager": "cgroupfs",
             "cgroupVersion": cg.version,
-            "eventLogger": "none",
+            "eventLogger": "file",
             "hostname": uts.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default(),
         },
         "store": {

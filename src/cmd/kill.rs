@@ -52,5 +52,9 @@ pub fn run(g: &Context, a: KillArgs) -> Result<ExitCode> {
         false,
     )?
     .all_found(exit::FAILED)?;
-    targets.finish(|rec| runtime::signal_container(g, rec, sig))
+    targets.finish(|rec| {
+        runtime::signal_container(g, rec, sig)?;
+        crate::events::container(g, rec, "kill");
+        Ok(())
+    })
 }

@@ -55,7 +55,7 @@ pub struct LogsArgs {
 }
 
 /// A time as `--since`/`--until` take it, relative to `now` for a duration.
-fn parse_time(flag: &str, s: &str, now: SystemTime) -> Result<SystemTime> {
+pub(crate) fn parse_time(flag: &str, s: &str, now: SystemTime) -> Result<SystemTime> {
     let bad = || anyhow::anyhow!("parsing {flag} `{s}`: unable to interpret time value");
     if let Ok(t) = humantime::parse_rfc3339_weak(s) {
         return Ok(t);

@@ -11,6 +11,7 @@ pub mod container;
 pub mod cp;
 pub mod diff;
 pub mod docs;
+pub mod events;
 pub mod exec;
 pub mod exists;
 pub mod export;
@@ -147,6 +148,7 @@ fn run_command(g: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => wait::run(g, a),
         Command::Rename(a) => rename::run(g, a),
         Command::Search(a) => search::run(g, a),
+        Command::Events(a) => events::run(g, a),
         Command::Update(a) => update::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),
         Command::Images(a) => images::run(g, a),

@@ -148,10 +148,12 @@ pub fn run(g: &Context, a: PullArgs) -> Result<ExitCode> {
             for tag in tags {
                 let rec = pull_image(&store, &tag.to_string(), &opts, a.quiet)?;
                 println!("{}", rec.id.hex());
+                crate::events::image(g, "pull", "", &tag.to_string());
             }
         } else {
             let rec = pull_image(&store, image, &opts, a.quiet)?;
             println!("{}", rec.id.hex());
+            crate::events::image(g, "pull", "", image);
         }
     }
     Ok(ExitCode::SUCCESS)

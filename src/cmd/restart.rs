@@ -48,6 +48,8 @@ pub fn run(g: &Context, a: RestartArgs) -> Result<ExitCode> {
                 .map(Duration::from_secs)
                 .unwrap_or_else(|| rec.spec.opts.stop_timeout()),
         )
-        .with_context(|| format!("restart container {}", rec.name))
+        .with_context(|| format!("restart container {}", rec.name))?;
+        crate::events::container(g, rec, "restart");
+        Ok(())
     })
 }

@@ -83,6 +83,7 @@ pub fn run(g: &Context, a: RmiArgs) -> Result<ExitCode> {
                 Ok(after) => {
                     for n in rec.names.iter().filter(|n| !after.names.contains(n)) {
                         println!("Untagged: {n}");
+                        crate::events::image(g, "untag", rec.id.hex(), n);
                     }
                 }
                 Err(e) => {
@@ -141,8 +142,15 @@ fn remove(g: &Context, store: &Store, rec: &ImageRecord, force: bool, prune: boo
     remove_quietly(g, store, rec, force)?;
     for n in &rec.names {
         println!("Untagged: {n}");
+        crate::events::image(g, "untag", rec.id.hex(), n);
     }
     println!("Deleted: {}", rec.id.hex());
+    crate::events::image(
+        g,
+        "remove",
+        rec.id.hex(),
+        rec.names.first().map_or("", String::as_str),
+    );
     let mut gone = vec![rec.id.clone()];
     let mut next = parent(&rec.id).filter(|_| prune);
     while let Some(p) = next {

@@ -46,6 +46,8 @@ pub fn run(g: &Context, a: StopArgs) -> Result<ExitCode> {
                 .map(Duration::from_secs)
                 .unwrap_or_else(|| rec.spec.opts.stop_timeout()),
         )
-        .with_context(|| format!("stop container {}", rec.name))
+        .with_context(|| format!("stop container {}", rec.name))?;
+        crate::events::container(g, rec, "stop");
+        Ok(())
     })
 }

@@ -38,6 +38,8 @@ pub enum SystemCommand {
     Migrate(MigrateArgs),
     /// Print version information (as `rbox version`)
     Version(VersionArgs),
+    /// Show events (as `rbox events`)
+    Events(super::events::EventsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +94,7 @@ pub fn run(g: &Context, a: SystemArgs) -> Result<ExitCode> {
     match a.command {
         SystemCommand::Info(a) => super::info::run(g, a),
         SystemCommand::Df(a) => df(g, a),
+        SystemCommand::Events(a) => super::events::run(g, a),
         SystemCommand::Prune(a) => prune(g, a),
         SystemCommand::Reset(a) => reset(g, a),
         SystemCommand::Migrate(a) => {

@@ -22,10 +22,11 @@ pub struct TagArgs {
 pub fn run(g: &Context, a: TagArgs) -> Result<ExitCode> {
     let store = read_store(g)?;
     for t in &a.targets {
-        store
+        let rec = store
             .tag_image(&a.image, t)
             .with_context(|| format!("tag `{}` as `{t}`", a.image))
             .map_err(super::common::image_not_known_bare)?;
+        crate::events::image(g, "tag", rec.id.hex(), t);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -234,7 +234,7 @@ fn create(g: &Context, a: CreateArgs) -> Result<ExitCode> {
         }
     }
     match store.create_volume(&rec) {
-        Ok(()) => {}
+        Ok(()) => crate::events::volume(g, "create", &name),
         Err(rbox_storage::Error::VolumeExists(_)) if a.ignore => {}
         Err(e) => return Err(e.into()),
     }
@@ -500,6 +500,7 @@ fn rm(g: &Context, a: RmArgs) -> Result<ExitCode> {
     };
     super::common::each_then_last_error(&names, |n| {
         remove_one(g, &store, n, a.force)?;
+        crate::events::volume(g, "remove", n);
         println!("{n}");
         Ok(())
     })?;
@@ -542,6 +543,7 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
     }
     let store = runtime::open_store(g)?;
     for n in prune_volumes(g, &store, &filters)? {
+        crate::events::volume(g, "remove", &n);
         println!("{n}");
     }
     Ok(ExitCode::SUCCESS)

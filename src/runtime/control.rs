@@ -387,7 +387,9 @@ pub fn pause_container(g: &Context, rec: &ContainerRecord) -> Result<()> {
         bail!("{st:?} is not running, can't pause: container state improper");
     };
     in_userns(g, || freeze(init))?;
-    state::set_paused(g, rec, true)
+    state::set_paused(g, rec, true)?;
+    crate::events::container(g, rec, "pause");
+    Ok(())
 }
 
 /// `rbox unpause`: SIGCONT to every process of paused container `rec`.
@@ -396,7 +398,9 @@ pub fn unpause_container(g: &Context, rec: &ContainerRecord) -> Result<()> {
         let st = rec.state.status.as_str();
         bail!("{st:?} is not paused, can't unpause: container state improper");
     }
-    resume(g, rec)
+    resume(g, rec)?;
+    crate::events::container(g, rec, "unpause");
+    Ok(())
 }
 
 /// SIGCONT to the processes of `rec` when it is paused (after a stop signal, which waits

@@ -548,6 +548,7 @@ fn create_and_start(
     };
     // from here on the container exists: its id file stays
     *cidfile = None;
+    crate::events::container(g, &rec, "create");
     if !start_now {
         println!("{}", rec.id);
         return Ok(ExitCode::SUCCESS);

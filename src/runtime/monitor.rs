@@ -800,6 +800,7 @@ pub fn finish(
     mnt: Option<fs::File>,
 ) -> Result<()> {
     let root = g.storage_root()?;
+    crate::events::died(g, rec, code);
     if rec.spec.opts.resources.is_default() {
         // an `rbox update` of a container started without limits made it a cgroup
         if let Some(r) = state::recorded_resources(&root, &rec.id) {
@@ -814,6 +815,7 @@ pub fn finish(
         }
     }
     if rec.auto_remove {
+        crate::events::container(g, rec, "cleanup");
         let removed = state::remove(g, rec);
         // A node-local upper directory (a store on a network filesystem) is deleted by the
         // detach itself: its overlay must be unmounted first.
@@ -838,6 +840,7 @@ pub fn finish(
     rec.state.error = error.to_string();
     let marked = state::mark_exited(g, &root, rec, code)
         .with_context(|| format!("record the exit of container {}", rec.name));
+    crate::events::container(g, rec, "cleanup");
     // the mounts go after the exit is recorded, while `rbox stop` (waiting for this
     // process) returns
     delete_later(store, Vec::new(), mnt);

@@ -19,6 +19,7 @@ mod debian;
 mod detach;
 mod docs;
 mod errors;
+mod events;
 mod fakeroot;
 mod fuse;
 mod fuse_auto;
