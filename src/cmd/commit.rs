@@ -97,6 +97,7 @@ pub fn run(g: &Context, a: CommitArgs) -> Result<ExitCode> {
     }
     let img = made.with_context(|| format!("commit container {}", rec.name))?;
     println!("{}", img.id.hex());
+    crate::events::container(g, &rec, "commit");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -73,5 +73,7 @@ pub fn run(g: &Context, a: ImportArgs) -> Result<ExitCode> {
         .with_context(|| format!("import `{}`", a.source))?;
     // as Podman prints it
     println!("{}", rec.id);
+    let name = rec.names.first().map_or("", String::as_str);
+    crate::events::image(g, "import", rec.id.hex(), name);
     Ok(ExitCode::SUCCESS)
 }

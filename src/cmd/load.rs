@@ -36,6 +36,10 @@ pub fn run(g: &Context, a: LoadArgs) -> Result<ExitCode> {
         Some(p) => format!("load `{}`", p.display()),
         None => "load the archive from stdin".to_string(),
     })?;
+    for rec in &images {
+        let name = rec.names.first().map_or("", String::as_str);
+        crate::events::image(g, "load", rec.id.hex(), name);
+    }
     if !a.quiet {
         for rec in &images {
             if rec.names.is_empty() {

@@ -103,6 +103,7 @@ pub fn run(g: &Context, a: PushArgs) -> Result<ExitCode> {
         std::fs::write(f, report.digest.to_string())
             .with_context(|| format!("write `{}`", f.display()))?;
     }
+    crate::events::image(g, "push", "", shown);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -135,6 +135,9 @@ pub fn run(g: &Context, a: SaveArgs) -> Result<ExitCode> {
             }
         }
     }
+    for i in &a.images {
+        crate::events::image(g, "save", "", i);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -61,6 +61,7 @@ fn events_record_the_lifecycle_as_podman_prints_it() {
         );
         assert!(mine[5].ends_with("name=e2, team=a)"), "{}", mine[5]);
         assert!(all.contains(" image untag "), "{all}");
+        assert!(all.contains(" image import "), "{all}");
         assert!(all.contains(" UTC volume create v1\n"), "{all}");
 
         // JSON, one object per line, with the died event's exit code
