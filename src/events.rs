@@ -99,9 +99,24 @@ pub fn log(g: &Context, mut e: Event) {
             if let Err(err) = f.write_all(&line) {
                 tracing::debug!("log event to `{}`: {err}", path.display());
             }
+            // the runtime directory is often a tmpfs: the log is kept to two files of at
+            // most MAX_LOG bytes, the older one renamed aside (appenders still holding it
+            // finish their line there)
+            if f.metadata().is_ok_and(|m| m.len() > MAX_LOG) {
+                let _ = std::fs::rename(&path, rotated(&path));
+            }
         }
         Err(err) => tracing::debug!("log event to `{}`: {err}", path.display()),
     }
+}
+
+/// Where the log goes once it is over [`MAX_LOG`] bytes (as Podman's
+/// `events_logfile_max_size`, 1 MB by default).
+const MAX_LOG: u64 = 1 << 20;
+
+/// The previous log, read before the current one.
+pub fn rotated(path: &std::path::Path) -> PathBuf {
+    path.with_extension("log.1")
 }
 
 /// A container event: `status` (create, init, start, died, cleanup, remove, stop, kill,
@@ -180,13 +195,17 @@ pub fn human_line(e: &Event) -> String {
     }
 }
 
-/// The events of the log, oldest first, and the log's length read (for a follower).
+/// The events of the log (the rotated one first), oldest first, and the current log's
+/// length read (for a follower).
 pub fn read_all(path: &std::path::Path) -> (Vec<Event>, u64) {
+    let mut out = std::fs::read(rotated(path))
+        .map(|d| parse_lines(&d))
+        .unwrap_or_default();
     let Ok(data) = std::fs::read(path) else {
-        return (Vec::new(), 0);
+        return (out, 0);
     };
-    let n = data.len() as u64;
-    (parse_lines(&data), n)
+    out.extend(parse_lines(&data));
+    (out, data.len() as u64)
 }
 
 /// The events in `data` (whole lines only; a line that does not parse is skipped).
@@ -200,6 +219,23 @@ pub fn parse_lines(data: &[u8]) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rotated_log_is_read_first() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.log");
+        let e = |status: &str| Event {
+            status: status.into(),
+            kind: "volume".into(),
+            ..Default::default()
+        };
+        let line = |ev: &Event| serde_json::to_string(ev).unwrap() + "\n";
+        std::fs::write(rotated(&p), line(&e("create"))).unwrap();
+        std::fs::write(&p, line(&e("remove"))).unwrap();
+        let (all, n) = read_all(&p);
+        assert_eq!(all, [e("create"), e("remove")]);
+        assert_eq!(n, line(&e("remove")).len() as u64);
+    }
 
     #[test]
     fn lines_as_podman_prints_them() {
