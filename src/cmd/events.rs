@@ -169,34 +169,53 @@ pub fn run(g: &Context, a: EventsArgs) -> Result<ExitCode> {
     let mut partial: Vec<u8> = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(100));
-        if until.is_some_and(|u| SystemTime::now() > u) {
+        // past --until: this last look at the log, then the end
+        let last = until.is_some_and(|u| SystemTime::now() > u);
+        if last {
+            read_new(&path, &mut read, &mut partial, &mut |e| {
+                show(e, &mut stdout.lock())
+            })?;
             return Ok(ExitCode::SUCCESS);
         }
-        let Ok(mut f) = std::fs::File::open(&path) else {
-            continue;
+        read_new(&path, &mut read, &mut partial, &mut |e| {
+            show(e, &mut stdout.lock())
+        })?;
+        stdout.lock().flush()?;
+    }
+}
+
+/// The whole lines appended to the log at `path` since `read` bytes, each event to `each`.
+fn read_new(
+    path: &std::path::Path,
+    read: &mut u64,
+    partial: &mut Vec<u8>,
+    each: &mut dyn FnMut(&Event) -> Result<()>,
+) -> Result<()> {
+    {
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return Ok(());
         };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < read {
-            // the log was replaced: from its start again
-            read = 0;
+        if len < *read {
+            // the log was rotated: the new one from its start
+            *read = 0;
             partial.clear();
         }
-        if len == read {
-            continue;
+        if len == *read {
+            return Ok(());
         }
-        f.seek(std::io::SeekFrom::Start(read))?;
+        f.seek(std::io::SeekFrom::Start(*read))?;
         let mut buf = Vec::new();
-        f.take(len - read).read_to_end(&mut buf)?;
-        read += buf.len() as u64;
+        f.take(len - *read).read_to_end(&mut buf)?;
+        *read += buf.len() as u64;
         partial.extend_from_slice(&buf);
-        let Some(end) = partial.iter().rposition(|b| *b == b'\n') else {
-            continue;
-        };
-        let whole: Vec<u8> = partial.drain(..=end).collect();
-        let mut out = stdout.lock();
-        for e in events::parse_lines(&whole) {
-            show(&e, &mut out)?;
-        }
-        out.flush()?;
     }
+    let Some(end) = partial.iter().rposition(|b| *b == b'\n') else {
+        return Ok(());
+    };
+    let whole: Vec<u8> = partial.drain(..=end).collect();
+    for e in events::parse_lines(&whole) {
+        each(&e)?;
+    }
+    Ok(())
 }
