@@ -118,5 +118,6 @@ pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
         detach_keys,
         store: g.storage_root()?,
     };
+    crate::events::container(g, &rec, "exec");
     crate::runtime::exec::exec(&rec, pid, &opts)
 }

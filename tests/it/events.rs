@@ -105,6 +105,32 @@ fn events_record_the_lifecycle_as_podman_prints_it() {
             .rbox_error();
         assert!(bad.stderr.contains("bogus is an invalid filter"), "{bad}");
 
+        // an exec in a running container
+        env.rbox()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "x",
+                "--network=none",
+                "busybox",
+                "sleep",
+                "60",
+            ])
+            .output()
+            .success();
+        env.rbox().args(["exec", "x", "true"]).output().success();
+        let ex = events(
+            env,
+            &[
+                "--stream=false",
+                "--filter=event=exec",
+                "--format={{.Status}} {{.Name}}",
+            ],
+        );
+        assert_eq!(ex, "exec x\n");
+        env.rbox().args(["rm", "-f", "-t0", "x"]).output().success();
+
         // followed: a start after `events` began shows, and --until ends the stream
         let until =
             humantime::format_rfc3339(SystemTime::now() + Duration::from_secs(4)).to_string();
