@@ -387,84 +387,14 @@ pub struct RunArgs {
     #[arg(long = "read-only-tmpfs", value_name = "BOOL", num_args = 0..=1,
           default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub read_only_tmpfs: bool,
-    /// Memory limit (a size: 512m, 1g); applied as root, and rootless where a cgroup v2
-    /// subtree is delegated to you
-    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
-    pub memory: Option<String>,
-    /// Memory plus swap limit (a size, -1 for unlimited)
-    #[arg(long = "memory-swap", value_name = "SIZE")]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit (a size)
-    #[arg(long = "memory-reservation", value_name = "SIZE")]
-    pub memory_reservation: Option<String>,
-    /// How readily the kernel swaps the container's memory, 0 to 100 (-1: the host's); cgroup
-    /// v1 only (v2 has no such knob)
-    #[arg(
-        long = "memory-swappiness",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub memory_swappiness: Option<i64>,
+    /// The resource limits (`update` takes them too)
+    #[command(flatten)]
+    pub limits: LimitFlags,
     /// Keep the kernel's OOM killer from killing the container's processes at its memory
     /// limit (they wait for memory instead); cgroup v1 (`memory.oom_control`), on v2 the
     /// container is not killed as a group
     #[arg(long = "oom-kill-disable")]
     pub oom_kill_disable: bool,
-    /// Number of CPUs (1.5)
-    #[arg(long = "cpus", value_name = "N")]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight)
-    // (no `-c`, which Podman has: clap would take a command's own `-c` after the image,
-    // as in `rbox run IMAGE sh -c ...`, for it)
-    #[arg(long = "cpu-shares", value_name = "SHARES")]
-    pub cpu_shares: Option<u64>,
-    /// CPUs the container may run on (0-3, 0,1)
-    #[arg(long = "cpuset-cpus", value_name = "CPUS")]
-    pub cpuset_cpus: Option<String>,
-    /// Memory nodes the container may use (0-3, 0,1)
-    #[arg(long = "cpuset-mems", value_name = "NODES")]
-    pub cpuset_mems: Option<String>,
-    /// CPU time the container may use in each --cpu-period, in microseconds
-    #[arg(
-        long = "cpu-quota",
-        value_name = "MICROSECONDS",
-        allow_negative_numbers = true
-    )]
-    pub cpu_quota: Option<i64>,
-    /// The period --cpu-quota counts in, in microseconds (100000)
-    #[arg(long = "cpu-period", value_name = "MICROSECONDS")]
-    pub cpu_period: Option<u64>,
-    /// Limit the CPU real-time period in microseconds (cgroup v1)
-    #[arg(long = "cpu-rt-period", value_name = "MICROSECONDS")]
-    pub cpu_rt_period: Option<u64>,
-    /// Limit the CPU real-time runtime in microseconds per period (cgroup v1)
-    #[arg(
-        long = "cpu-rt-runtime",
-        value_name = "MICROSECONDS",
-        allow_negative_numbers = true
-    )]
-    pub cpu_rt_runtime: Option<i64>,
-    /// Block IO weight, 10 to 1000 (relative)
-    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
-    pub blkio_weight: Option<u16>,
-    /// Block IO weight of one device, DEVICE:WEIGHT (10 to 1000)
-    #[arg(long = "blkio-weight-device", value_name = "DEVICE:WEIGHT")]
-    pub blkio_weight_device: Vec<String>,
-    /// Limit the read rate from a device, DEVICE:RATE (bytes per second; kb, mb, gb)
-    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
-    pub device_read_bps: Vec<String>,
-    /// Limit the write rate to a device, DEVICE:RATE (bytes per second; kb, mb, gb)
-    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
-    pub device_write_bps: Vec<String>,
-    /// Limit the read rate from a device, DEVICE:RATE (IO per second)
-    #[arg(long = "device-read-iops", value_name = "DEVICE:RATE")]
-    pub device_read_iops: Vec<String>,
-    /// Limit the write rate to a device, DEVICE:RATE (IO per second)
-    #[arg(long = "device-write-iops", value_name = "DEVICE:RATE")]
-    pub device_write_iops: Vec<String>,
-    /// Limit of the container's processes (-1 for unlimited)
-    #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
-    pub pids_limit: Option<i64>,
     /// Adjust the container's OOM score, -1000 to 1000 (rootless: not below the caller's)
     #[arg(
         long = "oom-score-adj",
@@ -529,6 +459,113 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(std::ffi::OsString)
     )]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// `run`'s and `create`'s resource limit flags, which `update` takes as well.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LimitFlags {
+    /// Memory limit (a size: 512m, 1g); applied as root, and rootless where a cgroup v2
+    /// subtree is delegated to you
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (a size, -1 for unlimited)
+    #[arg(long = "memory-swap", value_name = "SIZE")]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit (a size)
+    #[arg(long = "memory-reservation", value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
+    /// How readily the kernel swaps the container's memory, 0 to 100 (-1: the host's); cgroup
+    /// v1 only (v2 has no such knob)
+    #[arg(
+        long = "memory-swappiness",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub memory_swappiness: Option<i64>,
+    /// Number of CPUs (1.5)
+    #[arg(long = "cpus", value_name = "N")]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    // (no `-c`, which Podman has: clap would take a command's own `-c` after the image,
+    // as in `rbox run IMAGE sh -c ...`, for it)
+    #[arg(long = "cpu-shares", value_name = "SHARES")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", value_name = "CPUS")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (0-3, 0,1)
+    #[arg(long = "cpuset-mems", value_name = "NODES")]
+    pub cpuset_mems: Option<String>,
+    /// CPU time the container may use in each --cpu-period, in microseconds
+    #[arg(
+        long = "cpu-quota",
+        value_name = "MICROSECONDS",
+        allow_negative_numbers = true
+    )]
+    pub cpu_quota: Option<i64>,
+    /// The period --cpu-quota counts in, in microseconds (100000)
+    #[arg(long = "cpu-period", value_name = "MICROSECONDS")]
+    pub cpu_period: Option<u64>,
+    /// Limit the CPU real-time period in microseconds (cgroup v1)
+    #[arg(long = "cpu-rt-period", value_name = "MICROSECONDS")]
+    pub cpu_rt_period: Option<u64>,
+    /// Limit the CPU real-time runtime in microseconds per period (cgroup v1)
+    #[arg(
+        long = "cpu-rt-runtime",
+        value_name = "MICROSECONDS",
+        allow_negative_numbers = true
+    )]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Block IO weight, 10 to 1000 (relative)
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
+    /// Block IO weight of one device, DEVICE:WEIGHT (10 to 1000)
+    #[arg(long = "blkio-weight-device", value_name = "DEVICE:WEIGHT")]
+    pub blkio_weight_device: Vec<String>,
+    /// Limit the read rate from a device, DEVICE:RATE (bytes per second; kb, mb, gb)
+    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Limit the write rate to a device, DEVICE:RATE (bytes per second; kb, mb, gb)
+    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Limit the read rate from a device, DEVICE:RATE (IO per second)
+    #[arg(long = "device-read-iops", value_name = "DEVICE:RATE")]
+    pub device_read_iops: Vec<String>,
+    /// Limit the write rate to a device, DEVICE:RATE (IO per second)
+    #[arg(long = "device-write-iops", value_name = "DEVICE:RATE")]
+    pub device_write_iops: Vec<String>,
+    /// Limit of the container's processes (-1 for unlimited)
+    #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+}
+
+impl LimitFlags {
+    /// These flags in `ExtraFlags`, the rest of it empty: what `run` fills in further and
+    /// what `update` checks on its own.
+    pub fn extra(self) -> crate::runtime::spec::ExtraFlags {
+        crate::runtime::spec::ExtraFlags {
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            memory_reservation: self.memory_reservation,
+            memory_swappiness: self.memory_swappiness,
+            cpus: self.cpus,
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus,
+            cpuset_mems: self.cpuset_mems,
+            cpu_quota: self.cpu_quota,
+            cpu_period: self.cpu_period,
+            cpu_rt_period: self.cpu_rt_period,
+            cpu_rt_runtime: self.cpu_rt_runtime,
+            blkio_weight: self.blkio_weight,
+            blkio_weight_device: self.blkio_weight_device,
+            device_read_bps: self.device_read_bps,
+            device_write_bps: self.device_write_bps,
+            device_read_iops: self.device_read_iops,
+            device_write_iops: self.device_write_iops,
+            pids_limit: self.pids_limit,
+            ..Default::default()
+        }
+    }
 }
 
 pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -718,7 +755,7 @@ fn with_containers_conf(a: &mut RunArgs, c: &mut crate::config::Containers) -> a
     // instead of warning at every run as for --pids-limit
     let limits = crate::runtime::cgroup::host_root() || crate::runtime::cgroup::unified_only();
     if let Some(n) = c.pids_limit.filter(|n| *n > 0 && limits) {
-        a.pids_limit.get_or_insert(n);
+        a.limits.pids_limit.get_or_insert(n);
     }
     if let Some(p) = c.seccomp_profile.take().filter(|p| !p.is_empty()) {
         if !a.security_opt.iter().any(|o| o.starts_with("seccomp=")) {
@@ -1001,11 +1038,6 @@ impl From<RunArgs> for RunOptions {
                     cgroup_conf: a.cgroup_conf,
                     device_cgroup_rule: a.device_cgroup_rule,
                     chrootdirs: a.chrootdirs,
-                    device_read_bps: a.device_read_bps,
-                    device_write_bps: a.device_write_bps,
-                    device_read_iops: a.device_read_iops,
-                    device_write_iops: a.device_write_iops,
-                    blkio_weight_device: a.blkio_weight_device,
                     env_merge: a.env_merge,
                     annotation: a.annotation,
                     group_add: a.group_add,
@@ -1018,21 +1050,7 @@ impl From<RunArgs> for RunOptions {
                     cgroupns_host: a.cgroupns.as_deref() == Some("host"),
                     preserve_fds: a.preserve_fds,
                     sysctl: a.sysctl,
-                    memory: a.memory,
-                    memory_swap: a.memory_swap,
-                    memory_reservation: a.memory_reservation,
-                    memory_swappiness: a.memory_swappiness,
                     oom_kill_disable: a.oom_kill_disable,
-                    cpus: a.cpus,
-                    cpu_shares: a.cpu_shares,
-                    cpuset_cpus: a.cpuset_cpus,
-                    cpuset_mems: a.cpuset_mems,
-                    cpu_quota: a.cpu_quota,
-                    cpu_period: a.cpu_period,
-                    cpu_rt_period: a.cpu_rt_period,
-                    cpu_rt_runtime: a.cpu_rt_runtime,
-                    blkio_weight: a.blkio_weight,
-                    pids_limit: a.pids_limit,
                     cgroups: a.cgroups,
                     tz: a.tz,
                     oom_score_adj: a.oom_score_adj,
@@ -1049,6 +1067,7 @@ impl From<RunArgs> for RunOptions {
                     conf_volumes: Vec::new(),
                     conf_devices: Vec::new(),
                     conf_sysctls: Vec::new(),
+                    ..a.limits.extra()
                 },
                 health: crate::runtime::spec::HealthFlags {
                     cmd: a.health_cmd,

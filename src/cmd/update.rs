@@ -16,76 +16,12 @@ use crate::runtime::{cgroup, spec};
 use crate::state::{self, DeviceLimit, Resources};
 
 #[derive(Debug, Clone, clap::Args)]
+// Podman's `update` has `-c` for --cpu-shares, which `run` leaves out (it would take a
+// command's own `-c` after the image)
+#[command(mut_arg("cpu_shares", |a| a.short('c')))]
 pub struct UpdateArgs {
-    /// Memory limit (a size: 512m, 1g)
-    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
-    pub memory: Option<String>,
-    /// Memory plus swap limit (a size, -1 for unlimited)
-    #[arg(long = "memory-swap", value_name = "SIZE")]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit (a size)
-    #[arg(long = "memory-reservation", value_name = "SIZE")]
-    pub memory_reservation: Option<String>,
-    /// How readily the kernel swaps the container's memory, 0 to 100 (cgroup v1)
-    #[arg(
-        long = "memory-swappiness",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub memory_swappiness: Option<i64>,
-    /// Number of CPUs (1.5)
-    #[arg(long = "cpus", value_name = "N")]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares", value_name = "SHARES")]
-    pub cpu_shares: Option<u64>,
-    /// CPUs the container may run on (0-3, 0,1)
-    #[arg(long = "cpuset-cpus", value_name = "CPUS")]
-    pub cpuset_cpus: Option<String>,
-    /// Memory nodes the container may use (0-3, 0,1)
-    #[arg(long = "cpuset-mems", value_name = "NODES")]
-    pub cpuset_mems: Option<String>,
-    /// CPU time the container may use in each --cpu-period, in microseconds
-    #[arg(
-        long = "cpu-quota",
-        value_name = "MICROSECONDS",
-        allow_negative_numbers = true
-    )]
-    pub cpu_quota: Option<i64>,
-    /// The period --cpu-quota counts in, in microseconds
-    #[arg(long = "cpu-period", value_name = "MICROSECONDS")]
-    pub cpu_period: Option<u64>,
-    /// The CPU real-time period in microseconds (cgroup v1)
-    #[arg(long = "cpu-rt-period", value_name = "MICROSECONDS")]
-    pub cpu_rt_period: Option<u64>,
-    /// The CPU real-time runtime in microseconds per period (cgroup v1)
-    #[arg(
-        long = "cpu-rt-runtime",
-        value_name = "MICROSECONDS",
-        allow_negative_numbers = true
-    )]
-    pub cpu_rt_runtime: Option<i64>,
-    /// Block IO weight, 10 to 1000 (relative)
-    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
-    pub blkio_weight: Option<u16>,
-    /// Block IO weight of one device, DEVICE:WEIGHT (10 to 1000)
-    #[arg(long = "blkio-weight-device", value_name = "DEVICE:WEIGHT")]
-    pub blkio_weight_device: Vec<String>,
-    /// Limit the read rate from a device, DEVICE:RATE (bytes per second; kb, mb, gb)
-    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
-    pub device_read_bps: Vec<String>,
-    /// Limit the write rate to a device, DEVICE:RATE (bytes per second; kb, mb, gb)
-    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
-    pub device_write_bps: Vec<String>,
-    /// Limit the read rate from a device, DEVICE:RATE (IO per second)
-    #[arg(long = "device-read-iops", value_name = "DEVICE:RATE")]
-    pub device_read_iops: Vec<String>,
-    /// Limit the write rate to a device, DEVICE:RATE (IO per second)
-    #[arg(long = "device-write-iops", value_name = "DEVICE:RATE")]
-    pub device_write_iops: Vec<String>,
-    /// Limit of the container's processes (-1 for unlimited)
-    #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub limits: super::run::LimitFlags,
     /// A new restart policy: no, on-failure[:N], always, unless-stopped (as Docker's and
     /// Podman 5's update; a running container's monitor follows it at the command's next exit)
     #[arg(long, value_name = "POLICY")]
@@ -97,28 +33,7 @@ pub struct UpdateArgs {
 
 pub fn run(g: &Context, a: UpdateArgs) -> Result<ExitCode> {
     let rec = state::lookup(g, &a.container)?;
-    let given = spec::resource_flags(&spec::ExtraFlags {
-        memory: a.memory,
-        memory_swap: a.memory_swap,
-        memory_reservation: a.memory_reservation,
-        memory_swappiness: a.memory_swappiness,
-        cpus: a.cpus,
-        cpu_shares: a.cpu_shares,
-        cpuset_cpus: a.cpuset_cpus,
-        cpuset_mems: a.cpuset_mems,
-        cpu_quota: a.cpu_quota,
-        cpu_period: a.cpu_period,
-        cpu_rt_period: a.cpu_rt_period,
-        cpu_rt_runtime: a.cpu_rt_runtime,
-        blkio_weight: a.blkio_weight,
-        blkio_weight_device: a.blkio_weight_device,
-        device_read_bps: a.device_read_bps,
-        device_write_bps: a.device_write_bps,
-        device_read_iops: a.device_read_iops,
-        device_write_iops: a.device_write_iops,
-        pids_limit: a.pids_limit,
-        ..Default::default()
-    })?;
+    let given = spec::resource_flags(&a.limits.extra())?;
     let restart = a
         .restart
         .as_deref()
