@@ -591,6 +591,14 @@ fn run_attached(
 /// whole placement.
 fn discard_missing_weights(r: &mut crate::state::Resources) {
     use crate::state::DeviceLimitKind;
+    let device_weights = r
+        .device_limits
+        .iter()
+        .any(|d| d.kind == DeviceLimitKind::Weight);
+    // the host's hierarchies are read only for a create that asks for a weight
+    if r.blkio_weight.is_none() && !device_weights {
+        return;
+    }
     let Some((weight, weight_device)) = super::cgroup::v1_blkio_weights() else {
         return;
     };
@@ -600,11 +608,7 @@ fn discard_missing_weights(r: &mut crate::state::Resources) {
         );
         r.blkio_weight = None;
     }
-    if r.device_limits
-        .iter()
-        .any(|d| d.kind == DeviceLimitKind::Weight)
-        && !weight_device
-    {
+    if device_weights && !weight_device {
         tracing::warn!("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded.");
         r.device_limits
             .retain(|d| d.kind != DeviceLimitKind::Weight);

@@ -222,17 +222,12 @@ pub fn mount_file(file: &Path, at: &Path) -> Result<()> {
 /// The ids this process's user namespace maps, when it maps one uid and one gid only (a
 /// single-id map): `(uid, gid)` as seen inside. `None` for ranges and the initial namespace.
 fn single_mapped_ids() -> Option<(u32, u32)> {
-    let one = |path: &str| -> Option<u32> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let mut lines = text.lines();
-        let f: Vec<u64> = lines
-            .next()?
-            .split_whitespace()
-            .map(|x| x.parse().ok())
-            .collect::<Option<_>>()?;
-        (lines.next().is_none() && f.len() == 3 && f[2] == 1).then_some(f[0] as u32)
-    };
-    Some((one("/proc/self/uid_map")?, one("/proc/self/gid_map")?))
+    use super::fuse::shift::IdMap;
+    let (uid_map, gid_map) = crate::own_id_maps();
+    Some((
+        IdMap::parse(&uid_map)?.single()?,
+        IdMap::parse(&gid_map)?.single()?,
+    ))
 }
 
 /// Writes `image` as one squashfs file at `out` (which must not exist): its layers applied in

@@ -55,6 +55,14 @@ impl IdMap {
             .map(|(i, o, _)| o + (id - i))
     }
 
+    /// The inside id of a map of one id alone (a single-id user namespace), else `None`.
+    pub fn single(&self) -> Option<u32> {
+        match self.0[..] {
+            [(i, _, 1)] => Some(i),
+            _ => None,
+        }
+    }
+
     /// The inside id of outside id `id`, if the map has it.
     pub fn inside(&self, id: u32) -> Option<u32> {
         self.0
@@ -143,6 +151,17 @@ mod tests {
         assert_eq!(s.uid_to_view(65536), 65536);
         // an owner the server itself cannot map (already the overflow id) stays unmapped
         assert_eq!(s.uid_to_view(70000), OVERFLOW_ID);
+    }
+
+    #[test]
+    fn a_single_id_map_names_its_one_id() {
+        assert_eq!(IdMap::parse("0 1002 1\n").unwrap().single(), Some(0));
+        assert_eq!(IdMap::parse("1002 1002 1").unwrap().single(), Some(1002));
+        assert_eq!(
+            IdMap::parse("0 1001 1\n1 131072 65536").unwrap().single(),
+            None
+        );
+        assert_eq!(IdMap::parse("0 0 4294967295").unwrap().single(), None);
     }
 
     #[test]
