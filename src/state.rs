@@ -1082,10 +1082,9 @@ pub fn rename(g: &Context, rec: &ContainerRecord, new: &str) -> Result<()> {
     }
     let root = g.storage_root()?;
     reserve_name(&root, new, &rec.id)?;
-    let written = load_raw(&root, &rec.id).and_then(|mut cur| {
-        cur.name = new.to_string();
-        // a temporary file of its own: a monitor may be saving the record at the same time
-        write_record(&root, &cur, "json.rename")
+    // a temporary file of its own: a monitor may be saving the record at the same time
+    let written = change(&root, &rec.id, "json.rename", |cur| {
+        cur.name = new.to_string()
     });
     if let Err(e) = written {
         release_name(&root, new, &rec.id);
@@ -1098,32 +1097,36 @@ pub fn rename(g: &Context, rec: &ContainerRecord, new: &str) -> Result<()> {
     Ok(())
 }
 
-/// The resource limits container `id`'s record holds now (`rbox update` may have changed them
-/// since a long-lived monitor read it). `None` when the record cannot be read.
-pub fn recorded_resources(root: &Path, id: &str) -> Option<Resources> {
-    load_raw(root, id).ok().map(|r| r.spec.opts.resources)
+/// What `rbox update` may have changed in `rec`'s record since `rec` was read (a long-lived
+/// monitor's copy): its resource limits and restart policy, taken from the record now. Left
+/// as they are when the record cannot be read.
+pub fn take_updates(root: &Path, rec: &mut ContainerRecord) {
+    if let Ok(cur) = load_raw(root, &rec.id) {
+        rec.spec.opts.resources = cur.spec.opts.resources;
+        rec.spec.restart = cur.spec.restart;
+    }
 }
 
-/// The restart policy container `id`'s record holds now (see [`recorded_resources`]).
-pub fn recorded_restart(root: &Path, id: &str) -> Option<RestartPolicy> {
-    load_raw(root, id).ok().map(|r| r.spec.restart)
+/// Change `rec`'s record as `f` does (`rbox update`): read back and written whole, with a
+/// temporary file of its own, as `rename` writes a name.
+pub fn update(
+    g: &Context,
+    rec: &ContainerRecord,
+    f: impl FnOnce(&mut ContainerRecord),
+) -> Result<()> {
+    change(&g.storage_root()?, &rec.id, "json.update", f)
 }
 
-/// Record a new restart policy for `rec` (`rbox update --restart`).
-pub fn set_restart(g: &Context, rec: &ContainerRecord, r: RestartPolicy) -> Result<()> {
-    let root = g.storage_root()?;
-    let mut cur = load_raw(&root, &rec.id)?;
-    cur.spec.restart = r;
-    write_record(&root, &cur, "json.update")
-}
-
-/// Record new resource limits for `rec` (`rbox update`), read back and written as `rename`
-/// writes its name.
-pub fn set_resources(g: &Context, rec: &ContainerRecord, r: Resources) -> Result<()> {
-    let root = g.storage_root()?;
-    let mut cur = load_raw(&root, &rec.id)?;
-    cur.spec.opts.resources = r;
-    write_record(&root, &cur, "json.update")
+/// The record of container `id` read, changed by `f` and written through `tmp_ext`.
+fn change(
+    root: &Path,
+    id: &str,
+    tmp_ext: &str,
+    f: impl FnOnce(&mut ContainerRecord),
+) -> Result<()> {
+    let mut cur = load_raw(root, id)?;
+    f(&mut cur);
+    write_record(root, &cur, tmp_ext)
 }
 
 fn write_record(root: &Path, rec: &ContainerRecord, tmp_ext: &str) -> Result<()> {

@@ -44,7 +44,7 @@ pub fn run(g: &Context, a: UpdateArgs) -> Result<ExitCode> {
         bail!("the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\"");
     }
     if let Some(r) = restart.filter(|r| *r != rec.spec.restart) {
-        state::set_restart(g, &rec, r)
+        state::update(g, &rec, |c| c.spec.restart = r)
             .with_context(|| format!("record the restart policy of container {}", rec.name))?;
     }
     let old = &rec.spec.opts.resources;
@@ -57,7 +57,7 @@ pub fn run(g: &Context, a: UpdateArgs) -> Result<ExitCode> {
             apply(&rec, old, &new, init)
                 .with_context(|| format!("update the resource limits of container {}", rec.name))?;
         }
-        state::set_resources(g, &rec, new)
+        state::update(g, &rec, |c| c.spec.opts.resources = new)
             .with_context(|| format!("record the resource limits of container {}", rec.name))?;
     }
     println!("{}", rec.id);

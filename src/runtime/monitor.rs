@@ -86,13 +86,13 @@ pub fn attached(
     drop((checker, timer, run.notify));
     let code = exit::from_wait(status);
     stop_network(run.network);
+    refresh_updates(g, &mut rec);
     // the container's outcome is shown already; a failure to record it is not the command's
     let _ = finish(g, store, &mut rec, code as i32, "", run.mnt);
     // A restart policy goes on without the terminal: a detached monitor takes the container
     // over (as Docker's and Podman's clients return while their daemon or conmon restarts
     // it). The caller gets the first exit's code.
     let stopped = state::take_request(g, &rec.id) == Some(state::Request::Stop);
-    refresh_restart(g, &mut rec);
     if !stopped
         && rec
             .spec
@@ -390,9 +390,7 @@ fn start(
     let again = netns.is_some();
     if again {
         // a restart: with the limits an `rbox update` gave since
-        if let Some(r) = state::recorded_resources(&root, &rec.id) {
-            rec.spec.opts.resources = r;
-        }
+        state::take_updates(&root, rec);
     }
     let hooks = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id));
     let mut mnt = None;
@@ -540,18 +538,16 @@ fn checker(g: &Context, rec: &ContainerRecord) -> Option<super::health::Checker>
     }
 }
 
-/// The restart policy as the record holds it now: `rbox update --restart` may have changed
-/// it while the command ran. A `--rm` container has none to change.
-fn refresh_restart(g: &Context, rec: &mut ContainerRecord) {
-    if rec.auto_remove {
+/// At the command's exit, before [`finish`]: what `rbox update` changed while it ran (the
+/// restart policy the monitor follows next; limits given to a container started without
+/// any, whose cgroup `finish` must then remove). Nothing to read for a `--rm` container
+/// that had limits already: it has no restart policy, and its cgroup is removed anyway.
+fn refresh_updates(g: &Context, rec: &mut ContainerRecord) {
+    if rec.auto_remove && !rec.spec.opts.resources.is_default() {
         return;
     }
-    if let Some(r) = g
-        .storage_root()
-        .ok()
-        .and_then(|root| state::recorded_restart(&root, &rec.id))
-    {
-        rec.spec.restart = r;
+    if let Ok(root) = g.storage_root() {
+        state::take_updates(&root, rec);
     }
 }
 
@@ -689,7 +685,7 @@ fn hold(
         };
         tracing::debug!(code, "container exited");
         let asked = state::take_request(g, &rec.id);
-        refresh_restart(g, rec);
+        refresh_updates(g, rec);
         let again = match asked {
             Some(state::Request::Stop) => false,
             Some(state::Request::Restart) => true,
@@ -801,12 +797,6 @@ pub fn finish(
 ) -> Result<()> {
     let root = g.storage_root()?;
     crate::events::died(g, rec, code);
-    if rec.spec.opts.resources.is_default() {
-        // an `rbox update` of a container started without limits made it a cgroup
-        if let Some(r) = state::recorded_resources(&root, &rec.id) {
-            rec.spec.opts.resources = r;
-        }
-    }
     super::create::remove_cgroup(rec);
     // the OCI `poststop` hooks; a failure is a warning (runtime spec)
     if let Some(h) = super::hooks::ForContainer::of(rec, &layout::container_dir(&root, &rec.id)) {
