@@ -326,6 +326,15 @@ pub fn parse_v1_search(bytes: &[u8]) -> Option<Vec<SearchResult>> {
     )
 }
 
+/// The body of a GET answer that holds a listing (at most a manifest's size).
+fn small_body(resp: Response<Body>, url: &str) -> Result<Vec<u8>> {
+    resp.into_body()
+        .with_config()
+        .limit(MANIFEST_LIMIT)
+        .read_to_vec()
+        .map_err(|e| http_err("GET", url, &e))
+}
+
 /// The body of `GET /v2/_catalog`.
 #[derive(serde::Deserialize)]
 struct Catalog {
@@ -908,68 +917,60 @@ impl Client {
     /// Every tag of the repository (`GET /v2/NAME/tags/list`), following the `Link: <...>;
     /// rel="next"` pages registries send when they cap a page (distribution's pagination).
     pub fn list_tags(&self) -> Result<Vec<String>> {
-        let mut url = format!("{}/v2/{}/tags/list", self.base, self.repository);
-        let mut tags = Vec::new();
-        // A registry that keeps answering with a next page it already sent would loop forever.
-        let mut seen = Vec::new();
-        loop {
-            let resp = self.send("GET", &url, &[], ReqBody::None, true)?;
-            let status = resp.status().as_u16();
-            if status == 404 {
-                return Err(Error::RepositoryUnknown {
-                    registry: self.registry.clone(),
-                    repository: self.repository.clone(),
-                });
-            }
-            if status != 200 {
-                return Err(self.status_error(&url, resp));
-            }
-            let next = header(&resp, "link").and_then(|l| next_link(&l));
-            let bytes = resp
-                .into_body()
-                .with_config()
-                .limit(MANIFEST_LIMIT)
-                .read_to_vec()
-                .map_err(|e| http_err("GET", &url, &e))?;
-            let page: TagList = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Protocol(format!("invalid tag list from `{url}`: {e}")))?;
-            tags.extend(page.tags.unwrap_or_default());
-            seen.push(url);
-            match next.map(|n| self.url(&n)) {
-                Some(n) if !seen.contains(&n) => url = n,
-                _ => return Ok(tags),
-            }
-        }
+        let url = format!("{}/v2/{}/tags/list", self.base, self.repository);
+        let unknown = || Error::RepositoryUnknown {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+        };
+        self.pages(url, usize::MAX, "tag list", Some(&unknown), |p: TagList| {
+            p.tags.unwrap_or_default()
+        })
     }
 
     /// The registry's repositories (`GET /v2/_catalog`, the `registry:catalog:*` scope),
     /// following `Link` pages as [`Client::list_tags`] does, at most `max` of them.
     pub fn list_catalog(&self, max: usize) -> Result<Vec<String>> {
         self.add_scope("registry:catalog:*".to_string());
-        let mut url = format!("{}/v2/_catalog", self.base);
-        let mut repos = Vec::new();
+        let url = format!("{}/v2/_catalog", self.base);
+        self.pages(url, max, "catalog", None, |p: Catalog| {
+            p.repositories.unwrap_or_default()
+        })
+    }
+
+    /// The names of a listing from `url` on, page by page (`Link: <...>; rel="next"`, as
+    /// distribution paginates), at most `max`; `items` takes a page's names (`what` names the
+    /// page in errors), `not_found` is the error for a 404 when it has its own.
+    fn pages<T: serde::de::DeserializeOwned>(
+        &self,
+        mut url: String,
+        max: usize,
+        what: &str,
+        not_found: Option<&dyn Fn() -> Error>,
+        items: impl Fn(T) -> Vec<String>,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        // A registry that keeps answering with a next page it already sent would loop forever.
         let mut seen = Vec::new();
         loop {
             let resp = self.send("GET", &url, &[], ReqBody::None, true)?;
-            if resp.status().as_u16() != 200 {
+            let status = resp.status().as_u16();
+            if let (404, Some(e)) = (status, not_found) {
+                return Err(e());
+            }
+            if status != 200 {
                 return Err(self.status_error(&url, resp));
             }
             let next = header(&resp, "link").and_then(|l| next_link(&l));
-            let bytes = resp
-                .into_body()
-                .with_config()
-                .limit(MANIFEST_LIMIT)
-                .read_to_vec()
-                .map_err(|e| http_err("GET", &url, &e))?;
-            let page: Catalog = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Protocol(format!("invalid catalog from `{url}`: {e}")))?;
-            repos.extend(page.repositories.unwrap_or_default());
+            let bytes = small_body(resp, &url)?;
+            let page: T = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Protocol(format!("invalid {what} from `{url}`: {e}")))?;
+            out.extend(items(page));
             seen.push(url);
             match next.map(|n| self.url(&n)) {
-                Some(n) if !seen.contains(&n) && repos.len() < max => url = n,
+                Some(n) if !seen.contains(&n) && out.len() < max => url = n,
                 _ => {
-                    repos.truncate(max);
-                    return Ok(repos);
+                    out.truncate(max);
+                    return Ok(out);
                 }
             }
         }
@@ -993,13 +994,7 @@ impl Client {
         if resp.status().as_u16() != 200 {
             return Ok(None);
         }
-        let bytes = resp
-            .into_body()
-            .with_config()
-            .limit(MANIFEST_LIMIT)
-            .read_to_vec()
-            .map_err(|e| http_err("GET", &url, &e))?;
-        Ok(parse_v1_search(&bytes))
+        Ok(parse_v1_search(&small_body(resp, &url)?))
     }
 
     /// HEAD a manifest: its digest and media type, `None` when unknown.
