@@ -71,19 +71,27 @@ pub fn now_rfc3339() -> String {
 }
 
 /// Append `e` (its time set now) to the log.
-pub fn log(g: &Context, mut e: Event) {
+pub fn log(g: &Context, e: Event) {
+    log_all(g, vec![e]);
+}
+
+/// Append `events` (their time set now), in one write.
+fn log_all(g: &Context, events: Vec<Event>) {
     if OFF.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     let Some(path) = log_path(g) else {
         return;
     };
-    e.time = now_rfc3339();
-    let mut line = match serde_json::to_vec(&e) {
-        Ok(l) => l,
-        Err(_) => return,
-    };
-    line.push(b'\n');
+    let time = now_rfc3339();
+    let mut line = Vec::new();
+    for mut e in events {
+        e.time = time.clone();
+        if serde_json::to_writer(&mut line, &e).is_err() {
+            return;
+        }
+        line.push(b'\n');
+    }
     let open = || {
         std::fs::OpenOptions::new()
             .append(true)
@@ -123,6 +131,14 @@ pub fn rotated(path: &std::path::Path) -> PathBuf {
 /// pause, unpause, rename, restart...) of `rec`, its labels as the attributes (as Podman).
 pub fn container(g: &Context, rec: &ContainerRecord, status: &str) {
     log(g, container_event(rec, status));
+}
+
+/// Several events of `rec` at once, in this order (`init` and `start`), in one write.
+pub fn container_all(g: &Context, rec: &ContainerRecord, statuses: &[&str]) {
+    log_all(
+        g,
+        statuses.iter().map(|s| container_event(rec, s)).collect(),
+    );
 }
 
 /// A container's `died` event, with its exit code (left out when 0, as Podman's JSON does).

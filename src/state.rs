@@ -1199,8 +1199,7 @@ pub fn mark_running(
         restart_count: rec.state.restart_count,
     };
     save(root, rec)?;
-    crate::events::container(g, rec, "init");
-    crate::events::container(g, rec, "start");
+    crate::events::container_all(g, rec, &["init", "start"]);
     Ok(())
 }
 
