@@ -99,11 +99,10 @@ impl Filters {
 
 /// The registries `term` is searched in, and the term itself (without its registry).
 fn split_term(term: &str) -> Result<(Vec<String>, String)> {
-    if let Some((first, rest)) = term.split_once('/') {
-        // a registry is a host: it has a dot or a port, or is localhost
-        if first.contains('.') || first.contains(':') || first == "localhost" {
-            return Ok((vec![first.to_string()], rest.to_string()));
-        }
+    // a registry named as in an image reference
+    let (registry, rest, short) = rbox_storage::reference::split_registry(term);
+    if !short {
+        return Ok((vec![registry.to_string()], rest.to_string()));
     }
     let conf = RegistriesConf::load(None)?;
     if conf.unqualified_search_registries.is_empty() {

@@ -348,8 +348,8 @@ impl std::hash::Hash for Reference {
 
 /// Split `name` into (registry, path, short) with Docker's rule: the first element is a
 /// registry only if it has a `.` or `:`, is `localhost`, has an uppercase letter, or is a
-/// bracketed IPv6 address.
-fn split_registry(name: &str) -> (&str, &str, bool) {
+/// bracketed IPv6 address. `short`: no registry named (Docker Hub's then).
+pub fn split_registry(name: &str) -> (&str, &str, bool) {
     match name.split_once('/') {
         Some((first, rest))
             if first.contains(['.', ':'])
