@@ -28,6 +28,19 @@ const SYSTEMD_TMPFS: [&str; 4] = ["/run", "/run/lock", "/tmp", "/var/log/journal
 /// `--systemd`: Podman's systemd mode (tmpfs on /run, /run/lock, /tmp, /var/log/journal,
 /// container_uuid, SIGRTMIN+3 as stop signal, SystemdMode in inspect) for an init command by
 /// default, for any command with `always`, never with `false`; bad values in Podman's words.
+/// `run --rm FLAG VALUE busybox true` is refused (125, one clean line) with `text`, for each
+/// (VALUE, text).
+fn refused(env: &Env, flag: &str, cases: &[(&str, &str)]) {
+    for (v, text) in cases {
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", flag, v, "busybox", "true"])
+            .output()
+            .rbox_error();
+        assert!(out.stderr.contains(text), "{flag} {v}: {out}");
+    }
+}
+
 #[test]
 fn systemd_mode() {
     for_each_user("run_flags3_systemd", |env| {
@@ -131,20 +144,12 @@ fn systemd_mode() {
             "{text}"
         );
         assert!(text.lines().any(|l| l.starts_with("container=")), "{text}");
-        for v in ["1", "yes", "bogus"] {
-            let out = env
-                .rbox()
-                .args(["run", "--rm", "--network=none", "--systemd", v])
-                .args(["busybox", "true"])
-                .output()
-                .rbox_error();
-            assert!(
-                out.stderr.contains(
-                    "invalid config provided: --systemd values must be one of \"true, false, always\": invalid configuration"
-                ),
-                "{v}: {out}"
-            );
-        }
+        let bad = "invalid config provided: --systemd values must be one of \"true, false, always\": invalid configuration";
+        refused(
+            env,
+            "--systemd",
+            &[("1", bad), ("yes", bad), ("bogus", bad)],
+        );
     });
 }
 
@@ -329,17 +334,14 @@ fn cgroup_conf() {
             .output()
             .success();
         assert_eq!(env.inspect("d", "{{json .HostConfig.CgroupConf}}"), "null");
-        for (v, text) in [
-            ("bogus", "--cgroup-conf must be formatted KEY=VALUE"),
-            ("../x=1", "invalid --cgroup-conf key `../x`"),
-        ] {
-            let out = env
-                .rbox()
-                .args(["run", "--rm", "--cgroup-conf", v, "busybox", "true"])
-                .output()
-                .rbox_error();
-            assert!(out.stderr.contains(text), "{v}: {out}");
-        }
+        refused(
+            env,
+            "--cgroup-conf",
+            &[
+                ("bogus", "--cgroup-conf must be formatted KEY=VALUE"),
+                ("../x=1", "invalid --cgroup-conf key `../x`"),
+            ],
+        );
     });
 }
 
@@ -358,7 +360,10 @@ fn device_cgroup_rule() {
                 .success();
             assert_eq!(out.text(), "ran", "{r}");
         }
-        for (r, text) in [
+        refused(
+            env,
+            "--device-cgroup-rule",
+            &[
             (
                 "bogus",
                 "invalid device cgroup rule requires type, major:Minor, and access rules: \"bogus\"",
@@ -370,14 +375,8 @@ fn device_cgroup_rule() {
             ("x 1:3 r", "invalid device type in device-access-add: x"),
             ("c 1:3 rwx", "invalid device access in device-access-add: x"),
             ("c a:3 r", "strconv.ParseUint: parsing \"a\": invalid syntax"),
-        ] {
-            let out = env
-                .rbox()
-                .args(["run", "--rm", "--device-cgroup-rule", r, "busybox", "true"])
-                .output()
-                .rbox_error();
-            assert!(out.stderr.contains(text), "{r}: {out}");
-        }
+        ],
+        );
     });
 }
 
