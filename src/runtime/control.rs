@@ -85,7 +85,16 @@ pub fn stop_container(
     // the monitor must not restart it (its restart policy), now or at the next boot
     // (`unless-stopped`)
     state::request(g, rec, state::Request::Stop)?;
-    let pidfd = send_stop_signal(g, rec, pid)?;
+    let pidfd = match send_stop_signal(g, rec, pid) {
+        Ok(fd) => fd,
+        // the command ended between the look at its live state and the signal (a restart
+        // policy's short-lived command): a stop between two runs, which the request above
+        // already makes final
+        Err(_) if state::live_pids(g, rec).is_none() => {
+            return stop_between_runs(g, rec, timeout);
+        }
+        Err(e) => return Err(e),
+    };
     if !wait_gone(pid, pidfd.as_ref(), timeout) {
         // The init itself where we may (it runs as the caller's own id unless -u named
         // another): its monitor lives on to record the exit and end the network as after any
