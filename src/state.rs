@@ -1056,6 +1056,7 @@ pub fn release_name(root: &Path, name: &str, id: &str) {
 /// Write the durable record atomically. The name is the one on disk: `rbox rename` may have
 /// changed it while a monitor held an older copy of the record.
 pub fn save(root: &Path, rec: &ContainerRecord) -> Result<()> {
+    let _lock = lock_record(root, &rec.id);
     match load_raw(root, &rec.id) {
         // the name, the limits and the restart policy are `rename`'s and `update`'s: a copy
         // read before them must not undo them
@@ -1124,9 +1125,19 @@ fn change(
     tmp_ext: &str,
     f: impl FnOnce(&mut ContainerRecord),
 ) -> Result<()> {
+    let _lock = lock_record(root, id);
     let mut cur = load_raw(root, id)?;
     f(&mut cur);
     write_record(root, &cur, tmp_ext)
+}
+
+/// An exclusive flock of container `id`'s directory, held while its record is read and
+/// written back ([`save`], [`change`]): a monitor saving its copy and an `rbox update` or
+/// `rename` at the same moment would otherwise each write back the record it read, losing
+/// the other's change. None when the directory cannot be opened (the write goes on).
+fn lock_record(root: &Path, id: &str) -> Option<nix::fcntl::Flock<fs::File>> {
+    let f = fs::File::open(layout::container_dir(root, id)).ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
 }
 
 fn write_record(root: &Path, rec: &ContainerRecord, tmp_ext: &str) -> Result<()> {
