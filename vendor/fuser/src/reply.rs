@@ -781,6 +781,20 @@ impl ReplyDirectoryPlus {
         ))
     }
 
+    /// rbox patch: add an entry by its name alone (node id 0): the kernel lists it and
+    /// leaves its cached dentry and attributes, if any, as they are; no lookup is counted.
+    /// `ino` is the d_ino the listing shows. Returns true if the buffer is full.
+    pub fn add_name<T: AsRef<OsStr>>(
+        &mut self,
+        ino: INodeNo,
+        offset: u64,
+        name: T,
+        kind: FileType,
+    ) -> bool {
+        self.buf
+            .push_name(ino, DirEntOffset(offset), name.as_ref(), kind)
+    }
+
     /// Reply to a request with the filled directory buffer
     pub fn ok(self) {
         let response: ll::ResponseData = self.buf.into();

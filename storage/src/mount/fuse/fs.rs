@@ -21,7 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
@@ -146,6 +146,10 @@ struct Node {
     lookups: u64,
     /// removed or replaced: only open handles reach it
     gone: bool,
+    /// when the kernel last got this node's entry and attributes from this server, while
+    /// nothing it knows of has changed them since (no write, truncation, link count or
+    /// xattr change): a listing may then name the entry alone (see `readdirplus`)
+    fresh_at: Option<Instant>,
 }
 
 struct State {
@@ -160,6 +164,9 @@ struct State {
 struct Handle {
     ino: u64,
     file: File,
+    /// written through (or allocated): the kernel's cached size and times of the node are
+    /// stale from then on
+    wrote: std::sync::atomic::AtomicBool,
 }
 
 /// What a lookup found for one name.
@@ -201,6 +208,7 @@ impl Overlay {
                 over: None,
                 lookups: 1,
                 gone: false,
+                fresh_at: None,
             },
         );
         let mut by_path = HashMap::new();
@@ -291,6 +299,8 @@ impl Overlay {
         .map_err(ioerr)?;
         if let Some(n) = st.nodes.get_mut(&ino.0) {
             n.over = Some(o);
+            // the owner and mode the kernel holds are the old ones
+            n.fresh_at = None;
         }
         Ok(())
     }
@@ -345,8 +355,18 @@ impl Overlay {
 
     /// Looks `path` up through a parent's `stack`.
     fn find(&self, parent_stack: &[usize], path: &Path) -> R<Option<Found>> {
+        self.find_with(parent_stack, path, |l| self.stat_in(l, path))
+    }
+
+    /// [`Self::find`] with each layer's entry statted by `stat` (given the layer).
+    fn find_with(
+        &self,
+        parent_stack: &[usize],
+        path: &Path,
+        stat: impl Fn(usize) -> nix::Result<FileStat>,
+    ) -> R<Option<Found>> {
         for (i, &l) in parent_stack.iter().enumerate() {
-            match self.stat_in(l, path) {
+            match stat(l) {
                 Ok(s) if is_whiteout(&s) => return Ok(None),
                 Ok(s) if is_dir(&s) => {
                     let stack = self.dir_stack(path, i, parent_stack);
@@ -439,12 +459,13 @@ impl Overlay {
         f: &Found,
         over: Option<Option<Override>>,
     ) -> u64 {
+        // one look in the path table (a listing of a large directory registers every entry)
+        let existing = st.by_path.get(&path).copied();
         // a known node's override only changes through this server (setattr keeps it, and
         // copy-up copies it along): read the layer's xattr for new nodes only
         let known = over.or_else(|| {
-            st.by_path
-                .get(&path)
-                .and_then(|i| st.nodes.get(i))
+            existing
+                .and_then(|i| st.nodes.get(&i))
                 .filter(|n| n.layer == f.layer && !n.gone)
                 .map(|n| n.over)
         });
@@ -458,17 +479,20 @@ impl Overlay {
                 if let Some(n) = st.nodes.get_mut(&ino).filter(|n| !n.gone) {
                     n.lookups += 1;
                     n.over = over;
+                    // one node for several names: this name's entry only is fresh
+                    n.fresh_at = None;
                     st.by_path.insert(path, ino);
                     return ino;
                 }
             }
         }
-        if let Some(&ino) = st.by_path.get(&path) {
+        if let Some(ino) = existing {
             if let Some(n) = st.nodes.get_mut(&ino) {
                 n.layer = f.layer;
                 n.stack = f.stack.clone();
                 n.over = over;
                 n.lookups += 1;
+                n.fresh_at = (linked.is_none() && !n.gone).then(Instant::now);
                 return ino;
             }
         }
@@ -483,6 +507,7 @@ impl Overlay {
                 over,
                 lookups: 1,
                 gone: false,
+                fresh_at: linked.is_none().then(Instant::now),
             },
         );
         st.by_path.insert(path, ino);
@@ -490,6 +515,20 @@ impl Overlay {
             st.by_inode.insert(key, ino);
         }
         ino
+    }
+
+    /// The kernel's cached entry or attributes of node `ino` (or of the node at `path`) may
+    /// no longer be what this server last sent: the next listing sends them again.
+    fn stale(st: &mut State, ino: u64) {
+        if let Some(n) = st.nodes.get_mut(&ino) {
+            n.fresh_at = None;
+        }
+    }
+
+    fn stale_path(st: &mut State, path: &Path) {
+        if let Some(&ino) = st.by_path.get(path) {
+            Self::stale(st, ino);
+        }
     }
 
     fn node(st: &State, ino: INodeNo) -> R<&Node> {
@@ -761,6 +800,7 @@ impl Overlay {
                 Arc::new(Handle {
                     ino,
                     file: File::from(fd),
+                    wrote: std::sync::atomic::AtomicBool::new(false),
                 }),
             );
         fh
@@ -1310,6 +1350,10 @@ impl Overlay {
     }
 }
 
+/// Entries listed by their names alone (tests: that the listing took that way).
+#[cfg(test)]
+pub(crate) static NAMED_ALONE: AtomicU64 = AtomicU64::new(0);
+
 /// The reply to a lookup of a missing name: node id 0 (the kernel's negative entry).
 fn negative() -> FileAttr {
     FileAttr {
@@ -1646,6 +1690,8 @@ impl Filesystem for Overlay {
                 (n.path.clone(), s.to_vec())
             };
             let path = ppath.join(name);
+            // its other names' link count and change time
+            Self::stale_path(&mut st, &path);
             let f = self.find(&pstack, &path)?.ok_or(Errno::ENOENT)?;
             if f.stack.is_some() {
                 return Err(Errno::EISDIR);
@@ -1736,6 +1782,12 @@ impl Filesystem for Overlay {
         reply: ReplyEmpty,
     ) {
         let mut st = self.lock();
+        // the moved node's change time, the replaced one's link count
+        for (p, n) in [(parent, name), (newparent, newname)] {
+            if let Ok(path) = Self::parent_of(&st, p).map(|(d, _)| d.path.join(n)) {
+                Self::stale_path(&mut st, &path);
+            }
+        }
         match self.do_rename(&mut st, parent, name, newparent, newname, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1751,6 +1803,8 @@ impl Filesystem for Overlay {
         reply: ReplyEntry,
     ) {
         let mut st = self.lock();
+        // its link count and change time
+        Self::stale(&mut st, ino.0);
         let r = (|| {
             let n = Self::node(&st, ino)?;
             if n.stack.is_some() {
@@ -1789,6 +1843,9 @@ impl Filesystem for Overlay {
                 || f.contains(OFlag::O_TRUNC);
             if writes && !Self::node(&st, ino)?.gone {
                 self.copy_up_with(&mut st, ino.0, !f.contains(OFlag::O_TRUNC))?;
+            }
+            if f.contains(OFlag::O_TRUNC) {
+                Self::stale(&mut st, ino.0);
             }
             let n = Self::node(&st, ino)?;
             let fd = if n.gone {
@@ -1860,9 +1917,10 @@ impl Filesystem for Overlay {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let r = self
-            .handle(fh)
-            .and_then(|h| h.file.write_all_at(data, offset).map_err(ioerr));
+        let r = self.handle(fh).and_then(|h| {
+            h.wrote.store(true, Ordering::Relaxed);
+            h.file.write_all_at(data, offset).map_err(ioerr)
+        });
         match r {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(e),
@@ -1890,10 +1948,14 @@ impl Filesystem for Overlay {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.files
+        let h = self
+            .files
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&fh.0);
+        if let Some(h) = h.filter(|h| h.wrote.load(Ordering::Relaxed)) {
+            Self::stale(&mut self.lock(), h.ino);
+        }
         reply.ok();
     }
 
@@ -2008,10 +2070,55 @@ impl Filesystem for Overlay {
             }
             off += 1;
         }
-        for (i, (name, _, _)) in list.iter().enumerate().skip((off - 2) as usize) {
+        // each layer's copy of the directory, opened once for the whole batch: an entry is
+        // then statted by its name alone, not walked to from the layer's root (the state's
+        // lock is held, and every change to the layers takes it: they stay put meanwhile)
+        let dirs: Vec<Option<OwnedFd>> = (0..self.layers.len())
+            .map(|l| {
+                dstack
+                    .contains(&l)
+                    .then(|| {
+                        self.open_in(l, &dpath, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                            .ok()
+                    })
+                    .flatten()
+            })
+            .collect();
+        // (a copy that would not open is walked to as before)
+        let stat_at = |l: usize, name: &OsStr, path: &Path| match &dirs[l] {
+            Some(d) => fstatat(d, name, AtFlags::AT_SYMLINK_NOFOLLOW),
+            None => self.stat_in(l, path),
+        };
+        // An entry whose node the kernel holds with the entry and attributes this server
+        // sent less than a TTL ago (minus a margin for the time the listing takes), unchanged
+        // since, goes by its name alone: no stat here, no refresh there, no lookup counted.
+        // The common `ls -l` right after the files were made or looked up then costs neither
+        // side a stat per entry; where the guess is wrong, the kernel looks the name up.
+        let now = Instant::now();
+        let fresh_for = TTL.saturating_sub(Duration::from_secs(2));
+        for (i, (name, kind, _)) in list.iter().enumerate().skip((off - 2) as usize) {
             let path = dpath.join(name);
+            let held = st.by_path.get(&path).and_then(|nid| {
+                st.nodes
+                    .get(nid)
+                    .filter(|n| {
+                        !n.gone
+                            && n.lookups > 0
+                            && n.fresh_at
+                                .is_some_and(|t| now.saturating_duration_since(t) < fresh_for)
+                    })
+                    .map(|_| *nid)
+            });
+            if let Some(nid) = held {
+                #[cfg(test)]
+                NAMED_ALONE.fetch_add(1, Ordering::Relaxed);
+                if reply.add_name(INodeNo(nid), i as u64 + 3, name, *kind) {
+                    break;
+                }
+                continue;
+            }
             // gone since the directory was opened: left out, offsets unchanged
-            let Ok(Some(f)) = self.find(&dstack, &path) else {
+            let Ok(Some(f)) = self.find_with(&dstack, &path, |l| stat_at(l, name, &path)) else {
                 continue;
             };
             let nid = self.remember(&mut st, path, &f);
@@ -2088,6 +2195,8 @@ impl Filesystem for Overlay {
                 return Err(Errno::EPERM);
             }
             let mut st = self.lock();
+            // its change time
+            Self::stale(&mut st, ino.0);
             if !Self::node(&st, ino)?.gone {
                 self.copy_up(&mut st, ino.0)?;
             }
@@ -2149,6 +2258,8 @@ impl Filesystem for Overlay {
                 return Err(Errno::NO_XATTR);
             }
             let mut st = self.lock();
+            // its change time
+            Self::stale(&mut st, ino.0);
             if !Self::node(&st, ino)?.gone {
                 self.copy_up(&mut st, ino.0)?;
             }
@@ -2253,6 +2364,7 @@ impl Filesystem for Overlay {
                     over: None,
                     lookups: 1,
                     gone: true,
+                    fresh_at: None,
                 },
             );
             let a = self.attr(ino, &s, None);
@@ -2273,6 +2385,7 @@ impl Filesystem for Overlay {
         reply: ReplyEmpty,
     ) {
         let r = self.handle(fh).and_then(|h| {
+            h.wrote.store(true, Ordering::Relaxed);
             nix::fcntl::fallocate(
                 &h.file,
                 nix::fcntl::FallocateFlags::from_bits_truncate(mode),

@@ -617,3 +617,88 @@ fn server_threads_from_the_environment_else_per_cpu() {
         assert_eq!(server_threads(Some(bad)), default, "{bad:?}");
     }
 }
+
+/// A listing names an entry alone (node id 0) where the kernel holds its node with the entry
+/// and attributes this server sent, unchanged since (see `readdirplus`): what a stat shows
+/// after a second listing must still be the file as it is, after every change the kernel and
+/// the server see (writes, truncation, mode, links, renames, xattrs, removal), and the
+/// listing's inode numbers must be the ones stat shows.
+#[test]
+fn listings_after_changes_show_the_files_as_they_are() {
+    if !inner_or_rerun("mount::fuse::tests::listings_after_changes_show_the_files_as_they_are") {
+        return;
+    }
+    use std::io::Write;
+    let m = setup();
+    let d = m.mnt.join("l");
+    fs::create_dir(&d).unwrap();
+    for i in 0..8 {
+        fs::write(d.join(format!("f{i}")), "12345").unwrap();
+    }
+    let listed = |dir: &Path| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), e.ino())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    use std::os::unix::fs::DirEntryExt;
+    // listed twice while fresh: the entries the creates made go by their names alone
+    let alone = || super::fs::NAMED_ALONE.load(std::sync::atomic::Ordering::Relaxed);
+    let before = alone();
+    for _ in 0..2 {
+        for (n, ino) in listed(&d) {
+            let md = fs::symlink_metadata(d.join(&n)).unwrap();
+            assert_eq!((md.ino(), md.len()), (ino, 5), "{n}");
+        }
+    }
+    assert!(alone() >= before + 8, "{} named alone", alone() - before);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("f0"))
+        .unwrap()
+        .write_all(b"678")
+        .unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(d.join("f1"))
+        .unwrap()
+        .set_len(2)
+        .unwrap();
+    fs::set_permissions(d.join("f2"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::hard_link(d.join("f3"), d.join("f3-link")).unwrap();
+    fs::rename(d.join("f4"), d.join("f4-moved")).unwrap();
+    let f5 = fs::File::open(d.join("f5")).unwrap();
+    sys::fsetxattr(&f5, "user.note", b"x").unwrap();
+    fs::remove_file(d.join("f6")).unwrap();
+    fs::write(d.join("f7"), "longer than before").unwrap();
+    let now = listed(&d);
+    let names: Vec<&str> = now.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["f0", "f1", "f2", "f3", "f3-link", "f4-moved", "f5", "f7"]
+    );
+    for (n, ino) in &now {
+        let md = fs::symlink_metadata(d.join(n)).unwrap();
+        assert_eq!(md.ino(), *ino, "{n}");
+        let want = match n.as_str() {
+            "f0" => (8, 0o644, 1),
+            "f1" => (2, 0o644, 1),
+            "f2" => (5, 0o600, 1),
+            "f3" | "f3-link" => (5, 0o644, 2),
+            "f7" => (18, 0o644, 1),
+            _ => (5, 0o644, 1),
+        };
+        assert_eq!(
+            (md.len(), md.mode() & 0o7777, md.nlink()),
+            want,
+            "{n} after the change"
+        );
+    }
+    // and the layer agrees
+    assert_eq!(fs::read(m.upper.join("l/f0")).unwrap(), b"12345678");
+}

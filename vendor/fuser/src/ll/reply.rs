@@ -535,6 +535,57 @@ impl DirEntPlusList {
         };
         self.0.push([header.as_bytes(), name])
     }
+
+    /// rbox patch: an entry with node id 0, which the kernel lists without instantiating
+    /// or refreshing anything for it (fs/fuse/readdir.c, `fuse_direntplus_link`: "the
+    /// userspace filesystem did not want to return attributes/handle for this entry");
+    /// `ino` is the listing's d_ino. Not a lookup: no FORGET follows. Returns true if the
+    /// buffer is full.
+    #[must_use]
+    pub(crate) fn push_name<T: AsRef<Path>>(
+        &mut self,
+        ino: INodeNo,
+        offset: DirEntOffset,
+        name: T,
+        kind: crate::FileType,
+    ) -> bool {
+        let name = name.as_ref().as_os_str().as_bytes();
+        let none = crate::FileAttr {
+            ino: INodeNo(0),
+            size: 0,
+            blocks: 0,
+            atime: std::time::UNIX_EPOCH,
+            mtime: std::time::UNIX_EPOCH,
+            ctime: std::time::UNIX_EPOCH,
+            crtime: std::time::UNIX_EPOCH,
+            kind,
+            perm: 0,
+            nlink: 0,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 0,
+            flags: 0,
+        };
+        let header = abi::fuse_direntplus {
+            entry_out: abi::fuse_entry_out {
+                nodeid: 0,
+                generation: 0,
+                entry_valid: 0,
+                attr_valid: 0,
+                entry_valid_nsec: 0,
+                attr_valid_nsec: 0,
+                attr: Attr::from(&none).attr,
+            },
+            dirent: abi::fuse_dirent {
+                ino: ino.into(),
+                off: offset.0,
+                namelen: name.len().try_into().expect("Name too long"),
+                typ: mode_from_kind_and_perm(kind, 0) >> 12,
+            },
+        };
+        self.0.push([header.as_bytes(), name])
+    }
 }
 
 #[cfg(test)]
