@@ -67,6 +67,48 @@ busybox_rootfs() {
     echo "root:x:0:" >"$d/etc/group"
 }
 
+# journaled_fs DIR: when BENCH_FS=journaled (the default as root), DIR becomes the mount
+# point of a fresh ext4 with mkfs's defaults (journal included) in a sparse loop file beside
+# it: what a laptop's or a cluster node's local disk has. This machine kind's own root is ext4
+# without a journal, where the inode allocator skips every inode deleted in the last 60
+# seconds (360 while its inode table block is dirty: ext4's recently_deleted), so each new
+# file costs more the more files were removed just before: a history-dependent cost the same
+# for every engine that swamps the differences between them (kernel overlay created 20,000
+# files in 4.2-13.9 s there, 0.65 s on the loop file system). BENCH_FS=host keeps DIR as is.
+# Sets `loop_mount` for journaled_fs_off.
+journaled_fs() {
+    local d="$1"
+    loop_mount=""
+    [ "${BENCH_FS:-journaled}" = journaled ] && [ "$(id -u)" = 0 ] || return 0
+    for t in mkfs.ext4 losetup; do
+        command -v "$t" >/dev/null || { echo "bench: $t is not installed (or BENCH_FS=host)" >&2; exit 1; }
+    done
+    truncate -s "${BENCH_FS_GB:-16}G" "$d.img"
+    mkfs.ext4 -q -F "$d.img"
+    mount -o loop "$d.img" "$d"
+    chmod 755 "$d"
+    loop_mount="$d"
+}
+
+# stop_pause PIDFILE: kills the pause process a pid file names (the first word), if any.
+stop_pause() {
+    [ -f "$1" ] || return 0
+    kill "$(cut -d' ' -f1 "$1")" 2>/dev/null || true
+}
+
+# journaled_fs_off: unmounts and removes journaled_fs's file system, if one was made.
+journaled_fs_off() {
+    [ -n "${loop_mount:-}" ] || return 0
+    local i
+    # a pause process just killed may hold it for a moment
+    for i in $(seq 20); do
+        umount "$loop_mount" 2>/dev/null && break
+        sleep 0.1
+    done
+    mountpoint -q "$loop_mount" && umount -l "$loop_mount" 2>/dev/null
+    rm -f "$loop_mount.img"
+}
+
 # mem_of PID: "VmRSS VmHWM Pss" of the process, in kB.
 # The start-up count and phase scripts' set-up: each rbox build in "$@" copied to
 # $W/bin/rbox-N (distinct names: strace and the tracepoints tell the builds apart by the

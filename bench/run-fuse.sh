@@ -11,7 +11,9 @@
 # in the container, then a second one: keep_cache); create, stat and delete of FILES empty
 # files; extracting a tarball of FILES small files.
 # Env: RBOX (default target/release/rbox), BENCH_USER (default rboxsub), ROUNDS (default 3),
-# RUNS (per round and command, default 3), BIG_MB (default 1024), FILES (default 50000).
+# RUNS (per round and command, default 3), BIG_MB (default 1024), FILES (default 50000),
+# BENCH_FS (journaled: the default as root, the work directory on a fresh journaled ext4, see
+# lib.sh's journaled_fs; host: /var/tmp as it is).
 # Writes bench/results/fuse-<date>.md and prints the tables.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd -P)"
@@ -35,10 +37,16 @@ else
 fi
 W="$(mktemp -d /var/tmp/rbox-bench-fuse.XXXXXX)"
 chmod 755 "$W"
+journaled_fs "$W"
 cleanup() {
     # the stores hold files of subordinate ids: remove them from inside the user namespace
     run "$W/rbox" --root "$W/user/rbox-store" --runroot "$W/user/rbox-run" unshare rm -rf "$W/user/rbox-store" 2>/dev/null || true
-    run podman --root "$W/user/podman-store" --runroot "$W/user/podman-run" unshare rm -rf "$W/user/podman-store" 2>/dev/null || true
+    run env XDG_RUNTIME_DIR="$W/user/xdg" podman --root "$W/user/podman-store" --runroot "$W/user/podman-run" unshare rm -rf "$W/user/podman-store" 2>/dev/null || true
+    # the pause processes of this run (Podman's: see XDG_RUNTIME_DIR below): their mount
+    # namespaces would keep journaled_fs's file system mounted
+    stop_pause "$W/user/xdg/libpod/tmp/pause.pid"
+    stop_pause "$W/user/rbox-run/pause.pid"
+    journaled_fs_off
     rm -rf "$W" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -46,7 +54,8 @@ install -m 755 "$RBOX" "$W/rbox"
 export BENCH_HOME="$W/home"
 run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 
-mkdir -p "$W/home" "$W/user"
+mkdir -p "$W/home" "$W/user/xdg"
+chmod 700 "$W/user/xdg"
 R="$W/user"
 echo "preparing: an image with a ${BIG_MB} MiB file and a tarball of $FILES files" >&2
 busybox_rootfs "$R/rootfs"
@@ -66,7 +75,9 @@ events_logger = "file"
 CONF
 [ "$(id -u)" = 0 ] && chown -R "$user:" "$W/home" "$R"
 run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" import "$R/image.tar" bench-fuse >/dev/null
-P="podman --root $R/podman-store --runroot $R/podman-run --storage-driver overlay --storage-opt overlay.mount_program=/usr/bin/fuse-overlayfs"
+# Podman's pause process (one per user and runtime directory) keeps the mount namespace of
+# its first run, from before this run's file system was mounted: its own runtime directory
+P="env XDG_RUNTIME_DIR=$R/xdg podman --root $R/podman-store --runroot $R/podman-run --storage-driver overlay --storage-opt overlay.mount_program=/usr/bin/fuse-overlayfs"
 run env CONTAINERS_CONF="$R/containers.conf" $P import "$R/image.tar" localhost/bench-fuse >/dev/null
 rm -f "$R/image.tar"
 
@@ -89,7 +100,7 @@ mkdir -p "$here/results"
 {
     echo "# FUSE overlay vs kernel overlay vs fuse-overlayfs"
     echo
-    echo "$(machine_line); $("$W/rbox" --version); fuse-overlayfs $(fuse-overlayfs --version 2>/dev/null | awk '/fuse-overlayfs/ {print $3; exit}'); BIG_MB=$BIG_MB FILES=$FILES"
+    echo "$(machine_line); $("$W/rbox" --version); store on $(if [ -n "$loop_mount" ]; then echo "a fresh journaled ext4 (loop file)"; else findmnt -no FSTYPE --target "$W"; fi); fuse-overlayfs $(fuse-overlayfs --version 2>/dev/null | awk '/fuse-overlayfs/ {print $3; exit}'); BIG_MB=$BIG_MB FILES=$FILES"
 } >"$out"
 for w in true write read read-twice files untar; do
     cmd="${work[$w]}"

@@ -14,7 +14,9 @@
 #
 # Root only (chrt -f needs it; the runs drop to $BENCH_USER, default rboxsub). Env: RBOX
 # (default target/release/rbox), RBOX_BASE, ROUNDS (default 8), RUNS (per round and
-# command, default 20). Writes bench/results/startup-<date>.md and prints the table.
+# command, default 20), BENCH_FS (journaled: the default, the store on a fresh journaled ext4,
+# see lib.sh's journaled_fs; host: /tmp as it is). Writes bench/results/startup-<date>.md
+# and prints the table.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd -P)"
 repo="$(dirname "$here")"
@@ -37,7 +39,14 @@ id "$user" >/dev/null 2>&1 || { echo "run-startup-fifo: no user $user (see .ci/r
 
 W="$(mktemp -d /tmp/rbox-bench-fifo.XXXXXX)"
 chmod 755 "$W"
-trap 'rm -rf "$W" 2>/dev/null || true' EXIT
+journaled_fs "$W"
+cleanup() {
+    # rbox's pause process for this store would keep journaled_fs's file system mounted
+    stop_pause "$W/user/run/pause.pid"
+    journaled_fs_off
+    rm -rf "$W" 2>/dev/null || true
+}
+trap cleanup EXIT
 install -m 755 "$RBOX" "$W/rbox"
 [ -n "${RBOX_BASE:-}" ] && install -m 755 "$RBOX_BASE" "$W/rbox-base"
 export BENCH_HOME="$W/home"
@@ -65,7 +74,7 @@ out="$here/results/startup-$(date -u +%Y%m%d-%H%M).md"
 {
     echo "# Start-up at SCHED_FIFO: \`true\` in a busybox rootfs, as user $user"
     echo
-    echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version)"
+    echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version); store on $(if [ -n "$loop_mount" ]; then echo "a fresh journaled ext4 (loop file)"; else findmnt -no FSTYPE --target "$W"; fi)"
     [ -n "${RBOX_BASE:-}" ] && echo "rbox-base: \`$RBOX_BASE\`; rbox: \`$RBOX\` (one store for both)."
     echo "bench/run-startup-fifo.sh: $ROUNDS interleaved rounds x $RUNS runs per command (hyperfine -N,"
     echo "3 warm-up runs per round), all under \`chrt -f 10\`; load average $load_before before, $load_after after."
