@@ -2106,6 +2106,9 @@ impl Filesystem for Overlay {
                             && n.lookups > 0
                             && n.fresh_at
                                 .is_some_and(|t| now.saturating_duration_since(t) < fresh_for)
+                            // the name's type as listed at opendir is still the node's (a
+                            // name removed and made again as another type since is sent whole)
+                            && (*kind == FileType::Directory) == n.stack.is_some()
                     })
                     .map(|_| *nid)
             });
