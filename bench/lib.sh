@@ -109,6 +109,77 @@ journaled_fs_off() {
     rm -f "$loop_mount.img"
 }
 
+# store_fs DIR: in words, the file system DIR's benchmarks ran on.
+store_fs() {
+    if [ -n "${loop_mount:-}" ]; then
+        echo "a fresh journaled ext4 (loop file)"
+    else
+        findmnt -no FSTYPE --target "$1"
+    fi
+}
+
+# fuse_bench_setup TOOL NAME: the FUSE benchmarks' set-up (run-fuse.sh, run-fuse-files.sh;
+# TOOL names the script in errors). Sets `user` (BENCH_USER, default rboxsub, as root; else
+# the caller), `W` (/var/tmp/rbox-bench-NAME.XXXXXX on journaled_fs, removed at exit with
+# both stores and this run's pause processes), `R` ($W/user, holding containers.conf), `RB`
+# and `P` (the rbox and Podman command prefixes for stores under $R) and the function `run`
+# (a command as that user). Needs RBOX. The caller then makes an image tarball and gives it
+# to fuse_bench_import.
+fuse_bench_setup() {
+    local tool="$1" name="$2"
+    if [ "$(id -u)" = 0 ]; then
+        user="${BENCH_USER:-rboxsub}"
+        id "$user" >/dev/null 2>&1 || { echo "$tool: no user $user (see .ci/run)" >&2; exit 1; }
+    else
+        user="$(id -un)"
+    fi
+    W="$(mktemp -d "/var/tmp/rbox-bench-$name.XXXXXX")"
+    chmod 755 "$W"
+    journaled_fs "$W"
+    trap fuse_bench_cleanup EXIT
+    install -m 755 "$RBOX" "$W/rbox"
+    export BENCH_HOME="$W/home"
+    run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
+    mkdir -p "$W/home" "$W/user/xdg"
+    chmod 700 "$W/user/xdg"
+    R="$W/user"
+    cat >"$R/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+    RB="$W/rbox --root $R/rbox-store --runroot $R/rbox-run"
+    # Podman's pause process (one per user and runtime directory) keeps the mount namespace
+    # of its first run, from before this run's file system was mounted (this machine's / is
+    # a private mount): a runtime directory of its own
+    P="env XDG_RUNTIME_DIR=$R/xdg podman --root $R/podman-store --runroot $R/podman-run --storage-driver overlay --storage-opt overlay.mount_program=/usr/bin/fuse-overlayfs"
+}
+
+fuse_bench_cleanup() {
+    # the stores hold files of subordinate ids: remove them from inside the user namespace
+    run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" unshare rm -rf "$R/rbox-store" 2>/dev/null || true
+    run env XDG_RUNTIME_DIR="$R/xdg" podman --root "$R/podman-store" --runroot "$R/podman-run" unshare rm -rf "$R/podman-store" 2>/dev/null || true
+    # the pause processes of this run: their mount namespaces would keep journaled_fs's file
+    # system mounted
+    stop_pause "$R/xdg/libpod/tmp/pause.pid"
+    stop_pause "$R/rbox-run/pause.pid"
+    journaled_fs_off
+    rm -rf "$W" 2>/dev/null || true
+}
+
+# fuse_bench_import TAR NAME: the image tarball TAR (under $R) as NAME in rbox's store and as
+# localhost/NAME in Podman's, then TAR removed.
+fuse_bench_import() {
+    [ "$(id -u)" = 0 ] && chown -R "$user:" "$W/home" "$R"
+    # shellcheck disable=SC2086
+    run $RB import "$1" "$2" >/dev/null
+    # shellcheck disable=SC2086
+    run env CONTAINERS_CONF="$R/containers.conf" $P import "$1" "localhost/$2" >/dev/null
+    rm -f "$1"
+}
+
 # mem_of PID: "VmRSS VmHWM Pss" of the process, in kB.
 # The start-up count and phase scripts' set-up: each rbox build in "$@" copied to
 # $W/bin/rbox-N (distinct names: strace and the tracepoints tell the builds apart by the

@@ -4,9 +4,8 @@
 # files in a new directory, each phase timed inside the container (busybox `time -p`), so the
 # container's start-up is not in the figures. Kernel overlay, rbox's FUSE overlay and Debian's
 # fuse-overlayfs (through Podman's overlay.mount_program, as rootless Podman uses it), one
-# container each per round, the engines interleaved in every round: the store's ext4 makes
-# every new file dearer after many recent deletions (no journal: the inode allocator skips
-# recently deleted inodes), and interleaving gives each engine the same share of that.
+# container each per round, the engines interleaved in every round (whatever a file system
+# carries over from one run to the next, each engine gets the same share of it).
 #
 #   cargo build --release && sudo bench/run-fuse-files.sh      # as root: runs as $BENCH_USER
 #
@@ -26,52 +25,11 @@ for t in podman fuse-overlayfs jq setpriv; do
     command -v "$t" >/dev/null || { echo "run-fuse-files: $t is not installed" >&2; exit 1; }
 done
 [ -x "$RBOX" ] || { echo "run-fuse-files: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-    id "$user" >/dev/null 2>&1 || { echo "run-fuse-files: no user $user (see .ci/run)" >&2; exit 1; }
-else
-    user="$(id -un)"
-fi
-W="$(mktemp -d /var/tmp/rbox-bench-files.XXXXXX)"
-chmod 755 "$W"
-journaled_fs "$W"
-cleanup() {
-    run "$W/rbox" --root "$W/user/rbox-store" --runroot "$W/user/rbox-run" unshare rm -rf "$W/user/rbox-store" 2>/dev/null || true
-    run env XDG_RUNTIME_DIR="$W/user/xdg" podman --root "$W/user/podman-store" --runroot "$W/user/podman-run" unshare rm -rf "$W/user/podman-store" 2>/dev/null || true
-    # the pause processes of this run (Podman's: see XDG_RUNTIME_DIR below): their mount
-    # namespaces would keep journaled_fs's file system mounted
-    stop_pause "$W/user/xdg/libpod/tmp/pause.pid"
-    stop_pause "$W/user/rbox-run/pause.pid"
-    journaled_fs_off
-    rm -rf "$W" 2>/dev/null || true
-}
-trap cleanup EXIT
-install -m 755 "$RBOX" "$W/rbox"
-export BENCH_HOME="$W/home"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
-
-mkdir -p "$W/home" "$W/user/xdg"
-chmod 700 "$W/user/xdg"
-R="$W/user"
+fuse_bench_setup run-fuse-files files
 busybox_rootfs "$R/rootfs"
 tar -C "$R/rootfs" -cf "$R/image.tar" .
 rm -rf "$R/rootfs"
-cat >"$R/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-[ "$(id -u)" = 0 ] && chown -R "$user:" "$W/home" "$R"
-run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" import "$R/image.tar" bench-files >/dev/null
-# Podman keeps one pause process per user and runtime directory, whose mount namespace is
-# the one of its first run: one started before this run's file system was mounted would not
-# see it (this machine's / is a private mount), so Podman gets a runtime directory of its own
-P="env XDG_RUNTIME_DIR=$R/xdg podman --root $R/podman-store --runroot $R/podman-run --storage-driver overlay --storage-opt overlay.mount_program=/usr/bin/fuse-overlayfs"
-run env CONTAINERS_CONF="$R/containers.conf" $P import "$R/image.tar" localhost/bench-files >/dev/null
-rm -f "$R/image.tar"
-RB="$W/rbox --root $R/rbox-store --runroot $R/rbox-run"
+fuse_bench_import "$R/image.tar" bench-files
 
 # One container: the three phases, each line "PHASE SECONDS" (busybox time -p's "real").
 phases="mkdir /d && cd /d && seq 1 $FILES >/tmp/names &&
@@ -107,7 +65,7 @@ mkdir -p "$here/results"
 {
     echo "# Small files: create / list+stat / delete, files per second"
     echo
-    echo "$(machine_line); $("$W/rbox" --version); store on $(if [ -n "$loop_mount" ]; then echo "a fresh journaled ext4 (loop file)"; else findmnt -no FSTYPE --target "$W"; fi); fuse-overlayfs $(fuse-overlayfs --version 2>/dev/null | awk '/fuse-overlayfs/ {print $3; exit}'); FILES=$FILES, $ROUNDS rounds"
+    echo "$(machine_line); $("$W/rbox" --version); store on $(store_fs "$W"); fuse-overlayfs $(fuse-overlayfs --version 2>/dev/null | awk '/fuse-overlayfs/ {print $3; exit}'); FILES=$FILES, $ROUNDS rounds"
     echo
     echo "Median over the rounds of FILES / the phase's time inside the container (busybox \`time -p\`, 10 ms"
     echo "resolution: a phase under 10 ms counts as 5 ms);"

@@ -29,34 +29,7 @@ for t in hyperfine podman fuse-overlayfs jq setpriv; do
     command -v "$t" >/dev/null || { echo "run-fuse: $t is not installed" >&2; exit 1; }
 done
 [ -x "$RBOX" ] || { echo "run-fuse: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-    id "$user" >/dev/null 2>&1 || { echo "run-fuse: no user $user (see .ci/run)" >&2; exit 1; }
-else
-    user="$(id -un)"
-fi
-W="$(mktemp -d /var/tmp/rbox-bench-fuse.XXXXXX)"
-chmod 755 "$W"
-journaled_fs "$W"
-cleanup() {
-    # the stores hold files of subordinate ids: remove them from inside the user namespace
-    run "$W/rbox" --root "$W/user/rbox-store" --runroot "$W/user/rbox-run" unshare rm -rf "$W/user/rbox-store" 2>/dev/null || true
-    run env XDG_RUNTIME_DIR="$W/user/xdg" podman --root "$W/user/podman-store" --runroot "$W/user/podman-run" unshare rm -rf "$W/user/podman-store" 2>/dev/null || true
-    # the pause processes of this run (Podman's: see XDG_RUNTIME_DIR below): their mount
-    # namespaces would keep journaled_fs's file system mounted
-    stop_pause "$W/user/xdg/libpod/tmp/pause.pid"
-    stop_pause "$W/user/rbox-run/pause.pid"
-    journaled_fs_off
-    rm -rf "$W" 2>/dev/null || true
-}
-trap cleanup EXIT
-install -m 755 "$RBOX" "$W/rbox"
-export BENCH_HOME="$W/home"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
-
-mkdir -p "$W/home" "$W/user/xdg"
-chmod 700 "$W/user/xdg"
-R="$W/user"
+fuse_bench_setup run-fuse fuse
 echo "preparing: an image with a ${BIG_MB} MiB file and a tarball of $FILES files" >&2
 busybox_rootfs "$R/rootfs"
 dd if=/dev/urandom of="$R/rootfs/big" bs=1M count="$BIG_MB" status=none
@@ -66,27 +39,13 @@ tar -C "$R" -cf "$R/rootfs/many.tar" many
 rm -rf "$R/many"
 tar -C "$R/rootfs" -cf "$R/image.tar" .
 rm -rf "$R/rootfs"
-cat >"$R/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-[ "$(id -u)" = 0 ] && chown -R "$user:" "$W/home" "$R"
-run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" import "$R/image.tar" bench-fuse >/dev/null
-# Podman's pause process (one per user and runtime directory) keeps the mount namespace of
-# its first run, from before this run's file system was mounted: its own runtime directory
-P="env XDG_RUNTIME_DIR=$R/xdg podman --root $R/podman-store --runroot $R/podman-run --storage-driver overlay --storage-opt overlay.mount_program=/usr/bin/fuse-overlayfs"
-run env CONTAINERS_CONF="$R/containers.conf" $P import "$R/image.tar" localhost/bench-fuse >/dev/null
-rm -f "$R/image.tar"
+fuse_bench_import "$R/image.tar" bench-fuse
 
 if [ "$(id -u)" = 0 ]; then
     pre="setpriv --reuid=$user --regid=$(id -g "$user") --init-groups -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$BENCH_HOME CONTAINERS_CONF=$R/containers.conf"
 else
     pre="env HOME=$BENCH_HOME CONTAINERS_CONF=$R/containers.conf"
 fi
-RB="$W/rbox --root $R/rbox-store --runroot $R/rbox-run"
 declare -A work=(
     [true]="true"
     [write]="dd if=/dev/zero of=/w bs=1M count=$BIG_MB conv=fsync"
@@ -100,7 +59,7 @@ mkdir -p "$here/results"
 {
     echo "# FUSE overlay vs kernel overlay vs fuse-overlayfs"
     echo
-    echo "$(machine_line); $("$W/rbox" --version); store on $(if [ -n "$loop_mount" ]; then echo "a fresh journaled ext4 (loop file)"; else findmnt -no FSTYPE --target "$W"; fi); fuse-overlayfs $(fuse-overlayfs --version 2>/dev/null | awk '/fuse-overlayfs/ {print $3; exit}'); BIG_MB=$BIG_MB FILES=$FILES"
+    echo "$(machine_line); $("$W/rbox" --version); store on $(store_fs "$W"); fuse-overlayfs $(fuse-overlayfs --version 2>/dev/null | awk '/fuse-overlayfs/ {print $3; exit}'); BIG_MB=$BIG_MB FILES=$FILES"
 } >"$out"
 for w in true write read read-twice files untar; do
     cmd="${work[$w]}"

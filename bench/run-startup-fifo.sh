@@ -74,7 +74,7 @@ out="$here/results/startup-$(date -u +%Y%m%d-%H%M).md"
 {
     echo "# Start-up at SCHED_FIFO: \`true\` in a busybox rootfs, as user $user"
     echo
-    echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version); store on $(if [ -n "$loop_mount" ]; then echo "a fresh journaled ext4 (loop file)"; else findmnt -no FSTYPE --target "$W"; fi)"
+    echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version); store on $(store_fs "$W")"
     [ -n "${RBOX_BASE:-}" ] && echo "rbox-base: \`$RBOX_BASE\`; rbox: \`$RBOX\` (one store for both)."
     echo "bench/run-startup-fifo.sh: $ROUNDS interleaved rounds x $RUNS runs per command (hyperfine -N,"
     echo "3 warm-up runs per round), all under \`chrt -f 10\`; load average $load_before before, $load_after after."
