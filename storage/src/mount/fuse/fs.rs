@@ -2070,24 +2070,22 @@ impl Filesystem for Overlay {
             }
             off += 1;
         }
-        // each layer's copy of the directory, opened once for the whole batch: an entry is
-        // then statted by its name alone, not walked to from the layer's root (the state's
-        // lock is held, and every change to the layers takes it: they stay put meanwhile)
-        let dirs: Vec<Option<OwnedFd>> = (0..self.layers.len())
-            .map(|l| {
-                dstack
-                    .contains(&l)
-                    .then(|| {
-                        self.open_in(l, &dpath, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                            .ok()
-                    })
-                    .flatten()
-            })
-            .collect();
+        // each layer's copy of the directory, opened at most once for the whole batch (when
+        // the first entry is statted there): an entry is then statted by its name alone, not
+        // walked to from the layer's root (the state's lock is held, and every change to the
+        // layers takes it: they stay put meanwhile)
+        let dirs: Vec<std::cell::OnceCell<Option<OwnedFd>>> =
+            (0..self.layers.len()).map(|_| Default::default()).collect();
         // (a copy that would not open is walked to as before)
-        let stat_at = |l: usize, name: &OsStr, path: &Path| match &dirs[l] {
-            Some(d) => fstatat(d, name, AtFlags::AT_SYMLINK_NOFOLLOW),
-            None => self.stat_in(l, path),
+        let stat_at = |l: usize, name: &OsStr, path: &Path| {
+            let dir = dirs[l].get_or_init(|| {
+                self.open_in(l, &dpath, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .ok()
+            });
+            match dir {
+                Some(d) => fstatat(d, name, AtFlags::AT_SYMLINK_NOFOLLOW),
+                None => self.stat_in(l, path),
+            }
         };
         // An entry whose node the kernel holds with the entry and attributes this server
         // sent less than a TTL ago (minus a margin for the time the listing takes), unchanged
