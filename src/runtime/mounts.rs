@@ -467,24 +467,38 @@ fn mkdir_p(p: &Path) -> Result<()> {
 }
 
 /// Create an empty file (or directory, for `dir`) to mount over, if nothing is there yet.
+/// A file is created by one exclusive open, which leaves whatever is there (a symlink
+/// included) alone; its directory is made only when the open says it is missing: a
+/// container's start binds a dozen files, most into directories that exist.
 fn mount_point(p: &Path, dir: bool) -> Result<()> {
     if dir {
         return mkdir_p(p);
     }
-    if let Some(parent) = p.parent() {
-        mkdir_p(parent)?;
-    }
-    match fs::symlink_metadata(p) {
-        Ok(_) => Ok(()),
-        Err(_) => fs::OpenOptions::new()
+    let create = || {
+        fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW)
             .open(p)
             .map(drop)
-            .with_context(|| format!("create mount point `{}`", p.display())),
+    };
+    let r = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match p.parent() {
+            Some(parent) => {
+                mkdir_p(parent)?;
+                create()
+            }
+            None => Err(e),
+        },
+        r => r,
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        // a file on the way: the mount's own failure, as mkdir_p reports it
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(nix::Error::ENOTDIR.into()),
+        Err(e) => Err(e).with_context(|| format!("create mount point `{}`", p.display())),
     }
 }
 
