@@ -858,6 +858,7 @@ pub fn plan(spec: &OciSpec, bundle: &Path, o: &CreateOptions) -> Result<Launch> 
         fuse_socket: None,
         fakeroot_chown: false,
         nested_maps: None,
+        pre_net: None,
     })
 }
 

@@ -131,6 +131,7 @@ pub fn create_with_early(
     // joined by now; check rather than trust it.
     // (A thread just joined, such as the port forwarder paused for a restart, may still be
     // listed for a moment: it is on its way out.)
+    super::prenet::cancel();
     let count = || {
         std::fs::read_dir("/proc/self/task")
             .map(|d| d.count())
@@ -151,7 +152,7 @@ pub fn create_with_early(
     let mut flags = CloneFlags::from_bits_truncate(l.clone_flags)
         - CloneFlags::CLONE_NEWNET
         - CloneFlags::CLONE_NEWUSER;
-    if l.own_net {
+    if l.own_net && l.pre_net.is_none() {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     if l.user_maps.is_some() {

@@ -508,6 +508,11 @@ fn create_and_start(
         bail!("--image-file needs the overlay or fuse-overlay storage driver: the file is never unpacked");
     }
     tracing::debug!("storage driver: {driver}");
+    // Made beside the container's files and joined by its init (see prenet); from here to
+    // the clone nothing forks (the driver's probe, a dependency's start, are behind).
+    if start_now && !a.detach && net_ahead(&spec, a.detach_keys.is_empty(), a.sig_proxy) {
+        super::prenet::begin();
+    }
     let lowers: Vec<std::path::PathBuf> = match &image {
         Source::Image(i) => i
             .layers
@@ -575,15 +580,30 @@ fn run_attached(
     rec: ContainerRecord,
     o: &super::front::Options,
 ) -> Result<ExitCode> {
-    let s = &rec.spec;
-    let through_monitor = ((s.interactive && !o.keys.is_empty()) || !o.sig_proxy)
-        && s.log.driver() != "passthrough"
-        && s.opts.preserve_fds == 0;
-    if !through_monitor {
+    if !through_monitor(&rec.spec, o.keys.is_empty(), o.sig_proxy) {
         return monitor::attached(g, store, rec, o.hidden);
     }
     let sock = monitor::start_attached_client(g, store, rec.clone())?;
     super::front::run(g, &rec, sock, o.clone())
+}
+
+/// Whether an attached start of `s` goes through a detached monitor (see [`run_attached`]).
+fn through_monitor(s: &state::Spec, no_keys: bool, sig_proxy: bool) -> bool {
+    ((s.interactive && !no_keys) || !sig_proxy)
+        && s.log.driver() != "passthrough"
+        && s.opts.preserve_fds == 0
+}
+
+/// Whether the init of an attached start of `s` in this process can join a network
+/// namespace made ahead ([`super::prenet`]): one of its own with no helper (`--network=none`),
+/// cloned in rbox's user namespace (no nested one), and no monitor forked on the way (a
+/// fork must not meet the thread that makes it). The monitor's start checks again.
+fn net_ahead(s: &state::Spec, no_keys: bool, sig_proxy: bool) -> bool {
+    s.network == state::NetworkMode::None
+        && s.userns == state::UsernsMode::Default
+        && s.opts.uid_map.is_empty()
+        && s.opts.gid_map.is_empty()
+        && !through_monitor(s, no_keys, sig_proxy)
 }
 
 /// Block I/O weights the host's v1 blkio hierarchy has no file for are dropped with Podman's

@@ -45,6 +45,11 @@ pub fn main(l: &Launch, chan: Channel) -> ! {
 /// Set up, wait for the start, exec; returns only on failure. `Err` for setup failures,
 /// `Ok` for what happened after the start message.
 fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
+    // the namespace made ahead, before anything that sees the network (sysfs, /proc/sys/net)
+    if let Some(ns) = &l.pre_net {
+        sys::setns(ns, libc::CLONE_NEWNET)
+            .map_err(|e| Failure::setup(format!("join the network namespace: {e}")))?;
+    }
     if l.become_root {
         let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
         nix::unistd::setresgid(root.1, root.1, root.1)
@@ -66,7 +71,7 @@ fn run(l: &Launch, chan: &Channel) -> Result<Failure, Failure> {
         sys::setns(f, libc::CLONE_NEWNS)
             .map_err(|e| Failure::setup(format!("join the mnt namespace: {e}")))?;
     }
-    if l.own_net {
+    if l.own_net && l.pre_net.is_none() {
         sys::loopback_up().map_err(|e| Failure::setup(format!("bring up loopback: {e}")))?;
     }
     if !l.hostname.is_empty() {

@@ -86,6 +86,9 @@ pub struct Launch {
     /// (the FUSE overlay's server, too, stays there) and the container gets the maps after.
     /// With them, the uid and gid of rbox's namespace that are that namespace's root.
     pub nested_maps: Option<((String, String), (u32, u32))>,
+    /// a network namespace made ahead (see [`super::prenet`]), loopback up: the init joins it
+    /// first thing instead of being cloned with a new one (`own_net` stays set)
+    pub pre_net: Option<std::os::fd::OwnedFd>,
 }
 
 /// The id maps of a keep-id container: the caller's own uid/gid inside map to rbox's
@@ -312,6 +315,7 @@ pub fn plan(
             && supervised_chown(rec, &mode),
         fuse_socket,
         nested_maps,
+        pre_net: None,
     })
 }
 

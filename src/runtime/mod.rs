@@ -64,6 +64,7 @@ pub mod nvidia;
 pub mod oci;
 pub mod ocihooks;
 pub mod pause;
+pub mod prenet;
 pub mod probe;
 pub mod process;
 pub mod procs;

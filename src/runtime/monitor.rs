@@ -422,6 +422,21 @@ fn start(
             // the bridge starts as soon as the init's namespaces exist, and is waited for
             // once they are configured
             let plan = if again { None } else { plan_network(g, rec)? };
+            // the namespace made ahead, where it is the init's as made (see prenet): a
+            // namespace of its own, no helper to find it by the init's pid, no user namespace
+            // but rbox's
+            if own_net && plan.is_none() && l.user_maps.is_none() && l.nested_maps.is_none() {
+                l.pre_net = super::prenet::take();
+            } else {
+                super::prenet::cancel();
+            }
+            let mut pre_net = match &l.pre_net {
+                Some(f) => Some(
+                    f.try_clone()
+                        .context("duplicate the network namespace's descriptor")?,
+                ),
+                None => None,
+            };
             let spawned = std::cell::RefCell::new(None);
             let early = |pid: nix::unistd::Pid| {
                 if let Some(plan) = plan {
@@ -448,7 +463,10 @@ fn start(
                         n.forwarder = Some(p.start(fd.into())?);
                     }
                 } else {
-                    if own_net {
+                    if let Some(f) = pre_net.take() {
+                        // (the init may not have joined it yet)
+                        netns = Some(f.into());
+                    } else if own_net {
                         let ns = format!("/proc/{pid}/ns/net");
                         netns = Some(fs::File::open(&ns).with_context(|| format!("open `{ns}`"))?);
                     }

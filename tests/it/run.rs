@@ -879,6 +879,20 @@ fn network_none_and_host() {
             vec!["lo"],
             "--network=none has only a loopback"
         );
+        // ... that is up, in a namespace of the container's own (made ahead of the init's
+        // clone, see runtime::prenet): not the host's, and its sysfs shows it
+        let out = env
+            .rbox()
+            .args(["run", "--rm", "--network=none", "busybox", "sh", "-c"])
+            .arg("readlink /proc/self/ns/net; cat /sys/class/net/lo/flags; ls /sys/class/net")
+            .output()
+            .success();
+        let lines = out.lines();
+        let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+        assert_ne!(lines[0], host_ns.to_string_lossy(), "{out}");
+        let flags = u32::from_str_radix(lines[1].trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & 1, 1, "loopback is up: {out}");
+        assert_eq!(lines[2..], ["lo"], "{out}");
         let host: Vec<String> = std::fs::read_to_string("/proc/net/dev")
             .unwrap()
             .lines()
