@@ -13,7 +13,8 @@
 #   sudo bench/run-startup-phases.sh target/rbox-base target/release/rbox
 #
 # Root only (perf -a, chrt -f). Env: ROUNDS (default 4), RUNS (per round and build, default
-# 15), BENCH_USER (default rboxsub). Prints the table.
+# 15), BENCH_USER (default rboxsub), BENCH_FS (journaled, the default, or host: see
+# run-startup-fifo.sh). Prints the table.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd -P)"
 . "$here/lib.sh"
@@ -29,7 +30,13 @@ done
 
 W="$(mktemp -d /tmp/rbox-bench-phases.XXXXXX)"
 chmod 755 "$W"
-trap 'rm -rf "$W" 2>/dev/null || true' EXIT
+journaled_fs "$W"
+cleanup() {
+    stop_pause "$W/user/run/pause.pid"
+    journaled_fs_off
+    rm -rf "$W" 2>/dev/null || true
+}
+trap cleanup EXIT
 export BENCH_HOME="$W/home"
 rbox_builds_with_busybox run-startup-phases "$@"
 
