@@ -43,9 +43,17 @@ pub struct Event {
 /// `--events-backend=none`: nothing is logged by this process.
 static OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// No container events from this process (and the monitors it forks): `rbox build`.
+static NO_CONTAINERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Log nothing from now on (`--events-backend=none`).
 pub fn disable() {
     OFF.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Log no container event from now on: a build's step containers.
+pub fn no_container_events() {
+    NO_CONTAINERS.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The log of the runtime directory `g` uses.
@@ -85,12 +93,19 @@ fn log_all(g: &Context, events: Vec<Event>) {
     };
     let time = now_rfc3339();
     let mut line = Vec::new();
+    let no_containers = NO_CONTAINERS.load(std::sync::atomic::Ordering::Relaxed);
     for mut e in events {
+        if no_containers && e.kind == "container" {
+            continue;
+        }
         e.time = time.clone();
         if serde_json::to_writer(&mut line, &e).is_err() {
             return;
         }
         line.push(b'\n');
+    }
+    if line.is_empty() {
+        return;
     }
     let open = || {
         std::fs::OpenOptions::new()
@@ -143,9 +158,54 @@ pub fn container_all(g: &Context, rec: &ContainerRecord, statuses: &[&str]) {
 
 /// A container's `died` event, with its exit code (left out when 0, as Podman's JSON does).
 pub fn died(g: &Context, rec: &ContainerRecord, code: i32) {
-    let mut e = container_event(rec, "died");
+    exited(g, rec, "died", code);
+}
+
+/// An event of something in `rec` that ended with `code` (`died`, an exec session's
+/// `exec_died`), the code left out when 0 as Podman's JSON does.
+pub fn exited(g: &Context, rec: &ContainerRecord, status: &str, code: i32) {
+    log(g, exited_event(rec, status, code));
+}
+
+fn exited_event(rec: &ContainerRecord, status: &str, code: i32) -> Event {
+    let mut e = container_event(rec, status);
     e.exit_code = (code != 0).then_some(code);
-    log(g, e);
+    e
+}
+
+/// The log, opened now for an event logged later from where its path may not lead there
+/// (`rbox exec` ends inside the container's mount namespace); `None` when nothing is to
+/// be logged.
+pub struct Later(Option<std::fs::File>);
+
+impl Later {
+    pub fn open(g: &Context) -> Later {
+        if OFF.load(std::sync::atomic::Ordering::Relaxed) {
+            return Later(None);
+        }
+        let file = log_path(g).and_then(|p| {
+            std::fs::create_dir_all(p.parent()?).ok()?;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .ok()
+        });
+        Later(file)
+    }
+
+    /// [`exited`]'s event, through the log opened before.
+    pub fn exited(self, rec: &ContainerRecord, status: &str, code: i32) {
+        let Some(mut f) = self.0 else {
+            return;
+        };
+        let mut e = exited_event(rec, status, code);
+        e.time = now_rfc3339();
+        if let Ok(mut line) = serde_json::to_vec(&e) {
+            line.push(b'\n');
+            let _ = f.write_all(&line);
+        }
+    }
 }
 
 fn container_event(rec: &ContainerRecord, status: &str) -> Event {

@@ -1210,7 +1210,14 @@ pub fn mark_running(
         restart_count: rec.state.restart_count,
     };
     save(root, rec)?;
-    crate::events::container_all(g, rec, &["init", "start"]);
+    // attached in this process (`run`, `start -a`): Podman's `attach` after them, in the
+    // same write (a monitor's client logs its own)
+    let events: &[&str] = if detached {
+        &["init", "start"]
+    } else {
+        &["init", "start", "attach"]
+    };
+    crate::events::container_all(g, rec, events);
     Ok(())
 }
 

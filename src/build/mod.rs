@@ -194,6 +194,8 @@ struct Stage {
 /// `rbox build`.
 pub fn build(g: &Context, o: &Options, puller: &dyn Puller) -> Result<ExitCode> {
     jobs::hold_interrupts()?;
+    // the RUN steps' containers are the build's own business, as Podman's (Buildah's) are
+    crate::events::no_container_events();
     let mut result = None;
     let res = build_all(g, o, puller, &mut result);
     forget_scratch(g, result.as_ref());
@@ -385,7 +387,12 @@ fn build_all(
         return Err(jobs::Interrupted(nix::sys::signal::Signal::SIGINT).into());
     }
     *result_id = Some(img.id.clone());
-    b.finish(img, &prefix, base)
+    let id = img.id.hex().to_string();
+    let done = b.finish(img, &prefix, base)?;
+    // Podman's one event for a build (its name the image's id); its steps' containers log
+    // none (see `build`)
+    crate::events::image(g, "build", &id, &id);
+    Ok(done)
 }
 
 fn values(m: &BTreeMap<String, Option<String>>) -> BTreeMap<String, String> {

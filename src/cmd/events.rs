@@ -135,6 +135,8 @@ pub fn run(g: &Context, a: EventsArgs) -> Result<ExitCode> {
             Some(crate::format::Format::Json) => serde_json::to_string(&e)?,
             Some(crate::format::Format::Template(t)) => {
                 let view = json!({
+                    // 0 where the log has none, as Podman's template prints it
+                    "ContainerExitCode": e.exit_code.unwrap_or(0),
                     "ID": e.id,
                     "Image": e.image,
                     "Name": e.name,

@@ -49,6 +49,9 @@ pub fn run(g: &Context, a: ExportArgs) -> Result<ExitCode> {
     };
     let store = runtime::open_store(g)?;
     let dir = store.container_dir(&rec.id)?;
+    // Podman mounts the container's root to export it, and logs that (its `mount` event,
+    // observed in 4.3; rbox reads the layers in place)
+    crate::events::container(g, &rec, "mount");
     let mut dirs = Vec::new();
     match (&dir.host_root, rec.driver) {
         (_, Driver::Copy) => dirs.push(dir.rootfs.clone()),

@@ -543,7 +543,9 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
     }
     let store = runtime::open_store(g)?;
     for n in prune_volumes(g, &store, &filters)? {
+        // as Podman 4.3 logs a prune: the removal, then the prune
         crate::events::volume(g, "remove", &n);
+        crate::events::volume(g, "prune", &n);
         println!("{n}");
     }
     Ok(ExitCode::SUCCESS)

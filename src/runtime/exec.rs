@@ -57,7 +57,12 @@ const NAMESPACES: &[(&str, libc::c_int)] = &[
 ];
 
 /// Run `o.args` in the running container `rec` whose init is `pid`.
-pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode> {
+pub fn exec(
+    rec: &ContainerRecord,
+    pid: i32,
+    o: &ExecOptions,
+    exited: impl FnOnce(u8),
+) -> Result<ExitCode> {
     if o.args.is_empty() {
         bail!("exec needs a command to run in container {}", rec.name);
     }
@@ -84,7 +89,10 @@ pub fn exec(rec: &ContainerRecord, pid: i32, o: &ExecOptions) -> Result<ExitCode
         detach_keys: &o.detach_keys,
     };
     match run_in(&rec.name, pid, &cmd, seccomp.as_deref(), &how) {
-        Ok(Ran::Exited(code)) => Ok(ExitCode::from(code)),
+        Ok(Ran::Exited(code)) => {
+            exited(code);
+            Ok(ExitCode::from(code))
+        }
         Ok(Ran::Detached(_)) => Ok(ExitCode::SUCCESS),
         // Podman: a detached exec that could not start is exec's own failure (125), not the
         // command's 126 or 127

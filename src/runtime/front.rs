@@ -137,7 +137,9 @@ pub struct Options {
 /// first client) until it exits (its code) or the detach keys are typed (0).
 pub fn run(g: &Context, rec: &ContainerRecord, sock: UnixStream, o: Options) -> Result<ExitCode> {
     let stdin = rec.spec.interactive;
-    Client::new(sock, &o, stdin)?.relay(g, rec)
+    let client = Client::new(sock, &o, stdin)?;
+    crate::events::container(g, rec, "attach");
+    client.relay(g, rec)
 }
 
 /// `rbox attach`: as [`run`], through a later connection to the monitor's attach socket;
@@ -149,7 +151,9 @@ pub fn attach(
     o: Options,
     stdin: bool,
 ) -> Result<ExitCode> {
-    Client::new(sock, &o, stdin)?.relay(g, rec)
+    let client = Client::new(sock, &o, stdin)?;
+    crate::events::container(g, rec, "attach");
+    client.relay(g, rec)
 }
 
 /// What the client queues for the monitor at most before it stops reading its stdin.

@@ -823,7 +823,7 @@ pub fn finish(
         }
     }
     if rec.auto_remove {
-        crate::events::container(g, rec, "cleanup");
+        // (Podman 4.3 logs no `cleanup` for a `--rm` container: died, then remove)
         let removed = state::remove(g, rec);
         // A node-local upper directory (a store on a network filesystem) is deleted by the
         // detach itself: its overlay must be unmounted first.

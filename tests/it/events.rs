@@ -45,9 +45,10 @@ fn events_record_the_lifecycle_as_podman_prints_it() {
             .iter()
             .map(|l| l.split(' ').nth(5).unwrap_or(""))
             .collect();
+        // an attached run: Podman 4.3's attach after start
         assert_eq!(
             statuses,
-            ["create", "init", "start", "died", "cleanup", "rename", "remove"],
+            ["create", "init", "start", "attach", "died", "cleanup", "rename", "remove"],
             "{all}"
         );
         // `2026-11-26 01:27:18.56357309 +0000 UTC container start ID (image=..., name=..., team=a)`
@@ -59,7 +60,7 @@ fn events_record_the_lifecycle_as_podman_prints_it() {
             )),
             "{start}"
         );
-        assert!(mine[5].ends_with("name=e2, team=a)"), "{}", mine[5]);
+        assert!(mine[6].ends_with("name=e2, team=a)"), "{}", mine[6]);
         assert!(all.contains(" image untag "), "{all}");
         assert!(all.contains(" image import "), "{all}");
         assert!(all.contains(" UTC volume create v1\n"), "{all}");
@@ -163,5 +164,143 @@ fn events_record_the_lifecycle_as_podman_prints_it() {
             h.join().unwrap()
         });
         assert!(follower.stdout.contains("start later\n"), "{follower}");
+    });
+}
+
+/// The events Podman 4.3 logs around a container's life besides its states, as observed with
+/// its file logger: `exec_died` (with the exit code) after an exec, `attach` for `run`,
+/// `start -a` and `attach`, no `cleanup` for a `--rm` container, `mount` for an export, one
+/// `image build` (named by the image's id) and no events of the build's step containers,
+/// and `remove` then `prune` for each volume a prune removes.
+#[test]
+fn events_of_exec_attach_export_build_and_prune_are_podmans() {
+    for_each_user("events_more", |env| {
+        env.import_busybox("busybox");
+        let of = |name: &str| -> Vec<String> {
+            events(
+                env,
+                &[
+                    "--stream=false",
+                    "--format={{.Status}} {{.ContainerExitCode}}",
+                    &format!("--filter=container={name}"),
+                ],
+            )
+            .lines()
+            .map(str::to_string)
+            .collect()
+        };
+        env.rbox()
+            .args(["run", "-d", "--name", "x", "--network=none", "busybox"])
+            .args(["sleep", "60"])
+            .output()
+            .success();
+        let out = env
+            .rbox()
+            .args(["exec", "x", "sh", "-c", "exit 5"])
+            .output();
+        assert_eq!(out.code, 5, "{out}");
+        env.rbox().args(["exec", "x", "true"]).output().success();
+        let tar = env.path("work/x.tar");
+        env.rbox()
+            .args(["export", "-o"])
+            .arg(&tar)
+            .arg("x")
+            .output()
+            .success();
+        env.rbox().args(["rm", "-f", "-t0", "x"]).output().success();
+        assert_eq!(
+            of("x"),
+            [
+                "create 0",
+                "init 0",
+                "start 0",
+                "exec 0",
+                "exec_died 5",
+                "exec 0",
+                "exec_died 0",
+                "mount 0",
+                "died 137",
+                "cleanup 0",
+                "remove 0"
+            ],
+            "a detached container: no attach"
+        );
+
+        env.rbox()
+            .args([
+                "run",
+                "--rm",
+                "--name",
+                "r",
+                "--network=none",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        assert_eq!(
+            of("r"),
+            ["create 0", "init 0", "start 0", "attach 0", "died 0", "remove 0"]
+        );
+        env.rbox()
+            .args(["create", "--name", "s", "--network=none", "busybox"])
+            .args(["sh", "-c", "exit 4"])
+            .output()
+            .success();
+        let out = env.rbox().args(["start", "-a", "s"]).output();
+        assert_eq!(out.code, 4, "{out}");
+        env.rbox()
+            .args(["run", "-d", "--name", "a", "--network=none", "busybox"])
+            .args(["sleep", "1"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["attach", "--no-stdin", "a"])
+            .output()
+            .success();
+        for name in ["s", "a"] {
+            let got = of(name);
+            let at = got.iter().position(|e| e == "attach 0");
+            let start = got.iter().position(|e| e == "start 0");
+            assert!(at.is_some() && at > start, "{name}: {got:?}");
+        }
+
+        std::fs::create_dir_all(env.path("work/ctx")).unwrap();
+        env.write("work/ctx/Containerfile", "FROM busybox\nRUN echo hi > /f\n");
+        env.give_to_user(&env.path("work"));
+        let before = events(env, &["--stream=false", "--format={{.Type}}"])
+            .lines()
+            .count();
+        env.rbox()
+            .args(["build", "--network=none", "-q", "-t", "built"])
+            .arg(env.path("work/ctx"))
+            .output()
+            .success();
+        let id = env.inspect("built", "{{.Id}}");
+        let id = id.trim_start_matches("sha256:");
+        let after = events(
+            env,
+            &["--stream=false", "--format={{.Type}} {{.Status}} {{.Name}}"],
+        );
+        let new: Vec<&str> = after.lines().skip(before).collect();
+        assert_eq!(new, [format!("image build {id}")], "{after}");
+
+        env.rbox()
+            .args(["volume", "create", "pv"])
+            .output()
+            .success();
+        env.rbox()
+            .args(["volume", "prune", "-f"])
+            .output()
+            .success();
+        let vols = events(
+            env,
+            &[
+                "--stream=false",
+                "--filter=type=volume",
+                "--format={{.Status}} {{.Name}}",
+            ],
+        );
+        assert_eq!(vols, "create pv\nremove pv\nprune pv\n");
     });
 }
