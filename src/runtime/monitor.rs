@@ -423,9 +423,14 @@ fn start(
             // once they are configured
             let plan = if again { None } else { plan_network(g, rec)? };
             // the namespace made ahead, where it is the init's as made (see prenet): a
-            // namespace of its own, no helper to find it by the init's pid, no user namespace
-            // but rbox's
-            if own_net && plan.is_none() && l.user_maps.is_none() && l.nested_maps.is_none() {
+            // namespace of its own, no helper or OCI hook to find it by the init's pid
+            // (before the init has joined it), no user namespace but rbox's
+            if own_net
+                && plan.is_none()
+                && hooks.is_none()
+                && l.user_maps.is_none()
+                && l.nested_maps.is_none()
+            {
                 l.pre_net = super::prenet::take();
             } else {
                 super::prenet::cancel();

@@ -6,8 +6,9 @@
 //! and the init joins it (`setns`) instead of cloning a new one. Loopback comes up there too.
 //!
 //! Only where the namespace is the init's to own as made: the init cloned in rbox's own user
-//! namespace (no nested one, whose root would not own it), and no network helper (pasta and
-//! slirp4netns find the namespace by the init's pid). [`take`] and [`cancel`] join the
+//! namespace (no nested one, whose root would not own it), and no network helper or OCI hook
+//! (pasta, slirp4netns and a prestart hook find the namespace by the init's pid, maybe before
+//! the init has joined it). [`take`] and [`cancel`] join the
 //! thread; the clone ([`super::container::create_with_early`]) cancels first, so no path
 //! forks while it runs.
 

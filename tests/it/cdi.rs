@@ -218,6 +218,36 @@ fn hooks_dirs_inject_matching_hooks() {
     });
 }
 
+/// A prestart hook gets the init's pid while the init waits: the network namespace it finds
+/// there is the container's (a `--network=none` start that has no hook makes that namespace
+/// ahead, and the init joins it: with a hook the clone makes it, see runtime::prenet).
+#[test]
+fn a_prestart_hook_finds_the_containers_network_namespace() {
+    for_each_user("cdi-hook-netns", |env| {
+        env.import_busybox("busybox");
+        let d = env.path("").display().to_string();
+        let seen = format!("{d}/hook-netns");
+        env.write(
+            "hooks.d/01-netns.json",
+            format!(
+                r#"{{"version":"1.0.0","hook":{{"path":"/bin/sh","args":["sh","-c","pid=$(tr , '\n' | sed -n 's/^ *\"pid\": *//p'); readlink /proc/$pid/ns/net > {seen}"]}},
+                    "when":{{"always":true}},"stages":["prestart"]}}"#
+            ),
+        );
+        env.write("hook-netns", "");
+        let out = env
+            .rbox()
+            .args(["--hooks-dir", &format!("{d}/hooks.d")])
+            .args(["run", "--rm", "--network=none", "busybox"])
+            .args(["readlink", "/proc/self/ns/net"])
+            .output()
+            .success();
+        let hook = std::fs::read_to_string(&seen).unwrap();
+        assert!(hook.starts_with("net:["), "{hook:?}");
+        assert_eq!(hook.trim(), out.text(), "{out}");
+    });
+}
+
 /// `--nv` with a synthetic driver: a library named as the driver's in a directory the
 /// test's containers.conf names instead of `ldconfig -p`, a program, and /dev/null as a
 /// synthetic device node.
