@@ -55,6 +55,34 @@ as_user() {
         HOME="${BENCH_HOME:?}" USER="$u" LOGNAME="$u" "$@"
 }
 
+# need_tools TOOL CMD...: exit, naming the script TOOL, when a command CMD is not installed.
+need_tools() {
+    local tool="$1" t
+    shift
+    for t in "$@"; do
+        command -v "$t" >/dev/null || { echo "$tool: $t is not installed" >&2; exit 1; }
+    done
+}
+
+# need_rbox TOOL: exit when $RBOX is not an executable (built first).
+need_rbox() {
+    [ -x "$RBOX" ] || { echo "$1: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+}
+
+# bench_user TOOL: sets `user`, whom the measured commands run as: BENCH_USER (default
+# rboxsub, which must exist) as root, else the caller.
+bench_user() {
+    if [ "$(id -u)" = 0 ]; then
+        user="${BENCH_USER:-rboxsub}"
+        id "$user" >/dev/null 2>&1 || { echo "$1: no user $user (see .ci/run)" >&2; exit 1; }
+    else
+        user="$(id -un)"
+    fi
+}
+
+# run CMD...: CMD as `user` (bench_user): through as_user as root, else with HOME=$BENCH_HOME.
+run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
+
 # busybox_rootfs DIR: a busybox root filesystem from the host's busybox-static.
 busybox_rootfs() {
     local d="$1"
@@ -127,19 +155,13 @@ store_fs() {
 # to fuse_bench_import.
 fuse_bench_setup() {
     local tool="$1" name="$2"
-    if [ "$(id -u)" = 0 ]; then
-        user="${BENCH_USER:-rboxsub}"
-        id "$user" >/dev/null 2>&1 || { echo "$tool: no user $user (see .ci/run)" >&2; exit 1; }
-    else
-        user="$(id -un)"
-    fi
+    bench_user "$tool"
     W="$(mktemp -d "/var/tmp/rbox-bench-$name.XXXXXX")"
     chmod 755 "$W"
     journaled_fs "$W"
     trap fuse_bench_cleanup EXIT
     install -m 755 "$RBOX" "$W/rbox"
     export BENCH_HOME="$W/home"
-    run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
     mkdir -p "$W/home" "$W/user/xdg"
     chmod 700 "$W/user/xdg"
     R="$W/user"

@@ -23,22 +23,14 @@ RBOX="${RBOX:-$repo/target/release/rbox}"
 ROUNDS="${ROUNDS:-3}"
 RUNS="${RUNS:-3}"
 FILES="${FILES:-5000}"
-for t in hyperfine podman jq setpriv; do
-    command -v "$t" >/dev/null || { echo "run-build: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-build: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-    id "$user" >/dev/null 2>&1 || { echo "run-build: no user $user (see .ci/run)" >&2; exit 1; }
-else
-    user="$(id -un)"
-fi
+need_tools run-build hyperfine podman jq setpriv
+need_rbox run-build
+bench_user run-build
 W="$(mktemp -d /tmp/rbox-bench-build.XXXXXX)"
 chmod 755 "$W"
 X="$(mktemp -d /tmp/rbb.XXXXXX)"
 export BENCH_HOME="$W/home"
 R="$W/user"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 rbox() { run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" "$@"; }
 P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
 pod() { run env XDG_RUNTIME_DIR="$X" CONTAINERS_CONF="$R/containers.conf" "${P[@]}" "$@"; }

@@ -33,9 +33,7 @@ TOOLS="${TOOLS:-/var/tmp/rbox-fssuite-tools}"
 FSX_OPS="${FSX_OPS:-20000}"
 FSX_SEEDS="${FSX_SEEDS:-1 2 3}"
 PJD_PATTERNS="${PJD_PATTERNS:-}"
-for t in podman fuse-overlayfs setpriv cargo ldd; do
-    command -v "$t" >/dev/null || { echo "run-fssuite: $t is not installed" >&2; exit 1; }
-done
+need_tools run-fssuite podman fuse-overlayfs setpriv cargo ldd
 [ -x "$RBOX" ] || { echo "run-fssuite: \`$RBOX\` missing: cargo build first" >&2; exit 1; }
 
 mkdir -p "$TOOLS"
@@ -64,7 +62,6 @@ cleanup() {
 trap cleanup EXIT
 install -m 755 "$RBOX" "$W/rbox"
 export BENCH_HOME="$W/home"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 mkdir -p "$W/home" "$R"
 
 # The image: busybox, the users pjdfstest switches to, the tools with their libraries, a

@@ -21,10 +21,8 @@ repo="$(dirname "$here")"
 RBOX="${RBOX:-$repo/target/release/rbox}"
 ROUNDS="${ROUNDS:-3}"
 FILES="${FILES:-50000}"
-for t in podman fuse-overlayfs jq setpriv; do
-    command -v "$t" >/dev/null || { echo "run-fuse-files: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-fuse-files: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+need_tools run-fuse-files podman fuse-overlayfs jq setpriv
+need_rbox run-fuse-files
 fuse_bench_setup run-fuse-files files
 busybox_rootfs "$R/rootfs"
 tar -C "$R/rootfs" -cf "$R/image.tar" .

@@ -25,10 +25,8 @@ ROUNDS="${ROUNDS:-3}"
 RUNS="${RUNS:-3}"
 BIG_MB="${BIG_MB:-1024}"
 FILES="${FILES:-50000}"
-for t in hyperfine podman fuse-overlayfs jq setpriv; do
-    command -v "$t" >/dev/null || { echo "run-fuse: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-fuse: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+need_tools run-fuse hyperfine podman fuse-overlayfs jq setpriv
+need_rbox run-fuse
 fuse_bench_setup run-fuse fuse
 echo "preparing: an image with a ${BIG_MB} MiB file and a tarball of $FILES files" >&2
 busybox_rootfs "$R/rootfs"

@@ -24,10 +24,8 @@ RUNS="${RUNS:-5}"
 SIZE_MB="${SIZE_MB:-256}"
 user="${BENCH_USER:-rboxsub}"
 [ "$(id -u)" = 0 ] || { echo "run-interrupt: run as root (registry setup)" >&2; exit 1; }
-for t in podman docker-registry setpriv python3; do
-    command -v "$t" >/dev/null || { echo "run-interrupt: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-interrupt: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+need_tools run-interrupt podman docker-registry setpriv python3
+need_rbox run-interrupt
 
 workdir_with_registry interrupt
 install -m 755 "$RBOX" "$W/rbox"

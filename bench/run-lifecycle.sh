@@ -25,22 +25,14 @@ RBOX="${RBOX:-$repo/target/release/rbox}"
 ROUNDS="${ROUNDS:-3}"
 RUNS="${RUNS:-5}"
 PORT_BASE="${PORT_BASE:-38600}"
-for t in hyperfine podman slirp4netns pasta jq setpriv curl; do
-    command -v "$t" >/dev/null || { echo "run-lifecycle: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-lifecycle: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-    id "$user" >/dev/null 2>&1 || { echo "run-lifecycle: no user $user (see .ci/run)" >&2; exit 1; }
-else
-    user="$(id -un)"
-fi
+need_tools run-lifecycle hyperfine podman slirp4netns pasta jq setpriv curl
+need_rbox run-lifecycle
+bench_user run-lifecycle
 W="$(mktemp -d /tmp/rbox-bench-lc.XXXXXX)"
 chmod 755 "$W"
 X="$(mktemp -d /tmp/rbl.XXXXXX)"
 export BENCH_HOME="$W/home"
 R="$W/user"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 rbox() { run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" "$@"; }
 P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
 pod() { run env XDG_RUNTIME_DIR="$X" CONTAINERS_CONF="$R/containers.conf" "${P[@]}" "$@"; }

@@ -27,19 +27,12 @@ NETS="${NETS:-pasta slirp4netns}"
 ROUNDS="${ROUNDS:-3}"
 SIZE="${SIZE:-2G}"
 PORT="${PORT:-38711}"
-for t in iperf3 jq bc ldd setpriv; do
-    command -v "$t" >/dev/null || { echo "run-net-cost: $t is not installed" >&2; exit 1; }
-done
+need_tools run-net-cost iperf3 jq bc ldd setpriv
 [ -x "$RBOX" ] || { echo "run-net-cost: \`$RBOX\` missing: cargo build first" >&2; exit 1; }
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-else
-    user="$(id -un)"
-fi
+bench_user run-net-cost
 W="$(mktemp -d /tmp/rbox-bench-netcost.XXXXXX)"
 chmod 755 "$W"
 export BENCH_HOME="$W/home"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 rbox() { run "$W/rbox" --root "$W/store" --runroot "$W/run" "$@"; }
 host_srv=""
 cleanup() {

@@ -23,20 +23,13 @@ ROUNDS="${ROUNDS:-3}"
 RUNS="${RUNS:-10}"
 tools=(hyperfine jq setpriv pasta slirp4netns)
 [ -n "${NO_PODMAN:-}" ] || tools+=(podman)
-for t in "${tools[@]}"; do
-    command -v "$t" >/dev/null || { echo "run-net-startup: $t is not installed" >&2; exit 1; }
-done
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-else
-    user="$(id -un)"
-fi
+need_tools run-net-startup "${tools[@]}"
+bench_user run-net-startup
 W="$(mktemp -d /tmp/rbox-bench-netstart.XXXXXX)"
 chmod 755 "$W"
 X="$(mktemp -d /tmp/rbns.XXXXXX)"
 export BENCH_HOME="$W/home"
 R="$W/user"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
 pod() { run env XDG_RUNTIME_DIR="$X" CONTAINERS_CONF="$R/containers.conf" "${P[@]}" "$@"; }
 cleanup() {

@@ -37,26 +37,18 @@ T="${SECONDS_PER_TEST:-5}"
 PORT_BASE="${PORT_BASE:-38500}"
 START_ROUNDS="${START_ROUNDS:-3}"
 START_RUNS="${START_RUNS:-10}"
-for t in hyperfine podman slirp4netns pasta iperf3 jq setpriv ldd; do
-    command -v "$t" >/dev/null || { echo "run-net: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-net: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+need_tools run-net hyperfine podman slirp4netns pasta iperf3 jq setpriv ldd
+need_rbox run-net
 [ -r /dev/net/tun ] && [ -w /dev/net/tun ] ||
     { echo "run-net: \`/dev/net/tun\` is not usable: chmod 666 /dev/net/tun" >&2; exit 1; }
 
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-    id "$user" >/dev/null 2>&1 || { echo "run-net: no user $user (see .ci/run)" >&2; exit 1; }
-else
-    user="$(id -un)"
-fi
+bench_user run-net
 W="$(mktemp -d /tmp/rbox-bench-net.XXXXXX)"
 chmod 755 "$W"
 # Podman's runtime dir: short, as slirp4netns' API socket path in it must fit in 108 bytes.
 X="$(mktemp -d /tmp/rbn.XXXXXX)"
 export BENCH_HOME="$W/home"
 R="$W/user"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 rbox() { run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" "$@"; }
 P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
 # Podman gets a runtime dir of its own, so that its rootless pause process (and netns files)

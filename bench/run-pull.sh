@@ -24,10 +24,8 @@ RUNS="${RUNS:-3}"
 VARIANT="${VARIANT:-minbase}"
 user="${BENCH_USER:-rboxsub}"
 [ "$(id -u)" = 0 ] || { echo "run-pull: run as root (debootstrap, registry setup)" >&2; exit 1; }
-for t in hyperfine podman skopeo umoci curl jq debootstrap docker-registry setpriv; do
-    command -v "$t" >/dev/null || { echo "run-pull: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-pull: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+need_tools run-pull hyperfine podman skopeo umoci curl jq debootstrap docker-registry setpriv
+need_rbox run-pull
 id "$user" >/dev/null 2>&1 || { echo "run-pull: no user $user (see .ci/run)" >&2; exit 1; }
 
 cache="$here/results/tmp"

@@ -29,16 +29,9 @@ RBOX="${RBOX:-$repo/target/release/rbox}"
 ROUNDS="${ROUNDS:-2}"
 RUNS="${RUNS:-3}"
 SIZE_MB="${SIZE_MB:-1024}"
-for t in hyperfine jq setpriv squashfuse sqfstar unsquashfs; do
-    command -v "$t" >/dev/null || { echo "run-sqfs: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-sqfs: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-    id "$user" >/dev/null 2>&1 || { echo "run-sqfs: no user $user (see .ci/run)" >&2; exit 1; }
-else
-    user="$(id -un)"
-fi
+need_tools run-sqfs hyperfine jq setpriv squashfuse sqfstar unsquashfs
+need_rbox run-sqfs
+bench_user run-sqfs
 W="$(mktemp -d /var/tmp/rbox-bench-sqfs.XXXXXX)"
 chmod 755 "$W"
 cleanup() {
@@ -51,7 +44,6 @@ cleanup() {
 trap cleanup EXIT
 install -m 755 "$RBOX" "$W/rbox"
 export BENCH_HOME="$W/home"
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 
 mkdir -p "$W/home" "$W/user"
 R="$W/user"

@@ -22,9 +22,7 @@ RUNS="${RUNS:-10}"
 user="${BENCH_USER:-rboxsub}"
 [ "$(id -u)" = 0 ] || { echo "run-startup-counts: run as root (strace)" >&2; exit 1; }
 [ $# -gt 0 ] || { echo "usage: run-startup-counts.sh RBOX..." >&2; exit 1; }
-for t in strace python3 setpriv; do
-    command -v "$t" >/dev/null || { echo "run-startup-counts: $t is not installed" >&2; exit 1; }
-done
+need_tools run-startup-counts strace python3 setpriv
 
 W="$(mktemp -d /tmp/rbox-bench-counts.XXXXXX)"
 chmod 755 "$W"

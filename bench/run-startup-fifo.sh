@@ -27,10 +27,8 @@ ROUNDS="${ROUNDS:-8}"
 RUNS="${RUNS:-20}"
 user="${BENCH_USER:-rboxsub}"
 [ "$(id -u)" = 0 ] || { echo "run-startup-fifo: run as root (chrt -f)" >&2; exit 1; }
-for t in hyperfine bwrap jq setpriv chrt; do
-    command -v "$t" >/dev/null || { echo "run-startup-fifo: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-startup-fifo: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+need_tools run-startup-fifo hyperfine bwrap jq setpriv chrt
+need_rbox run-startup-fifo
 if [ -n "${RBOX_BASE:-}" ] && [ ! -x "$RBOX_BASE" ]; then
     echo "run-startup-fifo: RBOX_BASE \`$RBOX_BASE\` is not an executable" >&2
     exit 1

@@ -24,9 +24,7 @@ RUNS="${RUNS:-15}"
 user="${BENCH_USER:-rboxsub}"
 [ "$(id -u)" = 0 ] || { echo "run-startup-phases: run as root (perf -a, chrt -f)" >&2; exit 1; }
 [ $# -gt 0 ] || { echo "usage: run-startup-phases.sh RBOX..." >&2; exit 1; }
-for t in perf python3 setpriv chrt; do
-    command -v "$t" >/dev/null || { echo "run-startup-phases: $t is not installed" >&2; exit 1; }
-done
+need_tools run-startup-phases perf python3 setpriv chrt
 
 W="$(mktemp -d /tmp/rbox-bench-phases.XXXXXX)"
 chmod 755 "$W"

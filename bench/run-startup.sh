@@ -23,21 +23,14 @@ repo="$(dirname "$here")"
 RBOX="${RBOX:-$repo/target/release/rbox}"
 ROUNDS="${ROUNDS:-5}"
 RUNS="${RUNS:-20}"
-for t in hyperfine bwrap crun podman jq setpriv; do
-    command -v "$t" >/dev/null || { echo "run-startup: $t is not installed" >&2; exit 1; }
-done
-[ -x "$RBOX" ] || { echo "run-startup: \`$RBOX\` missing: cargo build --release first" >&2; exit 1; }
+need_tools run-startup hyperfine bwrap crun podman jq setpriv
+need_rbox run-startup
 if [ -n "${RBOX_BASE:-}" ] && [ ! -x "$RBOX_BASE" ]; then
     echo "run-startup: RBOX_BASE \`$RBOX_BASE\` is not an executable" >&2
     exit 1
 fi
 
-if [ "$(id -u)" = 0 ]; then
-    user="${BENCH_USER:-rboxsub}"
-    id "$user" >/dev/null 2>&1 || { echo "run-startup: no user $user (see .ci/run)" >&2; exit 1; }
-else
-    user="$(id -un)"
-fi
+bench_user run-startup
 W="$(mktemp -d /tmp/rbox-bench-startup.XXXXXX)"
 chmod 755 "$W"
 trap 'rm -rf "$W" 2>/dev/null || true' EXIT
@@ -46,7 +39,6 @@ install -m 755 "$RBOX" "$W/rbox"
 [ -n "${RBOX_BASE:-}" ] && install -m 755 "$RBOX_BASE" "$W/rbox-base"
 export BENCH_HOME="$W/home"
 
-run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 
 mkdir -p "$W/home" "$W/user/bundle"
 busybox_rootfs "$W/user/rootfs"
