@@ -535,6 +535,11 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
             store
                 .remove_image(&rec.id, false)
                 .with_context(|| format!("remove image {}", short_id(rec.id.hex())))?;
+            // as Podman 4.3's system prune logs it: each name untagged, then a nameless remove
+            for n in &rec.names {
+                crate::events::image(g, "untag", rec.id.hex(), n);
+            }
+            crate::events::image(g, "remove", rec.id.hex(), "");
             reclaimed += rec.size;
             removed_imgs.push(rec.id.hex().to_string());
         }

@@ -543,9 +543,6 @@ fn prune(g: &Context, a: PruneArgs) -> Result<ExitCode> {
     }
     let store = runtime::open_store(g)?;
     for n in prune_volumes(g, &store, &filters)? {
-        // as Podman 4.3 logs a prune: the removal, then the prune
-        crate::events::volume(g, "remove", &n);
-        crate::events::volume(g, "prune", &n);
         println!("{n}");
     }
     Ok(ExitCode::SUCCESS)
@@ -568,7 +565,7 @@ fn unused(g: &Context, store: &Store, filters: &[(bool, String)]) -> Result<Vec<
 }
 
 /// Removes the volumes no container uses (`volume prune -f`, `system prune --volumes`);
-/// returns their names.
+/// returns their names. Each is logged as Podman 4.3 logs a prune: its removal, then the prune.
 pub fn prune_volumes(
     g: &Context,
     store: &Store,
@@ -577,7 +574,11 @@ pub fn prune_volumes(
     let mut removed = Vec::new();
     for n in unused(g, store, filters)? {
         match store.remove_volume(&n) {
-            Ok(()) => removed.push(n),
+            Ok(()) => {
+                crate::events::volume(g, "remove", &n);
+                crate::events::volume(g, "prune", &n);
+                removed.push(n)
+            }
             Err(rbox_storage::Error::VolumeNotFound(_)) => {}
             Err(e) => return Err(e).with_context(|| format!("remove volume {n}")),
         }

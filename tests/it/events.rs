@@ -302,5 +302,46 @@ fn events_of_exec_attach_export_build_and_prune_are_podmans() {
             ],
         );
         assert_eq!(vols, "create pv\nremove pv\nprune pv\n");
+
+        // system prune: as Podman 4.3's, the container's removal, the volume's removal and
+        // prune, each name of an image untagged and its nameless removal
+        env.rbox()
+            .args([
+                "create",
+                "--name",
+                "c9",
+                "--network=none",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .success();
+        env.rbox()
+            .args(["volume", "create", "v9"])
+            .output()
+            .success();
+        let before = events(env, &["--stream=false", "--format={{.Type}}"])
+            .lines()
+            .count();
+        env.rbox()
+            .args(["system", "prune", "-a", "--volumes", "-f"])
+            .output()
+            .success();
+        let after = events(
+            env,
+            &["--stream=false", "--format={{.Type}} {{.Status}} {{.Name}}"],
+        );
+        let new: Vec<&str> = after.lines().skip(before).collect();
+        assert!(new.contains(&"container remove c9"), "{after}");
+        let v = new.iter().position(|l| *l == "volume remove v9");
+        assert!(
+            v.is_some() && new.get(v.unwrap() + 1) == Some(&"volume prune v9"),
+            "{after}"
+        );
+        let untag = new
+            .iter()
+            .position(|l| *l == "image untag localhost/busybox:latest");
+        let next = untag.and_then(|u| new.get(u + 1)).map(|l| l.trim_end());
+        assert_eq!(next, Some("image remove"), "{after}");
     });
 }
