@@ -10,7 +10,8 @@
 #   bench/run-startup.sh                                    # as an ordinary user
 #
 # Env: RBOX (binary, default target/release/rbox), BENCH_USER (default rboxsub, when run as
-# root), ROUNDS (default 5), RUNS (per round and command, default 20), RBOX_BASE (a second
+# root), BENCH_FS (journaled, the default as root, or host: see lib.sh's journaled_fs),
+# ROUNDS (default 5), RUNS (per round and command, default 20), RBOX_BASE (a second
 # rbox binary, e.g. a build of the commit before a change, measured as `rbox-base` in the same
 # rounds: the only fair before/after on a noisy machine; its `rbox oci run` is not measured:
 # builds before 2026-11-25 refuse the ambient capabilities of `crun spec`'s bundles).
@@ -33,14 +34,25 @@ fi
 bench_user run-startup
 W="$(mktemp -d /tmp/rbox-bench-startup.XXXXXX)"
 chmod 755 "$W"
-trap 'rm -rf "$W" 2>/dev/null || true' EXIT
+# as root on a fresh journaled ext4, as run-startup-fifo.sh (lib.sh journaled_fs)
+journaled_fs "$W"
+cleanup() {
+    # this run's pause processes: their mount namespaces would keep the file system mounted
+    stop_pause "$W/user/xdg/libpod/tmp/pause.pid"
+    stop_pause "$W/user/rbox-run/pause.pid"
+    stop_pause "$W/user/base-run/pause.pid"
+    journaled_fs_off
+    rm -rf "$W" 2>/dev/null || true
+}
+trap cleanup EXIT
 # The user must be able to execute the binary wherever the checkout is.
 install -m 755 "$RBOX" "$W/rbox"
 [ -n "${RBOX_BASE:-}" ] && install -m 755 "$RBOX_BASE" "$W/rbox-base"
 export BENCH_HOME="$W/home"
 
 
-mkdir -p "$W/home" "$W/user/bundle"
+mkdir -p "$W/home" "$W/user/bundle" "$W/user/xdg"
+chmod 700 "$W/user/xdg"
 busybox_rootfs "$W/user/rootfs"
 tar -C "$W/user/rootfs" -cf "$W/user/busybox.tar" .
 [ "$(id -u)" = 0 ] && chown -R "$user:" "$W/home" "$W/user"
@@ -59,8 +71,10 @@ default_ulimits = ["nofile=20000:20000"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
+# Podman with a runtime directory of its own: its pause process (one per user and runtime
+# directory) keeps the mount namespace of its first run, which may predate this file system
 P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
-run env CONTAINERS_CONF="$R/containers.conf" "${P[@]}" import "$R/busybox.tar" localhost/bench-busybox >/dev/null
+run env XDG_RUNTIME_DIR="$R/xdg" CONTAINERS_CONF="$R/containers.conf" "${P[@]}" import "$R/busybox.tar" localhost/bench-busybox >/dev/null
 run sh -c "cd '$R/bundle' && crun spec --rootless && ln -s ../rootfs rootfs"
 # crun maps the caller's ids itself where a rootless spec names none; rbox wants them named
 # in the spec, and crun takes them as well.
@@ -84,7 +98,7 @@ interleaved "$json" "$ROUNDS" "$RUNS" 3 -- "${base[@]}" \
     -n rbox-oci "$pre $W/rbox --root $R/rbox-oci oci run --bundle $R/bundle bench-rbox" \
     -n bwrap "$pre bwrap --unshare-all --die-with-parent --ro-bind $R/rootfs / --proc /proc --dev /dev --tmpfs /tmp /bin/true" \
     -n crun "$pre crun --root $R/crun-state run --bundle $R/bundle bench-crun" \
-    -n podman "$pre CONTAINERS_CONF=$R/containers.conf ${P[*]} run --rm --network=none localhost/bench-busybox /bin/true"
+    -n podman "$pre XDG_RUNTIME_DIR=$R/xdg CONTAINERS_CONF=$R/containers.conf ${P[*]} run --rm --network=none localhost/bench-busybox /bin/true"
 
 # As root: the same pair on a root bundle (no user namespace), same root filesystem.
 rjson=""
@@ -105,7 +119,7 @@ out="$here/results/startup-$(date -u +%Y%m%d-%H%M).md"
 {
     echo "# Start-up: \`true\` in a busybox rootfs, as user $user"
     echo
-    echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version), $(crun --version | head -1), $(podman --version)"
+    echo "$(machine_line); $("$W/rbox" --version 2>/dev/null | head -1), $(bwrap --version), $(crun --version | head -1), $(podman --version); store on $(store_fs "$W")"
     [ -n "${RBOX_BASE:-}" ] && echo "rbox-base: \`$RBOX_BASE\`; rbox: \`$RBOX\`."
     echo "$ROUNDS interleaved rounds x $RUNS runs per command (hyperfine -N, 3 warm-up runs per round)."
     echo "Rootless: \`rbox-oci\` and \`crun\` run the same bundle (\`crun spec --rootless\`, \`true\`)."
