@@ -195,8 +195,8 @@ impl Later {
     }
 
     /// [`exited`]'s event, through the log opened before.
-    pub fn exited(self, rec: &ContainerRecord, status: &str, code: i32) {
-        let Some(mut f) = self.0 else {
+    pub fn exited(&self, rec: &ContainerRecord, status: &str, code: i32) {
+        let Some(mut f) = self.0.as_ref() else {
             return;
         };
         let mut e = exited_event(rec, status, code);

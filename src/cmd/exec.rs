@@ -119,11 +119,11 @@ pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
         store: g.storage_root()?,
     };
     crate::events::container(g, &rec, "exec");
-    // the session's end as Podman logs it (an exec left running, `-d` or detached by the
-    // keys, has no rbox process left to see it end), through the log opened here: exec ends
-    // in the container's mount namespace
+    // the session's end as Podman logs it (`-d`: seen by the session's holder; an exec
+    // detached by the keys has no rbox process left to see it end), through the log opened
+    // here: exec ends in the container's mount namespace
     let later = crate::events::Later::open(g);
-    crate::runtime::exec::exec(&rec, pid, &opts, |code| {
+    crate::runtime::exec::exec(&rec, pid, &opts, &|code| {
         later.exited(&rec, "exec_died", i32::from(code))
     })
 }

@@ -150,7 +150,7 @@ fn ps_in_container(
             store: g.storage_root()?,
             ..Default::default()
         };
-        return crate::runtime::exec::exec(rec, init, &opts, |_| {});
+        return crate::runtime::exec::exec(rec, init, &opts, &|_| {});
     }
     // Podman lists the container's processes without the ps it ran: a shell prints its pid,
     // which the ps it becomes keeps, and that row is left out. Output to a memory file (a

@@ -639,6 +639,7 @@ impl Runtime {
             detach,
             null_stdio: false,
             detach_keys: &[],
+            watch: None,
         };
         // opened before joining the container's mount namespace, where the path is not ours
         let mut pid_out = pid_file

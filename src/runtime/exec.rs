@@ -57,11 +57,13 @@ const NAMESPACES: &[(&str, libc::c_int)] = &[
 ];
 
 /// Run `o.args` in the running container `rec` whose init is `pid`.
+/// `exited` gets the command's exit code once it ends, whether rbox waits for it or (`-d`) a
+/// holder of the session does (see [`How::watch`]).
 pub fn exec(
     rec: &ContainerRecord,
     pid: i32,
     o: &ExecOptions,
-    exited: impl FnOnce(u8),
+    exited: &dyn Fn(u8),
 ) -> Result<ExitCode> {
     if o.args.is_empty() {
         bail!("exec needs a command to run in container {}", rec.name);
@@ -87,6 +89,7 @@ pub fn exec(
         detach: o.detach,
         null_stdio: o.detach,
         detach_keys: &o.detach_keys,
+        watch: Some(exited),
     };
     match run_in(&rec.name, pid, &cmd, seccomp.as_deref(), &how) {
         Ok(Ran::Exited(code)) => {
@@ -102,7 +105,7 @@ pub fn exec(
 }
 
 /// How [`run_in`] runs its process.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct How<'a> {
     pub tty: bool,
     pub interactive: bool,
@@ -116,6 +119,12 @@ pub struct How<'a> {
     /// the keys that, typed on the caller's terminal (`tty` and `interactive`), leave the
     /// process running (empty: none)
     pub detach_keys: &'a [u8],
+    /// With `detach`: a holder process of the session forks the command and waits for it,
+    /// then calls this with its exit code (Podman's conmon logs an exec's `exec_died`), and
+    /// the pid returned is the holder's. `None`: the command is this process's child, left
+    /// to whoever reaps it (the OCI runtime's `exec -d`, whose caller waits for it as a
+    /// subreaper).
+    pub watch: Option<&'a dyn Fn(u8)>,
 }
 
 impl How<'_> {
@@ -143,6 +152,9 @@ pub fn run_in(
     seccomp: Option<&[libc::sock_filter]>,
     how: &How,
 ) -> Result<Ran> {
+    if let (true, Some(watch)) = (how.detach, how.watch) {
+        return hold_session(name, pid, cmd, seccomp, how, watch);
+    }
     // Open every namespace before joining any: /proc paths resolve differently afterwards.
     let mut fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
     for (name, flag) in NAMESPACES {
@@ -258,6 +270,76 @@ pub fn run_in(
             Ok(Ran::Detached(child.as_raw()))
         }
         status => Ok(Ran::Exited(exit::from_wait(status))),
+    }
+}
+
+/// `exec -d` with a watcher: fork the session's holder, which joins the container and forks
+/// the command ([`run_in`] without the watcher), tells this process how its exec went
+/// (end-of-file: it runs), waits for it and calls `watch` with its exit code. Forked before
+/// any namespace is joined, the holder stays outside the container's pid namespace (only its
+/// child enters it), in a session of its own with no stdio of the caller's: a caller reading
+/// rbox's output gets end-of-file when rbox returns.
+fn hold_session(
+    name: &str,
+    pid: i32,
+    cmd: &process::Command,
+    seccomp: Option<&[libc::sock_filter]>,
+    how: &How,
+    watch: &dyn Fn(u8),
+) -> Result<Ran> {
+    let (ours, theirs) = Channel::pair().context("create channel")?;
+    let holder = match sys::fork().context("fork the exec session's holder")? {
+        ForkResult::Child => {
+            drop(ours);
+            let _ = nix::unistd::setsid();
+            let _ = sys::stdio_to_null();
+            let child = match run_in(
+                name,
+                pid,
+                cmd,
+                seccomp,
+                &How {
+                    watch: None,
+                    ..*how
+                },
+            ) {
+                Ok(Ran::Detached(child)) => child,
+                Ok(Ran::Exited(_)) => sys::exit_now(0),
+                Err(e) => {
+                    let code = e
+                        .downcast_ref::<exit::CodedError>()
+                        .map_or(exit::FAILED, |c| c.code);
+                    let _ = theirs.send(&Msg::Failed {
+                        code,
+                        msg: format!("{e:#}"),
+                    });
+                    sys::exit_now(code as i32);
+                }
+            };
+            // the command runs: rbox returns
+            drop(theirs);
+            let status = loop {
+                match nix::sys::wait::waitpid(Pid::from_raw(child), None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(s) => break Some(s),
+                    Err(_) => break None,
+                }
+            };
+            if let Some(s) = status {
+                watch(exit::from_wait(s));
+            }
+            sys::exit_now(0);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(theirs);
+    match ours.recv().context("read exec status")? {
+        None => Ok(Ran::Detached(holder.as_raw())),
+        Some(Msg::Failed { code, msg }) => {
+            let _ = nix::sys::wait::waitpid(holder, None);
+            Err(exit::CodedError::new(code, msg).into())
+        }
+        Some(m) => bail!("unexpected message {m:?} from the exec session's holder"),
     }
 }
 

@@ -200,6 +200,24 @@ fn events_of_exec_attach_export_build_and_prune_are_podmans() {
             .output();
         assert_eq!(out.code, 5, "{out}");
         env.rbox().args(["exec", "x", "true"]).output().success();
+        // `-d`: the session's holder (outside the container: its ps does not list it) sees
+        // the end
+        env.rbox()
+            .args(["exec", "-d", "x", "sh", "-c", "sleep 1; exit 7"])
+            .output()
+            .success();
+        let ps = env
+            .rbox()
+            .args(["exec", "x", "ps", "-o", "args"])
+            .output()
+            .success();
+        assert!(
+            ps.stdout.contains("exit 7") && !ps.stdout.contains("rbox"),
+            "{ps}"
+        );
+        crate::util::eventually("the detached exec's end to be logged", || {
+            of("x").last().map(String::as_str) == Some("exec_died 7")
+        });
         let tar = env.path("work/x.tar");
         env.rbox()
             .args(["export", "-o"])
@@ -218,6 +236,10 @@ fn events_of_exec_attach_export_build_and_prune_are_podmans() {
                 "exec_died 5",
                 "exec 0",
                 "exec_died 0",
+                "exec 0",
+                "exec 0",
+                "exec_died 0",
+                "exec_died 7",
                 "mount 0",
                 "died 137",
                 "cleanup 0",
