@@ -104,6 +104,12 @@ pub fn live_state(runtime_dir: &Path, id: &str) -> PathBuf {
     runtime_dir.join("containers").join(format!("{id}.json"))
 }
 
+/// `containers/<id>.exec/` in the runtime directory: one empty file per `exec -d` session of
+/// the container's current start, named by the session's id (`inspect`'s ExecIDs).
+pub fn exec_sessions(runtime_dir: &Path, id: &str) -> PathBuf {
+    runtime_dir.join("containers").join(format!("{id}.exec"))
+}
+
 /// `containers/<id>.pid` in the runtime directory: the pid of a detached container's monitor
 /// while it holds the container (a systemd unit's PIDFile).
 pub fn monitor_pid(runtime_dir: &Path, id: &str) -> PathBuf {

@@ -1350,8 +1350,59 @@ pub fn mark_exited(g: &Context, root: &Path, rec: &mut ContainerRecord, code: i3
     if let Some(dir) = dir {
         fs::remove_file(layout::live_state(&dir, &rec.id)).ok();
         fs::remove_file(layout::monitor_pid(&dir, &rec.id)).ok();
+        remove_exec_sessions(&dir, &rec.id);
     }
     Ok(())
+}
+
+/// Forget the `exec -d` sessions of a start that ended (see [`layout::exec_sessions`]).
+fn remove_exec_sessions(dir: &Path, id: &str) {
+    let d = layout::exec_sessions(dir, id);
+    if let Ok(entries) = fs::read_dir(&d) {
+        for e in entries.flatten() {
+            fs::remove_file(e.path()).ok();
+        }
+        fs::remove_dir(&d).ok();
+    }
+}
+
+/// The ids of the `exec -d` sessions of `rec`'s current start, newest first.
+pub fn exec_session_ids(g: &Context, rec: &ContainerRecord) -> Vec<String> {
+    let Some(dir) = live_runtime_dir(g, rec) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(layout::exec_sessions(&dir, &rec.id)) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<(std::time::SystemTime, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let t = e.metadata().and_then(|m| m.modified()).ok()?;
+            Some((t, e.file_name().to_str()?.to_string()))
+        })
+        .collect();
+    ids.sort_by(|a, b| b.cmp(a));
+    ids.into_iter().map(|(_, id)| id).collect()
+}
+
+/// Forget the session `id` of `rec` (its command could not start).
+pub fn forget_exec_session(g: &Context, rec: &ContainerRecord, id: &str) {
+    if let Some(dir) = live_runtime_dir(g, rec) {
+        fs::remove_file(layout::exec_sessions(&dir, &rec.id).join(id)).ok();
+    }
+}
+
+/// Record a new `exec -d` session of `rec`'s current start; returns its id (64 hex digits,
+/// as Podman prints it).
+pub fn new_exec_session(g: &Context, rec: &ContainerRecord) -> Result<String> {
+    let id = new_id()?;
+    if let Some(dir) = live_runtime_dir(g, rec) {
+        let d = layout::exec_sessions(&dir, &rec.id);
+        fs::create_dir_all(&d)
+            .and_then(|()| fs::File::create(d.join(&id)))
+            .with_context(|| format!("record exec session in `{}`", d.display()))?;
+    }
+    Ok(id)
 }
 
 fn record_exit(root: &Path, rec: &mut ContainerRecord, code: i32) -> Result<()> {
@@ -1368,6 +1419,7 @@ pub fn remove_live(g: &Context, rec: &ContainerRecord) {
         fs::remove_file(layout::live_state(&dir, &rec.id)).ok();
         fs::remove_file(layout::monitor_pid(&dir, &rec.id)).ok();
         fs::remove_file(layout::attach_socket(&dir, &rec.id)).ok();
+        remove_exec_sessions(&dir, &rec.id);
     }
 }
 

@@ -123,7 +123,22 @@ pub fn run(g: &Context, mut a: ExecArgs) -> Result<ExitCode> {
     // detached by the keys has no rbox process left to see it end), through the log opened
     // here: exec ends in the container's mount namespace
     let later = crate::events::Later::open(g);
-    crate::runtime::exec::exec(&rec, pid, &opts, &|code| {
+    // `-d`: a session Podman prints (and `inspect` lists in ExecIDs), recorded before exec
+    // enters the container's mount namespace
+    let session = if a.detach {
+        Some(state::new_exec_session(g, &rec)?)
+    } else {
+        None
+    };
+    let ran = crate::runtime::exec::exec(&rec, pid, &opts, &|code| {
         later.exited(&rec, "exec_died", i32::from(code))
-    })
+    });
+    if let Some(id) = session {
+        // (with `-d` this process joined no namespace: the holder did)
+        match &ran {
+            Ok(_) => println!("{id}"),
+            Err(_) => state::forget_exec_session(g, &rec, &id),
+        }
+    }
+    ran
 }

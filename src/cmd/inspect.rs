@@ -70,6 +70,9 @@ pub fn inspect(
                     v["State"]["Running"] = false.into();
                     v["State"]["Paused"] = true.into();
                 }
+                if state::is_running(&rec) {
+                    v["ExecIDs"] = state::exec_session_ids(g, &rec).into();
+                }
                 items.push(with_live_keys(g, s, &rec, v, size));
                 continue;
             }
@@ -336,6 +339,7 @@ pub fn container_json(
             ("IsService".to_string(), json!(false)),
             // `--requires`, by id
             ("Dependencies".to_string(), json!(s.opts.requires)),
+            // (the `exec -d` sessions of the current start: live state, set by the caller)
             ("ExecIDs".to_string(), json!([])),
             // `--pidfile` (rbox writes the init's pid nowhere else)
             (

@@ -380,8 +380,9 @@ fn a_mount_the_runtime_cannot_make_exits_126() {
 
 #[test]
 fn exec_detached_latest_and_preserved_fds() {
-    // Podman 4.3.1: `exec -d` returns at once (exit 0) and leaves the command running, a
-    // detached command that cannot start exits 125; `-l` takes every argument as the command
+    // Podman 4.3.1: `exec -d` returns at once (exit 0), prints the session's id (64 hex
+    // digits, listed in inspect's ExecIDs) and leaves the command running, a detached command
+    // that cannot start exits 125; `-l` takes every argument as the command
     for_each_user("habits_exec_d", |env| {
         env.import_busybox("busybox");
         env.rbox()
@@ -396,7 +397,12 @@ fn exec_detached_latest_and_preserved_fds() {
             .arg("echo gone; touch /tmp/started; sleep 1000")
             .output()
             .success();
-        assert_eq!(out.stdout, "", "{out}");
+        let session = out.text();
+        assert!(
+            session.len() == 64 && session.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{out}"
+        );
+        assert_eq!(env.inspect("ex", "{{.ExecIDs}}"), format!("[{session}]"));
         crate::util::eventually("the detached command to start", || {
             env.rbox()
                 .args(["exec", "ex", "test", "-e", "/tmp/started"])
@@ -425,12 +431,24 @@ fn exec_detached_latest_and_preserved_fds() {
             .output()
             .code_is(125);
         assert!(out.stderr.contains("not found in $PATH"), "{out}");
+        assert_eq!(out.stdout, "", "{out}");
+        // the two that run, newest first; none once the container no longer runs
+        let ids = env.inspect("ex", "{{.ExecIDs}}");
+        assert!(
+            ids.ends_with(&format!(" {session}]")) && ids.len() == 2 + 64 * 2 + 1,
+            "{ids}"
+        );
         let out = env
             .rbox()
             .args(["exec", "-l", "cat", "/proc/1/cmdline"])
             .output()
             .success();
         assert_eq!(out.stdout, "sleep\u{0}1000\u{0}");
+        env.rbox()
+            .args(["stop", "-t", "0", "ex"])
+            .output()
+            .success();
+        assert_eq!(env.inspect("ex", "{{.ExecIDs}}"), "[]");
         env.rbox().args(["rm", "-f", "ex"]).output().success();
     });
 }
