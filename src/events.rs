@@ -91,33 +91,10 @@ fn log_all(g: &Context, events: Vec<Event>) {
     let Some(path) = log_path(g) else {
         return;
     };
-    let time = now_rfc3339();
-    let mut line = Vec::new();
-    let no_containers = NO_CONTAINERS.load(std::sync::atomic::Ordering::Relaxed);
-    for mut e in events {
-        if no_containers && e.kind == "container" {
-            continue;
-        }
-        e.time = time.clone();
-        if serde_json::to_writer(&mut line, &e).is_err() {
-            return;
-        }
-        line.push(b'\n');
-    }
-    if line.is_empty() {
+    let Some(line) = lines(events) else {
         return;
-    }
-    let open = || {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
     };
-    let file = open().or_else(|_| {
-        std::fs::create_dir_all(path.parent().expect("events/ has a parent"))?;
-        open()
-    });
-    match file {
+    match open_log(&path) {
         Ok(mut f) => {
             if let Err(err) = f.write_all(&line) {
                 tracing::debug!("log event to `{}`: {err}", path.display());
@@ -131,6 +108,37 @@ fn log_all(g: &Context, events: Vec<Event>) {
         }
         Err(err) => tracing::debug!("log event to `{}`: {err}", path.display()),
     }
+}
+
+/// `events` as the log's lines, their time set now; `None` when there is nothing to write
+/// (every event a container's under [`no_container_events`]) or one does not serialise.
+fn lines(events: Vec<Event>) -> Option<Vec<u8>> {
+    let time = now_rfc3339();
+    let mut line = Vec::new();
+    let no_containers = NO_CONTAINERS.load(std::sync::atomic::Ordering::Relaxed);
+    for mut e in events {
+        if no_containers && e.kind == "container" {
+            continue;
+        }
+        e.time = time.clone();
+        serde_json::to_writer(&mut line, &e).ok()?;
+        line.push(b'\n');
+    }
+    (!line.is_empty()).then_some(line)
+}
+
+/// The log at `path` opened for appending, created (with its directory) when missing.
+fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+    };
+    open().or_else(|_| {
+        std::fs::create_dir_all(path.parent().expect("events/ has a parent"))?;
+        open()
+    })
 }
 
 /// Where the log goes once it is over [`MAX_LOG`] bytes (as Podman's
@@ -158,15 +166,11 @@ pub fn container_all(g: &Context, rec: &ContainerRecord, statuses: &[&str]) {
 
 /// A container's `died` event, with its exit code (left out when 0, as Podman's JSON does).
 pub fn died(g: &Context, rec: &ContainerRecord, code: i32) {
-    exited(g, rec, "died", code);
+    log(g, exited_event(rec, "died", code));
 }
 
 /// An event of something in `rec` that ended with `code` (`died`, an exec session's
 /// `exec_died`), the code left out when 0 as Podman's JSON does.
-pub fn exited(g: &Context, rec: &ContainerRecord, status: &str, code: i32) {
-    log(g, exited_event(rec, status, code));
-}
-
 fn exited_event(rec: &ContainerRecord, status: &str, code: i32) -> Event {
     let mut e = container_event(rec, status);
     e.exit_code = (code != 0).then_some(code);
@@ -183,28 +187,19 @@ impl Later {
         if OFF.load(std::sync::atomic::Ordering::Relaxed) {
             return Later(None);
         }
-        let file = log_path(g).and_then(|p| {
-            std::fs::create_dir_all(p.parent()?).ok()?;
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(p)
-                .ok()
-        });
-        Later(file)
+        Later(log_path(g).and_then(|p| open_log(&p).ok()))
     }
 
-    /// [`exited`]'s event, through the log opened before.
+    /// An event of something in `rec` that ended with `code` (an exec session's
+    /// `exec_died`, as [`died`]'s), through the log opened before.
     pub fn exited(&self, rec: &ContainerRecord, status: &str, code: i32) {
-        let Some(mut f) = self.0.as_ref() else {
+        let (Some(mut f), Some(line)) = (
+            self.0.as_ref(),
+            lines(vec![exited_event(rec, status, code)]),
+        ) else {
             return;
         };
-        let mut e = exited_event(rec, status, code);
-        e.time = now_rfc3339();
-        if let Ok(mut line) = serde_json::to_vec(&e) {
-            line.push(b'\n');
-            let _ = f.write_all(&line);
-        }
+        let _ = f.write_all(&line);
     }
 }
 

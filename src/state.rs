@@ -1357,13 +1357,7 @@ pub fn mark_exited(g: &Context, root: &Path, rec: &mut ContainerRecord, code: i3
 
 /// Forget the `exec -d` sessions of a start that ended (see [`layout::exec_sessions`]).
 fn remove_exec_sessions(dir: &Path, id: &str) {
-    let d = layout::exec_sessions(dir, id);
-    if let Ok(entries) = fs::read_dir(&d) {
-        for e in entries.flatten() {
-            fs::remove_file(e.path()).ok();
-        }
-        fs::remove_dir(&d).ok();
-    }
+    fs::remove_dir_all(layout::exec_sessions(dir, id)).ok();
 }
 
 /// The ids of the `exec -d` sessions of `rec`'s current start, newest first.
