@@ -80,6 +80,18 @@ bench_user() {
     fi
 }
 
+# podman_conf FILE: the containers.conf the benchmarks give Podman (CONTAINERS_CONF): no
+# systemd here (cgroupfs, file events), and rbox's open-files limit for its containers.
+podman_conf() {
+    cat >"$1" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+}
+
 # run CMD...: CMD as `user` (bench_user): through as_user as root, else with HOME=$BENCH_HOME.
 run() { if [ "$(id -u)" = 0 ]; then as_user "$user" "$@"; else env HOME="$BENCH_HOME" "$@"; fi; }
 
@@ -165,13 +177,7 @@ fuse_bench_setup() {
     mkdir -p "$W/home" "$W/user/xdg"
     chmod 700 "$W/user/xdg"
     R="$W/user"
-    cat >"$R/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
+    podman_conf "$R/containers.conf"
     RB="$W/rbox --root $R/rbox-store --runroot $R/rbox-run"
     # Podman's pause process (one per user and runtime directory) keeps the mount namespace
     # of its first run, from before this run's file system was mounted (this machine's / is

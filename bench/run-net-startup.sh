@@ -49,13 +49,7 @@ install -m 755 "$RBOX" "$W/rbox"
 [ -z "${RBOX_BASE:-}" ] || install -m 755 "$RBOX_BASE" "$W/rbox-base"
 busybox_rootfs "$R/rootfs"
 tar -C "$R/rootfs" -cf "$R/bb.tar" .
-cat >"$R/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
+podman_conf "$R/containers.conf"
 [ "$(id -u)" = 0 ] && chown -R "$user:" "$W/home" "$R" "$X"
 run "$W/rbox" --root "$R/rbox-store" --runroot "$R/rbox-run" import "$R/bb.tar" bench-bb >/dev/null
 [ -n "${NO_PODMAN:-}" ] || pod import -q "$R/bb.tar" localhost/bench-bb >/dev/null

@@ -94,13 +94,7 @@ copy_in() { mkdir -p "$R/rootfs$(dirname "$1")" && cp -L "$1" "$R/rootfs$1"; }
 copy_in /usr/bin/iperf3
 for lib in $(ldd /usr/bin/iperf3 | grep -o '/[^ ]*'); do copy_in "$lib"; done
 tar -C "$R/rootfs" -cf "$R/iperf3.tar" .
-cat >"$R/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
+podman_conf "$R/containers.conf"
 [ "$(id -u)" = 0 ] && chown -R "$user:" "$W/home" "$R" "$X"
 echo "preparing: rbox import, podman import" >&2
 rbox import "$R/iperf3.tar" bench-iperf3 >/dev/null

@@ -50,13 +50,7 @@ export BENCH_HOME="$W/home"
 start_registry "$W/reg"
 
 # Push the image once (podman compresses the layer with gzip on push).
-cat >"$W/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
+podman_conf "$W/containers.conf"
 image="$addr/bench/debian:bookworm"
 PR=(podman --root "$W/push-store" --runroot "$W/push-run" --storage-driver vfs)
 CONTAINERS_CONF="$W/containers.conf" "${PR[@]}" import "$rootfs_tar" localhost/bench-debian >/dev/null

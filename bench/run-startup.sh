@@ -64,13 +64,7 @@ base=()
 if [ -n "${RBOX_BASE:-}" ]; then
     run "$W/rbox-base" --root "$R/base-store" --runroot "$R/base-run" import "$R/busybox.tar" bench-busybox >/dev/null
 fi
-cat >"$R/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
+podman_conf "$R/containers.conf"
 # Podman with a runtime directory of its own: its pause process (one per user and runtime
 # directory) keeps the mount namespace of its first run, which may predate this file system
 P=(podman --root "$R/podman-store" --runroot "$R/podman-run")
