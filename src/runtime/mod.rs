@@ -70,6 +70,7 @@ pub mod process;
 pub mod procs;
 pub mod sdnotify;
 pub mod seccomp;
+pub mod seccomp_ranges;
 pub mod secrets;
 pub mod spec;
 pub mod sync;
