@@ -306,7 +306,7 @@ impl Profile {
 }
 
 /// What a rule does when it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Hash, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
     KillThread,
     KillProcess,
@@ -318,7 +318,7 @@ pub enum Action {
 }
 
 /// The comparison operators of libseccomp (SCMP_CMP_*).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Hash, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Op {
     Ne,
     Lt,
@@ -330,7 +330,7 @@ pub enum Op {
 }
 
 /// One resolved argument comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Hash, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cmp {
     pub index: u32,
     pub op: Op,
@@ -339,7 +339,7 @@ pub struct Cmp {
 }
 
 /// One syscall rule of a resolved filter; all of `args` must hold.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rule {
     pub name: String,
     pub action: Action,
@@ -347,7 +347,7 @@ pub struct Rule {
 }
 
 /// A profile resolved for one host and one capability set: what libseccomp is given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct Filter {
     pub default: Action,
     /// SCMP_ARCH_* names; empty means the native architecture only
@@ -725,28 +725,59 @@ pub fn compiled(filter: &Filter, cache: Option<&Path>) -> Result<Vec<libc::sock_
     Ok(prog)
 }
 
-/// OCI spelling of an action: the name and, for ERRNO and TRACE, the value.
-fn oci_action(a: Action) -> (&'static str, Option<u16>) {
+/// OCI spelling of an action: the action and, for ERRNO and TRACE, the value.
+fn oci_action(a: Action) -> (oci_spec::runtime::LinuxSeccompAction, Option<u16>) {
+    use oci_spec::runtime::LinuxSeccompAction as A;
     match a {
-        Action::KillThread => ("SCMP_ACT_KILL_THREAD", None),
-        Action::KillProcess => ("SCMP_ACT_KILL_PROCESS", None),
-        Action::Trap => ("SCMP_ACT_TRAP", None),
-        Action::Errno(e) => ("SCMP_ACT_ERRNO", Some(e)),
-        Action::Trace(e) => ("SCMP_ACT_TRACE", Some(e)),
-        Action::Log => ("SCMP_ACT_LOG", None),
-        Action::Allow => ("SCMP_ACT_ALLOW", None),
+        Action::KillThread => (A::ScmpActKillThread, None),
+        Action::KillProcess => (A::ScmpActKillProcess, None),
+        Action::Trap => (A::ScmpActTrap, None),
+        Action::Errno(e) => (A::ScmpActErrno, Some(e)),
+        Action::Trace(e) => (A::ScmpActTrace, Some(e)),
+        Action::Log => (A::ScmpActLog, None),
+        Action::Allow => (A::ScmpActAllow, None),
     }
 }
 
-fn oci_op(o: Op) -> &'static str {
+/// The profile name of an OCI action, which [`action`] reads.
+fn action_name(a: oci_spec::runtime::LinuxSeccompAction) -> &'static str {
+    use oci_spec::runtime::LinuxSeccompAction as A;
+    match a {
+        A::ScmpActKill => "SCMP_ACT_KILL",
+        A::ScmpActKillThread => "SCMP_ACT_KILL_THREAD",
+        A::ScmpActKillProcess => "SCMP_ACT_KILL_PROCESS",
+        A::ScmpActTrap => "SCMP_ACT_TRAP",
+        A::ScmpActErrno => "SCMP_ACT_ERRNO",
+        A::ScmpActNotify => "SCMP_ACT_NOTIFY",
+        A::ScmpActTrace => "SCMP_ACT_TRACE",
+        A::ScmpActLog => "SCMP_ACT_LOG",
+        A::ScmpActAllow => "SCMP_ACT_ALLOW",
+    }
+}
+
+fn oci_op(o: Op) -> oci_spec::runtime::LinuxSeccompOperator {
+    use oci_spec::runtime::LinuxSeccompOperator as O;
     match o {
-        Op::Ne => "SCMP_CMP_NE",
-        Op::Lt => "SCMP_CMP_LT",
-        Op::Le => "SCMP_CMP_LE",
-        Op::Eq => "SCMP_CMP_EQ",
-        Op::Ge => "SCMP_CMP_GE",
-        Op::Gt => "SCMP_CMP_GT",
-        Op::MaskedEq => "SCMP_CMP_MASKED_EQ",
+        Op::Ne => O::ScmpCmpNe,
+        Op::Lt => O::ScmpCmpLt,
+        Op::Le => O::ScmpCmpLe,
+        Op::Eq => O::ScmpCmpEq,
+        Op::Ge => O::ScmpCmpGe,
+        Op::Gt => O::ScmpCmpGt,
+        Op::MaskedEq => O::ScmpCmpMaskedEq,
+    }
+}
+
+fn op_of(o: oci_spec::runtime::LinuxSeccompOperator) -> Op {
+    use oci_spec::runtime::LinuxSeccompOperator as O;
+    match o {
+        O::ScmpCmpNe => Op::Ne,
+        O::ScmpCmpLt => Op::Lt,
+        O::ScmpCmpLe => Op::Le,
+        O::ScmpCmpEq => Op::Eq,
+        O::ScmpCmpGe => Op::Ge,
+        O::ScmpCmpGt => Op::Gt,
+        O::ScmpCmpMaskedEq => Op::MaskedEq,
     }
 }
 
@@ -754,97 +785,100 @@ impl Filter {
     /// The filter as an OCI spec's `linux.seccomp`: consecutive rules with the same action
     /// and arguments share one entry, so the order (and so the compiled program) is kept.
     pub fn to_oci(&self) -> Result<oci_spec::runtime::LinuxSeccomp> {
-        use serde_json::{json, Value};
-        let mut syscalls: Vec<(Action, &[Cmp], Vec<&str>)> = Vec::new();
+        use oci_spec::runtime::{
+            LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscall, LinuxSyscallBuilder,
+        };
+        let mut groups: Vec<(Action, &[Cmp], Vec<String>)> = Vec::new();
         for r in &self.rules {
-            match syscalls.last_mut() {
+            match groups.last_mut() {
                 Some((a, args, names)) if *a == r.action && *args == r.args.as_slice() => {
-                    names.push(&r.name)
+                    names.push(r.name.clone())
                 }
-                _ => syscalls.push((r.action, &r.args, vec![&r.name])),
+                _ => groups.push((r.action, &r.args, vec![r.name.clone()])),
             }
         }
-        let syscalls: Vec<Value> = syscalls
+        let ctx = "express the seccomp filter in the OCI spec";
+        let syscalls = groups
             .into_iter()
             .map(|(a, args, names)| {
                 let (action, ret) = oci_action(a);
-                let mut v = json!({ "names": names, "action": action });
+                let mut b = LinuxSyscallBuilder::default().names(names).action(action);
                 if let Some(e) = ret {
-                    v["errnoRet"] = json!(e);
+                    b = b.errno_ret(u32::from(e));
                 }
                 if !args.is_empty() {
-                    v["args"] = args
+                    let args = args
                         .iter()
                         .map(|c| {
-                            json!({"index": c.index, "value": c.value,
-                                   "valueTwo": c.value_two, "op": oci_op(c.op)})
+                            LinuxSeccompArgBuilder::default()
+                                .index(c.index as usize)
+                                .value(c.value)
+                                .value_two(c.value_two)
+                                .op(oci_op(c.op))
+                                .build()
                         })
-                        .collect();
+                        .collect::<Result<Vec<_>, _>>()
+                        .context(ctx)?;
+                    b = b.args(args);
                 }
-                v
+                b.build().context(ctx)
             })
-            .collect();
+            .collect::<Result<Vec<LinuxSyscall>>>()?;
         let (default, ret) = oci_action(self.default);
-        let mut v = json!({ "defaultAction": default, "syscalls": syscalls });
+        let mut b = LinuxSeccompBuilder::default()
+            .default_action(default)
+            .syscalls(syscalls);
         if let Some(e) = ret {
-            v["defaultErrnoRet"] = json!(e);
+            b = b.default_errno_ret(u32::from(e));
         }
         if !self.arches.is_empty() {
-            v["architectures"] = json!(self.arches);
+            let arches = self
+                .arches
+                .iter()
+                .map(|a| serde_json::from_value(serde_json::Value::String(a.clone())))
+                .collect::<Result<Vec<oci_spec::runtime::Arch>, _>>()
+                .with_context(|| format!("{ctx}: architectures {:?}", self.arches))?;
+            b = b.architectures(arches);
         }
-        serde_json::from_value(v).context("express the seccomp filter in the OCI spec")
+        b.build().context(ctx)
     }
 
     /// The filter an OCI spec's `linux.seccomp` describes. Flags, listeners and
     /// SCMP_ACT_NOTIFY are refused: rbox does not run a seccomp agent.
     pub fn from_oci(s: &oci_spec::runtime::LinuxSeccomp) -> Result<Filter> {
-        use serde_json::Value;
-        let v = serde_json::to_value(s).context("read the spec's seccomp section")?;
         if s.flags().as_ref().is_some_and(|f| !f.is_empty()) || s.listener_path().is_some() {
             bail!("seccomp flags and listeners are not supported by rbox");
         }
-        let text = |v: &Value, k: &str| v[k].as_str().map(str::to_string);
-        let num = |v: &Value, k: &str| v[k].as_u64().map(|n| n as u32);
-        let default = action(
-            &text(&v, "defaultAction").unwrap_or_default(),
-            num(&v, "defaultErrnoRet"),
-        )?;
-        let arches = v["architectures"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
+        let default = action(action_name(s.default_action()), s.default_errno_ret())?;
+        let arches = s
+            .architectures()
+            .iter()
+            .flatten()
+            .filter_map(|a| match serde_json::to_value(a) {
+                Ok(serde_json::Value::String(name)) => Some(name),
+                _ => None,
             })
-            .unwrap_or_default();
+            .collect();
         let mut rules = Vec::new();
-        for sc in v["syscalls"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let act = action(&text(sc, "action").unwrap_or_default(), num(sc, "errnoRet"))?;
-            let mut args = Vec::new();
-            for a in sc["args"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                args.push(Cmp {
-                    index: num(a, "index").unwrap_or(0),
-                    op: op(&text(a, "op").unwrap_or_default())?,
-                    value: a["value"].as_u64().unwrap_or(0),
-                    value_two: a["valueTwo"].as_u64().unwrap_or(0),
+        for sc in s.syscalls().iter().flatten() {
+            let act = action(action_name(sc.action()), sc.errno_ret())?;
+            let args: Vec<Cmp> = sc
+                .args()
+                .iter()
+                .flatten()
+                .map(|a| Cmp {
+                    index: a.index() as u32,
+                    op: op_of(a.op()),
+                    value: a.value(),
+                    value_two: a.value_two().unwrap_or(0),
+                })
+                .collect();
+            for name in sc.names() {
+                rules.push(Rule {
+                    name: name.clone(),
+                    action: act,
+                    args: args.clone(),
                 });
-            }
-            for n in sc["names"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                if let Some(name) = n.as_str() {
-                    rules.push(Rule {
-                        name: name.to_string(),
-                        action: act,
-                        args: args.clone(),
-                    });
-                }
             }
         }
         Ok(Filter {
@@ -859,15 +893,28 @@ impl Filter {
 /// generation changes between releases) and the architecture.
 fn cache_key(filter: &Filter) -> String {
     use sha2::Digest;
+    use std::hash::Hash;
+    /// Feeds what `Hash` writes (lengths before contents, so unambiguous) into SHA-256, which
+    /// every start does: formatting the filter's Debug text for it cost more than the hash.
+    struct Sha(sha2::Sha256);
+    impl std::hash::Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest is used")
+        }
+    }
     let v = libseccomp::ScmpVersion::current()
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
         .unwrap_or_default();
-    let mut h = sha2::Sha256::new();
-    h.update(format!(
-        "{filter:?}\nlibseccomp {v}\n{}\n{COMPILE_OPTIONS}",
+    let mut h = Sha(sha2::Sha256::new());
+    filter.hash(&mut h);
+    h.0.update(format!(
+        "\nlibseccomp {v}\n{}\n{COMPILE_OPTIONS}",
         std::env::consts::ARCH
     ));
-    hex::encode(h.finalize())
+    hex::encode(h.0.finalize())
 }
 
 const INSN: usize = std::mem::size_of::<libc::sock_filter>();
