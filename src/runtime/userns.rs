@@ -259,8 +259,14 @@ pub fn host_uid() -> u32 {
 }
 
 /// The caller's uid and gid outside every rbox namespace: what container root maps to, read
-/// from our own id maps (our own ids when no namespace was entered).
+/// from our own id maps (our own ids when no namespace was entered). The same before and
+/// after entering rbox's namespace, so read once per process (a start asks several times).
 pub fn host_ids() -> (u32, u32) {
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(read_host_ids)
+}
+
+fn read_host_ids() -> (u32, u32) {
     let outside = |map: &str| {
         parse_map(map)
             .iter()
