@@ -8,7 +8,7 @@
 //! directory is then decided once for the whole invocation (see [`Context::runtime_dir`]).
 //! Where the directories are and how they are checked is `paths`' business, not this file's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::Result;
@@ -26,6 +26,8 @@ pub struct Context {
     storage_driver: Option<String>,
     /// the runtime directory, once decided
     runtime_dir: OnceLock<PathBuf>,
+    /// the storage root, once decided
+    storage_root: OnceLock<PathBuf>,
     /// `--additional-image-store` (else storage.conf's `additionalimagestores`), in order
     additional_image_stores: Vec<PathBuf>,
     /// `--hooks-dir`, in order
@@ -43,6 +45,7 @@ impl Context {
             runroot,
             storage_driver,
             runtime_dir: OnceLock::new(),
+            storage_root: OnceLock::new(),
             additional_image_stores: Vec::new(),
             hooks_dirs: Vec::new(),
         }
@@ -74,9 +77,15 @@ impl Context {
             .collect()
     }
 
-    /// The durable storage root. Does not create it.
+    /// The durable storage root. Does not create it. Decided once per invocation, as the
+    /// runtime directory is (a start asks several times, and whether `--root` is Podman's own
+    /// store takes three lookups).
     pub fn storage_root(&self) -> Result<PathBuf> {
-        paths::storage_root(self.root.as_deref())
+        if let Some(d) = self.storage_root.get() {
+            return Ok(d.clone());
+        }
+        let d = paths::storage_root(self.root.as_deref())?;
+        Ok(self.storage_root.get_or_init(|| d).clone())
     }
 
     /// The volatile runtime directory, created 0700 if missing. Decided once per invocation
@@ -88,6 +97,11 @@ impl Context {
         }
         let d = paths::choose_runtime_dir(self.runroot.as_deref(), self.root.as_deref())?;
         Ok(self.runtime_dir.get_or_init(|| d).clone())
+    }
+
+    /// The runtime directory if it was decided already (and so found private then).
+    pub fn decided_runtime_dir(&self) -> Option<&Path> {
+        self.runtime_dir.get().map(PathBuf::as_path)
     }
 
     /// `--storage-driver` as given, if any.

@@ -887,6 +887,10 @@ pub fn live_runtime_dir(g: &Context, rec: &ContainerRecord) -> Option<PathBuf> {
         return g.runtime_dir().ok();
     }
     let dir = Path::new(&rec.state.live_dir);
+    // this invocation's own, checked when it was decided
+    if g.decided_runtime_dir() == Some(dir) {
+        return Some(dir.to_path_buf());
+    }
     paths::is_private_dir(dir).then(|| dir.to_path_buf())
 }
 
