@@ -52,8 +52,17 @@ impl ImageHealthcheck {
     /// The `config.Healthcheck` of a raw image config, if any (a malformed one is ignored, as
     /// Podman ignores fields it cannot read).
     pub fn from_config(raw: &[u8]) -> Option<ImageHealthcheck> {
-        let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
-        serde_json::from_value(v.get("config")?.get("Healthcheck")?.clone()).ok()
+        // only that field is built: the rest of the config is skipped, not made a JSON tree
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            config: Option<RawConfig>,
+        }
+        #[derive(serde::Deserialize)]
+        struct RawConfig {
+            #[serde(rename = "Healthcheck")]
+            healthcheck: Option<ImageHealthcheck>,
+        }
+        serde_json::from_slice::<Raw>(raw).ok()?.config?.healthcheck
     }
 }
 
