@@ -416,11 +416,9 @@ pub fn stage_config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> R
     let spec = build_config(root, rec, net)?;
     if spec.hooks().is_some() {
         oci::save(&layout::oci_config(root, &rec.id), &spec, true)?;
-    } else {
-        let text = serde_json::to_vec_pretty(&spec).context("serialise the OCI spec")?;
-        if let Ok(mut s) = STAGED.lock() {
-            *s = Some((rec.id.clone(), layout::oci_config(root, &rec.id), text));
-        }
+    } else if let Ok(mut s) = STAGED.lock() {
+        // its text too is made once the command runs: a copy costs less than the text
+        *s = Some((rec.id.clone(), layout::oci_config(root, &rec.id), spec.clone()));
     }
     keep_written(rec, spec);
     Ok(())
@@ -438,16 +436,20 @@ pub fn save_staged_config(id: &str) {
     if staged.as_ref().is_none_or(|(of, _, _)| of != id) {
         return;
     }
-    let Some((_, path, text)) = staged.take() else {
+    let Some((_, path, spec)) = staged.take() else {
         return;
     };
     drop(staged);
     use std::io::Write;
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(&text));
+    let written = serde_json::to_vec_pretty(&spec)
+        .map_err(std::io::Error::from)
+        .and_then(|text| {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(&text))
+        });
     match written {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             tracing::warn!("write `{}`: {e}", path.display());
@@ -457,8 +459,8 @@ pub fn save_staged_config(id: &str) {
 }
 
 /// The spec [`stage_config`] built and did not save yet: (container id, its `config.json`,
-/// the text).
-static STAGED: std::sync::Mutex<Option<(String, PathBuf, Vec<u8>)>> = std::sync::Mutex::new(None);
+/// the spec).
+static STAGED: std::sync::Mutex<Option<(String, PathBuf, OciSpec)>> = std::sync::Mutex::new(None);
 
 fn keep_written(rec: &ContainerRecord, spec: OciSpec) {
     if let Ok(mut w) = WRITTEN.lock() {
