@@ -41,8 +41,11 @@ fn main() {
         // archive of the same unwinder instead (what `gcc -static-libgcc` links)
         let dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("link");
         std::fs::create_dir_all(&dir).expect("create the link directory");
-        std::fs::write(dir.join("libgcc_s.so"), format!("INPUT({})\n", eh.display()))
-            .expect("write the libgcc_s linker script");
+        std::fs::write(
+            dir.join("libgcc_s.so"),
+            format!("INPUT({})\n", eh.display()),
+        )
+        .expect("write the libgcc_s linker script");
         println!("cargo:rustc-link-search=native={}", dir.display());
     }
 }

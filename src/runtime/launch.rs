@@ -418,7 +418,11 @@ pub fn stage_config(root: &Path, rec: &ContainerRecord, net: Option<&Path>) -> R
         oci::save(&layout::oci_config(root, &rec.id), &spec, true)?;
     } else if let Ok(mut s) = STAGED.lock() {
         // its text too is made once the command runs: a copy costs less than the text
-        *s = Some((rec.id.clone(), layout::oci_config(root, &rec.id), spec.clone()));
+        *s = Some((
+            rec.id.clone(),
+            layout::oci_config(root, &rec.id),
+            spec.clone(),
+        ));
     }
     keep_written(rec, spec);
     Ok(())

@@ -287,14 +287,6 @@ fn sig_proxy() {
     });
 }
 
-/// A free TCP port of the host, for a moment.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a port")
-        .port()
-}
-
 /// What the host gets from `http://127.0.0.1:PORT/index.html`.
 fn http_get(port: u16) -> std::io::Result<String> {
     use std::io::{Read, Write};
@@ -311,7 +303,7 @@ fn detached_run_keeps_its_port_and_restores_the_terminal() {
     for_each_user("detach_port", |env| {
         env.import_busybox("busybox");
         let _rm = RemoveAll(env);
-        let port = free_port();
+        let port = crate::util::free_port();
         let publish = format!("{port}:8080");
         let web = "mkdir /w && echo hello-port > /w/index.html && httpd -p 8080 -h /w && \
                    echo ready; while read l; do echo \"got:$l\"; done";

@@ -94,14 +94,6 @@ fn http_get(port: u16) -> String {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// pasta and slirp4netns start on a host without IPv6 (no address, not even ::1): the
 /// container gets its IPv4 address and route, and a published port serves.
 #[test]
@@ -122,7 +114,7 @@ fn a_host_without_ipv6_still_works() {
                     .success();
                 assert!(out.stdout.contains(" inet "), "{net}: {out}");
                 assert!(out.stdout.contains("default via"), "{net}: {out}");
-                let port = free_port();
+                let port = crate::util::free_port();
                 env.rbox()
                     .args(["run", "-d", "--name", "web", "--network", net])
                     .args(["-p", &format!("{port}:80"), "busybox", "sh", "-c"])

@@ -11,15 +11,6 @@ use crate::util::{eventually, for_each_user, is_root, require, Env};
 
 const BACKENDS: [&str; 2] = ["pasta", "slirp4netns"];
 
-/// A host port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// GET / on 127.0.0.1:`port`, retried until the server answers (it starts after `run -d`
 /// returns) or a deadline passes.
 fn http_get(port: u16) -> String {
@@ -148,7 +139,7 @@ fn a_published_port_reaches_the_server_in_the_container() {
     for_each_user("publish", |env| {
         env.import_busybox("busybox");
         for net in BACKENDS {
-            let port = free_port();
+            let port = crate::util::free_port();
             let id = env
                 .rbox()
                 .args(["run", "-d", "--name", "web", "--network", net])
@@ -226,7 +217,11 @@ fn published_ports_keep_the_clients_address() {
             .success();
         let global = host_address();
         for net in BACKENDS {
-            let (tcp, udp, private) = (free_port(), free_udp_port(), free_port());
+            let (tcp, udp, private) = (
+                crate::util::free_port(),
+                free_udp_port(),
+                crate::util::free_port(),
+            );
             env.rbox()
                 .args(["run", "-d", "--name", "srv", "--network", net])
                 .args(["-p", &format!("{tcp}:80"), "-p", &format!("{udp}:5353/udp")])
@@ -440,7 +435,7 @@ fn publish_all_takes_the_images_exposed_ports() {
     for_each_user("publish_all", |env| {
         env.load(&crate::fixtures::exposing_docker_archive())
             .success();
-        let fixed = free_port();
+        let fixed = crate::util::free_port();
         let id = env
             .rbox()
             .args(["run", "-d", "--name", "web", "--network=slirp4netns", "-P"])
@@ -516,7 +511,7 @@ fn ports_survive_a_restart_and_die_with_a_killed_monitor() {
     for_each_user("net_restart", |env| {
         env.import_busybox("busybox");
         for net in BACKENDS {
-            let port = free_port();
+            let port = crate::util::free_port();
             let id = env
                 .rbox()
                 .args(["run", "-d", "--name", "web", "--network", net])
@@ -572,7 +567,7 @@ fn ports_survive_a_restart_and_die_with_a_killed_monitor() {
             assert!(!env.runroot().join("net").join(&id[..12]).exists(), "{net}");
 
             // a foreground `rbox run` killed
-            let port = free_port();
+            let port = crate::util::free_port();
             let mut run = env
                 .rbox()
                 .args(["run", "--name", "fg", "--network", net])
@@ -872,7 +867,7 @@ fn keep_id_containers_publish_ports() {
         }
         env.import_busybox("busybox");
         for net in BACKENDS {
-            let port = free_port();
+            let port = crate::util::free_port();
             env.rbox()
                 .args([
                     "run",

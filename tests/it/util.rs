@@ -1052,3 +1052,11 @@ pub fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A TCP port free on every host address now (the kernel's choice), for a test to publish.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a port")
+        .port()
+}
