@@ -14,7 +14,7 @@
 //!   and libgcc_s's constructor, whose CPUID probes trap in a VM). libc stays shared, so that
 //!   user and host lookups go through the host's NSS modules (LDAP and SSSD on clusters).
 //!   `RBOX_SHARED_LIBS=1` links both shared, as does a missing archive or a cross build.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
@@ -62,5 +62,5 @@ fn archive(name: &str) -> Option<PathBuf> {
         .output()
         .ok()?;
     let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (path.is_absolute() && Path::new(&path).is_file()).then_some(path)
+    (path.is_absolute() && path.is_file()).then_some(path)
 }
