@@ -721,8 +721,50 @@ pub fn compiled(filter: &Filter, cache: Option<&Path>) -> Result<Vec<libc::sock_
     }
     let prog = filter.compile()?;
     // a cache: a read-only or full store only costs the next start the compile again
-    let _ = write_cached(dir, &path, &prog);
+    if write_cached(dir, &path, &prog).is_ok() {
+        prune_cache(dir, CACHE_KEPT);
+    }
     Ok(prog)
+}
+
+/// How many compiled programs the cache keeps: one per profile and rbox/libseccomp build in
+/// use (the default profile, each `--security-opt seccomp=FILE`, each `--cap-add` set that
+/// changes the profile), with room for old builds' programs until they are pruned.
+const CACHE_KEPT: usize = 64;
+
+/// Remove the least recently used programs (by access, else modification time) beyond
+/// `keep`, and temp files a writer left behind. Runs after a program was written, so on
+/// a miss only (a new profile, or a new build whose cache key changed): the start-up path
+/// of a hit never lists the directory. A program still in use elsewhere is only compiled
+/// again at its next start.
+fn prune_cache(dir: &Path, keep: usize) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut programs = Vec::new();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for e in entries.flatten() {
+        let (name, path) = (e.file_name(), e.path());
+        let Ok(m) = e.metadata() else { continue };
+        let name = name.to_string_lossy();
+        if name.starts_with(".tmp-") {
+            // a writer that died between write and rename; a live one is done in well
+            // under an hour
+            if m.modified().is_ok_and(|t| t < hour_ago) {
+                let _ = std::fs::remove_file(&path);
+            }
+        } else if name.ends_with(".bpf") && m.is_file() {
+            programs.push((m.atime().max(m.mtime()), path));
+        }
+    }
+    if programs.len() <= keep {
+        return;
+    }
+    programs.sort();
+    for (_, p) in &programs[..programs.len() - keep] {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 /// OCI spelling of an action: the action and, for ERRNO and TRACE, the value.
@@ -1613,6 +1655,42 @@ mod tests {
             // the interpreter does know every instruction libseccomp wrote
             assert!(run(&theirs, 0, x86_64, &[0; 12]).is_some());
         }
+    }
+
+    #[test]
+    fn the_cache_keeps_the_programs_used_last_and_drops_dead_temp_files() {
+        use std::time::{Duration, SystemTime};
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs);
+        let times = |name: &str, accessed: u64, modified: u64| {
+            let f = std::fs::File::create(dir.join(name)).unwrap();
+            std::io::Write::write_all(&mut &f, &[0u8; INSN]).unwrap();
+            let ft = std::fs::FileTimes::new()
+                .set_accessed(t(accessed))
+                .set_modified(t(modified));
+            f.set_times(ft).unwrap();
+        };
+        let at = |name: &str, secs: u64| times(name, secs, secs);
+        for i in 0..5 {
+            at(&format!("{i}.bpf"), i);
+        }
+        // used a moment ago: its access time counts, not its older modification
+        times("0.bpf", 100, 0);
+        at(".tmp-1", 0);
+        std::fs::write(dir.join(".tmp-2"), b"").unwrap(); // a writer at work now
+        std::fs::write(dir.join("other"), b"").unwrap(); // not the cache's: left alone
+        prune_cache(dir, 3);
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tmp-2", "0.bpf", "3.bpf", "4.bpf", "other"]);
+        // at or under the bound nothing more goes
+        prune_cache(dir, 3);
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 5);
     }
 
     #[test]
