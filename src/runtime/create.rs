@@ -423,6 +423,11 @@ fn create_and_start(
     };
     let id = state::new_id()?;
     let mut spec = spec::build(&process, &a.flags, &id, Some(&layout::seccomp_cache(&root)))?;
+    // Made beside the checks and the container's files, and joined by its init (see prenet);
+    // a fork on the way (the driver's probe, a dependency's start) joins the thread first.
+    if start_now && !a.detach && net_ahead(&spec, a.detach_keys.is_empty(), a.sig_proxy) {
+        super::prenet::begin();
+    }
     spec.opts.requires = required(g, &a.flags.extra.requires)?;
     // (relative to where create ran, as the file was written)
     spec.opts.cidfile = a.cidfile.as_ref().map(|p| {
@@ -508,11 +513,6 @@ fn create_and_start(
         bail!("--image-file needs the overlay or fuse-overlay storage driver: the file is never unpacked");
     }
     tracing::debug!("storage driver: {driver}");
-    // Made beside the container's files and joined by its init (see prenet); from here to
-    // the clone nothing forks (the driver's probe, a dependency's start, are behind).
-    if start_now && !a.detach && net_ahead(&spec, a.detach_keys.is_empty(), a.sig_proxy) {
-        super::prenet::begin();
-    }
     let lowers: Vec<std::path::PathBuf> = match &image {
         Source::Image(i) => i
             .layers
