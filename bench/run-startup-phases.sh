@@ -14,7 +14,8 @@
 #
 # Root only (perf -a, chrt -f). Env: ROUNDS (default 4), RUNS (per round and build, default
 # 15), BENCH_USER (default rboxsub), BENCH_FS (journaled, the default, or host: see
-# run-startup-fifo.sh). Prints the table.
+# run-startup-fifo.sh), FIFO (1, the default, or 0: the runs at the normal priority, as
+# run-startup.sh measures). Prints the table.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd -P)"
 . "$here/lib.sh"
@@ -47,7 +48,9 @@ for e in sched:sched_process_exec syscalls:sys_enter_setns syscalls:sys_enter_cl
     syscalls:sys_exit_wait4 syscalls:sys_enter_exit_group; do
     ev+=(-e "$e")
 done
-chrt -f 10 perf record -q -a "${ev[@]}" -o "$W/perf.data" -- sh -c "$loop" >/dev/null 2>&1
+prio=(chrt -f 10)
+[ "${FIFO:-1}" = 0 ] && prio=()
+"${prio[@]}" perf record -q -a "${ev[@]}" -o "$W/perf.data" -- sh -c "$loop" >/dev/null 2>&1
 perf script -i "$W/perf.data" -F comm,pid,time,event 2>/dev/null >"$W/events"
 
 python3 - "$W/events" "${names[@]}" <<'EOF'
