@@ -40,6 +40,8 @@ pub struct CleanupArgs {
 }
 
 pub fn run(g: &Context, a: CleanupArgs) -> Result<ExitCode> {
+    // rbox returns once the containers are renamed away
+    crate::runtime::monitor::exit_follows_removal();
     // (Podman takes an empty --exec as none)
     let exec = a.exec.as_deref().filter(|e| !e.is_empty());
     if exec.is_some() {

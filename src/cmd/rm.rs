@@ -56,6 +56,8 @@ pub struct RmArgs {
 }
 
 pub fn run(g: &Context, a: RmArgs) -> Result<ExitCode> {
+    // rbox returns once the containers are renamed away
+    runtime::monitor::exit_follows_removal();
     let mut names =
         a.latest
             .names_or_filtered(g, &a.containers, a.all, !a.cidfile.is_empty(), &a.filter)?;

@@ -591,6 +591,11 @@ pub fn run(g: &Context, mut a: RunArgs) -> anyhow::Result<ExitCode> {
     o.detach_keys = keys;
     o.sig_proxy = sig_proxy;
     o.hidden_streams = hidden;
+    // an attached `--rm` run returns once its container is gone (--rm allows no restart
+    // policy, and a health check restarts detached containers only)
+    if o.rm && !o.detach {
+        runtime::monitor::exit_follows_removal();
+    }
     runtime::run(g, o, &puller, true)
 }
 

@@ -869,13 +869,28 @@ fn upper_placed(store: &Store, id: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// Set by a command that returns right after the removals it hands to [`delete_later`]
+/// (an attached `run --rm`, `rm`, `container cleanup`), with no restart to follow and no
+/// child to wait for: the deleter may then be a child that starts at this process's exit
+/// ([`sys::after_exit`]). Unset (a build, whose step containers go while it runs on), the
+/// deleter is forked and starts at once.
+static EXIT_FOLLOWS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// See [`EXIT_FOLLOWS`].
+pub fn exit_follows_removal() {
+    EXIT_FOLLOWS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Delete removed containers' files in a child left behind, so that rbox returns without
-/// waiting for them; inline when the process has other threads (a forked child could not
-/// allocate safely) or cannot fork. The child holds nothing of its parent's: no stdio (a
-/// caller reading rbox's output gets end-of-file when rbox exits), no other descriptor (no
-/// lock), its own session (a terminal's ^C does not reach it). `mnt`, the container's mount
-/// namespace ([`Running::mnt`]), goes first, in the child: the last reference to it
-/// unmounts the overlay, which must be gone before its upper and work directories are.
+/// waiting for them; inline when the process has other threads (a child could not run
+/// beside them) or cannot start one. Where this process exits next ([`EXIT_FOLLOWS`]),
+/// the child shares its memory and starts once it has exited ([`sys::after_exit`]): it
+/// takes over the teardown of the address space, and no fork copies it. Else it is
+/// forked. Either way it holds nothing of its parent's: no stdio (a caller reading rbox's
+/// output gets end-of-file when rbox exits), no other descriptor (no lock), its own session
+/// (a terminal's ^C does not reach it). `mnt`, the container's mount namespace
+/// ([`Running::mnt`]), goes first, in the child: the last reference to it unmounts the
+/// overlay, which must be gone before its upper and work directories are.
 pub fn delete_later(store: &Store, ds: Vec<rbox_storage::Detached>, mnt: Option<fs::File>) {
     if ds.is_empty() && mnt.is_none() {
         return;
@@ -883,6 +898,36 @@ pub fn delete_later(store: &Store, ds: Vec<rbox_storage::Detached>, mnt: Option<
     let single = fs::read_dir("/proc/self/task")
         .map(|t| t.count() == 1)
         .unwrap_or(false);
+    let remover = store.remover();
+    let delete = move |ds: Vec<rbox_storage::Detached>, mnt: Option<fs::File>| {
+        drop(mnt);
+        for d in ds {
+            let _ = remover.remove(d, true);
+        }
+    };
+    if single && EXIT_FOLLOWS.load(std::sync::atomic::Ordering::Relaxed) {
+        use std::os::fd::AsRawFd;
+        let keep: Vec<_> = mnt.iter().map(|f| f.as_raw_fd()).collect();
+        // (the job is the child's once it has started, this side's again if it did not)
+        let job = std::sync::Arc::new(std::sync::Mutex::new(Some((ds, mnt))));
+        let theirs = job.clone();
+        let delete = delete.clone();
+        let started = sys::after_exit(
+            Box::new(move || {
+                if let Some((ds, mnt)) = theirs.lock().ok().and_then(|mut j| j.take()) {
+                    delete(ds, mnt);
+                }
+            }),
+            &keep,
+        );
+        if let Err(e) = started {
+            tracing::debug!("start the deleter: {e}");
+            if let Some((ds, mnt)) = job.lock().ok().and_then(|mut j| j.take()) {
+                inline(store, ds, mnt);
+            }
+        }
+        return;
+    }
     // The child's reference must be the last: it waits for the end-of-file of this gate,
     // which comes once the parent has dropped its own.
     let gate = match &mnt {
@@ -902,9 +947,7 @@ pub fn delete_later(store: &Store, ds: Vec<rbox_storage::Detached>, mnt: Option<
                 drop(mnt);
                 // (`null` is closed by now: close_from must not close an owned descriptor)
                 sys::close_from(3);
-                for d in ds {
-                    let _ = store.remove_detached(d, true);
-                }
+                delete(ds, None);
                 sys::exit_now(0);
             }
             Ok(nix::unistd::ForkResult::Parent { .. }) => {
@@ -915,6 +958,10 @@ pub fn delete_later(store: &Store, ds: Vec<rbox_storage::Detached>, mnt: Option<
             Err(_) => {}
         }
     }
+    inline(store, ds, mnt)
+}
+
+fn inline(store: &Store, ds: Vec<rbox_storage::Detached>, mnt: Option<fs::File>) {
     drop(mnt);
     for d in ds {
         if let Err(e) = store.remove_detached(d, false) {

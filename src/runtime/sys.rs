@@ -60,6 +60,152 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Run `f` in a new process that shares this one's memory (clone with CLONE_VM and a stack
+/// of its own), once this process has exited or exec'd: the child first waits for the
+/// end-of-file of a pipe whose write end this process never closes (close-on-exec), so the
+/// two never run at once in the one address space. The parent's exit then frees nothing:
+/// the child holds the address space, whose teardown (a fork's copy, the parent's exit
+/// unmapping rbox's 20 MB image) it pays after the parent has returned. Before it waits,
+/// the child lets go of all its parent's descriptors but `keep` (stdio goes to /dev/null)
+/// and starts a session of its own, so no pipe's end-of-file and no terminal's signal
+/// waits for it. Returns the child's pid.
+///
+/// Only for a single-threaded process about to exit: a process that waits for its
+/// children first would wait for ever. `f` must own what it uses (the parent's values are
+/// dropped by the time it runs); it runs with every signal blocked.
+pub fn after_exit(f: Box<dyn FnOnce() + Send>, keep: &[RawFd]) -> io::Result<i32> {
+    const STACK: usize = 8 << 20;
+    let mut kept = [-1; 4];
+    if keep.len() > kept.len() - 1 {
+        return Err(io::Error::from_raw_os_error(libc::E2BIG));
+    }
+    let (gate, held) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    kept[0] = gate.as_raw_fd();
+    kept[1..=keep.len()].copy_from_slice(keep);
+    kept.sort_unstable();
+    // SAFETY: a new private anonymous mapping; nothing else refers to it.
+    let stack = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if stack == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the lowest page of the mapping just made: a guard against overflow.
+    unsafe { libc::mprotect(stack, 4096, libc::PROT_NONE) };
+    let payload = Box::into_raw(Box::new(AfterExit {
+        gate: gate.as_raw_fd(),
+        kept,
+        f,
+    }));
+    // The child starts with every signal blocked: a signal before it could block them
+    // would run a handler of the parent's beside the parent.
+    let all = nix::sys::signal::SigSet::all();
+    let mut was = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&all),
+        Some(&mut was),
+    );
+    // SAFETY: `after_exit_child` runs on the new stack (its top, 16-byte aligned) with the
+    // payload, which this side no longer touches; CLONE_VM without CLONE_THREAD makes a
+    // process of its own, reaped as any child (SIGCHLD).
+    let pid = unsafe {
+        libc::clone(
+            after_exit_child,
+            (stack as usize + STACK) as *mut libc::c_void,
+            libc::CLONE_VM | libc::SIGCHLD,
+            payload as *mut libc::c_void,
+        )
+    };
+    let cloned = io::Error::last_os_error();
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&was),
+        None,
+    );
+    if pid < 0 {
+        // SAFETY: no child took them.
+        unsafe {
+            drop(Box::from_raw(payload));
+            libc::munmap(stack, STACK);
+        }
+        return Err(cloned);
+    }
+    drop(gate);
+    // the child's go: closed by this process's exit (or exec) only
+    std::mem::forget(held);
+    Ok(pid)
+}
+
+struct AfterExit {
+    gate: RawFd,
+    /// the descriptors the child keeps, the gate's among them, ascending (-1: none)
+    kept: [RawFd; 4],
+    f: Box<dyn FnOnce() + Send>,
+}
+
+extern "C" fn after_exit_child(arg: *mut libc::c_void) -> libc::c_int {
+    let p = arg as *mut AfterExit;
+    // Until the gate's end-of-file the parent runs in this address space: system calls
+    // only here (no allocation, no lock; a failure, none expected, ends this process
+    // without a word).
+    // SAFETY: the payload is ours from the clone on; reading plain integers.
+    let (gate, kept) = unsafe { ((*p).gate, (*p).kept) };
+    let quit = || -> ! {
+        // SAFETY: ends this process only.
+        unsafe { libc::syscall(libc::SYS_exit, 1) };
+        unreachable!()
+    };
+    // SAFETY: integer arguments and a static NUL-terminated path; every descriptor named
+    // is this process's copy.
+    unsafe {
+        let null = libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c"/dev/null".as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC,
+        );
+        if null < 0 {
+            quit();
+        }
+        for n in 0..3 {
+            if libc::syscall(libc::SYS_dup3, null, n, 0) < 0 {
+                quit();
+            }
+        }
+        libc::syscall(libc::SYS_close, null);
+        let mut from: libc::c_long = 3;
+        for k in kept.iter().filter(|&&k| k >= 3) {
+            if libc::c_long::from(*k) > from {
+                libc::syscall(libc::SYS_close_range, from, k - 1, 0);
+            }
+            from = libc::c_long::from(*k) + 1;
+        }
+        libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0);
+        libc::syscall(libc::SYS_setsid);
+    }
+    let mut b = 0u8;
+    // SAFETY: reads at most one byte into `b`.
+    if unsafe { libc::syscall(libc::SYS_read, gate, &mut b as *mut u8, 1usize) } != 0 {
+        // (signals are blocked: no EINTR; the parent writes nothing)
+        quit();
+    }
+    // SAFETY: the parent is gone: the address space is this process's alone, and the
+    // payload its to take.
+    let payload = unsafe { Box::from_raw(p) };
+    // SAFETY: the gate is this process's; nothing else refers to it.
+    drop(unsafe { OwnedFd::from_raw_fd(payload.gate) });
+    (payload.f)();
+    exit_now(0)
+}
+
 /// sched_getcpu(3): the CPU the calling thread runs on now, `None` where the kernel cannot say.
 pub fn current_cpu() -> Option<usize> {
     // SAFETY: sched_getcpu takes no arguments and only reads the thread's own state.
@@ -799,6 +945,52 @@ Anonymous:           260 kB
 Rss:                   4 kB
 Anonymous:             0 kB
 ";
+
+    #[test]
+    fn after_exit_runs_once_its_process_is_gone_and_holds_none_of_its_pipes() {
+        use std::io::Read;
+        let d = tempfile::tempdir().unwrap();
+        let mark = d.path().join("mark");
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        // in a forked child: single-threaded, and its exit is the go
+        match fork().unwrap() {
+            ForkResult::Child => {
+                drop(r);
+                let m = mark.clone();
+                let started = after_exit(
+                    Box::new(move || {
+                        // long enough for the test to see the pipe end first
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                        let _ = std::fs::write(&m, std::process::id().to_string());
+                    }),
+                    &[],
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                // nothing ran while this process lives
+                let early = mark.exists();
+                drop(w);
+                exit_now(if started.is_ok() && !early { 0 } else { 1 });
+            }
+            ForkResult::Parent { child } => {
+                drop(w);
+                let st = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+                // end-of-file now: the child left behind holds no copy of the write end
+                let mut rest = Vec::new();
+                std::fs::File::from(r).read_to_end(&mut rest).unwrap();
+                assert!(
+                    !mark.exists(),
+                    "the pipe's end-of-file came before the work"
+                );
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while !mark.exists() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                let pid: i32 = std::fs::read_to_string(&mark).unwrap().parse().unwrap();
+                assert_ne!(pid, child.as_raw(), "run by a process of its own");
+            }
+        }
+    }
 
     #[test]
     fn releases_file_pages_and_dead_stack_only() {

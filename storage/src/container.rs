@@ -303,14 +303,15 @@ impl Store {
     /// entry is first renamed to this process's stamp, so that other invocations' sweeps of
     /// `tmp/` leave it to this one.
     pub fn remove_detached(&self, d: Detached, adopt: bool) -> Result<()> {
-        let mut path = d.0;
-        if adopt {
-            let own = self.fresh_tmp_path("rmcontainer");
-            if fs::rename(&path, &own).is_ok() {
-                path = own;
-            }
+        self.remover().remove(d, adopt)
+    }
+
+    /// What [`Store::remove_detached`] needs, owned: for a process that outlives this
+    /// handle (see rbox's `sys::after_exit`).
+    pub fn remover(&self) -> Remover {
+        Remover {
+            tmp: self.tmp_root(),
         }
-        remove_tree(&path).ctx(|| format!("remove {}", bt(&path)))
     }
 
     /// Ids of the containers whose dir references `image_id`.
@@ -334,6 +335,26 @@ impl Store {
         }
         out.sort();
         out
+    }
+}
+
+/// Deletes detached container directories ([`Store::remover`]).
+#[derive(Debug, Clone)]
+pub struct Remover {
+    tmp: PathBuf,
+}
+
+impl Remover {
+    /// [`Store::remove_detached`].
+    pub fn remove(&self, d: Detached, adopt: bool) -> Result<()> {
+        let mut path = d.0;
+        if adopt {
+            let own = crate::store::stamped_tmp_path(&self.tmp, "rmcontainer");
+            if fs::rename(&path, &own).is_ok() {
+                path = own;
+            }
+        }
+        remove_tree(&path).ctx(|| format!("remove {}", bt(&path)))
     }
 }
 

@@ -130,7 +130,7 @@ use std::path::PathBuf;
 
 pub use archive::{apply_change, rfc3339_now, DirFormat, Format, ImportOptions, SaveLayers};
 pub use changes::{ManifestFormat, RecompressedBlob};
-pub use container::{ContainerDir, Detached};
+pub use container::{ContainerDir, Detached, Remover};
 pub use digest::{Digest, Hasher};
 pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, LayerRef};
 pub use layer::{Compression, LayerInfo};

@@ -305,14 +305,6 @@ impl Store {
         }
     }
 
-    /// A `tmp/` path stamped with this process's pid and start time read afresh (not the
-    /// cached stamp: a forked child is another process than the one that cached it).
-    pub(crate) fn fresh_tmp_path(&self, what: &str) -> PathBuf {
-        let pid = std::process::id();
-        let start = process_start(pid).unwrap_or(0);
-        self.tmp_root().join(format!("{pid}.{start}.0.{what}"))
-    }
-
     /// Removes `tmp/` entries whose owning process is gone. Errors are ignored: an entry
     /// that cannot go now (a full disk, a foreign owner) is tried again by the next writer.
     fn clean_tmp(&self) {
@@ -699,6 +691,15 @@ fn self_stamp() -> (u32, u64) {
 }
 
 /// Start time of `pid` from `/proc/<pid>/stat` (field 22), or `None` if it does not exist.
+/// `<tmp>/<pid>.<start>.0.<what>`: an entry of a store's `tmp/` stamped with this process's
+/// pid and start time read afresh (not the cached stamp: a forked child is another process
+/// than the one that cached it).
+pub(crate) fn stamped_tmp_path(tmp: &Path, what: &str) -> PathBuf {
+    let pid = std::process::id();
+    let start = process_start(pid).unwrap_or(0);
+    tmp.join(format!("{pid}.{start}.0.{what}"))
+}
+
 fn process_start(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
