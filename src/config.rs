@@ -174,15 +174,15 @@ fn parse(text: &str, system: bool, root: bool, vars: &Vars) -> Result<Storage> {
 /// character on every `rbox run`: a tenth of a millisecond of the start-up. Left whole when
 /// the file has a multi-line string, where such a line could be part of a value.
 fn blank_comment_lines(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains("\"\"\"") || text.contains("'''") {
-        return text.into();
-    }
     let mut out = String::with_capacity(text.len() / 8);
     for line in text.split_inclusive('\n') {
         if line.trim_start().starts_with('#') {
             if line.ends_with('\n') {
                 out.push('\n');
             }
+        } else if line.contains("\"\"\"") || line.contains("'''") {
+            // (a multi-line string opens on a line that is not a comment: one pass finds it)
+            return text.into();
         } else {
             out.push_str(line);
         }
