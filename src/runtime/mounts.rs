@@ -408,7 +408,50 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
 /// Join `inside` (absolute, from the image's point of view) onto `root`, resolving symlinks
 /// as if `root` were `/`: `..` and absolute link targets can never leave `root`.
 pub fn secure_join(root: &Path, inside: &str) -> Result<PathBuf> {
-    let mut resolved = PathBuf::new(); // relative to root
+    Joiner::default().join(root, inside)
+}
+
+/// [`secure_join`] for a run of mount operations: each component is looked up from a
+/// descriptor of the root, opened once, instead of along the whole host path (the store's
+/// six or more components again for each of the container's: 76 lookups in a busybox
+/// start, the init's dearest system calls). A root that is replaced (its own mount, a
+/// pivot) is opened again at its next use.
+#[derive(Default)]
+struct Joiner {
+    dir: Option<(PathBuf, std::os::fd::OwnedFd)>,
+}
+
+impl Joiner {
+    fn join(&mut self, root: &Path, inside: &str) -> Result<PathBuf> {
+        use nix::fcntl::{open, OFlag};
+        use std::os::fd::AsFd;
+        if self.dir.as_ref().is_none_or(|(p, _)| p != root) {
+            let fd = open(
+                root,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .with_context(|| format!("open `{}`", root.display()))?;
+            self.dir = Some((root.to_path_buf(), fd));
+        }
+        let Some((_, dir)) = &self.dir else {
+            unreachable!("opened above")
+        };
+        let resolved = resolve_in(dir.as_fd(), inside)?;
+        Ok(root.join(resolved))
+    }
+
+    /// Forget the root's descriptor: something was mounted over it.
+    fn reset(&mut self) {
+        self.dir = None;
+    }
+}
+
+/// `inside` resolved below `dir` as below `/` (see [`secure_join`]), relative to it.
+fn resolve_in(dir: std::os::fd::BorrowedFd, inside: &str) -> Result<PathBuf> {
+    use nix::fcntl::readlinkat;
+    use nix::sys::stat::{fstatat, SFlag};
+    let mut resolved = PathBuf::new(); // relative to dir
     let mut pending: Vec<String> = components(inside);
     pending.reverse();
     let mut hops = 0;
@@ -422,26 +465,28 @@ pub fn secure_join(root: &Path, inside: &str) -> Result<PathBuf> {
             _ => {}
         }
         let cand = resolved.join(&c);
-        match fs::symlink_metadata(root.join(&cand)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    bail!("resolve `{inside}` in the container: too many levels of symbolic links");
-                }
-                let target = fs::read_link(root.join(&cand))
-                    .with_context(|| format!("read link `{}`", cand.display()))?;
-                let t = target.to_string_lossy().into_owned();
-                if t.starts_with('/') {
-                    resolved = PathBuf::new();
-                }
-                let mut more = components(&t);
-                more.reverse();
-                pending.extend(more);
+        let link = fstatat(dir, &cand, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
+        });
+        if link {
+            hops += 1;
+            if hops > 40 {
+                bail!("resolve `{inside}` in the container: too many levels of symbolic links");
             }
-            _ => resolved = cand,
+            let target = readlinkat(dir, &cand)
+                .with_context(|| format!("read link `{}`", cand.display()))?;
+            let t = target.to_string_lossy().into_owned();
+            if t.starts_with('/') {
+                resolved = PathBuf::new();
+            }
+            let mut more = components(&t);
+            more.reverse();
+            pending.extend(more);
+        } else {
+            resolved = cand;
         }
     }
-    Ok(root.join(resolved))
+    Ok(resolved)
 }
 
 fn components(p: &str) -> Vec<String> {
@@ -552,9 +597,10 @@ impl std::fmt::Display for Failed {
 /// Execute the plan with the new root at `target` (a directory in the store).
 pub fn apply(ops: &[Op], target: &Path) -> Result<()> {
     let mut pivoted = false;
+    let mut joiner = Joiner::default();
     for op in ops {
         let root: &Path = if pivoted { Path::new("/") } else { target };
-        apply_one(op, root, target).map_err(|e| {
+        apply_one(op, root, target, &mut joiner).map_err(|e| {
             e.context(Failed {
                 what: describe(op),
                 runtime: !matches!(op, Op::Root(_) | Op::PrivateAll),
@@ -595,7 +641,15 @@ fn describe(op: &Op) -> String {
     }
 }
 
-fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
+fn apply_one(op: &Op, root: &Path, target: &Path, joiner: &mut Joiner) -> Result<()> {
+    let mut secure_join = |root: &Path, inside: &str| -> Result<PathBuf> {
+        let p = joiner.join(root, inside)?;
+        // a mount on the root itself hides what the descriptor opened
+        if p == root {
+            joiner.reset();
+        }
+        Ok(p)
+    };
     match op {
         Op::Propagation { inside, flags } => {
             let p = secure_join(root, inside)?;
@@ -643,7 +697,10 @@ fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
             )?;
         }
         // the storage driver's part: overlay, or the copy driver's populated directory
-        Op::Root(rootfs) => rootfs.mount(target)?,
+        Op::Root(rootfs) => {
+            joiner.reset();
+            rootfs.mount(target)?
+        }
         Op::Fs {
             fstype,
             inside,
@@ -724,12 +781,14 @@ fn apply_one(op: &Op, root: &Path, target: &Path) -> Result<()> {
             std::os::unix::fs::symlink(t, &p)?;
         }
         Op::Pivot => {
+            joiner.reset();
             nix::unistd::chdir(target)?;
             sys::pivot_root(".", ".")?;
             umount2(".", MntFlags::MNT_DETACH)?;
             nix::unistd::chdir("/")?;
         }
         Op::Chroot => {
+            joiner.reset();
             nix::unistd::chdir(target)?;
             nix::unistd::chroot(".")?;
             nix::unistd::chdir("/")?;
