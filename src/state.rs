@@ -1006,7 +1006,7 @@ fn try_reserve_name(root: &Path, name: &str, id: &str) -> Result<Option<String>>
             // the id, then who is creating it: until its record exists, the reservation is
             // stale only once that process is gone
             let me = std::process::id() as i32;
-            let stamp = format!("{id}\n{me} {}\n", proc_start_time(me).unwrap_or(0));
+            let stamp = format!("{id}\n{me} {}\n", rbox_storage::own_start_time());
             f.write_all(stamp.as_bytes())
                 .with_context(|| format!("write `{}`", p.display()))?;
             Ok(None)
@@ -1193,7 +1193,7 @@ pub fn mark_running(
         boot_id: paths::boot_id(),
         monitor: std::process::id() as i32,
         detached,
-        monitor_start_time: proc_start_time(std::process::id() as i32).unwrap_or(0),
+        monitor_start_time: rbox_storage::own_start_time(),
         paused: false,
         started: Some(false),
     };
@@ -1269,7 +1269,7 @@ pub fn mark_restarting(
         boot_id: paths::boot_id(),
         monitor: me,
         detached: true,
-        monitor_start_time: proc_start_time(me).unwrap_or(0),
+        monitor_start_time: rbox_storage::own_start_time(),
         paused: false,
         started: None,
     };

@@ -136,7 +136,9 @@ pub use images::{list_image_names_fast, meant_name, HistoryEntry, ImageRecord, L
 pub use layer::{Compression, LayerInfo};
 pub use mount::{Driver, Rootfs};
 pub use secret::{validate_secret_name, SecretRecord};
-pub use store::{parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE};
+pub use store::{
+    own_start_time, parse_size, remove_tree, Store, WarningSink, DEFAULT_MAX_LAYER_SIZE,
+};
 pub use sys::flistxattr;
 /// What `rbox build --squash` marks opaque directories with.
 pub use sys::fsetxattr;

@@ -691,13 +691,18 @@ fn self_stamp() -> (u32, u64) {
 }
 
 /// Start time of `pid` from `/proc/<pid>/stat` (field 22), or `None` if it does not exist.
-/// `<tmp>/<pid>.<start>.0.<what>`: an entry of a store's `tmp/` stamped with this process's
-/// pid and start time read afresh (not the cached stamp: a forked child is another process
-/// than the one that cached it).
+/// `<tmp>/<pid>.<start>.0.<what>`: an entry of a store's `tmp/` stamped with this process
+/// ([`self_stamp`]: read again in a forked child, which is another process).
 pub(crate) fn stamped_tmp_path(tmp: &Path, what: &str) -> PathBuf {
-    let pid = std::process::id();
-    let start = process_start(pid).unwrap_or(0);
+    let (pid, start) = self_stamp();
     tmp.join(format!("{pid}.{start}.0.{what}"))
+}
+
+/// This process's start time (clock ticks since boot, `/proc/self/stat` field 22), read
+/// once per process (see [`self_stamp`]): with its pid it names the process across pid
+/// reuse.
+pub fn own_start_time() -> u64 {
+    self_stamp().1
 }
 
 fn process_start(pid: u32) -> Option<u64> {
