@@ -17,8 +17,9 @@ use super::process::{self, Failure};
 use super::sync::{Channel, Msg};
 use super::{sys, terminal};
 
-/// The init's whole life; never returns.
-pub fn main(l: &Launch, chan: Channel) -> ! {
+/// The init's whole life; never returns. `allowed`: the CPUs to run on again once
+/// configured, where rbox's side moved the init off its own CPU meanwhile.
+pub fn main(l: &Launch, chan: Channel, allowed: Option<&std::collections::BTreeSet<usize>>) -> ! {
     // If rbox dies, so does the container: no orphaned half-built namespaces. The parent
     // is invisible from the new pid namespace (getppid is 0), so liveness is the channel:
     // end-of-file instead of the next message means rbox is gone.
@@ -27,6 +28,10 @@ pub fn main(l: &Launch, chan: Channel) -> ! {
     }
     if !matches!(chan.recv(), Ok(Some(Msg::Configured))) {
         sys::exit_now(crate::exit::FAILED as i32);
+    }
+    // (rbox's side moved it before `Configured`; the init stays on the CPU it runs on)
+    if let Some(cpus) = allowed {
+        let _ = sys::set_affinity(0, cpus);
     }
     let f = match run(l, &chan) {
         Ok(f) | Err(f) => f,

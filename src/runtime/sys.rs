@@ -244,6 +244,14 @@ pub fn cpus_beside(
     (others.remove(&cpu) && !others.is_empty()).then_some(others)
 }
 
+/// sched_setaffinity(2): let process `pid` (0: the calling thread) run on `cpus` only.
+pub fn set_affinity(pid: i32, cpus: &std::collections::BTreeSet<usize>) -> io::Result<()> {
+    let set = cpu_set(cpus);
+    // SAFETY: `set` is a live cpu_set_t of the size passed.
+    let r = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(&set), &set) };
+    cvt(r.into()).map(drop)
+}
+
 fn cpu_set(cpus: &std::collections::BTreeSet<usize>) -> libc::cpu_set_t {
     // SAFETY: as in `affinity`.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };

@@ -316,3 +316,39 @@ fn mount_points_of(env: &util::Env, driver: &str) {
     assert_eq!(diff.stdout, "", "{diff}");
     env.rbox().args(["rm", "mp"]).output().success();
 }
+
+/// The init is moved off rbox's CPU while it sets up (runtime/container.rs) and back before
+/// its command runs: the command has the CPUs rbox was given, all of them or a `taskset`'s.
+#[test]
+fn the_command_runs_on_the_cpus_rbox_was_given() {
+    util::for_each_user("startup_cpus", |env| {
+        env.import_busybox("busybox");
+        let allowed = |status: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("no Cpus_allowed_list in\n{status}"))
+        };
+        let ours = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+        let run = |pin: Option<&str>| {
+            let mut c = env.rbox();
+            c.args([
+                "run",
+                "--rm",
+                "--network=none",
+                "busybox",
+                "cat",
+                "/proc/self/status",
+            ]);
+            if let Some(cpu) = pin {
+                c.pin_cpus(cpu);
+            }
+            allowed(&c.output().success().stdout)
+        };
+        assert_eq!(run(None), ours);
+        // one CPU allowed: nothing to move to, and nothing widened
+        let first = ours.split([',', '-']).next().unwrap().to_string();
+        assert_eq!(run(Some(&first)), first);
+    });
+}

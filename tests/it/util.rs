@@ -391,6 +391,7 @@ impl Env {
             binds: Vec::new(),
             tmpfs: Vec::new(),
             strace: None,
+            cpus: None,
         }
     }
 
@@ -552,6 +553,8 @@ pub struct Cmd {
     tmpfs: Vec<PathBuf>,
     /// (trace file, strace's `-e` expression): the command runs under `strace -f`
     strace: Option<(PathBuf, String)>,
+    /// a CPU list: the command runs under `taskset -c LIST`
+    cpus: Option<String>,
 }
 
 impl Cmd {
@@ -614,9 +617,19 @@ impl Cmd {
         self
     }
 
+    /// Run the command on the CPUs of `list` only (`taskset -c LIST`, as a user would).
+    pub fn pin_cpus(&mut self, list: &str) -> &mut Self {
+        self.cpus = Some(list.into());
+        self
+    }
+
     /// The argv that is really executed (setpriv and script wrappers included).
     fn argv(&self) -> Vec<OsString> {
-        let mut inner: Vec<OsString> = vec![self.prog.clone()];
+        let mut inner: Vec<OsString> = match &self.cpus {
+            Some(list) => vec!["taskset".into(), "-c".into(), list.into()],
+            None => Vec::new(),
+        };
+        inner.push(self.prog.clone());
         inner.extend(self.args.iter().cloned());
         if self.pty {
             let line = inner
