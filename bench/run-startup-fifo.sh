@@ -68,7 +68,7 @@ chrt -f 10 bash -c '. "$0/lib.sh"; interleaved "$@"' "$here" "$json" "$ROUNDS" "
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 mkdir -p "$here/results"
-out="$here/results/startup-$(date -u +%Y%m%d-%H%M).md"
+out="$here/results/startup-fifo-$(date -u +%Y%m%d-%H%M).md"
 {
     echo "# Start-up at SCHED_FIFO: \`true\` in a busybox rootfs, as user $user"
     echo
