@@ -79,7 +79,14 @@ pub fn after_exit(f: Box<dyn FnOnce() + Send>, keep: &[RawFd]) -> io::Result<i32
     if keep.len() > kept.len() - 1 {
         return Err(io::Error::from_raw_os_error(libc::E2BIG));
     }
+    // The child puts /dev/null on 0-2 before it waits: a descriptor it keeps must lie above
+    // (a gate there would read /dev/null's end-of-file at once, a write end there would
+    // take this process's output).
+    if keep.iter().any(|&k| k < 3) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let (gate, held) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (gate, held) = (above_stdio(gate)?, above_stdio(held)?);
     kept[0] = gate.as_raw_fd();
     kept[1..=keep.len()].copy_from_slice(keep);
     kept.sort_unstable();
@@ -144,6 +151,17 @@ pub fn after_exit(f: Box<dyn FnOnce() + Send>, keep: &[RawFd]) -> io::Result<i32
     Ok(pid)
 }
 
+/// `fd`, or a copy of it numbered 3 or above where it is one of stdio's numbers (free in a
+/// process started with stdio closed).
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() >= 3 {
+        return Ok(fd);
+    }
+    let copy = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
 struct AfterExit {
     gate: RawFd,
     /// the descriptors the child keeps, the gate's among them, ascending (-1: none)
@@ -175,12 +193,15 @@ extern "C" fn after_exit_child(arg: *mut libc::c_void) -> libc::c_int {
         if null < 0 {
             quit();
         }
-        for n in 0..3 {
+        // (/dev/null may itself have got one of stdio's numbers, free in the parent)
+        for n in (0..3).filter(|&n| n != null) {
             if libc::syscall(libc::SYS_dup3, null, n, 0) < 0 {
                 quit();
             }
         }
-        libc::syscall(libc::SYS_close, null);
+        if null > 2 {
+            libc::syscall(libc::SYS_close, null);
+        }
         let mut from: libc::c_long = 3;
         for k in kept.iter().filter(|&&k| k >= 3) {
             if libc::c_long::from(*k) > from {
@@ -956,6 +977,17 @@ Anonymous:             0 kB
 
     #[test]
     fn after_exit_runs_once_its_process_is_gone_and_holds_none_of_its_pipes() {
+        after_exit_case(false);
+    }
+
+    /// With stdio closed the gate's pipe would take its numbers: kept above them, it still
+    /// holds the child until the process is gone.
+    #[test]
+    fn after_exit_waits_as_well_in_a_process_without_stdio() {
+        after_exit_case(true);
+    }
+
+    fn after_exit_case(no_stdio: bool) {
         use std::io::Read;
         let d = tempfile::tempdir().unwrap();
         let mark = d.path().join("mark");
@@ -964,6 +996,12 @@ Anonymous:             0 kB
         match fork().unwrap() {
             ForkResult::Child => {
                 drop(r);
+                if no_stdio {
+                    for fd in 0..3 {
+                        // SAFETY: this forked child's own stdio, used by nothing after this
+                        unsafe { libc::close(fd) };
+                    }
+                }
                 let m = mark.clone();
                 let started = after_exit(
                     Box::new(move || {
