@@ -930,8 +930,11 @@ pub fn delete_later(store: &Store, ds: Vec<rbox_storage::Detached>, mnt: Option<
     }
     // The child's reference must be the last: it waits for the end-of-file of this gate,
     // which comes once the parent has dropped its own.
+    // (above stdio's numbers: the child puts /dev/null there before it reads the gate)
     let gate = match &mnt {
-        Some(_) if single => nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok(),
+        Some(_) if single => nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .ok()
+            .and_then(|(r, w)| Some((sys::above_stdio(r).ok()?, sys::above_stdio(w).ok()?))),
         _ => None,
     };
     if single && (mnt.is_none() || gate.is_some()) {

@@ -153,7 +153,7 @@ pub fn after_exit(f: Box<dyn FnOnce() + Send>, keep: &[RawFd]) -> io::Result<i32
 
 /// `fd`, or a copy of it numbered 3 or above where it is one of stdio's numbers (free in a
 /// process started with stdio closed).
-fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() >= 3 {
         return Ok(fd);
     }
