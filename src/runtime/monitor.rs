@@ -911,7 +911,6 @@ pub fn delete_later(store: &Store, ds: Vec<rbox_storage::Detached>, mnt: Option<
         // (the job is the child's once it has started, this side's again if it did not)
         let job = std::sync::Arc::new(std::sync::Mutex::new(Some((ds, mnt))));
         let theirs = job.clone();
-        let delete = delete.clone();
         let started = sys::after_exit(
             Box::new(move || {
                 if let Some((ds, mnt)) = theirs.lock().ok().and_then(|mut j| j.take()) {

@@ -339,7 +339,7 @@ impl Store {
 }
 
 /// Deletes detached container directories ([`Store::remover`]).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Remover {
     tmp: PathBuf,
 }

@@ -690,7 +690,6 @@ fn self_stamp() -> (u32, u64) {
     *s
 }
 
-/// Start time of `pid` from `/proc/<pid>/stat` (field 22), or `None` if it does not exist.
 /// `<tmp>/<pid>.<start>.0.<what>`: an entry of a store's `tmp/` stamped with this process
 /// ([`self_stamp`]: read again in a forked child, which is another process).
 pub(crate) fn stamped_tmp_path(tmp: &Path, what: &str) -> PathBuf {
@@ -705,6 +704,7 @@ pub fn own_start_time() -> u64 {
     self_stamp().1
 }
 
+/// Start time of `pid` from `/proc/<pid>/stat` (field 22), or `None` if it does not exist.
 fn process_start(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
