@@ -14,6 +14,8 @@
 //!   and libgcc_s's constructor, whose CPUID probes trap in a VM). libc stays shared, so that
 //!   user and host lookups go through the host's NSS modules (LDAP and SSSD on clusters).
 //!   `RBOX_SHARED_LIBS=1` links both shared, as does a missing archive or a cross build.
+//!   libm is not needed either: the two functions rbox calls are defined in src/mathsyms.rs
+//!   (test startup::the_binary_needs_libc_alone).
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -2,6 +2,15 @@
 //!
 //! `main` only parses the command line, dispatches, and maps the outcome to an exit code
 //! (see [`exit`]); everything else lives in `cmd/` (one file per subcommand) and `runtime/`.
+//!
+//! The entry point is C's `main` (`no_main`): std's own start-up reads /proc/self/maps to find
+//! the main thread's stack (glibc's pthread_getattr_np) and maps an alternate signal stack
+//! for its stack-overflow message, in every process and thread, about 70 us of each exec of
+//! rbox on the benchmark machine, and a container's start is several of them. What rbox
+//! needs of that start-up, [`exit::start`] does: SIGPIPE ignored, closed stdio descriptors
+//! opened on /dev/null. A stack overflow is then a plain SIGSEGV, and a panic still prints
+//! its message and exits 101.
+#![cfg_attr(not(test), no_main)]
 
 mod build;
 mod cli;
@@ -13,13 +22,31 @@ mod exit;
 mod format;
 mod layout;
 mod logging;
+mod mathsyms;
 mod paths;
 mod runtime;
 mod state;
 
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
+/// The process's entry (see the module's doc). Arguments reach `std::env::args` as with
+/// std's start-up (glibc hands them to std's `.init_array` hook).
+#[cfg(not(test))]
+#[allow(unsafe_code)] // no_mangle: this is the C `main` glibc calls, with its signature
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    exit::start();
+    let code = match std::panic::catch_unwind(rbox) {
+        Ok(code) => exit::status(code),
+        // the panic hook has said what happened; std's start-up exits 101 too
+        Err(_) => 101,
+    };
+    // flushes stdout, as returning through std's start-up does
+    std::process::exit(code)
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn rbox() -> ExitCode {
     exit::quiet_on_closed_stdout();
     // Shell completion callbacks (`COMPLETE=bash rbox ...`) are answered before any parsing,
     // straight from the store, with no namespace entry and no lock.

@@ -932,6 +932,33 @@ pub fn pages_to_release(smaps: &str, sp: usize, page: usize) -> Vec<std::ops::Ra
     out
 }
 
+/// What rbox keeps of std's process start-up, which its C `main` skips (see main.rs): SIGPIPE
+/// ignored (a closed pipe is an error to handle, see `exit::quiet_on_closed_stdout`; children
+/// started through `std::process::Command` get the default back, as before), and stdio's
+/// descriptors 0-2 opened on /dev/null where the caller left them closed, so that no file
+/// rbox opens takes one of their numbers and receives its output.
+#[cfg_attr(test, allow(dead_code))]
+pub fn start_process() {
+    // SAFETY: signal() with SIG_IGN, poll() on an array that lives across the call, and
+    // open() of a constant C string: no memory of rbox's is handed to the kernel to keep.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        });
+        if libc::poll(fds.as_mut_ptr(), 3, 0) > 0 {
+            for f in fds.iter().filter(|f| f.revents & libc::POLLNVAL != 0) {
+                // the lowest free number: this one, as the lower ones are open by now
+                if libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) != f.fd {
+                    libc::abort();
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

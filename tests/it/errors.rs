@@ -248,3 +248,22 @@ fn a_closed_pipe_ends_rbox_quietly() {
         assert!(!out.stderr.contains("panicked"), "{out}");
     });
 }
+
+/// rbox started with stdout or stderr closed (a cron job, a service with `>&-`) writes what it
+/// has to say into nothing and exits as usual: its C `main` opens the closed standard
+/// descriptors on /dev/null as std's own start-up did, so no file rbox opens takes their
+/// numbers. Without that, `--version` would fail to print and panic (101).
+#[test]
+fn closed_stdio_is_dev_null() {
+    for_each_user("errors-closed-stdio", |env| {
+        let line = format!(
+            "{rbox} --version >&-; echo rc=$?; {rbox} --root {root} --runroot {run} nosuch 2>&- >&-; echo rc=$?",
+            rbox = shell_quote(RBOX),
+            root = shell_quote(&env.store().to_string_lossy()),
+            run = shell_quote(&env.runroot().to_string_lossy()),
+        );
+        let out = env.cmd("sh").args(["-c", &line]).output().success();
+        assert_eq!(out.stdout, "rc=0\nrc=125\n", "{out}");
+        assert!(!out.stderr.contains("panicked"), "{out}");
+    });
+}

@@ -352,3 +352,30 @@ fn the_command_runs_on_the_cpus_rbox_was_given() {
         assert_eq!(run(Some(&first)), first);
     });
 }
+
+/// The loader maps libc alone for rbox (build.rs): libseccomp and libgcc's unwinder come from
+/// their archives and the two libm functions rbox calls from src/mathsyms.rs, each shared
+/// library being ~55-110 us of every exec of rbox. A new libm call would bring libm.so back.
+#[test]
+fn the_binary_needs_libc_alone() {
+    if std::env::var_os("RBOX_SHARED_LIBS").is_some_and(|v| !v.is_empty() && v != "0") {
+        return;
+    }
+    let out = std::process::Command::new("readelf")
+        .args(["-d", RBOX])
+        .output()
+        .expect("run readelf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(!needed.is_empty(), "{text}");
+    for lib in &needed {
+        assert!(
+            lib.starts_with("libc.so") || lib.starts_with("ld-linux"),
+            "rbox needs {lib}: {needed:?}"
+        );
+    }
+}
