@@ -22,30 +22,89 @@ pub fn join(pidfile: &Path, uid_map: &[(u32, u32, u32)], gid_map: &[(u32, u32, u
     let Ok(text) = fs::read_to_string(pidfile) else {
         return false;
     };
-    let Some((pid, start)) = text.trim().split_once(' ') else {
+    let mut words = text.split_whitespace();
+    let (Some(pid), Some(start)) = (words.next(), words.next()) else {
         return false;
     };
     let proc = PathBuf::from(format!("/proc/{pid}"));
+    let maps_ok = parse_map(&fs::read_to_string(proc.join("uid_map")).unwrap_or_default())
+        == uid_map
+        && parse_map(&fs::read_to_string(proc.join("gid_map")).unwrap_or_default()) == gid_map;
+    is_pause(pid, start) && maps_ok && enter(pid).is_some()
+}
+
+/// `pause.stamp` beside `pidfile`: `PID START-TIME STAMP`, the pause process's and what
+/// /etc/subuid and /etc/subgid were (`userns::subid_stamp`) when it was started or last
+/// joined by its maps. A file of its own, so that the pid file keeps the two words earlier
+/// rbox versions read.
+fn stamp_file(pidfile: &Path) -> PathBuf {
+    pidfile.with_file_name("pause.stamp")
+}
+
+/// [`join`] without the maps to compare: the pause process that `pause.stamp` names was
+/// started (or joined) while /etc/subuid and /etc/subgid were what `stamp` says, so it maps
+/// what rbox would map now. Returns the mode its maps say, once joined.
+pub fn join_unchanged(pidfile: &Path, stamp: &str) -> Option<super::userns::Mode> {
+    let text = fs::read_to_string(stamp_file(pidfile)).ok()?;
+    let mut words = text.split_whitespace();
+    let (pid, start) = (words.next()?, words.next()?);
+    if words.next() != Some(stamp) || !is_pause(pid, start) {
+        return None;
+    }
+    let maps =
+        |f: &str| parse_map(&fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default());
+    let (u, g) = (maps("uid_map"), maps("gid_map"));
+    // container root is the caller (anything else is not a pause process of this user's)
+    let own = |m: &[(u32, u32, u32)], id: u32| m.first() == Some(&(0, id, 1));
+    if !own(&u, nix::unistd::getuid().as_raw()) || !own(&g, nix::unistd::getgid().as_raw()) {
+        return None;
+    }
+    enter(pid)?;
+    Some(super::userns::mode_of_maps(&u, &g))
+}
+
+/// Record `stamp` for the pause process `pidfile` names, just joined by its maps (new, or the
+/// files it stands for changed but not this user's ranges). Best effort: a failure only leaves
+/// the next invocation the full check again.
+pub fn restamp(pidfile: &Path, stamp: &str) {
+    let Ok(text) = fs::read_to_string(pidfile) else {
+        return;
+    };
+    let mut words = text.split_whitespace();
+    if let (Some(pid), Some(start)) = (words.next(), words.next()) {
+        write_stamp(pidfile, &format!("{pid} {start} {stamp}\n"));
+    }
+}
+
+/// Replace `pause.stamp` with `text` (through a temporary file: readers see the old or the new).
+fn write_stamp(pidfile: &Path, text: &str) {
+    let file = stamp_file(pidfile);
+    if fs::read_to_string(&file).is_ok_and(|t| t == text) {
+        return;
+    }
+    let tmp = file.with_extension(format!("stamp.tmp{}", std::process::id()));
+    if !(fs::write(&tmp, text).is_ok() && fs::rename(&tmp, &file).is_ok()) {
+        let _ = fs::remove_file(&tmp);
+    }
+}
+
+/// Whether `pid` is the process started at `start` and named as a pause process.
+fn is_pause(pid: &str, start: &str) -> bool {
     let same_process = pid
         .parse()
         .ok()
         .and_then(crate::state::proc_start_time)
         .is_some_and(|t| t.to_string() == start);
-    let comm_ok = fs::read_to_string(proc.join("comm")).is_ok_and(|c| c.trim() == PAUSE_NAME);
-    let maps_ok = parse_map(&fs::read_to_string(proc.join("uid_map")).unwrap_or_default())
-        == uid_map
-        && parse_map(&fs::read_to_string(proc.join("gid_map")).unwrap_or_default()) == gid_map;
-    if !(same_process && comm_ok && maps_ok) {
-        return false;
-    }
-    let Ok(ns) = fs::File::open(proc.join("ns/user")) else {
-        return false;
-    };
-    if sys::setns(&ns, libc::CLONE_NEWUSER).is_err() {
-        return false;
-    }
+    same_process
+        && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == PAUSE_NAME)
+}
+
+/// Join the user namespace of process `pid`, dropping supplementary groups.
+fn enter(pid: &str) -> Option<()> {
+    let ns = fs::File::open(format!("/proc/{pid}/ns/user")).ok()?;
+    sys::setns(&ns, libc::CLONE_NEWUSER).ok()?;
     let _ = nix::unistd::setgroups(&[]);
-    true
+    Some(())
 }
 
 const PAUSE_NAME: &str = "rbox-pause";
@@ -57,11 +116,12 @@ pub fn lock(pidfile: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
     super::exclusive_lock(&pidfile.with_file_name("pause.lock"))
 }
 
-/// Leave a process in our new user namespace for later invocations to join. It does nothing
+/// Leave a process in our new user namespace for later invocations to join, named in the pid
+/// file as `PID START-TIME`, and in `pause.stamp` with `stamp` ([`join_unchanged`]). It does nothing
 /// but wait, and exits when its pid file is removed or replaced (`rm -rf` of the runtime
 /// directory, or a newer pause process). Failing to start one only costs later invocations
 /// the id-mapping helpers again.
-pub fn start(pidfile: &Path) {
+pub fn start(pidfile: &Path, stamp: &str) {
     let Ok((ready_r, ready_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
         return;
     };
@@ -88,7 +148,9 @@ pub fn start(pidfile: &Path) {
             let tmp = pidfile.with_extension(format!("tmp{}", std::process::id()));
             let published = fs::write(&tmp, format!("{child} {start}\n")).is_ok()
                 && fs::rename(&tmp, pidfile).is_ok();
-            if !published {
+            if published {
+                write_stamp(pidfile, &format!("{child} {start} {stamp}\n"));
+            } else {
                 let _ = fs::remove_file(&tmp);
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
             }

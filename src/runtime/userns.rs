@@ -234,12 +234,6 @@ pub(super) fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
 pub fn current_mode() -> Mode {
     let (u, g) = rbox_storage::own_id_maps();
     let (u, g) = (parse_map(&u), parse_map(&g));
-    let range = |m: &[(u32, u32, u32)]| {
-        m.iter().find(|l| l.0 == 1).map(|l| SubRange {
-            start: l.1,
-            count: l.2,
-        })
-    };
     if u.first().is_some_and(|l| *l == (0, 0, u32::MAX)) {
         return if nix::unistd::geteuid().is_root() {
             Mode::Root
@@ -247,10 +241,36 @@ pub fn current_mode() -> Mode {
             detect().0
         };
     }
-    match (range(&u), range(&g)) {
+    mode_of_maps(&u, &g)
+}
+
+/// The mode a namespace with these id maps (as parsed by [`parse_map`]) was made in, where it
+/// is not the initial one: subordinate ranges where both maps have the line of container id 1.
+pub(super) fn mode_of_maps(u: &[(u32, u32, u32)], g: &[(u32, u32, u32)]) -> Mode {
+    let range = |m: &[(u32, u32, u32)]| {
+        m.iter().find(|l| l.0 == 1).map(|l| SubRange {
+            start: l.1,
+            count: l.2,
+        })
+    };
+    match (range(u), range(g)) {
         (Some(uid), Some(gid)) => Mode::SubIds { uid, gid },
         _ => Mode::Single,
     }
+}
+
+/// What the mapping [`detect`] decides rests on, in one word for the pause process's record:
+/// the identity of /etc/subuid and /etc/subgid (inode, size, change time; `-` for a missing
+/// file). While it is unchanged, a pause process made with it maps what [`detect`] would
+/// decide now, and joining it needs neither the user database nor those files read.
+pub(super) fn subid_stamp() -> String {
+    use std::os::unix::fs::MetadataExt;
+    ["/etc/subuid", "/etc/subgid"]
+        .map(|p| match fs::metadata(p) {
+            Ok(m) => format!("{}.{}.{}.{}", m.ino(), m.size(), m.ctime(), m.ctime_nsec()),
+            Err(_) => "-".into(),
+        })
+        .join(",")
 }
 
 /// The caller's uid outside every rbox namespace (what keys its runtime directory).
@@ -327,6 +347,17 @@ pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
         tracing::debug!("already inside rbox's user namespace");
         return Ok(current_mode().idmap());
     }
+    let stamp = (!nix::unistd::geteuid().is_root()).then(subid_stamp);
+    if let Some(stamp) = &stamp {
+        // the common case first: the pause process made from the same /etc/subuid and
+        // /etc/subgid is there (no user lookup, no files parsed)
+        let pidfile = crate::layout::pause_pid(&g.runtime_dir()?);
+        if let Some(mode) = pause::join_unchanged(&pidfile, stamp) {
+            tracing::debug!("joined the pause process named in `{}`", pidfile.display());
+            std::env::set_var("_RBOX_IN_USERNS", "1");
+            return Ok(mode.idmap());
+        }
+    }
     let (mode, _) = detect();
     tracing::debug!("user namespace: {}", mode.describe());
     let uid = nix::unistd::getuid().as_raw();
@@ -345,6 +376,11 @@ pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
             let ok = pause::join(&pidfile, &uid_map, &gid_map);
             if ok {
                 tracing::debug!("joined the pause process named in `{}`", pidfile.display());
+                // /etc/subuid or /etc/subgid changed but not this user's ranges: the next
+                // invocation joins without reading them
+                if let Some(stamp) = &stamp {
+                    pause::restamp(&pidfile, stamp);
+                }
                 std::env::set_var("_RBOX_IN_USERNS", "1");
             }
             ok
@@ -362,7 +398,7 @@ pub fn enter(g: &crate::context::Context) -> Result<IdMap> {
         }
         tracing::debug!("no pause process to join: entering a new user namespace");
         enter_mode(&mode)?;
-        pause::start(&pidfile);
+        pause::start(&pidfile, stamp.as_deref().unwrap_or("-"));
         return Ok(mode.idmap());
     }
     enter_mode(&mode)?;

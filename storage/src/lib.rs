@@ -83,6 +83,7 @@
 //! containers/<id>.json        the live state of a container's current start: pid, start time,
 //!                             boot id, monitor pid
 //! pause.pid                   the pid of the pause process keeping rbox's user namespace
+//! pause.stamp                 its pid again, with what /etc/subuid and /etc/subgid were
 //! ```
 //!
 //! A read-only additional image store ([`Store::open_read_only`]) has this same layout; it is

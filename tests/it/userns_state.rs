@@ -354,3 +354,48 @@ fn userns_modes_and_id_maps() {
         assert_eq!(out.stdout, "", "a refused run leaves no container: {out}");
     });
 }
+
+/// The pause process's record (`pause.stamp` beside `pause.pid`) says what /etc/subuid and
+/// /etc/subgid were when it made the namespace (inode, size, change time): while they stay so,
+/// an invocation joins it without the user database or those files; a record that no longer
+/// matches is joined by comparing the maps, as before, and written again. The pid file keeps
+/// the two words earlier versions read. The container's ids are the namespace's either way.
+#[test]
+fn pause_process_is_joined_by_its_record_of_subid_files() {
+    for_each_user("pause_stamp", |env| {
+        if env.user.uid == 0 {
+            return;
+        }
+        env.import_busybox("busybox");
+        let read = |f: &str| {
+            std::fs::read_to_string(env.runroot().join(f))
+                .unwrap()
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let pid = read("pause.pid");
+        assert_eq!(pid.len(), 2, "{pid:?}");
+        let stamp = read("pause.stamp");
+        assert_eq!(stamp.len(), 3, "{stamp:?}");
+        assert_eq!(stamp[..2], pid[..]);
+        assert!(stamp[2].contains(','), "{stamp:?}");
+        let maps = || {
+            env.rbox()
+                .args(["run", "--rm", "--network=none", "busybox"])
+                .args(["cat", "/proc/self/uid_map", "/proc/self/gid_map"])
+                .output()
+                .success()
+                .stdout
+        };
+        let before = maps();
+        assert_eq!(read("pause.pid"), pid);
+        // a record that no longer matches
+        let stale = format!("{} {} -,-\n", pid[0], pid[1]);
+        std::fs::write(env.runroot().join("pause.stamp"), stale).unwrap();
+        assert_eq!(maps(), before);
+        assert_eq!(read("pause.pid"), pid);
+        assert_eq!(read("pause.stamp"), stamp);
+        assert!(runs(pid[0].parse().unwrap()), "the pause process ended");
+    });
+}
