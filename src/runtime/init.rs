@@ -310,6 +310,7 @@ fn enter_nested((uid_map, gid_map): &(String, String), own_uts: bool) -> Result<
     }
     let res =
         nix::sched::unshare(flags).map_err(|e| fail("create the container's user namespace", e));
+    rbox_storage::id_maps_changed();
     // a failed unshare closes the pipe unwritten: the writer exits at once
     if res.is_ok() {
         let _ = nix::unistd::write(&w, b"u");

@@ -684,7 +684,11 @@ pub fn sigwait(set: &nix::sys::signal::SigSet) -> io::Result<libc::c_int> {
 /// setns(2) into the namespace `fd` refers to.
 pub fn setns(fd: impl AsFd, nstype: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid descriptor and an integer flag.
-    cvt(unsafe { libc::setns(fd.as_fd().as_raw_fd(), nstype) } as _).map(drop)
+    let r = cvt(unsafe { libc::setns(fd.as_fd().as_raw_fd(), nstype) } as _).map(drop);
+    if nstype == 0 || nstype & libc::CLONE_NEWUSER != 0 {
+        rbox_storage::id_maps_changed();
+    }
+    r
 }
 
 /// prctl(PR_SET_NAME): the process name ps shows.

@@ -445,7 +445,9 @@ pub fn enter_mode(mode: &Mode) -> Result<()> {
 }
 
 fn unshare_user() -> Result<()> {
-    nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
+    let r = nix::sched::unshare(CloneFlags::CLONE_NEWUSER);
+    rbox_storage::id_maps_changed();
+    r.map_err(|e| {
         let hint = match e {
             nix::errno::Errno::EPERM | nix::errno::Errno::ENOSPC => {
                 ": unprivileged user namespaces are disabled on this host; enable them with \

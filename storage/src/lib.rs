@@ -189,20 +189,26 @@ impl IdMap {
 /// id is mapped, whether only one is); they are read once per user namespace: a namespace's
 /// maps are written once and never change (user_namespaces(7)), but this process moves to
 /// another namespace when it enters rbox's, so the text is kept with the identity of the
-/// namespace it was read in, which one readlink(2) of `/proc/self/ns/user` checks instead
-/// of two opens and reads. Maps not written yet (between unshare and their writes) are not
-/// kept.
+/// namespace it was read in. That identity (a readlink(2) of `/proc/self/ns/user`) is checked
+/// again only where the namespace may have changed since: in another process (a child
+/// cloned into a namespace of its own shares this memory, or copied it), or after
+/// [`id_maps_changed`], which every setns(2) and unshare(2) of a user namespace calls.
+/// Maps not written yet (between unshare and their writes) are not kept.
 pub fn own_id_maps() -> (String, String) {
     use std::sync::Mutex;
-    type Cached = Option<(PathBuf, (String, String))>;
-    static CACHE: Mutex<Cached> = Mutex::new(None);
+    struct Cached {
+        pid: u32,
+        generation: u64,
+        ns: PathBuf,
+        maps: (String, String),
+    }
+    static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
     let read = || {
         let r = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
         (r("/proc/self/uid_map"), r("/proc/self/gid_map"))
     };
-    let Ok(ns) = std::fs::read_link("/proc/self/ns/user") else {
-        return read();
-    };
+    use std::sync::atomic::Ordering;
+    let (pid, generation) = (std::process::id(), NS_GENERATION.load(Ordering::SeqCst));
     // never waits: the init of a container reads them too, cloned from a parent whose other
     // threads may have held the lock at that moment
     let mut cache = match CACHE.try_lock() {
@@ -210,16 +216,39 @@ pub fn own_id_maps() -> (String, String) {
         Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
         Err(std::sync::TryLockError::WouldBlock) => return read(),
     };
-    match &*cache {
-        Some((n, maps)) if *n == ns => maps.clone(),
-        _ => {
-            let maps = read();
-            if !maps.0.is_empty() && !maps.1.is_empty() {
-                *cache = Some((ns, maps.clone()));
-            }
-            maps
+    if let Some(c) = &*cache {
+        if c.pid == pid && c.generation == generation {
+            return c.maps.clone();
         }
     }
+    let Ok(ns) = std::fs::read_link("/proc/self/ns/user") else {
+        return read();
+    };
+    if let Some(c) = &mut *cache {
+        if c.ns == ns {
+            (c.pid, c.generation) = (pid, generation);
+            return c.maps.clone();
+        }
+    }
+    let maps = read();
+    if !maps.0.is_empty() && !maps.1.is_empty() {
+        *cache = Some(Cached {
+            pid,
+            generation,
+            ns,
+            maps: maps.clone(),
+        });
+    }
+    maps
+}
+
+/// Bumped by [`id_maps_changed`]: see [`own_id_maps`].
+static NS_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// This process may have joined or made another user namespace (after a setns(2) or
+/// unshare(2)): the next [`own_id_maps`] checks which namespace it is in.
+pub fn id_maps_changed() {
+    NS_GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Errors of the image store. Messages are one lowercase sentence, paths in backticks.

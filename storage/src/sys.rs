@@ -577,7 +577,11 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 /// mount namespaces; it is single-threaded then).
 pub fn setns<F: AsFd>(fd: F, nstype: libc::c_int) -> io::Result<()> {
     // SAFETY: setns takes a valid descriptor and a flag; it touches no memory of ours.
-    cvt(unsafe { libc::setns(fd.as_fd().as_raw_fd(), nstype) } as libc::c_long).map(drop)
+    let r = cvt(unsafe { libc::setns(fd.as_fd().as_raw_fd(), nstype) } as libc::c_long).map(drop);
+    if nstype == 0 || nstype & libc::CLONE_NEWUSER != 0 {
+        crate::id_maps_changed();
+    }
+    r
 }
 
 /// accept4(2) with SOCK_CLOEXEC (the owner supervisor's socket for `rbox exec`).
