@@ -142,13 +142,20 @@ pub fn plan(
             .and_then(|raw| oci_spec::image::ImageConfiguration::from_reader(&raw[..]).ok())
             .and_then(|c| c.config().as_ref()?.working_dir().clone()),
         (None, None) => {
-            let image = store.lookup_image(&rec.image_id).with_context(|| {
-                format!("image {} of container {} is gone", &rec.image_id, rec.name)
-            })?;
-            store
-                .image_config(&image)
+            // read at create by this process (a `run`), else from the store
+            let recent = rbox_storage::Digest::parse(&rec.image_id)
                 .ok()
-                .and_then(|c| c.config().as_ref()?.working_dir().clone())
+                .and_then(|d| store.recent_image_config(&d));
+            let config = match recent {
+                Some(c) => Some(c),
+                None => {
+                    let image = store.lookup_image(&rec.image_id).with_context(|| {
+                        format!("image {} of container {} is gone", &rec.image_id, rec.name)
+                    })?;
+                    store.image_config(&image).ok()
+                }
+            };
+            config.and_then(|c| c.config().as_ref()?.working_dir().clone())
         }
     };
     // `container:`'s namespace is the target's as it runs now: the path in config.json names

@@ -179,7 +179,9 @@ impl Store {
             }
             Err(e) => return Err(Error::io(format!("create {}", bt(&dir)), e)),
         }
-        Ok(self.container_dir_of(dir, &meta))
+        let cd = self.container_dir_of(dir, &meta);
+        known::remember(self.root(), id, &cd);
+        Ok(cd)
     }
 
     /// With an upper root set, makes `<upper root>/<id>/` (fresh, 0700) for the container's
@@ -224,6 +226,9 @@ impl Store {
 
     /// The directories of an existing container.
     pub fn container_dir(&self, id: &str) -> Result<ContainerDir> {
+        if let Some(cd) = known::recall(self.root(), id) {
+            return Ok(cd);
+        }
         let dir = self.container_path(id)?;
         let p = dir.join("layer.json");
         let data = fs::read(&p).map_err(|e| {
@@ -235,7 +240,9 @@ impl Store {
         })?;
         let meta: ContainerLayer = serde_json::from_slice(&data)
             .map_err(|e| Error::io(format!("parse {}", bt(&p)), io::Error::other(e)))?;
-        Ok(self.container_dir_of(dir, &meta))
+        let cd = self.container_dir_of(dir, &meta);
+        known::remember(self.root(), id, &cd);
+        Ok(cd)
     }
 
     /// `--mount type=image`: the layer directories (top-most first) of image `image`,
@@ -257,6 +264,7 @@ impl Store {
             }
             dirs.push(self.layer_path(&l.diff_id));
         }
+        known::forget(self.root(), id);
         if !meta.mounted_images.contains(image) {
             meta.mounted_images.push(image.clone());
             self.write_atomic(
@@ -282,7 +290,9 @@ impl Store {
     /// next writer's sweep of `tmp/`.
     pub fn detach_container_dir(&self, id: &str) -> Result<Option<Detached>> {
         let dir = self.container_path(id)?;
-        if let Ok(cd) = self.container_dir(id) {
+        let cd = self.container_dir(id);
+        known::forget(self.root(), id);
+        if let Ok(cd) = cd {
             if let Some(placed) = cd.upper.parent().filter(|p| *p != dir) {
                 remove_tree(placed).ctx(|| format!("remove {}", bt(placed)))?;
             }
@@ -362,3 +372,59 @@ impl Remover {
 /// ([`Store::detach_container_dir`]).
 #[derive(Debug)]
 pub struct Detached(PathBuf);
+
+/// The container directories this process created or read, by store and id: a start asks for
+/// its container's several times (the monitor, the launch plan, and at the exit the removal),
+/// and what layer.json says of a container does not change while it exists, except through
+/// this process (`--mount type=image` at create, which forgets it; a removal forgets it too).
+/// Another process that removes the container meanwhile is seen where its files are used.
+mod known {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use super::ContainerDir;
+
+    static KNOWN: Mutex<Vec<(PathBuf, String, ContainerDir)>> = Mutex::new(Vec::new());
+    /// Set when a [`forget`] found the lock held: nothing is recalled any more.
+    static UNSURE: AtomicBool = AtomicBool::new(false);
+    /// A few are all a process uses (a build's step containers come and go).
+    const KEPT: usize = 8;
+
+    /// The lock, or none where it is held (never waits: a child forked while another thread
+    /// held it would wait forever): then nothing is known.
+    fn known() -> Option<std::sync::MutexGuard<'static, Vec<(PathBuf, String, ContainerDir)>>> {
+        match KNOWN.try_lock() {
+            Ok(k) => Some(k),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    pub(super) fn recall(root: &Path, id: &str) -> Option<ContainerDir> {
+        if UNSURE.load(Ordering::SeqCst) {
+            return None;
+        }
+        known()?
+            .iter()
+            .find(|(r, i, _)| r == root && i == id)
+            .map(|(_, _, cd)| cd.clone())
+    }
+
+    pub(super) fn remember(root: &Path, id: &str, cd: &ContainerDir) {
+        if let Some(mut k) = known() {
+            k.retain(|(r, i, _)| !(r == root && i == id));
+            if k.len() >= KEPT {
+                k.remove(0);
+            }
+            k.push((root.to_path_buf(), id.to_string(), cd.clone()));
+        }
+    }
+
+    pub(super) fn forget(root: &Path, id: &str) {
+        match known() {
+            Some(mut k) => k.retain(|(r, i, _)| !(r == root && i == id)),
+            None => UNSURE.store(true, Ordering::SeqCst),
+        }
+    }
+}

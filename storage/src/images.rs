@@ -151,6 +151,19 @@ fn is_hex(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// The bytes of the image config this process read last, by digest (see
+/// [`Store::image_config_and_raw`]).
+static LAST_CONFIG: std::sync::Mutex<Option<(Digest, Vec<u8>)>> = std::sync::Mutex::new(None);
+
+fn last_config(id: &Digest) -> Option<Vec<u8>> {
+    LAST_CONFIG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .filter(|(d, _)| d == id)
+        .map(|(_, bytes)| bytes.clone())
+}
+
 impl Store {
     fn image_path(&self, id: &Digest) -> std::path::PathBuf {
         self.images_dir().join(format!("{}.json", id.hex()))
@@ -654,23 +667,25 @@ impl Store {
     /// its image's config at create and again at start, and a blob, verified against its
     /// digest when read, has those bytes wherever it is stored.
     pub fn image_config_and_raw(&self, rec: &ImageRecord) -> Result<(ImageConfiguration, Vec<u8>)> {
-        static LAST: std::sync::Mutex<Option<(Digest, Vec<u8>)>> = std::sync::Mutex::new(None);
-        let last = || LAST.lock().unwrap_or_else(|e| e.into_inner());
-        let cached = last()
-            .as_ref()
-            .filter(|(d, _)| *d == rec.id)
-            .map(|(_, bytes)| bytes.clone());
-        let data = match cached {
+        let data = match last_config(&rec.id) {
             Some(bytes) => bytes,
             None => {
                 let bytes = self.read_blob(&rec.id)?;
-                *last() = Some((rec.id.clone(), bytes.clone()));
+                *LAST_CONFIG.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((rec.id.clone(), bytes.clone()));
                 bytes
             }
         };
         let cfg = ImageConfiguration::from_reader(&data[..])
             .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         Ok((cfg, data))
+    }
+
+    /// The config of image `id` (its config digest) where this process read it last
+    /// ([`Store::image_config_and_raw`]), without reading the image's record: a start needs
+    /// it again after its create. `None` where it has not been read.
+    pub fn recent_image_config(&self, id: &Digest) -> Option<ImageConfiguration> {
+        ImageConfiguration::from_reader(&last_config(id)?[..]).ok()
     }
 
     /// The image's stored manifest bytes.
