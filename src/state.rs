@@ -1662,11 +1662,19 @@ pub fn is_running(rec: &ContainerRecord) -> bool {
 /// are free for the next container at once). The caller removes its storage directory (which
 /// holds files owned by mapped ids) from inside the user namespace.
 pub fn remove(g: &Context, rec: &ContainerRecord) -> Result<()> {
+    remove_but_record(g, rec)?;
+    fs::remove_file(layout::container_record(&g.storage_root()?, &rec.id)).ok();
+    Ok(())
+}
+
+/// [`remove`] for a caller whose next step renames the container's directory away
+/// (`Store::detach_container_dir`), which takes the record in it along: one file fewer to
+/// unlink on an attached `run --rm`'s way out.
+pub fn remove_but_record(g: &Context, rec: &ContainerRecord) -> Result<()> {
     let root = g.storage_root()?;
     crate::events::container(g, rec, "remove");
     remove_live(g, rec);
     clear_requests(g, rec);
-    fs::remove_file(layout::container_record(&root, &rec.id)).ok();
     release_name(&root, &rec.name, &rec.id);
     crate::runtime::userns_auto::release(&root, &rec.id);
     Ok(())

@@ -32,8 +32,11 @@ pub fn attached(
     mut rec: ContainerRecord,
     hidden: [bool; 2],
 ) -> Result<ExitCode> {
-    // what was asked of an earlier run and never read (its monitor was killed) is void
-    state::take_request(g, &rec.id);
+    // what was asked of an earlier run and never read (its monitor was killed) is void (a
+    // container that never ran, as `run`'s, has none)
+    if !rec.state.started_at.is_empty() {
+        state::take_request(g, &rec.id);
+    }
     // Without a terminal the container writes into pipes that rbox relays (as conmon does for
     // Podman), so that what it writes also goes to its log; stdin stays the caller's with
     // `-i`, else /dev/null. A `--rm` container keeps no log: it is gone when it exits.
@@ -92,7 +95,8 @@ pub fn attached(
     // A restart policy goes on without the terminal: a detached monitor takes the container
     // over (as Docker's and Podman's clients return while their daemon or conmon restarts
     // it). The caller gets the first exit's code.
-    let stopped = state::take_request(g, &rec.id) == Some(state::Request::Stop);
+    // (a `--rm` container has neither restart policy nor requests left: removed with it)
+    let stopped = rec.auto_remove || state::take_request(g, &rec.id) == Some(state::Request::Stop);
     if !stopped
         && rec
             .spec
@@ -829,7 +833,7 @@ pub fn finish(
     }
     if rec.auto_remove {
         // (Podman 4.3 logs no `cleanup` for a `--rm` container: died, then remove)
-        let removed = state::remove(g, rec);
+        let removed = state::remove_but_record(g, rec);
         // A node-local upper directory (a store on a network filesystem) is deleted by the
         // detach itself: its overlay must be unmounted first.
         let mut mnt = mnt;

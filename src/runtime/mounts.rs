@@ -408,7 +408,16 @@ pub fn plan(rootfs: Rootfs, spec: &Spec, etc: &EtcFiles, env: Env) -> Vec<Op> {
 /// Join `inside` (absolute, from the image's point of view) onto `root`, resolving symlinks
 /// as if `root` were `/`: `..` and absolute link targets can never leave `root`.
 pub fn secure_join(root: &Path, inside: &str) -> Result<PathBuf> {
-    Joiner::default().join(root, inside)
+    Ok(Joiner::default().join(root, inside)?.0)
+}
+
+/// What the last component of a path [`Joiner::join`] resolved is, from the lookup the
+/// resolution made anyway: `None` where nothing is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Dir,
+    /// a regular file, a device or anything else that is not a directory
+    Other,
 }
 
 /// [`secure_join`] for a run of mount operations: each component is looked up from a
@@ -422,7 +431,7 @@ struct Joiner {
 }
 
 impl Joiner {
-    fn join(&mut self, root: &Path, inside: &str) -> Result<PathBuf> {
+    fn join(&mut self, root: &Path, inside: &str) -> Result<(PathBuf, Option<Found>)> {
         use nix::fcntl::{open, OFlag};
         use std::os::fd::AsFd;
         if self.dir.as_ref().is_none_or(|(p, _)| p != root) {
@@ -437,8 +446,8 @@ impl Joiner {
         let Some((_, dir)) = &self.dir else {
             unreachable!("opened above")
         };
-        let resolved = resolve_in(dir.as_fd(), inside)?;
-        Ok(root.join(resolved))
+        let (resolved, found) = resolve_in(dir.as_fd(), inside)?;
+        Ok((root.join(resolved), found))
     }
 
     /// Forget the root's descriptor: something was mounted over it.
@@ -447,26 +456,41 @@ impl Joiner {
     }
 }
 
-/// `inside` resolved below `dir` as below `/` (see [`secure_join`]), relative to it.
-fn resolve_in(dir: std::os::fd::BorrowedFd, inside: &str) -> Result<PathBuf> {
+/// `inside` resolved below `dir` as below `/` (see [`secure_join`]), relative to it, with
+/// what its last component is.
+fn resolve_in(dir: std::os::fd::BorrowedFd, inside: &str) -> Result<(PathBuf, Option<Found>)> {
     use nix::fcntl::readlinkat;
     use nix::sys::stat::{fstatat, SFlag};
     let mut resolved = PathBuf::new(); // relative to dir
     let mut pending: Vec<String> = components(inside);
     pending.reverse();
     let mut hops = 0;
+    // what the last component looked up is (`None` after `.` and `..`: not known)
+    let mut found = None;
     while let Some(c) = pending.pop() {
         match c.as_str() {
-            "." | "" => continue,
+            "." | "" => {
+                found = None;
+                continue;
+            }
             ".." => {
                 resolved.pop();
+                found = None;
                 continue;
             }
             _ => {}
         }
         let cand = resolved.join(&c);
-        let link = fstatat(dir, &cand, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
-            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
+        let kind = fstatat(dir, &cand, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT);
+        let link = kind == Some(SFlag::S_IFLNK);
+        found = kind.filter(|k| *k != SFlag::S_IFLNK).map(|k| {
+            if k == SFlag::S_IFDIR {
+                Found::Dir
+            } else {
+                Found::Other
+            }
         });
         if link {
             hops += 1;
@@ -486,7 +510,7 @@ fn resolve_in(dir: std::os::fd::BorrowedFd, inside: &str) -> Result<PathBuf> {
             resolved = cand;
         }
     }
-    Ok(resolved)
+    Ok((resolved, found))
 }
 
 fn components(p: &str) -> Vec<String> {
@@ -642,17 +666,17 @@ fn describe(op: &Op) -> String {
 }
 
 fn apply_one(op: &Op, root: &Path, target: &Path, joiner: &mut Joiner) -> Result<()> {
-    let mut secure_join = |root: &Path, inside: &str| -> Result<PathBuf> {
-        let p = joiner.join(root, inside)?;
+    let mut secure_join_found = |root: &Path, inside: &str| -> Result<(PathBuf, Option<Found>)> {
+        let (p, found) = joiner.join(root, inside)?;
         // a mount on the root itself hides what the descriptor opened
         if p == root {
             joiner.reset();
         }
-        Ok(p)
+        Ok((p, found))
     };
     match op {
         Op::Propagation { inside, flags } => {
-            let p = secure_join(root, inside)?;
+            let (p, _) = secure_join_found(root, inside)?;
             mount(None::<&str>, &p, None::<&str>, ms(*flags), None::<&str>)?;
         }
         Op::Mknod {
@@ -665,7 +689,7 @@ fn apply_one(op: &Op, root: &Path, target: &Path, joiner: &mut Joiner) -> Result
             gid,
         } => {
             use nix::sys::stat::{Mode, SFlag};
-            let p = secure_join(root, inside)?;
+            let (p, _) = secure_join_found(root, inside)?;
             let kind = SFlag::from_bits_truncate(*kind);
             let dev = nix::sys::stat::makedev(*major, *minor);
             match nix::sys::stat::mknod(&p, kind, Mode::from_bits_truncate(*mode), dev) {
@@ -720,8 +744,13 @@ fn apply_one(op: &Op, root: &Path, target: &Path, joiner: &mut Joiner) -> Result
                 Op::FsNamed { source, .. } => source,
                 _ => fstype,
             };
-            let p = secure_join(root, inside)?;
-            let r = mount_point(&p, true).and_then(|_| {
+            let (p, found) = secure_join_found(root, inside)?;
+            // (a directory there already, as the image's /proc and /sys are, needs none)
+            let made = match found {
+                Some(Found::Dir) => Ok(()),
+                _ => mount_point(&p, true),
+            };
+            let r = made.and_then(|_| {
                 let data = (!data.is_empty()).then_some(data.as_str());
                 mount(
                     Some(source.as_str()),
@@ -746,8 +775,17 @@ fn apply_one(op: &Op, root: &Path, target: &Path, joiner: &mut Joiner) -> Result
             flags,
         } => {
             let meta = fs::metadata(host).with_context(|| format!("stat `{}`", host.display()))?;
-            let p = secure_join(root, inside)?;
-            mount_point(&p, meta.is_dir())?;
+            let (p, found) = secure_join_found(root, inside)?;
+            // (what is there already, of the source's kind, needs nothing made; one of the
+            // other kind fails the mount as before)
+            let ready = match found {
+                Some(Found::Dir) => meta.is_dir(),
+                Some(Found::Other) => !meta.is_dir(),
+                None => false,
+            };
+            if !ready {
+                mount_point(&p, meta.is_dir())?;
+            }
             let mut fl = MsFlags::MS_BIND;
             if *recursive {
                 fl |= MsFlags::MS_REC;
@@ -777,7 +815,7 @@ fn apply_one(op: &Op, root: &Path, target: &Path, joiner: &mut Joiner) -> Result
             }
         }
         Op::Symlink { target: t, inside } => {
-            let p = secure_join(root, inside)?;
+            let (p, _) = secure_join_found(root, inside)?;
             std::os::unix::fs::symlink(t, &p)?;
         }
         Op::Pivot => {

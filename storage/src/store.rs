@@ -520,15 +520,18 @@ impl Drop for TmpPath {
 /// the modes the image gave it.
 fn make_private(root: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    match fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
-    {
-        Ok(()) => {}
-        Err(e) => return Err(e).ctx(|| format!("create store directory {}", bt(root))),
-    }
-    let md = fs::metadata(root).ctx(|| format!("stat store directory {}", bt(root)))?;
+    // (one stat where the store exists, as it does after the first command)
+    let md = match fs::metadata(root) {
+        Ok(md) if md.is_dir() => md,
+        _ => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .ctx(|| format!("create store directory {}", bt(root)))?;
+            fs::metadata(root).ctx(|| format!("stat store directory {}", bt(root)))?
+        }
+    };
     if md.permissions().mode() & 0o077 != 0 {
         let mode = md.permissions().mode() & 0o7700;
         fs::set_permissions(root, fs::Permissions::from_mode(mode))
