@@ -130,8 +130,7 @@ struct Vars {
 }
 
 fn parse(text: &str, system: bool, root: bool, vars: &Vars) -> Result<Storage> {
-    let f: File = toml::from_str(&blank_comment_lines(text))
-        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let f: File = from_toml(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let s = f.storage;
     let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
     let expand = |v: String| {
@@ -174,13 +173,20 @@ fn parse(text: &str, system: bool, root: bool, vars: &Vars) -> Result<Storage> {
 /// character on every `rbox run`: a tenth of a millisecond of the start-up. Left whole when
 /// the file has a multi-line string, where such a line could be part of a value.
 fn blank_comment_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    without_comment_lines(text, true)
+}
+
+/// `text` as [`blank_comment_lines`] makes it, or with the lines it blanks dropped
+/// (`keep_lines` false), empty ones too: what the parser reads on the way that succeeds.
+fn without_comment_lines(text: &str, keep_lines: bool) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(text.len() / 8);
     for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with('#') {
-            if line.ends_with('\n') {
+        let body = line.trim_start();
+        if body.starts_with('#') || (!keep_lines && body.is_empty()) {
+            if keep_lines && line.ends_with('\n') {
                 out.push('\n');
             }
-        } else if line.contains("\"\"\"") || line.contains("'''") {
+        } else if line.contains(['"', '\'']) && (line.contains("\"\"\"") || line.contains("'''")) {
             // (a multi-line string opens on a line that is not a comment: one pass finds it)
             return text.into();
         } else {
@@ -188,6 +194,13 @@ fn blank_comment_lines(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     out.into()
+}
+
+/// A TOML file `text` parsed from its settings alone ([`without_comment_lines`]); where that
+/// fails, parsed again with its comments blanked, so that the error names the file's line.
+fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
+    toml::from_str(&without_comment_lines(text, false))
+        .or_else(|_| toml::from_str(&blank_comment_lines(text)))
 }
 
 /// What containers.conf says (the keys rbox honours).
@@ -316,8 +329,8 @@ pub fn containers() -> Result<Containers> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("read `{}`", p.display())),
         };
-        let f: ContainersFile = toml::from_str(&blank_comment_lines(&text))
-            .with_context(|| format!("parse `{}`", p.display()))?;
+        let f: ContainersFile =
+            from_toml(&text).with_context(|| format!("parse `{}`", p.display()))?;
         let mut c = f.containers;
         c.hooks_dir = f.engine.hooks_dir;
         c.cdi_spec_dirs = f.engine.cdi_spec_dirs;
@@ -477,6 +490,18 @@ additionalimagestores = []
         let bad = "# one\n# two\n[containers]\ndns_servers = 1\n";
         let e = toml::from_str::<ContainersFile>(&blank_comment_lines(bad)).unwrap_err();
         assert!(e.to_string().contains("line 4"), "{e}");
+        // read from its settings alone, the same; an error still names the file's line
+        assert_eq!(
+            without_comment_lines(text, false),
+            "[containers]\ndns_servers = [\n  \"1.1.1.1\", # after\n]\r\n"
+        );
+        assert_eq!(
+            from_toml::<ContainersFile>(text).unwrap().containers,
+            read(text)
+        );
+        let e = from_toml::<ContainersFile>(bad).unwrap_err();
+        assert!(e.to_string().contains("line 4"), "{e}");
+        assert_eq!(without_comment_lines(multi, false), multi);
     }
 
     #[test]

@@ -1106,6 +1106,9 @@ pub fn rename(g: &Context, rec: &ContainerRecord, new: &str) -> Result<()> {
 /// monitor's copy): its resource limits and restart policy, taken from the record now. Left
 /// as they are when the record cannot be read.
 pub fn take_updates(root: &Path, rec: &mut ContainerRecord) {
+    if unchanged_since_written(root, &rec.id) {
+        return;
+    }
     if let Ok(cur) = load_raw(root, &rec.id) {
         rec.spec.opts.resources = cur.spec.opts.resources;
         rec.spec.restart = cur.spec.restart;
@@ -1149,8 +1152,52 @@ fn write_record(root: &Path, rec: &ContainerRecord, tmp_ext: &str) -> Result<()>
     let tmp = p.with_extension(tmp_ext);
     let data = serde_json::to_vec_pretty(rec).context("encode container record")?;
     fs::write(&tmp, data).with_context(|| format!("write `{}`", tmp.display()))?;
+    let stamp = fs::symlink_metadata(&tmp).ok().map(|m| FileStamp::of(&m));
     fs::rename(&tmp, &p).with_context(|| format!("rename `{}`", p.display()))?;
+    if let Ok(mut w) = WRITTEN.lock() {
+        *w = stamp.map(|s| (p, s));
+    }
     Ok(())
+}
+
+/// The record this process wrote last, and what its file was: a record is only ever replaced
+/// whole (a new file renamed over it), so while the file is that one, no other process
+/// (`rbox update`, `rename`) has changed it since.
+static WRITTEN: std::sync::Mutex<Option<(PathBuf, FileStamp)>> = std::sync::Mutex::new(None);
+
+/// A file's identity and last change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(m: &fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// Whether container `id`'s record is still the file this process wrote last (one stat
+/// instead of a read and parse of the record).
+fn unchanged_since_written(root: &Path, id: &str) -> bool {
+    let p = layout::container_record(root, id);
+    let Some(stamp) = WRITTEN
+        .lock()
+        .ok()
+        .and_then(|w| w.as_ref().filter(|(q, _)| *q == p).map(|(_, s)| *s))
+    else {
+        return false;
+    };
+    fs::symlink_metadata(&p).is_ok_and(|m| FileStamp::of(&m) == stamp)
 }
 
 fn load_raw(root: &Path, id: &str) -> Result<ContainerRecord> {
