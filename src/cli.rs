@@ -340,7 +340,7 @@ pub fn parse() -> Cli {
         .any(|a| a == "container" || a == "image");
     let res = command_with(twins)
         .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m));
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
     match res {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -375,10 +375,10 @@ fn parse_oci_only(args: &[std::ffi::OsString]) -> Option<Cli> {
     if !names("oci", args) {
         return None;
     }
-    let m = last_value_wins(OciOnly::command())
+    let mut m = last_value_wins(OciOnly::command())
         .try_get_matches_from(args)
         .ok()?;
-    let OciOnly { global, command } = OciOnly::from_arg_matches(&m).ok()?;
+    let OciOnly { global, command } = OciOnly::from_arg_matches_mut(&mut m).ok()?;
     let OciOnlyCommand::Oci(a) = command;
     Some(Cli {
         global,
@@ -409,10 +409,12 @@ macro_rules! parse_alone {
             if !names($verb, args) {
                 return None;
             }
-            let m = last_value_wins(Alone::command())
+            let mut m = last_value_wins(Alone::command())
                 .try_get_matches_from(args)
                 .ok()?;
-            let Alone { global, command } = Alone::from_arg_matches(&m).ok()?;
+            // (taken from the matches, not from a copy of them: derive's `from_arg_matches`
+            // clones all of them first, defaults of every flag included)
+            let Alone { global, command } = Alone::from_arg_matches_mut(&mut m).ok()?;
             let AloneCommand::$variant(a) = command;
             Some(Cli {
                 global,
