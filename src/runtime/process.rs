@@ -370,6 +370,8 @@ fn prepare_and_exec(
         rbox_storage::mount::fuse::supervisor::hand_over()
             .map_err(|e| Failure::setup(format!("start the owner supervisor: {e}")))?;
     }
+    // (before the filter, which a spec's profile may make refuse the read)
+    let masks = sys::status_masks();
     if let Some(prog) = seccomp {
         sys::seccomp_install(prog)
             .map_err(|e| Failure::setup(format!("install seccomp filter: {e}")))?;
@@ -379,9 +381,17 @@ fn prepare_and_exec(
     // bounding set lacks a capability (CAP_SYS_RESOURCE on some machines) gets the rest,
     // as crun grants it, instead of failing `--privileged` or `--cap-add all`.
     let last = caps::last_cap();
-    let bounding = (0..=last)
-        .filter(|c| sys::capbset_read(*c).unwrap_or(false))
-        .fold(0u64, |m, c| m | 1 << c);
+    let known = if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last + 1)) - 1
+    };
+    let bounding = match masks {
+        Some((_, bnd)) => bnd & known,
+        None => (0..=last)
+            .filter(|c| sys::capbset_read(*c).unwrap_or(false))
+            .fold(0u64, |m, c| m | 1 << c),
+    };
     let kept = p.caps & bounding;
     for c in 0..=last {
         if kept & (1 << c) == 0 {
@@ -459,7 +469,7 @@ fn prepare_and_exec(
         .map(|a| cstr(a.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     let path_c = cstr(&exe)?;
-    sys::reset_signals();
+    sys::reset_signals(masks.map(|(ignored, _)| ignored));
     let err = sys::execve(&path_c, &argv, &envp);
     let shown = exe.to_string_lossy();
     let (code, msg) = match err.raw_os_error() {

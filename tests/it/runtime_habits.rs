@@ -284,3 +284,27 @@ fn pause_process_ends_with_its_runtime_directory() {
         }
     });
 }
+
+/// The container's command starts with every signal at its default disposition and none
+/// blocked, whatever rbox's caller ignored (`nohup`, a shell's background job, a `trap ''`)
+/// and though rbox itself ignores SIGPIPE; its capability bounding set is the default
+/// one. (The init reads both from /proc/self/status once.)
+#[test]
+fn the_command_starts_with_default_signal_dispositions() {
+    use crate::util::{shell_quote, RBOX};
+    for_each_user("habits_signals", |env| {
+        setup(env);
+        let line = format!(
+            "trap '' HUP INT QUIT TERM USR1 PIPE; exec {rbox} --root {root} --runroot {run} \
+             run --rm --network=none busybox grep -E '^(SigIgn|SigBlk|CapBnd)' /proc/self/status",
+            rbox = shell_quote(RBOX),
+            root = shell_quote(&env.store().to_string_lossy()),
+            run = shell_quote(&env.runroot().to_string_lossy()),
+        );
+        let out = env.cmd("sh").args(["-c", &line]).output().success();
+        assert!(out.stdout.contains("SigIgn:\t0000000000000000"), "{out}");
+        assert!(out.stdout.contains("SigBlk:\t0000000000000000"), "{out}");
+        // Podman 4.3's default set (as run::capabilities_and_no_new_privs checks)
+        assert!(out.stdout.contains("CapBnd:\t00000000800405fb"), "{out}");
+    });
+}
