@@ -5,11 +5,11 @@
 //!
 //! The entry point is C's `main` (`no_main`): std's own start-up reads /proc/self/maps to find
 //! the main thread's stack (glibc's pthread_getattr_np) and maps an alternate signal stack
-//! for its stack-overflow message, in every process and thread, about 70 us of each exec of
-//! rbox on the benchmark machine, and a container's start is several of them. What rbox
-//! needs of that start-up, [`exit::start`] does: SIGPIPE ignored, closed stdio descriptors
-//! opened on /dev/null. A stack overflow is then a plain SIGSEGV, and a panic still prints
-//! its message and exits 101.
+//! for its stack-overflow message (one per thread, too): about 70 us of each exec of rbox
+//! on the benchmark machine, on the way to every container's start. What rbox needs of that
+//! start-up, [`exit::start`] does: SIGPIPE ignored, closed stdio descriptors opened on
+//! /dev/null. A stack overflow is then a plain SIGSEGV, and a panic still prints its message
+//! and exits 101.
 #![cfg_attr(not(test), no_main)]
 
 mod build;
