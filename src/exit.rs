@@ -31,6 +31,7 @@ pub fn stop_on_signals() -> anyhow::Result<()> {
         rbox_storage::interrupt::request();
     }
     crate::runtime::sys::catch_stop_signals(on_signal)
+        .and_then(|()| rbox_storage::interrupt::catch_wake_signal())
         .map_err(|e| anyhow::anyhow!("catch SIGINT: {e}"))
 }
 

@@ -77,11 +77,41 @@ pub(crate) fn for_each_parallel<T: Sync>(
             return;
         }
     };
+    // The other threads' ids, and how many of them have finished: a Ctrl-C reaches this
+    // thread, which wakes them out of a read that a stalled registry would keep them in (up
+    // to the read timeout's minute).
+    let tids = std::sync::Mutex::new(Vec::new());
+    let spawned = jobs.min(items.len()).saturating_sub(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
-        for _ in 1..jobs.min(items.len()) {
-            s.spawn(worker);
+        for _ in 0..spawned {
+            let done = done_tx.clone();
+            let (tids, worker) = (&tids, &worker);
+            s.spawn(move || {
+                if let Ok(mut t) = tids.lock() {
+                    t.push(rbox_storage::interrupt::thread_id());
+                }
+                worker();
+                let _ = done.send(());
+            });
         }
+        // (a worker that panics drops its sender unsent: the wait below ends all the same)
+        drop(done_tx);
         worker();
+        let mut finished = 0;
+        while finished < spawned {
+            match done_rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                Ok(()) => finished += 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if rbox_storage::interrupt::requested() {
+                        if let Ok(t) = tids.lock() {
+                            rbox_storage::interrupt::wake(&t);
+                        }
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
     });
     match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),

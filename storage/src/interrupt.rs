@@ -27,6 +27,27 @@ pub fn request() {
     REQUESTED.store(true, Ordering::Relaxed);
 }
 
+/// Installs what [`wake`] needs: a signal handler that does nothing (see `sys`). The binary
+/// calls it with its own handlers for the stop signals.
+pub fn catch_wake_signal() -> io::Result<()> {
+    crate::sys::catch_wake_signal()
+}
+
+/// This thread's id, for [`wake`].
+pub fn thread_id() -> i32 {
+    crate::sys::gettid()
+}
+
+/// Interrupts the blocking system call of each thread `tids` names (a read from a stalled
+/// registry), so that its stream looks at the stop request. A process-wide signal reaches
+/// one thread only (the main one, as a rule, while it waits for the others); called by the
+/// thread that got it, once a stop was asked for.
+pub fn wake(tids: &[i32]) {
+    for &t in tids {
+        crate::sys::wake_thread(t);
+    }
+}
+
 /// Whether a stop was asked for: by [`request`], or by a held SIGINT, SIGTERM or SIGHUP
 /// that a stream of the store saw waiting and stopped for (the signal stays pending for
 /// whoever blocked it). Only an atomic load: the binary asks after any failure, and a

@@ -614,3 +614,34 @@ pub fn stop_signal_pending() -> bool {
         // SAFETY: `set` was filled by sigpending and `s` is a valid signal number.
         .any(|s| unsafe { libc::sigismember(&set, *s) } == 1)
 }
+
+/// This thread's id (gettid(2)), for [`wake_thread`].
+pub fn gettid() -> i32 {
+    // SAFETY: no arguments, no memory.
+    unsafe { libc::gettid() }
+}
+
+/// The signal that wakes a thread of this process out of a blocking system call
+/// ([`crate::interrupt::wake`]): SIGURG, whose default is to be ignored, so that it is
+/// harmless where [`catch_wake_signal`] was not called.
+const WAKE: libc::c_int = libc::SIGURG;
+
+/// A handler for [`WAKE`] that does nothing, installed without SA_RESTART: a system call it
+/// interrupts fails with EINTR, and the stream around it looks at the stop request.
+pub fn catch_wake_signal() -> io::Result<()> {
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: a zeroed sigaction with a handler that touches nothing, an empty mask and no
+    // flags; no old action asked for.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut act.sa_mask);
+        cvt(libc::sigaction(WAKE, &act, std::ptr::null_mut()) as libc::c_long).map(drop)
+    }
+}
+
+/// Send [`WAKE`] to thread `tid` of this process.
+pub fn wake_thread(tid: i32) {
+    // SAFETY: integer arguments; a thread that has ended gives ESRCH, ignored.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, WAKE) };
+}
