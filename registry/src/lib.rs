@@ -297,3 +297,44 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The user agent rbox sends.
 pub(crate) const USER_AGENT: &str = concat!("rbox/", env!("CARGO_PKG_VERSION"));
+
+#[cfg(test)]
+mod parallel_tests {
+    use std::io::Read;
+
+    /// A stop asked for while a worker thread (not the one the signal reaches) is blocked in a
+    /// read that nothing else would end: the waiting thread wakes it (EINTR) and the run ends.
+    /// (nextest runs each test in a process of its own: the process-wide stop request and the
+    /// wake handler stay in it.)
+    #[test]
+    fn a_stop_wakes_a_worker_blocked_in_a_read() {
+        rbox_storage::interrupt::catch_wake_signal().unwrap();
+        let main = std::thread::current().id();
+        let (r, _w) = std::io::pipe().unwrap();
+        let r = std::sync::Mutex::new(Some(r));
+        let started = std::time::Instant::now();
+        std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            rbox_storage::interrupt::request();
+        });
+        let res = super::for_each_parallel(&[0, 1], 2, |_, _| {
+            if std::thread::current().id() == main {
+                // long enough for the worker to take the other item
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                return Ok(());
+            }
+            // the worker: a read of a pipe no one writes to
+            let mut reader = r.lock().unwrap().take().expect("one worker");
+            let mut b = [0u8; 1];
+            match reader.read(&mut b) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(super::Error::Io {
+                    context: "read".into(),
+                    error: e,
+                }),
+                other => panic!("the read ended otherwise: {other:?}"),
+            }
+        });
+        assert!(res.is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+}
