@@ -127,13 +127,6 @@ pub fn quiet_on_closed_stdout() {
     }));
 }
 
-/// What rbox keeps of std's process start-up, which its C `main` skips (see main.rs):
-/// [`sys::start_process`](crate::runtime::sys::start_process).
-#[cfg_attr(test, allow(dead_code))]
-pub fn start() {
-    crate::runtime::sys::start_process();
-}
-
 /// The status an [`ExitCode`] stands for (std has no stable way to read it back).
 #[cfg_attr(test, allow(dead_code))]
 pub fn status(code: ExitCode) -> i32 {

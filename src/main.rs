@@ -7,7 +7,7 @@
 //! the main thread's stack (glibc's pthread_getattr_np) and maps an alternate signal stack
 //! for its stack-overflow message (one per thread, too): about 70 us of each exec of rbox
 //! on the benchmark machine, on the way to every container's start. What rbox needs of that
-//! start-up, [`exit::start`] does: SIGPIPE ignored, closed stdio descriptors opened on
+//! start-up, [`runtime::sys::start_process`] does: SIGPIPE ignored, closed stdio descriptors opened on
 //! /dev/null. A stack overflow is then a plain SIGSEGV, and a panic still prints its message
 //! and exits 101.
 #![cfg_attr(not(test), no_main)]
@@ -35,7 +35,7 @@ use std::process::ExitCode;
 #[allow(unsafe_code)] // no_mangle: this is the C `main` glibc calls, with its signature
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    exit::start();
+    runtime::sys::start_process();
     let code = match std::panic::catch_unwind(rbox) {
         Ok(code) => exit::status(code),
         // the panic hook has said what happened; std's start-up exits 101 too

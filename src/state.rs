@@ -1152,7 +1152,7 @@ fn write_record(root: &Path, rec: &ContainerRecord, tmp_ext: &str) -> Result<()>
     let tmp = p.with_extension(tmp_ext);
     let data = serde_json::to_vec_pretty(rec).context("encode container record")?;
     fs::write(&tmp, data).with_context(|| format!("write `{}`", tmp.display()))?;
-    let stamp = fs::symlink_metadata(&tmp).ok().map(|m| FileStamp::of(&m));
+    let stamp = fs::symlink_metadata(&tmp).ok().map(|m| Stamp::of(&m));
     fs::rename(&tmp, &p).with_context(|| format!("rename `{}`", p.display()))?;
     if let Ok(mut w) = WRITTEN.lock() {
         *w = stamp.map(|s| (p, s));
@@ -1163,25 +1163,28 @@ fn write_record(root: &Path, rec: &ContainerRecord, tmp_ext: &str) -> Result<()>
 /// The record this process wrote last, and what its file was: a record is only ever replaced
 /// whole (a new file renamed over it), so while the file is that one, no other process
 /// (`rbox update`, `rename`) has changed it since.
-static WRITTEN: std::sync::Mutex<Option<(PathBuf, FileStamp)>> = std::sync::Mutex::new(None);
+static WRITTEN: std::sync::Mutex<Option<(PathBuf, Stamp)>> = std::sync::Mutex::new(None);
 
-/// A file's identity and last change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+/// What identifies a file's content without reading it: its identity and last change (a
+/// build's copy of unchanged files, a record this process wrote).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stamp {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) size: u64,
+    pub(crate) mtime: (i64, i64),
+    pub(crate) ctime: (i64, i64),
 }
 
-impl FileStamp {
-    fn of(m: &fs::Metadata) -> FileStamp {
+impl Stamp {
+    pub fn of(md: &fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
-        FileStamp {
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
+        Stamp {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
         }
     }
 }
@@ -1197,7 +1200,7 @@ fn unchanged_since_written(root: &Path, id: &str) -> bool {
     else {
         return false;
     };
-    fs::symlink_metadata(&p).is_ok_and(|m| FileStamp::of(&m) == stamp)
+    fs::symlink_metadata(&p).is_ok_and(|m| Stamp::of(&m) == stamp)
 }
 
 fn load_raw(root: &Path, id: &str) -> Result<ContainerRecord> {

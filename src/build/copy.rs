@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest as _, Sha256};
 
 use super::ignore::{self, Ignore};
+use crate::state::Stamp;
 
 /// Where COPY reads from.
 pub struct Source<'a> {
@@ -524,28 +525,6 @@ pub struct FileDigests {
 
 /// A file's stamp and the sha256 of its content then.
 type Known = (Stamp, [u8; 32]);
-
-/// What identifies a file's content without reading it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    pub fn of(md: &fs::Metadata) -> Stamp {
-        Stamp {
-            dev: md.dev(),
-            ino: md.ino(),
-            size: md.size(),
-            mtime: (md.mtime(), md.mtime_nsec()),
-            ctime: (md.ctime(), md.ctime_nsec()),
-        }
-    }
-}
 
 /// The store note [`FileDigests`] are kept in.
 pub const DIGESTS_NOTE: &str = "file-digests";

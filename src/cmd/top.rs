@@ -350,11 +350,7 @@ fn tty_name(nr: u64) -> String {
 /// has, `none` for none.
 fn cap_names(set: u64) -> String {
     let last = crate::runtime::caps::last_cap();
-    let all = if last >= 63 {
-        u64::MAX
-    } else {
-        (1u64 << (last + 1)) - 1
-    };
+    let all = crate::runtime::caps::mask_all(last);
     if set == 0 {
         return "none".into();
     }

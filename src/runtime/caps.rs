@@ -116,7 +116,8 @@ pub fn last_cap() -> u32 {
     }
 }
 
-fn mask_all(last: u32) -> u64 {
+/// Every capability up to `last` ([`last_cap`]) as a bit mask.
+pub fn mask_all(last: u32) -> u64 {
     if last >= 63 {
         u64::MAX
     } else {

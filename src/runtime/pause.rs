@@ -26,11 +26,8 @@ pub fn join(pidfile: &Path, uid_map: &[(u32, u32, u32)], gid_map: &[(u32, u32, u
     let (Some(pid), Some(start)) = (words.next(), words.next()) else {
         return false;
     };
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let maps_ok = parse_map(&fs::read_to_string(proc.join("uid_map")).unwrap_or_default())
-        == uid_map
-        && parse_map(&fs::read_to_string(proc.join("gid_map")).unwrap_or_default()) == gid_map;
-    is_pause(pid, start) && maps_ok && enter(pid).is_some()
+    let (u, g) = id_maps_of(pid);
+    is_pause(pid, start) && u == uid_map && g == gid_map && enter(pid).is_some()
 }
 
 /// `pause.stamp` beside `pidfile`: `PID START-TIME STAMP`, the pause process's and what
@@ -51,9 +48,7 @@ pub fn join_unchanged(pidfile: &Path, stamp: &str) -> Option<super::userns::Mode
     if words.next() != Some(stamp) || !is_pause(pid, start) {
         return None;
     }
-    let maps =
-        |f: &str| parse_map(&fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default());
-    let (u, g) = (maps("uid_map"), maps("gid_map"));
+    let (u, g) = id_maps_of(pid);
     // container root is the caller (anything else is not a pause process of this user's)
     let own = |m: &[(u32, u32, u32)], id: u32| m.first() == Some(&(0, id, 1));
     if !own(&u, nix::unistd::getuid().as_raw()) || !own(&g, nix::unistd::getgid().as_raw()) {
@@ -86,6 +81,16 @@ fn write_stamp(pidfile: &Path, text: &str) {
     if !(fs::write(&tmp, text).is_ok() && fs::rename(&tmp, &file).is_ok()) {
         let _ = fs::remove_file(&tmp);
     }
+}
+
+/// An id map as [`parse_map`] reads it.
+type Map = Vec<(u32, u32, u32)>;
+
+/// Process `pid`'s uid_map and gid_map, parsed (empty where unreadable).
+fn id_maps_of(pid: &str) -> (Map, Map) {
+    let map =
+        |f: &str| parse_map(&fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default());
+    (map("uid_map"), map("gid_map"))
 }
 
 /// Whether `pid` is the process started at `start` and named as a pause process.

@@ -381,13 +381,8 @@ fn prepare_and_exec(
     // bounding set lacks a capability (CAP_SYS_RESOURCE on some machines) gets the rest,
     // as crun grants it, instead of failing `--privileged` or `--cap-add all`.
     let last = caps::last_cap();
-    let known = if last >= 63 {
-        u64::MAX
-    } else {
-        (1u64 << (last + 1)) - 1
-    };
     let bounding = match masks {
-        Some((_, bnd)) => bnd & known,
+        Some((_, bnd)) => bnd & caps::mask_all(last),
         None => (0..=last)
             .filter(|c| sys::capbset_read(*c).unwrap_or(false))
             .fold(0u64, |m, c| m | 1 << c),

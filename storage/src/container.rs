@@ -391,14 +391,9 @@ mod known {
     /// A few are all a process uses (a build's step containers come and go).
     const KEPT: usize = 8;
 
-    /// The lock, or none where it is held (never waits: a child forked while another thread
-    /// held it would wait forever): then nothing is known.
+    /// The lock, or none where it is held ([`crate::lock_now`]): then nothing is known.
     fn known() -> Option<std::sync::MutexGuard<'static, Vec<(PathBuf, String, ContainerDir)>>> {
-        match KNOWN.try_lock() {
-            Ok(k) => Some(k),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+        crate::lock_now(&KNOWN)
     }
 
     pub(super) fn recall(root: &Path, id: &str) -> Option<ContainerDir> {

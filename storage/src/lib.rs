@@ -211,10 +211,8 @@ pub fn own_id_maps() -> (String, String) {
     let (pid, generation) = (std::process::id(), NS_GENERATION.load(Ordering::SeqCst));
     // never waits: the init of a container reads them too, cloned from a parent whose other
     // threads may have held the lock at that moment
-    let mut cache = match CACHE.try_lock() {
-        Ok(c) => c,
-        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return read(),
+    let Some(mut cache) = lock_now(&CACHE) else {
+        return read();
     };
     if let Some(c) = &*cache {
         if c.pid == pid && c.generation == generation {
@@ -240,6 +238,17 @@ pub fn own_id_maps() -> (String, String) {
         });
     }
     maps
+}
+
+/// `m`'s lock, or `None` while another thread holds it: a process-wide cache that a child
+/// forked while another thread held its lock must not wait for forever (a poisoned lock is
+/// taken as it is).
+pub(crate) fn lock_now<T>(m: &std::sync::Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// Bumped by [`id_maps_changed`]: see [`own_id_maps`].
